@@ -1,0 +1,3 @@
+"""streamret: embeddings and summaries of arbitrarily long text streams with a RetNet."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,436 @@
+"""The RetNet: config, layers and the three equivalent forms of retention, in one file.
+
+Layer layout follows fla's RetNet (q, k, v, g, o projections; RoPE on q and k; per-head RMSNorm
+with a swish gate; SwiGLU MLP; pre-norm), so fla-hub checkpoints map onto it key for key.
+
+Retention convention (DESIGN.md), per head h with decay g_h, state S [K, V] in float32:
+
+    S_t = g S_{t-1} + k_t^T v_t          o_t = scale * q_t S_t
+
+"parallel" computes it as a decay-masked attention matrix per sequence, "chunkwise" calls
+`streamret_kernels.chunk_retention`, "recurrent" calls `recurrent_retention_step` token by token.
+All three agree to float32 rounding and take and return the same per-stream `RetNetState`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamret_kernels import chunk_retention, recurrent_retention_step, retention_log_decays
+
+MODES = ("parallel", "chunkwise", "recurrent")
+
+
+@dataclass(frozen=True)
+class RetNetConfig:
+    vocab_size: int = 260
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    head_k_dim: int = 16  # q/k dim per head
+    head_v_dim: int = 32  # v dim per head
+    ffn_dim: int = 128  # SwiGLU inner dim
+    decays: tuple[float, ...] | None = None  # per-head g; None = 1 - 2^(-5-h)
+    norm_eps: float = 1e-6
+    rope_base: float = 10000.0
+    tie_embeddings: bool = False
+    lm_head: bool = False
+    embed_dim: int | None = None  # embedding-head projection; None = the pooled hidden state itself
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "head_k_dim", "head_v_dim", "ffn_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RetNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.head_k_dim % 2:
+            raise ValueError(f"head_k_dim must be even for rotary embeddings, got {self.head_k_dim}")
+        if self.decays is not None:
+            object.__setattr__(self, "decays", tuple(float(g) for g in self.decays))
+            if len(self.decays) != self.n_heads:
+                raise ValueError(f"decays has {len(self.decays)} entries for n_heads={self.n_heads}")
+        if self.tie_embeddings and not self.lm_head:
+            raise ValueError("tie_embeddings=True needs lm_head=True")
+
+    @property
+    def out_embed_dim(self) -> int:
+        return self.embed_dim or self.d_model
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["decays"] = list(self.decays) if self.decays is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RetNetConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown RetNetConfig keys {sorted(unknown)}; known keys: {sorted(known)}")
+        return cls(**d)
+
+    def state_bytes_per_stream(self) -> int:
+        """Bytes of recurrent state per stream: float32 [H, K, V] per layer plus pooling sums."""
+        per_layer = self.n_heads * self.head_k_dim * self.head_v_dim * 4
+        return self.n_layers * per_layer + self.d_model * 8 + 16
+
+
+PRESETS: dict[str, RetNetConfig] = {
+    # for tests: fast on a CPU, H != 1 and K != V on purpose
+    "tiny": RetNetConfig(),
+    # the size the bundled default model is trained at
+    "small": RetNetConfig(
+        vocab_size=32000, d_model=384, n_layers=6, n_heads=4, head_k_dim=96, head_v_dim=192,
+        ffn_dim=1024, embed_dim=384,
+    ),
+    # fla-hub/retnet-1.3B-100B layout (hidden 2048, 24 layers, 8 heads, expand_k 1, expand_v 2)
+    "fla-1.3b": RetNetConfig(
+        vocab_size=32000, d_model=2048, n_layers=24, n_heads=8, head_k_dim=256, head_v_dim=512,
+        ffn_dim=2816, lm_head=True,
+    ),
+}
+
+
+@dataclass
+class RetNetState:
+    """Per-stream recurrent state for N streams, all float32/int64/float64 on one device.
+
+    layers[l]: [N, H, K, V] float32 retention state of layer l
+    positions: [N] int64 absolute position of each stream's next token
+    pool_sum:  [N, d_model] float64 sum of final hidden states (for the pooled embedding)
+    pool_count:[N] int64 number of tokens pooled
+    """
+
+    layers: list[torch.Tensor]
+    positions: torch.Tensor
+    pool_sum: torch.Tensor
+    pool_count: torch.Tensor
+
+    @property
+    def n(self) -> int:
+        return self.positions.shape[0]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"layer.{i}": s for i, s in enumerate(self.layers)}
+        out.update(positions=self.positions, pool_sum=self.pool_sum, pool_count=self.pool_count)
+        return out
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> RetNetState:
+        n_layers = sum(1 for k in t if k.startswith("layer."))
+        return cls([t[f"layer.{i}"] for i in range(n_layers)], t["positions"], t["pool_sum"], t["pool_count"])
+
+    def map(self, fn) -> RetNetState:
+        return RetNetState([fn(s) for s in self.layers], fn(self.positions), fn(self.pool_sum), fn(self.pool_count))
+
+    def select(self, idx: torch.Tensor | list[int] | slice) -> RetNetState:
+        """A copy holding streams idx (in that order)."""
+        if isinstance(idx, list):
+            idx = torch.tensor(idx, dtype=torch.long, device=self.positions.device)
+        return self.map(lambda x: x[idx].clone())
+
+    def copy_into(self, idx: torch.Tensor | list[int], src: RetNetState) -> None:
+        """Write src's streams into rows idx of this state."""
+        if isinstance(idx, list):
+            idx = torch.tensor(idx, dtype=torch.long, device=self.positions.device)
+        for a, b in zip(self.tensors().values(), src.tensors().values(), strict=True):
+            a[idx] = b.to(a.device)
+
+    def to(self, device: torch.device | str) -> RetNetState:
+        return self.map(lambda x: x.to(device))
+
+    def clone(self) -> RetNetState:
+        return self.map(torch.clone)
+
+    @staticmethod
+    def cat(states: list[RetNetState]) -> RetNetState:
+        fields = [list(s.tensors().values()) for s in states]
+        keys = list(states[0].tensors().keys())
+        return RetNetState.from_tensors({k: torch.cat([f[i] for f in fields]) for i, k in enumerate(keys)})
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight.float()).to(x.dtype)
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [T, head_dim/2] for absolute positions [T] (angles in float64, then float32).
+
+    inv_freq is computed in float32 exactly as fla does, then widened, so that position 10^9 keeps
+    its angle to ~1e-7 rad instead of float32's ~100 rad.
+    """
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    angles = positions.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
+    return torch.cos(angles).float(), torch.sin(angles).float()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Half-split (non-interleaved) rotation of x [T, H, D] by cos, sin [T, D/2]."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    c, s = cos[:, None, :], sin[:, None, :]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)
+
+
+def parallel_retention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
+    bounds: list[int], state: torch.Tensor, scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Retention as one decay-masked attention matrix per sequence (the training form)."""
+    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+    lg = log_decay.to(device=q.device, dtype=acc)
+    o = q.new_empty(q.shape[0], q.shape[1], v.shape[2], dtype=acc)
+    new_state = torch.empty_like(state, dtype=acc)
+    for n in range(len(bounds) - 1):
+        s, e = bounds[n], bounds[n + 1]
+        L = e - s
+        qs, ks, vs = (x[s:e].to(acc).transpose(0, 1) for x in (q, k, v))  # [H, L, *]
+        i = torch.arange(L, device=q.device, dtype=acc)
+        diff = i[:, None] - i[None, :]
+        D = torch.exp(lg[:, None, None] * diff.clamp(min=0)) * (diff >= 0)  # [H, L, L]
+        S0 = state[n].to(acc)
+        out = ((qs @ ks.transpose(-1, -2)) * D) @ vs + (qs * torch.exp(lg[:, None] * (i + 1))[..., None]) @ S0
+        o[s:e] = (scale * out).transpose(0, 1)
+        k_decay = torch.exp(lg[:, None] * (L - 1 - i))
+        new_state[n] = torch.exp(lg * L)[:, None, None] * S0 + (ks * k_decay[..., None]).transpose(-1, -2) @ vs
+    return o.to(q.dtype), new_state.float() if acc != torch.float64 else new_state
+
+
+class MultiScaleRetention(nn.Module):
+    def __init__(self, cfg: RetNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        H, K, V = cfg.n_heads, cfg.head_k_dim, cfg.head_v_dim
+        self.q_proj = nn.Linear(cfg.d_model, H * K, bias=False)
+        self.k_proj = nn.Linear(cfg.d_model, H * K, bias=False)
+        self.v_proj = nn.Linear(cfg.d_model, H * V, bias=False)
+        self.g_proj = nn.Linear(cfg.d_model, H * V, bias=False)
+        self.o_proj = nn.Linear(H * V, cfg.d_model, bias=False)
+        self.g_norm = RMSNorm(V, cfg.norm_eps)  # per head, then swish gate
+        self.register_buffer("log_decay", retention_log_decays(H, cfg.decays), persistent=False)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bounds: list[int],
+        cu_seqlens: torch.Tensor, state: torch.Tensor, mode: str, chunk_size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        T = x.shape[0]
+        H, K, V = self.cfg.n_heads, self.cfg.head_k_dim, self.cfg.head_v_dim
+        q = apply_rotary(self.q_proj(x).view(T, H, K), cos, sin)
+        k = apply_rotary(self.k_proj(x).view(T, H, K), cos, sin)
+        v = self.v_proj(x).view(T, H, V)
+        scale = K**-0.5
+        if mode == "parallel":
+            o, state = parallel_retention(q, k, v, self.log_decay, bounds, state, scale)
+        elif mode == "chunkwise":
+            o, state = chunk_retention(
+                q, k, v, self.log_decay, cu_seqlens=cu_seqlens, initial_state=state, scale=scale,
+                chunk_size=chunk_size,
+            )
+        else:
+            o, state = recurrent_retention(q, k, v, self.log_decay, bounds, state, scale)
+        g = self.g_proj(x).view(T, H, V)
+        o = self.g_norm(o) * F.silu(g.float()).to(o.dtype)
+        return self.o_proj(o.reshape(T, H * V)), state
+
+
+def recurrent_retention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
+    bounds: list[int], state: torch.Tensor, scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token by token: at step t, every sequence longer than t advances by one token."""
+    starts = torch.tensor(bounds[:-1], device=q.device)
+    lens = torch.tensor(bounds[1:], device=q.device) - starts
+    state = state.clone()
+    o = q.new_empty(q.shape[0], q.shape[1], v.shape[2])
+    for t in range(int(lens.max()) if len(lens) else 0):
+        live = (lens > t).nonzero().flatten()
+        rows = starts[live] + t
+        o_t, s_t = recurrent_retention_step(q[rows], k[rows], v[rows], state[live], log_decay, scale=scale)
+        o[rows] = o_t
+        state[live] = s_t
+    return o, state
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: RetNetConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: RetNetConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = MultiScaleRetention(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, bounds, cu_seqlens, state, mode, chunk_size):
+        h, state = self.attn(self.attn_norm(x), cos, sin, bounds, cu_seqlens, state, mode, chunk_size)
+        x = x + h
+        return x + self.mlp(self.mlp_norm(x)), state
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+
+
+class RetNet(nn.Module):
+    def __init__(self, config: RetNetConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False) if config.lm_head else None
+        if self.lm_head is not None and config.tie_embeddings:
+            self.lm_head.weight = self.embeddings.weight
+        self.embed_head = nn.Linear(config.d_model, config.embed_dim, bias=False) if config.embed_dim else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embeddings.weight.dtype
+
+    def init_weights(self, seed: int = 0, std: float = 0.02) -> RetNet:
+        """Deterministic random weights (same seed, same config -> same weights on any machine)."""
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+        return self
+
+    def init_state(self, n: int, device: torch.device | str | None = None) -> RetNetState:
+        c = self.config
+        device = device or self.device
+        return RetNetState(
+            layers=[torch.zeros(n, c.n_heads, c.head_k_dim, c.head_v_dim, device=device) for _ in range(c.n_layers)],
+            positions=torch.zeros(n, dtype=torch.long, device=device),
+            pool_sum=torch.zeros(n, c.d_model, dtype=torch.float64, device=device),
+            pool_count=torch.zeros(n, dtype=torch.long, device=device),
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        mode: str = "chunkwise",
+        state: RetNetState | None = None,
+        positions: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        chunk_size: int = 64,
+    ) -> tuple[torch.Tensor, RetNetState]:
+        """Run N sequences and return (final hidden states, new state).
+
+        input_ids: [T] packed with cu_seqlens [N+1] (fla's varlen layout), or [B, T] (N = B equal
+        lengths, no cu_seqlens). state: the streams' state (None = fresh). positions: [N] absolute
+        position of each sequence's first token (default: the state's positions, 0 when fresh).
+        Returns hidden [T, d] (or [B, T, d]) after the final norm, and the advanced state; the
+        input state is not modified.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; use one of {MODES}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        batched = input_ids.dim() == 2
+        if batched:
+            if cu_seqlens is not None:
+                raise ValueError("pass either [B, T] input_ids or packed [T] input_ids with cu_seqlens, not both")
+            B, L = input_ids.shape
+            cu_seqlens = torch.arange(0, (B + 1) * L, L, device=input_ids.device)
+            ids = input_ids.reshape(-1)
+        elif input_ids.dim() == 1:
+            ids = input_ids
+            if cu_seqlens is None:
+                cu_seqlens = torch.tensor([0, ids.shape[0]], device=input_ids.device)
+        else:
+            raise ValueError(f"input_ids must be [T] or [B, T], got shape {tuple(input_ids.shape)}")
+        bounds = [int(b) for b in cu_seqlens.tolist()]
+        n = len(bounds) - 1
+        if bounds[0] != 0 or bounds[-1] != ids.shape[0] or any(b > a for a, b in zip(bounds[1:], bounds[:-1])):
+            raise ValueError(f"cu_seqlens must rise from 0 to T={ids.shape[0]}, got {bounds}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {int(ids.min())}..{int(ids.max())}")
+        if state is None:
+            state = self.init_state(n)
+        elif state.n != n:
+            raise ValueError(f"state holds {state.n} streams but the batch has {n} sequences")
+        cu_seqlens = cu_seqlens.to(device=ids.device, dtype=torch.int32)
+
+        lens = torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:])], device=ids.device)
+        start = state.positions.to(ids.device) if positions is None else positions.to(ids.device, torch.long)
+        seq_of_token = torch.repeat_interleave(torch.arange(n, device=ids.device), lens)
+        offset = torch.arange(ids.shape[0], device=ids.device) - cu_seqlens[:-1].long()[seq_of_token]
+        cos, sin = rotary_cos_sin(start[seq_of_token] + offset, self.config.head_k_dim, self.config.rope_base)
+
+        x = self.embeddings(ids)
+        new_layers = []
+        for block, s in zip(self.layers, state.layers, strict=True):
+            x, s = block(x, cos, sin, bounds, cu_seqlens, s, mode, chunk_size)
+            new_layers.append(s)
+        x = self.norm(x)
+
+        pool_sum = state.pool_sum.clone().index_add_(0, seq_of_token, x.detach().to(torch.float64))
+        new_state = RetNetState(new_layers, start + lens, pool_sum, state.pool_count + lens)
+        return (x.view(B, L, -1) if batched else x), new_state
+
+    def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings [N, embed_dim] from pooled sums (any span of hidden states)."""
+        mean = pool_sum / pool_count.clamp(min=1).to(pool_sum.dtype)[:, None]
+        if self.embed_head is not None:
+            mean = mean @ self.embed_head.weight.to(mean.dtype).T
+        return F.normalize(mean, dim=-1).float()
+
+    @torch.no_grad()
+    def stream_embedding(self, state: RetNetState) -> torch.Tensor:
+        """Each stream's embedding from its state: the mean of all its hidden states so far."""
+        return self.embed(state.pool_sum, state.pool_count)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.lm_head is None:
+            raise ValueError("this checkpoint has no LM head; generative summaries need one")
+        return self.lm_head(hidden)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def get_preset(name: str) -> RetNetConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_random(preset_or_config: str | RetNetConfig, seed: int = 0) -> RetNet:
+    """A RetNet with deterministic random weights (for tests and benchmarks)."""
+    cfg = get_preset(preset_or_config) if isinstance(preset_or_config, str) else preset_or_config
+    return RetNet(cfg).init_weights(seed, std=1.0 / math.sqrt(cfg.d_model))
