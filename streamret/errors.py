@@ -1,0 +1,61 @@
+"""Errors that cross the engine's boundary, each tied to the gRPC status a client will see.
+
+The engine raises these; the gRPC layer maps `code` to a status and `str(err)` to its message,
+so every message must be safe and useful to show a client (no internals, no other tenant's data).
+"""
+
+from __future__ import annotations
+
+
+class StreamRetError(Exception):
+    """Base class. `code` is the name of a grpc.StatusCode member."""
+
+    code = "INTERNAL"
+
+
+class InvalidArgument(StreamRetError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(StreamRetError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(StreamRetError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(StreamRetError):
+    code = "FAILED_PRECONDITION"
+
+
+class SeqGap(FailedPrecondition):
+    """A chunk arrived with seq past the next one expected."""
+
+    def __init__(self, stream_id: str, got: int, expected: int):
+        super().__init__(f"stream {stream_id!r}: got seq {got}, expected seq {expected}; resend from {expected}")
+        self.stream_id, self.got, self.expected = stream_id, got, expected
+
+
+class ModelMismatch(FailedPrecondition):
+    """A saved state was written by another model (fingerprints differ)."""
+
+
+class ResourceExhausted(StreamRetError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class TooBusy(ResourceExhausted):
+    """Backpressure: the engine's queues are full; retry after a short wait."""
+
+
+class Unavailable(StreamRetError):
+    code = "UNAVAILABLE"
+
+
+class PermissionDenied(StreamRetError):
+    code = "PERMISSION_DENIED"
+
+
+class Unauthenticated(StreamRetError):
+    code = "UNAUTHENTICATED"
