@@ -39,6 +39,7 @@ class RetNetConfig:
     decays: tuple[float, ...] | None = None  # per-head g; None = 1 - 2^(-5-h)
     norm_eps: float = 1e-6
     rope_base: float = 10000.0
+    rope_freqs: str = "fla"  # "fla": base^(-2i/K); "torchscale": base^(-linspace(0, 1, K/2))
     tie_embeddings: bool = False
     lm_head: bool = False
     embed_dim: int | None = None  # embedding-head projection; None = the pooled hidden state itself
@@ -53,6 +54,8 @@ class RetNetConfig:
             object.__setattr__(self, "decays", tuple(float(g) for g in self.decays))
             if len(self.decays) != self.n_heads:
                 raise ValueError(f"decays has {len(self.decays)} entries for n_heads={self.n_heads}")
+        if self.rope_freqs not in ("fla", "torchscale"):
+            raise ValueError(f"rope_freqs={self.rope_freqs!r}; use 'fla' or 'torchscale'")
         if self.tie_embeddings and not self.lm_head:
             raise ValueError("tie_embeddings=True needs lm_head=True")
 
@@ -172,13 +175,24 @@ class RMSNorm(nn.Module):
         return (y * self.weight.float()).to(x.dtype)
 
 
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_inv_freq(head_dim: int, base: float, style: str, device=None) -> torch.Tensor:
+    """Rotation frequencies [head_dim/2], float32 as the source implementations compute them."""
+    if style == "torchscale":
+        exponent = torch.linspace(0, 1, head_dim // 2, dtype=torch.float32, device=device)
+    else:
+        exponent = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim
+    return 1.0 / (base**exponent)
+
+
+def rotary_cos_sin(
+    positions: torch.Tensor, head_dim: int, base: float, style: str = "fla"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [T, head_dim/2] for absolute positions [T] (angles in float64, then float32).
 
-    inv_freq is computed in float32 exactly as fla does, then widened, so that position 10^9 keeps
-    its angle to ~1e-7 rad instead of float32's ~100 rad.
+    The frequencies are widened to float64 before multiplying, so that position 10^9 keeps its
+    angle to ~1e-7 rad instead of float32's ~100 rad.
     """
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    inv_freq = rotary_inv_freq(head_dim, base, style, positions.device)
     angles = positions.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
     return torch.cos(angles).float(), torch.sin(angles).float()
 
@@ -390,7 +404,9 @@ class RetNet(nn.Module):
         start = state.positions.to(ids.device) if positions is None else positions.to(ids.device, torch.long)
         seq_of_token = torch.repeat_interleave(torch.arange(n, device=ids.device), lens)
         offset = torch.arange(ids.shape[0], device=ids.device) - cu_seqlens[:-1].long()[seq_of_token]
-        cos, sin = rotary_cos_sin(start[seq_of_token] + offset, self.config.head_k_dim, self.config.rope_base)
+        cos, sin = rotary_cos_sin(
+            start[seq_of_token] + offset, self.config.head_k_dim, self.config.rope_base, self.config.rope_freqs
+        )
 
         x = self.embeddings(ids)
         new_layers = []
