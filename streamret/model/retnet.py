@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from streamret_kernels import chunk_retention, recurrent_retention_step, retention_log_decays
+from torch import nn
 
 MODES = ("parallel", "chunkwise", "recurrent")
 
