@@ -392,7 +392,8 @@ class RetNet(nn.Module):
         if bounds[0] != 0 or bounds[-1] != ids.shape[0] or any(b > a for a, b in zip(bounds[1:], bounds[:-1])):
             raise ValueError(f"cu_seqlens must rise from 0 to T={ids.shape[0]}, got {bounds}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {int(ids.min())}..{int(ids.max())}")
+            lo, hi = int(ids.min()), int(ids.max())
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {lo}..{hi}")
         if state is None:
             state = self.init_state(n)
         elif state.n != n:

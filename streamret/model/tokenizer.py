@@ -54,10 +54,8 @@ class HFTokenizer:
         self._tok = _Tok.from_file(str(path))
         self.name = f"hf:{path.parent.name}"
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        self.eos_id = next(
-            (self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "[SEP]", "<eos>") if self._tok.token_to_id(t) is not None),
-            None,
-        )
+        eos = [self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "[SEP]", "<eos>")]
+        self.eos_id = next((i for i in eos if i is not None), None)
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
