@@ -207,23 +207,27 @@ def parallel_retention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
     bounds: list[int], state: torch.Tensor, scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Retention as one decay-masked attention matrix per sequence (the training form)."""
+    """Retention as one decay-masked attention matrix per sequence (the training form).
+
+    Sequences of equal length run as one batch; ragged batches run one length group at a time.
+    """
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
     lg = log_decay.to(device=q.device, dtype=acc)
     o = q.new_empty(q.shape[0], q.shape[1], v.shape[2], dtype=acc)
     new_state = torch.empty_like(state, dtype=acc)
-    for n in range(len(bounds) - 1):
-        s, e = bounds[n], bounds[n + 1]
-        L = e - s
-        qs, ks, vs = (x[s:e].to(acc).transpose(0, 1) for x in (q, k, v))  # [H, L, *]
+    lengths = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    for L in sorted(set(lengths)):
+        seqs = [n for n, length in enumerate(lengths) if length == L]
+        rows = torch.cat([torch.arange(bounds[n], bounds[n] + L) for n in seqs]).to(q.device)
+        qs, ks, vs = (x[rows].to(acc).view(len(seqs), L, *x.shape[1:]).transpose(1, 2) for x in (q, k, v))
         i = torch.arange(L, device=q.device, dtype=acc)
         diff = i[:, None] - i[None, :]
-        D = torch.exp(lg[:, None, None] * diff.clamp(min=0)) * (diff >= 0)  # [H, L, L]
-        S0 = state[n].to(acc)
+        D = torch.exp(lg[:, None, None] * diff.clamp(min=0)) * (diff >= 0)  # [H, L, L]: g^(i-j), j <= i
+        S0 = state[seqs].to(acc)  # [n, H, K, V]
         out = ((qs @ ks.transpose(-1, -2)) * D) @ vs + (qs * torch.exp(lg[:, None] * (i + 1))[..., None]) @ S0
-        o[s:e] = (scale * out).transpose(0, 1)
-        k_decay = torch.exp(lg[:, None] * (L - 1 - i))
-        new_state[n] = torch.exp(lg * L)[:, None, None] * S0 + (ks * k_decay[..., None]).transpose(-1, -2) @ vs
+        o[rows] = (scale * out).transpose(1, 2).reshape(-1, *o.shape[1:])
+        k_decay = torch.exp(lg[:, None] * (L - 1 - i))[..., None]  # g^(L-1-j)
+        new_state[seqs] = torch.exp(lg * L)[:, None, None] * S0 + (ks * k_decay).transpose(-1, -2) @ vs
     return o.to(q.dtype), new_state.float() if acc != torch.float64 else new_state
 
 
