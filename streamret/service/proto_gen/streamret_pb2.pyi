@@ -1,0 +1,196 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class OpenStreamRequest(_message.Message):
+    __slots__ = ("stream_id", "create_if_missing", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_IF_MISSING_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    create_if_missing: bool
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, stream_id: _Optional[str] = ..., create_if_missing: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class StreamInfo(_message.Message):
+    __slots__ = ("stream_id", "applied_seq", "durable_seq", "tokens", "model_fingerprint", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    applied_seq: int
+    durable_seq: int
+    tokens: int
+    model_fingerprint: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AppendRequest(_message.Message):
+    __slots__ = ("stream_id", "seq", "text", "data", "flush", "return_segment_embedding")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    RETURN_SEGMENT_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    seq: int
+    text: str
+    data: bytes
+    flush: bool
+    return_segment_embedding: bool
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., flush: _Optional[bool] = ..., return_segment_embedding: _Optional[bool] = ...) -> None: ...
+
+class AppendAck(_message.Message):
+    __slots__ = ("stream_id", "seq", "applied_seq", "durable_seq", "tokens", "duplicate", "error_code", "error_message", "segment_embedding")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    seq: int
+    applied_seq: int
+    durable_seq: int
+    tokens: int
+    duplicate: bool
+    error_code: int
+    error_message: str
+    segment_embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., duplicate: _Optional[bool] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., segment_embedding: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetEmbeddingRequest(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("stream_id", "applied_seq", "tokens", "values")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    applied_seq: int
+    tokens: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SummarizeRequest(_message.Message):
+    __slots__ = ("stream_id", "max_segments", "mode", "max_new_tokens")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EXTRACTIVE: _ClassVar[SummarizeRequest.Mode]
+        GENERATIVE: _ClassVar[SummarizeRequest.Mode]
+    EXTRACTIVE: SummarizeRequest.Mode
+    GENERATIVE: SummarizeRequest.Mode
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    max_segments: int
+    mode: SummarizeRequest.Mode
+    max_new_tokens: int
+    def __init__(self, stream_id: _Optional[str] = ..., max_segments: _Optional[int] = ..., mode: _Optional[_Union[SummarizeRequest.Mode, str]] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("text", "start_byte", "end_byte", "score")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_BYTE_FIELD_NUMBER: _ClassVar[int]
+    END_BYTE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    start_byte: int
+    end_byte: int
+    score: float
+    def __init__(self, text: _Optional[str] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("stream_id", "applied_seq", "segments", "generated_text")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    applied_seq: int
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    generated_text: str
+    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., generated_text: _Optional[str] = ...) -> None: ...
+
+class CloseStreamRequest(_message.Message):
+    __slots__ = ("stream_id", "keep_state")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_STATE_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    keep_state: bool
+    def __init__(self, stream_id: _Optional[str] = ..., keep_state: _Optional[bool] = ...) -> None: ...
+
+class CloseStreamResponse(_message.Message):
+    __slots__ = ("embedding", "summary")
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    embedding: Embedding
+    summary: Summary
+    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+
+class ForkStreamRequest(_message.Message):
+    __slots__ = ("source_id", "new_id")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_ID_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    new_id: str
+    def __init__(self, source_id: _Optional[str] = ..., new_id: _Optional[str] = ...) -> None: ...
+
+class ExportStateRequest(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+
+class StateBlob(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ImportStateRequest(_message.Message):
+    __slots__ = ("stream_id", "state")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    state: StateBlob
+    def __init__(self, stream_id: _Optional[str] = ..., state: _Optional[_Union[StateBlob, _Mapping]] = ...) -> None: ...
+
+class ArrowPayload(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
