@@ -1,18 +1,22 @@
 """MODEL spec strings, used by every command: how a name becomes a model and its tokenizer.
 
     random:<preset>[:seed]   deterministic random weights (tests, benchmarks)
-    <folder>                 a checkpoint folder (streamret or fla-hub layout)
-    default                  the bundled model
+    <folder>                 a checkpoint folder (streamret or fla-hub layout, see checkpoint.py)
+    default                  the bundled model in streamret/assets/default/
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from .checkpoint import load_checkpoint, model_fingerprint
 from .retnet import RetNet, build_random, get_preset
 from .tokenizer import ByteTokenizer, Tokenizer
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
 
 
 @dataclass
@@ -20,6 +24,7 @@ class LoadedModel:
     model: RetNet
     tokenizer: Tokenizer
     spec: str
+    fingerprint: str = ""  # model_fingerprint of the weights as loaded (before the cast to the run dtype)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -44,6 +49,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def load_model(spec: str, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None) -> LoadedModel:
+    """Model (on device, in dtype, eval mode), tokenizer and fingerprint for a MODEL spec (module doc)."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if spec.startswith("random:"):
@@ -59,9 +65,19 @@ def load_model(spec: str, device: str | torch.device = "auto", dtype: str | torc
         tok: Tokenizer = ByteTokenizer()
         if cfg.vocab_size < tok.vocab_size:
             raise ValueError(f"preset {parts[1]!r} has vocab {cfg.vocab_size} < byte tokenizer's {tok.vocab_size}")
-    else:
-        from .checkpoint import load_checkpoint
-
+    elif spec == "default":
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise ValueError(
+                f"the default model is not bundled yet (expected in {DEFAULT_MODEL_DIR}); "
+                "use --model random:tiny or a checkpoint folder"
+            )
+        model, tok = load_checkpoint(DEFAULT_MODEL_DIR)
+    elif Path(spec).exists():
         model, tok = load_checkpoint(spec)
+    else:
+        raise ValueError(
+            f"bad model spec {spec!r}: not random:<preset>[:seed], not default, and no file or folder by that name"
+        )
+    fingerprint = model_fingerprint(model)  # before the cast: one checkpoint, one fingerprint
     model = model.to(device=dev, dtype=dt).eval()
-    return LoadedModel(model, tok, spec)
+    return LoadedModel(model, tok, spec, fingerprint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -10,8 +11,9 @@ from typing import Protocol, runtime_checkable
 class Tokenizer(Protocol):
     """What the engine needs of a tokenizer.
 
-    `encode` must be concatenative at whitespace: encode(a) + encode(b) == encode(a + b) whenever
-    a ends right before a whitespace character that b starts with (the engine only cuts there).
+    `encode` must be concatenative at whitespace: encode(a) + encode(b) == encode(a + b) whenever a
+    ends with a non-whitespace character and b starts with whitespace (the engine only cuts there;
+    a cut inside a run of whitespace is not safe: BPE vocabularies hold tokens like "\\n\\n").
     """
 
     name: str
@@ -41,18 +43,40 @@ class ByteTokenizer:
 
 
 class HFTokenizer:
-    """A Hugging Face `tokenizers` tokenizer.json (what checkpoints ship), without special tokens."""
+    """A Hugging Face `tokenizers` tokenizer.json (what checkpoints ship), without special tokens.
+
+    Many tokenizers add a word-start marker at the start of every `encode` call (Metaspace's
+    prepend_scheme, a Prepend("▁") normalizer, ByteLevel's add_prefix_space), so that
+    encode(" world") starts with an extra marker and encodings do not concatenate. A stream has one
+    start but is encoded in many pieces, so these prefixes are switched off (and the decoder's matching
+    Strip with them): the very first word of a stream then lacks its marker, every other token is as
+    trained. `source_json` keeps the file as shipped, which is what checkpoints save.
+    """
 
     def __init__(self, path: str | Path):
-        from tokenizers import Tokenizer as _Tok
-
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer.json at {path}")
-        self._tok = _Tok.from_file(str(path))
-        self.name = f"hf:{path.parent.name}"
+        self._init(path.read_text(encoding="utf-8"), f"hf:{path.parent.name}")
+
+    @classmethod
+    def from_json(cls, source_json: str, name: str = "hf") -> HFTokenizer:
+        tok = cls.__new__(cls)
+        tok._init(source_json, name)
+        return tok
+
+    def _init(self, source_json: str, name: str) -> None:
+        from tokenizers import Tokenizer as _Tok
+
+        try:
+            spec = json.loads(source_json)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"tokenizer {name!r} is not valid JSON: {e}") from None
+        self.source_json = source_json
+        self._tok = _Tok.from_str(json.dumps(without_prefix_space(spec)))
+        self.name = name
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         eos = [self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "[SEP]", "<eos>")]
         self.eos_id = next((i for i in eos if i is not None), None)
@@ -62,3 +86,30 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
+
+
+def without_prefix_space(spec: dict) -> dict:
+    """A tokenizer.json dict whose normalizer, pre-tokenizer and decoder add or strip no start-of-text space."""
+    spec = json.loads(json.dumps(spec))  # deep copy
+
+    def walk(node: dict | None, children: str) -> dict | None:
+        if not node:
+            return node
+        kind = node.get("type")
+        if kind == "Sequence":
+            kept = [walk(n, children) for n in node.get(children, [])]
+            node[children] = [n for n in kept if n is not None]
+            return node
+        if kind == "Prepend" or (kind == "Strip" and node.get("content") == " " and node.get("start", 0) > 0):
+            return None
+        if kind in ("Metaspace", "ByteLevel"):
+            if "prepend_scheme" in node:
+                node["prepend_scheme"] = "never"
+            if "add_prefix_space" in node:
+                node["add_prefix_space"] = False
+        return node
+
+    spec["normalizer"] = walk(spec.get("normalizer"), "normalizers")
+    spec["pre_tokenizer"] = walk(spec.get("pre_tokenizer"), "pretokenizers")
+    spec["decoder"] = walk(spec.get("decoder"), "decoders")
+    return spec
