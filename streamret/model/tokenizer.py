@@ -11,9 +11,10 @@ from typing import Protocol, runtime_checkable
 class Tokenizer(Protocol):
     """What the engine needs of a tokenizer.
 
-    `encode` must be concatenative at whitespace: encode(a) + encode(b) == encode(a + b) whenever a
-    ends with a non-whitespace character and b starts with whitespace (the engine only cuts there;
-    a cut inside a run of whitespace is not safe: BPE vocabularies hold tokens like "\\n\\n").
+    `encode` must be concatenative at word starts: encode(a) + encode(b) == encode(a + b) whenever
+    a ends with a non-whitespace character and b starts with a space " " (the engine only cuts
+    there). Other cuts are not safe for real vocabularies: BPE merges runs of whitespace ("\\n\\n",
+    "  "), and Metaspace tokenizers attach newlines and tabs to the following word.
     """
 
     name: str
@@ -45,12 +46,13 @@ class ByteTokenizer:
 class HFTokenizer:
     """A Hugging Face `tokenizers` tokenizer.json (what checkpoints ship), without special tokens.
 
-    Many tokenizers add a word-start marker at the start of every `encode` call (Metaspace's
-    prepend_scheme, a Prepend("▁") normalizer, ByteLevel's add_prefix_space), so that
-    encode(" world") starts with an extra marker and encodings do not concatenate. A stream has one
-    start but is encoded in many pieces, so these prefixes are switched off (and the decoder's matching
-    Strip with them): the very first word of a stream then lacks its marker, every other token is as
-    trained. `source_json` keeps the file as shipped, which is what checkpoints save.
+    Tokenizers of the Llama family prepend a word-start marker to every `encode` call (a
+    Prepend("▁") normalizer), so encode(" world") starts with two markers and pieces of a stream
+    would not concatenate; Metaspace's prepend_scheme and ByteLevel's add_prefix_space do the same
+    for text that does not start with a space. A stream has one start but is encoded in many pieces,
+    so these prefixes are switched off (with the decoder's matching Strip): the stream's very first
+    word then lacks its marker, every other token is as trained. `source_json` keeps the file as
+    shipped, which is what checkpoints save.
     """
 
     def __init__(self, path: str | Path):

@@ -1,0 +1,141 @@
+"""Tokenizers: byte-level and tokenizer.json loaders, round trip and concatenation at whitespace.
+
+The HF tokenizers are trained here, in a fraction of a second, on a small corpus (no downloads):
+one GPT-2 style (ByteLevel), one Llama style (Prepend + Replace normalizer, byte fallback, Strip
+decoder) and one Metaspace pre-tokenizer, each with the start-of-text space its family adds.
+"""
+
+import json
+import random
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from streamret.model.tokenizer import ByteTokenizer, HFTokenizer
+from streamret.model.tokenizer import Tokenizer as TokenizerProtocol
+
+WORDS = ["the", "stream", "never", "ends", ";", "retention", "state", "décadence", "naïve", "Zürich", "42", "x",
+         "——", "日本語", "emoji🙂", "don't", "a.b", "(", ")"]
+SPACES = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n "]
+
+
+def sample_text(rng: random.Random, n_words: int) -> str:
+    parts = [rng.choice(WORDS)]
+    for _ in range(n_words - 1):
+        parts += [rng.choice(SPACES), rng.choice(WORDS)]
+    return "".join(parts)
+
+
+CORPUS = [sample_text(random.Random(i), 40) for i in range(200)]
+
+
+def train(tok: Tokenizer, **kw) -> str:
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, show_progress=False, **kw))
+    return tok.to_str()
+
+
+def gpt2_style() -> str:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    return train(tok, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"])
+
+
+def llama_style() -> str:
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    # sentencepiece never merges across a word start, so train split at "▁", then ship without a
+    # pre-tokenizer as HF's Llama conversion does
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never", split=True)
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    spec = json.loads(train(tok, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens]))
+    spec["pre_tokenizer"] = None
+    return json.dumps(spec)
+
+
+def metaspace_style() -> str:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(prepend_scheme="always")
+    return train(tok)
+
+
+STYLES = {"gpt2": gpt2_style, "llama": llama_style, "metaspace": metaspace_style}
+
+
+@pytest.fixture(scope="module", params=sorted(STYLES))
+def hf_json(request):
+    return request.param, STYLES[request.param]()
+
+
+def safe_cuts(text: str) -> list[int]:
+    """Where the engine may cut: after a non-whitespace character, before a space."""
+    return [i for i in range(1, len(text)) if not text[i - 1].isspace() and text[i] == " "]
+
+
+def test_byte_tokenizer_round_trip_and_concatenation_everywhere():
+    tok = ByteTokenizer()
+    assert isinstance(tok, TokenizerProtocol)
+    text = sample_text(random.Random(7), 30)
+    ids = tok.encode(text)
+    assert max(ids) < 256 and tok.decode(ids) == text
+    for i in range(len(text) + 1):
+        assert tok.encode(text[:i]) + tok.encode(text[i:]) == ids
+    assert tok.decode([*tok.encode("ab"), tok.eos_id, tok.pad_id]) == "ab"
+
+
+def test_hf_round_trip(hf_json):
+    _, source = hf_json
+    tok = HFTokenizer.from_json(source, "t")
+    assert isinstance(tok, TokenizerProtocol) and 300 < tok.vocab_size <= 700
+    for seed in range(20):
+        text = sample_text(random.Random(1000 + seed), 25)
+        for t in (text, " " + text, text + "\n"):
+            assert tok.decode(tok.encode(t)) == t
+
+
+def test_hf_concatenates_at_whitespace(hf_json):
+    _, source = hf_json
+    tok = HFTokenizer.from_json(source)
+    checked = 0
+    for seed in range(15):
+        text = sample_text(random.Random(2000 + seed), 20)
+        whole = tok.encode(text)
+        for i in safe_cuts(text):
+            assert tok.encode(text[:i]) + tok.encode(text[i:]) == whole, (text[:i], text[i:])
+            checked += 1
+    assert checked > 100
+
+
+def test_the_shipped_llama_tokenizer_would_not_concatenate():
+    """What without_prefix_space fixes: Llama's Prepend("▁") normalizer marks a word start on every call.
+
+    (ByteLevel's add_prefix_space and Metaspace's prepend_scheme only add a marker where the text
+    does not start with a space, so cuts before a space are safe there either way; switching them
+    off only changes the stream's first token.)
+    """
+    source = STYLES["llama"]()
+    raw = Tokenizer.from_str(source)
+    a, b = "the stream", " never ends"
+    assert raw.encode(a, add_special_tokens=False).ids + raw.encode(b, add_special_tokens=False).ids != raw.encode(
+        a + b, add_special_tokens=False).ids
+    tok = HFTokenizer.from_json(source)
+    assert tok.encode(a) + tok.encode(b) == tok.encode(a + b)
+
+
+def test_hf_loads_a_file_or_folder_and_keeps_the_source(tmp_path, hf_json):
+    style, source = hf_json
+    (tmp_path / "tokenizer.json").write_text(source, encoding="utf-8")
+    for where in (tmp_path, tmp_path / "tokenizer.json"):
+        tok = HFTokenizer(where)
+        assert tok.source_json == source and tok.name == f"hf:{tmp_path.name}"
+    expected_eos = {"gpt2": "<|endoftext|>", "llama": "</s>", "metaspace": None}[style]
+    raw = Tokenizer.from_str(source)
+    assert tok.eos_id == (raw.token_to_id(expected_eos) if expected_eos else None)
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        HFTokenizer(tmp_path / "missing")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        HFTokenizer.from_json("{", "broken")
