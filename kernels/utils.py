@@ -1,0 +1,60 @@
+"""Host-side helpers shared by the Triton ops (no Triton code here: each op keeps its kernels in its own file)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+import torch
+
+KERNEL_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def next_pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+@functools.cache
+def _device_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def num_sms(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device; 8 for the CPU interpreter (only plans work, never times it)."""
+    if device.type != "cuda":
+        return 8
+    return _device_sms(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def check_inputs(dtype_of: torch.Tensor, **tensors: torch.Tensor) -> None:
+    """All tensors share `dtype_of`'s dtype and device, and the dtype is one the kernels support."""
+    if dtype_of.dtype not in KERNEL_DTYPES:
+        raise ValueError(f"triton retention kernels take {KERNEL_DTYPES}, got {dtype_of.dtype}; cast the inputs")
+    for name, t in tensors.items():
+        if t.dtype != dtype_of.dtype:
+            raise ValueError(f"{name} is {t.dtype} but q is {dtype_of.dtype}; pass q, k, v in one dtype")
+        if t.device != dtype_of.device:
+            raise ValueError(f"{name} is on {t.device} but q is on {dtype_of.device}; move them to one device")
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """Full float32 products for float32 inputs (the tests hold them to 1e-5), tf32 otherwise."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+@contextlib.contextmanager
+def poisoned_allocations() -> Iterator[None]:
+    """Inside this block torch.empty / torch.empty_like return float tensors full of NaN (integers full of -1),
+    so an output element (or scratch buffer) that a kernel forgets to write shows up in tests and benchmarks."""
+    empty, empty_like = torch.empty, torch.empty_like
+
+    def poison(t: torch.Tensor) -> torch.Tensor:
+        return t.fill_(float("nan")) if t.is_floating_point() else t.fill_(-1)
+
+    torch.empty = lambda *a, **kw: poison(empty(*a, **kw))
+    torch.empty_like = lambda *a, **kw: poison(empty_like(*a, **kw))
+    try:
+        yield
+    finally:
+        torch.empty, torch.empty_like = empty, empty_like

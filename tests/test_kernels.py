@@ -1,0 +1,259 @@
+"""The Triton retention kernels on the CPU (Triton's interpreter) against a float64 reference.
+
+Triton decides at decoration time whether a kernel is interpreted, so this module sets
+TRITON_INTERPRET=1 for its own tests only and loads private, interpreted copies of the kernel
+modules; the environment, sys.modules and every other test module stay as they were.
+
+The interpreter stores bfloat16 as raw 16-bit integers, multiplies them as integers in tl.dot and
+truncates float32 -> bfloat16; the `bf16_like_gpu` fixture makes both behave as on the GPU
+(products of the bf16 values in float32, round to nearest even), so bf16 runs here are held to
+the same tolerance as on the device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from streamret_kernels import (
+    chunk_retention,
+    chunk_retention_reference,
+    recurrent_retention_step,
+    recurrent_retention_step_reference,
+    retention_log_decays,
+)
+from streamret_kernels.utils import poisoned_allocations
+
+KERNELS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "kernels")
+TOL = {torch.float32: 1e-5, torch.bfloat16: 3e-3, torch.float16: 3e-3}
+DTYPES = list(TOL)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def interpret_env():
+    """TRITON_INTERPRET=1 while this module's tests run (Triton reads it when decorating and again
+    while launching), restored afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_INTERPRET", "1")
+        yield
+
+
+def _load_interpreted(name: str, relpath: str):
+    """A fresh copy of streamret_kernels.<name> whose @triton.jit kernels run in the interpreter."""
+    spec = importlib.util.spec_from_file_location(
+        f"streamret_kernels.{name}", os.path.join(KERNELS_DIR, relpath)
+    )
+    module = importlib.util.module_from_spec(spec)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while decorating
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fwd():
+    return _load_interpreted("chunk_retention.triton_fwd", "chunk_retention/triton_fwd.py")
+
+
+@pytest.fixture(scope="module")
+def step():
+    return _load_interpreted("recurrent_step.triton_step", "recurrent_step/triton_step.py")
+
+
+@pytest.fixture(autouse=True)
+def bf16_like_gpu(monkeypatch):
+    from triton import language as tl
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    cast_impl, create_dot = builder.cast_impl, builder.create_dot
+
+    def as_f32(h):
+        return (h.data.astype(np.uint32) << 16).view(np.float32) if h.dtype.scalar == tl.bfloat16 else h.data
+
+    def rtne_cast(self, src, dst_type):
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            return interpreter.TensorHandle(bits.astype(np.uint16), tl.bfloat16)
+        return cast_impl(self, src, dst_type)
+
+    def f32_dot(self, a, b, d, *args):
+        if tl.bfloat16 in (a.dtype.scalar, b.dtype.scalar):
+            a = interpreter.TensorHandle(as_f32(a), tl.float32)
+            b = interpreter.TensorHandle(as_f32(b), tl.float32)
+        return create_dot(self, a, b, d, *args)
+
+    monkeypatch.setattr(builder, "cast_impl", rtne_cast)
+    monkeypatch.setattr(builder, "create_dot", f32_dot)
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    assert torch.isfinite(x).all(), "non-finite values: an output element was not written"
+    return ((x.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-300)).item()
+
+
+def make_inputs(lens, H, K, V, dtype, *, seed, with_state=True):
+    g = torch.Generator().manual_seed(seed)
+    T = sum(lens)
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()], dtype=torch.int32)
+    q = torch.randn(T, H, K, generator=g).to(dtype)
+    k = (torch.randn(T, H, K, generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(T, H, V, generator=g).to(dtype)
+    h0 = torch.randn(len(lens), H, K, V, generator=g) if with_state else None
+    return q, k, v, cu, h0
+
+
+def check_chunk(fwd, lens, H, K, V, dtype, *, seed, decays=None, with_state=True, **kw):
+    q, k, v, cu, h0 = make_inputs(lens, H, K, V, dtype, seed=seed, with_state=with_state)
+    lg = retention_log_decays(H, decays)
+    h0_before = None if h0 is None else h0.clone()
+    with poisoned_allocations():
+        o, ht = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, **kw)
+    ro, rt = chunk_retention_reference(
+        q.double(), k.double(), v.double(), lg, cu_seqlens=cu,
+        initial_state=None if h0 is None else h0.double(),
+    )
+    assert o.dtype == dtype and o.shape == ro.shape and ht.dtype == torch.float32 and ht.shape == rt.shape
+    assert rel_err(o, ro) <= TOL[dtype], (lens, dtype, kw)
+    assert rel_err(ht, rt) <= TOL[dtype], (lens, dtype, kw)
+    if h0 is not None:
+        assert torch.equal(h0, h0_before), "initial_state was modified"
+    return o, ht
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("segment_len", [0, None, 24])
+def test_chunk_ragged(fwd, dtype, segment_len):
+    # lengths 1 and 0, lengths below, at and past the chunk, K != V, V not a power of two
+    lens = [1, 70, 0, 33, 16, 130, 5]
+    check_chunk(fwd, lens, H=2, K=32, V=48, dtype=dtype, seed=1, decays=[0.97, 0.5], segment_len=segment_len)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chunk_one_long_sequence_is_cut_into_segments(fwd, dtype):
+    # N * H * NV programs are far below 2 x the interpreter's 8 "SMs": the planner cuts the sequence
+    assert fwd.plan_segment_len(1, 300, 1, 1, 64, fwd.num_sms(torch.device("cpu"))) > 0
+    check_chunk(fwd, [300], H=1, K=16, V=32, dtype=dtype, seed=2)
+
+
+def test_chunk_many_short_sequences(fwd):
+    g = torch.Generator().manual_seed(3)
+    lens = torch.randint(1, 20, (60,), generator=g).tolist()
+    check_chunk(fwd, lens, H=2, K=16, V=16, dtype=torch.bfloat16, seed=3, segment_len=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunk_zero_state_matches_given_zeros(fwd, dtype):
+    lens = [40, 7, 90]
+    o_none, s_none = check_chunk(fwd, lens, H=2, K=24, V=32, dtype=dtype, seed=4, with_state=False)
+    q, k, v, cu, _ = make_inputs(lens, 2, 24, 32, dtype, seed=4, with_state=False)
+    zeros = torch.zeros(len(lens), 2, 24, 32)
+    o_zero, s_zero = fwd.chunk_retention_triton(q, k, v, retention_log_decays(2), cu_seqlens=cu, initial_state=zeros)
+    torch.testing.assert_close(o_none, o_zero, rtol=0, atol=0)
+    torch.testing.assert_close(s_none, s_zero, rtol=0, atol=0)
+
+
+def test_chunk_state_carries_across_calls(fwd):
+    """Two calls (first half, then second half from the first's state) equal one call over the whole."""
+    lens, H, K, V = [50, 77], 2, 16, 32
+    q, k, v, cu, h0 = make_inputs(lens, H, K, V, torch.float32, seed=5)
+    lg = retention_log_decays(H)
+    o, ht = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0)
+    cut = [20, 41]
+    first = [torch.arange(cu[i], cu[i] + cut[i]) for i in range(2)]
+    second = [torch.arange(cu[i] + cut[i], cu[i + 1]) for i in range(2)]
+    cu1 = torch.tensor([0, cut[0], sum(cut)])
+    cu2 = torch.tensor([0, lens[0] - cut[0], sum(lens) - sum(cut)])
+    i1, i2 = torch.cat(first), torch.cat(second)
+    o1, s1 = fwd.chunk_retention_triton(q[i1], k[i1], v[i1], lg, cu_seqlens=cu1, initial_state=h0)
+    o2, s2 = fwd.chunk_retention_triton(q[i2], k[i2], v[i2], lg, cu_seqlens=cu2, initial_state=s1)
+    torch.testing.assert_close(o[i1], o1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(o[i2], o2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ht, s2, rtol=1e-5, atol=1e-5)
+
+
+def test_chunk_strong_decay_and_no_decay(fwd):
+    # g = 1 (no decay) and g = 1e-6 (lg = -13.8: g^63 underflows, g^-n would overflow) stay finite
+    check_chunk(fwd, [100, 3], H=2, K=16, V=16, dtype=torch.float32, seed=6, decays=[1.0, 1e-6])
+
+
+def test_chunk_empty_batch_passes_state_through(fwd):
+    q, k, v, cu, h0 = make_inputs([0, 0], 2, 16, 16, torch.float32, seed=7)
+    o, ht = fwd.chunk_retention_triton(q, k, v, retention_log_decays(2), cu_seqlens=cu, initial_state=h0)
+    assert o.shape == (0, 2, 16)
+    torch.testing.assert_close(ht, h0, rtol=0, atol=0)
+
+
+def test_chunk_segment_plan_fills_the_gpu(fwd):
+    sms = 132
+    assert fwd.plan_segment_len(64, 64 * 512, 8, 4, 64, sms) == 0  # 2048 programs: no cuts
+    seg = fwd.plan_segment_len(1, 131072, 8, 4, 64, sms)
+    assert seg % 64 == 0 and 4 * sms <= math.ceil(131072 / seg) * 8 * 4 <= 16 * sms
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("N", [1, 37])
+def test_step(step, dtype, inplace, N):
+    g = torch.Generator().manual_seed(N)
+    H, K, V = 3, 24, 40
+    q = torch.randn(N, H, K, generator=g).to(dtype)
+    k = (torch.randn(N, H, K, generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(N, H, V, generator=g).to(dtype)
+    state = torch.randn(N, H, K, V, generator=g)
+    before = state.clone()
+    lg = retention_log_decays(H)
+    with poisoned_allocations():
+        o, new = step.recurrent_retention_step_triton(q, k, v, state, lg, inplace=inplace)
+    ro, rs = recurrent_retention_step_reference(q.double(), k.double(), v.double(), before.double(), lg)
+    assert o.dtype == dtype and new.dtype == torch.float32
+    assert rel_err(o, ro) <= TOL[dtype]
+    assert rel_err(new, rs) <= 1e-6  # float32 arithmetic on the state whatever the input dtype
+    if inplace:
+        assert new is state
+    else:
+        assert torch.equal(state, before) and new.data_ptr() != state.data_ptr()
+
+
+def test_public_functions_dispatch_to_triton(fwd, step, monkeypatch):
+    monkeypatch.setitem(sys.modules, "streamret_kernels.chunk_retention.triton_fwd", fwd)
+    monkeypatch.setitem(sys.modules, "streamret_kernels.recurrent_step.triton_step", step)
+    q, k, v, cu, h0 = make_inputs([9, 30], 2, 16, 32, torch.float32, seed=8)
+    lg = retention_log_decays(2)
+    o, ht = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="triton")
+    ro, rt = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="torch")
+    torch.testing.assert_close(o, ro, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ht, rt, rtol=1e-5, atol=1e-5)
+    o, s = recurrent_retention_step(q[:2], k[:2], v[:2], h0, lg, backend="triton")
+    ro, rs = recurrent_retention_step(q[:2], k[:2], v[:2], h0, lg, backend="torch")
+    torch.testing.assert_close(o, ro, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s, rs, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs_name_the_fix(fwd, step):
+    q, k, v, cu, h0 = make_inputs([4], 1, 16, 16, torch.float32, seed=9)
+    with pytest.raises(ValueError, match="one dtype"):
+        fwd.chunk_retention_triton(q, k.half(), v, retention_log_decays(1))
+    with pytest.raises(ValueError, match="float32"):
+        step.recurrent_retention_step_triton(q, k, v, h0.double(), retention_log_decays(1))
+
+
+def test_bf16_split_leaves_only_the_output_rounding(fwd):
+    """With split_bf16 the error is the bf16 rounding of the output itself; without it, bf16 state,
+    scores and keys add their own rounding (fla's numerics)."""
+    q, k, v, cu, h0 = make_inputs([150, 40], 2, 32, 32, torch.bfloat16, seed=10)
+    lg = retention_log_decays(2)
+    ro, _ = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
+    floor = rel_err(ro.to(torch.bfloat16), ro)
+    errs = {}
+    for split in (False, True):
+        cfg = fwd.ChunkConfig(BT=32, BV=32, split_bf16=split)
+        o, _ = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, config=cfg)
+        errs[split] = rel_err(o, ro)
+    assert errs[True] <= 1.1 * floor < errs[False] <= TOL[torch.bfloat16], (floor, errs)
