@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstreamret/v1/streamret.proto\x12\x0cstreamret.v1\"\xad\x01\n\x11OpenStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x19\n\x11\x63reate_if_missing\x18\x02 \x01(\x08\x12;\n\x06labels\x18\x03 \x03(\x0b\x32+.streamret.v1.OpenStreamRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x01\n\nStreamInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x13\n\x0b\x64urable_seq\x18\x03 \x01(\x04\x12\x0e\n\x06tokens\x18\x04 \x01(\x04\x12\x19\n\x11model_fingerprint\x18\x05 \x01(\t\x12\x34\n\x06labels\x18\x06 \x03(\x0b\x32$.streamret.v1.StreamInfo.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\rAppendRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12\r\n\x05\x66lush\x18\x05 \x01(\x08\x12 \n\x18return_segment_embedding\x18\x06 \x01(\x08\x42\t\n\x07payload\"\xbe\x01\n\tAppendAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\x12\x13\n\x0b\x64urable_seq\x18\x04 \x01(\x04\x12\x0e\n\x06tokens\x18\x05 \x01(\x04\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x12\n\nerror_code\x18\x07 \x01(\x05\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x19\n\x11segment_embedding\x18\t \x03(\x02\"(\n\x13GetEmbeddingRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"S\n\tEmbedding\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\x12\x0e\n\x06values\x18\x04 \x03(\x02\"\xae\x01\n\x10SummarizeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_segments\x18\x02 \x01(\r\x12\x31\n\x04mode\x18\x03 \x01(\x0e\x32#.streamret.v1.SummarizeRequest.Mode\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\r\"&\n\x04Mode\x12\x0e\n\nEXTRACTIVE\x10\x00\x12\x0e\n\nGENERATIVE\x10\x01\"L\n\x07Segment\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nstart_byte\x18\x02 \x01(\x04\x12\x10\n\x08\x65nd_byte\x18\x03 \x01(\x04\x12\r\n\x05score\x18\x04 \x01(\x02\"r\n\x07Summary\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\'\n\x08segments\x18\x03 \x03(\x0b\x32\x15.streamret.v1.Segment\x12\x16\n\x0egenerated_text\x18\x04 \x01(\t\";\n\x12\x43loseStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nkeep_state\x18\x02 \x01(\x08\"i\n\x13\x43loseStreamResponse\x12*\n\tembedding\x18\x01 \x01(\x0b\x32\x17.streamret.v1.Embedding\x12&\n\x07summary\x18\x02 \x01(\x0b\x32\x15.streamret.v1.Summary\"6\n\x11\x46orkStreamRequest\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0e\n\x06new_id\x18\x02 \x01(\t\"\'\n\x12\x45xportStateRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"\x19\n\tStateBlob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"O\n\x12ImportStateRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.streamret.v1.StateBlob\"!\n\x0c\x41rrowPayload\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x32\xda\x04\n\tStreamRet\x12G\n\nOpenStream\x12\x1f.streamret.v1.OpenStreamRequest\x1a\x18.streamret.v1.StreamInfo\x12\x42\n\x06\x41ppend\x12\x1b.streamret.v1.AppendRequest\x1a\x17.streamret.v1.AppendAck(\x01\x30\x01\x12J\n\x0cGetEmbedding\x12!.streamret.v1.GetEmbeddingRequest\x1a\x17.streamret.v1.Embedding\x12\x42\n\tSummarize\x12\x1e.streamret.v1.SummarizeRequest\x1a\x15.streamret.v1.Summary\x12R\n\x0b\x43loseStream\x12 .streamret.v1.CloseStreamRequest\x1a!.streamret.v1.CloseStreamResponse\x12G\n\nForkStream\x12\x1f.streamret.v1.ForkStreamRequest\x1a\x18.streamret.v1.StreamInfo\x12H\n\x0b\x45xportState\x12 .streamret.v1.ExportStateRequest\x1a\x17.streamret.v1.StateBlob\x12I\n\x0bImportState\x12 .streamret.v1.ImportStateRequest\x1a\x18.streamret.v1.StreamInfo2\xe4\x01\n\x05\x42\x61tch\x12\x44\n\nEmbedTable\x12\x1a.streamret.v1.ArrowPayload\x1a\x1a.streamret.v1.ArrowPayload\x12I\n\x0b\x45mbedTables\x12\x1a.streamret.v1.ArrowPayload\x1a\x1a.streamret.v1.ArrowPayload(\x01\x30\x01\x12J\n\x0c\x41ppendEvents\x12\x1a.streamret.v1.ArrowPayload\x1a\x1a.streamret.v1.ArrowPayload(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstreamret/v1/streamret.proto\x12\x0cstreamret.v1\"\xad\x01\n\x11OpenStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x19\n\x11\x63reate_if_missing\x18\x02 \x01(\x08\x12;\n\x06labels\x18\x03 \x03(\x0b\x32+.streamret.v1.OpenStreamRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x01\n\nStreamInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x13\n\x0b\x64urable_seq\x18\x03 \x01(\x04\x12\x0e\n\x06tokens\x18\x04 \x01(\x04\x12\x19\n\x11model_fingerprint\x18\x05 \x01(\t\x12\x34\n\x06labels\x18\x06 \x03(\x0b\x32$.streamret.v1.StreamInfo.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\rAppendRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12\r\n\x05\x66lush\x18\x05 \x01(\x08\x12 \n\x18return_segment_embedding\x18\x06 \x01(\x08\x42\t\n\x07payload\"\xd1\x01\n\tAppendAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\x12\x13\n\x0b\x64urable_seq\x18\x04 \x01(\x04\x12\x0e\n\x06tokens\x18\x05 \x01(\x04\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x12\n\nerror_code\x18\x07 \x01(\x05\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x19\n\x11segment_embedding\x18\t \x03(\x02\x12\x11\n\tretryable\x18\n \x01(\x08\"(\n\x13GetEmbeddingRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"S\n\tEmbedding\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\x12\x0e\n\x06values\x18\x04 \x03(\x02\"\xae\x01\n\x10SummarizeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_segments\x18\x02 \x01(\r\x12\x31\n\x04mode\x18\x03 \x01(\x0e\x32#.streamret.v1.SummarizeRequest.Mode\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\r\"&\n\x04Mode\x12\x0e\n\nEXTRACTIVE\x10\x00\x12\x0e\n\nGENERATIVE\x10\x01\"L\n\x07Segment\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nstart_byte\x18\x02 \x01(\x04\x12\x10\n\x08\x65nd_byte\x18\x03 \x01(\x04\x12\r\n\x05score\x18\x04 \x01(\x02\"r\n\x07Summary\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\'\n\x08segments\x18\x03 \x03(\x0b\x32\x15.streamret.v1.Segment\x12\x16\n\x0egenerated_text\x18\x04 \x01(\t\";\n\x12\x43loseStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nkeep_state\x18\x02 \x01(\x08\"i\n\x13\x43loseStreamResponse\x12*\n\tembedding\x18\x01 \x01(\x0b\x32\x17.streamret.v1.Embedding\x12&\n\x07summary\x18\x02 \x01(\x0b\x32\x15.streamret.v1.Summary\"6\n\x11\x46orkStreamRequest\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0e\n\x06new_id\x18\x02 \x01(\t\"\'\n\x12\x45xportStateRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"\x19\n\tStateBlob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"O\n\x12ImportStateRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.streamret.v1.StateBlob\"!\n\x0c\x41rrowPayload\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x32\xda\x04\n\tStreamRet\x12G\n\nOpenStream\x12\x1f.streamret.v1.OpenStreamRequest\x1a\x18.streamret.v1.StreamInfo\x12\x42\n\x06\x41ppend\x12\x1b.streamret.v1.AppendRequest\x1a\x17.streamret.v1.AppendAck(\x01\x30\x01\x12J\n\x0cGetEmbedding\x12!.streamret.v1.GetEmbeddingRequest\x1a\x17.streamret.v1.Embedding\x12\x42\n\tSummarize\x12\x1e.streamret.v1.SummarizeRequest\x1a\x15.streamret.v1.Summary\x12R\n\x0b\x43loseStream\x12 .streamret.v1.CloseStreamRequest\x1a!.streamret.v1.CloseStreamResponse\x12G\n\nForkStream\x12\x1f.streamret.v1.ForkStreamRequest\x1a\x18.streamret.v1.StreamInfo\x12H\n\x0b\x45xportState\x12 .streamret.v1.ExportStateRequest\x1a\x17.streamret.v1.StateBlob\x12I\n\x0bImportState\x12 .streamret.v1.ImportStateRequest\x1a\x18.streamret.v1.StreamInfo2\xe4\x01\n\x05\x42\x61tch\x12\x44\n\nEmbedTable\x12\x1a.streamret.v1.ArrowPayload\x1a\x1a.streamret.v1.ArrowPayload\x12I\n\x0b\x45mbedTables\x12\x1a.streamret.v1.ArrowPayload\x1a\x1a.streamret.v1.ArrowPayload(\x01\x30\x01\x12J\n\x0c\x41ppendEvents\x12\x1a.streamret.v1.ArrowPayload\x1a\x1a.streamret.v1.ArrowPayload(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,35 +46,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDREQUEST']._serialized_start=443
   _globals['_APPENDREQUEST']._serialized_end=582
   _globals['_APPENDACK']._serialized_start=585
-  _globals['_APPENDACK']._serialized_end=775
-  _globals['_GETEMBEDDINGREQUEST']._serialized_start=777
-  _globals['_GETEMBEDDINGREQUEST']._serialized_end=817
-  _globals['_EMBEDDING']._serialized_start=819
-  _globals['_EMBEDDING']._serialized_end=902
-  _globals['_SUMMARIZEREQUEST']._serialized_start=905
-  _globals['_SUMMARIZEREQUEST']._serialized_end=1079
-  _globals['_SUMMARIZEREQUEST_MODE']._serialized_start=1041
-  _globals['_SUMMARIZEREQUEST_MODE']._serialized_end=1079
-  _globals['_SEGMENT']._serialized_start=1081
-  _globals['_SEGMENT']._serialized_end=1157
-  _globals['_SUMMARY']._serialized_start=1159
-  _globals['_SUMMARY']._serialized_end=1273
-  _globals['_CLOSESTREAMREQUEST']._serialized_start=1275
-  _globals['_CLOSESTREAMREQUEST']._serialized_end=1334
-  _globals['_CLOSESTREAMRESPONSE']._serialized_start=1336
-  _globals['_CLOSESTREAMRESPONSE']._serialized_end=1441
-  _globals['_FORKSTREAMREQUEST']._serialized_start=1443
-  _globals['_FORKSTREAMREQUEST']._serialized_end=1497
-  _globals['_EXPORTSTATEREQUEST']._serialized_start=1499
-  _globals['_EXPORTSTATEREQUEST']._serialized_end=1538
-  _globals['_STATEBLOB']._serialized_start=1540
-  _globals['_STATEBLOB']._serialized_end=1565
-  _globals['_IMPORTSTATEREQUEST']._serialized_start=1567
-  _globals['_IMPORTSTATEREQUEST']._serialized_end=1646
-  _globals['_ARROWPAYLOAD']._serialized_start=1648
-  _globals['_ARROWPAYLOAD']._serialized_end=1681
-  _globals['_STREAMRET']._serialized_start=1684
-  _globals['_STREAMRET']._serialized_end=2286
-  _globals['_BATCH']._serialized_start=2289
-  _globals['_BATCH']._serialized_end=2517
+  _globals['_APPENDACK']._serialized_end=794
+  _globals['_GETEMBEDDINGREQUEST']._serialized_start=796
+  _globals['_GETEMBEDDINGREQUEST']._serialized_end=836
+  _globals['_EMBEDDING']._serialized_start=838
+  _globals['_EMBEDDING']._serialized_end=921
+  _globals['_SUMMARIZEREQUEST']._serialized_start=924
+  _globals['_SUMMARIZEREQUEST']._serialized_end=1098
+  _globals['_SUMMARIZEREQUEST_MODE']._serialized_start=1060
+  _globals['_SUMMARIZEREQUEST_MODE']._serialized_end=1098
+  _globals['_SEGMENT']._serialized_start=1100
+  _globals['_SEGMENT']._serialized_end=1176
+  _globals['_SUMMARY']._serialized_start=1178
+  _globals['_SUMMARY']._serialized_end=1292
+  _globals['_CLOSESTREAMREQUEST']._serialized_start=1294
+  _globals['_CLOSESTREAMREQUEST']._serialized_end=1353
+  _globals['_CLOSESTREAMRESPONSE']._serialized_start=1355
+  _globals['_CLOSESTREAMRESPONSE']._serialized_end=1460
+  _globals['_FORKSTREAMREQUEST']._serialized_start=1462
+  _globals['_FORKSTREAMREQUEST']._serialized_end=1516
+  _globals['_EXPORTSTATEREQUEST']._serialized_start=1518
+  _globals['_EXPORTSTATEREQUEST']._serialized_end=1557
+  _globals['_STATEBLOB']._serialized_start=1559
+  _globals['_STATEBLOB']._serialized_end=1584
+  _globals['_IMPORTSTATEREQUEST']._serialized_start=1586
+  _globals['_IMPORTSTATEREQUEST']._serialized_end=1665
+  _globals['_ARROWPAYLOAD']._serialized_start=1667
+  _globals['_ARROWPAYLOAD']._serialized_end=1700
+  _globals['_STREAMRET']._serialized_start=1703
+  _globals['_STREAMRET']._serialized_end=2305
+  _globals['_BATCH']._serialized_start=2308
+  _globals['_BATCH']._serialized_end=2536
 # @@protoc_insertion_point(module_scope)

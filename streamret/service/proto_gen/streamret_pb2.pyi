@@ -64,7 +64,7 @@ class AppendRequest(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., flush: _Optional[bool] = ..., return_segment_embedding: _Optional[bool] = ...) -> None: ...
 
 class AppendAck(_message.Message):
-    __slots__ = ("stream_id", "seq", "applied_seq", "durable_seq", "tokens", "duplicate", "error_code", "error_message", "segment_embedding")
+    __slots__ = ("stream_id", "seq", "applied_seq", "durable_seq", "tokens", "duplicate", "error_code", "error_message", "segment_embedding", "retryable")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class AppendAck(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     applied_seq: int
@@ -83,7 +84,8 @@ class AppendAck(_message.Message):
     error_code: int
     error_message: str
     segment_embedding: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., duplicate: _Optional[bool] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., segment_embedding: _Optional[_Iterable[float]] = ...) -> None: ...
+    retryable: bool
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., duplicate: _Optional[bool] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., segment_embedding: _Optional[_Iterable[float]] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class GetEmbeddingRequest(_message.Message):
     __slots__ = ("stream_id",)

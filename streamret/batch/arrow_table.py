@@ -1,0 +1,261 @@
+"""Embed every document of an Arrow table through the streaming engine.
+
+Each document is fed as a temporary stream, chunk by chunk, exactly as a client would stream it, so a
+document of any length costs constant memory and gets the same embedding it would get over gRPC. Many
+documents are in flight at once (one pending chunk each) so the engine's scheduler batches them; each
+temporary stream is closed as soon as its document is done.
+
+A bad row (null or non-UTF-8 text, null id, an engine error) gets a message in `error` and the job goes
+on; a bad table (missing column, wrong column type) raises InvalidArgument.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import InvalidArgument, StreamRetError, TooBusy
+
+DEFAULT_CHUNK_BYTES = 64 * 1024
+DEFAULT_IN_FLIGHT = 256
+
+_STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+_BINARY_TYPES = (pa.binary(), pa.large_binary(), pa.binary_view())
+
+
+@dataclass
+class _Doc:
+    row: int
+    stream_id: str
+    data: bytes
+    chunk_bytes: int
+    next_seq: int = 1
+    opened: bool = False
+    tokens: int = 0
+    embedding: np.ndarray | None = None
+    summary: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def n_chunks(self) -> int:
+        return max(1, -(-len(self.data) // self.chunk_bytes))
+
+    def chunk(self, seq: int) -> bytes:
+        return self.data[(seq - 1) * self.chunk_bytes : seq * self.chunk_bytes]
+
+
+def _describe(exc: BaseException, doc: _Doc) -> str:
+    """A row's error: the status name and the engine's message, naming the row instead of its temporary stream."""
+    if not isinstance(exc, StreamRetError):
+        return f"INTERNAL: {type(exc).__name__}"
+    message = str(exc)
+    for name in (repr(doc.stream_id), repr(doc.stream_id)[1:-1], doc.stream_id):
+        message = message.replace(name, f"row {doc.row}")
+    return f"{exc.code}: {message}"
+
+
+def _column(table: pa.Table, name: str, what: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise InvalidArgument(f"the table has no {what} column {name!r}; its columns are {table.column_names}")
+    return table.column(name)
+
+
+def _ids(table: pa.Table, id_column: str) -> pa.ChunkedArray:
+    ids = _column(table, id_column, "id")
+    if ids.type in _STRING_TYPES:
+        return ids.cast(pa.string())
+    if pa.types.is_integer(ids.type):
+        return ids.cast(pa.int64())
+    raise InvalidArgument(f"column {id_column!r} has type {ids.type}; ids must be string or int64")
+
+
+def _texts(table: pa.Table, text_column: str) -> list[bytes | str]:
+    """Each row's UTF-8 bytes, or an error message (str) for a row that has no usable text."""
+    col = _column(table, text_column, "text")
+    if col.type not in _STRING_TYPES + _BINARY_TYPES:
+        raise InvalidArgument(f"column {text_column!r} has type {col.type}; text must be string (or UTF-8 binary)")
+    out: list[bytes | str] = []
+    for value in col.cast(pa.large_binary()).to_pylist():
+        if value is None:
+            out.append("text is null")
+            continue
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            out.append(f"text is not valid UTF-8 (byte {e.start}); send UTF-8 text")
+            continue
+        out.append(value if value else "text is empty; nothing to embed")
+    return out
+
+
+def table_from_ipc(data: bytes) -> pa.Table:
+    """Read one Arrow IPC stream (what ArrowPayload.arrow_ipc carries)."""
+    try:
+        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        raise InvalidArgument(f"arrow_ipc is not a readable Arrow IPC stream ({e}); write it with "
+                              "pyarrow.ipc.new_stream") from None
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _embedding_dim(engine) -> int | None:
+    for path in ("embed_dim", "model.config.out_embed_dim"):
+        obj = engine
+        try:
+            for attr in path.split("."):
+                obj = getattr(obj, attr)
+            return int(obj)
+        except (AttributeError, TypeError):
+            continue
+    return None
+
+
+class _Runner:
+    """Drives documents through the engine: one pending chunk per document, many documents at once."""
+
+    def __init__(self, engine, docs: list[_Doc], summary_k: int, max_in_flight: int):
+        self.engine = engine
+        self.waiting = deque(docs)
+        self.pending: dict[Future, _Doc] = {}
+        self.blocked: deque[_Doc] = deque()  # refused by a full engine; retried when work completes
+        self.summary_k = summary_k
+        self.max_in_flight = max_in_flight
+
+    def run(self) -> None:
+        try:
+            while self.waiting or self.pending or self.blocked:
+                while self.waiting and len(self.pending) + len(self.blocked) < self.max_in_flight:
+                    self._start(self.waiting.popleft())
+                for _ in range(len(self.blocked)):
+                    self._submit(self.blocked.popleft())
+                if self.pending:
+                    done, _ = wait(list(self.pending), timeout=None if not self.blocked else 0.01,
+                                   return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        self._on_ack(self.pending.pop(fut), fut)
+                elif self.blocked:
+                    time.sleep(0.002)  # the engine is full of other callers' work
+        finally:
+            for doc in [*self.pending.values(), *self.blocked, *self.waiting]:
+                doc.error = doc.error or "INTERNAL: the batch was interrupted"
+                self._close(doc)
+
+    def _start(self, doc: _Doc) -> None:
+        try:
+            self.engine.open(doc.stream_id, create_if_missing=True)
+            doc.opened = True
+        except Exception as e:  # noqa: BLE001  (one row fails, the job goes on)
+            doc.error = _describe(e, doc)
+            return
+        self._submit(doc)
+
+    def _submit(self, doc: _Doc) -> None:
+        seq = doc.next_seq
+        try:
+            fut = self.engine.submit_append(doc.stream_id, seq, doc.chunk(seq), flush=seq == doc.n_chunks)
+        except TooBusy:
+            self.blocked.append(doc)
+            return
+        except Exception as e:  # noqa: BLE001
+            self._fail(doc, e)
+            return
+        self.pending[fut] = doc
+
+    def _on_ack(self, doc: _Doc, fut: Future) -> None:
+        try:
+            ack = fut.result()
+        except Exception as e:  # noqa: BLE001
+            self._fail(doc, e)
+            return
+        doc.tokens = int(ack.tokens)
+        if doc.next_seq < doc.n_chunks:
+            doc.next_seq += 1
+            self._submit(doc)
+            return
+        try:
+            doc.embedding = np.asarray(self.engine.embedding(doc.stream_id), dtype=np.float32)
+            if self.summary_k > 0:
+                doc.summary = [s.text for s in self.engine.summarize(doc.stream_id, k=self.summary_k).segments]
+        except Exception as e:  # noqa: BLE001
+            doc.error = _describe(e, doc)
+        self._close(doc)
+
+    def _fail(self, doc: _Doc, exc: BaseException) -> None:
+        doc.error = _describe(exc, doc)
+        self._close(doc)
+
+    def _close(self, doc: _Doc) -> None:
+        if doc.opened:
+            doc.opened = False
+            try:
+                self.engine.close(doc.stream_id, keep_state=False)
+            except Exception:  # noqa: BLE001, S110  (already finished; a failed cleanup must not fail the row)
+                pass
+
+
+def embed_table(
+    engine,
+    table: pa.Table,
+    *,
+    id_column: str = "id",
+    text_column: str = "text",
+    summary_k: int = 5,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    max_in_flight: int = DEFAULT_IN_FLIGHT,
+    stream_prefix: str | None = None,
+) -> pa.Table:
+    """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
+    `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
+
+    `engine` is a streamret Engine (or anything with its API). Temporary streams are named
+    `stream_prefix + row number` (default: a fresh unique prefix) and closed when their row is done.
+    """
+    if chunk_bytes < 1:
+        raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+    if max_in_flight < 1:
+        raise InvalidArgument(f"max_in_flight must be >= 1, got {max_in_flight}")
+    ids = _ids(table, id_column)
+    texts = _texts(table, text_column)
+    prefix = stream_prefix if stream_prefix is not None else f"batch-{uuid.uuid4().hex}-"
+
+    docs, rows = [], []
+    for row, (rid, text) in enumerate(zip(ids.to_pylist(), texts)):
+        doc = _Doc(row, f"{prefix}{row}", b"", chunk_bytes)
+        if rid is None:
+            doc.error = "id is null"
+        elif isinstance(text, str):
+            doc.error = text
+        else:
+            doc.data = text
+            docs.append(doc)
+        rows.append(doc)
+    _Runner(engine, docs, summary_k, max_in_flight).run()
+
+    dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or _embedding_dim(engine)
+    if dim is None:
+        raise InvalidArgument("no row could be embedded and the engine does not report its embedding size")
+    flat = np.zeros((len(rows), dim), dtype=np.float32)
+    valid = np.zeros(len(rows), dtype=bool)
+    for i, d in enumerate(rows):
+        if d.embedding is not None and d.error is None:
+            flat[i], valid[i] = d.embedding, True
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=pa.array(~valid))
+    return pa.table({
+        "id": ids.combine_chunks() if ids.num_chunks else pa.array([], ids.type),
+        "embedding": embedding,
+        "tokens": pa.array([d.tokens if d.error is None else None for d in rows], pa.int64()),
+        "summary": pa.array([d.summary if d.error is None else None for d in rows], pa.list_(pa.string())),
+        "error": pa.array([d.error for d in rows], pa.string()),
+    })

@@ -1,0 +1,352 @@
+"""Python clients for a streamret server: `AsyncClient` (asyncio) and `Client` (blocking).
+
+    with Client("localhost:50051", token="...") as c:
+        c.stream("book-1", open("book.txt", "rb"))   # numbered chunks, acks, retries, resume
+        print(c.summarize("book-1").segments)
+
+What they add to the raw stubs:
+- chunks are numbered 1, 2, 3 ... per stream (continuing from the stream's applied_seq);
+- calls that fail with UNAVAILABLE (server draining or restarting, network cut) are retried with
+  exponential backoff;
+- `stream` keeps every chunk the server has not yet made durable; after a reconnect it asks the server
+  for durable_seq and resends from there (chunks the server still had are acked as duplicates, so each
+  chunk is applied exactly once). Busy servers (RESOURCE_EXHAUSTED acks) are handled the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import pyarrow as pa
+
+from .batch.arrow_table import table_from_ipc, table_to_ipc
+from .service.proto_gen import streamret_pb2 as pb
+from .service.proto_gen import streamret_pb2_grpc as pb_grpc
+
+Chunk = bytes | str
+_MiB = 1024 * 1024
+
+
+class ChunkError(Exception):
+    """The server refused a chunk for a reason a retry cannot fix (the ack is attached)."""
+
+    def __init__(self, ack: pb.AppendAck):
+        self.ack = ack
+        self.code = next((c for c in grpc.StatusCode if c.value[0] == ack.error_code), grpc.StatusCode.UNKNOWN)
+        super().__init__(f"stream {ack.stream_id!r} chunk {ack.seq}: {self.code.name}: {ack.error_message}")
+
+
+class ResumeError(Exception):
+    """The server's durable state is older than the oldest chunk this client still holds."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    timeout_s: float = 60.0  # give up when one operation has been failing this long
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+
+    async def sleeps(self) -> AsyncIterator[None]:
+        """Yield after each backoff sleep, until timeout_s has passed."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.timeout_s, self.initial_backoff_s
+        while loop.time() + delay <= deadline:
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.max_backoff_s)
+            yield
+
+
+class _Ledger:
+    """One stream's chunks on this client: numbering, and the chunks not yet durable on the server."""
+
+    def __init__(self, next_seq: int, max_kept_bytes: int):
+        self.next_seq = next_seq
+        self.kept: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()  # seq -> (data, flush)
+        self.kept_bytes = 0
+        self.max_kept_bytes = max_kept_bytes
+        self.floor = next_seq - 1  # chunks <= floor are forgotten; resuming below it is impossible
+        self.acked = next_seq - 1
+        self.to_resend: list[tuple[int, bytes, bool]] = []
+
+    def add(self, data: bytes, flush: bool) -> int:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        self.kept[seq] = (data, flush)
+        self.kept_bytes += len(data)
+        return seq
+
+    def on_ack(self, ack: pb.AppendAck) -> None:
+        self.acked = max(self.acked, ack.seq)
+        self.forget(ack.durable_seq)
+        # Acked chunks past the memory bound are dropped too: a resume can then only start after them.
+        while self.kept_bytes > self.max_kept_bytes and self.kept and next(iter(self.kept)) <= self.acked:
+            self.forget(next(iter(self.kept)))
+
+    def forget(self, upto: int) -> None:
+        while self.kept and next(iter(self.kept)) <= upto:
+            seq, (data, _) = self.kept.popitem(last=False)
+            self.kept_bytes -= len(data)
+            self.floor = max(self.floor, seq)
+
+    def resume(self, info: pb.StreamInfo) -> None:
+        """Plan the resend after a reconnect: the server holds everything up to info.applied_seq (after a
+        restart that is its durable_seq), so the kept chunks after it go again."""
+        if info.applied_seq < self.floor:
+            raise ResumeError(f"stream {info.stream_id!r}: the server resumes at chunk {info.applied_seq + 1} but "
+                              f"this client kept chunks only from {self.floor + 1}; raise max_kept_bytes or make "
+                              "the server checkpoint more often")
+        self.forget(info.durable_seq)
+        self.acked = min(self.acked, info.applied_seq)
+        self.to_resend = [(seq, data, fl) for seq, (data, fl) in self.kept.items() if seq > info.applied_seq]
+
+    @property
+    def unacked(self) -> int:
+        return self.next_seq - 1 - self.acked
+
+
+def _bytes(chunk: Chunk) -> bytes:
+    return chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+
+
+async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool) -> AsyncIterator[tuple[bytes, bool]]:
+    """(data, flush) for each chunk, then an empty flushing chunk if `flush`."""
+    if isinstance(chunks, AsyncIterable):
+        async for c in chunks:
+            yield _bytes(c), False
+    else:
+        for c in chunks:
+            yield _bytes(c), False
+    if flush:
+        yield b"", True
+
+
+class AsyncClient:
+    def __init__(self, target: str, *, token: str | None = None, tls: bool = False,
+                 root_certificates: bytes | None = None, max_message_bytes: int = 128 * _MiB,
+                 retry: RetryPolicy | None = None, window: int = 256, max_kept_bytes: int = 256 * _MiB):
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes),
+                   # reconnect quickly after a server restart (gRPC's default backoff grows to 2 minutes)
+                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]
+        if tls or root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.streams = pb_grpc.StreamRetStub(self._channel)
+        self.batch = pb_grpc.BatchStub(self._channel)
+        self.retry = retry or RetryPolicy()
+        self.window = window
+        self.max_kept_bytes = max_kept_bytes
+        self._ledgers: dict[str, _Ledger] = {}
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _unary(self, method, request):
+        """Call, retrying UNAVAILABLE with backoff."""
+        try:
+            return await method(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            last = e
+        async for _ in self.retry.sleeps():
+            try:
+                return await method(request, metadata=self._metadata)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                last = e
+        raise last
+
+    # --- streams ----------------------------------------------------------------------------------
+
+    async def open(self, stream_id: str, *, create_if_missing: bool = True,
+                   labels: dict[str, str] | None = None) -> pb.StreamInfo:
+        """Open a stream; the next chunk this client appends to it is applied_seq + 1."""
+        info = await self._unary(self.streams.OpenStream, pb.OpenStreamRequest(
+            stream_id=stream_id, create_if_missing=create_if_missing, labels=labels or {}))
+        ledger = self._ledgers.get(stream_id)
+        if ledger is None or ledger.next_seq <= info.applied_seq:
+            self._ledgers[stream_id] = _Ledger(info.applied_seq + 1, self.max_kept_bytes)
+        return info
+
+    async def stream(self, stream_id: str, chunks: Iterable[Chunk] | AsyncIterable[Chunk], *, flush: bool = True,
+                     on_ack: Callable[[pb.AppendAck], None] | None = None) -> pb.AppendAck | None:
+        """Append every chunk (opening the stream if needed) and return the last ack.
+
+        flush: after the last chunk, send an empty flushing chunk so the unfinished tail is read too.
+        on_ack: called with each ack of a chunk applied (or a duplicate), e.g. to move a progress bar.
+        """
+        return await self._append(stream_id, _numbered(chunks, flush), on_ack)
+
+    async def append(self, stream_id: str, data: Chunk, *, flush: bool = False) -> pb.AppendAck:
+        """Append one chunk and return its ack."""
+
+        async def one():
+            yield _bytes(data), flush
+
+        return await self._append(stream_id, one(), None)
+
+    async def _append(self, stream_id: str, source: AsyncIterator[tuple[bytes, bool]], on_ack) -> pb.AppendAck | None:
+        if stream_id not in self._ledgers:
+            await self.open(stream_id)
+        ledger = self._ledgers[stream_id]
+        last: list[pb.AppendAck | None] = [None]
+        while not await self._append_call(stream_id, ledger, source, last, on_ack):
+            # The connection broke, the server is draining, or it refused a chunk it may take later
+            # (busy): back off, ask where the stream stands, plan the resend.
+            async for _ in self.retry.sleeps():
+                try:
+                    info = await self.streams.OpenStream(
+                        pb.OpenStreamRequest(stream_id=stream_id, create_if_missing=False), metadata=self._metadata)
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    continue
+                ledger.resume(info)
+                break
+            else:
+                raise TimeoutError(f"stream {stream_id!r}: the server stayed unavailable for {self.retry.timeout_s} s")
+        return last[0]
+
+    async def _append_call(self, stream_id: str, ledger: _Ledger, source, last: list, on_ack) -> bool:
+        """One Append call: the planned resend, then new chunks from `source`. True when everything
+        is sent and acked; False when the stream must resync."""
+        call = self.streams.Append(metadata=self._metadata)
+        room = asyncio.Semaphore(self.window)
+        resend, ledger.to_resend = ledger.to_resend, []
+        source_done = False
+
+        async def send() -> None:
+            nonlocal source_done
+            for seq, data, flush in resend:
+                await room.acquire()
+                await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush))
+            while True:
+                await room.acquire()
+                try:
+                    data, flush = await anext(source)
+                except StopAsyncIteration:
+                    source_done = True
+                    break
+                seq = ledger.add(data, flush)
+                await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush))
+            await call.done_writing()
+
+        sender = asyncio.create_task(send())
+        try:
+            async for ack in call:
+                room.release()
+                if ack.error_code:
+                    if ack.retryable:
+                        return False
+                    raise ChunkError(ack)
+                ledger.on_ack(ack)
+                last[0] = ack
+                if on_ack is not None:
+                    on_ack(ack)
+            await sender  # re-raises what the sender hit (e.g. the source failing)
+            return source_done and ledger.unacked == 0
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+        finally:
+            sender.cancel()
+            call.cancel()
+
+    async def embedding(self, stream_id: str) -> pb.Embedding:
+        return await self._unary(self.streams.GetEmbedding, pb.GetEmbeddingRequest(stream_id=stream_id))
+
+    async def embedding_array(self, stream_id: str) -> np.ndarray:
+        return np.asarray((await self.embedding(stream_id)).values, dtype=np.float32)
+
+    async def summarize(self, stream_id: str, *, max_segments: int = 5, generative: bool = False,
+                        max_new_tokens: int = 64) -> pb.Summary:
+        mode = pb.SummarizeRequest.GENERATIVE if generative else pb.SummarizeRequest.EXTRACTIVE
+        return await self._unary(self.streams.Summarize, pb.SummarizeRequest(
+            stream_id=stream_id, max_segments=max_segments, mode=mode, max_new_tokens=max_new_tokens))
+
+    async def close_stream(self, stream_id: str, *, keep_state: bool = False) -> pb.CloseStreamResponse:
+        out = await self._unary(self.streams.CloseStream, pb.CloseStreamRequest(stream_id=stream_id,
+                                                                                 keep_state=keep_state))
+        self._ledgers.pop(stream_id, None)
+        return out
+
+    async def fork(self, source_id: str, new_id: str) -> pb.StreamInfo:
+        return await self._unary(self.streams.ForkStream, pb.ForkStreamRequest(source_id=source_id, new_id=new_id))
+
+    async def export_state(self, stream_id: str) -> bytes:
+        return (await self._unary(self.streams.ExportState, pb.ExportStateRequest(stream_id=stream_id))).data
+
+    async def import_state(self, stream_id: str, data: bytes) -> pb.StreamInfo:
+        return await self._unary(self.streams.ImportState,
+                                 pb.ImportStateRequest(stream_id=stream_id, state=pb.StateBlob(data=data)))
+
+    # --- batches ----------------------------------------------------------------------------------
+
+    async def embed_table(self, table: pa.Table) -> pa.Table:
+        """Embed each row of a table with columns `id` and `text` (see Batch.EmbedTable)."""
+        out = await self._unary(self.batch.EmbedTable, pb.ArrowPayload(arrow_ipc=table_to_ipc(table)))
+        return table_from_ipc(out.arrow_ipc)
+
+    async def append_events(self, table: pa.Table) -> pa.Table:
+        """Append rows `stream_id, seq, text`; return one ack row per event."""
+        call = self.batch.AppendEvents(metadata=self._metadata)
+        await call.write(pb.ArrowPayload(arrow_ipc=table_to_ipc(table)))
+        await call.done_writing()
+        out = [table_from_ipc(p.arrow_ipc) async for p in call]
+        return pa.concat_tables(out)
+
+
+class Client:
+    """The blocking twin of AsyncClient: the same methods, run on a private event loop thread."""
+
+    def __init__(self, target: str, **kwargs):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="streamret-client", daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(target, kwargs))
+
+    @staticmethod
+    async def _make(target: str, kwargs: dict) -> AsyncClient:
+        return AsyncClient(target, **kwargs)
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __getattr__(self, name: str):
+        attr = getattr(AsyncClient, name, None)
+        if attr is None or name.startswith("_") or not asyncio.iscoroutinefunction(attr):
+            raise AttributeError(name)
+        method = getattr(self._async, name)
+        return lambda *args, **kwargs: self._run(method(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._async.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

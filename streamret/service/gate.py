@@ -1,0 +1,114 @@
+"""Every call passes the gate: authentication, refusal while draining, in-flight accounting, and the
+translation of exceptions into statuses (status.py) with the client's ids in every message."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+
+import grpc
+
+from ..errors import Unavailable
+from .auth import Authenticator, Caller, scrub
+from .metrics import ServiceMetrics
+from .status import status_of
+
+log = logging.getLogger("streamret.service")
+
+
+class Gate:
+    def __init__(self, auth: Authenticator, metrics: ServiceMetrics):
+        self.auth = auth
+        self.metrics = metrics
+        self.draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._on_drain: set = set()  # callbacks that make long-lived calls wind down
+
+    def enter(self, context: grpc.aio.ServicerContext) -> Caller:
+        if self.draining:
+            raise Unavailable("the server is shutting down; retry on another server or after its restart")
+        caller = self.auth.authenticate(context.invocation_metadata())
+        self._in_flight += 1
+        self._idle.clear()
+        return caller
+
+    def leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def on_drain(self, callback) -> None:
+        self._on_drain.add(callback)
+
+    def off_drain(self, callback) -> None:
+        self._on_drain.discard(callback)
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new calls, ask streaming calls to wind down, wait for the rest; False on timeout."""
+        self.draining = True
+        for callback in list(self._on_drain):
+            callback()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            log.warning("drain: %d calls still running after %.1f s", self._in_flight, timeout)
+            return False
+
+
+def rpc(method):
+    """Decorate a servicer method `(self, caller, request, context)`: it gets the authenticated Caller,
+    and any exception it raises ends the call with the mapped status and a client-safe message."""
+    name = method.__name__
+
+    async def fail(self, context, caller: Caller | None, exc: Exception, started: float) -> None:
+        code, message = status_of(exc, method=name)
+        self.gate.metrics.rpc_done(name, code, time.perf_counter() - started)
+        await context.abort(code, scrub(message, caller.tenant) if caller else message)
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream_wrapper(self, request, context):
+            started, caller = time.perf_counter(), None
+            try:
+                caller = self.gate.enter(context)
+                try:
+                    async for item in method(self, caller, request, context):
+                        yield item
+                finally:
+                    self.gate.leave()
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (mapped to a status, never a traceback to the client)
+                await fail(self, context, caller, exc, started)
+            self.gate.metrics.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+
+        return stream_wrapper
+
+    @functools.wraps(method)
+    async def unary_wrapper(self, request, context):
+        started, caller = time.perf_counter(), None
+        try:
+            caller = self.gate.enter(context)
+            try:
+                response = await method(self, caller, request, context)
+            finally:
+                self.gate.leave()
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await fail(self, context, caller, exc, started)
+        self.gate.metrics.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+        return response
+
+    return unary_wrapper

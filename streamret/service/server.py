@@ -1,0 +1,186 @@
+"""The gRPC server: StreamRet and Batch on one grpc.aio server, with health, reflection, metrics,
+housekeeping (metrics polling, idle eviction) and a graceful drain on SIGTERM.
+
+    server = StreamRetServer(engine, ServerConfig(port=0))
+    port = await server.start()
+    ...
+    await server.stop()        # NOT_SERVING, refuse new calls, finish running ones, checkpoint_all
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .auth import Authenticator
+from .batch_servicer import BatchServicer
+from .gate import Gate
+from .limits import ServiceLimits
+from .metrics import ServiceMetrics
+from .proto_gen import streamret_pb2 as pb
+from .proto_gen import streamret_pb2_grpc as pb_grpc
+from .stream_servicer import StreamRetServicer
+from .tenant_engine import TenantEngine
+
+log = logging.getLogger("streamret.service")
+
+SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[s].full_name for s in ("StreamRet", "Batch"))
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0: any free port (start() returns it)
+    auth_tokens: str | None = None  # token file (see auth.py for the format); None: no auth, loopback only
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_bind: bool = False  # allow a non-loopback host without auth tokens
+    metrics_port: int | None = None  # Prometheus /metrics; None: off, 0: any free port
+    metrics_host: str = "0.0.0.0"
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+    drain_timeout_s: float = 30.0
+    rpc_threads: int = 32  # threads for blocking engine calls
+    poll_s: float = 0.5  # how often engine stats are read into the metrics
+
+    def check(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.auth_tokens is None and not self.insecure_bind and not _is_loopback(self.host):
+            raise ValueError(f"refusing to serve on {self.host} without --auth-tokens: anyone who can reach it "
+                             "could read and write every stream; add --auth-tokens FILE, bind to 127.0.0.1, "
+                             "or pass --insecure-bind if a trusted network guards the port")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class StreamRetServer:
+    def __init__(self, engine, config: ServerConfig | None = None):
+        self.config = config or ServerConfig()
+        self.config.check()
+        self.engine = engine
+        auth = Authenticator.from_file(self.config.auth_tokens) if self.config.auth_tokens else Authenticator()
+        self.metrics = ServiceMetrics()
+        self.gate = Gate(auth, self.metrics)
+        self.streams = TenantEngine(engine, self.config.limits, self.metrics, threads=self.config.rpc_threads)
+        self.health = health.aio.HealthServicer()
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind and start serving; return the bound port."""
+        cfg = self.config
+        size = cfg.limits.max_message_bytes
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
+                                          ("grpc.max_send_message_length", size)])
+        pb_grpc.add_StreamRetServicer_to_server(StreamRetServicer(self.streams, self.gate), server)
+        pb_grpc.add_BatchServicer_to_server(BatchServicer(self.streams, self.gate), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+        address = _address(cfg.host, cfg.port)
+        if cfg.tls_cert:
+            creds = grpc.ssl_server_credentials([(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())])
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot bind {address}")
+        await server.start()
+        self._server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.metrics_port is not None:
+            self.metrics_port = self.metrics.serve_http(cfg.metrics_port, cfg.metrics_host)
+        self._tasks = [asyncio.create_task(self._poll_metrics()), asyncio.create_task(self._evict_idle())]
+        log.info("streamret serving on %s (%s, %s)%s", _address(cfg.host, self.port),
+                 "TLS" if cfg.tls_cert else "plaintext", "auth tokens" if cfg.auth_tokens else "no auth",
+                 f", metrics on :{self.metrics_port}/metrics" if self.metrics_port is not None else "")
+        return self.port
+
+    async def stop(self) -> bool:
+        """Drain: NOT_SERVING, new calls UNAVAILABLE, running calls finish (Append calls stop taking chunks
+        and answer those taken), every state made durable. True when nothing had to be cut off."""
+        if self._server is None or self._stopped.is_set():
+            await self._stopped.wait()
+            return True
+        log.info("draining: finishing %d running calls", self.gate.in_flight)
+        await self.health.enter_graceful_shutdown()
+        clean = await self.gate.drain(self.config.drain_timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.engine.checkpoint_all)
+        await self._server.stop(grace=1.0)
+        self.metrics.stop_http()
+        self.streams.shutdown()
+        self._stopped.set()
+        log.info("stopped; every stream state is durable")
+        return clean
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _poll_metrics(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                stats = await loop.run_in_executor(None, self.engine.stats)
+                self.metrics.poll_engine(stats, len(self.streams.registry))
+            except Exception:  # noqa: BLE001  (metrics must never take the server down)
+                log.exception("reading engine stats failed")
+            await asyncio.sleep(self.config.poll_s)
+
+    async def _evict_idle(self) -> None:
+        idle_s = self.config.limits.idle_evict_s
+        if not idle_s:
+            return
+        while True:
+            await asyncio.sleep(min(idle_s / 4, 30.0))
+            try:
+                n = await self.streams.evict_idle()
+                if n:
+                    log.info("evicted %d idle streams to the durable store", n)
+            except Exception:  # noqa: BLE001
+                log.exception("idle eviction failed")
+
+
+async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
+    """Run a server until SIGTERM or SIGINT, then drain; return True when the drain was clean.
+
+    on_started(server) is called once the port is bound (e.g. to print the address).
+    """
+    server = StreamRetServer(engine, config)
+    await server.start()
+    if on_started is not None:
+        on_started(server)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received")
+    return await server.stop()

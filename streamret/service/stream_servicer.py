@@ -1,0 +1,151 @@
+"""The StreamRet service: protobuf in and out; all the work is in TenantEngine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..errors import InvalidArgument, Unavailable
+from .auth import Caller
+from .gate import Gate, rpc
+from .proto_gen import streamret_pb2 as pb
+from .proto_gen import streamret_pb2_grpc as pb_grpc
+from .tenant_engine import ChunkAck, TenantEngine
+
+DEFAULT_SEGMENTS = 5
+DEFAULT_NEW_TOKENS = 64
+_MODES = {pb.SummarizeRequest.EXTRACTIVE: "extractive", pb.SummarizeRequest.GENERATIVE: "generative"}
+_END = object()
+
+
+def stream_info(info, stream_id: str, labels: dict[str, str] | None = None) -> pb.StreamInfo:
+    return pb.StreamInfo(stream_id=stream_id, applied_seq=info.applied_seq, durable_seq=info.durable_seq,
+                         tokens=info.tokens, model_fingerprint=info.model_fingerprint, labels=labels or {})
+
+
+def summary_message(summary, stream_id: str) -> pb.Summary:
+    segments = [pb.Segment(text=s.text, start_byte=s.start_byte, end_byte=s.end_byte, score=s.score)
+                for s in summary.segments]
+    return pb.Summary(stream_id=stream_id, applied_seq=summary.applied_seq, segments=segments,
+                      generated_text=summary.generated_text or "")
+
+
+def ack_message(ack: ChunkAck) -> pb.AppendAck:
+    out = pb.AppendAck(stream_id=ack.stream_id, seq=ack.seq, applied_seq=ack.applied_seq,
+                       durable_seq=ack.durable_seq, tokens=ack.tokens, duplicate=ack.duplicate,
+                       error_code=ack.error_code, error_message=ack.error_message, retryable=ack.retryable)
+    if ack.segment_embedding is not None:
+        out.segment_embedding.extend(ack.segment_embedding.tolist())
+    return out
+
+
+def _payload(request: pb.AppendRequest) -> bytes:
+    kind = request.WhichOneof("payload")
+    if kind == "data":
+        return request.data
+    return request.text.encode("utf-8") if kind == "text" else b""
+
+
+class StreamRetServicer(pb_grpc.StreamRetServicer):
+    def __init__(self, streams: TenantEngine, gate: Gate):
+        self.streams = streams
+        self.gate = gate
+
+    @rpc
+    async def OpenStream(self, caller: Caller, request: pb.OpenStreamRequest, context) -> pb.StreamInfo:
+        info, labels = await self.streams.open(caller, request.stream_id, request.create_if_missing,
+                                               dict(request.labels))
+        return stream_info(info, request.stream_id, labels)
+
+    @rpc
+    async def Append(self, caller: Caller, requests, context):
+        """Read chunks and submit them as they come; send the acks in request order.
+
+        A reader task keeps reading while earlier chunks are still in the engine, so one call carries
+        many chunks in flight. The queue between reader and writer bounds them (limits.max_unacked_per_call).
+        """
+        caller.require_write("appending to a stream")
+        window = asyncio.Queue()  # (pending ack, bytes, start time), then _END or the exception that ended reading
+        room = asyncio.Semaphore(self.streams.limits.max_unacked_per_call)
+        reading = True
+
+        async def read() -> None:
+            nonlocal reading
+            try:
+                async for request in requests:
+                    reading = False  # from here until the chunk is queued, a drain must not cancel us
+                    if request.seq < 1:
+                        raise InvalidArgument(f"AppendRequest.seq must be >= 1 (chunks count 1, 2, 3 ...), "
+                                              f"got {request.seq}")
+                    data = _payload(request)
+                    started = time.perf_counter()
+                    await room.acquire()
+                    ack = await self.streams.submit_append(caller, request.stream_id, request.seq, data,
+                                                           request.flush, request.return_segment_embedding)
+                    window.put_nowait((ack, len(data), started))
+                    if self.gate.draining:
+                        break
+                    reading = True
+                window.put_nowait(_END)
+            except asyncio.CancelledError:
+                window.put_nowait(_END)  # drained: take no more chunks; the writer answers those taken
+            except Exception as e:  # noqa: BLE001  (ends the call with its status, after the acks before it)
+                window.put_nowait(e)
+
+        def stop_reading() -> None:
+            if reading:
+                reader.cancel()
+
+        reader = asyncio.create_task(read())
+        self.gate.on_drain(stop_reading)
+        try:
+            while (item := await window.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                pending, n_bytes, started = item
+                ack = await pending
+                room.release()
+                outcome = "error" if ack.error_code else "duplicate" if ack.duplicate else "applied"
+                self.gate.metrics.chunk_acked(outcome, n_bytes, time.perf_counter() - started)
+                yield ack_message(ack)
+            if self.gate.draining:
+                raise Unavailable("the server is shutting down; reconnect and resend from durable_seq + 1")
+        finally:
+            self.gate.off_drain(stop_reading)
+            reader.cancel()
+
+    @rpc
+    async def GetEmbedding(self, caller: Caller, request: pb.GetEmbeddingRequest, context) -> pb.Embedding:
+        values, info = await self.streams.embedding(caller, request.stream_id)
+        return pb.Embedding(stream_id=request.stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
+                            values=values.tolist())
+
+    @rpc
+    async def Summarize(self, caller: Caller, request: pb.SummarizeRequest, context) -> pb.Summary:
+        if request.mode not in _MODES:
+            raise InvalidArgument(f"SummarizeRequest.mode {request.mode} is unknown; use EXTRACTIVE or GENERATIVE")
+        summary = await self.streams.summarize(caller, request.stream_id, request.max_segments or DEFAULT_SEGMENTS,
+                                               _MODES[request.mode], request.max_new_tokens or DEFAULT_NEW_TOKENS)
+        return summary_message(summary, request.stream_id)
+
+    @rpc
+    async def CloseStream(self, caller: Caller, request: pb.CloseStreamRequest, context) -> pb.CloseStreamResponse:
+        values, info, summary = await self.streams.close(caller, request.stream_id, request.keep_state,
+                                                         DEFAULT_SEGMENTS)
+        embedding = pb.Embedding(stream_id=request.stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
+                                 values=values.tolist())
+        return pb.CloseStreamResponse(embedding=embedding, summary=summary_message(summary, request.stream_id))
+
+    @rpc
+    async def ForkStream(self, caller: Caller, request: pb.ForkStreamRequest, context) -> pb.StreamInfo:
+        info = await self.streams.fork(caller, request.source_id, request.new_id)
+        return stream_info(info, request.new_id)
+
+    @rpc
+    async def ExportState(self, caller: Caller, request: pb.ExportStateRequest, context) -> pb.StateBlob:
+        return pb.StateBlob(data=await self.streams.export_state(caller, request.stream_id))
+
+    @rpc
+    async def ImportState(self, caller: Caller, request: pb.ImportStateRequest, context) -> pb.StreamInfo:
+        info = await self.streams.import_state(caller, request.stream_id, request.state.data)
+        return stream_info(info, request.stream_id)

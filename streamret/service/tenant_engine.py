@@ -1,0 +1,228 @@
+"""The engine as the service uses it: per-tenant stream names, limits, and async calls.
+
+Servicers translate protobuf and Arrow; this class does everything between them and the engine:
+it maps (tenant, stream id) to the engine's id, enforces the limits, holds the registry of open
+streams, runs blocking engine calls on a thread pool so the event loop never waits on the model,
+and rewrites engine ids in error messages back into the client's ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..batch.arrow_table import embed_table
+from ..errors import ResourceExhausted, SeqGap, StreamRetError, TooBusy
+from .auth import Caller, client_id, scrub
+from .limits import ServiceLimits, StreamRegistry
+from .metrics import ServiceMetrics
+from .status import code_number, status_of
+
+log = logging.getLogger("streamret.service")
+
+_BATCH_MARK = "\x1e"  # batch temporaries: "<tenant>\x1f\x1e<uuid>-<row>", never a valid client id
+
+
+@dataclass
+class ChunkAck:
+    """One chunk's outcome, in the client's ids (the fields of AppendAck and of an AppendEvents row)."""
+
+    stream_id: str
+    seq: int
+    applied_seq: int = 0
+    durable_seq: int = 0
+    tokens: int = 0
+    duplicate: bool = False
+    error_code: int = 0
+    error_message: str = ""
+    retryable: bool = False
+    segment_embedding: np.ndarray | None = None
+
+
+class TenantEngine:
+    def __init__(self, engine, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32):
+        self.engine = engine
+        self.limits = limits
+        self.metrics = metrics
+        self.registry = StreamRegistry(limits.max_streams_per_tenant)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamret-rpc")
+
+    async def _call(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------------------------------
+    # streams
+
+    async def open(self, caller: Caller, stream_id: str, create: bool, labels: dict[str, str]):
+        """(engine StreamInfo, labels) of the caller's stream, creating it if asked and allowed."""
+        eid = caller.engine_id(stream_id)
+        labels = self.limits.check_labels(labels)
+        if eid not in self.registry and create and not await self._call(self.engine.exists, eid):
+            caller.require_write("creating a stream")
+        info = await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=create))
+        return info, self.registry.touch(caller.tenant, eid, labels)
+
+    async def submit_append(self, caller: Caller, stream_id: str, seq: int, data: bytes, flush: bool,
+                            want_segment: bool = False, create: bool = False) -> asyncio.Future:
+        """Queue one chunk; return a future of its ChunkAck (which carries any per-chunk problem).
+
+        Raises only for a bad stream id (a protocol error for Append). When the engine is full this waits
+        (up to limits.busy_wait_s) for room instead of failing at once: the caller stops reading its
+        requests meanwhile, which is the backpressure a client feels. create: open the stream first if
+        this server does not hold it (event feeds).
+        """
+        eid = caller.engine_id(stream_id)
+        if len(data) > self.limits.max_chunk_bytes:
+            return self.failed_ack(caller, stream_id, seq, ResourceExhausted(
+                f"chunk of {len(data)} bytes exceeds the server's limit of {self.limits.max_chunk_bytes}; "
+                "send smaller chunks"))
+        if create and eid not in self.registry:
+            try:
+                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=True))
+            except Exception as e:  # noqa: BLE001
+                return self.failed_ack(caller, stream_id, seq, e)
+        deadline, pause = None, 0.001
+        while True:
+            try:
+                fut = self.engine.submit_append(eid, seq, data, flush=flush)
+                break
+            except TooBusy as e:
+                now = time.monotonic()
+                deadline = deadline or now + self.limits.busy_wait_s
+                if now >= deadline:
+                    self.metrics.busy_refusals.inc()
+                    return self.failed_ack(caller, stream_id, seq, e)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
+                return self.failed_ack(caller, stream_id, seq, e)
+        return asyncio.ensure_future(self._finish_ack(caller, eid, seq, asyncio.wrap_future(fut), want_segment))
+
+    async def _finish_ack(self, caller: Caller, eid: str, seq: int, fut: asyncio.Future, want_segment: bool):
+        stream_id = client_id(eid)
+        try:
+            ack = await fut
+        except Exception as e:  # noqa: BLE001
+            return self._error_ack(caller, stream_id, seq, e)
+        self.registry.touch(caller.tenant, eid)
+        out = ChunkAck(stream_id, seq, int(ack.applied_seq), int(ack.durable_seq), int(ack.tokens),
+                       bool(ack.duplicate))
+        if want_segment:
+            try:
+                out.segment_embedding = await self._newest_segment_embedding(eid)
+            except Exception as e:  # noqa: BLE001
+                return self._error_ack(caller, stream_id, seq, e)
+        return out
+
+    async def _newest_segment_embedding(self, eid: str) -> np.ndarray | None:
+        segments = await self._call(self.engine.segments, eid)
+        newest = max(segments, key=lambda s: s.end_byte, default=None)
+        return None if newest is None or newest.embedding is None else np.asarray(newest.embedding, np.float32)
+
+    def _error_ack(self, caller: Caller, stream_id: str, seq: int, exc: BaseException) -> ChunkAck:
+        code, message = status_of(exc, method="Append")
+        ack = ChunkAck(stream_id, seq, error_code=code_number(code), error_message=scrub(message, caller.tenant))
+        if isinstance(exc, SeqGap):
+            ack.applied_seq = exc.expected - 1
+        ack.retryable = isinstance(exc, SeqGap | TooBusy)
+        return ack
+
+    def failed_ack(self, caller: Caller, stream_id: str, seq: int, exc: BaseException) -> asyncio.Future:
+        """A finished future of the error ack for `exc` (what submit_append returns for a refused chunk)."""
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(self._error_ack(caller, stream_id, seq, exc))
+        return fut
+
+    async def info(self, caller: Caller, stream_id: str):
+        return await self._call(self.engine.info, caller.engine_id(stream_id))
+
+    async def embedding(self, caller: Caller, stream_id: str):
+        """(embedding float32 [dim], engine StreamInfo): info is read after the embedding, so applied_seq
+        and tokens cover at least every chunk the embedding reflects."""
+        eid = caller.engine_id(stream_id)
+        values = await self._call(self.engine.embedding, eid)
+        info = await self._call(self.engine.info, eid)
+        self.registry.touch(caller.tenant, eid)
+        return np.asarray(values, dtype=np.float32), info
+
+    async def summarize(self, caller: Caller, stream_id: str, k: int, mode: str, max_new_tokens: int):
+        eid = caller.engine_id(stream_id)
+        summary = await self._call(self.engine.summarize, eid, k=k, mode=mode, max_new_tokens=max_new_tokens)
+        self.registry.touch(caller.tenant, eid)
+        return summary
+
+    async def close(self, caller: Caller, stream_id: str, keep_state: bool, k: int):
+        """Flush the tail, take the final (embedding, info, summary), then close the stream."""
+        caller.require_write("closing a stream")
+        eid = caller.engine_id(stream_id)
+        await self._call(self.engine.flush, eid)
+        values, info = await self.embedding(caller, stream_id)
+        summary = await self._call(self.engine.summarize, eid, k=k)
+        await self._call(self.engine.close, eid, keep_state=keep_state)
+        self.registry.release(eid)
+        return values, info, summary
+
+    async def fork(self, caller: Caller, source_id: str, new_id: str):
+        caller.require_write("forking a stream")
+        src, dst = caller.engine_id(source_id, "source_id"), caller.engine_id(new_id, "new_id")
+        return await self._hold(caller, dst, lambda: self.engine.fork(src, dst))
+
+    async def export_state(self, caller: Caller, stream_id: str) -> bytes:
+        eid = caller.engine_id(stream_id)
+        data = await self._call(self.engine.export_state, eid)
+        if len(data) > self.limits.max_message_bytes:
+            raise ResourceExhausted(f"the state is {len(data)} bytes, over the server's message limit of "
+                                    f"{self.limits.max_message_bytes}; raise --max-message-mb on server and client")
+        return data
+
+    async def import_state(self, caller: Caller, stream_id: str, data: bytes):
+        caller.require_write("importing a state")
+        eid = caller.engine_id(stream_id)
+        return await self._hold(caller, eid, lambda: self.engine.import_state(eid, data))
+
+    async def _hold(self, caller: Caller, eid: str, make):
+        """Run `make` (an engine call that opens or creates eid) with the stream's place in the tenant's
+        limit taken first, and given back if the call fails."""
+        reserved = self.registry.reserve(caller.tenant, eid)
+        try:
+            info = await self._call(make)
+        except BaseException:
+            if reserved:
+                self.registry.release(eid)
+            raise
+        self.registry.touch(caller.tenant, eid)
+        return info
+
+    # ------------------------------------------------------------------------------------------
+    # batches and housekeeping
+
+    async def embed_table(self, caller: Caller, table: pa.Table, summary_k: int = 5) -> pa.Table:
+        import uuid
+
+        prefix = f"{caller.tenant}\x1f{_BATCH_MARK}{uuid.uuid4().hex}-"
+        return await self._call(embed_table, self.engine, table, summary_k=summary_k,
+                                chunk_bytes=self.limits.batch_chunk_bytes, max_in_flight=self.limits.batch_in_flight,
+                                stream_prefix=prefix)
+
+    async def evict_idle(self) -> int:
+        """Evict streams idle past limits.idle_evict_s to the durable store; return how many."""
+        if not self.limits.idle_evict_s:
+            return 0
+        evicted = 0
+        for eid in self.registry.idle(self.limits.idle_evict_s):
+            try:
+                await self._call(self.engine.evict, eid)
+                evicted += 1
+            except StreamRetError as e:
+                log.warning("idle eviction of a stream failed: %s", e)
+        return evicted
+
