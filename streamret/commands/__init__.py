@@ -1,0 +1,24 @@
+"""One module per `streamret` subcommand (see streamret/cli.py), and the options they share."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False, default: str = "default",
+                   device: str = "auto") -> None:
+    """MODEL (positional or --model), --device and --dtype, the way every command takes them."""
+    if positional:
+        parser.add_argument("model", metavar="MODEL", help="checkpoint folder, random:<preset>[:seed] or default")
+    else:
+        parser.add_argument("--model", default=default, metavar="SPEC",
+                            help=f"checkpoint folder, random:<preset>[:seed] or default (default: {default})")
+    parser.add_argument("--device", default=device, help=f"auto, cpu, cuda, cuda:N (default: {device})")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), float32, bfloat16")
+
+
+def load_from_args(args: argparse.Namespace):
+    """The LoadedModel named by add_model_args' options."""
+    from streamret.model.spec import load_model
+
+    return load_model(args.model, device=args.device, dtype=args.dtype)
