@@ -28,6 +28,8 @@ from streamret.errors import StreamRetError
 COMMANDS = [
     "info",
     "demo",
+    "serve",
+    "stream",
 ]
 
 USER_ERRORS = (ValueError, OSError, StreamRetError)

@@ -102,7 +102,7 @@ class _Ledger:
                               f"this client kept chunks only from {self.floor + 1}; raise max_kept_bytes or make "
                               "the server checkpoint more often")
         self.forget(info.durable_seq)
-        self.acked = min(self.acked, info.applied_seq)
+        self.acked = info.applied_seq
         self.to_resend = [(seq, data, fl) for seq, (data, fl) in self.kept.items() if seq > info.applied_seq]
 
     @property
@@ -283,9 +283,10 @@ class AsyncClient:
         return await self._unary(self.streams.Summarize, pb.SummarizeRequest(
             stream_id=stream_id, max_segments=max_segments, mode=mode, max_new_tokens=max_new_tokens))
 
-    async def close_stream(self, stream_id: str, *, keep_state: bool = False) -> pb.CloseStreamResponse:
-        out = await self._unary(self.streams.CloseStream, pb.CloseStreamRequest(stream_id=stream_id,
-                                                                                 keep_state=keep_state))
+    async def close_stream(self, stream_id: str, *, keep_state: bool = False,
+                           max_segments: int = 5) -> pb.CloseStreamResponse:
+        out = await self._unary(self.streams.CloseStream, pb.CloseStreamRequest(
+            stream_id=stream_id, keep_state=keep_state, max_segments=max_segments))
         self._ledgers.pop(stream_id, None)
         return out
 

@@ -131,7 +131,7 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
     @rpc
     async def CloseStream(self, caller: Caller, request: pb.CloseStreamRequest, context) -> pb.CloseStreamResponse:
         values, info, summary = await self.streams.close(caller, request.stream_id, request.keep_state,
-                                                         DEFAULT_SEGMENTS)
+                                                         request.max_segments or DEFAULT_SEGMENTS)
         embedding = pb.Embedding(stream_id=request.stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
                                  values=values.tolist())
         return pb.CloseStreamResponse(embedding=embedding, summary=summary_message(summary, request.stream_id))

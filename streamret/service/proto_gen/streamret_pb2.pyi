@@ -148,12 +148,14 @@ class Summary(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., generated_text: _Optional[str] = ...) -> None: ...
 
 class CloseStreamRequest(_message.Message):
-    __slots__ = ("stream_id", "keep_state")
+    __slots__ = ("stream_id", "keep_state", "max_segments")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     KEEP_STATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     keep_state: bool
-    def __init__(self, stream_id: _Optional[str] = ..., keep_state: _Optional[bool] = ...) -> None: ...
+    max_segments: int
+    def __init__(self, stream_id: _Optional[str] = ..., keep_state: _Optional[bool] = ..., max_segments: _Optional[int] = ...) -> None: ...
 
 class CloseStreamResponse(_message.Message):
     __slots__ = ("embedding", "summary")

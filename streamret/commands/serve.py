@@ -1,0 +1,87 @@
+"""`streamret serve`: run the gRPC service in the foreground until SIGTERM or Ctrl-C.
+
+    streamret serve --model random:tiny --port 50051 --state-dir ./states
+    streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
+
+The token file has one `TOKEN TENANT [read|write]` per line (streamret/service/auth.py). On SIGTERM
+the server drains: health turns NOT_SERVING, new calls get UNAVAILABLE, running calls finish, every
+stream state is written to the durable store, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import add_model_args
+
+MiB = 1024 * 1024
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve embeddings and summaries of text streams over gRPC")
+    add_model_args(p)
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    net.add_argument("--port", type=int, default=50051, help="port (default 50051; 0 picks a free one)")
+    net.add_argument("--auth-tokens", metavar="FILE",
+                     help="bearer tokens -> tenants, one 'TOKEN TENANT [read|write]' per line")
+    net.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key)")
+    net.add_argument("--tls-key", metavar="PEM", help="server private key")
+    net.add_argument("--insecure-bind", action="store_true",
+                     help="allow a non-loopback --host without --auth-tokens (a trusted network guards the port)")
+    net.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    state = p.add_argument_group("state")
+    state.add_argument("--state-dir", help="durable store: a folder or an fsspec URL (default: none, states "
+                                          "live in memory only)")
+    state.add_argument("--durable-every-chunks", type=int, help="write a stream's record after every N chunks")
+    state.add_argument("--durable-every-s", type=float, help="... or when its oldest unsaved change is T s old")
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--max-message-mb", type=float, default=128, help="largest gRPC message (default 128 MiB)")
+    lim.add_argument("--chunk-bytes", type=int, default=1 * MiB, help="largest Append chunk (default 1 MiB)")
+    lim.add_argument("--max-streams-per-tenant", type=int, default=10_000, help="default 10000")
+    lim.add_argument("--idle-evict-s", type=float, default=600.0,
+                     help="evict streams idle this long to the durable store (default 600; 0: never)")
+    lim.add_argument("--busy-wait-s", type=float, default=5.0,
+                     help="how long a chunk waits for a full engine before RESOURCE_EXHAUSTED (default 5)")
+    lim.add_argument("--drain-timeout-s", type=float, default=30.0,
+                     help="on SIGTERM, how long running calls may take to finish (default 30)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import logging
+
+    from streamret.engine import Engine, EngineConfig
+    from streamret.service.limits import ServiceLimits
+    from streamret.service.server import ServerConfig, serve
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits = ServiceLimits(max_message_bytes=int(args.max_message_mb * MiB), max_chunk_bytes=args.chunk_bytes,
+                           max_streams_per_tenant=args.max_streams_per_tenant, idle_evict_s=args.idle_evict_s,
+                           busy_wait_s=args.busy_wait_s)
+    config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,
+                          tls_key=args.tls_key, insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
+                          limits=limits, drain_timeout_s=args.drain_timeout_s)
+    config.check()  # refuse a bad bind before loading a model
+
+    engine_config = dataclasses.replace(EngineConfig(), max_chunk_bytes=args.chunk_bytes)
+    if args.durable_every_chunks is not None:
+        engine_config = dataclasses.replace(engine_config, durable_every_chunks=args.durable_every_chunks)
+    if args.durable_every_s is not None:
+        engine_config = dataclasses.replace(engine_config, durable_every_s=args.durable_every_s)
+    engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, state_dir=args.state_dir,
+                               config=engine_config)
+
+    def started(server) -> None:
+        print(f"streamret serving {args.model} on {args.host}:{server.port}"
+              + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port is not None else ""),
+              flush=True)
+
+    try:
+        asyncio.run(serve(engine, config, on_started=started))
+    finally:
+        engine.shutdown()
+    return 0

@@ -1,0 +1,99 @@
+"""`streamret stream FILE --server HOST:PORT`: stream a file to a server, print its embedding and summary.
+
+    streamret stream book.txt --server localhost:50051
+    streamret stream - --server prod:443 --tls --token "$TOKEN" --stream-id logs-2024 --keep
+
+The file goes in numbered chunks; the client retries while the server restarts and resends what the
+server had not made durable. By default the stream is closed at the end (the final embedding and
+summary come with the close); --keep leaves it open on the server for more appends and queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("stream", help="stream a file to a streamret server and print its embedding and summary")
+    p.add_argument("file", metavar="FILE", help="the file to stream (- for stdin)")
+    p.add_argument("--server", required=True, metavar="HOST:PORT", help="the server's address")
+    p.add_argument("--stream-id", help="the stream's id (default: the file's name)")
+    p.add_argument("--chunk-bytes", type=int, default=64 * 1024, help="bytes per chunk (default 65536)")
+    p.add_argument("--token", default=os.environ.get("STREAMRET_TOKEN"),
+                   help="bearer token (default: $STREAMRET_TOKEN)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system roots, or --ca-cert)")
+    p.add_argument("--ca-cert", metavar="PEM", help="trust this CA certificate (implies --tls)")
+    p.add_argument("--segments", type=int, default=5, help="summary segments to print (default 5)")
+    p.add_argument("--keep", action="store_true", help="leave the stream open on the server instead of closing it")
+    p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full)")
+    p.set_defaults(run=run)
+
+
+def _chunks(f, size: int):
+    while block := f.read(size):
+        yield block
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from streamret.client import Client
+
+    if args.chunk_bytes < 1:
+        raise ValueError(f"--chunk-bytes must be >= 1, got {args.chunk_bytes}")
+    stdin = args.file == "-"
+    path = Path(args.file)
+    if not stdin and not path.is_file():
+        raise OSError(f"no such file: {args.file}")
+    stream_id = args.stream_id or ("stdin" if stdin else path.name)
+    root = Path(args.ca_cert).read_bytes() if args.ca_cert else None
+
+    with Client(args.server, token=args.token, tls=args.tls or root is not None, root_certificates=root) as client:
+        first = client.open(stream_id).applied_seq + 1
+        sizes: list[int] = []
+        counted = [first - 1]
+        bar = tqdm(total=None if stdin else path.stat().st_size, unit="B", unit_scale=True, desc=stream_id,
+                   disable=args.json or None, file=sys.stderr)
+
+        def on_ack(ack) -> None:
+            while counted[0] < ack.seq and counted[0] - first + 1 < len(sizes):
+                counted[0] += 1
+                bar.update(sizes[counted[0] - first])
+
+        def chunks():
+            with (sys.stdin.buffer if stdin else path.open("rb")) as f:
+                for block in _chunks(f, args.chunk_bytes):
+                    sizes.append(len(block))
+                    yield block
+
+        last = client.stream(stream_id, chunks(), on_ack=on_ack)
+        bar.close()
+        if args.keep:
+            emb, summary = client.embedding(stream_id), client.summarize(stream_id, max_segments=args.segments)
+        else:
+            closed = client.close_stream(stream_id, max_segments=args.segments)
+            emb, summary = closed.embedding, closed.summary
+
+    values = np.asarray(emb.values, dtype=np.float32)
+    segments = [{"text": s.text, "start_byte": s.start_byte, "end_byte": s.end_byte, "score": round(s.score, 4)}
+                for s in summary.segments[: args.segments]]
+    if args.json:
+        print(json.dumps({"stream_id": stream_id, "applied_seq": emb.applied_seq, "tokens": emb.tokens,
+                          "durable_seq": last.durable_seq if last else 0, "embedding": values.tolist(),
+                          "summary": segments, "kept": args.keep}))
+        return 0
+    head = ", ".join(f"{v:+.4f}" for v in values[:8]) + (", ..." if values.size > 8 else "")
+    print(f"stream     {stream_id}: {emb.tokens:,} tokens, applied_seq {emb.applied_seq}, "
+          f"{'kept open' if args.keep else 'closed'}")
+    print(f"embedding  dim {values.size}, norm {np.linalg.norm(values):.4f}: [{head}]")
+    print("summary")
+    for s in segments:
+        text = " ".join(s["text"].split())
+        print(f"  [{s['start_byte']}:{s['end_byte']}] {s['score']:.3f}  {text[:200]}")
+    return 0
