@@ -38,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("pass TEXT or --file, not both")
     if args.piece_tokens < 1:
         raise ValueError(f"--piece-tokens must be >= 1, got {args.piece_tokens}")
-    text = args.file.read_text(encoding="utf-8") if args.file is not None else (args.text or SAMPLE)
+    if args.file is not None:
+        text = args.file.read_text(encoding="utf-8")
+    else:
+        text = SAMPLE if args.text is None else args.text
     loaded = load_from_args(args)
     model = loaded.model
     ids = loaded.tokenizer.encode(text)
