@@ -1,0 +1,142 @@
+"""Training and evaluation examples for distillation: token windows with their teacher targets.
+
+Every example is one student sequence cut into spans of at most `teacher.CONTENT` tokens that tile
+it; each span gets the teacher's embedding of exactly those tokens. A passage is a sequence of one
+span; a long example is k consecutive spans of one document, whose document target is the mean of
+its span targets (what the chunk-averaged teacher computes for a whole document).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .prepare import read_source
+from .teacher import CONTENT
+
+
+@dataclass
+class Corpus:
+    """Tokenized documents of some sources, with the sampling weight of each document."""
+
+    docs: list[np.ndarray]  # int32 token ids per document
+    source: np.ndarray  # [n_docs] index into names
+    names: list[str]
+    starts_word: np.ndarray  # [vocab] bool: token can begin a word (not a "##" continuation)
+
+    def n_tokens(self) -> int:
+        return int(sum(len(d) for d in self.docs))
+
+
+def load_corpus(data_dir: str | Path, names: list[str], tokenizer, min_tokens: int = 8) -> Corpus:
+    """Tokenize the documents of the named sources (files written by `prepare`)."""
+    docs, source = [], []
+    for i, name in enumerate(names):
+        texts = [t for _, t in read_source(Path(data_dir) / f"{name}.jsonl.xz")]
+        for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
+            if len(enc.ids) >= min_tokens:
+                docs.append(np.asarray(enc.ids, dtype=np.int32))
+                source.append(i)
+    vocab = tokenizer.get_vocab()
+    starts_word = np.ones(max(vocab.values()) + 1, dtype=bool)
+    for tok, idx in vocab.items():
+        starts_word[idx] = not tok.startswith("##")
+    return Corpus(docs, np.asarray(source), names, starts_word)
+
+
+@dataclass
+class Batch:
+    """A packed student batch and the teacher windows of its spans.
+
+    ids: [T] packed token ids; lengths: [N] sequence lengths; span_of_token: [T] span index;
+    span_len: [S]; seq_of_span: [S]; windows: per span, its token ids (for the teacher).
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    span_of_token: np.ndarray
+    span_len: np.ndarray
+    seq_of_span: np.ndarray
+    windows: list[np.ndarray]
+
+    @property
+    def multi_span_seqs(self) -> np.ndarray:
+        counts = np.bincount(self.seq_of_span, minlength=len(self.lengths))
+        return np.nonzero(counts > 1)[0]
+
+    def cu_seqlens(self) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64))
+
+
+class Sampler:
+    """Random windows of a corpus starting at word starts, documents weighted by tokens**alpha per source."""
+
+    def __init__(self, corpus: Corpus, seed: int = 0, alpha: float = 0.7):
+        self.c = corpus
+        self.rng = np.random.default_rng(seed)
+        lens = np.array([len(d) for d in corpus.docs], dtype=np.float64)
+        per_source = np.bincount(corpus.source, weights=lens)
+        # a source's share grows sub-linearly with its size, so small sources are not drowned out
+        share = per_source**alpha / (per_source**alpha).sum()
+        self.doc_p = share[corpus.source] * lens / per_source[corpus.source]
+        self.lens = lens.astype(np.int64)
+        self._cdf: dict[int, np.ndarray] = {}  # per window length: cdf over documents at least that long
+
+    def _pick_docs(self, n: int, length: int) -> np.ndarray:
+        if length not in self._cdf:
+            p = np.where(self.lens >= length, self.doc_p, 0.0)
+            if p.sum() == 0:
+                raise ValueError(f"no document has >= {length} tokens; use shorter windows")
+            self._cdf[length] = np.cumsum(p / p.sum())
+        cdf = self._cdf[length]
+        return np.minimum(np.searchsorted(cdf, self.rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
+
+    def _window(self, d: int, length: int) -> np.ndarray:
+        """A window of `length` tokens of document d, starting at a word start where possible."""
+        doc = self.c.docs[d]
+        s = int(self.rng.integers(0, self.lens[d] - length + 1))
+        while s > 0 and not self.c.starts_word[doc[s]] and s + length < self.lens[d]:
+            s += 1  # move to the next word start (the engine only ever starts streams at word starts)
+        return doc[s : s + length]
+
+    def batch(self, groups: list[tuple[int, int, int]]) -> Batch:
+        """groups: (n_sequences, n_spans, span_length) each; a sequence is n_spans consecutive spans."""
+        seqs, lengths, span_len, seq_of_span, windows = [], [], [], [], []
+        for n_seq, n_spans, span in groups:
+            if span > CONTENT:
+                raise ValueError(f"span length {span} > teacher window {CONTENT}")
+            for d in self._pick_docs(n_seq, n_spans * span):
+                w = self._window(int(d), n_spans * span)
+                seqs.append(w)
+                lengths.append(len(w))
+                for k in range(n_spans):
+                    windows.append(w[k * span : (k + 1) * span])
+                    span_len.append(span)
+                    seq_of_span.append(len(seqs) - 1)
+        span_len_a = np.asarray(span_len, dtype=np.int64)
+        return Batch(
+            ids=np.concatenate(seqs).astype(np.int64),
+            lengths=np.asarray(lengths, dtype=np.int64),
+            span_of_token=np.repeat(np.arange(len(span_len_a)), span_len_a),
+            span_len=span_len_a,
+            seq_of_span=np.asarray(seq_of_span, dtype=np.int64),
+            windows=windows,
+        )
+
+
+@torch.no_grad()
+def teacher_targets(teacher, windows: list[np.ndarray], device) -> torch.Tensor:
+    """Teacher embeddings [S, d] of each span window; equal-length windows run as one padding-free batch."""
+    out = torch.empty(len(windows), teacher.cfg["hidden_size"], device=device)
+    by_len: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        by_len.setdefault(len(w), []).append(i)
+    for idx in by_len.values():
+        rows = np.stack([windows[i] for i in idx])
+        ids = torch.from_numpy(np.pad(rows, ((0, 0), (1, 1)))).to(device)
+        ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+        out[torch.tensor(idx, device=device)] = teacher(ids, None).float()
+    return out

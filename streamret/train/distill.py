@@ -1,0 +1,312 @@
+"""Distil the default model: a RetNet student trained to reproduce all-MiniLM-L6-v2's embeddings.
+
+One command on one GPU (the data folder comes from `python -m streamret.train.prepare`):
+
+    python -m streamret.train.distill --data .distill --minutes 6 --out $OUT
+
+The student's embedding is exactly what the engine serves, `model.embed(pool_sum, pool_count)`:
+the mean of final hidden states over a span, the linear embedding head, L2 norm. Each step trains
+it, in the parallel form under bf16 autocast, on three kinds of example (see `data.py`):
+  passages      one window of 254 tokens           -> teacher embedding of the window
+  short spans   8..128 tokens (sentence-sized)     -> teacher embedding of the span
+  long windows  k consecutive 254-token chunks     -> each chunk, pooled with the whole prefix as
+                                                      context, to its teacher embedding (segments),
+                                                      and the whole window to the mean of them
+plus a relational term that matches the batch's student cosine matrix to the teacher's, which is
+what retrieval depends on. Teacher targets are computed on the fly (fp16), so every epoch sees new
+cuts. Every --ckpt-minutes the full training state goes to --ckpt (resumable with the same
+command) and fp16 weight shards to --out; at the end a quick held-out evaluation is written too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from streamret.model.retnet import RetNet, RetNetConfig
+
+from .data import Batch, Corpus, Sampler, load_corpus, teacher_targets
+from .export import save_shards
+from .teacher import CONTENT, load_teacher
+
+# The shipped student: 4 wide layers (the engine is launch-bound at this size), the teacher's
+# WordPiece vocabulary and width; ~19.1M parameters, ~38 MB in fp16.
+STUDENT = RetNetConfig(
+    vocab_size=30522, d_model=384, n_layers=4, n_heads=4, head_k_dim=64, head_v_dim=128, ffn_dim=896,
+    embed_dim=384,
+)
+
+
+@dataclass
+class TrainConfig:
+    minutes: float = 6.0  # training time (evaluation and export come after)
+    lr: float = 1e-3
+    min_lr_frac: float = 0.05
+    warmup_frac: float = 0.03
+    weight_decay: float = 0.01
+    n_passages: int = 384  # 254-token passages per step
+    short_tokens: int = 16384  # tokens of short spans per step (one span length per step, cycling)
+    short_lengths: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 96, 128)
+    n_long: int = 24  # long windows per step
+    long_chunks: int = 8  # 254-token chunks per long window
+    relational_weight: float = 1.0
+    doc_weight: float = 1.0
+    relational_spans: int = 1024
+    ckpt_minutes: float = 2.0
+    seed: int = 0
+
+
+def build_student(teacher, seed: int, config: RetNetConfig = STUDENT) -> RetNet:
+    """The student, initialised with the teacher's word embeddings (same vocabulary and width)."""
+    vocab, width = teacher.word.weight.shape
+    if (config.vocab_size, config.d_model, config.embed_dim) != (vocab, width, width):
+        raise ValueError("the student needs the teacher's vocab_size and width as d_model and embed_dim; "
+                         f"got {config.vocab_size}, {config.d_model}, {config.embed_dim} for teacher "
+                         f"{(vocab, width)}")
+    model = RetNet(config).init_weights(seed, std=0.02)
+    with torch.no_grad():
+        model.embeddings.weight.copy_(teacher.word.weight.float().cpu())
+        model.embed_head.weight.copy_(torch.eye(config.embed_dim, config.d_model))
+        for block in model.layers:  # residual outputs start small (GPT-2's scaled init)
+            block.attn.o_proj.weight.mul_(1 / math.sqrt(2 * config.n_layers))
+            block.mlp.down_proj.weight.mul_(1 / math.sqrt(2 * config.n_layers))
+    return model
+
+
+def student_embeddings(model: RetNet, batch: Batch, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(span embeddings [S, e], window embeddings [n_multi, e]) through the model's own pooling + head."""
+    ids = torch.from_numpy(batch.ids).to(device)
+    hidden, _ = model(ids, mode="parallel", cu_seqlens=batch.cu_seqlens().to(device))
+    span_of_token = torch.from_numpy(batch.span_of_token).to(device)
+    span_sum = torch.zeros(len(batch.span_len), hidden.shape[-1], device=device).index_add_(
+        0, span_of_token, hidden.float()
+    )
+    span_count = torch.from_numpy(batch.span_len).to(device)
+    spans = model.embed(span_sum, span_count)
+    multi = batch.multi_span_seqs
+    if len(multi) == 0:
+        return spans, spans[:0]
+    seq_of_span = torch.from_numpy(batch.seq_of_span).to(device)
+    seq_sum = torch.zeros(len(batch.lengths), hidden.shape[-1], device=device).index_add_(0, seq_of_span, span_sum)
+    seq_count = torch.from_numpy(batch.lengths).to(device)
+    m = torch.from_numpy(multi).to(device)
+    return spans, model.embed(seq_sum[m], seq_count[m])
+
+
+def doc_targets(batch: Batch, span_targets: torch.Tensor) -> torch.Tensor:
+    """Normalised mean of the teacher's span embeddings, per multi-span sequence."""
+    seq_of_span = torch.from_numpy(batch.seq_of_span).to(span_targets.device)
+    sums = torch.zeros(len(batch.lengths), span_targets.shape[1], device=span_targets.device)
+    sums.index_add_(0, seq_of_span, span_targets)
+    return F.normalize(sums[torch.from_numpy(batch.multi_span_seqs).to(span_targets.device)], dim=-1)
+
+
+def distill_loss(spans, docs, t_spans, t_docs, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    out = {"span": (1 - (spans * t_spans).sum(-1)).mean()}
+    out["doc"] = (1 - (docs * t_docs).sum(-1)).mean() if len(docs) else spans.new_zeros(())
+    pick = torch.from_numpy(rng.permutation(len(spans))[: cfg.relational_spans]).to(spans.device)
+    s, t = spans[pick], t_spans[pick]
+    out["relational"] = ((s @ s.T - t @ t.T) ** 2).mean()
+    out["total"] = out["span"] + cfg.doc_weight * out["doc"] + cfg.relational_weight * out["relational"]
+    return out
+
+
+def step_groups(cfg: TrainConfig, step: int) -> list[tuple[int, int, int]]:
+    short = cfg.short_lengths[step % len(cfg.short_lengths)]
+    groups = [(cfg.n_passages, 1, CONTENT), (max(1, cfg.short_tokens // short), 1, short)]
+    if cfg.n_long:
+        groups.append((cfg.n_long, cfg.long_chunks, CONTENT))
+    return [g for g in groups if g[0] > 0]
+
+
+def lr_at(progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_frac, over the training time (progress 0..1)."""
+    if progress < cfg.warmup_frac:
+        return cfg.lr * max(progress / cfg.warmup_frac, 0.01)
+    p = min(1.0, (progress - cfg.warmup_frac) / (1 - cfg.warmup_frac))
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+# ----------------------------------------------------------------------------------------------
+# resumable training state: safetensors + JSON, no pickle
+
+
+def save_state(path: Path, model: RetNet, opt: torch.optim.Optimizer, info: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
+    for name, p in zip(names, opt.param_groups[0]["params"], strict=True):
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                tensors[f"opt.{name}.{key}"] = st[key].detach().cpu().contiguous()
+        if "step" in st:
+            info.setdefault("opt_steps", {})[name] = float(st["step"])
+    tmp = path / "state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path / "state.safetensors")
+    (path / "state.json.tmp").write_text(json.dumps(info))
+    os.replace(path / "state.json.tmp", path / "state.json")
+
+
+def load_state(path: Path, model: RetNet, opt: torch.optim.Optimizer) -> dict | None:
+    if not (path / "state.json").exists():
+        return None
+    info = json.loads((path / "state.json").read_text())
+    tensors = load_file(str(path / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    dev = model.device
+    for name, p in model.named_parameters():
+        if f"opt.{name}.exp_avg" in tensors:
+            opt.state[p] = {
+                "step": torch.tensor(info["opt_steps"][name]),
+                "exp_avg": tensors[f"opt.{name}.exp_avg"].to(dev),
+                "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"].to(dev),
+            }
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: RetNet, teacher, corpus: Corpus, device, seed: int = 1, n: int = 512) -> dict:
+    """Mean cosine student vs teacher on held-out passages, short spans and long windows."""
+    model.eval()
+    sampler = Sampler(corpus, seed=seed)
+    out = {}
+    for name, groups in [("passage_254", [(n, 1, CONTENT)]), ("span_32", [(n, 1, 32)]),
+                         ("long_8x254", [(max(1, n // 8), 8, CONTENT)])]:
+        batch = sampler.batch(groups)
+        t_spans = teacher_targets(teacher, batch.windows, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            spans, docs = student_embeddings(model, batch, device)
+        out[f"{name}_cos"] = float((spans * t_spans).sum(-1).mean())
+        if len(docs):
+            out[f"{name}_doc_cos"] = float((docs * doc_targets(batch, t_spans)).sum(-1).mean())
+    model.train()
+    return out
+
+
+def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = STUDENT) -> dict:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(cfg.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    data = Path(args.data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    train_names = [n for n, s in manifest["sources"].items() if s["split"] == "train"]
+    eval_names = [n for n, s in manifest["sources"].items() if s["split"] == "eval"]
+    tok_path = data / "teacher" / "tokenizer.json"
+    tok = Tokenizer.from_file(str(tok_path))
+    t0 = time.time()
+    corpus = load_corpus(data / "data", train_names, tok)
+    held_out = load_corpus(data / "data", eval_names, tok)
+    print(f"tokenized {corpus.n_tokens() / 1e6:.1f}M train tokens ({len(corpus.docs)} docs), "
+          f"{held_out.n_tokens() / 1e6:.1f}M held-out, in {time.time() - t0:.0f}s", flush=True)
+    teacher_dtype = torch.float16 if device.type == "cuda" else torch.float32
+    teacher = load_teacher(data / "teacher", device, teacher_dtype)
+    model = build_student(teacher, cfg.seed, student).to(device)
+    print(f"student: {model.num_parameters() / 1e6:.2f}M parameters, {asdict(student)}", flush=True)
+    params = [p for _, p in model.named_parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.0,
+                            fused=device.type == "cuda")
+    decay_ids = {id(p) for p in params if p.dim() == 2}
+    ckpt = Path(args.ckpt)
+    info = load_state(ckpt, model, opt) if not args.fresh else None
+    step, elapsed = (info["step"], info["elapsed_s"]) if info else (0, 0.0)
+    rng = np.random.default_rng([cfg.seed, step])  # a resumed run draws new windows, not the same ones
+    sampler = Sampler(corpus, seed=int(rng.integers(1 << 31)))
+    if info:
+        print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} min trained", flush=True)
+    log: list[dict] = info.get("log", []) if info else []
+    budget = cfg.minutes * 60
+    last_ckpt = time.time()
+    tokens = 0
+    while elapsed < budget:
+        t_step = time.time()
+        batch = sampler.batch(step_groups(cfg, step))
+        t_spans = teacher_targets(teacher, batch.windows, device)
+        t_docs = doc_targets(batch, t_spans)
+        lr = lr_at(elapsed / budget, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                spans, docs = student_embeddings(model, batch, device)
+                losses = distill_loss(spans.float(), docs.float(), t_spans, t_docs, cfg, rng)
+            losses["total"].backward()
+        except torch.OutOfMemoryError:
+            # one GPU call is all we get: shrink the batch instead of losing the run
+            cfg = replace(cfg, n_passages=cfg.n_passages // 2, short_tokens=cfg.short_tokens // 2,
+                          n_long=cfg.n_long // 2)
+            print(f"out of GPU memory at step {step}; halving the batch: {asdict(cfg)}", flush=True)
+            spans = docs = losses = None
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            continue
+        gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        with torch.no_grad():  # decoupled weight decay on matrices only
+            for p in params:
+                if id(p) in decay_ids:
+                    p.mul_(1 - lr * cfg.weight_decay)
+        opt.step()
+        step += 1
+        tokens += len(batch.ids)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed += time.time() - t_step
+        if step % args.log_every == 0 or elapsed >= budget:
+            row = {"step": step, "min": round(elapsed / 60, 3), "lr": lr, "gnorm": float(gnorm),
+                   "tok_per_s": round(tokens / max(elapsed, 1e-9)),
+                   **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
+            log.append(row)
+            if device.type == "cuda":
+                row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+            print(json.dumps(row), flush=True)
+        if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or elapsed >= budget:
+            save_state(ckpt, model, opt, {"step": step, "elapsed_s": elapsed, "log": log, "train": asdict(cfg)})
+            save_shards(model, tok_path, args.out, {"step": step, "elapsed_s": elapsed, "train": asdict(cfg)})
+            last_ckpt = time.time()
+            print(f"checkpoint at step {step} -> {ckpt}, weights -> {args.out}", flush=True)
+    result = {"step": step, "minutes": elapsed / 60, "train_tokens_seen": tokens, "train": asdict(cfg),
+              "student": asdict(student), "params": model.num_parameters(),
+              "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+              "torch": torch.__version__, "log_tail": log[-5:]}
+    result["held_out"] = evaluate(model, teacher, held_out, device, n=args.eval_n)
+    result["train_sample"] = evaluate(model, teacher, corpus, device, n=args.eval_n)
+    print(json.dumps({"held_out": result["held_out"], "train_sample": result["train_sample"]}), flush=True)
+    save_shards(model, tok_path, args.out, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Distil the default RetNet from all-MiniLM-L6-v2.")
+    ap.add_argument("--data", default=".distill", help="folder written by streamret.train.prepare")
+    ap.add_argument("--out", default=os.environ.get("OUT", "distill-out"), help="fp16 shards, config, tokenizer")
+    ap.add_argument("--ckpt", default=".distill-ckpt", help="resumable training state")
+    ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --ckpt")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--eval-n", type=int, default=512)
+    for f in TrainConfig.__dataclass_fields__.values():
+        if f.type in ("float", "int"):
+            ap.add_argument("--" + f.name.replace("_", "-"), type=eval(f.type), default=f.default)
+    args = ap.parse_args(argv)
+    cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if hasattr(args, k)})
+    train(args, cfg)
+
+
+if __name__ == "__main__":
+    main()

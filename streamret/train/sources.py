@@ -1,0 +1,162 @@
+"""English text that exists offline: Debian packages, each turned into documents (id, text).
+
+Each `Source` names its Debian packages and how to read documents out of the unpacked files.
+Whole sources are held out for evaluation (split "eval"), so that the quality benchmark measures
+text the student never saw, from publishers it never saw.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+Doc = tuple[str, str]  # (document id, text)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    packages: tuple[str, ...]
+    split: str  # "train" or "eval"
+    read: Callable[[Path], Iterator[Doc]]  # root of the unpacked packages -> documents
+    max_mb: float | None = None  # keep about this many MB of text: an evenly spaced subset of the documents
+
+
+def _open_text(path: Path) -> str:
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    return raw.decode("utf-8", errors="replace")
+
+
+def tidy(text: str) -> str:
+    """Normalise line ends, drop trailing spaces and runs of blank lines."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+class _TextOfHtml(HTMLParser):
+    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "dt", "dd", "table", "title"}
+    SKIP = {"script", "style", "head"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skip += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    p = _TextOfHtml()
+    p.feed(markup)
+    p.close()
+    text = html.unescape("".join(p.parts))
+    return tidy(re.sub(r"\n[ \t]+", "\n", text))
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in root.glob(pattern) if p.is_file() and not p.is_symlink())
+
+
+def _each_file(pattern: str, as_html: bool = False) -> Callable[[Path], Iterator[Doc]]:
+    def read(root: Path) -> Iterator[Doc]:
+        for path in _files(root, pattern):
+            text = _open_text(path)
+            yield str(path.relative_to(root)), html_to_text(text) if as_html else tidy(text)
+
+    return read
+
+
+def _bible(root: Path) -> Iterator[Doc]:
+    """The King James Bible, one document per book (decoded by the package's own `bible` program)."""
+    out = subprocess.run(
+        [str(root / "usr/bin/bible"), "-p", str(root / "usr/lib"), "gen1:1-rev22:21"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    books: dict[str, list[str]] = {}
+    book = None
+    for block in re.split(r"\n(?=\S[^\n]* \d+\n)", "\n" + out):
+        head, _, body = block.strip("\n").partition("\n")
+        book = head.rsplit(" ", 1)[0] if head else book
+        books.setdefault(book, []).append(re.sub(r"^ +\d+ ", "", body, flags=re.M))
+    for name, chapters in books.items():
+        yield f"bible/{name}", tidy("\n".join(chapters))
+
+
+def _gcide(root: Path, per_doc: int = 40) -> Iterator[Doc]:
+    """GCIDE dictionary entries (dictd format), `per_doc` consecutive entries per document."""
+    data = gzip.open(root / "usr/share/dictd/gcide.dict.dz").read().decode("utf-8", errors="replace")
+    entries = [e for e in re.split(r"\n(?=\S)", data) if len(e) > 40]
+    for i in range(0, len(entries), per_doc):
+        yield f"gcide/{i // per_doc}", tidy("\n\n".join(entries[i : i + per_doc]))
+
+
+def _wordnet(root: Path, per_doc: int = 200) -> Iterator[Doc]:
+    """WordNet glosses ("word: definition; example"), `per_doc` synsets per document."""
+    lines = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        for line in (root / f"usr/share/wordnet/data.{pos}").read_text(errors="replace").splitlines():
+            if line.startswith("  ") or "|" not in line:
+                continue
+            fields, gloss = line.split("|", 1)
+            word = fields.split()[4].replace("_", " ")
+            lines.append(f"{word}: {gloss.strip()}")
+    for i in range(0, len(lines), per_doc):
+        yield f"wordnet/{i // per_doc}", "\n".join(lines[i : i + per_doc])
+
+
+def _fortunes(root: Path) -> Iterator[Doc]:
+    for path in _files(root, "usr/share/games/fortunes/*"):
+        if path.suffix in (".dat", ".u8") or "." in path.name:
+            continue
+        cookies = [tidy(c) for c in path.read_text(errors="replace").split("\n%\n")]
+        yield f"fortunes/{path.name}", "\n\n".join(c for c in cookies if c)
+
+
+def subsample(docs: list[Doc], max_mb: float | None) -> list[Doc]:
+    """An evenly spaced subset of docs holding about max_mb MB of text (all of them if None or smaller)."""
+    total = sum(len(t) for _, t in docs) / 1e6
+    if max_mb is None or total <= max_mb:
+        return docs
+    step = total / max_mb
+    return [d for i, d in enumerate(docs) if int(i / step) != int((i + 1) / step) or i == 0]
+
+
+LINUX, PY, PG = "usr/share/doc/linux-doc-6.12", "usr/share/doc/python3.11", "usr/share/doc/postgresql-doc-15"
+SOURCES: list[Source] = [
+    # training sources
+    Source("linux-doc", ("linux-doc-6.12",), "train", _each_file(f"{LINUX}/Documentation/**/*.rst.gz")),
+    Source("bible-kjv", ("bible-kjv", "bible-kjv-text"), "train", _bible),
+    Source("gcide", ("dict-gcide",), "train", _gcide, max_mb=10),
+    Source("wordnet", ("wordnet-base",), "train", _wordnet, max_mb=5),
+    Source("fortunes", ("fortunes",), "train", _fortunes),
+    Source("jargon", ("jargon-text",), "train", _each_file("usr/share/doc/jargon-text/jargon.txt.gz")),
+    Source("cfi", ("cfi-en",), "train", _each_file("usr/share/doc/cfi-en/html/*.htm*", as_html=True)),
+    Source("debian-reference", ("debian-reference-en",), "train",
+           _each_file("usr/share/debian-reference/*.en.html", as_html=True)),
+    Source("gnu-standards", ("gnu-standards",), "train", _each_file("usr/share/info/[ms]*.info.gz")),
+    Source("git-doc", ("git-doc",), "train", _each_file("usr/share/doc/git-doc/*.txt")),
+    # held out: technical manuals from publishers the student never reads in training
+    Source("python-doc", ("python3.11-doc",), "eval", _each_file(f"{PY}/html/_sources/**/*.rst.txt")),
+    Source("postgresql-doc", ("postgresql-doc-15",), "eval", _each_file(f"{PG}/html/*.html", as_html=True)),
+]
