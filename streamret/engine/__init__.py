@@ -1,1 +1,7 @@
-"""streamret.engine"""
+"""The streaming engine: continuous batching across streams, chunk-invariant text, tiered durable state."""
+
+from .config import Ack, EngineConfig, StreamInfo, Summary
+from .engine import Engine
+from .segments import Segment
+
+__all__ = ["Ack", "Engine", "EngineConfig", "Segment", "StreamInfo", "Summary"]

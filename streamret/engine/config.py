@@ -1,0 +1,85 @@
+"""Engine settings and the small result types its API returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .segments import Segment
+from .text import SEGMENT_MODES
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # scheduler: one step packs at most this many tokens / streams
+    max_step_tokens: int = 16384
+    max_step_streams: int = 256
+    # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
+    max_chunk_bytes: int = 1 << 20
+    max_pending_chunks_per_stream: int = 64
+    max_pending_bytes_per_stream: int = 16 << 20
+    max_pending_chunks: int = 1 << 16
+    max_pending_bytes: int = 512 << 20
+    # text: undecoded tail bound per stream (see text.py for the policy past it)
+    max_tail_bytes: int = 4096
+    # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
+    segment_by: str = "sentence"
+    max_kept_segments: int = 64
+    max_segment_text_bytes: int = 512
+    max_segment_bytes: int = 8192  # a segment longer than this (in stream bytes) is closed at the next piece
+    mmr_lambda: float = 0.7  # extractive summary: weight of salience against redundancy
+    summary_prompt: str = "\n\nTL;DR:"  # generative summary: decoded after this prompt
+    # state tiers: None = auto (CUDA: half the free GPU memory at start; CPU: 1 GiB)
+    device_state_bytes: int | None = None
+    host_state_bytes: int = 4 << 30
+    # durable records: after every N applied chunks of a stream (0 = not by count) and/or when the
+    # oldest undurable change of a stream is older than T seconds (None = not by time)
+    durable_every_chunks: int = 1
+    durable_every_s: float | None = None
+    # model
+    chunk_size: int = 64
+    max_stream_id_bytes: int = 1024
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int) and not isinstance(v, bool) and f.name != "durable_every_chunks" and v < 1:
+                raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
+        if self.durable_every_chunks < 0:
+            raise ValueError(f"durable_every_chunks must be >= 0 (0 = not by count), got {self.durable_every_chunks}")
+        if self.durable_every_s is not None and self.durable_every_s <= 0:
+            raise ValueError(f"durable_every_s must be > 0 or None, got {self.durable_every_s}")
+        if self.segment_by not in SEGMENT_MODES:
+            raise ValueError(f"segment_by={self.segment_by!r}; use one of {SEGMENT_MODES}")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ValueError(f"mmr_lambda must lie in [0, 1], got {self.mmr_lambda}")
+        if not self.summary_prompt:
+            raise ValueError("summary_prompt must not be empty: decoding starts from its last token")
+        if self.max_tail_bytes < 4:
+            raise ValueError(f"max_tail_bytes must be >= 4 (one UTF-8 character), got {self.max_tail_bytes}")
+
+
+@dataclass(frozen=True)
+class Ack:
+    stream_id: str
+    seq: int  # the acknowledged chunk (a flush without data acks the stream's applied_seq)
+    applied_seq: int
+    durable_seq: int  # chunks up to here survive a crash; the client may forget them
+    tokens: int  # tokens applied to the stream so far
+    duplicate: bool = False  # seq had been accepted before; not applied again
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    stream_id: str
+    applied_seq: int
+    durable_seq: int
+    tokens: int
+    model_fingerprint: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    stream_id: str
+    applied_seq: int
+    segments: list[Segment]  # the extractive pick, in document order
+    generated_text: str = ""  # mode="generative" only

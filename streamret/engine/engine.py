@@ -1,0 +1,560 @@
+"""The streaming engine: the API the service, the batch runner and the Ray workers call.
+
+One chunk's path: `submit_append` checks its seq, turns its bytes into tokenizer-safe text
+(text.py), tokenizes it and queues a `WorkItem` (scheduler.py). The step-loop thread asks the
+scheduler for the next batch, gathers the batch's states from the state store
+(state_store.py), runs the model once on the packed tokens (worker.py), scatters the new states
+back, books the applied chunks and their segments (stream.py, segments.py), and acknowledges
+them, after their record is durable when the durability policy writes one (record.py).
+
+Threads: callers (any number), the step loop (one), the durable writer (one). One lock guards
+all bookkeeping; the model runs outside it, so queries and appends never wait for a step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+
+import numpy as np
+import torch
+
+from ..errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    SeqGap,
+    StreamRetError,
+    TooBusy,
+    Unavailable,
+)
+from ..model.checkpoint import model_fingerprint
+from ..model.spec import LoadedModel, load_model
+from .config import Ack, EngineConfig, StreamInfo, Summary
+from .record import StreamCodec
+from .scheduler import Scheduler, StepPlan, WorkItem
+from .segments import Segment, select_summary
+from .state_store import DurableStore, DurableWriter, StateStore
+from .stream import Stream
+from .worker import ModelRunner, StepOutput
+
+log = logging.getLogger("streamret.engine")
+
+SUMMARY_MODES = ("extractive", "generative")
+
+
+class Engine:
+    """Many streams, one model, one device. Thread-safe; also a context manager (shutdown on exit)."""
+
+    def __init__(self, loaded: LoadedModel, state_dir: str | None = None, config: EngineConfig | None = None):
+        self.config = config = config or EngineConfig()
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
+        self.codec = StreamCodec(self.model.config, self.fingerprint, config)
+        self.durable = DurableStore(state_dir) if state_dir else None
+        self.writer = DurableWriter(self.durable) if self.durable else None
+        self.store = StateStore(self.model, self.codec, self._device_budget(), config.host_state_bytes, self.durable)
+        self.scheduler = Scheduler(
+            config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
+            config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
+        )
+        self.runner = ModelRunner(self.model, config.chunk_size)
+        self._lock = threading.RLock()
+        self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
+        self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
+        self._stopping = False
+        self._abort = False
+        self._stopped = False
+        self._tokens_processed = 0
+        self._steps = 0
+        self._recent_streams: deque[int] = deque(maxlen=256)
+        self._recent_tokens: deque[int] = deque(maxlen=256)
+        self._next_sweep = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_model(cls, spec: str = "random:tiny", device: str = "auto", state_dir: str | None = None,
+                   config: EngineConfig | None = None, dtype: str | None = None) -> Engine:
+        """An engine for a MODEL spec (see streamret.model.spec): random:<preset>[:seed], a folder, default."""
+        return cls(load_model(spec, device, dtype), state_dir, config)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def _device_budget(self) -> int:
+        if self.config.device_state_bytes is not None:
+            return self.config.device_state_bytes
+        if self.model.device.type == "cuda":
+            return torch.cuda.mem_get_info(self.model.device)[0] // 2
+        return 1 << 30
+
+    # ------------------------------------------------------------------------------------------
+    # streams
+
+    def open(self, stream_id: str, create_if_missing: bool = True) -> StreamInfo:
+        self._check_id(stream_id)
+        with self._lock:
+            self._check_running()
+            stream = self.store.get(stream_id)
+            if stream is None:
+                if not create_if_missing:
+                    raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=True")
+                stream = self._create(stream_id)
+            return self._info(stream)
+
+    def exists(self, stream_id: str) -> bool:
+        self._check_id(stream_id)
+        with self._lock:
+            return stream_id in self.store.streams or (self.durable is not None and self.durable.exists(stream_id))
+
+    def info(self, stream_id: str) -> StreamInfo:
+        self._check_id(stream_id)
+        with self._lock:
+            return self._info(self._resident(stream_id))
+
+    def close(self, stream_id: str, keep_state: bool = False) -> None:
+        """Process the tail (an incomplete character becomes U+FFFD) and release the stream.
+
+        keep_state=False deletes it everywhere; True keeps it in the durable store (or, without a
+        state_dir, in memory) to be opened again later.
+        """
+        self._check_id(stream_id)
+        with self._lock:
+            self._check_running()
+            item = self._accept(self._resident(stream_id), None, b"", close=True)
+        item.future.result()
+        with self._lock:
+            stream = self.store.streams.get(stream_id)
+            if stream is not None and stream.busy:
+                raise FailedPrecondition(f"stream {stream_id!r} received chunks while closing; close it again")
+            if keep_state:
+                if stream is not None and self.durable is not None:
+                    self.store.evict(stream_id)
+                return
+            self.store.remove(stream_id)
+        if self.durable is not None:
+            self.writer.drain()  # a queued record must not bring the stream back
+            with self._lock:
+                self.durable.delete(stream_id)
+                self.store.evicted.discard(stream_id)
+
+    def evict(self, stream_id: str) -> None:
+        """Write the stream to the durable store and free its memory (it reloads on next use)."""
+        self._check_id(stream_id)
+        if self.durable is None:
+            raise FailedPrecondition("this engine has no state_dir, so there is nowhere to evict to")
+        self._wait_applied(stream_id)
+        with self._lock:
+            stream = self.store.streams.get(stream_id)
+            if stream is None:
+                if not self.durable.exists(stream_id):
+                    raise NotFound(f"stream {stream_id!r} does not exist")
+                return
+            if stream.busy:
+                raise TooBusy(f"stream {stream_id!r} has chunks queued; evict it once they are applied")
+            self.store.evict(stream_id)
+
+    def fork(self, src: str, dst: str) -> StreamInfo:
+        """A new stream dst that is an exact copy of src (state, text tail, segments and seq counter)."""
+        self._check_id(dst)
+        data = self.export_state(src)
+        return self._import(dst, data, fork_of=src)
+
+    def export_state(self, stream_id: str) -> bytes:
+        """The stream's record (safetensors + JSON, see record.py) after all its accepted chunks."""
+        self._check_id(stream_id)
+        self._wait_applied(stream_id)
+        with self._lock:
+            return self.codec.encode(self._resident(stream_id), self.store.read(stream_id))
+
+    def import_state(self, stream_id: str, data: bytes) -> StreamInfo:
+        """Create stream_id from a record of export_state (ModelMismatch when another model wrote it)."""
+        self._check_id(stream_id)
+        return self._import(stream_id, bytes(data))
+
+    def _import(self, stream_id: str, data: bytes, fork_of: str | None = None) -> StreamInfo:
+        stream, state = self.codec.decode(data, stream_id=stream_id)
+        with self._lock:
+            self._check_running()
+            if stream_id in self.store.streams or (self.durable is not None and self.durable.exists(stream_id)):
+                what = f"fork {fork_of!r} onto it" if fork_of else "import a state under its id"
+                raise AlreadyExists(f"stream {stream_id!r} exists; close it first or pick a new id to {what}")
+            stream.durable_seq = 0
+            if self.durable is not None:  # the new stream is durable at once, as its seq counter says
+                self.durable.write(stream_id, stream.revision, self.codec.encode(stream, state))
+                stream.durable_seq = stream.applied_seq
+            stream.since_durable = 0
+            self.store.add(stream, state)
+            return self._info(stream)
+
+    def checkpoint_all(self) -> None:
+        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM)."""
+        with self._lock:
+            self._applied.wait_for(lambda: self.scheduler.pending_chunks == 0 or self._abort)
+            if self.durable is None:
+                return
+            for stream in self.store.streams.values():
+                if stream.since_durable:
+                    self._write_durable(stream, [])
+        self.writer.drain()
+
+    def shutdown(self, checkpoint: bool = True) -> None:
+        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
+        first; False drops queued chunks (their futures fail with Unavailable)."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._abort = not checkpoint
+            self._has_work.notify_all()
+        self._thread.join()
+        with self._lock:
+            for stream in list(self.store.streams.values()):
+                if stream.pending:
+                    self._fail_stream(stream, Unavailable("the engine shut down before this chunk was applied"))
+        if checkpoint:
+            self.checkpoint_all()
+        if self.writer is not None:
+            self.writer.close()
+        self._stopped = True
+
+    # ------------------------------------------------------------------------------------------
+    # appends
+
+    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False) -> Future:
+        """Queue one chunk; the Future gives its Ack once applied (and durable if the policy writes now).
+
+        Raises at once: InvalidArgument (bad id, seq or data), ResourceExhausted (chunk too large),
+        SeqGap (a chunk is missing), TooBusy (queues full: retry shortly). A stream that does not
+        exist yet is created.
+        """
+        self._check_id(stream_id)
+        raw = self._as_bytes(data)
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
+        with self._lock:
+            self._check_running()
+            stream = self.store.get(stream_id) or self._create(stream_id)
+            if seq <= stream.accepted_seq:
+                return self._duplicate(stream, seq)
+            if seq != stream.accepted_seq + 1:
+                raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
+            return self._accept(stream, seq, raw, flush=flush).future
+
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False) -> Ack:
+        return self.submit_append(stream_id, seq, data, flush).result()
+
+    def flush(self, stream_id: str) -> Ack:
+        """Process the stream's text tail now (a flush takes no seq and is idempotent)."""
+        self._check_id(stream_id)
+        with self._lock:
+            self._check_running()
+            item = self._accept(self._resident(stream_id), None, b"", flush=True)
+        return item.future.result()
+
+    def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False):
+        """Text -> tokens -> a queued WorkItem. Called with the lock held."""
+        self.scheduler.check_room(stream.id, len(raw))
+        before = stream.text.snapshot()
+        try:
+            pieces = stream.text.close() if close else stream.text.feed(raw, flush)
+            ids = [self.tokenizer.encode(p.text) for p in pieces]
+            tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
+            if tokens.size and (tokens.min() < 0 or tokens.max() >= self.model.config.vocab_size):
+                raise InvalidArgument(
+                    f"the tokenizer produced ids outside the model's vocabulary [0, {self.model.config.vocab_size}); "
+                    "the engine's tokenizer and model do not belong together"
+                )
+        except BaseException:
+            stream.text = self.codec.new_assembler(before)
+            raise
+        piece_ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
+        item = WorkItem(stream.id, seq, tokens, pieces, piece_ends, stream.text.snapshot(), len(raw))
+        self.scheduler.add(item)
+        stream.pending.append(item)
+        if seq is not None:
+            stream.accepted_seq = seq
+        self._has_work.notify_all()
+        return item
+
+    def _duplicate(self, stream: Stream, seq: int) -> Future:
+        out: Future = Future()
+        if seq <= stream.applied_seq:
+            out.set_result(dataclasses.replace(self._ack(stream, seq), duplicate=True))
+            return out
+        original = next(it for it in stream.pending if it.seq == seq)
+
+        def relay(f: Future) -> None:
+            if f.exception() is not None:
+                out.set_exception(f.exception())
+            else:
+                out.set_result(dataclasses.replace(f.result(), duplicate=True))
+
+        original.future.add_done_callback(relay)
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # outputs
+
+    def embedding(self, stream_id: str) -> np.ndarray:
+        """The stream embedding (float32 [embed_dim], L2-normalised) after all accepted chunks."""
+        self._check_id(stream_id)
+        self._wait_applied(stream_id)
+        with self._lock:
+            self._resident(stream_id)
+            state = self.store.read(stream_id)
+        return self.runner.embed(state.pool_sum, state.pool_count)[0]
+
+    def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
+        """Kept segments in document order, scored by cosine similarity to the stream embedding."""
+        self._check_id(stream_id)
+        self._wait_applied(stream_id)
+        with self._lock:
+            stream = self._resident(stream_id)
+            state = self.store.read(stream_id)
+            emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
+            return stream.segments.segments(emb, with_embeddings)
+
+    def summarize(self, stream_id: str, k: int = 5, mode: str = "extractive", max_new_tokens: int = 64) -> Summary:
+        """Top-k segments (MMR: salient, not redundant) in document order; generative mode also decodes a
+        text greedily from a copy of the stream's state (the stream itself is untouched)."""
+        self._check_id(stream_id)
+        if mode not in SUMMARY_MODES:
+            raise InvalidArgument(f"mode={mode!r}; use one of {SUMMARY_MODES}")
+        if k < 0 or max_new_tokens < 0:
+            raise InvalidArgument(f"k and max_new_tokens must be >= 0, got k={k}, max_new_tokens={max_new_tokens}")
+        if mode == "generative" and self.model.lm_head is None:
+            raise FailedPrecondition("this model has no LM head, so it cannot generate; use mode='extractive'")
+        self._wait_applied(stream_id)
+        with self._lock:
+            stream = self._resident(stream_id)
+            applied_seq = stream.applied_seq
+            state = self.store.read(stream_id)
+            emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
+            segments = stream.segments.segments(emb)
+        picked = select_summary(segments, k, self.config.mmr_lambda)
+        text = ""
+        if mode == "generative":
+            prompt = self.tokenizer.encode(self.config.summary_prompt)
+            ids = self.runner.generate(state.to(self.model.device), prompt, max_new_tokens, self.tokenizer.eos_id)
+            text = self.tokenizer.decode(ids)
+        return Summary(stream_id, applied_seq, picked, text)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "streams": self.store.counts(),
+                "tokens_processed": self._tokens_processed,
+                "steps": self._steps,
+                "recent_step_batch_sizes": list(self._recent_streams),
+                "recent_step_tokens": list(self._recent_tokens),
+                "queue_depth": self.scheduler.pending_chunks,
+                "queue_tokens": self.scheduler.pending_tokens,
+                "queue_bytes": self.scheduler.pending_bytes,
+                "device_stream_capacity": self.store.device.capacity,
+                "durable_write_errors": self.writer.errors if self.writer else 0,
+            }
+
+    # ------------------------------------------------------------------------------------------
+    # the step loop
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self.scheduler.has_work() or self._abort:
+                    if self._stopping:
+                        return
+                    self._has_work.wait(timeout=self._sweep_due())
+                    self._sweep_durable()
+                plan = self.scheduler.schedule(self.store.device.capacity)
+                run = [w for w in plan.work if w.n_tokens]
+                spans = [w.spans() for w in plan.work]
+            try:
+                out = None
+                if run:
+                    with self._lock:
+                        state = self.store.gather([w.stream_id for w in run])
+                    span_lens = [s.n_tokens for w, sp in zip(plan.work, spans) if w.n_tokens for s in sp]
+                    out = self.runner.run([w.tokens() for w in run], state, span_lens)
+            except Exception as e:
+                with self._lock:
+                    self.store.unpin([w.stream_id for w in run])
+                    self._fail_plan(plan, e)
+                continue
+            with self._lock:
+                if run:
+                    self.store.scatter([w.stream_id for w in run], out.state)
+                resolved = self._apply(plan, spans, out)
+                self._sweep_durable()
+            for fut, ack in resolved:
+                fut.set_result(ack)
+
+    def _apply(self, plan: StepPlan, spans: list, out: StepOutput | None) -> list[tuple[Future, Ack]]:
+        """Book a finished step: segments, applied items, durability. Returns the acks to send."""
+        closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
+        done: dict[str, list[WorkItem]] = {}
+        cursor = row = 0
+        for work, work_spans in zip(plan.work, spans):
+            stream = self.store.streams[work.stream_id]
+            ran = work.n_tokens > 0
+            for span in work_spans:
+                span_sum = out.span_sums[cursor] if ran else torch.zeros(self.model.config.d_model, dtype=torch.float64)
+                cursor += ran
+                for seg in stream.segments.add(span.piece, span_sum, span.n_tokens, span.first, span.last):
+                    closed.append((stream, seg, row if ran else None))
+            row += ran
+            for s in work.slices:
+                if s.completes:
+                    stream.apply(s.item)
+                    self.scheduler.complete(s.item)
+                    done.setdefault(stream.id, []).append(s.item)
+        if closed:
+            self._keep_segments(closed, out)
+        self._steps += 1
+        self._tokens_processed += plan.n_tokens
+        self._recent_streams.append(len(plan.work))
+        self._recent_tokens.append(plan.n_tokens)
+        resolved = []
+        for sid, items in done.items():
+            stream = self.store.streams[sid]
+            every = self.config.durable_every_chunks
+            if self.durable is not None and every and stream.since_durable >= every:
+                self._write_durable(stream, items)  # acks go out once the record is written
+            else:
+                resolved += [(it.future, self._ack(stream, it.seq)) for it in items]
+        self._applied.notify_all()
+        return resolved
+
+    def _keep_segments(self, closed: list, out: StepOutput | None) -> None:
+        sums = torch.stack([seg.pool_sum for _, seg, _ in closed])
+        counts = torch.tensor([seg.pool_count for _, seg, _ in closed])
+        embeddings = self.runner.embed(sums, counts)
+        for (stream, seg, row), emb in zip(closed, embeddings):
+            if row is not None:
+                stream_emb = out.embeddings[row]
+            else:
+                state = self.store.read(stream.id)
+                stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
+            stream.segments.keep(seg, emb, stream_emb)
+
+    def _write_durable(self, stream: Stream, items: list[WorkItem]) -> None:
+        """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written."""
+        meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
+        stream.since_durable = 0
+        stream.durable_time = time.monotonic()
+        applied_seq = stream.applied_seq
+
+        def written(error: Exception | None) -> None:
+            with self._lock:
+                if error is None:
+                    stream.durable_seq = max(stream.durable_seq, applied_seq)
+                else:
+                    log.error("durable write of stream %r failed: %s", stream.id, error)
+                acks = [(it.future, self._ack(stream, it.seq)) for it in items]
+            for fut, ack in acks:
+                fut.set_result(ack)
+
+        self.writer.submit(stream.id, stream.revision, meta, tensors, written)
+
+    def _sweep_due(self) -> float | None:
+        every = self.config.durable_every_s
+        return None if every is None or self.durable is None else max(0.0, self._next_sweep - time.monotonic())
+
+    def _sweep_durable(self) -> None:
+        """Time policy: write streams whose last durable record is older than durable_every_s."""
+        every = self.config.durable_every_s
+        now = time.monotonic()
+        if every is None or self.durable is None or now < self._next_sweep:
+            return
+        self._next_sweep = now + every / 4
+        for stream in self.store.streams.values():
+            if stream.since_durable and now - stream.durable_time >= every:
+                self._write_durable(stream, [])
+
+    def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
+        log.exception("engine step over %d streams failed", len(plan.work), exc_info=error)
+        for work in plan.work:
+            stream = self.store.streams[work.stream_id]
+            self._fail_stream(stream, Unavailable(
+                f"the model step failed ({type(error).__name__}); stream {stream.id!r} is back at seq "
+                f"{stream.applied_seq}: resend from seq {stream.applied_seq + 1}"
+            ))
+
+    def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
+        items = stream.rewind(self.codec.new_assembler(stream.applied_text))
+        self.scheduler.cancel(stream.id, items)
+        for item in items:
+            item.future.set_exception(error)
+        self._applied.notify_all()
+
+    # ------------------------------------------------------------------------------------------
+    # helpers
+
+    def _create(self, stream_id: str) -> Stream:
+        stream = Stream(stream_id, self.codec.new_tracker(), self.codec.new_assembler())
+        self.store.add(stream, self.model.init_state(1, device="cpu"))
+        return stream
+
+    def _resident(self, stream_id: str) -> Stream:
+        stream = self.store.get(stream_id)
+        if stream is None:
+            raise NotFound(f"stream {stream_id!r} does not exist; append to it or open it first")
+        return stream
+
+    def _wait_applied(self, stream_id: str) -> None:
+        """Block until every chunk accepted so far for this stream is applied (or failed)."""
+        with self._lock:
+            stream = self.store.streams.get(stream_id)
+            if stream is None or not stream.pending:
+                return
+            last = stream.pending[-1]
+            self._applied.wait_for(lambda: last not in stream.pending)
+
+    def _ack(self, stream: Stream, seq: int | None) -> Ack:
+        return Ack(stream.id, stream.applied_seq if seq is None else seq, stream.applied_seq, stream.durable_seq,
+                   stream.tokens)
+
+    def _info(self, stream: Stream) -> StreamInfo:
+        return StreamInfo(stream.id, stream.applied_seq, stream.durable_seq, stream.tokens, self.fingerprint)
+
+    def _check_running(self) -> None:
+        if self._stopping:
+            raise Unavailable("the engine is shutting down; retry on another worker")
+
+    def _check_id(self, stream_id: str) -> None:
+        if not isinstance(stream_id, str) or not stream_id:
+            raise InvalidArgument(f"a stream id must be a non-empty string, got {stream_id!r}")
+        try:
+            n = len(stream_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgument("the stream id is not valid Unicode (it holds a lone surrogate)") from None
+        if n > self.config.max_stream_id_bytes:
+            raise InvalidArgument(f"the stream id has {n} bytes; the most is {self.config.max_stream_id_bytes}")
+
+    def _as_bytes(self, data: bytes | str) -> bytes:
+        if isinstance(data, str):
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgument("the chunk text is not valid Unicode (it holds a lone surrogate)") from None
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data)
+        else:
+            raise InvalidArgument(f"chunk data must be bytes or str, got {type(data).__name__}")
+        if len(data) > self.config.max_chunk_bytes:
+            raise ResourceExhausted(
+                f"chunk of {len(data)} bytes exceeds max_chunk_bytes={self.config.max_chunk_bytes}; split it"
+            )
+        return data

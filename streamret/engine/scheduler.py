@@ -1,0 +1,202 @@
+"""Continuous batching: which streams' tokens go into the next model step.
+
+Each stream has a FIFO of accepted chunks (`WorkItem`s, already tokenized). A step serves streams
+in round-robin order, taking each one's pending tokens (several chunks concatenated, in order) until
+the step's token budget or stream limit is reached; a chunk longer than what is left is split and
+its rest waits for a later step, the stream's state carrying over. A served stream with tokens
+left goes to the back of the line, so every stream is served within a bounded number of steps.
+Queues are bounded per stream and in total: `add` raises `TooBusy` instead of growing memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import TooBusy
+from .text import TextPiece, TextSnapshot
+
+
+@dataclass(eq=False)
+class WorkItem:
+    """One accepted append (or flush) of one stream: its tokens and the text pieces they came from."""
+
+    stream_id: str
+    seq: int | None  # None: a flush without data (does not advance seq)
+    tokens: np.ndarray  # int64 [n]
+    pieces: list[TextPiece]
+    piece_ends: np.ndarray  # token offset in `tokens` where each piece ends
+    text_after: TextSnapshot  # the stream's text tail once this item is applied
+    nbytes: int
+    future: Future = field(default_factory=Future)
+    taken: int = 0  # tokens handed to steps so far
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Tokens of one text piece inside a step; first/last: the span holds the piece's first/last token."""
+
+    piece: TextPiece
+    n_tokens: int
+    first: bool
+    last: bool
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Tokens [start, end) of one work item that go into a step."""
+
+    item: WorkItem
+    start: int
+    end: int
+
+    @property
+    def completes(self) -> bool:
+        return self.end == self.item.n_tokens
+
+    def spans(self) -> list[Span]:
+        """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
+        out = []
+        total = self.item.n_tokens
+        piece_starts = np.concatenate([[0], self.item.piece_ends[:-1]]) if len(self.item.pieces) else []
+        for piece, a, b in zip(self.item.pieces, piece_starts, self.item.piece_ends):
+            a, b = int(a), int(b)
+            n = max(0, min(b, self.end) - max(a, self.start))
+            if a < b:
+                first, last = self.start <= a < self.end, self.start < b <= self.end
+            else:
+                first = last = self.start <= a < self.end or a == self.end == total
+            if n or first or last:
+                out.append(Span(piece, n, first, last))
+        return out
+
+
+@dataclass
+class StreamWork:
+    """Everything one stream runs in a step: slices of its queued items, in order."""
+
+    stream_id: str
+    slices: list[Slice]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s.end - s.start for s in self.slices)
+
+    def tokens(self) -> np.ndarray:
+        return np.concatenate([s.item.tokens[s.start : s.end] for s in self.slices])
+
+    def spans(self) -> list[Span]:
+        return [span for s in self.slices for span in s.spans()]
+
+
+@dataclass
+class StepPlan:
+    work: list[StreamWork]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(w.n_tokens for w in self.work)
+
+
+class Scheduler:
+    """Owns the per-stream queues and decides each step's batch."""
+
+    def __init__(
+        self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
+        max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
+    ):
+        self.max_step_tokens = max_step_tokens
+        self.max_step_streams = max_step_streams
+        self.max_pending_chunks_per_stream = max_pending_chunks_per_stream
+        self.max_pending_bytes_per_stream = max_pending_bytes_per_stream
+        self.max_pending_chunks = max_pending_chunks
+        self.max_pending_bytes = max_pending_bytes
+        self._queues: dict[str, deque[WorkItem]] = {}  # items with tokens not yet handed to a step
+        self._ready: deque[str] = deque()  # streams with queued items, in service order
+        self._chunks: dict[str, int] = {}  # accepted, not yet completed, per stream
+        self._bytes: dict[str, int] = {}
+        self.pending_chunks = 0
+        self.pending_bytes = 0
+        self.pending_tokens = 0
+
+    def add(self, item: WorkItem) -> None:
+        """Queue an item behind the stream's earlier ones; TooBusy when a bound would be passed."""
+        self.check_room(item.stream_id, item.nbytes)
+        sid = item.stream_id
+        self._chunks[sid] = self._chunks.get(sid, 0) + 1
+        self._bytes[sid] = self._bytes.get(sid, 0) + item.nbytes
+        self.pending_chunks += 1
+        self.pending_bytes += item.nbytes
+        self.pending_tokens += item.n_tokens
+        if sid not in self._queues:
+            self._queues[sid] = deque()
+            self._ready.append(sid)
+        self._queues[sid].append(item)
+
+    def check_room(self, stream_id: str, nbytes: int) -> None:
+        chunks, nb = self._chunks.get(stream_id, 0), self._bytes.get(stream_id, 0)
+        if chunks + 1 > self.max_pending_chunks_per_stream or nb + nbytes > self.max_pending_bytes_per_stream:
+            raise TooBusy(
+                f"stream {stream_id!r} has {chunks} chunks ({nb} bytes) waiting, the most is "
+                f"{self.max_pending_chunks_per_stream} chunks ({self.max_pending_bytes_per_stream} bytes); "
+                "wait for acks before sending more"
+            )
+        if self.pending_chunks + 1 > self.max_pending_chunks or self.pending_bytes + nbytes > self.max_pending_bytes:
+            raise TooBusy(
+                f"the engine has {self.pending_chunks} chunks ({self.pending_bytes} bytes) waiting; retry shortly"
+            )
+
+    def has_work(self) -> bool:
+        return bool(self._ready)
+
+    def schedule(self, max_streams: int | None = None) -> StepPlan:
+        """Take the next step's work: round-robin over streams, up to the token and stream budgets."""
+        limit = min(self.max_step_streams, max_streams or self.max_step_streams)
+        budget = self.max_step_tokens
+        plan: list[StreamWork] = []
+        while self._ready and len(plan) < limit and budget > 0:
+            sid = self._ready.popleft()
+            queue = self._queues[sid]
+            slices = []
+            while queue and budget >= 0:
+                item = queue[0]
+                take = min(item.n_tokens - item.taken, budget)
+                if take == 0 and item.n_tokens > item.taken:
+                    break  # budget spent; the rest of this item waits
+                slices.append(Slice(item, item.taken, item.taken + take))
+                item.taken += take
+                budget -= take
+                if item.taken < item.n_tokens:
+                    break
+                queue.popleft()
+            plan.append(StreamWork(sid, slices))
+            if queue:
+                self._ready.append(sid)
+            else:
+                del self._queues[sid]
+        return StepPlan(plan)
+
+    def complete(self, item: WorkItem) -> None:
+        """An item is applied (or failed): release its share of the bounds."""
+        sid = item.stream_id
+        self._chunks[sid] -= 1
+        self._bytes[sid] -= item.nbytes
+        if not self._chunks[sid]:
+            del self._chunks[sid], self._bytes[sid]
+        self.pending_chunks -= 1
+        self.pending_bytes -= item.nbytes
+        self.pending_tokens -= item.n_tokens
+
+    def cancel(self, stream_id: str, items: list[WorkItem]) -> None:
+        """Forget a stream's unfinished items (queued or in a failed step); the caller fails their futures."""
+        if self._queues.pop(stream_id, None) is not None:
+            self._ready.remove(stream_id)
+        for item in items:
+            self.complete(item)

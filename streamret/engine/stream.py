@@ -1,0 +1,56 @@
+"""One stream's bookkeeping: sequence numbers, text, segments. Its tensors live in the state store.
+
+Two sides, kept apart so that a checkpoint never mixes them:
+- the *front* (accepted_seq, `text`, `pending`) runs ahead as chunks are accepted and tokenized;
+- the *applied* side (applied_seq, applied_text, segments, tokens) moves when a step applies them.
+A durable record holds only the applied side, so a restored stream continues exactly where its
+saved state ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .scheduler import WorkItem
+from .segments import SegmentTracker
+from .text import TextAssembler, TextSnapshot
+
+
+@dataclass(eq=False)
+class Stream:
+    id: str
+    segments: SegmentTracker
+    text: TextAssembler  # the front: fed at accept time
+    applied_text: TextSnapshot = field(default_factory=lambda: TextSnapshot(b"", 0))
+    applied_seq: int = 0
+    durable_seq: int = 0
+    tokens: int = 0
+    revision: int = 0  # +1 per applied item; the durable store keeps the newest revision
+    accepted_seq: int = 0
+    pending: deque[WorkItem] = field(default_factory=deque)  # accepted, not yet applied or failed
+    since_durable: int = 0  # items applied since the last durable record
+    durable_time: float = field(default_factory=time.monotonic)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def apply(self, item: WorkItem) -> None:
+        """Book an item whose tokens have all been run."""
+        if item.seq is not None:
+            self.applied_seq = item.seq
+        self.applied_text = item.text_after
+        self.tokens += item.n_tokens
+        self.revision += 1
+        self.since_durable += 1
+        self.pending.popleft()
+
+    def rewind(self, text: TextAssembler) -> list[WorkItem]:
+        """Drop every unapplied item (after a failure): the front goes back to the applied side."""
+        dropped = list(self.pending)
+        self.pending.clear()
+        self.accepted_seq = self.applied_seq
+        self.text = text
+        return dropped

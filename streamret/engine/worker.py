@@ -1,0 +1,68 @@
+"""The model runner: one packed forward per step, pooled sums per text span, greedy decoding.
+
+The scheduler decides what runs; the state store provides the gathered states; this file only
+turns token lists plus states into new states and the sums the outputs are built from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model.retnet import RetNet, RetNetState
+
+
+@dataclass
+class StepOutput:
+    state: RetNetState  # the streams' new states, on the model's device
+    span_sums: torch.Tensor  # [n_spans, d_model] float64 on the CPU: sum of final hidden states per span
+    embeddings: np.ndarray  # [n_streams, embed_dim] float32: stream embeddings after the step
+
+
+class ModelRunner:
+    def __init__(self, model: RetNet, chunk_size: int = 64):
+        self.model = model
+        self.chunk_size = chunk_size
+        self.device = model.device
+
+    @torch.inference_mode()
+    def run(self, tokens: list[np.ndarray], state: RetNetState, span_lens: list[int]) -> StepOutput:
+        """Advance N streams by their tokens (packed with cu_seqlens) from `state` [N].
+
+        span_lens: consecutive token counts that partition the packed tokens (text pieces, in
+        stream order); each span's hidden states are summed for its segment embedding.
+        """
+        lens = np.array([len(t) for t in tokens], dtype=np.int64)
+        ids = torch.from_numpy(np.concatenate(tokens)).to(self.device, non_blocking=True)
+        cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)])).to(self.device)
+        hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu, chunk_size=self.chunk_size)
+        span_of_token = torch.repeat_interleave(
+            torch.arange(len(span_lens), device=self.device), torch.tensor(span_lens, device=self.device)
+        )
+        sums = torch.zeros(len(span_lens), hidden.shape[-1], dtype=torch.float64, device=self.device)
+        sums.index_add_(0, span_of_token, hidden.to(torch.float64))
+        embeddings = self.model.stream_embedding(new_state)
+        return StepOutput(new_state, sums.cpu(), embeddings.cpu().numpy())
+
+    @torch.inference_mode()
+    def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:
+        """`RetNet.embed` of pooled sums [n, d] held anywhere; float32 numpy [n, embed_dim]."""
+        return self.model.embed(pool_sum.to(self.device), pool_count.to(self.device)).cpu().numpy()
+
+    @torch.inference_mode()
+    def generate(self, state: RetNetState, prompt: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:
+        """Greedy decoding after `prompt`, from `state` [1] (which is not modified: forward copies)."""
+        if not prompt:
+            raise ValueError("generation needs a non-empty prompt to read the first logits from")
+        ids = torch.tensor(prompt, dtype=torch.long, device=self.device)
+        hidden, state = self.model(ids, mode="chunkwise", state=state, chunk_size=self.chunk_size)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            token = int(self.model.logits(hidden[-1]).argmax())
+            if token == eos_id:
+                break
+            out.append(token)
+            hidden, state = self.model(torch.tensor([token], device=self.device), mode="recurrent", state=state)
+        return out
