@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .prepare import read_source
-from .teacher import CONTENT
+from .teacher import CLS_ID, CONTENT, SEP_ID
 
 
 @dataclass
@@ -137,6 +137,6 @@ def teacher_targets(teacher, windows: list[np.ndarray], device) -> torch.Tensor:
     for idx in by_len.values():
         rows = np.stack([windows[i] for i in idx])
         ids = torch.from_numpy(np.pad(rows, ((0, 0), (1, 1)))).to(device)
-        ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+        ids[:, 0], ids[:, -1] = CLS_ID, SEP_ID
         out[torch.tensor(idx, device=device)] = teacher(ids, None).float()
     return out

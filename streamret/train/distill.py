@@ -8,7 +8,7 @@ The student's embedding is exactly what the engine serves, `model.embed(pool_sum
 the mean of final hidden states over a span, the linear embedding head, L2 norm. Each step trains
 it, in the parallel form under bf16 autocast, on three kinds of example (see `data.py`):
   passages      one window of 254 tokens           -> teacher embedding of the window
-  short spans   8..128 tokens (sentence-sized)     -> teacher embedding of the span
+  short spans   16..128 tokens (sentence-sized)     -> teacher embedding of the span
   long windows  k consecutive 254-token chunks     -> each chunk, pooled with the whole prefix as
                                                       context, to its teacher embedding (segments),
                                                       and the whole window to the mean of them
@@ -51,13 +51,14 @@ STUDENT = RetNetConfig(
 @dataclass
 class TrainConfig:
     minutes: float = 6.0  # training time (evaluation and export come after)
+    max_steps: int = 0  # stop after this many steps as well (0: time only)
     lr: float = 1e-3
     min_lr_frac: float = 0.05
     warmup_frac: float = 0.03
     weight_decay: float = 0.01
     n_passages: int = 384  # 254-token passages per step
     short_tokens: int = 16384  # tokens of short spans per step (one span length per step, cycling)
-    short_lengths: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 96, 128)
+    short_lengths: tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128)
     n_long: int = 24  # long windows per step
     long_chunks: int = 8  # 254-token chunks per long window
     relational_weight: float = 1.0
@@ -233,7 +234,7 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
     budget = cfg.minutes * 60
     last_ckpt = time.time()
     tokens = 0
-    while elapsed < budget:
+    while elapsed < budget and not (cfg.max_steps and step >= cfg.max_steps):
         t_step = time.time()
         batch = sampler.batch(step_groups(cfg, step))
         t_spans = teacher_targets(teacher, batch.windows, device)
@@ -247,7 +248,7 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
                 spans, docs = student_embeddings(model, batch, device)
                 losses = distill_loss(spans.float(), docs.float(), t_spans, t_docs, cfg, rng)
             losses["total"].backward()
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             # one GPU call is all we get: shrink the batch instead of losing the run
             cfg = replace(cfg, n_passages=cfg.n_passages // 2, short_tokens=cfg.short_tokens // 2,
                           n_long=cfg.n_long // 2)
@@ -267,7 +268,8 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed += time.time() - t_step
-        if step % args.log_every == 0 or elapsed >= budget:
+        done = elapsed >= budget or step == cfg.max_steps
+        if step % args.log_every == 0 or done:
             row = {"step": step, "min": round(elapsed / 60, 3), "lr": lr, "gnorm": float(gnorm),
                    "tok_per_s": round(tokens / max(elapsed, 1e-9)),
                    **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
@@ -275,7 +277,7 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
             if device.type == "cuda":
                 row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
             print(json.dumps(row), flush=True)
-        if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or elapsed >= budget:
+        if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or done:
             save_state(ckpt, model, opt, {"step": step, "elapsed_s": elapsed, "log": log, "train": asdict(cfg)})
             save_shards(model, tok_path, args.out, {"step": step, "elapsed_s": elapsed, "train": asdict(cfg)})
             last_ckpt = time.time()
@@ -283,7 +285,7 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
     result = {"step": step, "minutes": elapsed / 60, "train_tokens_seen": tokens, "train": asdict(cfg),
               "student": asdict(student), "params": model.num_parameters(),
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "log_tail": log[-5:]}
+              "torch": torch.__version__, "log": log}
     result["held_out"] = evaluate(model, teacher, held_out, device, n=args.eval_n)
     result["train_sample"] = evaluate(model, teacher, corpus, device, n=args.eval_n)
     print(json.dumps({"held_out": result["held_out"], "train_sample": result["train_sample"]}), flush=True)
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt", default=".distill-ckpt", help="resumable training state")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --ckpt")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-n", type=int, default=512)
     for f in TrainConfig.__dataclass_fields__.values():
         if f.type in ("float", "int"):

@@ -1,0 +1,210 @@
+"""The distillation pipeline on a tiny sample: sources, teacher conversion, batches, training, resume, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+from streamret.model.retnet import RetNetConfig
+from streamret.model.spec import load_model
+from streamret.train import export
+from streamret.train.data import Sampler, load_corpus, teacher_targets
+from streamret.train.distill import TrainConfig, build_student, doc_targets, load_state, student_embeddings, train
+from streamret.train.prepare import read_source, write_source
+from streamret.train.sources import html_to_text, subsample
+from streamret.train.teacher import CLS_ID, CONTENT, SEP_ID, convert_teacher, load_teacher
+
+WORDS = ("the river cat dog stone light night day water fire king law code file memory stream table "
+         "query index data kernel bus device driver verse lord song earth heaven house field tree").split()
+HIDDEN = 32
+
+
+def _tokenizer_json(path) -> None:
+    """A small BERT-style WordPiece tokenizer with [CLS]=101 and [SEP]=102, as the teacher's."""
+    vocab = {f"[unused{i}]": i for i in range(103)}
+    vocab.update({"[PAD]": 0, "[UNK]": 100, "[CLS]": CLS_ID, "[SEP]": SEP_ID})
+    vocab = {k: v for k, v in vocab.items() if not (k.startswith("[unused") and v in (0, 100, CLS_ID, SEP_ID))}
+    for piece in [*WORDS, ".", ",", "##s", "##ing", "##ed"] + [chr(c) for c in range(97, 123)]:
+        vocab.setdefault(piece, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.save(str(path))
+
+
+def _hf_teacher(folder, vocab_size: int) -> None:
+    """Random weights in Hugging Face BertModel layout (what the teacher package ships)."""
+    g = torch.Generator().manual_seed(0)
+    d, ffn, n_layers = HIDDEN, 64, 2
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * 0.1
+
+    sd = {"embeddings.word_embeddings.weight": r(vocab_size, d), "embeddings.position_embeddings.weight": r(512, d),
+          "embeddings.token_type_embeddings.weight": r(2, d), "embeddings.LayerNorm.weight": 1 + r(d),
+          "embeddings.LayerNorm.bias": r(d)}
+    for i in range(n_layers):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            sd[p + name + ".weight"], sd[p + name + ".bias"] = r(d, d), r(d)
+        sd[p + "intermediate.dense.weight"], sd[p + "intermediate.dense.bias"] = r(ffn, d), r(ffn)
+        sd[p + "output.dense.weight"], sd[p + "output.dense.bias"] = r(d, ffn), r(d)
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            sd[p + name + ".weight"], sd[p + name + ".bias"] = 1 + r(d), r(d)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(folder / "model.safetensors"))
+    cfg = {"hidden_size": d, "num_hidden_layers": n_layers, "num_attention_heads": 4, "intermediate_size": ffn,
+           "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "vocab_size": vocab_size}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    _tokenizer_json(folder / "tokenizer.json")
+
+
+def _text(rng: random.Random, n_words: int, topic: list[str]) -> str:
+    words = [rng.choice(topic) + rng.choice(["", "", "s", "ing"]) for _ in range(n_words)]
+    return " ".join(w + ("." if rng.random() < 0.1 else "") for w in words)
+
+
+@pytest.fixture(scope="module")
+def distill_dir(tmp_path_factory):
+    """A .distill-like folder: two training sources, one held-out source, a converted tiny teacher."""
+    root = tmp_path_factory.mktemp("distill")
+    hf = root / "hf"
+    _tok_probe = root / "probe.json"
+    _tokenizer_json(_tok_probe)
+    _hf_teacher(hf, Tokenizer.from_file(str(_tok_probe)).get_vocab_size())
+    convert_teacher(hf, root / "teacher", quantize="embeddings")
+    rng = random.Random(0)
+    sources = {"alpha": ("train", WORDS[:10]), "beta": ("train", WORDS[10:20]), "held": ("eval", WORDS[20:])}
+    manifest = {"sources": {}}
+    for name, (split, topic) in sources.items():
+        docs = [(f"{name}/{i}", _text(rng, rng.randint(300, 1500), topic)) for i in range(6)]
+        write_source(docs, root / "data" / f"{name}.jsonl.xz")
+        manifest["sources"][name] = {"split": split}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _student(vocab: int) -> RetNetConfig:
+    return RetNetConfig(vocab_size=vocab, d_model=HIDDEN, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=16,
+                        ffn_dim=64, embed_dim=HIDDEN)
+
+
+def test_html_to_text_drops_markup_and_scripts():
+    text = html_to_text("<html><head><title>t</title></head><body><script>x=1</script>"
+                        "<p>Hello &amp; <b>world</b></p><p>Two</p></body></html>")
+    assert text == "Hello & world\n\nTwo"
+
+
+def test_subsample_keeps_about_the_budget():
+    docs = [(str(i), "x" * 1000) for i in range(1000)]  # 1 MB
+    kept = subsample(docs, 0.25)
+    assert 240 <= len(kept) <= 260 and kept[0] == docs[0]
+    assert subsample(docs, None) == docs and subsample(docs, 5) == docs
+
+
+def test_sources_round_trip(tmp_path):
+    docs = [("a", "first\nline"), ("b", "ünïcode ✓")]
+    write_source(docs, tmp_path / "s.jsonl.xz")
+    assert read_source(tmp_path / "s.jsonl.xz") == docs
+
+
+def test_teacher_int8_embeddings_match_fp16_and_padding_is_ignored(distill_dir, tmp_path):
+    full = convert_teacher(distill_dir / "hf", tmp_path / "fp16", quantize="none")
+    ref, q8 = load_teacher(full), load_teacher(distill_dir / "teacher")
+    windows = [[5 + i % 40 for i in range(n)] for n in (3, 17, CONTENT)]
+    a, b = ref.embed_windows(windows), q8.embed_windows(windows)
+    assert torch.allclose(a.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert float((a * b).sum(-1).min()) > 0.999
+    alone = torch.cat([ref.embed_windows([w]) for w in windows])  # no padding in a batch of one
+    torch.testing.assert_close(a, alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at most"):
+        ref.embed_windows([[5] * (CONTENT + 1)])
+
+
+def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
+    tok = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json"))
+    corpus = load_corpus(distill_dir / "data", ["alpha", "beta"], tok)
+    batch = Sampler(corpus, seed=0).batch([(3, 1, 40), (5, 1, 8), (2, 3, 20)])
+    assert batch.lengths.tolist() == [40] * 3 + [8] * 5 + [60] * 2
+    assert len(batch.ids) == batch.lengths.sum() == batch.span_len.sum() == len(batch.span_of_token)
+    spans = np.split(batch.ids, np.cumsum(batch.span_len)[:-1])
+    assert all((s == w).all() for s, w in zip(spans, batch.windows))
+    assert batch.multi_span_seqs.tolist() == [8, 9]
+    teacher = load_teacher(distill_dir / "teacher")
+    targets = teacher_targets(teacher, batch.windows, "cpu")
+    torch.testing.assert_close(targets, teacher.embed_windows([w.tolist() for w in batch.windows]),
+                               atol=1e-5, rtol=1e-5)
+    docs = doc_targets(batch, targets)
+    want = torch.nn.functional.normalize(targets[-6:-3].mean(0), dim=0)
+    torch.testing.assert_close(docs[0], want, atol=1e-6, rtol=1e-5)
+    # the student's span embeddings are its own pooled embeddings of exactly those tokens
+    model = build_student(teacher, 0, _student(tok.get_vocab_size())).eval()
+    with torch.no_grad():
+        span_emb, seq_emb = student_embeddings(model, batch, torch.device("cpu"))
+        first = batch.windows[0]
+        _, state = model(torch.from_numpy(first).long(), mode="chunkwise")
+        torch.testing.assert_close(span_emb[0], model.stream_embedding(state)[0], atol=1e-5, rtol=1e-4)
+        _, state = model(torch.from_numpy(batch.ids[-60:]).long(), mode="chunkwise")
+        torch.testing.assert_close(seq_emb[1], model.stream_embedding(state)[0], atol=1e-5, rtol=1e-4)
+
+
+def _args(distill_dir, tmp_path, fresh: bool) -> argparse.Namespace:
+    return argparse.Namespace(data=str(distill_dir), out=str(tmp_path / "out"), ckpt=str(tmp_path / "ckpt"),
+                              fresh=fresh, device="cpu", log_every=1, eval_n=8)
+
+
+def _cfg(steps: int) -> TrainConfig:
+    return TrainConfig(minutes=5, max_steps=steps, lr=3e-3, warmup_frac=0.0, n_passages=8, short_tokens=64,
+                       short_lengths=(16,), n_long=2, long_chunks=2, ckpt_minutes=10, relational_spans=64)
+
+
+def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, tmp_path):
+    torch.manual_seed(0)
+    vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
+    result = train(_args(distill_dir, tmp_path, fresh=True), _cfg(12), _student(vocab))
+    losses = [row["total"] for row in result["log"]]
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    assert set(result["held_out"]) >= {"passage_254_cos", "span_32_cos", "long_8x254_doc_cos"}
+
+    saved = load_file(str(tmp_path / "ckpt" / "state.safetensors"))
+    resumed = train(_args(distill_dir, tmp_path, fresh=False), _cfg(14), _student(vocab))
+    assert resumed["step"] == 14 and len(resumed["log"]) == 14
+    assert resumed["log"][:12] == result["log"]  # the log carries over
+
+    teacher = load_teacher(distill_dir / "teacher")
+    model = build_student(teacher, 1, _student(vocab))
+    opt = torch.optim.AdamW(model.parameters())
+    info = load_state(tmp_path / "ckpt", model, opt)
+    assert info["step"] == 14
+    again = load_file(str(tmp_path / "ckpt" / "state.safetensors"))
+    assert not torch.equal(saved["model.embeddings.weight"], again["model.embeddings.weight"])  # it trained on
+    torch.testing.assert_close(model.embeddings.weight, again["model.embeddings.weight"])
+    assert len(opt.state) == len(list(model.parameters()))
+
+
+def test_shards_split_big_tensors_and_merge_into_a_loadable_checkpoint(distill_dir, tmp_path, monkeypatch):
+    teacher = load_teacher(distill_dir / "teacher")
+    tok_json = distill_dir / "teacher" / "tokenizer.json"
+    model = build_student(teacher, 0, _student(teacher.word.num_embeddings))
+    monkeypatch.setattr(export, "SHARD_BYTES", 6000)  # the embedding matrix is ~9 KB in fp16
+    paths = export.save_shards(model, tok_json, tmp_path / "shards", {"step": 1})
+    assert len(paths) > 2 and all(p.stat().st_size <= 6000 + 1024 for p in paths)
+    assert any("@" in k for p in paths for k in load_file(str(p)))
+    export.merge_shards(tmp_path / "shards", tmp_path / "merged")
+    loaded = load_model(str(tmp_path / "merged"), "cpu", "float32")
+    for name, t in model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], t.half().float())
+    assert loaded.tokenizer.encode("the river") == Tokenizer.from_file(str(tok_json)).encode(
+        "the river", add_special_tokens=False).ids
+    (tmp_path / "shards" / paths[1].name).unlink()
+    with pytest.raises(FileNotFoundError, match="shards"):
+        export.merge_shards(tmp_path / "shards", tmp_path / "merged2")
