@@ -18,7 +18,11 @@ import torch
 
 @dataclass
 class Segment:
-    """A span of the stream: text (cut to a bounded length), bytes [start_byte, end_byte), salience."""
+    """A span of the stream: text (cut to a bounded length), bytes [start_byte, end_byte), salience.
+
+    text and start_byte skip the whitespace the segment starts with; the embedding pools all the
+    segment's tokens, that whitespace included (a subword tokenizer merges it into the next word).
+    """
 
     text: str
     start_byte: int

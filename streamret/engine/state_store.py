@@ -347,8 +347,13 @@ class StateStore:
         self.pinned.update(stream_ids)
         for sid in stream_ids:
             if sid not in self.device:
-                self._make_device_room()
-                self.device.put(sid, self.host.pop(sid).to(self.model.device))
+                state = self.host.pop(sid)  # first, so the row it frees can take the device's victim
+                try:
+                    self._make_device_room()
+                except BaseException:
+                    self.host[sid] = state
+                    raise
+                self.device.put(sid, state.to(self.model.device))
         rows = [self.device.row_of(sid) for sid in stream_ids]
         return self.device.read(rows)
 

@@ -1,0 +1,364 @@
+"""The engine end to end on a CPU (float32, random:tiny): invariants 1-4 of DESIGN.md."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamret.engine import Engine, EngineConfig
+from streamret.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelMismatch,
+    NotFound,
+    ResourceExhausted,
+    SeqGap,
+    TooBusy,
+)
+from streamret.model import RetNetConfig, build_random
+from streamret.model.spec import LoadedModel
+from streamret.model.tokenizer import ByteTokenizer
+
+_ids = itertools.count()
+
+
+def new_id() -> str:
+    return f"stream-{next(_ids)}"
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def one_shot(eng: Engine, text: str | bytes) -> np.ndarray:
+    """The embedding of the whole text in one model call, without the engine."""
+    raw = text.encode() if isinstance(text, str) else text
+    ids = eng.tokenizer.encode(raw.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape").decode())
+    with torch.no_grad():
+        _, state = eng.model(torch.tensor(ids, dtype=torch.long))
+    return eng.model.stream_embedding(state)[0].numpy()
+
+
+def cut(data: bytes, points) -> list[bytes]:
+    bounds = [0, *sorted(points), len(data)]
+    return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@pytest.fixture(scope="module")
+def eng():
+    # a small step budget, so that chunks are split across steps and streams share steps
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_tokens=37)) as e:
+        yield e
+
+
+TEXT = st.text(
+    alphabet=st.sampled_from(list("abc xyz.!?\n\t") + ["é", "ß", "€", "日", "本", "😀", "\u00a0", "\u3000"]),
+    min_size=1, max_size=160,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), text=TEXT)
+def test_embedding_does_not_depend_on_cuts_or_flushes(eng, data, text):
+    raw = text.encode()
+    chunks = cut(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=10)))
+    flushes = data.draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    sid = new_id()
+    for seq, (chunk, flush) in enumerate(zip(chunks, flushes), 1):
+        eng.append(sid, seq, chunk, flush=flush)
+    eng.flush(sid)
+    assert eng.info(sid).tokens == len(raw)
+    assert rel_err(eng.embedding(sid), one_shot(eng, raw)) <= 1e-5
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), raw=st.binary(min_size=1, max_size=80))
+def test_invalid_utf8_is_replaced_the_same_wherever_cut(eng, data, raw):
+    whole, parts = new_id(), new_id()
+    eng.append(whole, 1, raw, flush=True)
+    for seq, chunk in enumerate(cut(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=6))), 1):
+        eng.append(parts, seq, chunk)
+    eng.flush(parts)
+    assert eng.info(parts).tokens == eng.info(whole).tokens
+    assert rel_err(eng.embedding(parts), eng.embedding(whole)) <= 1e-5
+
+
+def test_many_streams_interleaved_equal_separate_runs(eng):
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma.", "délta", "€psilon", "zeta!", "\n"]
+    texts = {new_id(): " ".join(rng.choice(words, size=rng.integers(5, 60))) for _ in range(12)}
+    chunks = {sid: cut(t.encode(), rng.integers(0, len(t.encode()), size=5)) for sid, t in texts.items()}
+    futures = []
+    for round_ in range(6):  # round-robin submission: the scheduler packs streams together
+        for sid, cs in chunks.items():
+            if round_ < len(cs):
+                futures.append(eng.submit_append(sid, round_ + 1, cs[round_], flush=round_ == len(cs) - 1))
+    for f in futures:
+        assert not f.result(timeout=60).duplicate
+    assert max(eng.stats()["recent_step_batch_sizes"]) > 1
+    for sid, text in texts.items():
+        assert rel_err(eng.embedding(sid), one_shot(eng, text)) <= 1e-5
+
+
+def test_long_chunk_split_across_steps_equals_one_shot(eng):
+    text = "a long chunk that the step budget must split. " * 20
+    sid = new_id()
+    steps = eng.stats()["steps"]
+    eng.append(sid, 1, text, flush=True)
+    assert eng.stats()["steps"] - steps >= len(text) // 37
+    assert rel_err(eng.embedding(sid), one_shot(eng, text)) <= 1e-5
+
+
+def test_duplicate_gap_and_reorder(eng):
+    sid = new_id()
+    a1 = eng.append(sid, 1, "one two ")
+    assert (a1.seq, a1.applied_seq, a1.duplicate) == (1, 1, False)
+    dup = eng.append(sid, 1, "one two ")
+    assert dup.duplicate and dup.tokens == a1.tokens  # acknowledged, not applied again
+    with pytest.raises(SeqGap) as gap:
+        eng.append(sid, 3, "three ")  # 2 is missing
+    assert gap.value.expected == 2 and "expected seq 2" in str(gap.value)
+    eng.append(sid, 2, "two ")
+    eng.append(sid, 3, "three ")
+    assert eng.append(sid, 2, "two ").duplicate
+    eng.flush(sid)
+    assert rel_err(eng.embedding(sid), one_shot(eng, "one two two three ")) <= 1e-5
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidArgument):
+            eng.append(sid, bad, "x")
+
+
+def test_duplicate_of_a_queued_chunk_waits_for_it(eng):
+    sid = new_id()
+    with eng._lock:  # hold the step loop so that both chunks are still queued
+        first = eng.submit_append(sid, 1, "queued words here ")
+        again = eng.submit_append(sid, 1, "queued words here ")
+        assert not first.done() and not again.done()
+    assert not first.result(timeout=30).duplicate
+    ack = again.result(timeout=30)
+    assert ack.duplicate and ack.applied_seq == 1
+
+
+def test_backpressure_too_busy_and_chunk_limit():
+    cfg = EngineConfig(max_pending_chunks_per_stream=2, max_chunk_bytes=100)
+    with Engine.from_model("random:tiny", device="cpu", config=cfg) as e:
+        with e._lock:  # hold the step loop: nothing is applied meanwhile
+            f1 = e.submit_append("s", 1, "a ")
+            f2 = e.submit_append("s", 2, "b ")
+            with pytest.raises(TooBusy, match="wait for acks"):
+                e.submit_append("s", 3, "c ")
+            e.submit_append("other", 1, "d ")  # another stream is not blocked
+        f1.result(timeout=30), f2.result(timeout=30)
+        assert e.append("s", 3, "c ").applied_seq == 3  # room again after the acks
+        with pytest.raises(ResourceExhausted, match="max_chunk_bytes"):
+            e.append("s", 4, b"x" * 101)
+        with pytest.raises(InvalidArgument):
+            e.append("s", 4, 12345)
+
+
+def test_segments_are_pooled_with_the_prefix_as_context(eng):
+    text = "First sentence here. Second one follows! Third?\nA new line"
+    sid = new_id()
+    for seq, chunk in enumerate(cut(text.encode(), [7, 30, 31, 50]), 1):
+        eng.append(sid, seq, chunk)
+    eng.flush(sid)
+    segs = eng.segments(sid)
+    assert [s.text for s in segs] == ["First sentence here.", "Second one follows!", "Third?", "A new line"]
+    raw = text.encode()
+    ids = torch.tensor(list(raw))
+    with torch.no_grad():
+        hidden, _ = eng.model(ids)
+    stream_emb = eng.embedding(sid)
+    for prev_end, s in zip([0] + [s.end_byte for s in segs], segs):
+        assert raw[s.start_byte : s.end_byte].decode() == s.text
+        assert not raw[prev_end : s.start_byte].strip()  # only the whitespace between segments is skipped
+        span = hidden[prev_end : s.end_byte].double()  # which the embedding pools (subwords merge it)
+        ref = eng.model.embed(span.sum(0, keepdim=True), torch.tensor([len(span)]))[0].numpy()
+        assert rel_err(s.embedding, ref) <= 1e-5
+        assert abs(s.score - float(s.embedding @ stream_emb)) <= 1e-5
+    summary = eng.summarize(sid, k=2)
+    assert len(summary.segments) == 2 and summary.applied_seq == 5
+    assert [s.start_byte for s in summary.segments] == sorted(s.start_byte for s in summary.segments)
+    assert max(segs, key=lambda s: s.score).text in [s.text for s in summary.segments]
+
+
+def test_segment_memory_is_bounded_and_chunk_mode():
+    cfg = EngineConfig(segment_by="chunk", max_kept_segments=3, max_segment_text_bytes=10)
+    with Engine.from_model("random:tiny", device="cpu", config=cfg) as e:
+        for seq in range(1, 9):
+            e.append("s", seq, f"chunk number {seq} with words ")
+        segs = e.segments("s")
+        assert len(segs) == 3
+        assert all(len(s.text.encode()) <= 10 for s in segs)
+        assert [s.start_byte for s in segs] == sorted(s.start_byte for s in segs)
+        assert all(s.end_byte - s.start_byte > 10 for s in segs)  # offsets span the whole chunk
+
+
+def test_state_from_another_model_is_refused(tmp_path):
+    with Engine.from_model("random:tiny:0", device="cpu", state_dir=str(tmp_path)) as a:
+        a.append("s", 1, "written by seed zero ")
+        data = a.export_state("s")
+    with Engine.from_model("random:tiny:1", device="cpu", state_dir=str(tmp_path)) as b:
+        with pytest.raises(ModelMismatch, match="saved by model"):
+            b.open("s")
+        with pytest.raises(ModelMismatch):
+            b.import_state("t", data)
+        with pytest.raises(InvalidArgument, match="not a streamret state record"):
+            b.import_state("t", b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
+
+
+def test_fork_export_import(eng, tmp_path):
+    src = new_id()
+    eng.append(src, 1, "shared beginning of the story ")
+    dst = new_id()
+    info = eng.fork(src, dst)
+    assert info.applied_seq == 1  # an exact copy, seq counter included
+    eng.append(src, 2, "then the original goes on.", flush=True)
+    eng.append(dst, 2, "but the fork goes elsewhere!", flush=True)
+    start = "shared beginning of the story "
+    assert rel_err(eng.embedding(src), one_shot(eng, start + "then the original goes on.")) < 1e-5
+    assert rel_err(eng.embedding(dst), one_shot(eng, start + "but the fork goes elsewhere!")) < 1e-5
+    with pytest.raises(AlreadyExists):
+        eng.fork(src, dst)
+    with pytest.raises(NotFound):
+        eng.fork(new_id(), new_id())
+    # export from one engine, import into another (same model): the stream continues there
+    data = eng.export_state(src)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as other:
+        info = other.import_state("moved", data)
+        assert (info.applied_seq, info.durable_seq) == (2, 2)
+        other.append("moved", 3, " And more.", flush=True)
+        full = "shared beginning of the story then the original goes on. And more."
+        assert rel_err(other.embedding("moved"), one_shot(eng, full)) < 1e-5
+        with pytest.raises(AlreadyExists):
+            other.import_state("moved", data)
+
+
+def test_close_and_evict(tmp_path):
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
+        e.append("keep", 1, "kept text tail")
+        e.close("keep", keep_state=True)
+        assert e.exists("keep") and e.stats()["streams"]["durable"] == 1
+        info = e.open("keep", create_if_missing=False)
+        assert info.tokens == len("kept text tail")  # close processed the tail
+        e.append("gone", 1, "dropped ")
+        e.close("gone")
+        assert not e.exists("gone")
+        with pytest.raises(NotFound):
+            e.open("gone", create_if_missing=False)
+        with pytest.raises(NotFound):
+            e.embedding("gone")
+
+
+def test_durability_policies(tmp_path):
+    cfg = EngineConfig(durable_every_chunks=3)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "n"), config=cfg) as e:
+        acks = [e.append("s", seq, f"word{seq} ") for seq in range(1, 8)]
+        assert [a.durable_seq for a in acks] == [0, 0, 3, 3, 3, 6, 6]
+    cfg = EngineConfig(durable_every_chunks=0, durable_every_s=0.2)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "t"), config=cfg) as e:
+        assert e.append("s", 1, "timed ").durable_seq == 0
+        deadline = time.monotonic() + 10
+        while e.info("s").durable_seq < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert e.info("s").durable_seq == 1
+    cfg = EngineConfig(durable_every_chunks=0)  # only at shutdown (checkpoint_all)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "c"), config=cfg) as e:
+        e.append("s", 1, "at shutdown ")
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "c"), config=cfg) as e:
+        assert e.info("s").applied_seq == 1 and e.info("s").durable_seq == 1
+
+
+CRASH_CHILD = """
+import json, os, signal, sys
+from streamret.engine import Engine, EngineConfig
+eng = Engine.from_model("random:tiny", device="cpu", state_dir=sys.argv[1],
+                        config=EngineConfig(durable_every_chunks=3))
+for seq, chunk in enumerate(json.loads(sys.argv[2]), 1):
+    ack = eng.append("doc/ü", seq, chunk.encode("latin-1"))
+    print(json.dumps([ack.applied_seq, ack.durable_seq]), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_kill_9_resumes_from_durable_seq(tmp_path):
+    text = "Crash safety matters. Ünïcode and words are cut anywhere; the state survives kill -9! " * 3
+    chunks = cut(text.encode(), [5, 31, 32, 60, 90, 120, 150, 200])
+    wire = json.dumps([c.decode("latin-1") for c in chunks])  # bytes through JSON, cut points kept
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    # the writer dies right after the ack of chunk 7: records were written after chunks 3 and 6
+    proc = subprocess.run([sys.executable, "-c", CRASH_CHILD, str(tmp_path / "b"), json.dumps(json.loads(wire)[:7])],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    applied, durable = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (applied, durable) == (7, 6)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "b")) as e:
+        info = e.info("doc/ü")
+        assert (info.applied_seq, info.durable_seq) == (6, 6)
+        assert e.append("doc/ü", 6, chunks[5]).duplicate
+        for seq in range(7, len(chunks) + 1):
+            e.append("doc/ü", seq, chunks[seq - 1])
+        e.flush("doc/ü")
+        resumed = e.embedding("doc/ü")
+    with Engine.from_model("random:tiny", device="cpu") as e:  # undisturbed run
+        for seq, chunk in enumerate(chunks, 1):
+            e.append("doc/ü", seq, chunk)
+        e.flush("doc/ü")
+        assert rel_err(resumed, e.embedding("doc/ü")) <= 1e-5
+
+
+def test_generative_summary_leaves_the_stream_untouched():
+    model = build_random(RetNetConfig(lm_head=True), seed=3).eval()
+    with Engine(LoadedModel(model, ByteTokenizer(), "tiny-lm")) as e:
+        e.append("s", 1, "A story about retention. It decays. ", flush=True)
+        before, emb = e.export_state("s"), e.embedding("s")
+        summary = e.summarize("s", k=1, mode="generative", max_new_tokens=12)
+        assert isinstance(summary.generated_text, str) and len(summary.segments) == 1
+        assert e.export_state("s") == before and np.array_equal(e.embedding("s"), emb)
+        # greedy decoding is deterministic
+        assert e.summarize("s", mode="generative", max_new_tokens=12).generated_text == summary.generated_text
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        e.append("s", 1, "no head ")
+        with pytest.raises(FailedPrecondition, match="no LM head"):
+            e.summarize("s", mode="generative")
+        with pytest.raises(InvalidArgument):
+            e.summarize("s", mode="abstractive")
+
+
+def test_concurrent_appenders_from_many_threads(eng):
+    texts = {new_id(): f"thread {i} writes its own words. " * 4 for i in range(8)}
+
+    def run(sid, text):
+        for seq, chunk in enumerate(cut(text.encode(), [3, 17, 40, 41, 90]), 1):
+            eng.append(sid, seq, chunk)
+        eng.flush(sid)
+
+    threads = [threading.Thread(target=run, args=kv) for kv in texts.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for sid, text in texts.items():
+        assert rel_err(eng.embedding(sid), one_shot(eng, text)) <= 1e-5
+
+
+def test_shutdown_refuses_new_work():
+    e = Engine.from_model("random:tiny", device="cpu")
+    e.append("s", 1, "x ")
+    e.shutdown()
+    from streamret.errors import Unavailable
+
+    with pytest.raises(Unavailable):
+        e.append("s", 2, "y ")

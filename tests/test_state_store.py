@@ -1,0 +1,88 @@
+"""State tiers: device -> host -> durable and back are lossless; the durable store is safe and atomic."""
+
+import os
+
+import pytest
+import torch
+
+from streamret.engine import Engine, EngineConfig
+from streamret.engine.state_store import DurableStore
+from streamret.errors import InvalidArgument
+
+BAD_IDS = ["../../escape", "/etc/passwd", "a/../../b", "..", ".", "x\x00y", "名前/../..", "C:\\win", "~", "a" * 1000]
+
+
+def state_of(eng: Engine, sid: str) -> dict[str, torch.Tensor]:
+    with eng._lock:  # the store is the engine's; read it the way the engine does
+        eng._resident(sid)
+        return {k: v.cpu() for k, v in eng.store.read(sid).tensors().items()}
+
+
+def test_spill_to_host_and_durable_and_reload_are_bit_identical(tmp_path):
+    one = Engine.from_model("random:tiny", device="cpu").store.state_bytes
+    cfg = EngineConfig(device_state_bytes=2 * one, host_state_bytes=2 * one, durable_every_chunks=0)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path), config=cfg) as eng:
+        ids = [f"s{i}" for i in range(6)]
+        before = {}
+        for i, sid in enumerate(ids):
+            eng.append(sid, 1, f"stream {i} says hello world, " * (i + 1), flush=True)
+            before[sid] = state_of(eng, sid)
+            before[sid + "/segments"] = [s.text for s in eng.segments(sid)]
+        tiers = [eng.store.tier(sid) for sid in ids]
+        assert tiers.count("device") == 2 and tiers.count("host") == 2 and tiers.count("durable") == 2
+        assert eng.stats()["streams"] == {"device": 2, "host": 2, "durable": 2}
+        for sid in reversed(ids):  # reloads move others down the tiers again
+            after = state_of(eng, sid)
+            assert after.keys() == before[sid].keys()
+            for k in after:
+                assert torch.equal(after[k], before[sid][k]), (sid, k)
+            assert [s.text for s in eng.segments(sid)] == before[sid + "/segments"]
+
+
+def test_durable_store_never_writes_outside_its_folder(tmp_path):
+    root = tmp_path / "store"
+    store = DurableStore(str(root))
+    for i, sid in enumerate(BAD_IDS):
+        store.write(sid, 1, b"x%d" % i)
+    for i, sid in enumerate(BAD_IDS):
+        assert store.read(sid) == b"x%d" % i
+        assert os.path.realpath(store.path(sid)).startswith(str(root.resolve()) + os.sep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    files = [f for _, _, fs in os.walk(root) for f in fs]
+    assert len(files) == len(BAD_IDS) and all(f.endswith(".safetensors") for f in files)
+
+
+def test_engine_with_bad_ids_stays_inside_state_dir(tmp_path):
+    state_dir = tmp_path / "state"
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(state_dir)) as eng:
+        for sid in BAD_IDS:
+            eng.append(sid, 1, "some text ")
+            eng.evict(sid)
+            assert eng.info(sid).applied_seq == 1  # reloads by the same id
+        for bad in ["", None, 7, "x" * 5000, "\udc80"]:
+            with pytest.raises(InvalidArgument):
+                eng.open(bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_older_revision_never_replaces_a_newer_one(tmp_path):
+    store = DurableStore(str(tmp_path))
+    assert store.write("s", 5, b"new")
+    assert not store.write("s", 4, b"old")
+    assert store.read("s") == b"new"
+    assert not [f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".tmp")]  # no temp file left
+    store.delete("s")
+    assert store.read("s") is None and not store.exists("s")
+    assert store.write("s", 1, b"again")  # a deleted id starts over
+
+
+def test_fsspec_url_store_round_trips_an_engine_stream():
+    url = "memory://streamret-test-store"
+    cfg = EngineConfig(durable_every_chunks=1)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=url, config=cfg) as eng:
+        ack = eng.append("doc", 1, "a stream kept in an fsspec store. ", flush=True)
+        assert ack.durable_seq == 1
+        emb = eng.embedding("doc")
+    with Engine.from_model("random:tiny", device="cpu", state_dir=url, config=cfg) as eng:
+        assert eng.info("doc").applied_seq == 1
+        assert torch.equal(torch.from_numpy(eng.embedding("doc")), torch.from_numpy(emb))

@@ -1,0 +1,158 @@
+"""TextAssembler: pieces do not depend on where the bytes were cut; offsets, tail bound, bad UTF-8."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamret.engine.text import TextAssembler, TextSnapshot
+
+WORDS = ["the", "naïve", "café", "日本語", "😀x", "a.", "end!", "(quote.)", "\n", "  ", "\t", "ok?", "€"]
+
+
+def feed_all(chunks: list[bytes], flushes: list[bool], **kw) -> tuple[list, TextAssembler]:
+    a = TextAssembler(**kw)
+    pieces = []
+    for chunk, flush in zip(chunks, flushes):
+        pieces += a.feed(chunk, flush=flush)
+    return pieces, a
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(points), len(data)]
+    return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+texts = st.lists(st.sampled_from(WORDS), max_size=40).map(lambda ws: " ".join(ws))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), text=texts)
+def test_pieces_cover_the_bytes_whatever_the_cuts(data, text):
+    raw = text.encode()
+    points = data.draw(st.lists(st.integers(0, len(raw)), max_size=8))
+    chunks = cut(raw, points)
+    flushes = data.draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    pieces, a = feed_all(chunks, flushes)
+    pieces += a.close()
+    assert "".join(p.text for p in pieces) == text
+    offset = 0
+    for p in pieces:  # contiguous, and each piece's bytes are its text
+        assert p.start_byte == offset and raw[p.start_byte : p.end_byte].decode() == p.text
+        offset = p.end_byte
+    assert offset == len(raw)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), text=texts)
+def test_cuts_fall_before_whitespace_unless_flushed(data, text):
+    raw = text.encode()
+    chunks = cut(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    a = TextAssembler(max_tail_bytes=1 << 20)
+    done = 0
+    for c in chunks:
+        for p in a.feed(c):
+            done = p.end_byte
+        # what is handed out ends right before a whitespace character of the stream
+        assert done == 0 or raw[done : done + 1].decode().isspace()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), text=texts)
+def test_sentence_segments_do_not_depend_on_cuts(data, text):
+    raw = text.encode()
+    one, a = feed_all([raw], [False])
+    one += a.close()
+    chunks = cut(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    many, a = feed_all(chunks, [False] * len(chunks), max_tail_bytes=1 << 20)
+    many += a.close()
+
+    def segments(pieces):
+        out, cur = [], ""
+        for p in pieces:
+            if p.starts_segment and cur:
+                out.append(cur)
+                cur = ""
+            cur += p.text
+            if p.ends_segment:
+                out.append(cur)
+                cur = ""
+        return out + ([cur] if cur else [])
+
+    assert segments(many) == segments(one)
+
+
+def test_sentence_and_line_boundaries():
+    a = TextAssembler()
+    pieces = a.feed(b'He said "stop." Then left!\nNext line x') + a.close()
+    assert [(p.text, p.starts_segment, p.ends_segment) for p in pieces] == [
+        ('He said "stop."', False, True),
+        (" Then left!", False, True),
+        ("\nNext line", True, False),
+        (" x", False, True),  # the tail, handed out by close, which ends the segment
+    ]
+
+
+def test_chunk_mode_ends_a_segment_per_append():
+    a = TextAssembler(segment_by="chunk")
+    first = a.feed(b"one. two three")
+    assert [(p.text, p.ends_segment) for p in first] == [("one. two", True)]
+    assert a.feed(b"") == []
+    assert [(p.text, p.ends_segment) for p in a.feed(b" four", flush=True)] == [(" three four", True)]
+
+
+def test_split_code_point_is_kept_and_completed():
+    a = TextAssembler()
+    euro = "€".encode()
+    assert [p.text for p in a.feed(b"x " + euro[:1])] == ["x"]
+    assert a.snapshot() == TextSnapshot(b" " + euro[:1], 1)
+    pieces = a.feed(euro[1:] + b" y", flush=True)
+    assert "".join(p.text for p in pieces) == " € y"
+
+
+def test_flush_keeps_an_incomplete_character_close_replaces_it():
+    a = TextAssembler()
+    pieces = a.feed("ab€".encode()[:-1], flush=True)
+    assert "".join(p.text for p in pieces) == "ab"
+    assert a.snapshot() == TextSnapshot("€".encode()[:-1], 2)
+    (last,) = a.close()
+    assert last.text == "\ufffd\ufffd" and (last.start_byte, last.end_byte) == (2, 4)
+
+
+def test_invalid_bytes_become_one_replacement_each_wherever_cut():
+    raw = b"ok \xff\xfe mid\xe2\x82 end \xc3"
+    whole, a = feed_all([raw], [False])
+    whole += a.close()
+    parts, a = feed_all([raw[:4], raw[4:9], raw[9:]], [False, True, False])
+    parts += a.close()
+    want = "ok \ufffd\ufffd mid\ufffd\ufffd end \ufffd"
+    assert "".join(p.text for p in whole) == "".join(p.text for p in parts) == want
+    assert whole[-1].end_byte == parts[-1].end_byte == len(raw)
+
+
+def test_tail_is_bounded():
+    a = TextAssembler(max_tail_bytes=8)
+    out = []
+    for _ in range(5):
+        out += a.feed(b"abcd")
+        assert a.tail_bytes <= 8
+    assert out  # the word outgrew the bound, so it was handed out without a whitespace cut
+    assert "".join(p.text for p in out) + a.snapshot().tail.decode() == "abcd" * 5
+    # an incomplete character is all that stays after a forced cut
+    a = TextAssembler(max_tail_bytes=4)
+    a.feed("xxxxxx€".encode()[:-1])
+    assert a.snapshot().tail == "€".encode()[:-1]
+
+
+def test_snapshot_restores_the_same_future():
+    raw = "wörds and more wörds. €uro".encode()
+    a = TextAssembler()
+    first = a.feed(raw[:9])
+    b = TextAssembler(snapshot=a.snapshot())
+    assert [*first, *a.feed(raw[9:], flush=True)][len(first) :] == b.feed(raw[9:], flush=True)
+
+
+def test_rejects_bad_settings():
+    with pytest.raises(ValueError, match="max_tail_bytes"):
+        TextAssembler(max_tail_bytes=2)
+    with pytest.raises(ValueError, match="segment_by"):
+        TextAssembler(segment_by="paragraph")
