@@ -120,12 +120,15 @@ def load_checkpoint(folder: str | Path) -> tuple[RetNet, Tokenizer]:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
-    tensors = read_safetensors_folder(folder)
     if raw.get("format") == FORMAT:
+        if not isinstance(raw.get("config"), dict):
+            raise CheckpointError(f"{cfg_path} has no 'config' object")
         config = RetNetConfig.from_dict(raw["config"])
+        tensors = read_safetensors_folder(folder)
         tokenizer = _load_tokenizer(folder, raw.get("tokenizer"))
     elif raw.get("model_type") == "retnet":
-        config, tensors = fla_to_streamret(raw, tensors)
+        fla_config_to_streamret(raw)  # refuse what we do not compute before reading gigabytes
+        config, tensors = fla_to_streamret(raw, read_safetensors_folder(folder))
         tokenizer = _load_tokenizer(folder, {"type": "hf", "file": TOKENIZER_FILE})
     else:
         raise CheckpointError(
@@ -158,7 +161,9 @@ def read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for name in files:
         path = folder / name
-        if Path(name).name != name or not path.is_file():
+        if Path(name).name != name:
+            raise CheckpointError(f"weight shard {name!r} in {INDEX_FILE} must be a file name inside {folder}")
+        if not path.is_file():
             raise CheckpointError(f"weight shard {name!r} listed in {INDEX_FILE} is missing from {folder}")
         with safe_open(str(path), framework="pt") as f:
             for key in f.keys():
