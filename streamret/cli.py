@@ -30,6 +30,7 @@ COMMANDS = [
     "demo",
     "serve",
     "stream",
+    "embed",
 ]
 
 USER_ERRORS = (ValueError, OSError, StreamRetError)

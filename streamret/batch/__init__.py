@@ -1,5 +1,11 @@
-"""Batch I/O: embed whole documents held in Arrow tables through the streaming engine."""
+"""Batch I/O: whole documents from Arrow tables and Parquet corpora, embedded through the streaming engine.
+
+- `embed_table(engine, table)`: an in-memory Arrow table (arrow_table.py).
+- `embed_parquet(input, output)`: a Parquet corpus of any size to a folder of Parquet parts, resumable,
+  locally or on Ray Data (parquet_job.py, corpus.py, parts.py, ray_job.py).
+"""
 
 from .arrow_table import embed_table, table_from_ipc, table_to_ipc
+from .parquet_job import BatchReport, embed_parquet
 
-__all__ = ["embed_table", "table_from_ipc", "table_to_ipc"]
+__all__ = ["BatchReport", "embed_parquet", "embed_table", "table_from_ipc", "table_to_ipc"]

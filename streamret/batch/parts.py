@@ -1,0 +1,124 @@
+"""The output of a batch job: a folder (local or fsspec URL) of Parquet part files, read as one dataset.
+
+A local job commits `part-000000.parquet`, `part-000001.parquet` ... each atomically (written under a
+hidden temporary name, fsynced, renamed), so a crash leaves only whole parts and a rerun knows exactly
+which rows are done. A Ray job writes `ray_*.parquet` files through Ray Data; a Ray write cut short by a
+crash can leave a file without its footer, which the next run removes (it holds no committed row).
+
+Every file carries the writing model's fingerprint in its schema metadata, so a rerun with another model
+is refused instead of mixing two models' embeddings in one output.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import InvalidArgument, ModelMismatch
+from .corpus import arrow_filesystem, open_filesystem
+
+log = logging.getLogger("streamret.batch")
+
+FINGERPRINT_KEY = b"streamret.model_fingerprint"
+RAY_PREFIX = "ray_"
+_PART = re.compile(r"part-(\d+)\.parquet")
+_TEMP_SUFFIX = ".tmp"
+
+
+def with_fingerprint(table: pa.Table, fingerprint: str) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
+
+
+@dataclass(frozen=True)
+class WrittenRows:
+    """What the output already holds: rows per id (None for rows without an id) and their totals."""
+
+    ids: Counter
+    rows: int
+    errors: int
+    tokens: int
+
+
+class PartFolder:
+    def __init__(self, url: str):
+        self.url = url
+        self.fs, self.root, self.local = open_filesystem(url)
+        if self.fs.isfile(self.root):
+            raise InvalidArgument(f"output {url!r} is a file; give a folder (it will hold part-*.parquet files)")
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    # ---- what is there
+
+    def files(self) -> list[str]:
+        """Data files (full paths), sorted; temporary and hidden files are not data."""
+        names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+        return sorted(f"{self.root}/{n}" for n in names if n.endswith(".parquet") and not n.startswith(("_", ".")))
+
+    def prepare_resume(self, fingerprint: str | None) -> WrittenRows:
+        """Remove leftovers of a crash (temporary parts, footerless Ray files), refuse another model's
+        output (unless fingerprint is None: no check), and count the rows already written."""
+        for name in self.fs.ls(self.root, detail=False):
+            if name.rsplit("/", 1)[-1].startswith(".part-") and name.endswith(_TEMP_SUFFIX):
+                self.fs.rm(name)
+        ids: Counter = Counter()
+        rows = errors = tokens = 0
+        for path in self.files():
+            try:
+                meta = pq.read_schema(path, filesystem=self.arrow_fs()).metadata or {}
+            except (pa.ArrowInvalid, OSError) as e:
+                if path.rsplit("/", 1)[-1].startswith(RAY_PREFIX):
+                    log.warning("removing %s: a Ray write cut short (%s); its rows will be embedded again", path, e)
+                    self.fs.rm(path)
+                    continue
+                raise InvalidArgument(f"output file {path} is not readable Parquet ({e}); move it out of "
+                                      f"{self.url!r} and rerun") from None
+            theirs = meta.get(FINGERPRINT_KEY, b"").decode() or None
+            if fingerprint is not None and theirs != fingerprint:
+                raise ModelMismatch(f"{path} was written by model {theirs!r}, this job runs {fingerprint!r}; "
+                                    "write to a new output folder or use the model that wrote it")
+            t = pq.read_table(path, columns=["id", "tokens", "error"], filesystem=self.arrow_fs())
+            ids.update(t.column("id").to_pylist())
+            rows += t.num_rows
+            errors += t.num_rows - t.column("error").null_count
+            tokens += int(pc.sum(t.column("tokens")).as_py() or 0)
+        return WrittenRows(ids, rows, errors, tokens)
+
+    def next_part(self) -> int:
+        indices = [int(m.group(1)) for p in self.files() if (m := _PART.fullmatch(p.rsplit("/", 1)[-1]))]
+        return max(indices, default=-1) + 1
+
+    # ---- writing
+
+    def commit(self, index: int, table: pa.Table) -> str:
+        """Write `table` as part `index`, atomically: readers see the whole part or nothing."""
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        name = f"part-{index:06d}.parquet"
+        final, tmp = f"{self.root}/{name}", f"{self.root}/.{name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}"
+        if self.local:
+            with open(tmp, "wb") as f:
+                f.write(buf.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:  # object stores publish a PUT whole; the move keeps other fsspec backends atomic too
+            self.fs.pipe_file(tmp, buf.getvalue())
+            self.fs.mv(tmp, final)
+        return final
+
+    def arrow_fs(self):
+        return arrow_filesystem(self.fs, self.local)
