@@ -217,10 +217,13 @@ def model_from_state_dict(config: RetNetConfig, tensors: Mapping[str, torch.Tens
     dtype = tensors["embeddings.weight"].dtype
     if not dtype.is_floating_point:
         raise CheckpointError(f"embeddings.weight has dtype {dtype}; checkpoint weights must be floating point")
-    with torch.no_grad():
-        model = RetNet(config).to(dtype)
-        model.load_state_dict(tensors, strict=not config.tie_embeddings)
-    return model.eval()
+    # Build on the meta device and adopt the loaded tensors: no random init of billions of weights.
+    with torch.device("meta"):
+        model = RetNet(config)
+    model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=not config.tie_embeddings, assign=True)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.embeddings.weight
+    return model.reset_buffers().eval()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -335,6 +335,13 @@ class RetNet(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embeddings.weight.dtype
 
+    def reset_buffers(self) -> RetNet:
+        """Recompute the non-persistent buffers (decays) on the weights' device, e.g. after a meta-device build."""
+        for block in self.layers:
+            attn = block.attn
+            attn.log_decay = retention_log_decays(self.config.n_heads, self.config.decays).to(self.device)
+        return self
+
     def init_weights(self, seed: int = 0, std: float = 0.02) -> RetNet:
         """Deterministic random weights (same seed, same config -> same weights on any machine)."""
         gen = torch.Generator().manual_seed(seed)
