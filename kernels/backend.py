@@ -16,12 +16,12 @@ def retention_log_decays(num_heads: int, decays: list[float] | tuple[float, ...]
     powers g^n are computed as exp(n * log g) and never as a ratio of two underflowed numbers.
     """
     if decays is None:
-        h = torch.arange(num_heads, dtype=torch.float64)
+        h = torch.arange(num_heads, dtype=torch.float64, device="cpu")  # cpu even under a meta-device build
         g = 1.0 - torch.pow(2.0, -5.0 - h)
     else:
         if len(decays) != num_heads:
             raise ValueError(f"got {len(decays)} decays for {num_heads} heads; pass one per head")
-        g = torch.tensor(decays, dtype=torch.float64)
+        g = torch.tensor(decays, dtype=torch.float64, device="cpu")
         if not bool(((g > 0) & (g <= 1)).all()):
             raise ValueError(f"decays must lie in (0, 1], got {list(decays)}")
     return torch.log(g).to(torch.float32)
