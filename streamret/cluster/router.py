@@ -1,0 +1,406 @@
+"""ClusterEngine: the gateway's engine. Same methods as `Engine`, served by StreamWorker actors.
+
+The gRPC server takes it in place of an `Engine` (servicers, tenants, limits and the client are
+shared with the embedded server). Each call goes to the owner of its stream: rendezvous hashing of
+the engine's stream id over the live workers of the coordinator's newest view.
+
+- A stream whose owner changed since this gateway last used it (a worker added or draining) is
+  first released by its previous owner (queued chunks applied, state written durable, memory
+  freed); calls that arrive meanwhile wait, appends in their order. The new owner loads it from
+  the shared durable store on its first call. A previous owner that died releases nothing: the new
+  one loads the last durable record, and clients resend from durable_seq.
+- A worker that dies fails its calls in flight with UNAVAILABLE (the client resends from
+  durable_seq); while Ray restarts it, calls to it fail fast with UNAVAILABLE; once it answers
+  again this gateway opens a new channel to it (see worker.py for channels).
+- Backpressure: past `max_in_flight` chunks to one worker, submit_append raises TooBusy, which the
+  service turns into a wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from ..errors import StreamRetError, TooBusy, Unavailable
+from .coordinator import View
+from .rendezvous import owner
+from .wire import Failure
+
+log = logging.getLogger("streamret.cluster")
+
+
+def _ray():
+    import ray
+
+    return ray
+
+
+class WorkerLink:
+    """This gateway's connection to one worker: its handle and the numbered channel of calls."""
+
+    def __init__(self, name: str, handle, gateway_id: str):
+        self.name = name
+        self.handle = handle
+        self.gateway_id = gateway_id
+        self.info: dict | None = None
+        self.channel: str | None = None  # None: down (not connected yet, or restarting)
+        self.in_flight = 0
+        self._n = 0
+        self._lock = threading.Lock()
+        self._reconnecting = False
+        self.closed = False
+
+    def connect(self, timeout_s: float) -> None:
+        """Ask the worker who it is and open a fresh channel to that incarnation."""
+        info = _ray().get(self.handle.hello.remote(), timeout=timeout_s)
+        with self._lock:
+            self.info = info
+            self.channel = f"{info['incarnation']}/{self.gateway_id}/{uuid.uuid4().hex[:8]}"
+            self._n = 0
+
+    def send(self, op: str, stream_id: str, args: tuple = (), fresh: bool = False):
+        """(ObjectRef, channel) of one call; Unavailable at once while the worker is down."""
+        with self._lock:
+            if self.channel is None:
+                raise Unavailable(f"worker {self.name} is restarting; retry shortly and resend from durable_seq + 1")
+            ref = self.handle.call.remote(self.channel, self._n, op, stream_id, args, fresh)
+            self._n += 1
+            return ref, self.channel
+
+    def lost(self, channel: str, on_dead: Callable[[str], None]) -> None:
+        """The worker failed a call sent on `channel`: mark it down and reconnect in the background."""
+        with self._lock:
+            if self.channel != channel and self.channel is not None:
+                return  # already reconnected since that call was sent
+            self.channel = None
+            if self._reconnecting or self.closed:
+                return
+            self._reconnecting = True
+        threading.Thread(target=self._reconnect, args=(on_dead,), name=f"streamret-reconnect-{self.name}",
+                         daemon=True).start()
+
+    def _reconnect(self, on_dead: Callable[[str], None]) -> None:
+        ray = _ray()
+        delay = 0.05
+        try:
+            while not self.closed:
+                try:
+                    self.connect(timeout_s=10.0)
+                    log.info("worker %s answers again (incarnation %s)", self.name, self.info["incarnation"])
+                    return
+                except ray.exceptions.ActorDiedError:
+                    log.warning("worker %s is dead for good", self.name)
+                    on_dead(self.name)
+                    return
+                except (ray.exceptions.RayError, TimeoutError):
+                    time.sleep(delay)
+                    delay = min(2 * delay, 1.0)
+        finally:
+            with self._lock:
+                self._reconnecting = False
+
+
+class _Move:
+    """A stream being released by its previous owner; calls for it wait until `done`."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.parked: list[Callable[[], None]] = []  # appends, in arrival order
+
+
+class ClusterEngine:
+    """The engine API over a Ray cluster of StreamWorkers (see the module docstring)."""
+
+    def __init__(self, coordinator, *, gateway_id: str | None = None, call_timeout_s: float = 600.0,
+                 connect_timeout_s: float = 600.0, max_in_flight: int = 4096, owns_cluster: bool = False):
+        self.coordinator = coordinator
+        self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.call_timeout_s = call_timeout_s
+        self.max_in_flight = max_in_flight
+        self.owns_cluster = owns_cluster
+        self._lock = threading.RLock()
+        self._links: dict[str, WorkerLink] = {}
+        self._live: tuple[str, ...] = ()
+        self.generation = 0
+        self._placement: dict[str, str] = {}  # stream -> worker this gateway last sent it to
+        self._moves: dict[str, _Move] = {}
+        self._fresh: set[str] = set()  # streams whose placement changed and got no call there yet
+        self._stopping = threading.Event()
+        self._apply(_ray().get(coordinator.view.remote(self.gateway_id, 0, 0.0), timeout=connect_timeout_s))
+        info = next((link.info for link in self._links.values() if link.info), None)
+        if info is None:
+            raise Unavailable("no worker of the cluster answered; check `streamret cluster status`")
+        self.fingerprint: str = info["fingerprint"]
+        self.embed_dim: int = info["embed_dim"]
+        self._watcher = threading.Thread(target=self._watch, name="streamret-view", daemon=True)
+        self._watcher.start()
+
+    # ------------------------------------------------------------------------------------------
+    # the view
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        return self._live
+
+    def _watch(self) -> None:
+        ray = _ray()
+        while not self._stopping.is_set():
+            try:
+                view = ray.get(self.coordinator.view.remote(self.gateway_id, self.generation, 5.0), timeout=60.0)
+            except (ray.exceptions.RayError, TimeoutError) as e:
+                if self._stopping.is_set():
+                    return
+                log.warning("the coordinator did not answer (%s); retrying", e)
+                time.sleep(1.0)
+                continue
+            if view.generation != self.generation:
+                self._apply(view)
+
+    def _apply(self, view: View) -> None:
+        """Switch to a new view; workers new to this gateway are connected before they get streams."""
+        handles = {**view.draining, **view.live}
+        fresh = {name: WorkerLink(name, h, self.gateway_id) for name, h in handles.items() if name not in self._links}
+        for link in fresh.values():
+            try:
+                link.connect(timeout_s=60.0)
+            except Exception as e:  # noqa: BLE001  (restarting: it joins once it answers)
+                log.warning("worker %s did not answer yet (%s)", link.name, e)
+                link.lost(None, self._dead)
+        with self._lock:
+            for name, link in self._links.items():
+                if name not in handles:
+                    link.closed = True
+            self._links = {name: self._links.get(name) or fresh[name] for name in handles}
+            self._live = tuple(sorted(view.live))
+            self.generation = view.generation
+        log.info("view %d: %d live workers, %d draining", view.generation, len(view.live), len(view.draining))
+
+    def _dead(self, name: str) -> None:
+        try:
+            self.coordinator.report_dead.remote(name)
+        except Exception:  # noqa: BLE001
+            log.exception("could not report worker %s to the coordinator", name)
+
+    # ------------------------------------------------------------------------------------------
+    # routing
+
+    def _route(self, stream_id: str) -> tuple[WorkerLink, bool, _Move | None]:
+        """(owner's link, fresh, move in progress). Called with the lock held.
+
+        fresh: nothing of this stream was sent to this owner by this gateway yet (the worker then
+        checks a copy it holds against the owner epochs). A new owner starts the previous owner's
+        release; calls wait for the move until it is done."""
+        if not self._live:
+            raise Unavailable("the cluster has no live worker; retry shortly (or `streamret cluster scale N`)")
+        target = owner(stream_id, self._live)
+        move = self._moves.get(stream_id)
+        prev = self._placement.get(stream_id)
+        if prev != target:
+            self._placement[stream_id] = target
+            self._fresh.add(stream_id)
+            if prev in self._links and move is None:  # (during a move nothing reached prev: no release)
+                move = self._release(stream_id, self._links[prev])
+        if move is not None and move.done.is_set():
+            move = None  # released already (its callback can run inside _release)
+        return self._links[target], stream_id in self._fresh, move
+
+    def _release(self, stream_id: str, link: WorkerLink) -> _Move | None:
+        try:
+            ref, _ = link.send("release", stream_id)
+        except Unavailable:
+            return None  # the previous owner is down: nothing to hand over beyond its durable record
+        move = self._moves[stream_id] = _Move()
+
+        def released(f: Future) -> None:
+            outcome = f.exception() or f.result()
+            if isinstance(outcome, (BaseException, Failure)):
+                log.warning("worker %s did not release a stream cleanly (%s); its new owner loads the last "
+                            "durable record", link.name, outcome)
+            with self._lock:
+                del self._moves[stream_id]
+                move.done.set()
+                for send in move.parked:  # in arrival order, routed again (the view may have changed)
+                    send()
+
+        ref.future().add_done_callback(released)
+        return move
+
+    def _call(self, op: str, stream_id: str, *args):
+        """A blocking call to the stream's owner."""
+        while True:
+            with self._lock:
+                link, fresh, move = self._route(stream_id)
+            if move is None:
+                break
+            if not move.done.wait(self.call_timeout_s):
+                raise Unavailable(f"stream {stream_id!r} is still moving to worker {link.name}; retry")
+        ref, channel = link.send(op, stream_id, args, fresh)
+        if fresh:
+            with self._lock:
+                self._fresh.discard(stream_id)
+        ray = _ray()
+        try:
+            value = ray.get(ref, timeout=self.call_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise Unavailable(f"worker {link.name} did not answer within {self.call_timeout_s:.0f} s") from None
+        except ray.exceptions.RayActorError:
+            link.lost(channel, self._dead)
+            raise Unavailable(f"worker {link.name} stopped during the call; retry (appends: resend from "
+                              "durable_seq + 1)") from None
+        return self._value(link, channel, value)
+
+    def _value(self, link: WorkerLink, channel: str, value):
+        if isinstance(value, Failure):
+            if value.reconnect:
+                link.lost(channel, self._dead)
+            raise value.error()
+        return value
+
+    # ------------------------------------------------------------------------------------------
+    # appends
+
+    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False) -> Future:
+        """Send one chunk to its stream's owner; the Future gives the worker engine's Ack."""
+        out: Future = Future()
+        with self._lock:
+            self._send_append(stream_id, (seq, data, flush), out, check_room=True)
+        return out
+
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False):
+        return self.submit_append(stream_id, seq, data, flush).result()
+
+    def _send_append(self, stream_id: str, args: tuple, out: Future, check_room: bool = False) -> None:
+        """Send now, or park behind the stream's move. Called with the lock held (keeps appends in order)."""
+        link, fresh, move = self._route(stream_id)
+        if move is not None:
+            move.parked.append(lambda: self._send_append(stream_id, args, out))
+            return
+        if check_room and link.in_flight >= self.max_in_flight:
+            raise TooBusy(f"worker {link.name} has {link.in_flight} chunks in flight; retry shortly")
+        try:
+            ref, channel = link.send("append", stream_id, args, fresh)
+        except StreamRetError as e:
+            out.set_exception(e)
+            return
+        self._fresh.discard(stream_id)
+        link.in_flight += 1
+        ref.future().add_done_callback(lambda f: self._landed(link, channel, f, out))
+
+    def _landed(self, link: WorkerLink, channel: str, f: Future, out: Future) -> None:
+        ray = _ray()
+        with self._lock:
+            link.in_flight -= 1
+        try:
+            out.set_result(self._value(link, channel, f.result()))
+        except ray.exceptions.RayActorError:
+            link.lost(channel, self._dead)
+            out.set_exception(Unavailable(f"worker {link.name} stopped before the chunk was acknowledged; "
+                                          "resend from durable_seq + 1"))
+        except BaseException as e:  # noqa: BLE001  (delivered to whoever waits on the ack)
+            out.set_exception(e)
+
+    # ------------------------------------------------------------------------------------------
+    # the rest of the Engine API
+
+    def open(self, stream_id: str, create_if_missing: bool = True):
+        return self._call("open", stream_id, create_if_missing)
+
+    def exists(self, stream_id: str) -> bool:
+        return self._call("exists", stream_id)
+
+    def info(self, stream_id: str):
+        return self._call("info", stream_id)
+
+    def flush(self, stream_id: str):
+        return self._call("flush", stream_id)
+
+    def embedding(self, stream_id: str):
+        return self._call("embedding", stream_id)
+
+    def segments(self, stream_id: str, with_embeddings: bool = True):
+        return self._call("segments", stream_id, with_embeddings)
+
+    def summarize(self, stream_id: str, k: int = 5, mode: str = "extractive", max_new_tokens: int = 64):
+        return self._call("summarize", stream_id, k, mode, max_new_tokens)
+
+    def export_state(self, stream_id: str) -> bytes:
+        return self._call("export_state", stream_id)
+
+    def import_state(self, stream_id: str, data: bytes):
+        return self._call("import_state", stream_id, bytes(data))
+
+    def fork(self, src: str, dst: str):
+        with self._lock:
+            same = owner(src, self._live) == owner(dst, self._live) if self._live else True
+        if same:
+            return self._call("fork", src, dst)
+        return self.import_state(dst, self.export_state(src))
+
+    def close(self, stream_id: str, keep_state: bool = False) -> None:
+        self._call("close", stream_id, keep_state)
+        self._forget(stream_id)
+
+    def evict(self, stream_id: str) -> None:
+        self._call("evict", stream_id)
+        self._forget(stream_id)
+
+    def _forget(self, stream_id: str) -> None:
+        """Nothing of the stream is left in a worker's memory: no release is needed if it moves."""
+        with self._lock:
+            if stream_id not in self._moves:
+                self._placement.pop(stream_id, None)
+                self._fresh.discard(stream_id)
+
+    def checkpoint_all(self) -> None:
+        self._each("checkpoint_all")
+
+    def stats(self) -> dict:
+        """The engines' stats added up, plus each worker's under `workers`."""
+        per_worker = self._each("stats")
+        total: dict = {"workers": per_worker, "streams": {}}
+        for stats in per_worker.values():
+            if not isinstance(stats, dict):
+                continue
+            for key, value in stats.items():
+                if key == "streams":
+                    for tier, n in value.items():
+                        total["streams"][tier] = total["streams"].get(tier, 0) + n
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    total[key] = total.get(key, 0) + value
+                elif isinstance(value, list):
+                    total.setdefault(key, []).extend(value)
+        return total
+
+    def _each(self, method: str) -> dict:
+        """Call a method on every reachable worker; {name: result or the error's text}."""
+        ray = _ray()
+        with self._lock:
+            links = list(self._links.values())
+        refs = {link.name: getattr(link.handle, method).remote() for link in links}
+        out = {}
+        for name, ref in refs.items():
+            try:
+                out[name] = ray.get(ref, timeout=self.call_timeout_s)
+            except (ray.exceptions.RayError, TimeoutError) as e:
+                out[name] = f"{type(e).__name__}: {e}"
+        return out
+
+    def shutdown(self, checkpoint: bool = True) -> None:
+        """Stop following the cluster; the gateway that started the cluster also drains and stops it."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self.owns_cluster:
+            _ray().get(self.coordinator.stop.remote(), timeout=self.call_timeout_s)
+            _ray().kill(self.coordinator)
+        elif checkpoint:
+            self.checkpoint_all()
+        with self._lock:
+            for link in self._links.values():
+                link.closed = True

@@ -1,0 +1,100 @@
+"""`streamret cluster status|scale|stop`, and the `--ray` options of `streamret serve`.
+
+    streamret serve --ray --workers 2 --gpus-per-worker 0 --state-dir ./states   # a private local Ray
+    streamret serve --ray auto --workers 8 --state-dir s3://bucket/states        # join a running cluster
+    streamret cluster status --address auto
+    streamret cluster scale 12 --address auto    # add workers, or drain the newest ones
+    streamret cluster stop --address auto        # drain every worker (all states durable) and stop
+
+See README "Running on a Ray cluster" and streamret/cluster/ for routing and failover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_ray_args(parser: argparse.ArgumentParser) -> None:
+    """The options `streamret serve` takes to run its engine on Ray workers."""
+    g = parser.add_argument_group("cluster (Ray; pip install 'streamret[ray]')")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="serve from StreamWorker actors on Ray: alone, start a local Ray; with an address "
+                        "(auto, HOST:6379, ray://HOST:10001), join that cluster")
+    g.add_argument("--workers", type=int, default=1, help="StreamWorker actors to start (default 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=1.0,
+                   help="GPUs per worker: 1 (default), a fraction to share a GPU, 0 for CPU workers")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves per worker (default 1)")
+    g.add_argument("--max-restarts", type=int, default=4,
+                   help="times Ray restarts a crashed worker before its streams move to others (default 4)")
+
+
+def start_backend(args: argparse.Namespace, engine_config):
+    """The gateway's engine for `serve --ray`: a ClusterEngine over the cluster's workers."""
+    from streamret.cluster.launch import join_cluster
+    from streamret.cluster.wire import WorkerResources, WorkerSpec
+
+    if not args.state_dir:
+        raise ValueError("--ray needs --state-dir: a folder every Ray node can reach (one node: any local path) "
+                         "or an fsspec URL such as s3://bucket/states; streams move between workers through it")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.gpus_per_worker < 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    device = "cpu" if args.gpus_per_worker == 0 and args.device == "auto" else args.device
+    spec = WorkerSpec(model=args.model, state_url=args.state_dir, device=device,
+                      dtype=args.dtype, engine=engine_config)
+    resources = WorkerResources(num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker,
+                                max_restarts=args.max_restarts)
+    return join_cluster(args.ray, spec, args.workers, resources)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("cluster", help="inspect and resize a streamret cluster on Ray")
+    sub = p.add_subparsers(title="actions", metavar="<action>", dest="action", required=True)
+    for name, text in (("status", "workers, their streams and load, gateways"),
+                       ("scale", "add workers, or drain the newest ones (their streams move)"),
+                       ("stop", "drain every worker (all states durable) and stop the cluster")):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("--address", default="auto", help="the Ray cluster (default auto: RAY_ADDRESS or local)")
+        if name == "scale":
+            q.add_argument("n", type=int, metavar="N", help="the number of workers to run")
+        if name != "stop":
+            q.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    from streamret.cluster.launch import find_coordinator
+
+    coordinator = find_coordinator(args.address)
+    if args.action == "stop":
+        ray.get(coordinator.stop.remote())
+        ray.kill(coordinator)
+        print("stopped: every stream state is durable")
+        return 0
+    if args.action == "scale":
+        if args.n < 1:
+            raise ValueError(f"N must be >= 1, got {args.n}; `streamret cluster stop` stops the cluster")
+        status = ray.get(coordinator.scale.remote(args.n))
+    else:
+        status = ray.get(coordinator.status.remote())
+    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    return 0
+
+
+def format_status(status: dict) -> str:
+    lines = [f"model {status['model']}, states at {status['state_url']}, view {status['generation']}, "
+             f"{status['target']} workers wanted"]
+    for name, w in sorted(status["workers"].items()):
+        if "error" in w:
+            lines.append(f"  {name:<32} {w['state']:<9} {w['error']}")
+            continue
+        streams = w.get("streams", {})
+        lines.append(f"  {name:<32} {w['state']:<9} streams device/host/evicted "
+                     f"{streams.get('device', 0)}/{streams.get('host', 0)}/{streams.get('durable', 0)}, "
+                     f"{w.get('tokens_processed', 0)} tokens, queue {w.get('queue_depth', 0)}")
+    lines.append(f"  gateways: {', '.join(status['gateways']) or 'none'}")
+    return "\n".join(lines)
