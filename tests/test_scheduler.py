@@ -106,3 +106,17 @@ def test_cancel_releases_everything():
     s.schedule()  # takes part of the first item
     s.cancel("a", its)
     assert not s.has_work() and s.pending_chunks == 0 and s.pending_bytes == 0 and s.pending_tokens == 0
+
+
+def test_streams_of_a_running_step_are_passed_over_and_keep_their_turn():
+    s = sched(max_step_tokens=10)
+    for sid in "abc":
+        s.add(item(sid, 10))
+        s.add(item(sid, 10, seq=2))
+    first = s.schedule(max_streams=1)
+    assert [w.stream_id for w in first.work] == ["a"]
+    second = s.schedule(max_streams=1, exclude={"a"})
+    assert [w.stream_id for w in second.work] == ["b"]
+    third = s.schedule(max_streams=2, exclude={"b"})  # a is free again; c waited longest
+    assert [w.stream_id for w in third.work] == ["c"]  # the budget (10 tokens) is spent on c
+    assert [w.stream_id for w in s.schedule(exclude={"c"}).work] == ["a"]

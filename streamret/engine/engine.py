@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,10 +37,11 @@ from ..errors import (
     Unavailable,
 )
 from ..model.checkpoint import model_fingerprint
+from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
 from .config import Ack, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
-from .scheduler import Scheduler, StepPlan, WorkItem
+from .scheduler import Scheduler, Span, StepPlan, WorkItem
 from .segments import Segment, select_summary
 from .state_store import DurableStore, DurableWriter, StateStore
 from .stream import Stream
@@ -48,6 +50,21 @@ from .worker import ModelRunner, StepOutput
 log = logging.getLogger("streamret.engine")
 
 SUMMARY_MODES = ("extractive", "generative")
+
+
+@dataclass(eq=False)
+class _Step:
+    """One step on its way through the loop: planned and gathered, launched, then booked."""
+
+    plan: StepPlan
+    spans: list[list[Span]]  # per stream of the plan
+    ran: list[str]  # streams with tokens, in the order of the model batch
+    state: RetNetState | None = None
+    out: StepOutput | None = None
+    error: Exception | None = None
+
+    def stream_ids(self) -> set[str]:
+        return {w.stream_id for w in self.plan.work}
 
 
 class Engine:
@@ -75,6 +92,8 @@ class Engine:
         self._stopped = False
         self._tokens_processed = 0
         self._steps = 0
+        self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
+        self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._recent_tokens: deque[int] = deque(maxlen=256)
         self._next_sweep = time.monotonic()
@@ -364,6 +383,8 @@ class Engine:
                 "queue_tokens": self.scheduler.pending_tokens,
                 "queue_bytes": self.scheduler.pending_bytes,
                 "device_stream_capacity": self.store.device.capacity,
+                "loop_model_seconds": self._model_s,
+                "loop_host_seconds": self._host_s,
                 "durable_write_errors": self.writer.errors if self.writer else 0,
             }
 
@@ -371,46 +392,94 @@ class Engine:
     # the step loop
 
     def _loop(self) -> None:
+        """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
+        inflight: _Step | None = None
         while True:
             with self._lock:
-                while not self.scheduler.has_work() or self._abort:
+                while inflight is None and (self._abort or not self.scheduler.has_work()):
                     if self._stopping:
                         return
                     self._has_work.wait(timeout=self._sweep_due())
                     self._sweep_durable()
-                plan = self.scheduler.schedule(self.store.device.capacity)
-                run = [w for w in plan.work if w.n_tokens]
-                spans = [w.spans() for w in plan.work]
+                t0 = time.perf_counter()
+                step = self._next_step(inflight)
+                self._host_s += time.perf_counter() - t0
+            if step is not None:
+                self._launch(step)
+            if inflight is not None:
+                self._finish(inflight)
+            inflight = step
+
+    def _next_step(self, inflight: _Step | None) -> _Step | None:
+        """Schedule and gather the next step (lock held); None when nothing can run beside `inflight`."""
+        if self._abort or not self.scheduler.has_work():
+            return None
+        busy = inflight.stream_ids() if inflight else set()
+        room = self.store.device.capacity - (len(inflight.ran) if inflight else 0)
+        if room < 1:
+            return None
+        plan = self.scheduler.schedule(room, exclude=busy)
+        if not plan.work:
+            return None
+        step = _Step(plan, [w.spans() for w in plan.work], [w.stream_id for w in plan.work if w.n_tokens])
+        if step.ran:
             try:
-                out = None
-                if run:
-                    with self._lock:
-                        state = self.store.gather([w.stream_id for w in run])
-                    span_lens = [s.n_tokens for w, sp in zip(plan.work, spans) if w.n_tokens for s in sp]
-                    out = self.runner.run([w.tokens() for w in run], state, span_lens)
+                step.state = self.store.gather(step.ran)
             except Exception as e:
-                with self._lock:
-                    self.store.unpin([w.stream_id for w in run])
-                    self._fail_plan(plan, e)
-                continue
-            with self._lock:
-                if run:
-                    self.store.scatter([w.stream_id for w in run], out.state)
-                resolved = self._apply(plan, spans, out)
-                self._sweep_durable()
-            for fut, ack in resolved:
-                fut.set_result(ack)
+                step.error = e
+        return step
+
+    def _launch(self, step: _Step) -> None:
+        """Run the model on a step (no lock: on a GPU this returns once the kernels are queued)."""
+        if step.error is not None or not step.ran:
+            return
+        t0 = time.perf_counter()
+        try:
+            works = [w for w in step.plan.work if w.n_tokens]
+            span_lens = [sp.n_tokens for w, spans in zip(step.plan.work, step.spans) if w.n_tokens for sp in spans]
+            step.out = self.runner.run([w.tokens() for w in works], step.state, span_lens)
+        except Exception as e:
+            step.error = e
+        step.state = None
+        self._model_s += time.perf_counter() - t0
+
+    def _finish(self, step: _Step) -> None:
+        """Wait for a step's results, scatter its states and book it; then send its acks."""
+        t0 = time.perf_counter()
+        if step.out is not None:
+            try:
+                step.out.wait()
+            except Exception as e:
+                step.error = e
+        t1 = time.perf_counter()
+        with self._lock:
+            if step.error is not None:
+                self.store.unpin(step.ran)
+                self._fail_plan(step.plan, step.error)
+                resolved = []
+            else:
+                if step.ran:
+                    self.store.scatter(step.ran, step.out.state)
+                resolved = self._apply(step.plan, step.spans, step.out)
+            self._sweep_durable()
+        for fut, ack in resolved:
+            fut.set_result(ack)
+        t2 = time.perf_counter()
+        self._model_s += t1 - t0
+        self._host_s += t2 - t1
 
     def _apply(self, plan: StepPlan, spans: list, out: StepOutput | None) -> list[tuple[Future, Ack]]:
         """Book a finished step: segments, applied items, durability. Returns the acks to send."""
         closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
         done: dict[str, list[WorkItem]] = {}
+        span_sums = out.span_sums.numpy() if out is not None else None
+        no_sum = np.zeros(self.model.config.d_model)
         cursor = row = 0
         for work, work_spans in zip(plan.work, spans):
             stream = self.store.streams[work.stream_id]
             ran = work.n_tokens > 0
             for span in work_spans:
-                span_sum = out.span_sums[cursor] if ran else torch.zeros(self.model.config.d_model, dtype=torch.float64)
+                span_sum = span_sums[cursor] if ran else no_sum
                 cursor += ran
                 for seg in stream.segments.add(span.piece, span_sum, span.n_tokens, span.first, span.last):
                     closed.append((stream, seg, row if ran else None))
@@ -438,12 +507,13 @@ class Engine:
         return resolved
 
     def _keep_segments(self, closed: list, out: StepOutput | None) -> None:
-        sums = torch.stack([seg.pool_sum for _, seg, _ in closed])
+        sums = torch.from_numpy(np.stack([seg.pool_sum for _, seg, _ in closed]))
         counts = torch.tensor([seg.pool_count for _, seg, _ in closed])
         embeddings = self.runner.embed(sums, counts)
+        stream_embeddings = out.embeddings.numpy() if out is not None else None
         for (stream, seg, row), emb in zip(closed, embeddings):
             if row is not None:
-                stream_emb = out.embeddings[row]
+                stream_emb = stream_embeddings[row]
             else:
                 state = self.store.read(stream.id)
                 stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]

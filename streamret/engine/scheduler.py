@@ -34,9 +34,10 @@ class WorkItem:
     future: Future = field(default_factory=Future)
     taken: int = 0  # tokens handed to steps so far
 
-    @property
-    def n_tokens(self) -> int:
-        return len(self.tokens)
+    def __post_init__(self) -> None:
+        self.n_tokens = len(self.tokens)
+        ends = [int(e) for e in self.piece_ends]
+        self._bounds = list(zip([0, *ends[:-1]], ends))  # token range of each piece
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,18 @@ class Slice:
 
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
+        item, start, end = self.item, self.start, self.end
+        if start == 0 and end == item.n_tokens:  # the whole item in one step: the common case
+            return [Span(p, b - a, True, True) for p, (a, b) in zip(item.pieces, item._bounds)]
         out = []
-        total = self.item.n_tokens
-        piece_starts = np.concatenate([[0], self.item.piece_ends[:-1]]) if len(self.item.pieces) else []
-        for piece, a, b in zip(self.item.pieces, piece_starts, self.item.piece_ends):
-            a, b = int(a), int(b)
-            n = max(0, min(b, self.end) - max(a, self.start))
+        for piece, (a, b) in zip(item.pieces, item._bounds):
+            if b < start or a > end:
+                continue
+            n = max(0, min(b, end) - max(a, start))
             if a < b:
-                first, last = self.start <= a < self.end, self.start < b <= self.end
+                first, last = start <= a < end, start < b <= end
             else:
-                first = last = self.start <= a < self.end or a == self.end == total
+                first = last = start <= a < end or a == end == item.n_tokens
             if n or first or last:
                 out.append(Span(piece, n, first, last))
         return out
@@ -156,13 +159,20 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self._ready)
 
-    def schedule(self, max_streams: int | None = None) -> StepPlan:
-        """Take the next step's work: round-robin over streams, up to the token and stream budgets."""
+    def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset()) -> StepPlan:
+        """Take the next step's work: round-robin over streams, up to the token and stream budgets.
+
+        Streams in `exclude` (those of a step still running) are passed over and keep their turn.
+        """
         limit = min(self.max_step_streams, max_streams or self.max_step_streams)
         budget = self.max_step_tokens
         plan: list[StreamWork] = []
+        passed: list[str] = []
         while self._ready and len(plan) < limit and budget > 0:
             sid = self._ready.popleft()
+            if sid in exclude:
+                passed.append(sid)
+                continue
             queue = self._queues[sid]
             slices = []
             while queue and budget >= 0:
@@ -181,6 +191,7 @@ class Scheduler:
                 self._ready.append(sid)
             else:
                 del self._queues[sid]
+        self._ready.extendleft(reversed(passed))
         return StepPlan(plan)
 
     def complete(self, item: WorkItem) -> None:

@@ -38,7 +38,7 @@ class ClosedSegment:
     text: str
     start_byte: int
     end_byte: int
-    pool_sum: torch.Tensor  # [d_model] float64
+    pool_sum: np.ndarray  # [d_model] float64
     pool_count: int
 
 
@@ -49,113 +49,124 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
 
 @dataclass
 class SegmentTracker:
-    """The open segment's running sums and the kept closed segments of one stream."""
+    """The open segment's running sums and the kept closed segments of one stream (numpy: this runs
+    for every span of every step, where small torch ops would cost more than the work)."""
 
     d_model: int
     max_kept: int = 64
     max_text_bytes: int = 512
     max_segment_bytes: int = 4096
-    open_sum: torch.Tensor | None = None
+    open_sum: np.ndarray | None = None
     open_count: int = 0
     open_start: int | None = None  # stream byte offset of the open segment's first non-space character
     open_end: int = 0
-    open_text: str = ""
-    kept_text: list[str] = field(default_factory=list)
+    open_parts: list[str] = field(default_factory=list)  # the open segment's text so far (first bytes only)
+    open_chars: int = 0
+    kept_text: list[str] = field(default_factory=list)  # kept segments, in no particular order
     kept_bytes: list[tuple[int, int]] = field(default_factory=list)
-    kept_embeddings: np.ndarray | None = None  # [n_kept, embed_dim] float32
+    kept_embeddings: np.ndarray | None = None  # [max_kept + 1, embed_dim] float32; rows [:len(kept_text)] used
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
-            self.open_sum = torch.zeros(self.d_model, dtype=torch.float64)
+            self.open_sum = np.zeros(self.d_model, dtype=np.float64)
 
-    def add(self, piece, span_sum: torch.Tensor, span_count: int, first: bool, last: bool) -> list[ClosedSegment]:
+    def add(self, piece, span_sum: np.ndarray, span_count: int, first: bool, last: bool) -> list[ClosedSegment]:
         """Add the hidden-state sum of `span_count` tokens of `piece` (a `TextPiece`).
 
         A piece may arrive in several spans when the scheduler splits a long chunk across steps;
         `first`/`last` say whether this span holds the piece's first/last tokens. Returns the
-        segments this closed.
+        segments this closed. Runs for every span of every step: kept lean on purpose.
         """
         closed = []
         if first and piece.starts_segment:
-            closed += self._close()
+            self._close(closed)
         self.open_sum += span_sum
         self.open_count += span_count
         if last:
-            self._add_text(piece)
-            too_long = self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
-            if piece.ends_segment or too_long:
-                closed += self._close()
+            text = piece.text
+            if self.open_start is None:  # skip the whitespace a segment starts with
+                stripped = text.lstrip()
+                if stripped:
+                    self.open_start = piece.start_byte + len(text[: len(text) - len(stripped)].encode("utf-8"))
+                text = stripped
+            self.open_end = piece.end_byte
+            if text and self.open_chars < self.max_text_bytes:  # characters <= bytes: cut exactly at close
+                self.open_parts.append(text)
+                self.open_chars += len(text)
+            if piece.ends_segment or (
+                self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
+            ):
+                self._close(closed)
         return closed
 
-    def _add_text(self, piece) -> None:
-        text = piece.text
-        if self.open_start is None:  # skip the whitespace a segment starts with
-            stripped = text.lstrip()
-            if not stripped:
-                self.open_end = piece.end_byte
-                return
-            self.open_start = piece.start_byte + len(text[: len(text) - len(stripped)].encode("utf-8"))
-            text = stripped
-        self.open_end = piece.end_byte
-        if len(self.open_text) < self.max_text_bytes:  # characters <= bytes: a cheap bound before the exact cut
-            self.open_text = truncate_utf8(self.open_text + text, self.max_text_bytes)
+    @property
+    def open_text(self) -> str:
+        return truncate_utf8("".join(self.open_parts), self.max_text_bytes)
 
-    def _close(self) -> list[ClosedSegment]:
-        out = []
+    def _close(self, out: list[ClosedSegment]) -> None:
         if self.open_start is not None and self.open_count > 0:
             text = self.open_text.rstrip()
-            out.append(ClosedSegment(text, self.open_start, self.open_end, self.open_sum.clone(), self.open_count))
-        self.open_sum.zero_()
-        self.open_count, self.open_start, self.open_text = 0, None, ""
-        return out
+            out.append(ClosedSegment(text, self.open_start, self.open_end, self.open_sum.copy(), self.open_count))
+        self.open_sum[:] = 0.0
+        self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
 
     def keep(self, seg: ClosedSegment, embedding: np.ndarray, stream_embedding: np.ndarray) -> None:
         """Keep a closed segment with its embedding; past max_kept drop the least salient one."""
-        emb = embedding[None, :].astype(np.float32)
-        self.kept_embeddings = emb if self.kept_embeddings is None else np.concatenate([self.kept_embeddings, emb])
+        n = len(self.kept_text)
+        if self.kept_embeddings is None:
+            self.kept_embeddings = np.zeros((self.max_kept + 1, embedding.shape[-1]), dtype=np.float32)
+        self.kept_embeddings[n] = embedding
         self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
         self.kept_bytes.append((seg.start_byte, seg.end_byte))
-        if len(self.kept_text) > self.max_kept:
-            drop = int(np.argmin(self.kept_embeddings @ stream_embedding))
-            self.kept_embeddings = np.delete(self.kept_embeddings, drop, axis=0)
-            del self.kept_text[drop], self.kept_bytes[drop]
+        if n + 1 > self.max_kept:
+            drop = int(np.argmin(self.kept_embeddings[: n + 1] @ stream_embedding))
+            self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
+            self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
+            self.kept_text.pop()
+            self.kept_bytes.pop()
+
+    def _document_order(self) -> list[int]:
+        return sorted(range(len(self.kept_text)), key=lambda i: self.kept_bytes[i])
 
     def segments(self, stream_embedding: np.ndarray, with_embeddings: bool = True) -> list[Segment]:
         """Kept segments in document order, scored by cosine similarity to `stream_embedding`."""
         if not self.kept_text:
             return []
-        scores = self.kept_embeddings @ stream_embedding
+        scores = self.kept_embeddings[: len(self.kept_text)] @ stream_embedding
         return [
-            Segment(t, s, e, float(sc), self.kept_embeddings[i].copy() if with_embeddings else None)
-            for i, (t, (s, e), sc) in enumerate(zip(self.kept_text, self.kept_bytes, scores))
+            Segment(self.kept_text[i], *self.kept_bytes[i], float(scores[i]),
+                    self.kept_embeddings[i].copy() if with_embeddings else None)
+            for i in self._document_order()
         ]
 
     # ---- persistence: JSON-safe metadata plus tensors (see record.py)
 
     def to_record(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        order = self._document_order()
         meta = {
             "open": {"count": self.open_count, "start": self.open_start, "end": self.open_end, "text": self.open_text},
-            "kept": [{"text": t, "start": s, "end": e} for t, (s, e) in zip(self.kept_text, self.kept_bytes)],
+            "kept": [{"text": self.kept_text[i], "start": self.kept_bytes[i][0], "end": self.kept_bytes[i][1]}
+                     for i in order],
         }
-        tensors = {"open_sum": self.open_sum.clone()}
-        if self.kept_embeddings is not None:
-            tensors["kept_embeddings"] = torch.from_numpy(self.kept_embeddings.copy())
+        tensors = {"open_sum": torch.from_numpy(self.open_sum.copy())}
+        if order:
+            tensors["kept_embeddings"] = torch.from_numpy(self.kept_embeddings[order])
         return meta, tensors
 
     @classmethod
     def from_record(cls, meta: dict, tensors: dict[str, torch.Tensor], **limits) -> SegmentTracker:
         o = meta["open"]
         t = cls(
-            d_model=tensors["open_sum"].shape[0], open_sum=tensors["open_sum"].to(torch.float64).clone(),
-            open_count=int(o["count"]), open_start=o["start"], open_end=int(o["end"]), open_text=o["text"],
-            kept_text=[k["text"] for k in meta["kept"]],
-            kept_bytes=[(int(k["start"]), int(k["end"])) for k in meta["kept"]],
-            **limits,
+            d_model=tensors["open_sum"].shape[0], open_sum=tensors["open_sum"].to(torch.float64).numpy().copy(),
+            open_count=int(o["count"]), open_start=o["start"], open_end=int(o["end"]),
+            open_parts=[o["text"]] if o["text"] else [], open_chars=len(o["text"]), **limits,
         )
-        if "kept_embeddings" in tensors:
-            t.kept_embeddings = tensors["kept_embeddings"].float().numpy().copy()
-        if len(t.kept_text) != (0 if t.kept_embeddings is None else len(t.kept_embeddings)):
+        kept = meta["kept"]
+        emb = tensors.get("kept_embeddings")
+        if len(kept) != (0 if emb is None else emb.shape[0]):
             raise ValueError("segment record holds a different number of texts and embeddings")
+        for k, e in zip(kept, emb.float().numpy() if emb is not None else []):
+            t.keep(ClosedSegment(k["text"], int(k["start"]), int(k["end"]), t.open_sum, 0), e, e)
         return t
 
 

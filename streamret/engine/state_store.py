@@ -215,12 +215,12 @@ class DeviceSlab:
 
     @torch.inference_mode()
     def put(self, stream_id: str, state: RetNetState) -> None:
-        """Place a stream [1] in a free row (the caller made room)."""
+        """Place a stream [1] (on any device) in a free row (the caller made room)."""
         if not self._free:
             self._grow()
         row = self._free.pop()
         self.rows[stream_id] = row
-        self.state.copy_into([row], state)
+        self.write([row], state.map(self._to_device))
 
     @torch.inference_mode()
     def take(self, stream_id: str) -> RetNetState:
@@ -235,14 +235,22 @@ class DeviceSlab:
 
     @torch.inference_mode()
     def read(self, rows: list[int]) -> RetNetState:
-        idx = torch.tensor(rows, dtype=torch.long, device=self.state.positions.device)
+        idx = self._to_device(torch.tensor(rows, dtype=torch.long))
         return self.state.map(lambda x: x.index_select(0, idx))
 
     @torch.inference_mode()
     def write(self, rows: list[int], state: RetNetState) -> None:
-        idx = torch.tensor(rows, dtype=torch.long, device=self.state.positions.device)
+        idx = self._to_device(torch.tensor(rows, dtype=torch.long))
         for dst, src in zip(self.state.tensors().values(), state.tensors().values(), strict=True):
             dst.index_copy_(0, idx, src)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the slab's device without waiting for the device's queue (a plain copy
+        to a GPU synchronizes, and would stall the step loop behind the step that is running)."""
+        device = self.state.positions.device
+        if device.type != "cuda" or t.device == device:
+            return t.to(device)
+        return t.pin_memory().to(device, non_blocking=True)
 
     def _grow(self) -> None:
         """Double the rows, one tensor at a time so the peak is the new slab plus one old tensor."""
@@ -315,7 +323,7 @@ class StateStore:
     def add(self, stream: Stream, state: RetNetState) -> None:
         """Make a stream resident: on the device when a row is free, else in the host tier."""
         if not self.device.full:
-            self.device.put(stream.id, state.to(self.model.device))
+            self.device.put(stream.id, state)
         else:
             self._spill_host(need=1)
             if len(self.host) >= self.host_capacity:
@@ -353,7 +361,7 @@ class StateStore:
                 except BaseException:
                     self.host[sid] = state
                     raise
-                self.device.put(sid, state.to(self.model.device))
+                self.device.put(sid, state)
         rows = [self.device.row_of(sid) for sid in stream_ids]
         return self.device.read(rows)
 

@@ -7,6 +7,7 @@ turns token lists plus states into new states and the sums the outputs are built
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -18,7 +19,13 @@ from ..model.retnet import RetNet, RetNetState
 class StepOutput:
     state: RetNetState  # the streams' new states, on the model's device
     span_sums: torch.Tensor  # [n_spans, d_model] float64 on the CPU: sum of final hidden states per span
-    embeddings: np.ndarray  # [n_streams, embed_dim] float32: stream embeddings after the step
+    embeddings: torch.Tensor  # [n_streams, embed_dim] float32 on the CPU: stream embeddings after the step
+    ready: torch.cuda.Event | None = None  # on a GPU: recorded after the copies to the CPU were queued
+
+    def wait(self) -> None:
+        """Block until span_sums and embeddings hold their values."""
+        if self.ready is not None:
+            self.ready.synchronize()
 
 
 class ModelRunner:
@@ -26,6 +33,11 @@ class ModelRunner:
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
+        # `RetNet.embed` on the CPU, through a float64 copy of the embedding head: booking a step
+        # then never waits on the device, which is already running the next step
+        head = model.embed_head
+        host_head = None if head is None else SimpleNamespace(weight=head.weight.detach().to("cpu", torch.float64))
+        self._host_model = SimpleNamespace(embed_head=host_head)
 
     @torch.inference_mode()
     def run(self, tokens: list[np.ndarray], state: RetNetState, span_lens: list[int]) -> StepOutput:
@@ -35,21 +47,34 @@ class ModelRunner:
         stream order); each span's hidden states are summed for its segment embedding.
         """
         lens = np.array([len(t) for t in tokens], dtype=np.int64)
-        ids = torch.from_numpy(np.concatenate(tokens)).to(self.device, non_blocking=True)
-        cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)])).to(self.device)
+        ids = self._to_device(np.concatenate(tokens))
+        cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
         hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu, chunk_size=self.chunk_size)
         span_of_token = torch.repeat_interleave(
-            torch.arange(len(span_lens), device=self.device), torch.tensor(span_lens, device=self.device)
+            torch.arange(len(span_lens), device=self.device), self._to_device(np.asarray(span_lens, dtype=np.int64))
         )
         sums = torch.zeros(len(span_lens), hidden.shape[-1], dtype=torch.float64, device=self.device)
         sums.index_add_(0, span_of_token, hidden.to(torch.float64))
         embeddings = self.model.stream_embedding(new_state)
-        return StepOutput(new_state, sums.cpu(), embeddings.cpu().numpy())
+        if self.device.type != "cuda":
+            return StepOutput(new_state, sums, embeddings)
+        # queue the copies and return: the engine books the previous step while this one runs
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
+                for t in (sums, embeddings)]
+        ready = torch.cuda.Event()
+        ready.record()
+        return StepOutput(new_state, *host, ready)
+
+    def _to_device(self, a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
 
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:
-        """`RetNet.embed` of pooled sums [n, d] held anywhere; float32 numpy [n, embed_dim]."""
-        return self.model.embed(pool_sum.to(self.device), pool_count.to(self.device)).cpu().numpy()
+        """`RetNet.embed` of pooled sums [n, d] (float64, any device), computed on the CPU: float32 [n, e]."""
+        return RetNet.embed(self._host_model, pool_sum.cpu(), pool_count.cpu()).numpy()
 
     @torch.inference_mode()
     def generate(self, state: RetNetState, prompt: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:
