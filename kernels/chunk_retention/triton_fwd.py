@@ -23,14 +23,14 @@ from ..utils import check_inputs, dot_precision, next_pow2, num_sms
 
 
 @triton.jit
-def _dot_f32_left(a, b, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
-    """a @ b for a float32 `a` and a 16-bit `b`: `a` is rounded to b's dtype for the tensor cores;
-    SPLIT adds the rounding residue's product, so `a` keeps about 16 bits instead of 8."""
+def _dot_f32_left(a, b, acc, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ b for a float32 `a` and a 16-bit `b`: `a` is rounded to b's dtype for the tensor
+    cores; SPLIT adds the rounding residue's product, so `a` keeps about 16 bits instead of 8."""
     hi = a.to(b.dtype)
-    out = tl.dot(hi, b, input_precision=PRECISION)
+    acc = tl.dot(hi, b, acc=acc, input_precision=PRECISION)
     if SPLIT:
-        out += tl.dot((a - hi.to(tl.float32)).to(b.dtype), b)
-    return out
+        acc = tl.dot((a - hi.to(tl.float32)).to(b.dtype), b, acc=acc)
+    return acc
 
 
 @triton.jit
@@ -39,7 +39,7 @@ def _dot_f32_right(a, b, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
     hi = b.to(a.dtype)
     out = tl.dot(a, hi, input_precision=PRECISION)
     if SPLIT:
-        out += tl.dot(a, (b - hi.to(tl.float32)).to(a.dtype))
+        out = tl.dot(a, (b - hi.to(tl.float32)).to(a.dtype), acc=out)
     return out
 
 
@@ -55,57 +55,64 @@ def _chunk_fwd_kernel(
     iv = pid % NV
     h = (pid // NV) % H
     item = pid // (NV * H)
-    bos = tl.load(bos_ptr + item).to(tl.int32)
-    eos = tl.load(eos_ptr + item).to(tl.int32)
+    bos = tl.load(bos_ptr + item).to(tl.int64)
+    L = (tl.load(eos_ptr + item) - bos).to(tl.int32)
     lg = tl.load(log_decay + h).to(tl.float32)
 
+    # 64-bit scalar bases (T * H * V and N * H * K * V may pass 2^31), 32-bit tile offsets: offset
+    # tiles live in registers for the whole loop, so they are kept small. Columns are masked only
+    # when K or V is not a whole number of tiles.
     it = tl.arange(0, BT)
     ik = tl.arange(0, BK)
     jv = iv * BV + tl.arange(0, BV)
     mk = ik < K
     mv = jv < V
-    m_state = mk[:, None] & mv[None, :]
-    state_off = (item.to(tl.int64) * H + h) * (K * V) + ik[:, None] * V + jv[None, :]
+    state_tile = ik[:, None] * V + jv[None, :]
+    state_base = (item * H + h).to(tl.int64) * (K * V)
     if HAS_H0:
-        S = tl.load(h0 + state_off, mask=m_state, other=0.0)
+        if K == BK and V % BV == 0:
+            S = tl.load(h0 + state_base + state_tile)
+        else:
+            S = tl.load(h0 + state_base + state_tile, mask=mk[:, None] & mv[None, :], other=0.0)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
 
-    # Decay powers in log space, the same for every chunk: g^(i-j) for j <= i, and g^(i+1).
+    # Decay powers in log space, the same for every chunk, with `scale` folded in:
+    # scale * g^(i-j) for j <= i, and scale * g^(i+1).
     fi = it.to(tl.float32)
     diff = fi[:, None] - fi[None, :]
-    D = tl.where(diff >= 0, tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
-    q_decay = tl.exp(lg * (fi + 1.0))
+    D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+    q_decay = scale * tl.exp(lg * (fi + 1.0))
 
-    # Pointers move by whole chunks (64-bit pointer arithmetic: T * H * V may pass 2^31).
-    row0 = bos.to(tl.int64)
-    k_ptrs = k + (row0 * H + h) * K + it[:, None] * (H * K) + ik[None, :]
-    q_ptrs = q + (row0 * H + h) * K + it[:, None] * (H * K) + ik[None, :]
-    v_ptrs = v + (row0 * H + h) * V + it[:, None] * (H * V) + jv[None, :]
-    o_ptrs = o + (row0 * H + h) * V + it[:, None] * (H * V) + jv[None, :]
-    for start in range(bos, eos, BT):
-        mt = (start + it) < eos
-        kc = tl.load(k_ptrs, mask=mt[:, None] & mk[None, :], other=0.0)
-        vc = tl.load(v_ptrs, mask=mt[:, None] & mv[None, :], other=0.0)
+    qk_tile = it[:, None] * (H * K) + ik[None, :]
+    vo_tile = it[:, None] * (H * V) + jv[None, :]
+    q_seq, k_seq = q + (bos * H + h) * K, k + (bos * H + h) * K
+    v_seq, o_seq = v + (bos * H + h) * V, o + (bos * H + h) * V
+    for i0 in range(0, L, BT):
+        mt = (i0 + it) < L
+        m_qk = mt[:, None] if K == BK else mt[:, None] & mk[None, :]
+        m_vo = mt[:, None] if V % BV == 0 else mt[:, None] & mv[None, :]
+        kc = tl.load(k_seq + i0 * (H * K) + qk_tile, mask=m_qk, other=0.0)
+        vc = tl.load(v_seq + i0 * (H * V) + vo_tile, mask=m_vo, other=0.0)
         if STORE_O:
-            qc = tl.load(q_ptrs, mask=mt[:, None] & mk[None, :], other=0.0)
+            qc = tl.load(q_seq + i0 * (H * K) + qk_tile, mask=m_qk, other=0.0)
             A = tl.dot(qc, tl.trans(kc), input_precision=DOT_PRECISION) * D
             if STATE_DOT_F32:  # float16 would overflow on large states: keep S in float32 (tf32 products)
                 oc = tl.dot(qc.to(tl.float32), S, input_precision=DOT_PRECISION)
             else:
                 oc = _dot_f32_right(qc, S, SPLIT, DOT_PRECISION)
-            oc = oc * q_decay[:, None] + _dot_f32_left(A, vc, SPLIT, DOT_PRECISION)
-            tl.store(o_ptrs, (oc * scale).to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
-        n = tl.minimum(eos - start, BT).to(tl.float32)
-        k_decay = tl.where(mt, tl.exp(lg * tl.maximum(n - 1.0 - fi, 0.0)), 0.0)  # g^(n-1-j); rows past the end get 0
-        kd = tl.trans(kc * k_decay[:, None])
-        S = S * tl.exp(lg * n) + _dot_f32_left(kd, vc, SPLIT, DOT_PRECISION)
-        q_ptrs += BT * H * K
-        k_ptrs += BT * H * K
-        v_ptrs += BT * H * V
-        o_ptrs += BT * H * V
+            oc = _dot_f32_left(A, vc, oc * q_decay[:, None], SPLIT, DOT_PRECISION)
+            tl.store(o_seq + i0 * (H * V) + vo_tile, oc.to(o.dtype.element_ty), mask=m_vo)
+        n = tl.minimum(L - i0, BT).to(tl.float32)
+        # S <- g^n S + k^T (g^(n-1-j) v_j): the decay goes on v (BT x BV), so k feeds the tensor cores as loaded
+        v_decay = tl.where(mt, tl.exp(lg * tl.maximum(n - 1.0 - fi, 0.0)), 0.0)  # rows past the end: 0
+        vd = (vc * v_decay[:, None]).to(vc.dtype)
+        S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n), input_precision=DOT_PRECISION)
     if STORE_HT:
-        tl.store(ht + state_off, S, mask=m_state)
+        if K == BK and V % BV == 0:
+            tl.store(ht + state_base + state_tile, S)
+        else:
+            tl.store(ht + state_base + state_tile, S, mask=mk[:, None] & mv[None, :])
 
 
 @triton.jit
@@ -147,9 +154,10 @@ def _segment_scan_kernel(
 class ChunkConfig:
     """Tile sizes: BT tokens per chunk, BV state columns per program; Triton's warps and pipeline depth.
 
-    split_bf16: with bf16 inputs, the float32 operands of the tensor-core products (the state, the
-    decayed scores, the decayed keys) go in as a bf16 value plus a bf16 residue (two products),
-    which leaves the output's own bf16 rounding as the only sizeable error.
+    split_bf16: with bf16 inputs, the float32 operands of the output's tensor-core products (the
+    state and the decayed scores) go in as a bf16 value plus a bf16 residue (two products each).
+    Measured on the CPU at K128 V256: relative error of o 1.9e-3 instead of 2.5e-3 (fla's numerics),
+    against 1.7e-3 from rounding o itself to bf16.
     """
 
     BT: int = 64
@@ -160,9 +168,17 @@ class ChunkConfig:
 
 
 def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig:
-    """Heuristic table; bench/kernels.py --sweep measures the alternatives (see bench/RESULTS.md)."""
+    """Heuristic table. The state slice [K, BV] lives in registers: 8 warps from K = 128 keep it
+    and the chunk's products under 255 registers a thread without spilling (sm_90 compiler report).
+    bench/kernels.py --sweep times the alternatives (bench/RESULTS.md)."""
     bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
-    cfg = ChunkConfig(BT=bt, BV=min(64, next_pow2(V)), num_warps=4 if K <= 128 else 8, num_stages=2)
+    if K <= 64:
+        cfg = ChunkConfig(BT=bt, BV=64, num_warps=4)
+    elif K <= 128:
+        cfg = ChunkConfig(BT=bt, BV=64, num_warps=8)
+    else:
+        cfg = ChunkConfig(BT=bt, BV=32, num_warps=8)
+    cfg = replace(cfg, BV=min(cfg.BV, max(16, next_pow2(V))))
     if dtype == torch.float32:  # twice the bytes per tile: smaller tiles fit shared memory
         cfg = replace(cfg, BT=min(cfg.BT, 32), BV=min(cfg.BV, 32), num_stages=1)
     return cfg

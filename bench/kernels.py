@@ -1,0 +1,409 @@
+"""Kernel benchmark: correctness first, then median timings of ours, fla and the PyTorch reference,
+each against the floor set by this run's own copy bandwidth and bf16 matmul rate.
+
+    python bench/kernels.py [--out DIR] [--layouts H8K128V256 ...] [--shapes N64xL512 ...] [--sweep]
+
+Run on the GPU machine through bench/gpu_kernels.sh (it adds fla's wheels to the path). Prints a
+short table last and writes every figure to DIR/kernels.json (DIR: --out, else $OUT, else .).
+--sweep also times alternative tile configs and segment lengths (to tune the heuristic tables).
+--precompile-only compiles every kernel variant the run needs in parallel worker processes (filling
+Triton's cache) and exits: Triton's and fla's autotuners otherwise compile one config at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+
+import torch
+import triton
+from triton.testing import do_bench
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from streamret_kernels import chunk_retention_reference, recurrent_retention_step_reference, retention_log_decays  # noqa: E402
+from streamret_kernels.chunk_retention.triton_fwd import ChunkConfig, chunk_retention_triton, pick_config  # noqa: E402
+from streamret_kernels.recurrent_step.triton_step import (  # noqa: E402
+    StepConfig,
+    pick_step_config,
+    recurrent_retention_step_triton,
+)
+from streamret_kernels.utils import poisoned_allocations  # noqa: E402
+
+LAYOUTS = {"H8K128V256": (8, 128, 256), "H16K64V128": (16, 64, 128), "H8K256V512": (8, 256, 512)}
+SHAPES = {  # name: (kind, sequences, tokens per sequence)
+    "N64xL512": ("stream", 64, 512),
+    "N256xL128": ("stream", 256, 128),
+    "N4096xL16": ("stream", 4096, 16),
+    "N1024xL1": ("decode", 1024, 1),
+    "N8192xL1": ("decode", 8192, 1),
+    "B1xT131072": ("long", 1, 131072),
+    "B4xT16384": ("long", 4, 16384),
+}
+TARGET = {"stream": 1.5, "long": 1.2, "decode": 0.9}  # x fla (chunk), fraction of copy bandwidth (decode)
+CHECK_SEQS = 64  # correctness compares this many sequences (all of them for the long shapes)
+CHECK_STREAMS = 256
+DTYPE = torch.bfloat16
+DEVICE = "cuda"
+
+
+def smoke_mode() -> None:
+    """--smoke: the whole script on the CPU (Triton's interpreter) at tiny shapes, host-clock timings:
+    checks the script itself before it spends GPU time. Its figures mean nothing."""
+    global DEVICE
+    DEVICE = "cpu"
+    LAYOUTS.clear()
+    LAYOUTS.update({"H2K16V32": (2, 16, 32)})
+    SHAPES.update({k: (kind, max(1, n // 64), max(1, L // 256)) for k, (kind, n, L) in SHAPES.items()})
+
+
+def median_ms(fn) -> float:
+    if DEVICE == "cpu":  # --smoke
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+    return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    if not torch.isfinite(x).all():
+        return float("inf")
+    return ((x.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def fla_ops():
+    try:
+        from fla.ops.retention import chunk_retention, fused_recurrent_retention
+    except ImportError:
+        return None
+    return chunk_retention, fused_recurrent_retention
+
+
+def ceilings() -> dict:
+    if DEVICE == "cpu":
+        return {"copy_GBps": 1.0, "bf16_TFLOPs": 1.0}
+    bufs = [torch.empty(2 * 1024**3, dtype=torch.uint8, device=DEVICE).random_() for _ in range(2)]
+    copy_ms = median_ms(lambda: bufs[1].copy_(bufs[0]))
+    bufs.clear()
+    a = torch.randn(8192, 8192, device=DEVICE, dtype=torch.bfloat16)
+    b = torch.randn_like(a)
+    mm_ms = median_ms(lambda: a @ b)
+    return {"copy_GBps": 2 * 2 * 1024**3 / copy_ms / 1e6, "bf16_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+
+
+def make_case(kind: str, N: int, L: int, H: int, K: int, V: int, seed: int = 0) -> dict:
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    T = N * L
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, device=DEVICE, generator=g) * scale).to(DTYPE)
+
+    return {
+        "q": randn(T, H, K), "k": randn(T, H, K, scale=K**-0.5), "v": randn(T, H, V),
+        "s0": torch.randn(N, H, K, V, device=DEVICE, generator=g) * 0.1,
+        "cu": torch.arange(0, T + 1, L, device=DEVICE, dtype=torch.int32),
+        "lg": retention_log_decays(H).to(DEVICE),
+    }
+
+
+def floor_ms(T: int, H: int, K: int, V: int, N: int, ceil: dict) -> tuple[float, float, float]:
+    """Fewest bytes (q, k, v read, o written in bf16; states read and written in float32) and the
+    chunkwise FLOPs at chunk 64 (as in ../shared/anchors/anchor_fla.py); floor = the larger time."""
+    nbytes = 2 * T * H * (2 * K + 2 * V) + 2 * 4 * N * H * K * V
+    flops = 2 * T * H * min(64, T // max(N, 1)) * (K + V) / 2 + 4 * T * H * K * V
+    return nbytes, flops, max(nbytes / ceil["copy_GBps"] / 1e6, flops / ceil["bf16_TFLOPs"] / 1e9)
+
+
+def sync() -> None:
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
+
+
+def ref_ms(fn, limit_s: float = 1.0) -> float | None:
+    """Median of 3 timed runs, or None when one run takes longer than limit_s (printed 'skipped')."""
+    times = []
+    for _ in range(3):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+        if times[-1] > limit_s * 1e3:
+            return None
+    return sorted(times)[1]
+
+
+def run_chunk_case(kind, N, L, H, K, V, ceil, fla, sweep) -> dict:
+    c = make_case(kind, N, L, H, K, V)
+    q, k, v, s0, cu, lg = c["q"], c["k"], c["v"], c["s0"], c["cu"], c["lg"]
+    T = N * L
+    row = {}
+    # correctness: fresh data, poisoned outputs, float64 reference on the first sequences
+    n_chk = N if kind == "long" else min(N, CHECK_SEQS)
+    t_chk = int(cu[n_chk])
+    s0_before = s0.clone()
+    with poisoned_allocations():
+        o, ht = chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=s0)
+    ro, rs = chunk_retention_reference(
+        q[:t_chk].double(), k[:t_chk].double(), v[:t_chk].double(), lg, cu_seqlens=cu[: n_chk + 1],
+        initial_state=s0[:n_chk].double(),
+    )
+    row["err_o"] = rel_err(o[:t_chk], ro) if torch.isfinite(o).all() else float("inf")  # poison left anywhere: inf
+    row["err_state"] = rel_err(ht[:n_chk], rs) if torch.isfinite(ht).all() else float("inf")
+    row["err_floor_bf16_rounding"] = rel_err(ro.to(DTYPE), ro)
+    del o, ht
+    assert torch.equal(s0, s0_before), "initial_state modified"
+
+    row["ours_ms"] = median_ms(lambda: chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=s0))
+    if fla is not None:
+        chunk = fla[0]
+        if kind == "long":
+            B = N
+            args = (q.view(B, L, H, K), k.view(B, L, H, K), v.view(B, L, H, V))
+            kw = {}
+        else:
+            args = (q[None], k[None], v[None])
+            kw = {"cu_seqlens": cu.long()}
+        fo, _ = chunk(*args, initial_state=s0, output_final_state=True, **kw)
+        row["fla_err_o"] = rel_err(fo.reshape(T, H, V)[:t_chk], ro)
+        del fo
+        row["fla_ms"] = median_ms(lambda: chunk(*args, initial_state=s0, output_final_state=True, **kw))
+    del ro, rs
+    row["ref_ms"] = ref_ms(lambda: chunk_retention_reference(q, k, v, lg, cu_seqlens=cu, initial_state=s0))
+    row["bytes"], row["flops"], row["floor_ms"] = floor_ms(T, H, K, V, N, ceil)
+    if sweep:
+        row["sweep"] = sweep_chunk(kind, c, N, L, H, K, V)
+    torch.cuda.empty_cache()
+    return row
+
+
+def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tuple[ChunkConfig, int | None]]:
+    """The planned config first, then tiles, warps, pipeline depth, bf16 split and (long shapes)
+    segment lengths one at a time."""
+    base = pick_config(K, V, DTYPE, L)
+    cfgs = [base, replace(base, split_bf16=False), replace(base, num_stages=1), replace(base, num_stages=3)]
+    cfgs += [replace(base, BV=bv, num_warps=w, split_bf16=sp) for bv in (32, 64, 128) for w in (4, 8)
+             for sp in (True, False) if K * bv <= 64 * 32 * w]  # state slice <= 64 registers a thread
+    if base.BT == 16:
+        cfgs += [replace(base, BT=32), replace(base, BT=32, split_bf16=False)]
+    out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if cfg.BV <= V]
+    if kind == "long":
+        out += [(base, seg) for seg in (1024, 2048, 4096, 8192)]
+    return out
+
+
+def sweep_chunk(kind, c, N, L, H, K, V) -> list[dict]:
+    res = []
+    for cfg, seg in chunk_variants(kind, N, L, H, K, V):
+        def fn(cfg=cfg, seg=seg):
+            return chunk_retention_triton(
+                c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"], config=cfg,
+                segment_len=seg,
+            )
+        try:
+            ms = median_ms(fn)
+        except Exception as e:  # a config that does not fit (shared memory, registers) is a result too
+            res.append({"config": asdict(cfg), "segment_len": seg, "error": str(e)[:200]})
+            continue
+        res.append({"config": asdict(cfg), "segment_len": seg, "ms": ms})
+    return res
+
+
+def run_decode_case(N, H, K, V, ceil, fla, sweep) -> dict:
+    c = make_case("decode", N, 1, H, K, V)
+    q, k, v, s0, lg = c["q"], c["k"], c["v"], c["s0"], c["lg"]
+    row = {}
+    n = min(N, CHECK_STREAMS)
+    s0_before = s0[:n].clone()
+    with poisoned_allocations():
+        o, s1 = recurrent_retention_step_triton(q, k, v, s0, lg)
+    ro, rs = recurrent_retention_step_reference(q[:n].double(), k[:n].double(), v[:n].double(), s0_before.double(), lg)
+    row["err_o"] = rel_err(o[:n], ro) if torch.isfinite(o).all() else float("inf")
+    row["err_state"] = rel_err(s1[:n], rs) if torch.isfinite(s1).all() else float("inf")
+    row["err_floor_bf16_rounding"] = rel_err(ro.to(DTYPE), ro)
+    assert torch.equal(s0[:n], s0_before), "state modified without inplace"
+    del o, s1, ro, rs
+    torch.cuda.empty_cache()
+    nbytes = 2 * 4 * N * H * K * V + 2 * N * H * (2 * K + 2 * V)
+    row["bytes"], row["flops"] = nbytes, 4 * N * H * K * V
+    row["floor_ms"] = nbytes / ceil["copy_GBps"] / 1e6
+    if fla is not None:
+        rec = fla[1]
+        args = (q.view(N, 1, H, K), k.view(N, 1, H, K), v.view(N, 1, H, V))
+        row["fla_ms"] = median_ms(lambda: rec(*args, initial_state=s0, output_final_state=True))
+        torch.cuda.empty_cache()
+    row["ours_ms"] = median_ms(lambda: recurrent_retention_step_triton(q, k, v, s0, lg))
+    torch.cuda.empty_cache()
+    row["ours_inplace_ms"] = median_ms(lambda: recurrent_retention_step_triton(q, k, v, s0, lg, inplace=True))
+    if N <= 1024:  # the chunk kernel on one-token chunks, for comparison
+        cu = torch.arange(0, N + 1, device=DEVICE, dtype=torch.int32)
+        row["ours_chunk_L1_ms"] = median_ms(
+            lambda: chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=s0)
+        )
+    if 2 * 4 * N * H * K * V < 24e9:
+        row["ref_ms"] = ref_ms(lambda: recurrent_retention_step_reference(q, k, v, s0, lg))
+    if sweep:
+        row["sweep"] = []
+        for cfg in step_variants(K):
+            ms = median_ms(lambda cfg=cfg: recurrent_retention_step_triton(q, k, v, s0, lg, inplace=True, config=cfg))
+            row["sweep"].append({"config": asdict(cfg), "ms": ms})
+    return row
+
+
+def step_variants(K: int) -> list[StepConfig]:
+    """Tiles of up to 128 state elements per thread."""
+    return [StepConfig(bv, w) for bv in (16, 32, 64, 128) for w in (2, 4, 8) if K * bv <= 128 * 32 * w]
+
+
+def _precompile_task(task: tuple) -> str:
+    """Runs one kernel variant on a tiny problem with the real run's dtypes and tile constants."""
+    what, H, K, V, arg = task
+    try:
+        if what == "fla":
+            chunk, rec = fla_ops()
+            q = torch.randn(1, 256, H, K, device=DEVICE, dtype=DTYPE)
+            k, v = torch.randn_like(q), torch.randn(1, 256, H, V, device=DEVICE, dtype=DTYPE)
+            if arg == "varlen":
+                cu = torch.tensor([0, 100, 256], device=DEVICE)
+                chunk(q, k, v, initial_state=torch.zeros(2, H, K, V, device=DEVICE), output_final_state=True,
+                      cu_seqlens=cu)
+            elif arg == "batch":
+                chunk(q.view(2, 128, H, K), k.view(2, 128, H, K), v.view(2, 128, H, V),
+                      initial_state=torch.zeros(2, H, K, V, device=DEVICE), output_final_state=True)
+            else:
+                rec(q.view(256, 1, H, K), k.view(256, 1, H, K), v.view(256, 1, H, V),
+                    initial_state=torch.zeros(256, H, K, V, device=DEVICE), output_final_state=True)
+        elif what == "step":
+            c = make_case("decode", 4, 1, H, K, V)
+            recurrent_retention_step_triton(c["q"], c["k"], c["v"], c["s0"], c["lg"], config=arg)
+        else:
+            cfg, seg, L = arg
+            c = make_case("stream", 2, L, H, K, V)
+            chunk_retention_triton(c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"],
+                                   config=cfg, segment_len=seg)
+        sync()
+        return "ok"
+    except Exception as e:
+        return f"{task}: {str(e)[:150]}"
+
+
+def precompile(layouts, shapes, sweep: bool, workers: int) -> None:
+    tasks = []
+    for H, K, V in layouts:
+        if fla_ops() is not None:
+            tasks += [("fla", H, K, V, a) for a in ("varlen", "batch", "recurrent")]
+        for name in shapes:
+            kind, N, L = SHAPES[name]
+            if kind == "decode":
+                cfgs = [pick_step_config(K, V)]
+                if sweep:
+                    cfgs += step_variants(K)
+                tasks += [("step", H, K, V, cfg) for cfg in cfgs]
+                if N <= 1024:
+                    tasks.append(("chunk", H, K, V, (pick_config(K, V, DTYPE, 1), 0, 16)))
+                continue
+            variants = chunk_variants(kind, N, L, H, K, V) if sweep else [(pick_config(K, V, DTYPE, L), None)]
+            # a forced cut compiles the three-launch path (long shapes), 0 the one-launch path
+            tasks += [("chunk", H, K, V, (cfg, 32 if kind == "long" else 0, 64)) for cfg, _ in variants]
+    tasks = list(dict.fromkeys(tasks))
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(workers) as pool:
+        fails = [r for r in pool.imap_unordered(_precompile_task, tasks) if r != "ok"]
+    print(f"precompiled {len(tasks)} variants in {time.perf_counter() - t0:.0f} s; {len(fails)} failed")
+    for f in fails:
+        print("  ", f)
+
+
+def summary(rows: list[dict], ceil: dict) -> str:
+    lines = [
+        f"copy {ceil['copy_GBps']:.0f} GB/s, bf16 matmul {ceil['bf16_TFLOPs']:.0f} TFLOP/s",
+        f"{'case':31s} {'ours ms':>8s} {'fla ms':>8s} {'ref ms':>8s} {'x fla':>6s} {'floor ms':>8s} "
+        f"{'of floor':>8s} {'err o':>8s} {'err S':>8s} {'target':>12s}",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['case']:31s} ERROR {r['error'][:90]}")
+            continue
+        ours = min(r["ours_ms"], r.get("ours_inplace_ms", math.inf))
+        x = r["fla_ms"] / ours if "fla_ms" in r else float("nan")
+        frac = r["floor_ms"] / ours
+        ref = f"{r['ref_ms']:8.2f}" if r.get("ref_ms") else f"{'skipped':>8s}"
+        if r["kind"] == "decode":
+            met = frac >= TARGET["decode"]
+            target = f">={TARGET['decode']:.0%} bw {'ok' if met else 'MISS'}"
+        else:
+            met = x >= TARGET[r["kind"]]
+            target = f">={TARGET[r['kind']]}x {'ok' if met else 'MISS'}"
+        fla_s = f"{r['fla_ms']:8.3f}" if "fla_ms" in r else f"{'-':>8s}"
+        lines.append(
+            f"{r['case']:31s} {ours:8.3f} {fla_s} {ref} {x:6.2f} {r['floor_ms']:8.3f} {frac:8.1%} "
+            f"{r['err_o']:8.1e} {r['err_state']:8.1e} {target:>12s}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--layouts", nargs="*", default=list(LAYOUTS), choices=list(LAYOUTS))
+    ap.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--no-fla", action="store_true")
+    ap.add_argument("--precompile-only", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
+    args = ap.parse_args()
+    if args.smoke:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            sys.exit("--smoke runs Triton's interpreter: TRITON_INTERPRET=1 python bench/kernels.py --smoke")
+        smoke_mode()
+        args.layouts, args.no_fla = list(LAYOUTS), True
+    elif not torch.cuda.is_available():
+        sys.exit("bench/kernels.py needs a CUDA GPU")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    layouts = [LAYOUTS[n] for n in args.layouts]
+    if args.precompile_only:
+        precompile(layouts, args.shapes, args.sweep, args.workers)
+        return
+    fla = None if args.no_fla else fla_ops()
+    meta = {
+        "date": time.strftime("%Y-%m-%d"), "device": "cpu" if DEVICE == "cpu" else torch.cuda.get_device_name(),
+        "torch": torch.__version__, "triton": triton.__version__, "fla": None, "dtype": str(DTYPE),
+        "cmd": " ".join(sys.argv),
+    }
+    if fla is not None:
+        import fla as fla_pkg
+
+        meta["fla"] = getattr(fla_pkg, "__version__", "?")
+    ceil = ceilings()
+    print(json.dumps(meta), json.dumps(ceil), flush=True)
+    rows = []
+    for lname in args.layouts:
+        H, K, V = LAYOUTS[lname]
+        for sname in args.shapes:
+            kind, N, L = SHAPES[sname]
+            row = {"case": f"{sname} {lname}", "kind": kind, "N": N, "L": L, "H": H, "K": K, "V": V}
+            t0 = time.perf_counter()
+            try:
+                if kind == "decode":
+                    row.update(run_decode_case(N, H, K, V, ceil, fla, args.sweep))
+                else:
+                    row.update(run_chunk_case(kind, N, L, H, K, V, ceil, fla, args.sweep))
+            except Exception as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+            torch.cuda.empty_cache()
+            row["wall_s"] = time.perf_counter() - t0
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            with open(os.path.join(args.out, "kernels.json"), "w") as f:
+                json.dump({"meta": meta, "ceilings": ceil, "rows": rows}, f, indent=1)
+    print(summary(rows, ceil))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The Triton retention kernels on the GPU at real shapes, against a float64 reference (TF32 off),
+with fresh random data and poisoned output buffers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from streamret_kernels import (
+    chunk_retention,
+    chunk_retention_reference,
+    recurrent_retention_step,
+    recurrent_retention_step_reference,
+    retention_log_decays,
+)
+from streamret_kernels.utils import poisoned_allocations
+
+pytestmark = pytest.mark.gpu
+TOL = {torch.float32: 1e-5, torch.bfloat16: 3e-3, torch.float16: 3e-3}
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    assert torch.isfinite(x).all(), "non-finite values: an output element was not written"
+    return ((x.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def ragged(n: int, max_len: int, seed: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, max_len + 1, (n,), generator=g).tolist()
+    return [1, *lens[2:], 0] if n > 2 else lens  # a length-1 and an empty sequence among them
+
+
+CHUNK_CASES = {  # name: (lengths, H, K, V, dtypes)
+    "N1 T8192 (cut into segments)": ([8192], 8, 128, 256, (torch.bfloat16, torch.float16, torch.float32)),
+    "N4096 L16": ([16] * 4096, 8, 128, 256, (torch.bfloat16,)),
+    "N64 ragged <=700": (ragged(64, 700, 0), 8, 128, 256, (torch.bfloat16, torch.float32)),
+    "N7 ragged H8 K256 V512": (ragged(7, 600, 1), 8, 256, 512, (torch.bfloat16, torch.float16)),
+    "N300 ragged H16 K64 V128": (ragged(300, 90, 2), 16, 64, 128, (torch.bfloat16,)),
+    "N2 B2 T4096 H8 K256 V512": ([4096, 4096], 8, 256, 512, (torch.bfloat16,)),
+}
+PARAMS = [(name, dt) for name, case in CHUNK_CASES.items() for dt in case[4]]
+
+
+@pytest.mark.parametrize("name,dtype", PARAMS, ids=[f"{n}-{str(d)[6:]}" for n, d in PARAMS])
+@pytest.mark.parametrize("with_state", [True, False])
+def test_chunk_retention_gpu(name, dtype, with_state):
+    lens, H, K, V, _ = CHUNK_CASES[name]
+    g = torch.Generator(device="cuda").manual_seed(hash((name, with_state)) % 2**31)
+    T = sum(lens)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
+    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
+    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
+    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g) if with_state else None
+    h0_before = None if h0 is None else h0.clone()
+    lg = retention_log_decays(H).cuda()
+    with poisoned_allocations():
+        o, ht = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="triton")
+    ro, rt = chunk_retention_reference(
+        q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=None if h0 is None else h0.double()
+    )
+    assert o.dtype == dtype and ht.dtype == torch.float32
+    assert rel_err(o, ro) <= TOL[dtype]
+    assert rel_err(ht, rt) <= TOL[dtype]
+    if h0 is not None:
+        assert torch.equal(h0, h0_before), "initial_state was modified"
+
+
+def test_segment_cuts_do_not_change_the_result():
+    from streamret_kernels.chunk_retention.triton_fwd import chunk_retention_triton
+
+    H, K, V, T = 8, 128, 256, 20000
+    q, k = (torch.randn(T, H, K, device="cuda") * s for s in (1.0, K**-0.5))
+    v, h0 = torch.randn(T, H, V, device="cuda"), torch.randn(1, H, K, V, device="cuda")
+    lg = retention_log_decays(H).cuda()
+    whole = chunk_retention_triton(q, k, v, lg, initial_state=h0, segment_len=0)
+    for seg in (None, 1000, 4096):
+        cut = chunk_retention_triton(q, k, v, lg, initial_state=h0, segment_len=seg)
+        for a, b in zip(whole, cut):
+            assert rel_err(b, a) <= 1e-5, seg
+
+
+@pytest.mark.parametrize("dtype", list(TOL), ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("N,H,K,V", [(1, 8, 128, 256), (4096, 8, 128, 256), (64, 8, 256, 512), (512, 16, 64, 128)])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_recurrent_step_gpu(dtype, N, H, K, V, inplace):
+    g = torch.Generator(device="cuda").manual_seed(N + K)
+    q = torch.randn(N, H, K, device="cuda", generator=g).to(dtype)
+    k = (torch.randn(N, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(N, H, V, device="cuda", generator=g).to(dtype)
+    state = torch.randn(N, H, K, V, device="cuda", generator=g)
+    before = state.clone()
+    lg = retention_log_decays(H).cuda()
+    with poisoned_allocations():
+        o, new = recurrent_retention_step(q, k, v, state, lg, inplace=inplace, backend="triton")
+    ro, rs = recurrent_retention_step_reference(q.double(), k.double(), v.double(), before.double(), lg)
+    assert rel_err(o, ro) <= TOL[dtype]
+    assert rel_err(new, rs) <= 1e-6
+    assert (new is state) if inplace else torch.equal(state, before)
