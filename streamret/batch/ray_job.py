@@ -12,6 +12,7 @@ the two differ only when an id appears in several rows of the input).
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pyarrow as pa
@@ -61,6 +62,7 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         if gpus_per_worker is None:
             gpus_per_worker = 1.0 if device.startswith("cuda") or (device == "auto" and _has_gpus(ray)) else 0.0
         worker_device = "cuda" if gpus_per_worker > 0 else "cpu"
+        _settle_fsspec_http()
         ds = ray.data.read_parquet(corpus.files, filesystem=arrow_filesystem(corpus.fs, corpus.local),
                                    columns=[corpus.id_column, corpus.text_column], file_extensions=None)
         ds = ds.map_batches(_to_do, batch_format="pyarrow", fn_kwargs=dict(
@@ -87,6 +89,17 @@ def _fingerprint(model: str) -> str:
     from ..model.spec import load_model
 
     return load_model(model, device="cpu", dtype="float32").fingerprint
+
+
+def _settle_fsspec_http() -> None:
+    """Ray Data's file listing probes fsspec's HTTP filesystem from several threads at once and expects
+    ModuleNotFoundError when aiohttp is missing; racing imports of that failing module sometimes surface
+    as a plain ImportError instead, which fails the read. Import it once here: without aiohttp it is then
+    marked unavailable, so every later import fails fast and the same way."""
+    try:
+        import fsspec.implementations.http  # noqa: F401
+    except ImportError:
+        sys.modules["fsspec.implementations.http"] = None
 
 
 def _has_gpus(ray) -> bool:

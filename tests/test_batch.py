@@ -1,0 +1,285 @@
+"""Batch job on a small Parquet corpus (local mode): output rows, equality with the engine, resume, errors."""
+
+import os
+import random
+from concurrent.futures import Future
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamret import cli
+from streamret.batch import embed_parquet
+from streamret.batch import parquet_job as job
+from streamret.batch.parts import FINGERPRINT_KEY, PartFolder
+from streamret.engine import Engine
+from streamret.errors import InvalidArgument, ModelMismatch, Unavailable
+
+CHUNK_BYTES = 4093  # odd, so chunk cuts fall inside multi-byte characters
+ROWS_PER_PART = 4
+OPTIONS = dict(chunk_bytes=CHUNK_BYTES, rows_per_part=ROWS_PER_PART, summary_k=3, progress=False)
+
+
+def book(n_bytes: int, seed: int = 0) -> str:
+    """Sentences of ASCII and multi-byte words (2, 3 and 4 UTF-8 bytes), about n_bytes long."""
+    rng = random.Random(seed)
+    words = ["river", "stone", "naïve", "café", "日本語", "東京", "🙂", "𝄞music", "Ωmega", "light"]
+    out, size = [], 0
+    while size < n_bytes:
+        sentence = " ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + rng.choice(".!?")
+        out.append(sentence)
+        size += len(sentence.encode()) + 1
+    return " ".join(out)
+
+
+HUGE = book(100_000, seed=1)  # ~100 KB: 25 chunks of CHUNK_BYTES, many engine steps
+SHORT = [book(n, seed=10 + i) for i, n in enumerate([40, 300, 900, 2500, 5000, 60, 1200])]
+GOOD = {"huge": HUGE, "multibyte": "naïve café 日本語のテキスト。 Emoji 🙂🚀 and 𝄞 clefs! Done.",
+        "plain": "Hello world. This is a short document.", **{f"s{i}": t for i, t in enumerate(SHORT)},
+        "binary-ok": "UTF-8 bytes in a binary column. Fine."}
+ERRORS = {"null": "text is null", "empty": "text is empty", "bad-utf8": "not valid UTF-8",
+          "wrong-type": "has type int64"}
+
+
+def write_corpus(folder) -> list[str]:
+    """Three files (string text, binary text, integer text): the ids in corpus order."""
+    os.makedirs(folder, exist_ok=True)
+    a_ids = ["plain", "null", "s0", "huge", "s1", "empty", "multibyte", "s2", "s3", "s4", "s5", "s6"]
+    a_texts = [GOOD.get(i) if i != "empty" else "" for i in a_ids]
+    pq.write_table(pa.table({"id": a_ids, "text": a_texts, "other": list(range(len(a_ids)))}),
+                   f"{folder}/a.parquet", row_group_size=5)
+    pq.write_table(pa.table({"id": ["binary-ok", "bad-utf8"],
+                             "text": pa.array([GOOD["binary-ok"].encode(), b"ok \xff\xfe bytes"], pa.binary())}),
+                   f"{folder}/b.parquet")
+    pq.write_table(pa.table({"id": ["wrong-type"], "text": [7]}), f"{folder}/c.parquet")
+    os.makedirs(f"{folder}/_temporary")  # writers' side files are not data
+    pq.write_table(pa.table({"id": ["junk"], "text": ["x"]}), f"{folder}/_temporary/junk.parquet")
+    return a_ids + ["binary-ok", "bad-utf8", "wrong-type"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = Engine.from_model("random:tiny", device="cpu")
+    yield eng
+    eng.shutdown(checkpoint=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    return str(folder), write_corpus(folder)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(engine, corpus, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("out") / "embeddings")
+    report = embed_parquet(corpus[0], out, engine=engine, **OPTIONS)
+    return out, report
+
+
+def rows(table: pa.Table) -> list[dict]:
+    return table.drop_columns(["embedding"]).to_pylist()
+
+
+def embeddings(table: pa.Table) -> np.ndarray:
+    return np.array([e if e is not None else [np.nan] * 64 for e in table.column("embedding").to_pylist()])
+
+
+def assert_same_output(a: pa.Table, b: pa.Table) -> None:
+    assert a.schema.equals(b.schema, check_metadata=True)
+    assert rows(a) == rows(b)
+    np.testing.assert_allclose(embeddings(a), embeddings(b), rtol=0, atol=1e-6)
+
+
+def test_one_output_row_per_input_row_with_errors_recorded(uninterrupted, corpus, engine):
+    out, report = uninterrupted
+    table = pq.read_table(out)
+    ids = corpus[1]
+    assert table.column("id").to_pylist() == ids  # corpus order, the _temporary file ignored
+    dim = engine.model.config.out_embed_dim
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), dim)
+    assert table.schema.field("summary").type == pa.list_(pa.string())
+    assert table.schema.field("tokens").type == pa.int64() and table.schema.field("error").type == pa.string()
+    assert table.schema.metadata[FINGERPRINT_KEY].decode() == engine.fingerprint
+    for row in table.to_pylist():
+        if row["id"] in ERRORS:
+            assert ERRORS[row["id"]] in row["error"]
+            assert row["embedding"] is None and row["tokens"] is None and row["summary"] is None
+        else:
+            assert row["error"] is None
+            assert row["tokens"] == len(GOOD[row["id"]].encode())  # byte tokenizer: one token per byte
+            assert abs(np.linalg.norm(row["embedding"]) - 1) < 1e-5
+            assert 1 <= len(row["summary"]) <= 3 and all(s in GOOD[row["id"]] for s in row["summary"])
+    assert (report.documents, report.errors, report.skipped) == (len(ids), len(ERRORS), 0)
+    assert report.tokens == sum(len(t.encode()) for t in GOOD.values())
+    assert sorted(os.listdir(out)) == [f"part-{i:06d}.parquet" for i in range(report.parts)]
+    assert report.parts == 4  # 4 + 4 + 4 rows of a.parquet, then 3 more (parts span files)
+
+
+def test_embeddings_equal_the_engines_per_document_embeddings(uninterrupted, engine):
+    """Each row is what the engine gives that document streamed on its own (here in one chunk)."""
+    table = pq.read_table(uninterrupted[0])
+    for row in table.to_pylist():
+        if row["error"] is not None:
+            continue
+        sid = f"reference-{row['id']}"
+        ack = engine.append(sid, 1, GOOD[row["id"]].encode(), flush=True)
+        assert row["tokens"] == ack.tokens
+        np.testing.assert_allclose(row["embedding"], engine.embedding(sid), rtol=0, atol=1e-5)
+        assert row["summary"] == [s.text for s in engine.summarize(sid, k=3).segments]
+        engine.close(sid)
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_output(uninterrupted, corpus, engine, tmp_path, monkeypatch):
+    out = str(tmp_path / "embeddings")
+    real_commit, commits = PartFolder.commit, []
+
+    def crash_after_two(self, index, table):
+        if len(commits) == 2:
+            raise KeyboardInterrupt  # the process dies while parts 2 and 3 are in flight
+        commits.append(index)
+        return real_commit(self, index, table)
+
+    monkeypatch.setattr(PartFolder, "commit", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        embed_parquet(corpus[0], out, engine=engine, **OPTIONS)
+    monkeypatch.setattr(PartFolder, "commit", real_commit)
+    assert sorted(os.listdir(out)) == ["part-000000.parquet", "part-000001.parquet"]
+    with open(f"{out}/.part-000002.parquet.0123.tmp", "wb") as f:  # a commit cut short by the crash
+        f.write(b"partial")
+
+    report = embed_parquet(corpus[0], out, engine=engine, **OPTIONS)
+    assert report.skipped == 2 * ROWS_PER_PART and report.documents == len(corpus[1]) - 2 * ROWS_PER_PART
+    assert sorted(os.listdir(out)) == sorted(os.listdir(uninterrupted[0]))  # same files, temp one gone
+    for name in sorted(os.listdir(out)):
+        assert_same_output(pq.read_table(f"{out}/{name}"), pq.read_table(f"{uninterrupted[0]}/{name}"))
+
+    again = embed_parquet(corpus[0], out, engine=engine, **OPTIONS)
+    assert (again.documents, again.skipped, again.parts) == (0, len(corpus[1]), 0)
+
+
+def test_fsspec_urls_and_globs(engine, tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for name, ids in (("x1.parquet", ["m1", "m2"]), ("x2.parquet", ["m3"]), ("notes.txt", None)):
+        with fs.open(f"/batchtest/in/{name}", "wb") as f:
+            if ids is None:
+                f.write(b"not parquet")
+            else:
+                pq.write_table(pa.table({"doc": ids, "body": [f"Text of {i}. More." for i in ids]}), f)
+    try:
+        report = embed_parquet("memory://batchtest/in/x*.parquet", "memory://batchtest/out", engine=engine,
+                               id_column="doc", text_column="body", summary_k=1, progress=False)
+        assert report.documents == 3 and report.errors == 0
+        assert fs.ls("/batchtest/out", detail=False) == ["/batchtest/out/part-000000.parquet"]
+        with fs.open("/batchtest/out/part-000000.parquet", "rb") as f:
+            table = pq.read_table(f)
+        assert table.column("id").to_pylist() == ["m1", "m2", "m3"]
+        assert table.column("summary").to_pylist() == [["Text of m1."], ["Text of m2."], ["Text of m3."]]
+        # a folder: only its *.parquet files are data
+        assert embed_parquet("memory://batchtest/in", "memory://batchtest/out2", engine=engine, id_column="doc",
+                             text_column="body", progress=False).documents == 3
+    finally:
+        fs.rm("/batchtest", recursive=True)
+
+
+def test_another_models_output_is_refused(uninterrupted, corpus):
+    other = Engine.from_model("random:tiny:1", device="cpu")
+    try:
+        with pytest.raises(ModelMismatch, match="written by model"):
+            embed_parquet(corpus[0], uninterrupted[0], engine=other, **OPTIONS)
+    finally:
+        other.shutdown(checkpoint=False)
+
+
+def test_bad_input_is_refused_with_the_fix(engine, tmp_path):
+    pq.write_table(pa.table({"id": [1.5], "text": ["x"]}), tmp_path / "f.parquet")
+    with pytest.raises(InvalidArgument, match="ids must be strings or integers"):
+        embed_parquet(str(tmp_path / "f.parquet"), str(tmp_path / "o"), engine=engine, progress=False)
+    with pytest.raises(InvalidArgument, match="no text column 'body'.*--text-column"):
+        embed_parquet(str(tmp_path / "f.parquet"), str(tmp_path / "o"), engine=engine, text_column="body",
+                      id_column="text", progress=False)
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        embed_parquet(str(tmp_path / "missing"), str(tmp_path / "o"), engine=engine, progress=False)
+    with pytest.raises(InvalidArgument, match="no file matches"):
+        embed_parquet(str(tmp_path / "*.pq"), str(tmp_path / "o"), engine=engine, progress=False)
+    (tmp_path / "out-file").write_text("")
+    with pytest.raises(InvalidArgument, match="is a file; give a folder"):
+        embed_parquet(str(tmp_path / "f.parquet"), str(tmp_path / "out-file"), engine=engine, id_column="text",
+                      progress=False)
+
+
+class FailingEngine:
+    """The real engine, except that chunks of one document fail as a broken model step would."""
+
+    def __init__(self, engine, fail_text: bytes):
+        self.engine, self.fail_text = engine, fail_text
+
+    def submit_append(self, stream_id, seq, data, flush=False):
+        if data.startswith(self.fail_text):
+            fut = Future()
+            fut.set_exception(Unavailable(f"the model step failed; stream {stream_id!r} is back at seq 0"))
+            return fut
+        return self.engine.submit_append(stream_id, seq, data, flush)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def test_an_engine_failure_stops_the_job_and_commits_nothing_of_the_part(engine, tmp_path):
+    ids = [f"d{i}" for i in range(6)]
+    texts = [f"Document {i} is fine." for i in range(6)]
+    texts[4] = "BOOM this one fails."
+    pq.write_table(pa.table({"id": ids, "text": texts}), tmp_path / "c.parquet")
+    out = str(tmp_path / "o")
+    with pytest.raises(Unavailable, match="failed in the engine.*rerun"):
+        embed_parquet(str(tmp_path / "c.parquet"), out, engine=FailingEngine(engine, b"BOOM"), rows_per_part=2,
+                      parts_in_flight=1, progress=False)
+    assert sorted(os.listdir(out)) == ["part-000000.parquet", "part-000001.parquet"]
+    report = embed_parquet(str(tmp_path / "c.parquet"), out, engine=engine, rows_per_part=2, progress=False)
+    assert (report.skipped, report.documents, report.errors) == (4, 2, 0)
+
+
+def test_parts_depend_only_on_the_rows():
+    texts = [b"x" * n for n in [5, 1, 30, 2, 2, 2, 50, 1, 1, 1, 1, 9]]
+    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_binary()),
+                      "error": pa.nulls(len(texts), pa.string())})
+
+    def cut(sizes):
+        starts = np.cumsum([0, *sizes])
+        batches = [table.slice(a, b - a) for a, b in zip(starts[:-1], starts[1:])]
+        return [p.column("id").to_pylist() for p in job.cut_parts(batches, rows_per_part=4, bytes_per_part=32)]
+
+    expected = [["0", "1", "2"], ["3", "4", "5", "6"], ["7", "8", "9", "10"], ["11"]]
+    assert cut([12]) == cut([1] * 12) == cut([5, 2, 5]) == cut([3, 3, 3, 3]) == expected
+
+
+def test_resume_skips_as_many_rows_per_id_as_were_written():
+    batches = [pa.table({"id": ["a", "b", "a"]}), pa.table({"id": ["a", None, "c", None]})]
+    out = list(job.skip_written(batches, {"a": 2, None: 1, "c": 1}))
+    assert [(t.column("id").to_pylist(), n) for t, n in out] == [(["b"], 2), (["a", None], 2)]
+
+
+def test_a_footerless_ray_file_is_removed_and_another_is_refused(tmp_path):
+    folder = PartFolder(str(tmp_path))
+    (tmp_path / "ray_abc_000000-0.parquet").write_bytes(b"PAR1 cut short")
+    assert folder.prepare_resume("fp").rows == 0 and not (tmp_path / "ray_abc_000000-0.parquet").exists()
+    (tmp_path / "mine.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InvalidArgument, match="mine.parquet is not readable Parquet"):
+        folder.prepare_resume("fp")
+
+
+def test_embed_command(tmp_path, capsys):
+    pq.write_table(pa.table({"key": [3, 4], "body": ["One sentence. Two.", "Three!"]}), tmp_path / "in.parquet")
+    argv = ["embed", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out"), "--model", "random:tiny",
+            "--device", "cpu", "--id-column", "key", "--text-column", "body", "--summary-k", "1", "--no-progress"]
+    assert cli.main(argv) == 0
+    assert "2 documents (0 with an error)" in capsys.readouterr().out
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("id").to_pylist() == [3, 4] and table.schema.field("id").type == pa.int64()
+    assert cli.main(argv) == 0 and "0 documents" in capsys.readouterr().out  # rerun: all skipped
+    assert cli.main([*argv[:-5], "--text-column", "nope", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no text column 'nope'" in err
