@@ -64,7 +64,7 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         worker_device = "cuda" if gpus_per_worker > 0 else "cpu"
         _settle_fsspec_http()
         ds = ray.data.read_parquet(corpus.files, filesystem=arrow_filesystem(corpus.fs, corpus.local),
-                                   columns=[corpus.id_column, corpus.text_column], file_extensions=None)
+                                   file_extensions=None).select_columns([corpus.id_column, corpus.text_column])
         ds = ds.map_batches(_to_do, batch_format="pyarrow", fn_kwargs=dict(
             id_column=corpus.id_column, text_column=corpus.text_column, written=frozenset(before.ids)))
         ds = ds.map_batches(
