@@ -31,6 +31,7 @@ COMMANDS = [
     "serve",
     "stream",
     "embed",
+    "cluster",
 ]
 
 USER_ERRORS = (ValueError, OSError, StreamRetError)
