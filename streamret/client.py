@@ -34,6 +34,13 @@ Chunk = bytes | str
 _MiB = 1024 * 1024
 
 
+def _call_broke(e: grpc.aio.AioRpcError) -> bool:
+    """The call ended without a verdict on its chunks: the server went away or is draining (UNAVAILABLE),
+    or a write raced with the server closing the call (gRPC then reports a local INTERNAL error)."""
+    return e.code() == grpc.StatusCode.UNAVAILABLE or (
+        e.code() == grpc.StatusCode.INTERNAL and (e.details() or "").startswith("Internal error from Core"))
+
+
 class ChunkError(Exception):
     """The server refused a chunk for a reason a retry cannot fix (the ack is attached)."""
 
@@ -112,6 +119,22 @@ class _Ledger:
 
 def _bytes(chunk: Chunk) -> bytes:
     return chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+
+
+class _Source:
+    """An async iterator that survives the cancellation of a reader: an item being fetched when an Append
+    call breaks is handed to the next call instead of being lost inside the caller's generator."""
+
+    def __init__(self, it: AsyncIterator):
+        self.it = it
+        self.pending: asyncio.Future | None = None
+
+    async def next(self):
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(anext(self.it))
+        item = await asyncio.shield(self.pending)  # raises StopAsyncIteration at the end
+        self.pending = None
+        return item
 
 
 async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool) -> AsyncIterator[tuple[bytes, bool]]:
@@ -193,7 +216,7 @@ class AsyncClient:
         flush: after the last chunk, send an empty flushing chunk so the unfinished tail is read too.
         on_ack: called with each ack of a chunk applied (or a duplicate), e.g. to move a progress bar.
         """
-        return await self._append(stream_id, _numbered(chunks, flush), on_ack)
+        return await self._append(stream_id, _Source(_numbered(chunks, flush)), on_ack)
 
     async def append(self, stream_id: str, data: Chunk, *, flush: bool = False) -> pb.AppendAck:
         """Append one chunk and return its ack."""
@@ -201,9 +224,9 @@ class AsyncClient:
         async def one():
             yield _bytes(data), flush
 
-        return await self._append(stream_id, one(), None)
+        return await self._append(stream_id, _Source(one()), None)
 
-    async def _append(self, stream_id: str, source: AsyncIterator[tuple[bytes, bool]], on_ack) -> pb.AppendAck | None:
+    async def _append(self, stream_id: str, source: _Source, on_ack) -> pb.AppendAck | None:
         if stream_id not in self._ledgers:
             await self.open(stream_id)
         ledger = self._ledgers[stream_id]
@@ -225,7 +248,7 @@ class AsyncClient:
                 raise TimeoutError(f"stream {stream_id!r}: the server stayed unavailable for {self.retry.timeout_s} s")
         return last[0]
 
-    async def _append_call(self, stream_id: str, ledger: _Ledger, source, last: list, on_ack) -> bool:
+    async def _append_call(self, stream_id: str, ledger: _Ledger, source: _Source, last: list, on_ack) -> bool:
         """One Append call: the planned resend, then new chunks from `source`. True when everything
         is sent and acked; False when the stream must resync."""
         call = self.streams.Append(metadata=self._metadata)
@@ -241,7 +264,7 @@ class AsyncClient:
             while True:
                 await room.acquire()
                 try:
-                    data, flush = await anext(source)
+                    data, flush = await source.next()
                 except StopAsyncIteration:
                     source_done = True
                     break
@@ -264,9 +287,9 @@ class AsyncClient:
             await sender  # re-raises what the sender hit (e.g. the source failing)
             return source_done and ledger.unacked == 0
         except grpc.aio.AioRpcError as e:
-            if e.code() != grpc.StatusCode.UNAVAILABLE:
+            if not _call_broke(e):
                 raise
-            return False
+            return source_done and ledger.unacked == 0  # the call broke after its last ack: nothing to redo
         finally:
             sender.cancel()
             call.cancel()

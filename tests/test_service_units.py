@@ -19,7 +19,8 @@ def _tokens(tmp_path, text):
 
 
 def test_token_file_maps_bearer_tokens_to_tenants(tmp_path):
-    auth = Authenticator.from_file(_tokens(tmp_path, "# comment\n\ntok-a acme\ntok-r acme read  # ro\ntok-b globex write\n"))
+    text = "# comment\n\ntok-a acme\ntok-r acme read  # ro\ntok-b globex write\n"
+    auth = Authenticator.from_file(_tokens(tmp_path, text))
     assert auth.authenticate([("authorization", "Bearer tok-a")]) == Caller("acme", True)
     assert auth.authenticate([("authorization", "bearer tok-r")]) == Caller("acme", False)
     assert auth.authenticate([("x", "y"), ("authorization", "Bearer tok-b")]) == Caller("globex", True)

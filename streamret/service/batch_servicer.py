@@ -15,6 +15,7 @@ from .tenant_engine import ChunkAck, TenantEngine
 _ACK_SCHEMA = pa.schema([
     ("stream_id", pa.string()), ("seq", pa.int64()), ("applied_seq", pa.int64()), ("durable_seq", pa.int64()),
     ("tokens", pa.int64()), ("duplicate", pa.bool_()), ("error_code", pa.int32()), ("error_message", pa.string()),
+    ("retryable", pa.bool_()),
 ])
 _STRINGS = (pa.string(), pa.large_string(), pa.string_view())
 
@@ -51,14 +52,14 @@ class BatchServicer(pb_grpc.BatchServicer):
 
     @rpc
     async def EmbedTables(self, caller: Caller, requests, context):
-        async for request in requests:
+        async for request in self.gate.until_drained(requests):
             out = await self.streams.embed_table(caller, table_from_ipc(request.arrow_ipc))
             yield pb.ArrowPayload(arrow_ipc=table_to_ipc(out))
 
     @rpc
     async def AppendEvents(self, caller: Caller, requests, context):
         caller.require_write("appending events")
-        async for request in requests:
+        async for request in self.gate.until_drained(requests):
             ids, seqs, texts = _event_columns(table_from_ipc(request.arrow_ipc))
             pending = [await self._submit(caller, *row) for row in zip(ids, seqs, texts)]
             yield pb.ArrowPayload(arrow_ipc=table_to_ipc(_acks_table([await p for p in pending])))
@@ -73,4 +74,4 @@ class BatchServicer(pb_grpc.BatchServicer):
             caller.engine_id(stream_id)
         except InvalidArgument as e:
             return self.streams.failed_ack(caller, stream_id or "", seq or 0, e)
-        return await self.streams.submit_append(caller, stream_id, seq, data, flush=False, create=True)
+        return await self.streams.submit_append(caller, stream_id, seq, data, flush=False)

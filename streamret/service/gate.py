@@ -52,6 +52,30 @@ class Gate:
     def off_drain(self, callback) -> None:
         self._on_drain.discard(callback)
 
+    async def until_drained(self, requests):
+        """Yield the requests of a client stream until it ends; raise Unavailable when the server starts
+        draining first (for calls with few, large messages: it costs a task per message)."""
+        stop = asyncio.Event()
+        self.on_drain(stop.set)
+        it = aiter(requests)
+        try:
+            while not self.draining:
+                nxt = asyncio.ensure_future(anext(it))
+                drained = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({nxt, drained}, return_when=asyncio.FIRST_COMPLETED)
+                drained.cancel()
+                if not nxt.done():
+                    nxt.cancel()
+                    break
+                try:
+                    request = nxt.result()
+                except StopAsyncIteration:
+                    return
+                yield request
+        finally:
+            self.off_drain(stop.set)
+        raise Unavailable("the server is shutting down; send the rest to another server or after its restart")
+
     async def drain(self, timeout: float) -> bool:
         """Refuse new calls, ask streaming calls to wind down, wait for the rest; False on timeout."""
         self.draining = True

@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +134,7 @@ class StreamRetServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self.engine.checkpoint_all)
-        await self._server.stop(grace=1.0)
+        await self._server.stop(grace=0.5)
         self.metrics.stop_http()
         self.streams.shutdown()
         self._stopped.set()
@@ -184,3 +185,40 @@ async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
     await stop.wait()
     log.info("signal received")
     return await server.stop()
+
+
+class BackgroundServer:
+    """A server on its own event loop thread, for callers that are not async themselves (tests,
+    benchmarks, notebooks): `BackgroundServer(engine, config).port`, then `.stop()`."""
+
+    def __init__(self, engine, config: ServerConfig | None = None):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="streamret-server", daemon=True)
+        self._thread.start()
+        try:
+            self.server: StreamRetServer = self.call(self._make(engine, config))
+            self.port = self.call(self.server.start())
+        except BaseException:
+            self._end_loop()
+            raise
+
+    @staticmethod
+    async def _make(engine, config):
+        return StreamRetServer(engine, config)  # built on the loop it will run on
+
+    def call(self, coro):
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> bool:
+        """Drain and stop (see StreamRetServer.stop); True when nothing had to be cut off."""
+        try:
+            return self.call(self.server.stop())
+        finally:
+            self._end_loop()
+
+    def _end_loop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()

@@ -15,7 +15,8 @@ from .tenant_engine import ChunkAck, TenantEngine
 DEFAULT_SEGMENTS = 5
 DEFAULT_NEW_TOKENS = 64
 _MODES = {pb.SummarizeRequest.EXTRACTIVE: "extractive", pb.SummarizeRequest.GENERATIVE: "generative"}
-_END = object()
+_END = object()  # the client finished sending
+_DRAINED = object()  # the server is draining: no more chunks taken from this call
 
 
 def stream_info(info, stream_id: str, labels: dict[str, str] | None = None) -> pb.StreamInfo:
@@ -84,11 +85,12 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
                                                            request.flush, request.return_segment_embedding)
                     window.put_nowait((ack, len(data), started))
                     if self.gate.draining:
-                        break
+                        window.put_nowait(_DRAINED)
+                        return
                     reading = True
                 window.put_nowait(_END)
             except asyncio.CancelledError:
-                window.put_nowait(_END)  # drained: take no more chunks; the writer answers those taken
+                window.put_nowait(_DRAINED)  # the writer answers the chunks taken, then ends the call
             except Exception as e:  # noqa: BLE001  (ends the call with its status, after the acks before it)
                 window.put_nowait(e)
 
@@ -100,6 +102,8 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
         self.gate.on_drain(stop_reading)
         try:
             while (item := await window.get()) is not _END:
+                if item is _DRAINED:
+                    raise Unavailable("the server is shutting down; reconnect and resend from durable_seq + 1")
                 if isinstance(item, Exception):
                     raise item
                 pending, n_bytes, started = item
@@ -108,8 +112,6 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
                 outcome = "error" if ack.error_code else "duplicate" if ack.duplicate else "applied"
                 self.gate.metrics.chunk_acked(outcome, n_bytes, time.perf_counter() - started)
                 yield ack_message(ack)
-            if self.gate.draining:
-                raise Unavailable("the server is shutting down; reconnect and resend from durable_seq + 1")
         finally:
             self.gate.off_drain(stop_reading)
             reader.cancel()

@@ -9,6 +9,7 @@ and rewrites engine ids in error messages back into the client's ids.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..batch.arrow_table import embed_table
-from ..errors import ResourceExhausted, SeqGap, StreamRetError, TooBusy
+from ..errors import FailedPrecondition, NotFound, ResourceExhausted, SeqGap, StreamRetError, TooBusy
 from .auth import Caller, client_id, scrub
 from .limits import ServiceLimits, StreamRegistry
 from .metrics import ServiceMetrics
@@ -72,20 +73,20 @@ class TenantEngine:
         return info, self.registry.touch(caller.tenant, eid, labels)
 
     async def submit_append(self, caller: Caller, stream_id: str, seq: int, data: bytes, flush: bool,
-                            want_segment: bool = False, create: bool = False) -> asyncio.Future:
+                            want_segment: bool = False) -> asyncio.Future:
         """Queue one chunk; return a future of its ChunkAck (which carries any per-chunk problem).
 
-        Raises only for a bad stream id (a protocol error for Append). When the engine is full this waits
-        (up to limits.busy_wait_s) for room instead of failing at once: the caller stops reading its
-        requests meanwhile, which is the backpressure a client feels. create: open the stream first if
-        this server does not hold it (event feeds).
+        Raises only for a bad stream id (a protocol error for Append). A stream this server does not
+        hold yet is opened (created if missing) first, within the tenant's limit. When the engine is
+        full this waits (up to limits.busy_wait_s) for room instead of failing at once: the caller stops
+        reading its requests meanwhile, which is the backpressure a client feels.
         """
         eid = caller.engine_id(stream_id)
         if len(data) > self.limits.max_chunk_bytes:
             return self.failed_ack(caller, stream_id, seq, ResourceExhausted(
                 f"chunk of {len(data)} bytes exceeds the server's limit of {self.limits.max_chunk_bytes}; "
                 "send smaller chunks"))
-        if create and eid not in self.registry:
+        if eid not in self.registry:
             try:
                 await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=True))
             except Exception as e:  # noqa: BLE001
@@ -222,6 +223,12 @@ class TenantEngine:
             try:
                 await self._call(self.engine.evict, eid)
                 evicted += 1
+            except NotFound:
+                self.registry.release(eid)  # closed behind our back (e.g. by a batch job's cleanup)
+            except FailedPrecondition as e:  # no durable store to evict to: stop trying
+                log.info("idle eviction is off: %s", e)
+                self.limits = dataclasses.replace(self.limits, idle_evict_s=0)
+                break
             except StreamRetError as e:
                 log.warning("idle eviction of a stream failed: %s", e)
         return evicted

@@ -95,9 +95,10 @@ class StreamRetServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Append(self, request_iterator, context):
-        """Chunks in, one ack per chunk out, in request order. Per-chunk problems (a seq gap, a chunk too
-        large, backpressure) come back in the ack and the call stays open; a request that breaks the
-        protocol (bad stream id, seq 0) ends the call with INVALID_ARGUMENT.
+        """Chunks in, one ack per chunk out, in request order; one call may carry several streams, and a
+        stream not open yet is created. Per-chunk problems (a seq gap, a chunk too large, backpressure)
+        come back in the ack and the call stays open; a request that breaks the protocol (bad stream id,
+        seq 0) ends the call with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -473,7 +474,8 @@ class BatchServicer:
     def AppendEvents(self, request_iterator, context):
         """In: rows `stream_id` (string), `seq` (integer), `text` (string); missing streams are created.
         Out, per input payload: one ack row per event with the AppendAck fields (`stream_id`, `seq`,
-        `applied_seq`, `durable_seq`, `tokens`, `duplicate`, `error_code`, `error_message`).
+        `applied_seq`, `durable_seq`, `tokens`, `duplicate`, `error_code`, `error_message`,
+        `retryable`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,314 @@
+"""Service benchmark: gRPC load from separate processes against one server, next to the engine alone.
+
+    python bench/service.py --model random:tiny --device cpu --streams 64 --chunks 16 --chunk-bytes 1024
+    source bench/device_env.sh; python3 bench/service.py --device cuda --model random:small \\
+        --streams 1000 --chunks 32 --chunk-bytes 2048 --procs 8 --out $OUT/service.json
+
+Phases, in one run, on one engine (fresh stream ids each time):
+  engine     the workload driven in-process through Engine.submit_append: the engine's own tokens/s
+  saturate   the same workload through the gRPC server, load from --procs client processes, each stream
+             one Append call with --window chunks in flight: the service's tokens/s, and its ratio to
+             the engine's (the service overhead is 1 - ratio)
+  half       every stream sends at a fixed rate adding up to --load-fraction (default 0.5) of the
+             saturation rate: ack latency p50/p99 at that load
+Each phase reports streams held, tokens, tokens/s and (service phases) ack latency from writing a
+chunk to reading its ack. Results print as JSON and go to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("stream retention state chunk token model summary embedding server client latency batch the a of "
+         "and to in is that for it with as on be by this an are or from at which").split()
+
+
+def make_text(seed: int, n_bytes: int) -> bytes:
+    rng = random.Random(seed)
+    out, size = [], 0
+    while size < n_bytes:
+        w = rng.choice(WORDS)
+        out.append(w)
+        size += len(w) + 1
+    return (" ".join(out) + " ").encode()[:n_bytes]
+
+
+def chunks_of(stream: int, n_chunks: int, chunk_bytes: int) -> list[bytes]:
+    data = make_text(stream, n_chunks * chunk_bytes)
+    return [data[i * chunk_bytes : (i + 1) * chunk_bytes] for i in range(n_chunks)]
+
+
+def percentile_ms(latencies: list[float], q: float) -> float | None:
+    return round(float(np.percentile(latencies, q)) * 1e3, 3) if latencies else None
+
+
+# ------------------------------------------------------------------------------------------------
+# phase 1: the engine alone
+
+
+def run_engine(engine, args, tag: str) -> dict:
+    """Every stream keeps --window chunks in flight, as the gRPC clients do."""
+    from streamret.errors import TooBusy
+
+    ids = [f"{tag}-{s}" for s in range(args.streams)]
+    for sid in ids:
+        engine.open(sid, create_if_missing=True)
+    chunks = {sid: chunks_of(s, args.chunks, args.chunk_bytes) for s, sid in enumerate(ids)}
+    next_seq = dict.fromkeys(ids, 1)
+    in_flight = dict.fromkeys(ids, 0)
+    tokens = dict.fromkeys(ids, 0)
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # (stream, ack) from the engine's thread
+    start = time.perf_counter()
+    while True:
+        for sid in ids:
+            while next_seq[sid] <= args.chunks and in_flight[sid] < args.window:
+                seq = next_seq[sid]
+                try:
+                    fut = engine.submit_append(sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks)
+                except TooBusy:
+                    break
+                next_seq[sid] += 1
+                in_flight[sid] += 1
+                fut.add_done_callback(lambda f, sid=sid: finished.put((sid, f.result())))
+        if all(next_seq[s] > args.chunks and in_flight[s] == 0 for s in ids):
+            break
+        try:
+            item = finished.get(timeout=0.01)
+        except queue.Empty:
+            continue
+        while True:
+            sid, ack = item
+            in_flight[sid] -= 1
+            tokens[sid] = max(tokens[sid], ack.tokens)
+            try:
+                item = finished.get_nowait()
+            except queue.Empty:
+                break
+    wall = time.perf_counter() - start
+    for sid in ids:
+        engine.close(sid)
+    total = sum(tokens.values())
+    return {"phase": "engine", "streams": args.streams, "tokens": total, "seconds": round(wall, 3),
+            "tokens_per_s": round(total / wall, 1)}
+
+
+# ------------------------------------------------------------------------------------------------
+# phases 2, 3: load processes against the server
+
+
+async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: float | None,
+                        t0: float, latencies: list[float]) -> int:
+    from streamret.service.proto_gen import streamret_pb2 as pb
+
+    await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
+    call = stub.Append()
+    room = asyncio.Semaphore(window)
+    sent_at: list[float] = []
+
+    async def send():
+        for i, data in enumerate(chunks):
+            await room.acquire()
+            if rate:  # a fixed schedule, staggered per stream; latency counts from the scheduled time
+                due = t0 + (i + random.random()) / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            sent_at.append(time.perf_counter())
+            await call.write(pb.AppendRequest(stream_id=sid, seq=i + 1, data=data, flush=i == len(chunks) - 1))
+        await call.done_writing()
+
+    sender = asyncio.create_task(send())
+    tokens = 0
+    async for ack in call:
+        latencies.append(time.perf_counter() - sent_at[ack.seq - 1])
+        room.release()
+        if ack.error_code:
+            raise RuntimeError(f"{sid} chunk {ack.seq}: error {ack.error_code}: {ack.error_message}")
+        tokens = ack.tokens
+    await sender
+    return tokens
+
+
+async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | None, start_at: float) -> dict:
+    import grpc
+
+    from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.StreamRetStub(channel)
+        await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
+        latencies: list[float] = []
+        t0 = time.perf_counter()
+        wall0 = time.time()
+        tokens = await asyncio.gather(*[
+            _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
+                          args_d["window"], rate, t0, latencies)
+            for sid in stream_ids])
+        return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies}
+
+
+def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
+    try:
+        out.put(asyncio.run(_load(target, stream_ids, args_d, rate, start_at)))
+    except Exception as e:  # noqa: BLE001  (reported to the parent)
+        out.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def run_service(target: str, args, tag: str, rate: float | None) -> dict:
+    ids = [f"{tag}-{s}" for s in range(args.streams)]
+    args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window}
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 2.0 + 0.2 * args.procs  # time for the processes to import and connect
+    procs = [ctx.Process(target=_load_process, args=(target, ids[p :: args.procs], args_d, rate, start_at, out))
+             for p in range(args.procs)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"load processes failed: {errors}")
+    latencies = [x for r in results for x in r["latencies"]]
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    total = sum(r["tokens"] for r in results)
+    return {"phase": tag, "streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
+            "tokens_per_s": round(total / wall, 1), "chunks": len(latencies),
+            "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
+            "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100)}
+
+
+class ServerThread:
+    """The gRPC server on its own event loop thread, in this process, beside the engine."""
+
+    def __init__(self, engine, config):
+        from streamret.service.server import StreamRetServer
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = self.call(self._make(StreamRetServer, engine, config))
+        self.port = self.call(self.server.start())
+
+    @staticmethod
+    async def _make(cls, engine, config):
+        return cls(engine, config)
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.call(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+def versions() -> dict:
+    import google.protobuf
+    import grpc
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "grpcio": grpc.__version__,
+           "protobuf": google.protobuf.__version__, "cpu": platform.processor() or platform.machine(),
+           "cpu_count": os.cpu_count()}
+    try:
+        import triton
+
+        out["triton"] = triton.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="random:tiny")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--streams", type=int, default=64)
+    ap.add_argument("--chunks", type=int, default=16, help="chunks per stream")
+    ap.add_argument("--chunk-bytes", type=int, default=1024)
+    ap.add_argument("--window", type=int, default=4, help="chunks in flight per stream")
+    ap.add_argument("--procs", type=int, default=2, help="load generator processes")
+    ap.add_argument("--load-fraction", type=float, default=0.5, help="load of the 'half' phase, of saturation")
+    ap.add_argument("--phases", default="engine,saturate,half")
+    ap.add_argument("--max-step-tokens", type=int, help="EngineConfig.max_step_tokens")
+    ap.add_argument("--max-step-streams", type=int, help="EngineConfig.max_step_streams")
+    ap.add_argument("--warmup-chunks", type=int, default=2, help="chunks per stream in an untimed warm-up")
+    ap.add_argument("--out", help="write the results JSON here")
+    args = ap.parse_args(argv)
+
+    import dataclasses
+
+    import torch
+
+    from streamret.engine import Engine, EngineConfig
+    from streamret.service.limits import ServiceLimits
+    from streamret.service.server import ServerConfig
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))
+    cfg = EngineConfig(durable_every_chunks=0)  # no state dir: nothing to write; measure the serving path
+    overrides = {k: v for k, v in (("max_step_tokens", args.max_step_tokens),
+                                   ("max_step_streams", args.max_step_streams)) if v is not None}
+    cfg = dataclasses.replace(cfg, **overrides)
+    engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, config=cfg)
+    phases = args.phases.split(",")
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "versions": versions(), "args": vars(args), "phases": []}
+
+    if args.warmup_chunks:
+        warm = argparse.Namespace(**{**vars(args), "chunks": args.warmup_chunks})
+        run_engine(engine, warm, "warmup")
+    engine_result = None
+    if "engine" in phases:
+        engine_result = run_engine(engine, args, "engine")
+        results["phases"].append(engine_result)
+        print(json.dumps(engine_result), flush=True)
+
+    server = ServerThread(engine, ServerConfig(port=0, limits=ServiceLimits(
+        max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0)))
+    target = f"127.0.0.1:{server.port}"
+    try:
+        saturation = None
+        if "saturate" in phases:
+            saturation = run_service(target, args, "saturate", rate=None)
+            if engine_result:
+                saturation["ratio_to_engine"] = round(saturation["tokens_per_s"] / engine_result["tokens_per_s"], 3)
+            results["phases"].append(saturation)
+            print(json.dumps(saturation), flush=True)
+        if "half" in phases:
+            if saturation is None:
+                raise SystemExit("the 'half' phase needs 'saturate' in --phases (its rate is a fraction of it)")
+            chunks_per_s = saturation["chunks"] / saturation["seconds"]
+            rate = args.load_fraction * chunks_per_s / args.streams
+            half = run_service(target, args, "half", rate=rate)
+            half["load_fraction"] = args.load_fraction
+            results["phases"].append(half)
+            print(json.dumps(half), flush=True)
+        results["engine_stats"] = {k: v for k, v in engine.stats().items() if not isinstance(v, list | tuple)}
+    finally:
+        server.stop()
+        engine.shutdown()
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,657 @@
+"""End to end: real gRPC servers on loopback ports, driven with the generated stubs (and the client).
+
+Every RPC, every status code the API promises, health, reflection, tenant isolation for every RPC,
+100 concurrent streams, drain, SIGTERM, resume after a restart, TLS, metrics. random:tiny on CPU.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pyarrow as pa
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
+from streamret.client import AsyncClient, ChunkError, Client, RetryPolicy
+from streamret.engine import Engine, EngineConfig
+from streamret.service.limits import ServiceLimits
+from streamret.service.proto_gen import streamret_pb2 as pb
+from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
+from streamret.service.server import BackgroundServer, ServerConfig
+
+SC = grpc.StatusCode
+TEXT = "The river ran north. Boats carried grain to the city! Every spring the floods came back; people moved uphill. "
+TOKENS = {"tok-acme": "acme", "tok-acme-ro": "acme read", "tok-globex": "globex"}
+
+
+def ref_embedding(engine: Engine, text: str, sid: str) -> np.ndarray:
+    """The in-process engine's embedding of `text` read in one chunk (chunk invariance makes it the reference)."""
+    engine.append(sid, 1, text, flush=True)
+    out = engine.embedding(sid)
+    engine.close(sid)
+    return out
+
+
+def md(token: str | None) -> tuple:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class Stubs:
+    def __init__(self, port: int, token: str | None = None, credentials=None, host: str = "127.0.0.1"):
+        target = f"{host}:{port}"
+        self.channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+        self.streams = pb_grpc.StreamRetStub(self.channel)
+        self.batch = pb_grpc.BatchStub(self.channel)
+        self.md = md(token)
+
+    def __getattr__(self, name):
+        stub = self.batch if name in ("EmbedTable", "EmbedTables", "AppendEvents") else self.streams
+        method = getattr(stub, name)
+        return lambda request, **kw: method(request, metadata=self.md, **kw)
+
+    def append(self, *requests: pb.AppendRequest) -> list[pb.AppendAck]:
+        return list(self.Append(iter(requests)))
+
+
+def code_of(fn, *args) -> tuple[SC, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        out = fn(*args)
+        if hasattr(out, "__iter__") and not isinstance(out, (bytes, str)):
+            list(out)
+    return info.value.code(), info.value.details()
+
+
+def req(sid: str, seq: int, text: str = "", **kw) -> pb.AppendRequest:
+    return pb.AppendRequest(stream_id=sid, seq=seq, text=text, **kw)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    # durable only on demand (evict, checkpoint, close keep_state): no fsync per chunk
+    cfg = EngineConfig(durable_every_chunks=0)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path_factory.mktemp("states")),
+                           config=cfg) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def server(engine, tmp_path_factory):
+    tokens = tmp_path_factory.mktemp("auth") / "tokens"
+    tokens.write_text("".join(f"{t} {tenant}\n" for t, tenant in TOKENS.items()))
+    limits = ServiceLimits(batch_chunk_bytes=1024)  # long documents cross several chunks
+    srv = BackgroundServer(engine, ServerConfig(port=0, auth_tokens=str(tokens), metrics_port=0, poll_s=0.05,
+                                                metrics_host="127.0.0.1", limits=limits))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def acme(server):
+    return Stubs(server.port, "tok-acme")
+
+
+@pytest.fixture(scope="module")
+def globex(server):
+    return Stubs(server.port, "tok-globex")
+
+
+# ------------------------------------------------------------------------------------------------
+# health, reflection, the stream RPCs
+
+
+def test_health_serves_every_service(server):
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+    for name in ("", "streamret.v1.StreamRet", "streamret.v1.Batch"):
+        assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_both_services(server):
+    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+    [resp] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in resp.list_services_response.service}
+    assert {"streamret.v1.StreamRet", "streamret.v1.Batch", "grpc.health.v1.Health"} <= names
+    [resp] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="streamret.v1.StreamRet")])))
+    assert resp.file_descriptor_response.file_descriptor_proto  # grpcurl can describe the API
+
+
+def test_open_append_embedding_match_the_engine(acme, engine):
+    info = acme.OpenStream(pb.OpenStreamRequest(stream_id="river", create_if_missing=True, labels={"src": "t"}))
+    assert (info.stream_id, info.applied_seq, info.labels["src"]) == ("river", 0, "t")
+    assert info.model_fingerprint == engine.fingerprint
+    data = TEXT.encode()
+    cuts = [0, 7, 40, len(data) - 3, len(data)]
+    acks = acme.append(*[pb.AppendRequest(stream_id="river", seq=i + 1, data=data[a:b])
+                         for i, (a, b) in enumerate(zip(cuts, cuts[1:]))], req("river", 5, flush=True))
+    assert [a.seq for a in acks] == [1, 2, 3, 4, 5] and not any(a.error_code for a in acks)
+    assert acks[-1].applied_seq == 5 and acks[-1].tokens == len(data)
+    emb = acme.GetEmbedding(pb.GetEmbeddingRequest(stream_id="river"))
+    assert (emb.applied_seq, emb.tokens) == (5, len(data))
+    np.testing.assert_allclose(emb.values, ref_embedding(engine, TEXT, "ref-river"), rtol=0, atol=1e-5)
+
+
+def test_append_per_chunk_problems_come_back_in_acks(acme):
+    big = pb.AppendRequest(stream_id="acks", seq=3, data=b"x" * (ServiceLimits().max_chunk_bytes + 1))
+    acks = acme.append(req("acks", 1, "One fish. "), req("acks", 3, "Gap. "), req("acks", 2, "Two fish. "),
+                       req("acks", 2, "Two fish. "), big, req("acks", 3, "Three fish. ", return_segment_embedding=True))
+    codes = [a.error_code for a in acks]
+    assert codes == [0, SC.FAILED_PRECONDITION.value[0], 0, 0, SC.RESOURCE_EXHAUSTED.value[0], 0]
+    assert "expected seq 2" in acks[1].error_message and acks[1].retryable and acks[1].applied_seq == 1
+    assert acks[3].duplicate and not acks[2].duplicate
+    assert "exceeds" in acks[4].error_message and not acks[4].retryable
+    assert len(acks[5].segment_embedding) == 64  # the newest closed sentence's embedding
+    assert abs(np.linalg.norm(acks[5].segment_embedding) - 1) < 1e-5
+
+
+def test_append_protocol_errors_end_the_call(acme):
+    acks = []
+    code, details = code_of(lambda: [acks.append(a) for a in acme.Append(iter([req("p", 1, "a "), req("p", 0)]))])
+    assert code == SC.INVALID_ARGUMENT and "seq must be >= 1" in details and len(acks) == 1
+    code, details = code_of(acme.append, req("bad\x00id", 1, "a"))
+    assert code == SC.INVALID_ARGUMENT and "control character" in details
+
+
+def test_summarize_and_close(acme):
+    acme.append(req("sum", 1, TEXT, flush=True))
+    summary = acme.Summarize(pb.SummarizeRequest(stream_id="sum", max_segments=2))
+    assert 1 <= len(summary.segments) <= 2 and summary.applied_seq == 1
+    for s in summary.segments:
+        assert TEXT.encode()[s.start_byte:s.end_byte].decode().strip() == s.text.strip()
+    code, details = code_of(acme.Summarize, pb.SummarizeRequest(stream_id="sum", mode=pb.SummarizeRequest.GENERATIVE))
+    assert code == SC.FAILED_PRECONDITION and "no LM head" in details
+    closed = acme.CloseStream(pb.CloseStreamRequest(stream_id="sum", max_segments=3))
+    assert len(closed.embedding.values) == 64 and closed.embedding.tokens == len(TEXT)
+    assert 1 <= len(closed.summary.segments) <= 3
+    assert code_of(acme.GetEmbedding, pb.GetEmbeddingRequest(stream_id="sum"))[0] == SC.NOT_FOUND
+
+
+def test_fork_export_import(acme, engine):
+    acme.append(req("orig", 1, TEXT))
+    forked = acme.ForkStream(pb.ForkStreamRequest(source_id="orig", new_id="copy"))
+    assert (forked.stream_id, forked.applied_seq) == ("copy", 1)
+    assert code_of(acme.ForkStream, pb.ForkStreamRequest(source_id="orig", new_id="copy"))[0] == SC.ALREADY_EXISTS
+    blob = acme.ExportState(pb.ExportStateRequest(stream_id="orig"))
+    imported = acme.ImportState(pb.ImportStateRequest(stream_id="imported", state=blob))
+    assert imported.applied_seq == 1
+    a, b, c = (acme.GetEmbedding(pb.GetEmbeddingRequest(stream_id=s)).values for s in ("orig", "copy", "imported"))
+    assert list(a) == list(b) == list(c)
+    # continuing the copy does not touch the original
+    acme.append(req("copy", 2, "more words here"))
+    assert acme.GetEmbedding(pb.GetEmbeddingRequest(stream_id="orig")).values == a
+    # a state written by another model is refused
+    with Engine.from_model("random:tiny:7", device="cpu") as other:
+        other.append("x", 1, "hello")
+        foreign = other.export_state("x")
+    code, details = code_of(acme.ImportState, pb.ImportStateRequest(stream_id="foreign",
+                                                                    state=pb.StateBlob(data=foreign)))
+    assert code == SC.FAILED_PRECONDITION
+    code, _ = code_of(acme.ImportState, pb.ImportStateRequest(stream_id="junk", state=pb.StateBlob(data=b"junk")))
+    assert code == SC.INVALID_ARGUMENT
+
+
+# ------------------------------------------------------------------------------------------------
+# auth and tenant isolation
+
+
+def test_unauthenticated_and_permission_denied(server):
+    for token in (None, "wrong"):
+        code, details = code_of(Stubs(server.port, token).OpenStream, pb.OpenStreamRequest(stream_id="x"))
+        assert code == SC.UNAUTHENTICATED and "wrong" not in details
+    ro = Stubs(server.port, "tok-acme-ro")
+    Stubs(server.port, "tok-acme").OpenStream(pb.OpenStreamRequest(stream_id="ro", create_if_missing=True))
+    assert ro.OpenStream(pb.OpenStreamRequest(stream_id="ro")).stream_id == "ro"  # reading is fine
+    for fn, request in [
+        (ro.append, req("ro", 1, "x")),
+        (ro.OpenStream, pb.OpenStreamRequest(stream_id="ro-new", create_if_missing=True)),
+        (ro.CloseStream, pb.CloseStreamRequest(stream_id="ro")),
+        (ro.ForkStream, pb.ForkStreamRequest(source_id="ro", new_id="ro2")),
+        (ro.ImportState, pb.ImportStateRequest(stream_id="ro3")),
+        (ro.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"stream_id": ["ro"], "seq": [1],
+                                                                                    "text": ["x"]})))])),
+    ]:
+        code, details = code_of(fn, request)
+        assert code == SC.PERMISSION_DENIED and "read-only" in details, fn
+
+
+def _isolation_cases(blob: bytes):
+    """rpc -> (globex's call touching acme's stream ids, expected status, a stream globex created or None)."""
+    def events(sid, seq):
+        table = pa.table({"stream_id": [sid], "seq": [seq], "text": ["globex text "]})
+        return iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(table))])
+
+    docs = pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": ["x y"]})))
+    return {
+        "OpenStream": (lambda s: s.OpenStream(pb.OpenStreamRequest(stream_id="shared")), SC.NOT_FOUND, None),
+        "GetEmbedding": (lambda s: s.GetEmbedding(pb.GetEmbeddingRequest(stream_id="shared")), SC.NOT_FOUND, None),
+        "Summarize": (lambda s: s.Summarize(pb.SummarizeRequest(stream_id="shared")), SC.NOT_FOUND, None),
+        "ExportState": (lambda s: s.ExportState(pb.ExportStateRequest(stream_id="shared")), SC.NOT_FOUND, None),
+        "ForkStream": (lambda s: s.ForkStream(pb.ForkStreamRequest(source_id="shared", new_id="g-fork")),
+                       SC.NOT_FOUND, None),
+        "CloseStream": (lambda s: s.CloseStream(pb.CloseStreamRequest(stream_id="shared")), SC.NOT_FOUND, None),
+        # writes land in globex's own namespace: a fresh "shared", where seq 2 is a gap (for acme's
+        # stream it would be the next chunk)
+        "Append": (lambda s: s.append(req("shared", 2, "globex ")), SC.FAILED_PRECONDITION, None),
+        "AppendEvents": (lambda s: [table_from_ipc(p.arrow_ipc) for p in s.AppendEvents(events("shared", 2))]
+                         + [table_from_ipc(p.arrow_ipc) for p in s.AppendEvents(events("g-events", 1))],
+                         SC.FAILED_PRECONDITION, "g-events"),
+        "ImportState": (lambda s: s.ImportState(pb.ImportStateRequest(stream_id="g-imported",
+                                                                      state=pb.StateBlob(data=blob))),
+                        SC.OK, "g-imported"),
+        "EmbedTable": (lambda s: s.EmbedTable(docs), SC.OK, None),  # temporary streams only
+        "EmbedTables": (lambda s: list(s.EmbedTables(iter([docs]))), SC.OK, None),
+    }
+
+
+ISOLATED_RPCS = ["OpenStream", "GetEmbedding", "Summarize", "ExportState", "ForkStream", "CloseStream", "Append",
+                 "AppendEvents", "ImportState", "EmbedTable", "EmbedTables"]
+
+
+@pytest.mark.parametrize("rpc", ISOLATED_RPCS)
+def test_tenants_cannot_see_or_touch_each_others_streams(acme, globex, rpc):
+    acme.OpenStream(pb.OpenStreamRequest(stream_id="shared", create_if_missing=True))
+    if acme.OpenStream(pb.OpenStreamRequest(stream_id="shared")).applied_seq == 0:
+        acme.append(req("shared", 1, "acme secret text. "))
+    before = acme.GetEmbedding(pb.GetEmbeddingRequest(stream_id="shared"))
+    globex.OpenStream(pb.OpenStreamRequest(stream_id="g-own", create_if_missing=True))
+    blob = globex.ExportState(pb.ExportStateRequest(stream_id="g-own")).data
+    call, expected, created = _isolation_cases(blob)[rpc]
+    if rpc == "Append":
+        [ack] = call(globex)
+        assert ack.error_code == expected.value[0] and "acme" not in ack.error_message
+    elif rpc == "AppendEvents":
+        [row], [other] = (t.to_pylist() for t in call(globex))
+        assert row["error_code"] == expected.value[0] and "acme" not in row["error_message"]
+        assert other["error_code"] == 0
+    elif expected == SC.OK:
+        call(globex)
+    else:
+        code, details = code_of(call, globex)
+        assert code == expected and "acme" not in details
+    after = acme.GetEmbedding(pb.GetEmbeddingRequest(stream_id="shared"))
+    assert (after.applied_seq, list(after.values)) == (before.applied_seq, list(before.values))
+    if created:  # and what globex made, acme cannot see
+        assert code_of(acme.OpenStream, pb.OpenStreamRequest(stream_id=created))[0] == SC.NOT_FOUND
+
+
+# ------------------------------------------------------------------------------------------------
+# batches
+
+
+def test_embed_table_rows_and_errors(acme, engine):
+    texts = [TEXT, None, "short text", "", "x" * 5000]
+    table = pa.table({"id": pa.array([10, 11, 12, 13, 14], pa.int64()), "text": texts})
+    out = table_from_ipc(acme.EmbedTable(pb.ArrowPayload(arrow_ipc=table_to_ipc(table))).arrow_ipc)
+    assert out.column_names == ["id", "embedding", "tokens", "summary", "error"]
+    assert out.schema.field("embedding").type == pa.list_(pa.float32(), 64)
+    rows = out.to_pylist()
+    assert [r["id"] for r in rows] == [10, 11, 12, 13, 14]
+    assert [r["error"] is None for r in rows] == [True, False, True, False, True]
+    assert "null" in rows[1]["error"] and "empty" in rows[3]["error"]
+    assert rows[0]["tokens"] == len(TEXT) and rows[4]["tokens"] == 5000  # 5000 bytes cross several chunks
+    np.testing.assert_allclose(rows[0]["embedding"], ref_embedding(engine, TEXT, "ref-table"), atol=1e-5)
+    assert rows[0]["summary"] and all(isinstance(s, str) for s in rows[0]["summary"])
+    # string ids, and several tables on one call
+    tables = [pa.table({"id": ["a", "b"], "text": ["one two", "three"]}), pa.table({"id": ["c"], "text": ["four"]})]
+    outs = [table_from_ipc(p.arrow_ipc) for p in acme.EmbedTables(iter(
+        pb.ArrowPayload(arrow_ipc=table_to_ipc(t)) for t in tables))]
+    assert [o.column("id").to_pylist() for o in outs] == [["a", "b"], ["c"]]
+
+
+@pytest.mark.parametrize("payload, fragment", [
+    (b"not arrow", "not a readable Arrow IPC stream"),
+    (table_to_ipc(pa.table({"id": [1], "body": ["x"]})), "no text column 'text'"),
+    (table_to_ipc(pa.table({"id": [1.5], "text": ["x"]})), "ids must be string or int64"),
+    (table_to_ipc(pa.table({"id": [1], "text": [3]})), "text must be string"),
+])
+def test_embed_table_refuses_bad_tables(acme, payload, fragment):
+    code, details = code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=payload))
+    assert code == SC.INVALID_ARGUMENT and fragment in details
+
+
+def test_messages_larger_than_grpc_default_are_accepted(acme):
+    # 5 MiB of mistyped column: it must reach the service (INVALID_ARGUMENT), not die at 4 MiB
+    table = pa.table({"id": np.arange(650_000), "text": np.arange(650_000)})
+    payload = table_to_ipc(table)
+    assert len(payload) > 5 * 1024 * 1024
+    assert code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=payload))[0] == SC.INVALID_ARGUMENT
+
+
+def test_append_events(acme):
+    events = pa.table({"stream_id": ["ev1", "ev1", "ev2", "ev1", "ev1", "bad\x01", "ev2"],
+                       "seq": [1, 2, 1, 2, 5, 1, 2], "text": ["a ", "b ", "c ", "b ", "z", "x", None]})
+    call = acme.AppendEvents(iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events)),
+                                   pb.ArrowPayload(arrow_ipc=table_to_ipc(events.slice(0, 1)))]))
+    first, second = (table_from_ipc(p.arrow_ipc).to_pylist() for p in call)
+    assert [r["error_code"] for r in first] == [0, 0, 0, 0, 9, 3, 3]
+    assert [r["duplicate"] for r in first][:4] == [False, False, False, True]
+    assert "expected seq 3" in first[4]["error_message"] and first[4]["retryable"]
+    assert second[0]["duplicate"]
+    info = acme.OpenStream(pb.OpenStreamRequest(stream_id="ev1"))
+    assert info.applied_seq == 2 and 0 < info.tokens <= 4  # "a b " (the engine may hold the last space back)
+    bad = pa.table({"stream_id": ["x"], "text": ["y"]})
+    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(bad))]))
+    assert code == SC.INVALID_ARGUMENT and "seq" in details
+
+
+# ------------------------------------------------------------------------------------------------
+# scale, limits, metrics
+
+
+def test_100_concurrent_streams(server, engine):
+    texts = {f"c{i}": f"stream {i} says: " + " ".join(f"w{(i * 7 + j) % 13}" for j in range(60)) for i in range(100)}
+
+    async def run():
+        async with AsyncClient(f"127.0.0.1:{server.port}", token="tok-acme") as c:
+            async def one(sid, text):
+                cuts = [text[k : k + 97] for k in range(0, len(text), 97)]
+                ack = await c.stream(sid, cuts)
+                return ack, await c.embedding_array(sid)
+            return await asyncio.gather(*[one(s, t) for s, t in texts.items()])
+
+    results = asyncio.run(run())
+    refs = {}
+    for sid, text in texts.items():  # the references, batched by the engine too
+        refs[sid] = engine.submit_append(f"ref-{sid}", 1, text, flush=True)
+    for (ack, emb), (sid, text) in zip(results, texts.items()):
+        refs[sid].result()
+        assert ack.tokens == len(text)
+        np.testing.assert_allclose(emb, engine.embedding(f"ref-{sid}"), atol=1e-5)
+        engine.close(f"ref-{sid}")
+
+
+def test_metrics_endpoint(server, acme):
+    acme.append(req("metrics", 1, "some text for the metrics"))
+    time.sleep(0.2)  # a poll of the engine's stats
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics").read().decode()
+    for name in ("streamret_ack_latency_seconds_count", 'streamret_engine_streams{tier="device"}',
+                 "streamret_engine_tokens_per_second", "streamret_engine_step_batch_streams_bucket",
+                 "streamret_streams_held", 'streamret_rpcs_total{code="OK",method="Append"}'):
+        assert name in text, name
+    count = next(line for line in text.splitlines() if line.startswith("streamret_ack_latency_seconds_count"))
+    assert float(count.split()[-1]) >= 1
+
+
+@pytest.fixture
+def small_server(tmp_path):
+    """No auth, small limits, an engine that fills up after one pending chunk per stream."""
+    cfg = EngineConfig(max_pending_chunks_per_stream=1, durable_every_chunks=0)
+    limits = ServiceLimits(max_streams_per_tenant=3, max_message_bytes=64 * 1024, max_chunk_bytes=32 * 1024,
+                           busy_wait_s=0)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path), config=cfg) as eng:
+        srv = BackgroundServer(eng, ServerConfig(port=0, limits=limits))
+        yield srv, eng
+        srv.stop()
+
+
+def test_resource_exhausted_limits_and_backpressure(small_server):
+    srv, eng = small_server
+    s = Stubs(srv.port)
+    for i in range(3):
+        s.OpenStream(pb.OpenStreamRequest(stream_id=f"l{i}", create_if_missing=True))
+    code, details = code_of(s.OpenStream, pb.OpenStreamRequest(stream_id="l3", create_if_missing=True))
+    assert code == SC.RESOURCE_EXHAUSTED and "limit" in details
+    s.CloseStream(pb.CloseStreamRequest(stream_id="l2"))
+    s.OpenStream(pb.OpenStreamRequest(stream_id="l3", create_if_missing=True))  # a place is free again
+    code, _ = code_of(s.EmbedTable, pb.ArrowPayload(arrow_ipc=b"x" * 100_000))  # over the message limit
+    assert code == SC.RESOURCE_EXHAUSTED
+    # a full engine refuses chunks at once (busy_wait_s=0): retryable RESOURCE_EXHAUSTED acks
+    chunks = [pb.AppendRequest(stream_id="l0", seq=i + 1, data=TEXT.encode() * 40) for i in range(30)]
+    acks = s.append(*chunks)
+    busy = [a for a in acks if a.error_code == SC.RESOURCE_EXHAUSTED.value[0]]
+    assert busy and all(a.retryable for a in busy)
+    # the client backs off and resends until everything is in, exactly once
+    with Client(f"127.0.0.1:{srv.port}", retry=RetryPolicy(initial_backoff_s=0.01)) as c:
+        text = TEXT * 30
+        c.stream("l1", [text[i : i + 300] for i in range(0, len(text), 300)])
+        np.testing.assert_allclose(c.embedding_array("l1"), ref_embedding(eng, text, "ref-l1"), atol=1e-5)
+        with pytest.raises(ChunkError, match="RESOURCE_EXHAUSTED"):  # too large is not retried
+            c.append("l3", b"y" * 40_000)
+
+
+def test_internal_errors_reveal_nothing(engine):
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        def summarize(self, *a, **kw):
+            raise RuntimeError("secret detail /srv/app.py line 3")
+
+    srv = BackgroundServer(Broken(), ServerConfig(port=0))
+    try:
+        s = Stubs(srv.port)
+        s.append(req("b", 1, "text"))
+        code, details = code_of(s.Summarize, pb.SummarizeRequest(stream_id="b"))
+        assert code == SC.INTERNAL and "secret" not in details and "Traceback" not in details and "incident" in details
+    finally:
+        srv.stop()
+
+
+def test_without_auth_only_loopback_binds():
+    with pytest.raises(ValueError, match="without --auth-tokens"):
+        ServerConfig(host="0.0.0.0").check()
+    ServerConfig(host="0.0.0.0", insecure_bind=True).check()
+    ServerConfig(host="::1").check()
+    ServerConfig(host="0.0.0.0", auth_tokens="tokens.txt").check()
+
+
+def test_idle_streams_are_evicted_to_the_durable_store(tmp_path):
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path),
+                           config=EngineConfig(durable_every_chunks=0)) as eng:
+        srv = BackgroundServer(eng, ServerConfig(port=0, limits=ServiceLimits(idle_evict_s=0.2)))
+        try:
+            s = Stubs(srv.port)
+            s.append(req("idle", 1, TEXT))
+            before = list(s.GetEmbedding(pb.GetEmbeddingRequest(stream_id="idle")).values)
+            deadline = time.monotonic() + 5
+            while eng.stats()["streams"]["durable"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert eng.stats()["streams"]["durable"] == 1
+            assert list(s.GetEmbedding(pb.GetEmbeddingRequest(stream_id="idle")).values) == before  # reloaded
+        finally:
+            srv.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# drain, SIGTERM, restart
+
+
+def test_drain_refuses_new_calls_finishes_running_ones_and_checkpoints(tmp_path):
+    state_dir = str(tmp_path)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=state_dir,
+                           config=EngineConfig(durable_every_chunks=0)) as eng:
+        srv = BackgroundServer(eng, ServerConfig(port=0, drain_timeout_s=10))
+        s = Stubs(srv.port)
+        s.append(req("d", 1, TEXT))
+        # a running Append call (open, waiting for its next chunk) and a running EmbedTables call
+        outbox: list = [req("d", 2, "second chunk ")]
+        ready, release = threading.Event(), threading.Event()
+
+        def requests():
+            yield outbox.pop()
+            ready.set()
+            release.wait(10)
+
+        acks, result = [], {}
+
+        def run_append():
+            try:
+                for a in s.Append(requests()):
+                    acks.append(a)
+            except grpc.RpcError as e:
+                result["code"] = e.code()
+
+        t = threading.Thread(target=run_append)
+        t.start()
+        ready.wait(10)
+        time.sleep(0.2)
+        stopper = threading.Thread(target=lambda: result.setdefault("clean", srv.stop()))
+        stopper.start()
+        t.join(10)  # the drain ends the Append call after answering the chunk it took
+        assert [a.seq for a in acks] == [2] and result["code"] == SC.UNAVAILABLE
+        release.set()
+        stopper.join(20)
+        assert result["clean"]
+    with Engine.from_model("random:tiny", device="cpu", state_dir=state_dir) as again:
+        info = again.info("default\x1fd")
+        assert info.applied_seq == info.durable_seq == 2  # checkpointed on the way out
+
+
+def test_drain_health_and_new_calls_during_drain():
+    entered, release = threading.Event(), threading.Event()
+
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(durable_every_chunks=0)) as eng:
+        class SlowEmbedding:  # holds one GetEmbedding in flight until released
+            def __getattr__(self, name):
+                return getattr(eng, name)
+
+            def embedding(self, stream_id):
+                entered.set()
+                release.wait(10)
+                return eng.embedding(stream_id)
+
+        srv = BackgroundServer(SlowEmbedding(), ServerConfig(port=0, drain_timeout_s=10))
+        s = Stubs(srv.port)
+        s.append(req("slow", 1, TEXT))
+        got: dict = {}
+
+        def payloads():  # an idle EmbedTables call: the drain ends it after its answered payload
+            yield pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": ["a b"]})))
+            release.wait(10)
+
+        def run_tables():
+            answers = s.EmbedTables(payloads())
+            try:
+                for _ in answers:
+                    got["answered"] = got.get("answered", 0) + 1
+            except grpc.RpcError as e:
+                got["tables"] = e.code()
+
+        def run_slow():
+            got["embedding"] = s.GetEmbedding(pb.GetEmbeddingRequest(stream_id="slow"))
+
+        threads = [threading.Thread(target=run_tables), threading.Thread(target=run_slow)]
+        for t in threads:
+            t.start()
+        assert entered.wait(10)
+        time.sleep(0.3)
+        stopper = threading.Thread(target=lambda: got.setdefault("clean", srv.stop()))
+        stopper.start()
+        time.sleep(0.3)
+        status = health_pb2_grpc.HealthStub(s.channel).Check(health_pb2.HealthCheckRequest(service="")).status
+        code, details = code_of(s.OpenStream, pb.OpenStreamRequest(stream_id="late", create_if_missing=True))
+        release.set()  # (gRPC's blocking client ends a call only once its request iterator returns)
+        for t in (*threads, stopper):
+            t.join(20)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert code == SC.UNAVAILABLE and "shutting down" in details
+        # the server, not the client, ended the idle call: a client ending it would get OK
+        assert got["answered"] == 1 and got["tables"] == SC.UNAVAILABLE
+        assert len(got["embedding"].values) == 64 and got["clean"]  # the running call finished normally
+
+
+def test_client_resumes_across_a_server_restart(tmp_path):
+    state_dir = str(tmp_path)
+    cfg = EngineConfig(durable_every_chunks=3)
+    text = " ".join(f"word{i % 17}" for i in range(400)) + ". "
+    chunks = [text[i : i + 50] for i in range(0, len(text), 50)]
+    eng = Engine.from_model("random:tiny", device="cpu", state_dir=state_dir, config=cfg)
+    srv = BackgroundServer(eng, ServerConfig(port=0))
+    port = srv.port
+    halfway = threading.Event()
+
+    def slow_chunks():
+        for i, c in enumerate(chunks):
+            if i == len(chunks) // 2:
+                halfway.set()
+            time.sleep(0.01)
+            yield c
+
+    out: dict = {}
+
+    def run_client():
+        with Client(f"127.0.0.1:{port}", retry=RetryPolicy(timeout_s=30, initial_backoff_s=0.05)) as c:
+            out["ack"] = c.stream("r", slow_chunks())
+            out["emb"] = c.embedding_array("r")
+
+    t = threading.Thread(target=run_client)
+    t.start()
+    assert halfway.wait(20)
+    srv.stop()
+    eng.shutdown()
+    time.sleep(0.3)  # the client sees UNAVAILABLE and backs off
+    eng2 = Engine.from_model("random:tiny", device="cpu", state_dir=state_dir, config=cfg)
+    srv2 = BackgroundServer(eng2, ServerConfig(port=port))
+    try:
+        t.join(60)
+        assert not t.is_alive() and "emb" in out
+        assert out["ack"].tokens == len(text)
+        np.testing.assert_allclose(out["emb"], ref_embedding(eng2, text, "ref-r"), atol=1e-5)
+    finally:
+        srv2.stop()
+        eng2.shutdown()
+
+
+def _start_cli_server(args: list[str], cwd: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "streamret.cli", "serve", "--model", "random:tiny", "--device",
+                             "cpu", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = proc.stdout.readline()
+    if "serving" not in line:
+        proc.kill()
+        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
+    return proc, int(line.split(" on ")[1].split(":")[1].split(",")[0])
+
+
+def test_cli_serve_drains_on_sigterm_and_exits_0(tmp_path):
+    state_dir = tmp_path / "states"
+    proc, port = _start_cli_server(["--state-dir", str(state_dir), "--durable-every-chunks", "0"], tmp_path)
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            ack = c.stream("sig", [TEXT[:50], TEXT[50:]], flush=False)
+        assert ack.applied_seq == 2 and ack.durable_seq == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(state_dir)) as eng:
+        info = eng.info("default\x1fsig")
+        assert info.applied_seq == info.durable_seq == 2
+
+
+def test_cli_stream_command(server, tmp_path, capsys):
+    from streamret.cli import main
+
+    path = tmp_path / "doc.txt"
+    path.write_text(TEXT * 3)
+    assert main(["stream", str(path), "--server", f"127.0.0.1:{server.port}", "--token", "tok-acme",
+                 "--chunk-bytes", "64"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(TEXT) * 3:,} tokens" in out and "embedding  dim 64" in out and "summary" in out
+
+
+def test_tls(engine, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    srv = BackgroundServer(engine, ServerConfig(port=0, tls_cert=str(cert), tls_key=str(key)))
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        s = Stubs(srv.port, credentials=creds, host="localhost")
+        assert s.OpenStream(pb.OpenStreamRequest(stream_id="tls", create_if_missing=True)).stream_id == "tls"
+        plain = Stubs(srv.port, host="localhost")
+        assert code_of(plain.OpenStream, pb.OpenStreamRequest(stream_id="tls"))[0] == SC.UNAVAILABLE
+        with Client(f"localhost:{srv.port}", root_certificates=cert.read_bytes()) as c:
+            assert c.append("tls", "over tls").applied_seq == 1
+    finally:
+        srv.stop()
