@@ -171,7 +171,7 @@ def load_state(path: Path, model: RetNet, opt: torch.optim.Optimizer) -> dict | 
     for name, p in model.named_parameters():
         if f"opt.{name}.exp_avg" in tensors:
             opt.state[p] = {
-                "step": torch.tensor(info["opt_steps"][name]),
+                "step": torch.tensor(info["opt_steps"][name], dtype=torch.float32, device=dev),  # fused Adam: on device
                 "exp_avg": tensors[f"opt.{name}.exp_avg"].to(dev),
                 "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"].to(dev),
             }
