@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from . import add_model_args
+from .cluster import add_ray_args, start_backend
 
 MiB = 1024 * 1024
 
@@ -46,6 +47,7 @@ def register(subparsers) -> None:
     lim.add_argument("--drain-timeout-s", type=float, default=30.0,
                      help="on SIGTERM, how long running calls may take to finish (default 30)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
     p.set_defaults(run=run)
 
 
@@ -72,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
         engine_config = dataclasses.replace(engine_config, durable_every_chunks=args.durable_every_chunks)
     if args.durable_every_s is not None:
         engine_config = dataclasses.replace(engine_config, durable_every_s=args.durable_every_s)
-    engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, state_dir=args.state_dir,
-                               config=engine_config)
+    if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
+        engine = start_backend(args, engine_config)
+    else:
+        engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, state_dir=args.state_dir,
+                                   config=engine_config)
 
     def started(server) -> None:
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
