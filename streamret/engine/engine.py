@@ -70,13 +70,16 @@ class _Step:
 class Engine:
     """Many streams, one model, one device. Thread-safe; also a context manager (shutdown on exit)."""
 
-    def __init__(self, loaded: LoadedModel, state_dir: str | None = None, config: EngineConfig | None = None):
+    def __init__(self, loaded: LoadedModel, state_dir: str | None = None, config: EngineConfig | None = None,
+                 durable: DurableStore | None = None):
+        """durable: a DurableStore to use instead of one at state_dir (a cluster worker passes its fenced
+        store, streamret/cluster/fenced_store.py)."""
         self.config = config = config or EngineConfig()
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
         self.codec = StreamCodec(self.model.config, self.fingerprint, config)
-        self.durable = DurableStore(state_dir) if state_dir else None
+        self.durable = durable if durable is not None else DurableStore(state_dir) if state_dir else None
         self.writer = DurableWriter(self.durable) if self.durable else None
         self.store = StateStore(self.model, self.codec, self._device_budget(), config.host_state_bytes, self.durable)
         self.scheduler = Scheduler(
@@ -184,6 +187,20 @@ class Engine:
             if stream.busy:
                 raise TooBusy(f"stream {stream_id!r} has chunks queued; evict it once they are applied")
             self.store.evict(stream_id)
+
+    def drop(self, stream_id: str) -> None:
+        """Forget the stream's copy in memory without writing it: another cluster worker took the stream
+        over, so this copy is stale. Its queued chunks are applied first; the durable store is untouched."""
+        self._check_id(stream_id)
+        while True:
+            self._wait_applied(stream_id)
+            with self._lock:
+                stream = self.store.streams.get(stream_id)
+                if stream is None:
+                    return
+                if not stream.busy:
+                    self.store.remove(stream_id)
+                    return
 
     def fork(self, src: str, dst: str) -> StreamInfo:
         """A new stream dst that is an exact copy of src (state, text tail, segments and seq counter)."""
