@@ -26,7 +26,6 @@ import platform
 import queue
 import random
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def run_engine(engine, args, tag: str) -> dict:
     for sid in ids:
         engine.close(sid)
     total = sum(tokens.values())
-    return {"phase": "engine", "streams": args.streams, "tokens": total, "seconds": round(wall, 3),
+    return {"streams": args.streams, "tokens": total, "seconds": round(wall, 3),
             "tokens_per_s": round(total / wall, 1)}
 
 
@@ -187,35 +186,10 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
     latencies = [x for r in results for x in r["latencies"]]
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["tokens"] for r in results)
-    return {"phase": tag, "streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
+    return {"streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
             "tokens_per_s": round(total / wall, 1), "chunks": len(latencies),
             "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100)}
-
-
-class ServerThread:
-    """The gRPC server on its own event loop thread, in this process, beside the engine."""
-
-    def __init__(self, engine, config):
-        from streamret.service.server import StreamRetServer
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = self.call(self._make(StreamRetServer, engine, config))
-        self.port = self.call(self.server.start())
-
-    @staticmethod
-    async def _make(cls, engine, config):
-        return cls(engine, config)
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def stop(self) -> None:
-        self.call(self.server.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
 
 
 def versions() -> dict:
@@ -261,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamret.engine import Engine, EngineConfig
     from streamret.service.limits import ServiceLimits
-    from streamret.service.server import ServerConfig
+    from streamret.service.server import BackgroundServer, ServerConfig
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))
     cfg = EngineConfig(durable_every_chunks=0)  # no state dir: nothing to write; measure the serving path
@@ -269,38 +243,35 @@ def main(argv: list[str] | None = None) -> int:
                                    ("max_step_streams", args.max_step_streams)) if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, config=cfg)
-    phases = args.phases.split(",")
     results: dict = {"date": time.strftime("%Y-%m-%d"), "versions": versions(), "args": vars(args), "phases": []}
-
     if args.warmup_chunks:
-        warm = argparse.Namespace(**{**vars(args), "chunks": args.warmup_chunks})
-        run_engine(engine, warm, "warmup")
-    engine_result = None
-    if "engine" in phases:
-        engine_result = run_engine(engine, args, "engine")
-        results["phases"].append(engine_result)
-        print(json.dumps(engine_result), flush=True)
+        run_engine(engine, argparse.Namespace(**{**vars(args), "chunks": args.warmup_chunks}), "warmup")
 
-    server = ServerThread(engine, ServerConfig(port=0, limits=ServiceLimits(
+    server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0)))
     target = f"127.0.0.1:{server.port}"
+    engine_rates, saturation = [], None
     try:
-        saturation = None
-        if "saturate" in phases:
-            saturation = run_service(target, args, "saturate", rate=None)
-            if engine_result:
-                saturation["ratio_to_engine"] = round(saturation["tokens_per_s"] / engine_result["tokens_per_s"], 3)
-            results["phases"].append(saturation)
-            print(json.dumps(saturation), flush=True)
-        if "half" in phases:
-            if saturation is None:
-                raise SystemExit("the 'half' phase needs 'saturate' in --phases (its rate is a fraction of it)")
-            chunks_per_s = saturation["chunks"] / saturation["seconds"]
-            rate = args.load_fraction * chunks_per_s / args.streams
-            half = run_service(target, args, "half", rate=rate)
-            half["load_fraction"] = args.load_fraction
-            results["phases"].append(half)
-            print(json.dumps(half), flush=True)
+        for i, phase in enumerate(args.phases.split(",")):
+            tag = f"{phase}{i}"
+            if phase == "engine":
+                result = run_engine(engine, args, tag)
+                engine_rates.append(result["tokens_per_s"])
+            elif phase == "saturate":
+                result = saturation = run_service(target, args, tag, rate=None)
+            elif phase == "half":
+                if saturation is None:
+                    raise SystemExit("the 'half' phase needs a 'saturate' phase before it (its rate is a fraction)")
+                rate = args.load_fraction * saturation["chunks"] / saturation["seconds"] / args.streams
+                result = run_service(target, args, tag, rate=rate)
+                result["load_fraction"] = args.load_fraction
+            else:
+                raise SystemExit(f"unknown phase {phase!r}; use engine, saturate, half")
+            result["phase"] = phase
+            if phase == "saturate" and engine_rates:
+                result["ratio_to_engine"] = round(result["tokens_per_s"] / float(np.mean(engine_rates)), 3)
+            results["phases"].append(result)
+            print(json.dumps(result), flush=True)
         results["engine_stats"] = {k: v for k, v in engine.stats().items() if not isinstance(v, list | tuple)}
     finally:
         server.stop()

@@ -46,6 +46,22 @@ class ChunkAck:
     segment_embedding: np.ndarray | None = None
 
 
+class PendingAck:
+    """A submitted chunk's ack to come; `await` it for the ChunkAck. Costs no task per chunk, and a
+    pending ack nobody awaits (the call went away) leaves nothing behind."""
+
+    __slots__ = ("_finish", "_ready")
+
+    def __init__(self, ready: ChunkAck | None = None, finish=None):
+        self._ready, self._finish = ready, finish  # finish: a function returning the ack's coroutine
+
+    def __await__(self):
+        return self._result().__await__()
+
+    async def _result(self) -> ChunkAck:
+        return self._ready if self._ready is not None else await self._finish()
+
+
 class TenantEngine:
     def __init__(self, engine, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32):
         self.engine = engine
@@ -73,8 +89,8 @@ class TenantEngine:
         return info, self.registry.touch(caller.tenant, eid, labels)
 
     async def submit_append(self, caller: Caller, stream_id: str, seq: int, data: bytes, flush: bool,
-                            want_segment: bool = False) -> asyncio.Future:
-        """Queue one chunk; return a future of its ChunkAck (which carries any per-chunk problem).
+                            want_segment: bool = False) -> PendingAck:
+        """Queue one chunk; return its PendingAck (the ack carries any per-chunk problem).
 
         Raises only for a bad stream id (a protocol error for Append). A stream this server does not
         hold yet is opened (created if missing) first, within the tenant's limit. When the engine is
@@ -106,7 +122,9 @@ class TenantEngine:
                 pause = min(pause * 2, 0.05)
             except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
                 return self.failed_ack(caller, stream_id, seq, e)
-        return asyncio.ensure_future(self._finish_ack(caller, eid, seq, asyncio.wrap_future(fut), want_segment))
+        done = asyncio.wrap_future(fut)
+        done.add_done_callback(_retrieve)  # an ack nobody awaits any more must not log "never retrieved"
+        return PendingAck(finish=lambda: self._finish_ack(caller, eid, seq, done, want_segment))
 
     async def _finish_ack(self, caller: Caller, eid: str, seq: int, fut: asyncio.Future, want_segment: bool):
         stream_id = client_id(eid)
@@ -137,11 +155,9 @@ class TenantEngine:
         ack.retryable = isinstance(exc, SeqGap | TooBusy)
         return ack
 
-    def failed_ack(self, caller: Caller, stream_id: str, seq: int, exc: BaseException) -> asyncio.Future:
-        """A finished future of the error ack for `exc` (what submit_append returns for a refused chunk)."""
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(self._error_ack(caller, stream_id, seq, exc))
-        return fut
+    def failed_ack(self, caller: Caller, stream_id: str, seq: int, exc: BaseException) -> PendingAck:
+        """The error ack for `exc`, ready at once (what submit_append returns for a refused chunk)."""
+        return PendingAck(ready=self._error_ack(caller, stream_id, seq, exc))
 
     async def info(self, caller: Caller, stream_id: str):
         return await self._call(self.engine.info, caller.engine_id(stream_id))
@@ -233,3 +249,7 @@ class TenantEngine:
                 log.warning("idle eviction of a stream failed: %s", e)
         return evicted
 
+
+def _retrieve(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
