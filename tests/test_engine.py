@@ -362,3 +362,21 @@ def test_shutdown_refuses_new_work():
 
     with pytest.raises(Unavailable):
         e.append("s", 2, "y ")
+
+
+def test_embedding_head_model_matches_the_model():
+    """A model with an embedding head (the host-side copy of the head must compute RetNet.embed)."""
+    model = build_random(RetNetConfig(embed_dim=24, decays=(0.5, 0.99)), seed=5).eval()
+    text = "Heads project. The pooled state goes through them!"
+    with Engine(LoadedModel(model, ByteTokenizer(), "tiny-head")) as e:
+        for seq, chunk in enumerate(cut(text.encode(), [4, 20]), 1):
+            e.append("s", seq, chunk)
+        e.flush("s")
+        emb = e.embedding("s")
+        assert emb.shape == (24,) and rel_err(emb, one_shot(e, text)) <= 1e-5
+        first = e.segments("s")[0]
+        with torch.no_grad():
+            hidden, _ = model(torch.tensor(list(text.encode())))
+            span = hidden[first.start_byte : first.end_byte].double()
+            ref = model.embed(span.sum(0, keepdim=True), torch.tensor([len(span)]))[0].numpy()
+        assert first.text == "Heads project." and rel_err(first.embedding, ref) <= 1e-5

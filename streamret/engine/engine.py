@@ -8,7 +8,10 @@ back, books the applied chunks and their segments (stream.py, segments.py), and 
 them, after their record is durable when the durability policy writes one (record.py).
 
 Threads: callers (any number), the step loop (one), the durable writer (one). One lock guards
-all bookkeeping; the model runs outside it, so queries and appends never wait for a step.
+all bookkeeping; the model runs outside it, so queries and appends never wait for a step. The
+loop launches step k+1 before it books step k, so on a GPU the host's share of the work (the
+scheduling, the bookkeeping, the acks) overlaps the device's; two steps in flight never share
+a stream, so the state store always holds each stream's state as of its booked chunks.
 """
 
 from __future__ import annotations
