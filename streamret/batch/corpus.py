@@ -90,8 +90,9 @@ class Corpus:
         """Rows in the corpus, from the Parquet footers (no data read)."""
         return self.dataset.count_rows()
 
-    def batches(self, batch_rows: int = 1024) -> Iterator[pa.Table]:
-        """Normalised batches (module doc) in file and row order, at most `batch_rows` rows each."""
+    def batches(self, batch_rows: int = 64) -> Iterator[pa.Table]:
+        """Normalised batches (module doc) in file and row order, at most `batch_rows` rows each (few: a row
+        may be a book; the job regroups them into parts by rows and bytes)."""
         for fragment in self.dataset.get_fragments():
             schema = fragment.physical_schema
             id_type = self._id_type(schema, fragment.path)

@@ -141,7 +141,8 @@ class _Progress:
         from tqdm.auto import tqdm
 
         self.engine = engine
-        self.bar = tqdm(total=total, unit="doc", dynamic_ncols=True, disable=not enabled, smoothing=0.1)
+        # disable=None: on when stderr is a terminal, so logs do not fill with bars
+        self.bar = tqdm(total=total, unit="doc", dynamic_ncols=True, disable=None if enabled else True, smoothing=0.1)
         self.start = time.monotonic()
         self.tokens0 = engine.stats()["tokens_processed"]
 
