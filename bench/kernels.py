@@ -8,6 +8,8 @@ short table last and writes every figure to DIR/kernels.json (DIR: --out, else $
 --sweep also times alternative tile configs and segment lengths (to tune the heuristic tables).
 --precompile-only compiles every kernel variant the run needs in parallel worker processes (filling
 Triton's cache) and exits: Triton's and fla's autotuners otherwise compile one config at a time.
+fla runs in child processes, one layout at a time, so that a crash of fla's kernels (seen at H8
+K256 V512 with Triton 3.6: illegal memory access) costs only fla's figures for that case.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def ref_ms(fn, limit_s: float = 1.0) -> float | None:
     return sorted(times)[1]
 
 
-def run_chunk_case(kind, N, L, H, K, V, ceil, fla, sweep) -> dict:
+def run_chunk_case(kind, N, L, H, K, V, ceil, sweep) -> dict:
     c = make_case(kind, N, L, H, K, V)
     q, k, v, s0, cu, lg = c["q"], c["k"], c["v"], c["s0"], c["cu"], c["lg"]
     T = N * L
@@ -160,19 +162,6 @@ def run_chunk_case(kind, N, L, H, K, V, ceil, fla, sweep) -> dict:
     assert torch.equal(s0, s0_before), "initial_state modified"
 
     row["ours_ms"] = median_ms(lambda: chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=s0))
-    if fla is not None:
-        chunk = fla[0]
-        if kind == "long":
-            B = N
-            args = (q.view(B, L, H, K), k.view(B, L, H, K), v.view(B, L, H, V))
-            kw = {}
-        else:
-            args = (q[None], k[None], v[None])
-            kw = {"cu_seqlens": cu.long()}
-        fo, _ = chunk(*args, initial_state=s0, output_final_state=True, **kw)
-        row["fla_err_o"] = rel_err(fo.reshape(T, H, V)[:t_chk], ro)
-        del fo
-        row["fla_ms"] = median_ms(lambda: chunk(*args, initial_state=s0, output_final_state=True, **kw))
     del ro, rs
     row["ref_ms"] = ref_ms(lambda: chunk_retention_reference(q, k, v, lg, cu_seqlens=cu, initial_state=s0))
     row["bytes"], row["flops"], row["floor_ms"] = floor_ms(T, H, K, V, N, ceil)
@@ -183,17 +172,16 @@ def run_chunk_case(kind, N, L, H, K, V, ceil, fla, sweep) -> dict:
 
 
 def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tuple[ChunkConfig, int | None]]:
-    """The planned config first, then tiles, warps, pipeline depth, bf16 split and (long shapes)
-    segment lengths one at a time."""
+    """The planned config first, then the bf16 split, pipeline depth, tiles and warps one at a
+    time, and (long shapes) segment lengths."""
     base = pick_config(K, V, DTYPE, L)
     cfgs = [base, replace(base, split_bf16=False), replace(base, num_stages=1), replace(base, num_stages=3)]
-    cfgs += [replace(base, BV=bv, num_warps=w, split_bf16=sp) for bv in (32, 64, 128) for w in (4, 8)
-             for sp in (True, False) if K * bv <= 64 * 32 * w]  # state slice <= 64 registers a thread
+    cfgs += [replace(base, BV=base.BV // 2), replace(base, BV=2 * base.BV), replace(base, BV=2 * base.BV, num_warps=8)]
     if base.BT == 16:
-        cfgs += [replace(base, BT=32), replace(base, BT=32, split_bf16=False)]
-    out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if cfg.BV <= V]
+        cfgs += [replace(base, BT=32)]
+    out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if 16 <= cfg.BV <= V]
     if kind == "long":
-        out += [(base, seg) for seg in (1024, 2048, 4096, 8192)]
+        out += [(base, seg) for seg in (1024, 4096, 8192)]
     return out
 
 
@@ -214,7 +202,7 @@ def sweep_chunk(kind, c, N, L, H, K, V) -> list[dict]:
     return res
 
 
-def run_decode_case(N, H, K, V, ceil, fla, sweep) -> dict:
+def run_decode_case(N, H, K, V, ceil, sweep) -> dict:
     c = make_case("decode", N, 1, H, K, V)
     q, k, v, s0, lg = c["q"], c["k"], c["v"], c["s0"], c["lg"]
     row = {}
@@ -232,11 +220,6 @@ def run_decode_case(N, H, K, V, ceil, fla, sweep) -> dict:
     nbytes = 2 * 4 * N * H * K * V + 2 * N * H * (2 * K + 2 * V)
     row["bytes"], row["flops"] = nbytes, 4 * N * H * K * V
     row["floor_ms"] = nbytes / ceil["copy_GBps"] / 1e6
-    if fla is not None:
-        rec = fla[1]
-        args = (q.view(N, 1, H, K), k.view(N, 1, H, K), v.view(N, 1, H, V))
-        row["fla_ms"] = median_ms(lambda: rec(*args, initial_state=s0, output_final_state=True))
-        torch.cuda.empty_cache()
     row["ours_ms"] = median_ms(lambda: recurrent_retention_step_triton(q, k, v, s0, lg))
     torch.cuda.empty_cache()
     row["ours_inplace_ms"] = median_ms(lambda: recurrent_retention_step_triton(q, k, v, s0, lg, inplace=True))
@@ -253,6 +236,70 @@ def run_decode_case(N, H, K, V, ceil, fla, sweep) -> dict:
             ms = median_ms(lambda cfg=cfg: recurrent_retention_step_triton(q, k, v, s0, lg, inplace=True, config=cfg))
             row["sweep"].append({"config": asdict(cfg), "ms": ms})
     return row
+
+
+def fla_case(kind: str, N: int, L: int, H: int, K: int, V: int) -> dict:
+    """fla's time on the same data as ours (same seed): chunk_retention (varlen for the streaming
+    shapes, [B, T] for the long ones, as in ../shared/anchors/anchor_fla.py), fused_recurrent for decode."""
+    chunk, rec = fla_ops()
+    c = make_case(kind, N, L, H, K, V)
+    q, k, v, s0, cu, lg = c["q"], c["k"], c["v"], c["s0"], c["cu"], c["lg"]
+    if kind == "decode":
+        args = (q.view(N, 1, H, K), k.view(N, 1, H, K), v.view(N, 1, H, V))
+        return {"fla_ms": median_ms(lambda: rec(*args, initial_state=s0, output_final_state=True))}
+    if kind == "long":
+        args, kw = (q.view(N, L, H, K), k.view(N, L, H, K), v.view(N, L, H, V)), {}
+    else:
+        args, kw = (q[None], k[None], v[None]), {"cu_seqlens": cu.long()}
+    row = {}
+    n_chk = N if kind == "long" else min(N, CHECK_SEQS)
+    t_chk = int(cu[n_chk])
+    fo, _ = chunk(*args, initial_state=s0, output_final_state=True, **kw)
+    ro, _ = chunk_retention_reference(
+        q[:t_chk].double(), k[:t_chk].double(), v[:t_chk].double(), lg, cu_seqlens=cu[: n_chk + 1],
+        initial_state=s0[:n_chk].double(),
+    )
+    row["fla_err_o"] = rel_err(fo.reshape(-1, H, V)[:t_chk], ro)
+    del fo, ro
+    row["fla_ms"] = median_ms(lambda: chunk(*args, initial_state=s0, output_final_state=True, **kw))
+    return row
+
+
+def _fla_child(cases: list[tuple], path: str) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for name, case in cases:
+        try:
+            row = fla_case(*case)
+            torch.cuda.synchronize()  # a fault of this case surfaces here, not in the next one
+        except Exception as e:
+            row = {"fla_error": f"{type(e).__name__}: {str(e)[:200]}"}
+        with open(path, "a") as f:
+            f.write(json.dumps({"case": name, **row}) + "\n")
+        if "fla_error" in row and "CUDA" in row["fla_error"]:
+            os._exit(3)  # the CUDA context is poisoned: a fresh child takes the remaining cases
+
+
+def fla_rows(cases: list[tuple], path: str) -> dict:
+    """Runs fla_case for each (name, case) in child processes; a child that dies (a CUDA fault poisons
+    its context) costs the case it was on, and a new child takes the rest."""
+    done: dict = {}
+    ctx = mp.get_context("spawn")
+    while len(done) < len(cases):
+        todo = [c for c in cases if c[0] not in done]
+        if os.path.exists(path):
+            os.remove(path)
+        child = ctx.Process(target=_fla_child, args=(todo, path))
+        child.start()
+        child.join()
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    row = json.loads(line)
+                    done[row.pop("case")] = row
+        if child.exitcode not in (0, 3) and len(done) < len(cases):
+            lost = next(c[0] for c in cases if c[0] not in done)
+            done[lost] = {"fla_error": f"fla's process died (exit code {child.exitcode}) on this case"}
+    return done
 
 
 def step_variants(K: int) -> list[StepConfig]:
@@ -293,10 +340,10 @@ def _precompile_task(task: tuple) -> str:
 
 
 def precompile(layouts, shapes, sweep: bool, workers: int) -> None:
-    tasks = []
+    tasks, fla_tasks = [], []
     for H, K, V in layouts:
         if fla_ops() is not None:
-            tasks += [("fla", H, K, V, a) for a in ("varlen", "batch", "recurrent")]
+            fla_tasks += [("fla", H, K, V, a) for a in ("varlen", "batch", "recurrent")]
         for name in shapes:
             kind, N, L = SHAPES[name]
             if kind == "decode":
@@ -312,9 +359,14 @@ def precompile(layouts, shapes, sweep: bool, workers: int) -> None:
             tasks += [("chunk", H, K, V, (cfg, 32 if kind == "long" else 0, 64)) for cfg, _ in variants]
     tasks = list(dict.fromkeys(tasks))
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers) as pool:
+    ctx = mp.get_context("spawn")
+    # fla's tasks each in a fresh process: a fault in one must not poison the others' CUDA context
+    with ctx.Pool(workers) as pool, ctx.Pool(min(workers, max(1, len(fla_tasks))), maxtasksperchild=1) as fla_pool:
+        fla_res = fla_pool.map_async(_precompile_task, fla_tasks, chunksize=1)
         fails = [r for r in pool.imap_unordered(_precompile_task, tasks) if r != "ok"]
-    print(f"precompiled {len(tasks)} variants in {time.perf_counter() - t0:.0f} s; {len(fails)} failed")
+        fails += [r for r in fla_res.get() if r != "ok"]
+    print(f"precompiled {len(tasks)} variants and {len(fla_tasks)} fla autotunes in {time.perf_counter() - t0:.0f} s;"
+          f" {len(fails)} failed")
     for f in fails:
         print("  ", f)
 
@@ -339,7 +391,7 @@ def summary(rows: list[dict], ceil: dict) -> str:
         else:
             met = x >= TARGET[r["kind"]]
             target = f">={TARGET[r['kind']]}x {'ok' if met else 'MISS'}"
-        fla_s = f"{r['fla_ms']:8.3f}" if "fla_ms" in r else f"{'-':>8s}"
+        fla_s = f"{r['fla_ms']:8.3f}" if "fla_ms" in r else f"{'error' if 'fla_error' in r else '-':>8s}"
         lines.append(
             f"{r['case']:31s} {ours:8.3f} {fla_s} {ref} {x:6.2f} {r['floor_ms']:8.3f} {frac:8.1%} "
             f"{r['err_o']:8.1e} {r['err_state']:8.1e} {target:>12s}"
@@ -370,38 +422,47 @@ def main() -> None:
     if args.precompile_only:
         precompile(layouts, args.shapes, args.sweep, args.workers)
         return
-    fla = None if args.no_fla else fla_ops()
+    use_fla = not args.no_fla and fla_ops() is not None
     meta = {
         "date": time.strftime("%Y-%m-%d"), "device": "cpu" if DEVICE == "cpu" else torch.cuda.get_device_name(),
         "torch": torch.__version__, "triton": triton.__version__, "fla": None, "dtype": str(DTYPE),
         "cmd": " ".join(sys.argv),
     }
-    if fla is not None:
+    if use_fla:
         import fla as fla_pkg
 
         meta["fla"] = getattr(fla_pkg, "__version__", "?")
     ceil = ceilings()
     print(json.dumps(meta), json.dumps(ceil), flush=True)
     rows = []
+    out_json = os.path.join(args.out, "kernels.json")
     for lname in args.layouts:
         H, K, V = LAYOUTS[lname]
+        layout_rows = []
         for sname in args.shapes:
             kind, N, L = SHAPES[sname]
             row = {"case": f"{sname} {lname}", "kind": kind, "N": N, "L": L, "H": H, "K": K, "V": V}
             t0 = time.perf_counter()
             try:
                 if kind == "decode":
-                    row.update(run_decode_case(N, H, K, V, ceil, fla, args.sweep))
+                    row.update(run_decode_case(N, H, K, V, ceil, args.sweep))
                 else:
-                    row.update(run_chunk_case(kind, N, L, H, K, V, ceil, fla, args.sweep))
+                    row.update(run_chunk_case(kind, N, L, H, K, V, ceil, args.sweep))
             except Exception as e:
                 row["error"] = f"{type(e).__name__}: {e}"
             torch.cuda.empty_cache()
             row["wall_s"] = time.perf_counter() - t0
-            rows.append(row)
+            layout_rows.append(row)
             print(json.dumps(row), flush=True)
-            with open(os.path.join(args.out, "kernels.json"), "w") as f:
-                json.dump({"meta": meta, "ceilings": ceil, "rows": rows}, f, indent=1)
+        if use_fla:
+            cases = [(r["case"], (r["kind"], r["N"], r["L"], H, K, V)) for r in layout_rows]
+            fla = fla_rows(cases, os.path.join(args.out, "fla_child.jsonl"))
+            for r in layout_rows:
+                r.update(fla.get(r["case"], {}))
+                print(json.dumps({"case": r["case"], **fla.get(r["case"], {})}), flush=True)
+        rows += layout_rows
+        with open(out_json, "w") as f:
+            json.dump({"meta": meta, "ceilings": ceil, "rows": rows}, f, indent=1)
     print(summary(rows, ceil))
 
 

@@ -38,11 +38,6 @@ def check_inputs(dtype_of: torch.Tensor, **tensors: torch.Tensor) -> None:
             raise ValueError(f"{name} is on {t.device} but q is on {dtype_of.device}; move them to one device")
 
 
-def dot_precision(dtype: torch.dtype) -> str:
-    """Full float32 products for float32 inputs (the tests hold them to 1e-5), tf32 otherwise."""
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
 @contextlib.contextmanager
 def poisoned_allocations() -> Iterator[None]:
     """Inside this block torch.empty / torch.empty_like return float tensors full of NaN (integers full of -1),

@@ -9,6 +9,10 @@ and the work takes three launches:
   1. every segment's own contribution to the state, from a zero state (parallel over segments);
   2. a short scan over each sequence's segments: each segment's incoming state, and the final state;
   3. every segment's outputs from its incoming state (parallel over segments).
+
+Segment j of sequence n is tokens [cu[n] + j * SEG, ...) for j < J = ceil(T / SEG): programs find
+their tokens from cu_seqlens alone (no host-side table, no extra launches); programs past the end of
+a shorter sequence do nothing.
 """
 
 from __future__ import annotations
@@ -19,44 +23,43 @@ import torch
 import triton
 import triton.language as tl
 
-from ..utils import check_inputs, dot_precision, next_pow2, num_sms
+from ..utils import check_inputs, next_pow2, num_sms
 
 
 @triton.jit
-def _dot_f32_left(a, b, acc, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
+def _dot_f32_left(a, b, acc, SPLIT: tl.constexpr):
     """acc + a @ b for a float32 `a` and a 16-bit `b`: `a` is rounded to b's dtype for the tensor
     cores; SPLIT adds the rounding residue's product, so `a` keeps about 16 bits instead of 8."""
     hi = a.to(b.dtype)
-    acc = tl.dot(hi, b, acc=acc, input_precision=PRECISION)
+    acc = tl.dot(hi, b, acc=acc)
     if SPLIT:
         acc = tl.dot((a - hi.to(tl.float32)).to(b.dtype), b, acc=acc)
     return acc
 
 
 @triton.jit
-def _dot_f32_right(a, b, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
-    """a @ b for a 16-bit `a` and a float32 `b` (see _dot_f32_left)."""
-    hi = b.to(a.dtype)
-    out = tl.dot(a, hi, input_precision=PRECISION)
-    if SPLIT:
-        out = tl.dot(a, (b - hi.to(tl.float32)).to(a.dtype), acc=out)
-    return out
-
-
-@triton.jit
 def _chunk_fwd_kernel(
-    q, k, v, o, log_decay, h0, ht, bos_ptr, eos_ptr, scale,
+    q, k, v, o, log_decay, h0, ht, cu_seqlens, scale, seg_len, n_seg,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
-    HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
-    STATE_DOT_F32: tl.constexpr, SPLIT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
+    F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
 ):
+    """One (work item, head, V-block). A work item is sequence `item`, or with SEGMENTED segment
+    item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end).
+    h0 / ht are indexed by work item."""
     pid = tl.program_id(0)
     iv = pid % NV
     h = (pid // NV) % H
     item = pid // (NV * H)
-    bos = tl.load(bos_ptr + item).to(tl.int64)
-    L = (tl.load(eos_ptr + item) - bos).to(tl.int32)
+    if SEGMENTED:
+        seq = item // n_seg
+        seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + seq).to(tl.int64) + (item % n_seg).to(tl.int64) * seg_len
+        L = tl.maximum(tl.minimum(seq_eos - bos, seg_len), 0).to(tl.int32)
+    else:
+        bos = tl.load(cu_seqlens + item).to(tl.int64)
+        L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)
     lg = tl.load(log_decay + h).to(tl.float32)
 
     # 64-bit scalar bases (T * H * V and N * H * K * V may pass 2^31), 32-bit tile offsets: offset
@@ -96,32 +99,32 @@ def _chunk_fwd_kernel(
         vc = tl.load(v_seq + i0 * (H * V) + vo_tile, mask=m_vo, other=0.0)
         if STORE_O:
             qc = tl.load(q_seq + i0 * (H * K) + qk_tile, mask=m_qk, other=0.0)
-            A = tl.dot(qc, tl.trans(kc), input_precision=DOT_PRECISION) * D
-            if STATE_DOT_F32:  # float16 would overflow on large states: keep S in float32 (tf32 products)
-                oc = tl.dot(qc.to(tl.float32), S, input_precision=DOT_PRECISION)
+            A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+            if F32_STATE_DOT:  # float32 inputs, and float16 ones (a large state would overflow float16)
+                oc = tl.dot(qc.to(tl.float32), S, input_precision="ieee")
             else:
-                oc = _dot_f32_right(qc, S, SPLIT, DOT_PRECISION)
-            oc = _dot_f32_left(A, vc, oc * q_decay[:, None], SPLIT, DOT_PRECISION)
+                oc = tl.dot(qc, S.to(qc.dtype))
+            oc = _dot_f32_left(A, vc, oc * q_decay[:, None], SPLIT)
             tl.store(o_seq + i0 * (H * V) + vo_tile, oc.to(o.dtype.element_ty), mask=m_vo)
         n = tl.minimum(L - i0, BT).to(tl.float32)
         # S <- g^n S + k^T (g^(n-1-j) v_j): the decay goes on v (BT x BV), so k feeds the tensor cores as loaded
         v_decay = tl.where(mt, tl.exp(lg * tl.maximum(n - 1.0 - fi, 0.0)), 0.0)  # rows past the end: 0
         vd = (vc * v_decay[:, None]).to(vc.dtype)
-        S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n), input_precision=DOT_PRECISION)
+        S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n), input_precision="ieee")
     if STORE_HT:
-        if K == BK and V % BV == 0:
-            tl.store(ht + state_base + state_tile, S)
-        else:
-            tl.store(ht + state_base + state_tile, S, mask=mk[:, None] & mv[None, :])
+        if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
+            mv = mv & (jv * 0 + L > 0)
+        tl.store(ht + state_base + state_tile, S, mask=mk[:, None] & mv[None, :])
 
 
 @triton.jit
 def _segment_scan_kernel(
-    local, seg_init, h0, ht, seg_first, seg_bos, seg_eos, log_decay,
+    local, seg_init, h0, ht, cu_seqlens, log_decay, seg_len, n_seg,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     NK: tl.constexpr, NV: tl.constexpr, HAS_H0: tl.constexpr,
 ):
-    """Carries the state across one sequence's segments: S <- g^len S + (segment's own contribution)."""
+    """Carries one [BK, BV] tile of sequence n's state across its segments: records each segment's
+    incoming state, then S <- g^len S + (the segment's own contribution); stores the final state."""
     pid = tl.program_id(0)
     iv = pid % NV
     ik = (pid // NV) % NK
@@ -137,14 +140,14 @@ def _segment_scan_kernel(
         S = tl.load(h0 + seq_off + tile, mask=m, other=0.0)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
-    first = tl.load(seg_first + n).to(tl.int32)
-    last = tl.load(seg_first + n + 1).to(tl.int32)
-    init_ptrs = seg_init + first.to(tl.int64) * (H * K * V) + tile
-    local_ptrs = local + first.to(tl.int64) * (H * K * V) + tile
-    for s in range(first, last):
+    length = (tl.load(cu_seqlens + n + 1) - tl.load(cu_seqlens + n)).to(tl.int32)
+    seg_off = n.to(tl.int64) * n_seg * (H * K * V)
+    init_ptrs = seg_init + seg_off + tile
+    local_ptrs = local + seg_off + tile
+    for start in range(0, length, seg_len):
         tl.store(init_ptrs, S, mask=m)
-        seg_len = (tl.load(seg_eos + s) - tl.load(seg_bos + s)).to(tl.float32)
-        S = S * tl.exp(lg * seg_len) + tl.load(local_ptrs, mask=m, other=0.0)
+        decay = tl.exp(lg * tl.minimum(length - start, seg_len).to(tl.float32))
+        S = S * decay + tl.load(local_ptrs, mask=m, other=0.0)
         init_ptrs += H * K * V
         local_ptrs += H * K * V
     tl.store(ht + seq_off + tile, S, mask=m)
@@ -154,10 +157,10 @@ def _segment_scan_kernel(
 class ChunkConfig:
     """Tile sizes: BT tokens per chunk, BV state columns per program; Triton's warps and pipeline depth.
 
-    split_bf16: with bf16 inputs, the float32 operands of the output's tensor-core products (the
-    state and the decayed scores) go in as a bf16 value plus a bf16 residue (two products each).
-    Measured on the CPU at K128 V256: relative error of o 1.9e-3 instead of 2.5e-3 (fla's numerics),
-    against 1.7e-3 from rounding o itself to bf16.
+    split_bf16: with bf16 inputs, the decayed scores (float32) go to the tensor cores as a bf16
+    value plus a bf16 residue (two products), the largest of the bf16 roundings that fla's numerics
+    add to the output's own (CPU, K128 V256: relative error 2.1e-3 instead of 2.5e-3; the output's
+    own bf16 rounding is 1.7e-3).
     """
 
     BT: int = 64
@@ -168,17 +171,14 @@ class ChunkConfig:
 
 
 def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig:
-    """Heuristic table. The state slice [K, BV] lives in registers: 8 warps from K = 128 keep it
-    and the chunk's products under 255 registers a thread without spilling (sm_90 compiler report).
-    bench/kernels.py --sweep times the alternatives (bench/RESULTS.md)."""
-    bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
-    if K <= 64:
-        cfg = ChunkConfig(BT=bt, BV=64, num_warps=4)
-    elif K <= 128:
-        cfg = ChunkConfig(BT=bt, BV=64, num_warps=8)
-    else:
-        cfg = ChunkConfig(BT=bt, BV=32, num_warps=8)
-    cfg = replace(cfg, BV=min(cfg.BV, max(16, next_pow2(V))))
+    """Heuristic table from the H200 sweep (bench/RESULTS.md): 4 warps and a [K, BV] state slice of
+    8192 float32 (64 registers a thread) were fastest at K = 64 (BV 128) and K = 128 (BV 64); wider
+    slices spill, 8 warps run one program per multiprocessor. Chunks of 16 for one-chunk sequences."""
+    bk = max(16, next_pow2(K))
+    cfg = ChunkConfig(
+        BT=16 if avg_len <= 16 else 32 if avg_len <= 32 else 64,
+        BV=max(16, min(8192 // bk, next_pow2(V))),
+    )
     if dtype == torch.float32:  # twice the bytes per tile: smaller tiles fit shared memory
         cfg = replace(cfg, BT=min(cfg.BT, 32), BV=min(cfg.BV, 32), num_stages=1)
     return cfg
@@ -186,31 +186,11 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
 
 def plan_segment_len(N: int, T: int, H: int, NV: int, BT: int, sms: int) -> int:
     """0 (one program walks a whole sequence) when N * H * NV programs fill the GPU's `sms`
-    multiprocessors; otherwise a segment length, a multiple of BT, giving about 8 programs per multiprocessor."""
+    multiprocessors; otherwise a segment length, a multiple of BT, giving about 16 programs per
+    multiprocessor (several waves, so the last one idles little of the GPU)."""
     if N * H * NV >= 2 * sms or T < 4 * N * BT:
         return 0
-    return max(4 * BT, triton.cdiv(triton.cdiv(T * H * NV, 8 * sms), BT) * BT)
-
-
-def _segments(cu: torch.Tensor, T: int, seg_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cuts each sequence into pieces of seg_len tokens without a host sync.
-
-    Returns seg_bos, seg_eos [S_max] (entries past the real count are empty: bos = eos = 0) and
-    seg_first [N+1] (sequence n owns segments seg_first[n] .. seg_first[n+1]-1). S_max = N + T // seg_len
-    bounds the count, since each sequence of length L needs ceil(L / seg_len) <= L / seg_len + 1.
-    """
-    cu = cu.to(torch.int64)
-    N = cu.numel() - 1
-    lens = cu[1:] - cu[:-1]
-    seg_first = torch.zeros(N + 1, dtype=torch.int64, device=cu.device)
-    seg_first[1:] = torch.cumsum((lens + seg_len - 1) // seg_len, 0)
-    s = torch.arange(N + T // seg_len, device=cu.device)
-    n = torch.searchsorted(seg_first[1:], s, right=True).clamp_(max=N - 1)
-    valid = s < seg_first[N]
-    bos = cu[n] + (s - seg_first[n]) * seg_len
-    eos = torch.minimum(bos + seg_len, cu[n + 1])
-    zero = torch.zeros_like(bos)
-    return torch.where(valid, bos, zero), torch.where(valid, eos, zero), seg_first
+    return max(4 * BT, triton.cdiv(triton.cdiv(T * H * NV, 16 * sms), BT) * BT)
 
 
 def chunk_retention_triton(
@@ -252,37 +232,36 @@ def chunk_retention_triton(
 
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
     final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
-    consts = dict(
-        H=H, K=K, V=V, BT=cfg.BT, BK=BK, BV=BV, NV=NV,
-        STATE_DOT_F32=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
-        DOT_PRECISION=dot_precision(q.dtype),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
     if T == 0:  # nothing to read: every state passes through
         return o, final.zero_() if h0 is None else final.copy_(h0)
+    consts = dict(
+        H=H, K=K, V=V, BT=cfg.BT, BK=BK, BV=BV, NV=NV,
+        F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
     if not segment_len:
         _chunk_fwd_kernel[(N * H * NV,)](
-            q, k, v, o, lg, final if h0 is None else h0, final, cu, cu[1:], scale,
-            HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, **consts,
+            q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1,
+            SEGMENTED=False, HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, **consts,
         )
         return o, final
 
-    seg_bos, seg_eos, seg_first = _segments(cu, T, segment_len)
-    n_seg = seg_bos.numel()
-    local = torch.empty(n_seg, H, K, V, device=dev, dtype=torch.float32)
-    _chunk_fwd_kernel[(n_seg * H * NV,)](
-        q, k, v, o, lg, local, local, seg_bos, seg_eos, scale,
-        HAS_H0=False, STORE_HT=True, STORE_O=False, **consts,
-    )
+    n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have; shorter ones leave slots empty
+    local = torch.empty(N * n_seg, H, K, V, device=dev, dtype=torch.float32)
     seg_init = torch.empty_like(local)
+    grid = (N * n_seg * H * NV,)
+    _chunk_fwd_kernel[grid](
+        q, k, v, o, lg, local, local, cu, scale, segment_len, n_seg,
+        SEGMENTED=True, HAS_H0=False, STORE_HT=True, STORE_O=False, **consts,
+    )
     SK, SV = min(BK, 32), min(BV, 64)
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     _segment_scan_kernel[(N * H * NSK * NSV,)](
-        local, seg_init, final if h0 is None else h0, final, seg_first, seg_bos, seg_eos, lg,
+        local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len, n_seg,
         H=H, K=K, V=V, BK=SK, BV=SV, NK=NSK, NV=NSV, HAS_H0=h0 is not None, num_warps=4,
     )
-    _chunk_fwd_kernel[(n_seg * H * NV,)](
-        q, k, v, o, lg, seg_init, seg_init, seg_bos, seg_eos, scale,
-        HAS_H0=True, STORE_HT=False, STORE_O=True, **consts,
+    _chunk_fwd_kernel[grid](
+        q, k, v, o, lg, seg_init, seg_init, cu, scale, segment_len, n_seg,
+        SEGMENTED=True, HAS_H0=True, STORE_HT=False, STORE_O=True, **consts,
     )
     return o, final
