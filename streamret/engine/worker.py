@@ -50,8 +50,9 @@ class ModelRunner:
         ids = self._to_device(np.concatenate(tokens))
         cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
         hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu, chunk_size=self.chunk_size)
-        span_of_token = torch.repeat_interleave(
-            torch.arange(len(span_lens), device=self.device), self._to_device(np.asarray(span_lens, dtype=np.int64))
+        span_of_token = torch.repeat_interleave(  # output_size given: no wait for the device
+            torch.arange(len(span_lens), device=self.device), self._to_device(np.asarray(span_lens, dtype=np.int64)),
+            output_size=ids.shape[0],
         )
         sums = torch.zeros(len(span_lens), hidden.shape[-1], dtype=torch.float64, device=self.device)
         sums.index_add_(0, span_of_token, hidden.to(torch.float64))
