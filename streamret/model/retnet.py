@@ -225,9 +225,9 @@ def parallel_retention(
         D = torch.exp(lg[:, None, None] * diff.clamp(min=0)) * (diff >= 0)  # [H, L, L]: g^(i-j), j <= i
         S0 = state[seqs].to(acc)  # [n, H, K, V]
         out = ((qs @ ks.transpose(-1, -2)) * D) @ vs + (qs * torch.exp(lg[:, None] * (i + 1))[..., None]) @ S0
-        o[rows] = (scale * out).transpose(1, 2).reshape(-1, *o.shape[1:])
+        o[rows] = (scale * out).to(acc).transpose(1, 2).reshape(-1, *o.shape[1:])  # autocast may give bf16
         k_decay = torch.exp(lg[:, None] * (L - 1 - i))[..., None]  # g^(L-1-j)
-        new_state[seqs] = torch.exp(lg * L)[:, None, None] * S0 + (ks * k_decay).transpose(-1, -2) @ vs
+        new_state[seqs] = (torch.exp(lg * L)[:, None, None] * S0 + (ks * k_decay).transpose(-1, -2) @ vs).to(acc)
     return o.to(q.dtype), new_state.float() if acc != torch.float64 else new_state
 
 
