@@ -380,3 +380,13 @@ def test_embedding_head_model_matches_the_model():
             span = hidden[first.start_byte : first.end_byte].double()
             ref = model.embed(span.sum(0, keepdim=True), torch.tensor([len(span)]))[0].numpy()
         assert first.text == "Heads project." and rel_err(first.embedding, ref) <= 1e-5
+
+
+def test_streams_per_step_are_bounded_by_state_bytes():
+    one = Engine.from_model("random:tiny", device="cpu").store.state_bytes
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_state_bytes=3 * one)) as e:
+        futures = [e.submit_append(f"s{i}", 1, "a few words ") for i in range(10)]
+        for f in futures:
+            f.result(timeout=60)
+        sizes = e.stats()["recent_step_batch_sizes"]
+        assert max(sizes) <= 3 and sum(sizes) == 10

@@ -30,6 +30,9 @@ class EngineConfig:
     summary_prompt: str = "\n\nTL;DR:"  # generative summary: decoded after this prompt
     # state tiers: None = auto (CUDA: half the free GPU memory at start; CPU: 1 GiB)
     device_state_bytes: int | None = None
+    # states one step may gather (each step copies them in and out, and two steps can be in flight):
+    # bounds the streams per step for large states; None = auto (4 GiB on CUDA, 1 GiB on the CPU)
+    max_step_state_bytes: int | None = None
     host_state_bytes: int = 4 << 30
     # durable records: after every N applied chunks of a stream (0 = not by count) and/or when the
     # oldest undurable change of a stream is older than T seconds (None = not by time)

@@ -90,6 +90,8 @@ class Engine:
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
         )
         self.runner = ModelRunner(self.model, config.chunk_size)
+        step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
+        self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
         self._lock = threading.RLock()
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
@@ -435,7 +437,7 @@ class Engine:
         if self._abort or not self.scheduler.has_work():
             return None
         busy = inflight.stream_ids() if inflight else set()
-        room = self.store.device.capacity - (len(inflight.ran) if inflight else 0)
+        room = min(self._max_step_streams, self.store.device.capacity - (len(inflight.ran) if inflight else 0))
         if room < 1:
             return None
         plan = self.scheduler.schedule(room, exclude=busy)
