@@ -192,6 +192,18 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100)}
 
 
+def step_summary(before: dict, after: dict) -> dict:
+    """Engine steps during a phase, and the mean size of its last steps that ran tokens (the engine
+    remembers 256 steps; steps without tokens, e.g. closing streams, are left out)."""
+    steps = after["steps"] - before["steps"]
+    sizes = list(zip(after.get("recent_step_tokens") or [], after.get("recent_step_batch_sizes") or []))
+    window = [(t, n) for t, n in sizes[len(sizes) - min(steps, len(sizes)):] if t]
+    if not window:
+        return {"engine_steps": steps}
+    return {"engine_steps": steps, "mean_step_tokens": round(float(np.mean([t for t, _ in window])), 1),
+            "mean_step_streams": round(float(np.mean([n for _, n in window])), 1)}
+
+
 def versions() -> dict:
     import google.protobuf
     import grpc
@@ -254,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, phase in enumerate(args.phases.split(",")):
             tag = f"{phase}{i}"
+            before = engine.stats()
             if phase == "engine":
                 result = run_engine(engine, args, tag)
                 engine_rates.append(result["tokens_per_s"])
@@ -268,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 raise SystemExit(f"unknown phase {phase!r}; use engine, saturate, half")
             result["phase"] = phase
+            result.update(step_summary(before, engine.stats()))
             if phase == "saturate" and engine_rates:
                 result["ratio_to_engine"] = round(result["tokens_per_s"] / float(np.mean(engine_rates)), 3)
             results["phases"].append(result)

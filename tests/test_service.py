@@ -655,3 +655,29 @@ def test_tls(engine, tmp_path):
             assert c.append("tls", "over tls").applied_seq == 1
     finally:
         srv.stop()
+
+
+def test_client_retries_unary_calls_until_the_server_is_up(engine):
+    import socket
+
+    with socket.socket() as sock:  # a free port, with nobody listening yet
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started: dict = {}
+
+    def start_later():
+        time.sleep(0.5)
+        started["srv"] = BackgroundServer(engine, ServerConfig(port=port))
+
+    t = threading.Thread(target=start_later)
+    t.start()
+    try:
+        with Client(f"127.0.0.1:{port}", retry=RetryPolicy(timeout_s=20, initial_backoff_s=0.05)) as c:
+            assert c.open("late-start").stream_id == "late-start"
+    finally:
+        t.join()
+        started["srv"].stop()
+    with Client(f"127.0.0.1:{port}", retry=RetryPolicy(timeout_s=0.3, initial_backoff_s=0.05)) as c:
+        with pytest.raises(grpc.aio.AioRpcError) as info:  # nobody there: gives up after timeout_s
+            c.open("nobody")
+        assert info.value.code() == SC.UNAVAILABLE
