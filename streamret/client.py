@@ -16,6 +16,7 @@ What they add to the raw stubs:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import threading
 from collections import OrderedDict
@@ -357,7 +358,7 @@ class Client:
 
     def __getattr__(self, name: str):
         attr = getattr(AsyncClient, name, None)
-        if attr is None or name.startswith("_") or not asyncio.iscoroutinefunction(attr):
+        if attr is None or name.startswith("_") or not inspect.iscoroutinefunction(attr):
             raise AttributeError(name)
         method = getattr(self._async, name)
         return lambda *args, **kwargs: self._run(method(*args, **kwargs))

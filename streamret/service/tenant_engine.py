@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -63,18 +64,23 @@ class PendingAck:
 
 
 class TenantEngine:
-    def __init__(self, engine, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32):
+    def __init__(self, engine, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32,
+                 batch_threads: int = 4):
         self.engine = engine
         self.limits = limits
         self.metrics = metrics
         self.registry = StreamRegistry(limits.max_streams_per_tenant)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamret-rpc")
+        # Batch requests hold a thread for a whole table: their own pool, so they never hold up the
+        # short calls (open, embedding, summary) behind them.
+        self._batch_pool = ThreadPoolExecutor(max_workers=batch_threads, thread_name_prefix="streamret-batch")
 
-    async def _call(self, fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+    async def _call(self, fn, *args, _pool: ThreadPoolExecutor | None = None, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(_pool or self._pool, lambda: fn(*args, **kwargs))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+        self._batch_pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------------------------------
     # streams
@@ -223,12 +229,10 @@ class TenantEngine:
     # batches and housekeeping
 
     async def embed_table(self, caller: Caller, table: pa.Table, summary_k: int = 5) -> pa.Table:
-        import uuid
-
         prefix = f"{caller.tenant}\x1f{_BATCH_MARK}{uuid.uuid4().hex}-"
         return await self._call(embed_table, self.engine, table, summary_k=summary_k,
                                 chunk_bytes=self.limits.batch_chunk_bytes, max_in_flight=self.limits.batch_in_flight,
-                                stream_prefix=prefix)
+                                stream_prefix=prefix, _pool=self._batch_pool)
 
     async def evict_idle(self) -> int:
         """Evict streams idle past limits.idle_evict_s to the durable store; return how many."""
