@@ -63,10 +63,12 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
         """Read chunks and submit them as they come; send the acks in request order.
 
         A reader task keeps reading while earlier chunks are still in the engine, so one call carries
-        many chunks in flight. The queue between reader and writer bounds them (limits.max_unacked_per_call).
+        many chunks in flight, at most limits.max_unacked_per_call: past that the reader waits, and gRPC
+        flow control holds the client back. On drain the reader stops taking chunks; the acks of those
+        taken go out, then the call ends with UNAVAILABLE.
         """
         caller.require_write("appending to a stream")
-        window = asyncio.Queue()  # (pending ack, bytes, start time), then _END or the exception that ended reading
+        window = asyncio.Queue()  # (pending ack, bytes, start time) ..., then _END, _DRAINED or an exception
         room = asyncio.Semaphore(self.streams.limits.max_unacked_per_call)
         reading = True
 
