@@ -234,11 +234,13 @@ class AsyncClient:
         last: list[pb.AppendAck | None] = [None]
         while not await self._append_call(stream_id, ledger, source, last, on_ack):
             # The connection broke, the server is draining, or it refused a chunk it may take later
-            # (busy): back off, ask where the stream stands, plan the resend.
+            # (busy): back off, ask where the stream stands, plan the resend. A server that crashed
+            # before the stream's first durable record no longer knows it: it is created again and
+            # everything is resent, which the ledger allows only while it still holds chunk 1.
             async for _ in self.retry.sleeps():
                 try:
                     info = await self.streams.OpenStream(
-                        pb.OpenStreamRequest(stream_id=stream_id, create_if_missing=False), metadata=self._metadata)
+                        pb.OpenStreamRequest(stream_id=stream_id, create_if_missing=True), metadata=self._metadata)
                 except grpc.aio.AioRpcError as e:
                     if e.code() != grpc.StatusCode.UNAVAILABLE:
                         raise

@@ -123,3 +123,12 @@ def test_ledger_memory_bound_limits_how_far_back_it_can_resume():
     assert ledger.kept_bytes <= 10 and ledger.floor == 3
     with pytest.raises(ResumeError, match="kept chunks only from 4"):
         ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=0, durable_seq=0))
+
+
+def test_ledger_resends_everything_to_a_server_that_lost_the_stream():
+    ledger = _Ledger(next_seq=1, max_kept_bytes=1 << 20)
+    for i in range(3):
+        ledger.add(b"c%d" % i, i == 2)
+        ledger.on_ack(_ack(i + 1, 0))  # applied, never durable
+    ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=0, durable_seq=0))  # recreated empty after a crash
+    assert [(seq, flush) for seq, _, flush in ledger.to_resend] == [(1, False), (2, False), (3, True)]
