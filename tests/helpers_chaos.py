@@ -1,0 +1,170 @@
+"""The chaos run shared by tests/test_chaos.py (CI-sized) and bench/chaos.py (long): many streams go through
+`streamret.client` while the server is killed with SIGKILL at random points and restarted on the same state
+folder and port. Every ack the client library sees is recorded, so the run can tell a chunk lost (the final
+applied_seq short of the chunk count) from a chunk applied twice (two non-duplicate acks for one seq, or
+more tokens than bytes sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamret.client import AsyncClient, RetryPolicy
+
+SENTENCES = ["The river ran north. ", "Boats carried grain to the city! ", "Every spring the floods came back; ",
+             "people moved uphill. ", "Ärzte und Fähren — 渡し舟 — crossed at dawn. ", "Nobody kept count.\n"]
+
+
+def stream_text(i: int, n_bytes: int) -> str:
+    """A text of at least n_bytes UTF-8 bytes, different for each i (multi-byte characters included)."""
+    parts, size, j = [], 0, 0
+    while size < n_bytes:
+        s = SENTENCES[(i * 7 + j * (i % 5 + 1)) % len(SENTENCES)]
+        parts.append(s)
+        size += len(s.encode())
+        j += 1
+    return "".join(parts)
+
+
+def random_cuts(data: bytes, rng: random.Random, mean_bytes: int) -> list[bytes]:
+    """data cut at random byte offsets (inside words and multi-byte characters too), chunks of 1..2*mean bytes."""
+    out, at = [], 0
+    while at < len(data):
+        n = rng.randint(1, 2 * mean_bytes)
+        out.append(data[at : at + n])
+        at += n
+    return out
+
+
+@dataclass
+class StreamOutcome:
+    chunks: int  # numbered chunks, the final flush included
+    applied_seq: int = 0
+    tokens: int = 0
+    bytes_sent: int = 0
+    applied: Counter = field(default_factory=Counter)  # seq -> non-duplicate acks seen
+    duplicates: int = 0  # acks of resent chunks the server already had
+    rel_err: float = float("nan")
+
+    @property
+    def lost(self) -> int:
+        """Chunks the server does not hold at the end (a seq short, or fewer tokens than bytes sent: random:<preset>
+        reads one token per byte)."""
+        return max(0, self.chunks - self.applied_seq) + (self.tokens < self.bytes_sent)
+
+    @property
+    def applied_twice(self) -> int:
+        """Chunks applied more than once: acked as applied twice (with a record written per chunk, an ack
+        comes only once the chunk is durable), or visible as surplus tokens."""
+        return sum(n - 1 for n in self.applied.values() if n > 1) + (self.tokens > self.bytes_sent)
+
+
+@dataclass
+class ChaosReport:
+    streams: dict[str, StreamOutcome]
+    kills: int
+    seconds: float
+
+    @property
+    def chunks_sent(self) -> int:
+        return sum(o.chunks for o in self.streams.values())
+
+    @property
+    def lost(self) -> int:
+        return sum(o.lost for o in self.streams.values())
+
+    @property
+    def applied_twice(self) -> int:
+        return sum(o.applied_twice for o in self.streams.values())
+
+    @property
+    def resent_duplicates(self) -> int:
+        return sum(o.duplicates for o in self.streams.values())
+
+    @property
+    def worst_rel_err(self) -> float:
+        return max(o.rel_err for o in self.streams.values())
+
+    def line(self) -> str:
+        return (f"kills survived {self.kills}, streams {len(self.streams)}, chunks sent {self.chunks_sent}, "
+                f"lost {self.lost}, applied twice {self.applied_twice}, resent and acked as duplicates "
+                f"{self.resent_duplicates}, worst embedding rel. error {self.worst_rel_err:.2e}, "
+                f"{self.seconds:.1f} s")
+
+
+async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np.ndarray], *, kills: int,
+                    seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005,
+                    down_s: tuple[float, float] = (0.0, 0.3),
+                    kill: Callable[[], Awaitable[None]] | None = None) -> ChaosReport:
+    """Stream every text through `server` (a started helpers_server.ServeProcess) while it is killed `kills`
+    times. Each kill comes when the chunks known applied (the sum of the streams' highest acked seqs) pass a
+    random fraction (5%..90%) of all chunks, plus up to 50 ms; the server stays down for a random time in
+    `down_s`, then restarts on the same port and state folder. `kill` replaces kill-and-restart (e.g. Ray)."""
+    rng = random.Random(seed)
+    chunks = {sid: random_cuts(text.encode(), rng, mean_chunk_bytes) for sid, text in texts.items()}
+    outcomes = {sid: StreamOutcome(len(c) + 1, bytes_sent=len(texts[sid].encode())) for sid, c in chunks.items()}
+    total = sum(o.chunks for o in outcomes.values())
+    marks = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
+    progress = dict.fromkeys(texts, 0)  # per stream: the highest seq known to be applied
+    started = time.monotonic()
+
+    async def kill_and_restart() -> None:
+        server.kill9()
+        await asyncio.sleep(rng.uniform(*down_s))
+        await asyncio.to_thread(server.start)
+
+    async def killer(streams: asyncio.Future) -> int:
+        done = 0
+        for mark in marks:
+            while sum(progress.values()) < mark and not streams.done():
+                await asyncio.sleep(0.002)
+            if streams.done():
+                break
+            await asyncio.sleep(rng.uniform(0.0, 0.05))  # anywhere inside a step, a write, an ack
+            await (kill or kill_and_restart)()
+            done += 1
+        return done
+
+    async with AsyncClient(server.target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5)) as client:
+
+        async def one(sid: str) -> None:
+            out = outcomes[sid]
+
+            def on_ack(ack) -> None:
+                if ack.duplicate:
+                    out.duplicates += 1
+                else:
+                    out.applied[ack.seq] += 1
+                progress[sid] = max(progress[sid], ack.seq)
+
+            async def paced():
+                for c in chunks[sid]:
+                    yield c
+                    await asyncio.sleep(pace_s)
+
+            await client.stream(sid, paced(), on_ack=on_ack)
+            # (chunks applied and made durable right before a kill get no ack: the client learns from
+            # OpenStream after the restart that the server has them, and does not send them again)
+            progress[sid] = out.chunks
+
+        streams = asyncio.gather(*[one(sid) for sid in texts])
+        try:
+            kills_done = await killer(streams)
+        except BaseException:
+            streams.cancel()
+            raise
+        await streams
+        for sid, out in outcomes.items():
+            info = await client.open(sid, create_if_missing=False)
+            out.applied_seq, out.tokens = info.applied_seq, info.tokens
+            emb = await client.embedding_array(sid)
+            ref = reference(texts[sid])
+            out.rel_err = float(np.linalg.norm(emb - ref) / np.linalg.norm(ref))
+    return ChaosReport(outcomes, kills_done, time.monotonic() - started)
