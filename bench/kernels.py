@@ -8,8 +8,9 @@ short table last and writes every figure to DIR/kernels.json (DIR: --out, else $
 --sweep also times alternative tile configs and segment lengths (to tune the heuristic tables).
 --precompile-only compiles every kernel variant the run needs in parallel worker processes (filling
 Triton's cache) and exits: Triton's and fla's autotuners otherwise compile one config at a time.
-fla runs in child processes, one layout at a time, so that a crash of fla's kernels (seen at H8
-K256 V512 with Triton 3.6: illegal memory access) costs only fla's figures for that case.
+Every GPU job (ours, each sweep variant, fla) runs in a child process, one layout at a time: an
+illegal memory access poisons a process's CUDA context, and here it costs only the job that caused
+it (seen at H8 K256 V512 with Triton 3.6 on the H200).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def ref_ms(fn, limit_s: float = 1.0) -> float | None:
     return sorted(times)[1]
 
 
-def run_chunk_case(kind, N, L, H, K, V, ceil, sweep) -> dict:
+def run_chunk_case(kind, N, L, H, K, V, ceil) -> dict:
     c = make_case(kind, N, L, H, K, V)
     q, k, v, s0, cu, lg = c["q"], c["k"], c["v"], c["s0"], c["cu"], c["lg"]
     T = N * L
@@ -165,9 +166,6 @@ def run_chunk_case(kind, N, L, H, K, V, ceil, sweep) -> dict:
     del ro, rs
     row["ref_ms"] = ref_ms(lambda: chunk_retention_reference(q, k, v, lg, cu_seqlens=cu, initial_state=s0))
     row["bytes"], row["flops"], row["floor_ms"] = floor_ms(T, H, K, V, N, ceil)
-    if sweep:
-        row["sweep"] = sweep_chunk(kind, c, N, L, H, K, V)
-    torch.cuda.empty_cache()
     return row
 
 
@@ -185,24 +183,33 @@ def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tu
     return out
 
 
-def sweep_chunk(kind, c, N, L, H, K, V) -> list[dict]:
-    res = []
-    for cfg, seg in chunk_variants(kind, N, L, H, K, V):
-        def fn(cfg=cfg, seg=seg):
-            return chunk_retention_triton(
-                c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"], config=cfg,
-                segment_len=seg,
-            )
-        try:
-            ms = median_ms(fn)
-        except Exception as e:  # a config that does not fit (shared memory, registers) is a result too
-            res.append({"config": asdict(cfg), "segment_len": seg, "error": str(e)[:200]})
-            continue
-        res.append({"config": asdict(cfg), "segment_len": seg, "ms": ms})
-    return res
+def sweep_variant(kind: str, N: int, L: int, H: int, K: int, V: int, idx: int) -> dict:
+    """Times variant idx of chunk_variants (chunk shapes) or step_variants (decode), in place."""
+    c = cached_case(kind, N, L, H, K, V)
+    if kind == "decode":
+        cfg = step_variants(K)[idx]
+        ms = median_ms(lambda: recurrent_retention_step_triton(
+            c["q"], c["k"], c["v"], c["s0"], c["lg"], inplace=True, config=cfg))
+        return {"config": asdict(cfg), "ms": ms}
+    cfg, seg = chunk_variants(kind, N, L, H, K, V)[idx]
+    ms = median_ms(lambda: chunk_retention_triton(
+        c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"], config=cfg, segment_len=seg))
+    return {"config": asdict(cfg), "segment_len": seg, "ms": ms}
 
 
-def run_decode_case(N, H, K, V, ceil, sweep) -> dict:
+_CASES: dict = {}
+
+
+def cached_case(*key) -> dict:
+    """make_case, kept between the jobs of one child process (the sweep times many variants on one case)."""
+    if key not in _CASES:
+        _CASES.clear()
+        torch.cuda.empty_cache()
+        _CASES[key] = make_case(*key)
+    return _CASES[key]
+
+
+def run_decode_case(N, H, K, V, ceil) -> dict:
     c = make_case("decode", N, 1, H, K, V)
     q, k, v, s0, lg = c["q"], c["k"], c["v"], c["s0"], c["lg"]
     row = {}
@@ -230,11 +237,6 @@ def run_decode_case(N, H, K, V, ceil, sweep) -> dict:
         )
     if 2 * 4 * N * H * K * V < 24e9:
         row["ref_ms"] = ref_ms(lambda: recurrent_retention_step_reference(q, k, v, s0, lg))
-    if sweep:
-        row["sweep"] = []
-        for cfg in step_variants(K):
-            ms = median_ms(lambda cfg=cfg: recurrent_retention_step_triton(q, k, v, s0, lg, inplace=True, config=cfg))
-            row["sweep"].append({"config": asdict(cfg), "ms": ms})
     return row
 
 
@@ -265,40 +267,50 @@ def fla_case(kind: str, N: int, L: int, H: int, K: int, V: int) -> dict:
     return row
 
 
-def _fla_child(cases: list[tuple], path: str) -> None:
+def run_job(job: tuple) -> dict:
+    what, *args = job
+    if what == "ours":
+        kind, N, L, H, K, V, ceil = args
+        return run_decode_case(N, H, K, V, ceil) if kind == "decode" else run_chunk_case(kind, N, L, H, K, V, ceil)
+    if what == "sweep":
+        return sweep_variant(*args)
+    return fla_case(*args)
+
+
+def _job_child(jobs: list[tuple], path: str) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
-    for name, case in cases:
+    for job_id, job in jobs:
         try:
-            row = fla_case(*case)
-            torch.cuda.synchronize()  # a fault of this case surfaces here, not in the next one
+            row = run_job(job)
+            torch.cuda.synchronize()  # a fault of this job surfaces here, not in the next one
         except Exception as e:
-            row = {"fla_error": f"{type(e).__name__}: {str(e)[:200]}"}
+            row = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
         with open(path, "a") as f:
-            f.write(json.dumps({"case": name, **row}) + "\n")
-        if "fla_error" in row and "CUDA" in row["fla_error"]:
-            os._exit(3)  # the CUDA context is poisoned: a fresh child takes the remaining cases
+            f.write(json.dumps({"job": job_id, **row}) + "\n")
+        if "error" in row and "CUDA" in row["error"]:
+            os._exit(3)  # the CUDA context is poisoned: a fresh child takes the remaining jobs
 
 
-def fla_rows(cases: list[tuple], path: str) -> dict:
-    """Runs fla_case for each (name, case) in child processes; a child that dies (a CUDA fault poisons
-    its context) costs the case it was on, and a new child takes the rest."""
+def run_isolated(jobs: list[tuple], path: str) -> dict:
+    """Runs (job_id, job) pairs in child processes, in order. A job that faults (an illegal memory
+    access poisons the whole CUDA context) costs only itself: a fresh child takes the rest."""
     done: dict = {}
     ctx = mp.get_context("spawn")
-    while len(done) < len(cases):
-        todo = [c for c in cases if c[0] not in done]
+    while len(done) < len(jobs):
+        todo = [j for j in jobs if j[0] not in done]
         if os.path.exists(path):
             os.remove(path)
-        child = ctx.Process(target=_fla_child, args=(todo, path))
+        child = ctx.Process(target=_job_child, args=(todo, path))
         child.start()
         child.join()
         if os.path.exists(path):
             with open(path) as f:
                 for line in f:
                     row = json.loads(line)
-                    done[row.pop("case")] = row
-        if child.exitcode not in (0, 3) and len(done) < len(cases):
-            lost = next(c[0] for c in cases if c[0] not in done)
-            done[lost] = {"fla_error": f"fla's process died (exit code {child.exitcode}) on this case"}
+                    done[row.pop("job")] = row
+        if child.exitcode not in (0, 3) and len(done) < len(jobs):
+            lost = next(j[0] for j in jobs if j[0] not in done)
+            done[lost] = {"error": f"the process died (exit code {child.exitcode}) in this job"}
     return done
 
 
@@ -438,28 +450,33 @@ def main() -> None:
     out_json = os.path.join(args.out, "kernels.json")
     for lname in args.layouts:
         H, K, V = LAYOUTS[lname]
-        layout_rows = []
+        t0 = time.perf_counter()
+        jobs, layout_rows = [], []
         for sname in args.shapes:
             kind, N, L = SHAPES[sname]
-            row = {"case": f"{sname} {lname}", "kind": kind, "N": N, "L": L, "H": H, "K": K, "V": V}
-            t0 = time.perf_counter()
-            try:
-                if kind == "decode":
-                    row.update(run_decode_case(N, H, K, V, ceil, args.sweep))
-                else:
-                    row.update(run_chunk_case(kind, N, L, H, K, V, ceil, args.sweep))
-            except Exception as e:
-                row["error"] = f"{type(e).__name__}: {e}"
-            torch.cuda.empty_cache()
-            row["wall_s"] = time.perf_counter() - t0
-            layout_rows.append(row)
+            case = f"{sname} {lname}"
+            layout_rows.append({"case": case, "kind": kind, "N": N, "L": L, "H": H, "K": K, "V": V})
+            jobs.append(((case, "ours"), ("ours", kind, N, L, H, K, V, ceil)))
+            if args.sweep:
+                n = len(step_variants(K)) if kind == "decode" else len(chunk_variants(kind, N, L, H, K, V))
+                jobs += [((case, "sweep", i), ("sweep", kind, N, L, H, K, V, i)) for i in range(n)]
+            if use_fla:
+                jobs.append(((case, "fla"), ("fla", kind, N, L, H, K, V)))
+        jobs = [(json.dumps(job_id), job) for job_id, job in jobs]
+        if DEVICE == "cpu":  # --smoke: no children (they would look for a GPU)
+            done = {job_id: run_job(job) for job_id, job in jobs}
+        else:
+            done = run_isolated(jobs, os.path.join(args.out, "jobs.jsonl"))
+        for row in layout_rows:
+            ours = done.get(json.dumps([row["case"], "ours"]), {})
+            row.update({("error" if key == "error" else key): val for key, val in ours.items()})
+            fla = done.get(json.dumps([row["case"], "fla"]), {})
+            row.update({("fla_error" if key == "error" else key): val for key, val in fla.items()})
+            sweep = [done[j] for j, _ in jobs if json.loads(j)[:2] == [row["case"], "sweep"] and j in done]
+            if sweep:
+                row["sweep"] = sweep
             print(json.dumps(row), flush=True)
-        if use_fla:
-            cases = [(r["case"], (r["kind"], r["N"], r["L"], H, K, V)) for r in layout_rows]
-            fla = fla_rows(cases, os.path.join(args.out, "fla_child.jsonl"))
-            for r in layout_rows:
-                r.update(fla.get(r["case"], {}))
-                print(json.dumps({"case": r["case"], **fla.get(r["case"], {})}), flush=True)
+        print(f"{lname}: {time.perf_counter() - t0:.0f} s", flush=True)
         rows += layout_rows
         with open(out_json, "w") as f:
             json.dump({"meta": meta, "ceilings": ceil, "rows": rows}, f, indent=1)

@@ -193,8 +193,10 @@ def test_chunk_empty_batch_passes_state_through(fwd):
 def test_chunk_segment_plan_fills_the_gpu(fwd):
     sms = 132
     assert fwd.plan_segment_len(64, 64 * 512, 8, 4, 64, sms) == 0  # 2048 programs: no cuts
-    seg = fwd.plan_segment_len(1, 131072, 8, 4, 64, sms)
-    assert seg % 64 == 0 and 4 * sms <= math.ceil(131072 / seg) * 8 * 4 <= 16 * sms
+    for N, T in [(1, 131072), (4, 65536), (2, 4096)]:
+        seg = fwd.plan_segment_len(N, T, 8, 4, 64, sms)
+        programs = N * math.ceil(T / N / seg) * 8 * 4
+        assert seg % 64 == 0 and seg <= 4096 and (programs >= 1.5 * sms or seg == 4 * 64), (N, T, seg)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -31,7 +31,7 @@ def _dot_f32_left(a, b, acc, SPLIT: tl.constexpr):
     """acc + a @ b for a float32 `a` and a 16-bit `b`: `a` is rounded to b's dtype for the tensor
     cores; SPLIT adds the rounding residue's product, so `a` keeps about 16 bits instead of 8."""
     hi = a.to(b.dtype)
-    acc = tl.dot(hi, b, acc=acc)
+    acc = tl.dot(hi, b, acc=acc, input_precision="ieee")  # float32 `b` (float32 inputs): no tf32
     if SPLIT:
         acc = tl.dot((a - hi.to(tl.float32)).to(b.dtype), b, acc=acc)
     return acc
@@ -171,14 +171,14 @@ class ChunkConfig:
 
 
 def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig:
-    """Heuristic table from the H200 sweep (bench/RESULTS.md): 4 warps and a [K, BV] state slice of
-    8192 float32 (64 registers a thread) were fastest at K = 64 (BV 128) and K = 128 (BV 64); wider
-    slices spill, 8 warps run one program per multiprocessor. Chunks of 16 for one-chunk sequences."""
+    """Heuristic table from the H200 sweeps (bench/RESULTS.md). 4 warps; the [K, BV] state slice
+    lives in registers: 8192 float32 (64 a thread) was fastest for multi-chunk sequences at K = 64
+    (BV 128) and K = 128 (BV 64), wider slices spill and 8 warps run one program per multiprocessor.
+    One-chunk sequences (BT 16) are state traffic: 16384 float32 per program was faster (K = 128:
+    2.37 ms against 3.44 at N4096 x L16)."""
     bk = max(16, next_pow2(K))
-    cfg = ChunkConfig(
-        BT=16 if avg_len <= 16 else 32 if avg_len <= 32 else 64,
-        BV=max(16, min(8192 // bk, next_pow2(V))),
-    )
+    bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
+    cfg = ChunkConfig(BT=bt, BV=max(16, min((16384 if bt == 16 else 8192) // bk, next_pow2(V))))
     if dtype == torch.float32:  # twice the bytes per tile: smaller tiles fit shared memory
         cfg = replace(cfg, BT=min(cfg.BT, 32), BV=min(cfg.BV, 32), num_stages=1)
     return cfg
@@ -186,11 +186,13 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
 
 def plan_segment_len(N: int, T: int, H: int, NV: int, BT: int, sms: int) -> int:
     """0 (one program walks a whole sequence) when N * H * NV programs fill the GPU's `sms`
-    multiprocessors; otherwise a segment length, a multiple of BT, giving about 16 programs per
-    multiprocessor (several waves, so the last one idles little of the GPU)."""
+    multiprocessors twice; otherwise segments of 4096 tokens (fastest or within 3% of it at
+    B1 x T131072 and B4 x T16384, K = 64 and 128, against 1024 and 8192), shorter (a power of
+    two) when that leaves fewer than 1.5 programs a multiprocessor."""
     if N * H * NV >= 2 * sms or T < 4 * N * BT:
         return 0
-    return max(4 * BT, triton.cdiv(triton.cdiv(T * H * NV, 16 * sms), BT) * BT)
+    fill = max(1, T * H * NV * 2 // (3 * sms))  # the longest segment giving 1.5 programs a multiprocessor
+    return max(4 * BT, min(4096, 1 << (fill.bit_length() - 1)))
 
 
 def chunk_retention_triton(
