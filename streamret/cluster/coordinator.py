@@ -101,6 +101,10 @@ class Coordinator:
                 await self._drain(sorted(self.live, key=self._number)[n:])
         return await self.status()
 
+    async def leave(self, gateway: str) -> None:
+        """A gateway stops: drains no longer wait for it."""
+        self._seen.pop(gateway, None)
+
     async def report_dead(self, name: str) -> None:
         """A gateway's hint that a worker failed; the monitor confirms and replaces it."""
         await self._ready()

@@ -54,7 +54,8 @@ class WorkerLink:
         self._n = 0
         self._lock = threading.Lock()
         self._reconnecting = False
-        self.closed = False
+        self.closed = False  # left the view
+        self.dead = False  # Ray says it will not come back
 
     def connect(self, timeout_s: float) -> None:
         """Ask the worker who it is and open a fresh channel to that incarnation."""
@@ -68,7 +69,8 @@ class WorkerLink:
         """(ObjectRef, channel) of one call; Unavailable at once while the worker is down."""
         with self._lock:
             if self.channel is None:
-                raise Unavailable(f"worker {self.name} is restarting; retry shortly and resend from durable_seq + 1")
+                state = "gone (its streams move to other workers)" if self.dead else "restarting"
+                raise Unavailable(f"worker {self.name} is {state}; retry shortly and resend from durable_seq + 1")
             ref = self.handle.call.remote(self.channel, self._n, op, stream_id, args, fresh)
             self._n += 1
             return ref, self.channel
@@ -79,7 +81,7 @@ class WorkerLink:
             if self.channel != channel and self.channel is not None:
                 return  # already reconnected since that call was sent
             self.channel = None
-            if self._reconnecting or self.closed:
+            if self._reconnecting or self.closed or self.dead:
                 return
             self._reconnecting = True
         threading.Thread(target=self._reconnect, args=(on_dead,), name=f"streamret-reconnect-{self.name}",
@@ -96,6 +98,7 @@ class WorkerLink:
                     return
                 except ray.exceptions.ActorDiedError:
                     log.warning("worker %s is dead for good", self.name)
+                    self.dead = True
                     on_dead(self.name)
                     return
                 except (ray.exceptions.RayError, TimeoutError):
@@ -146,7 +149,13 @@ class ClusterEngine:
 
     @property
     def workers(self) -> tuple[str, ...]:
+        """The live workers of the view this gateway routes by."""
         return self._live
+
+    def worker_info(self, name: str) -> dict | None:
+        """What the worker said when this gateway last connected to it (WorkerLink.connect)."""
+        link = self._links.get(name)
+        return None if link is None else link.info
 
     def _watch(self) -> None:
         ray = _ray()
@@ -396,6 +405,7 @@ class ClusterEngine:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        _ray().get(self.coordinator.leave.remote(self.gateway_id), timeout=self.call_timeout_s)
         if self.owns_cluster:
             _ray().get(self.coordinator.stop.remote(), timeout=self.call_timeout_s)
             _ray().kill(self.coordinator)
