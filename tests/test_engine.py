@@ -92,7 +92,11 @@ def test_invalid_utf8_is_replaced_the_same_wherever_cut(eng, data, raw):
         eng.append(parts, seq, chunk)
     eng.flush(parts)
     assert eng.info(parts).tokens == eng.info(whole).tokens
-    assert rel_err(eng.embedding(parts), eng.embedding(whole)) <= 1e-5
+    # 1e-4, not 1e-5: arbitrary bytes reach inputs where the float32 model itself is ill-conditioned
+    # (b"L*\x00\t": the hidden states of one float32 pass are 3.8e-5 off a float64 run, of a 3 + 1
+    # split 1.5e-5, and their embeddings differ by 6.1e-5);
+    # a token that came out different would move the embedding far more
+    assert rel_err(eng.embedding(parts), eng.embedding(whole)) <= 1e-4
 
 
 def test_many_streams_interleaved_equal_separate_runs(eng):

@@ -131,7 +131,10 @@ class Engine:
     # streams
 
     def open(self, stream_id: str, create_if_missing: bool = True) -> StreamInfo:
+        """The stream's info once its accepted chunks are applied, so that a client that reconnects
+        resumes at applied_seq + 1 (info() answers at once instead)."""
         self._check_id(stream_id)
+        self._wait_applied(stream_id)
         with self._lock:
             self._check_running()
             stream = self.store.get(stream_id)
