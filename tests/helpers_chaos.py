@@ -1,8 +1,8 @@
 """The chaos run shared by tests/test_chaos.py (CI-sized) and bench/chaos.py (long): many streams go through
 `streamret.client` while the server is killed with SIGKILL at random points and restarted on the same state
 folder and port. Every ack the client library sees is recorded, so the run can tell a chunk lost (the final
-applied_seq short of the chunk count) from a chunk applied twice (two non-duplicate acks for one seq, or
-more tokens than bytes sent).
+applied_seq or token count short) from a chunk applied twice (more tokens than bytes sent; with a record per
+chunk, also two non-duplicate acks for one seq).
 """
 
 from __future__ import annotations
@@ -33,6 +33,34 @@ def stream_text(i: int, n_bytes: int) -> str:
     return "".join(parts)
 
 
+class ReferenceEmbeddings:
+    """The embedded engine's embedding of a whole text read in one chunk: what an undisturbed run gives (chunk
+    invariance). Call it with a text; close() (or `with`) when done."""
+
+    def __init__(self, model: str = "random:tiny"):
+        from streamret.engine import Engine
+
+        self.engine = Engine.from_model(model, device="cpu", dtype="float32")
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, text: str) -> np.ndarray:
+        if text not in self._cache:
+            sid = f"ref-{len(self._cache)}"
+            self.engine.append(sid, 1, text, flush=True)
+            self._cache[text] = self.engine.embedding(sid)
+            self.engine.close(sid)
+        return self._cache[text]
+
+    def close(self) -> None:
+        self.engine.shutdown()
+
+    def __enter__(self) -> ReferenceEmbeddings:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def random_cuts(data: bytes, rng: random.Random, mean_bytes: int) -> list[bytes]:
     """data cut at random byte offsets (inside words and multi-byte characters too), chunks of 1..2*mean bytes."""
     out, at = [], 0
@@ -61,9 +89,16 @@ class StreamOutcome:
 
     @property
     def applied_twice(self) -> int:
-        """Chunks applied more than once: acked as applied twice (with a record written per chunk, an ack
-        comes only once the chunk is durable), or visible as surplus tokens."""
-        return sum(n - 1 for n in self.applied.values() if n > 1) + (self.tokens > self.bytes_sent)
+        """Chunks applied twice in the final state: they would show as surplus tokens (every chunk but the
+        final flush carries at least one byte; random:<preset> reads one token per byte)."""
+        return max(0, self.tokens - self.bytes_sent)
+
+    @property
+    def acked_twice(self) -> int:
+        """Chunks acknowledged as applied (not as duplicates) more than once. With a durable record after every
+        chunk this must be 0: an ack comes only once the chunk is durable, so no crash can make the server
+        apply it again. With sparser records a crash legitimately rolls back chunks acked since the last one."""
+        return sum(n - 1 for n in self.applied.values() if n > 1)
 
 
 @dataclass
@@ -85,6 +120,10 @@ class ChaosReport:
         return sum(o.applied_twice for o in self.streams.values())
 
     @property
+    def acked_twice(self) -> int:
+        return sum(o.acked_twice for o in self.streams.values())
+
+    @property
     def resent_duplicates(self) -> int:
         return sum(o.duplicates for o in self.streams.values())
 
@@ -94,25 +133,32 @@ class ChaosReport:
 
     def line(self) -> str:
         return (f"kills survived {self.kills}, streams {len(self.streams)}, chunks sent {self.chunks_sent}, "
-                f"lost {self.lost}, applied twice {self.applied_twice}, resent and acked as duplicates "
+                f"lost {self.lost}, applied twice {self.applied_twice}, acked as applied twice {self.acked_twice}, "
+                f"resent and acked as duplicates "
                 f"{self.resent_duplicates}, worst embedding rel. error {self.worst_rel_err:.2e}, "
                 f"{self.seconds:.1f} s")
 
 
 async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np.ndarray], *, kills: int,
                     seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005,
-                    down_s: tuple[float, float] = (0.0, 0.3),
+                    down_s: tuple[float, float] = (0.0, 0.3), hold_last: bool = False,
                     kill: Callable[[], Awaitable[None]] | None = None) -> ChaosReport:
     """Stream every text through `server` (a started helpers_server.ServeProcess) while it is killed `kills`
     times. Each kill comes when the chunks known applied (the sum of the streams' highest acked seqs) pass a
     random fraction (5%..90%) of all chunks, plus up to 50 ms; the server stays down for a random time in
-    `down_s`, then restarts on the same port and state folder. `kill` replaces kill-and-restart (e.g. Ray)."""
+    `down_s`, then restarts on the same port and state folder. `kill` replaces kill-and-restart (e.g. Ray).
+
+    hold_last: each stream sends its last chunk only after the last kill, so every kill finds every stream
+    still in the client's hands. Needed when the server writes records less often than every chunk: chunks
+    acked but not yet durable survive a crash only while the client still holds them to resend.
+    """
     rng = random.Random(seed)
     chunks = {sid: random_cuts(text.encode(), rng, mean_chunk_bytes) for sid, text in texts.items()}
     outcomes = {sid: StreamOutcome(len(c) + 1, bytes_sent=len(texts[sid].encode())) for sid, c in chunks.items()}
     total = sum(o.chunks for o in outcomes.values())
     marks = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
     progress = dict.fromkeys(texts, 0)  # per stream: the highest seq known to be applied
+    kills_over = asyncio.Event()
     started = time.monotonic()
 
     async def kill_and_restart() -> None:
@@ -130,9 +176,12 @@ async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np
             await asyncio.sleep(rng.uniform(0.0, 0.05))  # anywhere inside a step, a write, an ack
             await (kill or kill_and_restart)()
             done += 1
+        kills_over.set()
         return done
 
-    async with AsyncClient(server.target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5)) as client:
+    # a small window: the client reads its source only as acks come, so the streams are still running (and
+    # paced) after each restart instead of resending everything they have read at once
+    async with AsyncClient(server.target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5), window=4) as client:
 
         async def one(sid: str) -> None:
             out = outcomes[sid]
@@ -145,7 +194,9 @@ async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np
                 progress[sid] = max(progress[sid], ack.seq)
 
             async def paced():
-                for c in chunks[sid]:
+                for i, c in enumerate(chunks[sid]):
+                    if hold_last and i == len(chunks[sid]) - 1:
+                        await kills_over.wait()
                     yield c
                     await asyncio.sleep(pace_s)
 
@@ -158,6 +209,7 @@ async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np
         try:
             kills_done = await killer(streams)
         except BaseException:
+            kills_over.set()
             streams.cancel()
             raise
         await streams

@@ -1,0 +1,73 @@
+"""Chaos, the long run: streams go through `streamret.client` while `streamret serve` (random:tiny, float32,
+CPU, a state folder) is killed with SIGKILL at random points and restarted on the same folder and port.
+
+    python bench/chaos.py --streams 32 --stream-bytes 4000 --kills 20 --seed 1
+    python bench/chaos.py --durable-every 4 --kills 10          # sparser records: rollbacks and resends
+
+Prints kills survived, chunks sent, chunks lost (must be 0), chunks applied twice (must be 0; with a record
+per chunk also no chunk acked as applied twice) and the worst relative error of a final embedding against an
+undisturbed run (must be <= 1e-5); exits 1 when any of these fails. --out writes the figures as JSON.
+The CI-sized version is tests/test_chaos.py; both run the driver in tests/helpers_chaos.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from helpers_chaos import ReferenceEmbeddings, run_chaos, stream_text  # noqa: E402
+from helpers_server import ServeProcess  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", type=int, default=32, help="concurrent streams (default 32)")
+    p.add_argument("--stream-bytes", type=int, default=4000, help="bytes per stream (default 4000)")
+    p.add_argument("--chunk-bytes", type=int, default=40, help="mean chunk size; cuts are random (default 40)")
+    p.add_argument("--kills", type=int, default=20, help="kill -9 and restart this many times (default 20)")
+    p.add_argument("--durable-every", type=int, default=1, help="server's --durable-every-chunks (default 1)")
+    p.add_argument("--pace-s", type=float, default=0.005, help="pause between a stream's chunks (default 0.005)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the figures as JSON here")
+    args = p.parse_args(argv)
+
+    texts = {f"chaos-{i}": stream_text(i + args.seed * 1000, args.stream_bytes) for i in range(args.streams)}
+    with tempfile.TemporaryDirectory() as tmp, ReferenceEmbeddings() as reference:
+        tmp = Path(tmp)
+        with ServeProcess(tmp / "states", "--durable-every-chunks", str(args.durable_every), cwd=tmp) as server:
+            server.start()
+            report = asyncio.run(run_chaos(server, texts, reference, kills=args.kills, seed=args.seed,
+                                           mean_chunk_bytes=args.chunk_bytes, pace_s=args.pace_s,
+                                           hold_last=args.durable_every > 1))
+    acked_twice_ok = args.durable_every > 1 or report.acked_twice == 0
+    ok = (report.kills == args.kills and report.lost == 0 and report.applied_twice == 0 and acked_twice_ok
+          and report.worst_rel_err <= 1e-5)
+    print(report.line())
+    print("PASS" if ok else "FAIL")
+    if args.out:
+        import grpc
+        import torch
+
+        figures = {
+            "date": time.strftime("%Y-%m-%d"), "host": platform.node(), "cpu": platform.processor() or "cpu",
+            "python": platform.python_version(), "torch": torch.__version__, "grpcio": grpc.__version__,
+            "args": vars(args), "kills_survived": report.kills, "streams": len(report.streams),
+            "chunks_sent": report.chunks_sent, "chunks_lost": report.lost, "applied_twice": report.applied_twice,
+            "acked_as_applied_twice": report.acked_twice, "resent_acked_as_duplicates": report.resent_duplicates,
+            "worst_rel_err": report.worst_rel_err, "seconds": round(report.seconds, 1), "pass": ok,
+        }
+        Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
