@@ -1,8 +1,14 @@
 """Embedding quality of a streamret model against its teacher (all-MiniLM-L6-v2), on held-out sources.
 
-    python bench/quality.py --data .distill --model default                      # full size (GPU)
-    python bench/quality.py --data .distill --model default --passages 200 --docs 20 --device cpu  # smoke
-    python bench/quality.py --plot-from bench/results/quality_cuda.json          # PNG from a JSON result
+Two phases, so that each GPU call carries either the teacher or the student (one call carries at most 64 MiB):
+
+    python -m streamret.train.quality_pack --distill .distill --out .quality      # once, here: data + small teacher
+    python bench/quality.py teacher --data .quality/heldout --teacher .quality/teacher --out-dir OUT1
+    python bench/quality.py student --data .quality/heldout --teacher-out OUT1 --model default --out-dir OUT2
+    python bench/quality.py plot OUT2/quality_cuda.json                            # PNG again from a result
+
+Both phases build the same evaluation sets from the held-out sources (fixed seed; the student phase takes
+the set parameters from the teacher phase's JSON and checks a fingerprint of every token id).
 
 (a) Passages: held-out text cut into passages of whole sentences (<= 254 tokens, the teacher's window);
     one sentence of each is its query and is taken out of the passage. Reports the mean cosine of
@@ -11,20 +17,20 @@
     they stay in it) -> their document among all documents. Document embeddings: the student's
     whole-stream embedding, the teacher on the first 254 tokens (its window), and the teacher's
     chunk embeddings averaged. Recall@10 overall and by document length, and tokens/s of each on the
-    same device; the student both called directly (chunkwise, state carried) and through the engine.
-
-The data folder comes from `python -m streamret.train.prepare`; teacher weights live there too.
+    same kind of device; the student both called directly (chunkwise, state carried) and through the engine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
 import re
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamret.model.spec import load_model  # noqa: E402
+from streamret.model.tokenizer import HFTokenizer  # noqa: E402
 from streamret.train.prepare import read_source  # noqa: E402
 from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
 
@@ -87,7 +94,7 @@ def make_passages(docs, encode, n: int, rng: np.random.Generator):
 
 
 def word_start_table(tokenizer) -> np.ndarray:
-    vocab = tokenizer._tok.get_vocab()
+    vocab = tokenizer.get_vocab()
     table = np.ones(max(vocab.values()) + 1, dtype=bool)
     for tok, i in vocab.items():
         table[i] = not tok.startswith("##")
@@ -160,11 +167,11 @@ def student_streams(model, seqs: list[list[int]], device, chunk_tokens: int, max
     return out, time.perf_counter() - t, sum(map(len, seqs))
 
 
-def engine_docs(loaded, texts: list[str], chunk_bytes: int):
+def engine_docs(loaded, texts: list[str], chunk_bytes: int, config):
     """Whole-document embeddings through the engine: each document one stream, appended in chunks."""
     from streamret.engine.engine import Engine
 
-    engine = Engine(loaded)
+    engine = Engine(loaded, config=config)
     try:
         t = time.perf_counter()
         futures = []
@@ -233,116 +240,229 @@ def plot(result: dict, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT / ".distill"))
-    ap.add_argument("--model", default="default", help="MODEL spec (default, a checkpoint folder, ...)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--passages", type=int, default=2000)
-    ap.add_argument("--docs", type=int, default=400, help="at most this many long documents (all if fewer qualify)")
-    ap.add_argument("--queries-per-doc", type=int, default=3)
-    ap.add_argument("--min-doc-tokens", type=int, default=5000)
-    ap.add_argument("--max-doc-tokens", type=int, default=200000)
-    ap.add_argument("--chunk-tokens", type=int, default=None, help="student stream chunk (default 8192 GPU, 1024 CPU)")
-    ap.add_argument("--engine", action=argparse.BooleanOptionalAction, default=True, help="also time the engine")
-    ap.add_argument("--engine-chunk-bytes", type=int, default=65536)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="JSON result (default bench/results/quality_<device>.json)")
-    ap.add_argument("--plot", default=None, help="PNG of recall vs document length (default beside the JSON)")
-    ap.add_argument("--plot-from", default=None, help="only draw the PNG from an existing JSON result")
-    args = ap.parse_args()
-    if args.plot_from:
-        src = Path(args.plot_from)
-        plot(json.loads(src.read_text()), Path(args.plot or src.with_suffix(".png")))
-        return
+# evaluation sets: built the same way in both phases
 
+
+SET_ARGS = ("seed", "passages", "docs", "queries_per_doc", "min_doc_tokens", "max_doc_tokens")
+
+
+@dataclass
+class EvalSets:
+    passages: list[list[int]]
+    queries: list[list[int]]  # queries[i] was taken out of passages[i]
+    doc_texts: list[str]
+    doc_ids: list[list[int]]
+    doc_queries: list[list[int]]
+    doc_gold: list[int]  # doc_queries[i] comes from doc_ids[doc_gold[i]]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for seqs in (self.passages, self.queries, self.doc_ids, self.doc_queries, [self.doc_gold]):
+            for ids in seqs:
+                h.update(np.asarray(ids, dtype=np.int64).tobytes())
+                h.update(b"|")
+        return h.hexdigest()
+
+
+def build_eval_sets(data: Path, tok, p: dict) -> EvalSets:
+    rng = np.random.default_rng(p["seed"])
+    docs = held_out_docs(data, tok.encode)
+    pairs = make_passages(docs, tok.encode, p["passages"], rng)
+    long_docs = [d for d in docs if p["min_doc_tokens"] <= len(d[2]) <= p["max_doc_tokens"]]
+    if len(long_docs) > p["docs"]:
+        long_docs = [long_docs[i] for i in sorted(rng.choice(len(long_docs), p["docs"], replace=False))]
+    if not pairs or not long_docs:
+        raise ValueError(f"{data} gives {len(pairs)} passages and {len(long_docs)} documents of "
+                         f"{p['min_doc_tokens']}..{p['max_doc_tokens']} tokens; lower --min-doc-tokens or add data")
+    doc_ids = [d[2] for d in long_docs]
+    qs = make_doc_queries(doc_ids, p["queries_per_doc"], rng, word_start_table(tok))
+    return EvalSets([a for a, _ in pairs], [q for _, q in pairs], [d[1] for d in long_docs], doc_ids,
+                    [q for _, q in qs], [d for d, _ in qs])
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def speed(secs: float, tokens: int) -> dict:
+    return {"tokens_read": int(tokens), "seconds": secs, "tokens_per_s": tokens / secs}
+
+
+# ----------------------------------------------------------------------------------------------
+# phases
+
+
+def teacher_phase(args) -> None:
+    """Teacher embeddings of every set and the teacher's tokens/s -> OUT/teacher.json + teacher_embeddings.npz."""
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    cuda = device.type == "cuda"
+    teacher = load_teacher(args.teacher, device, torch.float16 if cuda else torch.float32)
+    batch_tokens = 1 << 18 if cuda else 1 << 13
+    params = {k: getattr(args, k) for k in SET_ARGS}
+    sets = build_eval_sets(Path(args.data), HFTokenizer(args.teacher), params)
+    teacher_embed(teacher, [sets.doc_ids[0][:CONTENT]] * 64, device, batch_tokens)  # warm-up
+    emb = {
+        "passages": teacher_embed(teacher, sets.passages, device, batch_tokens)[0],
+        "queries": teacher_embed(teacher, sets.queries, device, batch_tokens)[0],
+        "doc_queries": teacher_embed(teacher, sets.doc_queries, device, batch_tokens)[0],
+    }
+    timings = {}
+    for name, truncate in (("teacher_truncated", True), ("teacher_chunks", False)):
+        emb[name], secs, tokens = teacher_docs(teacher, sets.doc_ids, device, batch_tokens, truncate)
+        timings[name] = speed(secs, tokens)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "teacher_embeddings.npz", **{k: v.numpy().astype(np.float16) for k, v in emb.items()})
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "device": device_name(device), "torch": torch.__version__,
+            "teacher_dtype": str(teacher.word.weight.dtype), "teacher": str(args.teacher), "sets": params,
+            "fingerprint": sets.fingerprint(), "timings": timings, "command": " ".join(sys.argv)}
+    pack = Path(args.teacher).parent / "pack.json"
+    if pack.is_file():
+        meta["teacher_pack"] = json.loads(pack.read_text())
+    (out / "teacher.json").write_text(json.dumps(meta, indent=1))
+    for name, t in timings.items():
+        print(f"{name:18s} {t['tokens_per_s']:12,.0f} tokens/s ({t['tokens_read']} tokens, {t['seconds']:.2f} s)")
+    print(f"wrote {out}/teacher.json and teacher_embeddings.npz ({len(sets.passages)} passages, "
+          f"{len(sets.doc_ids)} documents, {len(sets.doc_queries)} document queries)")
+
+
+def student_phase(args) -> None:
+    """Student embeddings (directly and through the engine), all metrics against the teacher phase's outputs."""
+    from streamret.engine import EngineConfig
+
+    tdir = Path(args.teacher_out)
+    meta = json.loads((tdir / "teacher.json").read_text())
+    with np.load(tdir / "teacher_embeddings.npz") as z:
+        temb = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
     loaded = load_model(args.model, args.device)
     model, tok, device = loaded.model, loaded.tokenizer, loaded.model.device
     cuda = device.type == "cuda"
-    teacher = load_teacher(Path(args.data) / "teacher", device, torch.float16 if cuda else torch.float32)
-    batch_tokens = 1 << 18 if cuda else 1 << 13
+    sets = build_eval_sets(Path(args.data), tok, meta["sets"])
+    if sets.fingerprint() != meta["fingerprint"]:
+        raise SystemExit(f"the evaluation sets differ from the teacher phase's ({tdir}/teacher.json): same --data "
+                         f"and the same tokenizer as {meta['teacher']} are needed")
     chunk_tokens = args.chunk_tokens or (8192 if cuda else 1024)
     max_streams = 256 if cuda else 16
-    rng = np.random.default_rng(args.seed)
-    docs = held_out_docs(Path(args.data), tok.encode)
+    many = 4096 if cuda else 256
     result: dict = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "model": args.model,
-        "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()}, "
-                                                               f"{torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "dtype": str(model.dtype), "teacher_dtype": str(teacher.word.weight.dtype),
-        "command": " ".join(sys.argv),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "model": args.model, "device": device_name(device),
+        "torch": torch.__version__, "dtype": str(model.dtype), "command": " ".join(sys.argv),
+        "teacher_phase": {k: meta[k] for k in ("date", "device", "torch", "teacher_dtype", "command", "sets")
+                          if k in meta} | {"teacher_pack": meta.get("teacher_pack")},
     }
 
     # (a) passages
-    pairs = make_passages(docs, tok.encode, args.passages, rng)
-    passages, queries = [p for p, _ in pairs], [q for _, q in pairs]
-    gold = torch.arange(len(pairs))
-    tp, _, _ = teacher_embed(teacher, passages, device, batch_tokens)
-    tq, _, _ = teacher_embed(teacher, queries, device, batch_tokens)
-    sp, _, _ = student_streams(model, passages, device, chunk_tokens, 4096 if cuda else 256)
-    sq, _, _ = student_streams(model, queries, device, chunk_tokens, 4096 if cuda else 256)
+    gold = torch.arange(len(sets.passages))
+    sp = student_streams(model, sets.passages, device, chunk_tokens, many)[0]
+    sq = student_streams(model, sets.queries, device, chunk_tokens, many)[0]
+    tp, tq = temb["passages"], temb["queries"]
     result["passages"] = {
-        "n": len(pairs), "mean_tokens": float(np.mean([len(p) for p in passages])),
-        "mean_query_tokens": float(np.mean([len(q) for q in queries])),
+        "n": len(sets.passages), "mean_tokens": float(np.mean([len(p) for p in sets.passages])),
+        "mean_query_tokens": float(np.mean([len(q) for q in sets.queries])),
         "mean_cosine_student_teacher": float((sp * tp).sum(-1).mean()),
         "teacher": {k: float(v.mean()) for k, v in recall(tq, tp, gold).items()},
         "student": {k: float(v.mean()) for k, v in recall(sq, sp, gold).items()},
     }
-    print(json.dumps({"passages": result["passages"]}), flush=True)
 
     # (b) long documents
-    long_docs = [d for d in docs if args.min_doc_tokens <= len(d[2]) <= args.max_doc_tokens]
-    if len(long_docs) > args.docs:
-        long_docs = [long_docs[i] for i in sorted(rng.choice(len(long_docs), args.docs, replace=False))]
-    doc_ids = [d[2] for d in long_docs]
-    lengths = np.array([len(x) for x in doc_ids])
-    qs = make_doc_queries(doc_ids, args.queries_per_doc, rng, word_start_table(tok))
-    q_gold = torch.tensor([d for d, _ in qs])
+    lengths = np.array([len(x) for x in sets.doc_ids])
+    q_gold = torch.tensor(sets.doc_gold)
     q_len = lengths[q_gold.numpy()]
-    tq, _, _ = teacher_embed(teacher, [q for _, q in qs], device, batch_tokens)
-    sq, _, _ = student_streams(model, [q for _, q in qs], device, chunk_tokens, 4096 if cuda else 256)
+    sq = student_streams(model, sets.doc_queries, device, chunk_tokens, many)[0]
+    student_streams(model, [sets.doc_ids[0][:chunk_tokens]] * 8, device, chunk_tokens, max_streams)  # warm-up
+    s_docs, secs, tokens = student_streams(model, sets.doc_ids, device, chunk_tokens, max_streams)
+    docs = {"student": (sq, s_docs, speed(secs, tokens))}
+    for name in ("teacher_truncated", "teacher_chunks"):
+        docs[name] = (temb["doc_queries"], temb[name], meta["timings"][name])
     methods = {}
-    student_streams(model, [doc_ids[0][:chunk_tokens]], device, chunk_tokens, max_streams)  # warm-up
-    teacher_embed(teacher, [doc_ids[0][:CONTENT]], device, batch_tokens)
-    runs = {
-        "student": (sq, lambda: student_streams(model, doc_ids, device, chunk_tokens, max_streams)),
-        "teacher_truncated": (tq, lambda: teacher_docs(teacher, doc_ids, device, batch_tokens, truncate=True)),
-        "teacher_chunks": (tq, lambda: teacher_docs(teacher, doc_ids, device, batch_tokens, truncate=False)),
-    }
-    for name, (q_emb, run) in runs.items():
-        emb, secs, tokens = run()
-        hits = recall(q_emb, emb, q_gold)
+    for name, (q_emb, d_emb, timing) in docs.items():
+        hits = recall(q_emb, d_emb, q_gold)
         methods[name] = {"recall@1": float(hits["recall@1"].mean()), "recall@10": float(hits["recall@10"].mean()),
-                         "tokens_read": int(tokens), "seconds": secs, "tokens_per_s": tokens / secs,
-                         "by_length": by_length(hits["recall@10"], q_len)}
-        if name == "student":
-            student_docs = emb
+                         **timing, "by_length": by_length(hits["recall@10"], q_len)}
     if args.engine:
-        try:
-            emb, secs, tokens = engine_docs(loaded, [d[1] for d in long_docs], args.engine_chunk_bytes)
-        except ImportError as e:
-            methods["student_engine"] = {"skipped": f"engine not importable: {e}"}
-        else:
-            hits = recall(sq, emb, q_gold)
-            methods["student_engine"] = {
-                "recall@10": float(hits["recall@10"].mean()), "tokens_read": int(tokens), "seconds": secs,
-                "tokens_per_s": tokens / secs, "cosine_to_direct": float((emb * student_docs).sum(-1).mean()),
-            }
-    result["long_docs"] = {"docs": len(long_docs), "queries": len(qs), "tokens": int(lengths.sum()),
+        config = EngineConfig(max_step_tokens=args.engine_step_tokens or (1 << 18 if cuda else 16384),
+                              max_step_streams=512 if cuda else 64,
+                              max_chunk_bytes=max(1 << 20, args.engine_chunk_bytes))
+        emb, secs, tokens = engine_docs(loaded, sets.doc_texts, args.engine_chunk_bytes, config)
+        hits = recall(sq, emb, q_gold)
+        methods["student_engine"] = {
+            "recall@10": float(hits["recall@10"].mean()), **speed(secs, tokens),
+            "cosine_to_direct": float((emb * s_docs).sum(-1).mean()),
+            "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
+                              "chunk_bytes": args.engine_chunk_bytes},
+            "by_length": by_length(hits["recall@10"], q_len),
+        }
+    result["long_docs"] = {"docs": len(sets.doc_ids), "queries": len(sets.doc_queries), "tokens": int(lengths.sum()),
                            "min_tokens": int(lengths.min()), "max_tokens": int(lengths.max()),
                            "median_tokens": int(np.median(lengths)), "methods": methods}
-    print(json.dumps({"long_docs": {k: v for k, v in result["long_docs"].items() if k != "methods"}}), flush=True)
-    for name, m in methods.items():
-        print(name, json.dumps({k: v for k, v in m.items() if k != "by_length"}), flush=True)
 
-    out = Path(args.out or ROOT / "bench" / "results" / f"quality_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"quality_{device.type}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print_table(result)
+    print(f"wrote {path}")
     try:
-        plot(result, Path(args.plot or out.with_suffix(".png")))
+        plot(result, path.with_suffix(".png"))
+        print(f"wrote {path.with_suffix('.png')}")
     except ImportError:
-        print("matplotlib is not installed: draw the PNG later with --plot-from", out)
+        print(f"matplotlib is not installed: draw the PNG later with `python bench/quality.py plot {path}`")
+
+
+def print_table(result: dict) -> None:
+    p = result["passages"]
+    print(f"\npassages (n={p['n']}): mean cosine student-teacher {p['mean_cosine_student_teacher']:.3f}; "
+          f"recall@1/@10 student {p['student']['recall@1']:.3f}/{p['student']['recall@10']:.3f}, "
+          f"teacher {p['teacher']['recall@1']:.3f}/{p['teacher']['recall@10']:.3f}")
+    ld = result["long_docs"]
+    print(f"long documents: {ld['docs']} ({ld['min_tokens']}..{ld['max_tokens']} tokens, median {ld['median_tokens']}),"
+          f" {ld['queries']} queries")
+    bins = [f"{r['min_tokens'] // 1000}k-{(r['max_tokens'] + 1) // 1000}k"
+            for r in ld["methods"]["student"]["by_length"]]
+    print(f"{'method':18s} {'R@10':>6s} {'tokens/s':>12s}  " + " ".join(f"{b:>9s}" for b in bins))
+    for name, m in ld["methods"].items():
+        cells = {f"{r['min_tokens'] // 1000}k-{(r['max_tokens'] + 1) // 1000}k": r["recall@10"]
+                 for r in m.get("by_length", [])}
+        print(f"{name:18s} {m['recall@10']:6.3f} {m['tokens_per_s']:12,.0f}  "
+              + " ".join(f"{cells[b]:9.3f}" if b in cells else f"{'':9s}" for b in bins))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="phase", required=True)
+    t = sub.add_parser("teacher", help="teacher embeddings and tokens/s (carries the teacher, not the student)")
+    s = sub.add_parser("student", help="student embeddings, tokens/s and all metrics (carries the teacher's outputs)")
+    for p in (t, s):
+        p.add_argument("--data", default=str(ROOT / ".quality" / "heldout"), help="held-out sources (quality_pack)")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--out-dir", required=True)
+    t.add_argument("--teacher", default=str(ROOT / ".quality" / "teacher"))
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--passages", type=int, default=2000)
+    t.add_argument("--docs", type=int, default=400, help="at most this many long documents (all if fewer qualify)")
+    t.add_argument("--queries-per-doc", type=int, default=3)
+    t.add_argument("--min-doc-tokens", type=int, default=5000)
+    t.add_argument("--max-doc-tokens", type=int, default=200000)
+    s.add_argument("--teacher-out", required=True, help="the teacher phase's --out-dir")
+    s.add_argument("--model", default="default", help="MODEL spec (default, a checkpoint folder, ...)")
+    s.add_argument("--chunk-tokens", type=int, default=None, help="student stream chunk (default 8192 GPU, 1024 CPU)")
+    s.add_argument("--engine", action=argparse.BooleanOptionalAction, default=True, help="also run the engine")
+    s.add_argument("--engine-chunk-bytes", type=int, default=65536)
+    s.add_argument("--engine-step-tokens", type=int, default=None, help="max_step_tokens (default 2^18 GPU, 16384 CPU)")
+    pl = sub.add_parser("plot", help="draw the PNG of recall vs document length from a student-phase JSON")
+    pl.add_argument("json")
+    pl.add_argument("--png", default=None)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    if args.phase == "plot":
+        plot(json.loads(Path(args.json).read_text()), Path(args.png or Path(args.json).with_suffix(".png")))
+    elif args.phase == "teacher":
+        teacher_phase(args)
+    else:
+        student_phase(args)
 
 
 if __name__ == "__main__":

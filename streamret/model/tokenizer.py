@@ -89,6 +89,10 @@ class HFTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
 
+    def get_vocab(self) -> dict[str, int]:
+        """Token string -> id, added tokens included (e.g. to tell WordPiece word starts from "##" pieces)."""
+        return self._tok.get_vocab(with_added_tokens=True)
+
 
 def without_prefix_space(spec: dict) -> dict:
     """A tokenizer.json dict whose normalizer, pre-tokenizer and decoder add or strip no start-of-text space."""

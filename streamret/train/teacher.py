@@ -35,6 +35,7 @@ class MiniLM(nn.Module):
         self.emb_norm = nn.LayerNorm(d, eps=self.eps)
         ffn = cfg["intermediate_size"]
         self.layers = nn.ModuleList(_BertLayer(d, ffn, self.n_heads, self.eps) for _ in range(n_layers))
+        self.known_ids: torch.Tensor | None = None  # [vocab] bool on the CPU, for a teacher shrunk to some tokens
 
     @property
     def device(self) -> torch.device:
@@ -62,6 +63,12 @@ class MiniLM(nn.Module):
         """
         if any(len(w) > CONTENT for w in windows):
             raise ValueError(f"a teacher window holds at most {CONTENT} text tokens; split longer text first")
+        if self.known_ids is not None:
+            used = torch.tensor([t for w in windows for t in w], dtype=torch.long)
+            unknown = used[~self.known_ids[used]].unique()
+            if len(unknown):
+                raise ValueError(f"token ids {unknown[:10].tolist()} are not in this shrunk teacher (shrink_teacher "
+                                 "kept only the tokens of its text); use the full teacher for other text")
         out = torch.empty(len(windows), self.cfg["hidden_size"], device=self.device)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         i = 0
@@ -132,6 +139,35 @@ def convert_teacher(hf_dir: str | Path, out_dir: str | Path, quantize: str = "em
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     cfg = json.loads((hf_dir / "config.json").read_text())
     sd = _hf_to_ours(load_file(str(hf_dir / "model.safetensors")), cfg["num_hidden_layers"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(_pack(sd, quantize), str(out_dir / "teacher.safetensors"))
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=1))
+    write_plain_tokenizer(hf_dir / "tokenizer.json", out_dir / "tokenizer.json")
+    return out_dir
+
+
+def shrink_teacher(src: str | Path, out_dir: str | Path, keep_ids: list[int]) -> Path:
+    """Re-store a converted teacher smaller: every matrix int8 and only the word embeddings of `keep_ids`.
+
+    For a job that reads known text only (the quality benchmark's held-out sources): the rows kept
+    are the tokens that text uses; `load_teacher` refuses windows with any other token.
+    """
+    src, out_dir = Path(src), Path(out_dir)
+    sd = _unpack(load_file(str(src / "teacher.safetensors")))
+    ids = torch.tensor(sorted({*keep_ids, CLS_ID, SEP_ID, PAD_ID}), dtype=torch.int32)  # specials frame each window
+    sd["word.weight"] = sd["word.weight"][ids.long()]
+    packed = _pack(sd, "all")
+    packed["word.ids"] = ids
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(packed, str(out_dir / "teacher.safetensors"))
+    for name in ("config.json", "tokenizer.json"):
+        (out_dir / name).write_bytes((src / name).read_bytes())
+    return out_dir
+
+
+def _pack(sd: dict[str, torch.Tensor], quantize: str) -> dict[str, torch.Tensor]:
+    """int8 with one scale per output row for the word embeddings ("embeddings") or every matrix but the
+    positions ("all"); fp16 for the rest."""
     packed: dict[str, torch.Tensor] = {}
     for name, w in sd.items():
         w = w.float()
@@ -141,11 +177,21 @@ def convert_teacher(hf_dir: str | Path, out_dir: str | Path, quantize: str = "em
             packed[name + ".scale"] = scale.squeeze(1).contiguous()
         else:
             packed[name] = w.half().contiguous()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(packed, str(out_dir / "teacher.safetensors"))
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=1))
-    write_plain_tokenizer(hf_dir / "tokenizer.json", out_dir / "tokenizer.json")
-    return out_dir
+    return packed
+
+
+def _unpack(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of `_pack`: float32 weights (a "word.ids" entry passes through)."""
+    sd = {}
+    for name, t in packed.items():
+        if name.endswith(".scale"):
+            continue
+        if name.endswith(".q8"):
+            base = name[: -len(".q8")]
+            sd[base] = t.float() * packed[base + ".scale"].float()[:, None]
+        else:
+            sd[name] = t if name == "word.ids" else t.float()
+    return sd
 
 
 def write_plain_tokenizer(src: str | Path, dst: str | Path) -> None:
@@ -162,16 +208,14 @@ def load_teacher(folder: str | Path, device: str | torch.device = "cpu", dtype: 
     """Load a folder written by `convert_teacher`, dequantised to `dtype`, in eval mode."""
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
-    packed = load_file(str(folder / "teacher.safetensors"))
-    sd = {}
-    for name, t in packed.items():
-        if name.endswith(".scale"):
-            continue
-        if name.endswith(".q8"):
-            base = name[: -len(".q8")]
-            sd[base] = t.float() * packed[base + ".scale"].float()[:, None]
-        else:
-            sd[name] = t.float()
+    sd = _unpack(load_file(str(folder / "teacher.safetensors")))
     model = MiniLM(cfg)
+    ids = sd.pop("word.ids", None)
+    if ids is not None:  # a shrunk teacher (shrink_teacher): the other rows stay NaN and are refused
+        rows = sd["word.weight"]
+        sd["word.weight"] = torch.full((cfg["vocab_size"], rows.shape[1]), float("nan"))
+        sd["word.weight"][ids.long()] = rows
+        model.known_ids = torch.zeros(cfg["vocab_size"], dtype=torch.bool)
+        model.known_ids[ids.long()] = True
     model.load_state_dict(sd)
     return model.to(device=device, dtype=dtype).eval()
