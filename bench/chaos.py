@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from helpers_chaos import ReferenceEmbeddings, run_chaos, stream_text  # noqa: E402
+from helpers_chaos import ReferenceEmbeddings, kill_and_restart, run_chaos, stream_text  # noqa: E402
 from helpers_server import ServeProcess  # noqa: E402
 
 
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         with ServeProcess(tmp / "states", "--durable-every-chunks", str(args.durable_every), cwd=tmp) as server:
             server.start()
-            report = asyncio.run(run_chaos(server, texts, reference, kills=args.kills, seed=args.seed,
+            report = asyncio.run(run_chaos(server.target, texts, reference, kill_and_restart(server),
+                                           kills=args.kills, seed=args.seed,
                                            mean_chunk_bytes=args.chunk_bytes, pace_s=args.pace_s,
                                            hold_last=args.durable_every > 1))
     acked_twice_ok = args.durable_every > 1 or report.acked_twice == 0

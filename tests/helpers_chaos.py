@@ -139,14 +139,27 @@ class ChaosReport:
                 f"{self.seconds:.1f} s")
 
 
-async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np.ndarray], *, kills: int,
-                    seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005,
-                    down_s: tuple[float, float] = (0.0, 0.3), hold_last: bool = False,
-                    kill: Callable[[], Awaitable[None]] | None = None) -> ChaosReport:
-    """Stream every text through `server` (a started helpers_server.ServeProcess) while it is killed `kills`
-    times. Each kill comes when the chunks known applied (the sum of the streams' highest acked seqs) pass a
-    random fraction (5%..90%) of all chunks, plus up to 50 ms; the server stays down for a random time in
-    `down_s`, then restarts on the same port and state folder. `kill` replaces kill-and-restart (e.g. Ray).
+Kill = Callable[[random.Random], Awaitable[None]]
+
+
+def kill_and_restart(server, down_s: tuple[float, float] = (0.0, 0.3)) -> Kill:
+    """A Kill for a helpers_server.ServeProcess: SIGKILL, down for a random time in down_s, restart on the same
+    port and state folder."""
+
+    async def kill(rng: random.Random) -> None:
+        server.kill9()
+        await asyncio.sleep(rng.uniform(*down_s))
+        await asyncio.to_thread(server.start)
+
+    return kill
+
+
+async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str], np.ndarray], kill: Kill, *,
+                    kills: int, seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005,
+                    hold_last: bool = False) -> ChaosReport:
+    """Stream every text through the server at `target` while `kill` strikes `kills` times. Each kill comes
+    when the chunks known applied (the sum of the streams' highest acked seqs) pass a random fraction
+    (5%..90%) of all chunks, plus up to 50 ms.
 
     hold_last: each stream sends its last chunk only after the last kill, so every kill finds every stream
     still in the client's hands. Needed when the server writes records less often than every chunk: chunks
@@ -161,11 +174,6 @@ async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np
     kills_over = asyncio.Event()
     started = time.monotonic()
 
-    async def kill_and_restart() -> None:
-        server.kill9()
-        await asyncio.sleep(rng.uniform(*down_s))
-        await asyncio.to_thread(server.start)
-
     async def killer(streams: asyncio.Future) -> int:
         done = 0
         for mark in marks:
@@ -174,14 +182,14 @@ async def run_chaos(server, texts: dict[str, str], reference: Callable[[str], np
             if streams.done():
                 break
             await asyncio.sleep(rng.uniform(0.0, 0.05))  # anywhere inside a step, a write, an ack
-            await (kill or kill_and_restart)()
+            await kill(rng)
             done += 1
         kills_over.set()
         return done
 
     # a small window: the client reads its source only as acks come, so the streams are still running (and
     # paced) after each restart instead of resending everything they have read at once
-    async with AsyncClient(server.target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5), window=4) as client:
+    async with AsyncClient(target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5), window=4) as client:
 
         async def one(sid: str) -> None:
             out = outcomes[sid]

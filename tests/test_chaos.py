@@ -6,7 +6,7 @@ random:tiny). The long version is `python bench/chaos.py`."""
 import asyncio
 
 import pytest
-from helpers_chaos import ReferenceEmbeddings, run_chaos, stream_text
+from helpers_chaos import ReferenceEmbeddings, kill_and_restart, run_chaos, stream_text
 from helpers_server import ServeProcess
 
 pytestmark = pytest.mark.timeout(300)
@@ -29,8 +29,8 @@ def test_kill_9_at_random_points_loses_nothing_and_applies_nothing_twice(tmp_pat
     texts = {f"chaos-{i}": stream_text(i, 900) for i in range(6)}  # ~25 chunks each, cut anywhere
     with ServeProcess(tmp_path / "states", "--durable-every-chunks", str(durable_every), cwd=tmp_path) as server:
         server.start()
-        report = asyncio.run(run_chaos(server, texts, reference, kills=kills, seed=8 + durable_every,
-                                     hold_last=durable_every > 1))
+        report = asyncio.run(run_chaos(server.target, texts, reference, kill_and_restart(server), kills=kills,
+                                       seed=8 + durable_every, hold_last=durable_every > 1))
         print(report.line())
         assert server.kills == kills and server.starts == kills + 1
         for sid, out in report.streams.items():
