@@ -48,7 +48,7 @@ class Coordinator:
         self.incarnation = uuid.uuid4().hex[:6]  # worker names stay unique across coordinator restarts
         self.live: dict[str, object] = {}
         self.draining: dict[str, object] = {}
-        self.generation = 0
+        self.generation = time.time_ns() // 1000  # grows across coordinator restarts, so gateways see a change
         self._numbered = 0
         self._seen: dict[str, tuple[int, float]] = {}  # gateway -> (generation it applied, when)
         self._changed: asyncio.Condition | None = None
@@ -206,11 +206,16 @@ class Coordinator:
             self._changed.notify_all()
 
     async def _watch(self) -> None:
-        """Replace workers whose restarts are used up, keeping `target` of them."""
+        """Drop workers whose restarts are used up and start others, keeping `target` of them."""
         while not self._stopped:
             await asyncio.sleep(self.monitor_s)
-            for name, handle in list(self.live.items()):
-                await self._check(name, handle)
+            await asyncio.gather(*(self._check(name, h) for name, h in list(self.live.items())))
+            if len(self.live) < self.target and not self._scaling.locked() and not self._stopped:
+                async with self._scaling:
+                    try:
+                        await self._grow(self.target)
+                    except Exception:  # noqa: BLE001  (e.g. no room for a worker yet: try again next round)
+                        log.exception("starting a replacement worker failed")
 
     async def _check(self, name: str, handle) -> None:
         import ray
@@ -222,10 +227,6 @@ class Coordinator:
             pass
         except (ray.exceptions.RayError, TimeoutError):
             return  # restarting or busy: Ray brings it back
-        if self.live.pop(name, None) is None:
-            return
-        log.warning("worker %s is dead for good; its streams move to the other workers", name)
-        await self._publish()
-        if not self._stopped and not self._scaling.locked():
-            async with self._scaling:
-                await self._grow(self.target)
+        if self.live.pop(name, None) is not None:
+            log.warning("worker %s is dead for good; its streams move to the other workers", name)
+            await self._publish()

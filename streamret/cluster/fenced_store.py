@@ -55,7 +55,7 @@ class FencedStore(DurableStore):
         super().__init__(url)
         self.owner = owner  # written into the markers this store creates (for people reading the folder)
         self._epochs: dict[str, int] = {}  # stream id -> epoch this store holds
-        self._claim_lock = threading.Lock()
+        self._claim_locks = [threading.Lock() for _ in range(64)]  # striped: loads of other streams go on
         self.fenced: set[str] = set()  # streams taken over by another worker since this one held them
 
     # ---- layout
@@ -98,7 +98,7 @@ class FencedStore(DurableStore):
 
     def claim(self, stream_id: str) -> int:
         """Take the stream: keep the newest epoch if this store holds it, else create the next marker."""
-        with self._claim_lock:
+        with self._claim_locks[hash(stream_id) % len(self._claim_locks)]:
             if self.owns(stream_id):
                 return self._epochs[stream_id]
             folder = self.folder(stream_id)
@@ -112,6 +112,8 @@ class FencedStore(DurableStore):
                 epoch += 1  # another worker took this epoch at the same moment: go past it
             self._epochs[stream_id] = epoch
             self.fenced.discard(stream_id)
+            with self._lock:  # revisions this store wrote before are stale news (the stream may even be new)
+                self._written.pop(stream_id, None)
             return epoch
 
     def _create_exclusive(self, path: str, data: bytes) -> bool:

@@ -400,17 +400,15 @@ class ClusterEngine:
                 out[name] = f"{type(e).__name__}: {e}"
         return out
 
-    def shutdown(self, checkpoint: bool = True) -> None:
+    def shutdown(self) -> None:
         """Stop following the cluster; the gateway that started the cluster also drains and stops it."""
         if self._stopping.is_set():
             return
         self._stopping.set()
         _ray().get(self.coordinator.leave.remote(self.gateway_id), timeout=self.call_timeout_s)
-        if self.owns_cluster:
+        if self.owns_cluster:  # (other gateways leave the workers running; the server's drain made states durable)
             _ray().get(self.coordinator.stop.remote(), timeout=self.call_timeout_s)
             _ray().kill(self.coordinator)
-        elif checkpoint:
-            self.checkpoint_all()
         with self._lock:
             for link in self._links.values():
                 link.closed = True
