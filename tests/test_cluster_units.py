@@ -93,6 +93,15 @@ def test_delete_fences_late_writes_of_a_stale_owner(tmp_path):
         a.write("s", 2, b"a2")
 
 
+def test_a_stream_deleted_elsewhere_and_created_again_here_is_written(tmp_path):
+    a, b = FencedStore(str(tmp_path), owner="a"), FencedStore(str(tmp_path), owner="b")
+    a.read("s")
+    a.write("s", 5, b"old life")
+    b.delete("s")  # closed on another worker
+    assert a.read("s") is None  # created again here: revisions start over
+    assert a.write("s", 1, b"new life") and b.read("s") == b"new life"
+
+
 def test_racing_claims_get_distinct_epochs(tmp_path):
     stores = [FencedStore(str(tmp_path), owner=f"w{i}") for i in range(6)]
     threads = [threading.Thread(target=s.claim, args=("s",)) for s in stores]
