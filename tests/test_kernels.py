@@ -1,8 +1,9 @@
 """The Triton retention kernels on the CPU (Triton's interpreter) against a float64 reference.
 
-Triton decides at decoration time whether a kernel is interpreted, so this module sets
-TRITON_INTERPRET=1 for its own tests only and loads private, interpreted copies of the kernel
-modules; the environment, sys.modules and every other test module stay as they were.
+Triton decides when it is imported and when a kernel is decorated whether kernels are interpreted,
+for the whole process. So the interpreter tests here run in a child pytest started with
+TRITON_INTERPRET=1 (test_kernels_on_the_interpreter); in the parent they are skipped, and the parent
+process, with every other test module in it, keeps Triton as it was.
 
 The interpreter stores bfloat16 as raw 16-bit integers, multiplies them as integers in tl.dot and
 truncates float32 -> bfloat16; the `bf16_like_gpu` fixture makes both behave as on the GPU
@@ -12,9 +13,11 @@ the same tolerance as on the device.
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import math
 import os
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -29,44 +32,43 @@ from streamret_kernels import (
 )
 from streamret_kernels.utils import poisoned_allocations
 
-KERNELS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "kernels")
 TOL = {torch.float32: 1e-5, torch.bfloat16: 3e-3, torch.float16: 3e-3}
 DTYPES = list(TOL)
+CHILD = os.environ.get("STREAMRET_KERNEL_TESTS") == "interpreter" and os.environ.get("TRITON_INTERPRET") == "1"
+interpreted = pytest.mark.skipif(not CHILD, reason="runs in the interpreter child of test_kernels_on_the_interpreter")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def interpret_env():
-    """TRITON_INTERPRET=1 while this module's tests run (Triton reads it when decorating and again
-    while launching), restored afterwards."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_INTERPRET", "1")
-        yield
-
-
-def _load_interpreted(name: str, relpath: str):
-    """A fresh copy of streamret_kernels.<name> whose @triton.jit kernels run in the interpreter."""
-    spec = importlib.util.spec_from_file_location(
-        f"streamret_kernels.{name}", os.path.join(KERNELS_DIR, relpath)
+def test_kernels_on_the_interpreter():
+    if CHILD:
+        pytest.skip("this is the child")
+    env = dict(os.environ, TRITON_INTERPRET="1", STREAMRET_KERNEL_TESTS="interpreter")
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", __file__],
+        env=env, capture_output=True, text=True, timeout=900,
     )
-    module = importlib.util.module_from_spec(spec)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while decorating
-        spec.loader.exec_module(module)
-    return module
+    assert res.returncode == 0, res.stdout[-8000:] + res.stderr[-2000:]
+    last = res.stdout.strip().splitlines()[-1]  # e.g. "34 passed, 2 skipped in 30.1s"
+    assert re.search(r"\d+ passed, 2 skipped in", last), last  # only the two parent-side tests skip there
 
 
 @pytest.fixture(scope="module")
 def fwd():
-    return _load_interpreted("chunk_retention.triton_fwd", "chunk_retention/triton_fwd.py")
+    from streamret_kernels.chunk_retention import triton_fwd
+
+    return triton_fwd
 
 
 @pytest.fixture(scope="module")
 def step():
-    return _load_interpreted("recurrent_step.triton_step", "recurrent_step/triton_step.py")
+    from streamret_kernels.recurrent_step import triton_step
+
+    return triton_step
 
 
 @pytest.fixture(autouse=True)
 def bf16_like_gpu(monkeypatch):
+    if not CHILD:
+        return
     from triton import language as tl
     from triton.runtime import interpreter
 
@@ -127,6 +129,7 @@ def check_chunk(fwd, lens, H, K, V, dtype, *, seed, decays=None, with_state=True
     return o, ht
 
 
+@interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("segment_len", [0, None, 40])
 def test_chunk_ragged(fwd, dtype, segment_len):
@@ -135,6 +138,7 @@ def test_chunk_ragged(fwd, dtype, segment_len):
     check_chunk(fwd, lens, H=2, K=32, V=48, dtype=dtype, seed=1, decays=[0.97, 0.5], segment_len=segment_len)
 
 
+@interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_chunk_one_long_sequence_is_cut_into_segments(fwd, dtype):
     # N * H * NV programs are far below 2 x the interpreter's 8 "SMs": the planner cuts the sequence
@@ -142,12 +146,14 @@ def test_chunk_one_long_sequence_is_cut_into_segments(fwd, dtype):
     check_chunk(fwd, [300], H=1, K=16, V=32, dtype=dtype, seed=2)
 
 
+@interpreted
 def test_chunk_many_short_sequences(fwd):
     g = torch.Generator().manual_seed(3)
     lens = torch.randint(1, 20, (60,), generator=g).tolist()
     check_chunk(fwd, lens, H=2, K=16, V=16, dtype=torch.bfloat16, seed=3, segment_len=0)
 
 
+@interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_chunk_zero_state_matches_given_zeros(fwd, dtype):
     lens = [40, 7, 90]
@@ -159,6 +165,7 @@ def test_chunk_zero_state_matches_given_zeros(fwd, dtype):
     torch.testing.assert_close(s_none, s_zero, rtol=0, atol=0)
 
 
+@interpreted
 def test_chunk_state_carries_across_calls(fwd):
     """Two calls (first half, then second half from the first's state) equal one call over the whole."""
     lens, H, K, V = [50, 77], 2, 16, 32
@@ -178,11 +185,13 @@ def test_chunk_state_carries_across_calls(fwd):
     torch.testing.assert_close(ht, s2, rtol=1e-5, atol=1e-5)
 
 
+@interpreted
 def test_chunk_strong_decay_and_no_decay(fwd):
     # g = 1 (no decay) and g = 1e-6 (lg = -13.8: g^63 underflows, g^-n would overflow) stay finite
     check_chunk(fwd, [100, 3], H=2, K=16, V=16, dtype=torch.float32, seed=6, decays=[1.0, 1e-6])
 
 
+@interpreted
 def test_chunk_empty_batch_passes_state_through(fwd):
     q, k, v, cu, h0 = make_inputs([0, 0], 2, 16, 16, torch.float32, seed=7)
     o, ht = fwd.chunk_retention_triton(q, k, v, retention_log_decays(2), cu_seqlens=cu, initial_state=h0)
@@ -190,6 +199,7 @@ def test_chunk_empty_batch_passes_state_through(fwd):
     torch.testing.assert_close(ht, h0, rtol=0, atol=0)
 
 
+@interpreted
 def test_chunk_segment_plan_fills_the_gpu(fwd):
     sms = 132
     assert fwd.plan_segment_len(64, 64 * 512, 8, 4, 64, sms) == 0  # 2048 programs: no cuts
@@ -199,6 +209,7 @@ def test_chunk_segment_plan_fills_the_gpu(fwd):
         assert seg % 64 == 0 and seg <= 4096 and (programs >= 1.5 * sms or seg == 4 * 64), (N, T, seg)
 
 
+@interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("N", [1, 37])
@@ -223,9 +234,8 @@ def test_step(step, dtype, inplace, N):
         assert torch.equal(state, before) and new.data_ptr() != state.data_ptr()
 
 
-def test_public_functions_dispatch_to_triton(fwd, step, monkeypatch):
-    monkeypatch.setitem(sys.modules, "streamret_kernels.chunk_retention.triton_fwd", fwd)
-    monkeypatch.setitem(sys.modules, "streamret_kernels.recurrent_step.triton_step", step)
+@interpreted
+def test_public_functions_dispatch_to_triton():
     q, k, v, cu, h0 = make_inputs([9, 30], 2, 16, 32, torch.float32, seed=8)
     lg = retention_log_decays(2)
     o, ht = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="triton")
@@ -238,6 +248,7 @@ def test_public_functions_dispatch_to_triton(fwd, step, monkeypatch):
     torch.testing.assert_close(s, rs, rtol=1e-5, atol=1e-5)
 
 
+@interpreted
 def test_bad_inputs_name_the_fix(fwd, step):
     q, k, v, cu, h0 = make_inputs([4], 1, 16, 16, torch.float32, seed=9)
     with pytest.raises(ValueError, match="one dtype"):
@@ -246,6 +257,7 @@ def test_bad_inputs_name_the_fix(fwd, step):
         step.recurrent_retention_step_triton(q, k, v, h0.double(), retention_log_decays(1))
 
 
+@interpreted
 def test_bf16_split_lowers_the_error(fwd):
     """split_bf16 (scores as bf16 value + residue) lowers the error that fla's numerics add to the
     output's own bf16 rounding."""
@@ -310,12 +322,11 @@ for name, (kernel_name, dtype, consts, warps, stages) in json.loads(sys.argv[1])
 
 
 def test_kernels_compile_for_sm90():
+    if CHILD:
+        pytest.skip("runs in the parent (the compiler needs Triton out of interpreter mode)")
     """Compiles the real (not interpreted) kernels for an H100/H200 with Triton's bundled ptxas: the
     interpreter runs Python and misses what only the compiler checks (types carried through loops,
-    shared memory, register allocation). A subprocess: Triton cannot compile once it has been
-    imported in interpreter mode."""
-    import json
-    import subprocess
+    shared memory, register allocation). A subprocess: the parent's Triton state is not ours to set."""
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
