@@ -142,6 +142,10 @@ def test_duplicate_gap_and_reorder(eng):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InvalidArgument):
             eng.append(sid, bad, "x")
+    fresh = new_id()
+    with pytest.raises(SeqGap) as gap:
+        eng.append(fresh, 2, "a new stream starts at seq 1")
+    assert gap.value.expected == 1 and not eng.exists(fresh)
 
 
 def test_duplicate_of_a_queued_chunk_waits_for_it(eng):

@@ -97,7 +97,6 @@ class Engine:
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
         self._stopping = False
         self._abort = False
-        self._stopped = False
         self._tokens_processed = 0
         self._steps = 0
         self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
@@ -272,7 +271,6 @@ class Engine:
             self.checkpoint_all()
         if self.writer is not None:
             self.writer.close()
-        self._stopped = True
 
     # ------------------------------------------------------------------------------------------
     # appends
@@ -290,7 +288,11 @@ class Engine:
             raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
         with self._lock:
             self._check_running()
-            stream = self.store.get(stream_id) or self._create(stream_id)
+            stream = self.store.get(stream_id)
+            if stream is None:
+                if seq != 1:
+                    raise SeqGap(stream_id, seq, 1)
+                stream = self._create(stream_id)
             if seq <= stream.accepted_seq:
                 return self._duplicate(stream, seq)
             if seq != stream.accepted_seq + 1:
