@@ -59,6 +59,17 @@ class DurableStore:
     def write(self, stream_id: str, revision: int, data: bytes) -> bool:
         """Atomically store `data` as the stream's record unless a newer revision is already there."""
         path = self.path(stream_id)
+        tmp = self.stage(path, data)
+        with self._lock:
+            if revision < self._written.get(stream_id, -1):
+                self._remove(tmp)
+                return False
+            self.publish(tmp, path)
+            self._written[stream_id] = revision
+        return True
+
+    def stage(self, path: str, data: bytes) -> str:
+        """First half of an atomic write: `data` in a temp file beside `path` (fsynced locally)."""
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
         if self.fs is None:
@@ -70,17 +81,15 @@ class DurableStore:
         else:
             self.fs.makedirs(folder, exist_ok=True)
             self.fs.pipe_file(tmp, data)
-        with self._lock:
-            if revision < self._written.get(stream_id, -1):
-                self._remove(tmp)
-                return False
-            if self.fs is None:
-                os.replace(tmp, path)
-                _fsync_dir(folder)
-            else:
-                self.fs.mv(tmp, path)
-            self._written[stream_id] = revision
-        return True
+        return tmp
+
+    def publish(self, tmp: str, path: str) -> None:
+        """Second half: rename the staged file over `path` (and fsync the folder locally)."""
+        if self.fs is None:
+            os.replace(tmp, path)
+            _fsync_dir(path.rsplit("/", 1)[0])
+        else:
+            self.fs.mv(tmp, path)
 
     def read(self, stream_id: str) -> bytes | None:
         path = self.path(stream_id)
