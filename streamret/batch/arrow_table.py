@@ -95,10 +95,17 @@ def _texts(table: pa.Table, text_column: str) -> list[bytes | str]:
 
 
 def table_from_ipc(data: bytes) -> pa.Table:
-    """Read one Arrow IPC stream (what ArrowPayload.arrow_ipc carries)."""
+    """Read one Arrow IPC stream (what ArrowPayload.arrow_ipc carries).
+
+    The reader checks only the framing: a damaged body can still hold offsets that point outside its
+    buffers, and reading those crashes the process. So the table is fully validated (field names too:
+    they must be UTF-8) before any use.
+    """
     try:
-        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        table.validate(full=True)
+        return table
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"arrow_ipc is not a readable Arrow IPC stream ({e}); write it with "
                               "pyarrow.ipc.new_stream") from None
 
