@@ -134,6 +134,12 @@ def drive(engine, streamers: list[Streamer], seconds: float) -> None:
 
 
 
+def loop_seconds(engine) -> dict[str, float]:
+    """Seconds each worker's engine step loop has spent working (model + host side)."""
+    return {name: st.get("loop_model_seconds", 0.0) + st.get("loop_host_seconds", 0.0)
+            for name, st in engine.stats()["workers"].items() if isinstance(st, dict)}
+
+
 def throughput(args) -> list[dict]:
     rows = []
     for n in args.workers:
@@ -142,17 +148,20 @@ def throughput(args) -> list[dict]:
             streamers = [Streamer(engine, f"t{n}-{i}", chunk_text(i, args.chunk_bytes), args.window, args.retry_s)
                          for i in range(args.streams)]
             drive(engine, streamers, args.warmup_s)
-            before = sum(s.tokens for s in streamers)
-            t0 = time.monotonic()
+            before, busy0 = sum(s.tokens for s in streamers), loop_seconds(engine)
+            t0, cpu0 = time.monotonic(), time.process_time()
             drive(engine, streamers, args.seconds)
-            elapsed = time.monotonic() - t0
+            elapsed, gateway_cpu = time.monotonic() - t0, time.process_time() - cpu0
             tokens = sum(s.tokens for s in streamers) - before
             failures = sum(len(s.failures) for s in streamers)
+            busy = [(b - busy0.get(w, 0.0)) / elapsed for w, b in loop_seconds(engine).items()]
             row = {"workers": n, "tokens": tokens, "seconds": round(elapsed, 2), "tokens_per_s": tokens / elapsed,
-                   "failed_chunks": failures}
+                   "failed_chunks": failures, "gateway_cpu_per_s": gateway_cpu / elapsed,
+                   "worker_loop_busy": [round(b, 3) for b in busy]}
             rows.append(row)
             print(f"{n} workers: {row['tokens_per_s']:10.0f} tokens/s  ({tokens} tokens in {elapsed:.1f} s, "
-                  f"{failures} failed chunks)", flush=True)
+                  f"{failures} failed chunks; gateway {row['gateway_cpu_per_s']:.2f} CPU-s/s, worker step loops "
+                  f"busy {', '.join(f'{b:.0%}' for b in busy)})", flush=True)
         finally:
             engine.shutdown()
     base = rows[0]["tokens_per_s"] / rows[0]["workers"]
