@@ -135,7 +135,7 @@ def field_values(field: FieldDescriptor):
         values = ids if field.name.endswith("id") else texts
     else:
         values = _SCALARS[field.type]
-    if field.label == FieldDescriptor.LABEL_REPEATED:
+    if field.is_repeated:
         return st.lists(values, max_size=5)
     return values
 
@@ -203,11 +203,13 @@ def test_undecodable_request_bytes_get_a_status(served):
         TRIED["undecodable requests"] += 1
         try:
             raw(payload, metadata=served.md, timeout=30)
-            code = SC.OK
+            code, details = SC.OK, ""
         except grpc.RpcError as e:
-            code = e.code()
-        # gRPC itself answers a request it cannot parse (INTERNAL "Exception deserializing request!")
-        assert code in DOCUMENTED | {SC.INTERNAL} and served.process.alive(), code
+            code, details = e.code(), e.details()
+        # gRPC itself answers a request it cannot parse, before any servicer code runs: UNKNOWN "Unexpected
+        # <class 'DecodeError'>: Error parsing message ..." (grpc.aio), not INVALID_ARGUMENT
+        assert code in DOCUMENTED | {SC.UNKNOWN} and served.process.alive(), code
+        assert code != SC.UNKNOWN or "Error parsing message" in details, details
     code, _ = served.call("OpenStream", pb.OpenStreamRequest(stream_id="after-garbage", create_if_missing=True))
     assert code == SC.OK
 
@@ -321,6 +323,16 @@ def test_byte_flipped_arrow_bodies_are_refused_not_read(served):
             request = pb.ArrowPayload(arrow_ipc=bytes(data))
             code, _ = served.call(rpc, request if rpc == "EmbedTable" else [request])
             served.check(code, (rpc, "flipped"))
+
+
+@pytest.mark.parametrize("rpc, names", [("EmbedTable", ["id", "text", "id"]),
+                                        ("AppendEvents", ["stream_id", "seq", "text", "text"])])
+def test_duplicate_column_names_are_refused(served, rpc, names):
+    TRIED["duplicate columns"] += 1
+    table = pa.Table.from_arrays([pa.array(["1"]) if n != "seq" else pa.array([1]) for n in names], names=names)
+    request = pb.ArrowPayload(arrow_ipc=table_to_ipc(table))
+    code, details = served.call(rpc, request if rpc == "EmbedTable" else [request])
+    assert code == SC.INVALID_ARGUMENT and "more than one column named" in details
 
 
 def test_arrow_payload_over_the_message_limit(served):

@@ -104,10 +104,14 @@ def table_from_ipc(data: bytes) -> pa.Table:
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
         table.validate(full=True)
-        return table
     except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"arrow_ipc is not a readable Arrow IPC stream ({e}); write it with "
                               "pyarrow.ipc.new_stream") from None
+    names = table.column_names
+    if len(set(names)) < len(names):  # a column looked up by name would be ambiguous
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise InvalidArgument(f"arrow_ipc has more than one column named {twice}; give each column its own name")
+    return table
 
 
 def table_to_ipc(table: pa.Table) -> bytes:
