@@ -33,6 +33,7 @@ class ServeProcess:
         self.model = model
         self.start_timeout_s = start_timeout_s
         self.port = 0
+        self.metrics_port: int | None = None  # when started with --metrics-port
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.kills = 0
@@ -59,6 +60,8 @@ class ServeProcess:
             self.proc.wait()
             raise RuntimeError(f"`streamret serve` did not start: {line!r}\n{self.log()}")
         self.port = int(line.split(" on ")[1].split(":")[1].split(",")[0])
+        if ", metrics on :" in line:
+            self.metrics_port = int(line.split(", metrics on :")[1].split("/")[0])
         self.starts += 1
         return self.port
 
@@ -89,6 +92,17 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait()
             raise
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """One sample of the server's Prometheus /metrics, e.g. metric("streamret_engine_streams", 'tier="host"')."""
+        import urllib.request
+
+        key = f"{name}{{{labels}}}" if labels else name
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
+        for line in text.splitlines():
+            if line.startswith(key + " "):
+                return float(line.split()[-1])
+        raise KeyError(f"no sample {key} in /metrics")
 
     def rss_bytes(self) -> int:
         """Resident memory of the running server, from /proc."""
