@@ -335,6 +335,11 @@ class RetNet(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embeddings.weight.dtype
 
+    def _apply(self, fn, recurse=True):
+        # .to(bfloat16) would round the decays to 8 bits: keep them float32 on the weights' device
+        super()._apply(fn, recurse)
+        return self.reset_buffers()
+
     def reset_buffers(self) -> RetNet:
         """Recompute the non-persistent buffers (decays) on the weights' device, e.g. after a meta-device build."""
         for block in self.layers:
