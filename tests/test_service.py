@@ -681,3 +681,22 @@ def test_client_retries_unary_calls_until_the_server_is_up(engine):
         with pytest.raises(grpc.aio.AioRpcError) as info:  # nobody there: gives up after timeout_s
             c.open("nobody")
         assert info.value.code() == SC.UNAVAILABLE
+
+
+def test_a_client_hanging_up_mid_append_leaves_the_engine_working():
+    # small steps, so that most chunks are still in the engine when the client hangs up
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_tokens=64)) as eng:
+        srv = BackgroundServer(eng, ServerConfig(port=0))
+        try:
+            s = Stubs(srv.port)
+            call = s.Append(iter([req("hangup", i + 1, TEXT * 3) for i in range(8)]))
+            next(call)  # the first ack: the others are queued in the engine
+            call.cancel()  # the server's pending acks are cancelled; the engine's futures must not be
+            fut = eng.submit_append("after-hangup", 1, "still working", flush=True)
+            assert fut.result(timeout=60).applied_seq == 1
+            # and the stream that was cut off goes on from where the engine got to
+            applied = s.OpenStream(pb.OpenStreamRequest(stream_id="hangup")).applied_seq
+            [ack] = s.append(req("hangup", applied + 1, "more"))
+            assert ack.error_code == 0 and ack.applied_seq == applied + 1
+        finally:
+            srv.stop()

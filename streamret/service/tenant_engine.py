@@ -13,14 +13,14 @@ import dataclasses
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from ..batch.arrow_table import embed_table
-from ..errors import FailedPrecondition, NotFound, ResourceExhausted, SeqGap, StreamRetError, TooBusy
+from ..errors import FailedPrecondition, NotFound, ResourceExhausted, SeqGap, StreamRetError, TooBusy, Unavailable
 from .auth import Caller, client_id, scrub
 from .limits import ServiceLimits, StreamRegistry
 from .metrics import ServiceMetrics
@@ -128,8 +128,7 @@ class TenantEngine:
                 pause = min(pause * 2, 0.05)
             except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
                 return self.failed_ack(caller, stream_id, seq, e)
-        done = asyncio.wrap_future(fut)
-        done.add_done_callback(_retrieve)  # an ack nobody awaits any more must not log "never retrieved"
+        done = _follow(fut)
         return PendingAck(finish=lambda: self._finish_ack(caller, eid, seq, done, want_segment))
 
     async def _finish_ack(self, caller: Caller, eid: str, seq: int, fut: asyncio.Future, want_segment: bool):
@@ -158,7 +157,7 @@ class TenantEngine:
         ack = ChunkAck(stream_id, seq, error_code=code_number(code), error_message=scrub(message, caller.tenant))
         if isinstance(exc, SeqGap):
             ack.applied_seq = exc.expected - 1
-        ack.retryable = isinstance(exc, SeqGap | TooBusy)
+        ack.retryable = isinstance(exc, SeqGap | TooBusy | Unavailable)
         return ack
 
     def failed_ack(self, caller: Caller, stream_id: str, seq: int, exc: BaseException) -> PendingAck:
@@ -252,6 +251,33 @@ class TenantEngine:
             except StreamRetError as e:
                 log.warning("idle eviction of a stream failed: %s", e)
         return evicted
+
+
+def _follow(fut: Future) -> asyncio.Future:
+    """An asyncio future that follows an engine future one way. Unlike asyncio.wrap_future, cancelling
+    it (a client hung up) leaves the engine's future alone: the engine still owns it and will set it."""
+    loop = asyncio.get_running_loop()
+    out = loop.create_future()
+    out.add_done_callback(_retrieve)  # an ack nobody awaits any more must not log "never retrieved"
+
+    def settle(f: Future) -> None:
+        if out.done():
+            return
+        if f.cancelled():
+            out.cancel()
+        elif f.exception() is not None:
+            out.set_exception(f.exception())
+        else:
+            out.set_result(f.result())
+
+    def on_done(f: Future) -> None:  # runs on the engine's thread
+        try:
+            loop.call_soon_threadsafe(settle, f)
+        except RuntimeError:  # the server's loop is closed: nobody is waiting
+            pass
+
+    fut.add_done_callback(on_done)
+    return out
 
 
 def _retrieve(fut: asyncio.Future) -> None:
