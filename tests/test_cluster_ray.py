@@ -8,6 +8,7 @@ import json
 import time
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -43,8 +44,27 @@ def chunks_of(text: str) -> list[bytes]:
     return [data[j : j + CHUNK_BYTES] for j in range(0, len(data), CHUNK_BYTES)]
 
 
+FIFTY = {f"fifty-{i}": text_of(i) for i in range(50)}
+KILL = {f"kill-{i}": long_text(i, 36 * CHUNK_BYTES) for i in range(16)}  # 36 chunks each
+SCALE = {f"scale-{i}": long_text(i, 24 * CHUNK_BYTES) for i in range(24)}  # 24 chunks each
+TABLE = [text_of(i) * 40 for i in range(6)]  # several batch chunks per document
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def reference():
+    """The embedded engine's embedding of every text, read in one chunk (chunk invariance); computed
+    before Ray starts, which would otherwise compete for the 2 CPUs."""
+    with Engine.from_model("random:tiny", device="cpu", dtype="float32") as engine:
+        texts = {*FIFTY.values(), *KILL.values(), *SCALE.values(), *TABLE}
+        out = {}
+        for i, text in enumerate(texts):
+            engine.append(f"ref-{i}", 1, text, flush=True)
+            out[text] = engine.embedding(f"ref-{i}")
+    return out.__getitem__
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, reference):
     ray.init(num_cpus=4, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
     try:
         spec = WorkerSpec(model="random:tiny", state_url=str(tmp_path_factory.mktemp("states")), device="cpu",
@@ -54,22 +74,6 @@ def cluster(tmp_path_factory):
         engine.shutdown()
     finally:
         ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def reference():
-    """The embedded engine's embedding of each text, read in one chunk (chunk invariance)."""
-    cache = {}
-    with Engine.from_model("random:tiny", device="cpu", dtype="float32") as engine:
-
-        def embed(text: str) -> np.ndarray:
-            if text not in cache:
-                sid = f"ref-{len(cache)}"
-                engine.append(sid, 1, text, flush=True)
-                cache[text] = engine.embedding(sid)
-            return cache[text]
-
-        yield embed
 
 
 async def serve(engine, streams: dict[str, str], during=None, pace_s: float = 0.0) -> tuple[dict, float]:
@@ -115,17 +119,36 @@ def owners(engine) -> dict[str, int]:
 
 
 def test_fifty_streams_through_two_workers(cluster, reference):
-    streams = {f"fifty-{i}": text_of(i) for i in range(50)}
+    streams = FIFTY
     results, errors = asyncio.run(serve(cluster, streams))
     check(results, streams, reference)
     assert errors == 0
     assert len(cluster.workers) == 2 and all(n > 0 for n in owners(cluster).values())  # both served streams
 
 
+def test_batch_tables_through_the_cluster(cluster, reference):
+    texts = TABLE
+
+    async def embed():
+        server = StreamRetServer(cluster, ServerConfig(port=0))
+        port = await server.start()
+        try:
+            async with AsyncClient(f"127.0.0.1:{port}") as client:
+                return await client.embed_table(pa.table({"id": list(range(6)), "text": texts}))
+        finally:
+            await server.stop()
+
+    rows = asyncio.run(embed()).to_pylist()
+    assert [r["error"] for r in rows] == [None] * 6
+    for row, text in zip(rows, texts):
+        ref = reference(text)
+        assert np.linalg.norm(np.asarray(row["embedding"]) - ref) <= 1e-5 * np.linalg.norm(ref)
+
+
 def test_killed_workers_lose_no_chunk_and_apply_none_twice(cluster, reference):
     """A worker killed mid-stream (Ray restarts it), then one killed for good (the coordinator replaces
     it and its streams move): clients get UNAVAILABLE for chunks in flight and resend from durable_seq."""
-    streams = {f"kill-{i}": text_of(i) * 6 for i in range(16)}  # 12-24 chunks each, ~0.1 s apart
+    streams = KILL  # chunks ~0.1 s apart
     first, second = cluster.workers
     incarnation = cluster.worker_info(first)["incarnation"]
 
@@ -145,7 +168,7 @@ def test_killed_workers_lose_no_chunk_and_apply_none_twice(cluster, reference):
 def test_a_worker_added_and_one_drained_mid_stream(cluster, reference, capsys):
     """`streamret cluster scale 3` mid-stream (streams move to the new worker), then `scale 2` (the new one
     is drained: its streams move back). 24 streams: some hash to the new worker whatever its name."""
-    streams = {f"scale-{i}": long_text(i, 24 * CHUNK_BYTES) for i in range(24)}  # 24 chunks, 0.3 s apart
+    streams = SCALE  # chunks 0.3 s apart
     before = set(cluster.workers)
 
     async def grow_then_shrink(engine):

@@ -75,6 +75,22 @@ def test_a_stale_owner_is_fenced_and_never_shadows_the_new_one(tmp_path):
         b.write("s", 3, b"b3")
 
 
+def test_a_snapshot_queued_before_a_hand_over_never_lands_after_it(tmp_path):
+    a, b = FencedStore(str(tmp_path), owner="a"), FencedStore(str(tmp_path), owner="b")
+    a.read("s")
+    a.write("s", 3, b"a3")
+    a.forget("s")  # handed over
+    b.read("s")
+    b.write("s", 4, b"b4")
+    with pytest.raises(StreamMoved):  # a's writer thread had one more snapshot queued
+        a.write("s", 3, b"a3-late")
+    assert a.epoch("s") is None  # and it took nothing back
+    b.forget("s")
+    assert a.read("s") == b"b4"  # the stream comes back to a
+    assert not a.write("s", 3, b"a3-later")  # an older snapshot is refused even though a holds it again
+    assert FencedStore(str(tmp_path), owner="c").read("s") == b"b4"
+
+
 def test_a_record_of_the_embedded_layout_is_read_and_superseded(tmp_path):
     DurableStore(str(tmp_path)).write("s", 5, b"embedded")
     store = FencedStore(str(tmp_path), owner="a")

@@ -17,6 +17,9 @@ only presumed dead) must never overwrite what the new owner writes. Each stream 
   so its stale copy in memory is dropped. Record-then-check closes the race: a new owner creates
   its marker before it reads, so either it read this record or the writer sees its marker.
 - Deleting a stream takes a new epoch first (stale owners stay fenced) and leaves the markers.
+- A store writes only streams it holds, and never a revision older than the record it loaded: a
+  snapshot queued before a hand-over cannot land after it. A stream created without a read
+  (import, fork) is claimed explicitly first.
 
 `<h>` is the sha256 of the stream id, as in the embedded `DurableStore`; a record that store left
 (`<h>.safetensors`) is read as epoch 0, so a state folder moves from one process to a cluster as is.
@@ -146,20 +149,26 @@ class FencedStore(DurableStore):
             records = self._records(stream_id)
             if not records:
                 return super().read(stream_id)  # a record of the embedded layout, or None
+            (_, revision), path = records[-1]
             try:
-                return self._cat(records[-1][1])
+                data = self._cat(path)
             except FileNotFoundError:
                 continue  # superseded by a newer record while we listed: list again
+            with self._lock:  # a snapshot this store took before it lost the stream must never land now
+                self._written[stream_id] = max(revision, self._written.get(stream_id, -1))
+            return data
         raise Unavailable(f"the records of stream {stream_id!r} keep changing under this reader; retry")
 
     def exists(self, stream_id: str) -> bool:
         return bool(self._records(stream_id)) or super().exists(stream_id)
 
     def write(self, stream_id: str, revision: int, data: bytes) -> bool:
-        """Store a record at this store's epoch; StreamMoved when a newer owner exists."""
+        """Store a record at this store's epoch; StreamMoved when this store does not hold the stream
+        (given up, or a late write of a snapshot from before) or a newer owner exists."""
         epoch = self._epochs.get(stream_id)
         if epoch is None:
-            epoch = self.claim(stream_id)  # a stream created here (import, fork) that was never read
+            raise StreamMoved(f"stream {stream_id!r} is not held by this worker (handed over or taken over); "
+                              "its record is not written")
         with self._lock:
             if revision < self._written.get(stream_id, -1):
                 return False

@@ -117,6 +117,8 @@ class StreamWorker:
             raise Unavailable(f"worker {self.name} is draining; its streams are moving, retry shortly")
         for sid in (stream_id, args[0]) if op == "fork" else (stream_id,):
             self._drop_if_stale(sid, fresh)
+        if op in ("import_state", "fork"):  # they create a stream without reading the store first
+            self.store.claim(args[0] if op == "fork" else stream_id)
         if op == "append":
             seq, data, flush = args
             return self.engine.submit_append(stream_id, seq, data, flush=flush)
@@ -144,6 +146,7 @@ class StreamWorker:
                 continue
             except StreamMoved:  # it was taken over already: this copy is stale
                 self.engine.drop(stream_id)
+            self.engine.writer.drain()  # records queued before the eviction are written (or refused) now
             self.store.forget(stream_id)
             return
         raise TooBusy(f"stream {stream_id!r} keeps receiving chunks on worker {self.name}; another gateway "
