@@ -26,16 +26,16 @@ step() {  # step NAME SECONDS COMMAND...
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$R/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 
-timeout --signal=KILL 120 python3 -m pytest -q -p no:cacheprovider tests/gpu tests/test_engine_gpu.py >"$R/pytest_gpu.log" 2>&1 &
+timeout --signal=KILL 240 python3 -m pytest -q -p no:cacheprovider tests/gpu tests/test_engine_gpu.py >"$R/pytest_gpu.log" 2>&1 &
 tests=$!
 step kernels-precompile 90 python3 bench/kernels.py --precompile-only
 wait $tests; echo "GPU tests exit $?"; tail -n 25 "$R/pytest_gpu.log"; pack
 step kernels 100 python3 bench/kernels.py --out "$R/kernels"
 step engine-small 75 python3 bench/engine.py --device cuda --models small --streams 64,1024 --chunks 512 \
-  --step-tokens 65536 --repeats 2 --min-seconds 2 --memory-models small --memory-tokens 1000000 \
+  --step-tokens 65536 --max-round-tokens 1048576 --repeats 2 --min-seconds 2 --memory-models small --memory-tokens 1000000 \
   --memory-chunk 4096 --memory-points 24 --out "$R/engine_small"
 step engine-13b 65 python3 bench/engine.py --device cuda --models fla-1.3b --streams 1024 --chunks 512 \
-  --step-tokens 16384 --repeats 1 --min-seconds 2 --memory-models '' --out "$R/engine_13b"
+  --step-tokens 16384 --max-round-tokens 1048576 --repeats 1 --min-seconds 2 --memory-models '' --out "$R/engine_13b"
 step quality 75 python3 bench/quality.py student --data .quality/heldout --teacher-out .quality/teacher_out \
   --model default --out-dir "$R/quality"
 step service 75 python3 bench/service.py --device cuda --model random:small --streams 1000 --chunks 12 \

@@ -447,6 +447,7 @@ def main() -> None:
     ceil = ceilings()
     print(json.dumps(meta), json.dumps(ceil), flush=True)
     rows = []
+    os.makedirs(args.out, exist_ok=True)  # job children append to a file in it
     out_json = os.path.join(args.out, "kernels.json")
     for lname in args.layouts:
         H, K, V = LAYOUTS[lname]
