@@ -407,18 +407,17 @@ class RetNet(nn.Module):
         n = len(bounds) - 1
         if bounds[0] != 0 or bounds[-1] != ids.shape[0] or any(b > a for a, b in zip(bounds[1:], bounds[:-1])):
             raise ValueError(f"cu_seqlens must rise from 0 to T={ids.shape[0]}, got {bounds}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
-            lo, hi = int(ids.min()), int(ids.max())
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {lo}..{hi}")
+        self._check_ids(ids)
         if state is None:
             state = self.init_state(n)
         elif state.n != n:
             raise ValueError(f"state holds {state.n} streams but the batch has {n} sequences")
-        cu_seqlens = cu_seqlens.to(device=ids.device, dtype=torch.int32)
+        cu_seqlens = _to_device(cu_seqlens.to(torch.int32), ids.device)
 
-        lens = torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:])], device=ids.device)
+        lens = _to_device(torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:])]), ids.device)
         start = state.positions.to(ids.device) if positions is None else positions.to(ids.device, torch.long)
-        seq_of_token = torch.repeat_interleave(torch.arange(n, device=ids.device), lens)
+        # output_size known on the host: on a GPU this does not wait for the device to finish its queue
+        seq_of_token = torch.repeat_interleave(torch.arange(n, device=ids.device), lens, output_size=ids.shape[0])
         offset = torch.arange(ids.shape[0], device=ids.device) - cu_seqlens[:-1].long()[seq_of_token]
         cos, sin = rotary_cos_sin(
             start[seq_of_token] + offset, self.config.head_k_dim, self.config.rope_base, self.config.rope_freqs
@@ -434,6 +433,17 @@ class RetNet(nn.Module):
         pool_sum = state.pool_sum.clone().index_add_(0, seq_of_token, x.detach().to(torch.float64))
         new_state = RetNetState(new_layers, start + lens, pool_sum, state.pool_count + lens)
         return (x.view(B, L, -1) if batched else x), new_state
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        """Token ids must index the embedding table. On a GPU the check runs on the device: reading
+        min/max back would make every forward wait for all the work queued before it."""
+        if not ids.numel():
+            return
+        V = self.config.vocab_size
+        if ids.device.type == "cuda":
+            torch._assert_async(((ids >= 0) & (ids < V)).all(), f"token ids must lie in [0, {V})")
+        elif int(ids.min()) < 0 or int(ids.max()) >= V:
+            raise ValueError(f"token ids must lie in [0, {V}), got {int(ids.min())}..{int(ids.max())}")
 
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings [N, embed_dim] from pooled sums (any span of hidden states)."""
@@ -454,6 +464,14 @@ class RetNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on `device`. A plain host-to-GPU copy waits for the GPU's queue to drain;
+    from pinned memory it is queued behind the work already there, and the host goes on."""
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def get_preset(name: str) -> RetNetConfig:
