@@ -67,7 +67,12 @@ def join_cluster(address: str | None, spec: WorkerSpec, workers: int, resources:
             options["lifetime"] = "detached"
         coordinator = ray.remote(Coordinator).options(**options).remote(spec, workers, resources)
         created = True
-    status = ray.get(coordinator.status.remote(), timeout=connect_timeout_s)
+    try:
+        status = ray.get(coordinator.status.remote(), timeout=connect_timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise TimeoutError(f"the cluster's {workers} workers did not start within {connect_timeout_s:.0f} s; "
+                           f"each needs {resources.num_gpus:g} GPU and {resources.num_cpus:g} CPU: check `ray status` "
+                           "for free resources (or lower --workers / --gpus-per-worker)") from None
     if not created and (status["model"], status["state_url"]) != (spec.model, spec.state_url):
         raise ValueError(f"the cluster on {address} runs model {status['model']!r} with states at "
                          f"{status['state_url']!r}; start this gateway with the same --model and --state-dir")
