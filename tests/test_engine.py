@@ -177,7 +177,7 @@ def test_backpressure_too_busy_and_chunk_limit():
 
 
 def test_segments_are_pooled_with_the_prefix_as_context(eng):
-    text = "First sentence here. Second one follows! Third?\nA new line"
+    text = "First sentence here. Second one follows! Third? \nA new line"  # " \n": a safe cut (text.py)
     sid = new_id()
     for seq, chunk in enumerate(cut(text.encode(), [7, 30, 31, 50]), 1):
         eng.append(sid, seq, chunk)

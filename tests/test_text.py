@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.text import TextAssembler, TextSnapshot
+from streamret.model.tokenizer import HFTokenizer
 
 WORDS = ["the", "naïve", "café", "日本語", "😀x", "a.", "end!", "(quote.)", "\n", "  ", "\t", "ok?", "€"]
 
@@ -52,8 +53,9 @@ def test_cuts_fall_before_whitespace_unless_flushed(data, text):
     for c in chunks:
         for p in a.feed(c):
             done = p.end_byte
-        # what is handed out ends right before a whitespace character of the stream
-        assert done == 0 or raw[done : done + 1].decode().isspace()
+        # what is handed out ends right before a space that follows a word: never inside a run of
+        # whitespace, never before a newline or tab
+        assert done == 0 or (raw[done : done + 1] == b" " and not raw[done - 1 : done].isspace())
 
 
 @settings(max_examples=150, deadline=None)
@@ -83,13 +85,25 @@ def test_sentence_segments_do_not_depend_on_cuts(data, text):
 
 def test_sentence_and_line_boundaries():
     a = TextAssembler()
-    pieces = a.feed(b'He said "stop." Then left!\nNext line x') + a.close()
+    pieces = a.feed(b'He said "stop." Then left! \n\nNext line x') + a.close()
     assert [(p.text, p.starts_segment, p.ends_segment) for p in pieces] == [
         ('He said "stop."', False, True),
         (" Then left!", False, True),
-        ("\nNext line", True, False),
+        (" \n\nNext line", True, False),  # the whole run of whitespace starts the new line's segment
         (" x", False, True),  # the tail, handed out by close, which ends the segment
     ]
+    # a newline right after a word is no safe cut (Metaspace keeps "end.\nNext" as one pre-token)
+    b = TextAssembler()
+    assert [p.text for p in b.feed(b"One end.\nNext line\t\tx y")] == ["One end.\nNext line\t\tx"]
+
+
+def test_safe_cut_is_linear_on_long_words_and_runs():
+    a = TextAssembler(max_tail_bytes=1 << 26)
+    assert a.feed(b"w" * 5_000_000) == []
+    assert [len(p.text) for p in a.feed(b" " * 5_000_000)] == [5_000_000]  # the word; the spaces wait
+    assert a.tail_bytes == 5_000_000
+    pieces = a.feed(b"\n" * 5_000_000 + b"x y")
+    assert [len(p.text) for p in pieces] == [10_000_001]  # the whole run with the word after it, then " y" waits
 
 
 def test_chunk_mode_ends_a_segment_per_append():
@@ -156,3 +170,21 @@ def test_rejects_bad_settings():
         TextAssembler(max_tail_bytes=2)
     with pytest.raises(ValueError, match="segment_by"):
         TextAssembler(segment_by="paragraph")
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama", "metaspace"])
+def test_pieces_tokenize_like_the_whole_text_with_hf_tokenizers(style):
+    """Tokenizers trained in the test (tests/test_tokenizer.py) on text with runs of spaces, newlines
+    and tabs: BPE merges "\\n\\n", Metaspace keeps "word\\nnext" whole, so only safe cuts concatenate."""
+    import random
+
+    from test_tokenizer import STYLES, sample_text
+
+    tok = HFTokenizer.from_json(STYLES[style]())
+    rng = random.Random(3)
+    for seed in range(30):
+        raw = sample_text(random.Random(seed), 30).encode()
+        chunks = cut(raw, [rng.randrange(len(raw) + 1) for _ in range(rng.randrange(12))])
+        pieces, a = feed_all(chunks, [False] * len(chunks), max_tail_bytes=1 << 20)
+        pieces += a.close()
+        assert [i for p in pieces for i in tok.encode(p.text)] == tok.encode(raw.decode()), [p.text for p in pieces]

@@ -1,9 +1,12 @@
 """Text boundaries: turn a stream's bytes, cut anywhere, into text pieces that are safe to tokenize.
 
 A chunk may end inside a UTF-8 character or inside a word. `TextAssembler` keeps the undecoded
-tail and hands out text only up to a safe cut: right before a whitespace character, where every
-tokenizer the engine accepts is concatenative (see `streamret.model.tokenizer.Tokenizer`), so
-tokenizing the pieces one by one gives the same ids as tokenizing the whole stream at once.
+tail and hands out text only up to a safe cut: right before a space " " that follows a
+non-whitespace character, where every tokenizer the engine accepts is concatenative (see
+`streamret.model.tokenizer.Tokenizer`), so tokenizing the pieces one by one gives the same ids as
+tokenizing the whole stream at once. Never inside a run of whitespace (BPE merges "\n\n" and
+"  "), and never before a newline or tab that follows a word (Metaspace tokenizers keep
+"word\nnext" as one pre-token).
 
 Policies (documented for clients):
 - Invalid UTF-8: every byte that is not part of a valid UTF-8 sequence becomes U+FFFD. The
@@ -16,9 +19,10 @@ Policies (documented for clients):
 - `flush` hands out every complete character (the cut is then wherever the client flushed) and
   keeps only an incomplete character, which later bytes may still complete; `close` also turns
   that remainder into U+FFFD.
-- Segments (sentence mode): a segment ends right before a whitespace character that follows
-  . ! ? and their CJK forms (closing quotes and brackets may follow the mark), and a newline
-  starts a new segment. Every segment cut is also a safe cut, so segmentation never changes
+- Segments (sentence mode): a segment ends right before a space that follows . ! ? and their
+  CJK forms (closing quotes and brackets may follow the mark), and a run of whitespace that
+  starts with a space and holds a newline starts a new segment ("end.\nNext" is no cut: it is
+  not a safe one). Every segment cut is also a safe cut, so segmentation never changes
   tokenization, and it depends only on the text, not on the chunking.
 """
 
@@ -32,9 +36,12 @@ SEGMENT_MODES = ("sentence", "chunk")  # a segment per sentence, or per appended
 SENTENCE_END = frozenset(".!?。！？…")
 CLOSERS = frozenset("\"')]}»”’」』）")
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that failed to decode, as surrogateescape writes them
-_LAST_SPACE = re.compile(r"(?<=.)\s\S*\Z", re.S)  # the last whitespace character that is not the first one
+# searched in the reversed text: the last space that follows a non-whitespace character; each
+# position is tried with a two-character test, so it is linear whatever the words' and runs' lengths
+_LAST_CUT_REVERSED = re.compile(r" (?=\S)")
 _SEGMENT_CUT = re.compile(
-    "[" + re.escape("".join(SENTENCE_END)) + "][" + re.escape("".join(CLOSERS)) + r"]*(?=\s)|(?<=.)(?=\n)", re.S
+    "[" + re.escape("".join(SENTENCE_END)) + "][" + re.escape("".join(CLOSERS)) + r"]*(?= )|(?<=\S)(?= [^\S\n]*\n)",
+    re.S,
 )
 
 
@@ -109,8 +116,9 @@ class TextAssembler:
         return self._emit(len(self._text), boundary="flush")
 
     def _last_safe_cut(self) -> int:
-        m = _LAST_SPACE.search(self._text)
-        return m.start() if m else 0
+        """The last position right before a space that follows non-whitespace; 0 when there is none."""
+        m = _LAST_CUT_REVERSED.search(self._text[::-1])
+        return len(self._text) - 1 - m.start() if m else 0
 
     def _emit(self, cut: int, boundary: str) -> list[TextPiece]:
         """Hand out text[:cut]; boundary says what follows it: "space", "flush" or "forced" (mid-word)."""
@@ -129,12 +137,14 @@ class TextAssembler:
                 ends = (_ends_sentence(part) and (not last or boundary != "forced")) or (last and boundary == "flush")
             else:
                 ends = last  # chunk mode: whatever one append hands out is one segment
-            pieces.append(TextPiece(_clean(part), offset, offset + nb, by_sentence and part[0] == "\n", ends))
+            starts = by_sentence and "\n" in part[: len(part) - len(part.lstrip())]
+            pieces.append(TextPiece(_clean(part), offset, offset + nb, starts, ends))
             start, offset = end, offset + nb
         self._offset = offset
         return pieces
 
     @staticmethod
     def _segment_cuts(raw: str) -> list[int]:
-        """Positions i (0 < i < len) right before whitespace where a sentence ends or a line starts."""
+        """Safe cuts i (0 < i < len) where a sentence ends or a line starts (before the whole run of
+        whitespace holding the newline)."""
         return sorted({m.end() for m in _SEGMENT_CUT.finditer(raw)} - {len(raw)})
