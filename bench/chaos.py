@@ -3,11 +3,16 @@ CPU, a state folder) is killed with SIGKILL at random points and restarted on th
 
     python bench/chaos.py --streams 32 --stream-bytes 4000 --kills 20 --seed 1
     python bench/chaos.py --durable-every 4 --kills 10          # sparser records: rollbacks and resends
+    python bench/chaos.py --long-word-mb 10                     # no kills: one 10 MB word, memory bounded
 
 Prints kills survived, chunks sent, chunks lost (must be 0), chunks applied twice (must be 0; with a record
 per chunk also no chunk acked as applied twice) and the worst relative error of a final embedding against an
 undisturbed run (must be <= 1e-5); exits 1 when any of these fails. --out writes the figures as JSON.
 The CI-sized version is tests/test_chaos.py; both run the driver in tests/helpers_chaos.py.
+
+--long-word-mb N streams one word of N MB (no whitespace at all) through the client in 1 MiB chunks and
+prints the tokens read, the seconds, and the server's peak RSS against its RSS before (the bounded text
+tail hands a long word out in pieces, so memory must not grow with it).
 """
 
 from __future__ import annotations
@@ -37,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--durable-every", type=int, default=1, help="server's --durable-every-chunks (default 1)")
     p.add_argument("--pace-s", type=float, default=0.005, help="pause between a stream's chunks (default 0.005)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--long-word-mb", type=float, help="instead of kills: stream one word of this many MB")
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
+    if args.long_word_mb:
+        return long_word(args)
 
     texts = {f"chaos-{i}": stream_text(i + args.seed * 1000, args.stream_bytes) for i in range(args.streams)}
     with tempfile.TemporaryDirectory() as tmp, ReferenceEmbeddings() as reference:
@@ -67,6 +75,34 @@ def main(argv: list[str] | None = None) -> int:
             "worst_rel_err": report.worst_rel_err, "seconds": round(report.seconds, 1), "pass": ok,
         }
         Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
+    return 0 if ok else 1
+
+
+def long_word(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from streamret.client import Client
+
+    n = int(args.long_word_mb * 1e6)
+    piece = 1 << 20
+    with tempfile.TemporaryDirectory() as tmp, ServeProcess(Path(tmp) / "states", cwd=tmp) as server:
+        server.start()
+        rss_before = server.rss_bytes()
+        started = time.monotonic()
+        with Client(server.target) as client:
+            chunks = (b"w" * min(piece, n - i) for i in range(0, n, piece))
+            ack = client.stream("long-word", chunks)
+            emb = client.embedding_array("long-word")
+        seconds = time.monotonic() - started
+        peak = server.peak_rss_bytes()
+    ok = ack.tokens == n and abs(float(np.linalg.norm(emb)) - 1) < 1e-4
+    print(f"one {n:,}-byte word: {ack.tokens:,} tokens read in {seconds:.1f} s; server RSS {rss_before / 2**20:.0f} "
+          f"MiB before, peak {peak / 2**20:.0f} MiB")
+    print("PASS" if ok else "FAIL")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "bytes": n, "tokens": ack.tokens,
+                                              "seconds": round(seconds, 1), "rss_before": rss_before,
+                                              "peak_rss": peak, "pass": ok}, indent=1) + "\n")
     return 0 if ok else 1
 
 
