@@ -538,13 +538,16 @@ class Engine:
         counts = torch.tensor([seg.pool_count for _, seg, _ in closed])
         embeddings = self.runner.embed(sums, counts)
         stream_embeddings = out.embeddings.numpy() if out is not None else None
-        for (stream, seg, row), emb in zip(closed, embeddings):
+        start = 0
+        for (stream, row), group in itertools.groupby(closed, key=lambda c: (c[0], c[2])):  # per stream
+            segs = [seg for _, seg, _ in group]
             if row is not None:
                 stream_emb = stream_embeddings[row]
             else:
                 state = self.store.read(stream.id)
                 stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
-            stream.segments.keep(seg, emb, stream_emb)
+            stream.segments.keep_many(segs, embeddings[start : start + len(segs)], stream_emb)
+            start += len(segs)
 
     def _write_durable(self, stream: Stream, items: list[WorkItem]) -> None:
         """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written."""

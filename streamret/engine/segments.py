@@ -125,6 +125,24 @@ class SegmentTracker:
             self.kept_text.pop()
             self.kept_bytes.pop()
 
+    def keep_many(self, segs: list[ClosedSegment], embeddings: np.ndarray, stream_embedding: np.ndarray) -> None:
+        """`keep` for several segments closed in one step (one stream embedding for all): the `max_kept`
+        most salient of the kept and the new ones stay, with one matrix product instead of one per segment."""
+        n = len(self.kept_text)
+        if self.kept_embeddings is None:
+            self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
+        texts = self.kept_text + [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
+        spans = self.kept_bytes + [(seg.start_byte, seg.end_byte) for seg in segs]
+        if len(texts) <= self.max_kept:
+            self.kept_embeddings[n : len(texts)] = embeddings
+            self.kept_text, self.kept_bytes = texts, spans
+            return
+        rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
+        stay = np.sort(np.argsort(-(rows @ stream_embedding), kind="stable")[: self.max_kept])
+        self.kept_embeddings[: self.max_kept] = rows[stay]
+        self.kept_text = [texts[i] for i in stay]
+        self.kept_bytes = [spans[i] for i in stay]
+
     def _document_order(self) -> list[int]:
         return sorted(range(len(self.kept_text)), key=lambda i: self.kept_bytes[i])
 
