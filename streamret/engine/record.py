@@ -54,6 +54,18 @@ def decode(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+def _check_count(name: str, value) -> int:
+    """A count, seq or byte offset read from a record: an integer in [0, 2^63) (what the service's uint64
+    fields and the engine's arithmetic can hold), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+        raise ValueError(f"{name}={value!r} is not an integer in [0, 2^63)")
+    return value
+
+
+def _count(meta: dict, key: str) -> int:
+    return _check_count(key, meta[key])
+
+
 class StreamCodec:
     """Stream + state <-> record bytes for one model and engine configuration."""
 
@@ -114,13 +126,13 @@ class StreamCodec:
                 **self._tracker_limits(),
             )
             self._check_segments(segments)
-            text = TextSnapshot(base64.b64decode(meta["text_tail"]), int(meta["text_offset"]))
-            applied_seq = int(meta["applied_seq"])
+            text = TextSnapshot(base64.b64decode(meta["text_tail"]), _count(meta, "text_offset"))
+            applied_seq = _count(meta, "applied_seq")
             stream = Stream(
                 id=stream_id if stream_id is not None else str(meta["stream_id"]),
                 segments=segments, text=self.new_assembler(text), applied_text=text, applied_seq=applied_seq,
-                durable_seq=applied_seq, accepted_seq=applied_seq, tokens=int(meta["tokens"]),
-                revision=int(meta["revision"]),
+                durable_seq=applied_seq, accepted_seq=applied_seq, tokens=_count(meta, "tokens"),
+                revision=_count(meta, "revision"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidArgument(f"corrupt streamret state record: {type(e).__name__}: {e}") from None
@@ -137,6 +149,10 @@ class StreamCodec:
 
     def _check_segments(self, seg: SegmentTracker) -> None:
         c = self.model_config
+        open_bytes = [] if seg.open_start is None else [("open.start", seg.open_start)]
+        for name, v in [("open.count", seg.open_count), *open_bytes, ("open.end", seg.open_end),
+                        *[(f"kept[{i}]", b) for i, span in enumerate(seg.kept_bytes) for b in span]]:
+            _check_count(name, v)
         if seg.open_sum.shape != (c.d_model,):
             raise ValueError(f"segment sum has shape {tuple(seg.open_sum.shape)}, this model needs ({c.d_model},)")
         if seg.kept_embeddings is not None and seg.kept_embeddings.shape[1:] != (c.out_embed_dim,):
