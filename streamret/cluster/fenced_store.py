@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 
 from ..engine.state_store import DurableStore, _fsync_dir
 from ..errors import Unavailable
@@ -209,18 +208,5 @@ class FencedStore(DurableStore):
         return self.fs.cat_file(path)
 
     def _put(self, path: str, data: bytes) -> None:
-        """Atomic write: temp file (fsynced locally), then rename over the final name."""
-        folder = path.rsplit("/", 1)[0]
-        tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-        if self.fs is None:
-            os.makedirs(folder, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(folder)
-        else:
-            self.fs.makedirs(folder, exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, path)
+        """Atomic write: the engine store's stage (temp file, fsynced) then publish (rename)."""
+        self.publish(self.stage(path, data), path)
