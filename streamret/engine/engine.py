@@ -52,6 +52,17 @@ from .worker import ModelRunner, StepOutput
 
 log = logging.getLogger("streamret.engine")
 
+
+def _resolve(fut: Future, value) -> None:
+    """Set a result unless the caller already gave up on the future (a client that hung up)."""
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _reject(fut: Future, error: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(error)
+
 SUMMARY_MODES = ("extractive", "generative")
 
 
@@ -97,6 +108,7 @@ class Engine:
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
         self._stopping = False
         self._abort = False
+        self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
         self._tokens_processed = 0
         self._steps = 0
         self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
@@ -245,7 +257,9 @@ class Engine:
     def checkpoint_all(self) -> None:
         """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM)."""
         with self._lock:
-            self._applied.wait_for(lambda: self.scheduler.pending_chunks == 0 or self._abort)
+            self._applied.wait_for(
+                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None
+            )
             if self.durable is None:
                 return
             for stream in self.store.streams.values():
@@ -338,15 +352,15 @@ class Engine:
     def _duplicate(self, stream: Stream, seq: int) -> Future:
         out: Future = Future()
         if seq <= stream.applied_seq:
-            out.set_result(dataclasses.replace(self._ack(stream, seq), duplicate=True))
+            _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
             return out
         original = next(it for it in stream.pending if it.seq == seq)
 
         def relay(f: Future) -> None:
-            if f.exception() is not None:
-                out.set_exception(f.exception())
+            if f.cancelled() or f.exception() is not None:
+                _reject(out, Unavailable(f"chunk {seq} of stream {stream.id!r} was not applied; resend it"))
             else:
-                out.set_result(dataclasses.replace(f.result(), duplicate=True))
+                _resolve(out, dataclasses.replace(f.result(), duplicate=True))
 
         original.future.add_done_callback(relay)
         return out
@@ -419,6 +433,27 @@ class Engine:
     # the step loop
 
     def _loop(self) -> None:
+        try:
+            self._steps_forever()
+        except BaseException as e:  # a bug must not leave callers waiting forever on their futures
+            self._crash(e)
+
+    def _crash(self, error: BaseException) -> None:
+        log.critical("the engine's step loop stopped", exc_info=error)
+        with self._lock:
+            self._broken = error
+            for stream in list(self.store.streams.values()):
+                if stream.pending:
+                    try:
+                        self._fail_stream(stream, Unavailable(
+                            f"the engine stopped after an internal error; stream {stream.id!r} is safe up to "
+                            f"its durable_seq {stream.durable_seq}: resend after the server restarts"))
+                    except Exception:
+                        for item in stream.pending:
+                            _reject(item.future, Unavailable("the engine stopped after an internal error"))
+            self._applied.notify_all()
+
+    def _steps_forever(self) -> None:
         """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
         inflight: _Step | None = None
         while True:
@@ -490,7 +525,7 @@ class Engine:
                 resolved = self._apply(step.plan, step.spans, step.out)
             self._sweep_durable()
         for fut, ack in resolved:
-            fut.set_result(ack)
+            _resolve(fut, ack)
         t2 = time.perf_counter()
         self._model_s += t1 - t0
         self._host_s += t2 - t1
@@ -564,7 +599,7 @@ class Engine:
                     log.error("durable write of stream %r failed: %s", stream.id, error)
                 acks = [(it.future, self._ack(stream, it.seq)) for it in items]
             for fut, ack in acks:
-                fut.set_result(ack)
+                _resolve(fut, ack)
 
         self.writer.submit(stream.id, stream.revision, meta, tensors, written)
 
@@ -596,7 +631,7 @@ class Engine:
         items = stream.rewind(self.codec.new_assembler(stream.applied_text))
         self.scheduler.cancel(stream.id, items)
         for item in items:
-            item.future.set_exception(error)
+            _reject(item.future, error)
         self._applied.notify_all()
 
     # ------------------------------------------------------------------------------------------
@@ -620,7 +655,7 @@ class Engine:
             if stream is None or not stream.pending:
                 return
             last = stream.pending[-1]
-            self._applied.wait_for(lambda: last not in stream.pending)
+            self._applied.wait_for(lambda: last not in stream.pending or self._broken is not None)
 
     def _ack(self, stream: Stream, seq: int | None) -> Ack:
         return Ack(stream.id, stream.applied_seq if seq is None else seq, stream.applied_seq, stream.durable_seq,
@@ -630,6 +665,9 @@ class Engine:
         return StreamInfo(stream.id, stream.applied_seq, stream.durable_seq, stream.tokens, self.fingerprint)
 
     def _check_running(self) -> None:
+        if self._broken is not None:
+            raise Unavailable("the engine stopped after an internal error (see the server log); restart the server: "
+                              "every stream is safe up to its durable_seq")
         if self._stopping:
             raise Unavailable("the engine is shutting down; retry on another worker")
 
