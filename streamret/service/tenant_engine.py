@@ -89,7 +89,9 @@ class TenantEngine:
         """(engine StreamInfo, labels) of the caller's stream, creating it if asked and allowed."""
         eid = caller.engine_id(stream_id)
         labels = self.limits.check_labels(labels)
-        if eid not in self.registry and create and not await self._call(self.engine.exists, eid):
+        if eid not in self.registry and not await self._call(self.engine.exists, eid):
+            if not create:  # said before a place in the tenant's limit is taken (a full tenant would hear "limit")
+                raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=true")
             caller.require_write("creating a stream")
         info = await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=create))
         return info, self.registry.touch(caller.tenant, eid, labels)
