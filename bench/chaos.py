@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from helpers_server import ServeProcess  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `with ServeProcess` stops the served process
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=32, help="concurrent streams (default 32)")
     p.add_argument("--stream-bytes", type=int, default=4000, help="bytes per stream (default 4000)")
