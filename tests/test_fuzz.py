@@ -67,7 +67,7 @@ class Served:
         self.batch = pb_grpc.BatchStub(self.channel)
         self.md = (("authorization", f"Bearer {TOKEN}"),)
 
-    def call(self, rpc: str, request, timeout: float = 120.0):
+    def call(self, rpc: str, request, timeout: float = 300.0):
         """(status, response or responses) of one call; a streaming call's requests come as a list."""
         stub = self.batch if rpc in ("EmbedTable", "EmbedTables", "AppendEvents") else self.streams
         method = getattr(stub, rpc)
@@ -374,7 +374,7 @@ def test_invalid_utf8_and_control_characters_are_read(served, data, cuts):
 def test_a_10_mb_word(served):
     """A 10 MB word (no whitespace at all) in one chunk is refused as too large (not retryable) and the call
     goes on; the same word streamed in chunks is read (the first 256 KiB here, on a CPU: the bounded text tail
-    hands it out in pieces). bench/chaos.py --long-word-mb 10 streams all of it."""
+    hands it out in pieces). `python bench/chaos.py --long-word-mb 10` streams all of it."""
     TRIED["10 MB word"] += 1
     word = b"w" * (10 * 1000 * 1000)
     first, more = pb.AppendRequest(stream_id="word", seq=1, data=word), pb.AppendRequest(stream_id="word", seq=1,
