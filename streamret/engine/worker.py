@@ -7,12 +7,11 @@ turns token lists plus states into new states and the sums the outputs are built
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from ..model.retnet import RetNet, RetNetState
+from ..model.retnet import RetNet, RetNetState, pooled_embedding
 
 
 @dataclass
@@ -33,11 +32,10 @@ class ModelRunner:
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
-        # `RetNet.embed` on the CPU, through a float64 copy of the embedding head: booking a step
-        # then never waits on the device, which is already running the next step
+        # embeddings on the CPU, through a float64 copy of the embedding head: booking a step then
+        # never waits on the device, which is already running the next step
         head = model.embed_head
-        host_head = None if head is None else SimpleNamespace(weight=head.weight.detach().to("cpu", torch.float64))
-        self._host_model = SimpleNamespace(embed_head=host_head)
+        self._host_head = None if head is None else head.weight.detach().to("cpu", torch.float64)
 
     @torch.inference_mode()
     def run(self, tokens: list[np.ndarray], state: RetNetState, span_lens: list[int]) -> StepOutput:
@@ -75,7 +73,7 @@ class ModelRunner:
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:
         """`RetNet.embed` of pooled sums [n, d] (float64, any device), computed on the CPU: float32 [n, e]."""
-        return RetNet.embed(self._host_model, pool_sum.cpu(), pool_count.cpu()).numpy()
+        return pooled_embedding(pool_sum.cpu(), pool_count.cpu(), self._host_head).numpy()
 
     @torch.inference_mode()
     def generate(self, state: RetNetState, prompt: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:

@@ -447,10 +447,7 @@ class RetNet(nn.Module):
 
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings [N, embed_dim] from pooled sums (any span of hidden states)."""
-        mean = pool_sum / pool_count.clamp(min=1).to(pool_sum.dtype)[:, None]
-        if self.embed_head is not None:
-            mean = mean @ self.embed_head.weight.to(mean.dtype).T
-        return F.normalize(mean, dim=-1).float()
+        return pooled_embedding(pool_sum, pool_count, None if self.embed_head is None else self.embed_head.weight)
 
     @torch.no_grad()
     def stream_embedding(self, state: RetNetState) -> torch.Tensor:
@@ -472,6 +469,16 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type != "cuda" or t.device.type == "cuda":
         return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
+
+
+def pooled_embedding(
+    pool_sum: torch.Tensor, pool_count: torch.Tensor, head_weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Mean of the pooled hidden states, through the embedding head if any, L2-normalised: float32 [N, e]."""
+    mean = pool_sum / pool_count.clamp(min=1).to(pool_sum.dtype)[:, None]
+    if head_weight is not None:
+        mean = mean @ head_weight.to(mean.dtype).T
+    return F.normalize(mean, dim=-1).float()
 
 
 def get_preset(name: str) -> RetNetConfig:
