@@ -216,31 +216,40 @@ def test_idle_streams_are_evicted_then_reload_transparently(server):
 def test_a_client_that_never_reads_its_acks_is_held_back(server):
     """A client writes chunks as fast as it can and never reads an ack. The server stops reading its call once
     max_unacked_per_call acks wait (gRPC flow control then stops the client's writes), so the client gets only
-    a bounded amount in; the server's memory stays bounded and other tenants are served meanwhile."""
+    a bounded amount in; the server's memory stays bounded and other tenants are served meanwhile.
+
+    The client turns HTTP/2 BDP probing off, so that its receive window stays at its initial 64 KiB: with
+    probing on, grpc may grow the window of a client that never reads, and the acks then pile up in the
+    client's own memory while the server goes on applying chunks at its own pace (a CI run saw no stall in
+    300 s that way). The server's side of the bound is the same either way."""
     rss_before = server.rss_bytes()
     chunk = ("flood " * 43)[:256]
 
     async def flood():
-        channel = grpc.aio.insecure_channel(server.target)
+        channel = grpc.aio.insecure_channel(server.target, options=[("grpc.http2.bdp_probe", 0)])
         call = pb_grpc.StreamRetStub(channel).Append(metadata=Tenant(server, "flood").md)
-        written = 0
+        written, stalled, deadline = 0, False, time.monotonic() + 120
         try:
             for seq in range(1, 200_001):  # 51 MB if nothing held it back
+                if time.monotonic() > deadline:
+                    break
                 try:
                     await asyncio.wait_for(call.write(pb.AppendRequest(stream_id="flood", seq=seq, text=chunk)), 3.0)
                 except TimeoutError:
-                    break  # held back
+                    stalled = True  # held back
+                    break
                 written = seq
             await asyncio.to_thread(other_tenant_works, server, "during-flood")
             peak = server.rss_bytes()
         finally:
             call.cancel()
             await channel.close()
-        return written, peak
+        return written, stalled, peak
 
-    written, rss_during = asyncio.run(flood())
+    written, stalled, rss_during = asyncio.run(flood())
     print(f"\nflood: the client got {written} chunks of {len(chunk)} B in before its writes stalled; server RSS "
           f"{rss_before / MiB:.0f} -> {rss_during / MiB:.0f} MiB")
+    assert stalled, f"the client wrote {written} chunks in 120 s without reading an ack and was never held back"
     # 1024 chunks in the server's window plus what HTTP/2 flow control lets sit in buffers (a few MiB)
     assert written * len(chunk) < 16 * MiB, f"the client wrote {written} chunks without reading an ack"
     assert rss_during - rss_before < 300 * MiB, (rss_before / MiB, rss_during / MiB)
