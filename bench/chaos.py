@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             server.start()
             report = asyncio.run(run_chaos(server.target, texts, reference, kill_and_restart(server),
                                            kills=args.kills, seed=args.seed,
-                                           mean_chunk_bytes=args.chunk_bytes, pace_s=args.pace_s,
-                                           hold_last=args.durable_every > 1))
+                                           mean_chunk_bytes=args.chunk_bytes, pace_s=args.pace_s))
     acked_twice_ok = args.durable_every > 1 or report.acked_twice == 0
     ok = (report.kills == args.kills and report.lost == 0 and report.applied_twice == 0 and acked_twice_ok
           and report.worst_rel_err <= 1e-5)

@@ -76,16 +76,16 @@ class _Ledger:
 
     def __init__(self, next_seq: int, max_kept_bytes: int):
         self.next_seq = next_seq
-        self.kept: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()  # seq -> (data, flush)
+        self.kept: OrderedDict[int, tuple[bytes, bool, bool]] = OrderedDict()  # seq -> (data, flush, durable)
         self.kept_bytes = 0
         self.max_kept_bytes = max_kept_bytes
         self.floor = next_seq - 1  # chunks <= floor are forgotten; resuming below it is impossible
         self.acked = next_seq - 1
-        self.to_resend: list[tuple[int, bytes, bool]] = []
+        self.to_resend: list[tuple[int, bytes, bool, bool]] = []
 
-    def add(self, data: bytes, flush: bool) -> int:
+    def add(self, data: bytes, flush: bool, durable: bool) -> int:
         seq, self.next_seq = self.next_seq, self.next_seq + 1
-        self.kept[seq] = (data, flush)
+        self.kept[seq] = (data, flush, durable)
         self.kept_bytes += len(data)
         return seq
 
@@ -98,7 +98,7 @@ class _Ledger:
 
     def forget(self, upto: int) -> None:
         while self.kept and next(iter(self.kept)) <= upto:
-            seq, (data, _) = self.kept.popitem(last=False)
+            seq, (data, _, _) = self.kept.popitem(last=False)
             self.kept_bytes -= len(data)
             self.floor = max(self.floor, seq)
 
@@ -111,7 +111,7 @@ class _Ledger:
                               "the server checkpoint more often")
         self.forget(info.durable_seq)
         self.acked = info.applied_seq
-        self.to_resend = [(seq, data, fl) for seq, (data, fl) in self.kept.items() if seq > info.applied_seq]
+        self.to_resend = [(seq, *kept) for seq, kept in self.kept.items() if seq > info.applied_seq]
 
     @property
     def unacked(self) -> int:
@@ -138,16 +138,18 @@ class _Source:
         return item
 
 
-async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool) -> AsyncIterator[tuple[bytes, bool]]:
-    """(data, flush) for each chunk, then an empty flushing chunk if `flush`."""
+async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool,
+                    durable: bool) -> AsyncIterator[tuple[bytes, bool, bool]]:
+    """(data, flush, durable) for each chunk, then an empty last chunk that flushes and/or asks for a
+    durable record, if either is wanted."""
     if isinstance(chunks, AsyncIterable):
         async for c in chunks:
-            yield _bytes(c), False
+            yield _bytes(c), False, False
     else:
         for c in chunks:
-            yield _bytes(c), False
-    if flush:
-        yield b"", True
+            yield _bytes(c), False, False
+    if flush or durable:
+        yield b"", flush, durable
 
 
 class AsyncClient:
@@ -211,19 +213,24 @@ class AsyncClient:
         return info
 
     async def stream(self, stream_id: str, chunks: Iterable[Chunk] | AsyncIterable[Chunk], *, flush: bool = True,
+                     durable: bool = True,
                      on_ack: Callable[[pb.AppendAck], None] | None = None) -> pb.AppendAck | None:
         """Append every chunk (opening the stream if needed) and return the last ack.
 
         flush: after the last chunk, send an empty flushing chunk so the unfinished tail is read too.
+        durable: the last chunk asks the server for a durable record before its ack, so that everything
+            sent is durable when this returns (the last ack's durable_seq is its seq), whatever the
+            server's durability policy; a server without a durable store cannot, and its ack says so.
         on_ack: called with each ack of a chunk applied (or a duplicate), e.g. to move a progress bar.
         """
-        return await self._append(stream_id, _Source(_numbered(chunks, flush)), on_ack)
+        return await self._append(stream_id, _Source(_numbered(chunks, flush, durable)), on_ack)
 
-    async def append(self, stream_id: str, data: Chunk, *, flush: bool = False) -> pb.AppendAck:
-        """Append one chunk and return its ack."""
+    async def append(self, stream_id: str, data: Chunk, *, flush: bool = False, durable: bool = False
+                     ) -> pb.AppendAck:
+        """Append one chunk and return its ack (durable: its record is written before the ack)."""
 
         async def one():
-            yield _bytes(data), flush
+            yield _bytes(data), flush, durable
 
         return await self._append(stream_id, _Source(one()), None)
 
@@ -261,18 +268,20 @@ class AsyncClient:
 
         async def send() -> None:
             nonlocal source_done
-            for seq, data, flush in resend:
+            for seq, data, flush, durable in resend:
                 await room.acquire()
-                await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush))
+                await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush,
+                                                  durable=durable))
             while True:
                 await room.acquire()
                 try:
-                    data, flush = await source.next()
+                    data, flush, durable = await source.next()
                 except StopAsyncIteration:
                     source_done = True
                     break
-                seq = ledger.add(data, flush)
-                await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush))
+                seq = ledger.add(data, flush, durable)
+                await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush,
+                                                  durable=durable))
             await call.done_writing()
 
         sender = asyncio.create_task(send())

@@ -155,15 +155,14 @@ def kill_and_restart(server, down_s: tuple[float, float] = (0.0, 0.3)) -> Kill:
 
 
 async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str], np.ndarray], kill: Kill, *,
-                    kills: int, seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005,
-                    hold_last: bool = False) -> ChaosReport:
+                    kills: int, seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005) -> ChaosReport:
     """Stream every text through the server at `target` while `kill` strikes `kills` times. Each kill comes
     when the chunks known applied (the sum of the streams' highest acked seqs) pass a random fraction
     (5%..90%) of all chunks, plus up to 50 ms.
 
-    hold_last: each stream sends its last chunk only after the last kill, so every kill finds every stream
-    still in the client's hands. Needed when the server writes records less often than every chunk: chunks
-    acked but not yet durable survive a crash only while the client still holds them to resend.
+    A stream the client has finished is durable whatever the server's policy: `Client.stream` asks for a
+    record with its last chunk. Before that, chunks acked but not yet durable survive a kill because the
+    client still holds them and resends them.
     """
     rng = random.Random(seed)
     chunks = {sid: random_cuts(text.encode(), rng, mean_chunk_bytes) for sid, text in texts.items()}
@@ -171,7 +170,6 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
     total = sum(o.chunks for o in outcomes.values())
     marks = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
     progress = dict.fromkeys(texts, 0)  # per stream: the highest seq known to be applied
-    kills_over = asyncio.Event()
     started = time.monotonic()
 
     async def killer(streams: asyncio.Future) -> int:
@@ -184,7 +182,6 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
             await asyncio.sleep(rng.uniform(0.0, 0.05))  # anywhere inside a step, a write, an ack
             await kill(rng)
             done += 1
-        kills_over.set()
         return done
 
     # a small window: the client reads its source only as acks come, so the streams are still running (and
@@ -202,9 +199,7 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
                 progress[sid] = max(progress[sid], ack.seq)
 
             async def paced():
-                for i, c in enumerate(chunks[sid]):
-                    if hold_last and i == len(chunks[sid]) - 1:
-                        await kills_over.wait()
+                for c in chunks[sid]:
                     yield c
                     await asyncio.sleep(pace_s)
 
@@ -217,7 +212,6 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
         try:
             kills_done = await killer(streams)
         except BaseException:
-            kills_over.set()
             streams.cancel()
             raise
         await streams

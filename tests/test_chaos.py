@@ -20,17 +20,15 @@ def reference():
 
 @pytest.mark.parametrize("durable_every, kills", [(1, 3), (4, 2)], ids=["record-per-chunk", "record-per-4-chunks"])
 def test_kill_9_at_random_points_loses_nothing_and_applies_nothing_twice(tmp_path, reference, durable_every, kills):
-    """With a record per chunk an ack means durable, so no chunk may be acked as applied twice, and a stream the
-    client has finished is safe too. With a record per 4 chunks a kill rolls streams back to their last record
-    (some never had one: the client creates them again) and the client resends what it kept; the final state
-    must still hold each chunk once. That promise holds while the client still holds the chunks (a finished
-    stream's chunks after its last record die with the server), so there every stream's last chunk waits for
-    the last kill."""
+    """With a record per chunk an ack means durable, so no chunk may be acked as applied twice. With a record
+    per 4 chunks a kill rolls streams back to their last record (some never had one: the client creates them
+    again) and the client resends what it kept; the final state must still hold each chunk once. A stream the
+    client has finished is safe in both: its last chunk asks for a record (Client.stream's durable=True)."""
     texts = {f"chaos-{i}": stream_text(i, 900) for i in range(6)}  # ~25 chunks each, cut anywhere
     with ServeProcess(tmp_path / "states", "--durable-every-chunks", str(durable_every), cwd=tmp_path) as server:
         server.start()
         report = asyncio.run(run_chaos(server.target, texts, reference, kill_and_restart(server), kills=kills,
-                                       seed=8 + durable_every, hold_last=durable_every > 1))
+                                       seed=8 + durable_every))
         print(report.line())
         assert server.kills == kills and server.starts == kills + 1
         for sid, out in report.streams.items():

@@ -205,7 +205,7 @@ def test_calls_start_in_channel_order_even_when_they_arrive_out_of_order(workers
     gw = Gateway(w)
 
     async def scenario():
-        calls = [(n, gw.channel, "append", "s", (n + 1, CHUNKS[n], n == 3)) for n in range(4)]
+        calls = [(n, gw.channel, "append", "s", (n + 1, CHUNKS[n], n == 3, False)) for n in range(4)]
         # send the last first: each waits for its predecessors, so the engine sees seq 1, 2, 3, 4
         tasks = [asyncio.create_task(w.call(ch, n, op, sid, args)) for n, ch, op, sid, args in reversed(calls)]
         return await asyncio.gather(*tasks)
@@ -230,14 +230,14 @@ def test_a_stream_moves_between_workers_through_the_store(workers):
     ga, gb = Gateway(a), Gateway(b)
 
     async def scenario():
-        ok(await ga.call("append", "s", 1, CHUNKS[0], False))
-        ok(await ga.call("append", "s", 2, CHUNKS[1], False))
+        ok(await ga.call("append", "s", 1, CHUNKS[0], False, False))
+        ok(await ga.call("append", "s", 2, CHUNKS[1], False, False))
         ok(await ga.call("release", "s"))  # a hands it over: durable, freed
         assert a.engine.stats()["streams"]["device"] == 0
         info = ok(await gb.call("open", "s", False, fresh=True))
         assert (info.applied_seq, info.durable_seq) == (2, 2)
-        ok(await gb.call("append", "s", 3, CHUNKS[2], False))
-        ok(await gb.call("append", "s", 4, CHUNKS[3], True))
+        ok(await gb.call("append", "s", 3, CHUNKS[2], False, False))
+        ok(await gb.call("append", "s", 4, CHUNKS[3], True, False))
         return ok(await gb.call("embedding", "s"))
 
     emb = asyncio.run(scenario())
@@ -249,13 +249,13 @@ def test_a_stale_copy_is_dropped_before_use(workers):
     ga, gb = Gateway(a), Gateway(b)
 
     async def scenario():
-        ok(await ga.call("append", "s", 1, CHUNKS[0], False))
+        ok(await ga.call("append", "s", 1, CHUNKS[0], False, False))
         # b takes the stream without a's release (a gateway with an older view, or a was presumed dead)
-        ok(await gb.call("append", "s", 2, CHUNKS[1], False, fresh=True))
+        ok(await gb.call("append", "s", 2, CHUNKS[1], False, False, fresh=True))
         # a still holds seq 1 in memory; routed back to a, it must not build on that copy
         info = ok(await ga.call("info", "s", fresh=True))
         assert info.applied_seq == 2
-        gap = await ga.call("append", "s", 2, CHUNKS[1], False)
+        gap = await ga.call("append", "s", 2, CHUNKS[1], False, False)
         assert ok(gap).duplicate
 
     asyncio.run(scenario())
@@ -266,16 +266,16 @@ def test_a_fenced_write_does_not_claim_durability(workers):
     ga, gb = Gateway(a), Gateway(b)
 
     async def scenario():
-        ok(await ga.call("append", "s", 1, CHUNKS[0], False))
+        ok(await ga.call("append", "s", 1, CHUNKS[0], False, False))
         ok(await gb.call("open", "s", False, fresh=True))  # b takes epoch 2
-        ack = ok(await ga.call("append", "s", 2, CHUNKS[1], False))  # a does not know yet
+        ack = ok(await ga.call("append", "s", 2, CHUNKS[1], False, False))  # a does not know yet
         assert ack.applied_seq == 2 and ack.durable_seq == 1  # the client keeps chunk 2
         assert "s" in a.store.fenced
         # a's next call drops its copy and takes the stream back from the newest record; every record
         # is a prefix of the one chunk sequence, so the stream goes on consistently from there
-        ack = ok(await ga.call("append", "s", 3, CHUNKS[2], False))
+        ack = ok(await ga.call("append", "s", 3, CHUNKS[2], False, False))
         assert a.store.epoch("s") == 3 and ack.applied_seq == 3
-        ok(await ga.call("append", "s", 4, CHUNKS[3], True))
+        ok(await ga.call("append", "s", 4, CHUNKS[3], True, False))
         return ok(await ga.call("embedding", "s"))
 
     np.testing.assert_allclose(asyncio.run(scenario()), reference("".join(CHUNKS)), rtol=1e-5, atol=1e-6)
@@ -286,9 +286,9 @@ def test_draining_refuses_calls_but_releases(tmp_path, workers):
     ga = Gateway(a)
 
     async def scenario():
-        ok(await ga.call("append", "s", 1, CHUNKS[0], False))
+        ok(await ga.call("append", "s", 1, CHUNKS[0], False, False))
         await a.drain()
-        refused = await ga.call("append", "s", 2, CHUNKS[1], False)
+        refused = await ga.call("append", "s", 2, CHUNKS[1], False, False)
         assert isinstance(refused, Failure) and isinstance(refused.error(), Unavailable)
         assert ok(await ga.call("release", "s")) is None
 

@@ -1,8 +1,10 @@
 """The engine end to end on a CPU (float32, random:tiny): invariants 1-4 of DESIGN.md."""
 
+import copy
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,13 +44,15 @@ def rel_err(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def one_shot(eng: Engine, text: str | bytes) -> np.ndarray:
-    """The embedding of the whole text in one model call, without the engine."""
+def one_shot(eng: Engine, text: str | bytes, model: torch.nn.Module | None = None) -> np.ndarray:
+    """The embedding of the whole text in one model call, without the engine (by `model`: the engine's
+    model unless given, e.g. a float64 copy of it)."""
+    model = eng.model if model is None else model
     raw = text.encode() if isinstance(text, str) else text
     ids = eng.tokenizer.encode(raw.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape").decode())
     with torch.no_grad():
-        _, state = eng.model(torch.tensor(ids, dtype=torch.long))
-    return eng.model.stream_embedding(state)[0].numpy()
+        _, state = model(torch.tensor(ids, dtype=torch.long))
+    return model.stream_embedding(state)[0].numpy()
 
 
 def cut(data: bytes, points) -> list[bytes]:
@@ -63,6 +67,12 @@ def eng():
         yield e
 
 
+@pytest.fixture(scope="module")
+def model64(eng):
+    """A float64 copy of the engine's model: the exact answer, against which float32 rounding is measured."""
+    return copy.deepcopy(eng.model).double()
+
+
 TEXT = st.text(
     alphabet=st.sampled_from(list("abc xyz.!?\n\t") + ["é", "ß", "€", "日", "本", "😀", "\u00a0", "\u3000"]),
     min_size=1, max_size=160,
@@ -71,7 +81,7 @@ TEXT = st.text(
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), text=TEXT)
-def test_embedding_does_not_depend_on_cuts_or_flushes(eng, data, text):
+def test_embedding_does_not_depend_on_cuts_or_flushes(eng, model64, data, text):
     raw = text.encode()
     chunks = cut(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=10)))
     flushes = data.draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
@@ -80,7 +90,13 @@ def test_embedding_does_not_depend_on_cuts_or_flushes(eng, data, text):
         eng.append(sid, seq, chunk, flush=flush)
     eng.flush(sid)
     assert eng.info(sid).tokens == len(raw)
-    assert rel_err(eng.embedding(sid), one_shot(eng, raw)) <= 1e-5
+    # 1e-5, or more where the float32 model itself is ill-conditioned on this text: a per-head norm of a
+    # retention output that nearly cancels amplifies rounding (" \u00a0", 3 byte tokens: one float32
+    # pass is 3.6e-5 off a float64 run, a 1 + 2 split 1.9e-5, and they differ by 1.8e-5). The bound
+    # follows that float32 error, measured on the same text; a wrong token or state moves it far more.
+    reference = one_shot(eng, raw)
+    float32_error = rel_err(reference, one_shot(eng, raw, model64))
+    assert rel_err(eng.embedding(sid), reference) <= max(1e-5, 4 * float32_error)
 
 
 @settings(max_examples=15, deadline=None)
@@ -287,6 +303,27 @@ def test_durability_policies(tmp_path):
         e.append("s", 1, "at shutdown ")
     with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "c"), config=cfg) as e:
         assert e.info("s").applied_seq == 1 and e.info("s").durable_seq == 1
+
+
+def test_a_chunk_can_ask_for_a_durable_record_whatever_the_policy(tmp_path):
+    """durable=True writes the stream's record before the ack, also for a duplicate applied but not yet
+    durable (a client resending its last chunk); the record is on disk when the ack comes."""
+    cfg = EngineConfig(durable_every_chunks=0)  # records only at shutdown, unless asked
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "a"), config=cfg) as e:
+        assert [e.append("s", seq, f"word{seq} ").durable_seq for seq in (1, 2)] == [0, 0]
+        ack = e.append("s", 3, "asked ", durable=True)
+        assert (ack.applied_seq, ack.durable_seq, ack.duplicate) == (3, 3, False)
+        assert e.append("s", 4, "later ").durable_seq == 3
+        again = e.append("s", 4, "later ", durable=True)  # the resent last chunk
+        assert (again.applied_seq, again.durable_seq, again.duplicate) == (4, 4, True)
+        assert e.append("s", 4, "later ", durable=True).durable_seq == 4  # nothing left to write
+        shutil.copytree(tmp_path / "a", tmp_path / "disk")  # what a crash right now would leave
+        emb = e.embedding("s")
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "disk"), config=cfg) as e:
+        assert (e.info("s").applied_seq, e.info("s").durable_seq) == (4, 4)
+        np.testing.assert_array_equal(e.embedding("s"), emb)
+    with Engine.from_model("random:tiny", device="cpu", config=cfg) as e:  # no durable store: nothing to write
+        assert e.append("s", 1, "x ", durable=True).durable_seq == 0
 
 
 CRASH_CHILD = """

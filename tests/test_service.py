@@ -617,8 +617,11 @@ def test_cli_serve_drains_on_sigterm_and_exits_0(tmp_path):
     proc, port = _start_cli_server(["--state-dir", str(state_dir), "--durable-every-chunks", "0"], tmp_path)
     try:
         with Client(f"127.0.0.1:{port}") as c:
-            ack = c.stream("sig", [TEXT[:50], TEXT[50:]], flush=False)
+            ack = c.stream("sig", [TEXT[:50], TEXT[50:]], flush=False, durable=False)
+            # by default stream() ends with an empty chunk that asks for a record, policy or not
+            kept = c.stream("sig-durable", [TEXT[:50], TEXT[50:]], flush=False)
         assert ack.applied_seq == 2 and ack.durable_seq == 0
+        assert (kept.seq, kept.applied_seq, kept.durable_seq) == (3, 3, 3)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

@@ -102,22 +102,22 @@ def _ack(seq, durable):
 def test_ledger_keeps_chunks_until_durable_and_plans_the_resend():
     ledger = _Ledger(next_seq=1, max_kept_bytes=1 << 20)
     for i in range(5):
-        assert ledger.add(b"c%d" % i, False) == i + 1
+        assert ledger.add(b"c%d" % i, False, False) == i + 1
     ledger.on_ack(_ack(1, 0))
     ledger.on_ack(_ack(2, 2))
     assert list(ledger.kept) == [3, 4, 5] and ledger.unacked == 3
     # the server restarted from its durable state (seq 2): everything after goes again
     ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=2, durable_seq=2))
-    assert [seq for seq, _, _ in ledger.to_resend] == [3, 4, 5]
+    assert [seq for seq, *_ in ledger.to_resend] == [3, 4, 5]
     # the connection broke but the server kept going (applied 4): only 5 goes again
     ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=4, durable_seq=2))
-    assert [seq for seq, _, _ in ledger.to_resend] == [5] and ledger.unacked == 1
+    assert [seq for seq, *_ in ledger.to_resend] == [5] and ledger.unacked == 1
 
 
 def test_ledger_memory_bound_limits_how_far_back_it_can_resume():
     ledger = _Ledger(next_seq=1, max_kept_bytes=10)
     for _ in range(4):
-        ledger.add(b"x" * 6, False)
+        ledger.add(b"x" * 6, False, False)
     for seq in range(1, 5):
         ledger.on_ack(_ack(seq, 0))  # nothing durable: the bound drops the oldest acked chunks
     assert ledger.kept_bytes <= 10 and ledger.floor == 3
@@ -128,7 +128,8 @@ def test_ledger_memory_bound_limits_how_far_back_it_can_resume():
 def test_ledger_resends_everything_to_a_server_that_lost_the_stream():
     ledger = _Ledger(next_seq=1, max_kept_bytes=1 << 20)
     for i in range(3):
-        ledger.add(b"c%d" % i, i == 2)
+        ledger.add(b"c%d" % i, i == 2, i == 2)
         ledger.on_ack(_ack(i + 1, 0))  # applied, never durable
     ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=0, durable_seq=0))  # recreated empty after a crash
-    assert [(seq, flush) for seq, _, flush in ledger.to_resend] == [(1, False), (2, False), (3, True)]
+    assert [(seq, flush, durable) for seq, _, flush, durable in ledger.to_resend] == [
+        (1, False, False), (2, False, False), (3, True, True)]

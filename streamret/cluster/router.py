@@ -274,15 +274,16 @@ class ClusterEngine:
     # ------------------------------------------------------------------------------------------
     # appends
 
-    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False) -> Future:
+    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False,
+                      durable: bool = False) -> Future:
         """Send one chunk to its stream's owner; the Future gives the worker engine's Ack."""
         out: Future = Future()
         with self._lock:
-            self._send_append(stream_id, (seq, data, flush), out, check_room=True)
+            self._send_append(stream_id, (seq, data, flush, durable), out, check_room=True)
         return out
 
-    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False):
-        return self.submit_append(stream_id, seq, data, flush).result()
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False):
+        return self.submit_append(stream_id, seq, data, flush, durable).result()
 
     def _send_append(self, stream_id: str, args: tuple, out: Future, check_room: bool = False) -> None:
         """Send now, or park behind the stream's move. Called with the lock held (keeps appends in order)."""

@@ -66,6 +66,14 @@ def _reject(fut: Future, error: BaseException) -> None:
 SUMMARY_MODES = ("extractive", "generative")
 
 
+@dataclass(frozen=True)
+class _AckWaiter:
+    """What _write_durable acks once the record is written, when no WorkItem is waiting (a duplicate)."""
+
+    future: Future
+    seq: int
+
+
 @dataclass(eq=False)
 class _Step:
     """One step on its way through the loop: planned and gathered, launched, then booked."""
@@ -120,7 +128,7 @@ class Engine:
         self._thread.start()
 
     @classmethod
-    def from_model(cls, spec: str = "random:tiny", device: str = "auto", state_dir: str | None = None,
+    def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
                    config: EngineConfig | None = None, dtype: str | None = None) -> Engine:
         """An engine for a MODEL spec (see streamret.model.spec): random:<preset>[:seed], a folder, default."""
         return cls(load_model(spec, device, dtype), state_dir, config)
@@ -289,8 +297,12 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # appends
 
-    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False) -> Future:
+    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False,
+                      durable: bool = False) -> Future:
         """Queue one chunk; the Future gives its Ack once applied (and durable if the policy writes now).
+
+        durable: write the stream's record before this chunk's ack whatever the policy, so that the ack's
+        durable_seq covers it (e.g. on a stream's last chunk). A no-op without a durable store.
 
         Raises at once: InvalidArgument (bad id, seq or data), ResourceExhausted (chunk too large),
         SeqGap (a chunk is missing), TooBusy (queues full: retry shortly). A stream that does not
@@ -308,13 +320,15 @@ class Engine:
                     raise SeqGap(stream_id, seq, 1)
                 stream = self._create(stream_id)
             if seq <= stream.accepted_seq:
-                return self._duplicate(stream, seq)
+                return self._duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-            return self._accept(stream, seq, raw, flush=flush).future
+            item = self._accept(stream, seq, raw, flush=flush)
+            item.durable = durable
+            return item.future
 
-    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False) -> Ack:
-        return self.submit_append(stream_id, seq, data, flush).result()
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False) -> Ack:
+        return self.submit_append(stream_id, seq, data, flush, durable).result()
 
     def flush(self, stream_id: str) -> Ack:
         """Process the stream's text tail now (a flush takes no seq and is idempotent)."""
@@ -349,12 +363,19 @@ class Engine:
         self._has_work.notify_all()
         return item
 
-    def _duplicate(self, stream: Stream, seq: int) -> Future:
+    def _duplicate(self, stream: Stream, seq: int, durable: bool = False) -> Future:
         out: Future = Future()
         if seq <= stream.applied_seq:
-            _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
+            if durable and self.durable is not None and stream.durable_seq < seq:
+                # a resent last chunk that must be durable: write the record, then ack it as a duplicate
+                written: Future = Future()
+                written.add_done_callback(lambda f: _resolve(out, dataclasses.replace(f.result(), duplicate=True)))
+                self._write_durable(stream, [_AckWaiter(written, seq)])
+            else:
+                _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
             return out
         original = next(it for it in stream.pending if it.seq == seq)
+        original.durable |= durable
 
         def relay(f: Future) -> None:
             if f.cancelled() or f.exception() is not None:
@@ -561,7 +582,8 @@ class Engine:
         for sid, items in done.items():
             stream = self.store.streams[sid]
             every = self.config.durable_every_chunks
-            if self.durable is not None and every and stream.since_durable >= every:
+            asked = any(it.durable for it in items)
+            if self.durable is not None and (asked or every and stream.since_durable >= every):
                 self._write_durable(stream, items)  # acks go out once the record is written
             else:
                 resolved += [(it.future, self._ack(stream, it.seq)) for it in items]
@@ -584,7 +606,7 @@ class Engine:
             stream.segments.keep_many(segs, embeddings[start : start + len(segs)], stream_emb)
             start += len(segs)
 
-    def _write_durable(self, stream: Stream, items: list[WorkItem]) -> None:
+    def _write_durable(self, stream: Stream, items: list[WorkItem | _AckWaiter]) -> None:
         """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written."""
         meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
         stream.since_durable = 0

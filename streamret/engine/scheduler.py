@@ -33,6 +33,7 @@ class WorkItem:
     nbytes: int
     future: Future = field(default_factory=Future)
     taken: int = 0  # tokens handed to steps so far
+    durable: bool = False  # write the stream's record before the ack, whatever the policy
 
     def __post_init__(self) -> None:
         self.n_tokens = len(self.tokens)

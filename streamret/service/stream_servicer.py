@@ -84,7 +84,8 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
                     started = time.perf_counter()
                     await room.acquire()
                     ack = await self.streams.submit_append(caller, request.stream_id, request.seq, data,
-                                                           request.flush, request.return_segment_embedding)
+                                                           request.flush, request.return_segment_embedding,
+                                                           request.durable)
                     window.put_nowait((ack, len(data), started))
                     if self.gate.draining:
                         window.put_nowait(_DRAINED)

@@ -97,7 +97,7 @@ class TenantEngine:
         return info, self.registry.touch(caller.tenant, eid, labels)
 
     async def submit_append(self, caller: Caller, stream_id: str, seq: int, data: bytes, flush: bool,
-                            want_segment: bool = False) -> PendingAck:
+                            want_segment: bool = False, durable: bool = False) -> PendingAck:
         """Queue one chunk; return its PendingAck (the ack carries any per-chunk problem).
 
         Raises only for a bad stream id (a protocol error for Append). A stream this server does not
@@ -118,7 +118,7 @@ class TenantEngine:
         deadline, pause = None, 0.001
         while True:
             try:
-                fut = self.engine.submit_append(eid, seq, data, flush=flush)
+                fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable)
                 break
             except TooBusy as e:
                 now = time.monotonic()

@@ -48,20 +48,22 @@ class StreamInfo(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
-    __slots__ = ("stream_id", "seq", "text", "data", "flush", "return_segment_embedding")
+    __slots__ = ("stream_id", "seq", "text", "data", "flush", "return_segment_embedding", "durable")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     FLUSH_FIELD_NUMBER: _ClassVar[int]
     RETURN_SEGMENT_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     text: str
     data: bytes
     flush: bool
     return_segment_embedding: bool
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., flush: _Optional[bool] = ..., return_segment_embedding: _Optional[bool] = ...) -> None: ...
+    durable: bool
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., flush: _Optional[bool] = ..., return_segment_embedding: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
 class AppendAck(_message.Message):
     __slots__ = ("stream_id", "seq", "applied_seq", "durable_seq", "tokens", "duplicate", "error_code", "error_message", "segment_embedding", "retryable")
