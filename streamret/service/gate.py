@@ -14,6 +14,7 @@ import grpc
 from ..errors import Unavailable
 from .auth import Authenticator, Caller, scrub
 from .metrics import ServiceMetrics
+from .parsing import checked
 from .status import status_of
 
 log = logging.getLogger("streamret.service")
@@ -107,7 +108,7 @@ def rpc(method):
             try:
                 caller = self.gate.enter(context)
                 try:
-                    async for item in method(self, caller, request, context):
+                    async for item in method(self, caller, checked(request), context):
                         yield item
                 finally:
                     self.gate.leave()
@@ -125,7 +126,7 @@ def rpc(method):
         try:
             caller = self.gate.enter(context)
             try:
-                response = await method(self, caller, request, context)
+                response = await method(self, caller, checked(request), context)
             finally:
                 self.gate.leave()
         except grpc.aio.AbortError:
