@@ -97,6 +97,16 @@ def test_hf_round_trip(hf_json):
             assert tok.decode(tok.encode(t)) == t
 
 
+def test_encode_batch_equals_encode_of_each_text(hf_json):
+    """The engine tokenizes a chunk's pieces in one encode_batch call: it must give what encode gives."""
+    _, source = hf_json
+    texts = [sample_text(random.Random(3000 + seed), 12) for seed in range(40)]
+    texts += ["", " ", "\n\n", " leading space", "trailing space ", "ünïcödé 日本 😀"]
+    for tok in (ByteTokenizer(), HFTokenizer.from_json(source)):
+        assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
+        assert tok.encode_batch([]) == []
+
+
 def test_hf_concatenates_at_whitespace(hf_json):
     _, source = hf_json
     tok = HFTokenizer.from_json(source)

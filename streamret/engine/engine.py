@@ -344,7 +344,7 @@ class Engine:
         before = stream.text.snapshot()
         try:
             pieces = stream.text.close() if close else stream.text.feed(raw, flush)
-            ids = [self.tokenizer.encode(p.text) for p in pieces]
+            ids = self.tokenizer.encode_batch([p.text for p in pieces]) if pieces else []
             tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
             if tokens.size and (tokens.min() < 0 or tokens.max() >= self.model.config.vocab_size):
                 raise InvalidArgument(
