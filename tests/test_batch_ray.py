@@ -7,6 +7,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from helpers_ray import start_local_ray  # noqa: E402
 from test_batch import OPTIONS, assert_same_output, write_corpus  # noqa: E402
 
 from streamret.batch import embed_parquet  # noqa: E402
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 

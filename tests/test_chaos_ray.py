@@ -12,6 +12,8 @@ from helpers_chaos import ReferenceEmbeddings, run_chaos, stream_text
 ray = pytest.importorskip("ray")
 launch = pytest.importorskip("streamret.cluster.launch", reason="the cluster code is not there yet")
 
+from helpers_ray import start_local_ray  # noqa: E402
+
 from streamret.cluster.coordinator import NAMESPACE  # noqa: E402
 from streamret.cluster.wire import WorkerResources, WorkerSpec  # noqa: E402
 from streamret.service.server import BackgroundServer, ServerConfig  # noqa: E402
@@ -21,7 +23,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    ray.init(num_cpus=4, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=4)
     try:
         spec = WorkerSpec(model="random:tiny", state_url=str(tmp_path_factory.mktemp("states")), device="cpu",
                           dtype="float32", threads=4)

@@ -13,6 +13,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from helpers_ray import start_local_ray  # noqa: E402
+
 from streamret.cli import main  # noqa: E402
 from streamret.client import AsyncClient, RetryPolicy  # noqa: E402
 from streamret.cluster.coordinator import NAMESPACE  # noqa: E402
@@ -65,7 +67,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, reference):
-    ray.init(num_cpus=4, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=4)
     try:
         spec = WorkerSpec(model="random:tiny", state_url=str(tmp_path_factory.mktemp("states")), device="cpu",
                           dtype="float32", threads=4)
@@ -76,16 +78,23 @@ def cluster(tmp_path_factory, reference):
         ray.shutdown()
 
 
-async def serve(engine, streams: dict[str, str], during=None, pace_s: float = 0.0) -> tuple[dict, float]:
-    """Stream every text through a gRPC server on `engine`; run `during(engine)` meanwhile. Returns
-    ({stream id: (chunks sent incl. the final flush, StreamInfo, embedding)}, chunks acked with an error)."""
+async def serve(engine, streams: dict[str, str], during=None, pace_s: float = 0.0,
+                holds: dict[int, asyncio.Event] | None = None) -> tuple[dict, float]:
+    """Stream every text through a gRPC server on `engine`; run `during(engine)` meanwhile. Each stream
+    waits for holds[i] before sending its chunk i (negative: from the end), so that what `during` does
+    finds the streams still running on a slow machine. Returns ({stream id: (chunks sent incl. the final
+    flush, StreamInfo, embedding)}, chunks acked with an error)."""
+    holds = holds or {}
     server = StreamRetServer(engine, ServerConfig(port=0))
     port = await server.start()
     try:
         async with AsyncClient(f"127.0.0.1:{port}", retry=RetryPolicy(timeout_s=90.0)) as client:
 
             async def paced(chunks):
-                for c in chunks:
+                for i, c in enumerate(chunks):
+                    hold = holds.get(i) or holds.get(i - len(chunks))
+                    if hold is not None:
+                        await hold.wait()
                     yield c
                     await asyncio.sleep(pace_s)
 
@@ -168,18 +177,28 @@ def test_killed_workers_lose_no_chunk_and_apply_none_twice(cluster, reference):
 def test_a_worker_added_and_one_drained_mid_stream(cluster, reference, capsys):
     """`streamret cluster scale 3` mid-stream (streams move to the new worker), then `scale 2` (the new one
     is drained: its streams move back). 24 streams: some hash to the new worker whatever its name."""
-    streams = SCALE  # chunks 0.3 s apart
-    before = set(cluster.workers)
+    streams = SCALE  # chunks 0.3 s apart; each waits after its second chunk until the third worker is up,
+    before = set(cluster.workers)  # and before its last one until the scale-down has begun
 
     async def grow_then_shrink(engine):
         await asyncio.sleep(0.5)
         assert await asyncio.to_thread(main, ["cluster", "scale", "3"]) == 0
-        assert await wait_for(lambda: len(engine.workers) == 3)
+        assert await wait_for(lambda: len(engine.workers) == 3, 120.0)
+        grown.set()
         added = (set(engine.workers) - before).pop()
-        assert await wait_for(lambda: owners(engine)[added] > 0)  # streams moved to it and went on there
-        assert await asyncio.to_thread(main, ["cluster", "scale", "2"]) == 0  # drains the newest: `added`
+        assert await wait_for(lambda: owners(engine)[added] > 0, 60.0)  # streams moved to it and went on there
+        shrink = asyncio.create_task(asyncio.to_thread(main, ["cluster", "scale", "2"]))  # drains the newest
+        await asyncio.sleep(0.5)
+        shrinking.set()
+        assert await shrink == 0
 
-    results, _ = asyncio.run(serve(cluster, streams, during=grow_then_shrink, pace_s=0.3))
+    async def run():
+        nonlocal grown, shrinking
+        grown, shrinking = asyncio.Event(), asyncio.Event()  # made inside the loop that awaits them
+        return await serve(cluster, streams, during=grow_then_shrink, pace_s=0.3, holds={2: grown, -1: shrinking})
+
+    grown = shrinking = None
+    results, _ = asyncio.run(run())
     check(results, streams, reference)
     assert set(cluster.workers) == before
     capsys.readouterr()
