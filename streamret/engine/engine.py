@@ -323,9 +323,7 @@ class Engine:
                 return self._duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-            item = self._accept(stream, seq, raw, flush=flush)
-            item.durable = durable
-            return item.future
+            return self._accept(stream, seq, raw, flush=flush, durable=durable).future
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False) -> Ack:
         return self.submit_append(stream_id, seq, data, flush, durable).result()
@@ -338,7 +336,8 @@ class Engine:
             item = self._accept(self._resident(stream_id), None, b"", flush=True)
         return item.future.result()
 
-    def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False):
+    def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
+                durable: bool = False):
         """Text -> tokens -> a queued WorkItem. Called with the lock held."""
         self.scheduler.check_room(stream.id, len(raw))
         before = stream.text.snapshot()
@@ -355,7 +354,7 @@ class Engine:
             stream.text = self.codec.new_assembler(before)
             raise
         piece_ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
-        item = WorkItem(stream.id, seq, tokens, pieces, piece_ends, stream.text.snapshot(), len(raw))
+        item = WorkItem(stream.id, seq, tokens, pieces, piece_ends, stream.text.snapshot(), len(raw), durable=durable)
         self.scheduler.add(item)
         stream.pending.append(item)
         if seq is not None:
