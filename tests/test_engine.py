@@ -27,6 +27,7 @@ from streamret.errors import (
     ResourceExhausted,
     SeqGap,
     TooBusy,
+    Unavailable,
 )
 from streamret.model import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
@@ -435,3 +436,60 @@ def test_streams_per_step_are_bounded_by_state_bytes():
             f.result(timeout=60)
         sizes = e.stats()["recent_step_batch_sizes"]
         assert max(sizes) <= 3 and sum(sizes) == 10
+
+
+class GatedTokenizer(ByteTokenizer):
+    """Bytes, but a batch holding "SLOW" waits for `gate` (a slow tokenizer), and one holding "BAD" gives
+    an id past the vocabulary (a tokenizer that does not belong to the model)."""
+
+    def __init__(self):
+        self.gate, self.entered = threading.Event(), threading.Event()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any("SLOW" in t for t in texts):
+            self.entered.set()
+            assert self.gate.wait(30)
+        if any("BAD" in t for t in texts):
+            return [[10_000] for _ in texts]
+        return super().encode_batch(texts)
+
+
+def test_steps_go_on_while_a_caller_tokenizes_and_order_holds():
+    """Tokenizing happens outside the engine's lock: another stream's chunk is applied while one caller
+    is still tokenizing, and a later chunk of the slow stream waits for the slow one (order holds)."""
+    tok = GatedTokenizer()
+    with Engine(LoadedModel(build_random(RetNetConfig(), seed=1).eval(), tok, "gated")) as e:
+        slow = threading.Thread(target=e.append, args=("slow", 1, "SLOW first "))
+        slow.start()
+        assert tok.entered.wait(30)
+        assert e.append("fast", 1, "quick words ").applied_seq == 1  # would wait for the lock before
+        second = e.submit_append("slow", 2, "then second ")
+        time.sleep(0.3)
+        assert not second.done() and e.info("slow").applied_seq == 0
+        tok.gate.set()
+        slow.join(30)
+        assert second.result(30).applied_seq == 2
+        e.flush("slow")
+        assert rel_err(e.embedding("slow"), one_shot(e, "SLOW first then second ")) <= 1e-5
+
+
+def test_a_failed_tokenization_takes_the_stream_back_and_fails_later_chunks_as_resendable():
+    tok = GatedTokenizer()
+    with Engine(LoadedModel(build_random(RetNetConfig(), seed=1).eval(), tok, "gated")) as e:
+        e.append("s", 1, "good start ")
+        tok.gate.clear()
+        bad = []
+        t = threading.Thread(target=lambda: bad.append(pytest.raises(InvalidArgument, e.append, "s", 2, "SLOW BAD ")))
+        t.start()
+        assert tok.entered.wait(30)
+        later = e.submit_append("s", 3, "accepted behind it ")  # accepted while chunk 2 tokenizes
+        tok.gate.set()
+        t.join(30)
+        assert "outside the model's vocabulary" in str(bad[0].value)
+        with pytest.raises(Unavailable, match="resend from seq 2"):
+            later.result(30)
+        info = e.info("s")
+        assert (info.applied_seq, info.tokens) == (1, len("good start"))  # its last space waits in the tail
+        assert e.append("s", 2, "and a good end ").applied_seq == 2  # the front went back to seq 1
+        e.flush("s")
+        assert rel_err(e.embedding("s"), one_shot(e, "good start and a good end ")) <= 1e-5

@@ -1,14 +1,17 @@
 """The streaming engine: the API the service, the batch runner and the Ray workers call.
 
-One chunk's path: `submit_append` checks its seq, turns its bytes into tokenizer-safe text
-(text.py), tokenizes it and queues a `WorkItem` (scheduler.py). The step-loop thread asks the
+One chunk's path: `submit_append` checks its seq and turns its bytes into tokenizer-safe text
+(text.py) under the lock, then tokenizes it without the lock (so that steps are planned and booked
+meanwhile, and a native tokenizer runs beside them) and queues its `WorkItem` (scheduler.py) once
+every earlier item of its stream is queued, so order within a stream holds. The step-loop thread asks the
 scheduler for the next batch, gathers the batch's states from the state store
 (state_store.py), runs the model once on the packed tokens (worker.py), scatters the new states
 back, books the applied chunks and their segments (stream.py, segments.py), and acknowledges
 them, after their record is durable when the durability policy writes one (record.py).
 
 Threads: callers (any number), the step loop (one), the durable writer (one). One lock guards
-all bookkeeping; the model runs outside it, so queries and appends never wait for a step. The
+all bookkeeping; the model and the tokenizer run outside it, so queries and appends never wait for a
+step, and steps never wait for a caller's tokenization. The
 loop launches step k+1 before it books step k, so on a GPU the host's share of the work (the
 scheduling, the bookkeeping, the acks) overlaps the device's; two steps in flight never share
 a stream, so the state store always holds each stream's state as of its booked chunks.
@@ -182,8 +185,9 @@ class Engine:
         self._check_id(stream_id)
         with self._lock:
             self._check_running()
-            item = self._accept(self._resident(stream_id), None, b"", close=True)
-        item.future.result()
+            stream = self._resident(stream_id)
+            item = self._accept(stream, None, b"", close=True)
+        self._tokenize(stream, item).future.result()
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is not None and stream.busy:
@@ -323,7 +327,8 @@ class Engine:
                 return self._duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-            return self._accept(stream, seq, raw, flush=flush, durable=durable).future
+            item = self._accept(stream, seq, raw, flush=flush, durable=durable)
+        return self._tokenize(stream, item).future
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False) -> Ack:
         return self.submit_append(stream_id, seq, data, flush, durable).result()
@@ -333,34 +338,74 @@ class Engine:
         self._check_id(stream_id)
         with self._lock:
             self._check_running()
-            item = self._accept(self._resident(stream_id), None, b"", flush=True)
-        return item.future.result()
+            stream = self._resident(stream_id)
+            item = self._accept(stream, None, b"", flush=True)
+        return self._tokenize(stream, item).future.result()
 
     def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
-                durable: bool = False):
-        """Text -> tokens -> a queued WorkItem. Called with the lock held."""
+                durable: bool = False) -> WorkItem:
+        """Text -> pieces -> an accepted WorkItem, counted against the queue bounds but not tokenized yet
+        (`_tokenize` does that, without the lock). Called with the lock held."""
         self.scheduler.check_room(stream.id, len(raw))
         before = stream.text.snapshot()
         try:
             pieces = stream.text.close() if close else stream.text.feed(raw, flush)
-            ids = self.tokenizer.encode_batch([p.text for p in pieces]) if pieces else []
+        except BaseException:
+            stream.text = self.codec.new_assembler(before)
+            raise
+        item = WorkItem(stream.id, seq, None, pieces, None, stream.text.snapshot(), len(raw), durable=durable,
+                        text_before=before, accepted_before=stream.accepted_seq)
+        self.scheduler.reserve(item)
+        stream.pending.append(item)
+        if seq is not None:
+            stream.accepted_seq = seq
+        return item
+
+    def _tokenize(self, stream: Stream, item: WorkItem) -> WorkItem:
+        """Tokenize an accepted item (without the lock), then queue it and any later items of its stream
+        that were waiting for it. A failure takes the stream's front back to before the item: the item
+        fails with the error, which is raised here too, and items accepted after it fail as resendable."""
+        error = None
+        try:
+            ids = self.tokenizer.encode_batch([p.text for p in item.pieces]) if item.pieces else []
             tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
             if tokens.size and (tokens.min() < 0 or tokens.max() >= self.model.config.vocab_size):
                 raise InvalidArgument(
                     f"the tokenizer produced ids outside the model's vocabulary [0, {self.model.config.vocab_size}); "
                     "the engine's tokenizer and model do not belong together"
                 )
-        except BaseException:
-            stream.text = self.codec.new_assembler(before)
-            raise
-        piece_ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
-        item = WorkItem(stream.id, seq, tokens, pieces, piece_ends, stream.text.snapshot(), len(raw), durable=durable)
-        self.scheduler.add(item)
-        stream.pending.append(item)
-        if seq is not None:
-            stream.accepted_seq = seq
-        self._has_work.notify_all()
+        except Exception as e:  # noqa: BLE001  (handed to the caller and to the item's future below)
+            error = e
+        with self._lock:
+            if item not in stream.pending:
+                return item  # the stream failed or shut down meanwhile: the item's future is settled
+            if error is not None:
+                self._drop_from(stream, item, error)
+                raise error
+            item.set_tokens(tokens, np.cumsum([len(t) for t in ids], dtype=np.int64))
+            for waiting in stream.pending:  # in order: an item waits for every earlier one
+                if waiting.queued:
+                    continue
+                if waiting.tokens is None:
+                    break
+                self.scheduler.enqueue(waiting)
+            self._has_work.notify_all()
         return item
+
+    def _drop_from(self, stream: Stream, item: WorkItem, error: Exception) -> None:
+        """Undo the acceptance of `item` and of every item accepted after it (none of them is queued)."""
+        while True:
+            last = stream.pending.pop()
+            self.scheduler.complete(last)
+            if last is item:
+                break
+            _reject(last.future, Unavailable(
+                f"chunk {last.seq} of stream {stream.id!r} was not applied: chunk {item.seq} before it failed "
+                f"({error}); resend from seq {item.accepted_before + 1}"))
+        stream.text = self.codec.new_assembler(item.text_before)
+        stream.accepted_seq = item.accepted_before
+        _reject(item.future, error)
+        self._applied.notify_all()  # waiters for the stream's last item re-check
 
     def _duplicate(self, stream: Stream, seq: int, durable: bool = False) -> Future:
         out: Future = Future()

@@ -1,11 +1,12 @@
 """Continuous batching: which streams' tokens go into the next model step.
 
-Each stream has a FIFO of accepted chunks (`WorkItem`s, already tokenized). A step serves streams
+Each stream has a FIFO of accepted chunks (`WorkItem`s, once tokenized). A step serves streams
 in round-robin order, taking each one's pending tokens (several chunks concatenated, in order) until
 the step's token budget or stream limit is reached; a chunk longer than what is left is split and
 its rest waits for a later step, the stream's state carrying over. A served stream with tokens
 left goes to the back of the line, so every stream is served within a bounded number of steps.
-Queues are bounded per stream and in total: `add` raises `TooBusy` instead of growing memory.
+Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
+`TooBusy` instead of growing memory), and joins its stream's queue once tokenized (`enqueue`).
 """
 
 from __future__ import annotations
@@ -26,18 +27,25 @@ class WorkItem:
 
     stream_id: str
     seq: int | None  # None: a flush without data (does not advance seq)
-    tokens: np.ndarray  # int64 [n]
+    tokens: np.ndarray | None  # int64 [n]; None until tokenized
     pieces: list[TextPiece]
-    piece_ends: np.ndarray  # token offset in `tokens` where each piece ends
+    piece_ends: np.ndarray | None  # token offset in `tokens` where each piece ends
     text_after: TextSnapshot  # the stream's text tail once this item is applied
     nbytes: int
     future: Future = field(default_factory=Future)
     taken: int = 0  # tokens handed to steps so far
     durable: bool = False  # write the stream's record before the ack, whatever the policy
+    text_before: TextSnapshot | None = None  # the stream's text front before it, and its accepted seq:
+    accepted_before: int = 0  # where the front goes back to if its tokenization fails
+    queued: bool = False  # in its stream's queue (tokenized, and every earlier item queued)
 
     def __post_init__(self) -> None:
-        self.n_tokens = len(self.tokens)
-        ends = [int(e) for e in self.piece_ends]
+        self.set_tokens(self.tokens, self.piece_ends)
+
+    def set_tokens(self, tokens: np.ndarray | None, piece_ends: np.ndarray | None) -> None:
+        self.tokens, self.piece_ends = tokens, piece_ends
+        self.n_tokens = 0 if tokens is None else len(tokens)
+        ends = [] if piece_ends is None else [int(e) for e in piece_ends]
         self._bounds = list(zip([0, *ends[:-1]], ends))  # token range of each piece
 
 
@@ -131,14 +139,25 @@ class Scheduler:
         self.pending_tokens = 0
 
     def add(self, item: WorkItem) -> None:
-        """Queue an item behind the stream's earlier ones; TooBusy when a bound would be passed."""
+        """reserve, then enqueue: for an item tokenized already."""
+        self.reserve(item)
+        self.enqueue(item)
+
+    def reserve(self, item: WorkItem) -> None:
+        """Count an accepted item against the bounds (TooBusy when one would be passed); `complete` or
+        `cancel` releases it."""
         self.check_room(item.stream_id, item.nbytes)
         sid = item.stream_id
         self._chunks[sid] = self._chunks.get(sid, 0) + 1
         self._bytes[sid] = self._bytes.get(sid, 0) + item.nbytes
         self.pending_chunks += 1
         self.pending_bytes += item.nbytes
+
+    def enqueue(self, item: WorkItem) -> None:
+        """Queue a reserved, tokenized item behind the stream's earlier ones."""
+        sid = item.stream_id
         self.pending_tokens += item.n_tokens
+        item.queued = True
         if sid not in self._queues:
             self._queues[sid] = deque()
             self._ready.append(sid)
