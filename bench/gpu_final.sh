@@ -38,6 +38,7 @@ step engine-13b 65 python3 bench/engine.py --device cuda --models fla-1.3b --str
   --step-tokens 16384 --max-round-tokens 1048576 --repeats 1 --min-seconds 2 --memory-models '' --out "$R/engine_13b"
 step quality 75 python3 bench/quality.py student --data .quality/heldout --teacher-out .quality/teacher_out \
   --model default --out-dir "$R/quality"
+step text-path 30 python3 bench/text_path.py --model default --mb 4 --out "$R/text_path"
 step service 75 python3 bench/service.py --device cuda --model random:small --streams 1000 --chunks 12 \
   --chunk-bytes 512 --window 4 --procs 8 --phases engine,saturate,engine,saturate,half --out "$R/service.json"
 step batch 55 python3 bench/batch.py --device cuda --model small --long-docs 32 --long-tokens 200000 \
