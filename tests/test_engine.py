@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers_tokenizers import GatedTokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -436,22 +437,6 @@ def test_streams_per_step_are_bounded_by_state_bytes():
             f.result(timeout=60)
         sizes = e.stats()["recent_step_batch_sizes"]
         assert max(sizes) <= 3 and sum(sizes) == 10
-
-
-class GatedTokenizer(ByteTokenizer):
-    """Bytes, but a batch holding "SLOW" waits for `gate` (a slow tokenizer), and one holding "BAD" gives
-    an id past the vocabulary (a tokenizer that does not belong to the model)."""
-
-    def __init__(self):
-        self.gate, self.entered = threading.Event(), threading.Event()
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        if any("SLOW" in t for t in texts):
-            self.entered.set()
-            assert self.gate.wait(30)
-        if any("BAD" in t for t in texts):
-            return [[10_000] for _ in texts]
-        return super().encode_batch(texts)
 
 
 def test_steps_go_on_while_a_caller_tokenizes_and_order_holds():

@@ -20,10 +20,13 @@ import pyarrow as pa
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from helpers_tokenizers import GatedTokenizer
 
 from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
 from streamret.client import AsyncClient, ChunkError, Client, RetryPolicy
 from streamret.engine import Engine, EngineConfig
+from streamret.model import RetNetConfig, build_random
+from streamret.model.spec import LoadedModel
 from streamret.service.limits import ServiceLimits
 from streamret.service.proto_gen import streamret_pb2 as pb
 from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
@@ -702,4 +705,28 @@ def test_a_client_hanging_up_mid_append_leaves_the_engine_working():
             [ack] = s.append(req("hangup", applied + 1, "more"))
             assert ack.error_code == 0 and ack.applied_seq == applied + 1
         finally:
+            srv.stop()
+
+
+def test_a_large_chunk_is_tokenized_off_the_event_loop():
+    """A chunk of 16 KiB or more is submitted (and so tokenized) from the server's thread pool: while its
+    tokenizer takes long, the event loop answers other calls."""
+    tok = GatedTokenizer()
+    with Engine(LoadedModel(build_random(RetNetConfig(), seed=1).eval(), tok, "gated")) as eng:
+        srv = BackgroundServer(eng, ServerConfig(port=0))
+        try:
+            s, out = Stubs(srv.port), []
+            big = req("big", 1, "SLOW " + "word " * 4000)  # 20 KB
+            sender = threading.Thread(target=lambda: out.append(s.append(big)))
+            sender.start()
+            assert tok.entered.wait(30)
+            info = s.OpenStream(pb.OpenStreamRequest(stream_id="other", create_if_missing=True), timeout=10)
+            assert info.applied_seq == 0
+            health = health_pb2_grpc.HealthStub(s.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            tok.gate.set()
+            sender.join(60)
+            assert [(a.seq, a.applied_seq, a.error_code) for a in out[0]] == [(1, 1, 0)]
+        finally:
+            tok.gate.set()
             srv.stop()

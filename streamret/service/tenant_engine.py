@@ -29,6 +29,10 @@ from .status import code_number, status_of
 log = logging.getLogger("streamret.service")
 
 _BATCH_MARK = "\x1e"  # batch temporaries: "<tenant>\x1f\x1e<uuid>-<row>", never a valid client id
+# Chunks at least this large are submitted from the thread pool: submitting tokenizes, which for a real
+# tokenizer takes about a millisecond per 4 KiB, and the event loop must not stop for it. Smaller ones
+# are submitted on the loop, where a thread hop would cost more than the tokenizing.
+OFFLOAD_CHUNK_BYTES = 16 * 1024
 
 
 @dataclass
@@ -118,7 +122,10 @@ class TenantEngine:
         deadline, pause = None, 0.001
         while True:
             try:
-                fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable)
+                if len(data) >= OFFLOAD_CHUNK_BYTES:
+                    fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable)
+                else:
+                    fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable)
                 break
             except TooBusy as e:
                 now = time.monotonic()
