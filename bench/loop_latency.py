@@ -28,6 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from text_path import corpus  # noqa: E402  (this folder: the same text as the text-path bench)
+
 from streamret.engine import Engine, EngineConfig  # noqa: E402
 from streamret.service.limits import ServiceLimits  # noqa: E402
 from streamret.service.proto_gen import streamret_pb2 as pb  # noqa: E402
@@ -47,10 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
 
-    files = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "bench").glob("*.md")])
-    text = "\n\n".join(f.read_text(encoding="utf-8") for f in files).encode()
     size = args.chunk_kib * 1024
-    chunk = (text * (size // len(text) + 1))[:size]
+    chunk = corpus(size)
     limits = ServiceLimits(max_chunk_bytes=size, max_message_bytes=max(4 * size, 128 << 20))
     engine = Engine.from_model(args.model, device=args.device, config=EngineConfig(max_chunk_bytes=size))
     server = BackgroundServer(engine, ServerConfig(port=0, limits=limits))
