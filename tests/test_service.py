@@ -344,6 +344,16 @@ def test_append_events(acme):
     bad = pa.table({"stream_id": ["x"], "text": ["y"]})
     code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(bad))]))
     assert code == SC.INVALID_ARGUMENT and "seq" in details
+    # optional flush and durable columns: the tail is read and the record written before the ack
+    flagged = pa.table({"stream_id": ["ev3", "ev3"], "seq": [1, 2], "text": ["one ", "two"],
+                        "flush": [None, True], "durable": [False, True]})
+    (out,) = (table_from_ipc(p.arrow_ipc).to_pylist() for p in acme.AppendEvents(
+        iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(flagged))])))
+    assert [r["error_code"] for r in out] == [0, 0] and (out[1]["applied_seq"], out[1]["durable_seq"]) == (2, 2)
+    assert out[1]["tokens"] == len("one two")
+    mistyped = flagged.set_column(4, "durable", pa.array([1, 0]))
+    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(mistyped))]))
+    assert code == SC.INVALID_ARGUMENT and "'durable'" in details and "bool" in details
 
 
 # ------------------------------------------------------------------------------------------------

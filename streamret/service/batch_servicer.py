@@ -20,8 +20,9 @@ _ACK_SCHEMA = pa.schema([
 _STRINGS = (pa.string(), pa.large_string(), pa.string_view())
 
 
-def _event_columns(table: pa.Table) -> tuple[list, list, list]:
-    """stream_id, seq, text columns of an AppendEvents table as Python lists (texts as UTF-8 bytes)."""
+def _event_columns(table: pa.Table) -> tuple[list, ...]:
+    """stream_id, seq, text, flush, durable columns of an AppendEvents table as Python lists (texts as
+    UTF-8 bytes; the optional boolean flush and durable columns false where absent or null)."""
     missing = [c for c in ("stream_id", "seq", "text") if c not in table.column_names]
     if missing:
         raise InvalidArgument(f"AppendEvents table lacks column(s) {missing}; it needs stream_id (string), "
@@ -31,8 +32,16 @@ def _event_columns(table: pa.Table) -> tuple[list, list, list]:
         if not ok(table.column(name).type):
             raise InvalidArgument(f"AppendEvents column {name!r} has type {table.column(name).type}; "
                                   "stream_id and text must be string, seq an integer")
+    flags = []
+    for name in ("flush", "durable"):
+        if name not in table.column_names:
+            flags.append([False] * table.num_rows)
+        elif not pa.types.is_boolean(table.column(name).type):
+            raise InvalidArgument(f"AppendEvents column {name!r} has type {table.column(name).type}; it must be bool")
+        else:
+            flags.append([bool(v) for v in table.column(name).to_pylist()])
     texts = table.column("text").cast(pa.large_binary()).to_pylist()
-    return table.column("stream_id").to_pylist(), table.column("seq").cast(pa.int64()).to_pylist(), texts
+    return table.column("stream_id").to_pylist(), table.column("seq").cast(pa.int64()).to_pylist(), texts, *flags
 
 
 def _acks_table(acks: list[ChunkAck]) -> pa.Table:
@@ -60,11 +69,12 @@ class BatchServicer(pb_grpc.BatchServicer):
     async def AppendEvents(self, caller: Caller, requests, context):
         caller.require_write("appending events")
         async for request in self.gate.until_drained(requests):
-            ids, seqs, texts = _event_columns(table_from_ipc(request.arrow_ipc))
-            pending = [await self._submit(caller, *row) for row in zip(ids, seqs, texts)]
+            columns = _event_columns(table_from_ipc(request.arrow_ipc))
+            pending = [await self._submit(caller, *row) for row in zip(*columns)]
             yield pb.ArrowPayload(arrow_ipc=table_to_ipc(_acks_table([await p for p in pending])))
 
-    async def _submit(self, caller: Caller, stream_id: str | None, seq: int | None, data: bytes | None):
+    async def _submit(self, caller: Caller, stream_id: str | None, seq: int | None, data: bytes | None,
+                      flush: bool, durable: bool):
         """Queue one event (creating its stream if needed); a bad row gets an error ack, the feed goes on."""
         try:
             if stream_id is None or seq is None or data is None:
@@ -74,4 +84,4 @@ class BatchServicer(pb_grpc.BatchServicer):
             caller.engine_id(stream_id)
         except InvalidArgument as e:
             return self.streams.failed_ack(caller, stream_id or "", seq or 0, e)
-        return await self.streams.submit_append(caller, stream_id, seq, data, flush=False)
+        return await self.streams.submit_append(caller, stream_id, seq, data, flush=flush, durable=durable)

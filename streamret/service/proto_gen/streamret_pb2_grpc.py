@@ -472,7 +472,8 @@ class BatchServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AppendEvents(self, request_iterator, context):
-        """In: rows `stream_id` (string), `seq` (integer), `text` (string); missing streams are created.
+        """In: rows `stream_id` (string), `seq` (integer), `text` (string), and optionally `flush` and
+        `durable` (bool, as in AppendRequest; null or absent is false); missing streams are created.
         Out, per input payload: one ack row per event with the AppendAck fields (`stream_id`, `seq`,
         `applied_seq`, `durable_seq`, `tokens`, `duplicate`, `error_code`, `error_message`,
         `retryable`).
