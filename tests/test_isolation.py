@@ -15,17 +15,16 @@ import grpc
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers_rpc import RpcCaller
 
 from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
 from streamret.engine import Engine, EngineConfig
 from streamret.service.proto_gen import streamret_pb2 as pb
-from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
 from streamret.service.server import BackgroundServer, ServerConfig
 
 SC = grpc.StatusCode
 TOKENS = {"tok-acme-6b1f": "acme", "tok-acme-ro-0c2d": "acme read", "tok-globex-93ea": "globex"}
 SECRET = "Acme quarterly numbers: zebra-violet-7731. "
-BATCH_RPCS = ("EmbedTable", "EmbedTables", "AppendEvents")
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +43,11 @@ def server(engine, tmp_path_factory):
     srv.stop()
 
 
-class Caller:
+class Caller(RpcCaller):
     """Every RPC by name, with one `authorization` header (or none)."""
 
     def __init__(self, port: int, header: str | None):
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.streams, self.batch = pb_grpc.StreamRetStub(channel), pb_grpc.BatchStub(channel)
-        self.md = (("authorization", header),) if header is not None else ()
-
-    def call(self, rpc: str, request):
-        """(status, details, response(s)); streaming requests come as a list, streaming answers as one."""
-        method = getattr(self.batch if rpc in BATCH_RPCS else self.streams, rpc)
-        try:
-            if isinstance(request, list):
-                return SC.OK, "", list(method(iter(request), metadata=self.md, timeout=60))
-            return SC.OK, "", method(request, metadata=self.md, timeout=60)
-        except grpc.RpcError as e:
-            return e.code(), e.details(), None
+        super().__init__(f"127.0.0.1:{port}", (("authorization", header),) if header is not None else ())
 
 
 def bearer(token: str) -> str:

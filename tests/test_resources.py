@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers_rpc import RpcCaller
 from helpers_server import MiB, ServeProcess
 
 from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
@@ -39,21 +40,10 @@ def server(tmp_path_factory):
         yield proc
 
 
-class Tenant:
+class Tenant(RpcCaller):
     def __init__(self, server: ServeProcess, name: str):
-        self.channel = grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", 64 * MiB)])
-        self.streams, self.batch = pb_grpc.StreamRetStub(self.channel), pb_grpc.BatchStub(self.channel)
-        self.md = (("authorization", f"Bearer tok-{name}"),)
-
-    def call(self, rpc: str, request):
-        """(status, details, response); streaming requests as a list, streaming answers as a list."""
-        method = getattr(self.batch if rpc in ("EmbedTable", "EmbedTables", "AppendEvents") else self.streams, rpc)
-        try:
-            if isinstance(request, list):
-                return SC.OK, "", list(method(iter(request), metadata=self.md, timeout=60))
-            return SC.OK, "", method(request, metadata=self.md, timeout=60)
-        except grpc.RpcError as e:
-            return e.code(), e.details(), None
+        super().__init__(server.target, (("authorization", f"Bearer tok-{name}"),),
+                         (("grpc.max_send_message_length", 64 * MiB),))
 
     def append(self, sid: str, seq: int, text: str) -> pb.AppendAck:
         code, details, acks = self.call("Append", [pb.AppendRequest(stream_id=sid, seq=seq, text=text)])
