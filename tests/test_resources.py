@@ -210,8 +210,8 @@ def test_a_client_that_never_reads_its_acks_is_held_back(server):
 
     The client turns HTTP/2 BDP probing off, so that its receive window stays at its initial 64 KiB: with
     probing on, grpc may grow the window of a client that never reads, and the acks then pile up in the
-    client's own memory while the server goes on applying chunks at its own pace (a CI run saw no stall in
-    300 s that way). The server's side of the bound is the same either way."""
+    client's own memory while the server goes on applying chunks at its own pace (measured with probing on:
+    60,000 chunks written without a stall in 135 s, 44,588 of them applied; a CI run timed out so)."""
     rss_before = server.rss_bytes()
     chunk = ("flood " * 43)[:256]
 
@@ -248,6 +248,8 @@ def test_a_client_that_never_reads_its_acks_is_held_back(server):
     # the server applied what it took, in order, and the stream is usable once the call is gone
     assert _wait(lambda: t.call("OpenStream", pb.OpenStreamRequest(stream_id="flood"))[0] == SC.OK, 30)
     code, _, info = t.call("OpenStream", pb.OpenStreamRequest(stream_id="flood"))
-    assert 0 < info.applied_seq <= written
+    # the server took at most its 1,024-chunk window plus the acks the client's 64 KiB window holds
+    # (about 1,250 here); the rest of what the client wrote waited in HTTP/2 buffers and was dropped
+    assert 0 < info.applied_seq <= min(written, 4096), (info.applied_seq, written)
     assert t.call("CloseStream", pb.CloseStreamRequest(stream_id="flood"))[0] == SC.OK
     other_tenant_works(server, "after-flood")
