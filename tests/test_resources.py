@@ -248,8 +248,9 @@ def test_a_client_that_never_reads_its_acks_is_held_back(server):
     # the server applied what it took, in order, and the stream is usable once the call is gone
     assert _wait(lambda: t.call("OpenStream", pb.OpenStreamRequest(stream_id="flood"))[0] == SC.OK, 30)
     code, _, info = t.call("OpenStream", pb.OpenStreamRequest(stream_id="flood"))
-    # the server took at most its 1,024-chunk window plus the acks the client's 64 KiB window holds
-    # (about 1,250 here); the rest of what the client wrote waited in HTTP/2 buffers and was dropped
-    assert 0 < info.applied_seq <= min(written, 4096), (info.applied_seq, written)
+    # the server took at most its 1,024-chunk window plus the acks the client's 64 KiB window holds (an ack
+    # is at least 20 bytes on the wire); the rest of what the client wrote waited in HTTP/2 buffers and was
+    # dropped with the call (bench/flood.py: 1,262 to 3,466 applied of ~19,000 written)
+    assert 0 < info.applied_seq <= min(written, 1024 + 64 * 1024 // 20), (info.applied_seq, written)
     assert t.call("CloseStream", pb.CloseStreamRequest(stream_id="flood"))[0] == SC.OK
     other_tenant_works(server, "after-flood")
