@@ -374,7 +374,7 @@ class Engine:
                     f"the tokenizer produced ids outside the model's vocabulary [0, {self.model.config.vocab_size}); "
                     "the engine's tokenizer and model do not belong together"
                 )
-        except Exception as e:  # noqa: BLE001  (handed to the caller and to the item's future below)
+        except BaseException as e:  # handed to the caller and to the item's future below; never left half-accepted
             error = e
         with self._lock:
             if item not in stream.pending:
@@ -392,7 +392,7 @@ class Engine:
             self._has_work.notify_all()
         return item
 
-    def _drop_from(self, stream: Stream, item: WorkItem, error: Exception) -> None:
+    def _drop_from(self, stream: Stream, item: WorkItem, error: BaseException) -> None:
         """Undo the acceptance of `item` and of every item accepted after it (none of them is queued)."""
         while True:
             last = stream.pending.pop()
