@@ -478,3 +478,20 @@ def test_a_failed_tokenization_takes_the_stream_back_and_fails_later_chunks_as_r
         assert e.append("s", 2, "and a good end ").applied_seq == 2  # the front went back to seq 1
         e.flush("s")
         assert rel_err(e.embedding("s"), one_shot(e, "good start and a good end ")) <= 1e-5
+
+
+def test_a_stop_applies_a_chunk_that_was_still_being_tokenized():
+    tok = GatedTokenizer()
+    e = Engine(LoadedModel(build_random(RetNetConfig(), seed=1).eval(), tok, "gated"))
+    acks = []
+    sender = threading.Thread(target=lambda: acks.append(e.append("s", 1, "SLOW words ")))
+    sender.start()
+    assert tok.entered.wait(30)
+    stopper = threading.Thread(target=e.shutdown)  # checkpoint=True: apply what was accepted
+    stopper.start()
+    time.sleep(0.3)
+    assert stopper.is_alive()  # waiting for the chunk, not dropping it
+    tok.gate.set()
+    sender.join(30)
+    stopper.join(30)
+    assert not stopper.is_alive() and acks and acks[0].applied_seq == 1

@@ -524,7 +524,8 @@ class Engine:
         while True:
             with self._lock:
                 while inflight is None and (self._abort or not self.scheduler.has_work()):
-                    if self._stopping:
+                    # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
+                    if self._stopping and (self._abort or not self.scheduler.pending_chunks):
                         return
                     self._has_work.wait(timeout=self._sweep_due())
                     self._sweep_durable()
