@@ -69,6 +69,10 @@ def _reject(fut: Future, error: BaseException) -> None:
 SUMMARY_MODES = ("extractive", "generative")
 
 
+def _what(item: WorkItem) -> str:
+    return "a flush" if item.seq is None else f"chunk {item.seq}"
+
+
 @dataclass(frozen=True)
 class _AckWaiter:
     """What _write_durable acks once the record is written, when no WorkItem is waiting (a duplicate)."""
@@ -400,7 +404,7 @@ class Engine:
             if last is item:
                 break
             _reject(last.future, Unavailable(
-                f"chunk {last.seq} of stream {stream.id!r} was not applied: chunk {item.seq} before it failed "
+                f"{_what(last)} of stream {stream.id!r} was not applied: {_what(item)} before it failed "
                 f"({error}); resend from seq {item.accepted_before + 1}"))
         stream.text = self.codec.new_assembler(item.text_before)
         stream.accepted_seq = item.accepted_before
