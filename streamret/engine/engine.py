@@ -187,11 +187,7 @@ class Engine:
         state_dir, in memory) to be opened again later.
         """
         self._check_id(stream_id)
-        with self._lock:
-            self._check_running()
-            stream = self._resident(stream_id)
-            item = self._accept(stream, None, b"", close=True)
-        self._tokenize(stream, item).future.result()
+        self._submit_tail(stream_id, close=True).result()
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is not None and stream.busy:
@@ -340,11 +336,15 @@ class Engine:
     def flush(self, stream_id: str) -> Ack:
         """Process the stream's text tail now (a flush takes no seq and is idempotent)."""
         self._check_id(stream_id)
+        return self._submit_tail(stream_id, flush=True).result()
+
+    def _submit_tail(self, stream_id: str, flush: bool = False, close: bool = False) -> Future:
+        """Queue the stream's text tail (flush, or close: an unfinished character too) as an item without seq."""
         with self._lock:
             self._check_running()
             stream = self._resident(stream_id)
-            item = self._accept(stream, None, b"", flush=True)
-        return self._tokenize(stream, item).future.result()
+            item = self._accept(stream, None, b"", flush=flush, close=close)
+        return self._tokenize(stream, item).future
 
     def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
                 durable: bool = False) -> WorkItem:
