@@ -37,10 +37,18 @@ def default_backend(t: torch.Tensor) -> str:
     return "triton" if t.is_cuda else "torch"
 
 
-def check_backend(backend: str | None, t: torch.Tensor) -> str:
+def check_backend(backend: str | None, t: torch.Tensor, *others: torch.Tensor | None) -> str:
+    """The backend an op runs on. The Triton kernels have no backward: where autograd would need
+    one (grad enabled and an input that requires grad), the default is `torch`, and asking for
+    `triton` is an error rather than gradients silently lost."""
+    needs_grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (t, *others))
+    if backend is None and needs_grad:
+        return "torch"
     backend = backend or default_backend(t)
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}; use one of {BACKENDS}")
+    if backend == "triton" and needs_grad:
+        raise ValueError("the triton kernels have no backward: run under torch.no_grad(), or use backend='torch'")
     if backend == "triton" and not t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)")
     return backend

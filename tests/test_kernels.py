@@ -273,44 +273,178 @@ def test_bf16_split_lowers_the_error(fwd):
     assert floor < errs[True] < 0.95 * errs[False] <= TOL[torch.bfloat16], (floor, errs)
 
 
-SM90_CASES = {  # name: (kernel, q/k/v/o dtype, constexprs, num_warps, num_stages)
-    "chunk bf16 K128 one launch": ("_chunk_fwd_kernel", "bf16", dict(
+# ----------------------------------------------------------------------------------------------
+# the fused layer ops: each Triton kernel against its float64 reference, on strided views of one
+# fused projection output as the model passes them
+
+
+def fused_buffer(T: int, widths: list[int], dtype: torch.dtype, seed: int) -> list[torch.Tensor]:
+    """Column ranges of one [T, sum(widths)] tensor (views with the buffer's row stride)."""
+    buf = torch.randn(T, sum(widths), generator=torch.Generator().manual_seed(seed)).to(dtype)
+    return list(buf.split(widths, dim=1))
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D", [48, 384])
+def test_rms_norm(dtype, D):
+    from streamret_kernels.rms_norm import rms_norm, rms_norm_reference
+
+    g = torch.Generator().manual_seed(D)
+    x = (torch.randn(37, D, generator=g) * 3).to(dtype)
+    w = torch.randn(D, generator=g).to(dtype)
+    with poisoned_allocations():
+        y = rms_norm(x, w, 1e-6, backend="triton")
+    ref = rms_norm_reference(x.double(), w.double(), 1e-6)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert rel_err(y, ref) <= TOL[dtype]
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_rotary_on_fused_columns(dtype, inplace):
+    from streamret_kernels.rotary import apply_rotary, rotary_reference
+
+    T, H, K = 29, 3, 16
+    qk, _ = fused_buffer(T, [2 * H * K, 40], dtype, seed=2)
+    x = qk.view(T, 2 * H, K)  # row stride 2HK + 40: q and k heads of a fused projection
+    angles = torch.rand(T, K // 2, dtype=torch.float64) * 1e3
+    cos, sin = torch.cos(angles).float(), torch.sin(angles).float()
+    ref = rotary_reference(x.double(), cos.double(), sin.double())
+    untouched = _.clone()
+    y = apply_rotary(x, cos, sin, inplace=inplace, backend="triton")
+    assert (y is x) == inplace and y.dtype == dtype
+    assert rel_err(y, ref) <= TOL[dtype]
+    assert torch.equal(_, untouched), "columns beside q and k were written"
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gated_norm_with_strided_gate(dtype):
+    from streamret_kernels.gated_norm import gated_rms_norm, gated_rms_norm_reference
+
+    T, H, V = 23, 3, 24
+    g = torch.Generator().manual_seed(3)
+    o = (torch.randn(T, H, V, generator=g) * 5).to(dtype)
+    _, gate = fused_buffer(T, [32, H * V], dtype, seed=4)
+    gate = gate.view(T, H, V)
+    w = torch.randn(V, generator=g).to(dtype)
+    with poisoned_allocations():
+        y = gated_rms_norm(o, gate, w, 1e-6, backend="triton")
+    ref = gated_rms_norm_reference(o.double(), gate.double(), w.double(), 1e-6)
+    assert y.dtype == dtype and y.shape == o.shape
+    assert rel_err(y, ref) <= TOL[dtype]
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_swiglu_on_fused_columns(dtype):
+    from streamret_kernels.swiglu import swiglu, swiglu_reference
+
+    gate, up = fused_buffer(31, [40, 40], dtype, seed=5)
+    with poisoned_allocations():
+        y = swiglu(gate, up, backend="triton")
+    assert y.dtype == dtype and y.shape == gate.shape and y.is_contiguous()
+    assert rel_err(y, swiglu_reference(gate.double(), up.double())) <= TOL[dtype]
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunk_reads_q_k_v_from_fused_columns(fwd, dtype):
+    lens, H, K, V = [5, 70, 33], 2, 16, 32
+    T = sum(lens)
+    q, k, v, _g = fused_buffer(T, [H * K, H * K, H * V, H * V], dtype, seed=6)
+    k.mul_(K**-0.5)  # in place: k stays a view of the buffer
+    q, k, v = q.view(T, H, K), k.view(T, H, K), v.view(T, H, V)
+    assert q.stride(0) == k.stride(0) == v.stride(0) == 2 * H * (K + V)  # read in place, not copied
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()], dtype=torch.int32)
+    lg = retention_log_decays(H, [0.97, 0.6])
+    h0 = torch.randn(len(lens), H, K, V)
+    with poisoned_allocations():
+        o, ht = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0)
+    ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
+    assert rel_err(o, ro) <= TOL[dtype] and rel_err(ht, rt) <= TOL[dtype]
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_model_matches_the_reference_layers(monkeypatch, dtype):
+    """The inference layout (packed projections, residual adds in the matmuls, every Triton op)
+    computes the model of the plain PyTorch layers."""
+    from streamret.model.retnet import RetNetConfig, build_random
+
+    cfg = RetNetConfig(n_heads=2, head_k_dim=16, head_v_dim=32, d_model=64, ffn_dim=96, n_layers=2)
+    model = build_random(cfg, seed=7).to(dtype)
+    ids = torch.randint(0, cfg.vocab_size, (90,), generator=torch.Generator().manual_seed(8))
+    cu = torch.tensor([0, 20, 20, 90])
+    with torch.no_grad():
+        ref, ref_state = build_random(cfg, seed=7).double()(ids, cu_seqlens=cu, fused=False)
+        monkeypatch.setenv("STREAMRET_KERNEL_BACKEND", "triton")
+        with poisoned_allocations():
+            out, state = model(ids, cu_seqlens=cu, fused=True)
+    assert out.dtype == dtype
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    assert rel_err(out, ref) <= tol
+    for a, b in zip(state.layers, ref_state.layers, strict=True):
+        assert rel_err(a, b) <= tol
+    assert rel_err(state.pool_sum, ref_state.pool_sum) <= tol
+    assert torch.equal(state.positions, ref_state.positions) and torch.equal(state.pool_count, ref_state.pool_count)
+
+
+_CHUNK = "chunk_retention.triton_fwd"
+SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_warps, num_stages)
+    "chunk bf16 K128 one launch": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=128, V=256, BT=64, BK=128, BV=64, NV=4, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
         STORE_O=True, F32_STATE_DOT=False, SPLIT=True), 4, 2),
-    "chunk bf16 K256 segment states": ("_chunk_fwd_kernel", "bf16", dict(
+    "chunk bf16 K256 segment states": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=256, BV=32, NV=16, SEGMENTED=True, HAS_H0=False, STORE_HT=True,
         STORE_O=False, F32_STATE_DOT=False, SPLIT=True), 4, 2),
-    "chunk fp16 K64 chunk 16": ("_chunk_fwd_kernel", "fp16", dict(
+    "chunk bf16 K256 BV64 8 warps": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=256, BV=64, NV=8, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
+        STORE_O=True, F32_STATE_DOT=False, SPLIT=True), 8, 2),
+    "chunk fp16 K64 chunk 16": (_CHUNK, "_chunk_fwd_kernel", "fp16", dict(
         H=16, K=64, V=128, BT=16, BK=64, BV=128, NV=1, SEGMENTED=True, HAS_H0=True, STORE_HT=False,
         STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 2),
-    "chunk fp32 K128": ("_chunk_fwd_kernel", "fp32", dict(
+    "chunk fp32 K128": (_CHUNK, "_chunk_fwd_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, NV=8, SEGMENTED=False, HAS_H0=False, STORE_HT=True,
         STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 1),
-    "segment scan": ("_segment_scan_kernel", "fp32", dict(
+    "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
+    "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
+    "rotary K256": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(H=16, HALF=128, BH=128, BR=16), 4, 1),
+    "gated norm V512": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
+        H=8, V=512, BV=512, BR=8), 4, 1),
+    "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024), 4, 1),
 }
+# pointers to float32 (states, decays, tables, norm weights) and to int32 (cu_seqlens); other
+# non-constexpr arguments are 32-bit integers except these floats
+F32_POINTERS = {"log_decay", "h0", "ht", "local", "seg_init", "cos", "sin"}
+FLOAT_ARGS = {"scale", "eps"}
 
 SM90_SCRIPT = """
-import json, sys
+import importlib, json, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from streamret_kernels.chunk_retention import triton_fwd
 
-for name, (kernel_name, dtype, consts, warps, stages) in json.loads(sys.argv[1]).items():
-    kernel = getattr(triton_fwd, kernel_name)
+cases, f32_ptrs, float_args = json.loads(sys.argv[1])
+for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
+    kernel = getattr(importlib.import_module("streamret_kernels." + module), kernel_name)
     sig = {}
     for arg in kernel.arg_names:
         if arg in consts:
             sig[arg] = "constexpr"
-        elif arg in ("seg_len", "n_seg"):
-            sig[arg] = "i32"
-        elif arg == "scale":
+        elif arg in float_args:
             sig[arg] = "fp32"
         elif arg == "cu_seqlens":
             sig[arg] = "*i32"
+        elif arg in f32_ptrs:
+            sig[arg] = "*fp32"
+        elif arg.startswith(("n_", "seg_len", "stride")):
+            sig[arg] = "i32"
         else:
-            sig[arg] = "*" + (dtype if arg in ("q", "k", "v", "o") else "fp32")
+            sig[arg] = "*" + dtype
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names) if sig[a].startswith("*")}
     src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
     try:
@@ -331,7 +465,8 @@ def test_kernels_compile_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
     res = subprocess.run(
-        [sys.executable, "-c", SM90_SCRIPT, json.dumps(SM90_CASES)], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", SM90_SCRIPT, json.dumps([SM90_CASES, sorted(F32_POINTERS), sorted(FLOAT_ARGS)])],
+        env=env, capture_output=True, text=True,
         timeout=300,
     )
     if "ptxas" in res.stderr and "No such file" in res.stderr:

@@ -28,7 +28,7 @@ def chunk_retention(
     Returns o [T, H, V] in q's dtype and the final states [N, H, K, V] float32.
     """
     _check_shapes(q, k, v, log_decay, cu_seqlens, initial_state)
-    if check_backend(backend, q) == "triton":
+    if check_backend(backend, q, k, v) == "triton":
         from .triton_fwd import chunk_retention_triton
 
         return chunk_retention_triton(

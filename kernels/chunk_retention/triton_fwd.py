@@ -39,7 +39,7 @@ def _dot_f32_left(a, b, acc, SPLIT: tl.constexpr):
 
 @triton.jit
 def _chunk_fwd_kernel(
-    q, k, v, o, log_decay, h0, ht, cu_seqlens, scale, seg_len, n_seg,
+    q, k, v, o, log_decay, h0, ht, cu_seqlens, scale, seg_len, n_seg, stride_qk, stride_v,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
     SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
@@ -87,30 +87,38 @@ def _chunk_fwd_kernel(
     D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
     q_decay = scale * tl.exp(lg * (fi + 1.0))
 
-    qk_tile = it[:, None] * (H * K) + ik[None, :]
-    vo_tile = it[:, None] * (H * V) + jv[None, :]
-    q_seq, k_seq = q + (bos * H + h) * K, k + (bos * H + h) * K
-    v_seq, o_seq = v + (bos * H + h) * V, o + (bos * H + h) * V
+    # q and k share a row stride; q, k and v may be column ranges of one fused projection output
+    # (row strides wider than H * K and H * V); o is contiguous
+    qk_tile = it[:, None] * stride_qk + ik[None, :]
+    v_tile = it[:, None] * stride_v + jv[None, :]
+    o_tile = it[:, None] * (H * V) + jv[None, :]
+    q_seq, k_seq = q + bos * stride_qk + h * K, k + bos * stride_qk + h * K
+    v_seq, o_seq = v + bos * stride_v + h * V, o + (bos * H + h) * V
     for i0 in range(0, L, BT):
         mt = (i0 + it) < L
         m_qk = mt[:, None] if K == BK else mt[:, None] & mk[None, :]
         m_vo = mt[:, None] if V % BV == 0 else mt[:, None] & mv[None, :]
-        kc = tl.load(k_seq + i0 * (H * K) + qk_tile, mask=m_qk, other=0.0)
-        vc = tl.load(v_seq + i0 * (H * V) + vo_tile, mask=m_vo, other=0.0)
+        kc = tl.load(k_seq + qk_tile, mask=m_qk, other=0.0)
+        vc = tl.load(v_seq + v_tile, mask=m_vo, other=0.0)
         if STORE_O:
-            qc = tl.load(q_seq + i0 * (H * K) + qk_tile, mask=m_qk, other=0.0)
+            qc = tl.load(q_seq + qk_tile, mask=m_qk, other=0.0)
             A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
             if F32_STATE_DOT:  # float32 inputs, and float16 ones (a large state would overflow float16)
                 oc = tl.dot(qc.to(tl.float32), S, input_precision="ieee")
             else:
                 oc = tl.dot(qc, S.to(qc.dtype))
             oc = _dot_f32_left(A, vc, oc * q_decay[:, None], SPLIT)
-            tl.store(o_seq + i0 * (H * V) + vo_tile, oc.to(o.dtype.element_ty), mask=m_vo)
+            tl.store(o_seq + o_tile, oc.to(o.dtype.element_ty), mask=m_vo)
         n = tl.minimum(L - i0, BT).to(tl.float32)
         # S <- g^n S + k^T (g^(n-1-j) v_j): the decay goes on v (BT x BV), so k feeds the tensor cores as loaded
         v_decay = tl.where(mt, tl.exp(lg * tl.maximum(n - 1.0 - fi, 0.0)), 0.0)  # rows past the end: 0
         vd = (vc * v_decay[:, None]).to(vc.dtype)
         S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n), input_precision="ieee")
+        # advance the (64-bit) pointers: a row offset i0 * stride could pass 2^31 on a long sequence
+        q_seq += BT * stride_qk
+        k_seq += BT * stride_qk
+        v_seq += BT * stride_v
+        o_seq += BT * (H * V)
     if STORE_HT:
         if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
             mv = mv & (jv * 0 + L > 0)
@@ -218,7 +226,7 @@ def chunk_retention_triton(
     V = v.shape[-1]
     if K > 256:
         raise ValueError(f"head K={K} > 256 does not fit one program's state tile; split heads or use backend='torch'")
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    q, k, v = _rows_of_heads(q, k, v)
     dev = q.device
     cu = torch.tensor([0, T], device=dev) if cu_seqlens is None else cu_seqlens.to(dev).contiguous()
     N = cu.numel() - 1
@@ -242,9 +250,10 @@ def chunk_retention_triton(
         F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
+    strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
     if not segment_len:
         _chunk_fwd_kernel[(N * H * NV,)](
-            q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1,
+            q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1, **strides,
             SEGMENTED=False, HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, **consts,
         )
         return o, final
@@ -254,7 +263,7 @@ def chunk_retention_triton(
     seg_init = torch.empty_like(local)
     grid = (N * n_seg * H * NV,)
     _chunk_fwd_kernel[grid](
-        q, k, v, o, lg, local, local, cu, scale, segment_len, n_seg,
+        q, k, v, o, lg, local, local, cu, scale, segment_len, n_seg, **strides,
         SEGMENTED=True, HAS_H0=False, STORE_HT=True, STORE_O=False, **consts,
     )
     SK, SV = min(BK, 32), min(BV, 64)
@@ -264,7 +273,20 @@ def chunk_retention_triton(
         H=H, K=K, V=V, BK=SK, BV=SV, NK=NSK, NV=NSV, HAS_H0=h0 is not None, num_warps=4,
     )
     _chunk_fwd_kernel[grid](
-        q, k, v, o, lg, seg_init, seg_init, cu, scale, segment_len, n_seg,
+        q, k, v, o, lg, seg_init, seg_init, cu, scale, segment_len, n_seg, **strides,
         SEGMENTED=True, HAS_H0=True, STORE_HT=False, STORE_O=True, **consts,
     )
     return o, final
+
+
+def _rows_of_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q, k, v as the kernel reads them: [T, H, D] with heads packed in a row (strides (s, D, 1)),
+    q and k with one row stride. Views of a fused projection output pass as they are; anything
+    else is copied to contiguous."""
+
+    def packed(x: torch.Tensor) -> bool:
+        return x.stride(2) == 1 and x.stride(1) == x.shape[2]
+
+    if not (packed(q) and packed(k) and q.stride(0) == k.stride(0)):
+        q, k = q.contiguous(), k.contiguous()
+    return q, k, v if packed(v) else v.contiguous()

@@ -31,7 +31,7 @@ def recurrent_retention_step(
         )
     if state.dtype != torch.float32 and state.dtype != torch.float64:
         raise ValueError(f"state must be float32, got {state.dtype}")
-    if check_backend(backend, q) == "triton":
+    if check_backend(backend, q, k, v) == "triton":
         from .triton_step import recurrent_retention_step_triton
 
         return recurrent_retention_step_triton(q, k, v, state, log_decay, scale=scale, inplace=inplace)

@@ -10,6 +10,11 @@ Retention convention (DESIGN.md), per head h with decay g_h, state S [K, V] in f
 "parallel" computes it as a decay-masked attention matrix per sequence, "chunkwise" calls
 `streamret_kernels.chunk_retention`, "recurrent" calls `recurrent_retention_step` token by token.
 All three agree to float32 rounding and take and return the same per-stream `RetNetState`.
+
+The elementwise work (RMSNorm, rotary, the gated norm, SwiGLU) goes through `streamret_kernels` ops:
+Triton on a GPU, their PyTorch references on the CPU and wherever autograd needs a backward. The
+inference path on a GPU (`fused`) also runs q, k, v, g as one projection and gate, up as another,
+with the residual adds inside the output matmuls, so a layer is ten kernels.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from streamret_kernels import chunk_retention, recurrent_retention_step, retention_log_decays
+from streamret_kernels import (
+    apply_rotary,
+    chunk_retention,
+    gated_rms_norm,
+    recurrent_retention_step,
+    retention_log_decays,
+    rms_norm,
+    swiglu,
+)
 from torch import nn
 
 MODES = ("parallel", "chunkwise", "recurrent")
@@ -169,9 +182,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * self.weight.float()).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 def rotary_inv_freq(head_dim: int, base: float, style: str, device=None) -> torch.Tensor:
@@ -194,13 +205,6 @@ def rotary_cos_sin(
     inv_freq = rotary_inv_freq(head_dim, base, style, positions.device)
     angles = positions.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
     return torch.cos(angles).float(), torch.sin(angles).float()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Half-split (non-interleaved) rotation of x [T, H, D] by cos, sin [T, D/2]."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    c, s = cos[:, None, :], sin[:, None, :]
-    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)
 
 
 def parallel_retention(
@@ -245,27 +249,37 @@ class MultiScaleRetention(nn.Module):
         self.register_buffer("log_decay", retention_log_decays(H, cfg.decays), persistent=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bounds: list[int],
-        cu_seqlens: torch.Tensor, state: torch.Tensor, mode: str, chunk_size: int,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bounds: _Bounds,
+        cu_seqlens: torch.Tensor, state: torch.Tensor, mode: str, chunk_size: int, residual: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Retention of x [T, d]; with `residual` (the fused path), returns residual + the output."""
         T = x.shape[0]
         H, K, V = self.cfg.n_heads, self.cfg.head_k_dim, self.cfg.head_v_dim
-        q = apply_rotary(self.q_proj(x).view(T, H, K), cos, sin)
-        k = apply_rotary(self.k_proj(x).view(T, H, K), cos, sin)
-        v = self.v_proj(x).view(T, H, V)
+        if residual is not None:  # one matmul for q, k, v, g; rotary in place on its q and k columns
+            qkvg = F.linear(x, packed_weight(self.q_proj, self.k_proj, self.v_proj, self.g_proj))
+            qk = apply_rotary(qkvg[:, : 2 * H * K].view(T, 2 * H, K), cos, sin, inplace=True)
+            q, k = qk[:, :H], qk[:, H:]
+            v = qkvg[:, 2 * H * K : 2 * H * K + H * V].view(T, H, V)
+            g = qkvg[:, 2 * H * K + H * V :].view(T, H, V)
+        else:
+            q = apply_rotary(self.q_proj(x).view(T, H, K), cos, sin)
+            k = apply_rotary(self.k_proj(x).view(T, H, K), cos, sin)
+            v = self.v_proj(x).view(T, H, V)
+            g = self.g_proj(x).view(T, H, V)
         scale = K**-0.5
         if mode == "parallel":
-            o, state = parallel_retention(q, k, v, self.log_decay, bounds, state, scale)
+            o, state = parallel_retention(q, k, v, self.log_decay, bounds(), state, scale)
         elif mode == "chunkwise":
             o, state = chunk_retention(
                 q, k, v, self.log_decay, cu_seqlens=cu_seqlens, initial_state=state, scale=scale,
                 chunk_size=chunk_size,
             )
         else:
-            o, state = recurrent_retention(q, k, v, self.log_decay, bounds, state, scale)
-        g = self.g_proj(x).view(T, H, V)
-        o = self.g_norm(o) * F.silu(g.float()).to(o.dtype)
-        return self.o_proj(o.reshape(T, H * V)), state
+            o, state = recurrent_retention(q, k, v, self.log_decay, bounds(), state, scale)
+        o = gated_rms_norm(o, g, self.g_norm.weight, self.g_norm.eps).reshape(T, H * V)
+        if residual is not None:
+            return torch.addmm(residual, o, self.o_proj.weight.t()), state
+        return self.o_proj(o), state
 
 
 def recurrent_retention(
@@ -293,8 +307,13 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
         self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """SwiGLU MLP of x [T, d]; with `residual` (the fused path), returns residual + the output."""
+        if residual is None:
+            return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
+        F_ = self.gate_proj.out_features
+        gate_up = F.linear(x, packed_weight(self.gate_proj, self.up_proj))
+        return torch.addmm(residual, swiglu(gate_up[:, :F_], gate_up[:, F_:]), self.down_proj.weight.t())
 
 
 class Block(nn.Module):
@@ -305,8 +324,11 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, bounds, cu_seqlens, state, mode, chunk_size):
-        h, state = self.attn(self.attn_norm(x), cos, sin, bounds, cu_seqlens, state, mode, chunk_size)
+    def forward(self, x, cos, sin, bounds, cu_seqlens, state, mode, chunk_size, fused: bool):
+        if fused:  # residual adds inside the output matmuls
+            x, state = self.attn(self.attn_norm(x), cos, sin, bounds, cu_seqlens, state, mode, chunk_size, x)
+            return self.mlp(self.mlp_norm(x), x), state
+        h, state = self.attn(self.attn_norm(x), cos, sin, bounds, cu_seqlens, state, mode, chunk_size, None)
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), state
 
@@ -377,14 +399,16 @@ class RetNet(nn.Module):
         positions: torch.Tensor | None = None,
         cu_seqlens: torch.Tensor | None = None,
         chunk_size: int = 64,
+        fused: bool | None = None,
     ) -> tuple[torch.Tensor, RetNetState]:
         """Run N sequences and return (final hidden states, new state).
 
         input_ids: [T] packed with cu_seqlens [N+1] (fla's varlen layout), or [B, T] (N = B equal
         lengths, no cu_seqlens). state: the streams' state (None = fresh). positions: [N] absolute
         position of each sequence's first token (default: the state's positions, 0 when fresh).
-        Returns hidden [T, d] (or [B, T, d]) after the final norm, and the advanced state; the
-        input state is not modified.
+        fused: the inference layout (packed projections, residual adds in the matmuls); None = on
+        a GPU when no gradient is needed. Returns hidden [T, d] (or [B, T, d]) after the final
+        norm, and the advanced state; the input state is not modified.
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}; use one of {MODES}")
@@ -395,30 +419,29 @@ class RetNet(nn.Module):
             if cu_seqlens is not None:
                 raise ValueError("pass either [B, T] input_ids or packed [T] input_ids with cu_seqlens, not both")
             B, L = input_ids.shape
-            cu_seqlens = torch.arange(0, (B + 1) * L, L, device=input_ids.device)
             ids = input_ids.reshape(-1)
+            bounds = _Bounds(torch.arange(0, (B + 1) * L, L), list(range(0, (B + 1) * L, L)))
         elif input_ids.dim() == 1:
             ids = input_ids
-            if cu_seqlens is None:
-                cu_seqlens = torch.tensor([0, ids.shape[0]], device=input_ids.device)
+            bounds = _Bounds(torch.tensor([0, ids.shape[0]]) if cu_seqlens is None else cu_seqlens)
         else:
             raise ValueError(f"input_ids must be [T] or [B, T], got shape {tuple(input_ids.shape)}")
-        bounds = [int(b) for b in cu_seqlens.tolist()]
-        n = len(bounds) - 1
-        if bounds[0] != 0 or bounds[-1] != ids.shape[0] or any(b > a for a, b in zip(bounds[1:], bounds[:-1])):
-            raise ValueError(f"cu_seqlens must rise from 0 to T={ids.shape[0]}, got {bounds}")
+        n, T = bounds.n, ids.shape[0]
+        bounds.check(T)
         self._check_ids(ids)
         if state is None:
             state = self.init_state(n)
         elif state.n != n:
             raise ValueError(f"state holds {state.n} streams but the batch has {n} sequences")
-        cu_seqlens = _to_device(cu_seqlens.to(torch.int32), ids.device)
+        if fused is None:
+            fused = ids.is_cuda and not (torch.is_grad_enabled() and self.embeddings.weight.requires_grad)
+        cu_seqlens = _to_device(bounds.cu.to(torch.int32), ids.device)
 
-        lens = _to_device(torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:])]), ids.device)
+        lens = cu_seqlens[1:].long() - cu_seqlens[:-1].long()
         start = state.positions.to(ids.device) if positions is None else positions.to(ids.device, torch.long)
         # output_size known on the host: on a GPU this does not wait for the device to finish its queue
-        seq_of_token = torch.repeat_interleave(torch.arange(n, device=ids.device), lens, output_size=ids.shape[0])
-        offset = torch.arange(ids.shape[0], device=ids.device) - cu_seqlens[:-1].long()[seq_of_token]
+        seq_of_token = torch.repeat_interleave(torch.arange(n, device=ids.device), lens, output_size=T)
+        offset = torch.arange(T, device=ids.device) - cu_seqlens[:-1].long()[seq_of_token]
         cos, sin = rotary_cos_sin(
             start[seq_of_token] + offset, self.config.head_k_dim, self.config.rope_base, self.config.rope_freqs
         )
@@ -426,11 +449,11 @@ class RetNet(nn.Module):
         x = self.embeddings(ids)
         new_layers = []
         for block, s in zip(self.layers, state.layers, strict=True):
-            x, s = block(x, cos, sin, bounds, cu_seqlens, s, mode, chunk_size)
+            x, s = block(x, cos, sin, bounds, cu_seqlens, s, mode, chunk_size, fused)
             new_layers.append(s)
         x = self.norm(x)
 
-        pool_sum = state.pool_sum.clone().index_add_(0, seq_of_token, x.detach().to(torch.float64))
+        pool_sum = state.pool_sum + segment_sums(x.detach(), cu_seqlens, L if batched else None)
         new_state = RetNetState(new_layers, start + lens, pool_sum, state.pool_count + lens)
         return (x.view(B, L, -1) if batched else x), new_state
 
@@ -461,6 +484,63 @@ class RetNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class _Bounds:
+    """A batch's sequence boundaries: cu_seqlens as given, and as a host list read only when asked
+    for (the parallel and recurrent forms need it; reading a device tensor back waits for the GPU)."""
+
+    def __init__(self, cu: torch.Tensor, host: list[int] | None = None):
+        if cu.dim() != 1 or cu.numel() < 2:
+            raise ValueError(f"cu_seqlens must be 1-D with N+1 >= 2 entries, got shape {tuple(cu.shape)}")
+        self.cu, self._host = cu, host
+        if host is None and not cu.is_cuda:
+            self._host = [int(b) for b in cu.tolist()]
+
+    @property
+    def n(self) -> int:
+        return self.cu.numel() - 1
+
+    def __call__(self) -> list[int]:
+        if self._host is None:
+            self._host = [int(b) for b in self.cu.tolist()]
+        return self._host
+
+    def check(self, T: int) -> None:
+        """cu_seqlens rises from 0 to T: checked on the host when it lives there, else on the device."""
+        if self._host is None:
+            cu = self.cu.long()
+            ok = (cu[0] == 0) & (cu[-1] == T) & (cu[1:] >= cu[:-1]).all()
+            torch._assert_async(ok, f"cu_seqlens must rise from 0 to T={T}")
+            return
+        b = self._host
+        if b[0] != 0 or b[-1] != T or any(y < x for x, y in zip(b[:-1], b[1:])):
+            raise ValueError(f"cu_seqlens must rise from 0 to T={T}, got {b}")
+
+
+def segment_sums(x: torch.Tensor, cu_seqlens: torch.Tensor, seq_len: int | None = None) -> torch.Tensor:
+    """Float64 sum of the rows of x [T, d] of each sequence [N, d]. Contiguous sequences sum as
+    differences of one running sum (an index_add_ into N rows makes every token of a long
+    sequence an atomic add on the same addresses); equal lengths sum as a reshape."""
+    xd = x.to(torch.float64)
+    if seq_len is not None:
+        return xd.view(-1, seq_len, x.shape[-1]).sum(1)
+    run = torch.cat([xd.new_zeros(1, x.shape[-1]), xd.cumsum(0)])
+    cu = cu_seqlens.long()
+    return run[cu[1:]] - run[cu[:-1]]
+
+
+def packed_weight(*linears: nn.Linear) -> torch.Tensor:
+    """The weights of `linears` stacked by rows, for one matmul in place of several. Built once and
+    kept on the first module; built again when any weight is replaced, moved or written to (its
+    data pointer or version changes)."""
+    key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
+    cached = getattr(linears[0], "_packed_weight", None)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, torch.cat([lin.weight.detach() for lin in linears]))
+        linears[0]._packed_weight = cached
+    return cached[1]
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,46 @@
+"""Triton gated RMSNorm (the math is in reference.py beside this file): one pass over o and g,
+one write; g may be a strided view (columns of the fused projection output)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..utils import check_inputs, next_pow2
+
+
+@triton.jit
+def _gated_norm_kernel(
+    o, g, w, y, n_rows, stride_gt, stride_gh, eps, H: tl.constexpr, V: tl.constexpr, BV: tl.constexpr,
+    BR: tl.constexpr,
+):
+    rows = tl.program_id(0) * BR + tl.arange(0, BR)  # row = token * H + head; o and y are [rows, V]
+    cols = tl.arange(0, BV)
+    mc = cols < V
+    m = (rows < n_rows)[:, None] & mc[None, :]
+    r64 = rows.to(tl.int64)
+    ov = tl.load(o + r64[:, None] * V + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    g_off = (r64 // H) * stride_gt + (rows % H) * stride_gh
+    gv = tl.load(g + g_off[:, None] + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    wv = tl.load(w + cols, mask=mc, other=0.0).to(tl.float32)
+    r = 1.0 / tl.sqrt(tl.sum(ov * ov, axis=1) / V + eps)
+    out = ov * r[:, None] * wv[None, :] * (gv / (1.0 + tl.exp(-gv)))
+    tl.store(y + r64[:, None] * V + cols[None, :], out.to(y.dtype.element_ty), mask=m)
+
+
+def gated_rms_norm_triton(o: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    check_inputs(o, g=g)
+    T, H, V = o.shape
+    o = o.contiguous()
+    if g.stride(-1) != 1:
+        g = g.contiguous()
+    y = torch.empty_like(o)
+    if T * H:
+        BV = next_pow2(V)
+        BR = max(1, 4096 // BV)
+        _gated_norm_kernel[(triton.cdiv(T * H, BR),)](
+            o, g, weight.contiguous(), y, T * H, g.stride(0), g.stride(1), float(eps), H=H, V=V, BV=BV, BR=BR,
+            num_warps=4,
+        )
+    return y

@@ -1,0 +1,28 @@
+"""Rotary position embedding of queries and keys (half-split layout)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..backend import check_backend
+from .reference import rotary_reference
+
+
+def apply_rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, inplace: bool = False, backend: str | None = None
+) -> torch.Tensor:
+    """Rotate x [T, H, D] (D even; any strides with unit stride along D) by cos, sin [T, D/2].
+
+    Returns a new tensor in x's dtype, or x itself rotated in place when inplace.
+    """
+    if x.dim() != 3 or x.shape[-1] % 2:
+        raise ValueError(f"x must be [T, H, D] with D even, got {tuple(x.shape)}")
+    want = (x.shape[0], x.shape[-1] // 2)
+    if tuple(cos.shape) != want or tuple(sin.shape) != want:
+        raise ValueError(f"cos and sin must be [T, D/2]={list(want)}, got {tuple(cos.shape)} and {tuple(sin.shape)}")
+    if check_backend(backend, x) == "triton" and x.stride(-1) == 1:
+        from .triton_rotary import rotary_triton
+
+        return rotary_triton(x, cos, sin, x if inplace else torch.empty_like(x, memory_format=torch.contiguous_format))
+    y = rotary_reference(x, cos, sin)
+    return x.copy_(y) if inplace else y

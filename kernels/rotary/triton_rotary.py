@@ -1,0 +1,54 @@
+"""Triton rotary embedding (the math is in reference.py beside this file).
+
+Works on strided views: q and k may be column ranges of one fused projection output (row stride
+larger than H * D), and the rotation may be written back in place, so the fused layer never copies
+q and k out of that buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..utils import check_inputs, next_pow2
+
+
+@triton.jit
+def _rotary_kernel(
+    x, y, cos, sin, n_rows, stride_xt, stride_xh, stride_yt, stride_yh,
+    H: tl.constexpr, HALF: tl.constexpr, BH: tl.constexpr, BR: tl.constexpr,
+):
+    rows = tl.program_id(0) * BR + tl.arange(0, BR)  # row = token * H + head
+    cols = tl.arange(0, BH)
+    m = (rows < n_rows)[:, None] & (cols < HALF)[None, :]
+    t = (rows // H).to(tl.int64)
+    hd = rows % H
+    xp = x + (t * stride_xt + hd * stride_xh)[:, None] + cols[None, :]
+    yp = y + (t * stride_yt + hd * stride_yh)[:, None] + cols[None, :]
+    cs = t[:, None] * HALF + cols[None, :]
+    c = tl.load(cos + cs, mask=m, other=0.0)
+    s = tl.load(sin + cs, mask=m, other=0.0)
+    x1 = tl.load(xp, mask=m, other=0.0).to(tl.float32)
+    x2 = tl.load(xp + HALF, mask=m, other=0.0).to(tl.float32)
+    tl.store(yp, (x1 * c - x2 * s).to(y.dtype.element_ty), mask=m)
+    tl.store(yp + HALF, (x2 * c + x1 * s).to(y.dtype.element_ty), mask=m)
+
+
+def rotary_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """x, out [T, H, D] with unit stride along D (out may be x); cos, sin [T, D/2] float32."""
+    check_inputs(x, out=out)
+    T, H, D = x.shape
+    if x.stride(-1) != 1 or out.stride(-1) != 1:
+        raise ValueError("rotary_triton needs unit stride along the head dim; pass x.contiguous()")
+    cos = cos.to(device=x.device, dtype=torch.float32).contiguous()
+    sin = sin.to(device=x.device, dtype=torch.float32).contiguous()
+    half = D // 2
+    BH = next_pow2(half)
+    BR = max(1, 2048 // BH)
+    if T * H:
+        _rotary_kernel[(triton.cdiv(T * H, BR),)](
+            x, out, cos, sin, T * H, x.stride(0), x.stride(1), out.stride(0), out.stride(1),
+            H=H, HALF=half, BH=BH, BR=BR, num_warps=4,
+        )
+    return out

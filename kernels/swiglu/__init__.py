@@ -1,0 +1,19 @@
+"""SwiGLU activation of the MLP: swish(gate) * up."""
+
+from __future__ import annotations
+
+import torch
+
+from ..backend import check_backend
+from .reference import swiglu_reference
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    """gate, up [T, F] (either may be a strided view, unit stride along F). Returns [T, F] in gate's dtype."""
+    if gate.dim() != 2 or up.shape != gate.shape:
+        raise ValueError(f"gate and up must both be [T, F], got {tuple(gate.shape)} and {tuple(up.shape)}")
+    if check_backend(backend, gate, up) == "triton":
+        from .triton_swiglu import swiglu_triton
+
+        return swiglu_triton(gate, up)
+    return swiglu_reference(gate, up)
