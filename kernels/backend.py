@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from .utils import KERNEL_DTYPES
+
 BACKENDS = ("torch", "triton")
 
 
@@ -28,13 +30,13 @@ def retention_log_decays(num_heads: int, decays: list[float] | tuple[float, ...]
 
 
 def default_backend(t: torch.Tensor) -> str:
-    """`triton` for CUDA tensors, `torch` otherwise; STREAMRET_KERNEL_BACKEND overrides."""
+    """`triton` for CUDA tensors of a dtype the kernels take, `torch` otherwise; STREAMRET_KERNEL_BACKEND overrides."""
     forced = os.environ.get("STREAMRET_KERNEL_BACKEND")
     if forced:
         if forced not in BACKENDS:
             raise ValueError(f"STREAMRET_KERNEL_BACKEND={forced!r}; use one of {BACKENDS}")
         return forced
-    return "triton" if t.is_cuda else "torch"
+    return "triton" if t.is_cuda and t.dtype in KERNEL_DTYPES else "torch"  # float64 runs the reference
 
 
 def check_backend(backend: str | None, t: torch.Tensor, *others: torch.Tensor | None) -> str:
