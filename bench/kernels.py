@@ -177,6 +177,11 @@ def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tu
     cfgs += [replace(base, BV=base.BV // 2), replace(base, BV=2 * base.BV), replace(base, BV=2 * base.BV, num_warps=8)]
     if base.BT == 16:
         cfgs += [replace(base, BT=32)]
+    if K >= 256:  # the state slice crowds the registers: shorter chunks (less score recompute per V-block)
+        cfgs += [replace(base, BT=bt, BV=bv, num_warps=w) for bt, bv, w in
+                 [(32, 64, 8), (32, 64, 4), (64, 64, 8), (32, 128, 8), (32, 32, 4), (16, 64, 4), (16, 128, 8)]]
+        cfgs += [replace(base, BT=32, BV=64, num_warps=8, split_bf16=False),
+                 replace(base, BV=64, num_warps=8, num_stages=1)]
     out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if 16 <= cfg.BV <= V]
     if kind == "long":
         out += [(base, seg) for seg in (1024, 4096, 8192)]

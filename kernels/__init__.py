@@ -10,6 +10,7 @@ from .gated_norm import gated_rms_norm
 from .recurrent_step import recurrent_retention_step, recurrent_retention_step_reference
 from .rms_norm import rms_norm
 from .rotary import apply_rotary
+from .segment_sum import segment_sum
 from .swiglu import swiglu
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "recurrent_retention_step_reference",
     "retention_log_decays",
     "rms_norm",
+    "segment_sum",
     "swiglu",
 ]

@@ -350,6 +350,22 @@ def test_swiglu_on_fused_columns(dtype):
 
 
 @interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_segment_sum(dtype):
+    from streamret_kernels.segment_sum import segment_sum, segment_sum_reference
+
+    lens = [3, 0, 300, 1, 17, 0, 129]  # sequences inside a block, across blocks, empty ones
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()])
+    x = torch.randn(sum(lens), 48, generator=torch.Generator().manual_seed(9)).to(dtype)
+    with poisoned_allocations():
+        s = segment_sum(x, cu, backend="triton")
+    assert s.dtype == torch.float64 and s.shape == (len(lens), 48)
+    ref = segment_sum_reference(x.double(), cu)
+    assert rel_err(s, ref) <= 1e-6  # float32 partial sums of 128 rows at most
+    assert torch.equal(s[1], torch.zeros(48, dtype=torch.float64)) and torch.equal(s[5], s[1])
+
+
+@interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_chunk_reads_q_k_v_from_fused_columns(fwd, dtype):
     lens, H, K, V = [5, 70, 33], 2, 16, 32
@@ -416,10 +432,12 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "gated norm V512": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
         H=8, V=512, BV=512, BR=8), 4, 1),
     "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024), 4, 1),
+    "segment sum": ("segment_sum.triton_segment_sum", "_segment_sum_kernel", "bf16", dict(D=384, BT=128, BD=128), 4, 1),
 }
-# pointers to float32 (states, decays, tables, norm weights) and to int32 (cu_seqlens); other
-# non-constexpr arguments are 32-bit integers except these floats
-F32_POINTERS = {"log_decay", "h0", "ht", "local", "seg_init", "cos", "sin"}
+# pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
+# integers except these floats
+POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "sums": "*fp64"} | {
+    name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin")}
 FLOAT_ARGS = {"scale", "eps"}
 
 SM90_SCRIPT = """
@@ -428,7 +446,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-cases, f32_ptrs, float_args = json.loads(sys.argv[1])
+cases, pointers, float_args = json.loads(sys.argv[1])
 for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
     kernel = getattr(importlib.import_module("streamret_kernels." + module), kernel_name)
     sig = {}
@@ -437,11 +455,9 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
             sig[arg] = "constexpr"
         elif arg in float_args:
             sig[arg] = "fp32"
-        elif arg == "cu_seqlens":
-            sig[arg] = "*i32"
-        elif arg in f32_ptrs:
-            sig[arg] = "*fp32"
-        elif arg.startswith(("n_", "seg_len", "stride")):
+        elif arg in pointers:
+            sig[arg] = pointers[arg]
+        elif arg.startswith(("n_", "seg_len", "stride")) or arg == "T":
             sig[arg] = "i32"
         else:
             sig[arg] = "*" + dtype
@@ -465,7 +481,7 @@ def test_kernels_compile_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
     res = subprocess.run(
-        [sys.executable, "-c", SM90_SCRIPT, json.dumps([SM90_CASES, sorted(F32_POINTERS), sorted(FLOAT_ARGS)])],
+        [sys.executable, "-c", SM90_SCRIPT, json.dumps([SM90_CASES, POINTERS, sorted(FLOAT_ARGS)])],
         env=env, capture_output=True, text=True,
         timeout=300,
     )

@@ -32,6 +32,7 @@ from streamret_kernels import (
     recurrent_retention_step,
     retention_log_decays,
     rms_norm,
+    segment_sum,
     swiglu,
 )
 from torch import nn
@@ -453,7 +454,7 @@ class RetNet(nn.Module):
             new_layers.append(s)
         x = self.norm(x)
 
-        pool_sum = state.pool_sum + segment_sums(x.detach(), cu_seqlens, L if batched else None)
+        pool_sum = state.pool_sum + segment_sum(x.detach(), cu_seqlens)
         new_state = RetNetState(new_layers, start + lens, pool_sum, state.pool_count + lens)
         return (x.view(B, L, -1) if batched else x), new_state
 
@@ -516,18 +517,6 @@ class _Bounds:
         b = self._host
         if b[0] != 0 or b[-1] != T or any(y < x for x, y in zip(b[:-1], b[1:])):
             raise ValueError(f"cu_seqlens must rise from 0 to T={T}, got {b}")
-
-
-def segment_sums(x: torch.Tensor, cu_seqlens: torch.Tensor, seq_len: int | None = None) -> torch.Tensor:
-    """Float64 sum of the rows of x [T, d] of each sequence [N, d]. Contiguous sequences sum as
-    differences of one running sum (an index_add_ into N rows makes every token of a long
-    sequence an atomic add on the same addresses); equal lengths sum as a reshape."""
-    xd = x.to(torch.float64)
-    if seq_len is not None:
-        return xd.view(-1, seq_len, x.shape[-1]).sum(1)
-    run = torch.cat([xd.new_zeros(1, x.shape[-1]), xd.cumsum(0)])
-    cu = cu_seqlens.long()
-    return run[cu[1:]] - run[cu[:-1]]
 
 
 def packed_weight(*linears: nn.Linear) -> torch.Tensor:
