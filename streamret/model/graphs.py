@@ -1,0 +1,107 @@
+"""The chunkwise forward replayed from CUDA graphs, one graph per bucket of step shapes.
+
+A small model (the default is d 384 with 4 layers) runs about sixty kernels a forward, each a few
+microseconds of GPU work, and the host needs longer than that to launch them: the forward is bound
+by Python. A graph launches all of them at once. Graphs have fixed shapes, so a batch of N
+sequences and T tokens runs in the graph of bucket (Nb, Tb) with Nb > N and Tb >= T: one padding
+sequence takes the tokens [T, Tb) and empty sequences fill the rows past it; their outputs and
+states are dropped. Every kernel reads the sequence boundaries from cu_seqlens on the device, so
+one graph serves any lengths that fit its bucket.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from .retnet import RetNet, RetNetState
+
+
+def token_bucket(T: int) -> int:
+    """Powers of two up to 4096 tokens, then multiples of 4096 (at most 1/2, then 4096/T, padding)."""
+    if T <= 4096:
+        return max(64, 1 << max(0, T - 1).bit_length())
+    return -(-T // 4096) * 4096
+
+
+def seq_bucket(N: int) -> int:
+    """Rows for N sequences plus the padding one, a power of two."""
+    return max(2, 1 << N.bit_length())
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    ids: torch.Tensor  # [Tb] int64
+    cu: torch.Tensor  # [Nb + 1] int32
+    state: RetNetState  # Nb rows
+    hidden: torch.Tensor  # [Tb, d] output
+    new_state: RetNetState  # Nb rows, output
+
+
+class GraphedForward:
+    """`model(ids, cu_seqlens=..., state=...)` in chunkwise mode, replayed from CUDA graphs.
+
+    Same contract as RetNet.forward for packed input: returns (hidden [T, d], new state), fresh
+    tensors the caller owns. Graphs are captured on first use of a bucket and kept, the least
+    recently used dropped past `max_graphs`. Inference only (no autograd); one caller at a time.
+    """
+
+    def __init__(self, model: RetNet, max_graphs: int = 16, chunk_size: int = 64):
+        if model.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need the model on a GPU, got {model.device}; call the model itself")
+        self.model, self.max_graphs, self.chunk_size = model, max_graphs, chunk_size
+        self.graphs: OrderedDict[tuple[int, int], _Graph] = OrderedDict()
+        self.pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time: they share memory
+
+    def clear(self) -> None:
+        """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured)."""
+        self.graphs.clear()
+
+    @torch.inference_mode()
+    def __call__(
+        self, ids: torch.Tensor, cu_seqlens: torch.Tensor, state: RetNetState
+    ) -> tuple[torch.Tensor, RetNetState]:
+        T, N = ids.shape[0], cu_seqlens.numel() - 1
+        if ids.dim() != 1 or N < 1 or state.n != N:
+            raise ValueError(f"expected ids [T], cu_seqlens [N+1] and a state of N streams; got ids "
+                             f"{tuple(ids.shape)}, cu_seqlens {tuple(cu_seqlens.shape)}, state of {state.n}")
+        g = self._graph(seq_bucket(N), token_bucket(T))
+        g.ids[:T].copy_(ids, non_blocking=True)
+        g.ids[T:].zero_()
+        g.cu[: N + 1].copy_(cu_seqlens, non_blocking=True)
+        g.cu[N + 1 :].fill_(g.ids.shape[0])  # the padding sequence ends at Tb; the rows after it are empty
+        for dst, src in zip(g.state.tensors().values(), state.tensors().values(), strict=True):
+            dst[:N].copy_(src, non_blocking=True)
+            dst[N:].zero_()
+        g.graph.replay()
+        return g.hidden[:T].clone(), g.new_state.map(lambda x: x[:N].clone())
+
+    def _graph(self, Nb: int, Tb: int) -> _Graph:
+        key = (Nb, Tb)
+        if key in self.graphs:
+            self.graphs.move_to_end(key)
+            return self.graphs[key]
+        while len(self.graphs) >= self.max_graphs:
+            self.graphs.popitem(last=False)
+        model, dev = self.model, self.model.device
+        ids = torch.zeros(Tb, dtype=torch.long, device=dev)
+        cu = torch.full((Nb + 1,), Tb, dtype=torch.int32, device=dev)
+        cu[0] = 0
+        state = model.init_state(Nb, dev)
+
+        def run():
+            return model(ids, cu_seqlens=cu, state=state, mode="chunkwise", chunk_size=self.chunk_size, fused=True)
+
+        side = torch.cuda.Stream()  # warm up (Triton compiles, cuBLAS picks) off the capture
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            run()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            hidden, new_state = run()
+        self.graphs[key] = _Graph(graph, ids, cu, state, hidden, new_state)
+        return self.graphs[key]
