@@ -523,7 +523,8 @@ def packed_weight(*linears: nn.Linear) -> torch.Tensor:
     """The weights of `linears` stacked by rows, for one matmul in place of several. Built once and
     kept on the first module; built again when any weight is replaced, moved or written to (its
     data pointer or version changes)."""
-    key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
+    # weights made under inference_mode have no version counter: for them only the pointer counts
+    key = tuple((w.data_ptr(), 0 if w.is_inference() else w._version) for w in (lin.weight for lin in linears))
     cached = getattr(linears[0], "_packed_weight", None)
     if cached is None or cached[0] != key:
         with torch.no_grad():

@@ -13,6 +13,14 @@ from streamret.model.retnet import PRESETS, RetNetConfig, build_random
 pytestmark = pytest.mark.gpu
 
 
+@pytest.fixture(autouse=True)
+def no_tf32():
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     assert torch.isfinite(x).all()
     return ((x.double() - ref.double()).norm() / ref.double().norm()).item()
@@ -42,17 +50,16 @@ def test_fused_float32_matches_float64_plain_layers(layout):
         model = build_random(cfg, seed=2).cuda()
         with poisoned_allocations():
             out, new = model(ids, cu_seqlens=cu, state=state, fused=True)
-    assert rel_err(out, ref) <= 1e-4
-    for a, b in zip(new.layers, ref_state.layers, strict=True):
-        assert rel_err(a, b) <= 1e-4
-    assert rel_err(new.pool_sum, ref_state.pool_sum) <= 1e-4
+    errs = [rel_err(out, ref), *(rel_err(a, b) for a, b in zip(new.layers, ref_state.layers, strict=True)),
+            rel_err(new.pool_sum, ref_state.pool_sum)]
+    assert max(errs) <= 1e-4, errs
 
 
 def test_graphed_forward_equals_the_eager_forward():
     cfg = PRESETS["small"]
     model = build_random(cfg, seed=3).cuda().to(torch.bfloat16)
     graphed = GraphedForward(model)
-    for seed, lens in enumerate([[100, 0, 900, 31], [1, 1, 1000, 2], [4000, 17]]):
+    for seed, lens in enumerate([[100, 0, 900, 31], [1, 1, 1000, 29], [4000, 17]]):
         ids, cu = ragged(cfg, lens, seed)
         state = model.init_state(len(lens))
         state.layers = [torch.randn_like(s) * 0.1 for s in state.layers]
@@ -66,4 +73,4 @@ def test_graphed_forward_equals_the_eager_forward():
             assert rel_err(a, b) <= 1e-2, seed
         assert rel_err(new.pool_sum, ref_state.pool_sum) <= 1e-2, seed
         assert torch.equal(new.positions, ref_state.positions) and torch.equal(new.pool_count, ref_state.pool_count)
-    assert len(graphed.graphs) == 2  # the first two batches share a bucket
+    assert sorted(graphed.graphs) == [(4, 4096), (8, 2048)], list(graphed.graphs)  # the first two share one
