@@ -5,6 +5,7 @@ Every RPC, every status code the API promises, health, reflection, tenant isolat
 """
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from helpers_tokenizers import GatedTokenizer
 
 from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
 from streamret.client import AsyncClient, ChunkError, Client, RetryPolicy
-from streamret.engine import Engine, EngineConfig
+from streamret.engine import Engine, EngineConfig, record
 from streamret.model import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
 from streamret.service.limits import ServiceLimits
@@ -200,6 +201,38 @@ def test_fork_export_import(acme, engine):
     assert code == SC.FAILED_PRECONDITION
     code, _ = code_of(acme.ImportState, pb.ImportStateRequest(stream_id="junk", state=pb.StateBlob(data=b"junk")))
     assert code == SC.INVALID_ARGUMENT
+
+
+def _with_meta(blob: bytes, **fields) -> bytes:
+    meta, tensors = record.decode(blob)
+    meta.update(fields)
+    return record.encode(meta, tensors)
+
+
+def test_malformed_imports_are_invalid_argument_and_every_tenant_is_still_served(acme, globex):
+    """Issue 15 item 2: a record with a list as its open segment's text was imported, and the next append
+    stopped the step loop (every tenant then got UNAVAILABLE); other malformed records got INTERNAL."""
+    acme.append(req("import-src", 1, "One sentence. An open second"))
+    blob = acme.ExportState(pb.ExportStateRequest(stream_id="import-src")).data
+    src_meta = record.decode(blob)[0]
+    open_list = dict(src_meta["segments"], open=dict(src_meta["segments"]["open"], text=["a", "list"]))
+    cases = {
+        "segments.open.text": _with_meta(blob, segments=open_list),
+        "segments": _with_meta(blob, segments="not an object"),
+        "stream_id": _with_meta(blob, stream_id="globex\x1fhidden\ud800"),
+        "applied_seq": _with_meta(blob, applied_seq=2**63 - 1),
+        "text_tail": _with_meta(blob, text_tail=base64.b64encode(b"z" * 5000).decode()),
+    }
+    for field, data in cases.items():
+        code, details = code_of(acme.ImportState, pb.ImportStateRequest(stream_id=f"bad-{field}",
+                                                                        state=pb.StateBlob(data=data)))
+        assert code == SC.INVALID_ARGUMENT and repr(field) in details, (field, code, details)
+        assert "hidden" not in details and "globex" not in details
+        # the refused id is free, and the engine serves both tenants
+        acks = acme.append(req(f"bad-{field}", 1, "appended after the refusal. "))
+        assert acks[0].error_code == 0 and acks[0].applied_seq == 1, acks[0]
+    acks = globex.append(req("other-tenant", 1, "another tenant is still served. ", flush=True))
+    assert acks[0].error_code == 0 and acks[0].applied_seq == 1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -252,7 +252,7 @@ class Engine:
         return self._import(stream_id, bytes(data))
 
     def _import(self, stream_id: str, data: bytes, fork_of: str | None = None) -> StreamInfo:
-        stream, state = self.codec.decode(data, stream_id=stream_id)
+        stream, state = self.codec.decode(data, stream_id=stream_id, origin="fork" if fork_of else "import")
         with self._lock:
             self._check_running()
             if stream_id in self.store.streams or (self.durable is not None and self.durable.exists(stream_id)):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import InvalidArgument, ResourceExhausted, TooBusy
+from ..errors import ResourceExhausted, TooBusy
 from ..model.retnet import RetNet, RetNetState
 from . import record
 from .record import StreamCodec
@@ -310,9 +310,7 @@ class StateStore:
         data = self.durable.read(stream_id)
         if data is None:
             return None
-        stream, state = self.codec.decode(data)
-        if stream.id != stream_id:
-            raise InvalidArgument(f"the durable record for {stream_id!r} holds stream {stream.id!r}; remove it")
+        stream, state = self.codec.decode(data, stream_id, origin="store")
         self.add(stream, state)
         self.evicted.discard(stream_id)
         return stream
