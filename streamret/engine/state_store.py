@@ -14,6 +14,7 @@ A stream with work in flight or queued is never dropped to the durable tier.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import uuid
@@ -23,11 +24,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import ResourceExhausted, TooBusy
+from ..errors import DurableWriteFailed, ResourceExhausted, TooBusy
 from ..model.retnet import RetNet, RetNetState
 from . import record
 from .record import StreamCodec
 from .stream import Stream
+
+log = logging.getLogger("streamret.engine")
 
 # ---------------------------------------------------------------------------------------------
 # durable tier
@@ -69,27 +72,44 @@ class DurableStore:
         return True
 
     def stage(self, path: str, data: bytes) -> str:
-        """First half of an atomic write: `data` in a temp file beside `path` (fsynced locally)."""
+        """First half of an atomic write: `data` in a temp file beside `path` (fsynced locally).
+        DurableWriteFailed when storage refuses (read-only, full, unreachable); no temp file is left."""
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-        if self.fs is None:
-            os.makedirs(folder, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            self.fs.makedirs(folder, exist_ok=True)
-            self.fs.pipe_file(tmp, data)
+        try:
+            if self.fs is None:
+                os.makedirs(folder, exist_ok=True)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                self.fs.makedirs(folder, exist_ok=True)
+                self.fs.pipe_file(tmp, data)
+        except Exception as e:
+            self._discard(tmp)
+            raise _write_failed(e) from e
         return tmp
 
     def publish(self, tmp: str, path: str) -> None:
-        """Second half: rename the staged file over `path` (and fsync the folder locally)."""
-        if self.fs is None:
-            os.replace(tmp, path)
-            _fsync_dir(path.rsplit("/", 1)[0])
-        else:
-            self.fs.mv(tmp, path)
+        """Second half: rename the staged file over `path` (and fsync the folder locally).
+        DurableWriteFailed when storage refuses; the temp file is removed then."""
+        try:
+            if self.fs is None:
+                os.replace(tmp, path)
+                _fsync_dir(path.rsplit("/", 1)[0])
+            else:
+                self.fs.mv(tmp, path)
+        except Exception as e:
+            self._discard(tmp)
+            raise _write_failed(e) from e
+
+    def _discard(self, tmp: str) -> None:
+        """Remove a temp file after a failed write, best effort (the storage may refuse that too)."""
+        try:
+            self._remove(tmp)
+        except Exception as e:  # noqa: BLE001  (the write's own error is the one to report)
+            log.warning("could not remove the temp file of a failed durable write: %s", e)
 
     def read(self, stream_id: str) -> bytes | None:
         path = self.path(stream_id)
@@ -115,6 +135,15 @@ class DurableStore:
             os.remove(path) if self.fs is None else self.fs.rm(path)
         except FileNotFoundError:
             pass
+
+
+def _write_failed(error: Exception) -> DurableWriteFailed:
+    """The client-safe error for a storage failure: its reason (e.g. "No space left on device"), not the
+    server's paths, which go to the log."""
+    log.error("durable write failed: %s", error)
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+    return DurableWriteFailed(f"the server could not write the stream's durable record ({reason}); nothing was "
+                              "saved by this write, and it is tried again when the chunk is resent")
 
 
 def _fsync_dir(folder: str) -> None:
