@@ -157,6 +157,39 @@ def test_append_per_chunk_problems_come_back_in_acks(acme):
     assert abs(np.linalg.norm(acks[5].segment_embedding) - 1) < 1e-5
 
 
+def test_a_refused_gap_chunk_on_a_missing_stream_creates_nothing(acme, engine):
+    """Issue 15 item 7: Append and AppendEvents of seq 5 to a stream that does not exist were refused (gap,
+    expected 1), but the stream was created empty first."""
+    (ack,) = acme.append(req("never-made", 5, "a chunk past the first"))
+    assert ack.error_code == SC.FAILED_PRECONDITION.value[0] and ack.retryable and ack.applied_seq == 0
+    assert "expected seq 1" in ack.error_message and "\x1f" not in ack.error_message
+    events = pa.table({"stream_id": ["never-made-ev"], "seq": [3], "text": ["x"]})
+    (out,) = (table_from_ipc(p.arrow_ipc).to_pylist() for p in acme.AppendEvents(
+        iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events))])))
+    assert out[0]["error_code"] == SC.FAILED_PRECONDITION.value[0] and "expected seq 1" in out[0]["error_message"]
+    for sid in ("never-made", "never-made-ev"):
+        assert code_of(acme.OpenStream, pb.OpenStreamRequest(stream_id=sid))[0] == SC.NOT_FOUND
+        assert not engine.exists(f"acme\x1f{sid}")
+    # the first chunk still creates the stream
+    (ack,) = acme.append(req("never-made", 1, "now it starts "))
+    assert ack.error_code == 0 and ack.applied_seq == 1
+
+
+def test_uint64_values_past_int64_in_arrow_tables_are_invalid_argument(acme):
+    """Issue 15 item 7: a uint64 id or seq of 2^64 - 1 failed the cast to int64 and came back INTERNAL."""
+    top = 2**64 - 1
+    ids = pa.table({"id": pa.array([1, top], pa.uint64()), "text": ["one", "two"]})
+    code, details = code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=table_to_ipc(ids)))
+    assert code == SC.INVALID_ARGUMENT and "'id'" in details and "int64 range" in details, (code, details)
+    events = pa.table({"stream_id": ["u64", "u64"], "seq": pa.array([1, top], pa.uint64()), "text": ["a ", "b "]})
+    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events))]))
+    assert code == SC.INVALID_ARGUMENT and "'seq'" in details and "int64 range" in details, (code, details)
+    # uint64 values that fit are taken as they are
+    ok_ids = pa.table({"id": pa.array([7], pa.uint64()), "text": ["seven"]})
+    out = table_from_ipc(acme.EmbedTable(pb.ArrowPayload(arrow_ipc=table_to_ipc(ok_ids))).arrow_ipc)
+    assert out.column("id").to_pylist() == [7]
+
+
 def test_append_protocol_errors_end_the_call(acme):
     acks = []
     code, details = code_of(lambda: [acks.append(a) for a in acme.Append(iter([req("p", 1, "a "), req("p", 0)]))])
