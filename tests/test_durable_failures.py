@@ -8,11 +8,13 @@ calls the store makes (os.fsync for a full disk, os.replace for a read-only fold
 import errno
 import os
 import threading
+import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from streamret.client import Client, RetryPolicy
 from streamret.engine import Engine, EngineConfig
@@ -120,7 +122,7 @@ def test_a_write_that_fails_is_retried_by_the_next_record_and_at_shutdown(tmp_pa
 def served(tmp_path):
     eng = Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path),
                             config=EngineConfig(durable_every_chunks=0))
-    srv = BackgroundServer(eng, ServerConfig(port=0))
+    srv = BackgroundServer(eng, ServerConfig(port=0, poll_s=0.05))
     yield srv, eng
     srv.stop()
     eng.shutdown()
@@ -159,3 +161,37 @@ def test_client_stream_retries_a_transient_failure_until_the_record_is_written(s
     assert storage.failed == 3
     assert ack.durable_seq == ack.seq == 4 and ack.tokens == len("chapter one. chapter two. the end.")
     assert eng.info("default\x1fbook").durable_seq == 4
+
+
+def test_health_is_not_serving_while_the_state_folder_refuses_writes(served, monkeypatch):
+    """A server whose acks that need a record can only fail says so to its load balancer, and says SERVING
+    again once a probe write (stage, fsync, rename, like a record) succeeds."""
+    srv, eng = served
+    storage = Storage(monkeypatch, "read-only folder (rename)")
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    stub = pb_grpc.StreamRetStub(channel)
+    SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+    def wait_for(status: int) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            got = {health.Check(health_pb2.HealthCheckRequest(service=name)).status
+                   for name in ("", "streamret.v1.StreamRet", "streamret.v1.Batch")}
+            if got == {status}:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"health stayed {got}, expected {status}")
+
+    wait_for(SERVING)
+    storage.fail()
+    (ack,) = stub.Append(iter([pb.AppendRequest(stream_id="h", seq=1, text="needs a record ", durable=True)]))
+    assert ack.error_code == grpc.StatusCode.UNAVAILABLE.value[0] and ack.retryable
+    wait_for(NOT_SERVING)
+    assert eng.stats()["durable_writable"] is False
+    assert len(stub.GetEmbedding(pb.GetEmbeddingRequest(stream_id="h")).values) == 64  # reads go on
+    storage.heal()
+    wait_for(SERVING)
+    (ack,) = stub.Append(iter([pb.AppendRequest(stream_id="h", seq=1, text="needs a record ", durable=True)]))
+    assert (ack.error_code, ack.duplicate, ack.durable_seq) == (0, True, 1)
+    assert temp_files(eng.durable.root) == [] and not list(Path(eng.durable.root).glob(".probe*"))

@@ -492,6 +492,11 @@ class Engine:
         return Summary(stream_id, applied_seq, picked, text)
 
     def stats(self) -> dict:
+        """Counters for metrics and health. durable_writable: False while the durable store refuses writes
+        (probed here until it takes them again), None without a durable store."""
+        writable = None
+        if self.durable is not None:
+            writable = self.durable.writable or self.durable.probe()
         with self._lock:
             return {
                 "streams": self.store.counts(),
@@ -506,6 +511,7 @@ class Engine:
                 "loop_model_seconds": self._model_s,
                 "loop_host_seconds": self._host_s,
                 "durable_write_errors": self.writer.errors if self.writer else 0,
+                "durable_writable": writable,
             }
 
     # ------------------------------------------------------------------------------------------

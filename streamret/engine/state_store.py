@@ -45,6 +45,7 @@ class DurableStore:
         self.url = url
         self._lock = threading.Lock()
         self._written: dict[str, int] = {}  # stream id -> newest revision written by this process
+        self.writable = True  # False from a failed write until a write or a probe succeeds
         if "://" in url and not url.startswith("file://"):
             import fsspec
 
@@ -71,9 +72,10 @@ class DurableStore:
             self._written[stream_id] = revision
         return True
 
-    def stage(self, path: str, data: bytes) -> str:
+    def stage(self, path: str, data: bytes, quiet: bool = False) -> str:
         """First half of an atomic write: `data` in a temp file beside `path` (fsynced locally).
-        DurableWriteFailed when storage refuses (read-only, full, unreachable); no temp file is left."""
+        DurableWriteFailed when storage refuses (read-only, full, unreachable); no temp file is left.
+        quiet: do not log the failure (a probe)."""
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
         try:
@@ -87,11 +89,12 @@ class DurableStore:
                 self.fs.makedirs(folder, exist_ok=True)
                 self.fs.pipe_file(tmp, data)
         except Exception as e:
+            self.writable = False
             self._discard(tmp)
-            raise _write_failed(e) from e
+            raise _write_failed(e, quiet) from e
         return tmp
 
-    def publish(self, tmp: str, path: str) -> None:
+    def publish(self, tmp: str, path: str, quiet: bool = False) -> None:
         """Second half: rename the staged file over `path` (and fsync the folder locally).
         DurableWriteFailed when storage refuses; the temp file is removed then."""
         try:
@@ -101,8 +104,21 @@ class DurableStore:
             else:
                 self.fs.mv(tmp, path)
         except Exception as e:
+            self.writable = False
             self._discard(tmp)
-            raise _write_failed(e) from e
+            raise _write_failed(e, quiet) from e
+        self.writable = True
+
+    def probe(self) -> bool:
+        """Write, publish and remove a small file the way records are written; True (and `writable` again)
+        when storage takes writes now. For a health check while `writable` is False."""
+        path = f"{self.root}/.probe{self.SUFFIX}"
+        try:
+            self.publish(self.stage(path, b"streamret write probe", quiet=True), path, quiet=True)
+        except DurableWriteFailed:
+            return False
+        self._discard(path)
+        return True
 
     def _discard(self, tmp: str) -> None:
         """Remove a temp file after a failed write, best effort (the storage may refuse that too)."""
@@ -137,10 +153,11 @@ class DurableStore:
             pass
 
 
-def _write_failed(error: Exception) -> DurableWriteFailed:
+def _write_failed(error: Exception, quiet: bool = False) -> DurableWriteFailed:
     """The client-safe error for a storage failure: its reason (e.g. "No space left on device"), not the
     server's paths, which go to the log."""
-    log.error("durable write failed: %s", error)
+    if not quiet:
+        log.error("durable write failed: %s", error)
     reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
     return DurableWriteFailed(f"the server could not write the stream's durable record ({reason}); nothing was "
                               "saved by this write, and it is tried again when the chunk is resent")
