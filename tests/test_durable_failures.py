@@ -195,3 +195,22 @@ def test_health_is_not_serving_while_the_state_folder_refuses_writes(served, mon
     (ack,) = stub.Append(iter([pb.AppendRequest(stream_id="h", seq=1, text="needs a record ", durable=True)]))
     assert (ack.error_code, ack.duplicate, ack.durable_seq) == (0, True, 1)
     assert temp_files(eng.durable.root) == [] and not list(Path(eng.durable.root).glob(".probe*"))
+
+
+def test_a_record_that_cannot_be_removed_is_unavailable_and_the_close_can_be_repeated(tmp_path, monkeypatch):
+    """Closing a stream on a read-only folder was INTERNAL (the OSError of os.remove); now it is the retryable
+    UNAVAILABLE, and closing again once the folder is writable removes the record."""
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
+        e.append("s", 1, "to be closed. ")
+        path = e.durable.path("s")
+
+        def read_only(p):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(state_store_module.os, "remove", read_only)
+        with pytest.raises(DurableWriteFailed, match="could not remove .*Read-only file system"):
+            e.close("s")
+        assert os.path.exists(path) and e.exists("s")
+        monkeypatch.undo()
+        e.close("s")
+        assert not os.path.exists(path) and not e.exists("s")

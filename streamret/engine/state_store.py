@@ -142,8 +142,12 @@ class DurableStore:
         return os.path.exists(path) if self.fs is None else self.fs.exists(path)
 
     def delete(self, stream_id: str) -> None:
+        """Remove the stream's record; DurableWriteFailed when storage refuses (the record stays)."""
         with self._lock:
-            self._remove(self.path(stream_id))
+            try:
+                self._remove(self.path(stream_id))
+            except Exception as e:
+                raise _write_failed(e, message=_NOT_REMOVED) from e
             self._written.pop(stream_id, None)
 
     def _remove(self, path: str) -> None:
@@ -153,14 +157,19 @@ class DurableStore:
             pass
 
 
-def _write_failed(error: Exception, quiet: bool = False) -> DurableWriteFailed:
+_NOT_WRITTEN = ("the server could not write the stream's durable record ({reason}); nothing was saved by this "
+                "write, and it is tried again when the chunk is resent")
+_NOT_REMOVED = ("the server could not remove the stream's durable record ({reason}); the stream was closed in "
+                "memory but its record stays and loads on the stream's next use: close it again later")
+
+
+def _write_failed(error: Exception, quiet: bool = False, message: str = _NOT_WRITTEN) -> DurableWriteFailed:
     """The client-safe error for a storage failure: its reason (e.g. "No space left on device"), not the
     server's paths, which go to the log."""
     if not quiet:
-        log.error("durable write failed: %s", error)
+        log.error("durable store operation failed: %s", error)
     reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
-    return DurableWriteFailed(f"the server could not write the stream's durable record ({reason}); nothing was "
-                              "saved by this write, and it is tried again when the chunk is resent")
+    return DurableWriteFailed(message.format(reason=reason))
 
 
 def _fsync_dir(folder: str) -> None:
