@@ -10,7 +10,11 @@ What they add to the raw stubs:
   exponential backoff;
 - `stream` keeps every chunk the server has not yet made durable; after a reconnect it asks the server
   for durable_seq and resends from there (chunks the server still had are acked as duplicates, so each
-  chunk is applied exactly once). Busy servers (RESOURCE_EXHAUSTED acks) are handled the same way.
+  chunk is applied exactly once). Busy servers (RESOURCE_EXHAUSTED acks) are handled the same way, and so
+  are chunks applied but not made durable (a retryable UNAVAILABLE ack: the server could not write the
+  record): the last chunk that asked for a record is resent, and the server writes the record then.
+  When nothing moves for `RetryPolicy.timeout_s` (no chunk newly acked or made durable), `stream`
+  raises TimeoutError with the last refusal; it never returns as if the chunks were saved.
 """
 
 from __future__ import annotations
@@ -227,6 +231,7 @@ class AsyncClient:
         durable: the last chunk asks the server for a durable record before its ack, so that everything
             sent is durable when this returns (the last ack's durable_seq is its seq), whatever the
             server's durability policy; a server without a durable store cannot, and its ack says so.
+            When the server keeps failing to write the record, this raises TimeoutError.
         on_ack: called with each ack of a chunk applied (or a duplicate), e.g. to move a progress bar.
         """
         return await self._append(stream_id, _Source(_numbered(chunks, flush, durable)), on_ack)
