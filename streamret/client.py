@@ -10,7 +10,11 @@ What they add to the raw stubs:
   exponential backoff;
 - `stream` keeps every chunk the server has not yet made durable; after a reconnect it asks the server
   for durable_seq and resends from there (chunks the server still had are acked as duplicates, so each
-  chunk is applied exactly once). Busy servers (RESOURCE_EXHAUSTED acks) are handled the same way.
+  chunk is applied exactly once). Busy servers (RESOURCE_EXHAUSTED acks) are handled the same way, and so
+  are chunks applied but not made durable (a retryable UNAVAILABLE ack: the server could not write the
+  record): the last chunk that asked for a record is resent, and the server writes the record then.
+  When nothing moves for `RetryPolicy.timeout_s` (no chunk newly acked or made durable), `stream`
+  raises TimeoutError with the last refusal; it never returns as if the chunks were saved.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class _Ledger:
         self.floor = next_seq - 1  # chunks <= floor are forgotten; resuming below it is impossible
         self.acked = next_seq - 1
         self.to_resend: list[tuple[int, bytes, bool, bool]] = []
+        self.last_error = ""  # the last retryable refusal, for the error when retries run out
 
     def add(self, data: bytes, flush: bool, durable: bool) -> int:
         seq, self.next_seq = self.next_seq, self.next_seq + 1
@@ -112,6 +117,11 @@ class _Ledger:
         self.forget(info.durable_seq)
         self.acked = info.applied_seq
         self.to_resend = [(seq, *kept) for seq, kept in self.kept.items() if seq > info.applied_seq]
+        # A chunk that asked for a durable record, applied but not durable (its record could not be written):
+        # the newest one goes again, and the server, which acks it as a duplicate, tries the write again.
+        asked = [seq for seq, (_, _, durable) in self.kept.items() if durable and seq <= info.applied_seq]
+        if asked:
+            self.to_resend.insert(0, (asked[-1], *self.kept[asked[-1]]))
 
     @property
     def unacked(self) -> int:
@@ -221,6 +231,7 @@ class AsyncClient:
         durable: the last chunk asks the server for a durable record before its ack, so that everything
             sent is durable when this returns (the last ack's durable_seq is its seq), whatever the
             server's durability policy; a server without a durable store cannot, and its ack says so.
+            When the server keeps failing to write the record, this raises TimeoutError.
         on_ack: called with each ack of a chunk applied (or a duplicate), e.g. to move a progress bar.
         """
         return await self._append(stream_id, _Source(_numbered(chunks, flush, durable)), on_ack)
@@ -239,23 +250,34 @@ class AsyncClient:
             await self.open(stream_id)
         ledger = self._ledgers[stream_id]
         last: list[pb.AppendAck | None] = [None]
+        backoff, mark = None, None
         while not await self._append_call(stream_id, ledger, source, last, on_ack):
             # The connection broke, the server is draining, or it refused a chunk it may take later
-            # (busy): back off, ask where the stream stands, plan the resend. A server that crashed
-            # before the stream's first durable record no longer knows it: it is created again and
-            # everything is resent, which the ledger allows only while it still holds chunk 1.
-            async for _ in self.retry.sleeps():
+            # (busy, or its durable record could not be written): back off, ask where the stream stands,
+            # plan the resend. A server that crashed before the stream's first durable record no longer
+            # knows it: it is created again and everything is resent, which the ledger allows only while it
+            # still holds chunk 1. The backoff runs on while nothing moves (no chunk newly acked or made
+            # durable): a server that keeps refusing (e.g. a full disk) ends this with an error after
+            # retry.timeout_s, never with a return as if the chunks were saved.
+            if backoff is None or (ledger.acked, ledger.floor) != mark:
+                backoff, mark = aiter(self.retry.sleeps()), (ledger.acked, ledger.floor)
+            while True:
+                try:
+                    await anext(backoff)
+                except StopAsyncIteration:
+                    why = f"; the last refusal: {ledger.last_error}" if ledger.last_error else ""
+                    raise TimeoutError(f"stream {stream_id!r}: no progress for {self.retry.timeout_s} s{why}; "
+                                       f"chunks up to {ledger.floor} are durable on the server") from None
                 try:
                     info = await self.streams.OpenStream(
                         pb.OpenStreamRequest(stream_id=stream_id, create_if_missing=True), metadata=self._metadata)
                 except grpc.aio.AioRpcError as e:
                     if e.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
+                    ledger.last_error = f"{e.code().name}: {e.details()}"
                     continue
                 ledger.resume(info)
                 break
-            else:
-                raise TimeoutError(f"stream {stream_id!r}: the server stayed unavailable for {self.retry.timeout_s} s")
         return last[0]
 
     async def _append_call(self, stream_id: str, ledger: _Ledger, source: _Source, last: list, on_ack) -> bool:
@@ -290,6 +312,7 @@ class AsyncClient:
                 room.release()
                 if ack.error_code:
                     if ack.retryable:
+                        ledger.last_error = f"chunk {ack.seq}: {ack.error_message}"
                         return False
                     raise ChunkError(ack)
                 ledger.on_ack(ack)

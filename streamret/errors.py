@@ -53,6 +53,11 @@ class Unavailable(StreamRetError):
     code = "UNAVAILABLE"
 
 
+class DurableWriteFailed(Unavailable):
+    """A record could not be written to the durable store (read-only, full or unreachable storage).
+    Retryable: nothing was published, and the write is tried again when the chunk is resent."""
+
+
 class PermissionDenied(StreamRetError):
     code = "PERMISSION_DENIED"
 

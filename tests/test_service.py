@@ -5,6 +5,7 @@ Every RPC, every status code the API promises, health, reflection, tenant isolat
 """
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from helpers_tokenizers import GatedTokenizer
 
 from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
 from streamret.client import AsyncClient, ChunkError, Client, RetryPolicy
-from streamret.engine import Engine, EngineConfig
+from streamret.engine import Engine, EngineConfig, record
 from streamret.model import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
 from streamret.service.limits import ServiceLimits
@@ -156,6 +157,39 @@ def test_append_per_chunk_problems_come_back_in_acks(acme):
     assert abs(np.linalg.norm(acks[5].segment_embedding) - 1) < 1e-5
 
 
+def test_a_refused_gap_chunk_on_a_missing_stream_creates_nothing(acme, engine):
+    """Issue 15 item 7: Append and AppendEvents of seq 5 to a stream that does not exist were refused (gap,
+    expected 1), but the stream was created empty first."""
+    (ack,) = acme.append(req("never-made", 5, "a chunk past the first"))
+    assert ack.error_code == SC.FAILED_PRECONDITION.value[0] and ack.retryable and ack.applied_seq == 0
+    assert "expected seq 1" in ack.error_message and "\x1f" not in ack.error_message
+    events = pa.table({"stream_id": ["never-made-ev"], "seq": [3], "text": ["x"]})
+    (out,) = (table_from_ipc(p.arrow_ipc).to_pylist() for p in acme.AppendEvents(
+        iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events))])))
+    assert out[0]["error_code"] == SC.FAILED_PRECONDITION.value[0] and "expected seq 1" in out[0]["error_message"]
+    for sid in ("never-made", "never-made-ev"):
+        assert code_of(acme.OpenStream, pb.OpenStreamRequest(stream_id=sid))[0] == SC.NOT_FOUND
+        assert not engine.exists(f"acme\x1f{sid}")
+    # the first chunk still creates the stream
+    (ack,) = acme.append(req("never-made", 1, "now it starts "))
+    assert ack.error_code == 0 and ack.applied_seq == 1
+
+
+def test_uint64_values_past_int64_in_arrow_tables_are_invalid_argument(acme):
+    """Issue 15 item 7: a uint64 id or seq of 2^64 - 1 failed the cast to int64 and came back INTERNAL."""
+    top = 2**64 - 1
+    ids = pa.table({"id": pa.array([1, top], pa.uint64()), "text": ["one", "two"]})
+    code, details = code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=table_to_ipc(ids)))
+    assert code == SC.INVALID_ARGUMENT and "'id'" in details and "int64 range" in details, (code, details)
+    events = pa.table({"stream_id": ["u64", "u64"], "seq": pa.array([1, top], pa.uint64()), "text": ["a ", "b "]})
+    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events))]))
+    assert code == SC.INVALID_ARGUMENT and "'seq'" in details and "int64 range" in details, (code, details)
+    # uint64 values that fit are taken as they are
+    ok_ids = pa.table({"id": pa.array([7], pa.uint64()), "text": ["seven"]})
+    out = table_from_ipc(acme.EmbedTable(pb.ArrowPayload(arrow_ipc=table_to_ipc(ok_ids))).arrow_ipc)
+    assert out.column("id").to_pylist() == [7]
+
+
 def test_append_protocol_errors_end_the_call(acme):
     acks = []
     code, details = code_of(lambda: [acks.append(a) for a in acme.Append(iter([req("p", 1, "a "), req("p", 0)]))])
@@ -200,6 +234,38 @@ def test_fork_export_import(acme, engine):
     assert code == SC.FAILED_PRECONDITION
     code, _ = code_of(acme.ImportState, pb.ImportStateRequest(stream_id="junk", state=pb.StateBlob(data=b"junk")))
     assert code == SC.INVALID_ARGUMENT
+
+
+def _with_meta(blob: bytes, **fields) -> bytes:
+    meta, tensors = record.decode(blob)
+    meta.update(fields)
+    return record.encode(meta, tensors)
+
+
+def test_malformed_imports_are_invalid_argument_and_every_tenant_is_still_served(acme, globex):
+    """Issue 15 item 2: a record with a list as its open segment's text was imported, and the next append
+    stopped the step loop (every tenant then got UNAVAILABLE); other malformed records got INTERNAL."""
+    acme.append(req("import-src", 1, "One sentence. An open second"))
+    blob = acme.ExportState(pb.ExportStateRequest(stream_id="import-src")).data
+    src_meta = record.decode(blob)[0]
+    open_list = dict(src_meta["segments"], open=dict(src_meta["segments"]["open"], text=["a", "list"]))
+    cases = {
+        "segments.open.text": _with_meta(blob, segments=open_list),
+        "segments": _with_meta(blob, segments="not an object"),
+        "stream_id": _with_meta(blob, stream_id="globex\x1fhidden\ud800"),
+        "applied_seq": _with_meta(blob, applied_seq=2**63 - 1),
+        "text_tail": _with_meta(blob, text_tail=base64.b64encode(b"z" * 5000).decode()),
+    }
+    for field, data in cases.items():
+        code, details = code_of(acme.ImportState, pb.ImportStateRequest(stream_id=f"bad-{field}",
+                                                                        state=pb.StateBlob(data=data)))
+        assert code == SC.INVALID_ARGUMENT and repr(field) in details, (field, code, details)
+        assert "hidden" not in details and "globex" not in details
+        # the refused id is free, and the engine serves both tenants
+        acks = acme.append(req(f"bad-{field}", 1, "appended after the refusal. "))
+        assert acks[0].error_code == 0 and acks[0].applied_seq == 1, acks[0]
+    acks = globex.append(req("other-tenant", 1, "another tenant is still served. ", flush=True))
+    assert acks[0].error_code == 0 and acks[0].applied_seq == 1
 
 
 # ------------------------------------------------------------------------------------------------

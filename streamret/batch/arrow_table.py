@@ -71,8 +71,17 @@ def _ids(table: pa.Table, id_column: str) -> pa.ChunkedArray:
     if ids.type in _STRING_TYPES:
         return ids.cast(pa.string())
     if pa.types.is_integer(ids.type):
-        return ids.cast(pa.int64())
+        return int64_column(ids, f"column {id_column!r}", "use smaller integer ids or string ids")
     raise InvalidArgument(f"column {id_column!r} has type {ids.type}; ids must be string or int64")
+
+
+def int64_column(column: pa.ChunkedArray, what: str, fix: str) -> pa.ChunkedArray:
+    """An integer column as int64; InvalidArgument naming the column when a value does not fit (e.g. a uint64
+    of 2^64 - 1), instead of the cast's ArrowInvalid."""
+    try:
+        return column.cast(pa.int64())
+    except (pa.ArrowInvalid, OverflowError):
+        raise InvalidArgument(f"{what} holds a value outside the int64 range [-2^63, 2^63); {fix}") from None
 
 
 def _texts(table: pa.Table, text_column: str) -> list[bytes | str]:

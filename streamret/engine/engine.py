@@ -33,6 +33,7 @@ import torch
 
 from ..errors import (
     AlreadyExists,
+    DurableWriteFailed,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -252,7 +253,7 @@ class Engine:
         return self._import(stream_id, bytes(data))
 
     def _import(self, stream_id: str, data: bytes, fork_of: str | None = None) -> StreamInfo:
-        stream, state = self.codec.decode(data, stream_id=stream_id)
+        stream, state = self.codec.decode(data, stream_id=stream_id, origin="fork" if fork_of else "import")
         with self._lock:
             self._check_running()
             if stream_id in self.store.streams or (self.durable is not None and self.durable.exists(stream_id)):
@@ -417,7 +418,14 @@ class Engine:
             if durable and self.durable is not None and stream.durable_seq < seq:
                 # a resent last chunk that must be durable: write the record, then ack it as a duplicate
                 written: Future = Future()
-                written.add_done_callback(lambda f: _resolve(out, dataclasses.replace(f.result(), duplicate=True)))
+
+                def after_write(f: Future) -> None:
+                    if f.exception() is not None:
+                        _reject(out, f.exception())
+                    else:
+                        _resolve(out, dataclasses.replace(f.result(), duplicate=True))
+
+                written.add_done_callback(after_write)
                 self._write_durable(stream, [_AckWaiter(written, seq)])
             else:
                 _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
@@ -426,7 +434,9 @@ class Engine:
         original.durable |= durable
 
         def relay(f: Future) -> None:
-            if f.cancelled() or f.exception() is not None:
+            if not f.cancelled() and isinstance(f.exception(), DurableWriteFailed):
+                _reject(out, f.exception())  # applied, not durable: the original's error says so
+            elif f.cancelled() or f.exception() is not None:
                 _reject(out, Unavailable(f"chunk {seq} of stream {stream.id!r} was not applied; resend it"))
             else:
                 _resolve(out, dataclasses.replace(f.result(), duplicate=True))
@@ -482,6 +492,11 @@ class Engine:
         return Summary(stream_id, applied_seq, picked, text)
 
     def stats(self) -> dict:
+        """Counters for metrics and health. durable_writable: False while the durable store refuses writes
+        (probed here until it takes them again), None without a durable store."""
+        writable = None
+        if self.durable is not None:
+            writable = self.durable.writable or self.durable.probe()
         with self._lock:
             return {
                 "streams": self.store.counts(),
@@ -496,6 +511,7 @@ class Engine:
                 "loop_model_seconds": self._model_s,
                 "loop_host_seconds": self._host_s,
                 "durable_write_errors": self.writer.errors if self.writer else 0,
+                "durable_writable": writable,
             }
 
     # ------------------------------------------------------------------------------------------
@@ -658,6 +674,7 @@ class Engine:
     def _write_durable(self, stream: Stream, items: list[WorkItem | _AckWaiter]) -> None:
         """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written."""
         meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
+        changes = stream.since_durable
         stream.since_durable = 0
         stream.durable_time = time.monotonic()
         applied_seq = stream.applied_seq
@@ -666,13 +683,28 @@ class Engine:
             with self._lock:
                 if error is None:
                     stream.durable_seq = max(stream.durable_seq, applied_seq)
-                else:
+                    acks = [(it.future, self._ack(stream, it.seq)) for it in items]
+                else:  # an ack that waited for this record must not claim success: it carries the error
                     log.error("durable write of stream %r failed: %s", stream.id, error)
-                acks = [(it.future, self._ack(stream, it.seq)) for it in items]
-            for fut, ack in acks:
-                _resolve(fut, ack)
+                    stream.since_durable += max(changes, 1)  # still to write (next policy turn, or shutdown)
+                    failed = [(it.future, self._not_durable(stream, it.seq, error)) for it in items]
+            if error is None:
+                for fut, ack in acks:
+                    _resolve(fut, ack)
+            else:
+                for fut, exc in failed:
+                    _reject(fut, exc)
 
         self.writer.submit(stream.id, stream.revision, meta, tensors, written)
+
+    def _not_durable(self, stream: Stream, seq: int | None, error: Exception) -> DurableWriteFailed:
+        """The error of a chunk that was applied but whose durable record could not be written."""
+        what = "a flush" if seq is None else f"chunk {seq}"
+        reason = str(error) if isinstance(error, StreamRetError) else type(error).__name__
+        return DurableWriteFailed(
+            f"{what} of stream {stream.id!r} was applied (applied_seq {stream.applied_seq}) but is not durable: "
+            f"{reason}. durable_seq stays {stream.durable_seq}: keep the chunks after it, and resend the last one "
+            "with durable=true to write the record again")
 
     def _sweep_due(self) -> float | None:
         every = self.config.durable_every_s

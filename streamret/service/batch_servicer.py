@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..batch.arrow_table import table_from_ipc, table_to_ipc
+from ..batch.arrow_table import int64_column, table_from_ipc, table_to_ipc
 from ..errors import InvalidArgument
 from .auth import Caller
 from .gate import Gate, rpc
@@ -41,7 +41,8 @@ def _event_columns(table: pa.Table) -> tuple[list, ...]:
         else:
             flags.append([bool(v) for v in table.column(name).to_pylist()])
     texts = table.column("text").cast(pa.large_binary()).to_pylist()
-    return table.column("stream_id").to_pylist(), table.column("seq").cast(pa.int64()).to_pylist(), texts, *flags
+    seqs = int64_column(table.column("seq"), "AppendEvents column 'seq'", "seqs count 1, 2, 3 ... per stream")
+    return table.column("stream_id").to_pylist(), seqs.to_pylist(), texts, *flags
 
 
 def _acks_table(acks: list[ChunkAck]) -> pa.Table:

@@ -146,11 +146,25 @@ class StreamRetServer:
         await self._stopped.wait()
 
     async def _poll_metrics(self) -> None:
+        """Engine stats into the metrics, and health: NOT_SERVING while the durable store refuses writes
+        (an ack that needs a record cannot be given then), SERVING again once a probe write succeeds."""
         loop = asyncio.get_running_loop()
+        serving = True
         while True:
             try:
                 stats = await loop.run_in_executor(None, self.engine.stats)
                 self.metrics.poll_engine(stats, len(self.streams.registry))
+                writable = stats.get("durable_writable") is not False
+                if writable != serving:
+                    serving = writable
+                    status = health_pb2.HealthCheckResponse.SERVING if serving else \
+                        health_pb2.HealthCheckResponse.NOT_SERVING
+                    for name in ("", *SERVICE_NAMES):
+                        await self.health.set(name, status)
+                    if serving:
+                        log.warning("the durable store takes writes again: serving")
+                    else:
+                        log.error("the durable store refuses writes: health is NOT_SERVING until it takes them")
             except Exception:  # noqa: BLE001  (metrics must never take the server down)
                 log.exception("reading engine stats failed")
             await asyncio.sleep(self.config.poll_s)

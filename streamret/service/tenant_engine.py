@@ -115,8 +115,10 @@ class TenantEngine:
                 f"chunk of {len(data)} bytes exceeds the server's limit of {self.limits.max_chunk_bytes}; "
                 "send smaller chunks"))
         if eid not in self.registry:
-            try:
-                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=True))
+            try:  # only a stream's first chunk creates it: a refused chunk must leave nothing behind
+                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=seq == 1))
+            except NotFound:
+                return self.failed_ack(caller, stream_id, seq, SeqGap(eid, seq, 1))
             except Exception as e:  # noqa: BLE001
                 return self.failed_ack(caller, stream_id, seq, e)
         deadline, pause = None, 0.001
