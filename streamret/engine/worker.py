@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from streamret_kernels import segment_sum
 
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
 
@@ -48,12 +49,8 @@ class ModelRunner:
         ids = self._to_device(np.concatenate(tokens))
         cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
         hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu, chunk_size=self.chunk_size)
-        span_of_token = torch.repeat_interleave(  # output_size given: no wait for the device
-            torch.arange(len(span_lens), device=self.device), self._to_device(np.asarray(span_lens, dtype=np.int64)),
-            output_size=ids.shape[0],
-        )
-        sums = torch.zeros(len(span_lens), hidden.shape[-1], dtype=torch.float64, device=self.device)
-        sums.index_add_(0, span_of_token, hidden.to(torch.float64))
+        span_cu = self._to_device(np.concatenate([[0], np.cumsum(span_lens, dtype=np.int64)]))
+        sums = segment_sum(hidden, span_cu)  # spans are consecutive: one float64 sum per span
         embeddings = self.model.stream_embedding(new_state)
         if self.device.type != "cuda":
             return StepOutput(new_state, sums, embeddings)
