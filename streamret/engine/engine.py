@@ -114,6 +114,7 @@ class Engine:
         self.scheduler = Scheduler(
             config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
+            config.max_stream_step_tokens,
         )
         self.runner = ModelRunner(self.model, config.chunk_size)
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
@@ -156,10 +157,15 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # streams
 
-    def open(self, stream_id: str, create_if_missing: bool = True) -> StreamInfo:
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None) -> StreamInfo:
         """The stream's info once its accepted chunks are applied, so that a client that reconnects
-        resumes at applied_seq + 1 (info() answers at once instead)."""
+        resumes at applied_seq + 1 (info() answers at once instead).
+
+        group: the stream's fairness group for the scheduler (e.g. its tenant: steps are shared
+        round-robin over groups, then over their streams); None keeps the stream's group ("" at first).
+        """
         self._check_id(stream_id)
+        self._check_group(group)
         self._wait_applied(stream_id)
         with self._lock:
             self._check_running()
@@ -168,6 +174,8 @@ class Engine:
                 if not create_if_missing:
                     raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=True")
                 stream = self._create(stream_id)
+            if group is not None:
+                stream.group = group
             return self._info(stream)
 
     def exists(self, stream_id: str) -> bool:
@@ -302,17 +310,20 @@ class Engine:
     # appends
 
     def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False,
-                      durable: bool = False) -> Future:
+                      durable: bool = False, group: str | None = None) -> Future:
         """Queue one chunk; the Future gives its Ack once applied (and durable if the policy writes now).
 
         durable: write the stream's record before this chunk's ack whatever the policy, so that the ack's
         durable_seq covers it (e.g. on a stream's last chunk). A no-op without a durable store.
+        group: the stream's fairness group from now on (see `open`); None keeps it. A stream with chunks
+        queued stays in its group's line until its queue empties.
 
         Raises at once: InvalidArgument (bad id, seq or data), ResourceExhausted (chunk too large),
         SeqGap (a chunk is missing), TooBusy (queues full: retry shortly). A stream that does not
         exist yet is created.
         """
         self._check_id(stream_id)
+        self._check_group(group)
         raw = self._as_bytes(data)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
@@ -323,6 +334,8 @@ class Engine:
                 if seq != 1:
                     raise SeqGap(stream_id, seq, 1)
                 stream = self._create(stream_id)
+            if group is not None:
+                stream.group = group
             if seq <= stream.accepted_seq:
                 return self._duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
@@ -330,8 +343,9 @@ class Engine:
             item = self._accept(stream, seq, raw, flush=flush, durable=durable)
         return self._tokenize(stream, item).future
 
-    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False) -> Ack:
-        return self.submit_append(stream_id, seq, data, flush, durable).result()
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
+               group: str | None = None) -> Ack:
+        return self.submit_append(stream_id, seq, data, flush, durable, group).result()
 
     def flush(self, stream_id: str) -> Ack:
         """Process the stream's text tail now (a flush takes no seq and is idempotent)."""
@@ -358,7 +372,7 @@ class Engine:
             stream.text = self.codec.new_assembler(before)
             raise
         item = WorkItem(stream.id, seq, None, pieces, None, stream.text.snapshot(), len(raw), durable=durable,
-                        text_before=before, accepted_before=stream.accepted_seq)
+                        text_before=before, accepted_before=stream.accepted_seq, group=stream.group)
         self.scheduler.reserve(item)
         stream.pending.append(item)
         if seq is not None:
@@ -751,6 +765,15 @@ class Engine:
             raise InvalidArgument("the stream id is not valid Unicode (it holds a lone surrogate)") from None
         if n > self.config.max_stream_id_bytes:
             raise InvalidArgument(f"the stream id has {n} bytes; the most is {self.config.max_stream_id_bytes}")
+
+    def _check_group(self, group: str | None) -> None:
+        if group is None:
+            return
+        if not isinstance(group, str):
+            raise InvalidArgument(f"a stream's group must be a string (e.g. its tenant) or None, got {group!r}")
+        if len(group.encode("utf-8", "surrogatepass")) > self.config.max_stream_id_bytes:
+            raise InvalidArgument(f"the group name {group[:40]!r}... is longer than max_stream_id_bytes="
+                                  f"{self.config.max_stream_id_bytes} bytes; use a shorter name")
 
     def _as_bytes(self, data: bytes | str) -> bytes:
         if isinstance(data, str):

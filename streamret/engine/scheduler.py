@@ -38,6 +38,7 @@ class WorkItem:
     text_before: TextSnapshot | None = None  # the stream's text front before it, and its accepted seq:
     accepted_before: int = 0  # where the front goes back to if its tokenization fails
     queued: bool = False  # in its stream's queue (tokenized, and every earlier item queued)
+    group: str = ""  # the scheduler's fairness group of the stream (e.g. its tenant)
 
     def __post_init__(self) -> None:
         self.set_tokens(self.tokens, self.piece_ends)
@@ -117,21 +118,68 @@ class StepPlan:
         return sum(w.n_tokens for w in self.work)
 
 
+def fair_shares(demands: list[int], budget: int) -> list[int]:
+    """Max-min fair split of `budget` tokens among demands (water filling), in the order given.
+
+    Every demand at or below the water level is met in full; the others get the level, and the
+    tokens the level leaves over (fewer than the number of those others) go one each to the first
+    of them in the given order (the ones that waited longest). Work-conserving: the shares add up to
+    min(budget, sum(demands)).
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 tokens, got {budget}")
+    if sum(demands) <= budget:
+        return list(demands)
+    order = sorted(range(len(demands)), key=demands.__getitem__)
+    shares = [0] * len(demands)
+    left = budget
+    for k, i in enumerate(order):
+        level = left // (len(order) - k)
+        if demands[i] > level:
+            rest = sorted(order[k:])  # back to the given order for the leftover tokens
+            extra = left - level * len(rest)
+            for j, r in enumerate(rest):
+                shares[r] = level + (j < extra)
+            break
+        shares[i] = demands[i]
+        left -= demands[i]
+    return shares
+
+
 class Scheduler:
-    """Owns the per-stream queues and decides each step's batch."""
+    """Owns the per-stream queues and decides each step's batch.
+
+    Fairness has two levels. Streams belong to groups (a tenant, say; "" when nobody says): a step
+    picks streams group by group in round-robin order (one stream of each group in turn, and within a
+    group its streams in round-robin order), so one group with many busy streams cannot keep another
+    group's single stream waiting for more than the step in progress. The step's token budget is then
+    split max-min fairly, first among the picked groups, then among each group's picked streams
+    (`fair_shares`): a stream with little work gets all of it, the busy ones share the rest equally, and
+    a stream alone with work fills the whole step. `max_stream_step_tokens` caps any stream's share of a
+    step on top of that (None: no cap beyond the fair share).
+    """
 
     def __init__(
         self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
         max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
+        max_stream_step_tokens: int | None = None,
     ):
+        if max_stream_step_tokens is not None and max_stream_step_tokens < 1:
+            raise ValueError(
+                f"max_stream_step_tokens must be >= 1 or None (the fair share only), got {max_stream_step_tokens}"
+            )
         self.max_step_tokens = max_step_tokens
         self.max_step_streams = max_step_streams
+        self.max_stream_step_tokens = max_stream_step_tokens
         self.max_pending_chunks_per_stream = max_pending_chunks_per_stream
         self.max_pending_bytes_per_stream = max_pending_bytes_per_stream
         self.max_pending_chunks = max_pending_chunks
         self.max_pending_bytes = max_pending_bytes
         self._queues: dict[str, deque[WorkItem]] = {}  # items with tokens not yet handed to a step
-        self._ready: deque[str] = deque()  # streams with queued items, in service order
+        self._queued_tokens: dict[str, int] = {}  # tokens of a stream's queue not yet handed to a step
+        self._group_of: dict[str, str] = {}  # group of each stream with a queue
+        self._ready: dict[str, deque[str]] = {}  # per group: its streams with queued items, in service order
+        self._groups: deque[str] = deque()  # groups with queued items, in service order
         self._chunks: dict[str, int] = {}  # accepted, not yet completed, per stream
         self._bytes: dict[str, int] = {}
         self.pending_chunks = 0
@@ -154,14 +202,23 @@ class Scheduler:
         self.pending_bytes += item.nbytes
 
     def enqueue(self, item: WorkItem) -> None:
-        """Queue a reserved, tokenized item behind the stream's earlier ones."""
+        """Queue a reserved, tokenized item behind the stream's earlier ones. A stream joins the line of
+        the item's group when its queue was empty; while it has a queue it stays in its group."""
         sid = item.stream_id
         self.pending_tokens += item.n_tokens
         item.queued = True
-        if sid not in self._queues:
-            self._queues[sid] = deque()
-            self._ready.append(sid)
-        self._queues[sid].append(item)
+        queue = self._queues.get(sid)
+        if queue is None:
+            queue = self._queues[sid] = deque()
+            self._queued_tokens[sid] = 0
+            group = self._group_of[sid] = item.group
+            line = self._ready.get(group)
+            if line is None:
+                line = self._ready[group] = deque()
+                self._groups.append(group)
+            line.append(sid)
+        queue.append(item)
+        self._queued_tokens[sid] += item.n_tokens
 
     def check_room(self, stream_id: str, nbytes: int) -> None:
         chunks, nb = self._chunks.get(stream_id, 0), self._bytes.get(stream_id, 0)
@@ -177,42 +234,92 @@ class Scheduler:
             )
 
     def has_work(self) -> bool:
-        return bool(self._ready)
+        return bool(self._groups)
+
+    @property
+    def ready_streams(self) -> int:
+        """Streams with queued work (tokens or zero-token items) not yet handed to a step."""
+        return len(self._queues)
 
     def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset()) -> StepPlan:
-        """Take the next step's work: round-robin over streams, up to the token and stream budgets.
+        """Take the next step's work: streams picked round-robin over groups and within each group, up to
+        the stream limit; the token budget split fairly among them (see the class docstring).
 
         Streams in `exclude` (those of a step still running) are passed over and keep their turn.
         """
         limit = min(self.max_step_streams, max_streams or self.max_step_streams)
         budget = self.max_step_tokens
+        cap = self.max_stream_step_tokens
+        picked: list[tuple[str, str, int]] = []  # (group, stream, demand) in service order
+        passed: dict[str, list[str]] = {}  # per group: streams passed over, to go back in front
+        cycle = deque(self._groups)
+        wanting = 0  # picked streams that want tokens: never more than the budget, so each gets one
+        while cycle and len(picked) < limit and wanting < budget:
+            group = cycle.popleft()
+            line = self._ready[group]
+            while line and line[0] in exclude:
+                passed.setdefault(group, []).append(line.popleft())
+            if not line:
+                continue  # nothing more to pick in this group for this step
+            sid = line.popleft()
+            demand = self._queued_tokens[sid] if cap is None else min(cap, self._queued_tokens[sid])
+            picked.append((group, sid, demand))
+            wanting += demand > 0
+            cycle.append(group)
+        shares = self._split(picked, budget)
         plan: list[StreamWork] = []
-        passed: list[str] = []
-        while self._ready and len(plan) < limit and budget > 0:
-            sid = self._ready.popleft()
-            if sid in exclude:
-                passed.append(sid)
+        served_groups: dict[str, None] = {}  # ordered set: groups in the order they were first served
+        for (group, sid, demand), share in zip(picked, shares):
+            if demand and not share:  # its group's share ran out before this stream: it keeps its turn
+                passed.setdefault(group, []).append(sid)
                 continue
-            queue = self._queues[sid]
-            slices = []
-            while queue and budget >= 0:
-                item = queue[0]
-                take = min(item.n_tokens - item.taken, budget)
-                if take == 0 and item.n_tokens > item.taken:
-                    break  # budget spent; the rest of this item waits
-                slices.append(Slice(item, item.taken, item.taken + take))
-                item.taken += take
-                budget -= take
-                if item.taken < item.n_tokens:
-                    break
-                queue.popleft()
-            plan.append(StreamWork(sid, slices))
-            if queue:
-                self._ready.append(sid)
+            plan.append(StreamWork(sid, self._take(sid, share)))
+            served_groups[group] = None
+            if self._queues[sid]:
+                self._ready[group].append(sid)
             else:
-                del self._queues[sid]
-        self._ready.extendleft(reversed(passed))
+                del self._queues[sid], self._queued_tokens[sid], self._group_of[sid]
+        for group, sids in passed.items():
+            self._ready[group].extendleft(reversed(sids))
+        # served groups go to the back, in the order served; the others keep their place in front
+        rest = [g for g in self._groups if g not in served_groups]
+        self._groups = deque(g for g in (*rest, *served_groups) if self._ready[g])
+        for group in served_groups:
+            if not self._ready[group]:
+                del self._ready[group]
         return StepPlan(plan)
+
+    @staticmethod
+    def _split(picked: list[tuple[str, str, int]], budget: int) -> list[int]:
+        """Each picked stream's tokens: max-min fair over groups, then over each group's streams."""
+        members: dict[str, list[int]] = {}  # group -> indices into picked
+        for i, (group, _, _) in enumerate(picked):
+            members.setdefault(group, []).append(i)
+        group_shares = fair_shares([sum(picked[i][2] for i in idx) for idx in members.values()], budget)
+        shares = [0] * len(picked)
+        for idx, share in zip(members.values(), group_shares):
+            for i, s in zip(idx, fair_shares([picked[i][2] for i in idx], share)):
+                shares[i] = s
+        return shares
+
+    def _take(self, sid: str, share: int) -> list[Slice]:
+        """Slices of the stream's queue, in order, holding `share` tokens (and the zero-token items they
+        reach); a split item keeps its rest at the front of the queue."""
+        queue = self._queues[sid]
+        slices = []
+        while queue:
+            item = queue[0]
+            take = min(item.n_tokens - item.taken, share)
+            if take == 0 and item.n_tokens > item.taken:
+                break  # share spent; the rest of this item waits
+            slices.append(Slice(item, item.taken, item.taken + take))
+            item.taken += take
+            share -= take
+            self._queued_tokens[sid] -= take
+            if item.taken < item.n_tokens:
+                break
+            queue.popleft()
+        return slices
 
     def complete(self, item: WorkItem) -> None:
         """An item is applied (or failed): release its share of the bounds."""
@@ -228,6 +335,12 @@ class Scheduler:
     def cancel(self, stream_id: str, items: list[WorkItem]) -> None:
         """Forget a stream's unfinished items (queued or in a failed step); the caller fails their futures."""
         if self._queues.pop(stream_id, None) is not None:
-            self._ready.remove(stream_id)
+            del self._queued_tokens[stream_id]
+            group = self._group_of.pop(stream_id)
+            line = self._ready[group]
+            line.remove(stream_id)
+            if not line:
+                del self._ready[group]
+                self._groups.remove(group)
         for item in items:
             self.complete(item)

@@ -97,7 +97,8 @@ class TenantEngine:
             if not create:  # said before a place in the tenant's limit is taken (a full tenant would hear "limit")
                 raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=true")
             caller.require_write("creating a stream")
-        info = await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=create))
+        info = await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=create,
+                                                                         group=caller.tenant))
         return info, self.registry.touch(caller.tenant, eid, labels)
 
     async def submit_append(self, caller: Caller, stream_id: str, seq: int, data: bytes, flush: bool,
@@ -116,16 +117,18 @@ class TenantEngine:
                 "send smaller chunks"))
         if eid not in self.registry:
             try:
-                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=True))
+                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=True,
+                                                                             group=caller.tenant))
             except Exception as e:  # noqa: BLE001
                 return self.failed_ack(caller, stream_id, seq, e)
         deadline, pause = None, 0.001
         while True:
             try:
                 if len(data) >= OFFLOAD_CHUNK_BYTES:
-                    fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable)
+                    fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable,
+                                           group=caller.tenant)
                 else:
-                    fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable)
+                    fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable, group=caller.tenant)
                 break
             except TooBusy as e:
                 now = time.monotonic()
