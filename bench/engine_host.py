@@ -115,7 +115,8 @@ def main() -> None:
         print(f"  {label:36s} {1e3 * cum.get(label, 0.0) / all_steps:8.2f}")
     print(f"  {'step loop total (next, launch, finish)':36s} {1e3 * total / all_steps:8.2f}")
     if args.top:
-        stats.sort_stats("tottime").print_stats(args.top)
+        ours = "streamret/engine|numpy|dataclass|threading|concurrent|<string>"
+        stats.sort_stats("tottime").print_stats(ours, args.top)
 
 
 if __name__ == "__main__":

@@ -155,8 +155,10 @@ class Scheduler:
     group's single stream waiting for more than the step in progress. The step's token budget is then
     split max-min fairly, first among the picked groups, then among each group's picked streams
     (`fair_shares`): a stream with little work gets all of it, the busy ones share the rest equally, and
-    a stream alone with work fills the whole step. `max_stream_step_tokens` caps any stream's share of a
-    step on top of that (None: no cap beyond the fair share).
+    a stream alone with work fills the whole step. A busy stream's share is thus the budget over the number
+    of streams with work, and at least budget / max_step_streams (a step picks no more streams than that).
+    `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
+    fair share).
     """
 
     def __init__(
