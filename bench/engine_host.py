@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--step-tokens", default=16384, type=int)
     p.add_argument("--threads", default=1, type=int, help="torch CPU threads")
     p.add_argument("--top", default=0, type=int, help="also print the top functions by own time")
+    p.add_argument("--no-profile", action="store_true", help="the engine's own counters only, without cProfile")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model, "cpu")
@@ -78,7 +79,7 @@ def main() -> None:
     )
     chunks = text_chunks(min(n, 64), c, seed=c)
     ids = [f"bench/{i}" for i in range(n)]
-    with ProfiledEngine(loaded, None, cfg) as eng:
+    with (Engine if args.no_profile else ProfiledEngine)(loaded, None, cfg) as eng:
         def one_round(seq: int) -> None:
             futures = [eng.submit_append(sid, seq, chunks[(i + seq) % len(chunks)]) for i, sid in enumerate(ids)]
             for f in wait(futures)[0]:
@@ -93,7 +94,6 @@ def main() -> None:
         after = eng.stats()
     steps = after["steps"] - before["steps"]
     tokens = after["tokens_processed"] - before["tokens_processed"]
-    stats = pstats.Stats(eng.profile)
     all_steps = after["steps"]
     print(f"{platform.processor() or 'cpu'}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
           f"{args.model}, {n} streams x {c}-token chunks, {args.rounds} rounds: {tokens:,} tokens in {steps} steps "
@@ -102,6 +102,9 @@ def main() -> None:
     host_ms = 1e3 * (after["loop_host_seconds"] - before["loop_host_seconds"]) / steps
     model_ms = 1e3 * (after["loop_model_seconds"] - before["loop_model_seconds"]) / steps
     print(f"engine counters per step: host {host_ms:.2f} ms, model runner {model_ms:.2f} ms")
+    if args.no_profile:
+        return
+    stats = pstats.Stats(eng.profile)
     print(f"cProfile of the step thread, all {all_steps} steps (warm-up included), ms per step (profiler overhead "
           "included):")
     cum: dict[str, float] = {}

@@ -270,3 +270,51 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
     assert not s.has_work() and s.pending_tokens == 0 and s.pending_chunks == 0
     for sid, parts in expected.items():
         assert np.array_equal(np.concatenate(got.get(sid, []) + [np.zeros(0, np.int64)]), np.concatenate(parts))
+
+
+def reference_spans(it: WorkItem, start: int, end: int) -> list[tuple[int, int, bool, bool]]:
+    """(piece index, tokens, first, last) of a slice, by scanning every piece of the item."""
+    ends = np.cumsum([0] + [len(p.text) for p in it.pieces]).tolist()
+    out = []
+    for i, (a, b) in enumerate(zip(ends[:-1], ends[1:])):
+        if b < start or a > end:
+            continue
+        n = max(0, min(b, end) - max(a, start))
+        if a < b:
+            first, last = start <= a < end, start < b <= end
+        else:
+            first = last = start <= a < end or a == end == it.n_tokens
+        if n or first or last:
+            out.append((i, n, first, last))
+    return out
+
+
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=30), st.lists(st.integers(1, 25), min_size=1, max_size=10))
+@settings(max_examples=200, deadline=None)
+def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
+    """The spans of a slice (found by bisection over the item's pieces) are those a scan of all pieces
+    finds, each piece's first and last token reported once, and spans_and_lens agrees with spans."""
+    n = sum(pieces)
+    s = sched(max_step_tokens=budgets[0])
+    it = item("a", n, pieces=pieces) if n else item("a", 0, pieces=pieces)
+    s.add(it)
+    index = {id(p): i for i, p in enumerate(it.pieces)}
+    firsts, lasts, got = [], [], [0] * len(pieces)
+    step = 0
+    while s.has_work():
+        s.max_step_tokens = budgets[step % len(budgets)]
+        (w,) = s.schedule().work
+        spans, lens = w.spans_and_lens()
+        assert lens.tolist() == [sp.n_tokens for sp in spans]
+        (sl,) = w.slices
+        assert [(index[id(sp.piece)], sp.n_tokens, sp.first, sp.last) for sp in spans] == reference_spans(
+            it, sl.start, sl.end)
+        for sp in spans:
+            got[index[id(sp.piece)]] += sp.n_tokens
+            firsts += [index[id(sp.piece)]] * sp.first
+            lasts += [index[id(sp.piece)]] * sp.last
+        if sl.completes:
+            s.complete(sl.item)
+        step += 1
+    assert got == pieces
+    assert firsts == lasts == list(range(len(pieces)))

@@ -87,6 +87,7 @@ class _Step:
 
     plan: StepPlan
     spans: list[list[Span]]  # per stream of the plan
+    span_lens: np.ndarray  # int64: token count of each span of the streams in `ran`, in order
     ran: list[str]  # streams with tokens, in the order of the model batch
     state: RetNetState | None = None
     out: StepOutput | None = None
@@ -567,7 +568,10 @@ class Engine:
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
-        step = _Step(plan, [w.spans() for w in plan.work], [w.stream_id for w in plan.work if w.n_tokens])
+        spans, lens = zip(*(w.spans_and_lens() for w in plan.work))
+        ran_lens = [n for w, n in zip(plan.work, lens) if w.n_tokens]
+        step = _Step(plan, list(spans), np.concatenate(ran_lens) if ran_lens else np.zeros(0, np.int64),
+                     [w.stream_id for w in plan.work if w.n_tokens])
         if step.ran:
             try:
                 step.state = self.store.gather(step.ran)
@@ -581,9 +585,8 @@ class Engine:
             return
         t0 = time.perf_counter()
         try:
-            works = [w for w in step.plan.work if w.n_tokens]
-            span_lens = [sp.n_tokens for w, spans in zip(step.plan.work, step.spans) if w.n_tokens for sp in spans]
-            step.out = self.runner.run([w.tokens() for w in works], step.state, span_lens)
+            ids, lens = step.plan.packed()
+            step.out = self.runner.run(ids, lens, step.state, step.span_lens)
         except Exception as e:
             step.error = e
         step.state = None

@@ -44,10 +44,15 @@ class WorkItem:
         self.set_tokens(self.tokens, self.piece_ends)
 
     def set_tokens(self, tokens: np.ndarray | None, piece_ends: np.ndarray | None) -> None:
+        """Set the tokens, and what steps read of them, computed once here (in the tokenizing thread,
+        not in the step loop): each piece's token range, token count and whole-piece `Span`."""
         self.tokens, self.piece_ends = tokens, piece_ends
         self.n_tokens = 0 if tokens is None else len(tokens)
-        ends = [] if piece_ends is None else [int(e) for e in piece_ends]
-        self._bounds = list(zip([0, *ends[:-1]], ends))  # token range of each piece
+        ends = np.zeros(0, np.int64) if piece_ends is None else np.asarray(piece_ends, dtype=np.int64)
+        self._ends = ends
+        self._starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
+        self._piece_lens = ends - self._starts  # int64 [pieces]: tokens per piece
+        self._full_spans = [Span(p, n, True, True) for p, n in zip(self.pieces, self._piece_lens.tolist())]
 
 
 @dataclass(frozen=True)
@@ -72,15 +77,21 @@ class Slice:
     def completes(self) -> bool:
         return self.end == self.item.n_tokens
 
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end == self.item.n_tokens
+
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
         item, start, end = self.item, self.start, self.end
         if start == 0 and end == item.n_tokens:  # the whole item in one step: the common case
-            return [Span(p, b - a, True, True) for p, (a, b) in zip(item.pieces, item._bounds)]
+            return item._full_spans
+        # only the pieces that overlap [start, end] (ends and starts are sorted): a long item split over
+        # many steps costs each step its own pieces, not all of the item's
+        lo = int(np.searchsorted(item._ends, start, side="left"))
+        hi = int(np.searchsorted(item._starts, end, side="right"))
         out = []
-        for piece, (a, b) in zip(item.pieces, item._bounds):
-            if b < start or a > end:
-                continue
+        for piece, a, b in zip(item.pieces[lo:hi], item._starts[lo:hi].tolist(), item._ends[lo:hi].tolist()):
             n = max(0, min(b, end) - max(a, start))
             if a < b:
                 first, last = start <= a < end, start < b <= end
@@ -97,10 +108,10 @@ class StreamWork:
 
     stream_id: str
     slices: list[Slice]
+    n_tokens: int = field(init=False)
 
-    @property
-    def n_tokens(self) -> int:
-        return sum(s.end - s.start for s in self.slices)
+    def __post_init__(self) -> None:
+        self.n_tokens = sum(s.end - s.start for s in self.slices)
 
     def tokens(self) -> np.ndarray:
         return np.concatenate([s.item.tokens[s.start : s.end] for s in self.slices])
@@ -108,14 +119,33 @@ class StreamWork:
     def spans(self) -> list[Span]:
         return [span for s in self.slices for span in s.spans()]
 
+    def spans_and_lens(self) -> tuple[list[Span], np.ndarray]:
+        """spans(), and their token counts (int64 [spans]): read from the items for whole slices."""
+        spans: list[Span] = []
+        lens = []
+        for s in self.slices:
+            got = s.spans()
+            spans += got
+            lens.append(s.item._piece_lens if s.whole else np.array([sp.n_tokens for sp in got], dtype=np.int64))
+        return spans, (np.concatenate(lens) if lens else np.zeros(0, np.int64))
+
 
 @dataclass
 class StepPlan:
     work: list[StreamWork]
+    n_tokens: int = field(init=False)
 
-    @property
-    def n_tokens(self) -> int:
-        return sum(w.n_tokens for w in self.work)
+    def __post_init__(self) -> None:
+        self.n_tokens = sum(w.n_tokens for w in self.work)
+
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's input: the tokens of the streams that have some, in plan order, concatenated with
+        one copy (int64 [tokens]), and each such stream's token count (int64 [streams])."""
+        ran = [w for w in self.work if w.n_tokens]
+        if not ran:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ids = np.concatenate([s.item.tokens[s.start : s.end] for w in ran for s in w.slices])
+        return ids, np.array([w.n_tokens for w in ran], dtype=np.int64)
 
 
 def fair_shares(demands: list[int], budget: int) -> list[int]:
