@@ -622,17 +622,16 @@ class Engine:
         closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
         done: dict[str, list[WorkItem]] = {}
         span_sums = out.span_sums.numpy() if out is not None else None
-        no_sum = np.zeros(self.model.config.d_model)
         cursor = row = 0
         for work, work_spans in zip(plan.work, spans):
             stream = self.store.streams[work.stream_id]
-            ran = work.n_tokens > 0
-            for span in work_spans:
-                span_sum = span_sums[cursor] if ran else no_sum
-                cursor += ran
-                for seg in stream.segments.add(span.piece, span_sum, span.n_tokens, span.first, span.last):
-                    closed.append((stream, seg, row if ran else None))
-            row += ran
+            if work.n_tokens:
+                sums = span_sums[cursor : cursor + len(work_spans)]
+                cursor += len(work_spans)
+                closed += [(stream, seg, row) for seg in stream.segments.add_spans(work_spans, sums)]
+                row += 1
+            else:
+                closed += [(stream, seg, None) for seg in stream.segments.add_spans(work_spans, None)]
             for s in work.slices:
                 if s.completes:
                     stream.apply(s.item)

@@ -10,10 +10,21 @@ summary are the most salient segments seen so far.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
+
+
+class SpanLike(Protocol):
+    """What the tracker reads of a span of a step (`streamret.engine.scheduler.Span`)."""
+
+    piece: object  # a TextPiece
+    n_tokens: int
+    first: bool
+    last: bool
 
 
 @dataclass
@@ -98,6 +109,57 @@ class SegmentTracker:
             ):
                 self._close(closed)
         return closed
+
+    def add_spans(self, spans: Sequence[SpanLike], sums: np.ndarray | None) -> list[ClosedSegment]:
+        """`add` for all of one stream's spans of a step, in order; sums: their hidden-state sums, float64
+        [len(spans), d_model] (None: the step ran no tokens of this stream, so the sums are zeros).
+
+        The same segments as one `add` per span, but the sums are reduced with one `np.add.reduceat` over
+        the runs of spans between segment cuts instead of one addition and copy per span: the loop here
+        only books text and counts.
+        """
+        cuts: list[int] = []  # span positions where the open segment was cut, in order
+        closed: list[tuple[int, str, int, int, int]] = []  # (its cut's index in cuts, text, start, end, count)
+        for i, span in enumerate(spans):
+            piece = span.piece
+            if span.first and piece.starts_segment:
+                self._cut(i, cuts, closed)
+            self.open_count += span.n_tokens
+            if span.last:
+                text = piece.text
+                if self.open_start is None:  # skip the whitespace a segment starts with
+                    stripped = text.lstrip()
+                    if stripped:
+                        self.open_start = piece.start_byte + len(text[: len(text) - len(stripped)].encode("utf-8"))
+                    text = stripped
+                self.open_end = piece.end_byte
+                if text and self.open_chars < self.max_text_bytes:
+                    self.open_parts.append(text)
+                    self.open_chars += len(text)
+                if piece.ends_segment or (
+                    self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
+                ):
+                    self._cut(i + 1, cuts, closed)
+        # run r: spans [bounds[r], bounds[r + 1]); run 0 continues the segment that was open before the step
+        bounds = [0, *cuts, len(spans)]
+        runs = np.zeros((len(bounds) - 1, self.d_model), dtype=np.float64)
+        if sums is not None and len(spans):
+            if sums.shape != (len(spans), self.d_model):
+                raise ValueError(f"sums of shape {tuple(sums.shape)} for {len(spans)} spans; pass one float64 row "
+                                 f"of width d_model={self.d_model} per span")
+            full = [r for r in range(len(runs)) if bounds[r + 1] > bounds[r]]  # empty runs sum to zero
+            if full:
+                runs[full] = np.add.reduceat(sums, [bounds[r] for r in full], axis=0)
+        runs[0] += self.open_sum
+        self.open_sum[:] = runs[-1]
+        return [ClosedSegment(text, start, end, runs[r], count) for r, text, start, end, count in closed]
+
+    def _cut(self, at: int, cuts: list[int], closed: list[tuple[int, str, int, int, int]]) -> None:
+        """`_close` for add_spans: the sums are added up afterwards, per run between cuts."""
+        if self.open_start is not None and self.open_count > 0:
+            closed.append((len(cuts), self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
+        cuts.append(at)
+        self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
 
     @property
     def open_text(self) -> str:

@@ -1,0 +1,61 @@
+"""SegmentTracker: booking a step's spans at once (add_spans) is booking them one by one (add)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamret.engine.scheduler import Span
+from streamret.engine.segments import SegmentTracker
+from streamret.engine.text import TextPiece
+
+D = 4
+
+
+@st.composite
+def span_steps(draw):
+    """Spans of consecutive pieces (a piece may be split over several spans, or have no tokens), their
+    sums, and a cut of the span list into steps."""
+    spans, offset = [], 0
+    for _ in range(draw(st.integers(0, 12))):
+        text = draw(st.sampled_from(["", " ", "  word", "\nline", " end.", "x" * 30, " é€"]))
+        nb = len(text.encode())
+        piece = TextPiece(text, offset, offset + nb, draw(st.booleans()), draw(st.booleans()))
+        offset += nb
+        parts = draw(st.lists(st.integers(0, 5), min_size=1, max_size=3))
+        for j, n in enumerate(parts):
+            spans.append(Span(piece, n, j == 0, j == len(parts) - 1))
+    sums = np.asarray(draw(st.lists(st.lists(st.floats(-4, 4), min_size=D, max_size=D), min_size=len(spans),
+                                    max_size=len(spans))), dtype=np.float64).reshape(len(spans), D)
+    cuts = sorted(draw(st.lists(st.integers(0, len(spans)), max_size=4)))
+    ran = draw(st.lists(st.booleans(), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    return spans, sums, [0, *cuts, len(spans)], ran
+
+
+def tracker() -> SegmentTracker:
+    return SegmentTracker(D, max_kept=8, max_text_bytes=12, max_segment_bytes=40)
+
+
+@given(span_steps())
+@settings(max_examples=300, deadline=None)
+def test_add_spans_books_what_add_books(case):
+    spans, sums, bounds, ran = case
+    one, many = tracker(), tracker()
+    closed_one, closed_many = [], []
+    for (a, b), has_sums in zip(zip(bounds[:-1], bounds[1:]), ran):
+        for sp, row in zip(spans[a:b], range(a, b)):
+            closed_one += one.add(sp.piece, sums[row] if has_sums else np.zeros(D), sp.n_tokens, sp.first, sp.last)
+        closed_many += many.add_spans(spans[a:b], sums[a:b] if has_sums else None)
+    assert [(c.text, c.start_byte, c.end_byte, c.pool_count) for c in closed_many] == [
+        (c.text, c.start_byte, c.end_byte, c.pool_count) for c in closed_one]
+    for c1, c2 in zip(closed_one, closed_many):
+        np.testing.assert_allclose(c2.pool_sum, c1.pool_sum, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(many.open_sum, one.open_sum, rtol=1e-12, atol=1e-12)
+    assert (many.open_count, many.open_start, many.open_end, many.open_text) == (
+        one.open_count, one.open_start, one.open_end, one.open_text)
+
+
+def test_add_spans_refuses_sums_of_the_wrong_shape():
+    piece = TextPiece(" a.", 0, 3, False, True)
+    with pytest.raises(ValueError, match=r"sums of shape \(1, 3\) for 1 spans.*d_model=4"):
+        tracker().add_spans([Span(piece, 2, True, True)], np.zeros((1, 3)))
