@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.scheduler import Span
-from streamret.engine.segments import SegmentTracker
+from streamret.engine.segments import SegmentTracker, add_step_spans
 from streamret.engine.text import TextPiece
 
 D = 4
@@ -53,6 +53,32 @@ def test_add_spans_books_what_add_books(case):
     np.testing.assert_allclose(many.open_sum, one.open_sum, rtol=1e-12, atol=1e-12)
     assert (many.open_count, many.open_start, many.open_end, many.open_text) == (
         one.open_count, one.open_start, one.open_end, one.open_text)
+
+
+@given(st.lists(span_steps(), min_size=1, max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_a_step_of_several_streams_books_what_each_would_alone(cases):
+    """add_step_spans over several streams (one reduceat for the step) = add per span, stream by stream;
+    each stream's first step continues a segment left open before."""
+    alone, together = [tracker() for _ in cases], [tracker() for _ in cases]
+    for i, (spans, sums, bounds, _) in enumerate(cases):  # an earlier step leaves a segment open
+        a = bounds[1]
+        for t in (alone[i], together[i]):
+            for sp, row in zip(spans[:a], range(a)):
+                t.add(sp.piece, sums[row], sp.n_tokens, sp.first, sp.last)
+    rest = [(spans[bounds[1]:], sums[bounds[1]:]) for spans, sums, bounds, _ in cases]
+    expected = []
+    for t, (spans, sums) in zip(alone, rest):
+        expected.append([c for sp, row in zip(spans, sums)
+                         for c in t.add(sp.piece, row, sp.n_tokens, sp.first, sp.last)])
+    got = add_step_spans(together, [sp for sp, _ in rest], np.concatenate([sm for _, sm in rest]))
+    for t1, t2, e, g in zip(alone, together, expected, got):
+        assert [(c.text, c.start_byte, c.end_byte, c.pool_count) for c in g] == [
+            (c.text, c.start_byte, c.end_byte, c.pool_count) for c in e]
+        for c1, c2 in zip(e, g):
+            np.testing.assert_allclose(c2.pool_sum, c1.pool_sum, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(t2.open_sum, t1.open_sum, rtol=1e-12, atol=1e-12)
+        assert (t2.open_count, t2.open_start, t2.open_text) == (t1.open_count, t1.open_start, t1.open_text)
 
 
 def test_add_spans_refuses_sums_of_the_wrong_shape():

@@ -48,7 +48,7 @@ from ..model.spec import LoadedModel, load_model
 from .config import Ack, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
 from .scheduler import Scheduler, Span, StepPlan, WorkItem
-from .segments import Segment, select_summary
+from .segments import Segment, add_step_spans, select_summary
 from .state_store import DurableStore, DurableWriter, StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
@@ -621,16 +621,13 @@ class Engine:
         """Book a finished step: segments, applied items, durability. Returns the acks to send."""
         closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
         done: dict[str, list[WorkItem]] = {}
-        span_sums = out.span_sums.numpy() if out is not None else None
-        cursor = row = 0
+        ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
+        if ran:  # one booking of the sums for all the streams that ran (row: theirs in out.embeddings)
+            booked = add_step_spans([st.segments for st, _ in ran], [sp for _, sp in ran], out.span_sums.numpy())
+            closed += [(st, seg, row) for row, ((st, _), segs) in enumerate(zip(ran, booked)) for seg in segs]
         for work, work_spans in zip(plan.work, spans):
             stream = self.store.streams[work.stream_id]
-            if work.n_tokens:
-                sums = span_sums[cursor : cursor + len(work_spans)]
-                cursor += len(work_spans)
-                closed += [(stream, seg, row) for seg in stream.segments.add_spans(work_spans, sums)]
-                row += 1
-            else:
+            if not work.n_tokens:  # only pieces without tokens (a flush): no sums
                 closed += [(stream, seg, None) for seg in stream.segments.add_spans(work_spans, None)]
             for s in work.slices:
                 if s.completes:

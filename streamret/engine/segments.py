@@ -113,13 +113,17 @@ class SegmentTracker:
     def add_spans(self, spans: Sequence[SpanLike], sums: np.ndarray | None) -> list[ClosedSegment]:
         """`add` for all of one stream's spans of a step, in order; sums: their hidden-state sums, float64
         [len(spans), d_model] (None: the step ran no tokens of this stream, so the sums are zeros).
+        `add_step_spans` does this for all the streams of a step at once."""
+        if sums is None:
+            sums = np.zeros((len(spans), self.d_model), dtype=np.float64)
+        return add_step_spans([self], [spans], sums)[0]
 
-        The same segments as one `add` per span, but the sums are reduced with one `np.add.reduceat` over
-        the runs of spans between segment cuts instead of one addition and copy per span: the loop here
-        only books text and counts.
-        """
-        cuts: list[int] = []  # span positions where the open segment was cut, in order
-        closed: list[tuple[int, str, int, int, int]] = []  # (its cut's index in cuts, text, start, end, count)
+    def _cut_spans(self, spans: Sequence[SpanLike]) -> tuple[list[int], list[tuple[int, str, int, int, int]]]:
+        """The text side of `add` for a stream's spans of a step (no sums): where the open segment is cut
+        (span positions, in order), and the segments closed, as (index of their cut, text, start_byte,
+        end_byte, token count). The sums are added up by the caller, per run of spans between cuts."""
+        cuts: list[int] = []
+        closed: list[tuple[int, str, int, int, int]] = []
         for i, span in enumerate(spans):
             piece = span.piece
             if span.first and piece.starts_segment:
@@ -140,22 +144,10 @@ class SegmentTracker:
                     self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
                 ):
                     self._cut(i + 1, cuts, closed)
-        # run r: spans [bounds[r], bounds[r + 1]); run 0 continues the segment that was open before the step
-        bounds = [0, *cuts, len(spans)]
-        runs = np.zeros((len(bounds) - 1, self.d_model), dtype=np.float64)
-        if sums is not None and len(spans):
-            if sums.shape != (len(spans), self.d_model):
-                raise ValueError(f"sums of shape {tuple(sums.shape)} for {len(spans)} spans; pass one float64 row "
-                                 f"of width d_model={self.d_model} per span")
-            full = [r for r in range(len(runs)) if bounds[r + 1] > bounds[r]]  # empty runs sum to zero
-            if full:
-                runs[full] = np.add.reduceat(sums, [bounds[r] for r in full], axis=0)
-        runs[0] += self.open_sum
-        self.open_sum[:] = runs[-1]
-        return [ClosedSegment(text, start, end, runs[r], count) for r, text, start, end, count in closed]
+        return cuts, closed
 
     def _cut(self, at: int, cuts: list[int], closed: list[tuple[int, str, int, int, int]]) -> None:
-        """`_close` for add_spans: the sums are added up afterwards, per run between cuts."""
+        """`_close` for _cut_spans: the sums are added up afterwards, per run between cuts."""
         if self.open_start is not None and self.open_count > 0:
             closed.append((len(cuts), self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
         cuts.append(at)
@@ -248,6 +240,45 @@ class SegmentTracker:
         for k, e in zip(kept, emb.float().numpy() if emb is not None else []):
             t.keep(ClosedSegment(k["text"], int(k["start"]), int(k["end"]), t.open_sum, 0), e, e)
         return t
+
+
+def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]],
+                   sums: np.ndarray) -> list[list[ClosedSegment]]:
+    """Book one step's spans of several streams: `add` for each span, in order, stream by stream.
+
+    trackers[i] gets spans[i]; sums: float64 [all spans, d_model], the spans' hidden-state sums, stream
+    after stream. Returns the segments each stream closed. The text side is a loop over the spans
+    (`_cut_spans`); the sums are one `np.add.reduceat` over the runs of spans between segment cuts for
+    the whole step, instead of an addition per span and a copy per segment.
+    """
+    n_spans = sum(len(sp) for sp in spans)
+    d = trackers[0].d_model if trackers else 0
+    if sums.shape != (n_spans, d):
+        raise ValueError(f"sums of shape {tuple(sums.shape)} for {n_spans} spans; pass one float64 row of width "
+                         f"d_model={d} per span, stream after stream")
+    starts: list[int] = []  # first span of each run, over the whole step
+    first_run, last_run, booked = [], [], []
+    offset = 0
+    for tracker, sp in zip(trackers, spans):
+        cuts, closed = tracker._cut_spans(sp)
+        first_run.append(len(starts))
+        booked.append((len(starts), closed))
+        starts.append(offset)  # run 0 continues the segment that was open before the step
+        starts.extend(offset + c for c in cuts)
+        last_run.append(len(starts) - 1)
+        offset += len(sp)
+    begin = np.asarray(starts, dtype=np.int64)
+    end = np.append(begin[1:], offset)
+    runs = np.zeros((len(begin), d), dtype=np.float64)
+    full = np.flatnonzero(end > begin)  # empty runs sum to zero; the others partition the spans in order
+    if len(full):
+        runs[full] = np.add.reduceat(sums, begin[full], axis=0)
+    if trackers:
+        runs[first_run] += np.stack([t.open_sum for t in trackers])
+    for tracker, r in zip(trackers, last_run):
+        tracker.open_sum[:] = runs[r]
+    return [[ClosedSegment(text, start, end_byte, runs[r0 + r], count) for r, text, start, end_byte, count in closed]
+            for r0, closed in booked]
 
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:
