@@ -11,6 +11,7 @@ Queues are bounded per stream and in total: a chunk counts from its acceptance (
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -50,8 +51,9 @@ class WorkItem:
         self.n_tokens = 0 if tokens is None else len(tokens)
         ends = np.zeros(0, np.int64) if piece_ends is None else np.asarray(piece_ends, dtype=np.int64)
         self._ends = ends
-        self._starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
-        self._piece_lens = ends - self._starts  # int64 [pieces]: tokens per piece
+        starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
+        self._piece_lens = ends - starts  # int64 [pieces]: tokens per piece
+        self._starts, self._ends = starts.tolist(), ends.tolist()  # lists: bisect beats numpy on a few
         self._full_spans = [Span(p, n, True, True) for p, n in zip(self.pieces, self._piece_lens.tolist())]
 
 
@@ -88,10 +90,9 @@ class Slice:
             return item._full_spans
         # only the pieces that overlap [start, end] (ends and starts are sorted): a long item split over
         # many steps costs each step its own pieces, not all of the item's
-        lo = int(np.searchsorted(item._ends, start, side="left"))
-        hi = int(np.searchsorted(item._starts, end, side="right"))
+        lo, hi = bisect_left(item._ends, start), bisect_right(item._starts, end)
         out = []
-        for piece, a, b in zip(item.pieces[lo:hi], item._starts[lo:hi].tolist(), item._ends[lo:hi].tolist()):
+        for piece, a, b in zip(item.pieces[lo:hi], item._starts[lo:hi], item._ends[lo:hi]):
             n = max(0, min(b, end) - max(a, start))
             if a < b:
                 first, last = start <= a < end, start < b <= end

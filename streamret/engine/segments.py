@@ -54,6 +54,8 @@ class ClosedSegment:
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
+    if len(text) <= max_bytes and (4 * len(text) <= max_bytes or text.isascii()):
+        return text  # fits whatever its characters (at most 4 bytes each), or ASCII: no need to encode
     raw = text.encode("utf-8")
     return text if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", "ignore")
 
