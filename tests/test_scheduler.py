@@ -318,3 +318,13 @@ def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
         step += 1
     assert got == pieces
     assert firsts == lasts == list(range(len(pieces)))
+
+
+def test_piece_layout_needs_one_end_per_piece():
+    from streamret.engine.scheduler import PieceLayout
+
+    pieces = [TextPiece("ab", 0, 2), TextPiece(" c", 2, 4)]
+    layout = PieceLayout.of(pieces, np.array([2, 4]))
+    assert (layout.starts, layout.ends, layout.lens.tolist()) == ([0, 2], [2, 4], [2, 2])
+    with pytest.raises(ValueError, match="1 piece ends for 2 pieces"):
+        PieceLayout.of(pieces, np.array([4]))

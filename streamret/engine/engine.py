@@ -47,7 +47,7 @@ from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
 from .config import Ack, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
-from .scheduler import Scheduler, Span, StepPlan, WorkItem
+from .scheduler import PieceLayout, Scheduler, Span, StepPlan, WorkItem
 from .segments import Segment, add_step_spans, select_summary
 from .state_store import DurableStore, DurableWriter, StateStore
 from .stream import Stream
@@ -393,6 +393,8 @@ class Engine:
                     f"the tokenizer produced ids outside the model's vocabulary [0, {self.model.config.vocab_size}); "
                     "the engine's tokenizer and model do not belong together"
                 )
+            ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
+            layout = PieceLayout.of(item.pieces, ends)  # without the lock
         except BaseException as e:  # handed to the caller and to the item's future below; never left half-accepted
             error = e
         with self._lock:
@@ -401,7 +403,7 @@ class Engine:
             if error is not None:
                 self._drop_from(stream, item, error)
                 raise error
-            item.set_tokens(tokens, np.cumsum([len(t) for t in ids], dtype=np.int64))
+            item.set_tokens(tokens, ends, layout)
             for waiting in stream.pending:  # in order: an item waits for every earlier one
                 if waiting.queued:
                     continue

@@ -44,17 +44,39 @@ class WorkItem:
     def __post_init__(self) -> None:
         self.set_tokens(self.tokens, self.piece_ends)
 
-    def set_tokens(self, tokens: np.ndarray | None, piece_ends: np.ndarray | None) -> None:
-        """Set the tokens, and what steps read of them, computed once here (in the tokenizing thread,
-        not in the step loop): each piece's token range, token count and whole-piece `Span`."""
+    def set_tokens(self, tokens: np.ndarray | None, piece_ends: np.ndarray | None,
+                   layout: PieceLayout | None = None) -> None:
+        """Set the tokens and the layout of the pieces over them (what steps read: see `PieceLayout`);
+        pass a layout made beforehand to keep its making out of a lock held here."""
         self.tokens, self.piece_ends = tokens, piece_ends
         self.n_tokens = 0 if tokens is None else len(tokens)
-        ends = np.zeros(0, np.int64) if piece_ends is None else np.asarray(piece_ends, dtype=np.int64)
-        self._ends = ends
-        starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
-        self._piece_lens = ends - starts  # int64 [pieces]: tokens per piece
-        self._starts, self._ends = starts.tolist(), ends.tolist()  # lists: bisect beats numpy on a few
-        self._full_spans = [Span(p, n, True, True) for p, n in zip(self.pieces, self._piece_lens.tolist())]
+        self.layout = layout if layout is not None else PieceLayout.of(self.pieces, piece_ends)
+
+
+@dataclass(frozen=True)
+class PieceLayout:
+    """Where an item's pieces lie in its tokens, worked out once per item (when it is tokenized) rather than
+    in each step that runs it: token ranges (lists: bisect beats numpy on a few), token counts, and the
+    spans of a step that runs the whole item."""
+
+    starts: list[int]
+    ends: list[int]
+    lens: np.ndarray  # int64 [pieces]
+    full_spans: list[Span]
+
+    @classmethod
+    def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
+        if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
+            return cls([], [], np.zeros(0, np.int64), [])
+        ends = np.asarray(piece_ends, dtype=np.int64)
+        if len(ends) != len(pieces):
+            raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
+        starts = np.concatenate([[0], ends[:-1]])
+        lens = ends - starts
+        for p in pieces:  # the text facts a segment start needs, computed here and not in the step loop
+            p.lead_bytes  # noqa: B018
+        full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
+        return cls(starts.tolist(), ends.tolist(), lens, full)
 
 
 @dataclass(frozen=True)
@@ -86,13 +108,14 @@ class Slice:
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
         item, start, end = self.item, self.start, self.end
+        layout = item.layout
         if start == 0 and end == item.n_tokens:  # the whole item in one step: the common case
-            return item._full_spans
+            return layout.full_spans
         # only the pieces that overlap [start, end] (ends and starts are sorted): a long item split over
         # many steps costs each step its own pieces, not all of the item's
-        lo, hi = bisect_left(item._ends, start), bisect_right(item._starts, end)
+        lo, hi = bisect_left(layout.ends, start), bisect_right(layout.starts, end)
         out = []
-        for piece, a, b in zip(item.pieces[lo:hi], item._starts[lo:hi], item._ends[lo:hi]):
+        for piece, a, b in zip(item.pieces[lo:hi], layout.starts[lo:hi], layout.ends[lo:hi]):
             n = max(0, min(b, end) - max(a, start))
             if a < b:
                 first, last = start <= a < end, start < b <= end
@@ -127,7 +150,7 @@ class StreamWork:
         for s in self.slices:
             got = s.spans()
             spans += got
-            lens.append(s.item._piece_lens if s.whole else np.array([sp.n_tokens for sp in got], dtype=np.int64))
+            lens.append(s.item.layout.lens if s.whole else np.array([sp.n_tokens for sp in got], dtype=np.int64))
         return spans, (np.concatenate(lens) if lens else np.zeros(0, np.int64))
 
 
