@@ -259,27 +259,28 @@ def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[
         raise ValueError(f"sums of shape {tuple(sums.shape)} for {n_spans} spans; pass one float64 row of width "
                          f"d_model={d} per span, stream after stream")
     starts: list[int] = []  # first span of each run, over the whole step
-    first_run, last_run, booked = [], [], []
+    booked = []  # per stream: (its first run, its last run, the segments it closed)
     offset = 0
     for tracker, sp in zip(trackers, spans):
         cuts, closed = tracker._cut_spans(sp)
-        first_run.append(len(starts))
-        booked.append((len(starts), closed))
-        starts.append(offset)  # run 0 continues the segment that was open before the step
-        starts.extend(offset + c for c in cuts)
-        last_run.append(len(starts) - 1)
+        first = len(starts)
+        starts.append(offset)  # its first run continues the segment that was open before the step
+        if cuts:
+            starts += [offset + c for c in cuts]
+        booked.append((first, len(starts) - 1, closed))
         offset += len(sp)
     begin = np.asarray(starts, dtype=np.int64)
     run_of_span = np.repeat(np.arange(len(begin)), np.diff(np.append(begin, offset)))  # empty runs: no span
     runs_t = torch.zeros((len(begin), d), dtype=torch.float64)  # index_add_: 10x np.add.reduceat's speed here
     runs_t.index_add_(0, torch.from_numpy(run_of_span), torch.from_numpy(np.ascontiguousarray(sums, np.float64)))
     runs = runs_t.numpy()
-    if trackers:
-        runs[first_run] += np.stack([t.open_sum for t in trackers])
-    for tracker, r in zip(trackers, last_run):
-        tracker.open_sum[:] = runs[r]
-    return [[ClosedSegment(text, start, end_byte, runs[r0 + r], count) for r, text, start, end_byte, count in closed]
-            for r0, closed in booked]
+    out = []
+    for tracker, (first, last, closed) in zip(trackers, booked):
+        runs[first] += tracker.open_sum  # the segment open before the step goes on in its first run
+        tracker.open_sum[:] = runs[last]
+        out.append([ClosedSegment(text, start, end, runs[first + r], count) for r, text, start, end, count in closed]
+                   if closed else [])
+    return out
 
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:
