@@ -1,10 +1,13 @@
 """Continuous batching: which streams' tokens go into the next model step.
 
-Each stream has a FIFO of accepted chunks (`WorkItem`s, once tokenized). A step serves streams
-in round-robin order, taking each one's pending tokens (several chunks concatenated, in order) until
-the step's token budget or stream limit is reached; a chunk longer than what is left is split and
-its rest waits for a later step, the stream's state carrying over. A served stream with tokens
-left goes to the back of the line, so every stream is served within a bounded number of steps.
+Each stream has a FIFO of accepted chunks (`WorkItem`s, once tokenized). A step picks streams in
+round-robin order, over groups (tenants) first and then over each group's streams, up to the stream
+limit, and splits its token budget among them max-min fairly (`fair_shares`): when many streams have
+work a step packs many of them, a small chunk runs whole at its first turn, and a stream alone fills
+the step. A stream's share takes its pending tokens in order (several chunks concatenated); a chunk
+longer than the share is split and its rest waits for a later step, the stream's state carrying over.
+A served stream with tokens left goes to the back of its group's line, and a served group to the back
+of the groups' line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
 `TooBusy` instead of growing memory), and joins its stream's queue once tokenized (`enqueue`).
 """
