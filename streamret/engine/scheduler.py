@@ -209,11 +209,12 @@ class Scheduler:
     Fairness has two levels. Streams belong to groups (a tenant, say; "" when nobody says): a step
     picks streams group by group in round-robin order (one stream of each group in turn, and within a
     group its streams in round-robin order), so one group with many busy streams cannot keep another
-    group's single stream waiting for more than the step in progress. The step's token budget is then
+    group's single stream out of the next step planned. The step's token budget is then
     split max-min fairly, first among the picked groups, then among each group's picked streams
     (`fair_shares`): a stream with little work gets all of it, the busy ones share the rest equally, and
-    a stream alone with work fills the whole step. A busy stream's share is thus the budget over the number
-    of streams with work, and at least budget / max_step_streams (a step picks no more streams than that).
+    a stream alone with work fills the whole step. With one group, a busy stream's share is thus the budget
+    over the number of streams with work, and at least budget / max_step_streams (a step picks no more
+    streams than that); with several, each group's share is split so among its streams.
     `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
     fair share).
     """
