@@ -262,6 +262,7 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
         assert not {w.stream_id for w in plan.work} & running
         for w in plan.work:
             assert cap is None or w.n_tokens <= cap
+            assert w.n_tokens == sum(sl.end - sl.start for sl in w.slices)
             got.setdefault(w.stream_id, []).append(w.tokens() if w.slices else np.zeros(0, np.int64))
             for sl in w.slices:
                 if sl.completes:

@@ -135,10 +135,11 @@ class StreamWork:
 
     stream_id: str
     slices: list[Slice]
-    n_tokens: int = field(init=False)
+    n_tokens: int = -1  # computed from the slices unless given
 
     def __post_init__(self) -> None:
-        self.n_tokens = sum(s.end - s.start for s in self.slices)
+        if self.n_tokens < 0:
+            self.n_tokens = sum([s.end - s.start for s in self.slices])
 
     def tokens(self) -> np.ndarray:
         return np.concatenate([s.item.tokens[s.start : s.end] for s in self.slices])
@@ -310,55 +311,77 @@ class Scheduler:
         limit = min(self.max_step_streams, max_streams or self.max_step_streams)
         budget = self.max_step_tokens
         cap = self.max_stream_step_tokens
-        picked: list[tuple[str, str, int]] = []  # (group, stream, demand) in service order
+        queued = self._queued_tokens
+        groups: list[str] = []  # picked streams in service order: their group, id and demand
+        sids: list[str] = []
+        demands: list[int] = []
         passed: dict[str, list[str]] = {}  # per group: streams passed over, to go back in front
-        cycle = deque(self._groups)
         wanting = 0  # picked streams that want tokens: never more than the budget, so each gets one
-        while cycle and len(picked) < limit and wanting < budget:
-            group = cycle.popleft()
+        if len(self._groups) == 1:  # one group (no tenants): its line is the order
+            group = self._groups[0]
             line = self._ready[group]
-            while line and line[0] in exclude:
-                passed.setdefault(group, []).append(line.popleft())
-            if not line:
-                continue  # nothing more to pick in this group for this step
-            sid = line.popleft()
-            demand = self._queued_tokens[sid] if cap is None else min(cap, self._queued_tokens[sid])
-            picked.append((group, sid, demand))
-            wanting += demand > 0
-            cycle.append(group)
-        shares = self._split(picked, budget)
+            while line and len(sids) < limit and wanting < budget:
+                sid = line.popleft()
+                if sid in exclude:
+                    passed.setdefault(group, []).append(sid)
+                    continue
+                demand = queued[sid] if cap is None else min(cap, queued[sid])
+                sids.append(sid)
+                demands.append(demand)
+                wanting += demand > 0
+            groups = [group] * len(sids)
+            shares = fair_shares(demands, budget)
+        else:
+            cycle = deque(self._groups)
+            while cycle and len(sids) < limit and wanting < budget:
+                group = cycle.popleft()
+                line = self._ready[group]
+                while line and line[0] in exclude:
+                    passed.setdefault(group, []).append(line.popleft())
+                if not line:
+                    continue  # nothing more to pick in this group for this step
+                sid = line.popleft()
+                demand = queued[sid] if cap is None else min(cap, queued[sid])
+                groups.append(group)
+                sids.append(sid)
+                demands.append(demand)
+                wanting += demand > 0
+                cycle.append(group)
+            shares = self._split(groups, demands, budget)
         plan: list[StreamWork] = []
         served_groups: dict[str, None] = {}  # ordered set: groups in the order they were first served
-        for (group, sid, demand), share in zip(picked, shares):
+        for group, sid, demand, share in zip(groups, sids, demands, shares):
             if demand and not share:  # its group's share ran out before this stream: it keeps its turn
                 passed.setdefault(group, []).append(sid)
                 continue
-            plan.append(StreamWork(sid, self._take(sid, share)))
-            served_groups[group] = None
+            plan.append(StreamWork(sid, self._take(sid, share), share))  # share <= demand <= queued: all taken
+            if group not in served_groups:
+                served_groups[group] = None
             if self._queues[sid]:
                 self._ready[group].append(sid)
             else:
-                del self._queues[sid], self._queued_tokens[sid], self._group_of[sid]
-        for group, sids in passed.items():
-            self._ready[group].extendleft(reversed(sids))
+                del self._queues[sid], queued[sid], self._group_of[sid]
+        for group, passed_sids in passed.items():
+            self._ready[group].extendleft(reversed(passed_sids))
         # served groups go to the back, in the order served; the others keep their place in front
-        rest = [g for g in self._groups if g not in served_groups]
-        self._groups = deque(g for g in (*rest, *served_groups) if self._ready[g])
-        for group in served_groups:
-            if not self._ready[group]:
-                del self._ready[group]
+        if served_groups:
+            rest = [g for g in self._groups if g not in served_groups]
+            self._groups = deque(g for g in (*rest, *served_groups) if self._ready[g])
+            for group in served_groups:
+                if not self._ready[group]:
+                    del self._ready[group]
         return StepPlan(plan)
 
     @staticmethod
-    def _split(picked: list[tuple[str, str, int]], budget: int) -> list[int]:
+    def _split(groups: list[str], demands: list[int], budget: int) -> list[int]:
         """Each picked stream's tokens: max-min fair over groups, then over each group's streams."""
-        members: dict[str, list[int]] = {}  # group -> indices into picked
-        for i, (group, _, _) in enumerate(picked):
+        members: dict[str, list[int]] = {}  # group -> indices of its picked streams
+        for i, group in enumerate(groups):
             members.setdefault(group, []).append(i)
-        group_shares = fair_shares([sum(picked[i][2] for i in idx) for idx in members.values()], budget)
-        shares = [0] * len(picked)
+        group_shares = fair_shares([sum(demands[i] for i in idx) for idx in members.values()], budget)
+        shares = [0] * len(demands)
         for idx, share in zip(members.values(), group_shares):
-            for i, s in zip(idx, fair_shares([picked[i][2] for i in idx], share)):
+            for i, s in zip(idx, fair_shares([demands[i] for i in idx], share)):
                 shares[i] = s
         return shares
 
