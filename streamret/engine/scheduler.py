@@ -115,17 +115,35 @@ class Slice:
         if start == 0 and end == item.n_tokens:  # the whole item in one step: the common case
             return layout.full_spans
         # only the pieces that overlap [start, end] (ends and starts are sorted): a long item split over
-        # many steps costs each step its own pieces, not all of the item's
-        lo, hi = bisect_left(layout.ends, start), bisect_right(layout.starts, end)
-        out = []
-        for piece, a, b in zip(item.pieces[lo:hi], layout.starts[lo:hi], layout.ends[lo:hi]):
+        # many steps costs each step its own pieces, not all of the item's; and of those only the ones at
+        # the slice's edges need a span of their own: a piece wholly inside is its whole-item span
+        starts, ends, n_tokens = layout.starts, layout.ends, item.n_tokens
+        lo, hi = bisect_left(ends, start), bisect_right(starts, end)
+
+        def inside(i: int) -> bool:
+            a = starts[i]
+            return start <= a and ends[i] <= end and (a < end or a == end == n_tokens)
+
+        def edge(i: int, out: list[Span]) -> None:
+            a, b = starts[i], ends[i]
             n = max(0, min(b, end) - max(a, start))
             if a < b:
                 first, last = start <= a < end, start < b <= end
             else:
-                first = last = start <= a < end or a == end == item.n_tokens
+                first = last = start <= a < end or a == end == n_tokens
             if n or first or last:
-                out.append(Span(piece, n, first, last))
+                out.append(Span(item.pieces[i], n, first, last))
+
+        out: list[Span] = []
+        while lo < hi and not inside(lo):
+            edge(lo, out)
+            lo += 1
+        mid = hi
+        while mid > lo and not inside(mid - 1):
+            mid -= 1
+        out += layout.full_spans[lo:mid]  # between two inside pieces every piece is inside (sorted bounds)
+        for i in range(mid, hi):
+            edge(i, out)
         return out
 
 
