@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.scheduler import Span
-from streamret.engine.segments import SegmentTracker, add_step_spans
+from streamret.engine.segments import ClosedSegment, SegmentTracker, add_step_spans
 from streamret.engine.text import TextPiece
 
 D = 4
@@ -85,3 +85,38 @@ def test_add_spans_refuses_sums_of_the_wrong_shape():
     piece = TextPiece(" a.", 0, 3, False, True)
     with pytest.raises(ValueError, match=r"sums of shape \(1, 3\) for 1 spans.*d_model=4"):
         tracker().add_spans([Span(piece, 2, True, True)], np.zeros((1, 3)))
+
+
+def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, stream_embedding: np.ndarray,
+                       max_kept: int) -> list:
+    """The kept set after a step, computed the plain way: (start, end, text, embedding) of the `max_kept`
+    most salient of the kept and the new ones, ties to the earlier (kept before new, then in order)."""
+    rows = kept + [(c.start_byte, c.end_byte, c.text, e) for c, e in zip(segs, embeddings)]
+    if len(rows) <= max_kept:
+        return rows
+    scores = np.stack([r[3] for r in rows]) @ stream_embedding
+    return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[:max_kept])]
+
+
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=12), st.integers(0, 2**32 - 1))
+@settings(max_examples=150, deadline=None)
+def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
+    rng = np.random.default_rng(seed)
+    t = SegmentTracker(D, max_kept=5)
+    expected: list = []
+    offset = 0
+    for k in step_sizes:
+        segs = [ClosedSegment(f"s{offset + i}", offset + i, offset + i + 1, np.zeros(D), 1) for i in range(k)]
+        offset += k
+        emb = rng.standard_normal((k, 3)).astype(np.float32)
+        if rng.random() < 0.3:
+            emb[:] = emb[:1]  # ties
+        stream = rng.standard_normal(3).astype(np.float32)
+        expected = keep_by_rebuilding(expected, segs, emb, stream, 5)
+        if k:
+            t.keep_many(segs, emb, stream)
+        kept_embeddings = t.kept_embeddings if t.kept_embeddings is not None else np.zeros((0, 3), np.float32)
+        got = sorted(zip(t.kept_bytes, t.kept_text, kept_embeddings[: len(t.kept_text)]), key=lambda r: r[0])
+        assert [(b, txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected)]
+        for (_, _, e1), (_, _, _, e2) in zip(got, sorted(expected, key=lambda r: r[0])):
+            np.testing.assert_array_equal(e1, e2)

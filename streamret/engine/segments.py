@@ -183,21 +183,31 @@ class SegmentTracker:
 
     def keep_many(self, segs: list[ClosedSegment], embeddings: np.ndarray, stream_embedding: np.ndarray) -> None:
         """`keep` for several segments closed in one step (one stream embedding for all): the `max_kept`
-        most salient of the kept and the new ones stay, with one matrix product instead of one per segment."""
-        n = len(self.kept_text)
+        most salient of the kept and the new ones stay, with one matrix product instead of one per segment.
+        The new ones that stay take the places of the dropped ones, so the Python work is per new segment,
+        not per kept one (the kept lists are in no particular order)."""
+        n, k = len(self.kept_text), len(segs)
         if self.kept_embeddings is None:
             self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
-        texts = self.kept_text + [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
-        spans = self.kept_bytes + [(seg.start_byte, seg.end_byte) for seg in segs]
-        if len(texts) <= self.max_kept:
-            self.kept_embeddings[n : len(texts)] = embeddings
-            self.kept_text, self.kept_bytes = texts, spans
+        if n + k <= self.max_kept:
+            self.kept_embeddings[n : n + k] = embeddings
+            self.kept_text += [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
+            self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
-        stay = np.sort(np.argsort(-(rows @ stream_embedding), kind="stable")[: self.max_kept])
-        self.kept_embeddings[: self.max_kept] = rows[stay]
-        self.kept_text = [texts[i] for i in stay]
-        self.kept_bytes = [spans[i] for i in stay]
+        stays = np.zeros(n + k, dtype=bool)
+        stays[np.argsort(-(rows @ stream_embedding), kind="stable")[: self.max_kept]] = True
+        # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
+        places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
+        for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
+            seg = segs[j]
+            self.kept_embeddings[place] = embeddings[j]
+            text, span = truncate_utf8(seg.text, self.max_text_bytes), (seg.start_byte, seg.end_byte)
+            if place < len(self.kept_text):
+                self.kept_text[place], self.kept_bytes[place] = text, span
+            else:
+                self.kept_text.append(text)
+                self.kept_bytes.append(span)
 
     def _document_order(self) -> list[int]:
         return sorted(range(len(self.kept_text)), key=lambda i: self.kept_bytes[i])
