@@ -315,11 +315,6 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self._groups)
 
-    @property
-    def ready_streams(self) -> int:
-        """Streams with queued work (tokens or zero-token items) not yet handed to a step."""
-        return len(self._queues)
-
     def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset()) -> StepPlan:
         """Take the next step's work: streams picked round-robin over groups and within each group, up to
         the stream limit; the token budget split fairly among them (see the class docstring).
