@@ -1,6 +1,7 @@
 """Fair batching end to end (CPU, random:tiny, byte tokenizer): tenants share steps round-robin, a
 stream's share of a step is capped by the fair split, and outputs do not depend on it."""
 
+import asyncio
 import time
 
 import numpy as np
@@ -9,6 +10,10 @@ import torch
 
 from streamret.engine import Engine, EngineConfig
 from streamret.errors import InvalidArgument, Unavailable
+from streamret.service.auth import Caller
+from streamret.service.limits import ServiceLimits
+from streamret.service.metrics import ServiceMetrics
+from streamret.service.tenant_engine import TenantEngine
 
 WORDS = "state stream token retention decay chunk engine summary segment model the a of and to".split()
 
@@ -130,3 +135,21 @@ def test_config_cap_reaches_the_scheduler():
         assert e.stats()["steps"] == 5
 
 
+
+
+def test_the_service_puts_each_tenants_streams_in_the_tenants_group():
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        tenants = TenantEngine(e, ServiceLimits(), ServiceMetrics(), threads=2, batch_threads=1)
+        try:
+            async def scenario():
+                acme, globex = Caller("acme"), Caller("globex")
+                await tenants.open(globex, "opened", True, {})
+                ack = await (await tenants.submit_append(acme, "appended", 1, b"some words ", False))
+                assert ack.error_code == 0, ack.error_message
+                return acme.engine_id("appended"), globex.engine_id("opened")
+
+            appended, opened = asyncio.run(scenario())
+            assert e.store.streams[appended].group == "acme"
+            assert e.store.streams[opened].group == "globex"
+        finally:
+            tenants.shutdown()
