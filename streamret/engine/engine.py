@@ -128,6 +128,7 @@ class Engine:
         self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
         self._tokens_processed = 0
         self._steps = 0
+        self._step_streams = 0  # streams summed over steps: / steps = streams per step
         self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
         self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
         self._recent_streams: deque[int] = deque(maxlen=256)
@@ -504,6 +505,7 @@ class Engine:
                 "streams": self.store.counts(),
                 "tokens_processed": self._tokens_processed,
                 "steps": self._steps,
+                "step_streams": self._step_streams,
                 "recent_step_batch_sizes": list(self._recent_streams),
                 "recent_step_tokens": list(self._recent_tokens),
                 "queue_depth": self.scheduler.pending_chunks,
@@ -639,6 +641,7 @@ class Engine:
         if closed:
             self._keep_segments(closed, out)
         self._steps += 1
+        self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
         self._recent_streams.append(len(plan.work))
         self._recent_tokens.append(plan.n_tokens)
