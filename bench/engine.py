@@ -114,7 +114,8 @@ def bench_engine(loaded, n_streams: int, chunk: int, args) -> dict:
     # host_tokens_per_s: what the step loop's own work (scheduling, gathering, booking) would allow
     # if the model took no time; on a GPU that work overlaps the running step
     return dict(tokens=tokens, seconds=dt, rounds=rounds, tokens_per_s=tokens / dt, steps=steps,
-                streams_per_step=n_streams * rounds / max(1, steps), loop_model_seconds=model_s,
+                streams_per_step=(after["step_streams"] - before["step_streams"]) / max(1, steps),
+                chunks_per_step=n_streams * rounds / max(1, steps), loop_model_seconds=model_s,
                 loop_host_seconds=host_s, host_tokens_per_s=tokens / max(host_s, 1e-12))
 
 

@@ -217,6 +217,21 @@ def test_calls_start_in_channel_order_even_when_they_arrive_out_of_order(workers
     np.testing.assert_allclose(emb, reference("".join(CHUNKS)), rtol=1e-5, atol=1e-6)
 
 
+def test_an_append_carries_its_fairness_group_to_the_engine(workers):
+    w = workers[0]
+    gw = Gateway(w)
+
+    async def scenario():
+        ok(await gw.call("open", "grouped", True, "tenant-a"))
+        assert w.engine.store.streams["grouped"].group == "tenant-a"
+        ok(await gw.call("append", "grouped", 1, CHUNKS[0], False, False, "tenant-b"))
+        assert w.engine.store.streams["grouped"].group == "tenant-b"
+        ok(await gw.call("append", "grouped", 2, CHUNKS[1], False, False))  # an older gateway: no group
+        assert w.engine.store.streams["grouped"].group == "tenant-b"
+
+    asyncio.run(scenario())
+
+
 def test_a_call_on_an_old_incarnation_is_refused_with_reconnect(workers):
     w = workers[0]
     out = asyncio.run(w.call("0ld1ncarnat/gw/x", 0, "info", "s"))

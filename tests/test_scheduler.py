@@ -2,18 +2,21 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streamret.engine.scheduler import Scheduler, WorkItem
+from streamret.engine.scheduler import Scheduler, WorkItem, fair_shares
 from streamret.engine.text import TextPiece, TextSnapshot
 from streamret.errors import TooBusy
 
 
-def item(sid: str, n: int, seq: int = 1, pieces: list[int] | None = None, nbytes: int | None = None) -> WorkItem:
+def item(sid: str, n: int, seq: int = 1, pieces: list[int] | None = None, nbytes: int | None = None,
+         group: str = "") -> WorkItem:
     pieces = pieces or ([n] if n else [])
     ends = np.cumsum(pieces, dtype=np.int64)
     tp = [TextPiece("x" * k, 0, k) for k in pieces]
     return WorkItem(sid, seq, np.arange(n, dtype=np.int64) + 1000 * seq, tp, ends, TextSnapshot(b"", 0),
-                    n if nbytes is None else nbytes)
+                    n if nbytes is None else nbytes, group=group)
 
 
 def sched(**kw) -> Scheduler:
@@ -118,5 +121,211 @@ def test_streams_of_a_running_step_are_passed_over_and_keep_their_turn():
     second = s.schedule(max_streams=1, exclude={"a"})
     assert [w.stream_id for w in second.work] == ["b"]
     third = s.schedule(max_streams=2, exclude={"b"})  # a is free again; c waited longest
-    assert [w.stream_id for w in third.work] == ["c"]  # the budget (10 tokens) is spent on c
-    assert [w.stream_id for w in s.schedule(exclude={"c"}).work] == ["a"]
+    assert [(w.stream_id, w.n_tokens) for w in third.work] == [("c", 5), ("a", 5)]  # the budget, shared
+    assert [w.stream_id for w in s.schedule(exclude={"c"}).work] == ["b", "a"]  # b had waited longest
+
+
+# ---- fair batching: a stream's share of a step, and round-robin over groups (tenants)
+
+
+def test_fair_shares_water_fills_and_gives_leftovers_to_the_first_in_line():
+    assert fair_shares([5, 1000], 30) == [5, 25]  # the small demand is met, the big one takes the rest
+    assert fair_shares([100, 100, 100], 10) == [4, 3, 3]  # 10 = 3 * 3 + 1: the first in line gets the extra
+    assert fair_shares([2, 50, 50], 1000) == [2, 50, 50]  # everything fits
+    assert fair_shares([], 10) == []
+    with pytest.raises(ValueError, match="budget must be >= 0 tokens, got -1"):
+        fair_shares([1], -1)
+
+
+@given(st.lists(st.integers(0, 300), max_size=40), st.integers(0, 2000))
+@settings(max_examples=200, deadline=None)
+def test_fair_shares_is_work_conserving_and_max_min_fair(demands, budget):
+    shares = fair_shares(demands, budget)
+    assert sum(shares) == min(budget, sum(demands))
+    assert all(0 <= s <= d for s, d in zip(shares, demands))
+    short = [s for s, d in zip(shares, demands) if s < d]
+    if short:  # whoever did not get all it asked for got at least as much as anyone else, give or take one
+        assert min(short) >= max(shares) - 1
+
+
+def test_many_busy_streams_share_a_step_instead_of_one_filling_it():
+    # 100 streams with 200 tokens each, a 1000-token step of at most 64 streams: the old scheduler gave
+    # the first five streams 200 tokens each; now the step packs 64 streams of 15 or 16 tokens
+    s = sched(max_step_tokens=1000, max_step_streams=64, max_pending_chunks=200, max_pending_bytes=10**6)
+    for i in range(100):
+        s.add(item(f"s{i}", 200))
+    plan = s.schedule()
+    assert len(plan.work) == 64
+    assert plan.n_tokens == 1000
+    assert {w.n_tokens for w in plan.work} == {15, 16}
+    second = s.schedule()  # the 36 streams that were not served come first in the next step
+    assert [w.stream_id for w in second.work[:36]] == [f"s{i}" for i in range(64, 100)]
+
+
+def test_a_lone_busy_stream_still_fills_the_step():
+    s = sched(max_step_tokens=100)
+    s.add(item("a", 1000))
+    plan = s.schedule()
+    assert [(w.stream_id, w.n_tokens) for w in plan.work] == [("a", 100)]
+    s.add(item("b", 5))  # a small chunk arrives: it gets all it needs, the busy stream the rest
+    plan = s.schedule()
+    assert sorted((w.stream_id, w.n_tokens) for w in plan.work) == [("a", 95), ("b", 5)]
+
+
+def test_per_stream_cap_limits_a_share_even_when_alone():
+    s = sched(max_step_tokens=100, max_stream_step_tokens=30)
+    s.add(item("a", 100))
+    steps = drain(s)
+    assert [p.n_tokens for p in steps] == [30, 30, 30, 10]
+    s.add(item("a", 100, seq=2))
+    s.add(item("b", 100))
+    assert [w.n_tokens for w in s.schedule().work] == [30, 30]
+    with pytest.raises(ValueError, match="max_stream_step_tokens must be >= 1 or None"):
+        sched(max_stream_step_tokens=0)
+
+
+def test_round_robin_over_groups_then_over_their_streams():
+    # tenant A has 100 busy streams, queued first; tenant B's one small chunk arrives last
+    s = sched(max_step_tokens=400, max_step_streams=8, max_pending_chunks=200, max_pending_bytes=10**6)
+    for i in range(100):
+        s.add(item(f"a{i}", 200, group="A"))
+    s.add(item("b0", 8, group="B"))
+    plan = s.schedule()
+    ids = [w.stream_id for w in plan.work]
+    assert ids[:3] == ["a0", "b0", "a1"]  # A, B, then A again (B has no second stream)
+    assert len(ids) == 8
+    served = {w.stream_id: w.n_tokens for w in plan.work}
+    assert served["b0"] == 8  # B's whole chunk runs in the first step
+    # two groups with several streams each alternate; within a group streams take turns
+    s = sched(max_step_tokens=1000, max_step_streams=4)
+    for sid, g in [("a0", "A"), ("a1", "A"), ("a2", "A"), ("b0", "B"), ("b1", "B")]:
+        s.add(item(sid, 50, group=g))
+    assert [w.stream_id for w in s.schedule().work] == ["a0", "b0", "a1", "b1"]
+    assert [w.stream_id for w in s.schedule().work] == ["a2"]
+
+
+def test_group_token_split_is_fair_across_groups_before_streams():
+    # A has 3 busy streams, B one: the step is halved between the groups, then A's half among its streams
+    s = sched(max_step_tokens=120, max_step_streams=8)
+    for sid in ("a0", "a1", "a2"):
+        s.add(item(sid, 1000, group="A"))
+    s.add(item("b0", 1000, group="B"))
+    shares = {w.stream_id: w.n_tokens for w in s.schedule().work}
+    assert shares == {"a0": 20, "b0": 60, "a1": 20, "a2": 20}
+
+
+def test_a_group_whose_share_runs_out_keeps_its_streams_turn():
+    # a 4-token step: groups A and B get 2 each; A's third stream gets nothing and is first next time
+    s = sched(max_step_tokens=4, max_step_streams=8)
+    for sid in ("a0", "a1", "a2"):
+        s.add(item(sid, 10, group="A"))
+    s.add(item("b0", 10, group="B"))
+    first = s.schedule()
+    assert sorted(w.stream_id for w in first.work) == ["a0", "a1", "b0"]
+    assert first.n_tokens == 4
+    assert s.schedule().work[0].stream_id == "a2"
+
+
+def test_cancel_removes_a_stream_from_its_group_line():
+    s = sched()
+    s.add(item("a", 10, group="A"))
+    s.add(item("b", 10, group="B"))
+    s.cancel("a", [])
+    assert [w.stream_id for w in s.schedule().work] == ["b"]
+    assert not s.has_work()
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 60)), min_size=1, max_size=40),
+    st.integers(1, 50), st.integers(1, 6), st.one_of(st.none(), st.integers(1, 20)), st.randoms(),
+)
+@settings(max_examples=100, deadline=None)
+def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd):
+    """Whatever the groups, budget, cap, stream limit and running steps: each stream's tokens reach the
+    steps exactly once and in order, every step keeps its bounds, and everything is eventually served."""
+    s = sched(max_step_tokens=budget, max_step_streams=streams, max_stream_step_tokens=cap,
+              max_pending_chunks_per_stream=100, max_pending_chunks=1000, max_pending_bytes=10**6)
+    expected: dict[str, list[np.ndarray]] = {}
+    for stream, group, n in adds:
+        sid = f"s{stream}"
+        seq = len(expected.setdefault(sid, [])) + 1
+        it = item(sid, n, seq=seq, group=f"g{group if stream % 2 else 0}")
+        expected[sid].append(it.tokens)
+        s.add(it)
+    got: dict[str, list[np.ndarray]] = {}
+    running: set[str] = set()
+    for _ in range(10_000):
+        if not s.has_work():
+            break
+        plan = s.schedule(max_streams=rnd.randint(1, streams), exclude=running)
+        assert plan.n_tokens <= budget and len(plan.work) <= streams
+        assert not {w.stream_id for w in plan.work} & running
+        for w in plan.work:
+            assert cap is None or w.n_tokens <= cap
+            assert w.n_tokens == sum(sl.end - sl.start for sl in w.slices)
+            got.setdefault(w.stream_id, []).append(w.tokens() if w.slices else np.zeros(0, np.int64))
+            for sl in w.slices:
+                if sl.completes:
+                    s.complete(sl.item)
+        running = {w.stream_id for w in plan.work} if rnd.random() < 0.5 else set()
+    assert not s.has_work() and s.pending_tokens == 0 and s.pending_chunks == 0
+    for sid, parts in expected.items():
+        assert np.array_equal(np.concatenate(got.get(sid, []) + [np.zeros(0, np.int64)]), np.concatenate(parts))
+
+
+def reference_spans(it: WorkItem, start: int, end: int) -> list[tuple[int, int, bool, bool]]:
+    """(piece index, tokens, first, last) of a slice, by scanning every piece of the item."""
+    ends = np.cumsum([0] + [len(p.text) for p in it.pieces]).tolist()
+    out = []
+    for i, (a, b) in enumerate(zip(ends[:-1], ends[1:])):
+        if b < start or a > end:
+            continue
+        n = max(0, min(b, end) - max(a, start))
+        if a < b:
+            first, last = start <= a < end, start < b <= end
+        else:
+            first = last = start <= a < end or a == end == it.n_tokens
+        if n or first or last:
+            out.append((i, n, first, last))
+    return out
+
+
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=30), st.lists(st.integers(1, 25), min_size=1, max_size=10))
+@settings(max_examples=200, deadline=None)
+def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
+    """The spans of a slice (found by bisection over the item's pieces) are those a scan of all pieces
+    finds, each piece's first and last token reported once, and spans_and_lens agrees with spans."""
+    n = sum(pieces)
+    s = sched(max_step_tokens=budgets[0])
+    it = item("a", n, pieces=pieces) if n else item("a", 0, pieces=pieces)
+    s.add(it)
+    index = {id(p): i for i, p in enumerate(it.pieces)}
+    firsts, lasts, got = [], [], [0] * len(pieces)
+    step = 0
+    while s.has_work():
+        s.max_step_tokens = budgets[step % len(budgets)]
+        (w,) = s.schedule().work
+        spans, lens = w.spans_and_lens()
+        assert lens.tolist() == [sp.n_tokens for sp in spans]
+        (sl,) = w.slices
+        assert [(index[id(sp.piece)], sp.n_tokens, sp.first, sp.last) for sp in spans] == reference_spans(
+            it, sl.start, sl.end)
+        for sp in spans:
+            got[index[id(sp.piece)]] += sp.n_tokens
+            firsts += [index[id(sp.piece)]] * sp.first
+            lasts += [index[id(sp.piece)]] * sp.last
+        if sl.completes:
+            s.complete(sl.item)
+        step += 1
+    assert got == pieces
+    assert firsts == lasts == list(range(len(pieces)))
+
+
+def test_piece_layout_needs_one_end_per_piece():
+    from streamret.engine.scheduler import PieceLayout
+
+    pieces = [TextPiece("ab", 0, 2), TextPiece(" c", 2, 4)]
+    layout = PieceLayout.of(pieces, np.array([2, 4]))
+    assert (layout.starts, layout.ends, layout.lens.tolist()) == ([0, 2], [2, 4], [2, 2])
+    with pytest.raises(ValueError, match="1 piece ends for 2 pieces"):
+        PieceLayout.of(pieces, np.array([4]))

@@ -275,15 +275,17 @@ class ClusterEngine:
     # appends
 
     def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False,
-                      durable: bool = False) -> Future:
-        """Send one chunk to its stream's owner; the Future gives the worker engine's Ack."""
+                      durable: bool = False, group: str | None = None) -> Future:
+        """Send one chunk to its stream's owner; the Future gives the worker engine's Ack. group: the
+        stream's fairness group in the worker's scheduler (see Engine.open)."""
         out: Future = Future()
         with self._lock:
-            self._send_append(stream_id, (seq, data, flush, durable), out, check_room=True)
+            self._send_append(stream_id, (seq, data, flush, durable, group), out, check_room=True)
         return out
 
-    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False):
-        return self.submit_append(stream_id, seq, data, flush, durable).result()
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
+               group: str | None = None):
+        return self.submit_append(stream_id, seq, data, flush, durable, group).result()
 
     def _send_append(self, stream_id: str, args: tuple, out: Future, check_room: bool = False) -> None:
         """Send now, or park behind the stream's move. Called with the lock held (keeps appends in order)."""
@@ -318,8 +320,8 @@ class ClusterEngine:
     # ------------------------------------------------------------------------------------------
     # the rest of the Engine API
 
-    def open(self, stream_id: str, create_if_missing: bool = True):
-        return self._call("open", stream_id, create_if_missing)
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None):
+        return self._call("open", stream_id, create_if_missing, group)
 
     def exists(self, stream_id: str) -> bool:
         return self._call("exists", stream_id)

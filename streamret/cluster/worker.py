@@ -120,8 +120,9 @@ class StreamWorker:
         if op in ("import_state", "fork"):  # they create a stream without reading the store first
             self.store.claim(args[0] if op == "fork" else stream_id)
         if op == "append":
-            seq, data, flush, durable = args
-            return self.engine.submit_append(stream_id, seq, data, flush=flush, durable=durable)
+            seq, data, flush, durable, *rest = args  # a gateway from before fairness groups sends no group
+            group = rest[0] if rest else None
+            return self.engine.submit_append(stream_id, seq, data, flush=flush, durable=durable, group=group)
         return None
 
     def _drop_if_stale(self, stream_id: str, fresh: bool) -> None:

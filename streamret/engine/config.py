@@ -13,6 +13,12 @@ class EngineConfig:
     # scheduler: one step packs at most this many tokens / streams
     max_step_tokens: int = 16384
     max_step_streams: int = 256
+    # fairness: a step's tokens are split max-min fairly among the streams it picks (round-robin over
+    # groups, e.g. tenants, then over streams), so a busy stream alone fills a step and many busy streams
+    # share it (groups share it first, then each group's streams: in one group the fair share of a busy
+    # stream is thus at least max_step_tokens / max_step_streams, 64 tokens by default, the chunkwise
+    # kernel's chunk); this caps one stream's share of a step on top of that (None: the fair share only)
+    max_stream_step_tokens: int | None = None
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20
     max_pending_chunks_per_stream: int = 64

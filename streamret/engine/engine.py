@@ -48,8 +48,8 @@ from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
 from .config import Ack, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
-from .scheduler import Scheduler, Span, StepPlan, WorkItem
-from .segments import Segment, select_summary
+from .scheduler import PieceLayout, Scheduler, Span, StepPlan, WorkItem
+from .segments import Segment, add_step_spans, select_summary
 from .state_store import DurableStore, DurableWriter, StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
@@ -88,6 +88,7 @@ class _Step:
 
     plan: StepPlan
     spans: list[list[Span]]  # per stream of the plan
+    span_lens: np.ndarray  # int64: token count of each span of the streams in `ran`, in order
     ran: list[str]  # streams with tokens, in the order of the model batch
     state: RetNetState | None = None
     out: StepOutput | None = None
@@ -115,6 +116,7 @@ class Engine:
         self.scheduler = Scheduler(
             config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
+            config.max_stream_step_tokens,
         )
         self.runner = ModelRunner(self.model, config.chunk_size)
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
@@ -127,6 +129,7 @@ class Engine:
         self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
         self._tokens_processed = 0
         self._steps = 0
+        self._step_streams = 0  # streams summed over steps: / steps = streams per step
         self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
         self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
         self._recent_streams: deque[int] = deque(maxlen=256)
@@ -157,10 +160,15 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # streams
 
-    def open(self, stream_id: str, create_if_missing: bool = True) -> StreamInfo:
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None) -> StreamInfo:
         """The stream's info once its accepted chunks are applied, so that a client that reconnects
-        resumes at applied_seq + 1 (info() answers at once instead)."""
+        resumes at applied_seq + 1 (info() answers at once instead).
+
+        group: the stream's fairness group for the scheduler (e.g. its tenant: steps are shared
+        round-robin over groups, then over their streams); None keeps the stream's group ("" at first).
+        """
         self._check_id(stream_id)
+        self._check_group(group)
         self._wait_applied(stream_id)
         with self._lock:
             self._check_running()
@@ -169,6 +177,8 @@ class Engine:
                 if not create_if_missing:
                     raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=True")
                 stream = self._create(stream_id)
+            if group is not None:
+                stream.group = group
             return self._info(stream)
 
     def exists(self, stream_id: str) -> bool:
@@ -303,17 +313,20 @@ class Engine:
     # appends
 
     def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False,
-                      durable: bool = False) -> Future:
+                      durable: bool = False, group: str | None = None) -> Future:
         """Queue one chunk; the Future gives its Ack once applied (and durable if the policy writes now).
 
         durable: write the stream's record before this chunk's ack whatever the policy, so that the ack's
         durable_seq covers it (e.g. on a stream's last chunk). A no-op without a durable store.
+        group: the stream's fairness group from now on (see `open`); None keeps it. A stream with chunks
+        queued stays in its group's line until its queue empties.
 
         Raises at once: InvalidArgument (bad id, seq or data), ResourceExhausted (chunk too large),
         SeqGap (a chunk is missing), TooBusy (queues full: retry shortly). A stream that does not
         exist yet is created.
         """
         self._check_id(stream_id)
+        self._check_group(group)
         raw = self._as_bytes(data)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
@@ -324,6 +337,8 @@ class Engine:
                 if seq != 1:
                     raise SeqGap(stream_id, seq, 1)
                 stream = self._create(stream_id)
+            if group is not None:
+                stream.group = group
             if seq <= stream.accepted_seq:
                 return self._duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
@@ -331,8 +346,9 @@ class Engine:
             item = self._accept(stream, seq, raw, flush=flush, durable=durable)
         return self._tokenize(stream, item).future
 
-    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False) -> Ack:
-        return self.submit_append(stream_id, seq, data, flush, durable).result()
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
+               group: str | None = None) -> Ack:
+        return self.submit_append(stream_id, seq, data, flush, durable, group).result()
 
     def flush(self, stream_id: str) -> Ack:
         """Process the stream's text tail now (a flush takes no seq and is idempotent)."""
@@ -359,7 +375,7 @@ class Engine:
             stream.text = self.codec.new_assembler(before)
             raise
         item = WorkItem(stream.id, seq, None, pieces, None, stream.text.snapshot(), len(raw), durable=durable,
-                        text_before=before, accepted_before=stream.accepted_seq)
+                        text_before=before, accepted_before=stream.accepted_seq, group=stream.group)
         self.scheduler.reserve(item)
         stream.pending.append(item)
         if seq is not None:
@@ -379,6 +395,8 @@ class Engine:
                     f"the tokenizer produced ids outside the model's vocabulary [0, {self.model.config.vocab_size}); "
                     "the engine's tokenizer and model do not belong together"
                 )
+            ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
+            layout = PieceLayout.of(item.pieces, ends)  # without the lock
         except BaseException as e:  # handed to the caller and to the item's future below; never left half-accepted
             error = e
         with self._lock:
@@ -387,7 +405,7 @@ class Engine:
             if error is not None:
                 self._drop_from(stream, item, error)
                 raise error
-            item.set_tokens(tokens, np.cumsum([len(t) for t in ids], dtype=np.int64))
+            item.set_tokens(tokens, ends, layout)
             for waiting in stream.pending:  # in order: an item waits for every earlier one
                 if waiting.queued:
                     continue
@@ -502,6 +520,7 @@ class Engine:
                 "streams": self.store.counts(),
                 "tokens_processed": self._tokens_processed,
                 "steps": self._steps,
+                "step_streams": self._step_streams,
                 "recent_step_batch_sizes": list(self._recent_streams),
                 "recent_step_tokens": list(self._recent_tokens),
                 "queue_depth": self.scheduler.pending_chunks,
@@ -569,7 +588,10 @@ class Engine:
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
-        step = _Step(plan, [w.spans() for w in plan.work], [w.stream_id for w in plan.work if w.n_tokens])
+        spans, lens = zip(*(w.spans_and_lens() for w in plan.work))
+        ran_lens = [n for w, n in zip(plan.work, lens) if w.n_tokens]
+        step = _Step(plan, list(spans), np.concatenate(ran_lens) if ran_lens else np.zeros(0, np.int64),
+                     [w.stream_id for w in plan.work if w.n_tokens])
         if step.ran:
             try:
                 step.state = self.store.gather(step.ran)
@@ -583,9 +605,8 @@ class Engine:
             return
         t0 = time.perf_counter()
         try:
-            works = [w for w in step.plan.work if w.n_tokens]
-            span_lens = [sp.n_tokens for w, spans in zip(step.plan.work, step.spans) if w.n_tokens for sp in spans]
-            step.out = self.runner.run([w.tokens() for w in works], step.state, span_lens)
+            ids, lens = step.plan.packed()
+            step.out = self.runner.run(ids, lens, step.state, step.span_lens)
         except Exception as e:
             step.error = e
         step.state = None
@@ -620,18 +641,14 @@ class Engine:
         """Book a finished step: segments, applied items, durability. Returns the acks to send."""
         closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
         done: dict[str, list[WorkItem]] = {}
-        span_sums = out.span_sums.numpy() if out is not None else None
-        no_sum = np.zeros(self.model.config.d_model)
-        cursor = row = 0
+        ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
+        if ran:  # one booking of the sums for all the streams that ran (row: theirs in out.embeddings)
+            booked = add_step_spans([st.segments for st, _ in ran], [sp for _, sp in ran], out.span_sums.numpy())
+            closed += [(st, seg, row) for row, ((st, _), segs) in enumerate(zip(ran, booked)) for seg in segs]
         for work, work_spans in zip(plan.work, spans):
             stream = self.store.streams[work.stream_id]
-            ran = work.n_tokens > 0
-            for span in work_spans:
-                span_sum = span_sums[cursor] if ran else no_sum
-                cursor += ran
-                for seg in stream.segments.add(span.piece, span_sum, span.n_tokens, span.first, span.last):
-                    closed.append((stream, seg, row if ran else None))
-            row += ran
+            if not work.n_tokens:  # only pieces without tokens (a flush): no sums
+                closed += [(stream, seg, None) for seg in stream.segments.add_spans(work_spans, None)]
             for s in work.slices:
                 if s.completes:
                     stream.apply(s.item)
@@ -640,6 +657,7 @@ class Engine:
         if closed:
             self._keep_segments(closed, out)
         self._steps += 1
+        self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
         self._recent_streams.append(len(plan.work))
         self._recent_tokens.append(plan.n_tokens)
@@ -783,6 +801,15 @@ class Engine:
             raise InvalidArgument("the stream id is not valid Unicode (it holds a lone surrogate)") from None
         if n > self.config.max_stream_id_bytes:
             raise InvalidArgument(f"the stream id has {n} bytes; the most is {self.config.max_stream_id_bytes}")
+
+    def _check_group(self, group: str | None) -> None:
+        if group is None:
+            return
+        if not isinstance(group, str):
+            raise InvalidArgument(f"a stream's group must be a string (e.g. its tenant) or None, got {group!r}")
+        if len(group.encode("utf-8", "surrogatepass")) > self.config.max_stream_id_bytes:
+            raise InvalidArgument(f"the group name {group[:40]!r}... is longer than max_stream_id_bytes="
+                                  f"{self.config.max_stream_id_bytes} bytes; use a shorter name")
 
     def _as_bytes(self, data: bytes | str) -> bytes:
         if isinstance(data, str):

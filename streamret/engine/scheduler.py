@@ -1,16 +1,20 @@
 """Continuous batching: which streams' tokens go into the next model step.
 
-Each stream has a FIFO of accepted chunks (`WorkItem`s, once tokenized). A step serves streams
-in round-robin order, taking each one's pending tokens (several chunks concatenated, in order) until
-the step's token budget or stream limit is reached; a chunk longer than what is left is split and
-its rest waits for a later step, the stream's state carrying over. A served stream with tokens
-left goes to the back of the line, so every stream is served within a bounded number of steps.
+Each stream has a FIFO of accepted chunks (`WorkItem`s, once tokenized). A step picks streams in
+round-robin order, over groups (tenants) first and then over each group's streams, up to the stream
+limit, and splits its token budget among them max-min fairly (`fair_shares`): when many streams have
+work a step packs many of them, a small chunk runs whole at its first turn, and a stream alone fills
+the step. A stream's share takes its pending tokens in order (several chunks concatenated); a chunk
+longer than the share is split and its rest waits for a later step, the stream's state carrying over.
+A served stream with tokens left goes to the back of its group's line, and a served group to the back
+of the groups' line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
 `TooBusy` instead of growing memory), and joins its stream's queue once tokenized (`enqueue`).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -38,15 +42,44 @@ class WorkItem:
     text_before: TextSnapshot | None = None  # the stream's text front before it, and its accepted seq:
     accepted_before: int = 0  # where the front goes back to if its tokenization fails
     queued: bool = False  # in its stream's queue (tokenized, and every earlier item queued)
+    group: str = ""  # the scheduler's fairness group of the stream (e.g. its tenant)
 
     def __post_init__(self) -> None:
         self.set_tokens(self.tokens, self.piece_ends)
 
-    def set_tokens(self, tokens: np.ndarray | None, piece_ends: np.ndarray | None) -> None:
+    def set_tokens(self, tokens: np.ndarray | None, piece_ends: np.ndarray | None,
+                   layout: PieceLayout | None = None) -> None:
+        """Set the tokens and the layout of the pieces over them (what steps read: see `PieceLayout`);
+        pass a layout made beforehand to keep its making out of a lock held here."""
         self.tokens, self.piece_ends = tokens, piece_ends
         self.n_tokens = 0 if tokens is None else len(tokens)
-        ends = [] if piece_ends is None else [int(e) for e in piece_ends]
-        self._bounds = list(zip([0, *ends[:-1]], ends))  # token range of each piece
+        self.layout = layout if layout is not None else PieceLayout.of(self.pieces, piece_ends)
+
+
+@dataclass(frozen=True)
+class PieceLayout:
+    """Where an item's pieces lie in its tokens, worked out once per item (when it is tokenized) rather than
+    in each step that runs it: token ranges (lists: bisect beats numpy on a few), token counts, and the
+    spans of a step that runs the whole item."""
+
+    starts: list[int]
+    ends: list[int]
+    lens: np.ndarray  # int64 [pieces]
+    full_spans: list[Span]
+
+    @classmethod
+    def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
+        if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
+            return cls([], [], np.zeros(0, np.int64), [])
+        ends = np.asarray(piece_ends, dtype=np.int64)
+        if len(ends) != len(pieces):
+            raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
+        starts = np.concatenate([[0], ends[:-1]])
+        lens = ends - starts
+        for p in pieces:  # the text facts a segment start needs, computed here and not in the step loop
+            p.lead_bytes  # noqa: B018
+        full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
+        return cls(starts.tolist(), ends.tolist(), lens, full)
 
 
 @dataclass(frozen=True)
@@ -71,22 +104,46 @@ class Slice:
     def completes(self) -> bool:
         return self.end == self.item.n_tokens
 
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end == self.item.n_tokens
+
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
         item, start, end = self.item, self.start, self.end
+        layout = item.layout
         if start == 0 and end == item.n_tokens:  # the whole item in one step: the common case
-            return [Span(p, b - a, True, True) for p, (a, b) in zip(item.pieces, item._bounds)]
-        out = []
-        for piece, (a, b) in zip(item.pieces, item._bounds):
-            if b < start or a > end:
-                continue
+            return layout.full_spans
+        # only the pieces that overlap [start, end] (ends and starts are sorted): a long item split over
+        # many steps costs each step its own pieces, not all of the item's; and of those only the ones at
+        # the slice's edges need a span of their own: a piece wholly inside is its whole-item span
+        starts, ends, n_tokens = layout.starts, layout.ends, item.n_tokens
+        lo, hi = bisect_left(ends, start), bisect_right(starts, end)
+
+        def inside(i: int) -> bool:
+            a = starts[i]
+            return start <= a and ends[i] <= end and (a < end or a == end == n_tokens)
+
+        def edge(i: int, out: list[Span]) -> None:
+            a, b = starts[i], ends[i]
             n = max(0, min(b, end) - max(a, start))
             if a < b:
                 first, last = start <= a < end, start < b <= end
             else:
-                first = last = start <= a < end or a == end == item.n_tokens
+                first = last = start <= a < end or a == end == n_tokens
             if n or first or last:
-                out.append(Span(piece, n, first, last))
+                out.append(Span(item.pieces[i], n, first, last))
+
+        out: list[Span] = []
+        while lo < hi and not inside(lo):
+            edge(lo, out)
+            lo += 1
+        mid = hi
+        while mid > lo and not inside(mid - 1):
+            mid -= 1
+        out += layout.full_spans[lo:mid]  # between two inside pieces every piece is inside (sorted bounds)
+        for i in range(mid, hi):
+            edge(i, out)
         return out
 
 
@@ -96,10 +153,11 @@ class StreamWork:
 
     stream_id: str
     slices: list[Slice]
+    n_tokens: int = -1  # computed from the slices unless given
 
-    @property
-    def n_tokens(self) -> int:
-        return sum(s.end - s.start for s in self.slices)
+    def __post_init__(self) -> None:
+        if self.n_tokens < 0:
+            self.n_tokens = sum([s.end - s.start for s in self.slices])
 
     def tokens(self) -> np.ndarray:
         return np.concatenate([s.item.tokens[s.start : s.end] for s in self.slices])
@@ -107,31 +165,100 @@ class StreamWork:
     def spans(self) -> list[Span]:
         return [span for s in self.slices for span in s.spans()]
 
+    def spans_and_lens(self) -> tuple[list[Span], np.ndarray]:
+        """spans(), and their token counts (int64 [spans]): read from the items for whole slices."""
+        spans: list[Span] = []
+        lens = []
+        for s in self.slices:
+            got = s.spans()
+            spans += got
+            lens.append(s.item.layout.lens if s.whole else np.array([sp.n_tokens for sp in got], dtype=np.int64))
+        return spans, (np.concatenate(lens) if lens else np.zeros(0, np.int64))
+
 
 @dataclass
 class StepPlan:
     work: list[StreamWork]
+    n_tokens: int = field(init=False)
 
-    @property
-    def n_tokens(self) -> int:
-        return sum(w.n_tokens for w in self.work)
+    def __post_init__(self) -> None:
+        self.n_tokens = sum(w.n_tokens for w in self.work)
+
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's input: the tokens of the streams that have some, in plan order, concatenated with
+        one copy (int64 [tokens]), and each such stream's token count (int64 [streams])."""
+        ran = [w for w in self.work if w.n_tokens]
+        if not ran:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ids = np.concatenate([s.item.tokens[s.start : s.end] for w in ran for s in w.slices])
+        return ids, np.array([w.n_tokens for w in ran], dtype=np.int64)
+
+
+def fair_shares(demands: list[int], budget: int) -> list[int]:
+    """Max-min fair split of `budget` tokens among demands (water filling), in the order given.
+
+    Every demand at or below the water level is met in full; the others get the level, and the
+    tokens the level leaves over (fewer than the number of those others) go one each to the first
+    of them in the given order (the ones that waited longest). Work-conserving: the shares add up to
+    min(budget, sum(demands)).
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 tokens, got {budget}")
+    if sum(demands) <= budget:
+        return list(demands)
+    order = sorted(range(len(demands)), key=demands.__getitem__)
+    shares = [0] * len(demands)
+    left = budget
+    for k, i in enumerate(order):
+        level = left // (len(order) - k)
+        if demands[i] > level:
+            rest = sorted(order[k:])  # back to the given order for the leftover tokens
+            extra = left - level * len(rest)
+            for j, r in enumerate(rest):
+                shares[r] = level + (j < extra)
+            break
+        shares[i] = demands[i]
+        left -= demands[i]
+    return shares
 
 
 class Scheduler:
-    """Owns the per-stream queues and decides each step's batch."""
+    """Owns the per-stream queues and decides each step's batch.
+
+    Fairness has two levels. Streams belong to groups (a tenant, say; "" when nobody says): a step
+    picks streams group by group in round-robin order (one stream of each group in turn, and within a
+    group its streams in round-robin order), so one group with many busy streams cannot keep another
+    group's single stream out of the next step planned. The step's token budget is then
+    split max-min fairly, first among the picked groups, then among each group's picked streams
+    (`fair_shares`): a stream with little work gets all of it, the busy ones share the rest equally, and
+    a stream alone with work fills the whole step. With one group, a busy stream's share is thus the budget
+    over the number of streams with work, and at least budget / max_step_streams (a step picks no more
+    streams than that); with several, each group's share is split so among its streams.
+    `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
+    fair share).
+    """
 
     def __init__(
         self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
         max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
+        max_stream_step_tokens: int | None = None,
     ):
+        if max_stream_step_tokens is not None and max_stream_step_tokens < 1:
+            raise ValueError(
+                f"max_stream_step_tokens must be >= 1 or None (the fair share only), got {max_stream_step_tokens}"
+            )
         self.max_step_tokens = max_step_tokens
         self.max_step_streams = max_step_streams
+        self.max_stream_step_tokens = max_stream_step_tokens
         self.max_pending_chunks_per_stream = max_pending_chunks_per_stream
         self.max_pending_bytes_per_stream = max_pending_bytes_per_stream
         self.max_pending_chunks = max_pending_chunks
         self.max_pending_bytes = max_pending_bytes
         self._queues: dict[str, deque[WorkItem]] = {}  # items with tokens not yet handed to a step
-        self._ready: deque[str] = deque()  # streams with queued items, in service order
+        self._queued_tokens: dict[str, int] = {}  # tokens of a stream's queue not yet handed to a step
+        self._group_of: dict[str, str] = {}  # group of each stream with a queue
+        self._ready: dict[str, deque[str]] = {}  # per group: its streams with queued items, in service order
+        self._groups: deque[str] = deque()  # groups with queued items, in service order
         self._chunks: dict[str, int] = {}  # accepted, not yet completed, per stream
         self._bytes: dict[str, int] = {}
         self.pending_chunks = 0
@@ -154,14 +281,23 @@ class Scheduler:
         self.pending_bytes += item.nbytes
 
     def enqueue(self, item: WorkItem) -> None:
-        """Queue a reserved, tokenized item behind the stream's earlier ones."""
+        """Queue a reserved, tokenized item behind the stream's earlier ones. A stream joins the line of
+        the item's group when its queue was empty; while it has a queue it stays in its group."""
         sid = item.stream_id
         self.pending_tokens += item.n_tokens
         item.queued = True
-        if sid not in self._queues:
-            self._queues[sid] = deque()
-            self._ready.append(sid)
-        self._queues[sid].append(item)
+        queue = self._queues.get(sid)
+        if queue is None:
+            queue = self._queues[sid] = deque()
+            self._queued_tokens[sid] = 0
+            group = self._group_of[sid] = item.group
+            line = self._ready.get(group)
+            if line is None:
+                line = self._ready[group] = deque()
+                self._groups.append(group)
+            line.append(sid)
+        queue.append(item)
+        self._queued_tokens[sid] += item.n_tokens
 
     def check_room(self, stream_id: str, nbytes: int) -> None:
         chunks, nb = self._chunks.get(stream_id, 0), self._bytes.get(stream_id, 0)
@@ -177,42 +313,109 @@ class Scheduler:
             )
 
     def has_work(self) -> bool:
-        return bool(self._ready)
+        return bool(self._groups)
 
     def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset()) -> StepPlan:
-        """Take the next step's work: round-robin over streams, up to the token and stream budgets.
+        """Take the next step's work: streams picked round-robin over groups and within each group, up to
+        the stream limit; the token budget split fairly among them (see the class docstring).
 
         Streams in `exclude` (those of a step still running) are passed over and keep their turn.
         """
         limit = min(self.max_step_streams, max_streams or self.max_step_streams)
         budget = self.max_step_tokens
+        cap = self.max_stream_step_tokens
+        queued = self._queued_tokens
+        groups: list[str] = []  # picked streams in service order: their group, id and demand
+        sids: list[str] = []
+        demands: list[int] = []
+        passed: dict[str, list[str]] = {}  # per group: streams passed over, to go back in front
+        wanting = 0  # picked streams that want tokens: never more than the budget, so each gets one
+        if len(self._groups) == 1:  # one group (no tenants): its line is the order
+            group = self._groups[0]
+            line = self._ready[group]
+            while line and len(sids) < limit and wanting < budget:
+                sid = line.popleft()
+                if sid in exclude:
+                    passed.setdefault(group, []).append(sid)
+                    continue
+                demand = queued[sid] if cap is None else min(cap, queued[sid])
+                sids.append(sid)
+                demands.append(demand)
+                wanting += demand > 0
+            groups = [group] * len(sids)
+            shares = fair_shares(demands, budget)
+        else:
+            cycle = deque(self._groups)
+            while cycle and len(sids) < limit and wanting < budget:
+                group = cycle.popleft()
+                line = self._ready[group]
+                while line and line[0] in exclude:
+                    passed.setdefault(group, []).append(line.popleft())
+                if not line:
+                    continue  # nothing more to pick in this group for this step
+                sid = line.popleft()
+                demand = queued[sid] if cap is None else min(cap, queued[sid])
+                groups.append(group)
+                sids.append(sid)
+                demands.append(demand)
+                wanting += demand > 0
+                cycle.append(group)
+            shares = self._split(groups, demands, budget)
         plan: list[StreamWork] = []
-        passed: list[str] = []
-        while self._ready and len(plan) < limit and budget > 0:
-            sid = self._ready.popleft()
-            if sid in exclude:
-                passed.append(sid)
+        served_groups: dict[str, None] = {}  # ordered set: groups in the order they were first served
+        for group, sid, demand, share in zip(groups, sids, demands, shares):
+            if demand and not share:  # its group's share ran out before this stream: it keeps its turn
+                passed.setdefault(group, []).append(sid)
                 continue
-            queue = self._queues[sid]
-            slices = []
-            while queue and budget >= 0:
-                item = queue[0]
-                take = min(item.n_tokens - item.taken, budget)
-                if take == 0 and item.n_tokens > item.taken:
-                    break  # budget spent; the rest of this item waits
-                slices.append(Slice(item, item.taken, item.taken + take))
-                item.taken += take
-                budget -= take
-                if item.taken < item.n_tokens:
-                    break
-                queue.popleft()
-            plan.append(StreamWork(sid, slices))
-            if queue:
-                self._ready.append(sid)
+            plan.append(StreamWork(sid, self._take(sid, share), share))  # share <= demand <= queued: all taken
+            if group not in served_groups:
+                served_groups[group] = None
+            if self._queues[sid]:
+                self._ready[group].append(sid)
             else:
-                del self._queues[sid]
-        self._ready.extendleft(reversed(passed))
+                del self._queues[sid], queued[sid], self._group_of[sid]
+        for group, passed_sids in passed.items():
+            self._ready[group].extendleft(reversed(passed_sids))
+        # served groups go to the back, in the order served; the others keep their place in front
+        if served_groups:
+            rest = [g for g in self._groups if g not in served_groups]
+            self._groups = deque(g for g in (*rest, *served_groups) if self._ready[g])
+            for group in served_groups:
+                if not self._ready[group]:
+                    del self._ready[group]
         return StepPlan(plan)
+
+    @staticmethod
+    def _split(groups: list[str], demands: list[int], budget: int) -> list[int]:
+        """Each picked stream's tokens: max-min fair over groups, then over each group's streams."""
+        members: dict[str, list[int]] = {}  # group -> indices of its picked streams
+        for i, group in enumerate(groups):
+            members.setdefault(group, []).append(i)
+        group_shares = fair_shares([sum(demands[i] for i in idx) for idx in members.values()], budget)
+        shares = [0] * len(demands)
+        for idx, share in zip(members.values(), group_shares):
+            for i, s in zip(idx, fair_shares([demands[i] for i in idx], share)):
+                shares[i] = s
+        return shares
+
+    def _take(self, sid: str, share: int) -> list[Slice]:
+        """Slices of the stream's queue, in order, holding `share` tokens (and the zero-token items they
+        reach); a split item keeps its rest at the front of the queue."""
+        queue = self._queues[sid]
+        slices = []
+        while queue:
+            item = queue[0]
+            take = min(item.n_tokens - item.taken, share)
+            if take == 0 and item.n_tokens > item.taken:
+                break  # share spent; the rest of this item waits
+            slices.append(Slice(item, item.taken, item.taken + take))
+            item.taken += take
+            share -= take
+            self._queued_tokens[sid] -= take
+            if item.taken < item.n_tokens:
+                break
+            queue.popleft()
+        return slices
 
     def complete(self, item: WorkItem) -> None:
         """An item is applied (or failed): release its share of the bounds."""
@@ -228,6 +431,12 @@ class Scheduler:
     def cancel(self, stream_id: str, items: list[WorkItem]) -> None:
         """Forget a stream's unfinished items (queued or in a failed step); the caller fails their futures."""
         if self._queues.pop(stream_id, None) is not None:
-            self._ready.remove(stream_id)
+            del self._queued_tokens[stream_id]
+            group = self._group_of.pop(stream_id)
+            line = self._ready[group]
+            line.remove(stream_id)
+            if not line:
+                del self._ready[group]
+                self._groups.remove(group)
         for item in items:
             self.complete(item)

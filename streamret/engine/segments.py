@@ -10,10 +10,21 @@ summary are the most salient segments seen so far.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
+
+
+class SpanLike(Protocol):
+    """What the tracker reads of a span of a step (`streamret.engine.scheduler.Span`)."""
+
+    piece: object  # a TextPiece
+    n_tokens: int
+    first: bool
+    last: bool
 
 
 @dataclass
@@ -43,6 +54,8 @@ class ClosedSegment:
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
+    if len(text) <= max_bytes and (4 * len(text) <= max_bytes or text.isascii()):
+        return text  # fits whatever its characters (at most 4 bytes each), or ASCII: no need to encode
     raw = text.encode("utf-8")
     return text if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", "ignore")
 
@@ -99,6 +112,49 @@ class SegmentTracker:
                 self._close(closed)
         return closed
 
+    def add_spans(self, spans: Sequence[SpanLike], sums: np.ndarray | None) -> list[ClosedSegment]:
+        """`add` for all of one stream's spans of a step, in order; sums: their hidden-state sums, float64
+        [len(spans), d_model] (None: the step ran no tokens of this stream, so the sums are zeros).
+        `add_step_spans` does this for all the streams of a step at once."""
+        if sums is None:
+            sums = np.zeros((len(spans), self.d_model), dtype=np.float64)
+        return add_step_spans([self], [spans], sums)[0]
+
+    def _cut_spans(self, spans: Sequence[SpanLike]) -> tuple[list[int], list[tuple[int, str, int, int, int]]]:
+        """The text side of `add` for a stream's spans of a step (no sums): where the open segment is cut
+        (span positions, in order), and the segments closed, as (index of their cut, text, start_byte,
+        end_byte, token count). The sums are added up by the caller, per run of spans between cuts."""
+        cuts: list[int] = []
+        closed: list[tuple[int, str, int, int, int]] = []
+        for i, span in enumerate(spans):
+            piece = span.piece
+            if span.first and piece.starts_segment:
+                self._cut(i, cuts, closed)
+            self.open_count += span.n_tokens
+            if span.last:
+                if self.open_start is None:  # skip the whitespace a segment starts with
+                    text = piece.stripped
+                    if text:
+                        self.open_start = piece.start_byte + piece.lead_bytes
+                else:
+                    text = piece.text
+                self.open_end = piece.end_byte
+                if text and self.open_chars < self.max_text_bytes:
+                    self.open_parts.append(text)
+                    self.open_chars += len(text)
+                if piece.ends_segment or (
+                    self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
+                ):
+                    self._cut(i + 1, cuts, closed)
+        return cuts, closed
+
+    def _cut(self, at: int, cuts: list[int], closed: list[tuple[int, str, int, int, int]]) -> None:
+        """`_close` for _cut_spans: the sums are added up afterwards, per run between cuts."""
+        if self.open_start is not None and self.open_count > 0:
+            closed.append((len(cuts), self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
+        cuts.append(at)
+        self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
+
     @property
     def open_text(self) -> str:
         return truncate_utf8("".join(self.open_parts), self.max_text_bytes)
@@ -127,21 +183,31 @@ class SegmentTracker:
 
     def keep_many(self, segs: list[ClosedSegment], embeddings: np.ndarray, stream_embedding: np.ndarray) -> None:
         """`keep` for several segments closed in one step (one stream embedding for all): the `max_kept`
-        most salient of the kept and the new ones stay, with one matrix product instead of one per segment."""
-        n = len(self.kept_text)
+        most salient of the kept and the new ones stay, with one matrix product instead of one per segment.
+        The new ones that stay take the places of the dropped ones, so the Python work is per new segment,
+        not per kept one (the kept lists are in no particular order)."""
+        n, k = len(self.kept_text), len(segs)
         if self.kept_embeddings is None:
             self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
-        texts = self.kept_text + [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
-        spans = self.kept_bytes + [(seg.start_byte, seg.end_byte) for seg in segs]
-        if len(texts) <= self.max_kept:
-            self.kept_embeddings[n : len(texts)] = embeddings
-            self.kept_text, self.kept_bytes = texts, spans
+        if n + k <= self.max_kept:
+            self.kept_embeddings[n : n + k] = embeddings
+            self.kept_text += [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
+            self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
-        stay = np.sort(np.argsort(-(rows @ stream_embedding), kind="stable")[: self.max_kept])
-        self.kept_embeddings[: self.max_kept] = rows[stay]
-        self.kept_text = [texts[i] for i in stay]
-        self.kept_bytes = [spans[i] for i in stay]
+        stays = np.zeros(n + k, dtype=bool)
+        stays[np.argsort(-(rows @ stream_embedding), kind="stable")[: self.max_kept]] = True
+        # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
+        places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
+        for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
+            seg = segs[j]
+            self.kept_embeddings[place] = embeddings[j]
+            text, span = truncate_utf8(seg.text, self.max_text_bytes), (seg.start_byte, seg.end_byte)
+            if place < len(self.kept_text):
+                self.kept_text[place], self.kept_bytes[place] = text, span
+            else:
+                self.kept_text.append(text)
+                self.kept_bytes.append(span)
 
     def _document_order(self) -> list[int]:
         return sorted(range(len(self.kept_text)), key=lambda i: self.kept_bytes[i])
@@ -186,6 +252,45 @@ class SegmentTracker:
         for k, e in zip(kept, emb.float().numpy() if emb is not None else []):
             t.keep(ClosedSegment(k["text"], int(k["start"]), int(k["end"]), t.open_sum, 0), e, e)
         return t
+
+
+def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]],
+                   sums: np.ndarray) -> list[list[ClosedSegment]]:
+    """Book one step's spans of several streams: `add` for each span, in order, stream by stream.
+
+    trackers[i] gets spans[i]; sums: float64 [all spans, d_model], the spans' hidden-state sums, stream
+    after stream. Returns the segments each stream closed. The text side is a loop over the spans
+    (`_cut_spans`); the sums are one `index_add_` into the runs of spans between segment cuts for the
+    whole step, instead of an addition per span and a copy per segment.
+    """
+    n_spans = sum(len(sp) for sp in spans)
+    d = trackers[0].d_model if trackers else 0
+    if sums.shape != (n_spans, d):
+        raise ValueError(f"sums of shape {tuple(sums.shape)} for {n_spans} spans; pass one float64 row of width "
+                         f"d_model={d} per span, stream after stream")
+    starts: list[int] = []  # first span of each run, over the whole step
+    booked = []  # per stream: (its first run, its last run, the segments it closed)
+    offset = 0
+    for tracker, sp in zip(trackers, spans):
+        cuts, closed = tracker._cut_spans(sp)
+        first = len(starts)
+        starts.append(offset)  # its first run continues the segment that was open before the step
+        if cuts:
+            starts += [offset + c for c in cuts]
+        booked.append((first, len(starts) - 1, closed))
+        offset += len(sp)
+    begin = np.asarray(starts, dtype=np.int64)
+    run_of_span = np.repeat(np.arange(len(begin)), np.diff(np.append(begin, offset)))  # empty runs: no span
+    runs_t = torch.zeros((len(begin), d), dtype=torch.float64)  # index_add_: 10x np.add.reduceat's speed here
+    runs_t.index_add_(0, torch.from_numpy(run_of_span), torch.from_numpy(np.ascontiguousarray(sums, np.float64)))
+    runs = runs_t.numpy()
+    out = []
+    for tracker, (first, last, closed) in zip(trackers, booked):
+        runs[first] += tracker.open_sum  # the segment open before the step goes on in its first run
+        tracker.open_sum[:] = runs[last]
+        out.append([ClosedSegment(text, start, end, runs[first + r], count) for r, text, start, end, count in closed]
+                   if closed else [])
+    return out
 
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:

@@ -32,6 +32,7 @@ class Stream:
     pending: deque[WorkItem] = field(default_factory=deque)  # accepted, not yet applied or failed
     since_durable: int = 0  # items applied since the last durable record
     durable_time: float = field(default_factory=time.monotonic)
+    group: str = ""  # the scheduler's fairness group (e.g. the tenant); not part of the durable record
 
     @property
     def busy(self) -> bool:

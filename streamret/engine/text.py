@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 SEGMENT_MODES = ("sentence", "chunk")  # a segment per sentence, or per appended chunk
 SENTENCE_END = frozenset(".!?。！？…")
@@ -54,6 +55,16 @@ class TextPiece:
     end_byte: int
     starts_segment: bool = False  # the open segment ends before this piece
     ends_segment: bool = False  # the open segment ends after this piece
+
+    @cached_property
+    def stripped(self) -> str:
+        """The text without its leading whitespace (where a segment that starts with this piece starts)."""
+        return self.text.lstrip()
+
+    @cached_property
+    def lead_bytes(self) -> int:
+        """UTF-8 bytes of the leading whitespace: the segment starts at start_byte + lead_bytes."""
+        return len(self.text[: len(self.text) - len(self.stripped)].encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,18 @@ class ModelRunner:
         self._host_head = None if head is None else head.weight.detach().to("cpu", torch.float64)
 
     @torch.inference_mode()
-    def run(self, tokens: list[np.ndarray], state: RetNetState, span_lens: list[int]) -> StepOutput:
-        """Advance N streams by their tokens (packed with cu_seqlens) from `state` [N].
+    def run(self, tokens: np.ndarray, lens: np.ndarray, state: RetNetState, span_lens: np.ndarray) -> StepOutput:
+        """Advance N streams by their tokens from `state` [N].
 
-        span_lens: consecutive token counts that partition the packed tokens (text pieces, in
-        stream order); each span's hidden states are summed for its segment embedding.
+        tokens: int64 [T], the N streams' tokens packed one after the other; lens: int64 [N], tokens per
+        stream (they become cu_seqlens). span_lens: int64 [S], consecutive token counts that partition the
+        packed tokens (text pieces, in stream order); each span's hidden states are summed for its
+        segment embedding.
         """
-        lens = np.array([len(t) for t in tokens], dtype=np.int64)
-        ids = self._to_device(np.concatenate(tokens))
+        if int(lens.sum()) != len(tokens) or int(np.sum(span_lens)) != len(tokens):
+            raise ValueError(f"{len(tokens)} packed tokens, but the streams' lens add up to {int(lens.sum())} and "
+                             f"the spans' to {int(np.sum(span_lens))}: pass the lens of the packed tokens")
+        ids = self._to_device(np.ascontiguousarray(tokens, dtype=np.int64))
         cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
         hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu, chunk_size=self.chunk_size)
         span_cu = self._to_device(np.concatenate([[0], np.cumsum(span_lens, dtype=np.int64)]))

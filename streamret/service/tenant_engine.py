@@ -97,7 +97,8 @@ class TenantEngine:
             if not create:  # said before a place in the tenant's limit is taken (a full tenant would hear "limit")
                 raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=true")
             caller.require_write("creating a stream")
-        info = await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=create))
+        info = await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=create,
+                                                                         group=caller.tenant))
         return info, self.registry.touch(caller.tenant, eid, labels)
 
     async def submit_append(self, caller: Caller, stream_id: str, seq: int, data: bytes, flush: bool,
@@ -116,7 +117,8 @@ class TenantEngine:
                 "send smaller chunks"))
         if eid not in self.registry:
             try:  # only a stream's first chunk creates it: a refused chunk must leave nothing behind
-                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=seq == 1))
+                await self._hold(caller, eid, lambda: self.engine.open(eid, create_if_missing=seq == 1,
+                                                                             group=caller.tenant))
             except NotFound:
                 return self.failed_ack(caller, stream_id, seq, SeqGap(eid, seq, 1))
             except Exception as e:  # noqa: BLE001
@@ -125,9 +127,10 @@ class TenantEngine:
         while True:
             try:
                 if len(data) >= OFFLOAD_CHUNK_BYTES:
-                    fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable)
+                    fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable,
+                                           group=caller.tenant)
                 else:
-                    fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable)
+                    fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable, group=caller.tenant)
                 break
             except TooBusy as e:
                 now = time.monotonic()

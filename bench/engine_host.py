@@ -1,0 +1,186 @@
+"""Host work per engine step, on the CPU: where the step loop's own time goes (not the model's).
+
+    python bench/engine_host.py --streams 256 --chunk 64 --rounds 12 --profile
+    python bench/engine_host.py --streams 1024 --chunk 64 --rounds 20 --no-model --repeats 5
+
+N streams each append one chunk of C tokens per round (byte tokenizer, ASCII text: one token per
+byte; sentence segments), as bench/engine.py does. The step-loop thread runs under cProfile; the
+printed table gives, per step, the time in each part of the loop: scheduling, gathering and
+scattering states, packing the tokens and spans, the model call, booking segments and items, and
+acks. The model's share is what the runner spends in the RetNet forward; everything else is host
+work that a GPU step would have to hide. --no-model replaces the model call (see HostOnlyRunner) to
+time the host work alone over many steps; --repeats keeps the run with the least host work (a
+shared machine's other load only ever adds to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import sys
+import time
+from concurrent.futures import wait
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from bench.engine import text_chunks  # noqa: E402
+from streamret.engine import Engine, EngineConfig  # noqa: E402
+from streamret.engine.worker import StepOutput  # noqa: E402
+from streamret.model.retnet import RetNetState  # noqa: E402
+from streamret.model.spec import load_model  # noqa: E402
+
+# (label, file suffix, function name): cumulative time of these functions in the step thread
+PARTS = [
+    ("schedule", "scheduler.py", "schedule"),
+    ("spans (plan -> text pieces)", "scheduler.py", "spans"),
+    ("gather states", "state_store.py", "gather"),
+    ("pack tokens (StreamWork.tokens)", "scheduler.py", "tokens"),
+    ("model call (runner.run)", "worker.py", "run"),
+    ("  of which the RetNet forward", "module.py", "_call_impl"),
+    ("scatter states", "state_store.py", "scatter"),
+    ("book the step (_apply)", "engine.py", "_apply"),
+    ("  of which segments.add", "segments.py", "add"),
+    ("  of which _keep_segments", "engine.py", "_keep_segments"),
+    ("send acks (_resolve)", "engine.py", "_resolve"),
+]
+
+
+class TimedEngine(Engine):
+    """The engine with the CPU time of its step-loop thread counted: all of it, and inside the model call.
+
+    CPU time of the thread (time.thread_time), not wall time: the figures hold on a machine shared with
+    other busy processes, where wall time would count their turns too. With profile=True the thread
+    also runs under cProfile, timed the same way."""
+
+    def __init__(self, *args, profile: bool = False, fake_model: bool = False, **kwargs):
+        self.profile = cProfile.Profile(time.thread_time) if profile else None
+        self.loop_cpu_s = 0.0
+        self.model_cpu_s = 0.0
+        super().__init__(*args, **kwargs)
+        run = HostOnlyRunner(self.model) if fake_model else self.runner.run
+
+        def timed_run(*a, **kw):
+            t0 = time.thread_time()
+            try:
+                return run(*a, **kw)
+            finally:
+                self.model_cpu_s += time.thread_time() - t0
+
+        self.runner.run = timed_run
+
+    def _loop(self) -> None:
+        t0 = time.thread_time()
+        if self.profile is not None:
+            self.profile.enable()
+        try:
+            super()._loop()
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
+            self.loop_cpu_s = time.thread_time() - t0
+
+
+class HostOnlyRunner:
+    """Stands in for the model runner with --no-model: returns the gathered states unchanged, random span
+    sums and the states' embeddings, so that a step costs only its host work (and runs 50x faster, which
+    lets many steps be timed). Takes either version of ModelRunner.run's arguments (the state is the one
+    RetNetState among them, the span lengths the last)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, *args):
+        state = next(a for a in args if isinstance(a, RetNetState))
+        sums = torch.from_numpy(self.rng.standard_normal((len(args[-1]), self.model.config.d_model)))
+        with torch.inference_mode():
+            return StepOutput(state, sums, self.model.stream_embedding(state))
+
+
+def measure(loaded, args) -> dict:
+    n, c = args.streams, args.chunk
+    cfg = EngineConfig(
+        max_step_tokens=args.step_tokens, max_chunk_bytes=max(c, 1 << 20), max_pending_chunks_per_stream=4,
+        max_pending_chunks=4 * n + 16, max_pending_bytes=4 * n * c + (1 << 20),
+        device_state_bytes=(n + 1) * loaded.model.config.state_bytes_per_stream(), durable_every_chunks=0,
+    )
+    chunks = text_chunks(min(n, 64), c, seed=c)
+    ids = [f"bench/{i}" for i in range(n)]
+    with TimedEngine(loaded, None, cfg, profile=args.profile, fake_model=args.no_model) as eng:
+        def one_round(seq: int) -> None:
+            with eng._lock:  # the whole round is queued before a step is planned: the same steps every run
+                futures = [eng.submit_append(sid, seq, chunks[(i + seq) % len(chunks)]) for i, sid in enumerate(ids)]
+            for f in wait(futures)[0]:
+                f.result()
+
+        one_round(1)
+        before = eng.stats()
+        t0 = time.perf_counter()
+        for r in range(args.rounds):
+            one_round(2 + r)
+        dt = time.perf_counter() - t0
+        after = eng.stats()
+    return dict(eng=eng, before=before, after=after, seconds=dt)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="random:tiny")
+    p.add_argument("--streams", default=256, type=int)
+    p.add_argument("--chunk", default=64, type=int, help="tokens (bytes) per chunk")
+    p.add_argument("--rounds", default=12, type=int)
+    p.add_argument("--step-tokens", default=16384, type=int)
+    p.add_argument("--threads", default=1, type=int, help="torch CPU threads")
+    p.add_argument("--repeats", default=1, type=int, help="runs; the one with the least host work counts")
+    p.add_argument("--no-model", action="store_true", help="host work alone: the model call is replaced")
+    p.add_argument("--profile", action="store_true", help="run the step thread under cProfile: a table of parts")
+    p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model, "cpu")
+    runs = [measure(loaded, args) for _ in range(args.repeats)]
+    host = [(r["eng"].loop_cpu_s - r["eng"].model_cpu_s) / r["after"]["steps"] for r in runs]
+    best = runs[int(np.argmin(host))]
+    eng, before, after = best["eng"], best["before"], best["after"]
+    n, c = args.streams, args.chunk
+    steps = after["steps"] - before["steps"]
+    tokens = after["tokens_processed"] - before["tokens_processed"]
+    all_steps = after["steps"]
+    model = "no model (--no-model)" if args.no_model else args.model
+    print(f"{platform.processor() or 'cpu'}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
+          f"{model}, {n} streams x {c}-token chunks, {args.rounds} rounds: {tokens:,} tokens in {steps} steps "
+          f"({tokens / max(1, steps):.0f} tokens and {np.mean(after['recent_step_batch_sizes'][-steps:]):.0f} "
+          "streams per step), "
+          f"{tokens / best['seconds']:,.0f} tok/s")
+    print(f"step-loop thread CPU per step, all {all_steps} steps, best of {args.repeats}: "
+          f"{1e3 * eng.loop_cpu_s / all_steps:.2f} ms, of which {1e3 * eng.model_cpu_s / all_steps:.2f} ms in the "
+          f"model call and {1e3 * (eng.loop_cpu_s - eng.model_cpu_s) / all_steps:.2f} ms host work"
+          + (" (cProfile overhead included)" if args.profile else "")
+          + f"; all runs: {', '.join(f'{1e3 * h:.2f}' for h in host)} ms")
+    if not args.profile:
+        return
+    stats = pstats.Stats(eng.profile)
+    print(f"cProfile of the step thread (thread CPU time), all {all_steps} steps (warm-up included), ms per step "
+          "(profiler overhead included):")
+    cum: dict[str, float] = {}
+    for (file, _, name), (_, _, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for label, suffix, fn in PARTS:
+            if name == fn and file.endswith(suffix):
+                cum[label] = cum.get(label, 0.0) + ct
+    total = sum(ct for (_, _, name), (_, _, _, ct, _) in stats.stats.items()  # type: ignore[attr-defined]
+                if name in ("_next_step", "_launch", "_finish"))
+    for label, _, _ in PARTS:
+        print(f"  {label:40s} {1e3 * cum.get(label, 0.0) / all_steps:8.2f}")
+    print(f"  {'step loop total (next, launch, finish)':40s} {1e3 * total / all_steps:8.2f}")
+    if args.top:
+        ours = "streamret/engine|numpy|dataclass|threading|concurrent|<string>"
+        stats.sort_stats("tottime").print_stats(ours, args.top)
+
+
+if __name__ == "__main__":
+    main()

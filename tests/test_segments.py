@@ -1,0 +1,122 @@
+"""SegmentTracker: booking a step's spans at once (add_spans) is booking them one by one (add)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamret.engine.scheduler import Span
+from streamret.engine.segments import ClosedSegment, SegmentTracker, add_step_spans
+from streamret.engine.text import TextPiece
+
+D = 4
+
+
+@st.composite
+def span_steps(draw):
+    """Spans of consecutive pieces (a piece may be split over several spans, or have no tokens), their
+    sums, and a cut of the span list into steps."""
+    spans, offset = [], 0
+    for _ in range(draw(st.integers(0, 12))):
+        text = draw(st.sampled_from(["", " ", "  word", "\nline", " end.", "x" * 30, " é€"]))
+        nb = len(text.encode())
+        piece = TextPiece(text, offset, offset + nb, draw(st.booleans()), draw(st.booleans()))
+        offset += nb
+        parts = draw(st.lists(st.integers(0, 5), min_size=1, max_size=3))
+        for j, n in enumerate(parts):
+            spans.append(Span(piece, n, j == 0, j == len(parts) - 1))
+    sums = np.asarray(draw(st.lists(st.lists(st.floats(-4, 4), min_size=D, max_size=D), min_size=len(spans),
+                                    max_size=len(spans))), dtype=np.float64).reshape(len(spans), D)
+    cuts = sorted(draw(st.lists(st.integers(0, len(spans)), max_size=4)))
+    ran = draw(st.lists(st.booleans(), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    return spans, sums, [0, *cuts, len(spans)], ran
+
+
+def tracker() -> SegmentTracker:
+    return SegmentTracker(D, max_kept=8, max_text_bytes=12, max_segment_bytes=40)
+
+
+@given(span_steps())
+@settings(max_examples=300, deadline=None)
+def test_add_spans_books_what_add_books(case):
+    spans, sums, bounds, ran = case
+    one, many = tracker(), tracker()
+    closed_one, closed_many = [], []
+    for (a, b), has_sums in zip(zip(bounds[:-1], bounds[1:]), ran):
+        for sp, row in zip(spans[a:b], range(a, b)):
+            closed_one += one.add(sp.piece, sums[row] if has_sums else np.zeros(D), sp.n_tokens, sp.first, sp.last)
+        closed_many += many.add_spans(spans[a:b], sums[a:b] if has_sums else None)
+    assert [(c.text, c.start_byte, c.end_byte, c.pool_count) for c in closed_many] == [
+        (c.text, c.start_byte, c.end_byte, c.pool_count) for c in closed_one]
+    for c1, c2 in zip(closed_one, closed_many):
+        np.testing.assert_allclose(c2.pool_sum, c1.pool_sum, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(many.open_sum, one.open_sum, rtol=1e-12, atol=1e-12)
+    assert (many.open_count, many.open_start, many.open_end, many.open_text) == (
+        one.open_count, one.open_start, one.open_end, one.open_text)
+
+
+@given(st.lists(span_steps(), min_size=1, max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_a_step_of_several_streams_books_what_each_would_alone(cases):
+    """add_step_spans over several streams (one reduceat for the step) = add per span, stream by stream;
+    each stream's first step continues a segment left open before."""
+    alone, together = [tracker() for _ in cases], [tracker() for _ in cases]
+    for i, (spans, sums, bounds, _) in enumerate(cases):  # an earlier step leaves a segment open
+        a = bounds[1]
+        for t in (alone[i], together[i]):
+            for sp, row in zip(spans[:a], range(a)):
+                t.add(sp.piece, sums[row], sp.n_tokens, sp.first, sp.last)
+    rest = [(spans[bounds[1]:], sums[bounds[1]:]) for spans, sums, bounds, _ in cases]
+    expected = []
+    for t, (spans, sums) in zip(alone, rest):
+        expected.append([c for sp, row in zip(spans, sums)
+                         for c in t.add(sp.piece, row, sp.n_tokens, sp.first, sp.last)])
+    got = add_step_spans(together, [sp for sp, _ in rest], np.concatenate([sm for _, sm in rest]))
+    for t1, t2, e, g in zip(alone, together, expected, got):
+        assert [(c.text, c.start_byte, c.end_byte, c.pool_count) for c in g] == [
+            (c.text, c.start_byte, c.end_byte, c.pool_count) for c in e]
+        for c1, c2 in zip(e, g):
+            np.testing.assert_allclose(c2.pool_sum, c1.pool_sum, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(t2.open_sum, t1.open_sum, rtol=1e-12, atol=1e-12)
+        assert (t2.open_count, t2.open_start, t2.open_text) == (t1.open_count, t1.open_start, t1.open_text)
+
+
+def test_add_spans_refuses_sums_of_the_wrong_shape():
+    piece = TextPiece(" a.", 0, 3, False, True)
+    with pytest.raises(ValueError, match=r"sums of shape \(1, 3\) for 1 spans.*d_model=4"):
+        tracker().add_spans([Span(piece, 2, True, True)], np.zeros((1, 3)))
+
+
+def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, stream_embedding: np.ndarray,
+                       max_kept: int) -> list:
+    """The kept set after a step, computed the plain way: (start, end, text, embedding) of the `max_kept`
+    most salient of the kept and the new ones, ties to the earlier (kept before new, then in order)."""
+    rows = kept + [(c.start_byte, c.end_byte, c.text, e) for c, e in zip(segs, embeddings)]
+    if len(rows) <= max_kept:
+        return rows
+    scores = np.stack([r[3] for r in rows]) @ stream_embedding
+    return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[:max_kept])]
+
+
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=12), st.integers(0, 2**32 - 1))
+@settings(max_examples=150, deadline=None)
+def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
+    rng = np.random.default_rng(seed)
+    t = SegmentTracker(D, max_kept=5)
+    expected: list = []
+    offset = 0
+    for k in step_sizes:
+        segs = [ClosedSegment(f"s{offset + i}", offset + i, offset + i + 1, np.zeros(D), 1) for i in range(k)]
+        offset += k
+        emb = rng.standard_normal((k, 3)).astype(np.float32)
+        if rng.random() < 0.3:
+            emb[:] = emb[:1]  # ties
+        stream = rng.standard_normal(3).astype(np.float32)
+        expected = keep_by_rebuilding(expected, segs, emb, stream, 5)
+        if k:
+            t.keep_many(segs, emb, stream)
+        kept_embeddings = t.kept_embeddings if t.kept_embeddings is not None else np.zeros((0, 3), np.float32)
+        got = sorted(zip(t.kept_bytes, t.kept_text, kept_embeddings[: len(t.kept_text)]), key=lambda r: r[0])
+        assert [(b, txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected)]
+        for (_, _, e1), (_, _, _, e2) in zip(got, sorted(expected, key=lambda r: r[0])):
+            np.testing.assert_array_equal(e1, e2)
