@@ -665,9 +665,14 @@ class Engine:
         for sid, items in done.items():
             stream = self.store.streams[sid]
             every = self.config.durable_every_chunks
-            asked = any(it.durable for it in items)
-            if self.durable is not None and (asked or every and stream.since_durable >= every):
-                self._write_durable(stream, items)  # acks go out once the record is written
+            policy = bool(every) and stream.since_durable >= every
+            asked = [it for it in items if it.durable]
+            if self.durable is not None and (policy or asked):
+                # acks go out once the record is written; when only some chunks asked for it, the
+                # others are acked now, as they would be in a step of their own
+                waiting = items if policy else asked
+                resolved += [(it.future, self._ack(stream, it.seq)) for it in items if it not in waiting]
+                self._write_durable(stream, waiting)
             else:
                 resolved += [(it.future, self._ack(stream, it.seq)) for it in items]
         self._applied.notify_all()
