@@ -15,6 +15,10 @@ What they add to the raw stubs:
   record): the last chunk that asked for a record is resent, and the server writes the record then.
   When nothing moves for `RetryPolicy.timeout_s` (no chunk newly acked or made durable), `stream`
   raises TimeoutError with the last refusal; it never returns as if the chunks were saved.
+- a server that cannot be reached at all (connection refused, a host name that does not resolve, a
+  failing TLS handshake, a server gone mid-stream) is waited for `RetryPolicy.connect_timeout_s`, then
+  every call raises ServerUnreachable: one line naming the address and the cause. A malformed address
+  is refused at once with ValueError.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -59,11 +64,73 @@ class ResumeError(Exception):
     """The server's durable state is older than the oldest chunk this client still holds."""
 
 
+class ServerUnreachable(grpc.aio.AioRpcError, ConnectionError):
+    """No connection to the server for `RetryPolicy.connect_timeout_s`. An UNAVAILABLE AioRpcError (what the
+    client raised before) and a ConnectionError, whose message is one line: the address and the cause.
+
+    kind: "refused", "dns" (the host name does not resolve), "tls" (the TLS handshake failed), "timeout"
+    (no answer at all) or "other"."""
+
+    def __init__(self, target: str, kind: str, cause: str, waited_s: float, context: str = ""):
+        message = f"cannot reach the server at {target}: {cause} (waited {waited_s:.1f} s){context}"
+        grpc.aio.AioRpcError.__init__(self, grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                      message, None)
+        self.args = (message,)
+        self.target, self.kind, self.cause, self.waited_s = target, kind, cause, waited_s
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def unreachable_cause(details: str) -> tuple[str, str]:
+    """(kind, one-line cause) of an UNAVAILABLE error's details from a channel that could not connect."""
+    text = " ".join((details or "").split())
+    if "Connection refused" in text:
+        return "refused", "connection refused (nothing listens on that port)"
+    if "errors resolving" in text or "lookup failed" in text:
+        return "dns", f"the host name does not resolve ({text.rstrip(']').rsplit(':', 1)[-1].strip()})"
+    if "handshake" in text.lower() or "SSL" in text or "TLS" in text:
+        why = re.search(r"(WRONG_VERSION_NUMBER|CERTIFICATE_VERIFY_FAILED|certificate verify failed|"
+                        r"Hostname Verification Check failed)", text)
+        return "tls", "the TLS handshake failed" + (f" ({why.group(1)})" if why else "")
+    if "last error:" in text:  # "failed to connect to all addresses; last error: UNKNOWN: ipv4:...: why"
+        text = text.rsplit("last error:", 1)[1].rsplit(": ", 1)[-1]
+    return "other", text[:200] or "no connection"
+
+
+_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
+def check_target(target: str) -> str:
+    """The target, if it can be a server address: HOST:PORT, [IPv6]:PORT, or a gRPC URI (dns:, unix:, ...).
+    Raises ValueError naming the bad address otherwise."""
+    if not isinstance(target, str) or target.startswith(_SCHEMES) or "://" in target:
+        return target
+    example = "expected HOST:PORT, e.g. 127.0.0.1:50051 or [::1]:50051"
+    host, sep, port = target.rpartition(":")
+    if not sep:
+        raise ValueError(f"bad server address {target!r}: no port; {example}")
+    if not host:
+        raise ValueError(f"bad server address {target!r}: no host; {example}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad server address {target!r}: port {port!r} is not a number from 1 to 65535; {example}")
+    if host.startswith("["):
+        ok = host.endswith("]") and re.fullmatch(r"[0-9A-Fa-f:.%a-zA-Z]+", host[1:-1]) is not None
+    else:
+        ok = re.fullmatch(r"[A-Za-z0-9_.-]+", host) is not None
+    if not ok:
+        raise ValueError(f"bad server address {target!r}: {host!r} is not a host name or IP address; {example}")
+    return target
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     timeout_s: float = 60.0  # give up when one operation has been failing this long
     initial_backoff_s: float = 0.05
     max_backoff_s: float = 2.0
+    # give up sooner when the server cannot be reached at all (refused, unresolvable, TLS failing, gone):
+    # after this long without a connection; None: timeout_s
+    connect_timeout_s: float | None = None
 
     async def sleeps(self) -> AsyncIterator[None]:
         """Yield after each backoff sleep, until timeout_s has passed."""
@@ -166,6 +233,7 @@ class AsyncClient:
     def __init__(self, target: str, *, token: str | None = None, tls: bool = False,
                  root_certificates: bytes | None = None, max_message_bytes: int = 128 * _MiB,
                  retry: RetryPolicy | None = None, window: int = 256, max_kept_bytes: int = 256 * _MiB):
+        self.target = check_target(target)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes),
                    # reconnect quickly after a server restart (gRPC's default backoff grows to 2 minutes)
@@ -193,22 +261,45 @@ class AsyncClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def _unary(self, method, request):
-        """Call, retrying UNAVAILABLE with backoff."""
+    async def _reconnect(self, error: grpc.aio.AioRpcError, context: str = "") -> bool:
+        """After an UNAVAILABLE error: when the channel has no connection, wait for one for at most
+        retry.connect_timeout_s and return True once connected (retry at once), or raise ServerUnreachable
+        naming the cause. False when the channel is connected (a draining or busy server said UNAVAILABLE:
+        back off as usual)."""
+        if self._channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return False
+        limit = self.retry.timeout_s if self.retry.connect_timeout_s is None else self.retry.connect_timeout_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            return await method(request, metadata=self._metadata)
-        except grpc.aio.AioRpcError as e:
-            if e.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            last = e
-        async for _ in self.retry.sleeps():
+            await asyncio.wait_for(self._channel.channel_ready(), timeout=max(limit, 0.0))
+        except TimeoutError:
+            kind, cause = unreachable_cause(error.details())
+            raise ServerUnreachable(self.target, kind, cause, loop.time() - started, context) from error
+        return True
+
+    async def _unary(self, method, request):
+        """Call, retrying UNAVAILABLE: at once when a lost connection comes back (see _reconnect), else with
+        backoff, for retry.timeout_s."""
+        backoff, deadline = None, None
+        while True:
             try:
                 return await method(request, metadata=self._metadata)
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
                 last = e
-        raise last
+            now = asyncio.get_running_loop().time()
+            if backoff is None:
+                backoff, deadline = aiter(self.retry.sleeps()), now + self.retry.timeout_s
+            if await self._reconnect(last):
+                if now > deadline:  # a connection that keeps dropping: bounded like the backoff
+                    raise last
+                continue
+            try:
+                await anext(backoff)
+            except StopAsyncIteration:
+                raise last from None
 
     # --- streams ----------------------------------------------------------------------------------
 
@@ -275,6 +366,8 @@ class AsyncClient:
                     if e.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
                     ledger.last_error = f"{e.code().name}: {e.details()}"
+                    await self._reconnect(e, f"; stream {stream_id!r}: chunks up to {ledger.floor} are durable "
+                                             "on the server")
                     continue
                 ledger.resume(info)
                 break

@@ -1,9 +1,12 @@
 """The command line: help, info, demo, and errors as one line with exit code 2."""
 
 import json
+import os
 import pkgutil
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -122,3 +125,106 @@ def test_refused_checkpoint_is_one_line_from_the_installed_command(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2 and "refusing pytorch_model.bin" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- `streamret stream` against servers that cannot be reached: one line, exit 2, within 10 s ------------------
+
+def run_command(*argv: str, timeout: float = 120, **kwargs) -> tuple[subprocess.CompletedProcess, float]:
+    """The real `streamret` command (this checkout's code), and how long it ran."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("STREAMRET_DEBUG", None)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "streamret.cli", *argv], capture_output=True, text=True,
+                            timeout=timeout, env=env, **kwargs)
+    return result, time.monotonic() - started
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    err = result.stderr.strip()
+    assert result.returncode == 2, result.stderr
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and "debug_error_string" not in err and "internal error" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("A short note. It has two sentences.\n", encoding="utf-8")
+    return path
+
+
+def test_stream_to_a_port_nobody_listens_on_fails_in_one_line_within_10_s(text_file):
+    result, took = run_command("stream", str(text_file), "--server", f"127.0.0.1:{free_port()}")
+    assert_one_line_error(result, "connection refused", "--connect-timeout-s")
+    assert took < 10, f"took {took:.1f} s"
+
+
+def test_stream_to_a_host_that_does_not_resolve_fails_in_one_line_within_10_s(text_file):
+    result, took = run_command("stream", str(text_file), "--server", "no-such-host.invalid:50051")
+    assert_one_line_error(result, "no-such-host.invalid:50051", "does not resolve")
+    assert took < 10, f"took {took:.1f} s"
+
+
+@pytest.mark.parametrize("address, why", [("bad address::", "port ''"), ("localhost", "no port"),
+                                          ("127.0.0.1:99999", "port '99999'"), (":50051", "no host")])
+def test_stream_to_a_malformed_address_fails_at_once(text_file, address, why):
+    result, took = run_command("stream", str(text_file), "--server", address)
+    assert_one_line_error(result, f"bad server address {address!r}", why, "HOST:PORT")
+    assert took < 10, f"took {took:.1f} s"
+
+
+def test_stream_with_tls_to_a_plaintext_server_names_tls_in_one_line(text_file):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))  # plaintext, no services: the handshake is what fails
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        result, took = run_command("stream", str(text_file), "--server", f"127.0.0.1:{port}", "--tls",
+                                   "--connect-timeout-s", "1")
+    finally:
+        server.stop(None)
+    assert_one_line_error(result, "TLS handshake failed", "drop --tls")
+    assert took < 10, f"took {took:.1f} s"
+
+
+def test_stream_when_the_server_dies_mid_stream_fails_in_one_line_within_10_s(tmp_path):
+    from helpers_server import ServeProcess
+
+    book = tmp_path / "book.txt"
+    book.write_text("Every chunk is written durable before its ack, so this stream takes a while. " * 30_000)
+    states = tmp_path / "states"
+    with ServeProcess(states, cwd=tmp_path) as server:
+        server.start()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        client = subprocess.Popen([sys.executable, "-m", "streamret.cli", "stream", str(book), "--server",
+                                   server.target, "--chunk-bytes", "2048"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(states.rglob("*.*")) and time.monotonic() < deadline:  # a record: the stream is under way
+                assert client.poll() is None, client.communicate()
+                time.sleep(0.05)
+            assert any(states.rglob("*.*")), "the stream did not start"
+            server.kill9()
+            killed = time.monotonic()
+            _, err = client.communicate(timeout=60)
+            took = time.monotonic() - killed
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+    result = subprocess.CompletedProcess(client.args, client.returncode, "", err)
+    assert_one_line_error(result, "connection refused", "stream 'book.txt'", "durable on the server")
+    assert took < 10, f"took {took:.1f} s after the server died"

@@ -6,6 +6,10 @@
 The file goes in numbered chunks; the client retries while the server restarts and resends what the
 server had not made durable. By default the stream is closed at the end (the final embedding and
 summary come with the close); --keep leaves it open on the server for more appends and queries.
+
+A server that cannot be reached (nothing listens, the host does not resolve, TLS against a plaintext
+server, the server gone mid-stream) is waited for --connect-timeout-s (default 5), then the command
+prints one line naming the cause and exits 2; so does any error the server answers.
 """
 
 from __future__ import annotations
@@ -28,7 +32,37 @@ def register(subparsers) -> None:
     p.add_argument("--segments", type=int, default=5, help="summary segments to print (default 5)")
     p.add_argument("--keep", action="store_true", help="leave the stream open on the server instead of closing it")
     p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full)")
+    p.add_argument("--connect-timeout-s", type=float, default=5.0, metavar="S",
+                   help="how long to wait for the server to be reachable, at the start and when it goes away "
+                        "mid-stream (e.g. restarting), before giving up (default 5)")
+    p.add_argument("--retry-timeout-s", type=float, default=60.0, metavar="S",
+                   help="how long a reachable server may refuse chunks (busy, draining) with no progress "
+                        "before giving up (default 60)")
     p.set_defaults(run=run)
+
+
+_HINTS = {
+    "refused": "is `streamret serve` running there? check --server",
+    "dns": "check the host name in --server",
+    "tls": "the server may not use TLS: drop --tls/--ca-cert, or pass --ca-cert with the CA that signed its "
+           "certificate",
+    "other": "check --server, and that the server is up",
+}
+
+
+def _one_line(e: Exception, args: argparse.Namespace) -> ConnectionError:
+    """A client-side failure as one line for `streamret` to print (exit code 2)."""
+    import grpc
+
+    from streamret.client import ServerUnreachable
+
+    if isinstance(e, ServerUnreachable):
+        hint = _HINTS.get(e.kind, _HINTS["other"])
+        return ConnectionError(f"{e}; {hint}; --connect-timeout-s waits longer")
+    if isinstance(e, grpc.RpcError):
+        details = " ".join((e.details() or "").split())
+        return ConnectionError(f"the server at {args.server} answered {e.code().name}: {details}")
+    return ConnectionError(" ".join(str(e).split()))
 
 
 def _chunks(f, size: int):
@@ -37,6 +71,25 @@ def _chunks(f, size: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    # gRPC's own log would add lines to stderr (e.g. one per failed TLS handshake); errors come as one line here
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    import grpc
+
+    from streamret.client import ChunkError, ResumeError, RetryPolicy
+
+    if args.chunk_bytes < 1:
+        raise ValueError(f"--chunk-bytes must be >= 1, got {args.chunk_bytes}")
+    for flag in ("connect_timeout_s", "retry_timeout_s"):
+        if not getattr(args, flag) > 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be > 0 seconds, got {getattr(args, flag)}")
+    retry = RetryPolicy(timeout_s=args.retry_timeout_s, connect_timeout_s=args.connect_timeout_s)
+    try:
+        return _run(args, retry)
+    except (grpc.RpcError, ChunkError, ResumeError) as e:
+        raise _one_line(e, args) from e
+
+
+def _run(args: argparse.Namespace, retry) -> int:
     import json
     from pathlib import Path
 
@@ -45,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
 
     from streamret.client import Client
 
-    if args.chunk_bytes < 1:
-        raise ValueError(f"--chunk-bytes must be >= 1, got {args.chunk_bytes}")
     stdin = args.file == "-"
     path = Path(args.file)
     if not stdin and not path.is_file():
@@ -54,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     stream_id = args.stream_id or ("stdin" if stdin else path.name)
     root = Path(args.ca_cert).read_bytes() if args.ca_cert else None
 
-    with Client(args.server, token=args.token, tls=args.tls or root is not None, root_certificates=root) as client:
+    with Client(args.server, token=args.token, tls=args.tls or root is not None, root_certificates=root,
+                retry=retry) as client:
         first = client.open(stream_id).applied_seq + 1
         sizes: list[int] = []
         counted = [first - 1]
@@ -72,8 +124,13 @@ def run(args: argparse.Namespace) -> int:
                     sizes.append(len(block))
                     yield block
 
-        last = client.stream(stream_id, chunks(), on_ack=on_ack)
-        bar.close()
+        try:
+            last = client.stream(stream_id, chunks(), on_ack=on_ack)
+        except BaseException:
+            bar.leave = False  # clear the bar: the error is the one line left on stderr
+            raise
+        finally:
+            bar.close()
         if args.keep:
             emb, summary = client.embedding(stream_id), client.summarize(stream_id, max_segments=args.segments)
         else:
