@@ -39,6 +39,7 @@ import pyarrow as pa
 from .batch.arrow_table import table_from_ipc, table_to_ipc
 from .service.proto_gen import streamret_pb2 as pb
 from .service.proto_gen import streamret_pb2_grpc as pb_grpc
+from .textcheck import InvalidText, Utf8Check
 
 Chunk = bytes | str
 _MiB = 1024 * 1024
@@ -215,16 +216,25 @@ class _Source:
         return item
 
 
-async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool,
-                    durable: bool) -> AsyncIterator[tuple[bytes, bool, bool]]:
+async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool, durable: bool,
+                    check: Utf8Check | None = None, new: bool = False) -> AsyncIterator[tuple[bytes, bool, bool]]:
     """(data, flush, durable) for each chunk, then an empty last chunk that flushes and/or asks for a
-    durable record, if either is wanted."""
-    if isinstance(chunks, AsyncIterable):
-        async for c in chunks:
-            yield _bytes(c), False, False
-    else:
-        for c in chunks:
-            yield _bytes(c), False, False
+    durable record, if either is wanted. With `check`, a chunk that is not UTF-8 text raises InvalidText
+    before it is sent, and so does a flush that ends a `new` stream without a byte."""
+    async def each() -> AsyncIterator[bytes]:
+        if isinstance(chunks, AsyncIterable):
+            async for c in chunks:
+                yield _bytes(c)
+        else:
+            for c in chunks:
+                yield _bytes(c)
+
+    async for data in each():
+        if check is not None:
+            check.feed(data)
+        yield data, False, False
+    if check is not None and flush and new and check.offset == 0:
+        raise InvalidText(f"{check.name} is empty: nothing to embed")
     if flush or durable:
         yield b"", flush, durable
 
@@ -251,6 +261,7 @@ class AsyncClient:
         self.window = window
         self.max_kept_bytes = max_kept_bytes
         self._ledgers: dict[str, _Ledger] = {}
+        self._text_checks: dict[str, Utf8Check] = {}  # per stream: UTF-8 across chunk cuts, bytes sent
 
     async def close(self) -> None:
         await self._channel.close()
@@ -314,8 +325,8 @@ class AsyncClient:
         return info
 
     async def stream(self, stream_id: str, chunks: Iterable[Chunk] | AsyncIterable[Chunk], *, flush: bool = True,
-                     durable: bool = True,
-                     on_ack: Callable[[pb.AppendAck], None] | None = None) -> pb.AppendAck | None:
+                     durable: bool = True, on_ack: Callable[[pb.AppendAck], None] | None = None,
+                     check_text: bool = True) -> pb.AppendAck | None:
         """Append every chunk (opening the stream if needed) and return the last ack.
 
         flush: after the last chunk, send an empty flushing chunk so the unfinished tail is read too.
@@ -324,8 +335,18 @@ class AsyncClient:
             server's durability policy; a server without a durable store cannot, and its ack says so.
             When the server keeps failing to write the record, this raises TimeoutError.
         on_ack: called with each ack of a chunk applied (or a duplicate), e.g. to move a progress bar.
+        check_text: refuse, with InvalidText (a ValueError) naming the stream and the byte offset, a chunk that
+            is not UTF-8 text (or holds a NUL byte) before sending it, and a flush that would leave a new stream
+            empty (streamret/textcheck.py). Chunks may still cut a character anywhere. False sends any bytes:
+            the server then reads each invalid byte as U+FFFD.
         """
-        return await self._append(stream_id, _Source(_numbered(chunks, flush, durable)), on_ack)
+        check, new = None, False
+        if check_text:
+            if stream_id not in self._ledgers:
+                await self.open(stream_id)
+            new = self._ledgers[stream_id].next_seq == 1 and stream_id not in self._text_checks
+            check = self._text_checks.setdefault(stream_id, Utf8Check(f"stream {stream_id!r}"))
+        return await self._append(stream_id, _Source(_numbered(chunks, flush, durable, check, new)), on_ack)
 
     async def append(self, stream_id: str, data: Chunk, *, flush: bool = False, durable: bool = False
                      ) -> pb.AppendAck:
@@ -380,6 +401,7 @@ class AsyncClient:
         room = asyncio.Semaphore(self.window)
         resend, ledger.to_resend = ledger.to_resend, []
         source_done = False
+        source_failed: list[Exception] = []  # the chunks' source raised (e.g. InvalidText): end the call cleanly
 
         async def send() -> None:
             nonlocal source_done
@@ -393,6 +415,9 @@ class AsyncClient:
                     data, flush, durable = await source.next()
                 except StopAsyncIteration:
                     source_done = True
+                    break
+                except Exception as e:  # noqa: BLE001  (raised to the caller once the chunks sent are acked)
+                    source_failed.append(e)
                     break
                 seq = ledger.add(data, flush, durable)
                 await call.write(pb.AppendRequest(stream_id=stream_id, seq=seq, data=data, flush=flush,
@@ -412,9 +437,13 @@ class AsyncClient:
                 last[0] = ack
                 if on_ack is not None:
                     on_ack(ack)
-            await sender  # re-raises what the sender hit (e.g. the source failing)
+            await sender  # re-raises what the sender hit
+            if source_failed:
+                raise source_failed[0]
             return source_done and ledger.unacked == 0
         except grpc.aio.AioRpcError as e:
+            if source_failed:
+                raise source_failed[0] from None
             if not _call_broke(e):
                 raise
             return source_done and ledger.unacked == 0  # the call broke after its last ack: nothing to redo
@@ -439,6 +468,7 @@ class AsyncClient:
         out = await self._unary(self.streams.CloseStream, pb.CloseStreamRequest(
             stream_id=stream_id, keep_state=keep_state, max_segments=max_segments))
         self._ledgers.pop(stream_id, None)
+        self._text_checks.pop(stream_id, None)
         return out
 
     async def fork(self, source_id: str, new_id: str) -> pb.StreamInfo:

@@ -38,7 +38,7 @@ SHORT = [book(n, seed=10 + i) for i, n in enumerate([40, 300, 900, 2500, 5000, 6
 GOOD = {"huge": HUGE, "multibyte": "naïve café 日本語のテキスト。 Emoji 🙂🚀 and 𝄞 clefs! Done.",
         "plain": "Hello world. This is a short document.", **{f"s{i}": t for i, t in enumerate(SHORT)},
         "binary-ok": "UTF-8 bytes in a binary column. Fine."}
-ERRORS = {"null": "text is null", "empty": "text is empty", "bad-utf8": "not valid UTF-8",
+ERRORS = {"null": "text is null", "empty": "text is empty", "bad-utf8": "text is not UTF-8 text: byte 0xff at offset 3",
           "wrong-type": "has type int64"}
 
 

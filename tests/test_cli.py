@@ -228,3 +228,37 @@ def test_stream_when_the_server_dies_mid_stream_fails_in_one_line_within_10_s(tm
     result = subprocess.CompletedProcess(client.args, client.returncode, "", err)
     assert_one_line_error(result, "connection refused", "stream 'book.txt'", "durable on the server")
     assert took < 10, f"took {took:.1f} s after the server died"
+
+
+# --- one behaviour for empty and non-text input (streamret/textcheck.py) ----------------------------------------
+
+BAD_INPUTS = [
+    (b"", "is empty: nothing to embed"),
+    (b"\x7fELF\x02\x01\x01\x00\x00\x00 binary", "is not text: a NUL byte at offset 7"),
+    ("caf\u00e9 in latin-1".encode("latin-1"), "is not UTF-8 text: byte 0xe9 at offset 3"),
+]
+
+
+@pytest.mark.parametrize("data, message", BAD_INPUTS)
+def test_stream_refuses_empty_and_non_text_files_before_connecting(tmp_path, data, message):
+    path = tmp_path / "input.txt"
+    path.write_bytes(data)
+    # nobody listens on the port: the refusal must come first, without a connection attempt
+    result, took = run_command("stream", str(path), "--server", f"127.0.0.1:{free_port()}")
+    assert_one_line_error(result, f"{path} {message}")
+    assert took < 5, f"took {took:.1f} s: it waited for the server"
+
+
+@pytest.mark.parametrize("data, message", BAD_INPUTS)
+def test_demo_refuses_empty_and_non_text_files_like_stream(tmp_path, data, message):
+    path = tmp_path / "input.txt"
+    path.write_bytes(data)
+    result, _ = run_command("demo", "--model", "random:tiny", "--device", "cpu", "--file", str(path))
+    assert_one_line_error(result, f"{path} {message}")
+
+
+def test_stream_and_demo_say_a_directory_is_a_directory(tmp_path):
+    result, _ = run_command("stream", str(tmp_path), "--server", "127.0.0.1:50051")
+    assert_one_line_error(result, f"{tmp_path} is a directory")
+    result, _ = run_command("demo", "--model", "random:tiny", "--file", str(tmp_path))
+    assert_one_line_error(result, f"{tmp_path} is a directory")

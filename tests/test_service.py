@@ -806,3 +806,26 @@ def test_a_large_chunk_is_tokenized_off_the_event_loop():
         finally:
             tok.gate.set()
             srv.stop()
+
+
+def test_client_refuses_text_that_is_not_utf8_or_empty_before_sending_it(server):
+    """One behaviour for user texts (streamret/textcheck.py): Client.stream refuses a chunk that is not UTF-8
+    (or holds a NUL byte) before sending it, and a flush that would leave a new stream empty; characters may
+    still be cut across chunks, and check_text=False sends any bytes (read as U+FFFD by the server)."""
+    from streamret.textcheck import InvalidText
+
+    with Client(f"127.0.0.1:{server.port}", token="tok-acme") as c:
+        last = c.stream("utf8-ok", [b"caf\xc3", b"\xa9 and more. "])
+        assert last.applied_seq == 3  # two chunks and the flush
+        with pytest.raises(InvalidText, match=r"stream 'utf8-bad' is not UTF-8 text: byte 0xff at offset 6"):
+            c.stream("utf8-bad", [b"fine. ", b"\xff bad"])
+        assert c.open("utf8-bad").applied_seq == 1  # the chunk before it went; the bad one did not
+        with pytest.raises(InvalidText, match="stream 'utf8-empty' is empty: nothing to embed"):
+            c.stream("utf8-empty", [])
+        with pytest.raises(InvalidText, match="a NUL byte at offset 2"):
+            c.stream("utf8-nul", [b"ab\x00"])
+        assert c.open("utf8-nul").applied_seq == 0
+        last = c.stream("utf8-raw", [b"\xff raw bytes. "], check_text=False)
+        assert last.applied_seq == 2
+        for sid in ("utf8-ok", "utf8-bad", "utf8-empty", "utf8-nul", "utf8-raw"):
+            c.close_stream(sid)

@@ -5,7 +5,7 @@ document of any length costs constant memory and gets the same embedding it woul
 documents are in flight at once (one pending chunk each) so the engine's scheduler batches them; each
 temporary stream is closed as soon as its document is done.
 
-A bad row (null or non-UTF-8 text, null id, an engine error) gets a message in `error` and the job goes
+A bad row (null, empty or non-UTF-8 text, null id, an engine error) gets a message in `error` and the job goes
 on; a bad table (missing column, wrong column type) raises InvalidArgument.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidArgument, StreamRetError, TooBusy
+from ..textcheck import InvalidText, check_bytes
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 DEFAULT_IN_FLIGHT = 256
@@ -95,11 +96,11 @@ def _texts(table: pa.Table, text_column: str) -> list[bytes | str]:
             out.append("text is null")
             continue
         try:
-            value.decode("utf-8")
-        except UnicodeDecodeError as e:
-            out.append(f"text is not valid UTF-8 (byte {e.start}); send UTF-8 text")
+            check_bytes(value, "text")  # non-empty UTF-8 without NUL bytes, as everywhere (streamret/textcheck.py)
+        except InvalidText as e:
+            out.append(str(e))
             continue
-        out.append(value if value else "text is empty; nothing to embed")
+        out.append(value)
     return out
 
 

@@ -23,7 +23,7 @@ SAMPLE = (
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="embed a sample text (or TEXT, or --file) read as a stream")
     p.add_argument("text", nargs="?", metavar="TEXT", help="text to read (default: a built-in sample)")
-    p.add_argument("--file", type=Path, help="read the text from this UTF-8 file instead")
+    p.add_argument("--file", type=Path, help="read the text from this file instead (non-empty UTF-8)")
     add_model_args(p)
     p.add_argument("--piece-tokens", type=int, default=256, help="tokens per piece fed to the model (default: 256)")
     p.add_argument("--chunk-size", type=int, default=64, help="chunk size of the chunkwise form (default: 64)")
@@ -38,10 +38,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("pass TEXT or --file, not both")
     if args.piece_tokens < 1:
         raise ValueError(f"--piece-tokens must be >= 1, got {args.piece_tokens}")
+    from streamret.textcheck import InvalidText, check_bytes
+
     if args.file is not None:
-        text = args.file.read_text(encoding="utf-8")
+        if args.file.is_dir():
+            raise IsADirectoryError(f"--file {args.file} is a directory; give one text file")
+        text = check_bytes(args.file.read_bytes(), str(args.file))  # empty, not UTF-8: the offset, as `stream`
     else:
         text = SAMPLE if args.text is None else args.text
+        if not text:
+            raise InvalidText("TEXT is empty: nothing to embed")
     loaded = load_from_args(args)
     model = loaded.model
     ids = loaded.tokenizer.encode(text)

@@ -9,7 +9,9 @@ summary come with the close); --keep leaves it open on the server for more appen
 
 A server that cannot be reached (nothing listens, the host does not resolve, TLS against a plaintext
 server, the server gone mid-stream) is waited for --connect-timeout-s (default 5), then the command
-prints one line naming the cause and exits 2; so does any error the server answers.
+prints one line naming the cause and exits 2; so does any error the server answers. An empty file,
+or one that is not UTF-8 text, is refused before anything is sent, naming the byte offset
+(streamret/textcheck.py); stdin is checked as it is read, and its bad chunk is not sent.
 """
 
 from __future__ import annotations
@@ -97,11 +99,17 @@ def _run(args: argparse.Namespace, retry) -> int:
     from tqdm import tqdm
 
     from streamret.client import Client
+    from streamret.textcheck import check_file
 
     stdin = args.file == "-"
     path = Path(args.file)
-    if not stdin and not path.is_file():
-        raise OSError(f"no such file: {args.file}")
+    if not stdin:
+        if path.is_dir():
+            raise IsADirectoryError(f"{args.file} is a directory; stream one file (`streamret embed` reads a "
+                                    "folder of Parquet files)")
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {args.file}")
+        check_file(path)  # before connecting: an empty or non-UTF-8 file is refused with nothing sent
     stream_id = args.stream_id or ("stdin" if stdin else path.name)
     root = Path(args.ca_cert).read_bytes() if args.ca_cert else None
 
