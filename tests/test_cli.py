@@ -1,5 +1,6 @@
 """The command line: help, info, demo, and errors as one line with exit code 2."""
 
+import argparse
 import json
 import os
 import pkgutil
@@ -262,3 +263,35 @@ def test_stream_and_demo_say_a_directory_is_a_directory(tmp_path):
     assert_one_line_error(result, f"{tmp_path} is a directory")
     result, _ = run_command("demo", "--model", "random:tiny", "--file", str(tmp_path))
     assert_one_line_error(result, f"{tmp_path} is a directory")
+
+
+# --- help and defaults -------------------------------------------------------------------------------------------
+
+def subparser_actions(command: str) -> dict:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices[command]._actions}
+
+
+def test_every_command_with_a_device_defaults_to_auto():
+    with_device = [name for name in cli.COMMANDS if "device" in subparser_actions(name)]
+    assert {"info", "demo", "serve", "embed"} <= set(with_device)
+    for name in with_device:
+        action = subparser_actions(name)["device"]
+        assert action.default == "auto" and "(default: auto)" in action.help, name
+
+
+def test_gpus_per_worker_has_one_default_and_help_for_serve_and_embed():
+    from streamret.cluster.defaults import default_gpus_per_worker
+
+    serve, embed = subparser_actions("serve")["gpus_per_worker"], subparser_actions("embed")["gpus_per_worker"]
+    assert serve.default is None and embed.default is None  # decided from the cluster, the same way
+    assert serve.help == embed.help and "1 on a GPU cluster" in serve.help and "else 0" in serve.help
+    assert default_gpus_per_worker("auto", 8) == 1.0 and default_gpus_per_worker("auto", 0) == 0.0
+    assert default_gpus_per_worker("cuda:1", 0) == 1.0 and default_gpus_per_worker("cpu", 8) == 0.0
+
+
+def test_serve_with_a_bad_model_reports_only_the_model_error():
+    result, _ = run_command("serve", "--model", "nosuch", "--port", "0")
+    err = assert_one_line_error(result, "bad model spec 'nosuch'")
+    assert "state-dir" not in err

@@ -17,6 +17,7 @@ import time
 
 import pyarrow as pa
 
+from ..cluster.defaults import default_gpus_per_worker
 from .corpus import Corpus, arrow_filesystem, normalize
 from .parquet_job import BatchReport, build_engine, check_engine_errors, embed_part
 from .parts import RAY_PREFIX, PartFolder
@@ -60,7 +61,7 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         before = folder.prepare_resume(fingerprint)
         files_before = set(folder.files())
         if gpus_per_worker is None:
-            gpus_per_worker = 1.0 if device.startswith("cuda") or (device == "auto" and _has_gpus(ray)) else 0.0
+            gpus_per_worker = default_gpus_per_worker(device, ray.cluster_resources().get("GPU", 0))
         worker_device = "cuda" if gpus_per_worker > 0 else "cpu"
         _settle_fsspec_http()
         ds = ray.data.read_parquet(corpus.files, filesystem=arrow_filesystem(corpus.fs, corpus.local),
@@ -101,6 +102,3 @@ def _settle_fsspec_http() -> None:
     except ImportError:
         sys.modules["fsspec.implementations.http"] = None
 
-
-def _has_gpus(ray) -> bool:
-    return ray.cluster_resources().get("GPU", 0) > 0

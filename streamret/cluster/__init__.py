@@ -7,4 +7,5 @@
     worker.py        StreamWorker: an engine in an actor, calls kept in order per gateway
     fenced_store.py  the shared durable store, writes fenced by owner epochs
     wire.py          worker spec and resources; errors as values between processes
+    defaults.py      defaults shared with `embed --ray` (GPUs per worker)
 """

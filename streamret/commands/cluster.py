@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from streamret.cluster.defaults import GPUS_PER_WORKER_HELP, default_gpus_per_worker
+
 
 def add_ray_args(parser: argparse.ArgumentParser) -> None:
     """The options `streamret serve` takes to run its engine on Ray workers."""
@@ -22,8 +24,7 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
                    help="serve from StreamWorker actors on Ray: alone, start a local Ray; with an address "
                         "(auto, HOST:6379, ray://HOST:10001), join that cluster")
     g.add_argument("--workers", type=int, default=1, help="StreamWorker actors to start (default 1)")
-    g.add_argument("--gpus-per-worker", type=float, default=1.0,
-                   help="GPUs per worker: 1 (default), a fraction to share a GPU, 0 for CPU workers")
+    g.add_argument("--gpus-per-worker", type=float, help=GPUS_PER_WORKER_HELP)  # the same as `embed --ray`
     g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves per worker (default 1)")
     g.add_argument("--max-restarts", type=int, default=4,
                    help="times Ray restarts a crashed worker before its streams move to others (default 4)")
@@ -39,12 +40,20 @@ def start_backend(args: argparse.Namespace, engine_config):
                          "or an fsspec URL such as s3://bucket/states; streams move between workers through it")
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    if args.gpus_per_worker < 0:
-        raise ValueError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
-    device = "cpu" if args.gpus_per_worker == 0 and args.device == "auto" else args.device
+    gpus = args.gpus_per_worker
+    if gpus is None:
+        import ray
+
+        from streamret.cluster.launch import init_ray
+
+        init_ray(args.ray)
+        gpus = default_gpus_per_worker(args.device, ray.cluster_resources().get("GPU", 0))
+    if gpus < 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus}")
+    device = "cpu" if gpus == 0 and args.device == "auto" else args.device
     spec = WorkerSpec(model=args.model, state_url=args.state_dir, device=device,
                       dtype=args.dtype, engine=engine_config)
-    resources = WorkerResources(num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker,
+    resources = WorkerResources(num_gpus=gpus, num_cpus=args.cpus_per_worker,
                                 max_restarts=args.max_restarts)
     return join_cluster(args.ray, spec, args.workers, resources)
 

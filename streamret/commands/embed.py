@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamret.cluster.defaults import GPUS_PER_WORKER_HELP
+
 from . import add_model_args
 
 
@@ -34,8 +36,9 @@ def register(subparsers) -> None:
     ray.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
                      help="run on Ray Data; ADDRESS of the cluster (default: RAY_ADDRESS, else a local Ray)")
     ray.add_argument("--workers", type=int, default=1, help="engine actors (default 1)")
-    ray.add_argument("--gpus-per-worker", type=float, help="GPUs per actor (default: 1 on a GPU cluster, else 0)")
+    ray.add_argument("--gpus-per-worker", type=float, help=GPUS_PER_WORKER_HELP)
     p.set_defaults(run=run)
+
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from . import add_model_args, load_from_args
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="print a model's config, size, state bytes per stream and fingerprint")
-    add_model_args(p, positional=True, device="cpu")
+    add_model_args(p, positional=True)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(run=run)
 

@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
         engine = start_backend(args, engine_config)
     else:
-        if args.state_dir is None:
+        engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, state_dir=args.state_dir,
+                                   config=engine_config)
+        if args.state_dir is None:  # after the model loaded: a bad --model is the one line a user sees
             logging.getLogger("streamret.serve").warning(
                 "no --state-dir: stream states live in this process only, a restart loses them, and acks "
                 "report durable_seq 0; pass --state-dir DIR (or an fsspec URL) to keep them")
-        engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, state_dir=args.state_dir,
-                                   config=engine_config)
 
     def started(server) -> None:
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
