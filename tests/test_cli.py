@@ -295,3 +295,19 @@ def test_serve_with_a_bad_model_reports_only_the_model_error():
     result, _ = run_command("serve", "--model", "nosuch", "--port", "0")
     err = assert_one_line_error(result, "bad model spec 'nosuch'")
     assert "state-dir" not in err
+
+
+def test_stream_errors_the_server_answers_are_one_line_with_the_fix(tmp_path):
+    from helpers_server import ServeProcess
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("tok-cli acme\n")
+    book = tmp_path / "book.txt"
+    book.write_text("word " * 300_000)  # 1.5 MB: one chunk over the server's 1 MiB limit
+    with ServeProcess(tmp_path / "states", "--auth-tokens", str(tokens), cwd=tmp_path) as server:
+        server.start()
+        result, _ = run_command("stream", str(book), "--server", server.target)
+        assert_one_line_error(result, "answered UNAUTHENTICATED", "pass --token")
+        result, _ = run_command("stream", str(book), "--server", server.target, "--token", "tok-cli",
+                                "--chunk-bytes", str(2 * 1024 * 1024))
+        assert_one_line_error(result, "exceeds the server's limit", "lower --chunk-bytes")

@@ -56,15 +56,19 @@ def _one_line(e: Exception, args: argparse.Namespace) -> ConnectionError:
     """A client-side failure as one line for `streamret` to print (exit code 2)."""
     import grpc
 
-    from streamret.client import ServerUnreachable
+    from streamret.client import ChunkError, ServerUnreachable
 
     if isinstance(e, ServerUnreachable):
         hint = _HINTS.get(e.kind, _HINTS["other"])
         return ConnectionError(f"{e}; {hint}; --connect-timeout-s waits longer")
     if isinstance(e, grpc.RpcError):
         details = " ".join((e.details() or "").split())
-        return ConnectionError(f"the server at {args.server} answered {e.code().name}: {details}")
-    return ConnectionError(" ".join(str(e).split()))
+        hint = {grpc.StatusCode.UNAUTHENTICATED: "; pass --token (or set STREAMRET_TOKEN)",
+                grpc.StatusCode.PERMISSION_DENIED: "; this token may not do that: ask for a write token"}
+        return ConnectionError(f"the server at {args.server} answered {e.code().name}: {details}"
+                               f"{hint.get(e.code(), '')}")
+    hint = "; lower --chunk-bytes" if isinstance(e, ChunkError) and "limit" in e.ack.error_message else ""
+    return ConnectionError(" ".join(str(e).split()) + hint)
 
 
 def _chunks(f, size: int):
