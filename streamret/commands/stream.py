@@ -19,6 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamret.client import RetryPolicy
 
 
 def register(subparsers) -> None:
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise _one_line(e, args) from e
 
 
-def _run(args: argparse.Namespace, retry) -> int:
+def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
     import json
     from pathlib import Path
 
