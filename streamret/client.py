@@ -19,6 +19,9 @@ What they add to the raw stubs:
   failing TLS handshake, a server gone mid-stream) is waited for `RetryPolicy.connect_timeout_s`, then
   every call raises ServerUnreachable: one line naming the address and the cause. A malformed address
   is refused at once with ValueError.
+- `stream` sends text only (streamret/textcheck.py): a chunk that is not UTF-8 or holds a NUL byte, and a
+  flush that would leave a new stream empty, raise InvalidText (a ValueError naming the stream and the
+  byte offset) before anything bad is sent; `check_text=False` sends any bytes.
 """
 
 from __future__ import annotations
