@@ -72,8 +72,7 @@ class ServerUnreachable(grpc.aio.AioRpcError, ConnectionError):
     """No connection to the server for `RetryPolicy.connect_timeout_s`. An UNAVAILABLE AioRpcError (what the
     client raised before) and a ConnectionError, whose message is one line: the address and the cause.
 
-    kind: "refused", "dns" (the host name does not resolve), "tls" (the TLS handshake failed), "timeout"
-    (no answer at all) or "other"."""
+    kind: "refused", "dns" (the host name does not resolve), "tls" (the TLS handshake failed) or "other"."""
 
     def __init__(self, target: str, kind: str, cause: str, waited_s: float, context: str = ""):
         message = f"cannot reach the server at {target}: {cause} (waited {waited_s:.1f} s){context}"
