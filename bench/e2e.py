@@ -4,8 +4,8 @@ on the same real English text, each as a ratio to the packed forward (issue 14).
     source bench/device_env.sh; python3 bench/e2e.py --out $OUT      # the GPU machine (a few minutes)
     python bench/e2e.py --smoke                                      # the whole pipeline on the CPU, tiny
 
-Text: English text that is on the machine, never random tokens: --text FILE|DIR if given, else the
-manual pages under /usr/share/man (largest first), else Python's help topics (pydoc_data), else this
+Text: English text that is on the machine, never random tokens: --text FILE|DIR if given (only that),
+else the manual pages under /usr/share/man (largest first), else Python's help topics (pydoc_data), else this
 repository's Markdown (bench/text_path.py's corpus), until --text-mb; the run stops with an error
 when less than --min-text-kb is found. The text is tokenized once by the model's tokenizer (token
 counts in the JSON); every part below reads it, each stream or document from its own offset (wrapping).
@@ -55,7 +55,7 @@ MAN_DIR = Path("/usr/share/man")
 # real text
 
 # roff escapes: fonts and sizes, named characters, strings, number registers, zero-width marks
-_ROFF_NAMED = {"em": " - ", "en": "-", "hy": "-", "aq": "'", "dq": '"', "lq": '"', "rq": '"', "oq": "'",
+_ROFF_NAMED = {"em": "\u2014", "en": "\u2013", "hy": "-", "aq": "'", "dq": '"', "lq": '"', "rq": '"', "oq": "'",
                "cq": "'", "bu": "*", "co": "(C)", "rg": "(R)", "tm": "(TM)", "mu": "x", "<=": "<=", ">=": ">=",
                "ga": "`", "ti": "~", "ha": "^", "rs": "\\", "ba": "|", "or": "|", "pl": "+", "mi": "-"}
 _ROFF_ESCAPE = re.compile(r"\\(\(..|\[[^\]]*\]|\*\(..|\*\[[^\]]*\]|\*.|f\(..|f\[[^\]]*\]|f.|s[-+]?\d+|"
@@ -133,8 +133,9 @@ def _man_pages() -> list[Path]:
 
 
 def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str, list[dict]]:
-    """About target_bytes of English text from the sources in the module doc, in order; stops with
-    an error when they hold less than min_bytes. Returns the text and what each source gave."""
+    """About target_bytes of English text: from `paths` alone if any, else from the sources in the
+    module doc, in order; stops with an error when there is less than min_bytes. Returns the text
+    and what each source gave."""
     docs: list[str] = []
     used: list[dict] = []
     size = 0
@@ -148,10 +149,11 @@ def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str,
             text = text.strip()
             if len(text) < 200:  # a redirect (.so) or an empty page
                 continue
-            docs.append(text)
+            data = text.encode()[: target_bytes - size]
+            docs.append(data.decode("utf-8", errors="ignore"))
             n_docs += 1
-            n_bytes += len(text.encode())
-            size += len(text.encode())
+            n_bytes += len(data)
+            size += len(data) + 2  # and the blank line between documents
         if n_docs:
             used.append({"source": name, "documents": n_docs, "bytes": n_bytes})
 
@@ -161,24 +163,25 @@ def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str,
             raise SystemExit(f"--text {given}: no such file or folder")
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         take(f"--text {given}", (_read(f) for f in files))
-    if size < target_bytes and MAN_DIR.is_dir():
+    if not paths and MAN_DIR.is_dir():
         take(f"manual pages ({MAN_DIR}/man*, largest first)", (_read(p) for p in _man_pages()))
-    if size < target_bytes:
+    if not paths and size < target_bytes:
         try:
             from pydoc_data.topics import topics
         except ImportError:
             topics = {}
         take("Python's help topics (pydoc_data.topics)", (topics[k] for k in sorted(topics)))
-    if size < target_bytes:
+    if not paths and size < target_bytes:
         import text_path  # bench/text_path.py: this repository's Markdown
 
         markdown = text_path.corpus(target_bytes - size).decode("utf-8", errors="replace")
         again = markdown.find(markdown[:2000], 1)  # corpus() repeats its files up to the size asked: once is enough
         take("this repository's Markdown (bench/text_path.py corpus)", [markdown[:again] if again > 0 else markdown])
     if size < min_bytes:
-        raise SystemExit(f"found only {size:,} bytes of English text (need --min-text-kb {min_bytes // 1024}): "
-                         f"looked in --text, {MAN_DIR}, pydoc_data and the repository's Markdown. Pass "
-                         "--text FILE_OR_FOLDER with English text; this benchmark never falls back to random tokens")
+        where = f"--text {' '.join(paths)}" if paths else f"{MAN_DIR}, pydoc_data and the repository's Markdown"
+        raise SystemExit(f"found only {size:,} bytes of English text (need --min-text-kb {min_bytes // 1024}) in "
+                         f"{where}. Pass --text FILE_OR_FOLDER with more English text; this benchmark never falls "
+                         "back to random tokens")
     return "\n\n".join(docs)[:target_bytes], used
 
 
@@ -274,13 +277,13 @@ def part_packed(engine, ids, args) -> dict:
             "step_budget_shapes": rows, "other_shapes": extra}
 
 
-def part_engine(engine, streams: int, chunks: int, args) -> dict:
+def part_engine(engine, streams: int, chunks: int, args, tag: str = "engine") -> dict:
     """Engine.submit_append from this process, --window chunks in flight per stream."""
     import service as service_bench  # bench/service.py
 
     ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
     before = engine.stats()
-    row = service_bench.run_engine(engine, ns, f"engine{streams}")
+    row = service_bench.run_engine(engine, ns, f"{tag}{streams}")
     after = engine.stats()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
@@ -415,41 +418,16 @@ def print_table(rows: list[dict]) -> None:
               f"{r['target']}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    parts = args.parts.split(",")
-    os.makedirs(args.out, exist_ok=True)
+def run_all(engine, args: argparse.Namespace, results: dict, save) -> None:
+    """The text, then every part asked for, in order, on one engine (results filled in place)."""
     import service as service_bench
     import torch
 
-    from streamret.engine import Engine, EngineConfig
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
-    start = t0 = time.perf_counter()
-    config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0)  # no state dir
-    engine = Engine.from_model(args.model, args.device, config=config, dtype=args.dtype)
+    parts = args.parts.split(",")
     model = engine.model
-    results: dict = {
-        "bench": "e2e", "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": " ".join([Path(sys.argv[0]).name if argv is None else "e2e.py", *(sys.argv[1:] if argv is None
-                                                                                         else argv)]),
-        "args": {k: v for k, v in vars(args).items()}, "versions": service_bench.versions(),
-        "machine": platform.node(), "model": {"spec": args.model, "device": str(model.device),
-                                              "dtype": str(model.dtype), "fingerprint": engine.fingerprint,
-                                              "parameters": sum(p.numel() for p in model.parameters()),
-                                              "load_seconds": round(time.perf_counter() - t0, 2)},
-        "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
-                          "chunk_size": config.chunk_size, "segment_by": config.segment_by},
-        "parts": {}, "errors": {}}
-    out_path = Path(args.out) / "e2e.json"
-
-    def save() -> None:
-        out_path.write_text(json.dumps(results, indent=1))
-
-    if args.smoke:
-        print("SMOKE RUN: a check that the script works end to end; its figures mean nothing", flush=True)
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
         t0 = time.perf_counter()
         text, used = find_text(args.text, int(args.text_mb * 1e6), args.min_text_kb * 1024)
@@ -477,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             del ids_dev
         if set(parts) & {"engine", "service", "batch"}:  # allocations, kernel compilation, thread pools
             n = max([*args.streams, args.service_streams] if set(parts) & {"engine", "service"} else [64])
-            run_part(results, "warmup", lambda: part_engine(engine, n, 2, args), save)
+            run_part(results, "warmup", lambda: part_engine(engine, n, 2, args, tag="warmup"), save)
         if "engine" in parts:
             for n in args.streams:
                 run_part(results, f"engine_{n}", lambda n=n: part_engine(engine, n, chunks_for(n), args), save)
@@ -505,7 +483,43 @@ def main(argv: list[str] | None = None) -> int:
                 run_part(results, f"batch_{name}",
                          lambda c=corpus, name=name: part_batch(engine, c, os.path.join(tmp, f"out-{name}"), args),
                          save)
-    engine.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    import service as service_bench
+    import torch
+
+    from streamret.engine import Engine, EngineConfig
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
+    start = time.perf_counter()
+    config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0)  # no state dir
+    engine = Engine.from_model(args.model, args.device, config=config, dtype=args.dtype)
+    model = engine.model
+    results: dict = {
+        "bench": "e2e", "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join(["bench/e2e.py", *(sys.argv[1:] if argv is None else argv)]),
+        "args": {k: v for k, v in vars(args).items()}, "versions": service_bench.versions(),
+        "machine": platform.node(), "model": {"spec": args.model, "device": str(model.device),
+                                              "dtype": str(model.dtype), "fingerprint": engine.fingerprint,
+                                              "parameters": sum(p.numel() for p in model.parameters()),
+                                              "load_seconds": round(time.perf_counter() - start, 2)},
+        "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
+                          "chunk_size": config.chunk_size, "segment_by": config.segment_by},
+        "parts": {}, "errors": {}}
+    out_path = Path(args.out) / "e2e.json"
+
+    def save() -> None:
+        out_path.write_text(json.dumps(results, indent=1))
+
+    if args.smoke:
+        print("SMOKE RUN: a check that the script works end to end; its figures mean nothing", flush=True)
+    try:
+        run_all(engine, args, results, save)
+    finally:
+        engine.shutdown()
     results["parts"].pop("warmup", None)
     results["table"] = table(results)
     results["seconds"] = round(time.perf_counter() - start, 1)
