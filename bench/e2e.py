@@ -23,7 +23,7 @@ Parts (--parts, in this order; one engine serves all of them, one model load):
   batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
            documents (--long-docs x --long-tokens) and short ones (--short-docs x --short-tokens)
 Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
-Streams per step: engine steps during a part / streams summed over them (stats of the engine).
+Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats).
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
 """
@@ -140,10 +140,10 @@ def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str,
     used: list[dict] = []
     size = 0
 
-    def take(name: str, texts) -> None:
+    def take(name: str, named_texts) -> None:  # (document name, text) pairs
         nonlocal size
-        n_docs, n_bytes = 0, 0
-        for text in texts:
+        names, n_bytes = [], 0
+        for doc, text in named_texts:
             if size >= target_bytes:
                 break
             text = text.strip()
@@ -151,32 +151,33 @@ def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str,
                 continue
             data = text.encode()[: target_bytes - size]
             docs.append(data.decode("utf-8", errors="ignore"))
-            n_docs += 1
+            names.append(doc)
             n_bytes += len(data)
             size += len(data) + 2  # and the blank line between documents
-        if n_docs:
-            used.append({"source": name, "documents": n_docs, "bytes": n_bytes})
+        if names:
+            used.append({"source": name, "documents": len(names), "bytes": n_bytes, "names": names[:200]})
 
     for given in paths:
         p = Path(given)
         if not p.exists():
             raise SystemExit(f"--text {given}: no such file or folder")
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        take(f"--text {given}", (_read(f) for f in files))
+        take(f"--text {given}", ((str(f), _read(f)) for f in files))
     if not paths and MAN_DIR.is_dir():
-        take(f"manual pages ({MAN_DIR}/man*, largest first)", (_read(p) for p in _man_pages()))
+        take(f"manual pages ({MAN_DIR}/man*, largest first)", ((p.name, _read(p)) for p in _man_pages()))
     if not paths and size < target_bytes:
         try:
             from pydoc_data.topics import topics
         except ImportError:
             topics = {}
-        take("Python's help topics (pydoc_data.topics)", (topics[k] for k in sorted(topics)))
+        take("Python's help topics (pydoc_data.topics)", ((k, topics[k]) for k in sorted(topics)))
     if not paths and size < target_bytes:
         import text_path  # bench/text_path.py: this repository's Markdown
 
         markdown = text_path.corpus(target_bytes - size).decode("utf-8", errors="replace")
         again = markdown.find(markdown[:2000], 1)  # corpus() repeats its files up to the size asked: once is enough
-        take("this repository's Markdown (bench/text_path.py corpus)", [markdown[:again] if again > 0 else markdown])
+        take("this repository's Markdown (bench/text_path.py corpus)",
+             [("README.md, docs/*.md, bench/*.md", markdown[:again] if again > 0 else markdown)])
     if size < min_bytes:
         where = f"--text {' '.join(paths)}" if paths else f"{MAN_DIR}, pydoc_data and the repository's Markdown"
         raise SystemExit(f"found only {size:,} bytes of English text (need --min-text-kb {min_bytes // 1024}) in "
@@ -248,8 +249,9 @@ def steps_between(before: dict, after: dict) -> dict:
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2)}
 
 
-def run_part(results: dict, name: str, fn, save) -> dict | None:
-    """Run one measurement; an error is recorded (and the run goes on to the next part)."""
+def run_part(results: dict, name: str, fn, save, record: bool = True):
+    """Run one measurement (or a step: record=False keeps its return value out of the results); an
+    error is recorded and the run goes on to the next part."""
     print(f"--- {name} {time.strftime('%H:%M:%S')}", flush=True)
     try:
         row = fn()
@@ -260,9 +262,10 @@ def run_part(results: dict, name: str, fn, save) -> dict | None:
         results["errors"][name] = f"{type(e).__name__}: {e}"
         save()
         return None
-    results["parts"][name] = row
-    save()
-    print(json.dumps(row), flush=True)
+    if record:
+        results["parts"][name] = row
+        save()
+        print(json.dumps(row), flush=True)
     return row
 
 
@@ -287,6 +290,15 @@ def part_engine(engine, streams: int, chunks: int, args, tag: str = "engine") ->
     after = engine.stats()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+
+
+def start_server(engine, args: argparse.Namespace):
+    """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
+    from streamret.service.limits import ServiceLimits
+    from streamret.service.server import BackgroundServer, ServerConfig
+
+    return BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
+        max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0)))
 
 
 def part_service(engine, target: str, chunks: int, rate: float | None, text_file: str, args) -> dict:
@@ -423,9 +435,6 @@ def run_all(engine, args: argparse.Namespace, results: dict, save) -> None:
     import service as service_bench
     import torch
 
-    from streamret.service.limits import ServiceLimits
-    from streamret.service.server import BackgroundServer, ServerConfig
-
     parts = args.parts.split(",")
     model = engine.model
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
@@ -460,20 +469,20 @@ def run_all(engine, args: argparse.Namespace, results: dict, save) -> None:
             for n in args.streams:
                 run_part(results, f"engine_{n}", lambda n=n: part_engine(engine, n, chunks_for(n), args), save)
         if "service" in parts:
-            server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
-                max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0)))
-            target, chunks = f"127.0.0.1:{server.port}", chunks_for(args.service_streams)
-            try:
-                sat = run_part(results, "service_saturate",
-                               lambda: part_service(engine, target, chunks, None, text_file, args), save)
-                if sat:
-                    rate = args.load_fraction * sat["chunks"] / sat["seconds"] / args.service_streams
-                    half = run_part(results, "service_half",
-                                    lambda: part_service(engine, target, chunks, rate, text_file, args), save)
-                    if half:
-                        half["load_fraction"] = args.load_fraction
-            finally:
-                server.stop()
+            server = run_part(results, "server", lambda: start_server(engine, args), save, record=False)
+            if server is not None:
+                target, chunks = f"127.0.0.1:{server.port}", chunks_for(args.service_streams)
+                try:
+                    sat = run_part(results, "service_saturate",
+                                   lambda: part_service(engine, target, chunks, None, text_file, args), save)
+                    if sat:
+                        rate = args.load_fraction * sat["chunks"] / sat["seconds"] / args.service_streams
+                        half = run_part(results, "service_half",
+                                        lambda: part_service(engine, target, chunks, rate, text_file, args), save)
+                        if half:
+                            half["load_fraction"] = args.load_fraction
+                finally:
+                    server.stop()
         if "batch" in parts:
             per_char = len(ids) / len(text)
             for name, n_docs, n_tokens in (("long", args.long_docs, args.long_tokens),
