@@ -21,7 +21,8 @@ Parts (--parts, in this order; one engine serves all of them, one model load):
            load from --procs client processes (bench/service.py's run_service): at saturation, then at
            --load-fraction of the saturation chunk rate; ack latency p50/p99 for both
   batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
-           documents (--long-docs x --long-tokens) and short ones (--short-docs x --short-tokens)
+           documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
+           --short-tokens, counted by the tokenizer on each whole document)
 Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats).
 
@@ -204,6 +205,20 @@ def windows(text: str, n: int, n_chars: int) -> list[str]:
     return [doubled[s : s + n_chars] for s in starts]
 
 
+def at_most(tokenizer, docs: list[str], max_tokens: int) -> tuple[list[str], list[int]]:
+    """The documents, each cut (from its end) to at most max_tokens tokens, and their token counts."""
+    counts = [len(x) for x in tokenizer.encode_batch(docs)]
+    for _ in range(8):
+        over = [i for i, n in enumerate(counts) if n > max_tokens]
+        if not over:
+            break
+        for i in over:
+            docs[i] = docs[i][: int(len(docs[i]) * max_tokens / counts[i] * 0.97)]
+        for i, ids in zip(over, tokenizer.encode_batch([docs[i] for i in over]), strict=True):
+            counts[i] = len(ids)
+    return docs, counts
+
+
 # ------------------------------------------------------------------------------------------------
 # parts
 
@@ -383,7 +398,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--long-docs", type=int, default=32)
     ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
     ap.add_argument("--short-docs", type=int, default=2000)
-    ap.add_argument("--short-tokens", type=int, default=1000, help="at most about this many per short document")
+    ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     first, _ = ap.parse_known_args(argv)
     if first.smoke:
@@ -404,10 +419,13 @@ def table(results: dict) -> list[dict]:
     """One row per measured part: tokens/s, its ratio to the packed forward, streams per step, acks."""
     parts = results["parts"]
     packed = parts.get("packed", {}).get("tokens_per_s")
+    timed = [*parts.get("packed", {}).get("step_budget_shapes", []), *parts.get("packed", {}).get("other_shapes", [])]
+    fastest = max((x["tokens_per_s"] for x in timed), default=None)  # over every shape timed, step budget or not
     rows = []
     for name, r in parts.items():
         row = {"part": name, "tokens_per_s": r["tokens_per_s"],
                "x_packed": round(r["tokens_per_s"] / packed, 3) if packed else None,
+               "x_packed_fastest_shape": round(r["tokens_per_s"] / fastest, 3) if fastest else None,
                "streams_per_step": r.get("streams_per_step"), "ack_p50_ms": r.get("ack_p50_ms"),
                "ack_p99_ms": r.get("ack_p99_ms"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
@@ -418,10 +436,16 @@ def table(results: dict) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(results: dict) -> None:
     def f(v, fmt: str) -> str:
         return format("-" if v is None else format(v, fmt.lstrip("0123456789")), f">{fmt.split('.')[0]}")
 
+    rows, packed = results["table"], results["parts"].get("packed")
+    if packed:
+        timed = [*packed["step_budget_shapes"], *packed["other_shapes"]]
+        print(f"\nx packed: of the packed forward at {packed['shape']} ({packed['tokens_per_s']:,.0f} tok/s), the "
+              f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget); all shapes timed: "
+              + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
     print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
           f"{'ack p50 ms':>10s} {'ack p99 ms':>10s}  target (issue 14)")
     for r in rows:
@@ -487,8 +511,12 @@ def run_all(engine, args: argparse.Namespace, results: dict, save) -> None:
             per_char = len(ids) / len(text)
             for name, n_docs, n_tokens in (("long", args.long_docs, args.long_tokens),
                                            ("short", args.short_docs, args.short_tokens)):
+                docs = windows(text, n_docs, max(1, round(n_tokens / per_char)))
+                if name == "short":  # at most --short-tokens each, by the tokenizer
+                    docs, counts = at_most(engine.tokenizer, docs, n_tokens)
+                    results["short_documents"] = {"max_tokens": max(counts), "mean_tokens": sum(counts) / len(counts)}
                 corpus = os.path.join(tmp, f"{name}.parquet")
-                write_corpus(corpus, f"{name}-", windows(text, n_docs, max(1, round(n_tokens / per_char))))
+                write_corpus(corpus, f"{name}-", docs)
                 run_part(results, f"batch_{name}",
                          lambda c=corpus, name=name: part_batch(engine, c, os.path.join(tmp, f"out-{name}"), args),
                          save)
@@ -533,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     results["table"] = table(results)
     results["seconds"] = round(time.perf_counter() - start, 1)
     save()
-    print_table(results["table"])
+    print_table(results)
     if args.smoke:
         print("(smoke run: figures mean nothing)")
     if results["errors"]:
