@@ -41,7 +41,17 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from streamret.engine import Engine
+    from streamret.model.retnet import RetNet
+    from streamret.model.tokenizer import Tokenizer
+    from streamret.service.server import BackgroundServer
 
 # Light imports only up here: the service part's client processes start by importing this file.
 BENCH = Path(__file__).resolve().parent
@@ -66,7 +76,7 @@ _FONT_MACROS = {"B", "I", "SB", "SM", "IP", "SH", "SS", *_ALTERNATING_MACROS}
 _PARAGRAPH_MACROS = {"PP", "LP", "P", "TP", "IP", "SH", "SS", "sp", "br", "HP", "RS", "RE", "Pp", "Sh", "Ss"}
 
 
-def _roff_escape(m: re.Match) -> str:
+def _roff_escape(m: re.Match[str]) -> str:
     e = m.group(1)
     if e.startswith("(") or e.startswith("["):
         return _ROFF_NAMED.get(e[1:].rstrip("]"), "")
@@ -141,7 +151,7 @@ def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str,
     used: list[dict] = []
     size = 0
 
-    def take(name: str, named_texts) -> None:  # (document name, text) pairs
+    def take(name: str, named_texts: Iterable[tuple[str, str]]) -> None:  # (document name, text) pairs
         nonlocal size
         names, n_bytes = [], 0
         for doc, text in named_texts:
@@ -187,7 +197,7 @@ def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str,
     return "\n\n".join(docs)[:target_bytes], used
 
 
-def tokenize(tokenizer, text: str, piece_chars: int = 1 << 16) -> list[int]:
+def tokenize(tokenizer: Tokenizer, text: str, piece_chars: int = 1 << 16) -> list[int]:
     """The text's token ids, tokenized in pieces of about piece_chars cut at paragraph ends."""
     pieces, start = [], 0
     while start < len(text):
@@ -205,7 +215,7 @@ def windows(text: str, n: int, n_chars: int) -> list[str]:
     return [doubled[s : s + n_chars] for s in starts]
 
 
-def at_most(tokenizer, docs: list[str], max_tokens: int) -> tuple[list[str], list[int]]:
+def at_most(tokenizer: Tokenizer, docs: list[str], max_tokens: int) -> tuple[list[str], list[int]]:
     """The documents, each cut (from its end) to at most max_tokens tokens, and their token counts."""
     counts = [len(x) for x in tokenizer.encode_batch(docs)]
     for _ in range(8):
@@ -223,14 +233,14 @@ def at_most(tokenizer, docs: list[str], max_tokens: int) -> tuple[list[str], lis
 # parts
 
 
-def sync(device) -> None:
+def sync(device: torch.device) -> None:
     import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def packed_forward(model, ids, batch: int, length: int, seconds: float, chunk_size: int) -> dict:
+def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, seconds: float, chunk_size: int) -> dict:
     """The model's forward alone on [batch x length] packed sequences of the text's tokens (fresh
     states), as often as fits in `seconds` (at least 3 calls, after 2 untimed)."""
     import torch
@@ -264,7 +274,7 @@ def steps_between(before: dict, after: dict) -> dict:
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2)}
 
 
-def run_part(results: dict, name: str, fn, save, record: bool = True):
+def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
     """Run one measurement (or a step: record=False keeps its return value out of the results); an
     error is recorded and the run goes on to the next part."""
     print(f"--- {name} {time.strftime('%H:%M:%S')}", flush=True)
@@ -284,7 +294,7 @@ def run_part(results: dict, name: str, fn, save, record: bool = True):
     return row
 
 
-def part_packed(engine, ids, args) -> dict:
+def part_packed(engine: Engine, ids: torch.Tensor, args: argparse.Namespace) -> dict:
     """The reference: the best tokens/s over the step-budget shapes; the issue's shapes for the record."""
     shapes = [(max(1, args.step_tokens // t), t) for t in args.packed_lens]
     rows = [packed_forward(engine.model, ids, b, t, args.packed_seconds, engine.config.chunk_size) for b, t in shapes]
@@ -295,7 +305,7 @@ def part_packed(engine, ids, args) -> dict:
             "step_budget_shapes": rows, "other_shapes": extra}
 
 
-def part_engine(engine, streams: int, chunks: int, args, tag: str = "engine") -> dict:
+def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, tag: str = "engine") -> dict:
     """Engine.submit_append from this process, --window chunks in flight per stream."""
     import service as service_bench  # bench/service.py
 
@@ -307,7 +317,7 @@ def part_engine(engine, streams: int, chunks: int, args, tag: str = "engine") ->
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
 
 
-def start_server(engine, args: argparse.Namespace):
+def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
@@ -316,7 +326,8 @@ def start_server(engine, args: argparse.Namespace):
         max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0)))
 
 
-def part_service(engine, target: str, chunks: int, rate: float | None, text_file: str, args) -> dict:
+def part_service(engine: Engine, target: str, chunks: int, rate: float | None, text_file: str,
+                 args: argparse.Namespace) -> dict:
     """The engine's workload through gRPC from --procs client processes (rate None: saturation)."""
     import service as service_bench
 
@@ -337,7 +348,7 @@ def write_corpus(path: str, prefix: str, docs: list[str]) -> None:
     pq.write_table(pa.table({"id": [f"{prefix}{i}" for i in range(len(docs))], "text": docs}, schema=schema), path)
 
 
-def part_batch(engine, corpus: str, out: str, args) -> dict:
+def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) -> dict:
     """embed_parquet on one Parquet file with the engine above (bench/batch.py's run_batch)."""
     import batch as batch_bench  # bench/batch.py
 
@@ -437,7 +448,7 @@ def table(results: dict) -> list[dict]:
 
 
 def print_table(results: dict) -> None:
-    def f(v, fmt: str) -> str:
+    def f(v: float | None, fmt: str) -> str:
         return format("-" if v is None else format(v, fmt.lstrip("0123456789")), f">{fmt.split('.')[0]}")
 
     rows, packed = results["table"], results["parts"].get("packed")
@@ -454,7 +465,7 @@ def print_table(results: dict) -> None:
               f"{r['target']}")
 
 
-def run_all(engine, args: argparse.Namespace, results: dict, save) -> None:
+def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Callable[[], None]) -> None:
     """The text, then every part asked for, in order, on one engine (results filled in place)."""
     import service as service_bench
     import torch
