@@ -6,7 +6,7 @@
 Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
 (--state-dir: STREAMRET_STATE_DIR), or by a TOML file, `--config FILE` or STREAMRET_CONFIG, whose keys
 are the flag names (`state-dir = "states"`); precedence: flag > environment > file > default
-(commands/layered.py).
+(streamret/layered_options.py).
 
 The token file has one `TOKEN TENANT [read|write]` per line (streamret/service/auth.py). On SIGTERM
 the server drains: health turns NOT_SERVING, new calls get UNAVAILABLE, running calls finish, every
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 
+from streamret.layered_options import PREFIX, LayeredOptions
+
 from . import add_model_args
 from .cluster import add_ray_args, start_backend
-from .layered import PREFIX, LayeredOptions
 
 MiB = 1024 * 1024
 
