@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from .. import errors
 from ..errors import InvalidArgument, StreamRetError
+from .arrow_table import DEFAULT_CHUNK_BYTES, embed_table
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 DEFAULT_BATCH_SIZE = 256  # texts in the engine at once (the service's own batch_in_flight)
 
@@ -101,7 +106,7 @@ def vectors_of(table: pa.Table, rows: list[int]) -> np.ndarray:
     return np.asarray(flat, dtype=np.float32).reshape(len(rows), embedding_dim(table))
 
 
-def progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool) -> tqdm | None:
     """A tqdm bar over texts when asked; None otherwise (tqdm is then not even imported)."""
     if not enabled:
         return None
@@ -114,8 +119,6 @@ def encode_with_engine(engine, texts: str | Iterable[str], *, batch_size: int = 
                        show_progress_bar: bool = False, normalize: bool = True,
                        chunk_bytes: int | None = None) -> np.ndarray:
     """Engine.encode (see its docstring); `engine` is a streamret Engine or anything with its API."""
-    from .arrow_table import DEFAULT_CHUNK_BYTES, embed_table
-
     data, single = check_texts(texts)
     check_batch_size(batch_size)
     dim = int(engine.model.config.out_embed_dim)
