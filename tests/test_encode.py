@@ -207,3 +207,14 @@ def test_client_encode_shapes_and_bad_input(server, engine, capsys):
         c.encode([f"t {i}" for i in range(5)], batch_size=2, show_progress_bar=True)
         assert "5/5" in capsys.readouterr().err
     assert_no_streams(engine)
+
+
+def test_engine_encode_with_a_durable_store_leaves_no_records(tmp_path):
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "states")) as eng:
+        got = eng.encode([f"Document {i} about rivers and stones." for i in range(12)], batch_size=5)
+        assert got.shape == (12, eng.model.config.out_embed_dim)
+        assert_no_streams(eng)
+        left = [p for p in (tmp_path / "states").rglob("*") if p.is_file()]
+        assert not left, left[:5]
+        eng.append("kept", 1, "a stream of its own", flush=True, durable=True)  # the store does write records here
+        assert [p for p in (tmp_path / "states").rglob("*") if p.is_file()]
