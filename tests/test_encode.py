@@ -218,3 +218,16 @@ def test_engine_encode_with_a_durable_store_leaves_no_records(tmp_path):
         assert not left, left[:5]
         eng.append("kept", 1, "a stream of its own", flush=True, durable=True)  # the store does write records here
         assert [p for p in (tmp_path / "states").rglob("*") if p.is_file()]
+
+
+def test_default_model_encode_equals_one_chunk_and_ranks_paraphrases():
+    # the bundled model (HF tokenizer): encode equals the stream embedding of each text sent as one chunk
+    anchor, paraphrase, unrelated = ("The server ran out of memory and crashed.",
+                                     "The machine crashed because its memory was exhausted.",
+                                     "She planted tomatoes and basil in her garden.")
+    with Engine.from_model("default", device="cpu") as eng:
+        got = eng.encode([anchor, paraphrase, unrelated, "naïve café 日本語 🙂"], batch_size=4)
+        for i, text in enumerate([anchor, paraphrase, unrelated, "naïve café 日本語 🙂"]):
+            assert_close(got[i], one_chunk(eng, text, f"d{i}"))
+        assert_no_streams(eng)
+    assert got[0] @ got[1] > got[0] @ got[2]
