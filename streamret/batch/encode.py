@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .. import errors
 from ..errors import InvalidArgument, StreamRetError
-from .arrow_table import DEFAULT_CHUNK_BYTES, embed_table
+from .arrow_table import DEFAULT_CHUNK_BYTES, _embedding_dim, embed_table
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -121,7 +121,10 @@ def encode_with_engine(engine, texts: str | Iterable[str], *, batch_size: int = 
     """Engine.encode (see its docstring); `engine` is a streamret Engine or anything with its API."""
     data, single = check_texts(texts)
     check_batch_size(batch_size)
-    dim = int(engine.model.config.out_embed_dim)
+    dim = _embedding_dim(engine)  # an Engine, or a ClusterEngine (its embed_dim)
+    if dim is None:
+        raise InvalidArgument(f"{type(engine).__name__} does not report its embedding size (embed_dim or "
+                              "model.config.out_embed_dim); pass a streamret Engine")
     out = np.zeros((len(data), dim), dtype=np.float32)
     # an empty text has no tokens: its stream embedding is the zero vector (embed_table calls it a row error)
     rows = [i for i, d in enumerate(data) if d]
