@@ -122,3 +122,12 @@ def test_refused_checkpoint_is_one_line_from_the_installed_command(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2 and "refusing pytorch_model.bin" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_version_flag_prints_the_installed_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"streamret {importlib.metadata.version('streamret')}"

@@ -3,6 +3,11 @@
     streamret serve --model random:tiny --port 50051 --state-dir ./states
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
 
+Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
+(--state-dir: STREAMRET_STATE_DIR), or by a TOML file, `--config FILE` or STREAMRET_CONFIG, whose keys
+are the flag names (`state-dir = "states"`); precedence: flag > environment > file > default
+(streamret/layered_options.py).
+
 The token file has one `TOKEN TENANT [read|write]` per line (streamret/service/auth.py). On SIGTERM
 the server drains: health turns NOT_SERVING, new calls get UNAVAILABLE, running calls finish, every
 stream state is written to the durable store, and the process exits 0.
@@ -12,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamret.layered_options import PREFIX, LayeredOptions
+
 from . import add_model_args
 from .cluster import add_ray_args, start_backend
 
@@ -19,7 +26,14 @@ MiB = 1024 * 1024
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="serve embeddings and summaries of text streams over gRPC")
+    p = subparsers.add_parser(
+        "serve", help="serve embeddings and summaries of text streams over gRPC",
+        description="Serve embeddings and summaries of text streams over gRPC (streamret.v1.StreamRet, "
+                    "streamret.v1.Batch, health, reflection) until SIGTERM or Ctrl-C.",
+        epilog=f"Every option also comes from an environment variable ({PREFIX} + the option's name in capitals, "
+               f"shown as [env: ...]) and from a TOML file given by --config FILE or {PREFIX}CONFIG, whose keys "
+               "are the flag names without dashes (state-dir = \"states\", port = 50051, insecure-bind = true). "
+               "Precedence: flag > environment > file > default. An unknown key in the file is an error.")
     add_model_args(p)
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -48,7 +62,7 @@ def register(subparsers) -> None:
                      help="on SIGTERM, how long running calls may take to finish (default 30)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
-    p.set_defaults(run=run)
+    p.set_defaults(run=LayeredOptions(p, run))  # after the last option: --config and STREAMRET_* for each
 
 
 def run(args: argparse.Namespace) -> int:

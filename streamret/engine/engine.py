@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -473,6 +474,23 @@ class Engine:
             self._resident(stream_id)
             state = self.store.read(stream_id)
         return self.runner.embed(state.pool_sum, state.pool_count)[0]
+
+    def encode(self, texts: str | Iterable[str], batch_size: int = 256, show_progress_bar: bool = False,
+               normalize: bool = True) -> np.ndarray:
+        """One embedding per whole text, of any length: float32 [len(texts), embed_dim] ([embed_dim] for a str).
+
+        Like sentence-transformers' `encode`. Each text is read as a temporary stream and gets exactly the
+        stream embedding it would get appended in one chunk; `batch_size` texts are in the engine at once
+        (the scheduler packs them into steps of up to max_step_tokens), and every temporary stream is closed
+        when its text is done, also on an error. An empty list gives shape (0, embed_dim); an empty text the
+        zero vector (it has no tokens). Embeddings are L2-normalised by the model's pooling; normalize=True
+        rescales away rounding. show_progress_bar: a tqdm bar over texts. Raises InvalidArgument for an item
+        that is not a str, or the first text the engine could not embed (naming its index).
+        """
+        from ..batch.encode import encode_with_engine
+
+        return encode_with_engine(self, texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  normalize=normalize)
 
     def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
         """Kept segments in document order, scored by cosine similarity to the stream embedding."""

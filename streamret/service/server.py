@@ -190,13 +190,13 @@ async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
     """
     server = StreamRetServer(engine, config)
     await server.start()
-    if on_started is not None:
-        on_started(server)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if on_started is not None:  # after the handlers: a SIGTERM sent as soon as the address shows still drains
+        on_started(server)
     await stop.wait()
     log.info("signal received")
     return await server.stop()
