@@ -120,3 +120,21 @@ def test_streams_of_a_running_step_are_passed_over_and_keep_their_turn():
     third = s.schedule(max_streams=2, exclude={"b"})  # a is free again; c waited longest
     assert [w.stream_id for w in third.work] == ["c"]  # the budget (10 tokens) is spent on c
     assert [w.stream_id for w in s.schedule(exclude={"c"}).work] == ["a"]
+
+
+def test_a_step_that_completes_chunks_of_a_stream_ends_at_a_chunk_boundary():
+    """A chunk behind a completed one in the same step is taken only whole: the stream's state after the step is
+    the state after exactly its applied chunks, which is what its durable record must hold (issue 15, item 1).
+    Only a stream's first chunk in a step may be split (a chunk longer than what is left, or the rest of one)."""
+    s = sched(max_step_tokens=50)
+    items = [item("a", n, seq=i) for i, n in enumerate([30, 15, 30, 70, 10], 1)]
+    for it in items:
+        s.add(it)
+    steps = drain(s)
+    got = [[(sl.item.seq, sl.start, sl.end) for w in p.work for sl in w.slices] for p in steps]
+    assert got == [[(1, 0, 30), (2, 0, 15)], [(3, 0, 30)], [(4, 0, 50)], [(4, 50, 70), (5, 0, 10)]]
+    for p in steps:
+        slices = [sl for w in p.work for sl in w.slices]
+        assert all(sl.completes for sl in slices) or len(slices) == 1
+    # one stream is served at most once per step, even with budget left
+    assert all(len({w.stream_id for w in p.work}) == len(p.work) for p in steps)

@@ -245,7 +245,7 @@ class Engine:
         self._check_id(stream_id)
         self._wait_applied(stream_id)
         with self._lock:
-            return self.codec.encode(self._resident(stream_id), self.store.read(stream_id))
+            return self.codec.encode(self._settled(stream_id), self.store.read(stream_id))
 
     def import_state(self, stream_id: str, data: bytes) -> StreamInfo:
         """Create stream_id from a record of export_state (ModelMismatch when another model wrote it)."""
@@ -276,7 +276,7 @@ class Engine:
             if self.durable is None:
                 return
             for stream in self.store.streams.values():
-                if stream.since_durable:
+                if stream.since_durable and stream.at_boundary:
                     self._write_durable(stream, [])
         self.writer.drain()
 
@@ -426,7 +426,7 @@ class Engine:
                         _resolve(out, dataclasses.replace(f.result(), duplicate=True))
 
                 written.add_done_callback(after_write)
-                self._write_durable(stream, [_AckWaiter(written, seq)])
+                self._write_durable(stream, [_AckWaiter(written, seq)])  # waits for a chunk boundary
             else:
                 _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
             return out
@@ -452,7 +452,7 @@ class Engine:
         self._check_id(stream_id)
         self._wait_applied(stream_id)
         with self._lock:
-            self._resident(stream_id)
+            self._settled(stream_id)
             state = self.store.read(stream_id)
         return self.runner.embed(state.pool_sum, state.pool_count)[0]
 
@@ -461,7 +461,7 @@ class Engine:
         self._check_id(stream_id)
         self._wait_applied(stream_id)
         with self._lock:
-            stream = self._resident(stream_id)
+            stream = self._settled(stream_id)
             state = self.store.read(stream_id)
             emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
             return stream.segments.segments(emb, with_embeddings)
@@ -478,7 +478,7 @@ class Engine:
             raise FailedPrecondition("this model has no LM head, so it cannot generate; use mode='extractive'")
         self._wait_applied(stream_id)
         with self._lock:
-            stream = self._resident(stream_id)
+            stream = self._settled(stream_id)
             applied_seq = stream.applied_seq
             state = self.store.read(stream_id)
             emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
@@ -637,6 +637,8 @@ class Engine:
                     stream.apply(s.item)
                     self.scheduler.complete(s.item)
                     done.setdefault(stream.id, []).append(s.item)
+                else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
+                    stream.partial_tokens += s.end - s.start
         if closed:
             self._keep_segments(closed, out)
         self._steps += 1
@@ -647,9 +649,12 @@ class Engine:
         for sid, items in done.items():
             stream = self.store.streams[sid]
             every = self.config.durable_every_chunks
-            asked = any(it.durable for it in items)
+            asked = any(it.durable for it in items) or bool(stream.owed_record)
             if self.durable is not None and (asked or every and stream.since_durable >= every):
-                self._write_durable(stream, items)  # acks go out once the record is written
+                # acks go out once the record is written; the scheduler ends a stream's work at a chunk
+                # boundary whenever it completes one, so the state here is the state after applied_seq
+                owed, stream.owed_record = stream.owed_record, []
+                self._write_durable(stream, [*items, *owed])
             else:
                 resolved += [(it.future, self._ack(stream, it.seq)) for it in items]
         self._applied.notify_all()
@@ -672,7 +677,14 @@ class Engine:
             start += len(segs)
 
     def _write_durable(self, stream: Stream, items: list[WorkItem | _AckWaiter]) -> None:
-        """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written."""
+        """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written.
+
+        A record holds the state after exactly the chunks up to applied_seq: one taken while the state holds
+        part of the next chunk (split across steps) would, after a restart, apply that part twice (issue 15,
+        item 1). Such a write waits, with `items`, for the step that completes the chunk (`_apply`)."""
+        if not stream.at_boundary:
+            stream.owed_record.extend(items)
+            return
         meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
         changes = stream.since_durable
         stream.since_durable = 0
@@ -718,7 +730,9 @@ class Engine:
             return
         self._next_sweep = now + every / 4
         for stream in self.store.streams.values():
-            if stream.since_durable and now - stream.durable_time >= every:
+            # a stream in the middle of a long chunk waits: the step that completes the chunk ends at its
+            # boundary, and this sweep runs right after that step
+            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary:
                 self._write_durable(stream, [])
 
     def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
@@ -733,8 +747,21 @@ class Engine:
     def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
         items = stream.rewind(self.codec.new_assembler(stream.applied_text))
         self.scheduler.cancel(stream.id, items)
+        owed, stream.owed_record = stream.owed_record, []
         for item in items:
             _reject(item.future, error)
+        for waiter in owed:
+            _reject(waiter.future, error)
+        if not stream.at_boundary:
+            # Its state holds part of a chunk that is dropped now: continuing from it would apply that part
+            # twice. The stream leaves memory; it reloads from its durable record (durable_seq), or, without
+            # one, starts again empty, and the client resends from there.
+            log.warning("stream %r dropped from memory: its state held part of a chunk that was not applied; "
+                        "it goes back to its durable record (durable_seq %d)", stream.id, stream.durable_seq)
+            stream.partial_tokens = 0
+            self.store.remove(stream.id)
+            if self.durable is not None:
+                self.store.evicted.add(stream.id)
         self._applied.notify_all()
 
     # ------------------------------------------------------------------------------------------
@@ -750,6 +777,15 @@ class Engine:
         if stream is None:
             raise NotFound(f"stream {stream_id!r} does not exist; append to it or open it first")
         return stream
+
+    def _settled(self, stream_id: str) -> Stream:
+        """The resident stream once its state is at a chunk boundary (lock held): outputs and records then
+        describe exactly the chunks up to applied_seq, never part of a chunk split across steps."""
+        while True:
+            stream = self._resident(stream_id)
+            if stream.at_boundary or self._broken is not None:
+                return stream
+            self._applied.wait()
 
     def _wait_applied(self, stream_id: str) -> None:
         """Block until every chunk accepted so far for this stream is applied (or failed)."""

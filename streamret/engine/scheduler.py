@@ -2,8 +2,11 @@
 
 Each stream has a FIFO of accepted chunks (`WorkItem`s, once tokenized). A step serves streams
 in round-robin order, taking each one's pending tokens (several chunks concatenated, in order) until
-the step's token budget or stream limit is reached; a chunk longer than what is left is split and
-its rest waits for a later step, the stream's state carrying over. A served stream with tokens
+the step's token budget or stream limit is reached. A chunk is split across steps only when it is the
+first of its stream in the step (a chunk longer than the budget, or the rest of one): its rest waits for
+a later step, the stream's state carrying over. A chunk that would not complete behind others waits
+whole, so a step that completes chunks of a stream leaves its state at a chunk boundary, which is what a
+durable record must hold (the state after exactly the chunks up to applied_seq). A served stream with tokens
 left goes to the back of the line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
 `TooBusy` instead of growing memory), and joins its stream's queue once tokenized (`enqueue`).
@@ -188,6 +191,7 @@ class Scheduler:
         budget = self.max_step_tokens
         plan: list[StreamWork] = []
         passed: list[str] = []
+        again: list[str] = []  # served, with tokens left: back of the line, not served twice in one step
         while self._ready and len(plan) < limit and budget > 0:
             sid = self._ready.popleft()
             if sid in exclude:
@@ -197,8 +201,11 @@ class Scheduler:
             slices = []
             while queue and budget >= 0:
                 item = queue[0]
-                take = min(item.n_tokens - item.taken, budget)
-                if take == 0 and item.n_tokens > item.taken:
+                left = item.n_tokens - item.taken
+                if slices and left > budget:
+                    break  # it would not complete here: it waits, so the step ends at a chunk boundary
+                take = min(left, budget)
+                if take == 0 and left > 0:
                     break  # budget spent; the rest of this item waits
                 slices.append(Slice(item, item.taken, item.taken + take))
                 item.taken += take
@@ -208,9 +215,10 @@ class Scheduler:
                 queue.popleft()
             plan.append(StreamWork(sid, slices))
             if queue:
-                self._ready.append(sid)
+                again.append(sid)
             else:
                 del self._queues[sid]
+        self._ready.extend(again)
         self._ready.extendleft(reversed(passed))
         return StepPlan(plan)
 
