@@ -46,6 +46,10 @@ def register(subparsers) -> None:
                      help="how long a chunk waits for a full engine before RESOURCE_EXHAUSTED (default 5)")
     lim.add_argument("--drain-timeout-s", type=float, default=30.0,
                      help="on SIGTERM, how long running calls may take to finish (default 30)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--max-step-tokens", type=int,
+                     help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
+                          "across steps")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
     p.set_defaults(run=run)
@@ -74,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         engine_config = dataclasses.replace(engine_config, durable_every_chunks=args.durable_every_chunks)
     if args.durable_every_s is not None:
         engine_config = dataclasses.replace(engine_config, durable_every_s=args.durable_every_s)
+    if args.max_step_tokens is not None:
+        if args.max_step_tokens < 1:
+            raise ValueError(f"--max-step-tokens must be >= 1, got {args.max_step_tokens}")
+        engine_config = dataclasses.replace(engine_config, max_step_tokens=args.max_step_tokens)
     if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
         engine = start_backend(args, engine_config)
     else:
