@@ -46,7 +46,7 @@ from ..errors import (
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
-from .config import Ack, EngineConfig, StreamInfo, Summary
+from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
 from .scheduler import Scheduler, Span, StepPlan, WorkItem
 from .segments import Segment, select_summary
@@ -122,8 +122,9 @@ class Engine:
         self._lock = threading.RLock()
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
-        self._stopping = False
+        self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
         self._abort = False
+        self._closed = False  # shutdown ran
         self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
         self._tokens_processed = 0
         self._steps = 0
@@ -267,37 +268,74 @@ class Engine:
             self.store.add(stream, state)
             return self._info(stream)
 
-    def checkpoint_all(self) -> None:
-        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM)."""
-        with self._lock:
-            self._applied.wait_for(
-                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None
-            )
-            if self.durable is None:
-                return
-            for stream in self.store.streams.values():
-                if stream.since_durable and stream.at_boundary:
-                    self._write_durable(stream, [])
-        self.writer.drain()
+    def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint:
+        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM).
 
-    def shutdown(self, checkpoint: bool = True) -> None:
-        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
-        first; False drops queued chunks (their futures fail with Unavailable)."""
+        timeout_s: apply queued chunks for at most this long. When it runs out first, the engine stops taking
+        and applying work (as a shutdown does): the chunks not applied are dropped, their acks fail with a
+        retryable Unavailable, and clients resend them from the stream's durable_seq + 1; a stream holding
+        part of a chunk goes back to its last record; every other stream's applied chunks are written.
+        Returns what is durable and what is not (`Checkpoint.describe` says it in one line).
+        """
+        if timeout_s is not None and not timeout_s >= 0:
+            raise ValueError(f"timeout_s must be >= 0 seconds or None, got {timeout_s!r}")
         with self._lock:
-            if self._stopping:
-                return
+            applied = self._applied.wait_for(
+                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None, timeout_s)
+        dropped = (0, 0, 0) if applied else self._halt(f"the engine stopped after {timeout_s:g} s of drain")
+        written = 0
+        with self._lock:
+            if self.durable is not None:
+                for stream in self.store.streams.values():
+                    if stream.since_durable and stream.at_boundary:
+                        self._write_durable(stream, [])
+                        written += 1
+        if self.writer is not None:
+            self.writer.drain()
+        with self._lock:
+            streams = len(self.store.streams)
+            not_durable = streams if self.durable is None else sum(
+                1 for s in self.store.streams.values() if s.since_durable)
+        return Checkpoint(self.durable is not None, streams, written, not_durable, *dropped, timeout_s)
+
+    def _halt(self, why: str) -> tuple[int, int, int]:
+        """Stop the step loop after the steps it runs now, and drop every chunk not applied by then (their
+        futures fail as Unavailable, naming `why`). Returns (chunks dropped, streams they belong to, streams of
+        those that held part of a chunk and went back to their last record)."""
+        with self._lock:
             self._stopping = True
-            self._abort = not checkpoint
+            self._abort = True
             self._has_work.notify_all()
-        self._thread.join()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        chunks = streams = rolled_back = 0
         with self._lock:
             for stream in list(self.store.streams.values()):
                 if stream.pending:
-                    self._fail_stream(stream, Unavailable("the engine shut down before this chunk was applied"))
-        if checkpoint:
-            self.checkpoint_all()
+                    chunks += sum(1 for item in stream.pending if item.seq is not None)
+                    streams += 1
+                    rolled_back += not stream.at_boundary
+                    self._fail_stream(stream, Unavailable(
+                        f"{why} before this chunk of stream {stream.id!r} was applied; resend from the stream's "
+                        "durable_seq + 1 (OpenStream gives it)"))
+        return chunks, streams, rolled_back
+
+    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
+        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
+        first (for at most timeout_s: see checkpoint_all); False drops queued chunks (their futures fail with
+        Unavailable). Returns the checkpoint's report (None when checkpoint=False or already shut down)."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            self._stopping = True  # new calls are refused; the loop applies what is queued, then ends
+            self._abort = self._abort or not checkpoint
+            self._has_work.notify_all()
+        report = self.checkpoint_all(timeout_s) if checkpoint else None
+        self._halt("the engine shut down")
         if self.writer is not None:
             self.writer.close()
+        return report
 
     # ------------------------------------------------------------------------------------------
     # appends
