@@ -112,11 +112,12 @@ def test_a_server_without_a_state_dir_does_not_claim_durability(caplog):
 
 def test_sigterm_honours_drain_timeout_s_and_the_last_line_says_what_is_not_durable(tmp_path):
     """`streamret serve --drain-timeout-s 1` with up to 3 MiB queued (~30 s of work here, unloaded): SIGTERM exits
-    0 within seconds (12 s allowed on a loaded 2-core machine), its last line names the chunks not applied, and a restart finds each stream durable at its
-    applied_seq, ready for the client to resend the rest."""
+    0 within seconds (12 s allowed on a loaded 2-core machine), its last line names the chunks not applied, and a
+    restart finds each stream durable at its applied_seq, ready for the client to resend the rest."""
     rng = random.Random(3)
-    text = "".join(rng.choice(["river ", "boat ", "Fähre ", "渡し舟 ", "grain. "]) for _ in range(120_000)).encode()
+    text = "".join(rng.choice(["river ", "boat ", "Fähre ", "渡し舟 ", "grain. "]) for _ in range(200_000)).encode()
     pieces = [text[i : i + 64 * KiB] for i in range(0, 16 * 64 * KiB, 64 * KiB)]
+    assert len(pieces[-1]) == 64 * KiB
     with ServeProcess(tmp_path / "states", "--drain-timeout-s", "1", "--metrics-port", "0",
                       cwd=tmp_path) as server:
         server.start()
