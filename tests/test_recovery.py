@@ -122,3 +122,40 @@ def test_every_record_holds_the_state_of_exactly_its_applied_chunks(tmp_path, lo
         seq = min(meta["applied_seq"], len(chunks))
         tail = len(base64.b64decode(meta["text_tail"]))
         assert meta["text_offset"] + tail == sizes[seq], meta["applied_seq"]
+
+
+@pytest.mark.parametrize("state_dir", [True, False], ids=["durable", "in-memory"])
+def test_a_step_failing_in_the_middle_of_a_chunk_does_not_apply_its_first_part_twice(tmp_path, state_dir):
+    """A chunk of ~400 tokens runs in 64-token steps; the model fails on its third step. Its first two steps are
+    in the stream's state already, so the stream cannot continue from memory: it goes back to its record
+    (durable_seq; without a state folder it starts again empty), and the chunks resent from there give the
+    undisturbed embedding. Before, the stream went on from a state holding the first 128 tokens of the chunk and
+    applied them twice."""
+    text = stream_text(2, 1200).encode()
+    chunks = [text[:200], text[200:600], text[600:]]
+    config = EngineConfig(max_step_tokens=64)
+    with Engine.from_model("random:tiny", device="cpu", config=config,
+                           state_dir=str(tmp_path / "s") if state_dir else None) as engine:
+        engine.append("a", 1, chunks[0])
+        run, calls = engine.runner.run, []
+
+        def fails_on_the_third_step(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("device lost")
+            return run(*args, **kwargs)
+
+        engine.runner.run = fails_on_the_third_step
+        with pytest.raises(Exception, match="resend"):
+            engine.append("a", 2, chunks[1])
+        engine.runner.run = run
+        info = engine.open("a")
+        assert info.applied_seq == info.durable_seq == (1 if state_dir else 0), info
+        assert (info.tokens > 0) == state_dir and info.tokens <= len(chunks[0]), info  # chunk 1, less its tail
+        for seq in range(info.applied_seq + 1, 4):
+            engine.append("a", seq, chunks[seq - 1])
+        engine.append("a", 4, b"", flush=True)
+        got = engine.embedding("a")
+        engine.append("ref", 1, text, flush=True)
+        assert engine.info("a").tokens == engine.info("ref").tokens == len(text)
+        assert rel_err(got, engine.embedding("ref")) <= 1e-5
