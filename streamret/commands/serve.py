@@ -4,8 +4,10 @@
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
 
 The token file has one `TOKEN TENANT [read|write]` per line (streamret/service/auth.py). On SIGTERM
-the server drains: health turns NOT_SERVING, new calls get UNAVAILABLE, running calls finish, every
-stream state is written to the durable store, and the process exits 0.
+the server drains for at most --drain-timeout-s: health turns NOT_SERVING, new calls get UNAVAILABLE, running
+calls finish, queued chunks are applied, every stream's applied chunks are written to the durable store, and
+the process exits 0. Chunks not applied in that time are left for the clients to resend (from durable_seq + 1);
+the last log line says what is durable and what is not.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def register(subparsers) -> None:
     lim.add_argument("--busy-wait-s", type=float, default=5.0,
                      help="how long a chunk waits for a full engine before RESOURCE_EXHAUSTED (default 5)")
     lim.add_argument("--drain-timeout-s", type=float, default=30.0,
-                     help="on SIGTERM, how long running calls may take to finish (default 30)")
+                     help="on SIGTERM, how long the drain may take in all (running calls, then queued chunks); "
+                          "chunks not applied by then are left for clients to resend (default 30)")
     eng = p.add_argument_group("engine")
     eng.add_argument("--max-step-tokens", type=int,
                      help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
