@@ -9,8 +9,10 @@ are the flag names (`state-dir = "states"`); precedence: flag > environment > fi
 (streamret/layered_options.py).
 
 The token file has one `TOKEN TENANT [read|write]` per line (streamret/service/auth.py). On SIGTERM
-the server drains: health turns NOT_SERVING, new calls get UNAVAILABLE, running calls finish, every
-stream state is written to the durable store, and the process exits 0.
+the server drains for at most --drain-timeout-s: health turns NOT_SERVING, new calls get UNAVAILABLE, running
+calls finish, queued chunks are applied, every stream's applied chunks are written to the durable store, and
+the process exits 0. Chunks not applied in that time are left for the clients to resend (from durable_seq + 1);
+the last log line says what is durable and what is not.
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ def register(subparsers) -> None:
     lim.add_argument("--busy-wait-s", type=float, default=5.0,
                      help="how long a chunk waits for a full engine before RESOURCE_EXHAUSTED (default 5)")
     lim.add_argument("--drain-timeout-s", type=float, default=30.0,
-                     help="on SIGTERM, how long running calls may take to finish (default 30)")
+                     help="on SIGTERM, how long the drain may take in all (running calls, then queued chunks); "
+                          "chunks not applied by then are left for clients to resend (default 30)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--max-step-tokens", type=int,
+                     help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
+                          "across steps")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
     p.set_defaults(run=LayeredOptions(p, run))  # after the last option: --config and STREAMRET_* for each
@@ -88,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         engine_config = dataclasses.replace(engine_config, durable_every_chunks=args.durable_every_chunks)
     if args.durable_every_s is not None:
         engine_config = dataclasses.replace(engine_config, durable_every_s=args.durable_every_s)
+    if args.max_step_tokens is not None:
+        if args.max_step_tokens < 1:
+            raise ValueError(f"--max-step-tokens must be >= 1, got {args.max_step_tokens}")
+        engine_config = dataclasses.replace(engine_config, max_step_tokens=args.max_step_tokens)
     if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
         engine = start_backend(args, engine_config)
     else:
