@@ -1,8 +1,10 @@
-"""Chaos, the long run: streams go through `streamret.client` while `streamret serve` (random:tiny, float32,
-CPU, a state folder) is killed with SIGKILL at random points and restarted on the same folder and port.
+"""Chaos, the long run: streams go through `streamret.client` while `streamret serve` (random:tiny or --model,
+float32, CPU, a state folder) is killed with SIGKILL at random points and restarted on the same folder and port.
 
     python bench/chaos.py --streams 32 --stream-bytes 4000 --kills 20 --seed 1
     python bench/chaos.py --durable-every 4 --kills 10          # sparser records: rollbacks and resends
+    python bench/chaos.py --model default --text book --max-step-tokens 64 --streams 8 --kills 20
+                                                                # the bundled model, prose, split chunks
     python bench/chaos.py --long-word-mb 10                     # no kills: one 10 MB word, memory bounded
 
 Prints kills survived, chunks sent, chunks lost (must be 0), chunks applied twice (must be 0; with a record
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from helpers_chaos import ReferenceEmbeddings, kill_and_restart, run_chaos, stream_text  # noqa: E402
+from helpers_chaos import ReferenceEmbeddings, book_text, kill_and_restart, run_chaos, stream_text  # noqa: E402
 from helpers_server import ServeProcess  # noqa: E402
 
 
@@ -44,20 +46,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--durable-every", type=int, default=1, help="server's --durable-every-chunks (default 1)")
     p.add_argument("--pace-s", type=float, default=0.005, help="pause between a stream's chunks (default 0.005)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="random:tiny",
+                   help="the served model: random:tiny (byte tokenizer, default) or default (the bundled model)")
+    p.add_argument("--text", choices=("sentences", "book"), default="sentences",
+                   help="sentences: six short sentences in turn (default); book: varied prose with 2- to 4-byte "
+                        "characters, for a real tokenizer")
+    p.add_argument("--max-step-tokens", type=int,
+                   help="server's --max-step-tokens (small values split chunks across steps)")
+    p.add_argument("--window", type=int, default=4, help="client's chunks in flight per stream (default 4)")
     p.add_argument("--long-word-mb", type=float, help="instead of kills: stream one word of this many MB")
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
     if args.long_word_mb:
         return long_word(args)
 
-    texts = {f"chaos-{i}": stream_text(i + args.seed * 1000, args.stream_bytes) for i in range(args.streams)}
-    with tempfile.TemporaryDirectory() as tmp, ReferenceEmbeddings() as reference:
+    make_text = book_text if args.text == "book" else stream_text
+    texts = {f"chaos-{i}": make_text(i + args.seed * 1000, args.stream_bytes) for i in range(args.streams)}
+    serve_args = ["--durable-every-chunks", str(args.durable_every)]
+    if args.max_step_tokens is not None:
+        serve_args += ["--max-step-tokens", str(args.max_step_tokens)]
+    with tempfile.TemporaryDirectory() as tmp, ReferenceEmbeddings(args.model) as reference:
         tmp = Path(tmp)
-        with ServeProcess(tmp / "states", "--durable-every-chunks", str(args.durable_every), cwd=tmp) as server:
+        with ServeProcess(tmp / "states", *serve_args, cwd=tmp, model=args.model) as server:
             server.start()
             report = asyncio.run(run_chaos(server.target, texts, reference, kill_and_restart(server),
                                            kills=args.kills, seed=args.seed,
-                                           mean_chunk_bytes=args.chunk_bytes, pace_s=args.pace_s))
+                                           mean_chunk_bytes=args.chunk_bytes, pace_s=args.pace_s,
+                                           tokens_of=reference.tokens, window=args.window))
     acked_twice_ok = args.durable_every > 1 or report.acked_twice == 0
     ok = (report.kills == args.kills and report.lost == 0 and report.applied_twice == 0 and acked_twice_ok
           and report.worst_rel_err <= 1e-5)

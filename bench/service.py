@@ -38,6 +38,15 @@ WORDS = ("stream retention state chunk token model summary embedding server clie
          "and to in is that for it with as on be by this an are or from at which").split()
 
 
+TEXT = b""  # real text for chunks_of (see use_text); empty: synthetic words (make_text)
+
+
+def use_text(path: str | None) -> None:
+    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those)."""
+    global TEXT
+    TEXT = Path(path).read_bytes() if path else b""
+
+
 def make_text(seed: int, n_bytes: int) -> bytes:
     rng = random.Random(seed)
     out, size = [], 0
@@ -49,7 +58,18 @@ def make_text(seed: int, n_bytes: int) -> bytes:
 
 
 def chunks_of(stream: int, n_chunks: int, chunk_bytes: int) -> list[bytes]:
-    data = make_text(stream, n_chunks * chunk_bytes)
+    """A stream's chunks: synthetic words seeded by the stream, or, after use_text, the stream's own
+    stretch of the text (stream s starts at byte s * n_chunks * chunk_bytes, wrapping around)."""
+    need = n_chunks * chunk_bytes
+    if TEXT:
+        pos, parts = stream * need % len(TEXT), []
+        while need > 0:
+            parts.append(TEXT[pos : pos + need])
+            need -= len(parts[-1])
+            pos = 0
+        data = b"".join(parts)
+    else:
+        data = make_text(stream, need)
     return [data[i * chunk_bytes : (i + 1) * chunk_bytes] for i in range(n_chunks)]
 
 
@@ -147,6 +167,7 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
 
     from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
 
+    use_text(args_d.get("text_file"))
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.StreamRetStub(channel)
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
@@ -169,7 +190,8 @@ def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_
 
 def run_service(target: str, args, tag: str, rate: float | None) -> dict:
     ids = [f"{tag}-{s}" for s in range(args.streams)]
-    args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window}
+    args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
+              "text_file": getattr(args, "text_file", None)}
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 2.0 + 0.2 * args.procs  # time for the processes to import and connect
@@ -238,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-step-tokens", type=int, help="EngineConfig.max_step_tokens")
     ap.add_argument("--max-step-streams", type=int, help="EngineConfig.max_step_streams")
     ap.add_argument("--warmup-chunks", type=int, default=2, help="chunks per stream in an untimed warm-up")
+    ap.add_argument("--text-file", help="cut the chunks from this file (e.g. English text) instead of synthetic words")
     ap.add_argument("--out", help="write the results JSON here")
     args = ap.parse_args(argv)
+    use_text(args.text_file)
 
     import dataclasses
 

@@ -23,6 +23,7 @@ import importlib
 import os
 import sys
 
+from streamret import __version__
 from streamret.errors import StreamRetError
 
 COMMANDS = [
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="MODEL is a spec used by every command: a checkpoint folder (streamret or fla-hub layout), "
         "random:<preset>[:seed] (presets: tiny, small, fla-1.3b), or default (the bundled model).",
     )
+    parser.add_argument("--version", action="version", version=f"streamret {__version__}",
+                        help="print the installed version and exit")
     subparsers = parser.add_subparsers(title="commands", metavar="<command>", dest="command")
     for name in COMMANDS:
         importlib.import_module(f"streamret.commands.{name}").register(subparsers)

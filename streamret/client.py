@@ -31,6 +31,7 @@ import inspect
 import random
 import re
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -40,6 +41,15 @@ import numpy as np
 import pyarrow as pa
 
 from .batch.arrow_table import table_from_ipc, table_to_ipc
+from .batch.encode import (
+    DEFAULT_BATCH_SIZE,
+    check_batch_size,
+    check_texts,
+    embedding_dim,
+    finish,
+    progress_bar,
+    vectors_of,
+)
 from .service.proto_gen import streamret_pb2 as pb
 from .service.proto_gen import streamret_pb2_grpc as pb_grpc
 from .textcheck import InvalidText, Utf8Check
@@ -241,6 +251,20 @@ async def _numbered(chunks: Iterable[Chunk] | AsyncIterable[Chunk], flush: bool,
         yield b"", flush, durable
 
 
+async def _all_or_first_error(coros: list) -> None:
+    """Run the coroutines; on the first error cancel the others and raise it (not an ExceptionGroup)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class AsyncClient:
     def __init__(self, target: str, *, token: str | None = None, tls: bool = False,
                  root_certificates: bytes | None = None, max_message_bytes: int = 128 * _MiB,
@@ -262,6 +286,7 @@ class AsyncClient:
         self.retry = retry or RetryPolicy()
         self.window = window
         self.max_kept_bytes = max_kept_bytes
+        self._max_message_bytes = max_message_bytes
         self._ledgers: dict[str, _Ledger] = {}
         self._text_checks: dict[str, Utf8Check] = {}  # per stream: UTF-8 across chunk cuts, bytes sent
 
@@ -490,6 +515,82 @@ class AsyncClient:
         out = await self._unary(self.batch.EmbedTable, pb.ArrowPayload(arrow_ipc=table_to_ipc(table)))
         return table_from_ipc(out.arrow_ipc)
 
+    async def encode(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
+                     show_progress_bar: bool = False, normalize: bool = True) -> np.ndarray:
+        """One embedding per whole text, of any length: float32 [len(texts), dim] ([dim] for a single str).
+
+        Like sentence-transformers' `encode`, served by the server's engine: texts go in tables of up to
+        `batch_size` texts (and at most a quarter of max_message_bytes) through Batch.EmbedTable, two tables
+        in flight so the server's engine always has the next one; a text too large for one message is
+        streamed as a temporary stream, which is closed again even when the call fails. Every vector equals
+        GetEmbedding of the same text streamed in one chunk. An empty list gives shape (0, dim), an empty
+        text the zero vector; normalize=True rescales rows to unit length (the model's embeddings already
+        are). Raises InvalidArgument for an item that is not a str or a text the server could not embed.
+        """
+        data, single = check_texts(texts)
+        check_batch_size(batch_size)
+        if not any(data):  # nothing to embed: only the vector size is needed
+            return finish(np.zeros((len(data), await self._embedding_dim()), np.float32), single, normalize)
+        budget = max(1, self._max_message_bytes // 4)
+        batches: list[list[int]] = []  # indices of non-empty texts that fit in one message, in order
+        large: list[int] = []  # texts streamed on their own
+        size = 0
+        for i, d in enumerate(data):
+            if not d:
+                continue
+            if len(d) > budget:
+                large.append(i)
+                continue
+            if not batches or len(batches[-1]) >= batch_size or size + len(d) > budget:
+                batches.append([])
+                size = 0
+            batches[-1].append(i)
+            size += len(d)
+        out: list[np.ndarray | None] = [None] * len(data)
+        bar = progress_bar(len(data), show_progress_bar)
+        gate = asyncio.Semaphore(2)
+
+        async def run_batch(rows: list[int]) -> None:
+            async with gate:
+                table = pa.table({"id": pa.array(rows, pa.int64()), "text": pa.array([data[i] for i in rows],
+                                                                                      pa.binary())})
+                vectors = vectors_of(await self.embed_table(table), rows)
+            for row, i in enumerate(rows):
+                out[i] = vectors[row]
+            if bar is not None:
+                bar.update(len(rows))
+
+        try:
+            if bar is not None:
+                bar.update(sum(1 for d in data if not d))
+            await _all_or_first_error([run_batch(rows) for rows in batches])
+            for i in large:
+                out[i] = await self._encode_streamed(data[i], i, min(256 * 1024, budget))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        zero = np.zeros(next(len(v) for v in out if v is not None), np.float32)
+        return finish(np.stack([zero if v is None else v for v in out]), single, normalize)
+
+    async def _embedding_dim(self) -> int:
+        """The server's embedding size, read from the schema of an empty EmbedTable answer."""
+        empty = pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())})
+        return embedding_dim(await self.embed_table(empty))
+
+    async def _encode_streamed(self, data: bytes, index: int, step: int) -> np.ndarray:
+        """A text too large for one message: a temporary stream of `step`-byte chunks, always closed again."""
+        stream_id = f"encode-{uuid.uuid4().hex}-{index}"
+        try:
+            await self.stream(stream_id, [data[i:i + step] for i in range(0, len(data), step)])
+            return await self.embedding_array(stream_id)
+        finally:
+            try:
+                await self.close_stream(stream_id, max_segments=0)
+            except grpc.aio.AioRpcError:
+                self._ledgers.pop(stream_id, None)  # never opened, or the server is gone: the first error matters
+
     async def append_events(self, table: pa.Table) -> pa.Table:
         """Append rows `stream_id, seq, text`; return one ack row per event."""
         call = self.batch.AppendEvents(metadata=self._metadata)
@@ -521,6 +622,12 @@ class Client:
             raise AttributeError(name)
         method = getattr(self._async, name)
         return lambda *args, **kwargs: self._run(method(*args, **kwargs))
+
+    def encode(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
+               show_progress_bar: bool = False, normalize: bool = True) -> np.ndarray:
+        """AsyncClient.encode, blocking: float32 [len(texts), dim], one whole-document embedding per text."""
+        return self._run(self._async.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                            normalize=normalize))
 
     def close(self) -> None:
         if self._loop.is_running():

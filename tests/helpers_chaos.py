@@ -22,6 +22,31 @@ SENTENCES = ["The river ran north. ", "Boats carried grain to the city! ", "Ever
              "people moved uphill. ", "Ärzte und Fähren — 渡し舟 — crossed at dawn. ", "Nobody kept count.\n"]
 
 
+BOOK = ["It was late in the autumn when the ferryman first saw the lights on the far bank. ",
+        "“Who keeps a lamp burning at this hour?” he asked, and nobody answered him. ",
+        "The village had three wells, two bakeries and one schoolteacher, Frau Müller, who spoke five languages. ",
+        "Her pupils learned to write 渡し舟 and 川 before they could spell their own names in Latin letters! ",
+        "In the spring the river rose again — higher than anyone remembered — and the old bridge gave way. ",
+        "Was it an accident? The mayor said so; the fishermen did not believe him. ",
+        "Prices doubled: bread at 3,50 €, salt at 12 € the kilo, café au lait at the inn for those who could pay. ",
+        "She wrote in her diary: «Nous partirons demain, avant l'aube.»\n",
+        "The children laughed 😀 and ran down to the water, where the boats lay upturned on the shingle. ",
+        "Ελπίδα, the Greek merchant, bought every barrel of oil on the quay… ",
+        "By the next winter, the lamp on the far bank had gone out.\n\n"]
+
+
+def book_text(i: int, n_bytes: int) -> str:
+    """Prose of at least n_bytes UTF-8 bytes for a real tokenizer, different for each i: sentences of varied
+    words with 2-, 3- and 4-byte characters (ü, —, 渡, 😀), quotes, sentence ends and paragraph breaks."""
+    rng = random.Random(i)
+    parts, size = [], 0
+    while size < n_bytes:
+        s = rng.choice(BOOK)
+        parts.append(s)
+        size += len(s.encode())
+    return "".join(parts)
+
+
 def stream_text(i: int, n_bytes: int) -> str:
     """A text of at least n_bytes UTF-8 bytes, different for each i (multi-byte characters included)."""
     parts, size, j = [], 0, 0
@@ -41,15 +66,22 @@ class ReferenceEmbeddings:
         from streamret.engine import Engine
 
         self.engine = Engine.from_model(model, device="cpu", dtype="float32")
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, tuple[np.ndarray, int]] = {}
 
-    def __call__(self, text: str) -> np.ndarray:
+    def _run(self, text: str) -> tuple[np.ndarray, int]:
         if text not in self._cache:
             sid = f"ref-{len(self._cache)}"
             self.engine.append(sid, 1, text, flush=True)
-            self._cache[text] = self.engine.embedding(sid)
+            self._cache[text] = self.engine.embedding(sid), self.engine.info(sid).tokens
             self.engine.close(sid)
         return self._cache[text]
+
+    def __call__(self, text: str) -> np.ndarray:
+        return self._run(text)[0]
+
+    def tokens(self, text: str) -> int:
+        """The token count of an undisturbed run (the byte count for random:<preset>)."""
+        return self._run(text)[1]
 
     def close(self) -> None:
         self.engine.shutdown()
@@ -77,21 +109,21 @@ class StreamOutcome:
     applied_seq: int = 0
     tokens: int = 0
     bytes_sent: int = 0
+    expected_tokens: int = 0  # tokens of an undisturbed run (random:<preset>: one per byte)
     applied: Counter = field(default_factory=Counter)  # seq -> non-duplicate acks seen
     duplicates: int = 0  # acks of resent chunks the server already had
     rel_err: float = float("nan")
 
     @property
     def lost(self) -> int:
-        """Chunks the server does not hold at the end (a seq short, or fewer tokens than bytes sent: random:<preset>
-        reads one token per byte)."""
-        return max(0, self.chunks - self.applied_seq) + (self.tokens < self.bytes_sent)
+        """Chunks the server does not hold at the end (a seq short, or fewer tokens than an undisturbed run)."""
+        return max(0, self.chunks - self.applied_seq) + (self.tokens < self.expected_tokens)
 
     @property
     def applied_twice(self) -> int:
-        """Chunks applied twice in the final state: they would show as surplus tokens (every chunk but the
-        final flush carries at least one byte; random:<preset> reads one token per byte)."""
-        return max(0, self.tokens - self.bytes_sent)
+        """Tokens applied twice in the final state: surplus tokens over an undisturbed run (random:<preset>
+        reads one token per byte, so these count bytes; every chunk but the final flush carries one)."""
+        return max(0, self.tokens - self.expected_tokens)
 
     @property
     def acked_twice(self) -> int:
@@ -155,7 +187,8 @@ def kill_and_restart(server, down_s: tuple[float, float] = (0.0, 0.3)) -> Kill:
 
 
 async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str], np.ndarray], kill: Kill, *,
-                    kills: int, seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005) -> ChaosReport:
+                    kills: int, seed: int = 0, mean_chunk_bytes: int = 40, pace_s: float = 0.005,
+                    tokens_of: Callable[[str], int] | None = None, window: int = 4) -> ChaosReport:
     """Stream every text through the server at `target` while `kill` strikes `kills` times. Each kill comes
     when the chunks known applied (the sum of the streams' highest acked seqs) pass a random fraction
     (5%..90%) of all chunks, plus up to 50 ms.
@@ -163,10 +196,15 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
     A stream the client has finished is durable whatever the server's policy: `Client.stream` asks for a
     record with its last chunk. Before that, chunks acked but not yet durable survive a kill because the
     client still holds them and resends them.
+
+    tokens_of: a text's token count in an undisturbed run (default: its UTF-8 bytes, the byte tokenizer's
+    count; pass ReferenceEmbeddings.tokens for a real tokenizer). window: the client's chunks in flight.
     """
     rng = random.Random(seed)
     chunks = {sid: random_cuts(text.encode(), rng, mean_chunk_bytes) for sid, text in texts.items()}
-    outcomes = {sid: StreamOutcome(len(c) + 1, bytes_sent=len(texts[sid].encode())) for sid, c in chunks.items()}
+    count = tokens_of or (lambda text: len(text.encode()))
+    outcomes = {sid: StreamOutcome(len(c) + 1, bytes_sent=len(texts[sid].encode()), expected_tokens=count(texts[sid]))
+                for sid, c in chunks.items()}
     total = sum(o.chunks for o in outcomes.values())
     marks = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
     progress = dict.fromkeys(texts, 0)  # per stream: the highest seq known to be applied
@@ -186,7 +224,7 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
 
     # a small window: the client reads its source only as acks come, so the streams are still running (and
     # paced) after each restart instead of resending everything they have read at once
-    async with AsyncClient(target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5), window=4) as client:
+    async with AsyncClient(target, retry=RetryPolicy(timeout_s=300.0, max_backoff_s=0.5), window=window) as client:
 
         async def one(sid: str) -> None:
             out = outcomes[sid]

@@ -128,6 +128,15 @@ def test_refused_checkpoint_is_one_line_from_the_installed_command(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_version_flag_prints_the_installed_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"streamret {importlib.metadata.version('streamret')}"
+
+
 # --- `streamret stream` against servers that cannot be reached: one line, exit 2, within 10 s ------------------
 
 def run_command(*argv: str, timeout: float = 120, **kwargs) -> tuple[subprocess.CompletedProcess, float]:

@@ -67,3 +67,25 @@ def test_wheel_contains_every_package_and_the_kernel_references(wheel):
     assert not any(n.startswith("kernels/") for n in names), "kernels/ must install as streamret_kernels only"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "streamret = streamret.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_wheel_ships_the_listed_package_data_and_py_typed(wheel):
+    names = set(wheel.namelist())
+    assert "streamret/py.typed" in names  # PEP 561: type checkers read the package's annotations
+    for pattern in PYPROJECT["tool"]["setuptools"]["package-data"]["streamret"]:
+        if not any(c in pattern for c in "*?["):  # a plain file name: it must exist and be shipped
+            assert (ROOT / "streamret" / pattern).is_file(), f"pyproject lists streamret/{pattern}; add the file"
+            assert f"streamret/{pattern}" in names, pattern
+
+
+def test_version_has_one_source(wheel):
+    import importlib.metadata
+
+    import streamret
+
+    declared = PYPROJECT["project"]["version"]
+    init = (ROOT / "streamret" / "__init__.py").read_text()
+    assert declared not in init, "streamret/__init__.py must read the version from the package metadata"
+    assert streamret.__version__ == importlib.metadata.version("streamret") == declared
+    metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    assert f"\nVersion: {declared}\n" in wheel.read(metadata).decode()

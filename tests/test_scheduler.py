@@ -329,3 +329,21 @@ def test_piece_layout_needs_one_end_per_piece():
     assert (layout.starts, layout.ends, layout.lens.tolist()) == ([0, 2], [2, 4], [2, 2])
     with pytest.raises(ValueError, match="1 piece ends for 2 pieces"):
         PieceLayout.of(pieces, np.array([4]))
+
+
+def test_a_step_that_completes_chunks_of_a_stream_ends_at_a_chunk_boundary():
+    """A chunk behind a completed one in the same step is taken only whole: the stream's state after the step is
+    the state after exactly its applied chunks, which is what its durable record must hold (issue 15, item 1).
+    Only a stream's first chunk in a step may be split (a chunk longer than what is left, or the rest of one)."""
+    s = sched(max_step_tokens=50)
+    items = [item("a", n, seq=i) for i, n in enumerate([30, 15, 30, 70, 10], 1)]
+    for it in items:
+        s.add(it)
+    steps = drain(s)
+    got = [[(sl.item.seq, sl.start, sl.end) for w in p.work for sl in w.slices] for p in steps]
+    assert got == [[(1, 0, 30), (2, 0, 15)], [(3, 0, 30)], [(4, 0, 50)], [(4, 50, 70), (5, 0, 10)]]
+    for p in steps:
+        slices = [sl for w in p.work for sl in w.slices]
+        assert all(sl.completes for sl in slices) or len(slices) == 1
+    # one stream is served at most once per step, even with budget left
+    assert all(len({w.stream_id for w in p.work}) == len(p.work) for p in steps)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,8 +147,16 @@ def _embedding_dim(engine) -> int | None:
 class _Runner:
     """Drives documents through the engine: one pending chunk per document, many documents at once."""
 
-    def __init__(self, engine, docs: list[_Doc], summary_k: int, max_in_flight: int):
+    def __init__(self, engine, docs: list[_Doc], summary_k: int, max_in_flight: int,
+                 on_row_done: Callable[[], None] | None = None):
         self.engine = engine
+        self.on_row_done = on_row_done
+        # Closing a stream waits for an engine step (its empty tail); closing on a few threads keeps this one
+        # feeding documents meanwhile, and lets the closes of many documents share steps.
+        # Closing streams count against max_in_flight (their states are still held).
+        self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamret-batch-close")
+        self.closing: list[Future] = []
+        self.opened: dict[str, _Doc] = {}  # open temporary streams, closed whatever happens
         self.waiting = deque(docs)
         self.pending: dict[Future, _Doc] = {}
         self.blocked: deque[_Doc] = deque()  # refused by a full engine; retried when work completes
@@ -156,20 +165,30 @@ class _Runner:
 
     def run(self) -> None:
         try:
+            self._drive()
+        finally:
+            self._closer.shutdown(wait=True)  # every temporary stream is closed before run returns
+
+    def _drive(self) -> None:
+        try:
             while self.waiting or self.pending or self.blocked:
-                while self.waiting and len(self.pending) + len(self.blocked) < self.max_in_flight:
+                self.closing = [f for f in self.closing if not f.done()]
+                while self.waiting and len(self.pending) + len(self.blocked) + len(self.closing) < self.max_in_flight:
                     self._start(self.waiting.popleft())
                 for _ in range(len(self.blocked)):
                     self._submit(self.blocked.popleft())
-                if self.pending:
-                    done, _ = wait(list(self.pending), timeout=None if not self.blocked else 0.01,
+                if self.pending or self.closing:  # a close that ends makes room for the next document
+                    done, _ = wait([*self.pending, *self.closing], timeout=None if not self.blocked else 0.01,
                                    return_when=FIRST_COMPLETED)
                     for fut in done:
-                        self._on_ack(self.pending.pop(fut), fut)
+                        if fut in self.pending:
+                            self._on_ack(self.pending.pop(fut), fut)
                 elif self.blocked:
                     time.sleep(0.002)  # the engine is full of other callers' work
         finally:
             for doc in [*self.pending.values(), *self.blocked, *self.waiting]:
+                doc.error = doc.error or "INTERNAL: the batch was interrupted"
+            for doc in list(self.opened.values()):  # also one caught between open and its first chunk
                 doc.error = doc.error or "INTERNAL: the batch was interrupted"
                 self._close(doc)
 
@@ -177,8 +196,10 @@ class _Runner:
         try:
             self.engine.open(doc.stream_id, create_if_missing=True)
             doc.opened = True
+            self.opened[doc.stream_id] = doc
         except Exception as e:  # noqa: BLE001  (one row fails, the job goes on)
             doc.error = _describe(e, doc)
+            self._done()
             return
         self._submit(doc)
 
@@ -212,18 +233,28 @@ class _Runner:
         except Exception as e:  # noqa: BLE001
             doc.error = _describe(e, doc)
         self._close(doc)
+        self._done()
 
     def _fail(self, doc: _Doc, exc: BaseException) -> None:
         doc.error = _describe(exc, doc)
         self._close(doc)
+        self._done()
+
+    def _done(self) -> None:
+        if self.on_row_done is not None:
+            self.on_row_done()
 
     def _close(self, doc: _Doc) -> None:
         if doc.opened:
             doc.opened = False
-            try:
-                self.engine.close(doc.stream_id, keep_state=False)
-            except Exception:  # noqa: BLE001, S110  (already finished; a failed cleanup must not fail the row)
-                pass
+            del self.opened[doc.stream_id]
+            self.closing.append(self._closer.submit(self._close_now, doc.stream_id))
+
+    def _close_now(self, stream_id: str) -> None:
+        try:
+            self.engine.close(stream_id, keep_state=False)
+        except Exception:  # noqa: BLE001, S110  (already finished; a failed cleanup must not fail the row)
+            pass
 
 
 def embed_table(
@@ -236,12 +267,14 @@ def embed_table(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     stream_prefix: str | None = None,
+    on_row_done: Callable[[], None] | None = None,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
 
     `engine` is a streamret Engine (or anything with its API). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix) and closed when their row is done.
+    `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
     """
     if chunk_bytes < 1:
         raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
@@ -262,7 +295,7 @@ def embed_table(
             doc.data = text
             docs.append(doc)
         rows.append(doc)
-    _Runner(engine, docs, summary_k, max_in_flight).run()
+    _Runner(engine, docs, summary_k, max_in_flight, on_row_done).run()
 
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or _embedding_dim(engine)
     if dim is None:

@@ -369,8 +369,11 @@ class ClusterEngine:
                 self._placement.pop(stream_id, None)
                 self._fresh.discard(stream_id)
 
-    def checkpoint_all(self) -> None:
-        self._each("checkpoint_all")
+    def checkpoint_all(self, timeout_s: float | None = None) -> None:
+        """Ask every worker to apply what it accepted and write its streams' records; wait for their answers at
+        most timeout_s (default: the call timeout). The workers keep running: a worker that has not finished
+        by then goes on without this gateway, and its log says what it made durable."""
+        self._each("checkpoint_all", timeout_s)
 
     def stats(self) -> dict:
         """The engines' stats added up, plus each worker's under `workers`."""
@@ -389,16 +392,18 @@ class ClusterEngine:
                     total.setdefault(key, []).extend(value)
         return total
 
-    def _each(self, method: str) -> dict:
-        """Call a method on every reachable worker; {name: result or the error's text}."""
+    def _each(self, method: str, timeout_s: float | None = None) -> dict:
+        """Call a method on every reachable worker; {name: result or the error's text}. timeout_s: how long to
+        wait for each answer (default call_timeout_s)."""
         ray = _ray()
         with self._lock:
             links = list(self._links.values())
         refs = {link.name: getattr(link.handle, method).remote() for link in links}
+        deadline = time.monotonic() + (self.call_timeout_s if timeout_s is None else timeout_s)
         out = {}
         for name, ref in refs.items():
             try:
-                out[name] = ray.get(ref, timeout=self.call_timeout_s)
+                out[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except (ray.exceptions.RayError, TimeoutError) as e:
                 out[name] = f"{type(e).__name__}: {e}"
         return out

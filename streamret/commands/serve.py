@@ -3,14 +3,23 @@
     streamret serve --model random:tiny --port 50051 --state-dir ./states
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
 
+Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
+(--state-dir: STREAMRET_STATE_DIR), or by a TOML file, `--config FILE` or STREAMRET_CONFIG, whose keys
+are the flag names (`state-dir = "states"`); precedence: flag > environment > file > default
+(streamret/layered_options.py).
+
 The token file has one `TOKEN TENANT [read|write]` per line (streamret/service/auth.py). On SIGTERM
-the server drains: health turns NOT_SERVING, new calls get UNAVAILABLE, running calls finish, every
-stream state is written to the durable store, and the process exits 0.
+the server drains for at most --drain-timeout-s: health turns NOT_SERVING, new calls get UNAVAILABLE, running
+calls finish, queued chunks are applied, every stream's applied chunks are written to the durable store, and
+the process exits 0. Chunks not applied in that time are left for the clients to resend (from durable_seq + 1);
+the last log line says what is durable and what is not.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from streamret.layered_options import PREFIX, LayeredOptions
 
 from . import add_model_args
 from .cluster import add_ray_args, start_backend
@@ -19,7 +28,14 @@ MiB = 1024 * 1024
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="serve embeddings and summaries of text streams over gRPC")
+    p = subparsers.add_parser(
+        "serve", help="serve embeddings and summaries of text streams over gRPC",
+        description="Serve embeddings and summaries of text streams over gRPC (streamret.v1.StreamRet, "
+                    "streamret.v1.Batch, health, reflection) until SIGTERM or Ctrl-C.",
+        epilog=f"Every option also comes from an environment variable ({PREFIX} + the option's name in capitals, "
+               f"shown as [env: ...]) and from a TOML file given by --config FILE or {PREFIX}CONFIG, whose keys "
+               "are the flag names without dashes (state-dir = \"states\", port = 50051, insecure-bind = true). "
+               "Precedence: flag > environment > file > default. An unknown key in the file is an error.")
     add_model_args(p)
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -45,10 +61,15 @@ def register(subparsers) -> None:
     lim.add_argument("--busy-wait-s", type=float, default=5.0,
                      help="how long a chunk waits for a full engine before RESOURCE_EXHAUSTED (default 5)")
     lim.add_argument("--drain-timeout-s", type=float, default=30.0,
-                     help="on SIGTERM, how long running calls may take to finish (default 30)")
+                     help="on SIGTERM, how long the drain may take in all (running calls, then queued chunks); "
+                          "chunks not applied by then are left for clients to resend (default 30)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--max-step-tokens", type=int,
+                     help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
+                          "across steps")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
-    p.set_defaults(run=run)
+    p.set_defaults(run=LayeredOptions(p, run))  # after the last option: --config and STREAMRET_* for each
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         engine_config = dataclasses.replace(engine_config, durable_every_chunks=args.durable_every_chunks)
     if args.durable_every_s is not None:
         engine_config = dataclasses.replace(engine_config, durable_every_s=args.durable_every_s)
+    if args.max_step_tokens is not None:
+        if args.max_step_tokens < 1:
+            raise ValueError(f"--max-step-tokens must be >= 1, got {args.max_step_tokens}")
+        engine_config = dataclasses.replace(engine_config, max_step_tokens=args.max_step_tokens)
     if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
         engine = start_backend(args, engine_config)
     else:

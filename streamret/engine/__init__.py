@@ -1,7 +1,7 @@
 """The streaming engine: continuous batching across streams, chunk-invariant text, tiered durable state."""
 
-from .config import Ack, EngineConfig, StreamInfo, Summary
+from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .engine import Engine
 from .segments import Segment
 
-__all__ = ["Ack", "Engine", "EngineConfig", "Segment", "StreamInfo", "Summary"]
+__all__ = ["Ack", "Checkpoint", "Engine", "EngineConfig", "Segment", "StreamInfo", "Summary"]

@@ -92,3 +92,43 @@ class Summary:
     applied_seq: int
     segments: list[Segment]  # the extractive pick, in document order
     generated_text: str = ""  # mode="generative" only
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `Engine.checkpoint_all` made durable and what it could not."""
+
+    durable_store: bool  # False: the engine has no state_dir, and nothing is durable
+    streams: int  # streams in memory afterwards
+    written: int  # records written by this checkpoint
+    not_durable: int  # streams whose applied chunks are not all in their record (a write failed; all, without a store)
+    dropped_chunks: int = 0  # accepted chunks not applied before the timeout: not durable, clients resend them
+    dropped_streams: int = 0  # streams those chunks belong to
+    rolled_back: int = 0  # of those, streams that held part of a chunk: back to their last record (not in `streams`)
+    timeout_s: float | None = None  # the time it had to apply queued chunks (None: no limit)
+
+    @property
+    def everything_durable(self) -> bool:
+        return self.durable_store and not self.not_durable and not self.dropped_chunks
+
+    def describe(self, within: str | None = None) -> str:
+        """One line for the log: what a restart finds, and what clients must resend. within: how the time limit
+        is named (default "within {timeout_s} s")."""
+        if not self.durable_store:
+            out = (f"nothing is durable (no state_dir): the {self.streams} stream state(s) in memory are lost when "
+                   "this process exits")
+        elif not self.not_durable:
+            out = (f"every stream's applied chunks are durable ({self.streams} stream(s), {self.written} record(s) "
+                   "written)")
+        else:
+            out = (f"{self.streams - self.not_durable} of {self.streams} stream(s) durable up to their applied chunks; "
+                   f"{self.not_durable} could not be written (see the errors above) and are durable only up to their "
+                   "last record")
+        if self.dropped_chunks:
+            within = within or f"within {self.timeout_s:g} s"
+            out += (f"; {self.dropped_chunks} accepted chunk(s) of {self.dropped_streams} stream(s) were not applied "
+                    f"{within} and are not durable: clients resend them from the stream's durable_seq + 1")
+        if self.rolled_back:
+            out += (f"; {self.rolled_back} of these stream(s) held part of a chunk and went back to their last record "
+                    "(durable_seq)" if self.durable_store else "")
+        return out

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ from ..errors import (
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
-from .config import Ack, EngineConfig, StreamInfo, Summary
+from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
 from .scheduler import PieceLayout, Scheduler, Span, StepPlan, WorkItem
 from .segments import Segment, add_step_spans, select_summary
@@ -124,8 +125,9 @@ class Engine:
         self._lock = threading.RLock()
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
-        self._stopping = False
+        self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
         self._abort = False
+        self._closed = False  # shutdown ran
         self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
         self._tokens_processed = 0
         self._steps = 0
@@ -255,7 +257,7 @@ class Engine:
         self._check_id(stream_id)
         self._wait_applied(stream_id)
         with self._lock:
-            return self.codec.encode(self._resident(stream_id), self.store.read(stream_id))
+            return self.codec.encode(self._settled(stream_id), self.store.read(stream_id))
 
     def import_state(self, stream_id: str, data: bytes) -> StreamInfo:
         """Create stream_id from a record of export_state (ModelMismatch when another model wrote it)."""
@@ -277,37 +279,74 @@ class Engine:
             self.store.add(stream, state)
             return self._info(stream)
 
-    def checkpoint_all(self) -> None:
-        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM)."""
-        with self._lock:
-            self._applied.wait_for(
-                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None
-            )
-            if self.durable is None:
-                return
-            for stream in self.store.streams.values():
-                if stream.since_durable:
-                    self._write_durable(stream, [])
-        self.writer.drain()
+    def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint:
+        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM).
 
-    def shutdown(self, checkpoint: bool = True) -> None:
-        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
-        first; False drops queued chunks (their futures fail with Unavailable)."""
+        timeout_s: apply queued chunks for at most this long. When it runs out first, the engine stops taking
+        and applying work (as a shutdown does): the chunks not applied are dropped, their acks fail with a
+        retryable Unavailable, and clients resend them from the stream's durable_seq + 1; a stream holding
+        part of a chunk goes back to its last record; every other stream's applied chunks are written.
+        Returns what is durable and what is not (`Checkpoint.describe` says it in one line).
+        """
+        if timeout_s is not None and not timeout_s >= 0:
+            raise ValueError(f"timeout_s must be >= 0 seconds or None, got {timeout_s!r}")
         with self._lock:
-            if self._stopping:
-                return
+            applied = self._applied.wait_for(
+                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None, timeout_s)
+        dropped = (0, 0, 0) if applied else self._halt(f"the engine stopped after {timeout_s:g} s of drain")
+        written = 0
+        with self._lock:
+            if self.durable is not None:
+                for stream in self.store.streams.values():
+                    if stream.since_durable and stream.at_boundary:
+                        self._write_durable(stream, [])
+                        written += 1
+        if self.writer is not None:
+            self.writer.drain()
+        with self._lock:
+            streams = len(self.store.streams)
+            not_durable = streams if self.durable is None else sum(
+                1 for s in self.store.streams.values() if s.since_durable)
+        return Checkpoint(self.durable is not None, streams, written, not_durable, *dropped, timeout_s)
+
+    def _halt(self, why: str) -> tuple[int, int, int]:
+        """Stop the step loop after the steps it runs now, and drop every chunk not applied by then (their
+        futures fail as Unavailable, naming `why`). Returns (chunks dropped, streams they belong to, streams of
+        those that held part of a chunk and went back to their last record)."""
+        with self._lock:
             self._stopping = True
-            self._abort = not checkpoint
+            self._abort = True
             self._has_work.notify_all()
-        self._thread.join()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        chunks = streams = rolled_back = 0
         with self._lock:
             for stream in list(self.store.streams.values()):
                 if stream.pending:
-                    self._fail_stream(stream, Unavailable("the engine shut down before this chunk was applied"))
-        if checkpoint:
-            self.checkpoint_all()
+                    chunks += sum(1 for item in stream.pending if item.seq is not None)
+                    streams += 1
+                    rolled_back += not stream.at_boundary
+                    self._fail_stream(stream, Unavailable(
+                        f"{why} before this chunk of stream {stream.id!r} was applied; resend from the stream's "
+                        "durable_seq + 1 (OpenStream gives it)"))
+        return chunks, streams, rolled_back
+
+    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
+        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
+        first (for at most timeout_s: see checkpoint_all); False drops queued chunks (their futures fail with
+        Unavailable). Returns the checkpoint's report (None when checkpoint=False or already shut down)."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            self._stopping = True  # new calls are refused; the loop applies what is queued, then ends
+            self._abort = self._abort or not checkpoint
+            self._has_work.notify_all()
+        report = self.checkpoint_all(timeout_s) if checkpoint else None
+        self._halt("the engine shut down")
         if self.writer is not None:
             self.writer.close()
+        return report
 
     # ------------------------------------------------------------------------------------------
     # appends
@@ -444,7 +483,7 @@ class Engine:
                         _resolve(out, dataclasses.replace(f.result(), duplicate=True))
 
                 written.add_done_callback(after_write)
-                self._write_durable(stream, [_AckWaiter(written, seq)])
+                self._write_durable(stream, [_AckWaiter(written, seq)])  # waits for a chunk boundary
             else:
                 _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
             return out
@@ -470,16 +509,33 @@ class Engine:
         self._check_id(stream_id)
         self._wait_applied(stream_id)
         with self._lock:
-            self._resident(stream_id)
+            self._settled(stream_id)
             state = self.store.read(stream_id)
         return self.runner.embed(state.pool_sum, state.pool_count)[0]
+
+    def encode(self, texts: str | Iterable[str], batch_size: int = 256, show_progress_bar: bool = False,
+               normalize: bool = True) -> np.ndarray:
+        """One embedding per whole text, of any length: float32 [len(texts), embed_dim] ([embed_dim] for a str).
+
+        Like sentence-transformers' `encode`. Each text is read as a temporary stream and gets exactly the
+        stream embedding it would get appended in one chunk; `batch_size` texts are in the engine at once
+        (the scheduler packs them into steps of up to max_step_tokens), and every temporary stream is closed
+        when its text is done, also on an error. An empty list gives shape (0, embed_dim); an empty text the
+        zero vector (it has no tokens). Embeddings are L2-normalised by the model's pooling; normalize=True
+        rescales away rounding. show_progress_bar: a tqdm bar over texts. Raises InvalidArgument for an item
+        that is not a str, or the first text the engine could not embed (naming its index).
+        """
+        from ..batch.encode import encode_with_engine
+
+        return encode_with_engine(self, texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  normalize=normalize)
 
     def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
         """Kept segments in document order, scored by cosine similarity to the stream embedding."""
         self._check_id(stream_id)
         self._wait_applied(stream_id)
         with self._lock:
-            stream = self._resident(stream_id)
+            stream = self._settled(stream_id)
             state = self.store.read(stream_id)
             emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
             return stream.segments.segments(emb, with_embeddings)
@@ -496,7 +552,7 @@ class Engine:
             raise FailedPrecondition("this model has no LM head, so it cannot generate; use mode='extractive'")
         self._wait_applied(stream_id)
         with self._lock:
-            stream = self._resident(stream_id)
+            stream = self._settled(stream_id)
             applied_seq = stream.applied_seq
             state = self.store.read(stream_id)
             emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
@@ -654,6 +710,8 @@ class Engine:
                     stream.apply(s.item)
                     self.scheduler.complete(s.item)
                     done.setdefault(stream.id, []).append(s.item)
+                else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
+                    stream.partial_tokens += s.end - s.start
         if closed:
             self._keep_segments(closed, out)
         self._steps += 1
@@ -667,12 +725,14 @@ class Engine:
             every = self.config.durable_every_chunks
             policy = bool(every) and stream.since_durable >= every
             asked = [it for it in items if it.durable]
-            if self.durable is not None and (policy or asked):
-                # acks go out once the record is written; when only some chunks asked for it, the
-                # others are acked now, as they would be in a step of their own
+            if self.durable is not None and (policy or asked or stream.owed_record):
+                # acks go out once the record is written (the scheduler ends a stream's work at a chunk
+                # boundary whenever it completes one, so the state here is the state after applied_seq);
+                # when only some chunks asked for it, the others are acked now, as in a step of their own
                 waiting = items if policy else asked
+                owed, stream.owed_record = stream.owed_record, []
                 resolved += [(it.future, self._ack(stream, it.seq)) for it in items if it not in waiting]
-                self._write_durable(stream, waiting)
+                self._write_durable(stream, [*waiting, *owed])
             else:
                 resolved += [(it.future, self._ack(stream, it.seq)) for it in items]
         self._applied.notify_all()
@@ -695,7 +755,14 @@ class Engine:
             start += len(segs)
 
     def _write_durable(self, stream: Stream, items: list[WorkItem | _AckWaiter]) -> None:
-        """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written."""
+        """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written.
+
+        A record holds the state after exactly the chunks up to applied_seq: one taken while the state holds
+        part of the next chunk (split across steps) would, after a restart, apply that part twice (issue 15,
+        item 1). Such a write waits, with `items`, for the step that completes the chunk (`_apply`)."""
+        if not stream.at_boundary:
+            stream.owed_record.extend(items)
+            return
         meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
         changes = stream.since_durable
         stream.since_durable = 0
@@ -741,7 +808,9 @@ class Engine:
             return
         self._next_sweep = now + every / 4
         for stream in self.store.streams.values():
-            if stream.since_durable and now - stream.durable_time >= every:
+            # a stream in the middle of a long chunk waits: the step that completes the chunk ends at its
+            # boundary, and this sweep runs right after that step
+            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary:
                 self._write_durable(stream, [])
 
     def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
@@ -756,8 +825,21 @@ class Engine:
     def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
         items = stream.rewind(self.codec.new_assembler(stream.applied_text))
         self.scheduler.cancel(stream.id, items)
+        owed, stream.owed_record = stream.owed_record, []
         for item in items:
             _reject(item.future, error)
+        for waiter in owed:
+            _reject(waiter.future, error)
+        if not stream.at_boundary:
+            # Its state holds part of a chunk that is dropped now: continuing from it would apply that part
+            # twice. The stream leaves memory; it reloads from its durable record (durable_seq), or, without
+            # one, starts again empty, and the client resends from there.
+            log.warning("stream %r dropped from memory: its state held part of a chunk that was not applied; "
+                        "it goes back to its durable record (durable_seq %d)", stream.id, stream.durable_seq)
+            stream.partial_tokens = 0
+            self.store.remove(stream.id)
+            if self.durable is not None:
+                self.store.evicted.add(stream.id)
         self._applied.notify_all()
 
     # ------------------------------------------------------------------------------------------
@@ -773,6 +855,15 @@ class Engine:
         if stream is None:
             raise NotFound(f"stream {stream_id!r} does not exist; append to it or open it first")
         return stream
+
+    def _settled(self, stream_id: str) -> Stream:
+        """The resident stream once its state is at a chunk boundary (lock held): outputs and records then
+        describe exactly the chunks up to applied_seq, never part of a chunk split across steps."""
+        while True:
+            stream = self._resident(stream_id)
+            if stream.at_boundary or self._broken is not None:
+                return stream
+            self._applied.wait()
 
     def _wait_applied(self, stream_id: str) -> None:
         """Block until every chunk accepted so far for this stream is applied (or failed)."""

@@ -6,6 +6,9 @@ limit, and splits its token budget among them max-min fairly (`fair_shares`): wh
 work a step packs many of them, a small chunk runs whole at its first turn, and a stream alone fills
 the step. A stream's share takes its pending tokens in order (several chunks concatenated); a chunk
 longer than the share is split and its rest waits for a later step, the stream's state carrying over.
+Only a stream's first chunk in a step may be split: a later one that would not complete there waits
+whole, so a step that completes chunks of a stream leaves its state at a chunk boundary, which is what
+a durable record must hold (the state after exactly the chunks up to applied_seq).
 A served stream with tokens left goes to the back of its group's line, and a served group to the back
 of the groups' line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
@@ -367,7 +370,7 @@ class Scheduler:
             if demand and not share:  # its group's share ran out before this stream: it keeps its turn
                 passed.setdefault(group, []).append(sid)
                 continue
-            plan.append(StreamWork(sid, self._take(sid, share), share))  # share <= demand <= queued: all taken
+            plan.append(StreamWork(sid, self._take(sid, share)))  # at most share (a chunk boundary may stop it)
             if group not in served_groups:
                 served_groups[group] = None
             if self._queues[sid]:
@@ -399,14 +402,17 @@ class Scheduler:
         return shares
 
     def _take(self, sid: str, share: int) -> list[Slice]:
-        """Slices of the stream's queue, in order, holding `share` tokens (and the zero-token items they
-        reach); a split item keeps its rest at the front of the queue."""
+        """Slices of the stream's queue, in order, holding at most `share` tokens (and the zero-token items
+        they reach); only the first may be split, and its rest stays at the front of the queue."""
         queue = self._queues[sid]
         slices = []
         while queue:
             item = queue[0]
-            take = min(item.n_tokens - item.taken, share)
-            if take == 0 and item.n_tokens > item.taken:
+            left = item.n_tokens - item.taken
+            if slices and left > share:
+                break  # it would not complete behind the others: it waits whole (a chunk boundary)
+            take = min(left, share)
+            if take == 0 and left > 0:
                 break  # share spent; the rest of this item waits
             slices.append(Slice(item, item.taken, item.taken + take))
             item.taken += take

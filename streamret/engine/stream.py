@@ -33,6 +33,15 @@ class Stream:
     since_durable: int = 0  # items applied since the last durable record
     durable_time: float = field(default_factory=time.monotonic)
     group: str = ""  # the scheduler's fairness group (e.g. the tenant); not part of the durable record
+    # tokens of the oldest pending item already run into the state (a chunk split across steps): while
+    # it is > 0 the state is past applied_seq, and no record may be written from it
+    partial_tokens: int = 0
+    owed_record: list = field(default_factory=list)  # ack waiters of a record asked for while partial_tokens > 0
+
+    @property
+    def at_boundary(self) -> bool:
+        """The state holds exactly the chunks up to applied_seq (a record written now is consistent)."""
+        return self.partial_tokens == 0
 
     @property
     def busy(self) -> bool:
@@ -44,6 +53,7 @@ class Stream:
             self.applied_seq = item.seq
         self.applied_text = item.text_after
         self.tokens += item.n_tokens
+        self.partial_tokens = 0
         self.revision += 1
         self.since_durable += 1
         self.pending.popleft()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import signal
@@ -22,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..engine.config import Checkpoint
 from .auth import Authenticator
 from .batch_servicer import BatchServicer
 from .gate import Gate
@@ -124,22 +126,34 @@ class StreamRetServer:
 
     async def stop(self) -> bool:
         """Drain: NOT_SERVING, new calls UNAVAILABLE, running calls finish (Append calls stop taking chunks
-        and answer those taken), every state made durable. True when nothing had to be cut off."""
+        and answer those taken), every state made durable, all within drain_timeout_s: chunks still queued
+        when it runs out are not applied (their acks fail as UNAVAILABLE, retryable, and clients resend them
+        from the stream's durable_seq + 1), and the engine stops. The last log line says what is durable and
+        what is not. True when nothing had to be cut off."""
         if self._server is None or self._stopped.is_set():
             await self._stopped.wait()
             return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout_s
         log.info("draining: finishing %d running calls", self.gate.in_flight)
         await self.health.enter_graceful_shutdown()
         clean = await self.gate.drain(self.config.drain_timeout_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(None, self.engine.checkpoint_all)
+        left = max(0.0, deadline - loop.time())
+        report = await loop.run_in_executor(None, functools.partial(self.engine.checkpoint_all, left))
         await self._server.stop(grace=0.5)
         self.metrics.stop_http()
         self.streams.shutdown()
         self._stopped.set()
-        log.info("stopped; every stream state is durable")
+        if isinstance(report, Checkpoint):
+            log.log(logging.INFO if report.everything_durable else logging.WARNING, "stopped; %s",
+                    report.describe(f"within the drain timeout ({self.config.drain_timeout_s:g} s)"))
+            clean = clean and not report.dropped_chunks
+        else:  # a cluster gateway: the workers keep the streams and write their records
+            log.info("stopped; the cluster's workers hold the streams and write their records (their logs say "
+                     "what is durable)")
         return clean
 
     async def wait_stopped(self) -> None:
@@ -190,13 +204,13 @@ async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
     """
     server = StreamRetServer(engine, config)
     await server.start()
-    if on_started is not None:
-        on_started(server)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if on_started is not None:  # after the handlers: a SIGTERM sent as soon as the address shows still drains
+        on_started(server)
     await stop.wait()
     log.info("signal received")
     return await server.stop()

@@ -1,0 +1,585 @@
+"""End to end: the model's packed forward, the engine, the gRPC service and the batch job, in one run,
+on the same real English text, each as a ratio to the packed forward (issue 14).
+
+    source bench/device_env.sh; python3 bench/e2e.py --out $OUT      # the GPU machine (a few minutes)
+    python bench/e2e.py --smoke                                      # the whole pipeline on the CPU, tiny
+
+Text: English text that is on the machine, never random tokens: --text FILE|DIR if given (only that),
+else the manual pages under /usr/share/man (largest first), else Python's help topics (pydoc_data), else this
+repository's Markdown (bench/text_path.py's corpus), until --text-mb; the run stops with an error
+when less than --min-text-kb is found. The text is tokenized once by the model's tokenizer (token
+counts in the JSON); every part below reads it, each stream or document from its own offset (wrapping).
+
+Parts (--parts, in this order; one engine serves all of them, one model load):
+  packed   the model's forward alone (fresh states, no text handling) on packed batches of the text's
+           tokens, B sequences x T tokens with B x T = the engine's step budget (--step-tokens), for
+           T in --packed-lens; the best of them is the reference every other part is divided by.
+           The shapes of issue 14's figures (B64 x T512, B256 x T256) are timed too, for the record.
+  engine   Engine.submit_append in-process with --streams streams (e.g. 64 and 1,024), --chunk-bytes
+           chunks of the text, --window chunks in flight per stream (bench/service.py's run_engine)
+  service  the same workload through the gRPC server on loopback (BackgroundServer in this process),
+           load from --procs client processes (bench/service.py's run_service): at saturation, then at
+           --load-fraction of the saturation chunk rate; ack latency p50/p99 for both
+  batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
+           documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
+           --short-tokens, counted by the tokenizer on each whole document)
+Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
+Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats).
+
+Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from streamret.engine import Engine
+    from streamret.model.retnet import RetNet
+    from streamret.model.tokenizer import Tokenizer
+    from streamret.service.server import BackgroundServer
+
+# Light imports only up here: the service part's client processes start by importing this file.
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # this checkout's streamret, not an installed one
+sys.path.insert(1, str(BENCH))  # bench/service.py, bench/batch.py, bench/engine.py, bench/text_path.py
+
+PARTS = ("packed", "engine", "service", "batch")
+MAN_DIR = Path("/usr/share/man")
+
+# ------------------------------------------------------------------------------------------------
+# real text
+
+# roff escapes: fonts and sizes, named characters, strings, number registers, zero-width marks
+_ROFF_NAMED = {"em": "\u2014", "en": "\u2013", "hy": "-", "aq": "'", "dq": '"', "lq": '"', "rq": '"', "oq": "'",
+               "cq": "'", "bu": "*", "co": "(C)", "rg": "(R)", "tm": "(TM)", "mu": "x", "<=": "<=", ">=": ">=",
+               "ga": "`", "ti": "~", "ha": "^", "rs": "\\", "ba": "|", "or": "|", "pl": "+", "mi": "-"}
+_ROFF_ESCAPE = re.compile(r"\\(\(..|\[[^\]]*\]|\*\(..|\*\[[^\]]*\]|\*.|f\(..|f\[[^\]]*\]|f.|s[-+]?\d+|"
+                          r"n\(..|n\[[^\]]*\]|n.|[-e&c|^/,%0 ~'`\\.]|.)")
+_ALTERNATING_MACROS = {"BR", "BI", "IB", "IR", "RB", "RI"}
+_FONT_MACROS = {"B", "I", "SB", "SM", "IP", "SH", "SS", *_ALTERNATING_MACROS}
+_PARAGRAPH_MACROS = {"PP", "LP", "P", "TP", "IP", "SH", "SS", "sp", "br", "HP", "RS", "RE", "Pp", "Sh", "Ss"}
+
+
+def _roff_escape(m: re.Match[str]) -> str:
+    e = m.group(1)
+    if e.startswith("(") or e.startswith("["):
+        return _ROFF_NAMED.get(e[1:].rstrip("]"), "")
+    if e == "-" or e == "e":
+        return "-" if e == "-" else "\\"
+    if e == "\\":
+        return "\\"
+    if e in (" ", "~", "0"):
+        return " "
+    if e in ("'", "`"):
+        return e
+    return ""  # fonts, sizes, strings, registers, \& \c \| \^ \/ \, \%
+
+
+def roff_to_text(source: str) -> str:
+    """The prose of a manual page's roff source: text lines and the words of font and heading
+    macros, escapes resolved, paragraphs at paragraph macros; tables, comments and macro
+    definitions left out."""
+    paragraphs: list[list[str]] = [[]]
+    skip_until = None
+    for line in source.splitlines():
+        if skip_until:
+            if line.startswith(skip_until):
+                skip_until = None
+            continue
+        if line.startswith((".\\\"", "'\\\"", ".\\#")) or line.strip() in (".", "'"):
+            continue
+        if line.startswith((".", "'")):
+            name, _, rest = line[1:].strip().partition(" ")
+            if name in ("TS", "EQ", "PS", "ig", "am") or name.startswith("de"):
+                skip_until = {"TS": ".TE", "EQ": ".EN", "PS": ".PE"}.get(name, "..")
+                continue
+            if name in _PARAGRAPH_MACROS and paragraphs[-1]:
+                paragraphs.append([])
+            if name in _FONT_MACROS and rest:
+                words = [w.strip('"') for w in re.findall(r'"[^"]*"|\S+', rest)]
+                # B, I, SH ... set their words in one font; BR, IR ... alternate fonts with no space between
+                if name == "IP":
+                    words = words[:1]
+                joined = "".join(words) if name in _ALTERNATING_MACROS else " ".join(words)
+                paragraphs[-1].append(_ROFF_ESCAPE.sub(_roff_escape, joined))
+                if name in ("SH", "SS"):
+                    paragraphs.append([])
+            continue
+        text = _ROFF_ESCAPE.sub(_roff_escape, line).strip()
+        if text:
+            paragraphs[-1].append(text)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return "\n\n".join(" ".join(p) for p in paragraphs if p)
+
+
+def _read(path: Path) -> str:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    if re.search(r"^\.(TH|SH|Dd|Sh) ", text, re.M):  # roff source (a manual page)
+        text = roff_to_text(text)
+    return text
+
+
+def _man_pages() -> list[Path]:
+    """English manual pages (sections 1 to 9, not the translations), largest first."""
+    pages = [p for d in sorted(MAN_DIR.glob("man[1-9]*")) for p in d.iterdir() if p.is_file()]
+    return sorted(pages, key=lambda p: (-p.stat().st_size, str(p)))
+
+
+def find_text(paths: list[str], target_bytes: int, min_bytes: int) -> tuple[str, list[dict]]:
+    """About target_bytes of English text: from `paths` alone if any, else from the sources in the
+    module doc, in order; stops with an error when there is less than min_bytes. Returns the text
+    and what each source gave."""
+    docs: list[str] = []
+    used: list[dict] = []
+    size = 0
+
+    def take(name: str, named_texts: Iterable[tuple[str, str]]) -> None:  # (document name, text) pairs
+        nonlocal size
+        names, n_bytes = [], 0
+        for doc, text in named_texts:
+            if size >= target_bytes:
+                break
+            text = text.strip()
+            if len(text) < 200:  # a redirect (.so) or an empty page
+                continue
+            data = text.encode()[: target_bytes - size]
+            docs.append(data.decode("utf-8", errors="ignore"))
+            names.append(doc)
+            n_bytes += len(data)
+            size += len(data) + 2  # and the blank line between documents
+        if names:
+            used.append({"source": name, "documents": len(names), "bytes": n_bytes, "names": names[:200]})
+
+    for given in paths:
+        p = Path(given)
+        if not p.exists():
+            raise SystemExit(f"--text {given}: no such file or folder")
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        take(f"--text {given}", ((str(f), _read(f)) for f in files))
+    if not paths and MAN_DIR.is_dir():
+        take(f"manual pages ({MAN_DIR}/man*, largest first)", ((p.name, _read(p)) for p in _man_pages()))
+    if not paths and size < target_bytes:
+        try:
+            from pydoc_data.topics import topics
+        except ImportError:
+            topics = {}
+        take("Python's help topics (pydoc_data.topics)", ((k, topics[k]) for k in sorted(topics)))
+    if not paths and size < target_bytes:
+        import text_path  # bench/text_path.py: this repository's Markdown
+
+        markdown = text_path.corpus(target_bytes - size).decode("utf-8", errors="replace")
+        again = markdown.find(markdown[:2000], 1)  # corpus() repeats its files up to the size asked: once is enough
+        take("this repository's Markdown (bench/text_path.py corpus)",
+             [("README.md, docs/*.md, bench/*.md", markdown[:again] if again > 0 else markdown)])
+    if size < min_bytes:
+        where = f"--text {' '.join(paths)}" if paths else f"{MAN_DIR}, pydoc_data and the repository's Markdown"
+        raise SystemExit(f"found only {size:,} bytes of English text (need --min-text-kb {min_bytes // 1024}) in "
+                         f"{where}. Pass --text FILE_OR_FOLDER with more English text; this benchmark never falls "
+                         "back to random tokens")
+    return "\n\n".join(docs)[:target_bytes], used
+
+
+def tokenize(tokenizer: Tokenizer, text: str, piece_chars: int = 1 << 16) -> list[int]:
+    """The text's token ids, tokenized in pieces of about piece_chars cut at paragraph ends."""
+    pieces, start = [], 0
+    while start < len(text):
+        end = text.find("\n\n", start + piece_chars)
+        end = len(text) if end < 0 else end + 2
+        pieces.append(text[start:end])
+        start = end
+    return [t for ids in tokenizer.encode_batch(pieces) for t in ids]
+
+
+def windows(text: str, n: int, n_chars: int) -> list[str]:
+    """n stretches of n_chars characters of the text, one after the other, wrapping around."""
+    doubled = text * (n_chars // len(text) + 2)
+    starts = [i * n_chars % len(text) for i in range(n)]
+    return [doubled[s : s + n_chars] for s in starts]
+
+
+def at_most(tokenizer: Tokenizer, docs: list[str], max_tokens: int) -> tuple[list[str], list[int]]:
+    """The documents, each cut (from its end) to at most max_tokens tokens, and their token counts."""
+    counts = [len(x) for x in tokenizer.encode_batch(docs)]
+    for _ in range(8):
+        over = [i for i, n in enumerate(counts) if n > max_tokens]
+        if not over:
+            break
+        for i in over:
+            docs[i] = docs[i][: int(len(docs[i]) * max_tokens / counts[i] * 0.97)]
+        for i, ids in zip(over, tokenizer.encode_batch([docs[i] for i in over]), strict=True):
+            counts[i] = len(ids)
+    return docs, counts
+
+
+# ------------------------------------------------------------------------------------------------
+# parts
+
+
+def sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, seconds: float, chunk_size: int) -> dict:
+    """The model's forward alone on [batch x length] packed sequences of the text's tokens (fresh
+    states), as often as fits in `seconds` (at least 3 calls, after 2 untimed)."""
+    import torch
+
+    n = batch * length
+    reps = -(-4 * n // ids.numel())
+    flat = ids.repeat(reps) if reps > 1 else ids
+    inputs = [flat[i * n : (i + 1) * n] for i in range(min(4, flat.numel() // n))]
+    cu = torch.arange(0, n + 1, length)  # on the host, as the engine passes it
+    with torch.inference_mode():
+        for x in inputs[:2]:
+            model(x, cu_seqlens=cu, chunk_size=chunk_size)
+        sync(model.device)
+        calls, t0 = 0, time.perf_counter()
+        while calls < 3 or time.perf_counter() - t0 < seconds:
+            model(inputs[calls % len(inputs)], cu_seqlens=cu, chunk_size=chunk_size)
+            calls += 1
+            if calls % 8 == 0:
+                sync(model.device)
+        sync(model.device)
+        dt = time.perf_counter() - t0
+    return {"shape": f"B{batch}xT{length}", "tokens": calls * n, "seconds": round(dt, 4),
+            "tokens_per_s": round(calls * n / dt, 1)}
+
+
+def steps_between(before: dict, after: dict) -> dict:
+    """The engine's steps between two stats() snapshots: count, tokens and streams per step."""
+    steps = after["steps"] - before["steps"]
+    return {"steps": steps,
+            "tokens_per_step": round((after["tokens_processed"] - before["tokens_processed"]) / max(1, steps), 1),
+            "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2)}
+
+
+def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
+    """Run one measurement (or a step: record=False keeps its return value out of the results); an
+    error is recorded and the run goes on to the next part."""
+    print(f"--- {name} {time.strftime('%H:%M:%S')}", flush=True)
+    try:
+        row = fn()
+    except Exception as e:  # noqa: BLE001  (recorded; the other parts still run)
+        import traceback
+
+        traceback.print_exc()
+        results["errors"][name] = f"{type(e).__name__}: {e}"
+        save()
+        return None
+    if record:
+        results["parts"][name] = row
+        save()
+        print(json.dumps(row), flush=True)
+    return row
+
+
+def part_packed(engine: Engine, ids: torch.Tensor, args: argparse.Namespace) -> dict:
+    """The reference: the best tokens/s over the step-budget shapes; the issue's shapes for the record."""
+    shapes = [(max(1, args.step_tokens // t), t) for t in args.packed_lens]
+    rows = [packed_forward(engine.model, ids, b, t, args.packed_seconds, engine.config.chunk_size) for b, t in shapes]
+    extra = [packed_forward(engine.model, ids, b, t, args.packed_seconds, engine.config.chunk_size)
+             for b, t in args.packed_extra if (b, t) not in shapes]
+    best = max(rows, key=lambda r: r["tokens_per_s"])
+    return {"tokens_per_s": best["tokens_per_s"], "shape": best["shape"], "step_tokens": args.step_tokens,
+            "step_budget_shapes": rows, "other_shapes": extra}
+
+
+def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, tag: str = "engine") -> dict:
+    """Engine.submit_append from this process, --window chunks in flight per stream."""
+    import service as service_bench  # bench/service.py
+
+    ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
+    before = engine.stats()
+    row = service_bench.run_engine(engine, ns, f"{tag}{streams}")
+    after = engine.stats()
+    return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
+            **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+
+
+def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
+    """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
+    from streamret.service.limits import ServiceLimits
+    from streamret.service.server import BackgroundServer, ServerConfig
+
+    return BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
+        max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0)))
+
+
+def part_service(engine: Engine, target: str, chunks: int, rate: float | None, text_file: str,
+                 args: argparse.Namespace) -> dict:
+    """The engine's workload through gRPC from --procs client processes (rate None: saturation)."""
+    import service as service_bench
+
+    ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
+                            window=args.window, procs=args.procs, text_file=text_file)
+    before = engine.stats()
+    row = service_bench.run_service(target, ns, "half" if rate else "saturate", rate)
+    after = engine.stats()
+    return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
+            **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+
+
+def write_corpus(path: str, prefix: str, docs: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("id", pa.string()), ("text", pa.large_string())])
+    pq.write_table(pa.table({"id": [f"{prefix}{i}" for i in range(len(docs))], "text": docs}, schema=schema), path)
+
+
+def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) -> dict:
+    """embed_parquet on one Parquet file with the engine above (bench/batch.py's run_batch)."""
+    import batch as batch_bench  # bench/batch.py
+
+    from streamret.batch.arrow_table import DEFAULT_CHUNK_BYTES, DEFAULT_IN_FLIGHT
+
+    ns = argparse.Namespace(summary_k=5, chunk_bytes=DEFAULT_CHUNK_BYTES, docs_in_flight=DEFAULT_IN_FLIGHT,
+                            parts_in_flight=2, progress=False)
+    before = engine.stats()
+    row = batch_bench.run_batch(engine, corpus, out, ns)
+    after = engine.stats()
+    if row["errors"]:
+        raise RuntimeError(f"the batch job failed {row['errors']} of {row['documents']} documents")
+    return {**row, "tokens_per_document": round(row["tokens"] / max(1, row["documents"]), 1),
+            **steps_between(before, after)}
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+
+
+def ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x]
+
+
+def shapes(s: str) -> list[tuple[int, int]]:
+    return [(int(b), int(t)) for b, t in (x.lower().split("x") for x in s.split(",") if x)]
+
+
+SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_lens=[64, 256], packed_extra=[],
+             packed_seconds=0.2, streams=[4, 16], service_streams=16, procs=2, chunk_bytes=256, tokens=1500,
+             long_docs=2, long_tokens=1500, short_docs=8, short_tokens=100)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true",
+                    help="the whole pipeline on the CPU at tiny sizes (a check of this script, not a measurement)")
+    ap.add_argument("--model", default="default", help="default (the bundled model), random:<preset>, a folder")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto", help="auto: bf16 on CUDA, float32 on the CPU")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"a subset of {','.join(PARTS)}")
+    ap.add_argument("--text", action="append", default=[], help="English text file or folder (repeatable)")
+    ap.add_argument("--text-mb", type=float, default=8.0, help="megabytes of text to gather")
+    ap.add_argument("--min-text-kb", type=int, default=512, help="fail when less text than this is found")
+    ap.add_argument("--step-tokens", type=int, default=16384, help="the engine's max_step_tokens")
+    ap.add_argument("--packed-lens", type=ints, default=[64, 256, 512, 2048],
+                    help="sequence lengths T of the reference shapes (B = step tokens / T)")
+    ap.add_argument("--packed-extra", type=shapes, default=[(64, 512), (256, 256)],
+                    help="more BxT shapes to time (not the reference), e.g. issue 14's 64x512,256x256")
+    ap.add_argument("--packed-seconds", type=float, default=2.0, help="time each packed shape this long")
+    ap.add_argument("--streams", type=ints, default=[64, 1024], help="streams of the engine parts")
+    ap.add_argument("--service-streams", type=int, default=1024)
+    ap.add_argument("--procs", type=int, default=8, help="gRPC client processes")
+    ap.add_argument("--window", type=int, default=4, help="chunks in flight per stream")
+    ap.add_argument("--load-fraction", type=float, default=0.5, help="the service's second load, of saturation")
+    ap.add_argument("--chunk-bytes", type=int, default=2048)
+    ap.add_argument("--tokens", type=float, default=6e6, help="about this many tokens per engine or service part")
+    ap.add_argument("--long-docs", type=int, default=32)
+    ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
+    ap.add_argument("--short-docs", type=int, default=2000)
+    ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    first, _ = ap.parse_known_args(argv)
+    if first.smoke:
+        ap.set_defaults(**SMOKE)
+    args = ap.parse_args(argv)
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown --parts {sorted(unknown)}; use {','.join(PARTS)}")
+    return args
+
+
+# issue 14's acceptance, printed beside the figures (the engine's for every engine_N part)
+TARGETS = {"engine": "x packed >= 0.70", "service_saturate": "x engine >= 0.90, >= 64 streams/step, p99 <= 1 s",
+           "service_half": "p99 <= 50 ms", "batch_long": "x packed >= 0.70", "batch_short": "x packed >= 0.50"}
+
+
+def table(results: dict) -> list[dict]:
+    """One row per measured part: tokens/s, its ratio to the packed forward, streams per step, acks."""
+    parts = results["parts"]
+    packed = parts.get("packed", {}).get("tokens_per_s")
+    timed = [*parts.get("packed", {}).get("step_budget_shapes", []), *parts.get("packed", {}).get("other_shapes", [])]
+    fastest = max((x["tokens_per_s"] for x in timed), default=None)  # over every shape timed, step budget or not
+    rows = []
+    for name, r in parts.items():
+        row = {"part": name, "tokens_per_s": r["tokens_per_s"],
+               "x_packed": round(r["tokens_per_s"] / packed, 3) if packed else None,
+               "x_packed_fastest_shape": round(r["tokens_per_s"] / fastest, 3) if fastest else None,
+               "streams_per_step": r.get("streams_per_step"), "ack_p50_ms": r.get("ack_p50_ms"),
+               "ack_p99_ms": r.get("ack_p99_ms"),
+               "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
+        if name == "service_saturate":
+            engine = parts.get(f"engine_{r['streams']}")
+            row["x_engine"] = round(r["tokens_per_s"] / engine["tokens_per_s"], 3) if engine else None
+        rows.append(row)
+    return rows
+
+
+def print_table(results: dict) -> None:
+    def f(v: float | None, fmt: str) -> str:
+        return format("-" if v is None else format(v, fmt.lstrip("0123456789")), f">{fmt.split('.')[0]}")
+
+    rows, packed = results["table"], results["parts"].get("packed")
+    if packed:
+        timed = [*packed["step_budget_shapes"], *packed["other_shapes"]]
+        print(f"\nx packed: of the packed forward at {packed['shape']} ({packed['tokens_per_s']:,.0f} tok/s), the "
+              f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget); all shapes timed: "
+              + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
+    print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
+          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s}  target (issue 14)")
+    for r in rows:
+        print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} {f(r.get('x_engine'), '9.3f')} "
+              f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')}  "
+              f"{r['target']}")
+
+
+def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Callable[[], None]) -> None:
+    """The text, then every part asked for, in order, on one engine (results filled in place)."""
+    import service as service_bench
+    import torch
+
+    parts = args.parts.split(",")
+    model = engine.model
+    with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
+        t0 = time.perf_counter()
+        text, used = find_text(args.text, int(args.text_mb * 1e6), args.min_text_kb * 1024)
+        found_s = time.perf_counter() - t0
+        ids = tokenize(engine.tokenizer, text)
+        raw = text.encode()
+        text_file = os.path.join(tmp, "text.txt")
+        Path(text_file).write_bytes(raw)
+        results["text"] = {"sources": used, "bytes": len(raw), "characters": len(text), "tokens": len(ids),
+                           "tokenizer": getattr(engine.tokenizer, "name", type(engine.tokenizer).__name__),
+                           "tokens_per_byte": round(len(ids) / len(raw), 4), "find_seconds": round(found_s, 2),
+                           "tokenize_seconds": round(time.perf_counter() - t0 - found_s, 2),
+                           "first_chars": text[:200]}
+        save()
+        print(json.dumps({k: v for k, v in results["text"].items() if k != "first_chars"}), flush=True)
+        service_bench.use_text(text_file)  # the engine and service parts cut their chunks from the text
+        chunk_tokens = args.chunk_bytes * len(ids) / len(raw)
+
+        def chunks_for(streams: int) -> int:
+            return max(2, math.ceil(args.tokens / (streams * chunk_tokens)))
+
+        if "packed" in parts:
+            ids_dev = torch.tensor(ids, dtype=torch.long).to(model.device)
+            run_part(results, "packed", lambda: part_packed(engine, ids_dev, args), save)
+            del ids_dev
+        if set(parts) & {"engine", "service", "batch"}:  # allocations, kernel compilation, thread pools
+            n = max([*args.streams, args.service_streams] if set(parts) & {"engine", "service"} else [64])
+            run_part(results, "warmup", lambda: part_engine(engine, n, 2, args, tag="warmup"), save)
+        if "engine" in parts:
+            for n in args.streams:
+                run_part(results, f"engine_{n}", lambda n=n: part_engine(engine, n, chunks_for(n), args), save)
+        if "service" in parts:
+            server = run_part(results, "server", lambda: start_server(engine, args), save, record=False)
+            if server is not None:
+                target, chunks = f"127.0.0.1:{server.port}", chunks_for(args.service_streams)
+                try:
+                    sat = run_part(results, "service_saturate",
+                                   lambda: part_service(engine, target, chunks, None, text_file, args), save)
+                    if sat:
+                        rate = args.load_fraction * sat["chunks"] / sat["seconds"] / args.service_streams
+                        half = run_part(results, "service_half",
+                                        lambda: part_service(engine, target, chunks, rate, text_file, args), save)
+                        if half:
+                            half["load_fraction"] = args.load_fraction
+                finally:
+                    server.stop()
+        if "batch" in parts:
+            per_char = len(ids) / len(text)
+            for name, n_docs, n_tokens in (("long", args.long_docs, args.long_tokens),
+                                           ("short", args.short_docs, args.short_tokens)):
+                docs = windows(text, n_docs, max(1, round(n_tokens / per_char)))
+                if name == "short":  # at most --short-tokens each, by the tokenizer
+                    docs, counts = at_most(engine.tokenizer, docs, n_tokens)
+                    results["short_documents"] = {"max_tokens": max(counts), "mean_tokens": sum(counts) / len(counts)}
+                corpus = os.path.join(tmp, f"{name}.parquet")
+                write_corpus(corpus, f"{name}-", docs)
+                run_part(results, f"batch_{name}",
+                         lambda c=corpus, name=name: part_batch(engine, c, os.path.join(tmp, f"out-{name}"), args),
+                         save)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    import service as service_bench
+    import torch
+
+    from streamret.engine import Engine, EngineConfig
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
+    start = time.perf_counter()
+    config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0)  # no state dir
+    engine = Engine.from_model(args.model, args.device, config=config, dtype=args.dtype)
+    model = engine.model
+    results: dict = {
+        "bench": "e2e", "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join(["bench/e2e.py", *(sys.argv[1:] if argv is None else argv)]),
+        "args": {k: v for k, v in vars(args).items()}, "versions": service_bench.versions(),
+        "machine": platform.node(), "model": {"spec": args.model, "device": str(model.device),
+                                              "dtype": str(model.dtype), "fingerprint": engine.fingerprint,
+                                              "parameters": sum(p.numel() for p in model.parameters()),
+                                              "load_seconds": round(time.perf_counter() - start, 2)},
+        "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
+                          "chunk_size": config.chunk_size, "segment_by": config.segment_by},
+        "parts": {}, "errors": {}}
+    out_path = Path(args.out) / "e2e.json"
+
+    def save() -> None:
+        out_path.write_text(json.dumps(results, indent=1))
+
+    if args.smoke:
+        print("SMOKE RUN: a check that the script works end to end; its figures mean nothing", flush=True)
+    try:
+        run_all(engine, args, results, save)
+    finally:
+        engine.shutdown()
+    results["parts"].pop("warmup", None)
+    results["table"] = table(results)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    save()
+    print_table(results)
+    if args.smoke:
+        print("(smoke run: figures mean nothing)")
+    if results["errors"]:
+        print(f"FAILED parts: {json.dumps(results['errors'])}", file=sys.stderr)
+    print(f"results: {out_path}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

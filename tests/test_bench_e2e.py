@@ -1,0 +1,84 @@
+"""bench/e2e.py: its text is real text or an error (never random tokens), and the whole pipeline runs
+(--smoke) before any GPU time is spent on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import e2e  # noqa: E402  (bench/e2e.py)
+import service as service_bench  # noqa: E402  (bench/service.py)
+
+ROFF = r""".\" a comment
+.TH DEMO 1 "2026" "demo 1.0" "User Commands"
+.SH NAME
+demo \- reads \fBlong\fR text streams
+.SH DESCRIPTION
+.B demo
+keeps a state per stream and
+.BR answers (1)
+at any moment \(em cheaply.
+.de XX
+.nr internal \\n[margin]
+..
+.TS
+table;
+.TE
+.PP
+Second paragraph with a \e backslash.
+"""
+
+
+def test_roff_to_text_keeps_the_prose_and_drops_the_markup():
+    text = e2e.roff_to_text(ROFF)
+    assert text.split("\n\n") == [
+        "NAME", "demo - reads long text streams", "DESCRIPTION",
+        "demo keeps a state per stream and answers(1) at any moment \u2014 cheaply.",
+        "Second paragraph with a \\ backslash."]
+
+
+def test_find_text_fails_rather_than_make_up_tokens(tmp_path: Path):
+    short = tmp_path / "short.txt"
+    short.write_text("A few words of English. " * 20)
+    with pytest.raises(SystemExit, match="never falls back to random tokens"):
+        e2e.find_text([str(short)], 1 << 20, 64 << 10)
+    text, used = e2e.find_text([str(short)], 1 << 20, 100)
+    assert text == short.read_text().strip() and used[0]["source"] == f"--text {short}"
+
+
+def test_find_text_takes_what_the_machine_has(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(e2e, "MAN_DIR", tmp_path / "no-man-pages")  # pydoc topics, then the repo's Markdown
+    text, used = e2e.find_text([], 200_000, 1000)
+    assert len(text.encode()) <= 200_000 and sum(u["bytes"] for u in used) >= 150_000
+    assert used[0]["source"].startswith("Python's help topics") or "Markdown" in used[0]["source"]
+
+
+def test_service_chunks_come_from_the_text(tmp_path: Path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"0123456789")
+    service_bench.use_text(str(path))
+    try:
+        assert service_bench.chunks_of(0, 2, 3) == [b"012", b"345"]
+        assert service_bench.chunks_of(1, 2, 3) == [b"678", b"901"]  # its own offset, wrapping around
+    finally:
+        service_bench.use_text(None)
+    assert service_bench.chunks_of(0, 1, 8)[0] == service_bench.make_text(0, 8)
+
+
+@pytest.mark.slow
+def test_smoke_runs_every_part(tmp_path: Path):
+    proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "e2e.json").read_text())
+    assert set(result["parts"]) == {"packed", "engine_4", "engine_16", "service_saturate", "service_half",
+                                    "batch_long", "batch_short"}
+    assert result["text"]["tokens"] > 0 and not result["errors"]
+    assert all(row["tokens_per_s"] > 0 for row in result["table"])
