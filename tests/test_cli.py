@@ -282,20 +282,32 @@ def subparser_actions(command: str) -> dict:
     return {a.dest: a for a in sub.choices[command]._actions}
 
 
-def test_every_command_with_a_device_defaults_to_auto():
-    with_device = [name for name in cli.COMMANDS if "device" in subparser_actions(name)]
-    assert {"info", "demo", "serve", "embed"} <= set(with_device)
-    for name in with_device:
-        action = subparser_actions(name)["device"]
-        assert action.default == "auto" and "(default: auto)" in action.help, name
+def defaults_of(*argv: str) -> argparse.Namespace:
+    """The options a command runs with when none is given (serve's come through its layered options)."""
+    args = cli.build_parser().parse_args(list(argv))
+    resolve = getattr(args.run, "resolve", None)
+    return resolve(args, env={}) if resolve is not None else args
+
+
+COMMAND_ARGV = {"info": ["info", "random:tiny"], "demo": ["demo"], "serve": ["serve"],
+                "embed": ["embed", "corpus/", "-o", "out/"]}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_ARGV))
+def test_every_command_with_a_device_defaults_to_auto(command):
+    assert defaults_of(*COMMAND_ARGV[command]).device == "auto"
+    assert "(default: auto)" in subparser_actions(command)["device"].help
+    assert {name for name in cli.COMMANDS if "device" in subparser_actions(name)} == set(COMMAND_ARGV)
 
 
 def test_gpus_per_worker_has_one_default_and_help_for_serve_and_embed():
     from streamret.cluster.defaults import default_gpus_per_worker
 
+    # None: decided from the cluster, the same way for both
+    assert defaults_of("serve").gpus_per_worker is None and defaults_of(*COMMAND_ARGV["embed"]).gpus_per_worker is None
     serve, embed = subparser_actions("serve")["gpus_per_worker"], subparser_actions("embed")["gpus_per_worker"]
-    assert serve.default is None and embed.default is None  # decided from the cluster, the same way
-    assert serve.help == embed.help and "1 on a GPU cluster" in serve.help and "else 0" in serve.help
+    assert serve.help.split(" [env: ")[0] == embed.help  # serve's help also names its environment variable
+    assert "1 on a GPU cluster" in embed.help and "else 0" in embed.help
     assert default_gpus_per_worker("auto", 8) == 1.0 and default_gpus_per_worker("auto", 0) == 0.0
     assert default_gpus_per_worker("cuda:1", 0) == 1.0 and default_gpus_per_worker("cpu", 8) == 0.0
 
