@@ -50,7 +50,7 @@ def test_serve_ray_starts_a_local_cluster_serves_and_drains(tmp_path):
         proc.wait(timeout=60)
         reader.join(timeout=10)
         assert proc.returncode == 0, "".join(seen)
-        assert any("every stream state is durable" in line for line in seen)
+        assert any("stopped; every stream's applied chunks are durable" in line for line in seen), "".join(seen)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from ..engine.config import Checkpoint
 from ..errors import StreamRetError, TooBusy, Unavailable
 from .coordinator import View
 from .rendezvous import owner
@@ -369,11 +370,17 @@ class ClusterEngine:
                 self._placement.pop(stream_id, None)
                 self._fresh.discard(stream_id)
 
-    def checkpoint_all(self, timeout_s: float | None = None) -> None:
+    def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint | None:
         """Ask every worker to apply what it accepted and write its streams' records; wait for their answers at
         most timeout_s (default: the call timeout). The workers keep running: a worker that has not finished
-        by then goes on without this gateway, and its log says what it made durable."""
-        self._each("checkpoint_all", timeout_s)
+        by then goes on without this gateway, and its log says what it made durable. Returns the workers'
+        reports added up, or None when a worker did not answer with one (the gateway cannot say then)."""
+        answers = self._each("checkpoint_all", timeout_s)
+        missing = {name: a for name, a in answers.items() if not isinstance(a, Checkpoint)}
+        if missing:
+            log.warning("no checkpoint report from workers %s: %s", sorted(missing), missing)
+            return None
+        return Checkpoint.combine(list(answers.values()))
 
     def stats(self) -> dict:
         """The engines' stats added up, plus each worker's under `workers`."""

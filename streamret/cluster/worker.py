@@ -24,6 +24,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from ..engine import Engine
+from ..engine.config import Checkpoint
 from ..errors import InvalidArgument, StreamRetError, TooBusy, Unavailable
 from ..model.spec import load_model
 from .fenced_store import FencedStore, StreamMoved
@@ -63,8 +64,8 @@ class StreamWorker:
         stats = await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.stats)
         return {**stats, "name": self.name, "incarnation": self.incarnation, "draining": self.draining}
 
-    async def checkpoint_all(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.checkpoint_all)
+    async def checkpoint_all(self) -> Checkpoint:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.checkpoint_all)
 
     async def drain(self) -> None:
         """Take no more stream calls, apply what was accepted and make every stream durable.

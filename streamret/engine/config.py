@@ -107,6 +107,19 @@ class Checkpoint:
     rolled_back: int = 0  # of those, streams that held part of a chunk: back to their last record (not in `streams`)
     timeout_s: float | None = None  # the time it had to apply queued chunks (None: no limit)
 
+    @classmethod
+    def combine(cls, reports: list[Checkpoint]) -> Checkpoint:
+        """Several engines' reports (a cluster's workers) as one: counts added up."""
+        if not reports:
+            return cls(durable_store=True, streams=0, written=0, not_durable=0)
+        limits = [r.timeout_s for r in reports if r.timeout_s is not None]
+        return cls(
+            durable_store=all(r.durable_store for r in reports),
+            **{f: sum(getattr(r, f) for r in reports) for f in (
+                "streams", "written", "not_durable", "dropped_chunks", "dropped_streams", "rolled_back")},
+            timeout_s=min(limits) if limits else None,
+        )
+
     @property
     def everything_durable(self) -> bool:
         return self.durable_store and not self.not_durable and not self.dropped_chunks

@@ -151,9 +151,8 @@ class StreamRetServer:
             log.log(logging.INFO if report.everything_durable else logging.WARNING, "stopped; %s",
                     report.describe(f"within the drain timeout ({self.config.drain_timeout_s:g} s)"))
             clean = clean and not report.dropped_chunks
-        else:  # a cluster gateway: the workers keep the streams and write their records
-            log.info("stopped; the cluster's workers hold the streams and write their records (their logs say "
-                     "what is durable)")
+        else:  # a cluster gateway whose workers did not all report: their own logs say what is durable
+            log.warning("stopped; not every cluster worker reported its checkpoint: their logs say what is durable")
         return clean
 
     async def wait_stopped(self) -> None:
