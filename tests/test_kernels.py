@@ -351,16 +351,6 @@ def test_swiglu_on_fused_columns(dtype):
 
 @interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("segment_len", [0, 40])
-def test_chunk_with_precomputed_scores(fwd, dtype, segment_len):
-    lens = [1, 70, 0, 33, 130]
-    cfg = fwd.ChunkConfig(BT=32, BV=16, precompute_scores=True, num_stages=1 if dtype == torch.float32 else 2)
-    check_chunk(fwd, lens, H=2, K=32, V=48, dtype=dtype, seed=11, decays=[0.97, 0.5], segment_len=segment_len,
-                config=cfg)
-
-
-@interpreted
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_segment_sum(dtype):
     from streamret_kernels.segment_sum import segment_sum, segment_sum_reference
 
@@ -422,24 +412,19 @@ _CHUNK = "chunk_retention.triton_fwd"
 SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_warps, num_stages)
     "chunk bf16 K128 one launch": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=128, V=256, BT=64, BK=128, BV=64, NV=4, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=False, SPLIT=True, PRE_SCORES=False), 4, 2),
+        STORE_O=True, F32_STATE_DOT=False, SPLIT=True), 4, 2),
     "chunk bf16 K256 segment states": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=256, BV=32, NV=16, SEGMENTED=True, HAS_H0=False, STORE_HT=True,
-        STORE_O=False, F32_STATE_DOT=False, SPLIT=True, PRE_SCORES=False), 4, 2),
+        STORE_O=False, F32_STATE_DOT=False, SPLIT=True), 4, 2),
     "chunk bf16 K256 BV64 8 warps": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=256, BV=64, NV=8, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=False, SPLIT=True, PRE_SCORES=False), 8, 2),
+        STORE_O=True, F32_STATE_DOT=False, SPLIT=True), 8, 2),
     "chunk fp16 K64 chunk 16": (_CHUNK, "_chunk_fwd_kernel", "fp16", dict(
         H=16, K=64, V=128, BT=16, BK=64, BV=128, NV=1, SEGMENTED=True, HAS_H0=True, STORE_HT=False,
-        STORE_O=True, F32_STATE_DOT=True, SPLIT=False, PRE_SCORES=False), 4, 2),
+        STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 2),
     "chunk fp32 K128": (_CHUNK, "_chunk_fwd_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, NV=8, SEGMENTED=False, HAS_H0=False, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=True, SPLIT=False, PRE_SCORES=False), 4, 1),
-    "chunk bf16 K256 precomputed scores": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=256, BV=32, NV=16, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=False, SPLIT=True, PRE_SCORES=True), 4, 3),
-    "chunk scores K256": (_CHUNK, "_chunk_scores_kernel", "bf16", dict(
-        H=8, K=256, BT=64, BK=256, SEGMENTED=True), 4, 2),
+        STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 1),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
@@ -452,7 +437,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
 POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "sums": "*fp64"} | {
-    name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin", "scores")}
+    name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin")}
 FLOAT_ARGS = {"scale", "eps"}
 
 SM90_SCRIPT = """

@@ -38,9 +38,20 @@ def _dot_f32_left(a, b, acc, SPLIT: tl.constexpr):
 
 
 @triton.jit
-def _item_span(cu_seqlens, item, seg_len, n_seg, SEGMENTED: tl.constexpr):
-    """First token and length of a work item: sequence `item`, or with SEGMENTED segment
-    item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end)."""
+def _chunk_fwd_kernel(
+    q, k, v, o, log_decay, h0, ht, cu_seqlens, scale, seg_len, n_seg, stride_qk, stride_v,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
+    F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+):
+    """One (work item, head, V-block). A work item is sequence `item`, or with SEGMENTED segment
+    item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end).
+    h0 / ht are indexed by work item."""
+    pid = tl.program_id(0)
+    iv = pid % NV
+    h = (pid // NV) % H
+    item = pid // (NV * H)
     if SEGMENTED:
         seq = item // n_seg
         seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
@@ -49,62 +60,6 @@ def _item_span(cu_seqlens, item, seg_len, n_seg, SEGMENTED: tl.constexpr):
     else:
         bos = tl.load(cu_seqlens + item).to(tl.int64)
         L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)
-    return bos, L
-
-
-@triton.jit
-def _decayed_scores(it, scale, lg):
-    """scale * g^(i-j) for j <= i, else 0: the causal decay mask of a chunk, in log space."""
-    fi = it.to(tl.float32)
-    diff = fi[:, None] - fi[None, :]
-    return tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
-
-
-@triton.jit
-def _chunk_scores_kernel(
-    q, k, scores, log_decay, cu_seqlens, scale, seg_len, n_seg, stride_qk,
-    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, SEGMENTED: tl.constexpr,
-):
-    """One (work item, head): each chunk's decayed scores (q_i . k_j) scale g^(i-j), written once
-    to scores [T, H, BT] float32 (row = token i, column = j inside its chunk), so that the V / BV
-    programs of the head read them instead of each recomputing them (PRE_SCORES)."""
-    pid = tl.program_id(0)
-    h = pid % H
-    bos, L = _item_span(cu_seqlens, pid // H, seg_len, n_seg, SEGMENTED)
-    it = tl.arange(0, BT)
-    ik = tl.arange(0, BK)
-    D = _decayed_scores(it, scale, tl.load(log_decay + h).to(tl.float32))
-    qk_tile = it[:, None] * stride_qk + ik[None, :]
-    s_tile = it[:, None] * (H * BT) + it[None, :]
-    q_seq, k_seq = q + bos * stride_qk + h * K, k + bos * stride_qk + h * K
-    s_seq = scores + (bos * H + h) * BT
-    for i0 in range(0, L, BT):
-        mt = (i0 + it) < L
-        m_qk = mt[:, None] if K == BK else mt[:, None] & (ik < K)[None, :]
-        qc = tl.load(q_seq + qk_tile, mask=m_qk, other=0.0)
-        kc = tl.load(k_seq + qk_tile, mask=m_qk, other=0.0)
-        A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
-        tl.store(s_seq + s_tile, A, mask=mt[:, None])
-        q_seq += BT * stride_qk
-        k_seq += BT * stride_qk
-        s_seq += BT * (H * BT)
-
-
-@triton.jit
-def _chunk_fwd_kernel(
-    q, k, v, o, log_decay, h0, ht, cu_seqlens, scale, seg_len, n_seg, stride_qk, stride_v, scores,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
-    SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
-    F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr, PRE_SCORES: tl.constexpr,
-):
-    """One (work item, head, V-block) (work items: _item_span). h0 / ht are indexed by work item.
-    PRE_SCORES: the decayed scores come from `scores` (_chunk_scores_kernel) instead of q k^T."""
-    pid = tl.program_id(0)
-    iv = pid % NV
-    h = (pid // NV) % H
-    item = pid // (NV * H)
-    bos, L = _item_span(cu_seqlens, item, seg_len, n_seg, SEGMENTED)
     lg = tl.load(log_decay + h).to(tl.float32)
 
     # 64-bit scalar bases (T * H * V and N * H * K * V may pass 2^31), 32-bit tile offsets: offset
@@ -128,7 +83,8 @@ def _chunk_fwd_kernel(
     # Decay powers in log space, the same for every chunk, with `scale` folded in:
     # scale * g^(i-j) for j <= i, and scale * g^(i+1).
     fi = it.to(tl.float32)
-    D = _decayed_scores(it, scale, lg)
+    diff = fi[:, None] - fi[None, :]
+    D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
     q_decay = scale * tl.exp(lg * (fi + 1.0))
 
     # q and k share a row stride; q, k and v may be column ranges of one fused projection output
@@ -138,8 +94,6 @@ def _chunk_fwd_kernel(
     o_tile = it[:, None] * (H * V) + jv[None, :]
     q_seq, k_seq = q + bos * stride_qk + h * K, k + bos * stride_qk + h * K
     v_seq, o_seq = v + bos * stride_v + h * V, o + (bos * H + h) * V
-    s_tile = it[:, None] * (H * BT) + it[None, :]
-    s_seq = scores + (bos * H + h) * BT
     for i0 in range(0, L, BT):
         mt = (i0 + it) < L
         m_qk = mt[:, None] if K == BK else mt[:, None] & mk[None, :]
@@ -148,10 +102,7 @@ def _chunk_fwd_kernel(
         vc = tl.load(v_seq + v_tile, mask=m_vo, other=0.0)
         if STORE_O:
             qc = tl.load(q_seq + qk_tile, mask=m_qk, other=0.0)
-            if PRE_SCORES:
-                A = tl.load(s_seq + s_tile, mask=mt[:, None], other=0.0)
-            else:
-                A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+            A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
             if F32_STATE_DOT:  # float32 inputs, and float16 ones (a large state would overflow float16)
                 oc = tl.dot(qc.to(tl.float32), S, input_precision="ieee")
             else:
@@ -168,7 +119,6 @@ def _chunk_fwd_kernel(
         k_seq += BT * stride_qk
         v_seq += BT * stride_v
         o_seq += BT * (H * V)
-        s_seq += BT * (H * BT)
     if STORE_HT:
         if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
             mv = mv & (jv * 0 + L > 0)
@@ -220,10 +170,6 @@ class ChunkConfig:
     add to the output's own 1.7e-3 (relative error at K128 V256: 2.1e-3 instead of 2.5e-3 on the CPU;
     2.66e-3 against fla's 2.76e-3 on the H200 at N64 x L512, equal on the long shapes). Costs 2% to
     17% of the time (H200 sweep).
-
-    precompute_scores: a first kernel writes each chunk's decayed scores (T x H x BT float32) and
-    the V / BV programs of a head read them, instead of each recomputing q k^T (half of a
-    program's work at K = 256, where the state slice leaves room for BV = 32 only).
     """
 
     BT: int = 64
@@ -231,7 +177,6 @@ class ChunkConfig:
     num_warps: int = 4
     num_stages: int = 2
     split_bf16: bool = True
-    precompute_scores: bool = False
 
 
 def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig:
@@ -308,18 +253,9 @@ def chunk_retention_triton(
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
-    scores = o  # a placeholder pointer unless PRE_SCORES
-    if cfg.precompute_scores:
-        scores = torch.empty(T, H, cfg.BT, device=dev, dtype=torch.float32)
-        n_items = N * (triton.cdiv(T, segment_len) if segment_len else 1)
-        _chunk_scores_kernel[(n_items * H,)](
-            q, k, scores, lg, cu, scale, segment_len, n_items // N, strides["stride_qk"],
-            H=H, K=K, BT=cfg.BT, BK=BK, SEGMENTED=bool(segment_len), num_warps=4,
-        )
-    consts.update(PRE_SCORES=cfg.precompute_scores)
     if not segment_len:
         _chunk_fwd_kernel[(N * H * NV,)](
-            q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1, **strides, scores=scores,
+            q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1, **strides,
             SEGMENTED=False, HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, **consts,
         )
         return o, final
@@ -329,7 +265,7 @@ def chunk_retention_triton(
     seg_init = torch.empty_like(local)
     grid = (N * n_seg * H * NV,)
     _chunk_fwd_kernel[grid](
-        q, k, v, o, lg, local, local, cu, scale, segment_len, n_seg, **strides, scores=scores,
+        q, k, v, o, lg, local, local, cu, scale, segment_len, n_seg, **strides,
         SEGMENTED=True, HAS_H0=False, STORE_HT=True, STORE_O=False, **consts,
     )
     SK, SV = min(BK, 32), min(BV, 64)
@@ -339,7 +275,7 @@ def chunk_retention_triton(
         H=H, K=K, V=V, BK=SK, BV=SV, NK=NSK, NV=NSV, HAS_H0=h0 is not None, num_warps=4,
     )
     _chunk_fwd_kernel[grid](
-        q, k, v, o, lg, seg_init, seg_init, cu, scale, segment_len, n_seg, **strides, scores=scores,
+        q, k, v, o, lg, seg_init, seg_init, cu, scale, segment_len, n_seg, **strides,
         SEGMENTED=True, HAS_H0=True, STORE_HT=False, STORE_O=True, **consts,
     )
     return o, final
