@@ -197,7 +197,8 @@ class StreamRetServer:
 
 
 async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
-    """Run a server until SIGTERM or SIGINT, then drain; return True when the drain was clean.
+    """Run a server until SIGTERM or SIGINT (or, for a cluster gateway, until the cluster is stopped), then
+    drain; return True when the drain was clean.
 
     on_started(server) is called once the port is bound (e.g. to print the address).
     """
@@ -208,10 +209,14 @@ async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    when_cluster_stops = getattr(engine, "when_cluster_stops", None)  # a ClusterEngine (streamret/cluster)
+    if when_cluster_stops is not None:
+        when_cluster_stops(lambda: loop.call_soon_threadsafe(stop.set))
     if on_started is not None:  # after the handlers: a SIGTERM sent as soon as the address shows still drains
         on_started(server)
     await stop.wait()
-    log.info("signal received")
+    if getattr(engine, "cluster_stopped", None) is None:
+        log.info("signal received")
     return await server.stop()
 
 
