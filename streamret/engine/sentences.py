@@ -35,13 +35,18 @@ OPENERS = "\"'([{«“‘„‚「『（¿¡"
 WORD_WINDOW = 64  # characters of the word before a candidate that the rules read
 NEXT_WINDOW = 16  # characters of the next word that the rules read
 
-# a word that ends with a mark (then closers), or any word, followed by whitespace holding a newline
-CANDIDATE = re.compile(
-    "[" + re.escape("".join(MARKS)) + "][" + re.escape("".join(CLOSERS)) + r"]*(?=\s)|(?<=\S)(?=[^\S\n]*\n)"
-)
+_ITEM_START = r"(?:\d+:\d+|[-*•–]|\d{1,3}[.)]|\(?[a-zA-Z]\))"  # a verse "1:2", a list marker "-", "3.", "a)"
+_ITEM = re.compile(_ITEM_START + r"(?:\W|$)")
+_MARKS = "".join(MARKS)
+_CLOSERS = "".join(CLOSERS)
+# candidates: a word that ends with a mark (then closers) and whitespace; or a word followed by whitespace
+# that holds a blank line or a newline and a list item: the only places where `decide` can say True
+# (finding the second kind by its newline saves a Python call at every wrapped line)
+_MARK_END = re.compile("[" + re.escape(_MARKS) + "][" + re.escape(_CLOSERS) + r"]*(?=\s)")
+_LINE_BREAK = re.compile(r"\n(?:\s*\n|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")
+_BEFORE_NEWLINE = " \t\r\x0b\x0c"
 _SPACE_RUN = re.compile(r"\s*")
 _WORD = re.compile(r"\S*")
-_ITEM = re.compile(r"(?:\d+:\d+|[-*•–]|\d{1,3}[.)]|\(?[a-zA-Z]\))(?:\W|$)")  # verse "1:2", "-", "3.", "a)"
 
 TITLES = frozenset(
     "mr mrs ms mx dr prof sr jr st rev hon capt col lt sgt gen gov sen rep messrs mme mlle fr br sgt maj "
@@ -64,12 +69,10 @@ def decide(text: str, s: int, final: bool, line_start_at_0: bool = True) -> bool
     its end) and `final` is false; with `final` the end of text counts as the end of the window.
     line_start_at_0: whether text[0] starts a line (the stream's start), for the numbered-line rule.
     """
-    w0 = s
-    while w0 > max(0, s - WORD_WINDOW) and not text[w0 - 1].isspace():
-        w0 -= 1
+    w0 = max(s - WORD_WINDOW, 0, *(text.rfind(c, 0, s) + 1 for c in " \n\t\r"))  # the word before s
     word = text[w0:s]
-    core = word.rstrip("".join(CLOSERS))
-    mark = len(core) - len(core.rstrip("".join(MARKS)))
+    core = word.rstrip(_CLOSERS)
+    mark = len(core) - len(core.rstrip(_MARKS))
     if not mark:
         return line_break(text, s, final)
     j = _SPACE_RUN.match(text, s).end()
@@ -127,7 +130,7 @@ def line_break(text: str, s: int, final: bool) -> bool | None:
 
 def marked(text: str, s: int) -> bool:
     """Whether the word that ends at s ends with a sentence mark (closers allowed after it)."""
-    core = text[max(0, s - WORD_WINDOW) : s].rstrip("".join(CLOSERS))
+    core = text[max(0, s - WORD_WINDOW) : s].rstrip(_CLOSERS)
     return bool(core) and core[-1] in MARKS
 
 
@@ -148,12 +151,17 @@ def _starts_line(text: str, i: int, line_start_at_0: bool) -> bool:
 
 
 def candidates(text: str, lo: int, hi: int) -> list[int]:
-    """Candidate positions s with lo < s <= hi, in order (each followed by whitespace in text)."""
-    found = []
-    for m in CANDIDATE.finditer(text, lo):
-        s = m.end()
+    """Candidate positions s with lo < s <= hi, in order (each right after a word, followed by whitespace)."""
+    found = set()
+    for m in _MARK_END.finditer(text, lo, hi + 1):
+        if m.end() > lo:
+            found.add(m.end())
+    for m in _LINE_BREAK.finditer(text, lo):
+        s = m.start()
+        while s > lo and text[s - 1] in _BEFORE_NEWLINE:
+            s -= 1
         if s > hi:
             break
-        if s > lo and (not found or found[-1] != s):
-            found.append(s)
-    return found
+        if s > lo and not text[s - 1].isspace():
+            found.add(s)
+    return sorted(found)
