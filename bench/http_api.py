@@ -9,7 +9,9 @@ server uses (so no uvloop), behind the same handler: read the JSON body of an Op
 check the bearer token, answer a 384-float embedding as JSON. `serve` starts `streamret serve` with
 `--http-port 0` and posts `{"input": [one short sentence], "model": ...}` to /v1/embeddings. Both load the
 server from this process with `--concurrency` keep-alive connections (aiohttp client) for `--seconds`
-after one second of warm-up, and print one JSON line per case.
+after one second of warm-up, and print one JSON line per case: requests/s, latency, and the server process's
+CPU time per request (user + system, from /proc), which a machine shared with other work disturbs far less than
+the wall-clock rate: `requests_per_cpu_s` is the rate one free core would sustain.
 """
 
 from __future__ import annotations
@@ -76,7 +78,13 @@ asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 }
 
 
-async def load(url: str, body: dict, concurrency: int, seconds: float, headers: dict) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(url: str, body: dict, concurrency: int, seconds: float, headers: dict, pid: int) -> dict:
     import aiohttp
 
     payload = json.dumps(body).encode()
@@ -98,13 +106,15 @@ async def load(url: str, body: dict, concurrency: int, seconds: float, headers: 
 
         warm = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), cpu_seconds(pid)
         await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu0
     latencies.sort()
     pick = lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)  # noqa: E731
     return {"requests": len(latencies), "errors": errors, "requests_per_s": round(len(latencies) / elapsed, 1),
-            "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
+            "p50_ms": pick(0.5), "p99_ms": pick(0.99),
+            "server_cpu_ms_per_request": round(1000 * cpu / len(latencies), 3),
+            "requests_per_cpu_s": round(len(latencies) / cpu, 1)}
 
 
 def start(cmd: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
@@ -143,7 +153,7 @@ def run_stacks(args) -> None:
             proc, line = start([sys.executable, "-c", STACKS[name], parser or "-"])
             try:
                 result = asyncio.run(load(f"http://127.0.0.1:{int(line)}/v1/embeddings", BODY, args.concurrency,
-                                          args.seconds, {"Authorization": f"Bearer {TOKEN}"}))
+                                          args.seconds, {"Authorization": f"Bearer {TOKEN}"}, proc.pid))
             finally:
                 stop(proc)
             label = name + (f" ({parser})" if parser else "")
@@ -161,7 +171,7 @@ def run_serve(args) -> None:
         body = {"input": [BODY["input"]] * args.inputs, "model": args.model}
         for round_ in range(args.repeats):
             result = asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", body, args.concurrency,
-                                      args.seconds, {}))
+                                      args.seconds, {}, proc.pid))
             print(json.dumps({"case": f"serve {args.model}", "round": round_, "inputs_per_request": args.inputs,
                               "concurrency": args.concurrency, **result}), flush=True)
     finally:
