@@ -216,3 +216,26 @@ def test_serve_process_with_tokens_http_port_from_env(tmp_path, monkeypatch):
         status, info = http(proc.http_port, "GET", "/info", token="reader-token")
         assert (status, info["auth"], info["tenant"]) == (200, True, "acme")
         assert proc.stop() == 0
+
+
+def test_https_with_the_grpc_certificate(engine, tmp_path):
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    srv = BackgroundServer(engine, ServerConfig(port=0, http_port=0, model_name=MODEL, tls_cert=str(cert),
+                                                tls_key=str(key)))
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        body = json.dumps({"input": ["over https"], "model": MODEL}).encode()
+        request = urllib.request.Request(f"https://localhost:{srv.server.http_port}/v1/embeddings", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, context=context, timeout=60) as resp:
+            assert resp.status == 200 and len(json.loads(resp.read())["data"][0]["embedding"]) == 64
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port: no answer
+            urllib.request.urlopen(f"http://localhost:{srv.server.http_port}/health", timeout=10).read()
+    finally:
+        srv.stop()
