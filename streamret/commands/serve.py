@@ -2,6 +2,7 @@
 
     streamret serve --model random:tiny --port 50051 --state-dir ./states
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
+    streamret serve --http-port 8080      # also OpenAI-compatible HTTP embeddings (streamret/service/http.py)
 
 Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
 (--state-dir: STREAMRET_STATE_DIR), or by a TOML file, `--config FILE` or STREAMRET_CONFIG, whose keys
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", help="serve embeddings and summaries of text streams over gRPC",
         description="Serve embeddings and summaries of text streams over gRPC (streamret.v1.StreamRet, "
-                    "streamret.v1.Batch, health, reflection) until SIGTERM or Ctrl-C.",
+                    "streamret.v1.Batch, health, reflection), and with --http-port over HTTP (OpenAI-compatible "
+                    "POST /v1/embeddings, /health, /info), until SIGTERM or Ctrl-C.",
         epilog=f"Every option also comes from an environment variable ({PREFIX} + the option's name in capitals, "
                f"shown as [env: ...]) and from a TOML file given by --config FILE or {PREFIX}CONFIG, whose keys "
                "are the flag names without dashes (state-dir = \"states\", port = 50051, insecure-bind = true). "
