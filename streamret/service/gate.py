@@ -8,6 +8,7 @@ import functools
 import inspect
 import logging
 import time
+from collections.abc import Iterable
 
 import grpc
 
@@ -33,7 +34,7 @@ class Gate:
     def enter(self, context: grpc.aio.ServicerContext) -> Caller:
         return self.admit(context.invocation_metadata())
 
-    def admit(self, metadata) -> Caller:
+    def admit(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
         """enter() for any front end: `metadata` holds (key, value) pairs, e.g. ("authorization", "Bearer ...")."""
         if self.draining:
             raise Unavailable("the server is shutting down; retry on another server or after its restart")
