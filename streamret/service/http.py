@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -38,8 +37,6 @@ from .auth import Caller, scrub
 from .gate import Gate
 from .status import status_of
 from .tenant_engine import TenantEngine
-
-log = logging.getLogger("streamret.service")
 
 ENCODING_FORMATS = ("float", "base64")
 _FIELDS = ("input", "model", "encoding_format", "dimensions", "user")
