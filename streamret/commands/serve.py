@@ -48,7 +48,11 @@ def register(subparsers) -> None:
     net.add_argument("--tls-key", metavar="PEM", help="server private key")
     net.add_argument("--insecure-bind", action="store_true",
                      help="allow a non-loopback --host without --auth-tokens (a trusted network guards the port)")
-    net.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    net.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus /metrics on this port (0 picks a free one; default: off)")
+    net.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address /metrics binds to (default 127.0.0.1); /metrics needs no token, so bind it "
+                          "wider (0.0.0.0) only where a trusted network guards the port")
     net.add_argument("--http-port", type=int,
                      help="also serve HTTP on --host at this port (0 picks a free one): OpenAI-compatible "
                           "POST /v1/embeddings, GET /health, GET /info, with the same tokens and limits "
@@ -93,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
                            busy_wait_s=args.busy_wait_s)
     config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
-                          http_port=args.http_port, model_name=args.model, limits=limits,
-                          drain_timeout_s=args.drain_timeout_s)
+                          metrics_host=args.metrics_host, http_port=args.http_port, model_name=args.model,
+                          limits=limits, drain_timeout_s=args.drain_timeout_s)
     config.check()  # refuse a bad bind before loading a model
 
     engine_config = dataclasses.replace(EngineConfig(), max_chunk_bytes=args.chunk_bytes)
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     def started(server) -> None:
         scheme = "https" if args.tls_cert else "http"
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
-              + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port is not None else "")
+              + (f", metrics on {server.metrics_url}" if server.metrics_port is not None else "")
               + (f", HTTP on {scheme}://{args.host}:{server.http_port}" if server.http_port is not None else ""),
               flush=True)
 
