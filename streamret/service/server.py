@@ -191,6 +191,8 @@ class StreamRetServer:
         await self._server.stop(grace=0.5)
         if self._http is not None:
             await self._http.stop()
+        if getattr(self.engine, "exports_metrics", False):  # a cluster gateway: its share goes to the others
+            self.engine.exports_metrics = False
         self.metrics.stop_http()
         self.streams.shutdown()
         self._stopped.set()
