@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from streamret.layered_options import PREFIX, LayeredOptions
+from streamret.logs import LOG_FORMATS
 
 from . import add_model_args
 from .cluster import add_ray_args, start_backend
@@ -77,7 +78,11 @@ def register(subparsers) -> None:
     eng.add_argument("--max-step-tokens", type=int,
                      help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
                           "across steps")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--log-level", default="INFO",
+                   help="DEBUG, INFO, WARNING (default INFO); INFO has one access line per call (method, tenant, "
+                        "status, duration; never a text)")
+    p.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                   help="text lines, or json: one JSON object per line with the same fields (default text)")
     add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
     p.set_defaults(run=LayeredOptions(p, run))  # after the last option: --config and STREAMRET_* for each
 
@@ -88,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from streamret.engine import Engine, EngineConfig
+    from streamret.logs import setup_logging
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import ServerConfig, serve
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     limits = ServiceLimits(max_message_bytes=int(args.max_message_mb * MiB), max_chunk_bytes=args.chunk_bytes,
                            max_streams_per_tenant=args.max_streams_per_tenant, idle_evict_s=args.idle_evict_s,
                            busy_wait_s=args.busy_wait_s)
