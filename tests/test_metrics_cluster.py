@@ -1,6 +1,7 @@
 """Cluster metrics on a small local Ray: two StreamWorkers, two gateways, each serving /metrics. Scraped over
 HTTP, every worker's engine series carry a `worker` label and come from exactly one gateway, so the sum over
-both gateways' scrapes counts the cluster's tokens once; a lone gateway exports every worker."""
+both gateways' scrapes counts the cluster's tokens once; a lone gateway exports every worker, also once the other
+stops serving /metrics."""
 
 import time
 import urllib.request
@@ -93,6 +94,14 @@ def test_two_gateways_count_each_worker_once(gateways):
             appends = [v for labels, v in samples["streamret_rpcs_total"]
                        if labels == {"method": "Append", "code": "OK"}]
             assert appends == [len(TEXTS) / 2]
+
+        # the second gateway stops serving /metrics: within a poll of the coordinator its share is the first's
+        b.stop()
+        b = None
+        while set(first._metrics_gateways) != {first.gateway_id}:
+            assert time.monotonic() < deadline + 30, first._metrics_gateways
+            time.sleep(0.2)
+        assert per_worker(scrape(a.server.metrics_port), "streamret_engine_tokens_processed_total") == truth
     finally:
         if b is not None:
             b.stop()
