@@ -59,6 +59,13 @@ class ClosedSegment:
     pool_count: int
 
 
+def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
+    """Each row's dot product with the stream embedding, row by row: equal rows get equal scores wherever
+    they sit (a matrix product may round the same row differently at another position, and ties decide
+    which segments stay)."""
+    return (embeddings * stream_embedding).sum(axis=1)
+
+
 INFORMATIVE_WORDS = 8  # a segment of this many words or more gets no penalty
 SHORT_PENALTY = 0.5  # the penalty of a segment without a word; it falls linearly to 0 at INFORMATIVE_WORDS
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")  # a word: starts with a letter
@@ -210,8 +217,8 @@ class SegmentTracker:
         self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
         self.kept_bytes.append((seg.start_byte, seg.end_byte))
         if n + 1 > self.max_kept:
-            scores = self.kept_embeddings[: n + 1].astype(np.float64) @ np.asarray(stream_embedding, np.float64)
-            drop = int(np.argmin(relevance(scores, self.kept_text)))
+            drop = int(np.argmin(relevance(salience(self.kept_embeddings[: n + 1], stream_embedding),
+                                           self.kept_text)))
             self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
             self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
             self.kept_text.pop()
@@ -232,10 +239,12 @@ class SegmentTracker:
             self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
-        # float64: a row's score must not depend on the other rows (float32 products may, with the blocking)
-        ranks = relevance(rows.astype(np.float64) @ np.asarray(stream_embedding, np.float64), [*self.kept_text, *texts])
         stays = np.zeros(n + k, dtype=bool)
-        stays[np.argsort(-ranks, kind="stable")[: self.max_kept]] = True
+        # most relevant first; equal scores go to the earlier segment (the kept lists are in no order, so
+        # the tie is broken by stream position, which does not depend on the order of earlier drops)
+        starts = np.array([b for b, _ in self.kept_bytes] + [seg.start_byte for seg in segs], dtype=np.int64)
+        scores = relevance(salience(rows, stream_embedding), [*self.kept_text, *texts])
+        stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
         # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
         places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
         for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
