@@ -6,6 +6,6 @@
 """
 
 from .arrow_table import embed_table, table_from_ipc, table_to_ipc
-from .parquet_job import BatchReport, embed_parquet
+from .parquet_job import BatchReport, EmbedInterrupted, embed_parquet
 
-__all__ = ["BatchReport", "embed_parquet", "embed_table", "table_from_ipc", "table_to_ipc"]
+__all__ = ["BatchReport", "EmbedInterrupted", "embed_parquet", "embed_table", "table_from_ipc", "table_to_ipc"]
