@@ -17,6 +17,7 @@ slow start or a pause shows in them as it is.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -63,8 +64,10 @@ class ByteProgress:
         if enabled and (tty if tty is not None else _isatty(self.file)):
             from tqdm import tqdm
 
+            # a terminal that reports no width (a fresh pty) would get an empty bar: give it 80 columns
+            fixed = None if _columns(self.file) else 80
             self._bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=self.file,
-                             dynamic_ncols=True, smoothing=0.1)
+                             dynamic_ncols=fixed is None, ncols=fixed, smoothing=0.1)
 
     def update(self, n: int) -> None:
         """`n` more bytes are done."""
@@ -123,6 +126,13 @@ class ByteProgress:
                 self._bar.close()
                 self._bar = None
             self.enabled = False
+
+
+def _columns(file: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(file.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _isatty(file: IO[str]) -> bool:
