@@ -64,10 +64,10 @@ class ByteProgress:
         if enabled and (tty if tty is not None else _isatty(self.file)):
             from tqdm import tqdm
 
-            # a terminal that reports no width (a fresh pty) would get an empty bar: give it 80 columns
-            fixed = None if _columns(self.file) else 80
-            self._bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=self.file,
-                             dynamic_ncols=fixed is None, ncols=fixed, smoothing=0.1)
+            # a terminal that reports no size (a fresh pty) would get no bar at all: give it 80 x 24
+            sized = _columns(self.file) > 0
+            self._bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=self.file, dynamic_ncols=sized,
+                             ncols=None if sized else 80, nrows=None if sized else 24, smoothing=0.1)
 
     def update(self, n: int) -> None:
         """`n` more bytes are done."""
