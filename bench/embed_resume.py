@@ -35,7 +35,7 @@ from streamret.commands.embed import parse_size  # noqa: E402
 from streamret.progress import format_bytes  # noqa: E402
 
 LINE = re.compile(r"^embed: (?P<done>[\d.]+ [kMG]?B)")
-MESSAGE = re.compile(r"holds (?P<rows>\d+) of \d+ documents \((?P<parts>\d+) parts written by this run\); lost: "
+MESSAGE = re.compile(r"holds (?P<rows>\d+) of \d+ documents \((?P<parts>\d+) parts? written by this run\); lost: "
                      r"(?P<lost>[\d.]+ [kMG]?B) .*resume with: (?P<cmd>.+)$")
 UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 

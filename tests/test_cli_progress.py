@@ -61,7 +61,7 @@ def other_lines(stderr: str) -> list[str]:
 # --- embed ----------------------------------------------------------------------------------------------------
 
 WORDS = ["river", "stone", "light", "naïve", "café", "日本語", "東京", "🙂", "and", "the", "of"]
-PART_BYTES = 2048
+PART_BYTES = 1024
 
 
 def document(n_bytes: int, rng: random.Random) -> str:
@@ -75,10 +75,10 @@ def document(n_bytes: int, rng: random.Random) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, dict[str, int]]:
-    """10 documents of 300 B to 4 KB (sizes spread like 1 KB to 2 MB, scaled down), in two files."""
+    """10 documents of 200 B to 2.6 KB (sizes spread like 1 KB to 2 MB, scaled down), in two files."""
     rng = random.Random(17)
     folder = tmp_path_factory.mktemp("corpus")
-    docs = {f"doc-{i}": document(int(300 * 13 ** rng.random()), rng) for i in range(10)}
+    docs = {f"doc-{i}": document(int(200 * 13 ** rng.random()), rng) for i in range(10)}
     ids = list(docs)
     pq.write_table(pa.table({"id": ids[:6], "text": [docs[i] for i in ids[:6]]}), folder / "a.parquet")
     pq.write_table(pa.table({"id": ids[6:], "text": [docs[i] for i in ids[6:]]}), folder / "b.parquet")
@@ -145,7 +145,7 @@ def test_embed_interrupted_at_a_random_moment_loses_at_most_one_part_and_resumes
     assert len(other_lines(stderr)) == 1 and "Traceback" not in stderr, why
     message = other_lines(stderr)[0]
     m = re.fullmatch(r"streamret embed: interrupted: (?P<out>\S+) holds (?P<rows>\d+) of 10 documents \((?P<parts>\d+) "
-                     r"parts written by this run\); lost: (?P<lost>[\d.]+ [kMG]?B) of text in flight; resume with: "
+                     r"parts? written by this run\); lost: (?P<lost>[\d.]+ [kMG]?B) of text in flight; resume with: "
                      r"(?P<cmd>.+)", message)
     assert m, why
     assert m["out"] == str(out) and shlex.split(m["cmd"]) == ["streamret", *argv], why
@@ -163,7 +163,7 @@ def test_embed_interrupted_at_a_random_moment_loses_at_most_one_part_and_resumes
     first_new = pq.read_table(sorted(out.glob("part-*.parquet"))[int(m["parts"])])
     one_part = max(PART_BYTES, sum(sizes[i] for i in first_new.column("id").to_pylist()))
     assert to_bytes(m["lost"]) <= one_part * 1.01, why
-    assert done_at_signal - saved_bytes <= one_part, why
+    assert done_at_signal - saved_bytes <= one_part + 0.006 * done_at_signal, why  # lines show 3 digits
 
     table, want = pq.read_table(out), uninterrupted[0]
     assert table.column("id").to_pylist() == want.column("id").to_pylist() == list(sizes)

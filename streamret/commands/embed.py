@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except EmbedInterrupted as e:
         print(f"streamret embed: interrupted: {e.output} holds {e.rows_written} of {e.corpus_rows} documents "
-              f"({e.report.parts} parts written by this run); lost: {format_bytes(e.lost_bytes)} of text in "
-              f"flight; {resume}", file=sys.stderr, flush=True)
+              f"({e.report.parts} part{'' if e.report.parts == 1 else 's'} written by this run); lost: "
+              f"{format_bytes(e.lost_bytes)} of text in flight; {resume}", file=sys.stderr, flush=True)
         return 130
     except KeyboardInterrupt:
         print(f"streamret embed: interrupted before this run wrote a part; {args.output} keeps what earlier runs "
