@@ -30,19 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers_chaos import book_text  # noqa: E402
+from helpers_progress import PROGRESS, to_bytes  # noqa: E402
 
 from streamret.commands.embed import parse_size  # noqa: E402
 from streamret.progress import format_bytes  # noqa: E402
 
-LINE = re.compile(r"^embed: (?P<done>[\d.]+ [kMG]?B)")
 MESSAGE = re.compile(r"holds (?P<rows>\d+) of \d+ documents \((?P<parts>\d+) parts? written by this run\); lost: "
                      r"(?P<lost>[\d.]+ [kMG]?B) .*resume with: (?P<cmd>.+)$")
-UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
-
-
-def to_bytes(text: str) -> float:
-    value, unit = text.split()
-    return float(value) * UNITS[unit]
 
 
 def env() -> dict[str, str]:
@@ -93,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         done_at_signal, last = None, ""
         for line in proc.stderr:
             last = line.rstrip("\n") or last
-            m = LINE.match(line)
-            if m and done_at_signal is None and to_bytes(m["done"]) >= at:
+            m = PROGRESS.match(line.rstrip("\n"))
+            if m and m["desc"] == "embed" and done_at_signal is None and to_bytes(m["done"]) >= at:
                 done_at_signal = to_bytes(m["done"])
                 proc.send_signal(signal.SIGINT)
         proc.wait()

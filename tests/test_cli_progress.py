@@ -25,15 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-PROGRESS = re.compile(r"^(?P<desc>\S+): (?P<done>[\d.]+ [kMG]?B)(?: of (?P<total>[\d.]+ [kMG]?B) \((?P<pct>\d+)%\))?, "
-                      r"[\d.]+ [kMG]?B/s(?P<rest>.*)$")
-_UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
-
-
-def to_bytes(text: str) -> float:
-    value, unit = text.split()
-    return float(value) * _UNITS[unit]
+from helpers_progress import PROGRESS, other_lines, progress_lines, to_bytes
 
 
 def env() -> dict[str, str]:
@@ -48,14 +40,6 @@ def streamret(*argv: str) -> list[str]:
 
 def run(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(streamret(*argv), capture_output=True, text=True, timeout=timeout, env=env())
-
-
-def progress_lines(stderr: str, desc: str) -> list[re.Match]:
-    return [m for line in stderr.splitlines() if (m := PROGRESS.match(line)) and m["desc"] == desc]
-
-
-def other_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip() and not PROGRESS.match(line)]
 
 
 # --- embed ----------------------------------------------------------------------------------------------------
