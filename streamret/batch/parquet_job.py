@@ -354,11 +354,11 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine, *, summary_k: int, ro
         while inflight:
             commit_oldest()
     except KeyboardInterrupt as e:
+        with done_lock:  # before the abort, whose failed rows would count their unread bytes as done
+            lost = max(done_bytes - committed_bytes, 0)
         for fut, _ in inflight:
             fut.cancel()
         on_abort()
-        with done_lock:
-            lost = max(done_bytes - committed_bytes, 0)
         report = BatchReport(docs, errors, tokens, skipped, parts, time.monotonic() - start)
         raise EmbedInterrupted(report, folder.url, corpus.count_rows(), written.rows + docs, lost) from e
     except BaseException:

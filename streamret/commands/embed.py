@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
               f"{format_bytes(e.lost_bytes)} of text in flight; {resume}", file=sys.stderr, flush=True)
         return 130
     except KeyboardInterrupt:
-        print(f"streamret embed: interrupted before this run wrote a part; {args.output} keeps what earlier runs "
-              f"wrote; {resume}", file=sys.stderr, flush=True)
+        print(f"streamret embed: interrupted (before the job's first part, or on Ray): {args.output} keeps every "
+              f"part written so far; {resume}", file=sys.stderr, flush=True)
         return 130
     print(f"{report.documents} documents ({report.errors} with an error) and {report.tokens} tokens in "
           f"{report.seconds:.1f} s ({report.tokens_per_s:,.0f} tokens/s) -> {args.output}; "
