@@ -71,7 +71,8 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, int]]:
 
 def embed_argv(corpus_dir: Path, out: Path, part_bytes: int = PART_BYTES) -> list[str]:
     return ["embed", str(corpus_dir), "-o", str(out), "--model", "random:tiny", "--device", "cpu",
-            "--summary-k", "2", "--part-bytes", str(part_bytes), "--progress-every-s", "0.1"]
+            "--summary-k", "2", "--part-bytes", str(part_bytes), "--progress-every-s", "0.1",
+            "--batch-tokens", "1024"]  # engine steps of 1024 tokens: the documents of a part end steps apart
 
 
 @pytest.fixture(scope="module")
