@@ -22,6 +22,7 @@ instead of keeping them as errors.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -271,7 +272,15 @@ def embed_parquet(
 
     def stop_engine() -> None:
         if own_engine:  # fails whatever is still queued, so the parts in flight end at once
-            engine.shutdown(checkpoint=False)
+            # Its streams are this job's temporaries: that it drops some mid-chunk (a warning each) is
+            # expected when the job stops early, and not for the user to act on. Errors still show.
+            engine_log = logging.getLogger("streamret.engine")
+            level = engine_log.level
+            engine_log.setLevel(max(level, logging.ERROR))
+            try:
+                engine.shutdown(checkpoint=False)
+            finally:
+                engine_log.setLevel(level)
 
     try:
         return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part,
