@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-tokens", type=int, help="tokens per engine step (default: the engine's 16384)")
     p.add_argument("--part-bytes", type=parse_size, default="1M", metavar="SIZE",
                    help="text per output part, e.g. 256K, 1M, 64M (default 1M; a larger document is a part of "
-                        "its own); an interruption loses at most one part's work")
+                        "its own); an interruption loses at most one part's work (the local job; --ray writes "
+                        "Ray Data's blocks of --rows-per-part rows)")
     p.add_argument("--rows-per-part", type=int, default=1024, help="at most this many rows per part (default 1024)")
     p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
                    help="seconds between progress lines when stderr is not a terminal (default 10; on a "
