@@ -34,9 +34,11 @@ import torch
 
 from ..errors import (
     AlreadyExists,
+    DamagedRecord,
     DurableWriteFailed,
     FailedPrecondition,
     InvalidArgument,
+    ModelMismatch,
     NotFound,
     ResourceExhausted,
     SeqGap,
@@ -201,10 +203,19 @@ class Engine:
         """Process the tail (an incomplete character becomes U+FFFD) and release the stream.
 
         keep_state=False deletes it everywhere; True keeps it in the durable store (or, without a
-        state_dir, in memory) to be opened again later.
+        state_dir, in memory) to be opened again later. A stream whose durable record cannot be loaded
+        (damaged, or another model's) is deleted unread by keep_state=False, so that its id can be used again.
         """
         self._check_id(stream_id)
-        self._submit_tail(stream_id, close=True).result()
+        try:
+            self._submit_tail(stream_id, close=True).result()
+        except (DamagedRecord, ModelMismatch):  # raised only by loading the record: the stream is not in memory
+            if keep_state:
+                raise
+            with self._lock:
+                self.durable.delete(stream_id)
+                self.store.evicted.discard(stream_id)
+            return
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is not None and stream.busy:

@@ -21,8 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..batch.arrow_table import Stop, embed_table
-from ..errors import FailedPrecondition, NotFound, ResourceExhausted, SeqGap, StreamRetError, TooBusy, Unavailable
+from ..batch.arrow_table import Stop, _embedding_dim, embed_table
+from ..engine.config import StreamInfo, Summary
+from ..errors import (
+    DamagedRecord,
+    FailedPrecondition,
+    ModelMismatch,
+    NotFound,
+    ResourceExhausted,
+    SeqGap,
+    StreamRetError,
+    TooBusy,
+    Unavailable,
+)
 from .auth import Caller, client_id, scrub
 from .limits import ServiceLimits, StreamRegistry, TenantCalls
 from .metrics import ServiceMetrics
@@ -204,7 +215,16 @@ class TenantEngine:
         """Flush the tail, take the final (embedding, info, summary), then close the stream."""
         caller.require_write("closing a stream")
         eid = caller.engine_id(stream_id)
-        await self._call(self.engine.flush, eid)
+        try:
+            await self._call(self.engine.flush, eid)
+        except (DamagedRecord, ModelMismatch):  # the record cannot be loaded: a tenant can still drop the id
+            if keep_state:
+                raise
+            await self._call(self.engine.close, eid, keep_state=False)  # deletes the record unread
+            self.registry.release(eid)
+            dim = _embedding_dim(self.engine) or 0
+            info = StreamInfo(eid, 0, 0, 0, getattr(self.engine, "fingerprint", ""))
+            return np.zeros(dim, np.float32), info, Summary(eid, 0, [], "")
         values, info = await self.embedding(caller, stream_id)
         summary = await self._call(self.engine.summarize, eid, k=k)
         await self._call(self.engine.close, eid, keep_state=keep_state)
