@@ -49,6 +49,7 @@ from ..errors import (
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
+from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
 from .scheduler import PieceLayout, Scheduler, Span, StepPlan, WorkItem
@@ -141,6 +142,7 @@ class Engine:
         self._next_sweep = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
+        shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
     def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
