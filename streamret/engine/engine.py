@@ -52,10 +52,11 @@ from ..model.spec import LoadedModel, load_model
 from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
-from .scheduler import PieceLayout, Scheduler, Span, StepPlan, WorkItem
+from .scheduler import Scheduler, Span, StepPlan, WorkItem
 from .segments import Segment, add_step_spans, select_summary
 from .state_store import DurableStore, DurableWriter, StateStore
 from .stream import Stream
+from .tokenize_stage import Tokenized, TokenizeStage
 from .worker import ModelRunner, StepOutput
 
 log = logging.getLogger("streamret.engine")
@@ -122,7 +123,7 @@ class Engine:
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens,
         )
-        self.runner = ModelRunner(self.model, config.chunk_size)
+        self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs)
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
         self._lock = threading.RLock()
@@ -140,6 +141,8 @@ class Engine:
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._recent_tokens: deque[int] = deque(maxlen=256)
         self._next_sweep = time.monotonic()
+        self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self._tokenized,
+                                       threads=config.tokenizer_threads, on_error=self._crash)
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
@@ -362,6 +365,7 @@ class Engine:
             self._has_work.notify_all()
         report = self.checkpoint_all(timeout_s) if checkpoint else None
         self._halt("the engine shut down")
+        self._tokenize.close()
         if self.writer is not None:
             self.writer.close()
         return report
@@ -400,8 +404,7 @@ class Engine:
                 return self._duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-            item = self._accept(stream, seq, raw, flush=flush, durable=durable)
-        return self._tokenize(stream, item).future
+            return self._accept(stream, seq, raw, flush=flush, durable=durable).future
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
                group: str | None = None) -> Ack:
@@ -417,13 +420,12 @@ class Engine:
         with self._lock:
             self._check_running()
             stream = self._resident(stream_id)
-            item = self._accept(stream, None, b"", flush=flush, close=close)
-        return self._tokenize(stream, item).future
+            return self._accept(stream, None, b"", flush=flush, close=close).future
 
     def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
                 durable: bool = False) -> WorkItem:
-        """Text -> pieces -> an accepted WorkItem, counted against the queue bounds but not tokenized yet
-        (`_tokenize` does that, without the lock). Called with the lock held."""
+        """Text -> pieces -> an accepted WorkItem, counted against the queue bounds and handed to the tokenize
+        stage (which queues it for a step once tokenized: `_tokenized`). Called with the lock held."""
         self.scheduler.check_room(stream.id, len(raw))
         before = stream.text.snapshot()
         try:
@@ -437,40 +439,29 @@ class Engine:
         stream.pending.append(item)
         if seq is not None:
             stream.accepted_seq = seq
+        self._tokenize.submit(item)
         return item
 
-    def _tokenize(self, stream: Stream, item: WorkItem) -> WorkItem:
-        """Tokenize an accepted item (without the lock), then queue it and any later items of its stream
-        that were waiting for it. A failure takes the stream's front back to before the item: the item
-        fails with the error, which is raised here too, and items accepted after it fail as resendable."""
-        error = None
-        try:
-            ids = self.tokenizer.encode_batch([p.text for p in item.pieces]) if item.pieces else []
-            tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
-            if tokens.size and (tokens.min() < 0 or tokens.max() >= self.model.config.vocab_size):
-                raise InvalidArgument(
-                    f"the tokenizer produced ids outside the model's vocabulary [0, {self.model.config.vocab_size}); "
-                    "the engine's tokenizer and model do not belong together"
-                )
-            ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
-            layout = PieceLayout.of(item.pieces, ends)  # without the lock
-        except BaseException as e:  # handed to the caller and to the item's future below; never left half-accepted
-            error = e
+    def _tokenized(self, results: list[tuple[WorkItem, Tokenized | BaseException]]) -> None:
+        """A batch of items back from the tokenize stage: queue each item, and the later items of its stream
+        that were waiting for it, in order. A failed item takes its stream's front back to before it: it
+        fails with the error, and the items accepted after it fail as resendable."""
         with self._lock:
-            if item not in stream.pending:
-                return item  # the stream failed or shut down meanwhile: the item's future is settled
-            if error is not None:
-                self._drop_from(stream, item, error)
-                raise error
-            item.set_tokens(tokens, ends, layout)
-            for waiting in stream.pending:  # in order: an item waits for every earlier one
-                if waiting.queued:
+            for item, result in results:
+                stream = self.store.streams.get(item.stream_id)
+                if stream is None or item not in stream.pending:
+                    continue  # the stream failed or shut down meanwhile: the item's future is settled
+                if isinstance(result, BaseException):
+                    self._drop_from(stream, item, result)
                     continue
-                if waiting.tokens is None:
-                    break
-                self.scheduler.enqueue(waiting)
+                item.set_tokens(result.tokens, result.ends, result.layout)
+                for waiting in stream.pending:  # in order: an item waits for every earlier one
+                    if waiting.queued:
+                        continue
+                    if waiting.tokens is None:
+                        break
+                    self.scheduler.enqueue(waiting)
             self._has_work.notify_all()
-        return item
 
     def _drop_from(self, stream: Stream, item: WorkItem, error: BaseException) -> None:
         """Undo the acceptance of `item` and of every item accepted after it (none of them is queued)."""
@@ -603,6 +594,7 @@ class Engine:
                 "device_stream_capacity": self.store.device.capacity,
                 "loop_model_seconds": self._model_s,
                 "loop_host_seconds": self._host_s,
+                "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
                 "durable_write_errors": self.writer.errors if self.writer else 0,
                 "durable_writable": writable,
             }
