@@ -26,6 +26,7 @@ log = logging.getLogger("streamret.cluster")
 NAMESPACE = "streamret"
 COORDINATOR_NAME = "streamret-coordinator"
 GATEWAY_TTL_S = 30.0  # a gateway not polling for this long no longer holds up a drain
+METRICS_TTL_S = 15.0  # a gateway serving /metrics not polling for this long no longer takes a share of the workers
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class View:
     generation: int
     live: dict = field(default_factory=dict)  # worker name -> actor handle: the routing targets
     draining: dict = field(default_factory=dict)  # leaving: still asked to release streams
+    # gateways serving /metrics (recently polling): each worker's metrics are exported by one of them
+    metrics_gateways: tuple[str, ...] = ()
 
 
 class Coordinator:
@@ -51,6 +54,7 @@ class Coordinator:
         self.generation = time.time_ns() // 1000  # grows across coordinator restarts, so gateways see a change
         self._numbered = 0
         self._seen: dict[str, tuple[int, float]] = {}  # gateway -> (generation it applied, when)
+        self._exporters: dict[str, float] = {}  # gateway serving /metrics -> when it last polled
         self._changed: asyncio.Condition | None = None
         self._scaling: asyncio.Lock | None = None
         self._up: asyncio.Future | None = None
@@ -75,18 +79,25 @@ class Coordinator:
     # ------------------------------------------------------------------------------------------
     # what gateways and the CLI call
 
-    async def view(self, gateway: str, applied: int, timeout_s: float = 10.0) -> View:
+    async def view(self, gateway: str, applied: int, timeout_s: float = 10.0, metrics: bool = False) -> View:
         """The current view once it is newer than `applied` (or after timeout_s); records what this
-        gateway has applied, which a drain waits for."""
+        gateway has applied, which a drain waits for, and whether it serves /metrics (then it takes a share
+        of the workers' metrics: View.metrics_gateways)."""
         await self._ready()
         self._seen[gateway] = (applied, time.monotonic())
+        if metrics:
+            self._exporters[gateway] = time.monotonic()
+        else:
+            self._exporters.pop(gateway, None)
         async with self._changed:
             if self.generation <= applied:
                 try:
                     await asyncio.wait_for(self._changed.wait_for(lambda: self.generation > applied), timeout_s)
                 except TimeoutError:
                     pass
-        return View(self.generation, dict(self.live), dict(self.draining))
+        now = time.monotonic()
+        exporters = tuple(sorted(g for g, t in self._exporters.items() if now - t < METRICS_TTL_S))
+        return View(self.generation, dict(self.live), dict(self.draining), exporters)
 
     async def scale(self, n: int) -> dict:
         """Grow or shrink to n workers (shrinking drains the newest ones); returns status()."""
@@ -104,6 +115,7 @@ class Coordinator:
     async def leave(self, gateway: str) -> None:
         """A gateway stops: drains no longer wait for it."""
         self._seen.pop(gateway, None)
+        self._exporters.pop(gateway, None)
 
     async def report_dead(self, name: str) -> None:
         """A gateway's hint that a worker failed; the monitor confirms and replaces it."""

@@ -14,6 +14,10 @@ the engine's stream id over the live workers of the coordinator's newest view.
   again this gateway opens a new channel to it (see worker.py for channels).
 - Backpressure: past `max_in_flight` chunks to one worker, submit_append raises TooBusy, which the
   service turns into a wait.
+- Metrics: a gateway serving /metrics (`exports_metrics`) says so when it polls the coordinator, and
+  exports the engine metrics of the workers it wins by rendezvous hashing of the worker's name over
+  every such gateway (`metrics_stats`), each labelled `worker`: summed over all gateways, every worker
+  counts once. They are read from the workers at the scrape, never polled.
 """
 
 from __future__ import annotations
@@ -136,6 +140,8 @@ class ClusterEngine:
         self._moves: dict[str, _Move] = {}
         self._fresh: set[str] = set()  # streams whose placement changed and got no call there yet
         self._stopping = threading.Event()
+        self.exports_metrics = False  # set by the server that serves this gateway's /metrics
+        self._metrics_gateways: tuple[str, ...] = ()  # the gateways serving /metrics, as of the last poll
         self._apply(_ray().get(coordinator.view.remote(self.gateway_id, 0, 0.0), timeout=connect_timeout_s))
         info = next((link.info for link in self._links.values() if link.info), None)
         if info is None:
@@ -162,13 +168,15 @@ class ClusterEngine:
         ray = _ray()
         while not self._stopping.is_set():
             try:
-                view = ray.get(self.coordinator.view.remote(self.gateway_id, self.generation, 5.0), timeout=60.0)
+                view = ray.get(self.coordinator.view.remote(self.gateway_id, self.generation, 5.0,
+                                                            self.exports_metrics), timeout=60.0)
             except (ray.exceptions.RayError, TimeoutError) as e:
                 if self._stopping.is_set():
                     return
                 log.warning("the coordinator did not answer (%s); retrying", e)
                 time.sleep(1.0)
                 continue
+            self._metrics_gateways = view.metrics_gateways
             if view.generation != self.generation:
                 self._apply(view)
 
@@ -393,18 +401,37 @@ class ClusterEngine:
                 if key == "streams":
                     for tier, n in value.items():
                         total["streams"][tier] = total["streams"].get(tier, 0) + n
+                elif key == "step_streams_buckets":  # a histogram: bucket by bucket
+                    have = total.setdefault(key, [0] * len(value))
+                    total[key] = [a + b for a, b in zip(have, value, strict=True)]
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     total[key] = total.get(key, 0) + value
                 elif isinstance(value, list):
                     total.setdefault(key, []).extend(value)
         return total
 
-    def _each(self, method: str, timeout_s: float | None = None) -> dict:
-        """Call a method on every reachable worker; {name: result or the error's text}. timeout_s: how long to
-        wait for each answer (default call_timeout_s)."""
+    def durable_writable(self) -> None:
+        """None: the gateway has no durable store of its own to probe; each worker's acks carry its store's failures."""
+        return None
+
+    def metrics_workers(self) -> list[str]:
+        """The workers (live and draining) whose engine metrics this gateway exports: those whose name wins
+        this gateway by rendezvous hashing over the gateways serving /metrics (this one included)."""
+        gateways = {*self._metrics_gateways, self.gateway_id}
+        with self._lock:
+            names = list(self._links)
+        return [name for name in names if owner(name, gateways) == self.gateway_id]
+
+    def metrics_stats(self, timeout_s: float) -> dict:
+        """{worker: its engine's stats, or the error's text} for metrics_workers(), asked now (a scrape)."""
+        return self._each("stats", timeout_s, names=self.metrics_workers())
+
+    def _each(self, method: str, timeout_s: float | None = None, names: list[str] | None = None) -> dict:
+        """Call a method on every reachable worker (or those `names`); {name: result or the error's text}.
+        timeout_s: how long to wait for each answer (default call_timeout_s)."""
         ray = _ray()
         with self._lock:
-            links = list(self._links.values())
+            links = [link for link in self._links.values() if names is None or link.name in names]
         refs = {link.name: getattr(link.handle, method).remote() for link in links}
         deadline = time.monotonic() + (self.call_timeout_s if timeout_s is None else timeout_s)
         out = {}

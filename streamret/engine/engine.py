@@ -73,6 +73,8 @@ def _reject(fut: Future, error: BaseException) -> None:
         fut.set_exception(error)
 
 SUMMARY_MODES = ("extractive", "generative")
+# stats()["step_streams_buckets"][i]: steps of at most 2**i streams (and more than 2**(i-1)); the last: more than 2**14
+STEP_STREAMS_BUCKETS = 15
 
 
 def _what(item: WorkItem) -> str:
@@ -142,6 +144,7 @@ class Engine:
         self._parts_s = dict.fromkeys(("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
                                        "book_segments", "book_items", "acks"), 0.0)
         self._recent_streams: deque[int] = deque(maxlen=256)
+        self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
         self._recent_tokens: deque[int] = deque(maxlen=256)
         self._next_sweep = time.monotonic()
         self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self._tokenized,
@@ -577,12 +580,17 @@ class Engine:
             text = self.tokenizer.decode(ids)
         return Summary(stream_id, applied_seq, picked, text)
 
+    def durable_writable(self) -> bool | None:
+        """False while the durable store refuses writes (probed here until it takes them again), None without
+        a durable store."""
+        if self.durable is None:
+            return None
+        return self.durable.writable or self.durable.probe()
+
     def stats(self) -> dict:
         """Counters for metrics and health. durable_writable: False while the durable store refuses writes
         (probed here until it takes them again), None without a durable store."""
-        writable = None
-        if self.durable is not None:
-            writable = self.durable.writable or self.durable.probe()
+        writable = self.durable_writable()
         with self._lock:
             return {
                 "streams": self.store.counts(),
@@ -590,6 +598,7 @@ class Engine:
                 "steps": self._steps,
                 "step_streams": self._step_streams,
                 "recent_step_batch_sizes": list(self._recent_streams),
+                "step_streams_buckets": list(self._step_streams_buckets),
                 "recent_step_tokens": list(self._recent_tokens),
                 "queue_depth": self.scheduler.pending_chunks,
                 "queue_tokens": self.scheduler.pending_tokens,
@@ -752,6 +761,7 @@ class Engine:
         self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
         self._recent_streams.append(len(plan.work))
+        self._step_streams_buckets[min((max(len(plan.work), 1) - 1).bit_length(), STEP_STREAMS_BUCKETS)] += 1
         self._recent_tokens.append(plan.n_tokens)
         resolved = []
         for sid, items in done.items():
