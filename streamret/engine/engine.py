@@ -34,9 +34,11 @@ import torch
 
 from ..errors import (
     AlreadyExists,
+    DamagedRecord,
     DurableWriteFailed,
     FailedPrecondition,
     InvalidArgument,
+    ModelMismatch,
     NotFound,
     ResourceExhausted,
     SeqGap,
@@ -47,6 +49,7 @@ from ..errors import (
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
+from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .record import StreamCodec
 from .scheduler import Scheduler, Span, StepPlan, WorkItem
@@ -148,6 +151,7 @@ class Engine:
                                        threads=config.tokenizer_threads, on_error=self._crash)
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
+        shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
     def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
@@ -171,12 +175,15 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # streams
 
-    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None) -> StreamInfo:
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None,
+             durable: bool = True) -> StreamInfo:
         """The stream's info once its accepted chunks are applied, so that a client that reconnects
         resumes at applied_seq + 1 (info() answers at once instead).
 
         group: the stream's fairness group for the scheduler (e.g. its tenant: steps are shared
         round-robin over groups, then over their streams); None keeps the stream's group ("" at first).
+        durable=False creates a batch temporary: no record is written for it unless a chunk asks for one
+        (a record per row of a table would cost a write, an fsync and a delete each).
         """
         self._check_id(stream_id)
         self._check_group(group)
@@ -188,6 +195,7 @@ class Engine:
                 if not create_if_missing:
                     raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=True")
                 stream = self._create(stream_id)
+                stream.ephemeral = not durable
             if group is not None:
                 stream.group = group
             return self._info(stream)
@@ -206,10 +214,19 @@ class Engine:
         """Process the tail (an incomplete character becomes U+FFFD) and release the stream.
 
         keep_state=False deletes it everywhere; True keeps it in the durable store (or, without a
-        state_dir, in memory) to be opened again later.
+        state_dir, in memory) to be opened again later. A stream whose durable record cannot be loaded
+        (damaged, or another model's) is deleted unread by keep_state=False, so that its id can be used again.
         """
         self._check_id(stream_id)
-        self._submit_tail(stream_id, close=True).result()
+        try:
+            self._submit_tail(stream_id, close=True).result()
+        except (DamagedRecord, ModelMismatch):  # raised only by loading the record: the stream is not in memory
+            if keep_state:
+                raise
+            with self._lock:
+                self.durable.delete(stream_id)
+                self.store.evicted.discard(stream_id)
+            return
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is not None and stream.busy:
@@ -219,7 +236,8 @@ class Engine:
                     self.store.evict(stream_id)
                 return
             self.store.remove(stream_id)
-        if self.durable is not None:
+            unrecorded = stream is not None and stream.ephemeral and not stream.recorded
+        if self.durable is not None and not unrecorded:  # a temporary never written has nothing to delete
             self.writer.drain()  # a queued record must not bring the stream back
             with self._lock:
                 self.durable.delete(stream_id)
@@ -307,7 +325,7 @@ class Engine:
         with self._lock:
             if self.durable is not None:
                 for stream in self.store.streams.values():
-                    if stream.since_durable and stream.at_boundary:
+                    if stream.since_durable and stream.at_boundary and not stream.ephemeral:
                         self._write_durable(stream, [])
                         written += 1
         if self.writer is not None:
@@ -315,7 +333,7 @@ class Engine:
         with self._lock:
             streams = len(self.store.streams)
             not_durable = streams if self.durable is None else sum(
-                1 for s in self.store.streams.values() if s.since_durable)
+                1 for s in self.store.streams.values() if s.since_durable and not s.ephemeral)
         return Checkpoint(self.durable is not None, streams, written, not_durable, *dropped, timeout_s)
 
     def _halt(self, why: str) -> tuple[int, int, int]:
@@ -749,7 +767,7 @@ class Engine:
         for sid, items in done.items():
             stream = self.store.streams[sid]
             every = self.config.durable_every_chunks
-            policy = bool(every) and stream.since_durable >= every
+            policy = bool(every) and stream.since_durable >= every and not stream.ephemeral
             asked = [it for it in items if it.durable]
             if self.durable is not None and (policy or asked or stream.owed_record):
                 # acks go out once the record is written (the scheduler ends a stream's work at a chunk
@@ -791,6 +809,7 @@ class Engine:
             stream.owed_record.extend(items)
             return
         meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
+        stream.recorded = True
         changes = stream.since_durable
         stream.since_durable = 0
         stream.durable_time = time.monotonic()
@@ -812,7 +831,7 @@ class Engine:
                 for fut, exc in failed:
                     _reject(fut, exc)
 
-        self.writer.submit(stream.id, stream.revision, meta, tensors, written)
+        self.writer.submit(stream.id, stream.revision, meta, tensors, written, group=stream.group)
 
     def _not_durable(self, stream: Stream, seq: int | None, error: Exception) -> DurableWriteFailed:
         """The error of a chunk that was applied but whose durable record could not be written."""
@@ -837,7 +856,8 @@ class Engine:
         for stream in self.store.streams.values():
             # a stream in the middle of a long chunk waits: the step that completes the chunk ends at its
             # boundary, and this sweep runs right after that step
-            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary:
+            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary \
+                    and not stream.ephemeral:
                 self._write_durable(stream, [])
 
     def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
