@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import threading
 
-from ..engine.state_store import DurableStore, _fsync_dir
+from ..engine.durability.store import DurableStore, _fsync_dir
 from ..errors import Unavailable
 
 

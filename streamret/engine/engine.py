@@ -48,10 +48,11 @@ from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
+from .durability import DurableStore, DurableWriter
 from .record import StreamCodec
 from .scheduler import PieceLayout, Scheduler, Span, StepPlan, WorkItem
 from .segments import Segment, add_step_spans, select_summary
-from .state_store import DurableStore, DurableWriter, StateStore
+from .state_store import StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
 
