@@ -1,6 +1,8 @@
-"""Durability: the store that holds stream records and the writer that writes them off the step loop."""
+"""Durability: the policy that decides when a stream's record is written, the writer that writes it off the
+step loop, and the store that holds it."""
 
+from .policy import DurabilityPolicy
 from .store import DurableStore
 from .writer import DurableWriter
 
-__all__ = ["DurableStore", "DurableWriter"]
+__all__ = ["DurabilityPolicy", "DurableStore", "DurableWriter"]
