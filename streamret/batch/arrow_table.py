@@ -17,12 +17,16 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidArgument, StreamRetError, TooBusy
 from ..textcheck import InvalidText, check_bytes
+
+if TYPE_CHECKING:  # (the client shares this module and does not load the engine)
+    from ..engine.api import EngineAPI
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 DEFAULT_IN_FLIGHT = 256
@@ -132,22 +136,10 @@ def table_to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _embedding_dim(engine) -> int | None:
-    for path in ("embed_dim", "model.config.out_embed_dim"):
-        obj = engine
-        try:
-            for attr in path.split("."):
-                obj = getattr(obj, attr)
-            return int(obj)
-        except (AttributeError, TypeError):
-            continue
-    return None
-
-
 class _Runner:
     """Drives documents through the engine: one pending chunk per document, many documents at once."""
 
-    def __init__(self, engine, docs: list[_Doc], summary_k: int, max_in_flight: int,
+    def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None):
         self.engine = engine
         self.on_row_done = on_row_done
@@ -258,7 +250,7 @@ class _Runner:
 
 
 def embed_table(
-    engine,
+    engine: EngineAPI,
     table: pa.Table,
     *,
     id_column: str = "id",
@@ -272,7 +264,7 @@ def embed_table(
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
 
-    `engine` is a streamret Engine (or anything with its API). Temporary streams are named
+    `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix) and closed when their row is done.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
     """
@@ -297,9 +289,7 @@ def embed_table(
         rows.append(doc)
     _Runner(engine, docs, summary_k, max_in_flight, on_row_done).run()
 
-    dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or _embedding_dim(engine)
-    if dim is None:
-        raise InvalidArgument("no row could be embedded and the engine does not report its embedding size")
+    dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)
     valid = np.zeros(len(rows), dtype=bool)
     for i, d in enumerate(rows):

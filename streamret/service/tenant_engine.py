@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..batch.arrow_table import embed_table
+from ..engine.api import EngineAPI
 from ..errors import FailedPrecondition, NotFound, ResourceExhausted, SeqGap, StreamRetError, TooBusy, Unavailable
 from .auth import Caller, client_id, scrub
 from .limits import ServiceLimits, StreamRegistry
@@ -68,7 +69,7 @@ class PendingAck:
 
 
 class TenantEngine:
-    def __init__(self, engine, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32,
+    def __init__(self, engine: EngineAPI, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32,
                  batch_threads: int = 4):
         self.engine = engine
         self.limits = limits
