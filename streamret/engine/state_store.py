@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ResourceExhausted, TooBusy
 from ..model.retnet import RetNet, RetNetState
-from .durability import DurableStore
+from .durability.store import DurableStore
 from .record import StreamCodec
 from .stream import Stream
 
