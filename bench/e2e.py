@@ -17,6 +17,9 @@ Parts (--parts, in this order; one engine serves all of them, one model load):
            The shapes of issue 14's figures (B64 x T512, B256 x T256) are timed too, for the record.
   engine   Engine.submit_append in-process with --streams streams (e.g. 64 and 1,024), --chunk-bytes
            chunks of the text, --window chunks in flight per stream (bench/service.py's run_engine)
+  profile  the first engine part again (a quarter of its chunks) under the torch profiler, CPU and CUDA
+           activity: e2e_profile.txt holds the top ops by device and by host time, the JSON the device's
+           busy share of the wall time (profiler overhead included; not a throughput figure)
   service  the same workload through the gRPC server on loopback (BackgroundServer in this process),
            load from --procs client processes (bench/service.py's run_service): at saturation, then at
            --load-fraction of the saturation chunk rate; ack latency p50/p99 for both
@@ -24,7 +27,8 @@ Parts (--parts, in this order; one engine serves all of them, one model load):
            documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
            --short-tokens, counted by the tokenizer on each whole document)
 Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
-Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats).
+Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
+model / host ms per step: the step loop's own clocks (launch + wait for results / everything else).
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
 """
@@ -59,7 +63,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # this checkout's streamret, not an installed one
 sys.path.insert(1, str(BENCH))  # bench/service.py, bench/batch.py, bench/engine.py, bench/text_path.py
 
-PARTS = ("packed", "engine", "service", "batch")
+PARTS = ("packed", "engine", "service", "batch", "profile")
 MAN_DIR = Path("/usr/share/man")
 
 # ------------------------------------------------------------------------------------------------
@@ -269,9 +273,17 @@ def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, se
 def steps_between(before: dict, after: dict) -> dict:
     """The engine's steps between two stats() snapshots: count, tokens and streams per step."""
     steps = after["steps"] - before["steps"]
+
+    def ms_per_step(key: str) -> float:
+        return round(1e3 * (after[key] - before[key]) / max(1, steps), 3)
+
+    # the step loop's own clocks: model = launching a step plus waiting for its results; host = the rest
     return {"steps": steps,
             "tokens_per_step": round((after["tokens_processed"] - before["tokens_processed"]) / max(1, steps), 1),
-            "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2)}
+            "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
+            "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
+            "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),
+            "cuda_graph_captures": after.get("cuda_graph_captures", 0) - before.get("cuda_graph_captures", 0)}
 
 
 def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
@@ -315,6 +327,43 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
     after = engine.stats()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+
+
+def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, out_dir: str) -> dict:
+    """The engine part again under the torch profiler (CPU and CUDA activity, every thread): where a
+    step's time goes. Writes e2e_profile.txt (top ops by device and by host time); returns the device's
+    busy time as a share of the wall time, and the top rows."""
+    from torch.profiler import ProfilerActivity, _ExperimentalConfig, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if engine.model.device.type == "cuda" else [])
+    try:  # host ops of the engine's step thread too, not only of this one
+        config = {"experimental_config": _ExperimentalConfig(profile_all_threads=True)}
+    except TypeError:  # an older torch: this thread's host ops only (device kernels are all seen either way)
+        config = {}
+    with profile(activities=activities, **config) as prof:
+        row = part_engine(engine, streams, chunks, args, tag="profile")
+        sync(engine.model.device)
+    events = prof.key_averages()
+
+    def dev(e: Any) -> float:  # torch renamed cuda -> device in 2.4; keep both
+        return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)))
+
+    device_us = sum(dev(e) for e in events)
+    by_device = sorted(events, key=dev, reverse=True)[:args.profile_rows]
+    by_host = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:args.profile_rows]
+    with open(os.path.join(out_dir, "e2e_profile.txt"), "w") as f:
+        for key in ("self_cuda_time_total", "self_cpu_time_total"):
+            try:
+                f.write(events.table(sort_by=key, row_limit=args.profile_rows, max_name_column_width=70) + "\n")
+            except Exception as e:  # noqa: BLE001  (a sort key this torch lacks: the other table still helps)
+                f.write(f"(no table by {key}: {e})\n")
+    wall_us = row["seconds"] * 1e6
+    return {**row, "device_busy_fraction": round(device_us / wall_us, 3) if device_us else None,
+            "top_device_ops": [{"name": e.key[:80], "calls": e.count, "self_device_ms": round(dev(e) / 1e3, 2)}
+                               for e in by_device],
+            "top_host_ops": [{"name": e.key[:80], "calls": e.count,
+                              "self_host_ms": round(e.self_cpu_time_total / 1e3, 2)} for e in by_host],
+            "note": "profiler overhead included: tokens/s here is not a figure of the engine"}
 
 
 def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
@@ -410,6 +459,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
     ap.add_argument("--short-docs", type=int, default=2000)
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
+    ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval for this process, seconds (Python's default: 0.005)")
+    ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     first, _ = ap.parse_known_args(argv)
     if first.smoke:
@@ -434,11 +487,14 @@ def table(results: dict) -> list[dict]:
     fastest = max((x["tokens_per_s"] for x in timed), default=None)  # over every shape timed, step budget or not
     rows = []
     for name, r in parts.items():
+        if name.startswith("profile_"):
+            continue
         row = {"part": name, "tokens_per_s": r["tokens_per_s"],
                "x_packed": round(r["tokens_per_s"] / packed, 3) if packed else None,
                "x_packed_fastest_shape": round(r["tokens_per_s"] / fastest, 3) if fastest else None,
                "streams_per_step": r.get("streams_per_step"), "ack_p50_ms": r.get("ack_p50_ms"),
-               "ack_p99_ms": r.get("ack_p99_ms"),
+               "ack_p99_ms": r.get("ack_p99_ms"), "model_ms_per_step": r.get("loop_model_ms_per_step"),
+               "host_ms_per_step": r.get("loop_host_ms_per_step"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
         if name == "service_saturate":
             engine = parts.get(f"engine_{r['streams']}")
@@ -458,7 +514,7 @@ def print_table(results: dict) -> None:
               f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget); all shapes timed: "
               + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
     print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
-          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s}  target (issue 14)")
+          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s}  target (issue 14)")
     for r in rows:
         print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} {f(r.get('x_engine'), '9.3f')} "
               f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')}  "
@@ -497,12 +553,16 @@ def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Calla
             ids_dev = torch.tensor(ids, dtype=torch.long).to(model.device)
             run_part(results, "packed", lambda: part_packed(engine, ids_dev, args), save)
             del ids_dev
-        if set(parts) & {"engine", "service", "batch"}:  # allocations, kernel compilation, thread pools
+        if set(parts) & {"engine", "service", "batch", "profile"}:  # allocations, kernel compilation, thread pools
             n = max([*args.streams, args.service_streams] if set(parts) & {"engine", "service"} else [64])
             run_part(results, "warmup", lambda: part_engine(engine, n, 2, args, tag="warmup"), save)
         if "engine" in parts:
             for n in args.streams:
                 run_part(results, f"engine_{n}", lambda n=n: part_engine(engine, n, chunks_for(n), args), save)
+        if "profile" in parts:
+            n = args.streams[0]
+            run_part(results, f"profile_{n}",
+                     lambda: part_profile(engine, n, max(2, chunks_for(n) // 4), args, args.out), save)
         if "service" in parts:
             server = run_part(results, "server", lambda: start_server(engine, args), save, record=False)
             if server is not None:
@@ -543,7 +603,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
     start = time.perf_counter()
-    config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0)  # no state dir
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
+                          cuda_graphs=not args.no_cuda_graphs)
     engine = Engine.from_model(args.model, args.device, config=config, dtype=args.dtype)
     model = engine.model
     results: dict = {
@@ -555,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "parameters": sum(p.numel() for p in model.parameters()),
                                               "load_seconds": round(time.perf_counter() - start, 2)},
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
+                          "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

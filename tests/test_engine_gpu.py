@@ -14,11 +14,13 @@ def rel_err(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def test_interleaved_streams_on_gpu_equal_one_shot_runs():
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_interleaved_streams_on_gpu_equal_one_shot_runs(cuda_graphs):
     rng = np.random.default_rng(0)
     words = ["alpha", "beta.", "gamma", "délta!", "€psilon", "\n"]
     texts = {f"g{i}": " ".join(rng.choice(words, size=int(rng.integers(20, 200)))) for i in range(48)}
-    cfg = EngineConfig(max_step_tokens=512)  # many steps, so that two are in flight most of the time
+    # many steps, so that two are in flight most of the time (and, with graphs, several shape buckets)
+    cfg = EngineConfig(max_step_tokens=512, cuda_graphs=cuda_graphs)
     with Engine.from_model("random:tiny", device="cuda", dtype="float32", config=cfg) as eng:
         futures = []
         for rnd in range(4):
@@ -29,6 +31,7 @@ def test_interleaved_streams_on_gpu_equal_one_shot_runs():
         for f in futures:
             f.result(timeout=120)
         assert eng.stats()["steps"] > 4
+        assert (eng.stats()["cuda_graph_captures"] > 0) == cuda_graphs
         for sid, text in texts.items():
             ids = torch.tensor(list(text.encode()), device="cuda")
             with torch.no_grad():

@@ -53,7 +53,9 @@ def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_
     cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64)
     e = Engine.from_model("random:tiny", device="cpu", config=cfg)
     try:
-        with e._lock:  # queue all of tenant A's work before the first step is planned
+        # queue all of tenant A's work before the first step is planned: holding the tokenize stage's lock too
+        # makes it take all the chunks as one batch, delivered at once
+        with e._tokenize._cv, e._lock:
             a_futures = [e.submit_append(f"a{i}", seq, text(1024, 2 * i + seq), group="A")
                          for i in range(100) for seq in (1, 2)]
         deadline = time.monotonic() + 60

@@ -25,6 +25,8 @@ class EngineConfig:
     max_pending_bytes_per_stream: int = 16 << 20
     max_pending_chunks: int = 1 << 16
     max_pending_bytes: int = 512 << 20
+    # tokenizing: accepted chunks are tokenized on this many engine threads, many chunks per tokenizer call
+    tokenizer_threads: int = 2
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
@@ -46,6 +48,7 @@ class EngineConfig:
     durable_every_s: float | None = None
     # model
     chunk_size: int = 64
+    cuda_graphs: bool = True  # on a GPU, each step's forward replays a CUDA graph of its shape bucket
     max_stream_id_bytes: int = 1024
 
     def __post_init__(self) -> None:

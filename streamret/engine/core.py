@@ -76,7 +76,7 @@ class EngineCore:
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens,
         )
-        self.runner = ModelRunner(self.model, config.chunk_size)
+        self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs)
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
         self._lock = threading.RLock()
@@ -187,6 +187,7 @@ class EngineCore:
                 "device_stream_capacity": self.store.device.capacity,
                 "loop_model_seconds": self._model_s,
                 "loop_host_seconds": self._host_s,
+                "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
                 "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
                 "durable_writable": writable,
             }

@@ -2,10 +2,11 @@
 
 The service, the batch runner and the Ray workers call this class (typed against `EngineAPI`, api.py,
 which the Ray `ClusterEngine` implements too). Each method checks its arguments, then hands the work
-on: a chunk goes through the intake (intake.py: its text becomes tokenizer-safe pieces under the lock,
-its tokens are made without it, then it is queued), the step loop (core.py) applies it, and the
-durability policy (durability/) acknowledges it once its record is written when one is due; queries
-read the state store (state_store.py) once the stream's accepted chunks are applied.
+on: a chunk goes through the intake (intake.py: its text becomes tokenizer-safe pieces under the lock;
+the tokenize stage, tokenize_stage.py, makes its tokens on engine threads; then it is queued), the step
+loop (core.py) applies it, and the durability policy (durability/) acknowledges it once its record is
+written when one is due; queries read the state store (state_store.py) once the stream's accepted
+chunks are applied.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import numpy as np
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, SeqGap, TooBusy
 from ..model.spec import LoadedModel, load_model
-from .config import Ack, EngineConfig, StreamInfo, Summary
+from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .core import EngineCore
 from .durability import DurableStore
 from .intake import Intake
 from .segments import Segment, select_summary
 from .stream import Stream
+from .tokenize_stage import TokenizeStage
 
 SUMMARY_MODES = ("extractive", "generative")
 
@@ -30,7 +32,7 @@ SUMMARY_MODES = ("extractive", "generative")
 class Engine(EngineCore):
     """Many streams, one model, one device. Thread-safe; also a context manager (shutdown on exit).
 
-    The step loop, checkpoint_all, shutdown and stats come from EngineCore."""
+    The step loop, checkpoint_all and stats come from EngineCore."""
 
     def __init__(self, loaded: LoadedModel, state_dir: str | None = None, config: EngineConfig | None = None,
                  durable: DurableStore | None = None):
@@ -38,8 +40,10 @@ class Engine(EngineCore):
         store, streamret/cluster/fenced_store.py)."""
         super().__init__(loaded, state_dir, config, durable)
         self.tokenizer = loaded.tokenizer
-        self.intake = Intake(self._lock, self._has_work, self._applied, self.scheduler, self.codec, self.tokenizer,
-                             self.model.config.vocab_size, self.durability)
+        self.intake = Intake(self._lock, self._has_work, self._applied, self.scheduler, self.store, self.codec,
+                             self.durability)
+        self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
+                                       threads=self.config.tokenizer_threads, on_error=self._crash)
 
     @classmethod
     def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
@@ -52,6 +56,12 @@ class Engine(EngineCore):
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
+        """Stop the step loop and release (EngineCore.shutdown), then end the tokenize stage."""
+        report = super().shutdown(checkpoint, timeout_s)
+        self._tokenize.close()
+        return report
 
     @property
     def embed_dim(self) -> int:
@@ -214,7 +224,8 @@ class Engine(EngineCore):
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
             item = self.intake.accept(stream, seq, raw, flush=flush, durable=durable)
-        return self.intake.tokenize(stream, item).future
+            self._tokenize.submit(item)
+            return item.future
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
                group: str | None = None) -> Ack:
@@ -231,7 +242,8 @@ class Engine(EngineCore):
             self._check_running()
             stream = self._resident(stream_id)
             item = self.intake.accept(stream, None, b"", flush=flush, close=close)
-        return self.intake.tokenize(stream, item).future
+            self._tokenize.submit(item)
+            return item.future
 
     # ------------------------------------------------------------------------------------------
     # outputs

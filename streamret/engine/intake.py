@@ -1,28 +1,26 @@
 """Intake: a caller's chunk becomes queued work, in its stream's order.
 
 `accept` (engine lock held) feeds the chunk's bytes to the stream's text front (text.py) and counts a
-WorkItem against the queue bounds; `tokenize` (without the lock, so that steps are planned and booked
-meanwhile, and a native tokenizer runs beside them) turns its pieces into tokens and queues it, and
-every later item of its stream that waited for it, with the scheduler. A chunk accepted before is
-answered by `duplicate`: acked again, never applied twice.
+WorkItem against the queue bounds; the engine hands the item to the tokenize stage (tokenize_stage.py:
+engine threads, many items per tokenizer call), which brings it back to `tokenized`: queued with the
+scheduler, and every later item of its stream that waited for it. A chunk accepted before is answered
+by `duplicate`: acked again, never applied twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import threading
 from concurrent.futures import Future
 
-import numpy as np
-
-from ..errors import DurableWriteFailed, InvalidArgument, Unavailable
-from ..model.tokenizer import Tokenizer
+from ..errors import DurableWriteFailed, Unavailable
 from .acks import AckWaiter, reject, resolve
 from .durability.policy import DurabilityPolicy
 from .record import StreamCodec
-from .scheduler import PieceLayout, Scheduler, WorkItem
+from .scheduler import Scheduler, WorkItem
+from .state_store import StateStore
 from .stream import Stream
+from .tokenize_stage import Tokenized
 
 
 def _what(item: WorkItem) -> str:
@@ -31,21 +29,19 @@ def _what(item: WorkItem) -> str:
 
 class Intake:
     def __init__(self, lock: threading.RLock, has_work: threading.Condition, applied: threading.Condition,
-                 scheduler: Scheduler, codec: StreamCodec, tokenizer: Tokenizer, vocab_size: int,
-                 durability: DurabilityPolicy):
+                 scheduler: Scheduler, states: StateStore, codec: StreamCodec, durability: DurabilityPolicy):
         self._lock = lock
         self._has_work = has_work  # the step loop waits here for queued work
         self._applied = applied  # callers wait here for their items to leave a stream's queue
         self._scheduler = scheduler
+        self._states = states
         self._codec = codec
-        self._tokenizer = tokenizer
-        self._vocab_size = vocab_size
         self._durability = durability
 
     def accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
                durable: bool = False) -> WorkItem:
         """Text -> pieces -> an accepted WorkItem, counted against the queue bounds but not tokenized yet
-        (`tokenize` does that, without the lock). Called with the lock held."""
+        (the tokenize stage does that, without the lock). Called with the lock held."""
         self._scheduler.check_room(stream.id, len(raw))
         before = stream.text.snapshot()
         try:
@@ -61,38 +57,26 @@ class Intake:
             stream.accepted_seq = seq
         return item
 
-    def tokenize(self, stream: Stream, item: WorkItem) -> WorkItem:
-        """Tokenize an accepted item (without the lock), then queue it and any later items of its stream
-        that were waiting for it. A failure takes the stream's front back to before the item: the item
-        fails with the error, which is raised here too, and items accepted after it fail as resendable."""
-        error = None
-        try:
-            ids = self._tokenizer.encode_batch([p.text for p in item.pieces]) if item.pieces else []
-            tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
-            if tokens.size and (tokens.min() < 0 or tokens.max() >= self._vocab_size):
-                raise InvalidArgument(
-                    f"the tokenizer produced ids outside the model's vocabulary [0, {self._vocab_size}); "
-                    "the engine's tokenizer and model do not belong together"
-                )
-            ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
-            layout = PieceLayout.of(item.pieces, ends)  # without the lock
-        except BaseException as e:  # handed to the caller and to the item's future below; never left half-accepted
-            error = e
+    def tokenized(self, results: list[tuple[WorkItem, Tokenized | BaseException]]) -> None:
+        """A batch of items back from the tokenize stage: queue each item, and the later items of its stream
+        that were waiting for it, in order. A failed item takes its stream's front back to before it: it
+        fails with the error, and the items accepted after it fail as resendable."""
         with self._lock:
-            if item not in stream.pending:
-                return item  # the stream failed or shut down meanwhile: the item's future is settled
-            if error is not None:
-                self._drop_from(stream, item, error)
-                raise error
-            item.set_tokens(tokens, ends, layout)
-            for waiting in stream.pending:  # in order: an item waits for every earlier one
-                if waiting.queued:
+            for item, result in results:
+                stream = self._states.streams.get(item.stream_id)
+                if stream is None or item not in stream.pending:
+                    continue  # the stream failed or shut down meanwhile: the item's future is settled
+                if isinstance(result, BaseException):
+                    self._drop_from(stream, item, result)
                     continue
-                if waiting.tokens is None:
-                    break
-                self._scheduler.enqueue(waiting)
+                item.set_tokens(result.tokens, result.ends, result.layout)
+                for waiting in stream.pending:  # in order: an item waits for every earlier one
+                    if waiting.queued:
+                        continue
+                    if waiting.tokens is None:
+                        break
+                    self._scheduler.enqueue(waiting)
             self._has_work.notify_all()
-        return item
 
     def _drop_from(self, stream: Stream, item: WorkItem, error: BaseException) -> None:
         """Undo the acceptance of `item` and of every item accepted after it (none of them is queued)."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from streamret_kernels import segment_sum
 
+from ..model.graphs import GraphedForward
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
 
 
@@ -29,10 +30,15 @@ class StepOutput:
 
 
 class ModelRunner:
-    def __init__(self, model: RetNet, chunk_size: int = 64):
+    def __init__(self, model: RetNet, chunk_size: int = 64, cuda_graphs: bool = True):
+        """cuda_graphs: on a GPU, replay each step's forward from a CUDA graph of its shape bucket
+        (model/graphs.py): a step is then a few launches instead of hundreds, so the step thread needs
+        the GIL a few times a step rather than once per kernel, while callers' threads want it too."""
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
+        self.graphed = GraphedForward(model, chunk_size=chunk_size) if cuda_graphs and model.device.type == "cuda" \
+            else None
         # embeddings on the CPU, through a float64 copy of the embedding head: booking a step then
         # never waits on the device, which is already running the next step
         head = model.embed_head
@@ -50,9 +56,15 @@ class ModelRunner:
         if int(lens.sum()) != len(tokens) or int(np.sum(span_lens)) != len(tokens):
             raise ValueError(f"{len(tokens)} packed tokens, but the streams' lens add up to {int(lens.sum())} and "
                              f"the spans' to {int(np.sum(span_lens))}: pass the lens of the packed tokens")
-        ids = self._to_device(np.ascontiguousarray(tokens, dtype=np.int64))
-        cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
-        hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu, chunk_size=self.chunk_size)
+        if self.graphed is not None:  # inputs go from pinned memory straight into the graph's buffers
+            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).pin_memory()
+            cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)).pin_memory()
+            hidden, new_state = self.graphed(ids, cu, state, clone_hidden=False)  # read below, before the next step
+        else:
+            ids = self._to_device(np.ascontiguousarray(tokens, dtype=np.int64))
+            cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
+            hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu,
+                                           chunk_size=self.chunk_size)
         span_cu = self._to_device(np.concatenate([[0], np.cumsum(span_lens, dtype=np.int64)]))
         sums = segment_sum(hidden, span_cu)  # spans are consecutive: one float64 sum per span
         embeddings = self.model.stream_embedding(new_state)

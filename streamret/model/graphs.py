@@ -36,7 +36,7 @@ class _Graph:
     graph: torch.cuda.CUDAGraph
     ids: torch.Tensor  # [Tb] int64
     cu: torch.Tensor  # [Nb + 1] int32
-    state: RetNetState  # Nb rows
+    state: RetNetState  # Nb rows: the input buffers, shared by the graphs of one row bucket
     hidden: torch.Tensor  # [Tb, d] output
     new_state: RetNetState  # Nb rows, output
 
@@ -55,15 +55,21 @@ class GraphedForward:
         self.model, self.max_graphs, self.chunk_size = model, max_graphs, chunk_size
         self.graphs: OrderedDict[tuple[int, int], _Graph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time: they share memory
+        self.states: dict[int, RetNetState] = {}  # input state buffers per row bucket (they are the largest)
+        self.captures = 0  # graphs captured so far (a capture costs a few eager forwards)
 
     def clear(self) -> None:
         """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured)."""
         self.graphs.clear()
+        self.states.clear()
 
     @torch.inference_mode()
     def __call__(
-        self, ids: torch.Tensor, cu_seqlens: torch.Tensor, state: RetNetState
+        self, ids: torch.Tensor, cu_seqlens: torch.Tensor, state: RetNetState, clone_hidden: bool = True
     ) -> tuple[torch.Tensor, RetNetState]:
+        """ids and cu_seqlens may lie on the host (pinned, for an asynchronous copy) or on the device.
+        clone_hidden=False returns a view of the graph's output instead of a copy: valid until the next
+        call (work queued on the current stream before that call reads it safely)."""
         T, N = ids.shape[0], cu_seqlens.numel() - 1
         if ids.dim() != 1 or N < 1 or state.n != N:
             raise ValueError(f"expected ids [T], cu_seqlens [N+1] and a state of N streams; got ids "
@@ -77,7 +83,8 @@ class GraphedForward:
             dst[:N].copy_(src, non_blocking=True)
             dst[N:].zero_()
         g.graph.replay()
-        return g.hidden[:T].clone(), g.new_state.map(lambda x: x[:N].clone())
+        hidden = g.hidden[:T].clone() if clone_hidden else g.hidden[:T]
+        return hidden, g.new_state.map(lambda x: x[:N].clone())
 
     def _graph(self, Nb: int, Tb: int) -> _Graph:
         key = (Nb, Tb)
@@ -90,7 +97,9 @@ class GraphedForward:
         ids = torch.zeros(Tb, dtype=torch.long, device=dev)
         cu = torch.full((Nb + 1,), Tb, dtype=torch.int32, device=dev)
         cu[0] = 0
-        state = model.init_state(Nb, dev)
+        if Nb not in self.states:
+            self.states[Nb] = model.init_state(Nb, dev)
+        state = self.states[Nb]
 
         def run():
             return model(ids, cu_seqlens=cu, state=state, mode="chunkwise", chunk_size=self.chunk_size, fused=True)
@@ -101,7 +110,9 @@ class GraphedForward:
             run()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: other threads (an engine's callers moving states) may use the GPU during a capture
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             hidden, new_state = run()
         self.graphs[key] = _Graph(graph, ids, cu, state, hidden, new_state)
+        self.captures += 1
         return self.graphs[key]

@@ -1,0 +1,128 @@
+"""Tokenizing accepted items on the engine's own threads, many items per tokenizer call.
+
+`submit_append` only checks a chunk and cuts it into pieces (under the engine's lock), hands the
+item here and returns. When each caller tokenized its own chunk, a single calling thread (the gRPC
+event loop, a batch reader, a bench driver) fed the engine one chunk per tokenizer call, with the
+GIL changing hands around each: on an H200 that capped the default model at a tenth of its packed
+forward while the device idled. Here a thread takes every item waiting (up to a byte budget) and
+tokenizes all their pieces in one `encode_batch`, which a native tokenizer spreads over its own
+threads without the GIL. Two threads, so that one huge or slow batch does not hold up the items
+that arrive behind it; the engine queues a stream's items in order whichever thread finishes first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidArgument
+from ..model.tokenizer import Tokenizer
+from .scheduler import PieceLayout, WorkItem
+
+
+@dataclass
+class Tokenized:
+    tokens: np.ndarray  # int64 [n]
+    ends: np.ndarray  # int64 [pieces]: where each piece's tokens end
+    layout: PieceLayout
+
+
+def tokenize_items(tokenizer: Tokenizer, vocab_size: int, items: Sequence[WorkItem]) -> list[Tokenized | BaseException]:
+    """Every item's pieces in one encode_batch; per item its tokens, or the error that fails it alone
+    (a failing batch is retried item by item, so that one bad item does not fail its neighbours)."""
+    texts = [p.text for item in items for p in item.pieces]
+    try:
+        ids = tokenizer.encode_batch(texts) if texts else []
+    except Exception as e:  # noqa: BLE001  (handed to the item's future; in a batch, each item retried alone)
+        if len(items) == 1:
+            return [e]
+        return [tokenize_items(tokenizer, vocab_size, [item])[0] for item in items]
+    out: list[Tokenized | BaseException] = []
+    start = 0
+    for item in items:
+        mine = ids[start : start + len(item.pieces)]
+        start += len(item.pieces)
+        try:
+            out.append(_one(item, mine, vocab_size))
+        except Exception as e:  # noqa: BLE001  (handed to the item's future)
+            out.append(e)
+    return out
+
+
+def _one(item: WorkItem, ids: list[list[int]], vocab_size: int) -> Tokenized:
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise InvalidArgument(
+            f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
+            "the engine's tokenizer and model do not belong together"
+        )
+    ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
+    return Tokenized(tokens, ends, PieceLayout.of(item.pieces, ends))
+
+
+Deliver = Callable[[list[tuple[WorkItem, Tokenized | BaseException]]], None]
+
+
+class TokenizeStage:
+    """Threads that tokenize submitted items in batches and hand each batch's results to `deliver`
+    (called on a stage thread, never with the stage's lock held)."""
+
+    def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, threads: int = 2,
+                 max_batch_bytes: int = 1 << 20, on_error: Callable[[BaseException], None] | None = None):
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
+        self.max_batch_bytes = max_batch_bytes
+        self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
+        self._queue: deque[WorkItem] = deque()
+        self._cv = threading.Condition()
+        self._closing = False
+        self._threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, item: WorkItem) -> None:
+        with self._cv:
+            if self._closing:
+                raise RuntimeError("the tokenize stage is closed")
+            self._queue.append(item)
+            self._cv.notify()
+
+    def close(self) -> None:
+        """Tokenize what is queued, then end the threads."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
+
+    def _take(self) -> list[WorkItem]:
+        """The items waiting, oldest first, up to max_batch_bytes (at least one); [] once closed and empty."""
+        with self._cv:
+            while not self._queue and not self._closing:
+                self._cv.wait()
+            batch, size = [], 0
+            while self._queue and (not batch or size + self._queue[0].nbytes <= self.max_batch_bytes):
+                item = self._queue.popleft()
+                batch.append(item)
+                size += item.nbytes
+            if self._queue:
+                self._cv.notify()  # more than one batch waits: wake another thread for the rest
+            return batch
+
+    def _run(self) -> None:
+        while batch := self._take():
+            results = tokenize_items(self.tokenizer, self.vocab_size, batch)
+            try:
+                self.deliver(list(zip(batch, results, strict=True)))
+            except BaseException as e:  # noqa: BLE001
+                if self.on_error is None:
+                    raise
+                self.on_error(e)

@@ -1,0 +1,102 @@
+"""The engine's tokenize stage: chunks waiting are tokenized together, a bad one fails alone, order holds."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from streamret.engine import Engine
+from streamret.engine.scheduler import WorkItem
+from streamret.engine.text import TextPiece, TextSnapshot
+from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, tokenize_items
+from streamret.model.retnet import RetNetConfig, build_random
+from streamret.model.spec import LoadedModel
+from streamret.model.tokenizer import ByteTokenizer
+
+
+class CountingTokenizer(ByteTokenizer):
+    """Bytes; counts encode_batch calls and fails any batch that holds "BAD"."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        self.calls.append(len(texts))
+        if any("BAD" in t for t in texts):
+            raise ValueError("this tokenizer refuses BAD")
+        return super().encode_batch(texts)
+
+
+def item(sid: str, *texts: str) -> WorkItem:
+    pieces, at = [], 0
+    for t in texts:
+        pieces.append(TextPiece(t, at, at + len(t.encode())))
+        at += len(t.encode())
+    return WorkItem(sid, 1, None, pieces, None, TextSnapshot(b"", at), at)
+
+
+def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens():
+    tok = CountingTokenizer()
+    got: list[tuple[WorkItem, Tokenized | BaseException]] = []
+    done = threading.Event()
+
+    def deliver(results):
+        got.extend(results)
+        if len(got) == 3:
+            done.set()
+
+    stage = TokenizeStage(tok, 260, deliver, threads=1)
+    items = [item("a", "one ", "two"), item("b", "three"), item("c", "four ", "five ", "six")]
+    with stage._cv:  # held: the three wait, and the thread then takes them together
+        for it in items:
+            stage.submit(it)
+    assert done.wait(30)
+    stage.close()
+    assert tok.calls == [6]  # every piece of the three items in one call
+    assert [it for it, _ in got] == items
+    for it, result in got:
+        assert isinstance(result, Tokenized)
+        joined = "".join(p.text for p in it.pieces)
+        assert result.tokens.tolist() == list(joined.encode())
+        assert result.ends.tolist() == np.cumsum([len(p.text.encode()) for p in it.pieces]).tolist()
+
+
+def test_a_bad_item_fails_alone_and_its_neighbours_are_tokenized():
+    tok = CountingTokenizer()
+    results = tokenize_items(tok, 260, [item("a", "fine"), item("b", "a BAD one"), item("c", "also fine")])
+    assert isinstance(results[1], ValueError) and "BAD" in str(results[1])
+    assert [r.tokens.tolist() for r in (results[0], results[2])] == [list(b"fine"), list(b"also fine")]
+    assert tok.calls == [3, 1, 1, 1]  # the batch, then each item alone
+
+
+def test_ids_past_the_vocabulary_fail_the_item_with_a_clear_error():
+    [result] = tokenize_items(ByteTokenizer(), 100, [item("a", "\u00e9")])  # bytes 195, 169 >= 100
+    assert "outside the model's vocabulary [0, 100)" in str(result)
+
+
+def test_close_tokenizes_what_is_queued_then_ends_the_threads():
+    got = []
+    stage = TokenizeStage(ByteTokenizer(), 260, got.extend, threads=2)
+    for i in range(50):
+        stage.submit(item(f"s{i}", "some text "))
+    stage.close()
+    assert len(got) == 50 and all(isinstance(r, Tokenized) for _, r in got)
+    assert not any(t.is_alive() for t in stage._threads)
+
+
+def test_many_chunks_from_one_caller_thread_apply_in_order_per_stream():
+    """One calling thread, many streams and chunks: submit_append returns before tokenizing, and every
+    stream ends as if its text came in one piece."""
+    model = build_random(RetNetConfig(), seed=3).eval()
+    with Engine(LoadedModel(model, ByteTokenizer(), "bytes")) as e:
+        texts = {f"s{i}": [f"chunk {j} of stream {i}. " for j in range(12)] for i in range(16)}
+        futures = [e.submit_append(sid, j + 1, chunk) for j in range(12) for sid, chunks in texts.items()
+                   for chunk in chunks[j : j + 1]]
+        acks = [f.result(60) for f in futures]
+        assert all(a.applied_seq >= a.seq for a in acks)  # a chunk's ack comes after the chunks before it
+        for sid, chunks in texts.items():
+            e.flush(sid)
+            e.append("whole-" + sid, 1, "".join(chunks), flush=True)
+            a, b = e.embedding(sid), e.embedding("whole-" + sid)
+            assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b)
