@@ -283,7 +283,10 @@ def steps_between(before: dict, after: dict) -> dict:
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
             "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
             "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),
-            "cuda_graph_captures": after.get("cuda_graph_captures", 0) - before.get("cuda_graph_captures", 0)}
+            "cuda_graph_captures": after.get("cuda_graph_captures", 0) - before.get("cuda_graph_captures", 0),
+            "loop_parts_ms_per_step": {k: round(1e3 * (v - before.get("loop_parts_seconds", {}).get(k, 0.0))
+                                               / max(1, steps), 3)
+                                       for k, v in after.get("loop_parts_seconds", {}).items()}}
 
 
 def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
@@ -329,6 +332,73 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
 
 
+class StackSampler:
+    """Where a thread spends its time, by sampling its Python stack every `every_s` (cProfile cannot
+    time one thread among several on Python 3.12, where it profiles them all). A sample needs the GIL,
+    so a thread that runs C code without it shows up at the Python line that called that code."""
+
+    def __init__(self, thread_name: str, every_s: float):
+        import threading
+
+        self.thread_name, self.every_s = thread_name, every_s
+        self.own: dict[str, int] = {}  # innermost frame
+        self.inside: dict[str, int] = {}  # anywhere on the stack (once per sample)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StackSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _name(frame: Any) -> str:
+        code = frame.f_code
+        path = code.co_filename
+        short = path.split("/streamret/")[-1] if "/streamret/" in path else path.split("/")[-1]
+        return f"{short}:{code.co_name}"
+
+    def _run(self) -> None:
+        import threading
+
+        while not self._stop.wait(self.every_s):
+            ident = next((t.ident for t in threading.enumerate() if t.name == self.thread_name), None)
+            frame = sys._current_frames().get(ident) if ident is not None else None
+            if frame is None:
+                continue
+            self.samples += 1
+            own = self._name(frame)
+            self.own[own] = self.own.get(own, 0) + 1
+            seen = set()
+            while frame is not None:
+                name = self._name(frame)
+                if name not in seen:
+                    seen.add(name)
+                    self.inside[name] = self.inside.get(name, 0) + 1
+                frame = frame.f_back
+
+    def summary(self, rows: int) -> dict:
+        def top(counts: dict[str, int]) -> list[dict]:
+            best = sorted(counts.items(), key=lambda kv: -kv[1])[:rows]
+            return [{"function": k, "share": round(v / max(1, self.samples), 4)} for k, v in best]
+
+        return {"thread": self.thread_name, "samples": self.samples, "every_s": self.every_s,
+                "own": top(self.own), "inside": top(self.inside)}
+
+    def table(self, rows: int) -> str:
+        s = self.summary(rows)
+        lines = [f"\nstack samples of thread {self.thread_name}: {s['samples']} every {self.every_s * 1e3:g} ms",
+                 f"{'share':>7s}  innermost frame"]
+        lines += [f"{r['share']:7.1%}  {r['function']}" for r in s["own"]]
+        lines += [f"\n{'share':>7s}  anywhere on the stack"]
+        lines += [f"{r['share']:7.1%}  {r['function']}" for r in s["inside"]]
+        return "\n".join(lines) + "\n"
+
+
 def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, out_dir: str) -> dict:
     """The engine part again under the torch profiler (CPU and CUDA activity, every thread): where a
     step's time goes. Writes e2e_profile.txt (top ops by device and by host time); returns the device's
@@ -340,7 +410,8 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
         config = {"experimental_config": _ExperimentalConfig(profile_all_threads=True)}
     except TypeError:  # an older torch: this thread's host ops only (device kernels are all seen either way)
         config = {}
-    with profile(activities=activities, **config) as prof:
+    sampler = StackSampler("streamret-engine-step", every_s=0.001)
+    with profile(activities=activities, **config) as prof, sampler:
         row = part_engine(engine, streams, chunks, args, tag="profile")
         sync(engine.model.device)
     events = prof.key_averages()
@@ -357,8 +428,10 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
                 f.write(events.table(sort_by=key, row_limit=args.profile_rows, max_name_column_width=70) + "\n")
             except Exception as e:  # noqa: BLE001  (a sort key this torch lacks: the other table still helps)
                 f.write(f"(no table by {key}: {e})\n")
+        f.write(sampler.table(args.profile_rows))
     wall_us = row["seconds"] * 1e6
     return {**row, "device_busy_fraction": round(device_us / wall_us, 3) if device_us else None,
+            "step_thread_samples": sampler.summary(args.profile_rows),
             "top_device_ops": [{"name": e.key[:80], "calls": e.count, "self_device_ms": round(dev(e) / 1e3, 2)}
                                for e in by_device],
             "top_host_ops": [{"name": e.key[:80], "calls": e.count,

@@ -34,6 +34,7 @@ class ServeProcess:
         self.start_timeout_s = start_timeout_s
         self.port = 0
         self.metrics_port: int | None = None  # when started with --metrics-port
+        self.http_port: int | None = None  # when started with --http-port (or STREAMRET_HTTP_PORT)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.kills = 0
@@ -62,6 +63,8 @@ class ServeProcess:
         self.port = int(line.split(" on ")[1].split(":")[1].split(",")[0])
         if ", metrics on :" in line:
             self.metrics_port = int(line.split(", metrics on :")[1].split("/")[0])
+        if ", HTTP on " in line:
+            self.http_port = int(line.split(", HTTP on ")[1].rsplit(":", 1)[1].split(",")[0])
         self.starts += 1
         return self.port
 

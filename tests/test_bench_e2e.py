@@ -78,7 +78,15 @@ def test_smoke_runs_every_part(tmp_path: Path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "e2e.json").read_text())
-    assert set(result["parts"]) == {"packed", "engine_4", "engine_16", "service_saturate", "service_half",
-                                    "batch_long", "batch_short"}
+    assert set(result["parts"]) == {"packed", "engine_4", "engine_16", "profile_4", "service_saturate",
+                                    "service_half", "batch_long", "batch_short"}
     assert result["text"]["tokens"] > 0 and not result["errors"]
     assert all(row["tokens_per_s"] > 0 for row in result["table"])
+    assert "profile_4" not in {row["part"] for row in result["table"]}  # not a throughput figure
+    for name in ("engine_4", "engine_16"):  # the step loop's parts add up to at most the part's wall time
+        part = result["parts"][name]
+        per_step = part["loop_parts_ms_per_step"]
+        assert part["steps"] > 0 and sum(per_step.values()) * part["steps"] <= part["seconds"] * 1e3 * 1.05
+    samples = result["parts"]["profile_4"]["step_thread_samples"]
+    assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
+    assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()

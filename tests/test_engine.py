@@ -495,3 +495,19 @@ def test_a_stop_applies_a_chunk_that_was_still_being_tokenized():
     sender.join(30)
     stopper.join(30)
     assert not stopper.is_alive() and acks and acks[0].applied_seq == 1
+
+
+def test_stats_count_steps_and_split_the_loop_time_into_parts():
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        t0 = time.perf_counter()
+        for seq in (1, 2, 3):
+            e.append("s", seq, f"chunk {seq} of a few words. ")  # each waits for its ack: a step each
+        elapsed = time.perf_counter() - t0
+        st = e.stats()
+    text = "".join(f"chunk {i} of a few words. " for i in (1, 2, 3))
+    assert st["steps"] >= 3 and st["tokens_processed"] == len(text) - 1  # the last space waits in the tail
+    parts = st["loop_parts_seconds"]
+    assert set(parts) == {"lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "book_segments",
+                          "book_items", "acks"}
+    assert all(v >= 0 for v in parts.values()) and parts["launch"] > 0 and parts["book_spans"] > 0
+    assert sum(parts.values()) <= elapsed + 0.5

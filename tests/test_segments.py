@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.scheduler import Span
-from streamret.engine.segments import ClosedSegment, SegmentTracker, add_step_spans
+from streamret.engine.segments import ClosedSegment, SegmentTracker, add_step_spans, salience
 from streamret.engine.text import TextPiece
 
 D = 4
@@ -94,7 +94,7 @@ def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, stream_em
     rows = kept + [(c.start_byte, c.end_byte, c.text, e) for c, e in zip(segs, embeddings)]
     if len(rows) <= max_kept:
         return rows
-    scores = np.stack([r[3] for r in rows]) @ stream_embedding
+    scores = salience(np.stack([r[3] for r in rows]), stream_embedding)
     return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[:max_kept])]
 
 

@@ -1,7 +1,7 @@
 """The batch job on Ray Data: the same rows in, the same rows out as the local job, spread over GPUs.
 
     read_parquet(corpus files)  ->  map_batches(normalize + skip written ids)  ->
-    map_batches(EngineWorker, an actor pool: one engine per actor, `gpus_per_worker` GPUs each)  ->
+    map_batches(EngineWorker, ActorPoolStrategy(size=workers): one engine per actor, `gpus_per_worker` GPUs each) ->
     write_parquet(output folder, files named ray_*.parquet)
 
 Each actor loads the model once and embeds its batches with `embed_part`, exactly as the local job does.
@@ -69,8 +69,8 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         ds = ds.map_batches(_to_do, batch_format="pyarrow", fn_kwargs=dict(
             id_column=corpus.id_column, text_column=corpus.text_column, written=frozenset(before.ids)))
         ds = ds.map_batches(
-            EngineWorker, batch_size=rows_per_part, batch_format="pyarrow", concurrency=workers,
-            num_gpus=gpus_per_worker, num_cpus=1,
+            EngineWorker, batch_size=rows_per_part, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker, num_cpus=1,
             fn_constructor_kwargs=dict(model=model, device=worker_device, dtype=dtype, batch_tokens=batch_tokens,
                                        summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight),
         )

@@ -2,6 +2,7 @@
 
     streamret serve --model random:tiny --port 50051 --state-dir ./states
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
+    streamret serve --http-port 8080      # also OpenAI-compatible HTTP embeddings (streamret/service/http.py)
 
 Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
 (--state-dir: STREAMRET_STATE_DIR), or by a TOML file, `--config FILE` or STREAMRET_CONFIG, whose keys
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", help="serve embeddings and summaries of text streams over gRPC",
         description="Serve embeddings and summaries of text streams over gRPC (streamret.v1.StreamRet, "
-                    "streamret.v1.Batch, health, reflection) until SIGTERM or Ctrl-C.",
+                    "streamret.v1.Batch, health, reflection), and with --http-port over HTTP (OpenAI-compatible "
+                    "POST /v1/embeddings, /health, /info), until SIGTERM or Ctrl-C.",
         epilog=f"Every option also comes from an environment variable ({PREFIX} + the option's name in capitals, "
                f"shown as [env: ...]) and from a TOML file given by --config FILE or {PREFIX}CONFIG, whose keys "
                "are the flag names without dashes (state-dir = \"states\", port = 50051, insecure-bind = true). "
@@ -47,6 +49,10 @@ def register(subparsers) -> None:
     net.add_argument("--insecure-bind", action="store_true",
                      help="allow a non-loopback --host without --auth-tokens (a trusted network guards the port)")
     net.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    net.add_argument("--http-port", type=int,
+                     help="also serve HTTP on --host at this port (0 picks a free one): OpenAI-compatible "
+                          "POST /v1/embeddings, GET /health, GET /info, with the same tokens and limits "
+                          "(default: off)")
     state = p.add_argument_group("state")
     state.add_argument("--state-dir", help="durable store: a folder or an fsspec URL (default: none, states "
                                           "live in memory only)")
@@ -87,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                            busy_wait_s=args.busy_wait_s)
     config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
-                          limits=limits, drain_timeout_s=args.drain_timeout_s)
+                          http_port=args.http_port, model_name=args.model, limits=limits,
+                          drain_timeout_s=args.drain_timeout_s)
     config.check()  # refuse a bad bind before loading a model
 
     engine_config = dataclasses.replace(EngineConfig(), max_chunk_bytes=args.chunk_bytes)
@@ -110,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
                 "report durable_seq 0; pass --state-dir DIR (or an fsspec URL) to keep them")
 
     def started(server) -> None:
+        scheme = "https" if args.tls_cert else "http"
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
-              + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port is not None else ""),
+              + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port is not None else "")
+              + (f", HTTP on {scheme}://{args.host}:{server.http_port}" if server.http_port is not None else ""),
               flush=True)
 
     try:

@@ -92,6 +92,9 @@ class EngineCore:
         self._step_streams = 0  # streams summed over steps: / steps = streams per step
         self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
         self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
+        # the step loop's seconds by part (stats()["loop_parts_seconds"]): where a step's host time goes
+        self._parts_s = dict.fromkeys(("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
+                                       "book_segments", "book_items", "acks"), 0.0)
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._recent_tokens: deque[int] = deque(maxlen=256)
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
@@ -188,6 +191,7 @@ class EngineCore:
                 "loop_model_seconds": self._model_s,
                 "loop_host_seconds": self._host_s,
                 "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
+                "loop_parts_seconds": dict(self._parts_s),
                 "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
                 "durable_writable": writable,
             }
@@ -220,7 +224,9 @@ class EngineCore:
         """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
         inflight: _Step | None = None
         while True:
+            t_lock = time.perf_counter()
             with self._lock:
+                self._parts_s["lock"] += time.perf_counter() - t_lock
                 while inflight is None and (self._abort or not self.scheduler.has_work()):
                     # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
                     if self._stopping and (self._abort or not self.scheduler.pending_chunks):
@@ -244,10 +250,13 @@ class EngineCore:
         room = min(self._max_step_streams, self.store.device.capacity - (len(inflight.ran) if inflight else 0))
         if room < 1:
             return None
+        t0 = time.perf_counter()
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
         spans, lens = zip(*(w.spans_and_lens() for w in plan.work))
+        t1 = time.perf_counter()
+        self._parts_s["schedule"] += t1 - t0
         ran_lens = [n for w, n in zip(plan.work, lens) if w.n_tokens]
         step = _Step(plan, list(spans), np.concatenate(ran_lens) if ran_lens else np.zeros(0, np.int64),
                      [w.stream_id for w in plan.work if w.n_tokens])
@@ -256,6 +265,7 @@ class EngineCore:
                 step.state = self.store.gather(step.ran)
             except Exception as e:
                 step.error = e
+        self._parts_s["gather"] += time.perf_counter() - t1
         return step
 
     def _launch(self, step: _Step) -> None:
@@ -269,7 +279,9 @@ class EngineCore:
         except Exception as e:
             step.error = e
         step.state = None
-        self._model_s += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self._model_s += dt
+        self._parts_s["launch"] += dt
 
     def _finish(self, step: _Step) -> None:
         """Wait for a step's results, scatter its states and book it; then send its acks."""
@@ -281,6 +293,7 @@ class EngineCore:
                 step.error = e
         t1 = time.perf_counter()
         with self._lock:
+            t_locked = time.perf_counter()
             if step.error is not None:
                 self.store.unpin(step.ran)
                 self._fail_plan(step.plan, step.error)
@@ -288,23 +301,31 @@ class EngineCore:
             else:
                 if step.ran:
                     self.store.scatter(step.ran, step.out.state)
+                self._parts_s["scatter"] += time.perf_counter() - t_locked
                 resolved = self._apply(step.plan, step.spans, step.out)
             self.durability.sweep()
+        t_acks = time.perf_counter()
         for fut, ack in resolved:
             resolve(fut, ack)
         t2 = time.perf_counter()
         self._model_s += t1 - t0
         self._host_s += t2 - t1
+        parts = self._parts_s
+        parts["wait"] += t1 - t0
+        parts["lock"] += t_locked - t1
+        parts["acks"] += t2 - t_acks
 
     def _apply(self, plan: StepPlan, spans: list, out: StepOutput | None) -> list[tuple[Future, Ack]]:
         """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
         acks to send now."""
         closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
         done: dict[Stream, list[WorkItem]] = {}
+        t0 = time.perf_counter()
         ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
         if ran:  # one booking of the sums for all the streams that ran (row: theirs in out.embeddings)
             booked = add_step_spans([st.segments for st, _ in ran], [sp for _, sp in ran], out.span_sums.numpy())
             closed += [(st, seg, row) for row, ((st, _), segs) in enumerate(zip(ran, booked)) for seg in segs]
+        self._parts_s["book_spans"] += time.perf_counter() - t0
         for work, work_spans in zip(plan.work, spans):
             stream = self.store.streams[work.stream_id]
             if not work.n_tokens:  # only pieces without tokens (a flush): no sums
@@ -316,8 +337,11 @@ class EngineCore:
                     done.setdefault(stream, []).append(s.item)
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
+        t1 = time.perf_counter()
         if closed:
             self._keep_segments(closed, out)
+        t2 = time.perf_counter()
+        self._parts_s["book_segments"] += t2 - t1
         self._steps += 1
         self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
@@ -325,6 +349,7 @@ class EngineCore:
         self._recent_tokens.append(plan.n_tokens)
         resolved = self.durability.book(done)
         self._applied.notify_all()
+        self._parts_s["book_items"] += time.perf_counter() - t2
         return resolved
 
     def _keep_segments(self, closed: list, out: StepOutput | None) -> None:

@@ -53,6 +53,13 @@ class ClosedSegment:
     pool_count: int
 
 
+def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
+    """Each row's dot product with the stream embedding, row by row: equal rows get equal scores wherever
+    they sit (a matrix product may round the same row differently at another position, and ties decide
+    which segments stay)."""
+    return (embeddings * stream_embedding).sum(axis=1)
+
+
 def truncate_utf8(text: str, max_bytes: int) -> str:
     if len(text) <= max_bytes and (4 * len(text) <= max_bytes or text.isascii()):
         return text  # fits whatever its characters (at most 4 bytes each), or ASCII: no need to encode
@@ -175,7 +182,7 @@ class SegmentTracker:
         self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
         self.kept_bytes.append((seg.start_byte, seg.end_byte))
         if n + 1 > self.max_kept:
-            drop = int(np.argmin(self.kept_embeddings[: n + 1] @ stream_embedding))
+            drop = int(np.argmin(salience(self.kept_embeddings[: n + 1], stream_embedding)))
             self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
             self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
             self.kept_text.pop()
@@ -196,7 +203,11 @@ class SegmentTracker:
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
         stays = np.zeros(n + k, dtype=bool)
-        stays[np.argsort(-(rows @ stream_embedding), kind="stable")[: self.max_kept]] = True
+        # most salient first; equal scores go to the earlier segment (the kept lists are in no order, so
+        # the tie is broken by stream position, which does not depend on the order of earlier drops)
+        starts = np.array([b for b, _ in self.kept_bytes] + [seg.start_byte for seg in segs], dtype=np.int64)
+        scores = salience(rows, stream_embedding)
+        stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
         # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
         places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
         for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):

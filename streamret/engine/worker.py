@@ -37,8 +37,11 @@ class ModelRunner:
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
-        self.graphed = GraphedForward(model, chunk_size=chunk_size) if cuda_graphs and model.device.type == "cuda" \
-            else None
+        # 64 graphs hold every bucket an engine's steps use in practice (rows 2..512 x tokens 64..16384 are
+        # 90, but a workload keeps to a few): a capture costs a few forwards, so evicting one to capture
+        # another would stall steps over and over
+        self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size) \
+            if cuda_graphs and model.device.type == "cuda" else None
         # embeddings on the CPU, through a float64 copy of the embedding head: booking a step then
         # never waits on the device, which is already running the next step
         head = model.embed_head

@@ -8,6 +8,7 @@ import functools
 import inspect
 import logging
 import time
+from collections.abc import Iterable
 
 import grpc
 
@@ -31,9 +32,13 @@ class Gate:
         self._on_drain: set = set()  # callbacks that make long-lived calls wind down
 
     def enter(self, context: grpc.aio.ServicerContext) -> Caller:
+        return self.admit(context.invocation_metadata())
+
+    def admit(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
+        """enter() for any front end: `metadata` holds (key, value) pairs, e.g. ("authorization", "Bearer ...")."""
         if self.draining:
             raise Unavailable("the server is shutting down; retry on another server or after its restart")
-        caller = self.auth.authenticate(context.invocation_metadata())
+        caller = self.auth.authenticate(metadata)
         self._in_flight += 1
         self._idle.clear()
         return caller

@@ -50,6 +50,8 @@ class ServerConfig:
     tls_key: str | None = None
     insecure_bind: bool = False  # allow a non-loopback host without auth tokens
     metrics_port: int | None = None  # Prometheus /metrics; None: off, 0: any free port
+    http_port: int | None = None  # HTTP front end (service/http.py) on `host`; None: off, 0: any free port
+    model_name: str = "default"  # the model's name on the HTTP API (`model` of /v1/embeddings, /info)
     metrics_host: str = "0.0.0.0"
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     drain_timeout_s: float = 30.0
@@ -90,6 +92,9 @@ class StreamRetServer:
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http_port: int | None = None
+        self.serving = True  # False while the durable store refuses writes (health NOT_SERVING)
+        self._http = None  # the HTTP front end, when config.http_port is set
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
@@ -117,6 +122,8 @@ class StreamRetServer:
         self._server = server
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.http_port is not None:
+            await self._start_http()
         if cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(cfg.metrics_port, cfg.metrics_host)
         self._tasks = [asyncio.create_task(self._poll_metrics()), asyncio.create_task(self._evict_idle())]
@@ -124,6 +131,24 @@ class StreamRetServer:
                  "TLS" if cfg.tls_cert else "plaintext", "auth tokens" if cfg.auth_tokens else "no auth",
                  f", metrics on :{self.metrics_port}/metrics" if self.metrics_port is not None else "")
         return self.port
+
+    async def _start_http(self) -> None:
+        cfg = self.config
+        try:
+            from .http import HttpFrontEnd, ssl_context
+        except ImportError as e:
+            await self._server.stop(grace=None)
+            raise ImportError(f"--http-port needs aiohttp ({e}); install it with pip install 'streamret[server]'") \
+                from None
+        self._http = HttpFrontEnd(self.gate, self.streams, model_name=cfg.model_name, serving=lambda: self.serving)
+        tls = ssl_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None
+        try:
+            self.http_port = await self._http.start(cfg.host, cfg.http_port, tls)
+        except BaseException:
+            await self._server.stop(grace=None)
+            raise
+        log.info("HTTP (OpenAI-compatible /v1/embeddings, /health, /info) on %s://%s",
+                 "https" if tls else "http", _address(cfg.host, self.http_port))
 
     async def stop(self) -> bool:
         """Drain: NOT_SERVING, new calls UNAVAILABLE, running calls finish (Append calls stop taking chunks
@@ -145,6 +170,8 @@ class StreamRetServer:
         left = max(0.0, deadline - loop.time())
         report = await loop.run_in_executor(None, functools.partial(self.engine.checkpoint_all, left))
         await self._server.stop(grace=0.5)
+        if self._http is not None:
+            await self._http.stop()
         self.metrics.stop_http()
         self.streams.shutdown()
         self._stopped.set()
@@ -170,7 +197,7 @@ class StreamRetServer:
                 self.metrics.poll_engine(stats, len(self.streams.registry))
                 writable = stats.get("durable_writable") is not False
                 if writable != serving:
-                    serving = writable
+                    serving = self.serving = writable
                     status = health_pb2.HealthCheckResponse.SERVING if serving else \
                         health_pb2.HealthCheckResponse.NOT_SERVING
                     for name in ("", *SERVICE_NAMES):
