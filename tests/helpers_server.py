@@ -61,8 +61,8 @@ class ServeProcess:
             self.proc.wait()
             raise RuntimeError(f"`streamret serve` did not start: {line!r}\n{self.log()}")
         self.port = int(line.split(" on ")[1].split(":")[1].split(",")[0])
-        if ", metrics on :" in line:
-            self.metrics_port = int(line.split(", metrics on :")[1].split("/")[0])
+        if ", metrics on http://" in line:  # ", metrics on http://HOST:PORT/metrics"
+            self.metrics_port = int(line.split(", metrics on http://")[1].split("/metrics")[0].rsplit(":", 1)[1])
         if ", HTTP on " in line:
             self.http_port = int(line.split(", HTTP on ")[1].rsplit(":", 1)[1].split(",")[0])
         self.starts += 1

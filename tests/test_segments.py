@@ -20,7 +20,10 @@ def span_steps(draw):
     for _ in range(draw(st.integers(0, 12))):
         text = draw(st.sampled_from(["", " ", "  word", "\nline", " end.", "x" * 30, " é€"]))
         nb = len(text.encode())
-        piece = TextPiece(text, offset, offset + nb, draw(st.booleans()), draw(st.booleans()))
+        ends = draw(st.booleans())
+        carry = draw(st.integers(0, len(text))) if ends else 0  # the end of the text starts the next segment
+        piece = TextPiece(text, offset, offset + nb, draw(st.booleans()), ends, carry,
+                          len(text[len(text) - carry :].encode()))
         offset += nb
         parts = draw(st.lists(st.integers(0, 5), min_size=1, max_size=3))
         for j, n in enumerate(parts):

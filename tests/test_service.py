@@ -449,11 +449,10 @@ def test_100_concurrent_streams(server, engine):
 
 
 def test_metrics_endpoint(server, acme):
-    acme.append(req("metrics", 1, "some text for the metrics"))
-    time.sleep(0.2)  # a poll of the engine's stats
+    acme.append(req("metrics", 1, "some text for the metrics", flush=True))
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics").read().decode()
     for name in ("streamret_ack_latency_seconds_count", 'streamret_engine_streams{tier="device"}',
-                 "streamret_engine_tokens_per_second", "streamret_engine_step_batch_streams_bucket",
+                 "streamret_engine_tokens_processed_total", "streamret_engine_step_batch_streams_bucket",
                  "streamret_streams_held", 'streamret_rpcs_total{code="OK",method="Append"}'):
         assert name in text, name
     count = next(line for line in text.splitlines() if line.startswith("streamret_ack_latency_seconds_count"))

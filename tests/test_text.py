@@ -89,12 +89,15 @@ def test_sentence_and_line_boundaries():
     assert [(p.text, p.starts_segment, p.ends_segment) for p in pieces] == [
         ('He said "stop."', False, True),
         (" Then left!", False, True),
-        (" \n\nNext line", True, False),  # the whole run of whitespace starts the new line's segment
+        (" \n\nNext line", False, False),  # the blank line was decided with the sentence before it
         (" x", False, True),  # the tail, handed out by close, which ends the segment
     ]
     # a newline right after a word is no safe cut (Metaspace keeps "end.\nNext" as one pre-token)
+    # so the segment is cut at the next safe cut, and the text after the sentence end is carried over
     b = TextAssembler()
-    assert [p.text for p in b.feed(b"One end.\nNext line\t\tx y")] == ["One end.\nNext line\t\tx"]
+    pieces = b.feed(b"One end.\nNext line\t\tx y")
+    assert [(p.text, p.ends_segment, p.carry_chars, p.carry_bytes) for p in pieces] == [
+        ("One end.\nNext", True, 5, 5), (" line\t\tx", False, 0, 0)]
 
 
 def test_safe_cut_is_linear_on_long_words_and_runs():
@@ -103,7 +106,8 @@ def test_safe_cut_is_linear_on_long_words_and_runs():
     assert [len(p.text) for p in a.feed(b" " * 5_000_000)] == [5_000_000]  # the word; the spaces wait
     assert a.tail_bytes == 5_000_000
     pieces = a.feed(b"\n" * 5_000_000 + b"x y")
-    assert [len(p.text) for p in pieces] == [10_000_001]  # the whole run with the word after it, then " y" waits
+    # the whole run with the word after it, then " y" waits; the run holds a blank line: a new segment
+    assert [(len(p.text), p.starts_segment) for p in pieces] == [(10_000_001, True)]
 
 
 def test_chunk_mode_ends_a_segment_per_append():
@@ -118,7 +122,7 @@ def test_split_code_point_is_kept_and_completed():
     a = TextAssembler()
     euro = "€".encode()
     assert [p.text for p in a.feed(b"x " + euro[:1])] == ["x"]
-    assert a.snapshot() == TextSnapshot(b" " + euro[:1], 1)
+    assert a.snapshot() == TextSnapshot(b" " + euro[:1], 1, 0)  # the open segment's text starts at byte 0
     pieces = a.feed(euro[1:] + b" y", flush=True)
     assert "".join(p.text for p in pieces) == " € y"
 

@@ -7,7 +7,8 @@
 """
 
 from .arrow_table import embed_table, table_from_ipc, table_to_ipc
-from .parquet_job import BatchReport, embed_parquet
+from .parquet_job import BatchReport, EmbedInterrupted, embed_parquet
 from .ray_data import Embedder
 
-__all__ = ["BatchReport", "Embedder", "embed_parquet", "embed_table", "table_from_ipc", "table_to_ipc"]
+__all__ = ["BatchReport", "EmbedInterrupted", "Embedder", "embed_parquet", "embed_table", "table_from_ipc",
+           "table_to_ipc"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import InvalidArgument, StreamRetError, TooBusy
 from ..textcheck import InvalidText, check_bytes
@@ -43,6 +44,7 @@ class _Doc:
     chunk_bytes: int
     next_seq: int = 1
     opened: bool = False
+    bytes_done: int = 0  # of data, reported to on_bytes
     tokens: int = 0
     embedding: np.ndarray | None = None
     summary: list[str] = field(default_factory=list)
@@ -140,9 +142,10 @@ class _Runner:
     """Drives documents through the engine: one pending chunk per document, many documents at once."""
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
-                 on_row_done: Callable[[], None] | None = None):
+                 on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None):
         self.engine = engine
         self.on_row_done = on_row_done
+        self.on_bytes = on_bytes
         # Closing a stream waits for an engine step (its empty tail); closing on a few threads keeps this one
         # feeding documents meanwhile, and lets the closes of many documents share steps.
         # Closing streams count against max_in_flight (their states are still held).
@@ -191,7 +194,7 @@ class _Runner:
             self.opened[doc.stream_id] = doc
         except Exception as e:  # noqa: BLE001  (one row fails, the job goes on)
             doc.error = _describe(e, doc)
-            self._done()
+            self._done(doc)
             return
         self._submit(doc)
 
@@ -214,6 +217,7 @@ class _Runner:
             self._fail(doc, e)
             return
         doc.tokens = int(ack.tokens)
+        self._bytes_done(doc, len(doc.chunk(doc.next_seq)))
         if doc.next_seq < doc.n_chunks:
             doc.next_seq += 1
             self._submit(doc)
@@ -225,16 +229,22 @@ class _Runner:
         except Exception as e:  # noqa: BLE001
             doc.error = _describe(e, doc)
         self._close(doc)
-        self._done()
+        self._done(doc)
 
     def _fail(self, doc: _Doc, exc: BaseException) -> None:
         doc.error = _describe(exc, doc)
         self._close(doc)
-        self._done()
+        self._done(doc)
 
-    def _done(self) -> None:
+    def _done(self, doc: _Doc) -> None:
+        self._bytes_done(doc, len(doc.data) - doc.bytes_done)  # a failed row's bytes count as done too
         if self.on_row_done is not None:
             self.on_row_done()
+
+    def _bytes_done(self, doc: _Doc, n: int) -> None:
+        doc.bytes_done += n
+        if self.on_bytes is not None and n:
+            self.on_bytes(n)
 
     def _close(self, doc: _Doc) -> None:
         if doc.opened:
@@ -260,6 +270,7 @@ def embed_table(
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     stream_prefix: str | None = None,
     on_row_done: Callable[[], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
@@ -267,6 +278,9 @@ def embed_table(
     `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix) and closed when their row is done.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
+    `on_bytes(n)` (same thread) says that n more bytes of the table's text are done: as each chunk is
+    acknowledged, and at once for rows that are not sent (a bad row's bytes, the rest of a failed row's);
+    when every row is done they add up to the text column's bytes.
     """
     if chunk_bytes < 1:
         raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
@@ -287,7 +301,12 @@ def embed_table(
             doc.data = text
             docs.append(doc)
         rows.append(doc)
-    _Runner(engine, docs, summary_k, max_in_flight, on_row_done).run()
+    if on_bytes is not None:
+        col = _column(table, text_column, "text").cast(pa.large_binary())
+        unsent = int(pc.sum(pc.binary_length(col)).as_py() or 0) - sum(len(d.data) for d in docs)
+        if unsent:
+            on_bytes(unsent)
+    _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes).run()
 
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)

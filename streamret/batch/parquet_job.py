@@ -3,11 +3,16 @@
 The local job, one engine in this process:
 
     Corpus.batches()  ->  skip rows already written  ->  cut into parts  ->  embed_part (embed_table,
-    several parts at once so the engine never drains)  ->  PartFolder.commit, in order, one part at a time
+    a part's documents at once so that the scheduler packs them)  ->  PartFolder.commit, in order
 
-A part is cut by rows and text bytes from the rows still to do, so a rerun after a crash cuts the same
-parts the uninterrupted run would have, and writes the same files. A crash loses at most the parts in
-flight (`parts_in_flight`, 2 by default). With `ray=` the same job runs on Ray Data (ray_job.py).
+A part is cut by text bytes (`bytes_per_part`, 1 MiB by default; a larger document is a part of its own)
+and rows (`rows_per_part`) from the rows still to do, so a rerun after a crash cuts the same parts the
+uninterrupted run would have. The work is bounded by bytes, not rows: the parts in flight hold at most
+`bytes_per_part` of text together (up to `parts_in_flight` small parts, or one part when it is larger),
+so a crash or Ctrl-C loses at most one part's work. Ctrl-C raises EmbedInterrupted, which says what is
+saved and what was lost. Progress is counted in text bytes as the engine acknowledges each chunk, against
+the bytes still to do (counted on the side), with the engine's tokens/s. With `ray=` the same job runs on
+Ray Data (ray_job.py).
 
 Row errors that come from the data (null, empty, non-UTF-8 text, a text column of the wrong type, a
 null id) are written in `error` and the job goes on. An error of the engine itself (a failed model
@@ -17,11 +22,15 @@ instead of keeping them as errors.
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidArgument, Unavailable
+from ..progress import DEFAULT_EVERY_S, ByteProgress
 from .arrow_table import DEFAULT_CHUNK_BYTES, DEFAULT_IN_FLIGHT, embed_table
 from .corpus import Corpus
 from .parts import PartFolder, with_fingerprint
@@ -39,7 +49,7 @@ if TYPE_CHECKING:
     from ..engine.api import EngineAPI
 
 DEFAULT_ROWS_PER_PART = 1024
-DEFAULT_BYTES_PER_PART = 32 << 20
+DEFAULT_BYTES_PER_PART = 1 << 20  # one to two minutes of the default model's work on a CPU (2-4 k tokens/s)
 _ENGINE_FAILURES = ("UNAVAILABLE:", "INTERNAL", "RESOURCE_EXHAUSTED:")  # not the row's fault: retry, don't record
 
 
@@ -62,13 +72,14 @@ class BatchReport:
 
 
 def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-               max_in_flight: int = DEFAULT_IN_FLIGHT) -> pa.Table:
+               max_in_flight: int = DEFAULT_IN_FLIGHT, on_bytes: Callable[[int], None] | None = None) -> pa.Table:
     """Embed a normalised part (corpus.py: id, text, error) -> the output rows, in the same order,
-    tagged with the engine's model fingerprint."""
+    tagged with the engine's model fingerprint. `on_bytes(n)`: n more text bytes done (embed_table)."""
     bad = part.column("error").is_valid().to_numpy(zero_copy_only=False)
     good_rows, bad_rows = np.flatnonzero(~bad), np.flatnonzero(bad)
     good = part.take(good_rows).select(["id", "text"])
-    out = embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight)
+    out = embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
+                      on_bytes=on_bytes)
     if len(bad_rows):
         errors = part.take(bad_rows)
         failed = pa.table({name: pa.nulls(len(bad_rows), field.type) for name, field in
@@ -136,27 +147,55 @@ def cut_parts(batches: Iterable[pa.Table], rows_per_part: int, bytes_per_part: i
 
 
 # ---------------------------------------------------------------------------------------------
-# progress
+# progress and interruption
+
+
+class EmbedInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped the local job: what it had saved and what it lost. The parts committed
+    stay; rerunning the same job resumes after them."""
+
+    def __init__(self, report: BatchReport, output: str, corpus_rows: int, rows_written: int, lost_bytes: int):
+        self.report = report  # this run's figures, up to the interruption
+        self.output = output
+        self.corpus_rows = corpus_rows
+        self.rows_written = rows_written  # rows in the output now, by every run
+        self.lost_bytes = lost_bytes  # text bytes embedded by this run in parts that were not committed
+        super().__init__(f"interrupted: {output} holds {rows_written} of {corpus_rows} rows")
 
 
 class _Progress:
-    """tqdm bar: documents (with ETA) and the engine's tokens/s."""
+    """The job's progress in text bytes against the bytes still to do, with the engine's tokens/s and the
+    parts saved (streamret/progress.py: a bar on a terminal, a line every `every_s` seconds otherwise).
+    The total is counted on a background thread (one more read of the text column), so the job starts
+    at once; until it is known the bar has no ETA."""
 
-    def __init__(self, engine: EngineAPI, total: int, enabled: bool):
-        from tqdm.auto import tqdm
-
+    def __init__(self, engine: EngineAPI, corpus: Corpus, written: Counter, enabled: bool, every_s: float):
         self.engine = engine
-        # disable=None: on when stderr is a terminal, so logs do not fill with bars
-        self.bar = tqdm(total=total, unit="doc", dynamic_ncols=True, disable=None if enabled else True, smoothing=0.1)
+        self.bar = ByteProgress("embed", enabled=enabled, every_s=every_s)
         self.start = time.monotonic()
         self.tokens0 = engine.stats()["tokens_processed"]
+        self.parts = 0
+        if enabled:
+            threading.Thread(target=self._count, args=(corpus, written), name="streamret-batch-count",
+                             daemon=True).start()
+
+    def _count(self, corpus: Corpus, written: Counter) -> None:
+        try:
+            total = sum(int(pc.sum(pc.binary_length(t.column("text"))).as_py() or 0)
+                        for t, _ in skip_written(corpus.batches(), written))
+        except Exception:  # noqa: BLE001  (the job reads the corpus itself and reports its errors)
+            return
+        self.bar.set_total(total)
+
+    def bytes_done(self, n: int) -> None:
+        self.bar.update(n)
 
     def refresh(self) -> None:
         rate = (self.engine.stats()["tokens_processed"] - self.tokens0) / max(time.monotonic() - self.start, 1e-9)
-        self.bar.set_postfix_str(f"{_si(rate)} tok/s", refresh=True)
+        self.bar.set_note(f"{_si(rate)} tok/s, {self.parts} part{'s' if self.parts != 1 else ''} saved")
 
-    def advance(self, docs: int) -> None:
-        self.bar.update(docs)
+    def part_saved(self) -> None:
+        self.parts += 1
         self.refresh()
 
     def close(self) -> None:
@@ -192,6 +231,7 @@ def embed_parquet(
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     parts_in_flight: int = 2,
     progress: bool = True,
+    progress_every_s: float = DEFAULT_EVERY_S,
     ray: bool | str | None = None,
     ray_workers: int = 1,
     gpus_per_worker: float | None = None,
@@ -204,6 +244,11 @@ def embed_parquet(
     `batch_tokens` tokens per step. `ray`: None/False runs here; True or "auto" runs on Ray Data
     (joining RAY_ADDRESS, or a local Ray), a string address joins that cluster; then each of
     `ray_workers` actors holds an engine on `gpus_per_worker` GPUs (default 1 on CUDA, 0 on CPU).
+
+    Parts: `bytes_per_part` text bytes or `rows_per_part` rows, whichever comes first; the parts in flight
+    hold at most `bytes_per_part` together, so an interruption loses at most one part's work (module doc).
+    progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
+    Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
     """
     for name, value in (("rows_per_part", rows_per_part), ("bytes_per_part", bytes_per_part),
                         ("parts_in_flight", parts_in_flight), ("ray_workers", ray_workers)):
@@ -232,12 +277,21 @@ def embed_parquet(
 
     def stop_engine() -> None:
         if own_engine is not None:  # fails whatever is still queued, so the parts in flight end at once
-            own_engine.shutdown(checkpoint=False)
+            # Its streams are this job's temporaries: that it drops some mid-chunk (a warning each) is
+            # expected when the job stops early, and not for the user to act on. Errors still show.
+            engine_log = logging.getLogger("streamret.engine")
+            level = engine_log.level
+            engine_log.setLevel(max(level, logging.ERROR))
+            try:
+                own_engine.shutdown(checkpoint=False)
+            finally:
+                engine_log.setLevel(level)
 
     try:
         return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part,
                           bytes_per_part=bytes_per_part, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
-                          parts_in_flight=parts_in_flight, progress=progress, on_abort=stop_engine)
+                          parts_in_flight=parts_in_flight, progress=progress, progress_every_s=progress_every_s,
+                          on_abort=stop_engine)
     finally:
         stop_engine()
 
@@ -252,7 +306,7 @@ def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int |
 
 def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary_k: int, rows_per_part: int,
                bytes_per_part: int, chunk_bytes: int, max_in_flight: int, parts_in_flight: int,
-               progress: bool, on_abort) -> BatchReport:
+               progress: bool, progress_every_s: float, on_abort) -> BatchReport:
     max_chunk = getattr(getattr(engine, "config", None), "max_chunk_bytes", chunk_bytes)
     if chunk_bytes > max_chunk:
         raise InvalidArgument(f"chunk_bytes={chunk_bytes} exceeds the engine's max_chunk_bytes={max_chunk}")
@@ -268,13 +322,21 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
             if table.num_rows:
                 yield table
 
-    bar = _Progress(engine, max(0, corpus.count_rows() - written.rows), progress)
+    bar = _Progress(engine, corpus, written.ids, progress, progress_every_s)
     docs = errors = tokens = parts = 0
-    inflight: deque[Future] = deque()
+    done_lock = threading.Lock()
+    done_bytes = committed_bytes = 0  # text bytes the engine finished / of committed parts, this run
+    inflight: deque[tuple[Future, int]] = deque()  # (embed_part's future, the part's text bytes), in order
+
+    def on_bytes(n: int) -> None:  # on the parts' threads
+        nonlocal done_bytes
+        with done_lock:
+            done_bytes += n
+        bar.bytes_done(n)
 
     def commit_oldest() -> None:
-        nonlocal docs, errors, tokens, parts, next_index
-        fut = inflight.popleft()
+        nonlocal docs, errors, tokens, parts, next_index, committed_bytes
+        fut, part_bytes = inflight.popleft()
         while True:
             try:
                 out = fut.result(timeout=0.5)
@@ -282,25 +344,39 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
             except FutureTimeout:
                 bar.refresh()
         check_engine_errors(out, f"part {next_index}")
-        folder.commit(next_index, out)
-        next_index += 1
-        parts += 1
-        docs += out.num_rows
-        errors += out.num_rows - out.column("error").null_count
-        tokens += int(pc.sum(out.column("tokens")).as_py() or 0)
-        bar.advance(out.num_rows)
+        with _sigint_deferred():  # a Ctrl-C now comes after the figures count the part it may have written
+            folder.commit(next_index, out)
+            next_index += 1
+            parts += 1
+            committed_bytes += part_bytes
+            docs += out.num_rows
+            errors += out.num_rows - out.column("error").null_count
+            tokens += int(pc.sum(out.column("tokens")).as_py() or 0)
+        bar.part_saved()
 
     pool = ThreadPoolExecutor(parts_in_flight, thread_name_prefix="streamret-batch")
     try:
         for part in cut_parts(rows_to_do(), rows_per_part, bytes_per_part):
-            inflight.append(pool.submit(embed_part, engine, part, summary_k=summary_k,
-                                        chunk_bytes=chunk_bytes, max_in_flight=max_in_flight))
-            if len(inflight) >= parts_in_flight:
+            size = text_bytes(part)
+            # the parts in flight hold at most bytes_per_part of text together (or one part, when it is
+            # larger): an interruption loses at most that much work
+            while inflight and (len(inflight) >= parts_in_flight
+                                or sum(b for _, b in inflight) + size > bytes_per_part):
                 commit_oldest()
+            inflight.append((pool.submit(embed_part, engine, part, summary_k=summary_k, chunk_bytes=chunk_bytes,
+                                         max_in_flight=max_in_flight, on_bytes=on_bytes), size))
         while inflight:
             commit_oldest()
+    except KeyboardInterrupt as e:
+        with done_lock:  # before the abort, whose failed rows would count their unread bytes as done
+            lost = max(done_bytes - committed_bytes, 0)
+        for fut, _ in inflight:
+            fut.cancel()
+        on_abort()
+        report = BatchReport(docs, errors, tokens, skipped, parts, time.monotonic() - start)
+        raise EmbedInterrupted(report, folder.url, corpus.count_rows(), written.rows + docs, lost) from e
     except BaseException:
-        for fut in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
+        for fut, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
             fut.cancel()
         on_abort()
         raise
@@ -308,3 +384,31 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
         pool.shutdown(wait=True)
         bar.close()
     return BatchReport(docs, errors, tokens, skipped, parts, time.monotonic() - start)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a SIGINT that arrives inside the block until its end (then raise KeyboardInterrupt, or call the
+    handler there was). Only on the main thread, where Python runs signal handlers; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+def text_bytes(part: pa.Table) -> int:
+    """The text bytes of a normalised part (null text: 0)."""
+    return int(pc.sum(pc.binary_length(part.column("text"))).as_py() or 0)

@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from ..engine.config import Checkpoint
 from .wire import WorkerResources, WorkerSpec
 
 log = logging.getLogger("streamret.cluster")
@@ -26,6 +27,7 @@ log = logging.getLogger("streamret.cluster")
 NAMESPACE = "streamret"
 COORDINATOR_NAME = "streamret-coordinator"
 GATEWAY_TTL_S = 30.0  # a gateway not polling for this long no longer holds up a drain
+METRICS_TTL_S = 15.0  # a gateway serving /metrics not polling for this long no longer takes a share of the workers
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class View:
     generation: int
     live: dict = field(default_factory=dict)  # worker name -> actor handle: the routing targets
     draining: dict = field(default_factory=dict)  # leaving: still asked to release streams
+    # gateways serving /metrics (recently polling): each worker's metrics are exported by one of them
+    metrics_gateways: tuple[str, ...] = ()
+    # set once `streamret cluster stop` drained every worker: gateways stop too; what the drain made durable
+    stopped: Checkpoint | None = None
 
 
 class Coordinator:
@@ -51,11 +57,13 @@ class Coordinator:
         self.generation = time.time_ns() // 1000  # grows across coordinator restarts, so gateways see a change
         self._numbered = 0
         self._seen: dict[str, tuple[int, float]] = {}  # gateway -> (generation it applied, when)
+        self._exporters: dict[str, float] = {}  # gateway serving /metrics -> when it last polled
         self._changed: asyncio.Condition | None = None
         self._scaling: asyncio.Lock | None = None
         self._up: asyncio.Future | None = None
         self._monitor: asyncio.Task | None = None
         self._stopped = False
+        self._final: Checkpoint | None = None  # the stop's report, once every worker is drained
 
     async def _ready(self) -> None:
         """Start the first workers and the monitor once (async actors cannot await in __init__); every
@@ -75,18 +83,25 @@ class Coordinator:
     # ------------------------------------------------------------------------------------------
     # what gateways and the CLI call
 
-    async def view(self, gateway: str, applied: int, timeout_s: float = 10.0) -> View:
+    async def view(self, gateway: str, applied: int, timeout_s: float = 10.0, metrics: bool = False) -> View:
         """The current view once it is newer than `applied` (or after timeout_s); records what this
-        gateway has applied, which a drain waits for."""
+        gateway has applied, which a drain waits for, and whether it serves /metrics (then it takes a share
+        of the workers' metrics: View.metrics_gateways)."""
         await self._ready()
         self._seen[gateway] = (applied, time.monotonic())
+        if metrics:
+            self._exporters[gateway] = time.monotonic()
+        else:
+            self._exporters.pop(gateway, None)
         async with self._changed:
             if self.generation <= applied:
                 try:
                     await asyncio.wait_for(self._changed.wait_for(lambda: self.generation > applied), timeout_s)
                 except TimeoutError:
                     pass
-        return View(self.generation, dict(self.live), dict(self.draining))
+        now = time.monotonic()
+        exporters = tuple(sorted(g for g, t in self._exporters.items() if now - t < METRICS_TTL_S))
+        return View(self.generation, dict(self.live), dict(self.draining), exporters, self._final)
 
     async def scale(self, n: int) -> dict:
         """Grow or shrink to n workers (shrinking drains the newest ones); returns status()."""
@@ -104,6 +119,7 @@ class Coordinator:
     async def leave(self, gateway: str) -> None:
         """A gateway stops: drains no longer wait for it."""
         self._seen.pop(gateway, None)
+        self._exporters.pop(gateway, None)
 
     async def report_dead(self, name: str) -> None:
         """A gateway's hint that a worker failed; the monitor confirms and replaces it."""
@@ -129,14 +145,32 @@ class Coordinator:
                 "model": self.spec.model, "state_url": self.spec.state_url,
                 "resources": {"num_gpus": self.resources.num_gpus, "num_cpus": self.resources.num_cpus}}
 
-    async def stop(self) -> None:
-        """Drain every worker (all streams durable) and stop them."""
+    async def stop(self) -> dict:
+        """Drain every worker (each applies what it accepted and writes its streams' records) and stop them;
+        then tell the gateways: their view says `stopped`, so they drain and exit (`gateways()` lists those
+        that have not left yet).
+
+        Returns {"report": the workers' checkpoints added up, "failed": workers that could not be drained
+        (their streams are durable up to their last record)}."""
         await self._ready()
         async with self._scaling:
             self._stopped = True
-            await self._drain(list(self.live))
+            reports = await self._drain(list(self.live))
         if self._monitor is not None:
             self._monitor.cancel()
+        failed = sorted(name for name, r in reports.items() if not isinstance(r, Checkpoint))
+        if self._final is None or reports:
+            self._final = Checkpoint.combine([r for r in reports.values() if isinstance(r, Checkpoint)])
+        await self._publish()
+        return {"report": self._final, "failed": failed}
+
+    async def gateways(self) -> list[str]:
+        """The gateways that polled within GATEWAY_TTL_S and have not left."""
+        return self._recent_gateways()
+
+    def _recent_gateways(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(g for g, (_, t) in self._seen.items() if now - t < GATEWAY_TTL_S)
 
     # ------------------------------------------------------------------------------------------
     # worker lifecycle
@@ -170,11 +204,13 @@ class Coordinator:
         log.info("worker %s is up", name)
         return handle
 
-    async def _drain(self, names: list[str]) -> None:
+    async def _drain(self, names: list[str]) -> dict:
+        """Drain and stop these workers; {name: its checkpoint report, or why there is none}."""
         import ray
 
+        reports: dict = {}
         if not names:
-            return
+            return reports
         for name in names:
             self.draining[name] = self.live.pop(name)
         await self._publish()
@@ -182,12 +218,14 @@ class Coordinator:
         for name in names:
             handle = self.draining[name]
             try:
-                await handle.drain.remote()
+                reports[name] = await handle.drain.remote()
             except ray.exceptions.RayError as e:  # already dead: its streams load from their last record
                 log.warning("draining worker %s failed (%s); stopping it anyway", name, e)
+                reports[name] = f"{type(e).__name__}: {e}"
             ray.kill(handle, no_restart=True)
             del self.draining[name]
         await self._publish()
+        return reports
 
     async def _wait_gateways(self, generation: int) -> None:
         """Until every recently seen gateway has applied `generation` (at most drain_wait_s)."""

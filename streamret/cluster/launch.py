@@ -30,7 +30,9 @@ def init_ray(address: str | None, **kwargs) -> None:
     if ray.is_initialized():
         return
     local = address in (None, "", LOCAL)
-    ray.init(address=LOCAL if local else address, namespace=NAMESPACE, **kwargs)
+    context = ray.init(address=LOCAL if local else address, namespace=NAMESPACE, **kwargs)
+    if local:  # where `streamret cluster status|scale|stop --address` finds it
+        log.info("started a local Ray at %s", context.address_info.get("gcs_address"))
 
 
 def find_coordinator(address: str | None = "auto"):

@@ -15,6 +15,14 @@ the engine's stream id over the live workers of the coordinator's newest view.
   again this gateway opens a new channel to it (see worker.py for channels).
 - Backpressure: past `max_in_flight` chunks to one worker, submit_append raises TooBusy, which the
   service turns into a wait.
+- `streamret cluster stop` drains every worker, then publishes a view that says so: the gateway logs
+  one line, refuses further calls with UNAVAILABLE naming the stop, and calls the callbacks given to
+  `when_cluster_stops` (the server drains and exits). A coordinator that is gone for good (killed)
+  stops the gateway the same way.
+- Metrics: a gateway serving /metrics (`exports_metrics`) says so when it polls the coordinator, and
+  exports the engine metrics of the workers it wins by rendezvous hashing of the worker's name over
+  every such gateway (`metrics_stats`), each labelled `worker`: summed over all gateways, every worker
+  counts once. They are read from the workers at the scrape, never polled.
 """
 
 from __future__ import annotations
@@ -140,6 +148,11 @@ class ClusterEngine:
         self._moves: dict[str, _Move] = {}
         self._fresh: set[str] = set()  # streams whose placement changed and got no call there yet
         self._stopping = threading.Event()
+        self.cluster_stopped: str | None = None  # why this gateway stopped with the cluster (None: it did not)
+        self.stop_report: Checkpoint | None = None  # what the cluster's stop made durable, when it says
+        self._on_cluster_stop: list[Callable[[], None]] = []
+        self.exports_metrics = False  # set by the server that serves this gateway's /metrics
+        self._metrics_gateways: tuple[str, ...] = ()  # the gateways serving /metrics, as of the last poll
         self._apply(_ray().get(coordinator.view.remote(self.gateway_id, 0, 0.0), timeout=connect_timeout_s))
         info = next((link.info for link in self._links.values() if link.info), None)
         if info is None:
@@ -162,19 +175,54 @@ class ClusterEngine:
         link = self._links.get(name)
         return None if link is None else link.info
 
+    def when_cluster_stops(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from another thread) once the cluster is stopped or its coordinator is gone."""
+        with self._lock:
+            if self.cluster_stopped is None:
+                self._on_cluster_stop.append(callback)
+                return
+        callback()
+
     def _watch(self) -> None:
         ray = _ray()
+        failing = False
         while not self._stopping.is_set():
             try:
-                view = ray.get(self.coordinator.view.remote(self.gateway_id, self.generation, 5.0), timeout=60.0)
+                view = ray.get(self.coordinator.view.remote(self.gateway_id, self.generation, 5.0,
+                                                            self.exports_metrics), timeout=60.0)
+            except ray.exceptions.ActorDiedError:
+                if not self._stopping.is_set():
+                    self._cluster_gone("the cluster's coordinator is gone (the cluster was stopped or lost)", None)
+                return
             except (ray.exceptions.RayError, TimeoutError) as e:
                 if self._stopping.is_set():
                     return
-                log.warning("the coordinator did not answer (%s); retrying", e)
+                if not failing:  # once, not once a second: Ray restarts a coordinator that crashed
+                    log.warning("the coordinator did not answer (%s); retrying until it does", e)
+                failing = True
                 time.sleep(1.0)
                 continue
+            if failing:
+                log.info("the coordinator answers again")
+                failing = False
+            if view.stopped is not None:
+                self._cluster_gone("the cluster was stopped (`streamret cluster stop`)", view.stopped)
+                return
+            self._metrics_gateways = view.metrics_gateways
             if view.generation != self.generation:
                 self._apply(view)
+
+    def _cluster_gone(self, why: str, report: Checkpoint | None) -> None:
+        with self._lock:
+            self.cluster_stopped, self.stop_report = why, report
+            callbacks, self._on_cluster_stop = self._on_cluster_stop, []
+            self._live = ()
+        log.warning("%s; this gateway stops too", why)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001
+                log.exception("a callback on the cluster's stop failed")
 
     def _apply(self, view: View) -> None:
         """Switch to a new view; workers new to this gateway are connected before they get streams."""
@@ -210,6 +258,8 @@ class ClusterEngine:
         fresh: nothing of this stream was sent to this owner by this gateway yet (the worker then
         checks a copy it holds against the owner epochs). A new owner starts the previous owner's
         release; calls wait for the move until it is done."""
+        if self.cluster_stopped is not None:
+            raise Unavailable(f"{self.cluster_stopped}: this gateway takes no more calls")
         if not self._live:
             raise Unavailable("the cluster has no live worker; retry shortly (or `streamret cluster scale N`)")
         target = owner(stream_id, self._live)
@@ -378,7 +428,10 @@ class ClusterEngine:
         """Ask every worker to apply what it accepted and write its streams' records; wait for their answers at
         most timeout_s (default: the call timeout). The workers keep running: a worker that has not finished
         by then goes on without this gateway, and its log says what it made durable. Returns the workers'
-        reports added up, or None when a worker did not answer with one (the gateway cannot say then)."""
+        reports added up, or None when a worker did not answer with one (the gateway cannot say then). After the
+        cluster was stopped: what the stop's drain made durable (None when the coordinator went away unsaid)."""
+        if self.cluster_stopped is not None:
+            return self.stop_report
         answers = self._each("checkpoint_all", timeout_s)
         missing = {name: a for name, a in answers.items() if not isinstance(a, Checkpoint)}
         if missing:
@@ -397,18 +450,37 @@ class ClusterEngine:
                 if key == "streams":
                     for tier, n in value.items():
                         total["streams"][tier] = total["streams"].get(tier, 0) + n
+                elif key == "step_streams_buckets":  # a histogram: bucket by bucket
+                    have = total.setdefault(key, [0] * len(value))
+                    total[key] = [a + b for a, b in zip(have, value, strict=True)]
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     total[key] = total.get(key, 0) + value
                 elif isinstance(value, list):
                     total.setdefault(key, []).extend(value)
         return total
 
-    def _each(self, method: str, timeout_s: float | None = None) -> dict:
-        """Call a method on every reachable worker; {name: result or the error's text}. timeout_s: how long to
-        wait for each answer (default call_timeout_s)."""
+    def durable_writable(self) -> None:
+        """None: the gateway has no durable store of its own to probe; each worker's acks carry its store's failures."""
+        return None
+
+    def metrics_workers(self) -> list[str]:
+        """The workers (live and draining) whose engine metrics this gateway exports: those whose name wins
+        this gateway by rendezvous hashing over the gateways serving /metrics (this one included)."""
+        gateways = {*self._metrics_gateways, self.gateway_id}
+        with self._lock:
+            names = list(self._links)
+        return [name for name in names if owner(name, gateways) == self.gateway_id]
+
+    def metrics_stats(self, timeout_s: float) -> dict:
+        """{worker: its engine's stats, or the error's text} for metrics_workers(), asked now (a scrape)."""
+        return self._each("stats", timeout_s, names=self.metrics_workers())
+
+    def _each(self, method: str, timeout_s: float | None = None, names: list[str] | None = None) -> dict:
+        """Call a method on every reachable worker (or those `names`); {name: result or the error's text}.
+        timeout_s: how long to wait for each answer (default call_timeout_s)."""
         ray = _ray()
         with self._lock:
-            links = list(self._links.values())
+            links = [link for link in self._links.values() if names is None or link.name in names]
         refs = {link.name: getattr(link.handle, method).remote() for link in links}
         deadline = time.monotonic() + (self.call_timeout_s if timeout_s is None else timeout_s)
         out = {}
@@ -424,10 +496,15 @@ class ClusterEngine:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        _ray().get(self.coordinator.leave.remote(self.gateway_id), timeout=self.call_timeout_s)
-        if self.owns_cluster:  # (other gateways leave the workers running; the server's drain made states durable)
-            _ray().get(self.coordinator.stop.remote(), timeout=self.call_timeout_s)
-            _ray().kill(self.coordinator)
+        ray = _ray()
+        try:
+            ray.get(self.coordinator.leave.remote(self.gateway_id), timeout=self.call_timeout_s)
+            if self.owns_cluster and self.cluster_stopped is None:  # (other gateways leave the workers running;
+                # the server's drain made states durable; a stopped cluster is ended by whoever stopped it)
+                ray.get(self.coordinator.stop.remote(), timeout=self.call_timeout_s)
+                ray.kill(self.coordinator)
+        except ray.exceptions.ActorDiedError:
+            pass  # the cluster was stopped already (`streamret cluster stop`): nothing to leave
         with self._lock:
             for link in self._links.values():
                 link.closed = True

@@ -67,8 +67,9 @@ class StreamWorker:
     async def checkpoint_all(self) -> Checkpoint:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.checkpoint_all)
 
-    async def drain(self) -> None:
-        """Take no more stream calls, apply what was accepted and make every stream durable.
+    async def drain(self) -> Checkpoint:
+        """Take no more stream calls, apply what was accepted and make every stream durable; returns what the
+        engine's checkpoint made durable.
 
         The streams then load on their new owners from the durable store; the coordinator stops
         this actor afterwards.
@@ -76,7 +77,7 @@ class StreamWorker:
         self.draining = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._accept, lambda: None)  # calls already past their turn are in the engine
-        await loop.run_in_executor(self._pool, self.engine.checkpoint_all)
+        return await loop.run_in_executor(self._pool, self.engine.checkpoint_all)
 
     async def shutdown(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.shutdown)

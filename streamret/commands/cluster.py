@@ -4,7 +4,7 @@
     streamret serve --ray auto --workers 8 --state-dir s3://bucket/states        # join a running cluster
     streamret cluster status --address auto
     streamret cluster scale 12 --address auto    # add workers, or drain the newest ones
-    streamret cluster stop --address auto        # drain every worker (all states durable) and stop
+    streamret cluster stop --address auto        # drain every worker (states durable), stop, gateways exit
 
 See README "Running on a Ray cluster" and streamret/cluster/ for routing and failover.
 """
@@ -12,7 +12,9 @@ See README "Running on a Ray cluster" and streamret/cluster/ for routing and fai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import time
 
 from streamret.cluster.defaults import GPUS_PER_WORKER_HELP, default_gpus_per_worker
 
@@ -63,13 +65,17 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(title="actions", metavar="<action>", dest="action", required=True)
     for name, text in (("status", "workers, their streams and load, gateways"),
                        ("scale", "add workers, or drain the newest ones (their streams move)"),
-                       ("stop", "drain every worker (all states durable) and stop the cluster")):
+                       ("stop", "drain every worker (each writes its streams durable), stop the cluster and its "
+                                "gateways")):
         q = sub.add_parser(name, help=text)
         q.add_argument("--address", default="auto", help="the Ray cluster (default auto: RAY_ADDRESS or local)")
         if name == "scale":
             q.add_argument("n", type=int, metavar="N", help="the number of workers to run")
         if name != "stop":
             q.add_argument("--json", action="store_true", help="print the status as JSON")
+        else:
+            q.add_argument("--wait-gateways-s", type=float, default=60.0,
+                           help="how long to wait for the gateways (`serve --ray`) to drain and exit (default 60)")
     p.set_defaults(run=run)
 
 
@@ -80,9 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
     coordinator = find_coordinator(args.address)
     if args.action == "stop":
-        ray.get(coordinator.stop.remote())
-        ray.kill(coordinator)
-        print("stopped: every stream state is durable")
+        status = ray.get(coordinator.status.remote())
+        out = ray.get(coordinator.stop.remote())
+        left = wait_for_gateways(coordinator, args.wait_gateways_s)
+        with contextlib.suppress(ray.exceptions.RayError):  # gone already: a local Ray ends with its gateway
+            ray.kill(coordinator)
+        print(describe_stop(status, out, left))
         return 0
     if args.action == "scale":
         if args.n < 1:
@@ -92,6 +101,41 @@ def run(args: argparse.Namespace) -> int:
         status = ray.get(coordinator.status.remote())
     print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
     return 0
+
+
+def wait_for_gateways(coordinator, timeout_s: float) -> list[str]:
+    """Until the gateways have drained and left (their view said the cluster stopped), at most timeout_s;
+    returns those still there. A coordinator that went away (its Ray ended with a gateway) has none."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            left = ray.get(coordinator.gateways.remote(), timeout=10.0)
+        except (ray.exceptions.RayError, TimeoutError):
+            return []
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
+
+
+def describe_stop(status: dict, out: dict, left: list[str]) -> str:
+    """The last line of `cluster stop`: what was stopped, and precisely what is durable where."""
+    report, failed = out["report"], out["failed"]
+    workers = len(status["workers"])
+    line = f"stopped: {workers - len(failed)} of {workers} worker(s) drained"
+    if report is not None:
+        line += f"; {report.describe()} in {status['state_url']}"
+    if failed:
+        line += (f"; worker(s) {', '.join(failed)} could not be drained: their streams are durable up to their "
+                 "last record (durable_seq)")
+    line += "; chunks that clients sent and were not acknowledged are not durable: clients resend them"
+    gateways = len(status["gateways"])
+    if left:
+        line += f"; {len(left)} of {gateways} gateway(s) did not exit yet: {', '.join(left)}"
+    elif gateways:
+        line += f"; its {gateways} gateway(s) stopped"
+    return line
 
 
 def format_status(status: dict) -> str:

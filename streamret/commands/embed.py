@@ -6,13 +6,19 @@
     streamret embed corpus/ -o embeddings/ --ray ray://head:10001 --workers 8
 
 OUTPUT is a folder of Parquet parts (id, embedding, tokens, summary, error), read as one table with
-`pyarrow.parquet.read_table(OUTPUT)`. Rerunning the same command after a crash or Ctrl-C skips the
-rows already written and finishes the job.
+`pyarrow.parquet.read_table(OUTPUT)`. A part holds about --part-bytes of text (1 MiB by default), and the
+parts being embedded hold no more than that together, so a crash or Ctrl-C loses at most one part's
+work: Ctrl-C prints one line saying what is saved and the command that resumes (the same command: it
+skips the rows already written). Progress goes to stderr in text bytes against the corpus total, with
+the ETA: a bar on a terminal, a line every --progress-every-s seconds otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
+import sys
 
 from streamret.cluster.defaults import GPUS_PER_WORKER_HELP
 
@@ -30,8 +36,15 @@ def register(subparsers) -> None:
     p.add_argument("--summary-k", type=int, default=5, help="sentences per extractive summary (default 5; 0: none)")
     add_model_args(p)
     p.add_argument("--batch-tokens", type=int, help="tokens per engine step (default: the engine's 16384)")
-    p.add_argument("--rows-per-part", type=int, default=1024, help="rows per output file (default 1024)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--part-bytes", type=parse_size, default="1M", metavar="SIZE",
+                   help="text per output part, e.g. 256K, 1M, 64M (default 1M; a larger document is a part of "
+                        "its own); an interruption loses at most one part's work (the local job; --ray writes "
+                        "Ray Data's blocks of --rows-per-part rows)")
+    p.add_argument("--rows-per-part", type=int, default=1024, help="at most this many rows per part (default 1024)")
+    p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
+                   help="seconds between progress lines when stderr is not a terminal (default 10; on a "
+                        "terminal it is a bar)")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     ray = p.add_argument_group("Ray")
     ray.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
                      help="run on Ray Data; ADDRESS of the cluster (default: RAY_ADDRESS, else a local Ray)")
@@ -40,16 +53,43 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `1048576`, `512K`, `1M`, `1.5M`, `2G` (binary units; KiB, MB... also read)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    size = int(float(m.group(1)) * _UNITS[m.group(2).upper()]) if m else 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size of at least one byte; give e.g. 1048576, 256K, "
+                                         "1M or 2G")
+    return size
+
 
 def run(args: argparse.Namespace) -> int:
-    from streamret.batch import embed_parquet
+    from streamret.batch import EmbedInterrupted, embed_parquet
+    from streamret.progress import format_bytes
 
-    report = embed_parquet(
-        args.input, args.output, model=args.model, device=args.device, dtype=args.dtype,
-        id_column=args.id_column, text_column=args.text_column, summary_k=args.summary_k,
-        batch_tokens=args.batch_tokens, rows_per_part=args.rows_per_part, progress=not args.no_progress,
-        ray=args.ray, ray_workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-    )
+    if not args.progress_every_s > 0:
+        raise ValueError(f"--progress-every-s must be > 0 seconds, got {args.progress_every_s}")
+    resume = "resume with: " + shlex.join(["streamret", *getattr(args, "argv", sys.argv[1:])])
+    try:
+        report = embed_parquet(
+            args.input, args.output, model=args.model, device=args.device, dtype=args.dtype,
+            id_column=args.id_column, text_column=args.text_column, summary_k=args.summary_k,
+            batch_tokens=args.batch_tokens, rows_per_part=args.rows_per_part, bytes_per_part=args.part_bytes,
+            progress=not args.no_progress, progress_every_s=args.progress_every_s,
+            ray=args.ray, ray_workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+        )
+    except EmbedInterrupted as e:
+        print(f"streamret embed: interrupted: {e.output} holds {e.rows_written} of {e.corpus_rows} documents "
+              f"({e.report.parts} part{'' if e.report.parts == 1 else 's'} written by this run); lost: "
+              f"{format_bytes(e.lost_bytes)} of text in flight; {resume}", file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        print(f"streamret embed: interrupted (before the job's first part, or on Ray): {args.output} keeps every "
+              f"part written so far; {resume}", file=sys.stderr, flush=True)
+        return 130
     print(f"{report.documents} documents ({report.errors} with an error) and {report.tokens} tokens in "
           f"{report.seconds:.1f} s ({report.tokens_per_s:,.0f} tokens/s) -> {args.output}; "
           f"{report.skipped} rows were already written", flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from streamret.layered_options import PREFIX, LayeredOptions
+from streamret.logs import LOG_FORMATS
 
 from . import add_model_args
 from .cluster import add_ray_args, start_backend
@@ -48,7 +49,11 @@ def register(subparsers) -> None:
     net.add_argument("--tls-key", metavar="PEM", help="server private key")
     net.add_argument("--insecure-bind", action="store_true",
                      help="allow a non-loopback --host without --auth-tokens (a trusted network guards the port)")
-    net.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    net.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus /metrics on this port (0 picks a free one; default: off)")
+    net.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address /metrics binds to (default 127.0.0.1); /metrics needs no token, so bind it "
+                          "wider (0.0.0.0) only where a trusted network guards the port")
     net.add_argument("--http-port", type=int,
                      help="also serve HTTP on --host at this port (0 picks a free one): OpenAI-compatible "
                           "POST /v1/embeddings, GET /health, GET /info, with the same tokens and limits "
@@ -73,7 +78,11 @@ def register(subparsers) -> None:
     eng.add_argument("--max-step-tokens", type=int,
                      help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
                           "across steps")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--log-level", default="INFO",
+                   help="DEBUG, INFO, WARNING (default INFO); INFO has one access line per call (method, tenant, "
+                        "status, duration; never a text)")
+    p.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                   help="text lines, or json: one JSON object per line with the same fields (default text)")
     add_ray_args(p)  # --ray/--workers/--gpus-per-worker: see commands/cluster.py
     p.set_defaults(run=LayeredOptions(p, run))  # after the last option: --config and STREAMRET_* for each
 
@@ -84,17 +93,18 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from streamret.engine import Engine, EngineConfig
+    from streamret.logs import setup_logging
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import ServerConfig, serve
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     limits = ServiceLimits(max_message_bytes=int(args.max_message_mb * MiB), max_chunk_bytes=args.chunk_bytes,
                            max_streams_per_tenant=args.max_streams_per_tenant, idle_evict_s=args.idle_evict_s,
                            busy_wait_s=args.busy_wait_s)
     config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
-                          http_port=args.http_port, model_name=args.model, limits=limits,
-                          drain_timeout_s=args.drain_timeout_s)
+                          metrics_host=args.metrics_host, http_port=args.http_port, model_name=args.model,
+                          limits=limits, drain_timeout_s=args.drain_timeout_s)
     config.check()  # refuse a bad bind before loading a model
 
     engine_config = dataclasses.replace(EngineConfig(), max_chunk_bytes=args.chunk_bytes)
@@ -119,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     def started(server) -> None:
         scheme = "https" if args.tls_cert else "http"
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
-              + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port is not None else "")
+              + (f", metrics on {server.metrics_url}" if server.metrics_port is not None else "")
               + (f", HTTP on {scheme}://{args.host}:{server.http_port}" if server.http_port is not None else ""),
               flush=True)
 

@@ -12,6 +12,10 @@ server, the server gone mid-stream) is waited for --connect-timeout-s (default 5
 prints one line naming the cause and exits 2; so does any error the server answers. An empty file,
 or one that is not UTF-8 text, is refused before anything is sent, naming the byte offset
 (streamret/textcheck.py); stdin is checked as it is read, and its bad chunk is not sent.
+
+Progress goes to stderr as the server acknowledges chunks, in bytes against the file's size with the
+ETA: a bar when stderr is a terminal, else one line every --progress-every-s seconds (10 by default),
+so a redirected run shows it is working. --json or --no-progress turns it off.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--ca-cert", metavar="PEM", help="trust this CA certificate (implies --tls)")
     p.add_argument("--segments", type=int, default=5, help="summary segments to print (default 5)")
     p.add_argument("--keep", action="store_true", help="leave the stream open on the server instead of closing it")
-    p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full); no progress")
+    p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
+                   help="seconds between progress lines on stderr when it is not a terminal (default 10; on a "
+                        "terminal it is a bar in bytes with the ETA)")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     p.add_argument("--connect-timeout-s", type=float, default=5.0, metavar="S",
                    help="how long to wait for the server to be reachable, at the start and when it goes away "
                         "mid-stream (e.g. restarting), before giving up (default 5)")
@@ -89,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.chunk_bytes < 1:
         raise ValueError(f"--chunk-bytes must be >= 1, got {args.chunk_bytes}")
-    for flag in ("connect_timeout_s", "retry_timeout_s"):
+    for flag in ("connect_timeout_s", "retry_timeout_s", "progress_every_s"):
         if not getattr(args, flag) > 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0 seconds, got {getattr(args, flag)}")
     retry = RetryPolicy(timeout_s=args.retry_timeout_s, connect_timeout_s=args.connect_timeout_s)
@@ -104,9 +112,9 @@ def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
     from pathlib import Path
 
     import numpy as np
-    from tqdm import tqdm
 
     from streamret.client import Client
+    from streamret.progress import ByteProgress
     from streamret.textcheck import check_file
 
     stdin = args.file == "-"
@@ -126,8 +134,8 @@ def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
         first = client.open(stream_id).applied_seq + 1
         sizes: list[int] = []
         counted = [first - 1]
-        bar = tqdm(total=None if stdin else path.stat().st_size, unit="B", unit_scale=True, desc=stream_id,
-                   disable=args.json or None, file=sys.stderr)
+        bar = ByteProgress(stream_id, None if stdin else path.stat().st_size,
+                           enabled=not (args.json or args.no_progress), every_s=args.progress_every_s)
 
         def on_ack(ack) -> None:
             while counted[0] < ack.seq and counted[0] - first + 1 < len(sizes):
@@ -143,10 +151,9 @@ def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
         try:
             last = client.stream(stream_id, chunks(), on_ack=on_ack)
         except BaseException:
-            bar.leave = False  # clear the bar: the error is the one line left on stderr
+            bar.close(leave=False)  # clear the bar: the error is the one line left on stderr
             raise
-        finally:
-            bar.close()
+        bar.close()
         if args.keep:
             emb, summary = client.embedding(stream_id), client.summarize(stream_id, max_segments=args.segments)
         else:

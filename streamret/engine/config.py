@@ -33,7 +33,9 @@ class EngineConfig:
     segment_by: str = "sentence"
     max_kept_segments: int = 64
     max_segment_text_bytes: int = 512
-    max_segment_bytes: int = 8192  # a segment longer than this (in stream bytes) is closed at the next piece
+    # sentence mode: a sentence longer than this (stream bytes from its first non-space character to its
+    # cut) is cut at a space within it; chunk mode: a segment this long is closed at the end of a piece
+    max_segment_bytes: int = 1024
     mmr_lambda: float = 0.7  # extractive summary: weight of salience against redundancy
     summary_prompt: str = "\n\nTL;DR:"  # generative summary: decoded after this prompt
     # state tiers: None = auto (CUDA: half the free GPU memory at start; CPU: 1 GiB)

@@ -41,6 +41,9 @@ from .worker import ModelRunner, StepOutput
 
 log = logging.getLogger("streamret.engine")
 
+# stats()["step_streams_buckets"][i]: steps of at most 2**i streams (and more than 2**(i-1)); the last: more than 2**14
+STEP_STREAMS_BUCKETS = 15
+
 
 @dataclass(eq=False)
 class _Step:
@@ -96,6 +99,7 @@ class EngineCore:
         self._parts_s = dict.fromkeys(("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
                                        "book_segments", "book_items", "acks"), 0.0)
         self._recent_streams: deque[int] = deque(maxlen=256)
+        self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
         self._recent_tokens: deque[int] = deque(maxlen=256)
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
@@ -172,10 +176,14 @@ class EngineCore:
         self.durability.close()
         return report
 
+    def durable_writable(self) -> bool | None:
+        """False while the durable store refuses writes (probed here until it takes them again), None without
+        a durable store."""
+        return self.durability.writable()
+
     def stats(self) -> dict:
-        """Counters for metrics and health. durable_writable: False while the durable store refuses writes
-        (probed here until it takes them again), None without a durable store."""
-        writable = self.durability.writable()
+        """Counters for metrics and health. durable_writable: as `durable_writable()`."""
+        writable = self.durable_writable()
         with self._lock:
             return {
                 "streams": self.store.counts(),
@@ -183,6 +191,7 @@ class EngineCore:
                 "steps": self._steps,
                 "step_streams": self._step_streams,
                 "recent_step_batch_sizes": list(self._recent_streams),
+                "step_streams_buckets": list(self._step_streams_buckets),
                 "recent_step_tokens": list(self._recent_tokens),
                 "queue_depth": self.scheduler.pending_chunks,
                 "queue_tokens": self.scheduler.pending_tokens,
@@ -346,6 +355,7 @@ class EngineCore:
         self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
         self._recent_streams.append(len(plan.work))
+        self._step_streams_buckets[min((max(len(plan.work), 1) - 1).bit_length(), STEP_STREAMS_BUCKETS)] += 1
         self._recent_tokens.append(plan.n_tokens)
         resolved = self.durability.book(done)
         self._applied.notify_all()

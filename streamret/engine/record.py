@@ -155,12 +155,15 @@ class StreamCodec:
         return SegmentTracker(self.model_config.d_model, **self._tracker_limits())
 
     def new_assembler(self, snapshot: TextSnapshot | None = None) -> TextAssembler:
-        return TextAssembler(self.config.max_tail_bytes, self.config.segment_by, snapshot)
+        return TextAssembler(self.config.max_tail_bytes, self.config.segment_by, snapshot,
+                             max_segment_bytes=self.config.max_segment_bytes)
 
     def _tracker_limits(self) -> dict:
+        """In sentence mode the assembler bounds segments (by their text, whatever the chunking); in chunk
+        mode the tracker closes a long one at the end of a piece."""
         c = self.config
         return dict(max_kept=c.max_kept_segments, max_text_bytes=c.max_segment_text_bytes,
-                    max_segment_bytes=c.max_segment_bytes)
+                    max_segment_bytes=c.max_segment_bytes if c.segment_by == "chunk" else None)
 
     # ---- record
 
@@ -286,7 +289,9 @@ class StreamCodec:
             meta["segments"], {k[9:]: v for k, v in tensors.items() if k.startswith("segments.")},
             **self._tracker_limits(),
         )
-        text = TextSnapshot(base64.b64decode(meta["text_tail"]), meta["text_offset"])
+        # where the open segment's text starts is the tracker's open start (records before segment_start
+        # existed hold it too, so they continue as they would have)
+        text = TextSnapshot(base64.b64decode(meta["text_tail"]), meta["text_offset"], segments.open_start)
         applied_seq = meta["applied_seq"]
         stream = Stream(
             id=stream_id, segments=segments, text=self.new_assembler(text), applied_text=text,

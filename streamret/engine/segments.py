@@ -4,12 +4,18 @@ A segment's embedding is `RetNet.embed` of the sum of its tokens' final hidden s
 computed with the whole stream before them as context. Memory per stream is bounded: at most
 `max_kept` closed segments (text cut to `max_text_bytes`, one embedding each) plus the open one
 (a float64 sum of width d_model). When a closed segment would exceed `max_kept`, the kept segment
-least similar to the current stream embedding is dropped, so the candidates for an extractive
-summary are the most salient segments seen so far.
+least relevant to the current stream embedding is dropped, so the candidates for an extractive
+summary are the most relevant segments seen so far.
+
+Relevance is salience (cosine similarity to the stream embedding) less a penalty for segments of few
+words (`relevance`): a headword, a heading or a page number can be very similar to what a text is
+about, yet tells a reader nothing. It decides what is kept and what a summary picks; the score a
+segment reports is its salience.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -60,6 +66,22 @@ def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray
     return (embeddings * stream_embedding).sum(axis=1)
 
 
+INFORMATIVE_WORDS = 8  # a segment of this many words or more gets no penalty
+SHORT_PENALTY = 0.5  # the penalty of a segment without a word; it falls linearly to 0 at INFORMATIVE_WORDS
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")  # a word: starts with a letter
+
+
+def short_penalty(text: str) -> float:
+    """What `relevance` subtracts from a segment's salience for its text having few words."""
+    words = len(_WORD.findall(text, 0, 4 * INFORMATIVE_WORDS * 16))
+    return SHORT_PENALTY * max(0.0, 1.0 - words / INFORMATIVE_WORDS)
+
+
+def relevance(salience: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """Salience less each text's `short_penalty`: how the kept segments and a summary's picks are ranked."""
+    return np.asarray(salience, dtype=np.float64) - np.array([short_penalty(t) for t in texts], dtype=np.float64)
+
+
 def truncate_utf8(text: str, max_bytes: int) -> str:
     if len(text) <= max_bytes and (4 * len(text) <= max_bytes or text.isascii()):
         return text  # fits whatever its characters (at most 4 bytes each), or ASCII: no need to encode
@@ -75,7 +97,7 @@ class SegmentTracker:
     d_model: int
     max_kept: int = 64
     max_text_bytes: int = 512
-    max_segment_bytes: int = 4096
+    max_segment_bytes: int | None = None  # close a segment at the first piece end this long after its start
     open_sum: np.ndarray | None = None
     open_count: int = 0
     open_start: int | None = None  # stream byte offset of the open segment's first non-space character
@@ -103,21 +125,41 @@ class SegmentTracker:
         self.open_sum += span_sum
         self.open_count += span_count
         if last:
-            text = piece.text
-            if self.open_start is None:  # skip the whitespace a segment starts with
-                stripped = text.lstrip()
-                if stripped:
-                    self.open_start = piece.start_byte + len(text[: len(text) - len(stripped)].encode("utf-8"))
-                text = stripped
-            self.open_end = piece.end_byte
-            if text and self.open_chars < self.max_text_bytes:  # characters <= bytes: cut exactly at close
-                self.open_parts.append(text)
-                self.open_chars += len(text)
-            if piece.ends_segment or (
-                self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
+            carry = self._book_text(piece)
+            if carry is not None or (
+                self.max_segment_bytes is not None and self.open_start is not None
+                and self.open_end - self.open_start >= self.max_segment_bytes
             ):
                 self._close(closed)
+                self._seed(piece, carry)
         return closed
+
+    def _book_text(self, piece) -> str | None:
+        """Add the text of a piece whose last tokens were booked; returns the carry (the text that starts the
+        next segment, maybe "") when the piece ends the segment, else None."""
+        text = piece.text
+        carry = None
+        if piece.ends_segment:
+            split = len(text) - piece.carry_chars
+            text, carry = text[:split], text[split:]
+        if self.open_start is None:  # skip the whitespace a segment starts with
+            stripped = text.lstrip()
+            if stripped:
+                self.open_start = piece.start_byte + len(text[: len(text) - len(stripped)].encode("utf-8"))
+            text = stripped
+        self.open_end = piece.end_byte - (piece.carry_bytes if carry is not None else 0)
+        if text and self.open_chars < self.max_text_bytes:  # characters <= bytes: cut exactly at close
+            self.open_parts.append(text)
+            self.open_chars += len(text)
+        return carry
+
+    def _seed(self, piece, carry: str | None) -> None:
+        """Start the next segment's text with the carry of the piece that closed the last one."""
+        self.open_end = piece.end_byte
+        stripped = carry.lstrip() if carry else ""
+        if stripped:
+            self.open_start = piece.end_byte - piece.carry_bytes + len(carry[: len(carry) - len(stripped)].encode())
+            self.open_parts, self.open_chars = [stripped], len(stripped)
 
     def add_spans(self, spans: Sequence[SpanLike], sums: np.ndarray | None) -> list[ClosedSegment]:
         """`add` for all of one stream's spans of a step, in order; sums: their hidden-state sums, float64
@@ -139,20 +181,13 @@ class SegmentTracker:
                 self._cut(i, cuts, closed)
             self.open_count += span.n_tokens
             if span.last:
-                if self.open_start is None:  # skip the whitespace a segment starts with
-                    text = piece.stripped
-                    if text:
-                        self.open_start = piece.start_byte + piece.lead_bytes
-                else:
-                    text = piece.text
-                self.open_end = piece.end_byte
-                if text and self.open_chars < self.max_text_bytes:
-                    self.open_parts.append(text)
-                    self.open_chars += len(text)
-                if piece.ends_segment or (
-                    self.open_start is not None and self.open_end - self.open_start >= self.max_segment_bytes
+                carry = self._book_text(piece)
+                if carry is not None or (
+                    self.max_segment_bytes is not None and self.open_start is not None
+                    and self.open_end - self.open_start >= self.max_segment_bytes
                 ):
                     self._cut(i + 1, cuts, closed)
+                    self._seed(piece, carry)
         return cuts, closed
 
     def _cut(self, at: int, cuts: list[int], closed: list[tuple[int, str, int, int, int]]) -> None:
@@ -182,7 +217,8 @@ class SegmentTracker:
         self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
         self.kept_bytes.append((seg.start_byte, seg.end_byte))
         if n + 1 > self.max_kept:
-            drop = int(np.argmin(salience(self.kept_embeddings[: n + 1], stream_embedding)))
+            drop = int(np.argmin(relevance(salience(self.kept_embeddings[: n + 1], stream_embedding),
+                                           self.kept_text)))
             self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
             self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
             self.kept_text.pop()
@@ -190,30 +226,31 @@ class SegmentTracker:
 
     def keep_many(self, segs: list[ClosedSegment], embeddings: np.ndarray, stream_embedding: np.ndarray) -> None:
         """`keep` for several segments closed in one step (one stream embedding for all): the `max_kept`
-        most salient of the kept and the new ones stay, with one matrix product instead of one per segment.
+        most relevant of the kept and the new ones stay, with one matrix product instead of one per segment.
         The new ones that stay take the places of the dropped ones, so the Python work is per new segment,
         not per kept one (the kept lists are in no particular order)."""
         n, k = len(self.kept_text), len(segs)
         if self.kept_embeddings is None:
             self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
+        texts = [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
         if n + k <= self.max_kept:
             self.kept_embeddings[n : n + k] = embeddings
-            self.kept_text += [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
+            self.kept_text += texts
             self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
         stays = np.zeros(n + k, dtype=bool)
-        # most salient first; equal scores go to the earlier segment (the kept lists are in no order, so
+        # most relevant first; equal scores go to the earlier segment (the kept lists are in no order, so
         # the tie is broken by stream position, which does not depend on the order of earlier drops)
         starts = np.array([b for b, _ in self.kept_bytes] + [seg.start_byte for seg in segs], dtype=np.int64)
-        scores = salience(rows, stream_embedding)
+        scores = relevance(salience(rows, stream_embedding), [*self.kept_text, *texts])
         stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
         # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
         places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
         for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
             seg = segs[j]
             self.kept_embeddings[place] = embeddings[j]
-            text, span = truncate_utf8(seg.text, self.max_text_bytes), (seg.start_byte, seg.end_byte)
+            text, span = texts[j], (seg.start_byte, seg.end_byte)
             if place < len(self.kept_text):
                 self.kept_text[place], self.kept_bytes[place] = text, span
             else:
@@ -305,15 +342,16 @@ def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[
 
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:
-    """Top-k segments by maximal marginal relevance (salience minus redundancy), in document order.
+    """Top-k segments by maximal marginal relevance (relevance minus redundancy), in document order.
 
-    Needs the segments' embeddings. score_i = lambda * salience_i - (1 - lambda) * max_j cos(i, j)
-    over the already picked j; the first pick is the most salient segment.
+    Needs the segments' embeddings. score_i = lambda * relevance_i - (1 - lambda) * max_j cos(i, j)
+    over the already picked j, where relevance is salience less the penalty for few words (`relevance`);
+    the first pick is the most relevant segment.
     """
     if k < 1 or not segments:
         return []
     emb = np.stack([s.embedding for s in segments])
-    salience = np.array([s.score for s in segments])
+    salience = relevance([s.score for s in segments], [s.text for s in segments])
     sim = emb @ emb.T
     picked: list[int] = []
     redundancy = np.full(len(segments), -np.inf)

@@ -19,11 +19,16 @@ Policies (documented for clients):
 - `flush` hands out every complete character (the cut is then wherever the client flushed) and
   keeps only an incomplete character, which later bytes may still complete; `close` also turns
   that remainder into U+FFFD.
-- Segments (sentence mode): a segment ends right before a space that follows . ! ? and their
-  CJK forms (closing quotes and brackets may follow the mark), and a run of whitespace that
-  starts with a space and holds a newline starts a new segment ("end.\nNext" is no cut: it is
-  not a safe one). Every segment cut is also a safe cut, so segmentation never changes
-  tokenization, and it depends only on the text, not on the chunking.
+- Segments (sentence mode): `sentences.decide` says where sentences end, from a window around each
+  candidate that does not depend on the chunking (text is held back, a word at most, until that
+  window has arrived). A segment is cut at the first safe cut at or after a sentence end, so that
+  segmentation never changes tokenization: in "earth.\n\n1:2 And" the cut falls before " And", the
+  tokens of "1:2" are pooled with the sentence before, and its text ("carry") starts the next
+  segment's text. No segment runs past `max_segment_bytes` from its first non-space character to its
+  cut: a longer sentence is cut at the last safe cut within the bound (or, in a run of that many
+  bytes without a space, at the first one after it). Every cut depends only on the text and on where
+  the open segment starts, which the snapshot keeps (`segment_start`), so segments do not depend on
+  the chunking either; a flush ends the open segment wherever it falls.
 """
 
 from __future__ import annotations
@@ -33,17 +38,17 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
+from . import sentences
+
 SEGMENT_MODES = ("sentence", "chunk")  # a segment per sentence, or per appended chunk
-SENTENCE_END = frozenset(".!?。！？…")
-CLOSERS = frozenset("\"')]}»”’」』）")
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that failed to decode, as surrogateescape writes them
 # searched in the reversed text: the last space that follows a non-whitespace character; each
 # position is tried with a two-character test, so it is linear whatever the words' and runs' lengths
 _LAST_CUT_REVERSED = re.compile(r" (?=\S)")
-_SEGMENT_CUT = re.compile(
-    "[" + re.escape("".join(SENTENCE_END)) + "][" + re.escape("".join(CLOSERS)) + r"]*(?= )|(?<=\S)(?= [^\S\n]*\n)",
-    re.S,
-)
+_SAFE_CUT = re.compile(r"(?<=\S) ")
+_NON_SPACE = re.compile(r"\S")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class TextPiece:
     end_byte: int
     starts_segment: bool = False  # the open segment ends before this piece
     ends_segment: bool = False  # the open segment ends after this piece
+    # with ends_segment: the last carry_chars characters (carry_bytes stream bytes) of text come after the
+    # sentence end, so they are the start of the next segment's text (their tokens stay with this one)
+    carry_chars: int = 0
+    carry_bytes: int = 0
 
     @cached_property
     def stripped(self) -> str:
@@ -73,6 +82,9 @@ class TextSnapshot:
 
     tail: bytes
     offset: int  # stream byte offset of tail[0]
+    # sentence mode: stream byte offset of the open segment's first non-space character (None: not yet).
+    # A durable record does not hold it: it is the segment tracker's open start (record.py)
+    segment_start: int | None = None
 
 
 def _nbytes(raw: str) -> int:
@@ -83,29 +95,45 @@ def _clean(raw: str) -> str:
     return _ESCAPED.sub("\ufffd", raw)
 
 
-def _ends_sentence(raw: str) -> bool:
-    stripped = raw.rstrip("".join(CLOSERS))
-    return bool(stripped) and stripped[-1] in SENTENCE_END
+class _ByteOffsets:
+    """Stream byte offset of each character position of a surrogate-escaped text (one byte per escape)."""
+
+    def __init__(self, text: str, offset: int):
+        self.offset = offset
+        self.cum = None
+        if not text.isascii():
+            cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            size = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000) - 2 * ((cp >= 0xDC80) & (cp <= 0xDCFF))
+            self.cum = np.concatenate([[0], np.cumsum(size, dtype=np.int64)])
+
+    def at(self, i: int) -> int:
+        return self.offset + (i if self.cum is None else int(self.cum[i]))
 
 
 class TextAssembler:
     """One stream's text front: bytes in, tokenizer-safe `TextPiece`s out, bounded undecoded tail."""
 
-    def __init__(self, max_tail_bytes: int = 4096, segment_by: str = "sentence", snapshot: TextSnapshot | None = None):
+    def __init__(self, max_tail_bytes: int = 4096, segment_by: str = "sentence", snapshot: TextSnapshot | None = None,
+                 max_segment_bytes: int = 1024):
         if max_tail_bytes < 4:
             raise ValueError(f"max_tail_bytes must be >= 4 (one UTF-8 character), got {max_tail_bytes}")
         if segment_by not in SEGMENT_MODES:
             raise ValueError(f"segment_by={segment_by!r}; use one of {SEGMENT_MODES}")
+        if max_segment_bytes < 1:
+            raise ValueError(f"max_segment_bytes must be >= 1, got {max_segment_bytes}")
         self.max_tail_bytes = max_tail_bytes
         self.segment_by = segment_by
+        self.max_segment_bytes = max_segment_bytes
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         snapshot = snapshot or TextSnapshot(b"", 0)
         self._offset = snapshot.offset
+        self._segment_start = snapshot.segment_start
         self._text = self._decoder.decode(snapshot.tail)  # decoded, not yet handed out (surrogate-escaped)
 
     def snapshot(self) -> TextSnapshot:
         pending, _ = self._decoder.getstate()
-        return TextSnapshot(self._text.encode("utf-8", "surrogateescape") + pending, self._offset)
+        return TextSnapshot(self._text.encode("utf-8", "surrogateescape") + pending, self._offset,
+                            self._segment_start)
 
     @property
     def tail_bytes(self) -> int:
@@ -117,6 +145,8 @@ class TextAssembler:
         if flush:
             return self._emit(len(self._text), boundary="flush")
         cut = self._last_safe_cut()
+        if self.segment_by == "sentence" and cut:
+            cut = self._decided_cut(cut)
         if self.tail_bytes - _nbytes(self._text[:cut]) > self.max_tail_bytes:
             return self._emit(len(self._text), boundary="forced")  # tail bound: every complete character
         return self._emit(cut, boundary="space")
@@ -131,31 +161,118 @@ class TextAssembler:
         m = _LAST_CUT_REVERSED.search(self._text[::-1])
         return len(self._text) - 1 - m.start() if m else 0
 
+    def _decided_cut(self, cut: int) -> int:
+        """cut, or an earlier safe cut when whether a sentence ends at cut needs text not here yet: the word
+        before it is then held back too, so that the next emission sees the whole window."""
+        text = self._text
+        if sentences.decide(text, cut, final=False, line_start_at_0=self._offset == 0) is not None:
+            return cut
+        if not sentences.marked(text, cut):
+            return cut  # only the whitespace after it decides (`line_break`): the next emission does, at its start
+        w0 = max(text.rfind(c, 0, cut) for c in " \t\n\r\x0b\x0c") + 1  # the word before cut starts here
+        m = _LAST_CUT_REVERSED.search(text[:w0][::-1])
+        return w0 - 1 - m.start() if m else 0
+
     def _emit(self, cut: int, boundary: str) -> list[TextPiece]:
         """Hand out text[:cut]; boundary says what follows it: "space", "flush" or "forced" (mid-word)."""
-        raw, self._text = self._text[:cut], self._text[cut:]
-        if not raw:
+        if not cut:
             return []
-        by_sentence = self.segment_by == "sentence"
-        bounds = [*self._segment_cuts(raw), len(raw)] if by_sentence else [len(raw)]
+        if self.segment_by == "chunk":
+            raw, self._text = self._text[:cut], self._text[cut:]
+            nb = _nbytes(raw)
+            piece = TextPiece(_clean(raw), self._offset, self._offset + nb, False, True)
+            self._offset += nb
+            return [piece]
+        cuts = self._segment_cuts(cut, boundary)
+        text = self._text
+        ends: dict[int, int] = {}  # piece end -> where its segment's text ends
+        restarts = set()  # piece starts before which the open segment ends (again)
+        for p, s in cuts:
+            if p == 0 or p in ends:
+                restarts.add(p)
+            else:
+                ends[p] = s
+        bounds = sorted({*ends, cut})
         pieces = []
         start, offset = 0, self._offset
-        for end in bounds:
-            part = raw[start:end]
+        for p in bounds:
+            part = text[start:p]
             nb = _nbytes(part)
-            last = end == len(raw)
-            if by_sentence:
-                ends = (_ends_sentence(part) and (not last or boundary != "forced")) or (last and boundary == "flush")
-            else:
-                ends = last  # chunk mode: whatever one append hands out is one segment
-            starts = by_sentence and "\n" in part[: len(part) - len(part.lstrip())]
-            pieces.append(TextPiece(_clean(part), offset, offset + nb, starts, ends))
-            start, offset = end, offset + nb
+            s = ends.get(p)
+            carry = text[s:p] if s is not None else ""
+            pieces.append(TextPiece(_clean(part), offset, offset + nb, start in restarts, s is not None,
+                                    len(carry), _nbytes(carry) if carry else 0))
+            start, offset = p, offset + nb
+        self._text = text[cut:]
         self._offset = offset
         return pieces
 
-    @staticmethod
-    def _segment_cuts(raw: str) -> list[int]:
-        """Safe cuts i (0 < i < len) where a sentence ends or a line starts (before the whole run of
-        whitespace holding the newline)."""
-        return sorted({m.end() for m in _SEGMENT_CUT.finditer(raw)} - {len(raw)})
+    def _segment_cuts(self, n: int, boundary: str) -> list[tuple[int, int]]:
+        """Segment cuts in text[:n] as (p, s): the segment ends at position p (a safe cut; 0 is the
+        start of what is handed out now) and its text ends at s <= p. Updates the open segment's start."""
+        text, final = self._text, boundary == "flush"
+        at0 = self._offset == 0
+        ends: list[tuple[int, int]] = []  # (p, s): the first safe cut at or after each sentence end s
+        for s in sentences.candidates(text, 0, n):
+            if not sentences.decide(text, s, final=final or s < n, line_start_at_0=at0):
+                continue
+            m = _SAFE_CUT.search(text, s)
+            p = m.start() if m is not None and m.start() <= n else (n if final else None)
+            if p is not None and (not ends or ends[-1][0] != p):
+                ends.append((p, s))
+        if final and (not ends or ends[-1][0] != n):
+            ends.append((n, n))
+        offsets = _ByteOffsets(text[:n], self._offset)
+        cap = self.max_segment_bytes
+        a = self._segment_start  # byte offset of the open segment's first non-space character, or None
+        out: list[tuple[int, int]] = []
+        prev = 0  # the open segment's text starts at or after this position
+        if self._offset > 0 and text[:1].isspace() and sentences.line_break(text, 0, final=True):
+            out.append((0, 0))  # decided now: it needed the whitespace that came after the last emission
+            a = None
+        for p, s in [*ends, (n, None)]:
+            while True:
+                if a is None:
+                    m = _NON_SPACE.search(text, prev, p)
+                    if m is None:
+                        break
+                    a = offsets.at(m.start())
+                if offsets.at(p) - a <= cap:
+                    break
+                q = self._cap_cut(text, offsets, a, prev, p)
+                if q is None or q >= p:
+                    break
+                out.append((q, q))
+                prev, a = q, None
+            if s is None:
+                break
+            out.append((p, s))
+            m = _NON_SPACE.search(text, s, p)
+            prev, a = p, (offsets.at(m.start()) if m is not None else None)
+            if p > s and sentences.line_break(text, p, final=final or p < n):
+                out.append((p, p))  # the carried text ends a sentence of its own, with no tokens: given up
+                a = None
+        self._segment_start = a
+        return out
+
+    def _cap_cut(self, text: str, offsets: _ByteOffsets, a: int, lo: int, hi: int) -> int | None:
+        """Where a segment whose text starts at byte a, and whose tokens start at position lo, is cut for
+        length: the last safe cut in [lo, hi] after a and at most max_segment_bytes after it, else the first
+        one after a; None when there is none. lo itself counts when the text starts before it (a carry):
+        cutting there gives up the carry's text."""
+        limit = a + self.max_segment_bytes
+        first = best = None
+        if offsets.at(lo) > a and (lo > 0 or (text.startswith(" ") and self._offset > 0)):
+            first = lo
+            if offsets.at(lo) <= limit:
+                best = lo
+        for m in _SAFE_CUT.finditer(text, lo + 1, hi + 1):
+            q = m.start()
+            if offsets.at(q) > limit:
+                if first is None:
+                    first = q
+                break
+            if first is None:
+                first = q
+            best = q
+        return best if best is not None else first

@@ -1,5 +1,7 @@
-"""Every call passes the gate: authentication, refusal while draining, in-flight accounting, and the
-translation of exceptions into statuses (status.py) with the client's ids in every message."""
+"""Every call passes the gate: authentication, refusal while draining, in-flight accounting, the
+translation of exceptions into statuses (status.py) with the client's ids in every message, and, when a
+call ends, its metrics and one access-log line at INFO on the `streamret.access` logger (protocol,
+method, tenant, status, duration, peer; never a text, a stream id or a token)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from .parsing import checked
 from .status import status_of
 
 log = logging.getLogger("streamret.service")
+access_log = logging.getLogger("streamret.access")
+UNKNOWN_TENANT = "-"  # the access log's tenant of a call refused before it was authenticated
 
 
 class Gate:
@@ -47,6 +51,23 @@ class Gate:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
+
+    def finished(self, protocol: str, method: str, code: grpc.StatusCode, started: float, caller: Caller | None,
+                 peer: str | None, http_status: int | None = None) -> None:
+        """A call ended (after leave()): its metrics and its access-log line. started: time.perf_counter() at
+        its start."""
+        seconds = time.perf_counter() - started
+        self.metrics.rpc_done(method, code, seconds)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        tenant = caller.tenant if caller is not None else UNKNOWN_TENANT
+        status = code.name if http_status is None else f"{http_status} {code.name}"
+        fields = {"protocol": protocol, "method": method, "tenant": tenant, "status": code.name,
+                  "duration_ms": round(seconds * 1000, 3), "peer": peer or "-"}
+        if http_status is not None:
+            fields["http_status"] = http_status
+        access_log.info("%s %s tenant=%s status=%s %.1f ms peer=%s", protocol, method, tenant, status,
+                        seconds * 1000, fields["peer"], extra={"access": fields})
 
     @property
     def in_flight(self) -> int:
@@ -102,7 +123,7 @@ def rpc(method):
 
     async def fail(self, context, caller: Caller | None, exc: Exception, started: float) -> None:
         code, message = status_of(exc, method=name)
-        self.gate.metrics.rpc_done(name, code, time.perf_counter() - started)
+        self.gate.finished("grpc", name, code, started, caller, context.peer())
         await context.abort(code, scrub(message, caller.tenant) if caller else message)
 
     if inspect.isasyncgenfunction(method):
@@ -121,7 +142,7 @@ def rpc(method):
                 raise
             except Exception as exc:  # noqa: BLE001  (mapped to a status, never a traceback to the client)
                 await fail(self, context, caller, exc, started)
-            self.gate.metrics.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+            self.gate.finished("grpc", name, grpc.StatusCode.OK, started, caller, context.peer())
 
         return stream_wrapper
 
@@ -138,7 +159,7 @@ def rpc(method):
             raise
         except Exception as exc:  # noqa: BLE001
             await fail(self, context, caller, exc, started)
-        self.gate.metrics.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+        self.gate.finished("grpc", name, grpc.StatusCode.OK, started, caller, context.peer())
         return response
 
     return unary_wrapper

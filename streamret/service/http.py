@@ -243,8 +243,8 @@ class HttpFrontEnd:
             finally:
                 self.gate.leave()
         except Exception as exc:  # noqa: BLE001  (mapped to a status and a JSON body, never a traceback)
-            return self._fail(name, exc, caller, started)
-        self.gate.metrics.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+            return self._fail(name, exc, caller, started, request)
+        self.gate.finished("http", name, grpc.StatusCode.OK, started, caller, request.remote, 200)
         return _json(200, {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": encode_vector(v, parsed.encoding_format)}
@@ -267,7 +267,7 @@ class HttpFrontEnd:
             caller = self._enter(request)
             self.gate.leave()
         except Exception as exc:  # noqa: BLE001
-            return self._fail("GET /info", exc, caller, started)
+            return self._fail("GET /info", exc, caller, started, request)
         limits = self.streams.limits
         out = describe_model(self.streams.engine, self.model_name)
         out.update(version=_version(), auth=self.gate.auth.enabled, tenant=caller.tenant, limits={
@@ -276,7 +276,7 @@ class HttpFrontEnd:
             "batch_in_flight": limits.batch_in_flight,
             "max_streams_per_tenant": limits.max_streams_per_tenant,
         })
-        self.gate.metrics.rpc_done("GET /info", grpc.StatusCode.OK, time.perf_counter() - started)
+        self.gate.finished("http", "GET /info", grpc.StatusCode.OK, started, caller, request.remote, 200)
         return _json(200, out)
 
     # ------------------------------------------------------------------------------------------
@@ -306,13 +306,14 @@ class HttpFrontEnd:
         vectors = np.asarray(flat, dtype=np.float32).reshape(len(texts), -1)
         return list(vectors), int(sum(out.column("tokens").to_pylist()))
 
-    def _fail(self, name: str, exc: Exception, caller: Caller | None, started: float) -> web.Response:
+    def _fail(self, name: str, exc: Exception, caller: Caller | None, started: float,
+              request: web.Request) -> web.Response:
         code, message = status_of(exc, method=name)
         if caller is not None:
             message = scrub(message, caller.tenant)
-        self.gate.metrics.rpc_done(name, code, time.perf_counter() - started)
         status, kind = http_status_of(code)
         status = getattr(exc, "http_status", status)
+        self.gate.finished("http", name, code, started, caller, request.remote, status)
         return _error(status, message, kind, code.name, getattr(exc, "param", None))
 
     @web.middleware

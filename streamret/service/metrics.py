@@ -1,5 +1,16 @@
-"""Prometheus metrics: what the service measures itself (RPCs, chunk acks and their latency) and what
-it reads from the engine (streams per tier, tokens, step batch sizes), on `--metrics-port`.
+"""Prometheus metrics on `--metrics-port` (bound to `--metrics-host`, 127.0.0.1 unless told otherwise).
+
+Three kinds, all on the registry that /metrics serves:
+
+- What the service measures itself as calls finish: calls by method and status, their latency, chunk
+  acks by outcome, their latency, applied bytes, busy refusals (prometheus_client Counters and Histograms).
+- What the engine reports, read when /metrics is scraped and never polled (`EngineCollector`): streams
+  per tier, queue depth, tokens processed and steps (counters, exposed with `_total`), streams per step
+  (a histogram the engine keeps). In cluster mode each worker's engine is one series set labelled
+  `worker`, and each worker is exported by exactly one gateway (see `ClusterEngine.metrics_stats`), so
+  summing over every gateway's /metrics counts each worker once.
+- The process's own: `process_*` (CPU seconds, resident memory, open files), `python_info` and
+  `python_gc_*` (prometheus_client's process, platform and GC collectors).
 
 Each server has its own registry, so several servers (tests) can live in one process.
 """
@@ -8,19 +19,38 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 log = logging.getLogger("streamret.service")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-_BATCH_BUCKETS = tuple(2.0**i for i in range(15))  # 1 .. 16384 streams per step
+SCRAPE_TIMEOUT_S = 5.0  # how long a scrape waits for a cluster worker's stats (Prometheus' default timeout: 10 s)
 
 
 class ServiceMetrics:
-    def __init__(self):
+    def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.ack_latency = Histogram("streamret_ack_latency_seconds",
                                      "From reading a chunk to sending its ack", buckets=_LATENCY_BUCKETS, registry=r)
         self.rpc_latency = Histogram("streamret_rpc_seconds", "Duration of finished calls", ["method"],
@@ -32,19 +62,7 @@ class ServiceMetrics:
         self.chunk_bytes = Counter("streamret_chunk_bytes", "Payload bytes of applied chunks", registry=r)
         self.busy_refusals = Counter("streamret_busy_refusals",
                                      "Chunks refused because the engine stayed full for busy_wait_s", registry=r)
-        self.streams_held = Gauge("streamret_streams_held", "Streams held open on this server, all tenants",
-                                  registry=r)
-        self.streams_by_tier = Gauge("streamret_engine_streams", "Engine streams per storage tier", ["tier"],
-                                     registry=r)
-        self.tokens = Gauge("streamret_engine_tokens_processed",
-                            "Tokens the engine has processed since it started (a counter; use rate())", registry=r)
-        self.tokens_per_s = Gauge("streamret_engine_tokens_per_second",
-                                  "Tokens per second over the last poll interval", registry=r)
-        self.steps = Gauge("streamret_engine_steps", "Engine steps since start (a counter; use rate())", registry=r)
-        self.queue_depth = Gauge("streamret_engine_queue_depth", "Chunks waiting in the engine", registry=r)
-        self.step_batch = Histogram("streamret_engine_step_batch_streams", "Streams per engine step",
-                                    buckets=_BATCH_BUCKETS, registry=r)
-        self._last: tuple[float, int, int] | None = None  # (time, tokens, steps) at the previous poll
+        self._engine: EngineCollector | None = None
         self._http = None
 
     # --- what the service measures --------------------------------------------------------------
@@ -59,32 +77,24 @@ class ServiceMetrics:
             self.chunk_bytes.inc(n_bytes)
         self.ack_latency.observe(seconds)
 
-    # --- what the engine reports ---------------------------------------------------------------
+    # --- what the engine reports, read on scrape ------------------------------------------------
 
-    def poll_engine(self, stats: dict, streams_held: int) -> None:
-        """Fold one `engine.stats()` snapshot in (called every poll interval by the server)."""
-        self.streams_held.set(streams_held)
-        for tier, n in (stats.get("streams") or {}).items():
-            self.streams_by_tier.labels(tier).set(n)
-        self.queue_depth.set(stats.get("queue_depth", 0))
-        now, tokens, steps = time.monotonic(), int(stats.get("tokens_processed", 0)), int(stats.get("steps", 0))
-        self.tokens.set(tokens)
-        self.steps.set(steps)
-        if self._last is not None:
-            t0, tokens0, steps0 = self._last
-            if now > t0:
-                self.tokens_per_s.set((tokens - tokens0) / (now - t0))
-            # The engine keeps the batch sizes of its most recent steps; observe the ones that are new.
-            recent = list(stats.get("recent_step_batch_sizes") or ())
-            for n in recent[max(0, len(recent) - (steps - steps0)):]:
-                self.step_batch.observe(n)
-        self._last = (now, tokens, steps)
+    def watch_engine(self, engine, streams_held: Callable[[], int]) -> None:
+        """Read `engine`'s stats whenever the registry is collected (once per server)."""
+        if self._engine is not None:
+            raise RuntimeError("watch_engine was called twice on one ServiceMetrics; make one per server")
+        self._engine = EngineCollector(engine, streams_held)
+        self.registry.register(self._engine)
 
     # --- exposition -----------------------------------------------------------------------------
 
-    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
+    def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics on host:port (0: any free port); return the bound port."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(f"cannot serve /metrics on {host}:{port} ({e.strerror or e}); choose another "
+                          "--metrics-port (0 picks a free one) or a --metrics-host this machine has") from None
         self._http = (server, thread)
         return server.server_address[1]
 
@@ -95,3 +105,84 @@ class ServiceMetrics:
             server.server_close()
             thread.join(timeout=5)
             self._http = None
+
+
+class EngineCollector(Collector):
+    """The engine's stats as metrics, read when the registry is collected (a scrape of /metrics).
+
+    `engine` is an `Engine` (one series set, no `worker` label) or anything with
+    `metrics_stats(timeout_s) -> {worker name: stats dict, or the error's text}` (a cluster gateway:
+    the workers it exports, one series set each, labelled `worker`).
+    """
+
+    def __init__(self, engine, streams_held: Callable[[], int], timeout_s: float = SCRAPE_TIMEOUT_S):
+        self.engine = engine
+        self.streams_held = streams_held
+        self.timeout_s = timeout_s
+
+    def _read(self) -> tuple[list[str], dict[tuple[str, ...], Mapping | str]]:
+        """(label names, {label values: stats or the reason there are none})."""
+        per_worker = getattr(self.engine, "metrics_stats", None)
+        if per_worker is not None:
+            try:
+                stats = per_worker(self.timeout_s)
+            except Exception as e:  # noqa: BLE001  (a scrape shows up=0, never a 500)
+                log.warning("reading the cluster's stats for /metrics failed: %s", e)
+                return ["worker"], {}
+            return ["worker"], {(name,): s for name, s in stats.items()}
+        try:
+            return [], {(): self.engine.stats()}
+        except Exception as e:  # noqa: BLE001
+            log.warning("reading the engine's stats for /metrics failed: %s", e)
+            return [], {(): f"{type(e).__name__}: {e}"}
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # families are only known on collect (labels depend on the engine); no name checks
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        held = GaugeMetricFamily("streamret_streams_held", "Streams held open on this server, all tenants")
+        held.add_metric([], self.streams_held())
+        yield held
+        names, per_worker = self._read()
+        up = GaugeMetricFamily("streamret_engine_up", "1 when the engine's stats were read at this scrape, else 0",
+                               labels=names)
+        tiers = GaugeMetricFamily("streamret_engine_streams", "Engine streams per storage tier",
+                                  labels=[*names, "tier"])
+        queue = GaugeMetricFamily("streamret_engine_queue_depth", "Chunks waiting in the engine", labels=names)
+        queue_tokens = GaugeMetricFamily("streamret_engine_queue_tokens", "Tokens of the chunks waiting in the engine",
+                                         labels=names)
+        tokens = CounterMetricFamily("streamret_engine_tokens_processed",
+                                     "Tokens the engine has processed since it started", labels=names)
+        steps = CounterMetricFamily("streamret_engine_steps", "Model steps the engine has run since it started",
+                                    labels=names)
+        write_errors = CounterMetricFamily("streamret_engine_durable_write_errors",
+                                           "Durable-store writes that failed", labels=names)
+        batch = HistogramMetricFamily("streamret_engine_step_batch_streams", "Streams per engine step",
+                                      labels=names)
+        for values, stats in per_worker.items():
+            labels = list(values)
+            if not isinstance(stats, Mapping):
+                up.add_metric(labels, 0)
+                continue
+            up.add_metric(labels, 1)
+            for tier, n in (stats.get("streams") or {}).items():
+                tiers.add_metric([*labels, tier], n)
+            queue.add_metric(labels, stats.get("queue_depth", 0))
+            queue_tokens.add_metric(labels, stats.get("queue_tokens", 0))
+            tokens.add_metric(labels, stats.get("tokens_processed", 0))
+            steps.add_metric(labels, stats.get("steps", 0))
+            write_errors.add_metric(labels, stats.get("durable_write_errors", 0))
+            counts = stats.get("step_streams_buckets")
+            if counts:
+                cumulative, buckets = 0, []
+                for i, n in enumerate(counts):
+                    cumulative += n
+                    buckets.append((f"{float(2**i)}" if i < len(counts) - 1 else "+Inf", cumulative))
+                batch.add_metric(labels, buckets, sum_value=stats.get("step_streams", 0))
+        yield from (up, tiers, queue, queue_tokens, tokens, steps, write_errors, batch)
+        seconds = GaugeMetricFamily("streamret_engine_scrape_seconds", "How long reading the engine's stats took "
+                                    "at this scrape")
+        seconds.add_metric([], time.perf_counter() - started)
+        yield seconds
+

@@ -1,5 +1,5 @@
 """The gRPC server: StreamRet and Batch on one grpc.aio server, with health, reflection, metrics,
-housekeeping (metrics polling, idle eviction) and a graceful drain on SIGTERM.
+housekeeping (health from the durable store, idle eviction) and a graceful drain on SIGTERM.
 
     server = StreamRetServer(engine, ServerConfig(port=0))
     port = await server.start()
@@ -49,18 +49,22 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     insecure_bind: bool = False  # allow a non-loopback host without auth tokens
-    metrics_port: int | None = None  # Prometheus /metrics; None: off, 0: any free port
+    metrics_port: int | None = None  # Prometheus /metrics on metrics_host; None: off, 0: any free port
     http_port: int | None = None  # HTTP front end (service/http.py) on `host`; None: off, 0: any free port
     model_name: str = "default"  # the model's name on the HTTP API (`model` of /v1/embeddings, /info)
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"  # /metrics has no auth: bind it wider only where a trusted network guards it
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     drain_timeout_s: float = 30.0
     rpc_threads: int = 32  # threads for blocking engine calls
-    poll_s: float = 0.5  # how often engine stats are read into the metrics
+    poll_s: float = 0.5  # how often health asks whether the durable store takes writes (metrics: on scrape)
 
     def check(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.metrics_port is not None and not (0 <= self.metrics_port <= 65535):
+            raise ValueError(f"--metrics-port {self.metrics_port} is not a port; use 0..65535 (0 picks a free one)")
+        if self.metrics_port is not None and not self.metrics_host.strip():
+            raise ValueError("--metrics-host is empty; give an address to bind /metrics to, e.g. 127.0.0.1")
         if self.auth_tokens is None and not self.insecure_bind and not _is_loopback(self.host):
             raise ValueError(f"refusing to serve on {self.host} without --auth-tokens: anyone who can reach it "
                              "could read and write every stream; add --auth-tokens FILE, bind to 127.0.0.1, "
@@ -89,6 +93,7 @@ class StreamRetServer:
         self.metrics = ServiceMetrics()
         self.gate = Gate(auth, self.metrics)
         self.streams = TenantEngine(engine, self.config.limits, self.metrics, threads=self.config.rpc_threads)
+        self.metrics.watch_engine(engine, lambda: len(self.streams.registry))
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
         self.metrics_port: int | None = None
@@ -125,12 +130,27 @@ class StreamRetServer:
         if cfg.http_port is not None:
             await self._start_http()
         if cfg.metrics_port is not None:
-            self.metrics_port = self.metrics.serve_http(cfg.metrics_port, cfg.metrics_host)
-        self._tasks = [asyncio.create_task(self._poll_metrics()), asyncio.create_task(self._evict_idle())]
+            try:
+                self.metrics_port = self.metrics.serve_http(cfg.metrics_port, cfg.metrics_host)
+            except BaseException:
+                await self._server.stop(grace=None)
+                if self._http is not None:
+                    await self._http.stop()
+                raise
+            if hasattr(self.engine, "exports_metrics"):  # a cluster gateway: take a share of the workers' metrics
+                self.engine.exports_metrics = True
+        self._tasks = [asyncio.create_task(self._watch_durable()), asyncio.create_task(self._evict_idle())]
         log.info("streamret serving on %s (%s, %s)%s", _address(cfg.host, self.port),
                  "TLS" if cfg.tls_cert else "plaintext", "auth tokens" if cfg.auth_tokens else "no auth",
-                 f", metrics on :{self.metrics_port}/metrics" if self.metrics_port is not None else "")
+                 f", metrics on {self.metrics_url}" if self.metrics_port is not None else "")
         return self.port
+
+    @property
+    def metrics_url(self) -> str | None:
+        """http://HOST:PORT/metrics once serving metrics, else None."""
+        if self.metrics_port is None:
+            return None
+        return f"http://{_address(self.config.metrics_host, self.metrics_port)}/metrics"
 
     async def _start_http(self) -> None:
         cfg = self.config
@@ -172,6 +192,8 @@ class StreamRetServer:
         await self._server.stop(grace=0.5)
         if self._http is not None:
             await self._http.stop()
+        if getattr(self.engine, "exports_metrics", False):  # a cluster gateway: its share goes to the others
+            self.engine.exports_metrics = False
         self.metrics.stop_http()
         self.streams.shutdown()
         self._stopped.set()
@@ -186,16 +208,15 @@ class StreamRetServer:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    async def _poll_metrics(self) -> None:
-        """Engine stats into the metrics, and health: NOT_SERVING while the durable store refuses writes
-        (an ack that needs a record cannot be given then), SERVING again once a probe write succeeds."""
+    async def _watch_durable(self) -> None:
+        """Health: NOT_SERVING while the durable store refuses writes (an ack that needs a record cannot be
+        given then), SERVING again once a probe write succeeds. (A cluster gateway's engine answers None: each
+        worker's acks carry its own store's failures.)"""
         loop = asyncio.get_running_loop()
         serving = True
         while True:
             try:
-                stats = await loop.run_in_executor(None, self.engine.stats)
-                self.metrics.poll_engine(stats, len(self.streams.registry))
-                writable = stats.get("durable_writable") is not False
+                writable = await loop.run_in_executor(None, self.engine.durable_writable) is not False
                 if writable != serving:
                     serving = self.serving = writable
                     status = health_pb2.HealthCheckResponse.SERVING if serving else \
@@ -206,8 +227,8 @@ class StreamRetServer:
                         log.warning("the durable store takes writes again: serving")
                     else:
                         log.error("the durable store refuses writes: health is NOT_SERVING until it takes them")
-            except Exception:  # noqa: BLE001  (metrics must never take the server down)
-                log.exception("reading engine stats failed")
+            except Exception:  # noqa: BLE001  (a failed probe must never take the server down)
+                log.exception("asking the engine whether the durable store takes writes failed")
             await asyncio.sleep(self.config.poll_s)
 
     async def _evict_idle(self) -> None:
@@ -225,7 +246,8 @@ class StreamRetServer:
 
 
 async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> bool:
-    """Run a server until SIGTERM or SIGINT, then drain; return True when the drain was clean.
+    """Run a server until SIGTERM or SIGINT (or, for a cluster gateway, until the cluster is stopped), then
+    drain; return True when the drain was clean.
 
     on_started(server) is called once the port is bound (e.g. to print the address).
     """
@@ -236,10 +258,14 @@ async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    when_cluster_stops = getattr(engine, "when_cluster_stops", None)  # a ClusterEngine (streamret/cluster)
+    if when_cluster_stops is not None:
+        when_cluster_stops(lambda: loop.call_soon_threadsafe(stop.set))
     if on_started is not None:  # after the handlers: a SIGTERM sent as soon as the address shows still drains
         on_started(server)
     await stop.wait()
-    log.info("signal received")
+    if getattr(engine, "cluster_stopped", None) is None:
+        log.info("signal received")
     return await server.stop()
 
 

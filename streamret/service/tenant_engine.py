@@ -4,6 +4,9 @@ Servicers translate protobuf and Arrow; this class does everything between them 
 it maps (tenant, stream id) to the engine's id, enforces the limits, holds the registry of open
 streams, runs blocking engine calls on a thread pool so the event loop never waits on the model,
 and rewrites engine ids in error messages back into the client's ids.
+
+It logs one line at info level as a stream opens on this server (by OpenStream, its first chunk, a fork
+or an import) and one as it closes, never per chunk.
 """
 
 from __future__ import annotations
@@ -206,12 +209,15 @@ class TenantEngine:
         summary = await self._call(self.engine.summarize, eid, k=k)
         await self._call(self.engine.close, eid, keep_state=keep_state)
         self.registry.release(eid)
+        log.info("stream %r of tenant %s closed: applied_seq %d, %d tokens, state %s; %d streams open", stream_id,
+                 caller.tenant, info.applied_seq, info.tokens, "kept" if keep_state else "dropped",
+                 len(self.registry))
         return values, info, summary
 
     async def fork(self, caller: Caller, source_id: str, new_id: str):
         caller.require_write("forking a stream")
         src, dst = caller.engine_id(source_id, "source_id"), caller.engine_id(new_id, "new_id")
-        return await self._hold(caller, dst, lambda: self.engine.fork(src, dst))
+        return await self._hold(caller, dst, lambda: self.engine.fork(src, dst), how=f"forked from {source_id!r}")
 
     async def export_state(self, caller: Caller, stream_id: str) -> bytes:
         eid = caller.engine_id(stream_id)
@@ -224,11 +230,12 @@ class TenantEngine:
     async def import_state(self, caller: Caller, stream_id: str, data: bytes):
         caller.require_write("importing a state")
         eid = caller.engine_id(stream_id)
-        return await self._hold(caller, eid, lambda: self.engine.import_state(eid, data))
+        return await self._hold(caller, eid, lambda: self.engine.import_state(eid, data), how="imported")
 
-    async def _hold(self, caller: Caller, eid: str, make):
+    async def _hold(self, caller: Caller, eid: str, make, how: str = "opened"):
         """Run `make` (an engine call that opens or creates eid) with the stream's place in the tenant's
-        limit taken first, and given back if the call fails."""
+        limit taken first, and given back if the call fails. Logs the stream `how` it came, when it is new
+        on this server."""
         reserved = self.registry.reserve(caller.tenant, eid)
         try:
             info = await self._call(make)
@@ -237,6 +244,9 @@ class TenantEngine:
                 self.registry.release(eid)
             raise
         self.registry.touch(caller.tenant, eid)
+        if reserved:
+            log.info("stream %r of tenant %s %s: applied_seq %d, %d tokens; %d streams open", client_id(eid),
+                     caller.tenant, how, info.applied_seq, info.tokens, len(self.registry))
         return info
 
     # ------------------------------------------------------------------------------------------

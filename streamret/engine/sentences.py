@@ -1,0 +1,167 @@
+"""Where sentences end: a rule-based decision from a bounded window of text around each candidate.
+
+A candidate is a position right after a word that is followed by whitespace, where the word ends in
+a sentence mark (. ! ? ... and CJK forms, closing quotes and brackets allowed after it) or the
+whitespace holds a newline. Whether it ends a sentence is decided from three things only: the word
+before it (at most `WORD_WINDOW` characters), the whitespace after it, and the first characters of the
+next word. A decision therefore never depends on where a stream's bytes were cut, as long as that
+window was available, and `decide` says when it was not (`None`: wait for more text).
+
+Rules, in order:
+- a blank line (two newlines in the whitespace) ends a sentence: paragraphs, headings, glossary entries;
+- the next word starting with a lowercase letter (after any opening quotes or brackets) continues the
+  sentence: "etc. and", "e.g. the", "What shall we do? for the sea wrought";
+- a line that starts with a verse reference ("1:2") or a list marker ("-", "*", "3.", "a)") starts a
+  sentence: versified texts, lists;
+- a newline without a mark (a wrapped line) continues the sentence;
+- "!" "?" "..." end a sentence;
+- "." ends a sentence, except after a title ("Mr.", "Dr."), an initial ("J."), a dotted abbreviation
+  ("e.g.", "U.S.", "a.m."), a word that is always abbreviated ("cf.", "vs."), a word abbreviated before a
+  number ("No. 5", "Fig. 3", "Gen. 1:1", "Jan. 5"), or a number that opens a line ("1. Introduction").
+
+Why rules and not a library: the engine must decide each boundary while the text is still arriving,
+from a window that does not depend on the chunking (see DESIGN.md, chunk invariance); the splitters on
+PyPI read a whole text at once, and a sentence cut can only fall where the tokenizer may be cut (before
+a space), which is the engine's own concern (text.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+MARKS = frozenset(".!?…。！？‼⁇⁈⁉")
+CLOSERS = frozenset("\"')]}»”’」』）")
+OPENERS = "\"'([{«“‘„‚「『（¿¡"
+WORD_WINDOW = 64  # characters of the word before a candidate that the rules read
+NEXT_WINDOW = 16  # characters of the next word that the rules read
+
+_ITEM_START = r"(?:\d+:\d+|[-*•–]|\d{1,3}[.)]|\(?[a-zA-Z]\))"  # a verse "1:2", a list marker "-", "3.", "a)"
+_ITEM = re.compile(_ITEM_START + r"(?:\W|$)")
+_MARKS = "".join(MARKS)
+_CLOSERS = "".join(CLOSERS)
+# candidates: a word that ends with a mark (then closers) and whitespace; or a word followed by whitespace
+# that holds a blank line or a newline and a list item: the only places where `decide` can say True
+# (finding the second kind by its newline saves a Python call at every wrapped line)
+_MARK_END = re.compile("[" + re.escape(_MARKS) + "][" + re.escape(_CLOSERS) + r"]*(?=\s)")
+_LINE_BREAK = re.compile(r"\n(?:\s*\n|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")
+_BEFORE_NEWLINE = " \t\r\x0b\x0c"
+_SPACE_RUN = re.compile(r"\s*")
+_WORD = re.compile(r"\S*")
+
+TITLES = frozenset(
+    "mr mrs ms mx dr prof sr jr st rev hon capt col lt sgt gen gov sen rep messrs mme mlle fr br sgt maj "
+    "adm cmdr cpl pvt supt insp".split()
+)
+ALWAYS_ABBREVIATED = frozenset("cf vs viz resp approx ca esp incl excl".split())
+BEFORE_NUMBERS = frozenset(
+    "no nos nr vol vols p pp ch chap chaps art arts sec secs fig figs eq eqs ref refs op ed eds v vv ver "
+    "pt pts ps ex num tab app jan feb mar apr jun jul aug sep sept oct nov dec "
+    "gen exod lev num deut josh judg sam kgs chr neh esth ps prov eccl isa jer lam ezek dan hos obad "
+    "mic nah hab zeph hag zech mal matt mk lk jn rom cor gal eph phil col thess tim tit philem heb jas pet jude"
+    .split()
+)
+
+
+def decide(text: str, s: int, final: bool, line_start_at_0: bool = True) -> bool | None:
+    """Does the candidate at s (a position in text right after a non-whitespace character) end a sentence?
+
+    None when the window after s is not all in `text` yet (the whitespace run or the next word runs to
+    its end) and `final` is false; with `final` the end of text counts as the end of the window.
+    line_start_at_0: whether text[0] starts a line (the stream's start), for the numbered-line rule.
+    """
+    w0 = max(s - WORD_WINDOW, 0, *(text.rfind(c, 0, s) + 1 for c in " \n\t\r"))  # the word before s
+    word = text[w0:s]
+    core = word.rstrip(_CLOSERS)
+    mark = len(core) - len(core.rstrip(_MARKS))
+    if not mark:
+        return line_break(text, s, final)
+    j = _SPACE_RUN.match(text, s).end()
+    if j == s:
+        return False  # not followed by whitespace: not a candidate
+    newlines = text.count("\n", s, j)
+    if newlines >= 2:
+        return True
+    if j == len(text):
+        return True if final else None
+    following = _next_word(text, j, final)
+    if following is None:
+        return None
+    first = following.lstrip(OPENERS)[:1]
+    if first.islower():
+        return False
+    if newlines and _ITEM.match(following):
+        return True
+    if core[-mark:] != "." or len(core) < len(word):
+        return True  # ! ? ... or a mark inside quotes or brackets
+    stem = core[:-1].lstrip(OPENERS).lower()
+    if not stem:
+        return True
+    if stem in TITLES or stem in ALWAYS_ABBREVIATED:
+        return False
+    if len(stem) == 1 and stem.isalpha():
+        return False  # an initial
+    if "." in stem and all(len(part) <= 3 for part in stem.split(".")):
+        return False  # e.g. U.S. a.m. Ph.D.
+    if stem in BEFORE_NUMBERS and first.isdigit():
+        return False
+    if stem.isdigit() and len(stem) <= 3 and _starts_line(text, w0, line_start_at_0):
+        return False  # "1. Introduction": a numbered line
+    return True
+
+
+def line_break(text: str, s: int, final: bool) -> bool | None:
+    """Whether the whitespace at s starts a new sentence whatever the word before it: it holds a blank
+    line, or a newline before a list item or verse; None when that needs text not here yet."""
+    j = _SPACE_RUN.match(text, s).end()
+    if j == s:
+        return False
+    newlines = text.count("\n", s, j)
+    if newlines >= 2:
+        return True
+    if j == len(text):
+        return True if final else None
+    if not newlines:
+        return False
+    following = _next_word(text, j, final)
+    if following is None:
+        return None
+    return not following.lstrip(OPENERS)[:1].islower() and bool(_ITEM.match(following))
+
+
+def marked(text: str, s: int) -> bool:
+    """Whether the word that ends at s ends with a sentence mark (closers allowed after it)."""
+    core = text[max(0, s - WORD_WINDOW) : s].rstrip(_CLOSERS)
+    return bool(core) and core[-1] in MARKS
+
+
+def _next_word(text: str, j: int, final: bool) -> str | None:
+    """The first NEXT_WINDOW characters of the word at j; None when it may go on past the end of text."""
+    e = _WORD.match(text, j).end()
+    if e == len(text) and e - j < NEXT_WINDOW and not final:
+        return None
+    return text[j : min(e, j + NEXT_WINDOW)]
+
+
+def _starts_line(text: str, i: int, line_start_at_0: bool) -> bool:
+    """Whether only spaces or tabs lie between the last newline before i (or the text's start) and i."""
+    k = i
+    while k > 0 and text[k - 1] in " \t":
+        k -= 1
+    return text[k - 1] == "\n" if k > 0 else line_start_at_0
+
+
+def candidates(text: str, lo: int, hi: int) -> list[int]:
+    """Candidate positions s with lo < s <= hi, in order (each right after a word, followed by whitespace)."""
+    found = set()
+    for m in _MARK_END.finditer(text, lo, hi + 1):
+        if m.end() > lo:
+            found.add(m.end())
+    for m in _LINE_BREAK.finditer(text, lo):
+        s = m.start()
+        while s > lo and text[s - 1] in _BEFORE_NEWLINE:
+            s -= 1
+        if s > hi:
+            break
+        if s > lo and not text[s - 1].isspace():
+            found.add(s)
+    return sorted(found)

@@ -1,0 +1,162 @@
+"""/metrics as a scraper sees it, over HTTP: where it binds (127.0.0.1 unless --metrics-host says otherwise, from
+a flag, STREAMRET_METRICS_HOST or --config), counters typed as counters and exposed with `_total`, the process
+collectors on the same registry, and engine stats read when scraped, never polled."""
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamret import cli
+from streamret.client import Client
+from streamret.engine import Engine, EngineConfig
+from streamret.service.server import BackgroundServer, ServerConfig
+
+
+class CountingEngine:
+    """The engine, with a count of stats() calls (everything else passes through)."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self.stats_calls = 0
+        self._lock = threading.Lock()
+
+    def stats(self) -> dict:
+        with self._lock:
+            self.stats_calls += 1
+        return self._engine.stats()
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    cfg = EngineConfig(durable_every_chunks=0)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path_factory.mktemp("states")),
+                           config=cfg) as eng:
+        yield eng
+
+
+@pytest.fixture
+def server(engine):
+    counting = CountingEngine(engine)
+    srv = BackgroundServer(counting, ServerConfig(port=0, metrics_port=0, poll_s=0.02))
+    srv.counting = counting
+    yield srv
+    srv.stop()
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> dict:
+    """{family name: family} of one GET /metrics."""
+    text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}, text
+
+
+def sample(families: dict, name: str, labels: dict | None = None) -> float:
+    family_name = name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+    for s in families[family_name].samples:
+        if s.name == name and (labels is None or all(s.labels.get(k) == v for k, v in labels.items())):
+            return s.value
+    raise KeyError(f"{name} {labels} not in {[s.name for s in families[family_name].samples]}")
+
+
+def test_metrics_binds_loopback_by_default(server):
+    assert ServerConfig().metrics_host == "127.0.0.1"
+    http_server, _ = server.server.metrics._http
+    assert http_server.server_address[0] == "127.0.0.1"
+    assert server.server.metrics_url == f"http://127.0.0.1:{server.server.metrics_port}/metrics"
+    # an address of this machine that is not loopback (when it has one) does not answer
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            own = s.getsockname()[0]
+    except OSError:
+        own = None
+    if own and not own.startswith("127."):
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://{own}:{server.server.metrics_port}/metrics", timeout=2)
+
+
+def resolve(argv: list[str], env: dict[str, str] | None = None):
+    args = cli.build_parser().parse_args(["serve", *argv])
+    return args.run.resolve(args, env=env or {})
+
+
+def test_metrics_host_from_flag_env_and_config_file(tmp_path):
+    path = tmp_path / "serve.toml"
+    path.write_text('metrics-host = "10.0.0.1"\nmetrics-port = 9100\n')
+    assert resolve([]).metrics_host == "127.0.0.1"
+    assert resolve(["--config", str(path)]).metrics_host == "10.0.0.1"
+    assert resolve(["--config", str(path)]).metrics_port == 9100
+    assert resolve(["--config", str(path)], {"STREAMRET_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
+    assert resolve(["--metrics-host", "::1", "--config", str(path)],
+                   {"STREAMRET_METRICS_HOST": "0.0.0.0"}).metrics_host == "::1"
+    serve = cli.build_parser().parse_args(["serve"]).run
+    assert "[env: STREAMRET_METRICS_HOST]" in next(a.help for a in serve.actions if a.dest == "metrics_host")
+
+
+def test_metrics_host_errors_name_the_value(engine):
+    with pytest.raises(ValueError, match="--metrics-port 70000 is not a port"):
+        ServerConfig(port=0, metrics_port=70000).check()
+    with pytest.raises(ValueError, match="--metrics-host is empty"):
+        ServerConfig(port=0, metrics_port=0, metrics_host=" ").check()
+    with pytest.raises(OSError, match=r"cannot serve /metrics on 192\.0\.2\.1:0 .*--metrics-host"):
+        BackgroundServer(engine, ServerConfig(port=0, metrics_port=0, metrics_host="192.0.2.1"))
+
+
+def test_scrape_shows_counters_with_total_and_process_metrics(server):
+    with Client(f"127.0.0.1:{server.port}") as c:
+        c.stream("m-1", ["some text ", "for the metrics"])
+    families, text = scrape(server.server.metrics_port)
+    for name in ("streamret_engine_tokens_processed", "streamret_engine_steps", "streamret_rpcs",
+                 "streamret_chunks", "streamret_chunk_bytes", "streamret_engine_durable_write_errors"):
+        assert families[name].type == "counter", name
+        assert f"# TYPE {name}_total counter" in text or f"# TYPE {name} counter" in text
+        assert any(s.name == f"{name}_total" for s in families[name].samples), name
+    assert "streamret_engine_tokens_processed " not in text  # no gauge under the bare name any more
+    stats = server.counting._engine.stats()
+    assert sample(families, "streamret_engine_tokens_processed_total") == stats["tokens_processed"] > 0
+    assert sample(families, "streamret_engine_steps_total") == stats["steps"] > 0
+    # streams per step: a histogram whose count is the steps and whose sum is the streams over all steps
+    assert sample(families, "streamret_engine_step_batch_streams_count") == stats["steps"]
+    assert sample(families, "streamret_engine_step_batch_streams_sum") == stats["step_streams"]
+    assert sample(families, "streamret_engine_step_batch_streams_bucket", {"le": "1.0"}) >= 1
+    assert sample(families, "streamret_rpcs_total", {"method": "Append", "code": "OK"}) >= 1
+    assert sample(families, "streamret_engine_up") == 1
+    # the process collectors are on the registry /metrics serves
+    assert sample(families, "process_resident_memory_bytes") > 0
+    assert sample(families, "process_cpu_seconds_total") > 0
+    assert "python_info" in families and "python_gc_collections" in families
+
+
+def test_engine_stats_are_read_on_scrape_not_polled(server):
+    import time
+
+    time.sleep(0.5)  # 25 health rounds at poll_s 0.02
+    assert server.counting.stats_calls == 0
+    with Client(f"127.0.0.1:{server.port}") as c:
+        c.stream("m-2", ["one chunk"])
+    before = server.counting._engine.stats()["tokens_processed"]
+    families, _ = scrape(server.server.metrics_port)
+    assert server.counting.stats_calls == 1
+    assert sample(families, "streamret_engine_tokens_processed_total") == before  # current at the scrape
+    scrape(server.server.metrics_port)
+    assert server.counting.stats_calls == 2
+
+
+def test_a_failing_engine_read_is_up_zero_not_a_failed_scrape(engine):
+    class Broken(CountingEngine):
+        def stats(self) -> dict:
+            raise RuntimeError("the step loop stopped")
+
+    srv = BackgroundServer(Broken(engine), ServerConfig(port=0, metrics_port=0))
+    try:
+        families, _ = scrape(srv.server.metrics_port)
+        assert sample(families, "streamret_engine_up") == 0
+        assert "process_resident_memory_bytes" in families
+    finally:
+        srv.stop()
