@@ -37,6 +37,11 @@ class SeqGap(FailedPrecondition):
         self.stream_id, self.got, self.expected = stream_id, got, expected
 
 
+class DamagedRecord(InvalidArgument):
+    """A stream's durable record fails the record check (changed on disk, or copied from another stream): the
+    stream cannot be loaded, and closing it without keeping its state deletes the record."""
+
+
 class ModelMismatch(FailedPrecondition):
     """A saved state was written by another model (fingerprints differ)."""
 

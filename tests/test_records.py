@@ -211,3 +211,71 @@ def test_model_mismatch_names_the_callers_stream_not_the_recorded_one(eng):
         eng.import_state("mine-mismatch", foreign)
     assert "private-name" not in str(info.value) and "'mine-mismatch'" in str(info.value)
     json.dumps(str(info.value))  # a plain message
+
+
+def _tensor_regions(data: bytes) -> dict[str, tuple[int, int, str]]:
+    """name -> (first byte, end, dtype) of each tensor's data in a record's bytes."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    return {k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1], v["dtype"])
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def test_a_byte_changed_in_any_tensor_is_refused_by_the_checksum(eng, good):
+    """Issue 15, item 6: a flipped low byte of a float keeps every value finite and every shape right, so only
+    a checksum over the whole record tells. Before it, each of these records was served as it was."""
+    for start, end, dtype in _tensor_regions(good).values():
+        if not dtype.startswith("F"):
+            continue
+        data = bytearray(good)
+        data[(start + end) // 2 // 4 * 4] ^= 0x01  # the lowest mantissa bit of one value
+        with pytest.raises(InvalidArgument, match="'checksum' does not match") as err:
+            eng.import_state(f"flipped-{next(_ids)}", bytes(data))
+        assert "ExportState" in str(err.value), err.value  # says how to get a good record
+
+
+def test_a_changed_metadata_text_is_refused_by_the_checksum(eng, good):
+    """A segment text changed in place (same length, still valid JSON and UTF-8) is caught too."""
+    n = int.from_bytes(good[:8], "little")
+    header = good[8 : 8 + n]
+    at = header.index(b"First sentence")
+    data = good[: 8 + at] + b"Worst" + good[8 + at + 5 :]
+    with pytest.raises(InvalidArgument, match="'checksum' does not match"):
+        eng.import_state(f"text-{next(_ids)}", data)
+
+
+def test_a_record_without_a_checksum_is_refused(eng, good):
+    meta, tensors = record.decode(good)
+    del meta["checksum"]
+    raw = record.safetensors.torch.save(tensors, metadata={"streamret": json.dumps(meta)})
+    with pytest.raises(InvalidArgument, match="missing \\['checksum'\\]"):
+        eng.import_state(f"nosum-{next(_ids)}", raw)
+
+
+def test_a_damaged_record_in_the_store_can_be_closed_and_its_id_used_again(tmp_path):
+    """A stream whose durable record is damaged is refused on every use (naming the caller's id only) and,
+    before, could not be closed either; closing it without keeping its state now deletes the record."""
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
+        e.append("mine", 1, SOURCE_TEXT)
+        e.append("theirs-secret", 1, "Another tenant's words. ")
+        e.evict("mine")
+        e.evict("theirs-secret")
+        path = e.durable.path("mine")
+        data = bytearray(open(path, "rb").read())
+        start, end, _ = _tensor_regions(bytes(data))["state.layer.0"]
+        data[start + 4] ^= 0x01
+        open(path, "wb").write(bytes(data))
+        for call in (lambda: e.open("mine"), lambda: e.embedding("mine"), lambda: e.close("mine", keep_state=True)):
+            with pytest.raises(InvalidArgument, match="'checksum' does not match.*CloseStream, keep_state=false"):
+                call()
+        e.close("mine")  # deletes the record unread
+        assert not e.exists("mine")
+        assert e.append("mine", 1, "A fresh start. ").applied_seq == 1
+        # another stream's record copied over this one's: refused without a word of the other stream
+        e.evict("mine")
+        shutil.copyfile(e.durable.path("theirs-secret"), e.durable.path("mine"))
+        with pytest.raises(InvalidArgument) as err:
+            e.open("mine")
+        assert "theirs" not in str(err.value) and "Another" not in str(err.value), err.value
+        e.close("mine")
+        assert e.open("mine").applied_seq == 0

@@ -272,6 +272,27 @@ def test_malformed_imports_are_invalid_argument_and_every_tenant_is_still_served
 # auth and tenant isolation
 
 
+def test_a_tenant_can_drop_a_stream_whose_record_is_damaged(acme, globex, engine):
+    """Issue 15, item 6: another tenant's record copied over this tenant's stream is refused without naming the
+    other tenant or its stream, and CloseStream (keep_state=false) deletes it; before, the id stayed unusable."""
+    assert globex.append(req("globex-plan", 1, "Globex keeps this to itself. "))[0].error_code == 0
+    assert acme.append(req("ledger", 1, TEXT))[0].error_code == 0
+    mine, theirs = "acme\x1fledger", "globex\x1fglobex-plan"
+    engine.evict(mine)
+    engine.evict(theirs)
+    Path(engine.durable.path(mine)).write_bytes(Path(engine.durable.path(theirs)).read_bytes())
+    code, details = code_of(acme.GetEmbedding, pb.GetEmbeddingRequest(stream_id="ledger"))
+    assert code == SC.INVALID_ARGUMENT and "'ledger'" in details and "keep_state=false" in details, details
+    assert "globex" not in details.lower() and "plan" not in details, details
+    code, details = code_of(acme.CloseStream, pb.CloseStreamRequest(stream_id="ledger", keep_state=True))
+    assert code == SC.INVALID_ARGUMENT and "globex" not in details.lower(), details
+    closed = acme.CloseStream(pb.CloseStreamRequest(stream_id="ledger"))
+    assert closed.embedding.applied_seq == 0 and not closed.summary.segments
+    assert not engine.exists(mine) and engine.exists(theirs)
+    assert acme.append(req("ledger", 1, "Started again. "))[0].applied_seq == 1
+    assert globex.GetEmbedding(pb.GetEmbeddingRequest(stream_id="globex-plan")).applied_seq == 1
+
+
 def test_unauthenticated_and_permission_denied(server):
     for token in (None, "wrong"):
         code, details = code_of(Stubs(server.port, token).OpenStream, pb.OpenStreamRequest(stream_id="x"))

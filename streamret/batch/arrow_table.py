@@ -11,6 +11,7 @@ on; a bad table (missing column, wrong column type) raises InvalidArgument.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import deque
@@ -138,14 +139,39 @@ def table_to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+class Stop:
+    """When a batch must stop early: at a deadline (time.monotonic() seconds), or once `cancel()` is called
+    (the client went away). Thread-safe; `reason()` is None while the batch may go on."""
+
+    def __init__(self, deadline: float | None = None):
+        self.deadline = deadline
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def reason(self) -> str | None:
+        if self._cancelled.is_set():
+            return "CANCELLED: the call was cancelled before this row was done"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "DEADLINE_EXCEEDED: the call's deadline passed before this row was done; send it again"
+        return None
+
+
 class _Runner:
-    """Drives documents through the engine: one pending chunk per document, many documents at once."""
+    """Drives documents through the engine: one pending chunk per document, many documents at once, at most
+    max_in_flight documents and max_bytes_in_flight bytes of chunks queued in the engine."""
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
-                 on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None):
+                 on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
+                 *, max_bytes_in_flight: int | None = None, group: str | None = None, stop: Stop | None = None):
         self.engine = engine
         self.on_row_done = on_row_done
         self.on_bytes = on_bytes
+        self.max_bytes_in_flight = max_bytes_in_flight
+        self.bytes_in_flight = 0
+        self.group = group  # the scheduler's fairness group of the temporaries (the tenant)
+        self.stop = stop
         # Closing a stream waits for an engine step (its empty tail); closing on a few threads keeps this one
         # feeding documents meanwhile, and lets the closes of many documents share steps.
         # Closing streams count against max_in_flight (their states are still held).
@@ -164,32 +190,48 @@ class _Runner:
         finally:
             self._closer.shutdown(wait=True)  # every temporary stream is closed before run returns
 
+    def _room(self) -> bool:
+        if len(self.pending) + len(self.blocked) + len(self.closing) >= self.max_in_flight:
+            return False
+        # one document always fits, however large its first chunk
+        return self.max_bytes_in_flight is None or not self.pending or self.bytes_in_flight < self.max_bytes_in_flight
+
     def _drive(self) -> None:
+        why = "INTERNAL: the batch was interrupted"
         try:
             while self.waiting or self.pending or self.blocked:
+                if self.stop is not None and (reason := self.stop.reason()) is not None:
+                    why = reason  # stop feeding; the chunks queued finish and every temporary is closed below
+                    break
                 self.closing = [f for f in self.closing if not f.done()]
-                while self.waiting and len(self.pending) + len(self.blocked) + len(self.closing) < self.max_in_flight:
+                while self.waiting and self._room():
                     self._start(self.waiting.popleft())
                 for _ in range(len(self.blocked)):
                     self._submit(self.blocked.popleft())
                 if self.pending or self.closing:  # a close that ends makes room for the next document
-                    done, _ = wait([*self.pending, *self.closing], timeout=None if not self.blocked else 0.01,
-                                   return_when=FIRST_COMPLETED)
+                    # a stoppable batch looks at its deadline and cancellation at least every 50 ms
+                    timeout = 0.01 if self.blocked else 0.05 if self.stop is not None else None
+                    done, _ = wait([*self.pending, *self.closing], timeout=timeout, return_when=FIRST_COMPLETED)
                     for fut in done:
                         if fut in self.pending:
-                            self._on_ack(self.pending.pop(fut), fut)
+                            self._on_ack(self._pop(fut), fut)
                 elif self.blocked:
                     time.sleep(0.002)  # the engine is full of other callers' work
         finally:
             for doc in [*self.pending.values(), *self.blocked, *self.waiting]:
-                doc.error = doc.error or "INTERNAL: the batch was interrupted"
+                doc.error = doc.error or why
             for doc in list(self.opened.values()):  # also one caught between open and its first chunk
-                doc.error = doc.error or "INTERNAL: the batch was interrupted"
+                doc.error = doc.error or why
                 self._close(doc)
+
+    def _pop(self, fut: Future) -> _Doc:
+        doc = self.pending.pop(fut)
+        self.bytes_in_flight -= len(doc.chunk(doc.next_seq))
+        return doc
 
     def _start(self, doc: _Doc) -> None:
         try:
-            self.engine.open(doc.stream_id, create_if_missing=True)
+            self.engine.open(doc.stream_id, create_if_missing=True, group=self.group, durable=False)
             doc.opened = True
             self.opened[doc.stream_id] = doc
         except Exception as e:  # noqa: BLE001  (one row fails, the job goes on)
@@ -209,6 +251,7 @@ class _Runner:
             self._fail(doc, e)
             return
         self.pending[fut] = doc
+        self.bytes_in_flight += len(doc.chunk(seq))
 
     def _on_ack(self, doc: _Doc, fut: Future) -> None:
         try:
@@ -271,12 +314,19 @@ def embed_table(
     stream_prefix: str | None = None,
     on_row_done: Callable[[], None] | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    max_bytes_in_flight: int | None = None,
+    group: str | None = None,
+    stop: Stop | None = None,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
 
     `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
-    `stream_prefix + row number` (default: a fresh unique prefix) and closed when their row is done.
+    `stream_prefix + row number` (default: a fresh unique prefix), opened with durable=False (no record per
+    row) in the scheduler's fairness `group`, and closed when their row is done.
+    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once.
+    `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
+    DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
     `on_bytes(n)` (same thread) says that n more bytes of the table's text are done: as each chunk is
     acknowledged, and at once for rows that are not sent (a bad row's bytes, the rest of a failed row's);
@@ -286,6 +336,8 @@ def embed_table(
         raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
     if max_in_flight < 1:
         raise InvalidArgument(f"max_in_flight must be >= 1, got {max_in_flight}")
+    if max_bytes_in_flight is not None and max_bytes_in_flight < 1:
+        raise InvalidArgument(f"max_bytes_in_flight must be >= 1 or None, got {max_bytes_in_flight}")
     ids = _ids(table, id_column)
     texts = _texts(table, text_column)
     prefix = stream_prefix if stream_prefix is not None else f"batch-{uuid.uuid4().hex}-"
@@ -306,7 +358,8 @@ def embed_table(
         unsent = int(pc.sum(pc.binary_length(col)).as_py() or 0) - sum(len(d.data) for d in docs)
         if unsent:
             on_bytes(unsent)
-    _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes).run()
+    _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
+            group=group, stop=stop).run()
 
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)

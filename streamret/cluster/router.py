@@ -375,8 +375,9 @@ class ClusterEngine:
     # ------------------------------------------------------------------------------------------
     # the rest of EngineAPI
 
-    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None) -> StreamInfo:
-        return self._call("open", stream_id, create_if_missing, group)
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None,
+             durable: bool = True) -> StreamInfo:
+        return self._call("open", stream_id, create_if_missing, group, durable)
 
     def exists(self, stream_id: str) -> bool:
         return self._call("exists", stream_id)

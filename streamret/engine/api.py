@@ -27,7 +27,8 @@ class EngineAPI(Protocol):
 
     # streams
 
-    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None) -> StreamInfo: ...
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None,
+             durable: bool = True) -> StreamInfo: ...
 
     def exists(self, stream_id: str) -> bool: ...
 

@@ -135,7 +135,7 @@ class EngineCore:
         with self._lock:
             streams = len(self.store.streams)
             not_durable = streams if self.durable is None else sum(
-                1 for s in self.store.streams.values() if s.since_durable)
+                1 for s in self.store.streams.values() if s.since_durable and not s.ephemeral)
         return Checkpoint(self.durable is not None, streams, written, not_durable, *dropped, timeout_s)
 
     def _halt(self, why: str) -> tuple[int, int, int]:

@@ -16,8 +16,19 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, SeqGap, TooBusy
+from ..errors import (
+    AlreadyExists,
+    DamagedRecord,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelMismatch,
+    NotFound,
+    ResourceExhausted,
+    SeqGap,
+    TooBusy,
+)
 from ..model.spec import LoadedModel, load_model
+from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .core import EngineCore
 from .durability import DurableStore
@@ -44,6 +55,7 @@ class Engine(EngineCore):
                              self.durability)
         self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
                                        threads=self.config.tokenizer_threads, on_error=self._crash)
+        shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
     def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
@@ -71,12 +83,15 @@ class Engine(EngineCore):
     # ------------------------------------------------------------------------------------------
     # streams
 
-    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None) -> StreamInfo:
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None,
+             durable: bool = True) -> StreamInfo:
         """The stream's info once its accepted chunks are applied, so that a client that reconnects
         resumes at applied_seq + 1 (info() answers at once instead).
 
         group: the stream's fairness group for the scheduler (e.g. its tenant: steps are shared
         round-robin over groups, then over their streams); None keeps the stream's group ("" at first).
+        durable=False creates a batch temporary: no record is written for it unless a chunk asks for one
+        (a record per row of a table would cost a write, an fsync and a delete each).
         """
         self._check_id(stream_id)
         self._check_group(group)
@@ -88,6 +103,7 @@ class Engine(EngineCore):
                 if not create_if_missing:
                     raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=True")
                 stream = self._create(stream_id)
+                stream.ephemeral = not durable
             if group is not None:
                 stream.group = group
             return self._info(stream)
@@ -106,10 +122,19 @@ class Engine(EngineCore):
         """Process the tail (an incomplete character becomes U+FFFD) and release the stream.
 
         keep_state=False deletes it everywhere; True keeps it in the durable store (or, without a
-        state_dir, in memory) to be opened again later.
+        state_dir, in memory) to be opened again later. A stream whose durable record cannot be loaded
+        (damaged, or another model's) is deleted unread by keep_state=False, so that its id can be used again.
         """
         self._check_id(stream_id)
-        self._submit_tail(stream_id, close=True).result()
+        try:
+            self._submit_tail(stream_id, close=True).result()
+        except (DamagedRecord, ModelMismatch):  # raised only by loading the record: the stream is not in memory
+            if keep_state:
+                raise
+            with self._lock:
+                self.durable.delete(stream_id)
+                self.store.evicted.discard(stream_id)
+            return
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is not None and stream.busy:
@@ -119,7 +144,8 @@ class Engine(EngineCore):
                     self.store.evict(stream_id)
                 return
             self.store.remove(stream_id)
-        if self.durable is not None:
+            unrecorded = stream is not None and stream.ephemeral and not stream.recorded
+        if self.durable is not None and not unrecorded:  # a temporary never written has nothing to delete
             self.durability.drain()  # a queued record must not bring the stream back
             with self._lock:
                 self.durable.delete(stream_id)

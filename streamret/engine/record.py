@@ -10,29 +10,44 @@ returns and `import_state` takes.
     segments.open_sum          [d] float64            the open segment's pooling sum
     segments.kept_embeddings   [M, e] float32         kept segments (absent when M = 0)
     __metadata__["streamret"]  JSON: format, stream_id, model_fingerprint, applied_seq, tokens,
-                               revision, text tail (base64) and its byte offset, segment texts
+                               revision, text tail (base64) and its byte offset, segment texts,
+                               checksum (sha256 of the rest of the metadata and of every tensor)
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import safetensors.torch
 import torch
 
-from ..errors import InvalidArgument, ModelMismatch
+from ..errors import DamagedRecord, InvalidArgument, ModelMismatch
 from ..model.retnet import RetNetConfig, RetNetState
 from .config import EngineConfig
 from .segments import SegmentTracker
 from .stream import Stream
 from .text import TextAssembler, TextSnapshot
 
-FORMAT = "streamret.stream.v1"
+FORMAT = "streamret.stream.v2"  # v2: a checksum over the whole record
 _META_KEY = "streamret"
 
 
+def checksum(meta: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the metadata (but its checksum) and every tensor's name, dtype, shape and bytes: a byte
+    changed anywhere in a record, the stream id inside it included, changes it."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.numpy())
+    return h.hexdigest()
+
+
 def encode(meta: dict, tensors: dict[str, torch.Tensor]) -> bytes:
+    """Record bytes, with the checksum of `meta` and `tensors` written into the metadata."""
+    meta = {**meta, "checksum": checksum(meta, tensors)}
     return safetensors.torch.save(
         {k: v.contiguous() for k, v in tensors.items()}, metadata={_META_KEY: json.dumps(meta)}
     )
@@ -68,22 +83,24 @@ _FIXES = {
               "with the same limits",
     "fork": "the source stream's state is damaged; close it, and fork or import from a good export",
     "store": "the stream's durable record is damaged (the server's state folder was changed, or its limits "
-             "lowered); use a new stream id and send the stream again from the start",
+             "lowered); close the stream without keeping its state (CloseStream, keep_state=false) to delete the "
+             "record, then send the stream again from the start",
 }
 _META_KEYS = {"format", "stream_id", "model_fingerprint", "applied_seq", "tokens", "revision", "text_tail",
-              "text_offset", "segments"}
+              "text_offset", "segments", "checksum"}
 
 
 class _Checks:
     """Validation of one record's metadata and tensors; every refusal names the field (never a value that
     could be another tenant's id or text) and says how to get a good record."""
 
-    def __init__(self, max_count: int, fix: str):
+    def __init__(self, max_count: int, fix: str, error: type[InvalidArgument] = InvalidArgument):
         self.max_count = max_count
         self.fix = fix
+        self.error = error
 
     def bad(self, field: str, problem: str) -> InvalidArgument:
-        return InvalidArgument(f"state record field {field!r} {problem}; {self.fix}")
+        return self.error(f"state record field {field!r} {problem}; {self.fix}")
 
     def obj(self, value, field: str, keys: set[str]) -> dict:
         if not isinstance(value, dict):
@@ -195,7 +212,12 @@ class StreamCodec:
         MAX_IMPORTED_COUNT), "fork" (an export of a stream of this engine) or "store" (the durable store:
         the recorded id must be stream_id). For "import" and "fork", stream_id replaces the recorded id.
         """
-        meta, tensors = decode(data)
+        try:
+            meta, tensors = decode(data)
+        except InvalidArgument as e:
+            if origin == "store":  # unreadable bytes in the store: a damaged record the tenant may delete
+                raise DamagedRecord(f"{e}; {_FIXES['store']}") from None
+            raise
         return self.build(*self.check(meta, tensors, stream_id, origin))
 
     def check(self, meta: dict, tensors: dict[str, torch.Tensor], stream_id: str | None = None,
@@ -208,7 +230,8 @@ class StreamCodec:
         field) or ModelMismatch otherwise."""
         if origin not in ORIGINS:
             raise ValueError(f"origin={origin!r}; use one of {ORIGINS}")
-        c = _Checks(MAX_IMPORTED_COUNT if origin == "import" else MAX_STORED_COUNT, _FIXES[origin])
+        c = _Checks(MAX_IMPORTED_COUNT if origin == "import" else MAX_STORED_COUNT, _FIXES[origin],
+                    DamagedRecord if origin == "store" else InvalidArgument)
         named = repr(stream_id) if stream_id is not None else "in this record"
         fingerprint = meta.get("model_fingerprint")
         if fingerprint != self.fingerprint:
@@ -224,8 +247,7 @@ class StreamCodec:
         if stream_id is None:
             stream_id = recorded
         elif origin == "store" and recorded != stream_id:  # never echo the recorded id: it may be another's
-            raise InvalidArgument(f"the durable record of stream {stream_id!r} holds another stream's state; "
-                                  f"{c.fix}")
+            raise c.error(f"the durable record of stream {stream_id!r} holds another stream's state; {c.fix}")
         tokens = c.count(meta["tokens"], "tokens")
         for key in ("applied_seq", "revision"):
             c.count(meta[key], key)
@@ -280,6 +302,10 @@ class StreamCodec:
         for field, a, b in spans:
             if not a <= b <= offset:
                 raise c.bad(field, f"spans bytes [{a}, {b}), which must lie in order before text_offset {offset}")
+        # last, so that a record edited and re-signed is refused naming its bad field
+        if not isinstance(meta["checksum"], str) or meta["checksum"] != checksum(meta, tensors):
+            raise c.bad("checksum", "does not match the record's contents (its bytes were changed after it was "
+                                    "written)")
         return meta, tensors, stream_id
 
     def build(self, meta: dict, tensors: dict[str, torch.Tensor], stream_id: str) -> tuple[Stream, RetNetState]:

@@ -202,6 +202,7 @@ class StateStore:
     def evict(self, stream_id: str) -> None:
         """Write a resident idle stream to the durable store and drop it from memory."""
         stream = self.streams[stream_id]
+        stream.recorded = True
         self.durable.write(stream_id, stream.revision, self.codec.encode(stream, self.read(stream_id)))
         self.remove(stream_id)
         self.evicted.add(stream_id)

@@ -38,6 +38,10 @@ class Stream:
     # it is > 0 the state is past applied_seq, and no record may be written from it
     partial_tokens: int = 0
     owed_record: list = field(default_factory=list)  # ack waiters of a record asked for while partial_tokens > 0
+    # A batch temporary (a row of EmbedTable, a text of encode): closed within the call, so the durability
+    # policy, the time sweep and shutdown never write it; only a chunk asking for a record (or an eviction) does.
+    ephemeral: bool = False
+    recorded: bool = False  # a record of it was handed to the durable store: closing must delete it
 
     @property
     def at_boundary(self) -> bool:

@@ -16,6 +16,7 @@ import grpc
 
 from ..errors import Unavailable
 from .auth import Authenticator, Caller, scrub
+from .limits import ServiceLimits, TenantCalls
 from .metrics import ServiceMetrics
 from .parsing import checked
 from .status import status_of
@@ -26,9 +27,13 @@ UNKNOWN_TENANT = "-"  # the access log's tenant of a call refused before it was 
 
 
 class Gate:
-    def __init__(self, auth: Authenticator, metrics: ServiceMetrics):
+    def __init__(self, auth: Authenticator, metrics: ServiceMetrics, max_calls_per_tenant: int | None = None):
         self.auth = auth
         self.metrics = metrics
+        # hundreds of idle calls of one tenant would hold server memory and tasks that others need
+        self.calls = TenantCalls(max_calls_per_tenant or ServiceLimits.max_calls_per_tenant, "calls",
+                                 "finish or cancel some first (one Append call carries chunks of any number of "
+                                 "streams), or raise the server's --max-calls-per-tenant")
         self.draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -43,11 +48,13 @@ class Gate:
         if self.draining:
             raise Unavailable("the server is shutting down; retry on another server or after its restart")
         caller = self.auth.authenticate(metadata)
+        self.calls.take(caller.tenant)
         self._in_flight += 1
         self._idle.clear()
         return caller
 
-    def leave(self) -> None:
+    def leave(self, caller: Caller) -> None:
+        self.calls.give(caller.tenant)
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
@@ -137,7 +144,7 @@ def rpc(method):
                     async for item in method(self, caller, checked(request), context):
                         yield item
                 finally:
-                    self.gate.leave()
+                    self.gate.leave(caller)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001  (mapped to a status, never a traceback to the client)
@@ -154,7 +161,7 @@ def rpc(method):
             try:
                 response = await method(self, caller, checked(request), context)
             finally:
-                self.gate.leave()
+                self.gate.leave(caller)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -241,7 +241,7 @@ class HttpFrontEnd:
                 parsed = parse_embeddings_request(body, self.model_name, self.dim)
                 vectors, tokens = await self._embed(caller, parsed.texts)
             finally:
-                self.gate.leave()
+                self.gate.leave(caller)
         except Exception as exc:  # noqa: BLE001  (mapped to a status and a JSON body, never a traceback)
             return self._fail(name, exc, caller, started, request)
         self.gate.finished("http", name, grpc.StatusCode.OK, started, caller, request.remote, 200)
@@ -265,7 +265,7 @@ class HttpFrontEnd:
         started, caller = time.perf_counter(), None
         try:
             caller = self._enter(request)
-            self.gate.leave()
+            self.gate.leave(caller)
         except Exception as exc:  # noqa: BLE001
             return self._fail("GET /info", exc, caller, started, request)
         limits = self.streams.limits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -26,8 +27,17 @@ class ServiceLimits:
     # Chunks of one Append call waiting for their acks; past it the server stops reading the call,
     # which pushes back on the client through gRPC flow control.
     max_unacked_per_call: int = 1024
-    # Documents of one Batch request in flight at once; chunk size batch documents are cut into.
+    # Calls one tenant may have running at once (an Append call carries chunks of any number of streams,
+    # so a client needs few); past it a call is refused with RESOURCE_EXHAUSTED before any work.
+    max_calls_per_tenant: int = 128
+    # Batch calls (EmbedTable, EmbedTables, AppendEvents) one tenant may have running at once, each on a
+    # thread of a pool of batch_threads: one tenant's batches cannot hold every batch thread.
+    max_batch_calls_per_tenant: int = 2
+    batch_threads: int = 16
+    # Documents (EmbedTable) or rows (AppendEvents) of one batch call in the engine at once, and their bytes:
+    # a tenant's batch work queued in the engine is at most max_batch_calls_per_tenant times these.
     batch_in_flight: int = 256
+    batch_bytes_in_flight: int = 4 * MiB
     batch_chunk_bytes: int = 64 * 1024
     # Labels on OpenStream.
     max_labels: int = 32
@@ -35,7 +45,8 @@ class ServiceLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "max_chunk_bytes", "max_streams_per_tenant", "max_unacked_per_call",
-                     "batch_in_flight", "batch_chunk_bytes"):
+                     "max_calls_per_tenant", "max_batch_calls_per_tenant", "batch_threads", "batch_in_flight",
+                     "batch_bytes_in_flight", "batch_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServiceLimits.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("idle_evict_s", "busy_wait_s"):
@@ -121,3 +132,33 @@ class StreamRegistry:
 
     def per_tenant(self) -> dict[str, int]:
         return {t: n for t, n in self._count.items() if n}
+
+
+class TenantCalls:
+    """Calls each tenant has running, against a per-tenant limit. Thread-safe: a batch call gives its place
+    back from the thread that ran it, once its work is really over (not when its client gave up)."""
+
+    def __init__(self, limit: int, what: str, fix: str):
+        self.limit, self.what, self.fix = limit, what, fix
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    def take(self, tenant: str) -> None:
+        with self._lock:
+            n = self._count.get(tenant, 0)
+            if n >= self.limit:
+                raise ResourceExhausted(f"this tenant has {n} {self.what} running on this server, the limit; "
+                                        f"{self.fix}")
+            self._count[tenant] = n + 1
+
+    def give(self, tenant: str) -> None:
+        with self._lock:
+            n = self._count[tenant] - 1
+            if n:
+                self._count[tenant] = n
+            else:
+                del self._count[tenant]
+
+    def count(self, tenant: str) -> int:
+        with self._lock:
+            return self._count.get(tenant, 0)

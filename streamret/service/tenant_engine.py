@@ -12,21 +12,34 @@ or an import) and one as it closes, never per chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from ..batch.arrow_table import embed_table
+from ..batch.arrow_table import Stop, embed_table
 from ..engine.api import EngineAPI
-from ..errors import FailedPrecondition, NotFound, ResourceExhausted, SeqGap, StreamRetError, TooBusy, Unavailable
+from ..engine.config import StreamInfo, Summary
+from ..errors import (
+    DamagedRecord,
+    FailedPrecondition,
+    ModelMismatch,
+    NotFound,
+    ResourceExhausted,
+    SeqGap,
+    StreamRetError,
+    TooBusy,
+    Unavailable,
+)
 from .auth import Caller, client_id, scrub
-from .limits import ServiceLimits, StreamRegistry
+from .limits import ServiceLimits, StreamRegistry, TenantCalls
 from .metrics import ServiceMetrics
 from .status import code_number, status_of
 
@@ -82,6 +95,8 @@ class TenantEngine:
         # Batch requests hold a thread for a whole table: their own pool, so they never hold up the
         # short calls (open, embedding, summary) behind them.
         self._batch_pool = ThreadPoolExecutor(max_workers=batch_threads, thread_name_prefix="streamret-batch")
+        self.batch_calls = TenantCalls(limits.max_batch_calls_per_tenant, "batch tables in work",
+                                       "wait for one to finish, or raise the server's --max-batch-calls-per-tenant")
 
     async def _call(self, fn, *args, _pool: ThreadPoolExecutor | None = None, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(_pool or self._pool, lambda: fn(*args, **kwargs))
@@ -204,7 +219,16 @@ class TenantEngine:
         """Flush the tail, take the final (embedding, info, summary), then close the stream."""
         caller.require_write("closing a stream")
         eid = caller.engine_id(stream_id)
-        await self._call(self.engine.flush, eid)
+        try:
+            await self._call(self.engine.flush, eid)
+        except (DamagedRecord, ModelMismatch):  # the record cannot be loaded: a tenant can still drop the id
+            if keep_state:
+                raise
+            await self._call(self.engine.close, eid, keep_state=False)  # deletes the record unread
+            self.registry.release(eid)
+            dim = self.engine.embed_dim
+            info = StreamInfo(eid, 0, 0, 0, self.engine.fingerprint)
+            return np.zeros(dim, np.float32), info, Summary(eid, 0, [], "")
         values, info = await self.embedding(caller, stream_id)
         summary = await self._call(self.engine.summarize, eid, k=k)
         await self._call(self.engine.close, eid, keep_state=keep_state)
@@ -252,11 +276,40 @@ class TenantEngine:
     # ------------------------------------------------------------------------------------------
     # batches and housekeeping
 
-    async def embed_table(self, caller: Caller, table: pa.Table, summary_k: int = 5) -> pa.Table:
+    @contextlib.contextmanager
+    def batch_call(self, caller: Caller) -> Iterator[None]:
+        """Hold one of the tenant's places for batch work (limits.max_batch_calls_per_tenant) meanwhile."""
+        self.batch_calls.take(caller.tenant)
+        try:
+            yield
+        finally:
+            self.batch_calls.give(caller.tenant)
+
+    async def embed_table(self, caller: Caller, table: pa.Table, summary_k: int = 5,
+                          deadline: float | None = None) -> pa.Table:
+        """Embed a table's rows on a batch thread, in the tenant's fairness group, with no record per row.
+
+        The work stops feeding the engine when `deadline` (time.monotonic()) passes or the call is cancelled.
+        The tenant's place is given back by the thread itself once its chunks are applied and its temporary
+        streams closed, so a client that gives up and asks again cannot pile up work behind the server's back.
+        """
         prefix = f"{caller.tenant}\x1f{_BATCH_MARK}{uuid.uuid4().hex}-"
-        return await self._call(embed_table, self.engine, table, summary_k=summary_k,
-                                chunk_bytes=self.limits.batch_chunk_bytes, max_in_flight=self.limits.batch_in_flight,
-                                stream_prefix=prefix, _pool=self._batch_pool)
+        stop = Stop(deadline)
+        self.batch_calls.take(caller.tenant)
+        try:
+            fut = self._batch_pool.submit(
+                embed_table, self.engine, table, summary_k=summary_k, chunk_bytes=self.limits.batch_chunk_bytes,
+                max_in_flight=self.limits.batch_in_flight, max_bytes_in_flight=self.limits.batch_bytes_in_flight,
+                stream_prefix=prefix, group=caller.tenant, stop=stop)
+        except BaseException:
+            self.batch_calls.give(caller.tenant)
+            raise
+        fut.add_done_callback(lambda _: self.batch_calls.give(caller.tenant))
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            stop.cancel()  # the client went away or its deadline passed
+            raise
 
     async def evict_idle(self) -> int:
         """Evict streams idle past limits.idle_evict_s to the durable store; return how many."""

@@ -50,7 +50,7 @@ class DurabilityPolicy:
         resolved = []
         every = self.every_chunks
         for stream, items in done.items():
-            policy = bool(every) and stream.since_durable >= every
+            policy = bool(every) and stream.since_durable >= every and not stream.ephemeral
             asked = [it for it in items if it.durable]
             if self.store is not None and (policy or asked or stream.owed_record):
                 # acks go out once the record is written (the scheduler ends a stream's work at a chunk
@@ -74,6 +74,7 @@ class DurabilityPolicy:
             stream.owed_record.extend(items)
             return
         meta, tensors = self._codec.snapshot(stream, self._states.read(stream.id))
+        stream.recorded = True
         changes = stream.since_durable
         stream.since_durable = 0
         stream.durable_time = time.monotonic()
@@ -95,7 +96,7 @@ class DurabilityPolicy:
                 for fut, exc in failed:
                     reject(fut, exc)
 
-        self.writer.submit(stream.id, stream.revision, meta, tensors, written)
+        self.writer.submit(stream.id, stream.revision, meta, tensors, written, group=stream.group)
 
     @staticmethod
     def not_durable(stream: Stream, seq: int | None, error: Exception) -> DurableWriteFailed:
@@ -122,7 +123,8 @@ class DurabilityPolicy:
         for stream in self._states.streams.values():
             # a stream in the middle of a long chunk waits: the step that completes the chunk ends at its
             # boundary, and this sweep runs right after that step
-            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary:
+            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary \
+                    and not stream.ephemeral:
                 self.write(stream, [])
 
     def write_all(self) -> int:
@@ -131,7 +133,7 @@ class DurabilityPolicy:
         written = 0
         if self.store is not None:
             for stream in self._states.streams.values():
-                if stream.since_durable and stream.at_boundary:
+                if stream.since_durable and stream.at_boundary and not stream.ephemeral:
                     self.write(stream, [])
                     written += 1
         return written
