@@ -43,10 +43,10 @@ PARTS = [
     ("model call (runner.run)", "worker.py", "run"),
     ("  of which the RetNet forward", "module.py", "_call_impl"),
     ("scatter states", "state_store.py", "scatter"),
-    ("book the step (_apply)", "engine.py", "_apply"),
+    ("book the step (_apply)", "core.py", "_apply"),
     ("  of which segments.add", "segments.py", "add"),
-    ("  of which _keep_segments", "engine.py", "_keep_segments"),
-    ("send acks (_resolve)", "engine.py", "_resolve"),
+    ("  of which _keep_segments", "core.py", "_keep_segments"),
+    ("send acks (resolve)", "acks.py", "resolve"),
 ]
 
 

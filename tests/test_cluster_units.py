@@ -13,7 +13,7 @@ from streamret.cluster.rendezvous import owner
 from streamret.cluster.wire import Failure, WorkerSpec
 from streamret.cluster.worker import StreamWorker
 from streamret.engine import Engine, EngineConfig
-from streamret.engine.state_store import DurableStore
+from streamret.engine.durability import DurableStore
 from streamret.errors import InvalidArgument, SeqGap, TooBusy, Unavailable
 
 KEYS = [f"tenant\x1fstream-{i}" for i in range(3000)]

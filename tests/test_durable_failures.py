@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from streamret.client import Client, RetryPolicy
 from streamret.engine import Engine, EngineConfig
-from streamret.engine import state_store as state_store_module
+from streamret.engine.durability import store as state_store_module
 from streamret.errors import DurableWriteFailed, Unavailable
 from streamret.service.proto_gen import streamret_pb2 as pb
 from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc

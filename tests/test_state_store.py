@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from streamret.engine import Engine, EngineConfig
-from streamret.engine.state_store import DurableStore
+from streamret.engine.durability import DurableStore
 from streamret.errors import InvalidArgument
 
 BAD_IDS = ["../../escape", "/etc/passwd", "a/../../b", "..", ".", "x\x00y", "名前/../..", "C:\\win", "~", "a" * 1000]

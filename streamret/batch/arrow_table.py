@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,9 @@ import pyarrow.compute as pc
 
 from ..errors import InvalidArgument, StreamRetError, TooBusy
 from ..textcheck import InvalidText, check_bytes
+
+if TYPE_CHECKING:  # (the client shares this module and does not load the engine)
+    from ..engine.api import EngineAPI
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 DEFAULT_IN_FLIGHT = 256
@@ -135,18 +139,6 @@ def table_to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _embedding_dim(engine) -> int | None:
-    for path in ("embed_dim", "model.config.out_embed_dim"):
-        obj = engine
-        try:
-            for attr in path.split("."):
-                obj = getattr(obj, attr)
-            return int(obj)
-        except (AttributeError, TypeError):
-            continue
-    return None
-
-
 class Stop:
     """When a batch must stop early: at a deadline (time.monotonic() seconds), or once `cancel()` is called
     (the client went away). Thread-safe; `reason()` is None while the batch may go on."""
@@ -170,7 +162,7 @@ class _Runner:
     """Drives documents through the engine: one pending chunk per document, many documents at once, at most
     max_in_flight documents and max_bytes_in_flight bytes of chunks queued in the engine."""
 
-    def __init__(self, engine, docs: list[_Doc], summary_k: int, max_in_flight: int,
+    def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
                  *, max_bytes_in_flight: int | None = None, group: str | None = None, stop: Stop | None = None):
         self.engine = engine
@@ -311,7 +303,7 @@ class _Runner:
 
 
 def embed_table(
-    engine,
+    engine: EngineAPI,
     table: pa.Table,
     *,
     id_column: str = "id",
@@ -329,7 +321,7 @@ def embed_table(
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
 
-    `engine` is a streamret Engine (or anything with its API). Temporary streams are named
+    `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix), opened with durable=False (no record per
     row) in the scheduler's fairness `group`, and closed when their row is done.
     At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once.
@@ -369,9 +361,7 @@ def embed_table(
     _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
             group=group, stop=stop).run()
 
-    dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or _embedding_dim(engine)
-    if dim is None:
-        raise InvalidArgument("no row could be embedded and the engine does not report its embedding size")
+    dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)
     valid = np.zeros(len(rows), dtype=bool)
     for i, d in enumerate(rows):

@@ -18,10 +18,12 @@ import pyarrow as pa
 
 from .. import errors
 from ..errors import InvalidArgument, StreamRetError
-from .arrow_table import DEFAULT_CHUNK_BYTES, _embedding_dim, embed_table
+from .arrow_table import DEFAULT_CHUNK_BYTES, embed_table
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+    from ..engine.api import EngineAPI
 
 DEFAULT_BATCH_SIZE = 256  # texts in the engine at once (the service's own batch_in_flight)
 
@@ -115,17 +117,13 @@ def progress_bar(total: int, enabled: bool) -> tqdm | None:
     return tqdm(total=total, unit="text", desc="encode", dynamic_ncols=True)
 
 
-def encode_with_engine(engine, texts: str | Iterable[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+def encode_with_engine(engine: EngineAPI, texts: str | Iterable[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
                        show_progress_bar: bool = False, normalize: bool = True,
                        chunk_bytes: int | None = None) -> np.ndarray:
-    """Engine.encode (see its docstring); `engine` is a streamret Engine or anything with its API."""
+    """Engine.encode (see its docstring), over an Engine or a ClusterEngine (EngineAPI)."""
     data, single = check_texts(texts)
     check_batch_size(batch_size)
-    dim = _embedding_dim(engine)  # an Engine, or a ClusterEngine (its embed_dim)
-    if dim is None:
-        raise InvalidArgument(f"{type(engine).__name__} does not report its embedding size (embed_dim or "
-                              "model.config.out_embed_dim); pass a streamret Engine")
-    out = np.zeros((len(data), dim), dtype=np.float32)
+    out = np.zeros((len(data), engine.embed_dim), dtype=np.float32)
     # an empty text has no tokens: its stream embedding is the zero vector (embed_table calls it a row error)
     rows = [i for i, d in enumerate(data) if d]
     bar = progress_bar(len(data), show_progress_bar)

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +43,10 @@ from ..progress import DEFAULT_EVERY_S, ByteProgress
 from .arrow_table import DEFAULT_CHUNK_BYTES, DEFAULT_IN_FLIGHT, embed_table
 from .corpus import Corpus
 from .parts import PartFolder, with_fingerprint
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..engine.api import EngineAPI
 
 DEFAULT_ROWS_PER_PART = 1024
 DEFAULT_BYTES_PER_PART = 1 << 20  # one to two minutes of the default model's work on a CPU (2-4 k tokens/s)
@@ -66,7 +71,7 @@ class BatchReport:
 # one part through the engine
 
 
-def embed_part(engine, part: pa.Table, *, summary_k: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                max_in_flight: int = DEFAULT_IN_FLIGHT, on_bytes: Callable[[int], None] | None = None) -> pa.Table:
     """Embed a normalised part (corpus.py: id, text, error) -> the output rows, in the same order,
     tagged with the engine's model fingerprint. `on_bytes(n)`: n more text bytes done (embed_table)."""
@@ -164,7 +169,7 @@ class _Progress:
     The total is counted on a background thread (one more read of the text column), so the job starts
     at once; until it is known the bar has no ETA."""
 
-    def __init__(self, engine, corpus: Corpus, written: Counter, enabled: bool, every_s: float):
+    def __init__(self, engine: EngineAPI, corpus: Corpus, written: Counter, enabled: bool, every_s: float):
         self.engine = engine
         self.bar = ByteProgress("embed", enabled=enabled, every_s=every_s)
         self.start = time.monotonic()
@@ -215,7 +220,7 @@ def embed_parquet(
     model: str = "default",
     device: str = "auto",
     dtype: str | None = "auto",
-    engine=None,
+    engine: EngineAPI | None = None,
     id_column: str = "id",
     text_column: str = "text",
     summary_k: int = 5,
@@ -235,7 +240,7 @@ def embed_parquet(
     the folder `output`; rows already there are skipped (resume).
 
     input: a Parquet file, a folder, a glob, or an fsspec URL of any of those. The model is `engine`
-    (a streamret Engine, left running) or else one built from `model`/`device`/`dtype` with
+    (an Engine or a ClusterEngine, left running) or else one built from `model`/`device`/`dtype` with
     `batch_tokens` tokens per step. `ray`: None/False runs here; True or "auto" runs on Ray Data
     (joining RAY_ADDRESS, or a local Ray), a string address joins that cluster; then each of
     `ray_workers` actors holds an engine on `gpus_per_worker` GPUs (default 1 on CUDA, 0 on CPU).
@@ -263,22 +268,22 @@ def embed_parquet(
                           rows_per_part=rows_per_part, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
                           workers=ray_workers, gpus_per_worker=gpus_per_worker)
 
-    own_engine = engine is None
-    if own_engine:
-        engine = build_engine(model, device, dtype, batch_tokens)
+    own_engine = build_engine(model, device, dtype, batch_tokens) if engine is None else None
+    if own_engine is not None:
+        engine = own_engine
     elif batch_tokens is not None:
         raise InvalidArgument("batch_tokens configures an engine this call builds; set it in the given engine's "
                               "EngineConfig(max_step_tokens=...) instead")
 
     def stop_engine() -> None:
-        if own_engine:  # fails whatever is still queued, so the parts in flight end at once
+        if own_engine is not None:  # fails whatever is still queued, so the parts in flight end at once
             # Its streams are this job's temporaries: that it drops some mid-chunk (a warning each) is
             # expected when the job stops early, and not for the user to act on. Errors still show.
             engine_log = logging.getLogger("streamret.engine")
             level = engine_log.level
             engine_log.setLevel(max(level, logging.ERROR))
             try:
-                engine.shutdown(checkpoint=False)
+                own_engine.shutdown(checkpoint=False)
             finally:
                 engine_log.setLevel(level)
 
@@ -291,7 +296,7 @@ def embed_parquet(
         stop_engine()
 
 
-def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int | None):
+def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int | None) -> Engine:
     """An engine for batch work: no durable store (its streams are temporary), `batch_tokens` per step."""
     from ..engine import Engine, EngineConfig
 
@@ -299,7 +304,7 @@ def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int |
     return Engine.from_model(model, device=device, config=config, dtype=dtype)
 
 
-def _run_local(corpus: Corpus, folder: PartFolder, engine, *, summary_k: int, rows_per_part: int,
+def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary_k: int, rows_per_part: int,
                bytes_per_part: int, chunk_bytes: int, max_in_flight: int, parts_in_flight: int,
                progress: bool, progress_every_s: float, on_abort) -> BatchReport:
     max_chunk = getattr(getattr(engine, "config", None), "max_chunk_bytes", chunk_bytes)

@@ -23,14 +23,14 @@ only presumed dead) must never overwrite what the new owner writes. Each stream 
 
 `<h>` is the sha256 of the stream id, as in the embedded `DurableStore`; a record that store left
 (`<h>.safetensors`) is read as epoch 0, so a state folder moves from one process to a cluster as is.
+The store's file operations and its revision bookkeeping are the `DurableStore` hooks.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 
-from ..engine.state_store import DurableStore, _fsync_dir
+from ..engine.durability import DurableStore
 from ..errors import Unavailable
 
 
@@ -71,21 +71,10 @@ class FencedStore(DurableStore):
     def _record(self, stream_id: str, epoch: int, revision: int) -> str:
         return f"{self.folder(stream_id)}/{_REC}{epoch:012d}-{revision:015d}{self.SUFFIX}"
 
-    def _names(self, folder: str) -> list[str]:
-        try:
-            if self.fs is None:
-                return os.listdir(folder)
-            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)]
-        except FileNotFoundError:
-            return []
-
     def _records(self, stream_id: str) -> list[tuple[tuple[int, int], str]]:
         folder = self.folder(stream_id)
-        found = ((_record_key(n), n) for n in self._names(folder))
+        found = ((_record_key(n), n) for n in self.listdir(folder))
         return sorted((key, f"{folder}/{n}") for key, n in found if key is not None)
-
-    def _exists(self, path: str) -> bool:
-        return os.path.exists(path) if self.fs is None else self.fs.exists(path)
 
     # ---- ownership
 
@@ -96,7 +85,7 @@ class FencedStore(DurableStore):
     def owns(self, stream_id: str) -> bool:
         """True when this store holds the stream's newest epoch (one existence check)."""
         held = self._epochs.get(stream_id)
-        return held is not None and not self._exists(self._marker(stream_id, held + 1))
+        return held is not None and not self.path_exists(self._marker(stream_id, held + 1))
 
     def claim(self, stream_id: str) -> int:
         """Take the stream: keep the newest epoch if this store holds it, else create the next marker."""
@@ -104,40 +93,15 @@ class FencedStore(DurableStore):
             if self.owns(stream_id):
                 return self._epochs[stream_id]
             folder = self.folder(stream_id)
-            if self.fs is None:
-                os.makedirs(folder, exist_ok=True)
-            else:
-                self.fs.makedirs(folder, exist_ok=True)
-            marks = [int(n[len(_MARK) :]) for n in self._names(folder) if n.startswith(_MARK)]
+            self.makedirs(folder)
+            marks = [int(n[len(_MARK) :]) for n in self.listdir(folder) if n.startswith(_MARK)]
             epoch = max(marks, default=0) + 1
-            while not self._create_exclusive(self._marker(stream_id, epoch), self.owner.encode()):
+            while not self.create_exclusive(self._marker(stream_id, epoch), self.owner.encode()):
                 epoch += 1  # another worker took this epoch at the same moment: go past it
             self._epochs[stream_id] = epoch
             self.fenced.discard(stream_id)
-            with self._lock:  # revisions this store wrote before are stale news (the stream may even be new)
-                self._written.pop(stream_id, None)
+            self.forget_revision(stream_id)  # what this store wrote before is stale news (the stream may be new)
             return epoch
-
-    def _create_exclusive(self, path: str, data: bytes) -> bool:
-        try:
-            if self.fs is None:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                try:
-                    os.write(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                _fsync_dir(os.path.dirname(path))
-            else:
-                with self.fs.open(path, "xb") as f:
-                    f.write(data)
-        except FileExistsError:
-            return False
-        except (NotImplementedError, ValueError) as e:
-            raise OSError(f"the durable store {self.url} cannot create files exclusively ({e}); owner fencing "
-                          "needs it: use a local or shared file system, or object storage with conditional writes"
-                          ) from e
-        return True
 
     # ---- DurableStore methods
 
@@ -150,11 +114,10 @@ class FencedStore(DurableStore):
                 return super().read(stream_id)  # a record of the embedded layout, or None
             (_, revision), path = records[-1]
             try:
-                data = self._cat(path)
+                data = self.cat(path)
             except FileNotFoundError:
                 continue  # superseded by a newer record while we listed: list again
-            with self._lock:  # a snapshot this store took before it lost the stream must never land now
-                self._written[stream_id] = max(revision, self._written.get(stream_id, -1))
+            self.note_revision(stream_id, revision)  # a snapshot taken before this store lost the stream never lands
             return data
         raise Unavailable(f"the records of stream {stream_id!r} keep changing under this reader; retry")
 
@@ -168,29 +131,26 @@ class FencedStore(DurableStore):
         if epoch is None:
             raise StreamMoved(f"stream {stream_id!r} is not held by this worker (handed over or taken over); "
                               "its record is not written")
-        with self._lock:
-            if revision < self._written.get(stream_id, -1):
-                return False
+        if self.stale(stream_id, revision):
+            return False
         path = self._record(stream_id, epoch, revision)
-        self._put(path, data)
-        if self._exists(self._marker(stream_id, epoch + 1)):
+        self.put(path, data)
+        if self.path_exists(self._marker(stream_id, epoch + 1)):
             self.fenced.add(stream_id)
             raise StreamMoved(f"stream {stream_id!r} moved to another worker (epoch {epoch + 1} > {epoch}); "
                               "resend from its durable_seq + 1")
-        with self._lock:
-            first = stream_id not in self._written
-            self._written[stream_id] = max(revision, self._written.get(stream_id, -1))
+        first = self.note_revision(stream_id, revision)
         for key, old in self._records(stream_id):
             if key < (epoch, revision):
-                self._remove(old)
+                self.remove(old)
         if first:
-            self._remove(self.path(stream_id))  # a record of the embedded layout is now superseded
+            self.remove(self.path(stream_id))  # a record of the embedded layout is now superseded
         return True
 
     def delete(self, stream_id: str) -> None:
         self.claim(stream_id)  # a stale owner's late write lands at an older epoch: fenced, never read
         for _, path in self._records(stream_id):
-            self._remove(path)
+            self.remove(path)
         super().delete(stream_id)
         self._epochs.pop(stream_id, None)
 
@@ -198,15 +158,3 @@ class FencedStore(DurableStore):
         """Give the stream up (after handing it over): the next read takes it again."""
         self._epochs.pop(stream_id, None)
         self.fenced.discard(stream_id)
-
-    # ---- files
-
-    def _cat(self, path: str) -> bytes:
-        if self.fs is None:
-            with open(path, "rb") as f:
-                return f.read()
-        return self.fs.cat_file(path)
-
-    def _put(self, path: str, data: bytes) -> None:
-        """Atomic write: the engine store's stage (temp file, fsynced) then publish (rename)."""
-        self.publish(self.stage(path, data), path)

@@ -1,4 +1,5 @@
-"""ClusterEngine: the gateway's engine. Same methods as `Engine`, served by StreamWorker actors.
+"""ClusterEngine: the gateway's engine. It implements `EngineAPI` (streamret/engine/api.py) as `Engine` does,
+served by StreamWorker actors.
 
 The gRPC server takes it in place of an `Engine` (servicers, tenants, limits and the client are
 shared with the embedded server). Each call goes to the owner of its stream: rendezvous hashing of
@@ -35,7 +36,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from ..engine.config import Checkpoint
+import numpy as np
+
+from ..engine.config import Ack, Checkpoint, StreamInfo, Summary
+from ..engine.segments import Segment
 from ..errors import StreamRetError, TooBusy, Unavailable
 from .coordinator import View
 from .rendezvous import owner
@@ -127,7 +131,7 @@ class _Move:
 
 
 class ClusterEngine:
-    """The engine API over a Ray cluster of StreamWorkers (see the module docstring)."""
+    """EngineAPI over a Ray cluster of StreamWorkers (see the module docstring)."""
 
     def __init__(self, coordinator, *, gateway_id: str | None = None, call_timeout_s: float = 600.0,
                  connect_timeout_s: float = 600.0, max_in_flight: int = 4096, owns_cluster: bool = False):
@@ -335,7 +339,7 @@ class ClusterEngine:
         return out
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
-               group: str | None = None):
+               group: str | None = None) -> Ack:
         return self.submit_append(stream_id, seq, data, flush, durable, group).result()
 
     def _send_append(self, stream_id: str, args: tuple, out: Future, check_room: bool = False) -> None:
@@ -369,36 +373,37 @@ class ClusterEngine:
             out.set_exception(e)
 
     # ------------------------------------------------------------------------------------------
-    # the rest of the Engine API
+    # the rest of EngineAPI
 
-    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None, durable: bool = True):
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None,
+             durable: bool = True) -> StreamInfo:
         return self._call("open", stream_id, create_if_missing, group, durable)
 
     def exists(self, stream_id: str) -> bool:
         return self._call("exists", stream_id)
 
-    def info(self, stream_id: str):
+    def info(self, stream_id: str) -> StreamInfo:
         return self._call("info", stream_id)
 
-    def flush(self, stream_id: str):
+    def flush(self, stream_id: str) -> Ack:
         return self._call("flush", stream_id)
 
-    def embedding(self, stream_id: str):
+    def embedding(self, stream_id: str) -> np.ndarray:
         return self._call("embedding", stream_id)
 
-    def segments(self, stream_id: str, with_embeddings: bool = True):
+    def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
         return self._call("segments", stream_id, with_embeddings)
 
-    def summarize(self, stream_id: str, k: int = 5, mode: str = "extractive", max_new_tokens: int = 64):
+    def summarize(self, stream_id: str, k: int = 5, mode: str = "extractive", max_new_tokens: int = 64) -> Summary:
         return self._call("summarize", stream_id, k, mode, max_new_tokens)
 
     def export_state(self, stream_id: str) -> bytes:
         return self._call("export_state", stream_id)
 
-    def import_state(self, stream_id: str, data: bytes):
+    def import_state(self, stream_id: str, data: bytes) -> StreamInfo:
         return self._call("import_state", stream_id, bytes(data))
 
-    def fork(self, src: str, dst: str):
+    def fork(self, src: str, dst: str) -> StreamInfo:
         with self._lock:
             same = owner(src, self._live) == owner(dst, self._live) if self._live else True
         if same:

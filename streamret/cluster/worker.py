@@ -149,7 +149,7 @@ class StreamWorker:
                 continue
             except StreamMoved:  # it was taken over already: this copy is stale
                 self.engine.drop(stream_id)
-            self.engine.writer.drain()  # records queued before the eviction are written (or refused) now
+            self.engine.durability.drain()  # records queued before the eviction are written (or refused) now
             self.store.forget(stream_id)
             return
         raise TooBusy(f"stream {stream_id!r} keeps receiving chunks on worker {self.name}; another gateway "

@@ -1,156 +1,60 @@
-"""The streaming engine: the API the service, the batch runner and the Ray workers call.
+"""The engine's public API: a thin layer over the engine core (core.py), in the shape of vLLM v1.
 
-One chunk's path: `submit_append` checks its seq and turns its bytes into tokenizer-safe text
-(text.py) under the lock, then tokenizes it without the lock (so that steps are planned and booked
-meanwhile, and a native tokenizer runs beside them) and queues its `WorkItem` (scheduler.py) once
-every earlier item of its stream is queued, so order within a stream holds. The step-loop thread asks the
-scheduler for the next batch, gathers the batch's states from the state store
-(state_store.py), runs the model once on the packed tokens (worker.py), scatters the new states
-back, books the applied chunks and their segments (stream.py, segments.py), and acknowledges
-them, after their record is durable when the durability policy writes one (record.py).
-
-Threads: callers (any number), the step loop (one), the durable writer (one). One lock guards
-all bookkeeping; the model and the tokenizer run outside it, so queries and appends never wait for a
-step, and steps never wait for a caller's tokenization. The
-loop launches step k+1 before it books step k, so on a GPU the host's share of the work (the
-scheduling, the bookkeeping, the acks) overlaps the device's; two steps in flight never share
-a stream, so the state store always holds each stream's state as of its booked chunks.
+The service, the batch runner and the Ray workers call this class (typed against `EngineAPI`, api.py,
+which the Ray `ClusterEngine` implements too). Each method checks its arguments, then hands the work
+on: a chunk goes through the intake (intake.py: its text becomes tokenizer-safe pieces under the lock;
+the tokenize stage, tokenize_stage.py, makes its tokens on engine threads; then it is queued), the step
+loop (core.py) applies it, and the durability policy (durability/) acknowledges it once its record is
+written when one is due; queries read the state store (state_store.py) once the stream's accepted
+chunks are applied.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import (
     AlreadyExists,
     DamagedRecord,
-    DurableWriteFailed,
     FailedPrecondition,
     InvalidArgument,
     ModelMismatch,
     NotFound,
     ResourceExhausted,
     SeqGap,
-    StreamRetError,
     TooBusy,
-    Unavailable,
 )
-from ..model.checkpoint import model_fingerprint
-from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel, load_model
 from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
-from .record import StreamCodec
-from .scheduler import Scheduler, Span, StepPlan, WorkItem
-from .segments import Segment, add_step_spans, select_summary
-from .state_store import DurableStore, DurableWriter, StateStore
+from .core import EngineCore
+from .durability import DurableStore
+from .intake import Intake
+from .segments import Segment, select_summary
 from .stream import Stream
-from .tokenize_stage import Tokenized, TokenizeStage
-from .worker import ModelRunner, StepOutput
-
-log = logging.getLogger("streamret.engine")
-
-
-def _resolve(fut: Future, value) -> None:
-    """Set a result unless the caller already gave up on the future (a client that hung up)."""
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _reject(fut: Future, error: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(error)
+from .tokenize_stage import TokenizeStage
 
 SUMMARY_MODES = ("extractive", "generative")
-# stats()["step_streams_buckets"][i]: steps of at most 2**i streams (and more than 2**(i-1)); the last: more than 2**14
-STEP_STREAMS_BUCKETS = 15
 
 
-def _what(item: WorkItem) -> str:
-    return "a flush" if item.seq is None else f"chunk {item.seq}"
+class Engine(EngineCore):
+    """Many streams, one model, one device. Thread-safe; also a context manager (shutdown on exit).
 
-
-@dataclass(frozen=True)
-class _AckWaiter:
-    """What _write_durable acks once the record is written, when no WorkItem is waiting (a duplicate)."""
-
-    future: Future
-    seq: int
-
-
-@dataclass(eq=False)
-class _Step:
-    """One step on its way through the loop: planned and gathered, launched, then booked."""
-
-    plan: StepPlan
-    spans: list[list[Span]]  # per stream of the plan
-    span_lens: np.ndarray  # int64: token count of each span of the streams in `ran`, in order
-    ran: list[str]  # streams with tokens, in the order of the model batch
-    state: RetNetState | None = None
-    out: StepOutput | None = None
-    error: Exception | None = None
-
-    def stream_ids(self) -> set[str]:
-        return {w.stream_id for w in self.plan.work}
-
-
-class Engine:
-    """Many streams, one model, one device. Thread-safe; also a context manager (shutdown on exit)."""
+    The step loop, checkpoint_all and stats come from EngineCore."""
 
     def __init__(self, loaded: LoadedModel, state_dir: str | None = None, config: EngineConfig | None = None,
                  durable: DurableStore | None = None):
         """durable: a DurableStore to use instead of one at state_dir (a cluster worker passes its fenced
         store, streamret/cluster/fenced_store.py)."""
-        self.config = config = config or EngineConfig()
-        self.model = loaded.model
+        super().__init__(loaded, state_dir, config, durable)
         self.tokenizer = loaded.tokenizer
-        self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
-        self.codec = StreamCodec(self.model.config, self.fingerprint, config)
-        self.durable = durable if durable is not None else DurableStore(state_dir) if state_dir else None
-        self.writer = DurableWriter(self.durable) if self.durable else None
-        self.store = StateStore(self.model, self.codec, self._device_budget(), config.host_state_bytes, self.durable)
-        self.scheduler = Scheduler(
-            config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
-            config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
-            config.max_stream_step_tokens,
-        )
-        self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs)
-        step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
-        self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
-        self._lock = threading.RLock()
-        self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
-        self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
-        self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
-        self._abort = False
-        self._closed = False  # shutdown ran
-        self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
-        self._tokens_processed = 0
-        self._steps = 0
-        self._step_streams = 0  # streams summed over steps: / steps = streams per step
-        self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
-        self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
-        # the step loop's seconds by part (stats()["loop_parts_seconds"]): where a step's host time goes
-        self._parts_s = dict.fromkeys(("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
-                                       "book_segments", "book_items", "acks"), 0.0)
-        self._recent_streams: deque[int] = deque(maxlen=256)
-        self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
-        self._recent_tokens: deque[int] = deque(maxlen=256)
-        self._next_sweep = time.monotonic()
-        self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self._tokenized,
-                                       threads=config.tokenizer_threads, on_error=self._crash)
-        self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
-        self._thread.start()
+        self.intake = Intake(self._lock, self._has_work, self._applied, self.scheduler, self.store, self.codec,
+                             self.durability)
+        self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
+                                       threads=self.config.tokenizer_threads, on_error=self._crash)
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
@@ -165,12 +69,16 @@ class Engine:
     def __exit__(self, *exc) -> None:
         self.shutdown()
 
-    def _device_budget(self) -> int:
-        if self.config.device_state_bytes is not None:
-            return self.config.device_state_bytes
-        if self.model.device.type == "cuda":
-            return torch.cuda.mem_get_info(self.model.device)[0] // 2
-        return 1 << 30
+    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
+        """Stop the step loop and release (EngineCore.shutdown), then end the tokenize stage."""
+        report = super().shutdown(checkpoint, timeout_s)
+        self._tokenize.close()
+        return report
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the embeddings this engine returns."""
+        return int(self.model.config.out_embed_dim)
 
     # ------------------------------------------------------------------------------------------
     # streams
@@ -238,7 +146,7 @@ class Engine:
             self.store.remove(stream_id)
             unrecorded = stream is not None and stream.ephemeral and not stream.recorded
         if self.durable is not None and not unrecorded:  # a temporary never written has nothing to delete
-            self.writer.drain()  # a queued record must not bring the stream back
+            self.durability.drain()  # a queued record must not bring the stream back
             with self._lock:
                 self.durable.delete(stream_id)
                 self.store.evicted.discard(stream_id)
@@ -306,75 +214,6 @@ class Engine:
             self.store.add(stream, state)
             return self._info(stream)
 
-    def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint:
-        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM).
-
-        timeout_s: apply queued chunks for at most this long. When it runs out first, the engine stops taking
-        and applying work (as a shutdown does): the chunks not applied are dropped, their acks fail with a
-        retryable Unavailable, and clients resend them from the stream's durable_seq + 1; a stream holding
-        part of a chunk goes back to its last record; every other stream's applied chunks are written.
-        Returns what is durable and what is not (`Checkpoint.describe` says it in one line).
-        """
-        if timeout_s is not None and not timeout_s >= 0:
-            raise ValueError(f"timeout_s must be >= 0 seconds or None, got {timeout_s!r}")
-        with self._lock:
-            applied = self._applied.wait_for(
-                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None, timeout_s)
-        dropped = (0, 0, 0) if applied else self._halt(f"the engine stopped after {timeout_s:g} s of drain")
-        written = 0
-        with self._lock:
-            if self.durable is not None:
-                for stream in self.store.streams.values():
-                    if stream.since_durable and stream.at_boundary and not stream.ephemeral:
-                        self._write_durable(stream, [])
-                        written += 1
-        if self.writer is not None:
-            self.writer.drain()
-        with self._lock:
-            streams = len(self.store.streams)
-            not_durable = streams if self.durable is None else sum(
-                1 for s in self.store.streams.values() if s.since_durable and not s.ephemeral)
-        return Checkpoint(self.durable is not None, streams, written, not_durable, *dropped, timeout_s)
-
-    def _halt(self, why: str) -> tuple[int, int, int]:
-        """Stop the step loop after the steps it runs now, and drop every chunk not applied by then (their
-        futures fail as Unavailable, naming `why`). Returns (chunks dropped, streams they belong to, streams of
-        those that held part of a chunk and went back to their last record)."""
-        with self._lock:
-            self._stopping = True
-            self._abort = True
-            self._has_work.notify_all()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
-        chunks = streams = rolled_back = 0
-        with self._lock:
-            for stream in list(self.store.streams.values()):
-                if stream.pending:
-                    chunks += sum(1 for item in stream.pending if item.seq is not None)
-                    streams += 1
-                    rolled_back += not stream.at_boundary
-                    self._fail_stream(stream, Unavailable(
-                        f"{why} before this chunk of stream {stream.id!r} was applied; resend from the stream's "
-                        "durable_seq + 1 (OpenStream gives it)"))
-        return chunks, streams, rolled_back
-
-    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
-        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
-        first (for at most timeout_s: see checkpoint_all); False drops queued chunks (their futures fail with
-        Unavailable). Returns the checkpoint's report (None when checkpoint=False or already shut down)."""
-        with self._lock:
-            if self._closed:
-                return None
-            self._closed = True
-            self._stopping = True  # new calls are refused; the loop applies what is queued, then ends
-            self._abort = self._abort or not checkpoint
-            self._has_work.notify_all()
-        report = self.checkpoint_all(timeout_s) if checkpoint else None
-        self._halt("the engine shut down")
-        self._tokenize.close()
-        if self.writer is not None:
-            self.writer.close()
-        return report
 
     # ------------------------------------------------------------------------------------------
     # appends
@@ -407,10 +246,12 @@ class Engine:
             if group is not None:
                 stream.group = group
             if seq <= stream.accepted_seq:
-                return self._duplicate(stream, seq, durable)
+                return self.intake.duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-            return self._accept(stream, seq, raw, flush=flush, durable=durable).future
+            item = self.intake.accept(stream, seq, raw, flush=flush, durable=durable)
+            self._tokenize.submit(item)
+            return item.future
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
                group: str | None = None) -> Ack:
@@ -426,95 +267,9 @@ class Engine:
         with self._lock:
             self._check_running()
             stream = self._resident(stream_id)
-            return self._accept(stream, None, b"", flush=flush, close=close).future
-
-    def _accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
-                durable: bool = False) -> WorkItem:
-        """Text -> pieces -> an accepted WorkItem, counted against the queue bounds and handed to the tokenize
-        stage (which queues it for a step once tokenized: `_tokenized`). Called with the lock held."""
-        self.scheduler.check_room(stream.id, len(raw))
-        before = stream.text.snapshot()
-        try:
-            pieces = stream.text.close() if close else stream.text.feed(raw, flush)
-        except BaseException:
-            stream.text = self.codec.new_assembler(before)
-            raise
-        item = WorkItem(stream.id, seq, None, pieces, None, stream.text.snapshot(), len(raw), durable=durable,
-                        text_before=before, accepted_before=stream.accepted_seq, group=stream.group)
-        self.scheduler.reserve(item)
-        stream.pending.append(item)
-        if seq is not None:
-            stream.accepted_seq = seq
-        self._tokenize.submit(item)
-        return item
-
-    def _tokenized(self, results: list[tuple[WorkItem, Tokenized | BaseException]]) -> None:
-        """A batch of items back from the tokenize stage: queue each item, and the later items of its stream
-        that were waiting for it, in order. A failed item takes its stream's front back to before it: it
-        fails with the error, and the items accepted after it fail as resendable."""
-        with self._lock:
-            for item, result in results:
-                stream = self.store.streams.get(item.stream_id)
-                if stream is None or item not in stream.pending:
-                    continue  # the stream failed or shut down meanwhile: the item's future is settled
-                if isinstance(result, BaseException):
-                    self._drop_from(stream, item, result)
-                    continue
-                item.set_tokens(result.tokens, result.ends, result.layout)
-                for waiting in stream.pending:  # in order: an item waits for every earlier one
-                    if waiting.queued:
-                        continue
-                    if waiting.tokens is None:
-                        break
-                    self.scheduler.enqueue(waiting)
-            self._has_work.notify_all()
-
-    def _drop_from(self, stream: Stream, item: WorkItem, error: BaseException) -> None:
-        """Undo the acceptance of `item` and of every item accepted after it (none of them is queued)."""
-        while True:
-            last = stream.pending.pop()
-            self.scheduler.complete(last)
-            if last is item:
-                break
-            _reject(last.future, Unavailable(
-                f"{_what(last)} of stream {stream.id!r} was not applied: {_what(item)} before it failed "
-                f"({error}); resend from seq {item.accepted_before + 1}"))
-        stream.text = self.codec.new_assembler(item.text_before)
-        stream.accepted_seq = item.accepted_before
-        _reject(item.future, error)
-        self._applied.notify_all()  # waiters for the stream's last item re-check
-
-    def _duplicate(self, stream: Stream, seq: int, durable: bool = False) -> Future:
-        out: Future = Future()
-        if seq <= stream.applied_seq:
-            if durable and self.durable is not None and stream.durable_seq < seq:
-                # a resent last chunk that must be durable: write the record, then ack it as a duplicate
-                written: Future = Future()
-
-                def after_write(f: Future) -> None:
-                    if f.exception() is not None:
-                        _reject(out, f.exception())
-                    else:
-                        _resolve(out, dataclasses.replace(f.result(), duplicate=True))
-
-                written.add_done_callback(after_write)
-                self._write_durable(stream, [_AckWaiter(written, seq)])  # waits for a chunk boundary
-            else:
-                _resolve(out, dataclasses.replace(self._ack(stream, seq), duplicate=True))
-            return out
-        original = next(it for it in stream.pending if it.seq == seq)
-        original.durable |= durable
-
-        def relay(f: Future) -> None:
-            if not f.cancelled() and isinstance(f.exception(), DurableWriteFailed):
-                _reject(out, f.exception())  # applied, not durable: the original's error says so
-            elif f.cancelled() or f.exception() is not None:
-                _reject(out, Unavailable(f"chunk {seq} of stream {stream.id!r} was not applied; resend it"))
-            else:
-                _resolve(out, dataclasses.replace(f.result(), duplicate=True))
-
-        original.future.add_done_callback(relay)
-        return out
+            item = self.intake.accept(stream, None, b"", flush=flush, close=close)
+            self._tokenize.submit(item)
+            return item.future
 
     # ------------------------------------------------------------------------------------------
     # outputs
@@ -580,315 +335,6 @@ class Engine:
             text = self.tokenizer.decode(ids)
         return Summary(stream_id, applied_seq, picked, text)
 
-    def durable_writable(self) -> bool | None:
-        """False while the durable store refuses writes (probed here until it takes them again), None without
-        a durable store."""
-        if self.durable is None:
-            return None
-        return self.durable.writable or self.durable.probe()
-
-    def stats(self) -> dict:
-        """Counters for metrics and health. durable_writable: False while the durable store refuses writes
-        (probed here until it takes them again), None without a durable store."""
-        writable = self.durable_writable()
-        with self._lock:
-            return {
-                "streams": self.store.counts(),
-                "tokens_processed": self._tokens_processed,
-                "steps": self._steps,
-                "step_streams": self._step_streams,
-                "recent_step_batch_sizes": list(self._recent_streams),
-                "step_streams_buckets": list(self._step_streams_buckets),
-                "recent_step_tokens": list(self._recent_tokens),
-                "queue_depth": self.scheduler.pending_chunks,
-                "queue_tokens": self.scheduler.pending_tokens,
-                "queue_bytes": self.scheduler.pending_bytes,
-                "device_stream_capacity": self.store.device.capacity,
-                "loop_model_seconds": self._model_s,
-                "loop_host_seconds": self._host_s,
-                "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
-                "loop_parts_seconds": dict(self._parts_s),
-                "durable_write_errors": self.writer.errors if self.writer else 0,
-                "durable_writable": writable,
-            }
-
-    # ------------------------------------------------------------------------------------------
-    # the step loop
-
-    def _loop(self) -> None:
-        try:
-            self._steps_forever()
-        except BaseException as e:  # a bug must not leave callers waiting forever on their futures
-            self._crash(e)
-
-    def _crash(self, error: BaseException) -> None:
-        log.critical("the engine's step loop stopped", exc_info=error)
-        with self._lock:
-            self._broken = error
-            for stream in list(self.store.streams.values()):
-                if stream.pending:
-                    try:
-                        self._fail_stream(stream, Unavailable(
-                            f"the engine stopped after an internal error; stream {stream.id!r} is safe up to "
-                            f"its durable_seq {stream.durable_seq}: resend after the server restarts"))
-                    except Exception:
-                        for item in stream.pending:
-                            _reject(item.future, Unavailable("the engine stopped after an internal error"))
-            self._applied.notify_all()
-
-    def _steps_forever(self) -> None:
-        """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
-        inflight: _Step | None = None
-        while True:
-            t_lock = time.perf_counter()
-            with self._lock:
-                self._parts_s["lock"] += time.perf_counter() - t_lock
-                while inflight is None and (self._abort or not self.scheduler.has_work()):
-                    # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
-                    if self._stopping and (self._abort or not self.scheduler.pending_chunks):
-                        return
-                    self._has_work.wait(timeout=self._sweep_due())
-                    self._sweep_durable()
-                t0 = time.perf_counter()
-                step = self._next_step(inflight)
-                self._host_s += time.perf_counter() - t0
-            if step is not None:
-                self._launch(step)
-            if inflight is not None:
-                self._finish(inflight)
-            inflight = step
-
-    def _next_step(self, inflight: _Step | None) -> _Step | None:
-        """Schedule and gather the next step (lock held); None when nothing can run beside `inflight`."""
-        if self._abort or not self.scheduler.has_work():
-            return None
-        busy = inflight.stream_ids() if inflight else set()
-        room = min(self._max_step_streams, self.store.device.capacity - (len(inflight.ran) if inflight else 0))
-        if room < 1:
-            return None
-        t0 = time.perf_counter()
-        plan = self.scheduler.schedule(room, exclude=busy)
-        if not plan.work:
-            return None
-        spans, lens = zip(*(w.spans_and_lens() for w in plan.work))
-        t1 = time.perf_counter()
-        self._parts_s["schedule"] += t1 - t0
-        ran_lens = [n for w, n in zip(plan.work, lens) if w.n_tokens]
-        step = _Step(plan, list(spans), np.concatenate(ran_lens) if ran_lens else np.zeros(0, np.int64),
-                     [w.stream_id for w in plan.work if w.n_tokens])
-        if step.ran:
-            try:
-                step.state = self.store.gather(step.ran)
-            except Exception as e:
-                step.error = e
-        self._parts_s["gather"] += time.perf_counter() - t1
-        return step
-
-    def _launch(self, step: _Step) -> None:
-        """Run the model on a step (no lock: on a GPU this returns once the kernels are queued)."""
-        if step.error is not None or not step.ran:
-            return
-        t0 = time.perf_counter()
-        try:
-            ids, lens = step.plan.packed()
-            step.out = self.runner.run(ids, lens, step.state, step.span_lens)
-        except Exception as e:
-            step.error = e
-        step.state = None
-        dt = time.perf_counter() - t0
-        self._model_s += dt
-        self._parts_s["launch"] += dt
-
-    def _finish(self, step: _Step) -> None:
-        """Wait for a step's results, scatter its states and book it; then send its acks."""
-        t0 = time.perf_counter()
-        if step.out is not None:
-            try:
-                step.out.wait()
-            except Exception as e:
-                step.error = e
-        t1 = time.perf_counter()
-        with self._lock:
-            t_locked = time.perf_counter()
-            if step.error is not None:
-                self.store.unpin(step.ran)
-                self._fail_plan(step.plan, step.error)
-                resolved = []
-            else:
-                if step.ran:
-                    self.store.scatter(step.ran, step.out.state)
-                self._parts_s["scatter"] += time.perf_counter() - t_locked
-                resolved = self._apply(step.plan, step.spans, step.out)
-            self._sweep_durable()
-        t_acks = time.perf_counter()
-        for fut, ack in resolved:
-            _resolve(fut, ack)
-        t2 = time.perf_counter()
-        self._model_s += t1 - t0
-        self._host_s += t2 - t1
-        parts = self._parts_s
-        parts["wait"] += t1 - t0
-        parts["lock"] += t_locked - t1
-        parts["acks"] += t2 - t_acks
-
-    def _apply(self, plan: StepPlan, spans: list, out: StepOutput | None) -> list[tuple[Future, Ack]]:
-        """Book a finished step: segments, applied items, durability. Returns the acks to send."""
-        closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
-        done: dict[str, list[WorkItem]] = {}
-        t0 = time.perf_counter()
-        ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
-        if ran:  # one booking of the sums for all the streams that ran (row: theirs in out.embeddings)
-            booked = add_step_spans([st.segments for st, _ in ran], [sp for _, sp in ran], out.span_sums.numpy())
-            closed += [(st, seg, row) for row, ((st, _), segs) in enumerate(zip(ran, booked)) for seg in segs]
-        self._parts_s["book_spans"] += time.perf_counter() - t0
-        for work, work_spans in zip(plan.work, spans):
-            stream = self.store.streams[work.stream_id]
-            if not work.n_tokens:  # only pieces without tokens (a flush): no sums
-                closed += [(stream, seg, None) for seg in stream.segments.add_spans(work_spans, None)]
-            for s in work.slices:
-                if s.completes:
-                    stream.apply(s.item)
-                    self.scheduler.complete(s.item)
-                    done.setdefault(stream.id, []).append(s.item)
-                else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
-                    stream.partial_tokens += s.end - s.start
-        t1 = time.perf_counter()
-        if closed:
-            self._keep_segments(closed, out)
-        t2 = time.perf_counter()
-        self._parts_s["book_segments"] += t2 - t1
-        self._steps += 1
-        self._step_streams += len(plan.work)
-        self._tokens_processed += plan.n_tokens
-        self._recent_streams.append(len(plan.work))
-        self._step_streams_buckets[min((max(len(plan.work), 1) - 1).bit_length(), STEP_STREAMS_BUCKETS)] += 1
-        self._recent_tokens.append(plan.n_tokens)
-        resolved = []
-        for sid, items in done.items():
-            stream = self.store.streams[sid]
-            every = self.config.durable_every_chunks
-            policy = bool(every) and stream.since_durable >= every and not stream.ephemeral
-            asked = [it for it in items if it.durable]
-            if self.durable is not None and (policy or asked or stream.owed_record):
-                # acks go out once the record is written (the scheduler ends a stream's work at a chunk
-                # boundary whenever it completes one, so the state here is the state after applied_seq);
-                # when only some chunks asked for it, the others are acked now, as in a step of their own
-                waiting = items if policy else asked
-                owed, stream.owed_record = stream.owed_record, []
-                resolved += [(it.future, self._ack(stream, it.seq)) for it in items if it not in waiting]
-                self._write_durable(stream, [*waiting, *owed])
-            else:
-                resolved += [(it.future, self._ack(stream, it.seq)) for it in items]
-        self._applied.notify_all()
-        self._parts_s["book_items"] += time.perf_counter() - t2
-        return resolved
-
-    def _keep_segments(self, closed: list, out: StepOutput | None) -> None:
-        sums = torch.from_numpy(np.stack([seg.pool_sum for _, seg, _ in closed]))
-        counts = torch.tensor([seg.pool_count for _, seg, _ in closed])
-        embeddings = self.runner.embed(sums, counts)
-        stream_embeddings = out.embeddings.numpy() if out is not None else None
-        start = 0
-        for (stream, row), group in itertools.groupby(closed, key=lambda c: (c[0], c[2])):  # per stream
-            segs = [seg for _, seg, _ in group]
-            if row is not None:
-                stream_emb = stream_embeddings[row]
-            else:
-                state = self.store.read(stream.id)
-                stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
-            stream.segments.keep_many(segs, embeddings[start : start + len(segs)], stream_emb)
-            start += len(segs)
-
-    def _write_durable(self, stream: Stream, items: list[WorkItem | _AckWaiter]) -> None:
-        """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written.
-
-        A record holds the state after exactly the chunks up to applied_seq: one taken while the state holds
-        part of the next chunk (split across steps) would, after a restart, apply that part twice (issue 15,
-        item 1). Such a write waits, with `items`, for the step that completes the chunk (`_apply`)."""
-        if not stream.at_boundary:
-            stream.owed_record.extend(items)
-            return
-        meta, tensors = self.codec.snapshot(stream, self.store.read(stream.id))
-        stream.recorded = True
-        changes = stream.since_durable
-        stream.since_durable = 0
-        stream.durable_time = time.monotonic()
-        applied_seq = stream.applied_seq
-
-        def written(error: Exception | None) -> None:
-            with self._lock:
-                if error is None:
-                    stream.durable_seq = max(stream.durable_seq, applied_seq)
-                    acks = [(it.future, self._ack(stream, it.seq)) for it in items]
-                else:  # an ack that waited for this record must not claim success: it carries the error
-                    log.error("durable write of stream %r failed: %s", stream.id, error)
-                    stream.since_durable += max(changes, 1)  # still to write (next policy turn, or shutdown)
-                    failed = [(it.future, self._not_durable(stream, it.seq, error)) for it in items]
-            if error is None:
-                for fut, ack in acks:
-                    _resolve(fut, ack)
-            else:
-                for fut, exc in failed:
-                    _reject(fut, exc)
-
-        self.writer.submit(stream.id, stream.revision, meta, tensors, written, group=stream.group)
-
-    def _not_durable(self, stream: Stream, seq: int | None, error: Exception) -> DurableWriteFailed:
-        """The error of a chunk that was applied but whose durable record could not be written."""
-        what = "a flush" if seq is None else f"chunk {seq}"
-        reason = str(error) if isinstance(error, StreamRetError) else type(error).__name__
-        return DurableWriteFailed(
-            f"{what} of stream {stream.id!r} was applied (applied_seq {stream.applied_seq}) but is not durable: "
-            f"{reason}. durable_seq stays {stream.durable_seq}: keep the chunks after it, and resend the last one "
-            "with durable=true to write the record again")
-
-    def _sweep_due(self) -> float | None:
-        every = self.config.durable_every_s
-        return None if every is None or self.durable is None else max(0.0, self._next_sweep - time.monotonic())
-
-    def _sweep_durable(self) -> None:
-        """Time policy: write streams whose last durable record is older than durable_every_s."""
-        every = self.config.durable_every_s
-        now = time.monotonic()
-        if every is None or self.durable is None or now < self._next_sweep:
-            return
-        self._next_sweep = now + every / 4
-        for stream in self.store.streams.values():
-            # a stream in the middle of a long chunk waits: the step that completes the chunk ends at its
-            # boundary, and this sweep runs right after that step
-            if stream.since_durable and now - stream.durable_time >= every and stream.at_boundary \
-                    and not stream.ephemeral:
-                self._write_durable(stream, [])
-
-    def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
-        log.exception("engine step over %d streams failed", len(plan.work), exc_info=error)
-        for work in plan.work:
-            stream = self.store.streams[work.stream_id]
-            self._fail_stream(stream, Unavailable(
-                f"the model step failed ({type(error).__name__}); stream {stream.id!r} is back at seq "
-                f"{stream.applied_seq}: resend from seq {stream.applied_seq + 1}"
-            ))
-
-    def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
-        items = stream.rewind(self.codec.new_assembler(stream.applied_text))
-        self.scheduler.cancel(stream.id, items)
-        owed, stream.owed_record = stream.owed_record, []
-        for item in items:
-            _reject(item.future, error)
-        for waiter in owed:
-            _reject(waiter.future, error)
-        if not stream.at_boundary:
-            # Its state holds part of a chunk that is dropped now: continuing from it would apply that part
-            # twice. The stream leaves memory; it reloads from its durable record (durable_seq), or, without
-            # one, starts again empty, and the client resends from there.
-            log.warning("stream %r dropped from memory: its state held part of a chunk that was not applied; "
-                        "it goes back to its durable record (durable_seq %d)", stream.id, stream.durable_seq)
-            stream.partial_tokens = 0
-            self.store.remove(stream.id)
-            if self.durable is not None:
-                self.store.evicted.add(stream.id)
-        self._applied.notify_all()
-
     # ------------------------------------------------------------------------------------------
     # helpers
 
@@ -897,43 +343,8 @@ class Engine:
         self.store.add(stream, self.model.init_state(1, device="cpu"))
         return stream
 
-    def _resident(self, stream_id: str) -> Stream:
-        stream = self.store.get(stream_id)
-        if stream is None:
-            raise NotFound(f"stream {stream_id!r} does not exist; append to it or open it first")
-        return stream
-
-    def _settled(self, stream_id: str) -> Stream:
-        """The resident stream once its state is at a chunk boundary (lock held): outputs and records then
-        describe exactly the chunks up to applied_seq, never part of a chunk split across steps."""
-        while True:
-            stream = self._resident(stream_id)
-            if stream.at_boundary or self._broken is not None:
-                return stream
-            self._applied.wait()
-
-    def _wait_applied(self, stream_id: str) -> None:
-        """Block until every chunk accepted so far for this stream is applied (or failed)."""
-        with self._lock:
-            stream = self.store.streams.get(stream_id)
-            if stream is None or not stream.pending:
-                return
-            last = stream.pending[-1]
-            self._applied.wait_for(lambda: last not in stream.pending or self._broken is not None)
-
-    def _ack(self, stream: Stream, seq: int | None) -> Ack:
-        return Ack(stream.id, stream.applied_seq if seq is None else seq, stream.applied_seq, stream.durable_seq,
-                   stream.tokens)
-
     def _info(self, stream: Stream) -> StreamInfo:
         return StreamInfo(stream.id, stream.applied_seq, stream.durable_seq, stream.tokens, self.fingerprint)
-
-    def _check_running(self) -> None:
-        if self._broken is not None:
-            raise Unavailable("the engine stopped after an internal error (see the server log); restart the server: "
-                              "every stream is safe up to its durable_seq")
-        if self._stopping:
-            raise Unavailable("the engine is shutting down; retry on another worker")
 
     def _check_id(self, stream_id: str) -> None:
         if not isinstance(stream_id, str) or not stream_id:

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .config import Ack
 from .scheduler import WorkItem
 from .segments import SegmentTracker
 from .text import TextAssembler, TextSnapshot
@@ -50,6 +51,10 @@ class Stream:
     @property
     def busy(self) -> bool:
         return bool(self.pending)
+
+    def ack(self, seq: int | None) -> Ack:
+        """The ack of chunk `seq` (None: a flush) as the stream stands now."""
+        return Ack(self.id, self.applied_seq if seq is None else seq, self.applied_seq, self.durable_seq, self.tokens)
 
     def apply(self, item: WorkItem) -> None:
         """Book an item whose tokens have all been run."""

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 from aiohttp import web
 
-from ..batch.arrow_table import _embedding_dim
+from ..engine.api import EngineAPI
 from ..errors import InvalidArgument, NotFound, ResourceExhausted, StreamRetError
 from ..textcheck import InvalidText, check_bytes
 from .auth import Caller, scrub
@@ -167,7 +167,7 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
     return vector.astype(np.float32).tolist()
 
 
-def describe_model(engine, name: str) -> dict[str, Any]:
+def describe_model(engine: EngineAPI, name: str) -> dict[str, Any]:
     """What GET /info says about the served model; fields an engine does not know (a cluster gateway
     does not hold the model) are null."""
     model = getattr(engine, "model", None)
@@ -176,7 +176,7 @@ def describe_model(engine, name: str) -> dict[str, Any]:
     return {
         "model": name,
         "fingerprint": getattr(engine, "fingerprint", None),
-        "embedding_dim": _embedding_dim(engine),
+        "embedding_dim": engine.embed_dim,
         "tokenizer": type(tokenizer).__name__ if tokenizer is not None else None,
         "dtype": str(param.dtype).removeprefix("torch.") if param is not None else None,
         "device": str(param.device) if param is not None else None,
@@ -202,7 +202,7 @@ class HttpFrontEnd:
         self.streams = streams
         self.model_name = model_name
         self.serving = serving
-        self.dim = _embedding_dim(streams.engine)
+        self.dim = streams.engine.embed_dim
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._errors], client_max_size=streams.limits.max_message_bytes)

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..engine.api import EngineAPI
 from ..engine.config import Checkpoint
 from .auth import Authenticator
 from .batch_servicer import BatchServicer
@@ -96,7 +97,7 @@ def _address(host: str, port: int) -> str:
 
 
 class StreamRetServer:
-    def __init__(self, engine, config: ServerConfig | None = None):
+    def __init__(self, engine: EngineAPI, config: ServerConfig | None = None):
         self.config = config or ServerConfig()
         self.config.check()
         self.engine = engine
@@ -258,7 +259,7 @@ class StreamRetServer:
                 log.exception("idle eviction failed")
 
 
-async def serve(engine, config: ServerConfig, *, on_started=None) -> bool:
+async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> bool:
     """Run a server until SIGTERM or SIGINT (or, for a cluster gateway, until the cluster is stopped), then
     drain; return True when the drain was clean.
 
@@ -286,7 +287,7 @@ class BackgroundServer:
     """A server on its own event loop thread, for callers that are not async themselves (tests,
     benchmarks, notebooks): `BackgroundServer(engine, config).port`, then `.stop()`."""
 
-    def __init__(self, engine, config: ServerConfig | None = None):
+    def __init__(self, engine: EngineAPI, config: ServerConfig | None = None):
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="streamret-server", daemon=True)
         self._thread.start()
@@ -298,7 +299,7 @@ class BackgroundServer:
             raise
 
     @staticmethod
-    async def _make(engine, config):
+    async def _make(engine: EngineAPI, config: ServerConfig | None) -> StreamRetServer:
         return StreamRetServer(engine, config)  # built on the loop it will run on
 
     def call(self, coro):

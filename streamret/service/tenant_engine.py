@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..batch.arrow_table import Stop, _embedding_dim, embed_table
+from ..batch.arrow_table import Stop, embed_table
+from ..engine.api import EngineAPI
 from ..engine.config import StreamInfo, Summary
 from ..errors import (
     DamagedRecord,
@@ -84,7 +85,7 @@ class PendingAck:
 
 
 class TenantEngine:
-    def __init__(self, engine, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32,
+    def __init__(self, engine: EngineAPI, limits: ServiceLimits, metrics: ServiceMetrics, *, threads: int = 32,
                  batch_threads: int = 4):
         self.engine = engine
         self.limits = limits
@@ -225,8 +226,8 @@ class TenantEngine:
                 raise
             await self._call(self.engine.close, eid, keep_state=False)  # deletes the record unread
             self.registry.release(eid)
-            dim = _embedding_dim(self.engine) or 0
-            info = StreamInfo(eid, 0, 0, 0, getattr(self.engine, "fingerprint", ""))
+            dim = self.engine.embed_dim
+            info = StreamInfo(eid, 0, 0, 0, self.engine.fingerprint)
             return np.zeros(dim, np.float32), info, Summary(eid, 0, [], "")
         values, info = await self.embedding(caller, stream_id)
         summary = await self._call(self.engine.summarize, eid, k=k)

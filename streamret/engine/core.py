@@ -1,0 +1,442 @@
+"""The engine core: the step loop, in the shape of vLLM v1's EngineCore.
+
+Each step is scheduled (scheduler.py: which streams' queued tokens, packed), gathered (state_store.py:
+their states, on the model's device), launched (worker.py: one packed forward), finished (its results
+waited for, the new states scattered back) and booked (`_apply`, vLLM's `update_from_output`: segments,
+applied chunks, the durability policy, acks). The loop launches step k+1 before it finishes and books
+step k, so on a GPU the host's share of the work overlaps the device's; two steps in flight never
+share a stream, so the state store always holds each stream's state as of its booked chunks.
+
+Threads: callers (any number), the step loop (one), the durable writer (one). One lock guards all
+bookkeeping; the model runs outside it, so queries and appends never wait for a step. The public API
+(engine.py) is a layer over this class; the loop itself reads nothing of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import NotFound, StreamRetError, Unavailable
+from ..model.checkpoint import model_fingerprint
+from ..model.retnet import RetNetState
+from ..model.spec import LoadedModel
+from .acks import reject, resolve
+from .config import Ack, Checkpoint, EngineConfig
+from .durability import DurabilityPolicy, DurableStore
+from .record import StreamCodec
+from .scheduler import Scheduler, Span, StepPlan, WorkItem
+from .segments import add_step_spans
+from .state_store import StateStore
+from .stream import Stream
+from .worker import ModelRunner, StepOutput
+
+log = logging.getLogger("streamret.engine")
+
+# stats()["step_streams_buckets"][i]: steps of at most 2**i streams (and more than 2**(i-1)); the last: more than 2**14
+STEP_STREAMS_BUCKETS = 15
+
+
+@dataclass(eq=False)
+class _Step:
+    """One step on its way through the loop: planned and gathered, launched, then booked."""
+
+    plan: StepPlan
+    spans: list[list[Span]]  # per stream of the plan
+    span_lens: np.ndarray  # int64: token count of each span of the streams in `ran`, in order
+    ran: list[str]  # streams with tokens, in the order of the model batch
+    state: RetNetState | None = None
+    out: StepOutput | None = None
+    error: Exception | None = None
+
+    def stream_ids(self) -> set[str]:
+        return {w.stream_id for w in self.plan.work}
+
+
+class EngineCore:
+    """Many streams, one model, one device: the step loop and its lifecycle (checkpoint, shutdown, stats)."""
+
+    def __init__(self, loaded: LoadedModel, state_dir: str | None = None, config: EngineConfig | None = None,
+                 durable: DurableStore | None = None):
+        """durable: a DurableStore to use instead of one at state_dir (a cluster worker passes its fenced
+        store, streamret/cluster/fenced_store.py)."""
+        self.config = config = config or EngineConfig()
+        self.model = loaded.model
+        self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
+        self.codec = StreamCodec(self.model.config, self.fingerprint, config)
+        self.durable = durable if durable is not None else DurableStore(state_dir) if state_dir else None
+        self.store = StateStore(self.model, self.codec, self._device_budget(), config.host_state_bytes, self.durable)
+        self.scheduler = Scheduler(
+            config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
+            config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
+            config.max_stream_step_tokens,
+        )
+        self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs)
+        step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
+        self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
+        self._lock = threading.RLock()
+        self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
+        self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
+        self.durability = DurabilityPolicy(config, self.durable, self.codec, self.store, self._lock)
+        self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
+        self._abort = False
+        self._closed = False  # shutdown ran
+        self._broken: BaseException | None = None  # set when the step loop died: every call then fails fast
+        self._tokens_processed = 0
+        self._steps = 0
+        self._step_streams = 0  # streams summed over steps: / steps = streams per step
+        self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
+        self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
+        # the step loop's seconds by part (stats()["loop_parts_seconds"]): where a step's host time goes
+        self._parts_s = dict.fromkeys(("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
+                                       "book_segments", "book_items", "acks"), 0.0)
+        self._recent_streams: deque[int] = deque(maxlen=256)
+        self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
+        self._recent_tokens: deque[int] = deque(maxlen=256)
+        self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
+        self._thread.start()
+
+    def _device_budget(self) -> int:
+        if self.config.device_state_bytes is not None:
+            return self.config.device_state_bytes
+        if self.model.device.type == "cuda":
+            return torch.cuda.mem_get_info(self.model.device)[0] // 2
+        return 1 << 30
+
+    # ------------------------------------------------------------------------------------------
+    # lifecycle
+
+    def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint:
+        """Apply every accepted chunk, then make every stream's state durable (for drain/SIGTERM).
+
+        timeout_s: apply queued chunks for at most this long. When it runs out first, the engine stops taking
+        and applying work (as a shutdown does): the chunks not applied are dropped, their acks fail with a
+        retryable Unavailable, and clients resend them from the stream's durable_seq + 1; a stream holding
+        part of a chunk goes back to its last record; every other stream's applied chunks are written.
+        Returns what is durable and what is not (`Checkpoint.describe` says it in one line).
+        """
+        if timeout_s is not None and not timeout_s >= 0:
+            raise ValueError(f"timeout_s must be >= 0 seconds or None, got {timeout_s!r}")
+        with self._lock:
+            applied = self._applied.wait_for(
+                lambda: self.scheduler.pending_chunks == 0 or self._abort or self._broken is not None, timeout_s)
+        dropped = (0, 0, 0) if applied else self._halt(f"the engine stopped after {timeout_s:g} s of drain")
+        with self._lock:
+            written = self.durability.write_all()
+        self.durability.drain()
+        with self._lock:
+            streams = len(self.store.streams)
+            not_durable = streams if self.durable is None else sum(
+                1 for s in self.store.streams.values() if s.since_durable and not s.ephemeral)
+        return Checkpoint(self.durable is not None, streams, written, not_durable, *dropped, timeout_s)
+
+    def _halt(self, why: str) -> tuple[int, int, int]:
+        """Stop the step loop after the steps it runs now, and drop every chunk not applied by then (their
+        futures fail as Unavailable, naming `why`). Returns (chunks dropped, streams they belong to, streams of
+        those that held part of a chunk and went back to their last record)."""
+        with self._lock:
+            self._stopping = True
+            self._abort = True
+            self._has_work.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        chunks = streams = rolled_back = 0
+        with self._lock:
+            for stream in list(self.store.streams.values()):
+                if stream.pending:
+                    chunks += sum(1 for item in stream.pending if item.seq is not None)
+                    streams += 1
+                    rolled_back += not stream.at_boundary
+                    self._fail_stream(stream, Unavailable(
+                        f"{why} before this chunk of stream {stream.id!r} was applied; resend from the stream's "
+                        "durable_seq + 1 (OpenStream gives it)"))
+        return chunks, streams, rolled_back
+
+    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
+        """Stop the step loop and release. checkpoint=True applies queued chunks and writes every state
+        first (for at most timeout_s: see checkpoint_all); False drops queued chunks (their futures fail with
+        Unavailable). Returns the checkpoint's report (None when checkpoint=False or already shut down)."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            self._stopping = True  # new calls are refused; the loop applies what is queued, then ends
+            self._abort = self._abort or not checkpoint
+            self._has_work.notify_all()
+        report = self.checkpoint_all(timeout_s) if checkpoint else None
+        self._halt("the engine shut down")
+        self.durability.close()
+        return report
+
+    def durable_writable(self) -> bool | None:
+        """False while the durable store refuses writes (probed here until it takes them again), None without
+        a durable store."""
+        return self.durability.writable()
+
+    def stats(self) -> dict:
+        """Counters for metrics and health. durable_writable: as `durable_writable()`."""
+        writable = self.durable_writable()
+        with self._lock:
+            return {
+                "streams": self.store.counts(),
+                "tokens_processed": self._tokens_processed,
+                "steps": self._steps,
+                "step_streams": self._step_streams,
+                "recent_step_batch_sizes": list(self._recent_streams),
+                "step_streams_buckets": list(self._step_streams_buckets),
+                "recent_step_tokens": list(self._recent_tokens),
+                "queue_depth": self.scheduler.pending_chunks,
+                "queue_tokens": self.scheduler.pending_tokens,
+                "queue_bytes": self.scheduler.pending_bytes,
+                "device_stream_capacity": self.store.device.capacity,
+                "loop_model_seconds": self._model_s,
+                "loop_host_seconds": self._host_s,
+                "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
+                "loop_parts_seconds": dict(self._parts_s),
+                "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
+                "durable_writable": writable,
+            }
+
+    # ------------------------------------------------------------------------------------------
+    # the step loop
+
+    def _loop(self) -> None:
+        try:
+            self._steps_forever()
+        except BaseException as e:  # a bug must not leave callers waiting forever on their futures
+            self._crash(e)
+
+    def _crash(self, error: BaseException) -> None:
+        log.critical("the engine's step loop stopped", exc_info=error)
+        with self._lock:
+            self._broken = error
+            for stream in list(self.store.streams.values()):
+                if stream.pending:
+                    try:
+                        self._fail_stream(stream, Unavailable(
+                            f"the engine stopped after an internal error; stream {stream.id!r} is safe up to "
+                            f"its durable_seq {stream.durable_seq}: resend after the server restarts"))
+                    except Exception:
+                        for item in stream.pending:
+                            reject(item.future, Unavailable("the engine stopped after an internal error"))
+            self._applied.notify_all()
+
+    def _steps_forever(self) -> None:
+        """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
+        inflight: _Step | None = None
+        while True:
+            t_lock = time.perf_counter()
+            with self._lock:
+                self._parts_s["lock"] += time.perf_counter() - t_lock
+                while inflight is None and (self._abort or not self.scheduler.has_work()):
+                    # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
+                    if self._stopping and (self._abort or not self.scheduler.pending_chunks):
+                        return
+                    self._has_work.wait(timeout=self.durability.sweep_due())
+                    self.durability.sweep()
+                t0 = time.perf_counter()
+                step = self._next_step(inflight)
+                self._host_s += time.perf_counter() - t0
+            if step is not None:
+                self._launch(step)
+            if inflight is not None:
+                self._finish(inflight)
+            inflight = step
+
+    def _next_step(self, inflight: _Step | None) -> _Step | None:
+        """Schedule and gather the next step (lock held); None when nothing can run beside `inflight`."""
+        if self._abort or not self.scheduler.has_work():
+            return None
+        busy = inflight.stream_ids() if inflight else set()
+        room = min(self._max_step_streams, self.store.device.capacity - (len(inflight.ran) if inflight else 0))
+        if room < 1:
+            return None
+        t0 = time.perf_counter()
+        plan = self.scheduler.schedule(room, exclude=busy)
+        if not plan.work:
+            return None
+        spans, lens = zip(*(w.spans_and_lens() for w in plan.work))
+        t1 = time.perf_counter()
+        self._parts_s["schedule"] += t1 - t0
+        ran_lens = [n for w, n in zip(plan.work, lens) if w.n_tokens]
+        step = _Step(plan, list(spans), np.concatenate(ran_lens) if ran_lens else np.zeros(0, np.int64),
+                     [w.stream_id for w in plan.work if w.n_tokens])
+        if step.ran:
+            try:
+                step.state = self.store.gather(step.ran)
+            except Exception as e:
+                step.error = e
+        self._parts_s["gather"] += time.perf_counter() - t1
+        return step
+
+    def _launch(self, step: _Step) -> None:
+        """Run the model on a step (no lock: on a GPU this returns once the kernels are queued)."""
+        if step.error is not None or not step.ran:
+            return
+        t0 = time.perf_counter()
+        try:
+            ids, lens = step.plan.packed()
+            step.out = self.runner.run(ids, lens, step.state, step.span_lens)
+        except Exception as e:
+            step.error = e
+        step.state = None
+        dt = time.perf_counter() - t0
+        self._model_s += dt
+        self._parts_s["launch"] += dt
+
+    def _finish(self, step: _Step) -> None:
+        """Wait for a step's results, scatter its states and book it; then send its acks."""
+        t0 = time.perf_counter()
+        if step.out is not None:
+            try:
+                step.out.wait()
+            except Exception as e:
+                step.error = e
+        t1 = time.perf_counter()
+        with self._lock:
+            t_locked = time.perf_counter()
+            if step.error is not None:
+                self.store.unpin(step.ran)
+                self._fail_plan(step.plan, step.error)
+                resolved = []
+            else:
+                if step.ran:
+                    self.store.scatter(step.ran, step.out.state)
+                self._parts_s["scatter"] += time.perf_counter() - t_locked
+                resolved = self._apply(step.plan, step.spans, step.out)
+            self.durability.sweep()
+        t_acks = time.perf_counter()
+        for fut, ack in resolved:
+            resolve(fut, ack)
+        t2 = time.perf_counter()
+        self._model_s += t1 - t0
+        self._host_s += t2 - t1
+        parts = self._parts_s
+        parts["wait"] += t1 - t0
+        parts["lock"] += t_locked - t1
+        parts["acks"] += t2 - t_acks
+
+    def _apply(self, plan: StepPlan, spans: list, out: StepOutput | None) -> list[tuple[Future, Ack]]:
+        """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
+        acks to send now."""
+        closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
+        done: dict[Stream, list[WorkItem]] = {}
+        t0 = time.perf_counter()
+        ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
+        if ran:  # one booking of the sums for all the streams that ran (row: theirs in out.embeddings)
+            booked = add_step_spans([st.segments for st, _ in ran], [sp for _, sp in ran], out.span_sums.numpy())
+            closed += [(st, seg, row) for row, ((st, _), segs) in enumerate(zip(ran, booked)) for seg in segs]
+        self._parts_s["book_spans"] += time.perf_counter() - t0
+        for work, work_spans in zip(plan.work, spans):
+            stream = self.store.streams[work.stream_id]
+            if not work.n_tokens:  # only pieces without tokens (a flush): no sums
+                closed += [(stream, seg, None) for seg in stream.segments.add_spans(work_spans, None)]
+            for s in work.slices:
+                if s.completes:
+                    stream.apply(s.item)
+                    self.scheduler.complete(s.item)
+                    done.setdefault(stream, []).append(s.item)
+                else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
+                    stream.partial_tokens += s.end - s.start
+        t1 = time.perf_counter()
+        if closed:
+            self._keep_segments(closed, out)
+        t2 = time.perf_counter()
+        self._parts_s["book_segments"] += t2 - t1
+        self._steps += 1
+        self._step_streams += len(plan.work)
+        self._tokens_processed += plan.n_tokens
+        self._recent_streams.append(len(plan.work))
+        self._step_streams_buckets[min((max(len(plan.work), 1) - 1).bit_length(), STEP_STREAMS_BUCKETS)] += 1
+        self._recent_tokens.append(plan.n_tokens)
+        resolved = self.durability.book(done)
+        self._applied.notify_all()
+        self._parts_s["book_items"] += time.perf_counter() - t2
+        return resolved
+
+    def _keep_segments(self, closed: list, out: StepOutput | None) -> None:
+        sums = torch.from_numpy(np.stack([seg.pool_sum for _, seg, _ in closed]))
+        counts = torch.tensor([seg.pool_count for _, seg, _ in closed])
+        embeddings = self.runner.embed(sums, counts)
+        stream_embeddings = out.embeddings.numpy() if out is not None else None
+        start = 0
+        for (stream, row), group in itertools.groupby(closed, key=lambda c: (c[0], c[2])):  # per stream
+            segs = [seg for _, seg, _ in group]
+            if row is not None:
+                stream_emb = stream_embeddings[row]
+            else:
+                state = self.store.read(stream.id)
+                stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
+            stream.segments.keep_many(segs, embeddings[start : start + len(segs)], stream_emb)
+            start += len(segs)
+
+    def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
+        log.exception("engine step over %d streams failed", len(plan.work), exc_info=error)
+        for work in plan.work:
+            stream = self.store.streams[work.stream_id]
+            self._fail_stream(stream, Unavailable(
+                f"the model step failed ({type(error).__name__}); stream {stream.id!r} is back at seq "
+                f"{stream.applied_seq}: resend from seq {stream.applied_seq + 1}"
+            ))
+
+    def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
+        items = stream.rewind(self.codec.new_assembler(stream.applied_text))
+        self.scheduler.cancel(stream.id, items)
+        owed, stream.owed_record = stream.owed_record, []
+        for item in items:
+            reject(item.future, error)
+        for waiter in owed:
+            reject(waiter.future, error)
+        if not stream.at_boundary:
+            # Its state holds part of a chunk that is dropped now: continuing from it would apply that part
+            # twice. The stream leaves memory; it reloads from its durable record (durable_seq), or, without
+            # one, starts again empty, and the client resends from there.
+            log.warning("stream %r dropped from memory: its state held part of a chunk that was not applied; "
+                        "it goes back to its durable record (durable_seq %d)", stream.id, stream.durable_seq)
+            stream.partial_tokens = 0
+            self.store.remove(stream.id)
+            if self.durable is not None:
+                self.store.evicted.add(stream.id)
+        self._applied.notify_all()
+
+    # ------------------------------------------------------------------------------------------
+    # callers and the loop
+
+    def _resident(self, stream_id: str) -> Stream:
+        stream = self.store.get(stream_id)
+        if stream is None:
+            raise NotFound(f"stream {stream_id!r} does not exist; append to it or open it first")
+        return stream
+
+    def _settled(self, stream_id: str) -> Stream:
+        """The resident stream once its state is at a chunk boundary (lock held): outputs and records then
+        describe exactly the chunks up to applied_seq, never part of a chunk split across steps."""
+        while True:
+            stream = self._resident(stream_id)
+            if stream.at_boundary or self._broken is not None:
+                return stream
+            self._applied.wait()
+
+    def _wait_applied(self, stream_id: str) -> None:
+        """Block until every chunk accepted so far for this stream is applied (or failed)."""
+        with self._lock:
+            stream = self.store.streams.get(stream_id)
+            if stream is None or not stream.pending:
+                return
+            last = stream.pending[-1]
+            self._applied.wait_for(lambda: last not in stream.pending or self._broken is not None)
+
+    def _check_running(self) -> None:
+        if self._broken is not None:
+            raise Unavailable("the engine stopped after an internal error (see the server log); restart the server: "
+                              "every stream is safe up to its durable_seq")
+        if self._stopping:
+            raise Unavailable("the engine is shutting down; retry on another worker")

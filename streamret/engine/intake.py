@@ -1,0 +1,128 @@
+"""Intake: a caller's chunk becomes queued work, in its stream's order.
+
+`accept` (engine lock held) feeds the chunk's bytes to the stream's text front (text.py) and counts a
+WorkItem against the queue bounds; the engine hands the item to the tokenize stage (tokenize_stage.py:
+engine threads, many items per tokenizer call), which brings it back to `tokenized`: queued with the
+scheduler, and every later item of its stream that waited for it. A chunk accepted before is answered
+by `duplicate`: acked again, never applied twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from concurrent.futures import Future
+
+from ..errors import DurableWriteFailed, Unavailable
+from .acks import AckWaiter, reject, resolve
+from .durability.policy import DurabilityPolicy
+from .record import StreamCodec
+from .scheduler import Scheduler, WorkItem
+from .state_store import StateStore
+from .stream import Stream
+from .tokenize_stage import Tokenized
+
+
+def _what(item: WorkItem) -> str:
+    return "a flush" if item.seq is None else f"chunk {item.seq}"
+
+
+class Intake:
+    def __init__(self, lock: threading.RLock, has_work: threading.Condition, applied: threading.Condition,
+                 scheduler: Scheduler, states: StateStore, codec: StreamCodec, durability: DurabilityPolicy):
+        self._lock = lock
+        self._has_work = has_work  # the step loop waits here for queued work
+        self._applied = applied  # callers wait here for their items to leave a stream's queue
+        self._scheduler = scheduler
+        self._states = states
+        self._codec = codec
+        self._durability = durability
+
+    def accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
+               durable: bool = False) -> WorkItem:
+        """Text -> pieces -> an accepted WorkItem, counted against the queue bounds but not tokenized yet
+        (the tokenize stage does that, without the lock). Called with the lock held."""
+        self._scheduler.check_room(stream.id, len(raw))
+        before = stream.text.snapshot()
+        try:
+            pieces = stream.text.close() if close else stream.text.feed(raw, flush)
+        except BaseException:
+            stream.text = self._codec.new_assembler(before)
+            raise
+        item = WorkItem(stream.id, seq, None, pieces, None, stream.text.snapshot(), len(raw), durable=durable,
+                        text_before=before, accepted_before=stream.accepted_seq, group=stream.group)
+        self._scheduler.reserve(item)
+        stream.pending.append(item)
+        if seq is not None:
+            stream.accepted_seq = seq
+        return item
+
+    def tokenized(self, results: list[tuple[WorkItem, Tokenized | BaseException]]) -> None:
+        """A batch of items back from the tokenize stage: queue each item, and the later items of its stream
+        that were waiting for it, in order. A failed item takes its stream's front back to before it: it
+        fails with the error, and the items accepted after it fail as resendable."""
+        with self._lock:
+            for item, result in results:
+                stream = self._states.streams.get(item.stream_id)
+                if stream is None or item not in stream.pending:
+                    continue  # the stream failed or shut down meanwhile: the item's future is settled
+                if isinstance(result, BaseException):
+                    self._drop_from(stream, item, result)
+                    continue
+                item.set_tokens(result.tokens, result.ends, result.layout)
+                for waiting in stream.pending:  # in order: an item waits for every earlier one
+                    if waiting.queued:
+                        continue
+                    if waiting.tokens is None:
+                        break
+                    self._scheduler.enqueue(waiting)
+            self._has_work.notify_all()
+
+    def _drop_from(self, stream: Stream, item: WorkItem, error: BaseException) -> None:
+        """Undo the acceptance of `item` and of every item accepted after it (none of them is queued)."""
+        while True:
+            last = stream.pending.pop()
+            self._scheduler.complete(last)
+            if last is item:
+                break
+            reject(last.future, Unavailable(
+                f"{_what(last)} of stream {stream.id!r} was not applied: {_what(item)} before it failed "
+                f"({error}); resend from seq {item.accepted_before + 1}"))
+        stream.text = self._codec.new_assembler(item.text_before)
+        stream.accepted_seq = item.accepted_before
+        reject(item.future, error)
+        self._applied.notify_all()  # waiters for the stream's last item re-check
+
+    def duplicate(self, stream: Stream, seq: int, durable: bool = False) -> Future:
+        """The ack of chunk `seq` accepted before (lock held): once it is applied, flagged duplicate; with
+        `durable`, once a record covers it."""
+        out: Future = Future()
+        if seq <= stream.applied_seq:
+            if durable and self._durability.store is not None and stream.durable_seq < seq:
+                # a resent last chunk that must be durable: write the record, then ack it as a duplicate
+                written: Future = Future()
+
+                def after_write(f: Future) -> None:
+                    if f.exception() is not None:
+                        reject(out, f.exception())
+                    else:
+                        resolve(out, dataclasses.replace(f.result(), duplicate=True))
+
+                written.add_done_callback(after_write)
+                self._durability.write(stream, [AckWaiter(written, seq)])  # waits for a chunk boundary
+            else:
+                resolve(out, dataclasses.replace(stream.ack(seq), duplicate=True))
+            return out
+        original = next(it for it in stream.pending if it.seq == seq)
+        original.durable |= durable
+
+        def relay(f: Future) -> None:
+            if not f.cancelled() and isinstance(f.exception(), DurableWriteFailed):
+                reject(out, f.exception())  # applied, not durable: the original's error says so
+            elif f.cancelled() or f.exception() is not None:
+                reject(out, Unavailable(f"chunk {seq} of stream {stream.id!r} was not applied; resend it"))
+            else:
+                resolve(out, dataclasses.replace(f.result(), duplicate=True))
+
+        original.future.add_done_callback(relay)
+        return out
