@@ -445,7 +445,9 @@ def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     from streamret.service.server import BackgroundServer, ServerConfig
 
     return BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
-        max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0)))
+        max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0,
+        # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
+        max_calls_per_tenant=2 * args.service_streams + 64)))
 
 
 def part_service(engine: Engine, target: str, chunks: int, rate: float | None, text_file: str,

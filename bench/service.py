@@ -284,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         run_engine(engine, argparse.Namespace(**{**vars(args), "chunks": args.warmup_chunks}), "warmup")
 
     server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
-        max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0)))
+        max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0,
+        # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
+        max_calls_per_tenant=2 * args.streams + 64)))
     target = f"127.0.0.1:{server.port}"
     engine_rates, saturation = [], None
     try:
