@@ -111,6 +111,8 @@ class SegmentTracker:
     kept_text: list[str] = field(default_factory=list)  # kept segments, in no particular order
     kept_bytes: list[tuple[int, int]] = field(default_factory=list)
     kept_embeddings: np.ndarray | None = None  # [max_kept + 1, embed_dim] float32; rows [:len(kept_text)] used
+    # short_penalty of each kept text, in the same places (worked out once per segment, not per step)
+    kept_penalty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
@@ -217,13 +219,17 @@ class SegmentTracker:
         n = len(self.kept_text)
         if self.kept_embeddings is None:
             self.kept_embeddings = np.zeros((self.max_kept + 1, embedding.shape[-1]), dtype=np.float32)
+        if len(self.kept_penalty) < self.max_kept + 1:
+            self.kept_penalty = np.zeros(self.max_kept + 1, np.float64)
         self.kept_embeddings[n] = embedding
         self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
         self.kept_bytes.append((seg.start_byte, seg.end_byte))
+        self.kept_penalty[n] = short_penalty(self.kept_text[n])
         if n + 1 > self.max_kept:
-            drop = int(np.argmin(relevance(salience(self.kept_embeddings[: n + 1], stream_embedding),
-                                           self.kept_text)))
+            scores = salience(self.kept_embeddings[: n + 1], stream_embedding) - self.kept_penalty[: n + 1]
+            drop = int(np.argmin(scores))
             self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
+            self.kept_penalty[drop] = self.kept_penalty[n]
             self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
             self.kept_text.pop()
             self.kept_bytes.pop()
@@ -236,9 +242,13 @@ class SegmentTracker:
         n, k = len(self.kept_text), len(segs)
         if self.kept_embeddings is None:
             self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
+        if len(self.kept_penalty) < self.max_kept + 1:
+            self.kept_penalty = np.zeros(self.max_kept + 1, np.float64)
         texts = [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
+        penalty = np.array([short_penalty(t) for t in texts], dtype=np.float64)
         if n + k <= self.max_kept:
             self.kept_embeddings[n : n + k] = embeddings
+            self.kept_penalty[n : n + k] = penalty
             self.kept_text += texts
             self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
             return
@@ -247,13 +257,14 @@ class SegmentTracker:
         # most relevant first; equal scores go to the earlier segment (the kept lists are in no order, so
         # the tie is broken by stream position, which does not depend on the order of earlier drops)
         starts = np.array([b for b, _ in self.kept_bytes] + [seg.start_byte for seg in segs], dtype=np.int64)
-        scores = relevance(salience(rows, stream_embedding), [*self.kept_text, *texts])
+        scores = salience(rows, stream_embedding) - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
         stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
         # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
         places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
         for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
             seg = segs[j]
             self.kept_embeddings[place] = embeddings[j]
+            self.kept_penalty[place] = penalty[j]
             text, span = texts[j], (seg.start_byte, seg.end_byte)
             if place < len(self.kept_text):
                 self.kept_text[place], self.kept_bytes[place] = text, span
