@@ -252,6 +252,27 @@ def test_a_record_without_a_checksum_is_refused(eng, good):
         eng.import_state(f"nosum-{next(_ids)}", raw)
 
 
+def test_a_v1_record_of_an_earlier_version_is_still_read(eng, good):
+    """Records written before the checksum (format v1, the same fields) load, so a state dir survives the
+    upgrade; their fields are still checked."""
+    meta, tensors = record.decode(good)
+    del meta["checksum"]
+    meta["format"] = record.FORMAT_V1
+    raw = record.safetensors.torch.save(tensors, metadata={"streamret": json.dumps(meta)})
+    sid = f"v1-{next(_ids)}"
+    info = eng.import_state(sid, raw)
+    assert info.applied_seq == meta["applied_seq"] and info.tokens == meta["tokens"]
+    assert np.array_equal(eng.embedding(sid), eng.embedding(eng.import_state(f"v2-{next(_ids)}", good).stream_id))
+    meta["tokens"] = -1
+    bad = record.safetensors.torch.save(tensors, metadata={"streamret": json.dumps(meta)})
+    with pytest.raises(InvalidArgument, match="'tokens'"):
+        eng.import_state(f"v1-{next(_ids)}", bad)
+    meta["format"] = "streamret.stream.v0"
+    with pytest.raises(InvalidArgument, match="is not 'streamret.stream.v2'"):
+        eng.import_state(f"v0-{next(_ids)}", record.safetensors.torch.save(
+            tensors, metadata={"streamret": json.dumps(meta)}))
+
+
 def test_a_damaged_record_in_the_store_can_be_closed_and_its_id_used_again(tmp_path):
     """A stream whose durable record is damaged is refused on every use (naming the caller's id only) and,
     before, could not be closed either; closing it without keeping its state now deletes the record."""

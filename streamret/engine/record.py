@@ -31,6 +31,9 @@ from .stream import Stream
 from .text import TextAssembler, TextSnapshot
 
 FORMAT = "streamret.stream.v2"  # v2: a checksum over the whole record
+# records written before v2 (the same fields, no checksum) are still read, so that a state dir survives an
+# upgrade; they are checked field by field like any record, and rewritten as v2 at their next write
+FORMAT_V1 = "streamret.stream.v1"
 _META_KEY = "streamret"
 
 
@@ -64,8 +67,8 @@ def decode(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
         tensors = safetensors.torch.load(bytes(data))
     except Exception as e:  # any parse failure means the bytes are not ours
         raise InvalidArgument(f"not a streamret state record ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InvalidArgument(f"state record format {meta.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_V1):
+        raise InvalidArgument(f"state record format {meta.get('format')!r} is not {FORMAT!r} (or {FORMAT_V1!r})")
     return meta, tensors
 
 
@@ -240,7 +243,8 @@ class StreamCodec:
                 f"the state of stream {named} was saved by model {shown}, this engine runs {self.fingerprint!r}; "
                 "open it with the model that wrote it or start a new stream"
             )
-        c.obj(meta, "metadata", _META_KEYS)
+        v1 = meta.get("format") == FORMAT_V1
+        c.obj(meta, "metadata", _META_KEYS - {"checksum"} if v1 else _META_KEYS)
         recorded = c.text(meta["stream_id"], "stream_id", self.config.max_stream_id_bytes)
         if not recorded:
             raise c.bad("stream_id", "is empty")
@@ -303,7 +307,7 @@ class StreamCodec:
             if not a <= b <= offset:
                 raise c.bad(field, f"spans bytes [{a}, {b}), which must lie in order before text_offset {offset}")
         # last, so that a record edited and re-signed is refused naming its bad field
-        if not isinstance(meta["checksum"], str) or meta["checksum"] != checksum(meta, tensors):
+        if not v1 and (not isinstance(meta["checksum"], str) or meta["checksum"] != checksum(meta, tensors)):
             raise c.bad("checksum", "does not match the record's contents (its bytes were changed after it was "
                                     "written)")
         return meta, tensors, stream_id
