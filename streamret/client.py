@@ -478,6 +478,10 @@ class AsyncClient:
             sender.cancel()
             call.cancel()
 
+    async def model_info(self) -> pb.GetModelInfoResponse:
+        """The served model (name, fingerprint, embedding size, tokenizer, dtype, device) and the limits."""
+        return await self._unary(self.streams.GetModelInfo, pb.GetModelInfoRequest())
+
     async def embedding(self, stream_id: str) -> pb.Embedding:
         return await self._unary(self.streams.GetEmbedding, pb.GetEmbeddingRequest(stream_id=stream_id))
 

@@ -117,6 +117,19 @@ def test_health_and_info(server):
     assert info["limits"]["max_request_bytes"] == ServiceLimits().max_message_bytes
 
 
+def test_get_model_info_over_grpc_says_what_get_info_says(server):
+    """GetModelInfo (gRPC) and GET /info (HTTP) describe the same model and limits."""
+    _, info = http(server.server.http_port, "GET", "/info")
+    with Client(f"127.0.0.1:{server.port}") as client:
+        got = client.model_info()
+    assert (got.model, got.fingerprint, got.embedding_dim, got.tokenizer, got.dtype, got.device) == (
+        info["model"], info["fingerprint"], info["embedding_dim"], info["tokenizer"], info["dtype"], info["device"])
+    assert (got.max_message_bytes, got.max_chunk_bytes, got.max_streams_per_tenant, got.batch_in_flight) == (
+        info["limits"]["max_request_bytes"], info["limits"]["max_chunk_bytes"],
+        info["limits"]["max_streams_per_tenant"], info["limits"]["batch_in_flight"])
+    assert got.version == (info["version"] or "")
+
+
 @pytest.mark.parametrize("kwargs, status, param, words", [
     (dict(input=""), 400, "input", ["input is empty"]),
     (dict(input=["fine", ""]), 400, "input", ["input[1] is empty"]),

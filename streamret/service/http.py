@@ -22,7 +22,6 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import grpc
@@ -30,11 +29,11 @@ import numpy as np
 import pyarrow as pa
 from aiohttp import web
 
-from ..engine.api import EngineAPI
 from ..errors import InvalidArgument, NotFound, ResourceExhausted, StreamRetError
 from ..textcheck import InvalidText, check_bytes
 from .auth import Caller, scrub
 from .gate import Gate
+from .model_info import describe_limits, describe_model, served_version
 from .status import status_of
 from .tenant_engine import TenantEngine
 
@@ -167,30 +166,6 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
     return vector.astype(np.float32).tolist()
 
 
-def describe_model(engine: EngineAPI, name: str) -> dict[str, Any]:
-    """What GET /info says about the served model; fields an engine does not know (a cluster gateway
-    does not hold the model) are null."""
-    model = getattr(engine, "model", None)
-    param = next(iter(model.parameters()), None) if model is not None and hasattr(model, "parameters") else None
-    tokenizer = getattr(engine, "tokenizer", None)
-    return {
-        "model": name,
-        "fingerprint": getattr(engine, "fingerprint", None),
-        "embedding_dim": engine.embed_dim,
-        "tokenizer": type(tokenizer).__name__ if tokenizer is not None else None,
-        "dtype": str(param.dtype).removeprefix("torch.") if param is not None else None,
-        "device": str(param.device) if param is not None else None,
-        "max_input_length": None,  # a whole document of any length: the model reads it as a stream
-    }
-
-
-def _version() -> str | None:
-    try:
-        return version("streamret")
-    except PackageNotFoundError:
-        return None
-
-
 class HttpFrontEnd:
     """The aiohttp application and its listener; `start` on the server's event loop, `stop` after the drain.
 
@@ -270,12 +245,8 @@ class HttpFrontEnd:
             return self._fail("GET /info", exc, caller, started, request)
         limits = self.streams.limits
         out = describe_model(self.streams.engine, self.model_name)
-        out.update(version=_version(), auth=self.gate.auth.enabled, tenant=caller.tenant, limits={
-            "max_request_bytes": limits.max_message_bytes,
-            "max_chunk_bytes": limits.max_chunk_bytes,
-            "batch_in_flight": limits.batch_in_flight,
-            "max_streams_per_tenant": limits.max_streams_per_tenant,
-        })
+        out.update(version=served_version(), auth=self.gate.auth.enabled, tenant=caller.tenant,
+                   limits=describe_limits(limits))
         self.gate.finished("http", "GET /info", grpc.StatusCode.OK, started, caller, request.remote, 200)
         return _json(200, out)
 

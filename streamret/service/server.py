@@ -124,7 +124,8 @@ class StreamRetServer:
         size = cfg.limits.max_message_bytes
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
                                           ("grpc.max_send_message_length", size)])
-        register(pb_grpc.add_StreamRetServicer_to_server, StreamRetServicer(self.streams, self.gate), server)
+        register(pb_grpc.add_StreamRetServicer_to_server,
+                 StreamRetServicer(self.streams, self.gate, cfg.model_name), server)
         register(pb_grpc.add_BatchServicer_to_server, BatchServicer(self.streams, self.gate), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -8,6 +8,7 @@ import time
 from ..errors import InvalidArgument, Unavailable
 from .auth import Caller
 from .gate import Gate, rpc
+from .model_info import describe_limits, describe_model, served_version
 from .proto_gen import streamret_pb2 as pb
 from .proto_gen import streamret_pb2_grpc as pb_grpc
 from .tenant_engine import ChunkAck, TenantEngine
@@ -48,9 +49,21 @@ def _payload(request: pb.AppendRequest) -> bytes:
 
 
 class StreamRetServicer(pb_grpc.StreamRetServicer):
-    def __init__(self, streams: TenantEngine, gate: Gate):
+    def __init__(self, streams: TenantEngine, gate: Gate, model_name: str = "default"):
         self.streams = streams
         self.gate = gate
+        self.model_name = model_name
+
+    @rpc
+    async def GetModelInfo(self, caller: Caller, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
+        model = describe_model(self.streams.engine, self.model_name)
+        limits = describe_limits(self.streams.limits)
+        return pb.GetModelInfoResponse(
+            model=model["model"], fingerprint=model["fingerprint"] or "", embedding_dim=model["embedding_dim"],
+            tokenizer=model["tokenizer"] or "", dtype=model["dtype"] or "", device=model["device"] or "",
+            version=served_version() or "", max_chunk_bytes=limits["max_chunk_bytes"],
+            max_message_bytes=limits["max_request_bytes"], max_streams_per_tenant=limits["max_streams_per_tenant"],
+            batch_in_flight=limits["batch_in_flight"])
 
     @rpc
     async def OpenStream(self, caller: Caller, request: pb.OpenStreamRequest, context) -> pb.StreamInfo:

@@ -7,6 +7,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetModelInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetModelInfoResponse(_message.Message):
+    __slots__ = ("model", "fingerprint", "embedding_dim", "tokenizer", "dtype", "device", "version", "max_chunk_bytes", "max_message_bytes", "max_streams_per_tenant", "batch_in_flight")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    fingerprint: str
+    embedding_dim: int
+    tokenizer: str
+    dtype: str
+    device: str
+    version: str
+    max_chunk_bytes: int
+    max_message_bytes: int
+    max_streams_per_tenant: int
+    batch_in_flight: int
+    def __init__(self, model: _Optional[str] = ..., fingerprint: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., tokenizer: _Optional[str] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., version: _Optional[str] = ..., max_chunk_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., batch_in_flight: _Optional[int] = ...) -> None: ...
+
 class OpenStreamRequest(_message.Message):
     __slots__ = ("stream_id", "create_if_missing", "labels")
     class LabelsEntry(_message.Message):

@@ -78,6 +78,11 @@ class StreamRetStub:
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.ImportStateRequest.SerializeToString,
                 response_deserializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
                 _registered_method=True)
+        self.GetModelInfo = channel.unary_unary(
+                '/streamret.v1.StreamRet/GetModelInfo',
+                request_serializer=streamret_dot_v1_dot_streamret__pb2.GetModelInfoRequest.SerializeToString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.GetModelInfoResponse.FromString,
+                _registered_method=True)
 
 
 class StreamRetServicer:
@@ -141,6 +146,13 @@ class StreamRetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelInfo(self, request, context):
+        """The served model and this server's limits, as GET /info gives them on the HTTP API.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StreamRetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +195,11 @@ def add_StreamRetServicer_to_server(servicer, server):
                     servicer.ImportState,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.ImportStateRequest.FromString,
                     response_serializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.SerializeToString,
+            ),
+            'GetModelInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelInfo,
+                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.GetModelInfoRequest.FromString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.GetModelInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -405,6 +422,33 @@ class StreamRet:
             '/streamret.v1.StreamRet/ImportState',
             streamret_dot_v1_dot_streamret__pb2.ImportStateRequest.SerializeToString,
             streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/streamret.v1.StreamRet/GetModelInfo',
+            streamret_dot_v1_dot_streamret__pb2.GetModelInfoRequest.SerializeToString,
+            streamret_dot_v1_dot_streamret__pb2.GetModelInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,
