@@ -79,6 +79,7 @@ def requests_for(sid: str, other: str, blob: bytes) -> dict:
         "EmbedTable": (DOCS, False),
         "EmbedTables": ([DOCS], False),
         "AppendEvents": (events(sid, 1), True),
+        "GetModelInfo": (pb.GetModelInfoRequest(), False),  # names no stream: the same for every tenant
     }
 
 
@@ -110,7 +111,7 @@ def test_no_valid_token_is_unauthenticated_and_changes_nothing(server, engine, h
     assert not [s for s in engine.store.streams if sid in s], "a refused call created a stream"
 
 
-READS = {"OpenStream", "GetEmbedding", "Summarize", "ExportState", "EmbedTable", "EmbedTables"}
+READS = {"OpenStream", "GetEmbedding", "Summarize", "ExportState", "EmbedTable", "EmbedTables", "GetModelInfo"}
 
 
 @pytest.mark.parametrize("case", CASES)
