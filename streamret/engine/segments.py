@@ -15,7 +15,6 @@ segment reports is its salience.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,11 +71,9 @@ SHORT_PENALTY = 0.5  # the penalty of a segment without a word; it falls linearl
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")  # a word: starts with a letter
 
 
-@functools.lru_cache(maxsize=1 << 14)
 def short_penalty(text: str) -> float:
-    """What `relevance` subtracts from a segment's salience for its text having few words. Cached: every
-    step ranks each stream's kept segments again (64 texts a stream), and a regex scan of each cost the
-    H200 engine 39 ms a step at 52 streams (bench/RESULTS.md)."""
+    """What `relevance` subtracts from a segment's salience for its text having few words (worked out once
+    per kept segment: SegmentTracker.kept_penalty)."""
     words = len(_WORD.findall(text, 0, 4 * INFORMATIVE_WORDS * 16))
     return SHORT_PENALTY * max(0.0, 1.0 - words / INFORMATIVE_WORDS)
 
