@@ -35,7 +35,7 @@ from .durability import DurabilityPolicy, DurableStore
 from .record import StreamCodec
 from .scheduler import Scheduler, Span, StepPlan, WorkItem
 from .segments import add_step_spans
-from .state_store import StateStore
+from .state_store import Prefetched, StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
 
@@ -86,6 +86,8 @@ class EngineCore:
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
         self.durability = DurabilityPolicy(config, self.durable, self.codec, self.store, self._lock)
+        if self.durable is not None:
+            self.store.recorder = self.durability.record_eviction
         self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
         self._abort = False
         self._closed = False  # shutdown ran
@@ -410,17 +412,17 @@ class EngineCore:
     # ------------------------------------------------------------------------------------------
     # callers and the loop
 
-    def _resident(self, stream_id: str) -> Stream:
-        stream = self.store.get(stream_id)
+    def _resident(self, stream_id: str, prefetched: Prefetched | None = None) -> Stream:
+        stream = self.store.get(stream_id, prefetched)
         if stream is None:
             raise NotFound(f"stream {stream_id!r} does not exist; append to it or open it first")
         return stream
 
-    def _settled(self, stream_id: str) -> Stream:
+    def _settled(self, stream_id: str, prefetched: Prefetched | None = None) -> Stream:
         """The resident stream once its state is at a chunk boundary (lock held): outputs and records then
         describe exactly the chunks up to applied_seq, never part of a chunk split across steps."""
         while True:
-            stream = self._resident(stream_id)
+            stream = self._resident(stream_id, prefetched)
             if stream.at_boundary or self._broken is not None:
                 return stream
             self._applied.wait()

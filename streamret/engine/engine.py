@@ -96,9 +96,10 @@ class Engine(EngineCore):
         self._check_id(stream_id)
         self._check_group(group)
         self._wait_applied(stream_id)
+        prefetched = self.store.prefetch(stream_id)  # a cold load reads storage before the lock
         with self._lock:
             self._check_running()
-            stream = self.store.get(stream_id)
+            stream = self.store.get(stream_id, prefetched)
             if stream is None:
                 if not create_if_missing:
                     raise NotFound(f"stream {stream_id!r} does not exist; open it with create_if_missing=True")
@@ -111,12 +112,13 @@ class Engine(EngineCore):
     def exists(self, stream_id: str) -> bool:
         self._check_id(stream_id)
         with self._lock:
-            return stream_id in self.store.streams or (self.durable is not None and self.durable.exists(stream_id))
+            return self.store.exists(stream_id)
 
     def info(self, stream_id: str) -> StreamInfo:
         self._check_id(stream_id)
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            return self._info(self._resident(stream_id))
+            return self._info(self._resident(stream_id, prefetched))
 
     def close(self, stream_id: str, keep_state: bool = False) -> None:
         """Process the tail (an incomplete character becomes U+FFFD) and release the stream.
@@ -132,24 +134,25 @@ class Engine(EngineCore):
             if keep_state:
                 raise
             with self._lock:
-                self.durable.delete(stream_id)
-                self.store.evicted.discard(stream_id)
+                self.store.delete_record(stream_id)
             return
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is not None and stream.busy:
                 raise FailedPrecondition(f"stream {stream_id!r} received chunks while closing; close it again")
             if keep_state:
-                if stream is not None and self.durable is not None:
-                    self.store.evict(stream_id)
-                return
-            self.store.remove(stream_id)
-            unrecorded = stream is not None and stream.ephemeral and not stream.recorded
+                written = self.store.evict(stream_id) if stream is not None and self.durable is not None else None
+            else:
+                self.store.remove(stream_id)
+                unrecorded = stream is not None and stream.ephemeral and not stream.recorded
+        if keep_state:
+            if written is not None:
+                written.result()  # kept means in the store when close returns (the write's error otherwise)
+            return
         if self.durable is not None and not unrecorded:  # a temporary never written has nothing to delete
             self.durability.drain()  # a queued record must not bring the stream back
             with self._lock:
-                self.durable.delete(stream_id)
-                self.store.evicted.discard(stream_id)
+                self.store.delete_record(stream_id)
 
     def evict(self, stream_id: str) -> None:
         """Write the stream to the durable store and free its memory (it reloads on next use)."""
@@ -160,12 +163,14 @@ class Engine(EngineCore):
         with self._lock:
             stream = self.store.streams.get(stream_id)
             if stream is None:
-                if not self.durable.exists(stream_id):
+                if not self.store.exists(stream_id):
                     raise NotFound(f"stream {stream_id!r} does not exist")
                 return
             if stream.busy:
                 raise TooBusy(f"stream {stream_id!r} has chunks queued; evict it once they are applied")
-            self.store.evict(stream_id)
+            written = self.store.evict(stream_id)
+        if written is not None:
+            written.result()  # the caller (e.g. a cluster handover) reads the record next
 
     def drop(self, stream_id: str) -> None:
         """Forget the stream's copy in memory without writing it: another cluster worker took the stream
@@ -191,8 +196,9 @@ class Engine(EngineCore):
         """The stream's record (safetensors + JSON, see record.py) after all its accepted chunks."""
         self._check_id(stream_id)
         self._wait_applied(stream_id)
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            return self.codec.encode(self._settled(stream_id), self.store.read(stream_id))
+            return self.codec.encode(self._settled(stream_id, prefetched), self.store.read(stream_id))
 
     def import_state(self, stream_id: str, data: bytes) -> StreamInfo:
         """Create stream_id from a record of export_state (ModelMismatch when another model wrote it)."""
@@ -201,19 +207,24 @@ class Engine(EngineCore):
 
     def _import(self, stream_id: str, data: bytes, fork_of: str | None = None) -> StreamInfo:
         stream, state = self.codec.decode(data, stream_id=stream_id, origin="fork" if fork_of else "import")
+        stream.durable_seq = 0
+        stream.since_durable = 0
         with self._lock:
             self._check_running()
-            if stream_id in self.store.streams or (self.durable is not None and self.durable.exists(stream_id)):
+            if stream_id in self.store.importing or self.store.exists(stream_id):
                 what = f"fork {fork_of!r} onto it" if fork_of else "import a state under its id"
                 raise AlreadyExists(f"stream {stream_id!r} exists; close it first or pick a new id to {what}")
-            stream.durable_seq = 0
+            self.store.importing.add(stream_id)  # the id is taken while its record is written without the lock
+        try:
             if self.durable is not None:  # the new stream is durable at once, as its seq counter says
                 self.durable.write(stream_id, stream.revision, self.codec.encode(stream, state))
                 stream.durable_seq = stream.applied_seq
-            stream.since_durable = 0
-            self.store.add(stream, state)
-            return self._info(stream)
-
+            with self._lock:
+                self.store.add(stream, state)
+                return self._info(stream)
+        finally:
+            with self._lock:
+                self.store.importing.discard(stream_id)
 
     # ------------------------------------------------------------------------------------------
     # appends
@@ -236,9 +247,10 @@ class Engine(EngineCore):
         raw = self._as_bytes(data)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
             self._check_running()
-            stream = self.store.get(stream_id)
+            stream = self.store.get(stream_id, prefetched)
             if stream is None:
                 if seq != 1:
                     raise SeqGap(stream_id, seq, 1)
@@ -264,9 +276,10 @@ class Engine(EngineCore):
 
     def _submit_tail(self, stream_id: str, flush: bool = False, close: bool = False) -> Future:
         """Queue the stream's text tail (flush, or close: an unfinished character too) as an item without seq."""
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
             self._check_running()
-            stream = self._resident(stream_id)
+            stream = self._resident(stream_id, prefetched)
             item = self.intake.accept(stream, None, b"", flush=flush, close=close)
             self._tokenize.submit(item)
             return item.future
@@ -278,8 +291,9 @@ class Engine(EngineCore):
         """The stream embedding (float32 [embed_dim], L2-normalised) after all accepted chunks."""
         self._check_id(stream_id)
         self._wait_applied(stream_id)
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            self._settled(stream_id)
+            self._settled(stream_id, prefetched)
             state = self.store.read(stream_id)
         return self.runner.embed(state.pool_sum, state.pool_count)[0]
 
@@ -304,8 +318,9 @@ class Engine(EngineCore):
         """Kept segments in document order, scored by cosine similarity to the stream embedding."""
         self._check_id(stream_id)
         self._wait_applied(stream_id)
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            stream = self._settled(stream_id)
+            stream = self._settled(stream_id, prefetched)
             state = self.store.read(stream_id)
             emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
             return stream.segments.segments(emb, with_embeddings)
@@ -321,8 +336,9 @@ class Engine(EngineCore):
         if mode == "generative" and self.model.lm_head is None:
             raise FailedPrecondition("this model has no LM head, so it cannot generate; use mode='extractive'")
         self._wait_applied(stream_id)
+        prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            stream = self._settled(stream_id)
+            stream = self._settled(stream_id, prefetched)
             applied_seq = stream.applied_seq
             state = self.store.read(stream_id)
             emb = self.runner.embed(state.pool_sum, state.pool_count)[0]

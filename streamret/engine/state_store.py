@@ -6,11 +6,19 @@
   here, and the least recently used idle host streams are written to the durable store and dropped.
 - Durable tier: one record per stream, in the durable store (durability/store.py).
 A stream with work in flight or queued is never dropped to the durable tier.
+
+Storage is never touched here with the engine lock held for long: an eviction hands its record to the
+durable writer (`recorder`) and keeps the stream in `leaving` until it is written (a use before then takes
+it back), and a cold load's read can be done before the lock is taken (`prefetch`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 import torch
 
@@ -19,6 +27,18 @@ from ..model.retnet import RetNet, RetNetState
 from .durability.store import DurableStore
 from .record import StreamCodec
 from .stream import Stream
+
+log = logging.getLogger("streamret.engine")
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """A stream's record read before the engine lock was taken; `get` uses it only while nothing can have
+    changed the record since (the same delete epoch, and no newer revision written or loaded here)."""
+
+    stream_id: str
+    epoch: int
+    decoded: tuple[Stream, RetNetState] | None  # None: there was no record
 
 
 class DeviceSlab:
@@ -119,31 +139,86 @@ class StateStore:
         self.streams: dict[str, Stream] = {}
         self.pinned: set[str] = set()  # in the step that runs now: their rows must not move
         self.evicted: set[str] = set()  # streams this process moved to the durable tier and has not reloaded
+        # evicted streams whose records the writer has not written yet: a use before then takes them back
+        self.leaving: dict[str, tuple[Stream, RetNetState]] = {}
+        # hands an evicted stream's record to the durable writer; it calls `evict_written` once written
+        self.recorder: Callable[[Stream, RetNetState], Future] | None = None
+        self.importing: set[str] = set()  # ids whose imported record is being written: not usable yet
+        self.delete_epoch = 0  # +1 per record deleted: a record prefetched before then may be gone
 
     # ---- lookup
 
-    def get(self, stream_id: str) -> Stream | None:
-        """The resident stream, or the durable one loaded into the host tier; None when it exists nowhere."""
+    def get(self, stream_id: str, prefetched: Prefetched | None = None) -> Stream | None:
+        """The resident stream, or the durable one loaded into the host tier; None when it exists nowhere.
+
+        prefetched: the record as `prefetch` read it before the lock; read again here when it may be stale."""
         stream = self.streams.get(stream_id)
-        if stream is not None or self.durable is None:
+        if stream is not None:
             return stream
-        data = self.durable.read(stream_id)
-        if data is None:
+        if stream_id in self.importing:
+            raise TooBusy(f"stream {stream_id!r} is being imported; retry shortly")
+        if self.durable is None:
             return None
-        stream, state = self.codec.decode(data, stream_id, origin="store")
-        self.add(stream, state)
+        back = self.leaving.pop(stream_id, None)
+        leaving = back is not None
+        if not leaving:
+            if prefetched is not None and self._fresh(prefetched):
+                back = prefetched.decoded
+            else:
+                data = self.durable.read(stream_id)
+                back = None if data is None else self.codec.decode(data, stream_id, origin="store")
+            if back is None:
+                return None
+        try:
+            self.add(*back)
+        except BaseException:
+            if leaving:  # no room: it stays on its way to the store
+                self.leaving[stream_id] = back
+            raise
         self.evicted.discard(stream_id)
-        return stream
+        return back[0]
+
+    def prefetch(self, stream_id: str) -> Prefetched | None:
+        """Read and decode a stream's record without the engine lock, when it is in memory nowhere (a cold
+        load then costs the lock no storage time). None when there is nothing to read, or the record cannot
+        be decoded (`get` reads it again and raises the error where it always did)."""
+        if self.durable is None or stream_id in self.streams or stream_id in self.leaving:
+            return None
+        epoch = self.delete_epoch
+        try:
+            data = self.durable.read(stream_id)
+            decoded = None if data is None else self.codec.decode(data, stream_id, origin="store")
+        except Exception:  # noqa: BLE001  (read again under the lock, which raises it to the caller)
+            return None
+        return Prefetched(stream_id, epoch, decoded)
+
+    def _fresh(self, p: Prefetched) -> bool:
+        if p.epoch != self.delete_epoch:
+            return False
+        return p.decoded is None or not self.durable.stale(p.stream_id, p.decoded[0].revision)
+
+    def delete_record(self, stream_id: str) -> None:
+        """Delete the stream's durable record (DurableWriteFailed when storage refuses)."""
+        self.delete_epoch += 1
+        self.durable.delete(stream_id)
+        self.evicted.discard(stream_id)
 
     def tier(self, stream_id: str) -> str | None:
         if stream_id in self.device:
             return "device"
         if stream_id in self.host:
             return "host"
+        if stream_id in self.leaving:
+            return "durable"
         return "durable" if self.durable is not None and self.durable.exists(stream_id) else None
 
     def counts(self) -> dict[str, int]:
-        return {"device": len(self.device), "host": len(self.host), "durable": len(self.evicted)}
+        return {"device": len(self.device), "host": len(self.host), "durable": len(self.evicted) + len(self.leaving)}
+
+    def exists(self, stream_id: str) -> bool:
+        """In memory, on its way to the durable store, or there."""
+        return stream_id in self.streams or stream_id in self.leaving or stream_id in self.importing or (
+            self.durable is not None and self.durable.exists(stream_id))
 
     # ---- residency
 
@@ -166,6 +241,7 @@ class StateStore:
     def remove(self, stream_id: str) -> None:
         """Forget a stream in memory (not in the durable store)."""
         self.streams.pop(stream_id, None)
+        self.leaving.pop(stream_id, None)
         self.host.pop(stream_id, None)
         if stream_id in self.device:
             self.device.take(stream_id)
@@ -199,13 +275,35 @@ class StateStore:
     def unpin(self, stream_ids: list[str]) -> None:
         self.pinned.difference_update(stream_ids)
 
-    def evict(self, stream_id: str) -> None:
-        """Write a resident idle stream to the durable store and drop it from memory."""
+    def evict(self, stream_id: str) -> Future | None:
+        """Hand a resident idle stream's record to the durable writer and drop it from memory; it waits in
+        `leaving` until written, and the returned future settles then (without a recorder it is written here,
+        and None is returned)."""
         stream = self.streams[stream_id]
+        state = self.read(stream_id).to("cpu")
         stream.recorded = True
-        self.durable.write(stream_id, stream.revision, self.codec.encode(stream, self.read(stream_id)))
         self.remove(stream_id)
-        self.evicted.add(stream_id)
+        if self.recorder is None:
+            self.durable.write(stream_id, stream.revision, self.codec.encode(stream, state))
+            self.evicted.add(stream_id)
+            return None
+        self.leaving[stream_id] = (stream, state)
+        return self.recorder(stream, state)
+
+    def evict_written(self, stream: Stream, error: Exception | None) -> None:
+        """The writer's answer for an eviction's record (engine lock held). A stream taken back meanwhile is
+        resident again and owes nothing; one whose record failed comes back to the host tier, over its
+        budget if need be, so that nothing is lost (it is spilled again later)."""
+        entry = self.leaving.get(stream.id)
+        if entry is None or entry[0] is not stream:
+            return
+        del self.leaving[stream.id]
+        if error is None:
+            self.evicted.add(stream.id)
+            return
+        log.error("evicting stream %r failed (%s): it stays in memory", stream.id, error)
+        self.host[stream.id] = entry[1]
+        self.streams[stream.id] = stream
 
     def _make_device_room(self) -> None:
         if not self.device.full:

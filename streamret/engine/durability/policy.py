@@ -98,6 +98,24 @@ class DurabilityPolicy:
 
         self.writer.submit(stream.id, stream.revision, meta, tensors, written, group=stream.group)
 
+    def record_eviction(self, stream: Stream, state) -> Future:
+        """Hand an evicted stream's record to the writer (lock held); the state store hears when it is written
+        (`StateStore.evict_written`), so that the step that evicted it never waits on storage. The future
+        settles then (with the write's error, if any) for a caller that must wait (close with keep_state)."""
+        meta, tensors = self._codec.snapshot(stream, state)
+        done: Future = Future()
+
+        def written(error: Exception | None) -> None:
+            with self._lock:
+                self._states.evict_written(stream, error)
+            if error is None:
+                resolve(done, None)
+            else:
+                reject(done, error)
+
+        self.writer.submit(stream.id, stream.revision, meta, tensors, written, group=stream.group)
+        return done
+
     @staticmethod
     def not_durable(stream: Stream, seq: int | None, error: Exception) -> DurableWriteFailed:
         """The error of a chunk that was applied but whose durable record could not be written."""
