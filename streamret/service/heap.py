@@ -54,6 +54,11 @@ class HeapTrimmer:
         self._stopped = False
         self._thread: threading.Thread | None = None
 
+    @property
+    def available(self) -> bool:
+        """False where the C library has no malloc_trim (not glibc): then saw() and call_ended() do nothing."""
+        return self._trim is not None
+
     def start(self) -> HeapTrimmer:
         if self._trim is not None and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="streamret-heap-trim", daemon=True)
