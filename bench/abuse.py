@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         (root / "tokens").write_text("tok-abuser abuser\ntok-victim victim\n")
         with ServeProcess(root / "states", "--auth-tokens", str(root / "tokens"), cwd=root, model=args.model) as s:
             s.start()
-            report = run_abuse(s.target, cfg, s.rss_bytes)
+            report = run_abuse(s, cfg)
     print(report.describe())
     growth = (report.rss_peak - report.rss_before) / MiB
     ok = not report.victim_errors and report.worst_s <= args.bound_s and growth <= args.rss_bound_mib

@@ -2,7 +2,8 @@
 
 The driver of tests/test_abuse.py (CI-sized) and bench/abuse.py (long runs). Each abuse runs in its own
 threads as tenant "abuser" until `stop` is set; the victim ("victim") opens a fresh Append call every
-`every_s` with one chunk of a new stream and times it until its ack; the server's RSS is sampled meanwhile.
+`every_s` with one chunk of a new stream and times it until its ack. The server's peak RSS is the kernel's
+(VmHWM, reset as the abuse starts, read as it stops); its RSS after is taken once the abuse's calls ended.
 
 Abuses:
   events      AppendEvents tables of `event_rows` tiny rows over 1,000 streams, each call given up by its
@@ -22,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 import pyarrow as pa
@@ -46,6 +48,7 @@ class AbuseConfig:
     busy_streams: int = 100
     busy_window: int = 4  # chunks a busy stream has sent and not seen acked (the client's default window)
     import_bytes: int = 8 << 20
+    settle_s: float = 1.0  # after the abuse stops, before rss_after is taken
 
 
 @dataclass
@@ -54,8 +57,8 @@ class AbuseReport:
     victim_errors: list[str] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)  # (abuse, status name) -> calls
     rss_before: int = 0
-    rss_peak: int = 0  # the largest sample taken while the abuse ran
-    rss_after: int = 0
+    rss_peak: int = 0  # the server's peak RSS from the abuse's start to its end
+    rss_after: int = 0  # AbuseConfig.settle_s after the abuse's calls ended
 
     @property
     def worst_s(self) -> float:
@@ -72,6 +75,14 @@ class AbuseReport:
                 f"{len(self.victim_errors)} errors; server RSS {self.rss_before / mib:.0f} MiB before, "
                 f"peak {self.rss_peak / mib:.0f}, after {self.rss_after / mib:.0f}; abuser calls "
                 + ", ".join(f"{a} {s}: {n}" for (a, s), n in sorted(self.outcomes.items())))
+
+
+class ServedProcess(Protocol):  # helpers_server.ServeProcess
+    target: str
+
+    def rss_bytes(self) -> int: ...
+    def reset_peak_rss(self) -> None: ...
+    def peak_rss_bytes(self) -> int: ...
 
 
 class _Tenant:
@@ -164,11 +175,13 @@ def _abuse(kind: str, cfg: AbuseConfig, target: str, stop: threading.Event, repo
     raise ValueError(f"unknown abuse {kind!r}; use some of {ABUSES}")
 
 
-def run_abuse(target: str, cfg: AbuseConfig, rss: Callable[[], int]) -> AbuseReport:
+def run_abuse(server: ServedProcess, cfg: AbuseConfig) -> AbuseReport:
     """Start every abuse of cfg, measure the victim for cfg.seconds, stop the abuse; the report."""
     report, lock, stop = AbuseReport(), threading.Lock(), threading.Event()
+    target = server.target
     victim = _Tenant(target, "victim")
-    report.rss_before = report.rss_peak = rss()
+    report.rss_before = server.rss_bytes()
+    server.reset_peak_rss()
     threads = [th for kind in cfg.abuses for th in _abuse(kind, cfg, target, stop, report, lock)]
     for th in threads:
         th.start()
@@ -190,11 +203,12 @@ def run_abuse(target: str, cfg: AbuseConfig, rss: Callable[[], int]) -> AbuseRep
                 report.latencies_s.append(time.monotonic() - started)
             except grpc.RpcError as e:
                 report.victim_errors.append(f"{e.code().name}: {e.details()}")
-            report.rss_peak = max(report.rss_peak, rss())
             time.sleep(max(0.0, cfg.every_s - (time.monotonic() - started)))
     finally:
         stop.set()
         for th in threads:
             th.join(60)
-    report.rss_after = rss()
+        report.rss_peak = server.peak_rss_bytes()
+    time.sleep(cfg.settle_s)
+    report.rss_after = server.rss_bytes()
     return report

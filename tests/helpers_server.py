@@ -114,8 +114,12 @@ class ServeProcess:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS line in /proc/<pid>/status")
 
+    def reset_peak_rss(self) -> None:
+        """Start peak_rss_bytes() again from the current RSS (Linux: "5" to /proc/<pid>/clear_refs)."""
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+
     def peak_rss_bytes(self) -> int:
-        """Peak resident memory of the running server so far (VmHWM)."""
+        """Peak resident memory of the running server since it started or reset_peak_rss() (VmHWM)."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024

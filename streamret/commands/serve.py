@@ -73,6 +73,9 @@ def register(subparsers) -> None:
     lim.add_argument("--max-batch-calls-per-tenant", type=int, default=2,
                      help="Arrow tables (EmbedTable, EmbedTables, AppendEvents) one tenant may have in work at once "
                           "(default 2)")
+    lim.add_argument("--max-imports-per-tenant", type=int, default=2,
+                     help="ImportState calls one tenant may have in work at once (default 2; each holds its record "
+                          "about 4 times while it runs, up to --max-message-mb each)")
     lim.add_argument("--idle-evict-s", type=float, default=600.0,
                      help="evict streams idle this long to the durable store (default 600; 0: never)")
     lim.add_argument("--busy-wait-s", type=float, default=5.0,
@@ -107,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     limits = ServiceLimits(max_message_bytes=int(args.max_message_mb * MiB), max_chunk_bytes=args.chunk_bytes,
                            max_streams_per_tenant=args.max_streams_per_tenant, idle_evict_s=args.idle_evict_s,
                            busy_wait_s=args.busy_wait_s, max_calls_per_tenant=args.max_calls_per_tenant,
-                           max_batch_calls_per_tenant=args.max_batch_calls_per_tenant)
+                           max_batch_calls_per_tenant=args.max_batch_calls_per_tenant,
+                           max_imports_per_tenant=args.max_imports_per_tenant)
     config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
                           metrics_host=args.metrics_host, http_port=args.http_port, model_name=args.model,

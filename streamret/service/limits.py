@@ -34,6 +34,10 @@ class ServiceLimits:
     # thread of a pool of batch_threads: one tenant's batches cannot hold every batch thread.
     max_batch_calls_per_tenant: int = 2
     batch_threads: int = 16
+    # ImportState calls one tenant may have in work at once. Each holds its record up to 4 times (gRPC's
+    # receive buffer, the request's bytes, the parsed request, the record read out of it) and then the decoded
+    # tensors and the record's durable write: a refused import is never read out of its request.
+    max_imports_per_tenant: int = 2
     # Documents (EmbedTable) or rows (AppendEvents) of one batch call in the engine at once, and their bytes:
     # a tenant's batch work queued in the engine is at most max_batch_calls_per_tenant times these.
     batch_in_flight: int = 256
@@ -45,7 +49,8 @@ class ServiceLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "max_chunk_bytes", "max_streams_per_tenant", "max_unacked_per_call",
-                     "max_calls_per_tenant", "max_batch_calls_per_tenant", "batch_threads", "batch_in_flight",
+                     "max_calls_per_tenant", "max_batch_calls_per_tenant", "max_imports_per_tenant",
+                     "batch_threads", "batch_in_flight",
                      "batch_bytes_in_flight", "batch_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServiceLimits.{name} must be >= 1, got {getattr(self, name)}")

@@ -42,8 +42,11 @@ async def _checked_stream(requests) -> AsyncIterator:
         yield request
 
 
-def _tolerant(parse: Callable[[bytes], object], message: str) -> Callable[[bytes], object]:
+def _tolerant(parse: Callable[[bytes], object], message: str,
+              on_message: Callable[[int], None] | None = None) -> Callable[[bytes], object]:
     def tolerant_parse(raw: bytes) -> object:
+        if on_message is not None:
+            on_message(len(raw))
         try:
             return parse(raw)
         except Exception as e:  # noqa: BLE001  (DecodeError, or a string field with invalid UTF-8)
@@ -66,14 +69,16 @@ class _Collect:
         self.service, self.handlers = service, handlers
 
 
-def register(add_to_server: Callable, servicer, server: grpc.aio.Server) -> None:
-    """`add_to_server(servicer, server)` of the generated code, with parsers that never raise."""
+def register(add_to_server: Callable, servicer, server: grpc.aio.Server,
+             on_message: Callable[[int], None] | None = None) -> None:
+    """`add_to_server(servicer, server)` of the generated code, with parsers that never raise and that tell
+    `on_message` each request message's size in bytes."""
     collect = _Collect()
     add_to_server(servicer, collect)
     handlers = {}
     for name, h in collect.handlers.items():
         owner = getattr(h.request_deserializer, "__self__", None)  # the message class of FromString
         message = owner.DESCRIPTOR.full_name if hasattr(owner, "DESCRIPTOR") else f"{name} request"
-        handlers[name] = h._replace(request_deserializer=_tolerant(h.request_deserializer, message))
+        handlers[name] = h._replace(request_deserializer=_tolerant(h.request_deserializer, message, on_message))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(collect.service, handlers),))
     server.add_registered_method_handlers(collect.service, handlers)

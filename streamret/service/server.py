@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import ipaddress
 import logging
@@ -29,6 +28,7 @@ from ..engine.config import Checkpoint
 from .auth import Authenticator
 from .batch_servicer import BatchServicer
 from .gate import Gate
+from .heap import HeapTrimmer, return_large_buffers_to_the_os
 from .limits import ServiceLimits
 from .metrics import ServiceMetrics
 from .parsing import register
@@ -72,17 +72,6 @@ class ServerConfig:
                              "or pass --insecure-bind if a trusted network guards the port")
 
 
-def _return_large_buffers_to_the_os() -> None:
-    """Fix glibc's mmap threshold at 1 MiB. By default each large free raises it (up to 32 MiB), and from then
-    on request-sized buffers (imports, Arrow tables, their copies) come from the RPC threads' malloc arenas,
-    which keep them: a tenant importing 8 MiB garbage in a loop grew the server by 600 MiB. With a fixed
-    threshold every buffer of 1 MiB or more is its own mapping, returned to the OS when freed."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
-        pass
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -103,7 +92,9 @@ class StreamRetServer:
         self.engine = engine
         auth = Authenticator.from_file(self.config.auth_tokens) if self.config.auth_tokens else Authenticator()
         self.metrics = ServiceMetrics()
-        self.gate = Gate(auth, self.metrics, self.config.limits.max_calls_per_tenant)
+        self.heap = HeapTrimmer()
+        self.gate = Gate(auth, self.metrics, self.config.limits.max_calls_per_tenant,
+                         on_call_end=self.heap.call_ended)
         self.streams = TenantEngine(engine, self.config.limits, self.metrics, threads=self.config.rpc_threads,
                                     batch_threads=self.config.limits.batch_threads)
         self.metrics.watch_engine(engine, lambda: len(self.streams.registry))
@@ -120,13 +111,15 @@ class StreamRetServer:
     async def start(self) -> int:
         """Bind and start serving; return the bound port."""
         cfg = self.config
-        _return_large_buffers_to_the_os()
+        return_large_buffers_to_the_os()
+        self.heap.start()
         size = cfg.limits.max_message_bytes
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
                                           ("grpc.max_send_message_length", size)])
         register(pb_grpc.add_StreamRetServicer_to_server,
-                 StreamRetServicer(self.streams, self.gate, cfg.model_name), server)
-        register(pb_grpc.add_BatchServicer_to_server, BatchServicer(self.streams, self.gate), server)
+                 StreamRetServicer(self.streams, self.gate, cfg.model_name), server, on_message=self.heap.saw)
+        register(pb_grpc.add_BatchServicer_to_server, BatchServicer(self.streams, self.gate), server,
+                 on_message=self.heap.saw)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
@@ -211,6 +204,7 @@ class StreamRetServer:
             self.engine.exports_metrics = False
         self.metrics.stop_http()
         self.streams.shutdown()
+        self.heap.stop()
         self._stopped.set()
         if isinstance(report, Checkpoint):
             log.log(logging.INFO if report.everything_durable else logging.WARNING, "stopped; %s",

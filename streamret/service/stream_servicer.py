@@ -165,5 +165,5 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
 
     @rpc
     async def ImportState(self, caller: Caller, request: pb.ImportStateRequest, context) -> pb.StreamInfo:
-        info = await self.streams.import_state(caller, request.stream_id, request.state.data)
+        info = await self.streams.import_state(caller, request.stream_id, lambda: request.state.data)
         return stream_info(info, request.stream_id)

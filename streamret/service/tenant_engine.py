@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -97,6 +97,8 @@ class TenantEngine:
         self._batch_pool = ThreadPoolExecutor(max_workers=batch_threads, thread_name_prefix="streamret-batch")
         self.batch_calls = TenantCalls(limits.max_batch_calls_per_tenant, "batch tables in work",
                                        "wait for one to finish, or raise the server's --max-batch-calls-per-tenant")
+        self.imports = TenantCalls(limits.max_imports_per_tenant, "state imports in work",
+                                   "wait for one to finish, or raise the server's --max-imports-per-tenant")
 
     async def _call(self, fn, *args, _pool: ThreadPoolExecutor | None = None, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(_pool or self._pool, lambda: fn(*args, **kwargs))
@@ -251,10 +253,18 @@ class TenantEngine:
                                     f"{self.limits.max_message_bytes}; raise --max-message-mb on server and client")
         return data
 
-    async def import_state(self, caller: Caller, stream_id: str, data: bytes):
+    async def import_state(self, caller: Caller, stream_id: str, record: Callable[[], bytes]):
+        """Import the record that `record()` reads out of the request, within the tenant's limit of imports in
+        work (limits.max_imports_per_tenant): it is read (a copy of up to a message's size) only once a
+        place is taken, so a tenant's refused imports cost no copy."""
         caller.require_write("importing a state")
         eid = caller.engine_id(stream_id)
-        return await self._hold(caller, eid, lambda: self.engine.import_state(eid, data), how="imported")
+        self.imports.take(caller.tenant)
+        try:
+            data = record()
+            return await self._hold(caller, eid, lambda: self.engine.import_state(eid, data), how="imported")
+        finally:
+            self.imports.give(caller.tenant)
 
     async def _hold(self, caller: Caller, eid: str, make, how: str = "opened"):
         """Run `make` (an engine call that opens or creates eid) with the stream's place in the tenant's
