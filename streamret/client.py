@@ -68,7 +68,7 @@ def _call_broke(e: grpc.aio.AioRpcError) -> bool:
 class ChunkError(Exception):
     """The server refused a chunk for a reason a retry cannot fix (the ack is attached)."""
 
-    def __init__(self, ack: pb.AppendAck):
+    def __init__(self, ack: pb.AppendResponse):
         self.ack = ack
         self.code = next((c for c in grpc.StatusCode if c.value[0] == ack.error_code), grpc.StatusCode.UNKNOWN)
         super().__init__(f"stream {ack.stream_id!r} chunk {ack.seq}: {self.code.name}: {ack.error_message}")
@@ -174,7 +174,7 @@ class _Ledger:
         self.kept_bytes += len(data)
         return seq
 
-    def on_ack(self, ack: pb.AppendAck) -> None:
+    def on_ack(self, ack: pb.AppendResponse) -> None:
         self.acked = max(self.acked, ack.seq)
         self.forget(ack.durable_seq)
         # Acked chunks past the memory bound are dropped too: a resume can then only start after them.
@@ -187,7 +187,7 @@ class _Ledger:
             self.kept_bytes -= len(data)
             self.floor = max(self.floor, seq)
 
-    def resume(self, info: pb.StreamInfo) -> None:
+    def resume(self, info: pb.OpenStreamResponse) -> None:
         """Plan the resend after a reconnect: the server holds everything up to info.applied_seq (after a
         restart that is its durable_seq), so the kept chunks after it go again."""
         if info.applied_seq < self.floor:
@@ -342,7 +342,7 @@ class AsyncClient:
     # --- streams ----------------------------------------------------------------------------------
 
     async def open(self, stream_id: str, *, create_if_missing: bool = True,
-                   labels: dict[str, str] | None = None) -> pb.StreamInfo:
+                   labels: dict[str, str] | None = None) -> pb.OpenStreamResponse:
         """Open a stream; the next chunk this client appends to it is applied_seq + 1."""
         info = await self._unary(self.streams.OpenStream, pb.OpenStreamRequest(
             stream_id=stream_id, create_if_missing=create_if_missing, labels=labels or {}))
@@ -352,8 +352,8 @@ class AsyncClient:
         return info
 
     async def stream(self, stream_id: str, chunks: Iterable[Chunk] | AsyncIterable[Chunk], *, flush: bool = True,
-                     durable: bool = True, on_ack: Callable[[pb.AppendAck], None] | None = None,
-                     check_text: bool = True) -> pb.AppendAck | None:
+                     durable: bool = True, on_ack: Callable[[pb.AppendResponse], None] | None = None,
+                     check_text: bool = True) -> pb.AppendResponse | None:
         """Append every chunk (opening the stream if needed) and return the last ack.
 
         flush: after the last chunk, send an empty flushing chunk so the unfinished tail is read too.
@@ -376,7 +376,7 @@ class AsyncClient:
         return await self._append(stream_id, _Source(_numbered(chunks, flush, durable, check, new)), on_ack)
 
     async def append(self, stream_id: str, data: Chunk, *, flush: bool = False, durable: bool = False
-                     ) -> pb.AppendAck:
+                     ) -> pb.AppendResponse:
         """Append one chunk and return its ack (durable: its record is written before the ack)."""
 
         async def one():
@@ -384,11 +384,11 @@ class AsyncClient:
 
         return await self._append(stream_id, _Source(one()), None)
 
-    async def _append(self, stream_id: str, source: _Source, on_ack) -> pb.AppendAck | None:
+    async def _append(self, stream_id: str, source: _Source, on_ack) -> pb.AppendResponse | None:
         if stream_id not in self._ledgers:
             await self.open(stream_id)
         ledger = self._ledgers[stream_id]
-        last: list[pb.AppendAck | None] = [None]
+        last: list[pb.AppendResponse | None] = [None]
         backoff, mark = None, None
         while not await self._append_call(stream_id, ledger, source, last, on_ack):
             # The connection broke, the server is draining, or it refused a chunk it may take later
@@ -482,15 +482,16 @@ class AsyncClient:
         """The served model (name, fingerprint, embedding size, tokenizer, dtype, device) and the limits."""
         return await self._unary(self.streams.GetModelInfo, pb.GetModelInfoRequest())
 
-    async def embedding(self, stream_id: str) -> pb.Embedding:
+    async def embedding(self, stream_id: str) -> pb.GetEmbeddingResponse:
         return await self._unary(self.streams.GetEmbedding, pb.GetEmbeddingRequest(stream_id=stream_id))
 
     async def embedding_array(self, stream_id: str) -> np.ndarray:
         return np.asarray((await self.embedding(stream_id)).values, dtype=np.float32)
 
     async def summarize(self, stream_id: str, *, max_segments: int = 5, generative: bool = False,
-                        max_new_tokens: int = 64) -> pb.Summary:
-        mode = pb.SummarizeRequest.GENERATIVE if generative else pb.SummarizeRequest.EXTRACTIVE
+                        max_new_tokens: int = 64) -> pb.SummarizeResponse:
+        # extractive leaves the mode unset: every server reads that as extractive (older ones refuse MODE_EXTRACTIVE)
+        mode = pb.SummarizeRequest.MODE_GENERATIVE if generative else pb.SummarizeRequest.MODE_UNSPECIFIED
         return await self._unary(self.streams.Summarize, pb.SummarizeRequest(
             stream_id=stream_id, max_segments=max_segments, mode=mode, max_new_tokens=max_new_tokens))
 
@@ -502,21 +503,21 @@ class AsyncClient:
         self._text_checks.pop(stream_id, None)
         return out
 
-    async def fork(self, source_id: str, new_id: str) -> pb.StreamInfo:
+    async def fork(self, source_id: str, new_id: str) -> pb.ForkStreamResponse:
         return await self._unary(self.streams.ForkStream, pb.ForkStreamRequest(source_id=source_id, new_id=new_id))
 
     async def export_state(self, stream_id: str) -> bytes:
         return (await self._unary(self.streams.ExportState, pb.ExportStateRequest(stream_id=stream_id))).data
 
-    async def import_state(self, stream_id: str, data: bytes) -> pb.StreamInfo:
+    async def import_state(self, stream_id: str, data: bytes) -> pb.ImportStateResponse:
         return await self._unary(self.streams.ImportState,
-                                 pb.ImportStateRequest(stream_id=stream_id, state=pb.StateBlob(data=data)))
+                                 pb.ImportStateRequest(stream_id=stream_id, state=pb.ExportStateResponse(data=data)))
 
     # --- batches ----------------------------------------------------------------------------------
 
     async def embed_table(self, table: pa.Table) -> pa.Table:
         """Embed each row of a table with columns `id` and `text` (see Batch.EmbedTable)."""
-        out = await self._unary(self.batch.EmbedTable, pb.ArrowPayload(arrow_ipc=table_to_ipc(table)))
+        out = await self._unary(self.batch.EmbedTable, pb.EmbedTableRequest(arrow_ipc=table_to_ipc(table)))
         return table_from_ipc(out.arrow_ipc)
 
     async def encode(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
@@ -598,7 +599,7 @@ class AsyncClient:
     async def append_events(self, table: pa.Table) -> pa.Table:
         """Append rows `stream_id, seq, text`; return one ack row per event."""
         call = self.batch.AppendEvents(metadata=self._metadata)
-        await call.write(pb.ArrowPayload(arrow_ipc=table_to_ipc(table)))
+        await call.write(pb.AppendEventsRequest(arrow_ipc=table_to_ipc(table)))
         await call.done_writing()
         out = [table_from_ipc(p.arrow_ipc) async for p in call]
         return pa.concat_tables(out)

@@ -102,16 +102,17 @@ def _status(call: Callable[[], object]) -> str:
         return e.code().name
 
 
-def _events_payload(rows: int) -> pb.ArrowPayload:
+def _events_payload(rows: int) -> pb.AppendEventsRequest:
     streams = 1000
     ids = [f"ev-{i % streams}" for i in range(rows)]
     seqs = [i // streams + 1 for i in range(rows)]
-    return pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"stream_id": ids, "seq": seqs, "text": ["e "] * rows})))
+    return pb.AppendEventsRequest(arrow_ipc=table_to_ipc(pa.table({"stream_id": ids, "seq": seqs,
+                                                                    "text": ["e "] * rows})))
 
 
-def _embed_payload(rows: int) -> pb.ArrowPayload:
+def _embed_payload(rows: int) -> pb.EmbedTableRequest:
     text = "Small rows cost the server a stream each. " * 4
-    return pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": list(range(rows)), "text": [text] * rows})))
+    return pb.EmbedTableRequest(arrow_ipc=table_to_ipc(pa.table({"id": list(range(rows)), "text": [text] * rows})))
 
 
 def _abuse(kind: str, cfg: AbuseConfig, target: str, stop: threading.Event, report: AbuseReport,
@@ -138,7 +139,7 @@ def _abuse(kind: str, cfg: AbuseConfig, target: str, stop: threading.Event, repo
         run = loop(lambda: count(_status(lambda: t.batch.EmbedTable(payload, metadata=t.md, timeout=cfg.deadline_s))))
         return [threading.Thread(target=run, daemon=True)]
     if kind == "imports":
-        request = pb.ImportStateRequest(stream_id="imp", state=pb.StateBlob(data=b"\x07" * cfg.import_bytes))
+        request = pb.ImportStateRequest(stream_id="imp", state=pb.ExportStateResponse(data=b"\x07" * cfg.import_bytes))
         run = loop(lambda: count(_status(lambda: t.streams.ImportState(request, metadata=t.md, timeout=30))))
         return [threading.Thread(target=run, daemon=True)]
     if kind == "idle":

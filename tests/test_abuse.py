@@ -100,8 +100,8 @@ def test_abandoned_embed_tables_stop_and_write_no_record_per_row(server):
     started = time.monotonic()
     while True:  # the abandoned tables finish their queued chunks, then the tenant's next table is served
         try:
-            out = batch.EmbedTable(pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": ["x y"]}))),
-                                   metadata=md, timeout=30)
+            table = table_to_ipc(pa.table({"id": [1], "text": ["x y"]}))
+            out = batch.EmbedTable(pb.EmbedTableRequest(arrow_ipc=table), metadata=md, timeout=30)
             break
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "batch tables" in e.details(), e.details()

@@ -88,6 +88,12 @@ class Served:
         assert code in DOCUMENTED, f"{code} for {what!r}:\n{self.process.log()[-3000:]}"
 
 
+def arrow_request(rpc: str, data: bytes):
+    """What `Served.call` takes for a Batch RPC carrying `data`: its request message, in a list for a stream."""
+    request = getattr(pb, f"{rpc}Request")(arrow_ipc=data)
+    return request if rpc == "EmbedTable" else [request]
+
+
 ACK_CODES = {c.value[0] for c in DOCUMENTED}  # an ack's or row's error_code: 0 or a documented failure
 
 
@@ -248,7 +254,7 @@ def test_undecodable_request_bytes_get_invalid_argument(served):
     raw = served.channel.unary_unary("/streamret.v1.StreamRet/GetEmbedding", request_serializer=lambda b: b,
                                      response_deserializer=lambda b: b)
     raw_append = served.channel.stream_stream("/streamret.v1.StreamRet/Append", request_serializer=lambda b: b,
-                                              response_deserializer=pb.AppendAck.FromString)
+                                              response_deserializer=pb.AppendResponse.FromString)
     bad_string = b"\x0a\x03\xff\xfe\xfd"  # field 1 (stream_id), 3 bytes of invalid UTF-8
     for payload in (bad_string, b"\xff" * 64, b"\x0a\xff\xff\xff\xff\x0f", os.urandom(512)):
         TRIED["undecodable requests"] += 1
@@ -366,8 +372,7 @@ def arrow_payloads(draw):
 def test_arrow_payloads_mutated_truncated_wrong_schema_nested(served, payload):
     rpc, data, damage, schema = payload
     TRIED["arrow payloads"] += 1
-    request = pb.ArrowPayload(arrow_ipc=data)
-    code, response = served.call(rpc, request if rpc == "EmbedTable" else [request])
+    code, response = served.call(rpc, arrow_request(rpc, data))
     served.check(code, (rpc, damage, str(schema)[:200]))
     if code == SC.OK:  # the answers are readable tables, one row per input row
         outs = [response] if rpc == "EmbedTable" else response
@@ -388,8 +393,7 @@ def test_byte_flipped_arrow_bodies_are_refused_not_read(served):
             for _ in range(rng.randint(1, 4)):
                 data[rng.randrange(len(data))] = rng.randrange(256)
             TRIED["flipped arrow bodies"] += 1
-            request = pb.ArrowPayload(arrow_ipc=bytes(data))
-            code, _ = served.call(rpc, request if rpc == "EmbedTable" else [request])
+            code, _ = served.call(rpc, arrow_request(rpc, bytes(data)))
             served.check(code, (rpc, "flipped"))
 
 
@@ -398,8 +402,7 @@ def test_byte_flipped_arrow_bodies_are_refused_not_read(served):
 def test_duplicate_column_names_are_refused(served, rpc, names):
     TRIED["duplicate columns"] += 1
     table = pa.Table.from_arrays([pa.array(["1"]) if n != "seq" else pa.array([1]) for n in names], names=names)
-    request = pb.ArrowPayload(arrow_ipc=table_to_ipc(table))
-    code, details = served.call(rpc, request if rpc == "EmbedTable" else [request])
+    code, details = served.call(rpc, arrow_request(rpc, table_to_ipc(table)))
     assert code == SC.INVALID_ARGUMENT and "more than one column named" in details
 
 
@@ -407,7 +410,7 @@ def test_arrow_payload_over_the_message_limit(served):
     TRIED["oversize payloads"] += 1
     huge = table_to_ipc(pa.table({"id": np.arange(10), "text": ["w" * (2 * MiB)] * 10}))
     assert len(huge) > MAX_MESSAGE_MB * MiB
-    code, _ = served.call("EmbedTable", pb.ArrowPayload(arrow_ipc=huge))
+    code, _ = served.call("EmbedTable", arrow_request("EmbedTable", huge))
     assert code == SC.RESOURCE_EXHAUSTED
     served.check(code, "oversize")
 
@@ -523,7 +526,8 @@ def test_state_records_with_out_of_range_numbers_are_refused(served, path, value
 
     data = _with_meta(_export(served, "record-src"), edit)
     sid = f"range-{TRIED['state records']}"
-    code, details, = served.call("ImportState", pb.ImportStateRequest(stream_id=sid, state=pb.StateBlob(data=data)))
+    request = pb.ImportStateRequest(stream_id=sid, state=pb.ExportStateResponse(data=data))
+    code, details, = served.call("ImportState", request)
     assert code == SC.INVALID_ARGUMENT, (path, value, code, details)
 
 
@@ -540,7 +544,8 @@ def test_mutated_state_records_are_refused_or_usable(served, how, value, seed):
     TRIED["state records"] += 1
     data = _mutated_record(_export(served, "record-src"), random.Random(seed), how, value)
     sid = f"imported-{TRIED['state records']}"
-    code, info = served.call("ImportState", pb.ImportStateRequest(stream_id=sid, state=pb.StateBlob(data=data)))
+    request = pb.ImportStateRequest(stream_id=sid, state=pb.ExportStateResponse(data=data))
+    code, info = served.call("ImportState", request)
     served.check(code, (how, repr(value)[:100]))
     if code == SC.OK:
         code, acks = served.call("Append", [pb.AppendRequest(stream_id=sid, seq=info.applied_seq + 1, text="more ")])

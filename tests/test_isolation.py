@@ -54,12 +54,14 @@ def bearer(token: str) -> str:
     return f"Bearer {token}"
 
 
-def events(sid: str, seq: int) -> list[pb.ArrowPayload]:
+def events(sid: str, seq: int) -> list[pb.AppendEventsRequest]:
     table = pa.table({"stream_id": [sid], "seq": [seq], "text": ["event text "]})
-    return [pb.ArrowPayload(arrow_ipc=table_to_ipc(table))]
+    return [pb.AppendEventsRequest(arrow_ipc=table_to_ipc(table))]
 
 
-DOCS = pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1, 2], "text": ["one two", "three four"]})))
+DOCS = table_to_ipc(pa.table({"id": [1, 2], "text": ["one two", "three four"]}))
+# every Batch response carries one Arrow IPC stream in arrow_ipc
+ARROW_RESPONSES = (pb.EmbedTableResponse, pb.EmbedTablesResponse, pb.AppendEventsResponse)
 
 
 def requests_for(sid: str, other: str, blob: bytes) -> dict:
@@ -75,9 +77,9 @@ def requests_for(sid: str, other: str, blob: bytes) -> dict:
         "ForkStream": (pb.ForkStreamRequest(source_id=sid, new_id=other), True),
         "ForkStream+onto": (pb.ForkStreamRequest(source_id="g-own", new_id=sid), True),
         "ExportState": (pb.ExportStateRequest(stream_id=sid), False),
-        "ImportState": (pb.ImportStateRequest(stream_id=sid, state=pb.StateBlob(data=blob)), True),
-        "EmbedTable": (DOCS, False),
-        "EmbedTables": ([DOCS], False),
+        "ImportState": (pb.ImportStateRequest(stream_id=sid, state=pb.ExportStateResponse(data=blob)), True),
+        "EmbedTable": (pb.EmbedTableRequest(arrow_ipc=DOCS), False),
+        "EmbedTables": ([pb.EmbedTablesRequest(arrow_ipc=DOCS)], False),
         "AppendEvents": (events(sid, 1), True),
         "GetModelInfo": (pb.GetModelInfoRequest(), False),  # names no stream: the same for every tenant
     }
@@ -139,7 +141,7 @@ def _normalized(result, sid: str, fresh: str) -> tuple:
     items = response if isinstance(response, list) else [response]
     out = []
     for item in items:
-        if isinstance(item, pb.ArrowPayload):
+        if isinstance(item, ARROW_RESPONSES):
             table = table_from_ipc(item.arrow_ipc)
             rows = table.drop_columns([c for c in table.column_names if c == "embedding"]).to_pylist()
             out.append(repr(rows).replace(sid, "<ID>").replace(fresh, "<ID>"))

@@ -1,18 +1,24 @@
 """/metrics as a scraper sees it, over HTTP: where it binds (127.0.0.1 unless --metrics-host says otherwise, from
 a flag, STREAMRET_METRICS_HOST or --config), counters typed as counters and exposed with `_total`, the process
-collectors on the same registry, and engine stats read when scraped, never polled."""
+collectors on the same registry, engine stats read when scraped, never polled, and the standard gRPC server
+metrics (grpc_server_*) of every call."""
 
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamret import cli
 from streamret.client import Client
 from streamret.engine import Engine, EngineConfig
+from streamret.service.proto_gen import streamret_pb2 as pb
+from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
 from streamret.service.server import BackgroundServer, ServerConfig
 
 
@@ -160,3 +166,60 @@ def test_a_failing_engine_read_is_up_zero_not_a_failed_scrape(engine):
         assert "process_resident_memory_bytes" in families
     finally:
         srv.stop()
+
+
+def _grpc_calls(families: dict, method: str) -> dict:
+    """{grpc_code: handled count} of one method, with its started count and handling-time count and type."""
+    out = {}
+    for s in families["grpc_server_handled"].samples:
+        if s.name == "grpc_server_handled_total" and s.labels["grpc_method"] == method:
+            out[s.labels["grpc_code"]] = s.value
+            out["type"], out["service"] = s.labels["grpc_type"], s.labels["grpc_service"]
+    labels = {"grpc_method": method}
+    out["started"] = sample(families, "grpc_server_started_total", labels)
+    out["timed"] = sample(families, "grpc_server_handling_seconds_count", labels)
+    return out
+
+
+def test_scrape_shows_the_standard_grpc_server_metrics(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        streams = pb_grpc.StreamRetStub(channel)
+        streams.OpenStream(pb.OpenStreamRequest(stream_id="g-1", create_if_missing=True), timeout=30)
+        acks = list(streams.Append(iter([pb.AppendRequest(stream_id="g-1", seq=1, text="two "),
+                                         pb.AppendRequest(stream_id="g-1", seq=2, text="chunks", flush=True)]),
+                                   timeout=30))
+        assert [a.error_code for a in acks] == [0, 0]
+        with pytest.raises(grpc.RpcError) as missing:
+            streams.GetEmbedding(pb.GetEmbeddingRequest(stream_id="no-such-stream"), timeout=30)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        release = threading.Event()
+
+        def nothing():  # an Append call that sends no chunk until the client cancels it
+            release.wait(30)
+            yield from ()
+
+        idle = streams.Append(nothing(), timeout=30)
+        time.sleep(0.3)
+        idle.cancel()
+        release.set()
+        deadline = time.monotonic() + 10
+        while True:  # the server sees the cancel a moment later
+            families, text = scrape(server.server.metrics_port)
+            append = _grpc_calls(families, "Append")
+            if append.get("CANCELLED") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert "# TYPE grpc_server_started_total counter" in text
+    assert "# TYPE grpc_server_handled_total counter" in text
+    assert "# TYPE grpc_server_handling_seconds histogram" in text
+    service = "streamret.v1.StreamRet"
+    assert append == {"OK": 1, "CANCELLED": 1, "type": "bidi_stream", "service": service, "started": 2, "timed": 2}
+    assert _grpc_calls(families, "OpenStream") == {"OK": 1, "type": "unary", "service": service, "started": 1,
+                                                  "timed": 1}
+    assert _grpc_calls(families, "GetEmbedding") == {"NOT_FOUND": 1, "type": "unary", "service": service,
+                                                    "started": 1, "timed": 1}
+    assert _grpc_calls(families, "Check") == {"OK": 1, "type": "unary", "service": "grpc.health.v1.Health",
+                                             "started": 1, "timed": 1}
+    seconds = sample(families, "grpc_server_handling_seconds_sum", {"grpc_method": "OpenStream"})
+    assert 0 < seconds < 30

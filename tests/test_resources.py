@@ -45,7 +45,7 @@ class Tenant(RpcCaller):
         super().__init__(server.target, (("authorization", f"Bearer tok-{name}"),),
                          (("grpc.max_send_message_length", 64 * MiB),))
 
-    def append(self, sid: str, seq: int, text: str) -> pb.AppendAck:
+    def append(self, sid: str, seq: int, text: str) -> pb.AppendResponse:
         code, details, acks = self.call("Append", [pb.AppendRequest(stream_id=sid, seq=seq, text=text)])
         assert code == SC.OK, details
         return acks[0]
@@ -62,8 +62,9 @@ def other_tenant_works(server: ServeProcess, sid: str) -> None:
     assert time.monotonic() - started < 30
 
 
-def events(sid: str, seq: int, text: str = "x ") -> list[pb.ArrowPayload]:
-    return [pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"stream_id": [sid], "seq": [seq], "text": [text]})))]
+def events(sid: str, seq: int, text: str = "x ") -> list[pb.AppendEventsRequest]:
+    table = pa.table({"stream_id": [sid], "seq": [seq], "text": [text]})
+    return [pb.AppendEventsRequest(arrow_ipc=table_to_ipc(table))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def test_oversize_messages_on_every_rpc(server):
     """Every RPC refuses a message over --max-message-mb with RESOURCE_EXHAUSTED, before any work."""
     big = Tenant(server, "big")
     pad = "p" * (MiB + 10)
-    table = pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": [pad]})))
+    table = table_to_ipc(pa.table({"id": [1], "text": [pad]}))
     requests = {
         "OpenStream": pb.OpenStreamRequest(stream_id="s", create_if_missing=True, labels={"k": pad}),
         "Append": [pb.AppendRequest(stream_id="s", seq=1, text=pad)],
@@ -91,11 +92,11 @@ def test_oversize_messages_on_every_rpc(server):
         "CloseStream": pb.CloseStreamRequest(stream_id=pad),
         "ForkStream": pb.ForkStreamRequest(source_id="s", new_id=pad),
         "ExportState": pb.ExportStateRequest(stream_id=pad),
-        "ImportState": pb.ImportStateRequest(stream_id="s", state=pb.StateBlob(data=pad.encode())),
-        "EmbedTable": table,
-        "EmbedTables": [table],
-        "AppendEvents": [pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"stream_id": ["s"], "seq": [1],
-                                                                           "text": [pad]})))],
+        "ImportState": pb.ImportStateRequest(stream_id="s", state=pb.ExportStateResponse(data=pad.encode())),
+        "EmbedTable": pb.EmbedTableRequest(arrow_ipc=table),
+        "EmbedTables": [pb.EmbedTablesRequest(arrow_ipc=table)],
+        "AppendEvents": [pb.AppendEventsRequest(arrow_ipc=table_to_ipc(pa.table({"stream_id": ["s"], "seq": [1],
+                                                                                  "text": [pad]})))],
         # an empty request: the padding rides as an unknown field (number 15, length-delimited)
         "GetModelInfo": pb.GetModelInfoRequest.FromString(
             b"\x7a" + _varint(len(pad)) + pad.encode()),
@@ -128,14 +129,16 @@ def test_too_many_streams_per_tenant(server):
     code, details, _ = t.call("ForkStream", pb.ForkStreamRequest(source_id="l0", new_id="over"))
     assert code == SC.RESOURCE_EXHAUSTED and "limit" in details
     blob = t.call("ExportState", pb.ExportStateRequest(stream_id="l0"))[2].data
-    code, details, _ = t.call("ImportState", pb.ImportStateRequest(stream_id="over", state=pb.StateBlob(data=blob)))
+    code, details, _ = t.call("ImportState",
+                              pb.ImportStateRequest(stream_id="over", state=pb.ExportStateResponse(data=blob)))
     assert code == SC.RESOURCE_EXHAUSTED and "limit" in details
     code, _, out = t.call("AppendEvents", events("over", 1))
     [row] = table_from_ipc(out[0].arrow_ipc).to_pylist()
     assert row["error_code"] == SC.RESOURCE_EXHAUSTED.value[0] and "limit" in row["error_message"]
     # streams the tenant holds still work, and so does a batch (temporary streams are not held)
     assert t.append("l0", 2, TEXT).error_code == 0
-    code, _, out = t.call("EmbedTable", pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": [TEXT]}))))
+    code, _, out = t.call("EmbedTable",
+                          pb.EmbedTableRequest(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": [TEXT]}))))
     assert code == SC.OK and table_from_ipc(out.arrow_ipc).column("error").to_pylist() == [None]
     other_tenant_works(server, "while-limit-is-full")
     assert t.call("GetEmbedding", pb.GetEmbeddingRequest(stream_id="over"))[0] == SC.NOT_FOUND  # nothing half-made

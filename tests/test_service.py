@@ -63,7 +63,7 @@ class Stubs:
         method = getattr(stub, name)
         return lambda request, **kw: method(request, metadata=self.md, **kw)
 
-    def append(self, *requests: pb.AppendRequest) -> list[pb.AppendAck]:
+    def append(self, *requests: pb.AppendRequest) -> list[pb.AppendResponse]:
         return list(self.Append(iter(requests)))
 
 
@@ -165,7 +165,7 @@ def test_a_refused_gap_chunk_on_a_missing_stream_creates_nothing(acme, engine):
     assert "expected seq 1" in ack.error_message and "\x1f" not in ack.error_message
     events = pa.table({"stream_id": ["never-made-ev"], "seq": [3], "text": ["x"]})
     (out,) = (table_from_ipc(p.arrow_ipc).to_pylist() for p in acme.AppendEvents(
-        iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events))])))
+        iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(events))])))
     assert out[0]["error_code"] == SC.FAILED_PRECONDITION.value[0] and "expected seq 1" in out[0]["error_message"]
     for sid in ("never-made", "never-made-ev"):
         assert code_of(acme.OpenStream, pb.OpenStreamRequest(stream_id=sid))[0] == SC.NOT_FOUND
@@ -179,14 +179,14 @@ def test_uint64_values_past_int64_in_arrow_tables_are_invalid_argument(acme):
     """Issue 15 item 7: a uint64 id or seq of 2^64 - 1 failed the cast to int64 and came back INTERNAL."""
     top = 2**64 - 1
     ids = pa.table({"id": pa.array([1, top], pa.uint64()), "text": ["one", "two"]})
-    code, details = code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=table_to_ipc(ids)))
+    code, details = code_of(acme.EmbedTable, pb.EmbedTableRequest(arrow_ipc=table_to_ipc(ids)))
     assert code == SC.INVALID_ARGUMENT and "'id'" in details and "int64 range" in details, (code, details)
     events = pa.table({"stream_id": ["u64", "u64"], "seq": pa.array([1, top], pa.uint64()), "text": ["a ", "b "]})
-    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events))]))
+    code, details = code_of(acme.AppendEvents, iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(events))]))
     assert code == SC.INVALID_ARGUMENT and "'seq'" in details and "int64 range" in details, (code, details)
     # uint64 values that fit are taken as they are
     ok_ids = pa.table({"id": pa.array([7], pa.uint64()), "text": ["seven"]})
-    out = table_from_ipc(acme.EmbedTable(pb.ArrowPayload(arrow_ipc=table_to_ipc(ok_ids))).arrow_ipc)
+    out = table_from_ipc(acme.EmbedTable(pb.EmbedTableRequest(arrow_ipc=table_to_ipc(ok_ids))).arrow_ipc)
     assert out.column("id").to_pylist() == [7]
 
 
@@ -204,7 +204,8 @@ def test_summarize_and_close(acme):
     assert 1 <= len(summary.segments) <= 2 and summary.applied_seq == 1
     for s in summary.segments:
         assert TEXT.encode()[s.start_byte:s.end_byte].decode().strip() == s.text.strip()
-    code, details = code_of(acme.Summarize, pb.SummarizeRequest(stream_id="sum", mode=pb.SummarizeRequest.GENERATIVE))
+    code, details = code_of(acme.Summarize,
+                            pb.SummarizeRequest(stream_id="sum", mode=pb.SummarizeRequest.MODE_GENERATIVE))
     assert code == SC.FAILED_PRECONDITION and "no LM head" in details
     closed = acme.CloseStream(pb.CloseStreamRequest(stream_id="sum", max_segments=3))
     assert len(closed.embedding.values) == 64 and closed.embedding.tokens == len(TEXT)
@@ -230,9 +231,10 @@ def test_fork_export_import(acme, engine):
         other.append("x", 1, "hello")
         foreign = other.export_state("x")
     code, details = code_of(acme.ImportState, pb.ImportStateRequest(stream_id="foreign",
-                                                                    state=pb.StateBlob(data=foreign)))
+                                                                    state=pb.ExportStateResponse(data=foreign)))
     assert code == SC.FAILED_PRECONDITION
-    code, _ = code_of(acme.ImportState, pb.ImportStateRequest(stream_id="junk", state=pb.StateBlob(data=b"junk")))
+    code, _ = code_of(acme.ImportState,
+                      pb.ImportStateRequest(stream_id="junk", state=pb.ExportStateResponse(data=b"junk")))
     assert code == SC.INVALID_ARGUMENT
 
 
@@ -258,7 +260,7 @@ def test_malformed_imports_are_invalid_argument_and_every_tenant_is_still_served
     }
     for field, data in cases.items():
         code, details = code_of(acme.ImportState, pb.ImportStateRequest(stream_id=f"bad-{field}",
-                                                                        state=pb.StateBlob(data=data)))
+                                                                        state=pb.ExportStateResponse(data=data)))
         assert code == SC.INVALID_ARGUMENT and repr(field) in details, (field, code, details)
         assert "hidden" not in details and "globex" not in details
         # the refused id is free, and the engine serves both tenants
@@ -306,7 +308,7 @@ def test_unauthenticated_and_permission_denied(server):
         (ro.CloseStream, pb.CloseStreamRequest(stream_id="ro")),
         (ro.ForkStream, pb.ForkStreamRequest(source_id="ro", new_id="ro2")),
         (ro.ImportState, pb.ImportStateRequest(stream_id="ro3")),
-        (ro.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"stream_id": ["ro"], "seq": [1],
+        (ro.AppendEvents, iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(pa.table({"stream_id": ["ro"], "seq": [1],
                                                                                     "text": ["x"]})))])),
     ]:
         code, details = code_of(fn, request)
@@ -317,9 +319,9 @@ def _isolation_cases(blob: bytes):
     """rpc -> (globex's call touching acme's stream ids, expected status, a stream globex created or None)."""
     def events(sid, seq):
         table = pa.table({"stream_id": [sid], "seq": [seq], "text": ["globex text "]})
-        return iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(table))])
+        return iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(table))])
 
-    docs = pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": ["x y"]})))
+    docs = table_to_ipc(pa.table({"id": [1], "text": ["x y"]}))
     return {
         "OpenStream": (lambda s: s.OpenStream(pb.OpenStreamRequest(stream_id="shared")), SC.NOT_FOUND, None),
         "GetEmbedding": (lambda s: s.GetEmbedding(pb.GetEmbeddingRequest(stream_id="shared")), SC.NOT_FOUND, None),
@@ -335,10 +337,11 @@ def _isolation_cases(blob: bytes):
                          + [table_from_ipc(p.arrow_ipc) for p in s.AppendEvents(events("g-events", 1))],
                          SC.FAILED_PRECONDITION, "g-events"),
         "ImportState": (lambda s: s.ImportState(pb.ImportStateRequest(stream_id="g-imported",
-                                                                      state=pb.StateBlob(data=blob))),
+                                                                      state=pb.ExportStateResponse(data=blob))),
                         SC.OK, "g-imported"),
-        "EmbedTable": (lambda s: s.EmbedTable(docs), SC.OK, None),  # temporary streams only
-        "EmbedTables": (lambda s: list(s.EmbedTables(iter([docs]))), SC.OK, None),
+        # temporary streams only
+        "EmbedTable": (lambda s: s.EmbedTable(pb.EmbedTableRequest(arrow_ipc=docs)), SC.OK, None),
+        "EmbedTables": (lambda s: list(s.EmbedTables(iter([pb.EmbedTablesRequest(arrow_ipc=docs)]))), SC.OK, None),
     }
 
 
@@ -380,7 +383,7 @@ def test_tenants_cannot_see_or_touch_each_others_streams(acme, globex, rpc):
 def test_embed_table_rows_and_errors(acme, engine):
     texts = [TEXT, None, "short text", "", "x" * 5000]
     table = pa.table({"id": pa.array([10, 11, 12, 13, 14], pa.int64()), "text": texts})
-    out = table_from_ipc(acme.EmbedTable(pb.ArrowPayload(arrow_ipc=table_to_ipc(table))).arrow_ipc)
+    out = table_from_ipc(acme.EmbedTable(pb.EmbedTableRequest(arrow_ipc=table_to_ipc(table))).arrow_ipc)
     assert out.column_names == ["id", "embedding", "tokens", "summary", "error"]
     assert out.schema.field("embedding").type == pa.list_(pa.float32(), 64)
     rows = out.to_pylist()
@@ -393,7 +396,7 @@ def test_embed_table_rows_and_errors(acme, engine):
     # string ids, and several tables on one call
     tables = [pa.table({"id": ["a", "b"], "text": ["one two", "three"]}), pa.table({"id": ["c"], "text": ["four"]})]
     outs = [table_from_ipc(p.arrow_ipc) for p in acme.EmbedTables(iter(
-        pb.ArrowPayload(arrow_ipc=table_to_ipc(t)) for t in tables))]
+        pb.EmbedTablesRequest(arrow_ipc=table_to_ipc(t)) for t in tables))]
     assert [o.column("id").to_pylist() for o in outs] == [["a", "b"], ["c"]]
 
 
@@ -404,7 +407,7 @@ def test_embed_table_rows_and_errors(acme, engine):
     (table_to_ipc(pa.table({"id": [1], "text": [3]})), "text must be string"),
 ])
 def test_embed_table_refuses_bad_tables(acme, payload, fragment):
-    code, details = code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=payload))
+    code, details = code_of(acme.EmbedTable, pb.EmbedTableRequest(arrow_ipc=payload))
     assert code == SC.INVALID_ARGUMENT and fragment in details
 
 
@@ -413,14 +416,14 @@ def test_messages_larger_than_grpc_default_are_accepted(acme):
     table = pa.table({"id": np.arange(650_000), "text": np.arange(650_000)})
     payload = table_to_ipc(table)
     assert len(payload) > 5 * 1024 * 1024
-    assert code_of(acme.EmbedTable, pb.ArrowPayload(arrow_ipc=payload))[0] == SC.INVALID_ARGUMENT
+    assert code_of(acme.EmbedTable, pb.EmbedTableRequest(arrow_ipc=payload))[0] == SC.INVALID_ARGUMENT
 
 
 def test_append_events(acme):
     events = pa.table({"stream_id": ["ev1", "ev1", "ev2", "ev1", "ev1", "bad\x01", "ev2"],
                        "seq": [1, 2, 1, 2, 5, 1, 2], "text": ["a ", "b ", "c ", "b ", "z", "x", None]})
-    call = acme.AppendEvents(iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(events)),
-                                   pb.ArrowPayload(arrow_ipc=table_to_ipc(events.slice(0, 1)))]))
+    call = acme.AppendEvents(iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(events)),
+                                   pb.AppendEventsRequest(arrow_ipc=table_to_ipc(events.slice(0, 1)))]))
     first, second = (table_from_ipc(p.arrow_ipc).to_pylist() for p in call)
     assert [r["error_code"] for r in first] == [0, 0, 0, 0, 9, 3, 3]
     assert [r["duplicate"] for r in first][:4] == [False, False, False, True]
@@ -429,17 +432,17 @@ def test_append_events(acme):
     info = acme.OpenStream(pb.OpenStreamRequest(stream_id="ev1"))
     assert info.applied_seq == 2 and 0 < info.tokens <= 4  # "a b " (the engine may hold the last space back)
     bad = pa.table({"stream_id": ["x"], "text": ["y"]})
-    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(bad))]))
+    code, details = code_of(acme.AppendEvents, iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(bad))]))
     assert code == SC.INVALID_ARGUMENT and "seq" in details
     # optional flush and durable columns: the tail is read and the record written before the ack
     flagged = pa.table({"stream_id": ["ev3", "ev3"], "seq": [1, 2], "text": ["one ", "two"],
                         "flush": [None, True], "durable": [False, True]})
     (out,) = (table_from_ipc(p.arrow_ipc).to_pylist() for p in acme.AppendEvents(
-        iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(flagged))])))
+        iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(flagged))])))
     assert [r["error_code"] for r in out] == [0, 0] and (out[1]["applied_seq"], out[1]["durable_seq"]) == (2, 2)
     assert out[1]["tokens"] == len("one two")
     mistyped = flagged.set_column(4, "durable", pa.array([1, 0]))
-    code, details = code_of(acme.AppendEvents, iter([pb.ArrowPayload(arrow_ipc=table_to_ipc(mistyped))]))
+    code, details = code_of(acme.AppendEvents, iter([pb.AppendEventsRequest(arrow_ipc=table_to_ipc(mistyped))]))
     assert code == SC.INVALID_ARGUMENT and "'durable'" in details and "bool" in details
 
 
@@ -501,7 +504,7 @@ def test_resource_exhausted_limits_and_backpressure(small_server):
     assert code == SC.RESOURCE_EXHAUSTED and "limit" in details
     s.CloseStream(pb.CloseStreamRequest(stream_id="l2"))
     s.OpenStream(pb.OpenStreamRequest(stream_id="l3", create_if_missing=True))  # a place is free again
-    code, _ = code_of(s.EmbedTable, pb.ArrowPayload(arrow_ipc=b"x" * 100_000))  # over the message limit
+    code, _ = code_of(s.EmbedTable, pb.EmbedTableRequest(arrow_ipc=b"x" * 100_000))  # over the message limit
     assert code == SC.RESOURCE_EXHAUSTED
     # a full engine refuses chunks at once (busy_wait_s=0): retryable RESOURCE_EXHAUSTED acks
     chunks = [pb.AppendRequest(stream_id="l0", seq=i + 1, data=TEXT.encode() * 40) for i in range(30)]
@@ -624,7 +627,7 @@ def test_drain_health_and_new_calls_during_drain():
         got: dict = {}
 
         def payloads():  # an idle EmbedTables call: the drain ends it after its answered payload
-            yield pb.ArrowPayload(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": ["a b"]})))
+            yield pb.EmbedTablesRequest(arrow_ipc=table_to_ipc(pa.table({"id": [1], "text": ["a b"]})))
             release.wait(10)
 
         def run_tables():

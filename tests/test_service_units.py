@@ -96,7 +96,7 @@ def test_status_mapping_hides_internals():
 
 
 def _ack(seq, durable):
-    return pb.AppendAck(stream_id="s", seq=seq, applied_seq=seq, durable_seq=durable)
+    return pb.AppendResponse(stream_id="s", seq=seq, applied_seq=seq, durable_seq=durable)
 
 
 def test_ledger_keeps_chunks_until_durable_and_plans_the_resend():
@@ -107,10 +107,10 @@ def test_ledger_keeps_chunks_until_durable_and_plans_the_resend():
     ledger.on_ack(_ack(2, 2))
     assert list(ledger.kept) == [3, 4, 5] and ledger.unacked == 3
     # the server restarted from its durable state (seq 2): everything after goes again
-    ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=2, durable_seq=2))
+    ledger.resume(pb.OpenStreamResponse(stream_id="s", applied_seq=2, durable_seq=2))
     assert [seq for seq, *_ in ledger.to_resend] == [3, 4, 5]
     # the connection broke but the server kept going (applied 4): only 5 goes again
-    ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=4, durable_seq=2))
+    ledger.resume(pb.OpenStreamResponse(stream_id="s", applied_seq=4, durable_seq=2))
     assert [seq for seq, *_ in ledger.to_resend] == [5] and ledger.unacked == 1
 
 
@@ -122,7 +122,7 @@ def test_ledger_memory_bound_limits_how_far_back_it_can_resume():
         ledger.on_ack(_ack(seq, 0))  # nothing durable: the bound drops the oldest acked chunks
     assert ledger.kept_bytes <= 10 and ledger.floor == 3
     with pytest.raises(ResumeError, match="kept chunks only from 4"):
-        ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=0, durable_seq=0))
+        ledger.resume(pb.OpenStreamResponse(stream_id="s", applied_seq=0, durable_seq=0))
 
 
 def test_ledger_resends_everything_to_a_server_that_lost_the_stream():
@@ -130,6 +130,6 @@ def test_ledger_resends_everything_to_a_server_that_lost_the_stream():
     for i in range(3):
         ledger.add(b"c%d" % i, i == 2, i == 2)
         ledger.on_ack(_ack(i + 1, 0))  # applied, never durable
-    ledger.resume(pb.StreamInfo(stream_id="s", applied_seq=0, durable_seq=0))  # recreated empty after a crash
+    ledger.resume(pb.OpenStreamResponse(stream_id="s", applied_seq=0, durable_seq=0))  # recreated empty after a crash
     assert [(seq, flush, durable) for seq, _, flush, durable in ledger.to_resend] == [
         (1, False, False), (2, False, False), (3, True, True)]

@@ -113,7 +113,7 @@ def _texts(table: pa.Table, text_column: str) -> list[bytes | str]:
 
 
 def table_from_ipc(data: bytes) -> pa.Table:
-    """Read one Arrow IPC stream (what ArrowPayload.arrow_ipc carries).
+    """Read one Arrow IPC stream (what the Batch messages carry in arrow_ipc).
 
     The reader checks only the framing: a damaged body can still hold offsets that point outside its
     buffers, and reading those crashes the process. So the table is fully validated (field names too:

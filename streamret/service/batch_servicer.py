@@ -69,16 +69,16 @@ class BatchServicer(pb_grpc.BatchServicer):
         self.gate = gate
 
     @rpc
-    async def EmbedTable(self, caller: Caller, request: pb.ArrowPayload, context) -> pb.ArrowPayload:
+    async def EmbedTable(self, caller: Caller, request: pb.EmbedTableRequest, context) -> pb.EmbedTableResponse:
         out = await self.streams.embed_table(caller, table_from_ipc(request.arrow_ipc), deadline=_deadline(context))
-        return pb.ArrowPayload(arrow_ipc=table_to_ipc(out))
+        return pb.EmbedTableResponse(arrow_ipc=table_to_ipc(out))
 
     @rpc
     async def EmbedTables(self, caller: Caller, requests, context):
         async for request in self.gate.until_drained(requests):
             out = await self.streams.embed_table(caller, table_from_ipc(request.arrow_ipc),
                                                  deadline=_deadline(context))
-            yield pb.ArrowPayload(arrow_ipc=table_to_ipc(out))
+            yield pb.EmbedTablesResponse(arrow_ipc=table_to_ipc(out))
 
     @rpc
     async def AppendEvents(self, caller: Caller, requests, context):
@@ -89,7 +89,7 @@ class BatchServicer(pb_grpc.BatchServicer):
                 parts = [_acks_table(await self._append_rows(caller, table.slice(start, _SLICE_ROWS)))
                          for start in range(0, table.num_rows, _SLICE_ROWS)]
             acks = pa.concat_tables(parts) if parts else _ACK_SCHEMA.empty_table()
-            yield pb.ArrowPayload(arrow_ipc=table_to_ipc(acks))
+            yield pb.AppendEventsResponse(arrow_ipc=table_to_ipc(acks))
 
     async def _append_rows(self, caller: Caller, rows: pa.Table) -> list[ChunkAck]:
         """Queue rows in order with at most limits.batch_in_flight rows and batch_bytes_in_flight bytes in the

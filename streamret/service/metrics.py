@@ -1,9 +1,10 @@
 """Prometheus metrics on `--metrics-port` (bound to `--metrics-host`, 127.0.0.1 unless told otherwise).
 
-Three kinds, all on the registry that /metrics serves:
+Four kinds, all on the registry that /metrics serves:
 
 - What the service measures itself as calls finish: calls by method and status, their latency, chunk
   acks by outcome, their latency, applied bytes, busy refusals (prometheus_client Counters and Histograms).
+- The standard gRPC server metrics, `grpc_server_*` (grpc_metrics.py: an interceptor the server installs).
 - What the engine reports, read when /metrics is scraped and never polled (`EngineCollector`): streams
   per tier, queue depth, tokens processed and steps (counters, exposed with `_total`), streams per step
   (a histogram the engine keeps). In cluster mode each worker's engine is one series set labelled
@@ -39,6 +40,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from .grpc_metrics import GrpcServerMetrics
+
 log = logging.getLogger("streamret.service")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -60,6 +63,7 @@ class ServiceMetrics:
         self.chunks = Counter("streamret_chunks", "Chunk acks by outcome (applied, duplicate, error)", ["outcome"],
                               registry=r)
         self.chunk_bytes = Counter("streamret_chunk_bytes", "Payload bytes of applied chunks", registry=r)
+        self.grpc = GrpcServerMetrics(r)  # the gRPC server's interceptor
         self.busy_refusals = Counter("streamret_busy_refusals",
                                      "Chunks refused because the engine stayed full for busy_wait_s", registry=r)
         self._engine: EngineCollector | None = None

@@ -114,7 +114,8 @@ class StreamRetServer:
         return_large_buffers_to_the_os()
         self.heap.start()
         size = cfg.limits.max_message_bytes
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
+        server = grpc.aio.server(interceptors=[self.metrics.grpc],
+                                 options=[("grpc.max_receive_message_length", size),
                                           ("grpc.max_send_message_length", size)])
         register(pb_grpc.add_StreamRetServicer_to_server,
                  StreamRetServicer(self.streams, self.gate, cfg.model_name), server, on_message=self.heap.saw)

@@ -29,5 +29,5 @@ def status_of(exc: BaseException, *, method: str = "") -> tuple[grpc.StatusCode,
 
 
 def code_number(code: grpc.StatusCode) -> int:
-    """The wire number of a status code (what AppendAck.error_code carries)."""
+    """The wire number of a status code (what AppendResponse.error_code carries)."""
     return code.value[0]

@@ -15,27 +15,39 @@ from .tenant_engine import ChunkAck, TenantEngine
 
 DEFAULT_SEGMENTS = 5
 DEFAULT_NEW_TOKENS = 64
-_MODES = {pb.SummarizeRequest.EXTRACTIVE: "extractive", pb.SummarizeRequest.GENERATIVE: "generative"}
+# MODE_UNSPECIFIED is the default, extractive (and the value 0 that clients before MODE_EXTRACTIVE send for it)
+_MODES = {pb.SummarizeRequest.MODE_UNSPECIFIED: "extractive", pb.SummarizeRequest.MODE_EXTRACTIVE: "extractive",
+          pb.SummarizeRequest.MODE_GENERATIVE: "generative"}
 _END = object()  # the client finished sending
 _DRAINED = object()  # the server is draining: no more chunks taken from this call
 
 
-def stream_info(info, stream_id: str, labels: dict[str, str] | None = None) -> pb.StreamInfo:
-    return pb.StreamInfo(stream_id=stream_id, applied_seq=info.applied_seq, durable_seq=info.durable_seq,
-                         tokens=info.tokens, model_fingerprint=info.model_fingerprint, labels=labels or {})
+# OpenStream, ForkStream and ImportState answer where a stream stands, each in its own message with the same fields
+StreamInfoMessage = pb.OpenStreamResponse | pb.ForkStreamResponse | pb.ImportStateResponse
 
 
-def summary_message(summary, stream_id: str) -> pb.Summary:
+def stream_info(message_type: type[StreamInfoMessage], info, stream_id: str,
+                labels: dict[str, str] | None = None) -> StreamInfoMessage:
+    return message_type(stream_id=stream_id, applied_seq=info.applied_seq, durable_seq=info.durable_seq,
+                        tokens=info.tokens, model_fingerprint=info.model_fingerprint, labels=labels or {})
+
+
+def embedding_message(values, info, stream_id: str) -> pb.GetEmbeddingResponse:
+    return pb.GetEmbeddingResponse(stream_id=stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
+                                   values=values.tolist())
+
+
+def summary_message(summary, stream_id: str) -> pb.SummarizeResponse:
     segments = [pb.Segment(text=s.text, start_byte=s.start_byte, end_byte=s.end_byte, score=s.score)
                 for s in summary.segments]
-    return pb.Summary(stream_id=stream_id, applied_seq=summary.applied_seq, segments=segments,
-                      generated_text=summary.generated_text or "")
+    return pb.SummarizeResponse(stream_id=stream_id, applied_seq=summary.applied_seq, segments=segments,
+                                generated_text=summary.generated_text or "")
 
 
-def ack_message(ack: ChunkAck) -> pb.AppendAck:
-    out = pb.AppendAck(stream_id=ack.stream_id, seq=ack.seq, applied_seq=ack.applied_seq,
-                       durable_seq=ack.durable_seq, tokens=ack.tokens, duplicate=ack.duplicate,
-                       error_code=ack.error_code, error_message=ack.error_message, retryable=ack.retryable)
+def ack_message(ack: ChunkAck) -> pb.AppendResponse:
+    out = pb.AppendResponse(stream_id=ack.stream_id, seq=ack.seq, applied_seq=ack.applied_seq,
+                            durable_seq=ack.durable_seq, tokens=ack.tokens, duplicate=ack.duplicate,
+                            error_code=ack.error_code, error_message=ack.error_message, retryable=ack.retryable)
     if ack.segment_embedding is not None:
         out.segment_embedding.extend(ack.segment_embedding.tolist())
     return out
@@ -66,10 +78,10 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
             batch_in_flight=limits["batch_in_flight"])
 
     @rpc
-    async def OpenStream(self, caller: Caller, request: pb.OpenStreamRequest, context) -> pb.StreamInfo:
+    async def OpenStream(self, caller: Caller, request: pb.OpenStreamRequest, context) -> pb.OpenStreamResponse:
         info, labels = await self.streams.open(caller, request.stream_id, request.create_if_missing,
                                                dict(request.labels))
-        return stream_info(info, request.stream_id, labels)
+        return stream_info(pb.OpenStreamResponse, info, request.stream_id, labels)
 
     @rpc
     async def Append(self, caller: Caller, requests, context):
@@ -133,15 +145,15 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
             reader.cancel()
 
     @rpc
-    async def GetEmbedding(self, caller: Caller, request: pb.GetEmbeddingRequest, context) -> pb.Embedding:
+    async def GetEmbedding(self, caller: Caller, request: pb.GetEmbeddingRequest, context) -> pb.GetEmbeddingResponse:
         values, info = await self.streams.embedding(caller, request.stream_id)
-        return pb.Embedding(stream_id=request.stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
-                            values=values.tolist())
+        return embedding_message(values, info, request.stream_id)
 
     @rpc
-    async def Summarize(self, caller: Caller, request: pb.SummarizeRequest, context) -> pb.Summary:
+    async def Summarize(self, caller: Caller, request: pb.SummarizeRequest, context) -> pb.SummarizeResponse:
         if request.mode not in _MODES:
-            raise InvalidArgument(f"SummarizeRequest.mode {request.mode} is unknown; use EXTRACTIVE or GENERATIVE")
+            raise InvalidArgument(f"SummarizeRequest.mode {request.mode} is unknown; use MODE_EXTRACTIVE (or leave "
+                                  "it unset) or MODE_GENERATIVE")
         summary = await self.streams.summarize(caller, request.stream_id, request.max_segments or DEFAULT_SEGMENTS,
                                                _MODES[request.mode], request.max_new_tokens or DEFAULT_NEW_TOKENS)
         return summary_message(summary, request.stream_id)
@@ -150,20 +162,19 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
     async def CloseStream(self, caller: Caller, request: pb.CloseStreamRequest, context) -> pb.CloseStreamResponse:
         values, info, summary = await self.streams.close(caller, request.stream_id, request.keep_state,
                                                          request.max_segments or DEFAULT_SEGMENTS)
-        embedding = pb.Embedding(stream_id=request.stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
-                                 values=values.tolist())
-        return pb.CloseStreamResponse(embedding=embedding, summary=summary_message(summary, request.stream_id))
+        return pb.CloseStreamResponse(embedding=embedding_message(values, info, request.stream_id),
+                                      summary=summary_message(summary, request.stream_id))
 
     @rpc
-    async def ForkStream(self, caller: Caller, request: pb.ForkStreamRequest, context) -> pb.StreamInfo:
+    async def ForkStream(self, caller: Caller, request: pb.ForkStreamRequest, context) -> pb.ForkStreamResponse:
         info = await self.streams.fork(caller, request.source_id, request.new_id)
-        return stream_info(info, request.new_id)
+        return stream_info(pb.ForkStreamResponse, info, request.new_id)
 
     @rpc
-    async def ExportState(self, caller: Caller, request: pb.ExportStateRequest, context) -> pb.StateBlob:
-        return pb.StateBlob(data=await self.streams.export_state(caller, request.stream_id))
+    async def ExportState(self, caller: Caller, request: pb.ExportStateRequest, context) -> pb.ExportStateResponse:
+        return pb.ExportStateResponse(data=await self.streams.export_state(caller, request.stream_id))
 
     @rpc
-    async def ImportState(self, caller: Caller, request: pb.ImportStateRequest, context) -> pb.StreamInfo:
+    async def ImportState(self, caller: Caller, request: pb.ImportStateRequest, context) -> pb.ImportStateResponse:
         info = await self.streams.import_state(caller, request.stream_id, lambda: request.state.data)
-        return stream_info(info, request.stream_id)
+        return stream_info(pb.ImportStateResponse, info, request.stream_id)

@@ -54,7 +54,7 @@ OFFLOAD_CHUNK_BYTES = 16 * 1024
 
 @dataclass
 class ChunkAck:
-    """One chunk's outcome, in the client's ids (the fields of AppendAck and of an AppendEvents row)."""
+    """One chunk's outcome, in the client's ids (the fields of AppendResponse and of an AppendEvents row)."""
 
     stream_id: str
     seq: int

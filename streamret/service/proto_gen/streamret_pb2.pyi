@@ -54,7 +54,7 @@ class OpenStreamRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     def __init__(self, stream_id: _Optional[str] = ..., create_if_missing: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
-class StreamInfo(_message.Message):
+class OpenStreamResponse(_message.Message):
     __slots__ = ("stream_id", "applied_seq", "durable_seq", "tokens", "model_fingerprint", "labels")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
@@ -95,7 +95,7 @@ class AppendRequest(_message.Message):
     durable: bool
     def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., flush: _Optional[bool] = ..., return_segment_embedding: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
-class AppendAck(_message.Message):
+class AppendResponse(_message.Message):
     __slots__ = ("stream_id", "seq", "applied_seq", "durable_seq", "tokens", "duplicate", "error_code", "error_message", "segment_embedding", "retryable")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -125,7 +125,7 @@ class GetEmbeddingRequest(_message.Message):
     stream_id: str
     def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
 
-class Embedding(_message.Message):
+class GetEmbeddingResponse(_message.Message):
     __slots__ = ("stream_id", "applied_seq", "tokens", "values")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -141,10 +141,12 @@ class SummarizeRequest(_message.Message):
     __slots__ = ("stream_id", "max_segments", "mode", "max_new_tokens")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
-        EXTRACTIVE: _ClassVar[SummarizeRequest.Mode]
-        GENERATIVE: _ClassVar[SummarizeRequest.Mode]
-    EXTRACTIVE: SummarizeRequest.Mode
-    GENERATIVE: SummarizeRequest.Mode
+        MODE_UNSPECIFIED: _ClassVar[SummarizeRequest.Mode]
+        MODE_GENERATIVE: _ClassVar[SummarizeRequest.Mode]
+        MODE_EXTRACTIVE: _ClassVar[SummarizeRequest.Mode]
+    MODE_UNSPECIFIED: SummarizeRequest.Mode
+    MODE_GENERATIVE: SummarizeRequest.Mode
+    MODE_EXTRACTIVE: SummarizeRequest.Mode
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -167,7 +169,7 @@ class Segment(_message.Message):
     score: float
     def __init__(self, text: _Optional[str] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
-class Summary(_message.Message):
+class SummarizeResponse(_message.Message):
     __slots__ = ("stream_id", "applied_seq", "segments", "generated_text")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -193,9 +195,9 @@ class CloseStreamResponse(_message.Message):
     __slots__ = ("embedding", "summary")
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
-    embedding: Embedding
-    summary: Summary
-    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+    embedding: GetEmbeddingResponse
+    summary: SummarizeResponse
+    def __init__(self, embedding: _Optional[_Union[GetEmbeddingResponse, _Mapping]] = ..., summary: _Optional[_Union[SummarizeResponse, _Mapping]] = ...) -> None: ...
 
 class ForkStreamRequest(_message.Message):
     __slots__ = ("source_id", "new_id")
@@ -211,7 +213,30 @@ class ExportStateRequest(_message.Message):
     stream_id: str
     def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
 
-class StateBlob(_message.Message):
+class ForkStreamResponse(_message.Message):
+    __slots__ = ("stream_id", "applied_seq", "durable_seq", "tokens", "model_fingerprint", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    applied_seq: int
+    durable_seq: int
+    tokens: int
+    model_fingerprint: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ExportStateResponse(_message.Message):
     __slots__ = ("data",)
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
@@ -222,10 +247,63 @@ class ImportStateRequest(_message.Message):
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
-    state: StateBlob
-    def __init__(self, stream_id: _Optional[str] = ..., state: _Optional[_Union[StateBlob, _Mapping]] = ...) -> None: ...
+    state: ExportStateResponse
+    def __init__(self, stream_id: _Optional[str] = ..., state: _Optional[_Union[ExportStateResponse, _Mapping]] = ...) -> None: ...
 
-class ArrowPayload(_message.Message):
+class ImportStateResponse(_message.Message):
+    __slots__ = ("stream_id", "applied_seq", "durable_seq", "tokens", "model_fingerprint", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    applied_seq: int
+    durable_seq: int
+    tokens: int
+    model_fingerprint: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class EmbedTableRequest(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+
+class EmbedTableResponse(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+
+class EmbedTablesRequest(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+
+class EmbedTablesResponse(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+
+class AppendEventsRequest(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+
+class AppendEventsResponse(_message.Message):
     __slots__ = ("arrow_ipc",)
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes

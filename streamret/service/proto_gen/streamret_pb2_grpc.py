@@ -41,22 +41,22 @@ class StreamRetStub:
         self.OpenStream = channel.unary_unary(
                 '/streamret.v1.StreamRet/OpenStream',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.OpenStreamRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.OpenStreamResponse.FromString,
                 _registered_method=True)
         self.Append = channel.stream_stream(
                 '/streamret.v1.StreamRet/Append',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.AppendRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.AppendAck.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.AppendResponse.FromString,
                 _registered_method=True)
         self.GetEmbedding = channel.unary_unary(
                 '/streamret.v1.StreamRet/GetEmbedding',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.GetEmbeddingRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.Embedding.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.GetEmbeddingResponse.FromString,
                 _registered_method=True)
         self.Summarize = channel.unary_unary(
                 '/streamret.v1.StreamRet/Summarize',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.SummarizeRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.Summary.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.SummarizeResponse.FromString,
                 _registered_method=True)
         self.CloseStream = channel.unary_unary(
                 '/streamret.v1.StreamRet/CloseStream',
@@ -66,17 +66,17 @@ class StreamRetStub:
         self.ForkStream = channel.unary_unary(
                 '/streamret.v1.StreamRet/ForkStream',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.ForkStreamRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.ForkStreamResponse.FromString,
                 _registered_method=True)
         self.ExportState = channel.unary_unary(
                 '/streamret.v1.StreamRet/ExportState',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.ExportStateRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.StateBlob.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.ExportStateResponse.FromString,
                 _registered_method=True)
         self.ImportState = channel.unary_unary(
                 '/streamret.v1.StreamRet/ImportState',
                 request_serializer=streamret_dot_v1_dot_streamret__pb2.ImportStateRequest.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.ImportStateResponse.FromString,
                 _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/streamret.v1.StreamRet/GetModelInfo',
@@ -159,22 +159,22 @@ def add_StreamRetServicer_to_server(servicer, server):
             'OpenStream': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenStream,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.OpenStreamRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.OpenStreamResponse.SerializeToString,
             ),
             'Append': grpc.stream_stream_rpc_method_handler(
                     servicer.Append,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.AppendRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.AppendAck.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.AppendResponse.SerializeToString,
             ),
             'GetEmbedding': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEmbedding,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.GetEmbeddingRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.Embedding.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.GetEmbeddingResponse.SerializeToString,
             ),
             'Summarize': grpc.unary_unary_rpc_method_handler(
                     servicer.Summarize,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.SummarizeRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.Summary.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.SummarizeResponse.SerializeToString,
             ),
             'CloseStream': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseStream,
@@ -184,17 +184,17 @@ def add_StreamRetServicer_to_server(servicer, server):
             'ForkStream': grpc.unary_unary_rpc_method_handler(
                     servicer.ForkStream,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.ForkStreamRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.ForkStreamResponse.SerializeToString,
             ),
             'ExportState': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportState,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.ExportStateRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.StateBlob.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.ExportStateResponse.SerializeToString,
             ),
             'ImportState': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportState,
                     request_deserializer=streamret_dot_v1_dot_streamret__pb2.ImportStateRequest.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.StreamInfo.SerializeToString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.ImportStateResponse.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
@@ -232,7 +232,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/OpenStream',
             streamret_dot_v1_dot_streamret__pb2.OpenStreamRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+            streamret_dot_v1_dot_streamret__pb2.OpenStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -259,7 +259,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/Append',
             streamret_dot_v1_dot_streamret__pb2.AppendRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.AppendAck.FromString,
+            streamret_dot_v1_dot_streamret__pb2.AppendResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -286,7 +286,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/GetEmbedding',
             streamret_dot_v1_dot_streamret__pb2.GetEmbeddingRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.Embedding.FromString,
+            streamret_dot_v1_dot_streamret__pb2.GetEmbeddingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -313,7 +313,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/Summarize',
             streamret_dot_v1_dot_streamret__pb2.SummarizeRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.Summary.FromString,
+            streamret_dot_v1_dot_streamret__pb2.SummarizeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,7 +367,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/ForkStream',
             streamret_dot_v1_dot_streamret__pb2.ForkStreamRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+            streamret_dot_v1_dot_streamret__pb2.ForkStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,7 +394,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/ExportState',
             streamret_dot_v1_dot_streamret__pb2.ExportStateRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.StateBlob.FromString,
+            streamret_dot_v1_dot_streamret__pb2.ExportStateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,7 +421,7 @@ class StreamRet:
             target,
             '/streamret.v1.StreamRet/ImportState',
             streamret_dot_v1_dot_streamret__pb2.ImportStateRequest.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.StreamInfo.FromString,
+            streamret_dot_v1_dot_streamret__pb2.ImportStateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -476,18 +476,18 @@ class BatchStub:
         """
         self.EmbedTable = channel.unary_unary(
                 '/streamret.v1.Batch/EmbedTable',
-                request_serializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
+                request_serializer=streamret_dot_v1_dot_streamret__pb2.EmbedTableRequest.SerializeToString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.EmbedTableResponse.FromString,
                 _registered_method=True)
         self.EmbedTables = channel.stream_stream(
                 '/streamret.v1.Batch/EmbedTables',
-                request_serializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
+                request_serializer=streamret_dot_v1_dot_streamret__pb2.EmbedTablesRequest.SerializeToString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.EmbedTablesResponse.FromString,
                 _registered_method=True)
         self.AppendEvents = channel.stream_stream(
                 '/streamret.v1.Batch/AppendEvents',
-                request_serializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
-                response_deserializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
+                request_serializer=streamret_dot_v1_dot_streamret__pb2.AppendEventsRequest.SerializeToString,
+                response_deserializer=streamret_dot_v1_dot_streamret__pb2.AppendEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -518,7 +518,7 @@ class BatchServicer:
     def AppendEvents(self, request_iterator, context):
         """In: rows `stream_id` (string), `seq` (integer), `text` (string), and optionally `flush` and
         `durable` (bool, as in AppendRequest; null or absent is false); missing streams are created.
-        Out, per input payload: one ack row per event with the AppendAck fields (`stream_id`, `seq`,
+        Out, per input payload: one ack row per event with the AppendResponse fields (`stream_id`, `seq`,
         `applied_seq`, `durable_seq`, `tokens`, `duplicate`, `error_code`, `error_message`,
         `retryable`).
         """
@@ -531,18 +531,18 @@ def add_BatchServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'EmbedTable': grpc.unary_unary_rpc_method_handler(
                     servicer.EmbedTable,
-                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
+                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.EmbedTableRequest.FromString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.EmbedTableResponse.SerializeToString,
             ),
             'EmbedTables': grpc.stream_stream_rpc_method_handler(
                     servicer.EmbedTables,
-                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
+                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.EmbedTablesRequest.FromString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.EmbedTablesResponse.SerializeToString,
             ),
             'AppendEvents': grpc.stream_stream_rpc_method_handler(
                     servicer.AppendEvents,
-                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
-                    response_serializer=streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
+                    request_deserializer=streamret_dot_v1_dot_streamret__pb2.AppendEventsRequest.FromString,
+                    response_serializer=streamret_dot_v1_dot_streamret__pb2.AppendEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,8 +575,8 @@ class Batch:
             request,
             target,
             '/streamret.v1.Batch/EmbedTable',
-            streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
+            streamret_dot_v1_dot_streamret__pb2.EmbedTableRequest.SerializeToString,
+            streamret_dot_v1_dot_streamret__pb2.EmbedTableResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -602,8 +602,8 @@ class Batch:
             request_iterator,
             target,
             '/streamret.v1.Batch/EmbedTables',
-            streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
+            streamret_dot_v1_dot_streamret__pb2.EmbedTablesRequest.SerializeToString,
+            streamret_dot_v1_dot_streamret__pb2.EmbedTablesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -629,8 +629,8 @@ class Batch:
             request_iterator,
             target,
             '/streamret.v1.Batch/AppendEvents',
-            streamret_dot_v1_dot_streamret__pb2.ArrowPayload.SerializeToString,
-            streamret_dot_v1_dot_streamret__pb2.ArrowPayload.FromString,
+            streamret_dot_v1_dot_streamret__pb2.AppendEventsRequest.SerializeToString,
+            streamret_dot_v1_dot_streamret__pb2.AppendEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
