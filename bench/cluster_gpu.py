@@ -51,6 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Ray 2.60 starts a local Ray with token auth on (its token in ~/.ray/auth_token); a driver joining it by an
+# explicit address (the server's, below: `auto` finds the newest local Ray, not necessarily the server's) sends
+# the token only in token mode, which Ray reads once, before its first import
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 import service as load_gen  # noqa: E402  (bench/service.py: gRPC load processes, ack latencies)
@@ -123,7 +127,7 @@ def model_info(target: str) -> dict:
 
     with Client(target) as c:
         info = c.model_info()
-    return {"device": info.model.device or None, "dtype": info.model.dtype or None}
+    return {"device": info.device or None, "dtype": info.dtype or None}  # empty from a cluster gateway
 
 
 def embeddings(target: str, stream_ids: list[str]) -> dict[str, tuple[int, np.ndarray]]:
@@ -148,20 +152,16 @@ def load_args(args, chunks: int) -> argparse.Namespace:
                               procs=args.procs, text_file=None)
 
 
-def serve_phases(server: Server, args, half_rate: float | None) -> dict:
-    """Warm-up, saturation, then the fixed rate (when given): the same stream ids and texts on every server."""
+def serve_phases(server: Server, args, rate: float | None) -> dict:
+    """Warm-up, saturation, then `rate` chunks/s per stream (None: --load-fraction of this server's saturation);
+    the same stream ids and texts on every server."""
     out: dict = {"start_s": round(server.start_s, 2), "model_info": model_info(server.target)}
     load_gen.run_service(server.target, load_args(args, args.warmup_chunks), "warm", None)
-    out["saturate"] = load_gen.run_service(server.target, load_args(args, args.chunks), "sat", None)
-    if half_rate is not None and args.half_chunks:
-        out["fixed_rate"] = load_gen.run_service(server.target, load_args(args, args.half_chunks), "rate", half_rate)
+    sat = out["saturate"] = load_gen.run_service(server.target, load_args(args, args.chunks), "sat", None)
+    if args.half_chunks:
+        rate = rate or args.load_fraction * sat["chunks"] / sat["seconds"] / args.streams
+        out["fixed_rate"] = load_gen.run_service(server.target, load_args(args, args.half_chunks), "rate", rate)
     return out
-
-
-def fixed_rate(args, embedded: dict) -> float | None:
-    """Chunks per second per stream: --load-fraction of the embedded server's saturation."""
-    sat = embedded["saturate"]
-    return args.load_fraction * sat["chunks"] / sat["seconds"] / args.streams if args.half_chunks else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -428,7 +428,8 @@ def serve_and_kill(args, parts: set[str], out_dir: Path, result: dict, save) -> 
         result["worker"] = {"hello": ray.get(handle.hello.remote())}
         print(f"worker: {json.dumps(result['worker']['hello'])}", flush=True)
         if "serve" in parts:
-            on_ray = serve_phases(ray_server, args, fixed_rate(args, embedded))
+            embedded_rate = embedded.get("fixed_rate", {}).get("chunk_rate_per_stream")
+            on_ray = serve_phases(ray_server, args, embedded_rate)  # the embedded server's fixed rate
             ray_embeddings = embeddings(ray_server.target, [f"sat-{s}" for s in range(args.streams)])
             result["worker"]["stats_after_serve"] = worker_stats(handle)
             result["serve"] = {
