@@ -388,6 +388,9 @@ def table(result: dict) -> str:
                          f"{rf['ack_p50_ms']:>11.1f}/{rf['ack_p99_ms']:<10.1f}"
                          f"{rf['ack_p99_ms'] / ef['ack_p99_ms']:>8.2f}")
         lines.append(f"{'embeddings Ray vs embedded, max rel diff':48}{result['serve']['max_rel_diff']:.2e}")
+        stats = result.get("worker", {}).get("stats_after_serve", {})
+        lines.append(f"worker after serving: streams by tier {stats.get('streams')}, CUDA graphs captured "
+                     f"{stats.get('cuda_graph_captures')}, gpu_ids {worker.get('gpu_ids')}")
     if "kills" in result:
         lines.append("kill  back_s  serving_again med/max s  lost  twice  dup_acks  max_rel_diff  device")
         for k in result["kills"]["rounds"]:
