@@ -210,6 +210,8 @@ def worker_handle(ray_address: str):
 
     from streamret.cluster.coordinator import COORDINATOR_NAME, NAMESPACE
 
+    if ray_address is None:  # ray.init(address=None) would start a cluster of its own
+        raise RuntimeError("the Ray server did not log `started a local Ray at ADDRESS`; see its serve_ray.log")
     if not ray.is_initialized():
         ray.init(address=ray_address, namespace=NAMESPACE, log_to_driver=False)
     status = ray.get(ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE).status.remote())
