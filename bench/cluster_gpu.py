@@ -204,7 +204,7 @@ async def stream_all(target: str, prefix: str, texts: list[list[bytes]], pace_s:
         return dict(zip([f"{prefix}-{i}" for i in range(len(texts))], results)), (await side if side else None)
 
 
-def worker_handle(ray_address: str):
+def worker_handle(ray_address: str | None):
     """(name, actor handle) of the cluster's one worker, from the coordinator of the server's Ray."""
     import ray
 

@@ -7,7 +7,11 @@
 # layout with random weights and the byte tokenizer), carrying .whl-ray: build it with
 #   bash ../shared/tools/slim-ray-wheel.sh .whl-ray     # Ray 2.60 for cp312 (45 MB) and the wheels it needs
 # plus .whl-ray/optional/: pandas, python-dateutil, tzdata (Ray Data imports pandas) and grpcio-health-checking,
-# grpcio-reflection 1.84.0 (the server's), each installed only when its module does not import. Optional:
+# grpcio-reflection 1.84.0 (the server's), each installed only when its module does not import:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .whl-ray/optional \
+#     pandas python-dateutil tzdata grpcio-health-checking==1.84.0 grpcio-reflection==1.84.0
+# (all of .whl-ray: 56 MiB; with the tracked files less streamret/assets, 58 MiB of the 64 a call carries). Optional:
 # .tcache/tc.tar.xz (a Triton cache, as bench/gpu_final.sh takes it). Results: $OUT/log.txt, $OUT/ray_check.txt,
 # $OUT/pytest_gpu_ray.txt, $OUT/cluster_gpu/ (cluster_gpu.json, the servers' and embed jobs' logs).
 set -u
