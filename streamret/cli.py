@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streamret",
         description="Embeddings and summaries of arbitrarily long text streams with a RetNet.",
         epilog="MODEL is a spec used by every command: a checkpoint folder (streamret or fla-hub layout), "
-        "random:<preset>[:seed] (presets: tiny, small, fla-1.3b), or default (the bundled model).",
+        "random:<preset>[:seed] (presets: tiny, small, default, fla-1.3b), or default (the bundled model).",
     )
     parser.add_argument("--version", action="version", version=f"streamret {__version__}",
                         help="print the installed version and exit")

@@ -11,7 +11,7 @@ import pytest
 from streamret.cluster.fenced_store import FencedStore, StreamMoved
 from streamret.cluster.rendezvous import owner
 from streamret.cluster.wire import Failure, WorkerSpec
-from streamret.cluster.worker import StreamWorker
+from streamret.cluster.worker import StreamWorker, worker_device
 from streamret.engine import Engine, EngineConfig
 from streamret.engine.durability import DurableStore
 from streamret.errors import InvalidArgument, SeqGap, TooBusy, Unavailable
@@ -314,3 +314,22 @@ def test_draining_refuses_calls_but_releases(tmp_path, workers):
     with Engine.from_model("random:tiny", device="cpu", dtype="float32") as engine:
         record = FencedStore(str(tmp_path / "states"), owner="check").read("s")
         assert engine.codec.decode(record)[0].applied_seq == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# a worker's device
+
+
+def test_a_worker_with_gpus_from_ray_runs_on_the_first_or_refuses_to_start(monkeypatch):
+    """Ray sets CUDA_VISIBLE_DEVICES to the GPUs it gave the actor: `auto` is cuda:0 there; without a
+    working CUDA the worker fails at its start rather than serve from the CPU unnoticed."""
+    import torch
+
+    assert worker_device("auto", []) == "auto"  # no GPU from Ray: the engine's own `auto`
+    assert worker_device("cpu", ["0"]) == "cpu"  # an explicit device is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert worker_device("auto", ["3"]) == "cuda:0"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    with pytest.raises(RuntimeError, match=r"GPU\(s\) \['3'\].*--gpus-per-worker 0"):
+        worker_device("auto", ["3"])

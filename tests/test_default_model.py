@@ -70,3 +70,10 @@ def test_engine_embedding_of_random_chunks_equals_the_one_shot_one(loaded):
     np.testing.assert_allclose(chunks, whole, atol=1e-5)
     direct = embed(loaded, [text])[0].numpy()
     np.testing.assert_allclose(whole, direct, atol=1e-4)
+
+
+def test_random_default_preset_has_the_bundled_models_layout(loaded):
+    """`random:default` stands in for the bundled model where its weights cannot go along (bench/gpu_ray.sh)."""
+    random_default = load_model("random:default", "cpu")
+    assert random_default.model.config == loaded.model.config
+    assert random_default.tokenizer.name == "bytes"

@@ -55,10 +55,10 @@ def test_refused_large_requests_are_freed_without_the_garbage_collector(engine, 
     srv = BackgroundServer(engine, ServerConfig(port=0))
     streams, batch = _stubs(srv.port)
     if rpc == "ImportState":
-        request = pb.ImportStateRequest(stream_id="imp", state=pb.StateBlob(data=b"\x07" * PAYLOAD))
+        request = pb.ImportStateRequest(stream_id="imp", state=pb.ExportStateResponse(data=b"\x07" * PAYLOAD))
         call = lambda: streams.ImportState(request, timeout=60)  # noqa: E731
     else:
-        request = pb.ArrowPayload(arrow_ipc=b"\x07" * PAYLOAD)
+        request = pb.EmbedTableRequest(arrow_ipc=b"\x07" * PAYLOAD)
         call = lambda: batch.EmbedTable(request, timeout=60)  # noqa: E731
     assert _code(call) == grpc.StatusCode.INVALID_ARGUMENT  # the channel and the server's paths warmed up
     gc.collect()
@@ -91,7 +91,7 @@ def test_imports_past_the_tenant_limit_are_refused_naming_it(engine, monkeypatch
     monkeypatch.setattr(engine, "import_state", slow_import)
     srv = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(max_imports_per_tenant=1)))
     streams, _ = _stubs(srv.port)
-    junk = pb.ImportStateRequest(stream_id="imp", state=pb.StateBlob(data=b"junk"))
+    junk = pb.ImportStateRequest(stream_id="imp", state=pb.ExportStateResponse(data=b"junk"))
     try:
         first = streams.ImportState.future(junk, timeout=60)
         assert entered.wait(30)

@@ -50,10 +50,12 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
     import ray
     from ray.data.datasource import FilenameProvider
 
-    start = time.monotonic()
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, log_to_driver=False)
+    # the job's time starts once Ray is up (starting a local Ray is not the job's work; the local job's
+    # starts once its model is loaded); the actors' model loads are counted
+    start = time.monotonic()
     try:
         # Resuming needs the model's fingerprint to refuse another model's output: one Ray task loads the
         # model to compute it (not the driver, which may be a small head node); a fresh output needs none.

@@ -37,13 +37,44 @@ STREAM_OPS = frozenset({"append", "open", "exists", "info", "flush", "close", "e
                         "summarize", "export_state", "import_state", "fork", "release"})
 
 
+def assigned_gpus() -> tuple[list[str], str | None]:
+    """(the GPU ids Ray assigned to this actor, CUDA_VISIBLE_DEVICES): Ray sets the variable to those ids, so
+    the first assigned GPU is cuda:0 in here. ([], ...) outside a Ray worker (tests drive the class directly)."""
+    gpu_ids: list[str] = []
+    try:
+        import ray
+
+        if ray.is_initialized():
+            gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    except ImportError:
+        pass
+    return gpu_ids, os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def worker_device(device: str, gpu_ids: list[str]) -> str:
+    """The engine's device: with GPUs from Ray, `auto` is the first of them (cuda:0 here), and a worker
+    whose CUDA does not work fails instead of serving from the CPU unnoticed."""
+    if device != "auto" or not gpu_ids:
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"Ray gave this worker GPU(s) {gpu_ids} (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}) but torch sees no CUDA device (torch "
+                           f"{torch.__version__}, CUDA build {torch.version.cuda}); fix the node's driver or torch "
+                           "install, or start the cluster with --gpus-per-worker 0 for CPU workers")
+    return "cuda:0"
+
+
 class StreamWorker:
     def __init__(self, name: str, spec: WorkerSpec):
         self.name = name
         self.incarnation = uuid.uuid4().hex[:12]
         where = f"{socket.gethostname()}:{os.getpid()}"
         self.store = FencedStore(spec.state_url, owner=f"{name} {self.incarnation} {where}")
-        self.engine = Engine(load_model(spec.model, spec.device, spec.dtype), config=spec.engine, durable=self.store)
+        self.gpu_ids, self.visible_devices = assigned_gpus()
+        device = worker_device(spec.device, self.gpu_ids)
+        self.engine = Engine(load_model(spec.model, device, spec.dtype), config=spec.engine, durable=self.store)
         self._accept = ThreadPoolExecutor(1, thread_name_prefix="streamret-accept")  # FIFO: keeps call order
         self._pool = ThreadPoolExecutor(spec.threads, thread_name_prefix="streamret-call")
         self._next: dict[str, int] = {}  # channel -> number of the next call allowed to start
@@ -57,7 +88,8 @@ class StreamWorker:
     async def hello(self) -> dict:
         """Who this is (a new incarnation after each restart); gateways open their channel with it."""
         return {"name": self.name, "incarnation": self.incarnation, "host": socket.gethostname(),
-                "pid": os.getpid(), "device": str(self.engine.model.device), "fingerprint": self.engine.fingerprint,
+                "pid": os.getpid(), "device": str(self.engine.model.device), "gpu_ids": self.gpu_ids,
+                "cuda_visible_devices": self.visible_devices, "fingerprint": self.engine.fingerprint,
                 "embed_dim": int(self.engine.model.config.out_embed_dim), "draining": self.draining}
 
     async def stats(self) -> dict:

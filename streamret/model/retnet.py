@@ -98,10 +98,16 @@ class RetNetConfig:
 PRESETS: dict[str, RetNetConfig] = {
     # for tests: fast on a CPU, H != 1 and K != V on purpose
     "tiny": RetNetConfig(),
-    # the size the bundled default model is trained at
+    # 6 layers at d 384: the benchmarks' mid-size model
     "small": RetNetConfig(
         vocab_size=32000, d_model=384, n_layers=6, n_heads=4, head_k_dim=96, head_v_dim=192,
         ffn_dim=1024, embed_dim=384,
+    ),
+    # the bundled default model's layout (streamret/assets/default/config.json) with random weights, for runs
+    # that cannot take the 38 MB of weights along; with the byte tokenizer, not its WordPiece vocabulary
+    "default": RetNetConfig(
+        vocab_size=30522, d_model=384, n_layers=4, n_heads=4, head_k_dim=64, head_v_dim=128, ffn_dim=896,
+        embed_dim=384,
     ),
     # fla-hub/retnet-1.3B-100B layout (hidden 2048, 24 layers, 8 heads, expand_k 1, expand_v 2)
     "fla-1.3b": RetNetConfig(
