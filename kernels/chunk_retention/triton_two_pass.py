@@ -1,0 +1,195 @@
+"""Two-pass Triton forward of chunkwise retention, for wide heads (K256 / V512: the fla-hub 1.3B layout).
+
+The one-pass kernel (triton_fwd.py) keeps a [K, BV] state slice in registers while it walks a
+sequence; at K = 256 that slice caps BV at 32, one program fills a multiprocessor's shared memory,
+and each of the V / BV programs of a head recomputes q k^T. Here the work is split in two launches:
+
+  1. states: one program per (sequence, head, K-block, V-block) walks the sequence with a small
+     [BK, BV] float32 state (the recurrence never mixes K rows or V columns, so K splits freely)
+     and stores the state entering every STATE_EVERY tokens (in bf16 for bf16 inputs: the one-pass
+     kernel rounds the state to bf16 for its q S product too), and the final state in float32;
+  2. outputs: one program per (block of BT rows, head, V-block), all independent: q times the stored
+     state of the row block's span, scaled by its decay, plus the decayed scores against every key
+     block from the span's start to the row block itself (causal inside a span, as in attention).
+
+Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
+intra-span work: at STATE_EVERY = 128 and BT = 64 the state traffic halves and a row block sees 1.5
+key blocks on average.
+
+Sequences are packed without a host-side table: sequence n's row block i is virtual row block
+cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them), found by a binary
+search over cu_seqlens; its span j has state slot cu[n] // STATE_EVERY + n + j (T // STATE_EVERY + N
+slots).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..utils import next_pow2
+from .triton_fwd import TwoPassConfig, _dot_f32_left
+
+
+@triton.jit
+def _span_states_kernel(
+    k, v, log_decay, h0, hs, ht, cu_seqlens, stride_qk, stride_v,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    NK: tl.constexpr, NV: tl.constexpr, STATE_EVERY: tl.constexpr, HAS_H0: tl.constexpr,
+):
+    """One (sequence, head, K-block, V-block): stores the state entering each span into hs, the
+    final state into ht (float32)."""
+    pid = tl.program_id(0)
+    iv = pid % NV
+    ik = (pid // NV) % NK
+    h = (pid // (NV * NK)) % H
+    n = pid // (NV * NK * H)
+    bos = tl.load(cu_seqlens + n).to(tl.int64)
+    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    lg = tl.load(log_decay + h).to(tl.float32)
+
+    it = tl.arange(0, BT)
+    rk = ik * BK + tl.arange(0, BK)
+    rv = iv * BV + tl.arange(0, BV)
+    m_state = (rk < K)[:, None] & (rv < V)[None, :]
+    state_tile = rk[:, None] * V + rv[None, :]
+    if HAS_H0:
+        S = tl.load(h0 + (n * H + h).to(tl.int64) * (K * V) + state_tile, mask=m_state, other=0.0)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+
+    fi = it.to(tl.float32)
+    k_tile = it[:, None] * stride_qk + rk[None, :]
+    v_tile = it[:, None] * stride_v + rv[None, :]
+    k_seq = k + bos * stride_qk + h * K
+    v_seq = v + bos * stride_v + h * V
+    # span 0's slot (64-bit: slots * H * K * V passes 2^31 at real sizes), advanced a slot a span
+    hs_seq = hs + ((bos // STATE_EVERY + n) * H + h) * (K * V) + state_tile
+    for i0 in range(0, L, BT):
+        # a masked store rather than a branch: keeps the loop one straight block for the pipeliner
+        tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0))
+        hs_seq += ((i0 + BT) % STATE_EVERY == 0) * (H * K * V)
+        mt = (i0 + it) < L
+        kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
+        vc = tl.load(v_seq + v_tile, mask=mt[:, None] & (rv < V)[None, :], other=0.0)
+        n_rows = tl.minimum(L - i0, BT).to(tl.float32)
+        v_decay = tl.where(mt, tl.exp(lg * tl.maximum(n_rows - 1.0 - fi, 0.0)), 0.0)
+        vd = (vc * v_decay[:, None]).to(vc.dtype)
+        S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n_rows), input_precision="ieee")
+        k_seq += BT * stride_qk
+        v_seq += BT * stride_v
+    tl.store(ht + (n * H + h).to(tl.int64) * (K * V) + state_tile, S, mask=m_state)
+
+
+@triton.jit
+def _span_outputs_kernel(
+    q, k, v, o, log_decay, hs, cu_seqlens, scale, n_seq, search_steps, stride_qk, stride_v,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    NV: tl.constexpr, STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+):
+    """One (virtual row block, head, V-block): BT rows of o from the stored span state and the
+    key blocks of the span up to the row block."""
+    pid = tl.program_id(0)
+    iv = pid % NV
+    h = (pid // NV) % H
+    r = pid // (NV * H)
+    # the sequence n owning virtual row block r: the largest n with cu[n] // BT + n <= r
+    lo = r * 0
+    hi = lo + n_seq
+    for _ in range(search_steps):
+        mid = (lo + hi) // 2
+        ok = tl.load(cu_seqlens + mid) // BT + mid <= r
+        lo = tl.where(ok, mid, lo)
+        hi = tl.where(ok, hi, mid)
+    bos = tl.load(cu_seqlens + lo).to(tl.int64)
+    L = (tl.load(cu_seqlens + lo + 1) - bos).to(tl.int32)
+    i0 = (r - bos // BT - lo).to(tl.int32) * BT  # the block's first row inside its sequence
+    if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
+        return
+    span = i0 // STATE_EVERY
+    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
+    lg = tl.load(log_decay + h).to(tl.float32)
+
+    it = tl.arange(0, BT)
+    ik = tl.arange(0, BK)
+    jv = iv * BV + tl.arange(0, BV)
+    mk = ik < K
+    mv = jv < V
+    fi = it.to(tl.float32)
+    mt = (i0 + it) < L
+    q_rows = q + (bos + i0) * stride_qk + h * K
+    qc = tl.load(q_rows + it[:, None] * stride_qk + ik[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+
+    # inter: scale * g^(p + 1) q_p S_span for row p of the span
+    slot = bos // STATE_EVERY + lo + span
+    hs_tile = hs + (slot * H + h) * (K * V) + ik[:, None] * V + jv[None, :]
+    hc = tl.load(hs_tile, mask=mk[:, None] & mv[None, :], other=0.0)
+    if F32_STATE_DOT:
+        oc = tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
+    else:
+        oc = tl.dot(qc, hc)
+    oc = oc * (scale * tl.exp(lg * (p0 + fi + 1.0)))[:, None]
+
+    # intra: key blocks from the span's start to this block, scores decayed by g^(row - key)
+    k_tile = it[:, None] * stride_qk + ik[None, :]
+    v_tile = it[:, None] * stride_v + jv[None, :]
+    j_first = i0 - p0
+    k_rows = k + (bos + j_first) * stride_qk + h * K
+    v_rows = v + (bos + j_first) * stride_v + h * V
+    for j0 in range(j_first, i0 + 1, BT):
+        kc = tl.load(k_rows + k_tile, mask=(j0 + it < L)[:, None] & mk[None, :], other=0.0)
+        vc = tl.load(v_rows + v_tile, mask=(j0 + it < L)[:, None] & mv[None, :], other=0.0)
+        diff = (i0 - j0).to(tl.float32) + fi[:, None] - fi[None, :]
+        D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+        A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+        oc = _dot_f32_left(A, vc, oc, SPLIT)
+        k_rows += BT * stride_qk
+        v_rows += BT * stride_v
+    o_rows = o + ((bos + i0) * H + h) * V
+    tl.store(o_rows + it[:, None] * (H * V) + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+
+
+def chunk_retention_two_pass(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lg: torch.Tensor,
+    cu: torch.Tensor,
+    h0: torch.Tensor | None,
+    scale: float,
+    cfg: TwoPassConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two launches, on inputs that chunk_retention_triton has already checked and laid out
+    (q, k, v rows of heads; cu int on q's device; lg float32; h0 float32 contiguous or None)."""
+    T, H, K = q.shape
+    V = v.shape[-1]
+    N = cu.numel() - 1
+    dev = q.device
+    if cfg.state_every % cfg.BT:
+        raise ValueError(f"state_every={cfg.state_every} must be a multiple of BT={cfg.BT}")
+    o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
+    final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
+    if T == 0:
+        return o, final.zero_() if h0 is None else final.copy_(h0)
+    # bf16 inputs: the q S product runs in bf16 anyway; float16 / float32: float32 states (no overflow)
+    hs_dtype = torch.bfloat16 if q.dtype == torch.bfloat16 else torch.float32
+    hs = torch.empty(T // cfg.state_every + N, H, K, V, device=dev, dtype=hs_dtype)
+    SK, SV = min(cfg.state_BK, max(16, next_pow2(K))), min(cfg.state_BV, max(16, next_pow2(V)))
+    NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
+    strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
+    _span_states_kernel[(N * H * NSK * NSV,)](
+        k, v, lg, final if h0 is None else h0, hs, final, cu, **strides,
+        H=H, K=K, V=V, BT=cfg.BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=cfg.state_every,
+        HAS_H0=h0 is not None, num_warps=cfg.state_warps, num_stages=cfg.state_stages,
+    )
+    BV = min(cfg.BV, max(16, next_pow2(V)))
+    NV = triton.cdiv(V, BV)
+    row_blocks = T // cfg.BT + N
+    _span_outputs_kernel[(row_blocks * H * NV,)](
+        q, k, v, o, lg, hs, cu, scale, N, N.bit_length(), **strides,
+        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=BV, NV=NV, STATE_EVERY=cfg.state_every,
+        F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return o, final
