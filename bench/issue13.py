@@ -1,6 +1,7 @@
 """Issue 13, the K256 / V512 layout, in one GPU run: the one-pass chunk kernel (old), the two-pass
 one (new, triton_two_pass.py) and a few of its tilings against fla, then the fla-hub 1.3B layout
-forward with each against fla's RetNetModel.
+forward with each, and with rotary writing q and k in place or contiguous (STREAMRET_QK_LAYOUT),
+against fla's RetNetModel.
 
     python3 bench/issue13.py [--out DIR] [--sections kernel,model]
 
@@ -43,6 +44,12 @@ H, K, V = 8, 256, 512
 KERNEL_CASES = {"N64xL512": ("stream", 64, 512), "B1xT32768": ("long", 1, 32768)}
 MODEL_SHAPES = [(64, 512), (1, 32768)]
 TARGET = {"x_fla": 1.3, "of_floor": 0.40}  # issue 13, N64 x L512
+MODEL_PATHS = {  # name: (STREAMRET_CHUNK_ALGO, STREAMRET_QK_LAYOUT)
+    "old": ("one_pass", "inplace"),
+    "compact qk": ("one_pass", "compact"),
+    "two-pass": ("two_pass", "inplace"),
+    "two-pass + compact qk": ("two_pass", "compact"),
+}
 SECTION_TIMEOUT_S = 240
 
 
@@ -127,16 +134,17 @@ def kernel_case(kb, ceil: dict, case: str, kind: str, N: int, L: int) -> list[di
 
 def section_model() -> list[dict]:
     """Correctness of the fused forward at the K256 V512 heads (2 layers, against float64) with each
-    algorithm, then the 1.3B layout forward: ours with each algorithm, and fla's RetNetModel."""
+    chunk algorithm, then the 1.3B layout forward: ours on each path of MODEL_PATHS (chunk algorithm
+    x q / k layout), and fla's RetNetModel."""
     mb = load_bench("model")
     from streamret.model.retnet import PRESETS, build_random
 
     rows = []
-    for algo in ("one_pass", "two_pass"):
-        os.environ["STREAMRET_CHUNK_ALGO"] = algo
+    for path in ("old", "two-pass + compact qk"):
+        os.environ["STREAMRET_CHUNK_ALGO"], os.environ["STREAMRET_QK_LAYOUT"] = MODEL_PATHS[path]
         for r in mb.section_check():
             if "K256" in r["layout"]:
-                rows.append(r | dict(kind="check", algo=algo))
+                rows.append(r | dict(kind="check", path=path))
     cfg = PRESETS["fla-1.3b"]
     ours = build_random(cfg).cuda().to(torch.bfloat16)
     try:
@@ -148,23 +156,24 @@ def section_model() -> list[dict]:
         ids = mb.random_ids(B, T, cfg.vocab_size, seed=B)
         row = dict(kind="forward", model="fla-1.3b", B=B, T=T)
         outs = {}
-        for algo in ("one_pass", "two_pass"):
-            os.environ["STREAMRET_CHUNK_ALGO"] = algo
-            outs[algo] = mb.ours_forward(ours, ids).float()
-            row[f"ours_{algo}_ms"] = mb.median_ms(lambda i=ids: mb.ours_forward(ours, i), rep=1000)
-        row["rel_diff_two_vs_one_pass"] = mb.rel_err(outs["two_pass"], outs["one_pass"])
+        for name, (algo, layout) in MODEL_PATHS.items():
+            os.environ["STREAMRET_CHUNK_ALGO"], os.environ["STREAMRET_QK_LAYOUT"] = algo, layout
+            outs[name] = mb.ours_forward(ours, ids).float()
+            row[f"{name}_ms"] = mb.median_ms(lambda i=ids: mb.ours_forward(ours, i), rep=1000)
+        row["max_rel_diff_to_old"] = max(mb.rel_err(o, outs["old"]) for o in outs.values())
         del outs
         if fla is not None:
             def run_fla(i=ids):
                 with torch.inference_mode():
                     return fla(input_ids=i, use_cache=False).last_hidden_state
             row["fla_ms"] = mb.median_ms(run_fla, rep=1000)
-            for algo in ("one_pass", "two_pass"):
-                row[f"x_fla_{algo}"] = row["fla_ms"] / row[f"ours_{algo}_ms"]
+            for name in MODEL_PATHS:
+                row[f"{name}_x_fla"] = row["fla_ms"] / row[f"{name}_ms"]
         rows.append(row)
-        print(f"model 1.3B B{B:<3d} T{T:<6d} one-pass {row['ours_one_pass_ms']:8.2f} ms  two-pass "
-              f"{row['ours_two_pass_ms']:8.2f} ms  fla {row.get('fla_ms', float('nan')):8.2f} ms  "
-              f"(outputs differ by {row['rel_diff_two_vs_one_pass']:.1e})", flush=True)
+        print(f"model 1.3B B{B:<3d} T{T:<6d} " + "  ".join(f"{n} {row[n + '_ms']:.2f} ms" for n in MODEL_PATHS)
+              + f"  fla {row.get('fla_ms', float('nan')):.2f} ms (outputs differ from old by at most "
+              f"{row['max_rel_diff_to_old']:.1e})", flush=True)
+    os.environ.pop("STREAMRET_QK_LAYOUT")
     os.environ.pop("STREAMRET_CHUNK_ALGO")
     return rows
 
@@ -200,14 +209,14 @@ def summary(report: dict) -> str:
     if model:
         for r in model["rows"]:
             if r["kind"] == "check":
-                lines.append(f"model check {r['algo']:9s} {r['dtype']:9s} rel err {r['rel_err']:.1e} state "
+                lines.append(f"model check {r['path']:22s} {r['dtype']:9s} rel err {r['rel_err']:.1e} state "
                              f"{r['rel_err_state']:.1e} bound {r['bound']:.0e} {'ok' if r['ok'] else 'FAIL'}")
             else:
                 nan = float("nan")
-                lines.append(f"model 1.3B B{r['B']} x T{r['T']}: one-pass {r['ours_one_pass_ms']:.2f} ms "
-                             f"(x fla {r.get('x_fla_one_pass', nan):.2f}), two-pass {r['ours_two_pass_ms']:.2f} "
-                             f"ms (x fla {r.get('x_fla_two_pass', nan):.2f}), fla {r.get('fla_ms', nan):.2f} ms; "
-                             "target >= 1.1x")
+                lines.append(f"model 1.3B B{r['B']} x T{r['T']} (fla {r.get('fla_ms', nan):.2f} ms; "
+                             "target >= 1.1x fla):")
+                for name in MODEL_PATHS:
+                    lines.append(f"  {name:24s} {r[name + '_ms']:8.2f} ms  x fla {r.get(name + '_x_fla', nan):.2f}")
         lines.append(f"  (model section exit {model['exit']}, {model['seconds']:.0f} s)")
     return "\n".join(lines)
 

@@ -442,10 +442,15 @@ def test_chunk_reads_q_k_v_from_fused_columns(fwd, dtype):
 
 @interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_model_matches_the_reference_layers(monkeypatch, dtype):
+@pytest.mark.parametrize("qk_layout", ["inplace", "compact"])
+def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout):
     """The inference layout (packed projections, residual adds in the matmuls, every Triton op)
-    computes the model of the plain PyTorch layers."""
-    from streamret.model.retnet import RetNetConfig, build_random
+    computes the model of the plain PyTorch layers, with rotary in place on the projection's q and
+    k columns or writing them out contiguous."""
+    from streamret.model.retnet import RetNetConfig, build_random, compact_qk
+
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", qk_layout)
+    assert compact_qk(16) == (qk_layout == "compact")
 
     cfg = RetNetConfig(n_heads=2, head_k_dim=16, head_v_dim=32, d_model=64, ffn_dim=96, n_layers=2)
     model = build_random(cfg, seed=7).to(dtype)
@@ -463,6 +468,18 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype):
         assert rel_err(a, b) <= tol
     assert rel_err(state.pool_sum, ref_state.pool_sum) <= tol
     assert torch.equal(state.positions, ref_state.positions) and torch.equal(state.pool_count, ref_state.pool_count)
+
+
+def test_qk_layout_switch(monkeypatch):
+    from streamret.model.retnet import compact_qk
+
+    monkeypatch.delenv("STREAMRET_QK_LAYOUT", raising=False)
+    assert compact_qk(256) and not compact_qk(128)  # auto: compact at K >= 256 only
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", "inplace")
+    assert not compact_qk(256)
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", "contiguous")
+    with pytest.raises(ValueError, match="compact"):
+        compact_qk(64)
 
 
 _CHUNK = "chunk_retention.triton_fwd"
