@@ -253,8 +253,9 @@ def test_chunk_two_pass_without_state_and_empty(fwd):
 
 @interpreted
 def test_chunk_algo_switch(fwd, monkeypatch):
-    """STREAMRET_CHUNK_ALGO picks the forward; auto takes the two-pass one at K >= 256 only."""
+    """STREAMRET_CHUNK_ALGO picks the forward; auto takes the two-pass one for bf16 at K >= 256 only."""
     assert isinstance(fwd.pick_config(256, 512, torch.bfloat16, 512.0), fwd.TwoPassConfig)
+    assert isinstance(fwd.pick_config(256, 512, torch.float32, 512.0), fwd.ChunkConfig)
     assert isinstance(fwd.pick_config(128, 256, torch.bfloat16, 512.0), fwd.ChunkConfig)
     monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "one_pass")
     assert isinstance(fwd.pick_config(256, 512, torch.bfloat16, 512.0), fwd.ChunkConfig)
@@ -503,9 +504,9 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "two-pass states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, HAS_H0=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=256, BV=128, NV=4, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
+        H=8, K=256, V=512, BT=64, BK=256, BV=128, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
-        H=8, K=128, V=256, BT=32, BK=128, BV=32, NV=8, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False), 4, 2),
+        H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False), 4, 2),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),

@@ -183,11 +183,12 @@ class ChunkConfig:
 @dataclass(frozen=True)
 class TwoPassConfig:
     """The two-pass forward (triton_two_pass.py): BT rows a block, state stored every
-    `state_every` tokens (a multiple of BT); the output pass's V-block, warps and pipeline depth;
-    the state pass's [state_BK, state_BV] tile, warps and depth. split_bf16: as in ChunkConfig."""
+    `state_every` tokens (a power of two >= BT); the output pass's V-block (its loop step), warps and
+    pipeline depth; the state pass's [state_BK, state_BV] tile, warps and depth. split_bf16: as in
+    ChunkConfig."""
 
     BT: int = 64
-    BV: int = 128
+    BV: int = 64  # K256 V512 for sm90 (Triton 3.9's ptxas): BV 128 spills 576 bytes a thread, BV 64 220
     num_warps: int = 8
     num_stages: int = 2
     state_every: int = 128
@@ -202,8 +203,10 @@ CHUNK_ALGOS = ("auto", "one_pass", "two_pass")
 
 
 def chunk_algo() -> str:
-    """STREAMRET_CHUNK_ALGO: `one_pass`, `two_pass`, or `auto` (default: two-pass at K >= 256 for
-    multi-chunk sequences, where the one-pass state slice no longer fits registers)."""
+    """STREAMRET_CHUNK_ALGO: `one_pass`, `two_pass`, or `auto` (default: two-pass for bf16 at
+    K >= 256 with multi-chunk sequences, where the one-pass state slice no longer fits registers;
+    float16 and float32 keep the one-pass kernel there: their two-pass products run in float32 and
+    spill)."""
     algo = os.environ.get("STREAMRET_CHUNK_ALGO", "auto") or "auto"
     if algo not in CHUNK_ALGOS:
         raise ValueError(f"STREAMRET_CHUNK_ALGO={algo!r}; use one of {CHUNK_ALGOS}")
@@ -220,7 +223,7 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
     bk = max(16, next_pow2(K))
     bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
     algo = chunk_algo()
-    if algo == "two_pass" or (algo == "auto" and bk >= 256 and bt == 64):
+    if algo == "two_pass" or (algo == "auto" and bk >= 256 and bt == 64 and dtype == torch.bfloat16):
         if dtype == torch.float32:  # twice the bytes per tile
             return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BK=32, state_BV=32)
         return TwoPassConfig(BT=bt, state_every=max(bt, 128))

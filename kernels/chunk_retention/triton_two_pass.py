@@ -8,13 +8,15 @@ and each of the V / BV programs of a head recomputes q k^T. Here the work is spl
      [BK, BV] float32 state (the recurrence never mixes K rows or V columns, so K splits freely)
      and stores the state entering every STATE_EVERY tokens (in bf16 for bf16 inputs: the one-pass
      kernel rounds the state to bf16 for its q S product too), and the final state in float32;
-  2. outputs: one program per (block of BT rows, head, V-block), all independent: q times the stored
-     state of the row block's span, scaled by its decay, plus the decayed scores against every key
-     block from the span's start to the row block itself (causal inside a span, as in attention).
+  2. outputs: one program per (block of BT rows, head), all independent: the block's decayed scores
+     against its span's keys up to itself (causal inside a span, as in attention), worked out once
+     as one [BT, STATE_EVERY] product; then for each V-block, q times the span's stored state,
+     scaled by its decay, plus the scores times the span's v. Neither q k^T nor the q and k loads
+     repeat per V-block (the one-pass kernel and fla's output kernel do both).
 
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
-intra-span work: at STATE_EVERY = 128 and BT = 64 the state traffic halves and a row block sees 1.5
-key blocks on average.
+intra-span work: at STATE_EVERY = 128 and BT = 64 the state traffic halves and the score products
+run over 128 keys, a quarter of them masked on average.
 
 Sequences are packed without a host-side table: sequence n's row block i is virtual row block
 cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them), found by a binary
@@ -29,7 +31,7 @@ import triton
 import triton.language as tl
 
 from ..utils import next_pow2
-from .triton_fwd import TwoPassConfig, _dot_f32_left
+from .triton_fwd import TwoPassConfig
 
 
 @triton.jit
@@ -86,14 +88,14 @@ def _span_states_kernel(
 def _span_outputs_kernel(
     q, k, v, o, log_decay, hs, cu_seqlens, scale, n_seq, search_steps, stride_qk, stride_v,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    NV: tl.constexpr, STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+    STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
 ):
-    """One (virtual row block, head, V-block): BT rows of o from the stored span state and the
-    key blocks of the span up to the row block."""
+    """One (virtual row block, head): BT rows of o. The row block's decayed scores against its
+    span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
+    loop over V-blocks adds q times the span's stored state and the scores times the span's v."""
     pid = tl.program_id(0)
-    iv = pid % NV
-    h = (pid // NV) % H
-    r = pid // (NV * H)
+    h = pid % H
+    r = pid // H
     # the sequence n owning virtual row block r: the largest n with cu[n] // BT + n <= r
     lo = r * 0
     hi = lo + n_seq
@@ -112,42 +114,48 @@ def _span_outputs_kernel(
     lg = tl.load(log_decay + h).to(tl.float32)
 
     it = tl.arange(0, BT)
+    js = tl.arange(0, STATE_EVERY)  # key rows of the span
     ik = tl.arange(0, BK)
-    jv = iv * BV + tl.arange(0, BV)
     mk = ik < K
-    mv = jv < V
-    fi = it.to(tl.float32)
     mt = (i0 + it) < L
+    fi = it.to(tl.float32)
     q_rows = q + (bos + i0) * stride_qk + h * K
     qc = tl.load(q_rows + it[:, None] * stride_qk + ik[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
 
-    # inter: scale * g^(p + 1) q_p S_span for row p of the span
-    slot = bos // STATE_EVERY + lo + span
-    hs_tile = hs + (slot * H + h) * (K * V) + ik[:, None] * V + jv[None, :]
-    hc = tl.load(hs_tile, mask=mk[:, None] & mv[None, :], other=0.0)
-    if F32_STATE_DOT:
-        oc = tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
+    # intra-span scores: g^(row - key) for keys up to the row; keys past this block are not loaded
+    span_first = bos + (i0 - p0)
+    m_keys = (js < p0 + BT) & ((i0 - p0) + js < L)
+    kc = tl.load(k + span_first * stride_qk + h * K + js[:, None] * stride_qk + ik[None, :],
+                 mask=m_keys[:, None] & mk[None, :], other=0.0)
+    diff = (p0 + fi)[:, None] - js.to(tl.float32)[None, :]
+    D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+    A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+    # with SPLIT, A goes to the tensor cores as a 16-bit value plus its rounding residue (triton_fwd)
+    A_hi = A.to(v.dtype.element_ty)
+    if SPLIT:
+        A_lo = (A - A_hi.to(tl.float32)).to(v.dtype.element_ty)
     else:
-        oc = tl.dot(qc, hc)
-    oc = oc * (scale * tl.exp(lg * (p0 + fi + 1.0)))[:, None]
+        A_lo = A_hi
+    q_decay = scale * tl.exp(lg * (p0 + fi + 1.0))
 
-    # intra: key blocks from the span's start to this block, scores decayed by g^(row - key)
-    k_tile = it[:, None] * stride_qk + ik[None, :]
-    v_tile = it[:, None] * stride_v + jv[None, :]
-    j_first = i0 - p0
-    k_rows = k + (bos + j_first) * stride_qk + h * K
-    v_rows = v + (bos + j_first) * stride_v + h * V
-    for j0 in range(j_first, i0 + 1, BT):
-        kc = tl.load(k_rows + k_tile, mask=(j0 + it < L)[:, None] & mk[None, :], other=0.0)
-        vc = tl.load(v_rows + v_tile, mask=(j0 + it < L)[:, None] & mv[None, :], other=0.0)
-        diff = (i0 - j0).to(tl.float32) + fi[:, None] - fi[None, :]
-        D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
-        A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
-        oc = _dot_f32_left(A, vc, oc, SPLIT)
-        k_rows += BT * stride_qk
-        v_rows += BT * stride_v
-    o_rows = o + ((bos + i0) * H + h) * V
-    tl.store(o_rows + it[:, None] * (H * V) + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+    slot = bos // STATE_EVERY + lo + span
+    hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
+    v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
+    o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
+    for v0 in range(0, V, BV):
+        jv = v0 + tl.arange(0, BV)
+        mv = jv < V
+        hc = tl.load(hs_rows + jv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+        if F32_STATE_DOT:
+            oc = tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
+        else:
+            oc = tl.dot(qc, hc)
+        oc = oc * q_decay[:, None]
+        vc = tl.load(v_rows + jv[None, :], mask=m_keys[:, None] & mv[None, :], other=0.0)
+        oc = tl.dot(A_hi, vc, acc=oc, input_precision="ieee")
+        if SPLIT:
+            oc = tl.dot(A_lo, vc, acc=oc)
+        tl.store(o_rows + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
 
 
 def chunk_retention_two_pass(
@@ -166,8 +174,8 @@ def chunk_retention_two_pass(
     V = v.shape[-1]
     N = cu.numel() - 1
     dev = q.device
-    if cfg.state_every % cfg.BT:
-        raise ValueError(f"state_every={cfg.state_every} must be a multiple of BT={cfg.BT}")
+    if cfg.state_every < cfg.BT or cfg.state_every != next_pow2(cfg.state_every):
+        raise ValueError(f"state_every={cfg.state_every} must be a power of two >= BT={cfg.BT}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
     final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
     if T == 0:
@@ -183,12 +191,11 @@ def chunk_retention_two_pass(
         H=H, K=K, V=V, BT=cfg.BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=cfg.state_every,
         HAS_H0=h0 is not None, num_warps=cfg.state_warps, num_stages=cfg.state_stages,
     )
-    BV = min(cfg.BV, max(16, next_pow2(V)))
-    NV = triton.cdiv(V, BV)
     row_blocks = T // cfg.BT + N
-    _span_outputs_kernel[(row_blocks * H * NV,)](
+    _span_outputs_kernel[(row_blocks * H,)](
         q, k, v, o, lg, hs, cu, scale, N, N.bit_length(), **strides,
-        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=BV, NV=NV, STATE_EVERY=cfg.state_every,
+        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
+        STATE_EVERY=cfg.state_every,
         F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
