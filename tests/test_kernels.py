@@ -213,14 +213,27 @@ TWO_PASS_SMALL = dict(BT=16, BV=32, num_warps=4, state_every=32, state_BK=16, st
 
 
 @interpreted
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("state_every", [16, 32, 64])
-def test_chunk_two_pass_ragged(fwd, dtype, state_every):
+@pytest.mark.parametrize(("dtype", "state_every", "segment_len"), [
+    *((dtype, every, 0) for dtype in DTYPES for every in (16, 64)),
+    (torch.float32, 32, 40), (torch.bfloat16, 32, 40),
+])
+def test_chunk_two_pass_ragged(fwd, dtype, state_every, segment_len):
     """The two-pass forward: K and V split into several state tiles, V not a power of two, lengths
-    0 and 1, spans and sequences not aligned to each other."""
+    0 and 1, spans and sequences not aligned to each other; whole sequences, and cut into segments
+    (40 tokens: rounded up to whole spans)."""
     cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_every=state_every)))
     lens = [1, 70, 0, 33, 16, 130, 5]
-    check_chunk(fwd, lens, H=2, K=40, V=48, dtype=dtype, seed=11, decays=[0.97, 0.5], config=cfg)
+    check_chunk(fwd, lens, H=2, K=40, V=48, dtype=dtype, seed=11, decays=[0.97, 0.5], config=cfg,
+                segment_len=segment_len)
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunk_two_pass_cuts_one_long_sequence(fwd, dtype):
+    # 1 x 1 x 1 x 2 state programs are far below 2 x the interpreter's 8 "SMs": the planner cuts
+    assert fwd.plan_segment_len(1, 300, 1, 2, 16, fwd.num_sms(torch.device("cpu"))) > 0
+    cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
+    check_chunk(fwd, [300], H=1, K=16, V=32, dtype=dtype, seed=15, config=cfg)
 
 
 @interpreted
@@ -502,7 +515,11 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         H=8, K=128, V=256, BT=32, BK=128, BV=32, NV=8, SEGMENTED=False, HAS_H0=False, STORE_HT=True,
         STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 1),
     "two-pass states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, HAS_H0=True), 4, 2),
+        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
+        STORE_SPANS=True), 4, 2),
+    "two-pass segment states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=True, HAS_H0=True,
+        STORE_SPANS=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=256, BV=128, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(

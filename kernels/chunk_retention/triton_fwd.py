@@ -261,7 +261,8 @@ def chunk_retention_triton(
     """Same contract as chunk_retention_reference; initial_state is only read.
 
     segment_len: None plans it (plan_segment_len), 0 never cuts sequences, a positive length forces
-    that cut (tests and benchmarks; any length gives the same result; one-pass only).
+    that cut (tests and benchmarks; any length gives the same result; the two-pass forward rounds it
+    up to whole spans).
     config: tile sizes (None: pick_config); a TwoPassConfig runs the two-pass forward.
     """
     check_inputs(q, k=k, v=v)
@@ -280,7 +281,7 @@ def chunk_retention_triton(
     if isinstance(cfg, TwoPassConfig):
         from .triton_two_pass import chunk_retention_two_pass
 
-        return chunk_retention_two_pass(q, k, v, lg, cu, h0, scale, cfg)
+        return chunk_retention_two_pass(q, k, v, lg, cu, h0, scale, cfg, segment_len)
     BK, BV = max(16, next_pow2(K)), min(cfg.BV, max(16, next_pow2(V)))
     NV = triton.cdiv(V, BV)
     if segment_len is None:

@@ -14,6 +14,11 @@ and each of the V / BV programs of a head recomputes q k^T. Here the work is spl
      scaled by its decay, plus the scores times the span's v. Neither q k^T nor the q and k loads
      repeat per V-block (the one-pass kernel and fla's output kernel do both).
 
+When the state pass's programs are too few to fill the GPU (a handful of long sequences), the
+sequences are cut into segments as in triton_fwd.py: the state pass runs per segment, once from zero
+for each segment's own final state, then (after a scan over segments) again from each segment's
+incoming state, storing the span states; the output pass is the same.
+
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
 intra-span work: at STATE_EVERY = 128 and BT = 64 the state traffic halves and the score products
 run over 128 keys, a quarter of them masked on average.
@@ -30,25 +35,38 @@ import torch
 import triton
 import triton.language as tl
 
-from ..utils import next_pow2
+from ..utils import next_pow2, num_sms
 from .triton_fwd import TwoPassConfig
 
 
 @triton.jit
 def _span_states_kernel(
-    k, v, log_decay, h0, hs, ht, cu_seqlens, stride_qk, stride_v,
+    k, v, log_decay, h0, hs, ht, cu_seqlens, seg_len, n_seg, stride_qk, stride_v,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    NK: tl.constexpr, NV: tl.constexpr, STATE_EVERY: tl.constexpr, HAS_H0: tl.constexpr,
+    NK: tl.constexpr, NV: tl.constexpr, STATE_EVERY: tl.constexpr, SEGMENTED: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_SPANS: tl.constexpr,
 ):
-    """One (sequence, head, K-block, V-block): stores the state entering each span into hs, the
-    final state into ht (float32)."""
+    """One (work item, head, K-block, V-block): with STORE_SPANS stores the state entering each span
+    into hs; stores the final state into ht (float32). A work item is sequence `item`, or with
+    SEGMENTED segment item % n_seg of sequence item // n_seg (seg_len tokens, a multiple of
+    STATE_EVERY; empty past the sequence's end). h0 / ht are indexed by work item."""
     pid = tl.program_id(0)
     iv = pid % NV
     ik = (pid // NV) % NK
     h = (pid // (NV * NK)) % H
-    n = pid // (NV * NK * H)
-    bos = tl.load(cu_seqlens + n).to(tl.int64)
-    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    item = pid // (NV * NK * H)
+    if SEGMENTED:
+        n = item // n_seg
+        first = (item % n_seg).to(tl.int64) * seg_len  # the segment's first token inside its sequence
+        seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
+        L = tl.maximum(tl.minimum(tl.load(cu_seqlens + n + 1).to(tl.int64) - seq_bos - first, seg_len), 0)
+        L = L.to(tl.int32)
+    else:
+        n = item
+        first = 0
+        seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
+        L = (tl.load(cu_seqlens + n + 1) - seq_bos).to(tl.int32)
+    bos = seq_bos + first
     lg = tl.load(log_decay + h).to(tl.float32)
 
     it = tl.arange(0, BT)
@@ -57,7 +75,7 @@ def _span_states_kernel(
     m_state = (rk < K)[:, None] & (rv < V)[None, :]
     state_tile = rk[:, None] * V + rv[None, :]
     if HAS_H0:
-        S = tl.load(h0 + (n * H + h).to(tl.int64) * (K * V) + state_tile, mask=m_state, other=0.0)
+        S = tl.load(h0 + (item * H + h).to(tl.int64) * (K * V) + state_tile, mask=m_state, other=0.0)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
 
@@ -66,12 +84,12 @@ def _span_states_kernel(
     v_tile = it[:, None] * stride_v + rv[None, :]
     k_seq = k + bos * stride_qk + h * K
     v_seq = v + bos * stride_v + h * V
-    # span 0's slot (64-bit: slots * H * K * V passes 2^31 at real sizes), advanced a slot a span
-    hs_seq = hs + ((bos // STATE_EVERY + n) * H + h) * (K * V) + state_tile
+    # the first span's slot (64-bit: slots * H * K * V passes 2^31 at real sizes), advanced a slot a span
+    hs_seq = hs + ((seq_bos // STATE_EVERY + n + first // STATE_EVERY) * H + h) * (K * V) + state_tile
     for i0 in range(0, L, BT):
-        # a masked store rather than a branch: keeps the loop one straight block for the pipeliner
-        tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0))
-        hs_seq += ((i0 + BT) % STATE_EVERY == 0) * (H * K * V)
+        if STORE_SPANS:  # a masked store rather than a branch: the loop stays one block for the pipeliner
+            tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0))
+            hs_seq += ((i0 + BT) % STATE_EVERY == 0) * (H * K * V)
         mt = (i0 + it) < L
         kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
         vc = tl.load(v_seq + v_tile, mask=mt[:, None] & (rv < V)[None, :], other=0.0)
@@ -81,7 +99,9 @@ def _span_states_kernel(
         S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n_rows), input_precision="ieee")
         k_seq += BT * stride_qk
         v_seq += BT * stride_v
-    tl.store(ht + (n * H + h).to(tl.int64) * (K * V) + state_tile, S, mask=m_state)
+    if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
+        m_state = m_state & (rk * 0 + L > 0)[:, None]
+    tl.store(ht + (item * H + h).to(tl.int64) * (K * V) + state_tile, S, mask=m_state)
 
 
 @triton.jit
@@ -167,36 +187,70 @@ def chunk_retention_two_pass(
     h0: torch.Tensor | None,
     scale: float,
     cfg: TwoPassConfig,
+    segment_len: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two launches, on inputs that chunk_retention_triton has already checked and laid out
-    (q, k, v rows of heads; cu int on q's device; lg float32; h0 float32 contiguous or None)."""
+    """The launches, on inputs that chunk_retention_triton has already checked and laid out (q, k, v
+    rows of heads; cu int on q's device; lg float32; h0 float32 contiguous or None).
+
+    segment_len: as in chunk_retention_triton (None: planned from the state pass's programs).
+    When sequences are cut, the state pass runs twice, as the one-pass kernel's segments do: each
+    segment's own final state from zero, a scan over segments (_segment_scan_kernel), then each
+    segment again from its incoming state, storing the span states."""
+    from .triton_fwd import _segment_scan_kernel, plan_segment_len
+
     T, H, K = q.shape
     V = v.shape[-1]
     N = cu.numel() - 1
     dev = q.device
-    if cfg.state_every < cfg.BT or cfg.state_every != next_pow2(cfg.state_every):
-        raise ValueError(f"state_every={cfg.state_every} must be a power of two >= BT={cfg.BT}")
+    SE = cfg.state_every
+    if SE < cfg.BT or SE != next_pow2(SE):
+        raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
     final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
     if T == 0:
         return o, final.zero_() if h0 is None else final.copy_(h0)
     # bf16 inputs: the q S product runs in bf16 anyway; float16 / float32: float32 states (no overflow)
     hs_dtype = torch.bfloat16 if q.dtype == torch.bfloat16 else torch.float32
-    hs = torch.empty(T // cfg.state_every + N, H, K, V, device=dev, dtype=hs_dtype)
+    hs = torch.empty(T // SE + N, H, K, V, device=dev, dtype=hs_dtype)
     SK, SV = min(cfg.state_BK, max(16, next_pow2(K))), min(cfg.state_BV, max(16, next_pow2(V)))
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
+    if segment_len is None:
+        segment_len = plan_segment_len(N, T, H, NSK * NSV, cfg.BT, num_sms(dev))
+    if segment_len < 0:
+        raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
+    segment_len = segment_len and triton.cdiv(segment_len, SE) * SE  # whole spans
+    states = dict(H=H, K=K, V=V, BT=cfg.BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
+                  num_warps=cfg.state_warps, num_stages=cfg.state_stages)
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
-    _span_states_kernel[(N * H * NSK * NSV,)](
-        k, v, lg, final if h0 is None else h0, hs, final, cu, **strides,
-        H=H, K=K, V=V, BT=cfg.BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=cfg.state_every,
-        HAS_H0=h0 is not None, num_warps=cfg.state_warps, num_stages=cfg.state_stages,
-    )
+    if not segment_len:
+        _span_states_kernel[(N * H * NSK * NSV,)](
+            k, v, lg, final if h0 is None else h0, hs, final, cu, 0, 1, **strides,
+            SEGMENTED=False, HAS_H0=h0 is not None, STORE_SPANS=True, **states,
+        )
+    else:
+        n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have; shorter ones leave slots empty
+        local = torch.empty(N * n_seg, H, K, V, device=dev, dtype=torch.float32)
+        seg_init = torch.empty_like(local)
+        grid = (N * n_seg * H * NSK * NSV,)
+        _span_states_kernel[grid](
+            k, v, lg, local, hs, local, cu, segment_len, n_seg, **strides,
+            SEGMENTED=True, HAS_H0=False, STORE_SPANS=False, **states,
+        )
+        CK, CV = min(SK, 32), min(SV, 64)
+        NCK, NCV = triton.cdiv(K, CK), triton.cdiv(V, CV)
+        _segment_scan_kernel[(N * H * NCK * NCV,)](
+            local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len, n_seg,
+            H=H, K=K, V=V, BK=CK, BV=CV, NK=NCK, NV=NCV, HAS_H0=h0 is not None, num_warps=4,
+        )
+        _span_states_kernel[grid](
+            k, v, lg, seg_init, hs, local, cu, segment_len, n_seg, **strides,
+            SEGMENTED=True, HAS_H0=True, STORE_SPANS=True, **states,
+        )
     row_blocks = T // cfg.BT + N
     _span_outputs_kernel[(row_blocks * H,)](
         q, k, v, o, lg, hs, cu, scale, N, N.bit_length(), **strides,
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
-        STATE_EVERY=cfg.state_every,
-        F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
+        STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return o, final
