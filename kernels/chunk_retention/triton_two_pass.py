@@ -89,7 +89,7 @@ def _span_states_kernel(
     for i0 in range(0, L, BT):
         if STORE_SPANS:  # a masked store rather than a branch: the loop stays one block for the pipeliner
             tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0))
-            hs_seq += ((i0 + BT) % STATE_EVERY == 0) * (H * K * V)
+            hs_seq += tl.where((i0 + BT) % STATE_EVERY == 0, H * K * V, 0)
         mt = (i0 + it) < L
         kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
         vc = tl.load(v_seq + v_tile, mask=mt[:, None] & (rv < V)[None, :], other=0.0)
