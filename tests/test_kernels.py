@@ -209,12 +209,12 @@ def test_chunk_segment_plan_fills_the_gpu(fwd):
         assert seg % 64 == 0 and seg <= 4096 and (programs >= 1.5 * sms or seg == 4 * 64), (N, T, seg)
 
 
-TWO_PASS_SMALL = dict(BT=16, BV=32, num_warps=4, state_every=32, state_BK=16, state_BV=16)
+TWO_PASS_SMALL = dict(BT=32, BV=32, num_warps=4, state_every=32, state_BT=16, state_BK=16, state_BV=16)
 
 
 @interpreted
 @pytest.mark.parametrize(("dtype", "state_every", "segment_len"), [
-    *((dtype, every, 0) for dtype in DTYPES for every in (16, 64)),
+    *((dtype, every, 0) for dtype in DTYPES for every in (32, 64)),
     (torch.float32, 32, 40), (torch.bfloat16, 32, 40),
 ])
 def test_chunk_two_pass_ragged(fwd, dtype, state_every, segment_len):
@@ -521,7 +521,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=True, HAS_H0=True,
         STORE_SPANS=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=256, BV=128, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
+        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False), 4, 2),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(

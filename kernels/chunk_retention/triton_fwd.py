@@ -182,16 +182,22 @@ class ChunkConfig:
 
 @dataclass(frozen=True)
 class TwoPassConfig:
-    """The two-pass forward (triton_two_pass.py): BT rows a block, state stored every
-    `state_every` tokens (a power of two >= BT); the output pass's V-block (its loop step), warps and
-    pipeline depth; the state pass's [state_BK, state_BV] tile, warps and depth. split_bf16: as in
-    ChunkConfig."""
+    """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a power
+    of two); the output pass's BT rows a block (<= state_every), V-block (its loop step), warps and
+    pipeline depth; the state pass's chunk of state_BT tokens (dividing state_every), [state_BK,
+    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig.
 
-    BT: int = 64
-    BV: int = 64  # K256 V512 for sm90 (Triton 3.9's ptxas): BV 128 spills 576 bytes a thread, BV 64 220
+    Defaults for K256 V512 from sm90 compiles (Triton 3.9's ptxas, no GPU run yet): the output pass
+    at BT 128 / 8 warps / BV 64 fits 227 registers with no spills (BT 64 / 8 warps: 255 and 220
+    bytes of spills, the 64-row tiles replicated across both warp groups; BT 64 / 4 warps: 748
+    bytes); the state pass at 64 tokens, 64 x 64, 4 warps: 128 registers (128 tokens: spills)."""
+
+    BT: int = 128
+    BV: int = 64
     num_warps: int = 8
     num_stages: int = 2
     state_every: int = 128
+    state_BT: int = 64
     state_BK: int = 64
     state_BV: int = 64
     state_warps: int = 4
@@ -225,8 +231,10 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
     algo = chunk_algo()
     if algo == "two_pass" or (algo == "auto" and bk >= 256 and bt == 64 and dtype == torch.bfloat16):
         if dtype == torch.float32:  # twice the bytes per tile
-            return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BK=32, state_BV=32)
-        return TwoPassConfig(BT=bt, state_every=max(bt, 128))
+            return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BT=32, state_BK=32, state_BV=32)
+        if bt < 64:  # short sequences (forced two_pass): spans no longer than a sequence
+            return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt)
+        return TwoPassConfig()
     cfg = ChunkConfig(BT=bt, BV=max(16, min((16384 if bt == 16 else 8192) // bk, next_pow2(V))))
     if bk >= 256 and bt == 64:  # a deeper pipeline hides the longer q / k loads (H200, 2026-12-01 sweep:
         cfg = replace(cfg, num_stages=3)  # N64 x L512 1.42 ms against 1.62, B1 x T131072 5.90 against 7.05)

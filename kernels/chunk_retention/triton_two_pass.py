@@ -4,7 +4,8 @@ The one-pass kernel (triton_fwd.py) keeps a [K, BV] state slice in registers whi
 sequence; at K = 256 that slice caps BV at 32, one program fills a multiprocessor's shared memory,
 and each of the V / BV programs of a head recomputes q k^T. Here the work is split in two launches:
 
-  1. states: one program per (sequence, head, K-block, V-block) walks the sequence with a small
+  1. states: one program per (sequence, head, K-block, V-block) walks the sequence (chunks of
+     state_BT tokens, which may differ from the output pass's row blocks) with a small
      [BK, BV] float32 state (the recurrence never mixes K rows or V columns, so K splits freely)
      and stores the state entering every STATE_EVERY tokens (in bf16 for bf16 inputs: the one-pass
      kernel rounds the state to bf16 for its q S product too), and the final state in float32;
@@ -20,8 +21,8 @@ for each segment's own final state, then (after a scan over segments) again from
 incoming state, storing the span states; the output pass is the same.
 
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
-intra-span work: at STATE_EVERY = 128 and BT = 64 the state traffic halves and the score products
-run over 128 keys, a quarter of them masked on average.
+intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
+and with 128-row blocks each score product covers one span (causal: half of it masked).
 
 Sequences are packed without a host-side table: sequence n's row block i is virtual row block
 cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them), found by a binary
@@ -203,8 +204,9 @@ def chunk_retention_two_pass(
     N = cu.numel() - 1
     dev = q.device
     SE = cfg.state_every
-    if SE < cfg.BT or SE != next_pow2(SE):
-        raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT}")
+    if SE < cfg.BT or SE != next_pow2(SE) or SE % cfg.state_BT:
+        raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT} and a multiple of "
+                         f"state_BT={cfg.state_BT}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
     final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
     if T == 0:
@@ -215,11 +217,11 @@ def chunk_retention_two_pass(
     SK, SV = min(cfg.state_BK, max(16, next_pow2(K))), min(cfg.state_BV, max(16, next_pow2(V)))
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     if segment_len is None:
-        segment_len = plan_segment_len(N, T, H, NSK * NSV, cfg.BT, num_sms(dev))
+        segment_len = plan_segment_len(N, T, H, NSK * NSV, cfg.state_BT, num_sms(dev))
     if segment_len < 0:
         raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
     segment_len = segment_len and triton.cdiv(segment_len, SE) * SE  # whole spans
-    states = dict(H=H, K=K, V=V, BT=cfg.BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
+    states = dict(H=H, K=K, V=V, BT=cfg.state_BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
                   num_warps=cfg.state_warps, num_stages=cfg.state_stages)
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
     if not segment_len:
