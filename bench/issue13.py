@@ -3,14 +3,15 @@ one (new, triton_two_pass.py) and a few of its tilings against fla, then the fla
 forward with each, and with rotary writing q and k in place or contiguous (STREAMRET_QK_LAYOUT),
 against fla's RetNetModel.
 
-    python3 bench/issue13.py [--out DIR] [--sections kernel,model]
+    python3 bench/issue13.py [--out DIR] [--sections kernel,model] [--workers 8]
 
 From the repo root on the GPU machine after `source bench/device_env.sh` (fla's wheels; fla is
-optional: without it, ours only). Each section runs in a child process (an illegal memory access
-poisons a CUDA context; here it costs one section). Correctness first, on fresh random data at the
-real shapes: every variant against the float64 PyTorch reference (all sequences). Timings are
-`triton.testing.do_bench` medians. Prints a short table last; every figure goes to DIR/issue13.json
-(DIR: --out, else $OUT, else .).
+optional: without it, ours only). Every kernel variant and fla's kernels are first compiled in
+parallel worker processes (Triton's disk cache; --workers 0 skips it). Each section runs in a child
+process (an illegal memory access poisons a CUDA context; here it costs one section). Correctness
+first, on fresh random data at the real shapes: every variant against the float64 PyTorch
+reference (all sequences). Timings are `triton.testing.do_bench` medians. Prints a short table
+last; every figure goes to DIR/issue13.json (DIR: --out, else $OUT, else .).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -178,6 +180,37 @@ def section_model() -> list[dict]:
     return rows
 
 
+def _warm(task: tuple) -> str:
+    """One precompile task in a worker process: a variant of ours on its real case (the same
+    specializations as the timed call), or fla on a tiny problem (bench/kernels.py's task)."""
+    what, case, name = task
+    try:
+        kb = load_bench("kernels")
+        if what == "fla":
+            return kb._precompile_task(("fla", H, K, V, name))
+        kind, N, L = KERNEL_CASES[case]
+        c = kb.make_case(kind, N, L, H, K, V)
+        chunk_retention_triton(c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"],
+                               config=kernel_variants()[name])
+        torch.cuda.synchronize()
+        return "ok"
+    except Exception as e:
+        return f"{task}: {type(e).__name__}: {str(e)[:200]}"
+
+
+def precompile(workers: int) -> None:
+    """Fills Triton's disk cache in parallel: one process compiles one kernel at a time, and the
+    variants here are a dozen kernels of tens of seconds each at K256."""
+    tasks = [("ours", case, name) for case in KERNEL_CASES for name in kernel_variants()]
+    if importlib.util.find_spec("fla") is not None:
+        tasks += [("fla", None, arg) for arg in ("varlen", "batch")]
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+        failed = [r for r in pool.imap_unordered(_warm, tasks) if r != "ok"]
+    print(f"precompiled {len(tasks)} tasks in {time.perf_counter() - t0:.0f} s"
+          + "".join(f"\n  {f}" for f in failed), flush=True)
+
+
 def run_section(name: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rows.json")
@@ -225,6 +258,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--workers", type=int, default=8, help="precompile processes (0: no precompile)")
     ap.add_argument("--child", choices=SECTIONS, help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -237,6 +271,8 @@ def main() -> None:
     bad = set(sections) - set(SECTIONS)
     if bad:
         raise SystemExit(f"unknown sections {sorted(bad)}; pick from {SECTIONS}")
+    if args.workers and "kernel" in sections:
+        precompile(args.workers)
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), torch=torch.__version__,
                 triton=triton.__version__, gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
     try:
