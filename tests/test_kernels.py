@@ -535,7 +535,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
-POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "sums": "*fp64"} | {
+POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "seq_of_block": "*i32", "sums": "*fp64"} | {
     name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin")}
 FLOAT_ARGS = {"scale", "eps"}
 
@@ -556,7 +556,7 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
             sig[arg] = "fp32"
         elif arg in pointers:
             sig[arg] = pointers[arg]
-        elif arg.startswith(("n_", "seg_len", "stride", "search_steps")) or arg == "T":
+        elif arg.startswith(("n_", "seg_len", "stride")) or arg == "T":
             sig[arg] = "i32"
         else:
             sig[arg] = "*" + dtype

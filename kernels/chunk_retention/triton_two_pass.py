@@ -24,10 +24,10 @@ Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades sta
 intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
 and with 128-row blocks each score product covers one span (causal: half of it masked).
 
-Sequences are packed without a host-side table: sequence n's row block i is virtual row block
-cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them), found by a binary
-search over cu_seqlens; its span j has state slot cu[n] // STATE_EVERY + n + j (T // STATE_EVERY + N
-slots).
+Sequences are packed without a host sync: sequence n's row block i is virtual row block
+cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them; a device-side
+searchsorted maps each to its sequence); its span j has state slot cu[n] // STATE_EVERY + n + j
+(T // STATE_EVERY + N slots).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _span_states_kernel(
 
 @triton.jit
 def _span_outputs_kernel(
-    q, k, v, o, log_decay, hs, cu_seqlens, scale, n_seq, search_steps, stride_qk, stride_v,
+    q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
 ):
@@ -117,17 +117,10 @@ def _span_outputs_kernel(
     pid = tl.program_id(0)
     h = pid % H
     r = pid // H
-    # the sequence n owning virtual row block r: the largest n with cu[n] // BT + n <= r
-    lo = r * 0
-    hi = lo + n_seq
-    for _ in range(search_steps):
-        mid = (lo + hi) // 2
-        ok = tl.load(cu_seqlens + mid) // BT + mid <= r
-        lo = tl.where(ok, mid, lo)
-        hi = tl.where(ok, hi, mid)
-    bos = tl.load(cu_seqlens + lo).to(tl.int64)
-    L = (tl.load(cu_seqlens + lo + 1) - bos).to(tl.int32)
-    i0 = (r - bos // BT - lo).to(tl.int32) * BT  # the block's first row inside its sequence
+    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
+    bos = tl.load(cu_seqlens + n).to(tl.int64)
+    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
     if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
         return
     span = i0 // STATE_EVERY
@@ -159,7 +152,7 @@ def _span_outputs_kernel(
         A_lo = A_hi
     q_decay = scale * tl.exp(lg * (p0 + fi + 1.0))
 
-    slot = bos // STATE_EVERY + lo + span
+    slot = bos // STATE_EVERY + n + span
     hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
     v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
@@ -248,9 +241,12 @@ def chunk_retention_two_pass(
             k, v, lg, seg_init, hs, local, cu, segment_len, n_seg, **strides,
             SEGMENTED=True, HAS_H0=True, STORE_SPANS=True, **states,
         )
-    row_blocks = T // cfg.BT + N
-    _span_outputs_kernel[(row_blocks * H,)](
-        q, k, v, o, lg, hs, cu, scale, N, N.bit_length(), **strides,
+    # virtual row block r belongs to the last sequence n with cu[n] // BT + n <= r (device ops, no sync)
+    seqs = torch.arange(N, device=dev, dtype=torch.int64)
+    blocks = torch.arange(T // cfg.BT + N, device=dev, dtype=torch.int64)
+    seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
+    _span_outputs_kernel[(blocks.numel() * H,)](
+        q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
