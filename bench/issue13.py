@@ -144,9 +144,7 @@ def section_model() -> list[dict]:
     rows = []
     for path in ("old", "two-pass + compact qk"):
         os.environ["STREAMRET_CHUNK_ALGO"], os.environ["STREAMRET_QK_LAYOUT"] = MODEL_PATHS[path]
-        for r in mb.section_check():
-            if "K256" in r["layout"]:
-                rows.append(r | dict(kind="check", path=path))
+        rows += [r | dict(kind="check", path=path) for r in mb.section_check(only="K256")]
     cfg = PRESETS["fla-1.3b"]
     ours = build_random(cfg).cuda().to(torch.bfloat16)
     try:
