@@ -52,7 +52,17 @@ MODEL_PATHS = {  # name: (STREAMRET_CHUNK_ALGO, STREAMRET_QK_LAYOUT)
     "two-pass": ("two_pass", "inplace"),
     "two-pass + compact qk": ("two_pass", "compact"),
 }
-SECTION_TIMEOUT_S = 240
+SECTION_TIMEOUT_S = {"kernel": 240, "model": 300}
+
+
+ROWS_PATH = None  # a child's JSON of rows, written after every case: a child cut short keeps what it measured
+
+
+def save(rows: list[dict]) -> list[dict]:
+    if ROWS_PATH:
+        with open(ROWS_PATH, "w") as f:
+            json.dump(rows, f, indent=1, default=str)
+    return rows
 
 
 def load_bench(name: str):
@@ -87,7 +97,7 @@ def section_kernel() -> list[dict]:
     print(f"ceilings: copy {ceil['copy_GBps']:.0f} GB/s, bf16 matmul {ceil['bf16_TFLOPs']:.0f} TFLOP/s", flush=True)
     rows = []
     for case, (kind, N, L) in KERNEL_CASES.items():
-        rows += kernel_case(kb, ceil, case, kind, N, L)
+        save(rows := rows + kernel_case(kb, ceil, case, kind, N, L))
         torch.cuda.empty_cache()
     return rows
 
@@ -144,7 +154,7 @@ def section_model() -> list[dict]:
     rows = []
     for path in ("old", "two-pass + compact qk"):
         os.environ["STREAMRET_CHUNK_ALGO"], os.environ["STREAMRET_QK_LAYOUT"] = MODEL_PATHS[path]
-        rows += [r | dict(kind="check", path=path) for r in mb.section_check(only="K256")]
+        save(rows := rows + [r | dict(kind="check", path=path) for r in mb.section_check(only="K256")])
     cfg = PRESETS["fla-1.3b"]
     ours = build_random(cfg).cuda().to(torch.bfloat16)
     try:
@@ -169,7 +179,7 @@ def section_model() -> list[dict]:
             row["fla_ms"] = mb.median_ms(run_fla, rep=1000)
             for name in MODEL_PATHS:
                 row[f"{name}_x_fla"] = row["fla_ms"] / row[f"{name}_ms"]
-        rows.append(row)
+        save(rows := [*rows, row])
         print(f"model 1.3B B{B:<3d} T{T:<6d} " + "  ".join(f"{n} {row[n + '_ms']:.2f} ms" for n in MODEL_PATHS)
               + f"  fla {row.get('fla_ms', float('nan')):.2f} ms (outputs differ from old by at most "
               f"{row['max_rel_diff_to_old']:.1e})", flush=True)
@@ -215,7 +225,7 @@ def run_section(name: str) -> dict:
         t0 = time.perf_counter()
         try:
             res = subprocess.run([sys.executable, __file__, "--child", name, "--json", path],
-                                 timeout=SECTION_TIMEOUT_S)
+                                 timeout=SECTION_TIMEOUT_S[name])
             code = res.returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
@@ -261,9 +271,9 @@ def main() -> None:
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        rows = {"kernel": section_kernel, "model": section_model}[args.child]()
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1, default=str)
+        global ROWS_PATH
+        ROWS_PATH = args.json
+        save({"kernel": section_kernel, "model": section_model}[args.child]())
         return
     sections = [s for s in args.sections.split(",") if s]
     bad = set(sections) - set(SECTIONS)
@@ -279,10 +289,12 @@ def main() -> None:
         meta["fla"] = getattr(fla, "__version__", "?")
     except ImportError:
         meta["fla"] = None
-    report = dict(meta=meta, sections={s: run_section(s) for s in sections})
+    report = dict(meta=meta, sections={})
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "issue13.json"), "w") as f:
-        json.dump(report, f, indent=1, default=str)
+    for name in sections:  # the JSON after every section: a run cut short keeps what it measured
+        report["sections"][name] = run_section(name)
+        with open(os.path.join(args.out, "issue13.json"), "w") as f:
+            json.dump(report, f, indent=1, default=str)
     print(summary(report))
 
 
