@@ -67,12 +67,15 @@ def ours_forward(model: RetNet, ids: torch.Tensor, fused: bool | None = None):
 # ----------------------------------------------------------------------------------------------
 
 
-def section_check() -> list[dict]:
-    """Fused bf16 / float32 forward vs the same weights in float64 through the plain layers."""
+def section_check(only: str = "") -> list[dict]:
+    """Fused bf16 / float32 forward vs the same weights in float64 through the plain layers (the
+    layouts whose name contains `only`)."""
     rows = []
     layouts = {"small": PRESETS["small"], "K256 V512 (1.3B heads, 2 layers)": RetNetConfig(
         vocab_size=32000, d_model=1024, n_layers=2, n_heads=4, head_k_dim=256, head_v_dim=512, ffn_dim=1408)}
     for name, cfg in layouts.items():
+        if only not in name:
+            continue
         seed = int(time.time()) % 10000  # fresh weights and ids every run
         ref_model = build_random(cfg, seed=seed).cuda().double()
         lens = [1, 100, 0, 700, 64, 2000]

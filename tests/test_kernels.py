@@ -209,6 +209,77 @@ def test_chunk_segment_plan_fills_the_gpu(fwd):
         assert seg % 64 == 0 and seg <= 4096 and (programs >= 1.5 * sms or seg == 4 * 64), (N, T, seg)
 
 
+TWO_PASS_SMALL = dict(BT=32, BV=32, num_warps=4, state_every=32, state_BT=16, state_BK=16, state_BV=16)
+
+
+@interpreted
+@pytest.mark.parametrize(("dtype", "state_every", "segment_len"), [
+    *((dtype, every, 0) for dtype in DTYPES for every in (32, 64)),
+    (torch.float32, 32, 40), (torch.bfloat16, 32, 40),
+])
+def test_chunk_two_pass_ragged(fwd, dtype, state_every, segment_len):
+    """The two-pass forward: K and V split into several state tiles, V not a power of two, lengths
+    0 and 1, spans and sequences not aligned to each other; whole sequences, and cut into segments
+    (40 tokens: rounded up to whole spans)."""
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_every=state_every)))
+    lens = [1, 70, 0, 33, 16, 130, 5]
+    check_chunk(fwd, lens, H=2, K=40, V=48, dtype=dtype, seed=11, decays=[0.97, 0.5], config=cfg,
+                segment_len=segment_len)
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunk_two_pass_cuts_one_long_sequence(fwd, dtype):
+    # 1 x 1 x 1 x 2 state programs are far below 2 x the interpreter's 8 "SMs": the planner cuts
+    assert fwd.plan_segment_len(1, 300, 1, 2, 16, fwd.num_sms(torch.device("cpu"))) > 0
+    cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
+    check_chunk(fwd, [300], H=1, K=16, V=32, dtype=dtype, seed=15, config=cfg)
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunk_two_pass_fused_columns_and_extreme_decays(fwd, dtype):
+    lens, H, K, V = [5, 100, 33], 2, 16, 32
+    T = sum(lens)
+    q, k, v, _g = fused_buffer(T, [H * K, H * K, H * V, H * V], dtype, seed=12)
+    k.mul_(K**-0.5)
+    q, k, v = q.view(T, H, K), k.view(T, H, K), v.view(T, H, V)
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()], dtype=torch.int32)
+    lg = retention_log_decays(H, [1.0, 1e-6])  # no decay, and g^n underflowing
+    h0 = torch.randn(len(lens), H, K, V)
+    with poisoned_allocations():
+        o, ht = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0,
+                                           config=fwd.TwoPassConfig(**TWO_PASS_SMALL))
+    ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
+    assert rel_err(o, ro) <= TOL[dtype] and rel_err(ht, rt) <= TOL[dtype]
+
+
+@interpreted
+def test_chunk_two_pass_without_state_and_empty(fwd):
+    cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
+    check_chunk(fwd, [64, 1, 31], H=2, K=16, V=16, dtype=torch.bfloat16, seed=13, with_state=False, config=cfg)
+    q, k, v, cu, h0 = make_inputs([0, 0], 2, 16, 16, torch.float32, seed=13)
+    o, ht = fwd.chunk_retention_triton(q, k, v, retention_log_decays(2), cu_seqlens=cu, initial_state=h0, config=cfg)
+    assert o.shape == (0, 2, 16)
+    torch.testing.assert_close(ht, h0, rtol=0, atol=0)
+
+
+@interpreted
+def test_chunk_algo_switch(fwd, monkeypatch):
+    """STREAMRET_CHUNK_ALGO picks the forward; auto takes the two-pass one for bf16 at K >= 256 only."""
+    assert isinstance(fwd.pick_config(256, 512, torch.bfloat16, 512.0), fwd.TwoPassConfig)
+    assert isinstance(fwd.pick_config(256, 512, torch.float32, 512.0), fwd.ChunkConfig)
+    assert isinstance(fwd.pick_config(128, 256, torch.bfloat16, 512.0), fwd.ChunkConfig)
+    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "one_pass")
+    assert isinstance(fwd.pick_config(256, 512, torch.bfloat16, 512.0), fwd.ChunkConfig)
+    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "two_pass")
+    assert isinstance(fwd.pick_config(64, 128, torch.bfloat16, 512.0), fwd.TwoPassConfig)
+    check_chunk(fwd, [20, 50], H=2, K=16, V=32, dtype=torch.float32, seed=14)
+    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "fast")
+    with pytest.raises(ValueError, match="one_pass"):
+        fwd.pick_config(64, 128, torch.bfloat16, 512.0)
+
+
 @interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("inplace", [False, True])
@@ -385,10 +456,15 @@ def test_chunk_reads_q_k_v_from_fused_columns(fwd, dtype):
 
 @interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_model_matches_the_reference_layers(monkeypatch, dtype):
+@pytest.mark.parametrize("qk_layout", ["inplace", "compact"])
+def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout):
     """The inference layout (packed projections, residual adds in the matmuls, every Triton op)
-    computes the model of the plain PyTorch layers."""
-    from streamret.model.retnet import RetNetConfig, build_random
+    computes the model of the plain PyTorch layers, with rotary in place on the projection's q and
+    k columns or writing them out contiguous."""
+    from streamret.model.retnet import RetNetConfig, build_random, compact_qk
+
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", qk_layout)
+    assert compact_qk(16) == (qk_layout == "compact")
 
     cfg = RetNetConfig(n_heads=2, head_k_dim=16, head_v_dim=32, d_model=64, ffn_dim=96, n_layers=2)
     model = build_random(cfg, seed=7).to(dtype)
@@ -408,7 +484,20 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype):
     assert torch.equal(state.positions, ref_state.positions) and torch.equal(state.pool_count, ref_state.pool_count)
 
 
+def test_qk_layout_switch(monkeypatch):
+    from streamret.model.retnet import compact_qk
+
+    monkeypatch.delenv("STREAMRET_QK_LAYOUT", raising=False)
+    assert compact_qk(256) and not compact_qk(128)  # auto: compact at K >= 256 only
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", "inplace")
+    assert not compact_qk(256)
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", "contiguous")
+    with pytest.raises(ValueError, match="compact"):
+        compact_qk(64)
+
+
 _CHUNK = "chunk_retention.triton_fwd"
+_TWO_PASS = "chunk_retention.triton_two_pass"
 SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_warps, num_stages)
     "chunk bf16 K128 one launch": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=128, V=256, BT=64, BK=128, BV=64, NV=4, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
@@ -425,6 +514,16 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "chunk fp32 K128": (_CHUNK, "_chunk_fwd_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, NV=8, SEGMENTED=False, HAS_H0=False, STORE_HT=True,
         STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 1),
+    "two-pass states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
+        STORE_SPANS=True), 4, 2),
+    "two-pass segment states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=True, HAS_H0=True,
+        STORE_SPANS=True), 4, 2),
+    "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
+    "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
+        H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False), 4, 2),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
@@ -436,7 +535,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
-POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "sums": "*fp64"} | {
+POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "seq_of_block": "*i32", "sums": "*fp64"} | {
     name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin")}
 FLOAT_ARGS = {"scale", "eps"}
 

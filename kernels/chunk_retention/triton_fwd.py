@@ -17,6 +17,7 @@ a shorter sequence do nothing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 import torch
@@ -179,14 +180,61 @@ class ChunkConfig:
     split_bf16: bool = True
 
 
-def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig:
+@dataclass(frozen=True)
+class TwoPassConfig:
+    """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a power
+    of two); the output pass's BT rows a block (<= state_every), V-block (its loop step), warps and
+    pipeline depth; the state pass's chunk of state_BT tokens (dividing state_every), [state_BK,
+    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig.
+
+    Defaults for K256 V512 from sm90 compiles (Triton 3.9's ptxas, no GPU run yet): the output pass
+    at BT 128 / 8 warps / BV 64 fits 227 registers with no spills (BT 64 / 8 warps: 255 and 220
+    bytes of spills, the 64-row tiles replicated across both warp groups; BT 64 / 4 warps: 748
+    bytes); the state pass at 64 tokens, 64 x 64, 4 warps: 128 registers (128 tokens: spills)."""
+
+    BT: int = 128
+    BV: int = 64
+    num_warps: int = 8
+    num_stages: int = 2
+    state_every: int = 128
+    state_BT: int = 64
+    state_BK: int = 64
+    state_BV: int = 64
+    state_warps: int = 4
+    state_stages: int = 2
+    split_bf16: bool = True
+
+
+CHUNK_ALGOS = ("auto", "one_pass", "two_pass")
+
+
+def chunk_algo() -> str:
+    """STREAMRET_CHUNK_ALGO: `one_pass`, `two_pass`, or `auto` (default: two-pass for bf16 at
+    K >= 256 with multi-chunk sequences, where the one-pass state slice no longer fits registers;
+    float16 and float32 keep the one-pass kernel there: their two-pass products run in float32 and
+    spill)."""
+    algo = os.environ.get("STREAMRET_CHUNK_ALGO", "auto") or "auto"
+    if algo not in CHUNK_ALGOS:
+        raise ValueError(f"STREAMRET_CHUNK_ALGO={algo!r}; use one of {CHUNK_ALGOS}")
+    return algo
+
+
+def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig | TwoPassConfig:
     """Heuristic table from the H200 sweeps (bench/RESULTS.md). 4 warps; the [K, BV] state slice
     lives in registers: 8192 float32 (64 a thread) was fastest for multi-chunk sequences at K = 64
     (BV 128) and K = 128 (BV 64), wider slices spill and 8 warps run one program per multiprocessor.
     One-chunk sequences (BT 16) are state traffic: 16384 float32 per program was faster (K = 128:
-    2.37 ms against 3.44 at N4096 x L16)."""
+    2.37 ms against 3.44 at N4096 x L16). STREAMRET_CHUNK_ALGO picks the two-pass forward
+    (chunk_algo)."""
     bk = max(16, next_pow2(K))
     bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
+    algo = chunk_algo()
+    if algo == "two_pass" or (algo == "auto" and bk >= 256 and bt == 64 and dtype == torch.bfloat16):
+        if dtype == torch.float32:  # twice the bytes per tile
+            return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BT=32, state_BK=32, state_BV=32)
+        if bt < 64:  # short sequences (forced two_pass): spans no longer than a sequence
+            return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt)
+        return TwoPassConfig()
     cfg = ChunkConfig(BT=bt, BV=max(16, min((16384 if bt == 16 else 8192) // bk, next_pow2(V))))
     if bk >= 256 and bt == 64:  # a deeper pipeline hides the longer q / k loads (H200, 2026-12-01 sweep:
         cfg = replace(cfg, num_stages=3)  # N64 x L512 1.42 ms against 1.62, B1 x T131072 5.90 against 7.05)
@@ -216,12 +264,14 @@ def chunk_retention_triton(
     initial_state: torch.Tensor | None = None,
     scale: float | None = None,
     segment_len: int | None = None,
-    config: ChunkConfig | None = None,
+    config: ChunkConfig | TwoPassConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as chunk_retention_reference; initial_state is only read.
 
     segment_len: None plans it (plan_segment_len), 0 never cuts sequences, a positive length forces
-    that cut (tests and benchmarks; any length gives the same result). config: tile sizes (None: pick_config).
+    that cut (tests and benchmarks; any length gives the same result; the two-pass forward rounds it
+    up to whole spans).
+    config: tile sizes (None: pick_config); a TwoPassConfig runs the two-pass forward.
     """
     check_inputs(q, k=k, v=v)
     T, H, K = q.shape
@@ -236,6 +286,10 @@ def chunk_retention_triton(
     lg = log_decay.to(device=dev, dtype=torch.float32).contiguous()
     h0 = None if initial_state is None else initial_state.to(device=dev, dtype=torch.float32).contiguous()
     cfg = config or pick_config(K, V, q.dtype, T / max(N, 1))
+    if isinstance(cfg, TwoPassConfig):
+        from .triton_two_pass import chunk_retention_two_pass
+
+        return chunk_retention_two_pass(q, k, v, lg, cu, h0, scale, cfg, segment_len)
     BK, BV = max(16, next_pow2(K)), min(cfg.BV, max(16, next_pow2(V)))
     NV = triton.cdiv(V, BV)
     if segment_len is None:

@@ -89,6 +89,41 @@ def test_segment_cuts_do_not_change_the_result():
             assert rel_err(b, a) <= 1e-5, seg
 
 
+@pytest.mark.parametrize("algo", ["one_pass", "two_pass"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=lambda d: str(d)[6:])
+def test_chunk_forms_at_k256(monkeypatch, algo, dtype):
+    """Both forms of the chunk kernel (STREAMRET_CHUNK_ALGO) at the 1.3B heads, on a ragged batch."""
+    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", algo)
+    lens, H, K, V = ragged(9, 900, 3), 8, 256, 512
+    g = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"forms {algo} {dtype}".encode()))
+    T = sum(lens)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
+    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
+    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
+    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g)
+    lg = retention_log_decays(H).cuda()
+    with poisoned_allocations():
+        o, ht = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="triton")
+    ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
+    assert rel_err(o, ro) <= TOL[dtype] and rel_err(ht, rt) <= TOL[dtype]
+
+
+def test_two_pass_segment_cuts_do_not_change_the_result(monkeypatch):
+    from streamret_kernels.chunk_retention.triton_fwd import chunk_retention_triton
+
+    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "two_pass")  # float32: float32 span states, no roundings
+    H, K, V, T = 8, 256, 512, 20000
+    q, k = (torch.randn(T, H, K, device="cuda") * s for s in (1.0, K**-0.5))
+    v, h0 = torch.randn(T, H, V, device="cuda"), torch.randn(1, H, K, V, device="cuda")
+    lg = retention_log_decays(H).cuda()
+    whole = chunk_retention_triton(q, k, v, lg, initial_state=h0, segment_len=0)
+    for seg in (None, 1000, 4096):
+        cut = chunk_retention_triton(q, k, v, lg, initial_state=h0, segment_len=seg)
+        for a, b in zip(whole, cut):
+            assert rel_err(b, a) <= 1e-5, seg
+
+
 @pytest.mark.parametrize("dtype", list(TOL), ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("N,H,K,V", [(1, 8, 128, 256), (4096, 8, 128, 256), (64, 8, 256, 512), (512, 16, 64, 128)])
 @pytest.mark.parametrize("inplace", [False, True])

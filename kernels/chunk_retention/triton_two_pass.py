@@ -1,0 +1,254 @@
+"""Two-pass Triton forward of chunkwise retention, for wide heads (K256 / V512: the fla-hub 1.3B layout).
+
+The one-pass kernel (triton_fwd.py) keeps a [K, BV] state slice in registers while it walks a
+sequence; at K = 256 that slice caps BV at 32, one program fills a multiprocessor's shared memory,
+and each of the V / BV programs of a head recomputes q k^T. Here the work is split in two launches:
+
+  1. states: one program per (sequence, head, K-block, V-block) walks the sequence (chunks of
+     state_BT tokens, which may differ from the output pass's row blocks) with a small
+     [BK, BV] float32 state (the recurrence never mixes K rows or V columns, so K splits freely)
+     and stores the state entering every STATE_EVERY tokens (in bf16 for bf16 inputs: the one-pass
+     kernel rounds the state to bf16 for its q S product too), and the final state in float32;
+  2. outputs: one program per (block of BT rows, head), all independent: the block's decayed scores
+     against its span's keys up to itself (causal inside a span, as in attention), worked out once
+     as one [BT, STATE_EVERY] product; then for each V-block, q times the span's stored state,
+     scaled by its decay, plus the scores times the span's v. Neither q k^T nor the q and k loads
+     repeat per V-block (the one-pass kernel and fla's output kernel do both).
+
+When the state pass's programs are too few to fill the GPU (a handful of long sequences), the
+sequences are cut into segments as in triton_fwd.py: the state pass runs per segment, once from zero
+for each segment's own final state, then (after a scan over segments) again from each segment's
+incoming state, storing the span states; the output pass is the same.
+
+Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
+intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
+and with 128-row blocks each score product covers one span (causal: half of it masked).
+
+Sequences are packed without a host sync: sequence n's row block i is virtual row block
+cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them; a device-side
+searchsorted maps each to its sequence); its span j has state slot cu[n] // STATE_EVERY + n + j
+(T // STATE_EVERY + N slots).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..utils import next_pow2, num_sms
+from .triton_fwd import TwoPassConfig
+
+
+@triton.jit
+def _span_states_kernel(
+    k, v, log_decay, h0, hs, ht, cu_seqlens, seg_len, n_seg, stride_qk, stride_v,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    NK: tl.constexpr, NV: tl.constexpr, STATE_EVERY: tl.constexpr, SEGMENTED: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_SPANS: tl.constexpr,
+):
+    """One (work item, head, K-block, V-block): with STORE_SPANS stores the state entering each span
+    into hs; stores the final state into ht (float32). A work item is sequence `item`, or with
+    SEGMENTED segment item % n_seg of sequence item // n_seg (seg_len tokens, a multiple of
+    STATE_EVERY; empty past the sequence's end). h0 / ht are indexed by work item."""
+    pid = tl.program_id(0)
+    iv = pid % NV
+    ik = (pid // NV) % NK
+    h = (pid // (NV * NK)) % H
+    item = pid // (NV * NK * H)
+    if SEGMENTED:
+        n = item // n_seg
+        first = (item % n_seg).to(tl.int64) * seg_len  # the segment's first token inside its sequence
+        seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
+        L = tl.maximum(tl.minimum(tl.load(cu_seqlens + n + 1).to(tl.int64) - seq_bos - first, seg_len), 0)
+        L = L.to(tl.int32)
+    else:
+        n = item
+        first = 0
+        seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
+        L = (tl.load(cu_seqlens + n + 1) - seq_bos).to(tl.int32)
+    bos = seq_bos + first
+    lg = tl.load(log_decay + h).to(tl.float32)
+
+    it = tl.arange(0, BT)
+    rk = ik * BK + tl.arange(0, BK)
+    rv = iv * BV + tl.arange(0, BV)
+    m_state = (rk < K)[:, None] & (rv < V)[None, :]
+    state_tile = rk[:, None] * V + rv[None, :]
+    if HAS_H0:
+        S = tl.load(h0 + (item * H + h).to(tl.int64) * (K * V) + state_tile, mask=m_state, other=0.0)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+
+    fi = it.to(tl.float32)
+    k_tile = it[:, None] * stride_qk + rk[None, :]
+    v_tile = it[:, None] * stride_v + rv[None, :]
+    k_seq = k + bos * stride_qk + h * K
+    v_seq = v + bos * stride_v + h * V
+    # the first span's slot (64-bit: slots * H * K * V passes 2^31 at real sizes), advanced a slot a span
+    hs_seq = hs + ((seq_bos // STATE_EVERY + n + first // STATE_EVERY) * H + h) * (K * V) + state_tile
+    for i0 in range(0, L, BT):
+        if STORE_SPANS:  # a masked store rather than a branch: the loop stays one block for the pipeliner
+            tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0))
+            hs_seq += tl.where((i0 + BT) % STATE_EVERY == 0, H * K * V, 0)
+        mt = (i0 + it) < L
+        kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
+        vc = tl.load(v_seq + v_tile, mask=mt[:, None] & (rv < V)[None, :], other=0.0)
+        n_rows = tl.minimum(L - i0, BT).to(tl.float32)
+        v_decay = tl.where(mt, tl.exp(lg * tl.maximum(n_rows - 1.0 - fi, 0.0)), 0.0)
+        vd = (vc * v_decay[:, None]).to(vc.dtype)
+        S = tl.dot(tl.trans(kc), vd, acc=S * tl.exp(lg * n_rows), input_precision="ieee")
+        k_seq += BT * stride_qk
+        v_seq += BT * stride_v
+    if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
+        m_state = m_state & (rk * 0 + L > 0)[:, None]
+    tl.store(ht + (item * H + h).to(tl.int64) * (K * V) + state_tile, S, mask=m_state)
+
+
+@triton.jit
+def _span_outputs_kernel(
+    q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+):
+    """One (virtual row block, head): BT rows of o. The row block's decayed scores against its
+    span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
+    loop over V-blocks adds q times the span's stored state and the scores times the span's v."""
+    pid = tl.program_id(0)
+    h = pid % H
+    r = pid // H
+    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
+    bos = tl.load(cu_seqlens + n).to(tl.int64)
+    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
+    if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
+        return
+    span = i0 // STATE_EVERY
+    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
+    lg = tl.load(log_decay + h).to(tl.float32)
+
+    it = tl.arange(0, BT)
+    js = tl.arange(0, STATE_EVERY)  # key rows of the span
+    ik = tl.arange(0, BK)
+    mk = ik < K
+    mt = (i0 + it) < L
+    fi = it.to(tl.float32)
+    q_rows = q + (bos + i0) * stride_qk + h * K
+    qc = tl.load(q_rows + it[:, None] * stride_qk + ik[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+
+    # intra-span scores: g^(row - key) for keys up to the row; keys past this block are not loaded
+    span_first = bos + (i0 - p0)
+    m_keys = (js < p0 + BT) & ((i0 - p0) + js < L)
+    kc = tl.load(k + span_first * stride_qk + h * K + js[:, None] * stride_qk + ik[None, :],
+                 mask=m_keys[:, None] & mk[None, :], other=0.0)
+    diff = (p0 + fi)[:, None] - js.to(tl.float32)[None, :]
+    D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+    A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+    # with SPLIT, A goes to the tensor cores as a 16-bit value plus its rounding residue (triton_fwd)
+    A_hi = A.to(v.dtype.element_ty)
+    if SPLIT:
+        A_lo = (A - A_hi.to(tl.float32)).to(v.dtype.element_ty)
+    else:
+        A_lo = A_hi
+    q_decay = scale * tl.exp(lg * (p0 + fi + 1.0))
+
+    slot = bos // STATE_EVERY + n + span
+    hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
+    v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
+    o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
+    for v0 in range(0, V, BV):
+        jv = v0 + tl.arange(0, BV)
+        mv = jv < V
+        hc = tl.load(hs_rows + jv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+        if F32_STATE_DOT:
+            oc = tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
+        else:
+            oc = tl.dot(qc, hc)
+        oc = oc * q_decay[:, None]
+        vc = tl.load(v_rows + jv[None, :], mask=m_keys[:, None] & mv[None, :], other=0.0)
+        oc = tl.dot(A_hi, vc, acc=oc, input_precision="ieee")
+        if SPLIT:
+            oc = tl.dot(A_lo, vc, acc=oc)
+        tl.store(o_rows + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+
+
+def chunk_retention_two_pass(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lg: torch.Tensor,
+    cu: torch.Tensor,
+    h0: torch.Tensor | None,
+    scale: float,
+    cfg: TwoPassConfig,
+    segment_len: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The launches, on inputs that chunk_retention_triton has already checked and laid out (q, k, v
+    rows of heads; cu int on q's device; lg float32; h0 float32 contiguous or None).
+
+    segment_len: as in chunk_retention_triton (None: planned from the state pass's programs).
+    When sequences are cut, the state pass runs twice, as the one-pass kernel's segments do: each
+    segment's own final state from zero, a scan over segments (_segment_scan_kernel), then each
+    segment again from its incoming state, storing the span states."""
+    from .triton_fwd import _segment_scan_kernel, plan_segment_len
+
+    T, H, K = q.shape
+    V = v.shape[-1]
+    N = cu.numel() - 1
+    dev = q.device
+    SE = cfg.state_every
+    if SE < cfg.BT or SE != next_pow2(SE) or SE % cfg.state_BT:
+        raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT} and a multiple of "
+                         f"state_BT={cfg.state_BT}")
+    o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
+    final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
+    if T == 0:
+        return o, final.zero_() if h0 is None else final.copy_(h0)
+    # bf16 inputs: the q S product runs in bf16 anyway; float16 / float32: float32 states (no overflow)
+    hs_dtype = torch.bfloat16 if q.dtype == torch.bfloat16 else torch.float32
+    hs = torch.empty(T // SE + N, H, K, V, device=dev, dtype=hs_dtype)
+    SK, SV = min(cfg.state_BK, max(16, next_pow2(K))), min(cfg.state_BV, max(16, next_pow2(V)))
+    NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
+    if segment_len is None:
+        segment_len = plan_segment_len(N, T, H, NSK * NSV, cfg.state_BT, num_sms(dev))
+    if segment_len < 0:
+        raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
+    segment_len = segment_len and triton.cdiv(segment_len, SE) * SE  # whole spans
+    states = dict(H=H, K=K, V=V, BT=cfg.state_BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
+                  num_warps=cfg.state_warps, num_stages=cfg.state_stages)
+    strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
+    if not segment_len:
+        _span_states_kernel[(N * H * NSK * NSV,)](
+            k, v, lg, final if h0 is None else h0, hs, final, cu, 0, 1, **strides,
+            SEGMENTED=False, HAS_H0=h0 is not None, STORE_SPANS=True, **states,
+        )
+    else:
+        n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have; shorter ones leave slots empty
+        local = torch.empty(N * n_seg, H, K, V, device=dev, dtype=torch.float32)
+        seg_init = torch.empty_like(local)
+        grid = (N * n_seg * H * NSK * NSV,)
+        _span_states_kernel[grid](
+            k, v, lg, local, hs, local, cu, segment_len, n_seg, **strides,
+            SEGMENTED=True, HAS_H0=False, STORE_SPANS=False, **states,
+        )
+        CK, CV = min(SK, 32), min(SV, 64)
+        NCK, NCV = triton.cdiv(K, CK), triton.cdiv(V, CV)
+        _segment_scan_kernel[(N * H * NCK * NCV,)](
+            local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len, n_seg,
+            H=H, K=K, V=V, BK=CK, BV=CV, NK=NCK, NV=NCV, HAS_H0=h0 is not None, num_warps=4,
+        )
+        _span_states_kernel[grid](
+            k, v, lg, seg_init, hs, local, cu, segment_len, n_seg, **strides,
+            SEGMENTED=True, HAS_H0=True, STORE_SPANS=True, **states,
+        )
+    # virtual row block r belongs to the last sequence n with cu[n] // BT + n <= r (device ops, no sync)
+    seqs = torch.arange(N, device=dev, dtype=torch.int64)
+    blocks = torch.arange(T // cfg.BT + N, device=dev, dtype=torch.int64)
+    seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
+    _span_outputs_kernel[(blocks.numel() * H,)](
+        q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
+        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
+        STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return o, final
