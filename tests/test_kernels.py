@@ -488,7 +488,9 @@ def test_qk_layout_switch(monkeypatch):
     from streamret.model.retnet import compact_qk
 
     monkeypatch.delenv("STREAMRET_QK_LAYOUT", raising=False)
-    assert compact_qk(256) and not compact_qk(128)  # auto: compact at K >= 256 only
+    assert not compact_qk(256) and not compact_qk(128)  # auto: in place (compact did not pay on the H200)
+    monkeypatch.setenv("STREAMRET_QK_LAYOUT", "compact")
+    assert compact_qk(256) and compact_qk(128)
     monkeypatch.setenv("STREAMRET_QK_LAYOUT", "inplace")
     assert not compact_qk(256)
     monkeypatch.setenv("STREAMRET_QK_LAYOUT", "contiguous")

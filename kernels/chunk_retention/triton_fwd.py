@@ -187,15 +187,16 @@ class TwoPassConfig:
     pipeline depth; the state pass's chunk of state_BT tokens (dividing state_every), [state_BK,
     state_BV] tile, warps and depth. split_bf16: as in ChunkConfig.
 
-    Defaults for K256 V512 from sm90 compiles (Triton 3.9's ptxas, no GPU run yet): the output pass
-    at BT 128 / 8 warps / BV 64 fits 227 registers with no spills (BT 64 / 8 warps: 255 and 220
-    bytes of spills, the 64-row tiles replicated across both warp groups; BT 64 / 4 warps: 748
-    bytes); the state pass at 64 tokens, 64 x 64, 4 warps: 128 registers (128 tokens: spills)."""
+    Defaults for K256 V512: the output pass at BT 128 / 8 warps / BV 64 fits 227 registers with no
+    spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
+    state pass at 64 tokens, 64 x 64, 4 warps: 128 registers. On the H200 (bench/issue13.py,
+    2026-12-01) a 3-stage output pipeline was the fastest of the tilings tried: 0.950 ms at N64 x L512
+    (2 stages 1.028, BT 64 1.440, states every 256 1.160, state tile 32 x 64 1.450; fla 1.365)."""
 
     BT: int = 128
     BV: int = 64
     num_warps: int = 8
-    num_stages: int = 2
+    num_stages: int = 3
     state_every: int = 128
     state_BT: int = 64
     state_BK: int = 64

@@ -300,12 +300,12 @@ QK_LAYOUTS = ("auto", "inplace", "compact")
 def compact_qk(head_k_dim: int) -> bool:
     """Whether the fused layer's rotary writes q and k to contiguous tensors instead of in place on
     the fused projection's columns. STREAMRET_QK_LAYOUT: `inplace`, `compact`, or `auto` (default:
-    compact at K >= 256, where the chunk kernel read q and k from 24 KB-wide projection rows in
-    1.70 ms a call against 1.41 ms from contiguous ones, H200, 2026-12-01)."""
+    in place; at K256 the compact copy cost what the chunk kernel's strided reads did, the 1.3B
+    forward 165.1 ms compact against 165.4 in place, H200, bench/issue13.py, 2026-12-01)."""
     layout = os.environ.get("STREAMRET_QK_LAYOUT", "auto") or "auto"
     if layout not in QK_LAYOUTS:
         raise ValueError(f"STREAMRET_QK_LAYOUT={layout!r}; use one of {QK_LAYOUTS}")
-    return layout == "compact" or (layout == "auto" and head_k_dim >= 256)
+    return layout == "compact"
 
 
 def recurrent_retention(
