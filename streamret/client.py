@@ -314,6 +314,8 @@ class AsyncClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.streams = pb_grpc.StreamRetStub(self._channel)
         self.batch = pb_grpc.BatchStub(self._channel)
+        stubs = {grpc_transport.SERVICE: self.streams, grpc_transport.BATCH_SERVICE: self.batch}
+        self._idempotent = {getattr(stubs[service], rpc) for service, rpc in grpc_transport.IDEMPOTENT_UNARY}
         self.window = window
         self.max_kept_bytes = max_kept_bytes
         self._max_message_bytes = max_message_bytes
@@ -348,15 +350,19 @@ class AsyncClient:
 
     async def _unary(self, method, request, timeout_s: float | None = None):
         """One call under its deadline (default: Deadlines.unary_s). UNAVAILABLE from a server that is up has
-        already been retried by the channel (idempotent RPCs, grpc_transport.py); when the connection itself is
-        gone, the call is made again once it is back (see _reconnect), for at most retry.timeout_s."""
+        already been retried by the channel where the RPC is idempotent (grpc_transport.py). When the channel
+        has no connection the call is made again once it has one (see _reconnect), for at most retry.timeout_s;
+        except a call that changes state (CloseStream, ForkStream, ImportState) sent on a connection that was up:
+        it may have run, so its UNAVAILABLE goes to the caller."""
         timeout_s = self.deadlines.unary_s if timeout_s is None else timeout_s
+        once = method not in self._idempotent
         give_up = None
         while True:
+            sent_on_a_connection = once and self._channel.get_state() == grpc.ChannelConnectivity.READY
             try:
                 return await method(request, metadata=self._metadata, timeout=timeout_s)
             except grpc.aio.AioRpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or sent_on_a_connection:
                     raise
                 now = asyncio.get_running_loop().time()
                 give_up = now + self.retry.timeout_s if give_up is None else give_up

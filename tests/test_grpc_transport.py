@@ -103,7 +103,11 @@ def test_a_call_past_its_deadline_is_not_run_by_the_server(engine, caplog):
     try:
         with Client(target) as c:
             c.stream("deadline", [TEXT])
-        first = threading.Thread(target=lambda: Client(target).summarize("deadline"))
+        def summarize_patiently() -> None:
+            with Client(target) as patient:
+                patient.summarize("deadline")
+
+        first = threading.Thread(target=summarize_patiently)
         with caplog.at_level(logging.INFO, logger="streamret"):
             first.start()
             deadline_s = time.monotonic() + 10
@@ -144,6 +148,44 @@ def test_engine_work_of_a_call_past_its_deadline_does_not_start(engine, caplog):
     assert ran == [None, 5.0]
     assert "deadline passed before engine.<lambda> started; nothing was done" in str(info.value)
     assert any("not started" in r.getMessage() for r in caplog.records)
+
+
+class SilentFirstAppend(pb_grpc.StreamRetServicer):
+    """The first Append call takes its chunks and never acks them; later calls ack each chunk."""
+
+    def __init__(self):
+        self.append_calls = 0
+
+    def OpenStream(self, request, context):
+        return pb.StreamInfo(stream_id=request.stream_id)  # nothing applied: the client resends from chunk 1
+
+    def Append(self, requests, context):
+        self.append_calls += 1
+        if self.append_calls == 1:
+            for _ in requests:
+                pass
+            while context.is_active():  # silent until the client gives up on the call
+                time.sleep(0.02)
+            return
+        for r in requests:
+            yield pb.AppendAck(stream_id=r.stream_id, seq=r.seq, applied_seq=r.seq, durable_seq=r.seq)
+
+
+def test_an_append_call_without_acks_for_ack_idle_s_is_left_and_the_stream_resumed():
+    servicer = SilentFirstAppend()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_StreamRetServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with Client(f"127.0.0.1:{port}", deadlines=Deadlines(ack_idle_s=0.5)) as c:
+            started = time.monotonic()
+            ack = c.append("quiet", "hello")
+            waited = time.monotonic() - started
+    finally:
+        server.stop(None)
+    assert (ack.seq, ack.applied_seq, servicer.append_calls) == (1, 1, 2)
+    assert waited >= 0.5
 
 
 # --- mutual TLS --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     streamret serve --model random:tiny --port 50051 --state-dir ./states
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
+    streamret serve ... --tls-client-ca ca.pem   # mutual TLS: clients need a certificate signed by ca.pem
     streamret serve --http-port 8080      # also OpenAI-compatible HTTP embeddings (streamret/service/http.py)
 
 Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
