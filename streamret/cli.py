@@ -37,6 +37,19 @@ COMMANDS = [
 
 USER_ERRORS = (ValueError, OSError, StreamRetError)
 
+# Import names of the [server] extra (pyproject.toml): a command that needs one of them runs the model or the
+# service, which `pip install streamret` (the client) leaves out. tests/test_client_only.py keeps this in step.
+SERVER_MODULES = frozenset({"torch", "triton", "safetensors", "tokenizers", "grpc_health", "grpc_reflection",
+                            "fsspec", "prometheus_client", "aiohttp"})
+
+
+def missing_server_install(e: ModuleNotFoundError) -> str | None:
+    """The one-line hint for a command run on a client-only install, or None if `e` is about another module."""
+    root = (e.name or "").split(".")[0]
+    if root not in SERVER_MODULES:
+        return None
+    return f"this command needs the server install ({root} is not installed): pip install 'streamret[server]'"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -72,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line, the traceback on request
         if os.environ.get("STREAMRET_DEBUG"):
             raise
+        hint = missing_server_install(e) if isinstance(e, ModuleNotFoundError) else None
+        if hint is not None:  # not a bug: a client-only install
+            print(f"streamret {args.command}: error: {hint}", file=sys.stderr)
+            return 2
         print(f"streamret {args.command}: internal error: {type(e).__name__}: {e} "
               "(set STREAMRET_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

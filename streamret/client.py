@@ -6,8 +6,10 @@
 
 What they add to the raw stubs:
 - chunks are numbered 1, 2, 3 ... per stream (continuing from the stream's applied_seq);
-- calls that fail with UNAVAILABLE (server draining or restarting, network cut) are retried with
-  exponential backoff;
+- every call has a deadline, one per kind of call (`Deadlines`); an Append call has none as a whole, but
+  gives up on a server that sends no ack for `Deadlines.ack_idle_s` while chunks wait for one;
+- unary calls that can run twice without harm are retried on UNAVAILABLE (a draining server, a dropped
+  connection) by the channel's retry policy (streamret/grpc_transport.py, which also sets keepalive);
 - `stream` keeps every chunk the server has not yet made durable; after a reconnect it asks the server
   for durable_seq and resends from there (chunks the server still had are acked as duplicates, so each
   chunk is applied exactly once). Busy servers (RESOURCE_EXHAUSTED acks) are handled the same way, and so
@@ -15,6 +17,8 @@ What they add to the raw stubs:
   record): the last chunk that asked for a record is resent, and the server writes the record then.
   When nothing moves for `RetryPolicy.timeout_s` (no chunk newly acked or made durable), `stream`
   raises TimeoutError with the last refusal; it never returns as if the chunks were saved.
+- mutual TLS: `client_cert` and `client_key` (PEM) answer a server that asks for a client certificate
+  (`streamret serve --tls-client-ca`);
 - a server that cannot be reached at all (connection refused, a host name that does not resolve, a
   failing TLS handshake, a server gone mid-stream) is waited for `RetryPolicy.connect_timeout_s`, then
   every call raises ServerUnreachable: one line naming the address and the cause. A malformed address
@@ -40,6 +44,7 @@ import grpc
 import numpy as np
 import pyarrow as pa
 
+from . import grpc_transport
 from .batch.arrow_table import table_from_ipc, table_to_ipc
 from .batch.encode import (
     DEFAULT_BATCH_SIZE,
@@ -138,6 +143,9 @@ def check_target(target: str) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How long the client keeps trying. The backoff also paces the channel's own retries of unary calls
+    (streamret/grpc_transport.py: at most 5 attempts of an idempotent RPC that failed with UNAVAILABLE)."""
+
     timeout_s: float = 60.0  # give up when one operation has been failing this long
     initial_backoff_s: float = 0.05
     max_backoff_s: float = 2.0
@@ -153,6 +161,25 @@ class RetryPolicy:
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.max_backoff_s)
             yield
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each kind of call may run (gRPC deadlines: past one the call fails with DEADLINE_EXCEEDED and the
+    server drops work it has not started). None: no deadline."""
+
+    unary_s: float | None = 30.0  # open, embedding, close, fork, export, import, model info
+    summarize_s: float | None = 120.0  # a generative summary decodes tokens
+    batch_s: float | None = 900.0  # one EmbedTable or AppendEvents call: long texts on a CPU take minutes
+    # an Append call lives as long as its stream, so it has no deadline; instead, while chunks wait for an ack,
+    # a server silent this long counts as gone: the call is dropped and the stream resumed (as after UNAVAILABLE)
+    ack_idle_s: float | None = 300.0
+
+    def __post_init__(self):
+        for name in ("unary_s", "summarize_s", "batch_s", "ack_idle_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"Deadlines.{name} must be > 0 seconds or None (no deadline), got {value!r}")
 
 
 class _Ledger:
@@ -267,23 +294,28 @@ async def _all_or_first_error(coros: list) -> None:
 
 class AsyncClient:
     def __init__(self, target: str, *, token: str | None = None, tls: bool = False,
-                 root_certificates: bytes | None = None, max_message_bytes: int = 128 * _MiB,
-                 retry: RetryPolicy | None = None, window: int = 256, max_kept_bytes: int = 256 * _MiB):
+                 root_certificates: bytes | None = None, client_cert: bytes | None = None,
+                 client_key: bytes | None = None, max_message_bytes: int = 128 * _MiB,
+                 retry: RetryPolicy | None = None, deadlines: Deadlines | None = None, window: int = 256,
+                 max_kept_bytes: int = 256 * _MiB):
         self.target = check_target(target)
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes),
-                   # reconnect quickly after a server restart (gRPC's default backoff grows to 2 minutes)
-                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                   ("grpc.max_reconnect_backoff_ms", 2000)]
-        if tls or root_certificates is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        self.retry = retry or RetryPolicy()
+        self.deadlines = deadlines or Deadlines()
+        self.channel_options = grpc_transport.client_options(max_message_bytes, self.retry.initial_backoff_s,
+                                                             self.retry.max_backoff_s)
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("mutual TLS needs both client_cert and client_key (PEM bytes), or neither")
+        if tls or root_certificates is not None or client_cert is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates, private_key=client_key,
+                                                 certificate_chain=client_cert)
+            self._channel = grpc.aio.secure_channel(target, creds, options=self.channel_options)
         else:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
+            self._channel = grpc.aio.insecure_channel(target, options=self.channel_options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.streams = pb_grpc.StreamRetStub(self._channel)
         self.batch = pb_grpc.BatchStub(self._channel)
-        self.retry = retry or RetryPolicy()
+        stubs = {grpc_transport.SERVICE: self.streams, grpc_transport.BATCH_SERVICE: self.batch}
+        self._idempotent = {getattr(stubs[service], rpc) for service, rpc in grpc_transport.IDEMPOTENT_UNARY}
         self.window = window
         self.max_kept_bytes = max_kept_bytes
         self._max_message_bytes = max_message_bytes
@@ -316,28 +348,26 @@ class AsyncClient:
             raise ServerUnreachable(self.target, kind, cause, loop.time() - started, context) from error
         return True
 
-    async def _unary(self, method, request):
-        """Call, retrying UNAVAILABLE: at once when a lost connection comes back (see _reconnect), else with
-        backoff, for retry.timeout_s."""
-        backoff, deadline = None, None
+    async def _unary(self, method, request, timeout_s: float | None = None):
+        """One call under its deadline (default: Deadlines.unary_s). UNAVAILABLE from a server that is up has
+        already been retried by the channel where the RPC is idempotent (grpc_transport.py). When the channel
+        has no connection the call is made again once it has one (see _reconnect), for at most retry.timeout_s;
+        except a call that changes state (CloseStream, ForkStream, ImportState) sent on a connection that was up:
+        it may have run, so its UNAVAILABLE goes to the caller."""
+        timeout_s = self.deadlines.unary_s if timeout_s is None else timeout_s
+        once = method not in self._idempotent
+        give_up = None
         while True:
+            sent_on_a_connection = once and self._channel.get_state() == grpc.ChannelConnectivity.READY
             try:
-                return await method(request, metadata=self._metadata)
+                return await method(request, metadata=self._metadata, timeout=timeout_s)
             except grpc.aio.AioRpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or sent_on_a_connection:
                     raise
-                last = e
-            now = asyncio.get_running_loop().time()
-            if backoff is None:
-                backoff, deadline = aiter(self.retry.sleeps()), now + self.retry.timeout_s
-            if await self._reconnect(last):
-                if now > deadline:  # a connection that keeps dropping: bounded like the backoff
-                    raise last
-                continue
-            try:
-                await anext(backoff)
-            except StopAsyncIteration:
-                raise last from None
+                now = asyncio.get_running_loop().time()
+                give_up = now + self.retry.timeout_s if give_up is None else give_up
+                if now > give_up or not await self._reconnect(e):
+                    raise
 
     # --- streams ----------------------------------------------------------------------------------
 
@@ -409,7 +439,8 @@ class AsyncClient:
                                        f"chunks up to {ledger.floor} are durable on the server") from None
                 try:
                     info = await self.streams.OpenStream(
-                        pb.OpenStreamRequest(stream_id=stream_id, create_if_missing=True), metadata=self._metadata)
+                        pb.OpenStreamRequest(stream_id=stream_id, create_if_missing=True), metadata=self._metadata,
+                        timeout=self.deadlines.unary_s)
                 except grpc.aio.AioRpcError as e:
                     if e.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
@@ -424,7 +455,7 @@ class AsyncClient:
     async def _append_call(self, stream_id: str, ledger: _Ledger, source: _Source, last: list, on_ack) -> bool:
         """One Append call: the planned resend, then new chunks from `source`. True when everything
         is sent and acked; False when the stream must resync."""
-        call = self.streams.Append(metadata=self._metadata)
+        call = self.streams.Append(metadata=self._metadata)  # no deadline: see Deadlines.ack_idle_s
         room = asyncio.Semaphore(self.window)
         resend, ledger.to_resend = ledger.to_resend, []
         source_done = False
@@ -453,7 +484,10 @@ class AsyncClient:
 
         sender = asyncio.create_task(send())
         try:
-            async for ack in call:
+            while (ack := await self._next_ack(call, ledger)) is not grpc.aio.EOF:
+                if ack is None:  # the server went silent with chunks in flight: resume as after a lost connection
+                    ledger.last_error = f"no ack for {self.deadlines.ack_idle_s:g} s (Deadlines.ack_idle_s)"
+                    return False
                 room.release()
                 if ack.error_code:
                     if ack.retryable:
@@ -478,6 +512,20 @@ class AsyncClient:
             sender.cancel()
             call.cancel()
 
+    async def _next_ack(self, call, ledger: _Ledger):
+        """The call's next ack, grpc.aio.EOF at its end, or None when none came for Deadlines.ack_idle_s while
+        chunks were waiting for one (a wait for the caller's next chunk is not timed)."""
+        read = asyncio.ensure_future(call.read())
+        try:
+            while True:
+                done, _ = await asyncio.wait({read}, timeout=self.deadlines.ack_idle_s)
+                if done:
+                    return read.result()
+                if ledger.unacked > 0:
+                    return None
+        finally:
+            read.cancel()
+
     async def model_info(self) -> pb.GetModelInfoResponse:
         """The served model (name, fingerprint, embedding size, tokenizer, dtype, device) and the limits."""
         return await self._unary(self.streams.GetModelInfo, pb.GetModelInfoRequest())
@@ -493,7 +541,8 @@ class AsyncClient:
         # extractive leaves the mode unset: every server reads that as extractive (older ones refuse MODE_EXTRACTIVE)
         mode = pb.SummarizeRequest.MODE_GENERATIVE if generative else pb.SummarizeRequest.MODE_UNSPECIFIED
         return await self._unary(self.streams.Summarize, pb.SummarizeRequest(
-            stream_id=stream_id, max_segments=max_segments, mode=mode, max_new_tokens=max_new_tokens))
+            stream_id=stream_id, max_segments=max_segments, mode=mode, max_new_tokens=max_new_tokens),
+            self.deadlines.summarize_s)
 
     async def close_stream(self, stream_id: str, *, keep_state: bool = False,
                            max_segments: int = 5) -> pb.CloseStreamResponse:
@@ -517,7 +566,8 @@ class AsyncClient:
 
     async def embed_table(self, table: pa.Table) -> pa.Table:
         """Embed each row of a table with columns `id` and `text` (see Batch.EmbedTable)."""
-        out = await self._unary(self.batch.EmbedTable, pb.EmbedTableRequest(arrow_ipc=table_to_ipc(table)))
+        out = await self._unary(self.batch.EmbedTable, pb.EmbedTableRequest(arrow_ipc=table_to_ipc(table)),
+                                self.deadlines.batch_s)
         return table_from_ipc(out.arrow_ipc)
 
     async def encode(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
@@ -598,7 +648,7 @@ class AsyncClient:
 
     async def append_events(self, table: pa.Table) -> pa.Table:
         """Append rows `stream_id, seq, text`; return one ack row per event."""
-        call = self.batch.AppendEvents(metadata=self._metadata)
+        call = self.batch.AppendEvents(metadata=self._metadata, timeout=self.deadlines.batch_s)
         await call.write(pb.AppendEventsRequest(arrow_ipc=table_to_ipc(table)))
         await call.done_writing()
         out = [table_from_ipc(p.arrow_ipc) async for p in call]

@@ -69,3 +69,9 @@ class PermissionDenied(StreamRetError):
 
 class Unauthenticated(StreamRetError):
     code = "UNAUTHENTICATED"
+
+
+class DeadlineExceeded(StreamRetError):
+    """The call's deadline passed before the work started: it was not done."""
+
+    code = "DEADLINE_EXCEEDED"

@@ -1,18 +1,14 @@
-"""Packaging: every package folder is in pyproject's list, and a built wheel carries the kernels."""
+"""Packaging: every package folder is in pyproject's list, and a built wheel carries the kernels, the .proto and
+py.typed, with the client's dependencies only (the model's are the [server] extra)."""
 
-import shutil
-import subprocess
-import sys
 import tomllib
 import zipfile
-from pathlib import Path
 
 import pytest
+from helpers_wheel import ROOT, build_wheel
+from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-# what a source checkout needs to build (pyproject's readme and the two package roots)
-SOURCES = ["pyproject.toml", "README.md", "streamret", "kernels"]
 
 
 def package_folders() -> set[str]:
@@ -27,35 +23,29 @@ def package_folders() -> set[str]:
     return names
 
 
+def data_packages() -> set[str]:
+    """Packages pyproject maps to a folder that holds data only (proto/ as streamret.proto)."""
+    dirs = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    return {name for name, folder in dirs.items() if not (ROOT / folder / "__init__.py").exists()}
+
+
 def test_every_package_folder_is_listed_in_pyproject():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     missing = package_folders() - listed
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
-    stale = listed - package_folders()
+    stale = listed - package_folders() - data_packages()
     assert not stale, f"pyproject lists packages with no folder: {sorted(stale)}"
 
 
 def test_console_script_and_extras():
     project = PYPROJECT["project"]
     assert project["scripts"]["streamret"] == "streamret.cli:main"
-    assert {"ray", "dev"} <= set(project["optional-dependencies"])
+    assert {"server", "ray", "train", "dev"} <= set(project["optional-dependencies"])
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    """A wheel built from a clean copy of the sources (no build/ or egg-info left over from elsewhere)."""
-    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, src / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, src / name)
-    cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (built,) = out.glob("streamret-*.whl")
-    return zipfile.ZipFile(built)
+    return zipfile.ZipFile(build_wheel(tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")))
 
 
 def test_wheel_contains_every_package_and_the_kernel_references(wheel):
@@ -89,3 +79,22 @@ def test_version_has_one_source(wheel):
     assert streamret.__version__ == importlib.metadata.version("streamret") == declared
     metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     assert f"\nVersion: {declared}\n" in wheel.read(metadata).decode()
+
+
+def test_wheel_ships_the_proto_where_protoc_finds_it(wheel):
+    shipped = wheel.read("streamret/proto/streamret/v1/streamret.proto")
+    assert shipped == (ROOT / "proto/streamret/v1/streamret.proto").read_bytes()
+
+
+def test_wheel_requires_the_client_only_and_the_model_under_server(wheel):
+    metadata = wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [Requirement(line.split(":", 1)[1]) for line in metadata.splitlines()
+                if line.startswith("Requires-Dist:")]
+    base = {r.name for r in requires if r.marker is None}
+    assert base == {"numpy", "pyarrow", "grpcio", "protobuf", "tqdm"}, base
+    server = {r.name: r for r in requires if r.marker is not None and r.marker.evaluate({"extra": "server"})}
+    assert {"torch", "triton", "safetensors", "tokenizers"} <= set(server)
+    on = {"extra": "server", "platform_system": "Linux", "platform_machine": "x86_64"}
+    assert server["triton"].marker.evaluate(on)  # Triton ships wheels for Linux x86-64 only
+    for system, machine in (("Darwin", "arm64"), ("Windows", "AMD64"), ("Linux", "aarch64")):
+        assert not server["triton"].marker.evaluate({**on, "platform_system": system, "platform_machine": machine})

@@ -2,6 +2,7 @@
 
     streamret serve --model random:tiny --port 50051 --state-dir ./states
     streamret serve --host 0.0.0.0 --auth-tokens tokens.txt --tls-cert cert.pem --tls-key key.pem
+    streamret serve ... --tls-client-ca ca.pem   # mutual TLS: clients need a certificate signed by ca.pem
     streamret serve --http-port 8080      # also OpenAI-compatible HTTP embeddings (streamret/service/http.py)
 
 Every flag can also be set by an environment variable, STREAMRET_ and the flag's name in capitals
@@ -47,6 +48,9 @@ def register(subparsers) -> None:
                      help="bearer tokens -> tenants, one 'TOKEN TENANT [read|write]' per line")
     net.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key)")
     net.add_argument("--tls-key", metavar="PEM", help="server private key")
+    net.add_argument("--tls-client-ca", metavar="PEM",
+                     help="mutual TLS: require a client certificate signed by this CA (with --tls-cert/--tls-key; "
+                          "gRPC and HTTPS)")
     net.add_argument("--insecure-bind", action="store_true",
                      help="allow a non-loopback --host without --auth-tokens (a trusted network guards the port)")
     net.add_argument("--metrics-port", type=int,
@@ -113,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
                            max_batch_calls_per_tenant=args.max_batch_calls_per_tenant,
                            max_imports_per_tenant=args.max_imports_per_tenant)
     config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,
-                          tls_key=args.tls_key, insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
+                          tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+                          insecure_bind=args.insecure_bind, metrics_port=args.metrics_port,
                           metrics_host=args.metrics_host, http_port=args.http_port, model_name=args.model,
                           limits=limits, drain_timeout_s=args.drain_timeout_s)
     config.check()  # refuse a bad bind before loading a model

@@ -39,6 +39,10 @@ def register(subparsers) -> None:
                    help="bearer token (default: $STREAMRET_TOKEN)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system roots, or --ca-cert)")
     p.add_argument("--ca-cert", metavar="PEM", help="trust this CA certificate (implies --tls)")
+    p.add_argument("--client-cert", metavar="PEM",
+                   help="mutual TLS: this client's certificate chain, for a server with --tls-client-ca "
+                        "(implies --tls)")
+    p.add_argument("--client-key", metavar="PEM", help="mutual TLS: this client's private key (with --client-cert)")
     p.add_argument("--segments", type=int, default=5, help="summary segments to print (default 5)")
     p.add_argument("--keep", action="store_true", help="leave the stream open on the server instead of closing it")
     p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full); no progress")
@@ -128,9 +132,13 @@ def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
         check_file(path)  # before connecting: an empty or non-UTF-8 file is refused with nothing sent
     stream_id = args.stream_id or ("stdin" if stdin else path.name)
     root = Path(args.ca_cert).read_bytes() if args.ca_cert else None
+    if (args.client_cert is None) != (args.client_key is None):
+        raise ValueError("mutual TLS needs both --client-cert and --client-key")
+    cert = Path(args.client_cert).read_bytes() if args.client_cert else None
+    key = Path(args.client_key).read_bytes() if args.client_key else None
 
-    with Client(args.server, token=args.token, tls=args.tls or root is not None, root_certificates=root,
-                retry=retry) as client:
+    with Client(args.server, token=args.token, tls=args.tls or root is not None or cert is not None,
+                root_certificates=root, client_cert=cert, client_key=key, retry=retry) as client:
         first = client.open(stream_id).applied_seq + 1
         sizes: list[int] = []
         counted = [first - 1]

@@ -16,6 +16,7 @@ import grpc
 
 from ..errors import Unavailable
 from .auth import Authenticator, Caller, scrub
+from .deadlines import set_call_deadline
 from .limits import ServiceLimits, TenantCalls
 from .metrics import ServiceMetrics
 from .parsing import checked
@@ -43,7 +44,9 @@ class Gate:
         self._on_drain: set = set()  # callbacks that make long-lived calls wind down
 
     def enter(self, context: grpc.aio.ServicerContext) -> Caller:
-        return self.admit(context.invocation_metadata())
+        caller = self.admit(context.invocation_metadata())
+        set_call_deadline(context.time_remaining())  # the engine work of this call checks it (deadlines.py)
+        return caller
 
     def admit(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
         """enter() for any front end: `metadata` holds (key, value) pairs, e.g. ("authorization", "Bearer ...")."""
@@ -132,6 +135,14 @@ def rpc(method):
     and any exception it raises ends the call with the mapped status and a client-safe message."""
     name = method.__name__
 
+    def given_up(self, context, caller: Caller | None, started: float) -> None:
+        """gRPC cancelled the handler: the client's deadline passed (the work not yet started is dropped with
+        it, deadlines.py) or the client cancelled. Logged like any other end of a call."""
+        remaining = context.time_remaining()
+        code = grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else \
+            grpc.StatusCode.CANCELLED
+        self.gate.finished("grpc", name, code, started, caller, context.peer())
+
     def fail(self, context, caller: Caller | None, exc: Exception, started: float) -> None:
         """End the call with exc's status by setting it, not by context.abort(): abort raises an AbortError that
         gRPC keeps on the call's state while the error's traceback holds the frames that hold the request, a
@@ -156,6 +167,9 @@ def rpc(method):
                     self.gate.leave(caller)
             except grpc.aio.AbortError:
                 raise
+            except asyncio.CancelledError:
+                given_up(self, context, caller, started)
+                raise
             except Exception as exc:  # noqa: BLE001  (mapped to a status, never a traceback to the client)
                 fail(self, context, caller, exc, started)
                 return
@@ -173,6 +187,9 @@ def rpc(method):
             finally:
                 self.gate.leave(caller)
         except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError:
+            given_up(self, context, caller, started)
             raise
         except Exception as exc:  # noqa: BLE001
             fail(self, context, caller, exc, started)

@@ -329,9 +329,12 @@ def _error(status: int, message: str, kind: str, code: str, param: str | None = 
     return response
 
 
-def ssl_context(cert: str, key: str) -> ssl.SSLContext:
-    """The server's TLS context for HTTPS, from the same --tls-cert and --tls-key as gRPC."""
+def ssl_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """The server's TLS context for HTTPS, from the same --tls-cert, --tls-key and --tls-client-ca as gRPC."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    if client_ca is not None:  # mutual TLS: a client without a certificate this CA signed is refused
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..engine.api import EngineAPI
 from ..engine.config import Checkpoint
+from ..grpc_transport import server_options
 from .auth import Authenticator
 from .batch_servicer import BatchServicer
 from .gate import Gate
@@ -49,6 +50,7 @@ class ServerConfig:
     auth_tokens: str | None = None  # token file (see auth.py for the format); None: no auth, loopback only
     tls_cert: str | None = None
     tls_key: str | None = None
+    tls_client_ca: str | None = None  # mutual TLS: clients must present a certificate this CA signed
     insecure_bind: bool = False  # allow a non-loopback host without auth tokens
     metrics_port: int | None = None  # Prometheus /metrics on metrics_host; None: off, 0: any free port
     http_port: int | None = None  # HTTP front end (service/http.py) on `host`; None: off, 0: any free port
@@ -62,6 +64,9 @@ class ServerConfig:
     def check(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError(f"--tls-client-ca {self.tls_client_ca} verifies client certificates over TLS: add "
+                             "--tls-cert and --tls-key (the server's own certificate)")
         if self.metrics_port is not None and not (0 <= self.metrics_port <= 65535):
             raise ValueError(f"--metrics-port {self.metrics_port} is not a port; use 0..65535 (0 picks a free one)")
         if self.metrics_port is not None and not self.metrics_host.strip():
@@ -114,9 +119,7 @@ class StreamRetServer:
         return_large_buffers_to_the_os()
         self.heap.start()
         size = cfg.limits.max_message_bytes
-        server = grpc.aio.server(interceptors=[self.metrics.grpc],
-                                 options=[("grpc.max_receive_message_length", size),
-                                          ("grpc.max_send_message_length", size)])
+        server = grpc.aio.server(interceptors=[self.metrics.grpc], options=server_options(size))
         register(pb_grpc.add_StreamRetServicer_to_server,
                  StreamRetServicer(self.streams, self.gate, cfg.model_name), server, on_message=self.heap.saw)
         register(pb_grpc.add_BatchServicer_to_server, BatchServicer(self.streams, self.gate), server,
@@ -126,7 +129,9 @@ class StreamRetServer:
 
         address = _address(cfg.host, cfg.port)
         if cfg.tls_cert:
-            creds = grpc.ssl_server_credentials([(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())])
+            client_ca = Path(cfg.tls_client_ca).read_bytes() if cfg.tls_client_ca else None
+            creds = grpc.ssl_server_credentials([(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())],
+                                                root_certificates=client_ca, require_client_auth=client_ca is not None)
             self.port = server.add_secure_port(address, creds)
         else:
             self.port = server.add_insecure_port(address)
@@ -149,8 +154,9 @@ class StreamRetServer:
             if hasattr(self.engine, "exports_metrics"):  # a cluster gateway: take a share of the workers' metrics
                 self.engine.exports_metrics = True
         self._tasks = [asyncio.create_task(self._watch_durable()), asyncio.create_task(self._evict_idle())]
-        log.info("streamret serving on %s (%s, %s)%s", _address(cfg.host, self.port),
-                 "TLS" if cfg.tls_cert else "plaintext", "auth tokens" if cfg.auth_tokens else "no auth",
+        transport = ("mutual TLS" if cfg.tls_client_ca else "TLS") if cfg.tls_cert else "plaintext"
+        log.info("streamret serving on %s (%s, %s)%s", _address(cfg.host, self.port), transport,
+                 "auth tokens" if cfg.auth_tokens else "no auth",
                  f", metrics on {self.metrics_url}" if self.metrics_port is not None else "")
         return self.port
 
@@ -170,7 +176,7 @@ class StreamRetServer:
             raise ImportError(f"--http-port needs aiohttp ({e}); install it with pip install 'streamret[server]'") \
                 from None
         self._http = HttpFrontEnd(self.gate, self.streams, model_name=cfg.model_name, serving=lambda: self.serving)
-        tls = ssl_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None
+        tls = ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
         try:
             self.http_port = await self._http.start(cfg.host, cfg.http_port, tls)
         except BaseException:

@@ -39,6 +39,7 @@ from ..errors import (
     Unavailable,
 )
 from .auth import Caller, client_id, scrub
+from .deadlines import call_deadline, check_deadline
 from .limits import ServiceLimits, StreamRegistry, TenantCalls
 from .metrics import ServiceMetrics
 from .status import code_number, status_of
@@ -101,7 +102,13 @@ class TenantEngine:
                                    "wait for one to finish, or raise the server's --max-imports-per-tenant")
 
     async def _call(self, fn, *args, _pool: ThreadPoolExecutor | None = None, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(_pool or self._pool, lambda: fn(*args, **kwargs))
+        deadline = call_deadline()
+
+        def run():  # on the RPC thread: a call whose deadline passed while it waited for one does nothing
+            check_deadline(deadline, f"engine.{getattr(fn, '__name__', 'call')}")
+            return fn(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(_pool or self._pool, run)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
