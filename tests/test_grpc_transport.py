@@ -157,7 +157,7 @@ class SilentFirstAppend(pb_grpc.StreamRetServicer):
         self.append_calls = 0
 
     def OpenStream(self, request, context):
-        return pb.StreamInfo(stream_id=request.stream_id)  # nothing applied: the client resends from chunk 1
+        return pb.OpenStreamResponse(stream_id=request.stream_id)  # nothing applied: the client resends from chunk 1
 
     def Append(self, requests, context):
         self.append_calls += 1
@@ -168,7 +168,7 @@ class SilentFirstAppend(pb_grpc.StreamRetServicer):
                 time.sleep(0.02)
             return
         for r in requests:
-            yield pb.AppendAck(stream_id=r.stream_id, seq=r.seq, applied_seq=r.seq, durable_seq=r.seq)
+            yield pb.AppendResponse(stream_id=r.stream_id, seq=r.seq, applied_seq=r.seq, durable_seq=r.seq)
 
 
 def test_an_append_call_without_acks_for_ack_idle_s_is_left_and_the_stream_resumed():
