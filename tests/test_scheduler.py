@@ -1,5 +1,7 @@
 """Scheduler: token budget, order within a stream, round-robin fairness, splitting, bounded queues."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -294,10 +296,13 @@ def reference_spans(it: WorkItem, start: int, end: int) -> list[tuple[int, int, 
 @settings(max_examples=200, deadline=None)
 def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     """The spans of a slice (found by bisection over the item's pieces) are those a scan of all pieces
-    finds, each piece's first and last token reported once, and spans_and_lens agrees with spans."""
+    finds, each piece's first and last token reported once, and spans_lens_cuts agrees with spans."""
     n = sum(pieces)
     s = sched(max_step_tokens=budgets[0])
     it = item("a", n, pieces=pieces) if n else item("a", 0, pieces=pieces)
+    it.pieces = [dataclasses.replace(p, starts_segment=i % 3 == 1, ends_segment=i % 2 == 0)  # segment flags
+                 for i, p in enumerate(it.pieces)]
+    it.set_tokens(it.tokens, it.piece_ends)
     s.add(it)
     index = {id(p): i for i, p in enumerate(it.pieces)}
     firsts, lasts, got = [], [], [0] * len(pieces)
@@ -305,8 +310,10 @@ def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     while s.has_work():
         s.max_step_tokens = budgets[step % len(budgets)]
         (w,) = s.schedule().work
-        spans, lens = w.spans_and_lens()
+        spans, lens, cut_before, cut_after = w.spans_lens_cuts()
         assert lens.tolist() == [sp.n_tokens for sp in spans]
+        assert cut_before.tolist() == [sp.first and sp.piece.starts_segment for sp in spans]
+        assert cut_after.tolist() == [sp.last and sp.piece.ends_segment for sp in spans]
         (sl,) = w.slices
         assert [(index[id(sp.piece)], sp.n_tokens, sp.first, sp.last) for sp in spans] == reference_spans(
             it, sl.start, sl.end)

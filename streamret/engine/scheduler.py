@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TooBusy
+from .segments import span_cut_flags
 from .text import TextPiece, TextSnapshot
 
 
@@ -69,11 +70,14 @@ class PieceLayout:
     ends: list[int]
     lens: np.ndarray  # int64 [pieces]
     full_spans: list[Span]
+    # bool [pieces]: the piece starts / ends a segment (where a step cuts its tokens into runs: `step_runs`)
+    starts_segment: np.ndarray
+    ends_segment: np.ndarray
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
         if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
-            return cls([], [], np.zeros(0, np.int64), [])
+            return cls([], [], np.zeros(0, np.int64), [], np.zeros(0, bool), np.zeros(0, bool))
         ends = np.asarray(piece_ends, dtype=np.int64)
         if len(ends) != len(pieces):
             raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
@@ -82,7 +86,9 @@ class PieceLayout:
         for p in pieces:  # the text facts a segment start needs, computed here and not in the step loop
             p.lead_bytes  # noqa: B018
         full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
-        return cls(starts.tolist(), ends.tolist(), lens, full)
+        starts_segment = np.fromiter((p.starts_segment for p in pieces), dtype=bool, count=len(pieces))
+        ends_segment = np.fromiter((p.ends_segment for p in pieces), dtype=bool, count=len(pieces))
+        return cls(starts.tolist(), ends.tolist(), lens, full, starts_segment, ends_segment)
 
 
 @dataclass(frozen=True)
@@ -168,15 +174,27 @@ class StreamWork:
     def spans(self) -> list[Span]:
         return [span for s in self.slices for span in s.spans()]
 
-    def spans_and_lens(self) -> tuple[list[Span], np.ndarray]:
-        """spans(), and their token counts (int64 [spans]): read from the items for whole slices."""
+    def spans_lens_cuts(self) -> tuple[list[Span], np.ndarray, np.ndarray, np.ndarray]:
+        """spans(), their token counts (int64 [spans]) and where they cut segments (bool [spans] each:
+        cut_before, cut_after of `step_runs`): read from the items' layouts for whole slices."""
         spans: list[Span] = []
-        lens = []
+        lens, before, after = [], [], []
         for s in self.slices:
             got = s.spans()
             spans += got
-            lens.append(s.item.layout.lens if s.whole else np.array([sp.n_tokens for sp in got], dtype=np.int64))
-        return spans, (np.concatenate(lens) if lens else np.zeros(0, np.int64))
+            layout = s.item.layout
+            if s.whole:
+                lens.append(layout.lens)
+                before.append(layout.starts_segment)
+                after.append(layout.ends_segment)
+            else:
+                lens.append(np.array([sp.n_tokens for sp in got], dtype=np.int64))
+                cut_before, cut_after = span_cut_flags(got)
+                before.append(cut_before)
+                after.append(cut_after)
+        if not spans:
+            return spans, np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool)
+        return spans, np.concatenate(lens), np.concatenate(before), np.concatenate(after)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -57,6 +57,16 @@ class ClosedSegment:
     end_byte: int
     pool_sum: np.ndarray  # [d_model] float64
     pool_count: int
+
+
+class ClosedRun(NamedTuple):
+    """A segment closed by a step, before its embedding: the run of the step's tokens that ends it."""
+
+    run: int  # index among its stream's runs of the step (`StepRuns`): plus the stream's first run, the row
+    text: str
+    start_byte: int
+    end_byte: int
+    count: int  # tokens pooled, those of earlier steps included
 
 
 def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
@@ -98,7 +108,6 @@ class SegmentTracker:
     d_model: int
     max_kept: int = 64
     max_text_bytes: int = 512
-    max_segment_bytes: int | None = None  # close a segment at the first piece end this long after its start
     open_sum: np.ndarray | None = None
     open_count: int = 0
     open_start: int | None = None  # stream byte offset of the open segment's first non-space character
@@ -106,10 +115,10 @@ class SegmentTracker:
     open_parts: list[str] = field(default_factory=list)  # the open segment's text so far (first bytes only)
     open_chars: int = 0
     kept_text: list[str] = field(default_factory=list)  # kept segments, in no particular order
-    kept_bytes: list[tuple[int, int]] = field(default_factory=list)
-    kept_embeddings: np.ndarray | None = None  # [max_kept + 1, embed_dim] float32; rows [:len(kept_text)] used
-    # short_penalty of each kept text, in the same places (worked out once per segment, not per step)
-    kept_penalty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    # rows [:len(kept_text)] used, in the places of kept_text; allocated with the first kept segment
+    kept_embeddings: np.ndarray | None = None  # [max_kept, embed_dim] float32
+    kept_bytes: np.ndarray | None = None  # [max_kept, 2] int64: [start, end) stream bytes
+    kept_penalty: np.ndarray | None = None  # [max_kept] float64: short_penalty, worked out once per segment
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
@@ -129,10 +138,7 @@ class SegmentTracker:
         self.open_count += span_count
         if last:
             carry = self._book_text(piece)
-            if carry is not None or (
-                self.max_segment_bytes is not None and self.open_start is not None
-                and self.open_end - self.open_start >= self.max_segment_bytes
-            ):
+            if carry is not None:
                 self._close(closed)
                 self._seed(piece, carry)
         return closed
@@ -172,33 +178,30 @@ class SegmentTracker:
             sums = np.zeros((len(spans), self.d_model), dtype=np.float64)
         return add_step_spans([self], [spans], sums)[0]
 
-    def _cut_spans(self, spans: Sequence[SpanLike]) -> tuple[list[int], list[tuple[int, str, int, int, int]]]:
-        """The text side of `add` for a stream's spans of a step (no sums): where the open segment is cut
-        (span positions, in order), and the segments closed, as (index of their cut, text, start_byte,
-        end_byte, token count). The sums are added up by the caller, per run of spans between cuts."""
-        cuts: list[int] = []
-        closed: list[tuple[int, str, int, int, int]] = []
-        for i, span in enumerate(spans):
+    def cut_text(self, spans: Sequence[SpanLike]) -> list[ClosedRun]:
+        """The text side of `add` for a stream's spans of a step (no sums): the segments closed, each with
+        the index of its run among the stream's runs of the step (`step_runs` cuts the same places: before
+        a span that starts a segment-starting piece, after a span that ends a segment-ending piece)."""
+        cuts = 0
+        closed: list[ClosedRun] = []
+        for span in spans:
             piece = span.piece
             if span.first and piece.starts_segment:
-                self._cut(i, cuts, closed)
+                cuts = self._cut(cuts, closed)
             self.open_count += span.n_tokens
             if span.last:
                 carry = self._book_text(piece)
-                if carry is not None or (
-                    self.max_segment_bytes is not None and self.open_start is not None
-                    and self.open_end - self.open_start >= self.max_segment_bytes
-                ):
-                    self._cut(i + 1, cuts, closed)
+                if carry is not None:
+                    cuts = self._cut(cuts, closed)
                     self._seed(piece, carry)
-        return cuts, closed
+        return closed
 
-    def _cut(self, at: int, cuts: list[int], closed: list[tuple[int, str, int, int, int]]) -> None:
-        """`_close` for _cut_spans: the sums are added up afterwards, per run between cuts."""
+    def _cut(self, cuts: int, closed: list[ClosedRun]) -> int:
+        """`_close` for cut_text: the sums are the run's, added up on the device."""
         if self.open_start is not None and self.open_count > 0:
-            closed.append((len(cuts), self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
-        cuts.append(at)
+            closed.append(ClosedRun(cuts, self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
         self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
+        return cuts + 1
 
     @property
     def open_text(self) -> str:
@@ -211,66 +214,51 @@ class SegmentTracker:
         self.open_sum[:] = 0.0
         self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
 
-    def keep(self, seg: ClosedSegment, embedding: np.ndarray, stream_embedding: np.ndarray) -> None:
-        """Keep a closed segment with its embedding; past max_kept drop the least salient one."""
-        n = len(self.kept_text)
+    def _storage(self, embed_dim: int) -> None:
         if self.kept_embeddings is None:
-            self.kept_embeddings = np.zeros((self.max_kept + 1, embedding.shape[-1]), dtype=np.float32)
-        if len(self.kept_penalty) < self.max_kept + 1:
-            self.kept_penalty = np.zeros(self.max_kept + 1, np.float64)
-        self.kept_embeddings[n] = embedding
-        self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
-        self.kept_bytes.append((seg.start_byte, seg.end_byte))
-        self.kept_penalty[n] = short_penalty(self.kept_text[n])
-        if n + 1 > self.max_kept:
-            scores = salience(self.kept_embeddings[: n + 1], stream_embedding) - self.kept_penalty[: n + 1]
-            drop = int(np.argmin(scores))
-            self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
-            self.kept_penalty[drop] = self.kept_penalty[n]
-            self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
-            self.kept_text.pop()
-            self.kept_bytes.pop()
+            self.kept_embeddings = np.zeros((self.max_kept, embed_dim), dtype=np.float32)
+            self.kept_penalty = np.zeros(self.max_kept, np.float64)
+            self.kept_bytes = np.zeros((self.max_kept, 2), np.int64)
 
-    def keep_many(self, segs: list[ClosedSegment], embeddings: np.ndarray, stream_embedding: np.ndarray) -> None:
-        """`keep` for several segments closed in one step (one stream embedding for all): the `max_kept`
-        most relevant of the kept and the new ones stay, with one matrix product instead of one per segment.
-        The new ones that stay take the places of the dropped ones, so the Python work is per new segment,
-        not per kept one (the kept lists are in no particular order)."""
-        n, k = len(self.kept_text), len(segs)
-        if self.kept_embeddings is None:
-            self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
-        if len(self.kept_penalty) < self.max_kept + 1:
-            self.kept_penalty = np.zeros(self.max_kept + 1, np.float64)
-        texts = [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
+    def keep_many(self, texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray,
+                  stream_embedding: np.ndarray) -> None:
+        """Keep the segments closed in one step (texts; byte_spans int64 [k, 2], their [start, end) bytes;
+        embeddings [k, embed_dim]; one stream embedding for all): the `max_kept` most relevant of the kept
+        and the new ones stay, with one matrix product. The new ones that stay take the places of the
+        dropped ones, so the Python work is per new segment, not per kept one (the kept rows are in no
+        particular order)."""
+        n, k = len(self.kept_text), len(texts)
+        self._storage(embeddings.shape[-1])
+        texts = [truncate_utf8(t, self.max_text_bytes) for t in texts]
         penalty = np.array([short_penalty(t) for t in texts], dtype=np.float64)
         if n + k <= self.max_kept:
             self.kept_embeddings[n : n + k] = embeddings
             self.kept_penalty[n : n + k] = penalty
+            self.kept_bytes[n : n + k] = byte_spans
             self.kept_text += texts
-            self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
-        stays = np.zeros(n + k, dtype=bool)
-        # most relevant first; equal scores go to the earlier segment (the kept lists are in no order, so
+        # most relevant first; equal scores go to the earlier segment (the kept rows are in no order, so
         # the tie is broken by stream position, which does not depend on the order of earlier drops)
-        starts = np.array([b for b, _ in self.kept_bytes] + [seg.start_byte for seg in segs], dtype=np.int64)
+        starts = np.concatenate([self.kept_bytes[:n, 0], byte_spans[:, 0]])
         scores = salience(rows, stream_embedding) - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
+        stays = np.zeros(n + k, dtype=bool)
         stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
+        new = np.flatnonzero(stays[n:])
         # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
-        places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
-        for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
-            seg = segs[j]
-            self.kept_embeddings[place] = embeddings[j]
-            self.kept_penalty[place] = penalty[j]
-            text, span = texts[j], (seg.start_byte, seg.end_byte)
-            if place < len(self.kept_text):
-                self.kept_text[place], self.kept_bytes[place] = text, span
+        places = np.concatenate([np.flatnonzero(~stays[:n]), np.arange(n, self.max_kept)])[: len(new)]
+        self.kept_embeddings[places] = embeddings[new]
+        self.kept_penalty[places] = penalty[new]
+        self.kept_bytes[places] = byte_spans[new]
+        for place, j in zip(places.tolist(), new.tolist()):
+            if place < n:
+                self.kept_text[place] = texts[j]
             else:
-                self.kept_text.append(text)
-                self.kept_bytes.append(span)
+                self.kept_text.append(texts[j])
 
     def _document_order(self) -> list[int]:
-        return sorted(range(len(self.kept_text)), key=lambda i: self.kept_bytes[i])
+        n = len(self.kept_text)
+        return np.lexsort((self.kept_bytes[:n, 1], self.kept_bytes[:n, 0])).tolist() if n else []
 
     def segments(self, stream_embedding: np.ndarray, with_embeddings: bool = True) -> list[Segment]:
         """Kept segments in document order, scored by cosine similarity to `stream_embedding`."""
@@ -278,7 +266,7 @@ class SegmentTracker:
             return []
         scores = self.kept_embeddings[: len(self.kept_text)] @ stream_embedding
         return [
-            Segment(self.kept_text[i], *self.kept_bytes[i], float(scores[i]),
+            Segment(self.kept_text[i], *self.kept_bytes[i].tolist(), float(scores[i]),
                     self.kept_embeddings[i].copy() if with_embeddings else None)
             for i in self._document_order()
         ]
@@ -289,7 +277,7 @@ class SegmentTracker:
         order = self._document_order()
         meta = {
             "open": {"count": self.open_count, "start": self.open_start, "end": self.open_end, "text": self.open_text},
-            "kept": [{"text": self.kept_text[i], "start": self.kept_bytes[i][0], "end": self.kept_bytes[i][1]}
+            "kept": [{"text": self.kept_text[i], "start": int(self.kept_bytes[i, 0]), "end": int(self.kept_bytes[i, 1])}
                      for i in order],
         }
         tensors = {"open_sum": torch.from_numpy(self.open_sum.copy())}
@@ -309,47 +297,108 @@ class SegmentTracker:
         emb = tensors.get("kept_embeddings")
         if len(kept) != (0 if emb is None else emb.shape[0]):
             raise ValueError("segment record holds a different number of texts and embeddings")
-        for k, e in zip(kept, emb.float().numpy() if emb is not None else []):
-            t.keep(ClosedSegment(k["text"], int(k["start"]), int(k["end"]), t.open_sum, 0), e, e)
+        if kept:  # more than max_kept (a record of a larger limit): those nearest their mean stay
+            rows = emb.float().numpy()
+            t.keep_many([k["text"] for k in kept], np.array([[k["start"], k["end"]] for k in kept], np.int64),
+                        rows, rows.mean(axis=0))
         return t
+
+
+@dataclass
+class StepRuns:
+    """A step's packed tokens cut at every segment boundary of its streams: runs of consecutive tokens,
+    each pooled into one sum (on the device, by `ModelRunner.run`). A stream's runs follow one another
+    in the packed order; its first run continues the segment open before the step (its sum and count
+    are added), its last run stays open after it, and every run in between (maybe empty) closed a
+    segment, whose text side `SegmentTracker.cut_text` books."""
+
+    token_cu: np.ndarray  # int64 [runs + 1]: offsets of the runs in the packed tokens
+    span_start: np.ndarray  # int64 [runs]: each run's first span (a run holds the spans up to the next's)
+    first: np.ndarray  # int64 [streams]: each stream's first run
+    last: np.ndarray  # int64 [streams]: each stream's last run
+    counts: np.ndarray  # int64 [runs]: tokens pooled in each run, the open segment's earlier ones included
+    open_sums: np.ndarray  # float64 [streams, d_model]: the segments open before the step (first runs add them)
+
+
+def step_runs(trackers: Sequence[SegmentTracker], span_lens: np.ndarray, spans_per_stream: np.ndarray,
+              cut_before: np.ndarray, cut_after: np.ndarray) -> StepRuns:
+    """The runs of a step, in numpy (no loop over spans). span_lens: int64 [spans], token counts of all the
+    streams' spans, stream after stream; spans_per_stream: int64 [streams];
+    cut_before / cut_after: bool [spans], the span starts a piece that starts a segment / ends a piece that
+    ends one (`StreamWork.spans_lens_cuts`). A cut after span i and one before span i + 1 leave an empty
+    run between them, as `cut_text` counts them."""
+    n_spans, n_streams = len(span_lens), len(spans_per_stream)
+    if len(cut_before) != n_spans or len(cut_after) != n_spans or int(np.sum(spans_per_stream)) != n_spans:
+        raise ValueError(f"{n_spans} span lens, {len(cut_before)} / {len(cut_after)} cut flags and "
+                         f"{int(np.sum(spans_per_stream))} spans over the streams: pass one of each per span")
+    stream_start = np.concatenate([[0], np.cumsum(spans_per_stream)[:-1]]).astype(np.int64)
+    after = np.flatnonzero(cut_after) + 1
+    before = np.flatnonzero(cut_before)
+    # order of run starts at one span position: the previous stream's cut after its last span, this
+    # stream's start, its cut before its first span
+    keys = np.concatenate([3 * after, 3 * stream_start + 1, 3 * before + 2])
+    order = np.argsort(keys, kind="stable")
+    run_start = np.concatenate([after, stream_start, before])[order]
+    first = np.flatnonzero((order >= len(after)) & (order < len(after) + n_streams))
+    last = np.append(first[1:], len(run_start)) - 1
+    span_cu = np.concatenate([[0], np.cumsum(span_lens, dtype=np.int64)])
+    token_cu = span_cu[np.append(run_start, n_spans)]
+    counts = np.diff(token_cu)
+    counts[first] += np.array([t.open_count for t in trackers], dtype=np.int64)
+    open_sums = np.stack([t.open_sum for t in trackers]) if trackers else np.zeros((0, 0), np.float64)
+    return StepRuns(token_cu, run_start, first, last, counts, open_sums)
+
+
+def book_step(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]], runs: StepRuns,
+              open_after: np.ndarray) -> list[list[ClosedRun]]:
+    """Book a step's text side for each stream and set its open sum (open_after: float64 [streams,
+    d_model], each stream's last run's sum). Returns each stream's closed segments, their `run` made an
+    index into all the step's runs."""
+    out = []
+    for tracker, sp, first, open_sum in zip(trackers, spans, runs.first.tolist(), open_after):
+        tracker.open_sum[:] = open_sum
+        closed = tracker.cut_text(sp)
+        out.append([c._replace(run=c.run + first) for c in closed] if closed else closed)
+    return out
+
+
+def run_sums(runs: StepRuns, span_sums: np.ndarray, span_lens: np.ndarray) -> np.ndarray:
+    """The runs' sums from the spans' (float64 [spans, d_model]), on the host: what the device adds up
+    from the tokens (`ModelRunner.run`). For the tests and the steps without tokens."""
+    span_run = np.repeat(np.arange(len(runs.span_start)), np.diff(np.append(runs.span_start, len(span_lens))))
+    sums = torch.zeros((len(runs.counts), span_sums.shape[1]), dtype=torch.float64)
+    sums.index_add_(0, torch.from_numpy(span_run), torch.from_numpy(np.ascontiguousarray(span_sums, np.float64)))
+    out = sums.numpy()
+    out[runs.first] += runs.open_sums
+    return out
+
+
+def span_cut_flags(spans: Sequence[SpanLike]) -> tuple[np.ndarray, np.ndarray]:
+    """cut_before and cut_after (`step_runs`) of some spans, read from the span objects."""
+    before = np.fromiter((s.first and s.piece.starts_segment for s in spans), dtype=bool, count=len(spans))
+    after = np.fromiter((s.last and s.piece.ends_segment for s in spans), dtype=bool, count=len(spans))
+    return before, after
 
 
 def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]],
                    sums: np.ndarray) -> list[list[ClosedSegment]]:
-    """Book one step's spans of several streams: `add` for each span, in order, stream by stream.
-
-    trackers[i] gets spans[i]; sums: float64 [all spans, d_model], the spans' hidden-state sums, stream
-    after stream. Returns the segments each stream closed. The text side is a loop over the spans
-    (`_cut_spans`); the sums are one `index_add_` into the runs of spans between segment cuts for the
-    whole step, instead of an addition per span and a copy per segment.
-    """
+    """Book one step's spans of several streams from their sums on the host: `add` for each span, in order,
+    stream by stream. trackers[i] gets spans[i]; sums: float64 [all spans, d_model], stream after stream.
+    Returns the segments each stream closed, with their pooled sums (the engine's steps take the runs'
+    sums from the device instead: `step_runs`, `book_step`)."""
     n_spans = sum(len(sp) for sp in spans)
     d = trackers[0].d_model if trackers else 0
     if sums.shape != (n_spans, d):
         raise ValueError(f"sums of shape {tuple(sums.shape)} for {n_spans} spans; pass one float64 row of width "
                          f"d_model={d} per span, stream after stream")
-    starts: list[int] = []  # first span of each run, over the whole step
-    booked = []  # per stream: (its first run, its last run, the segments it closed)
-    offset = 0
-    for tracker, sp in zip(trackers, spans):
-        cuts, closed = tracker._cut_spans(sp)
-        first = len(starts)
-        starts.append(offset)  # its first run continues the segment that was open before the step
-        if cuts:
-            starts += [offset + c for c in cuts]
-        booked.append((first, len(starts) - 1, closed))
-        offset += len(sp)
-    begin = np.asarray(starts, dtype=np.int64)
-    run_of_span = np.repeat(np.arange(len(begin)), np.diff(np.append(begin, offset)))  # empty runs: no span
-    runs_t = torch.zeros((len(begin), d), dtype=torch.float64)  # index_add_: 10x np.add.reduceat's speed here
-    runs_t.index_add_(0, torch.from_numpy(run_of_span), torch.from_numpy(np.ascontiguousarray(sums, np.float64)))
-    runs = runs_t.numpy()
-    out = []
-    for tracker, (first, last, closed) in zip(trackers, booked):
-        runs[first] += tracker.open_sum  # the segment open before the step goes on in its first run
-        tracker.open_sum[:] = runs[last]
-        out.append([ClosedSegment(text, start, end, runs[first + r], count) for r, text, start, end, count in closed]
-                   if closed else [])
+    flat = [s for sp in spans for s in sp]
+    lens = np.array([s.n_tokens for s in flat], dtype=np.int64)
+    before, after = span_cut_flags(flat)
+    runs = step_runs(trackers, lens, np.array([len(sp) for sp in spans], np.int64), before, after)
+    pooled = run_sums(runs, sums, lens)
+    booked = book_step(trackers, spans, runs, pooled[runs.last])
+    out = [[ClosedSegment(c.text, c.start_byte, c.end_byte, pooled[c.run], c.count) for c in closed]
+           for closed in booked]
     return out
 
 
