@@ -15,6 +15,7 @@ from streamret_kernels import segment_sum
 from ..model.graphs import GraphedForward
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
 from .segments import StepRuns
+from .staging import Staging
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ModelRunner:
         # pooled sums are float64, and a step embeds all the segments it closed in one call
         head = model.embed_head
         self._head = None if head is None else head.weight.detach().to(torch.float64)
+        self.staging = Staging()
 
     @torch.inference_mode()
     def run(self, tokens: np.ndarray, lens: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:
@@ -66,37 +68,38 @@ class ModelRunner:
             raise ValueError(f"{len(tokens)} packed tokens of {len(lens)} streams, but the streams' lens add up to "
                              f"{int(lens.sum())} and the runs' to {n_tokens} over {len(runs.first)} streams: pass "
                              "the lens and runs of the packed tokens")
-        if self.graphed is not None:  # inputs go from pinned memory straight into the graph's buffers
-            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).pin_memory()
-            cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)).pin_memory()
-            hidden, new_state = self.graphed(ids, cu, state, clone_hidden=False)  # read below, before the next step
-        else:
-            ids = self._to_device(np.ascontiguousarray(tokens, dtype=np.int64))
-            cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
-            hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu,
-                                           chunk_size=self.chunk_size)
-        sums = segment_sum(hidden, self._to_device(runs.token_cu))  # runs are consecutive: one float64 sum each
-        first, last = self._to_device(runs.first), self._to_device(runs.last)
-        sums.index_add_(0, first, self._to_device(runs.open_sums))  # the segments open before the step
-        run_embeddings = pooled_embedding(sums, self._to_device(runs.counts), self._head)
-        outputs = (sums.index_select(0, last), run_embeddings, self.model.stream_embedding(new_state))
+        cu = np.concatenate([[0], np.cumsum(lens)])
         if self.device.type != "cuda":
-            open_sums, run_emb, emb = (t.numpy() for t in outputs)
-            return StepOutput(new_state, run_emb, emb, open_sums)
-        # one copy to the host for all of it, queued: the engine books the previous step while this one runs
-        packed = torch.cat([t.contiguous().view(torch.uint8).view(-1) for t in outputs])
-        host = torch.empty(packed.shape, dtype=torch.uint8, pin_memory=True)
-        host.copy_(packed, non_blocking=True)
-        ready = torch.cuda.Event()
-        ready.record()
-        open_sums, run_emb, emb = unpack(host.numpy(), outputs)
-        return StepOutput(new_state, run_emb, emb, open_sums, ready)
+            return self._run_on_host(tokens, cu, state, runs)
+        slot = self.staging.take()  # every input goes to the device in one copy, every output back in one
+        ids, cu_dev, token_cu, first, last, counts, open_sums = slot.upload(
+            [np.ascontiguousarray(tokens, dtype=np.int64), cu.astype(np.int32), runs.token_cu, runs.first,
+             runs.last, runs.counts, runs.open_sums], self.device)
+        if self.graphed is not None:
+            hidden, new_state = self.graphed(ids, cu_dev, state, clone_hidden=False)  # read below, before the next step
+        else:  # the eager forward reads cu_seqlens on the host
+            hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
+                                           chunk_size=self.chunk_size)
+        outputs = self._pool(hidden, new_state, token_cu, first, last, counts, open_sums)
+        open_sums, run_emb, emb = slot.download(outputs)  # queued: the engine books the previous step meanwhile
+        return StepOutput(new_state, run_emb, emb, open_sums, slot.release())
 
-    def _to_device(self, a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t
+    def _run_on_host(self, tokens: np.ndarray, cu: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:
+        hidden, new_state = self.model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
+                                       mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
+                                       chunk_size=self.chunk_size)
+        inputs = (torch.from_numpy(a) for a in (runs.token_cu, runs.first, runs.last, runs.counts, runs.open_sums))
+        open_sums, run_emb, emb = (t.numpy() for t in self._pool(hidden, new_state, *inputs))
+        return StepOutput(new_state, run_emb, emb, open_sums)
+
+    def _pool(self, hidden: torch.Tensor, new_state: RetNetState, token_cu: torch.Tensor, first: torch.Tensor,
+              last: torch.Tensor, counts: torch.Tensor, open_sums: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The runs' float64 sums (the segments open before the step added to their streams' first runs) and
+        embeddings, and the streams' embeddings: (open sums after the step, run embeddings, embeddings)."""
+        sums = segment_sum(hidden, token_cu)  # runs are consecutive: one float64 sum each
+        sums.index_add_(0, first, open_sums)
+        run_embeddings = pooled_embedding(sums, counts, self._head)
+        return sums.index_select(0, last), run_embeddings, self.model.stream_embedding(new_state)
 
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:
@@ -120,13 +123,3 @@ class ModelRunner:
             hidden, state = self.model(torch.tensor([token], device=self.device), mode="recurrent", state=state)
         return out
 
-
-def unpack(buffer: np.ndarray, like: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-    """Views of a uint8 buffer holding tensors' bytes one after the other, shaped and typed as `like`."""
-    out, offset = [], 0
-    for t in like:
-        dtype = np.dtype(str(t.dtype).removeprefix("torch."))
-        n = t.numel() * dtype.itemsize
-        out.append(buffer[offset : offset + n].view(dtype).reshape(tuple(t.shape)))
-        offset += n
-    return out
