@@ -7,7 +7,7 @@ import torch
 from streamret_kernels import segment_sum
 
 from streamret.engine.scheduler import Span
-from streamret.engine.segments import SegmentTracker, add_step_spans, book_step, span_cut_flags, step_runs
+from streamret.engine.segments import SegmentTracker, StepSpans, add_step_spans, book_step, step_runs
 from streamret.engine.text import TextAssembler
 from streamret.engine.worker import ModelRunner
 from streamret.model.spec import load_model
@@ -37,18 +37,17 @@ def step_spans(device: str) -> tuple:
     not torch.cuda.is_available(), reason="no GPU"))])
 def test_runner_runs_book_what_spans_booked_on_the_host_book(device):
     loaded, trackers, spans, tokens = step_spans(device)
-    model, runner = loaded.model, ModelRunner(loaded.model)
+    model, runner = loaded.model, ModelRunner(loaded.model, cuda_graphs=False)  # the reference's forward
     host_trackers = [SegmentTracker(t.d_model, max_kept=4, open_sum=t.open_sum.copy(), open_count=t.open_count,
                                     open_start=t.open_start, open_end=t.open_end) for t in trackers]
     lens = np.array([len(t) for t in tokens], dtype=np.int64)
-    flat = [s for sp in spans for s in sp]
-    span_lens = np.array([s.n_tokens for s in flat], dtype=np.int64)
-    before, after = span_cut_flags(flat)
-    runs = step_runs(trackers, span_lens, np.array([len(sp) for sp in spans], np.int64), before, after)
+    step = StepSpans.of(spans)
+    span_lens = step.lens
+    runs = step_runs(trackers, step)
     state = model.init_state(len(tokens))
     out = runner.run(np.concatenate(tokens), lens, state, runs)
     out.wait()
-    booked = book_step(trackers, spans, runs, out.open_sums)
+    booked = book_step(trackers, step, runs, out.open_sums)
 
     with torch.inference_mode():  # the reference: the same forward, summed per span, booked on the host
         hidden, _ = model(torch.from_numpy(np.concatenate(tokens)).to(model.device), mode="chunkwise",

@@ -33,7 +33,7 @@ from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
 from .record import StreamCodec
 from .scheduler import Scheduler, Span, StepPlan, WorkItem
-from .segments import ClosedSegment, StepRuns, book_step, step_runs
+from .segments import ClosedSegment, StepRuns, StepSpans, book_step, step_runs
 from .state_store import StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
@@ -50,6 +50,7 @@ class _Step:
 
     plan: StepPlan
     spans: list[list[Span]]  # per stream of the plan
+    ran_spans: StepSpans | None  # the spans of the streams in `ran`, as arrays
     runs: StepRuns | None  # the packed tokens of the streams in `ran` cut at their segment boundaries
     ran: list[str]  # streams with tokens, in the order of the model batch
     state: RetNetState | None = None
@@ -262,17 +263,14 @@ class EngineCore:
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
-        spans, lens, before, after = zip(*(w.spans_lens_cuts() for w in plan.work))
+        spans, arrays = zip(*(w.step_spans() for w in plan.work))
         t1 = time.perf_counter()
         self._parts_s["schedule"] += t1 - t0
         ran = [i for i, w in enumerate(plan.work) if w.n_tokens]
-        runs = None
+        step = _Step(plan, list(spans), None, None, [plan.work[i].stream_id for i in ran])
         if ran:  # the streams of a step are not in flight: their trackers hold the segments open before it
-            runs = step_runs([self.store.streams[plan.work[i].stream_id].segments for i in ran],
-                             np.concatenate([lens[i] for i in ran]),
-                             np.array([len(spans[i]) for i in ran], dtype=np.int64),
-                             np.concatenate([before[i] for i in ran]), np.concatenate([after[i] for i in ran]))
-        step = _Step(plan, list(spans), runs, [plan.work[i].stream_id for i in ran])
+            step.ran_spans = StepSpans.concat([arrays[i] for i in ran])
+            step.runs = step_runs([self.store.streams[plan.work[i].stream_id].segments for i in ran], step.ran_spans)
         if step.ran:
             try:
                 step.state = self.store.gather(step.ran)
@@ -315,7 +313,7 @@ class EngineCore:
                 if step.ran:
                     self.store.scatter(step.ran, step.out.state)
                 self._parts_s["scatter"] += time.perf_counter() - t_locked
-                resolved = self._apply(step.plan, step.spans, step.runs, step.out)
+                resolved = self._apply(step, step.out)
             self.durability.sweep()
         t_acks = time.perf_counter()
         for fut, ack in resolved:
@@ -328,14 +326,14 @@ class EngineCore:
         parts["lock"] += t_locked - t1
         parts["acks"] += t2 - t_acks
 
-    def _apply(self, plan: StepPlan, spans: list, runs: StepRuns | None, out: StepOutput | None
-               ) -> list[tuple[Future, Ack]]:
+    def _apply(self, step: _Step, out: StepOutput | None) -> list[tuple[Future, Ack]]:
         """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
         acks to send now."""
+        plan, spans = step.plan, step.spans
         done: dict[Stream, list[WorkItem]] = {}
         t0 = time.perf_counter()
-        ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
-        booked = book_step([st.segments for st, _ in ran], [sp for _, sp in ran], runs, out.open_sums) if ran else []
+        ran = [self.store.streams[sid] for sid in step.ran]
+        booked = book_step([st.segments for st in ran], step.ran_spans, step.runs, out.open_sums) if ran else []
         self._parts_s["book_spans"] += time.perf_counter() - t0
         flushed = []  # (stream, segments closed by pieces without tokens)
         for work, work_spans in zip(plan.work, spans):
@@ -352,7 +350,7 @@ class EngineCore:
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
         t1 = time.perf_counter()
-        for row, ((stream, _), closed) in enumerate(zip(ran, booked)):
+        for row, (stream, closed) in enumerate(zip(ran, booked)):
             if closed:
                 stream.segments.keep_many(
                     [c.text for c in closed], np.array([(c.start_byte, c.end_byte) for c in closed], np.int64),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TooBusy
-from .segments import span_cut_flags
+from .segments import StepSpans
 from .text import TextPiece, TextSnapshot
 
 
@@ -70,25 +70,21 @@ class PieceLayout:
     ends: list[int]
     lens: np.ndarray  # int64 [pieces]
     full_spans: list[Span]
-    # bool [pieces]: the piece starts / ends a segment (where a step cuts its tokens into runs: `step_runs`)
-    starts_segment: np.ndarray
-    ends_segment: np.ndarray
+    # what a step that runs the whole item books (`StepSpans`): where its pieces cut segments, their text
+    # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
+    step_spans: StepSpans
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
         if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
-            return cls([], [], np.zeros(0, np.int64), [], np.zeros(0, bool), np.zeros(0, bool))
+            return cls([], [], np.zeros(0, np.int64), [], StepSpans.of([[]]))
         ends = np.asarray(piece_ends, dtype=np.int64)
         if len(ends) != len(pieces):
             raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
         starts = np.concatenate([[0], ends[:-1]])
         lens = ends - starts
-        for p in pieces:  # the text facts a segment start needs, computed here and not in the step loop
-            p.lead_bytes  # noqa: B018
         full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
-        starts_segment = np.fromiter((p.starts_segment for p in pieces), dtype=bool, count=len(pieces))
-        ends_segment = np.fromiter((p.ends_segment for p in pieces), dtype=bool, count=len(pieces))
-        return cls(starts.tolist(), ends.tolist(), lens, full, starts_segment, ends_segment)
+        return cls(starts.tolist(), ends.tolist(), lens, full, StepSpans.of([full]))
 
 
 @dataclass(frozen=True)
@@ -174,27 +170,17 @@ class StreamWork:
     def spans(self) -> list[Span]:
         return [span for s in self.slices for span in s.spans()]
 
-    def spans_lens_cuts(self) -> tuple[list[Span], np.ndarray, np.ndarray, np.ndarray]:
-        """spans(), their token counts (int64 [spans]) and where they cut segments (bool [spans] each:
-        cut_before, cut_after of `step_runs`): read from the items' layouts for whole slices."""
+    def step_spans(self) -> tuple[list[Span], StepSpans]:
+        """spans(), and what booking them reads, as arrays: from the items' layouts for whole slices."""
         spans: list[Span] = []
-        lens, before, after = [], [], []
+        parts = []
         for s in self.slices:
             got = s.spans()
             spans += got
-            layout = s.item.layout
-            if s.whole:
-                lens.append(layout.lens)
-                before.append(layout.starts_segment)
-                after.append(layout.ends_segment)
-            else:
-                lens.append(np.array([sp.n_tokens for sp in got], dtype=np.int64))
-                cut_before, cut_after = span_cut_flags(got)
-                before.append(cut_before)
-                after.append(cut_after)
-        if not spans:
-            return spans, np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool)
-        return spans, np.concatenate(lens), np.concatenate(before), np.concatenate(after)
+            parts.append(s.item.layout.step_spans if s.whole else StepSpans.of([got]))
+        step = StepSpans.concat(parts) if parts else StepSpans.of([[]])
+        step.per_stream = np.array([len(spans)], dtype=np.int64)
+        return spans, step
 
 
 @dataclass

@@ -178,30 +178,13 @@ class SegmentTracker:
             sums = np.zeros((len(spans), self.d_model), dtype=np.float64)
         return add_step_spans([self], [spans], sums)[0]
 
-    def cut_text(self, spans: Sequence[SpanLike]) -> list[ClosedRun]:
-        """The text side of `add` for a stream's spans of a step (no sums): the segments closed, each with
-        the index of its run among the stream's runs of the step (`step_runs` cuts the same places: before
-        a span that starts a segment-starting piece, after a span that ends a segment-ending piece)."""
-        cuts = 0
-        closed: list[ClosedRun] = []
-        for span in spans:
-            piece = span.piece
-            if span.first and piece.starts_segment:
-                cuts = self._cut(cuts, closed)
-            self.open_count += span.n_tokens
-            if span.last:
-                carry = self._book_text(piece)
-                if carry is not None:
-                    cuts = self._cut(cuts, closed)
-                    self._seed(piece, carry)
-        return closed
-
-    def _cut(self, cuts: int, closed: list[ClosedRun]) -> int:
-        """`_close` for cut_text: the sums are the run's, added up on the device."""
-        if self.open_start is not None and self.open_count > 0:
-            closed.append(ClosedRun(cuts, self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
-        self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
-        return cuts + 1
+    def _grown(self, text: str, continues: bool) -> str:
+        """The text of a segment that continues the open one (continues) or starts anew, with `text` after it;
+        past max_text_bytes characters the rest is not needed (cut to max_text_bytes bytes when closed)."""
+        if not continues:
+            return text[: self.max_text_bytes]
+        held = "".join(self.open_parts)
+        return held if self.open_chars >= self.max_text_bytes else held + text[: self.max_text_bytes]
 
     @property
     def open_text(self) -> str:
@@ -304,61 +287,186 @@ class SegmentTracker:
         return t
 
 
+# columns of `piece_facts`: what booking a piece's text reads of it, as numbers (-1: none)
+BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, BODY_LEAD, SEED_LEAD = range(8)
+
+
+def piece_facts(pieces: Sequence) -> np.ndarray:
+    """int64 [pieces, 8], per `TextPiece`: where its body (the text before the carry) ends in stream bytes,
+    the byte of its body's first non-space character, that of its carry's (the start of the next segment
+    when the piece ends one), its end byte, its length in characters, its body's, and the character
+    offsets (in its text) of its body's and its carry's first non-space characters. Worked out when a
+    chunk is tokenized (`PieceLayout`), so that a step books text with array operations."""
+    rows = np.full((len(pieces), 8), -1, dtype=np.int64)
+    for row, p in zip(rows, pieces):
+        n = len(p.text)
+        body_len = n - p.carry_chars if p.ends_segment else n
+        lead = n - len(p.stripped)  # leading whitespace: the body has a non-space character iff it ends later
+        row[BODY_END_BYTE] = p.end_byte - (p.carry_bytes if p.ends_segment else 0)
+        row[END_BYTE], row[TEXT_LEN], row[BODY_LEN] = p.end_byte, n, body_len
+        if lead < body_len:
+            row[BODY_FIRST_BYTE], row[BODY_LEAD] = p.start_byte + p.lead_bytes, lead
+        if p.ends_segment:
+            carry = p.text[body_len:]
+            carry_lead = len(carry) - len(carry.lstrip())
+            if carry_lead < len(carry):
+                row[SEED_FIRST_BYTE] = p.end_byte - p.carry_bytes + len(carry[:carry_lead].encode())
+                row[SEED_LEAD] = body_len + carry_lead
+    return rows
+
+
+@dataclass
+class StepSpans:
+    """The spans of a step's streams, stream after stream, as arrays (`StreamWork.step_spans` reads them
+    from the items' layouts, `StepSpans.of` from span objects)."""
+
+    lens: np.ndarray  # int64 [spans]: tokens
+    per_stream: np.ndarray  # int64 [streams]: spans of each stream
+    cut_before: np.ndarray  # bool [spans]: the span starts a piece that starts a segment
+    cut_after: np.ndarray  # bool [spans]: the span ends a piece that ends a segment
+    last: np.ndarray  # bool [spans]: the span holds its piece's last token (the piece's text is booked then)
+    facts: np.ndarray  # int64 [spans, 8]: `piece_facts` of the spans' pieces
+    text: str  # the texts of the pieces whose last token is in the step, one after the other
+
+    @classmethod
+    def of(cls, spans: Sequence[Sequence[SpanLike]]) -> StepSpans:
+        flat = [s for sp in spans for s in sp]
+        first = np.fromiter((s.first for s in flat), dtype=bool, count=len(flat))
+        last = np.fromiter((s.last for s in flat), dtype=bool, count=len(flat))
+        facts = piece_facts([s.piece for s in flat])
+        starts = np.fromiter((s.piece.starts_segment for s in flat), dtype=bool, count=len(flat))
+        ends = np.fromiter((s.piece.ends_segment for s in flat), dtype=bool, count=len(flat))
+        return cls(np.fromiter((s.n_tokens for s in flat), dtype=np.int64, count=len(flat)),
+                   np.array([len(sp) for sp in spans], dtype=np.int64), first & starts, last & ends, last, facts,
+                   "".join(s.piece.text for s in flat if s.last))
+
+    @classmethod
+    def concat(cls, parts: Sequence[StepSpans]) -> StepSpans:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("lens", "per_stream", "cut_before", "cut_after", "last", "facts")),
+                   "".join(p.text for p in parts))
+
+
 @dataclass
 class StepRuns:
     """A step's packed tokens cut at every segment boundary of its streams: runs of consecutive tokens,
     each pooled into one sum (on the device, by `ModelRunner.run`). A stream's runs follow one another
     in the packed order; its first run continues the segment open before the step (its sum and count
     are added), its last run stays open after it, and every run in between (maybe empty) closed a
-    segment, whose text side `SegmentTracker.cut_text` books."""
+    segment, whose text `book_step` books."""
 
     token_cu: np.ndarray  # int64 [runs + 1]: offsets of the runs in the packed tokens
     span_start: np.ndarray  # int64 [runs]: each run's first span (a run holds the spans up to the next's)
+    event_start: np.ndarray  # int64 [runs]: each run's first slot in `book_step`'s events
     first: np.ndarray  # int64 [streams]: each stream's first run
     last: np.ndarray  # int64 [streams]: each stream's last run
     counts: np.ndarray  # int64 [runs]: tokens pooled in each run, the open segment's earlier ones included
     open_sums: np.ndarray  # float64 [streams, d_model]: the segments open before the step (first runs add them)
 
 
-def step_runs(trackers: Sequence[SegmentTracker], span_lens: np.ndarray, spans_per_stream: np.ndarray,
-              cut_before: np.ndarray, cut_after: np.ndarray) -> StepRuns:
-    """The runs of a step, in numpy (no loop over spans). span_lens: int64 [spans], token counts of all the
-    streams' spans, stream after stream; spans_per_stream: int64 [streams];
-    cut_before / cut_after: bool [spans], the span starts a piece that starts a segment / ends a piece that
-    ends one (`StreamWork.spans_lens_cuts`). A cut after span i and one before span i + 1 leave an empty
-    run between them, as `cut_text` counts them."""
-    n_spans, n_streams = len(span_lens), len(spans_per_stream)
-    if len(cut_before) != n_spans or len(cut_after) != n_spans or int(np.sum(spans_per_stream)) != n_spans:
-        raise ValueError(f"{n_spans} span lens, {len(cut_before)} / {len(cut_after)} cut flags and "
-                         f"{int(np.sum(spans_per_stream))} spans over the streams: pass one of each per span")
-    stream_start = np.concatenate([[0], np.cumsum(spans_per_stream)[:-1]]).astype(np.int64)
-    after = np.flatnonzero(cut_after) + 1
-    before = np.flatnonzero(cut_before)
-    # order of run starts at one span position: the previous stream's cut after its last span, this
-    # stream's start, its cut before its first span
-    keys = np.concatenate([3 * after, 3 * stream_start + 1, 3 * before + 2])
-    order = np.argsort(keys, kind="stable")
-    run_start = np.concatenate([after, stream_start, before])[order]
+def _slots(spans: StepSpans) -> tuple[np.ndarray, np.ndarray]:
+    """Booking a step is a sequence of events: per stream a slot for what was open before the step, then
+    per span three (its cut before, its text, its cut after and the carry that starts the next segment).
+    Returns the stream slots [streams] and the first slot of each span [spans]."""
+    n_streams = len(spans.per_stream)
+    stream_of_span = np.repeat(np.arange(n_streams), spans.per_stream)
+    stream_first_span = np.concatenate([[0], np.cumsum(spans.per_stream)[:-1]]).astype(np.int64)
+    return 3 * stream_first_span + np.arange(n_streams), 3 * np.arange(len(spans.lens)) + stream_of_span + 1
+
+
+def step_runs(trackers: Sequence[SegmentTracker], spans: StepSpans) -> StepRuns:
+    """The runs of a step, in numpy (no loop over spans): cut before each span that starts a segment-starting
+    piece and after each span that ends a segment-ending piece. A cut after span i and one before span
+    i + 1 leave an empty run between them (its carried text is given up, as `add` does)."""
+    n_spans, n_streams = len(spans.lens), len(spans.per_stream)
+    if len(trackers) != n_streams or int(spans.per_stream.sum()) != n_spans:
+        raise ValueError(f"{len(trackers)} trackers for {n_streams} streams of {int(spans.per_stream.sum())} spans, "
+                         f"{n_spans} spans given: pass one tracker per stream and spans adding up")
+    stream_slot, span_slot = _slots(spans)
+    after, before = np.flatnonzero(spans.cut_after), np.flatnonzero(spans.cut_before)
+    stream_first_span = stream_slot - np.arange(n_streams)
+    slots = np.concatenate([span_slot[after] + 2, stream_slot, span_slot[before]])  # distinct, in event order
+    order = np.argsort(slots, kind="stable")
+    run_start = np.concatenate([after + 1, stream_first_span // 3, before])[order]
     first = np.flatnonzero((order >= len(after)) & (order < len(after) + n_streams))
     last = np.append(first[1:], len(run_start)) - 1
-    span_cu = np.concatenate([[0], np.cumsum(span_lens, dtype=np.int64)])
+    span_cu = np.concatenate([[0], np.cumsum(spans.lens, dtype=np.int64)])
     token_cu = span_cu[np.append(run_start, n_spans)]
     counts = np.diff(token_cu)
     counts[first] += np.array([t.open_count for t in trackers], dtype=np.int64)
     open_sums = np.stack([t.open_sum for t in trackers]) if trackers else np.zeros((0, 0), np.float64)
-    return StepRuns(token_cu, run_start, first, last, counts, open_sums)
+    return StepRuns(token_cu, run_start, slots[order], first, last, counts, open_sums)
 
 
-def book_step(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]], runs: StepRuns,
+def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRuns,
               open_after: np.ndarray) -> list[list[ClosedRun]]:
-    """Book a step's text side for each stream and set its open sum (open_after: float64 [streams,
-    d_model], each stream's last run's sum). Returns each stream's closed segments, their `run` made an
-    index into all the step's runs."""
-    out = []
-    for tracker, sp, first, open_sum in zip(trackers, spans, runs.first.tolist(), open_after):
-        tracker.open_sum[:] = open_sum
-        closed = tracker.cut_text(sp)
-        out.append([c._replace(run=c.run + first) for c in closed] if closed else closed)
+    """Book a step's segments and set each stream's open segment (open_after: float64 [streams, d_model],
+    each stream's last run's sum). Where each run's segment starts and ends (bytes, characters of
+    `spans.text`) is array work over the step's events; only the segments closed are then cut out of the
+    text, one string slice each. Returns each stream's closed segments, `run` indexing the step's runs."""
+    n_streams, facts, last = len(trackers), spans.facts, spans.last
+    stream_slot, span_slot = _slots(spans)
+    n_slots = 3 * len(spans.lens) + n_streams
+    char0 = np.concatenate([[0], np.cumsum(np.where(last, facts[:, TEXT_LEN], 0))])  # per span, and the end
+    stream_char0 = char0[(stream_slot - np.arange(n_streams)) // 3]
+    start_byte = np.full(n_slots, -1, np.int64)
+    start_char = np.zeros(n_slots, np.int64)
+    end_byte = np.full(n_slots, -1, np.int64)
+    end_char = np.zeros(n_slots, np.int64)
+    has_end = np.zeros(n_slots, bool)
+    # before the step: what the tracker holds open
+    start_byte[stream_slot] = [-1 if t.open_start is None else t.open_start for t in trackers]
+    start_char[stream_slot] = stream_char0
+    end_byte[stream_slot] = [t.open_end for t in trackers]
+    end_char[stream_slot], has_end[stream_slot] = stream_char0, True
+    # a piece's text, booked with its last token: its first non-space character may start the segment
+    body = span_slot + 1
+    booked = np.flatnonzero(last)
+    lead = facts[booked, BODY_LEAD] >= 0
+    start_byte[body[booked[lead]]] = facts[booked[lead], BODY_FIRST_BYTE]
+    start_char[body[booked[lead]]] = char0[booked[lead]] + facts[booked[lead], BODY_LEAD]
+    end_byte[body[booked]] = facts[booked, BODY_END_BYTE]
+    end_char[body[booked]], has_end[body[booked]] = char0[booked] + facts[booked, BODY_LEN], True
+    # a cut after a piece: its carry starts the next segment's text
+    seed = span_slot + 2
+    cut = np.flatnonzero(spans.cut_after)
+    carried = cut[facts[cut, SEED_LEAD] >= 0]
+    start_byte[seed[carried]] = facts[carried, SEED_FIRST_BYTE]
+    start_char[seed[carried]] = char0[carried] + facts[carried, SEED_LEAD]
+    end_byte[seed[cut]] = facts[cut, END_BYTE]
+    end_char[seed[cut]], has_end[seed[cut]] = char0[cut] + facts[cut, TEXT_LEN], True
+    # per run: its first start and its last end (up to its own end slot)
+    run_end = np.append(runs.event_start[1:], n_slots)
+    starts = np.flatnonzero(start_byte >= 0)
+    k = np.searchsorted(starts, runs.event_start)
+    at = starts[np.minimum(k, len(starts) - 1)] if len(starts) else np.zeros(len(run_end), np.int64)
+    has_start = (k < len(starts)) & (at < run_end)
+    ends = np.flatnonzero(has_end)
+    end_at = ends[np.searchsorted(ends, run_end) - 1]
+    run_start_byte, run_start_char = np.where(has_start, start_byte[at], -1), start_char[at]
+    run_end_byte, run_end_char = end_byte[end_at], end_char[end_at]
+    inherited = has_start & np.isin(at, stream_slot)
+    emitted = has_start & (runs.counts > 0)
+    emitted[runs.last] = False
+    out: list[list[ClosedRun]] = []
+    text = spans.text
+    for i, (tracker, first, final) in enumerate(zip(trackers, runs.first.tolist(), runs.last.tolist())):
+        closed = []
+        for r in np.flatnonzero(emitted[first:final]).tolist():
+            r += first
+            raw = tracker._grown(text[run_start_char[r] : run_end_char[r]], inherited[r])
+            closed.append(ClosedRun(r, truncate_utf8(raw, tracker.max_text_bytes).rstrip(), int(run_start_byte[r]),
+                                    int(run_end_byte[r]), int(runs.counts[r])))
+        tracker.open_sum[:] = open_after[i]
+        tracker.open_count, tracker.open_end = int(runs.counts[final]), int(run_end_byte[final])
+        if has_start[final]:
+            raw = tracker._grown(text[run_start_char[final] : run_end_char[final]], inherited[final])
+            tracker.open_start = int(run_start_byte[final])
+            tracker.open_parts = [raw[: max(tracker.max_text_bytes, tracker.open_chars)]] if raw else []
+            tracker.open_chars = len(tracker.open_parts[0]) if raw else 0
+        else:
+            tracker.open_start, tracker.open_parts, tracker.open_chars = None, [], 0
+        out.append(closed)
     return out
 
 
@@ -373,13 +481,6 @@ def run_sums(runs: StepRuns, span_sums: np.ndarray, span_lens: np.ndarray) -> np
     return out
 
 
-def span_cut_flags(spans: Sequence[SpanLike]) -> tuple[np.ndarray, np.ndarray]:
-    """cut_before and cut_after (`step_runs`) of some spans, read from the span objects."""
-    before = np.fromiter((s.first and s.piece.starts_segment for s in spans), dtype=bool, count=len(spans))
-    after = np.fromiter((s.last and s.piece.ends_segment for s in spans), dtype=bool, count=len(spans))
-    return before, after
-
-
 def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]],
                    sums: np.ndarray) -> list[list[ClosedSegment]]:
     """Book one step's spans of several streams from their sums on the host: `add` for each span, in order,
@@ -391,12 +492,10 @@ def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[
     if sums.shape != (n_spans, d):
         raise ValueError(f"sums of shape {tuple(sums.shape)} for {n_spans} spans; pass one float64 row of width "
                          f"d_model={d} per span, stream after stream")
-    flat = [s for sp in spans for s in sp]
-    lens = np.array([s.n_tokens for s in flat], dtype=np.int64)
-    before, after = span_cut_flags(flat)
-    runs = step_runs(trackers, lens, np.array([len(sp) for sp in spans], np.int64), before, after)
-    pooled = run_sums(runs, sums, lens)
-    booked = book_step(trackers, spans, runs, pooled[runs.last])
+    step = StepSpans.of(spans)
+    runs = step_runs(trackers, step)
+    pooled = run_sums(runs, sums, step.lens)
+    booked = book_step(trackers, step, runs, pooled[runs.last])
     out = [[ClosedSegment(c.text, c.start_byte, c.end_byte, pooled[c.run], c.count) for c in closed]
            for closed in booked]
     return out
