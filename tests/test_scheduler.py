@@ -301,7 +301,8 @@ def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     n = sum(pieces)
     s = sched(max_step_tokens=budgets[0])
     it = item("a", n, pieces=pieces) if n else item("a", 0, pieces=pieces)
-    it.pieces = [dataclasses.replace(p, starts_segment=i % 3 == 1, ends_segment=i % 2 == 0)  # segment flags
+    it.pieces = [dataclasses.replace(p, text=chr(97 + i % 26) * len(p.text), starts_segment=i % 3 == 1,
+                                     ends_segment=i % 2 == 0)  # texts and segment flags that differ
                  for i, p in enumerate(it.pieces)]
     it.set_tokens(it.tokens, it.piece_ends)
     s.add(it)
@@ -311,7 +312,7 @@ def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     while s.has_work():
         s.max_step_tokens = budgets[step % len(budgets)]
         (w,) = s.schedule().work
-        spans, arrays = w.step_spans()
+        spans, arrays = w.spans(), w.step_spans()
         expected = StepSpans.of([spans])
         for field in ("lens", "per_stream", "cut_before", "cut_after", "last", "facts"):
             np.testing.assert_array_equal(getattr(arrays, field), getattr(expected, field))

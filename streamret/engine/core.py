@@ -32,7 +32,7 @@ from .acks import reject, resolve
 from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
 from .record import StreamCodec
-from .scheduler import Scheduler, Span, StepPlan, WorkItem
+from .scheduler import Scheduler, StepPlan, WorkItem
 from .segments import ClosedSegment, StepRuns, StepSpans, book_step, step_runs
 from .state_store import StateStore
 from .stream import Stream
@@ -49,7 +49,6 @@ class _Step:
     """One step on its way through the loop: planned and gathered, launched, then booked."""
 
     plan: StepPlan
-    spans: list[list[Span]]  # per stream of the plan
     ran_spans: StepSpans | None  # the spans of the streams in `ran`, as arrays
     runs: StepRuns | None  # the packed tokens of the streams in `ran` cut at their segment boundaries
     ran: list[str]  # streams with tokens, in the order of the model batch
@@ -263,14 +262,13 @@ class EngineCore:
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
-        spans, arrays = zip(*(w.step_spans() for w in plan.work))
+        ran = [w for w in plan.work if w.n_tokens]
+        step = _Step(plan, StepSpans.concat([w.step_spans() for w in ran]) if ran else None, None,
+                     [w.stream_id for w in ran])
         t1 = time.perf_counter()
         self._parts_s["schedule"] += t1 - t0
-        ran = [i for i, w in enumerate(plan.work) if w.n_tokens]
-        step = _Step(plan, list(spans), None, None, [plan.work[i].stream_id for i in ran])
         if ran:  # the streams of a step are not in flight: their trackers hold the segments open before it
-            step.ran_spans = StepSpans.concat([arrays[i] for i in ran])
-            step.runs = step_runs([self.store.streams[plan.work[i].stream_id].segments for i in ran], step.ran_spans)
+            step.runs = step_runs([self.store.streams[sid].segments for sid in step.ran], step.ran_spans)
         if step.ran:
             try:
                 step.state = self.store.gather(step.ran)
@@ -329,17 +327,17 @@ class EngineCore:
     def _apply(self, step: _Step, out: StepOutput | None) -> list[tuple[Future, Ack]]:
         """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
         acks to send now."""
-        plan, spans = step.plan, step.spans
+        plan = step.plan
         done: dict[Stream, list[WorkItem]] = {}
         t0 = time.perf_counter()
         ran = [self.store.streams[sid] for sid in step.ran]
         booked = book_step([st.segments for st in ran], step.ran_spans, step.runs, out.open_sums) if ran else []
         self._parts_s["book_spans"] += time.perf_counter() - t0
         flushed = []  # (stream, segments closed by pieces without tokens)
-        for work, work_spans in zip(plan.work, spans):
+        for work in plan.work:
             stream = self.store.streams[work.stream_id]
             if not work.n_tokens:  # only pieces without tokens (a flush): no sums
-                closed = stream.segments.add_spans(work_spans, None)
+                closed = stream.segments.add_spans(work.spans(), None)
                 if closed:
                     flushed.append((stream, closed))
             for s in work.slices:

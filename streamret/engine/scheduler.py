@@ -113,6 +113,28 @@ class Slice:
     def whole(self) -> bool:
         return self.start == 0 and self.end == self.item.n_tokens
 
+    def step_spans(self) -> StepSpans:
+        """`StepSpans.of` this slice's spans, from the layout's arrays (no span objects): what a step books."""
+        item, start, end = self.item, self.start, self.end
+        layout = item.layout
+        whole = layout.step_spans
+        if start == 0 and end == item.n_tokens:
+            return whole
+        # the pieces spans() looks at, and its tests for each, in numpy
+        lo, hi = bisect_left(layout.ends, start), bisect_right(layout.starts, end)
+        a = np.asarray(layout.starts[lo:hi], dtype=np.int64)
+        b = a + layout.lens[lo:hi]
+        n = np.maximum(0, np.minimum(b, end) - np.maximum(a, start))
+        first = (start <= a) & ((a < end) | ((a == b) & (a == end) & (end == item.n_tokens)))
+        last = np.where(a < b, (start < b) & (b <= end), first)
+        keep = lo + np.flatnonzero((n > 0) | first | last)
+        first, last, n = first[keep - lo], last[keep - lo], n[keep - lo]
+        booked = keep[last]  # the pieces whose text this step books: consecutive
+        chars = whole.char_offsets
+        text = whole.text[chars[booked[0]] : chars[booked[-1] + 1]] if len(booked) else ""
+        return StepSpans(n, np.array([len(keep)], np.int64), first & whole.cut_before[keep],
+                         last & whole.cut_after[keep], last, whole.facts[keep], text)
+
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
         item, start, end = self.item, self.start, self.end
@@ -170,17 +192,14 @@ class StreamWork:
     def spans(self) -> list[Span]:
         return [span for s in self.slices for span in s.spans()]
 
-    def step_spans(self) -> tuple[list[Span], StepSpans]:
-        """spans(), and what booking them reads, as arrays: from the items' layouts for whole slices."""
-        spans: list[Span] = []
-        parts = []
-        for s in self.slices:
-            got = s.spans()
-            spans += got
-            parts.append(s.item.layout.step_spans if s.whole else StepSpans.of([got]))
-        step = StepSpans.concat(parts) if parts else StepSpans.of([[]])
-        step.per_stream = np.array([len(spans)], dtype=np.int64)
-        return spans, step
+    def step_spans(self) -> StepSpans:
+        """What booking this stream's spans of the step reads, as arrays (from the items' layouts)."""
+        parts = [s.step_spans() for s in self.slices]
+        if len(parts) == 1:
+            return parts[0]
+        step = StepSpans.concat(parts)
+        step.per_stream = np.array([int(step.per_stream.sum())], dtype=np.int64)
+        return step
 
 
 @dataclass

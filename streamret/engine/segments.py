@@ -340,6 +340,12 @@ class StepSpans:
                    np.array([len(sp) for sp in spans], dtype=np.int64), first & starts, last & ends, last, facts,
                    "".join(s.piece.text for s in flat if s.last))
 
+    @property
+    def char_offsets(self) -> np.ndarray:
+        """int64 [spans + 1]: where each span's piece text starts in `text` (for the pieces booked: all of
+        them when every span is its piece's last, as in a whole item)."""
+        return np.concatenate([[0], np.cumsum(np.where(self.last, self.facts[:, TEXT_LEN], 0))])
+
     @classmethod
     def concat(cls, parts: Sequence[StepSpans]) -> StepSpans:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
@@ -407,7 +413,7 @@ def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRu
     n_streams, facts, last = len(trackers), spans.facts, spans.last
     stream_slot, span_slot = _slots(spans)
     n_slots = 3 * len(spans.lens) + n_streams
-    char0 = np.concatenate([[0], np.cumsum(np.where(last, facts[:, TEXT_LEN], 0))])  # per span, and the end
+    char0 = spans.char_offsets
     stream_char0 = char0[(stream_slot - np.arange(n_streams)) // 3]
     start_byte = np.full(n_slots, -1, np.int64)
     start_char = np.zeros(n_slots, np.int64)
