@@ -349,10 +349,9 @@ class EngineCore:
                     stream.partial_tokens += s.end - s.start
         t1 = time.perf_counter()
         for row, (stream, closed) in enumerate(zip(ran, booked)):
-            if closed:
-                stream.segments.keep_many(
-                    [c.text for c in closed], np.array([(c.start_byte, c.end_byte) for c in closed], np.int64),
-                    out.run_embeddings[[c.run for c in closed]], out.embeddings[row])
+            if closed is not None:
+                stream.segments.keep_many(closed.texts, closed.byte_spans, out.run_embeddings[closed.runs],
+                                          out.embeddings[row])
         for stream, closed in flushed:
             self._keep_flushed(stream, closed)
         t2 = time.perf_counter()

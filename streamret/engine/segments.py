@@ -59,14 +59,13 @@ class ClosedSegment:
     pool_count: int
 
 
-class ClosedRun(NamedTuple):
-    """A segment closed by a step, before its embedding: the run of the step's tokens that ends it."""
+class Closed(NamedTuple):
+    """The segments one stream closed in a step, before their embeddings (`book_step`)."""
 
-    run: int  # index among its stream's runs of the step (`StepRuns`): plus the stream's first run, the row
-    text: str
-    start_byte: int
-    end_byte: int
-    count: int  # tokens pooled, those of earlier steps included
+    runs: np.ndarray  # int64 [k]: their runs among the step's (`StepRuns`): rows of the runs' embeddings
+    byte_spans: np.ndarray  # int64 [k, 2]: [start, end) stream bytes
+    counts: np.ndarray  # int64 [k]: tokens pooled, those of earlier steps included
+    texts: list[str]  # cut to max_text_bytes
 
 
 def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
@@ -405,11 +404,11 @@ def step_runs(trackers: Sequence[SegmentTracker], spans: StepSpans) -> StepRuns:
 
 
 def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRuns,
-              open_after: np.ndarray) -> list[list[ClosedRun]]:
+              open_after: np.ndarray) -> list[Closed | None]:
     """Book a step's segments and set each stream's open segment (open_after: float64 [streams, d_model],
     each stream's last run's sum). Where each run's segment starts and ends (bytes, characters of
     `spans.text`) is array work over the step's events; only the segments closed are then cut out of the
-    text, one string slice each. Returns each stream's closed segments, `run` indexing the step's runs."""
+    text, one string slice each. Returns each stream's closed segments (None: none)."""
     n_streams, facts, last = len(trackers), spans.facts, spans.last
     stream_slot, span_slot = _slots(spans)
     n_slots = 3 * len(spans.lens) + n_streams
@@ -454,25 +453,31 @@ def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRu
     inherited = has_start & np.isin(at, stream_slot)
     emitted = has_start & (runs.counts > 0)
     emitted[runs.last] = False
-    out: list[list[ClosedRun]] = []
+    closed_runs = np.flatnonzero(emitted)
+    owner = np.searchsorted(runs.first, closed_runs, side="right") - 1
     text = spans.text
-    for i, (tracker, first, final) in enumerate(zip(trackers, runs.first.tolist(), runs.last.tolist())):
-        closed = []
-        for r in np.flatnonzero(emitted[first:final]).tolist():
-            r += first
-            raw = tracker._grown(text[run_start_char[r] : run_end_char[r]], inherited[r])
-            closed.append(ClosedRun(r, truncate_utf8(raw, tracker.max_text_bytes).rstrip(), int(run_start_byte[r]),
-                                    int(run_end_byte[r]), int(runs.counts[r])))
-        tracker.open_sum[:] = open_after[i]
-        tracker.open_count, tracker.open_end = int(runs.counts[final]), int(run_end_byte[final])
-        if has_start[final]:
-            raw = tracker._grown(text[run_start_char[final] : run_end_char[final]], inherited[final])
-            tracker.open_start = int(run_start_byte[final])
+    texts = [truncate_utf8(trackers[o]._grown(text[a:b], inh), trackers[o].max_text_bytes).rstrip()
+             for o, a, b, inh in zip(
+        owner.tolist(), run_start_char[closed_runs].tolist(), run_end_char[closed_runs].tolist(),
+        inherited[closed_runs].tolist())]
+    byte_spans = np.stack([run_start_byte[closed_runs], run_end_byte[closed_runs]], axis=1)
+    bounds = np.searchsorted(owner, np.arange(len(trackers) + 1)).tolist()
+    out = [Closed(closed_runs[a:b], byte_spans[a:b], runs.counts[closed_runs[a:b]], texts[a:b]) if b > a else None
+           for a, b in zip(bounds[:-1], bounds[1:])]
+    final = runs.last
+    for tracker, open_sum, count, end, start, a, b, inh in zip(
+            trackers, open_after, runs.counts[final].tolist(), run_end_byte[final].tolist(),
+            run_start_byte[final].tolist(), run_start_char[final].tolist(), run_end_char[final].tolist(),
+            inherited[final].tolist()):
+        tracker.open_sum[:] = open_sum
+        tracker.open_count, tracker.open_end = count, end
+        if start >= 0:
+            raw = tracker._grown(text[a:b], inh)
+            tracker.open_start = start
             tracker.open_parts = [raw[: max(tracker.max_text_bytes, tracker.open_chars)]] if raw else []
             tracker.open_chars = len(tracker.open_parts[0]) if raw else 0
         else:
             tracker.open_start, tracker.open_parts, tracker.open_chars = None, [], 0
-        out.append(closed)
     return out
 
 
@@ -502,8 +507,9 @@ def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[
     runs = step_runs(trackers, step)
     pooled = run_sums(runs, sums, step.lens)
     booked = book_step(trackers, step, runs, pooled[runs.last])
-    out = [[ClosedSegment(c.text, c.start_byte, c.end_byte, pooled[c.run], c.count) for c in closed]
-           for closed in booked]
+    out = [[ClosedSegment(text, start, end, pooled[run], count) for run, (start, end), count, text in zip(
+        c.runs.tolist(), c.byte_spans.tolist(), c.counts.tolist(), c.texts)] if c is not None else []
+        for c in booked]
     return out
 
 
