@@ -204,14 +204,14 @@ class SegmentTracker:
 
     def keep_many(self, texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray,
                   stream_embedding: np.ndarray) -> None:
-        """Keep the segments closed in one step (texts; byte_spans int64 [k, 2], their [start, end) bytes;
+        """Keep the segments closed in one step (texts, each at most max_text_bytes: `book_step` and `add` cut
+        them so; byte_spans int64 [k, 2], their [start, end) bytes;
         embeddings [k, embed_dim]; one stream embedding for all): the `max_kept` most relevant of the kept
         and the new ones stay, with one matrix product. The new ones that stay take the places of the
         dropped ones, so the Python work is per new segment, not per kept one (the kept rows are in no
         particular order)."""
         n, k = len(self.kept_text), len(texts)
         self._storage(embeddings.shape[-1])
-        texts = [truncate_utf8(t, self.max_text_bytes) for t in texts]
         penalty = np.array([short_penalty(t) for t in texts], dtype=np.float64)
         if n + k <= self.max_kept:
             self.kept_embeddings[n : n + k] = embeddings
@@ -281,8 +281,8 @@ class SegmentTracker:
             raise ValueError("segment record holds a different number of texts and embeddings")
         if kept:  # more than max_kept (a record of a larger limit): those nearest their mean stay
             rows = emb.float().numpy()
-            t.keep_many([k["text"] for k in kept], np.array([[k["start"], k["end"]] for k in kept], np.int64),
-                        rows, rows.mean(axis=0))
+            texts = [truncate_utf8(k["text"], t.max_text_bytes) for k in kept]
+            t.keep_many(texts, np.array([[k["start"], k["end"]] for k in kept], np.int64), rows, rows.mean(axis=0))
         return t
 
 
