@@ -59,13 +59,38 @@ class ClosedSegment:
     pool_count: int
 
 
+class StepTexts(Sequence[str]):
+    """The texts of the segments one stream closed in a step, each cut out of the step's text when it is
+    first read (`keep_many` reads only those that may stay). The first continues the segment the tracker
+    held open before the step when `continues`: that text is taken now, before the step changes it."""
+
+    def __init__(self, text: str, char_spans: np.ndarray, continues: bool, tracker: SegmentTracker):
+        self.text, self.spans, self.limit = text, char_spans.tolist(), tracker.max_text_bytes
+        self.held = tracker._grown("", True) if continues else None
+        self.frozen = continues and tracker.open_chars >= self.limit  # nothing more is added to it
+        self._made: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, j: int) -> str:  # type: ignore[override]
+        made = self._made.get(j)
+        if made is None:
+            a, b = self.spans[j]
+            raw = self.text[a:b][: self.limit]
+            if j == 0 and self.held is not None:
+                raw = self.held if self.frozen else self.held + raw
+            made = self._made[j] = truncate_utf8(raw, self.limit).rstrip()
+        return made
+
+
 class Closed(NamedTuple):
     """The segments one stream closed in a step, before their embeddings (`book_step`)."""
 
     runs: np.ndarray  # int64 [k]: their runs among the step's (`StepRuns`): rows of the runs' embeddings
     byte_spans: np.ndarray  # int64 [k, 2]: [start, end) stream bytes
     counts: np.ndarray  # int64 [k]: tokens pooled, those of earlier steps included
-    texts: list[str]  # cut to max_text_bytes
+    texts: StepTexts  # cut to max_text_bytes, made when read
 
 
 def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
@@ -212,18 +237,26 @@ class SegmentTracker:
         particular order)."""
         n, k = len(self.kept_text), len(texts)
         self._storage(embeddings.shape[-1])
-        penalty = np.array([short_penalty(t) for t in texts], dtype=np.float64)
         if n + k <= self.max_kept:
+            new_texts = [texts[j] for j in range(k)]
             self.kept_embeddings[n : n + k] = embeddings
-            self.kept_penalty[n : n + k] = penalty
+            self.kept_penalty[n : n + k] = [short_penalty(t) for t in new_texts]
             self.kept_bytes[n : n + k] = byte_spans
-            self.kept_text += texts
+            self.kept_text += new_texts
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
+        sal = salience(rows, stream_embedding)
+        # a new segment less salient than the max_kept-th best of everyone's lowest possible relevance
+        # drops whatever its penalty: its text is never read (texts may make them on demand: `StepTexts`)
+        lowest = np.concatenate([sal[:n] - self.kept_penalty[:n], sal[n:] - SHORT_PENALTY])
+        bar = np.partition(lowest, n + k - self.max_kept)[n + k - self.max_kept]
+        penalty = np.full(k, np.inf)
+        for j in np.flatnonzero(sal[n:] >= bar).tolist():
+            penalty[j] = short_penalty(texts[j])
         # most relevant first; equal scores go to the earlier segment (the kept rows are in no order, so
         # the tie is broken by stream position, which does not depend on the order of earlier drops)
         starts = np.concatenate([self.kept_bytes[:n, 0], byte_spans[:, 0]])
-        scores = salience(rows, stream_embedding) - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
+        scores = sal - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
         stays = np.zeros(n + k, dtype=bool)
         stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
         new = np.flatnonzero(stays[n:])
@@ -456,14 +489,12 @@ def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRu
     closed_runs = np.flatnonzero(emitted)
     owner = np.searchsorted(runs.first, closed_runs, side="right") - 1
     text = spans.text
-    texts = [truncate_utf8(trackers[o]._grown(text[a:b], inh), trackers[o].max_text_bytes).rstrip()
-             for o, a, b, inh in zip(
-        owner.tolist(), run_start_char[closed_runs].tolist(), run_end_char[closed_runs].tolist(),
-        inherited[closed_runs].tolist())]
     byte_spans = np.stack([run_start_byte[closed_runs], run_end_byte[closed_runs]], axis=1)
+    char_spans = np.stack([run_start_char[closed_runs], run_end_char[closed_runs]], axis=1)
     bounds = np.searchsorted(owner, np.arange(len(trackers) + 1)).tolist()
-    out = [Closed(closed_runs[a:b], byte_spans[a:b], runs.counts[closed_runs[a:b]], texts[a:b]) if b > a else None
-           for a, b in zip(bounds[:-1], bounds[1:])]
+    out = [Closed(closed_runs[a:b], byte_spans[a:b], runs.counts[closed_runs[a:b]],
+                  StepTexts(text, char_spans[a:b], inherited[closed_runs[a]], trackers[i]))
+           if b > a else None for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
     final = runs.last
     for tracker, open_sum, count, end, start, a, b, inh in zip(
             trackers, open_after, runs.counts[final].tolist(), run_end_byte[final].tolist(),
