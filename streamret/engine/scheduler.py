@@ -73,18 +73,20 @@ class PieceLayout:
     # what a step that runs the whole item books (`StepSpans`): where its pieces cut segments, their text
     # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
     step_spans: StepSpans
+    char_offsets: np.ndarray  # int64 [pieces + 1]: where each piece's text starts in step_spans.text
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
         if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
-            return cls([], [], np.zeros(0, np.int64), [], StepSpans.of([[]]))
+            return cls([], [], np.zeros(0, np.int64), [], StepSpans.of([[]]), np.zeros(1, np.int64))
         ends = np.asarray(piece_ends, dtype=np.int64)
         if len(ends) != len(pieces):
             raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
         starts = np.concatenate([[0], ends[:-1]])
         lens = ends - starts
         full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
-        return cls(starts.tolist(), ends.tolist(), lens, full, StepSpans.of([full]))
+        step_spans = StepSpans.of([full])
+        return cls(starts.tolist(), ends.tolist(), lens, full, step_spans, step_spans.char_offsets)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class Slice:
         keep = lo + np.flatnonzero((n > 0) | first | last)
         first, last, n = first[keep - lo], last[keep - lo], n[keep - lo]
         booked = keep[last]  # the pieces whose text this step books: consecutive
-        chars = whole.char_offsets
+        chars = layout.char_offsets
         text = whole.text[chars[booked[0]] : chars[booked[-1] + 1]] if len(booked) else ""
         return StepSpans(n, np.array([len(keep)], np.int64), first & whole.cut_before[keep],
                          last & whole.cut_after[keep], last, whole.facts[keep], text)
