@@ -1,5 +1,6 @@
-"""Booking a step's segment sums, in one process: one `SegmentTracker.add` per span (how the engine
-booked a step until 2026-12-01) against one `add_step_spans` call for the whole step (how it does now).
+"""Booking a step's segment sums on the host, in one process: one `SegmentTracker.add` per span against
+one `add_step_spans` call for the whole step (the engine's steps now pool the runs between segment cuts
+on the device and book only the text side: bench/engine_host.py times that).
 
     python bench/booking.py --streams 256 --chunk 64 --d-model 64
 

@@ -72,6 +72,18 @@ class TimedEngine(Engine):
                 self.model_cpu_s += time.thread_time() - t0
 
         self.runner.run = timed_run
+        self.part_cpu_s = {"_next_step": 0.0, "_apply": 0.0}  # planning (schedule, gather), booking
+        for name in self.part_cpu_s:
+            setattr(self, name, self._cpu_timed(name, getattr(self, name)))
+
+    def _cpu_timed(self, name, fn):
+        def timed(*a, **kw):
+            t0 = time.thread_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.part_cpu_s[name] += time.thread_time() - t0
+        return timed
 
     def _loop(self) -> None:
         t0 = time.thread_time()
@@ -86,20 +98,30 @@ class TimedEngine(Engine):
 
 
 class HostOnlyRunner:
-    """Stands in for the model runner with --no-model: returns the gathered states unchanged, random span
-    sums and the states' embeddings, so that a step costs only its host work (and runs 50x faster, which
-    lets many steps be timed). Takes either version of ModelRunner.run's arguments (the state is the one
-    RetNetState among them, the span lengths the last)."""
+    """Stands in for the model runner with --no-model: returns the gathered states unchanged, random
+    segment-run embeddings and open sums, and the states' embeddings, so that a step costs only its host
+    work (and runs 50x faster, which lets many steps be timed)."""
 
     def __init__(self, model):
         self.model = model
         self.rng = np.random.default_rng(0)
 
-    def __call__(self, *args):
-        state = next(a for a in args if isinstance(a, RetNetState))
-        sums = torch.from_numpy(self.rng.standard_normal((len(args[-1]), self.model.config.d_model)))
+    def __call__(self, tokens, lens, state: RetNetState, runs) -> StepOutput:
         with torch.inference_mode():
-            return StepOutput(state, sums, self.model.stream_embedding(state))
+            emb = self.model.stream_embedding(state).numpy()
+        run_emb = self.rng.standard_normal((len(runs.counts), emb.shape[1])).astype(np.float32)
+        run_emb /= np.linalg.norm(run_emb, axis=1, keepdims=True)
+        open_sums = self.rng.standard_normal((len(lens), self.model.config.d_model))
+        return StepOutput(state, run_emb, emb, open_sums)
+
+
+def man_chunks(n: int, size: int) -> list[bytes]:
+    """n chunks of `size` bytes of real English text (the manual pages bench/e2e.py reads): many more
+    sentences, and so segments, per chunk than text_chunks' lowercase words."""
+    from bench.e2e import find_text
+
+    data = find_text([], n * size, size)[0].encode()
+    return [data[i * size : (i + 1) * size] for i in range(len(data) // size)][:n]
 
 
 def measure(loaded, args) -> dict:
@@ -109,7 +131,7 @@ def measure(loaded, args) -> dict:
         max_pending_chunks=4 * n + 16, max_pending_bytes=4 * n * c + (1 << 20),
         device_state_bytes=(n + 1) * loaded.model.config.state_bytes_per_stream(), durable_every_chunks=0,
     )
-    chunks = text_chunks(min(n, 64), c, seed=c)
+    chunks = man_chunks(min(n, 64), c) if args.man_text else text_chunks(min(n, 64), c, seed=c)
     ids = [f"bench/{i}" for i in range(n)]
     with TimedEngine(loaded, None, cfg, profile=args.profile, fake_model=args.no_model) as eng:
         def one_round(seq: int) -> None:
@@ -137,6 +159,7 @@ def main() -> None:
     p.add_argument("--step-tokens", default=16384, type=int)
     p.add_argument("--threads", default=1, type=int, help="torch CPU threads")
     p.add_argument("--repeats", default=1, type=int, help="runs; the one with the least host work counts")
+    p.add_argument("--man-text", action="store_true", help="chunks of manual pages (bench/e2e.py's text)")
     p.add_argument("--no-model", action="store_true", help="host work alone: the model call is replaced")
     p.add_argument("--profile", action="store_true", help="run the step thread under cProfile: a table of parts")
     p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
@@ -162,6 +185,12 @@ def main() -> None:
           f"model call and {1e3 * (eng.loop_cpu_s - eng.model_cpu_s) / all_steps:.2f} ms host work"
           + (" (cProfile overhead included)" if args.profile else "")
           + f"; all runs: {', '.join(f'{1e3 * h:.2f}' for h in host)} ms")
+    print(f"step-thread CPU per step, all {all_steps} steps: planning (_next_step: schedule, step runs, gather) "
+          f"{1e3 * eng.part_cpu_s['_next_step'] / all_steps:.2f} ms, booking (_apply: spans, segments, items) "
+          f"{1e3 * eng.part_cpu_s['_apply'] / all_steps:.2f} ms")
+    parts = {k: after["loop_parts_seconds"][k] - before["loop_parts_seconds"][k] for k in after["loop_parts_seconds"]}
+    print(f"the loop's own clocks (stats()['loop_parts_seconds'], wall ms per step over the {steps} timed steps): "
+          + ", ".join(f"{k} {1e3 * v / max(1, steps):.3f}" for k, v in parts.items()))
     if not args.profile:
         return
     stats = pstats.Stats(eng.profile)

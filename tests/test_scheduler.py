@@ -1,11 +1,14 @@
 """Scheduler: token budget, order within a stream, round-robin fairness, splitting, bounded queues."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.scheduler import Scheduler, WorkItem, fair_shares
+from streamret.engine.segments import StepSpans
 from streamret.engine.text import TextPiece, TextSnapshot
 from streamret.errors import TooBusy
 
@@ -294,10 +297,14 @@ def reference_spans(it: WorkItem, start: int, end: int) -> list[tuple[int, int, 
 @settings(max_examples=200, deadline=None)
 def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     """The spans of a slice (found by bisection over the item's pieces) are those a scan of all pieces
-    finds, each piece's first and last token reported once, and spans_and_lens agrees with spans."""
+    finds, each piece's first and last token reported once, and step_spans' arrays are those of its spans."""
     n = sum(pieces)
     s = sched(max_step_tokens=budgets[0])
     it = item("a", n, pieces=pieces) if n else item("a", 0, pieces=pieces)
+    it.pieces = [dataclasses.replace(p, text=chr(97 + i % 26) * len(p.text), starts_segment=i % 3 == 1,
+                                     ends_segment=i % 2 == 0)  # texts and segment flags that differ
+                 for i, p in enumerate(it.pieces)]
+    it.set_tokens(it.tokens, it.piece_ends)
     s.add(it)
     index = {id(p): i for i, p in enumerate(it.pieces)}
     firsts, lasts, got = [], [], [0] * len(pieces)
@@ -305,8 +312,11 @@ def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     while s.has_work():
         s.max_step_tokens = budgets[step % len(budgets)]
         (w,) = s.schedule().work
-        spans, lens = w.spans_and_lens()
-        assert lens.tolist() == [sp.n_tokens for sp in spans]
+        spans, arrays = w.spans(), w.step_spans()
+        expected = StepSpans.of([spans])
+        for field in ("lens", "per_stream", "cut_before", "cut_after", "last", "facts"):
+            np.testing.assert_array_equal(getattr(arrays, field), getattr(expected, field))
+        assert arrays.text == expected.text
         (sl,) = w.slices
         assert [(index[id(sp.piece)], sp.n_tokens, sp.first, sp.last) for sp in spans] == reference_spans(
             it, sl.start, sl.end)

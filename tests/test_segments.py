@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.scheduler import Span
-from streamret.engine.segments import ClosedSegment, SegmentTracker, add_step_spans, salience
+from streamret.engine.segments import SegmentTracker, add_step_spans, relevance, salience
 from streamret.engine.text import TextPiece
 
 D = 4
@@ -36,7 +36,7 @@ def span_steps(draw):
 
 
 def tracker() -> SegmentTracker:
-    return SegmentTracker(D, max_kept=8, max_text_bytes=12, max_segment_bytes=40)
+    return SegmentTracker(D, max_kept=8, max_text_bytes=12)
 
 
 @given(span_steps())
@@ -93,11 +93,11 @@ def test_add_spans_refuses_sums_of_the_wrong_shape():
 def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, stream_embedding: np.ndarray,
                        max_kept: int) -> list:
     """The kept set after a step, computed the plain way: (start, end, text, embedding) of the `max_kept`
-    most salient of the kept and the new ones, ties to the earlier (kept before new, then in order)."""
-    rows = kept + [(c.start_byte, c.end_byte, c.text, e) for c, e in zip(segs, embeddings)]
+    most relevant of the kept and the new ones, ties to the earlier (kept before new, then in order)."""
+    rows = kept + [(start, end, text, e) for (text, start, end), e in zip(segs, embeddings)]
     if len(rows) <= max_kept:
         return rows
-    scores = salience(np.stack([r[3] for r in rows]), stream_embedding)
+    scores = relevance(salience(np.stack([r[3] for r in rows]), stream_embedding), [r[2] for r in rows])
     return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[:max_kept])]
 
 
@@ -109,7 +109,8 @@ def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
     expected: list = []
     offset = 0
     for k in step_sizes:
-        segs = [ClosedSegment(f"s{offset + i}", offset + i, offset + i + 1, np.zeros(D), 1) for i in range(k)]
+        # texts of 0 to 9 words: penalties from 0.5 to none
+        segs = [(" ".join([f"s{offset + i}"] * ((offset + i) * 7 % 10)), offset + i, offset + i + 1) for i in range(k)]
         offset += k
         emb = rng.standard_normal((k, 3)).astype(np.float32)
         if rng.random() < 0.3:
@@ -117,9 +118,11 @@ def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
         stream = rng.standard_normal(3).astype(np.float32)
         expected = keep_by_rebuilding(expected, segs, emb, stream, 5)
         if k:
-            t.keep_many(segs, emb, stream)
+            t.keep_many([text for text, _, _ in segs], np.array([[a, b] for _, a, b in segs], np.int64), emb, stream)
+        n = len(t.kept_text)
         kept_embeddings = t.kept_embeddings if t.kept_embeddings is not None else np.zeros((0, 3), np.float32)
-        got = sorted(zip(t.kept_bytes, t.kept_text, kept_embeddings[: len(t.kept_text)]), key=lambda r: r[0])
+        kept_bytes = [tuple(b) for b in t.kept_bytes[:n].tolist()] if n else []
+        got = sorted(zip(kept_bytes, t.kept_text, kept_embeddings[:n]), key=lambda r: r[0])
         assert [(b, txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected)]
         for (_, _, e1), (_, _, _, e2) in zip(got, sorted(expected, key=lambda r: r[0])):
             np.testing.assert_array_equal(e1, e2)

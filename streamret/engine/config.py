@@ -34,7 +34,7 @@ class EngineConfig:
     max_kept_segments: int = 64
     max_segment_text_bytes: int = 512
     # sentence mode: a sentence longer than this (stream bytes from its first non-space character to its
-    # cut) is cut at a space within it; chunk mode: a segment this long is closed at the end of a piece
+    # cut) is cut at a space within it (chunk mode: each piece of text an append hands out is a segment)
     max_segment_bytes: int = 1024
     mmr_lambda: float = 0.7  # extractive summary: weight of salience against redundancy
     summary_prompt: str = "\n\nTL;DR:"  # generative summary: decoded after this prompt

@@ -14,7 +14,6 @@ bookkeeping; the model runs outside it, so queries and appends never wait for a 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -33,8 +32,8 @@ from .acks import reject, resolve
 from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
 from .record import StreamCodec
-from .scheduler import Scheduler, Span, StepPlan, WorkItem
-from .segments import add_step_spans
+from .scheduler import Scheduler, StepPlan, WorkItem
+from .segments import ClosedSegment, StepRuns, StepSpans, book_step, step_runs
 from .state_store import Prefetched, StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
@@ -50,8 +49,8 @@ class _Step:
     """One step on its way through the loop: planned and gathered, launched, then booked."""
 
     plan: StepPlan
-    spans: list[list[Span]]  # per stream of the plan
-    span_lens: np.ndarray  # int64: token count of each span of the streams in `ran`, in order
+    ran_spans: StepSpans | None  # the spans of the streams in `ran`, as arrays
+    runs: StepRuns | None  # the packed tokens of the streams in `ran` cut at their segment boundaries
     ran: list[str]  # streams with tokens, in the order of the model batch
     state: RetNetState | None = None
     out: StepOutput | None = None
@@ -265,12 +264,13 @@ class EngineCore:
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
-        spans, lens = zip(*(w.spans_and_lens() for w in plan.work))
+        ran = [w for w in plan.work if w.n_tokens]
+        step = _Step(plan, StepSpans.concat([w.step_spans() for w in ran]) if ran else None, None,
+                     [w.stream_id for w in ran])
         t1 = time.perf_counter()
         self._parts_s["schedule"] += t1 - t0
-        ran_lens = [n for w, n in zip(plan.work, lens) if w.n_tokens]
-        step = _Step(plan, list(spans), np.concatenate(ran_lens) if ran_lens else np.zeros(0, np.int64),
-                     [w.stream_id for w in plan.work if w.n_tokens])
+        if ran:  # the streams of a step are not in flight: their trackers hold the segments open before it
+            step.runs = step_runs([self.store.streams[sid].segments for sid in step.ran], step.ran_spans)
         if step.ran:
             try:
                 step.state = self.store.gather(step.ran)
@@ -286,7 +286,7 @@ class EngineCore:
         t0 = time.perf_counter()
         try:
             ids, lens = step.plan.packed()
-            step.out = self.runner.run(ids, lens, step.state, step.span_lens)
+            step.out = self.runner.run(ids, lens, step.state, step.runs)
         except Exception as e:
             step.error = e
         step.state = None
@@ -313,7 +313,7 @@ class EngineCore:
                 if step.ran:
                     self.store.scatter(step.ran, step.out.state)
                 self._parts_s["scatter"] += time.perf_counter() - t_locked
-                resolved = self._apply(step.plan, step.spans, step.out)
+                resolved = self._apply(step, step.out)
             self.durability.sweep()
         t_acks = time.perf_counter()
         for fut, ack in resolved:
@@ -326,21 +326,22 @@ class EngineCore:
         parts["lock"] += t_locked - t1
         parts["acks"] += t2 - t_acks
 
-    def _apply(self, plan: StepPlan, spans: list, out: StepOutput | None) -> list[tuple[Future, Ack]]:
+    def _apply(self, step: _Step, out: StepOutput | None) -> list[tuple[Future, Ack]]:
         """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
         acks to send now."""
-        closed = []  # (stream, ClosedSegment, row of the stream in out.embeddings or None)
+        plan = step.plan
         done: dict[Stream, list[WorkItem]] = {}
         t0 = time.perf_counter()
-        ran = [(self.store.streams[w.stream_id], sp) for w, sp in zip(plan.work, spans) if w.n_tokens]
-        if ran:  # one booking of the sums for all the streams that ran (row: theirs in out.embeddings)
-            booked = add_step_spans([st.segments for st, _ in ran], [sp for _, sp in ran], out.span_sums.numpy())
-            closed += [(st, seg, row) for row, ((st, _), segs) in enumerate(zip(ran, booked)) for seg in segs]
+        ran = [self.store.streams[sid] for sid in step.ran]
+        booked = book_step([st.segments for st in ran], step.ran_spans, step.runs, out.open_sums) if ran else []
         self._parts_s["book_spans"] += time.perf_counter() - t0
-        for work, work_spans in zip(plan.work, spans):
+        flushed = []  # (stream, segments closed by pieces without tokens)
+        for work in plan.work:
             stream = self.store.streams[work.stream_id]
             if not work.n_tokens:  # only pieces without tokens (a flush): no sums
-                closed += [(stream, seg, None) for seg in stream.segments.add_spans(work_spans, None)]
+                closed = stream.segments.add_spans(work.spans(), None)
+                if closed:
+                    flushed.append((stream, closed))
             for s in work.slices:
                 if s.completes:
                     stream.apply(s.item)
@@ -349,8 +350,12 @@ class EngineCore:
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
         t1 = time.perf_counter()
-        if closed:
-            self._keep_segments(closed, out)
+        for row, (stream, closed) in enumerate(zip(ran, booked)):
+            if closed is not None:
+                stream.segments.keep_many(closed.texts, closed.byte_spans, out.run_embeddings[closed.runs],
+                                          out.embeddings[row])
+        for stream, closed in flushed:
+            self._keep_flushed(stream, closed)
         t2 = time.perf_counter()
         self._parts_s["book_segments"] += t2 - t1
         self._steps += 1
@@ -364,21 +369,15 @@ class EngineCore:
         self._parts_s["book_items"] += time.perf_counter() - t2
         return resolved
 
-    def _keep_segments(self, closed: list, out: StepOutput | None) -> None:
-        sums = torch.from_numpy(np.stack([seg.pool_sum for _, seg, _ in closed]))
-        counts = torch.tensor([seg.pool_count for _, seg, _ in closed])
-        embeddings = self.runner.embed(sums, counts)
-        stream_embeddings = out.embeddings.numpy() if out is not None else None
-        start = 0
-        for (stream, row), group in itertools.groupby(closed, key=lambda c: (c[0], c[2])):  # per stream
-            segs = [seg for _, seg, _ in group]
-            if row is not None:
-                stream_emb = stream_embeddings[row]
-            else:
-                state = self.store.read(stream.id)
-                stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
-            stream.segments.keep_many(segs, embeddings[start : start + len(segs)], stream_emb)
-            start += len(segs)
+    def _keep_flushed(self, stream: Stream, closed: list[ClosedSegment]) -> None:
+        """Keep the segments a flush closed (no tokens ran: their sums are the tracker's, on the host)."""
+        embeddings = self.runner.embed(torch.from_numpy(np.stack([c.pool_sum for c in closed])),
+                                       torch.tensor([c.pool_count for c in closed]))
+        state = self.store.read(stream.id)
+        stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
+        stream.segments.keep_many([c.text for c in closed],
+                                  np.array([(c.start_byte, c.end_byte) for c in closed], np.int64),
+                                  embeddings, stream_emb)
 
     def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
         log.exception("engine step over %d streams failed", len(plan.work), exc_info=error)

@@ -179,11 +179,9 @@ class StreamCodec:
                              max_segment_bytes=self.config.max_segment_bytes)
 
     def _tracker_limits(self) -> dict:
-        """In sentence mode the assembler bounds segments (by their text, whatever the chunking); in chunk
-        mode the tracker closes a long one at the end of a piece."""
+        """The assembler decides where segments end (in chunk mode every piece, one per append, ends one)."""
         c = self.config
-        return dict(max_kept=c.max_kept_segments, max_text_bytes=c.max_segment_text_bytes,
-                    max_segment_bytes=c.max_segment_bytes if c.segment_by == "chunk" else None)
+        return dict(max_kept=c.max_kept_segments, max_text_bytes=c.max_segment_text_bytes)
 
     # ---- record
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TooBusy
+from .segments import StepSpans
 from .text import TextPiece, TextSnapshot
 
 
@@ -69,20 +70,23 @@ class PieceLayout:
     ends: list[int]
     lens: np.ndarray  # int64 [pieces]
     full_spans: list[Span]
+    # what a step that runs the whole item books (`StepSpans`): where its pieces cut segments, their text
+    # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
+    step_spans: StepSpans
+    char_offsets: np.ndarray  # int64 [pieces + 1]: where each piece's text starts in step_spans.text
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
         if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
-            return cls([], [], np.zeros(0, np.int64), [])
+            return cls([], [], np.zeros(0, np.int64), [], StepSpans.of([[]]), np.zeros(1, np.int64))
         ends = np.asarray(piece_ends, dtype=np.int64)
         if len(ends) != len(pieces):
             raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
         starts = np.concatenate([[0], ends[:-1]])
         lens = ends - starts
-        for p in pieces:  # the text facts a segment start needs, computed here and not in the step loop
-            p.lead_bytes  # noqa: B018
         full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
-        return cls(starts.tolist(), ends.tolist(), lens, full)
+        step_spans = StepSpans.of([full])
+        return cls(starts.tolist(), ends.tolist(), lens, full, step_spans, step_spans.char_offsets)
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,28 @@ class Slice:
     @property
     def whole(self) -> bool:
         return self.start == 0 and self.end == self.item.n_tokens
+
+    def step_spans(self) -> StepSpans:
+        """`StepSpans.of` this slice's spans, from the layout's arrays (no span objects): what a step books."""
+        item, start, end = self.item, self.start, self.end
+        layout = item.layout
+        whole = layout.step_spans
+        if start == 0 and end == item.n_tokens:
+            return whole
+        # the pieces spans() looks at, and its tests for each, in numpy
+        lo, hi = bisect_left(layout.ends, start), bisect_right(layout.starts, end)
+        a = np.asarray(layout.starts[lo:hi], dtype=np.int64)
+        b = a + layout.lens[lo:hi]
+        n = np.maximum(0, np.minimum(b, end) - np.maximum(a, start))
+        first = (start <= a) & ((a < end) | ((a == b) & (a == end) & (end == item.n_tokens)))
+        last = np.where(a < b, (start < b) & (b <= end), first)
+        keep = lo + np.flatnonzero((n > 0) | first | last)
+        first, last, n = first[keep - lo], last[keep - lo], n[keep - lo]
+        booked = keep[last]  # the pieces whose text this step books: consecutive
+        chars = layout.char_offsets
+        text = whole.text[chars[booked[0]] : chars[booked[-1] + 1]] if len(booked) else ""
+        return StepSpans(n, np.array([len(keep)], np.int64), first & whole.cut_before[keep],
+                         last & whole.cut_after[keep], last, whole.facts[keep], text)
 
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
@@ -168,15 +194,14 @@ class StreamWork:
     def spans(self) -> list[Span]:
         return [span for s in self.slices for span in s.spans()]
 
-    def spans_and_lens(self) -> tuple[list[Span], np.ndarray]:
-        """spans(), and their token counts (int64 [spans]): read from the items for whole slices."""
-        spans: list[Span] = []
-        lens = []
-        for s in self.slices:
-            got = s.spans()
-            spans += got
-            lens.append(s.item.layout.lens if s.whole else np.array([sp.n_tokens for sp in got], dtype=np.int64))
-        return spans, (np.concatenate(lens) if lens else np.zeros(0, np.int64))
+    def step_spans(self) -> StepSpans:
+        """What booking this stream's spans of the step reads, as arrays (from the items' layouts)."""
+        parts = [s.step_spans() for s in self.slices]
+        if len(parts) == 1:
+            return parts[0]
+        step = StepSpans.concat(parts)
+        step.per_stream = np.array([int(step.per_stream.sum())], dtype=np.int64)
+        return step
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -57,6 +57,40 @@ class ClosedSegment:
     end_byte: int
     pool_sum: np.ndarray  # [d_model] float64
     pool_count: int
+
+
+class StepTexts(Sequence[str]):
+    """The texts of the segments one stream closed in a step, each cut out of the step's text when it is
+    first read (`keep_many` reads only those that may stay). The first continues the segment the tracker
+    held open before the step when `continues`: that text is taken now, before the step changes it."""
+
+    def __init__(self, text: str, char_spans: np.ndarray, continues: bool, tracker: SegmentTracker):
+        self.text, self.spans, self.limit = text, char_spans.tolist(), tracker.max_text_bytes
+        self.held = tracker._grown("", True) if continues else None
+        self.frozen = continues and tracker.open_chars >= self.limit  # nothing more is added to it
+        self._made: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, j: int) -> str:  # type: ignore[override]
+        made = self._made.get(j)
+        if made is None:
+            a, b = self.spans[j]
+            raw = self.text[a:b][: self.limit]
+            if j == 0 and self.held is not None:
+                raw = self.held if self.frozen else self.held + raw
+            made = self._made[j] = truncate_utf8(raw, self.limit).rstrip()
+        return made
+
+
+class Closed(NamedTuple):
+    """The segments one stream closed in a step, before their embeddings (`book_step`)."""
+
+    runs: np.ndarray  # int64 [k]: their runs among the step's (`StepRuns`): rows of the runs' embeddings
+    byte_spans: np.ndarray  # int64 [k, 2]: [start, end) stream bytes
+    counts: np.ndarray  # int64 [k]: tokens pooled, those of earlier steps included
+    texts: StepTexts  # cut to max_text_bytes, made when read
 
 
 def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
@@ -98,7 +132,6 @@ class SegmentTracker:
     d_model: int
     max_kept: int = 64
     max_text_bytes: int = 512
-    max_segment_bytes: int | None = None  # close a segment at the first piece end this long after its start
     open_sum: np.ndarray | None = None
     open_count: int = 0
     open_start: int | None = None  # stream byte offset of the open segment's first non-space character
@@ -106,10 +139,10 @@ class SegmentTracker:
     open_parts: list[str] = field(default_factory=list)  # the open segment's text so far (first bytes only)
     open_chars: int = 0
     kept_text: list[str] = field(default_factory=list)  # kept segments, in no particular order
-    kept_bytes: list[tuple[int, int]] = field(default_factory=list)
-    kept_embeddings: np.ndarray | None = None  # [max_kept + 1, embed_dim] float32; rows [:len(kept_text)] used
-    # short_penalty of each kept text, in the same places (worked out once per segment, not per step)
-    kept_penalty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    # rows [:len(kept_text)] used, in the places of kept_text; allocated with the first kept segment
+    kept_embeddings: np.ndarray | None = None  # [max_kept, embed_dim] float32
+    kept_bytes: np.ndarray | None = None  # [max_kept, 2] int64: [start, end) stream bytes
+    kept_penalty: np.ndarray | None = None  # [max_kept] float64: short_penalty, worked out once per segment
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
@@ -129,10 +162,7 @@ class SegmentTracker:
         self.open_count += span_count
         if last:
             carry = self._book_text(piece)
-            if carry is not None or (
-                self.max_segment_bytes is not None and self.open_start is not None
-                and self.open_end - self.open_start >= self.max_segment_bytes
-            ):
+            if carry is not None:
                 self._close(closed)
                 self._seed(piece, carry)
         return closed
@@ -172,33 +202,13 @@ class SegmentTracker:
             sums = np.zeros((len(spans), self.d_model), dtype=np.float64)
         return add_step_spans([self], [spans], sums)[0]
 
-    def _cut_spans(self, spans: Sequence[SpanLike]) -> tuple[list[int], list[tuple[int, str, int, int, int]]]:
-        """The text side of `add` for a stream's spans of a step (no sums): where the open segment is cut
-        (span positions, in order), and the segments closed, as (index of their cut, text, start_byte,
-        end_byte, token count). The sums are added up by the caller, per run of spans between cuts."""
-        cuts: list[int] = []
-        closed: list[tuple[int, str, int, int, int]] = []
-        for i, span in enumerate(spans):
-            piece = span.piece
-            if span.first and piece.starts_segment:
-                self._cut(i, cuts, closed)
-            self.open_count += span.n_tokens
-            if span.last:
-                carry = self._book_text(piece)
-                if carry is not None or (
-                    self.max_segment_bytes is not None and self.open_start is not None
-                    and self.open_end - self.open_start >= self.max_segment_bytes
-                ):
-                    self._cut(i + 1, cuts, closed)
-                    self._seed(piece, carry)
-        return cuts, closed
-
-    def _cut(self, at: int, cuts: list[int], closed: list[tuple[int, str, int, int, int]]) -> None:
-        """`_close` for _cut_spans: the sums are added up afterwards, per run between cuts."""
-        if self.open_start is not None and self.open_count > 0:
-            closed.append((len(cuts), self.open_text.rstrip(), self.open_start, self.open_end, self.open_count))
-        cuts.append(at)
-        self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
+    def _grown(self, text: str, continues: bool) -> str:
+        """The text of a segment that continues the open one (continues) or starts anew, with `text` after it;
+        past max_text_bytes characters the rest is not needed (cut to max_text_bytes bytes when closed)."""
+        if not continues:
+            return text[: self.max_text_bytes]
+        held = "".join(self.open_parts)
+        return held if self.open_chars >= self.max_text_bytes else held + text[: self.max_text_bytes]
 
     @property
     def open_text(self) -> str:
@@ -211,66 +221,59 @@ class SegmentTracker:
         self.open_sum[:] = 0.0
         self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
 
-    def keep(self, seg: ClosedSegment, embedding: np.ndarray, stream_embedding: np.ndarray) -> None:
-        """Keep a closed segment with its embedding; past max_kept drop the least salient one."""
-        n = len(self.kept_text)
+    def _storage(self, embed_dim: int) -> None:
         if self.kept_embeddings is None:
-            self.kept_embeddings = np.zeros((self.max_kept + 1, embedding.shape[-1]), dtype=np.float32)
-        if len(self.kept_penalty) < self.max_kept + 1:
-            self.kept_penalty = np.zeros(self.max_kept + 1, np.float64)
-        self.kept_embeddings[n] = embedding
-        self.kept_text.append(truncate_utf8(seg.text, self.max_text_bytes))
-        self.kept_bytes.append((seg.start_byte, seg.end_byte))
-        self.kept_penalty[n] = short_penalty(self.kept_text[n])
-        if n + 1 > self.max_kept:
-            scores = salience(self.kept_embeddings[: n + 1], stream_embedding) - self.kept_penalty[: n + 1]
-            drop = int(np.argmin(scores))
-            self.kept_embeddings[drop] = self.kept_embeddings[n]  # move the last one into the hole
-            self.kept_penalty[drop] = self.kept_penalty[n]
-            self.kept_text[drop], self.kept_bytes[drop] = self.kept_text[n], self.kept_bytes[n]
-            self.kept_text.pop()
-            self.kept_bytes.pop()
+            self.kept_embeddings = np.zeros((self.max_kept, embed_dim), dtype=np.float32)
+            self.kept_penalty = np.zeros(self.max_kept, np.float64)
+            self.kept_bytes = np.zeros((self.max_kept, 2), np.int64)
 
-    def keep_many(self, segs: list[ClosedSegment], embeddings: np.ndarray, stream_embedding: np.ndarray) -> None:
-        """`keep` for several segments closed in one step (one stream embedding for all): the `max_kept`
-        most relevant of the kept and the new ones stay, with one matrix product instead of one per segment.
-        The new ones that stay take the places of the dropped ones, so the Python work is per new segment,
-        not per kept one (the kept lists are in no particular order)."""
-        n, k = len(self.kept_text), len(segs)
-        if self.kept_embeddings is None:
-            self.kept_embeddings = np.zeros((self.max_kept + 1, embeddings.shape[-1]), dtype=np.float32)
-        if len(self.kept_penalty) < self.max_kept + 1:
-            self.kept_penalty = np.zeros(self.max_kept + 1, np.float64)
-        texts = [truncate_utf8(seg.text, self.max_text_bytes) for seg in segs]
-        penalty = np.array([short_penalty(t) for t in texts], dtype=np.float64)
+    def keep_many(self, texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray,
+                  stream_embedding: np.ndarray) -> None:
+        """Keep the segments closed in one step (texts, each at most max_text_bytes: `book_step` and `add` cut
+        them so; byte_spans int64 [k, 2], their [start, end) bytes;
+        embeddings [k, embed_dim]; one stream embedding for all): the `max_kept` most relevant of the kept
+        and the new ones stay, with one matrix product. The new ones that stay take the places of the
+        dropped ones, so the Python work is per new segment, not per kept one (the kept rows are in no
+        particular order)."""
+        n, k = len(self.kept_text), len(texts)
+        self._storage(embeddings.shape[-1])
         if n + k <= self.max_kept:
+            new_texts = [texts[j] for j in range(k)]
             self.kept_embeddings[n : n + k] = embeddings
-            self.kept_penalty[n : n + k] = penalty
-            self.kept_text += texts
-            self.kept_bytes += [(seg.start_byte, seg.end_byte) for seg in segs]
+            self.kept_penalty[n : n + k] = [short_penalty(t) for t in new_texts]
+            self.kept_bytes[n : n + k] = byte_spans
+            self.kept_text += new_texts
             return
         rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
-        stays = np.zeros(n + k, dtype=bool)
-        # most relevant first; equal scores go to the earlier segment (the kept lists are in no order, so
+        sal = salience(rows, stream_embedding)
+        # a new segment less salient than the max_kept-th best of everyone's lowest possible relevance
+        # drops whatever its penalty: its text is never read (texts may make them on demand: `StepTexts`)
+        lowest = np.concatenate([sal[:n] - self.kept_penalty[:n], sal[n:] - SHORT_PENALTY])
+        bar = np.partition(lowest, n + k - self.max_kept)[n + k - self.max_kept]
+        penalty = np.full(k, np.inf)
+        for j in np.flatnonzero(sal[n:] >= bar).tolist():
+            penalty[j] = short_penalty(texts[j])
+        # most relevant first; equal scores go to the earlier segment (the kept rows are in no order, so
         # the tie is broken by stream position, which does not depend on the order of earlier drops)
-        starts = np.array([b for b, _ in self.kept_bytes] + [seg.start_byte for seg in segs], dtype=np.int64)
-        scores = salience(rows, stream_embedding) - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
+        starts = np.concatenate([self.kept_bytes[:n, 0], byte_spans[:, 0]])
+        scores = sal - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
+        stays = np.zeros(n + k, dtype=bool)
         stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
+        new = np.flatnonzero(stays[n:])
         # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
-        places = [*np.flatnonzero(~stays[:n]).tolist(), *range(n, self.max_kept)]
-        for place, j in zip(places, np.flatnonzero(stays[n:]).tolist()):
-            seg = segs[j]
-            self.kept_embeddings[place] = embeddings[j]
-            self.kept_penalty[place] = penalty[j]
-            text, span = texts[j], (seg.start_byte, seg.end_byte)
-            if place < len(self.kept_text):
-                self.kept_text[place], self.kept_bytes[place] = text, span
+        places = np.concatenate([np.flatnonzero(~stays[:n]), np.arange(n, self.max_kept)])[: len(new)]
+        self.kept_embeddings[places] = embeddings[new]
+        self.kept_penalty[places] = penalty[new]
+        self.kept_bytes[places] = byte_spans[new]
+        for place, j in zip(places.tolist(), new.tolist()):
+            if place < n:
+                self.kept_text[place] = texts[j]
             else:
-                self.kept_text.append(text)
-                self.kept_bytes.append(span)
+                self.kept_text.append(texts[j])
 
     def _document_order(self) -> list[int]:
-        return sorted(range(len(self.kept_text)), key=lambda i: self.kept_bytes[i])
+        n = len(self.kept_text)
+        return np.lexsort((self.kept_bytes[:n, 1], self.kept_bytes[:n, 0])).tolist() if n else []
 
     def segments(self, stream_embedding: np.ndarray, with_embeddings: bool = True) -> list[Segment]:
         """Kept segments in document order, scored by cosine similarity to `stream_embedding`."""
@@ -278,7 +281,7 @@ class SegmentTracker:
             return []
         scores = self.kept_embeddings[: len(self.kept_text)] @ stream_embedding
         return [
-            Segment(self.kept_text[i], *self.kept_bytes[i], float(scores[i]),
+            Segment(self.kept_text[i], *self.kept_bytes[i].tolist(), float(scores[i]),
                     self.kept_embeddings[i].copy() if with_embeddings else None)
             for i in self._document_order()
         ]
@@ -289,7 +292,7 @@ class SegmentTracker:
         order = self._document_order()
         meta = {
             "open": {"count": self.open_count, "start": self.open_start, "end": self.open_end, "text": self.open_text},
-            "kept": [{"text": self.kept_text[i], "start": self.kept_bytes[i][0], "end": self.kept_bytes[i][1]}
+            "kept": [{"text": self.kept_text[i], "start": int(self.kept_bytes[i, 0]), "end": int(self.kept_bytes[i, 1])}
                      for i in order],
         }
         tensors = {"open_sum": torch.from_numpy(self.open_sum.copy())}
@@ -309,47 +312,235 @@ class SegmentTracker:
         emb = tensors.get("kept_embeddings")
         if len(kept) != (0 if emb is None else emb.shape[0]):
             raise ValueError("segment record holds a different number of texts and embeddings")
-        for k, e in zip(kept, emb.float().numpy() if emb is not None else []):
-            t.keep(ClosedSegment(k["text"], int(k["start"]), int(k["end"]), t.open_sum, 0), e, e)
+        if kept:  # more than max_kept (a record of a larger limit): those nearest their mean stay
+            rows = emb.float().numpy()
+            texts = [truncate_utf8(k["text"], t.max_text_bytes) for k in kept]
+            t.keep_many(texts, np.array([[k["start"], k["end"]] for k in kept], np.int64), rows, rows.mean(axis=0))
         return t
+
+
+# columns of `piece_facts`: what booking a piece's text reads of it, as numbers (-1: none)
+BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, BODY_LEAD, SEED_LEAD = range(8)
+
+
+def piece_facts(pieces: Sequence) -> np.ndarray:
+    """int64 [pieces, 8], per `TextPiece`: where its body (the text before the carry) ends in stream bytes,
+    the byte of its body's first non-space character, that of its carry's (the start of the next segment
+    when the piece ends one), its end byte, its length in characters, its body's, and the character
+    offsets (in its text) of its body's and its carry's first non-space characters. Worked out when a
+    chunk is tokenized (`PieceLayout`), so that a step books text with array operations."""
+    rows = np.full((len(pieces), 8), -1, dtype=np.int64)
+    for row, p in zip(rows, pieces):
+        n = len(p.text)
+        body_len = n - p.carry_chars if p.ends_segment else n
+        lead = n - len(p.stripped)  # leading whitespace: the body has a non-space character iff it ends later
+        row[BODY_END_BYTE] = p.end_byte - (p.carry_bytes if p.ends_segment else 0)
+        row[END_BYTE], row[TEXT_LEN], row[BODY_LEN] = p.end_byte, n, body_len
+        if lead < body_len:
+            row[BODY_FIRST_BYTE], row[BODY_LEAD] = p.start_byte + p.lead_bytes, lead
+        if p.ends_segment:
+            carry = p.text[body_len:]
+            carry_lead = len(carry) - len(carry.lstrip())
+            if carry_lead < len(carry):
+                row[SEED_FIRST_BYTE] = p.end_byte - p.carry_bytes + len(carry[:carry_lead].encode())
+                row[SEED_LEAD] = body_len + carry_lead
+    return rows
+
+
+@dataclass
+class StepSpans:
+    """The spans of a step's streams, stream after stream, as arrays (`StreamWork.step_spans` reads them
+    from the items' layouts, `StepSpans.of` from span objects)."""
+
+    lens: np.ndarray  # int64 [spans]: tokens
+    per_stream: np.ndarray  # int64 [streams]: spans of each stream
+    cut_before: np.ndarray  # bool [spans]: the span starts a piece that starts a segment
+    cut_after: np.ndarray  # bool [spans]: the span ends a piece that ends a segment
+    last: np.ndarray  # bool [spans]: the span holds its piece's last token (the piece's text is booked then)
+    facts: np.ndarray  # int64 [spans, 8]: `piece_facts` of the spans' pieces
+    text: str  # the texts of the pieces whose last token is in the step, one after the other
+
+    @classmethod
+    def of(cls, spans: Sequence[Sequence[SpanLike]]) -> StepSpans:
+        flat = [s for sp in spans for s in sp]
+        first = np.fromiter((s.first for s in flat), dtype=bool, count=len(flat))
+        last = np.fromiter((s.last for s in flat), dtype=bool, count=len(flat))
+        facts = piece_facts([s.piece for s in flat])
+        starts = np.fromiter((s.piece.starts_segment for s in flat), dtype=bool, count=len(flat))
+        ends = np.fromiter((s.piece.ends_segment for s in flat), dtype=bool, count=len(flat))
+        return cls(np.fromiter((s.n_tokens for s in flat), dtype=np.int64, count=len(flat)),
+                   np.array([len(sp) for sp in spans], dtype=np.int64), first & starts, last & ends, last, facts,
+                   "".join(s.piece.text for s in flat if s.last))
+
+    @property
+    def char_offsets(self) -> np.ndarray:
+        """int64 [spans + 1]: where each span's piece text starts in `text` (for the pieces booked: all of
+        them when every span is its piece's last, as in a whole item)."""
+        return np.concatenate([[0], np.cumsum(np.where(self.last, self.facts[:, TEXT_LEN], 0))])
+
+    @classmethod
+    def concat(cls, parts: Sequence[StepSpans]) -> StepSpans:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("lens", "per_stream", "cut_before", "cut_after", "last", "facts")),
+                   "".join(p.text for p in parts))
+
+
+@dataclass
+class StepRuns:
+    """A step's packed tokens cut at every segment boundary of its streams: runs of consecutive tokens,
+    each pooled into one sum (on the device, by `ModelRunner.run`). A stream's runs follow one another
+    in the packed order; its first run continues the segment open before the step (its sum and count
+    are added), its last run stays open after it, and every run in between (maybe empty) closed a
+    segment, whose text `book_step` books."""
+
+    token_cu: np.ndarray  # int64 [runs + 1]: offsets of the runs in the packed tokens
+    span_start: np.ndarray  # int64 [runs]: each run's first span (a run holds the spans up to the next's)
+    event_start: np.ndarray  # int64 [runs]: each run's first slot in `book_step`'s events
+    first: np.ndarray  # int64 [streams]: each stream's first run
+    last: np.ndarray  # int64 [streams]: each stream's last run
+    counts: np.ndarray  # int64 [runs]: tokens pooled in each run, the open segment's earlier ones included
+    open_sums: np.ndarray  # float64 [streams, d_model]: the segments open before the step (first runs add them)
+
+
+def _slots(spans: StepSpans) -> tuple[np.ndarray, np.ndarray]:
+    """Booking a step is a sequence of events: per stream a slot for what was open before the step, then
+    per span three (its cut before, its text, its cut after and the carry that starts the next segment).
+    Returns the stream slots [streams] and the first slot of each span [spans]."""
+    n_streams = len(spans.per_stream)
+    stream_of_span = np.repeat(np.arange(n_streams), spans.per_stream)
+    stream_first_span = np.concatenate([[0], np.cumsum(spans.per_stream)[:-1]]).astype(np.int64)
+    return 3 * stream_first_span + np.arange(n_streams), 3 * np.arange(len(spans.lens)) + stream_of_span + 1
+
+
+def step_runs(trackers: Sequence[SegmentTracker], spans: StepSpans) -> StepRuns:
+    """The runs of a step, in numpy (no loop over spans): cut before each span that starts a segment-starting
+    piece and after each span that ends a segment-ending piece. A cut after span i and one before span
+    i + 1 leave an empty run between them (its carried text is given up, as `add` does)."""
+    n_spans, n_streams = len(spans.lens), len(spans.per_stream)
+    if len(trackers) != n_streams or int(spans.per_stream.sum()) != n_spans:
+        raise ValueError(f"{len(trackers)} trackers for {n_streams} streams of {int(spans.per_stream.sum())} spans, "
+                         f"{n_spans} spans given: pass one tracker per stream and spans adding up")
+    stream_slot, span_slot = _slots(spans)
+    after, before = np.flatnonzero(spans.cut_after), np.flatnonzero(spans.cut_before)
+    stream_first_span = stream_slot - np.arange(n_streams)
+    slots = np.concatenate([span_slot[after] + 2, stream_slot, span_slot[before]])  # distinct, in event order
+    order = np.argsort(slots, kind="stable")
+    run_start = np.concatenate([after + 1, stream_first_span // 3, before])[order]
+    first = np.flatnonzero((order >= len(after)) & (order < len(after) + n_streams))
+    last = np.append(first[1:], len(run_start)) - 1
+    span_cu = np.concatenate([[0], np.cumsum(spans.lens, dtype=np.int64)])
+    token_cu = span_cu[np.append(run_start, n_spans)]
+    counts = np.diff(token_cu)
+    counts[first] += np.array([t.open_count for t in trackers], dtype=np.int64)
+    open_sums = np.stack([t.open_sum for t in trackers]) if trackers else np.zeros((0, 0), np.float64)
+    return StepRuns(token_cu, run_start, slots[order], first, last, counts, open_sums)
+
+
+def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRuns,
+              open_after: np.ndarray) -> list[Closed | None]:
+    """Book a step's segments and set each stream's open segment (open_after: float64 [streams, d_model],
+    each stream's last run's sum). Where each run's segment starts and ends (bytes, characters of
+    `spans.text`) is array work over the step's events; only the segments closed are then cut out of the
+    text, one string slice each. Returns each stream's closed segments (None: none)."""
+    n_streams, facts, last = len(trackers), spans.facts, spans.last
+    stream_slot, span_slot = _slots(spans)
+    n_slots = 3 * len(spans.lens) + n_streams
+    char0 = spans.char_offsets
+    stream_char0 = char0[(stream_slot - np.arange(n_streams)) // 3]
+    start_byte = np.full(n_slots, -1, np.int64)
+    start_char = np.zeros(n_slots, np.int64)
+    end_byte = np.full(n_slots, -1, np.int64)
+    end_char = np.zeros(n_slots, np.int64)
+    has_end = np.zeros(n_slots, bool)
+    # before the step: what the tracker holds open
+    start_byte[stream_slot] = [-1 if t.open_start is None else t.open_start for t in trackers]
+    start_char[stream_slot] = stream_char0
+    end_byte[stream_slot] = [t.open_end for t in trackers]
+    end_char[stream_slot], has_end[stream_slot] = stream_char0, True
+    # a piece's text, booked with its last token: its first non-space character may start the segment
+    body = span_slot + 1
+    booked = np.flatnonzero(last)
+    lead = facts[booked, BODY_LEAD] >= 0
+    start_byte[body[booked[lead]]] = facts[booked[lead], BODY_FIRST_BYTE]
+    start_char[body[booked[lead]]] = char0[booked[lead]] + facts[booked[lead], BODY_LEAD]
+    end_byte[body[booked]] = facts[booked, BODY_END_BYTE]
+    end_char[body[booked]], has_end[body[booked]] = char0[booked] + facts[booked, BODY_LEN], True
+    # a cut after a piece: its carry starts the next segment's text
+    seed = span_slot + 2
+    cut = np.flatnonzero(spans.cut_after)
+    carried = cut[facts[cut, SEED_LEAD] >= 0]
+    start_byte[seed[carried]] = facts[carried, SEED_FIRST_BYTE]
+    start_char[seed[carried]] = char0[carried] + facts[carried, SEED_LEAD]
+    end_byte[seed[cut]] = facts[cut, END_BYTE]
+    end_char[seed[cut]], has_end[seed[cut]] = char0[cut] + facts[cut, TEXT_LEN], True
+    # per run: its first start and its last end (up to its own end slot)
+    run_end = np.append(runs.event_start[1:], n_slots)
+    starts = np.flatnonzero(start_byte >= 0)
+    k = np.searchsorted(starts, runs.event_start)
+    at = starts[np.minimum(k, len(starts) - 1)] if len(starts) else np.zeros(len(run_end), np.int64)
+    has_start = (k < len(starts)) & (at < run_end)
+    ends = np.flatnonzero(has_end)
+    end_at = ends[np.searchsorted(ends, run_end) - 1]
+    run_start_byte, run_start_char = np.where(has_start, start_byte[at], -1), start_char[at]
+    run_end_byte, run_end_char = end_byte[end_at], end_char[end_at]
+    inherited = has_start & np.isin(at, stream_slot)
+    emitted = has_start & (runs.counts > 0)
+    emitted[runs.last] = False
+    closed_runs = np.flatnonzero(emitted)
+    owner = np.searchsorted(runs.first, closed_runs, side="right") - 1
+    text = spans.text
+    byte_spans = np.stack([run_start_byte[closed_runs], run_end_byte[closed_runs]], axis=1)
+    char_spans = np.stack([run_start_char[closed_runs], run_end_char[closed_runs]], axis=1)
+    bounds = np.searchsorted(owner, np.arange(len(trackers) + 1)).tolist()
+    out = [Closed(closed_runs[a:b], byte_spans[a:b], runs.counts[closed_runs[a:b]],
+                  StepTexts(text, char_spans[a:b], inherited[closed_runs[a]], trackers[i]))
+           if b > a else None for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    final = runs.last
+    for tracker, open_sum, count, end, start, a, b, inh in zip(
+            trackers, open_after, runs.counts[final].tolist(), run_end_byte[final].tolist(),
+            run_start_byte[final].tolist(), run_start_char[final].tolist(), run_end_char[final].tolist(),
+            inherited[final].tolist()):
+        tracker.open_sum[:] = open_sum
+        tracker.open_count, tracker.open_end = count, end
+        if start >= 0:
+            raw = tracker._grown(text[a:b], inh)
+            tracker.open_start = start
+            tracker.open_parts = [raw[: max(tracker.max_text_bytes, tracker.open_chars)]] if raw else []
+            tracker.open_chars = len(tracker.open_parts[0]) if raw else 0
+        else:
+            tracker.open_start, tracker.open_parts, tracker.open_chars = None, [], 0
+    return out
+
+
+def run_sums(runs: StepRuns, span_sums: np.ndarray, span_lens: np.ndarray) -> np.ndarray:
+    """The runs' sums from the spans' (float64 [spans, d_model]), on the host: what the device adds up
+    from the tokens (`ModelRunner.run`). For the tests and the steps without tokens."""
+    span_run = np.repeat(np.arange(len(runs.span_start)), np.diff(np.append(runs.span_start, len(span_lens))))
+    sums = torch.zeros((len(runs.counts), span_sums.shape[1]), dtype=torch.float64)
+    sums.index_add_(0, torch.from_numpy(span_run), torch.from_numpy(np.ascontiguousarray(span_sums, np.float64)))
+    out = sums.numpy()
+    out[runs.first] += runs.open_sums
+    return out
 
 
 def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[SpanLike]],
                    sums: np.ndarray) -> list[list[ClosedSegment]]:
-    """Book one step's spans of several streams: `add` for each span, in order, stream by stream.
-
-    trackers[i] gets spans[i]; sums: float64 [all spans, d_model], the spans' hidden-state sums, stream
-    after stream. Returns the segments each stream closed. The text side is a loop over the spans
-    (`_cut_spans`); the sums are one `index_add_` into the runs of spans between segment cuts for the
-    whole step, instead of an addition per span and a copy per segment.
-    """
+    """Book one step's spans of several streams from their sums on the host: `add` for each span, in order,
+    stream by stream. trackers[i] gets spans[i]; sums: float64 [all spans, d_model], stream after stream.
+    Returns the segments each stream closed, with their pooled sums (the engine's steps take the runs'
+    sums from the device instead: `step_runs`, `book_step`)."""
     n_spans = sum(len(sp) for sp in spans)
     d = trackers[0].d_model if trackers else 0
     if sums.shape != (n_spans, d):
         raise ValueError(f"sums of shape {tuple(sums.shape)} for {n_spans} spans; pass one float64 row of width "
                          f"d_model={d} per span, stream after stream")
-    starts: list[int] = []  # first span of each run, over the whole step
-    booked = []  # per stream: (its first run, its last run, the segments it closed)
-    offset = 0
-    for tracker, sp in zip(trackers, spans):
-        cuts, closed = tracker._cut_spans(sp)
-        first = len(starts)
-        starts.append(offset)  # its first run continues the segment that was open before the step
-        if cuts:
-            starts += [offset + c for c in cuts]
-        booked.append((first, len(starts) - 1, closed))
-        offset += len(sp)
-    begin = np.asarray(starts, dtype=np.int64)
-    run_of_span = np.repeat(np.arange(len(begin)), np.diff(np.append(begin, offset)))  # empty runs: no span
-    runs_t = torch.zeros((len(begin), d), dtype=torch.float64)  # index_add_: 10x np.add.reduceat's speed here
-    runs_t.index_add_(0, torch.from_numpy(run_of_span), torch.from_numpy(np.ascontiguousarray(sums, np.float64)))
-    runs = runs_t.numpy()
-    out = []
-    for tracker, (first, last, closed) in zip(trackers, booked):
-        runs[first] += tracker.open_sum  # the segment open before the step goes on in its first run
-        tracker.open_sum[:] = runs[last]
-        out.append([ClosedSegment(text, start, end, runs[first + r], count) for r, text, start, end, count in closed]
-                   if closed else [])
+    step = StepSpans.of(spans)
+    runs = step_runs(trackers, step)
+    pooled = run_sums(runs, sums, step.lens)
+    booked = book_step(trackers, step, runs, pooled[runs.last])
+    out = [[ClosedSegment(text, start, end, pooled[run], count) for run, (start, end), count, text in zip(
+        c.runs.tolist(), c.byte_spans.tolist(), c.counts.tolist(), c.texts)] if c is not None else []
+        for c in booked]
     return out
 
 

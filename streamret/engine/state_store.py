@@ -20,12 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import ResourceExhausted, TooBusy
 from ..model.retnet import RetNet, RetNetState
 from .durability.store import DurableStore
 from .record import StreamCodec
+from .staging import Staging
 from .stream import Stream
 
 log = logging.getLogger("streamret.engine")
@@ -51,6 +53,9 @@ class DeviceSlab:
             self.state = model.init_state(min(capacity, 16))
         self.rows: OrderedDict[str, int] = OrderedDict()  # stream id -> row, least recently used first
         self._free = list(range(self.state.n - 1, -1, -1))
+        # a gather and a scatter per step, two steps in flight: a slot comes round again only after the
+        # step that used it last was waited for
+        self._staging = Staging(slots=8)
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self.rows
@@ -84,14 +89,25 @@ class DeviceSlab:
 
     @torch.inference_mode()
     def read(self, rows: list[int]) -> RetNetState:
-        idx = self._to_device(torch.tensor(rows, dtype=torch.long))
+        idx = self._rows_on_device(rows)
         return self.state.map(lambda x: x.index_select(0, idx))
 
     @torch.inference_mode()
     def write(self, rows: list[int], state: RetNetState) -> None:
-        idx = self._to_device(torch.tensor(rows, dtype=torch.long))
+        idx = self._rows_on_device(rows)
         for dst, src in zip(self.state.tensors().values(), state.tensors().values(), strict=True):
             dst.index_copy_(0, idx, src)
+
+    def _rows_on_device(self, rows: list[int]) -> torch.Tensor:
+        """Row indices on the slab's device; on a GPU through a reused pinned buffer (staging.py), copied
+        without waiting for the device's queue."""
+        device = self.state.positions.device
+        if device.type != "cuda":
+            return torch.tensor(rows, dtype=torch.long)
+        slot = self._staging.take()
+        idx = slot.upload([np.array(rows, dtype=np.int64)], device)[0]
+        slot.release()
+        return idx
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         """A host tensor on the slab's device without waiting for the device's queue (a plain copy

@@ -1,4 +1,4 @@
-"""The model runner: one packed forward per step, pooled sums per text span, greedy decoding.
+"""The model runner: one packed forward per step, pooled sums and embeddings per segment run, greedy decoding.
 
 The scheduler decides what runs; the state store provides the gathered states; this file only
 turns token lists plus states into new states and the sums the outputs are built from.
@@ -14,17 +14,23 @@ from streamret_kernels import segment_sum
 
 from ..model.graphs import GraphedForward
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
+from .segments import StepRuns
+from .staging import Staging
 
 
 @dataclass
 class StepOutput:
+    """What the step loop books from a step: numpy arrays on the host (on a GPU, views of one pinned buffer
+    that a single copy fills: valid once `wait` returns)."""
+
     state: RetNetState  # the streams' new states, on the model's device
-    span_sums: torch.Tensor  # [n_spans, d_model] float64 on the CPU: sum of final hidden states per span
-    embeddings: torch.Tensor  # [n_streams, embed_dim] float32 on the CPU: stream embeddings after the step
-    ready: torch.cuda.Event | None = None  # on a GPU: recorded after the copies to the CPU were queued
+    run_embeddings: np.ndarray  # float32 [runs, embed_dim]: the embedding of each run's pooled sum (StepRuns)
+    embeddings: np.ndarray  # float32 [streams, embed_dim]: stream embeddings after the step
+    open_sums: np.ndarray  # float64 [streams, d_model]: each stream's last run's sum (its open segment)
+    ready: torch.cuda.Event | None = None  # on a GPU: recorded after the copy to the host was queued
 
     def wait(self) -> None:
-        """Block until span_sums and embeddings hold their values."""
+        """Block until the arrays hold their values."""
         if self.ready is not None:
             self.ready.synchronize()
 
@@ -42,54 +48,64 @@ class ModelRunner:
         # another would stall steps over and over
         self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size) \
             if cuda_graphs and model.device.type == "cuda" else None
-        # embeddings on the CPU, through a float64 copy of the embedding head: booking a step then
-        # never waits on the device, which is already running the next step
+        # segment embeddings through a float64 copy of the embedding head, on the model's device: the
+        # pooled sums are float64, and a step embeds all the segments it closed in one call
         head = model.embed_head
-        self._host_head = None if head is None else head.weight.detach().to("cpu", torch.float64)
+        self._head = None if head is None else head.weight.detach().to(torch.float64)
+        self.staging = Staging()
 
     @torch.inference_mode()
-    def run(self, tokens: np.ndarray, lens: np.ndarray, state: RetNetState, span_lens: np.ndarray) -> StepOutput:
+    def run(self, tokens: np.ndarray, lens: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:
         """Advance N streams by their tokens from `state` [N].
 
         tokens: int64 [T], the N streams' tokens packed one after the other; lens: int64 [N], tokens per
-        stream (they become cu_seqlens). span_lens: int64 [S], consecutive token counts that partition the
-        packed tokens (text pieces, in stream order); each span's hidden states are summed for its
-        segment embedding.
+        stream (they become cu_seqlens). runs: the packed tokens cut at the streams' segment boundaries
+        (`segments.step_runs`); each run's final hidden states are summed (float64), the segments open
+        before the step added to their streams' first runs, and every run is embedded, all on the device.
         """
-        if int(lens.sum()) != len(tokens) or int(np.sum(span_lens)) != len(tokens):
-            raise ValueError(f"{len(tokens)} packed tokens, but the streams' lens add up to {int(lens.sum())} and "
-                             f"the spans' to {int(np.sum(span_lens))}: pass the lens of the packed tokens")
-        if self.graphed is not None:  # inputs go from pinned memory straight into the graph's buffers
-            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).pin_memory()
-            cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)).pin_memory()
-            hidden, new_state = self.graphed(ids, cu, state, clone_hidden=False)  # read below, before the next step
-        else:
-            ids = self._to_device(np.ascontiguousarray(tokens, dtype=np.int64))
-            cu = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))  # the model reads it on the CPU
-            hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=cu,
-                                           chunk_size=self.chunk_size)
-        span_cu = self._to_device(np.concatenate([[0], np.cumsum(span_lens, dtype=np.int64)]))
-        sums = segment_sum(hidden, span_cu)  # spans are consecutive: one float64 sum per span
-        embeddings = self.model.stream_embedding(new_state)
+        n_tokens = int(runs.token_cu[-1]) if len(runs.token_cu) else 0
+        if int(lens.sum()) != len(tokens) or n_tokens != len(tokens) or len(runs.first) != len(lens):
+            raise ValueError(f"{len(tokens)} packed tokens of {len(lens)} streams, but the streams' lens add up to "
+                             f"{int(lens.sum())} and the runs' to {n_tokens} over {len(runs.first)} streams: pass "
+                             "the lens and runs of the packed tokens")
+        cu = np.concatenate([[0], np.cumsum(lens)])
         if self.device.type != "cuda":
-            return StepOutput(new_state, sums, embeddings)
-        # queue the copies and return: the engine books the previous step while this one runs
-        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
-                for t in (sums, embeddings)]
-        ready = torch.cuda.Event()
-        ready.record()
-        return StepOutput(new_state, *host, ready)
+            return self._run_on_host(tokens, cu, state, runs)
+        slot = self.staging.take()  # every input goes to the device in one copy, every output back in one
+        ids, cu_dev, token_cu, first, last, counts, open_sums = slot.upload(
+            [np.ascontiguousarray(tokens, dtype=np.int64), cu.astype(np.int32), runs.token_cu, runs.first,
+             runs.last, runs.counts, runs.open_sums], self.device)
+        if self.graphed is not None:
+            hidden, new_state = self.graphed(ids, cu_dev, state, clone_hidden=False)  # read below, before the next step
+        else:  # the eager forward reads cu_seqlens on the host
+            hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
+                                           chunk_size=self.chunk_size)
+        outputs = self._pool(hidden, new_state, token_cu, first, last, counts, open_sums)
+        open_sums, run_emb, emb = slot.download(outputs)  # queued: the engine books the previous step meanwhile
+        return StepOutput(new_state, run_emb, emb, open_sums, slot.release())
 
-    def _to_device(self, a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(a)
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t
+    def _run_on_host(self, tokens: np.ndarray, cu: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:
+        hidden, new_state = self.model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
+                                       mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
+                                       chunk_size=self.chunk_size)
+        inputs = (torch.from_numpy(a) for a in (runs.token_cu, runs.first, runs.last, runs.counts, runs.open_sums))
+        open_sums, run_emb, emb = (t.numpy() for t in self._pool(hidden, new_state, *inputs))
+        return StepOutput(new_state, run_emb, emb, open_sums)
+
+    def _pool(self, hidden: torch.Tensor, new_state: RetNetState, token_cu: torch.Tensor, first: torch.Tensor,
+              last: torch.Tensor, counts: torch.Tensor, open_sums: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The runs' float64 sums (the segments open before the step added to their streams' first runs) and
+        embeddings, and the streams' embeddings: (open sums after the step, run embeddings, embeddings)."""
+        sums = segment_sum(hidden, token_cu)  # runs are consecutive: one float64 sum each
+        sums.index_add_(0, first, open_sums)
+        run_embeddings = pooled_embedding(sums, counts, self._head)
+        return sums.index_select(0, last), run_embeddings, self.model.stream_embedding(new_state)
 
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:
-        """`RetNet.embed` of pooled sums [n, d] (float64, any device), computed on the CPU: float32 [n, e]."""
-        return pooled_embedding(pool_sum.cpu(), pool_count.cpu(), self._host_head).numpy()
+        """`RetNet.embed` of pooled sums [n, d] (float64, any device) through the float64 head, as a step
+        embeds its segments: float32 [n, e] on the host."""
+        return pooled_embedding(pool_sum.to(self.device), pool_count.to(self.device), self._head).cpu().numpy()
 
     @torch.inference_mode()
     def generate(self, state: RetNetState, prompt: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:
@@ -106,3 +122,4 @@ class ModelRunner:
             out.append(token)
             hidden, state = self.model(torch.tensor([token], device=self.device), mode="recurrent", state=state)
         return out
+
