@@ -64,8 +64,8 @@ import service as load_gen  # noqa: E402  (bench/service.py: gRPC load processes
 
 SERVING = re.compile(r"^streamret serving \S+ on [^:]+:(\d+)")
 RAY_AT = re.compile(r"started a local Ray at (\S+)")
-EMBED_DONE = re.compile(r"(\d+) documents \((\d+) with an error\) and (\d+) tokens in ([\d.]+) s .*?; "
-                        r"([\d.]+) s in all")
+EMBED_DONE = re.compile(r"(\d+) documents \((\d+) with an error\) and (\d+) tokens in ([\d.]+) s \(([\d,]+) "
+                        r"tokens/s, .*?; ([\d.]+) s in all")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -327,8 +327,8 @@ def embed_command(args, corpus: Path, output: Path, log: Path, ray_args: list[st
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
     docs, errors, tokens, seconds = int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4))
     detail = proc.stdout[m.end():].split("\n")[1:]  # the lines after the figures: the engines, the Ray actors
-    return {"documents": docs, "errors": errors, "tokens": tokens, "job_s": seconds, "job_total_s": float(m.group(5)),
-            "tokens_per_s": round(tokens / seconds, 1), "wall_s": round(wall, 2),
+    return {"documents": docs, "errors": errors, "tokens": tokens, "job_s": seconds, "job_total_s": float(m.group(6)),
+            "tokens_per_s": float(m.group(5).replace(",", "")), "wall_s": round(wall, 2),
             "tokens_per_wall_s": round(tokens / wall, 1), "detail": [line for line in detail if line.strip()]}
 
 

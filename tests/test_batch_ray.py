@@ -37,7 +37,8 @@ def test_ray_data_path_equals_the_local_path_and_resumes(local_ray, tmp_path):
     finally:
         engine.shutdown(checkpoint=False)
 
-    options = {k: v for k, v in OPTIONS.items() if k != "progress"}
+    # blocks and batches of about 16 KiB of text: several of each, even in this small corpus
+    options = {**{k: v for k, v in OPTIONS.items() if k != "progress"}, "bytes_per_part": 16 << 10}
     report = embed_parquet(str(tmp_path / "corpus"), str(tmp_path / "ray"), model="random:tiny", device="cpu",
                            ray=True, **options)
     assert (report.documents, report.errors, report.tokens) == (local.documents, local.errors, local.tokens)
@@ -54,6 +55,16 @@ def test_ray_data_path_equals_the_local_path_and_resumes(local_ray, tmp_path):
     again = embed_parquet(str(tmp_path / "corpus"), str(tmp_path / "ray"), model="random:tiny", device="cpu",
                           ray=True, **options)
     assert (again.documents, again.skipped, again.parts) == (0, len(ids), 0)
+
+    # a run cut short keeps the files it wrote (several: written as the batches came): a rerun embeds the rest
+    files = sorted(os.listdir(tmp_path / "ray"))
+    assert len(files) > 1
+    lost = pq.read_table(tmp_path / "ray" / files[0]).num_rows
+    os.remove(tmp_path / "ray" / files[0])
+    resumed = embed_parquet(str(tmp_path / "corpus"), str(tmp_path / "ray"), model="random:tiny", device="cpu",
+                            ray=True, **options)
+    assert (resumed.documents, resumed.skipped) == (lost, len(ids) - lost)
+    assert_same_output(pq.read_table(tmp_path / "ray").sort_by("id"), pq.read_table(tmp_path / "local").sort_by("id"))
 
 
 def test_a_batch_holds_about_one_part_of_text(tmp_path):

@@ -1,14 +1,15 @@
 """The batch job on Ray Data: the same rows in, the same rows out as the local job, spread over GPUs.
 
     read_parquet(corpus files; blocks of about --part-bytes)  ->  map_batches(normalize + skip written ids)  ->
-    map_batches(EngineWorker: batches of about one part; ActorPoolStrategy(size=workers), `gpus_per_worker`
-                GPUs and two batches at once per actor)  ->  write_parquet(output folder, files ray_*.parquet)
+    repartition(blocks of one batch)  ->  map_batches(EngineWorker: batches of about one part;
+    ActorPoolStrategy(size=workers), `gpus_per_worker` GPUs and two batches at once per actor)  ->
+    write_parquet(output folder, files ray_*.parquet)
 
 Feeding the engines as the local job does: a batch is about one part of the local job (`bytes_per_part` of
 text, at most `rows_per_part` rows; Ray Data batches by rows, so the rows per batch come from the text bytes
 per row in the corpus's Parquet footers), and each actor embeds two batches at once, so that while one batch's
-last documents finish the next one already fills the engine's steps. Blocks of about one part let reading,
-skipping and writing run beside the engines instead of before and after them.
+last documents finish the next one already fills the engine's steps. Small blocks let reading, skipping and
+writing run beside the engines instead of before and after them.
 
 Each actor loads the model once and embeds its batches with `embed_part`, exactly as the local job does.
 Ray does not keep the corpus order across blocks, so a rerun skips every row whose id is already in
@@ -174,8 +175,12 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         written = pa.array(list(before.ids), corpus.id_type)
         ds = ds.map_batches(_to_do, batch_format="pyarrow", fn_kwargs=dict(
             id_column=corpus.id_column, text_column=corpus.text_column, written=written))
+        # blocks of exactly one batch, so that each call gets a whole batch (no leftover rows of a block
+        # as a small batch of their own)
+        batch_rows = rows_per_batch(corpus, bytes_per_part, rows_per_part)
+        ds = ds.repartition(target_num_rows_per_block=batch_rows, strict=True)
         ds = ds.map_batches(
-            EngineWorker, batch_size=rows_per_batch(corpus, bytes_per_part, rows_per_part), batch_format="pyarrow",
+            EngineWorker, batch_size=batch_rows, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers, max_concurrent_calls_per_actor=BATCHES_PER_ACTOR,
                                                enable_true_multi_threading=True),
             num_gpus=gpus_per_worker, num_cpus=1,
