@@ -108,7 +108,7 @@ class EngineWorker:
     BATCHES_PER_ACTOR at once (the engine is thread-safe; its scheduler packs the batches' documents together)."""
 
     def __init__(self, model: str, device: str, dtype: str | None, batch_tokens: int | None, summary_k: int,
-                 chunk_bytes: int, max_in_flight: int, clock=None):
+                 chunk_bytes: int, max_in_flight: int, clock):
         import ray
 
         t0 = time.monotonic()
@@ -119,8 +119,7 @@ class EngineWorker:
         self._lock = threading.Lock()
         self._active = 0
         self._busy_since = 0.0
-        if clock is not None:
-            clock.engine_ready.remote(self.name, time.monotonic() - t0)
+        clock.engine_ready.remote(self.name, time.monotonic() - t0)  # clock: a JobClock actor
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         self._enter()
@@ -142,8 +141,7 @@ class EngineWorker:
             self._active -= 1
             # busy time is counted once the engine has no batch again: since it last had none
             busy = 0.0 if self._active else time.monotonic() - self._busy_since
-        if self.clock is not None:
-            self.clock.batch_done.remote(self.name, busy, engine_counters(self.engine))
+        self.clock.batch_done.remote(self.name, busy, engine_counters(self.engine))
 
 
 def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model: str, device: str,
@@ -190,6 +188,7 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         )
         ds.write_parquet(folder.root, filesystem=folder.arrow_fs(),
                          filename_provider=FilenameProvider(dataset_uuid=RAY_PREFIX.rstrip("_"), file_format="parquet"))
+        # the actors sent their last batch_done before returning the rows that the write waited for
         times = ray.get(clock.stop.remote())
     finally:
         if started_here:
