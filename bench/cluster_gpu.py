@@ -20,9 +20,12 @@ policy), its output in DIR/serve_<name>.log; `--ray` starts its own local Ray (R
     the same texts on the same server: chunks lost / applied twice (below) and the embeddings' largest relative
     difference.
 (c) batch: `streamret embed` (local job) and `streamret embed --ray --workers 1 --gpus-per-worker G` (Ray Data,
-    one engine actor) on the same Parquet corpus: tokens/s as each command prints it (the local job's time
-    starts after its model loaded; the Ray job's after Ray is up, with the actor's model load in it), wall
-    times, and the outputs compared row by row.
+    one engine actor) on the same Parquet corpus (--embed-docs documents of --embed-doc-bytes): tokens/s as each
+    command prints it (both from the model loaded and ready, the Ray actor's, to the last row written), each
+    command's own total (with the model load; with Ray's and the actor's start) and its wall time, the lines
+    each prints on its engine's steps (and the Ray actor's start and busy time), and the outputs compared row
+    by row. Only this part, on a corpus large enough for the H200 (33 M tokens, ~2.5 min):
+        python3 bench/cluster_gpu.py --parts batch --embed-docs 4000 --out $OUT/cluster_gpu
 
 Chunks lost / applied twice: a stream's final token count (after its flush) against the undisturbed run's;
 with the byte tokenizer of the random: presets a token is a byte, so the difference over --kill-chunk-bytes is
@@ -61,7 +64,8 @@ import service as load_gen  # noqa: E402  (bench/service.py: gRPC load processes
 
 SERVING = re.compile(r"^streamret serving \S+ on [^:]+:(\d+)")
 RAY_AT = re.compile(r"started a local Ray at (\S+)")
-EMBED_DONE = re.compile(r"(\d+) documents \((\d+) with an error\) and (\d+) tokens in ([\d.]+) s")
+EMBED_DONE = re.compile(r"(\d+) documents \((\d+) with an error\) and (\d+) tokens in ([\d.]+) s \(([\d,]+) "
+                        r"tokens/s, .*?; ([\d.]+) s in all")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,9 +326,10 @@ def embed_command(args, corpus: Path, output: Path, log: Path, ray_args: list[st
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
     docs, errors, tokens, seconds = int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4))
-    return {"documents": docs, "errors": errors, "tokens": tokens, "job_s": seconds,
-            "tokens_per_s": round(tokens / seconds, 1), "wall_s": round(wall, 2),
-            "tokens_per_wall_s": round(tokens / wall, 1)}
+    detail = proc.stdout[m.end():].split("\n")[1:]  # the lines after the figures: the engines, the Ray actors
+    return {"documents": docs, "errors": errors, "tokens": tokens, "job_s": seconds, "job_total_s": float(m.group(6)),
+            "tokens_per_s": float(m.group(5).replace(",", "")), "wall_s": round(wall, 2),
+            "tokens_per_wall_s": round(tokens / wall, 1), "detail": [line for line in detail if line.strip()]}
 
 
 def compare_outputs(a: Path, b: Path) -> dict:
@@ -401,9 +406,12 @@ def table(result: dict) -> str:
                          f"{k['duplicate_acks']:>8}  {k['max_rel_diff_vs_undisturbed']:>12.2e}  {k['device_after']}")
     if "batch" in result:
         b = result["batch"]
-        lines.append(f"embed: local {b['local']['tokens_per_s']:,.0f} tokens/s (wall {b['local']['wall_s']:.1f} s), "
-                     f"--ray {b['ray']['tokens_per_s']:,.0f} tokens/s (wall {b['ray']['wall_s']:.1f} s): ratio "
-                     f"{b['ratio_tokens_per_s']:.2f}; outputs max rel diff {b['outputs'].get('max_rel_diff', 'n/a')}")
+        lines.append(f"embed {b['docs']} x {b['doc_bytes']} B: local {b['local']['tokens_per_s']:,.0f} tokens/s "
+                     f"(wall {b['local']['wall_s']:.1f} s), --ray {b['ray']['tokens_per_s']:,.0f} tokens/s (wall "
+                     f"{b['ray']['wall_s']:.1f} s): ratio {b['ratio_tokens_per_s']:.2f}; outputs max rel diff "
+                     f"{b['outputs'].get('max_rel_diff', 'n/a')}")
+        for job in ("local", "ray"):
+            lines.extend(f"  {job}: {line}" for line in b[job].get("detail", []))
     for part, why in result.get("failed", {}).items():
         lines.append(f"{part}: FAILED: {why}")
     return "\n".join(lines)

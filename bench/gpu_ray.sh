@@ -3,6 +3,11 @@
 # check that Ray and its tasks see the GPU, the GPU-marked Ray tests, then bench/cluster_gpu.py (embedded
 # server vs `serve --ray` with one GPU worker, worker kills, `embed` vs `embed --ray`); the bench's table last.
 #
+#   bash bench/gpu_ray.sh [--no-tests] [BENCH ARGS...]
+# --no-tests skips the Ray check and the GPU-marked tests; BENCH ARGS go to bench/cluster_gpu.py, e.g. only the
+# batch part on a corpus large enough for the H200 (about 3 minutes in all):
+#   bash bench/gpu_ray.sh --no-tests --parts batch --embed-docs 4000
+#
 # From a copy of the tree WITHOUT streamret/assets (38 MB; the runs use random:default, the bundled model's
 # layout with random weights and the byte tokenizer), carrying .whl-ray: build it with
 #   bash ../shared/tools/slim-ray-wheel.sh .whl-ray     # Ray 2.60 for cp312 (45 MB) and the wheels it needs
@@ -46,9 +51,13 @@ for pair in pandas:pandas python_dateutil:dateutil tzdata:tzdata grpcio_health_c
 done
 echo "installed in $((SECONDS - t0))s: $(python3 -c 'import ray, pandas, grpc; print("ray", ray.__version__, "pandas", pandas.__version__, "grpcio", grpc.__version__)')"
 
-step ray-check 45 python3 bench/ray_gpu_check.py > >(tee "$OUT/ray_check.txt")
-step pytest-gpu-ray 120 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cluster_gpu.py > "$OUT/pytest_gpu_ray.txt" 2>&1
-tail -n 15 "$OUT/pytest_gpu_ray.txt"
-step cluster-gpu 300 python3 bench/cluster_gpu.py --out "$OUT/cluster_gpu"
+if [ "${1:-}" = --no-tests ]; then
+  shift
+else
+  step ray-check 45 python3 bench/ray_gpu_check.py > >(tee "$OUT/ray_check.txt")
+  step pytest-gpu-ray 120 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cluster_gpu.py > "$OUT/pytest_gpu_ray.txt" 2>&1
+  tail -n 15 "$OUT/pytest_gpu_ray.txt"
+fi
+step cluster-gpu 300 python3 bench/cluster_gpu.py --out "$OUT/cluster_gpu" "$@"
 echo "=== done $(date -u +%H:%M:%S)"
 python3 bench/cluster_gpu.py --print-table "$OUT/cluster_gpu/cluster_gpu.json"

@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 from concurrent.futures import Future
 
 import numpy as np
@@ -115,6 +116,16 @@ def test_one_output_row_per_input_row_with_errors_recorded(uninterrupted, corpus
     assert report.tokens == sum(len(t.encode()) for t in GOOD.values())
     assert sorted(os.listdir(out)) == [f"part-{i:06d}.parquet" for i in range(report.parts)]
     assert report.parts == 4  # 4 + 4 + 4 rows of a.parquet, then 3 more (parts span files)
+
+
+def test_the_report_times_the_job_from_the_model_ready_and_counts_its_own_steps(uninterrupted, corpus, engine,
+                                                                                 tmp_path):
+    again = embed_parquet(corpus[0], str(tmp_path / "again"), engine=engine, **OPTIONS)  # the engine has run before
+    for report in (uninterrupted[1], again):
+        assert 0 < report.seconds <= report.total_seconds
+        m = re.match(r"engine: ([\d,]+) steps of ([\d,]+) tokens", report.detail)
+        steps, per_step = (int(g.replace(",", "")) for g in m.groups())
+        assert abs(steps * per_step - report.tokens) <= steps  # this job's steps only (the average is rounded)
 
 
 def test_embeddings_equal_the_engines_per_document_embeddings(uninterrupted, engine):

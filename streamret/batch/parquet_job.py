@@ -22,6 +22,7 @@ instead of keeping them as errors.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -60,7 +61,9 @@ class BatchReport:
     tokens: int  # tokens embedded by this run
     skipped: int  # rows found already written (resume)
     parts: int  # files written by this run
-    seconds: float
+    seconds: float  # from the model loaded and ready (Ray: the first actor's) to the last row written
+    total_seconds: float  # the whole job: with the model load (Ray: Ray's start, the actors' start)
+    detail: str = ""  # where the time went: the engines' steps (Ray: and the actors' start and busy time)
 
     @property
     def tokens_per_s(self) -> float:
@@ -92,10 +95,41 @@ def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes
 
 def check_engine_errors(out: pa.Table, what: str) -> None:
     """Raise when a row failed because of the engine rather than its data (module doc)."""
-    errors = [e for e in out.column("error").to_pylist() if e is not None and e.startswith(_ENGINE_FAILURES)]
-    if errors:
-        raise Unavailable(f"{len(errors)} rows of {what} failed in the engine (first: {errors[0]}); nothing of it "
-                          "was written: rerun the same command to resume")
+    error = out.column("error")
+    failed = pc.fill_null(functools.reduce(pc.or_, [pc.starts_with(error, p) for p in _ENGINE_FAILURES]), False)
+    errors = error.filter(failed)
+    if len(errors):
+        raise Unavailable(f"{len(errors)} rows of {what} failed in the engine (first: {errors[0].as_py()}); nothing "
+                          "of it was written: rerun the same command to resume")
+
+
+# ---------------------------------------------------------------------------------------------
+# where an engine's time went (BatchReport.detail)
+
+_ENGINE_COUNTERS = ("steps", "tokens_processed", "step_streams", "loop_model_seconds", "loop_host_seconds")
+
+
+def engine_counters(engine: EngineAPI) -> dict[str, float]:
+    """The engine's cumulative step counters (from stats()) that `engine_detail` reads; add or subtract them
+    to combine engines or take a job's share."""
+    stats = engine.stats()
+    out = {name: float(stats.get(name, 0)) for name in _ENGINE_COUNTERS}
+    out.update({f"loop:{name}": float(s) for name, s in (stats.get("loop_parts_seconds") or {}).items()})
+    return out
+
+
+def engine_detail(counters: dict[str, float]) -> str:
+    """One line: the steps, their size, and where the step loop's time went (its largest parts)."""
+    steps = counters.get("steps", 0)
+    if not steps:
+        return "engine: no step"
+    parts = sorted(((k.removeprefix("loop:"), v) for k, v in counters.items() if k.startswith("loop:")),
+                   key=lambda kv: -kv[1])
+    c = counters
+    return (f"engine: {steps:,.0f} steps of {c['tokens_processed'] / steps:,.0f} tokens and "
+            f"{c['step_streams'] / steps:.1f} streams on average; step loop {c['loop_model_seconds']:.1f} s in the "
+            f"model runner, {c['loop_host_seconds']:.1f} s on the host; largest parts: "
+            + ", ".join(f"{name} {s:.1f} s" for name, s in parts[:4]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +284,7 @@ def embed_parquet(
     progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
     Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
     """
+    called = time.monotonic()
     for name, value in (("rows_per_part", rows_per_part), ("bytes_per_part", bytes_per_part),
                         ("parts_in_flight", parts_in_flight), ("ray_workers", ray_workers)):
         if value < 1:
@@ -265,8 +300,9 @@ def embed_parquet(
 
         return run_on_ray(corpus, folder, address=None if ray in (True, "auto") else ray, model=model,
                           device=device, dtype=dtype, summary_k=summary_k, batch_tokens=batch_tokens,
-                          rows_per_part=rows_per_part, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
-                          workers=ray_workers, gpus_per_worker=gpus_per_worker)
+                          rows_per_part=rows_per_part, bytes_per_part=bytes_per_part, chunk_bytes=chunk_bytes,
+                          max_in_flight=max_in_flight, workers=ray_workers, gpus_per_worker=gpus_per_worker,
+                          called=called)
 
     own_engine = build_engine(model, device, dtype, batch_tokens) if engine is None else None
     if own_engine is not None:
@@ -291,7 +327,7 @@ def embed_parquet(
         return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part,
                           bytes_per_part=bytes_per_part, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
                           parts_in_flight=parts_in_flight, progress=progress, progress_every_s=progress_every_s,
-                          on_abort=stop_engine)
+                          on_abort=stop_engine, called=called)
     finally:
         stop_engine()
 
@@ -306,11 +342,12 @@ def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int |
 
 def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary_k: int, rows_per_part: int,
                bytes_per_part: int, chunk_bytes: int, max_in_flight: int, parts_in_flight: int,
-               progress: bool, progress_every_s: float, on_abort) -> BatchReport:
+               progress: bool, progress_every_s: float, on_abort, called: float) -> BatchReport:
     max_chunk = getattr(getattr(engine, "config", None), "max_chunk_bytes", chunk_bytes)
     if chunk_bytes > max_chunk:
         raise InvalidArgument(f"chunk_bytes={chunk_bytes} exceeds the engine's max_chunk_bytes={max_chunk}")
-    start = time.monotonic()
+    start = time.monotonic()  # the model is loaded: the job's time starts (BatchReport.seconds)
+    counters = engine_counters(engine)
     written = folder.prepare_resume(engine.fingerprint)
     next_index = folder.next_part()
     skipped = 0
@@ -373,7 +410,8 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
         for fut, _ in inflight:
             fut.cancel()
         on_abort()
-        report = BatchReport(docs, errors, tokens, skipped, parts, time.monotonic() - start)
+        now = time.monotonic()
+        report = BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called)
         raise EmbedInterrupted(report, folder.url, corpus.count_rows(), written.rows + docs, lost) from e
     except BaseException:
         for fut, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
@@ -383,7 +421,9 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
     finally:
         pool.shutdown(wait=True)
         bar.close()
-    return BatchReport(docs, errors, tokens, skipped, parts, time.monotonic() - start)
+    now = time.monotonic()
+    used = {name: value - counters.get(name, 0.0) for name, value in engine_counters(engine).items()}
+    return BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, engine_detail(used))
 
 
 @contextmanager

@@ -11,6 +11,10 @@ parts being embedded hold no more than that together, so a crash or Ctrl-C loses
 work: Ctrl-C prints one line saying what is saved and the command that resumes (the same command: it
 skips the rows already written). Progress goes to stderr in text bytes against the corpus total, with
 the ETA: a bar on a terminal, a line every --progress-every-s seconds otherwise.
+
+The last line gives the tokens/s from the model loaded and ready (with --ray: the first engine actor's) to
+the last row written, and the whole job's seconds (model load; with --ray also Ray's and the actors' start);
+with --ray one more line says when the actors were ready and how busy their engines were.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-tokens", type=int, help="tokens per engine step (default: the engine's 16384)")
     p.add_argument("--part-bytes", type=parse_size, default="1M", metavar="SIZE",
                    help="text per output part, e.g. 256K, 1M, 64M (default 1M; a larger document is a part of "
-                        "its own); an interruption loses at most one part's work (the local job; --ray writes "
-                        "Ray Data's blocks of --rows-per-part rows)")
+                        "its own); an interruption loses at most one part's work (the local job; --ray embeds "
+                        "batches of about this much text and writes Ray Data's blocks)")
     p.add_argument("--rows-per-part", type=int, default=1024, help="at most this many rows per part (default 1024)")
     p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
                    help="seconds between progress lines when stderr is not a terminal (default 10; on a "
@@ -91,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
               f"part written so far; {resume}", file=sys.stderr, flush=True)
         return 130
     print(f"{report.documents} documents ({report.errors} with an error) and {report.tokens} tokens in "
-          f"{report.seconds:.1f} s ({report.tokens_per_s:,.0f} tokens/s) -> {args.output}; "
-          f"{report.skipped} rows were already written", flush=True)
+          f"{report.seconds:.1f} s ({report.tokens_per_s:,.0f} tokens/s, from the model ready to the last row "
+          f"written; {report.total_seconds:.1f} s in all) -> {args.output}; {report.skipped} rows were already "
+          "written", flush=True)
+    if report.detail:
+        print(report.detail, flush=True)
     return 0
