@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-bytes", type=int, default=2_000_000)
     p.add_argument("--model", default="default")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default=None, help="`streamret embed --dtype` (float32 on a GPU: in bf16 how the "
+                   "text is packed into steps moves embeddings by more than the 1e-6 compared)")
     p.add_argument("--part-bytes", default="1M", help="`streamret embed --part-bytes` (default 1M, its default)")
     p.add_argument("--seed", type=int, default=17, help="corpus and SIGINT moment")
     args = p.parse_args(argv)
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def command(out: Path) -> list[str]:
             return ["embed", str(tmp / "corpus.parquet"), "-o", str(out), "--model", args.model, "--device",
-                    args.device, "--part-bytes", args.part_bytes, "--progress-every-s", "1"]
+                    args.device, "--part-bytes", args.part_bytes, "--progress-every-s", "1",
+                    *(["--dtype", args.dtype] if args.dtype else [])]
 
         started = time.monotonic()
         full = subprocess.run([sys.executable, "-m", "streamret.cli", *command(tmp / "full")], capture_output=True,
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         lost_lower = done_at_signal - saved_bytes
         report = {
             "docs": args.docs, "corpus_bytes": total, "min_doc_bytes": min(nbytes.values()),
-            "max_doc_bytes": max(nbytes.values()), "model": args.model, "device": args.device,
+            "max_doc_bytes": max(nbytes.values()), "model": args.model, "device": args.device, "dtype": args.dtype,
             "part_bytes": args.part_bytes, "parts": len(parts), "seed": args.seed,
             "sigint_at_bytes_done": done_at_signal, "interrupted_line": last,
             "lost_reported": message["lost"], "lost_done_minus_saved": format_bytes(max(lost_lower, 0)),
