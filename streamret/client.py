@@ -349,14 +349,14 @@ class AsyncClient:
         return True
 
     async def _unary(self, method, request, timeout_s: float | None = None):
-        """One call under its deadline (default: Deadlines.unary_s). UNAVAILABLE from a server that is up has
-        already been retried by the channel where the RPC is idempotent (grpc_transport.py). When the channel
-        has no connection the call is made again once it has one (see _reconnect), for at most retry.timeout_s;
-        except a call that changes state (CloseStream, ForkStream, ImportState) sent on a connection that was up:
-        it may have run, so its UNAVAILABLE goes to the caller."""
+        """One call under its deadline (default: Deadlines.unary_s), retrying UNAVAILABLE for retry.timeout_s:
+        at once when a lost connection comes back (see _reconnect), else with backoff (a draining or busy
+        server; for an idempotent RPC after the channel's own quick attempts, grpc_transport.py). Except a call
+        that changes state (CloseStream, ForkStream, ImportState) sent on a connection that was up: it may
+        have run, so its UNAVAILABLE goes to the caller."""
         timeout_s = self.deadlines.unary_s if timeout_s is None else timeout_s
         once = method not in self._idempotent
-        give_up = None
+        backoff, give_up = None, None
         while True:
             sent_on_a_connection = once and self._channel.get_state() == grpc.ChannelConnectivity.READY
             try:
@@ -364,10 +364,18 @@ class AsyncClient:
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE or sent_on_a_connection:
                     raise
-                now = asyncio.get_running_loop().time()
-                give_up = now + self.retry.timeout_s if give_up is None else give_up
-                if now > give_up or not await self._reconnect(e):
-                    raise
+                last = e
+            now = asyncio.get_running_loop().time()
+            if backoff is None:
+                backoff, give_up = aiter(self.retry.sleeps()), now + self.retry.timeout_s
+            if await self._reconnect(last):
+                if now > give_up:  # a connection that keeps dropping: bounded like the backoff
+                    raise last
+                continue
+            try:
+                await anext(backoff)
+            except StopAsyncIteration:
+                raise last from None
 
     # --- streams ----------------------------------------------------------------------------------
 

@@ -318,3 +318,34 @@ def test_the_channel_retries_idempotent_unary_calls_on_unavailable():
     assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert {"service": "streamret.v1.StreamRet", "method": "CloseStream"} not in method["name"]
     assert grpc_transport.MAX_ATTEMPTS == method["retryPolicy"]["maxAttempts"]
+
+
+class DrainingFor(pb_grpc.StreamRetServicer):
+    """Answers UNAVAILABLE (a draining server, connection up) for `seconds`, then serves."""
+
+    def __init__(self, seconds: float):
+        self.until = time.monotonic() + seconds
+        self.attempts = 0
+
+    def GetModelInfo(self, request, context):
+        self.attempts += 1
+        if time.monotonic() < self.until:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "draining; try again")
+        return pb.GetModelInfoResponse(model="back", embedding_dim=8)
+
+
+def test_a_draining_server_is_waited_for_with_backoff_beyond_the_channels_attempts():
+    """The channel's own attempts (5, backoff 0.01-0.05 s here) are spent in well under a second; the client
+    goes on backing off for RetryPolicy.timeout_s, so a call made during a restart's drain still succeeds."""
+    servicer = DrainingFor(1.5)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_StreamRetServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with Client(f"127.0.0.1:{port}",
+                    retry=RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, timeout_s=30.0)) as c:
+            assert c.model_info().model == "back"
+    finally:
+        server.stop(None)
+    assert servicer.attempts > grpc_transport.MAX_ATTEMPTS
