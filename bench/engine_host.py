@@ -44,8 +44,8 @@ PARTS = [
     ("  of which the RetNet forward", "module.py", "_call_impl"),
     ("scatter states", "state_store.py", "scatter"),
     ("book the step (_apply)", "core.py", "_apply"),
-    ("  of which segments.add", "segments.py", "add"),
-    ("  of which _keep_segments", "core.py", "_keep_segments"),
+    ("  of which book_step", "segments.py", "book_step"),
+    ("  of which keep_many", "segments.py", "keep_many"),
     ("send acks (resolve)", "acks.py", "resolve"),
 ]
 

@@ -17,6 +17,7 @@ import grpc
 from ..errors import Unavailable
 from .auth import Authenticator, Caller, scrub
 from .deadlines import set_call_deadline
+from .grpc_metrics import cancelled_code
 from .limits import ServiceLimits, TenantCalls
 from .metrics import ServiceMetrics
 from .parsing import checked
@@ -138,10 +139,7 @@ def rpc(method):
     def given_up(self, context, caller: Caller | None, started: float) -> None:
         """gRPC cancelled the handler: the client's deadline passed (the work not yet started is dropped with
         it, deadlines.py) or the client cancelled. Logged like any other end of a call."""
-        remaining = context.time_remaining()
-        code = grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else \
-            grpc.StatusCode.CANCELLED
-        self.gate.finished("grpc", name, code, started, caller, context.peer())
+        self.gate.finished("grpc", name, cancelled_code(context), started, caller, context.peer())
 
     def fail(self, context, caller: Caller | None, exc: Exception, started: float) -> None:
         """End the call with exc's status by setting it, not by context.abort(): abort raises an AbortError that
@@ -165,8 +163,6 @@ def rpc(method):
                         yield item
                 finally:
                     self.gate.leave(caller)
-            except grpc.aio.AbortError:
-                raise
             except asyncio.CancelledError:
                 given_up(self, context, caller, started)
                 raise
@@ -186,8 +182,6 @@ def rpc(method):
                 response = await method(self, caller, checked(request), context)
             finally:
                 self.gate.leave(caller)
-        except grpc.aio.AbortError:
-            raise
         except asyncio.CancelledError:
             given_up(self, context, caller, started)
             raise

@@ -40,13 +40,17 @@ def _split(path: str) -> tuple[str, str]:
     return service, method
 
 
+def cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """Why gRPC cancelled a handler: its deadline passed (DEADLINE_EXCEEDED) or the client went (CANCELLED)."""
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+
+
 def _final_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
     """The status a finished handler sent: the one it set or aborted with; OK for a plain return; CANCELLED or
     DEADLINE_EXCEEDED when gRPC cancelled it; UNKNOWN for an exception gRPC turns into one."""
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        remaining = context.time_remaining()
-        return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else (
-            grpc.StatusCode.CANCELLED)
+        return cancelled_code(context)
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
