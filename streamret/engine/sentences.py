@@ -69,7 +69,8 @@ def decide(text: str, s: int, final: bool, line_start_at_0: bool = True) -> bool
     its end) and `final` is false; with `final` the end of text counts as the end of the window.
     line_start_at_0: whether text[0] starts a line (the stream's start), for the numbered-line rule.
     """
-    w0 = max(s - WORD_WINDOW, 0, *(text.rfind(c, 0, s) + 1 for c in " \n\t\r"))  # the word before s
+    lo = max(s - WORD_WINDOW, 0)
+    w0 = max(lo, *(text.rfind(c, lo, s) + 1 for c in " \n\t\r"))  # the word before s (searched in its window)
     word = text[w0:s]
     core = word.rstrip(_CLOSERS)
     mark = len(core) - len(core.rstrip(_MARKS))
