@@ -23,7 +23,6 @@ instead of keeping them as errors.
 from __future__ import annotations
 
 import functools
-import logging
 import signal
 import threading
 import time
@@ -313,15 +312,7 @@ def embed_parquet(
 
     def stop_engine() -> None:
         if own_engine is not None:  # fails whatever is still queued, so the parts in flight end at once
-            # Its streams are this job's temporaries: that it drops some mid-chunk (a warning each) is
-            # expected when the job stops early, and not for the user to act on. Errors still show.
-            engine_log = logging.getLogger("streamret.engine")
-            level = engine_log.level
-            engine_log.setLevel(max(level, logging.ERROR))
-            try:
-                own_engine.shutdown(checkpoint=False)
-            finally:
-                engine_log.setLevel(level)
+            own_engine.shutdown(checkpoint=False)
 
     try:
         return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part,

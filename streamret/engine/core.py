@@ -400,8 +400,10 @@ class EngineCore:
             # Its state holds part of a chunk that is dropped now: continuing from it would apply that part
             # twice. The stream leaves memory; it reloads from its durable record (durable_seq), or, without
             # one, starts again empty, and the client resends from there.
-            log.warning("stream %r dropped from memory: its state held part of a chunk that was not applied; "
-                        "it goes back to its durable record (durable_seq %d)", stream.id, stream.durable_seq)
+            # a batch temporary has no record to go back to and is closed by its job: nothing for a user to do
+            log.log(logging.DEBUG if stream.ephemeral else logging.WARNING,
+                    "stream %r dropped from memory: its state held part of a chunk that was not applied; "
+                    "it goes back to its durable record (durable_seq %d)", stream.id, stream.durable_seq)
             stream.partial_tokens = 0
             self.store.remove(stream.id)
             if self.durable is not None:
