@@ -338,8 +338,8 @@ class StackSampler:
     time one thread among several on Python 3.12, where it profiles them all). A sample needs the GIL,
     so a thread that runs C code without it shows up at the Python line that called that code."""
 
-    def __init__(self, thread_ident: int, every_s: float):
-        self.thread_ident, self.every_s = thread_ident, every_s
+    def __init__(self, thread: threading.Thread, every_s: float):
+        self.thread_name, self.thread_ident, self.every_s = thread.name, thread.ident, every_s
         self.own: dict[str, int] = {}  # innermost frame
         self.inside: dict[str, int] = {}  # anywhere on the stack (once per sample)
         self.samples = 0
@@ -382,12 +382,12 @@ class StackSampler:
             best = sorted(counts.items(), key=lambda kv: -kv[1])[:rows]
             return [{"function": k, "share": round(v / max(1, self.samples), 4)} for k, v in best]
 
-        return {"thread": "streamret-engine-step", "samples": self.samples, "every_s": self.every_s,
+        return {"thread": self.thread_name, "samples": self.samples, "every_s": self.every_s,
                 "own": top(self.own), "inside": top(self.inside)}
 
     def table(self, rows: int) -> str:
         s = self.summary(rows)
-        lines = [f"\nstack samples of the engine step thread: {s['samples']} every {self.every_s * 1e3:g} ms",
+        lines = [f"\nstack samples of thread {self.thread_name}: {s['samples']} every {self.every_s * 1e3:g} ms",
                  f"{'share':>7s}  innermost frame"]
         lines += [f"{r['share']:7.1%}  {r['function']}" for r in s["own"]]
         lines += [f"\n{'share':>7s}  anywhere on the stack"]
@@ -406,7 +406,7 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
         config = {"experimental_config": _ExperimentalConfig(profile_all_threads=True)}
     except TypeError:  # an older torch: this thread's host ops only (device kernels are all seen either way)
         config = {}
-    sampler = StackSampler(engine._thread.ident, every_s=0.001)  # the step loop's thread
+    sampler = StackSampler(engine._thread, every_s=0.001)  # the step loop's thread
     with profile(activities=activities, **config) as prof, sampler:
         row = part_engine(engine, streams, chunks, args, tag="profile")
         sync(engine.model.device)
