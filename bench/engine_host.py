@@ -21,6 +21,7 @@ import os
 import platform
 import pstats
 import sys
+import threading
 import time
 from concurrent.futures import wait
 
@@ -124,6 +125,30 @@ def man_chunks(n: int, size: int) -> list[bytes]:
     return [data[i * size : (i + 1) * size] for i in range(len(data) // size)][:n]
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process so far, by role: the step loop, the
+    tokenize threads, the caller (the main thread: text front under the engine lock), and the rest (native
+    threads such as the tokenizer's own pool, which run without the GIL). On Linux, from /proc; {} elsewhere."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "")
+        role = ("step" if name.endswith("-step") else "tokenize" if "tokenize" in name
+                else "caller" if name == "MainThread" else "other")
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def measure(loaded, args) -> dict:
     n, c = args.streams, args.chunk
     cfg = EngineConfig(
@@ -142,12 +167,15 @@ def measure(loaded, args) -> dict:
 
         one_round(1)
         before = eng.stats()
+        cpu0 = thread_cpu_s()
         t0 = time.perf_counter()
         for r in range(args.rounds):
             one_round(2 + r)
         dt = time.perf_counter() - t0
+        cpu1 = thread_cpu_s()
         after = eng.stats()
-    return dict(eng=eng, before=before, after=after, seconds=dt)
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+    return dict(eng=eng, before=before, after=after, seconds=dt, cpu=cpu)
 
 
 def main() -> None:
@@ -188,6 +216,12 @@ def main() -> None:
     print(f"step-thread CPU per step, all {all_steps} steps: planning (_next_step: schedule, step runs, gather) "
           f"{1e3 * eng.part_cpu_s['_next_step'] / all_steps:.2f} ms, booking (_apply: spans, segments, items) "
           f"{1e3 * eng.part_cpu_s['_apply'] / all_steps:.2f} ms")
+    if best["cpu"]:
+        us = {k: 1e6 * v / max(1, tokens) for k, v in sorted(best["cpu"].items())}
+        py = sum(v for k, v in us.items() if k != "other")
+        print("CPU us per token by thread (the Python threads share one GIL, so their sum bounds tokens/s): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in us.items())
+              + f"; Python threads {py:.3f} us/token = at most {1 / max(py, 1e-9):.2f} M tok/s on this host")
     parts = {k: after["loop_parts_seconds"][k] - before["loop_parts_seconds"][k] for k in after["loop_parts_seconds"]}
     print(f"the loop's own clocks (stats()['loop_parts_seconds'], wall ms per step over the {steps} timed steps): "
           + ", ".join(f"{k} {1e3 * v / max(1, steps):.3f}" for k, v in parts.items()))
