@@ -324,13 +324,17 @@ def part_packed(engine: Engine, ids: torch.Tensor, args: argparse.Namespace) -> 
 def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, tag: str = "engine") -> dict:
     """Engine.submit_append from this process, --window chunks in flight per stream."""
     import service as service_bench  # bench/service.py
+    from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
-    before = engine.stats()
+    before, cpu0 = engine.stats(), thread_cpu_s()
     row = service_bench.run_engine(engine, ns, f"{tag}{streams}")
-    after = engine.stats()
+    after, cpu1 = engine.stats(), thread_cpu_s()
+    # the Python threads share the GIL: their CPU us per token, summed, bounds tokens/s (bench/cpu_threads.py)
+    cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-            **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+            "cpu_us_per_token": cpu_us, **steps_between(before, after),
+            "recent": service_bench.step_summary(before, after)}
 
 
 class StackSampler:
@@ -566,6 +570,7 @@ def table(results: dict) -> list[dict]:
                "streams_per_step": r.get("streams_per_step"), "ack_p50_ms": r.get("ack_p50_ms"),
                "ack_p99_ms": r.get("ack_p99_ms"), "model_ms_per_step": r.get("loop_model_ms_per_step"),
                "host_ms_per_step": r.get("loop_host_ms_per_step"),
+               "python_us_per_token": r.get("cpu_us_per_token", {}).get("python_threads"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
         if name == "service_saturate":
             engine = parts.get(f"engine_{r['streams']}")
@@ -585,11 +590,13 @@ def print_table(results: dict) -> None:
               f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget); all shapes timed: "
               + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
     print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
-          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s}  target (issue 14)")
+          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s} {'py us/tok':>9s}  "
+          "target (issue 14)")
     for r in rows:
         print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} {f(r.get('x_engine'), '9.3f')} "
-              f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')}  "
-              f"{r['target']}")
+              f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')} "
+              f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
+              f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
 
 
 def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Callable[[], None]) -> None:

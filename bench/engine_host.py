@@ -21,7 +21,6 @@ import os
 import platform
 import pstats
 import sys
-import threading
 import time
 from concurrent.futures import wait
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from bench.cpu_threads import thread_cpu_s, us_per_token_line  # noqa: E402
 from bench.engine import text_chunks  # noqa: E402
 from streamret.engine import Engine, EngineConfig  # noqa: E402
 from streamret.engine.worker import StepOutput  # noqa: E402
@@ -125,30 +125,6 @@ def man_chunks(n: int, size: int) -> list[bytes]:
     return [data[i * size : (i + 1) * size] for i in range(len(data) // size)][:n]
 
 
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds (user + system) of each thread of this process so far, by role: the step loop, the
-    tokenize threads, the caller (the main thread: text front under the engine lock), and the rest (native
-    threads such as the tokenizer's own pool, which run without the GIL). On Linux, from /proc; {} elsewhere."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = names.get(int(tid), "")
-        role = ("step" if name.endswith("-step") else "tokenize" if "tokenize" in name
-                else "caller" if name == "MainThread" else "other")
-        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
 def measure(loaded, args) -> dict:
     n, c = args.streams, args.chunk
     cfg = EngineConfig(
@@ -217,11 +193,7 @@ def main() -> None:
           f"{1e3 * eng.part_cpu_s['_next_step'] / all_steps:.2f} ms, booking (_apply: spans, segments, items) "
           f"{1e3 * eng.part_cpu_s['_apply'] / all_steps:.2f} ms")
     if best["cpu"]:
-        us = {k: 1e6 * v / max(1, tokens) for k, v in sorted(best["cpu"].items())}
-        py = sum(v for k, v in us.items() if k != "other")
-        print("CPU us per token by thread (the Python threads share one GIL, so their sum bounds tokens/s): "
-              + ", ".join(f"{k} {v:.3f}" for k, v in us.items())
-              + f"; Python threads {py:.3f} us/token = at most {1 / max(py, 1e-9):.2f} M tok/s on this host")
+        print(us_per_token_line(best["cpu"], tokens))
     parts = {k: after["loop_parts_seconds"][k] - before["loop_parts_seconds"][k] for k in after["loop_parts_seconds"]}
     print(f"the loop's own clocks (stats()['loop_parts_seconds'], wall ms per step over the {steps} timed steps): "
           + ", ".join(f"{k} {1e3 * v / max(1, steps):.3f}" for k, v in parts.items()))

@@ -93,32 +93,41 @@ def run_engine(engine, args, tag: str) -> dict:
     in_flight = dict.fromkeys(ids, 0)
     tokens = dict.fromkeys(ids, 0)
     finished: queue.SimpleQueue = queue.SimpleQueue()  # (stream, ack) from the engine's thread
+    # streams that may send now: all at first, then those an ack freed or a full queue held back (a pass over
+    # every stream per ack would cost this thread, which shares the GIL with the engine, O(streams) each time)
+    ready, busy_wait = list(ids), []
+    open_streams = len(ids)
     start = time.perf_counter()
-    while True:
-        for sid in ids:
+    while open_streams:
+        for sid in ready:
             while next_seq[sid] <= args.chunks and in_flight[sid] < args.window:
                 seq = next_seq[sid]
                 try:
                     fut = engine.submit_append(sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks)
                 except TooBusy:
+                    busy_wait.append(sid)
                     break
                 next_seq[sid] += 1
                 in_flight[sid] += 1
                 fut.add_done_callback(lambda f, sid=sid: finished.put((sid, f.result())))
-        if all(next_seq[s] > args.chunks and in_flight[s] == 0 for s in ids):
-            break
+        ready, busy_wait = busy_wait, []
         try:
             item = finished.get(timeout=0.01)
         except queue.Empty:
             continue
+        acked = set()
         while True:
             sid, ack = item
             in_flight[sid] -= 1
             tokens[sid] = max(tokens[sid], ack.tokens)
+            acked.add(sid)
+            if next_seq[sid] > args.chunks and in_flight[sid] == 0:
+                open_streams -= 1
             try:
                 item = finished.get_nowait()
             except queue.Empty:
                 break
+        ready = list(dict.fromkeys([*ready, *acked]))
     wall = time.perf_counter() - start
     for sid in ids:
         engine.close(sid)

@@ -1,0 +1,62 @@
+"""CPU time of each thread of this process, by role: which threads of the engine use the GIL per token.
+
+The engine's Python threads (its step loop, its tokenize stage, the callers of submit_append) share one
+GIL, so the sum of their CPU time per token bounds its tokens/s whatever the GPU; native threads (the
+HF tokenizer's own pool, torch's) run without it and are counted apart ("other").
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+
+def _role(name: str) -> str:
+    if name.endswith("-step"):
+        return "step"
+    if "tokenize" in name:
+        return "tokenize"
+    if name == "MainThread":
+        return "caller"
+    return "python" if name else "other"
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads so far, summed by role: step, tokenize, caller
+    (the main thread), python (every other Python thread: gRPC, durable writer, samplers), other (native
+    threads). From /proc (Linux); {} elsewhere."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        role = _role(names.get(int(tid), ""))
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def us_per_token(cpu_s: dict[str, float], tokens: int) -> dict[str, float]:
+    """CPU us per token by role, plus "python_threads": the roles that hold the GIL, summed."""
+    us = {k: round(1e6 * v / max(1, tokens), 3) for k, v in sorted(cpu_s.items())}
+    us["python_threads"] = round(sum(v for k, v in us.items() if k != "other"), 3)
+    return us
+
+
+def us_per_token_line(cpu_s: dict[str, float], tokens: int) -> str:
+    us = us_per_token(cpu_s, tokens)
+    py = us.pop("python_threads")
+    return ("CPU us per token by thread (the Python threads share one GIL, so their sum bounds tokens/s): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in us.items())
+            + f"; Python threads {py:.3f} us/token = at most {1 / max(py, 1e-9):.2f} M tok/s on this host")
