@@ -81,14 +81,15 @@ def percentile_ms(latencies: list[float], q: float) -> float | None:
 # phase 1: the engine alone
 
 
-def run_engine(engine, args, tag: str) -> dict:
-    """Every stream keeps --window chunks in flight, as the gRPC clients do."""
+def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
+    """Every stream keeps --window chunks in flight, as the gRPC clients do. first_stream: the text of stream
+    s is that of stream first_stream + s (several engines then read different text)."""
     from streamret.errors import TooBusy
 
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     for sid in ids:
         engine.open(sid, create_if_missing=True)
-    chunks = {sid: chunks_of(s, args.chunks, args.chunk_bytes) for s, sid in enumerate(ids)}
+    chunks = {sid: chunks_of(first_stream + s, args.chunks, args.chunk_bytes) for s, sid in enumerate(ids)}
     next_seq = dict.fromkeys(ids, 1)
     in_flight = dict.fromkeys(ids, 0)
     tokens = dict.fromkeys(ids, 0)
