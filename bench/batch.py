@@ -64,13 +64,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _sync(engine) -> None:
+    if getattr(engine, "model", None) is not None:  # engine processes (ShardedEngine) wait for their own device
+        engine_bench.sync(engine.model.device)
+
+
 def run_batch(engine, corpus: str, out: str, args) -> dict:
-    engine_bench.sync(engine.model.device)
+    _sync(engine)
     before = engine.stats()
     report = embed_parquet(corpus, out, engine=engine, summary_k=args.summary_k, chunk_bytes=args.chunk_bytes,
                            max_in_flight=args.docs_in_flight, parts_in_flight=args.parts_in_flight,
                            bytes_per_part=getattr(args, "part_bytes", BENCH_BYTES_PER_PART), progress=args.progress)
-    engine_bench.sync(engine.model.device)
+    _sync(engine)
     after = engine.stats()
     steps = after["steps"] - before["steps"]
     return dict(documents=report.documents, errors=report.errors, tokens=report.tokens, seconds=report.seconds,

@@ -21,10 +21,11 @@ def _role(name: str) -> str:
     return "python" if name else "other"
 
 
-def thread_cpu_s() -> dict[str, float]:
+def thread_cpu_s(engine=None) -> dict[str, float]:
     """CPU seconds (user + system) of this process's threads so far, summed by role: step, tokenize, caller
     (the main thread), python (every other Python thread: gRPC, durable writer, samplers), other (native
-    threads). From /proc (Linux); {} elsewhere."""
+    threads); with engine processes (a ShardedEngine as `engine`), "engine_procs": all their threads together
+    (their threads have no names to tell apart from here). From /proc (Linux); {} elsewhere."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
@@ -40,6 +41,13 @@ def thread_cpu_s() -> dict[str, float]:
             continue  # the thread ended meanwhile
         role = _role(names.get(int(tid), ""))
         out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    for pid in getattr(engine, "pids", []):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out["engine_procs"] = out.get("engine_procs", 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
@@ -48,9 +56,9 @@ def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, 
 
 
 def us_per_token(cpu_s: dict[str, float], tokens: int) -> dict[str, float]:
-    """CPU us per token by role, plus "python_threads": the roles that hold the GIL, summed."""
+    """CPU us per token by role, plus "python_threads": the roles of this process that hold its GIL, summed."""
     us = {k: round(1e6 * v / max(1, tokens), 3) for k, v in sorted(cpu_s.items())}
-    us["python_threads"] = round(sum(v for k, v in us.items() if k != "other"), 3)
+    us["python_threads"] = round(sum(v for k, v in us.items() if k not in ("other", "engine_procs")), 3)
     return us
 
 

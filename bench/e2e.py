@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from streamret.engine import Engine
     from streamret.model.retnet import RetNet
+    from streamret.model.spec import LoadedModel
     from streamret.model.tokenizer import Tokenizer
     from streamret.service.server import BackgroundServer
 
@@ -310,11 +311,11 @@ def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[],
     return row
 
 
-def part_packed(engine: Engine, ids: torch.Tensor, args: argparse.Namespace) -> dict:
+def part_packed(engine: Engine, model: RetNet, ids: torch.Tensor, args: argparse.Namespace) -> dict:
     """The reference: the best tokens/s over the step-budget shapes; the issue's shapes for the record."""
     shapes = [(max(1, args.step_tokens // t), t) for t in args.packed_lens]
-    rows = [packed_forward(engine.model, ids, b, t, args.packed_seconds, engine.config.chunk_size) for b, t in shapes]
-    extra = [packed_forward(engine.model, ids, b, t, args.packed_seconds, engine.config.chunk_size)
+    rows = [packed_forward(model, ids, b, t, args.packed_seconds, engine.config.chunk_size) for b, t in shapes]
+    extra = [packed_forward(model, ids, b, t, args.packed_seconds, engine.config.chunk_size)
              for b, t in args.packed_extra if (b, t) not in shapes]
     best = max(rows, key=lambda r: r["tokens_per_s"])
     return {"tokens_per_s": best["tokens_per_s"], "shape": best["shape"], "step_tokens": args.step_tokens,
@@ -327,9 +328,9 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
-    before, cpu0 = engine.stats(), thread_cpu_s()
+    before, cpu0 = engine.stats(), thread_cpu_s(engine)
     row = service_bench.run_engine(engine, ns, f"{tag}{streams}")
-    after, cpu1 = engine.stats(), thread_cpu_s()
+    after, cpu1 = engine.stats(), thread_cpu_s(engine)
     # the Python threads share the GIL: their CPU us per token, summed, bounds tokens/s (bench/cpu_threads.py)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
@@ -534,6 +535,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
     ap.add_argument("--short-docs", type=int, default=2000)
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
+    ap.add_argument("--engine-procs", default="1",
+                    help="engine processes (streams sharded over them; streamret serve --engine-procs), or auto")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for this process, seconds (Python's default: 0.005)")
@@ -599,23 +602,24 @@ def print_table(results: dict) -> None:
               f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
 
 
-def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Callable[[], None]) -> None:
+def run_all(engine: Engine, loaded: LoadedModel, args: argparse.Namespace, results: dict,
+            save: Callable[[], None]) -> None:
     """The text, then every part asked for, in order, on one engine (results filled in place)."""
     import service as service_bench
     import torch
 
     parts = args.parts.split(",")
-    model = engine.model
+    model, tokenizer = loaded.model, loaded.tokenizer
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
         t0 = time.perf_counter()
         text, used = find_text(args.text, int(args.text_mb * 1e6), args.min_text_kb * 1024)
         found_s = time.perf_counter() - t0
-        ids = tokenize(engine.tokenizer, text)
+        ids = tokenize(tokenizer, text)
         raw = text.encode()
         text_file = os.path.join(tmp, "text.txt")
         Path(text_file).write_bytes(raw)
         results["text"] = {"sources": used, "bytes": len(raw), "characters": len(text), "tokens": len(ids),
-                           "tokenizer": getattr(engine.tokenizer, "name", type(engine.tokenizer).__name__),
+                           "tokenizer": getattr(tokenizer, "name", type(tokenizer).__name__),
                            "tokens_per_byte": round(len(ids) / len(raw), 4), "find_seconds": round(found_s, 2),
                            "tokenize_seconds": round(time.perf_counter() - t0 - found_s, 2),
                            "first_chars": text[:200]}
@@ -629,7 +633,7 @@ def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Calla
 
         if "packed" in parts:
             ids_dev = torch.tensor(ids, dtype=torch.long).to(model.device)
-            run_part(results, "packed", lambda: part_packed(engine, ids_dev, args), save)
+            run_part(results, "packed", lambda: part_packed(engine, model, ids_dev, args), save)
             del ids_dev
         if set(parts) & {"engine", "service", "batch", "profile"}:  # allocations, kernel compilation, thread pools
             n = max([*args.streams, args.service_streams] if set(parts) & {"engine", "service"} else [64])
@@ -637,7 +641,9 @@ def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Calla
         if "engine" in parts:
             for n in args.streams:
                 run_part(results, f"engine_{n}", lambda n=n: part_engine(engine, n, chunks_for(n), args), save)
-        if "profile" in parts:
+        if "profile" in parts and not hasattr(engine, "_thread"):
+            results["errors"]["profile"] = "the profile part needs --engine-procs 1 (it samples this process)"
+        elif "profile" in parts:
             n = args.streams[0]
             run_part(results, f"profile_{n}",
                      lambda: part_profile(engine, n, max(2, chunks_for(n) // 4), args, args.out), save)
@@ -662,7 +668,7 @@ def run_all(engine: Engine, args: argparse.Namespace, results: dict, save: Calla
                                            ("short", args.short_docs, args.short_tokens)):
                 docs = windows(text, n_docs, max(1, round(n_tokens / per_char)))
                 if name == "short":  # at most --short-tokens each, by the tokenizer
-                    docs, counts = at_most(engine.tokenizer, docs, n_tokens)
+                    docs, counts = at_most(tokenizer, docs, n_tokens)
                     results["short_documents"] = {"max_tokens": max(counts), "mean_tokens": sum(counts) / len(counts)}
                 corpus = os.path.join(tmp, f"{name}.parquet")
                 write_corpus(corpus, f"{name}-", docs)
@@ -677,7 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     import service as service_bench
     import torch
 
-    from streamret.engine import Engine, EngineConfig
+    from streamret.engine import Engine, EngineConfig, ShardedEngine
+    from streamret.engine.shards import engine_procs
+    from streamret.model.spec import load_model
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
     start = time.perf_counter()
@@ -685,8 +693,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.setswitchinterval(args.switch_interval)
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs)
-    engine = Engine.from_model(args.model, args.device, config=config, dtype=args.dtype)
-    model = engine.model
+    procs = engine_procs(args.engine_procs, args.device)
+    loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
+    # in this process (procs 1), or engine processes with a model each, streams sharded over them
+    engine = Engine(loaded, None, config) if procs == 1 else ShardedEngine(
+        args.model, args.device, None, config, args.dtype, procs=procs)
+    model = loaded.model
     results: dict = {
         "bench": "e2e", "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": " ".join(["bench/e2e.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -697,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
                                               "load_seconds": round(time.perf_counter() - start, 2)},
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
-                          "chunk_size": config.chunk_size, "segment_by": config.segment_by},
+                          "chunk_size": config.chunk_size, "segment_by": config.segment_by,
+                          "engine_procs": procs},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"
 
@@ -707,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         print("SMOKE RUN: a check that the script works end to end; its figures mean nothing", flush=True)
     try:
-        run_all(engine, args, results, save)
+        run_all(engine, loaded, args, results, save)
     finally:
         engine.shutdown()
     results["parts"].pop("warmup", None)

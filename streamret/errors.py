@@ -36,6 +36,9 @@ class SeqGap(FailedPrecondition):
         super().__init__(f"stream {stream_id!r}: got seq {got}, expected seq {expected}; resend from {expected}")
         self.stream_id, self.got, self.expected = stream_id, got, expected
 
+    def __reduce__(self):  # pickled with its fields (an engine process sends it to the server's)
+        return type(self), (self.stream_id, self.got, self.expected)
+
 
 class DamagedRecord(InvalidArgument):
     """A stream's durable record fails the record check (changed on disk, or copied from another stream): the

@@ -1,5 +1,5 @@
-"""Engine and the Ray gateway's ClusterEngine both implement EngineAPI, the one type the service and the batch job
-are written against: every member, with the protocol's parameters in the protocol's order and defaults."""
+"""Engine, ShardedEngine and the Ray gateway's ClusterEngine all implement EngineAPI, the one type the service and
+the batch job are written against: every member, with the protocol's parameters in the protocol's order and defaults."""
 
 import inspect
 
@@ -7,6 +7,7 @@ import pytest
 
 from streamret.cluster.router import ClusterEngine
 from streamret.engine import Engine, EngineAPI
+from streamret.engine.shards import ShardedEngine
 
 MEMBERS = sorted(name for name in vars(EngineAPI) if not name.startswith("_"))
 
@@ -15,7 +16,7 @@ def _params(fn) -> list[tuple[str, object]]:
     return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
 
 
-@pytest.mark.parametrize("cls", [Engine, ClusterEngine])
+@pytest.mark.parametrize("cls", [Engine, ShardedEngine, ClusterEngine])
 @pytest.mark.parametrize("name", [n for n in MEMBERS if inspect.isfunction(vars(EngineAPI)[n])])
 def test_each_engine_has_every_method_of_the_protocol_with_its_parameters(cls, name):
     wanted = _params(getattr(EngineAPI, name))

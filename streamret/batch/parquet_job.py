@@ -45,7 +45,6 @@ from .corpus import Corpus
 from .parts import PartFolder, with_fingerprint
 
 if TYPE_CHECKING:
-    from ..engine import Engine
     from ..engine.api import EngineAPI
 
 DEFAULT_ROWS_PER_PART = 1024
@@ -258,6 +257,7 @@ def embed_parquet(
     text_column: str = "text",
     summary_k: int = 5,
     batch_tokens: int | None = None,
+    engine_procs: int | str = 1,
     rows_per_part: int = DEFAULT_ROWS_PER_PART,
     bytes_per_part: int = DEFAULT_BYTES_PER_PART,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -273,9 +273,11 @@ def embed_parquet(
     the folder `output`; rows already there are skipped (resume).
 
     input: a Parquet file, a folder, a glob, or an fsspec URL of any of those. The model is `engine`
-    (an Engine or a ClusterEngine, left running) or else one built from `model`/`device`/`dtype` with
-    `batch_tokens` tokens per step. `ray`: None/False runs here; True or "auto" runs on Ray Data
-    (joining RAY_ADDRESS, or a local Ray), a string address joins that cluster; then each of
+    (an Engine, ShardedEngine or ClusterEngine, left running) or else one built from `model`/`device`/`dtype`
+    with `batch_tokens` tokens per step, over `engine_procs` engine processes (an int or "auto": see
+    streamret.engine.shards.engine_procs; 1 runs the engine in this process). `ray`: None/False runs here;
+    True or "auto" runs on Ray Data (joining RAY_ADDRESS, or a local Ray), a string address joins that
+    cluster; then each of
     `ray_workers` actors holds an engine on `gpus_per_worker` GPUs (default 1 on CUDA, 0 on CPU).
 
     Parts: `bytes_per_part` text bytes or `rows_per_part` rows, whichever comes first; the parts in flight
@@ -290,6 +292,13 @@ def embed_parquet(
             raise InvalidArgument(f"{name} must be >= 1, got {value}")
     if summary_k < 0:
         raise InvalidArgument(f"summary_k must be >= 0, got {summary_k}")
+    if engine is None and ray in (None, False):
+        from ..engine.shards import engine_procs as count_procs
+
+        try:
+            count_procs(engine_procs, device)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
     corpus = Corpus(input, id_column, text_column)
     folder = PartFolder(output)
     if ray not in (None, False):
@@ -303,7 +312,7 @@ def embed_parquet(
                           max_in_flight=max_in_flight, workers=ray_workers, gpus_per_worker=gpus_per_worker,
                           called=called)
 
-    own_engine = build_engine(model, device, dtype, batch_tokens) if engine is None else None
+    own_engine = build_engine(model, device, dtype, batch_tokens, engine_procs) if engine is None else None
     if own_engine is not None:
         engine = own_engine
     elif batch_tokens is not None:
@@ -323,12 +332,14 @@ def embed_parquet(
         stop_engine()
 
 
-def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int | None) -> Engine:
-    """An engine for batch work: no durable store (its streams are temporary), `batch_tokens` per step."""
-    from ..engine import Engine, EngineConfig
+def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int | None,
+                 procs: int | str = 1) -> EngineAPI:
+    """An engine for batch work: no durable store (its streams are temporary), `batch_tokens` per step, in this
+    process or over `procs` engine processes (streamret.engine.shards)."""
+    from ..engine import EngineConfig, start_engine
 
     config = EngineConfig() if batch_tokens is None else EngineConfig(max_step_tokens=batch_tokens)
-    return Engine.from_model(model, device=device, config=config, dtype=dtype)
+    return start_engine(model, device, None, config, dtype, procs=procs)
 
 
 def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary_k: int, rows_per_part: int,

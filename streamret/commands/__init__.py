@@ -17,6 +17,11 @@ def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False,
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), float32, bfloat16")
 
 
+ENGINE_PROCS_HELP = ("engine processes on the device, streams sharded over them by id (an int, or auto: on a GPU one "
+                     "per two host cores up to 8, as one process's Python feeds a GPU a fraction of what it can "
+                     "compute; on the CPU 1; default auto)")
+
+
 def load_from_args(args: argparse.Namespace):
     """The LoadedModel named by add_model_args' options."""
     from streamret.model.spec import load_model

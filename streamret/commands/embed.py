@@ -26,7 +26,7 @@ import sys
 
 from streamret.cluster.defaults import GPUS_PER_WORKER_HELP
 
-from . import add_model_args
+from . import ENGINE_PROCS_HELP, add_model_args
 
 
 def register(subparsers) -> None:
@@ -39,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--text-column", default="text", help="column with each document's text (default: text)")
     p.add_argument("--summary-k", type=int, default=5, help="sentences per extractive summary (default 5; 0: none)")
     add_model_args(p)
+    p.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
     p.add_argument("--batch-tokens", type=int, help="tokens per engine step (default: the engine's 16384)")
     p.add_argument("--part-bytes", type=parse_size, default="1M", metavar="SIZE",
                    help="text per output part, e.g. 256K, 1M, 64M (default 1M; a larger document is a part of "
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         report = embed_parquet(
             args.input, args.output, model=args.model, device=args.device, dtype=args.dtype,
             id_column=args.id_column, text_column=args.text_column, summary_k=args.summary_k,
-            batch_tokens=args.batch_tokens, rows_per_part=args.rows_per_part, bytes_per_part=args.part_bytes,
+            batch_tokens=args.batch_tokens, engine_procs=args.engine_procs, rows_per_part=args.rows_per_part,
+            bytes_per_part=args.part_bytes,
             progress=not args.no_progress, progress_every_s=args.progress_every_s,
             ray=args.ray, ray_workers=args.workers, gpus_per_worker=args.gpus_per_worker,
         )

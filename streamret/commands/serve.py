@@ -24,7 +24,7 @@ import argparse
 from streamret.layered_options import PREFIX, LayeredOptions
 from streamret.logs import LOG_FORMATS
 
-from . import add_model_args
+from . import ENGINE_PROCS_HELP, add_model_args
 from .cluster import add_ray_args, start_backend
 
 MiB = 1024 * 1024
@@ -91,6 +91,7 @@ def register(subparsers) -> None:
     eng.add_argument("--max-step-tokens", type=int,
                      help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
                           "across steps")
+    eng.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
     p.add_argument("--log-level", default="INFO",
                    help="DEBUG, INFO, WARNING (default INFO); INFO has one access line per call (method, tenant, "
                         "status, duration; never a text)")
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
 
-    from streamret.engine import Engine, EngineConfig
+    from streamret.engine import EngineConfig, start_engine
     from streamret.logs import setup_logging
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import ServerConfig, serve
@@ -135,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
         engine = start_backend(args, engine_config)
     else:
-        engine = Engine.from_model(spec=args.model, device=args.device, dtype=args.dtype, state_dir=args.state_dir,
-                                   config=engine_config)
+        engine = start_engine(args.model, args.device, args.state_dir, engine_config, args.dtype,
+                              procs=args.engine_procs)
         if args.state_dir is None:  # after the model loaded: a bad --model is the one line a user sees
             logging.getLogger("streamret.serve").warning(
                 "no --state-dir: stream states live in this process only, a restart loses them, and acks "

@@ -4,5 +4,7 @@ from .api import EngineAPI
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .engine import Engine
 from .segments import Segment
+from .shards import ShardedEngine, start_engine
 
-__all__ = ["Ack", "Checkpoint", "Engine", "EngineAPI", "EngineConfig", "Segment", "StreamInfo", "Summary"]
+__all__ = ["Ack", "Checkpoint", "Engine", "EngineAPI", "EngineConfig", "Segment", "ShardedEngine", "StreamInfo",
+           "Summary", "start_engine"]

@@ -17,17 +17,19 @@ def served_version() -> str | None:
 
 
 def describe_model(engine: EngineAPI, name: str) -> dict[str, Any]:
-    """The served model; fields an engine does not know (a cluster gateway does not hold the model) are None."""
+    """The served model; fields an engine does not know (a cluster gateway does not hold the model) are None.
+    Engine processes (a ShardedEngine) say theirs in `model_info`."""
     model = getattr(engine, "model", None)
     param = next(iter(model.parameters()), None) if model is not None and hasattr(model, "parameters") else None
     tokenizer = getattr(engine, "tokenizer", None)
+    told = getattr(engine, "model_info", None) or {}
     return {
         "model": name,
         "fingerprint": getattr(engine, "fingerprint", None),
         "embedding_dim": engine.embed_dim,
-        "tokenizer": type(tokenizer).__name__ if tokenizer is not None else None,
-        "dtype": str(param.dtype).removeprefix("torch.") if param is not None else None,
-        "device": str(param.device) if param is not None else None,
+        "tokenizer": type(tokenizer).__name__ if tokenizer is not None else told.get("tokenizer"),
+        "dtype": str(param.dtype).removeprefix("torch.") if param is not None else told.get("dtype"),
+        "device": str(param.device) if param is not None else told.get("device"),
         "max_input_length": None,  # a whole document of any length: the model reads it as a stream
     }
 

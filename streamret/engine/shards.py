@@ -1,0 +1,552 @@
+"""Engine processes: several engines on one device, each in a process of its own, streams sharded over them.
+
+One engine process is bound by its Python threads, not by the GPU: the text front, the tokenize stage and
+the step loop share one GIL, and an H200 reads the default model's text about 15 times faster than one
+process feeds it (bench/RESULTS.md, "Engine processes"). `ShardedEngine` implements `EngineAPI` (api.py)
+over K child processes, each running a whole `Engine` (its own copy of the model on the same device, its
+own step loop, durability and state store) for the streams whose id hashes to it. This process only
+routes calls: a chunk crosses a pipe to its stream's engine and its ack comes back.
+
+Behaviour is the in-process engine's, per stream: every call of a stream goes to the same engine, in
+order, and its errors are that engine's exceptions (they are pickled across). Across streams:
+- fairness between tenants and streams is per engine (each schedules its own share of the streams);
+- `fork` between streams of different engines is an export from one and an import into the other;
+- every engine uses the same state_dir: records are per stream, so the engine count may change between
+  restarts (a stream's record is found by whichever engine owns it then);
+- an engine process that dies fails its calls with UNAVAILABLE (its streams are safe up to their
+  durable_seq, as after a crash); the others go on serving.
+The device's state budget and the host tier's are split between the engines; the model's memory is
+paid once per engine (the default model: about 40 MB, plus a CUDA context each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import logging.handlers
+import multiprocessing as mp
+import os
+import signal
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import InvalidArgument, StreamRetError, Unavailable
+from .at_exit import shut_down_at_exit
+from .bounds import QueueBounds
+from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
+from .segments import Segment
+
+log = logging.getLogger("streamret.engine")
+
+# calls answered at once by the engine's intake: run on the child's reader thread, in arrival order
+_INLINE = frozenset({"submit_append"})
+# stats() keys that are histograms (added element by element) rather than recent samples (concatenated)
+_HISTOGRAMS = frozenset({"step_streams_buckets"})
+
+
+def engine_procs(procs: int | str, device: str = "auto") -> int:
+    """An engine-process count: an int >= 1, or "auto" (on a GPU, one per two host cores up to 8: one process
+    feeds a GPU a fraction of what it computes; on the CPU, 1: the model's own threads use the cores)."""
+    if procs == "auto":
+        from ..model.spec import resolve_device
+
+        if resolve_device(device).type != "cuda":
+            return 1
+        return max(1, min(8, (os.cpu_count() or 2) // 2))
+    try:
+        n = int(procs)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or (isinstance(procs, float) and procs != n):
+        raise ValueError(f"engine processes must be an int >= 1 or 'auto', got {procs!r}")
+    return n
+
+
+def start_engine(spec: str = "default", device: str = "auto", state_dir: str | None = None,
+                 config: EngineConfig | None = None, dtype: str | None = None, procs: int | str = 1):
+    """An engine for a MODEL spec: `Engine` in this process when procs resolves to 1, else a `ShardedEngine`
+    over that many engine processes (see `engine_procs`)."""
+    n = engine_procs(procs, device)
+    if n == 1:
+        from .engine import Engine
+
+        return Engine.from_model(spec, device, state_dir, config, dtype)
+    return ShardedEngine(spec, device, state_dir, config, dtype, procs=n)
+
+
+def shard_of(stream_id: str, shards: int) -> int:
+    """The engine that owns a stream: a stable hash of its id (the same in every process and run)."""
+    digest = hashlib.blake2b(stream_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+class _Outbox:
+    """Messages to one end of a pipe, sent by a thread of their own in batches: a caller never blocks on a
+    full pipe or pays for pickling, and a step's many acks cross in one message."""
+
+    def __init__(self, conn, name: str, on_error=None) -> None:
+        self.conn, self.on_error = conn, on_error
+        self._queue: deque = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, message) -> None:
+        with self._cv:
+            self._queue.append(message)
+            self._cv.notify()
+
+    def close(self) -> None:
+        """Send what is queued, then stop."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                batch = list(self._queue)
+                self._queue.clear()
+                if not batch and self._closed:
+                    return
+            try:
+                self.conn.send(batch)
+            except Exception as e:  # noqa: BLE001  (the other end is gone, or a message does not pickle)
+                if self.on_error is None or not self.on_error(batch, e):
+                    return
+
+
+class _Shard:
+    """This process's end of one engine process: calls out (an outbox), answers in (a reader thread)."""
+
+    def __init__(self, rank: int, process: mp.process.BaseProcess, conn) -> None:
+        self.rank, self.process, self.conn = rank, process, conn
+        self._lock = threading.Lock()
+        self._waiting: dict[int, Future] = {}
+        self._ids = itertools.count(1)
+        self.gone: str | None = None  # why calls fail now (the process exited)
+        self.hello: Future = Future()
+        self._waiting[0] = self.hello
+        self._outbox = _Outbox(conn, f"streamret-shard-{rank}-send", on_error=self._unsent)
+        self._reader = threading.Thread(target=self._read, name=f"streamret-shard-{rank}-read", daemon=True)
+        self._reader.start()
+
+    def send(self, op: str, *args) -> Future:
+        """Queue a call; the future of its answer."""
+        fut: Future = Future()
+        with self._lock:
+            if self.gone is not None:
+                raise Unavailable(self.gone)
+            n = next(self._ids)
+            self._waiting[n] = fut
+        self._outbox.put((n, op, args))
+        return fut
+
+    def call(self, op: str, *args):
+        return self.send(op, *args).result()
+
+    def _unsent(self, batch: list, error: Exception) -> bool:
+        """A batch that could not be sent: its calls fail (their arguments did not pickle, or the pipe broke)."""
+        broken = isinstance(error, (OSError, EOFError, ValueError))
+        for n, _, _ in batch:
+            fut = self._waiting.pop(n, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(Unavailable(self._exited()) if broken
+                                  else InvalidArgument(f"a call's arguments cannot be sent to an engine process: "
+                                                       f"{error}"))
+        return not broken
+
+    def _exited(self) -> str:
+        self.process.join(timeout=5)
+        return (f"engine process {self.rank} exited (code {self.process.exitcode}); its streams are safe up to "
+                "their durable_seq: restart the server and resend from there")
+
+    def _read(self) -> None:
+        while True:
+            try:
+                batch = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            for n, ok, value in batch:
+                fut = self._waiting.pop(n, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(value) if ok else fut.set_exception(value)
+        why = self._exited()
+        with self._lock:
+            self.gone = why
+            waiting, self._waiting = self._waiting, {}
+        if self.process.exitcode not in (0, None) or waiting:
+            log.error("%s", why)
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(Unavailable(why))
+
+    def close(self) -> None:
+        self._outbox.close()
+        self.conn.close()
+
+
+class ShardedEngine:
+    """`EngineAPI` over `procs` engine processes on one device (see the module docstring)."""
+
+    def __init__(self, spec: str = "default", device: str = "auto", state_dir: str | None = None,
+                 config: EngineConfig | None = None, dtype: str | None = None, procs: int = 2,
+                 start_timeout_s: float = 600.0):
+        if not isinstance(procs, int) or procs < 1:
+            raise ValueError(f"procs must be an int >= 1 (engine processes), got {procs!r}")
+        self.config = config = config or EngineConfig()
+        self.procs = procs
+        ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
+        self._logs = ctx.Queue()
+        self._log_thread = threading.Thread(target=_relay_logs, args=(self._logs,), name="streamret-shard-logs",
+                                            daemon=True)
+        self._log_thread.start()
+        level = logging.getLogger("streamret").getEffectiveLevel()
+        self._shards: list[_Shard] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        try:
+            for rank in range(procs):
+                parent, child = ctx.Pipe()
+                process = ctx.Process(target=_serve, name=f"streamret-engine-{rank}", daemon=True,
+                                      args=(child, rank, procs, spec, device, state_dir, config, dtype, self._logs,
+                                            level))
+                process.start()
+                child.close()
+                self._shards.append(_Shard(rank, process, parent))
+            hellos = [s.hello.result(timeout=start_timeout_s) for s in self._shards]
+        except BaseException:
+            self._stop_processes()
+            raise
+        first = hellos[0]
+        self.fingerprint: str = first["fingerprint"]
+        self._embed_dim: int = first["embed_dim"]
+        self.model_info: dict = first["model_info"]  # what GetModelInfo says (service/model_info.py)
+        self._bounds = QueueBounds(config.max_pending_chunks_per_stream, config.max_pending_bytes_per_stream,
+                                   config.max_pending_chunks, config.max_pending_bytes)
+        shut_down_at_exit(self)
+
+    @classmethod
+    def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
+                   config: EngineConfig | None = None, dtype: str | None = None, procs: int = 2) -> ShardedEngine:
+        return cls(spec, device, state_dir, config, dtype, procs)
+
+    def __enter__(self) -> ShardedEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    @property
+    def embed_dim(self) -> int:
+        return self._embed_dim
+
+    @property
+    def pids(self) -> list[int]:
+        """The engine processes' ids, by rank."""
+        return [s.process.pid for s in self._shards]
+
+    def _shard(self, stream_id: str) -> _Shard:
+        if not isinstance(stream_id, str):  # the engine names the bad value; hashing needs a str first
+            return self._shards[0]
+        return self._shards[shard_of(stream_id, self.procs)]
+
+    def _call(self, op: str, stream_id: str, *args):
+        return self._shard(stream_id).call(op, stream_id, *args)
+
+    # streams
+
+    def open(self, stream_id: str, create_if_missing: bool = True, group: str | None = None,
+             durable: bool = True) -> StreamInfo:
+        return self._call("open", stream_id, create_if_missing, group, durable)
+
+    def exists(self, stream_id: str) -> bool:
+        return self._call("exists", stream_id)
+
+    def info(self, stream_id: str) -> StreamInfo:
+        return self._call("info", stream_id)
+
+    def close(self, stream_id: str, keep_state: bool = False) -> None:
+        return self._call("close", stream_id, keep_state)
+
+    def evict(self, stream_id: str) -> None:
+        return self._call("evict", stream_id)
+
+    def fork(self, src: str, dst: str) -> StreamInfo:
+        a, b = self._shard(src), self._shard(dst)
+        if a is b:
+            return a.call("fork", src, dst)
+        return b.call("import_fork", dst, a.call("export_state", src), src)
+
+    def export_state(self, stream_id: str) -> bytes:
+        return self._call("export_state", stream_id)
+
+    def import_state(self, stream_id: str, data: bytes) -> StreamInfo:
+        return self._call("import_state", stream_id, bytes(data))
+
+    # appends
+
+    def submit_append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False,
+                      durable: bool = False, group: str | None = None) -> Future:
+        """As Engine.submit_append. A full queue raises TooBusy here, at once (the same bounds as the engine's,
+        counted in this process until the ack); every other error of the engine comes with the Future."""
+        shard = self._shard(stream_id)
+        nbytes = _nbytes(data)
+        with self._lock:
+            self._bounds.reserve(stream_id, nbytes)
+        try:
+            fut = shard.send("submit_append", stream_id, seq, data, flush, durable, group)
+        except BaseException:
+            self._release(stream_id, nbytes)
+            raise
+        fut.add_done_callback(lambda _: self._release(stream_id, nbytes))  # before any caller's callback
+        return fut
+
+    def _release(self, stream_id: str, nbytes: int) -> None:
+        with self._lock:
+            self._bounds.release(stream_id, nbytes)
+
+    def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
+               group: str | None = None) -> Ack:
+        return self.submit_append(stream_id, seq, data, flush, durable, group).result()
+
+    def flush(self, stream_id: str) -> Ack:
+        return self._call("flush", stream_id)
+
+    # outputs
+
+    def embedding(self, stream_id: str) -> np.ndarray:
+        return self._call("embedding", stream_id)
+
+    def encode(self, texts, batch_size: int = 256, show_progress_bar: bool = False, normalize: bool = True):
+        """As Engine.encode: each text is read as a temporary stream, spread over the engines by its id."""
+        from ..batch.encode import encode_with_engine
+
+        return encode_with_engine(self, texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  normalize=normalize)
+
+    def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
+        return self._call("segments", stream_id, with_embeddings)
+
+    def summarize(self, stream_id: str, k: int = 5, mode: str = "extractive", max_new_tokens: int = 64) -> Summary:
+        return self._call("summarize", stream_id, k, mode, max_new_tokens)
+
+    # the whole engine
+
+    def _each(self, op: str, *args) -> list:
+        """op on every engine at once; their answers in rank order (the first error raised once all answered)."""
+        futures = [s.send(op, *args) for s in self._shards]
+        wait_all(futures)
+        return [f.result() for f in futures]
+
+    def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint:
+        return Checkpoint.combine(self._each("checkpoint_all", timeout_s))
+
+    def stats(self) -> dict:
+        """Every engine's counters added up (recent samples put together), plus engine_procs."""
+        merged = merge_stats(self._each("stats"))
+        merged["engine_procs"] = self.procs
+        return merged
+
+    def durable_writable(self) -> bool | None:
+        answers = self._each("durable_writable")
+        return None if any(a is None for a in answers) else all(answers)
+
+    def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
+        """Shut every engine down (each applies and writes as Engine.shutdown does), then end the processes."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+        reports = []
+        futures = []
+        for s in self._shards:
+            try:
+                futures.append(s.send("shutdown", checkpoint, timeout_s))
+            except Unavailable as e:
+                log.warning("%s", e)
+        for f in futures:
+            try:
+                reports.append(f.result())
+            except StreamRetError as e:
+                log.warning("an engine process did not shut down cleanly: %s", e)
+        self._stop_processes()
+        reports = [r for r in reports if r is not None]
+        return Checkpoint.combine(reports) if checkpoint and reports else None
+
+    def _stop_processes(self) -> None:
+        for s in self._shards:
+            s.process.join(timeout=30)
+            if s.process.is_alive():
+                log.error("engine process %d did not exit after its shutdown; killing it", s.rank)
+                s.process.kill()
+                s.process.join(timeout=5)
+            s.close()
+        self._logs.put(None)
+        self._log_thread.join(timeout=5)
+
+
+def merge_stats(parts: list[dict]) -> dict:
+    """Several engines' stats() as one: numbers added, histograms added element by element, recent samples
+    put together, nested dicts merged the same way; durable_writable is True only when all are."""
+    out: dict = {}
+    for key in parts[0]:
+        values = [p.get(key) for p in parts]
+        first = values[0]
+        if key == "durable_writable":
+            out[key] = None if any(v is None for v in values) else all(values)
+        elif key in _HISTOGRAMS:
+            out[key] = [sum(col) for col in zip(*values)]
+        elif isinstance(first, dict):
+            out[key] = merge_stats(values)
+        elif isinstance(first, list):
+            out[key] = [x for v in values for x in v]
+        elif isinstance(first, (int, float)) and not isinstance(first, bool):
+            out[key] = sum(values)
+        else:
+            out[key] = first
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the engine process
+
+
+def _relay_logs(queue) -> None:
+    """Hand the engine processes' log records to this process's handlers (the server's format and level)."""
+    while True:
+        record = queue.get()
+        if record is None:
+            return
+        logging.getLogger(record.name).handle(record)
+
+
+def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | None, config: EngineConfig,
+           dtype: str | None, logs, level: int) -> None:
+    """An engine process: build the engine, say hello, then answer calls until shutdown or the pipe closes."""
+    # Ctrl-C and SIGTERM reach every process of the group (a terminal, systemd): the server process drains and
+    # then shuts the engines down; an engine that died at the signal would lose what the drain should keep
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(logs)]
+    root.setLevel(level)
+
+    def unsent(batch: list, error: Exception) -> bool:
+        if isinstance(error, (OSError, EOFError, ValueError)):
+            return False  # the parent is gone: nothing to answer
+        for n, _, value in batch:  # send each alone; one whose value does not pickle says so instead
+            try:
+                conn.send([(n, _, value)])
+            except Exception as e:  # noqa: BLE001
+                conn.send([(n, False, Unavailable(f"engine process {rank} could not send its answer: {e!r}"))])
+        return True
+
+    outbox = _Outbox(conn, f"streamret-engine-{rank}-send", on_error=unsent)
+
+    def answer(n: int, ok: bool, value) -> None:
+        outbox.put((n, ok, value))
+
+    try:
+        from .engine import Engine
+
+        engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
+    except BaseException as e:  # noqa: BLE001  (the parent raises it)
+        answer(0, False, e if _picklable(e) else RuntimeError(repr(e)))
+        outbox.close()
+        return
+    param = next(engine.model.parameters())
+    answer(0, True, {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
+                     "model_info": {"tokenizer": type(engine.tokenizer).__name__,
+                                    "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}})
+    pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"streamret-engine-{rank}-call")
+
+    def run(n: int, op: str, args: tuple) -> None:
+        try:
+            if op == "import_fork":  # the other half of a fork between engines
+                value = engine._import(args[0], args[1], fork_of=args[2])
+            else:
+                value = getattr(engine, op)(*args)
+        except BaseException as e:  # noqa: BLE001  (the caller raises it)
+            answer(n, False, e)
+        else:
+            answer(n, True, value)
+
+    def acked(n: int, f: Future) -> None:
+        try:
+            answer(n, True, f.result())
+        except BaseException as e:  # noqa: BLE001  (the caller raises it)
+            answer(n, False, e)
+
+    try:
+        while True:
+            try:
+                batch = conn.recv()
+            except (EOFError, OSError):  # the parent died: keep what is applied, as a shutdown at exit does
+                engine.shutdown(timeout_s=0.0)
+                return
+            for n, op, args in batch:
+                if op == "shutdown":
+                    try:
+                        answer(n, True, engine.shutdown(*args))
+                    except BaseException as e:  # noqa: BLE001
+                        answer(n, False, e)
+                    return
+                if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
+                    try:
+                        fut = engine.submit_append(*args)
+                    except BaseException as e:  # noqa: BLE001
+                        answer(n, False, e)
+                    else:
+                        fut.add_done_callback(lambda f, n=n: acked(n, f))
+                else:
+                    pool.submit(run, n, op, args)
+    finally:
+        pool.shutdown(wait=True)
+        outbox.close()
+        conn.close()
+
+
+def _share(config: EngineConfig, procs: int, device: str) -> EngineConfig:
+    """This engine's share of the memory budgets that would otherwise each take the whole device or host."""
+    if procs == 1:
+        return config
+    changes = {"host_state_bytes": config.host_state_bytes // procs}
+    if config.device_state_bytes is None:
+        import torch
+
+        from ..model.spec import resolve_device
+
+        dev = resolve_device(device)
+        if dev.type == "cuda":  # an engine alone takes half the free memory: the engines share that half
+            changes["device_state_bytes"] = torch.cuda.mem_get_info(dev)[0] // (2 * procs)
+    return replace(config, **changes)
+
+
+def _nbytes(data) -> int:
+    """The bytes a chunk counts for against the queue bounds (the engine's count; a str it cannot encode
+    fails there, with its own error)."""
+    if isinstance(data, str):
+        return len(data.encode("utf-8", "surrogatepass"))
+    return len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes if isinstance(
+        data, memoryview) else 0
+
+
+def _picklable(e: BaseException) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(e)
+    except Exception:  # noqa: BLE001
+        return False
+    return True

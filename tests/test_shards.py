@@ -1,0 +1,184 @@
+"""ShardedEngine: engines in processes of their own, streams sharded over them, behave as one Engine."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from streamret.engine import Engine, EngineConfig
+from streamret.engine.bounds import QueueBounds
+from streamret.engine.shards import ShardedEngine, merge_stats, shard_of
+from streamret.errors import NotFound, SeqGap, TooBusy, Unavailable
+
+MODEL = "random:tiny"
+TEXT = [f"Stream {i} says a few things. Then it says more, about item {i}. " * 3 for i in range(8)]
+
+
+def chunks(i: int, n: int = 3) -> list[bytes]:
+    data = (TEXT[i] * n).encode()
+    step = len(data) // n
+    return [data[k * step : (k + 1) * step if k < n - 1 else len(data)] for k in range(n)]
+
+
+def ids_on_each_shard(procs: int, per_shard: int = 2) -> list[str]:
+    out, counts, i = [], [0] * procs, 0
+    while min(counts) < per_shard:
+        sid = f"s{i}"
+        if counts[shard_of(sid, procs)] < per_shard:
+            counts[shard_of(sid, procs)] += 1
+            out.append(sid)
+        i += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def sharded():
+    with ShardedEngine(MODEL, "cpu", procs=2, config=EngineConfig(max_pending_chunks_per_stream=4)) as eng:
+        yield eng
+
+
+def test_shard_of_is_stable_and_spreads():
+    assert shard_of("doc-1", 4) == shard_of("doc-1", 4)
+    assert {shard_of(f"doc-{i}", 4) for i in range(64)} == {0, 1, 2, 3}
+    assert shard_of("x", 1) == 0
+
+
+def test_streams_on_every_shard_give_the_embeddings_of_one_engine(sharded):
+    sids = ids_on_each_shard(2)
+    with Engine.from_model(MODEL, "cpu") as plain:
+        futures = []
+        for eng in (sharded, plain):
+            for k, sid in enumerate(sids):
+                for seq, c in enumerate(chunks(k), start=1):
+                    futures.append(eng.submit_append(sid, seq, c))
+        acks = [f.result(timeout=60) for f in futures]
+        assert all(a.applied_seq >= a.seq for a in acks) and sharded.fingerprint == plain.fingerprint
+        for sid in sids:
+            np.testing.assert_allclose(sharded.embedding(sid), plain.embedding(sid), atol=1e-5)
+            assert sharded.info(sid).applied_seq == 3
+            assert [s.text for s in sharded.segments(sid)] == [s.text for s in plain.segments(sid)]
+        stats = sharded.stats()
+        assert stats["engine_procs"] == 2
+        assert stats["tokens_processed"] >= sum(plain.info(sid).tokens for sid in sids)
+    for sid in sids:
+        sharded.close(sid)
+
+
+def test_errors_cross_with_their_type_and_fields(sharded):
+    sid = ids_on_each_shard(2, 1)[1]
+    with pytest.raises(NotFound):
+        sharded.embedding("never-made")
+    sharded.open(sid)
+    gap = sharded.submit_append(sid, 5, b"a gap")  # errors other than a full queue come with the future
+    with pytest.raises(SeqGap) as e:
+        gap.result(timeout=30)
+    assert (e.value.got, e.value.expected) == (5, 1)
+    assert sharded.append(sid, 1, b"now in order").applied_seq == 1
+    sharded.close(sid)
+
+
+def test_a_full_queue_is_refused_at_once_as_too_busy(sharded):
+    sid = "busy"
+    sharded.open(sid)
+    futures = [sharded.submit_append(sid, seq, b"word " * 50) for seq in range(1, 5)]
+    with pytest.raises(TooBusy, match="wait for acks"):  # 4 waiting, the bound: refused before any trip
+        sharded.submit_append(sid, 5, b"one more")
+    for f in futures:
+        f.result(timeout=30)
+    assert sharded.append(sid, 5, b"one more").applied_seq == 5  # acks released the room
+    sharded.close(sid)
+
+
+def test_fork_and_import_between_shards(sharded):
+    a, b = ids_on_each_shard(2, 1)
+    for seq, c in enumerate(chunks(0), start=1):
+        sharded.append(a, seq, c)
+    assert shard_of(a, 2) != shard_of(b, 2)
+    info = sharded.fork(a, b)  # an export from one engine, an import into the other
+    assert info.applied_seq == 3
+    np.testing.assert_array_equal(sharded.embedding(a), sharded.embedding(b))
+    record = sharded.export_state(a)
+    sharded.import_state("copy-of-a", record)
+    np.testing.assert_array_equal(sharded.embedding("copy-of-a"), sharded.embedding(a))
+    for sid in (a, b, "copy-of-a"):
+        sharded.close(sid)
+
+
+def test_state_dir_is_shared_so_the_engine_count_may_change(tmp_path):
+    sids = ids_on_each_shard(3, 1)
+    with ShardedEngine(MODEL, "cpu", state_dir=str(tmp_path), procs=3) as eng:
+        for k, sid in enumerate(sids):
+            for seq, c in enumerate(chunks(k), start=1):
+                eng.append(sid, seq, c)
+        before = {sid: eng.embedding(sid) for sid in sids}
+        report = eng.checkpoint_all()
+        assert report.streams == 3 and report.everything_durable
+    with ShardedEngine(MODEL, "cpu", state_dir=str(tmp_path), procs=2) as eng:
+        for sid in sids:
+            assert eng.info(sid).durable_seq == 3
+            np.testing.assert_allclose(eng.embedding(sid), before[sid], atol=1e-6)
+
+
+def test_a_dead_engine_process_fails_its_streams_and_spares_the_others():
+    with ShardedEngine(MODEL, "cpu", procs=2) as eng:
+        a, b = ids_on_each_shard(2, 1)
+        eng.append(a, 1, b"alive. ")
+        eng.append(b, 1, b"alive too. ")
+        victim = eng._shards[shard_of(a, 2)].process
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(timeout=30)
+        deadline = time.monotonic() + 30
+        while True:  # the reader notices the closed pipe
+            try:
+                eng.info(a)
+            except Unavailable as e:
+                assert "exited" in str(e) and "durable_seq" in str(e)
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert eng.append(b, 2, b"still served. ").applied_seq == 2
+        with pytest.raises(Unavailable):
+            eng.submit_append(a, 2, b"lost engine")
+
+
+def test_engine_processes_leave_signals_to_the_server_process(sharded):
+    sid = "signalled"
+    for pid in sharded.pids:  # a terminal's Ctrl-C or systemd's SIGTERM reaches the whole process group
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    assert sharded.append(sid, 1, b"still here. ").applied_seq == 1
+    sharded.close(sid)
+
+
+def test_merge_stats_adds_counts_and_joins_samples():
+    a = {"steps": 2, "streams": {"device": 1}, "step_streams_buckets": [1, 0], "recent_step_tokens": [5],
+         "durable_writable": True, "loop_parts_seconds": {"lock": 0.5}}
+    b = {"steps": 3, "streams": {"device": 2}, "step_streams_buckets": [0, 4], "recent_step_tokens": [7, 8],
+         "durable_writable": None, "loop_parts_seconds": {"lock": 0.25}}
+    assert merge_stats([a, b]) == {"steps": 5, "streams": {"device": 3}, "step_streams_buckets": [1, 4],
+                                   "recent_step_tokens": [5, 7, 8], "durable_writable": None,
+                                   "loop_parts_seconds": {"lock": 0.75}}
+
+
+def test_queue_bounds_count_per_stream_and_in_total():
+    q = QueueBounds(max_chunks_per_stream=2, max_bytes_per_stream=100, max_chunks=3, max_bytes=1000)
+    q.reserve("a", 60)
+    with pytest.raises(TooBusy, match="stream 'a'"):
+        q.reserve("a", 50)  # bytes per stream
+    q.reserve("a", 40)
+    with pytest.raises(TooBusy, match="stream 'a'"):
+        q.reserve("a", 0)  # chunks per stream
+    q.reserve("b", 1)
+    with pytest.raises(TooBusy, match="the engine has 3 chunks"):
+        q.reserve("c", 1)  # in total
+    q.release("a", 60)
+    q.reserve("c", 1)
+    assert (q.chunks, q.bytes, q.waiting("a")) == (3, 42, 1)
+
+
+def test_procs_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="procs must be an int >= 1"):
+        ShardedEngine(MODEL, "cpu", procs=0)
