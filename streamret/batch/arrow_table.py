@@ -160,7 +160,15 @@ class Stop:
 
 class _Runner:
     """Drives documents through the engine: one pending chunk per document, many documents at once, at most
-    max_in_flight documents and max_bytes_in_flight bytes of chunks queued in the engine."""
+    max_in_flight documents and max_bytes_in_flight bytes of chunks queued in the engine.
+
+    This thread only sends chunks and takes their acks. A document's other engine calls (opening its stream;
+    once its last chunk is acked, its embedding and summary, then closing it) run on a few threads of their own:
+    each waits for the engine (a close for a step, and with engine processes each call is a trip to another
+    process), and a driver that made them itself would feed one document at a time. Documents whose calls are
+    running count against max_in_flight (their streams are still held)."""
+
+    CALL_THREADS = 16
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
@@ -172,11 +180,8 @@ class _Runner:
         self.bytes_in_flight = 0
         self.group = group  # the scheduler's fairness group of the temporaries (the tenant)
         self.stop = stop
-        # Closing a stream waits for an engine step (its empty tail); closing on a few threads keeps this one
-        # feeding documents meanwhile, and lets the closes of many documents share steps.
-        # Closing streams count against max_in_flight (their states are still held).
-        self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamret-batch-close")
-        self.closing: list[Future] = []
+        self._calls = ThreadPoolExecutor(max_workers=self.CALL_THREADS, thread_name_prefix="streamret-batch-call")
+        self.calling: dict[Future, tuple[str, _Doc]] = {}  # ("open" | "finish" | "close", doc) running
         self.opened: dict[str, _Doc] = {}  # open temporary streams, closed whatever happens
         self.waiting = deque(docs)
         self.pending: dict[Future, _Doc] = {}
@@ -188,10 +193,10 @@ class _Runner:
         try:
             self._drive()
         finally:
-            self._closer.shutdown(wait=True)  # every temporary stream is closed before run returns
+            self._calls.shutdown(wait=True)  # every temporary stream is closed before run returns
 
     def _room(self) -> bool:
-        if len(self.pending) + len(self.blocked) + len(self.closing) >= self.max_in_flight:
+        if len(self.pending) + len(self.blocked) + len(self.calling) >= self.max_in_flight:
             return False
         # one document always fits, however large its first chunk
         return self.max_bytes_in_flight is None or not self.pending or self.bytes_in_flight < self.max_bytes_in_flight
@@ -199,46 +204,66 @@ class _Runner:
     def _drive(self) -> None:
         why = "INTERNAL: the batch was interrupted"
         try:
-            while self.waiting or self.pending or self.blocked:
+            while self.waiting or self.pending or self.blocked or self._feeding():
                 if self.stop is not None and (reason := self.stop.reason()) is not None:
                     why = reason  # stop feeding; the chunks queued finish and every temporary is closed below
                     break
-                self.closing = [f for f in self.closing if not f.done()]
                 while self.waiting and self._room():
                     self._start(self.waiting.popleft())
                 for _ in range(len(self.blocked)):
                     self._submit(self.blocked.popleft())
-                if self.pending or self.closing:  # a close that ends makes room for the next document
+                if self.pending or self.calling:  # an ack, or a call that ends (a close makes room)
                     # a stoppable batch looks at its deadline and cancellation at least every 50 ms
                     timeout = 0.01 if self.blocked else 0.05 if self.stop is not None else None
-                    done, _ = wait([*self.pending, *self.closing], timeout=timeout, return_when=FIRST_COMPLETED)
+                    done, _ = wait([*self.pending, *self.calling], timeout=timeout, return_when=FIRST_COMPLETED)
                     for fut in done:
                         if fut in self.pending:
                             self._on_ack(self._pop(fut), fut)
+                        else:
+                            self._called(fut, *self.calling.pop(fut))
                 elif self.blocked:
                     time.sleep(0.002)  # the engine is full of other callers' work
         finally:
+            wait([f for f, (what, _) in self.calling.items() if what == "open"])  # then every open stream is known
             for doc in [*self.pending.values(), *self.blocked, *self.waiting]:
                 doc.error = doc.error or why
             for doc in list(self.opened.values()):  # also one caught between open and its first chunk
                 doc.error = doc.error or why
                 self._close(doc)
 
+    def _feeding(self) -> bool:
+        """Calls whose end sends a chunk (an open) or finishes a row (the last results) are running."""
+        return any(what != "close" for what, _ in self.calling.values())
+
     def _pop(self, fut: Future) -> _Doc:
         doc = self.pending.pop(fut)
         self.bytes_in_flight -= len(doc.chunk(doc.next_seq))
         return doc
 
+    def _call(self, what: str, doc: _Doc, fn: Callable[[], None]) -> None:
+        self.calling[self._calls.submit(fn)] = (what, doc)
+
     def _start(self, doc: _Doc) -> None:
-        try:
+        def open_stream() -> None:
             self.engine.open(doc.stream_id, create_if_missing=True, group=self.group, durable=False)
             doc.opened = True
             self.opened[doc.stream_id] = doc
-        except Exception as e:  # noqa: BLE001  (one row fails, the job goes on)
-            doc.error = _describe(e, doc)
+
+        self._call("open", doc, open_stream)
+
+    def _called(self, fut: Future, what: str, doc: _Doc) -> None:
+        """A document's call ended (on this thread): go on with the document."""
+        if what == "open":
+            if fut.exception() is not None:  # one row fails, the job goes on
+                doc.error = _describe(fut.exception(), doc)
+                self._done(doc)
+            elif self.stop is None or self.stop.reason() is None:
+                self._submit(doc)
+        elif what == "finish":
+            if fut.exception() is not None:
+                doc.error = _describe(fut.exception(), doc)
+            self._close(doc)
             self._done(doc)
-            return
-        self._submit(doc)
 
     def _submit(self, doc: _Doc) -> None:
         seq = doc.next_seq
@@ -265,14 +290,13 @@ class _Runner:
             doc.next_seq += 1
             self._submit(doc)
             return
-        try:
+
+        def results() -> None:
             doc.embedding = np.asarray(self.engine.embedding(doc.stream_id), dtype=np.float32)
             if self.summary_k > 0:
                 doc.summary = [s.text for s in self.engine.summarize(doc.stream_id, k=self.summary_k).segments]
-        except Exception as e:  # noqa: BLE001
-            doc.error = _describe(e, doc)
-        self._close(doc)
-        self._done(doc)
+
+        self._call("finish", doc, results)
 
     def _fail(self, doc: _Doc, exc: BaseException) -> None:
         doc.error = _describe(exc, doc)
@@ -293,7 +317,7 @@ class _Runner:
         if doc.opened:
             doc.opened = False
             del self.opened[doc.stream_id]
-            self.closing.append(self._closer.submit(self._close_now, doc.stream_id))
+            self._call("close", doc, lambda: self._close_now(doc.stream_id))
 
     def _close_now(self, stream_id: str) -> None:
         try:

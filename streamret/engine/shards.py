@@ -375,11 +375,14 @@ class ShardedEngine:
                 futures.append(s.send("shutdown", checkpoint, timeout_s))
             except Unavailable as e:
                 log.warning("%s", e)
+        # an engine applies and writes for at most timeout_s (then drops what is left): past that and a margin it
+        # is stuck, and is killed below
+        limit = None if timeout_s is None else timeout_s + 60.0
         for f in futures:
             try:
-                reports.append(f.result())
-            except StreamRetError as e:
-                log.warning("an engine process did not shut down cleanly: %s", e)
+                reports.append(f.result(timeout=limit))
+            except (StreamRetError, TimeoutError) as e:
+                log.warning("an engine process did not shut down cleanly: %s", e or "no answer in time")
         self._stop_processes()
         reports = [r for r in reports if r is not None]
         return Checkpoint.combine(reports) if checkpoint and reports else None
@@ -457,9 +460,16 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     def answer(n: int, ok: bool, value) -> None:
         outbox.put((n, ok, value))
 
+    # Several engines share the host's cores: the tokenizer works on each tokenize thread without the GIL and
+    # without its own thread pool (a pool per process, idle workers spinning, cost as much CPU as the work), and
+    # torch's host threads are split between the engines
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
+        import torch
+
         from .engine import Engine
 
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
     except BaseException as e:  # noqa: BLE001  (the parent raises it)
         answer(0, False, e if _picklable(e) else RuntimeError(repr(e)))
@@ -482,6 +492,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         else:
             answer(n, True, value)
 
+    exit_now = False
+
     def acked(n: int, f: Future) -> None:
         try:
             answer(n, True, f.result())
@@ -501,6 +513,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                         answer(n, True, engine.shutdown(*args))
                     except BaseException as e:  # noqa: BLE001
                         answer(n, False, e)
+                    exit_now = True
                     return
                 if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
                     try:
@@ -515,6 +528,14 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         pool.shutdown(wait=True)
         outbox.close()
         conn.close()
+        if exit_now:
+            # The engine is shut down (records written, writer drained): leave without the interpreter's teardown,
+            # where native threads (torch's, the tokenizer's) have hung or aborted an exiting process; the logs
+            # queue is flushed first
+            logging.shutdown()
+            logs.close()
+            logs.join_thread()
+            os._exit(0)
 
 
 def _share(config: EngineConfig, procs: int, device: str) -> EngineConfig:
