@@ -214,9 +214,7 @@ class TextAssembler:
         at0 = self._offset == 0
         ends: list[tuple[int, int]] = []  # (p, s): the first safe cut at or after each sentence end s
         safe = None  # the first safe cut at or after the last sentence end, up to n (-1: none): one scan in all
-        for s in sentences.candidates(text, 0, n):
-            if not sentences.decide(text, s, final=final or s < n, line_start_at_0=at0):
-                continue
+        for s in sentences.ends(text, n, final, line_start_at_0=at0):
             if safe is None or 0 <= safe < s:
                 m = _SAFE_CUT.search(text, s, n + 1)
                 safe = m.start() if m is not None else -1
