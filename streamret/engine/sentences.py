@@ -43,7 +43,7 @@ _CLOSERS = "".join(CLOSERS)
 # that holds a blank line or a newline and a list item: the only places where `decide` can say True
 # (finding the second kind by its newline saves a Python call at every wrapped line)
 _MARK_END = re.compile("[" + re.escape(_MARKS) + "][" + re.escape(_CLOSERS) + r"]*(?=\s)")
-_LINE_BREAK = re.compile(r"\n(?:\s*\n|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")
+_LINE_BREAK = re.compile(r"\n(?:(\s*\n)|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")  # group 1: a blank line
 # a candidate after a mark, with the whitespace after it and the first NEXT_WINDOW characters of the next word
 _MARK_WINDOW = re.compile(f"[{re.escape(_MARKS)}][{re.escape(_CLOSERS)}]*" + rf"(?=(\s+)(\S{{0,{NEXT_WINDOW}}}))")
 _BEFORE_NEWLINE = " \t\r\x0b\x0c"
@@ -165,13 +165,13 @@ def candidates(text: str, lo: int, hi: int) -> list[int]:
     for m in _MARK_END.finditer(text, lo, hi + 1):
         if m.end() > lo:
             found.add(m.end())
-    found.update(_line_break_candidates(text, hi, lo))
+    found.update(s for s, _ in _line_break_candidates(text, hi, lo))
     return sorted(found)
 
 
-def _line_break_candidates(text: str, hi: int, lo: int = 0) -> list[int]:
+def _line_break_candidates(text: str, hi: int, lo: int = 0) -> list[tuple[int, bool]]:
     """Candidates lo < s <= hi right after a word, before whitespace that holds a blank line, or a newline
-    and a list item."""
+    and a list item; with each, whether it is a blank line (which ends a sentence whatever follows)."""
     found = []
     for m in _LINE_BREAK.finditer(text, lo):
         s = m.start()
@@ -180,7 +180,7 @@ def _line_break_candidates(text: str, hi: int, lo: int = 0) -> list[int]:
         if s > hi:
             break
         if s > lo and not text[s - 1].isspace():
-            found.append(s)
+            found.append((s, m.group(1) is not None))
     return found
 
 
@@ -190,7 +190,8 @@ def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[i
 
     The same decisions as `decide`, taken in one pass for the candidates after a mark, which are most
     of them: one regex match gives each one's whitespace and next word, so only a lone "." looks at the
-    word before it; the other candidates (a line break after a word without a mark) go through `decide`.
+    word before it; the other candidates (a line break after a word without a mark) end a sentence at a
+    blank line, and go through `decide` before a list item.
     """
     out = []
     marked_at = set()
@@ -230,8 +231,9 @@ def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[i
                  text.rfind("\r", lo, dot)) + 1
         if (dot > w0 and text[dot - 1] in MARKS) or _period_ends(text, w0, dot, first, line_start_at_0):
             out.append(s)
-    unmarked = [s for s in _line_break_candidates(text, n) if s not in marked_at]
-    if unmarked:
-        out.extend(s for s in unmarked if decide(text, s, final or s < n, line_start_at_0))
+    more = [s for s, blank in _line_break_candidates(text, n)
+            if s not in marked_at and (blank or decide(text, s, final or s < n, line_start_at_0))]
+    if more:
+        out.extend(more)
         out.sort()
     return out

@@ -96,18 +96,21 @@ def _clean(raw: str) -> str:
 
 
 class _ByteOffsets:
-    """Stream byte offset of each character position of a surrogate-escaped text (one byte per escape)."""
+    """Stream byte offset of each character position of a surrogate-escaped text (one byte per escape):
+    `at(i)`, a C-level call for ASCII text, where it is offset + i."""
 
     def __init__(self, text: str, offset: int):
         self.offset = offset
         self.cum = None
+        self.at = offset.__add__
         if not text.isascii():
             cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
             size = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000) - 2 * ((cp >= 0xDC80) & (cp <= 0xDCFF))
             self.cum = np.concatenate([[0], np.cumsum(size, dtype=np.int64)])
+            self.at = self._at_cum
 
-    def at(self, i: int) -> int:
-        return self.offset + (i if self.cum is None else int(self.cum[i]))
+    def _at_cum(self, i: int) -> int:
+        return self.offset + int(self.cum[i])
 
 
 class TextAssembler:
@@ -147,7 +150,7 @@ class TextAssembler:
         cut = self._last_safe_cut()
         if self.segment_by == "sentence" and cut:
             cut = self._decided_cut(cut)
-        if self.tail_bytes - _nbytes(self._text[:cut]) > self.max_tail_bytes:
+        if _nbytes(self._text[cut:]) + len(self._decoder.getstate()[0]) > self.max_tail_bytes:
             return self._emit(len(self._text), boundary="forced")  # tail bound: every complete character
         return self._emit(cut, boundary="space")
 
@@ -183,8 +186,9 @@ class TextAssembler:
             piece = TextPiece(_clean(raw), self._offset, self._offset + nb, False, True)
             self._offset += nb
             return [piece]
-        cuts = self._segment_cuts(cut, boundary)
         text = self._text
+        offsets = _ByteOffsets(text[:cut], self._offset)
+        cuts = self._segment_cuts(cut, boundary, offsets)
         ends: dict[int, int] = {}  # piece end -> where its segment's text ends
         restarts = set()  # piece starts before which the open segment ends (again)
         for p, s in cuts:
@@ -193,23 +197,27 @@ class TextAssembler:
             else:
                 ends[p] = s
         bounds = sorted({*ends, cut})
+        escaped = offsets.cum is not None and _ESCAPED.search(text, 0, cut) is not None
+        at = offsets.at
         pieces = []
         start, offset = 0, self._offset
         for p in bounds:
-            part = text[start:p]
-            nb = _nbytes(part)
+            end = at(p)
             s = ends.get(p)
-            carry = text[s:p] if s is not None else ""
-            pieces.append(TextPiece(_clean(part), offset, offset + nb, start in restarts, s is not None,
-                                    len(carry), _nbytes(carry) if carry else 0))
-            start, offset = p, offset + nb
+            part = _clean(text[start:p]) if escaped else text[start:p]
+            if s is None:
+                pieces.append(TextPiece(part, offset, end, start in restarts))
+            else:
+                pieces.append(TextPiece(part, offset, end, start in restarts, True, p - s, end - at(s)))
+            start, offset = p, end
         self._text = text[cut:]
         self._offset = offset
         return pieces
 
-    def _segment_cuts(self, n: int, boundary: str) -> list[tuple[int, int]]:
+    def _segment_cuts(self, n: int, boundary: str, offsets: _ByteOffsets) -> list[tuple[int, int]]:
         """Segment cuts in text[:n] as (p, s): the segment ends at position p (a safe cut; 0 is the
-        start of what is handed out now) and its text ends at s <= p. Updates the open segment's start."""
+        start of what is handed out now) and its text ends at s <= p; offsets: those of text[:n]. Updates
+        the open segment's start."""
         text, final = self._text, boundary == "flush"
         at0 = self._offset == 0
         ends: list[tuple[int, int]] = []  # (p, s): the first safe cut at or after each sentence end s
@@ -223,7 +231,6 @@ class TextAssembler:
                 ends.append((p, s))
         if final and (not ends or ends[-1][0] != n):
             ends.append((n, n))
-        offsets = _ByteOffsets(text[:n], self._offset)
         cap = self.max_segment_bytes
         a = self._segment_start  # byte offset of the open segment's first non-space character, or None
         out: list[tuple[int, int]] = []
@@ -231,14 +238,15 @@ class TextAssembler:
         if self._offset > 0 and text[:1].isspace() and sentences.line_break(text, 0, final=True):
             out.append((0, 0))  # decided now: it needed the whitespace that came after the last emission
             a = None
+        at, non_space = offsets.at, _NON_SPACE.search
         for p, s in [*ends, (n, None)]:
             while True:
                 if a is None:
-                    m = _NON_SPACE.search(text, prev, p)
+                    m = non_space(text, prev, p)
                     if m is None:
                         break
-                    a = offsets.at(m.start())
-                if offsets.at(p) - a <= cap:
+                    a = at(m.start())
+                if at(p) - a <= cap:
                     break
                 q = self._cap_cut(text, offsets, a, prev, p)
                 if q is None or q >= p:
@@ -248,9 +256,14 @@ class TextAssembler:
             if s is None:
                 break
             out.append((p, s))
-            m = _NON_SPACE.search(text, s, p)
-            prev, a = p, (offsets.at(m.start()) if m is not None else None)
-            if p > s and sentences.line_break(text, p, final=final or p < n):
+            if p == s:
+                prev, a = p, None
+                continue
+            m = non_space(text, s, p)
+            prev, a = p, (at(m.start()) if m is not None else None)
+            # a lone space before a word (where most carries end) holds no line break
+            lone_space = text[p : p + 1] == " " and text[p + 1 : p + 2].strip()
+            if not lone_space and sentences.line_break(text, p, final or p < n):
                 out.append((p, p))  # the carried text ends a sentence of its own, with no tokens: given up
                 a = None
         self._segment_start = a
