@@ -1,10 +1,12 @@
 """TextAssembler: pieces do not depend on where the bytes were cut; offsets, tail bound, bad UTF-8."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamret.engine.text import TextAssembler, TextSnapshot
+from streamret.engine.text import TextAssembler, TextPiece, TextSnapshot, _piece
 from streamret.model.tokenizer import HFTokenizer
 
 WORDS = ["the", "naïve", "café", "日本語", "😀x", "a.", "end!", "(quote.)", "\n", "  ", "\t", "ok?", "€"]
@@ -192,3 +194,15 @@ def test_pieces_tokenize_like_the_whole_text_with_hf_tokenizers(style):
         pieces, a = feed_all(chunks, [False] * len(chunks), max_tail_bytes=1 << 20)
         pieces += a.close()
         assert [i for p in pieces for i in tok.encode(p.text)] == tok.encode(raw.decode()), [p.text for p in pieces]
+
+
+def test_the_front_makes_the_same_frozen_pieces_as_the_dataclass():
+    fields = [f.name for f in dataclasses.fields(TextPiece)]
+    made = _piece(" é. x", 3, 10, True, True, 2, 2)
+    want = TextPiece(" é. x", 3, 10, True, True, 2, 2)
+    assert made == want and hash(made) == hash(want) and repr(made) == repr(want)
+    assert list(vars(made)) == fields  # every field, in order, and nothing else
+    assert (made.stripped, made.lead_bytes) == (want.stripped, want.lead_bytes)
+    assert _piece("a", 0, 1, False) == TextPiece("a", 0, 1)  # the defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.text = "other"

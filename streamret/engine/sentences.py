@@ -207,20 +207,21 @@ def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[i
             if decide(text, s, f, line_start_at_0):
                 out.append(s)
             continue
-        space, following = m.group(1, 2)
-        newlines = space.count("\n")
+        j, e = m.end(1), m.end(2)  # the whitespace after s is text[s:j], the next word's window text[j:e]
+        newlines = text.count("\n", s, j)
         if newlines >= 2:
             out.append(s)
             continue
-        j = s + len(space)
-        if j == size or (j + len(following) == size and len(following) < NEXT_WINDOW and not f):
+        if j == size or (e == size and e - j < NEXT_WINDOW and not f):
             if f and j == size:
                 out.append(s)
             continue  # undecided (None) counts as no end
-        first = following.lstrip(OPENERS)[:1]
+        first = text[j]
+        if first in OPENERS:
+            first = text[j:e].lstrip(OPENERS)[:1]
         if first.islower():
             continue
-        if newlines and _ITEM.match(following):
+        if newlines and _ITEM.match(text, j, e):
             out.append(s)
             continue
         if text[dot] != "." or s != dot + 1:

@@ -76,6 +76,19 @@ class TextPiece:
         return len(self.text[: len(self.text) - len(self.stripped)].encode("utf-8"))
 
 
+_new_object = object.__new__
+
+
+def _piece(text: str, start_byte: int, end_byte: int, starts_segment: bool, ends_segment: bool = False,
+           carry_chars: int = 0, carry_bytes: int = 0) -> TextPiece:
+    """TextPiece(...) for the text front's loop: the same frozen object, made without the dataclass's
+    object.__setattr__ per field (half the cost of a piece, and a chunk makes one per sentence)."""
+    piece = _new_object(TextPiece)
+    piece.__dict__.update(text=text, start_byte=start_byte, end_byte=end_byte, starts_segment=starts_segment,
+                          ends_segment=ends_segment, carry_chars=carry_chars, carry_bytes=carry_bytes)
+    return piece
+
+
 @dataclass(frozen=True)
 class TextSnapshot:
     """What a saved state needs to continue the text: the undelivered bytes and where they start."""
@@ -206,9 +219,9 @@ class TextAssembler:
             s = ends.get(p)
             part = _clean(text[start:p]) if escaped else text[start:p]
             if s is None:
-                pieces.append(TextPiece(part, offset, end, start in restarts))
+                pieces.append(_piece(part, offset, end, start in restarts))
             else:
-                pieces.append(TextPiece(part, offset, end, start in restarts, True, p - s, end - at(s)))
+                pieces.append(_piece(part, offset, end, start in restarts, True, p - s, end - at(s)))
             start, offset = p, end
         self._text = text[cut:]
         self._offset = offset
@@ -224,8 +237,11 @@ class TextAssembler:
         safe = None  # the first safe cut at or after the last sentence end, up to n (-1: none): one scan in all
         for s in sentences.ends(text, n, final, line_start_at_0=at0):
             if safe is None or 0 <= safe < s:
-                m = _SAFE_CUT.search(text, s, n + 1)
-                safe = m.start() if m is not None else -1
+                if text[s : s + 1] == " ":
+                    safe = s  # most sentences end right before a space (and after a word: a safe cut)
+                else:
+                    m = _SAFE_CUT.search(text, s, n + 1)
+                    safe = m.start() if m is not None else -1
             p = safe if safe >= 0 else (n if final else None)
             if p is not None and (not ends or ends[-1][0] != p):
                 ends.append((p, s))
