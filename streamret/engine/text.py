@@ -258,6 +258,8 @@ class TextAssembler:
         for p, s in [*ends, (n, None)]:
             while True:
                 if a is None:
+                    if s is not None and at(p) - at(prev) <= cap:
+                        break  # within the bound wherever its text starts (a is set again below)
                     m = non_space(text, prev, p)
                     if m is None:
                         break
