@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streamret.engine import Engine, EngineConfig
 from streamret.engine.segments import Segment, SegmentTracker, select_summary
-from streamret.engine.sentences import decide
+from streamret.engine.sentences import candidates, decide, ends
 from streamret.engine.text import TextAssembler, TextSnapshot
 
 # King James Bible, Project Gutenberg layout (lines wrapped at 70, CRLF, verses split by blank lines)
@@ -147,6 +147,39 @@ def test_sentence_rules():
     assert not ends("\n1.| Introduction")
     assert decide("It ended. The", len("It ended."), final=False) is None  # "The" may go on
     assert decide("It ended. ", len("It ended."), final=False) is None  # the whitespace may hold a newline
+
+
+# words built to meet each rule and its edges: openers, abbreviations, initials, numbers, list items, runs of
+# marks and closers (one run longer than the word window), whitespace that the word search does not split at
+_WORDS = st.tuples(
+    st.sampled_from(["", "", "(", "“", "¿"]),
+    st.sampled_from(["", "a", "Z", "word", "the", "Mr", "e.g", "U.S", "No", "fig", "cf", "5", "12", "1:2", "-",
+                     "a)", "é", "日本", "Q" * 15, "Q" * 16, "x" * 70]),
+    st.sampled_from(["", "", ".", ".", "!", "?.", "..", "…", "。"]),
+    st.sampled_from(["", "", '"', ")", "»", ")" * 70]),
+    st.sampled_from(["", " ", " ", "  ", "\n", "\n\n", "\t", "\r\n", " \n ", "\xa0", "\x0b"]),
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(words=st.lists(_WORDS, max_size=30), data=st.data())
+def test_ends_decides_every_candidate_as_decide_does(words, data):
+    """`ends` (one pass, the rules inlined for marks) against `decide` on each candidate, for every place
+    the emitted text can end and both values of final."""
+    text = "".join(words)
+    # the emitted text ends anywhere, often at a candidate (the window after it may then be cut short)
+    n = data.draw(st.integers(0, len(text)) | st.sampled_from([0, *candidates(text, 0, len(text))]))
+    final = data.draw(st.booleans())
+    at0 = data.draw(st.booleans())
+    want = [s for s in candidates(text, 0, n) if decide(text, s, final or s < n, at0)]
+    assert ends(text, n, final, at0) == want
+
+
+def test_ends_waits_for_the_window_after_a_candidate():
+    assert ends("It ended. " + "Q" * 15, 9, final=False) == []  # the next word may go on
+    assert ends("It ended. " + "Q" * 16, 9, final=False) == [9]  # its window is all here
+    assert ends("It ended. " + "Q" * 15, 9, final=True) == [9]
+    assert ends("It ended. ", 9, final=False) == []  # the whitespace may hold a newline
 
 
 LONG = ("word " * 900).strip() + ". " + ("Étude " * 400).strip() + ". Short one. " + "x" * 1500 + " end."

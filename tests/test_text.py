@@ -1,10 +1,13 @@
 """TextAssembler: pieces do not depend on where the bytes were cut; offsets, tail bound, bad UTF-8."""
 
+import dataclasses
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamret.engine.text import TextAssembler, TextSnapshot
+from streamret.engine.text import TextAssembler, TextPiece, TextSnapshot, _piece
 from streamret.model.tokenizer import HFTokenizer
 
 WORDS = ["the", "naïve", "café", "日本語", "😀x", "a.", "end!", "(quote.)", "\n", "  ", "\t", "ok?", "€"]
@@ -81,6 +84,32 @@ def test_sentence_segments_do_not_depend_on_cuts(data, text):
         return out + ([cur] if cur else [])
 
     assert segments(many) == segments(one)
+
+
+# with invalid bytes, and sentence ends followed by a newline: their segment's cut comes after the next word
+CARRY_WORDS = [*WORDS, b"\xff", b"\xe2\x82", "\n\n", "\n1:2", "end.\nÉté", "。\n€"]
+
+
+def as_text(raw: bytes) -> str:
+    """Stream bytes as the front hands them out: each byte that is not valid UTF-8 becomes U+FFFD."""
+    return re.sub("[\udc80-\udcff]", "\ufffd", raw.decode("utf-8", "surrogateescape"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), words=st.lists(st.sampled_from(CARRY_WORDS), max_size=40))
+def test_each_piece_and_its_carry_are_their_bytes(data, words):
+    """Byte offsets come from one cumulative count per emission: each piece's bytes, and the bytes of the
+    carry (the next segment's start) at its end, are its text, with invalid bytes and short segments."""
+    raw = b" ".join(w if isinstance(w, bytes) else w.encode() for w in words)
+    chunks = cut(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    flushes = data.draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    pieces, a = feed_all(chunks, flushes, max_segment_bytes=data.draw(st.sampled_from([4, 16, 1024])))
+    pieces += a.close()
+    for p in pieces:
+        assert as_text(raw[p.start_byte : p.end_byte]) == p.text
+        carry = p.text[len(p.text) - p.carry_chars :]
+        assert as_text(raw[p.end_byte - p.carry_bytes : p.end_byte]) == carry
+        assert p.ends_segment or p.carry_chars == p.carry_bytes == 0
 
 
 def test_sentence_and_line_boundaries():
@@ -192,3 +221,15 @@ def test_pieces_tokenize_like_the_whole_text_with_hf_tokenizers(style):
         pieces, a = feed_all(chunks, [False] * len(chunks), max_tail_bytes=1 << 20)
         pieces += a.close()
         assert [i for p in pieces for i in tok.encode(p.text)] == tok.encode(raw.decode()), [p.text for p in pieces]
+
+
+def test_the_front_makes_the_same_frozen_pieces_as_the_dataclass():
+    fields = [f.name for f in dataclasses.fields(TextPiece)]
+    made = _piece(" é. x", 3, 10, True, True, 2, 2)
+    want = TextPiece(" é. x", 3, 10, True, True, 2, 2)
+    assert made == want and hash(made) == hash(want) and repr(made) == repr(want)
+    assert list(vars(made)) == fields  # every field, in order, and nothing else
+    assert (made.stripped, made.lead_bytes) == (want.stripped, want.lead_bytes)
+    assert _piece("a", 0, 1, False) == TextPiece("a", 0, 1)  # the defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.text = "other"

@@ -43,7 +43,9 @@ _CLOSERS = "".join(CLOSERS)
 # that holds a blank line or a newline and a list item: the only places where `decide` can say True
 # (finding the second kind by its newline saves a Python call at every wrapped line)
 _MARK_END = re.compile("[" + re.escape(_MARKS) + "][" + re.escape(_CLOSERS) + r"]*(?=\s)")
-_LINE_BREAK = re.compile(r"\n(?:\s*\n|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")
+_LINE_BREAK = re.compile(r"\n(?:(\s*\n)|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")  # group 1: a blank line
+# a candidate after a mark, with the whitespace after it and the first NEXT_WINDOW characters of the next word
+_MARK_WINDOW = re.compile(f"[{re.escape(_MARKS)}][{re.escape(_CLOSERS)}]*" + rf"(?=(\s+)(\S{{0,{NEXT_WINDOW}}}))")
 _BEFORE_NEWLINE = " \t\r\x0b\x0c"
 _SPACE_RUN = re.compile(r"\s*")
 _WORD = re.compile(r"\S*")
@@ -94,7 +96,13 @@ def decide(text: str, s: int, final: bool, line_start_at_0: bool = True) -> bool
         return True
     if core[-mark:] != "." or len(core) < len(word):
         return True  # ! ? ... or a mark inside quotes or brackets
-    stem = core[:-1].lstrip(OPENERS).lower()
+    return _period_ends(text, w0, s - 1, first, line_start_at_0)
+
+
+def _period_ends(text: str, w0: int, dot: int, first: str, line_start_at_0: bool) -> bool:
+    """Whether the word text[w0:dot] followed by a lone "." ends a sentence, given the first character of
+    the next word (after its opening quotes or brackets)."""
+    stem = text[w0:dot].lstrip(OPENERS).lower()
     if not stem:
         return True
     if stem in TITLES or stem in ALWAYS_ABBREVIATED:
@@ -157,6 +165,14 @@ def candidates(text: str, lo: int, hi: int) -> list[int]:
     for m in _MARK_END.finditer(text, lo, hi + 1):
         if m.end() > lo:
             found.add(m.end())
+    found.update(s for s, _ in _line_break_candidates(text, hi, lo))
+    return sorted(found)
+
+
+def _line_break_candidates(text: str, hi: int, lo: int = 0) -> list[tuple[int, bool]]:
+    """Candidates lo < s <= hi right after a word, before whitespace that holds a blank line, or a newline
+    and a list item; with each, whether it is a blank line (which ends a sentence whatever follows)."""
+    found = []
     for m in _LINE_BREAK.finditer(text, lo):
         s = m.start()
         while s > lo and text[s - 1] in _BEFORE_NEWLINE:
@@ -164,5 +180,61 @@ def candidates(text: str, lo: int, hi: int) -> list[int]:
         if s > hi:
             break
         if s > lo and not text[s - 1].isspace():
-            found.add(s)
-    return sorted(found)
+            found.append((s, m.group(1) is not None))
+    return found
+
+
+def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[int]:
+    """The candidates s in (0, n] that end a sentence, in order: those of `candidates(text, 0, n)` for which
+    `decide` says True, with the end of text final for s < n (the window of a candidate before n is there).
+
+    The same decisions as `decide`, taken in one pass for the candidates after a mark, which are most
+    of them: one regex match gives each one's whitespace and next word, so only a lone "." looks at the
+    word before it; the other candidates (a line break after a word without a mark) end a sentence at a
+    blank line, and go through `decide` before a list item.
+    """
+    out = []
+    marked_at = set()
+    size = len(text)
+    for m in _MARK_WINDOW.finditer(text):
+        s = m.end()
+        if s > n:
+            break
+        marked_at.add(s)
+        f = final or s < n
+        dot = m.start()
+        if dot < s - WORD_WINDOW:  # the window holds closers only: `decide` reads it as a word without a mark
+            if decide(text, s, f, line_start_at_0):
+                out.append(s)
+            continue
+        j, e = m.end(1), m.end(2)  # the whitespace after s is text[s:j], the next word's window text[j:e]
+        newlines = text.count("\n", s, j)
+        if newlines >= 2:
+            out.append(s)
+            continue
+        if j == size or (e == size and e - j < NEXT_WINDOW and not f):
+            if f and j == size:
+                out.append(s)
+            continue  # undecided (None) counts as no end
+        first = text[j]
+        if first in OPENERS:
+            first = text[j:e].lstrip(OPENERS)[:1]
+        if first.islower():
+            continue
+        if newlines and _ITEM.match(text, j, e):
+            out.append(s)
+            continue
+        if text[dot] != "." or s != dot + 1:
+            out.append(s)  # ! ? ... or a mark inside quotes or brackets
+            continue
+        lo = s - WORD_WINDOW if s > WORD_WINDOW else 0
+        w0 = max(lo - 1, text.rfind(" ", lo, dot), text.rfind("\n", lo, dot), text.rfind("\t", lo, dot),
+                 text.rfind("\r", lo, dot)) + 1
+        if (dot > w0 and text[dot - 1] in MARKS) or _period_ends(text, w0, dot, first, line_start_at_0):
+            out.append(s)
+    more = [s for s, blank in _line_break_candidates(text, n)
+            if s not in marked_at and (blank or decide(text, s, final or s < n, line_start_at_0))]
+    if more:
+        out.extend(more)
+        out.sort()
+    return out

@@ -76,6 +76,19 @@ class TextPiece:
         return len(self.text[: len(self.text) - len(self.stripped)].encode("utf-8"))
 
 
+_new_object = object.__new__
+
+
+def _piece(text: str, start_byte: int, end_byte: int, starts_segment: bool, ends_segment: bool = False,
+           carry_chars: int = 0, carry_bytes: int = 0) -> TextPiece:
+    """TextPiece(...) for the text front's loop: the same frozen object, made without the dataclass's
+    object.__setattr__ per field (half the cost of a piece, and a chunk makes one per sentence)."""
+    piece = _new_object(TextPiece)
+    piece.__dict__.update(text=text, start_byte=start_byte, end_byte=end_byte, starts_segment=starts_segment,
+                          ends_segment=ends_segment, carry_chars=carry_chars, carry_bytes=carry_bytes)
+    return piece
+
+
 @dataclass(frozen=True)
 class TextSnapshot:
     """What a saved state needs to continue the text: the undelivered bytes and where they start."""
@@ -96,18 +109,21 @@ def _clean(raw: str) -> str:
 
 
 class _ByteOffsets:
-    """Stream byte offset of each character position of a surrogate-escaped text (one byte per escape)."""
+    """Stream byte offset of each character position of a surrogate-escaped text (one byte per escape):
+    `at(i)`, a C-level call for ASCII text, where it is offset + i."""
 
     def __init__(self, text: str, offset: int):
         self.offset = offset
         self.cum = None
+        self.at = offset.__add__
         if not text.isascii():
             cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
             size = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000) - 2 * ((cp >= 0xDC80) & (cp <= 0xDCFF))
             self.cum = np.concatenate([[0], np.cumsum(size, dtype=np.int64)])
+            self.at = self._at_cum
 
-    def at(self, i: int) -> int:
-        return self.offset + (i if self.cum is None else int(self.cum[i]))
+    def _at_cum(self, i: int) -> int:
+        return self.offset + int(self.cum[i])
 
 
 class TextAssembler:
@@ -147,7 +163,7 @@ class TextAssembler:
         cut = self._last_safe_cut()
         if self.segment_by == "sentence" and cut:
             cut = self._decided_cut(cut)
-        if self.tail_bytes - _nbytes(self._text[:cut]) > self.max_tail_bytes:
+        if _nbytes(self._text[cut:]) + len(self._decoder.getstate()[0]) > self.max_tail_bytes:
             return self._emit(len(self._text), boundary="forced")  # tail bound: every complete character
         return self._emit(cut, boundary="space")
 
@@ -183,8 +199,9 @@ class TextAssembler:
             piece = TextPiece(_clean(raw), self._offset, self._offset + nb, False, True)
             self._offset += nb
             return [piece]
-        cuts = self._segment_cuts(cut, boundary)
         text = self._text
+        offsets = _ByteOffsets(text[:cut], self._offset)
+        cuts = self._segment_cuts(cut, boundary, offsets)
         ends: dict[int, int] = {}  # piece end -> where its segment's text ends
         restarts = set()  # piece starts before which the open segment ends (again)
         for p, s in cuts:
@@ -193,39 +210,43 @@ class TextAssembler:
             else:
                 ends[p] = s
         bounds = sorted({*ends, cut})
+        escaped = offsets.cum is not None and _ESCAPED.search(text, 0, cut) is not None
+        at = offsets.at
         pieces = []
         start, offset = 0, self._offset
         for p in bounds:
-            part = text[start:p]
-            nb = _nbytes(part)
+            end = at(p)
             s = ends.get(p)
-            carry = text[s:p] if s is not None else ""
-            pieces.append(TextPiece(_clean(part), offset, offset + nb, start in restarts, s is not None,
-                                    len(carry), _nbytes(carry) if carry else 0))
-            start, offset = p, offset + nb
+            part = _clean(text[start:p]) if escaped else text[start:p]
+            if s is None:
+                pieces.append(_piece(part, offset, end, start in restarts))
+            else:
+                pieces.append(_piece(part, offset, end, start in restarts, True, p - s, end - at(s)))
+            start, offset = p, end
         self._text = text[cut:]
         self._offset = offset
         return pieces
 
-    def _segment_cuts(self, n: int, boundary: str) -> list[tuple[int, int]]:
+    def _segment_cuts(self, n: int, boundary: str, offsets: _ByteOffsets) -> list[tuple[int, int]]:
         """Segment cuts in text[:n] as (p, s): the segment ends at position p (a safe cut; 0 is the
-        start of what is handed out now) and its text ends at s <= p. Updates the open segment's start."""
+        start of what is handed out now) and its text ends at s <= p; offsets: those of text[:n]. Updates
+        the open segment's start."""
         text, final = self._text, boundary == "flush"
         at0 = self._offset == 0
         ends: list[tuple[int, int]] = []  # (p, s): the first safe cut at or after each sentence end s
         safe = None  # the first safe cut at or after the last sentence end, up to n (-1: none): one scan in all
-        for s in sentences.candidates(text, 0, n):
-            if not sentences.decide(text, s, final=final or s < n, line_start_at_0=at0):
-                continue
+        for s in sentences.ends(text, n, final, line_start_at_0=at0):
             if safe is None or 0 <= safe < s:
-                m = _SAFE_CUT.search(text, s, n + 1)
-                safe = m.start() if m is not None else -1
+                if text[s : s + 1] == " ":
+                    safe = s  # most sentences end right before a space (and after a word: a safe cut)
+                else:
+                    m = _SAFE_CUT.search(text, s, n + 1)
+                    safe = m.start() if m is not None else -1
             p = safe if safe >= 0 else (n if final else None)
             if p is not None and (not ends or ends[-1][0] != p):
                 ends.append((p, s))
         if final and (not ends or ends[-1][0] != n):
             ends.append((n, n))
-        offsets = _ByteOffsets(text[:n], self._offset)
         cap = self.max_segment_bytes
         a = self._segment_start  # byte offset of the open segment's first non-space character, or None
         out: list[tuple[int, int]] = []
@@ -233,14 +254,17 @@ class TextAssembler:
         if self._offset > 0 and text[:1].isspace() and sentences.line_break(text, 0, final=True):
             out.append((0, 0))  # decided now: it needed the whitespace that came after the last emission
             a = None
+        at, non_space = offsets.at, _NON_SPACE.search
         for p, s in [*ends, (n, None)]:
             while True:
                 if a is None:
-                    m = _NON_SPACE.search(text, prev, p)
+                    if s is not None and at(p) - at(prev) <= cap:
+                        break  # within the bound wherever its text starts (a is set again below)
+                    m = non_space(text, prev, p)
                     if m is None:
                         break
-                    a = offsets.at(m.start())
-                if offsets.at(p) - a <= cap:
+                    a = at(m.start())
+                if at(p) - a <= cap:
                     break
                 q = self._cap_cut(text, offsets, a, prev, p)
                 if q is None or q >= p:
@@ -250,9 +274,14 @@ class TextAssembler:
             if s is None:
                 break
             out.append((p, s))
-            m = _NON_SPACE.search(text, s, p)
-            prev, a = p, (offsets.at(m.start()) if m is not None else None)
-            if p > s and sentences.line_break(text, p, final=final or p < n):
+            if p == s:
+                prev, a = p, None
+                continue
+            m = non_space(text, s, p)
+            prev, a = p, (at(m.start()) if m is not None else None)
+            # a lone space before a word (where most carries end) holds no line break
+            lone_space = text[p : p + 1] == " " and text[p + 1 : p + 2].strip()
+            if not lone_space and sentences.line_break(text, p, final or p < n):
                 out.append((p, p))  # the carried text ends a sentence of its own, with no tokens: given up
                 a = None
         self._segment_start = a
