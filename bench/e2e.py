@@ -458,11 +458,16 @@ def part_service(engine: Engine, target: str, chunks: int, rate: float | None, t
 
     ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
                             window=args.window, procs=args.procs, text_file=text_file)
-    before = engine.stats()
+    from cpu_threads import cpu_between, thread_cpu_s, us_per_token
+
+    before, cpu0 = engine.stats(), thread_cpu_s(engine)
     row = service_bench.run_service(target, ns, "half" if rate else "saturate", rate)
-    after = engine.stats()
+    after, cpu1 = engine.stats(), thread_cpu_s(engine)
+    # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
+    cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-            **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+            "cpu_us_per_token": cpu_us, **steps_between(before, after),
+            "recent": service_bench.step_summary(before, after)}
 
 
 def write_corpus(path: str, prefix: str, docs: list[str]) -> None:
