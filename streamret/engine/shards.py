@@ -95,13 +95,15 @@ class _Outbox:
         self._queue: deque = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._idle = False  # the sender waits for messages
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def put(self, message) -> None:
         with self._cv:
             self._queue.append(message)
-            self._cv.notify()
+            if self._idle:  # a sender that is busy takes this message with its next batch
+                self._cv.notify()
 
     def close(self) -> None:
         """Send what is queued, then stop."""
@@ -114,7 +116,9 @@ class _Outbox:
         while True:
             with self._cv:
                 while not self._queue and not self._closed:
+                    self._idle = True
                     self._cv.wait()
+                    self._idle = False
                 batch = list(self._queue)
                 self._queue.clear()
                 if not batch and self._closed:
