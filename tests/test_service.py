@@ -25,7 +25,8 @@ from helpers_tokenizers import GatedTokenizer
 
 from streamret.batch.arrow_table import table_from_ipc, table_to_ipc
 from streamret.client import AsyncClient, ChunkError, Client, RetryPolicy
-from streamret.engine import Engine, EngineConfig, record
+from streamret.engine import Engine, EngineConfig, record, start_engine
+from streamret.engine.durability import DurableStore
 from streamret.model import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
 from streamret.service.limits import ServiceLimits
@@ -79,12 +80,13 @@ def req(sid: str, seq: int, text: str = "", **kw) -> pb.AppendRequest:
     return pb.AppendRequest(stream_id=sid, seq=seq, text=text, **kw)
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["engine", "engine-procs-2"])
+def engine(request, tmp_path_factory):
     # durable only on demand (evict, checkpoint, close keep_state): no fsync per chunk
     cfg = EngineConfig(durable_every_chunks=0)
-    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path_factory.mktemp("states")),
-                           config=cfg) as eng:
+    # the in-process engine, and two engine processes (ShardedEngine) behind the same server
+    with start_engine("random:tiny", "cpu", str(tmp_path_factory.mktemp("states")), cfg,
+                      procs=request.param) as eng:
         yield eng
 
 
@@ -282,7 +284,8 @@ def test_a_tenant_can_drop_a_stream_whose_record_is_damaged(acme, globex, engine
     mine, theirs = "acme\x1fledger", "globex\x1fglobex-plan"
     engine.evict(mine)
     engine.evict(theirs)
-    Path(engine.durable.path(mine)).write_bytes(Path(engine.durable.path(theirs)).read_bytes())
+    store = engine.durable if isinstance(engine, Engine) else DurableStore(engine.state_dir)  # (engine processes)
+    Path(store.path(mine)).write_bytes(Path(store.path(theirs)).read_bytes())
     code, details = code_of(acme.GetEmbedding, pb.GetEmbeddingRequest(stream_id="ledger"))
     assert code == SC.INVALID_ARGUMENT and "'ledger'" in details and "keep_state=false" in details, details
     assert "globex" not in details.lower() and "plan" not in details, details

@@ -210,6 +210,7 @@ class ShardedEngine:
             raise ValueError(f"procs must be an int >= 1 (engine processes), got {procs!r}")
         self.config = config = config or EngineConfig()
         self.procs = procs
+        self.state_dir = state_dir  # every engine's durable store (one record per stream)
         ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
         self._logs = ctx.Queue()
         self._log_thread = threading.Thread(target=_relay_logs, args=(self._logs,), name="streamret-shard-logs",
