@@ -10,7 +10,7 @@ import pytest
 from streamret.engine import Engine, EngineConfig
 from streamret.engine.bounds import QueueBounds
 from streamret.engine.shards import ShardedEngine, merge_stats, shard_of
-from streamret.errors import NotFound, SeqGap, TooBusy, Unavailable
+from streamret.errors import InvalidArgument, NotFound, SeqGap, TooBusy, Unavailable
 
 MODEL = "random:tiny"
 TEXT = [f"Stream {i} says a few things. Then it says more, about item {i}. " * 3 for i in range(8)]
@@ -182,3 +182,28 @@ def test_queue_bounds_count_per_stream_and_in_total():
 def test_procs_must_be_a_positive_int():
     with pytest.raises(ValueError, match="procs must be an int >= 1"):
         ShardedEngine(MODEL, "cpu", procs=0)
+
+
+def test_the_batch_job_over_engine_processes_writes_what_one_engine_writes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from streamret.batch import embed_parquet
+
+    texts = [t * (1 + i % 4) for i, t in enumerate(TEXT * 3)] + [""]  # and one bad row
+    pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), tmp_path / "c.parquet")
+    outs = {}
+    for procs in (1, 2):
+        report = embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / f"out{procs}"), model=MODEL,
+                               device="cpu", engine_procs=procs, chunk_bytes=64, progress=False)
+        assert (report.documents, report.errors) == (len(texts), 1)
+        outs[procs] = pq.read_table(tmp_path / f"out{procs}").sort_by("id").to_pydict()
+    one, two = outs[1], outs[2]
+    assert one["summary"] == two["summary"] and one["error"] == two["error"] and one["tokens"] == two["tokens"]
+    for a, b in zip(one["embedding"], two["embedding"]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(InvalidArgument, match="engine processes must be an int >= 1 or 'auto'"):
+        embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "bad"), model=MODEL, device="cpu",
+                      engine_procs="many", progress=False)
