@@ -51,6 +51,9 @@ class EngineConfig:
     # model
     chunk_size: int = 64
     cuda_graphs: bool = True  # on a GPU, each step's forward replays a CUDA graph of its shape bucket
+    # ... every bucket's graph captured when the engine starts (a second or two), not at the first step that
+    # needs it (a stall of tens of ms for the streams of that step)
+    capture_graphs_at_start: bool = True
     max_stream_id_bytes: int = 1024
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from streamret_kernels import segment_sum
 
-from ..model.graphs import GraphedForward
+from ..model.graphs import GraphedForward, all_buckets
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
 from .segments import StepRuns
 from .staging import Staging
@@ -36,10 +36,13 @@ class StepOutput:
 
 
 class ModelRunner:
-    def __init__(self, model: RetNet, chunk_size: int = 64, cuda_graphs: bool = True):
+    def __init__(self, model: RetNet, chunk_size: int = 64, cuda_graphs: bool = True,
+                 capture: tuple[int, int] | None = None):
         """cuda_graphs: on a GPU, replay each step's forward from a CUDA graph of its shape bucket
         (model/graphs.py): a step is then a few launches instead of hundreds, so the step thread needs
-        the GIL a few times a step rather than once per kernel, while callers' threads want it too."""
+        the GIL a few times a step rather than once per kernel, while callers' threads want it too.
+        capture: (most streams, most tokens) of a step: capture every bucket such steps use now, so that no
+        step waits for a capture (tens of ms each, which a latency percentile shows) later."""
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
@@ -48,6 +51,8 @@ class ModelRunner:
         # another would stall steps over and over
         self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size) \
             if cuda_graphs and model.device.type == "cuda" else None
+        if self.graphed is not None and capture is not None:
+            self.graphed.capture(all_buckets(*capture))
         # segment embeddings through a float64 copy of the embedding head, on the model's device: the
         # pooled sums are float64, and a step embeds all the segments it closed in one call
         head = model.embed_head

@@ -31,6 +31,18 @@ def seq_bucket(N: int) -> int:
     return max(2, 1 << N.bit_length())
 
 
+def all_buckets(max_sequences: int, max_tokens: int) -> list[tuple[int, int]]:
+    """Every (rows, tokens) bucket of a batch of at most max_sequences sequences of at least one token each
+    and at most max_tokens tokens in all, smallest first."""
+    tokens, t = [], 1
+    while token_bucket(t) < token_bucket(max_tokens):
+        tokens.append(token_bucket(t))
+        t = token_bucket(t) + 1
+    tokens.append(token_bucket(max_tokens))
+    rows = sorted({seq_bucket(n) for n in range(1, max_sequences + 1)})
+    return [(nb, tb) for tb in tokens for nb in rows if nb // 2 <= tb]  # N sequences hold >= N tokens
+
+
 @dataclass
 class _Graph:
     graph: torch.cuda.CUDAGraph
@@ -57,6 +69,12 @@ class GraphedForward:
         self.pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time: they share memory
         self.states: dict[int, RetNetState] = {}  # input state buffers per row bucket (they are the largest)
         self.captures = 0  # graphs captured so far (a capture costs a few eager forwards)
+
+    def capture(self, buckets: list[tuple[int, int]]) -> None:
+        """Capture these buckets' graphs now (a server's start) rather than at a step that needs one."""
+        self.max_graphs = max(self.max_graphs, len(buckets))
+        for nb, tb in buckets:
+            self._graph(nb, tb)
 
     def clear(self) -> None:
         """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured)."""

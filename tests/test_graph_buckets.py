@@ -1,0 +1,20 @@
+"""The CUDA-graph buckets captured at an engine's start cover every step shape the engine can run."""
+
+import itertools
+
+from streamret.model.graphs import all_buckets, seq_bucket, token_bucket
+
+
+def test_every_step_shape_falls_in_a_bucket_captured_at_start():
+    for max_seq, max_tokens in ((1, 64), (5, 300), (256, 16384), (40, 5000)):
+        buckets = set(all_buckets(max_seq, max_tokens))
+        ns = sorted({1, 2, 3, max_seq // 2 or 1, max_seq})
+        ts = sorted({1, 63, 64, 65, 4095, 4096, 4097, 8193, max_tokens // 3 or 1, max_tokens})
+        for n, t in itertools.product(ns, ts):
+            if n <= max_seq and n <= t <= max_tokens:  # n streams with at least one token each
+                assert (seq_bucket(n), token_bucket(t)) in buckets, (max_seq, max_tokens, n, t)
+        assert len(buckets) == len(all_buckets(max_seq, max_tokens))  # each once
+
+
+def test_the_default_step_budget_needs_under_a_hundred_graphs():
+    assert len(all_buckets(256, 16384)) == 87
