@@ -53,7 +53,7 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
             stage.submit(it)
     assert done.wait(30)
     stage.close()
-    assert tok.calls == [6]  # every piece of the three items in one call
+    assert tok.calls == [3]  # the three items in one call (bytes: an item's pieces as one text)
     assert [it for it, _ in got] == items
     for it, result in got:
         assert isinstance(result, Tokenized)
@@ -67,7 +67,7 @@ def test_a_bad_item_fails_alone_and_its_neighbours_are_tokenized():
     results = tokenize_items(tok, 260, [item("a", "fine"), item("b", "a BAD one"), item("c", "also fine")])
     assert isinstance(results[1], ValueError) and "BAD" in str(results[1])
     assert [r.tokens.tolist() for r in (results[0], results[2])] == [list(b"fine"), list(b"also fine")]
-    assert tok.calls == [3, 1, 1, 1]  # the batch, then each item alone
+    assert tok.calls == [3, 1, 1, 1]  # the batch, then each item alone (bytes: one text per item)
 
 
 def test_ids_past_the_vocabulary_fail_the_item_with_a_clear_error():

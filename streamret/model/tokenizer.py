@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 
 @runtime_checkable
@@ -15,6 +18,12 @@ class Tokenizer(Protocol):
     a ends with a non-whitespace character and b starts with a space " " (the engine only cuts
     there). Other cuts are not safe for real vocabularies: BPE merges runs of whitespace ("\\n\\n",
     "  "), and Metaspace tokenizers attach newlines and tabs to the following word.
+
+    A tokenizer may also have `encode_pieces(items: list[list[str]]) -> tuple[ids, ends]`, the
+    engine's call (through `encode_pieces(tokenizer, items)`, which falls back to `encode_batch` when
+    it is missing): for items of text pieces, the ids of every piece of every item one after the other
+    (int64 [n]) and where each piece's ids end in them (int64 [pieces]), equal to `encode_batch` of
+    every piece. The items are a hint: a native tokenizer may take one task per item.
     """
 
     name: str
@@ -45,6 +54,17 @@ class ByteTokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
+
+    def encode_pieces(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode_pieces` (see `Tokenizer`): one text per item, as bytes concatenate at every cut; through
+        encode_batch, so that a subclass that overrides it sees every call."""
+        ids = self.encode_batch(["".join(pieces) for pieces in items if pieces])
+        pieces = [p for ps in items for p in ps]
+        if all(map(str.isascii, pieces)):
+            lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        else:
+            lens = np.fromiter(map(len, map(str.encode, pieces)), np.int64, len(pieces))
+        return np.fromiter(itertools.chain.from_iterable(ids), np.int64), np.cumsum(lens)
 
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
@@ -97,12 +117,49 @@ class HFTokenizer:
         # tokenizers runs a batch in Rust threads with the GIL released (TOKENIZERS_PARALLELISM)
         return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
+    def encode_pieces(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode_pieces` (see `Tokenizer`): each item is one pre-tokenized input of `tokenizers`, whose
+        "words" are its pieces. tokenizers encodes each word of such an input as its own text (normalizer,
+        pre-tokenizer, model), exactly as encode_batch does each piece, and merges them, numbering each
+        token with its word (`word_ids`): the same ids, with Python objects per item instead of per piece,
+        and the pieces' ends from the numbering. A truncation or padding setting would apply to the merged
+        input instead of each piece, so such a tokenizer is encoded piece by piece."""
+        if self._tok.truncation is not None or self._tok.padding is not None:
+            return encode_pieces_one_by_one(self, items)
+        full = [pieces for pieces in items if pieces]  # a pre-tokenized input of no words is refused
+        encoded = self._tok.encode_batch(full, is_pretokenized=True, add_special_tokens=False)
+        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encoded), np.int64)
+        words = [e.word_ids for e in encoded]
+        try:
+            piece = np.fromiter(itertools.chain.from_iterable(words), np.int64, len(ids))
+        except TypeError:  # a token of no word (None; none is known to come without special tokens)
+            return encode_pieces_one_by_one(self, items)
+        # each token's piece among all the items' pieces: its word plus the pieces of the inputs before it
+        n_pieces = np.fromiter(map(len, full), np.int64, len(full))
+        piece += np.repeat(np.cumsum(n_pieces) - n_pieces, np.fromiter(map(len, words), np.int64, len(words)))
+        return ids, np.searchsorted(piece, np.arange(n_pieces.sum()), side="right").astype(np.int64, copy=False)
+
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
 
     def get_vocab(self) -> dict[str, int]:
         """Token string -> id, added tokens included (e.g. to tell WordPiece word starts from "##" pieces)."""
         return self._tok.get_vocab(with_added_tokens=True)
+
+
+def encode_pieces(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """For items of text pieces: the ids of every piece of every item one after the other (int64 [n]) and
+    where each piece's ids end in them (int64 [pieces]); the tokenizer's own `encode_pieces` when it has one."""
+    own = getattr(tokenizer, "encode_pieces", None)
+    return own(items) if own is not None else encode_pieces_one_by_one(tokenizer, items)
+
+
+def encode_pieces_one_by_one(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_pieces` from one `encode_batch` of every piece: for any tokenizer."""
+    pieces = [p for ps in items for p in ps]
+    ids = tokenizer.encode_batch(pieces) if pieces else []
+    return (np.fromiter(itertools.chain.from_iterable(ids), np.int64),
+            np.cumsum(np.fromiter(map(len, ids), np.int64, len(ids))))
 
 
 def without_prefix_space(spec: dict) -> dict:
