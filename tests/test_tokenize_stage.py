@@ -100,3 +100,51 @@ def test_many_chunks_from_one_caller_thread_apply_in_order_per_stream():
             e.append("whole-" + sid, 1, "".join(chunks), flush=True)
             a, b = e.embedding(sid), e.embedding("whole-" + sid)
             assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b)
+
+
+class PieceByPieceTokenizer:
+    """Bytes, with encode and encode_batch only (no encode_pieces): the stage falls back to encode_batch."""
+
+    name, vocab_size, eos_id = "plain", 256, None
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode())
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        self.calls.append(texts)
+        return [[10_000] * len(t.encode()) if "BAD" in t else self.encode(t) for t in texts]
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(ids).decode()
+
+
+def test_a_tokenizer_without_encode_pieces_gets_every_piece_in_one_call():
+    tok = PieceByPieceTokenizer()
+    items = [item("a", "one ", "", "tw\u00f6"), item("b"), item("c", "three")]
+    results = tokenize_items(tok, 256, items)
+    assert tok.calls == [["one ", "", "tw\u00f6", "three"]]
+    for it, r in zip(items, results):
+        assert r.tokens.tolist() == list("".join(p.text for p in it.pieces).encode())
+        assert r.ends.tolist() == np.cumsum([len(p.text.encode()) for p in it.pieces]).tolist()
+        assert r.layout.lens.tolist() == [len(p.text.encode()) for p in it.pieces]
+
+
+def test_ids_past_the_vocabulary_fail_only_the_items_that_hold_them():
+    tok = PieceByPieceTokenizer()
+    results = tokenize_items(tok, 256, [item("a", "fine"), item("b", "x", "", " BAD"), item("c"), item("d", "ok")])
+    assert len(tok.calls) == 1  # no retry: the ids tell which item is bad
+    assert "outside the model's vocabulary" in str(results[1])
+    assert [results[k].tokens.tolist() for k in (0, 2, 3)] == [list(b"fine"), [], list(b"ok")]
+
+
+def test_a_tokenizer_that_gives_other_piece_ends_fails_each_item_with_what_it_gave():
+    class WrongEnds(ByteTokenizer):
+        def encode_pieces(self, items):
+            ids, ends = super().encode_pieces(items)
+            return ids, ends[:-1]
+
+    results = tokenize_items(WrongEnds(), 260, [item("a", "x", "y"), item("b", "z")])
+    assert all(isinstance(r, ValueError) and "one end per piece" in str(r) for r in results)
