@@ -154,14 +154,16 @@ def test_hf_loads_a_file_or_folder_and_keeps_the_source(tmp_path, hf_json):
 
 PIECE_TEXTS = ["", " ", "  ", "\n", "\n\n", "\t", " \n ", "\u00a0", "\u3000", "x", "é", "naïve", "日本語", "🙂",
                "don't", "a.b", "Zürich", "——", ".", "?!", "\u0301", "ﬁ"]
+SPECIAL_TEXTS = ["[PAD]", "[SEP]", "<|endoftext|>", "<s>", "</s>", "<unk>"]  # texts of special tokens
 
 
-def random_items(rng: random.Random, n_items: int) -> list[list[str]]:
+def random_items(rng: random.Random, n_items: int, specials: bool) -> list[list[str]]:
     """Items of pieces cut anywhere (not only where the engine cuts): empty pieces, pieces of whitespace only
-    (no tokens), unicode, accents, combining marks, whitespace runs; some items without pieces."""
-    items = []
+    (no tokens), unicode, accents, combining marks, whitespace runs and, with specials, special tokens' texts;
+    some items without pieces."""
+    items, texts = [], PIECE_TEXTS + WORDS + SPACES + (SPECIAL_TEXTS if specials else [])
     for _ in range(n_items):
-        text = "".join(rng.choice(PIECE_TEXTS + WORDS + SPACES) for _ in range(rng.randrange(0, 30)))
+        text = "".join(rng.choice(texts) for _ in range(rng.randrange(0, 30)))
         cuts = sorted(rng.randrange(0, len(text) + 1) for _ in range(rng.randrange(0, 8)))
         items.append([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])] if cuts or text else [])
     return items
@@ -194,7 +196,7 @@ def test_encode_pieces_equals_each_piece_encoded_alone(style):
     tok = (ByteTokenizer() if style == "bytes" else bundled_default() if style == "default"
            else HFTokenizer.from_json(STYLES[style]()))
     rng = random.Random(5)
-    batches = [random_items(rng, rng.randrange(1, 12)) for _ in range(40)]
+    batches = [random_items(rng, rng.randrange(1, 12), specials=k % 2 == 1) for k in range(60)]
     batches += [[], [[]], [[], [""], ["", " "], []], [["\n\n", "  ", ""]]]
     for items in batches:
         ids, ends = per_piece(tok, items)
@@ -223,3 +225,18 @@ def test_a_tokenizer_that_truncates_or_pads_is_encoded_piece_by_piece():
         assert ends.tolist() == np.cumsum([len(e) for e in expected]).tolist()
         if key == "truncation":
             assert max(map(len, expected)) == 2
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama", "default"])
+def test_the_mark_after_each_piece_is_given_up_where_a_piece_holds_its_text(style):
+    """HFTokenizer finds where pieces end by a special token put after each piece (`_marked`); a piece whose
+    text holds that token's text gives its id too, and the pieces are then numbered by tokenizers instead."""
+    tok = bundled_default() if style == "default" else HFTokenizer.from_json(STYLES[style]())
+    mark, _ = tok._mark
+    plain = [["the stream", " never ends"], ["", " x"]]
+    assert tok._marked(plain) is not None
+    assert tok.encode_pieces(plain)[0].tolist() == per_piece(tok, plain)[0]
+    holding = [["the stream", f" {mark} ends"], ["", " x"]]
+    assert tok._marked(holding) is None
+    ids, ends = tok.encode_pieces(holding)
+    assert (ids.tolist(), ends.tolist()) == per_piece(tok, holding)

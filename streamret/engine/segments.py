@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter, getitem
 from typing import NamedTuple, Protocol
 
@@ -342,7 +342,7 @@ def piece_facts(pieces: Sequence) -> np.ndarray:
 
 def _numbers(pieces: Sequence) -> np.ndarray:
     """int64 [pieces, 6]: `_PIECE_NUMBERS` of each piece."""
-    return np.array(list(map(_PIECE_NUMBERS, pieces)), dtype=np.int64).reshape(len(pieces), 6)
+    return np.fromiter(chain.from_iterable(map(_PIECE_NUMBERS, pieces)), np.int64, 6 * len(pieces)).reshape(-1, 6)
 
 
 def _facts(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
@@ -406,8 +406,9 @@ class StepSpans:
         that runs the whole item books (`PieceLayout`). lens: int64 [pieces], the tokens of every piece, item
         after item. Made with array work over all the items' pieces at once (no span objects, no loop over
         pieces); the items' arrays are views of shared ones."""
-        texts = [p.text for pieces in items for p in pieces]
-        numbers = _numbers([p for pieces in items for p in pieces])
+        flat = list(chain.from_iterable(items))
+        texts = list(map(_PIECE_TEXT, flat))
+        numbers = _numbers(flat)
         facts = _facts(texts, numbers, all(map(str.isascii, texts)))
         lens = np.asarray(lens, dtype=np.int64)
         counts = np.fromiter(map(len, items), np.int64, len(items))
