@@ -77,7 +77,7 @@ class PieceLayout:
     # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
     step_spans: StepSpans
     char_offsets: np.ndarray  # int64 [pieces + 1]: where each piece's text starts in step_spans.text
-    pieces: list[TextPiece]
+    pieces: list[TextPiece]  # the item's (`full_spans` reads them)
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:

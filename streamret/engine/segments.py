@@ -326,7 +326,7 @@ BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, B
 
 
 _PIECE_TEXT = attrgetter("text")
-# the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_pieces` read, as the columns of one array
+# the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_items` read, as the columns of one array
 _PIECE_NUMBERS = attrgetter("start_byte", "end_byte", "starts_segment", "ends_segment", "carry_chars", "carry_bytes")
 
 
