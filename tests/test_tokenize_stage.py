@@ -148,3 +148,13 @@ def test_a_tokenizer_that_gives_other_piece_ends_fails_each_item_with_what_it_ga
 
     results = tokenize_items(WrongEnds(), 260, [item("a", "x", "y"), item("b", "z")])
     assert all(isinstance(r, ValueError) and "one end per piece" in str(r) for r in results)
+
+
+def test_an_item_holds_no_array_of_its_batch():
+    """Each item's tokens and layout arrays are its own: an item left queued does not keep its batch's arrays."""
+    results = tokenize_items(ByteTokenizer(), 260, [item("a", "one ", "two"), item("b", "three"), item("c")])
+    for r in results:
+        spans = r.layout.step_spans
+        arrays = [r.tokens, r.layout.lens, r.layout.char_offsets, spans.lens, spans.per_stream, spans.cut_before,
+                  spans.cut_after, spans.last, spans.facts]
+        assert all(a.base is None for a in arrays)

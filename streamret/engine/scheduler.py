@@ -107,8 +107,8 @@ class PieceLayout:
                                          len(lens)))
         char_offsets = np.insert(chars, first, 0)  # item k's [0, ...piece ends] at first[k] + k
         starts_list, ends_list = (ends - lens).tolist(), ends.tolist()
-        return [cls(starts_list[a : a + n], ends_list[a : a + n], lens[a : a + n], spans,
-                    char_offsets[a + k : a + k + n + 1], pieces)
+        return [cls(starts_list[a : a + n], ends_list[a : a + n], spans.lens, spans,
+                    char_offsets[a + k : a + k + n + 1].copy(), pieces)  # copies: see StepSpans.of_items
                 for k, (a, n, spans, pieces) in enumerate(zip(first.tolist(), counts.tolist(), step_spans, items))]
 
     @cached_property

@@ -405,7 +405,7 @@ class StepSpans:
         """Per item (a list of `TextPiece`s), `of` one stream's spans that hold its pieces whole: what a step
         that runs the whole item books (`PieceLayout`). lens: int64 [pieces], the tokens of every piece, item
         after item. Made with array work over all the items' pieces at once (no span objects, no loop over
-        pieces); the items' arrays are views of shared ones."""
+        pieces); each item's arrays are copies, so that an item that stays queued does not hold its batch's."""
         flat = list(chain.from_iterable(items))
         texts = list(map(_PIECE_TEXT, flat))
         numbers = _numbers(flat)
@@ -417,8 +417,8 @@ class StepSpans:
         whole = np.ones(len(texts), dtype=bool)
         out, a = [], 0
         for k, b in enumerate(np.cumsum(counts).tolist()):
-            out.append(cls(lens[a:b], per_stream[k], starts_segment[a:b], ends_segment[a:b], whole[a:b],
-                           facts[a:b], "".join(texts[a:b])))
+            out.append(cls(lens[a:b].copy(), per_stream[k].copy(), starts_segment[a:b].copy(),
+                           ends_segment[a:b].copy(), whole[a:b].copy(), facts[a:b].copy(), "".join(texts[a:b])))
             a = b
         return out
 

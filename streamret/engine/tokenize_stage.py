@@ -45,8 +45,8 @@ def tokenize_items(tokenizer: Tokenizer, vocab_size: int, items: Sequence[WorkIt
         return [tokenize_items(tokenizer, vocab_size, [item])[0] for item in items]
     first_piece = np.cumsum([0] + [len(item.pieces) for item in items])
     bounds = np.concatenate([[0], ends])[first_piece].tolist()  # where each item's tokens start and end
-    out: list[Tokenized | BaseException] = [
-        Tokenized(ids[a:b], np.cumsum(layout.lens), layout) for a, b, layout in zip(bounds, bounds[1:], layouts)]
+    out: list[Tokenized | BaseException] = [  # copies of the batch's ids, which an item left queued would hold
+        Tokenized(ids[a:b].copy(), np.cumsum(layout.lens), layout) for a, b, layout in zip(bounds, bounds[1:], layouts)]
     bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
     for k in np.unique(np.searchsorted(bounds, bad, side="right") - 1).tolist():
         out[k] = InvalidArgument(
