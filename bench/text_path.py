@@ -1,6 +1,7 @@
 """The engine's text path alone: chunks -> tokenizer-safe pieces (TextAssembler) -> token ids, with the
-tokenizer called once per piece or once per chunk (`encode_batch`, what the engine does). For models
-with a real tokenizer (`default`) this is host work every chunk pays before the model sees it.
+tokenizer called once per piece, once per chunk on its pieces (`encode_batch`), or once per chunk on its
+pieces as one input (`encode_pieces`: ids as one array and the pieces' ends, what the engine does). For
+models with a real tokenizer (`default`) this is host work every chunk pays before the model sees it.
 
     python bench/text_path.py --model default --mb 4 --chunk-bytes 65536
 
@@ -18,10 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from streamret.engine.text import TextAssembler  # noqa: E402
 from streamret.model.spec import load_model  # noqa: E402
+from streamret.model.tokenizer import encode_pieces  # noqa: E402
 
 
 def corpus(n_bytes: int) -> bytes:
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     split_s = time.perf_counter() - started
 
     ways = {"per_piece": lambda ps: [tokenizer.encode(p.text) for p in ps],
-            "encode_batch": lambda ps: tokenizer.encode_batch([p.text for p in ps])}
+            "encode_batch": lambda ps: tokenizer.encode_batch([p.text for p in ps]),
+            "encode_pieces": lambda ps: encode_pieces(tokenizer, [[p.text for p in ps]])}
     best, ids = {}, {}
     for _ in range(args.repeats):
         for name, encode in ways.items():
@@ -57,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
     if ids["per_piece"] != ids["encode_batch"]:
         raise SystemExit("encode_batch gave other ids than encode: the tokenizer is broken")
+    by_piece = [[a.tolist() for a in np.split(t, e[:-1])] if len(e) else [] for t, e in ids["encode_pieces"]]
+    if by_piece != ids["per_piece"]:
+        raise SystemExit("encode_pieces gave other ids than encode")
     n_tokens = sum(len(x) for chunk in ids["per_piece"] for x in chunk)
     rows = {name: n_tokens / s for name, s in best.items()}
     result = dict(bench="text_path", model=args.model, tokenizer=tokenizer.name, bytes=len(raw), tokens=n_tokens,

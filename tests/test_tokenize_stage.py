@@ -53,7 +53,7 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
             stage.submit(it)
     assert done.wait(30)
     stage.close()
-    assert tok.calls == [6]  # every piece of the three items in one call
+    assert tok.calls == [3]  # the three items in one call (bytes: an item's pieces as one text)
     assert [it for it, _ in got] == items
     for it, result in got:
         assert isinstance(result, Tokenized)
@@ -67,7 +67,7 @@ def test_a_bad_item_fails_alone_and_its_neighbours_are_tokenized():
     results = tokenize_items(tok, 260, [item("a", "fine"), item("b", "a BAD one"), item("c", "also fine")])
     assert isinstance(results[1], ValueError) and "BAD" in str(results[1])
     assert [r.tokens.tolist() for r in (results[0], results[2])] == [list(b"fine"), list(b"also fine")]
-    assert tok.calls == [3, 1, 1, 1]  # the batch, then each item alone
+    assert tok.calls == [3, 1, 1, 1]  # the batch, then each item alone (bytes: one text per item)
 
 
 def test_ids_past_the_vocabulary_fail_the_item_with_a_clear_error():
@@ -100,3 +100,61 @@ def test_many_chunks_from_one_caller_thread_apply_in_order_per_stream():
             e.append("whole-" + sid, 1, "".join(chunks), flush=True)
             a, b = e.embedding(sid), e.embedding("whole-" + sid)
             assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b)
+
+
+class PieceByPieceTokenizer:
+    """Bytes, with encode and encode_batch only (no encode_pieces): the stage falls back to encode_batch."""
+
+    name, vocab_size, eos_id = "plain", 256, None
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode())
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        self.calls.append(texts)
+        return [[10_000] * len(t.encode()) if "BAD" in t else self.encode(t) for t in texts]
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(ids).decode()
+
+
+def test_a_tokenizer_without_encode_pieces_gets_every_piece_in_one_call():
+    tok = PieceByPieceTokenizer()
+    items = [item("a", "one ", "", "tw\u00f6"), item("b"), item("c", "three")]
+    results = tokenize_items(tok, 256, items)
+    assert tok.calls == [["one ", "", "tw\u00f6", "three"]]
+    for it, r in zip(items, results):
+        assert r.tokens.tolist() == list("".join(p.text for p in it.pieces).encode())
+        assert r.ends.tolist() == np.cumsum([len(p.text.encode()) for p in it.pieces]).tolist()
+        assert r.layout.lens.tolist() == [len(p.text.encode()) for p in it.pieces]
+
+
+def test_ids_past_the_vocabulary_fail_only_the_items_that_hold_them():
+    tok = PieceByPieceTokenizer()
+    results = tokenize_items(tok, 256, [item("a", "fine"), item("b", "x", "", " BAD"), item("c"), item("d", "ok")])
+    assert len(tok.calls) == 1  # no retry: the ids tell which item is bad
+    assert "outside the model's vocabulary" in str(results[1])
+    assert [results[k].tokens.tolist() for k in (0, 2, 3)] == [list(b"fine"), [], list(b"ok")]
+
+
+def test_a_tokenizer_that_gives_other_piece_ends_fails_each_item_with_what_it_gave():
+    class WrongEnds(ByteTokenizer):
+        def encode_pieces(self, items):
+            ids, ends = super().encode_pieces(items)
+            return ids, ends[:-1]
+
+    results = tokenize_items(WrongEnds(), 260, [item("a", "x", "y"), item("b", "z")])
+    assert all(isinstance(r, ValueError) and "one end per piece" in str(r) for r in results)
+
+
+def test_an_item_holds_no_array_of_its_batch():
+    """Each item's tokens and layout arrays are its own: an item left queued does not keep its batch's arrays."""
+    results = tokenize_items(ByteTokenizer(), 260, [item("a", "one ", "two"), item("b", "three"), item("c")])
+    for r in results:
+        spans = r.layout.step_spans
+        arrays = [r.tokens, r.layout.lens, r.layout.char_offsets, spans.lens, spans.per_stream, spans.cut_before,
+                  spans.cut_after, spans.last, spans.facts]
+        assert all(a.base is None for a in arrays)

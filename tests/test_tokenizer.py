@@ -8,6 +8,7 @@ decoder) and one Metaspace pre-tokenizer, each with the start-of-text space its 
 import json
 import random
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -149,3 +150,93 @@ def test_hf_loads_a_file_or_folder_and_keeps_the_source(tmp_path, hf_json):
         HFTokenizer(tmp_path / "missing")
     with pytest.raises(ValueError, match="not valid JSON"):
         HFTokenizer.from_json("{", "broken")
+
+
+PIECE_TEXTS = ["", " ", "  ", "\n", "\n\n", "\t", " \n ", "\u00a0", "\u3000", "x", "é", "naïve", "日本語", "🙂",
+               "don't", "a.b", "Zürich", "——", ".", "?!", "\u0301", "ﬁ"]
+SPECIAL_TEXTS = ["[PAD]", "[SEP]", "<|endoftext|>", "<s>", "</s>", "<unk>"]  # texts of special tokens
+
+
+def random_items(rng: random.Random, n_items: int, specials: bool) -> list[list[str]]:
+    """Items of pieces cut anywhere (not only where the engine cuts): empty pieces, pieces of whitespace only
+    (no tokens), unicode, accents, combining marks, whitespace runs and, with specials, special tokens' texts;
+    some items without pieces."""
+    items, texts = [], PIECE_TEXTS + WORDS + SPACES + (SPECIAL_TEXTS if specials else [])
+    for _ in range(n_items):
+        text = "".join(rng.choice(texts) for _ in range(rng.randrange(0, 30)))
+        cuts = sorted(rng.randrange(0, len(text) + 1) for _ in range(rng.randrange(0, 8)))
+        items.append([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])] if cuts or text else [])
+    return items
+
+
+def per_piece(tok, items: list[list[str]]) -> tuple[list[int], list[int]]:
+    """The reference: every piece encoded alone, the ids one after the other, and each piece's end in them."""
+    ids, ends = [], []
+    for piece in (p for pieces in items for p in pieces):
+        ids += tok.encode(piece)
+        ends.append(len(ids))
+    return ids, ends
+
+
+def bundled_default() -> HFTokenizer:
+    from pathlib import Path
+
+    import streamret
+
+    return HFTokenizer(Path(streamret.__file__).parent / "assets" / "default")
+
+
+@pytest.mark.parametrize("style", [*sorted(STYLES), "default", "bytes"])
+def test_encode_pieces_equals_each_piece_encoded_alone(style):
+    """The tokenize stage's one call per batch (`encode_pieces`) gives each piece's ids as `encode` of that
+    piece alone, for the bundled WordPiece, the GPT-2, Llama and Metaspace styles and bytes; so does the
+    fallback through encode_batch, for a tokenizer without encode_pieces."""
+    from streamret.model.tokenizer import encode_pieces, encode_pieces_one_by_one
+
+    tok = (ByteTokenizer() if style == "bytes" else bundled_default() if style == "default"
+           else HFTokenizer.from_json(STYLES[style]()))
+    rng = random.Random(5)
+    batches = [random_items(rng, rng.randrange(1, 12), specials=k % 2 == 1) for k in range(60)]
+    batches += [[], [[]], [[], [""], ["", " "], []], [["\n\n", "  ", ""]]]
+    for items in batches:
+        ids, ends = per_piece(tok, items)
+        for encode in (encode_pieces, encode_pieces_one_by_one):
+            got_ids, got_ends = encode(tok, items)
+            assert got_ids.dtype == got_ends.dtype == np.int64
+            assert (got_ids.tolist(), got_ends.tolist()) == (ids, ends), (style, encode.__name__, items)
+
+
+def test_a_tokenizer_that_truncates_or_pads_is_encoded_piece_by_piece():
+    """Truncation and padding would apply to an item's pre-tokenized input as a whole: such a tokenizer is
+    encoded one piece at a time, as before (pieces longer than the limit still come back cut)."""
+    from streamret.model.tokenizer import encode_pieces
+
+    spec = json.loads(STYLES["gpt2"]())
+    items = [["the stream never", " ends"], [" state retention", " x"]]
+    for key, setting in (("truncation", {"direction": "Right", "max_length": 2, "strategy": "LongestFirst",
+                                          "stride": 0}),
+                         ("padding", {"strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": None,
+                                      "pad_id": 0, "pad_type_id": 0, "pad_token": "<|endoftext|>"})):
+        tok = HFTokenizer.from_json(json.dumps({**spec, key: setting}))
+        pieces = [p for ps in items for p in ps]
+        expected = tok.encode_batch(pieces)
+        ids, ends = encode_pieces(tok, items)
+        assert ids.tolist() == [i for e in expected for i in e]
+        assert ends.tolist() == np.cumsum([len(e) for e in expected]).tolist()
+        if key == "truncation":
+            assert max(map(len, expected)) == 2
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama", "default"])
+def test_the_mark_after_each_piece_is_given_up_where_a_piece_holds_its_text(style):
+    """HFTokenizer finds where pieces end by a special token put after each piece (`_marked`); a piece whose
+    text holds that token's text gives its id too, and the pieces are then numbered by tokenizers instead."""
+    tok = bundled_default() if style == "default" else HFTokenizer.from_json(STYLES[style]())
+    mark, _ = tok._mark
+    plain = [["the stream", " never ends"], ["", " x"]]
+    assert tok._marked(plain) is not None
+    assert tok.encode_pieces(plain)[0].tolist() == per_piece(tok, plain)[0]
+    holding = [["the stream", f" {mark} ends"], ["", " x"]]
+    assert tok._marked(holding) is None
+    ids, ends = tok.encode_pieces(holding)
+    assert (ids.tolist(), ends.tolist()) == per_piece(tok, holding)

@@ -17,10 +17,14 @@ Queues are bounded per stream and in total: a chunk counts from its acceptance (
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 
@@ -69,24 +73,53 @@ class PieceLayout:
     starts: list[int]
     ends: list[int]
     lens: np.ndarray  # int64 [pieces]
-    full_spans: list[Span]
     # what a step that runs the whole item books (`StepSpans`): where its pieces cut segments, their text
     # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
     step_spans: StepSpans
     char_offsets: np.ndarray  # int64 [pieces + 1]: where each piece's text starts in step_spans.text
+    pieces: list[TextPiece]  # the item's (`full_spans` reads them)
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
         if piece_ends is None or not len(piece_ends):  # not tokenized yet, or no pieces
-            return cls([], [], np.zeros(0, np.int64), [], StepSpans.of([[]]), np.zeros(1, np.int64))
+            return _NO_PIECES
         ends = np.asarray(piece_ends, dtype=np.int64)
         if len(ends) != len(pieces):
             raise ValueError(f"{len(ends)} piece ends for {len(pieces)} pieces; pass one end per piece")
-        starts = np.concatenate([[0], ends[:-1]])
-        lens = ends - starts
-        full = [Span(p, n, True, True) for p, n in zip(pieces, lens.tolist())]
-        step_spans = StepSpans.of([full])
-        return cls(starts.tolist(), ends.tolist(), lens, full, step_spans, step_spans.char_offsets)
+        return cls.of_items([pieces], np.diff(ends, prepend=0))[0]
+
+    @classmethod
+    def of_items(cls, items: Sequence[list[TextPiece]], lens: np.ndarray) -> list[PieceLayout]:
+        """`of` each item (its pieces), from the tokens of every piece (int64 [pieces], item after item), with
+        array work over all the items' pieces at once (what the tokenize stage makes for a batch)."""
+        lens = np.asarray(lens, dtype=np.int64)
+        counts = np.fromiter(map(len, items), np.int64, len(items))
+        first = np.cumsum(counts) - counts  # each item's first piece
+        step_spans = StepSpans.of_items(items, lens)
+
+        def within_items(sizes: np.ndarray) -> np.ndarray:
+            """Per piece, the sum of the sizes of its item's pieces up to it (where it ends in its item)."""
+            total = np.cumsum(sizes)
+            return total - np.repeat(np.concatenate([[0], total])[first], counts)
+
+        ends = within_items(lens)  # in tokens
+        chars = within_items(np.fromiter(map(len, map(_TEXT, itertools.chain.from_iterable(items))), np.int64,
+                                         len(lens)))
+        char_offsets = np.insert(chars, first, 0)  # item k's [0, ...piece ends] at first[k] + k
+        starts_list, ends_list = (ends - lens).tolist(), ends.tolist()
+        return [cls(starts_list[a : a + n], ends_list[a : a + n], spans.lens, spans,
+                    char_offsets[a + k : a + k + n + 1].copy(), pieces)  # copies: see StepSpans.of_items
+                for k, (a, n, spans, pieces) in enumerate(zip(first.tolist(), counts.tolist(), step_spans, items))]
+
+    @cached_property
+    def full_spans(self) -> list[Span]:
+        """The spans of a step that runs the whole item, as objects (`Slice.spans`: a flush's pieces without
+        tokens, and the tests); made when first read, as steps book from `step_spans`."""
+        return [Span(p, n, True, True) for p, n in zip(self.pieces, self.lens.tolist())]
+
+
+_TEXT = attrgetter("text")
+_NO_PIECES = PieceLayout.of_items([[]], np.zeros(0, np.int64))[0]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import attrgetter, getitem
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -323,28 +325,54 @@ class SegmentTracker:
 BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, BODY_LEAD, SEED_LEAD = range(8)
 
 
+_PIECE_TEXT = attrgetter("text")
+# the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_items` read, as the columns of one array
+_PIECE_NUMBERS = attrgetter("start_byte", "end_byte", "starts_segment", "ends_segment", "carry_chars", "carry_bytes")
+
+
 def piece_facts(pieces: Sequence) -> np.ndarray:
     """int64 [pieces, 8], per `TextPiece`: where its body (the text before the carry) ends in stream bytes,
     the byte of its body's first non-space character, that of its carry's (the start of the next segment
     when the piece ends one), its end byte, its length in characters, its body's, and the character
     offsets (in its text) of its body's and its carry's first non-space characters. Worked out when a
     chunk is tokenized (`PieceLayout`), so that a step books text with array operations."""
-    rows = np.full((len(pieces), 8), -1, dtype=np.int64)
-    for row, p in zip(rows, pieces):
-        n = len(p.text)
-        body_len = n - p.carry_chars if p.ends_segment else n
-        lead = n - len(p.stripped)  # leading whitespace: the body has a non-space character iff it ends later
-        row[BODY_END_BYTE] = p.end_byte - (p.carry_bytes if p.ends_segment else 0)
-        row[END_BYTE], row[TEXT_LEN], row[BODY_LEN] = p.end_byte, n, body_len
-        if lead < body_len:
-            row[BODY_FIRST_BYTE], row[BODY_LEAD] = p.start_byte + p.lead_bytes, lead
-        if p.ends_segment:
-            carry = p.text[body_len:]
-            carry_lead = len(carry) - len(carry.lstrip())
-            if carry_lead < len(carry):
-                row[SEED_FIRST_BYTE] = p.end_byte - p.carry_bytes + len(carry[:carry_lead].encode())
-                row[SEED_LEAD] = body_len + carry_lead
-    return rows
+    texts = list(map(_PIECE_TEXT, pieces))
+    return _facts(texts, _numbers(pieces), all(map(str.isascii, texts)))
+
+
+def _numbers(pieces: Sequence) -> np.ndarray:
+    """int64 [pieces, 6]: `_PIECE_NUMBERS` of each piece."""
+    return np.fromiter(chain.from_iterable(map(_PIECE_NUMBERS, pieces)), np.int64, 6 * len(pieces)).reshape(-1, 6)
+
+
+def _facts(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
+    """`piece_facts` from the pieces' texts and `_numbers` (ascii: every text is ASCII), with no Python loop
+    over the pieces (the string work is maps of str methods): this runs for every piece of every chunk."""
+    k = len(texts)
+    start, end, ends_segment, carry_chars, carry_bytes = (numbers[:, c] for c in (0, 1, 3, 4, 5))
+    ends_segment = ends_segment.astype(bool)
+    n = np.fromiter(map(len, texts), np.int64, k)
+    lead = n - np.fromiter(map(len, map(str.lstrip, texts)), np.int64, k)  # leading whitespace
+    body = np.where(ends_segment, n - carry_chars, n)
+    carries = list(map(getitem, texts, map(slice, body.tolist(), repeat(None))))  # "" unless ends_segment
+    carry_lead = (n - body) - np.fromiter(map(len, map(str.lstrip, carries)), np.int64, k)
+    if ascii:  # one byte per character
+        lead_bytes, carry_lead_bytes = lead, carry_lead
+    else:
+        lead_bytes, carry_lead_bytes = (
+            np.fromiter(map(len, map(str.encode, map(getitem, strings, map(slice, chars.tolist())))), np.int64, k)
+            for strings, chars in ((texts, lead), (carries, carry_lead)))
+    has_body = lead < body  # the body has a non-space character iff its leading whitespace ends before it
+    has_seed = ends_segment & (carry_lead < n - body)
+    none = np.int64(-1)
+    return np.stack([
+        end - np.where(ends_segment, carry_bytes, 0),  # BODY_END_BYTE
+        np.where(has_body, start + lead_bytes, none),  # BODY_FIRST_BYTE
+        np.where(has_seed, end - carry_bytes + carry_lead_bytes, none),  # SEED_FIRST_BYTE
+        end, n, body,  # END_BYTE, TEXT_LEN, BODY_LEN
+        np.where(has_body, lead, none),  # BODY_LEAD
+        np.where(has_seed, body + carry_lead, none),  # SEED_LEAD
+    ], axis=1)
 
 
 @dataclass
@@ -371,6 +399,28 @@ class StepSpans:
         return cls(np.fromiter((s.n_tokens for s in flat), dtype=np.int64, count=len(flat)),
                    np.array([len(sp) for sp in spans], dtype=np.int64), first & starts, last & ends, last, facts,
                    "".join(s.piece.text for s in flat if s.last))
+
+    @classmethod
+    def of_items(cls, items: Sequence[Sequence], lens: np.ndarray) -> list[StepSpans]:
+        """Per item (a list of `TextPiece`s), `of` one stream's spans that hold its pieces whole: what a step
+        that runs the whole item books (`PieceLayout`). lens: int64 [pieces], the tokens of every piece, item
+        after item. Made with array work over all the items' pieces at once (no span objects, no loop over
+        pieces); each item's arrays are copies, so that an item that stays queued does not hold its batch's."""
+        flat = list(chain.from_iterable(items))
+        texts = list(map(_PIECE_TEXT, flat))
+        numbers = _numbers(flat)
+        facts = _facts(texts, numbers, all(map(str.isascii, texts)))
+        lens = np.asarray(lens, dtype=np.int64)
+        counts = np.fromiter(map(len, items), np.int64, len(items))
+        per_stream = counts.reshape(-1, 1)
+        starts_segment, ends_segment = numbers[:, 2].astype(bool), numbers[:, 3].astype(bool)
+        whole = np.ones(len(texts), dtype=bool)
+        out, a = [], 0
+        for k, b in enumerate(np.cumsum(counts).tolist()):
+            out.append(cls(lens[a:b].copy(), per_stream[k].copy(), starts_segment[a:b].copy(),
+                           ends_segment[a:b].copy(), whole[a:b].copy(), facts[a:b].copy(), "".join(texts[a:b])))
+            a = b
+        return out
 
     @property
     def char_offsets(self) -> np.ndarray:

@@ -5,14 +5,14 @@ item here and returns. When each caller tokenized its own chunk, a single callin
 event loop, a batch reader, a bench driver) fed the engine one chunk per tokenizer call, with the
 GIL changing hands around each: on an H200 that capped the default model at a tenth of its packed
 forward while the device idled. Here a thread takes every item waiting (up to a byte budget) and
-tokenizes all their pieces in one `encode_batch`, which a native tokenizer spreads over its own
-threads without the GIL. Two threads, so that one huge or slow batch does not hold up the items
-that arrive behind it; the engine queues a stream's items in order whichever thread finishes first.
+tokenizes all their pieces in one call (`encode_pieces`: one `encode_batch`, an input per item), which
+a native tokenizer spreads over its own threads without the GIL. Two threads, so that one huge or slow
+batch does not hold up the items that arrive behind it; the engine queues a stream's items in order
+whichever thread finishes first.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidArgument
-from ..model.tokenizer import Tokenizer
+from ..model.tokenizer import Tokenizer, encode_pieces
 from .scheduler import PieceLayout, WorkItem
 
 
@@ -33,36 +33,38 @@ class Tokenized:
 
 
 def tokenize_items(tokenizer: Tokenizer, vocab_size: int, items: Sequence[WorkItem]) -> list[Tokenized | BaseException]:
-    """Every item's pieces in one encode_batch; per item its tokens, or the error that fails it alone
-    (a failing batch is retried item by item, so that one bad item does not fail its neighbours)."""
-    texts = [p.text for item in items for p in item.pieces]
+    """Every item's pieces in one tokenizer call (`encode_pieces`), and their layouts with array work over
+    all of them (`PieceLayout.of_items`); per item its tokens, or the error that fails it alone (a failing
+    batch is retried item by item, so that one bad item does not fail its neighbours)."""
     try:
-        ids = tokenizer.encode_batch(texts) if texts else []
+        ids, ends = _encode(tokenizer, items)
+        layouts = PieceLayout.of_items([item.pieces for item in items], np.diff(ends, prepend=0))
     except Exception as e:  # noqa: BLE001  (handed to the item's future; in a batch, each item retried alone)
         if len(items) == 1:
             return [e]
         return [tokenize_items(tokenizer, vocab_size, [item])[0] for item in items]
-    out: list[Tokenized | BaseException] = []
-    start = 0
-    for item in items:
-        mine = ids[start : start + len(item.pieces)]
-        start += len(item.pieces)
-        try:
-            out.append(_one(item, mine, vocab_size))
-        except Exception as e:  # noqa: BLE001  (handed to the item's future)
-            out.append(e)
-    return out
-
-
-def _one(item: WorkItem, ids: list[list[int]], vocab_size: int) -> Tokenized:
-    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
-        raise InvalidArgument(
+    first_piece = np.cumsum([0] + [len(item.pieces) for item in items])
+    bounds = np.concatenate([[0], ends])[first_piece].tolist()  # where each item's tokens start and end
+    out: list[Tokenized | BaseException] = [  # copies of the batch's ids, which an item left queued would hold
+        Tokenized(ids[a:b].copy(), np.cumsum(layout.lens), layout) for a, b, layout in zip(bounds, bounds[1:], layouts)]
+    bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
+    for k in np.unique(np.searchsorted(bounds, bad, side="right") - 1).tolist():
+        out[k] = InvalidArgument(
             f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
             "the engine's tokenizer and model do not belong together"
         )
-    ends = np.cumsum([len(t) for t in ids], dtype=np.int64)
-    return Tokenized(tokens, ends, PieceLayout.of(item.pieces, ends))
+    return out
+
+
+def _encode(tokenizer: Tokenizer, items: Sequence[WorkItem]) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_pieces` of the items' pieces, checked: one end per piece, the last at the number of ids."""
+    ids, ends = encode_pieces(tokenizer, [[p.text for p in item.pieces] for item in items])
+    n_pieces = sum(len(item.pieces) for item in items)
+    if len(ends) != n_pieces or (ends[-1] if n_pieces else 0) != len(ids):
+        raise ValueError(f"the tokenizer's encode_pieces gave {len(ends)} piece ends (the last at "
+                         f"{ends[-1] if len(ends) else None}) for {n_pieces} pieces of {len(ids)} ids; "
+                         "it must give one end per piece, the last at the number of ids")
+    return ids, ends
 
 
 Deliver = Callable[[list[tuple[WorkItem, Tokenized | BaseException]]], None]

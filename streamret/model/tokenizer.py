@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 
 @runtime_checkable
@@ -15,6 +18,12 @@ class Tokenizer(Protocol):
     a ends with a non-whitespace character and b starts with a space " " (the engine only cuts
     there). Other cuts are not safe for real vocabularies: BPE merges runs of whitespace ("\\n\\n",
     "  "), and Metaspace tokenizers attach newlines and tabs to the following word.
+
+    A tokenizer may also have `encode_pieces(items: list[list[str]]) -> tuple[ids, ends]`, the
+    engine's call (through `encode_pieces(tokenizer, items)`, which falls back to `encode_batch` when
+    it is missing): for items of text pieces, the ids of every piece of every item one after the other
+    (int64 [n]) and where each piece's ids end in them (int64 [pieces]), equal to `encode_batch` of
+    every piece. The items are a hint: a native tokenizer may take one task per item.
     """
 
     name: str
@@ -45,6 +54,17 @@ class ByteTokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
+
+    def encode_pieces(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode_pieces` (see `Tokenizer`): one text per item, as bytes concatenate at every cut; through
+        encode_batch, so that a subclass that overrides it sees every call."""
+        ids = self.encode_batch(["".join(pieces) for pieces in items if pieces])
+        pieces = [p for ps in items for p in ps]
+        if all(map(str.isascii, pieces)):
+            lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        else:
+            lens = np.fromiter(map(len, map(str.encode, pieces)), np.int64, len(pieces))
+        return np.fromiter(itertools.chain.from_iterable(ids), np.int64), np.cumsum(lens)
 
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
@@ -89,6 +109,20 @@ class HFTokenizer:
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         eos = [self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "[SEP]", "<eos>")]
         self.eos_id = next((i for i in eos if i is not None), None)
+        self._mark = self._piece_mark()
+
+    def _piece_mark(self) -> tuple[str, int] | None:
+        """A special token that `encode_pieces` can put after each piece to find where the pieces end: one whose
+        text, as a word of its own, comes back as its id alone, and not the model's unknown token (which text
+        may give). None: there is none, or this version of tokenizers has no encode_batch_fast."""
+        if not hasattr(self._tok, "encode_batch_fast") or not hasattr(self._tok, "get_added_tokens_decoder"):
+            return None
+        unknown = getattr(self._tok.model, "unk_token", None)
+        for i, t in sorted(self._tok.get_added_tokens_decoder().items()):
+            if t.special and t.content and t.content != unknown and self._tok.encode_batch_fast(
+                    [[t.content]], is_pretokenized=True, add_special_tokens=False)[0].ids == [i]:
+                return t.content, i
+        return None
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
@@ -97,12 +131,72 @@ class HFTokenizer:
         # tokenizers runs a batch in Rust threads with the GIL released (TOKENIZERS_PARALLELISM)
         return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
+    def encode_pieces(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode_pieces` (see `Tokenizer`): each item is one pre-tokenized input of `tokenizers`, whose
+        "words" are its pieces. tokenizers encodes each word of such an input as its own text (normalizer,
+        pre-tokenizer, model), exactly as encode_batch does each piece, and merges them: the same ids, with
+        Python objects per item instead of per piece. Where the pieces end: a special token put after each
+        piece as a word of its own marks it (`_marked`), else tokenizers numbers each token with its word
+        (`word_ids`, which costs it character offsets and token strings). A truncation or padding setting
+        would apply to the merged input instead of each piece, so such a tokenizer is encoded piece by piece."""
+        if self._tok.truncation is not None or self._tok.padding is not None:
+            return encode_pieces_one_by_one(self, items)
+        full = [pieces for pieces in items if pieces]  # a pre-tokenized input of no words is refused
+        marked = self._marked(full) if self._mark is not None else None
+        if marked is not None:
+            return marked
+        encoded = self._tok.encode_batch(full, is_pretokenized=True, add_special_tokens=False)
+        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encoded), np.int64)
+        words = [e.word_ids for e in encoded]
+        try:
+            piece = np.fromiter(itertools.chain.from_iterable(words), np.int64, len(ids))
+        except TypeError:  # a token of no word (None; none is known to come without special tokens)
+            return encode_pieces_one_by_one(self, items)
+        # each token's piece among all the items' pieces: its word plus the pieces of the inputs before it
+        n_pieces = np.fromiter(map(len, full), np.int64, len(full))
+        piece += np.repeat(np.cumsum(n_pieces) - n_pieces, np.fromiter(map(len, words), np.int64, len(words)))
+        return ids, np.searchsorted(piece, np.arange(n_pieces.sum()), side="right").astype(np.int64, copy=False)
+
+    def _marked(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray] | None:
+        """`encode_pieces` of items with pieces, the mark after each piece: every mark comes back as its id alone
+        and the pieces' ids are as without it (each word is encoded alone), so the k-th mark id ends piece k,
+        unless a piece gives that id itself (its text holds the mark's): None then."""
+        mark, mark_id = self._mark
+        inputs = []
+        for pieces in items:
+            words = [mark] * (2 * len(pieces))
+            words[::2] = pieces
+            inputs.append(words)
+        encoded = self._tok.encode_batch_fast(inputs, is_pretokenized=True, add_special_tokens=False)
+        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encoded), np.int64)
+        marks = np.flatnonzero(ids == mark_id)
+        if len(marks) != sum(map(len, items)):
+            return None
+        kept = np.ones(len(ids), dtype=bool)
+        kept[marks] = False
+        return ids[kept], marks - np.arange(len(marks))
+
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
 
     def get_vocab(self) -> dict[str, int]:
         """Token string -> id, added tokens included (e.g. to tell WordPiece word starts from "##" pieces)."""
         return self._tok.get_vocab(with_added_tokens=True)
+
+
+def encode_pieces(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """For items of text pieces: the ids of every piece of every item one after the other (int64 [n]) and
+    where each piece's ids end in them (int64 [pieces]); the tokenizer's own `encode_pieces` when it has one."""
+    own = getattr(tokenizer, "encode_pieces", None)
+    return own(items) if own is not None else encode_pieces_one_by_one(tokenizer, items)
+
+
+def encode_pieces_one_by_one(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_pieces` from one `encode_batch` of every piece: for any tokenizer."""
+    pieces = [p for ps in items for p in ps]
+    ids = tokenizer.encode_batch(pieces) if pieces else []
+    return (np.fromiter(itertools.chain.from_iterable(ids), np.int64),
+            np.cumsum(np.fromiter(map(len, ids), np.int64, len(ids))))
 
 
 def without_prefix_space(spec: dict) -> dict:
