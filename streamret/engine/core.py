@@ -265,7 +265,7 @@ class EngineCore:
         if not plan.work:
             return None
         ran = [w for w in plan.work if w.n_tokens]
-        step = _Step(plan, StepSpans.concat([w.step_spans() for w in ran]) if ran else None, None,
+        step = _Step(plan, plan.step_spans() if ran else None, None,
                      [w.stream_id for w in ran])
         t1 = time.perf_counter()
         self._parts_s["schedule"] += t1 - t0
