@@ -414,19 +414,17 @@ def _closed_texts(trackers: Sequence[SegmentTracker], bounds: list[int], text: s
     """The texts of a step's closed segments (stream i's: rows bounds[i]:bounds[i + 1] of char_spans, [start,
     end) characters of `text`), cut to their tracker's max_text_bytes. A stream's first continues the text
     its tracker holds open before the step when `inherited` (taken before the step changes it)."""
-    starts, ends = char_spans.T.tolist() if len(char_spans) else ([], [])
-    first = inherited.tolist()
-    texts: list[str] = []
+    limits = [t.max_text_bytes for t in trackers]
+    row_limits = np.repeat(limits, np.diff(bounds))
+    # past its limit a text is cut (in bytes, at close); characters are at most as many as bytes
+    ends = np.minimum(char_spans[:, 1], char_spans[:, 0] + row_limits).tolist()
+    raw = [text[a:b] for a, b in zip(char_spans[:, 0].tolist(), ends)]
+    continues = inherited.tolist()
     for t, a, b in zip(trackers, bounds[:-1], bounds[1:]):
-        if a == b:
-            continue
-        limit = t.max_text_bytes
-        raw = [text[x : min(y, x + limit)] for x, y in zip(starts[a:b], ends[a:b])]
-        if first[a]:
+        if b > a and continues[a]:
             held = "".join(t.open_parts)
-            raw[0] = held if t.open_chars >= limit else held + raw[0]  # past limit nothing more is added to it
-        texts += [(r if 4 * len(r) <= limit else truncate_utf8(r, limit)).rstrip() for r in raw]
-    return texts
+            raw[a] = held if t.open_chars >= t.max_text_bytes else held + raw[a]  # nothing more is added past it
+    return [(r if 4 * len(r) <= m else truncate_utf8(r, m)).rstrip() for r, m in zip(raw, row_limits.tolist())]
 
 
 def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRuns,
