@@ -89,6 +89,9 @@ def _char_class(c: str) -> int:
 
 
 _ASCII_CLASSES = bytes(_char_class(chr(c)) if c < 128 else 0 for c in range(256))  # a bytes.translate table
+# ASCII text without its other word characters: letters 2, NUL (the texts' separator) 3, the rest 0
+_ASCII_LETTERS = bytes(3 if c == 0 else 2 if _ASCII_CLASSES[c] == 2 else 0 for c in range(256))
+_ASCII_OTHER_WORD_CHARS = bytes(c for c in range(128) if _ASCII_CLASSES[c] == 1)
 
 
 def _char_classes(text: str) -> np.ndarray:
@@ -111,7 +114,16 @@ def word_counts(texts: Sequence[str]) -> np.ndarray:
     if not texts:
         return np.zeros(0, np.int64)
     cut = [t[:_SCANNED] for t in texts]
-    classes = _char_classes("\0".join(cut))
+    joined = "\0".join(cut)
+    if joined.isascii() and joined.count("\0") == len(cut) - 1:  # most text: bytes.translate drops the
+        # word characters that are no letters, so that a match starts at each letter after a non-letter
+        kinds = np.frombuffer(joined.encode("ascii").translate(_ASCII_LETTERS, _ASCII_OTHER_WORD_CHARS), np.uint8)
+        letter = kinds == 2
+        starts = letter.copy()
+        starts[1:] &= ~letter[:-1]
+        ends = np.append(np.flatnonzero(kinds == 3), len(kinds))
+        return np.diff(np.searchsorted(np.flatnonzero(starts), ends), prepend=0)
+    classes = _char_classes(joined)
     at = np.flatnonzero(classes != 1)
     c = classes[at]
     starts = at[(c == 2) & np.concatenate([[True], c[:-1] == 0])]
