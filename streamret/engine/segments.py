@@ -166,7 +166,7 @@ class SegmentTracker:
     # rows [:len(kept_text)] used, in the places of kept_text; allocated with the first kept segment
     kept_embeddings: np.ndarray | None = None  # [max_kept, embed_dim] float32
     kept_bytes: np.ndarray | None = None  # [max_kept, 2] int64: [start, end) stream bytes
-    kept_penalty: np.ndarray | None = None  # [max_kept] float64: short_penalty, worked out once per segment
+    kept_penalty: np.ndarray | None = None  # [max_kept] float64: `short_penalties`, worked out once per segment
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
