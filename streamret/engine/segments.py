@@ -426,17 +426,19 @@ def _closed_texts(trackers: Sequence[SegmentTracker], bounds: list[int], text: s
     """The texts of a step's closed segments (stream i's: rows bounds[i]:bounds[i + 1] of char_spans, [start,
     end) characters of `text`), cut to their tracker's max_text_bytes. A stream's first continues the text
     its tracker holds open before the step when `inherited` (taken before the step changes it)."""
-    limits = [t.max_text_bytes for t in trackers]
-    row_limits = np.repeat(limits, np.diff(bounds))
+    row_limits = np.repeat([t.max_text_bytes for t in trackers], np.diff(bounds))
     # past its limit a text is cut (in bytes, at close); characters are at most as many as bytes
+    starts = char_spans[:, 0].tolist()
     ends = np.minimum(char_spans[:, 1], char_spans[:, 0] + row_limits).tolist()
-    raw = [text[a:b] for a, b in zip(char_spans[:, 0].tolist(), ends)]
+    limits = row_limits.tolist()
+    texts = [(r if 4 * len(r) <= m else truncate_utf8(r, m)).rstrip()
+             for a, b, m in zip(starts, ends, limits) for r in (text[a:b],)]
     continues = inherited.tolist()
     for t, a, b in zip(trackers, bounds[:-1], bounds[1:]):
-        if b > a and continues[a]:
-            held = "".join(t.open_parts)
-            raw[a] = held if t.open_chars >= t.max_text_bytes else held + raw[a]  # nothing more is added past it
-    return [(r if 4 * len(r) <= m else truncate_utf8(r, m)).rstrip() for r, m in zip(raw, row_limits.tolist())]
+        if b > a and continues[a]:  # made again, after the text held open
+            held, m = "".join(t.open_parts), limits[a]
+            texts[a] = truncate_utf8(held if t.open_chars >= m else held + text[starts[a] : ends[a]], m).rstrip()
+    return texts
 
 
 def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRuns,
@@ -486,7 +488,9 @@ def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRu
     end_at = ends[np.searchsorted(ends, run_end) - 1]
     run_start_byte, run_start_char = np.where(has_start, start_byte[at], -1), start_char[at]
     run_end_byte, run_end_char = end_byte[end_at], end_char[end_at]
-    inherited = has_start & np.isin(at, stream_slot)
+    is_stream_slot = np.zeros(n_slots, bool)
+    is_stream_slot[stream_slot] = True
+    inherited = has_start & is_stream_slot[at]
     emitted = has_start & (runs.counts > 0)
     emitted[runs.last] = False
     closed_runs = np.flatnonzero(emitted)
