@@ -331,6 +331,40 @@ def test_spans_of_split_items_match_a_scan_of_every_piece(pieces, budgets):
     assert firsts == lasts == list(range(len(pieces)))
 
 
+def varied(it: WorkItem, seed: int) -> WorkItem:
+    """The item with piece texts and segment flags that differ from piece to piece."""
+    it.pieces = [dataclasses.replace(p, text=chr(97 + (i + seed) % 26) * len(p.text),
+                                     starts_segment=(i + seed) % 3 == 1, ends_segment=(i + seed) % 2 == 0)
+                 for i, p in enumerate(it.pieces)]
+    it.set_tokens(it.tokens, it.piece_ends)
+    return it
+
+
+@given(st.lists(st.lists(st.lists(st.integers(0, 9), max_size=8), min_size=1, max_size=3), min_size=1, max_size=5),
+       st.lists(st.integers(1, 40), min_size=1, max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_a_step_spans_arrays_are_those_of_its_streams_spans(streams, budgets):
+    """A plan's step_spans (one set of array operations for all its streams' slices, whole and split, with
+    pieces without tokens) are `StepSpans.of` the spans of the streams that run tokens, stream after stream."""
+    s = sched(max_step_tokens=budgets[0])
+    for i, items in enumerate(streams):
+        for seq, pieces in enumerate(items, 1):
+            s.add(varied(item(f"s{i}", sum(pieces), seq, pieces=pieces), 3 * i + seq))
+    step = 0
+    while s.has_work():
+        s.max_step_tokens = budgets[step % len(budgets)]
+        plan = s.schedule()
+        arrays, expected = plan.step_spans(), StepSpans.of([w.spans() for w in plan.work if w.n_tokens])
+        for field in ("lens", "per_stream", "cut_before", "cut_after", "last", "facts"):
+            np.testing.assert_array_equal(getattr(arrays, field), getattr(expected, field))
+        assert arrays.text == expected.text
+        for w in plan.work:
+            for sl in w.slices:
+                if sl.completes:
+                    s.complete(sl.item)
+        step += 1
+
+
 def test_piece_layout_needs_one_end_per_piece():
     from streamret.engine.scheduler import PieceLayout
 

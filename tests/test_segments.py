@@ -6,7 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine.scheduler import Span
-from streamret.engine.segments import SegmentTracker, add_step_spans, relevance, salience
+from streamret.engine.segments import (
+    _SCANNED,
+    _WORD,
+    SegmentTracker,
+    add_step_spans,
+    keep_segments,
+    relevance,
+    salience,
+    word_counts,
+)
 from streamret.engine.text import TextPiece
 
 D = 4
@@ -126,3 +135,46 @@ def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
         assert [(b, txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected)]
         for (_, _, e1), (_, _, _, e2) in zip(got, sorted(expected, key=lambda r: r[0])):
             np.testing.assert_array_equal(e1, e2)
+
+
+# letters, digits, other word characters, separators, NUL (ASCII up to there), then numerics, marks, surrogates
+WORDY = "ab Z9_'-.,\t\n\0’é²½\u0301中٣\U0001d400\ud800Ⅷß"
+
+
+@given(st.lists(st.text(alphabet=WORDY, max_size=40) | st.text(alphabet=WORDY[:13], max_size=40)
+                | st.text(max_size=20) | st.just("word " * 200), max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_word_counts_count_what_the_regex_finds(texts):
+    assert word_counts(texts).tolist() == [len(_WORD.findall(t, 0, _SCANNED)) for t in texts]
+
+
+@given(st.lists(st.lists(st.integers(0, 7), min_size=1, max_size=8), min_size=1, max_size=4), st.integers(0, 2**32 - 1))
+@settings(max_examples=100, deadline=None)
+def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_stream, seed):
+    """Several streams (each its own max_kept) kept in one call per step: each keeps the most relevant, as
+    rebuilt the plain way; a stream without new segments in a step is left as it is."""
+    rng = np.random.default_rng(seed)
+    trackers = [SegmentTracker(D, max_kept=1 + i % 5) for i in range(len(steps_per_stream))]
+    expected: list[list] = [[] for _ in trackers]
+    offset = 0
+    for step in range(max(map(len, steps_per_stream))):
+        sizes = [sizes[step] if step < len(sizes) else 0 for sizes in steps_per_stream]
+        texts, spans = [], []
+        for k in sizes:
+            texts += [" ".join([f"s{offset + i}"] * ((offset + i) * 7 % 10)) for i in range(k)]
+            spans += [[offset + i, offset + i + 1] for i in range(k)]
+            offset += k
+        emb = rng.standard_normal((len(texts), 3)).astype(np.float32)
+        if rng.random() < 0.3:
+            emb[:] = emb[:1]  # ties
+        streams = rng.standard_normal((len(trackers), 3)).astype(np.float32)
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        keep_segments(trackers, bounds, texts, np.array(spans, np.int64).reshape(-1, 2), emb, streams)
+        for i, (t, a, b) in enumerate(zip(trackers, bounds[:-1], bounds[1:])):
+            expected[i] = keep_by_rebuilding(expected[i], [(texts[j], *spans[j]) for j in range(a, b)], emb[a:b],
+                                             streams[i], t.max_kept)
+            n = len(t.kept_text)
+            got = sorted(zip(t.kept_bytes[:n].tolist() if n else [], t.kept_text, range(n)))
+            assert [(tuple(b), txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected[i])]
+            for (_, _, row), (_, _, _, e) in zip(got, sorted(expected[i], key=lambda r: r[0])):
+                np.testing.assert_array_equal(t.kept_embeddings[row], e)

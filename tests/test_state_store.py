@@ -86,3 +86,35 @@ def test_fsspec_url_store_round_trips_an_engine_stream():
     with Engine.from_model("random:tiny", device="cpu", state_dir=url, config=cfg) as eng:
         assert eng.info("doc").applied_seq == 1
         assert torch.equal(torch.from_numpy(eng.embedding("doc")), torch.from_numpy(emb))
+
+
+def test_a_gather_holds_its_rows_until_the_gather_after_the_next_and_a_write_puts_rows_back():
+    """On the CPU a step's states are gathered into reused buffers: each gather reads what `read` reads, and
+    stays so while the loop may still use it: the next step's gather does not overwrite it."""
+    from streamret.engine.state_store import DeviceSlab
+    from streamret.model.spec import load_model
+
+    model = load_model("random:tiny", "cpu").model
+    slab = DeviceSlab(model, 16)
+    for i in range(12):
+        state = model.init_state(1)
+        for t in state.tensors().values():
+            t.copy_(torch.full_like(t, i))
+        slab.put(f"s{i}", state)
+    row_sets = [[0, 3, 5], [1, 2], [7, 6, 5, 4, 3, 11, 10], [9], [2, 8, 0]]
+    gathered = []
+    for k, rows in enumerate(row_sets):
+        gathered.append(slab.gather(rows))
+        for rs, got in list(zip(row_sets, gathered))[max(0, k - 1):]:
+            want = slab.read(rs)
+            for name, t in got.tensors().items():
+                assert torch.equal(t, want.tensors()[name]), (k, rs, name)
+    # a step's new states written back (on the CPU by numpy) land in their rows and nowhere else
+    before = slab.read(list(range(12)))
+    new = gathered[-1].map(lambda t: t + 100)
+    slab.write(row_sets[-1], new)
+    after = slab.read(list(range(12)))
+    for name, t in after.tensors().items():
+        expected = before.tensors()[name].clone()
+        expected[row_sets[-1]] = new.tensors()[name]
+        assert torch.equal(t, expected), name

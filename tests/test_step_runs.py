@@ -56,14 +56,14 @@ def test_runner_runs_book_what_spans_booked_on_the_host_book(device):
         span_sums = segment_sum(hidden, torch.from_numpy(np.concatenate([[0], np.cumsum(span_lens)]))).cpu().numpy()
     expected = add_step_spans(host_trackers, spans, span_sums)
     assert sum(map(len, expected)) > 3
-    for got, want in zip(booked, expected):
-        assert (got is None) == (not want)
+    for a, b, want in zip(booked.bounds[:-1], booked.bounds[1:], expected):
+        starts, ends = booked.byte_spans[a:b].T.tolist()
+        assert list(zip(booked.texts[a:b], starts, ends, booked.counts[a:b].tolist())) == [
+            (c.text, c.start_byte, c.end_byte, c.pool_count) for c in want]
         if want:
-            assert list(zip(got.texts, got.byte_spans[:, 0].tolist(), got.byte_spans[:, 1].tolist(),
-                            got.counts.tolist())) == [(c.text, c.start_byte, c.end_byte, c.pool_count) for c in want]
             emb = runner.embed(torch.from_numpy(np.stack([c.pool_sum for c in want])),
                                torch.tensor([c.pool_count for c in want]))
-            np.testing.assert_allclose(out.run_embeddings[got.runs], emb, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(out.run_embeddings[booked.runs[a:b]], emb, rtol=1e-4, atol=1e-5)
     for t, h in zip(trackers, host_trackers):
         np.testing.assert_allclose(t.open_sum, h.open_sum, rtol=1e-6, atol=1e-6)
         assert (t.open_count, t.open_start, t.open_end, t.open_text) == (

@@ -33,7 +33,7 @@ from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
 from .record import StreamCodec
 from .scheduler import Scheduler, StepPlan, WorkItem
-from .segments import ClosedSegment, StepRuns, StepSpans, book_step, step_runs
+from .segments import ClosedSegment, StepRuns, StepSpans, book_step, keep_segments, step_runs
 from .state_store import Prefetched, StateStore
 from .stream import Stream
 from .worker import ModelRunner, StepOutput
@@ -267,7 +267,7 @@ class EngineCore:
         if not plan.work:
             return None
         ran = [w for w in plan.work if w.n_tokens]
-        step = _Step(plan, StepSpans.concat([w.step_spans() for w in ran]) if ran else None, None,
+        step = _Step(plan, plan.step_spans() if ran else None, None,
                      [w.stream_id for w in ran])
         t1 = time.perf_counter()
         self._parts_s["schedule"] += t1 - t0
@@ -335,7 +335,8 @@ class EngineCore:
         done: dict[Stream, list[WorkItem]] = {}
         t0 = time.perf_counter()
         ran = [self.store.streams[sid] for sid in step.ran]
-        booked = book_step([st.segments for st in ran], step.ran_spans, step.runs, out.open_sums) if ran else []
+        trackers = [st.segments for st in ran]
+        booked = book_step(trackers, step.ran_spans, step.runs, out.open_sums) if ran else None
         self._parts_s["book_spans"] += time.perf_counter() - t0
         flushed = []  # (stream, segments closed by pieces without tokens)
         for work in plan.work:
@@ -352,10 +353,9 @@ class EngineCore:
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
         t1 = time.perf_counter()
-        for row, (stream, closed) in enumerate(zip(ran, booked)):
-            if closed is not None:
-                stream.segments.keep_many(closed.texts, closed.byte_spans, out.run_embeddings[closed.runs],
-                                          out.embeddings[row])
+        if booked is not None:
+            keep_segments(trackers, booked.bounds, booked.texts, booked.byte_spans, out.run_embeddings[booked.runs],
+                          out.embeddings)
         for stream, closed in flushed:
             self._keep_flushed(stream, closed)
         t2 = time.perf_counter()

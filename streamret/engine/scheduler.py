@@ -148,28 +148,6 @@ class Slice:
     def whole(self) -> bool:
         return self.start == 0 and self.end == self.item.n_tokens
 
-    def step_spans(self) -> StepSpans:
-        """`StepSpans.of` this slice's spans, from the layout's arrays (no span objects): what a step books."""
-        item, start, end = self.item, self.start, self.end
-        layout = item.layout
-        whole = layout.step_spans
-        if start == 0 and end == item.n_tokens:
-            return whole
-        # the pieces spans() looks at, and its tests for each, in numpy
-        lo, hi = bisect_left(layout.ends, start), bisect_right(layout.starts, end)
-        a = np.asarray(layout.starts[lo:hi], dtype=np.int64)
-        b = a + layout.lens[lo:hi]
-        n = np.maximum(0, np.minimum(b, end) - np.maximum(a, start))
-        first = (start <= a) & ((a < end) | ((a == b) & (a == end) & (end == item.n_tokens)))
-        last = np.where(a < b, (start < b) & (b <= end), first)
-        keep = lo + np.flatnonzero((n > 0) | first | last)
-        first, last, n = first[keep - lo], last[keep - lo], n[keep - lo]
-        booked = keep[last]  # the pieces whose text this step books: consecutive
-        chars = layout.char_offsets
-        text = whole.text[chars[booked[0]] : chars[booked[-1] + 1]] if len(booked) else ""
-        return StepSpans(n, np.array([len(keep)], np.int64), first & whole.cut_before[keep],
-                         last & whole.cut_after[keep], last, whole.facts[keep], text)
-
     def spans(self) -> list[Span]:
         """The pieces this slice touches; a piece without tokens is reported in the slice at its offset."""
         item, start, end = self.item, self.start, self.end
@@ -228,13 +206,57 @@ class StreamWork:
         return [span for s in self.slices for span in s.spans()]
 
     def step_spans(self) -> StepSpans:
-        """What booking this stream's spans of the step reads, as arrays (from the items' layouts)."""
-        parts = [s.step_spans() for s in self.slices]
-        if len(parts) == 1:
-            return parts[0]
-        step = StepSpans.concat(parts)
-        step.per_stream = np.array([int(step.per_stream.sum())], dtype=np.int64)
-        return step
+        """What booking this stream's spans of the step reads, as arrays (`step_spans`)."""
+        return step_spans([self])
+
+
+def step_spans(works: list[StreamWork]) -> StepSpans:
+    """`StepSpans.of` the spans of these streams' slices, stream after stream, read from their items' layouts
+    (no span objects): each slice's pieces are found by bisection (a slice of a long item costs its own
+    pieces, not the item's), then the tests `Slice.spans` makes of each piece (does the slice hold tokens
+    of it, its first one, its last one) run as array operations over all the step's pieces at once."""
+    starts: list[int] = []
+    lens, cut_before, cut_after, facts = [], [], [], []
+    slices = []  # (layout, its first piece, pieces, start, end, item tokens)
+    per_work = []
+    for w in works:
+        per_work.append(len(w.slices))
+        for sl in w.slices:
+            layout, n_tokens = sl.item.layout, sl.item.n_tokens
+            if sl.start == 0 and sl.end == n_tokens:
+                lo, hi = 0, len(layout.starts)
+            else:
+                lo, hi = bisect_left(layout.ends, sl.start), bisect_right(layout.starts, sl.end)
+            whole = layout.step_spans
+            starts += layout.starts[lo:hi]
+            lens.append(layout.lens[lo:hi])
+            cut_before.append(whole.cut_before[lo:hi])
+            cut_after.append(whole.cut_after[lo:hi])
+            facts.append(whole.facts[lo:hi])
+            slices.append((layout, lo, hi - lo, sl.start, sl.end, n_tokens))
+    if not starts:
+        return StepSpans.of([[] for _ in works])
+    counts = np.array([n for _, _, n, _, _, _ in slices])
+    start, end, total = (np.repeat(np.array([sl[k] for sl in slices], np.int64), counts) for k in (3, 4, 5))
+    a = np.array(starts, np.int64)
+    b = a + np.concatenate(lens)
+    n = np.maximum(0, np.minimum(b, end) - np.maximum(a, start))
+    first = (start <= a) & ((a < end) | ((a == b) & (a == end) & (end == total)))
+    last = np.where(a < b, (start < b) & (b <= end), first)
+    keep = np.flatnonzero((n > 0) | first | last)
+    # each slice's text: that of the pieces it books (consecutive), cut out of its item's text
+    slice_of = np.repeat(np.arange(len(slices)), counts)
+    booked = keep[last[keep]]
+    bounds = np.searchsorted(slice_of[booked], np.arange(len(slices) + 1)).tolist()
+    shifts = (np.array([lo for _, lo, _, _, _, _ in slices]) - (np.cumsum(counts) - counts)).tolist()
+    booked_l, texts = booked.tolist(), []
+    for (layout, _, _, _, _, _), i, j, shift in zip(slices, bounds[:-1], bounds[1:], shifts):
+        if j > i:  # item pieces booked_l[i] + shift to booked_l[j - 1] + shift
+            chars = layout.char_offsets
+            texts.append(layout.step_spans.text[chars[booked_l[i] + shift] : chars[booked_l[j - 1] + shift + 1]])
+    work_of = np.repeat(np.repeat(np.arange(len(works)), per_work), counts)[keep]
+    return StepSpans(n[keep], np.bincount(work_of, minlength=len(works)), (first & np.concatenate(cut_before))[keep],
+                     (last & np.concatenate(cut_after))[keep], last[keep], np.concatenate(facts)[keep], "".join(texts))
 
 
 @dataclass
@@ -244,6 +266,10 @@ class StepPlan:
 
     def __post_init__(self) -> None:
         self.n_tokens = sum(w.n_tokens for w in self.work)
+
+    def step_spans(self) -> StepSpans:
+        """What booking the step reads of the streams that run tokens (`step_spans`)."""
+        return step_spans([w for w in self.work if w.n_tokens])
 
     def packed(self) -> tuple[np.ndarray, np.ndarray]:
         """The model's input: the tokens of the streams that have some, in plan order, concatenated with

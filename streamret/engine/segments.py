@@ -61,38 +61,14 @@ class ClosedSegment:
     pool_count: int
 
 
-class StepTexts(Sequence[str]):
-    """The texts of the segments one stream closed in a step, each cut out of the step's text when it is
-    first read (`keep_many` reads only those that may stay). The first continues the segment the tracker
-    held open before the step when `continues`: that text is taken now, before the step changes it."""
-
-    def __init__(self, text: str, char_spans: np.ndarray, continues: bool, tracker: SegmentTracker):
-        self.text, self.spans, self.limit = text, char_spans.tolist(), tracker.max_text_bytes
-        self.held = tracker._grown("", True) if continues else None
-        self.frozen = continues and tracker.open_chars >= self.limit  # nothing more is added to it
-        self._made: dict[int, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.spans)
-
-    def __getitem__(self, j: int) -> str:  # type: ignore[override]
-        made = self._made.get(j)
-        if made is None:
-            a, b = self.spans[j]
-            raw = self.text[a:b][: self.limit]
-            if j == 0 and self.held is not None:
-                raw = self.held if self.frozen else self.held + raw
-            made = self._made[j] = truncate_utf8(raw, self.limit).rstrip()
-        return made
-
-
 class Closed(NamedTuple):
-    """The segments one stream closed in a step, before their embeddings (`book_step`)."""
+    """The segments the streams of a step closed, stream after stream, before their embeddings (`book_step`)."""
 
+    bounds: list[int]  # [streams + 1]: stream i closed the rows bounds[i]:bounds[i + 1]
     runs: np.ndarray  # int64 [k]: their runs among the step's (`StepRuns`): rows of the runs' embeddings
     byte_spans: np.ndarray  # int64 [k, 2]: [start, end) stream bytes
     counts: np.ndarray  # int64 [k]: tokens pooled, those of earlier steps included
-    texts: StepTexts  # cut to max_text_bytes, made when read
+    texts: list[str]  # cut to their tracker's max_text_bytes
 
 
 def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray:
@@ -104,19 +80,67 @@ def salience(embeddings: np.ndarray, stream_embedding: np.ndarray) -> np.ndarray
 
 INFORMATIVE_WORDS = 8  # a segment of this many words or more gets no penalty
 SHORT_PENALTY = 0.5  # the penalty of a segment without a word; it falls linearly to 0 at INFORMATIVE_WORDS
-_WORD = re.compile(r"[^\W\d_][\w'’-]*")  # a word: starts with a letter
+_LETTER, _WORD_CHAR = r"[^\W\d_]", r"[\w'’-]"
+_WORD = re.compile(_LETTER + _WORD_CHAR + "*")  # a word: starts with a letter (what `word_counts` counts)
+_SCANNED = 4 * INFORMATIVE_WORDS * 16  # the characters of a text searched for words
 
 
-def short_penalty(text: str) -> float:
-    """What `relevance` subtracts from a segment's salience for its text having few words (worked out once
-    per kept segment: SegmentTracker.kept_penalty)."""
-    words = len(_WORD.findall(text, 0, 4 * INFORMATIVE_WORDS * 16))
-    return SHORT_PENALTY * max(0.0, 1.0 - words / INFORMATIVE_WORDS)
+def _char_class(c: str) -> int:
+    """2: a letter (a word starts with one), 1: another word character, 0: none (by the regexes themselves)."""
+    return 2 if re.fullmatch(_LETTER, c) else 1 if re.fullmatch(_WORD_CHAR, c) else 0
+
+
+_ASCII_CLASSES = bytes(_char_class(chr(c)) if c < 128 else 0 for c in range(256))  # a bytes.translate table
+# ASCII text without its other word characters: letters 2, NUL (the texts' separator) 3, the rest 0
+_ASCII_LETTERS = bytes(3 if c == 0 else 2 if _ASCII_CLASSES[c] == 2 else 0 for c in range(256))
+_ASCII_OTHER_WORD_CHARS = bytes(c for c in range(128) if _ASCII_CLASSES[c] == 1)
+
+
+def _char_classes(text: str) -> np.ndarray:
+    """uint8 [len(text)]: `_char_class` of each character (the ASCII ones by a table, the others once each)."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii").translate(_ASCII_CLASSES), np.uint8)
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    classes = np.frombuffer(_ASCII_CLASSES, np.uint8)[np.minimum(codes, 128)]
+    high = np.flatnonzero(codes >= 128)
+    distinct, which = np.unique(codes[high], return_inverse=True)
+    classes[high] = np.array([_char_class(chr(c)) for c in distinct.tolist()], np.uint8)[which]
+    return classes
+
+
+def word_counts(texts: Sequence[str]) -> np.ndarray:
+    """int64 [len(texts)]: the matches of `_WORD` in each text's first _SCANNED characters, for all the texts
+    in one pass of array work (the regex costs ~30 ns a character). `_WORD` matches from the first letter of
+    a maximal run of word characters to the run's end, so a match starts at each letter whose nearest
+    earlier letter or non-word character is a non-word one; the texts are joined by NUL (no word character)."""
+    if not texts:
+        return np.zeros(0, np.int64)
+    cut = [t[:_SCANNED] for t in texts]
+    joined = "\0".join(cut)
+    if joined.isascii() and joined.count("\0") == len(cut) - 1:  # most text: bytes.translate drops the
+        # word characters that are no letters, so that a match starts at each letter after a non-letter
+        kinds = np.frombuffer(joined.encode("ascii").translate(_ASCII_LETTERS, _ASCII_OTHER_WORD_CHARS), np.uint8)
+        letter = kinds == 2
+        starts = letter.copy()
+        starts[1:] &= ~letter[:-1]
+        ends = np.append(np.flatnonzero(kinds == 3), len(kinds))
+        return np.diff(np.searchsorted(np.flatnonzero(starts), ends), prepend=0)
+    classes = _char_classes(joined)
+    at = np.flatnonzero(classes != 1)
+    c = classes[at]
+    starts = at[(c == 2) & np.concatenate([[True], c[:-1] == 0])]
+    return np.diff(np.searchsorted(starts, np.cumsum([len(t) + 1 for t in cut])), prepend=0)
+
+
+def short_penalties(texts: Sequence[str]) -> np.ndarray:
+    """float64 [len(texts)]: what `relevance` subtracts from each segment's salience for its text having few
+    words (worked out once per kept segment: SegmentTracker.kept_penalty)."""
+    return SHORT_PENALTY * np.maximum(0.0, 1.0 - word_counts(texts) / INFORMATIVE_WORDS)
 
 
 def relevance(salience: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-    """Salience less each text's `short_penalty`: how the kept segments and a summary's picks are ranked."""
-    return np.asarray(salience, dtype=np.float64) - np.array([short_penalty(t) for t in texts], dtype=np.float64)
+    """Salience less each text's short penalty: how the kept segments and a summary's picks are ranked."""
+    return np.asarray(salience, dtype=np.float64) - short_penalties(texts)
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -144,7 +168,7 @@ class SegmentTracker:
     # rows [:len(kept_text)] used, in the places of kept_text; allocated with the first kept segment
     kept_embeddings: np.ndarray | None = None  # [max_kept, embed_dim] float32
     kept_bytes: np.ndarray | None = None  # [max_kept, 2] int64: [start, end) stream bytes
-    kept_penalty: np.ndarray | None = None  # [max_kept] float64: short_penalty, worked out once per segment
+    kept_penalty: np.ndarray | None = None  # [max_kept] float64: `short_penalties`, worked out once per segment
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
@@ -231,47 +255,8 @@ class SegmentTracker:
 
     def keep_many(self, texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray,
                   stream_embedding: np.ndarray) -> None:
-        """Keep the segments closed in one step (texts, each at most max_text_bytes: `book_step` and `add` cut
-        them so; byte_spans int64 [k, 2], their [start, end) bytes;
-        embeddings [k, embed_dim]; one stream embedding for all): the `max_kept` most relevant of the kept
-        and the new ones stay, with one matrix product. The new ones that stay take the places of the
-        dropped ones, so the Python work is per new segment, not per kept one (the kept rows are in no
-        particular order)."""
-        n, k = len(self.kept_text), len(texts)
-        self._storage(embeddings.shape[-1])
-        if n + k <= self.max_kept:
-            new_texts = [texts[j] for j in range(k)]
-            self.kept_embeddings[n : n + k] = embeddings
-            self.kept_penalty[n : n + k] = [short_penalty(t) for t in new_texts]
-            self.kept_bytes[n : n + k] = byte_spans
-            self.kept_text += new_texts
-            return
-        rows = np.concatenate([self.kept_embeddings[:n], embeddings.astype(np.float32, copy=False)])
-        sal = salience(rows, stream_embedding)
-        # a new segment less salient than the max_kept-th best of everyone's lowest possible relevance
-        # drops whatever its penalty: its text is never read (texts may make them on demand: `StepTexts`)
-        lowest = np.concatenate([sal[:n] - self.kept_penalty[:n], sal[n:] - SHORT_PENALTY])
-        bar = np.partition(lowest, n + k - self.max_kept)[n + k - self.max_kept]
-        penalty = np.full(k, np.inf)
-        for j in np.flatnonzero(sal[n:] >= bar).tolist():
-            penalty[j] = short_penalty(texts[j])
-        # most relevant first; equal scores go to the earlier segment (the kept rows are in no order, so
-        # the tie is broken by stream position, which does not depend on the order of earlier drops)
-        starts = np.concatenate([self.kept_bytes[:n, 0], byte_spans[:, 0]])
-        scores = sal - np.concatenate([self.kept_penalty[:n], penalty])  # relevance
-        stays = np.zeros(n + k, dtype=bool)
-        stays[np.lexsort((starts, -scores))[: self.max_kept]] = True
-        new = np.flatnonzero(stays[n:])
-        # places for the new ones that stay: those of the dropped kept ones, then the free ones (appended)
-        places = np.concatenate([np.flatnonzero(~stays[:n]), np.arange(n, self.max_kept)])[: len(new)]
-        self.kept_embeddings[places] = embeddings[new]
-        self.kept_penalty[places] = penalty[new]
-        self.kept_bytes[places] = byte_spans[new]
-        for place, j in zip(places.tolist(), new.tolist()):
-            if place < n:
-                self.kept_text[place] = texts[j]
-            else:
-                self.kept_text.append(texts[j])
+        """`keep_segments` for this stream alone (texts, byte_spans, embeddings: its new segments')."""
+        keep_segments([self], [0, len(texts)], texts, byte_spans, embeddings, np.asarray(stream_embedding)[None])
 
     def _document_order(self) -> list[int]:
         n = len(self.kept_text)
@@ -486,12 +471,32 @@ def step_runs(trackers: Sequence[SegmentTracker], spans: StepSpans) -> StepRuns:
     return StepRuns(token_cu, run_start, slots[order], first, last, counts, open_sums)
 
 
+def _closed_texts(trackers: Sequence[SegmentTracker], bounds: list[int], text: str, char_spans: np.ndarray,
+                  inherited: np.ndarray) -> list[str]:
+    """The texts of a step's closed segments (stream i's: rows bounds[i]:bounds[i + 1] of char_spans, [start,
+    end) characters of `text`), cut to their tracker's max_text_bytes. A stream's first continues the text
+    its tracker holds open before the step when `inherited` (taken before the step changes it)."""
+    row_limits = np.repeat([t.max_text_bytes for t in trackers], np.diff(bounds))
+    # past its limit a text is cut (in bytes, at close); characters are at most as many as bytes
+    starts = char_spans[:, 0].tolist()
+    ends = np.minimum(char_spans[:, 1], char_spans[:, 0] + row_limits).tolist()
+    limits = row_limits.tolist()
+    texts = [(r if 4 * len(r) <= m else truncate_utf8(r, m)).rstrip()
+             for a, b, m in zip(starts, ends, limits) for r in (text[a:b],)]
+    continues = inherited.tolist()
+    for t, a, b in zip(trackers, bounds[:-1], bounds[1:]):
+        if b > a and continues[a]:  # made again, after the text held open
+            held, m = "".join(t.open_parts), limits[a]
+            texts[a] = truncate_utf8(held if t.open_chars >= m else held + text[starts[a] : ends[a]], m).rstrip()
+    return texts
+
+
 def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRuns,
-              open_after: np.ndarray) -> list[Closed | None]:
+              open_after: np.ndarray) -> Closed:
     """Book a step's segments and set each stream's open segment (open_after: float64 [streams, d_model],
     each stream's last run's sum). Where each run's segment starts and ends (bytes, characters of
     `spans.text`) is array work over the step's events; only the segments closed are then cut out of the
-    text, one string slice each. Returns each stream's closed segments (None: none)."""
+    text, one string slice each. Returns the segments the streams closed."""
     n_streams, facts, last = len(trackers), spans.facts, spans.last
     stream_slot, span_slot = _slots(spans)
     n_slots = 3 * len(spans.lens) + n_streams
@@ -533,7 +538,9 @@ def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRu
     end_at = ends[np.searchsorted(ends, run_end) - 1]
     run_start_byte, run_start_char = np.where(has_start, start_byte[at], -1), start_char[at]
     run_end_byte, run_end_char = end_byte[end_at], end_char[end_at]
-    inherited = has_start & np.isin(at, stream_slot)
+    is_stream_slot = np.zeros(n_slots, bool)
+    is_stream_slot[stream_slot] = True
+    inherited = has_start & is_stream_slot[at]
     emitted = has_start & (runs.counts > 0)
     emitted[runs.last] = False
     closed_runs = np.flatnonzero(emitted)
@@ -542,9 +549,8 @@ def book_step(trackers: Sequence[SegmentTracker], spans: StepSpans, runs: StepRu
     byte_spans = np.stack([run_start_byte[closed_runs], run_end_byte[closed_runs]], axis=1)
     char_spans = np.stack([run_start_char[closed_runs], run_end_char[closed_runs]], axis=1)
     bounds = np.searchsorted(owner, np.arange(len(trackers) + 1)).tolist()
-    out = [Closed(closed_runs[a:b], byte_spans[a:b], runs.counts[closed_runs[a:b]],
-                  StepTexts(text, char_spans[a:b], inherited[closed_runs[a]], trackers[i]))
-           if b > a else None for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    out = Closed(bounds, closed_runs, byte_spans, runs.counts[closed_runs],
+                 _closed_texts(trackers, bounds, text, char_spans, inherited[closed_runs]))
     final = runs.last
     for tracker, open_sum, count, end, start, a, b, inh in zip(
             trackers, open_after, runs.counts[final].tolist(), run_end_byte[final].tolist(),
@@ -588,10 +594,78 @@ def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[
     runs = step_runs(trackers, step)
     pooled = run_sums(runs, sums, step.lens)
     booked = book_step(trackers, step, runs, pooled[runs.last])
-    out = [[ClosedSegment(text, start, end, pooled[run], count) for run, (start, end), count, text in zip(
-        c.runs.tolist(), c.byte_spans.tolist(), c.counts.tolist(), c.texts)] if c is not None else []
-        for c in booked]
-    return out
+    runs_of, byte_spans, counts = booked.runs.tolist(), booked.byte_spans.tolist(), booked.counts.tolist()
+    return [[ClosedSegment(booked.texts[j], *byte_spans[j], pooled[runs_of[j]], counts[j]) for j in range(a, b)]
+            for a, b in zip(booked.bounds[:-1], booked.bounds[1:])]
+
+
+def keep_segments(trackers: Sequence[SegmentTracker], bounds: Sequence[int], texts: Sequence[str],
+                  byte_spans: np.ndarray, embeddings: np.ndarray, stream_embeddings: np.ndarray) -> None:
+    """Keep the segments the streams of a step closed: trackers[i] gets the rows bounds[i]:bounds[i + 1] of
+    texts (each at most its max_text_bytes: `book_step` and `add` cut them so), byte_spans (int64 [k, 2],
+    [start, end) bytes) and embeddings ([k, embed_dim]), scored with stream_embeddings[i]. Of a stream's
+    kept and new segments its `max_kept` most relevant stay; equal scores go to the earlier segment (the
+    kept rows are in no particular order, so the tie is broken by stream position, which does not depend
+    on the order of earlier drops). The new ones that stay take the places of the dropped ones.
+
+    Array work for the whole step: the new texts' penalties in one pass, the new rows' salience in one
+    product, the streams whose kept set overflows ranked in one sort; per stream, one salience product of
+    its kept rows (when it overflows) and one copy of the rows that stay."""
+    embeddings = np.asarray(embeddings).astype(np.float32, copy=False)
+    penalties = short_penalties(texts)
+    over: list[tuple[SegmentTracker, int, int, int]] = []  # the overflowing streams: tracker, kept, rows a:b
+    for i, t in enumerate(trackers):
+        a, b = bounds[i], bounds[i + 1]
+        if a == b:
+            continue
+        t._storage(embeddings.shape[1])
+        n = len(t.kept_text)
+        if n + b - a <= t.max_kept:
+            t.kept_embeddings[n : n + b - a] = embeddings[a:b]
+            t.kept_penalty[n : n + b - a] = penalties[a:b]
+            t.kept_bytes[n : n + b - a] = byte_spans[a:b]
+            t.kept_text += texts[a:b]
+        else:
+            over.append((t, n, a, b))
+    if not over:
+        return
+    owner = np.repeat(np.arange(len(trackers)), np.diff(bounds))
+    new_scores = salience(embeddings, stream_embeddings[owner]) - penalties  # relevance
+    scores, starts = [], []
+    for t, n, a, b in over:
+        scores += [salience(t.kept_embeddings[:n], stream_embeddings[owner[a]]) - t.kept_penalty[:n], new_scores[a:b]]
+        starts += [t.kept_bytes[:n, 0], byte_spans[a:b, 0]]
+    # the overflowing streams' rows (each stream's kept ones, then its new ones), ranked within each stream
+    kept, first_new = np.array([[n, a] for _, n, a, _ in over]).T
+    sizes = kept + np.array([b for _, _, _, b in over]) - first_new
+    max_kept = np.array([t.max_kept for t, _, _, _ in over])
+    group = np.repeat(np.arange(len(over)), sizes)
+    local = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # a row's place in its stream's
+    order = np.lexsort((np.concatenate(starts), -np.concatenate(scores), group))
+    stays = np.empty(len(group), bool)
+    stays[order] = local < max_kept[group]  # sorted by stream first: the k-th row of each stream is its k-th best
+    is_kept = local < kept[group]
+    # places for the new ones that stay, per stream: those of its dropped kept ones, then its free ones
+    dropped = np.flatnonzero(is_kept & ~stays)
+    free = max_kept - kept
+    free_places = np.arange(free.sum()) - np.repeat(np.cumsum(free) - free - kept, free)
+    by_stream = np.argsort(np.concatenate([group[dropped], np.repeat(np.arange(len(over)), free)]), kind="stable")
+    places = np.concatenate([local[dropped], free_places])[by_stream]
+    new = np.flatnonzero(~is_kept & stays)
+    rows = first_new[group[new]] + local[new] - kept[group[new]]  # in the step's arrays
+    cuts = np.concatenate([[0], np.cumsum(np.bincount(group[new], minlength=len(over)))]).tolist()
+    new_embeddings, new_penalties, new_bytes = embeddings[rows], penalties[rows], byte_spans[rows]
+    all_places, all_rows = places.tolist(), rows.tolist()
+    for (t, n, _, _), c0, c1 in zip(over, cuts[:-1], cuts[1:]):
+        at = places[c0:c1]
+        t.kept_embeddings[at] = new_embeddings[c0:c1]
+        t.kept_penalty[at] = new_penalties[c0:c1]
+        t.kept_bytes[at] = new_bytes[c0:c1]
+        for place, j in zip(all_places[c0:c1], all_rows[c0:c1]):
+            if place < n:
+                t.kept_text[place] = texts[j]
+            else:
+                t.kept_text.append(texts[j])
 
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:

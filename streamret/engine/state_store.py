@@ -43,6 +43,11 @@ class Prefetched:
     decoded: tuple[Stream, RetNetState] | None  # None: there was no record
 
 
+# the step loop keeps at most this many steps' gathered states alive: it gathers step k + 1 while step k runs,
+# and scatters step k before it gathers step k + 2 (core.EngineCore._steps_forever)
+GATHERS_ALIVE = 2
+
+
 class DeviceSlab:
     """Rows of per-stream state on the model's device; grows by doubling up to `capacity` rows."""
 
@@ -56,6 +61,10 @@ class DeviceSlab:
         # a gather and a scatter per step, two steps in flight: a slot comes round again only after the
         # step that used it last was waited for
         self._staging = Staging(slots=8)
+        # on the CPU, where a step's states gathered into fresh memory (~0.5 MB a stream) cost more in page
+        # faults than in copying: buffers reused in turn (`gather`)
+        self._gather_buffers: list[RetNetState | None] = [None] * GATHERS_ALIVE
+        self._gathers = 0
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self.rows
@@ -91,6 +100,25 @@ class DeviceSlab:
     def read(self, rows: list[int]) -> RetNetState:
         idx = self._rows_on_device(rows)
         return self.state.map(lambda x: x.index_select(0, idx))
+
+    @torch.inference_mode()
+    def gather(self, rows: list[int]) -> RetNetState:
+        """`read` for a step. On the CPU into the next of GATHERS_ALIVE reused buffers, which come round again
+        only after the step that gathered into one was scattered (see GATHERS_ALIVE); on a GPU the caching
+        allocator reuses memory already."""
+        if self.state.positions.device.type == "cuda":
+            return self.read(rows)
+        idx = self._rows_on_device(rows)
+        turn = self._gathers % GATHERS_ALIVE
+        self._gathers += 1
+        buffer = self._gather_buffers[turn]
+        if buffer is None or buffer.n < len(rows):
+            n = 1 << (len(rows) - 1).bit_length()  # powers of two: a few sizes as steps vary
+            buffer = self._gather_buffers[turn] = self.state.map(lambda x: x.new_empty((n, *x.shape[1:])))
+        out = buffer.map(lambda x: x[: len(rows)])
+        for src, dst in zip(self.state.tensors().values(), out.tensors().values(), strict=True):
+            torch.index_select(src, 0, idx, out=dst)
+        return out
 
     @torch.inference_mode()
     def write(self, rows: list[int], state: RetNetState) -> None:
@@ -270,7 +298,8 @@ class StateStore:
         return self.host[stream_id].clone()
 
     def gather(self, stream_ids: list[str]) -> RetNetState:
-        """States [N] of resident streams on the model's device, in order; pins them until scatter."""
+        """States [N] of resident streams on the model's device, in order; pins them until scatter. On the CPU
+        they are valid until the gather after the next (`DeviceSlab.gather`): scatter them before then."""
         self.pinned.update(stream_ids)
         for sid in stream_ids:
             if sid not in self.device:
@@ -282,7 +311,7 @@ class StateStore:
                     raise
                 self.device.put(sid, state)
         rows = [self.device.row_of(sid) for sid in stream_ids]
-        return self.device.read(rows)
+        return self.device.gather(rows)
 
     def scatter(self, stream_ids: list[str], state: RetNetState) -> None:
         self.device.write([self.device.row_of(sid) for sid in stream_ids], state)
