@@ -476,7 +476,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
-    except BaseException as e:  # noqa: BLE001  (the parent raises it)
+    except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
+        log.error("engine process %d could not start", rank, exc_info=True)
         answer(0, False, e if _picklable(e) else RuntimeError(repr(e)))
         outbox.close()
         return

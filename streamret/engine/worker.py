@@ -6,6 +6,7 @@ turns token lists plus states into new states and the sums the outputs are built
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,8 @@ from ..model.graphs import GraphedForward, all_buckets
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
 from .segments import StepRuns
 from .staging import Staging
+
+log = logging.getLogger("streamret.engine")
 
 
 @dataclass
@@ -52,7 +55,11 @@ class ModelRunner:
         self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size) \
             if cuda_graphs and model.device.type == "cuda" else None
         if self.graphed is not None and capture is not None:
-            self.graphed.capture(all_buckets(*capture))
+            try:
+                self.graphed.capture(all_buckets(*capture))
+            except Exception:  # noqa: BLE001  (steps capture what they need, as without capture=)
+                log.warning("capturing the CUDA graphs of every step shape at start failed; steps capture the "
+                            "graphs they need when they first run", exc_info=True)
         # segment embeddings through a float64 copy of the embedding head, on the model's device: the
         # pooled sums are float64, and a step embeds all the segments it closed in one call
         head = model.embed_head
