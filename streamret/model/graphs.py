@@ -70,6 +70,7 @@ class GraphedForward:
         self.states: dict[int, RetNetState] = {}  # input state buffers per row bucket (they are the largest)
         self.captures = 0  # graphs captured so far (a capture costs a few eager forwards)
 
+    @torch.inference_mode()  # as __call__: the model takes its fused inference path only there
     def capture(self, buckets: list[tuple[int, int]]) -> None:
         """Capture these buckets' graphs now (a server's start) rather than at a step that needs one."""
         self.max_graphs = max(self.max_graphs, len(buckets))
