@@ -704,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(loaded, None, config) if procs == 1 else ShardedEngine(
         args.model, args.device, None, config, args.dtype, procs=procs)
     model = loaded.model
+    from streamret.gc_pauses import freeze_startup
+
+    freeze_startup()  # as `streamret serve` does once its engine is up
     results: dict = {
         "bench": "e2e", "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": " ".join(["bench/e2e.py", *(sys.argv[1:] if argv is None else argv)]),

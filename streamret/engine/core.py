@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import gc_pauses
 from ..errors import NotFound, StreamRetError, Unavailable
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
@@ -104,6 +105,7 @@ class EngineCore:
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
         self._recent_tokens: deque[int] = deque(maxlen=256)
+        gc_pauses.watch()
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
 
@@ -206,6 +208,7 @@ class EngineCore:
                 "loop_parts_seconds": dict(self._parts_s),
                 "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
                 "durable_writable": writable,
+                **gc_pauses.pauses(),  # the whole process's: a collection stops the step loop too
             }
 
     # ------------------------------------------------------------------------------------------

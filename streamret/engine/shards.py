@@ -36,6 +36,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import gc_pauses
 from ..errors import InvalidArgument, StreamRetError, Unavailable
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
@@ -48,6 +49,8 @@ log = logging.getLogger("streamret.engine")
 _INLINE = frozenset({"submit_append"})
 # stats() keys that are histograms (added element by element) rather than recent samples (concatenated)
 _HISTOGRAMS = frozenset({"step_streams_buckets"})
+# stats() keys whose engines' values are compared, not added
+_MAXIMA = frozenset({"gc_pause_max_seconds"})
 
 
 def engine_procs(procs: int | str, device: str = "auto") -> int:
@@ -413,6 +416,8 @@ def merge_stats(parts: list[dict]) -> dict:
         first = values[0]
         if key == "durable_writable":
             out[key] = None if any(v is None for v in values) else all(values)
+        elif key in _MAXIMA:
+            out[key] = max(values)
         elif key in _HISTOGRAMS:
             out[key] = [sum(col) for col in zip(*values)]
         elif isinstance(first, dict):
@@ -481,6 +486,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         answer(0, False, e if _picklable(e) else RuntimeError(repr(e)))
         outbox.close()
         return
+    gc_pauses.freeze_startup()  # this process serves until shutdown: its model and tokenizer stay
     param = next(engine.model.parameters())
     answer(0, True, {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
                      "model_info": {"tokenizer": type(engine.tokenizer).__name__,

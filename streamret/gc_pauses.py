@@ -1,0 +1,56 @@
+"""Python's garbage collector as a server sees it: how long its pauses are, and startup's objects left alone.
+
+A full collection walks every object the process holds, and while it runs no Python thread of the process
+moves: in an engine that holds a model, a tokenizer and every stream's segments, one can take longer than a
+whole step. `freeze_startup` (what a server calls once it has loaded everything) moves the objects that
+exist then out of the collector's reach, so later collections walk only what serving made; `pauses()` says
+what the collector cost so far.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+_lock = threading.Lock()
+_started: float | None = None
+_count = 0
+_total_s = 0.0
+_max_s = 0.0
+_installed = False
+
+
+def _callback(phase: str, info: dict) -> None:
+    global _started, _count, _total_s, _max_s
+    if phase == "start":
+        _started = time.perf_counter()
+    elif _started is not None:
+        took = time.perf_counter() - _started
+        _started = None
+        with _lock:
+            _count += 1
+            _total_s += took
+            _max_s = max(_max_s, took)
+
+
+def watch() -> None:
+    """Start timing the collector's pauses in this process (once; later calls do nothing)."""
+    global _installed
+    with _lock:
+        if not _installed:
+            gc.callbacks.append(_callback)
+            _installed = True
+
+
+def pauses() -> dict:
+    """{"gc_collections", "gc_pause_seconds", "gc_pause_max_seconds"} since `watch()`."""
+    with _lock:
+        return {"gc_collections": _count, "gc_pause_seconds": _total_s, "gc_pause_max_seconds": _max_s}
+
+
+def freeze_startup() -> None:
+    """Collect once, then keep every object that exists now out of later collections (a server's model,
+    tokenizer, modules): call when a process has loaded what it serves with."""
+    gc.collect()
+    gc.freeze()

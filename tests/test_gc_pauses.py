@@ -1,0 +1,26 @@
+"""The engine reports the garbage collector's pauses (a full collection stops every thread of the process)."""
+
+import gc
+
+from streamret import gc_pauses
+from streamret.engine import Engine
+
+
+def test_collections_are_counted_and_timed_in_the_engines_stats():
+    with Engine.from_model("random:tiny", device="cpu") as engine:
+        before = engine.stats()
+        gc.collect()
+        gc.collect()
+        after = engine.stats()
+    assert after["gc_collections"] >= before["gc_collections"] + 2
+    assert after["gc_pause_seconds"] > before["gc_pause_seconds"]
+    assert 0 < after["gc_pause_max_seconds"] <= after["gc_pause_seconds"]
+
+
+def test_freeze_startup_keeps_existing_objects_out_of_later_collections():
+    kept = [[i] for i in range(1000)]
+    try:
+        gc_pauses.freeze_startup()
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
