@@ -348,7 +348,8 @@ def embed_table(
     `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix), opened with durable=False (no record per
     row) in the scheduler's fairness `group`, and closed when their row is done.
-    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once.
+    At most `max_in_flight` rows (per engine process of a ShardedEngine) and `max_bytes_in_flight` bytes of
+    chunks are queued in the engine at once.
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
@@ -382,7 +383,9 @@ def embed_table(
         unsent = int(pc.sum(pc.binary_length(col)).as_py() or 0) - sum(len(d.data) for d in docs)
         if unsent:
             on_bytes(unsent)
-    _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
+    # engine processes (a ShardedEngine) each batch their own share of the rows: each gets max_in_flight
+    per_engine = max_in_flight * getattr(engine, "procs", 1)
+    _Runner(engine, docs, summary_k, per_engine, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
             group=group, stop=stop).run()
 
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
