@@ -204,7 +204,11 @@ class _Shard:
 
 
 class ShardedEngine:
-    """`EngineAPI` over `procs` engine processes on one device (see the module docstring)."""
+    """`EngineAPI` over `procs` engine processes on one device (see the module docstring).
+
+    The engine processes are started with multiprocessing's "spawn" (CUDA does not survive a fork), which
+    imports the calling script's main module in each of them: a script that makes one at its top level must
+    do so under `if __name__ == "__main__":`, as with any spawned process."""
 
     def __init__(self, spec: str = "default", device: str = "auto", state_dir: str | None = None,
                  config: EngineConfig | None = None, dtype: str | None = None, procs: int = 2,
