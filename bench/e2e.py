@@ -542,6 +542,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
     ap.add_argument("--engine-procs", default="1",
                     help="engine processes (streams sharded over them; streamret serve --engine-procs), or auto")
+    ap.add_argument("--tokenizer-threads", type=int, default=None,
+                    help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for this process, seconds (Python's default: 0.005)")
@@ -697,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
-                          cuda_graphs=not args.no_cuda_graphs)
+                          cuda_graphs=not args.no_cuda_graphs,
+                          tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
     # in this process (procs 1), or engine processes with a model each, streams sharded over them
@@ -718,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
-                          "engine_procs": procs},
+                          "engine_procs": procs, "tokenizer_threads": config.tokenizer_threads},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"
 
