@@ -207,3 +207,11 @@ def test_the_batch_job_over_engine_processes_writes_what_one_engine_writes(tmp_p
     with pytest.raises(InvalidArgument, match="engine processes must be an int >= 1 or 'auto'"):
         embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "bad"), model=MODEL, device="cpu",
                       engine_procs="many", progress=False)
+
+
+def test_an_engine_that_cannot_start_fails_the_start_with_its_error(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(Exception, match="no-such-model") as e:
+        ShardedEngine(str(tmp_path / "no-such-model"), "cpu", procs=2)
+    assert not isinstance(e.value, Unavailable)  # the engine's own error, not a lost pipe
+    assert time.monotonic() - started < 60

@@ -238,7 +238,7 @@ class ShardedEngine:
                 self._shards.append(_Shard(rank, process, parent))
             hellos = [s.hello.result(timeout=start_timeout_s) for s in self._shards]
         except BaseException:
-            self._stop_processes()
+            self._stop_processes(hang_up=True)
             raise
         first = hellos[0]
         self.fingerprint: str = first["fingerprint"]
@@ -399,7 +399,12 @@ class ShardedEngine:
         reports = [r for r in reports if r is not None]
         return Checkpoint.combine(reports) if checkpoint and reports else None
 
-    def _stop_processes(self) -> None:
+    def _stop_processes(self, hang_up: bool = False) -> None:
+        """Wait for the engine processes to exit (after their shutdown), killing any that does not. hang_up:
+        close the pipes first (a failed start: the engines that did start see the pipe close and exit)."""
+        if hang_up:
+            for s in self._shards:
+                s.close()
         for s in self._shards:
             s.process.join(timeout=30)
             if s.process.is_alive():
