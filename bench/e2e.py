@@ -286,6 +286,10 @@ def steps_between(before: dict, after: dict) -> dict:
             "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
             "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),
             "cuda_graph_captures": after.get("cuda_graph_captures", 0) - before.get("cuda_graph_captures", 0),
+            # the garbage collector (all engine processes): pauses in the part, and the longest since start
+            "gc_collections": after.get("gc_collections", 0) - before.get("gc_collections", 0),
+            "gc_pause_ms": round(1e3 * (after.get("gc_pause_seconds", 0) - before.get("gc_pause_seconds", 0)), 1),
+            "gc_pause_max_ms_since_start": round(1e3 * after.get("gc_pause_max_seconds", 0), 1),
             "loop_parts_ms_per_step": {k: round(1e3 * (v - before.get("loop_parts_seconds", {}).get(k, 0.0))
                                                / max(1, steps), 3)
                                        for k, v in after.get("loop_parts_seconds", {}).items()}}
