@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from streamret.engine import Engine
+    from streamret.engine import Engine, EngineConfig
     from streamret.model.retnet import RetNet
     from streamret.model.spec import LoadedModel
     from streamret.model.tokenizer import Tokenizer
@@ -315,11 +315,11 @@ def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[],
     return row
 
 
-def part_packed(engine: Engine, model: RetNet, ids: torch.Tensor, args: argparse.Namespace) -> dict:
+def part_packed(config: EngineConfig, model: RetNet, ids: torch.Tensor, args: argparse.Namespace) -> dict:
     """The reference: the best tokens/s over the step-budget shapes; the issue's shapes for the record."""
     shapes = [(max(1, args.step_tokens // t), t) for t in args.packed_lens]
-    rows = [packed_forward(model, ids, b, t, args.packed_seconds, engine.config.chunk_size) for b, t in shapes]
-    extra = [packed_forward(model, ids, b, t, args.packed_seconds, engine.config.chunk_size)
+    rows = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size) for b, t in shapes]
+    extra = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size)
              for b, t in args.packed_extra if (b, t) not in shapes]
     best = max(rows, key=lambda r: r["tokens_per_s"])
     return {"tokens_per_s": best["tokens_per_s"], "shape": best["shape"], "step_tokens": args.step_tokens,
@@ -613,9 +613,11 @@ def print_table(results: dict) -> None:
               f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
 
 
-def run_all(engine: Engine, loaded: LoadedModel, args: argparse.Namespace, results: dict,
-            save: Callable[[], None]) -> None:
-    """The text, then every part asked for, in order, on one engine (results filled in place)."""
+def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: EngineConfig, args: argparse.Namespace,
+            results: dict, save: Callable[[], None], engines: list) -> None:
+    """The text, the packed reference, then the engine (`start_engine()`, appended to `engines` for the caller
+    to shut down) and every other part asked for, in order, on that one engine (results filled in place). The
+    reference runs before the engine starts, so that engine processes' CUDA contexts are not there yet."""
     import service as service_bench
     import torch
 
@@ -644,8 +646,14 @@ def run_all(engine: Engine, loaded: LoadedModel, args: argparse.Namespace, resul
 
         if "packed" in parts:
             ids_dev = torch.tensor(ids, dtype=torch.long).to(model.device)
-            run_part(results, "packed", lambda: part_packed(engine, model, ids_dev, args), save)
+            run_part(results, "packed", lambda: part_packed(config, model, ids_dev, args), save)
             del ids_dev
+        if not set(parts) - {"packed"}:
+            return
+        t0 = time.perf_counter()
+        engine = start_engine()
+        engines.append(engine)
+        results["engine_start_seconds"] = round(time.perf_counter() - t0, 1)
         if set(parts) & {"engine", "service", "batch", "profile"}:  # allocations, kernel compilation, thread pools
             n = max([*args.streams, args.service_streams] if set(parts) & {"engine", "service"} else [64])
             run_part(results, "warmup", lambda: part_engine(engine, n, 2, args, tag="warmup"), save)
@@ -707,19 +715,21 @@ def main(argv: list[str] | None = None) -> int:
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
-    # in this process (procs 1), or engine processes with a model each, streams sharded over them
-    engine = Engine(loaded, None, config) if procs == 1 else ShardedEngine(
-        args.model, args.device, None, config, args.dtype, procs=procs)
     model = loaded.model
     from streamret.gc_pauses import freeze_startup
 
-    freeze_startup()  # as `streamret serve` does once its engine is up
+    def start_engine() -> Engine:
+        """In this process (procs 1), or engine processes with a model each, streams sharded over them."""
+        engine = Engine(loaded, None, config) if procs == 1 else ShardedEngine(
+            args.model, args.device, None, config, args.dtype, procs=procs)
+        freeze_startup()  # as `streamret serve` does once its engine is up
+        return engine
     results: dict = {
         "bench": "e2e", "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": " ".join(["bench/e2e.py", *(sys.argv[1:] if argv is None else argv)]),
         "args": {k: v for k, v in vars(args).items()}, "versions": service_bench.versions(),
         "machine": platform.node(), "model": {"spec": args.model, "device": str(model.device),
-                                              "dtype": str(model.dtype), "fingerprint": engine.fingerprint,
+                                              "dtype": str(model.dtype), "fingerprint": loaded.fingerprint,
                                               "parameters": sum(p.numel() for p in model.parameters()),
                                               "load_seconds": round(time.perf_counter() - start, 2)},
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
@@ -734,10 +744,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.smoke:
         print("SMOKE RUN: a check that the script works end to end; its figures mean nothing", flush=True)
+    engines: list = []
     try:
-        run_all(engine, loaded, args, results, save)
+        run_all(start_engine, loaded, config, args, results, save, engines)
     finally:
-        engine.shutdown()
+        for engine in engines:
+            engine.shutdown()
     results["parts"].pop("warmup", None)
     results["table"] = table(results)
     results["seconds"] = round(time.perf_counter() - start, 1)

@@ -54,14 +54,20 @@ _MAXIMA = frozenset({"gc_pause_max_seconds"})
 
 
 def engine_procs(procs: int | str, device: str = "auto") -> int:
-    """An engine-process count: an int >= 1, or "auto" (on a GPU, one per two host cores up to 8: one process
-    feeds a GPU a fraction of what it computes; on the CPU, 1: the model's own threads use the cores)."""
+    """An engine-process count: an int >= 1, or "auto": on a GPU, one per 4/3 host cores, at most 12 and at most
+    one per 4 GiB of device memory (measured on an H200 with 16 cores: 12 engines read 20% more than 8 at 1,024
+    streams, as much at 64; each holds a CUDA context, a model and its step graphs); on the CPU, 1 (the model's
+    own threads use the cores)."""
     if procs == "auto":
         from ..model.spec import resolve_device
 
-        if resolve_device(device).type != "cuda":
+        dev = resolve_device(device)
+        if dev.type != "cuda":
             return 1
-        return max(1, min(8, (os.cpu_count() or 2) // 2))
+        import torch
+
+        memory = torch.cuda.get_device_properties(dev).total_memory
+        return max(1, min(12, 3 * (os.cpu_count() or 2) // 4, memory // (4 << 30)))
     try:
         n = int(procs)
     except (TypeError, ValueError):
