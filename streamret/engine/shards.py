@@ -67,7 +67,7 @@ def engine_procs(procs: int | str, device: str = "auto") -> int:
         import torch
 
         memory = torch.cuda.get_device_properties(dev).total_memory
-        return max(1, min(12, 3 * (os.cpu_count() or 2) // 4, memory // (4 << 30)))
+        return max(1, min(12, 3 * _cores() // 4, memory // (4 << 30)))
     try:
         n = int(procs)
     except (TypeError, ValueError):
@@ -75,6 +75,14 @@ def engine_procs(procs: int | str, device: str = "auto") -> int:
     if n < 1 or (isinstance(procs, float) and procs != n):
         raise ValueError(f"engine processes must be an int >= 1 or 'auto', got {procs!r}")
     return n
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's share, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def start_engine(spec: str = "default", device: str = "auto", state_dir: str | None = None,
@@ -494,7 +502,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
 
         from .engine import Engine
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs))
+        torch.set_num_threads(max(1, _cores() // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
