@@ -168,7 +168,7 @@ class _Runner:
     process), and a driver that made them itself would feed one document at a time. Documents whose calls are
     running count against max_in_flight (their streams are still held)."""
 
-    CALL_THREADS = 16
+    CALL_THREADS = 16  # per engine process (a ShardedEngine's calls wait on several engines at once)
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
@@ -180,7 +180,8 @@ class _Runner:
         self.bytes_in_flight = 0
         self.group = group  # the scheduler's fairness group of the temporaries (the tenant)
         self.stop = stop
-        self._calls = ThreadPoolExecutor(max_workers=self.CALL_THREADS, thread_name_prefix="streamret-batch-call")
+        self._calls = ThreadPoolExecutor(max_workers=min(128, self.CALL_THREADS * getattr(engine, "procs", 1)),
+                                         thread_name_prefix="streamret-batch-call")
         self.calling: dict[Future, tuple[str, _Doc]] = {}  # ("open" | "finish" | "close", doc) running
         self.opened: dict[str, _Doc] = {}  # open temporary streams, closed whatever happens
         self.waiting = deque(docs)
