@@ -28,7 +28,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from ..errors import TooBusy
+from .bounds import QueueBounds
 from .segments import StepSpans
 from .text import TextPiece, TextSnapshot
 
@@ -337,19 +337,14 @@ class Scheduler:
         self.max_step_tokens = max_step_tokens
         self.max_step_streams = max_step_streams
         self.max_stream_step_tokens = max_stream_step_tokens
-        self.max_pending_chunks_per_stream = max_pending_chunks_per_stream
-        self.max_pending_bytes_per_stream = max_pending_bytes_per_stream
-        self.max_pending_chunks = max_pending_chunks
-        self.max_pending_bytes = max_pending_bytes
+        # accepted, not yet completed: per stream and in total (bounds.py)
+        self.bounds = QueueBounds(max_pending_chunks_per_stream, max_pending_bytes_per_stream, max_pending_chunks,
+                                  max_pending_bytes)
         self._queues: dict[str, deque[WorkItem]] = {}  # items with tokens not yet handed to a step
         self._queued_tokens: dict[str, int] = {}  # tokens of a stream's queue not yet handed to a step
         self._group_of: dict[str, str] = {}  # group of each stream with a queue
         self._ready: dict[str, deque[str]] = {}  # per group: its streams with queued items, in service order
         self._groups: deque[str] = deque()  # groups with queued items, in service order
-        self._chunks: dict[str, int] = {}  # accepted, not yet completed, per stream
-        self._bytes: dict[str, int] = {}
-        self.pending_chunks = 0
-        self.pending_bytes = 0
         self.pending_tokens = 0
 
     def add(self, item: WorkItem) -> None:
@@ -360,12 +355,7 @@ class Scheduler:
     def reserve(self, item: WorkItem) -> None:
         """Count an accepted item against the bounds (TooBusy when one would be passed); `complete` or
         `cancel` releases it."""
-        self.check_room(item.stream_id, item.nbytes)
-        sid = item.stream_id
-        self._chunks[sid] = self._chunks.get(sid, 0) + 1
-        self._bytes[sid] = self._bytes.get(sid, 0) + item.nbytes
-        self.pending_chunks += 1
-        self.pending_bytes += item.nbytes
+        self.bounds.reserve(item.stream_id, item.nbytes)
 
     def enqueue(self, item: WorkItem) -> None:
         """Queue a reserved, tokenized item behind the stream's earlier ones. A stream joins the line of
@@ -387,17 +377,17 @@ class Scheduler:
         self._queued_tokens[sid] += item.n_tokens
 
     def check_room(self, stream_id: str, nbytes: int) -> None:
-        chunks, nb = self._chunks.get(stream_id, 0), self._bytes.get(stream_id, 0)
-        if chunks + 1 > self.max_pending_chunks_per_stream or nb + nbytes > self.max_pending_bytes_per_stream:
-            raise TooBusy(
-                f"stream {stream_id!r} has {chunks} chunks ({nb} bytes) waiting, the most is "
-                f"{self.max_pending_chunks_per_stream} chunks ({self.max_pending_bytes_per_stream} bytes); "
-                "wait for acks before sending more"
-            )
-        if self.pending_chunks + 1 > self.max_pending_chunks or self.pending_bytes + nbytes > self.max_pending_bytes:
-            raise TooBusy(
-                f"the engine has {self.pending_chunks} chunks ({self.pending_bytes} bytes) waiting; retry shortly"
-            )
+        """TooBusy when one more chunk of nbytes would pass a queue bound."""
+        self.bounds.check(stream_id, nbytes)
+
+    @property
+    def pending_chunks(self) -> int:
+        """Chunks accepted and not yet completed."""
+        return self.bounds.chunks
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.bounds.bytes
 
     def has_work(self) -> bool:
         return bool(self._groups)
@@ -509,13 +499,7 @@ class Scheduler:
 
     def complete(self, item: WorkItem) -> None:
         """An item is applied (or failed): release its share of the bounds."""
-        sid = item.stream_id
-        self._chunks[sid] -= 1
-        self._bytes[sid] -= item.nbytes
-        if not self._chunks[sid]:
-            del self._chunks[sid], self._bytes[sid]
-        self.pending_chunks -= 1
-        self.pending_bytes -= item.nbytes
+        self.bounds.release(item.stream_id, item.nbytes)
         self.pending_tokens -= item.n_tokens
 
     def cancel(self, stream_id: str, items: list[WorkItem]) -> None:
