@@ -10,12 +10,17 @@ repository's Markdown (bench/text_path.py's corpus), until --text-mb; the run st
 when less than --min-text-kb is found. The text is tokenized once by the model's tokenizer (token
 counts in the JSON); every part below reads it, each stream or document from its own offset (wrapping).
 
-Parts (--parts, in this order; one engine serves all of them, one model load):
+Parts (--parts, in this order; one engine serves all of them):
   packed   the model's forward alone (fresh states, no text handling) on packed batches of the text's
            tokens, B sequences x T tokens with B x T = the engine's step budget (--step-tokens), for
            T in --packed-lens; the best of them is the reference every other part is divided by.
            The shapes of issue 14's figures (B64 x T512, B256 x T256) are timed too, for the record.
-  engine   Engine.submit_append in-process with --streams streams (e.g. 64 and 1,024), --chunk-bytes
+           It runs in this process before the engine starts.
+  The engine: in this process (--engine-procs 1, the default here) or, as `streamret serve` runs on a GPU,
+           --engine-procs engine processes (auto, or a count; streamret/engine/shards.py), each with its own
+           model; "py us/tok" is then this process's share, and the JSON's cpu_us_per_token.engine_procs
+           the engine processes' CPU per token.
+  engine   submit_append from this process with --streams streams (e.g. 64 and 1,024), --chunk-bytes
            chunks of the text, --window chunks in flight per stream (bench/service.py's run_engine)
   profile  the first engine part again (a quarter of its chunks) under the torch profiler, CPU and CUDA
            activity: e2e_profile.txt holds the top ops by device and by host time, the JSON the device's
