@@ -121,16 +121,18 @@ def test_state_dir_is_shared_so_the_engine_count_may_change(tmp_path):
             np.testing.assert_allclose(eng.embedding(sid), before[sid], atol=1e-6)
 
 
-def test_a_dead_engine_process_fails_its_streams_and_spares_the_others():
-    with ShardedEngine(MODEL, "cpu", procs=2) as eng:
+def test_a_dead_engine_process_fails_its_streams_spares_the_others_and_is_restarted(tmp_path):
+    with ShardedEngine(MODEL, "cpu", state_dir=str(tmp_path), procs=2,
+                       config=EngineConfig(durable_every_chunks=1)) as eng:
         a, b = ids_on_each_shard(2, 1)
         eng.append(a, 1, b"alive. ")
         eng.append(b, 1, b"alive too. ")
+        before = eng.embedding(a)
         victim = eng._shards[shard_of(a, 2)].process
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(timeout=30)
         deadline = time.monotonic() + 30
-        while True:  # the reader notices the closed pipe
+        while True:  # the reader notices the closed pipe: the stream's calls fail as resendable meanwhile
             try:
                 eng.info(a)
             except Unavailable as e:
@@ -139,8 +141,18 @@ def test_a_dead_engine_process_fails_its_streams_and_spares_the_others():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert eng.append(b, 2, b"still served. ").applied_seq == 2
-        with pytest.raises(Unavailable):
-            eng.submit_append(a, 2, b"lost engine")
+        deadline = time.monotonic() + 120
+        while True:  # a new engine process takes the rank; the stream reloads from its durable record
+            try:
+                info = eng.info(a)
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "the engine process was not restarted"
+                time.sleep(0.2)
+        assert info.applied_seq == info.durable_seq == 1
+        np.testing.assert_allclose(eng.embedding(a), before, atol=1e-6)
+        assert eng.append(a, 2, b"and on. ").applied_seq == 2
+        assert eng._shards[shard_of(a, 2)].process.pid != victim.pid
 
 
 def test_engine_processes_leave_signals_to_the_server_process(sharded):

@@ -14,7 +14,7 @@ order, and its errors are that engine's exceptions (they are pickled across). Ac
 - every engine uses the same state_dir: records are per stream, so the engine count may change between
   restarts (a stream's record is found by whichever engine owns it then);
 - an engine process that dies fails its calls with UNAVAILABLE (its streams are safe up to their
-  durable_seq, as after a crash); the others go on serving.
+  durable_seq, as after a crash) and is started again; the others go on serving.
 The device's state budget and the host tier's are split between the engines; the model's memory is
 paid once per engine (the default model: about 40 MB, plus a CUDA context each).
 """
@@ -29,7 +29,9 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import replace
@@ -150,8 +152,10 @@ class _Outbox:
 class _Shard:
     """This process's end of one engine process: calls out (an outbox), answers in (a reader thread)."""
 
-    def __init__(self, rank: int, process: mp.process.BaseProcess, conn) -> None:
+    def __init__(self, rank: int, process: mp.process.BaseProcess, conn,
+                 on_exit: Callable[[_Shard], None] | None = None) -> None:
         self.rank, self.process, self.conn = rank, process, conn
+        self.on_exit = on_exit  # called (on the reader thread) once the process is gone
         self._lock = threading.Lock()
         self._waiting: dict[int, Future] = {}
         self._ids = itertools.count(1)
@@ -189,8 +193,8 @@ class _Shard:
 
     def _exited(self) -> str:
         self.process.join(timeout=5)
-        return (f"engine process {self.rank} exited (code {self.process.exitcode}); its streams are safe up to "
-                "their durable_seq: restart the server and resend from there")
+        return (f"engine process {self.rank} exited (code {self.process.exitcode}) and is being restarted; its "
+                "streams are safe up to their durable_seq: resend from there shortly")
 
     def _read(self) -> None:
         while True:
@@ -211,6 +215,8 @@ class _Shard:
         for fut in waiting.values():
             if not fut.done():
                 fut.set_exception(Unavailable(why))
+        if self.on_exit is not None:
+            self.on_exit(self)
 
     def close(self) -> None:
         self._outbox.close()
@@ -241,17 +247,14 @@ class ShardedEngine:
         self._shards: list[_Shard] = []
         self._closed = False
         self._lock = threading.Lock()
+        self._ctx, self._start_timeout_s = ctx, start_timeout_s
+        self._serve_args = (procs, spec, device, state_dir, config, dtype, self._logs, level)
         try:
             for rank in range(procs):
-                parent, child = ctx.Pipe()
-                process = ctx.Process(target=_serve, name=f"streamret-engine-{rank}", daemon=True,
-                                      args=(child, rank, procs, spec, device, state_dir, config, dtype, self._logs,
-                                            level))
-                process.start()
-                child.close()
-                self._shards.append(_Shard(rank, process, parent))
+                self._shards.append(self._spawn(rank))
             hellos = [s.hello.result(timeout=start_timeout_s) for s in self._shards]
         except BaseException:
+            self._closed = True  # no restarts: the engines that did start are hung up on
             self._stop_processes(hang_up=True)
             raise
         first = hellos[0]
@@ -261,6 +264,52 @@ class ShardedEngine:
         self._bounds = QueueBounds(config.max_pending_chunks_per_stream, config.max_pending_bytes_per_stream,
                                    config.max_pending_chunks, config.max_pending_bytes)
         shut_down_at_exit(self)
+
+    def _spawn(self, rank: int) -> _Shard:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(target=_serve, name=f"streamret-engine-{rank}", daemon=True,
+                                    args=(child, rank, *self._serve_args))
+        process.start()
+        child.close()
+        return _Shard(rank, process, parent, on_exit=self._exited)
+
+    def _exited(self, shard: _Shard) -> None:
+        """An engine process is gone while this engine runs: start another in its place (its streams reload from
+        their durable records on their next call; without a state_dir they start again empty), in the background,
+        trying a few times. Calls to its streams fail as resendable meanwhile."""
+        with self._lock:
+            if self._closed or self._shards[shard.rank] is not shard:
+                return
+        threading.Thread(target=self._restart, args=(shard,), name=f"streamret-shard-{shard.rank}-restart",
+                         daemon=True).start()
+
+    def _restart(self, dead: _Shard) -> None:
+        for attempt, pause in enumerate((0.0, 5.0, 30.0), start=1):
+            time.sleep(pause)
+            fresh = self._spawn(dead.rank)
+            try:
+                hello = fresh.hello.result(timeout=self._start_timeout_s)
+                if hello["fingerprint"] != self.fingerprint:
+                    raise RuntimeError(f"it loaded another model (fingerprint {hello['fingerprint']})")
+            except Exception as e:  # noqa: BLE001  (tried again, then given up with a message)
+                log.error("restarting engine process %d failed (attempt %d): %s", dead.rank, attempt, e)
+                fresh.on_exit = None
+                fresh.close()
+                fresh.process.join(timeout=30)
+                continue
+            with self._lock:
+                if not self._closed:
+                    self._shards[dead.rank] = fresh
+                    dead.close()
+                    log.warning("engine process %d is back (pid %d)", dead.rank, fresh.process.pid)
+                    return
+            fresh.on_exit = None  # this engine shut down meanwhile
+            fresh.call("shutdown", False, 0.0)
+            fresh.close()
+            return
+        with dead._lock:
+            dead.gone = (f"engine process {dead.rank} exited and could not be restarted (see the server log); its "
+                         "streams are safe up to their durable_seq: restart the server")
 
     @classmethod
     def from_model(cls, spec: str = "default", device: str = "auto", state_dir: str | None = None,
