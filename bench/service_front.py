@@ -96,21 +96,17 @@ def thread_cpu_by_name() -> dict[str, float]:
 
 
 def aggregate_profile(raw: Path, top: int = 25) -> str:
-    """py-spy's raw stacks (`--threads`: the thread first), GIL-holding samples only, summed per thread by the
-    innermost frame under streamret/ or grpc/ (else the innermost frame)."""
+    """py-spy's raw stacks (`--threads`: the thread first) summed per thread by innermost frame. gRPC's own work
+    (Cython, no Python frames) counts on the servicer line that called into it: context.read(), context.write()
+    or, under Handle._run, gRPC's completion callbacks."""
     counts: Counter = Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        thread = frames[0]
-        key = frames[-1]
-        for frame in reversed(frames[1:]):
-            if "streamret/" in frame or "grpc/" in frame:
-                key = frame
-                break
-        counts[(thread, key)] += int(n)
+        counts[(frames[0], frames[-1])] += int(n)
     total = sum(counts.values()) or 1
-    return "\n".join(f"{100 * n / total:5.1f}%  {thread[:40]:40s} {key}" for (thread, key), n in counts.most_common(top))
+    return "\n".join(f"{100 * n / total:5.1f}%  {thread[:40]:40s} {frame}"
+                     for (thread, frame), n in counts.most_common(top))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=4, help="chunks in flight per stream")
     ap.add_argument("--procs", type=int, default=2, help="load generator processes")
     ap.add_argument("--profile", help="also record a py-spy profile of this process (raw) to this file")
+    ap.add_argument("--spy-mode", choices=("gil", "cpu"), default="gil",
+                    help="gil: samples of the thread holding the GIL, idle or not (py-spy --gil --idle); cpu: "
+                    "samples of threads on the CPU (a thread that holds the GIL while it waits shows only in gil)")
     args = ap.parse_args(argv)
 
     from service import run_service
@@ -137,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_service(target, argparse.Namespace(**{**vars(args), "chunks": 2}), "warmup", rate=None)
         if args.profile:
-            spy = subprocess.Popen(["py-spy", "record", "--gil", "--threads", "--idle", "-r", "200", "-f", "raw",
+            mode = ["--gil", "--idle"] if args.spy_mode == "gil" else []
+            spy = subprocess.Popen(["py-spy", "record", *mode, "--threads", "-r", "200", "-f", "raw",
                                     "-o", args.profile, "--pid", str(os.getpid())],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
