@@ -2,6 +2,7 @@
 
     nice python bench/service_front.py --streams 64 --chunks 64 --chunk-bytes 2048 --procs 2
     nice python bench/service_front.py ... --profile /tmp/spy-front.txt    # + py-spy, aggregated per thread
+    nice python bench/service_front.py --no-grpc --streams 64 --chunks 256   # the servicer's Python alone
 
 The server (BackgroundServer, this process) serves a stub engine that acks each chunk at once from a
 thread of its own, as ShardedEngine's reader thread does (a concurrent.futures.Future set off the event
@@ -10,11 +11,19 @@ processes (one Append call per stream, --window chunks in flight). Prints chunks
 of the server's threads: "loop" (the asyncio thread, streamret-server), "acks" (the stub's ack thread, which
 stands for the engine side and is not the server's cost), "other_python" (other Python threads) and "native"
 (gRPC's C-core threads, outside the GIL).
+
+--no-grpc: no sockets and no client processes: the Append handler as the server runs it (the metrics
+interceptor around the rpc gate around the servicer, on TenantEngine and the stub) is called in this process
+with a fake call context whose reads return ready requests (--window at a time, like a client's window) and
+whose writes only keep the acks. The loop thread's CPU per chunk is then what the service's own Python code
+costs, without gRPC's share: steadier on a busy machine than the full run (best of --repeat runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import json
 import os
 import queue
@@ -109,6 +118,92 @@ def aggregate_profile(raw: Path, top: int = 25) -> str:
                      for (thread, frame), n in counts.most_common(top))
 
 
+class FakeCall:
+    """The call context and request stream of one Append call, without gRPC: a read waits for the client's
+    window (a write frees a place) and returns the next request; writes are kept."""
+
+    def __init__(self, requests: list, window: int):
+        import grpc
+
+        self._eof = grpc.aio.EOF
+        self._requests = iter(requests)
+        self._window = asyncio.Semaphore(window)
+        self.sent = 0
+
+    async def read(self):
+        await self._window.acquire()
+        return next(self._requests, self._eof)
+
+    async def write(self, message) -> None:
+        self.sent += 1
+        self._window.release()
+
+    async def stream(self):  # the request iterator, for a servicer that iterates it
+        while (request := await self.read()) is not self._eof:
+            yield request
+
+    def invocation_metadata(self):
+        return ()
+
+    def time_remaining(self):
+        return None
+
+    def peer(self) -> str:
+        return "fake"
+
+    def code(self):
+        return None
+
+    def set_code(self, code) -> None:
+        raise RuntimeError(f"the fake Append call failed with {code}")
+
+    def set_details(self, details) -> None:
+        pass
+
+
+async def run_without_grpc(args: argparse.Namespace, engine: StubEngine) -> dict:
+    """Every stream one Append call through the handler as the server wraps it; loop CPU us per chunk."""
+    from streamret.service.auth import Authenticator
+    from streamret.service.gate import Gate
+    from streamret.service.limits import ServiceLimits
+    from streamret.service.metrics import ServiceMetrics
+    from streamret.service.proto_gen import streamret_pb2 as pb
+    from streamret.service.stream_servicer import StreamRetServicer
+    from streamret.service.tenant_engine import TenantEngine
+
+    metrics = ServiceMetrics()
+    limits = ServiceLimits(max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0,
+                           max_calls_per_tenant=2 * args.streams + 64)
+    servicer = StreamRetServicer(TenantEngine(engine, limits, metrics), Gate(Authenticator(), metrics,
+                                                                               limits.max_calls_per_tenant))
+    labels = ("bidi_stream", "streamret.v1.StreamRet", "Append")
+    handler = servicer.Append
+    data = b"x" * args.chunk_bytes
+
+    async def one_call(sid: str) -> int:
+        call = FakeCall([pb.AppendRequest(stream_id=sid, seq=i + 1, data=data) for i in range(args.chunks)],
+                        args.window)
+        if inspect.isasyncgenfunction(handler):
+            async for ack in metrics.grpc._streaming(handler, labels)(call.stream(), call):
+                await call.write(ack)
+        else:
+            await metrics.grpc._unary(handler, labels)(call.stream(), call)
+        return call.sent
+
+    best = None
+    for r in range(args.repeat):
+        t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+        sent = sum(await asyncio.gather(*[one_call(f"r{r}-s{s}") for s in range(args.streams)]))
+        cpu, wall = time.thread_time() - c0, time.perf_counter() - t0
+        acks_thread = time.process_time() - p0 - cpu  # the stub's ack thread (the engine side; shares the GIL)
+        if sent != args.streams * args.chunks:
+            raise RuntimeError(f"{sent} acks for {args.streams * args.chunks} chunks")
+        row = {"chunks": sent, "loop_us_per_chunk": round(1e6 * cpu / sent, 2),
+               "acks_thread_us_per_chunk": round(1e6 * acks_thread / sent, 2), "chunks_per_s": round(sent / wall)}
+        best = row if best is None or row["loop_us_per_chunk"] < best["loop_us_per_chunk"] else best
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, default=64)
@@ -120,7 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spy-mode", choices=("gil", "cpu"), default="gil",
                     help="gil: samples of the thread holding the GIL, idle or not (py-spy --gil --idle); cpu: "
                     "samples of threads on the CPU (a thread that holds the GIL while it waits shows only in gil)")
+    ap.add_argument("--no-grpc", action="store_true", help="the servicer's Python alone (module doc)")
+    ap.add_argument("--repeat", type=int, default=5, help="--no-grpc: runs; the best one is reported")
     args = ap.parse_args(argv)
+    if args.no_grpc:
+        engine = StubEngine()
+        try:
+            print(json.dumps(asyncio.run(run_without_grpc(args, engine))), flush=True)
+        finally:
+            engine.shutdown()
+        return 0
 
     from service import run_service
 

@@ -56,7 +56,7 @@ _BATCH_MARK = "\x1e"  # batch temporaries: "<tenant>\x1f\x1e<uuid>-<row>", never
 OFFLOAD_CHUNK_BYTES = 16 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class ChunkAck:
     """One chunk's outcome, in the client's ids (the fields of AppendResponse and of an AppendEvents row)."""
 
@@ -101,6 +101,7 @@ class TenantEngine:
         self.metrics = metrics
         self.registry = StreamRegistry(limits.max_streams_per_tenant)
         self._relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its AckRelay
+        self._last_relay: AckRelay | None = None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamret-rpc")
         # Batch requests hold a thread for a whole table: their own pool, so they never hold up the
         # short calls (open, embedding, summary) behind them.
@@ -179,36 +180,43 @@ class TenantEngine:
                 pause = min(pause * 2, 0.05)
             except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
                 return self.failed_ack(caller, stream_id, seq, e)
-        loop = asyncio.get_running_loop()
-        relay = self._relays.get(loop)
-        if relay is None:
-            relay = self._relays[loop] = AckRelay(loop)
-        settled = relay.follow(fut)
+        settled = self._relay().follow(fut)
         if want_segment:
             return PendingAck(settled=settled,
-                              finish=lambda done: self._with_segment(caller, eid, seq, done))
-        return PendingAck(settled=settled, finish=functools.partial(self._finish_ack, caller, eid, seq))
+                              finish=lambda done: self._with_segment(caller, eid, stream_id, seq, done))
+        return PendingAck(settled=settled, finish=functools.partial(self._finish_ack, caller, eid, stream_id, seq))
 
-    def _finish_ack(self, caller: Caller, eid: str, seq: int, done: Future) -> ChunkAck:
+    def _relay(self) -> AckRelay:
+        """The AckRelay of the running loop (one server loop, in practice: the last one is kept at hand)."""
+        loop = asyncio.get_running_loop()
+        relay = self._last_relay
+        if relay is None or relay.loop is not loop:
+            relay = self._relays.get(loop)
+            if relay is None:
+                relay = self._relays[loop] = AckRelay(loop)
+            self._last_relay = relay
+        return relay
+
+    def _finish_ack(self, caller: Caller, eid: str, stream_id: str, seq: int, done: Future) -> ChunkAck:
         """The ChunkAck of a chunk whose engine Future `done` is done."""
         try:
             ack = done.result()
         except CancelledError:  # the engine dropped the chunk's future: the call ends as cancelled
             raise asyncio.CancelledError from None
         except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
-            return self._error_ack(caller, client_id(eid), seq, e)
+            return self._error_ack(caller, stream_id, seq, e)
         self.registry.touch(caller.tenant, eid)
-        return ChunkAck(client_id(eid), seq, int(ack.applied_seq), int(ack.durable_seq), int(ack.tokens),
+        return ChunkAck(stream_id, seq, int(ack.applied_seq), int(ack.durable_seq), int(ack.tokens),
                         bool(ack.duplicate))
 
-    async def _with_segment(self, caller: Caller, eid: str, seq: int, done: Future) -> ChunkAck:
-        out = self._finish_ack(caller, eid, seq, done)
+    async def _with_segment(self, caller: Caller, eid: str, stream_id: str, seq: int, done: Future) -> ChunkAck:
+        out = self._finish_ack(caller, eid, stream_id, seq, done)
         if out.error_code:
             return out
         try:
             out.segment_embedding = await self._newest_segment_embedding(eid)
         except Exception as e:  # noqa: BLE001
-            return self._error_ack(caller, client_id(eid), seq, e)
+            return self._error_ack(caller, stream_id, seq, e)
         return out
 
     async def _newest_segment_embedding(self, eid: str) -> np.ndarray | None:
@@ -382,12 +390,12 @@ class AckRelay:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._done: deque[tuple[asyncio.Future, Future]] = deque()
         self._woken = False  # a _deliver is scheduled and has not started
 
     def follow(self, fut: Future) -> asyncio.Future:
-        out = self._loop.create_future()
+        out = self.loop.create_future()
         fut.add_done_callback(functools.partial(self._arrived, out))
         return out
 
@@ -397,7 +405,7 @@ class AckRelay:
             return
         self._woken = True  # two threads may both get here: a second _deliver finds nothing, no harm
         try:
-            self._loop.call_soon_threadsafe(self._deliver)
+            self.loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the server's loop is closed: nobody is waiting
             pass
 
