@@ -37,6 +37,8 @@ def check_name(value: str, what: str = "stream_id") -> str:
         raise InvalidArgument(f"{what} is empty; give 1..{MAX_ID_CHARS} characters")
     if len(value) > MAX_ID_CHARS:
         raise InvalidArgument(f"{what} has {len(value)} characters; the limit is {MAX_ID_CHARS}")
+    if value.isprintable():  # the usual id, checked in C: no printable character is Cc or Cs
+        return value
     bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
         raise InvalidArgument(f"{what} {value!r} contains control character U+{ord(bad):04X}; remove it")

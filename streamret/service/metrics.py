@@ -63,6 +63,8 @@ class ServiceMetrics:
         self.chunks = Counter("streamret_chunks", "Chunk acks by outcome (applied, duplicate, error)", ["outcome"],
                               registry=r)
         self.chunk_bytes = Counter("streamret_chunk_bytes", "Payload bytes of applied chunks", registry=r)
+        # each outcome's child, kept once made: labels() takes a lock and builds a key on every call
+        self._chunks_by_outcome: dict[str, Counter] = {}
         self.grpc = GrpcServerMetrics(r)  # the gRPC server's interceptor
         self.busy_refusals = Counter("streamret_busy_refusals",
                                      "Chunks refused because the engine stayed full for busy_wait_s", registry=r)
@@ -76,7 +78,10 @@ class ServiceMetrics:
         self.rpc_latency.labels(method).observe(seconds)
 
     def chunk_acked(self, outcome: str, n_bytes: int, seconds: float) -> None:
-        self.chunks.labels(outcome).inc()
+        counter = self._chunks_by_outcome.get(outcome)
+        if counter is None:
+            counter = self._chunks_by_outcome[outcome] = self.chunks.labels(outcome)
+        counter.inc()
         if outcome == "applied":
             self.chunk_bytes.inc(n_bytes)
         self.ack_latency.observe(seconds)

@@ -35,6 +35,14 @@ def checked(request):
     return request
 
 
+def valid(message):
+    """The message, or InvalidArgument for an Undecodable: for handlers that read their request stream with
+    context.read() (the stream that checked() gives is then never iterated)."""
+    if isinstance(message, Undecodable):
+        raise message.invalid()
+    return message
+
+
 async def _checked_stream(requests) -> AsyncIterator:
     async for request in requests:
         if isinstance(request, Undecodable):

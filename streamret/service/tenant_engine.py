@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +56,7 @@ _BATCH_MARK = "\x1e"  # batch temporaries: "<tenant>\x1f\x1e<uuid>-<row>", never
 OFFLOAD_CHUNK_BYTES = 16 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class ChunkAck:
     """One chunk's outcome, in the client's ids (the fields of AppendResponse and of an AppendEvents row)."""
 
@@ -70,19 +73,24 @@ class ChunkAck:
 
 
 class PendingAck:
-    """A submitted chunk's ack to come; `await` it for the ChunkAck. Costs no task per chunk, and a
-    pending ack nobody awaits (the call went away) leaves nothing behind."""
+    """A submitted chunk's ack to come; `await` it for the ChunkAck. Costs no task and no coroutine per chunk,
+    and a pending ack nobody awaits (the call went away) leaves nothing behind."""
 
-    __slots__ = ("_finish", "_ready")
+    __slots__ = ("_finish", "_ready", "_settled")
 
-    def __init__(self, ready: ChunkAck | None = None, finish=None):
-        self._ready, self._finish = ready, finish  # finish: a function returning the ack's coroutine
+    def __init__(self, ready: ChunkAck | None = None, settled: asyncio.Future | None = None, finish=None):
+        # settled: an AckRelay future whose result is the engine's Future, done; finish(that Future) makes the
+        # ChunkAck, or (for a chunk that asked for its segment's embedding) returns the coroutine that does
+        self._ready, self._settled, self._finish = ready, settled, finish
 
     def __await__(self):
-        return self._result().__await__()
-
-    async def _result(self) -> ChunkAck:
-        return self._ready if self._ready is not None else await self._finish()
+        if self._ready is not None:
+            return self._ready
+        done = yield from self._settled
+        ack = self._finish(done)
+        if not isinstance(ack, ChunkAck):
+            ack = yield from ack.__await__()
+        return ack
 
 
 class TenantEngine:
@@ -92,6 +100,8 @@ class TenantEngine:
         self.limits = limits
         self.metrics = metrics
         self.registry = StreamRegistry(limits.max_streams_per_tenant)
+        self._relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its AckRelay
+        self._last_relay: AckRelay | None = None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamret-rpc")
         # Batch requests hold a thread for a whole table: their own pool, so they never hold up the
         # short calls (open, embedding, summary) behind them.
@@ -170,23 +180,43 @@ class TenantEngine:
                 pause = min(pause * 2, 0.05)
             except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
                 return self.failed_ack(caller, stream_id, seq, e)
-        done = _follow(fut)
-        return PendingAck(finish=lambda: self._finish_ack(caller, eid, seq, done, want_segment))
+        settled = self._relay().follow(fut)
+        if want_segment:
+            return PendingAck(settled=settled,
+                              finish=lambda done: self._with_segment(caller, eid, stream_id, seq, done))
+        return PendingAck(settled=settled, finish=functools.partial(self._finish_ack, caller, eid, stream_id, seq))
 
-    async def _finish_ack(self, caller: Caller, eid: str, seq: int, fut: asyncio.Future, want_segment: bool):
-        stream_id = client_id(eid)
+    def _relay(self) -> AckRelay:
+        """The AckRelay of the running loop (one server loop, in practice: the last one is kept at hand)."""
+        loop = asyncio.get_running_loop()
+        relay = self._last_relay
+        if relay is None or relay.loop is not loop:
+            relay = self._relays.get(loop)
+            if relay is None:
+                relay = self._relays[loop] = AckRelay(loop)
+            self._last_relay = relay
+        return relay
+
+    def _finish_ack(self, caller: Caller, eid: str, stream_id: str, seq: int, done: Future) -> ChunkAck:
+        """The ChunkAck of a chunk whose engine Future `done` is done."""
         try:
-            ack = await fut
-        except Exception as e:  # noqa: BLE001
+            ack = done.result()
+        except CancelledError:  # the engine dropped the chunk's future: the call ends as cancelled
+            raise asyncio.CancelledError from None
+        except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
             return self._error_ack(caller, stream_id, seq, e)
         self.registry.touch(caller.tenant, eid)
-        out = ChunkAck(stream_id, seq, int(ack.applied_seq), int(ack.durable_seq), int(ack.tokens),
-                       bool(ack.duplicate))
-        if want_segment:
-            try:
-                out.segment_embedding = await self._newest_segment_embedding(eid)
-            except Exception as e:  # noqa: BLE001
-                return self._error_ack(caller, stream_id, seq, e)
+        return ChunkAck(stream_id, seq, int(ack.applied_seq), int(ack.durable_seq), int(ack.tokens),
+                        bool(ack.duplicate))
+
+    async def _with_segment(self, caller: Caller, eid: str, stream_id: str, seq: int, done: Future) -> ChunkAck:
+        out = self._finish_ack(caller, eid, stream_id, seq, done)
+        if out.error_code:
+            return out
+        try:
+            out.segment_embedding = await self._newest_segment_embedding(eid)
+        except Exception as e:  # noqa: BLE001
+            return self._error_ack(caller, stream_id, seq, e)
         return out
 
     async def _newest_segment_embedding(self, eid: str) -> np.ndarray | None:
@@ -348,33 +378,41 @@ class TenantEngine:
         return evicted
 
 
-def _follow(fut: Future) -> asyncio.Future:
-    """An asyncio future that follows an engine future one way. Unlike asyncio.wrap_future, cancelling
-    it (a client hung up) leaves the engine's future alone: the engine still owns it and will set it."""
-    loop = asyncio.get_running_loop()
-    out = loop.create_future()
-    out.add_done_callback(_retrieve)  # an ack nobody awaits any more must not log "never retrieved"
+class AckRelay:
+    """Hands engine futures, done on the engine's threads, to the event loop in batches.
 
-    def settle(f: Future) -> None:
-        if out.done():
+    `follow(fut)` gives an asyncio future that gets `fut` itself as its result once `fut` is done. A done
+    future goes into a queue, and the loop is woken (call_soon_threadsafe: a handle and a write to its
+    self-pipe) only when no wakeup is pending already, so an engine that finishes many chunks at once wakes the
+    loop once for all of them. Cancelling the asyncio future (a client hung up) leaves the engine's future
+    alone: the engine still owns it and will set it. The asyncio future never holds an exception, so one that
+    nobody awaits any more logs nothing.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._done: deque[tuple[asyncio.Future, Future]] = deque()
+        self._woken = False  # a _deliver is scheduled and has not started
+
+    def follow(self, fut: Future) -> asyncio.Future:
+        out = self.loop.create_future()
+        fut.add_done_callback(functools.partial(self._arrived, out))
+        return out
+
+    def _arrived(self, out: asyncio.Future, fut: Future) -> None:  # on the engine's thread (or the loop's)
+        self._done.append((out, fut))
+        if self._woken:  # the pending _deliver resets the flag before it empties the queue: it takes this one
             return
-        if f.cancelled():
-            out.cancel()
-        elif f.exception() is not None:
-            out.set_exception(f.exception())
-        else:
-            out.set_result(f.result())
-
-    def on_done(f: Future) -> None:  # runs on the engine's thread
+        self._woken = True  # two threads may both get here: a second _deliver finds nothing, no harm
         try:
-            loop.call_soon_threadsafe(settle, f)
+            self.loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the server's loop is closed: nobody is waiting
             pass
 
-    fut.add_done_callback(on_done)
-    return out
-
-
-def _retrieve(fut: asyncio.Future) -> None:
-    if not fut.cancelled():
-        fut.exception()
+    def _deliver(self) -> None:
+        self._woken = False
+        done = self._done
+        while done:
+            out, fut = done.popleft()
+            if not out.done():
+                out.set_result(fut)

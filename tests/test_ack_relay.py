@@ -1,0 +1,104 @@
+"""AckRelay (tenant_engine.py): engine futures done on other threads reach the event loop, all of them, with
+one wakeup of the loop for those done meanwhile; cancelling the loop's side leaves the engine's alone. And
+check_name's printable fast path against the per-character rule it stands for."""
+
+import asyncio
+import threading
+import unicodedata
+from concurrent.futures import Future
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamret.errors import InvalidArgument
+from streamret.service.auth import check_name
+from streamret.service.tenant_engine import AckRelay
+
+
+def _set_all(futures: list[Future], threads: int) -> None:
+    def work(part):
+        for i, fut in part:
+            if i % 7 == 0:
+                fut.set_exception(ValueError(f"chunk {i}"))
+            else:
+                fut.set_result(i)
+
+    items = list(enumerate(futures))
+    workers = [threading.Thread(target=work, args=(items[t::threads],)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def test_every_engine_future_reaches_the_loop_with_one_wakeup_for_those_done_meanwhile():
+    async def main():
+        loop = asyncio.get_running_loop()
+        relay = AckRelay(loop)
+        wakeups = 0
+        deliver = relay._deliver
+
+        def counted():
+            nonlocal wakeups
+            wakeups += 1
+            deliver()
+
+        relay._deliver = counted
+        engine = [Future() for _ in range(500)]
+        settled = [relay.follow(f) for f in engine]
+        _set_all(engine, threads=4)  # the loop cannot run meanwhile: every one is done before it wakes
+        got = [await s for s in settled]
+        assert got == engine  # each asyncio future holds its own engine future, done
+        assert [f.exception() is not None for f in got] == [i % 7 == 0 for i in range(500)]
+        assert wakeups == 1
+        # done one at a time while the loop waits: each wakes it, none is lost
+        more = [Future() for _ in range(20)]
+        later = [relay.follow(f) for f in more]
+        for i, f in enumerate(more):
+            await asyncio.to_thread(f.set_result, i)
+        assert [(await s).result() for s in later] == list(range(20))
+
+    asyncio.run(main())
+
+
+def test_cancelling_the_loop_side_leaves_the_engine_future_alone():
+    async def main():
+        relay = AckRelay(asyncio.get_running_loop())
+        engine = Future()
+        settled = relay.follow(engine)
+        settled.cancel()
+        await asyncio.to_thread(engine.set_result, 1)
+        await asyncio.sleep(0)
+        assert engine.result() == 1 and not engine.cancelled()
+
+    asyncio.run(main())
+
+
+def test_an_engine_future_done_after_the_loop_closed_is_dropped_quietly(caplog):
+    loop = asyncio.new_event_loop()
+    relay = AckRelay(loop)
+
+    async def follow():
+        return relay.follow(engine)
+
+    engine = Future()
+    loop.run_until_complete(follow())
+    loop.close()
+    with caplog.at_level("ERROR", logger="concurrent.futures"):
+        engine.set_result(1)  # call_soon_threadsafe on a closed loop raises RuntimeError: the relay ignores it
+    assert not caplog.records  # a callback that raised would be logged here ("exception calling callback")
+
+
+def _reference_bad(value: str) -> str | None:
+    return next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_check_name_refuses_exactly_the_ids_with_control_or_surrogate_characters(value):
+    bad = _reference_bad(value)
+    if bad is None:
+        assert check_name(value) == value
+    else:
+        with pytest.raises(InvalidArgument, match=f"U\\+{ord(bad):04X}"):
+            check_name(value)
