@@ -153,11 +153,15 @@ class _Shard:
     """This process's end of one engine process: calls out (an outbox), answers in (a reader thread)."""
 
     def __init__(self, rank: int, process: mp.process.BaseProcess, conn,
-                 on_exit: Callable[[_Shard], None] | None = None) -> None:
+                 on_exit: Callable[[_Shard], None] | None = None,
+                 on_answered: Callable[[list], None] | None = None) -> None:
         self.rank, self.process, self.conn = rank, process, conn
         self.on_exit = on_exit  # called (on the reader thread) once the process is gone
+        # called with the `token`s of the calls answered in one batch (or failed), before their futures are set
+        self.on_answered = on_answered
         self._lock = threading.Lock()
         self._waiting: dict[int, Future] = {}
+        self._tokens: dict[int, object] = {}
         self._ids = itertools.count(1)
         self.gone: str | None = None  # why calls fail now (the process exited)
         self.hello: Future = Future()
@@ -166,16 +170,31 @@ class _Shard:
         self._reader = threading.Thread(target=self._read, name=f"streamret-shard-{rank}-read", daemon=True)
         self._reader.start()
 
-    def send(self, op: str, *args) -> Future:
-        """Queue a call; the future of its answer."""
+    def send(self, op: str, *args, token: object = None) -> Future:
+        """Queue a call; the future of its answer. token: handed to on_answered when the call is answered or
+        fails (the ShardedEngine's queue-bound share of a chunk)."""
         fut: Future = Future()
         with self._lock:
             if self.gone is not None:
                 raise Unavailable(self.gone)
             n = next(self._ids)
             self._waiting[n] = fut
+            if token is not None:
+                self._tokens[n] = token
         self._outbox.put((n, op, args))
         return fut
+
+    def _settle(self, answers: list[tuple[int, bool, object]]) -> None:
+        """Set these calls' futures, their tokens handed over first (in one go)."""
+        tokens = self._tokens
+        if tokens and self.on_answered is not None:
+            done = [tokens.pop(n) for n, _, _ in answers if n in tokens]
+            if done:
+                self.on_answered(done)
+        for n, ok, value in answers:
+            fut = self._waiting.pop(n, None)
+            if fut is not None and not fut.done():
+                fut.set_result(value) if ok else fut.set_exception(value)
 
     def call(self, op: str, *args):
         return self.send(op, *args).result()
@@ -183,12 +202,9 @@ class _Shard:
     def _unsent(self, batch: list, error: Exception) -> bool:
         """A batch that could not be sent: its calls fail (their arguments did not pickle, or the pipe broke)."""
         broken = isinstance(error, (OSError, EOFError, ValueError))
-        for n, _, _ in batch:
-            fut = self._waiting.pop(n, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(Unavailable(self._exited()) if broken
-                                  else InvalidArgument(f"a call's arguments cannot be sent to an engine process: "
-                                                       f"{error}"))
+        failure = Unavailable(self._exited()) if broken else InvalidArgument(
+            f"a call's arguments cannot be sent to an engine process: {error}")
+        self._settle([(n, False, failure) for n, _, _ in batch])
         return not broken
 
     def _exited(self) -> str:
@@ -202,19 +218,14 @@ class _Shard:
                 batch = self.conn.recv()
             except (EOFError, OSError):
                 break
-            for n, ok, value in batch:
-                fut = self._waiting.pop(n, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(value) if ok else fut.set_exception(value)
+            self._settle(batch)
         why = self._exited()
         with self._lock:
             self.gone = why
-            waiting, self._waiting = self._waiting, {}
+            waiting = list(self._waiting)
         if self.process.exitcode not in (0, None) or waiting:
             log.error("%s", why)
-        for fut in waiting.values():
-            if not fut.done():
-                fut.set_exception(Unavailable(why))
+        self._settle([(n, False, Unavailable(why)) for n in waiting])
         if self.on_exit is not None:
             self.on_exit(self)
 
@@ -263,6 +274,7 @@ class ShardedEngine:
         self.model_info: dict = first["model_info"]  # what GetModelInfo says (service/model_info.py)
         self._bounds = QueueBounds(config.max_pending_chunks_per_stream, config.max_pending_bytes_per_stream,
                                    config.max_pending_chunks, config.max_pending_bytes)
+        self._bounds_lock = threading.Lock()  # (taken per chunk: not the lock of starts and shutdowns)
         shut_down_at_exit(self)
 
     def _spawn(self, rank: int) -> _Shard:
@@ -271,7 +283,7 @@ class ShardedEngine:
                                     args=(child, rank, *self._serve_args))
         process.start()
         child.close()
-        return _Shard(rank, process, parent, on_exit=self._exited)
+        return _Shard(rank, process, parent, on_exit=self._exited, on_answered=self._release_many)
 
     def _exited(self, shard: _Shard) -> None:
         """An engine process is gone while this engine runs: start another in its place (its streams reload from
@@ -377,19 +389,19 @@ class ShardedEngine:
         counted in this process until the ack); every other error of the engine comes with the Future."""
         shard = self._shard(stream_id)
         nbytes = _nbytes(data)
-        with self._lock:
+        with self._bounds_lock:
             self._bounds.reserve(stream_id, nbytes)
         try:
-            fut = shard.send("submit_append", stream_id, seq, data, flush, durable, group)
+            # its share of the bounds goes back (with the others of its batch) before its future is set
+            return shard.send("submit_append", stream_id, seq, data, flush, durable, group, token=(stream_id, nbytes))
         except BaseException:
-            self._release(stream_id, nbytes)
+            self._release_many([(stream_id, nbytes)])
             raise
-        fut.add_done_callback(lambda _: self._release(stream_id, nbytes))  # before any caller's callback
-        return fut
 
-    def _release(self, stream_id: str, nbytes: int) -> None:
-        with self._lock:
-            self._bounds.release(stream_id, nbytes)
+    def _release_many(self, shares: list[tuple[str, int]]) -> None:
+        with self._bounds_lock:
+            for stream_id, nbytes in shares:
+                self._bounds.release(stream_id, nbytes)
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
                group: str | None = None) -> Ack:
