@@ -11,6 +11,7 @@ on; a bad table (missing column, wrong column type) raises InvalidArgument.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -29,6 +30,8 @@ from ..textcheck import InvalidText, check_bytes
 
 if TYPE_CHECKING:  # (the client shares this module and does not load the engine)
     from ..engine.api import EngineAPI
+
+log = logging.getLogger("streamret.batch")
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 DEFAULT_IN_FLIGHT = 256
@@ -60,8 +63,10 @@ class _Doc:
 
 
 def _describe(exc: BaseException, doc: _Doc) -> str:
-    """A row's error: the status name and the engine's message, naming the row instead of its temporary stream."""
+    """A row's error: the status name and the engine's message, naming the row instead of its temporary stream.
+    Anything else is a bug: the row says INTERNAL and the log has the traceback."""
     if not isinstance(exc, StreamRetError):
+        log.error("row %d failed inside the engine", doc.row, exc_info=exc)
         return f"INTERNAL: {type(exc).__name__}"
     message = str(exc)
     for name in (repr(doc.stream_id), repr(doc.stream_id)[1:-1], doc.stream_id):

@@ -584,6 +584,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
             else:
                 value = getattr(engine, op)(*args)
         except BaseException as e:  # noqa: BLE001  (the caller raises it)
+            if not isinstance(e, StreamRetError):  # a bug: its traceback stays here, so log it
+                log.error("engine process %d: %s failed", rank, op, exc_info=True)
             answer(n, False, e)
         else:
             answer(n, True, value)
@@ -615,6 +617,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                     try:
                         fut = engine.submit_append(*args)
                     except BaseException as e:  # noqa: BLE001
+                        if not isinstance(e, StreamRetError):
+                            log.error("engine process %d: submit_append failed", rank, exc_info=True)
                         answer(n, False, e)
                     else:
                         fut.add_done_callback(lambda f, n=n: acked(n, f))

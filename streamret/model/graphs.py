@@ -48,9 +48,9 @@ class _Graph:
     graph: torch.cuda.CUDAGraph
     ids: torch.Tensor  # [Tb] int64
     cu: torch.Tensor  # [Nb + 1] int32
-    state: RetNetState  # Nb rows: the input buffers, shared by the graphs of one row bucket
-    hidden: torch.Tensor  # [Tb, d] output
-    new_state: RetNetState  # Nb rows, output
+    state: RetNetState  # Nb rows: the input buffers (the first rows of buffers every graph shares)
+    hidden: torch.Tensor  # [Tb, d] output (the first rows of a buffer every graph shares)
+    new_state: RetNetState  # Nb rows, output (likewise shared)
 
 
 class GraphedForward:
@@ -66,21 +66,38 @@ class GraphedForward:
             raise ValueError(f"CUDA graphs need the model on a GPU, got {model.device}; call the model itself")
         self.model, self.max_graphs, self.chunk_size = model, max_graphs, chunk_size
         self.graphs: OrderedDict[tuple[int, int], _Graph] = OrderedDict()
-        self.pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time: they share memory
-        self.states: dict[int, RetNetState] = {}  # input state buffers per row bucket (they are the largest)
+        # Graphs replay one at a time, so they share memory: their work memory comes from one pool (what a
+        # capture frees, the next reuses), and their inputs and outputs are the first rows of buffers shared by
+        # all of them (the states are the largest: a graph of its own per bucket would hold them per bucket)
+        self.pool = torch.cuda.graph_pool_handle()
+        self._states: tuple[RetNetState, RetNetState] | None = None  # input, output: as many rows as the most
+        self._hidden: torch.Tensor | None = None  # [tokens of the largest bucket, d]
         self.captures = 0  # graphs captured so far (a capture costs a few eager forwards)
 
     @torch.inference_mode()  # as __call__: the model takes its fused inference path only there
     def capture(self, buckets: list[tuple[int, int]]) -> None:
         """Capture these buckets' graphs now (a server's start) rather than at a step that needs one."""
         self.max_graphs = max(self.max_graphs, len(buckets))
+        if buckets:  # the shared buffers at their largest first, not grown (and left behind) bucket by bucket
+            self._rows(max(nb for nb, _ in buckets))
         for nb, tb in buckets:
             self._graph(nb, tb)
 
     def clear(self) -> None:
         """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured)."""
         self.graphs.clear()
-        self.states.clear()
+        self._states = self._hidden = None
+
+    def _rows(self, Nb: int) -> tuple[RetNetState, RetNetState]:
+        """The input and output state buffers of a graph of Nb rows: the first rows of the shared ones."""
+        if self._states is None or self._states[0].n < Nb:  # graphs made before keep the smaller ones alive
+            self._states = (self.model.init_state(Nb, self.model.device), self.model.init_state(Nb, self.model.device))
+        return tuple(s.map(lambda x: x[:Nb]) for s in self._states)  # type: ignore[return-value]
+
+    def _hidden_rows(self, like: torch.Tensor, Tb: int) -> torch.Tensor:
+        if self._hidden is None or self._hidden.shape[0] < Tb or self._hidden.dtype != like.dtype:
+            self._hidden = torch.empty(max(Tb, 16384), like.shape[1], dtype=like.dtype, device=like.device)
+        return self._hidden[:Tb]
 
     @torch.inference_mode()
     def __call__(
@@ -116,9 +133,7 @@ class GraphedForward:
         ids = torch.zeros(Tb, dtype=torch.long, device=dev)
         cu = torch.full((Nb + 1,), Tb, dtype=torch.int32, device=dev)
         cu[0] = 0
-        if Nb not in self.states:
-            self.states[Nb] = model.init_state(Nb, dev)
-        state = self.states[Nb]
+        state, out_state = self._rows(Nb)
 
         def run():
             return model(ids, cu_seqlens=cu, state=state, mode="chunkwise", chunk_size=self.chunk_size, fused=True)
@@ -126,12 +141,16 @@ class GraphedForward:
         side = torch.cuda.Stream()  # warm up (Triton compiles, cuBLAS picks) off the capture
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            run()
+            out_hidden = self._hidden_rows(run()[0], Tb)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads (an engine's callers moving states) may use the GPU during a capture
         with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             hidden, new_state = run()
-        self.graphs[key] = _Graph(graph, ids, cu, state, hidden, new_state)
+            out_hidden.copy_(hidden)  # into the shared outputs: the forward's own go back to the pool below
+            for dst, src in zip(out_state.tensors().values(), new_state.tensors().values(), strict=True):
+                dst.copy_(src)
+        del hidden, new_state
+        self.graphs[key] = _Graph(graph, ids, cu, state, out_hidden, out_state)
         self.captures += 1
         return self.graphs[key]

@@ -74,3 +74,36 @@ def test_graphed_forward_equals_the_eager_forward():
         assert rel_err(new.pool_sum, ref_state.pool_sum) <= 1e-2, seed
         assert torch.equal(new.positions, ref_state.positions) and torch.equal(new.pool_count, ref_state.pool_count)
     assert sorted(graphed.graphs) == [(4, 4096), (8, 2048)], list(graphed.graphs)  # the first two share one
+
+
+def test_graphs_captured_at_start_share_their_buffers_and_equal_the_eager_forward():
+    """Every bucket captured up front (as an engine does at its start): the graphs share their state and
+    output buffers and their work memory, so all of them together take about what the largest one does."""
+    from streamret.model.graphs import all_buckets
+
+    cfg = PRESETS["small"]
+    model = build_random(cfg, seed=4).cuda().to(torch.bfloat16)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    one = GraphedForward(model)
+    one.capture([(16, 4096)])
+    largest = torch.cuda.memory_allocated() - base
+    del one
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    graphed = GraphedForward(model)
+    buckets = all_buckets(8, 4096)
+    graphed.capture(buckets)
+    assert graphed.captures == len(buckets) > 20
+    assert torch.cuda.memory_allocated() - base <= 3 * largest + (64 << 20), (largest, buckets)
+    for seed, lens in enumerate([[100, 0, 900, 31], [3000, 17], [5]]):
+        ids, cu = ragged(cfg, lens, seed)
+        state = model.init_state(len(lens))
+        state.layers = [torch.randn_like(s) * 0.1 for s in state.layers]
+        with torch.inference_mode():
+            ref, ref_state = model(ids, cu_seqlens=cu, state=state)
+        out, new = graphed(ids, cu, state)
+        assert rel_err(out, ref) <= 1e-2, seed
+        for a, b in zip(new.layers, ref_state.layers, strict=True):
+            assert rel_err(a, b) <= 1e-2, seed
+    assert graphed.captures == len(buckets)  # no capture at a call
