@@ -45,8 +45,9 @@ def watch() -> None:
 
 def pauses() -> dict:
     """{"gc_collections", "gc_pause_seconds", "gc_pause_max_seconds"} since `watch()`."""
-    with _lock:
-        return {"gc_collections": _count, "gc_pause_seconds": _total_s, "gc_pause_max_seconds": _max_s}
+    with _lock:  # (the dict is made after the lock: a collection could run on its allocation, and its callback
+        count, total, longest = _count, _total_s, _max_s  # takes the lock)
+    return {"gc_collections": count, "gc_pause_seconds": total, "gc_pause_max_seconds": longest}
 
 
 def freeze_startup() -> None:

@@ -102,3 +102,18 @@ def test_check_name_refuses_exactly_the_ids_with_control_or_surrogate_characters
     else:
         with pytest.raises(InvalidArgument, match=f"U\\+{ord(bad):04X}"):
             check_name(value)
+
+
+def test_a_relay_does_not_keep_its_loop_alive():
+    """The server keeps a relay per event loop it has seen: a relay holding its loop would keep every loop
+    that ever sent an Append alive (tests, asyncio.run per call)."""
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+    relay, gone = AckRelay(loop), weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None and relay.loop is None
+    relay._arrived(None, Future())  # a future done after its loop went: dropped quietly

@@ -91,6 +91,15 @@ def test_a_full_queue_is_refused_at_once_as_too_busy(sharded):
     sharded.close(sid)
 
 
+def test_an_argument_that_cannot_be_sent_fails_alone(sharded):
+    sid = "unsendable"
+    sharded.open(sid)
+    with pytest.raises(InvalidArgument, match="cannot be sent to an engine process"):
+        sharded.summarize(sid, k=lambda: 1)  # a lambda does not pickle: that call fails, the link does not
+    assert sharded.append(sid, 1, memoryview(b"a memoryview chunk. ")).applied_seq == 1
+    sharded.close(sid)
+
+
 def test_fork_and_import_between_shards(sharded):
     a, b = ids_on_each_shard(2, 1)
     for seq, c in enumerate(chunks(0), start=1):
@@ -141,6 +150,8 @@ def test_a_dead_engine_process_fails_its_streams_spares_the_others_and_is_restar
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert eng.append(b, 2, b"still served. ").applied_seq == 2
+        stats = eng.stats()  # the live engine's counters; the whole-engine calls do not fail with one down
+        assert stats["engine_procs_down"] in (0, 1) and stats["tokens_processed"] > 0
         deadline = time.monotonic() + 120
         while True:  # a new engine process takes the rank; the stream reloads from its durable record
             try:

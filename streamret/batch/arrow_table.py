@@ -173,21 +173,22 @@ class _Runner:
     process), and a driver that made them itself would feed one document at a time. Documents whose calls are
     running count against max_in_flight (their streams are still held)."""
 
-    CALL_THREADS = 16  # per engine process (a ShardedEngine's calls wait on several engines at once)
-
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
-                 *, max_bytes_in_flight: int | None = None, group: str | None = None, stop: Stop | None = None):
+                 *, max_bytes_in_flight: int | None = None, group: str | None = None, stop: Stop | None = None,
+                 call_threads: int = 16):
         self.engine = engine
+        self.docs = docs
         self.on_row_done = on_row_done
         self.on_bytes = on_bytes
         self.max_bytes_in_flight = max_bytes_in_flight
         self.bytes_in_flight = 0
         self.group = group  # the scheduler's fairness group of the temporaries (the tenant)
         self.stop = stop
-        self._calls = ThreadPoolExecutor(max_workers=min(128, self.CALL_THREADS * getattr(engine, "procs", 1)),
-                                         thread_name_prefix="streamret-batch-call")
+        self.call_threads = call_threads
+        self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="streamret-batch-call")
         self.calling: dict[Future, tuple[str, _Doc]] = {}  # ("open" | "finish" | "close", doc) running
+        self.opening = 0  # of those, opens: no more are queued than threads run them (a stop waits for them)
         self.opened: dict[str, _Doc] = {}  # open temporary streams, closed whatever happens
         self.waiting = deque(docs)
         self.pending: dict[Future, _Doc] = {}
@@ -200,20 +201,25 @@ class _Runner:
             self._drive()
         finally:
             self._calls.shutdown(wait=True)  # every temporary stream is closed before run returns
+            for doc in self.docs:  # a row the engine never finished says why (none does, unless stopped)
+                if doc.embedding is None and doc.error is None:
+                    doc.error = self.why
 
     def _room(self) -> bool:
         if len(self.pending) + len(self.blocked) + len(self.calling) >= self.max_in_flight:
             return False
-        # one document always fits, however large its first chunk
-        return self.max_bytes_in_flight is None or not self.pending or self.bytes_in_flight < self.max_bytes_in_flight
+        if self.opening >= self.call_threads:
+            return False
+        # one document always fits, however large its first chunk (a document being opened counts its first chunk)
+        return (self.max_bytes_in_flight is None or not (self.pending or self.opening)
+                or self.bytes_in_flight < self.max_bytes_in_flight)
 
     def _drive(self) -> None:
-        why = "INTERNAL: the batch was interrupted"
+        self.why = "INTERNAL: the batch was interrupted"
         try:
             while self.waiting or self.pending or self.blocked or self._feeding():
-                if self.stop is not None and (reason := self.stop.reason()) is not None:
-                    why = reason  # stop feeding; the chunks queued finish and every temporary is closed below
-                    break
+                if self.stop is not None and self.stop.reason() is not None:
+                    break  # stop feeding; the chunks queued finish and every temporary is closed below
                 while self.waiting and self._room():
                     self._start(self.waiting.popleft())
                 for _ in range(len(self.blocked)):
@@ -230,7 +236,14 @@ class _Runner:
                 elif self.blocked:
                     time.sleep(0.002)  # the engine is full of other callers' work
         finally:
-            wait([f for f, (what, _) in self.calling.items() if what == "open"])  # then every open stream is known
+            if self.stop is not None and (reason := self.stop.reason()) is not None:
+                self.why = reason
+            why = self.why
+            opens = [f for f, (what, _) in self.calling.items() if what == "open"]
+            for f in opens:
+                if f.cancel():  # not started: its stream was never opened
+                    self.calling[f][1].error = why
+            wait(opens)  # then every open stream is known
             for doc in [*self.pending.values(), *self.blocked, *self.waiting]:
                 doc.error = doc.error or why
             for doc in list(self.opened.values()):  # also one caught between open and its first chunk
@@ -255,11 +268,15 @@ class _Runner:
             doc.opened = True
             self.opened[doc.stream_id] = doc
 
+        self.opening += 1
+        self.bytes_in_flight += len(doc.chunk(doc.next_seq))  # its first chunk, sent once it is open
         self._call("open", doc, open_stream)
 
     def _called(self, fut: Future, what: str, doc: _Doc) -> None:
         """A document's call ended (on this thread): go on with the document."""
         if what == "open":
+            self.opening -= 1
+            self.bytes_in_flight -= len(doc.chunk(doc.next_seq))  # _submit counts it again
             if fut.exception() is not None:  # one row fails, the job goes on
                 doc.error = _describe(fut.exception(), doc)
                 self._done(doc)
@@ -347,6 +364,7 @@ def embed_table(
     max_bytes_in_flight: int | None = None,
     group: str | None = None,
     stop: Stop | None = None,
+    call_threads: int = 16,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
@@ -354,8 +372,8 @@ def embed_table(
     `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix), opened with durable=False (no record per
     row) in the scheduler's fairness `group`, and closed when their row is done.
-    At most `max_in_flight` rows (per engine process of a ShardedEngine) and `max_bytes_in_flight` bytes of
-    chunks are queued in the engine at once.
+    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once;
+    `call_threads` threads make the rows' other engine calls (open, results, close).
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
@@ -389,10 +407,8 @@ def embed_table(
         unsent = int(pc.sum(pc.binary_length(col)).as_py() or 0) - sum(len(d.data) for d in docs)
         if unsent:
             on_bytes(unsent)
-    # engine processes (a ShardedEngine) each batch their own share of the rows: each gets max_in_flight
-    per_engine = max_in_flight * getattr(engine, "procs", 1)
-    _Runner(engine, docs, summary_k, per_engine, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
-            group=group, stop=stop).run()
+    _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
+            group=group, stop=stop, call_threads=call_threads).run()
 
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)

@@ -79,11 +79,12 @@ class EngineCore:
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens,
         )
-        self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs,
-                                  (config.max_step_streams, config.max_step_tokens)
-                                  if config.capture_graphs_at_start else None)
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
+        # the graphs of every step shape this engine can run: no more streams than a step's state budget holds
+        self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs,
+                                  (min(config.max_step_streams, self._max_step_streams), config.max_step_tokens)
+                                  if config.capture_graphs_at_start else None)
         self._lock = threading.RLock()
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply

@@ -27,6 +27,7 @@ import logging
 import logging.handlers
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import threading
 import time
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import replace
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
@@ -143,10 +145,26 @@ class _Outbox:
                 if not batch and self._closed:
                     return
             try:
-                self.conn.send(batch)
-            except Exception as e:  # noqa: BLE001  (the other end is gone, or a message does not pickle)
-                if self.on_error is None or not self.on_error(batch, e):
-                    return
+                data = ForkingPickler.dumps(batch)
+            except Exception:  # noqa: BLE001  (a message that does not pickle fails alone, the rest go)
+                good = []
+                for message in batch:
+                    try:
+                        ForkingPickler.dumps(message)
+                    except Exception as e:  # noqa: BLE001
+                        if self.on_error is not None:
+                            self.on_error([message], e, False)
+                    else:
+                        good.append(message)
+                if not good:
+                    continue
+                batch, data = good, ForkingPickler.dumps(good)
+            try:
+                self.conn.send_bytes(data)
+            except (OSError, ValueError) as e:  # the other end is gone (or this one closed)
+                if self.on_error is not None:
+                    self.on_error(batch, e, True)
+                return
 
 
 class _Shard:
@@ -187,8 +205,8 @@ class _Shard:
     def _settle(self, answers: list[tuple[int, bool, object]]) -> None:
         """Set these calls' futures, their tokens handed over first (in one go)."""
         tokens = self._tokens
-        if tokens and self.on_answered is not None:
-            done = [tokens.pop(n) for n, _, _ in answers if n in tokens]
+        if tokens and self.on_answered is not None:  # (the reader and the outbox may settle at once)
+            done = [t for t in (tokens.pop(n, None) for n, _, _ in answers) if t is not None]
             if done:
                 self.on_answered(done)
         for n, ok, value in answers:
@@ -199,13 +217,12 @@ class _Shard:
     def call(self, op: str, *args):
         return self.send(op, *args).result()
 
-    def _unsent(self, batch: list, error: Exception) -> bool:
-        """A batch that could not be sent: its calls fail (their arguments did not pickle, or the pipe broke)."""
-        broken = isinstance(error, (OSError, EOFError, ValueError))
+    def _unsent(self, batch: list, error: Exception, broken: bool) -> None:
+        """Calls that could not be sent fail: the pipe broke (the reader then sees the process go), or their
+        arguments do not pickle."""
         failure = Unavailable(self._exited()) if broken else InvalidArgument(
             f"a call's arguments cannot be sent to an engine process: {error}")
         self._settle([(n, False, failure) for n, _, _ in batch])
-        return not broken
 
     def _exited(self) -> str:
         self.process.join(timeout=5)
@@ -213,21 +230,26 @@ class _Shard:
                 "streams are safe up to their durable_seq: resend from there shortly")
 
     def _read(self) -> None:
-        while True:
-            try:
-                batch = self.conn.recv()
-            except (EOFError, OSError):
-                break
-            self._settle(batch)
-        why = self._exited()
-        with self._lock:
-            self.gone = why
-            waiting = list(self._waiting)
-        if self.process.exitcode not in (0, None) or waiting:
-            log.error("%s", why)
-        self._settle([(n, False, Unavailable(why)) for n in waiting])
-        if self.on_exit is not None:
-            self.on_exit(self)
+        try:
+            while True:
+                try:
+                    batch = self.conn.recv()
+                except (EOFError, OSError):
+                    break
+                self._settle(batch)
+        except Exception:  # noqa: BLE001  (an answer that does not unpickle: the link is lost, so is the process)
+            log.exception("engine process %d sent what cannot be read; stopping it", self.rank)
+            self.process.kill()
+        finally:
+            why = self._exited()
+            with self._lock:
+                self.gone = why
+                waiting = list(self._waiting)
+            if self.process.exitcode not in (0, None) or waiting:
+                log.error("%s", why)
+            self._settle([(n, False, Unavailable(why)) for n in waiting])
+            if self.on_exit is not None:
+                self.on_exit(self)
 
     def close(self) -> None:
         self._outbox.close()
@@ -257,6 +279,7 @@ class ShardedEngine:
         level = logging.getLogger("streamret").getEffectiveLevel()
         self._shards: list[_Shard] = []
         self._closed = False
+        self._started = False
         self._lock = threading.Lock()
         self._ctx, self._start_timeout_s = ctx, start_timeout_s
         self._serve_args = (procs, spec, device, state_dir, config, dtype, self._logs, level)
@@ -275,6 +298,7 @@ class ShardedEngine:
         self._bounds = QueueBounds(config.max_pending_chunks_per_stream, config.max_pending_bytes_per_stream,
                                    config.max_pending_chunks, config.max_pending_bytes)
         self._bounds_lock = threading.Lock()  # (taken per chunk: not the lock of starts and shutdowns)
+        self._started = True  # from now on an engine process that exits is started again
         shut_down_at_exit(self)
 
     def _spawn(self, rank: int) -> _Shard:
@@ -290,15 +314,18 @@ class ShardedEngine:
         their durable records on their next call; without a state_dir they start again empty), in the background,
         trying a few times. Calls to its streams fail as resendable meanwhile."""
         with self._lock:
-            if self._closed or self._shards[shard.rank] is not shard:
-                return
+            if not self._started or self._closed or self._shards[shard.rank] is not shard:
+                return  # (an engine that fails while they all start fails the start instead)
         threading.Thread(target=self._restart, args=(shard,), name=f"streamret-shard-{shard.rank}-restart",
                          daemon=True).start()
 
     def _restart(self, dead: _Shard) -> None:
         for attempt, pause in enumerate((0.0, 5.0, 30.0), start=1):
             time.sleep(pause)
-            fresh = self._spawn(dead.rank)
+            with self._lock:
+                if self._closed:
+                    return
+                fresh = self._spawn(dead.rank)
             try:
                 hello = fresh.hello.result(timeout=self._start_timeout_s)
                 if hello["fingerprint"] != self.fingerprint:
@@ -308,6 +335,8 @@ class ShardedEngine:
                 fresh.on_exit = None
                 fresh.close()
                 fresh.process.join(timeout=30)
+                if fresh.process.is_alive():
+                    fresh.process.kill()
                 continue
             with self._lock:
                 if not self._closed:
@@ -388,6 +417,8 @@ class ShardedEngine:
         """As Engine.submit_append. A full queue raises TooBusy here, at once (the same bounds as the engine's,
         counted in this process until the ack); every other error of the engine comes with the Future."""
         shard = self._shard(stream_id)
+        if isinstance(data, (bytearray, memoryview)):  # (a memoryview does not pickle)
+            data = bytes(data)
         nbytes = _nbytes(data)
         with self._bounds_lock:
             self._bounds.reserve(stream_id, nbytes)
@@ -430,24 +461,46 @@ class ShardedEngine:
 
     # the whole engine
 
-    def _each(self, op: str, *args) -> list:
-        """op on every engine at once; their answers in rank order (the first error raised once all answered)."""
-        futures = [s.send(op, *args) for s in self._shards]
+    def _each(self, op: str, *args) -> tuple[list, int]:
+        """op on every engine at once: the answers of those that answered, in rank order, and how many are down
+        (exited, being restarted); any other error is raised once all answered."""
+        futures, down = [], 0
+        for s in self._shards:
+            try:
+                futures.append(s.send(op, *args))
+            except Unavailable:
+                down += 1
         wait_all(futures)
-        return [f.result() for f in futures]
+        answers = []
+        for f in futures:
+            try:
+                answers.append(f.result())
+            except Unavailable:  # it exited meanwhile
+                down += 1
+        return answers, down
 
     def checkpoint_all(self, timeout_s: float | None = None) -> Checkpoint:
-        return Checkpoint.combine(self._each("checkpoint_all", timeout_s))
+        """Every live engine's checkpoint, combined; an engine that is down is logged (its streams are as durable
+        as their records)."""
+        reports, down = self._each("checkpoint_all", timeout_s)
+        if down:
+            log.warning("checkpoint: %d engine process(es) down; their streams are durable up to their records",
+                        down)
+        return Checkpoint.combine(reports)
 
     def stats(self) -> dict:
         """Every engine's counters added up (recent samples put together), plus engine_procs."""
-        merged = merge_stats(self._each("stats"))
+        answers, down = self._each("stats")
+        if not answers:
+            raise Unavailable(f"none of the {self.procs} engine processes answered; restart the server")
+        merged = merge_stats(answers)
         merged["engine_procs"] = self.procs
+        merged["engine_procs_down"] = down
         return merged
 
     def durable_writable(self) -> bool | None:
-        answers = self._each("durable_writable")
-        return None if any(a is None for a in answers) else all(answers)
+        answers, _ = self._each("durable_writable")
+        return None if not answers or any(a is None for a in answers) else all(answers)
 
     def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> Checkpoint | None:
         """Shut every engine down (each applies and writes as Engine.shutdown does), then end the processes."""
@@ -462,14 +515,18 @@ class ShardedEngine:
                 futures.append(s.send("shutdown", checkpoint, timeout_s))
             except Unavailable as e:
                 log.warning("%s", e)
-        # an engine applies and writes for at most timeout_s (then drops what is left): past that and a margin it
-        # is stuck, and is killed below
+        # an engine applies and writes for at most timeout_s (then drops what is left): past that and a margin
+        # (one deadline for all of them) it is stuck, and is killed below
         limit = None if timeout_s is None else timeout_s + 60.0
+        wait_all(futures, timeout=limit)
         for f in futures:
+            if not f.done():
+                log.warning("an engine process did not shut down within %s s", limit)
+                continue
             try:
-                reports.append(f.result(timeout=limit))
-            except (StreamRetError, TimeoutError) as e:
-                log.warning("an engine process did not shut down cleanly: %s", e or "no answer in time")
+                reports.append(f.result())
+            except StreamRetError as e:
+                log.warning("an engine process did not shut down cleanly: %s", e)
         self._stop_processes()
         reports = [r for r in reports if r is not None]
         return Checkpoint.combine(reports) if checkpoint and reports else None
@@ -539,19 +596,17 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     root.handlers[:] = [logging.handlers.QueueHandler(logs)]
     root.setLevel(level)
 
-    def unsent(batch: list, error: Exception) -> bool:
-        if isinstance(error, (OSError, EOFError, ValueError)):
-            return False  # the parent is gone: nothing to answer
-        for n, _, value in batch:  # send each alone; one whose value does not pickle says so instead
-            try:
-                conn.send([(n, _, value)])
-            except Exception as e:  # noqa: BLE001
-                conn.send([(n, False, Unavailable(f"engine process {rank} could not send its answer: {e!r}"))])
-        return True
+    def unsent(batch: list, error: Exception, broken: bool) -> None:
+        if broken:
+            return  # the parent is gone: nothing to answer
+        for n, _, _ in batch:  # an answer that does not pickle says so instead
+            outbox.put((n, False, Unavailable(f"engine process {rank} could not send its answer: {error!r}")))
 
     outbox = _Outbox(conn, f"streamret-engine-{rank}-send", on_error=unsent)
 
     def answer(n: int, ok: bool, value) -> None:
+        if not ok and not _portable(value):  # an error the server could not rebuild would lose its link
+            value = RuntimeError(f"{type(value).__name__}: {value}")
         outbox.put((n, ok, value))
 
     # Several engines share the host's cores: the tokenizer works on each tokenize thread without the GIL and
@@ -567,7 +622,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
-        answer(0, False, e if _picklable(e) else RuntimeError(repr(e)))
+        answer(0, False, e)
         outbox.close()
         return
     gc_pauses.freeze_startup()  # this process serves until shutdown: its model and tokenizer stay
@@ -590,7 +645,11 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         else:
             answer(n, True, value)
 
-    exit_now = False
+    exit_now, exit_code = False, 0
+    parent = os.getppid()
+
+    def parent_alive() -> bool:
+        return os.getppid() == parent
 
     def acked(n: int, f: Future) -> None:
         try:
@@ -604,6 +663,12 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                 batch = conn.recv()
             except (EOFError, OSError):  # the parent died: keep what is applied, as a shutdown at exit does
                 engine.shutdown(timeout_s=0.0)
+                exit_now = True
+                return
+            if engine._broken is not None:  # its step loop died: leave, so that the server starts a new one
+                log.error("engine process %d: the step loop stopped; exiting to be started again", rank)
+                engine.shutdown(timeout_s=0.0)
+                exit_now, exit_code = True, 1
                 return
             for n, op, args in batch:
                 if op == "shutdown":
@@ -634,8 +699,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
             # queue is flushed first
             logging.shutdown()
             logs.close()
-            logs.join_thread()
-            os._exit(0)
+            logs.join_thread() if parent_alive() else logs.cancel_join_thread()
+            os._exit(exit_code)
 
 
 def _share(config: EngineConfig, procs: int, device: str) -> EngineConfig:
@@ -663,11 +728,10 @@ def _nbytes(data) -> int:
         data, memoryview) else 0
 
 
-def _picklable(e: BaseException) -> bool:
-    import pickle
-
+def _portable(e: BaseException) -> bool:
+    """The error survives the trip to the server's process (pickled here, rebuilt there)."""
     try:
-        pickle.dumps(e)
+        pickle.loads(pickle.dumps(e))
     except Exception:  # noqa: BLE001
         return False
     return True

@@ -60,6 +60,8 @@ class ModelRunner:
             except Exception:  # noqa: BLE001  (steps capture what they need, as without capture=)
                 log.warning("capturing the CUDA graphs of every step shape at start failed; steps capture the "
                             "graphs they need when they first run", exc_info=True)
+                self.graphed.clear()  # what the failed capture holds goes back to the device
+                torch.cuda.empty_cache()
         # segment embeddings through a float64 copy of the embedding head, on the model's device: the
         # pooled sums are float64, and a step embeds all the segments it closed in one call
         head = model.embed_head

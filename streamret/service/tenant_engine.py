@@ -390,12 +390,16 @@ class AckRelay:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)  # (held weakly: the relays are kept per loop, and must not keep it alive)
         self._done: deque[tuple[asyncio.Future, Future]] = deque()
         self._woken = False  # a _deliver is scheduled and has not started
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop()
+
     def follow(self, fut: Future) -> asyncio.Future:
-        out = self.loop.create_future()
+        out = self._loop().create_future()  # called on the loop: it is alive
         fut.add_done_callback(functools.partial(self._arrived, out))
         return out
 
@@ -404,8 +408,11 @@ class AckRelay:
         if self._woken:  # the pending _deliver resets the flag before it empties the queue: it takes this one
             return
         self._woken = True  # two threads may both get here: a second _deliver finds nothing, no harm
+        loop = self._loop()
+        if loop is None:  # the loop is gone: nobody is waiting
+            return
         try:
-            self.loop.call_soon_threadsafe(self._deliver)
+            loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the server's loop is closed: nobody is waiting
             pass
 
