@@ -156,5 +156,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(engine, config, on_started=started))
     finally:
-        engine.shutdown()
+        # (the drain above applied and wrote what it could in --drain-timeout-s: this bounds the engines' last word)
+        engine.shutdown() if args.ray is not None else engine.shutdown(timeout_s=args.drain_timeout_s)
     return 0
