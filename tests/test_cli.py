@@ -332,3 +332,13 @@ def test_stream_errors_the_server_answers_are_one_line_with_the_fix(tmp_path):
         result, _ = run_command("stream", str(book), "--server", server.target, "--token", "tok-cli",
                                 "--chunk-bytes", str(2 * 1024 * 1024))
         assert_one_line_error(result, "exceeds the server's limit", "lower --chunk-bytes")
+
+
+@pytest.mark.parametrize("argv", [
+    ("serve", "--port", "0", "--engine-procs", "0"),
+    ("embed", "corpus.parquet", "-o", "out", "--engine-procs", "many"),
+    ("embed", "corpus.parquet", "-o", "out", "--ray", "--engine-procs", "4"),  # a count means this process's
+])
+def test_a_bad_engine_process_count_is_one_line_before_any_model_loads(argv, tmp_path):
+    result, _ = run_command(*argv, cwd=tmp_path, timeout=60)
+    assert_one_line_error(result, "--engine-procs" if "--ray" in argv else "engine processes must be")

@@ -22,6 +22,14 @@ ENGINE_PROCS_HELP = ("engine processes on the device, streams sharded over them 
                      "a GPU a fraction of what it can compute; on the CPU 1; default auto)")
 
 
+def check_engine_procs(args: argparse.Namespace) -> None:
+    """--engine-procs is the local engine's: with --ray each worker runs one engine, so a count there is refused
+    (rather than ignored) with the flag that does that."""
+    if getattr(args, "ray", None) is not None and str(args.engine_procs) not in ("auto", "1"):
+        raise ValueError(f"--engine-procs {args.engine_procs} is for the engine in this process; with --ray each "
+                         "worker runs one engine: use --workers (and --gpus-per-worker) instead")
+
+
 def load_from_args(args: argparse.Namespace):
     """The LoadedModel named by add_model_args' options."""
     from streamret.model.spec import load_model

@@ -26,7 +26,7 @@ import sys
 
 from streamret.cluster.defaults import GPUS_PER_WORKER_HELP
 
-from . import ENGINE_PROCS_HELP, add_model_args
+from . import ENGINE_PROCS_HELP, add_model_args, check_engine_procs
 
 
 def register(subparsers) -> None:
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from streamret.batch import EmbedInterrupted, embed_parquet
     from streamret.progress import format_bytes
 
+    check_engine_procs(args)
     if not args.progress_every_s > 0:
         raise ValueError(f"--progress-every-s must be > 0 seconds, got {args.progress_every_s}")
     resume = "resume with: " + shlex.join(["streamret", *getattr(args, "argv", sys.argv[1:])])

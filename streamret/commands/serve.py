@@ -24,7 +24,7 @@ import argparse
 from streamret.layered_options import PREFIX, LayeredOptions
 from streamret.logs import LOG_FORMATS
 
-from . import ENGINE_PROCS_HELP, add_model_args
+from . import ENGINE_PROCS_HELP, add_model_args, check_engine_procs
 from .cluster import add_ray_args, start_backend
 
 MiB = 1024 * 1024
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                           metrics_host=args.metrics_host, http_port=args.http_port, model_name=args.model,
                           limits=limits, drain_timeout_s=args.drain_timeout_s)
     config.check()  # refuse a bad bind before loading a model
+    check_engine_procs(args)
 
     engine_config = dataclasses.replace(EngineConfig(), max_chunk_bytes=args.chunk_bytes)
     if args.durable_every_chunks is not None:
