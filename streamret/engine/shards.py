@@ -714,8 +714,11 @@ def _share(config: EngineConfig, procs: int, device: str) -> EngineConfig:
         from ..model.spec import resolve_device
 
         dev = resolve_device(device)
-        if dev.type == "cuda":  # an engine alone takes half the free memory: the engines share that half
-            changes["device_state_bytes"] = torch.cuda.mem_get_info(dev)[0] // (2 * procs)
+        if dev.type == "cuda":  # an engine alone takes half the free memory: the engines share that half,
+            # counted against the device's total, so that an engine started again later (its siblings' shares
+            # taken by then) gets as much as the first time
+            free, total = torch.cuda.mem_get_info(dev)
+            changes["device_state_bytes"] = min(free, total // 2) // procs
     return replace(config, **changes)
 
 
