@@ -244,3 +244,22 @@ def test_an_engine_that_cannot_start_fails_the_start_with_its_error(tmp_path):
         ShardedEngine(str(tmp_path / "no-such-model"), "cpu", procs=2)
     assert not isinstance(e.value, Unavailable)  # the engine's own error, not a lost pipe
     assert time.monotonic() - started < 60
+
+
+def test_chunks_of_a_stream_loaded_from_its_record_stay_in_order(tmp_path):
+    """A stream in memory nowhere is loaded off the engine's reader thread (its chunks wait in a lane of their
+    own meanwhile): the chunks sent before it is loaded still apply in order, once each."""
+    with (ShardedEngine(MODEL, "cpu", state_dir=str(tmp_path), procs=2,
+                        config=EngineConfig(durable_every_chunks=1)) as eng,
+          Engine.from_model(MODEL, "cpu") as plain):
+        parts = chunks(3, n=6)
+        eng.append("cold", 1, parts[0])
+        eng.evict("cold")  # its state now lives only in its record
+        futures = [eng.submit_append("cold", seq, c) for seq, c in enumerate(parts[1:], start=2)]
+        assert eng.append("warm", 1, b"another stream meanwhile. ").applied_seq == 1
+        acks = [f.result(timeout=60) for f in futures]
+        assert [a.seq for a in acks] == [2, 3, 4, 5, 6] and not any(a.duplicate for a in acks)
+        for seq, c in enumerate(parts, start=1):
+            plain.append("cold", seq, c)
+        np.testing.assert_allclose(eng.embedding("cold"), plain.embedding("cold"), atol=1e-5)
+        assert eng.info("cold").applied_seq == 6

@@ -657,6 +657,37 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         except BaseException as e:  # noqa: BLE001  (the caller raises it)
             answer(n, False, e)
 
+    def submit(n: int, args: tuple) -> None:
+        try:
+            fut = engine.submit_append(*args)
+        except BaseException as e:  # noqa: BLE001
+            if not isinstance(e, StreamRetError):
+                log.error("engine process %d: submit_append failed", rank, exc_info=True)
+            answer(n, False, e)
+        else:
+            fut.add_done_callback(lambda f: acked(n, f))
+
+    # A chunk of a stream that is in memory nowhere would read its record on this thread, holding up every
+    # other call of this engine behind a storage read: such a stream's chunks go to a lane of their own, in
+    # order, on a pool thread, until it is loaded
+    lanes: dict[str, deque] = {}
+    lanes_lock = threading.Lock()
+
+    def cold(stream_id) -> bool:
+        store = engine.store
+        return (engine.durable is not None and isinstance(stream_id, str) and stream_id not in store.streams
+                and stream_id not in store.leaving)
+
+    def drain(stream_id: str) -> None:
+        while True:
+            with lanes_lock:
+                lane = lanes[stream_id]
+                if not lane:
+                    del lanes[stream_id]
+                    return
+                n, args = lane.popleft()
+            submit(n, args)
+
     try:
         while True:
             try:
@@ -679,14 +710,19 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                     exit_now = True
                     return
                 if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
-                    try:
-                        fut = engine.submit_append(*args)
-                    except BaseException as e:  # noqa: BLE001
-                        if not isinstance(e, StreamRetError):
-                            log.error("engine process %d: submit_append failed", rank, exc_info=True)
-                        answer(n, False, e)
+                    stream_id, start = args[0], False
+                    with lanes_lock:
+                        lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
+                        if lane is not None:  # behind its earlier chunks, still loading
+                            lane.append((n, args))
+                            continue
+                        if cold(stream_id):
+                            lanes[stream_id] = deque([(n, args)])
+                            start = True
+                    if start:
+                        pool.submit(drain, stream_id)
                     else:
-                        fut.add_done_callback(lambda f, n=n: acked(n, f))
+                        submit(n, args)
                 else:
                     pool.submit(run, n, op, args)
     finally:
