@@ -763,8 +763,7 @@ def _nbytes(data) -> int:
     fails there, with its own error)."""
     if isinstance(data, str):
         return len(data.encode("utf-8", "surrogatepass"))
-    return len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes if isinstance(
-        data, memoryview) else 0
+    return len(data) if isinstance(data, bytes) else 0  # (bytearray and memoryview are made bytes before)
 
 
 def _portable(e: BaseException) -> bool:
