@@ -8,39 +8,17 @@ HF tokenizer's own pool, torch's) run without it and are counted apart ("other")
 from __future__ import annotations
 
 import os
-import threading
 
-
-def _role(name: str) -> str:
-    if name.endswith("-step"):
-        return "step"
-    if "tokenize" in name:
-        return "tokenize"
-    if name == "MainThread":
-        return "caller"
-    return "python" if name else "other"
+from streamret.thread_cpu import thread_cpu_seconds
 
 
 def thread_cpu_s(engine=None) -> dict[str, float]:
-    """CPU seconds (user + system) of this process's threads so far, summed by role: step, tokenize, caller
-    (the main thread), python (every other Python thread: gRPC, durable writer, samplers), other (native
-    threads); with engine processes (a ShardedEngine as `engine`), "engine_procs": all their threads together
-    (their threads have no names to tell apart from here). From /proc (Linux); {} elsewhere."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
+    """CPU seconds (user + system) of this process's threads so far, summed by role (streamret.thread_cpu: step,
+    tokenize, caller = the main thread, python = every other Python thread, other = native threads); with engine
+    processes (a ShardedEngine as `engine`), "engine_procs": all their threads together (their stats() split
+    it by role: "thread_cpu_seconds"). From /proc (Linux); {} elsewhere."""
+    out = {k: v for k, v in thread_cpu_seconds().items() if v}
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended meanwhile
-        role = _role(names.get(int(tid), ""))
-        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     for pid in getattr(engine, "pids", []):
         try:
             with open(f"/proc/{pid}/stat") as f:

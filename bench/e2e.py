@@ -284,9 +284,14 @@ def steps_between(before: dict, after: dict) -> dict:
     def ms_per_step(key: str) -> float:
         return round(1e3 * (after[key] - before[key]) / max(1, steps), 3)
 
+    tokens = after["tokens_processed"] - before["tokens_processed"]
+    cpu0, cpu1 = before.get("thread_cpu_seconds") or {}, after.get("thread_cpu_seconds") or {}
     # the step loop's own clocks: model = launching a step plus waiting for its results; host = the rest
     return {"steps": steps,
-            "tokens_per_step": round((after["tokens_processed"] - before["tokens_processed"]) / max(1, steps), 1),
+            # CPU of the engine's threads by role (engine processes: all of theirs, summed) per token it ran
+            "engine_cpu_us_per_token_by_thread": {k: round(1e6 * (v - cpu0.get(k, 0.0)) / max(1, tokens), 3)
+                                                  for k, v in cpu1.items()},
+            "tokens_per_step": round(tokens / max(1, steps), 1),
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
             "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
             "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),
@@ -741,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
                           "engine_procs": procs, "tokenizer_threads": config.tokenizer_threads},
+        "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"
 

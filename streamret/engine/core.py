@@ -29,6 +29,7 @@ from ..errors import NotFound, StreamRetError, Unavailable
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel
+from ..thread_cpu import thread_cpu_seconds
 from .acks import reject, resolve
 from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
@@ -190,6 +191,7 @@ class EngineCore:
     def stats(self) -> dict:
         """Counters for metrics and health. durable_writable: as `durable_writable()`."""
         writable = self.durable_writable()
+        threads = thread_cpu_seconds()  # the whole process's threads by role (engine processes: that process's)
         with self._lock:
             return {
                 "streams": self.store.counts(),
@@ -210,6 +212,7 @@ class EngineCore:
                 "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
                 "durable_writable": writable,
                 **gc_pauses.pauses(),  # the whole process's: a collection stops the step loop too
+                "thread_cpu_seconds": threads,
             }
 
     # ------------------------------------------------------------------------------------------
