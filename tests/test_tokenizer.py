@@ -240,3 +240,56 @@ def test_the_mark_after_each_piece_is_given_up_where_a_piece_holds_its_text(styl
     assert tok._marked(holding) is None
     ids, ends = tok.encode_pieces(holding)
     assert (ids.tolist(), ends.tolist()) == per_piece(tok, holding)
+
+
+def wordpiece_style(normalizer) -> str:
+    """A BERT-like WordPiece tokenizer with `normalizer`, special tokens added as BERT's are."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=12))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, show_progress=False,
+                                                              special_tokens=["[UNK]", "[SEP]", "[PAD]"]))
+    return tok.to_str()
+
+
+PLAIN_TEXTS = ["The", " Stream", "\tNEVER\n", "ends.", "\r\n", "x" * 30, "A.B", "(42)", "don't", "~`|{}", " ", ""]
+
+
+@pytest.mark.parametrize("normalizer", ["default", "bert", "sequence", "lowercase"])
+def test_text_normalized_before_the_tokenizer_gives_the_same_ids(normalizer):
+    """`_Prenormalized`: the tokenizer's normalizer applied in Python (str.lower for printable ASCII, the
+    normalizer's own normalize_str for the rest) and a twin without a normalizer encoding the result gives
+    every piece's ids as the tokenizer itself, on printable ASCII (upper case, tabs, newlines, words past
+    max_input_chars_per_word) and on mixed text; the path is taken, not given up."""
+    tok = bundled_default() if normalizer == "default" else HFTokenizer.from_json(wordpiece_style({
+        "bert": normalizers.BertNormalizer(lowercase=True),
+        "sequence": normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()]),
+        "lowercase": normalizers.Lowercase(),
+    }[normalizer]))
+    assert tok._prenormalized is not None
+    rng = random.Random(11)
+    for k in range(40):
+        texts = PLAIN_TEXTS if k % 2 else PLAIN_TEXTS + WORDS
+        items = [["".join(rng.choice(texts) for _ in range(rng.randrange(1, 6))) for _ in range(rng.randrange(1, 9))]
+                 for _ in range(rng.randrange(1, 6))]
+        assert tok._prenormalized.encode(items, tok._marked) is not None, items
+        ids, ends = tok.encode_pieces(items)
+        assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (normalizer, items)
+
+
+@pytest.mark.parametrize("text", ["[SEP]", "a [sep] b", "[Pad]", "é[SEP]"])
+def test_text_that_may_hold_an_added_token_is_encoded_as_is(text):
+    """Added tokens are matched before normalizing ([SEP] is one token, [sep] lowercased would not be): an item
+    holding one's text in any case goes through the tokenizer itself, with the same ids as alone."""
+    tok = bundled_default()
+    items = [["plain words", " here"], ["then ", text, " more"]]
+    assert tok._prenormalized.encode(items, tok._marked) is None
+    ids, ends = tok.encode_pieces(items)
+    assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
+
+
+def test_no_twin_for_a_normalizer_that_does_more_than_map_characters():
+    """A normalizer that replaces or prepends (the Llama style) is not probed character by character: its
+    tokenizer encodes as it always did."""
+    assert HFTokenizer.from_json(STYLES["llama"]())._prenormalized is None
+    assert HFTokenizer.from_json(STYLES["gpt2"]())._prenormalized is None  # no normalizer: nothing to gain

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -110,6 +111,7 @@ class HFTokenizer:
         eos = [self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "[SEP]", "<eos>")]
         self.eos_id = next((i for i in eos if i is not None), None)
         self._mark = self._piece_mark()
+        self._prenormalized = _Prenormalized.of(spec, self._tok) if self._mark is not None else None
 
     def _piece_mark(self) -> tuple[str, int] | None:
         """A special token that `encode_pieces` can put after each piece to find where the pieces end: one whose
@@ -142,6 +144,10 @@ class HFTokenizer:
         if self._tok.truncation is not None or self._tok.padding is not None:
             return encode_pieces_one_by_one(self, items)
         full = [pieces for pieces in items if pieces]  # a pre-tokenized input of no words is refused
+        if self._prenormalized is not None:
+            found = self._prenormalized.encode(full, self._marked)
+            if found is not None:
+                return found
         marked = self._marked(full) if self._mark is not None else None
         if marked is not None:
             return marked
@@ -157,17 +163,19 @@ class HFTokenizer:
         piece += np.repeat(np.cumsum(n_pieces) - n_pieces, np.fromiter(map(len, words), np.int64, len(words)))
         return ids, np.searchsorted(piece, np.arange(n_pieces.sum()), side="right").astype(np.int64, copy=False)
 
-    def _marked(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray] | None:
+    def _marked(self, items: list[list[str]], tok=None) -> tuple[np.ndarray, np.ndarray] | None:
         """`encode_pieces` of items with pieces, the mark after each piece: every mark comes back as its id alone
         and the pieces' ids are as without it (each word is encoded alone), so the k-th mark id ends piece k,
-        unless a piece gives that id itself (its text holds the mark's): None then."""
+        unless a piece gives that id itself (its text holds the mark's): None then. tok: the tokenizers object
+        to use (default: this one's; `_Prenormalized` passes its twin without a normalizer)."""
         mark, mark_id = self._mark
+        tok = self._tok if tok is None else tok
         inputs = []
         for pieces in items:
             words = [mark] * (2 * len(pieces))
             words[::2] = pieces
             inputs.append(words)
-        encoded = self._tok.encode_batch_fast(inputs, is_pretokenized=True, add_special_tokens=False)
+        encoded = tok.encode_batch_fast(inputs, is_pretokenized=True, add_special_tokens=False)
         ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encoded), np.int64)
         marks = np.flatnonzero(ids == mark_id)
         if len(marks) != sum(map(len, items)):
@@ -182,6 +190,103 @@ class HFTokenizer:
     def get_vocab(self) -> dict[str, int]:
         """Token string -> id, added tokens included (e.g. to tell WordPiece word starts from "##" pieces)."""
         return self._tok.get_vocab(with_added_tokens=True)
+
+
+# printable ASCII, tab, newline, carriage return: text that common normalizers only lowercase (or leave alone)
+_NOT_PLAIN = re.compile(r"[^\t\n\r\x20-\x7e]")
+_PLAIN_PROBE = "\t\n\r" + "".join(map(chr, range(0x20, 0x7F)))
+_SPACES = str.maketrans("\t\n\r", "   ")
+
+
+# pre-tokenizers that cut words at every whitespace character and drop it
+_DROPS_WHITESPACE = frozenset({"BertPreTokenizer", "Whitespace", "WhitespaceSplit"})
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _spaces(text: str) -> str:
+    return text.translate(_SPACES)
+
+
+def _lower_spaces(text: str) -> str:
+    return text.lower().translate(_SPACES)
+
+
+# normalizers that map each printable ASCII character on its own (so a probe of each character says what they do)
+_PER_CHAR_ON_ASCII = frozenset({"BertNormalizer", "Lowercase", "NFD", "NFC", "NFKD", "NFKC", "StripAccents"})
+
+
+def _maps_ascii_chars_alone(node: dict | None) -> bool:
+    if not node:
+        return False
+    if node.get("type") == "Sequence":
+        return all(map(_maps_ascii_chars_alone, node.get("normalizers") or [None]))
+    return node.get("type") in _PER_CHAR_ON_ASCII
+
+
+class _Prenormalized:
+    """The tokenizer's normalizer applied before `tokenizers` sees the text, by Python's `str.lower` where that
+    is all it does: `tokenizers` normalizes each word through an alignment-tracking string, half of the
+    tokenize stage's native time on English text (bench/RESULTS.md, "Tokenizer"). A twin of the tokenizer
+    without a normalizer then encodes the normalized pieces: the same ids, since normalizing is its first step.
+
+    Pieces of printable ASCII (most English text) are normalized by the Python mapping that equals the
+    normalizer on every such character (found when loading: lowercase or not, whitespace to spaces or not);
+    any other piece by the normalizer itself (`normalize_str`). Added tokens ([CLS], <s>, ...) are matched on
+    the text before normalizing, so an item where one may occur is encoded by the tokenizer as is."""
+
+    def __init__(self, twin, normalize, plain, added: re.Pattern | None):
+        self.twin, self.normalize, self.plain, self.added = twin, normalize, plain, added
+
+    @classmethod
+    def of(cls, spec: dict, tok) -> _Prenormalized | None:
+        """None when the tokenizer has no normalizer (nothing to gain), a normalizer that does more than map
+        characters one by one (Replace, Prepend, Strip: a probe of single characters would not tell what it
+        does) or one whose effect on printable ASCII is not one of the mappings here, or when this tokenizers
+        version lacks normalize_str."""
+        from tokenizers import Tokenizer as _Tok
+
+        normalizer = getattr(tok, "normalizer", None)
+        if (normalizer is None or not hasattr(normalizer, "normalize_str") or not hasattr(tok, "encode_batch_fast")
+                or not _maps_ascii_chars_alone(spec.get("normalizer"))):
+            return None
+        twin_spec = without_prefix_space(spec)
+        twin_spec["normalizer"] = None
+        twin = _Tok.from_str(json.dumps(twin_spec))
+        # the pre-tokenizer splits words at any whitespace and drops it: tabs need not become spaces first
+        drops_whitespace = (spec.get("pre_tokenizer") or {}).get("type") in _DROPS_WHITESPACE
+
+        def same(a: str, b: str) -> bool:
+            return a.translate(_SPACES) == b.translate(_SPACES) if drops_whitespace else a == b
+
+        want = normalizer.normalize_str(_PLAIN_PROBE)
+        plain = next((f for f in (str.lower, _same, _lower_spaces, _spaces) if same(f(_PLAIN_PROBE), want)), None)
+        if plain is None:
+            return None
+        contents = [t.content for t in tok.get_added_tokens_decoder().values() if t.content]
+        added = re.compile("|".join(map(re.escape, contents)), re.IGNORECASE) if contents else None
+        return cls(twin, normalizer.normalize_str, plain, added)
+
+    def encode(self, items: list[list[str]], marked) -> tuple[np.ndarray, np.ndarray] | None:
+        """`HFTokenizer._marked` of the items through the twin; None when an item may hold an added token (the
+        caller then encodes as it would without this class)."""
+        normal = []
+        for pieces in items:
+            out = []
+            for piece in pieces:
+                if self.added is not None and self.added.search(piece):
+                    return None
+                if _NOT_PLAIN.search(piece) is None:
+                    out.append(self.plain(piece))
+                    continue
+                text = self.normalize(piece)
+                if self.added is not None and self.added.search(text):
+                    return None
+                out.append(text)
+            normal.append(out)
+        return marked(normal, self.twin)
 
 
 def encode_pieces(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
