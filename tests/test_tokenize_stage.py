@@ -158,3 +158,29 @@ def test_an_item_holds_no_array_of_its_batch():
         arrays = [r.tokens, r.layout.lens, r.layout.char_offsets, spans.lens, spans.per_stream, spans.cut_before,
                   spans.cut_after, spans.last, spans.facts]
         assert all(a.base is None for a in arrays)
+
+
+def test_what_waits_is_split_between_the_threads_that_wait_for_work():
+    """Two idle threads and four items waiting: each thread takes two, so the two batches run at once instead
+    of one thread tokenizing all four while the other waits."""
+    tok = CountingTokenizer()
+    got: list = []
+    done = threading.Event()
+
+    def deliver(results):
+        got.extend(results)
+        if len(got) == 4:
+            done.set()
+
+    stage = TokenizeStage(tok, 260, deliver, threads=2, min_batch_bytes=1)
+    for _ in range(1000):  # both threads wait for work before anything is submitted
+        with stage._cv:
+            if stage._idle == 2:
+                for k in range(4):
+                    stage.submit(item(f"s{k}", "same size"))
+                break
+        threading.Event().wait(0.01)
+    assert done.wait(30)
+    stage.close()
+    assert sorted(tok.calls) == [2, 2]
+    assert sorted(it.stream_id for it, _ in got) == ["s0", "s1", "s2", "s3"]

@@ -75,13 +75,20 @@ class TokenizeStage:
     (called on a stage thread, never with the stage's lock held)."""
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, threads: int = 2,
-                 max_batch_bytes: int = 1 << 20, on_error: Callable[[BaseException], None] | None = None):
+                 max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
+                 on_error: Callable[[BaseException], None] | None = None):
+        """What waits is split between the threads that wait for work (a batch is at least min_batch_bytes,
+        at most max_batch_bytes): the batches then run at once, and a chunk waits for the tokenizer about
+        half as long (bench/RESULTS.md, "Tokenizer": on an H200 host the tokenize threads take most of an
+        engine's CPU, and with few streams a chunk's trip through them bounds the engine)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
-        self.max_batch_bytes = max_batch_bytes
+        self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
+        self._queued_bytes = 0
+        self._idle = 0  # threads waiting for work
         self._cv = threading.Condition()
         self._closing = False
         self._threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
@@ -94,6 +101,7 @@ class TokenizeStage:
             if self._closing:
                 raise RuntimeError("the tokenize stage is closed")
             self._queue.append(item)
+            self._queued_bytes += item.nbytes
             self._cv.notify()
 
     def close(self) -> None:
@@ -106,15 +114,21 @@ class TokenizeStage:
                 t.join()
 
     def _take(self) -> list[WorkItem]:
-        """The items waiting, oldest first, up to max_batch_bytes (at least one); [] once closed and empty."""
+        """The items waiting, oldest first, this thread's share of them (at least one); [] once closed and
+        empty."""
         with self._cv:
+            self._idle += 1
             while not self._queue and not self._closing:
                 self._cv.wait()
+            self._idle -= 1
+            share = -(-self._queued_bytes // (self._idle + 1))  # with the threads still waiting
+            limit = min(self.max_batch_bytes, max(self.min_batch_bytes, share))
             batch, size = [], 0
-            while self._queue and (not batch or size + self._queue[0].nbytes <= self.max_batch_bytes):
+            while self._queue and (not batch or size + self._queue[0].nbytes <= limit):
                 item = self._queue.popleft()
                 batch.append(item)
                 size += item.nbytes
+            self._queued_bytes -= size
             if self._queue:
                 self._cv.notify()  # more than one batch waits: wake another thread for the rest
             return batch
