@@ -29,7 +29,6 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -614,9 +613,6 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     # without its own thread pool (a pool per process, idle workers spinning, cost as much CPU as the work), and
     # torch's host threads are split between the engines
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    interval = os.environ.get("STREAMRET_ENGINE_SWITCH_INTERVAL_S")  # (an experiment: bench/e2e.py records it)
-    if interval:
-        sys.setswitchinterval(float(interval))
     try:
         import torch
 

@@ -10,13 +10,9 @@ step that used it last are done (`Slot.release` records when).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
-# (an experiment: bench/e2e.py records it) a blocking event sleeps in synchronize() instead of spinning a core
-_BLOCKING = os.environ.get("STREAMRET_CUDA_BLOCKING_SYNC", "") == "1"
 _ALIGN = 16  # bytes: every array starts at a multiple, so a typed view of the device buffer is aligned
 
 
@@ -60,7 +56,7 @@ class Slot:
 
     def release(self) -> torch.cuda.Event:
         """Record that the step's copies are queued: the slot is free again once this event completes."""
-        self.done = torch.cuda.Event(blocking=_BLOCKING)
+        self.done = torch.cuda.Event()
         self.done.record()
         return self.done
 
