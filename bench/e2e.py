@@ -474,13 +474,20 @@ def part_service(engine: Engine, target: str, chunks: int, rate: float | None, t
                             window=args.window, procs=args.procs, text_file=text_file)
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
-    before, cpu0 = engine.stats(), thread_cpu_s(engine)
+    from streamret import gc_pauses
+
+    gc_pauses.watch()  # this process is the server: its collector's pauses hold up every ack it routes
+    before, cpu0, gc0 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
     row = service_bench.run_service(target, ns, "half" if rate else "saturate", rate)
-    after, cpu1 = engine.stats(), thread_cpu_s(engine)
+    after, cpu1, gc1 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-            "cpu_us_per_token": cpu_us, **steps_between(before, after),
+            "cpu_us_per_token": cpu_us,
+            "server_gc_collections": gc1["gc_collections"] - gc0["gc_collections"],
+            "server_gc_pause_ms": round(1e3 * (gc1["gc_pause_seconds"] - gc0["gc_pause_seconds"]), 1),
+            "server_gc_pause_max_ms_since_start": round(1e3 * gc1["gc_pause_max_seconds"], 1),
+            **steps_between(before, after),
             "recent": service_bench.step_summary(before, after)}
 
 

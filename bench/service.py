@@ -175,9 +175,11 @@ async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: 
 async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | None, start_at: float) -> dict:
     import grpc
 
+    from streamret import gc_pauses
     from streamret.service.proto_gen import streamret_pb2_grpc as pb_grpc
 
     use_text(args_d.get("text_file"))
+    gc_pauses.watch()  # a client's own collector pauses count in the latencies it measures
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.StreamRetStub(channel)
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
@@ -188,7 +190,8 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
             _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
                           args_d["window"], rate, t0, latencies)
             for sid in stream_ids])
-        return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies}
+        return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
+                **gc_pauses.pauses()}
 
 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
@@ -224,7 +227,10 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
             "tokens_per_s": round(total / wall, 1), "chunks": len(latencies),
             "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100),
-            "ack_p99_after_first_ms": percentile_ms(later, 99)}
+            "ack_p99_after_first_ms": percentile_ms(later, 99),
+            # the load processes' own garbage-collector pauses (they delay the acks they time)
+            "client_gc_pause_ms": round(1e3 * sum(r["gc_pause_seconds"] for r in results), 1),
+            "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1)}
 
 
 def step_summary(before: dict, after: dict) -> dict:
