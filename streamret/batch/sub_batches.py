@@ -64,16 +64,16 @@ def cut(docs: list[_Doc], max_bytes: int = SUB_BATCH_BYTES, max_rows: int = SUB_
 def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: int, chunk_bytes: int,
                     max_in_flight: int, max_bytes_in_flight: int | None, group: str | None, stop: Stop | None,
                     window: int, on_row_done: Callable[[], None] | None = None,
-                    on_bytes: Callable[[int], None] | None = None,
-                    per_engine: int = SUB_BATCHES_PER_ENGINE, sub_batch_bytes: int = SUB_BATCH_BYTES,
-                    sub_batch_rows: int = SUB_BATCH_ROWS) -> None:
+                    on_bytes: Callable[[int], None] | None = None) -> None:
     """Run embed_table's documents on `engines` engine processes (module doc); fills in each document's results
     or error, as arrow_table._Runner does."""
+    per_engine = SUB_BATCHES_PER_ENGINE
     slots = engines * per_engine
     options = {"summary_k": summary_k, "max_in_flight": max(1, max_in_flight // slots),
                "max_bytes_in_flight": None if max_bytes_in_flight is None else max(1, max_bytes_in_flight // slots),
                "group": group, "window": window, "deadline": None if stop is None else stop.deadline}
-    todo = deque(cut(docs, sub_batch_bytes, max(1, min(sub_batch_rows, 4 * options["max_in_flight"]))))
+    # a sub-batch of at most 4 times the documents it runs at once: one slow document holds up little
+    todo = deque(cut(docs, SUB_BATCH_BYTES, max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"]))))
     free = dict.fromkeys(range(engines), per_engine)  # engines still up -> sub-batches they may take now
     running: dict[Future, tuple[int, str, list[_Doc]]] = {}  # -> (engine, key, its documents)
     why = "INTERNAL: the batch was interrupted"

@@ -1,0 +1,127 @@
+"""embed_table over engine processes (streamret/batch/sub_batches.py): sub-batches run by the engines themselves give
+one in-process engine's rows, in order, with its row errors, progress, stops and engine failures."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from streamret.batch import sub_batches
+from streamret.batch.arrow_table import Stop, embed_table
+from streamret.batch.parquet_job import check_engine_errors
+from streamret.engine import Engine
+from streamret.engine.shards import ShardedEngine
+from streamret.errors import Unavailable
+
+MODEL = "random:tiny"
+TOO_LARGE = 1 << 20  # the engine's max_chunk_bytes (EngineConfig's default)
+
+
+def texts(n: int, size: int = 300) -> list[str]:
+    return [(f"Row {i} has its own sentence. " * (1 + size * (1 + i % 5) // 150))[: size * (1 + i % 5)]
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def sharded():
+    with ShardedEngine(MODEL, "cpu", procs=2) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def plain():
+    with Engine.from_model(MODEL, "cpu") as eng:
+        yield eng
+
+
+@pytest.fixture
+def small_sub_batches(monkeypatch):
+    monkeypatch.setattr(sub_batches, "SUB_BATCH_ROWS", 3)
+
+
+def engine_tokens(eng: ShardedEngine) -> list[int]:
+    answers, _ = eng._each("stats")
+    return [a["tokens_processed"] for a in answers]
+
+
+def test_rows_over_engine_processes_equal_one_engines_in_row_order(sharded, plain, small_sub_batches):
+    docs = texts(23)
+    docs[5] = None  # a bad row, refused before any engine
+    docs[11] = "x" * (TOO_LARGE + 10)  # a row the engine refuses (its chunk is too large): the others go on
+    table = pa.table({"id": [f"r{i}" for i in range(len(docs))], "text": docs})
+    options = dict(summary_k=2, chunk_bytes=TOO_LARGE + 100, max_in_flight=8, window=2)
+    expected = embed_table(plain, table, **options)
+    before = engine_tokens(sharded)
+    done_bytes, done_rows = [], []
+    got = embed_table(sharded, table, on_bytes=done_bytes.append, on_row_done=lambda: done_rows.append(1), **options)
+    assert got.column("id").to_pylist() == table.column("id").to_pylist()
+    for name in ("tokens", "summary", "error"):
+        assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
+    errors = got.column("error").to_pylist()
+    assert errors[5] == "text is null" and errors[11].startswith("RESOURCE_EXHAUSTED: chunk of")
+    assert sum(e is not None for e in errors) == 2
+    np.testing.assert_allclose(np.array(got.column("embedding").to_pylist()[:5]),
+                               np.array(expected.column("embedding").to_pylist()[:5]), atol=1e-5)
+    assert got.column("embedding").null_count == 2
+    assert all(a > b for a, b in zip(engine_tokens(sharded), before)), "both engines ran sub-batches"
+    assert sum(done_bytes) == sum(len(t.encode()) for t in docs if t is not None)
+    assert len(done_rows) == len(docs) - 1  # every row sent to the engines, failed or not
+    assert sum(sharded.stats()["streams"].values()) == 0  # every temporary stream is closed
+
+
+def test_a_deadline_that_passed_sends_nothing(sharded):
+    table = pa.table({"id": [1, 2], "text": texts(2)})
+    before = sharded.stats()["tokens_processed"]
+    out = embed_table(sharded, table, stop=Stop(deadline=time.monotonic() - 1))
+    assert all(e.startswith("DEADLINE_EXCEEDED") for e in out.column("error").to_pylist())
+    assert sharded.stats()["tokens_processed"] == before
+
+
+def test_a_cancel_stops_the_sub_batches_inside_the_engines(sharded, monkeypatch):
+    # every sub-batch goes out at once (2 engines x 2), each running one document at a time: a row can only
+    # end CANCELLED because its engine stopped it
+    monkeypatch.setattr(sub_batches, "SUB_BATCH_ROWS", 4)
+    table = pa.table({"id": list(range(16)), "text": [t * 40 for t in texts(16)]})
+    stop = Stop()
+    result: list[pa.Table] = []
+    worker = threading.Thread(target=lambda: result.append(embed_table(sharded, table, max_in_flight=4, stop=stop,
+                                                                       chunk_bytes=4096)))
+    before = sharded.stats()["tokens_processed"]
+    worker.start()
+    deadline = time.monotonic() + 60
+    while sharded.stats()["tokens_processed"] == before:  # the engines are at work
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    stop.cancel()
+    worker.join(timeout=60)
+    errors = result[0].column("error").to_pylist()
+    assert any(e is not None and e.startswith("CANCELLED") for e in errors)
+    assert all(e is None or e.startswith("CANCELLED") for e in errors)
+    assert result[0].column("embedding").null_count == sum(e is not None for e in errors)
+    assert sum(sharded.stats()["streams"].values()) == 0
+
+
+def test_an_engine_process_that_dies_fails_its_rows_as_unavailable_and_the_others_go_on(small_sub_batches):
+    with ShardedEngine(MODEL, "cpu", procs=2) as eng:
+        table = pa.table({"id": list(range(30)), "text": [t * 10 for t in texts(30)]})
+        victim = eng._shards[0].process
+        killed = []
+
+        def kill_once() -> None:  # at the first sub-batch back, engine 0 has one running at least
+            if not killed:
+                killed.append(victim.pid)
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.join(timeout=30)
+
+        out = embed_table(eng, table, max_in_flight=8, on_row_done=kill_once)
+        errors = out.column("error").to_pylist()
+        lost = [e for e in errors if e is not None]
+        assert lost and all(e.startswith("UNAVAILABLE") and "exited" in e for e in lost)
+        assert len(lost) < len(errors)  # engine 1 embedded the rest
+        assert out.column("embedding").null_count == len(lost)
+        with pytest.raises(Unavailable, match="failed in the engine"):
+            check_engine_errors(out, "the part")
