@@ -12,12 +12,13 @@ on; a bad table (missing column, wrong column type) raises InvalidArgument.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -193,6 +194,7 @@ class _Runner:
         self.call_threads = call_threads
         self.window = window
         self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="streamret-batch-call")
+        self._ended_futures: queue.SimpleQueue[Future] = queue.SimpleQueue()  # acks and calls that ended, in that order
         self.calling: dict[Future, tuple[str, _Doc]] = {}  # ("open" | "finish" | "close", doc) running
         self.opening = 0  # of those, opens: no more are queued than threads run them (a stop waits for them)
         self.closing = 0  # of those, closes
@@ -235,8 +237,7 @@ class _Runner:
                 if self.pending or self.calling:  # an ack, or a call that ends (a close makes room)
                     # a stoppable batch looks at its deadline and cancellation at least every 50 ms
                     timeout = 0.01 if self.blocked else 0.05 if self.stop is not None else None
-                    done, _ = wait([*self.pending, *self.calling], timeout=timeout, return_when=FIRST_COMPLETED)
-                    for fut in done:
+                    for fut in self._ended(timeout):
                         if fut in self.pending:
                             self._on_ack(fut, *self.pending.pop(fut))
                         else:
@@ -262,12 +263,28 @@ class _Runner:
                 doc.error = doc.error or why
                 self._close(doc)
 
+    def _ended(self, timeout: float | None) -> list[Future]:
+        """The futures (acks and calls) done since last asked, waiting up to `timeout` for the first. Each
+        future puts itself in a queue when done: waiting on all of them at each turn (concurrent.futures.wait)
+        would cost a waiter on every future in flight per turn, hundreds per acknowledged chunk."""
+        try:
+            done = [self._ended_futures.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self._ended_futures.get_nowait())
+            except queue.Empty:
+                return done
+
     def _feeding(self) -> bool:
         """Calls whose end sends a chunk (an open) or finishes a row (the last results) are running."""
         return self.opening > 0 or any(what == "finish" for what, _ in self.calling.values())
 
     def _call(self, what: str, doc: _Doc, fn: Callable[[], None]) -> None:
-        self.calling[self._calls.submit(fn)] = (what, doc)
+        fut = self._calls.submit(fn)
+        self.calling[fut] = (what, doc)
+        fut.add_done_callback(self._ended_futures.put)
 
     def _start(self, doc: _Doc) -> None:
         def open_stream() -> None:
@@ -318,6 +335,7 @@ class _Runner:
             doc.sent = seq
             self.pending[fut] = (doc, seq)
             self.bytes_in_flight += size
+            fut.add_done_callback(self._ended_futures.put)
 
     def _on_ack(self, fut: Future, doc: _Doc, seq: int) -> None:
         self.bytes_in_flight -= len(doc.chunk(seq))
