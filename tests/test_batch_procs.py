@@ -85,7 +85,7 @@ def test_a_cancel_stops_the_sub_batches_inside_the_engines(sharded, monkeypatch)
     # every sub-batch goes out at once (2 engines x 2), each running one document at a time: a row can only
     # end CANCELLED because its engine stopped it
     monkeypatch.setattr(sub_batches, "SUB_BATCH_ROWS", 4)
-    table = pa.table({"id": list(range(16)), "text": [t * 40 for t in texts(16)]})
+    table = pa.table({"id": list(range(16)), "text": [texts(1)[0] * 40] * 16})  # 4 sub-batches of 4 rows
     stop = Stop()
     result: list[pa.Table] = []
     worker = threading.Thread(target=lambda: result.append(embed_table(sharded, table, max_in_flight=4, stop=stop,

@@ -72,8 +72,11 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
     options = {"summary_k": summary_k, "max_in_flight": max(1, max_in_flight // slots),
                "max_bytes_in_flight": None if max_bytes_in_flight is None else max(1, max_bytes_in_flight // slots),
                "group": group, "window": window, "deadline": None if stop is None else stop.deadline}
-    # a sub-batch of at most 4 times the documents it runs at once: one slow document holds up little
-    todo = deque(cut(docs, SUB_BATCH_BYTES, max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"]))))
+    # small enough that every engine gets a share of a small table, and of at most 4 times the documents a
+    # sub-batch runs at once (its last documents, in its tail, leave few in its steps)
+    total = sum(len(d.data) for d in docs)
+    todo = deque(cut(docs, max(1, min(SUB_BATCH_BYTES, -(-total // slots))),
+                     max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"], -(-len(docs) // slots)))))
     free = dict.fromkeys(range(engines), per_engine)  # engines still up -> sub-batches they may take now
     running: dict[Future, tuple[int, str, list[_Doc]]] = {}  # -> (engine, key, its documents)
     why = "INTERNAL: the batch was interrupted"
