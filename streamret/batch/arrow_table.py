@@ -2,8 +2,11 @@
 
 Each document is fed as a temporary stream, chunk by chunk, exactly as a client would stream it, so a
 document of any length costs constant memory and gets the same embedding it would get over gRPC. Many
-documents are in flight at once (one pending chunk each) so the engine's scheduler batches them; each
-temporary stream is closed as soon as its document is done.
+documents are in flight at once, each with a few chunks queued (`window`), so the engine's scheduler batches
+them and never waits for an ack between a document's chunks; each temporary stream is closed as soon as its
+document is done. With engine processes (a ShardedEngine) this runner does not drive the documents from this
+process: sub-batches of rows go to the engine processes, and each runs this same runner on its own engine
+(sub_batches.py).
 
 A bad row (null, empty or non-UTF-8 text, null id, an engine error) gets a message in `error` and the job goes
 on; a bad table (missing column, wrong column type) raises InvalidArgument.
@@ -411,17 +414,19 @@ def embed_table(
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
 
-    `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
+    `engine`: an Engine, ShardedEngine or ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix), opened with durable=False (no record per
     row) in the scheduler's fairness `group`, and closed when their row is done.
-    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once;
+    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once
+    (with engine processes: in all of them together), at most `window` chunks of one row;
     `call_threads` threads make the rows' other engine calls (open, results, close).
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
     `on_bytes(n)` (same thread) says that n more bytes of the table's text are done: as each chunk is
     acknowledged, and at once for rows that are not sent (a bad row's bytes, the rest of a failed row's);
-    when every row is done they add up to the text column's bytes.
+    when every row is done they add up to the text column's bytes. With engine processes both are called as
+    each sub-batch of rows comes back, not per chunk (sub_batches.py).
     """
     if chunk_bytes < 1:
         raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
