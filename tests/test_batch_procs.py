@@ -125,3 +125,43 @@ def test_an_engine_process_that_dies_fails_its_rows_as_unavailable_and_the_other
         assert out.column("embedding").null_count == len(lost)
         with pytest.raises(Unavailable, match="failed in the engine"):
             check_engine_errors(out, "the part")
+
+
+def test_encode_and_an_empty_table_over_engine_processes(sharded, plain):
+    np.testing.assert_allclose(sharded.encode(texts(9)), plain.encode(texts(9)), atol=1e-5)
+    empty = embed_table(sharded, pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())}))
+    assert empty.num_rows == 0 and empty.schema.field("embedding").type.list_size == sharded.embed_dim
+
+
+class CountingEngine:
+    """The engine, counting each stream's chunks sent and not yet acknowledged (the most at once)."""
+
+    def __init__(self, engine):
+        self.engine, self.lock, self.out, self.most = engine, threading.Lock(), {}, 0
+
+    def submit_append(self, stream_id, seq, data, flush=False):
+        fut = self.engine.submit_append(stream_id, seq, data, flush)
+        with self.lock:
+            self.out[stream_id] = self.out.get(stream_id, 0) + 1
+            self.most = max(self.most, self.out[stream_id])
+        fut.add_done_callback(lambda _: self._acked(stream_id))
+        return fut
+
+    def _acked(self, stream_id):
+        with self.lock:
+            self.out[stream_id] -= 1
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+@pytest.mark.parametrize("window, max_bytes, most", [(1, None, 1), (3, None, 3), (3, 2 * 64, 2)])
+def test_a_document_keeps_up_to_window_chunks_in_flight_within_the_bytes_bound(plain, window, max_bytes, most):
+    table = pa.table({"id": [0], "text": [texts(1)[0] * 4]})  # 1,200 bytes: 19 chunks of 64
+    counting = CountingEngine(plain)
+    out = embed_table(counting, table, chunk_bytes=64, window=window, max_bytes_in_flight=max_bytes)
+    assert out.column("error").to_pylist() == [None]
+    assert counting.most == most
+    np.testing.assert_allclose(out.column("embedding").to_pylist()[0],
+                               embed_table(plain, table, chunk_bytes=10_000).column("embedding").to_pylist()[0],
+                               atol=1e-5)
