@@ -88,8 +88,9 @@ def test_a_cancel_stops_the_sub_batches_inside_the_engines(sharded, monkeypatch)
     table = pa.table({"id": list(range(16)), "text": [texts(1)[0] * 40] * 16})  # 4 sub-batches of 4 rows
     stop = Stop()
     result: list[pa.Table] = []
-    worker = threading.Thread(target=lambda: result.append(embed_table(sharded, table, max_in_flight=4, stop=stop,
-                                                                       chunk_bytes=4096)))
+    done_rows = []
+    worker = threading.Thread(target=lambda: result.append(embed_table(
+        sharded, table, max_in_flight=4, stop=stop, chunk_bytes=4096, on_row_done=lambda: done_rows.append(1))))
     before = sharded.stats()["tokens_processed"]
     worker.start()
     deadline = time.monotonic() + 60
@@ -102,6 +103,7 @@ def test_a_cancel_stops_the_sub_batches_inside_the_engines(sharded, monkeypatch)
     assert any(e is not None and e.startswith("CANCELLED") for e in errors)
     assert all(e is None or e.startswith("CANCELLED") for e in errors)
     assert result[0].column("embedding").null_count == sum(e is not None for e in errors)
+    assert len(done_rows) == errors.count(None)  # a row the stop cut short is not done
     assert sum(sharded.stats()["streams"].values()) == 0
 
 

@@ -3,8 +3,9 @@
 Driving every document from the server process would cost five calls across a pipe per document (open, the
 chunks, embedding, summary, close), and the parent's CPU per call bounds the whole job. Instead the rows are
 cut into sub-batches (`SUB_BATCH_BYTES` of text or `SUB_BATCH_ROWS` rows, whichever comes first; a larger
-document is a sub-batch of its own), and each goes to an engine process as one call: that process runs
-embed_table's own runner (arrow_table._Runner) on its in-process Engine and sends back the rows' results.
+document is a sub-batch of its own; smaller ones for a small table, so that every engine gets a share), and
+each goes to an engine process as one call: that process runs embed_table's own runner (arrow_table._Runner)
+on its in-process Engine and sends back the rows' results.
 
 - Load: every engine holds `SUB_BATCHES_PER_ENGINE` sub-batches at once (one runs its tail while the next
   fills the steps); the next sub-batch goes to whichever engine finishes one first. The batch's max_in_flight
@@ -12,7 +13,8 @@ embed_table's own runner (arrow_table._Runner) on its in-process Engine and send
   hold in total; the text in the engines is at most that many sub-batches.
 - Results come back in row order whatever engine ran them; temporary stream ids stay embed_table's
   (prefix + row number), unique across engines.
-- Progress: on_bytes and on_row_done are called as each sub-batch comes back (not per chunk).
+- Progress: on_bytes and on_row_done are called as each sub-batch comes back (not per chunk), with the
+  bytes and rows the engine's runner counted as done.
 - Stop: each sub-batch carries the deadline (time.monotonic() is the host's clock, the same in every process);
   a cancellation stops sending sub-batches and tells the engines to stop the running ones at their next check.
   Rows not run get the stop's error, as in embed_table.
@@ -24,7 +26,6 @@ embed_table's own runner (arrow_table._Runner) on its in-process Engine and send
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
@@ -36,8 +37,6 @@ import numpy as np
 
 from ..errors import Unavailable
 from .arrow_table import Stop, _describe, _Doc, _Runner
-
-log = logging.getLogger("streamret.batch")
 
 SUB_BATCH_BYTES = 1 << 20
 SUB_BATCH_ROWS = 512
@@ -83,21 +82,25 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
     down: BaseException | None = None  # why the last engine left was given up, once none is left
 
     def finish(batch: list[_Doc], result: Future | None, error: BaseException | None = None) -> None:
+        """A sub-batch came back (or failed as a whole): its rows' results, and their progress as the engine's
+        runner counted it (a row cut short by a stop is not done, and only its acknowledged bytes are)."""
         if error is None:
             try:
-                tokens, vectors, summaries, errors = result.result()
+                tokens, vectors, summaries, errors, done_bytes, finished = result.result()
             except BaseException as e:  # noqa: BLE001  (the engine process's error fails these rows)
                 error = e
+        if error is not None:  # failed rows are done, all their bytes with them
+            done_bytes, finished = [len(d.data) for d in batch], [True] * len(batch)
         for i, doc in enumerate(batch):
             if error is not None:
                 doc.error = _describe(error, doc)
             else:
                 doc.tokens, doc.summary, doc.error = tokens[i], summaries[i], errors[i]
                 doc.embedding = vectors[i] if errors[i] is None else None
-        if on_bytes is not None:
-            on_bytes(sum(len(d.data) for d in batch))
+        if on_bytes is not None and sum(done_bytes):
+            on_bytes(sum(done_bytes))
         if on_row_done is not None:
-            for _ in batch:
+            for _ in range(sum(finished)):
                 on_row_done()
 
     try:
@@ -159,9 +162,10 @@ _cancelled: dict[str, float] = {}  # cancellations that came before their sub-ba
 
 
 def embed_documents(engine, key: str, rows: list[int], stream_ids: list[str], texts: list[bytes], chunk_bytes: int,
-                    options: dict) -> tuple[list[int], np.ndarray, list[list[str]], list[str | None]]:
+                    options: dict) -> tuple[list[int], np.ndarray, list[list[str]], list[str | None], list[int],
+                                            list[bool]]:
     """Run one sub-batch on this process's engine: each row's tokens, embedding (zeros for a failed row),
-    summary and error."""
+    summary, error, text bytes done and whether it is done (the runner's on_bytes and on_row_done)."""
     docs = [_Doc(row, sid, text, chunk_bytes) for row, sid, text in zip(rows, stream_ids, texts)]
     stop = Stop(options["deadline"])
     with _lock:
@@ -179,7 +183,8 @@ def embed_documents(engine, key: str, rows: list[int], stream_ids: list[str], te
     for i, doc in enumerate(docs):
         if doc.embedding is not None and doc.error is None:
             vectors[i] = doc.embedding
-    return [d.tokens for d in docs], vectors, [d.summary for d in docs], [d.error for d in docs]
+    return ([d.tokens for d in docs], vectors, [d.summary for d in docs], [d.error for d in docs],
+            [d.bytes_done for d in docs], [d.finished for d in docs])
 
 
 def cancel_documents(engine, key: str) -> None:
