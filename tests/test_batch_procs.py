@@ -167,3 +167,68 @@ def test_a_document_keeps_up_to_window_chunks_in_flight_within_the_bytes_bound(p
     np.testing.assert_allclose(out.column("embedding").to_pylist()[0],
                                embed_table(plain, table, chunk_bytes=10_000).column("embedding").to_pylist()[0],
                                atol=1e-5)
+
+
+# the dispatcher alone, over fake engine processes (no process started)
+
+def fake_docs(n: int) -> list:
+    from streamret.batch.arrow_table import _Doc
+
+    return [_Doc(row, f"t-{row}", f"text {row}".encode() * (1 + row % 3), 64) for row in range(n)]
+
+
+def answer(args) -> tuple:
+    """What an engine process's embed_documents gives for a sub-batch: values derived from each row."""
+    _, rows, _, texts_, _, _ = args
+    vectors = np.array([[row, 1.0] for row in rows], dtype=np.float32)
+    return ([10 * r for r in rows], vectors, [[f"s{r}"] for r in rows], [None] * len(rows),
+            [len(t) for t in texts_], [True] * len(rows))
+
+
+def test_sub_batches_answered_out_of_order_fill_their_own_rows_and_spread_over_the_engines(monkeypatch):
+    monkeypatch.setattr(sub_batches, "SUB_BATCH_ROWS", 2)
+    sent, held, most = [], [], {}
+
+    def send(rank, op, args):
+        assert op == "embed_documents"
+        sent.append(rank)
+        fut = sub_batches.Future()
+        held.append((rank, fut, args))
+        most[rank] = max(most.get(rank, 0), sum(1 for r, f, _ in held if r == rank and not f.done()))
+        return fut
+
+    finished = threading.Event()
+
+    def answer_newest_first():
+        while not finished.is_set():
+            pending = [(r, f, a) for r, f, a in held if not f.done()]
+            if pending:
+                _, fut, args = pending[-1]
+                fut.set_result(answer(args))
+            time.sleep(0.001)
+
+    answering = threading.Thread(target=answer_newest_first)
+    answering.start()
+    docs, done_bytes = fake_docs(20), []
+    sub_batches.run_sub_batches(send, 3, docs, summary_k=1, chunk_bytes=64, max_in_flight=60, max_bytes_in_flight=None,
+                                group=None, stop=None, window=4, on_bytes=done_bytes.append)
+    finished.set()
+    answering.join()
+    assert len(sent) >= 10  # sub-batches of 2 rows at most
+    assert [d.tokens for d in docs] == [10 * d.row for d in docs]
+    assert [d.summary for d in docs] == [[f"s{d.row}"] for d in docs]
+    assert all(d.embedding[0] == d.row and d.error is None for d in docs)
+    assert set(sent) == {0, 1, 2} and max(most.values()) <= sub_batches.SUB_BATCHES_PER_ENGINE
+    assert sum(done_bytes) == sum(len(d.data) for d in docs)
+
+
+def test_when_every_engine_is_gone_the_rows_left_fail_as_unavailable():
+    def send(rank, op, args):  # each engine's sub-batches fail as its process exits (before it is noticed)
+        fut = sub_batches.Future()
+        fut.set_exception(Unavailable(f"engine process {rank} exited (code -9) and is being restarted"))
+        return fut
+
+    docs = fake_docs(12)
+    sub_batches.run_sub_batches(send, 2, docs, summary_k=0, chunk_bytes=64, max_in_flight=4, max_bytes_in_flight=None,
+                                group=None, stop=None, window=4)
+    assert all(d.error.startswith("UNAVAILABLE: engine process") and d.embedding is None for d in docs)

@@ -79,7 +79,7 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
     free = dict.fromkeys(range(engines), per_engine)  # engines still up -> sub-batches they may take now
     running: dict[Future, tuple[int, str, list[_Doc]]] = {}  # -> (engine, key, its documents)
     why = "INTERNAL: the batch was interrupted"
-    down: BaseException | None = None  # why the last engine left was given up, once none is left
+    down: BaseException | None = None  # why an engine was given up (the rows left fail with it when none is left)
 
     def finish(batch: list[_Doc], result: Future | None, error: BaseException | None = None) -> None:
         """A sub-batch came back (or failed as a whole): its rows' results, and their progress as the engine's
@@ -134,6 +134,7 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
                 finish(batch, fut)
                 if isinstance(fut.exception(), Unavailable):
                     free.pop(rank, None)  # its process exited: no more of this call's sub-batches there
+                    down = fut.exception()
                 else:
                     free[rank] = free.get(rank, 0) + 1
     finally:
