@@ -507,13 +507,20 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
 
     ns = argparse.Namespace(summary_k=5, chunk_bytes=DEFAULT_CHUNK_BYTES, docs_in_flight=DEFAULT_IN_FLIGHT,
                             parts_in_flight=2, progress=False)
-    before = engine.stats()
+    from cpu_threads import cpu_between, thread_cpu_s, us_per_token
+
+    before, cpu0, own0 = engine.stats(), thread_cpu_s(engine), os.times()
     row = batch_bench.run_batch(engine, corpus, out, ns)
-    after = engine.stats()
+    after, cpu1, own1 = engine.stats(), thread_cpu_s(engine), os.times()
     if row["errors"]:
         raise RuntimeError(f"the batch job failed {row['errors']} of {row['documents']} documents")
+    # by role as the engine parts have it, the engine processes', and this whole process's ("this_process": also
+    # the job's threads that ended within the part, which the roles miss)
+    cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
+    own_s = own1.user - own0.user + own1.system - own0.system
+    cpu_us["this_process"] = round(1e6 * own_s / max(1, row["tokens"]), 3)
     return {**row, "tokens_per_document": round(row["tokens"] / max(1, row["documents"]), 1),
-            **steps_between(before, after)}
+            "cpu_us_per_token": cpu_us, **steps_between(before, after)}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 Each document is fed as a temporary stream, chunk by chunk, exactly as a client would stream it, so a
 document of any length costs constant memory and gets the same embedding it would get over gRPC. Many
-documents are in flight at once (one pending chunk each) so the engine's scheduler batches them; each
-temporary stream is closed as soon as its document is done.
+documents are in flight at once, each with a few chunks queued (`window`), so the engine's scheduler batches
+them and never waits for an ack between a document's chunks; each temporary stream is closed as soon as its
+document is done. With engine processes (a ShardedEngine) this runner does not drive the documents from this
+process: sub-batches of rows go to the engine processes, and each runs this same runner on its own engine
+(sub_batches.py).
 
 A bad row (null, empty or non-UTF-8 text, null id, an engine error) gets a message in `error` and the job goes
 on; a bad table (missing column, wrong column type) raises InvalidArgument.
@@ -12,12 +15,13 @@ on; a bad table (missing column, wrong column type) raises InvalidArgument.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +39,7 @@ log = logging.getLogger("streamret.batch")
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 DEFAULT_IN_FLIGHT = 256
+DEFAULT_WINDOW = 4  # chunks of one document queued in the engine at once
 
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 _BINARY_TYPES = (pa.binary(), pa.large_binary(), pa.binary_view())
@@ -46,8 +51,10 @@ class _Doc:
     stream_id: str
     data: bytes
     chunk_bytes: int
-    next_seq: int = 1
+    sent: int = 0  # chunks submitted (the seq of the last one)
+    acked: int = 0
     opened: bool = False
+    finished: bool = False  # its row is done (results read, or failed): acks still in flight are dropped
     bytes_done: int = 0  # of data, reported to on_bytes
     tokens: int = 0
     embedding: np.ndarray | None = None
@@ -164,19 +171,21 @@ class Stop:
 
 
 class _Runner:
-    """Drives documents through the engine: one pending chunk per document, many documents at once, at most
-    max_in_flight documents and max_bytes_in_flight bytes of chunks queued in the engine.
+    """Drives documents through the engine: up to `window` pending chunks per document (so that a long document's
+    next chunk is queued before the previous one is acknowledged, and the engine never waits for a round trip
+    between them), many documents at once, at most max_in_flight documents and max_bytes_in_flight bytes of
+    chunks queued in the engine.
 
     This thread only sends chunks and takes their acks. A document's other engine calls (opening its stream;
     once its last chunk is acked, its embedding and summary, then closing it) run on a few threads of their own:
-    each waits for the engine (a close for a step, and with engine processes each call is a trip to another
-    process), and a driver that made them itself would feed one document at a time. Documents whose calls are
-    running count against max_in_flight (their streams are still held)."""
+    each waits for the engine (a close for a step, and over a network each call is a round trip), and a driver
+    that made them itself would feed one document at a time. Documents whose calls are running count against
+    max_in_flight (their streams are still held)."""
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
                  *, max_bytes_in_flight: int | None = None, group: str | None = None, stop: Stop | None = None,
-                 call_threads: int = 16):
+                 call_threads: int = 16, window: int = DEFAULT_WINDOW):
         self.engine = engine
         self.docs = docs
         self.on_row_done = on_row_done
@@ -186,13 +195,17 @@ class _Runner:
         self.group = group  # the scheduler's fairness group of the temporaries (the tenant)
         self.stop = stop
         self.call_threads = call_threads
+        self.window = window
         self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="streamret-batch-call")
+        self._ended_futures: queue.SimpleQueue[Future] = queue.SimpleQueue()  # acks and calls that ended, in that order
         self.calling: dict[Future, tuple[str, _Doc]] = {}  # ("open" | "finish" | "close", doc) running
         self.opening = 0  # of those, opens: no more are queued than threads run them (a stop waits for them)
+        self.closing = 0  # of those, closes
         self.opened: dict[str, _Doc] = {}  # open temporary streams, closed whatever happens
         self.waiting = deque(docs)
-        self.pending: dict[Future, _Doc] = {}
+        self.pending: dict[Future, tuple[_Doc, int]] = {}  # a chunk's ack -> (its document, its seq)
         self.blocked: deque[_Doc] = deque()  # refused by a full engine; retried when work completes
+        self.hungry: deque[_Doc] = deque()  # held back by max_bytes_in_flight with chunks in flight; fed on acks
         self.summary_k = summary_k
         self.max_in_flight = max_in_flight
 
@@ -206,7 +219,7 @@ class _Runner:
                     doc.error = self.why
 
     def _room(self) -> bool:
-        if len(self.pending) + len(self.blocked) + len(self.calling) >= self.max_in_flight:
+        if self.opening + len(self.opened) + self.closing >= self.max_in_flight:
             return False
         if self.opening >= self.call_threads:
             return False
@@ -223,16 +236,17 @@ class _Runner:
                 while self.waiting and self._room():
                     self._start(self.waiting.popleft())
                 for _ in range(len(self.blocked)):
-                    self._submit(self.blocked.popleft())
+                    self._feed(self.blocked.popleft())
                 if self.pending or self.calling:  # an ack, or a call that ends (a close makes room)
                     # a stoppable batch looks at its deadline and cancellation at least every 50 ms
                     timeout = 0.01 if self.blocked else 0.05 if self.stop is not None else None
-                    done, _ = wait([*self.pending, *self.calling], timeout=timeout, return_when=FIRST_COMPLETED)
-                    for fut in done:
+                    for fut in self._ended(timeout):
                         if fut in self.pending:
-                            self._on_ack(self._pop(fut), fut)
+                            self._on_ack(fut, *self.pending.pop(fut))
                         else:
                             self._called(fut, *self.calling.pop(fut))
+                    for _ in range(len(self.hungry)):  # bytes went back: documents held back by them go on
+                        self._feed(self.hungry.popleft())
                 elif self.blocked:
                     time.sleep(0.002)  # the engine is full of other callers' work
         finally:
@@ -244,23 +258,37 @@ class _Runner:
                 if f.cancel():  # not started: its stream was never opened
                     self.calling[f][1].error = why
             wait(opens)  # then every open stream is known
-            for doc in [*self.pending.values(), *self.blocked, *self.waiting]:
+            for doc, _ in self.pending.values():
+                doc.error = doc.error or why
+            for doc in [*self.blocked, *self.waiting]:
                 doc.error = doc.error or why
             for doc in list(self.opened.values()):  # also one caught between open and its first chunk
                 doc.error = doc.error or why
                 self._close(doc)
 
+    def _ended(self, timeout: float | None) -> list[Future]:
+        """The futures (acks and calls) done since last asked, waiting up to `timeout` for the first. Each
+        future puts itself in a queue when done: concurrent.futures.wait over every future in flight costs
+        0.1-0.2 ms per turn with 300 of them (a scan, and a waiter on each when none is done), and with fast
+        steps a turn comes for nearly every ack and call."""
+        try:
+            done = [self._ended_futures.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self._ended_futures.get_nowait())
+            except queue.Empty:
+                return done
+
     def _feeding(self) -> bool:
         """Calls whose end sends a chunk (an open) or finishes a row (the last results) are running."""
-        return any(what != "close" for what, _ in self.calling.values())
-
-    def _pop(self, fut: Future) -> _Doc:
-        doc = self.pending.pop(fut)
-        self.bytes_in_flight -= len(doc.chunk(doc.next_seq))
-        return doc
+        return self.opening > 0 or any(what == "finish" for what, _ in self.calling.values())
 
     def _call(self, what: str, doc: _Doc, fn: Callable[[], None]) -> None:
-        self.calling[self._calls.submit(fn)] = (what, doc)
+        fut = self._calls.submit(fn)
+        self.calling[fut] = (what, doc)
+        fut.add_done_callback(self._ended_futures.put)
 
     def _start(self, doc: _Doc) -> None:
         def open_stream() -> None:
@@ -269,49 +297,64 @@ class _Runner:
             self.opened[doc.stream_id] = doc
 
         self.opening += 1
-        self.bytes_in_flight += len(doc.chunk(doc.next_seq))  # its first chunk, sent once it is open
+        self.bytes_in_flight += len(doc.chunk(1))  # its first chunk, sent once it is open
         self._call("open", doc, open_stream)
 
     def _called(self, fut: Future, what: str, doc: _Doc) -> None:
         """A document's call ended (on this thread): go on with the document."""
         if what == "open":
             self.opening -= 1
-            self.bytes_in_flight -= len(doc.chunk(doc.next_seq))  # _submit counts it again
+            self.bytes_in_flight -= len(doc.chunk(1))  # _feed counts it again
             if fut.exception() is not None:  # one row fails, the job goes on
                 doc.error = _describe(fut.exception(), doc)
                 self._done(doc)
             elif self.stop is None or self.stop.reason() is None:
-                self._submit(doc)
+                self._feed(doc)
         elif what == "finish":
             if fut.exception() is not None:
                 doc.error = _describe(fut.exception(), doc)
             self._close(doc)
             self._done(doc)
+        else:
+            self.closing -= 1
 
-    def _submit(self, doc: _Doc) -> None:
-        seq = doc.next_seq
-        try:
-            fut = self.engine.submit_append(doc.stream_id, seq, doc.chunk(seq), flush=seq == doc.n_chunks)
-        except TooBusy:
-            self.blocked.append(doc)
-            return
-        except Exception as e:  # noqa: BLE001
-            self._fail(doc, e)
-            return
-        self.pending[fut] = doc
-        self.bytes_in_flight += len(doc.chunk(seq))
+    def _feed(self, doc: _Doc) -> None:
+        """Send the document's next chunks, up to `window` unacknowledged, within max_bytes_in_flight (a document
+        with none in flight sends one whatever its size)."""
+        while not doc.finished and doc.sent < doc.n_chunks and doc.sent - doc.acked < self.window:
+            seq = doc.sent + 1
+            size = len(doc.chunk(seq))
+            if (self.max_bytes_in_flight is not None and doc.sent > doc.acked
+                    and self.bytes_in_flight + size > self.max_bytes_in_flight):
+                self.hungry.append(doc)
+                return
+            try:
+                fut = self.engine.submit_append(doc.stream_id, seq, doc.chunk(seq), flush=seq == doc.n_chunks)
+            except TooBusy:
+                self.blocked.append(doc)
+                return
+            except Exception as e:  # noqa: BLE001
+                self._fail(doc, e)
+                return
+            doc.sent = seq
+            self.pending[fut] = (doc, seq)
+            self.bytes_in_flight += size
+            fut.add_done_callback(self._ended_futures.put)
 
-    def _on_ack(self, doc: _Doc, fut: Future) -> None:
+    def _on_ack(self, fut: Future, doc: _Doc, seq: int) -> None:
+        self.bytes_in_flight -= len(doc.chunk(seq))
+        if doc.finished:  # failed meanwhile: the acks of its later chunks say nothing new
+            return
         try:
             ack = fut.result()
         except Exception as e:  # noqa: BLE001
             self._fail(doc, e)
             return
-        doc.tokens = int(ack.tokens)
-        self._bytes_done(doc, len(doc.chunk(doc.next_seq)))
-        if doc.next_seq < doc.n_chunks:
-            doc.next_seq += 1
-            self._submit(doc)
+        doc.acked += 1
+        doc.tokens = max(doc.tokens, int(ack.tokens))
+        self._bytes_done(doc, len(doc.chunk(seq)))
+        if doc.acked < doc.n_chunks:
+            self._feed(doc)
             return
 
         def results() -> None:
@@ -327,6 +370,7 @@ class _Runner:
         self._done(doc)
 
     def _done(self, doc: _Doc) -> None:
+        doc.finished = True
         self._bytes_done(doc, len(doc.data) - doc.bytes_done)  # a failed row's bytes count as done too
         if self.on_row_done is not None:
             self.on_row_done()
@@ -340,6 +384,7 @@ class _Runner:
         if doc.opened:
             doc.opened = False
             del self.opened[doc.stream_id]
+            self.closing += 1
             self._call("close", doc, lambda: self._close_now(doc.stream_id))
 
     def _close_now(self, stream_id: str) -> None:
@@ -365,26 +410,31 @@ def embed_table(
     group: str | None = None,
     stop: Stop | None = None,
     call_threads: int = 16,
+    window: int = DEFAULT_WINDOW,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
 
-    `engine`: an Engine or a ClusterEngine (EngineAPI). Temporary streams are named
+    `engine`: an Engine, ShardedEngine or ClusterEngine (EngineAPI). Temporary streams are named
     `stream_prefix + row number` (default: a fresh unique prefix), opened with durable=False (no record per
     row) in the scheduler's fairness `group`, and closed when their row is done.
-    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once;
+    At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once
+    (with engine processes: in all of them together), at most `window` chunks of one row;
     `call_threads` threads make the rows' other engine calls (open, results, close).
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
     `on_bytes(n)` (same thread) says that n more bytes of the table's text are done: as each chunk is
     acknowledged, and at once for rows that are not sent (a bad row's bytes, the rest of a failed row's);
-    when every row is done they add up to the text column's bytes.
+    when every row is done they add up to the text column's bytes. With engine processes both are called as
+    each sub-batch of rows comes back, not per chunk (sub_batches.py).
     """
     if chunk_bytes < 1:
         raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
     if max_in_flight < 1:
         raise InvalidArgument(f"max_in_flight must be >= 1, got {max_in_flight}")
+    if window < 1:
+        raise InvalidArgument(f"window must be >= 1 (chunks of a document in flight), got {window}")
     if max_bytes_in_flight is not None and max_bytes_in_flight < 1:
         raise InvalidArgument(f"max_bytes_in_flight must be >= 1 or None, got {max_bytes_in_flight}")
     ids = _ids(table, id_column)
@@ -407,8 +457,14 @@ def embed_table(
         unsent = int(pc.sum(pc.binary_length(col)).as_py() or 0) - sum(len(d.data) for d in docs)
         if unsent:
             on_bytes(unsent)
-    _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
-            group=group, stop=stop, call_threads=call_threads).run()
+    in_processes = getattr(engine, "embed_documents", None)
+    if in_processes is not None:  # engine processes: each runs this runner on sub-batches of the rows itself
+        in_processes(docs, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
+                     max_bytes_in_flight=max_bytes_in_flight, group=group, stop=stop, window=window,
+                     on_row_done=on_row_done, on_bytes=on_bytes)
+    else:
+        _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
+                group=group, stop=stop, call_threads=call_threads, window=window).run()
 
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)

@@ -75,14 +75,15 @@ class BatchReport:
 def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                max_in_flight: int = DEFAULT_IN_FLIGHT, on_bytes: Callable[[int], None] | None = None) -> pa.Table:
     """Embed a normalised part (corpus.py: id, text, error) -> the output rows, in the same order,
-    tagged with the engine's model fingerprint. `on_bytes(n)`: n more text bytes done (embed_table).
-    max_in_flight: rows in work per engine process (a ShardedEngine's engines each batch their share)."""
+    tagged with the engine's model fingerprint. `on_bytes(n)`: n more text bytes done (embed_table; with engine
+    processes, as each sub-batch of rows comes back). max_in_flight: rows in work per engine process (a
+    ShardedEngine's engines each run sub-batches of the part themselves: streamret/batch/sub_batches.py)."""
     bad = part.column("error").is_valid().to_numpy(zero_copy_only=False)
     good_rows, bad_rows = np.flatnonzero(~bad), np.flatnonzero(bad)
     good = part.take(good_rows).select(["id", "text"])
     procs = getattr(engine, "procs", 1)
     out = embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight * procs,
-                      on_bytes=on_bytes, call_threads=min(128, 16 * procs))
+                      on_bytes=on_bytes)
     if len(bad_rows):
         errors = part.take(bad_rows)
         failed = pa.table({name: pa.nulls(len(bad_rows), field.type) for name, field in

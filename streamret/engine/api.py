@@ -3,6 +3,8 @@
 Two classes implement it: `Engine` (engine.py: one model on one device, in this process) and the Ray
 gateway's `ClusterEngine` (streamret/cluster/router.py: each call goes to the worker that owns the
 stream). The service and the batch job are typed against this protocol, so either one serves them.
+Beyond it, an engine whose work runs in other processes may offer `embed_documents`: batch.embed_table then
+hands it the rows to run there, instead of making each row's engine calls from this process (ShardedEngine).
 `tests/test_engine_api.py` holds both classes to it.
 """
 

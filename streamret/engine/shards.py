@@ -453,6 +453,14 @@ class ShardedEngine:
         return encode_with_engine(self, texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
                                   normalize=normalize)
 
+    def embed_documents(self, docs: list, **options) -> None:
+        """embed_table's rows (arrow_table._Doc), run in sub-batches by the engine processes themselves, each on
+        its own engine (streamret/batch/sub_batches.py): a document costs one pipe trip per sub-batch, not one
+        per engine call. Fills in each document's results or error."""
+        from ..batch.sub_batches import run_sub_batches
+
+        run_sub_batches(lambda rank, op, args: self._shards[rank].send(op, *args), self.procs, docs, **options)
+
     def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
         return self._call("segments", stream_id, with_embeddings)
 
@@ -636,6 +644,10 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         try:
             if op == "import_fork":  # the other half of a fork between engines
                 value = engine._import(args[0], args[1], fork_of=args[2])
+            elif op in ("embed_documents", "cancel_documents"):  # a batch's rows, run here (batch/sub_batches.py)
+                from ..batch import sub_batches
+
+                value = getattr(sub_batches, op)(engine, *args)
             else:
                 value = getattr(engine, op)(*args)
         except BaseException as e:  # noqa: BLE001  (the caller raises it)
