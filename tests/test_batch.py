@@ -294,3 +294,21 @@ def test_embed_command(tmp_path, capsys):
     assert cli.main([*argv[:-5], "--text-column", "nope", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no text column 'nope'" in err
+
+
+def test_parts_by_default_hold_a_share_for_every_engine_process(monkeypatch, tmp_path):
+    """With engine processes the default part (and so the text in flight) is 1 MiB and 1,024 rows per engine
+    process, so that each has work; a size given is kept as it is."""
+    pq.write_table(pa.table({"id": ["a"], "text": ["Some text."]}), tmp_path / "c.parquet")
+    seen = []
+    monkeypatch.setattr(job, "_run_local", lambda *a, **kw: seen.append((kw["bytes_per_part"], kw["rows_per_part"])))
+
+    class Procs:
+        procs, fingerprint = 3, "f"
+
+    embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs(), progress=False)
+    embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs(), bytes_per_part=5000,
+                  rows_per_part=7, progress=False)
+    assert seen == [(3 * job.DEFAULT_BYTES_PER_PART, 3 * job.DEFAULT_ROWS_PER_PART), (5000, 7)]
+    with pytest.raises(InvalidArgument, match="bytes_per_part must be >= 1"):
+        embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs(), bytes_per_part=0)

@@ -5,8 +5,9 @@ The local job, one engine in this process:
     Corpus.batches()  ->  skip rows already written  ->  cut into parts  ->  embed_part (embed_table,
     a part's documents at once so that the scheduler packs them)  ->  PartFolder.commit, in order
 
-A part is cut by text bytes (`bytes_per_part`, 1 MiB by default; a larger document is a part of its own)
-and rows (`rows_per_part`) from the rows still to do, so a rerun after a crash cuts the same parts the
+A part is cut by text bytes (`bytes_per_part`, by default 1 MiB per engine process: every engine keeps busy;
+a larger document is a part of its own) and rows (`rows_per_part`, by default 1,024 per engine process) from
+the rows still to do, so a rerun after a crash cuts the same parts the
 uninterrupted run would have. The work is bounded by bytes, not rows: the parts in flight hold at most
 `bytes_per_part` of text together (up to `parts_in_flight` small parts, or one part when it is larger),
 so a crash or Ctrl-C loses at most one part's work. Ctrl-C raises EmbedInterrupted, which says what is
@@ -261,8 +262,8 @@ def embed_parquet(
     summary_k: int = 5,
     batch_tokens: int | None = None,
     engine_procs: int | str = 1,
-    rows_per_part: int = DEFAULT_ROWS_PER_PART,
-    bytes_per_part: int = DEFAULT_BYTES_PER_PART,
+    rows_per_part: int | None = None,
+    bytes_per_part: int | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     parts_in_flight: int = 2,
@@ -285,13 +286,14 @@ def embed_parquet(
 
     Parts: `bytes_per_part` text bytes or `rows_per_part` rows, whichever comes first; the parts in flight
     hold at most `bytes_per_part` together, so an interruption loses at most one part's work (module doc).
+    None: DEFAULT_BYTES_PER_PART and DEFAULT_ROWS_PER_PART per engine process (with ray=, per batch).
     progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
     Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
     """
     called = time.monotonic()
     for name, value in (("rows_per_part", rows_per_part), ("bytes_per_part", bytes_per_part),
                         ("parts_in_flight", parts_in_flight), ("ray_workers", ray_workers)):
-        if value < 1:
+        if value is not None and value < 1:
             raise InvalidArgument(f"{name} must be >= 1, got {value}")
     if summary_k < 0:
         raise InvalidArgument(f"summary_k must be >= 0, got {summary_k}")
@@ -311,7 +313,8 @@ def embed_parquet(
 
         return run_on_ray(corpus, folder, address=None if ray in (True, "auto") else ray, model=model,
                           device=device, dtype=dtype, summary_k=summary_k, batch_tokens=batch_tokens,
-                          rows_per_part=rows_per_part, bytes_per_part=bytes_per_part, chunk_bytes=chunk_bytes,
+                          rows_per_part=rows_per_part or DEFAULT_ROWS_PER_PART,
+                          bytes_per_part=bytes_per_part or DEFAULT_BYTES_PER_PART, chunk_bytes=chunk_bytes,
                           max_in_flight=max_in_flight, workers=ray_workers, gpus_per_worker=gpus_per_worker,
                           called=called)
 
@@ -326,11 +329,13 @@ def embed_parquet(
         if own_engine is not None:  # fails whatever is still queued, so the parts in flight end at once
             own_engine.shutdown(checkpoint=False)
 
+    procs = getattr(engine, "procs", 1)  # engine processes: each needs its share of the parts in flight
     try:
-        return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part,
-                          bytes_per_part=bytes_per_part, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
-                          parts_in_flight=parts_in_flight, progress=progress, progress_every_s=progress_every_s,
-                          on_abort=stop_engine, called=called)
+        return _run_local(corpus, folder, engine, summary_k=summary_k,
+                          rows_per_part=rows_per_part or DEFAULT_ROWS_PER_PART * procs,
+                          bytes_per_part=bytes_per_part or DEFAULT_BYTES_PER_PART * procs, chunk_bytes=chunk_bytes,
+                          max_in_flight=max_in_flight, parts_in_flight=parts_in_flight, progress=progress,
+                          progress_every_s=progress_every_s, on_abort=stop_engine, called=called)
     finally:
         stop_engine()
 

@@ -6,9 +6,9 @@
     streamret embed corpus/ -o embeddings/ --ray ray://head:10001 --workers 8
 
 OUTPUT is a folder of Parquet parts (id, embedding, tokens, summary, error), read as one table with
-`pyarrow.parquet.read_table(OUTPUT)`. A part holds about --part-bytes of text (1 MiB by default), and the
-parts being embedded hold no more than that together, so a crash or Ctrl-C loses at most one part's
-work: Ctrl-C prints one line saying what is saved and the command that resumes (the same command: it
+`pyarrow.parquet.read_table(OUTPUT)`. A part holds about --part-bytes of text (1 MiB per engine process by
+default), and the parts being embedded hold no more than that together, so a crash or Ctrl-C loses at most
+one part's work: Ctrl-C prints one line saying what is saved and the command that resumes (the same command: it
 skips the rows already written). Progress goes to stderr in text bytes against the corpus total, with
 the ETA: a bar on a terminal, a line every --progress-every-s seconds otherwise.
 
@@ -41,11 +41,13 @@ def register(subparsers) -> None:
     add_model_args(p)
     p.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
     p.add_argument("--batch-tokens", type=int, help="tokens per engine step (default: the engine's 16384)")
-    p.add_argument("--part-bytes", type=parse_size, default="1M", metavar="SIZE",
-                   help="text per output part, e.g. 256K, 1M, 64M (default 1M; a larger document is a part of "
+    p.add_argument("--part-bytes", type=parse_size, default=None, metavar="SIZE",
+                   help="text per output part, e.g. 256K, 1M, 64M (default 1M per engine process, 1M with --ray; "
+                        "a larger document is a part of "
                         "its own); an interruption loses at most one part's work (the local job; --ray embeds "
                         "batches of about this much text and writes Ray Data's blocks)")
-    p.add_argument("--rows-per-part", type=int, default=1024, help="at most this many rows per part (default 1024)")
+    p.add_argument("--rows-per-part", type=int, default=None,
+                   help="at most this many rows per part (default 1024 per engine process)")
     p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
                    help="seconds between progress lines when stderr is not a terminal (default 10; on a "
                         "terminal it is a bar)")
