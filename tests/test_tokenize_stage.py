@@ -163,7 +163,14 @@ def test_an_item_holds_no_array_of_its_batch():
 def test_what_waits_is_split_between_the_threads_that_wait_for_work():
     """Two idle threads and four items waiting: each thread takes two, so the two batches run at once instead
     of one thread tokenizing all four while the other waits."""
-    tok = CountingTokenizer()
+    class BothAtOnce(CountingTokenizer):  # a batch ends only once the other thread took one too
+        both = threading.Barrier(2, timeout=30)
+
+        def encode_batch(self, texts):
+            self.both.wait()
+            return super().encode_batch(texts)
+
+    tok = BothAtOnce()
     got: list = []
     done = threading.Event()
 
