@@ -304,9 +304,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="what the server serves (module doc)")
     ap.add_argument("--engine-procs", type=int, default=2, help="--engine sharded: engine processes")
     ap.add_argument("--model", default="random:tiny", help="--engine sharded or inproc: the model (on the CPU)")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval of the server process, seconds (Python's default: 0.005)")
     ap.add_argument("--no-grpc", action="store_true", help="the servicer's Python alone (module doc)")
     ap.add_argument("--repeat", type=int, default=5, help="--no-grpc: runs; the best one is reported")
     args = ap.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.no_grpc:
         engine = start_engine(args)
         out: dict = {}

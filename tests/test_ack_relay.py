@@ -79,6 +79,30 @@ def test_every_engine_future_reaches_the_loop_with_one_wakeup_for_those_done_mea
     asyncio.run(main())
 
 
+def test_after_turn_runs_once_after_the_callbacks_of_this_turn():
+    async def main():
+        loop = asyncio.get_running_loop()
+        relay = AckRelay(loop)
+        order = []
+        release = lambda: order.append("release")  # noqa: E731
+
+        def chunk(i):
+            order.append(i)
+            relay.after_turn(release)
+
+        for i in range(3):
+            loop.call_soon(chunk, i)
+        await asyncio.sleep(0)  # this turn runs the three, the next their one release
+        await asyncio.sleep(0)
+        assert order == [0, 1, 2, "release"]
+        relay.after_turn(release)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert order == [0, 1, 2, "release", "release"]
+
+    asyncio.run(main())
+
+
 def test_cancelling_the_loop_side_leaves_the_engine_future_alone():
     async def main():
         relay = AckRelay(asyncio.get_running_loop())

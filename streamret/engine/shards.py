@@ -117,7 +117,7 @@ class _Outbox:
     """Messages to one end of a pipe, sent by a thread of their own in batches: a caller never blocks on a
     full pipe or pays for pickling, and a step's many acks cross in one message. A put is one append to a
     SimpleQueue (C code, no Python lock or condition): it is paid per chunk by the server's event loop and by
-    an engine's step loop."""
+    an engine's step loop. A put is a message (a tuple) or a list of messages (the calls a _Shard held)."""
 
     def __init__(self, conn, name: str, on_error=None) -> None:
         self.conn, self.on_error = conn, on_error
@@ -134,8 +134,9 @@ class _Outbox:
     def _run(self) -> None:
         get, waiting, closed = self._queue.get, self._queue.qsize, False
         while not closed:
-            batch = [get()]
-            batch += [get() for _ in range(waiting())]  # what came meanwhile goes in the same message
+            batch = []
+            for item in [get(), *(get() for _ in range(waiting()))]:  # what came meanwhile goes in the same message
+                batch.extend(item) if type(item) is list else batch.append(item)
             if _CLOSE in batch:  # (identity first: messages are tuples, never equal to it)
                 batch, closed = batch[:batch.index(_CLOSE)], True
                 if not batch:
@@ -177,6 +178,7 @@ class _Shard:
         self._waiting: dict[int, Future | tuple] = {}  # call number -> where its answer goes (post)
         self._tokens: dict[int, object] = {}
         self._ids = itertools.count(1)
+        self._held: list[tuple] = []  # calls posted with hold, not yet handed to the outbox
         self.gone: str | None = None  # why calls fail now (the process exited)
         self.hello: Future = Future()
         self._waiting[0] = self.hello
@@ -192,10 +194,14 @@ class _Shard:
         return fut
 
     def post(self, op: str, args: tuple, waiter: Future | tuple[Callable[[list], None], object],
-             token: object = None) -> None:
+             token: object = None, hold: bool = False) -> bool:
         """Queue a call whose answer goes to `waiter`: a Future, or (arrive, key): then arrive(arrivals) is called
         on the reader thread, arrivals a list of (key, (value, None) or (None, error)), with every answer of
-        one batch from the engine that goes to that arrive (ShardedEngine.submit_append_to)."""
+        one batch from the engine that goes to that arrive (ShardedEngine.submit_append_to).
+
+        hold: keep the call here until `release` (or the next call posted without hold, which goes after it), so
+        that many calls cost the sending thread one wakeup; True when it is the first held since the last
+        release (the caller then owes a release)."""
         with self._lock:
             if self.gone is not None:
                 raise Unavailable(self.gone)
@@ -203,7 +209,22 @@ class _Shard:
             self._waiting[n] = waiter
             if token is not None:
                 self._tokens[n] = token
+            if hold:
+                self._held.append((n, op, args))
+                return len(self._held) == 1
+            if self._held:  # the held calls go first: a stream's calls reach its engine in order
+                self._outbox.put([*self._held, (n, op, args)])
+                self._held.clear()
+                return False
         self._outbox.put((n, op, args))
+        return False
+
+    def release(self) -> None:
+        """Send the calls held so far (post's hold)."""
+        with self._lock:
+            if self._held:
+                self._outbox.put(self._held)
+                self._held = []
 
     def _settle(self, answers: list[tuple[int, bool, object]]) -> None:
         """Answer these calls, their tokens handed over first (in one go): futures are set, and each arrive of
@@ -440,16 +461,25 @@ class ShardedEngine:
         return fut
 
     def submit_append_to(self, arrive: Callable[[list], None], key: object, stream_id: str, seq: int,
-                         data: bytes | str, flush: bool = False, durable: bool = False,
-                         group: str | None = None) -> None:
+                         data: bytes | str, flush: bool = False, durable: bool = False, group: str | None = None,
+                         hold: bool = False) -> None:
         """submit_append without a Future, for a caller that takes acks in batches (the service's AckRelay): once
         the chunk is answered, arrive(arrivals) is called on a reader thread of this engine, arrivals a list of
         (key, (ack, None) or (None, error)) holding this chunk's and those of every other chunk with the same
-        arrive answered in the same batch. TooBusy and a dead engine process raise here, as in submit_append."""
-        self._submit((arrive, key), stream_id, seq, data, flush, durable, group)
+        arrive answered in the same batch. TooBusy and a dead engine process raise here, as in submit_append.
+
+        hold: the chunk waits in this process until a `release_held()` (or the next call to its engine, which goes
+        after it), so that the chunks of one turn of an event loop cost one wakeup of each engine's sending thread
+        and cross in one message: the caller must call release_held() soon after."""
+        self._submit((arrive, key), stream_id, seq, data, flush, durable, group, hold)
+
+    def release_held(self) -> None:
+        """Send every chunk submitted with hold (submit_append_to) so far."""
+        for s in self._shards:
+            s.release()
 
     def _submit(self, waiter: Future | tuple, stream_id: str, seq: int, data: bytes | str, flush: bool,
-                durable: bool, group: str | None) -> None:
+                durable: bool, group: str | None, hold: bool = False) -> None:
         shard = self._shard(stream_id)
         if isinstance(data, (bytearray, memoryview)):  # (a memoryview does not pickle)
             data = bytes(data)
@@ -459,7 +489,7 @@ class ShardedEngine:
         try:
             # its share of the bounds goes back (with the others of its batch) before it is answered
             shard.post("submit_append", (stream_id, seq, data, flush, durable, group), waiter,
-                       token=(stream_id, nbytes))
+                       token=(stream_id, nbytes), hold=hold)
         except BaseException:
             self._release_many([(stream_id, nbytes)])
             raise

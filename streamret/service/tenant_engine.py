@@ -100,7 +100,8 @@ class TenantEngine:
         self.engine = engine
         self.limits = limits
         self.metrics = metrics
-        # ShardedEngine's submit without a Future per chunk: its acks come to the AckRelay a batch at a time
+        # ShardedEngine's submit without a Future per chunk: its acks come to the AckRelay a batch at a time, and
+        # the chunks of one turn of the loop go to the engine processes together (hold, then release_held)
         self._submit_to = getattr(engine, "submit_append_to", None)
         self.registry = StreamRegistry(limits.max_streams_per_tenant)
         self._relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its AckRelay
@@ -171,7 +172,8 @@ class TenantEngine:
                     relay = self._relay()
                     settled = relay.expect()
                     self._submit_to(relay.arrive, settled, eid, seq, data, flush=flush, durable=durable,
-                                    group=caller.tenant)
+                                    group=caller.tenant, hold=True)
+                    relay.after_turn(self.engine.release_held)
                 elif len(data) >= OFFLOAD_CHUNK_BYTES:
                     fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable,
                                            group=caller.tenant)
@@ -403,6 +405,7 @@ class AckRelay:
         self._loop = weakref.ref(loop)  # (held weakly: the relays are kept per loop, and must not keep it alive)
         self._done: deque[tuple[asyncio.Future, tuple]] = deque()
         self._woken = False  # a _deliver is scheduled and has not started
+        self._after_turn: list[Callable[[], None]] = []  # to call once this turn of the loop is over
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -411,6 +414,20 @@ class AckRelay:
     def expect(self) -> asyncio.Future:
         """A future for one outcome to arrive (called on the loop: it is alive)."""
         return self._loop().create_future()
+
+    def after_turn(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once, however often it is asked for meanwhile) after the callbacks that the loop
+        runs now: on the loop, at the start of its next turn (which does not wait, as one is ready)."""
+        if callback in self._after_turn:
+            return
+        if not self._after_turn:
+            self._loop().call_soon(self._turn_over)
+        self._after_turn.append(callback)
+
+    def _turn_over(self) -> None:
+        callbacks, self._after_turn = self._after_turn, []
+        for callback in callbacks:
+            callback()
 
     def follow(self, fut: Future) -> asyncio.Future:
         """The asyncio future of a concurrent Future's outcome."""
