@@ -194,14 +194,13 @@ class _Shard:
         return fut
 
     def post(self, op: str, args: tuple, waiter: Future | tuple[Callable[[list], None], object],
-             token: object = None, hold: bool = False) -> bool:
+             token: object = None, hold: bool = False) -> None:
         """Queue a call whose answer goes to `waiter`: a Future, or (arrive, key): then arrive(arrivals) is called
         on the reader thread, arrivals a list of (key, (value, None) or (None, error)), with every answer of
         one batch from the engine that goes to that arrive (ShardedEngine.submit_append_to).
 
         hold: keep the call here until `release` (or the next call posted without hold, which goes after it), so
-        that many calls cost the sending thread one wakeup; True when it is the first held since the last
-        release (the caller then owes a release)."""
+        that many calls cost the sending thread one wakeup."""
         with self._lock:
             if self.gone is not None:
                 raise Unavailable(self.gone)
@@ -211,13 +210,12 @@ class _Shard:
                 self._tokens[n] = token
             if hold:
                 self._held.append((n, op, args))
-                return len(self._held) == 1
+                return
             if self._held:  # the held calls go first: a stream's calls reach its engine in order
                 self._outbox.put([*self._held, (n, op, args)])
-                self._held.clear()
-                return False
+                self._held = []
+                return
         self._outbox.put((n, op, args))
-        return False
 
     def release(self) -> None:
         """Send the calls held so far (post's hold)."""
