@@ -17,9 +17,13 @@ Load: bench/service.py's client processes (one Append call per stream, --window 
 chunks/s and the CPU us per chunk of the server process's threads: "loop" (the asyncio thread,
 streamret-server), "shard_send" and "shard_read" (ShardedEngine's outbox and reader threads), "engine" (the
 stub's ack thread, or the in-process engine's threads: the engine side, not the server's cost),
-"py:NAME" (other Python threads, by name) and "native" (gRPC's C-core threads, outside the GIL); with --engine
-sharded also "engine_procs" (the engine processes' CPU, not this process's). "server_us_per_chunk" adds up
-the server's own (every role but "engine" and "engine_procs").
+"py:NAME" (other Python threads, by name) and "native" (gRPC's C-core threads, outside the GIL; with --engine
+inproc torch's threads too); with engine processes also "engine_procs" (their CPU, not this process's).
+"server_us_per_chunk" adds up the server's own (every role but "engine" and "engine_procs").
+
+--profile: py-spy's samples of this process summed by thread role, then by role and innermost streamret or
+grpc frame; with --spy-mode cpu also in us per chunk (a role's samples scaled to its measured CPU), which
+holds only where py-spy tells idle threads from running ones (on a VM where it cannot, use the gil mode).
 
 --no-grpc: no sockets and no client processes: the Append handler as the server runs it (the metrics
 interceptor around the rpc gate around the servicer, on TenantEngine and --engine) is called in this process
