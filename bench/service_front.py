@@ -1,22 +1,36 @@
-"""The gRPC server's own CPU per Append chunk, with no engine behind it (issue 14, the service at saturation).
+"""The gRPC server process's own CPU per Append chunk (issue 14, the service at saturation).
 
     nice python bench/service_front.py --streams 64 --chunks 64 --chunk-bytes 2048 --procs 2
     nice python bench/service_front.py ... --profile /tmp/spy-front.txt    # + py-spy, aggregated per thread
     nice python bench/service_front.py --no-grpc --streams 64 --chunks 256   # the servicer's Python alone
+    nice python bench/service_front.py --engine sharded --engine-procs 2 --model random:tiny   # real engines
 
-The server (BackgroundServer, this process) serves a stub engine that acks each chunk at once from a
-thread of its own, as ShardedEngine's reader thread does (a concurrent.futures.Future set off the event
-loop): all the CPU this process spends on the Python side is the server's. Load: bench/service.py's client
-processes (one Append call per stream, --window chunks in flight). Prints chunks/s and the CPU us per chunk
-of the server's threads: "loop" (the asyncio thread, streamret-server), "acks" (the stub's ack thread, which
-stands for the engine side and is not the server's cost), "other_python" (other Python threads) and "native"
-(gRPC's C-core threads, outside the GIL).
+The server (BackgroundServer, this process) serves --engine:
+  stub     (default) an engine that acks each chunk at once from a thread of its own, as ShardedEngine's reader
+           thread does (a concurrent.futures.Future set off the event loop): gRPC and the service alone
+  sharded  a ShardedEngine of --engine-procs engine processes of --model on the CPU: the server process is then
+           the gRPC front plus ShardedEngine's parent half (outbox and reader threads), as on the GPU machine
+  procs-stub  the same, but each engine process serves a stub engine: on a machine of few cores the model's
+           forward in the engine processes (random:tiny: ~13 us a token) would be the bound instead of the server
+  inproc   Engine of --model in this process (its step and tokenize threads count as "engine")
+Load: bench/service.py's client processes (one Append call per stream, --window chunks in flight). Prints
+chunks/s and the CPU us per chunk of the server process's threads: "loop" (the asyncio thread,
+streamret-server), "shard_send" and "shard_read" (ShardedEngine's outbox and reader threads), "engine" (the
+stub's ack thread, or the in-process engine's threads: the engine side, not the server's cost),
+"py:NAME" (other Python threads, by name) and "native" (gRPC's C-core threads, outside the GIL; with --engine
+inproc torch's threads too); with engine processes also "engine_procs" (their CPU, not this process's).
+"server_us_per_chunk" adds up the server's own (every role but "engine" and "engine_procs").
+
+--profile: py-spy's samples of this process summed by thread role, then by role and innermost streamret or
+grpc frame; with --spy-mode cpu also in us per chunk (a role's samples scaled to its measured CPU), which
+holds only where py-spy tells idle threads from running ones (on a VM where it cannot, use the gil mode).
 
 --no-grpc: no sockets and no client processes: the Append handler as the server runs it (the metrics
-interceptor around the rpc gate around the servicer, on TenantEngine and the stub) is called in this process
+interceptor around the rpc gate around the servicer, on TenantEngine and --engine) is called in this process
 with a fake call context whose reads return ready requests (--window at a time, like a client's window) and
-whose writes only keep the acks. The loop thread's CPU per chunk is then what the service's own Python code
-costs, without gRPC's share: steadier on a busy machine than the full run (best of --repeat runs).
+whose writes only keep the acks. The CPU per chunk is then what the service's own Python code (and, with
+--engine procs-stub or sharded, ShardedEngine's parent half) costs, without gRPC's share: steadier on a busy
+machine than the full run (the best of --repeat runs, by server_us_per_chunk).
 """
 
 from __future__ import annotations
@@ -48,11 +62,15 @@ class StubEngine:
 
     fingerprint = "stub"
     embed_dim = 8
+    _broken = None  # (what an engine process's loop reads of its Engine: it has no step loop to break)
+    durable = None
+    store = None
 
     def __init__(self) -> None:
         from streamret.engine.config import Ack, Checkpoint, StreamInfo
 
         self._ack, self._info, self._checkpoint = Ack, StreamInfo, Checkpoint
+        self.tokenizer = None
         self._todo: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._acks, name="stub-acks", daemon=True)
         self._thread.start()
@@ -82,40 +100,108 @@ class StubEngine:
     def stats(self) -> dict:
         return {}
 
-    def shutdown(self):
+    def close(self, stream_id, keep_state=False) -> None:
+        pass
+
+    def shutdown(self, checkpoint=True, timeout_s=None):
         self._todo.put(None)
         return None
 
+    @property
+    def model(self):
+        """What an engine process says of its model in its hello (a parameter's dtype and device)."""
+        import torch
 
-def thread_cpu_by_name() -> dict[str, float]:
-    """CPU seconds of this process's threads so far, by thread name ("native" for threads Python does not know)."""
+        return torch.nn.Linear(1, 1)
+
+
+def _serve_stub(*args) -> None:
+    """An engine process (streamret.engine.shards._serve) whose Engine is a StubEngine: ShardedEngine's parent half
+    and the pipes as they are, the engines' own CPU next to none (--engine procs-stub)."""
+    from streamret.engine.engine import Engine
+    from streamret.engine.shards import _serve
+
+    Engine.from_model = staticmethod(lambda *a, **k: StubEngine())
+    _serve(*args)
+
+
+def thread_role(name: str) -> str:
+    """What a thread of the server process does, by its name (module doc); other Python threads by their name
+    without its numbers ("py:streamret-rpc_")."""
+    if name == "streamret-server":
+        return "loop"
+    if name.endswith(("-send", "-read")) and name.startswith("streamret-shard-"):
+        return "shard_send" if name.endswith("-send") else "shard_read"
+    if name == "stub-acks" or name.startswith("streamret-engine-"):
+        return "engine"
+    return "native" if name == "native" else "py:" + name.rstrip("0123456789")
+
+
+def _cpu_seconds(stat_path: str) -> float:
+    """utime + stime of a /proc stat file (a process's: all its threads; a task's: that thread)."""
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_by_role(engine_pids: list[int] = ()) -> dict[str, float]:
+    """CPU seconds of this process's threads so far, by role ("native" for threads Python does not know), plus
+    "engine_procs": the CPU of these engine processes."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for tid in os.listdir("/proc/self/task"):
         try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            seconds = _cpu_seconds(f"/proc/self/task/{tid}/stat")
         except OSError:
             continue
-        name = names.get(int(tid), "native")
-        role = {"streamret-server": "loop", "stub-acks": "acks", "native": "native"}.get(name, "other_python")
-        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        role = thread_role(names.get(int(tid), "native"))
+        out[role] = out.get(role, 0.0) + seconds
+    if engine_pids:
+        out["engine_procs"] = sum(_cpu_seconds(f"/proc/{pid}/stat") for pid in engine_pids)
     return out
 
 
-def aggregate_profile(raw: Path, top: int = 25) -> str:
-    """py-spy's raw stacks (`--threads`: the thread first) summed per thread by innermost frame. gRPC's own work
-    (Cython, no Python frames) counts on the servicer line that called into it: context.read(), context.write()
-    or, under Handle._run, gRPC's completion callbacks."""
+def _thread_of(frame: str) -> str:
+    """py-spy's thread frame ("thread (6638): streamret-server", or without a name) as a role."""
+    _, colon, name = frame.partition("): ")
+    return thread_role(name.strip() if colon and name.strip() else "native")
+
+
+def _own_frame(frames: list[str]) -> str:
+    """The innermost frame in streamret's or grpc's code (the call that costs, as this project sees it), else the
+    innermost frame."""
+    for frame in reversed(frames[1:]):
+        if "streamret/" in frame or "grpc" in frame:
+            return frame
+    return frames[-1]
+
+
+def aggregate_profile(raw: Path, cpu_us: dict[str, float] | None = None, top: int = 30) -> str:
+    """py-spy's raw stacks (`--threads`: the thread first) summed by thread role, then by role and innermost
+    streamret or grpc frame. cpu_us: CPU us per chunk by role: a role's samples are then shown as its share of
+    that (in us per chunk), not only as a percentage. gRPC's own work (Cython, no Python frames) counts on the
+    servicer line that called into it: context.read(), context.write() or, under Handle._run, gRPC's
+    completion callbacks."""
     counts: Counter = Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        counts[(frames[0], frames[-1])] += int(n)
+        counts[(_thread_of(frames[0]), _own_frame(frames))] += int(n)
     total = sum(counts.values()) or 1
-    return "\n".join(f"{100 * n / total:5.1f}%  {thread[:40]:40s} {frame}"
-                     for (thread, frame), n in counts.most_common(top))
+    by_role: Counter = Counter()
+    for (role, _), n in counts.items():
+        by_role[role] += n
+
+    def us(role: str, n: int) -> str:
+        if not cpu_us or role not in cpu_us:
+            return "        "
+        return f"{cpu_us[role] * n / by_role[role]:6.1f}us"
+
+    lines = [f"{100 * n / total:5.1f}%  {us(role, n)}  {role}" for role, n in by_role.most_common()]
+    lines.append("")
+    lines += [f"{100 * n / total:5.1f}%  {us(role, n)}  {role:12s} {frame}"
+              for (role, frame), n in counts.most_common(top)]
+    return "\n".join(lines)
 
 
 class FakeCall:
@@ -190,17 +276,20 @@ async def run_without_grpc(args: argparse.Namespace, engine: StubEngine) -> dict
             await metrics.grpc._unary(handler, labels)(call.stream(), call)
         return call.sent
 
+    engine_pids = list(getattr(engine, "pids", ()))
     best = None
     for r in range(args.repeat):
-        t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+        t0, cpu0 = time.perf_counter(), thread_cpu_by_role(engine_pids)
         sent = sum(await asyncio.gather(*[one_call(f"r{r}-s{s}") for s in range(args.streams)]))
-        cpu, wall = time.thread_time() - c0, time.perf_counter() - t0
-        acks_thread = time.process_time() - p0 - cpu  # the stub's ack thread (the engine side; shares the GIL)
+        wall, cpu1 = time.perf_counter() - t0, thread_cpu_by_role(engine_pids)
         if sent != args.streams * args.chunks:
             raise RuntimeError(f"{sent} acks for {args.streams * args.chunks} chunks")
-        row = {"chunks": sent, "loop_us_per_chunk": round(1e6 * cpu / sent, 2),
-               "acks_thread_us_per_chunk": round(1e6 * acks_thread / sent, 2), "chunks_per_s": round(sent / wall)}
-        best = row if best is None or row["loop_us_per_chunk"] < best["loop_us_per_chunk"] else best
+        us = {k: round(1e6 * (cpu1[k] - cpu0.get(k, 0.0)) / sent, 1) for k in sorted(cpu1)}
+        us = {k: v for k, v in us.items() if v}
+        row = {"engine": args.engine, "chunks": sent, "loop_us_per_chunk": us.get("loop", 0.0),
+               "server_us_per_chunk": round(sum(v for k, v in us.items() if k not in ("engine", "engine_procs")), 1),
+               "cpu_us_per_chunk": us, "chunks_per_s": round(sent / wall)}
+        best = row if best is None or row["server_us_per_chunk"] < best["server_us_per_chunk"] else best
     return best
 
 
@@ -215,15 +304,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spy-mode", choices=("gil", "cpu"), default="gil",
                     help="gil: samples of the thread holding the GIL, idle or not (py-spy --gil --idle); cpu: "
                     "samples of threads on the CPU (a thread that holds the GIL while it waits shows only in gil)")
+    ap.add_argument("--engine", choices=("stub", "procs-stub", "sharded", "inproc"), default="stub",
+                    help="what the server serves (module doc)")
+    ap.add_argument("--engine-procs", type=int, default=2, help="--engine sharded: engine processes")
+    ap.add_argument("--model", default="random:tiny", help="--engine sharded or inproc: the model (on the CPU)")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval of the server process, seconds (Python's default: 0.005)")
     ap.add_argument("--no-grpc", action="store_true", help="the servicer's Python alone (module doc)")
     ap.add_argument("--repeat", type=int, default=5, help="--no-grpc: runs; the best one is reported")
     args = ap.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.no_grpc:
-        engine = StubEngine()
+        engine = start_engine(args)
+        out: dict = {}
+
+        def serve() -> None:  # on a thread named as the server's loop thread, so that its CPU counts as "loop"
+            out["row"] = asyncio.run(run_without_grpc(args, engine))
+
+        loop_thread = threading.Thread(target=serve, name="streamret-server")
         try:
-            print(json.dumps(asyncio.run(run_without_grpc(args, engine))), flush=True)
+            loop_thread.start()
+            loop_thread.join()
         finally:
             engine.shutdown()
+        if "row" not in out:
+            return 1
+        print(json.dumps(out["row"]), flush=True)
         return 0
 
     from service import run_service
@@ -231,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
-    engine = StubEngine()
+    engine = start_engine(args)
+    engine_pids = list(getattr(engine, "pids", ()))
     server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0,
         max_calls_per_tenant=2 * args.streams + 64)))
@@ -245,9 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                                     "-o", args.profile, "--pid", str(os.getpid())],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        cpu0 = thread_cpu_by_name()
+        cpu0 = thread_cpu_by_role(engine_pids)
         result = run_service(target, args, "front", rate=None)
-        cpu1 = thread_cpu_by_name()
+        cpu1 = thread_cpu_by_role(engine_pids)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file as it stops on SIGINT
@@ -256,14 +364,28 @@ def main(argv: list[str] | None = None) -> int:
         engine.shutdown()
     chunks = result["chunks"]
     us = {k: round(1e6 * (cpu1[k] - cpu0.get(k, 0.0)) / max(1, chunks), 1) for k in sorted(cpu1)}
-    server_python = round(sum(v for k, v in us.items() if k in ("loop", "other_python")), 1)
-    out = {"chunks": chunks, "seconds": result["seconds"], "chunks_per_s": round(chunks / result["seconds"], 1),
-           "ack_p50_ms": result["ack_p50_ms"], "ack_p99_ms": result["ack_p99_ms"],
-           "cpu_us_per_chunk": us, "server_python_us_per_chunk": server_python}
+    server_us = round(sum(v for k, v in us.items() if k not in ("engine", "engine_procs")), 1)
+    out = {"engine": args.engine, "chunks": chunks, "seconds": result["seconds"],
+           "chunks_per_s": round(chunks / result["seconds"], 1), "ack_p50_ms": result["ack_p50_ms"],
+           "ack_p99_ms": result["ack_p99_ms"], "cpu_us_per_chunk": us, "server_us_per_chunk": server_us}
     print(json.dumps(out), flush=True)
     if args.profile and Path(args.profile).exists():
-        print(aggregate_profile(Path(args.profile)))
+        print(aggregate_profile(Path(args.profile), us if args.spy_mode == "cpu" else None))
     return 0
+
+
+def start_engine(args: argparse.Namespace):
+    """The engine the server serves (--engine, module doc)."""
+    if args.engine == "stub":
+        return StubEngine()
+    from streamret.engine import Engine, EngineConfig, ShardedEngine, shards
+
+    config = EngineConfig(durable_every_chunks=0)  # no state dir: the serving path alone
+    if args.engine == "inproc":
+        return Engine.from_model(args.model, "cpu", None, config)
+    if args.engine == "procs-stub":  # the engine processes run _serve_stub (spawned: found in this module)
+        shards._serve = _serve_stub
+    return ShardedEngine(args.model, "cpu", None, config, procs=args.engine_procs)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""AckRelay (tenant_engine.py): engine futures done on other threads reach the event loop, all of them, with
-one wakeup of the loop for those done meanwhile; cancelling the loop's side leaves the engine's alone. And
-check_name's printable fast path against the per-character rule it stands for."""
+"""AckRelay (tenant_engine.py): engine outcomes known on other threads (futures done, or batches that arrive)
+reach the event loop, all of them, with one wakeup of the loop for those done meanwhile; cancelling the loop's
+side leaves the engine's alone. And check_name's printable fast path against the per-character rule it stands
+for."""
 
 import asyncio
 import threading
@@ -49,15 +50,55 @@ def test_every_engine_future_reaches_the_loop_with_one_wakeup_for_those_done_mea
         settled = [relay.follow(f) for f in engine]
         _set_all(engine, threads=4)  # the loop cannot run meanwhile: every one is done before it wakes
         got = [await s for s in settled]
-        assert got == engine  # each asyncio future holds its own engine future, done
-        assert [f.exception() is not None for f in got] == [i % 7 == 0 for i in range(500)]
+        # each asyncio future holds its own engine future's outcome: (value, None) or (None, error)
+        assert [value for value, _ in got] == [None if i % 7 == 0 else i for i in range(500)]
+        assert [str(error) if error else None for _, error in got] == [
+            f"chunk {i}" if i % 7 == 0 else None for i in range(500)]
         assert wakeups == 1
         # done one at a time while the loop waits: each wakes it, none is lost
         more = [Future() for _ in range(20)]
         later = [relay.follow(f) for f in more]
         for i, f in enumerate(more):
             await asyncio.to_thread(f.set_result, i)
-        assert [(await s).result() for s in later] == list(range(20))
+        assert [await s for s in later] == [(i, None) for i in range(20)]
+        # batches that arrive from several threads at once (as ShardedEngine's readers hand them over): each
+        # future gets its own outcome, the loop is woken once for all that came before it ran
+        expected = [relay.expect() for _ in range(300)]
+        pairs = [(out, (i, None)) for i, out in enumerate(expected)]
+        wakeups = 0
+        threads = [threading.Thread(target=lambda part=pairs[t::3]: [relay.arrive(part[k:k + 7])
+                                                                     for k in range(0, len(part), 7)])
+                   for t in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [await s for s in expected] == [(i, None) for i in range(300)]
+        assert wakeups == 1
+
+    asyncio.run(main())
+
+
+def test_after_turn_runs_once_after_the_callbacks_of_this_turn():
+    async def main():
+        loop = asyncio.get_running_loop()
+        relay = AckRelay(loop)
+        order = []
+        release = lambda: order.append("release")  # noqa: E731
+
+        def chunk(i):
+            order.append(i)
+            relay.after_turn(release)
+
+        for i in range(3):
+            loop.call_soon(chunk, i)
+        await asyncio.sleep(0)  # this turn runs the three, the next their one release
+        await asyncio.sleep(0)
+        assert order == [0, 1, 2, "release"]
+        relay.after_turn(release)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert order == [0, 1, 2, "release", "release"]
 
     asyncio.run(main())
 
@@ -71,6 +112,11 @@ def test_cancelling_the_loop_side_leaves_the_engine_future_alone():
         await asyncio.to_thread(engine.set_result, 1)
         await asyncio.sleep(0)
         assert engine.result() == 1 and not engine.cancelled()
+        gone = relay.expect()
+        gone.cancel()
+        relay.arrive([(gone, (2, None))])  # an outcome for a future the call gave up on: dropped
+        await asyncio.sleep(0)
+        assert gone.cancelled()
 
     asyncio.run(main())
 
@@ -116,4 +162,6 @@ def test_a_relay_does_not_keep_its_loop_alive():
     del loop
     gc.collect()
     assert gone() is None and relay.loop is None
-    relay._arrived(None, Future())  # a future done after its loop went: dropped quietly
+    done = Future()
+    done.set_result(1)
+    relay._arrived(None, done)  # a future done after its loop went: dropped quietly

@@ -98,6 +98,37 @@ def test_a_full_queue_is_refused_at_once_as_too_busy(sharded):
     sharded.close(sid)
 
 
+def test_held_chunks_wait_for_their_release_and_stay_ahead_of_later_calls(sharded):
+    """submit_append_to with hold: nothing reaches the engine until release_held(), or until another call to
+    the same engine, which then goes after them (a reordered chunk would be refused with a seq gap)."""
+    import queue
+
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+
+    def arrive(pairs):
+        for pair in pairs:
+            arrived.put(pair)
+
+    held, later = ids_on_each_shard(2, per_shard=1)  # one stream on each engine
+    for sid in (held, later):
+        sharded.open(sid)
+    sharded.submit_append_to(arrive, "h1", held, 1, chunks(0)[0], hold=True)
+    sharded.submit_append_to(arrive, "l1", later, 1, chunks(1)[0], hold=True)
+    time.sleep(0.5)
+    assert arrived.empty(), "a held chunk was sent before its release"
+    sharded.submit_append_to(arrive, "h2", held, 2, chunks(0)[1])  # not held: goes after h1, to h1's engine
+    got = dict(arrived.get(timeout=30) for _ in range(2))
+    assert got["h1"][1] is None and got["h2"][1] is None, got
+    assert (got["h1"][0].seq, got["h2"][0].seq) == (1, 2)
+    time.sleep(0.5)
+    assert arrived.empty(), "the other engine's held chunk went without a release"
+    sharded.release_held()
+    key, (ack, error) = arrived.get(timeout=30)
+    assert (key, error, ack.seq) == ("l1", None, 1)
+    for sid in (held, later):
+        sharded.close(sid)
+
+
 def test_an_argument_that_cannot_be_sent_fails_alone(sharded):
     sid = "unsendable"
     sharded.open(sid)

@@ -21,6 +21,7 @@ paid once per engine (the default model: about 40 MB, plus a CUDA context each).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -28,6 +29,7 @@ import logging.handlers
 import multiprocessing as mp
 import os
 import pickle
+import queue
 import signal
 import threading
 import time
@@ -101,48 +103,43 @@ def start_engine(spec: str = "default", device: str = "auto", state_dir: str | N
     return ShardedEngine(spec, device, state_dir, config, dtype, procs=n)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked per chunk: a dict lookup instead of a hash of the id
 def shard_of(stream_id: str, shards: int) -> int:
     """The engine that owns a stream: a stable hash of its id (the same in every process and run)."""
     digest = hashlib.blake2b(stream_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % shards
 
 
+_CLOSE = object()  # an outbox's last message: send what came before, then stop
+
+
 class _Outbox:
     """Messages to one end of a pipe, sent by a thread of their own in batches: a caller never blocks on a
-    full pipe or pays for pickling, and a step's many acks cross in one message."""
+    full pipe or pays for pickling, and a step's many acks cross in one message. A put is one append to a
+    SimpleQueue (C code, no Python lock or condition): it is paid per chunk by the server's event loop and by
+    an engine's step loop. A put is a message (a tuple) or a list of messages (the calls a _Shard held)."""
 
     def __init__(self, conn, name: str, on_error=None) -> None:
         self.conn, self.on_error = conn, on_error
-        self._queue: deque = deque()
-        self._cv = threading.Condition()
-        self._closed = False
-        self._idle = False  # the sender waits for messages
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.put = self._queue.put
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, message) -> None:
-        with self._cv:
-            self._queue.append(message)
-            if self._idle:  # a sender that is busy takes this message with its next batch
-                self._cv.notify()
-
     def close(self) -> None:
         """Send what is queued, then stop."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
+        self._queue.put(_CLOSE)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue and not self._closed:
-                    self._idle = True
-                    self._cv.wait()
-                    self._idle = False
-                batch = list(self._queue)
-                self._queue.clear()
-                if not batch and self._closed:
+        get, waiting, closed = self._queue.get, self._queue.qsize, False
+        while not closed:
+            batch = []
+            for item in [get(), *(get() for _ in range(waiting()))]:  # what came meanwhile goes in the same message
+                batch.extend(item) if type(item) is list else batch.append(item)
+            if _CLOSE in batch:  # (identity first: messages are tuples, never equal to it)
+                batch, closed = batch[:batch.index(_CLOSE)], True
+                if not batch:
                     return
             try:
                 data = ForkingPickler.dumps(batch)
@@ -178,9 +175,10 @@ class _Shard:
         # called with the `token`s of the calls answered in one batch (or failed), before their futures are set
         self.on_answered = on_answered
         self._lock = threading.Lock()
-        self._waiting: dict[int, Future] = {}
+        self._waiting: dict[int, Future | tuple] = {}  # call number -> where its answer goes (post)
         self._tokens: dict[int, object] = {}
         self._ids = itertools.count(1)
+        self._held: list[tuple] = []  # calls posted with hold, not yet handed to the outbox
         self.gone: str | None = None  # why calls fail now (the process exited)
         self.hello: Future = Future()
         self._waiting[0] = self.hello
@@ -192,27 +190,67 @@ class _Shard:
         """Queue a call; the future of its answer. token: handed to on_answered when the call is answered or
         fails (the ShardedEngine's queue-bound share of a chunk)."""
         fut: Future = Future()
+        self.post(op, args, fut, token)
+        return fut
+
+    def post(self, op: str, args: tuple, waiter: Future | tuple[Callable[[list], None], object],
+             token: object = None, hold: bool = False) -> None:
+        """Queue a call whose answer goes to `waiter`: a Future, or (arrive, key): then arrive(arrivals) is called
+        on the reader thread, arrivals a list of (key, (value, None) or (None, error)), with every answer of
+        one batch from the engine that goes to that arrive (ShardedEngine.submit_append_to).
+
+        hold: keep the call here until `release` (or the next call posted without hold, which goes after it), so
+        that many calls cost the sending thread one wakeup."""
         with self._lock:
             if self.gone is not None:
                 raise Unavailable(self.gone)
             n = next(self._ids)
-            self._waiting[n] = fut
+            self._waiting[n] = waiter
             if token is not None:
                 self._tokens[n] = token
+            if hold:
+                self._held.append((n, op, args))
+                return
+            if self._held:  # the held calls go first: a stream's calls reach its engine in order
+                self._outbox.put([*self._held, (n, op, args)])
+                self._held = []
+                return
         self._outbox.put((n, op, args))
-        return fut
+
+    def release(self) -> None:
+        """Send the calls held so far (post's hold)."""
+        with self._lock:
+            if self._held:
+                self._outbox.put(self._held)
+                self._held = []
 
     def _settle(self, answers: list[tuple[int, bool, object]]) -> None:
-        """Set these calls' futures, their tokens handed over first (in one go)."""
+        """Answer these calls, their tokens handed over first (in one go): futures are set, and each arrive of
+        the (arrive, key) waiters is called once with all of its own."""
         tokens = self._tokens
         if tokens and self.on_answered is not None:  # (the reader and the outbox may settle at once)
             done = [t for t in (tokens.pop(n, None) for n, _, _ in answers) if t is not None]
             if done:
                 self.on_answered(done)
+        arrivals: dict[Callable[[list], None], list] = {}
+        waiting = self._waiting
         for n, ok, value in answers:
-            fut = self._waiting.pop(n, None)
-            if fut is not None and not fut.done():
-                fut.set_result(value) if ok else fut.set_exception(value)
+            waiter = waiting.pop(n, None)
+            if waiter is None:
+                continue
+            if type(waiter) is tuple:
+                arrive, key = waiter
+                got = arrivals.get(arrive)
+                if got is None:
+                    got = arrivals[arrive] = []
+                got.append((key, (value, None) if ok else (None, value)))
+            elif not waiter.done():
+                waiter.set_result(value) if ok else waiter.set_exception(value)
+        for arrive, got in arrivals.items():
+            try:
+                arrive(got)
+            except Exception:  # noqa: BLE001  (a caller's bug: the other callers' answers still go)
+                log.exception("handing %d answers of engine process %d to %r failed", len(got), self.rank, arrive)
 
     def call(self, op: str, *args):
         return self.send(op, *args).result()
@@ -416,6 +454,30 @@ class ShardedEngine:
                       durable: bool = False, group: str | None = None) -> Future:
         """As Engine.submit_append. A full queue raises TooBusy here, at once (the same bounds as the engine's,
         counted in this process until the ack); every other error of the engine comes with the Future."""
+        fut: Future = Future()
+        self._submit(fut, stream_id, seq, data, flush, durable, group)
+        return fut
+
+    def submit_append_to(self, arrive: Callable[[list], None], key: object, stream_id: str, seq: int,
+                         data: bytes | str, flush: bool = False, durable: bool = False, group: str | None = None,
+                         hold: bool = False) -> None:
+        """submit_append without a Future, for a caller that takes acks in batches (the service's AckRelay): once
+        the chunk is answered, arrive(arrivals) is called on a reader thread of this engine, arrivals a list of
+        (key, (ack, None) or (None, error)) holding this chunk's and those of every other chunk with the same
+        arrive answered in the same batch. TooBusy and a dead engine process raise here, as in submit_append.
+
+        hold: the chunk waits in this process until a `release_held()` (or the next call to its engine, which goes
+        after it), so that the chunks of one turn of an event loop cost one wakeup of each engine's sending thread
+        and cross in one message: the caller must call release_held() soon after."""
+        self._submit((arrive, key), stream_id, seq, data, flush, durable, group, hold)
+
+    def release_held(self) -> None:
+        """Send every chunk submitted with hold (submit_append_to) so far."""
+        for s in self._shards:
+            s.release()
+
+    def _submit(self, waiter: Future | tuple, stream_id: str, seq: int, data: bytes | str, flush: bool,
+                durable: bool, group: str | None, hold: bool = False) -> None:
         shard = self._shard(stream_id)
         if isinstance(data, (bytearray, memoryview)):  # (a memoryview does not pickle)
             data = bytes(data)
@@ -423,8 +485,9 @@ class ShardedEngine:
         with self._bounds_lock:
             self._bounds.reserve(stream_id, nbytes)
         try:
-            # its share of the bounds goes back (with the others of its batch) before its future is set
-            return shard.send("submit_append", stream_id, seq, data, flush, durable, group, token=(stream_id, nbytes))
+            # its share of the bounds goes back (with the others of its batch) before it is answered
+            shard.post("submit_append", (stream_id, seq, data, flush, durable, group), waiter,
+                       token=(stream_id, nbytes), hold=hold)
         except BaseException:
             self._release_many([(stream_id, nbytes)])
             raise

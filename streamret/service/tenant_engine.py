@@ -79,15 +79,16 @@ class PendingAck:
     __slots__ = ("_finish", "_ready", "_settled")
 
     def __init__(self, ready: ChunkAck | None = None, settled: asyncio.Future | None = None, finish=None):
-        # settled: an AckRelay future whose result is the engine's Future, done; finish(that Future) makes the
-        # ChunkAck, or (for a chunk that asked for its segment's embedding) returns the coroutine that does
+        # settled: an AckRelay future whose result is the engine's outcome, (ack, None) or (None, error);
+        # finish(outcome) makes the ChunkAck, or (for a chunk that asked for its segment's embedding) returns
+        # the coroutine that does
         self._ready, self._settled, self._finish = ready, settled, finish
 
     def __await__(self):
         if self._ready is not None:
             return self._ready
-        done = yield from self._settled
-        ack = self._finish(done)
+        outcome = yield from self._settled
+        ack = self._finish(outcome)
         if not isinstance(ack, ChunkAck):
             ack = yield from ack.__await__()
         return ack
@@ -99,6 +100,9 @@ class TenantEngine:
         self.engine = engine
         self.limits = limits
         self.metrics = metrics
+        # ShardedEngine's submit without a Future per chunk: its acks come to the AckRelay a batch at a time, and
+        # the chunks of one turn of the loop go to the engine processes together (hold, then release_held)
+        self._submit_to = getattr(engine, "submit_append_to", None)
         self.registry = StreamRegistry(limits.max_streams_per_tenant)
         self._relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its AckRelay
         self._last_relay: AckRelay | None = None
@@ -164,11 +168,19 @@ class TenantEngine:
         deadline, pause = None, 0.001
         while True:
             try:
-                if len(data) >= OFFLOAD_CHUNK_BYTES:
+                if self._submit_to is not None:  # (it tokenizes nothing in this process: no thread hop either)
+                    relay = self._relay()
+                    settled = relay.expect()
+                    self._submit_to(relay.arrive, settled, eid, seq, data, flush=flush, durable=durable,
+                                    group=caller.tenant, hold=True)
+                    relay.after_turn(self.engine.release_held)
+                elif len(data) >= OFFLOAD_CHUNK_BYTES:
                     fut = await self._call(self.engine.submit_append, eid, seq, data, flush=flush, durable=durable,
                                            group=caller.tenant)
+                    settled = self._relay().follow(fut)
                 else:
                     fut = self.engine.submit_append(eid, seq, data, flush=flush, durable=durable, group=caller.tenant)
+                    settled = self._relay().follow(fut)
                 break
             except TooBusy as e:
                 now = time.monotonic()
@@ -180,10 +192,9 @@ class TenantEngine:
                 pause = min(pause * 2, 0.05)
             except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
                 return self.failed_ack(caller, stream_id, seq, e)
-        settled = self._relay().follow(fut)
         if want_segment:
             return PendingAck(settled=settled,
-                              finish=lambda done: self._with_segment(caller, eid, stream_id, seq, done))
+                              finish=lambda outcome: self._with_segment(caller, eid, stream_id, seq, outcome))
         return PendingAck(settled=settled, finish=functools.partial(self._finish_ack, caller, eid, stream_id, seq))
 
     def _relay(self) -> AckRelay:
@@ -197,20 +208,19 @@ class TenantEngine:
             self._last_relay = relay
         return relay
 
-    def _finish_ack(self, caller: Caller, eid: str, stream_id: str, seq: int, done: Future) -> ChunkAck:
-        """The ChunkAck of a chunk whose engine Future `done` is done."""
-        try:
-            ack = done.result()
-        except CancelledError:  # the engine dropped the chunk's future: the call ends as cancelled
-            raise asyncio.CancelledError from None
-        except Exception as e:  # noqa: BLE001  (per-chunk problems go into the ack)
-            return self._error_ack(caller, stream_id, seq, e)
+    def _finish_ack(self, caller: Caller, eid: str, stream_id: str, seq: int, outcome: tuple) -> ChunkAck:
+        """The ChunkAck of a chunk whose engine outcome is (ack, None) or (None, error) (AckRelay)."""
+        ack, error = outcome
+        if error is not None:
+            if isinstance(error, CancelledError):  # the engine dropped the chunk's future: the call ends as cancelled
+                raise asyncio.CancelledError
+            return self._error_ack(caller, stream_id, seq, error)
         self.registry.touch(caller.tenant, eid)
         return ChunkAck(stream_id, seq, int(ack.applied_seq), int(ack.durable_seq), int(ack.tokens),
                         bool(ack.duplicate))
 
-    async def _with_segment(self, caller: Caller, eid: str, stream_id: str, seq: int, done: Future) -> ChunkAck:
-        out = self._finish_ack(caller, eid, stream_id, seq, done)
+    async def _with_segment(self, caller: Caller, eid: str, stream_id: str, seq: int, outcome: tuple) -> ChunkAck:
+        out = self._finish_ack(caller, eid, stream_id, seq, outcome)
         if out.error_code:
             return out
         try:
@@ -379,33 +389,63 @@ class TenantEngine:
 
 
 class AckRelay:
-    """Hands engine futures, done on the engine's threads, to the event loop in batches.
+    """Hands engine outcomes, known on the engine's threads, to the event loop in batches.
 
-    `follow(fut)` gives an asyncio future that gets `fut` itself as its result once `fut` is done. A done
-    future goes into a queue, and the loop is woken (call_soon_threadsafe: a handle and a write to its
-    self-pipe) only when no wakeup is pending already, so an engine that finishes many chunks at once wakes the
-    loop once for all of them. Cancelling the asyncio future (a client hung up) leaves the engine's future
-    alone: the engine still owns it and will set it. The asyncio future never holds an exception, so one that
-    nobody awaits any more logs nothing.
+    Each chunk has an asyncio future on the loop (`expect`) that gets its outcome: (ack, None), or (None, error).
+    `arrive(pairs)`, from any thread, queues (asyncio future, outcome) pairs and wakes the loop
+    (call_soon_threadsafe: a handle and a write to its self-pipe) only when no wakeup is pending already, so an
+    engine that finishes many chunks at once wakes the loop once for all of them. An engine that answers in
+    batches calls `arrive` itself (ShardedEngine.submit_append_to: no Future per chunk); for one that returns a
+    concurrent Future, `follow(fut)` arrives its outcome once it is done. Cancelling the asyncio future (a client
+    hung up) leaves the engine's side alone. The asyncio future never holds an exception, so one that nobody
+    awaits any more logs nothing.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # (held weakly: the relays are kept per loop, and must not keep it alive)
-        self._done: deque[tuple[asyncio.Future, Future]] = deque()
+        self._done: deque[tuple[asyncio.Future, tuple]] = deque()
         self._woken = False  # a _deliver is scheduled and has not started
+        self._after_turn: list[Callable[[], None]] = []  # to call once this turn of the loop is over
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop()
 
+    def expect(self) -> asyncio.Future:
+        """A future for one outcome to arrive (called on the loop: it is alive)."""
+        return self._loop().create_future()
+
+    def after_turn(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once, however often it is asked for meanwhile) after the callbacks that the loop
+        runs now: on the loop, at the start of its next turn (which does not wait, as one is ready)."""
+        if callback in self._after_turn:
+            return
+        if not self._after_turn:
+            self._loop().call_soon(self._turn_over)
+        self._after_turn.append(callback)
+
+    def _turn_over(self) -> None:
+        callbacks, self._after_turn = self._after_turn, []
+        for callback in callbacks:
+            callback()
+
     def follow(self, fut: Future) -> asyncio.Future:
-        out = self._loop().create_future()  # called on the loop: it is alive
+        """The asyncio future of a concurrent Future's outcome."""
+        out = self.expect()
         fut.add_done_callback(functools.partial(self._arrived, out))
         return out
 
     def _arrived(self, out: asyncio.Future, fut: Future) -> None:  # on the engine's thread (or the loop's)
-        self._done.append((out, fut))
-        if self._woken:  # the pending _deliver resets the flag before it empties the queue: it takes this one
+        if fut.cancelled():
+            self.arrive([(out, (None, CancelledError()))])
+            return
+        error = fut.exception()  # (not result(): a raise here would tie the error's traceback to this frame)
+        self.arrive([(out, (None, error) if error is not None else (fut.result(), None))])
+
+    def arrive(self, pairs: list[tuple[asyncio.Future, tuple]]) -> None:
+        """(asyncio future, outcome) pairs, from any thread: each future gets its outcome on the loop."""
+        self._done.extend(pairs)
+        if self._woken:  # the pending _deliver resets the flag before it empties the queue: it takes these
             return
         self._woken = True  # two threads may both get here: a second _deliver finds nothing, no harm
         loop = self._loop()
@@ -420,6 +460,6 @@ class AckRelay:
         self._woken = False
         done = self._done
         while done:
-            out, fut = done.popleft()
+            out, outcome = done.popleft()
             if not out.done():
-                out.set_result(fut)
+                out.set_result(outcome)
