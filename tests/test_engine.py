@@ -272,6 +272,29 @@ def test_fork_export_import(eng, tmp_path):
             other.import_state("moved", data)
 
 
+def test_the_stream_embedding_follows_every_step_and_every_new_state(tmp_path):
+    """Queries use the embedding booked with a stream's last step (no device read under the lock): it follows
+    every step, and a state that no step made (a fork, an import, a stream loaded from its record) gives its
+    own embedding, equal to its source's."""
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
+        e.append("s", 1, "first part.", flush=True)
+        assert rel_err(e.embedding("s"), one_shot(e, "first part.")) < 1e-5
+        e.append("s", 2, " And then a second, different part!", flush=True)
+        whole = e.embedding("s")
+        assert rel_err(whole, one_shot(e, "first part. And then a second, different part!")) < 1e-5
+        assert rel_err(whole, e.runner.embed(*(lambda st: (st.pool_sum, st.pool_count))(e.store.read("s")))[0]) < 1e-6
+        e.fork("s", "forked")
+        e.import_state("imported", e.export_state("s"))
+        e.evict("s")
+        for sid in ("forked", "imported", "s"):
+            assert rel_err(e.embedding(sid), whole) < 1e-6, sid
+            top = e.segments(sid)
+            assert [x.text for x in top] == [x.text for x in e.segments("forked")]
+        e.append("forked", 3, " The fork moves on.", flush=True)
+        assert rel_err(e.embedding("forked"), whole) > 1e-3
+        assert rel_err(e.embedding("s"), whole) < 1e-6
+
+
 def test_close_and_evict(tmp_path):
     with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
         e.append("keep", 1, "kept text tail")

@@ -50,7 +50,8 @@ MAX_SECONDS_TO_ACK = 20.0
 
 def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_streams():
     budget = 4096  # at most 64 streams: a busy stream's share is at least 64 tokens, as with the defaults
-    cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64)
+    # one tokenize thread: what waits is split between idle threads, and A's work must arrive as one batch
+    cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64, tokenizer_threads=1)
     e = Engine.from_model("random:tiny", device="cpu", config=cfg)
     try:
         # queue all of tenant A's work before the first step is planned: holding the tokenize stage's lock too

@@ -344,6 +344,8 @@ class EngineCore:
         ran = [self.store.streams[sid] for sid in step.ran]
         trackers = [st.segments for st in ran]
         booked = book_step(trackers, step.ran_spans, step.runs, out.open_sums) if ran else None
+        for i, st in enumerate(ran):  # (a copy: on a GPU the step's arrays are a staging buffer, reused)
+            st.embedding = out.embeddings[i].copy()
         self._parts_s["book_spans"] += time.perf_counter() - t0
         flushed = []  # (stream, segments closed by pieces without tokens)
         for work in plan.work:
@@ -379,14 +381,21 @@ class EngineCore:
         return resolved
 
     def _keep_flushed(self, stream: Stream, closed: list[ClosedSegment]) -> None:
-        """Keep the segments a flush closed (no tokens ran: their sums are the tracker's, on the host)."""
+        """Keep the segments a flush closed (no tokens ran: their sums are the tracker's, on the host, and are
+        embedded there: the lock is held, and the device may be running a step)."""
         embeddings = self.runner.embed(torch.from_numpy(np.stack([c.pool_sum for c in closed])),
                                        torch.tensor([c.pool_count for c in closed]))
-        state = self.store.read(stream.id)
-        stream_emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
         stream.segments.keep_many([c.text for c in closed],
                                   np.array([(c.start_byte, c.end_byte) for c in closed], np.int64),
-                                  embeddings, stream_emb)
+                                  embeddings, self.stream_embedding(stream))
+
+    def stream_embedding(self, stream: Stream) -> np.ndarray:
+        """A resident stream's embedding as its state stands (lock held): booked with its last step, or computed
+        from its state (then kept) when no step ran it since it was created, imported or loaded."""
+        if stream.embedding is None:
+            state = self.store.read(stream.id)
+            stream.embedding = self.runner.embed(state.pool_sum, state.pool_count)[0]
+        return stream.embedding
 
     def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
         log.exception("engine step over %d streams failed", len(plan.work), exc_info=error)

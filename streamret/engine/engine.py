@@ -293,9 +293,7 @@ class Engine(EngineCore):
         self._wait_applied(stream_id)
         prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            self._settled(stream_id, prefetched)
-            state = self.store.read(stream_id)
-        return self.runner.embed(state.pool_sum, state.pool_count)[0]
+            return self.stream_embedding(self._settled(stream_id, prefetched)).copy()
 
     def encode(self, texts: str | Iterable[str], batch_size: int = 256, show_progress_bar: bool = False,
                normalize: bool = True) -> np.ndarray:
@@ -321,9 +319,7 @@ class Engine(EngineCore):
         prefetched = self.store.prefetch(stream_id)
         with self._lock:
             stream = self._settled(stream_id, prefetched)
-            state = self.store.read(stream_id)
-            emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
-            return stream.segments.segments(emb, with_embeddings)
+            return stream.segments.segments(self.stream_embedding(stream), with_embeddings)
 
     def summarize(self, stream_id: str, k: int = 5, mode: str = "extractive", max_new_tokens: int = 64) -> Summary:
         """Top-k segments (MMR: salient, not redundant) in document order; generative mode also decodes a
@@ -340,9 +336,8 @@ class Engine(EngineCore):
         with self._lock:
             stream = self._settled(stream_id, prefetched)
             applied_seq = stream.applied_seq
-            state = self.store.read(stream_id)
-            emb = self.runner.embed(state.pool_sum, state.pool_count)[0]
-            segments = stream.segments.segments(emb)
+            segments = stream.segments.segments(self.stream_embedding(stream))
+            state = self.store.read(stream_id) if mode == "generative" else None
         picked = select_summary(segments, k, self.config.mmr_lambda)
         text = ""
         if mode == "generative":

@@ -13,6 +13,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .config import Ack
 from .scheduler import WorkItem
 from .segments import SegmentTracker
@@ -42,6 +44,11 @@ class Stream:
     # policy, the time sweep and shutdown never write it; only a chunk asking for a record (or an eviction) does.
     ephemeral: bool = False
     recorded: bool = False  # a record of it was handed to the durable store: closing must delete it
+    # the stream embedding of its state as the last step left it (float32 [embed_dim], booked with the step);
+    # None until a step ran it (a new, imported or loaded stream): then computed from the state. A step is the
+    # only change to a Stream's state (import and load make new Stream objects), so it is never stale, and
+    # queries need not read the device, which would wait for the step running there under the engine's lock.
+    embedding: np.ndarray | None = None
 
     @property
     def at_boundary(self) -> bool:

@@ -66,6 +66,8 @@ class ModelRunner:
         # pooled sums are float64, and a step embeds all the segments it closed in one call
         head = model.embed_head
         self._head = None if head is None else head.weight.detach().to(torch.float64)
+        # and on the host, for sums that are there (a flush's segments): no trip to a device that runs a step
+        self._head_host = None if head is None else self._head.cpu()
         self.staging = Staging()
 
     @torch.inference_mode()
@@ -117,9 +119,10 @@ class ModelRunner:
 
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:
-        """`RetNet.embed` of pooled sums [n, d] (float64, any device) through the float64 head, as a step
-        embeds its segments: float32 [n, e] on the host."""
-        return pooled_embedding(pool_sum.to(self.device), pool_count.to(self.device), self._head).cpu().numpy()
+        """`RetNet.embed` of pooled sums [n, d] (float64) through the float64 head, as a step embeds its segments,
+        where the sums are (the host, or the model's device): float32 [n, e] on the host."""
+        head = self._head_host if pool_sum.device.type == "cpu" else self._head
+        return pooled_embedding(pool_sum, pool_count.to(pool_sum.device), head).cpu().numpy()
 
     @torch.inference_mode()
     def generate(self, state: RetNetState, prompt: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:
