@@ -232,3 +232,40 @@ def test_when_every_engine_is_gone_the_rows_left_fail_as_unavailable():
     sub_batches.run_sub_batches(send, 2, docs, summary_k=0, chunk_bytes=64, max_in_flight=4, max_bytes_in_flight=None,
                                 group=None, stop=None, window=4)
     assert all(d.error.startswith("UNAVAILABLE: engine process") and d.embedding is None for d in docs)
+
+
+@pytest.mark.parametrize("max_in_flight, max_bytes", [(3, None), (60, 2)])
+def test_bounds_smaller_than_the_sub_batch_slots_still_hold_in_total(max_in_flight, max_bytes):
+    """Rows (or bytes) in flight below 2 x engines: fewer sub-batches run at once, each with its share, so the
+    batch's bounds hold in total (not max(1, bound // slots) in each of all the slots)."""
+    running, most, options = [], [0], []
+
+    def send(rank, op, args):
+        fut = sub_batches.Future()
+        running.append((fut, args))
+        options.append(args[5])
+        most[0] = max(most[0], sum(1 for f, _ in running if not f.done()))
+        return fut
+
+    finished = threading.Event()
+
+    def answer_oldest():
+        while not finished.is_set():
+            pending = [(f, a) for f, a in running if not f.done()]
+            if pending:
+                pending[0][0].set_result(answer(pending[0][1]))
+            time.sleep(0.001)
+
+    answering = threading.Thread(target=answer_oldest)
+    answering.start()
+    docs = fake_docs(24)
+    sub_batches.run_sub_batches(send, 4, docs, summary_k=0, chunk_bytes=64, max_in_flight=max_in_flight,
+                                max_bytes_in_flight=max_bytes, group=None, stop=None, window=4)
+    finished.set()
+    answering.join()
+    assert all(d.error is None for d in docs)
+    slots = min(max_in_flight, max_bytes or 8)
+    assert most[0] <= slots
+    assert all(o["max_in_flight"] * slots <= max_in_flight for o in options)
+    if max_bytes is not None:
+        assert all(o["max_bytes_in_flight"] * slots <= max_bytes for o in options)

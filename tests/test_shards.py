@@ -166,6 +166,8 @@ def test_state_dir_is_shared_so_the_engine_count_may_change(tmp_path):
         for sid in sids:
             assert eng.info(sid).durable_seq == 3
             np.testing.assert_allclose(eng.embedding(sid), before[sid], atol=1e-6)
+    with pytest.raises(Unavailable, match="the engine was shut down"):  # not "exited ... being restarted"
+        eng.info(sids[0])
 
 
 def test_a_dead_engine_process_fails_its_streams_spares_the_others_and_is_restarted(tmp_path):

@@ -288,6 +288,21 @@ def test_text_that_may_hold_an_added_token_is_encoded_as_is(text):
     assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
 
 
+def test_no_twin_when_an_added_token_is_matched_on_normalized_text():
+    """An added token with normalized=True (as add_tokens makes them) is matched on the normalizer's output
+    ("zurich" is the added "Zürich" here), which the twin has no part in: such a tokenizer encodes as shipped."""
+    from tokenizers import AddedToken
+
+    tok = Tokenizer.from_str(wordpiece_style(normalizers.BertNormalizer(lowercase=True)))
+    tok.add_tokens([AddedToken("Zürich", normalized=True)])
+    hf = HFTokenizer.from_json(tok.to_str())
+    assert hf._prenormalized is None
+    items = [["in zurich.", " Zürich"]]
+    ids, ends = hf.encode_pieces(items)
+    assert (ids.tolist(), ends.tolist()) == per_piece(hf, items)
+    assert hf.encode("zurich") == [tok.token_to_id("Zürich")]
+
+
 def test_no_twin_for_a_normalizer_that_does_more_than_map_characters():
     """A normalizer that replaces or prepends (the Llama style) is not probed character by character: its
     tokenizer encodes as it always did."""

@@ -420,7 +420,8 @@ def embed_table(
     row) in the scheduler's fairness `group`, and closed when their row is done.
     At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once
     (with engine processes: in all of them together), at most `window` chunks of one row;
-    `call_threads` threads make the rows' other engine calls (open, results, close).
+    `call_threads` threads make the rows' other engine calls (open, results, close); with engine processes
+    (an engine with `embed_documents`) each sub-batch runs with 16 of its own in its engine process instead.
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.

@@ -67,7 +67,10 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
     """Run embed_table's documents on `engines` engine processes (module doc); fills in each document's results
     or error, as arrow_table._Runner does."""
     per_engine = SUB_BATCHES_PER_ENGINE
-    slots = engines * per_engine
+    # sub-batches at once: fewer than engines x per_engine when the bounds are smaller, so that each gets at
+    # least one row and one byte of them and the bounds hold in total
+    slots = max(1, min(engines * per_engine, max_in_flight,
+                       engines * per_engine if max_bytes_in_flight is None else max_bytes_in_flight))
     options = {"summary_k": summary_k, "max_in_flight": max(1, max_in_flight // slots),
                "max_bytes_in_flight": None if max_bytes_in_flight is None else max(1, max_bytes_in_flight // slots),
                "group": group, "window": window, "deadline": None if stop is None else stop.deadline}
@@ -107,7 +110,7 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
         while todo or running:
             if stop is not None and stop.reason() is not None:
                 break
-            while todo and free:
+            while todo and free and len(running) < slots:
                 rank = max(free, key=free.__getitem__)  # the engine with the most room
                 batch, key = todo[0], uuid.uuid4().hex
                 args = (key, [d.row for d in batch], [d.stream_id for d in batch], [d.data for d in batch],

@@ -180,6 +180,7 @@ class _Shard:
         self._ids = itertools.count(1)
         self._held: list[tuple] = []  # calls posted with hold, not yet handed to the outbox
         self.gone: str | None = None  # why calls fail now (the process exited)
+        self.shut_down = False  # the ShardedEngine is shutting it down: its exit is no crash, and no restart follows
         self.hello: Future = Future()
         self._waiting[0] = self.hello
         self._outbox = _Outbox(conn, f"streamret-shard-{rank}-send", on_error=self._unsent)
@@ -263,6 +264,8 @@ class _Shard:
         self._settle([(n, False, failure) for n, _, _ in batch])
 
     def _exited(self) -> str:
+        if self.shut_down:
+            return f"the engine was shut down (engine process {self.rank} with it): it takes no more calls"
         self.process.join(timeout=5)
         return (f"engine process {self.rank} exited (code {self.process.exitcode}) and is being restarted; its "
                 "streams are safe up to their durable_seq: resend from there shortly")
@@ -582,6 +585,7 @@ class ShardedEngine:
         reports = []
         futures = []
         for s in self._shards:
+            s.shut_down = True
             try:
                 futures.append(s.send("shutdown", checkpoint, timeout_s))
             except Unavailable as e:
@@ -702,6 +706,9 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                      "model_info": {"tokenizer": type(engine.tokenizer).__name__,
                                     "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}})
     pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"streamret-engine-{rank}-call")
+    # a batch's sub-batches hold a thread for their whole run: on threads of their own, so that the short calls
+    # (open, close, embedding, a batch's cancel) never wait behind them; more than these wait their turn
+    batches = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"streamret-engine-{rank}-batch")
 
     def run(n: int, op: str, args: tuple) -> None:
         try:
@@ -799,9 +806,10 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                     else:
                         submit(n, args)
                 else:
-                    pool.submit(run, n, op, args)
+                    (batches if op == "embed_documents" else pool).submit(run, n, op, args)
     finally:
         pool.shutdown(wait=True)
+        batches.shutdown(wait=True)
         outbox.close()
         conn.close()
         if exit_now:

@@ -244,8 +244,9 @@ class _Prenormalized:
     def of(cls, spec: dict, tok) -> _Prenormalized | None:
         """None when the tokenizer has no normalizer (nothing to gain), a normalizer that does more than map
         characters one by one (Replace, Prepend, Strip: a probe of single characters would not tell what it
-        does) or one whose effect on printable ASCII is not one of the mappings here, or when this tokenizers
-        version lacks normalize_str."""
+        does) or one whose effect on printable ASCII is not one of the mappings here, an added token matched
+        on normalized text (`normalized`, as `add_tokens` makes them: the twin would not see the text it is
+        matched on), or when this tokenizers version lacks normalize_str."""
         from tokenizers import Tokenizer as _Tok
 
         normalizer = getattr(tok, "normalizer", None)
@@ -265,7 +266,10 @@ class _Prenormalized:
         plain = next((f for f in (str.lower, _same, _lower_spaces, _spaces) if same(f(_PLAIN_PROBE), want)), None)
         if plain is None:
             return None
-        contents = [t.content for t in tok.get_added_tokens_decoder().values() if t.content]
+        tokens = [t for t in tok.get_added_tokens_decoder().values() if t.content]
+        if any(t.normalized for t in tokens):  # matched on normalized text (the twin has none): not found here
+            return None
+        contents = [t.content for t in tokens]
         added = re.compile("|".join(map(re.escape, contents)), re.IGNORECASE) if contents else None
         return cls(twin, normalizer.normalize_str, plain, added)
 
