@@ -34,6 +34,9 @@ Parts (--parts, in this order; one engine serves all of them):
 Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
 model / host ms per step: the step loop's own clocks (launch + wait for results / everything else).
+In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, and
+from queued to applied), the engine processes' CPU by thread role, and for the service parts the server's and
+the load processes' garbage-collector pauses: what the ack latency is made of.
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
 """
@@ -286,12 +289,24 @@ def steps_between(before: dict, after: dict) -> dict:
 
     tokens = after["tokens_processed"] - before["tokens_processed"]
     cpu0, cpu1 = before.get("thread_cpu_seconds") or {}, after.get("thread_cpu_seconds") or {}
+    # the items applied since `before` (each engine remembers its last 2,048): where an item's time went inside
+    # the engine, on the host's monotonic clock (the same in every engine process)
+    import numpy as np
+
+    start = max((t for t, _, _ in before.get("recent_items") or []), default=float("-inf"))
+    items = np.array([(a, b) for t, a, b in after.get("recent_items") or [] if t > start]).reshape(-1, 2)
+    item_ms = {"items": len(items)} if not len(items) else {
+        "items": len(items), **{f"{name}_p{q}": round(float(np.percentile(items[:, k], q)), 2)
+                                for k, name in enumerate(("tokenize", "queued_to_applied")) for q in (50, 99)}}
     # the step loop's own clocks: model = launching a step plus waiting for its results; host = the rest
     return {"steps": steps,
             # CPU of the engine's threads by role (engine processes: all of theirs, summed) per token it ran
             "engine_cpu_us_per_token_by_thread": {k: round(1e6 * (v - cpu0.get(k, 0.0)) / max(1, tokens), 3)
                                                   for k, v in cpu1.items()},
             "tokens_per_step": round(tokens / max(1, steps), 1),
+            # ms from accepted to queued (the tokenize stage, its wait included) and from queued to applied
+            # (waiting for a step, the step, booking), p50 / p99 over the part's items
+            "engine_item_ms": item_ms,
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
             "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
             "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),

@@ -107,6 +107,9 @@ class EngineCore:
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
         self._recent_tokens: deque[int] = deque(maxlen=256)
+        # the last items applied: (applied at, ms from accepted to queued (the tokenize stage), ms from queued to
+        # applied (waiting for a step, the step, booking)), time.monotonic: a bench takes those of its window
+        self._recent_items: deque[tuple[float, float, float]] = deque(maxlen=2048)
         gc_pauses.watch()
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
@@ -201,6 +204,7 @@ class EngineCore:
                 "recent_step_batch_sizes": list(self._recent_streams),
                 "step_streams_buckets": list(self._step_streams_buckets),
                 "recent_step_tokens": list(self._recent_tokens),
+                "recent_items": list(self._recent_items),
                 "queue_depth": self.scheduler.pending_chunks,
                 "queue_tokens": self.scheduler.pending_tokens,
                 "queue_bytes": self.scheduler.pending_bytes,
@@ -348,6 +352,7 @@ class EngineCore:
             st.embedding = out.embeddings[i].copy()
         self._parts_s["book_spans"] += time.perf_counter() - t0
         flushed = []  # (stream, segments closed by pieces without tokens)
+        now = time.monotonic()
         for work in plan.work:
             stream = self.store.streams[work.stream_id]
             if not work.n_tokens:  # only pieces without tokens (a flush): no sums
@@ -356,7 +361,10 @@ class EngineCore:
                     flushed.append((stream, closed))
             for s in work.slices:
                 if s.completes:
-                    stream.apply(s.item)
+                    item = s.item
+                    self._recent_items.append((now, 1e3 * (item.queued_at - item.accepted_at),
+                                               1e3 * (now - item.queued_at)))
+                    stream.apply(item)
                     self.scheduler.complete(s.item)
                     done.setdefault(stream, []).append(s.item)
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes

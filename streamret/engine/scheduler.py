@@ -18,6 +18,7 @@ Queues are bounded per stream and in total: a chunk counts from its acceptance (
 from __future__ import annotations
 
 import itertools
+import time
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
@@ -51,6 +52,10 @@ class WorkItem:
     accepted_before: int = 0  # where the front goes back to if its tokenization fails
     queued: bool = False  # in its stream's queue (tokenized, and every earlier item queued)
     group: str = ""  # the scheduler's fairness group of the stream (e.g. its tenant)
+    # when it was accepted and when it was queued after tokenizing (time.monotonic: one clock for every process
+    # of the host), for the engine's stats of where an item's time goes (EngineCore.stats: recent_items)
+    accepted_at: float = field(default_factory=time.monotonic)
+    queued_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.set_tokens(self.tokens, self.piece_ends)
@@ -363,6 +368,7 @@ class Scheduler:
         sid = item.stream_id
         self.pending_tokens += item.n_tokens
         item.queued = True
+        item.queued_at = time.monotonic()
         queue = self._queues.get(sid)
         if queue is None:
             queue = self._queues[sid] = deque()
