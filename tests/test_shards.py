@@ -296,3 +296,28 @@ def test_chunks_of_a_stream_loaded_from_its_record_stay_in_order(tmp_path):
             plain.append("cold", seq, c)
         np.testing.assert_allclose(eng.embedding("cold"), plain.embedding("cold"), atol=1e-5)
         assert eng.info("cold").applied_seq == 6
+
+
+def test_an_engine_that_answered_its_shutdown_but_does_not_exit_is_killed_after_5_s(caplog):
+    """Its streams are written once it answered: it gets 5 s to exit, not 30, then it is killed with a warning."""
+    import multiprocessing as mp
+    import queue
+    import threading
+
+    proc = mp.get_context("spawn").Process(target=time.sleep, args=(120,))
+    proc.start()
+
+    class Shard:
+        rank, process = 0, proc
+
+        def close(self) -> None:
+            pass
+
+    eng = ShardedEngine.__new__(ShardedEngine)
+    relay = threading.Thread(target=lambda: None)
+    relay.start()
+    eng._shards, eng._logs, eng._log_thread = [Shard()], queue.SimpleQueue(), relay
+    t0 = time.monotonic()
+    eng._stop_processes(done={0})
+    assert not proc.is_alive() and time.monotonic() - t0 < 15
+    assert "answered its shutdown" in caplog.text
