@@ -365,8 +365,8 @@ class EngineCore:
                     self._recent_items.append((now, 1e3 * (item.queued_at - item.accepted_at),
                                                1e3 * (now - item.queued_at)))
                     stream.apply(item)
-                    self.scheduler.complete(s.item)
-                    done.setdefault(stream, []).append(s.item)
+                    self.scheduler.complete(item)
+                    done.setdefault(stream, []).append(item)
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
         t1 = time.perf_counter()

@@ -78,9 +78,9 @@ class TokenizeStage:
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None):
         """What waits is split between the threads that wait for work (a batch is at least min_batch_bytes,
-        at most max_batch_bytes): the batches then run at once, and a chunk waits for the tokenizer about
-        half as long (bench/RESULTS.md, "Tokenizer": on an H200 host the tokenize threads take most of an
-        engine's CPU, and with few streams a chunk's trip through them bounds the engine)."""
+        at most max_batch_bytes): the batches then run at once instead of one after the other (on an H200
+        host the tokenize threads take most of an engine's CPU, and with few streams a chunk's wait for them is
+        part of every round trip: bench/RESULTS.md, "End to end on the H200, session 5")."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver

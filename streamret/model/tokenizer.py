@@ -228,9 +228,10 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
 
 class _Prenormalized:
     """The tokenizer's normalizer applied before `tokenizers` sees the text, by Python's `str.lower` where that
-    is all it does: `tokenizers` normalizes each word through an alignment-tracking string, half of the
-    tokenize stage's native time on English text (bench/RESULTS.md, "Tokenizer"). A twin of the tokenizer
-    without a normalizer then encodes the normalized pieces: the same ids, since normalizing is its first step.
+    is all it does: `tokenizers` normalizes each word through an alignment-tracking string, about 40% of its
+    time on English text (bench/tokenizer.py; bench/RESULTS.md, "End to end on the H200, session 5"). A twin of
+    the tokenizer without a normalizer then encodes the normalized pieces: the same ids, since normalizing is its
+    first step.
 
     Pieces of printable ASCII (most English text) are normalized by the Python mapping that equals the
     normalizer on every such character (found when loading: lowercase or not, whitespace to spaces or not);
