@@ -99,7 +99,8 @@ def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_
 
 def test_outputs_do_not_depend_on_the_fair_split():
     """Streams of three tenants cut into small shares per step end with the one-shot embeddings."""
-    cfg = EngineConfig(max_step_tokens=40, max_step_streams=6)
+    # one tokenize thread: the work submitted under the lock then arrives as one batch (two threads split it)
+    cfg = EngineConfig(max_step_tokens=40, max_step_streams=6, tokenizer_threads=1)
     texts = {f"t{t}/s{i}": text(150 + 37 * i, 10 * t + i) + ". " for t in range(3) for i in range(t + 2)}
     with Engine.from_model("random:tiny", device="cpu", config=cfg) as e:
         futures = []
