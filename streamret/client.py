@@ -519,6 +519,8 @@ class AsyncClient:
         finally:
             sender.cancel()
             call.cancel()
+            # awaited, so that no task is left pending when the caller's loop closes (asyncio warns then)
+            await asyncio.gather(sender, return_exceptions=True)
 
     async def _next_ack(self, call, ledger: _Ledger):
         """The call's next ack, grpc.aio.EOF at its end, or None when none came for Deadlines.ack_idle_s while
@@ -533,6 +535,7 @@ class AsyncClient:
                     return None
         finally:
             read.cancel()
+            await asyncio.gather(read, return_exceptions=True)
 
     async def model_info(self) -> pb.GetModelInfoResponse:
         """The served model (name, fingerprint, embedding size, tokenizer, dtype, device) and the limits."""

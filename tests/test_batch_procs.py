@@ -107,19 +107,24 @@ def test_a_cancel_stops_the_sub_batches_inside_the_engines(sharded, monkeypatch)
     assert sum(sharded.stats()["streams"].values()) == 0
 
 
-def test_an_engine_process_that_dies_fails_its_rows_as_unavailable_and_the_others_go_on(small_sub_batches):
+def test_an_engine_process_that_dies_fails_its_rows_as_unavailable_and_the_others_go_on(small_sub_batches,
+                                                                                         monkeypatch):
     with ShardedEngine(MODEL, "cpu", procs=2) as eng:
         table = pa.table({"id": list(range(30)), "text": [t * 10 for t in texts(30)]})
-        victim = eng._shards[0].process
+        shard = eng._shards[0]
+        victim, send = shard.process, shard.send
         killed = []
 
-        def kill_once() -> None:  # at the first sub-batch back, engine 0 has one running at least
-            if not killed:
+        def send_then_kill(op, *args):  # engine 0 dies with its first sub-batch in it (not yet answered: a
+            fut = send(op, *args)  # sub-batch takes the engine milliseconds, the kill comes at once)
+            if op == "embed_documents" and not killed:
                 killed.append(victim.pid)
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.join(timeout=30)
+            return fut
 
-        out = embed_table(eng, table, max_in_flight=8, on_row_done=kill_once)
+        monkeypatch.setattr(shard, "send", send_then_kill)
+        out = embed_table(eng, table, max_in_flight=8)
         errors = out.column("error").to_pylist()
         lost = [e for e in errors if e is not None]
         assert lost and all(e.startswith("UNAVAILABLE") and "exited" in e for e in lost)
