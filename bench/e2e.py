@@ -298,8 +298,15 @@ def steps_between(before: dict, after: dict) -> dict:
     item_ms = {"items": len(items)} if not len(items) else {
         "items": len(items), **{f"{name}_p{q}": round(float(np.percentile(items[:, k], q)), 2)
                                 for k, name in enumerate(("tokenize", "queued_to_applied")) for q in (50, 99)}}
+    # STREAMRET_LOCK_PROFILE=1: the engine lock's holders in the part (streamret/engine/lock_profile.py), the
+    # 10 that held it longest, summed over engines: who the step loop's "lock" wait waited for
+    sites0, sites1 = before.get("lock_sites") or {}, after.get("lock_sites") or {}
+    held = {site: {k: round(v - sites0.get(site, {}).get(k, 0), 4) if k != "max_held_s" else round(v, 4)
+                   for k, v in book.items()} for site, book in sites1.items()}
+    lock_sites = dict(sorted(held.items(), key=lambda kv: -kv[1]["held_s"])[:10])
     # the step loop's own clocks: model = launching a step plus waiting for its results; host = the rest
     return {"steps": steps,
+            **({"lock_sites": lock_sites} if lock_sites else {}),
             # CPU of the engine's threads by role (engine processes: all of theirs, summed) per token it ran
             "engine_cpu_us_per_token_by_thread": {k: round(1e6 * (v - cpu0.get(k, 0.0)) / max(1, tokens), 3)
                                                   for k, v in cpu1.items()},

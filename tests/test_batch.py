@@ -3,6 +3,7 @@
 import os
 import random
 import re
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from streamret import cli
 from streamret.batch import embed_parquet
+from streamret.batch.arrow_table import embed_table
 from streamret.batch import parquet_job as job
 from streamret.batch.parts import FINGERPRINT_KEY, PartFolder
 from streamret.engine import Engine
@@ -116,6 +118,19 @@ def test_one_output_row_per_input_row_with_errors_recorded(uninterrupted, corpus
     assert report.tokens == sum(len(t.encode()) for t in GOOD.values())
     assert sorted(os.listdir(out)) == [f"part-{i:06d}.parquet" for i in range(report.parts)]
     assert report.parts == 4  # 4 + 4 + 4 rows of a.parquet, then 3 more (parts span files)
+
+
+def test_rows_on_an_engine_in_this_process_make_their_calls_on_the_callers_thread(engine):
+    """With an Engine in this process the runner opens, queries and closes on its own thread (no call threads
+    taking the engine lock from the step loop), and gives what 16 call threads give."""
+    table = pa.table({"id": list(GOOD), "text": list(GOOD.values())})
+    threads_seen = []
+    inline = embed_table(engine, table, summary_k=2, chunk_bytes=CHUNK_BYTES,
+                         on_row_done=lambda: threads_seen.append({t.name for t in threading.enumerate()}))
+    assert threads_seen and not any(n.startswith("streamret-batch-call") for seen in threads_seen for n in seen)
+    pooled = embed_table(engine, table, summary_k=2, chunk_bytes=CHUNK_BYTES, call_threads=16)
+    assert_same_output(inline, pooled)
+    assert sum(engine.stats()["streams"].values()) == 0  # every temporary closed
 
 
 def test_the_report_times_the_job_from_the_model_ready_and_counts_its_own_steps(uninterrupted, corpus, engine,

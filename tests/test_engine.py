@@ -311,6 +311,27 @@ def test_close_and_evict(tmp_path):
             e.embedding("gone")
 
 
+def test_closing_an_idle_stream_for_good_takes_no_step(tmp_path):
+    """close(keep_state=False) with nothing in flight removes the stream at once (its tail would go into a state
+    deleted after); with a chunk in flight, or a durable record to delete, it goes the whole way."""
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        e.append("idle", 1, "an unfinished word \xe6\x97".encode())  # bytes held in the text tail
+        steps = e.stats()["steps"]
+        e.close("idle")
+        assert e.stats()["steps"] == steps and not e.exists("idle")
+        e.open("idle")  # the id is free again, the stream new
+        assert e.info("idle").tokens == 0
+        e.submit_append("busy", 1, "in flight " * 50)
+        e.close("busy")  # waits for its chunk, then for its tail's step
+        assert e.stats()["steps"] > steps and not e.exists("busy")
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
+        assert e.append("durable", 1, "recorded text ", durable=True).durable_seq == 1
+        e.close("durable")
+        assert not e.exists("durable")  # (exists asks the durable store too: the record is deleted)
+    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
+        assert not e.exists("durable")
+
+
 def test_durability_policies(tmp_path):
     cfg = EngineConfig(durable_every_chunks=3)
     with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "n"), config=cfg) as e:

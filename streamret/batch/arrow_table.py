@@ -177,10 +177,12 @@ class _Runner:
     chunks queued in the engine.
 
     This thread only sends chunks and takes their acks. A document's other engine calls (opening its stream;
-    once its last chunk is acked, its embedding and summary, then closing it) run on a few threads of their own:
-    each waits for the engine (a close for a step, and over a network each call is a round trip), and a driver
-    that made them itself would feed one document at a time. Documents whose calls are running count against
-    max_in_flight (their streams are still held)."""
+    once its last chunk is acked, its embedding and summary, then closing it) run on `call_threads` threads of
+    their own: over a pipe or a network each call is a round trip, and a driver that made them itself would feed
+    one document at a time. Documents whose calls are running count against max_in_flight (their streams are
+    still held). call_threads=0: this thread makes them, for an Engine in this process, whose calls on a
+    document with every chunk applied return at once (a close too: see Engine.close); threads of their own
+    there only took the engine lock and the GIL from the step loop, dozens of them at once."""
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
@@ -196,7 +198,8 @@ class _Runner:
         self.stop = stop
         self.call_threads = call_threads
         self.window = window
-        self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="streamret-batch-call")
+        self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="streamret-batch-call") \
+            if call_threads else None
         self._ended_futures: queue.SimpleQueue[Future] = queue.SimpleQueue()  # acks and calls that ended, in that order
         self.calling: dict[Future, tuple[str, _Doc]] = {}  # ("open" | "finish" | "close", doc) running
         self.opening = 0  # of those, opens: no more are queued than threads run them (a stop waits for them)
@@ -213,7 +216,8 @@ class _Runner:
         try:
             self._drive()
         finally:
-            self._calls.shutdown(wait=True)  # every temporary stream is closed before run returns
+            if self._calls is not None:
+                self._calls.shutdown(wait=True)  # every temporary stream is closed before run returns
             for doc in self.docs:  # a row the engine never finished says why (none does, unless stopped)
                 if doc.embedding is None and doc.error is None:
                     doc.error = self.why
@@ -221,7 +225,7 @@ class _Runner:
     def _room(self) -> bool:
         if self.opening + len(self.opened) + self.closing >= self.max_in_flight:
             return False
-        if self.opening >= self.call_threads:
+        if self.call_threads and self.opening >= self.call_threads:
             return False
         # one document always fits, however large its first chunk (a document being opened counts its first chunk)
         return (self.max_bytes_in_flight is None or not (self.pending or self.opening)
@@ -285,7 +289,15 @@ class _Runner:
         return self.opening > 0 or any(what == "finish" for what, _ in self.calling.values())
 
     def _call(self, what: str, doc: _Doc, fn: Callable[[], None]) -> None:
-        fut = self._calls.submit(fn)
+        if self._calls is None:  # made here (call_threads=0); handled with the other ended futures
+            fut = Future()
+            try:
+                fn()
+                fut.set_result(None)
+            except Exception as e:  # noqa: BLE001  (the row's error, as a call thread's would be)
+                fut.set_exception(e)
+        else:
+            fut = self._calls.submit(fn)
         self.calling[fut] = (what, doc)
         fut.add_done_callback(self._ended_futures.put)
 
@@ -408,7 +420,7 @@ def embed_table(
     max_bytes_in_flight: int | None = None,
     group: str | None = None,
     stop: Stop | None = None,
-    call_threads: int = 16,
+    call_threads: int | None = None,
     window: int = DEFAULT_WINDOW,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
@@ -419,8 +431,9 @@ def embed_table(
     row) in the scheduler's fairness `group`, and closed when their row is done.
     At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once
     (with engine processes: in all of them together), at most `window` chunks of one row;
-    `call_threads` threads make the rows' other engine calls (open, results, close); with engine processes
-    (an engine with `embed_documents`) each sub-batch runs with 16 of its own in its engine process instead.
+    `call_threads` threads make the rows' other engine calls (open, results, close); None: the caller's thread
+    for an Engine in this process (its calls do not wait), 16 for another engine; with engine processes (an
+    engine with `embed_documents`) each sub-batch's calls are made by its runner's thread in its engine process.
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
@@ -463,6 +476,10 @@ def embed_table(
                      max_bytes_in_flight=max_bytes_in_flight, group=group, stop=stop, window=window,
                      on_row_done=on_row_done, on_bytes=on_bytes)
     else:
+        if call_threads is None:
+            from ..engine.engine import Engine
+
+            call_threads = 0 if isinstance(engine, Engine) else 16
         _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
                 group=group, stop=stop, call_threads=call_threads, window=window).run()
 

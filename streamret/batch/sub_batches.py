@@ -179,7 +179,7 @@ def embed_documents(engine, key: str, rows: list[int], stream_ids: list[str], te
     try:
         _Runner(engine, docs, options["summary_k"], options["max_in_flight"],
                 max_bytes_in_flight=options["max_bytes_in_flight"], group=options["group"], stop=stop,
-                window=options["window"]).run()
+                window=options["window"], call_threads=0).run()  # this process's Engine: see _Runner
     finally:
         with _lock:
             del _running[key]

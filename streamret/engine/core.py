@@ -33,6 +33,7 @@ from ..thread_cpu import thread_cpu_seconds
 from .acks import reject, resolve
 from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
+from .lock_profile import ProfiledRLock, engine_lock
 from .record import StreamCodec
 from .scheduler import Scheduler, StepPlan, WorkItem
 from .segments import ClosedSegment, StepRuns, StepSpans, book_step, keep_segments, step_runs
@@ -86,7 +87,7 @@ class EngineCore:
         self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs,
                                   (min(config.max_step_streams, self._max_step_streams), config.max_step_tokens)
                                   if config.capture_graphs_at_start else None)
-        self._lock = threading.RLock()
+        self._lock = engine_lock()  # an RLock (profiled per call site under STREAMRET_LOCK_PROFILE=1)
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply
         self.durability = DurabilityPolicy(config, self.durable, self.codec, self.store, self._lock)
@@ -217,6 +218,7 @@ class EngineCore:
                 "durable_writable": writable,
                 **gc_pauses.pauses(),  # the whole process's: a collection stops the step loop too
                 "thread_cpu_seconds": threads,
+                **({"lock_sites": self._lock.snapshot()} if isinstance(self._lock, ProfiledRLock) else {}),
             }
 
     # ------------------------------------------------------------------------------------------

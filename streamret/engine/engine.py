@@ -126,8 +126,12 @@ class Engine(EngineCore):
         keep_state=False deletes it everywhere; True keeps it in the durable store (or, without a
         state_dir, in memory) to be opened again later. A stream whose durable record cannot be loaded
         (damaged, or another model's) is deleted unread by keep_state=False, so that its id can be used again.
+        keep_state=False of a stream with no chunk in flight and no durable record (a batch row's temporary, or
+        any stream without a state_dir) deletes it at once: its tail would only go into a state deleted after.
         """
         self._check_id(stream_id)
+        if not keep_state and self._forget_idle(stream_id):
+            return
         try:
             self._submit_tail(stream_id, close=True).result()
         except (DamagedRecord, ModelMismatch):  # raised only by loading the record: the stream is not in memory
@@ -153,6 +157,17 @@ class Engine(EngineCore):
             self.durability.drain()  # a queued record must not bring the stream back
             with self._lock:
                 self.store.delete_record(stream_id)
+
+    def _forget_idle(self, stream_id: str) -> bool:
+        """close(keep_state=False)'s short way (no step for the tail): True when the stream was removed."""
+        with self._lock:
+            self._check_running()
+            stream = self.store.streams.get(stream_id)
+            if stream is None or stream.busy or (self.durable is not None and not (stream.ephemeral
+                                                                                  and not stream.recorded)):
+                return False
+            self.store.remove(stream_id)
+            return True
 
     def evict(self, stream_id: str) -> None:
         """Write the stream to the durable store and free its memory (it reloads on next use)."""

@@ -56,7 +56,7 @@ _INLINE = frozenset({"submit_append"})
 # stats() keys that are histograms (added element by element) rather than recent samples (concatenated)
 _HISTOGRAMS = frozenset({"step_streams_buckets"})
 # stats() keys whose engines' values are compared, not added
-_MAXIMA = frozenset({"gc_pause_max_seconds"})
+_MAXIMA = frozenset({"gc_pause_max_seconds", "max_held_s"})
 
 
 def engine_procs(procs: int | str, device: str = "auto") -> int:
@@ -635,8 +635,10 @@ def merge_stats(parts: list[dict]) -> dict:
     """Several engines' stats() as one: numbers added, histograms added element by element, recent samples
     put together, nested dicts merged the same way; durable_writable is True only when all are."""
     out: dict = {}
-    for key in parts[0]:
+    for key in dict.fromkeys(k for p in parts for k in p):  # (a key some engines lack, e.g. a lock site)
         values = [p.get(key) for p in parts]
+        if key != "durable_writable":
+            values = [v for v in values if v is not None]
         first = values[0]
         if key == "durable_writable":
             out[key] = None if any(v is None for v in values) else all(values)
