@@ -13,8 +13,8 @@ import pytest
 
 from streamret import cli
 from streamret.batch import embed_parquet
-from streamret.batch.arrow_table import embed_table
 from streamret.batch import parquet_job as job
+from streamret.batch.arrow_table import embed_table
 from streamret.batch.parts import FINGERPRINT_KEY, PartFolder
 from streamret.engine import Engine
 from streamret.errors import InvalidArgument, ModelMismatch, Unavailable
