@@ -12,7 +12,9 @@ Phases, in one run, on one engine (fresh stream ids each time):
   half       every stream sends at a fixed rate adding up to --load-fraction (default 0.5) of the
              saturation rate: ack latency p50/p99 at that load
 Each phase reports streams held, tokens, tokens/s and (service phases) ack latency from writing a
-chunk to reading its ack. Results print as JSON and go to --out.
+chunk to reading its ack, and "ack_legs": that time split into
+legs between stamps of the client, the server and the engine (streamret/service/ack_legs.py), with the leg
+that dominates the slowest 1% of chunks. Results print as JSON and go to --out.
 """
 
 from __future__ import annotations
@@ -142,28 +144,35 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
 
 
 async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: float | None,
-                        t0: float, latencies: list[float]) -> int:
+                        t0: float, latencies: list[tuple[float, int]], stamps: list[tuple]) -> int:
+    """One stream's Append call. latencies gets (seconds from writing a chunk to reading its ack, seq); stamps
+    (sid, seq, due, sent, received), time.monotonic (the clock of the server's stamps); due: when the schedule
+    said send (at a fixed rate; else when it was sent)."""
     from streamret.service.proto_gen import streamret_pb2 as pb
 
     await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
     call = stub.Append()
     room = asyncio.Semaphore(window)
+    due_at: list[float] = []
     sent_at: list[float] = []
 
     async def send():
         for i, data in enumerate(chunks):
             await room.acquire()
-            if rate:  # a fixed schedule, staggered per stream; latency counts from the scheduled time
-                due = t0 + (i + random.random()) / rate
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            sent_at.append(time.perf_counter())
+            if rate:  # a fixed schedule, staggered per stream (latency counts from the write, the lag before it
+                due = t0 + (i + random.random()) / rate  # is the client_due -> client_sent leg)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            sent_at.append(time.monotonic())
+            due_at.append(due if rate else sent_at[-1])
             await call.write(pb.AppendRequest(stream_id=sid, seq=i + 1, data=data, flush=i == len(chunks) - 1))
         await call.done_writing()
 
     sender = asyncio.create_task(send())
     tokens = 0
     async for ack in call:
-        latencies.append((time.perf_counter() - sent_at[ack.seq - 1], ack.seq))
+        received = time.monotonic()
+        latencies.append((received - sent_at[ack.seq - 1], ack.seq))
+        stamps.append((sid, ack.seq, due_at[ack.seq - 1], sent_at[ack.seq - 1], received))
         room.release()
         if ack.error_code:
             raise RuntimeError(f"{sid} chunk {ack.seq}: error {ack.error_code}: {ack.error_message}")
@@ -183,15 +192,16 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.StreamRetStub(channel)
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
-        latencies: list[float] = []
-        t0 = time.perf_counter()
+        latencies: list[tuple[float, int]] = []
+        stamps: list[tuple] = []
+        t0 = time.monotonic()
         wall0 = time.time()
         tokens = await asyncio.gather(*[
             _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
-                          args_d["window"], rate, t0, latencies)
+                          args_d["window"], rate, t0, latencies, stamps)
             for sid in stream_ids])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
-                **gc_pauses.pauses()}
+                "stamps": stamps, **gc_pauses.pauses()}
 
 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
@@ -201,7 +211,9 @@ def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_
         out.put({"error": f"{type(e).__name__}: {e}"})
 
 
-def run_service(target: str, args, tag: str, rate: float | None) -> dict:
+def run_service(target: str, args, tag: str, rate: float | None, server=None) -> dict:
+    """The load against the server at `target` (rate: chunks per second per stream; None: saturation). server:
+    the BackgroundServer serving it, in this process: the result then has "ack_legs" (ack_legs.summarize_legs)."""
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
               "text_file": getattr(args, "text_file", None)}
@@ -230,7 +242,20 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
             "ack_p99_after_first_ms": percentile_ms(later, 99),
             # the load processes' own garbage-collector pauses (they delay the acks they time)
             "client_gc_pause_ms": round(1e3 * sum(r["gc_pause_seconds"] for r in results), 1),
-            "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1)}
+            "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1),
+            **({"ack_legs": ack_legs(server, [x for r in results for x in r["stamps"]])} if server else {})}
+
+
+def ack_legs(server, client_stamps: list[tuple]) -> dict:
+    """The legs of the acks (streamret/service/ack_legs.py) from the clients' stamps (sid, seq, due, sent,
+    received) and those the server and its engine keep of their last chunks."""
+    from streamret.service.ack_legs import summarize_legs
+
+    stamps = server.server.recent_chunk_times()
+    stamps["client_due"] = [(sid, seq, due) for sid, seq, due, _, _ in client_stamps]
+    stamps["client_sent"] = [(sid, seq, sent) for sid, seq, _, sent, _ in client_stamps]
+    stamps["client_received"] = [(sid, seq, received) for sid, seq, _, _, received in client_stamps]
+    return summarize_legs(stamps)
 
 
 def step_summary(before: dict, after: dict) -> dict:
@@ -289,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from streamret.engine import Engine, EngineConfig
+    from streamret.service.ack_legs import format_legs
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
@@ -316,12 +342,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_engine(engine, args, tag)
                 engine_rates.append(result["tokens_per_s"])
             elif phase == "saturate":
-                result = saturation = run_service(target, args, tag, rate=None)
+                result = saturation = run_service(target, args, tag, rate=None, server=server)
             elif phase == "half":
                 if saturation is None:
                     raise SystemExit("the 'half' phase needs a 'saturate' phase before it (its rate is a fraction)")
                 rate = args.load_fraction * saturation["chunks"] / saturation["seconds"] / args.streams
-                result = run_service(target, args, tag, rate=rate)
+                result = run_service(target, args, tag, rate=rate, server=server)
                 result["load_fraction"] = args.load_fraction
             else:
                 raise SystemExit(f"unknown phase {phase!r}; use engine, saturate, half")
@@ -330,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             if phase == "saturate" and engine_rates:
                 result["ratio_to_engine"] = round(result["tokens_per_s"] / float(np.mean(engine_rates)), 3)
             results["phases"].append(result)
-            print(json.dumps(result), flush=True)
+            print(json.dumps({k: v for k, v in result.items() if k != "ack_legs"}), flush=True)
+            if "ack_legs" in result:
+                print(format_legs(result["ack_legs"]), flush=True)
         results["engine_stats"] = {k: v for k, v in engine.stats().items() if not isinstance(v, list | tuple)}
     finally:
         server.stop()
