@@ -492,19 +492,14 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
                             window=args.window, procs=args.procs, text_file=text_file)
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
-    from streamret import gc_pauses
-
-    gc_pauses.watch()  # this process is the server: its collector's pauses hold up every ack it routes
-    before, cpu0, gc0 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
+    before, cpu0 = engine.stats(), thread_cpu_s(engine)
+    # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs)
     row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server)
-    after, cpu1, gc1 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
+    after, cpu1 = engine.stats(), thread_cpu_s(engine)
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us,
-            "server_gc_collections": gc1["gc_collections"] - gc0["gc_collections"],
-            "server_gc_pause_ms": round(1e3 * (gc1["gc_pause_seconds"] - gc0["gc_pause_seconds"]), 1),
-            "server_gc_pause_max_ms_since_start": round(1e3 * gc1["gc_pause_max_seconds"], 1),
             **steps_between(before, after),
             "recent": service_bench.step_summary(before, after)}
 

@@ -145,12 +145,13 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
 
 async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: float | None,
                         t0: float, latencies: list[tuple[float, int]], stamps: list[tuple]) -> int:
-    """One stream's Append call. latencies gets (seconds from writing a chunk to reading its ack, seq); stamps
-    (sid, seq, due, sent, received), time.monotonic (the clock of the server's stamps); due: when the schedule
-    said send (at a fixed rate; else when it was sent)."""
+    """One stream's Append call (at a fixed rate the stream is open already: _load). latencies gets (seconds from
+    writing a chunk to reading its ack, seq); stamps (sid, seq, due, sent, received), time.monotonic (the clock of
+    the server's stamps); due: when the schedule said send (at a fixed rate; else when it was sent)."""
     from streamret.service.proto_gen import streamret_pb2 as pb
 
-    await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
+    if not rate:
+        await open_stream(stub, sid)
     call = stub.Append()
     room = asyncio.Semaphore(window)
     due_at: list[float] = []
@@ -181,6 +182,12 @@ async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: 
     return tokens
 
 
+async def open_stream(stub, sid: str) -> None:
+    from streamret.service.proto_gen import streamret_pb2 as pb
+
+    await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
+
+
 async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | None, start_at: float) -> dict:
     import grpc
 
@@ -194,8 +201,11 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
         latencies: list[tuple[float, int]] = []
         stamps: list[tuple] = []
-        t0 = time.monotonic()
         wall0 = time.time()
+        if rate:  # the schedule starts once this process's streams are open: counted from before the opens, the
+            # first second's chunks were all overdue by then and went at once, a burst at saturation
+            await asyncio.gather(*[open_stream(stub, sid) for sid in stream_ids])
+        t0 = time.monotonic()
         tokens = await asyncio.gather(*[
             _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
                           args_d["window"], rate, t0, latencies, stamps)
@@ -217,8 +227,15 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
               "text_file": getattr(args, "text_file", None)}
+    lag = None
+    if server is not None:
+        from streamret import gc_pauses
+
+        gc_pauses.watch()  # the server is this process: its collector's pauses hold up every ack it routes
+        lag = LoopLag(server.loop)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
+    started = time.monotonic()
     start_at = time.time() + 2.0 + 0.2 * args.procs  # time for the processes to import and connect
     procs = [ctx.Process(target=_load_process, args=(target, ids[p :: args.procs], args_d, rate, start_at, out))
              for p in range(args.procs)]
@@ -227,6 +244,7 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
+    late = lag.stop() if lag is not None else []
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise RuntimeError(f"load processes failed: {errors}")
@@ -243,19 +261,50 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
             # the load processes' own garbage-collector pauses (they delay the acks they time)
             "client_gc_pause_ms": round(1e3 * sum(r["gc_pause_seconds"] for r in results), 1),
             "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1),
-            **({"ack_legs": ack_legs(server, [x for r in results for x in r["stamps"]])} if server else {})}
+            **(server_side(server, [x for r in results for x in r["stamps"]], started, late) if server else {})}
 
 
-def ack_legs(server, client_stamps: list[tuple]) -> dict:
-    """The legs of the acks (streamret/service/ack_legs.py) from the clients' stamps (sid, seq, due, sent,
-    received) and those the server and its engine keep of their last chunks."""
+class LoopLag:
+    """Wakes on the server's event loop every `every_s` and records how late each wakeup was: a long turn of the
+    loop (many callbacks at once) or a pause of the whole process (the collector) shows as a late wakeup. Costs
+    the loop a wakeup every every_s while it runs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, every_s: float = 0.002):
+        self.every_s, self.late = every_s, []  # (when it was due, seconds late), time.monotonic
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
+
+    async def _run(self) -> None:
+        while True:
+            due = time.monotonic() + self.every_s
+            await asyncio.sleep(self.every_s)
+            self.late.append((due, time.monotonic() - due))
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._task.cancel()
+        return self.late
+
+
+def server_side(server, client_stamps: list[tuple], since: float, late: list[tuple[float, float]]) -> dict:
+    """What the server (in this process) says of a load that started at `since` (time.monotonic): its collector's
+    pauses, its loop's late wakeups (LoopLag), and the acks' legs (streamret/service/ack_legs.py) from the clients'
+    stamps (sid, seq, due, sent, received) and those that the server and its engine keep of their last chunks."""
+    from streamret import gc_pauses
     from streamret.service.ack_legs import summarize_legs
 
+    pauses = [(start, s, gen) for start, s, gen in gc_pauses.recent_pauses() if start >= since]
+    gc = {"server_gc_collections": len(pauses), "server_gc_pause_ms": round(1e3 * sum(s for _, s, _ in pauses), 1),
+          "server_gc_pause_max_ms": round(1e3 * max((s for _, s, _ in pauses), default=0.0), 1),
+          "server_gc_collections_by_generation": {g: sum(1 for *_, x in pauses if x == g) for g in (0, 1, 2)}}
     stamps = server.server.recent_chunk_times()
     stamps["client_due"] = [(sid, seq, due) for sid, seq, due, _, _ in client_stamps]
     stamps["client_sent"] = [(sid, seq, sent) for sid, seq, _, sent, _ in client_stamps]
     stamps["client_received"] = [(sid, seq, received) for sid, seq, _, _, received in client_stamps]
-    return summarize_legs(stamps)
+    lateness = [s for _, s in late]
+    loop = {"server_loop_late_ms": {"p50": percentile_ms(lateness, 50), "p99": percentile_ms(lateness, 99),
+                                    "max": percentile_ms(lateness, 100), "wakeups": len(lateness)}}
+    stalls = {"server_gc": [(start, s) for start, s, _ in pauses],
+              "server_loop_late_5ms": [(due, s) for due, s in late if s > 0.005]}
+    return {**gc, **loop, "ack_legs": summarize_legs(stamps, stalls=stalls)}
 
 
 def step_summary(before: dict, after: dict) -> dict:

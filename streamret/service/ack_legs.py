@@ -74,22 +74,33 @@ def chunk_legs(stamps: dict[str, Iterable[Stamp]]) -> tuple[list[str], list[tupl
     return stages, keys, times
 
 
-def summarize_legs(stamps: dict[str, Iterable[Stamp]], slowest: float = 0.01) -> dict:
-    """p50 / p99 / max ms of every leg over the chunks joined, and for the `slowest` share of them (by the time
-    from the first stage to the last): how many of them each leg dominates (is the longest leg of), and each
-    leg's mean ms there."""
+def summarize_legs(stamps: dict[str, Iterable[Stamp]], slowest: float = 0.01,
+                   stalls: dict[str, list[tuple[float, float]]] | None = None) -> dict:
+    """p50 / p99 / max ms of every leg over the chunks joined, and for the `slowest` share of them (by the ack
+    latency as a client sees it: from client_sent, else the first stage, to the last): how many of them each leg
+    after that dominates (is the longest of), and each leg's mean ms there. stalls: intervals (start, seconds) by
+    kind (e.g. the server's garbage collections): also the mean ms of each kind within the slowest chunks' time."""
     stages, keys, times = chunk_legs(stamps)
     if len(keys) == 0 or len(stages) < 2:
         return {"stages": stages, "chunks": len(keys)}
     names = [f"{a}->{b}" for a, b in zip(stages, stages[1:])]
-    legs = 1e3 * np.diff(times, axis=1)
-    total = 1e3 * (times[:, -1] - times[:, 0])
-    n_slow = max(1, int(round(slowest * len(keys))))
-    slow = np.argsort(total)[-n_slow:]
-    dominant = np.argmax(legs[slow], axis=1)
 
     def ms(x: float) -> float:
         return round(float(x), 2)
+
+    legs = 1e3 * np.diff(times, axis=1)
+    first = stages.index("client_sent") if "client_sent" in stages else 0  # (client_due: the load's own lag)
+    total = 1e3 * (times[:, -1] - times[:, first])
+    n_slow = max(1, int(round(slowest * len(keys))))
+    slow = np.argsort(total)[-n_slow:]
+    dominant = first + np.argmax(legs[slow, first:], axis=1)
+    overlapping = {}
+    for kind, intervals in (stalls or {}).items():
+        span = np.array(intervals, dtype=np.float64).reshape(-1, 2)
+        starts, ends = span[:, 0], span[:, 0] + span[:, 1]
+        inside = [np.clip(np.minimum(ends, times[i, -1]) - np.maximum(starts, times[i, first]), 0, None).sum()
+                  for i in slow]
+        overlapping[kind] = ms(1e3 * np.mean(inside))
 
     return {
         "stages": stages, "chunks": len(keys),
@@ -99,7 +110,13 @@ def summarize_legs(stamps: dict[str, Iterable[Stamp]], slowest: float = 0.01) ->
                     for i, name in enumerate(names)},
         "slowest": {"share": slowest, "chunks": n_slow, "total_ms_from": ms(total[slow].min()),
                     "dominated_by": {names[i]: int(n) for i, n in zip(*np.unique(dominant, return_counts=True))},
-                    "mean_ms": {name: ms(legs[slow, i].mean()) for i, name in enumerate(names)}},
+                    "mean_ms": {name: ms(legs[slow, i].mean()) for i, name in enumerate(names)},
+                    "stalls_within_ms": overlapping,
+                    # when they started (s after the first chunk joined) and which chunk of their stream they were
+                    "started_s": {q: ms(np.percentile(times[slow, first] - times[:, first].min(), p))
+                                  for q, p in (("min", 0), ("p50", 50), ("max", 100))},
+                    "seq": {q: int(np.percentile([keys[i][1] for i in slow], p))
+                            for q, p in (("min", 0), ("p50", 50), ("max", 100))}},
     }
 
 
@@ -108,10 +125,15 @@ def format_legs(summary: dict) -> str:
     if "legs_ms" not in summary:
         return f"  (no chunk was stamped at every stage: {summary.get('chunks', 0)} joined)"
     slow = summary["slowest"]
-    lines = [f"  {summary['chunks']} chunks joined; first stage to last: p50 {summary['total_ms']['p50']} ms, "
+    overlaps = ", ".join(f"{kind} {x} ms" for kind, x in slow["stalls_within_ms"].items())
+    lines = [f"  {summary['chunks']} chunks joined; ack latency: p50 {summary['total_ms']['p50']} ms, "
              f"p99 {summary['total_ms']['p99']} ms, max {summary['total_ms']['max']} ms",
              f"  {'leg':34s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}  slowest {slow['chunks']} "
-             f"(>= {slow['total_ms_from']} ms): mean ms, chunks it dominates"]
+             f"(>= {slow['total_ms_from']} ms): mean ms, chunks it dominates"
+             + (f"; within their time, mean: {overlaps}" if overlaps else "")]
+    started, seq = slow["started_s"], slow["seq"]
+    lines.append(f"  the slowest were sent {started['min']}-{started['max']} s after the first chunk joined (p50 "
+                 f"{started['p50']}), chunks {seq['min']}-{seq['max']} of their streams (p50 {seq['p50']})")
     for name, q in summary["legs_ms"].items():
         lines.append(f"  {name:34s} {q['p50']:8.2f} {q['p99']:8.2f} {q['max']:8.2f}  "
                      f"{slow['mean_ms'][name]:8.2f} {slow['dominated_by'].get(name, 0):5d}")
