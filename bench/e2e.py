@@ -474,13 +474,16 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
 
 def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
+    from streamret.gc_pauses import freeze_startup
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
-    return BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
+    server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0,
         # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
         max_calls_per_tenant=2 * args.service_streams + 64)))
+    freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
+    return server
 
 
 def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: float | None, text_file: str,

@@ -144,15 +144,16 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
 
 
 async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: float | None,
-                        t0: float, latencies: list[tuple[float, int]], stamps: list[tuple]) -> int:
-    """One stream's Append call (at a fixed rate the stream is open already: _load). latencies gets (seconds from
-    writing a chunk to reading its ack, seq); stamps (sid, seq, due, sent, received), time.monotonic (the clock of
-    the server's stamps); due: when the schedule said send (at a fixed rate; else when it was sent)."""
+                        t0: float, latencies: list[tuple[float, int]], stamps: list[tuple], call=None) -> int:
+    """One stream's Append call (at a fixed rate the stream is open and its call started already: _load).
+    latencies gets (seconds from writing a chunk to reading its ack, seq); stamps (sid, seq, due, sent, received),
+    time.monotonic (the clock of the server's stamps); due: when the schedule said send (at a fixed rate; else
+    when it was sent)."""
     from streamret.service.proto_gen import streamret_pb2 as pb
 
-    if not rate:
+    if call is None:
         await open_stream(stub, sid)
-    call = stub.Append()
+        call = stub.Append()
     room = asyncio.Semaphore(window)
     due_at: list[float] = []
     sent_at: list[float] = []
@@ -188,6 +189,16 @@ async def open_stream(stub, sid: str) -> None:
     await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
 
 
+async def start_call(stub, sid: str) -> tuple[object, float]:
+    """Open the stream and start its Append call: (the call, seconds from starting it to the server's initial
+    metadata, i.e. until the server's handler runs)."""
+    await open_stream(stub, sid)
+    started = time.monotonic()
+    call = stub.Append()
+    await call.initial_metadata()
+    return call, time.monotonic() - started
+
+
 async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | None, start_at: float) -> dict:
     import grpc
 
@@ -202,16 +213,23 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         latencies: list[tuple[float, int]] = []
         stamps: list[tuple] = []
         wall0 = time.time()
-        if rate:  # the schedule starts once this process's streams are open: counted from before the opens, the
-            # first second's chunks were all overdue by then and went at once, a burst at saturation
-            await asyncio.gather(*[open_stream(stub, sid) for sid in stream_ids])
+        calls, setup = dict.fromkeys(stream_ids), []
+        if rate:  # the schedule starts once this process's streams are open and their calls accepted: counted from
+            # before, the first second's chunks were overdue and went at once (a burst at saturation), and a
+            # stream's first chunk waited for its call to be accepted (the call's setup, timed on its own here)
+            for sid, (call, seconds) in zip(stream_ids, await asyncio.gather(*[start_call(stub, sid)
+                                                                               for sid in stream_ids])):
+                calls[sid] = call
+                setup.append(seconds)
+        # (made before the schedule starts: synthetic text takes this process a while)
+        chunks = {sid: chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"])
+                  for sid in stream_ids}
         t0 = time.monotonic()
         tokens = await asyncio.gather(*[
-            _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
-                          args_d["window"], rate, t0, latencies, stamps)
+            _drive_stream(stub, sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
             for sid in stream_ids])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
-                "stamps": stamps, **gc_pauses.pauses()}
+                "stamps": stamps, "call_setup": setup, **gc_pauses.pauses()}
 
 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
@@ -251,6 +269,7 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
     latencies = [x for r in results for x, _ in r["latencies"]]
     # the same without each stream's first chunk (its call's start: the server opens its tenant's view of it)
     later = [x for r in results for x, seq in r["latencies"] if seq > 1]
+    setup = [x for r in results for x in r["call_setup"]]
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["tokens"] for r in results)
     return {"streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
@@ -258,6 +277,10 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
             "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100),
             "ack_p99_after_first_ms": percentile_ms(later, 99),
+            # at a fixed rate: from starting a stream's Append call to the server's handler taking it (before the
+            # schedule starts)
+            **({f"call_setup_{q}_ms": percentile_ms(setup, p) for q, p in (("p50", 50), ("p99", 99), ("max", 100))}
+               if setup else {}),
             # the load processes' own garbage-collector pauses (they delay the acks they time)
             "client_gc_pause_ms": round(1e3 * sum(r["gc_pause_seconds"] for r in results), 1),
             "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1),

@@ -344,18 +344,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from service import run_service
 
+    from streamret.gc_pauses import freeze_startup
     from streamret.service.ack_legs import format_legs
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
     engine = start_engine(args)
-    from streamret.gc_pauses import freeze_startup
-
-    freeze_startup()  # as `streamret serve` does once its engine is up
     engine_pids = list(getattr(engine, "pids", ()))
     server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0,
         max_calls_per_tenant=2 * args.streams + 64)))
+    freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
     target = f"127.0.0.1:{server.port}"
     spy = None
     try:
@@ -390,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_fraction:
         print(json.dumps({"load_fraction": args.load_fraction, **{k: v for k, v in half.items() if k in (
             "chunks", "seconds", "ack_p50_ms", "ack_p99_ms", "ack_max_ms", "client_gc_pause_max_ms")
-            or k.startswith("server_")}}), flush=True)
+            or k.startswith(("server_", "call_setup_"))}}), flush=True)
         print(format_legs(half["ack_legs"]), flush=True)
     if args.profile and Path(args.profile).exists():
         print(aggregate_profile(Path(args.profile), us if args.spy_mode == "cpu" else None))

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..engine.api import EngineAPI
 from ..engine.config import Checkpoint
+from ..gc_pauses import freeze_startup
 from ..grpc_transport import server_options
 from .auth import Authenticator
 from .batch_servicer import BatchServicer
@@ -281,10 +282,13 @@ async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> 
     """Run a server until SIGTERM or SIGINT (or, for a cluster gateway, until the cluster is stopped), then
     drain; return True when the drain was clean.
 
-    on_started(server) is called once the port is bound (e.g. to print the address).
+    on_started(server) is called once the port is bound (e.g. to print the address). Once the server is up, every
+    object made so far (the model, tokenizer, modules, the server's own) is kept out of later garbage collections
+    (gc_pauses.freeze_startup): a full collection walks only what serving made, and holds up every ack for less.
     """
     server = StreamRetServer(engine, config)
     await server.start()
+    freeze_startup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -110,6 +110,9 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
         the metrics interceptor's), which at thousands of chunks a second is much of the server's CPU.
         """
         caller.require_write("appending to a stream")
+        # the call is accepted: a client that waits for the initial metadata knows its chunks go straight to a
+        # handler from here (gRPC accepts new calls one per turn of the loop: under load that can take a while)
+        await context.send_initial_metadata(())
         window = asyncio.Queue()  # (pending ack, bytes, read at) ..., then _END, _DRAINED or an exception
         room = asyncio.Semaphore(self.streams.limits.max_unacked_per_call)
         reading = True
