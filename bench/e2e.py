@@ -654,9 +654,14 @@ def print_table(results: dict) -> None:
     from streamret.service.ack_legs import format_legs
 
     for name in ("service_saturate", "service_half"):
-        if "ack_legs" in results["parts"].get(name, {}):
+        part = results["parts"].get(name, {})
+        if "ack_legs" in part:
             print(f"\n{name}: an ack's time by leg (streamret/service/ack_legs.py)")
-            print(format_legs(results["parts"][name]["ack_legs"]))
+            print(format_legs(part["ack_legs"]))
+            late = part["server_loop_late_ms"]
+            print(f"  server: {part['server_gc_collections']} GC pauses, {part['server_gc_pause_ms']} ms, longest "
+                  f"{part['server_gc_pause_max_ms']} ms; its loop woken late p99 {late['p99']} ms, max {late['max']} ms"
+                  + (f"; call setup p99 {part['call_setup_p99_ms']} ms" if "call_setup_p99_ms" in part else ""))
 
 
 def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: EngineConfig, args: argparse.Namespace,
