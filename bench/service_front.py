@@ -233,6 +233,9 @@ class FakeCall:
     def invocation_metadata(self):
         return ()
 
+    async def send_initial_metadata(self, metadata) -> None:
+        pass
+
     def time_remaining(self):
         return None
 
