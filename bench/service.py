@@ -10,11 +10,13 @@ Phases, in one run, on one engine (fresh stream ids each time):
              one Append call with --window chunks in flight: the service's tokens/s, and its ratio to
              the engine's (the service overhead is 1 - ratio)
   half       every stream sends at a fixed rate adding up to --load-fraction (default 0.5) of the
-             saturation rate: ack latency p50/p99 at that load
+             saturation rate: ack latency p50/p99 at that load. The schedule starts once a load process's
+             streams are open and their Append calls set up (the server's initial metadata came back): the
+             setup is timed on its own (call_setup_*_ms), not in the first chunk's ack
 Each phase reports streams held, tokens, tokens/s and (service phases) ack latency from writing a
-chunk to reading its ack, and "ack_legs": that time split into
-legs between stamps of the client, the server and the engine (streamret/service/ack_legs.py), with the leg
-that dominates the slowest 1% of chunks. Results print as JSON and go to --out.
+chunk to reading its ack, "ack_legs": that time split into legs between stamps of the client, the server
+and the engine (streamret/service/ack_legs.py), with the leg that dominates the slowest 1% of chunks, and
+the server's garbage-collector pauses and event-loop stalls (LoopLag). Results print as JSON and go to --out.
 """
 
 from __future__ import annotations
