@@ -27,7 +27,10 @@ Parts (--parts, in this order; one engine serves all of them):
            busy share of the wall time (profiler overhead included; not a throughput figure)
   service  the same workload through the gRPC server on loopback (BackgroundServer in this process),
            load from --procs client processes (bench/service.py's run_service): at saturation, then at
-           --load-fraction of the saturation chunk rate; ack latency p50/p99 for both
+           --load-fraction of the saturation chunk rate; ack latency p50/p99 for both, and the ack's time
+           split into legs between the client's, the server's and the engines' stamps of each chunk (the JSON's
+           ack_legs, printed after the table: p50/p99/max ms of each leg, and the leg that dominates the
+           slowest 1% of chunks; streamret/service/ack_legs.py)
   batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
            documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
            --short-tokens, counted by the tokenizer on each whole document)
@@ -293,8 +296,8 @@ def steps_between(before: dict, after: dict) -> dict:
     # the engine, on the host's monotonic clock (the same in every engine process)
     import numpy as np
 
-    start = max((t for t, _, _ in before.get("recent_items") or []), default=float("-inf"))
-    items = np.array([(a, b) for t, a, b in after.get("recent_items") or [] if t > start]).reshape(-1, 2)
+    start = max((t for t, *_ in before.get("recent_items") or []), default=float("-inf"))
+    items = np.array([(a, b) for t, a, b, *_ in after.get("recent_items") or [] if t > start]).reshape(-1, 2)
     item_ms = {"items": len(items)} if not len(items) else {
         "items": len(items), **{f"{name}_p{q}": round(float(np.percentile(items[:, k], q)), 2)
                                 for k, name in enumerate(("tokenize", "queued_to_applied")) for q in (50, 99)}}
@@ -478,16 +481,19 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
 
 def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
+    from streamret.gc_pauses import freeze_startup
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
-    return BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
+    server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0,
         # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
         max_calls_per_tenant=2 * args.service_streams + 64)))
+    freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
+    return server
 
 
-def part_service(engine: Engine, target: str, chunks: int, rate: float | None, text_file: str,
+def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: float | None, text_file: str,
                  args: argparse.Namespace) -> dict:
     """The engine's workload through gRPC from --procs client processes (rate None: saturation)."""
     import service as service_bench
@@ -496,19 +502,14 @@ def part_service(engine: Engine, target: str, chunks: int, rate: float | None, t
                             window=args.window, procs=args.procs, text_file=text_file)
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
-    from streamret import gc_pauses
-
-    gc_pauses.watch()  # this process is the server: its collector's pauses hold up every ack it routes
-    before, cpu0, gc0 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
-    row = service_bench.run_service(target, ns, "half" if rate else "saturate", rate)
-    after, cpu1, gc1 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
+    before, cpu0 = engine.stats(), thread_cpu_s(engine)
+    # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs)
+    row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server)
+    after, cpu1 = engine.stats(), thread_cpu_s(engine)
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us,
-            "server_gc_collections": gc1["gc_collections"] - gc0["gc_collections"],
-            "server_gc_pause_ms": round(1e3 * (gc1["gc_pause_seconds"] - gc0["gc_pause_seconds"]), 1),
-            "server_gc_pause_max_ms_since_start": round(1e3 * gc1["gc_pause_max_seconds"], 1),
             **steps_between(before, after),
             "recent": service_bench.step_summary(before, after)}
 
@@ -657,6 +658,17 @@ def print_table(results: dict) -> None:
               f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')} "
               f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
               f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
+    from streamret.service.ack_legs import format_legs
+
+    for name in ("service_saturate", "service_half"):
+        part = results["parts"].get(name, {})
+        if "ack_legs" in part:
+            print(f"\n{name}: an ack's time by leg (streamret/service/ack_legs.py)")
+            print(format_legs(part["ack_legs"]))
+            late = part["server_loop_late_ms"]
+            print(f"  server: {part['server_gc_collections']} GC pauses, {part['server_gc_pause_ms']} ms, longest "
+                  f"{part['server_gc_pause_max_ms']} ms; its loop woken late p99 {late['p99']} ms, max {late['max']} ms"
+                  + (f"; call setup p99 {part['call_setup_p99_ms']} ms" if "call_setup_p99_ms" in part else ""))
 
 
 def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: EngineConfig, args: argparse.Namespace,
@@ -715,14 +727,14 @@ def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: Eng
         if "service" in parts:
             server = run_part(results, "server", lambda: start_server(engine, args), save, record=False)
             if server is not None:
-                target, chunks = f"127.0.0.1:{server.port}", chunks_for(args.service_streams)
+                chunks = chunks_for(args.service_streams)
                 try:
                     sat = run_part(results, "service_saturate",
-                                   lambda: part_service(engine, target, chunks, None, text_file, args), save)
+                                   lambda: part_service(engine, server, chunks, None, text_file, args), save)
                     if sat:
                         rate = args.load_fraction * sat["chunks"] / sat["seconds"] / args.service_streams
                         half = run_part(results, "service_half",
-                                        lambda: part_service(engine, target, chunks, rate, text_file, args), save)
+                                        lambda: part_service(engine, server, chunks, rate, text_file, args), save)
                         if half:
                             half["load_fraction"] = args.load_fraction
                 finally:

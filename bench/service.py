@@ -10,9 +10,13 @@ Phases, in one run, on one engine (fresh stream ids each time):
              one Append call with --window chunks in flight: the service's tokens/s, and its ratio to
              the engine's (the service overhead is 1 - ratio)
   half       every stream sends at a fixed rate adding up to --load-fraction (default 0.5) of the
-             saturation rate: ack latency p50/p99 at that load
+             saturation rate: ack latency p50/p99 at that load. The schedule starts once a load process's
+             streams are open and their Append calls set up (the server's initial metadata came back): the
+             setup is timed on its own (call_setup_*_ms), not in the first chunk's ack
 Each phase reports streams held, tokens, tokens/s and (service phases) ack latency from writing a
-chunk to reading its ack. Results print as JSON and go to --out.
+chunk to reading its ack, "ack_legs": that time split into legs between stamps of the client, the server
+and the engine (streamret/service/ack_legs.py), with the leg that dominates the slowest 1% of chunks, and
+the server's garbage-collector pauses and event-loop stalls (LoopLag). Results print as JSON and go to --out.
 """
 
 from __future__ import annotations
@@ -142,34 +146,59 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
 
 
 async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: float | None,
-                        t0: float, latencies: list[float]) -> int:
+                        t0: float, latencies: list[tuple[float, int]], stamps: list[tuple], call=None) -> int:
+    """One stream's Append call (at a fixed rate the stream is open and its call started already: _load).
+    latencies gets (seconds from writing a chunk to reading its ack, seq); stamps (sid, seq, due, sent, received),
+    time.monotonic (the clock of the server's stamps); due: when the schedule said send (at a fixed rate; else
+    when it was sent)."""
     from streamret.service.proto_gen import streamret_pb2 as pb
 
-    await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
-    call = stub.Append()
+    if call is None:
+        await open_stream(stub, sid)
+        call = stub.Append()
     room = asyncio.Semaphore(window)
+    due_at: list[float] = []
     sent_at: list[float] = []
 
     async def send():
         for i, data in enumerate(chunks):
             await room.acquire()
-            if rate:  # a fixed schedule, staggered per stream; latency counts from the scheduled time
-                due = t0 + (i + random.random()) / rate
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            sent_at.append(time.perf_counter())
+            if rate:  # a fixed schedule, staggered per stream (latency counts from the write, the lag before it
+                due = t0 + (i + random.random()) / rate  # is the client_due -> client_sent leg)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            sent_at.append(time.monotonic())
+            due_at.append(due if rate else sent_at[-1])
             await call.write(pb.AppendRequest(stream_id=sid, seq=i + 1, data=data, flush=i == len(chunks) - 1))
         await call.done_writing()
 
     sender = asyncio.create_task(send())
     tokens = 0
     async for ack in call:
-        latencies.append((time.perf_counter() - sent_at[ack.seq - 1], ack.seq))
+        received = time.monotonic()
+        latencies.append((received - sent_at[ack.seq - 1], ack.seq))
+        stamps.append((sid, ack.seq, due_at[ack.seq - 1], sent_at[ack.seq - 1], received))
         room.release()
         if ack.error_code:
             raise RuntimeError(f"{sid} chunk {ack.seq}: error {ack.error_code}: {ack.error_message}")
         tokens = ack.tokens
     await sender
     return tokens
+
+
+async def open_stream(stub, sid: str) -> None:
+    from streamret.service.proto_gen import streamret_pb2 as pb
+
+    await stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=True))
+
+
+async def start_call(stub, sid: str) -> tuple[object, float]:
+    """Open the stream and start its Append call: (the call, seconds from starting it to the server's initial
+    metadata, i.e. until the server's handler runs)."""
+    await open_stream(stub, sid)
+    started = time.monotonic()
+    call = stub.Append()
+    await call.initial_metadata()
+    return call, time.monotonic() - started
 
 
 async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | None, start_at: float) -> dict:
@@ -183,15 +212,26 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.StreamRetStub(channel)
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
-        latencies: list[float] = []
-        t0 = time.perf_counter()
+        latencies: list[tuple[float, int]] = []
+        stamps: list[tuple] = []
         wall0 = time.time()
+        calls, setup = dict.fromkeys(stream_ids), []
+        if rate:  # the schedule starts once this process's streams are open and their calls accepted: counted from
+            # before, the first second's chunks were overdue and went at once (a burst at saturation), and a
+            # stream's first chunk waited for its call to be accepted (the call's setup, timed on its own here)
+            for sid, (call, seconds) in zip(stream_ids, await asyncio.gather(*[start_call(stub, sid)
+                                                                               for sid in stream_ids])):
+                calls[sid] = call
+                setup.append(seconds)
+        # (made before the schedule starts: synthetic text takes this process a while)
+        chunks = {sid: chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"])
+                  for sid in stream_ids}
+        t0 = time.monotonic()
         tokens = await asyncio.gather(*[
-            _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
-                          args_d["window"], rate, t0, latencies)
+            _drive_stream(stub, sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
             for sid in stream_ids])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
-                **gc_pauses.pauses()}
+                "stamps": stamps, "call_setup": setup, **gc_pauses.pauses()}
 
 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
@@ -201,12 +241,21 @@ def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_
         out.put({"error": f"{type(e).__name__}: {e}"})
 
 
-def run_service(target: str, args, tag: str, rate: float | None) -> dict:
+def run_service(target: str, args, tag: str, rate: float | None, server=None) -> dict:
+    """The load against the server at `target` (rate: chunks per second per stream; None: saturation). server:
+    the BackgroundServer serving it, in this process: the result then has "ack_legs" (ack_legs.summarize_legs)."""
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
               "text_file": getattr(args, "text_file", None)}
+    lag = None
+    if server is not None:
+        from streamret import gc_pauses
+
+        gc_pauses.watch()  # the server is this process: its collector's pauses hold up every ack it routes
+        lag = LoopLag(server.loop)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
+    started = time.monotonic()
     start_at = time.time() + 2.0 + 0.2 * args.procs  # time for the processes to import and connect
     procs = [ctx.Process(target=_load_process, args=(target, ids[p :: args.procs], args_d, rate, start_at, out))
              for p in range(args.procs)]
@@ -215,12 +264,14 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
+    late = lag.stop() if lag is not None else []
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise RuntimeError(f"load processes failed: {errors}")
     latencies = [x for r in results for x, _ in r["latencies"]]
     # the same without each stream's first chunk (its call's start: the server opens its tenant's view of it)
     later = [x for r in results for x, seq in r["latencies"] if seq > 1]
+    setup = [x for r in results for x in r["call_setup"]]
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["tokens"] for r in results)
     return {"streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
@@ -228,9 +279,57 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
             "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100),
             "ack_p99_after_first_ms": percentile_ms(later, 99),
+            # at a fixed rate: from starting a stream's Append call to the server's handler taking it (before the
+            # schedule starts)
+            **({f"call_setup_{q}_ms": percentile_ms(setup, p) for q, p in (("p50", 50), ("p99", 99), ("max", 100))}
+               if setup else {}),
             # the load processes' own garbage-collector pauses (they delay the acks they time)
             "client_gc_pause_ms": round(1e3 * sum(r["gc_pause_seconds"] for r in results), 1),
-            "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1)}
+            "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1),
+            **(server_side(server, [x for r in results for x in r["stamps"]], started, late) if server else {})}
+
+
+class LoopLag:
+    """Wakes on the server's event loop every `every_s` and records how late each wakeup was: a long turn of the
+    loop (many callbacks at once) or a pause of the whole process (the collector) shows as a late wakeup. Costs
+    the loop a wakeup every every_s while it runs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, every_s: float = 0.002):
+        self.every_s, self.late = every_s, []  # (when it was due, seconds late), time.monotonic
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
+
+    async def _run(self) -> None:
+        while True:
+            due = time.monotonic() + self.every_s
+            await asyncio.sleep(self.every_s)
+            self.late.append((due, time.monotonic() - due))
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._task.cancel()
+        return self.late
+
+
+def server_side(server, client_stamps: list[tuple], since: float, late: list[tuple[float, float]]) -> dict:
+    """What the server (in this process) says of a load that started at `since` (time.monotonic): its collector's
+    pauses, its loop's late wakeups (LoopLag), and the acks' legs (streamret/service/ack_legs.py) from the clients'
+    stamps (sid, seq, due, sent, received) and those that the server and its engine keep of their last chunks."""
+    from streamret import gc_pauses
+    from streamret.service.ack_legs import summarize_legs
+
+    pauses = [(start, s, gen) for start, s, gen in gc_pauses.recent_pauses() if start >= since]
+    gc = {"server_gc_collections": len(pauses), "server_gc_pause_ms": round(1e3 * sum(s for _, s, _ in pauses), 1),
+          "server_gc_pause_max_ms": round(1e3 * max((s for _, s, _ in pauses), default=0.0), 1),
+          "server_gc_collections_by_generation": {g: sum(1 for *_, x in pauses if x == g) for g in (0, 1, 2)}}
+    stamps = server.server.recent_chunk_times()
+    stamps["client_due"] = [(sid, seq, due) for sid, seq, due, _, _ in client_stamps]
+    stamps["client_sent"] = [(sid, seq, sent) for sid, seq, _, sent, _ in client_stamps]
+    stamps["client_received"] = [(sid, seq, received) for sid, seq, _, _, received in client_stamps]
+    lateness = [s for _, s in late]
+    loop = {"server_loop_late_ms": {"p50": percentile_ms(lateness, 50), "p99": percentile_ms(lateness, 99),
+                                    "max": percentile_ms(lateness, 100), "wakeups": len(lateness)}}
+    stalls = {"server_gc": [(start, s) for start, s, _ in pauses],
+              "server_loop_late_5ms": [(due, s) for due, s in late if s > 0.005]}
+    return {**gc, **loop, "ack_legs": summarize_legs(stamps, stalls=stalls)}
 
 
 def step_summary(before: dict, after: dict) -> dict:
@@ -289,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from streamret.engine import Engine, EngineConfig
+    from streamret.service.ack_legs import format_legs
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
@@ -316,12 +416,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_engine(engine, args, tag)
                 engine_rates.append(result["tokens_per_s"])
             elif phase == "saturate":
-                result = saturation = run_service(target, args, tag, rate=None)
+                result = saturation = run_service(target, args, tag, rate=None, server=server)
             elif phase == "half":
                 if saturation is None:
                     raise SystemExit("the 'half' phase needs a 'saturate' phase before it (its rate is a fraction)")
                 rate = args.load_fraction * saturation["chunks"] / saturation["seconds"] / args.streams
-                result = run_service(target, args, tag, rate=rate)
+                result = run_service(target, args, tag, rate=rate, server=server)
                 result["load_fraction"] = args.load_fraction
             else:
                 raise SystemExit(f"unknown phase {phase!r}; use engine, saturate, half")
@@ -330,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             if phase == "saturate" and engine_rates:
                 result["ratio_to_engine"] = round(result["tokens_per_s"] / float(np.mean(engine_rates)), 3)
             results["phases"].append(result)
-            print(json.dumps(result), flush=True)
+            print(json.dumps({k: v for k, v in result.items() if k != "ack_legs"}), flush=True)
+            if "ack_legs" in result:
+                print(format_legs(result["ack_legs"]), flush=True)
         results["engine_stats"] = {k: v for k, v in engine.stats().items() if not isinstance(v, list | tuple)}
     finally:
         server.stop()

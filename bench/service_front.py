@@ -19,7 +19,9 @@ streamret-server), "shard_send" and "shard_read" (ShardedEngine's outbox and rea
 stub's ack thread, or the in-process engine's threads: the engine side, not the server's cost),
 "py:NAME" (other Python threads, by name) and "native" (gRPC's C-core threads, outside the GIL; with --engine
 inproc torch's threads too); with engine processes also "engine_procs" (their CPU, not this process's).
-"server_us_per_chunk" adds up the server's own (every role but "engine" and "engine_procs").
+"server_us_per_chunk" adds up the server's own (every role but "engine" and "engine_procs"). Then an ack's time
+split into legs (streamret/service/ack_legs.py); --load-fraction F runs the load again at F of the saturation
+chunk rate and prints its ack latency and legs (the half-load tail of issue 14).
 
 --profile: py-spy's samples of this process summed by thread role, then by role and innermost streamret or
 grpc frame; with --spy-mode cpu also in us per chunk (a role's samples scaled to its measured CPU), which
@@ -231,6 +233,9 @@ class FakeCall:
     def invocation_metadata(self):
         return ()
 
+    async def send_initial_metadata(self, metadata) -> None:
+        pass
+
     def time_remaining(self):
         return None
 
@@ -310,11 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="random:tiny", help="--engine sharded or inproc: the model (on the CPU)")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval of the server process, seconds (Python's default: 0.005)")
+    ap.add_argument("--gc-threshold", help="gc.set_threshold of the server process, e.g. 700,10,10 (Python's default)")
+    ap.add_argument("--load-fraction", type=float,
+                    help="then run again at this fraction of the saturation chunk rate (e.g. 0.5: half load)")
     ap.add_argument("--no-grpc", action="store_true", help="the servicer's Python alone (module doc)")
     ap.add_argument("--repeat", type=int, default=5, help="--no-grpc: runs; the best one is reported")
     args = ap.parse_args(argv)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
+    if args.gc_threshold:
+        import gc
+
+        gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
     if args.no_grpc:
         engine = start_engine(args)
         out: dict = {}
@@ -335,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from service import run_service
 
+    from streamret.gc_pauses import freeze_startup
+    from streamret.service.ack_legs import format_legs
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
@@ -343,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0,
         max_calls_per_tenant=2 * args.streams + 64)))
+    freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
     target = f"127.0.0.1:{server.port}"
     spy = None
     try:
@@ -354,8 +369,11 @@ def main(argv: list[str] | None = None) -> int:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         cpu0 = thread_cpu_by_role(engine_pids)
-        result = run_service(target, args, "front", rate=None)
+        result = run_service(target, args, "front", rate=None, server=server)
         cpu1 = thread_cpu_by_role(engine_pids)
+        if args.load_fraction:
+            rate = args.load_fraction * result["chunks"] / result["seconds"] / args.streams
+            half = run_service(target, args, "part", rate=rate, server=server)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file as it stops on SIGINT
@@ -367,8 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     server_us = round(sum(v for k, v in us.items() if k not in ("engine", "engine_procs")), 1)
     out = {"engine": args.engine, "chunks": chunks, "seconds": result["seconds"],
            "chunks_per_s": round(chunks / result["seconds"], 1), "ack_p50_ms": result["ack_p50_ms"],
-           "ack_p99_ms": result["ack_p99_ms"], "cpu_us_per_chunk": us, "server_us_per_chunk": server_us}
+           "ack_p99_ms": result["ack_p99_ms"], "cpu_us_per_chunk": us, "server_us_per_chunk": server_us,
+           **{k: v for k, v in result.items() if k.startswith("server_")}}
     print(json.dumps(out), flush=True)
+    print(format_legs(result["ack_legs"]), flush=True)
+    if args.load_fraction:
+        print(json.dumps({"load_fraction": args.load_fraction, **{k: v for k, v in half.items() if k in (
+            "chunks", "seconds", "ack_p50_ms", "ack_p99_ms", "ack_max_ms", "client_gc_pause_max_ms")
+            or k.startswith(("server_", "call_setup_"))}}), flush=True)
+        print(format_legs(half["ack_legs"]), flush=True)
     if args.profile and Path(args.profile).exists():
         print(aggregate_profile(Path(args.profile), us if args.spy_mode == "cpu" else None))
     return 0

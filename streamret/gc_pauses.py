@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections import deque
 
 _lock = threading.Lock()
 _started: float | None = None
@@ -19,14 +20,18 @@ _count = 0
 _total_s = 0.0
 _max_s = 0.0
 _installed = False
+# the last collections: (start, seconds, generation), start on time.monotonic (the clock of every process of the
+# host), for a bench that asks which slow requests a pause overlapped
+_recent: deque[tuple[float, float, int]] = deque(maxlen=4096)
 
 
 def _callback(phase: str, info: dict) -> None:
     global _started, _count, _total_s, _max_s
     if phase == "start":
-        _started = time.perf_counter()
+        _started = time.monotonic()
     elif _started is not None:
-        took = time.perf_counter() - _started
+        took = time.monotonic() - _started
+        _recent.append((_started, took, info.get("generation", -1)))
         _started = None
         with _lock:
             _count += 1
@@ -48,6 +53,15 @@ def pauses() -> dict:
     with _lock:  # (the dict is made after the lock: a collection could run on its allocation, and its callback
         count, total, longest = _count, _total_s, _max_s  # takes the lock)
     return {"gc_collections": count, "gc_pause_seconds": total, "gc_pause_max_seconds": longest}
+
+
+def recent_pauses() -> list[tuple[float, float, int]]:
+    """The last 4,096 collections since `watch()`: (start on time.monotonic, seconds, generation)."""
+    while True:
+        try:
+            return list(_recent)
+        except RuntimeError:  # a collection ended meanwhile (on another thread)
+            continue
 
 
 def freeze_startup() -> None:

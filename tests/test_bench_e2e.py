@@ -87,6 +87,12 @@ def test_smoke_runs_every_part(tmp_path: Path):
         part = result["parts"][name]
         per_step = part["loop_parts_ms_per_step"]
         assert part["steps"] > 0 and sum(per_step.values()) * part["steps"] <= part["seconds"] * 1e3 * 1.05
+    for name in ("service_saturate", "service_half"):  # an ack's time by leg: the in-process engine has no pipe
+        legs = result["parts"][name]["ack_legs"]
+        assert legs["chunks"] > 0 and legs["stages"] == [
+            "client_due", "client_sent", "server_read", "engine_accepted", "engine_queued", "engine_applied",
+            "ack_written", "client_received"]
+    assert "service_half: an ack's time by leg" in proc.stdout
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()

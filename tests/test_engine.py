@@ -557,7 +557,9 @@ def test_stats_count_steps_and_split_the_loop_time_into_parts():
                           "book_items", "acks"}
     assert all(v >= 0 for v in parts.values()) and parts["launch"] > 0 and parts["book_spans"] > 0
     assert sum(parts.values()) <= elapsed + 0.5
-    # each applied item: when, ms in the tokenize stage, ms from queued to applied (within the appends' time)
+    # each applied item: when, ms in the tokenize stage, ms from queued to applied (within the appends' time), and
+    # which chunk it was
     items = st["recent_items"]
-    assert len(items) == 3 and [t for t, _, _ in items] == sorted(t for t, _, _ in items)
-    assert all(0 <= tok and 0 < applied and tok + applied <= 1e3 * elapsed for _, tok, applied in items)
+    assert len(items) == 3 and [t for t, *_ in items] == sorted(t for t, *_ in items)
+    assert all(0 <= tok and 0 < applied and tok + applied <= 1e3 * elapsed for _, tok, applied, _, _ in items)
+    assert [(sid, seq) for *_, sid, seq in items] == [("s", 1), ("s", 2), ("s", 3)]

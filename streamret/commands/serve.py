@@ -151,9 +151,6 @@ def run(args: argparse.Namespace) -> int:
               + (f", HTTP on {scheme}://{args.host}:{server.http_port}" if server.http_port is not None else ""),
               flush=True)
 
-    from streamret.gc_pauses import freeze_startup
-
-    freeze_startup()  # the model, tokenizer and modules stay out of the collections made while serving
     try:
         asyncio.run(serve(engine, config, on_started=started))
     finally:

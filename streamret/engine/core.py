@@ -109,8 +109,9 @@ class EngineCore:
         self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
         self._recent_tokens: deque[int] = deque(maxlen=256)
         # the last items applied: (applied at, ms from accepted to queued (the tokenize stage), ms from queued to
-        # applied (waiting for a step, the step, booking)), time.monotonic: a bench takes those of its window
-        self._recent_items: deque[tuple[float, float, float]] = deque(maxlen=2048)
+        # applied (waiting for a step, the step, booking), stream id, seq), time.monotonic: a bench takes those of
+        # its window, and joins them by (stream id, seq) with the server's stamps of the same chunks (ack legs)
+        self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
         gc_pauses.watch()
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
@@ -365,7 +366,7 @@ class EngineCore:
                 if s.completes:
                     item = s.item
                     self._recent_items.append((now, 1e3 * (item.queued_at - item.accepted_at),
-                                               1e3 * (now - item.queued_at)))
+                                               1e3 * (now - item.queued_at), item.stream_id, item.seq))
                     stream.apply(item)
                     self.scheduler.complete(item)
                     done.setdefault(stream, []).append(item)

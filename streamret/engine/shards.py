@@ -57,6 +57,8 @@ _INLINE = frozenset({"submit_append"})
 _HISTOGRAMS = frozenset({"step_streams_buckets"})
 # stats() keys whose engines' values are compared, not added
 _MAXIMA = frozenset({"gc_pause_max_seconds", "max_held_s"})
+# chunks whose pipe stamps (sent, answered) this process keeps per engine, for `recent_chunk_times`
+RECENT_CHUNKS = 8192
 
 
 def engine_procs(procs: int | str, device: str = "auto") -> int:
@@ -119,8 +121,9 @@ class _Outbox:
     SimpleQueue (C code, no Python lock or condition): it is paid per chunk by the server's event loop and by
     an engine's step loop. A put is a message (a tuple) or a list of messages (the calls a _Shard held)."""
 
-    def __init__(self, conn, name: str, on_error=None) -> None:
-        self.conn, self.on_error = conn, on_error
+    def __init__(self, conn, name: str, on_error=None, sent_at: deque | None = None) -> None:
+        # sent_at: where (stream id, seq, time.monotonic) of each submit_append goes as its message is written
+        self.conn, self.on_error, self.sent_at = conn, on_error, sent_at
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.put = self._queue.put
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -156,6 +159,9 @@ class _Outbox:
                 if not good:
                     continue
                 batch, data = good, ForkingPickler.dumps(good)
+            if self.sent_at is not None:  # stamped before the write: the engine may read it before the write returns
+                now = time.monotonic()
+                self.sent_at.extend((args[0], args[1], now) for _, op, args in batch if op == "submit_append")
             try:
                 self.conn.send_bytes(data)
             except (OSError, ValueError) as e:  # the other end is gone (or this one closed)
@@ -183,7 +189,10 @@ class _Shard:
         self.shut_down = False  # the ShardedEngine is shutting it down: its exit is no crash, and no restart follows
         self.hello: Future = Future()
         self._waiting[0] = self.hello
-        self._outbox = _Outbox(conn, f"streamret-shard-{rank}-send", on_error=self._unsent)
+        # (stream id, seq, time.monotonic) of the last chunks as written to the pipe and as their acks came back
+        self.sent_at: deque[tuple[str, int, float]] = deque(maxlen=RECENT_CHUNKS)
+        self.answered_at: deque[tuple[str, int, float]] = deque(maxlen=RECENT_CHUNKS)
+        self._outbox = _Outbox(conn, f"streamret-shard-{rank}-send", on_error=self._unsent, sent_at=self.sent_at)
         self._reader = threading.Thread(target=self._read, name=f"streamret-shard-{rank}-read", daemon=True)
         self._reader.start()
 
@@ -277,6 +286,8 @@ class _Shard:
                     batch = self.conn.recv()
                 except (EOFError, OSError):
                     break
+                now = time.monotonic()
+                self.answered_at.extend((v.stream_id, v.seq, now) for _, ok, v in batch if ok and type(v) is Ack)
                 self._settle(batch)
         except Exception:  # noqa: BLE001  (an answer that does not unpickle: the link is lost, so is the process)
             log.exception("engine process %d sent what cannot be read; stopping it", self.rank)
@@ -474,6 +485,13 @@ class ShardedEngine:
         and cross in one message: the caller must call release_held() soon after."""
         self._submit((arrive, key), stream_id, seq, data, flush, durable, group, hold)
 
+    def recent_chunk_times(self) -> dict[str, list[tuple[str, int, float]]]:
+        """The last chunks' stamps in this process (time.monotonic, the clock of every process of the host), by
+        engine stream id and seq: "pipe_sent" as the outbox wrote each to its engine's pipe, "server_answered" as
+        the reader thread got its ack back (RECENT_CHUNKS per engine; for benches, not for every scrape)."""
+        return {"pipe_sent": [x for s in self._shards for x in snapshot(s.sent_at)],
+                "server_answered": [x for s in self._shards for x in snapshot(s.answered_at)]}
+
     def release_held(self) -> None:
         """Send every chunk submitted with hold (submit_append_to) so far."""
         for s in self._shards:
@@ -629,6 +647,16 @@ class ShardedEngine:
             s.close()
         self._logs.put(None)
         self._log_thread.join(timeout=5)
+
+
+def snapshot(ring: deque) -> list:
+    """A ring's items now, while another thread appends to it (a copy fails if an append lands meanwhile:
+    possible when a collector callback lets the other thread run)."""
+    while True:
+        try:
+            return list(ring)
+        except RuntimeError:
+            continue
 
 
 def merge_stats(parts: list[dict]) -> dict:

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..engine.api import EngineAPI
 from ..engine.config import Checkpoint
+from ..gc_pauses import freeze_startup
 from ..grpc_transport import server_options
 from .auth import Authenticator
 from .batch_servicer import BatchServicer
@@ -109,6 +110,7 @@ class StreamRetServer:
         self.http_port: int | None = None
         self.serving = True  # False while the durable store refuses writes (health NOT_SERVING)
         self._http = None  # the HTTP front end, when config.http_port is set
+        self.stream_servicer: StreamRetServicer | None = None  # once started
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
@@ -120,8 +122,8 @@ class StreamRetServer:
         self.heap.start()
         size = cfg.limits.max_message_bytes
         server = grpc.aio.server(interceptors=[self.metrics.grpc], options=server_options(size))
-        register(pb_grpc.add_StreamRetServicer_to_server,
-                 StreamRetServicer(self.streams, self.gate, cfg.model_name), server, on_message=self.heap.saw)
+        self.stream_servicer = StreamRetServicer(self.streams, self.gate, cfg.model_name)
+        register(pb_grpc.add_StreamRetServicer_to_server, self.stream_servicer, server, on_message=self.heap.saw)
         register(pb_grpc.add_BatchServicer_to_server, BatchServicer(self.streams, self.gate), server,
                  on_message=self.heap.saw)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -159,6 +161,21 @@ class StreamRetServer:
                  "auth tokens" if cfg.auth_tokens else "no auth",
                  f", metrics on {self.metrics_url}" if self.metrics_port is not None else "")
         return self.port
+
+    def recent_chunk_times(self) -> dict[str, list[tuple[str, int, float]]]:
+        """The last Append chunks' stamps in this server, by stage (service/ack_legs.py): the handler's, the engine
+        processes' pipe stamps (ShardedEngine) and the engine's own (its stats' recent_items). For benches: it asks
+        the engine for its stats, too heavy for every metrics scrape."""
+        from ..engine.shards import snapshot
+        from .ack_legs import engine_stages
+
+        acks = snapshot(self.stream_servicer.recent_acks) if self.stream_servicer is not None else []
+        out = {"server_read": [(sid, seq, read) for sid, seq, read, _ in acks],
+               "ack_written": [(sid, seq, written) for sid, seq, _, written in acks]}
+        if hasattr(self.engine, "recent_chunk_times"):
+            out.update(self.engine.recent_chunk_times())
+        out.update(engine_stages(self.engine.stats().get("recent_items") or []))
+        return out
 
     @property
     def metrics_url(self) -> str | None:
@@ -265,10 +282,13 @@ async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> 
     """Run a server until SIGTERM or SIGINT (or, for a cluster gateway, until the cluster is stopped), then
     drain; return True when the drain was clean.
 
-    on_started(server) is called once the port is bound (e.g. to print the address).
+    on_started(server) is called once the port is bound (e.g. to print the address). Once the server is up, every
+    object made so far (the model, tokenizer, modules, the server's own) is kept out of later garbage collections
+    (gc_pauses.freeze_startup): a full collection walks only what serving made, and holds up every ack for less.
     """
     server = StreamRetServer(engine, config)
     await server.start()
+    freeze_startup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
