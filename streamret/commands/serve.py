@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from streamret.engine import EngineConfig, ShardedEngine, start_engine
     from streamret.engine.shards import engine_procs
     from streamret.logs import setup_logging
-    from streamret.service.fronts import FrontProcesses, front_procs
+    from streamret.service.fronts import FrontProcesses, front_procs, log_served
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import ServerConfig, serve
 
@@ -160,7 +160,10 @@ def run(args: argparse.Namespace) -> int:
             "no --state-dir: stream states live in this process only, a restart loses them, and acks "
             "report durable_seq 0; pass --state-dir DIR (or an fsspec URL) to keep them")
 
+    servers = []
+
     def started(server) -> None:
+        servers.append(server)
         scheme = "https" if args.tls_cert else "http"
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
               + (f", metrics on {server.metrics_url}" if server.metrics_port is not None else "")
@@ -174,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     others = None if fronts == 1 else FrontProcesses(engine, config, fronts, args.log_level, args.log_format)
     try:
         asyncio.run(serve(engine, config, on_started=started, fronts=others))
+        if others is not None and servers:
+            log_served(0, servers[0])
     finally:
         # (the drain above applied and wrote what it could in --drain-timeout-s: this bounds the engines' last word)
         engine.shutdown() if args.ray is not None else engine.shutdown(timeout_s=args.drain_timeout_s)

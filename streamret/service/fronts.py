@@ -196,7 +196,6 @@ def _front_main(rank: int, spec: FrontSpec, conn) -> None:
         setup_logging(spec.log_level, spec.log_format)
     if spec.switch_interval is not None:
         sys.setswitchinterval(spec.switch_interval)
-    flog = logging.getLogger("streamret.serve")
     engine = AttachedEngine(spec.link, spec.engine_config)
     servers = []
 
@@ -211,9 +210,7 @@ def _front_main(rank: int, spec: FrontSpec, conn) -> None:
     finally:
         engine.shutdown()
     if servers:
-        calls, chunks = _served(servers[0].metrics)
-        flog.info("front process %d (pid %d) stopped: it answered %d calls and acked %d chunks", rank, os.getpid(),
-                  calls, chunks)
+        log_served(rank, servers[0])
 
 
 def _drain_when_told(conn) -> None:
@@ -225,9 +222,18 @@ def _drain_when_told(conn) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _served(metrics) -> tuple[int, int]:
-    """(calls finished, chunks acked) by this process's server, from its metrics."""
-    def total(counter) -> int:
-        return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
-
-    return total(metrics.rpcs), total(metrics.chunks)
+def log_served(rank: int, server) -> None:
+    """One log line of what a front's server answered (its gRPC counters: /metrics has front 0's alone)."""
+    codes: dict[str, int] = {}
+    chunks = 0
+    for metric in server.metrics.rpcs.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                code = sample.labels["code"]
+                codes[code] = codes.get(code, 0) + int(sample.value)
+    for metric in server.metrics.chunks.collect():
+        chunks += int(sum(s.value for s in metric.samples if s.name.endswith("_total")))
+    by_code = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
+    logging.getLogger("streamret.serve").info(
+        "front process %d (pid %d) stopped: it answered %d calls (%s) and acked %d chunks", rank, os.getpid(),
+        sum(codes.values()), by_code or "none", chunks)
