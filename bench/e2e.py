@@ -25,9 +25,11 @@ Parts (--parts, in this order; one engine serves all of them):
   profile  the first engine part again (a quarter of its chunks) under the torch profiler, CPU and CUDA
            activity: e2e_profile.txt holds the top ops by device and by host time, the JSON the device's
            busy share of the wall time (profiler overhead included; not a throughput figure)
-  service  the same workload through the gRPC server on loopback (BackgroundServer in this process),
-           load from --procs client processes (bench/service.py's run_service): at saturation, then at
-           --load-fraction of the saturation chunk rate; ack latency p50/p99 for both
+  service  the same workload through the gRPC server on loopback (BackgroundServer in this process, and with
+           --front-procs F above 1 F-1 front processes on the same port: streamret/service/fronts.py; their CPU
+           is cpu_us_per_token.front_procs), load from --procs client processes (bench/service.py's
+           run_service): at saturation, then at --load-fraction of the saturation chunk rate; ack latency
+           p50/p99 for both
   batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
            documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
            --short-tokens, counted by the tokenizer on each whole document)
@@ -477,19 +479,25 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
 
 
 def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
-    """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
+    """The gRPC server in this process on a free loopback port, as `streamret serve` runs it; with --front-procs
+    F above 1, F-1 front processes too on the same port (streamret/service/fronts.py)."""
+    from streamret.service.fronts import FrontProcesses
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
-    return BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
+    config = ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0,
         # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
-        max_calls_per_tenant=2 * args.service_streams + 64)))
+        max_calls_per_tenant=2 * args.service_streams + 64))
+    fronts = None if args.front_procs == 1 else FrontProcesses(engine, config, args.front_procs, log_level="WARNING",
+                                                               switch_interval=args.switch_interval)
+    return BackgroundServer(engine, config, fronts=fronts)
 
 
 def part_service(engine: Engine, target: str, chunks: int, rate: float | None, text_file: str,
-                 args: argparse.Namespace) -> dict:
-    """The engine's workload through gRPC from --procs client processes (rate None: saturation)."""
+                 args: argparse.Namespace, fronts=None) -> dict:
+    """The engine's workload through gRPC from --procs client processes (rate None: saturation); fronts: the
+    other front processes (their CPU: cpu_us_per_token.front_procs)."""
     import service as service_bench
 
     ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
@@ -499,9 +507,9 @@ def part_service(engine: Engine, target: str, chunks: int, rate: float | None, t
     from streamret import gc_pauses
 
     gc_pauses.watch()  # this process is the server: its collector's pauses hold up every ack it routes
-    before, cpu0, gc0 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
+    before, cpu0, gc0 = engine.stats(), thread_cpu_s(engine, fronts), gc_pauses.pauses()
     row = service_bench.run_service(target, ns, "half" if rate else "saturate", rate)
-    after, cpu1, gc1 = engine.stats(), thread_cpu_s(engine), gc_pauses.pauses()
+    after, cpu1, gc1 = engine.stats(), thread_cpu_s(engine, fronts), gc_pauses.pauses()
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
@@ -592,6 +600,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
     ap.add_argument("--engine-procs", default="1",
                     help="engine processes (streams sharded over them; streamret serve --engine-procs), or auto")
+    ap.add_argument("--front-procs", type=int, default=1,
+                    help="gRPC server processes of the service parts (streamret serve --front-procs): above 1 the "
+                         "engine runs in engine processes (at least one) and the others connect to them")
     ap.add_argument("--tokenizer-threads", type=int, default=None,
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
@@ -718,11 +729,13 @@ def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: Eng
                 target, chunks = f"127.0.0.1:{server.port}", chunks_for(args.service_streams)
                 try:
                     sat = run_part(results, "service_saturate",
-                                   lambda: part_service(engine, target, chunks, None, text_file, args), save)
+                                   lambda: part_service(engine, target, chunks, None, text_file, args,
+                                                        server.fronts), save)
                     if sat:
                         rate = args.load_fraction * sat["chunks"] / sat["seconds"] / args.service_streams
                         half = run_part(results, "service_half",
-                                        lambda: part_service(engine, target, chunks, rate, text_file, args), save)
+                                        lambda: part_service(engine, target, chunks, rate, text_file, args,
+                                                             server.fronts), save)
                         if half:
                             half["load_fraction"] = args.load_fraction
                 finally:
@@ -766,8 +779,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def start_engine() -> Engine:
         """In this process (procs 1), or engine processes with a model each, streams sharded over them."""
-        engine = Engine(loaded, None, config) if procs == 1 else ShardedEngine(
-            args.model, args.device, None, config, args.dtype, procs=procs)
+        engine = Engine(loaded, None, config) if procs == 1 and args.front_procs == 1 else ShardedEngine(
+            args.model, args.device, None, config, args.dtype, procs=procs, listen=args.front_procs > 1)
         freeze_startup()  # as `streamret serve` does once its engine is up
         return engine
     results: dict = {
@@ -781,7 +794,8 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
-                          "engine_procs": procs, "tokenizer_threads": config.tokenizer_threads},
+                          "engine_procs": procs, "front_procs": args.front_procs,
+                          "tokenizer_threads": config.tokenizer_threads},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

@@ -329,6 +329,8 @@ class ShardedEngine:
     imports the calling script's main module in each of them: a script that makes one at its top level must
     do so under `if __name__ == "__main__":`, as with any spawned process."""
 
+    link: EngineLink | None = None  # where front processes connect (listen=True)
+
     def __init__(self, spec: str = "default", device: str = "auto", state_dir: str | None = None,
                  config: EngineConfig | None = None, dtype: str | None = None, procs: int = 2,
                  start_timeout_s: float = 600.0, listen: bool = False):
@@ -350,7 +352,7 @@ class ShardedEngine:
         self._lock = threading.Lock()
         self._ctx, self._start_timeout_s = ctx, start_timeout_s
         self._serve_args = (procs, spec, device, state_dir, config, dtype, self._logs, level)
-        self.link: EngineLink | None = EngineLink.make(procs) if listen else None
+        self.link = EngineLink.make(procs) if listen else None
         try:
             for rank in range(procs):
                 self._shards.append(self._spawn(rank))

@@ -306,6 +306,7 @@ class BackgroundServer:
 
     def __init__(self, engine: EngineAPI, config: ServerConfig | None = None, fronts=None):
         """fronts: a FrontProcesses (fronts.py), started on the bound port and drained with this server."""
+        self.fronts = fronts
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="streamret-server", daemon=True)
         self._thread.start()
