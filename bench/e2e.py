@@ -494,6 +494,12 @@ def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     return BackgroundServer(engine, config, fronts=fronts)
 
 
+def client_channels(args: argparse.Namespace) -> int:
+    """gRPC connections per load process: --client-channels, else 1 with one front process and 4 per front with
+    more (the kernel spreads connections over the fronts: a few would land unevenly)."""
+    return args.client_channels or (1 if args.front_procs == 1 else 4 * args.front_procs)
+
+
 def part_service(engine: Engine, target: str, chunks: int, rate: float | None, text_file: str,
                  args: argparse.Namespace, fronts=None) -> dict:
     """The engine's workload through gRPC from --procs client processes (rate None: saturation); fronts: the
@@ -501,7 +507,8 @@ def part_service(engine: Engine, target: str, chunks: int, rate: float | None, t
     import service as service_bench
 
     ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
-                            window=args.window, procs=args.procs, text_file=text_file)
+                            window=args.window, procs=args.procs, text_file=text_file,
+                            channels=client_channels(args))
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     from streamret import gc_pauses
@@ -603,6 +610,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--front-procs", type=int, default=1,
                     help="gRPC server processes of the service parts (streamret serve --front-procs): above 1 the "
                          "engine runs in engine processes (at least one) and the others connect to them")
+    ap.add_argument("--client-channels", type=int, default=None,
+                    help="gRPC connections per load process (default: 1 with one front process, else 4 per front)")
     ap.add_argument("--tokenizer-threads", type=int, default=None,
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")

@@ -180,18 +180,27 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
 
     use_text(args_d.get("text_file"))
     gc_pauses.watch()  # a client's own collector pauses count in the latencies it measures
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.StreamRetStub(channel)
+    # each channel a connection of its own (gRPC shares one per target unless told): with several front processes
+    # on the port (streamret serve --front-procs) the kernel spreads connections, not calls, over them
+    n = args_d.get("channels") or 1
+    options = [("grpc.use_local_subchannel_pool", 1)] if n > 1 else None
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(n)]
+    try:
+        stubs = [pb_grpc.StreamRetStub(channel) for channel in channels]
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
         latencies: list[float] = []
         t0 = time.perf_counter()
         wall0 = time.time()
         tokens = await asyncio.gather(*[
-            _drive_stream(stub, sid, chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
+            _drive_stream(stubs[k % n], sid,
+                          chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"]),
                           args_d["window"], rate, t0, latencies)
-            for sid in stream_ids])
+            for k, sid in enumerate(stream_ids)])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
                 **gc_pauses.pauses()}
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
@@ -204,7 +213,7 @@ def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_
 def run_service(target: str, args, tag: str, rate: float | None) -> dict:
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-              "text_file": getattr(args, "text_file", None)}
+              "text_file": getattr(args, "text_file", None), "channels": getattr(args, "channels", 1)}
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 2.0 + 0.2 * args.procs  # time for the processes to import and connect
@@ -223,7 +232,8 @@ def run_service(target: str, args, tag: str, rate: float | None) -> dict:
     later = [x for r in results for x, seq in r["latencies"] if seq > 1]
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["tokens"] for r in results)
-    return {"streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
+    return {"streams": args.streams, "procs": args.procs, "channels_per_proc": args_d["channels"], "tokens": total,
+            "seconds": round(wall, 3),
             "tokens_per_s": round(total / wall, 1), "chunks": len(latencies),
             "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100),

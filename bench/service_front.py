@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="what the server serves (module doc)")
     ap.add_argument("--engine-procs", type=int, default=2, help="--engine sharded: engine processes")
     ap.add_argument("--model", default="random:tiny", help="--engine sharded or inproc: the model (on the CPU)")
+    ap.add_argument("--channels", type=int, default=1,
+                    help="gRPC connections per load process (the kernel spreads connections over front processes)")
     ap.add_argument("--front-procs", type=int, default=1,
                     help="gRPC server processes on the port (--engine procs-stub or sharded; module doc)")
     ap.add_argument("--switch-interval", type=float, default=None,

@@ -17,6 +17,10 @@ order, and its errors are that engine's exceptions (they are pickled across). Ac
   durable_seq, as after a crash) and is started again; the others go on serving.
 The device's state budget and the host tier's are split between the engines; the model's memory is
 paid once per engine (the default model: about 40 MB, plus a CUDA context each).
+
+With `listen=True` the engine processes also take connections on a Unix socket each (`EngineLink`): other
+processes (the server's front processes) reach them through an `AttachedEngine` (attach.py), served as this
+process's pipe is, except that only this process shuts them down.
 """
 
 from __future__ import annotations
