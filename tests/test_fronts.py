@@ -196,3 +196,22 @@ def test_sigterm_drains_every_front_and_what_they_acked_is_durable(tmp_path):
         for sid in sids:
             info = stub.OpenStream(pb.OpenStreamRequest(stream_id=sid, create_if_missing=False), timeout=60)
             assert info.durable_seq >= acked[sid], (sid, info, acked[sid])
+
+
+def test_the_other_fronts_and_the_engines_exit_when_the_first_process_dies(tmp_path):
+    with ServeProcess(tmp_path / "states", *SERVE_ARGS) as server:
+        server.start()
+        others = [*front_pids(server)[1:], *engine_pids(server)]
+        assert len(others) == 3
+        server.kill9()
+        deadline = time.monotonic() + 60
+        while alive := [pid for pid in others if _running(pid)]:
+            assert time.monotonic() < deadline, f"still running 60 s after the first process died: {alive}"
+            time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

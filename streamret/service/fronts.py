@@ -185,10 +185,13 @@ class FrontProcesses:
 
 def _front_main(rank: int, spec: FrontSpec, conn) -> None:
     """A front process: the engines attached, one gRPC server on front 0's port until front 0 says drain (or is
-    gone), then a drain as a SIGTERM makes it."""
+    gone), then the drain a SIGTERM makes in a one-process server."""
+    # Ctrl-C and SIGTERM reach every process of the group (a terminal, systemd): front 0 drains the fronts, so
+    # that none exits on its own meanwhile (front 0 would take that for a crash and start it again)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from .. import gc_pauses
     from ..engine.attach import AttachedEngine
-    from .server import serve
 
     if spec.log_level is not None:
         from ..logs import setup_logging
@@ -197,29 +200,35 @@ def _front_main(rank: int, spec: FrontSpec, conn) -> None:
     if spec.switch_interval is not None:
         sys.setswitchinterval(spec.switch_interval)
     engine = AttachedEngine(spec.link, spec.engine_config)
-    servers = []
-
-    def started(server) -> None:
-        servers.append(server)
-        conn.send(("ready", os.getpid()))
-        threading.Thread(target=_drain_when_told, args=(conn,), name="streamret-front-control", daemon=True).start()
-
     gc_pauses.freeze_startup()
     try:
-        asyncio.run(serve(engine, spec.config, on_started=started))
+        server = asyncio.run(_serve_until_told(spec.config, engine, conn))
     finally:
         engine.shutdown()
-    if servers:
-        log_served(rank, servers[0])
+    log_served(rank, server)
 
 
-def _drain_when_told(conn) -> None:
-    """Wait for front 0's word (or its end), then SIGTERM this process: serve() drains on it."""
-    try:
-        conn.recv()
-    except (EOFError, OSError):
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)
+async def _serve_until_told(config, engine, conn):
+    """Serve until front 0 says drain (or its end of the pipe closes), then drain; the server."""
+    from .server import StreamRetServer
+
+    server = StreamRetServer(engine, config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    told = asyncio.Event()
+
+    def wait_for_word() -> None:
+        try:
+            conn.recv()
+        except (EOFError, OSError):
+            pass
+        loop.call_soon_threadsafe(told.set)
+
+    conn.send(("ready", os.getpid()))
+    threading.Thread(target=wait_for_word, name="streamret-front-control", daemon=True).start()
+    await told.wait()
+    await server.stop()
+    return server
 
 
 def log_served(rank: int, server) -> None:
