@@ -119,6 +119,16 @@ def test_two_fronts_serve_one_port_and_survive_a_dead_front_and_a_dead_engine(tm
                 assert got.applied_seq == 3
                 np.testing.assert_allclose(got.values, expected, atol=1e-5)
 
+        # one stream's chunks 1-3 sent on every channel at once (so through both fronts): each applied once, the
+        # others acked as duplicates (the engine's seq checks; the service keeps no per-stream order of its own)
+        with ThreadPoolExecutor(len(stubs)) as pool:
+            acks = [a for got in pool.map(lambda stub: append(stub, "both", range(1, 4)), stubs) for a in got]
+        assert all(a.error_code == 0 for a in acks)
+        assert sorted(a.seq for a in acks if not a.duplicate) == [1, 2, 3]
+        got = stubs[0].GetEmbedding(pb.GetEmbeddingRequest(stream_id="both"), timeout=60)
+        assert got.applied_seq == 3
+        np.testing.assert_allclose(got.values, expected, atol=1e-5)
+
         # a front killed: its calls fail, its clients reconnect (to the other front), and it is started again
         engines = engine_pids(server)
         assert len(engines) == 2
