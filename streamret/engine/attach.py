@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 
 from .bounds import QueueBounds
@@ -68,9 +69,10 @@ class AttachedEngine(ShardedEngine):
         self._started = False
         self._start_timeout_s = start_timeout_s
         self._shards: list[_Shard] = []
+        deadline = time.monotonic() + start_timeout_s
         try:
             for rank in range(link.procs):
-                self._shards.append(self._connect(rank))
+                self._shards.append(self._connect_when_up(rank, deadline))
             hellos = [s.hello.result(timeout=start_timeout_s) for s in self._shards]
         except BaseException:
             self._closed = True
@@ -94,6 +96,18 @@ class AttachedEngine(ShardedEngine):
         shard.hello.add_done_callback(lambda f: setattr(process, "pid", None if f.exception() else f.result()["pid"]))
         return shard
 
+    def _connect_when_up(self, rank: int, deadline: float) -> _Shard:
+        """_connect, tried again while the engine process is down (being started again) until `deadline`."""
+        pause = _RETRY_S[0]
+        while True:
+            try:
+                return self._connect(rank)
+            except (OSError, EOFError):
+                if time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, _RETRY_S[1])
+
     def _exited(self, shard: _Shard) -> None:
         """A link is lost (its engine process exited, or is being replaced): connect again in the background,
         until this engine shuts down; calls to its streams fail as resendable meanwhile."""
@@ -113,7 +127,7 @@ class AttachedEngine(ShardedEngine):
                     return
             try:
                 fresh = self._connect(dead.rank)  # (refused until the new engine process listens)
-            except OSError:
+            except (OSError, EOFError, AuthenticationError):  # (EOF: it went away during the handshake)
                 continue
             try:
                 hello = fresh.hello.result(timeout=self._start_timeout_s)
