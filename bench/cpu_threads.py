@@ -12,21 +12,29 @@ import os
 from streamret.thread_cpu import thread_cpu_seconds
 
 
-def thread_cpu_s(engine=None) -> dict[str, float]:
+def thread_cpu_s(engine=None, fronts=None) -> dict[str, float]:
     """CPU seconds (user + system) of this process's threads so far, summed by role (streamret.thread_cpu: step,
     tokenize, caller = the main thread, python = every other Python thread, other = native threads); with engine
     processes (a ShardedEngine as `engine`), "engine_procs": all their threads together (their stats() split
-    it by role: "thread_cpu_seconds"). From /proc (Linux); {} elsewhere."""
+    it by role: "thread_cpu_seconds"); with front processes (a FrontProcesses as `fronts`), "front_procs": the
+    other fronts' CPU, all their threads. From /proc (Linux); {} elsewhere."""
     out = {k: v for k, v in thread_cpu_seconds().items() if v}
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in getattr(engine, "pids", []):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out["engine_procs"] = out.get("engine_procs", 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    for role, pids in (("engine_procs", getattr(engine, "pids", [])), ("front_procs", getattr(fronts, "pids", []))):
+        for pid in pids:
+            seconds = process_cpu_s(pid)
+            if seconds is not None:
+                out[role] = out.get(role, 0.0) + seconds
     return out
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of a process so far, all its threads; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -36,7 +44,8 @@ def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, 
 def us_per_token(cpu_s: dict[str, float], tokens: int) -> dict[str, float]:
     """CPU us per token by role, plus "python_threads": the roles of this process that hold its GIL, summed."""
     us = {k: round(1e6 * v / max(1, tokens), 3) for k, v in sorted(cpu_s.items())}
-    us["python_threads"] = round(sum(v for k, v in us.items() if k not in ("other", "engine_procs")), 3)
+    us["python_threads"] = round(sum(v for k, v in us.items() if k not in ("other", "engine_procs", "front_procs")),
+                                 3)
     return us
 
 

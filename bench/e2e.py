@@ -25,12 +25,14 @@ Parts (--parts, in this order; one engine serves all of them):
   profile  the first engine part again (a quarter of its chunks) under the torch profiler, CPU and CUDA
            activity: e2e_profile.txt holds the top ops by device and by host time, the JSON the device's
            busy share of the wall time (profiler overhead included; not a throughput figure)
-  service  the same workload through the gRPC server on loopback (BackgroundServer in this process),
-           load from --procs client processes (bench/service.py's run_service): at saturation, then at
-           --load-fraction of the saturation chunk rate; ack latency p50/p99 for both, and the ack's time
-           split into legs between the client's, the server's and the engines' stamps of each chunk (the JSON's
-           ack_legs, printed after the table: p50/p99/max ms of each leg, and the leg that dominates the
-           slowest 1% of chunks; streamret/service/ack_legs.py)
+  service  the same workload through the gRPC server on loopback (BackgroundServer in this process, and with
+           --front-procs F above 1 F-1 front processes on the same port: streamret/service/fronts.py; their CPU
+           is cpu_us_per_token.front_procs), load from --procs client processes (bench/service.py's
+           run_service): at saturation, then at --load-fraction of the saturation chunk rate; ack latency
+           p50/p99 for both, and the ack's time split into legs between the client's, the server's and the
+           engines' stamps of each chunk (the JSON's ack_legs, printed after the table: p50/p99/max ms of each
+           leg, and the leg that dominates the slowest 1% of chunks; streamret/service/ack_legs.py; with several
+           fronts the legs are front 0's chunks only)
   batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
            documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
            --short-tokens, counted by the tokenizer on each whole document)
@@ -480,32 +482,45 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
 
 
 def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
-    """The gRPC server in this process on a free loopback port, as `streamret serve` runs it."""
+    """The gRPC server in this process on a free loopback port, as `streamret serve` runs it; with --front-procs
+    F above 1, F-1 front processes too on the same port (streamret/service/fronts.py)."""
     from streamret.gc_pauses import freeze_startup
+    from streamret.service.fronts import FrontProcesses
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
-    server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
+    config = ServerConfig(port=0, limits=ServiceLimits(
         max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0,
         # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
-        max_calls_per_tenant=2 * args.service_streams + 64)))
+        max_calls_per_tenant=2 * args.service_streams + 64))
+    fronts = None if args.front_procs == 1 else FrontProcesses(engine, config, args.front_procs, log_level="WARNING",
+                                                               switch_interval=args.switch_interval)
+    server = BackgroundServer(engine, config, fronts=fronts)
     freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
     return server
 
 
+def client_channels(args: argparse.Namespace) -> int:
+    """gRPC connections per load process: --client-channels, else 1 with one front process and 4 per front with
+    more (the kernel spreads connections over the fronts: a few would land unevenly)."""
+    return args.client_channels or (1 if args.front_procs == 1 else 4 * args.front_procs)
+
+
 def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: float | None, text_file: str,
                  args: argparse.Namespace) -> dict:
-    """The engine's workload through gRPC from --procs client processes (rate None: saturation)."""
+    """The engine's workload through gRPC from --procs client processes (rate None: saturation); the other front
+    processes' CPU (server.fronts): cpu_us_per_token.front_procs."""
     import service as service_bench
 
     ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
-                            window=args.window, procs=args.procs, text_file=text_file)
+                            window=args.window, procs=args.procs, text_file=text_file,
+                            channels=client_channels(args))
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
-    before, cpu0 = engine.stats(), thread_cpu_s(engine)
+    before, cpu0 = engine.stats(), thread_cpu_s(engine, server.fronts)
     # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs)
     row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server)
-    after, cpu1 = engine.stats(), thread_cpu_s(engine)
+    after, cpu1 = engine.stats(), thread_cpu_s(engine, server.fronts)
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
@@ -593,6 +608,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
     ap.add_argument("--engine-procs", default="1",
                     help="engine processes (streams sharded over them; streamret serve --engine-procs), or auto")
+    ap.add_argument("--front-procs", type=int, default=1,
+                    help="gRPC server processes of the service parts (streamret serve --front-procs): above 1 the "
+                         "engine runs in engine processes (at least one) and the others connect to them")
+    ap.add_argument("--client-channels", type=int, default=None,
+                    help="gRPC connections per load process (default: 1 with one front process, else 4 per front)")
     ap.add_argument("--tokenizer-threads", type=int, default=None,
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
@@ -778,8 +798,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def start_engine() -> Engine:
         """In this process (procs 1), or engine processes with a model each, streams sharded over them."""
-        engine = Engine(loaded, None, config) if procs == 1 else ShardedEngine(
-            args.model, args.device, None, config, args.dtype, procs=procs)
+        engine = Engine(loaded, None, config) if procs == 1 and args.front_procs == 1 else ShardedEngine(
+            args.model, args.device, None, config, args.dtype, procs=procs, listen=args.front_procs > 1)
         freeze_startup()  # as `streamret serve` does once its engine is up
         return engine
     results: dict = {
@@ -793,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
-                          "engine_procs": procs, "tokenizer_threads": config.tokenizer_threads},
+                          "engine_procs": procs, "front_procs": args.front_procs,
+                          "tokenizer_threads": config.tokenizer_threads},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

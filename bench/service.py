@@ -209,8 +209,13 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
 
     use_text(args_d.get("text_file"))
     gc_pauses.watch()  # a client's own collector pauses count in the latencies it measures
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.StreamRetStub(channel)
+    # each channel a connection of its own (gRPC shares one per target unless told): with several front processes
+    # on the port (streamret serve --front-procs) the kernel spreads connections, not calls, over them
+    n = args_d.get("channels") or 1
+    options = [("grpc.use_local_subchannel_pool", 1)] if n > 1 else None
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(n)]
+    try:
+        stubs = [pb_grpc.StreamRetStub(channel) for channel in channels]
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
         latencies: list[tuple[float, int]] = []
         stamps: list[tuple] = []
@@ -219,8 +224,8 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         if rate:  # the schedule starts once this process's streams are open and their calls accepted: counted from
             # before, the first second's chunks were overdue and went at once (a burst at saturation), and a
             # stream's first chunk waited for its call to be accepted (the call's setup, timed on its own here)
-            for sid, (call, seconds) in zip(stream_ids, await asyncio.gather(*[start_call(stub, sid)
-                                                                               for sid in stream_ids])):
+            for sid, (call, seconds) in zip(stream_ids, await asyncio.gather(*[
+                    start_call(stubs[k % n], sid) for k, sid in enumerate(stream_ids)])):
                 calls[sid] = call
                 setup.append(seconds)
         # (made before the schedule starts: synthetic text takes this process a while)
@@ -228,10 +233,13 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
                   for sid in stream_ids}
         t0 = time.monotonic()
         tokens = await asyncio.gather(*[
-            _drive_stream(stub, sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
-            for sid in stream_ids])
+            _drive_stream(stubs[k % n], sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
+            for k, sid in enumerate(stream_ids)])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
                 "stamps": stamps, "call_setup": setup, **gc_pauses.pauses()}
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
@@ -246,7 +254,7 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
     the BackgroundServer serving it, in this process: the result then has "ack_legs" (ack_legs.summarize_legs)."""
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-              "text_file": getattr(args, "text_file", None)}
+              "text_file": getattr(args, "text_file", None), "channels": getattr(args, "channels", 1)}
     lag = None
     if server is not None:
         from streamret import gc_pauses
@@ -274,7 +282,8 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
     setup = [x for r in results for x in r["call_setup"]]
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["tokens"] for r in results)
-    return {"streams": args.streams, "procs": args.procs, "tokens": total, "seconds": round(wall, 3),
+    return {"streams": args.streams, "procs": args.procs, "channels_per_proc": args_d["channels"], "tokens": total,
+            "seconds": round(wall, 3),
             "tokens_per_s": round(total / wall, 1), "chunks": len(latencies),
             "chunk_rate_per_stream": rate, "ack_p50_ms": percentile_ms(latencies, 50),
             "ack_p99_ms": percentile_ms(latencies, 99), "ack_max_ms": percentile_ms(latencies, 100),

@@ -4,6 +4,7 @@
     nice python bench/service_front.py ... --profile /tmp/spy-front.txt    # + py-spy, aggregated per thread
     nice python bench/service_front.py --no-grpc --streams 64 --chunks 256   # the servicer's Python alone
     nice python bench/service_front.py --engine sharded --engine-procs 2 --model random:tiny   # real engines
+    nice python bench/service_front.py --engine procs-stub --front-procs 2   # two gRPC front processes
 
 The server (BackgroundServer, this process) serves --engine:
   stub     (default) an engine that acks each chunk at once from a thread of its own, as ShardedEngine's reader
@@ -22,6 +23,9 @@ inproc torch's threads too); with engine processes also "engine_procs" (their CP
 "server_us_per_chunk" adds up the server's own (every role but "engine" and "engine_procs"). Then an ack's time
 split into legs (streamret/service/ack_legs.py); --load-fraction F runs the load again at F of the saturation
 chunk rate and prints its ack latency and legs (the half-load tail of issue 14).
+--front-procs F (with --engine procs-stub or sharded): F-1 more gRPC server processes on the same port
+(streamret/service/fronts.py), the load spread over them by the kernel; their CPU is "front_procs" (part of
+the server's); the legs are then front 0's chunks only.
 
 --profile: py-spy's samples of this process summed by thread role, then by role and innermost streamret or
 grpc frame; with --spy-mode cpu also in us per chunk (a role's samples scaled to its measured CPU), which
@@ -146,9 +150,9 @@ def _cpu_seconds(stat_path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu_by_role(engine_pids: list[int] = ()) -> dict[str, float]:
+def thread_cpu_by_role(engine_pids: list[int] = (), front_pids: list[int] = ()) -> dict[str, float]:
     """CPU seconds of this process's threads so far, by role ("native" for threads Python does not know), plus
-    "engine_procs": the CPU of these engine processes."""
+    "engine_procs": the CPU of these engine processes, and "front_procs": of these front processes."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     out: dict[str, float] = {}
     for tid in os.listdir("/proc/self/task"):
@@ -160,6 +164,8 @@ def thread_cpu_by_role(engine_pids: list[int] = ()) -> dict[str, float]:
         out[role] = out.get(role, 0.0) + seconds
     if engine_pids:
         out["engine_procs"] = sum(_cpu_seconds(f"/proc/{pid}/stat") for pid in engine_pids)
+    if front_pids:
+        out["front_procs"] = sum(_cpu_seconds(f"/proc/{pid}/stat") for pid in front_pids)
     return out
 
 
@@ -313,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="what the server serves (module doc)")
     ap.add_argument("--engine-procs", type=int, default=2, help="--engine sharded: engine processes")
     ap.add_argument("--model", default="random:tiny", help="--engine sharded or inproc: the model (on the CPU)")
+    ap.add_argument("--channels", type=int, default=1,
+                    help="gRPC connections per load process (the kernel spreads connections over front processes)")
+    ap.add_argument("--front-procs", type=int, default=1,
+                    help="gRPC server processes on the port (--engine procs-stub or sharded; module doc)")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval of the server process, seconds (Python's default: 0.005)")
     ap.add_argument("--gc-threshold", help="gc.set_threshold of the server process, e.g. 700,10,10 (Python's default)")
@@ -327,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         import gc
 
         gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
+    if args.no_grpc and args.front_procs > 1:
+        ap.error("--front-procs is for the gRPC run: front processes are gRPC servers (leave out --no-grpc)")
     if args.no_grpc:
         engine = start_engine(args)
         out: dict = {}
@@ -349,15 +361,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamret.gc_pauses import freeze_startup
     from streamret.service.ack_legs import format_legs
+    from streamret.service.fronts import FrontProcesses
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
 
+    if args.front_procs > 1 and args.engine not in ("procs-stub", "sharded"):
+        ap.error(f"--front-procs {args.front_procs} needs engine processes: --engine procs-stub or sharded")
     engine = start_engine(args)
     engine_pids = list(getattr(engine, "pids", ()))
-    server = BackgroundServer(engine, ServerConfig(port=0, limits=ServiceLimits(
-        max_streams_per_tenant=max(10_000, 4 * args.streams), idle_evict_s=0,
-        max_calls_per_tenant=2 * args.streams + 64)))
+    config = ServerConfig(port=0, limits=ServiceLimits(max_streams_per_tenant=max(10_000, 4 * args.streams),
+                                                       idle_evict_s=0, max_calls_per_tenant=2 * args.streams + 64))
+    fronts = None if args.front_procs == 1 else FrontProcesses(engine, config, args.front_procs, log_level="WARNING",
+                                                               switch_interval=args.switch_interval)
+    server = BackgroundServer(engine, config, fronts=fronts)
     freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
+    front_pids = fronts.pids if fronts is not None else []
     target = f"127.0.0.1:{server.port}"
     spy = None
     try:
@@ -368,9 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                                     "-o", args.profile, "--pid", str(os.getpid())],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        cpu0 = thread_cpu_by_role(engine_pids)
+        cpu0 = thread_cpu_by_role(engine_pids, front_pids)
         result = run_service(target, args, "front", rate=None, server=server)
-        cpu1 = thread_cpu_by_role(engine_pids)
+        cpu1 = thread_cpu_by_role(engine_pids, front_pids)
         if args.load_fraction:
             rate = args.load_fraction * result["chunks"] / result["seconds"] / args.streams
             half = run_service(target, args, "part", rate=rate, server=server)
@@ -383,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     chunks = result["chunks"]
     us = {k: round(1e6 * (cpu1[k] - cpu0.get(k, 0.0)) / max(1, chunks), 1) for k in sorted(cpu1)}
     server_us = round(sum(v for k, v in us.items() if k not in ("engine", "engine_procs")), 1)
-    out = {"engine": args.engine, "chunks": chunks, "seconds": result["seconds"],
+    out = {"engine": args.engine, "front_procs": args.front_procs, "chunks": chunks, "seconds": result["seconds"],
            "chunks_per_s": round(chunks / result["seconds"], 1), "ack_p50_ms": result["ack_p50_ms"],
            "ack_p99_ms": result["ack_p99_ms"], "cpu_us_per_chunk": us, "server_us_per_chunk": server_us,
            **{k: v for k, v in result.items() if k.startswith("server_")}}
@@ -410,7 +428,7 @@ def start_engine(args: argparse.Namespace):
         return Engine.from_model(args.model, "cpu", None, config)
     if args.engine == "procs-stub":  # the engine processes run _serve_stub (spawned: found in this module)
         shards._serve = _serve_stub
-    return ShardedEngine(args.model, "cpu", None, config, procs=args.engine_procs)
+    return ShardedEngine(args.model, "cpu", None, config, procs=args.engine_procs, listen=args.front_procs > 1)
 
 
 if __name__ == "__main__":

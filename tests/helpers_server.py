@@ -36,6 +36,7 @@ class ServeProcess:
         self.metrics_port: int | None = None  # when started with --metrics-port
         self.http_port: int | None = None  # when started with --http-port (or STREAMRET_HTTP_PORT)
         self.proc: subprocess.Popen | None = None
+        self.line = ""  # what it printed once it served
         self.starts = 0
         self.kills = 0
         self._log: deque[str] = deque(maxlen=200)  # the child's last stderr lines, for failure messages
@@ -65,6 +66,7 @@ class ServeProcess:
             self.metrics_port = int(line.split(", metrics on http://")[1].split("/metrics")[0].rsplit(":", 1)[1])
         if ", HTTP on " in line:
             self.http_port = int(line.split(", HTTP on ")[1].rsplit(":", 1)[1].split(",")[0])
+        self.line = line  # (with --front-procs: ", front process pids PID ...")
         self.starts += 1
         return self.port
 

@@ -96,3 +96,17 @@ def test_smoke_runs_every_part(tmp_path: Path):
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()
+
+
+@pytest.mark.slow
+def test_smoke_service_over_two_front_processes(tmp_path: Path):
+    proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
+                           "--parts", "service", "--front-procs", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "e2e.json").read_text())
+    assert set(result["parts"]) == {"service_saturate", "service_half"} and not result["errors"]
+    sat = result["parts"]["service_saturate"]
+    # the load spread over 8 connections per process; the second front's CPU counted apart
+    assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
+    assert result["engine_config"]["front_procs"] == 2

@@ -92,6 +92,11 @@ def register(subparsers) -> None:
                      help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
                           "across steps")
     eng.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
+    eng.add_argument("--front-procs", type=int, default=1, metavar="F",
+                     help="gRPC server processes on the one port, each connected to every engine process (the "
+                          "kernel spreads connections over them): past one process's GIL for the service's own "
+                          "work; per-tenant limits count per process; health, /metrics and HTTP are the first's "
+                          "(streamret/service/fronts.py; default 1)")
     p.add_argument("--log-level", default="INFO",
                    help="DEBUG, INFO, WARNING (default INFO); INFO has one access line per call (method, tenant, "
                         "status, duration; never a text)")
@@ -105,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
     import logging
+    import os
 
-    from streamret.engine import EngineConfig, start_engine
+    from streamret.engine import EngineConfig, ShardedEngine, start_engine
+    from streamret.engine.shards import engine_procs
     from streamret.logs import setup_logging
+    from streamret.service.fronts import FrontProcesses, front_procs, log_served
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import ServerConfig, serve
 
@@ -124,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
                           limits=limits, drain_timeout_s=args.drain_timeout_s)
     config.check()  # refuse a bad bind before loading a model
     check_engine_procs(args)
+    fronts = front_procs(args.front_procs)
+    if fronts > 1 and args.ray is not None:
+        raise ValueError(f"--front-procs {args.front_procs} needs engine processes on this host; with --ray the "
+                         "engines live in Ray workers: leave --front-procs at 1")
 
     engine_config = dataclasses.replace(EngineConfig(), max_chunk_bytes=args.chunk_bytes)
     if args.durable_every_chunks is not None:
@@ -136,23 +148,34 @@ def run(args: argparse.Namespace) -> int:
         engine_config = dataclasses.replace(engine_config, max_step_tokens=args.max_step_tokens)
     if args.ray is not None:  # the engines live in Ray workers; this process is a gateway (commands/cluster.py)
         engine = start_backend(args, engine_config)
+    elif fronts > 1:  # every front connects to the engine processes: they are processes even when there is one
+        engine = ShardedEngine(args.model, args.device, args.state_dir, engine_config, args.dtype,
+                               procs=engine_procs(args.engine_procs, args.device), listen=True)
     else:
         engine = start_engine(args.model, args.device, args.state_dir, engine_config, args.dtype,
                               procs=args.engine_procs)
-        if args.state_dir is None:  # after the model loaded: a bad --model is the one line a user sees
-            logging.getLogger("streamret.serve").warning(
-                "no --state-dir: stream states live in this process only, a restart loses them, and acks "
-                "report durable_seq 0; pass --state-dir DIR (or an fsspec URL) to keep them")
+    if args.ray is None and args.state_dir is None:
+        # (after the model loaded: a bad --model is the one line a user sees)
+        logging.getLogger("streamret.serve").warning(
+            "no --state-dir: stream states live in this process only, a restart loses them, and acks "
+            "report durable_seq 0; pass --state-dir DIR (or an fsspec URL) to keep them")
+
+    servers = []
 
     def started(server) -> None:
+        servers.append(server)
         scheme = "https" if args.tls_cert else "http"
         print(f"streamret serving {args.model} on {args.host}:{server.port}"
               + (f", metrics on {server.metrics_url}" if server.metrics_port is not None else "")
-              + (f", HTTP on {scheme}://{args.host}:{server.http_port}" if server.http_port is not None else ""),
+              + (f", HTTP on {scheme}://{args.host}:{server.http_port}" if server.http_port is not None else "")
+              + (f", front process pids {' '.join(map(str, [os.getpid(), *others.pids]))}" if others else ""),
               flush=True)
 
+    others = None if fronts == 1 else FrontProcesses(engine, config, fronts, args.log_level, args.log_format)
     try:
-        asyncio.run(serve(engine, config, on_started=started))
+        asyncio.run(serve(engine, config, on_started=started, fronts=others))
+        if others is not None and servers:
+            log_served(0, servers[0])
     finally:
         # (the drain above applied and wrote what it could in --drain-timeout-s: this bounds the engines' last word)
         engine.shutdown() if args.ray is not None else engine.shutdown(timeout_s=args.drain_timeout_s)

@@ -17,10 +17,15 @@ order, and its errors are that engine's exceptions (they are pickled across). Ac
   durable_seq, as after a crash) and is started again; the others go on serving.
 The device's state budget and the host tier's are split between the engines; the model's memory is
 paid once per engine (the default model: about 40 MB, plus a CUDA context each).
+
+With `listen=True` the engine processes also take connections on a Unix socket each (`EngineLink`): other
+processes (the server's front processes) reach them through an `AttachedEngine` (attach.py), served as this
+process's pipe is, except that only this process shuts them down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -30,20 +35,23 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from multiprocessing import AuthenticationError
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
 from .. import gc_pauses
-from ..errors import InvalidArgument, StreamRetError, Unavailable
+from ..errors import FailedPrecondition, InvalidArgument, StreamRetError, Unavailable
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
@@ -308,6 +316,27 @@ class _Shard:
         self.conn.close()
 
 
+@dataclass(frozen=True)
+class EngineLink:
+    """Where front processes connect to the engine processes: a Unix socket per rank in a private folder, and
+    the key each connection proves it knows (multiprocessing's authkey). It pickles: a front process gets it."""
+
+    folder: str
+    authkey: bytes
+    procs: int
+
+    @classmethod
+    def make(cls, procs: int) -> EngineLink:
+        return cls(tempfile.mkdtemp(prefix="streamret-engines-"), os.urandom(32), procs)
+
+    def address(self, rank: int) -> tuple[str, bytes]:
+        """(socket path, authkey) of engine process `rank` (the same for the processes started in its place)."""
+        return os.path.join(self.folder, f"engine-{rank}.sock"), self.authkey
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class ShardedEngine:
     """`EngineAPI` over `procs` engine processes on one device (see the module docstring).
 
@@ -315,9 +344,12 @@ class ShardedEngine:
     imports the calling script's main module in each of them: a script that makes one at its top level must
     do so under `if __name__ == "__main__":`, as with any spawned process."""
 
+    link: EngineLink | None = None  # where front processes connect (listen=True)
+
     def __init__(self, spec: str = "default", device: str = "auto", state_dir: str | None = None,
                  config: EngineConfig | None = None, dtype: str | None = None, procs: int = 2,
-                 start_timeout_s: float = 600.0):
+                 start_timeout_s: float = 600.0, listen: bool = False):
+        """listen: the engine processes also take connections from front processes (`self.link`, attach.py)."""
         if not isinstance(procs, int) or procs < 1:
             raise ValueError(f"procs must be an int >= 1 (engine processes), got {procs!r}")
         self.config = config = config or EngineConfig()
@@ -335,6 +367,7 @@ class ShardedEngine:
         self._lock = threading.Lock()
         self._ctx, self._start_timeout_s = ctx, start_timeout_s
         self._serve_args = (procs, spec, device, state_dir, config, dtype, self._logs, level)
+        self.link = EngineLink.make(procs) if listen else None
         try:
             for rank in range(procs):
                 self._shards.append(self._spawn(rank))
@@ -356,7 +389,8 @@ class ShardedEngine:
     def _spawn(self, rank: int) -> _Shard:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(target=_serve, name=f"streamret-engine-{rank}", daemon=True,
-                                    args=(child, rank, *self._serve_args))
+                                    args=(child, rank, *self._serve_args,
+                                          None if self.link is None else self.link.address(rank)))
         process.start()
         child.close()
         return _Shard(rank, process, parent, on_exit=self._exited, on_answered=self._release_many)
@@ -647,6 +681,8 @@ class ShardedEngine:
             s.close()
         self._logs.put(None)
         self._log_thread.join(timeout=5)
+        if self.link is not None:
+            self.link.remove()
 
 
 def snapshot(ring: deque) -> list:
@@ -699,8 +735,12 @@ def _relay_logs(queue) -> None:
 
 
 def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | None, config: EngineConfig,
-           dtype: str | None, logs, level: int) -> None:
-    """An engine process: build the engine, say hello, then answer calls until shutdown or the pipe closes."""
+           dtype: str | None, logs, level: int, listen: tuple[str, bytes] | None = None) -> None:
+    """An engine process: build the engine, say hello, then answer calls until shutdown or the pipe closes.
+
+    listen: (Unix socket path, authkey): also take connections there (front processes, attach.py), each served as
+    the parent's pipe is (a hello first; answers go back on the connection the call came on), except that only
+    the parent may shut the engine down."""
     # Ctrl-C and SIGTERM reach every process of the group (a terminal, systemd): the server process drains and
     # then shuts the engines down; an engine that died at the signal would lose what the drain should keep
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -709,18 +749,24 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     root.handlers[:] = [logging.handlers.QueueHandler(logs)]
     root.setLevel(level)
 
-    def unsent(batch: list, error: Exception, broken: bool) -> None:
-        if broken:
-            return  # the parent is gone: nothing to answer
-        for n, _, _ in batch:  # an answer that does not pickle says so instead
-            outbox.put((n, False, Unavailable(f"engine process {rank} could not send its answer: {error!r}")))
+    def link(conn, name: str) -> tuple[_Outbox, Callable[[int, bool, object], None]]:
+        """A connection's outbox, and the function that answers a call on it."""
+        def unsent(batch: list, error: Exception, broken: bool) -> None:
+            if broken:
+                return  # the other end is gone: nothing to answer
+            for n, _, _ in batch:  # an answer that does not pickle says so instead
+                outbox.put((n, False, Unavailable(f"engine process {rank} could not send its answer: {error!r}")))
 
-    outbox = _Outbox(conn, f"streamret-engine-{rank}-send", on_error=unsent)
+        outbox = _Outbox(conn, name, on_error=unsent)
 
-    def answer(n: int, ok: bool, value) -> None:
-        if not ok and not _portable(value):  # an error the server could not rebuild would lose its link
-            value = RuntimeError(f"{type(value).__name__}: {value}")
-        outbox.put((n, ok, value))
+        def answer(n: int, ok: bool, value) -> None:
+            if not ok and not _portable(value):  # an error the server could not rebuild would lose its link
+                value = RuntimeError(f"{type(value).__name__}: {value}")
+            outbox.put((n, ok, value))
+
+        return outbox, answer
+
+    outbox, answer = link(conn, f"streamret-engine-{rank}-send")
 
     # Several engines share the host's cores: the tokenizer works on each tokenize thread without the GIL and
     # without its own thread pool (a pool per process, idle workers spinning, cost as much CPU as the work), and
@@ -733,6 +779,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
 
         torch.set_num_threads(max(1, _cores() // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
+        listener = _listen(*listen) if listen is not None else None  # (bound before the hello: fronts find it)
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
         answer(0, False, e)
@@ -740,15 +787,16 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         return
     gc_pauses.freeze_startup()  # this process serves until shutdown: its model and tokenizer stay
     param = next(engine.model.parameters())
-    answer(0, True, {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
-                     "model_info": {"tokenizer": type(engine.tokenizer).__name__,
-                                    "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}})
+    hello = {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
+             "model_info": {"tokenizer": type(engine.tokenizer).__name__,
+                            "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}}
+    answer(0, True, hello)
     pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"streamret-engine-{rank}-call")
     # a batch's sub-batches hold a thread for their whole run: on threads of their own, so that the short calls
     # (open, close, embedding, a batch's cancel) never wait behind them; more than these wait their turn
     batches = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"streamret-engine-{rank}-batch")
 
-    def run(n: int, op: str, args: tuple) -> None:
+    def run(answer, n: int, op: str, args: tuple) -> None:
         try:
             if op == "import_fork":  # the other half of a fork between engines
                 value = engine._import(args[0], args[1], fork_of=args[2])
@@ -765,19 +813,19 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         else:
             answer(n, True, value)
 
-    exit_now, exit_code = False, 0
+    exit_code = 0
     parent = os.getppid()
 
     def parent_alive() -> bool:
         return os.getppid() == parent
 
-    def acked(n: int, f: Future) -> None:
+    def acked(answer, n: int, f: Future) -> None:
         try:
             answer(n, True, f.result())
         except BaseException as e:  # noqa: BLE001  (the caller raises it)
             answer(n, False, e)
 
-    def submit(n: int, args: tuple) -> None:
+    def submit(answer, n: int, args: tuple) -> None:
         try:
             fut = engine.submit_append(*args)
         except BaseException as e:  # noqa: BLE001
@@ -785,11 +833,11 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                 log.error("engine process %d: submit_append failed", rank, exc_info=True)
             answer(n, False, e)
         else:
-            fut.add_done_callback(lambda f: acked(n, f))
+            fut.add_done_callback(lambda f: acked(answer, n, f))
 
     # A chunk of a stream that is in memory nowhere would read its record on this thread, holding up every
     # other call of this engine behind a storage read: such a stream's chunks go to a lane of their own, in
-    # order, on a pool thread, until it is loaded
+    # order, on a pool thread, until it is loaded (a lane is per stream, whichever connection its chunks came on)
     lanes: dict[str, deque] = {}
     lanes_lock = threading.Lock()
 
@@ -805,59 +853,106 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                 if not lane:
                     del lanes[stream_id]
                     return
-                n, args = lane.popleft()
-            submit(n, args)
+                answer, n, args = lane.popleft()
+            submit(answer, n, args)
 
-    try:
+    def serve_calls(conn, answer, owner: bool) -> str:
+        """Answer a connection's calls until it closes ("eof"), the engine's step loop died ("broken") or, from
+        the owner (the parent's pipe), a shutdown ("shutdown")."""
         while True:
             try:
                 batch = conn.recv()
-            except (EOFError, OSError):  # the parent died: keep what is applied, as a shutdown at exit does
-                engine.shutdown(timeout_s=0.0)
-                exit_now = True
-                return
-            if engine._broken is not None:  # its step loop died: leave, so that the server starts a new one
-                log.error("engine process %d: the step loop stopped; exiting to be started again", rank)
-                engine.shutdown(timeout_s=0.0)
-                exit_now, exit_code = True, 1
-                return
+            except (EOFError, OSError):
+                return "eof"
+            if engine._broken is not None:
+                return "broken"
             for n, op, args in batch:
                 if op == "shutdown":
+                    if not owner:  # a front process ends its connection instead (attach.py)
+                        answer(n, False, FailedPrecondition(
+                            f"only the server that started engine process {rank} may shut it down"))
+                        continue
                     try:
                         answer(n, True, engine.shutdown(*args))
                     except BaseException as e:  # noqa: BLE001
                         answer(n, False, e)
-                    exit_now = True
-                    return
+                    return "shutdown"
                 if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
                     stream_id, start = args[0], False
                     with lanes_lock:
                         lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
                         if lane is not None:  # behind its earlier chunks, still loading
-                            lane.append((n, args))
+                            lane.append((answer, n, args))
                             continue
                         if cold(stream_id):
-                            lanes[stream_id] = deque([(n, args)])
+                            lanes[stream_id] = deque([(answer, n, args)])
                             start = True
                     if start:
                         pool.submit(drain, stream_id)
                     else:
-                        submit(n, args)
+                        submit(answer, n, args)
                 else:
-                    (batches if op == "embed_documents" else pool).submit(run, n, op, args)
+                    (batches if op == "embed_documents" else pool).submit(run, answer, n, op, args)
+
+    def serve_attached(conn, number: int) -> None:
+        attached_outbox, attached_answer = link(conn, f"streamret-engine-{rank}-a{number}-send")
+        attached_answer(0, True, hello)
+        try:
+            serve_calls(conn, attached_answer, owner=False)
+        except RuntimeError:  # the pools are shut down: this engine is stopping
+            pass
+        finally:
+            attached_outbox.close()
+            conn.close()
+
+    if listener is not None:
+        threading.Thread(target=_accept, args=(listener, serve_attached, rank), name=f"streamret-engine-{rank}-accept",
+                         daemon=True).start()
+    try:
+        how = serve_calls(conn, answer, owner=True)
+        if how == "eof":  # the parent died: keep what is applied, as a shutdown at exit does
+            engine.shutdown(timeout_s=0.0)
+        elif how == "broken":  # its step loop died: leave, so that the server starts a new one
+            log.error("engine process %d: the step loop stopped; exiting to be started again", rank)
+            engine.shutdown(timeout_s=0.0)
+            exit_code = 1
     finally:
+        if listener is not None:
+            listener.close()
         pool.shutdown(wait=True)
         batches.shutdown(wait=True)
         outbox.close()
         conn.close()
-        if exit_now:
-            # The engine is shut down (records written, writer drained): leave without the interpreter's teardown,
-            # where native threads (torch's, the tokenizer's) have hung or aborted an exiting process; the logs
-            # queue is flushed first
-            logging.shutdown()
-            logs.close()
-            logs.join_thread() if parent_alive() else logs.cancel_join_thread()
-            os._exit(exit_code)
+    # The engine is shut down (records written, writer drained): leave without the interpreter's teardown,
+    # where native threads (torch's, the tokenizer's) have hung or aborted an exiting process; the logs
+    # queue is flushed first
+    logging.shutdown()
+    logs.close()
+    logs.join_thread() if parent_alive() else logs.cancel_join_thread()
+    os._exit(exit_code)
+
+
+def _listen(path: str, authkey: bytes):
+    """A Unix socket listener at `path` (a file left by an engine process that was there before is removed)."""
+    from multiprocessing.connection import Listener
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return Listener(path, family="AF_UNIX", authkey=authkey)
+
+
+def _accept(listener, serve: Callable[[object, int], None], rank: int) -> None:
+    """Take connections until the listener closes, each served on a thread of its own."""
+    for number in itertools.count(1):
+        try:
+            conn = listener.accept()
+        except (AuthenticationError, EOFError, ConnectionError) as e:  # a stranger (or one that hung up at once)
+            log.warning("engine process %d refused a connection: %r", rank, e)
+            continue
+        except OSError:  # closed: this engine is stopping
+            return
+        threading.Thread(target=serve, args=(conn, number), name=f"streamret-engine-{rank}-a{number}-read",
+                         daemon=True).start()
 
 
 def _share(config: EngineConfig, procs: int, device: str) -> EngineConfig:

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import signal
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,8 @@ class StreamRetServer:
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+        # drained alongside this server's calls, before the checkpoint: the other front processes (fronts.py)
+        self.drain_also: Callable[[float], Awaitable[bool]] | None = None
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port."""
@@ -215,7 +218,11 @@ class StreamRetServer:
         deadline = loop.time() + self.config.drain_timeout_s
         log.info("draining: finishing %d running calls", self.gate.in_flight)
         await self.health.enter_graceful_shutdown()
+        others = None if self.drain_also is None else asyncio.ensure_future(
+            self.drain_also(self.config.drain_timeout_s))
         clean = await self.gate.drain(self.config.drain_timeout_s)
+        if others is not None:
+            clean = await others and clean
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -278,13 +285,14 @@ class StreamRetServer:
                 log.exception("idle eviction failed")
 
 
-async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> bool:
+async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None, fronts=None) -> bool:
     """Run a server until SIGTERM or SIGINT (or, for a cluster gateway, until the cluster is stopped), then
     drain; return True when the drain was clean.
 
     on_started(server) is called once the port is bound (e.g. to print the address). Once the server is up, every
     object made so far (the model, tokenizer, modules, the server's own) is kept out of later garbage collections
     (gc_pauses.freeze_startup): a full collection walks only what serving made, and holds up every ack for less.
+    fronts: a FrontProcesses (fronts.py), started on the bound port before on_started and drained with this server.
     """
     server = StreamRetServer(engine, config)
     await server.start()
@@ -294,6 +302,13 @@ async def serve(engine: EngineAPI, config: ServerConfig, *, on_started=None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if fronts is not None:
+        try:
+            await loop.run_in_executor(None, fronts.start, server.port)
+        except BaseException:
+            await server.stop()
+            raise
+        server.drain_also = fronts.drain
     when_cluster_stops = getattr(engine, "when_cluster_stops", None)  # a ClusterEngine (streamret/cluster)
     if when_cluster_stops is not None:
         when_cluster_stops(lambda: loop.call_soon_threadsafe(stop.set))
@@ -309,13 +324,22 @@ class BackgroundServer:
     """A server on its own event loop thread, for callers that are not async themselves (tests,
     benchmarks, notebooks): `BackgroundServer(engine, config).port`, then `.stop()`."""
 
-    def __init__(self, engine: EngineAPI, config: ServerConfig | None = None):
+    def __init__(self, engine: EngineAPI, config: ServerConfig | None = None, fronts=None):
+        """fronts: a FrontProcesses (fronts.py), started on the bound port and drained with this server."""
+        self.fronts = fronts
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="streamret-server", daemon=True)
         self._thread.start()
         try:
             self.server: StreamRetServer = self.call(self._make(engine, config))
             self.port = self.call(self.server.start())
+            if fronts is not None:
+                try:
+                    fronts.start(self.port)
+                except BaseException:
+                    self.call(self.server.stop())
+                    raise
+                self.server.drain_also = fronts.drain
         except BaseException:
             self._end_loop()
             raise
