@@ -118,3 +118,48 @@ def test_a_gather_holds_its_rows_until_the_gather_after_the_next_and_a_write_put
         expected = before.tensors()[name].clone()
         expected[row_sets[-1]] = new.tensors()[name]
         assert torch.equal(t, expected), name
+
+
+def test_a_new_stream_takes_a_freed_row_zeroed_and_the_others_keep_theirs():
+    """put_new zeroes a row where it lies (no copy from the host) and drop frees one unread: a new stream in a
+    row freed by a closed one starts from the model's initial state, and no other row changes."""
+    from streamret.engine.state_store import DeviceSlab
+    from streamret.model.spec import load_model
+
+    model = load_model("random:tiny", "cpu").model
+    slab = DeviceSlab(model, 4)
+    for i in range(4):
+        state = model.init_state(1)
+        for t in state.tensors().values():
+            t.copy_(torch.full_like(t, i + 1))
+        slab.put(f"s{i}", state)
+    before = slab.read([0, 1, 2, 3])
+    row = slab.row_of("s2")
+    slab.drop("s2")
+    assert "s2" not in slab and slab.full is False
+    slab.put_new("fresh")
+    assert slab.row_of("fresh") == row and slab.full
+    initial = model.init_state(1)
+    fresh = slab.read([row])
+    for name, t in fresh.tensors().items():
+        assert torch.equal(t, initial.tensors()[name].to(t.dtype)), name
+    after = slab.read([0, 1, 2, 3])
+    for name, t in after.tensors().items():
+        others = [r for r in range(4) if r != row]
+        assert torch.equal(t[others], before.tensors()[name][others]), name
+
+
+def test_streams_closed_and_opened_again_start_from_nothing():
+    with Engine.from_model("random:tiny", device="cpu") as eng:
+        eng.open("first")
+        first, fresh = state_of(eng, "first"), eng.embedding("first")
+        for round_ in range(3):  # rows are freed and taken again
+            for i in range(20):
+                eng.append(f"s{i}", 1, f"round {round_} text {i} " * 20)
+            for i in range(20):
+                eng.close(f"s{i}")
+        eng.open("again")
+        again = state_of(eng, "again")
+        assert eng.info("again").tokens == 0
+        assert all(torch.equal(again[k], first[k]) for k in first)
+        assert (eng.embedding("again") == fresh).all()

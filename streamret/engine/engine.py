@@ -366,7 +366,7 @@ class Engine(EngineCore):
 
     def _create(self, stream_id: str) -> Stream:
         stream = Stream(stream_id, self.codec.new_tracker(), self.codec.new_assembler())
-        self.store.add(stream, self.model.init_state(1, device="cpu"))
+        self.store.add_new(stream)
         return stream
 
     def _info(self, stream: Stream) -> StreamInfo:

@@ -86,6 +86,23 @@ class DeviceSlab:
         self.write([row], state.map(self._to_device))
 
     @torch.inference_mode()
+    def put_new(self, stream_id: str) -> None:
+        """Place a new stream (the model's initial state: zeros) in a free row, zeroed where it lies. `put` of a
+        host state would upload row indices through a staging slot, and taking a slot waits for the copy that
+        used it last, queued behind the step that runs now: opening streams between steps (a batch of short
+        documents) then held the engine lock for most of a step."""
+        if not self._free:
+            self._grow()
+        row = self._free.pop()
+        self.rows[stream_id] = row
+        for t in self.state.tensors().values():
+            t[row].zero_()
+
+    def drop(self, stream_id: str) -> None:
+        """Free a stream's row; its state is not read (`take` reads it, through a staging slot: see put_new)."""
+        self._free.append(self.rows.pop(stream_id))
+
+    @torch.inference_mode()
     def take(self, stream_id: str) -> RetNetState:
         """Remove a stream and return a copy of its state [1]."""
         row = self.rows.pop(stream_id)
@@ -171,7 +188,9 @@ class StateStore:
         self.codec = codec
         self.durable = durable
         with torch.inference_mode():
-            self.state_bytes = model.init_state(1, device="cpu").nbytes()
+            initial = model.init_state(1, device="cpu")
+        self.state_bytes = initial.nbytes()
+        self._zero_initial = not any(t.any() for t in initial.tensors().values())  # add_new may zero a row
         capacity = device_bytes // self.state_bytes
         if capacity < 1:
             raise ValueError(
@@ -266,6 +285,15 @@ class StateStore:
 
     # ---- residency
 
+    def add_new(self, stream: Stream) -> None:
+        """`add` of a new stream, in the model's initial state (on the device without a copy: DeviceSlab.put_new)."""
+        if self._zero_initial and not self.device.full:
+            self.device.put_new(stream.id)
+            self.streams[stream.id] = stream
+            return
+        with torch.inference_mode():
+            self.add(stream, self.model.init_state(1, device="cpu"))
+
     def add(self, stream: Stream, state: RetNetState) -> None:
         """Make a stream resident: on the device when a row is free, else in the host tier."""
         if not self.device.full:
@@ -288,7 +316,7 @@ class StateStore:
         self.leaving.pop(stream_id, None)
         self.host.pop(stream_id, None)
         if stream_id in self.device:
-            self.device.take(stream_id)
+            self.device.drop(stream_id)
 
     def read(self, stream_id: str) -> RetNetState:
         """A copy of a resident stream's state [1] (on whichever device it is)."""
