@@ -1,5 +1,6 @@
 """AttachedEngine: a second process's way to the engine processes a ShardedEngine started with listen=True."""
 
+import multiprocessing
 import os
 import signal
 import time
@@ -45,13 +46,15 @@ def test_a_stream_written_through_both_reads_the_same_and_matches_one_engine(own
                 np.testing.assert_allclose(attached.embedding(sid), plain.embedding("p"), atol=1e-5)
                 np.testing.assert_allclose(owner.embedding(sid), attached.embedding(sid))
         assert attached.stats()["engine_procs"] == 2
-        with pytest.raises(FailedPrecondition, match="may shut it down"):
-            attached._shards[0].call("shutdown", False, 0.0)
+        for op, args in (("shutdown", (False, 0.0)), ("checkpoint_all", (0.0,)), ("_check_running", ())):
+            with pytest.raises(FailedPrecondition, match="not a front attached to it"):  # the owner's alone
+                attached._shards[0].call(op, *args)
+        assert attached.checkpoint_all(0.0) is None  # a front's drain leaves the checkpoint to the owner
     assert owner.info(sids[0]).applied_seq == 3  # the attached engine's shutdown left the engines up
 
 
 def test_a_stranger_without_the_key_is_refused(owner):
-    with pytest.raises(Exception):  # noqa: B017  (multiprocessing's AuthenticationError or a closed connection)
+    with pytest.raises(multiprocessing.AuthenticationError):
         AttachedEngine(EngineLink(owner.link.folder, os.urandom(32), 2), start_timeout_s=10)
     assert owner.info(sid_on(0)).applied_seq == 3
 

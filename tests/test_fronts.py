@@ -225,3 +225,27 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_front_started_again_during_the_drain_is_drained_too():
+    """A drain that comes while a dead front is being started again: the new front is drained as it comes up
+    (it was not among the fronts the drain told), and none is left serving after stop()."""
+    import multiprocessing as mp
+
+    from streamret.engine.shards import ShardedEngine
+    from streamret.service.fronts import FrontProcesses
+    from streamret.service.server import BackgroundServer, ServerConfig
+
+    with ShardedEngine("random:tiny", "cpu", procs=1, listen=True) as eng:
+        config = ServerConfig(port=0, drain_timeout_s=2.0)
+        fronts = FrontProcesses(eng, config, 2, log_level="WARNING")
+        server = BackgroundServer(eng, config, fronts=fronts)
+        (old,) = fronts.pids
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not any(p.name == "streamret-front-1" and p.pid != old for p in mp.active_children()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        server.stop()  # the new front is starting (its model loads): not serving yet
+        assert not [p for p in mp.active_children() if p.name.startswith("streamret-front-")]
+        assert fronts.pids == []

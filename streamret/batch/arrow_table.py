@@ -180,9 +180,9 @@ class _Runner:
     once its last chunk is acked, its embedding and summary, then closing it) run on `call_threads` threads of
     their own: over a pipe or a network each call is a round trip, and a driver that made them itself would feed
     one document at a time. Documents whose calls are running count against max_in_flight (their streams are
-    still held). call_threads=0: this thread makes them, for an Engine in this process, whose calls on a
-    document with every chunk applied return at once (a close too: see Engine.close); threads of their own
-    there only took the engine lock and the GIL from the step loop, dozens of them at once."""
+    still held). call_threads=0: this thread makes them, for an engine whose calls return at once
+    (calls_return_at_once; a close too: see Engine.close); threads of their own there only took the engine lock
+    and the GIL from the step loop, dozens of them at once."""
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
                  on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
@@ -405,6 +405,15 @@ class _Runner:
             pass
 
 
+def calls_return_at_once(engine: EngineAPI) -> bool:
+    """An Engine in this process without a durable store: opening a document's stream, its results once its
+    chunks are applied and closing it return without waiting (with a store, opening a stream reads it), so the
+    runner makes them itself (call_threads=0)."""
+    from ..engine.engine import Engine
+
+    return isinstance(engine, Engine) and engine.durable is None
+
+
 def embed_table(
     engine: EngineAPI,
     table: pa.Table,
@@ -432,7 +441,7 @@ def embed_table(
     At most `max_in_flight` rows and `max_bytes_in_flight` bytes of chunks are queued in the engine at once
     (with engine processes: in all of them together), at most `window` chunks of one row;
     `call_threads` threads make the rows' other engine calls (open, results, close); None: the caller's thread
-    for an Engine in this process (its calls do not wait), 16 for another engine; with engine processes (an
+    for an Engine in this process without a state_dir (calls_return_at_once), 16 otherwise; with engine processes (an
     engine with `embed_documents`) each sub-batch's calls are made by its runner's thread in its engine process.
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
@@ -477,9 +486,7 @@ def embed_table(
                      on_row_done=on_row_done, on_bytes=on_bytes)
     else:
         if call_threads is None:
-            from ..engine.engine import Engine
-
-            call_threads = 0 if isinstance(engine, Engine) else 16
+            call_threads = 0 if calls_return_at_once(engine) else 16
         _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
                 group=group, stop=stop, call_threads=call_threads, window=window).run()
 

@@ -36,7 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 import numpy as np
 
 from ..errors import Unavailable
-from .arrow_table import Stop, _describe, _Doc, _Runner
+from .arrow_table import Stop, _describe, _Doc, _Runner, calls_return_at_once
 
 SUB_BATCH_BYTES = 1 << 20
 SUB_BATCH_ROWS = 512
@@ -179,7 +179,7 @@ def embed_documents(engine, key: str, rows: list[int], stream_ids: list[str], te
     try:
         _Runner(engine, docs, options["summary_k"], options["max_in_flight"],
                 max_bytes_in_flight=options["max_bytes_in_flight"], group=options["group"], stop=stop,
-                window=options["window"], call_threads=0).run()  # this process's Engine: see _Runner
+                window=options["window"], call_threads=0 if calls_return_at_once(engine) else 16).run()
     finally:
         with _lock:
             del _running[key]

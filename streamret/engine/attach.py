@@ -155,6 +155,11 @@ class AttachedEngine(ShardedEngine):
         """The engine processes' ids, by rank (None for one not connected yet)."""
         return [s.process.pid for s in self._shards]
 
+    def checkpoint_all(self, timeout_s: float | None = None) -> None:
+        """Nothing here: a front's drain ends with its calls answered, and the engine processes' checkpoint is
+        their owner's (front 0's, once every front drained). None tells the server so."""
+        return None
+
     def shutdown(self, checkpoint: bool = True, timeout_s: float | None = None) -> None:
         """Hang up on every engine process (they stay up: the owner shuts them down). Calls still waiting fail
         with UNAVAILABLE."""

@@ -61,6 +61,11 @@ log = logging.getLogger("streamret.engine")
 
 # calls answered at once by the engine's intake: run on the child's reader thread, in arrival order
 _INLINE = frozenset({"submit_append"})
+# what a connection other than the owner's (a front process: attach.py) may ask: the calls that serve a client,
+# not the engine-wide ones (shutdown, checkpoint_all: its owner's, after every front drained) nor any other name
+_ATTACHED_OPS = frozenset({"open", "exists", "info", "close", "evict", "fork", "import_fork", "export_state",
+                           "import_state", "submit_append", "flush", "embedding", "segments", "summarize", "stats",
+                           "durable_writable", "embed_documents", "cancel_documents"})
 # stats() keys that are histograms (added element by element) rather than recent samples (concatenated)
 _HISTOGRAMS = frozenset({"step_streams_buckets"})
 # stats() keys whose engines' values are compared, not added
@@ -703,6 +708,9 @@ def merge_stats(parts: list[dict]) -> dict:
         values = [p.get(key) for p in parts]
         if key != "durable_writable":
             values = [v for v in values if v is not None]
+            if not values:  # None in every engine
+                out[key] = None
+                continue
         first = values[0]
         if key == "durable_writable":
             out[key] = None if any(v is None for v in values) else all(values)
@@ -867,11 +875,11 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
             if engine._broken is not None:
                 return "broken"
             for n, op, args in batch:
+                if not owner and op not in _ATTACHED_OPS:  # a front process ends its connection instead of a shutdown
+                    answer(n, False, FailedPrecondition(
+                        f"{op!r} is for the server that started engine process {rank}, not a front attached to it"))
+                    continue
                 if op == "shutdown":
-                    if not owner:  # a front process ends its connection instead (attach.py)
-                        answer(n, False, FailedPrecondition(
-                            f"only the server that started engine process {rank} may shut it down"))
-                        continue
                     try:
                         answer(n, True, engine.shutdown(*args))
                     except BaseException as e:  # noqa: BLE001

@@ -14,8 +14,11 @@ already applied is acked as duplicate, one past a gap fails with its SeqGap).
 What is per front: the per-tenant limits (calls, streams held, batch tables, imports: a tenant may use each
 up to its limit on every front), the queue bounds, the registry of streams held (labels set by OpenStream are
 answered by the front that set them; idle eviction evicts what was idle on that front, and a stream in use on
-another front is read back from its record on its next chunk). Health, /metrics and HTTP are front 0's alone:
-/metrics has the engine-wide figures (every engine process's stats) and front 0's own gRPC counters only.
+another front is read back from its record on its next chunk; a stream closed through another front stays
+in this front's registry until evicted here). /metrics and HTTP are front 0's alone (gRPC health is every
+front's): /metrics has the engine-wide figures (every engine process's stats) and front 0's own gRPC counters
+only. A front's drain checkpoints nothing (AttachedEngine.checkpoint_all): front 0 checkpoints the engines
+after every front drained, and the engine processes refuse the engine-wide calls from a front's connection.
 
 Lifecycle: SIGTERM (or Ctrl-C) to front 0 drains every front at once (each stops taking calls and finishes its
 running ones, within --drain-timeout-s), then the engines are checkpointed and shut down. A front that exits
@@ -87,6 +90,8 @@ class FrontProcesses:
         self._lock = threading.Lock()
         self._procs: dict[int, tuple[mp.process.BaseProcess, object]] = {}  # rank -> (process, front 0's pipe end)
         self._stopping = False
+        self._starting = 0  # fronts being launched: stop() waits for them (one that comes up late is drained)
+        self._started = threading.Condition(self._lock)
         self._spec: FrontSpec | None = None
 
     @property
@@ -107,7 +112,18 @@ class FrontProcesses:
             self.stop(0.0)
             raise
 
-    def _launch(self, rank: int) -> None:
+    def _launch(self, rank: int) -> bool:
+        """Start front `rank`; False when stop() ran meanwhile (the front was drained at once)."""
+        with self._lock:
+            self._starting += 1
+        try:
+            return self._launch_counted(rank)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._started.notify_all()
+
+    def _launch_counted(self, rank: int) -> bool:
         ours, theirs = self._ctx.Pipe()
         process = self._ctx.Process(target=_front_main, args=(rank, self._spec, theirs), name=f"streamret-front-{rank}",
                                     daemon=True)
@@ -126,9 +142,15 @@ class FrontProcesses:
                                    "its log above") from None
             raise
         with self._lock:
-            self._procs[rank] = (process, ours)
+            late = self._stopping  # stop() ran while it started (a restart): it was not among those drained
+            if not late:
+                self._procs[rank] = (process, ours)
+        if late:
+            self._drain_and_join([(process, ours)], self._start_timeout_s)
+            return False
         threading.Thread(target=self._watch, args=(rank, process), name=f"streamret-front-{rank}-watch",
                          daemon=True).start()
+        return True
 
     def _watch(self, rank: int, process: mp.process.BaseProcess) -> None:
         """Start a front again when it exits while serving."""
@@ -145,7 +167,8 @@ class FrontProcesses:
                 if self._stopping:
                     return
             try:
-                self._launch(rank)
+                if not self._launch(rank):
+                    return
             except Exception as e:  # noqa: BLE001  (tried again, then given up with a message)
                 log.error("starting front process %d again failed (attempt %d): %s", rank, attempt, e)
                 continue
@@ -160,6 +183,12 @@ class FrontProcesses:
         with self._lock:
             self._stopping = True
             procs = list(self._procs.values())
+        clean = self._drain_and_join(procs, timeout_s)
+        with self._lock:  # a front being started again drains itself once up (_launch_counted)
+            self._started.wait_for(lambda: not self._starting, timeout=2 * self._start_timeout_s + timeout_s)
+        return clean
+
+    def _drain_and_join(self, procs: list, timeout_s: float) -> bool:
         for _, conn in procs:  # a front drains when its pipe to front 0 says so (or closes)
             try:
                 conn.send("drain")

@@ -241,6 +241,8 @@ class StreamRetServer:
             log.log(logging.INFO if report.everything_durable else logging.WARNING, "stopped; %s",
                     report.describe(f"within the drain timeout ({self.config.drain_timeout_s:g} s)"))
             clean = clean and not report.dropped_chunks
+        elif report is None:  # a front process (fronts.py): the engines' checkpoint is front 0's
+            log.info("stopped; the engine processes' checkpoint is the first front's, after every front drained")
         else:  # a cluster gateway whose workers did not all report: their own logs say what is durable
             log.warning("stopped; not every cluster worker reported its checkpoint: their logs say what is durable")
         return clean
