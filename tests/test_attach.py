@@ -59,6 +59,24 @@ def test_a_stranger_without_the_key_is_refused(owner):
     assert owner.info(sid_on(0)).applied_seq == 3
 
 
+def test_a_connection_that_says_nothing_or_garbage_holds_up_no_other(owner):
+    """Each connection proves the key on its own thread: one that stays silent, and one that sends garbage,
+    neither block nor end the engine's taking of connections."""
+    import socket
+
+    path = owner.link.address(0)[0]
+    silent, garbage = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    silent.connect(path)
+    garbage.connect(path)
+    garbage.sendall(b"\xff" * 64)
+    try:
+        with AttachedEngine(owner.link, start_timeout_s=20) as attached:
+            assert attached.info(sid_on(0)).applied_seq == 3
+    finally:
+        silent.close()
+        garbage.close()
+
+
 def test_a_dead_engine_process_fails_attached_calls_as_unavailable_until_it_is_back(tmp_path):
     with ShardedEngine(MODEL, "cpu", str(tmp_path / "states"), procs=2, listen=True) as eng, \
             AttachedEngine(eng.link) as attached:

@@ -61,6 +61,7 @@ log = logging.getLogger("streamret.engine")
 
 # calls answered at once by the engine's intake: run on the child's reader thread, in arrival order
 _INLINE = frozenset({"submit_append"})
+ADMIT_TIMEOUT_S = 10.0  # for a connection to an engine process's socket to prove it knows the key (_admit)
 # what a connection other than the owner's (a front process: attach.py) may ask: the calls that serve a client,
 # not the engine-wide ones (shutdown, checkpoint_all: its owner's, after every front drained) nor any other name
 _ATTACHED_OPS = frozenset({"open", "exists", "info", "close", "evict", "fork", "import_fork", "export_state",
@@ -787,7 +788,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
 
         torch.set_num_threads(max(1, _cores() // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
-        listener = _listen(*listen) if listen is not None else None  # (bound before the hello: fronts find it)
+        listener = _listen(listen[0]) if listen is not None else None  # (bound before the hello: fronts find it)
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
         answer(0, False, e)
@@ -914,8 +915,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
             conn.close()
 
     if listener is not None:
-        threading.Thread(target=_accept, args=(listener, serve_attached, rank), name=f"streamret-engine-{rank}-accept",
-                         daemon=True).start()
+        threading.Thread(target=_accept, args=(listener, listen[1], serve_attached, rank),
+                         name=f"streamret-engine-{rank}-accept", daemon=True).start()
     try:
         how = serve_calls(conn, answer, owner=True)
         if how == "eof":  # the parent died: keep what is applied, as a shutdown at exit does
@@ -940,27 +941,57 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     os._exit(exit_code)
 
 
-def _listen(path: str, authkey: bytes):
-    """A Unix socket listener at `path` (a file left by an engine process that was there before is removed)."""
+def _listen(path: str):
+    """A Unix socket listener at `path` (a file left by an engine process that was there before is removed).
+    Without multiprocessing's authkey: its accept() would check the key inline, and one connection that says
+    nothing would hold up every later one; each connection proves the key on its own thread (_admit)."""
     from multiprocessing.connection import Listener
 
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return Listener(path, family="AF_UNIX", authkey=authkey)
+    return Listener(path, family="AF_UNIX")
 
 
-def _accept(listener, serve: Callable[[object, int], None], rank: int) -> None:
-    """Take connections until the listener closes, each served on a thread of its own."""
+def _accept(listener, authkey: bytes, serve: Callable[[object, int], None], rank: int) -> None:
+    """Take connections until the listener closes, each admitted (_admit) and served on a thread of its own."""
+
+    def admit_and_serve(conn, number: int) -> None:
+        if _admit(conn, authkey, rank):
+            serve(conn, number)
+
     for number in itertools.count(1):
         try:
             conn = listener.accept()
-        except (AuthenticationError, EOFError, ConnectionError) as e:  # a stranger (or one that hung up at once)
-            log.warning("engine process %d refused a connection: %r", rank, e)
+        except OSError as e:
+            if getattr(listener, "_listener", None) is None:  # closed (Listener.close): this engine is stopping
+                return
+            log.warning("engine process %d could not take a connection: %r", rank, e)  # e.g. out of descriptors
+            time.sleep(0.1)
             continue
-        except OSError:  # closed: this engine is stopping
-            return
-        threading.Thread(target=serve, args=(conn, number), name=f"streamret-engine-{rank}-a{number}-read",
-                         daemon=True).start()
+        threading.Thread(target=admit_and_serve, args=(conn, number),
+                         name=f"streamret-engine-{rank}-a{number}-read", daemon=True).start()
+
+
+def _admit(conn, authkey: bytes, rank: int, timeout_s: float = ADMIT_TIMEOUT_S) -> bool:
+    """The connection proves that it knows the key and learns that this end does (multiprocessing's challenge,
+    both ways, as Listener(authkey=...) does it) within timeout_s; False (the connection closed) otherwise."""
+    import socket
+    from multiprocessing.connection import answer_challenge, deliver_challenge
+
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    timer = threading.Timer(timeout_s, sock.shutdown, (socket.SHUT_RDWR,))  # wakes a read that waits for nothing
+    timer.start()
+    try:
+        deliver_challenge(conn, authkey)
+        answer_challenge(conn, authkey)
+        return True
+    except (AuthenticationError, EOFError, OSError) as e:  # a stranger, or one that hung up or said nothing
+        log.warning("engine process %d refused a connection: %r", rank, e)
+        conn.close()
+        return False
+    finally:
+        timer.cancel()
+        sock.close()
 
 
 def _share(config: EngineConfig, procs: int, device: str) -> EngineConfig:
