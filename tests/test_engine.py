@@ -332,6 +332,31 @@ def test_closing_an_idle_stream_for_good_takes_no_step(tmp_path):
         assert not e.exists("durable")
 
 
+def test_a_chunk_fed_outside_the_lock_is_used_once_and_fed_again_if_the_front_moved(monkeypatch):
+    """submit_append cuts a chunk's text into pieces before taking the lock (Engine._fed_without_lock); accept
+    uses that only while the stream's text front is still the one it was fed from."""
+    from streamret.engine.intake import Intake
+
+    chunks = ["First sentence. Second one", " goes on. Third", " sentence ends here. A fourth."]
+    with Engine.from_model("random:tiny", device="cpu") as ref:
+        for seq, c in enumerate(chunks, 1):
+            ref.append("s", seq, c)
+        want = ref.embedding("s")
+    feeds = []
+    real = Intake.feed_from
+    monkeypatch.setattr(Intake, "feed_from", lambda self, *a, **k: feeds.append(1) or real(self, *a, **k))
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        e.append("s", 1, chunks[0])
+        assert len(feeds) == 1  # a new stream: fed under the lock
+        stale = e._fed_without_lock("s", 2, chunks[1].encode(), False)
+        e.append("s", 2, chunks[1])  # fed once, outside the lock, and used
+        assert len(feeds) == 3
+        monkeypatch.setattr(e, "_fed_without_lock", lambda *a: stale)  # chunk 3 offered chunk 2's stale feed
+        e.append("s", 3, chunks[2])  # the front moved: fed again under the lock
+        assert len(feeds) == 4
+        np.testing.assert_allclose(e.embedding("s"), want, atol=1e-6)
+
+
 def test_durability_policies(tmp_path):
     cfg = EngineConfig(durable_every_chunks=3)
     with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "n"), config=cfg) as e:

@@ -32,7 +32,7 @@ from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .core import EngineCore
 from .durability import DurableStore
-from .intake import Intake
+from .intake import Fed, Intake
 from .segments import Segment, select_summary
 from .stream import Stream
 from .tokenize_stage import TokenizeStage
@@ -263,6 +263,7 @@ class Engine(EngineCore):
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
         prefetched = self.store.prefetch(stream_id)
+        fed = self._fed_without_lock(stream_id, seq, raw, flush)
         with self._lock:
             self._check_running()
             stream = self.store.get(stream_id, prefetched)
@@ -276,9 +277,23 @@ class Engine(EngineCore):
                 return self.intake.duplicate(stream, seq, durable)
             if seq != stream.accepted_seq + 1:
                 raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-            item = self.intake.accept(stream, seq, raw, flush=flush, durable=durable)
+            item = self.intake.accept(stream, seq, raw, flush=flush, durable=durable, fed=fed)
             self._tokenize.submit(item)
             return item.future
+
+    def _fed_without_lock(self, stream_id: str, seq: int, raw: bytes, flush: bool) -> Fed | None:
+        """The chunk fed to its resident stream's text front before the lock is taken: cutting text into
+        pieces was most of an accept's time under the lock, which the step loop waits for (bench/RESULTS.md,
+        "End to end on the H200, session 6"). Reads without the lock are hints only: `accept` uses the result
+        while the stream's assembler is still the one fed from (installed assemblers never change), and the
+        locked checks of seq stand as before. None when it does not apply (the locked path feeds then)."""
+        stream = self.store.streams.get(stream_id)
+        if stream is None or seq != stream.accepted_seq + 1:
+            return None
+        try:
+            return self.intake.feed_from(stream.text, raw, flush)
+        except Exception:  # noqa: BLE001  (fed again under the lock, which raises it to the caller)
+            return None
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
                group: str | None = None) -> Ack:

@@ -1,10 +1,12 @@
 """Intake: a caller's chunk becomes queued work, in its stream's order.
 
 `accept` (engine lock held) feeds the chunk's bytes to the stream's text front (text.py) and counts a
-WorkItem against the queue bounds; the engine hands the item to the tokenize stage (tokenize_stage.py:
-engine threads, many items per tokenizer call), which brings it back to `tokenized`: queued with the
-scheduler, and every later item of its stream that waited for it. A chunk accepted before is answered
-by `duplicate`: acked again, never applied twice.
+WorkItem against the queue bounds. The feeding (cutting text into pieces: most of an accept's time) may be
+done before, without the lock (`feed_from`): a stream's installed assembler is never changed in place, each
+accept installs a fresh one, so a feed from it holds while it is still the stream's. The engine hands the
+item to the tokenize stage (tokenize_stage.py: engine threads, many items per tokenizer call), which brings
+it back to `tokenized`: queued with the scheduler, and every later item of its stream that waited for it. A
+chunk accepted before is answered by `duplicate`: acked again, never applied twice.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from concurrent.futures import Future
+from typing import NamedTuple
 
 from ..errors import DurableWriteFailed, Unavailable
 from .acks import AckWaiter, reject, resolve
@@ -20,7 +23,19 @@ from .record import StreamCodec
 from .scheduler import Scheduler, WorkItem
 from .state_store import StateStore
 from .stream import Stream
+from .text import TextAssembler, TextPiece, TextSnapshot
 from .tokenize_stage import Tokenized
+
+
+class Fed(NamedTuple):
+    """A chunk fed to a stream's text front outside the lock (Intake.feed_from): used by `accept` while `base`
+    is still the stream's assembler."""
+
+    base: TextAssembler
+    before: TextSnapshot
+    text: TextAssembler
+    pieces: list[TextPiece]
+    after: TextSnapshot
 
 
 def _what(item: WorkItem) -> str:
@@ -38,19 +53,25 @@ class Intake:
         self._codec = codec
         self._durability = durability
 
+    def feed_from(self, base: TextAssembler, raw: bytes, flush: bool = False, close: bool = False) -> Fed:
+        """`raw` fed to a fresh assembler made from `base`'s state; `base` is not changed (no lock needed)."""
+        before = base.snapshot()
+        text = self._codec.new_assembler(before)
+        pieces = text.close() if close else text.feed(raw, flush)
+        return Fed(base, before, text, pieces, text.snapshot())
+
     def accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
-               durable: bool = False) -> WorkItem:
+               durable: bool = False, fed: Fed | None = None) -> WorkItem:
         """Text -> pieces -> an accepted WorkItem, counted against the queue bounds but not tokenized yet
-        (the tokenize stage does that, without the lock). Called with the lock held."""
+        (the tokenize stage does that, without the lock). Called with the lock held. fed: the same chunk fed
+        before without the lock (`feed_from` the stream's assembler then); fed here again when the stream's
+        front moved since."""
         self._scheduler.check_room(stream.id, len(raw))
-        before = stream.text.snapshot()
-        try:
-            pieces = stream.text.close() if close else stream.text.feed(raw, flush)
-        except BaseException:
-            stream.text = self._codec.new_assembler(before)
-            raise
-        item = WorkItem(stream.id, seq, None, pieces, None, stream.text.snapshot(), len(raw), durable=durable,
-                        text_before=before, accepted_before=stream.accepted_seq, group=stream.group)
+        if fed is None or fed.base is not stream.text:
+            fed = self.feed_from(stream.text, raw, flush, close)
+        stream.text = fed.text  # a fresh assembler: installed ones are never changed in place (module doc)
+        item = WorkItem(stream.id, seq, None, fed.pieces, None, fed.after, len(raw), durable=durable,
+                        text_before=fed.before, accepted_before=stream.accepted_seq, group=stream.group)
         self._scheduler.reserve(item)
         stream.pending.append(item)
         if seq is not None:
