@@ -316,8 +316,21 @@ def test_an_engine_that_answered_its_shutdown_but_does_not_exit_is_killed_after_
     eng = ShardedEngine.__new__(ShardedEngine)
     relay = threading.Thread(target=lambda: None)
     relay.start()
-    eng._shards, eng._logs, eng._log_thread = [Shard()], queue.SimpleQueue(), relay
+    eng._shards, eng._logs, eng._logs_end, eng._log_thread = [Shard()], queue.SimpleQueue(), threading.Event(), relay
     t0 = time.monotonic()
     eng._stop_processes(done={0})
     assert not proc.is_alive() and time.monotonic() - t0 < 15
     assert "answered its shutdown" in caplog.text
+
+
+def test_a_log_queue_lock_held_by_a_killed_engine_holds_up_neither_shutdown_nor_exit():
+    """An engine process killed while it logged leaves the log queue's write lock held for good. Stopping the
+    log relay must not need that lock: a put from this process would start a feeder thread that blocks on it,
+    and the interpreter's exit joins that thread (a CI run hung there after every test had passed)."""
+    eng = ShardedEngine(MODEL, "cpu", procs=1)
+    eng._logs._wlock.acquire()  # as the killed engine process left it
+    started = time.monotonic()
+    eng.shutdown()
+    assert time.monotonic() - started < 30  # (the engine's own last log lines block: it is killed after 5 s)
+    assert eng._logs._thread is None  # this process never wrote to the queue: nothing for its exit to wait on
+    assert not eng._log_thread.is_alive()

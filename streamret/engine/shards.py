@@ -363,8 +363,9 @@ class ShardedEngine:
         self.state_dir = state_dir  # every engine's durable store (one record per stream)
         ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
         self._logs = ctx.Queue()
-        self._log_thread = threading.Thread(target=_relay_logs, args=(self._logs,), name="streamret-shard-logs",
-                                            daemon=True)
+        self._logs_end = threading.Event()
+        self._log_thread = threading.Thread(target=_relay_logs, args=(self._logs, self._logs_end),
+                                            name="streamret-shard-logs", daemon=True)
         self._log_thread.start()
         level = logging.getLogger("streamret").getEffectiveLevel()
         self._shards: list[_Shard] = []
@@ -685,7 +686,9 @@ class ShardedEngine:
                 s.process.kill()
                 s.process.join(timeout=5)
             s.close()
-        self._logs.put(None)
+        # (not a None put on the queue: a put takes the queue's write lock, which an engine process killed while
+        # it logged holds for good, and this process's exit would then wait for it forever)
+        self._logs_end.set()
         self._log_thread.join(timeout=5)
         if self.link is not None:
             self.link.remove()
@@ -734,11 +737,17 @@ def merge_stats(parts: list[dict]) -> dict:
 # the engine process
 
 
-def _relay_logs(queue) -> None:
-    """Hand the engine processes' log records to this process's handlers (the server's format and level)."""
+def _relay_logs(records, end: threading.Event) -> None:
+    """Hand the engine processes' log records to this process's handlers (the server's format and level), until
+    `end` is set and none is left."""
     while True:
-        record = queue.get()
-        if record is None:
+        try:
+            record = records.get(timeout=0.1)
+        except queue.Empty:
+            if end.is_set():
+                return
+            continue
+        except (EOFError, OSError):  # the queue's pipe is gone
             return
         logging.getLogger(record.name).handle(record)
 
