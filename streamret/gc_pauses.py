@@ -57,11 +57,9 @@ def pauses() -> dict:
 
 def recent_pauses() -> list[tuple[float, float, int]]:
     """The last 4,096 collections since `watch()`: (start on time.monotonic, seconds, generation)."""
-    while True:
-        try:
-            return list(_recent)
-        except RuntimeError:  # a collection ended meanwhile (on another thread)
-            continue
+    from .rings import snapshot
+
+    return snapshot(_recent)
 
 
 def freeze_startup() -> None:

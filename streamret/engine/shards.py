@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import gc_pauses
 from ..errors import FailedPrecondition, InvalidArgument, StreamRetError, Unavailable
+from ..rings import snapshot
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
@@ -90,12 +91,18 @@ def engine_procs(procs: int | str, device: str = "auto") -> int:
 
         memory = torch.cuda.get_device_properties(dev).total_memory
         return max(1, min(12, 3 * _cores() // 4, memory // (4 << 30)))
+    return process_count(procs, f"engine processes must be an int >= 1 or 'auto', got {procs!r}")
+
+
+def process_count(value: int | str, error: str) -> int:
+    """A count of processes from a flag or an argument: an int >= 1 (an int-valued string too); ValueError(error)
+    otherwise."""
     try:
-        n = int(procs)
+        n = int(value)
     except (TypeError, ValueError):
         n = 0
-    if n < 1 or (isinstance(procs, float) and procs != n):
-        raise ValueError(f"engine processes must be an int >= 1 or 'auto', got {procs!r}")
+    if n < 1 or (isinstance(value, float) and value != n):
+        raise ValueError(error)
     return n
 
 
@@ -692,16 +699,6 @@ class ShardedEngine:
         self._log_thread.join(timeout=5)
         if self.link is not None:
             self.link.remove()
-
-
-def snapshot(ring: deque) -> list:
-    """A ring's items now, while another thread appends to it (a copy fails if an append lands meanwhile:
-    possible when a collector callback lets the other thread run)."""
-    while True:
-        try:
-            return list(ring)
-        except RuntimeError:
-            continue
 
 
 def merge_stats(parts: list[dict]) -> dict:

@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 
 from ..engine.config import EngineConfig
-from ..engine.shards import EngineLink, ShardedEngine
+from ..engine.shards import EngineLink, ShardedEngine, process_count
 
 log = logging.getLogger("streamret.service")
 
@@ -51,13 +51,8 @@ _STOP_MARGIN_S = 15.0  # past the drain timeout, what a front gets to exit befor
 
 def front_procs(value: int | str) -> int:
     """A front-process count: an int >= 1."""
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or (isinstance(value, float) and value != n):
-        raise ValueError(f"--front-procs must be an int >= 1 (gRPC server processes on the port), got {value!r}")
-    return n
+    return process_count(value, f"--front-procs must be an int >= 1 (gRPC server processes on the port), got "
+                                f"{value!r}")
 
 
 @dataclass(frozen=True)

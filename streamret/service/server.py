@@ -169,7 +169,7 @@ class StreamRetServer:
         """The last Append chunks' stamps in this server, by stage (service/ack_legs.py): the handler's, the engine
         processes' pipe stamps (ShardedEngine) and the engine's own (its stats' recent_items). For benches: it asks
         the engine for its stats, too heavy for every metrics scrape."""
-        from ..engine.shards import snapshot
+        from ..rings import snapshot
         from .ack_legs import engine_stages
 
         acks = snapshot(self.stream_servicer.recent_acks) if self.stream_servicer is not None else []
