@@ -308,3 +308,50 @@ def test_no_twin_for_a_normalizer_that_does_more_than_map_characters():
     tokenizer encodes as it always did."""
     assert HFTokenizer.from_json(STYLES["llama"]())._prenormalized is None
     assert HFTokenizer.from_json(STYLES["gpt2"]())._prenormalized is None  # no normalizer: nothing to gain
+
+
+ASCII_TEXTS = ["The", " Stream", "\tNEVER\n", "ends.", "x" * 30, "y" * 120, "A.B", "(42)", "don't", "~`|{}", " ", "",
+               "state-of-the-art", "e.g.", "C++", "a_b", "\r\n", "#!", "3.14"]
+
+
+@pytest.mark.parametrize("style", ["default", "bert"])
+def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
+    """`_WordCache`: printable ASCII pieces cut into words by a regular expression and each word's ids looked up
+    (words past max_input_chars_per_word, punctuation, digits, upper case), pieces of other text encoded by the
+    twin in between, a cache small enough to start over many times, and the same ids warm as cold."""
+    tok = bundled_default() if style == "default" else HFTokenizer.from_json(
+        wordpiece_style(normalizers.BertNormalizer(lowercase=True)))
+    words = tok._prenormalized.words
+    assert words is not None
+    words.max_words = 7
+    rng = random.Random(3)
+    for k in range(60):
+        texts = ASCII_TEXTS if k % 3 else ASCII_TEXTS + WORDS
+        items = [["".join(rng.choice(texts) for _ in range(rng.randrange(0, 6))) for _ in range(rng.randrange(1, 9))]
+                 for _ in range(rng.randrange(1, 5))]
+        for _ in range(2):
+            ids, ends = tok.encode_pieces(items)
+            assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (style, items)
+    assert 0 < len(words._ids) <= 7 + 40
+
+
+def test_the_word_cache_is_shared_by_threads():
+    """The tokenize stage's threads share one cache; one of them starting it over leaves the others' calls whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tok = bundled_default()
+    tok._prenormalized.words.max_words = 50
+    rng = random.Random(8)
+    batches = [[["".join(rng.choice(ASCII_TEXTS + [f"w{rng.randrange(500)}"]) for _ in range(8))
+                 for _ in range(4)]] for _ in range(200)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(tok.encode_pieces, batches))
+    for items, (ids, ends) in zip(batches, got):
+        assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama", "metaspace"])
+def test_no_word_cache_for_other_pre_tokenizers(style):
+    """Only a pre-tokenizer whose words the regular expression finds exactly (BertPreTokenizer) gets the cache."""
+    tok = HFTokenizer.from_json(STYLES[style]())
+    assert tok._prenormalized is None or tok._prenormalized.words is None

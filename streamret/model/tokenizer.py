@@ -226,6 +226,72 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
     return node.get("type") in _PER_CHAR_ON_ASCII
 
 
+class _WordCache:
+    """Each word's ids, for a pre-tokenizer that cuts printable ASCII text into words a regular expression finds
+    (BertPreTokenizer: runs of letters and digits, and every other non-space character alone): `tokenizers`
+    encodes each word of a text on its own, so a piece's ids are its words' ids one after the other, and a
+    dictionary look-up per word costs a fraction of the native call (bench/tokenizer.py). Words not seen yet go
+    to the twin in one call; the cache starts over past `max_words` (arbitrary text must not grow it forever)."""
+
+    WORD = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+    PROBE = _PLAIN_PROBE + " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n"
+
+    def __init__(self, twin, max_words: int = 1 << 18):
+        self.twin, self.max_words = twin, max_words
+        self._ids: dict[str, list[int]] = {}
+
+    @classmethod
+    def of(cls, spec: dict, twin) -> _WordCache | None:
+        """A cache for `twin` (no normalizer) when its pre-tokenizer is BertPreTokenizer and cuts a probe of
+        printable ASCII where WORD does; None otherwise."""
+        if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer" or twin.pre_tokenizer is None:
+            return None
+        if [w for w, _ in twin.pre_tokenizer.pre_tokenize_str(cls.PROBE)] != cls.WORD.findall(cls.PROBE):
+            return None
+        return cls(twin)
+
+    def words(self, text: str) -> list[str]:
+        return self.WORD.findall(text)
+
+    def encode(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of normalized printable ASCII pieces one after the other, and where each piece's ids end."""
+        words = list(map(self.WORD.findall, pieces))
+        return self.encode_units(words, np.zeros(len(words), dtype=bool))
+
+    def encode_units(self, units: list, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per piece either its words (given[k] False) or its ids (given[k] True): (ids, piece ends)."""
+        ids = self._ids  # another thread may start the cache over: this call keeps the one it began with
+        words = list(itertools.chain.from_iterable(u for u, g in zip(units, given.tolist()) if not g))
+        try:
+            found = list(map(ids.__getitem__, words))
+        except KeyError:
+            needed = set(words)
+            new = needed.difference(ids)
+            if len(ids) + len(new) > self.max_words:  # start over, with this call's words
+                self._ids = ids = {}
+                new = needed
+            new = list(new)
+            encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
+            ids.update(zip(new, (e.ids for e in encoded)))
+            found = list(map(ids.__getitem__, words))
+        if given.any():  # the given pieces' ids as units of their own, in place
+            found_iter = iter(found)
+            lists = []
+            for u, g in zip(units, given.tolist()):
+                if g:
+                    lists.append(u)
+                else:
+                    lists.extend(itertools.islice(found_iter, len(u)))
+            per_piece = np.fromiter((1 if g else len(u) for u, g in zip(units, given.tolist())), np.int64, len(units))
+        else:
+            lists = found
+            per_piece = np.fromiter(map(len, units), np.int64, len(units))
+        lens = np.fromiter(map(len, lists), np.int64, len(lists))
+        token_ends = np.concatenate([[0], np.cumsum(lens)])
+        return (np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(token_ends[-1])),
+                token_ends[np.cumsum(per_piece)])
+
+
 class _Prenormalized:
     """The tokenizer's normalizer applied before `tokenizers` sees the text, by Python's `str.lower` where that
     is all it does: `tokenizers` normalizes each word through an alignment-tracking string, about 40% of its
@@ -238,8 +304,9 @@ class _Prenormalized:
     any other piece by the normalizer itself (`normalize_str`). Added tokens ([CLS], <s>, ...) are matched on
     the text before normalizing, so an item where one may occur is encoded by the tokenizer as is."""
 
-    def __init__(self, twin, normalize, plain, added: re.Pattern | None):
+    def __init__(self, twin, normalize, plain, added: re.Pattern | None, words: _WordCache | None = None):
         self.twin, self.normalize, self.plain, self.added = twin, normalize, plain, added
+        self.words = words  # printable ASCII pieces through a cache of each word's ids (None: through the twin)
 
     @classmethod
     def of(cls, spec: dict, tok) -> _Prenormalized | None:
@@ -272,11 +339,14 @@ class _Prenormalized:
             return None
         contents = [t.content for t in tokens]
         added = re.compile("|".join(map(re.escape, contents)), re.IGNORECASE) if contents else None
-        return cls(twin, normalizer.normalize_str, plain, added)
+        return cls(twin, normalizer.normalize_str, plain, added, _WordCache.of(spec, twin))
 
     def encode(self, items: list[list[str]], marked) -> tuple[np.ndarray, np.ndarray] | None:
-        """`HFTokenizer._marked` of the items through the twin; None when an item may hold an added token (the
-        caller then encodes as it would without this class)."""
+        """`HFTokenizer._marked` of the items through the twin (printable ASCII pieces through the word cache,
+        where there is one); None when an item may hold an added token (the caller then encodes as it would
+        without this class)."""
+        if self.words is not None:
+            return self._through_words(items, marked)
         normal = []
         for pieces in items:
             out = []
@@ -292,6 +362,36 @@ class _Prenormalized:
                 out.append(text)
             normal.append(out)
         return marked(normal, self.twin)
+
+
+    def _through_words(self, items: list[list[str]], marked) -> tuple[np.ndarray, np.ndarray] | None:
+        """`encode` with the word cache: printable ASCII pieces normalized by `plain` and looked up word by word,
+        the other pieces normalized by the normalizer and encoded by the twin in one `marked` call."""
+        pieces = [p for ps in items for p in ps]
+        if self.added is not None and any(map(self.added.search, pieces)):
+            return None
+        other = [k for k, p in enumerate(pieces) if _NOT_PLAIN.search(p) is not None]
+        if not other:
+            return self.words.encode(list(map(self.plain, pieces)))
+        texts = [self.normalize(pieces[k]) for k in other]
+        if self.added is not None and any(map(self.added.search, texts)):
+            return None
+        found = marked([texts], self.twin)
+        if found is None:
+            return None
+        other_ids, other_ends = found
+        units: list[list[str] | list[int]] = []  # per piece: its words, or the ids of a piece encoded by the twin
+        is_other = np.zeros(len(pieces), dtype=bool)
+        is_other[other] = True
+        starts = np.concatenate([[0], other_ends[:-1]]).tolist()
+        given = iter(zip(starts, other_ends.tolist()))
+        for piece, alone in zip(pieces, is_other.tolist()):
+            if alone:
+                a, b = next(given)
+                units.append(other_ids[a:b].tolist())
+            else:
+                units.append(self.words.words(self.plain(piece)))
+        return self.words.encode_units(units, is_other)
 
 
 def encode_pieces(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
