@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -243,7 +244,10 @@ class _WordCache:
     @classmethod
     def of(cls, spec: dict, twin) -> _WordCache | None:
         """A cache for `twin` (no normalizer) when its pre-tokenizer is BertPreTokenizer and cuts a probe of
-        printable ASCII where WORD does; None otherwise."""
+        printable ASCII where WORD does; None otherwise, or when the environment sets STREAMRET_WORD_CACHE=0
+        (every piece then goes to the native call, as before the cache: for comparisons)."""
+        if os.environ.get("STREAMRET_WORD_CACHE", "1") == "0":
+            return None
         if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer" or twin.pre_tokenizer is None:
             return None
         if [w for w, _ in twin.pre_tokenizer.pre_tokenize_str(cls.PROBE)] != cls.WORD.findall(cls.PROBE):
