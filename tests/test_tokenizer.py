@@ -316,9 +316,10 @@ ASCII_TEXTS = ["The", " Stream", "\tNEVER\n", "ends.", "x" * 30, "y" * 120, "A.B
 
 @pytest.mark.parametrize("style", ["default", "bert"])
 def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
-    """`_WordCache`: printable ASCII pieces cut into words by a regular expression and each word's ids looked up
-    (words past max_input_chars_per_word, punctuation, digits, upper case), pieces of other text encoded by the
-    twin in between, a cache small enough to start over many times, and the same ids warm as cold."""
+    """`_WordCache`: printable ASCII pieces cut at whitespace and each word's ids looked up, new words made of
+    their parts as the pre-tokenizer cuts them (words past max_input_chars_per_word, punctuation, digits, upper
+    case), pieces of other text encoded by the twin in between, caches small enough to start over many times,
+    and the same ids warm as cold."""
     tok = bundled_default() if style == "default" else HFTokenizer.from_json(
         wordpiece_style(normalizers.BertNormalizer(lowercase=True)))
     words = tok._prenormalized.words
@@ -332,7 +333,7 @@ def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
         for _ in range(2):
             ids, ends = tok.encode_pieces(items)
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (style, items)
-    assert 0 < len(words._ids) <= 7 + 40
+    assert 0 < len(words._ids) <= 7 + 40 and 0 < len(words._parts) <= 7 + 60
 
 
 def test_the_word_cache_is_shared_by_threads():

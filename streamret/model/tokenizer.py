@@ -228,38 +228,47 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
 
 
 class _WordCache:
-    """Each word's ids, for a pre-tokenizer that cuts printable ASCII text into words a regular expression finds
-    (BertPreTokenizer: runs of letters and digits, and every other non-space character alone): `tokenizers`
-    encodes each word of a text on its own, so a piece's ids are its words' ids one after the other, and a
-    dictionary look-up per word costs a fraction of the native call (bench/tokenizer.py). Words not seen yet go
-    to the twin in one call; the cache starts over past `max_words` (arbitrary text must not grow it forever)."""
+    """Each word's ids, for a pre-tokenizer that cuts text at whitespace first and then each whitespace-free word
+    on its own (BertPreTokenizer: runs of letters and digits, and every other character alone): `tokenizers`
+    encodes such a word the same wherever it stands, so a piece's ids are its words' ids one after the other,
+    and `str.split` plus a dictionary look-up per word cost a fraction of the native call (bench/tokenizer.py).
+    A word not seen yet ("end.", "(see") is cut as the pre-tokenizer cuts it (PART: "end", ".") and made of
+    its parts' ids, from a second cache; parts not seen yet go to the twin in one call. Each cache starts over
+    past `max_words` (arbitrary text must not grow them forever). Only for printable ASCII pieces, where
+    `str.split` cuts at exactly the characters the pre-tokenizer takes for whitespace, and PART finds its parts."""
 
-    WORD = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
-    PROBE = _PLAIN_PROBE + " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n"
+    PART = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+    PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
+             "x" * 120 + " tail", "C++ -- ~`|{}"]
 
     def __init__(self, twin, max_words: int = 1 << 18):
         self.twin, self.max_words = twin, max_words
-        self._ids: dict[str, list[int]] = {}
+        self._ids: dict[str, list[int]] = {}  # whitespace-free word -> ids
+        self._parts: dict[str, list[int]] = {}  # the pre-tokenizer's word (PART) -> ids
 
     @classmethod
     def of(cls, spec: dict, twin) -> _WordCache | None:
-        """A cache for `twin` (no normalizer) when its pre-tokenizer is BertPreTokenizer and cuts a probe of
-        printable ASCII where WORD does; None otherwise, or when the environment sets STREAMRET_WORD_CACHE=0
-        (every piece then goes to the native call, as before the cache: for comparisons)."""
+        """A cache for `twin` (no normalizer) when its pre-tokenizer is BertPreTokenizer and the cache gives the
+        twin's own ids on a probe of printable ASCII; None otherwise, or when the environment sets
+        STREAMRET_WORD_CACHE=0 (every piece then goes to the native call, as before the cache: for comparisons)."""
         if os.environ.get("STREAMRET_WORD_CACHE", "1") == "0":
             return None
-        if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer" or twin.pre_tokenizer is None:
+        if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
             return None
-        if [w for w, _ in twin.pre_tokenizer.pre_tokenize_str(cls.PROBE)] != cls.WORD.findall(cls.PROBE):
+        cache = cls(twin)
+        ids, ends = cache.encode(cls.PROBE)
+        want = [e.ids for e in twin.encode_batch(cls.PROBE, add_special_tokens=False)]
+        if ids.tolist() != [i for w in want for i in w] or ends.tolist() != np.cumsum(list(map(len, want))).tolist():
             return None
         return cls(twin)
 
-    def words(self, text: str) -> list[str]:
-        return self.WORD.findall(text)
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return text.split()
 
     def encode(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of normalized printable ASCII pieces one after the other, and where each piece's ids end."""
-        words = list(map(self.WORD.findall, pieces))
+        words = list(map(str.split, pieces))
         return self.encode_units(words, np.zeros(len(words), dtype=bool))
 
     def encode_units(self, units: list, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,9 +283,7 @@ class _WordCache:
             if len(ids) + len(new) > self.max_words:  # start over, with this call's words
                 self._ids = ids = {}
                 new = needed
-            new = list(new)
-            encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
-            ids.update(zip(new, (e.ids for e in encoded)))
+            ids.update(self._encode_new(list(new)))
             found = list(map(ids.__getitem__, words))
         if given.any():  # the given pieces' ids as units of their own, in place
             found_iter = iter(found)
@@ -294,6 +301,21 @@ class _WordCache:
         token_ends = np.concatenate([[0], np.cumsum(lens)])
         return (np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(token_ends[-1])),
                 token_ends[np.cumsum(per_piece)])
+
+    def _encode_new(self, words: list[str]) -> list[tuple[str, list[int]]]:
+        """(word, ids) of whitespace-free words: each the ids of its parts one after the other."""
+        parts_of = list(map(self.PART.findall, words))
+        parts = self._parts
+        needed = set(itertools.chain.from_iterable(parts_of))
+        new = needed.difference(parts)
+        if new:
+            if len(parts) + len(new) > self.max_words:
+                self._parts = parts = {}
+                new = needed
+            new = list(new)
+            encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
+            parts.update(zip(new, (e.ids for e in encoded)))
+        return [(w, list(itertools.chain.from_iterable(map(parts.__getitem__, ps)))) for w, ps in zip(words, parts_of)]
 
 
 class _Prenormalized:
