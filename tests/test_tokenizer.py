@@ -356,3 +356,17 @@ def test_no_word_cache_for_other_pre_tokenizers(style):
     """Only a pre-tokenizer whose words the regular expression finds exactly (BertPreTokenizer) gets the cache."""
     tok = HFTokenizer.from_json(STYLES[style]())
     assert tok._prenormalized is None or tok._prenormalized.words is None
+
+
+def test_the_word_cache_keeps_no_long_words():
+    """Words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique words,
+    such as hashes, must not fill the caches with large keys), and still get the tokenizer's ids."""
+    tok = bundled_default()
+    words = tok._prenormalized.words
+    words._ids, words._parts = {}, {}
+    items = [["short words, then " + "a1" * 40 + " and (" + "z" * 70 + ")."], ["x" * 65, " " + "y" * 64]]
+    for _ in range(2):
+        ids, ends = tok.encode_pieces(items)
+        assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
+    assert max(map(len, words._ids)) <= 64 and max(map(len, words._parts)) <= 64
+    assert "y" * 64 in words._ids and "x" * 65 not in words._ids

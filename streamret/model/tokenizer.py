@@ -241,8 +241,10 @@ class _WordCache:
     PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
              "x" * 120 + " tail", "C++ -- ~`|{}"]
 
-    def __init__(self, twin, max_words: int = 1 << 18):
-        self.twin, self.max_words = twin, max_words
+    def __init__(self, twin, max_words: int = 1 << 18, max_word_chars: int = 64):
+        # a word or part longer than max_word_chars is encoded each time, never kept: a stream of long unique
+        # words (hashes, base64) would otherwise fill the caches with large keys
+        self.twin, self.max_words, self.max_word_chars = twin, max_words, max_word_chars
         self._ids: dict[str, list[int]] = {}  # whitespace-free word -> ids
         self._parts: dict[str, list[int]] = {}  # the pre-tokenizer's word (PART) -> ids
 
@@ -283,8 +285,9 @@ class _WordCache:
             if len(ids) + len(new) > self.max_words:  # start over, with this call's words
                 self._ids = ids = {}
                 new = needed
-            ids.update(self._encode_new(list(new)))
-            found = list(map(ids.__getitem__, words))
+            fresh = self._encode_new(list(new))
+            ids.update((w, v) for w, v in fresh.items() if len(w) <= self.max_word_chars)
+            found = [fresh[w] if w in fresh else ids[w] for w in words]
         if given.any():  # the given pieces' ids as units of their own, in place
             found_iter = iter(found)
             lists = []
@@ -302,20 +305,23 @@ class _WordCache:
         return (np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(token_ends[-1])),
                 token_ends[np.cumsum(per_piece)])
 
-    def _encode_new(self, words: list[str]) -> list[tuple[str, list[int]]]:
-        """(word, ids) of whitespace-free words: each the ids of its parts one after the other."""
+    def _encode_new(self, words: list[str]) -> dict[str, list[int]]:
+        """word -> ids of whitespace-free words: each the ids of its parts one after the other."""
         parts_of = list(map(self.PART.findall, words))
         parts = self._parts
         needed = set(itertools.chain.from_iterable(parts_of))
         new = needed.difference(parts)
+        fresh: dict[str, list[int]] = {}
         if new:
             if len(parts) + len(new) > self.max_words:
                 self._parts = parts = {}
                 new = needed
             new = list(new)
             encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
-            parts.update(zip(new, (e.ids for e in encoded)))
-        return [(w, list(itertools.chain.from_iterable(map(parts.__getitem__, ps)))) for w, ps in zip(words, parts_of)]
+            fresh = dict(zip(new, (e.ids for e in encoded)))
+            parts.update((w, v) for w, v in fresh.items() if len(w) <= self.max_word_chars)
+        known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be [])
+        return {w: list(itertools.chain.from_iterable(map(known.__getitem__, ps))) for w, ps in zip(words, parts_of)}
 
 
 class _Prenormalized:
