@@ -617,7 +617,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=float, default=None,
-                    help="sys.setswitchinterval for this process, seconds (Python's default: 0.005)")
+                    help="sys.setswitchinterval for this process and the engine processes (through "
+                         "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005)")
     ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     first, _ = ap.parse_known_args(argv)
@@ -788,6 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
+        os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)

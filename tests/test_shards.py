@@ -334,3 +334,22 @@ def test_a_log_queue_lock_held_by_a_killed_engine_holds_up_neither_shutdown_nor_
     assert time.monotonic() - started < 30  # (the engine's own last log lines block: it is killed after 5 s)
     assert eng._logs._thread is None  # this process never wrote to the queue: nothing for its exit to wait on
     assert not eng._log_thread.is_alive()
+
+
+def test_switch_interval_from_the_environment(monkeypatch):
+    """STREAMRET_SWITCH_INTERVAL_MS sets an engine process's switch interval; a bad value names itself and the fix."""
+    import sys
+
+    from streamret.engine.shards import _switch_interval_from_env
+
+    before = sys.getswitchinterval()
+    try:
+        monkeypatch.setenv("STREAMRET_SWITCH_INTERVAL_MS", "0.5")
+        _switch_interval_from_env()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        for bad in ("0", "-1", "fast", "5000"):
+            monkeypatch.setenv("STREAMRET_SWITCH_INTERVAL_MS", bad)
+            with pytest.raises(ValueError, match=f"STREAMRET_SWITCH_INTERVAL_MS={bad!r}.*milliseconds"):
+                _switch_interval_from_env()
+    finally:
+        sys.setswitchinterval(before)

@@ -37,6 +37,7 @@ import pickle
 import queue
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -749,6 +750,21 @@ def _relay_logs(records, end: threading.Event) -> None:
         logging.getLogger(record.name).handle(record)
 
 
+def _switch_interval_from_env() -> None:
+    """STREAMRET_SWITCH_INTERVAL_MS: Python's switch interval in this engine process (default 5 ms), for tuning
+    how soon the step thread gets the GIL back from the tokenize and connection threads."""
+    value = os.environ.get("STREAMRET_SWITCH_INTERVAL_MS", "")
+    if not value:
+        return
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not 0 < ms <= 1000:
+        raise ValueError(f"STREAMRET_SWITCH_INTERVAL_MS={value!r}: give milliseconds in (0, 1000], e.g. 0.5")
+    sys.setswitchinterval(ms / 1e3)
+
+
 def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | None, config: EngineConfig,
            dtype: str | None, logs, level: int, listen: tuple[str, bytes] | None = None) -> None:
     """An engine process: build the engine, say hello, then answer calls until shutdown or the pipe closes.
@@ -788,6 +804,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     # torch's host threads are split between the engines
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
+        _switch_interval_from_env()
         import torch
 
         from .engine import Engine
