@@ -631,15 +631,10 @@ def keep_segments(trackers: Sequence[SegmentTracker], bounds: Sequence[int], tex
         return
     owner = np.repeat(np.arange(len(trackers)), np.diff(bounds))
     new_scores = salience(embeddings, stream_embeddings[owner]) - penalties  # relevance
-    # the kept rows of every overflowing stream scored in one product (a call per stream cost more than its work)
-    kept_rows = np.concatenate([t.kept_embeddings[:n] for t, n, _, _ in over])
-    kept_owner = np.repeat([owner[a] for _, _, a, _ in over], [n for _, n, _, _ in over])
-    kept_scores = salience(kept_rows, stream_embeddings[kept_owner])
-    scores, starts, at = [], [], 0
+    scores, starts = [], []
     for t, n, a, b in over:
-        scores += [kept_scores[at : at + n] - t.kept_penalty[:n], new_scores[a:b]]
+        scores += [salience(t.kept_embeddings[:n], stream_embeddings[owner[a]]) - t.kept_penalty[:n], new_scores[a:b]]
         starts += [t.kept_bytes[:n, 0], byte_spans[a:b, 0]]
-        at += n
     # the overflowing streams' rows (each stream's kept ones, then its new ones), ranked within each stream
     kept, first_new = np.array([[n, a] for _, n, a, _ in over]).T
     sizes = kept + np.array([b for _, _, _, b in over]) - first_new
