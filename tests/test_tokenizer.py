@@ -333,7 +333,7 @@ def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
         for _ in range(2):
             ids, ends = tok.encode_pieces(items)
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (style, items)
-    assert 0 < len(words._ids) <= 7 + 40 and 0 < len(words._parts) <= 7 + 60
+    assert 0 < len(words._words.ids) <= 7 + 40 and 0 < len(words._parts.ids) <= 7 + 60
 
 
 def test_the_word_cache_is_shared_by_threads():
@@ -351,22 +351,53 @@ def test_the_word_cache_is_shared_by_threads():
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
 
 
-@pytest.mark.parametrize("style", ["gpt2", "llama", "metaspace"])
-def test_no_word_cache_for_other_pre_tokenizers(style):
-    """Only a pre-tokenizer whose words the regular expression finds exactly (BertPreTokenizer) gets the cache."""
-    tok = HFTokenizer.from_json(STYLES[style]())
-    assert tok._prenormalized is None or tok._prenormalized.words is None
+@pytest.mark.parametrize("pre_tokenizer", ["whitespace", "whitespace_split", "metaspace"])
+def test_no_word_cache_for_other_pre_tokenizers(pre_tokenizer):
+    """Only BertPreTokenizer gets the word cache: a WordPiece tokenizer whose normalizer Python can apply (so it
+    has the twin) but whose pre-tokenizer cuts words otherwise goes through the twin."""
+    tok = Tokenizer.from_str(wordpiece_style(normalizers.Lowercase()))
+    tok.pre_tokenizer = {"whitespace": pre_tokenizers.Whitespace(), "metaspace": pre_tokenizers.Metaspace(),
+                         "whitespace_split": pre_tokenizers.WhitespaceSplit()}[pre_tokenizer]
+    hf = HFTokenizer.from_json(tok.to_str())
+    assert hf._prenormalized is not None and hf._prenormalized.words is None
+    items = [["The stream's end.", " (42) x"], ["don't", ""]]
+    assert (hf.encode_pieces(items)[0].tolist(), hf.encode_pieces(items)[1].tolist()) == per_piece(hf, items)
 
 
 def test_the_word_cache_keeps_no_long_words():
     """Words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique words,
-    such as hashes, must not fill the caches with large keys), and still get the tokenizer's ids."""
+    such as hashes, must not fill the caches with large keys), and still get the tokenizer's ids; the values are
+    tuples (the garbage collector need not walk a full cache)."""
+    import gc
+
+    from streamret.model.tokenizer import _IdTable
+
     tok = bundled_default()
     words = tok._prenormalized.words
-    words._ids, words._parts = {}, {}
-    items = [["short words, then " + "a1" * 40 + " and (" + "z" * 70 + ")."], ["x" * 65, " " + "y" * 64]]
+    limit = words.max_word_chars
+    words._words, words._parts = _IdTable(), _IdTable()
+    items = [["short words, then " + "a1" * limit + " and (" + "z" * (limit + 5) + ")."],
+             ["x" * (limit + 1), " " + "y" * limit]]
     for _ in range(2):
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-    assert max(map(len, words._ids)) <= 64 and max(map(len, words._parts)) <= 64
-    assert "y" * 64 in words._ids and "x" * 65 not in words._ids
+    assert max(map(len, words._words.ids)) <= limit and max(map(len, words._parts.ids)) <= limit
+    assert "y" * limit in words._words.ids and "x" * (limit + 1) not in words._words.ids
+    assert words._words.size == sum(map(len, words._words.ids.values()))
+    gc.collect()
+    assert not any(gc.is_tracked(v) for v in words._words.ids.values())
+
+
+def test_the_word_cache_starts_over_past_its_bounds():
+    """A cache starts over before it would hold more than max_words entries or 4 * max_words ids, and the ids
+    stay right across the restarts."""
+    tok = bundled_default()
+    words = tok._prenormalized.words
+    words.max_words = 40
+    rng = random.Random(4)
+    for _ in range(30):
+        items = [[" ".join(f"w{rng.randrange(10 ** 6)}x" for _ in range(rng.randrange(1, 12)))]]
+        ids, ends = tok.encode_pieces(items)
+        assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
+        for table in (words._words, words._parts):
+            assert len(table.ids) <= 40 and table.size <= 160

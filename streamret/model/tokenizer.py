@@ -227,26 +227,42 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
     return node.get("type") in _PER_CHAR_ON_ASCII
 
 
+class _IdTable:
+    """One cache of `_WordCache`: text -> its ids (a tuple: the garbage collector need not walk it), and the ids
+    it holds in all, by which it is bounded."""
+
+    __slots__ = ("ids", "size")
+
+    def __init__(self) -> None:
+        self.ids: dict[str, tuple[int, ...]] = {}
+        self.size = 0  # ids held, all entries together
+
+
 class _WordCache:
     """Each word's ids, for a pre-tokenizer that cuts text at whitespace first and then each whitespace-free word
     on its own (BertPreTokenizer: runs of letters and digits, and every other character alone): `tokenizers`
     encodes such a word the same wherever it stands, so a piece's ids are its words' ids one after the other,
     and `str.split` plus a dictionary look-up per word cost a fraction of the native call (bench/tokenizer.py).
     A word not seen yet ("end.", "(see") is cut as the pre-tokenizer cuts it (PART: "end", ".") and made of
-    its parts' ids, from a second cache; parts not seen yet go to the twin in one call. Each cache starts over
-    past `max_words` (arbitrary text must not grow them forever). Only for printable ASCII pieces, where
-    `str.split` cuts at exactly the characters the pre-tokenizer takes for whitespace, and PART finds its parts."""
+    its parts' ids, from a second cache; parts not seen yet go to the twin in one call. Only for printable ASCII
+    pieces, where `str.split` cuts at exactly the characters the pre-tokenizer takes for whitespace, and PART
+    finds its parts.
+
+    Bounds, so that arbitrary text (hashes, base64, random words) cannot grow a process without end: a word or
+    part longer than `max_word_chars` is encoded each time and never kept (a token covers at least one
+    character, so a kept entry holds at most that many ids); each cache starts over once it would hold more
+    than `max_words` entries or `4 * max_words` ids (filled with random words or hex strings, a process's two caches
+    measured 17-24 MiB with tracemalloc, up to 47 MiB while one starts over; 8 MB of manual pages fill the word
+    cache to 75 k entries)."""
 
     PART = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
     PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
              "x" * 120 + " tail", "C++ -- ~`|{}"]
 
-    def __init__(self, twin, max_words: int = 1 << 18, max_word_chars: int = 64):
-        # a word or part longer than max_word_chars is encoded each time, never kept: a stream of long unique
-        # words (hashes, base64) would otherwise fill the caches with large keys
+    def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32):
         self.twin, self.max_words, self.max_word_chars = twin, max_words, max_word_chars
-        self._ids: dict[str, list[int]] = {}  # whitespace-free word -> ids
-        self._parts: dict[str, list[int]] = {}  # the pre-tokenizer's word (PART) -> ids
+        self._words = _IdTable()  # whitespace-free word -> ids
+        self._parts = _IdTable()  # the pre-tokenizer's word (PART) -> ids
 
     @classmethod
     def of(cls, spec: dict, twin) -> _WordCache | None:
@@ -273,20 +289,28 @@ class _WordCache:
         words = list(map(str.split, pieces))
         return self.encode_units(words, np.zeros(len(words), dtype=bool))
 
+    def _keep(self, name: str, fresh: dict[str, tuple[int, ...]]) -> None:
+        """Add fresh entries of at most max_word_chars characters to the cache `name` ("_words" or "_parts"),
+        which starts over first if they would take it past a bound."""
+        kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
+        size = sum(map(len, kept.values()))
+        table = getattr(self, name)
+        if len(table.ids) + len(kept) > self.max_words or table.size + size > 4 * self.max_words:
+            table = _IdTable()
+            setattr(self, name, table)  # another thread may still read the old one: it stays whole
+        table.ids.update(kept)
+        table.size += size
+
     def encode_units(self, units: list, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per piece either its words (given[k] False) or its ids (given[k] True): (ids, piece ends)."""
-        ids = self._ids  # another thread may start the cache over: this call keeps the one it began with
+        ids = self._words.ids  # another thread may start the cache over: this call keeps the one it began with
         words = list(itertools.chain.from_iterable(u for u, g in zip(units, given.tolist()) if not g))
         try:
             found = list(map(ids.__getitem__, words))
         except KeyError:
-            needed = set(words)
-            new = needed.difference(ids)
-            if len(ids) + len(new) > self.max_words:  # start over, with this call's words
-                self._ids = ids = {}
-                new = needed
+            new = set(words).difference(ids)
             fresh = self._encode_new(list(new))
-            ids.update((w, v) for w, v in fresh.items() if len(w) <= self.max_word_chars)
+            self._keep("_words", fresh)
             found = [fresh[w] if w in fresh else ids[w] for w in words]
         if given.any():  # the given pieces' ids as units of their own, in place
             found_iter = iter(found)
@@ -305,23 +329,20 @@ class _WordCache:
         return (np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(token_ends[-1])),
                 token_ends[np.cumsum(per_piece)])
 
-    def _encode_new(self, words: list[str]) -> dict[str, list[int]]:
+    def _encode_new(self, words: list[str]) -> dict[str, tuple[int, ...]]:
         """word -> ids of whitespace-free words: each the ids of its parts one after the other."""
         parts_of = list(map(self.PART.findall, words))
-        parts = self._parts
+        parts = self._parts.ids
         needed = set(itertools.chain.from_iterable(parts_of))
-        new = needed.difference(parts)
-        fresh: dict[str, list[int]] = {}
+        new = list(needed.difference(parts))
+        fresh: dict[str, tuple[int, ...]] = {}
         if new:
-            if len(parts) + len(new) > self.max_words:
-                self._parts = parts = {}
-                new = needed
-            new = list(new)
             encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
-            fresh = dict(zip(new, (e.ids for e in encoded)))
-            parts.update((w, v) for w, v in fresh.items() if len(w) <= self.max_word_chars)
-        known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be [])
-        return {w: list(itertools.chain.from_iterable(map(known.__getitem__, ps))) for w, ps in zip(words, parts_of)}
+            fresh = {w: tuple(e.ids) for w, e in zip(new, encoded)}
+            self._keep("_parts", fresh)
+        known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be ())
+        return {w: known[ps[0]] if len(ps) == 1 else tuple(itertools.chain.from_iterable(map(known.__getitem__, ps)))
+                for w, ps in zip(words, parts_of)}
 
 
 class _Prenormalized:
