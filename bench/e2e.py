@@ -788,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
     start = time.perf_counter()
     if args.switch_interval is not None:
+        if not 0 < args.switch_interval <= 1:
+            raise SystemExit(f"--switch-interval {args.switch_interval}: give seconds in (0, 1], e.g. 0.0005")
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
