@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,11 +13,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from streamret.model.retnet import RetNetConfig
+from streamret.model.checkpoint import save_checkpoint
+from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.spec import load_model
-from streamret.train import export
+from streamret.model.tokenizer import HFTokenizer
+from streamret.train import export, train_pack
 from streamret.train.data import Sampler, load_corpus, teacher_targets
 from streamret.train.distill import TrainConfig, build_student, doc_targets, load_state, student_embeddings, train
+from streamret.train.docs import backward_through_blocks, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
 from streamret.train.teacher import CLS_ID, CONTENT, SEP_ID, convert_teacher, load_teacher
@@ -156,14 +160,16 @@ def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
         torch.testing.assert_close(seq_emb[1], model.stream_embedding(state)[0], atol=1e-5, rtol=1e-4)
 
 
-def _args(distill_dir, tmp_path, fresh: bool) -> argparse.Namespace:
+def _args(distill_dir, tmp_path, fresh: bool, init=None) -> argparse.Namespace:
     return argparse.Namespace(data=str(distill_dir), out=str(tmp_path / "out"), ckpt=str(tmp_path / "ckpt"),
-                              fresh=fresh, device="cpu", log_every=1, eval_n=8)
+                              fresh=fresh, device="cpu", log_every=1, eval_n=8, init=init)
 
 
-def _cfg(steps: int) -> TrainConfig:
+def _cfg(steps: int, doc_tokens: int = 0) -> TrainConfig:
     return TrainConfig(minutes=5, max_steps=steps, lr=3e-3, warmup_frac=0.0, n_passages=8, short_tokens=64,
-                       short_lengths=(16,), n_long=2, long_chunks=2, ckpt_minutes=10, relational_spans=64)
+                       short_lengths=(16,), n_long=2, long_chunks=2, ckpt_minutes=10, relational_spans=64,
+                       doc_tokens=doc_tokens, doc_lengths=(192, 320), doc_max=4, doc_group=2, doc_block=64,
+                       doc_queries=2)
 
 
 def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, tmp_path):
@@ -208,3 +214,86 @@ def test_shards_split_big_tensors_and_merge_into_a_loadable_checkpoint(distill_d
     (tmp_path / "shards" / paths[1].name).unlink()
     with pytest.raises(FileNotFoundError, match="shards"):
         export.merge_shards(tmp_path / "shards", tmp_path / "merged2")
+
+
+def test_doc_batches_hold_distinct_documents_a_few_per_source_and_queries_from_them(distill_dir):
+    tok = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json"))
+    corpus = load_corpus(distill_dir / "data", ["alpha", "beta"], tok)
+    batch = Sampler(corpus, seed=0).doc_batch(6, 300, group=3, queries_per_doc=2, query_len=40)
+    assert batch.ids.shape == (6, 300) and batch.queries.shape == (12, 40)
+    assert len(set(batch.doc.tolist())) == 6
+    assert len(set(batch.source[:3].tolist())) == 1 and len(set(batch.source[3:].tolist())) == 1
+    for row, d in zip(batch.ids, batch.doc):
+        doc = corpus.docs[d]
+        assert any((doc[s : s + 300] == row).all() for s in range(len(doc) - 299))
+    for q, row in zip(batch.queries, batch.query_doc):
+        window = batch.ids[row]
+        assert any((window[s : s + 40] == q).all() for s in range(261))
+    windows, rows = batch.chunk_windows()  # 300 tokens: one teacher window of CONTENT and the rest
+    assert [len(w) for w in windows[:2]] == [CONTENT, 300 - CONTENT]
+    assert rows.tolist() == np.repeat(range(6), 2).tolist()
+    assert all((np.concatenate([w for w, r in zip(windows, rows) if r == i]) == batch.ids[i]).all() for i in range(6))
+    with pytest.raises(ValueError, match="documents have"):
+        Sampler(corpus, seed=0).doc_batch(2, 10**6, group=1, queries_per_doc=1, query_len=8)
+
+
+def test_document_gradient_through_saved_block_states_equals_the_whole_graph():
+    """The blockwise re-run (reverse order, state gradients handed back) differentiates the whole document."""
+    cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
+                       embed_dim=12)
+    model = RetNet(cfg).init_weights(0, std=0.3).double()
+    g = torch.Generator().manual_seed(0)
+    ids, weights = torch.randint(0, 64, (3, 50), generator=g), torch.randn(3, 12, generator=g, dtype=torch.float64)
+
+    def loss_of(pooled):
+        return (model.embed(pooled, torch.full((3,), 50)) * weights).sum()
+
+    hidden, _ = model(ids, mode="parallel")
+    loss_of(hidden.sum(1)).backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    pooled, starts = pooled_without_graph(model, ids, block=16)  # blocks of 16, 16, 16 and 2 tokens
+    torch.testing.assert_close(pooled, hidden.detach().sum(1))
+    pooled = pooled.requires_grad_()
+    loss_of(pooled).backward()
+    backward_through_blocks(model, ids, 16, starts, pooled.grad)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, want[name], rtol=1e-6, atol=1e-9, msg=name)
+
+
+def _init_folder(distill_dir, folder, vocab: int):
+    teacher = load_teacher(distill_dir / "teacher")
+    model = build_student(teacher, 3, _student(vocab))
+    save_checkpoint(model, HFTokenizer(distill_dir / "teacher" / "tokenizer.json"), folder)
+    return model
+
+
+def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_model(distill_dir, tmp_path):
+    full = train_pack.build(distill_dir, tmp_path / "full", ["alpha", "beta"], budget=10**8)
+    assert full["share"] == 1.0 and not (tmp_path / "full" / "teacher" / "tokenizer.json").exists()
+    budget = full["teacher_bytes"] + full["data_bytes"] * 2 // 3 + 4096
+    small = train_pack.build(distill_dir, tmp_path / "pack", ["alpha", "beta"], budget=budget)
+    assert small["share"] < 1 and small["bytes"] <= budget
+    assert load_teacher(tmp_path / "pack" / "teacher").known_ids.sum() == small["tokens_kept"] + 3  # + specials
+    with pytest.raises(ValueError, match="not training sources"):
+        train_pack.build(distill_dir, tmp_path / "bad", ["held"], budget=10**8)
+
+    vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
+    init = _init_folder(distill_dir, tmp_path / "init", vocab)
+    torch.manual_seed(0)
+    args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"))
+    result = train(args, _cfg(10, doc_tokens=640), _student(vocab))
+    rows = result["log"]
+    assert all({"doc_mean", "doc_nce", "doc_top1"} <= set(r) for r in rows)
+    assert np.mean([r["total"] for r in rows[-3:]]) < 0.8 * np.mean([r["total"] for r in rows[:3]])
+    assert np.mean([r["doc_mean"] for r in rows[-3:]]) < np.mean([r["doc_mean"] for r in rows[:3]])
+    assert "held_out" not in result and result["doc_tokens_seen"] == sum(
+        min(4, 640 // length) * length for length in [192, 320] * 5)
+
+    # the run started from the init model's weights (a step at a vanishing rate leaves them as they were)
+    args = _args(tmp_path / "pack", tmp_path / "again", fresh=True, init=str(tmp_path / "init"))
+    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12), _student(vocab))
+    export.merge_shards(tmp_path / "again" / "out", tmp_path / "again" / "merged")
+    started = load_model(str(tmp_path / "again" / "merged"), "cpu", "float32").model.state_dict()
+    for name, t in init.state_dict().items():
+        torch.testing.assert_close(started[name], t.half().float(), msg=name)

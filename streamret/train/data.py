@@ -3,7 +3,9 @@
 Every example is one student sequence cut into spans of at most `teacher.CONTENT` tokens that tile
 it; each span gets the teacher's embedding of exactly those tokens. A passage is a sequence of one
 span; a long example is k consecutive spans of one document, whose document target is the mean of
-its span targets (what the chunk-averaged teacher computes for a whole document).
+its span targets (what the chunk-averaged teacher computes for a whole document). A document batch
+(`Sampler.doc_batch`) holds whole document windows of thousands of tokens, distinct documents drawn a
+few at a time from one source (each other's hard negatives), and query passages cut out of each.
 """
 
 from __future__ import annotations
@@ -102,6 +104,37 @@ class Sampler:
             s += 1  # move to the next word start (the engine only ever starts streams at word starts)
         return doc[s : s + length]
 
+    def doc_batch(self, n_docs: int, length: int, group: int, queries_per_doc: int, query_len: int) -> DocBatch:
+        """Windows of `length` tokens from up to n_docs distinct documents, `group` at a time from one
+        source (a source's share as in `batch`), and `queries_per_doc` passages of query_len tokens from each."""
+        if query_len > min(length, CONTENT):
+            raise ValueError(f"query_len {query_len} must be <= the window ({length}) and <= {CONTENT}")
+        eligible = self.lens >= length
+        if eligible.sum() < 2:
+            raise ValueError(f"{eligible.sum()} documents have >= {length} tokens; a document batch needs 2: "
+                             "use shorter doc_lengths or more data")
+        n_docs = min(n_docs, int(eligible.sum()))
+        left = np.where(eligible, self.doc_p, 0.0)
+        picked: list[int] = []
+        while len(picked) < n_docs:
+            d0 = int(self.rng.choice(len(left), p=left / left.sum()))
+            same = np.nonzero((self.c.source == self.c.source[d0]) & (left > 0))[0]
+            k = min(group, n_docs - len(picked), len(same))
+            more = self.rng.choice(same, k, replace=False, p=left[same] / left[same].sum())
+            picked.extend(int(d) for d in more)
+            left[more] = 0.0
+        ids = np.stack([self._window(d, length) for d in picked]).astype(np.int64)
+        queries, query_doc = [], []
+        for row, window in enumerate(ids):
+            for _ in range(queries_per_doc):
+                s = int(self.rng.integers(0, length - query_len + 1))
+                while s < length - query_len and not self.c.starts_word[window[s]]:
+                    s += 1
+                queries.append(window[s : s + query_len])
+                query_doc.append(row)
+        return DocBatch(ids, np.asarray(picked), self.c.source[picked], np.stack(queries),
+                        np.asarray(query_doc, dtype=np.int64))
+
     def batch(self, groups: list[tuple[int, int, int]]) -> Batch:
         """groups: (n_sequences, n_spans, span_length) each; a sequence is n_spans consecutive spans."""
         seqs, lengths, span_len, seq_of_span, windows = [], [], [], [], []
@@ -125,6 +158,28 @@ class Sampler:
             seq_of_span=np.asarray(seq_of_span, dtype=np.int64),
             windows=windows,
         )
+
+
+@dataclass
+class DocBatch:
+    """Distinct document windows of one length and query passages from each.
+
+    ids: [n, L] token ids, one document window per row; doc, source: [n] its document and source;
+    queries: [n * q, Lq] passages, each lying inside its row's window; query_doc: [n * q] that row.
+    """
+
+    ids: np.ndarray
+    doc: np.ndarray
+    source: np.ndarray
+    queries: np.ndarray
+    query_doc: np.ndarray
+
+    def chunk_windows(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each row cut into teacher windows of CONTENT tokens (the last may be shorter), and their rows."""
+        n, length = self.ids.shape
+        windows = [row[s : s + CONTENT] for row in self.ids for s in range(0, length, CONTENT)]
+        per_row = -(-length // CONTENT)
+        return windows, np.repeat(np.arange(n), per_row)
 
 
 @torch.no_grad()
