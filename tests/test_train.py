@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import random
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from helpers_train import make_distill_dir, student_config
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
 
 from streamret.model.checkpoint import save_checkpoint
 from streamret.model.retnet import RetNet, RetNetConfig
@@ -23,82 +22,12 @@ from streamret.train.distill import TrainConfig, build_student, doc_targets, loa
 from streamret.train.docs import backward_through_blocks, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
-from streamret.train.teacher import CLS_ID, CONTENT, SEP_ID, convert_teacher, load_teacher
-
-WORDS = ("the river cat dog stone light night day water fire king law code file memory stream table "
-         "query index data kernel bus device driver verse lord song earth heaven house field tree").split()
-HIDDEN = 32
-
-
-def _tokenizer_json(path) -> None:
-    """A small BERT-style WordPiece tokenizer with [CLS]=101 and [SEP]=102, as the teacher's."""
-    vocab = {f"[unused{i}]": i for i in range(103)}
-    vocab.update({"[PAD]": 0, "[UNK]": 100, "[CLS]": CLS_ID, "[SEP]": SEP_ID})
-    vocab = {k: v for k, v in vocab.items() if not (k.startswith("[unused") and v in (0, 100, CLS_ID, SEP_ID))}
-    for piece in [*WORDS, ".", ",", "##s", "##ing", "##ed"] + [chr(c) for c in range(97, 123)]:
-        vocab.setdefault(piece, len(vocab))
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.save(str(path))
-
-
-def _hf_teacher(folder, vocab_size: int) -> None:
-    """Random weights in Hugging Face BertModel layout (what the teacher package ships)."""
-    g = torch.Generator().manual_seed(0)
-    d, ffn, n_layers = HIDDEN, 64, 2
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g) * 0.1
-
-    sd = {"embeddings.word_embeddings.weight": r(vocab_size, d), "embeddings.position_embeddings.weight": r(512, d),
-          "embeddings.token_type_embeddings.weight": r(2, d), "embeddings.LayerNorm.weight": 1 + r(d),
-          "embeddings.LayerNorm.bias": r(d)}
-    for i in range(n_layers):
-        p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            sd[p + name + ".weight"], sd[p + name + ".bias"] = r(d, d), r(d)
-        sd[p + "intermediate.dense.weight"], sd[p + "intermediate.dense.bias"] = r(ffn, d), r(ffn)
-        sd[p + "output.dense.weight"], sd[p + "output.dense.bias"] = r(d, ffn), r(d)
-        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-            sd[p + name + ".weight"], sd[p + name + ".bias"] = 1 + r(d), r(d)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(folder / "model.safetensors"))
-    cfg = {"hidden_size": d, "num_hidden_layers": n_layers, "num_attention_heads": 4, "intermediate_size": ffn,
-           "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "vocab_size": vocab_size}
-    (folder / "config.json").write_text(json.dumps(cfg))
-    _tokenizer_json(folder / "tokenizer.json")
-
-
-def _text(rng: random.Random, n_words: int, topic: list[str]) -> str:
-    words = [rng.choice(topic) + rng.choice(["", "", "s", "ing"]) for _ in range(n_words)]
-    return " ".join(w + ("." if rng.random() < 0.1 else "") for w in words)
+from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
 
 
 @pytest.fixture(scope="module")
 def distill_dir(tmp_path_factory):
-    """A .distill-like folder: two training sources, one held-out source, a converted tiny teacher."""
-    root = tmp_path_factory.mktemp("distill")
-    hf = root / "hf"
-    _tok_probe = root / "probe.json"
-    _tokenizer_json(_tok_probe)
-    _hf_teacher(hf, Tokenizer.from_file(str(_tok_probe)).get_vocab_size())
-    convert_teacher(hf, root / "teacher", quantize="embeddings")
-    rng = random.Random(0)
-    sources = {"alpha": ("train", WORDS[:10]), "beta": ("train", WORDS[10:20]), "held": ("eval", WORDS[20:])}
-    manifest = {"sources": {}}
-    for name, (split, topic) in sources.items():
-        docs = [(f"{name}/{i}", _text(rng, rng.randint(300, 1500), topic)) for i in range(6)]
-        write_source(docs, root / "data" / f"{name}.jsonl.xz")
-        manifest["sources"][name] = {"split": split}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
-def _student(vocab: int) -> RetNetConfig:
-    return RetNetConfig(vocab_size=vocab, d_model=HIDDEN, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=16,
-                        ffn_dim=64, embed_dim=HIDDEN)
+    return make_distill_dir(tmp_path_factory.mktemp("distill"))
 
 
 def test_html_to_text_drops_markup_and_scripts():
@@ -150,7 +79,7 @@ def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
     want = torch.nn.functional.normalize(targets[-6:-3].mean(0), dim=0)
     torch.testing.assert_close(docs[0], want, atol=1e-6, rtol=1e-5)
     # the student's span embeddings are its own pooled embeddings of exactly those tokens
-    model = build_student(teacher, 0, _student(tok.get_vocab_size())).eval()
+    model = build_student(teacher, 0, student_config(tok.get_vocab_size())).eval()
     with torch.no_grad():
         span_emb, seq_emb = student_embeddings(model, batch, torch.device("cpu"))
         first = batch.windows[0]
@@ -175,19 +104,19 @@ def _cfg(steps: int, doc_tokens: int = 0) -> TrainConfig:
 def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, tmp_path):
     torch.manual_seed(0)
     vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
-    result = train(_args(distill_dir, tmp_path, fresh=True), _cfg(12), _student(vocab))
+    result = train(_args(distill_dir, tmp_path, fresh=True), _cfg(12), student_config(vocab))
     losses = [row["total"] for row in result["log"]]
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
     assert set(result["held_out"]) >= {"passage_254_cos", "span_32_cos", "long_8x254_doc_cos"}
 
     saved = load_file(str(tmp_path / "ckpt" / "state.safetensors"))
-    resumed = train(_args(distill_dir, tmp_path, fresh=False), _cfg(14), _student(vocab))
+    resumed = train(_args(distill_dir, tmp_path, fresh=False), _cfg(14), student_config(vocab))
     assert resumed["step"] == 14 and len(resumed["log"]) == 14
     assert resumed["log"][:12] == result["log"]  # the log carries over
 
     teacher = load_teacher(distill_dir / "teacher")
-    model = build_student(teacher, 1, _student(vocab))
+    model = build_student(teacher, 1, student_config(vocab))
     opt = torch.optim.AdamW(model.parameters())
     info = load_state(tmp_path / "ckpt", model, opt)
     assert info["step"] == 14
@@ -200,7 +129,7 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, t
 def test_shards_split_big_tensors_and_merge_into_a_loadable_checkpoint(distill_dir, tmp_path, monkeypatch):
     teacher = load_teacher(distill_dir / "teacher")
     tok_json = distill_dir / "teacher" / "tokenizer.json"
-    model = build_student(teacher, 0, _student(teacher.word.num_embeddings))
+    model = build_student(teacher, 0, student_config(teacher.word.num_embeddings))
     monkeypatch.setattr(export, "SHARD_BYTES", 6000)  # the embedding matrix is ~9 KB in fp16
     paths = export.save_shards(model, tok_json, tmp_path / "shards", {"step": 1})
     assert len(paths) > 2 and all(p.stat().st_size <= 6000 + 1024 for p in paths)
@@ -263,7 +192,7 @@ def test_document_gradient_through_saved_block_states_equals_the_whole_graph():
 
 def _init_folder(distill_dir, folder, vocab: int):
     teacher = load_teacher(distill_dir / "teacher")
-    model = build_student(teacher, 3, _student(vocab))
+    model = build_student(teacher, 3, student_config(vocab))
     save_checkpoint(model, HFTokenizer(distill_dir / "teacher" / "tokenizer.json"), folder)
     return model
 
@@ -282,7 +211,7 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
     init = _init_folder(distill_dir, tmp_path / "init", vocab)
     torch.manual_seed(0)
     args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"))
-    result = train(args, _cfg(10, doc_tokens=640), _student(vocab))
+    result = train(args, _cfg(10, doc_tokens=640), student_config(vocab))
     rows = result["log"]
     assert all({"doc_mean", "doc_nce", "doc_top1"} <= set(r) for r in rows)
     assert np.mean([r["total"] for r in rows[-3:]]) < 0.8 * np.mean([r["total"] for r in rows[:3]])
@@ -292,7 +221,7 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
 
     # the run started from the init model's weights (a step at a vanishing rate leaves them as they were)
     args = _args(tmp_path / "pack", tmp_path / "again", fresh=True, init=str(tmp_path / "init"))
-    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12), _student(vocab))
+    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12), student_config(vocab))
     export.merge_shards(tmp_path / "again" / "out", tmp_path / "again" / "merged")
     started = load_model(str(tmp_path / "again" / "merged"), "cpu", "float32").model.state_dict()
     for name, t in init.state_dict().items():
