@@ -17,9 +17,9 @@ from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.spec import load_model
 from streamret.model.tokenizer import HFTokenizer
 from streamret.train import export, train_pack
-from streamret.train.data import Sampler, load_corpus, teacher_targets
+from streamret.train.data import Corpus, Sampler, load_corpus, teacher_targets
 from streamret.train.distill import TrainConfig, build_student, doc_targets, load_state, student_embeddings, train
-from streamret.train.docs import backward_through_blocks, pooled_without_graph
+from streamret.train.docs import DocBank, backward_through_blocks, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
 from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
@@ -164,6 +164,33 @@ def test_doc_batches_hold_distinct_documents_a_few_per_source_and_queries_from_t
     assert all((np.concatenate([w for w, r in zip(windows, rows) if r == i]) == batch.ids[i]).all() for i in range(6))
     with pytest.raises(ValueError, match="documents have"):
         Sampler(corpus, seed=0).doc_batch(2, 10**6, group=1, queries_per_doc=1, query_len=8)
+
+
+def test_doc_batches_take_a_group_from_one_folder_and_top_it_up_from_the_source():
+    docs = [np.arange(100, 400, dtype=np.int32) + i for i in range(10)]
+    folder = np.array([0, 0, 1, 1, 1, 1, 2, 2, 2, 2])  # folders of 2, 4 and 4 documents, all one source
+    corpus = Corpus(docs, np.zeros(10, dtype=np.int64), folder, ["one"], np.ones(500, dtype=bool))
+    for seed in range(5):
+        batch = Sampler(corpus, seed=seed).doc_batch(9, 200, group=3, queries_per_doc=1, query_len=20)
+        assert len(set(batch.doc.tolist())) == 9
+        left = np.bincount(folder)
+        for g in range(3):  # a group: what its first document's folder has left (up to 3), then other folders
+            members = folder[batch.doc[3 * g : 3 * g + 3]]
+            k = min(3, left[members[0]])
+            assert (members[:k] == members[0]).all() and (members[k:] != members[0]).all()
+            np.subtract.at(left, members, 1)
+
+
+def test_doc_bank_keeps_the_last_entries_and_hides_each_querys_own_document():
+    bank = DocBank(3, 2, "cpu")
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.isinf(bank.logits(q, torch.tensor([0, 1]), 0.5)).all()  # empty
+    bank.add(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([7, 8]))
+    bank.add(torch.tensor([[0.6, 0.8], [0.8, 0.6]]), torch.tensor([9, 7]))  # the oldest (doc 7) is replaced
+    assert bank.doc.tolist() == [7, 8, 9]
+    logits = bank.logits(q, torch.tensor([7, 9]), 0.5)
+    assert logits[0, 0] == -float("inf") and logits[0, 1] == 0 and logits[0, 2] == pytest.approx(1.2)
+    assert logits[1, 2] == -float("inf") and logits[1, 0] == pytest.approx(1.2) and logits[1, 1] == 2
 
 
 def test_document_gradient_through_saved_block_states_equals_the_whole_graph():

@@ -5,7 +5,8 @@ it; each span gets the teacher's embedding of exactly those tokens. A passage is
 span; a long example is k consecutive spans of one document, whose document target is the mean of
 its span targets (what the chunk-averaged teacher computes for a whole document). A document batch
 (`Sampler.doc_batch`) holds whole document windows of thousands of tokens, distinct documents drawn a
-few at a time from one source (each other's hard negatives), and query passages cut out of each.
+few at a time from one folder of one source (each other's hard negatives: the Linux networking
+manuals together, say), and query passages cut out of each.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Corpus:
 
     docs: list[np.ndarray]  # int32 token ids per document
     source: np.ndarray  # [n_docs] index into names
+    folder: np.ndarray  # [n_docs] index of the document id's folder (documents on one subject, mostly)
     names: list[str]
     starts_word: np.ndarray  # [vocab] bool: token can begin a word (not a "##" continuation)
 
@@ -35,18 +37,20 @@ class Corpus:
 
 def load_corpus(data_dir: str | Path, names: list[str], tokenizer, min_tokens: int = 8) -> Corpus:
     """Tokenize the documents of the named sources (files written by `prepare`)."""
-    docs, source = [], []
+    docs, source, folders = [], [], []
     for i, name in enumerate(names):
-        texts = [t for _, t in read_source(Path(data_dir) / f"{name}.jsonl.xz")]
-        for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
+        pairs = read_source(Path(data_dir) / f"{name}.jsonl.xz")
+        for (doc_id, _), enc in zip(pairs, tokenizer.encode_batch([t for _, t in pairs], add_special_tokens=False)):
             if len(enc.ids) >= min_tokens:
                 docs.append(np.asarray(enc.ids, dtype=np.int32))
                 source.append(i)
+                folders.append(f"{name}:{doc_id.rpartition('/')[0]}")
     vocab = tokenizer.get_vocab()
     starts_word = np.ones(max(vocab.values()) + 1, dtype=bool)
     for tok, idx in vocab.items():
         starts_word[idx] = not tok.startswith("##")
-    return Corpus(docs, np.asarray(source), names, starts_word)
+    folder_index = {f: k for k, f in enumerate(dict.fromkeys(folders))}
+    return Corpus(docs, np.asarray(source), np.asarray([folder_index[f] for f in folders]), names, starts_word)
 
 
 @dataclass
@@ -105,8 +109,9 @@ class Sampler:
         return doc[s : s + length]
 
     def doc_batch(self, n_docs: int, length: int, group: int, queries_per_doc: int, query_len: int) -> DocBatch:
-        """Windows of `length` tokens from up to n_docs distinct documents, `group` at a time from one
-        source (a source's share as in `batch`), and `queries_per_doc` passages of query_len tokens from each."""
+        """Windows of `length` tokens from up to n_docs distinct documents, `group` at a time from one folder
+        (topped up from its source; a source's share as in `batch`), and `queries_per_doc` passages of
+        query_len tokens from each."""
         if query_len > min(length, CONTENT):
             raise ValueError(f"query_len {query_len} must be <= the window ({length}) and <= {CONTENT}")
         eligible = self.lens >= length
@@ -118,11 +123,15 @@ class Sampler:
         picked: list[int] = []
         while len(picked) < n_docs:
             d0 = int(self.rng.choice(len(left), p=left / left.sum()))
-            same = np.nonzero((self.c.source == self.c.source[d0]) & (left > 0))[0]
-            k = min(group, n_docs - len(picked), len(same))
-            more = self.rng.choice(same, k, replace=False, p=left[same] / left[same].sum())
-            picked.extend(int(d) for d in more)
-            left[more] = 0.0
+            want = min(group, n_docs - len(picked))
+            for kin in (self.c.folder == self.c.folder[d0], self.c.source == self.c.source[d0]):
+                same = np.nonzero(kin & (left > 0))[0]
+                if want == 0 or len(same) == 0:
+                    break
+                more = self.rng.choice(same, min(want, len(same)), replace=False, p=left[same] / left[same].sum())
+                picked.extend(int(d) for d in more)
+                left[more] = 0.0
+                want -= len(more)
         ids = np.stack([self._window(d, length) for d in picked]).astype(np.int64)
         queries, query_doc = [], []
         for row, window in enumerate(ids):

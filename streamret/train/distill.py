@@ -15,8 +15,9 @@ it, in the parallel form under bf16 autocast, on four kinds of example (see `dat
                                                       context, to its teacher embedding (segments),
                                                       and the whole window to the mean of them
   documents     whole windows of 2k..16k tokens    -> the document embedding finds its document from
-                                                      passages of it among the step's documents
-                                                      (InfoNCE) and matches the teacher's chunk mean
+                                                      passages of it among the step's documents and
+                                                      a bank of recent ones (InfoNCE) and matches
+                                                      the teacher's chunk mean
 plus a relational term that matches the batch's student cosine matrix to the teacher's, which is
 what retrieval depends on. Teacher targets are computed on the fly (fp16), so every epoch sees new
 cuts. --init starts from a model folder (the shipped default model) instead of the teacher's word
@@ -48,7 +49,7 @@ from streamret.model.checkpoint import load_checkpoint
 from streamret.model.retnet import RetNet, RetNetConfig
 
 from .data import Batch, Corpus, Sampler, load_corpus, teacher_targets
-from .docs import doc_step, teacher_doc_targets
+from .docs import DocBank, doc_step, teacher_doc_targets
 from .export import save_shards
 from .teacher import CONTENT, load_teacher
 
@@ -83,6 +84,7 @@ class TrainConfig:
     doc_group: int = 8  # documents drawn from one source at a time (each other's hard negatives)
     doc_block: int = 1024  # tokens per block of the document forward (memory: one block's activations)
     doc_queries: int = 4  # query passages per document (64..128 tokens, one length per step)
+    doc_bank: int = 1024  # the last steps' document embeddings kept as extra negatives (0: none)
     doc_temperature: float = 0.05
     doc_nce_weight: float = 0.1
     doc_mean_weight: float = 1.0
@@ -313,6 +315,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                   or elapsed + max(deadline - time.time(), 1.0))
     print(f"lr schedule over {schedule_s / 60:.2f} training minutes; this run stops at "
           f"{cfg.minutes:.2f} min of wall time", flush=True)
+    bank = DocBank(cfg.doc_bank, student.out_embed_dim, device) if cfg.doc_tokens and cfg.doc_bank else None
     last_ckpt = time.time()
     tokens = doc_tokens = 0
     t_loop = time.time()
@@ -336,7 +339,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                 doc_batch = sampler.doc_batch(doc_batch_size(cfg, length), length, cfg.doc_group, cfg.doc_queries,
                                               int(rng.integers(64, min(128, CONTENT, length) + 1)))
                 t_whole, t_queries = teacher_doc_targets(teacher, doc_batch, device)
-                doc_losses = doc_step(model, doc_batch, t_whole, t_queries, block=cfg.doc_block,
+                doc_losses = doc_step(model, doc_batch, t_whole, t_queries, bank, block=cfg.doc_block,
                                       temperature=cfg.doc_temperature, mean_weight=cfg.doc_mean_weight,
                                       nce_weight=cfg.doc_nce_weight, device=device)
                 losses.update(doc_losses)

@@ -4,7 +4,9 @@ The student reads each document window of a `DocBatch` from its first token to i
 and pools it exactly as the engine does (`model.embed` of the sum of all final hidden states). That
 embedding D must
   (a) find its document from passages of it: InfoNCE over the batch's documents (distinct documents,
-      a few per source, so each other's hard negatives), with the teacher's embeddings of the query
+      a few per folder, so each other's hard negatives) and a bank of the last steps' document
+      embeddings (more negatives than one step holds, as a search among hundreds of documents has;
+      an entry of the query's own document is left out), with the teacher's embeddings of the query
       passages and the student's own (what a search with the student compares) as queries;
   (b) point where the teacher's chunk embeddings of the same window, averaged, point (the
       chunk-averaged teacher that the quality benchmark compares against).
@@ -71,6 +73,25 @@ def backward_through_blocks(model: RetNet, ids: torch.Tensor, block: int, starts
         state_grad = None if first else [t.grad for t in layers]
 
 
+class DocBank:
+    """The last `size` steps' document embeddings (no gradient) and their document indices: extra negatives."""
+
+    def __init__(self, size: int, dim: int, device):
+        self.emb = torch.zeros(size, dim, device=device)
+        self.doc = torch.full((size,), -1, dtype=torch.long, device=device)  # -1: empty
+        self.next = 0
+
+    def add(self, emb: torch.Tensor, doc: torch.Tensor) -> None:
+        rows = (self.next + torch.arange(len(emb), device=self.emb.device)) % len(self.emb)
+        self.emb[rows], self.doc[rows] = emb.detach().float(), doc
+        self.next = int(rows[-1] + 1) % len(self.emb)
+
+    def logits(self, queries: torch.Tensor, query_doc: torch.Tensor, temperature: float) -> torch.Tensor:
+        """[q, size] scaled similarities; empty entries and those of each query's own document at -inf."""
+        out = queries @ self.emb.T / temperature
+        return out.masked_fill((self.doc[None, :] < 0) | (self.doc[None, :] == query_doc[:, None]), float("-inf"))
+
+
 def teacher_doc_targets(teacher, batch: DocBatch, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(normalised mean of the teacher's chunk embeddings per row [n, e], teacher query embeddings [n*q, e])."""
     windows, row = batch.chunk_windows()
@@ -80,9 +101,10 @@ def teacher_doc_targets(teacher, batch: DocBatch, device) -> tuple[torch.Tensor,
     return F.normalize(sums, dim=-1), teacher_targets(teacher, list(batch.queries), device)
 
 
-def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: torch.Tensor, *, block: int,
-             temperature: float, mean_weight: float, nce_weight: float, device) -> dict[str, torch.Tensor]:
-    """Forward and backward of the whole-document losses (gradients accumulate into .grad); returns them detached."""
+def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: torch.Tensor, bank: DocBank | None, *,
+             block: int, temperature: float, mean_weight: float, nce_weight: float, device) -> dict[str, torch.Tensor]:
+    """Forward and backward of the whole-document losses (gradients accumulate into .grad), then the
+    documents go into the bank; returns the losses detached."""
     ids = torch.from_numpy(batch.ids).to(device)
     pooled, starts = pooled_without_graph(model, ids, block)
     pooled = pooled.detach().requires_grad_()
@@ -93,12 +115,22 @@ def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: to
     s_queries = model.embed(q_hidden.float().sum(1), torch.full((len(queries),), queries.shape[1], device=device))
     docs = model.embed(pooled, torch.full((len(ids),), ids.shape[1], device=device))
     gold = torch.from_numpy(batch.query_doc).to(device)
-    nce = 0.5 * (F.cross_entropy(t_queries @ docs.T / temperature, gold)
-                 + F.cross_entropy(s_queries @ docs.T / temperature, gold))
+    doc_ids = torch.from_numpy(batch.doc).to(device)
+
+    def logits_of(q: torch.Tensor) -> torch.Tensor:
+        out = q @ docs.T / temperature
+        if bank is not None:
+            out = torch.cat([out, bank.logits(q, doc_ids[gold], temperature)], dim=1)
+        return out
+
+    t_logits = logits_of(t_queries)
+    nce = 0.5 * (F.cross_entropy(t_logits, gold) + F.cross_entropy(logits_of(s_queries), gold))
     mean = (1 - (docs * t_docs).sum(-1)).mean()
     loss = mean_weight * mean + nce_weight * nce
     loss.backward()
     backward_through_blocks(model, ids, block, starts, pooled.grad)
     with torch.no_grad():
-        hits = (t_queries @ docs.T).argmax(-1) == gold
+        hits = t_logits.argmax(-1) == gold  # among this step's documents and the bank's
+        if bank is not None:
+            bank.add(docs, doc_ids)
     return {"doc_mean": mean.detach(), "doc_nce": nce.detach(), "doc_top1": hits.float().mean()}
