@@ -86,7 +86,7 @@ class TrainConfig:
     doc_queries: int = 4  # query passages per document (64..128 tokens, one length per step)
     doc_bank: int = 1024  # the last steps' document embeddings kept as extra negatives (0: none)
     doc_temperature: float = 0.05
-    doc_nce_weight: float = 0.1
+    doc_nce_weight: float = 0.5
     doc_mean_weight: float = 1.0
     ckpt_minutes: float = 2.0
     seed: int = 0
@@ -261,6 +261,9 @@ def check_teacher_covers(teacher, corpus: Corpus, where: Path) -> None:
 def initial_model(args: argparse.Namespace, teacher, cfg: TrainConfig, student: RetNetConfig) -> RetNet:
     if args.init:
         model, _ = load_checkpoint(args.init)
+        if model.config.vocab_size != teacher.cfg["vocab_size"]:
+            raise ValueError(f"--init {args.init} has vocab_size {model.config.vocab_size}, the teacher "
+                             f"{teacher.cfg['vocab_size']}: the student must read the teacher's tokens")
         print(f"student initialised from {args.init}", flush=True)
         return model.float()
     return build_student(teacher, cfg.seed, student)
