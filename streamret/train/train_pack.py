@@ -33,7 +33,7 @@ from .sources import subsample
 from .teacher import shrink_teacher
 
 CALL_BYTES = 64 * 2**20  # what one device call carries, working tree included
-MARGIN_BYTES = 2**20 // 2  # for files the tree gains before the call
+MARGIN_BYTES = 3 * 2**20 // 2  # for files the tree gains (other branches merged) before the call
 TECHNICAL = ("linux-doc", "git-doc", "debian-reference", "cfi", "gnu-standards")
 
 
@@ -80,19 +80,25 @@ def build(distill: Path, out: Path, names: list[str], budget: int) -> dict:
                          f"{[n for n, s in known.items() if s['split'] == 'train']}")
     tok = Tokenizer.from_file(str(distill / "teacher" / "tokenizer.json"))
     sources = {n: read_source(distill / "data" / f"{n}.jsonl.xz") for n in names}
-    share = 1.0
+    share, best, written = 1.0, 0.0, None
     for _ in range(6):
         pack = write_pack(distill, out, sources, share, tok)
-        total = folder_bytes(out)
+        total, written = folder_bytes(out), share
         if total <= budget:
-            pack["bytes"], pack["budget_bytes"] = total, budget
-            (out / "manifest.json").write_text(json.dumps(
-                {**json.loads((out / "manifest.json").read_text()), "pack": pack}, indent=1))
-            return pack
-        # the teacher shrinks little with the text: cut the text by the whole overshoot, and a bit more
+            best = max(best, share)
+            if share == 1.0 or budget - total < budget // 100:
+                break
+        # the teacher changes little with the text: move the text by the slack (or the overshoot)
         data = pack["data_bytes"]
-        share *= max(0.1, (data - (total - budget)) / data * 0.99)
-    raise ValueError(f"no pack of {names} fits {budget} bytes; pass fewer --sources or a larger --max-mib")
+        share = min(1.0, share * (data + budget - total) / data * 0.995)
+    if not best:
+        raise ValueError(f"no pack of {names} fits {budget} bytes; pass fewer --sources or a larger --max-mib")
+    if written != best:
+        pack = write_pack(distill, out, sources, best, tok)
+    pack["bytes"], pack["budget_bytes"] = folder_bytes(out), budget
+    (out / "manifest.json").write_text(json.dumps({**json.loads((out / "manifest.json").read_text()), "pack": pack},
+                                                  indent=1))
+    return pack
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=".train", help="output folder (git-ignored; replaced if it exists)")
     ap.add_argument("--sources", nargs="+", default=list(TECHNICAL), help="training sources to carry")
     ap.add_argument("--max-mib", type=float, default=None,
-                    help="size of the pack (default: 64 MiB less the git-tracked tree and 0.5 MiB)")
+                    help="size of the pack (default: 64 MiB less the git-tracked tree and 1.5 MiB)")
     args = ap.parse_args(argv)
     if args.max_mib is None:
         tree = tracked_tree_bytes(Path.cwd())
