@@ -466,6 +466,7 @@ def print_table(result: dict) -> None:
     buckets = methods["student"]["by_length"]
     heads = [f"{bucket_name(b)} ({b['queries']}q)" for b in buckets]
     print(f"| {'method':30s} | {'R@10':>6s} | " + " | ".join(f"{h:>13s}" for h in heads) + f" | {'tokens/s':>12s} |")
+    print("| --- " * (len(heads) + 3) + "|")
     for name, label in TABLE_ROWS.items():
         if name not in methods:
             continue
