@@ -7,5 +7,6 @@
 A later run continues from the shipped weights on a pack that fits one device call beside the tree:
 
     python -m streamret.train.train_pack --distill .distill --out .train
-    python -m streamret.train.distill --data .train --init streamret/assets/default --out $OUT --minutes 8
+    python -m streamret.train.distill --data .train --init streamret/assets/default --out $OUT --minutes 7.5 \
+        --lr 3e-4 --warmup-frac 0.05
 """

@@ -4,7 +4,8 @@ One command on one GPU (the data folder comes from `python -m streamret.train.pr
 `python -m streamret.train.train_pack` that fits one device call):
 
     python -m streamret.train.distill --data .distill --minutes 6 --out $OUT
-    python -m streamret.train.distill --data .train --init streamret/assets/default --minutes 7 --out $OUT
+    python -m streamret.train.distill --data .train --init streamret/assets/default --minutes 7.5 --lr 3e-4 \
+        --warmup-frac 0.05 --out $OUT
 
 The student's embedding is exactly what the engine serves, `model.embed(pool_sum, pool_count)`:
 the mean of final hidden states over a span, the linear embedding head, L2 norm. Each step trains
