@@ -74,7 +74,8 @@ def backward_through_blocks(model: RetNet, ids: torch.Tensor, block: int, starts
 
 
 class DocBank:
-    """The last `size` steps' document embeddings (no gradient) and their document indices: extra negatives."""
+    """The last `size` document embeddings (no gradient) and their document indices: extra negatives.
+    Not in the checkpoint: a resumed run refills it within a few steps."""
 
     def __init__(self, size: int, dim: int, device):
         self.emb = torch.zeros(size, dim, device=device)
