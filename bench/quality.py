@@ -1,11 +1,14 @@
 """Embedding quality of a streamret model against its teacher (all-MiniLM-L6-v2), on held-out sources.
 
-Two phases, so that each GPU call carries either the teacher or the student (one call carries at most 64 MiB):
+Two phases, the teacher's and the student's; a device call carries at most 64 MiB, working tree included
+(40.0 MiB with the shipped model) and .quality/ takes 20.1 MiB, so both phases fit one call, one after
+the other (2026-12-02):
 
     python -m streamret.train.quality_pack --distill .distill --out .quality      # once, here: data + small teacher
     python bench/quality.py teacher --data .quality/heldout --teacher .quality/teacher --out-dir OUT1
     python bench/quality.py student --data .quality/heldout --teacher-out OUT1 --model default --out-dir OUT2
     python bench/quality.py plot OUT2/quality_cuda.json                            # PNG again from a result
+    python bench/quality.py table OUT2/quality_cuda.json                           # the table again
 
 Both phases build the same evaluation sets from the held-out sources (fixed seed; the student phase takes
 the set parameters from the teacher phase's JSON and checks a fingerprint of every token id).
@@ -15,9 +18,10 @@ the set parameters from the teacher phase's JSON and checks a fingerprint of eve
     student and teacher embeddings of the same passages, and recall@1/@10 of query -> passage for each.
 (b) Long documents of 5k..200k tokens: query passages (64..128 tokens from anywhere in a document;
     they stay in it) -> their document among all documents. Document embeddings: the student's
-    whole-stream embedding, the teacher on the first 254 tokens (its window), and the teacher's
-    chunk embeddings averaged. Recall@10 overall and by document length, and tokens/s of each on the
-    same kind of device; the student both called directly (chunkwise, state carried) and through the engine.
+    whole-stream embedding, and each model (student, teacher) on its first 254-token window and with
+    its window embeddings averaged. Recall@10 overall and per document-length bucket (< 2k, 2-8k,
+    8-32k, >= 32k tokens; issue 18), tokens/s of each on the same kind of device, the student both
+    called directly (chunkwise, state carried) and through the engine; then issue 18's acceptance checks.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import platform
 import re
 import sys
@@ -46,7 +49,10 @@ from streamret.model.tokenizer import HFTokenizer  # noqa: E402
 from streamret.train.prepare import read_source  # noqa: E402
 from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
 
-LENGTH_BINS = (5_000, 10_000, 20_000, 50_000, 200_001)
+# issue 18's buckets: < 2k, 2-8k, 8-32k, >= 32k tokens (a bucket with no document says so in the table)
+LENGTH_BINS = (0, 2_000, 8_000, 32_000, 1 << 62)
+ACCEPT_FROM_TOKENS = 8_000  # the buckets from here up must beat the chunk-averaged teacher, as overall
+ACCEPT_MARGIN = 0.02
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|\n\s*\n")
 
 
@@ -130,14 +136,25 @@ def teacher_docs(teacher, doc_ids, device, batch_tokens: int, truncate: bool):
     """Teacher document embeddings: the first window only, or the mean of all its windows."""
     if truncate:
         return teacher_embed(teacher, [ids[:CONTENT] for ids in doc_ids], device, batch_tokens)
+    windows, owner = doc_windows(doc_ids)
+    e, secs, tokens = teacher_embed(teacher, windows, device, batch_tokens)
+    return averaged(e, owner, len(doc_ids)), secs, tokens
+
+
+def doc_windows(doc_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """Every document cut into windows of CONTENT tokens (the last may be shorter), and each window's document."""
     windows, owner = [], []
     for d, ids in enumerate(doc_ids):
         for s in range(0, len(ids), CONTENT):
             windows.append(ids[s : s + CONTENT])
             owner.append(d)
-    e, secs, tokens = teacher_embed(teacher, windows, device, batch_tokens)
-    sums = torch.zeros(len(doc_ids), e.shape[1]).index_add_(0, torch.tensor(owner), e)
-    return F.normalize(sums, dim=-1), secs, tokens
+    return windows, owner
+
+
+def averaged(window_emb: torch.Tensor, owner: list[int], n_docs: int) -> torch.Tensor:
+    """Per document, the normalised mean of its windows' embeddings."""
+    sums = torch.zeros(n_docs, window_emb.shape[1]).index_add_(0, torch.tensor(owner), window_emb)
+    return F.normalize(sums, dim=-1)
 
 
 @torch.no_grad()
@@ -203,13 +220,21 @@ def recall(queries: torch.Tensor, targets: torch.Tensor, gold: torch.Tensor, ks=
 
 
 def by_length(hits: np.ndarray, lengths: np.ndarray) -> list[dict]:
+    """Recall@10 per length bucket of the queries' documents; an empty bucket has queries 0 and recall None."""
     rows = []
     for lo, hi in zip(LENGTH_BINS[:-1], LENGTH_BINS[1:]):
         m = (lengths >= lo) & (lengths < hi)
-        if m.any():
-            rows.append({"min_tokens": lo, "max_tokens": hi - 1, "queries": int(m.sum()),
-                         "recall@10": float(hits[m].mean())})
+        rows.append({"min_tokens": lo, "max_tokens": hi - 1, "queries": int(m.sum()),
+                     "median_tokens": int(np.median(lengths[m])) if m.any() else None,
+                     "recall@10": float(hits[m].mean()) if m.any() else None})
     return rows
+
+
+def bucket_name(row: dict) -> str:
+    lo, hi = row["min_tokens"], row["max_tokens"] + 1
+    if lo == 0:
+        return f"<{hi // 1000}k"
+    return f">={lo // 1000}k" if hi == LENGTH_BINS[-1] else f"{lo // 1000}-{hi // 1000}k"
 
 
 def plot(result: dict, path: Path) -> None:
@@ -220,13 +245,13 @@ def plot(result: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for name, label in [("student", "streamret student (whole document)"),
-                        ("teacher_chunks", "teacher, chunk embeddings averaged"),
-                        ("teacher_truncated", "teacher, first 256 tokens")]:
-        rows = result["long_docs"]["methods"][name]["by_length"]
-        x = [math.sqrt(r["min_tokens"] * r["max_tokens"]) for r in rows]
-        ax.plot(x, [100 * r["recall@10"] for r in rows], marker="o", label=label)
+                        ("teacher_chunks", "all-MiniLM-L6-v2, chunk embeddings averaged"),
+                        ("teacher_truncated", "all-MiniLM-L6-v2, first 256 tokens")]:
+        rows = [r for r in result["long_docs"]["methods"][name]["by_length"] if r["queries"]]
+        ax.plot([r["median_tokens"] for r in rows], [100 * r["recall@10"] for r in rows], marker="o", label=label)
     ax.set_xscale("log")
-    ax.set_xlabel("document length (tokens)")
+    ax.set_xlabel("document length (tokens, median of each bucket: " + ", ".join(
+        bucket_name(r) for r in result["long_docs"]["methods"]["student"]["by_length"]) + ")")
     ax.set_ylabel("recall@10 (%)")
     ax.set_ylim(0, 100)
     n = result["long_docs"]["docs"]
@@ -375,6 +400,12 @@ def student_phase(args) -> None:
     student_streams(model, [sets.doc_ids[0][:chunk_tokens]] * 8, device, chunk_tokens, max_streams)  # warm-up
     s_docs, secs, tokens = student_streams(model, sets.doc_ids, device, chunk_tokens, max_streams)
     docs = {"student": (sq, s_docs, speed(secs, tokens))}
+    # the student read like the teacher: its first window only, and its window embeddings averaged
+    e, secs, tokens = student_streams(model, [ids[:CONTENT] for ids in sets.doc_ids], device, chunk_tokens, many)
+    docs["student_truncated"] = (sq, e, speed(secs, tokens))
+    windows, owner = doc_windows(sets.doc_ids)
+    e, secs, tokens = student_streams(model, windows, device, chunk_tokens, many)
+    docs["student_chunks"] = (sq, averaged(e, owner, len(sets.doc_ids)), speed(secs, tokens))
     for name in ("teacher_truncated", "teacher_chunks"):
         docs[name] = (temb["doc_queries"], temb[name], meta["timings"][name])
     methods = {}
@@ -412,22 +443,60 @@ def student_phase(args) -> None:
         print(f"matplotlib is not installed: draw the PNG later with `python bench/quality.py plot {path}`")
 
 
+TABLE_ROWS = {
+    "student": "student, whole document",
+    "student_engine": "student, through the engine",
+    "student_chunks": "student, windows averaged",
+    "student_truncated": "student, first window",
+    "teacher_chunks": "MiniLM-L6, windows averaged",
+    "teacher_truncated": "MiniLM-L6, first window",
+}
+
+
 def print_table(result: dict) -> None:
+    """Issue 18's table: recall@10 overall and per length bucket, tokens/s; then its acceptance checks."""
     p = result["passages"]
     print(f"\npassages (n={p['n']}): mean cosine student-teacher {p['mean_cosine_student_teacher']:.3f}; "
           f"recall@1/@10 student {p['student']['recall@1']:.3f}/{p['student']['recall@10']:.3f}, "
           f"teacher {p['teacher']['recall@1']:.3f}/{p['teacher']['recall@10']:.3f}")
     ld = result["long_docs"]
+    methods = ld["methods"]
     print(f"long documents: {ld['docs']} ({ld['min_tokens']}..{ld['max_tokens']} tokens, median {ld['median_tokens']}),"
-          f" {ld['queries']} queries")
-    bins = [f"{r['min_tokens'] // 1000}k-{(r['max_tokens'] + 1) // 1000}k"
-            for r in ld["methods"]["student"]["by_length"]]
-    print(f"{'method':18s} {'R@10':>6s} {'tokens/s':>12s}  " + " ".join(f"{b:>9s}" for b in bins))
-    for name, m in ld["methods"].items():
-        cells = {f"{r['min_tokens'] // 1000}k-{(r['max_tokens'] + 1) // 1000}k": r["recall@10"]
-                 for r in m.get("by_length", [])}
-        print(f"{name:18s} {m['recall@10']:6.3f} {m['tokens_per_s']:12,.0f}  "
-              + " ".join(f"{cells[b]:9.3f}" if b in cells else f"{'':9s}" for b in bins))
+          f" {ld['queries']} queries (the teacher is all-MiniLM-L6-v2, the model the student was distilled from)")
+    buckets = methods["student"]["by_length"]
+    heads = [f"{bucket_name(b)} ({b['queries']}q)" for b in buckets]
+    print(f"| {'method':30s} | {'R@10':>6s} | " + " | ".join(f"{h:>13s}" for h in heads) + f" | {'tokens/s':>12s} |")
+    print("| --- " * (len(heads) + 3) + "|")
+    for name, label in TABLE_ROWS.items():
+        if name not in methods:
+            continue
+        m = methods[name]
+        cells = [f"{r['recall@10']:13.3f}" if r["queries"] else f"{'no documents':>13s}" for r in m["by_length"]]
+        print(f"| {label:30s} | {m['recall@10']:6.3f} | " + " | ".join(cells) + f" | {m['tokens_per_s']:12,.0f} |")
+    empty = [bucket_name(b) for b in buckets if not b["queries"]]
+    if empty:
+        sets = result["teacher_phase"]["sets"]
+        print(f"no held-out document falls in {', '.join(empty)}: the set takes documents of "
+              f"{sets['min_doc_tokens']}..{sets['max_doc_tokens']} tokens (the teacher phase's --min-doc-tokens, "
+              "--max-doc-tokens)")
+    for line in acceptance(result):
+        print(line)
+
+
+def acceptance(result: dict) -> list[str]:
+    """Issue 18's acceptance on this result: recall@10 >= the chunk-averaged teacher + 0.02 overall and in each
+    bucket from 8k tokens up; passage cosine >= 0.88; passage recall@10 >= the teacher's."""
+    methods = result["long_docs"]["methods"]
+    student, teacher = methods["student"], methods["teacher_chunks"]
+    checks = [("recall@10 overall", student["recall@10"], teacher["recall@10"] + ACCEPT_MARGIN)]
+    for s, t in zip(student["by_length"], teacher["by_length"], strict=True):
+        if s["min_tokens"] >= ACCEPT_FROM_TOKENS and s["queries"]:
+            checks.append((f"recall@10 {bucket_name(s)}", s["recall@10"], t["recall@10"] + ACCEPT_MARGIN))
+    p = result["passages"]
+    checks.append(("passage cosine", p["mean_cosine_student_teacher"], 0.88))
+    checks.append(("passage recall@10", p["student"]["recall@10"], p["teacher"]["recall@10"]))
+    return [f"{'ok  ' if got >= need else 'MISS'} {what}: {got:.3f} (needs >= {need:.3f})"
+            for what, got, need in checks]
 
 
 def main() -> None:
@@ -455,10 +524,14 @@ def main() -> None:
     pl = sub.add_parser("plot", help="draw the PNG of recall vs document length from a student-phase JSON")
     pl.add_argument("json")
     pl.add_argument("--png", default=None)
+    tb = sub.add_parser("table", help="print the table and acceptance checks of a student-phase JSON")
+    tb.add_argument("json")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     if args.phase == "plot":
         plot(json.loads(Path(args.json).read_text()), Path(args.png or Path(args.json).with_suffix(".png")))
+    elif args.phase == "table":
+        print_table(json.loads(Path(args.json).read_text()))
     elif args.phase == "teacher":
         teacher_phase(args)
     else:

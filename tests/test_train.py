@@ -3,98 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import json
-import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from helpers_train import make_distill_dir, student_config
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
 
-from streamret.model.retnet import RetNetConfig
+from streamret.model.checkpoint import save_checkpoint
+from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.spec import load_model
-from streamret.train import export
-from streamret.train.data import Sampler, load_corpus, teacher_targets
+from streamret.model.tokenizer import HFTokenizer
+from streamret.train import export, train_pack
+from streamret.train.data import Corpus, Sampler, load_corpus, teacher_targets
 from streamret.train.distill import TrainConfig, build_student, doc_targets, load_state, student_embeddings, train
+from streamret.train.docs import DocBank, backward_through_blocks, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
-from streamret.train.teacher import CLS_ID, CONTENT, SEP_ID, convert_teacher, load_teacher
-
-WORDS = ("the river cat dog stone light night day water fire king law code file memory stream table "
-         "query index data kernel bus device driver verse lord song earth heaven house field tree").split()
-HIDDEN = 32
-
-
-def _tokenizer_json(path) -> None:
-    """A small BERT-style WordPiece tokenizer with [CLS]=101 and [SEP]=102, as the teacher's."""
-    vocab = {f"[unused{i}]": i for i in range(103)}
-    vocab.update({"[PAD]": 0, "[UNK]": 100, "[CLS]": CLS_ID, "[SEP]": SEP_ID})
-    vocab = {k: v for k, v in vocab.items() if not (k.startswith("[unused") and v in (0, 100, CLS_ID, SEP_ID))}
-    for piece in [*WORDS, ".", ",", "##s", "##ing", "##ed"] + [chr(c) for c in range(97, 123)]:
-        vocab.setdefault(piece, len(vocab))
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.save(str(path))
-
-
-def _hf_teacher(folder, vocab_size: int) -> None:
-    """Random weights in Hugging Face BertModel layout (what the teacher package ships)."""
-    g = torch.Generator().manual_seed(0)
-    d, ffn, n_layers = HIDDEN, 64, 2
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g) * 0.1
-
-    sd = {"embeddings.word_embeddings.weight": r(vocab_size, d), "embeddings.position_embeddings.weight": r(512, d),
-          "embeddings.token_type_embeddings.weight": r(2, d), "embeddings.LayerNorm.weight": 1 + r(d),
-          "embeddings.LayerNorm.bias": r(d)}
-    for i in range(n_layers):
-        p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            sd[p + name + ".weight"], sd[p + name + ".bias"] = r(d, d), r(d)
-        sd[p + "intermediate.dense.weight"], sd[p + "intermediate.dense.bias"] = r(ffn, d), r(ffn)
-        sd[p + "output.dense.weight"], sd[p + "output.dense.bias"] = r(d, ffn), r(d)
-        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-            sd[p + name + ".weight"], sd[p + name + ".bias"] = 1 + r(d), r(d)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(folder / "model.safetensors"))
-    cfg = {"hidden_size": d, "num_hidden_layers": n_layers, "num_attention_heads": 4, "intermediate_size": ffn,
-           "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "vocab_size": vocab_size}
-    (folder / "config.json").write_text(json.dumps(cfg))
-    _tokenizer_json(folder / "tokenizer.json")
-
-
-def _text(rng: random.Random, n_words: int, topic: list[str]) -> str:
-    words = [rng.choice(topic) + rng.choice(["", "", "s", "ing"]) for _ in range(n_words)]
-    return " ".join(w + ("." if rng.random() < 0.1 else "") for w in words)
+from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
 
 
 @pytest.fixture(scope="module")
 def distill_dir(tmp_path_factory):
-    """A .distill-like folder: two training sources, one held-out source, a converted tiny teacher."""
-    root = tmp_path_factory.mktemp("distill")
-    hf = root / "hf"
-    _tok_probe = root / "probe.json"
-    _tokenizer_json(_tok_probe)
-    _hf_teacher(hf, Tokenizer.from_file(str(_tok_probe)).get_vocab_size())
-    convert_teacher(hf, root / "teacher", quantize="embeddings")
-    rng = random.Random(0)
-    sources = {"alpha": ("train", WORDS[:10]), "beta": ("train", WORDS[10:20]), "held": ("eval", WORDS[20:])}
-    manifest = {"sources": {}}
-    for name, (split, topic) in sources.items():
-        docs = [(f"{name}/{i}", _text(rng, rng.randint(300, 1500), topic)) for i in range(6)]
-        write_source(docs, root / "data" / f"{name}.jsonl.xz")
-        manifest["sources"][name] = {"split": split}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
-def _student(vocab: int) -> RetNetConfig:
-    return RetNetConfig(vocab_size=vocab, d_model=HIDDEN, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=16,
-                        ffn_dim=64, embed_dim=HIDDEN)
+    return make_distill_dir(tmp_path_factory.mktemp("distill"))
 
 
 def test_html_to_text_drops_markup_and_scripts():
@@ -146,7 +79,7 @@ def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
     want = torch.nn.functional.normalize(targets[-6:-3].mean(0), dim=0)
     torch.testing.assert_close(docs[0], want, atol=1e-6, rtol=1e-5)
     # the student's span embeddings are its own pooled embeddings of exactly those tokens
-    model = build_student(teacher, 0, _student(tok.get_vocab_size())).eval()
+    model = build_student(teacher, 0, student_config(tok.get_vocab_size())).eval()
     with torch.no_grad():
         span_emb, seq_emb = student_embeddings(model, batch, torch.device("cpu"))
         first = batch.windows[0]
@@ -156,32 +89,34 @@ def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
         torch.testing.assert_close(seq_emb[1], model.stream_embedding(state)[0], atol=1e-5, rtol=1e-4)
 
 
-def _args(distill_dir, tmp_path, fresh: bool) -> argparse.Namespace:
+def _args(distill_dir, tmp_path, fresh: bool, init=None) -> argparse.Namespace:
     return argparse.Namespace(data=str(distill_dir), out=str(tmp_path / "out"), ckpt=str(tmp_path / "ckpt"),
-                              fresh=fresh, device="cpu", log_every=1, eval_n=8)
+                              fresh=fresh, device="cpu", log_every=1, eval_n=8, init=init)
 
 
-def _cfg(steps: int) -> TrainConfig:
+def _cfg(steps: int, doc_tokens: int = 0) -> TrainConfig:
     return TrainConfig(minutes=5, max_steps=steps, lr=3e-3, warmup_frac=0.0, n_passages=8, short_tokens=64,
-                       short_lengths=(16,), n_long=2, long_chunks=2, ckpt_minutes=10, relational_spans=64)
+                       short_lengths=(16,), n_long=2, long_chunks=2, ckpt_minutes=10, relational_spans=64,
+                       doc_tokens=doc_tokens, doc_lengths=(192, 320), doc_max=4, doc_group=2, doc_block=64,
+                       doc_queries=2)
 
 
 def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, tmp_path):
     torch.manual_seed(0)
     vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
-    result = train(_args(distill_dir, tmp_path, fresh=True), _cfg(12), _student(vocab))
+    result = train(_args(distill_dir, tmp_path, fresh=True), _cfg(12), student_config(vocab))
     losses = [row["total"] for row in result["log"]]
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
     assert set(result["held_out"]) >= {"passage_254_cos", "span_32_cos", "long_8x254_doc_cos"}
 
     saved = load_file(str(tmp_path / "ckpt" / "state.safetensors"))
-    resumed = train(_args(distill_dir, tmp_path, fresh=False), _cfg(14), _student(vocab))
+    resumed = train(_args(distill_dir, tmp_path, fresh=False), _cfg(14), student_config(vocab))
     assert resumed["step"] == 14 and len(resumed["log"]) == 14
     assert resumed["log"][:12] == result["log"]  # the log carries over
 
     teacher = load_teacher(distill_dir / "teacher")
-    model = build_student(teacher, 1, _student(vocab))
+    model = build_student(teacher, 1, student_config(vocab))
     opt = torch.optim.AdamW(model.parameters())
     info = load_state(tmp_path / "ckpt", model, opt)
     assert info["step"] == 14
@@ -194,7 +129,7 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, t
 def test_shards_split_big_tensors_and_merge_into_a_loadable_checkpoint(distill_dir, tmp_path, monkeypatch):
     teacher = load_teacher(distill_dir / "teacher")
     tok_json = distill_dir / "teacher" / "tokenizer.json"
-    model = build_student(teacher, 0, _student(teacher.word.num_embeddings))
+    model = build_student(teacher, 0, student_config(teacher.word.num_embeddings))
     monkeypatch.setattr(export, "SHARD_BYTES", 6000)  # the embedding matrix is ~9 KB in fp16
     paths = export.save_shards(model, tok_json, tmp_path / "shards", {"step": 1})
     assert len(paths) > 2 and all(p.stat().st_size <= 6000 + 1024 for p in paths)
@@ -208,3 +143,113 @@ def test_shards_split_big_tensors_and_merge_into_a_loadable_checkpoint(distill_d
     (tmp_path / "shards" / paths[1].name).unlink()
     with pytest.raises(FileNotFoundError, match="shards"):
         export.merge_shards(tmp_path / "shards", tmp_path / "merged2")
+
+
+def test_doc_batches_hold_distinct_documents_a_few_per_source_and_queries_from_them(distill_dir):
+    tok = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json"))
+    corpus = load_corpus(distill_dir / "data", ["alpha", "beta"], tok)
+    batch = Sampler(corpus, seed=0).doc_batch(6, 300, group=3, queries_per_doc=2, query_len=40)
+    assert batch.ids.shape == (6, 300) and batch.queries.shape == (12, 40)
+    assert len(set(batch.doc.tolist())) == 6
+    assert len(set(batch.source[:3].tolist())) == 1 and len(set(batch.source[3:].tolist())) == 1
+    for row, d in zip(batch.ids, batch.doc):
+        doc = corpus.docs[d]
+        assert any((doc[s : s + 300] == row).all() for s in range(len(doc) - 299))
+    for q, row in zip(batch.queries, batch.query_doc):
+        window = batch.ids[row]
+        assert any((window[s : s + 40] == q).all() for s in range(261))
+    windows, rows = batch.chunk_windows()  # 300 tokens: one teacher window of CONTENT and the rest
+    assert [len(w) for w in windows[:2]] == [CONTENT, 300 - CONTENT]
+    assert rows.tolist() == np.repeat(range(6), 2).tolist()
+    assert all((np.concatenate([w for w, r in zip(windows, rows) if r == i]) == batch.ids[i]).all() for i in range(6))
+    with pytest.raises(ValueError, match="documents have"):
+        Sampler(corpus, seed=0).doc_batch(2, 10**6, group=1, queries_per_doc=1, query_len=8)
+
+
+def test_doc_batches_take_a_group_from_one_folder_and_top_it_up_from_the_source():
+    docs = [np.arange(100, 400, dtype=np.int32) + i for i in range(10)]
+    folder = np.array([0, 0, 1, 1, 1, 1, 2, 2, 2, 2])  # folders of 2, 4 and 4 documents, all one source
+    corpus = Corpus(docs, np.zeros(10, dtype=np.int64), folder, ["one"], np.ones(500, dtype=bool))
+    for seed in range(5):
+        batch = Sampler(corpus, seed=seed).doc_batch(9, 200, group=3, queries_per_doc=1, query_len=20)
+        assert len(set(batch.doc.tolist())) == 9
+        left = np.bincount(folder)
+        for g in range(3):  # a group: what its first document's folder has left (up to 3), then other folders
+            members = folder[batch.doc[3 * g : 3 * g + 3]]
+            k = min(3, left[members[0]])
+            assert (members[:k] == members[0]).all() and (members[k:] != members[0]).all()
+            np.subtract.at(left, members, 1)
+
+
+def test_doc_bank_keeps_the_last_entries_and_hides_each_querys_own_document():
+    bank = DocBank(3, 2, "cpu")
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.isinf(bank.logits(q, torch.tensor([0, 1]), 0.5)).all()  # empty
+    bank.add(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([7, 8]))
+    bank.add(torch.tensor([[0.6, 0.8], [0.8, 0.6]]), torch.tensor([9, 7]))  # the oldest (doc 7) is replaced
+    assert bank.doc.tolist() == [7, 8, 9]
+    logits = bank.logits(q, torch.tensor([7, 9]), 0.5)
+    assert logits[0, 0] == -float("inf") and logits[0, 1] == 0 and logits[0, 2] == pytest.approx(1.2)
+    assert logits[1, 2] == -float("inf") and logits[1, 0] == pytest.approx(1.2) and logits[1, 1] == 2
+
+
+def test_document_gradient_through_saved_block_states_equals_the_whole_graph():
+    """The blockwise re-run (reverse order, state gradients handed back) differentiates the whole document."""
+    cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
+                       embed_dim=12)
+    model = RetNet(cfg).init_weights(0, std=0.3).double()
+    g = torch.Generator().manual_seed(0)
+    ids, weights = torch.randint(0, 64, (3, 50), generator=g), torch.randn(3, 12, generator=g, dtype=torch.float64)
+
+    def loss_of(pooled):
+        return (model.embed(pooled, torch.full((3,), 50)) * weights).sum()
+
+    hidden, _ = model(ids, mode="parallel")
+    loss_of(hidden.sum(1)).backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    pooled, starts = pooled_without_graph(model, ids, block=16)  # blocks of 16, 16, 16 and 2 tokens
+    torch.testing.assert_close(pooled, hidden.detach().sum(1))
+    pooled = pooled.requires_grad_()
+    loss_of(pooled).backward()
+    backward_through_blocks(model, ids, 16, starts, pooled.grad)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, want[name], rtol=1e-6, atol=1e-9, msg=name)
+
+
+def _init_folder(distill_dir, folder, vocab: int):
+    teacher = load_teacher(distill_dir / "teacher")
+    model = build_student(teacher, 3, student_config(vocab))
+    save_checkpoint(model, HFTokenizer(distill_dir / "teacher" / "tokenizer.json"), folder)
+    return model
+
+
+def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_model(distill_dir, tmp_path):
+    full = train_pack.build(distill_dir, tmp_path / "full", ["alpha", "beta"], budget=10**8)
+    assert full["share"] == 1.0 and not (tmp_path / "full" / "teacher" / "tokenizer.json").exists()
+    budget = full["teacher_bytes"] + full["data_bytes"] * 2 // 3 + 4096
+    small = train_pack.build(distill_dir, tmp_path / "pack", ["alpha", "beta"], budget=budget)
+    assert small["share"] < 1 and small["bytes"] <= budget
+    assert load_teacher(tmp_path / "pack" / "teacher").known_ids.sum() == small["tokens_kept"] + 3  # + specials
+    with pytest.raises(ValueError, match="not training sources"):
+        train_pack.build(distill_dir, tmp_path / "bad", ["held"], budget=10**8)
+
+    vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
+    init = _init_folder(distill_dir, tmp_path / "init", vocab)
+    torch.manual_seed(0)
+    args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"))
+    result = train(args, _cfg(10, doc_tokens=640), student_config(vocab))
+    rows = result["log"]
+    assert all({"doc_mean", "doc_nce", "doc_top1"} <= set(r) for r in rows)
+    assert np.mean([r["total"] for r in rows[-3:]]) < 0.8 * np.mean([r["total"] for r in rows[:3]])
+    assert np.mean([r["doc_mean"] for r in rows[-3:]]) < np.mean([r["doc_mean"] for r in rows[:3]])
+    assert "held_out" not in result and result["doc_tokens_seen"] == sum(
+        min(4, 640 // length) * length for length in [192, 320] * 5)
+
+    # the run started from the init model's weights (a step at a vanishing rate leaves them as they were)
+    args = _args(tmp_path / "pack", tmp_path / "again", fresh=True, init=str(tmp_path / "init"))
+    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12), student_config(vocab))
+    export.merge_shards(tmp_path / "again" / "out", tmp_path / "again" / "merged")
+    started = load_model(str(tmp_path / "again" / "merged"), "cpu", "float32").model.state_dict()
+    for name, t in init.state_dict().items():
+        torch.testing.assert_close(started[name], t.half().float(), msg=name)

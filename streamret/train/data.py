@@ -3,7 +3,10 @@
 Every example is one student sequence cut into spans of at most `teacher.CONTENT` tokens that tile
 it; each span gets the teacher's embedding of exactly those tokens. A passage is a sequence of one
 span; a long example is k consecutive spans of one document, whose document target is the mean of
-its span targets (what the chunk-averaged teacher computes for a whole document).
+its span targets (what the chunk-averaged teacher computes for a whole document). A document batch
+(`Sampler.doc_batch`) holds whole document windows of thousands of tokens, distinct documents drawn a
+few at a time from one folder of one source (each other's hard negatives: the Linux networking
+manuals together, say), and query passages cut out of each.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Corpus:
 
     docs: list[np.ndarray]  # int32 token ids per document
     source: np.ndarray  # [n_docs] index into names
+    folder: np.ndarray  # [n_docs] index of the document id's folder (documents on one subject, mostly)
     names: list[str]
     starts_word: np.ndarray  # [vocab] bool: token can begin a word (not a "##" continuation)
 
@@ -33,18 +37,20 @@ class Corpus:
 
 def load_corpus(data_dir: str | Path, names: list[str], tokenizer, min_tokens: int = 8) -> Corpus:
     """Tokenize the documents of the named sources (files written by `prepare`)."""
-    docs, source = [], []
+    docs, source, folders = [], [], []
     for i, name in enumerate(names):
-        texts = [t for _, t in read_source(Path(data_dir) / f"{name}.jsonl.xz")]
-        for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
+        pairs = read_source(Path(data_dir) / f"{name}.jsonl.xz")
+        for (doc_id, _), enc in zip(pairs, tokenizer.encode_batch([t for _, t in pairs], add_special_tokens=False)):
             if len(enc.ids) >= min_tokens:
                 docs.append(np.asarray(enc.ids, dtype=np.int32))
                 source.append(i)
+                folders.append(f"{name}:{doc_id.rpartition('/')[0]}")
     vocab = tokenizer.get_vocab()
     starts_word = np.ones(max(vocab.values()) + 1, dtype=bool)
     for tok, idx in vocab.items():
         starts_word[idx] = not tok.startswith("##")
-    return Corpus(docs, np.asarray(source), names, starts_word)
+    folder_index = {f: k for k, f in enumerate(dict.fromkeys(folders))}
+    return Corpus(docs, np.asarray(source), np.asarray([folder_index[f] for f in folders]), names, starts_word)
 
 
 @dataclass
@@ -102,6 +108,42 @@ class Sampler:
             s += 1  # move to the next word start (the engine only ever starts streams at word starts)
         return doc[s : s + length]
 
+    def doc_batch(self, n_docs: int, length: int, group: int, queries_per_doc: int, query_len: int) -> DocBatch:
+        """Windows of `length` tokens from up to n_docs distinct documents, `group` at a time from one folder
+        (topped up from its source; a source's share as in `batch`), and `queries_per_doc` passages of
+        query_len tokens from each."""
+        if query_len > min(length, CONTENT):
+            raise ValueError(f"query_len {query_len} must be <= the window ({length}) and <= {CONTENT}")
+        eligible = self.lens >= length
+        if eligible.sum() < 2:
+            raise ValueError(f"{eligible.sum()} documents have >= {length} tokens; a document batch needs 2: "
+                             "use shorter doc_lengths or more data")
+        n_docs = min(n_docs, int(eligible.sum()))
+        left = np.where(eligible, self.doc_p, 0.0)
+        picked: list[int] = []
+        while len(picked) < n_docs:
+            d0 = int(self.rng.choice(len(left), p=left / left.sum()))
+            want = min(group, n_docs - len(picked))
+            for kin in (self.c.folder == self.c.folder[d0], self.c.source == self.c.source[d0]):
+                same = np.nonzero(kin & (left > 0))[0]
+                if want == 0 or len(same) == 0:
+                    break
+                more = self.rng.choice(same, min(want, len(same)), replace=False, p=left[same] / left[same].sum())
+                picked.extend(int(d) for d in more)
+                left[more] = 0.0
+                want -= len(more)
+        ids = np.stack([self._window(d, length) for d in picked]).astype(np.int64)
+        queries, query_doc = [], []
+        for row, window in enumerate(ids):
+            for _ in range(queries_per_doc):
+                s = int(self.rng.integers(0, length - query_len + 1))
+                while s < length - query_len and not self.c.starts_word[window[s]]:
+                    s += 1
+                queries.append(window[s : s + query_len])
+                query_doc.append(row)
+        return DocBatch(ids, np.asarray(picked), self.c.source[picked], np.stack(queries),
+                        np.asarray(query_doc, dtype=np.int64))
+
     def batch(self, groups: list[tuple[int, int, int]]) -> Batch:
         """groups: (n_sequences, n_spans, span_length) each; a sequence is n_spans consecutive spans."""
         seqs, lengths, span_len, seq_of_span, windows = [], [], [], [], []
@@ -125,6 +167,28 @@ class Sampler:
             seq_of_span=np.asarray(seq_of_span, dtype=np.int64),
             windows=windows,
         )
+
+
+@dataclass
+class DocBatch:
+    """Distinct document windows of one length and query passages from each.
+
+    ids: [n, L] token ids, one document window per row; doc, source: [n] its document and source;
+    queries: [n * q, Lq] passages, each lying inside its row's window; query_doc: [n * q] that row.
+    """
+
+    ids: np.ndarray
+    doc: np.ndarray
+    source: np.ndarray
+    queries: np.ndarray
+    query_doc: np.ndarray
+
+    def chunk_windows(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each row cut into teacher windows of CONTENT tokens (the last may be shorter), and their rows."""
+        n, length = self.ids.shape
+        windows = [row[s : s + CONTENT] for row in self.ids for s in range(0, length, CONTENT)]
+        per_row = -(-length // CONTENT)
+        return windows, np.repeat(np.arange(n), per_row)
 
 
 @torch.no_grad()

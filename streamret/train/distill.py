@@ -1,21 +1,31 @@
 """Distil the default model: a RetNet student trained to reproduce all-MiniLM-L6-v2's embeddings.
 
-One command on one GPU (the data folder comes from `python -m streamret.train.prepare`):
+One command on one GPU (the data folder comes from `python -m streamret.train.prepare`, or the smaller
+`python -m streamret.train.train_pack` that fits one device call):
 
     python -m streamret.train.distill --data .distill --minutes 6 --out $OUT
+    python -m streamret.train.distill --data .train --init streamret/assets/default --minutes 7.5 --lr 3e-4 \
+        --warmup-frac 0.05 --out $OUT
 
 The student's embedding is exactly what the engine serves, `model.embed(pool_sum, pool_count)`:
 the mean of final hidden states over a span, the linear embedding head, L2 norm. Each step trains
-it, in the parallel form under bf16 autocast, on three kinds of example (see `data.py`):
+it, in the parallel form under bf16 autocast, on four kinds of example (see `data.py`, `docs.py`):
   passages      one window of 254 tokens           -> teacher embedding of the window
   short spans   16..128 tokens (sentence-sized)     -> teacher embedding of the span
   long windows  k consecutive 254-token chunks     -> each chunk, pooled with the whole prefix as
                                                       context, to its teacher embedding (segments),
                                                       and the whole window to the mean of them
+  documents     whole windows of 2k..16k tokens    -> the document embedding finds its document from
+                                                      passages of it among the step's documents and
+                                                      a bank of recent ones (InfoNCE) and matches
+                                                      the teacher's chunk mean
 plus a relational term that matches the batch's student cosine matrix to the teacher's, which is
 what retrieval depends on. Teacher targets are computed on the fly (fp16), so every epoch sees new
-cuts. Every --ckpt-minutes the full training state goes to --ckpt (resumable with the same
-command) and fp16 weight shards to --out; at the end a quick held-out evaluation is written too.
+cuts. --init starts from a model folder (the shipped default model) instead of the teacher's word
+embeddings. --minutes bounds this run's wall time from the process start (loading included); the
+learning-rate schedule spans --schedule-minutes of training (default: what this run can train), kept
+across resumed runs. Every --ckpt-minutes the full training state goes to --ckpt (resumable with the
+same command) and fp16 weight shards to --out; at the end a quick evaluation is written too.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,9 +46,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from streamret.model.checkpoint import load_checkpoint
 from streamret.model.retnet import RetNet, RetNetConfig
 
 from .data import Batch, Corpus, Sampler, load_corpus, teacher_targets
+from .docs import DocBank, doc_step, teacher_doc_targets
 from .export import save_shards
 from .teacher import CONTENT, load_teacher
 
@@ -50,7 +64,8 @@ STUDENT = RetNetConfig(
 
 @dataclass
 class TrainConfig:
-    minutes: float = 6.0  # training time (evaluation and export come after)
+    minutes: float = 6.0  # this run's wall time from the process start (evaluation and export come after)
+    schedule_minutes: float = 0.0  # training minutes the lr schedule spans, over resumed runs (0: this run's)
     max_steps: int = 0  # stop after this many steps as well (0: time only)
     lr: float = 1e-3
     min_lr_frac: float = 0.05
@@ -64,6 +79,16 @@ class TrainConfig:
     relational_weight: float = 1.0
     doc_weight: float = 1.0
     relational_spans: int = 1024
+    doc_tokens: int = 131072  # tokens of whole documents per step (0: no document objective)
+    doc_lengths: tuple[int, ...] = (2048, 4096, 8192, 16384)  # document window per step, cycling
+    doc_max: int = 64  # most documents per step
+    doc_group: int = 8  # documents drawn from one source at a time (each other's hard negatives)
+    doc_block: int = 1024  # tokens per block of the document forward (memory: one block's activations)
+    doc_queries: int = 4  # query passages per document (64..128 tokens, one length per step)
+    doc_bank: int = 1024  # the last steps' document embeddings kept as extra negatives (0: none)
+    doc_temperature: float = 0.05
+    doc_nce_weight: float = 0.2  # its gradient ~2x the other terms' at the shipped model (CPU, RESULTS)
+    doc_mean_weight: float = 1.0
     ckpt_minutes: float = 2.0
     seed: int = 0
 
@@ -200,7 +225,63 @@ def evaluate(model: RetNet, teacher, corpus: Corpus, device, seed: int = 1, n: i
     return out
 
 
+@contextmanager
+def torch_kernels() -> Iterator[None]:
+    """Run the elementwise ops' PyTorch references also where no gradient is needed (unless the user
+    chose a backend): the document forward without a graph then computes what its re-run with one does."""
+    key = "STREAMRET_KERNEL_BACKEND"
+    before = os.environ.get(key)
+    os.environ.setdefault(key, "torch")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+
+
+def tokenizer_file(data: Path, init: str | None) -> Path:
+    """The teacher folder's tokenizer.json, else the --init model's (a pack may leave it out: they are one)."""
+    for path in [data / "teacher" / "tokenizer.json"] + ([Path(init) / "tokenizer.json"] if init else []):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no tokenizer.json in {data / 'teacher'}" + (f" or {init}" if init else "")
+                            + "; pass --init with the model folder whose tokenizer the teacher shares")
+
+
+def check_teacher_covers(teacher, corpus: Corpus, where: Path) -> None:
+    """A shrunk teacher (train_pack) knows only its text's tokens; any other token would give NaN targets."""
+    if teacher.known_ids is None or not corpus.docs:
+        return
+    used = torch.from_numpy(np.unique(np.concatenate(corpus.docs)).astype(np.int64))
+    unknown = used[~teacher.known_ids[used]]
+    if len(unknown):
+        raise ValueError(f"the teacher in {where} lacks token ids {unknown[:10].tolist()} of the training text; "
+                         "build the pack again (python -m streamret.train.train_pack) from the same .distill")
+
+
+def initial_model(args: argparse.Namespace, teacher, cfg: TrainConfig, student: RetNetConfig) -> RetNet:
+    if args.init:
+        model, _ = load_checkpoint(args.init)
+        if model.config.vocab_size != teacher.cfg["vocab_size"]:
+            raise ValueError(f"--init {args.init} has vocab_size {model.config.vocab_size}, the teacher "
+                             f"{teacher.cfg['vocab_size']}: the student must read the teacher's tokens")
+        print(f"student initialised from {args.init}", flush=True)
+        return model.float()
+    return build_student(teacher, cfg.seed, student)
+
+
+def doc_batch_size(cfg: TrainConfig, length: int) -> int:
+    """Documents in a step of cfg.doc_tokens document tokens at this window length (2..doc_max)."""
+    return int(np.clip(cfg.doc_tokens // length, 2, cfg.doc_max))
+
+
 def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = STUDENT) -> dict:
+    t_start = time.time()
+    with torch_kernels():
+        return _train(args, cfg, student, t_start)
+
+
+def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_start: float) -> dict:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -208,16 +289,17 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
     manifest = json.loads((data / "manifest.json").read_text())
     train_names = [n for n, s in manifest["sources"].items() if s["split"] == "train"]
     eval_names = [n for n, s in manifest["sources"].items() if s["split"] == "eval"]
-    tok_path = data / "teacher" / "tokenizer.json"
+    tok_path = tokenizer_file(data, args.init)
     tok = Tokenizer.from_file(str(tok_path))
-    t0 = time.time()
     corpus = load_corpus(data / "data", train_names, tok)
-    held_out = load_corpus(data / "data", eval_names, tok)
+    held_out = load_corpus(data / "data", eval_names, tok) if eval_names else None
     print(f"tokenized {corpus.n_tokens() / 1e6:.1f}M train tokens ({len(corpus.docs)} docs), "
-          f"{held_out.n_tokens() / 1e6:.1f}M held-out, in {time.time() - t0:.0f}s", flush=True)
+          f"{held_out.n_tokens() / 1e6 if held_out else 0:.1f}M held-out, in {time.time() - t_start:.0f}s", flush=True)
     teacher_dtype = torch.float16 if device.type == "cuda" else torch.float32
     teacher = load_teacher(data / "teacher", device, teacher_dtype)
-    model = build_student(teacher, cfg.seed, student).to(device)
+    check_teacher_covers(teacher, corpus, data / "teacher")
+    model = initial_model(args, teacher, cfg, student).to(device)
+    student = model.config
     print(f"student: {model.num_parameters() / 1e6:.2f}M parameters, {asdict(student)}", flush=True)
     params = [p for _, p in model.named_parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.0,
@@ -231,15 +313,22 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
     if info:
         print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} min trained", flush=True)
     log: list[dict] = info.get("log", []) if info else []
-    budget = cfg.minutes * 60
+    deadline = t_start + cfg.minutes * 60
+    # the schedule: given, else kept from the checkpoint, else what this run has left to train
+    schedule_s = (cfg.schedule_minutes * 60 or (info or {}).get("schedule_s")
+                  or elapsed + max(deadline - time.time(), 1.0))
+    print(f"lr schedule over {schedule_s / 60:.2f} training minutes; this run stops at "
+          f"{cfg.minutes:.2f} min of wall time", flush=True)
+    bank = DocBank(cfg.doc_bank, student.out_embed_dim, device) if cfg.doc_tokens and cfg.doc_bank else None
     last_ckpt = time.time()
-    tokens = 0
-    while elapsed < budget and not (cfg.max_steps and step >= cfg.max_steps):
+    tokens = doc_tokens = 0
+    t_loop = time.time()
+    while time.time() < deadline and elapsed < schedule_s and not (cfg.max_steps and step >= cfg.max_steps):
         t_step = time.time()
         batch = sampler.batch(step_groups(cfg, step))
         t_spans = teacher_targets(teacher, batch.windows, device)
         t_docs = doc_targets(batch, t_spans)
-        lr = lr_at(elapsed / budget, cfg)
+        lr = lr_at(elapsed / schedule_s, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -248,10 +337,23 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
                 spans, docs = student_embeddings(model, batch, device)
                 losses = distill_loss(spans.float(), docs.float(), t_spans, t_docs, cfg, rng)
             losses["total"].backward()
+            del spans, docs
+            if cfg.doc_tokens:
+                length = cfg.doc_lengths[step % len(cfg.doc_lengths)]
+                doc_batch = sampler.doc_batch(doc_batch_size(cfg, length), length, cfg.doc_group, cfg.doc_queries,
+                                              int(rng.integers(64, min(128, CONTENT, length) + 1)))
+                t_whole, t_queries = teacher_doc_targets(teacher, doc_batch, device)
+                doc_losses = doc_step(model, doc_batch, t_whole, t_queries, bank, block=cfg.doc_block,
+                                      temperature=cfg.doc_temperature, mean_weight=cfg.doc_mean_weight,
+                                      nce_weight=cfg.doc_nce_weight, device=device)
+                losses.update(doc_losses)
+                losses["total"] = (losses["total"].detach() + cfg.doc_mean_weight * doc_losses["doc_mean"]
+                                   + cfg.doc_nce_weight * doc_losses["doc_nce"])
+                doc_tokens += doc_batch.ids.size
         except torch.cuda.OutOfMemoryError:
             # one GPU call is all we get: shrink the batch instead of losing the run
             cfg = replace(cfg, n_passages=cfg.n_passages // 2, short_tokens=cfg.short_tokens // 2,
-                          n_long=cfg.n_long // 2)
+                          n_long=cfg.n_long // 2, doc_tokens=cfg.doc_tokens // 2, doc_max=max(2, cfg.doc_max // 2))
             print(f"out of GPU memory at step {step}; halving the batch: {asdict(cfg)}", flush=True)
             spans = docs = losses = None
             opt.zero_grad(set_to_none=True)
@@ -268,43 +370,58 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed += time.time() - t_step
-        done = elapsed >= budget or step == cfg.max_steps
+        done = time.time() >= deadline or elapsed >= schedule_s or step == cfg.max_steps
         if step % args.log_every == 0 or done:
+            loop_s = max(time.time() - t_loop, 1e-9)
             row = {"step": step, "min": round(elapsed / 60, 3), "lr": lr, "gnorm": float(gnorm),
-                   "tok_per_s": round(tokens / max(elapsed, 1e-9)),
+                   "tok_per_s": round(tokens / loop_s), "doc_tok_per_s": round(doc_tokens / loop_s),
                    **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
-            log.append(row)
             if device.type == "cuda":
                 row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+            log.append(row)
             print(json.dumps(row), flush=True)
         if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or done:
-            save_state(ckpt, model, opt, {"step": step, "elapsed_s": elapsed, "log": log, "train": asdict(cfg)})
-            save_shards(model, tok_path, args.out, {"step": step, "elapsed_s": elapsed, "train": asdict(cfg)})
+            state = {"step": step, "elapsed_s": elapsed, "schedule_s": schedule_s, "log": log, "train": asdict(cfg)}
+            save_state(ckpt, model, opt, state)
+            save_shards(model, tok_path, args.out, {k: v for k, v in state.items() if k != "log"})
             last_ckpt = time.time()
             print(f"checkpoint at step {step} -> {ckpt}, weights -> {args.out}", flush=True)
-    result = {"step": step, "minutes": elapsed / 60, "train_tokens_seen": tokens, "train": asdict(cfg),
-              "student": asdict(student), "params": model.num_parameters(),
+    result = {"step": step, "minutes": elapsed / 60, "schedule_minutes": schedule_s / 60,
+              "wall_minutes": (time.time() - t_start) / 60, "train_tokens_seen": tokens,
+              "doc_tokens_seen": doc_tokens, "init": args.init, "data": manifest.get("pack", {}),
+              "train": asdict(cfg), "student": asdict(student), "params": model.num_parameters(),
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "log": log}
-    result["held_out"] = evaluate(model, teacher, held_out, device, n=args.eval_n)
+    if held_out is not None:
+        result["held_out"] = evaluate(model, teacher, held_out, device, n=args.eval_n)
     result["train_sample"] = evaluate(model, teacher, corpus, device, n=args.eval_n)
-    print(json.dumps({"held_out": result["held_out"], "train_sample": result["train_sample"]}), flush=True)
+    print(json.dumps({k: result[k] for k in ("held_out", "train_sample") if k in result}), flush=True)
     save_shards(model, tok_path, args.out, result)
     return result
 
 
+def _tuple_of_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2048,4096; got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Distil the default RetNet from all-MiniLM-L6-v2.")
-    ap.add_argument("--data", default=".distill", help="folder written by streamret.train.prepare")
+    ap.add_argument("--data", default=".distill", help="folder written by streamret.train.prepare or train_pack")
     ap.add_argument("--out", default=os.environ.get("OUT", "distill-out"), help="fp16 shards, config, tokenizer")
     ap.add_argument("--ckpt", default=".distill-ckpt", help="resumable training state")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --ckpt")
+    ap.add_argument("--init", default=None,
+                    help="start from this model folder (e.g. streamret/assets/default) when --ckpt has no state")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-n", type=int, default=512)
+    parsers = {"float": float, "int": int, "tuple[int, ...]": _tuple_of_ints}
     for f in TrainConfig.__dataclass_fields__.values():
-        if f.type in ("float", "int"):
-            ap.add_argument("--" + f.name.replace("_", "-"), type=eval(f.type), default=f.default)
+        if f.type in parsers:
+            ap.add_argument("--" + f.name.replace("_", "-"), type=parsers[f.type], default=f.default)
     args = ap.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if hasattr(args, k)})
     train(args, cfg)

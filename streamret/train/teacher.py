@@ -146,11 +146,12 @@ def convert_teacher(hf_dir: str | Path, out_dir: str | Path, quantize: str = "em
     return out_dir
 
 
-def shrink_teacher(src: str | Path, out_dir: str | Path, keep_ids: list[int]) -> Path:
+def shrink_teacher(src: str | Path, out_dir: str | Path, keep_ids: list[int], with_tokenizer: bool = True) -> Path:
     """Re-store a converted teacher smaller: every matrix int8 and only the word embeddings of `keep_ids`.
 
-    For a job that reads known text only (the quality benchmark's held-out sources): the rows kept
-    are the tokens that text uses; `load_teacher` refuses windows with any other token.
+    For a job that reads known text only (the quality benchmark's held-out sources, a training pack):
+    the rows kept are the tokens that text uses; `load_teacher` refuses windows with any other token.
+    with_tokenizer=False leaves tokenizer.json out (a training pack takes the student's, the same file).
     """
     src, out_dir = Path(src), Path(out_dir)
     sd = _unpack(load_file(str(src / "teacher.safetensors")))
@@ -160,7 +161,7 @@ def shrink_teacher(src: str | Path, out_dir: str | Path, keep_ids: list[int]) ->
     packed["word.ids"] = ids
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(packed, str(out_dir / "teacher.safetensors"))
-    for name in ("config.json", "tokenizer.json"):
+    for name in ("config.json", "tokenizer.json") if with_tokenizer else ("config.json",):
         (out_dir / name).write_bytes((src / name).read_bytes())
     return out_dir
 
