@@ -280,10 +280,6 @@ class _WordCache:
             return None
         return cls(twin)
 
-    @staticmethod
-    def words(text: str) -> list[str]:
-        return text.split()
-
     def encode(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of normalized printable ASCII pieces one after the other, and where each piece's ids end."""
         words = list(map(str.split, pieces))
@@ -443,7 +439,7 @@ class _Prenormalized:
                 a, b = next(given)
                 units.append(other_ids[a:b].tolist())
             else:
-                units.append(self.words.words(self.plain(piece)))
+                units.append(self.plain(piece).split())
         return self.words.encode_units(units, is_other)
 
 
