@@ -219,19 +219,33 @@ def section_profile(out_dir: str) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     tables = {}
-    cases = [("fla-1.3b B64xT512", lambda: build_random("fla-1.3b").cuda().to(torch.bfloat16), 64, 512),
-             ("default B256xT256", load_default, 256, 256)]
-    for name, make, B, T in cases:
-        model = make()
-        ids = random_ids(B, T, model.config.vocab_size, seed=3)
+    def fla_forward(model, ids):
+        with torch.inference_mode():
+            return model(input_ids=ids, use_cache=False).last_hidden_state
+
+    def fla_13b():
+        return fla_model(PRESETS["fla-1.3b"])
+
+    cases = [("fla-1.3b B64xT512", lambda: build_random("fla-1.3b").cuda().to(torch.bfloat16), 64, 512,
+              ours_forward),
+             ("fla's RetNetModel, 1.3B layout, B64xT512", fla_13b, 64, 512, fla_forward),
+             ("default B256xT256", load_default, 256, 256, ours_forward)]
+    for name, make, B, T, forward in cases:
+        try:
+            model = make()
+        except ImportError as e:
+            print(f"profile {name}: skipped ({e})", flush=True)
+            continue
+        vocab = model.config.vocab_size
+        ids = random_ids(B, T, vocab, seed=3)
         for _ in range(3):
-            ours_forward(model, ids)
+            forward(model, ids)
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(3):
-                ours_forward(model, ids)
+                forward(model, ids)
             torch.cuda.synchronize()
-        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70)
         tables[name] = table
         print(f"\nprofile {name} (3 forwards)\n{table}", flush=True)
         del model
