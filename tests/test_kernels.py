@@ -264,6 +264,69 @@ def test_chunk_two_pass_without_state_and_empty(fwd):
     torch.testing.assert_close(ht, h0, rtol=0, atol=0)
 
 
+def gated_inputs(lens, H, K, V, dtype, *, seed):
+    """q, k, v, g as column ranges of one fused projection output (g strided, as in the layer),
+    an initial state, and the gate's weight (bf16 like a bf16 model's) and eps."""
+    T = sum(lens)
+    q, k, v, g = fused_buffer(T, [H * K, H * K, H * V, H * V], dtype, seed=seed)
+    k.mul_(K**-0.5)
+    gen = torch.Generator().manual_seed(seed)
+    h0 = torch.randn(len(lens), H, K, V, generator=gen)
+    weight = (1.0 + 0.5 * torch.randn(V, generator=gen)).to(torch.bfloat16)
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()], dtype=torch.int32)
+    return q.view(T, H, K), k.view(T, H, K), v.view(T, H, V), g.view(T, H, V), cu, h0, (weight, 1e-6)
+
+
+@interpreted
+@pytest.mark.parametrize(("dtype", "segment_len"), [*((dtype, 0) for dtype in DTYPES), (torch.bfloat16, 40)])
+def test_chunk_two_pass_fused_gate(fwd, monkeypatch, dtype, segment_len):
+    """The output gate inside the two-pass output kernel against the float64 composition of the
+    two references (ragged lengths, V not a whole number of V-blocks, strided g), and within a
+    rounding of the separate kernel it replaces (STREAMRET_CHUNK_GATE=separate)."""
+    lens, H, K, V = [1, 70, 0, 33, 130], 2, 16, 48
+    q, k, v, g, cu, h0, (weight, eps) = gated_inputs(lens, H, K, V, dtype, seed=21)
+    lg = retention_log_decays(H, [0.97, 0.5])
+    cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
+    with poisoned_allocations():
+        o, ht = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, config=cfg,
+                                           segment_len=segment_len, gate=(g, weight, eps))
+    ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu,
+                                       initial_state=h0.double(), gate=(g.double(), weight.double(), eps))
+    assert o.dtype == dtype and o.shape == ro.shape
+    assert rel_err(o, ro) <= TOL[dtype] and rel_err(ht, rt) <= TOL[dtype]
+    monkeypatch.setenv("STREAMRET_CHUNK_GATE", "separate")
+    so, sht = fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, config=cfg,
+                                         segment_len=segment_len, gate=(g, weight, eps))
+    assert torch.equal(ht, sht)
+    assert rel_err(o, so) <= TOL[dtype]  # one rounding apart: the fused sum of squares is taken before o is rounded
+
+
+@interpreted
+def test_chunk_gate_off_the_two_pass_path_is_the_separate_kernel(fwd, monkeypatch):
+    """Every path but the fused one is exactly chunk retention, then gated_rms_norm: the one-pass
+    kernel, the two-pass one with STREAMRET_CHUNK_GATE=separate, and the torch backend."""
+    from streamret_kernels import chunk_retention, gated_rms_norm
+
+    lens, H, K, V = [40, 1, 90], 2, 16, 32
+    q, k, v, g, cu, h0, (weight, eps) = gated_inputs(lens, H, K, V, torch.bfloat16, seed=22)
+    lg = retention_log_decays(H)
+    kw = dict(cu_seqlens=cu, initial_state=h0)
+    one_pass, two_pass = fwd.ChunkConfig(BT=32, BV=32), fwd.TwoPassConfig(**TWO_PASS_SMALL)
+    for backend, cfg, gate_mode in [("triton", one_pass, "fused"), ("triton", two_pass, "separate"),
+                                    ("torch", two_pass, "fused")]:
+        monkeypatch.setattr(fwd, "pick_config", lambda *a, cfg=cfg: cfg)
+        monkeypatch.setenv("STREAMRET_CHUNK_GATE", gate_mode)
+        o, ht = chunk_retention(q, k, v, lg, **kw, gate=(g, weight, eps), backend=backend)
+        plain, plain_ht = chunk_retention(q, k, v, lg, **kw, backend=backend)
+        assert torch.equal(o, gated_rms_norm(plain, g, weight, eps, backend=backend)), (backend, cfg)
+        assert torch.equal(ht, plain_ht)
+    monkeypatch.setenv("STREAMRET_CHUNK_GATE", "later")
+    with pytest.raises(ValueError, match="separate"):
+        chunk_retention(q, k, v, lg, **kw, gate=(g, weight, eps), backend="triton")
+    with pytest.raises(ValueError, match="gate must be"):
+        chunk_retention(q, k, v, lg, **kw, gate=(g[:, :1], weight, eps), backend="torch")
+
+
 @interpreted
 def test_chunk_algo_switch(fwd, monkeypatch):
     """STREAMRET_CHUNK_ALGO picks the forward; auto takes the two-pass one for bf16 at K >= 256 only."""
