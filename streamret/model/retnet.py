@@ -279,16 +279,17 @@ class MultiScaleRetention(nn.Module):
             v = self.v_proj(x).view(T, H, V)
             g = self.g_proj(x).view(T, H, V)
         scale = K**-0.5
-        if mode == "parallel":
-            o, state = parallel_retention(q, k, v, self.log_decay, bounds(), state, scale)
-        elif mode == "chunkwise":
+        gate = (g, self.g_norm.weight, self.g_norm.eps)
+        if mode == "chunkwise":  # the output gate inside the chunk kernel (fused in its two-pass form)
             o, state = chunk_retention(
                 q, k, v, self.log_decay, cu_seqlens=cu_seqlens, initial_state=state, scale=scale,
-                chunk_size=chunk_size,
+                chunk_size=chunk_size, gate=gate,
             )
         else:
-            o, state = recurrent_retention(q, k, v, self.log_decay, bounds(), state, scale)
-        o = gated_rms_norm(o, g, self.g_norm.weight, self.g_norm.eps).reshape(T, H * V)
+            form = parallel_retention if mode == "parallel" else recurrent_retention
+            o, state = form(q, k, v, self.log_decay, bounds(), state, scale)
+            o = gated_rms_norm(o, *gate)
+        o = o.reshape(T, H * V)
         if residual is not None:
             return torch.addmm(residual, o, self.o_proj.weight.t()), state
         return self.o_proj(o), state
