@@ -129,10 +129,14 @@ def test_two_pass_fused_gate_at_k256(monkeypatch, lens):
         o, ht = chunk_retention(q, k, v, lg, gate=(gate, weight, 1e-6), **kw)
     ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double(),
                                        gate=(gate.double(), weight.double(), 1e-6))
-    assert rel_err(o, ro) <= TOL[torch.bfloat16] and rel_err(ht, rt) <= TOL[torch.bfloat16]
     monkeypatch.setenv("STREAMRET_CHUNK_GATE", "separate")
     so, sht = chunk_retention(q, k, v, lg, gate=(gate, weight, 1e-6), **kw)
-    assert torch.equal(ht, sht) and rel_err(o, so) <= TOL[torch.bfloat16]
+    assert torch.equal(ht, sht) and rel_err(ht, rt) <= TOL[torch.bfloat16]
+    # o's 2.5e-3 (bench/RESULTS.md) plus two bf16 roundings (o before the norm, the output); the
+    # fused sum of squares, taken before o's rounding, must not make it worse
+    err, separate_err = rel_err(o, ro), rel_err(so, ro)
+    assert err <= 5e-3 and err <= 1.05 * separate_err, (err, separate_err)
+    assert rel_err(o, so) <= TOL[torch.bfloat16]
 
 
 def test_two_pass_segment_cuts_do_not_change_the_result(monkeypatch):
