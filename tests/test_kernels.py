@@ -590,13 +590,13 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         STORE_SPANS=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        GATE=False), 8, 3),
+        GATE=False, GATE_BV=128, GATE_STAGES=1), 8, 3),
     "two-pass outputs bf16 K256 gated": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        GATE=True), 8, 3),
+        GATE=True, GATE_BV=128, GATE_STAGES=1), 8, 3),
     "two-pass outputs fp32 K128 gated": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
-        GATE=True), 4, 2),
+        GATE=True, GATE_BV=128, GATE_STAGES=1), 4, 2),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
@@ -634,7 +634,9 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
             sig[arg] = "i32"
         else:
             sig[arg] = "*" + dtype
-    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names) if sig[a].startswith("*")}
+    # pointers and strides 16-divisible, as Triton specializes them at the real layouts
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names)
+             if sig[a].startswith("*") or a.startswith("stride")}
     src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
     try:
         out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})

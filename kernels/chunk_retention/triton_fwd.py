@@ -185,7 +185,11 @@ class TwoPassConfig:
     """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a power
     of two); the output pass's BT rows a block (<= state_every), V-block (its loop step), warps and
     pipeline depth; the state pass's chunk of state_BT tokens (dividing state_every), [state_BK,
-    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig.
+    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig. gate_BV, gate_stages: the
+    V-block and pipeline depth of the output kernel's gate epilogue (its second sweep over V), which
+    loads o and g only: 128 columns a step fit the registers left after the first sweep (256 spill
+    at sm90), and one stage adds no shared memory to the first sweep's 224 KB (sm90 compile, with
+    16-divisible strides as at the 1.3B layout).
 
     Defaults for K256 V512: the output pass at BT 128 / 8 warps / BV 64 fits 227 registers with no
     spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
@@ -204,6 +208,8 @@ class TwoPassConfig:
     state_warps: int = 4
     state_stages: int = 2
     split_bf16: bool = True
+    gate_BV: int = 128
+    gate_stages: int = 1
 
 
 CHUNK_ALGOS = ("auto", "one_pass", "two_pass")

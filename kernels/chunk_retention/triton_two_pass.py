@@ -20,6 +20,11 @@ sequences are cut into segments as in triton_fwd.py: the state pass runs per seg
 for each segment's own final state, then (after a scan over segments) again from each segment's
 incoming state, storing the span states; the output pass is the same.
 
+With a gate (the layer's output gate, gated_norm), the output pass also applies it: a row's RMS
+needs all V columns, so the V loop sums each row's squares as it stores the unnormalised blocks,
+then a second sweep reads them back (just written, from L2) with g and stores the gated output in
+place. This saves the separate kernel's full read of o, the write of o it follows, and its launch.
+
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
 intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
 and with 128-row blocks each score product covers one span (causal: half of it masked).
@@ -112,13 +117,15 @@ def _span_outputs_kernel(
     g, w, eps, stride_gt, stride_gh,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr, GATE: tl.constexpr,
+    GATE_BV: tl.constexpr, GATE_STAGES: tl.constexpr,
 ):
     """One (virtual row block, head): BT rows of o. The row block's decayed scores against its
     span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
     loop over V-blocks adds q times the span's stored state and the scores times the span's v.
     With GATE, o is then the gated RMSNorm of that (gated_norm): the first loop also sums each
-    row's squares (float32, before rounding) and a second loop rescales the row blocks it stored
-    (read back from L2) by 1 / rms, w and swish(g); g [T, H, V] has strides (stride_gt, stride_gh, 1)."""
+    row's squares (float32, before rounding) and a second loop, GATE_BV columns a step, rescales the
+    row blocks it stored (read back from L2) by 1 / rms, w and swish(g); g [T, H, V] has strides
+    (stride_gt, stride_gh, 1)."""
     pid = tl.program_id(0)
     h = pid % H
     r = pid // H
@@ -184,8 +191,8 @@ def _span_outputs_kernel(
         tl.debug_barrier()
         inv_rms = 1.0 / tl.sqrt(sum_sq / V + eps)
         g_rows = g + (bos + i0) * stride_gt + h * stride_gh + it[:, None] * stride_gt
-        for v0 in range(0, V, BV):
-            jv = v0 + tl.arange(0, BV)
+        for v0 in tl.range(0, V, GATE_BV, num_stages=GATE_STAGES):
+            jv = v0 + tl.arange(0, GATE_BV)
             mv = jv < V
             m = mt[:, None] & mv[None, :]
             oc = tl.load(o_rows + jv[None, :], mask=m, other=0.0).to(tl.float32)
@@ -279,6 +286,7 @@ def chunk_retention_two_pass(
         g=g, w=w, eps=eps, stride_gt=g.stride(0), stride_gh=g.stride(1),
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
-        GATE=gate is not None, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        GATE=gate is not None, GATE_BV=min(cfg.gate_BV, max(16, next_pow2(V))), GATE_STAGES=cfg.gate_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return o, final
