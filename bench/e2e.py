@@ -320,6 +320,11 @@ def steps_between(before: dict, after: dict) -> dict:
             # (waiting for a step, the step, booking), p50 / p99 over the part's items
             "engine_item_ms": item_ms,
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
+            # issue 14's ">= 64 streams a step whenever >= 64 have work": of the steps planned while >= 64 streams
+            # had work queued (or could be picked: not in the step still running), how many ran fewer than 64
+            **{f"wide_steps_{k}": dict(zip(("steps", "narrower"), (a - b for a, b in zip(
+                after.get(f"wide_steps_{k}") or [0, 0], before.get(f"wide_steps_{k}") or [0, 0]))))
+               for k in ("waiting", "runnable")},
             "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
             "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),
             "cuda_graph_captures": after.get("cuda_graph_captures", 0) - before.get("cuda_graph_captures", 0),
