@@ -320,6 +320,11 @@ def steps_between(before: dict, after: dict) -> dict:
             # (waiting for a step, the step, booking), p50 / p99 over the part's items
             "engine_item_ms": item_ms,
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
+            # issue 14's ">= 64 streams a step whenever >= 64 have work": of the steps planned while >= 64 streams
+            # had work queued (or could be picked: not in the step still running), how many ran fewer than 64
+            **{f"wide_steps_{k}": dict(zip(("steps", "narrower"), (a - b for a, b in zip(
+                after.get(f"wide_steps_{k}") or [0, 0], before.get(f"wide_steps_{k}") or [0, 0]))))
+               for k in ("waiting", "runnable")},
             "loop_model_ms_per_step": ms_per_step("loop_model_seconds"),
             "loop_host_ms_per_step": ms_per_step("loop_host_seconds"),
             "cuda_graph_captures": after.get("cuda_graph_captures", 0) - before.get("cuda_graph_captures", 0),
@@ -653,6 +658,7 @@ def table(results: dict) -> list[dict]:
                "ack_p99_ms": r.get("ack_p99_ms"), "model_ms_per_step": r.get("loop_model_ms_per_step"),
                "host_ms_per_step": r.get("loop_host_ms_per_step"),
                "python_us_per_token": r.get("cpu_us_per_token", {}).get("python_threads"),
+               "wide_steps_runnable": r.get("wide_steps_runnable"), "wide_steps_waiting": r.get("wide_steps_waiting"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
         if name == "service_saturate":
             engine = parts.get(f"engine_{r['streams']}")
@@ -679,6 +685,14 @@ def print_table(results: dict) -> None:
               f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')} "
               f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
               f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
+    wide = [(r["part"], r[k], k.rsplit("_", 1)[1]) for r in rows for k in ("wide_steps_waiting", "wide_steps_runnable")
+            if (r.get(k) or {}).get("steps")]
+    if wide:
+        print("\nsteps planned while >= 64 streams had work (waiting: queued; runnable: not in the running step), "
+              "and of them those that ran fewer than 64 streams:")
+        for part, w, kind in wide:
+            print(f"  {part:18s} {kind:8s} {w['steps']:7d} steps, {w['narrower']:6d} narrower "
+                  f"({w['narrower'] / w['steps']:.1%})")
     from streamret.service.ack_legs import format_legs
 
     for name in ("service_saturate", "service_half"):

@@ -119,9 +119,9 @@ def fla_model(cfg: RetNetConfig):
     return RetNetModel(fcfg).cuda().to(torch.bfloat16).eval()
 
 
-def section_model() -> list[dict]:
+def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b")) -> list[dict]:
     rows = []
-    for preset in ("small", "fla-1.3b"):
+    for preset in presets:
         cfg = PRESETS[preset]
         ours = build_random(cfg).cuda().to(torch.bfloat16)
         try:
@@ -215,7 +215,7 @@ def ours_forward_packed(model: RetNet, ids: torch.Tensor, cu: torch.Tensor, stat
         return model(ids, cu_seqlens=cu, state=state)
 
 
-def section_profile(out_dir: str) -> dict:
+def section_profile(out_dir: str, long: bool = False) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     tables = {}
@@ -230,6 +230,10 @@ def section_profile(out_dir: str) -> dict:
               ours_forward),
              ("fla's RetNetModel, 1.3B layout, B64xT512", fla_13b, 64, 512, fla_forward),
              ("default B256xT256", load_default, 256, 256, ours_forward)]
+    if long:
+        cases[2:2] = [("fla-1.3b B1xT32768", lambda: build_random("fla-1.3b").cuda().to(torch.bfloat16), 1, 32768,
+                       ours_forward),
+                      ("fla's RetNetModel, 1.3B layout, B1xT32768", fla_13b, 1, 32768, fla_forward)]
     for name, make, B, T, forward in cases:
         try:
             model = make()
@@ -289,6 +293,9 @@ def main() -> None:
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--kernel-args", default="--layouts H8K256V512 H8K128V256 H16K64V128 --shapes N64xL512 "
                     "N256xL128 B1xT131072", help="arguments for bench/kernels.py")
+    ap.add_argument("--presets", default="small,fla-1.3b", help="the model section's layouts")
+    ap.add_argument("--profile-long", action="store_true",
+                    help="the profile section also profiles ours and fla's at the 1.3B layout, B1 x T32768")
     args = ap.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
@@ -309,11 +316,13 @@ def main() -> None:
     for name in sections:
         t0 = time.time()
         if name == "profile":
-            report[name] = section_profile(args.out)
+            report[name] = section_profile(args.out, args.profile_long)
         elif name == "kernels":
             report[name] = run_child(["bench/kernels.py", *args.kernel_args.split()], args.out, "kernels.json")
         elif name == "parity":
             report[name] = run_child(["bench/fla_parity.py"], args.out, "fla_parity.json")
+        elif name == "model":
+            report[name] = section_model(tuple(p for p in args.presets.split(",") if p))
         else:
             report[name] = globals()[f"section_{name}"]()
         print(f"[{name}: {time.time() - t0:.0f} s]", flush=True)

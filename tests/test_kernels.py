@@ -536,8 +536,13 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout,
     model = build_random(cfg, seed=7).to(dtype)
     ids = torch.randint(0, cfg.vocab_size, (90,), generator=torch.Generator().manual_seed(8))
     cu = torch.tensor([0, 20, 20, 90])
+    # streams that go on from a state (fresh ones start from no state tensors at all)
+    ids2 = torch.randint(0, cfg.vocab_size, (50,), generator=torch.Generator().manual_seed(9))
+    cu2 = torch.tensor([0, 10, 45, 50])
     with torch.no_grad():
-        ref, ref_state = build_random(cfg, seed=7).double()(ids, cu_seqlens=cu, fused=False)
+        ref_model = build_random(cfg, seed=7).double()
+        ref, ref_state = ref_model(ids, cu_seqlens=cu, fused=False)
+        ref2, ref_state2 = ref_model(ids2, cu_seqlens=cu2, state=ref_state, fused=False)
         monkeypatch.setenv("STREAMRET_KERNEL_BACKEND", "triton")
         with poisoned_allocations():
             out, state = model(ids, cu_seqlens=cu, fused=True)
@@ -548,6 +553,12 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout,
         assert rel_err(a, b) <= tol
     assert rel_err(state.pool_sum, ref_state.pool_sum) <= tol
     assert torch.equal(state.positions, ref_state.positions) and torch.equal(state.pool_count, ref_state.pool_count)
+    with torch.no_grad():
+        with poisoned_allocations():
+            out2, state2 = model(ids2, cu_seqlens=cu2, state=state, fused=True)
+    assert rel_err(out2, ref2) <= tol
+    for a, b in zip(state2.layers, ref_state2.layers, strict=True):
+        assert rel_err(a, b) <= tol
 
 
 def test_qk_layout_switch(monkeypatch):

@@ -391,3 +391,15 @@ def test_a_step_that_completes_chunks_of_a_stream_ends_at_a_chunk_boundary():
         assert all(sl.completes for sl in slices) or len(slices) == 1
     # one stream is served at most once per step, even with budget left
     assert all(len({w.stream_id for w in p.work}) == len(p.work) for p in steps)
+
+
+def test_a_plan_counts_the_streams_with_work_and_those_it_could_pick():
+    """StepPlan.waiting / runnable: what the engine's wide-step counters (issue 14) compare a step's width to."""
+    s = sched(max_step_streams=4)
+    for sid in "abcdef":
+        s.add(item(sid, 10))
+    plan = s.schedule(exclude={"a", "b", "zz"})  # a and b run in the step still in flight; zz has no work
+    assert (plan.waiting, plan.runnable) == (6, 4)
+    assert [w.stream_id for w in plan.work] == ["c", "d", "e", "f"]
+    plan = s.schedule()
+    assert (plan.waiting, plan.runnable) == (2, 2)

@@ -191,3 +191,41 @@ def test_what_waits_is_split_between_the_threads_that_wait_for_work():
     stage.close()
     assert sorted(tok.calls) == [2, 2]
     assert sorted(it.stream_id for it, _ in got) == ["s0", "s1", "s2", "s3"]
+
+
+def test_slices_tokenize_a_batch_in_parts_and_deliver_it_whole_in_order(monkeypatch):
+    tok = CountingTokenizer()
+    got: list[list[tuple[WorkItem, Tokenized | BaseException]]] = []
+    done = threading.Event()
+
+    def deliver(results):
+        got.append(results)
+        done.set()
+
+    monkeypatch.setenv("STREAMRET_TOKENIZE_SLICE_BYTES", "8")
+    stage = TokenizeStage(tok, 260, deliver, threads=1)
+    assert stage.slice_bytes == 8
+    items = [item("a", "one ", "two"), item("b", "BAD"), item("c", "x"), item("d", "four ", "five")]
+    with stage._cv:
+        for it in items:
+            stage.submit(it)
+    assert done.wait(30)
+    stage.close()
+    # slices "one two" (7 bytes) | BAD + x (4 bytes: fails, then each alone) | "four five" (9 bytes)
+    assert tok.calls == [1, 2, 1, 1, 1]
+    (batch,) = got
+    assert [it for it, _ in batch] == items
+    assert isinstance(batch[1][1], BaseException) and isinstance(batch[2][1], Tokenized)
+    assert bytes(batch[3][1].tokens.tolist()) == b"four five"
+
+
+def test_slice_bytes_from_the_environment_must_be_a_count(monkeypatch):
+    import pytest
+
+    from streamret.engine.tokenize_stage import slice_bytes_from_env
+
+    monkeypatch.setenv("STREAMRET_TOKENIZE_SLICE_BYTES", "-3")
+    with pytest.raises(ValueError, match="STREAMRET_TOKENIZE_SLICE_BYTES"):
+        slice_bytes_from_env()
+    monkeypatch.delenv("STREAMRET_TOKENIZE_SLICE_BYTES")
+    assert slice_bytes_from_env() == 0

@@ -45,6 +45,7 @@ log = logging.getLogger("streamret.engine")
 
 # stats()["step_streams_buckets"][i]: steps of at most 2**i streams (and more than 2**(i-1)); the last: more than 2**14
 STEP_STREAMS_BUCKETS = 15
+WIDE_STEP = 64  # issue 14: a step should run at least this many streams whenever that many can run
 
 
 @dataclass(eq=False)
@@ -107,6 +108,10 @@ class EngineCore:
                                        "book_segments", "book_items", "acks"), 0.0)
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
+        # steps planned while >= WIDE_STEP streams had work: [all, of them narrower than WIDE_STEP]; the same
+        # counting only the streams a step could pick (not in the step still running)
+        self._wide_waiting = [0, 0]
+        self._wide_runnable = [0, 0]
         self._recent_tokens: deque[int] = deque(maxlen=256)
         # the last items applied: (applied at, ms from accepted to queued (the tokenize stage), ms from queued to
         # applied (waiting for a step, the step, booking), stream id, seq), time.monotonic: a bench takes those of
@@ -205,6 +210,8 @@ class EngineCore:
                 "step_streams": self._step_streams,
                 "recent_step_batch_sizes": list(self._recent_streams),
                 "step_streams_buckets": list(self._step_streams_buckets),
+                "wide_steps_waiting": list(self._wide_waiting),  # [steps, of them narrower] (WIDE_STEP)
+                "wide_steps_runnable": list(self._wide_runnable),
                 "recent_step_tokens": list(self._recent_tokens),
                 "recent_items": list(self._recent_items),
                 "queue_depth": self.scheduler.pending_chunks,
@@ -385,6 +392,10 @@ class EngineCore:
         self._tokens_processed += plan.n_tokens
         self._recent_streams.append(len(plan.work))
         self._step_streams_buckets[min((max(len(plan.work), 1) - 1).bit_length(), STEP_STREAMS_BUCKETS)] += 1
+        for counts, n in ((self._wide_waiting, plan.waiting), (self._wide_runnable, plan.runnable)):
+            if n >= WIDE_STEP:
+                counts[0] += 1
+                counts[1] += len(plan.work) < WIDE_STEP
         self._recent_tokens.append(plan.n_tokens)
         resolved = self.durability.book(done)
         self._applied.notify_all()

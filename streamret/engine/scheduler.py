@@ -267,6 +267,8 @@ def step_spans(works: list[StreamWork]) -> StepSpans:
 @dataclass
 class StepPlan:
     work: list[StreamWork]
+    waiting: int = 0  # streams with work queued when the step was planned (those of a running step too)
+    runnable: int = 0  # of them, those not in a running step: what this step could pick from
     n_tokens: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -405,6 +407,8 @@ class Scheduler:
         Streams in `exclude` (those of a step still running) are passed over and keep their turn.
         """
         limit = min(self.max_step_streams, max_streams or self.max_step_streams)
+        waiting = len(self._queues)
+        runnable = waiting - sum(sid in self._queues for sid in exclude)
         budget = self.max_step_tokens
         cap = self.max_stream_step_tokens
         queued = self._queued_tokens
@@ -466,7 +470,7 @@ class Scheduler:
             for group in served_groups:
                 if not self._ready[group]:
                     del self._ready[group]
-        return StepPlan(plan)
+        return StepPlan(plan, waiting, runnable)
 
     @staticmethod
     def _split(groups: list[str], demands: list[int], budget: int) -> list[int]:

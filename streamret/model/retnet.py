@@ -258,7 +258,7 @@ class MultiScaleRetention(nn.Module):
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bounds: _Bounds,
-        cu_seqlens: torch.Tensor, state: torch.Tensor, mode: str, chunk_size: int, residual: torch.Tensor | None,
+        cu_seqlens: torch.Tensor, state: torch.Tensor | None, mode: str, chunk_size: int, residual: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Retention of x [T, d]; with `residual` (the fused path), returns residual + the output."""
         T = x.shape[0]
@@ -279,19 +279,23 @@ class MultiScaleRetention(nn.Module):
             v = self.v_proj(x).view(T, H, V)
             g = self.g_proj(x).view(T, H, V)
         scale = K**-0.5
+        if state is None and mode != "chunkwise":  # fresh streams (the chunk kernels take None as zeros)
+            state = q.new_zeros(cu_seqlens.numel() - 1, H, K, V, dtype=torch.float32)
         gate = (g, self.g_norm.weight, self.g_norm.eps)
-        if mode == "chunkwise":  # the output gate inside the chunk kernel (fused in its two-pass form)
+        if mode == "parallel":
+            o, state = parallel_retention(q, k, v, self.log_decay, bounds(), state, scale)
+        elif mode == "chunkwise":  # the output gate inside the chunk kernel (fused in its two-pass form)
             o, state = chunk_retention(
                 q, k, v, self.log_decay, cu_seqlens=cu_seqlens, initial_state=state, scale=scale,
                 chunk_size=chunk_size, gate=gate,
             )
         else:
-            form = parallel_retention if mode == "parallel" else recurrent_retention
-            o, state = form(q, k, v, self.log_decay, bounds(), state, scale)
+            o, state = recurrent_retention(q, k, v, self.log_decay, bounds(), state, scale)
+        if mode != "chunkwise":
             o = gated_rms_norm(o, *gate)
         o = o.reshape(T, H * V)
         if residual is not None:
-            return torch.addmm(residual, o, self.o_proj.weight.t()), state
+            return add_matmul(residual, o, self.o_proj.weight), state
         return self.o_proj(o), state
 
 
@@ -340,7 +344,7 @@ class MLP(nn.Module):
             return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
         F_ = self.gate_proj.out_features
         gate_up = F.linear(x, packed_weight(self.gate_proj, self.up_proj))
-        return torch.addmm(residual, swiglu(gate_up[:, :F_], gate_up[:, F_:]), self.down_proj.weight.t())
+        return add_matmul(residual, swiglu(gate_up[:, :F_], gate_up[:, F_:]), self.down_proj.weight)
 
 
 class Block(nn.Module):
@@ -407,11 +411,13 @@ class RetNet(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
         return self
 
-    def init_state(self, n: int, device: torch.device | str | None = None) -> RetNetState:
+    def init_state(self, n: int, device: torch.device | str | None = None, layers: bool = True) -> RetNetState:
+        """Fresh state for n streams: zeros (layers=False leaves the retention states out: an empty list)."""
         c = self.config
         device = device or self.device
+        shape = (n, c.n_heads, c.head_k_dim, c.head_v_dim)
         return RetNetState(
-            layers=[torch.zeros(n, c.n_heads, c.head_k_dim, c.head_v_dim, device=device) for _ in range(c.n_layers)],
+            layers=[torch.zeros(shape, device=device) for _ in range(c.n_layers)] if layers else [],
             positions=torch.zeros(n, dtype=torch.long, device=device),
             pool_sum=torch.zeros(n, c.d_model, dtype=torch.float64, device=device),
             pool_count=torch.zeros(n, dtype=torch.long, device=device),
@@ -456,8 +462,9 @@ class RetNet(nn.Module):
         n, T = bounds.n, ids.shape[0]
         bounds.check(T)
         self._check_ids(ids)
-        if state is None:
-            state = self.init_state(n)
+        fresh = state is None  # fresh streams: the retention kernels start from zero without reading a zeroed state
+        if fresh:
+            state = self.init_state(n, layers=False)
         elif state.n != n:
             raise ValueError(f"state holds {state.n} streams but the batch has {n} sequences")
         if fused is None:
@@ -475,7 +482,7 @@ class RetNet(nn.Module):
 
         x = self.embeddings(ids)
         new_layers = []
-        for block, s in zip(self.layers, state.layers, strict=True):
+        for block, s in zip(self.layers, [None] * len(self.layers) if fresh else state.layers, strict=True):
             x, s = block(x, cos, sin, bounds, cu_seqlens, s, mode, chunk_size, fused)
             new_layers.append(s)
         x = self.norm(x)
@@ -543,6 +550,15 @@ class _Bounds:
         b = self._host
         if b[0] != 0 or b[-1] != T or any(y < x for x, y in zip(b[:-1], b[1:])):
             raise ValueError(f"cu_seqlens must rise from 0 to T={T}, got {b}")
+
+
+def add_matmul(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """residual + x @ weight^T in one matmul. Without autograd the sum goes into residual itself:
+    torch.addmm would first copy residual into a new tensor (a device copy of the whole residual
+    stream per call), while addmm_ hands it to the matmul as its accumulator."""
+    if torch.is_grad_enabled():
+        return torch.addmm(residual, x, weight.t())
+    return residual.addmm_(x, weight.t())
 
 
 def packed_weight(*linears: nn.Linear) -> torch.Tensor:
