@@ -18,34 +18,29 @@ def chunk_retention(
     initial_state: torch.Tensor | None = None,
     scale: float | None = None,
     chunk_size: int = 64,
-    gate: tuple[torch.Tensor, torch.Tensor, float] | None = None,
     backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Retention over N packed sequences.
 
     q, k: [T, H, K]; v: [T, H, V] (bf16, fp16 or fp32); log_decay: [H] float32 (log g_h);
     cu_seqlens: [N+1] int offsets of each sequence in T (None: one sequence);
-    initial_state: [N, H, K, V] float32 or None (zeros);
-    gate: (g [T, H, V] in q's dtype, may be strided; weight [V]; eps) or None: the retention output
-    gate, so that o is gated_rms_norm(o, g, weight, eps). The two-pass Triton forward applies it
-    inside its output kernel (STREAMRET_CHUNK_GATE); every other path calls gated_rms_norm after.
+    initial_state: [N, H, K, V] float32 or None (zeros).
     Returns o [T, H, V] in q's dtype and the final states [N, H, K, V] float32.
     """
-    _check_shapes(q, k, v, log_decay, cu_seqlens, initial_state, gate)
-    gate_tensors = () if gate is None else gate[:2]
-    if check_backend(backend, q, k, v, *gate_tensors) == "triton":
+    _check_shapes(q, k, v, log_decay, cu_seqlens, initial_state)
+    if check_backend(backend, q, k, v) == "triton":
         from .triton_fwd import chunk_retention_triton
 
         return chunk_retention_triton(
-            q, k, v, log_decay, cu_seqlens=cu_seqlens, initial_state=initial_state, scale=scale, gate=gate
+            q, k, v, log_decay, cu_seqlens=cu_seqlens, initial_state=initial_state, scale=scale
         )
     return chunk_retention_reference(
         q, k, v, log_decay, cu_seqlens=cu_seqlens, initial_state=initial_state, scale=scale,
-        chunk_size=chunk_size, gate=gate,
+        chunk_size=chunk_size,
     )
 
 
-def _check_shapes(q, k, v, log_decay, cu_seqlens, initial_state, gate) -> None:
+def _check_shapes(q, k, v, log_decay, cu_seqlens, initial_state) -> None:
     if q.dim() != 3 or k.shape != q.shape or v.dim() != 3 or v.shape[:2] != q.shape[:2]:
         raise ValueError(
             f"expected q, k [T, H, K] and v [T, H, V]; got q {tuple(q.shape)}, k {tuple(k.shape)}, "
@@ -61,8 +56,3 @@ def _check_shapes(q, k, v, log_decay, cu_seqlens, initial_state, gate) -> None:
         want = (n_seq, H, q.shape[2], v.shape[2])
         if tuple(initial_state.shape) != want:
             raise ValueError(f"initial_state must be {want}, got {tuple(initial_state.shape)}")
-    if gate is not None:
-        g, weight, _eps = gate
-        if g.shape != v.shape or weight.shape != (v.shape[2],):
-            raise ValueError(f"gate must be (g {tuple(v.shape)}, weight [{v.shape[2]}], eps) like v; got g "
-                             f"{tuple(g.shape)}, weight {tuple(weight.shape)}")

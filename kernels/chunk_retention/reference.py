@@ -6,15 +6,12 @@ For a chunk of L tokens (positions i, j inside it) and the state S carried from 
     S_new = g^L S + sum_j g^(L-1-j) k_j^T v_j
 
 Decay powers are exp(n * log g), computed inside the chunk. Accumulates in float32 (float64 when
-the inputs are float64, which is how the tests build their exact reference). With `gate`, o is
-then passed through the retention output gate (gated_norm's reference), as the layer does.
+the inputs are float64, which is how the tests build their exact reference).
 """
 
 from __future__ import annotations
 
 import torch
-
-from ..gated_norm.reference import gated_rms_norm_reference
 
 
 def _seq_bounds(cu_seqlens: torch.Tensor | None, total: int) -> list[int]:
@@ -33,10 +30,8 @@ def chunk_retention_reference(
     initial_state: torch.Tensor | None = None,
     scale: float | None = None,
     chunk_size: int = 64,
-    gate: tuple[torch.Tensor, torch.Tensor, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """q, k [T, H, K]; v [T, H, V]; log_decay [H]; returns o [T, H, V] and states [N, H, K, V].
-    gate: (g [T, H, V], weight [V], eps): o is gated_rms_norm_reference(o, g, weight, eps)."""
+    """q, k [T, H, K]; v [T, H, V]; log_decay [H]; returns o [T, H, V] and states [N, H, K, V]."""
     T, H, K = q.shape
     V = v.shape[-1]
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
@@ -65,5 +60,4 @@ def chunk_retention_reference(
             o[start:end] = (scale * (intra + inter)).transpose(0, 1)
             S = torch.exp(lg * L)[:, None, None] * S + (kc * k_decay[..., None]).transpose(-1, -2) @ vc
         states[n] = S
-    o = o.to(q.dtype)
-    return (o if gate is None else gated_rms_norm_reference(o, *gate)), states
+    return o.to(q.dtype), states

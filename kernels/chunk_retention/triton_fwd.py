@@ -185,11 +185,7 @@ class TwoPassConfig:
     """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a power
     of two); the output pass's BT rows a block (<= state_every), V-block (its loop step), warps and
     pipeline depth; the state pass's chunk of state_BT tokens (dividing state_every), [state_BK,
-    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig. gate_BV, gate_stages: the
-    V-block and pipeline depth of the output kernel's gate epilogue (its second sweep over V), which
-    loads o and g only: 128 columns a step fit the registers left after the first sweep (256 spill
-    at sm90), and one stage adds no shared memory to the first sweep's 224 KB (sm90 compile, with
-    16-divisible strides as at the 1.3B layout).
+    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig.
 
     Defaults for K256 V512: the output pass at BT 128 / 8 warps / BV 64 fits 227 registers with no
     spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
@@ -208,8 +204,6 @@ class TwoPassConfig:
     state_warps: int = 4
     state_stages: int = 2
     split_bf16: bool = True
-    gate_BV: int = 128
-    gate_stages: int = 1
 
 
 CHUNK_ALGOS = ("auto", "one_pass", "two_pass")
@@ -224,19 +218,6 @@ def chunk_algo() -> str:
     if algo not in CHUNK_ALGOS:
         raise ValueError(f"STREAMRET_CHUNK_ALGO={algo!r}; use one of {CHUNK_ALGOS}")
     return algo
-
-
-GATE_MODES = ("fused", "separate")
-
-
-def gate_fusion() -> bool:
-    """STREAMRET_CHUNK_GATE: `fused` (default: the two-pass forward applies the output gate in its
-    output kernel, o never makes a round trip through memory) or `separate` (gated_rms_norm after,
-    as every other path does; for A/B runs)."""
-    mode = os.environ.get("STREAMRET_CHUNK_GATE", "fused") or "fused"
-    if mode not in GATE_MODES:
-        raise ValueError(f"STREAMRET_CHUNK_GATE={mode!r}; use one of {GATE_MODES}")
-    return mode == "fused"
 
 
 def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConfig | TwoPassConfig:
@@ -285,7 +266,6 @@ def chunk_retention_triton(
     scale: float | None = None,
     segment_len: int | None = None,
     config: ChunkConfig | TwoPassConfig | None = None,
-    gate: tuple[torch.Tensor, torch.Tensor, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as chunk_retention_reference; initial_state is only read.
 
@@ -293,34 +273,24 @@ def chunk_retention_triton(
     that cut (tests and benchmarks; any length gives the same result; the two-pass forward rounds it
     up to whole spans).
     config: tile sizes (None: pick_config); a TwoPassConfig runs the two-pass forward.
-    gate: (g, weight, eps): o is gated_rms_norm(o, g, weight, eps); fused into the two-pass output
-    kernel unless STREAMRET_CHUNK_GATE=separate (gate_fusion), a separate kernel after otherwise.
     """
     check_inputs(q, k=k, v=v)
     T, H, K = q.shape
     V = v.shape[-1]
     if K > 256:
         raise ValueError(f"head K={K} > 256 does not fit one program's state tile; split heads or use backend='torch'")
-    N = 1 if cu_seqlens is None else cu_seqlens.numel() - 1
-    cfg = config or pick_config(K, V, q.dtype, T / max(N, 1))
-    if gate is not None:
-        check_inputs(q, g=gate[0])
-        if not (isinstance(cfg, TwoPassConfig) and gate_fusion()):
-            from ..gated_norm.triton_gated_norm import gated_rms_norm_triton
-
-            o, final = chunk_retention_triton(q, k, v, log_decay, cu_seqlens=cu_seqlens, initial_state=initial_state,
-                                              scale=scale, segment_len=segment_len, config=cfg)
-            return gated_rms_norm_triton(o, *gate), final
     q, k, v = _rows_of_heads(q, k, v)
     dev = q.device
     cu = torch.tensor([0, T], device=dev) if cu_seqlens is None else cu_seqlens.to(dev).contiguous()
+    N = cu.numel() - 1
     scale = K**-0.5 if scale is None else float(scale)
     lg = log_decay.to(device=dev, dtype=torch.float32).contiguous()
     h0 = None if initial_state is None else initial_state.to(device=dev, dtype=torch.float32).contiguous()
+    cfg = config or pick_config(K, V, q.dtype, T / max(N, 1))
     if isinstance(cfg, TwoPassConfig):
         from .triton_two_pass import chunk_retention_two_pass
 
-        return chunk_retention_two_pass(q, k, v, lg, cu, h0, scale, cfg, segment_len, gate=gate)
+        return chunk_retention_two_pass(q, k, v, lg, cu, h0, scale, cfg, segment_len)
     BK, BV = max(16, next_pow2(K)), min(cfg.BV, max(16, next_pow2(V)))
     NV = triton.cdiv(V, BV)
     if segment_len is None:

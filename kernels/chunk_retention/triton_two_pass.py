@@ -20,11 +20,6 @@ sequences are cut into segments as in triton_fwd.py: the state pass runs per seg
 for each segment's own final state, then (after a scan over segments) again from each segment's
 incoming state, storing the span states; the output pass is the same.
 
-With a gate (the layer's output gate, gated_norm), the output pass also applies it: a row's RMS
-needs all V columns, so the V loop sums each row's squares as it stores the unnormalised blocks,
-then a second sweep reads them back (just written, from L2) with g and stores the gated output in
-place. This saves the separate kernel's full read of o, the write of o it follows, and its launch.
-
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
 intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
 and with 128-row blocks each score product covers one span (causal: half of it masked).
@@ -41,7 +36,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ..gated_norm.triton_gated_norm import gated_rms_scale
 from ..utils import next_pow2, num_sms
 from .triton_fwd import TwoPassConfig
 
@@ -114,18 +108,12 @@ def _span_states_kernel(
 @triton.jit
 def _span_outputs_kernel(
     q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
-    g, w, eps, stride_gt, stride_gh,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr, GATE: tl.constexpr,
-    GATE_BV: tl.constexpr, GATE_STAGES: tl.constexpr,
+    STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """One (virtual row block, head): BT rows of o. The row block's decayed scores against its
     span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
-    loop over V-blocks adds q times the span's stored state and the scores times the span's v.
-    With GATE, o is then the gated RMSNorm of that (gated_norm): the first loop also sums each
-    row's squares (float32, before rounding) and a second loop, GATE_BV columns a step, rescales the
-    row blocks it stored (read back from L2) by 1 / rms, w and swish(g); g [T, H, V] has strides
-    (stride_gt, stride_gh, 1)."""
+    loop over V-blocks adds q times the span's stored state and the scores times the span's v."""
     pid = tl.program_id(0)
     h = pid % H
     r = pid // H
@@ -168,7 +156,6 @@ def _span_outputs_kernel(
     hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
     v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
-    sum_sq = tl.zeros([BT], dtype=tl.float32)
     for v0 in range(0, V, BV):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
@@ -182,23 +169,7 @@ def _span_outputs_kernel(
         oc = tl.dot(A_hi, vc, acc=oc, input_precision="ieee")
         if SPLIT:
             oc = tl.dot(A_lo, vc, acc=oc)
-        if GATE:
-            sum_sq += tl.sum(oc * oc, axis=1)
         tl.store(o_rows + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
-    if GATE:
-        # the rounded blocks are what the separate kernel would read: the same result, less o
-        # traffic. Other threads of this program stored them: a barrier makes their stores visible.
-        tl.debug_barrier()
-        inv_rms = 1.0 / tl.sqrt(sum_sq / V + eps)
-        g_rows = g + (bos + i0) * stride_gt + h * stride_gh + it[:, None] * stride_gt
-        for v0 in tl.range(0, V, GATE_BV, num_stages=GATE_STAGES):
-            jv = v0 + tl.arange(0, GATE_BV)
-            mv = jv < V
-            m = mt[:, None] & mv[None, :]
-            oc = tl.load(o_rows + jv[None, :], mask=m, other=0.0).to(tl.float32)
-            gc = tl.load(g_rows + jv[None, :], mask=m, other=0.0).to(tl.float32)
-            wc = tl.load(w + jv, mask=mv, other=0.0).to(tl.float32)
-            tl.store(o_rows + jv[None, :], gated_rms_scale(oc, inv_rms, wc, gc).to(o.dtype.element_ty), mask=m)
 
 
 def chunk_retention_two_pass(
@@ -211,14 +182,11 @@ def chunk_retention_two_pass(
     scale: float,
     cfg: TwoPassConfig,
     segment_len: int | None = None,
-    gate: tuple[torch.Tensor, torch.Tensor, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The launches, on inputs that chunk_retention_triton has already checked and laid out (q, k, v
     rows of heads; cu int on q's device; lg float32; h0 float32 contiguous or None).
 
     segment_len: as in chunk_retention_triton (None: planned from the state pass's programs).
-    gate: (g [T, H, V] in q's dtype, weight [V], eps) or None: the output kernel returns
-    gated_rms_norm(o, g, weight, eps) in place of o (its GATE epilogue).
     When sequences are cut, the state pass runs twice, as the one-pass kernel's segments do: each
     segment's own final state from zero, a scan over segments (_segment_scan_kernel), then each
     segment again from its incoming state, storing the span states."""
@@ -277,16 +245,10 @@ def chunk_retention_two_pass(
     seqs = torch.arange(N, device=dev, dtype=torch.int64)
     blocks = torch.arange(T // cfg.BT + N, device=dev, dtype=torch.int64)
     seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
-    if gate is None:
-        g, w, eps = o, o, 0.0  # GATE=False: never read
-    else:
-        g, w, eps = gate[0] if gate[0].stride(-1) == 1 else gate[0].contiguous(), gate[1].contiguous(), float(gate[2])
     _span_outputs_kernel[(blocks.numel() * H,)](
         q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
-        g=g, w=w, eps=eps, stride_gt=g.stride(0), stride_gh=g.stride(1),
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
-        GATE=gate is not None, GATE_BV=min(cfg.gate_BV, max(16, next_pow2(V))), GATE_STAGES=cfg.gate_stages,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return o, final

@@ -1,6 +1,5 @@
 """Triton gated RMSNorm (the math is in reference.py beside this file): one pass over o and g,
-one write; g may be a strided view (columns of the fused projection output). `gated_rms_scale` is
-the elementwise part, shared with the two-pass chunk kernel's fused epilogue (triton_two_pass.py)."""
+one write; g may be a strided view (columns of the fused projection output)."""
 
 from __future__ import annotations
 
@@ -9,12 +8,6 @@ import triton
 import triton.language as tl
 
 from ..utils import check_inputs, next_pow2
-
-
-@triton.jit
-def gated_rms_scale(o, inv_rms, w, g):
-    """o [R, C] float32 rows times their 1 / sqrt(mean(o^2) + eps) [R], the weight [C] and swish(g) [R, C]."""
-    return o * inv_rms[:, None] * w[None, :] * (g / (1.0 + tl.exp(-g)))
 
 
 @triton.jit
@@ -31,7 +24,8 @@ def _gated_norm_kernel(
     g_off = (r64 // H) * stride_gt + (rows % H) * stride_gh
     gv = tl.load(g + g_off[:, None] + cols[None, :], mask=m, other=0.0).to(tl.float32)
     wv = tl.load(w + cols, mask=mc, other=0.0).to(tl.float32)
-    out = gated_rms_scale(ov, 1.0 / tl.sqrt(tl.sum(ov * ov, axis=1) / V + eps), wv, gv)
+    r = 1.0 / tl.sqrt(tl.sum(ov * ov, axis=1) / V + eps)
+    out = ov * r[:, None] * wv[None, :] * (gv / (1.0 + tl.exp(-gv)))
     tl.store(y + r64[:, None] * V + cols[None, :], out.to(y.dtype.element_ty), mask=m)
 
 

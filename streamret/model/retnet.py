@@ -281,19 +281,16 @@ class MultiScaleRetention(nn.Module):
         scale = K**-0.5
         if state is None and mode != "chunkwise":  # fresh streams (the chunk kernels take None as zeros)
             state = q.new_zeros(cu_seqlens.numel() - 1, H, K, V, dtype=torch.float32)
-        gate = (g, self.g_norm.weight, self.g_norm.eps)
         if mode == "parallel":
             o, state = parallel_retention(q, k, v, self.log_decay, bounds(), state, scale)
-        elif mode == "chunkwise":  # the output gate inside the chunk kernel (fused in its two-pass form)
+        elif mode == "chunkwise":
             o, state = chunk_retention(
                 q, k, v, self.log_decay, cu_seqlens=cu_seqlens, initial_state=state, scale=scale,
-                chunk_size=chunk_size, gate=gate,
+                chunk_size=chunk_size,
             )
         else:
             o, state = recurrent_retention(q, k, v, self.log_decay, bounds(), state, scale)
-        if mode != "chunkwise":
-            o = gated_rms_norm(o, *gate)
-        o = o.reshape(T, H * V)
+        o = gated_rms_norm(o, g, self.g_norm.weight, self.g_norm.eps).reshape(T, H * V)
         if residual is not None:
             return add_matmul(residual, o, self.o_proj.weight), state
         return self.o_proj(o), state
