@@ -13,9 +13,7 @@ whichever thread finishes first.
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,19 +76,13 @@ class TokenizeStage:
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
-                 on_error: Callable[[BaseException], None] | None = None, slice_bytes: int | None = None):
+                 on_error: Callable[[BaseException], None] | None = None):
         """What waits is split between the threads that wait for work (a batch is at least min_batch_bytes,
         at most max_batch_bytes): the batches then run at once instead of one after the other (on an H200
         host the tokenize threads take most of an engine's CPU, and with few streams a chunk's wait for them is
         part of every round trip: bench/RESULTS.md, "End to end on the H200, session 5")."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        if slice_bytes is None:
-            slice_bytes = slice_bytes_from_env()
-        # > 0: a batch is tokenized in slices of about this many bytes, the GIL offered to other threads between
-        # them. The word cache's look-ups are long C-level calls that hold the GIL throughout (a 1 MiB batch: several
-        # ms), and the step thread, which gives the GIL up around every torch call, waits for it each time.
-        self.slice_bytes = slice_bytes
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
         self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
@@ -141,40 +133,12 @@ class TokenizeStage:
                 self._cv.notify()  # more than one batch waits: wake another thread for the rest
             return batch
 
-    def _slices(self, batch: list[WorkItem]) -> list[list[WorkItem]]:
-        if self.slice_bytes <= 0:
-            return [batch]
-        out, size = [[]], 0
-        for item in batch:
-            if out[-1] and size + item.nbytes > self.slice_bytes:
-                out.append([])
-                size = 0
-            out[-1].append(item)
-            size += item.nbytes
-        return out
-
     def _run(self) -> None:
         while batch := self._take():
-            results: list[Tokenized | BaseException] = []
-            for k, part in enumerate(self._slices(batch)):
-                if k:
-                    time.sleep(0)  # releases the GIL: a thread waiting for it may take it now
-                results += tokenize_items(self.tokenizer, self.vocab_size, part)
+            results = tokenize_items(self.tokenizer, self.vocab_size, batch)
             try:
                 self.deliver(list(zip(batch, results, strict=True)))
             except BaseException as e:  # noqa: BLE001
                 if self.on_error is None:
                     raise
                 self.on_error(e)
-
-
-def slice_bytes_from_env() -> int:
-    """STREAMRET_TOKENIZE_SLICE_BYTES: TokenizeStage's slice_bytes (0, the default: a batch in one call)."""
-    raw = os.environ.get("STREAMRET_TOKENIZE_SLICE_BYTES", "0")
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"STREAMRET_TOKENIZE_SLICE_BYTES={raw!r}: give a byte count >= 0 (0: no slices)")
-    return value
