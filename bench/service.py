@@ -224,6 +224,8 @@ async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: 
         raise StreamFailed(sid, acked + 1 if sent_at else 0, "Append", e) from None
     finally:
         sender.cancel()
+        if sender.done() and not sender.cancelled():
+            sender.exception()  # (a write's error ends the read too, which reports it: not logged a second time)
     return tokens
 
 
