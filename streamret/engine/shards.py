@@ -861,9 +861,11 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         """Chunks (call number, submit_append's args), in order, with one take of the engine lock."""
         try:
             outcomes = engine.submit_appends([args for _, args in calls])
-        except BaseException as e:  # noqa: BLE001  (a bug: every chunk of the batch says so)
+        except BaseException as e:  # noqa: BLE001  (a bug: logged once, and every chunk of the batch says so)
             log.error("engine process %d: submit_appends failed", rank, exc_info=True)
-            outcomes = [e] * len(calls)
+            for n, _ in calls:
+                answer(n, False, e)
+            return
         for (n, _), outcome in zip(calls, outcomes):
             if isinstance(outcome, Future):
                 outcome.add_done_callback(functools.partial(acked, answer, n))
