@@ -657,6 +657,8 @@ def table(results: dict) -> list[dict]:
                "streams_per_step": r.get("streams_per_step"), "ack_p50_ms": r.get("ack_p50_ms"),
                "ack_p99_ms": r.get("ack_p99_ms"), "model_ms_per_step": r.get("loop_model_ms_per_step"),
                "host_ms_per_step": r.get("loop_host_ms_per_step"),
+               # the step loop's wait for the engine lock (part of host ms): its holders with STREAMRET_LOCK_PROFILE=1
+               "lock_ms_per_step": r.get("loop_parts_ms_per_step", {}).get("lock"),
                "python_us_per_token": r.get("cpu_us_per_token", {}).get("python_threads"),
                "wide_steps_runnable": r.get("wide_steps_runnable"), "wide_steps_waiting": r.get("wide_steps_waiting"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
@@ -678,12 +680,14 @@ def print_table(results: dict) -> None:
               f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget); all shapes timed: "
               + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
     print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
-          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s} {'py us/tok':>9s}  "
+          f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s} {'lock ms':>7s} "
+          f"{'py us/tok':>9s}  "
           "target (issue 14)")
     for r in rows:
         print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} {f(r.get('x_engine'), '9.3f')} "
               f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')} "
               f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
+              f"{f(r.get('lock_ms_per_step'), '7.2f')} "
               f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
     wide = [(r["part"], r[k], k.rsplit("_", 1)[1]) for r in rows for k in ("wide_steps_waiting", "wide_steps_runnable")
             if (r.get(k) or {}).get("steps")]
@@ -693,6 +697,12 @@ def print_table(results: dict) -> None:
         for part, w, kind in wide:
             print(f"  {part:18s} {kind:8s} {w['steps']:7d} steps, {w['narrower']:6d} narrower "
                   f"({w['narrower'] / w['steps']:.1%})")
+    for name, part in results["parts"].items():
+        if part.get("lock_sites"):  # STREAMRET_LOCK_PROFILE=1: who held the engine lock the step loop waited for
+            print(f"\n{name}: the engine lock's holders, all engines (streamret/engine/lock_profile.py)")
+            for site, b in list(part["lock_sites"].items())[:5]:
+                print(f"  {site:48s} takes {b['takes']:8,d}  held {1e3 * b['held_s'] / max(1, b['takes']):7.3f} ms a "
+                      f"take, {b['held_s']:7.3f} s in all")
     from streamret.service.ack_legs import format_legs
 
     for name in ("service_saturate", "service_half"):

@@ -17,6 +17,9 @@ Each phase reports streams held, tokens, tokens/s and (service phases) ack laten
 chunk to reading its ack, "ack_legs": that time split into legs between stamps of the client, the server
 and the engine (streamret/service/ack_legs.py), with the leg that dominates the slowest 1% of chunks, and
 the server's garbage-collector pauses and event-loop stalls (LoopLag). Results print as JSON and go to --out.
+A phase whose streams fail raises naming the failure that happened first (stream, chunk, call, seconds after
+the load started, status), then how many more by call and error; a failed load process stops its other
+streams, which are not counted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import queue
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -145,20 +149,51 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
 # phases 2, 3: load processes against the server
 
 
+class StreamFailed(Exception):
+    """A stream's failure in a load process, as a dict that pickles (`record`): when (time.time()), its stream, the
+    chunk (the first one not acked; 0 before any was sent), the call ("OpenStream", "Append" or "Append ack", an
+    ack that carried an error) and the error (its gRPC status and details, when it has them)."""
+
+    def __init__(self, sid: str, seq: int, call: str, error: BaseException | str):
+        self.record = {"at": time.time(), "stream": sid, "seq": seq, "call": call, "error": describe_error(error)}
+        super().__init__(f"{sid} chunk {seq}, {call}: {self.record['error']}")
+
+
+class LoadFailed(Exception):
+    """A load process's streams failed: their StreamFailed records, earliest first."""
+
+    def __init__(self, records: list[dict]):
+        self.records = sorted(records, key=lambda r: r["at"])
+        super().__init__(f"{len(records)} stream(s) failed, the first: {self.records[0]}")
+
+
+def describe_error(error: BaseException | str) -> str:
+    if isinstance(error, str):
+        return error
+    code, details = getattr(error, "code", None), getattr(error, "details", None)
+    if callable(code) and callable(details):  # a grpc.RpcError: its status, not its multi-line repr
+        return f"{type(error).__name__} {code().name} {details()!r}"
+    return f"{type(error).__name__}: {error}"
+
+
 async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: float | None,
                         t0: float, latencies: list[tuple[float, int]], stamps: list[tuple], call=None) -> int:
     """One stream's Append call (at a fixed rate the stream is open and its call started already: _load).
     latencies gets (seconds from writing a chunk to reading its ack, seq); stamps (sid, seq, due, sent, received),
     time.monotonic (the clock of the server's stamps); due: when the schedule said send (at a fixed rate; else
-    when it was sent)."""
+    when it was sent). Any failure raises StreamFailed."""
     from streamret.service.proto_gen import streamret_pb2 as pb
 
     if call is None:
-        await open_stream(stub, sid)
+        try:
+            await open_stream(stub, sid)
+        except Exception as e:  # noqa: BLE001  (said with the stream it happened to)
+            raise StreamFailed(sid, 0, "OpenStream", e) from None
         call = stub.Append()
     room = asyncio.Semaphore(window)
     due_at: list[float] = []
     sent_at: list[float] = []
+    acked = 0
 
     async def send():
         for i, data in enumerate(chunks):
@@ -173,15 +208,24 @@ async def _drive_stream(stub, sid: str, chunks: list[bytes], window: int, rate: 
 
     sender = asyncio.create_task(send())
     tokens = 0
-    async for ack in call:
-        received = time.monotonic()
-        latencies.append((received - sent_at[ack.seq - 1], ack.seq))
-        stamps.append((sid, ack.seq, due_at[ack.seq - 1], sent_at[ack.seq - 1], received))
-        room.release()
-        if ack.error_code:
-            raise RuntimeError(f"{sid} chunk {ack.seq}: error {ack.error_code}: {ack.error_message}")
-        tokens = ack.tokens
-    await sender
+    try:
+        async for ack in call:
+            received = time.monotonic()
+            latencies.append((received - sent_at[ack.seq - 1], ack.seq))
+            stamps.append((sid, ack.seq, due_at[ack.seq - 1], sent_at[ack.seq - 1], received))
+            room.release()
+            if ack.error_code:
+                raise StreamFailed(sid, ack.seq, "Append ack", f"error {ack.error_code}: {ack.error_message}")
+            acked, tokens = ack.seq, ack.tokens
+        await sender
+    except StreamFailed:
+        raise
+    except Exception as e:  # noqa: BLE001  (a read's or a write's error ends the call: said with its stream)
+        raise StreamFailed(sid, acked + 1 if sent_at else 0, "Append", e) from None
+    finally:
+        sender.cancel()
+        if sender.done() and not sender.cancelled():
+            sender.exception()  # (a write's error ends the read too, which reports it: not logged a second time)
     return tokens
 
 
@@ -194,11 +238,34 @@ async def open_stream(stub, sid: str) -> None:
 async def start_call(stub, sid: str) -> tuple[object, float]:
     """Open the stream and start its Append call: (the call, seconds from starting it to the server's initial
     metadata, i.e. until the server's handler runs)."""
-    await open_stream(stub, sid)
+    try:
+        await open_stream(stub, sid)
+    except Exception as e:  # noqa: BLE001
+        raise StreamFailed(sid, 0, "OpenStream", e) from None
     started = time.monotonic()
     call = stub.Append()
-    await call.initial_metadata()
+    try:
+        await call.initial_metadata()
+    except Exception as e:  # noqa: BLE001
+        raise StreamFailed(sid, 0, "Append", e) from None
     return call, time.monotonic() - started
+
+
+async def until_first_failure(coros: list) -> list:
+    """Run the coroutines as tasks: their results, in order; or, once one fails, LoadFailed with the failures of
+    every task that failed by itself, the others cancelled: a stream torn down after the first failure is no
+    failure of its own, and the failure asyncio sees first need not be the first that happened."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failed = [t for t in done if t.exception() is not None]
+    if not failed:
+        return [t.result() for t in tasks]
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    failed += [t for t in pending if not t.cancelled() and t.exception() is not None]
+    raise LoadFailed([e.record if isinstance(e := t.exception(), StreamFailed) else StreamFailed("?", 0, "?", e).record
+                      for t in failed])
 
 
 async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | None, start_at: float) -> dict:
@@ -224,7 +291,7 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         if rate:  # the schedule starts once this process's streams are open and their calls accepted: counted from
             # before, the first second's chunks were overdue and went at once (a burst at saturation), and a
             # stream's first chunk waited for its call to be accepted (the call's setup, timed on its own here)
-            for sid, (call, seconds) in zip(stream_ids, await asyncio.gather(*[
+            for sid, (call, seconds) in zip(stream_ids, await until_first_failure([
                     start_call(stubs[k % n], sid) for k, sid in enumerate(stream_ids)])):
                 calls[sid] = call
                 setup.append(seconds)
@@ -232,7 +299,7 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         chunks = {sid: chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"])
                   for sid in stream_ids}
         t0 = time.monotonic()
-        tokens = await asyncio.gather(*[
+        tokens = await until_first_failure([
             _drive_stream(stubs[k % n], sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
             for k, sid in enumerate(stream_ids)])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
@@ -245,8 +312,25 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
 def _load_process(target: str, stream_ids: list[str], args_d: dict, rate, start_at: float, out) -> None:
     try:
         out.put(asyncio.run(_load(target, stream_ids, args_d, rate, start_at)))
-    except Exception as e:  # noqa: BLE001  (reported to the parent)
-        out.put({"error": f"{type(e).__name__}: {e}"})
+    except LoadFailed as e:
+        out.put({"failures": e.records})
+    except BaseException as e:  # noqa: BLE001  (reported to the parent, which otherwise waits for this forever)
+        out.put({"failures": [StreamFailed("?", 0, "load process", e).record]})
+
+
+def first_failures(results: list[dict], start_at: float) -> str:
+    """The load processes' failures, the first that happened first: stream, chunk, call, seconds after the load
+    started, error; then how many more, by call and error."""
+    failures = sorted(((p, f) for p, r in enumerate(results) for f in r.get("failures", [])), key=lambda x: x[1]["at"])
+    p, first = failures[0]
+    chunk = f"chunk {first['seq']}" if first["seq"] else "before its first chunk"
+    text = (f"first: stream {first['stream']} {chunk}, {first['call']}, "
+            f"{first['at'] - start_at:.2f} s after the load started (load process {p}): {first['error']}")
+    later = Counter(f"{f['call']}: {f['error']}" for _, f in failures[1:])
+    if later:
+        text += (f"; then {len(failures) - 1} more in {len({p for p, _ in failures})} load process(es) "
+                 f"(the other streams of a failed process are stopped, not counted): {dict(later.most_common(5))}")
+    return text
 
 
 def run_service(target: str, args, tag: str, rate: float | None, server=None) -> dict:
@@ -273,9 +357,8 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
     for p in procs:
         p.join()
     late = lag.stop() if lag is not None else []
-    errors = [r["error"] for r in results if "error" in r]
-    if errors:
-        raise RuntimeError(f"load processes failed: {errors}")
+    if any("failures" in r for r in results):
+        raise RuntimeError(f"load processes failed: {first_failures(results, start_at)}")
     latencies = [x for r in results for x, _ in r["latencies"]]
     # the same without each stream's first chunk (its call's start: the server opens its tenant's view of it)
     later = [x for r in results for x, seq in r["latencies"] if seq > 1]

@@ -68,11 +68,15 @@ def client_options(max_message_bytes: int, initial_backoff_s: float, max_backoff
     ]
 
 
-def server_options(max_message_bytes: int) -> list[tuple]:
-    """grpc.aio.server options of `streamret serve`: message sizes and keepalive (module doc)."""
+def server_options(max_message_bytes: int, max_pending_calls: int) -> list[tuple]:
+    """grpc.aio.server options of `streamret serve`: message sizes, keepalive (module doc), and the calls gRPC
+    holds until the server's event loop takes them (ServiceLimits.max_pending_calls): one limit, not gRPC's
+    default band where calls are dropped at random, as CANCELLED."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.server.max_pending_requests", max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", max_pending_calls),
         ("grpc.keepalive_time_ms", _ms(SERVER_KEEPALIVE_S)),
         ("grpc.keepalive_timeout_ms", _ms(SERVER_KEEPALIVE_TIMEOUT_S)),
         ("grpc.keepalive_permit_without_calls", 1),

@@ -73,6 +73,31 @@ def test_service_chunks_come_from_the_text(tmp_path: Path):
 
 
 @pytest.mark.slow
+def test_a_failed_load_names_its_first_failure_not_the_streams_stopped_after_it():
+    """bench/service.py: the failure that happened first leads the report, with its stream, chunk and call; the
+    streams its process stops afterwards are not counted as failures."""
+    import asyncio
+
+    async def fails(sid: str, after_s: float, call: str):
+        await asyncio.sleep(after_s)
+        raise service_bench.StreamFailed(sid, 3, call, RuntimeError("boom"))
+
+    async def never_ends():
+        await asyncio.sleep(60)
+
+    async def load():
+        with pytest.raises(service_bench.LoadFailed) as failed:
+            await service_bench.until_first_failure([fails("late", 0.2, "Append"), never_ends(),
+                                                     fails("early", 0.05, "OpenStream")])
+        return failed.value.records
+
+    records = asyncio.run(load())
+    assert [r["stream"] for r in records] == ["early"]  # "late" was stopped before it failed, never_ends too
+    text = service_bench.first_failures([{"failures": records}, {"tokens": 1}], records[0]["at"] - 1.5)
+    assert text.startswith("first: stream early chunk 3, OpenStream, 1.50 s after the load started (load process "
+                           "0): RuntimeError: boom"), text
+
+
 def test_smoke_runs_every_part(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)

@@ -357,6 +357,40 @@ def test_a_chunk_fed_outside_the_lock_is_used_once_and_fed_again_if_the_front_mo
         np.testing.assert_allclose(e.embedding("s"), want, atol=1e-6)
 
 
+def test_submit_appends_takes_many_chunks_at_once_in_order_with_each_its_outcome(monkeypatch):
+    """Engine.submit_appends (an engine process's pipe batches): each chunk's Future or error as submit_append
+    gives it, the streams as if appended one chunk at a time, and a stream's next chunk cut outside the lock from
+    its chunk before in the batch (none cut again under the lock)."""
+    from streamret.engine.intake import Intake
+
+    a = ["First sentence. Second one", " goes on. Third", " sentence ends here. A fourth."]
+    b = ["Another stream. It", " has its own words", " and its own end."]
+    with Engine.from_model("random:tiny", device="cpu") as ref:
+        for sid, chunks in (("a", a), ("b", b)):
+            for seq, c in enumerate(chunks, 1):
+                ref.append(sid, seq, c)
+        want = {sid: ref.embedding(sid) for sid in ("a", "b")}
+    locked = []  # per feed of a chunk's text: whether the engine lock was held
+    real = Intake.feed_from
+    monkeypatch.setattr(Intake, "feed_from", lambda self, *x, **k: locked.append(self._lock._is_owned())
+                        or real(self, *x, **k))
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        e.append("a", 1, a[0])
+        e.append("b", 1, b[0])
+        locked.clear()
+        calls = [(sid, seq, text, False, False, None) for sid, seq, text in (
+            ("a", 2, a[1]), ("b", 2, b[1]), ("a", 3, a[2]), ("b", 9, "a gap"), ("a", 2, a[1]), ("b", 3, b[2]),
+            ("", 1, "x"))]
+        out = e.submit_appends(calls)
+        assert [type(o).__name__ for o in out] == ["Future", "Future", "Future", "SeqGap", "Future", "Future",
+                                                    "InvalidArgument"]
+        assert [o.result().seq for o in out if not isinstance(o, Exception)] == [2, 2, 3, 2, 3]
+        assert out[4].result().duplicate
+        assert locked == [False] * 4  # the 4 new chunks, each cut once, outside the lock
+        for sid in ("a", "b"):
+            np.testing.assert_allclose(e.embedding(sid), want[sid], atol=1e-6)
+
+
 def test_durability_policies(tmp_path):
     cfg = EngineConfig(durable_every_chunks=3)
     with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path / "n"), config=cfg) as e:

@@ -74,6 +74,9 @@ def register(subparsers) -> None:
     lim.add_argument("--max-calls-per-tenant", type=int, default=128,
                      help="calls one tenant may have running at once (default 128; an Append call carries any "
                           "number of streams)")
+    lim.add_argument("--max-pending-calls", type=int, default=16_384,
+                     help="new calls gRPC holds until the server takes them (a burst while it is busy); past it gRPC "
+                          "refuses them with CANCELLED (default 16384)")
     lim.add_argument("--max-batch-calls-per-tenant", type=int, default=2,
                      help="Arrow tables (EmbedTable, EmbedTables, AppendEvents) one tenant may have in work at once "
                           "(default 2)")
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     limits = ServiceLimits(max_message_bytes=int(args.max_message_mb * MiB), max_chunk_bytes=args.chunk_bytes,
                            max_streams_per_tenant=args.max_streams_per_tenant, idle_evict_s=args.idle_evict_s,
                            busy_wait_s=args.busy_wait_s, max_calls_per_tenant=args.max_calls_per_tenant,
+                           max_pending_calls=args.max_pending_calls,
                            max_batch_calls_per_tenant=args.max_batch_calls_per_tenant,
                            max_imports_per_tenant=args.max_imports_per_tenant)
     config = ServerConfig(host=args.host, port=args.port, auth_tokens=args.auth_tokens, tls_cert=args.tls_cert,

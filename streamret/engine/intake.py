@@ -3,8 +3,9 @@
 `accept` (engine lock held) feeds the chunk's bytes to the stream's text front (text.py) and counts a
 WorkItem against the queue bounds. The feeding (cutting text into pieces: most of an accept's time) may be
 done before, without the lock (`feed_from`): a stream's installed assembler is never changed in place, each
-accept installs a fresh one, so a feed from it holds while it is still the stream's. The engine hands the
-item to the tokenize stage (tokenize_stage.py: engine threads, many items per tokenizer call), which brings
+accept installs a fresh one, so a feed from it holds while it is still the stream's. Once the lock is let go
+the engine hands the item to the tokenize stage (tokenize_stage.py: engine threads, many items per tokenizer
+call; an engine process's pipe batch of chunks goes in one hand-over, Engine.submit_appends), which brings
 it back to `tokenized`: queued with the scheduler, and every later item of its stream that waited for it. A
 chunk accepted before is answered by `duplicate`: acked again, never applied twice.
 """

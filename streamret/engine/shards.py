@@ -857,15 +857,22 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         except BaseException as e:  # noqa: BLE001  (the caller raises it)
             answer(n, False, e)
 
-    def submit(answer, n: int, args: tuple) -> None:
+    def submit(answer, calls: list[tuple[int, tuple]]) -> None:
+        """Chunks (call number, submit_append's args), in order, with one take of the engine lock."""
         try:
-            fut = engine.submit_append(*args)
-        except BaseException as e:  # noqa: BLE001
-            if not isinstance(e, StreamRetError):
-                log.error("engine process %d: submit_append failed", rank, exc_info=True)
-            answer(n, False, e)
-        else:
-            fut.add_done_callback(lambda f: acked(answer, n, f))
+            outcomes = engine.submit_appends([args for _, args in calls])
+        except BaseException as e:  # noqa: BLE001  (a bug: logged once, and every chunk of the batch says so)
+            log.error("engine process %d: submit_appends failed", rank, exc_info=True)
+            for n, _ in calls:
+                answer(n, False, e)
+            return
+        for (n, _), outcome in zip(calls, outcomes):
+            if isinstance(outcome, Future):
+                outcome.add_done_callback(functools.partial(acked, answer, n))
+                continue
+            if not isinstance(outcome, StreamRetError):
+                log.error("engine process %d: submit_append failed", rank, exc_info=outcome)
+            answer(n, False, outcome)
 
     # A chunk of a stream that is in memory nowhere would read its record on this thread, holding up every
     # other call of this engine behind a storage read: such a stream's chunks go to a lane of their own, in
@@ -886,7 +893,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                     del lanes[stream_id]
                     return
                 answer, n, args = lane.popleft()
-            submit(answer, n, args)
+            submit(answer, [(n, args)])
 
     def serve_calls(conn, answer, owner: bool) -> str:
         """Answer a connection's calls until it closes ("eof"), the engine's step loop died ("broken") or, from
@@ -898,11 +905,15 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                 return "eof"
             if engine._broken is not None:
                 return "broken"
+            chunks: list[tuple[int, tuple]] = []  # the batch's chunks so far, submitted together (one lock take)
             for n, op, args in batch:
                 if not owner and op not in _ATTACHED_OPS:  # a front process ends its connection instead of a shutdown
                     answer(n, False, FailedPrecondition(
                         f"{op!r} is for the server that started engine process {rank}, not a front attached to it"))
                     continue
+                if op not in _INLINE and chunks:  # the calls before it go first
+                    submit(answer, chunks)
+                    chunks = []
                 if op == "shutdown":
                     try:
                         answer(n, True, engine.shutdown(*args))
@@ -913,18 +924,22 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                     stream_id, start = args[0], False
                     with lanes_lock:
                         lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
+                        if lane is None and cold(stream_id):
+                            lane = lanes[stream_id] = deque()
+                            start = True
                         if lane is not None:  # behind its earlier chunks, still loading
                             lane.append((answer, n, args))
-                            continue
-                        if cold(stream_id):
-                            lanes[stream_id] = deque([(answer, n, args)])
-                            start = True
-                    if start:
+                    if lane is None:
+                        chunks.append((n, args))
+                    elif start:  # the chunks before it go first (its own earlier ones among them), then its lane
+                        if chunks:
+                            submit(answer, chunks)
+                            chunks = []
                         pool.submit(drain, stream_id)
-                    else:
-                        submit(answer, n, args)
                 else:
                     (batches if op == "embed_documents" else pool).submit(run, answer, n, op, args)
+            if chunks:
+                submit(answer, chunks)
 
     def serve_attached(conn, number: int) -> None:
         attached_outbox, attached_answer = link(conn, f"streamret-engine-{rank}-a{number}-send")

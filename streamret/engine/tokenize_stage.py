@@ -97,11 +97,15 @@ class TokenizeStage:
             t.start()
 
     def submit(self, item: WorkItem) -> None:
+        self.submit_many([item])
+
+    def submit_many(self, items: Sequence[WorkItem]) -> None:
+        """Queue items, in order, with one take of the stage's lock (called after the engine lock is let go)."""
         with self._cv:
             if self._closing:
                 raise RuntimeError("the tokenize stage is closed")
-            self._queue.append(item)
-            self._queued_bytes += item.nbytes
+            self._queue.extend(items)
+            self._queued_bytes += sum(item.nbytes for item in items)
             self._cv.notify()
 
     def close(self) -> None:

@@ -30,6 +30,11 @@ class ServiceLimits:
     # Calls one tenant may have running at once (an Append call carries chunks of any number of streams,
     # so a client needs few); past it a call is refused with RESOURCE_EXHAUSTED before any work.
     max_calls_per_tenant: int = 128
+    # Calls gRPC holds for this server until its event loop takes them (a burst of new calls while the loop is
+    # busy). Past it gRPC refuses a call itself, with CANCELLED and no message of ours: its own default (from
+    # 1,000 calls on, refused at random, all from 3,000) refused some of 1,024 streams opening at once on one
+    # server (bench/RESULTS.md). A waiting call holds a little memory in gRPC and none of ours.
+    max_pending_calls: int = 16_384
     # Batch calls (EmbedTable, EmbedTables, AppendEvents) one tenant may have running at once, each on a
     # thread of a pool of batch_threads: one tenant's batches cannot hold every batch thread.
     max_batch_calls_per_tenant: int = 2
@@ -49,8 +54,8 @@ class ServiceLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "max_chunk_bytes", "max_streams_per_tenant", "max_unacked_per_call",
-                     "max_calls_per_tenant", "max_batch_calls_per_tenant", "max_imports_per_tenant",
-                     "batch_threads", "batch_in_flight",
+                     "max_calls_per_tenant", "max_pending_calls", "max_batch_calls_per_tenant",
+                     "max_imports_per_tenant", "batch_threads", "batch_in_flight",
                      "batch_bytes_in_flight", "batch_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServiceLimits.{name} must be >= 1, got {getattr(self, name)}")

@@ -124,7 +124,8 @@ class StreamRetServer:
         return_large_buffers_to_the_os()
         self.heap.start()
         size = cfg.limits.max_message_bytes
-        server = grpc.aio.server(interceptors=[self.metrics.grpc], options=server_options(size))
+        server = grpc.aio.server(interceptors=[self.metrics.grpc],
+                                 options=server_options(size, cfg.limits.max_pending_calls))
         self.stream_servicer = StreamRetServicer(self.streams, self.gate, cfg.model_name)
         register(pb_grpc.add_StreamRetServicer_to_server, self.stream_servicer, server, on_message=self.heap.saw)
         register(pb_grpc.add_BatchServicer_to_server, BatchServicer(self.streams, self.gate), server,
