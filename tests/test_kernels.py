@@ -259,14 +259,14 @@ def test_chunk_two_pass_fused_columns_and_extreme_decays(fwd, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # float16: float32 states, as float32
 @pytest.mark.parametrize("with_state", [True, False])
 def test_chunk_two_pass_segments_from_one_state_pass(fwd, segment_fix, dtype, with_state):
-    """Sequences cut into 64-token segments (two 32-token spans each): span states local to each
-    segment plus the incoming state's part, added by the output pass (sum / product), against the
-    second state pass (off). Lengths: shorter than a segment, ending mid-span, exactly a segment,
-    empty, several segments; a slow head (segments carry most of the state) and a fast one (the
-    incoming state's factor underflows inside a segment: nothing to load)."""
-    cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL, segment_fix=segment_fix)
-    check_chunk(fwd, [20, 150, 0, 64, 200, 1], H=2, K=40, V=48, dtype=dtype, seed=17, decays=[0.995, 1e-3],
-                with_state=with_state, config=cfg, segment_len=64)
+    """Sequences cut into 128-token segments (two 64-token spans of two 32-row blocks each): span
+    states local to each segment plus the incoming state's part, added by the output pass (sum /
+    product), and the second state pass (off). Lengths: shorter than a segment, ending mid-span,
+    exactly a segment, empty, several segments; a slow head (segments carry most of the state) and a
+    fast one (the incoming state's factor underflows inside a segment: nothing to load)."""
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_every=64, segment_fix=segment_fix)))
+    check_chunk(fwd, [20, 150, 0, 128, 300, 1], H=2, K=40, V=48, dtype=dtype, seed=17, decays=[0.995, 1e-3],
+                with_state=with_state, config=cfg, segment_len=128)
 
 
 @interpreted
