@@ -53,7 +53,7 @@ MODEL_PATHS = {  # name: STREAMRET_SEGMENT_FIX (the two-pass chunk kernel, rotar
     "one state pass + sum": "sum",
     "one state pass + product": "product",
 }
-SECTION_TIMEOUT_S = {"kernel": 150, "model": 110}
+SECTION_TIMEOUT_S = {"kernel": 120, "model": 100}
 TILINGS = os.environ.get("ISSUE13_TILINGS") == "1"  # --tilings (an environment variable: child processes see it)
 
 

@@ -195,10 +195,11 @@ class TwoPassConfig:
 
     segment_fix: how sequences cut into segments (a few long ones) get each segment's incoming
     state: "sum" / "product", the output pass adds it (one state pass, _span_outputs_kernel), "off",
-    a second state pass from it. The output pass then runs segment_fix_stages deep: a third [K, BV]
-    tile a stage does not fit shared memory at 3 (sm90 compile, K256 BV64: "sum" 288 KB at 3
-    stages, 192 KB at 2; "product" 272 / 208 KB; the limit is 227). pick_config reads
-    STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
+    a second state pass from it. The output pass then runs segment_fix_stages deep: its third
+    [K, BV] tile a stage does not fit shared memory at 3 stages (triton 3.9's sm90 compile, K256
+    BV64: "sum" 288 KB at 3 stages, 192 KB at 2; "product" 272 / 208 KB; at BV 32, 3 stages: 176 /
+    168 KB; the limit is 227 KB). Not yet measured on the H200 (bench/issue13.py compares them).
+    pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
 
     BT: int = 128
     BV: int = 64
