@@ -1,6 +1,6 @@
 """Issue 13, the K256 / V512 layout, in one GPU run: the two-pass chunk kernel (triton_two_pass.py)
 on a long sequence cut into segments, with one state pass and the segments' incoming states added
-by the output pass (TwoPassConfig.segment_fix "sum" / "product") against two state passes ("off"),
+by the output pass (TwoPassConfig.segment_fix "product" / "sum") against two state passes ("off"),
 beside fla; then the fla-hub 1.3B layout forward at B1 x T32768 each way (STREAMRET_SEGMENT_FIX)
 against fla's RetNetModel. N64 x L512 (no cuts) shows the unchanged path. --tilings adds the
 one-pass kernel and the two-pass tilings measured on 2026-12-01 (bench/RESULTS.md).
@@ -50,8 +50,8 @@ MODEL_SHAPES = [(1, 32768)]  # the shape whose chunk kernel cuts its sequence (B
 TARGET = {"x_fla": 1.3, "of_floor": 0.40}  # issue 13, N64 x L512
 MODEL_PATHS = {  # name: STREAMRET_SEGMENT_FIX (the two-pass chunk kernel, rotary in place)
     "two state passes": "off",
-    "one state pass + sum": "sum",
     "one state pass + product": "product",
+    "one state pass + sum": "sum",
 }
 SECTION_TIMEOUT_S = {"kernel": 120, "model": 100}
 TILINGS = os.environ.get("ISSUE13_TILINGS") == "1"  # --tilings (an environment variable: child processes see it)
@@ -90,10 +90,10 @@ def kernel_variants(case: str) -> dict[str, ChunkConfig | TwoPassConfig]:
     }
     if KERNEL_CASES[case][0] == "long":
         variants |= {
-            "one pass + sum": replace(new, segment_fix="sum"),
             "one pass + product": replace(new, segment_fix="product"),
-            "one pass + sum, BV32 3 st.": replace(new, segment_fix="sum", BV=32, segment_fix_stages=3),
+            "one pass + sum": replace(new, segment_fix="sum"),
             "one pass + product, BV32 3 st.": replace(new, segment_fix="product", BV=32, segment_fix_stages=3),
+            "one pass + sum, BV32 3 st.": replace(new, segment_fix="sum", BV=32, segment_fix_stages=3),
         }
         variants.pop(f"one pass + {new.segment_fix}")  # the default
     if TILINGS:

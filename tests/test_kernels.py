@@ -272,11 +272,11 @@ def test_chunk_two_pass_segments_from_one_state_pass(fwd, segment_fix, dtype, wi
 @interpreted
 def test_segment_fix_switch(fwd, monkeypatch):
     monkeypatch.delenv("STREAMRET_SEGMENT_FIX", raising=False)
-    assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).segment_fix == "sum"
+    assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).segment_fix == "product"
     monkeypatch.setenv("STREAMRET_SEGMENT_FIX", "off")
     assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).segment_fix == "off"
     monkeypatch.setenv("STREAMRET_SEGMENT_FIX", "1")
-    with pytest.raises(ValueError, match="product"):
+    with pytest.raises(ValueError, match="sum"):
         fwd.pick_config(256, 512, torch.bfloat16, 512.0)
     q, k, v, cu, h0 = make_inputs([40], 1, 16, 16, torch.float32, seed=18)
     with pytest.raises(ValueError, match="segment_fix='twice'"):

@@ -194,12 +194,16 @@ class TwoPassConfig:
     (2 stages 1.028, BT 64 1.440, states every 256 1.160, state tile 32 x 64 1.450; fla 1.365).
 
     segment_fix: how sequences cut into segments (a few long ones) get each segment's incoming
-    state: "sum" / "product", the output pass adds it (one state pass, _span_outputs_kernel), "off",
-    a second state pass from it. The output pass then runs segment_fix_stages deep: its third
-    [K, BV] tile a stage does not fit shared memory at 3 stages (triton 3.9's sm90 compile, K256
-    BV64: "sum" 288 KB at 3 stages, 192 KB at 2; "product" 272 / 208 KB; at BV 32, 3 stages: 176 /
-    168 KB; the limit is 227 KB). Not yet measured on the H200 (bench/issue13.py compares them).
-    pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
+    state: "product" / "sum", the output pass adds it (one state pass, _span_outputs_kernel), "off",
+    a second state pass from it. "product" is the default for its precision: with bf16 span states,
+    rounding only the states (float64 otherwise; bench/segment_fix_rounding.py, H8 K256 V512,
+    T16384, 4096-token segments) puts o 1.58e-3 from float64 for "product" and "off", 1.95e-3 for
+    "sum" (two roundings of a whole state); 2.29e-3 / 2.56e-3 with o rounded to bf16.
+    The output pass then runs segment_fix_stages deep: its third [K, BV] tile a stage does not fit
+    shared memory at 3 stages (triton 3.9's sm90 compile, K256 BV64: "product" 272 KB at 3 stages,
+    208 KB at 2; "sum" 288 / 192 KB; at BV 32, 3 stages: 168 / 176 KB; the limit is 227 KB). Not
+    yet timed on the H200 (bench/issue13.py compares them). pick_config reads STREAMRET_SEGMENT_FIX
+    (segment_fix_mode)."""
 
     BT: int = 128
     BV: int = 64
@@ -212,16 +216,16 @@ class TwoPassConfig:
     state_warps: int = 4
     state_stages: int = 2
     split_bf16: bool = True
-    segment_fix: str = "sum"
+    segment_fix: str = "product"
     segment_fix_stages: int = 2
 
 
-SEGMENT_FIXES = ("sum", "product", "off")
+SEGMENT_FIXES = ("product", "sum", "off")
 
 
 def segment_fix_mode() -> str:
-    """STREAMRET_SEGMENT_FIX: `sum` (default), `product` or `off` (TwoPassConfig.segment_fix)."""
-    mode = os.environ.get("STREAMRET_SEGMENT_FIX", "sum") or "sum"
+    """STREAMRET_SEGMENT_FIX: `product` (default), `sum` or `off` (TwoPassConfig.segment_fix)."""
+    mode = os.environ.get("STREAMRET_SEGMENT_FIX", "product") or "product"
     if mode not in SEGMENT_FIXES:
         raise ValueError(f"STREAMRET_SEGMENT_FIX={mode!r}; use one of {SEGMENT_FIXES}")
     return mode
