@@ -1,9 +1,11 @@
-"""Issue 13, the K256 / V512 layout, in one GPU run: the one-pass chunk kernel (old), the two-pass
-one (new, triton_two_pass.py) and a few of its tilings against fla, then the fla-hub 1.3B layout
-forward with each, and with rotary writing q and k in place or contiguous (STREAMRET_QK_LAYOUT),
-against fla's RetNetModel.
+"""Issue 13, the K256 / V512 layout, in one GPU run: the two-pass chunk kernel (triton_two_pass.py)
+on a long sequence cut into segments, with one state pass and the segments' incoming states added
+by the output pass (TwoPassConfig.segment_fix "product" / "sum") against two state passes ("off"),
+beside fla; then the fla-hub 1.3B layout forward at B1 x T32768 each way (STREAMRET_SEGMENT_FIX)
+against fla's RetNetModel. N64 x L512 (no cuts) shows the unchanged path. --tilings adds the
+one-pass kernel and the two-pass tilings measured on 2026-12-01 (bench/RESULTS.md).
 
-    python3 bench/issue13.py [--out DIR] [--sections kernel,model] [--workers 8]
+    python3 bench/issue13.py [--out DIR] [--sections kernel,model] [--workers 8] [--tilings]
 
 From the repo root on the GPU machine after `source bench/device_env.sh` (fla's wheels; fla is
 optional: without it, ours only). Every kernel variant and fla's kernels are first compiled in
@@ -44,15 +46,15 @@ from streamret_kernels.utils import poisoned_allocations  # noqa: E402
 SECTIONS = ("kernel", "model")
 H, K, V = 8, 256, 512
 KERNEL_CASES = {"N64xL512": ("stream", 64, 512), "B1xT32768": ("long", 1, 32768)}
-MODEL_SHAPES = [(64, 512), (1, 32768)]
+MODEL_SHAPES = [(1, 32768)]  # the shape whose chunk kernel cuts its sequence (B64 x T512 does not)
 TARGET = {"x_fla": 1.3, "of_floor": 0.40}  # issue 13, N64 x L512
-MODEL_PATHS = {  # name: (STREAMRET_CHUNK_ALGO, STREAMRET_QK_LAYOUT)
-    "old": ("one_pass", "inplace"),
-    "compact qk": ("one_pass", "compact"),
-    "two-pass": ("two_pass", "inplace"),
-    "two-pass + compact qk": ("two_pass", "compact"),
+MODEL_PATHS = {  # name: STREAMRET_SEGMENT_FIX (the two-pass chunk kernel, rotary in place)
+    "two state passes": "off",
+    "one state pass + product": "product",
+    "one state pass + sum": "sum",
 }
-SECTION_TIMEOUT_S = {"kernel": 240, "model": 300}
+SECTION_TIMEOUT_S = {"kernel": 120, "model": 100}
+TILINGS = os.environ.get("ISSUE13_TILINGS") == "1"  # --tilings (an environment variable: child processes see it)
 
 
 ROWS_PATH = None  # a child's JSON of rows, written after every case: a child cut short keeps what it measured
@@ -73,23 +75,39 @@ def load_bench(name: str):
     return mod
 
 
-def kernel_variants() -> dict[str, ChunkConfig | TwoPassConfig]:
-    """Old and new defaults (pick_config with STREAMRET_CHUNK_ALGO) and a handful of two-pass tilings."""
-    os.environ["STREAMRET_CHUNK_ALGO"] = "one_pass"
-    old = pick_config(K, V, torch.bfloat16, 512.0)
-    os.environ["STREAMRET_CHUNK_ALGO"] = "two_pass"
+def kernel_variants(case: str) -> dict[str, ChunkConfig | TwoPassConfig]:
+    """The default (pick_config) and the segment variants: two state passes (the default before
+    issue 13's segment fix), one pass with each fix, and each fix at BV 32 with 3 output stages
+    (the tile a stage that fits 3 stages; sm90 compile: sum 176 KB, product 168 KB). The segment
+    variants differ only where sequences are cut (B1 x T32768); at N64 x L512 two state passes run
+    the same kernels as the default, as a same-run check. With --tilings, also the one-pass kernel
+    and the tilings of the 2026-12-01 run."""
     new = pick_config(K, V, torch.bfloat16, 512.0)
-    os.environ.pop("STREAMRET_CHUNK_ALGO")
-    assert isinstance(old, ChunkConfig) and isinstance(new, TwoPassConfig), (old, new)
-    return {
-        "one-pass (old default)": old,
-        "two-pass (new default)": new,
-        "two-pass rows 64": replace(new, BT=64),  # 8 warps on 64-row tiles: spills at sm90
-        "two-pass out 2 stages": replace(new, num_stages=2),  # the default before the H200 run (3: 180 KB smem)
-        "two-pass states every 256": replace(new, state_every=256),
-        "two-pass no bf16 split": replace(new, split_bf16=False),
-        "two-pass state tile 32x64": replace(new, state_BK=32, state_stages=3),  # 2x state programs
+    assert isinstance(new, TwoPassConfig), new
+    variants = {
+        f"two-pass, default ({new.segment_fix})": new,
+        "two state passes (old)": replace(new, segment_fix="off"),
     }
+    if KERNEL_CASES[case][0] == "long":
+        variants |= {
+            "one pass + product": replace(new, segment_fix="product"),
+            "one pass + sum": replace(new, segment_fix="sum"),
+            "one pass + product, BV32 3 st.": replace(new, segment_fix="product", BV=32, segment_fix_stages=3),
+            "one pass + sum, BV32 3 st.": replace(new, segment_fix="sum", BV=32, segment_fix_stages=3),
+        }
+        variants.pop(f"one pass + {new.segment_fix}")  # the default
+    if TILINGS:
+        os.environ["STREAMRET_CHUNK_ALGO"] = "one_pass"
+        variants["one-pass"] = pick_config(K, V, torch.bfloat16, 512.0)
+        os.environ.pop("STREAMRET_CHUNK_ALGO")
+        variants |= {
+            "two-pass rows 64": replace(new, BT=64),  # 8 warps on 64-row tiles: spills at sm90
+            "two-pass out 2 stages": replace(new, num_stages=2),
+            "two-pass states every 256": replace(new, state_every=256),
+            "two-pass no bf16 split": replace(new, split_bf16=False),
+            "two-pass state tile 32x64": replace(new, state_BK=32, state_stages=3),  # 2x state programs
+        }
+    return variants
 
 
 def section_kernel() -> list[dict]:
@@ -116,9 +134,9 @@ def kernel_case(kb, ceil: dict, case: str, kind: str, N: int, L: int) -> list[di
         fla = kb.fla_case(kind, N, L, H, K, V)  # its own data (same shape), checked against float64 inside
         fla_ms = fla["fla_ms"]
         rows.append(base | dict(variant="fla chunk_retention", ms=fla_ms, err_o=fla["fla_err_o"]))
-        print(f"kernel {case:10s} {'fla chunk_retention':28s} {fla_ms:7.3f} ms  err o {fla['fla_err_o']:.2e}",
+        print(f"kernel {case:10s} {'fla chunk_retention':32s} {fla_ms:7.3f} ms  err o {fla['fla_err_o']:.2e}",
               flush=True)
-    for name, cfg in kernel_variants().items():
+    for name, cfg in kernel_variants(case).items():
         row = base | dict(variant=name, config=type(cfg).__name__ + str(asdict(cfg)))
         rows.append(row)
 
@@ -133,29 +151,27 @@ def kernel_case(kb, ceil: dict, case: str, kind: str, N: int, L: int) -> list[di
             row["ms"] = do_bench(run, warmup=25, rep=200, return_mode="median")
         except Exception as e:  # a tiling that does not compile (shared memory): recorded, the rest go on
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-            print(f"kernel {case:10s} {name:28s} FAILED {row['error']}", flush=True)
+            print(f"kernel {case:10s} {name:32s} FAILED {row['error']}", flush=True)
             continue
         row["of_floor"] = floor / row["ms"]
         if fla_ms:
             row["x_fla"] = fla_ms / row["ms"]
         row["ok_err"] = row["err_o"] <= 3e-3 and row["err_state"] <= 3e-3
-        print(f"kernel {case:10s} {name:28s} {row['ms']:7.3f} ms  x fla {row.get('x_fla', float('nan')):.2f}  "
+        print(f"kernel {case:10s} {name:32s} {row['ms']:7.3f} ms  x fla {row.get('x_fla', float('nan')):.2f}  "
               f"of floor {row['of_floor']:.0%}  err o {row['err_o']:.2e} state {row['err_state']:.2e}"
               f"{'' if row['ok_err'] else '  ERROR ABOVE 3e-3'}", flush=True)
     return rows
 
 
 def section_model() -> list[dict]:
-    """Correctness of the fused forward at the K256 V512 heads (2 layers, against float64) with each
-    chunk algorithm, then the 1.3B layout forward: ours on each path of MODEL_PATHS (chunk algorithm
-    x q / k layout), and fla's RetNetModel."""
+    """The 1.3B layout forward at B1 x T32768 (its chunk kernel cuts the sequence into segments):
+    ours on each path of MODEL_PATHS, and fla's RetNetModel. The segment paths' correctness is the
+    kernel section's (against float64); here their outputs are compared to two state passes'."""
     mb = load_bench("model")
     from streamret.model.retnet import PRESETS, build_random
 
     rows = []
-    for path in ("old", "two-pass + compact qk"):
-        os.environ["STREAMRET_CHUNK_ALGO"], os.environ["STREAMRET_QK_LAYOUT"] = MODEL_PATHS[path]
-        save(rows := rows + [r | dict(kind="check", path=path) for r in mb.section_check(only="K256")])
+    os.environ["STREAMRET_CHUNK_ALGO"] = "two_pass"
     cfg = PRESETS["fla-1.3b"]
     ours = build_random(cfg).cuda().to(torch.bfloat16)
     try:
@@ -167,11 +183,12 @@ def section_model() -> list[dict]:
         ids = mb.random_ids(B, T, cfg.vocab_size, seed=B)
         row = dict(kind="forward", model="fla-1.3b", B=B, T=T)
         outs = {}
-        for name, (algo, layout) in MODEL_PATHS.items():
-            os.environ["STREAMRET_CHUNK_ALGO"], os.environ["STREAMRET_QK_LAYOUT"] = algo, layout
+        for name, fix in MODEL_PATHS.items():
+            os.environ["STREAMRET_SEGMENT_FIX"] = fix
             outs[name] = mb.ours_forward(ours, ids).float()
             row[f"{name}_ms"] = mb.median_ms(lambda i=ids: mb.ours_forward(ours, i), rep=1000)
-        row["max_rel_diff_to_old"] = max(mb.rel_err(o, outs["old"]) for o in outs.values())
+        old = outs["two state passes"]
+        row["max_rel_diff_to_old"] = max(mb.rel_err(o, old) for o in outs.values())
         del outs
         if fla is not None:
             def run_fla(i=ids):
@@ -182,9 +199,9 @@ def section_model() -> list[dict]:
                 row[f"{name}_x_fla"] = row["fla_ms"] / row[f"{name}_ms"]
         save(rows := [*rows, row])
         print(f"model 1.3B B{B:<3d} T{T:<6d} " + "  ".join(f"{n} {row[n + '_ms']:.2f} ms" for n in MODEL_PATHS)
-              + f"  fla {row.get('fla_ms', float('nan')):.2f} ms (outputs differ from old by at most "
-              f"{row['max_rel_diff_to_old']:.1e})", flush=True)
-    os.environ.pop("STREAMRET_QK_LAYOUT")
+              + f"  fla {row.get('fla_ms', float('nan')):.2f} ms (outputs differ from two state passes' by at "
+              f"most {row['max_rel_diff_to_old']:.1e})", flush=True)
+    os.environ.pop("STREAMRET_SEGMENT_FIX")
     os.environ.pop("STREAMRET_CHUNK_ALGO")
     return rows
 
@@ -199,8 +216,10 @@ def _warm(task: tuple) -> str:
             return kb._precompile_task(("fla", H, K, V, name))
         kind, N, L = KERNEL_CASES[case]
         c = kb.make_case(kind, N, L, H, K, V)
-        chunk_retention_triton(c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"],
-                               config=kernel_variants()[name])
+        # "ours fresh": no initial state, as in the model section (has_h0 = 0: its own specialization)
+        chunk_retention_triton(c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"],
+                               initial_state=None if what == "ours fresh" else c["s0"],
+                               config=kernel_variants(case)[name])
         torch.cuda.synchronize()
         return "ok"
     except Exception as e:
@@ -210,7 +229,9 @@ def _warm(task: tuple) -> str:
 def precompile(workers: int) -> None:
     """Fills Triton's disk cache in parallel: one process compiles one kernel at a time, and the
     variants here are a dozen kernels of tens of seconds each at K256."""
-    tasks = [("ours", case, name) for case in KERNEL_CASES for name in kernel_variants()]
+    tasks = [("ours", case, name) for case in KERNEL_CASES for name in kernel_variants(case)]
+    tasks += [("ours fresh", "B1xT32768", name) for name, cfg in kernel_variants("B1xT32768").items()
+              if cfg.BV == 64 and cfg.segment_fix in MODEL_PATHS.values()]
     if importlib.util.find_spec("fla") is not None:
         tasks += [("fla", None, arg) for arg in ("varlen", "batch")]
     t0 = time.perf_counter()
@@ -238,27 +259,24 @@ def summary(report: dict) -> str:
     lines = ["", f"== issue 13 summary ({report['meta']['gpu']}, triton {report['meta']['triton']}) =="]
     kernel = report["sections"].get("kernel", {})
     if kernel:
-        lines.append(f"chunk_retention H{H} K{K} V{V}      ms   x fla  of floor  err o     (targets at N64xL512: "
-                     f">= {TARGET['x_fla']}x fla, >= {TARGET['of_floor']:.0%} of floor)")
+        lines.append(f"chunk_retention H{H} K{K} V{V}          ms   x fla  of floor  err o    state    "
+                     f"(N64xL512 targets: >= {TARGET['x_fla']}x fla, >= {TARGET['of_floor']:.0%} of floor)")
         for r in kernel["rows"]:
             if "ms" not in r:
-                lines.append(f"  {r['case']:10s} {r['variant']:28s} FAILED")
+                lines.append(f"  {r['case']:10s} {r['variant']:32s} FAILED")
                 continue
-            lines.append(f"  {r['case']:10s} {r['variant']:28s} {r['ms']:7.3f} {r.get('x_fla', float('nan')):6.2f} "
-                         f"{r.get('of_floor', float('nan')):8.0%}  {r['err_o']:.1e}")
+            nan = float("nan")
+            lines.append(f"  {r['case']:10s} {r['variant']:32s} {r['ms']:7.3f} {r.get('x_fla', nan):6.2f} "
+                         f"{r.get('of_floor', nan):8.0%}  {r['err_o']:.1e}  {r.get('err_state', nan):.1e}")
         lines.append(f"  (kernel section exit {kernel['exit']}, {kernel['seconds']:.0f} s)")
     model = report["sections"].get("model", {})
     if model:
+        nan = float("nan")
         for r in model["rows"]:
-            if r["kind"] == "check":
-                lines.append(f"model check {r['path']:22s} {r['dtype']:9s} rel err {r['rel_err']:.1e} state "
-                             f"{r['rel_err_state']:.1e} bound {r['bound']:.0e} {'ok' if r['ok'] else 'FAIL'}")
-            else:
-                nan = float("nan")
-                lines.append(f"model 1.3B B{r['B']} x T{r['T']} (fla {r.get('fla_ms', nan):.2f} ms; "
-                             "target >= 1.1x fla):")
-                for name in MODEL_PATHS:
-                    lines.append(f"  {name:24s} {r[name + '_ms']:8.2f} ms  x fla {r.get(name + '_x_fla', nan):.2f}")
+            lines.append(f"model 1.3B B{r['B']} x T{r['T']} (fla {r.get('fla_ms', nan):.2f} ms; target >= 1.1x fla; "
+                         f"outputs within {r['max_rel_diff_to_old']:.1e} of two state passes'):")
+            for name in MODEL_PATHS:
+                lines.append(f"  {name:26s} {r[name + '_ms']:8.2f} ms  x fla {r.get(name + '_x_fla', nan):.2f}")
         lines.append(f"  (model section exit {model['exit']}, {model['seconds']:.0f} s)")
     return "\n".join(lines)
 
@@ -268,9 +286,14 @@ def main() -> None:
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--workers", type=int, default=8, help="precompile processes (0: no precompile)")
+    ap.add_argument("--tilings", action="store_true", help="also the one-pass kernel and the 2026-12-01 tilings")
     ap.add_argument("--child", choices=SECTIONS, help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.tilings:
+        global TILINGS
+        TILINGS = True
+        os.environ["ISSUE13_TILINGS"] = "1"
     if args.child:
         global ROWS_PATH
         ROWS_PATH = args.json

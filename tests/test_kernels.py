@@ -255,6 +255,36 @@ def test_chunk_two_pass_fused_columns_and_extreme_decays(fwd, dtype):
 
 
 @interpreted
+@pytest.mark.parametrize("segment_fix", ["sum", "product", "off"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # float16: float32 states, as float32
+@pytest.mark.parametrize("with_state", [True, False])
+def test_chunk_two_pass_segments_from_one_state_pass(fwd, segment_fix, dtype, with_state):
+    """Sequences cut into 128-token segments (two 64-token spans of two 32-row blocks each): span
+    states local to each segment plus the incoming state's part, added by the output pass (sum /
+    product), and the second state pass (off). Lengths: shorter than a segment, ending mid-span,
+    exactly a segment, empty, several segments; a slow head (segments carry most of the state) and a
+    fast one (the incoming state's factor underflows inside a segment: nothing to load)."""
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_every=64, segment_fix=segment_fix)))
+    check_chunk(fwd, [20, 150, 0, 128, 300, 1], H=2, K=40, V=48, dtype=dtype, seed=17, decays=[0.995, 1e-3],
+                with_state=with_state, config=cfg, segment_len=128)
+
+
+@interpreted
+def test_segment_fix_switch(fwd, monkeypatch):
+    monkeypatch.delenv("STREAMRET_SEGMENT_FIX", raising=False)
+    assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).segment_fix == "product"
+    monkeypatch.setenv("STREAMRET_SEGMENT_FIX", "off")
+    assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).segment_fix == "off"
+    monkeypatch.setenv("STREAMRET_SEGMENT_FIX", "1")
+    with pytest.raises(ValueError, match="sum"):
+        fwd.pick_config(256, 512, torch.bfloat16, 512.0)
+    q, k, v, cu, h0 = make_inputs([40], 1, 16, 16, torch.float32, seed=18)
+    with pytest.raises(ValueError, match="segment_fix='twice'"):
+        fwd.chunk_retention_triton(q, k, v, retention_log_decays(1), cu_seqlens=cu, segment_len=32,
+                                   config=fwd.TwoPassConfig(**TWO_PASS_SMALL, segment_fix="twice"))
+
+
+@interpreted
 def test_chunk_two_pass_without_state_and_empty(fwd):
     cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
     check_chunk(fwd, [64, 1, 31], H=2, K=16, V=16, dtype=torch.bfloat16, seed=13, with_state=False, config=cfg)
@@ -534,9 +564,17 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=True, HAS_H0=True,
         STORE_SPANS=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True), 8, 2),
+        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
+        SEGMENT_FIX="off"), 8, 3),
+    "two-pass outputs bf16 K256 segment fix sum": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
+        SEGMENT_FIX="sum"), 8, 2),
+    "two-pass outputs bf16 K256 segment fix product": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
+        SEGMENT_FIX="product"), 8, 2),
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
-        H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False), 4, 2),
+        H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
+        SEGMENT_FIX="sum"), 4, 2),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
@@ -567,9 +605,11 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
             sig[arg] = "constexpr"
         elif arg in float_args:
             sig[arg] = "fp32"
+        elif arg == "seg_init" and consts.get("SEGMENT_FIX") == "product":  # in the span states' dtype
+            sig[arg] = "*" + dtype
         elif arg in pointers:
             sig[arg] = pointers[arg]
-        elif arg.startswith(("n_", "seg_len", "stride")) or arg == "T":
+        elif arg.startswith(("n_", "has_", "seg_len", "stride")) or arg == "T":
             sig[arg] = "i32"
         else:
             sig[arg] = "*" + dtype
@@ -577,6 +617,9 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
     src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
     try:
         out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
+        if out.metadata.shared > 227 * 1024:  # sm90's most per block: launching would fail
+            print("FAIL", name, "shared memory", out.metadata.shared, flush=True)
+            continue
         print("OK", name, len(out.asm["cubin"]), flush=True)
     except Exception as e:
         print("FAIL", name, type(e).__name__, str(e)[-2000:], flush=True)

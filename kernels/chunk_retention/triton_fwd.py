@@ -191,7 +191,19 @@ class TwoPassConfig:
     spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
     state pass at 64 tokens, 64 x 64, 4 warps: 128 registers. On the H200 (bench/issue13.py,
     2026-12-01) a 3-stage output pipeline was the fastest of the tilings tried: 0.950 ms at N64 x L512
-    (2 stages 1.028, BT 64 1.440, states every 256 1.160, state tile 32 x 64 1.450; fla 1.365)."""
+    (2 stages 1.028, BT 64 1.440, states every 256 1.160, state tile 32 x 64 1.450; fla 1.365).
+
+    segment_fix: how sequences cut into segments (a few long ones) get each segment's incoming
+    state: "product" / "sum", the output pass adds it (one state pass, _span_outputs_kernel), "off",
+    a second state pass from it. "product" is the default for its precision: with bf16 span states,
+    rounding only the states (float64 otherwise; bench/segment_fix_rounding.py, H8 K256 V512,
+    T16384, 4096-token segments) puts o 1.58e-3 from float64 for "product" and "off", 1.95e-3 for
+    "sum" (two roundings of a whole state); 2.29e-3 / 2.56e-3 with o rounded to bf16.
+    The output pass then runs segment_fix_stages deep: its third [K, BV] tile a stage does not fit
+    shared memory at 3 stages (triton 3.9's sm90 compile, K256 BV64: "product" 272 KB at 3 stages,
+    208 KB at 2; "sum" 288 / 192 KB; at BV 32, 3 stages: 168 / 176 KB; the limit is 227 KB). Not
+    yet timed on the H200 (bench/issue13.py compares them). pick_config reads STREAMRET_SEGMENT_FIX
+    (segment_fix_mode)."""
 
     BT: int = 128
     BV: int = 64
@@ -204,6 +216,19 @@ class TwoPassConfig:
     state_warps: int = 4
     state_stages: int = 2
     split_bf16: bool = True
+    segment_fix: str = "product"
+    segment_fix_stages: int = 2
+
+
+SEGMENT_FIXES = ("product", "sum", "off")
+
+
+def segment_fix_mode() -> str:
+    """STREAMRET_SEGMENT_FIX: `product` (default), `sum` or `off` (TwoPassConfig.segment_fix)."""
+    mode = os.environ.get("STREAMRET_SEGMENT_FIX", "product") or "product"
+    if mode not in SEGMENT_FIXES:
+        raise ValueError(f"STREAMRET_SEGMENT_FIX={mode!r}; use one of {SEGMENT_FIXES}")
+    return mode
 
 
 CHUNK_ALGOS = ("auto", "one_pass", "two_pass")
@@ -231,11 +256,13 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
     bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
     algo = chunk_algo()
     if algo == "two_pass" or (algo == "auto" and bk >= 256 and bt == 64 and dtype == torch.bfloat16):
+        fix = segment_fix_mode()
         if dtype == torch.float32:  # twice the bytes per tile
-            return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BT=32, state_BK=32, state_BV=32)
+            return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BT=32, state_BK=32, state_BV=32,
+                                 segment_fix=fix)
         if bt < 64:  # short sequences (forced two_pass): spans no longer than a sequence
-            return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt)
-        return TwoPassConfig()
+            return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt, segment_fix=fix)
+        return TwoPassConfig(segment_fix=fix)
     cfg = ChunkConfig(BT=bt, BV=max(16, min((16384 if bt == 16 else 8192) // bk, next_pow2(V))))
     if bk >= 256 and bt == 64:  # a deeper pipeline hides the longer q / k loads (H200, 2026-12-01 sweep:
         cfg = replace(cfg, num_stages=3)  # N64 x L512 1.42 ms against 1.62, B1 x T131072 5.90 against 7.05)

@@ -16,9 +16,12 @@ and each of the V / BV programs of a head recomputes q k^T. Here the work is spl
      repeat per V-block (the one-pass kernel and fla's output kernel do both).
 
 When the state pass's programs are too few to fill the GPU (a handful of long sequences), the
-sequences are cut into segments as in triton_fwd.py: the state pass runs per segment, once from zero
-for each segment's own final state, then (after a scan over segments) again from each segment's
-incoming state, storing the span states; the output pass is the same.
+sequences are cut into segments as in triton_fwd.py: the state pass runs once per segment, from
+zero, storing span states local to the segment and the segment's own final state; a scan over
+segments gives each segment's incoming state (float32) and the final states; the output pass adds
+the incoming state's part, g^(tokens from the segment's start to the span's) times it, to each
+span's state (TwoPassConfig.segment_fix; "off" runs the state pass a second time from the
+incoming states instead, storing true span states).
 
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
 intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
@@ -37,7 +40,7 @@ import triton
 import triton.language as tl
 
 from ..utils import next_pow2, num_sms
-from .triton_fwd import TwoPassConfig
+from .triton_fwd import SEGMENT_FIXES, TwoPassConfig
 
 
 @triton.jit
@@ -106,14 +109,30 @@ def _span_states_kernel(
 
 
 @triton.jit
+def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
+    """qc @ hc: in float32 for float16 / float32 inputs (their states are float32), else in bf16."""
+    if F32_STATE_DOT:
+        return tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
+    return tl.dot(qc, hc)
+
+
+@triton.jit
 def _span_outputs_kernel(
     q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+    seg_init, seg_len, n_seg, has_h0, SEGMENT_FIX: tl.constexpr,
 ):
     """One (virtual row block, head): BT rows of o. The row block's decayed scores against its
     span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
-    loop over V-blocks adds q times the span's stored state and the scores times the span's v."""
+    loop over V-blocks adds q times the span's stored state and the scores times the span's v.
+
+    SEGMENT_FIX ("sum" or "product"; "off": hs holds true states): hs holds states local to
+    seg_len-token segments (from zero at each segment's start), and the state entering the span is
+    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (float32, indexed as
+    the state pass's work items). "sum" adds the two tiles before the q S product (one rounding to
+    hs's dtype), "product" adds q times seg_init (given in hs's dtype) as a second product.
+    A sequence's first segment has no incoming state unless has_h0: its programs load nothing."""
     pid = tl.program_id(0)
     h = pid % H
     r = pid // H
@@ -156,14 +175,24 @@ def _span_outputs_kernel(
     hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
     v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
+    if SEGMENT_FIX != "off":
+        seg = i0 // seg_len
+        seg_decay = tl.exp(lg * (i0 - p0 - seg * seg_len).to(tl.float32))  # g^(span start - segment start)
+        # rows to load: none without an incoming state (a first segment without h0) or when g^n underflows
+        fix_rows = tl.where(((seg > 0) | (has_h0 != 0)) & (seg_decay > 0.0), K, 0)
+        m_fix = (ik < fix_rows)[:, None]
+        si_rows = seg_init + ((n * n_seg + seg).to(tl.int64) * H + h) * (K * V) + ik[:, None] * V
     for v0 in range(0, V, BV):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
         hc = tl.load(hs_rows + jv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
-        if F32_STATE_DOT:
-            oc = tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
-        else:
-            oc = tl.dot(qc, hc)
+        if SEGMENT_FIX == "sum":
+            sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
+            hc = (hc.to(tl.float32) + seg_decay * sc).to(hc.dtype)
+        oc = _q_state_product(qc, hc, F32_STATE_DOT)
+        if SEGMENT_FIX == "product":  # shared memory for a third tile in the pipeline, not registers
+            sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
+            oc += seg_decay * _q_state_product(qc, sc, F32_STATE_DOT)
         oc = oc * q_decay[:, None]
         vc = tl.load(v_rows + jv[None, :], mask=m_keys[:, None] & mv[None, :], other=0.0)
         oc = tl.dot(A_hi, vc, acc=oc, input_precision="ieee")
@@ -187,9 +216,10 @@ def chunk_retention_two_pass(
     rows of heads; cu int on q's device; lg float32; h0 float32 contiguous or None).
 
     segment_len: as in chunk_retention_triton (None: planned from the state pass's programs).
-    When sequences are cut, the state pass runs twice, as the one-pass kernel's segments do: each
-    segment's own final state from zero, a scan over segments (_segment_scan_kernel), then each
-    segment again from its incoming state, storing the span states."""
+    When sequences are cut, the state pass runs once per segment from zero, storing the span states
+    local to the segment and its own final state; a scan over segments (_segment_scan_kernel) gives
+    each segment's incoming state and the final states; the output pass adds the incoming state's
+    part (cfg.segment_fix; "off": the state pass runs again from each incoming state instead)."""
     from .triton_fwd import _segment_scan_kernel, plan_segment_len
 
     T, H, K = q.shape
@@ -200,6 +230,8 @@ def chunk_retention_two_pass(
     if SE < cfg.BT or SE != next_pow2(SE) or SE % cfg.state_BT:
         raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT} and a multiple of "
                          f"state_BT={cfg.state_BT}")
+    if cfg.segment_fix not in SEGMENT_FIXES:
+        raise ValueError(f"segment_fix={cfg.segment_fix!r}; use one of {SEGMENT_FIXES}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
     final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
     if T == 0:
@@ -217,6 +249,9 @@ def chunk_retention_two_pass(
     states = dict(H=H, K=K, V=V, BT=cfg.state_BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
                   num_warps=cfg.state_warps, num_stages=cfg.state_stages)
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
+    fix = cfg.segment_fix if segment_len else "off"
+    # the output pass's incoming states: none (hs holds true states), or per segment (float32)
+    seg_init, n_seg = final, 1
     if not segment_len:
         _span_states_kernel[(N * H * NSK * NSV,)](
             k, v, lg, final if h0 is None else h0, hs, final, cu, 0, 1, **strides,
@@ -229,7 +264,7 @@ def chunk_retention_two_pass(
         grid = (N * n_seg * H * NSK * NSV,)
         _span_states_kernel[grid](
             k, v, lg, local, hs, local, cu, segment_len, n_seg, **strides,
-            SEGMENTED=True, HAS_H0=False, STORE_SPANS=False, **states,
+            SEGMENTED=True, HAS_H0=False, STORE_SPANS=fix != "off", **states,
         )
         CK, CV = min(SK, 32), min(SV, 64)
         NCK, NCV = triton.cdiv(K, CK), triton.cdiv(V, CV)
@@ -237,10 +272,13 @@ def chunk_retention_two_pass(
             local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len, n_seg,
             H=H, K=K, V=V, BK=CK, BV=CV, NK=NCK, NV=NCV, HAS_H0=h0 is not None, num_warps=4,
         )
-        _span_states_kernel[grid](
-            k, v, lg, seg_init, hs, local, cu, segment_len, n_seg, **strides,
-            SEGMENTED=True, HAS_H0=True, STORE_SPANS=True, **states,
-        )
+        if fix == "off":
+            _span_states_kernel[grid](
+                k, v, lg, seg_init, hs, local, cu, segment_len, n_seg, **strides,
+                SEGMENTED=True, HAS_H0=True, STORE_SPANS=True, **states,
+            )
+        elif fix == "product":  # the second q S product's operand, as the span states are stored
+            seg_init = seg_init.to(hs_dtype)
     # virtual row block r belongs to the last sequence n with cu[n] // BT + n <= r (device ops, no sync)
     seqs = torch.arange(N, device=dev, dtype=torch.int64)
     blocks = torch.arange(T // cfg.BT + N, device=dev, dtype=torch.int64)
@@ -249,6 +287,7 @@ def chunk_retention_two_pass(
         q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        seg_init=seg_init, seg_len=segment_len, n_seg=n_seg, has_h0=int(h0 is not None), SEGMENT_FIX=fix,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
     )
     return o, final

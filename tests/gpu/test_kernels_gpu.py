@@ -124,6 +124,33 @@ def test_two_pass_segment_cuts_do_not_change_the_result(monkeypatch):
             assert rel_err(b, a) <= 1e-5, seg
 
 
+@pytest.mark.parametrize("lens,segment_len", [([32768], None), ([9000, 300, 4096 + 77, 0, 1, 20000], 4096)],
+                         ids=["B1 T32768 planned cuts", "ragged cut at 4096"])
+@pytest.mark.parametrize("with_state", [True, False])
+def test_two_pass_segment_fix_k256(lens, segment_len, with_state):
+    """The 1.3B heads in bf16 with sequences cut into segments: one state pass plus the incoming
+    states added by the output pass (sum, product) and the second state pass (off), against float64."""
+    from streamret_kernels.chunk_retention.triton_fwd import TwoPassConfig, chunk_retention_triton
+
+    H, K, V, T = 8, 256, 512, sum(lens)
+    g = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"segment fix {lens} {with_state}".encode()))
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
+    q = torch.randn(T, H, K, device="cuda", generator=g).to(torch.bfloat16)
+    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(torch.bfloat16)
+    v = torch.randn(T, H, V, device="cuda", generator=g).to(torch.bfloat16)
+    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g) if with_state else None
+    lg = retention_log_decays(H).cuda()
+    ro, rt = chunk_retention_reference(
+        q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=None if h0 is None else h0.double()
+    )
+    for fix in ("sum", "product", "off"):
+        with poisoned_allocations():
+            o, ht = chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, segment_len=segment_len,
+                                           config=TwoPassConfig(segment_fix=fix))
+        assert rel_err(o, ro) <= TOL[torch.bfloat16], fix
+        assert rel_err(ht, rt) <= TOL[torch.bfloat16], fix
+
+
 @pytest.mark.parametrize("dtype", list(TOL), ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("N,H,K,V", [(1, 8, 128, 256), (4096, 8, 128, 256), (64, 8, 256, 512), (512, 16, 64, 128)])
 @pytest.mark.parametrize("inplace", [False, True])
