@@ -85,17 +85,14 @@ def kernel_variants(case: str) -> dict[str, ChunkConfig | TwoPassConfig]:
     new = pick_config(K, V, torch.bfloat16, 512.0)
     assert isinstance(new, TwoPassConfig), new
     variants = {
-        f"two-pass, default ({new.segment_fix})": new,
+        f"two-pass, default ({new.segment_fix}, BV{new.segment_fix_BV} {new.segment_fix_stages} st.)": new,
         "two state passes (old)": replace(new, segment_fix="off"),
     }
-    if KERNEL_CASES[case][0] == "long":
+    if KERNEL_CASES[case][0] == "long":  # (product at BV 64 / 2 stages needs 240 KB of shared memory on triton 3.6)
         variants |= {
-            "one pass + product": replace(new, segment_fix="product"),
-            "one pass + sum": replace(new, segment_fix="sum"),
-            "one pass + product, BV32 3 st.": replace(new, segment_fix="product", BV=32, segment_fix_stages=3),
-            "one pass + sum, BV32 3 st.": replace(new, segment_fix="sum", BV=32, segment_fix_stages=3),
+            "one pass + sum, BV32 3 st.": replace(new, segment_fix="sum", segment_fix_BV=32, segment_fix_stages=3),
+            "one pass + sum, BV64 2 st.": replace(new, segment_fix="sum", segment_fix_BV=64, segment_fix_stages=2),
         }
-        variants.pop(f"one pass + {new.segment_fix}")  # the default
     if TILINGS:
         os.environ["STREAMRET_CHUNK_ALGO"] = "one_pass"
         variants["one-pass"] = pick_config(K, V, torch.bfloat16, 512.0)
@@ -231,7 +228,7 @@ def precompile(workers: int) -> None:
     variants here are a dozen kernels of tens of seconds each at K256."""
     tasks = [("ours", case, name) for case in KERNEL_CASES for name in kernel_variants(case)]
     tasks += [("ours fresh", "B1xT32768", name) for name, cfg in kernel_variants("B1xT32768").items()
-              if cfg.BV == 64 and cfg.segment_fix in MODEL_PATHS.values()]
+              if cfg.segment_fix_BV == TwoPassConfig.segment_fix_BV and cfg.segment_fix in MODEL_PATHS.values()]
     if importlib.util.find_spec("fla") is not None:
         tasks += [("fla", None, arg) for arg in ("varlen", "batch")]
     t0 = time.perf_counter()

@@ -567,11 +567,11 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
         SEGMENT_FIX="off"), 8, 3),
     "two-pass outputs bf16 K256 segment fix sum": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="sum"), 8, 2),
+        H=8, K=256, V=512, BT=128, BK=256, BV=32, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
+        SEGMENT_FIX="sum"), 8, 3),
     "two-pass outputs bf16 K256 segment fix product": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="product"), 8, 2),
+        H=8, K=256, V=512, BT=128, BK=256, BV=32, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
+        SEGMENT_FIX="product"), 8, 3),
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
         SEGMENT_FIX="sum"), 4, 2),

@@ -199,11 +199,12 @@ class TwoPassConfig:
     rounding only the states (float64 otherwise; bench/segment_fix_rounding.py, H8 K256 V512,
     T16384, 4096-token segments) puts o 1.58e-3 from float64 for "product" and "off", 1.95e-3 for
     "sum" (two roundings of a whole state); 2.29e-3 / 2.56e-3 with o rounded to bf16.
-    The output pass then runs segment_fix_stages deep: its third [K, BV] tile a stage does not fit
-    shared memory at 3 stages (triton 3.9's sm90 compile, K256 BV64: "product" 272 KB at 3 stages,
-    208 KB at 2; "sum" 288 / 192 KB; at BV 32, 3 stages: 168 / 176 KB; the limit is 227 KB). Not
-    yet timed on the H200 (bench/issue13.py compares them). pick_config reads STREAMRET_SEGMENT_FIX
-    (segment_fix_mode)."""
+    With a fix the output pass runs at segment_fix_BV and segment_fix_stages: its third [K, BV]
+    tile a stage needs shared memory (sm90, K256: "product" at BV 64 needs 272 KB at 3 stages, 208 KB
+    at 2 on triton 3.9 and 240 KB at 2 on triton 3.6, past the 227 KB limit; at BV 32, 3 stages 168
+    KB). On the H200 (bench/issue13.py, 2026-12-02, B1 x T32768): "product" at BV 32 / 3 stages
+    1.107 ms, "sum" there 1.170, "sum" at BV 64 / 2 stages 1.251, two state passes ("off") 1.216,
+    fla 1.287. pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
 
     BT: int = 128
     BV: int = 64
@@ -217,7 +218,8 @@ class TwoPassConfig:
     state_stages: int = 2
     split_bf16: bool = True
     segment_fix: str = "product"
-    segment_fix_stages: int = 2
+    segment_fix_BV: int = 32
+    segment_fix_stages: int = 3
 
 
 SEGMENT_FIXES = ("product", "sum", "off")

@@ -285,7 +285,8 @@ def chunk_retention_two_pass(
     seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
     _span_outputs_kernel[(blocks.numel() * H,)](
         q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
-        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
+        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)),
+        BV=min(cfg.BV if fix == "off" else cfg.segment_fix_BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         seg_init=seg_init, seg_len=segment_len, n_seg=n_seg, has_h0=int(h0 is not None), SEGMENT_FIX=fix,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
