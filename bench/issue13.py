@@ -1,6 +1,6 @@
 """Issue 13, the K256 / V512 layout, in one GPU run: the two-pass chunk kernel (triton_two_pass.py)
 on a long sequence cut into segments, with one state pass and the segments' incoming states added
-by the output pass (TwoPassConfig.segment_fix "product" / "sum") against two state passes ("off"),
+by the output pass (TwoPassConfig.segment_fix "product") against two state passes ("off"),
 beside fla; then the fla-hub 1.3B layout forward at B1 x T32768 each way (STREAMRET_SEGMENT_FIX)
 against fla's RetNetModel. N64 x L512 (no cuts) shows the unchanged path. --tilings adds the
 one-pass kernel and the two-pass tilings measured on 2026-12-01 (bench/RESULTS.md).
@@ -51,7 +51,6 @@ TARGET = {"x_fla": 1.3, "of_floor": 0.40}  # issue 13, N64 x L512
 MODEL_PATHS = {  # name: STREAMRET_SEGMENT_FIX (the two-pass chunk kernel, rotary in place)
     "two state passes": "off",
     "one state pass + product": "product",
-    "one state pass + sum": "sum",
 }
 SECTION_TIMEOUT_S = {"kernel": 120, "model": 100}
 TILINGS = os.environ.get("ISSUE13_TILINGS") == "1"  # --tilings (an environment variable: child processes see it)
@@ -88,11 +87,8 @@ def kernel_variants(case: str) -> dict[str, ChunkConfig | TwoPassConfig]:
         f"two-pass, default ({new.segment_fix}, BV{new.segment_fix_BV} {new.segment_fix_stages} st.)": new,
         "two state passes (old)": replace(new, segment_fix="off"),
     }
-    if KERNEL_CASES[case][0] == "long":  # (product at BV 64 / 2 stages needs 240 KB of shared memory on triton 3.6)
-        variants |= {
-            "one pass + sum, BV32 3 st.": replace(new, segment_fix="sum", segment_fix_BV=32, segment_fix_stages=3),
-            "one pass + sum, BV64 2 st.": replace(new, segment_fix="sum", segment_fix_BV=64, segment_fix_stages=2),
-        }
+    if KERNEL_CASES[case][0] == "long":  # at BV 64 the fix needs 2 stages (240 KB of shared memory on triton 3.6)
+        variants["one pass + product, BV64 2 st."] = replace(new, segment_fix_BV=64, segment_fix_stages=2)
     if TILINGS:
         os.environ["STREAMRET_CHUNK_ALGO"] = "one_pass"
         variants["one-pass"] = pick_config(K, V, torch.bfloat16, 512.0)

@@ -255,13 +255,13 @@ def test_chunk_two_pass_fused_columns_and_extreme_decays(fwd, dtype):
 
 
 @interpreted
-@pytest.mark.parametrize("segment_fix", ["sum", "product", "off"])
+@pytest.mark.parametrize("segment_fix", ["product", "off"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # float16: float32 states, as float32
 @pytest.mark.parametrize("with_state", [True, False])
 def test_chunk_two_pass_segments_from_one_state_pass(fwd, segment_fix, dtype, with_state):
     """Sequences cut into 128-token segments (two 64-token spans of two 32-row blocks each): span
-    states local to each segment plus the incoming state's part, added by the output pass (sum /
-    product), and the second state pass (off). Lengths: shorter than a segment, ending mid-span,
+    states local to each segment plus the incoming state's part, added by the output pass
+    (product), and the second state pass (off). Lengths: shorter than a segment, ending mid-span,
     exactly a segment, empty, several segments; a slow head (segments carry most of the state) and a
     fast one (the incoming state's factor underflows inside a segment: nothing to load)."""
     cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_every=64, segment_fix=segment_fix)))
@@ -276,7 +276,7 @@ def test_segment_fix_switch(fwd, monkeypatch):
     monkeypatch.setenv("STREAMRET_SEGMENT_FIX", "off")
     assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).segment_fix == "off"
     monkeypatch.setenv("STREAMRET_SEGMENT_FIX", "1")
-    with pytest.raises(ValueError, match="sum"):
+    with pytest.raises(ValueError, match="product"):
         fwd.pick_config(256, 512, torch.bfloat16, 512.0)
     q, k, v, cu, h0 = make_inputs([40], 1, 16, 16, torch.float32, seed=18)
     with pytest.raises(ValueError, match="segment_fix='twice'"):
@@ -566,15 +566,12 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
         SEGMENT_FIX="off"), 8, 3),
-    "two-pass outputs bf16 K256 segment fix sum": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=128, BK=256, BV=32, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="sum"), 8, 3),
     "two-pass outputs bf16 K256 segment fix product": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=32, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
         SEGMENT_FIX="product"), 8, 3),
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
-        SEGMENT_FIX="sum"), 4, 2),
+        SEGMENT_FIX="product"), 4, 2),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),

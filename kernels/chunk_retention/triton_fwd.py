@@ -194,17 +194,18 @@ class TwoPassConfig:
     (2 stages 1.028, BT 64 1.440, states every 256 1.160, state tile 32 x 64 1.450; fla 1.365).
 
     segment_fix: how sequences cut into segments (a few long ones) get each segment's incoming
-    state: "product" / "sum", the output pass adds it (one state pass, _span_outputs_kernel), "off",
-    a second state pass from it. "product" is the default for its precision: with bf16 span states,
-    rounding only the states (float64 otherwise; bench/segment_fix_rounding.py, H8 K256 V512,
-    T16384, 4096-token segments) puts o 1.58e-3 from float64 for "product" and "off", 1.95e-3 for
-    "sum" (two roundings of a whole state); 2.29e-3 / 2.56e-3 with o rounded to bf16.
+    state: "product", the output pass adds q times it as a second product (one state pass,
+    _span_outputs_kernel), "off", a second state pass from it. Adding it to each span's stored state
+    instead (one product) rounds a whole state twice: bench/segment_fix_rounding.py, H8 K256 V512,
+    T16384, 4096-token segments, puts o 1.95e-3 from float64 that way against 1.58e-3 for "product"
+    and "off" (states rounded only); on the H200 that variant measured 3.06e-3 against float64, past
+    the 3e-3 bound of the kernel tests, and slower (1.156 against 1.126 ms at B1 x T32768), and was
+    removed (2026-12-02).
     With a fix the output pass runs at segment_fix_BV and segment_fix_stages: its third [K, BV]
     tile a stage needs shared memory (sm90, K256: "product" at BV 64 needs 272 KB at 3 stages, 208 KB
     at 2 on triton 3.9 and 240 KB at 2 on triton 3.6, past the 227 KB limit; at BV 32, 3 stages 168
     KB). On the H200 (bench/issue13.py, 2026-12-02, B1 x T32768): "product" at BV 32 / 3 stages
-    1.107 ms, "sum" there 1.170, "sum" at BV 64 / 2 stages 1.251, two state passes ("off") 1.216,
-    fla 1.287. pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
+    1.107 ms, two state passes ("off") 1.216, fla 1.287. pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
 
     BT: int = 128
     BV: int = 64
@@ -222,11 +223,11 @@ class TwoPassConfig:
     segment_fix_stages: int = 3
 
 
-SEGMENT_FIXES = ("product", "sum", "off")
+SEGMENT_FIXES = ("product", "off")
 
 
 def segment_fix_mode() -> str:
-    """STREAMRET_SEGMENT_FIX: `product` (default), `sum` or `off` (TwoPassConfig.segment_fix)."""
+    """STREAMRET_SEGMENT_FIX: `product` (default) or `off` (TwoPassConfig.segment_fix)."""
     mode = os.environ.get("STREAMRET_SEGMENT_FIX", "product") or "product"
     if mode not in SEGMENT_FIXES:
         raise ValueError(f"STREAMRET_SEGMENT_FIX={mode!r}; use one of {SEGMENT_FIXES}")

@@ -127,11 +127,10 @@ def _span_outputs_kernel(
     span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
     loop over V-blocks adds q times the span's stored state and the scores times the span's v.
 
-    SEGMENT_FIX ("sum" or "product"; "off": hs holds true states): hs holds states local to
-    seg_len-token segments (from zero at each segment's start), and the state entering the span is
-    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (float32, indexed as
-    the state pass's work items). "sum" adds the two tiles before the q S product (one rounding to
-    hs's dtype), "product" adds q times seg_init (given in hs's dtype) as a second product.
+    SEGMENT_FIX ("product"; "off": hs holds true states): hs holds states local to seg_len-token
+    segments (from zero at each segment's start), and the state entering the span is
+    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (indexed as the state
+    pass's work items, in hs's dtype): q times seg_init is added as a second product.
     A sequence's first segment has no incoming state unless has_h0: its programs load nothing."""
     pid = tl.program_id(0)
     h = pid % H
@@ -186,9 +185,6 @@ def _span_outputs_kernel(
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
         hc = tl.load(hs_rows + jv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
-        if SEGMENT_FIX == "sum":
-            sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
-            hc = (hc.to(tl.float32) + seg_decay * sc).to(hc.dtype)
         oc = _q_state_product(qc, hc, F32_STATE_DOT)
         if SEGMENT_FIX == "product":  # shared memory for a third tile in the pipeline, not registers
             sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
