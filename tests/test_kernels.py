@@ -572,6 +572,9 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
         SEGMENT_FIX="product"), 4, 2),
+    "two-pass outputs fp16 K128 segment fix": (_TWO_PASS, "_span_outputs_kernel", "fp16", dict(
+        H=8, K=128, V=256, BT=128, BK=128, BV=32, STATE_EVERY=128, F32_STATE_DOT=True, SPLIT=False,
+        SEGMENT_FIX="product"), 8, 3),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
@@ -602,6 +605,8 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
             sig[arg] = "constexpr"
         elif arg in float_args:
             sig[arg] = "fp32"
+        elif arg in ("hs", "seg_init") and consts.get("F32_STATE_DOT"):  # float32 span states (fp16 / fp32 inputs)
+            sig[arg] = "*fp32"
         elif arg == "seg_init" and consts.get("SEGMENT_FIX") == "product":  # in the span states' dtype
             sig[arg] = "*" + dtype
         elif arg in pointers:

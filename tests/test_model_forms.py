@@ -107,3 +107,19 @@ def test_bad_input_is_named() -> None:
         m(torch.tensor([1, 2, 3]), cu_seqlens=torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="state holds"):
         m(torch.tensor([1, 2]), state=m.init_state(2))
+
+
+def test_the_fused_layout_under_autocast_without_autograd():
+    """The fused layers add their residuals in place only outside autocast, which does not cast an in-place
+    op's operands (the distiller evaluates a float32 model under bf16 autocast with no gradients)."""
+    from streamret.model.retnet import RetNetConfig, build_random
+
+    cfg = RetNetConfig(n_heads=2, head_k_dim=16, head_v_dim=32, d_model=64, ffn_dim=96, n_layers=2)
+    model = build_random(cfg, seed=7)
+    ids = torch.randint(0, cfg.vocab_size, (40,), generator=torch.Generator().manual_seed(1))
+    cu = torch.tensor([0, 20, 40])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            out, _ = model(ids, cu_seqlens=cu, mode="parallel", fused=True)
+        ref, _ = model(ids, cu_seqlens=cu, mode="parallel", fused=True)
+    assert torch.allclose(out.float(), ref.float().detach(), atol=1e-6, rtol=0)

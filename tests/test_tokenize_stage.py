@@ -191,3 +191,24 @@ def test_what_waits_is_split_between_the_threads_that_wait_for_work():
     stage.close()
     assert sorted(tok.calls) == [2, 2]
     assert sorted(it.stream_id for it, _ in got) == ["s0", "s1", "s2", "s3"]
+
+
+def test_chunks_accepted_as_the_stage_closes_fail_as_resendable():
+    """A shutdown that closes the tokenize stage between a chunk's acceptance and its hand-over: the chunk's
+    Future fails with Unavailable (resend), the caller gets no error of the stage's own."""
+    import pytest
+
+    from streamret.errors import Unavailable
+
+    model = build_random(RetNetConfig(), seed=3).eval()
+    with Engine(LoadedModel(model, ByteTokenizer(), "bytes")) as e:
+        e.append("s", 1, "first chunk. ")
+        e._tokenize.close()  # as shutdown() does, here just before the hand-over
+        single = e.submit_append("s", 2, "second chunk. ")
+        many = e.submit_appends([("t", 1, "one. ", False, False, None), ("t", 2, "two. ", False, False, None)])
+        for future in [single, *many]:
+            with pytest.raises(Unavailable, match="resend"):
+                future.result(30)
+        assert e.info("s").applied_seq == 1
+        stream = e.store.streams["s"]
+        assert stream.accepted_seq == 1 and not stream.pending  # the text front taken back: seq 2 may come again

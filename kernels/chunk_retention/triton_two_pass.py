@@ -111,9 +111,11 @@ def _span_states_kernel(
 @triton.jit
 def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
     """qc @ hc: in float32 for float16 / float32 inputs (their states are float32), else in bf16."""
-    if F32_STATE_DOT:
-        return tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
-    return tl.dot(qc, hc)
+    if F32_STATE_DOT:  # (an else: Triton compiles a statement after a return inside a constexpr if)
+        out = tl.dot(qc.to(tl.float32), hc, input_precision="ieee")
+    else:
+        out = tl.dot(qc, hc)
+    return out
 
 
 @triton.jit

@@ -28,6 +28,7 @@ from ..errors import (
     ResourceExhausted,
     SeqGap,
     TooBusy,
+    Unavailable,
 )
 from ..model.spec import LoadedModel, load_model
 from .at_exit import shut_down_at_exit
@@ -39,7 +40,7 @@ from .scheduler import WorkItem
 from .segments import Segment, select_summary
 from .state_store import Prefetched
 from .stream import Stream
-from .tokenize_stage import TokenizeStage
+from .tokenize_stage import StageClosed, TokenizeStage
 
 SUMMARY_MODES = ("extractive", "generative")
 
@@ -278,7 +279,7 @@ class Engine(EngineCore):
         with self._lock:
             future, item = self._accept(chunk)
         if item is not None:  # (to the tokenize stage once the lock is let go: the step loop may be waiting for it)
-            self._tokenize.submit(item)
+            self._hand_over([item])
         return future
 
     def submit_appends(self, calls: Sequence[tuple]) -> list[Future | Exception]:
@@ -316,8 +317,19 @@ class Engine(EngineCore):
                 if item is not None:
                     items.append(item)
         if items:
-            self._tokenize.submit_many(items)
+            self._hand_over(items)
         return out
+
+    def _hand_over(self, items: list[WorkItem]) -> None:
+        """Accepted items to the tokenize stage, the engine lock let go. A shutdown between the two closes the
+        stage: the items then fail as a failed tokenization fails them (resendable, their streams' text fronts
+        taken back), rather than the caller getting the stage's error for chunks it was told were accepted."""
+        try:
+            self._tokenize.submit_many(items)
+        except StageClosed:
+            self.intake.tokenized([(item, Unavailable(
+                f"the engine shut down before this chunk of stream {item.stream_id!r} was applied; resend it from "
+                "the stream's durable_seq + 1 once the server is back")) for item in items])
 
     def _prepared(self, stream_id: str, seq: int, data: bytes | str, flush: bool, durable: bool, group: str | None,
                   before: _Chunk | None = None) -> _Chunk:
@@ -393,7 +405,7 @@ class Engine(EngineCore):
             self._check_running()
             stream = self._resident(stream_id, prefetched)
             item = self.intake.accept(stream, None, b"", flush=flush, close=close)
-        self._tokenize.submit(item)
+        self._hand_over([item])
         return item.future
 
     # ------------------------------------------------------------------------------------------

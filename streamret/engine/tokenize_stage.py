@@ -70,6 +70,10 @@ def _encode(tokenizer: Tokenizer, items: Sequence[WorkItem]) -> tuple[np.ndarray
 Deliver = Callable[[list[tuple[WorkItem, Tokenized | BaseException]]], None]
 
 
+class StageClosed(RuntimeError):
+    """Items handed to a tokenize stage that was closed (the engine shut down after accepting them)."""
+
+
 class TokenizeStage:
     """Threads that tokenize submitted items in batches and hand each batch's results to `deliver`
     (called on a stage thread, never with the stage's lock held)."""
@@ -103,7 +107,7 @@ class TokenizeStage:
         """Queue items, in order, with one take of the stage's lock (called after the engine lock is let go)."""
         with self._cv:
             if self._closing:
-                raise RuntimeError("the tokenize stage is closed")
+                raise StageClosed("the tokenize stage is closed")
             self._queue.extend(items)
             self._queued_bytes += sum(item.nbytes for item in items)
             self._cv.notify()

@@ -552,8 +552,10 @@ class _Bounds:
 def add_matmul(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """residual + x @ weight^T in one matmul. Without autograd the sum goes into residual itself:
     torch.addmm would first copy residual into a new tensor (a device copy of the whole residual
-    stream per call), while addmm_ hands it to the matmul as its accumulator."""
-    if torch.is_grad_enabled():
+    stream per call), while addmm_ hands it to the matmul as its accumulator. Autocast does not cast
+    the operands of an in-place op (distill.py evaluates under bf16 autocast without autograd), so
+    there, as with autograd, the copy stays."""
+    if torch.is_grad_enabled() or torch.is_autocast_enabled(residual.device.type):
         return torch.addmm(residual, x, weight.t())
     return residual.addmm_(x, weight.t())
 
