@@ -50,7 +50,7 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
     items = [item("a", "one ", "two"), item("b", "three"), item("c", "four ", "five ", "six")]
     with stage._cv:  # held: the three wait, and the thread then takes them together
         for it in items:
-            stage.submit(it)
+            stage.submit_many([it])
     assert done.wait(30)
     stage.close()
     assert tok.calls == [3]  # the three items in one call (bytes: an item's pieces as one text)
@@ -79,7 +79,7 @@ def test_close_tokenizes_what_is_queued_then_ends_the_threads():
     got = []
     stage = TokenizeStage(ByteTokenizer(), 260, got.extend, threads=2)
     for i in range(50):
-        stage.submit(item(f"s{i}", "some text "))
+        stage.submit_many([item(f"s{i}", "some text ")])
     stage.close()
     assert len(got) == 50 and all(isinstance(r, Tokenized) for _, r in got)
     assert not any(t.is_alive() for t in stage._threads)
@@ -184,7 +184,7 @@ def test_what_waits_is_split_between_the_threads_that_wait_for_work():
         with stage._cv:
             if stage._idle == 2:
                 for k in range(4):
-                    stage.submit(item(f"s{k}", "same size"))
+                    stage.submit_many([item(f"s{k}", "same size")])
                 break
         threading.Event().wait(0.01)
     assert done.wait(30)

@@ -275,7 +275,7 @@ def chunk_retention_two_pass(
                 k, v, lg, seg_init, hs, local, cu, segment_len, n_seg, **strides,
                 SEGMENTED=True, HAS_H0=True, STORE_SPANS=True, **states,
             )
-        elif fix == "product":  # the second q S product's operand, as the span states are stored
+        else:  # "product": the second q S product's operand, as the span states are stored
             seg_init = seg_init.to(hs_dtype)
     # virtual row block r belongs to the last sequence n with cu[n] // BT + n <= r (device ops, no sync)
     seqs = torch.arange(N, device=dev, dtype=torch.int64)

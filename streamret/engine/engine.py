@@ -275,12 +275,10 @@ class Engine(EngineCore):
         SeqGap (a chunk is missing), TooBusy (queues full: retry shortly). A stream that does not
         exist yet is created.
         """
-        chunk = self._prepared(stream_id, seq, data, flush, durable, group)
-        with self._lock:
-            future, item = self._accept(chunk)
-        if item is not None:  # (to the tokenize stage once the lock is let go: the step loop may be waiting for it)
-            self._hand_over([item])
-        return future
+        (outcome,) = self.submit_appends([(stream_id, seq, data, flush, durable, group)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def submit_appends(self, calls: Sequence[tuple]) -> list[Future | Exception]:
         """submit_append for many chunks, the engine lock taken once for all of them: `calls` holds each one's
@@ -288,8 +286,8 @@ class Engine(EngineCore):
         submit_append would have raised for it. Each chunk's text is cut into pieces before the lock, a stream's
         next chunk from the cut of the one before it; the accepted chunks go to the tokenize stage together, once
         the lock is let go. An engine process hands over each batch of chunks that came through a connection
-        this way (shards.py): with six front processes, each a connection whose thread took the lock once per
-        chunk, the step loop waited 8.1 ms of a 34 ms step for it on the H200 (bench/RESULTS.md)."""
+        this way (shards.py), one lock take a batch instead of one a chunk (with six front processes the step
+        loop's wait for the lock stayed at 8 ms a step on the H200 all the same: bench/RESULTS.md, session 8)."""
         prepared: list[_Chunk | Exception] = []
         last: dict[str, _Chunk] = {}  # each stream's chunk before, in this batch
         for stream_id, seq, data, flush, durable, group in calls:

@@ -100,9 +100,6 @@ class TokenizeStage:
         for t in self._threads:
             t.start()
 
-    def submit(self, item: WorkItem) -> None:
-        self.submit_many([item])
-
     def submit_many(self, items: Sequence[WorkItem]) -> None:
         """Queue items, in order, with one take of the stage's lock (called after the engine lock is let go)."""
         with self._cv:

@@ -285,17 +285,16 @@ class _WordCache:
         words = list(map(str.split, pieces))
         return self.encode_units(words, np.zeros(len(words), dtype=bool))
 
-    def _keep(self, name: str, fresh: dict[str, tuple[int, ...]]) -> None:
-        """Add fresh entries of at most max_word_chars characters to the cache `name` ("_words" or "_parts"),
-        which starts over first if they would take it past a bound."""
+    def _keep(self, table: _IdTable, fresh: dict[str, tuple[int, ...]]) -> _IdTable:
+        """`table` with fresh entries of at most max_word_chars characters added, or a new table holding only
+        them when they would take it past a bound (another thread may still read the old one: it stays whole)."""
         kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
         size = sum(map(len, kept.values()))
-        table = getattr(self, name)
         if len(table.ids) + len(kept) > self.max_words or table.size + size > 4 * self.max_words:
             table = _IdTable()
-            setattr(self, name, table)  # another thread may still read the old one: it stays whole
         table.ids.update(kept)
         table.size += size
+        return table
 
     def encode_units(self, units: list, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per piece either its words (given[k] False) or its ids (given[k] True): (ids, piece ends)."""
@@ -306,7 +305,7 @@ class _WordCache:
         except KeyError:
             new = set(words).difference(ids)
             fresh = self._encode_new(list(new))
-            self._keep("_words", fresh)
+            self._words = self._keep(self._words, fresh)
             found = [fresh[w] if w in fresh else ids[w] for w in words]
         if given.any():  # the given pieces' ids as units of their own, in place
             found_iter = iter(found)
@@ -335,7 +334,7 @@ class _WordCache:
         if new:
             encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
             fresh = {w: tuple(e.ids) for w, e in zip(new, encoded)}
-            self._keep("_parts", fresh)
+            self._parts = self._keep(self._parts, fresh)
         known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be ())
         return {w: known[ps[0]] if len(ps) == 1 else tuple(itertools.chain.from_iterable(map(known.__getitem__, ps)))
                 for w, ps in zip(words, parts_of)}
