@@ -8,7 +8,7 @@ from .backend import default_backend, retention_log_decays
 from .chunk_retention import chunk_retention, chunk_retention_reference
 from .gated_norm import gated_rms_norm
 from .recurrent_step import recurrent_retention_step, recurrent_retention_step_reference
-from .rms_norm import rms_norm
+from .rms_norm import inv_rms, rms_norm
 from .rotary import apply_rotary
 from .segment_sum import segment_sum
 from .swiglu import swiglu
@@ -19,6 +19,7 @@ __all__ = [
     "chunk_retention_reference",
     "default_backend",
     "gated_rms_norm",
+    "inv_rms",
     "recurrent_retention_step",
     "recurrent_retention_step_reference",
     "retention_log_decays",

@@ -12,8 +12,8 @@ from ..utils import check_inputs, next_pow2
 
 @triton.jit
 def _gated_norm_kernel(
-    o, g, w, y, n_rows, stride_gt, stride_gh, eps, H: tl.constexpr, V: tl.constexpr, BV: tl.constexpr,
-    BR: tl.constexpr,
+    o, g, w, y, g_scale, n_rows, stride_gt, stride_gh, stride_s, eps, H: tl.constexpr, V: tl.constexpr,
+    BV: tl.constexpr, BR: tl.constexpr, HAS_SCALE: tl.constexpr,
 ):
     rows = tl.program_id(0) * BR + tl.arange(0, BR)  # row = token * H + head; o and y are [rows, V]
     cols = tl.arange(0, BV)
@@ -23,24 +23,34 @@ def _gated_norm_kernel(
     ov = tl.load(o + r64[:, None] * V + cols[None, :], mask=m, other=0.0).to(tl.float32)
     g_off = (r64 // H) * stride_gt + (rows % H) * stride_gh
     gv = tl.load(g + g_off[:, None] + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    if HAS_SCALE:
+        gv = gv * tl.load(g_scale + (r64 // H) * stride_s, mask=rows < n_rows, other=0.0)[:, None]
     wv = tl.load(w + cols, mask=mc, other=0.0).to(tl.float32)
     r = 1.0 / tl.sqrt(tl.sum(ov * ov, axis=1) / V + eps)
     out = ov * r[:, None] * wv[None, :] * (gv / (1.0 + tl.exp(-gv)))
     tl.store(y + r64[:, None] * V + cols[None, :], out.to(y.dtype.element_ty), mask=m)
 
 
-def gated_rms_norm_triton(o: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+def gated_rms_norm_triton(
+    o: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, eps: float, g_scale: torch.Tensor | None = None,
+    *, rows_per_program: int | None = None, num_warps: int = 4,
+) -> torch.Tensor:
+    """g_scale: None or [T] float32 (any stride). rows_per_program (a power of two; default: about
+    4096 elements a program) and num_warps: the tiling (benchmarks sweep them)."""
     check_inputs(o, g=g)
     T, H, V = o.shape
     o = o.contiguous()
     if g.stride(-1) != 1:
         g = g.contiguous()
+    if g_scale is not None:
+        g_scale = g_scale.to(device=o.device, dtype=torch.float32)
     y = torch.empty_like(o)
     if T * H:
         BV = next_pow2(V)
-        BR = max(1, 4096 // BV)
+        BR = rows_per_program or max(1, 4096 // BV)
         _gated_norm_kernel[(triton.cdiv(T * H, BR),)](
-            o, g, weight.contiguous(), y, T * H, g.stride(0), g.stride(1), float(eps), H=H, V=V, BV=BV, BR=BR,
-            num_warps=4,
+            o, g, weight.contiguous(), y, o if g_scale is None else g_scale, T * H, g.stride(0), g.stride(1),
+            0 if g_scale is None else g_scale.stride(0), float(eps), H=H, V=V, BV=BV, BR=BR,
+            HAS_SCALE=g_scale is not None, num_warps=num_warps,
         )
     return y

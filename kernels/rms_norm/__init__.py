@@ -1,11 +1,11 @@
-"""RMSNorm over the last dimension, with its weight."""
+"""RMSNorm over the last dimension, with its weight; or its per-row factor alone."""
 
 from __future__ import annotations
 
 import torch
 
 from ..backend import check_backend
-from .reference import rms_norm_reference
+from .reference import inv_rms_reference, rms_norm_reference
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, *, backend: str | None = None) -> torch.Tensor:
@@ -17,3 +17,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, *, backend: str 
 
         return rms_norm_triton(x, weight, eps)
     return rms_norm_reference(x, weight, eps)
+
+
+def inv_rms(x: torch.Tensor, eps: float, *, backend: str | None = None) -> torch.Tensor:
+    """RMSNorm's per-row factor 1 / sqrt(mean(x^2) + eps) of x [..., D]: float32 [...] (float64 for
+    float64 x). rms_norm(x, w) equals (x * w) scaled by it row by row, so a norm feeding a linear
+    layer folds its weight into the layer's and leaves only this factor to apply to the output."""
+    if check_backend(backend, x) == "triton":
+        from .triton_norm import inv_rms_triton
+
+        return inv_rms_triton(x, eps)
+    return inv_rms_reference(x, eps)

@@ -9,9 +9,11 @@ from .reference import rotary_reference
 
 
 def apply_rotary(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, inplace: bool = False, backend: str | None = None
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, inplace: bool = False,
+    row_scale: torch.Tensor | None = None, backend: str | None = None,
 ) -> torch.Tensor:
-    """Rotate x [T, H, D] (D even; any strides with unit stride along D) by cos, sin [T, D/2].
+    """Rotate x [T, H, D] (D even; any strides with unit stride along D) by cos, sin [T, D/2], and
+    multiply each token's rows by row_scale [T] when given.
 
     Returns a new tensor in x's dtype, or x itself rotated in place when inplace.
     """
@@ -20,9 +22,12 @@ def apply_rotary(
     want = (x.shape[0], x.shape[-1] // 2)
     if tuple(cos.shape) != want or tuple(sin.shape) != want:
         raise ValueError(f"cos and sin must be [T, D/2]={list(want)}, got {tuple(cos.shape)} and {tuple(sin.shape)}")
+    if row_scale is not None and tuple(row_scale.shape) != (x.shape[0],):
+        raise ValueError(f"row_scale must be [T]=[{x.shape[0]}], got {tuple(row_scale.shape)}")
     if check_backend(backend, x) == "triton" and x.stride(-1) == 1:
         from .triton_rotary import rotary_triton
 
-        return rotary_triton(x, cos, sin, x if inplace else torch.empty_like(x, memory_format=torch.contiguous_format))
-    y = rotary_reference(x, cos, sin)
+        out = x if inplace else torch.empty_like(x, memory_format=torch.contiguous_format)
+        return rotary_triton(x, cos, sin, out, row_scale)
+    y = rotary_reference(x, cos, sin, row_scale)
     return x.copy_(y) if inplace else y

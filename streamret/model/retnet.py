@@ -30,6 +30,7 @@ from streamret_kernels import (
     apply_rotary,
     chunk_retention,
     gated_rms_norm,
+    inv_rms,
     recurrent_retention_step,
     retention_log_decays,
     rms_norm,
@@ -259,15 +260,27 @@ class MultiScaleRetention(nn.Module):
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bounds: _Bounds,
         cu_seqlens: torch.Tensor, state: torch.Tensor | None, mode: str, chunk_size: int, residual: torch.Tensor | None,
+        norm: RMSNorm | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Retention of x [T, d]; with `residual` (the fused path), returns residual + the output."""
+        """Retention of x [T, d]; with `residual` (the fused path), returns residual + the output.
+
+        norm (fused path only): x is not normalised yet; norm's weight is folded into the packed
+        projection and each token's 1/rms (r) applied after it: r to q (in rotary) and to the gate
+        (in the gated norm), r^2 to k, which stands for k's r and v's (retention is linear in each
+        key-value pair's k v^T), so v comes out of the matmul untouched."""
         T = x.shape[0]
         H, K, V = self.cfg.n_heads, self.cfg.head_k_dim, self.cfg.head_v_dim
+        r = None
         if residual is not None:  # one matmul for q, k, v, g
-            qkvg = F.linear(x, packed_weight(self.q_proj, self.k_proj, self.v_proj, self.g_proj))
-            if compact_qk(K):  # rotary writes q and k out as contiguous [T, H, K] tensors
-                q = apply_rotary(qkvg[:, : H * K].view(T, H, K), cos, sin)
-                k = apply_rotary(qkvg[:, H * K : 2 * H * K].view(T, H, K), cos, sin)
+            if norm is not None:
+                r = inv_rms(x, norm.eps)
+            qkvg = F.linear(x, packed_weight(self.q_proj, self.k_proj, self.v_proj, self.g_proj,
+                                             scale=None if norm is None else norm.weight))
+            compact = compact_qk(K)
+            if compact or r is not None:  # rotary on q and k apart (their scales differ), in place or out
+                q = apply_rotary(qkvg[:, : H * K].view(T, H, K), cos, sin, inplace=not compact, row_scale=r)
+                k = apply_rotary(qkvg[:, H * K : 2 * H * K].view(T, H, K), cos, sin, inplace=not compact,
+                                 row_scale=None if r is None else r * r)
             else:  # rotary in place on the q and k columns, which the chunk kernel reads there
                 qk = apply_rotary(qkvg[:, : 2 * H * K].view(T, 2 * H, K), cos, sin, inplace=True)
                 q, k = qk[:, :H], qk[:, H:]
@@ -290,13 +303,25 @@ class MultiScaleRetention(nn.Module):
             )
         else:
             o, state = recurrent_retention(q, k, v, self.log_decay, bounds(), state, scale)
-        o = gated_rms_norm(o, g, self.g_norm.weight, self.g_norm.eps).reshape(T, H * V)
+        o = gated_rms_norm(o, g, self.g_norm.weight, self.g_norm.eps, g_scale=r).reshape(T, H * V)
         if residual is not None:
             return add_matmul(residual, o, self.o_proj.weight), state
         return self.o_proj(o), state
 
 
 QK_LAYOUTS = ("auto", "inplace", "compact")
+NORM_FOLDS = ("on", "off")
+
+
+def fold_norms() -> bool:
+    """Whether the fused layer folds each pre-norm's weight into the packed projection after it and
+    applies only the per-token 1/rms to the projection's outputs (in rotary, the gated norm and
+    SwiGLU, which read them anyway): the norm's write and read of the normalised activations go.
+    STREAMRET_NORM_FOLD: `on` (default) or `off` (an RMSNorm kernel before each projection)."""
+    fold = os.environ.get("STREAMRET_NORM_FOLD", "on") or "on"
+    if fold not in NORM_FOLDS:
+        raise ValueError(f"STREAMRET_NORM_FOLD={fold!r}; use one of {NORM_FOLDS}")
+    return fold == "on"
 
 
 def compact_qk(head_k_dim: int) -> bool:
@@ -335,13 +360,18 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
         self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """SwiGLU MLP of x [T, d]; with `residual` (the fused path), returns residual + the output."""
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None, norm: RMSNorm | None = None
+    ) -> torch.Tensor:
+        """SwiGLU MLP of x [T, d]; with `residual` (the fused path), returns residual + the output.
+        norm (fused path only): x is not normalised yet; norm's weight is folded into the packed
+        gate and up projection and each token's 1/rms applied inside SwiGLU."""
         if residual is None:
             return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
         F_ = self.gate_proj.out_features
-        gate_up = F.linear(x, packed_weight(self.gate_proj, self.up_proj))
-        return add_matmul(residual, swiglu(gate_up[:, :F_], gate_up[:, F_:]), self.down_proj.weight)
+        r = None if norm is None else inv_rms(x, norm.eps)
+        gate_up = F.linear(x, packed_weight(self.gate_proj, self.up_proj, scale=None if norm is None else norm.weight))
+        return add_matmul(residual, swiglu(gate_up[:, :F_], gate_up[:, F_:], row_scale=r), self.down_proj.weight)
 
 
 class Block(nn.Module):
@@ -353,6 +383,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, bounds, cu_seqlens, state, mode, chunk_size, fused: bool):
+        if fused and fold_norms():  # norms folded into the projections, residual adds inside the output matmuls
+            x, state = self.attn(x, cos, sin, bounds, cu_seqlens, state, mode, chunk_size, x, self.attn_norm)
+            return self.mlp(x, x, self.mlp_norm), state
         if fused:  # residual adds inside the output matmuls
             x, state = self.attn(self.attn_norm(x), cos, sin, bounds, cu_seqlens, state, mode, chunk_size, x)
             return self.mlp(self.mlp_norm(x), x), state
@@ -560,16 +593,21 @@ def add_matmul(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) ->
     return residual.addmm_(x, weight.t())
 
 
-def packed_weight(*linears: nn.Linear) -> torch.Tensor:
-    """The weights of `linears` stacked by rows, for one matmul in place of several. Built once and
-    kept on the first module; built again when any weight is replaced, moved or written to (its
-    data pointer or version changes)."""
-    # weights made under inference_mode have no version counter: for them only the pointer counts
-    key = tuple((w.data_ptr(), 0 if w.is_inference() else w._version) for w in (lin.weight for lin in linears))
+def packed_weight(*linears: nn.Linear, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The weights of `linears` stacked by rows, for one matmul in place of several; with `scale`
+    [in_features] (a norm's weight folded in), each input column multiplied by it (in float32,
+    rounded once). Built once and kept on the first module; built again when any weight or the
+    scale is replaced, moved or written to (its data pointer or version changes)."""
+    tensors = [lin.weight for lin in linears] + ([] if scale is None else [scale])
+    # tensors made under inference_mode have no version counter: for them only the pointer counts
+    key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors) + (scale is None,)
     cached = getattr(linears[0], "_packed_weight", None)
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            cached = (key, torch.cat([lin.weight.detach() for lin in linears]))
+            w = torch.cat([lin.weight.detach() for lin in linears])
+            if scale is not None:
+                w = (w.float() * scale.detach().float()[None, :]).to(w.dtype)
+            cached = (key, w)
         linears[0]._packed_weight = cached
     return cached[1]
 
