@@ -403,8 +403,27 @@ def test_rms_norm(dtype, D):
 
 @interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_inv_rms_is_the_norms_factor(dtype):
+    """The factor alone, and (x * w) scaled by it row by row is the norm: what folding a norm's
+    weight into the next projection relies on."""
+    from streamret_kernels.rms_norm import inv_rms, inv_rms_reference, rms_norm_reference
+
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(3, 37, 384, generator=g) * 3).to(dtype)
+    w = torch.randn(384, generator=g).to(dtype)
+    with poisoned_allocations():
+        r = inv_rms(x, 1e-6, backend="triton")
+    ref = inv_rms_reference(x.double(), 1e-6)
+    assert r.dtype == torch.float32 and r.shape == (3, 37)
+    assert rel_err(r, ref) <= 1e-6
+    assert rel_err(x.double() * w.double() * ref[..., None], rms_norm_reference(x.double(), w.double(), 1e-6)) <= 1e-12
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("inplace", [False, True])
-def test_rotary_on_fused_columns(dtype, inplace):
+@pytest.mark.parametrize("scaled", [False, True])
+def test_rotary_on_fused_columns(dtype, inplace, scaled):
     from streamret_kernels.rotary import apply_rotary, rotary_reference
 
     T, H, K = 29, 3, 16
@@ -412,9 +431,13 @@ def test_rotary_on_fused_columns(dtype, inplace):
     x = qk.view(T, 2 * H, K)  # row stride 2HK + 40: q and k heads of a fused projection
     angles = torch.rand(T, K // 2, dtype=torch.float64) * 1e3
     cos, sin = torch.cos(angles).float(), torch.sin(angles).float()
-    ref = rotary_reference(x.double(), cos.double(), sin.double())
+    # a strided per-token scale (a column of a wider tensor), spanning orders of magnitude
+    r = torch.logspace(-2, 2, 2 * T, dtype=torch.float32).view(T, 2)[:, 1] if scaled else None
+    ref = rotary_reference(x.double(), cos.double(), sin.double(), None if r is None else r.double())
+    if scaled:
+        assert rel_err(ref, rotary_reference(x.double(), cos.double(), sin.double())) > 0.5  # the scale matters
     untouched = _.clone()
-    y = apply_rotary(x, cos, sin, inplace=inplace, backend="triton")
+    y = apply_rotary(x, cos, sin, inplace=inplace, row_scale=r, backend="triton")
     assert (y is x) == inplace and y.dtype == dtype
     assert rel_err(y, ref) <= TOL[dtype]
     assert torch.equal(_, untouched), "columns beside q and k were written"
@@ -422,7 +445,8 @@ def test_rotary_on_fused_columns(dtype, inplace):
 
 @interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gated_norm_with_strided_gate(dtype):
+@pytest.mark.parametrize("scaled", [False, True])
+def test_gated_norm_with_strided_gate(dtype, scaled):
     from streamret_kernels.gated_norm import gated_rms_norm, gated_rms_norm_reference
 
     T, H, V = 23, 3, 24
@@ -431,23 +455,31 @@ def test_gated_norm_with_strided_gate(dtype):
     _, gate = fused_buffer(T, [32, H * V], dtype, seed=4)
     gate = gate.view(T, H, V)
     w = torch.randn(V, generator=g).to(dtype)
+    r = torch.rand(T, generator=g) * 4 if scaled else None
     with poisoned_allocations():
-        y = gated_rms_norm(o, gate, w, 1e-6, backend="triton")
-    ref = gated_rms_norm_reference(o.double(), gate.double(), w.double(), 1e-6)
+        y = gated_rms_norm(o, gate, w, 1e-6, g_scale=r, backend="triton")
+    ref = gated_rms_norm_reference(o.double(), gate.double(), w.double(), 1e-6, None if r is None else r.double())
+    if scaled:
+        assert rel_err(ref, gated_rms_norm_reference(o.double(), gate.double(), w.double(), 1e-6)) > 0.1
     assert y.dtype == dtype and y.shape == o.shape
     assert rel_err(y, ref) <= TOL[dtype]
 
 
 @interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_swiglu_on_fused_columns(dtype):
+@pytest.mark.parametrize("scaled", [False, True])
+def test_swiglu_on_fused_columns(dtype, scaled):
     from streamret_kernels.swiglu import swiglu, swiglu_reference
 
     gate, up = fused_buffer(31, [40, 40], dtype, seed=5)
+    r = torch.rand(31, generator=torch.Generator().manual_seed(6)) * 4 if scaled else None
     with poisoned_allocations():
-        y = swiglu(gate, up, backend="triton")
+        y = swiglu(gate, up, row_scale=r, backend="triton")
     assert y.dtype == dtype and y.shape == gate.shape and y.is_contiguous()
-    assert rel_err(y, swiglu_reference(gate.double(), up.double())) <= TOL[dtype]
+    ref = swiglu_reference(gate.double(), up.double(), None if r is None else r.double())
+    assert rel_err(y, ref) <= TOL[dtype]
+    if scaled:
+        assert rel_err(ref, swiglu_reference(gate.double(), up.double())) > 0.1
 
 
 @interpreted
@@ -487,17 +519,23 @@ def test_chunk_reads_q_k_v_from_fused_columns(fwd, dtype):
 @interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("qk_layout", ["inplace", "compact"])
-def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout):
+@pytest.mark.parametrize("fold", ["on", "off"])
+def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout, fold):
     """The inference layout (packed projections, residual adds in the matmuls, every Triton op)
     computes the model of the plain PyTorch layers, with rotary in place on the projection's q and
-    k columns or writing them out contiguous."""
-    from streamret.model.retnet import RetNetConfig, build_random, compact_qk
+    k columns or writing them out contiguous, with the norms folded into the projections or not."""
+    from streamret.model.retnet import RetNetConfig, build_random, compact_qk, fold_norms
 
     monkeypatch.setenv("STREAMRET_QK_LAYOUT", qk_layout)
-    assert compact_qk(16) == (qk_layout == "compact")
+    monkeypatch.setenv("STREAMRET_NORM_FOLD", fold)
+    assert compact_qk(16) == (qk_layout == "compact") and fold_norms() == (fold == "on")
 
     cfg = RetNetConfig(n_heads=2, head_k_dim=16, head_v_dim=32, d_model=64, ffn_dim=96, n_layers=2)
     model = build_random(cfg, seed=7).to(dtype)
+    with torch.no_grad():  # norm weights away from 1, or folding them in would change nothing
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(torch.linspace(0.5, 2.0, p.numel()).to(dtype))
     ids = torch.randint(0, cfg.vocab_size, (90,), generator=torch.Generator().manual_seed(8))
     cu = torch.tensor([0, 20, 20, 90])
     # streams that go on from a state (fresh ones start from no state tensors at all)
@@ -505,6 +543,7 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout)
     cu2 = torch.tensor([0, 10, 45, 50])
     with torch.no_grad():
         ref_model = build_random(cfg, seed=7).double()
+        ref_model.load_state_dict(model.state_dict())
         ref, ref_state = ref_model(ids, cu_seqlens=cu, fused=False)
         ref2, ref_state2 = ref_model(ids2, cu_seqlens=cu2, state=ref_state, fused=False)
         monkeypatch.setenv("STREAMRET_KERNEL_BACKEND", "triton")
@@ -523,6 +562,18 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout)
     assert rel_err(out2, ref2) <= tol
     for a, b in zip(state2.layers, ref_state2.layers, strict=True):
         assert rel_err(a, b) <= tol
+
+
+def test_norm_fold_switch(monkeypatch):
+    from streamret.model.retnet import fold_norms
+
+    monkeypatch.delenv("STREAMRET_NORM_FOLD", raising=False)
+    assert fold_norms()
+    monkeypatch.setenv("STREAMRET_NORM_FOLD", "off")
+    assert not fold_norms()
+    monkeypatch.setenv("STREAMRET_NORM_FOLD", "yes")
+    with pytest.raises(ValueError, match="STREAMRET_NORM_FOLD='yes'"):
+        fold_norms()
 
 
 def test_qk_layout_switch(monkeypatch):
@@ -577,17 +628,26 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         SEGMENT_FIX="product"), 8, 3),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
-    "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(D=2048, BD=2048, BR=2), 4, 1),
-    "rotary K256": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(H=16, HALF=128, BH=128, BR=16), 4, 1),
+    "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(
+        D=2048, BD=2048, BR=2, FACTOR_ONLY=False), 4, 1),
+    "inv rms d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(
+        D=2048, BD=2048, BR=2, FACTOR_ONLY=True), 4, 1),
+    "rotary K256": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(
+        H=16, HALF=128, BH=128, BR=16, HAS_SCALE=False), 4, 1),
+    "rotary K256 scaled": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(
+        H=8, HALF=128, BH=128, BR=16, HAS_SCALE=True), 4, 1),
     "gated norm V512": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
-        H=8, V=512, BV=512, BR=8), 4, 1),
-    "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024), 4, 1),
+        H=8, V=512, BV=512, BR=8, HAS_SCALE=False), 4, 1),
+    "gated norm V512 scaled": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
+        H=8, V=512, BV=512, BR=8, HAS_SCALE=True), 4, 1),
+    "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024, HAS_SCALE=False), 4, 1),
+    "swiglu scaled": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024, HAS_SCALE=True), 4, 1),
     "segment sum": ("segment_sum.triton_segment_sum", "_segment_sum_kernel", "bf16", dict(D=384, BT=128, BD=128), 4, 1),
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
 POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "seq_of_block": "*i32", "sums": "*fp64"} | {
-    name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin")}
+    name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin", "row_scale", "g_scale")}
 FLOAT_ARGS = {"scale", "eps"}
 
 SM90_SCRIPT = """
@@ -606,6 +666,8 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
         elif arg in float_args:
             sig[arg] = "fp32"
         elif arg in ("hs", "seg_init") and consts.get("F32_STATE_DOT"):  # float32 span states (fp16 / fp32 inputs)
+            sig[arg] = "*fp32"
+        elif arg in ("w", "y") and consts.get("FACTOR_ONLY"):  # inv_rms: float32 factors out, no weight
             sig[arg] = "*fp32"
         elif arg == "seg_init" and consts.get("SEGMENT_FIX") == "product":  # in the span states' dtype
             sig[arg] = "*" + dtype
