@@ -14,7 +14,9 @@ All three agree to float32 rounding and take and return the same per-stream `Ret
 The elementwise work (RMSNorm, rotary, the gated norm, SwiGLU) goes through `streamret_kernels` ops:
 Triton on a GPU, their PyTorch references on the CPU and wherever autograd needs a backward. The
 inference path on a GPU (`fused`) also runs q, k, v, g as one projection and gate, up as another,
-with the residual adds inside the output matmuls, so a layer is ten kernels.
+with the residual adds inside the output matmuls; each pre-norm's weight is folded into the packed
+projection after it, so the norm shrinks to one 1/rms per token that rotary, the gated norm and
+SwiGLU apply to the projection's outputs as they read them (`fold_norms`).
 """
 
 from __future__ import annotations
@@ -430,13 +432,14 @@ class RetNet(nn.Module):
             attn.log_decay = retention_log_decays(self.config.n_heads, self.config.decays).to(self.device)
         return self
 
-    def init_weights(self, seed: int = 0, std: float = 0.02) -> RetNet:
-        """Deterministic random weights (same seed, same config -> same weights on any machine)."""
+    def init_weights(self, seed: int = 0, std: float = 0.02, norm_spread: float = 0.0) -> RetNet:
+        """Deterministic random weights (same seed, same config -> same weights on any machine).
+        Norm weights are 1, or uniform in 1 +- norm_spread (tests of code that folds them elsewhere)."""
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if name.endswith("norm.weight"):
-                    p.fill_(1.0)
+                if name.endswith("norm.weight"):  # (no draw at norm_spread 0: the other weights stay as they were)
+                    p.copy_(1.0 + norm_spread * (2 * torch.rand(p.shape, generator=gen) - 1) if norm_spread else 1.0)
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
         return self
@@ -636,7 +639,7 @@ def get_preset(name: str) -> RetNetConfig:
     return PRESETS[name]
 
 
-def build_random(preset_or_config: str | RetNetConfig, seed: int = 0) -> RetNet:
-    """A RetNet with deterministic random weights (for tests and benchmarks)."""
+def build_random(preset_or_config: str | RetNetConfig, seed: int = 0, norm_spread: float = 0.0) -> RetNet:
+    """A RetNet with deterministic random weights (for tests and benchmarks; norm_spread: see init_weights)."""
     cfg = get_preset(preset_or_config) if isinstance(preset_or_config, str) else preset_or_config
-    return RetNet(cfg).init_weights(seed, std=1.0 / math.sqrt(cfg.d_model))
+    return RetNet(cfg).init_weights(seed, std=1.0 / math.sqrt(cfg.d_model), norm_spread=norm_spread)
