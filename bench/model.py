@@ -9,7 +9,8 @@ else $OUT, else .). Sections:
   check    the fused inference path against the same model in float64 on the CPU-free reference
            layers (fresh random weights and ids, poisoned allocations), bf16 and float32
   model    forward time of ours (fused, and the plain layers for comparison) and of fla's
-           RetNetModel at the same layout: `small` and fla-hub 1.3B, B64 x T512 and B1 x T32768
+           RetNetModel at the same layout: `small` and fla-hub 1.3B, B64 x T512 and B1 x T32768,
+           as medians of --rounds alternating rounds (ours, fla, ...); --ab VAR=a,b adds an A/B
   default  the bundled default model's packed forward (tokens/s) against an all-MiniLM-L6-v2-
            shaped BERT (random weights, fp16, SDPA, T256)
   graph    the default model's packed forward through GraphedForward (CUDA graphs per bucket of
@@ -119,8 +120,14 @@ def fla_model(cfg: RetNetConfig):
     return RetNetModel(fcfg).cuda().to(torch.bfloat16).eval()
 
 
-def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b")) -> list[dict]:
+def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b"), rounds: int = 3,
+                  ab: tuple[str, list[str]] | None = None) -> list[dict]:
+    """Ours (fused; the plain layers once) against fla's RetNetModel, measured in `rounds` alternating
+    rounds (ours, fla, ours, fla, ...): the GPU's clocks drift by a few percent within a call, and
+    two figures taken a minute apart compare that drift as much as the models. ab = (VAR, [values]):
+    ours once per value of environment variable VAR in every round (an A/B inside one run)."""
     rows = []
+    variants = [(ab[0], v) for v in ab[1]] if ab else [(None, None)]
     for preset in presets:
         cfg = PRESETS[preset]
         ours = build_random(cfg).cuda().to(torch.bfloat16)
@@ -131,19 +138,38 @@ def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b")) -> list[dict
             print(f"fla not importable ({e}); ours only", flush=True)
         for B, T in MODEL_SHAPES:
             ids = random_ids(B, T, cfg.vocab_size, seed=B)
-            row = dict(model=preset, B=B, T=T)
-            row["ours_ms"] = median_ms(lambda m=ours, i=ids: ours_forward(m, i))
+            row = dict(model=preset, B=B, T=T, rounds=rounds)
+            runs: dict[str, list[float]] = {}
+
+            def run_fla(m=fla, i=ids):
+                with torch.inference_mode():
+                    return m(input_ids=i, use_cache=False).last_hidden_state
+
+            for _ in range(rounds):
+                for var, value in variants:
+                    if var:
+                        os.environ[var] = value
+                    runs.setdefault("ours" if var is None else f"ours {var}={value}", []).append(
+                        median_ms(lambda m=ours, i=ids: ours_forward(m, i)))
+                if fla is not None:
+                    runs.setdefault("fla", []).append(median_ms(run_fla))
+            if ab:
+                os.environ.pop(ab[0], None)
             row["ours_plain_ms"] = median_ms(lambda m=ours, i=ids: ours_forward(m, i, fused=False), rep=50)
+            row["runs_ms"] = runs
+            med = {name: sorted(v)[len(v) // 2] for name, v in runs.items()}
+            ours_name = next(n for n in runs if n.startswith("ours"))  # the first variant is "ours"
+            row["ours_ms"] = med[ours_name]
             if fla is not None:
-                def run_fla(m=fla, i=ids):
-                    with torch.inference_mode():
-                        return m(input_ids=i, use_cache=False).last_hidden_state
-                row["fla_ms"] = median_ms(run_fla)
-                row["x_fla"] = row["fla_ms"] / row["ours_ms"]
+                row["fla_ms"] = med["fla"]
+                row["x_fla"] = med["fla"] / row["ours_ms"]
+                row["x_fla_by_round"] = [f / o for f, o in zip(runs["fla"], runs[ours_name], strict=True)]
+                row["x_fla_variants"] = {n: med["fla"] / m for n, m in med.items() if n.startswith("ours")}
             rows.append(row)
-            print(f"model {preset:9s} B{B:<3d} T{T:<6d} ours {row['ours_ms']:8.3f} ms (plain layers "
-                  f"{row['ours_plain_ms']:8.3f})  fla {row.get('fla_ms', float('nan')):8.3f} ms  "
-                  f"x fla {row.get('x_fla', float('nan')):.2f}", flush=True)
+            print(f"model {preset:9s} B{B:<3d} T{T:<6d} " + "  ".join(
+                f"{n} {m:8.3f} ms" + (f" (x fla {med['fla'] / m:.3f})" if fla is not None and n != "fla" else "")
+                for n, m in med.items()) + f"  plain layers {row['ours_plain_ms']:.3f} ms; rounds: "
+                + " ".join(f"{x:.3f}" for x in row.get("x_fla_by_round", [])), flush=True)
         ours = fla = None
         torch.cuda.empty_cache()
     return rows
@@ -276,8 +302,10 @@ def summary(report: dict) -> str:
                      f" {'ok' if r['ok'] else 'FAIL'}")
     for r in report.get("model", []):
         lines.append(f"model   {r['model']:9s} B{r['B']:<3d} T{r['T']:<6d} ours {r['ours_ms']:8.2f} ms  "
-                     f"fla {r.get('fla_ms', float('nan')):8.2f} ms  x fla {r.get('x_fla', float('nan')):.2f}  "
-                     f"(plain layers {r['ours_plain_ms']:.2f} ms)")
+                     f"fla {r.get('fla_ms', float('nan')):8.2f} ms  x fla {r.get('x_fla', float('nan')):.3f}  "
+                     f"(plain layers {r['ours_plain_ms']:.2f} ms; medians of {r['rounds']} alternating rounds)")
+        for name, x in r.get("x_fla_variants", {}).items():
+            lines.append(f"          {name:40s} x fla {x:.3f}")
     for r in report.get("default", []):
         lines.append(f"default {r['model'][:20]:20s} B{r['B']:<3d} T{r['T']:<6d} "
                      f"{r['tokens_per_s'] / 1e6:6.2f} M tok/s")
@@ -294,6 +322,10 @@ def main() -> None:
     ap.add_argument("--kernel-args", default="--layouts H8K256V512 H8K128V256 H16K64V128 --shapes N64xL512 "
                     "N256xL128 B1xT131072", help="arguments for bench/kernels.py")
     ap.add_argument("--presets", default="small,fla-1.3b", help="the model section's layouts")
+    ap.add_argument("--rounds", type=int, default=3, help="the model section's alternating rounds (ours, fla)")
+    ap.add_argument("--ab", default="", help="the model section times ours once per value of an environment "
+                    "variable in every round, e.g. STREAMRET_NORM_FOLD=on,off (the first value is the figure "
+                    "the summary reports)")
     ap.add_argument("--profile-long", action="store_true",
                     help="the profile section also profiles ours and fla's at the 1.3B layout, B1 x T32768")
     args = ap.parse_args()
@@ -322,7 +354,13 @@ def main() -> None:
         elif name == "parity":
             report[name] = run_child(["bench/fla_parity.py"], args.out, "fla_parity.json")
         elif name == "model":
-            report[name] = section_model(tuple(p for p in args.presets.split(",") if p))
+            ab = None
+            if args.ab:
+                var, _, values = args.ab.partition("=")
+                ab = (var, [v for v in values.split(",") if v])
+                if not var or not ab[1]:
+                    sys.exit(f"--ab {args.ab!r}: give VAR=value1,value2")
+            report[name] = section_model(tuple(p for p in args.presets.split(",") if p), args.rounds, ab)
         else:
             report[name] = globals()[f"section_{name}"]()
         print(f"[{name}: {time.time() - t0:.0f} s]", flush=True)
