@@ -432,12 +432,15 @@ def test_rotary_on_fused_columns(dtype, inplace, scaled):
     angles = torch.rand(T, K // 2, dtype=torch.float64) * 1e3
     cos, sin = torch.cos(angles).float(), torch.sin(angles).float()
     # a strided per-token scale (a column of a wider tensor), spanning orders of magnitude
-    r = torch.logspace(-2, 2, 2 * T, dtype=torch.float32).view(T, 2)[:, 1] if scaled else None
-    ref = rotary_reference(x.double(), cos.double(), sin.double(), None if r is None else r.double())
+    r = torch.logspace(-1, 1, 2 * T, dtype=torch.float32).view(T, 2)[:, 1] if scaled else None
+    tail = H if scaled else 0  # the k heads take the scale squared
+    ref = rotary_reference(x.double(), cos.double(), sin.double(), None if r is None else r.double(), tail)
     if scaled:
-        assert rel_err(ref, rotary_reference(x.double(), cos.double(), sin.double())) > 0.5  # the scale matters
+        plain = rotary_reference(x.double(), cos.double(), sin.double())
+        assert rel_err(ref[:, :H], plain[:, :H] * r.double()[:, None, None]) < 1e-12
+        assert rel_err(ref[:, H:], plain[:, H:] * r.double().square()[:, None, None]) < 1e-12
     untouched = _.clone()
-    y = apply_rotary(x, cos, sin, inplace=inplace, row_scale=r, backend="triton")
+    y = apply_rotary(x, cos, sin, inplace=inplace, row_scale=r, squared_tail=tail, backend="triton")
     assert (y is x) == inplace and y.dtype == dtype
     assert rel_err(y, ref) <= TOL[dtype]
     assert torch.equal(_, untouched), "columns beside q and k were written"
@@ -628,9 +631,9 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "inv rms d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(
         D=2048, BD=2048, BR=2, FACTOR_ONLY=True), 4, 1),
     "rotary K256": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(
-        H=16, HALF=128, BH=128, BR=16, HAS_SCALE=False), 4, 1),
+        H=16, HALF=128, BH=128, BR=16, HAS_SCALE=False, SQUARED_FROM=16), 4, 1),
     "rotary K256 scaled": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(
-        H=8, HALF=128, BH=128, BR=16, HAS_SCALE=True), 4, 1),
+        H=16, HALF=128, BH=128, BR=16, HAS_SCALE=True, SQUARED_FROM=8), 4, 1),
     "gated norm V512": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
         H=8, V=512, BV=512, BR=8, HAS_SCALE=False), 4, 1),
     "gated norm V512 scaled": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(

@@ -19,6 +19,7 @@ from ..utils import check_inputs, next_pow2
 def _rotary_kernel(
     x, y, cos, sin, row_scale, n_rows, stride_xt, stride_xh, stride_yt, stride_yh, stride_s,
     H: tl.constexpr, HALF: tl.constexpr, BH: tl.constexpr, BR: tl.constexpr, HAS_SCALE: tl.constexpr,
+    SQUARED_FROM: tl.constexpr,
 ):
     rows = tl.program_id(0) * BR + tl.arange(0, BR)  # row = token * H + head
     cols = tl.arange(0, BH)
@@ -31,7 +32,8 @@ def _rotary_kernel(
     c = tl.load(cos + cs, mask=m, other=0.0)
     s = tl.load(sin + cs, mask=m, other=0.0)
     if HAS_SCALE:  # the token's scale folded into its angle's cos and sin
-        r = tl.load(row_scale + t * stride_s, mask=rows < n_rows, other=0.0)[:, None]
+        r = tl.load(row_scale + t * stride_s, mask=rows < n_rows, other=0.0)
+        r = tl.where(hd >= SQUARED_FROM, r * r, r)[:, None]
         c = c * r
         s = s * r
     x1 = tl.load(xp, mask=m, other=0.0).to(tl.float32)
@@ -42,11 +44,12 @@ def _rotary_kernel(
 
 def rotary_triton(
     x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor, row_scale: torch.Tensor | None = None,
-    *, rows_per_program: int | None = None, num_warps: int = 4,
+    squared_tail: int = 0, *, rows_per_program: int | None = None, num_warps: int = 4,
 ) -> torch.Tensor:
     """x, out [T, H, D] with unit stride along D (out may be x); cos, sin [T, D/2] float32;
-    row_scale: None or [T] float32 (any stride). rows_per_program (a power of two; default: about
-    2048 elements a program) and num_warps: the tiling (benchmarks sweep them)."""
+    row_scale: None or [T] float32 (any stride); the last squared_tail heads take it squared.
+    rows_per_program (a power of two; default: about 2048 elements a program) and num_warps: the
+    tiling (benchmarks sweep them)."""
     check_inputs(x, out=out)
     T, H, D = x.shape
     if x.stride(-1) != 1 or out.stride(-1) != 1:
@@ -62,6 +65,7 @@ def rotary_triton(
         _rotary_kernel[(triton.cdiv(T * H, BR),)](
             x, out, cos, sin, cos if row_scale is None else row_scale, T * H, x.stride(0), x.stride(1),
             out.stride(0), out.stride(1), 0 if row_scale is None else row_scale.stride(0),
-            H=H, HALF=half, BH=BH, BR=BR, HAS_SCALE=row_scale is not None, num_warps=num_warps,
+            H=H, HALF=half, BH=BH, BR=BR, HAS_SCALE=row_scale is not None, SQUARED_FROM=H - squared_tail,
+            num_warps=num_warps,
         )
     return out

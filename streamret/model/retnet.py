@@ -278,13 +278,12 @@ class MultiScaleRetention(nn.Module):
                 r = inv_rms(x, norm.eps)
             qkvg = F.linear(x, packed_weight(self.q_proj, self.k_proj, self.v_proj, self.g_proj,
                                              scale=None if norm is None else norm.weight))
-            compact = compact_qk(K)
-            if compact or r is not None:  # rotary on q and k apart (their scales differ), in place or out
-                q = apply_rotary(qkvg[:, : H * K].view(T, H, K), cos, sin, inplace=not compact, row_scale=r)
-                k = apply_rotary(qkvg[:, H * K : 2 * H * K].view(T, H, K), cos, sin, inplace=not compact,
-                                 row_scale=None if r is None else r * r)
+            if compact_qk(K):  # rotary writes q and k out as contiguous [T, H, K] tensors
+                q = apply_rotary(qkvg[:, : H * K].view(T, H, K), cos, sin, row_scale=r)
+                k = apply_rotary(qkvg[:, H * K : 2 * H * K].view(T, H, K), cos, sin, row_scale=r, squared_tail=H)
             else:  # rotary in place on the q and k columns, which the chunk kernel reads there
-                qk = apply_rotary(qkvg[:, : 2 * H * K].view(T, 2 * H, K), cos, sin, inplace=True)
+                qk = apply_rotary(qkvg[:, : 2 * H * K].view(T, 2 * H, K), cos, sin, inplace=True, row_scale=r,
+                                  squared_tail=H)
                 q, k = qk[:, :H], qk[:, H:]
             v = qkvg[:, 2 * H * K : 2 * H * K + H * V].view(T, H, V)
             g = qkvg[:, 2 * H * K + H * V :].view(T, H, V)
