@@ -421,6 +421,8 @@ def tiles_case(kb, ceil: dict, rows: list[dict], c: dict, case: str, mode: str) 
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
             print(f"{tag} {name:36s} FAILED {row['error']}", flush=True)
             save(rows)
+            if "CUDA error" in str(e):  # the context is poisoned: every later variant would fail the same way
+                raise SystemExit(f"tiles section stopped at {case} {mode} {name}: {row['error']}") from e
             return
         save(rows)
         if "ms" not in row:
@@ -445,9 +447,9 @@ def tiles_case(kb, ceil: dict, rows: list[dict], c: dict, case: str, mode: str) 
         fastest = min(ours, key=lambda n: ours[n]["ms"])
         for name in dict.fromkeys(n for n in ("default", fastest) if n in ours):
             split = ours[name]["kernels_ms"] = kernel_split_ms(calls[name])
-            print(f"{tag} {name:36s} kernels (ms): "
-                  + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in split.items()),
-                  flush=True)
+            print(f"{tag} {name:36s} kernels (ms): " + ", ".join(
+                f"{kernel} {ms:.3f}" if isinstance(ms, float) else f"{kernel}: {ms}" for kernel, ms in split.items()),
+                flush=True)
         save(rows)
 
 
