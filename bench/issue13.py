@@ -23,7 +23,9 @@ parallel worker processes (Triton's disk cache; --workers 0 skips it). Each sect
 process (an illegal memory access poisons a CUDA context; here it costs one section). Correctness
 first, on fresh random data at the real shapes: every variant against the float64 PyTorch
 reference (all sequences). Timings are `triton.testing.do_bench` medians. Prints a short table
-last; every figure goes to DIR/issue13.json (DIR: --out, else $OUT, else .).
+last; every figure goes to DIR/issue13.json (DIR: --out, else $OUT, else .). --budget-s (470)
+bounds the whole run: the precompile stops early (what is left compiles when first run) and each
+section's timeout shrinks to what is left, down to its reserve (SECTION_RESERVE_S).
 """
 
 from __future__ import annotations
