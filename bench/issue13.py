@@ -81,7 +81,8 @@ SMOKE = os.environ.get("ISSUE13_SMOKE") == "1"  # --smoke, seen by child and wor
 # the tiles section: TwoPassConfig's default, then one knob at a time (the first entry of each list is the default)
 TILE_LAYOUT = [H, K, V]
 TILE_CASES = dict(KERNEL_CASES)
-TILE_MODES = ("fresh", "h0")  # initial_state None (the model's fresh streams), or one
+# initial_state None (the model's fresh streams), or one; ISSUE13_TILE_MODES=fresh (--tile-modes) times only the first
+TILE_MODES = tuple(os.environ.get("ISSUE13_TILE_MODES", "fresh,h0").split(","))
 STATE_TILES = [  # (state_BK, state_BV, state_warps, state_BT, state_stages): the [BK, BV] float32 state is
     # spread over warps * 32 threads (64 x 64 on 4 warps: 32 registers a thread; 128 x 128 on 8 warps: 64)
     (64, 64, 4, 64, 2), (64, 64, 4, 64, 3), (64, 64, 8, 64, 2), (64, 64, 4, 128, 2),
@@ -97,6 +98,10 @@ FIX_TILES = [  # (segment_fix_BV, segment_fix_stages, num_warps): the output pas
     (32, 3, 8), (32, 4, 8), (32, 2, 8), (16, 3, 8), (16, 4, 8), (64, 1, 8),
 ]
 TILE_SEGMENTS = (1024, 2048, 8192)  # forced segment lengths (None plans 4096 at B1 x T32768)
+NOCUT_STATE_TILES = [  # B1 x T32768 not cut (segment_len 0: the output pass needs no fix product), with
+    # state tiles small enough that one sequence's H * K/BK * V/BV programs fill the GPU (64 x 32: 512)
+    (64, 64, 4, 64, 3), (64, 32, 4, 64, 3), (64, 32, 4, 64, 4), (64, 32, 2, 64, 3), (64, 32, 4, 128, 3),
+]
 
 # the elementwise section: the fla-hub 1.3B layout's shapes at T = 32768 tokens, and calls a forward (24 layers)
 ELEM_SHAPE = dict(T=32768, d=2048, H=8, K=256, V=512, F=2816)
@@ -295,6 +300,9 @@ def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
                              f"fix BV{bv} {st}st {w}w")
         for seg in TILE_SEGMENTS:
             found.setdefault((base, seg), f"segment {seg}")
+        for bk, bv, w, bt, st in NOCUT_STATE_TILES:
+            cfg = replace(base, state_BK=bk, state_BV=bv, state_warps=w, state_BT=bt, state_stages=st)
+            found.setdefault((cfg, 0), f"nocut {bk}x{bv} {w}w BT{bt} {st}st")
     else:
         for bt, bv, w, st in OUT_TILES:
             found.setdefault((replace(base, BT=bt, BV=bv, num_warps=w, num_stages=st), None),
@@ -779,6 +787,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=470.0,
                     help="wall-clock budget of the whole run: precompile stops early and sections get less time")
     ap.add_argument("--tilings", action="store_true", help="also the one-pass kernel and the 2026-12-01 tilings")
+    ap.add_argument("--tile-modes", default="", help="the tiles section's modes: fresh,h0 (default) or fresh")
     ap.add_argument("--smoke", action="store_true", help="tiles / elementwise on the CPU interpreter, tiny shapes")
     ap.add_argument("--child", choices=SECTIONS, help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
@@ -798,6 +807,12 @@ def main() -> None:
     bad = set(sections) - set(SECTIONS)
     if bad:
         raise SystemExit(f"unknown sections {sorted(bad)}; pick from {SECTIONS}")
+    if args.tile_modes:  # children and precompile workers read it on import
+        modes = tuple(m for m in args.tile_modes.split(",") if m)
+        if not modes or set(modes) - {"fresh", "h0"}:
+            raise SystemExit(f"--tile-modes {args.tile_modes!r}: give fresh, h0 or fresh,h0")
+        os.environ["ISSUE13_TILE_MODES"] = ",".join(modes)
+        globals()["TILE_MODES"] = modes
     if args.smoke:
         if os.environ.get("TRITON_INTERPRET") != "1" or set(sections) - {"tiles", "elementwise"}:
             raise SystemExit("--smoke runs the tiles and elementwise sections on Triton's interpreter: "
