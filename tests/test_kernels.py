@@ -209,7 +209,29 @@ def test_chunk_segment_plan_fills_the_gpu(fwd):
         assert seg % 64 == 0 and seg <= 4096 and (programs >= 1.5 * sms or seg == 4 * 64), (N, T, seg)
 
 
-TWO_PASS_SMALL = dict(BT=32, BV=32, num_warps=4, state_every=32, state_BT=16, state_BK=16, state_BV=16)
+TWO_PASS_SMALL = dict(BT=32, BV=32, num_warps=4, state_every=32, state_BT=16, state_BK=16, state_BV=16, state_warps=4,
+                      narrow_state_BK=16, narrow_state_BV=16)
+
+
+def test_two_pass_state_plan():
+    """The wide state tiling where it fills the GPU twice over, else the narrow one uncut while it
+    fills it once, else cut; a forced cut takes the narrow tiling, a forced 0 never cuts."""
+    from streamret_kernels.chunk_retention.triton_fwd import TwoPassConfig
+    from streamret_kernels.chunk_retention.triton_two_pass import plan_state_pass
+
+    cfg, sms = TwoPassConfig(), 132
+    wide = (cfg.state_BK, cfg.state_BV, cfg.state_warps, cfg.state_stages)
+    narrow = (cfg.narrow_state_BK, cfg.narrow_state_BV, cfg.narrow_state_warps, cfg.narrow_state_stages)
+    assert wide != narrow
+    assert plan_state_pass(cfg, 64, 64 * 512, 8, 256, 512, sms, None) == (wide, 0)  # 4096 wide programs
+    assert plan_state_pass(cfg, 1, 32768, 8, 256, 512, sms, None) == (narrow, 0)  # 64 wide, 256 narrow
+    tiles, seg = plan_state_pass(cfg, 1, 32768, 2, 256, 512, sms, None)  # 64 narrow programs: cut
+    assert tiles == narrow and seg > 0
+    assert plan_state_pass(cfg, 1, 32768, 2, 256, 512, sms, 0) == (narrow, 0)
+    assert plan_state_pass(cfg, 64, 64 * 512, 8, 256, 512, sms, 1024) == (narrow, 1024)
+    assert plan_state_pass(cfg, 1, 300, 1, 16, 32, sms, None)[0][:2] == (16, 32)  # tiles no wider than K, V
+
+
 
 
 @interpreted
@@ -225,6 +247,20 @@ def test_chunk_two_pass_ragged(fwd, dtype, state_every, segment_len):
     lens = [1, 70, 0, 33, 16, 130, 5]
     check_chunk(fwd, lens, H=2, K=40, V=48, dtype=dtype, seed=11, decays=[0.97, 0.5], config=cfg,
                 segment_len=segment_len)
+
+
+@interpreted
+@pytest.mark.parametrize("narrow", [(16, 16), (32, 16)])
+def test_chunk_two_pass_narrow_tiling_uncut(fwd, narrow):
+    """A handful of sequences: the narrow state tiling, uncut (4 wide programs < 2 x the interpreter's
+    8 "SMs"; 36 or 24 narrow ones >= 8)."""
+    from streamret_kernels.chunk_retention.triton_two_pass import plan_state_pass
+
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_BK=64, state_BV=64, narrow_state_BK=narrow[0],
+                                                     narrow_state_BV=narrow[1])))
+    tiles, seg = plan_state_pass(cfg, 2, 200, 2, 40, 48, fwd.num_sms(torch.device("cpu")), None)
+    assert tiles[:2] == narrow and seg == 0
+    check_chunk(fwd, [70, 130], H=2, K=40, V=48, dtype=torch.bfloat16, seed=19, config=cfg)
 
 
 @interpreted
@@ -609,6 +645,12 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "two-pass states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
         STORE_SPANS=True), 4, 2),
+    "two-pass wide states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=False,
+        STORE_SPANS=True), 8, 2),
+    "two-pass narrow states bf16 K256 3 stages": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
+        STORE_SPANS=True), 4, 3),
     "two-pass segment states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=True, HAS_H0=True,
         STORE_SPANS=True), 4, 2),

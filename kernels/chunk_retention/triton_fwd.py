@@ -205,7 +205,15 @@ class TwoPassConfig:
     tile a stage needs shared memory (sm90, K256: "product" at BV 64 needs 272 KB at 3 stages, 208 KB
     at 2 on triton 3.9 and 240 KB at 2 on triton 3.6, past the 227 KB limit; at BV 32, 3 stages 168
     KB). On the H200 (bench/issue13.py, 2026-12-02, B1 x T32768): "product" at BV 32 / 3 stages
-    1.107 ms, two state passes ("off") 1.216, fla 1.287. pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode)."""
+    1.107 ms, two state passes ("off") 1.216, fla 1.287. pick_config reads STREAMRET_SEGMENT_FIX (segment_fix_mode).
+
+    Two state tilings (plan_state_pass): [state_BK, state_BV] on state_warps where its programs
+    give every multiprocessor two or more, else the narrow_* tiling, uncut while its programs give
+    every multiprocessor one, and only below that the sequences cut into segments. H200 sweep
+    (bench/issue13.py --sections tiles, 2026-12-02, K256 V512): N64 x L512 128 x 128 / 8 warps 0.810 ms
+    against 64 x 64 / 4 warps 0.867 (the state pass 0.403 against 0.456 ms: k and v read half as
+    often); B1 x T32768 uncut at 64 x 64 / 4 warps / 3 stages (256 programs) 0.897 ms against 1.095
+    cut into 4096-token segments (the fix product made the output pass 0.589 ms against 0.399)."""
 
     BT: int = 128
     BV: int = 64
@@ -213,10 +221,14 @@ class TwoPassConfig:
     num_stages: int = 3
     state_every: int = 128
     state_BT: int = 64
-    state_BK: int = 64
-    state_BV: int = 64
-    state_warps: int = 4
+    state_BK: int = 128
+    state_BV: int = 128
+    state_warps: int = 8
     state_stages: int = 2
+    narrow_state_BK: int = 64
+    narrow_state_BV: int = 64
+    narrow_state_warps: int = 4
+    narrow_state_stages: int = 3
     split_bf16: bool = True
     segment_fix: str = "product"
     segment_fix_BV: int = 32
@@ -262,7 +274,7 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
         fix = segment_fix_mode()
         if dtype == torch.float32:  # twice the bytes per tile
             return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BT=32, state_BK=32, state_BV=32,
-                                 segment_fix=fix)
+                                 state_warps=4, narrow_state_BK=32, narrow_state_BV=32, segment_fix=fix)
         if bt < 64:  # short sequences (forced two_pass): spans no longer than a sequence
             return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt, segment_fix=fix)
         return TwoPassConfig(segment_fix=fix)

@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 
 from ..utils import next_pow2, num_sms
-from .triton_fwd import SEGMENT_FIXES, TwoPassConfig
+from .triton_fwd import SEGMENT_FIXES, TwoPassConfig, plan_segment_len
 
 
 @triton.jit
@@ -199,6 +199,33 @@ def _span_outputs_kernel(
         tl.store(o_rows + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
 
 
+def plan_state_pass(
+    cfg: TwoPassConfig, N: int, T: int, H: int, K: int, V: int, sms: int, segment_len: int | None
+) -> tuple[tuple[int, int, int, int], int]:
+    """The state pass's ([BK, BV] tile, warps, stages) and the segment length (0: no cuts).
+
+    segment_len None plans both: the wide tiling (cfg.state_*) when its N * H * K/BK * V/BV programs
+    give each of the `sms` multiprocessors two or more; else the narrow one (cfg.narrow_*), uncut
+    while its programs give each one or more, else cut into plan_segment_len's segments (their
+    incoming states then cost the output pass a second product: worth it only when too few
+    programs would leave multiprocessors idle). A given segment_len is kept: 0 takes the wide tiling
+    where it fills the GPU, a cut the narrow one."""
+    def tiling(BK: int, BV: int, warps: int, stages: int) -> tuple[tuple[int, int, int, int], int]:
+        BK, BV = min(BK, max(16, next_pow2(K))), min(BV, max(16, next_pow2(V)))
+        return (BK, BV, warps, stages), N * H * triton.cdiv(K, BK) * triton.cdiv(V, BV)
+
+    wide, wide_programs = tiling(cfg.state_BK, cfg.state_BV, cfg.state_warps, cfg.state_stages)
+    narrow, narrow_programs = tiling(cfg.narrow_state_BK, cfg.narrow_state_BV, cfg.narrow_state_warps,
+                                     cfg.narrow_state_stages)
+    if not segment_len and wide_programs >= 2 * sms:
+        return wide, 0
+    if segment_len is None:
+        if narrow_programs >= sms:
+            return narrow, 0
+        segment_len = plan_segment_len(N, T, H, narrow_programs // max(N * H, 1), cfg.state_BT, sms)
+    return narrow, segment_len
+
+
 def chunk_retention_two_pass(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -218,7 +245,7 @@ def chunk_retention_two_pass(
     local to the segment and its own final state; a scan over segments (_segment_scan_kernel) gives
     each segment's incoming state and the final states; the output pass adds the incoming state's
     part (cfg.segment_fix; "off": the state pass runs again from each incoming state instead)."""
-    from .triton_fwd import _segment_scan_kernel, plan_segment_len
+    from .triton_fwd import _segment_scan_kernel
 
     T, H, K = q.shape
     V = v.shape[-1]
@@ -237,15 +264,13 @@ def chunk_retention_two_pass(
     # bf16 inputs: the q S product runs in bf16 anyway; float16 / float32: float32 states (no overflow)
     hs_dtype = torch.bfloat16 if q.dtype == torch.bfloat16 else torch.float32
     hs = torch.empty(T // SE + N, H, K, V, device=dev, dtype=hs_dtype)
-    SK, SV = min(cfg.state_BK, max(16, next_pow2(K))), min(cfg.state_BV, max(16, next_pow2(V)))
-    NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
-    if segment_len is None:
-        segment_len = plan_segment_len(N, T, H, NSK * NSV, cfg.state_BT, num_sms(dev))
-    if segment_len < 0:
+    if segment_len is not None and segment_len < 0:
         raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
+    (SK, SV, warps, stages), segment_len = plan_state_pass(cfg, N, T, H, K, V, num_sms(dev), segment_len)
+    NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     segment_len = segment_len and triton.cdiv(segment_len, SE) * SE  # whole spans
     states = dict(H=H, K=K, V=V, BT=cfg.state_BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
-                  num_warps=cfg.state_warps, num_stages=cfg.state_stages)
+                  num_warps=warps, num_stages=stages)
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
     fix = cfg.segment_fix if segment_len else "off"
     # the output pass's incoming states: none (hs holds true states), or per segment (float32)

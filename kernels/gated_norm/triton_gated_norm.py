@@ -33,10 +33,10 @@ def _gated_norm_kernel(
 
 def gated_rms_norm_triton(
     o: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, eps: float, g_scale: torch.Tensor | None = None,
-    *, rows_per_program: int | None = None, num_warps: int = 4,
+    *, rows_per_program: int | None = None, num_warps: int | None = None,
 ) -> torch.Tensor:
-    """g_scale: None or [T] float32 (any stride). rows_per_program (a power of two; default: about
-    4096 elements a program) and num_warps: the tiling (benchmarks sweep them)."""
+    """g_scale: None or [T] float32 (any stride). rows_per_program (a power of two) and num_warps:
+    the tiling (None: about 4096 elements a program on 4 warps; 2 rows on 2 warps from V 512 up)."""
     check_inputs(o, g=g)
     T, H, V = o.shape
     o = o.contiguous()
@@ -47,10 +47,12 @@ def gated_rms_norm_triton(
     y = torch.empty_like(o)
     if T * H:
         BV = next_pow2(V)
+        if BV >= 512 and rows_per_program is None and num_warps is None:  # H200 sweep, V512: 191 us against
+            rows_per_program, num_warps = 2, 2  # 199 at 8 rows on 4 warps (bench/issue13.py, 2026-12-02)
         BR = rows_per_program or max(1, 4096 // BV)
         _gated_norm_kernel[(triton.cdiv(T * H, BR),)](
             o, g, weight.contiguous(), y, o if g_scale is None else g_scale, T * H, g.stride(0), g.stride(1),
             0 if g_scale is None else g_scale.stride(0), float(eps), H=H, V=V, BV=BV, BR=BR,
-            HAS_SCALE=g_scale is not None, num_warps=num_warps,
+            HAS_SCALE=g_scale is not None, num_warps=num_warps or 4,
         )
     return y

@@ -31,7 +31,7 @@ def swiglu_triton(
     *, block: int | None = None, num_warps: int = 4,
 ) -> torch.Tensor:
     """row_scale: None or [T] float32 (any stride). block (columns a program, a power of two;
-    default min(1024, F rounded up)) and num_warps: the tiling (benchmarks sweep them)."""
+    default min(4096, F rounded up)) and num_warps: the tiling (benchmarks sweep them)."""
     check_inputs(gate, up=up)
     T, F = gate.shape
     if gate.stride(-1) != 1:
@@ -41,7 +41,8 @@ def swiglu_triton(
     if row_scale is not None:
         row_scale = row_scale.to(device=gate.device, dtype=torch.float32)
     y = torch.empty(T, F, device=gate.device, dtype=gate.dtype)
-    BF = block or min(1024, triton.next_power_of_2(F))
+    # a whole row a program up to 4096 columns (H200, F 2816: 132 us against 137 at 1024; issue13.py 2026-12-02)
+    BF = block or min(4096, triton.next_power_of_2(F))
     if T:
         _swiglu_kernel[(T, triton.cdiv(F, BF))](
             gate, up, y, gate if row_scale is None else row_scale, gate.stride(0), up.stride(0),

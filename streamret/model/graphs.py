@@ -73,6 +73,9 @@ class GraphedForward:
         self._states: tuple[RetNetState, RetNetState] | None = None  # input, output: as many rows as the most
         self._hidden: torch.Tensor | None = None  # [tokens of the largest bucket, d]
         self.captures = 0  # graphs captured so far (a capture costs a few eager forwards)
+        # one warm-up stream for every capture: cuBLAS keeps a workspace per stream it has run on (32 MiB
+        # on the H200), so a stream per capture left one behind per graph
+        self._side = torch.cuda.Stream(device=model.device)
 
     @torch.inference_mode()  # as __call__: the model takes its fused inference path only there
     def capture(self, buckets: list[tuple[int, int]]) -> None:
@@ -138,7 +141,7 @@ class GraphedForward:
         def run():
             return model(ids, cu_seqlens=cu, state=state, mode="chunkwise", chunk_size=self.chunk_size, fused=True)
 
-        side = torch.cuda.Stream()  # warm up (Triton compiles, cuBLAS picks) off the capture
+        side = self._side  # warm up (Triton compiles, cuBLAS picks) off the capture
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             out_hidden = self._hidden_rows(run()[0], Tb)
