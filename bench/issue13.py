@@ -83,25 +83,30 @@ TILE_LAYOUT = [H, K, V]
 TILE_CASES = dict(KERNEL_CASES)
 # initial_state None (the model's fresh streams), or one; ISSUE13_TILE_MODES=fresh (--tile-modes) times only the first
 TILE_MODES = tuple(os.environ.get("ISSUE13_TILE_MODES", "fresh,h0").split(","))
-STATE_TILES = [  # (state_BK, state_BV, state_warps, state_BT, state_stages): the [BK, BV] float32 state is
-    # spread over warps * 32 threads (64 x 64 on 4 warps: 32 registers a thread; 128 x 128 on 8 warps: 64)
-    (64, 64, 4, 64, 2), (64, 64, 4, 64, 3), (64, 64, 8, 64, 2), (64, 64, 4, 128, 2),
-    (64, 128, 4, 64, 2), (64, 128, 8, 64, 2), (64, 128, 8, 128, 2),
-    (128, 64, 4, 64, 2), (128, 64, 8, 64, 2), (128, 64, 8, 128, 2),
-    (128, 128, 8, 64, 2), (128, 128, 8, 64, 3), (128, 128, 8, 128, 2),
+STATE_TILES = [  # (state_BK, state_BV, state_warps, state_BT, state_stages): the wide tiling, where sequences fill
+    # the GPU; the [BK, BV] float32 state is spread over warps * 32 threads (128 x 128 on 8 warps: 64 registers a
+    # thread). The 2026-12-02 sweep's winner (128 x 128, 8 warps, BT 64, 2 stages) is now the default
+    (64, 64, 4, 64, 2), (128, 64, 8, 128, 2), (128, 128, 8, 128, 2), (128, 128, 16, 64, 2), (128, 128, 8, 32, 2),
+    (128, 128, 4, 64, 2), (128, 64, 8, 64, 3),
 ]
 STATE_FIELDS = ("state_BK", "state_BV", "state_warps", "state_BT", "state_stages")
-OUT_TILES = [  # (BT, BV, num_warps, num_stages): the output pass where no sequence is cut (N64 x L512)
-    (128, 64, 8, 3), (128, 32, 8, 3), (128, 32, 8, 4), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 3),
+OUT_TILES = [  # (BT, BV, num_warps, num_stages): the output pass where no sequence is cut (N64 x L512); the
+    # 2026-12-02 sweep found none faster than the default (BV 32 at 3 / 4 stages, BT 64 slower; BV 64 at 4 stages
+    # and BV 128 at 2 past shared memory): one kept as a same-run check
+    (128, 32, 8, 4),
 ]
-FIX_TILES = [  # (segment_fix_BV, segment_fix_stages, num_warps): the output pass on cut sequences (B1 x T32768)
-    (32, 3, 8), (32, 4, 8), (32, 2, 8), (16, 3, 8), (16, 4, 8), (64, 1, 8),
+FIX_TILES = [  # (segment_fix_BV, segment_fix_stages, num_warps): the output pass on cut sequences; the 2026-12-02
+    # sweep found none faster than the default (BV 32 / 3 stages: 2 and 4 stages, BV 16 and BV 64 at 1 stage slower)
+    (32, 3, 8),
 ]
-TILE_SEGMENTS = (1024, 2048, 8192)  # forced segment lengths (None plans 4096 at B1 x T32768)
-NOCUT_STATE_TILES = [  # B1 x T32768 not cut (segment_len 0: the output pass needs no fix product), with
-    # state tiles small enough that one sequence's H * K/BK * V/BV programs fill the GPU (64 x 32: 512)
-    (64, 64, 4, 64, 3), (64, 32, 4, 64, 3), (64, 32, 4, 64, 4), (64, 32, 2, 64, 3), (64, 32, 4, 128, 3),
+TILE_SEGMENTS = (8192,)  # forced segment lengths (2026-12-02: 1024 1.162 ms, 2048 1.098, 4096 1.095, 8192 1.086)
+NARROW_TILES = [  # (narrow_state_BK, narrow_state_BV, narrow_state_warps, state_BT, narrow_state_stages): the
+    # state tiling of a long sequence left uncut (B1 x T32768: the default since 2026-12-02; 64 x 64 gives 256 programs)
+    (64, 64, 4, 64, 2), (64, 64, 4, 64, 4), (64, 64, 4, 128, 3), (64, 128, 4, 64, 3), (128, 64, 4, 64, 3),
+    (64, 128, 8, 64, 2), (128, 64, 8, 128, 2), (64, 32, 4, 64, 3),
 ]
+NARROW_FIELDS = ("narrow_state_BK", "narrow_state_BV", "narrow_state_warps", "state_BT", "narrow_state_stages")
+CUT_SEGMENT = 4096  # the fix tilings' forced cut (the long case is not cut by default since 2026-12-02)
 
 # the elementwise section: the fla-hub 1.3B layout's shapes at T = 32768 tokens, and calls a forward (24 layers)
 ELEM_SHAPE = dict(T=32768, d=2048, H=8, K=256, V=512, F=2816)
@@ -287,23 +292,25 @@ def kernels_bench():
 
 def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
     """name: (config, segment_len) for the tiles section: TwoPassConfig's default (the model's tiling
-    at K256 / V512 bf16), each state tile of STATE_TILES, then each output tile (OUT_TILES where no
-    sequence is cut; FIX_TILES and the segment lengths of TILE_SEGMENTS where they are)."""
+    at K256 / V512 bf16), then one knob group at a time: where no sequence is cut by default (N64 x
+    L512), each wide state tile of STATE_TILES and each output tile of OUT_TILES; on a long sequence
+    (uncut, narrow tiling), each narrow state tile of NARROW_TILES, and cut into CUT_SEGMENT-token
+    segments, each output tile of FIX_TILES and the segment lengths of TILE_SEGMENTS."""
     base = TwoPassConfig()
     found = {(base, None): "default"}
-    for bk, bv, w, bt, st in STATE_TILES:
-        cfg = replace(base, state_BK=bk, state_BV=bv, state_warps=w, state_BT=bt, state_stages=st)
-        found.setdefault((cfg, None), f"state {bk}x{bv} {w}w BT{bt} {st}st")
     if TILE_CASES[case][0] == "long":
+        for tiles in NARROW_TILES:
+            found.setdefault((replace(base, **dict(zip(NARROW_FIELDS, tiles, strict=True))), None),
+                             "narrow {}x{} {}w BT{} {}st".format(*tiles))
         for bv, st, w in FIX_TILES:
-            found.setdefault((replace(base, segment_fix_BV=bv, segment_fix_stages=st, num_warps=w), None),
+            found.setdefault((replace(base, segment_fix_BV=bv, segment_fix_stages=st, num_warps=w), CUT_SEGMENT),
                              f"fix BV{bv} {st}st {w}w")
         for seg in TILE_SEGMENTS:
             found.setdefault((base, seg), f"segment {seg}")
-        for bk, bv, w, bt, st in NOCUT_STATE_TILES:
-            cfg = replace(base, state_BK=bk, state_BV=bv, state_warps=w, state_BT=bt, state_stages=st)
-            found.setdefault((cfg, 0), f"nocut {bk}x{bv} {w}w BT{bt} {st}st")
     else:
+        for tiles in STATE_TILES:
+            found.setdefault((replace(base, **dict(zip(STATE_FIELDS, tiles, strict=True))), None),
+                             "state {}x{} {}w BT{} {}st".format(*tiles))
         for bt, bv, w, st in OUT_TILES:
             found.setdefault((replace(base, BT=bt, BV=bv, num_warps=w, num_stages=st), None),
                              f"out BT{bt} BV{bv} {w}w {st}st")
@@ -312,13 +319,16 @@ def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
 
 def combined(case: str, timed: dict[str, float]) -> tuple[str, TwoPassConfig] | None:
     """The fastest state tile with the fastest output tile (`timed`: variant name -> ms, correct
-    ones only), at the planned segment length: both kernels are the ones already compiled for
-    those two variants. None when either winner is the default (nothing new to combine)."""
+    ones only) where no sequence is cut: both kernels are the ones already compiled for those two
+    variants. None when either winner is the default (nothing new to combine) and on long cases
+    (their state and fix tilings run apart: uncut and cut)."""
     def best(prefix: str) -> str:
         return min((n for n in timed if n.startswith(prefix) or n == "default"), key=timed.get, default="default")
 
+    if TILE_CASES[case][0] == "long":
+        return None
     variants = tile_variants(case)
-    state, out = best("state "), best("fix " if TILE_CASES[case][0] == "long" else "out ")
+    state, out = best("state "), best("out ")
     if "default" in (state, out):
         return None
     cfg = replace(variants[out][0], **{f: getattr(variants[state][0], f) for f in STATE_FIELDS})

@@ -124,8 +124,9 @@ def test_two_pass_segment_cuts_do_not_change_the_result(monkeypatch):
             assert rel_err(b, a) <= 1e-5, seg
 
 
-@pytest.mark.parametrize("lens,segment_len", [([32768], None), ([9000, 300, 4096 + 77, 0, 1, 20000], 4096)],
-                         ids=["B1 T32768 planned cuts", "ragged cut at 4096"])
+@pytest.mark.parametrize("lens,segment_len", [
+    ([32768], None), ([32768], 4096), ([9000, 300, 4096 + 77, 0, 1, 20000], 4096),
+], ids=["B1 T32768 planned (uncut, narrow state tiles)", "B1 T32768 cut at 4096", "ragged cut at 4096"])
 @pytest.mark.parametrize("with_state", [True, False])
 def test_two_pass_segment_fix_k256(lens, segment_len, with_state):
     """The 1.3B heads in bf16 with sequences cut into segments: one state pass plus the incoming
