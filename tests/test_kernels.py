@@ -210,7 +210,7 @@ def test_chunk_segment_plan_fills_the_gpu(fwd):
 
 
 TWO_PASS_SMALL = dict(BT=32, BV=32, num_warps=4, state_every=32, state_BT=16, state_BK=16, state_BV=16, state_warps=4,
-                      narrow_state_BK=16, narrow_state_BV=16)
+                      narrow_state_BK=16, narrow_state_BV=16, narrow_state_BT=16)
 
 
 def test_two_pass_state_plan():
@@ -220,8 +220,9 @@ def test_two_pass_state_plan():
     from streamret_kernels.chunk_retention.triton_two_pass import plan_state_pass
 
     cfg, sms = TwoPassConfig(), 132
-    wide = (cfg.state_BK, cfg.state_BV, cfg.state_warps, cfg.state_stages)
-    narrow = (cfg.narrow_state_BK, cfg.narrow_state_BV, cfg.narrow_state_warps, cfg.narrow_state_stages)
+    wide = (cfg.state_BK, cfg.state_BV, cfg.state_warps, cfg.state_BT, cfg.state_stages)
+    narrow = (cfg.narrow_state_BK, cfg.narrow_state_BV, cfg.narrow_state_warps, cfg.narrow_state_BT,
+              cfg.narrow_state_stages)
     assert wide != narrow
     assert plan_state_pass(cfg, 64, 64 * 512, 8, 256, 512, sms, None) == (wide, 0)  # 4096 wide programs
     assert plan_state_pass(cfg, 1, 32768, 8, 256, 512, sms, None) == (narrow, 0)  # 64 wide, 256 narrow
@@ -250,16 +251,16 @@ def test_chunk_two_pass_ragged(fwd, dtype, state_every, segment_len):
 
 
 @interpreted
-@pytest.mark.parametrize("narrow", [(16, 16), (32, 16)])
+@pytest.mark.parametrize("narrow", [(16, 16, 16), (32, 16, 32)])
 def test_chunk_two_pass_narrow_tiling_uncut(fwd, narrow):
     """A handful of sequences: the narrow state tiling, uncut (4 wide programs < 2 x the interpreter's
     8 "SMs"; 36 or 24 narrow ones >= 8)."""
     from streamret_kernels.chunk_retention.triton_two_pass import plan_state_pass
 
     cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_BK=64, state_BV=64, narrow_state_BK=narrow[0],
-                                                     narrow_state_BV=narrow[1])))
+                                                     narrow_state_BV=narrow[1], narrow_state_BT=narrow[2])))
     tiles, seg = plan_state_pass(cfg, 2, 200, 2, 40, 48, fwd.num_sms(torch.device("cpu")), None)
-    assert tiles[:2] == narrow and seg == 0
+    assert (*tiles[:2], tiles[3]) == narrow and seg == 0  # (a 32-token step: half the steps of state_BT)
     check_chunk(fwd, [70, 130], H=2, K=40, V=48, dtype=torch.bfloat16, seed=19, config=cfg)
 
 
@@ -649,7 +650,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=False,
         STORE_SPANS=True), 8, 2),
     "two-pass narrow states bf16 K256 3 stages": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
+        H=8, K=256, V=512, BT=128, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
         STORE_SPANS=True), 4, 3),
     "two-pass segment states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=True, HAS_H0=True,

@@ -213,7 +213,9 @@ class TwoPassConfig:
     (bench/issue13.py --sections tiles, 2026-12-02, K256 V512): N64 x L512 128 x 128 / 8 warps 0.810 ms
     against 64 x 64 / 4 warps 0.867 (the state pass 0.403 against 0.456 ms: k and v read half as
     often); B1 x T32768 uncut at 64 x 64 / 4 warps / 3 stages (256 programs) 0.897 ms against 1.095
-    cut into 4096-token segments (the fix product made the output pass 0.589 ms against 0.399)."""
+    cut into 4096-token segments (the fix product made the output pass 0.589 ms against 0.399); a
+    second run: the narrow tiling at 128-token steps 0.868 ms against 0.923 at 64 (its state pass
+    0.431 against 0.522 ms: half the sequential steps for 256 programs), the wide one no faster at 128."""
 
     BT: int = 128
     BV: int = 64
@@ -228,6 +230,7 @@ class TwoPassConfig:
     narrow_state_BK: int = 64
     narrow_state_BV: int = 64
     narrow_state_warps: int = 4
+    narrow_state_BT: int = 128
     narrow_state_stages: int = 3
     split_bf16: bool = True
     segment_fix: str = "product"
@@ -274,9 +277,10 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
         fix = segment_fix_mode()
         if dtype == torch.float32:  # twice the bytes per tile
             return TwoPassConfig(BT=32, BV=32, num_warps=4, state_every=64, state_BT=32, state_BK=32, state_BV=32,
-                                 state_warps=4, narrow_state_BK=32, narrow_state_BV=32, segment_fix=fix)
+                                 state_warps=4, narrow_state_BK=32, narrow_state_BV=32, narrow_state_BT=32,
+                                 segment_fix=fix)
         if bt < 64:  # short sequences (forced two_pass): spans no longer than a sequence
-            return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt, segment_fix=fix)
+            return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt, narrow_state_BT=bt, segment_fix=fix)
         return TwoPassConfig(segment_fix=fix)
     cfg = ChunkConfig(BT=bt, BV=max(16, min((16384 if bt == 16 else 8192) // bk, next_pow2(V))))
     if bk >= 256 and bt == 64:  # a deeper pipeline hides the longer q / k loads (H200, 2026-12-01 sweep:

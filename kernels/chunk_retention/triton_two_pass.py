@@ -201,8 +201,8 @@ def _span_outputs_kernel(
 
 def plan_state_pass(
     cfg: TwoPassConfig, N: int, T: int, H: int, K: int, V: int, sms: int, segment_len: int | None
-) -> tuple[tuple[int, int, int, int], int]:
-    """The state pass's ([BK, BV] tile, warps, stages) and the segment length (0: no cuts).
+) -> tuple[tuple[int, int, int, int, int], int]:
+    """The state pass's ([BK, BV] tile, warps, tokens a step, stages) and the segment length (0: no cuts).
 
     segment_len None plans both: the wide tiling (cfg.state_*) when its N * H * K/BK * V/BV programs
     give each of the `sms` multiprocessors two or more; else the narrow one (cfg.narrow_*), uncut
@@ -210,19 +210,19 @@ def plan_state_pass(
     incoming states then cost the output pass a second product: worth it only when too few
     programs would leave multiprocessors idle). A given segment_len is kept: 0 takes the wide tiling
     where it fills the GPU, a cut the narrow one."""
-    def tiling(BK: int, BV: int, warps: int, stages: int) -> tuple[tuple[int, int, int, int], int]:
+    def tiling(BK: int, BV: int, warps: int, BT: int, stages: int) -> tuple[tuple[int, int, int, int, int], int]:
         BK, BV = min(BK, max(16, next_pow2(K))), min(BV, max(16, next_pow2(V)))
-        return (BK, BV, warps, stages), N * H * triton.cdiv(K, BK) * triton.cdiv(V, BV)
+        return (BK, BV, warps, BT, stages), N * H * triton.cdiv(K, BK) * triton.cdiv(V, BV)
 
-    wide, wide_programs = tiling(cfg.state_BK, cfg.state_BV, cfg.state_warps, cfg.state_stages)
+    wide, wide_programs = tiling(cfg.state_BK, cfg.state_BV, cfg.state_warps, cfg.state_BT, cfg.state_stages)
     narrow, narrow_programs = tiling(cfg.narrow_state_BK, cfg.narrow_state_BV, cfg.narrow_state_warps,
-                                     cfg.narrow_state_stages)
+                                     cfg.narrow_state_BT, cfg.narrow_state_stages)
     if not segment_len and wide_programs >= 2 * sms:
         return wide, 0
     if segment_len is None:
         if narrow_programs >= sms:
             return narrow, 0
-        segment_len = plan_segment_len(N, T, H, narrow_programs // max(N * H, 1), cfg.state_BT, sms)
+        segment_len = plan_segment_len(N, T, H, narrow_programs // max(N * H, 1), cfg.narrow_state_BT, sms)
     return narrow, segment_len
 
 
@@ -252,9 +252,9 @@ def chunk_retention_two_pass(
     N = cu.numel() - 1
     dev = q.device
     SE = cfg.state_every
-    if SE < cfg.BT or SE != next_pow2(SE) or SE % cfg.state_BT:
+    if SE < cfg.BT or SE != next_pow2(SE) or SE % cfg.state_BT or SE % cfg.narrow_state_BT:
         raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT} and a multiple of "
-                         f"state_BT={cfg.state_BT}")
+                         f"state_BT={cfg.state_BT} and narrow_state_BT={cfg.narrow_state_BT}")
     if cfg.segment_fix not in SEGMENT_FIXES:
         raise ValueError(f"segment_fix={cfg.segment_fix!r}; use one of {SEGMENT_FIXES}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
@@ -266,10 +266,10 @@ def chunk_retention_two_pass(
     hs = torch.empty(T // SE + N, H, K, V, device=dev, dtype=hs_dtype)
     if segment_len is not None and segment_len < 0:
         raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
-    (SK, SV, warps, stages), segment_len = plan_state_pass(cfg, N, T, H, K, V, num_sms(dev), segment_len)
+    (SK, SV, warps, SBT, stages), segment_len = plan_state_pass(cfg, N, T, H, K, V, num_sms(dev), segment_len)
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     segment_len = segment_len and triton.cdiv(segment_len, SE) * SE  # whole spans
-    states = dict(H=H, K=K, V=V, BT=cfg.state_BT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
+    states = dict(H=H, K=K, V=V, BT=SBT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
                   num_warps=warps, num_stages=stages)
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
     fix = cfg.segment_fix if segment_len else "off"
