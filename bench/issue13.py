@@ -103,7 +103,8 @@ TILE_SEGMENTS = (8192,)  # forced segment lengths (2026-12-02: 1024 1.162 ms, 20
 NARROW_TILES = [  # (narrow_state_BK, narrow_state_BV, narrow_state_warps, narrow_state_BT, narrow_state_stages): the
     # state tiling of a long sequence left uncut (B1 x T32768; 64 x 64 gives 256 programs). 2026-12-02 (session 9,
     # call 3): BT 128 / 3 stages 0.868 ms (now the default), BT 64 / 3 stages 0.923, 4 stages 0.929, 2 stages
-    # 1.039, 128 x 64 / 8 warps / BT 128 1.026; 64 x 128 and 128 x 64 on 4 warps past the section's budget
+    # 1.039; 128 x 64 / 8 warps / BT 128 1.026 was cut (its 128 programs fell under the planner's bar; the
+    # narrow variants now run with segment_len 0); 64 x 128 and 128 x 64 on 4 warps past the section's budget
     (64, 64, 4, 64, 3), (64, 64, 4, 128, 2), (64, 64, 4, 128, 4), (64, 128, 4, 128, 3), (128, 64, 4, 128, 3),
     (64, 32, 4, 128, 3),
 ]
@@ -113,7 +114,7 @@ CUT_SEGMENT = 4096  # the fix tilings' forced cut (the long case is not cut by d
 # the elementwise section: the fla-hub 1.3B layout's shapes at T = 32768 tokens, and calls a forward (24 layers)
 ELEM_SHAPE = dict(T=32768, d=2048, H=8, K=256, V=512, F=2816)
 ELEM_OPS = {  # op: (its tilings in ELEM_TILES, calls a forward)
-    "rotary q": ("rotary", 24), "rotary k": ("rotary", 24), "gated norm": ("gated norm", 24), "swiglu": ("swiglu", 24),
+    "rotary q+k": ("rotary", 24), "gated norm": ("gated norm", 24), "swiglu": ("swiglu", 24),
     "inv_rms": ("norm", 48), "rms_norm": ("norm", 1),  # inv_rms: both pre-norms of a layer; RMSNorm: the final norm
 }
 ELEM_TILES = {
@@ -301,8 +302,8 @@ def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
     base = TwoPassConfig()
     found = {(base, None): "default"}
     if TILE_CASES[case][0] == "long":
-        for tiles in NARROW_TILES:
-            found.setdefault((replace(base, **dict(zip(NARROW_FIELDS, tiles, strict=True))), None),
+        for tiles in NARROW_TILES:  # segment_len 0: uncut even where a tiling leaves multiprocessors idle
+            found.setdefault((replace(base, **dict(zip(NARROW_FIELDS, tiles, strict=True))), 0),
                              "narrow {}x{} {}w BT{} {}st".format(*tiles))
         for bv, st, w in FIX_TILES:
             found.setdefault((replace(base, segment_fix_BV=bv, segment_fix_stages=st, num_warps=w), CUT_SEGMENT),
@@ -506,7 +507,8 @@ class ElementwiseOp:
 
 def elementwise_ops(device: str) -> dict[str, ElementwiseOp]:
     """The fused layer's calls (streamret/model/retnet.py): rotary in place on the q and k columns of
-    the [T, 2HK + 2HV] projection output with the token's 1/rms (r) and r^2, the gated norm reading
+    the [T, 2HK + 2HV] projection output in one launch, with the token's 1/rms (r) for q and r^2 for
+    k (squared_tail), the gated norm reading
     its gate from that buffer's last HV columns with r, SwiGLU on the halves of the [T, 2F] gate/up
     output with r, inv_rms and RMSNorm on the [T, d] residual stream."""
     T, d, H, K, V, F = (ELEM_SHAPE[n] for n in ("T", "d", "H", "K", "V", "F"))
@@ -523,19 +525,17 @@ def elementwise_ops(device: str) -> dict[str, ElementwiseOp]:
     ones = torch.ones_like(r)  # the timed in-place rotary: a scale of 1 keeps the buffer's values bounded
     qk_before = qkvg[:, : 2 * H * K].clone()  # the rotary checks restore it (the kernel rotates in place)
     ops = {}
-    for name, cols, scale in (("rotary q", slice(0, H * K), r), ("rotary k", slice(H * K, 2 * H * K), r * r)):
-        x = qkvg[:, cols].view(T, H, K)
+    qk = qkvg[:, : 2 * H * K].view(T, 2 * H, K)  # q then k heads: one launch, k's heads take r^2 (squared_tail)
 
-        def output(x=x, scale=scale, **tiling):
-            qkvg[:, : 2 * H * K].copy_(qk_before)
-            return rotary_triton(x, cos, sin, x, scale, **tiling)
+    def rotary_output(**tiling):
+        qkvg[:, : 2 * H * K].copy_(qk_before)
+        return rotary_triton(qk, cos, sin, qk, r, H, **tiling)
 
-        def reference(cols=cols, scale=scale):
-            return rotary_reference(qk_before[:, cols].view(T, H, K).double(), cos.double(), sin.double(),
-                                    scale.double())
+    def rotary_ref():
+        return rotary_reference(qk_before.view(T, 2 * H, K).double(), cos.double(), sin.double(), r.double(), H)
 
-        ops[name] = ElementwiseOp(lambda x=x, **t: rotary_triton(x, cos, sin, x, ones, **t), output, reference, bf,
-                                  2 * T * H * K * 2 + 2 * T * (K // 2) * 4 + T * 4)
+    ops["rotary q+k"] = ElementwiseOp(lambda **t: rotary_triton(qk, cos, sin, qk, ones, H, **t), rotary_output,
+                                      rotary_ref, bf, 2 * T * 2 * H * K * 2 + 2 * T * (K // 2) * 4 + T * 4)
     o, w_v, eps = randn(T, H, V), randn(V), 1e-6
     g = qkvg[:, 2 * H * K + H * V:].view(T, H, V)  # the gate's columns: rotary never writes them
 

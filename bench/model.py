@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -126,8 +127,11 @@ def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b"), rounds: int 
     rounds (ours, fla, ours, fla, ...): the GPU's clocks drift by a few percent within a call, and
     two figures taken a minute apart compare that drift as much as the models. ab = (VAR, [values]):
     ours once per value of environment variable VAR in every round (an A/B inside one run)."""
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}; give 1 or more")
     rows = []
     variants = [(ab[0], v) for v in ab[1]] if ab else [(None, None)]
+    before = os.environ.get(ab[0]) if ab else None  # restored after the A/B
     for preset in presets:
         cfg = PRESETS[preset]
         ours = build_random(cfg).cuda().to(torch.bfloat16)
@@ -153,11 +157,13 @@ def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b"), rounds: int 
                         median_ms(lambda m=ours, i=ids: ours_forward(m, i)))
                 if fla is not None:
                     runs.setdefault("fla", []).append(median_ms(run_fla))
-            if ab:
+            if ab and before is None:
                 os.environ.pop(ab[0], None)
+            elif ab:
+                os.environ[ab[0]] = before
             row["ours_plain_ms"] = median_ms(lambda m=ours, i=ids: ours_forward(m, i, fused=False), rep=50)
             row["runs_ms"] = runs
-            med = {name: sorted(v)[len(v) // 2] for name, v in runs.items()}
+            med = {name: statistics.median(v) for name, v in runs.items()}
             ours_name = next(n for n in runs if n.startswith("ours"))  # the first variant is "ours"
             row["ours_ms"] = med[ours_name]
             if fla is not None:

@@ -33,7 +33,8 @@ def test_each_variant_changes_one_group_of_knobs():
                 assert not changed and seg == int(name.split()[1])
                 continue
             group = next((g for g in GROUPS if name.startswith(g)), None)
-            want_seg = issue13.CUT_SEGMENT if group == "fix " else None  # the fix tilings run on a cut sequence
+            # the fix tilings run on a cut sequence, the narrow ones on an uncut one
+            want_seg = {"fix ": issue13.CUT_SEGMENT, "narrow ": 0}.get(group)
             # (the default's own fix tiling on the cut sequence is the cut group's baseline: nothing changed)
             assert name == "default" or (group and (changed or group == "fix ") and changed <= GROUPS[group]
                                          and seg == want_seg), name

@@ -453,7 +453,9 @@ def test_inv_rms_is_the_norms_factor(dtype):
     ref = inv_rms_reference(x.double(), 1e-6)
     assert r.dtype == torch.float32 and r.shape == (3, 37)
     assert rel_err(r, ref) <= 1e-6
-    assert rel_err(x.double() * w.double() * ref[..., None], rms_norm_reference(x.double(), w.double(), 1e-6)) <= 1e-12
+    xd, wd = x.double(), w.double()
+    assert rel_err(ref, 1 / (xd.square().sum(-1) / 384 + 1e-6).sqrt()) <= 1e-12  # 1 / sqrt(mean(x^2) + eps)
+    assert rel_err(xd * wd * ref[..., None], rms_norm_reference(xd, wd, 1e-6)) <= 1e-12
 
 
 @interpreted
@@ -599,6 +601,34 @@ def test_fused_model_matches_the_reference_layers(monkeypatch, dtype, qk_layout,
         assert rel_err(a, b) <= tol
 
 
+def test_packed_weight_follows_the_norm_and_keeps_a_slot_per_fold(monkeypatch):
+    """The folded weight is rebuilt when the norm weight changes in place; the folded and unfolded
+    packings live side by side (a CUDA graph captured with one keeps reading it when the other is
+    built); float64 weights fold in float64."""
+    from streamret.model.retnet import RetNetConfig, build_random, packed_weight
+
+    cfg = RetNetConfig(n_heads=2, head_k_dim=16, head_v_dim=32, d_model=64, ffn_dim=96, n_layers=1)
+    model = build_random(cfg, seed=3, norm_spread=0.5).double()
+    mlp, norm = model.layers[0].mlp, model.layers[0].mlp_norm
+    both = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
+    folded = packed_weight(mlp.gate_proj, mlp.up_proj, scale=norm.weight)
+    plain = packed_weight(mlp.gate_proj, mlp.up_proj)
+    assert torch.equal(plain, both)
+    assert torch.equal(folded, both * norm.weight.detach()[None, :])  # float64 all the way: exact
+    assert packed_weight(mlp.gate_proj, mlp.up_proj, scale=norm.weight) is folded  # kept, not rebuilt
+    with torch.no_grad():
+        norm.weight.mul_(2.0)
+    again = packed_weight(mlp.gate_proj, mlp.up_proj, scale=norm.weight)
+    assert again is not folded and torch.equal(again, both * norm.weight.detach()[None, :])
+    assert packed_weight(mlp.gate_proj, mlp.up_proj) is plain  # the unfolded slot untouched
+    ids = torch.randint(0, cfg.vocab_size, (40,), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():  # a float64 model on the fused path with the fold: float64 exact
+        monkeypatch.setenv("STREAMRET_NORM_FOLD", "on")
+        out, _ = model(ids, fused=True)
+        ref, _ = model(ids, fused=False)
+    assert rel_err(out, ref) <= 1e-12
+
+
 def test_norm_fold_switch(monkeypatch):
     from streamret.model.retnet import fold_norms
 
@@ -649,6 +679,9 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "two-pass wide states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=False,
         STORE_SPANS=True), 8, 2),
+    "two-pass wide states bf16 K256 from a state": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
+        STORE_SPANS=True), 8, 2),
     "two-pass narrow states bf16 K256 3 stages": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
         STORE_SPANS=True), 4, 3),
@@ -677,12 +710,12 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         H=16, HALF=128, BH=128, BR=16, HAS_SCALE=False, SQUARED_FROM=16), 4, 1),
     "rotary K256 scaled": ("rotary.triton_rotary", "_rotary_kernel", "bf16", dict(
         H=16, HALF=128, BH=128, BR=16, HAS_SCALE=True, SQUARED_FROM=8), 4, 1),
-    "gated norm V512": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
-        H=8, V=512, BV=512, BR=8, HAS_SCALE=False), 4, 1),
+    "gated norm V128": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
+        H=4, V=128, BV=128, BR=32, HAS_SCALE=False), 4, 1),
     "gated norm V512 scaled": ("gated_norm.triton_gated_norm", "_gated_norm_kernel", "bf16", dict(
-        H=8, V=512, BV=512, BR=8, HAS_SCALE=True), 4, 1),
-    "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024, HAS_SCALE=False), 4, 1),
-    "swiglu scaled": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=1024, HAS_SCALE=True), 4, 1),
+        H=8, V=512, BV=512, BR=2, HAS_SCALE=True), 2, 1),
+    "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=896, BF=1024, HAS_SCALE=False), 4, 1),
+    "swiglu scaled": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=4096, HAS_SCALE=True), 4, 1),
     "segment sum": ("segment_sum.triton_segment_sum", "_segment_sum_kernel", "bf16", dict(D=384, BT=128, BD=128), 4, 1),
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit

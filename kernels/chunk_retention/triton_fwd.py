@@ -184,13 +184,15 @@ class ChunkConfig:
 class TwoPassConfig:
     """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a power
     of two); the output pass's BT rows a block (<= state_every), V-block (its loop step), warps and
-    pipeline depth; the state pass's chunk of state_BT tokens (dividing state_every), [state_BK,
-    state_BV] tile, warps and depth. split_bf16: as in ChunkConfig.
+    pipeline depth; the state pass's steps of state_BT tokens, [state_BK, state_BV] tile, warps and
+    depth (the wide tiling), and the same for the narrow one (narrow_*); the step of the tiling that
+    runs must divide state_every. split_bf16: as in ChunkConfig.
 
     Defaults for K256 V512: the output pass at BT 128 / 8 warps / BV 64 fits 227 registers with no
     spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
-    state pass at 64 tokens, 64 x 64, 4 warps: 128 registers. On the H200 (bench/issue13.py,
-    2026-12-01) a 3-stage output pipeline was the fastest of the tilings tried: 0.950 ms at N64 x L512
+    state pass's tilings below (before 2026-12-02: 64 tokens, 64 x 64, 4 warps for every batch). On
+    the H200 (bench/issue13.py, 2026-12-01) a 3-stage output pipeline was the fastest of the tilings
+    tried: 0.950 ms at N64 x L512
     (2 stages 1.028, BT 64 1.440, states every 256 1.160, state tile 32 x 64 1.450; fla 1.365).
 
     segment_fix: how sequences cut into segments (a few long ones) get each segment's incoming

@@ -597,20 +597,23 @@ def add_matmul(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) ->
 
 def packed_weight(*linears: nn.Linear, scale: torch.Tensor | None = None) -> torch.Tensor:
     """The weights of `linears` stacked by rows, for one matmul in place of several; with `scale`
-    [in_features] (a norm's weight folded in), each input column multiplied by it (in float32,
-    rounded once). Built once and kept on the first module; built again when any weight or the
-    scale is replaced, moved or written to (its data pointer or version changes)."""
+    [in_features] (a norm's weight folded in), each input column multiplied by it (in float32, or
+    float64 for float64 weights, rounded once). Built once and kept on the first module, one slot
+    with and one without a scale (a graph captured with either keeps reading its own); built again
+    when any weight or the scale is replaced, moved or written to (its data pointer or version
+    changes)."""
     tensors = [lin.weight for lin in linears] + ([] if scale is None else [scale])
     # tensors made under inference_mode have no version counter: for them only the pointer counts
-    key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors) + (scale is None,)
-    cached = getattr(linears[0], "_packed_weight", None)
+    key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+    slots = linears[0].__dict__.setdefault("_packed_weights", {})
+    cached = slots.get(scale is None)
     if cached is None or cached[0] != key:
         with torch.no_grad():
             w = torch.cat([lin.weight.detach() for lin in linears])
             if scale is not None:
-                w = (w.float() * scale.detach().float()[None, :]).to(w.dtype)
-            cached = (key, w)
-        linears[0]._packed_weight = cached
+                acc = torch.float64 if w.dtype == torch.float64 else torch.float32
+                w = (w.to(acc) * scale.detach().to(acc)[None, :]).to(w.dtype)
+            cached = slots[scale is None] = (key, w)
     return cached[1]
 
 
