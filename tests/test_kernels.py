@@ -676,12 +676,9 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "two-pass states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
         STORE_SPANS=True), 4, 2),
-    "two-pass wide states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=False,
-        STORE_SPANS=True), 8, 2),
-    "two-pass wide states bf16 K256 from a state": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
-        STORE_SPANS=True), 8, 2),
+    **{f"two-pass wide states bf16 K256{' from a state' if h0 else ''}": (_TWO_PASS, "_span_states_kernel", "bf16",
+        dict(H=8, K=256, V=512, BT=64, BK=128, BV=128, NK=2, NV=4, STATE_EVERY=128, SEGMENTED=False, HAS_H0=h0,
+             STORE_SPANS=True), 8, 2) for h0 in (False, True)},
     "two-pass narrow states bf16 K256 3 stages": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
         STORE_SPANS=True), 4, 3),
