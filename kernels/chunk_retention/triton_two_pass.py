@@ -8,7 +8,9 @@ and each of the V / BV programs of a head recomputes q k^T. Here the work is spl
      state_BT tokens, which may differ from the output pass's row blocks) with a small
      [BK, BV] float32 state (the recurrence never mixes K rows or V columns, so K splits freely)
      and stores the state entering every STATE_EVERY tokens (in bf16 for bf16 inputs: the one-pass
-     kernel rounds the state to bf16 for its q S product too), and the final state in float32;
+     kernel rounds the state to bf16 for its q S product too), and the final state in float32; a
+     zero state (a fresh sequence's first span, a segment's) is neither stored nor read: at N64 x
+     L512 that is a quarter of the span states' round trip;
   2. outputs: one program per (block of BT rows, head), all independent: the block's decayed scores
      against its span's keys up to itself (causal inside a span, as in attention), worked out once
      as one [BT, STATE_EVERY] product; then for each V-block, q times the span's stored state,
@@ -92,7 +94,8 @@ def _span_states_kernel(
     hs_seq = hs + ((seq_bos // STATE_EVERY + n + first // STATE_EVERY) * H + h) * (K * V) + state_tile
     for i0 in range(0, L, BT):
         if STORE_SPANS:  # a masked store rather than a branch: the loop stays one block for the pipeliner
-            tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0))
+            # (a work item's first span starts from zero without h0: not stored, the output pass reads none)
+            tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0) & ((i0 > 0) | HAS_H0))
             hs_seq += tl.where((i0 + BT) % STATE_EVERY == 0, H * K * V, 0)
         mt = (i0 + it) < L
         kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
@@ -176,6 +179,13 @@ def _span_outputs_kernel(
     hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
     v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
+    # the span's stored state is zero, and was not stored, where it starts a work item of the state pass
+    # without an initial state: a sequence's first span without h0, or (product) any segment's first span
+    if SEGMENT_FIX == "off":
+        zero_state = (span == 0) & (has_h0 == 0)
+    else:
+        zero_state = (i0 - p0) % seg_len == 0
+    m_hs = (ik < tl.where(zero_state, 0, K))[:, None]
     if SEGMENT_FIX != "off":
         seg = i0 // seg_len
         seg_decay = tl.exp(lg * (i0 - p0 - seg * seg_len).to(tl.float32))  # g^(span start - segment start)
@@ -186,7 +196,7 @@ def _span_outputs_kernel(
     for v0 in range(0, V, BV):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
-        hc = tl.load(hs_rows + jv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+        hc = tl.load(hs_rows + jv[None, :], mask=m_hs & mv[None, :], other=0.0)
         oc = _q_state_product(qc, hc, F32_STATE_DOT)
         if SEGMENT_FIX == "product":  # shared memory for a third tile in the pipeline, not registers
             sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
