@@ -20,7 +20,9 @@ paid once per engine (the default model: about 40 MB, plus a CUDA context each).
 
 With `listen=True` the engine processes also take connections on a Unix socket each (`EngineLink`): other
 processes (the server's front processes) reach them through an `AttachedEngine` (attach.py), served as this
-process's pipe is, except that only this process shuts them down.
+process's pipe is, except that only this process shuts them down. `STREAMRET_ENGINE_READER` says which threads
+read those connections: one each ("per_connection", the default) or one for all and the pipe ("shared",
+reader.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from ..rings import snapshot
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
+from .reader import SharedReader, engine_reader
 from .segments import Segment
 
 log = logging.getLogger("streamret.engine")
@@ -812,6 +815,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         torch.set_num_threads(max(1, _cores() // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
         listener = _listen(listen[0]) if listen is not None else None  # (bound before the hello: fronts find it)
+        # with connections to take, one thread may read them all (reader.py); without, the pipe is read as ever
+        shared = SharedReader() if listener is not None and engine_reader() == "shared" else None
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
         answer(0, False, e)
@@ -820,6 +825,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     gc_pauses.freeze_startup()  # this process serves until shutdown: its model and tokenizer stay
     param = next(engine.model.parameters())
     hello = {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
+             "reader": "per_connection" if shared is None else "shared",
              "model_info": {"tokenizer": type(engine.tokenizer).__name__,
                             "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}}
     answer(0, True, hello)
@@ -895,68 +901,100 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                 answer, n, args = lane.popleft()
             submit(answer, [(n, args)])
 
+    def handle(answer, owner: bool, batch: list) -> str | None:
+        """One batch of calls received on a connection, on the thread that read it: "broken" (the engine's step
+        loop died: nothing done), "shutdown" (the owner's, answered: the calls before it done), else None."""
+        if engine._broken is not None:
+            return "broken"
+        chunks: list[tuple[int, tuple]] = []  # the batch's chunks so far, submitted together (one lock take)
+        for n, op, args in batch:
+            if not owner and op not in _ATTACHED_OPS:  # a front process ends its connection instead of a shutdown
+                answer(n, False, FailedPrecondition(
+                    f"{op!r} is for the server that started engine process {rank}, not a front attached to it"))
+                continue
+            if op not in _INLINE and chunks:  # the calls before it go first
+                submit(answer, chunks)
+                chunks = []
+            if op == "shutdown":
+                try:
+                    answer(n, True, engine.shutdown(*args))
+                except BaseException as e:  # noqa: BLE001
+                    answer(n, False, e)
+                return "shutdown"
+            if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
+                stream_id, start = args[0], False
+                with lanes_lock:
+                    lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
+                    if lane is None and cold(stream_id):
+                        lane = lanes[stream_id] = deque()
+                        start = True
+                    if lane is not None:  # behind its earlier chunks, still loading
+                        lane.append((answer, n, args))
+                if lane is None:
+                    chunks.append((n, args))
+                elif start:  # the chunks before it go first (its own earlier ones among them), then its lane
+                    if chunks:
+                        submit(answer, chunks)
+                        chunks = []
+                    pool.submit(drain, stream_id)
+            else:
+                (batches if op == "embed_documents" else pool).submit(run, answer, n, op, args)
+        if chunks:
+            submit(answer, chunks)
+        return None
+
     def serve_calls(conn, answer, owner: bool) -> str:
-        """Answer a connection's calls until it closes ("eof"), the engine's step loop died ("broken") or, from
-        the owner (the parent's pipe), a shutdown ("shutdown")."""
+        """Answer a connection's calls on this thread until it closes ("eof") or handle says otherwise."""
         while True:
             try:
                 batch = conn.recv()
             except (EOFError, OSError):
                 return "eof"
-            if engine._broken is not None:
-                return "broken"
-            chunks: list[tuple[int, tuple]] = []  # the batch's chunks so far, submitted together (one lock take)
-            for n, op, args in batch:
-                if not owner and op not in _ATTACHED_OPS:  # a front process ends its connection instead of a shutdown
-                    answer(n, False, FailedPrecondition(
-                        f"{op!r} is for the server that started engine process {rank}, not a front attached to it"))
-                    continue
-                if op not in _INLINE and chunks:  # the calls before it go first
-                    submit(answer, chunks)
-                    chunks = []
-                if op == "shutdown":
-                    try:
-                        answer(n, True, engine.shutdown(*args))
-                    except BaseException as e:  # noqa: BLE001
-                        answer(n, False, e)
-                    return "shutdown"
-                if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
-                    stream_id, start = args[0], False
-                    with lanes_lock:
-                        lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
-                        if lane is None and cold(stream_id):
-                            lane = lanes[stream_id] = deque()
-                            start = True
-                        if lane is not None:  # behind its earlier chunks, still loading
-                            lane.append((answer, n, args))
-                    if lane is None:
-                        chunks.append((n, args))
-                    elif start:  # the chunks before it go first (its own earlier ones among them), then its lane
-                        if chunks:
-                            submit(answer, chunks)
-                            chunks = []
-                        pool.submit(drain, stream_id)
-                else:
-                    (batches if op == "embed_documents" else pool).submit(run, answer, n, op, args)
-            if chunks:
-                submit(answer, chunks)
+            how = handle(answer, owner, batch)
+            if how is not None:
+                return how
 
-    def serve_attached(conn, number: int) -> None:
+    def attach(conn, number: int) -> tuple[_Outbox, Callable[[int, bool, object], None]]:
+        """An admitted front's connection: its outbox and answer, its hello sent."""
         attached_outbox, attached_answer = link(conn, f"streamret-engine-{rank}-a{number}-send")
         attached_answer(0, True, hello)
+        return attached_outbox, attached_answer
+
+    def hang_up(attached_outbox: _Outbox, conn) -> None:
+        attached_outbox.close()
+        conn.close()
+
+    def serve_attached(conn, number: int) -> None:
+        """A front's connection read on a thread of its own (STREAMRET_ENGINE_READER=per_connection)."""
+        attached_outbox, attached_answer = attach(conn, number)
         try:
             serve_calls(conn, attached_answer, owner=False)
         except RuntimeError:  # the pools are shut down: this engine is stopping
             pass
         finally:
-            attached_outbox.close()
-            conn.close()
+            hang_up(attached_outbox, conn)
+
+    def read_attached(conn, number: int) -> None:
+        """A front's connection handed to the shared reader (STREAMRET_ENGINE_READER=shared): its end is closed
+        on a thread of its own (the outbox's close waits for its sender), not on the reader's."""
+        attached_outbox, attached_answer = attach(conn, number)
+
+        def ended() -> None:
+            threading.Thread(target=hang_up, args=(attached_outbox, conn), daemon=True,
+                             name=f"streamret-engine-{rank}-a{number}-hang-up").start()
+
+        shared.add(conn, functools.partial(handle, attached_answer, False), ended)
 
     if listener is not None:
-        threading.Thread(target=_accept, args=(listener, listen[1], serve_attached, rank),
+        serve = serve_attached if shared is None else read_attached
+        threading.Thread(target=_accept, args=(listener, listen[1], serve, rank),
                          name=f"streamret-engine-{rank}-accept", daemon=True).start()
     try:
-        how = serve_calls(conn, answer, owner=True)
+        if shared is None:
+            how = serve_calls(conn, answer, owner=True)
+        else:  # the owner's pipe on the shared reader too: this thread reads every connection
+            shared.add(conn, functools.partial(handle, answer, True), lambda: "eof")
+            how = shared.run()
         if how == "eof":  # the parent died: keep what is applied, as a shutdown at exit does
             engine.shutdown(timeout_s=0.0)
         elif how == "broken":  # its step loop died: leave, so that the server starts a new one
@@ -991,7 +1029,8 @@ def _listen(path: str):
 
 
 def _accept(listener, authkey: bytes, serve: Callable[[object, int], None], rank: int) -> None:
-    """Take connections until the listener closes, each admitted (_admit) and served on a thread of its own."""
+    """Take connections until the listener closes, each admitted (_admit) on a thread of its own, then handed to
+    `serve` there (which serves it on that thread, or hands it to the shared reader and returns)."""
 
     def admit_and_serve(conn, number: int) -> None:
         if _admit(conn, authkey, rank):
