@@ -181,8 +181,10 @@ def test_the_engines_shutdown_with_connections_open_and_busy_returns(reader):
     attached = AttachedEngine(eng.link)
     sid, stop, errors = sid_on(1, prefix="b"), threading.Event(), []
 
+    attached.append(sid, 1, TEXT.encode())
+
     def send() -> None:
-        seq = 0
+        seq = 1
         while not stop.is_set():
             seq += 1
             try:
@@ -217,3 +219,5 @@ def test_the_reader_switch_names_a_bad_value_and_the_choices(monkeypatch):
     monkeypatch.setenv("STREAMRET_ENGINE_READER", "one")
     with pytest.raises(ValueError, match="STREAMRET_ENGINE_READER='one'.*per_connection, shared"):
         engine_reader()
+    with pytest.raises(ValueError, match="STREAMRET_ENGINE_READER='one'"):  # the engine processes' start fails
+        ShardedEngine(MODEL, "cpu", procs=1, listen=True, start_timeout_s=60)

@@ -816,7 +816,8 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
         listener = _listen(listen[0]) if listen is not None else None  # (bound before the hello: fronts find it)
         # with connections to take, one thread may read them all (reader.py); without, the pipe is read as ever
-        shared = SharedReader() if listener is not None and engine_reader() == "shared" else None
+        reader = engine_reader()  # (a bad value fails the start, fronts or not)
+        shared = SharedReader() if listener is not None and reader == "shared" else None
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
         answer(0, False, e)
