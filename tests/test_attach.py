@@ -221,3 +221,28 @@ def test_the_reader_switch_names_a_bad_value_and_the_choices(monkeypatch):
         engine_reader()
     with pytest.raises(ValueError, match="STREAMRET_ENGINE_READER='one'"):  # the engine processes' start fails
         ShardedEngine(MODEL, "cpu", procs=1, listen=True, start_timeout_s=60)
+
+
+def test_one_sender_for_many_outboxes_keeps_each_ones_messages_on_its_pipe_in_order():
+    """_SharedSender (STREAMRET_ENGINE_READER=shared_send): messages put on two outboxes, interleaved, arrive each
+    on its own pipe in the order put; closing one sends what it had and leaves the other sending."""
+    from multiprocessing import Pipe
+
+    from streamret.engine.shards import _Outbox, _SharedSender
+
+    sender = _SharedSender("test-send")
+    ends = [Pipe() for _ in range(2)]
+    outboxes = [_Outbox(mine, f"test-{i}", sender=sender) for i, (mine, _) in enumerate(ends)]
+    for k in range(2000):
+        for i, outbox in enumerate(outboxes):
+            outbox.put((i, True, k)) if k % 3 else outbox.put([(i, True, k)])  # a message, or a list of them
+    outboxes[0].close()
+    outboxes[1].put((1, True, 2000))
+    outboxes[0].put((0, True, "after its close"))  # dropped
+    for i, (_, theirs) in enumerate(ends):
+        got = []
+        while len(got) < 2000 + i:
+            got += theirs.recv()
+        assert got == [(i, True, k) for k in range(2000 + i)]
+        assert not theirs.poll(0.2)
+    outboxes[1].close()

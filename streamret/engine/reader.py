@@ -22,12 +22,13 @@ import socket
 from collections.abc import Callable
 from multiprocessing.connection import wait
 
-ENGINE_READERS = ("per_connection", "shared")
+ENGINE_READERS = ("per_connection", "shared", "shared_send")
 
 
 def engine_reader() -> str:
     """STREAMRET_ENGINE_READER: how an engine process that takes connections reads them: "per_connection" (the
-    default: a thread each) or "shared" (one thread for them all and the owner's pipe: SharedReader)."""
+    default: a thread each), "shared" (one thread for them all and the owner's pipe: SharedReader), or
+    "shared_send" (that, and one thread sends the answers on every front's connection: shards._SharedSender)."""
     value = os.environ.get("STREAMRET_ENGINE_READER", "") or ENGINE_READERS[0]
     if value not in ENGINE_READERS:
         raise ValueError(f"STREAMRET_ENGINE_READER={value!r}: give one of {', '.join(ENGINE_READERS)}")
