@@ -965,7 +965,9 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
 
     def handle(answer, owner: bool, batch: list) -> str | None:
         """One batch of calls received on a connection, on the thread that read it: "broken" (the engine's step
-        loop died: nothing done), "shutdown" (the owner's, answered: the calls before it done), else None."""
+        loop died: nothing done), "shutdown" (the owner's, answered: the calls before it done), else None.
+        "broken" ends what reads the connection: its own thread (the next call on the owner's pipe ends the
+        process), or the shared reader (the process leaves at once, to be started again)."""
         if engine._broken is not None:
             return "broken"
         chunks: list[tuple[int, tuple]] = []  # the batch's chunks so far, submitted together (one lock take)
