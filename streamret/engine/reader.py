@@ -28,7 +28,8 @@ ENGINE_READERS = ("per_connection", "shared", "shared_send")
 def engine_reader() -> str:
     """STREAMRET_ENGINE_READER: how an engine process that takes connections reads them: "per_connection" (the
     default: a thread each), "shared" (one thread for them all and the owner's pipe: SharedReader), or
-    "shared_send" (that, and one thread sends the answers on every front's connection: shards._SharedSender)."""
+    "shared_send" (that, and one thread sends the answers on every front's connection: shards._SharedSender).
+    An engine process without connections to take reads its pipe on its main thread whatever the value."""
     value = os.environ.get("STREAMRET_ENGINE_READER", "") or ENGINE_READERS[0]
     if value not in ENGINE_READERS:
         raise ValueError(f"STREAMRET_ENGINE_READER={value!r}: give one of {', '.join(ENGINE_READERS)}")
