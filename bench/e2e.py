@@ -806,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from streamret.engine import Engine, EngineConfig, ShardedEngine
+    from streamret.engine.reader import engine_reader
     from streamret.engine.shards import engine_procs
     from streamret.model.spec import load_model
 
@@ -842,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
                           "engine_procs": procs, "front_procs": args.front_procs,
+                          # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment)
+                          "engine_reader": engine_reader(),
                           "tokenizer_threads": config.tokenizer_threads},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}

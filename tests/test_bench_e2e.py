@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,7 +128,8 @@ def test_smoke_runs_every_part(tmp_path: Path):
 def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
                            "--parts", "service", "--front-procs", "2", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "STREAMRET_ENGINE_READER": "shared"})  # (one reader thread an engine)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "e2e.json").read_text())
     assert set(result["parts"]) == {"service_saturate", "service_half"} and not result["errors"]
@@ -135,3 +137,4 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     # the load spread over 8 connections per process; the second front's CPU counted apart
     assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
     assert result["engine_config"]["front_procs"] == 2
+    assert result["engine_config"]["engine_reader"] == "shared"  # (the engine processes take the environment)

@@ -20,7 +20,9 @@ paid once per engine (the default model: about 40 MB, plus a CUDA context each).
 
 With `listen=True` the engine processes also take connections on a Unix socket each (`EngineLink`): other
 processes (the server's front processes) reach them through an `AttachedEngine` (attach.py), served as this
-process's pipe is, except that only this process shuts them down.
+process's pipe is, except that only this process shuts them down. `STREAMRET_ENGINE_READER` says which threads
+read those connections: one each ("per_connection", the default) or one for all and the pipe ("shared",
+reader.py), and with "shared_send" one thread also sends on all of them (_SharedSender).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from ..rings import snapshot
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
+from .reader import SharedReader, engine_reader
 from .segments import Segment
 
 log = logging.getLogger("streamret.engine")
@@ -141,55 +144,111 @@ class _Outbox:
     """Messages to one end of a pipe, sent by a thread of their own in batches: a caller never blocks on a
     full pipe or pays for pickling, and a step's many acks cross in one message. A put is one append to a
     SimpleQueue (C code, no Python lock or condition): it is paid per chunk by the server's event loop and by
-    an engine's step loop. A put is a message (a tuple) or a list of messages (the calls a _Shard held)."""
+    an engine's step loop. A put is a message (a tuple) or a list of messages (the calls a _Shard held).
 
-    def __init__(self, conn, name: str, on_error=None, sent_at: deque | None = None) -> None:
+    sender: send on that shared thread instead of one of this outbox's own (STREAMRET_ENGINE_READER=shared_send)."""
+
+    def __init__(self, conn, name: str, on_error=None, sent_at: deque | None = None,
+                 sender: _SharedSender | None = None) -> None:
         # sent_at: where (stream id, seq, time.monotonic) of each submit_append goes as its message is written
         self.conn, self.on_error, self.sent_at = conn, on_error, sent_at
+        self._done = threading.Event()  # nothing more is sent: closed, or the other end is gone
+        if sender is not None:
+            put = sender.put
+            self.put = lambda item: put((self, item))
+            return
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.put = self._queue.put
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def close(self) -> None:
         """Send what is queued, then stop."""
-        self._queue.put(_CLOSE)
-        self._thread.join(timeout=30)
+        self.put(_CLOSE)
+        self._done.wait(timeout=30)
 
     def _run(self) -> None:
-        get, waiting, closed = self._queue.get, self._queue.qsize, False
-        while not closed:
-            batch = []
-            for item in [get(), *(get() for _ in range(waiting()))]:  # what came meanwhile goes in the same message
-                batch.extend(item) if type(item) is list else batch.append(item)
-            if _CLOSE in batch:  # (identity first: messages are tuples, never equal to it)
-                batch, closed = batch[:batch.index(_CLOSE)], True
-                if not batch:
+        get, waiting = self._queue.get, self._queue.qsize
+        try:
+            while True:
+                batch = []
+                for item in [get(), *(get() for _ in range(waiting()))]:  # what came meanwhile: the same message
+                    batch.extend(item) if type(item) is list else batch.append(item)
+                if not self.send(batch):
                     return
-            try:
-                data = ForkingPickler.dumps(batch)
-            except Exception:  # noqa: BLE001  (a message that does not pickle fails alone, the rest go)
-                good = []
-                for message in batch:
-                    try:
-                        ForkingPickler.dumps(message)
-                    except Exception as e:  # noqa: BLE001
-                        if self.on_error is not None:
-                            self.on_error([message], e, False)
-                    else:
-                        good.append(message)
-                if not good:
-                    continue
-                batch, data = good, ForkingPickler.dumps(good)
-            if self.sent_at is not None:  # stamped before the write: the engine may read it before the write returns
-                now = time.monotonic()
-                self.sent_at.extend((args[0], args[1], now) for _, op, args in batch if op == "submit_append")
-            try:
-                self.conn.send_bytes(data)
-            except (OSError, ValueError) as e:  # the other end is gone (or this one closed)
-                if self.on_error is not None:
-                    self.on_error(batch, e, True)
-                return
+        finally:  # (a close never waits for a thread that is gone)
+            self._done.set()
+
+    def send(self, batch: list) -> bool:
+        """Write these messages as one (those before a _CLOSE among them); False once nothing more is to be sent
+        (closed, or the other end is gone): later messages are dropped."""
+        if self._done.is_set():
+            return False
+        if _CLOSE in batch:  # (identity first: messages are tuples, never equal to it)
+            batch = batch[:batch.index(_CLOSE)]
+            if batch:
+                self._write(batch)
+            self._done.set()
+            return False
+        if not self._write(batch):
+            self._done.set()
+            return False
+        return True
+
+    def _write(self, batch: list) -> bool:
+        """False when the other end is gone (or this one closed)."""
+        try:
+            data = ForkingPickler.dumps(batch)
+        except Exception:  # noqa: BLE001  (a message that does not pickle fails alone, the rest go)
+            good = []
+            for message in batch:
+                try:
+                    ForkingPickler.dumps(message)
+                except Exception as e:  # noqa: BLE001
+                    if self.on_error is not None:
+                        self.on_error([message], e, False)
+                else:
+                    good.append(message)
+            if not good:
+                return True
+            batch, data = good, ForkingPickler.dumps(good)
+        if self.sent_at is not None:  # stamped before the write: the engine may read it before the write returns
+            now = time.monotonic()
+            self.sent_at.extend((args[0], args[1], now) for _, op, args in batch if op == "submit_append")
+        try:
+            self.conn.send_bytes(data)
+        except (OSError, ValueError) as e:  # the other end is gone (or this one closed)
+            if self.on_error is not None:
+                self.on_error(batch, e, True)
+            return False
+        return True
+
+
+class _SharedSender:
+    """One thread that sends for many outboxes (an engine process's connections): what was put meanwhile goes
+    out as one message per outbox, in the order put. Fewer threads to wake than an outbox's own each, at a
+    price: a write that blocks (a full pipe whose reader is slow) holds up every other connection's answers."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.put = self._queue.put  # (outbox, item): item as _Outbox.put takes it
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        get, waiting = self._queue.get, self._queue.qsize
+        while True:
+            batches: dict[_Outbox, list] = {}
+            for outbox, item in [get(), *(get() for _ in range(waiting()))]:
+                batch = batches.get(outbox)
+                if batch is None:
+                    batch = batches[outbox] = []
+                batch.extend(item) if type(item) is list else batch.append(item)
+            for outbox, batch in batches.items():
+                try:
+                    outbox.send(batch)
+                except Exception:  # noqa: BLE001  (a bug: that connection stops, the others go on)
+                    log.exception("sending %d messages on %r failed; that connection sends no more", len(batch),
+                                  outbox.conn)
+                    outbox._done.set()
 
 
 class _Shard:
@@ -780,15 +839,17 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     root.handlers[:] = [logging.handlers.QueueHandler(logs)]
     root.setLevel(level)
 
-    def link(conn, name: str) -> tuple[_Outbox, Callable[[int, bool, object], None]]:
-        """A connection's outbox, and the function that answers a call on it."""
+    def link(conn, name: str,
+             sender: _SharedSender | None = None) -> tuple[_Outbox, Callable[[int, bool, object], None]]:
+        """A connection's outbox (sending on its own thread, or on `sender`'s), and the function that answers a
+        call on it."""
         def unsent(batch: list, error: Exception, broken: bool) -> None:
             if broken:
                 return  # the other end is gone: nothing to answer
             for n, _, _ in batch:  # an answer that does not pickle says so instead
                 outbox.put((n, False, Unavailable(f"engine process {rank} could not send its answer: {error!r}")))
 
-        outbox = _Outbox(conn, name, on_error=unsent)
+        outbox = _Outbox(conn, name, on_error=unsent, sender=sender)
 
         def answer(n: int, ok: bool, value) -> None:
             if not ok and not _portable(value):  # an error the server could not rebuild would lose its link
@@ -812,6 +873,12 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
         torch.set_num_threads(max(1, _cores() // procs))
         engine = Engine.from_model(spec, device, state_dir, _share(config, procs, device), dtype)
         listener = _listen(listen[0]) if listen is not None else None  # (bound before the hello: fronts find it)
+        # with connections to take, one thread may read them all (reader.py); without, the pipe is read as ever
+        reader = engine_reader()  # (a bad value fails the start, fronts or not)
+        shared = SharedReader() if listener is not None and reader != "per_connection" else None
+        # the fronts' connections only: the owner's outbox was made before (it carries a failed start's error)
+        sender = _SharedSender(f"streamret-engine-{rank}-send-fronts") if (
+            listener is not None and reader == "shared_send") else None
     except BaseException as e:  # noqa: BLE001  (the parent raises it; the traceback stays here, so log it)
         log.error("engine process %d could not start", rank, exc_info=True)
         answer(0, False, e)
@@ -820,6 +887,7 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
     gc_pauses.freeze_startup()  # this process serves until shutdown: its model and tokenizer stay
     param = next(engine.model.parameters())
     hello = {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
+             "reader": reader if listener is not None else "per_connection",
              "model_info": {"tokenizer": type(engine.tokenizer).__name__,
                             "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}}
     answer(0, True, hello)
@@ -895,68 +963,102 @@ def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str |
                 answer, n, args = lane.popleft()
             submit(answer, [(n, args)])
 
+    def handle(answer, owner: bool, batch: list) -> str | None:
+        """One batch of calls received on a connection, on the thread that read it: "broken" (the engine's step
+        loop died: nothing done), "shutdown" (the owner's, answered: the calls before it done), else None.
+        "broken" ends what reads the connection: its own thread (the next call on the owner's pipe ends the
+        process), or the shared reader (the process leaves at once, to be started again)."""
+        if engine._broken is not None:
+            return "broken"
+        chunks: list[tuple[int, tuple]] = []  # the batch's chunks so far, submitted together (one lock take)
+        for n, op, args in batch:
+            if not owner and op not in _ATTACHED_OPS:  # a front process ends its connection instead of a shutdown
+                answer(n, False, FailedPrecondition(
+                    f"{op!r} is for the server that started engine process {rank}, not a front attached to it"))
+                continue
+            if op not in _INLINE and chunks:  # the calls before it go first
+                submit(answer, chunks)
+                chunks = []
+            if op == "shutdown":
+                try:
+                    answer(n, True, engine.shutdown(*args))
+                except BaseException as e:  # noqa: BLE001
+                    answer(n, False, e)
+                return "shutdown"
+            if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
+                stream_id, start = args[0], False
+                with lanes_lock:
+                    lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
+                    if lane is None and cold(stream_id):
+                        lane = lanes[stream_id] = deque()
+                        start = True
+                    if lane is not None:  # behind its earlier chunks, still loading
+                        lane.append((answer, n, args))
+                if lane is None:
+                    chunks.append((n, args))
+                elif start:  # the chunks before it go first (its own earlier ones among them), then its lane
+                    if chunks:
+                        submit(answer, chunks)
+                        chunks = []
+                    pool.submit(drain, stream_id)
+            else:
+                (batches if op == "embed_documents" else pool).submit(run, answer, n, op, args)
+        if chunks:
+            submit(answer, chunks)
+        return None
+
     def serve_calls(conn, answer, owner: bool) -> str:
-        """Answer a connection's calls until it closes ("eof"), the engine's step loop died ("broken") or, from
-        the owner (the parent's pipe), a shutdown ("shutdown")."""
+        """Answer a connection's calls on this thread until it closes ("eof") or handle says otherwise."""
         while True:
             try:
                 batch = conn.recv()
             except (EOFError, OSError):
                 return "eof"
-            if engine._broken is not None:
-                return "broken"
-            chunks: list[tuple[int, tuple]] = []  # the batch's chunks so far, submitted together (one lock take)
-            for n, op, args in batch:
-                if not owner and op not in _ATTACHED_OPS:  # a front process ends its connection instead of a shutdown
-                    answer(n, False, FailedPrecondition(
-                        f"{op!r} is for the server that started engine process {rank}, not a front attached to it"))
-                    continue
-                if op not in _INLINE and chunks:  # the calls before it go first
-                    submit(answer, chunks)
-                    chunks = []
-                if op == "shutdown":
-                    try:
-                        answer(n, True, engine.shutdown(*args))
-                    except BaseException as e:  # noqa: BLE001
-                        answer(n, False, e)
-                    return "shutdown"
-                if op in _INLINE:  # in arrival order, on this thread: a stream's chunks stay in order
-                    stream_id, start = args[0], False
-                    with lanes_lock:
-                        lane = lanes.get(stream_id) if isinstance(stream_id, str) else None
-                        if lane is None and cold(stream_id):
-                            lane = lanes[stream_id] = deque()
-                            start = True
-                        if lane is not None:  # behind its earlier chunks, still loading
-                            lane.append((answer, n, args))
-                    if lane is None:
-                        chunks.append((n, args))
-                    elif start:  # the chunks before it go first (its own earlier ones among them), then its lane
-                        if chunks:
-                            submit(answer, chunks)
-                            chunks = []
-                        pool.submit(drain, stream_id)
-                else:
-                    (batches if op == "embed_documents" else pool).submit(run, answer, n, op, args)
-            if chunks:
-                submit(answer, chunks)
+            how = handle(answer, owner, batch)
+            if how is not None:
+                return how
+
+    def attach(conn, number: int) -> tuple[_Outbox, Callable[[int, bool, object], None]]:
+        """An admitted front's connection: its outbox and answer, its hello sent."""
+        attached_outbox, attached_answer = link(conn, f"streamret-engine-{rank}-a{number}-send", sender)
+        attached_answer(0, True, hello)
+        return attached_outbox, attached_answer
+
+    def hang_up(attached_outbox: _Outbox, conn) -> None:
+        attached_outbox.close()
+        conn.close()
 
     def serve_attached(conn, number: int) -> None:
-        attached_outbox, attached_answer = link(conn, f"streamret-engine-{rank}-a{number}-send")
-        attached_answer(0, True, hello)
+        """A front's connection read on a thread of its own (STREAMRET_ENGINE_READER=per_connection)."""
+        attached_outbox, attached_answer = attach(conn, number)
         try:
             serve_calls(conn, attached_answer, owner=False)
         except RuntimeError:  # the pools are shut down: this engine is stopping
             pass
         finally:
-            attached_outbox.close()
-            conn.close()
+            hang_up(attached_outbox, conn)
+
+    def read_attached(conn, number: int) -> None:
+        """A front's connection handed to the shared reader (STREAMRET_ENGINE_READER=shared): its end is closed
+        on a thread of its own (the outbox's close waits for its sender), not on the reader's."""
+        attached_outbox, attached_answer = attach(conn, number)
+
+        def ended() -> None:
+            threading.Thread(target=hang_up, args=(attached_outbox, conn), daemon=True,
+                             name=f"streamret-engine-{rank}-a{number}-hang-up").start()
+
+        shared.add(conn, functools.partial(handle, attached_answer, False), ended)
 
     if listener is not None:
-        threading.Thread(target=_accept, args=(listener, listen[1], serve_attached, rank),
+        serve = serve_attached if shared is None else read_attached
+        threading.Thread(target=_accept, args=(listener, listen[1], serve, rank),
                          name=f"streamret-engine-{rank}-accept", daemon=True).start()
     try:
-        how = serve_calls(conn, answer, owner=True)
+        if shared is None:
+            how = serve_calls(conn, answer, owner=True)
+        else:  # the owner's pipe on the shared reader too: this thread reads every connection
+            shared.add(conn, functools.partial(handle, answer, True), lambda: "eof")
+            how = shared.run()
         if how == "eof":  # the parent died: keep what is applied, as a shutdown at exit does
             engine.shutdown(timeout_s=0.0)
         elif how == "broken":  # its step loop died: leave, so that the server starts a new one
@@ -991,7 +1093,8 @@ def _listen(path: str):
 
 
 def _accept(listener, authkey: bytes, serve: Callable[[object, int], None], rank: int) -> None:
-    """Take connections until the listener closes, each admitted (_admit) and served on a thread of its own."""
+    """Take connections until the listener closes, each admitted (_admit) on a thread of its own, then handed to
+    `serve` there (which serves it on that thread, or hands it to the shared reader and returns)."""
 
     def admit_and_serve(conn, number: int) -> None:
         if _admit(conn, authkey, rank):
