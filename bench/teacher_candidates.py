@@ -302,17 +302,17 @@ def minilm_reference(npz: Path, emb: dict[str, torch.Tensor], picked: dict, full
 def print_table(result: dict) -> None:
     s = result["subset"]
     print(f"\nsubset: {s['passages']} passages; {s['docs']} documents, {s['doc_queries']} document queries")
-    heads = None
+    heads = None  # the buckets: recall@10 of the windows-averaged documents
     for name, m in result["models"].items():
         fw, wa = m["scores"]["first_window"], m["scores"]["windows_averaged"]
         if heads is None:
             heads = [f"{r['min_tokens'] // 1000}k+ ({r['queries']}q)" for r in wa["by_length"]]
-            print("| model | passage R@1 | passage R@10 | doc R@10 first window | doc R@10 windows averaged | "
+            print("| model | passage R@1 / R@10 | doc R@1 / R@10 first window | doc R@1 / R@10 windows averaged | "
                   + " | ".join(heads) + " | tokens/s |")
         cells = " | ".join("-" if r["recall@10"] is None else f"{r['recall@10']:.3f}" for r in wa["by_length"])
         p = m["scores"]["passages"]
-        print(f"| {name} | {p['recall@1']:.3f} | {p['recall@10']:.3f} | {fw['recall@10']:.3f} | "
-              f"{wa['recall@10']:.3f} | {cells} | {m['speed']['tokens_per_s']:,.0f} |")
+        print(f"| {name} | {p['recall@1']:.3f} / {p['recall@10']:.3f} | {fw['recall@1']:.3f} / {fw['recall@10']:.3f} | "
+              f"{wa['recall@1']:.3f} / {wa['recall@10']:.3f} | {cells} | {m['speed']['tokens_per_s']:,.0f} |")
 
 
 def main() -> None:
