@@ -1,7 +1,7 @@
 """Which teacher earns its place: all-MiniLM-L6-v2 against other sentence-transformers models (issue 18, item 2).
 
     python bench/teacher_candidates.py --data .quality/heldout --minilm .quality/teacher \
-        --candidates /tmp/teachers/m/all-mpnet-base-v2 --out OUT [--passages 300 --docs 48]
+        --candidates /tmp/teachers/m/all-mpnet-base-v2 --out OUT [--passages 400 --docs 32]
 
 Builds bench/quality.py's evaluation sets with its own builders and default parameters (seed 0, the
 MiniLM tokenizer: the fingerprint is that of quality.py's teacher phase), takes a seeded subset of
@@ -374,7 +374,6 @@ def main() -> None:
                 Path(args.minilm_reference), emb, picked, full, sets)
         print(f"{name}: {time.perf_counter() - t:.0f} s, {json.dumps(result['models'][name]['scores'])[:400]}",
               flush=True)
-        del model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
