@@ -279,8 +279,8 @@ def chunk_retention_two_pass(
         raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
     (SK, SV, warps, SBT, stages), segment_len = plan_state_pass(cfg, N, T, H, K, V, num_sms(dev), segment_len)
     if SE % SBT:
-        name = "state_BT" if (SK, SV, warps, SBT, stages)[3] == cfg.state_BT else "narrow_state_BT"
-        raise ValueError(f"state_every={SE} must be a multiple of the state pass's step ({name}={SBT})")
+        raise ValueError(f"state_every={SE} must be a multiple of the state pass's step ({SBT} tokens: "
+                         f"state_BT={cfg.state_BT} or narrow_state_BT={cfg.narrow_state_BT}, the tiling that runs)")
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     segment_len = segment_len and triton.cdiv(segment_len, SE) * SE  # whole spans
     states = dict(H=H, K=K, V=V, BT=SBT, BK=SK, BV=SV, NK=NSK, NV=NSV, STATE_EVERY=SE,
