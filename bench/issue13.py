@@ -85,8 +85,9 @@ TILE_CASES = dict(KERNEL_CASES)
 TILE_MODES = tuple(os.environ.get("ISSUE13_TILE_MODES", "fresh,h0").split(","))
 STATE_TILES = [  # (state_BK, state_BV, state_warps, state_BT, state_stages): the wide tiling, where sequences fill
     # the GPU; the [BK, BV] float32 state is spread over warps * 32 threads (128 x 128 on 8 warps: 64 registers a
-    # thread). The 2026-12-02 sweep's winner (128 x 128, 8 warps, BT 64, 2 stages) is now the default
-    (64, 64, 4, 64, 2), (128, 64, 8, 128, 2), (128, 128, 8, 128, 2), (128, 128, 16, 64, 2), (128, 128, 8, 32, 2),
+    # thread). Session 9's fresh winner was 128 x 128, 8 warps, BT 64, 2 stages; with an initial state 128 x 64, 8
+    # warps, BT 128 was far faster (session 10) and is now the default
+    (64, 64, 4, 64, 2), (128, 128, 8, 64, 2), (128, 128, 8, 128, 2), (128, 128, 16, 64, 2), (128, 128, 8, 32, 2),
     (128, 128, 4, 64, 2), (128, 64, 8, 64, 3),
 ]
 STATE_FIELDS = ("state_BK", "state_BV", "state_warps", "state_BT", "state_stages")

@@ -212,12 +212,12 @@ def test_the_engines_shutdown_with_connections_open_and_busy_returns(reader):
 
 def test_the_reader_switch_names_a_bad_value_and_the_choices(monkeypatch):
     monkeypatch.delenv("STREAMRET_ENGINE_READER", raising=False)
-    assert engine_reader() == "per_connection"
+    assert engine_reader() == "shared"
     for value in ENGINE_READERS:
         monkeypatch.setenv("STREAMRET_ENGINE_READER", value)
         assert engine_reader() == value
     monkeypatch.setenv("STREAMRET_ENGINE_READER", "one")
-    with pytest.raises(ValueError, match="STREAMRET_ENGINE_READER='one'.*per_connection, shared"):
+    with pytest.raises(ValueError, match="STREAMRET_ENGINE_READER='one'.*shared, per_connection"):
         engine_reader()
     with pytest.raises(ValueError, match="STREAMRET_ENGINE_READER='one'"):  # the engine processes' start fails
         ShardedEngine(MODEL, "cpu", procs=1, listen=True, start_timeout_s=60)

@@ -129,7 +129,7 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
                            "--parts", "service", "--front-procs", "2", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "STREAMRET_ENGINE_READER": "shared"})  # (one reader thread an engine)
+                          env={**os.environ, "STREAMRET_ENGINE_READER": "per_connection"})  # (not the default)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "e2e.json").read_text())
     assert set(result["parts"]) == {"service_saturate", "service_half"} and not result["errors"]

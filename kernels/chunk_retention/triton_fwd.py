@@ -217,16 +217,20 @@ class TwoPassConfig:
     often); B1 x T32768 uncut at 64 x 64 / 4 warps / 3 stages (256 programs) 0.897 ms against 1.095
     cut into 4096-token segments (the fix product made the output pass 0.589 ms against 0.399); a
     second run: the narrow tiling at 128-token steps 0.868 ms against 0.923 at 64 (its state pass
-    0.431 against 0.522 ms: half the sequential steps for 256 programs), the wide one no faster at 128."""
+    0.431 against 0.522 ms: half the sequential steps for 256 programs), the wide one no faster at 128.
+    With an initial state (a stream's next chunk; 2026-12-02, session 10) the 128 x 128 tile's state
+    pass took 0.661 ms against 0.380 fresh (N64 x L512; loading a 128 x 128 float32 h0 tile into the
+    accumulator costs far more than its bytes), 128 x 64 / 8 warps / 128-token steps 0.474-0.490 and
+    fresh the same as 128 x 128 (0.800 / 0.799 ms in all): the wide tiling is now 128 x 64."""
 
     BT: int = 128
     BV: int = 64
     num_warps: int = 8
     num_stages: int = 3
     state_every: int = 128
-    state_BT: int = 64
+    state_BT: int = 128
     state_BK: int = 128
-    state_BV: int = 128
+    state_BV: int = 64
     state_warps: int = 8
     state_stages: int = 2
     narrow_state_BK: int = 64

@@ -1,11 +1,13 @@
-"""One thread that reads every connection of an engine process (`STREAMRET_ENGINE_READER=shared`).
+"""One thread that reads every connection of an engine process (`STREAMRET_ENGINE_READER=shared`, the default).
 
-An engine process that takes connections (front processes, attach.py) reads each on a thread of its own by
-default. With six fronts its step loop waited about 8 ms a step for its engine lock while no thread held the
+An engine process that takes connections (front processes, attach.py) could read each on a thread of its own
+(`per_connection`). With six fronts its step loop waited about 8 ms a step for its engine lock while no thread held the
 lock long (bench/RESULTS.md, "End to end on the H200, session 8/9"): most likely the GIL, which every runnable
 Python thread of the process may hold for a switch interval before the step thread gets it back. A
 `SharedReader` reads them all on one thread with `multiprocessing.connection.wait`, so that a burst of
-batches on many connections wakes one thread, not one per connection.
+batches on many connections wakes one thread, not one per connection. On the H200 with six fronts (session
+10, bench/RESULTS.md) it cut that wait to 1.0 ms a step and the ack p99 at saturation from 986 to 528 ms at
+the same tokens/s: the default since.
 
 Per connection it keeps what a thread of its own gives: batches in arrival order, each handled before the
 connection's next is read; a connection's end (EOF or a read error) ends that connection only. Across
@@ -22,12 +24,12 @@ import socket
 from collections.abc import Callable
 from multiprocessing.connection import wait
 
-ENGINE_READERS = ("per_connection", "shared", "shared_send")
+ENGINE_READERS = ("shared", "per_connection", "shared_send")  # the first is the default
 
 
 def engine_reader() -> str:
-    """STREAMRET_ENGINE_READER: how an engine process that takes connections reads them: "per_connection" (the
-    default: a thread each), "shared" (one thread for them all and the owner's pipe: SharedReader), or
+    """STREAMRET_ENGINE_READER: how an engine process that takes connections reads them: "shared" (the
+    default: one thread for them all and the owner's pipe: SharedReader), "per_connection" (a thread each), or
     "shared_send" (that, and one thread sends the answers on every front's connection: shards._SharedSender).
     An engine process without connections to take reads its pipe on its main thread whatever the value."""
     value = os.environ.get("STREAMRET_ENGINE_READER", "") or ENGINE_READERS[0]

@@ -21,8 +21,8 @@ paid once per engine (the default model: about 40 MB, plus a CUDA context each).
 With `listen=True` the engine processes also take connections on a Unix socket each (`EngineLink`): other
 processes (the server's front processes) reach them through an `AttachedEngine` (attach.py), served as this
 process's pipe is, except that only this process shuts them down. `STREAMRET_ENGINE_READER` says which threads
-read those connections: one each ("per_connection", the default) or one for all and the pipe ("shared",
-reader.py), and with "shared_send" one thread also sends on all of them (_SharedSender).
+read those connections: one for all and the pipe ("shared", the default, reader.py) or one each
+("per_connection"), and with "shared_send" one thread also sends on all of them (_SharedSender).
 """
 
 from __future__ import annotations
