@@ -55,3 +55,22 @@ def us_per_token_line(cpu_s: dict[str, float], tokens: int) -> str:
     return ("CPU us per token by thread (the Python threads share one GIL, so their sum bounds tokens/s): "
             + ", ".join(f"{k} {v:.3f}" for k, v in us.items())
             + f"; Python threads {py:.3f} us/token = at most {1 / max(py, 1e-9):.2f} M tok/s on this host")
+
+
+def host_cpu_sample() -> tuple[int, int] | None:
+    """(busy, all) jiffies of every CPU of the host so far, from /proc/stat's first line; None off Linux. Idle and
+    iowait count as not busy; guest time is inside user already."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def host_cores_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """How many of the host's cores were busy on average between two host_cpu_sample()s: whether a part was
+    bound by the host's CPU (every process on it: engines, fronts, load generators, anything else)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)

@@ -36,6 +36,9 @@ Parts (--parts, in this order; one engine serves all of them):
   batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
            documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
            --short-tokens, counted by the tokenizer on each whole document)
+Host cores: the host's cores busy on average during an engine or service part, of all its cores (every process:
+engines, fronts, the load processes, whose own CPU is cpu_us_per_token.client_procs): near all of them, the part
+was bound by the host's CPU, not by the GPU or the service's design.
 Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
 model / host ms per step: the step loop's own clocks (launch + wait for results / everything else).
@@ -371,17 +374,17 @@ def part_packed(config: EngineConfig, model: RetNet, ids: torch.Tensor, args: ar
 def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, tag: str = "engine") -> dict:
     """Engine.submit_append from this process, --window chunks in flight per stream."""
     import service as service_bench  # bench/service.py
-    from cpu_threads import cpu_between, thread_cpu_s, us_per_token
+    from cpu_threads import cpu_between, host_cores_busy, host_cpu_sample, thread_cpu_s, us_per_token
 
     ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
-    before, cpu0 = engine.stats(), thread_cpu_s(engine)
+    before, cpu0, host0 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
     row = service_bench.run_engine(engine, ns, f"{tag}{streams}")
-    after, cpu1 = engine.stats(), thread_cpu_s(engine)
+    after, cpu1, host1 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
     # the Python threads share the GIL: their CPU us per token, summed, bounds tokens/s (bench/cpu_threads.py)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-            "cpu_us_per_token": cpu_us, **steps_between(before, after),
-            "recent": service_bench.step_summary(before, after)}
+            "cpu_us_per_token": cpu_us, "host_cores_busy": host_cores_busy(host0, host1), "host_cores": os.cpu_count(),
+            **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
 
 
 class StackSampler:
@@ -520,14 +523,21 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
     ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
                             window=args.window, procs=args.procs, text_file=text_file,
                             channels=client_channels(args))
-    from cpu_threads import cpu_between, thread_cpu_s, us_per_token
+    from cpu_threads import cpu_between, host_cores_busy, host_cpu_sample, thread_cpu_s, us_per_token
 
     before, cpu0 = engine.stats(), thread_cpu_s(engine, server.fronts)
-    # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs)
-    row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server)
+    # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs; the host's busy cores
+    # while the load ran, sampled by run_service)
+    row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server,
+                                    host_sampler=host_cpu_sample)
     after, cpu1 = engine.stats(), thread_cpu_s(engine, server.fronts)
-    # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes
+    # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes; the load
+    # processes' own CPU from run_service (they share the host's cores with the service)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
+    if cpu_us and row.get("client_cpu_seconds") is not None:
+        cpu_us["client_procs"] = round(1e6 * row["client_cpu_seconds"] / max(1, row["tokens"]), 3)
+    row["host_cores_busy"] = host_cores_busy(*row.pop("host_samples", (None, None)))
+    row["host_cores"] = os.cpu_count()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us,
             **steps_between(before, after),
@@ -660,6 +670,8 @@ def table(results: dict) -> list[dict]:
                # the step loop's wait for the engine lock (part of host ms): its holders with STREAMRET_LOCK_PROFILE=1
                "lock_ms_per_step": r.get("loop_parts_ms_per_step", {}).get("lock"),
                "python_us_per_token": r.get("cpu_us_per_token", {}).get("python_threads"),
+               # the host's cores busy on average during the part (all processes): near host_cores, CPU-bound
+               "host_cores_busy": r.get("host_cores_busy"), "host_cores": r.get("host_cores"),
                "wide_steps_runnable": r.get("wide_steps_runnable"), "wide_steps_waiting": r.get("wide_steps_waiting"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
         if name == "service_saturate":
@@ -673,6 +685,9 @@ def print_table(results: dict) -> None:
     def f(v: float | None, fmt: str) -> str:
         return format("-" if v is None else format(v, fmt.lstrip("0123456789")), f">{fmt.split('.')[0]}")
 
+    def cores(r: dict) -> str:  # busy of all, e.g. "13.9/16"
+        return "-" if r.get("host_cores_busy") is None else f"{r['host_cores_busy']:.1f}/{r['host_cores']}"
+
     rows, packed = results["table"], results["parts"].get("packed")
     if packed:
         timed = [*packed["step_budget_shapes"], *packed["other_shapes"]]
@@ -681,14 +696,14 @@ def print_table(results: dict) -> None:
               + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
     print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
           f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s} {'lock ms':>7s} "
-          f"{'py us/tok':>9s}  "
+          f"{'py us/tok':>9s} {'host cores':>10s}  "
           "target (issue 14)")
     for r in rows:
         print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} {f(r.get('x_engine'), '9.3f')} "
               f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')} "
               f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
               f"{f(r.get('lock_ms_per_step'), '7.2f')} "
-              f"{f(r.get('python_us_per_token'), '9.3f')}  {r['target']}")
+              f"{f(r.get('python_us_per_token'), '9.3f')} {cores(r):>10s}  {r['target']}")
     wide = [(r["part"], r[k], k.rsplit("_", 1)[1]) for r in rows for k in ("wide_steps_waiting", "wide_steps_runnable")
             if (r.get(k) or {}).get("steps")]
     if wide:

@@ -33,6 +33,7 @@ import platform
 import queue
 import random
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -298,11 +299,12 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         # (made before the schedule starts: synthetic text takes this process a while)
         chunks = {sid: chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"])
                   for sid in stream_ids}
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         tokens = await until_first_failure([
             _drive_stream(stubs[k % n], sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
             for k, sid in enumerate(stream_ids)])
         return {"tokens": sum(tokens), "start": wall0, "end": time.time(), "latencies": latencies,
+                "cpu_seconds": time.process_time() - cpu0,  # this load process's own CPU while it drove its streams
                 "stamps": stamps, "call_setup": setup, **gc_pauses.pauses()}
     finally:
         for channel in channels:
@@ -333,9 +335,11 @@ def first_failures(results: list[dict], start_at: float) -> str:
     return text
 
 
-def run_service(target: str, args, tag: str, rate: float | None, server=None) -> dict:
+def run_service(target: str, args, tag: str, rate: float | None, server=None, host_sampler=None) -> dict:
     """The load against the server at `target` (rate: chunks per second per stream; None: saturation). server:
-    the BackgroundServer serving it, in this process: the result then has "ack_legs" (ack_legs.summarize_legs)."""
+    the BackgroundServer serving it, in this process: the result then has "ack_legs" (ack_legs.summarize_legs).
+    host_sampler: a function sampled when the load starts and once every load process has answered; the result
+    then has "host_samples" (the two samples)."""
     ids = [f"{tag}-{s}" for s in range(args.streams)]
     args_d = {"chunks": args.chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
               "text_file": getattr(args, "text_file", None), "channels": getattr(args, "channels", 1)}
@@ -353,7 +357,14 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
              for p in range(args.procs)]
     for p in procs:
         p.start()
+    host_samples = []
+    if host_sampler is not None:  # once the processes start their load together (start_at)
+        sampler = threading.Timer(max(0.0, start_at - time.time()), lambda: host_samples.append(host_sampler()))
+        sampler.start()
     results = [out.get() for _ in procs]
+    if host_sampler is not None:
+        sampler.join()
+        host_samples.append(host_sampler())
     for p in procs:
         p.join()
     late = lag.stop() if lag is not None else []
@@ -377,6 +388,8 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None) ->
                if setup else {}),
             # the load processes' own garbage-collector pauses (they delay the acks they time)
             "client_gc_pause_ms": round(1e3 * sum(r["gc_pause_seconds"] for r in results), 1),
+            "client_cpu_seconds": round(sum(r.get("cpu_seconds", 0.0) for r in results), 3),
+            **({"host_samples": host_samples} if len(host_samples) == 2 else {}),
             "client_gc_pause_max_ms": round(1e3 * max(r["gc_pause_max_seconds"] for r in results), 1),
             **(server_side(server, [x for r in results for x in r["stamps"]], started, late) if server else {})}
 

@@ -119,6 +119,10 @@ def test_smoke_runs_every_part(tmp_path: Path):
             "client_due", "client_sent", "server_read", "engine_accepted", "engine_queued", "engine_applied",
             "ack_written", "client_received"]
     assert "service_half: an ack's time by leg" in proc.stdout
+    for name in ("engine_4", "service_saturate", "service_half"):  # whether the host's CPU bound the part
+        assert 0 < result["parts"][name]["host_cores_busy"] <= result["parts"][name]["host_cores"] + 0.05, name
+    for name in ("service_saturate", "service_half"):  # the load processes' own CPU, apart from the server's
+        assert result["parts"][name]["cpu_us_per_token"]["client_procs"] > 0
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()
@@ -137,4 +141,4 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     # the load spread over 8 connections per process; the second front's CPU counted apart
     assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
     assert result["engine_config"]["front_procs"] == 2
-    assert result["engine_config"]["engine_reader"] == "shared"  # (the engine processes take the environment)
+    assert result["engine_config"]["engine_reader"] == "per_connection"  # (the engine processes take the environment)
