@@ -301,10 +301,15 @@ def section_profile(out_dir: str, long: bool = False) -> dict:
 
 
 def run_child(args: list[str], out_dir: str, json_name: str) -> dict:
-    """Another bench script in a child process (its own CUDA context and Triton settings)."""
-    res = subprocess.run([sys.executable, *args, "--out", out_dir], cwd=ROOT, capture_output=True, text=True,
-                         timeout=900)
-    print(res.stdout[-6000:], res.stderr[-3000:] if res.returncode else "", flush=True)
+    """Another bench script in a child process (its own CUDA context and Triton settings). Its output goes to
+    OUT/<json name>_log.txt as it runs (a run stopped by a time limit keeps what the child printed so far),
+    and its tail here once it ends."""
+    log_path = os.path.join(out_dir, json_name.rsplit(".", 1)[0] + "_log.txt")
+    with open(log_path, "w") as log:
+        res = subprocess.run([sys.executable, *args, "--out", out_dir], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                             text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log_path) as log:
+        print(log.read()[-6000:], flush=True)
     path = os.path.join(out_dir, json_name)
     return json.load(open(path)) if os.path.exists(path) else {"returncode": res.returncode}
 
