@@ -59,7 +59,7 @@ def us_per_token_line(cpu_s: dict[str, float], tokens: int) -> str:
 
 def host_cpu_sample() -> tuple[int, int] | None:
     """(busy, all) jiffies of every CPU of the host so far, from /proc/stat's first line; None off Linux. Idle and
-    iowait count as not busy; guest time is inside user already."""
+    iowait count as not busy; steal (a VM's host running others) as busy; guest time is inside user already."""
     try:
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:9]]

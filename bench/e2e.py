@@ -858,8 +858,9 @@ def main(argv: list[str] | None = None) -> int:
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
                           "engine_procs": procs, "front_procs": args.front_procs,
-                          # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment)
-                          "engine_reader": engine_reader(),
+                          # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment);
+                          # it plays a part only where they take the fronts' connections
+                          "engine_reader": engine_reader() if args.front_procs > 1 else None,
                           "tokenizer_threads": config.tokenizer_threads},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}

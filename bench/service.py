@@ -287,7 +287,7 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         await asyncio.sleep(max(0.0, start_at - time.time()))  # all processes start together
         latencies: list[tuple[float, int]] = []
         stamps: list[tuple] = []
-        wall0 = time.time()
+        wall0, cpu0 = time.time(), time.process_time()  # (the same window as "seconds" and the host's samples)
         calls, setup = dict.fromkeys(stream_ids), []
         if rate:  # the schedule starts once this process's streams are open and their calls accepted: counted from
             # before, the first second's chunks were overdue and went at once (a burst at saturation), and a
@@ -299,7 +299,7 @@ async def _load(target: str, stream_ids: list[str], args_d: dict, rate: float | 
         # (made before the schedule starts: synthetic text takes this process a while)
         chunks = {sid: chunks_of(int(sid.rsplit("-", 1)[1]), args_d["chunks"], args_d["chunk_bytes"])
                   for sid in stream_ids}
-        t0, cpu0 = time.monotonic(), time.process_time()
+        t0 = time.monotonic()
         tokens = await until_first_failure([
             _drive_stream(stubs[k % n], sid, chunks[sid], args_d["window"], rate, t0, latencies, stamps, calls[sid])
             for k, sid in enumerate(stream_ids)])
@@ -363,8 +363,10 @@ def run_service(target: str, args, tag: str, rate: float | None, server=None, ho
         sampler.start()
     results = [out.get() for _ in procs]
     if host_sampler is not None:
+        sampler.cancel()  # (a load that failed before it started: no samples, and no wait for start_at)
         sampler.join()
-        host_samples.append(host_sampler())
+        if host_samples:
+            host_samples.append(host_sampler())
     for p in procs:
         p.join()
     late = lag.stop() if lag is not None else []

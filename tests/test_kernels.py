@@ -224,7 +224,7 @@ def test_two_pass_state_plan():
     narrow = (cfg.narrow_state_BK, cfg.narrow_state_BV, cfg.narrow_state_warps, cfg.narrow_state_BT,
               cfg.narrow_state_stages)
     assert wide != narrow
-    assert plan_state_pass(cfg, 64, 64 * 512, 8, 256, 512, sms, None) == (wide, 0)  # 4096 wide programs
+    assert plan_state_pass(cfg, 64, 64 * 512, 8, 256, 512, sms, None) == (wide, 0)  # 8192 wide programs
     assert plan_state_pass(cfg, 1, 32768, 8, 256, 512, sms, None) == (narrow, 0)  # 128 wide, 256 narrow
     tiles, seg = plan_state_pass(cfg, 1, 32768, 2, 256, 512, sms, None)  # 64 narrow programs: cut
     assert tiles == narrow and seg > 0
