@@ -634,6 +634,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
                          "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005)")
+    ap.add_argument("--step-switch-interval", default=None,
+                    help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
+                         "steps too); default: the config's")
     ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     first, _ = ap.parse_known_args(argv)
@@ -832,8 +835,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--switch-interval {args.switch_interval}: give seconds in (0, 1], e.g. 0.0005")
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
+    step_interval = EngineConfig.step_switch_interval_s if args.step_switch_interval is None else \
+        None if args.step_switch_interval == "none" else float(args.step_switch_interval)
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
-                          cuda_graphs=not args.no_cuda_graphs,
+                          cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=step_interval,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
@@ -856,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "load_seconds": round(time.perf_counter() - start, 2)},
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
+                          "step_switch_interval_s": config.step_switch_interval_s,
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
                           "engine_procs": procs, "front_procs": args.front_procs,
                           # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment);

@@ -10,7 +10,13 @@ scattering states, packing the tokens and spans, the model call, booking segment
 acks. The model's share is what the runner spends in the RetNet forward; everything else is host
 work that a GPU step would have to hide. --no-model replaces the model call (see HostOnlyRunner) to
 time the host work alone over many steps; --repeats keeps the run with the least host work (a
-shared machine's other load only ever adds to it).
+shared machine's other load only ever adds to it). --busy-threads N runs N pure-Python threads during
+the timed rounds, as an engine process's tokenize and reader threads are busy under load: the step
+thread then waits for the GIL after each torch call (streamret/engine/gil.py), which shows in the loop's
+wall clocks; --step-switch-interval sets EngineConfig.step_switch_interval_s for an A/B ("none": off).
+
+    python bench/engine_host.py --model default --streams 256 --chunk 2048 --man-text --no-model \
+        --busy-threads 2 --step-switch-interval none
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import os
 import platform
 import pstats
 import sys
+import threading
 import time
 from concurrent.futures import wait
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -125,12 +133,39 @@ def man_chunks(n: int, size: int) -> list[bytes]:
     return [data[i * size : (i + 1) * size] for i in range(len(data) // size)][:n]
 
 
+@contextmanager
+def busy_threads(n: int):
+    """n threads running Python (no I/O, no torch) until the block ends: they want the GIL all the time."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            for i in range(1000):
+                x += i
+
+    threads = [threading.Thread(target=spin, name=f"busy-{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+def interval(text: str) -> float | None:
+    return None if text == "none" else float(text)
+
+
 def measure(loaded, args) -> dict:
     n, c = args.streams, args.chunk
     cfg = EngineConfig(
         max_step_tokens=args.step_tokens, max_chunk_bytes=max(c, 1 << 20), max_pending_chunks_per_stream=4,
         max_pending_chunks=4 * n + 16, max_pending_bytes=4 * n * c + (1 << 20),
         device_state_bytes=(n + 1) * loaded.model.config.state_bytes_per_stream(), durable_every_chunks=0,
+        step_switch_interval_s=args.step_switch_interval,
     )
     chunks = man_chunks(min(n, 64), c) if args.man_text else text_chunks(min(n, 64), c, seed=c)
     ids = [f"bench/{i}" for i in range(n)]
@@ -142,14 +177,15 @@ def measure(loaded, args) -> dict:
                 f.result()
 
         one_round(1)
-        before = eng.stats()
-        cpu0 = thread_cpu_s()
-        t0 = time.perf_counter()
-        for r in range(args.rounds):
-            one_round(2 + r)
-        dt = time.perf_counter() - t0
-        cpu1 = thread_cpu_s()
-        after = eng.stats()
+        with busy_threads(args.busy_threads):
+            before = eng.stats()
+            cpu0 = thread_cpu_s()
+            t0 = time.perf_counter()
+            for r in range(args.rounds):
+                one_round(2 + r)
+            dt = time.perf_counter() - t0
+            cpu1 = thread_cpu_s()
+            after = eng.stats()
     cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
     return dict(eng=eng, before=before, after=after, seconds=dt, cpu=cpu)
 
@@ -167,6 +203,9 @@ def main() -> None:
     p.add_argument("--no-model", action="store_true", help="host work alone: the model call is replaced")
     p.add_argument("--profile", action="store_true", help="run the step thread under cProfile: a table of parts")
     p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
+    p.add_argument("--busy-threads", default=0, type=int, help="pure-Python threads running during the timed rounds")
+    p.add_argument("--step-switch-interval", type=interval, default=EngineConfig.step_switch_interval_s,
+                   help="EngineConfig.step_switch_interval_s in seconds, or none")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model, "cpu")
@@ -180,6 +219,7 @@ def main() -> None:
     all_steps = after["steps"]
     model = "no model (--no-model)" if args.no_model else args.model
     print(f"{platform.processor() or 'cpu'}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
+          f"{args.busy_threads} busy threads, step switch interval {args.step_switch_interval}; "
           f"{model}, {n} streams x {c}-token chunks, {args.rounds} rounds: {tokens:,} tokens in {steps} steps "
           f"({tokens / max(1, steps):.0f} tokens and {np.mean(after['recent_step_batch_sizes'][-steps:]):.0f} "
           "streams per step), "

@@ -55,6 +55,9 @@ class EngineConfig:
     # needs it (a stall of tens of ms for the streams of that step)
     capture_graphs_at_start: bool = True
     max_stream_id_bytes: int = 1024
+    # the step thread's torch calls (gather, launch, wait and scatter) run under this GIL switch interval, so
+    # that busy Python threads hand the GIL back soon after each call (engine/gil.py); None: the process's own
+    step_switch_interval_s: float | None = 1e-4
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -63,6 +66,9 @@ class EngineConfig:
                 raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
         if self.durable_every_chunks < 0:
             raise ValueError(f"durable_every_chunks must be >= 0 (0 = not by count), got {self.durable_every_chunks}")
+        if self.step_switch_interval_s is not None and not 0 < self.step_switch_interval_s <= 1:
+            raise ValueError(f"step_switch_interval_s must lie in (0, 1] seconds or be None (the process's interval "
+                             f"unchanged), got {self.step_switch_interval_s}")
         if self.durable_every_s is not None and self.durable_every_s <= 0:
             raise ValueError(f"durable_every_s must be > 0 or None, got {self.durable_every_s}")
         if self.segment_by not in SEGMENT_MODES:

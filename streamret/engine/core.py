@@ -33,6 +33,7 @@ from ..thread_cpu import thread_cpu_seconds
 from .acks import reject, resolve
 from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
+from .gil import quick_handoff
 from .lock_profile import ProfiledRLock, engine_lock
 from .record import StreamCodec
 from .scheduler import Scheduler, StepPlan, WorkItem
@@ -269,10 +270,12 @@ class EngineCore:
                 t0 = time.perf_counter()
                 step = self._next_step(inflight)
                 self._host_s += time.perf_counter() - t0
-            if step is not None:
-                self._launch(step)
-            if inflight is not None:
-                self._finish(inflight)
+            # (torch and numpy calls release the GIL: under a short interval busy threads give it back soon)
+            with quick_handoff(self.config.step_switch_interval_s):
+                if step is not None:
+                    self._launch(step)
+                if inflight is not None:
+                    self._finish(inflight)
             inflight = step
 
     def _next_step(self, inflight: _Step | None) -> _Step | None:
@@ -296,7 +299,8 @@ class EngineCore:
             step.runs = step_runs([self.store.streams[sid].segments for sid in step.ran], step.ran_spans)
         if step.ran:
             try:
-                step.state = self.store.gather(step.ran)
+                with quick_handoff(self.config.step_switch_interval_s):
+                    step.state = self.store.gather(step.ran)
             except Exception as e:
                 step.error = e
         self._parts_s["gather"] += time.perf_counter() - t1

@@ -1,0 +1,54 @@
+"""The step thread's short GIL switch interval (streamret/engine/gil.py, EngineConfig.step_switch_interval_s)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from streamret.engine import Engine, EngineConfig
+from streamret.engine.gil import quick_handoff
+
+
+@pytest.fixture
+def interval():
+    base = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    yield
+    sys.setswitchinterval(base)
+
+
+def test_quick_handoff_lowers_the_interval_inside_and_restores_it(interval):
+    with quick_handoff(1e-4):
+        assert sys.getswitchinterval() == pytest.approx(1e-4)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    with pytest.raises(RuntimeError), quick_handoff(1e-4):  # restored when the block raises too
+        raise RuntimeError("boom")
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    with quick_handoff(None):  # None: the process's interval, untouched
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+    with quick_handoff(0.5):  # never longer than the process's own
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-4, 2.0])
+def test_the_config_names_a_bad_interval(bad):
+    with pytest.raises(ValueError, match=f"step_switch_interval_s must lie in .*got {bad}"):
+        EngineConfig(step_switch_interval_s=bad)
+
+
+@pytest.mark.parametrize("setting", [2e-4, None])
+def test_a_step_runs_its_model_call_under_the_configured_interval(interval, setting):
+    seen: list[float] = []
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(step_switch_interval_s=setting)) as e:
+        run = e.runner.run
+
+        def recording_run(*args, **kwargs):
+            seen.append(sys.getswitchinterval())
+            return run(*args, **kwargs)
+
+        e.runner.run = recording_run
+        e.append("s", 1, b"Hello there. A second sentence follows here.")
+        assert e.info("s").applied_seq == 1 and e.summarize("s", k=1).segments
+    assert seen and all(v == pytest.approx(0.005 if setting is None else setting) for v in seen)
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # the engine's thread put it back
