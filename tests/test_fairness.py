@@ -2,6 +2,7 @@
 stream's share of a step is capped by the fair split, and outputs do not depend on it."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -70,11 +71,13 @@ def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_
         assert sizes[0] == 64 and all(a + b == 100 for a, b in zip(sizes, sizes[1:])), sizes
 
         seen: dict = {}
+        seen_all = threading.Event()
 
         def on_ack(_f) -> None:  # runs on the step loop right after booking, before the next step
             seen["steps"] = e._steps
             seen["a_done"] = sum(f.done() for f in a_futures)
             seen["t"] = time.monotonic()
+            seen_all.set()
 
         b_text = " a small chunk from B. "
         with e._lock:  # no step is booked until the callback is in place
@@ -83,7 +86,8 @@ def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_
             fut = e.submit_append("b", 1, b_text, group="B")
             fut.add_done_callback(on_ack)
         ack = fut.result(timeout=120)
-        assert ack.applied_seq == 1
+        # (result() returns once the future is set; its callbacks run after that, on the step loop's thread)
+        assert seen_all.wait(timeout=60) and ack.applied_seq == 1
         assert seen["steps"] - s0 <= MAX_STEPS_TO_ACK, f"B waited {seen['steps'] - s0} steps"
         assert seen["t"] - t0 <= MAX_SECONDS_TO_ACK
         print(f"B acked {seen['steps'] - s0} steps, {seen['t'] - t0:.3f} s after its submit")
