@@ -12,25 +12,40 @@ downloading outputs, scattering states, booking segments with numpy).
 
 `quick_handoff` lowers the process's interval for the length of such a section and restores it after: the
 other threads then hand the GIL back within the short interval. The engine holds it over a step's gather,
-launch and finish (core.py), not while it schedules or waits for work; only the step thread changes it.
+launch and finish (core.py), not while it schedules or waits for work.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# the interval is the process's: sections of several threads (two engines in one process) overlap, so the
+# first to enter keeps the interval it found and the last to leave puts it back
+_lock = threading.Lock()
+_holders = 0
+_base = 0.0
 
 
 @contextmanager
 def quick_handoff(interval_s: float | None) -> Iterator[None]:
-    """Within the block the switch interval is at most interval_s (None: unchanged); restored after."""
+    """Within the block the switch interval is at most interval_s (None: unchanged); restored after the last
+    block open in the process ends."""
+    global _holders, _base
     if interval_s is None:
         yield
         return
-    base = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval_s, base))
+    with _lock:
+        if _holders == 0:
+            _base = sys.getswitchinterval()
+        _holders += 1
+        sys.setswitchinterval(min(interval_s, sys.getswitchinterval()))
     try:
         yield
     finally:
-        sys.setswitchinterval(base)
+        with _lock:
+            _holders -= 1
+            if _holders == 0:
+                sys.setswitchinterval(_base)
