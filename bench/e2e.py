@@ -508,6 +508,19 @@ def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     return server
 
 
+def seconds_or_none(text: str) -> float | str:
+    """--step-switch-interval: "none", or seconds in (0, 1]."""
+    if text == "none":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds in (0, 1], e.g. 0.0001, or none")
+    return value
+
+
 def client_channels(args: argparse.Namespace) -> int:
     """gRPC connections per load process: --client-channels, else 1 with one front process and 4 per front with
     more (the kernel spreads connections over the fronts: a few would land unevenly)."""
@@ -634,7 +647,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
                          "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005)")
-    ap.add_argument("--step-switch-interval", default=None,
+    ap.add_argument("--step-switch-interval", default=None, type=seconds_or_none,
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
                          "steps too); default: the config's")
     ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
@@ -836,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
     step_interval = EngineConfig.step_switch_interval_s if args.step_switch_interval is None else \
-        None if args.step_switch_interval == "none" else float(args.step_switch_interval)
+        None if args.step_switch_interval == "none" else args.step_switch_interval
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=step_interval,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)

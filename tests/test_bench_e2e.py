@@ -17,6 +17,8 @@ sys.path.insert(0, str(BENCH))
 import e2e  # noqa: E402  (bench/e2e.py)
 import service as service_bench  # noqa: E402  (bench/service.py)
 
+from streamret.engine import EngineConfig  # noqa: E402
+
 ROFF = r""".\" a comment
 .TH DEMO 1 "2026" "demo 1.0" "User Commands"
 .SH NAME
@@ -107,6 +109,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
     assert set(result["parts"]) == {"packed", "engine_4", "engine_16", "profile_4", "service_saturate",
                                     "service_half", "batch_long", "batch_short"}
     assert result["text"]["tokens"] > 0 and not result["errors"]
+    assert result["engine_config"]["step_switch_interval_s"] == EngineConfig.step_switch_interval_s
     assert all(row["tokens_per_s"] > 0 for row in result["table"])
     assert "profile_4" not in {row["part"] for row in result["table"]}  # not a throughput figure
     for name in ("engine_4", "engine_16"):  # the step loop's parts add up to at most the part's wall time
@@ -131,7 +134,8 @@ def test_smoke_runs_every_part(tmp_path: Path):
 @pytest.mark.slow
 def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
-                           "--parts", "service", "--front-procs", "2", "--out", str(tmp_path)],
+                           "--parts", "service", "--front-procs", "2", "--step-switch-interval", "none",
+                           "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "STREAMRET_ENGINE_READER": "per_connection"})  # (not the default)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -141,4 +145,5 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     # the load spread over 8 connections per process; the second front's CPU counted apart
     assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
     assert result["engine_config"]["front_procs"] == 2
+    assert result["engine_config"]["step_switch_interval_s"] is None  # (off: the engine processes' own interval)
     assert result["engine_config"]["engine_reader"] == "per_connection"  # (the engine processes take the environment)
