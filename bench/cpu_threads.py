@@ -27,10 +27,11 @@ def thread_cpu_s(engine=None, fronts=None) -> dict[str, float]:
     return out
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of a process so far, all its threads; None when it is gone."""
+def process_cpu_s(pid: int, task: bool = False) -> float | None:
+    """CPU seconds (user + system) of a process so far, all its threads (task=True: of this process's thread
+    with that native id alone); None when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/self/task/{pid}/stat" if task else f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None

@@ -646,7 +646,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
-                         "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005)")
+                         "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005); a step's gather, "
+                         "launch and finish use --step-switch-interval where it is shorter")
     ap.add_argument("--step-switch-interval", default=None, type=seconds_or_none,
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
                          "steps too); default: the config's")

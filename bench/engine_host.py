@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from bench.cpu_threads import thread_cpu_s, us_per_token_line  # noqa: E402
+from bench.cpu_threads import process_cpu_s, thread_cpu_s, us_per_token_line  # noqa: E402
+from bench.e2e import seconds_or_none  # noqa: E402
 from bench.engine import text_chunks  # noqa: E402
 from streamret.engine import Engine, EngineConfig  # noqa: E402
 from streamret.engine.worker import StepOutput  # noqa: E402
@@ -147,8 +148,12 @@ def busy_threads(n: int):
     threads = [threading.Thread(target=spin, name=f"busy-{i}", daemon=True) for i in range(n)]
     for t in threads:
         t.start()
+
+    def cpu_s() -> float:  # the busy threads' CPU seconds so far (Linux; 0 elsewhere)
+        return sum(process_cpu_s(t.native_id, task=True) or 0.0 for t in threads)
+
     try:
-        yield
+        yield cpu_s
     finally:
         stop.set()
         for t in threads:
@@ -156,7 +161,8 @@ def busy_threads(n: int):
 
 
 def interval(text: str) -> float | None:
-    return None if text == "none" else float(text)
+    value = seconds_or_none(text)  # (bench/e2e.py's check: "none", or seconds in (0, 1])
+    return None if value == "none" else value
 
 
 def measure(loaded, args) -> dict:
@@ -177,16 +183,18 @@ def measure(loaded, args) -> dict:
                 f.result()
 
         one_round(1)
-        with busy_threads(args.busy_threads):
+        with busy_threads(args.busy_threads) as busy_cpu_s:
             before = eng.stats()
-            cpu0 = thread_cpu_s()
+            cpu0, busy0 = thread_cpu_s(), busy_cpu_s()
             t0 = time.perf_counter()
             for r in range(args.rounds):
                 one_round(2 + r)
             dt = time.perf_counter() - t0
-            cpu1 = thread_cpu_s()
+            cpu1, busy1 = thread_cpu_s(), busy_cpu_s()
             after = eng.stats()
     cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+    if cpu and args.busy_threads:  # the stand-ins' CPU apart: they are not the engine's work
+        cpu["python"] = cpu.get("python", 0.0) - (busy1 - busy0)
     return dict(eng=eng, before=before, after=after, seconds=dt, cpu=cpu)
 
 

@@ -32,27 +32,35 @@ def test_quick_handoff_lowers_the_interval_inside_and_restores_it(interval):
         assert sys.getswitchinterval() == pytest.approx(0.005)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1e-4, 2.0])
+@pytest.mark.parametrize("bad", [0.0, 0, -1e-4, 2.0, True, "fast"])
 def test_the_config_names_a_bad_interval(bad):
-    with pytest.raises(ValueError, match=f"step_switch_interval_s must lie in .*got {bad}"):
+    with pytest.raises(ValueError, match=f"step_switch_interval_s must lie in .*got {bad!r}"):
         EngineConfig(step_switch_interval_s=bad)
 
 
 @pytest.mark.parametrize("setting", [2e-4, None])
-def test_a_step_runs_its_model_call_under_the_configured_interval(interval, setting):
-    seen: list[float] = []
+def test_a_step_runs_its_gather_model_call_and_scatter_under_the_configured_interval(interval, setting):
+    seen: dict[str, list[float]] = {"gather": [], "run": [], "scatter": []}
     with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(step_switch_interval_s=setting)) as e:
-        run = e.runner.run
+        def recording(name: str, call):
+            def wrapped(*args, **kwargs):
+                seen[name].append(sys.getswitchinterval())
+                return call(*args, **kwargs)
+            return wrapped
 
-        def recording_run(*args, **kwargs):
-            seen.append(sys.getswitchinterval())
-            return run(*args, **kwargs)
-
-        e.runner.run = recording_run
+        for name, owner in (("gather", e.store), ("run", e.runner), ("scatter", e.store)):
+            setattr(owner, name, recording(name, getattr(owner, name)))
         e.append("s", 1, b"Hello there. A second sentence follows here.")
         assert e.info("s").applied_seq == 1 and e.summarize("s", k=1).segments
-    assert seen and all(v == pytest.approx(0.005 if setting is None else setting, rel=0.05) for v in seen)
+    want = 0.005 if setting is None else setting
+    assert all(v and all(x == pytest.approx(want, rel=0.05) for x in v) for v in seen.values()), seen
     assert sys.getswitchinterval() == pytest.approx(0.005)  # the engine's thread put it back
+
+
+def test_an_interval_set_by_other_code_meanwhile_stays(interval):
+    with quick_handoff(1e-4):
+        sys.setswitchinterval(0.002)  # the process's choice, made while a section is open
+    assert sys.getswitchinterval() == pytest.approx(0.002)
 
 
 def test_overlapping_sections_of_two_threads_restore_the_process_interval(interval):

@@ -55,20 +55,24 @@ class EngineConfig:
     # needs it (a stall of tens of ms for the streams of that step)
     capture_graphs_at_start: bool = True
     max_stream_id_bytes: int = 1024
-    # the step thread's torch calls (gather, launch, wait and scatter) run under this GIL switch interval, so
-    # that busy Python threads hand the GIL back soon after each call (engine/gil.py); None: the process's own
+    # a step's gather, launch and finish (its torch and numpy calls, the device wait, the booking) run under this
+    # GIL switch interval, so that busy Python threads hand the GIL back soon after each call (engine/gil.py);
+    # None: the process's own
     step_switch_interval_s: float | None = 1e-4
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, int) and not isinstance(v, bool) and f.name != "durable_every_chunks" and v < 1:
+            if (isinstance(v, int) and not isinstance(v, bool) and f.name not in ("durable_every_chunks",
+                                                                                   "step_switch_interval_s")
+                    and v < 1):
                 raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
         if self.durable_every_chunks < 0:
             raise ValueError(f"durable_every_chunks must be >= 0 (0 = not by count), got {self.durable_every_chunks}")
-        if self.step_switch_interval_s is not None and not 0 < self.step_switch_interval_s <= 1:
+        step = self.step_switch_interval_s
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 1):
             raise ValueError(f"step_switch_interval_s must lie in (0, 1] seconds or be None (the process's interval "
-                             f"unchanged), got {self.step_switch_interval_s}")
+                             f"unchanged), got {step!r}")
         if self.durable_every_s is not None and self.durable_every_s <= 0:
             raise ValueError(f"durable_every_s must be > 0 or None, got {self.durable_every_s}")
         if self.segment_by not in SEGMENT_MODES:
