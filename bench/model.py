@@ -130,14 +130,17 @@ def fla_model(cfg: RetNetConfig):
 
 
 def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b"), rounds: int = 3,
-                  ab: tuple[str, list[str]] | None = None) -> list[dict]:
+                  ab: tuple[str, list[str]] | None = None, rows: list[dict] | None = None,
+                  on_row=None) -> list[dict]:
     """Ours (fused; the plain layers once) against fla's RetNetModel, measured in `rounds` alternating
     rounds (ours, fla, ours, fla, ...): the GPU's clocks drift by a few percent within a call, and
     two figures taken a minute apart compare that drift as much as the models. ab = (VAR, [values]):
-    ours once per value of environment variable VAR in every round (an A/B inside one run)."""
+    ours once per value of environment variable VAR in every round (an A/B inside one run). Each row
+    is appended to `rows` (a new list if None) as it is measured, and on_row() called after it (the
+    caller saves: a run stopped by a time limit keeps the rows it measured)."""
     if rounds < 1:
         raise ValueError(f"rounds={rounds}; give 1 or more")
-    rows = []
+    rows = [] if rows is None else rows
     variants = [(ab[0], v) for v in ab[1]] if ab else [(None, None)]
     before = os.environ.get(ab[0]) if ab else None  # restored after the A/B
     for preset in presets:
@@ -180,6 +183,8 @@ def section_model(presets: tuple[str, ...] = ("small", "fla-1.3b"), rounds: int 
                 row["x_fla_by_round"] = [f / o for f, o in zip(runs["fla"], runs[ours_name], strict=True)]
                 row["x_fla_variants"] = {n: med["fla"] / m for n, m in med.items() if n.startswith("ours")}
             rows.append(row)
+            if on_row is not None:
+                on_row()
             print(f"model {preset:9s} B{B:<3d} T{T:<6d} " + "  ".join(
                 f"{n} {m:8.3f} ms" + (f" (x fla {med['fla'] / m:.3f})" if fla is not None and n != "fla" else "")
                 for n, m in med.items()) + f"  plain layers {row['ours_plain_ms']:.3f} ms; rounds: "
@@ -314,6 +319,12 @@ def run_child(args: list[str], out_dir: str, json_name: str) -> dict:
     return json.load(open(path)) if os.path.exists(path) else {"returncode": res.returncode}
 
 
+def save(report: dict, out_dir: str) -> None:
+    """OUT/model.json: every figure so far (rewritten after each section, and after each model row)."""
+    with open(os.path.join(out_dir, "model.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+
+
 def summary(report: dict) -> str:
     lines = ["", "== bench/model.py summary"]
     for r in report.get("check", []):
@@ -379,12 +390,13 @@ def main() -> None:
                 ab = (var, [v for v in values.split(",") if v])
                 if not var or not ab[1]:
                     sys.exit(f"--ab {args.ab!r}: give VAR=value1,value2")
-            report[name] = section_model(tuple(p for p in args.presets.split(",") if p), args.rounds, ab)
+            report[name] = []
+            section_model(tuple(p for p in args.presets.split(",") if p), args.rounds, ab, rows=report[name],
+                          on_row=lambda: save(report, args.out))
         else:
             report[name] = globals()[f"section_{name}"]()
         print(f"[{name}: {time.time() - t0:.0f} s]", flush=True)
-        with open(os.path.join(args.out, "model.json"), "w") as f:
-            json.dump(report, f, indent=1, default=str)
+        save(report, args.out)
     print(summary(report))
 
 
