@@ -8,6 +8,8 @@ HF tokenizer's own pool, torch's) run without it and are counted apart ("other")
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 
 from streamret.thread_cpu import thread_cpu_seconds
 
@@ -75,3 +77,28 @@ def host_cores_busy(before: tuple[int, int] | None, after: tuple[int, int] | Non
     if before is None or after is None or after[1] <= before[1]:
         return None
     return round((after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)
+
+
+@contextmanager
+def busy_threads(n: int):
+    """n threads running Python (no I/O, no torch) until the block ends: they want the GIL all the time, as an
+    engine's tokenize and reader threads do under load. Yields (cpu_s, rounds): their CPU seconds so far
+    (Linux; 0 elsewhere) and how many rounds of 1,000 additions they have run."""
+    stop, done = threading.Event(), [0]
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            for i in range(1000):
+                x += i
+            done[0] += 1
+
+    threads = [threading.Thread(target=spin, name=f"busy-{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        yield (lambda: sum(process_cpu_s(t.native_id, task=True) or 0.0 for t in threads)), (lambda: done[0])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()

@@ -508,10 +508,10 @@ def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     return server
 
 
-def seconds_or_none(text: str) -> float | str:
-    """--step-switch-interval: "none", or seconds in (0, 1]."""
+def seconds_or_none(text: str) -> float | None:
+    """--step-switch-interval: "none" (None), or seconds in (0, 1]."""
     if text == "none":
-        return text
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -607,6 +607,8 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from streamret.engine.config import EngineConfig  # (--step-switch-interval's default)
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
                     help="the whole pipeline on the CPU at tiny sizes (a check of this script, not a measurement)")
@@ -648,9 +650,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="sys.setswitchinterval for this process and the engine processes (through "
                          "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005); a step's gather, "
                          "launch and finish use --step-switch-interval where it is shorter")
-    ap.add_argument("--step-switch-interval", default=None, type=seconds_or_none,
+    ap.add_argument("--step-switch-interval", default=EngineConfig.step_switch_interval_s, type=seconds_or_none,
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
-                         "steps too); default: the config's")
+                         "steps too)")
     ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     first, _ = ap.parse_known_args(argv)
@@ -849,10 +851,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--switch-interval {args.switch_interval}: give seconds in (0, 1], e.g. 0.0005")
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
-    step_interval = EngineConfig.step_switch_interval_s if args.step_switch_interval is None else \
-        None if args.step_switch_interval == "none" else args.step_switch_interval
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
-                          cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=step_interval,
+                          cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=args.step_switch_interval,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer

@@ -27,16 +27,14 @@ import os
 import platform
 import pstats
 import sys
-import threading
 import time
 from concurrent.futures import wait
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from bench.cpu_threads import process_cpu_s, thread_cpu_s, us_per_token_line  # noqa: E402
+from bench.cpu_threads import busy_threads, thread_cpu_s, us_per_token_line  # noqa: E402
 from bench.e2e import seconds_or_none  # noqa: E402
 from bench.engine import text_chunks  # noqa: E402
 from streamret.engine import Engine, EngineConfig  # noqa: E402
@@ -134,37 +132,6 @@ def man_chunks(n: int, size: int) -> list[bytes]:
     return [data[i * size : (i + 1) * size] for i in range(len(data) // size)][:n]
 
 
-@contextmanager
-def busy_threads(n: int):
-    """n threads running Python (no I/O, no torch) until the block ends: they want the GIL all the time."""
-    stop = threading.Event()
-
-    def spin() -> None:
-        x = 0
-        while not stop.is_set():
-            for i in range(1000):
-                x += i
-
-    threads = [threading.Thread(target=spin, name=f"busy-{i}", daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-
-    def cpu_s() -> float:  # the busy threads' CPU seconds so far (Linux; 0 elsewhere)
-        return sum(process_cpu_s(t.native_id, task=True) or 0.0 for t in threads)
-
-    try:
-        yield cpu_s
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-
-
-def interval(text: str) -> float | None:
-    value = seconds_or_none(text)  # (bench/e2e.py's check: "none", or seconds in (0, 1])
-    return None if value == "none" else value
-
-
 def measure(loaded, args) -> dict:
     n, c = args.streams, args.chunk
     cfg = EngineConfig(
@@ -183,7 +150,7 @@ def measure(loaded, args) -> dict:
                 f.result()
 
         one_round(1)
-        with busy_threads(args.busy_threads) as busy_cpu_s:
+        with busy_threads(args.busy_threads) as (busy_cpu_s, _):
             before = eng.stats()
             cpu0, busy0 = thread_cpu_s(), busy_cpu_s()
             t0 = time.perf_counter()
@@ -194,7 +161,7 @@ def measure(loaded, args) -> dict:
             after = eng.stats()
     cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
     if cpu and args.busy_threads:  # the stand-ins' CPU apart: they are not the engine's work
-        cpu["python"] = cpu.get("python", 0.0) - (busy1 - busy0)
+        cpu["python"] = max(0.0, cpu.get("python", 0.0) - (busy1 - busy0))  # (both in 10 ms ticks)
     return dict(eng=eng, before=before, after=after, seconds=dt, cpu=cpu)
 
 
@@ -212,7 +179,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="run the step thread under cProfile: a table of parts")
     p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
     p.add_argument("--busy-threads", default=0, type=int, help="pure-Python threads running during the timed rounds")
-    p.add_argument("--step-switch-interval", type=interval, default=EngineConfig.step_switch_interval_s,
+    p.add_argument("--step-switch-interval", type=seconds_or_none, default=EngineConfig.step_switch_interval_s,
                    help="EngineConfig.step_switch_interval_s in seconds, or none")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 
 import torch
+from cpu_threads import busy_threads  # bench/cpu_threads.py
 
 
 def main() -> None:
@@ -24,34 +24,24 @@ def main() -> None:
     ap.add_argument("--busy", type=int, default=2, help="threads running Python meanwhile")
     ap.add_argument("--calls", type=int, default=400, help="torch calls timed per interval")
     args = ap.parse_args()
-    stop, rounds = threading.Event(), [0]
+    print(f"{args.busy} busy threads, torch {torch.__version__}, Python {sys.version.split()[0]}")
+    with busy_threads(args.busy) as (_, rounds):
+        time.sleep(0.05)
+        measure(args.calls, rounds)
 
-    def spin() -> None:
-        x = 0
-        while not stop.is_set():
-            for i in range(1000):
-                x += i
-            rounds[0] += 1
 
-    threads = [threading.Thread(target=spin, daemon=True) for _ in range(args.busy)]
-    for t in threads:
-        t.start()
-    time.sleep(0.05)
+def measure(calls: int, rounds) -> None:
     a = torch.zeros(1024, dtype=torch.uint8)
     base = sys.getswitchinterval()
-    print(f"{args.busy} busy threads, torch {torch.__version__}, Python {sys.version.split()[0]}")
     for interval in (0.005, 0.0005, 0.0001, 0.00002):
         sys.setswitchinterval(interval)
-        r0, t0 = rounds[0], time.perf_counter()
-        for _ in range(args.calls):
+        r0, t0 = rounds(), time.perf_counter()
+        for _ in range(calls):
             a[16:32].view(torch.int64)
         dt = time.perf_counter() - t0
         sys.setswitchinterval(base)
-        print(f"interval {interval * 1e6:6.0f} us: {dt / args.calls * 1e6:9.1f} us a torch call; "
-              f"busy threads {(rounds[0] - r0) / dt:,.0f} rounds/s")
-    stop.set()
-    for t in threads:
-        t.join()
+        print(f"interval {interval * 1e6:6.0f} us: {dt / calls * 1e6:9.1f} us a torch call; "
+              f"busy threads {(rounds() - r0) / dt:,.0f} rounds/s")
 
 
 if __name__ == "__main__":
