@@ -607,7 +607,7 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from streamret.engine.config import EngineConfig  # (--step-switch-interval's default)
+    from streamret.engine.config import DEVICE_WAITS, EngineConfig  # (defaults of the engine flags)
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
@@ -650,6 +650,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="sys.setswitchinterval for this process and the engine processes (through "
                          "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005); a step's gather, "
                          "launch and finish use --step-switch-interval where it is shorter")
+    ap.add_argument("--device-wait", default=EngineConfig.device_wait, choices=DEVICE_WAITS,
+                    help="EngineConfig.device_wait: how the step thread waits for the GPU (sleep, or spin a core)")
     ap.add_argument("--step-switch-interval", default=EngineConfig.step_switch_interval_s, type=seconds_or_none,
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
                          "steps too)")
@@ -853,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=args.step_switch_interval,
+                          device_wait=args.device_wait,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
@@ -876,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "step_switch_interval_s": config.step_switch_interval_s,
+                          "device_wait": config.device_wait,
                           "chunk_size": config.chunk_size, "segment_by": config.segment_by,
                           "engine_procs": procs, "front_procs": args.front_procs,
                           # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment);

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from .segments import Segment
 from .text import SEGMENT_MODES
 
+DEVICE_WAITS = ("sleep", "spin")
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -59,6 +61,9 @@ class EngineConfig:
     # GIL switch interval, so that busy Python threads hand the GIL back soon after each call (engine/gil.py);
     # None: the process's own
     step_switch_interval_s: float | None = 1e-4
+    # on a GPU, how the step thread waits for a step's results: "sleep" (a blocking CUDA event: the core is free
+    # meanwhile) or "spin" (CUDA's default for one context a process: a core busy for the whole device wait)
+    device_wait: str = "sleep"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -75,6 +80,8 @@ class EngineConfig:
                              f"unchanged), got {step!r}")
         if self.durable_every_s is not None and self.durable_every_s <= 0:
             raise ValueError(f"durable_every_s must be > 0 or None, got {self.durable_every_s}")
+        if self.device_wait not in DEVICE_WAITS:
+            raise ValueError(f"device_wait={self.device_wait!r}; use one of {DEVICE_WAITS}")
         if self.segment_by not in SEGMENT_MODES:
             raise ValueError(f"segment_by={self.segment_by!r}; use one of {SEGMENT_MODES}")
         if not 0.0 <= self.mmr_lambda <= 1.0:

@@ -88,7 +88,7 @@ class EngineCore:
         # the graphs of every step shape this engine can run: no more streams than a step's state budget holds
         self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs,
                                   (min(config.max_step_streams, self._max_step_streams), config.max_step_tokens)
-                                  if config.capture_graphs_at_start else None)
+                                  if config.capture_graphs_at_start else None, config.device_wait)
         self._lock = engine_lock()  # an RLock (profiled per call site under STREAMRET_LOCK_PROFILE=1)
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply

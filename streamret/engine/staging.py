@@ -6,6 +6,10 @@ one copy to the device, and its outputs come back with one copy into another; th
 doubling and are reused. Two steps are in flight at a time (the loop launches step k+1 before it books
 step k), so the buffers rotate over `slots` slots, and a slot is taken again only once the copies of the
 step that used it last are done (`Slot.release` records when).
+
+Waiting for those copies sleeps by default (a blocking CUDA event): a spinning wait keeps one core busy
+for the whole of every device wait, and with one engine process per few cores on a GPU host those cores
+are what the fronts and tokenizers run short of (bench/RESULTS.md, session 11).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ def _aligned(n: int) -> int:
 class Slot:
     """One step's pinned input and output buffers."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocking: bool = True) -> None:
+        self.blocking = blocking  # waits on `done` sleep (True) or spin a core (False)
         self.inputs = torch.empty(0, dtype=torch.uint8)
         self.outputs = torch.empty(0, dtype=torch.uint8)
         self.done: torch.cuda.Event | None = None  # recorded after the step's last copy was queued
@@ -56,16 +61,16 @@ class Slot:
 
     def release(self) -> torch.cuda.Event:
         """Record that the step's copies are queued: the slot is free again once this event completes."""
-        self.done = torch.cuda.Event()
+        self.done = torch.cuda.Event(blocking=self.blocking)
         self.done.record()
         return self.done
 
 
 class Staging:
-    """The slots, taken in turn."""
+    """The slots, taken in turn. blocking: whether waits for a slot's copies sleep (else they spin)."""
 
-    def __init__(self, slots: int = 2):
-        self.slots = [Slot() for _ in range(slots)]
+    def __init__(self, slots: int = 2, blocking: bool = True):
+        self.slots = [Slot(blocking) for _ in range(slots)]
         self._next = 0
 
     def take(self) -> Slot:

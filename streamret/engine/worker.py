@@ -40,12 +40,13 @@ class StepOutput:
 
 class ModelRunner:
     def __init__(self, model: RetNet, chunk_size: int = 64, cuda_graphs: bool = True,
-                 capture: tuple[int, int] | None = None):
+                 capture: tuple[int, int] | None = None, device_wait: str = "sleep"):
         """cuda_graphs: on a GPU, replay each step's forward from a CUDA graph of its shape bucket
         (model/graphs.py): a step is then a few launches instead of hundreds, so the step thread needs
         the GIL a few times a step rather than once per kernel, while callers' threads want it too.
         capture: (most streams, most tokens) of a step: capture every bucket such steps use now, so that no
-        step waits for a capture (tens of ms each, which a latency percentile shows) later."""
+        step waits for a capture (tens of ms each, which a latency percentile shows) later.
+        device_wait: "sleep" or "spin", how `StepOutput.wait` waits for the device (EngineConfig.device_wait)."""
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
@@ -68,7 +69,7 @@ class ModelRunner:
         self._head = None if head is None else head.weight.detach().to(torch.float64)
         # and on the host, for sums that are there (a flush's segments): no trip to a device that runs a step
         self._head_host = None if head is None else self._head.cpu()
-        self.staging = Staging()
+        self.staging = Staging(blocking=device_wait == "sleep")
 
     @torch.inference_mode()
     def run(self, tokens: np.ndarray, lens: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:

@@ -1,0 +1,45 @@
+"""EngineConfig.device_wait on a GPU: a step's results are the same either way, and a "sleep" wait leaves the
+core free while the device works (a "spin" one keeps it busy)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from streamret.engine import Engine, EngineConfig
+from streamret.engine.staging import Slot
+
+pytestmark = pytest.mark.gpu
+if not torch.cuda.is_available():
+    pytest.skip("needs a GPU", allow_module_level=True)
+
+
+def _wait_cpu_share(blocking: bool) -> float:
+    """The waiting thread's CPU time over the wall time of a wait for about 0.3 s of device work."""
+    slot = Slot(blocking)
+    torch.cuda.synchronize()
+    torch.cuda._sleep(int(0.3 * torch.cuda.clock_rate() * 1e6))  # clock_rate: MHz
+    done = slot.release()
+    wall, cpu = time.perf_counter(), time.thread_time()
+    done.synchronize()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert wall > 0.1, f"the device work took {wall:.3f} s: too short to tell a sleep from a spin"
+    return cpu / wall
+
+
+def test_a_sleeping_wait_leaves_the_core_free():
+    assert _wait_cpu_share(True) < 0.2
+    assert _wait_cpu_share(False) > 0.5  # CUDA's default: the same wait spins
+
+
+def test_the_results_do_not_depend_on_the_wait():
+    text = b"The first sentence is here. Then another one follows it. " * 40
+    got = {}
+    for setting in ("sleep", "spin"):
+        with Engine.from_model("random:small", device="cuda", config=EngineConfig(device_wait=setting)) as e:
+            for seq in range(1, 4):
+                e.append("s", seq, text)
+            got[setting] = e.embedding("s")
+    assert torch.equal(torch.as_tensor(got["sleep"]), torch.as_tensor(got["spin"]))
