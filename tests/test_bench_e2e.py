@@ -110,7 +110,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
                                     "service_half", "batch_long", "batch_short"}
     assert result["text"]["tokens"] > 0 and not result["errors"]
     assert result["engine_config"]["step_switch_interval_s"] == EngineConfig.step_switch_interval_s
-    assert result["engine_config"]["device_wait"] == "sleep"
+    assert result["engine_config"]["device_wait"] == EngineConfig.device_wait
     assert all(row["tokens_per_s"] > 0 for row in result["table"])
     assert "profile_4" not in {row["part"] for row in result["table"]}  # not a throughput figure
     for name in ("engine_4", "engine_16"):  # the step loop's parts add up to at most the part's wall time
@@ -136,7 +136,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
 def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
                            "--parts", "service", "--front-procs", "2", "--step-switch-interval", "none",
-                           "--device-wait", "spin",
+                           "--device-wait", "sleep",
                            "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "STREAMRET_ENGINE_READER": "per_connection"})  # (not the default)
@@ -148,5 +148,5 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
     assert result["engine_config"]["front_procs"] == 2
     assert result["engine_config"]["step_switch_interval_s"] is None  # (off: the engine processes' own interval)
-    assert result["engine_config"]["device_wait"] == "spin"
+    assert result["engine_config"]["device_wait"] == "sleep"
     assert result["engine_config"]["engine_reader"] == "per_connection"  # (the engine processes take the environment)

@@ -61,9 +61,11 @@ class EngineConfig:
     # GIL switch interval, so that busy Python threads hand the GIL back soon after each call (engine/gil.py);
     # None: the process's own
     step_switch_interval_s: float | None = 1e-4
-    # on a GPU, how the step thread waits for a step's results: "sleep" (a blocking CUDA event: the core is free
-    # meanwhile) or "spin" (CUDA's default for one context a process: a core busy for the whole device wait)
-    device_wait: str = "sleep"
+    # on a GPU, how the step thread waits for a step's results: "spin" (CUDA's default for one context a process:
+    # a core busy through the wait) or "sleep" (a blocking CUDA event: the core free meanwhile). The waits are
+    # short (the loop books one step while the next runs): on the H200 with 12 engine processes sleep freed no
+    # measurable CPU and read no faster (bench/RESULTS.md, session 11), so spin stays
+    device_wait: str = "spin"
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -7,9 +7,8 @@ doubling and are reused. Two steps are in flight at a time (the loop launches st
 step k), so the buffers rotate over `slots` slots, and a slot is taken again only once the copies of the
 step that used it last are done (`Slot.release` records when).
 
-Waiting for those copies sleeps by default (a blocking CUDA event): a spinning wait keeps one core busy
-for the whole of every device wait, and with one engine process per few cores on a GPU host those cores
-are what the fronts and tokenizers run short of (bench/RESULTS.md, session 11).
+A wait for those copies spins by default, as CUDA's own waits do; `blocking=True` makes it sleep on a
+blocking CUDA event instead, leaving the core to other threads (EngineConfig.device_wait).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ def _aligned(n: int) -> int:
 class Slot:
     """One step's pinned input and output buffers."""
 
-    def __init__(self, blocking: bool = True) -> None:
+    def __init__(self, blocking: bool = False) -> None:
         self.blocking = blocking  # waits on `done` sleep (True) or spin a core (False)
         self.inputs = torch.empty(0, dtype=torch.uint8)
         self.outputs = torch.empty(0, dtype=torch.uint8)
@@ -69,7 +68,7 @@ class Slot:
 class Staging:
     """The slots, taken in turn. blocking: whether waits for a slot's copies sleep (else they spin)."""
 
-    def __init__(self, slots: int = 2, blocking: bool = True):
+    def __init__(self, slots: int = 2, blocking: bool = False):
         self.slots = [Slot(blocking) for _ in range(slots)]
         self._next = 0
 
