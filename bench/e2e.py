@@ -60,7 +60,6 @@ import platform
 import re
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -290,6 +289,8 @@ def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, se
 
 def steps_between(before: dict, after: dict) -> dict:
     """The engine's steps between two stats() snapshots: count, tokens and streams per step."""
+    from streamret.stack_sampler import counts_between, summarize
+
     steps = after["steps"] - before["steps"]
 
     def ms_per_step(key: str) -> float:
@@ -335,9 +336,13 @@ def steps_between(before: dict, after: dict) -> dict:
             "gc_collections": after.get("gc_collections", 0) - before.get("gc_collections", 0),
             "gc_pause_ms": round(1e3 * (after.get("gc_pause_seconds", 0) - before.get("gc_pause_seconds", 0)), 1),
             "gc_pause_max_ms_since_start": round(1e3 * after.get("gc_pause_max_seconds", 0), 1),
-            "loop_parts_ms_per_step": {k: round(1e3 * (v - before.get("loop_parts_seconds", {}).get(k, 0.0))
-                                               / max(1, steps), 3)
-                                       for k, v in after.get("loop_parts_seconds", {}).items()}}
+            **{f"loop_parts{clock}_ms_per_step": {
+                k: round(1e3 * (v - before.get(f"loop_parts{clock}_seconds", {}).get(k, 0.0)) / max(1, steps), 3)
+                for k, v in after.get(f"loop_parts{clock}_seconds", {}).items()}
+               for clock in ("", "_cpu")},  # wall, and the step thread's CPU in the same spans
+            # --step-samples: where the step threads were, sampled (all engines), during the part
+            **({"step_samples": summarize(between, 25, "streamret-engine-step")}
+               if (between := counts_between(before.get("step_samples"), after.get("step_samples"))) else {})}
 
 
 def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
@@ -387,68 +392,6 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
 
 
-class StackSampler:
-    """Where a thread spends its time, by sampling its Python stack every `every_s` (cProfile cannot
-    time one thread among several on Python 3.12, where it profiles them all). A sample needs the GIL,
-    so a thread that runs C code without it shows up at the Python line that called that code."""
-
-    def __init__(self, thread: threading.Thread, every_s: float):
-        self.thread_name, self.thread_ident, self.every_s = thread.name, thread.ident, every_s
-        self.own: dict[str, int] = {}  # innermost frame
-        self.inside: dict[str, int] = {}  # anywhere on the stack (once per sample)
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> StackSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @staticmethod
-    def _name(frame: Any) -> str:
-        code = frame.f_code
-        path = code.co_filename
-        short = path.split("/streamret/")[-1] if "/streamret/" in path else path.split("/")[-1]
-        return f"{short}:{code.co_name}"
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            frame = sys._current_frames().get(self.thread_ident)
-            if frame is None:
-                continue
-            self.samples += 1
-            own = self._name(frame)
-            self.own[own] = self.own.get(own, 0) + 1
-            seen = set()
-            while frame is not None:
-                name = self._name(frame)
-                if name not in seen:
-                    seen.add(name)
-                    self.inside[name] = self.inside.get(name, 0) + 1
-                frame = frame.f_back
-
-    def summary(self, rows: int) -> dict:
-        def top(counts: dict[str, int]) -> list[dict]:
-            best = sorted(counts.items(), key=lambda kv: -kv[1])[:rows]
-            return [{"function": k, "share": round(v / max(1, self.samples), 4)} for k, v in best]
-
-        return {"thread": self.thread_name, "samples": self.samples, "every_s": self.every_s,
-                "own": top(self.own), "inside": top(self.inside)}
-
-    def table(self, rows: int) -> str:
-        s = self.summary(rows)
-        lines = [f"\nstack samples of thread {self.thread_name}: {s['samples']} every {self.every_s * 1e3:g} ms",
-                 f"{'share':>7s}  innermost frame"]
-        lines += [f"{r['share']:7.1%}  {r['function']}" for r in s["own"]]
-        lines += [f"\n{'share':>7s}  anywhere on the stack"]
-        lines += [f"{r['share']:7.1%}  {r['function']}" for r in s["inside"]]
-        return "\n".join(lines) + "\n"
-
-
 def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, out_dir: str) -> dict:
     """The engine part again under the torch profiler (CPU and CUDA activity, every thread): where a
     step's time goes. Writes e2e_profile.txt (top ops by device and by host time); returns the device's
@@ -460,6 +403,8 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
         config = {"experimental_config": _ExperimentalConfig(profile_all_threads=True)}
     except TypeError:  # an older torch: this thread's host ops only (device kernels are all seen either way)
         config = {}
+    from streamret.stack_sampler import StackSampler
+
     sampler = StackSampler(engine._thread, every_s=0.001)  # the step loop's thread
     with profile(activities=activities, **config) as prof, sampler:
         row = part_engine(engine, streams, chunks, args, tag="profile")
@@ -650,6 +595,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="sys.setswitchinterval for this process and the engine processes (through "
                          "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005); a step's gather, "
                          "launch and finish use --step-switch-interval where it is shorter")
+    ap.add_argument("--step-samples", type=float, default=None, metavar="MS",
+                    help="sample the engines' step threads every MS milliseconds (STREAMRET_STEP_SAMPLES): each engine "
+                         "and service part then prints where they were, by line")
     ap.add_argument("--device-wait", default=EngineConfig.device_wait, choices=DEVICE_WAITS,
                     help="EngineConfig.device_wait: how the step thread waits for the GPU (sleep, or spin a core)")
     ap.add_argument("--step-switch-interval", default=EngineConfig.step_switch_interval_s, type=seconds_or_none,
@@ -733,6 +681,22 @@ def print_table(results: dict) -> None:
         for part, w, kind in wide:
             print(f"  {part:18s} {kind:8s} {w['steps']:7d} steps, {w['narrower']:6d} narrower "
                   f"({w['narrower'] / w['steps']:.1%})")
+    split = [(r["part"], results["parts"][r["part"]]) for r in rows
+             if results["parts"].get(r["part"], {}).get("loop_parts_cpu_ms_per_step")]
+    if split:
+        print("\nthe step loop's ms a step by part, wall / the step thread's CPU (the rest: waiting for the GIL, the "
+              "device, a lock or a core):")
+        for name, part in split:
+            wall, cpu = part["loop_parts_ms_per_step"], part["loop_parts_cpu_ms_per_step"]
+            print(f"  {name:18s} " + "  ".join(f"{k} {wall[k]:.2f}/{cpu.get(k, 0):.2f}" for k in wall
+                                                if wall[k] >= 0.05))
+    from streamret.stack_sampler import format_table
+
+    for name, part in results["parts"].items():
+        if part.get("step_samples"):  # --step-samples
+            print(f"\n{name}: the step threads' stacks, sampled (all engines)" + format_table(
+                {**part["step_samples"], "own": part["step_samples"]["own"][:12],
+                 "inside": part["step_samples"]["inside"][:8]}).rstrip())
     for name, part in results["parts"].items():
         if part.get("lock_sites"):  # STREAMRET_LOCK_PROFILE=1: who held the engine lock the step loop waited for
             print(f"\n{name}: the engine lock's holders, all engines (streamret/engine/lock_profile.py)")
@@ -848,6 +812,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - args.procs))  # leave cores to the client processes
     start = time.perf_counter()
+    if args.step_samples is not None:  # read by each engine as it starts (engine processes take this environment)
+        os.environ["STREAMRET_STEP_SAMPLES"] = str(args.step_samples)
+        from streamret.stack_sampler import step_sample_interval
+
+        step_sample_interval()  # a bad value stops the run here, named
     if args.switch_interval is not None:
         if not 0 < args.switch_interval <= 1:
             raise SystemExit(f"--switch-interval {args.switch_interval}: give seconds in (0, 1], e.g. 0.0005")

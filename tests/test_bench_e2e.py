@@ -117,12 +117,15 @@ def test_smoke_runs_every_part(tmp_path: Path):
         part = result["parts"][name]
         per_step = part["loop_parts_ms_per_step"]
         assert part["steps"] > 0 and sum(per_step.values()) * part["steps"] <= part["seconds"] * 1e3 * 1.05
+        cpu = part["loop_parts_cpu_ms_per_step"]  # the step thread's CPU within the same spans
+        assert set(cpu) == set(per_step) and all(0 <= cpu[k] <= per_step[k] + 0.05 for k in cpu), (cpu, per_step)
     for name in ("service_saturate", "service_half"):  # an ack's time by leg: the in-process engine has no pipe
         legs = result["parts"][name]["ack_legs"]
         assert legs["chunks"] > 0 and legs["stages"] == [
             "client_due", "client_sent", "server_read", "engine_accepted", "engine_queued", "engine_applied",
             "ack_written", "client_received"]
     assert "service_half: an ack's time by leg" in proc.stdout
+    assert "the step loop's ms a step by part, wall / the step thread's CPU" in proc.stdout
     for name in ("engine_4", "service_saturate", "service_half"):  # whether the host's CPU bound the part
         assert 0 < result["parts"][name]["host_cores_busy"] <= result["parts"][name]["host_cores"] + 0.05, name
     for name in ("service_saturate", "service_half"):  # the load processes' own CPU, apart from the server's
@@ -136,7 +139,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
 def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
                            "--parts", "service", "--front-procs", "2", "--step-switch-interval", "none",
-                           "--device-wait", "sleep",
+                           "--device-wait", "sleep", "--step-samples", "1",
                            "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "STREAMRET_ENGINE_READER": "per_connection"})  # (not the default)
@@ -149,4 +152,7 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     assert result["engine_config"]["front_procs"] == 2
     assert result["engine_config"]["step_switch_interval_s"] is None  # (off: the engine processes' own interval)
     assert result["engine_config"]["device_wait"] == "sleep"
+    # --step-samples: the engine process (it takes this process's environment) sampled its step thread
+    assert sat["step_samples"]["samples"] > 0 and sat["step_samples"]["own"]
+    assert "service_saturate: the step threads' stacks, sampled" in proc.stdout
     assert result["engine_config"]["engine_reader"] == "per_connection"  # (the engine processes take the environment)

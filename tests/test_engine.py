@@ -616,6 +616,11 @@ def test_stats_count_steps_and_split_the_loop_time_into_parts():
                           "book_items", "acks"}
     assert all(v >= 0 for v in parts.values()) and parts["launch"] > 0 and parts["book_spans"] > 0
     assert sum(parts.values()) <= elapsed + 0.5
+    # the step thread's CPU in the same spans: never more than their wall time (a clock's tick of slack), and the
+    # model call on the CPU is work, not waiting
+    cpu = st["loop_parts_cpu_seconds"]
+    assert set(cpu) == set(parts) and all(0 <= cpu[k] <= parts[k] + 0.02 for k in parts), (cpu, parts)
+    assert cpu["launch"] > 0
     # each applied item: when, ms in the tokenize stage, ms from queued to applied (within the appends' time), and
     # which chunk it was
     items = st["recent_items"]

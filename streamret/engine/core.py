@@ -29,12 +29,14 @@ from ..errors import NotFound, StreamRetError, Unavailable
 from ..model.checkpoint import model_fingerprint
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel
+from ..stack_sampler import StackSampler, step_sample_interval
 from ..thread_cpu import thread_cpu_seconds
 from .acks import reject, resolve
 from .config import Ack, Checkpoint, EngineConfig
 from .durability import DurabilityPolicy, DurableStore
 from .gil import quick_handoff
 from .lock_profile import ProfiledRLock, engine_lock
+from .part_clock import PartClock
 from .record import StreamCodec
 from .scheduler import Scheduler, StepPlan, WorkItem
 from .segments import ClosedSegment, StepRuns, StepSpans, book_step, keep_segments, step_runs
@@ -104,9 +106,9 @@ class EngineCore:
         self._step_streams = 0  # streams summed over steps: / steps = streams per step
         self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
         self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
-        # the step loop's seconds by part (stats()["loop_parts_seconds"]): where a step's host time goes
-        self._parts_s = dict.fromkeys(("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
-                                       "book_segments", "book_items", "acks"), 0.0)
+        # the step loop's seconds by part (stats()["loop_parts_seconds"], and its thread's CPU seconds in them:
+        # "loop_parts_cpu_seconds"): where a step's host time goes
+        self._parts = PartClock()
         self._recent_streams: deque[int] = deque(maxlen=256)
         self._step_streams_buckets = [0] * (STEP_STREAMS_BUCKETS + 1)  # a histogram of streams per step
         # steps planned while >= WIDE_STEP streams had work: [all, of them narrower than WIDE_STEP]; the same
@@ -119,8 +121,10 @@ class EngineCore:
         # its window, and joins them by (stream id, seq) with the server's stamps of the same chunks (ack legs)
         self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
         gc_pauses.watch()
+        sample_every = step_sample_interval()  # (STREAMRET_STEP_SAMPLES: a bad value fails here, before any thread)
         self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
         self._thread.start()
+        self._sampler = None if sample_every is None else StackSampler(self._thread, sample_every, lines=True).start()
 
     def _device_budget(self) -> int:
         if self.config.device_state_bytes is not None:
@@ -222,12 +226,14 @@ class EngineCore:
                 "loop_model_seconds": self._model_s,
                 "loop_host_seconds": self._host_s,
                 "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
-                "loop_parts_seconds": dict(self._parts_s),
+                "loop_parts_seconds": dict(self._parts.wall),
+                "loop_parts_cpu_seconds": dict(self._parts.cpu),
                 "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
                 "durable_writable": writable,
                 **gc_pauses.pauses(),  # the whole process's: a collection stops the step loop too
                 "thread_cpu_seconds": threads,
                 **({"lock_sites": self._lock.snapshot()} if isinstance(self._lock, ProfiledRLock) else {}),
+                **({"step_samples": self._sampler.counts()} if self._sampler is not None else {}),
             }
 
     # ------------------------------------------------------------------------------------------
@@ -258,9 +264,9 @@ class EngineCore:
         """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
         inflight: _Step | None = None
         while True:
-            t_lock = time.perf_counter()
+            t_lock = self._parts.now()
             with self._lock:
-                self._parts_s["lock"] += time.perf_counter() - t_lock
+                self._parts.add("lock", t_lock)
                 while inflight is None and (self._abort or not self.scheduler.has_work()):
                     # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
                     if self._stopping and (self._abort or not self.scheduler.pending_chunks):
@@ -286,15 +292,14 @@ class EngineCore:
         room = min(self._max_step_streams, self.store.device.capacity - (len(inflight.ran) if inflight else 0))
         if room < 1:
             return None
-        t0 = time.perf_counter()
+        t0 = self._parts.now()
         plan = self.scheduler.schedule(room, exclude=busy)
         if not plan.work:
             return None
         ran = [w for w in plan.work if w.n_tokens]
         step = _Step(plan, plan.step_spans() if ran else None, None,
                      [w.stream_id for w in ran])
-        t1 = time.perf_counter()
-        self._parts_s["schedule"] += t1 - t0
+        t1 = self._parts.add("schedule", t0)
         if ran:  # the streams of a step are not in flight: their trackers hold the segments open before it
             step.runs = step_runs([self.store.streams[sid].segments for sid in step.ran], step.ran_spans)
         if step.ran:
@@ -303,35 +308,33 @@ class EngineCore:
                     step.state = self.store.gather(step.ran)
             except Exception as e:
                 step.error = e
-        self._parts_s["gather"] += time.perf_counter() - t1
+        self._parts.add("gather", t1)
         return step
 
     def _launch(self, step: _Step) -> None:
         """Run the model on a step (no lock: on a GPU this returns once the kernels are queued)."""
         if step.error is not None or not step.ran:
             return
-        t0 = time.perf_counter()
+        t0 = self._parts.now()
         try:
             ids, lens = step.plan.packed()
             step.out = self.runner.run(ids, lens, step.state, step.runs)
         except Exception as e:
             step.error = e
         step.state = None
-        dt = time.perf_counter() - t0
-        self._model_s += dt
-        self._parts_s["launch"] += dt
+        self._model_s += self._parts.add("launch", t0)[0] - t0[0]
 
     def _finish(self, step: _Step) -> None:
         """Wait for a step's results, scatter its states and book it; then send its acks."""
-        t0 = time.perf_counter()
+        t0 = self._parts.now()
         if step.out is not None:
             try:
                 step.out.wait()
             except Exception as e:
                 step.error = e
-        t1 = time.perf_counter()
+        t1 = self._parts.add("wait", t0)
         with self._lock:
-            t_locked = time.perf_counter()
+            t_locked = self._parts.add("lock", t1)
             if step.error is not None:
                 self.store.unpin(step.ran)
                 self._fail_plan(step.plan, step.error)
@@ -339,32 +342,28 @@ class EngineCore:
             else:
                 if step.ran:
                     self.store.scatter(step.ran, step.out.state)
-                self._parts_s["scatter"] += time.perf_counter() - t_locked
+                self._parts.add("scatter", t_locked)
                 resolved = self._apply(step, step.out)
             self.durability.sweep()
-        t_acks = time.perf_counter()
+        t_acks = self._parts.now()
         for fut, ack in resolved:
             resolve(fut, ack)
-        t2 = time.perf_counter()
-        self._model_s += t1 - t0
-        self._host_s += t2 - t1
-        parts = self._parts_s
-        parts["wait"] += t1 - t0
-        parts["lock"] += t_locked - t1
-        parts["acks"] += t2 - t_acks
+        t2 = self._parts.add("acks", t_acks)
+        self._model_s += t1[0] - t0[0]
+        self._host_s += t2[0] - t1[0]
 
     def _apply(self, step: _Step, out: StepOutput | None) -> list[tuple[Future, Ack]]:
         """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
         acks to send now."""
         plan = step.plan
         done: dict[Stream, list[WorkItem]] = {}
-        t0 = time.perf_counter()
+        t0 = self._parts.now()
         ran = [self.store.streams[sid] for sid in step.ran]
         trackers = [st.segments for st in ran]
         booked = book_step(trackers, step.ran_spans, step.runs, out.open_sums) if ran else None
         for i, st in enumerate(ran):  # (a copy: on a GPU the step's arrays are a staging buffer, reused)
             st.embedding = out.embeddings[i].copy()
-        self._parts_s["book_spans"] += time.perf_counter() - t0
+        self._parts.add("book_spans", t0)
         flushed = []  # (stream, segments closed by pieces without tokens)
         now = time.monotonic()
         for work in plan.work:
@@ -383,14 +382,13 @@ class EngineCore:
                     done.setdefault(stream, []).append(item)
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
-        t1 = time.perf_counter()
+        t1 = self._parts.now()
         if booked is not None:
             keep_segments(trackers, booked.bounds, booked.texts, booked.byte_spans, out.run_embeddings[booked.runs],
                           out.embeddings)
         for stream, closed in flushed:
             self._keep_flushed(stream, closed)
-        t2 = time.perf_counter()
-        self._parts_s["book_segments"] += t2 - t1
+        t2 = self._parts.add("book_segments", t1)
         self._steps += 1
         self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
@@ -403,7 +401,7 @@ class EngineCore:
         self._recent_tokens.append(plan.n_tokens)
         resolved = self.durability.book(done)
         self._applied.notify_all()
-        self._parts_s["book_items"] += time.perf_counter() - t2
+        self._parts.add("book_items", t2)
         return resolved
 
     def _keep_flushed(self, stream: Stream, closed: list[ClosedSegment]) -> None:

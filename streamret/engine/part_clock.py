@@ -1,0 +1,30 @@
+"""The step loop's time by part, on two clocks: wall seconds, and the step thread's own CPU seconds over the
+same spans. Their difference is time the thread spent off the CPU inside a part: waiting for the GIL, for the
+device, for a lock, or for a core. On the H200 a step's "launch" took 5-12 ms of wall time whatever the GIL
+switch interval (bench/RESULTS.md, session 11); the CPU clock tells work from waiting there."""
+
+from __future__ import annotations
+
+import time
+
+PARTS = ("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "book_segments", "book_items",
+         "acks")
+
+Stamp = tuple[float, float]  # (perf_counter, thread_time)
+
+
+class PartClock:
+    def __init__(self) -> None:
+        self.wall = dict.fromkeys(PARTS, 0.0)
+        self.cpu = dict.fromkeys(PARTS, 0.0)
+
+    @staticmethod
+    def now() -> Stamp:
+        return time.perf_counter(), time.thread_time()
+
+    def add(self, part: str, since: Stamp) -> Stamp:
+        """Count the time from `since` to now in `part` (on the thread that took `since`); returns now."""
+        now = self.now()
+        self.wall[part] += now[0] - since[0]
+        self.cpu[part] += now[1] - since[1]
+        return now
