@@ -306,6 +306,53 @@ def test_chunk_two_pass_segments_from_one_state_pass(fwd, segment_fix, dtype, wi
                 with_state=with_state, config=cfg, segment_len=128)
 
 
+SPAN_CASES = [  # (BT, state_every, dtype, with_state): every dtype at 2 row blocks a span, fewer at 4 and 3
+    *((16, 32, dtype, with_state) for dtype in DTYPES for with_state in (True, False)),
+    *((16, 64, dtype, with_state) for dtype in (torch.bfloat16, torch.float32) for with_state in (True, False)),
+    (32, 128, torch.bfloat16, True), (32, 128, torch.float32, False),
+    (16, 48, torch.bfloat16, True), (16, 48, torch.float16, False),
+]
+
+
+@interpreted
+@pytest.mark.parametrize(("BT", "state_every", "dtype", "with_state"), SPAN_CASES)
+def test_chunk_two_pass_spans_of_several_row_blocks(fwd, BT, state_every, dtype, with_state):
+    """Spans of 2, 4 and 3 row blocks (the output pass's key sub-blocks of BT keys, those past the
+    row block skipped): lengths 0 and 1, shorter than a block, between blocks and spans, exactly a
+    span, several spans; a slow head and a fast one (scores against a sub-block 3 blocks back
+    underflow)."""
+    # (span_stages: the pipeline depth of blocks past a span's first, which the interpreter ignores; its code path runs)
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(BT=BT, state_every=state_every, span_stages=2 * (BT == 32))))
+    lens = [1, 70, 0, 33, state_every, 16, 130, 5, 2 * state_every + BT + 3]
+    check_chunk(fwd, lens, H=2, K=40, V=48, dtype=dtype, seed=21, decays=[0.97, 0.5], with_state=with_state,
+                config=cfg, segment_len=0)
+
+
+@interpreted
+@pytest.mark.parametrize("segment_fix", ["product", "off"])
+@pytest.mark.parametrize(("BT", "state_every", "dtype"), [(16, 32, torch.bfloat16), (16, 64, torch.float32)])
+@pytest.mark.parametrize("with_state", [True, False])
+def test_chunk_two_pass_segments_with_spans_of_several_row_blocks(fwd, segment_fix, BT, state_every, dtype,
+                                                                  with_state):
+    """Sequences cut into 128-token segments of 4 or 2 spans, each span 2 or 4 row blocks (32 and
+    64 tokens, as test_chunk_two_pass_segments_from_one_state_pass with 16-row blocks): the incoming
+    state's part (product) and the second state pass (off) on rows past the span's first block.
+    Lengths: shorter than a segment, ending mid-span and mid-block, exactly a segment, empty,
+    several segments; K and V below one state tile and past it."""
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(BT=BT, state_every=state_every, segment_fix=segment_fix)))
+    check_chunk(fwd, [20, 150, 0, 128, 270, 1], H=2, K=24, V=40, dtype=dtype, seed=23, decays=[0.995, 1e-3],
+                with_state=with_state, config=cfg, segment_len=128)
+
+
+@interpreted
+def test_two_pass_state_every_must_be_whole_row_blocks(fwd):
+    q, k, v, cu, h0 = make_inputs([40], 1, 16, 16, torch.float32, seed=24)
+    for bt, every in ((16, 40), (32, 16)):
+        cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(BT=bt, state_every=every)))
+        with pytest.raises(ValueError, match=f"state_every={every} must be a positive multiple of .* BT={bt}"):
+            fwd.chunk_retention_triton(q, k, v, retention_log_decays(1), cu_seqlens=cu, initial_state=h0, config=cfg)
+
+
 @interpreted
 def test_segment_fix_switch(fwd, monkeypatch):
     monkeypatch.delenv("STREAMRET_SEGMENT_FIX", raising=False)
@@ -687,16 +734,21 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         STORE_SPANS=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="off"), 8, 3),
+        SEGMENT_FIX="off", SPAN_STAGES=0), 8, 3),
     "two-pass outputs bf16 K256 segment fix product": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=32, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="product"), 8, 3),
+        SEGMENT_FIX="product", SPAN_STAGES=0), 8, 3),
+    # states every 256 tokens (2 row blocks a span): at BV 64 the second block's loop (3 v / hs tiles a stage)
+    # fits 2 stages only (272 KB at 3), SPAN_STAGES; at BV 32, 3 stages
+    **{f"two-pass outputs bf16 K256 spans of 256 BV{bv}": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=128, BK=256, BV=bv, STATE_EVERY=256, F32_STATE_DOT=False, SPLIT=True,
+        SEGMENT_FIX="off", SPAN_STAGES=span), 8, 3) for bv, span in ((64, 2), (32, 0))},
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
-        SEGMENT_FIX="product"), 4, 2),
+        SEGMENT_FIX="product", SPAN_STAGES=0), 4, 2),
     "two-pass outputs fp16 K128 segment fix": (_TWO_PASS, "_span_outputs_kernel", "fp16", dict(
         H=8, K=128, V=256, BT=128, BK=128, BV=32, STATE_EVERY=128, F32_STATE_DOT=True, SPLIT=False,
-        SEGMENT_FIX="product"), 8, 3),
+        SEGMENT_FIX="product", SPAN_STAGES=0), 8, 3),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(
@@ -748,14 +800,17 @@ for name, (module, kernel_name, dtype, consts, warps, stages) in cases.items():
             sig[arg] = "i32"
         else:
             sig[arg] = "*" + dtype
-    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names) if sig[a].startswith("*")}
+    # as the launcher specializes pointers, and the row strides (H * K, H * V: multiples of 16): with them the
+    # loads are pipelined as asynchronous copies, whose buffers are what fills shared memory
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names)
+             if sig[a].startswith("*") or a.startswith("stride")}
     src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
     try:
         out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
         if out.metadata.shared > 227 * 1024:  # sm90's most per block: launching would fail
             print("FAIL", name, "shared memory", out.metadata.shared, flush=True)
             continue
-        print("OK", name, len(out.asm["cubin"]), flush=True)
+        print("OK", name, len(out.asm["cubin"]), "shared", out.metadata.shared, flush=True)
     except Exception as e:
         print("FAIL", name, type(e).__name__, str(e)[-2000:], flush=True)
 """

@@ -182,11 +182,12 @@ class ChunkConfig:
 
 @dataclass(frozen=True)
 class TwoPassConfig:
-    """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a power
-    of two); the output pass's BT rows a block (<= state_every), V-block (its loop step), warps and
-    pipeline depth; the state pass's steps of state_BT tokens, [state_BK, state_BV] tile, warps and
-    depth (the wide tiling), and the same for the narrow one (narrow_*); the step of the tiling that
-    runs must divide state_every. split_bf16: as in ChunkConfig.
+    """The two-pass forward (triton_two_pass.py): state stored every `state_every` tokens (a
+    multiple of BT: the output pass covers a span in key sub-blocks of BT); the output pass's BT
+    rows a block, V-block (its loop step), warps and pipeline depth; the state pass's steps of
+    state_BT tokens, [state_BK, state_BV] tile, warps and depth (the wide tiling), and the same for
+    the narrow one (narrow_*); the step of the tiling that runs must divide state_every.
+    split_bf16: as in ChunkConfig.
 
     Defaults for K256 V512: the output pass at BT 128 / 8 warps / BV 64 fits 227 registers with no
     spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
@@ -221,7 +222,14 @@ class TwoPassConfig:
     With an initial state (a stream's next chunk; 2026-12-02, session 10) the 128 x 128 tile's state
     pass took 0.661 ms against 0.380 fresh (N64 x L512; loading a 128 x 128 float32 h0 tile into the
     accumulator costs far more than its bytes), 128 x 64 / 8 warps / 128-token steps 0.474-0.490 and
-    fresh the same as 128 x 128 (0.800 / 0.799 ms in all): the wide tiling is now 128 x 64."""
+    fresh the same as 128 x 128 (0.800 / 0.799 ms in all): the wide tiling is now 128 x 64.
+
+    span_stages: with state_every > BT, the output pass's V loop for row blocks past their span's
+    first (their scores span 2 or more key sub-blocks of BT keys: a [BT, BV] v tile each a stage)
+    is pipelined span_stages deep; 0: num_stages. sm90 compile (triton 3.9, K256 V512, BT 128, 8
+    warps, state_every 256): at BV 64 / 3 stages those blocks need 272 KB of shared memory, 208 KB
+    at span_stages 2 (224 KB in all, as at state_every 128); BV 32 / 3 stages 168 KB. Not measured
+    on the GPU yet (bench/issue13.py's span variants)."""
 
     BT: int = 128
     BV: int = 64
@@ -242,6 +250,7 @@ class TwoPassConfig:
     segment_fix: str = "product"
     segment_fix_BV: int = 32
     segment_fix_stages: int = 3
+    span_stages: int = 0
 
 
 SEGMENT_FIXES = ("product", "off")

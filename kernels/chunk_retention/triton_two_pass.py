@@ -13,9 +13,13 @@ and each of the V / BV programs of a head recomputes q k^T. Here the work is spl
      L512 that is a quarter of the span states' round trip;
   2. outputs: one program per (block of BT rows, head), all independent: the block's decayed scores
      against its span's keys up to itself (causal inside a span, as in attention), worked out once
-     as one [BT, STATE_EVERY] product; then for each V-block, q times the span's stored state,
-     scaled by its decay, plus the scores times the span's v. Neither q k^T nor the q and k loads
-     repeat per V-block (the one-pass kernel and fla's output kernel do both).
+     as one [BT, BT] product per key sub-block of BT keys up to the block (STATE_EVERY // BT at
+     most; those past it are skipped); then for each V-block, q times the span's stored state,
+     scaled by its decay, plus each sub-block's scores times its v rows. Neither q k^T nor the q
+     and k loads repeat per V-block (the one-pass kernel and fla's output kernel do both).
+     Sub-blocks bound the k tile at [BT, K] and the scores at [BT, BT] tiles whatever the span;
+     the V loop's v tiles still cover the span up to the block, a [BT, BV] tile per sub-block a
+     stage (what fills shared memory at K256 / BV 64 / 3 stages: TwoPassConfig.span_stages).
 
 When the state pass's programs are too few to fill the GPU (a handful of long sequences), the
 sequences are cut into segments as in triton_fwd.py: the state pass runs once per segment, from
@@ -27,7 +31,9 @@ incoming states instead, storing true span states).
 
 Storing a state every STATE_EVERY tokens instead of every chunk (fla) trades state bytes for
 intra-span work: at STATE_EVERY = 128 the state traffic halves against states every 64 tokens,
-and with 128-row blocks each score product covers one span (causal: half of it masked).
+and with 128-row blocks each score product covers one span (causal: half of it masked). At
+STATE_EVERY = 2 BT it halves again; a span's first row block then has one score product and one
+v tile a V-block, its second two (each row block runs the V loop compiled for its count).
 
 Sequences are packed without a host sync: sequence n's row block i is virtual row block
 cu[n] // BT + n + i (strictly increasing in n, at most T // BT + N of them; a device-side
@@ -122,36 +128,22 @@ def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
 
 
 @triton.jit
-def _span_outputs_kernel(
-    q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
+def _block_outputs(
+    q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, n_seg, has_h0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
-    seg_init, seg_len, n_seg, has_h0, SEGMENT_FIX: tl.constexpr,
+    STATE_EVERY: tl.constexpr, NS: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+    SEGMENT_FIX: tl.constexpr, LOOP_STAGES: tl.constexpr,
 ):
-    """One (virtual row block, head): BT rows of o. The row block's decayed scores against its
-    span's keys up to itself ([BT, STATE_EVERY], one product over K) are worked out once; then a
-    loop over V-blocks adds q times the span's stored state and the scores times the span's v.
-
-    SEGMENT_FIX ("product"; "off": hs holds true states): hs holds states local to seg_len-token
-    segments (from zero at each segment's start), and the state entering the span is
-    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (indexed as the state
-    pass's work items, in hs's dtype): q times seg_init is added as a second product.
-    A sequence's first segment has no incoming state unless has_h0: its programs load nothing."""
-    pid = tl.program_id(0)
-    h = pid % H
-    r = pid // H
-    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
-    bos = tl.load(cu_seqlens + n).to(tl.int64)
-    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
-    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
-    if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
-        return
-    span = i0 // STATE_EVERY
-    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
-    lg = tl.load(log_decay + h).to(tl.float32)
-
+    """The BT rows of o from row i0 (p0 inside its span) of head h, whose span's keys up to the
+    block are NS sub-blocks of BT keys (p0 = (NS - 1) * BT): their scores, a [BT, BT] 16-bit tile
+    pair each (with SPLIT, a value and its rounding residue: triton_fwd's _dot_f32_left), held in
+    registers through the V loop (recomputing them per V-block would repeat q k^T and the k loads
+    V / BV times; holding two pairs at BT 128 / 8 warps costs 64 more registers a thread, and the
+    sm90 compile spills about 220 bytes a thread at state_every 256); then for each V-block, q
+    times the span's stored state plus each sub-block's scores times its [BT, BV] v tile (a tile a
+    stage each in the pipeline), pipelined LOOP_STAGES deep (None: the launch's num_stages)."""
+    h = tl.program_id(0) % H
     it = tl.arange(0, BT)
-    js = tl.arange(0, STATE_EVERY)  # key rows of the span
     ik = tl.arange(0, BK)
     mk = ik < K
     mt = (i0 + it) < L
@@ -159,25 +151,33 @@ def _span_outputs_kernel(
     q_rows = q + (bos + i0) * stride_qk + h * K
     qc = tl.load(q_rows + it[:, None] * stride_qk + ik[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
 
-    # intra-span scores: g^(row - key) for keys up to the row; keys past this block are not loaded
+    # intra-span scores: g^(row - key) for keys up to the row (sub-blocks before the last: every key)
     span_first = bos + (i0 - p0)
-    m_keys = (js < p0 + BT) & ((i0 - p0) + js < L)
-    kc = tl.load(k + span_first * stride_qk + h * K + js[:, None] * stride_qk + ik[None, :],
-                 mask=m_keys[:, None] & mk[None, :], other=0.0)
-    diff = (p0 + fi)[:, None] - js.to(tl.float32)[None, :]
-    D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
-    A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
-    # with SPLIT, A goes to the tensor cores as a 16-bit value plus its rounding residue (triton_fwd)
-    A_hi = A.to(v.dtype.element_ty)
-    if SPLIT:
-        A_lo = (A - A_hi.to(tl.float32)).to(v.dtype.element_ty)
-    else:
-        A_lo = A_hi
+    k_rows = k + span_first * stride_qk + h * K + it[:, None] * stride_qk + ik[None, :]
+    A_his = ()
+    A_los = ()
+    m_keys = ()
+    for j in tl.static_range(NS):
+        kj = it + j * BT if j > 0 else it  # sub-block j's keys inside the span
+        m_keys_j = (kj < p0 + BT) & ((i0 - p0) + kj < L)
+        kc = tl.load(k_rows + j * BT * stride_qk if j > 0 else k_rows, mask=m_keys_j[:, None] & mk[None, :],
+                     other=0.0)
+        diff = (p0 + fi)[:, None] - kj.to(tl.float32)[None, :]
+        D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+        A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+        A_hi = A.to(v.dtype.element_ty)
+        if SPLIT:
+            A_lo = (A - A_hi.to(tl.float32)).to(v.dtype.element_ty)
+        else:
+            A_lo = A_hi
+        A_his = A_his + (A_hi,)
+        A_los = A_los + (A_lo,)
+        m_keys = m_keys + (m_keys_j,)
     q_decay = scale * tl.exp(lg * (p0 + fi + 1.0))
 
     slot = bos // STATE_EVERY + n + span
     hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
-    v_rows = v + span_first * stride_v + h * V + js[:, None] * stride_v
+    v_rows = v + span_first * stride_v + h * V + it[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
     # the span's stored state is zero, and was not stored, where it starts a work item of the state pass
     # without an initial state: a sequence's first span without h0, or (product) any segment's first span
@@ -193,7 +193,7 @@ def _span_outputs_kernel(
         fix_rows = tl.where(((seg > 0) | (has_h0 != 0)) & (seg_decay > 0.0), K, 0)
         m_fix = (ik < fix_rows)[:, None]
         si_rows = seg_init + ((n * n_seg + seg).to(tl.int64) * H + h) * (K * V) + ik[:, None] * V
-    for v0 in range(0, V, BV):
+    for v0 in tl.range(0, V, BV, num_stages=LOOP_STAGES):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
         hc = tl.load(hs_rows + jv[None, :], mask=m_hs & mv[None, :], other=0.0)
@@ -202,11 +202,57 @@ def _span_outputs_kernel(
             sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
             oc += seg_decay * _q_state_product(qc, sc, F32_STATE_DOT)
         oc = oc * q_decay[:, None]
-        vc = tl.load(v_rows + jv[None, :], mask=m_keys[:, None] & mv[None, :], other=0.0)
-        oc = tl.dot(A_hi, vc, acc=oc, input_precision="ieee")
-        if SPLIT:
-            oc = tl.dot(A_lo, vc, acc=oc)
+        for j in tl.static_range(NS):
+            vc = tl.load((v_rows + j * BT * stride_v if j > 0 else v_rows) + jv[None, :],
+                         mask=m_keys[j][:, None] & mv[None, :], other=0.0)
+            oc = tl.dot(A_his[j], vc, acc=oc, input_precision="ieee")
+            if SPLIT:
+                oc = tl.dot(A_los[j], vc, acc=oc)
         tl.store(o_rows + jv[None, :], oc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+
+
+@triton.jit
+def _span_outputs_kernel(
+    q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
+    seg_init, seg_len, n_seg, has_h0, SEGMENT_FIX: tl.constexpr, SPAN_STAGES: tl.constexpr,
+):
+    """One (virtual row block, head): BT rows of o (_block_outputs). The block's decayed scores
+    against its span's keys up to itself are worked out once, one [BT, BT] product over K per key
+    sub-block of BT keys; then a loop over V-blocks adds q times the span's stored state and each
+    sub-block's scores times its v rows. Row blocks past their span's first (more sub-blocks, more v
+    tiles a stage) pipeline that loop SPAN_STAGES deep (0: num_stages).
+
+    SEGMENT_FIX ("product"; "off": hs holds true states): hs holds states local to seg_len-token
+    segments (from zero at each segment's start), and the state entering the span is
+    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (indexed as the state
+    pass's work items, in hs's dtype): q times seg_init is added as a second product.
+    A sequence's first segment has no incoming state unless has_h0: its programs load nothing."""
+    NJ: tl.constexpr = STATE_EVERY // BT  # key sub-blocks a span
+    pid = tl.program_id(0)
+    h = pid % H
+    r = pid // H
+    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
+    bos = tl.load(cu_seqlens + n).to(tl.int64)
+    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
+    if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
+        return
+    span = i0 // STATE_EVERY
+    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
+    lg = tl.load(log_decay + h).to(tl.float32)
+    if NJ == 1:
+        _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len,
+                       n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, 1, F32_STATE_DOT, SPLIT, SEGMENT_FIX, None)
+    else:  # the block's (p0 // BT + 1) sub-blocks up to itself as a constant: one V loop for each count,
+        # branch-free inside (a branch around a sub-block's loads or dots there would take them out of the
+        # software pipeline), so sub-blocks past the block cost nothing, at the price of code size
+        for ns in tl.static_range(1, NJ + 1):
+            if p0 == (ns - 1) * BT:
+                _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v,
+                               seg_len, n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, ns, F32_STATE_DOT, SPLIT,
+                               SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None)
 
 
 def plan_state_pass(
@@ -264,8 +310,8 @@ def chunk_retention_two_pass(
     N = cu.numel() - 1
     dev = q.device
     SE = cfg.state_every
-    if SE < cfg.BT or SE != next_pow2(SE):
-        raise ValueError(f"state_every={SE} must be a power of two >= BT={cfg.BT}")
+    if SE <= 0 or SE % cfg.BT:  # the output pass walks a span in key sub-blocks of BT
+        raise ValueError(f"state_every={SE} must be a positive multiple of the output pass's BT={cfg.BT}")
     if cfg.segment_fix not in SEGMENT_FIXES:
         raise ValueError(f"segment_fix={cfg.segment_fix!r}; use one of {SEGMENT_FIXES}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
@@ -326,6 +372,7 @@ def chunk_retention_two_pass(
         BV=min(cfg.BV if fix == "off" else cfg.segment_fix_BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         seg_init=seg_init, seg_len=segment_len, n_seg=n_seg, has_h0=int(h0 is not None), SEGMENT_FIX=fix,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
+        SPAN_STAGES=cfg.span_stages, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
     )
     return o, final
