@@ -96,6 +96,13 @@ OUT_TILES = [  # (BT, BV, num_warps, num_stages): the output pass where no seque
     # and BV 128 at 2 past shared memory): one kept as a same-run check
     (128, 32, 8, 4),
 ]
+SPAN_TILES = [  # (state_every, BV, num_stages, span_stages): states every 256 tokens (half the span states' round
+    # trip, 0.54 + 0.54 GB at N64 x L512 every 128), the output pass in key sub-blocks of BT = 128. sm90 compile
+    # (triton 3.9): BV 64 at 3 stages needs 278,528 B of shared memory (past 232,448: not listed), 229,376 with the
+    # second block of a span at 2 stages (span_stages), 212,992 at 2 stages; BV 32 at 3 stages 172,032
+    (256, 64, 3, 2), (256, 64, 2, 0), (256, 32, 3, 0),
+]
+SPAN_FIELDS = ("state_every", "BV", "num_stages", "span_stages")
 FIX_TILES = [  # (segment_fix_BV, segment_fix_stages, num_warps): the output pass on cut sequences; the 2026-12-02
     # sweep found none faster than the default (BV 32 / 3 stages: 2 and 4 stages, BV 16 and BV 64 at 1 stage slower)
     (32, 3, 8),
@@ -181,7 +188,8 @@ def kernel_variants(case: str) -> dict[str, ChunkConfig | TwoPassConfig]:
         variants |= {
             "two-pass rows 64": replace(new, BT=64),  # 8 warps on 64-row tiles: spills at sm90
             "two-pass out 2 stages": replace(new, num_stages=2),
-            "two-pass states every 256": replace(new, state_every=256),
+            # (the output pass now in key sub-blocks; at 3 stages a span's second block is past shared memory)
+            "two-pass states every 256": replace(new, state_every=256, span_stages=2),
             "two-pass no bf16 split": replace(new, split_bf16=False),
             "two-pass state tile 32x64": replace(new, state_BK=32, state_stages=3),  # 2x state programs
         }
@@ -297,7 +305,8 @@ def kernels_bench():
 def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
     """name: (config, segment_len) for the tiles section: TwoPassConfig's default (the model's tiling
     at K256 / V512 bf16), then one knob group at a time: where no sequence is cut by default (N64 x
-    L512), each wide state tile of STATE_TILES and each output tile of OUT_TILES; on a long sequence
+    L512), each wide state tile of STATE_TILES, each output tile of OUT_TILES and each span tiling of
+    SPAN_TILES (states every 256 tokens; under --smoke, L256: two row blocks a span); on a long sequence
     (uncut, narrow tiling), each narrow state tile of NARROW_TILES, and cut into CUT_SEGMENT-token
     segments, each output tile of FIX_TILES and the segment lengths of TILE_SEGMENTS."""
     base = TwoPassConfig()
@@ -318,6 +327,10 @@ def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
         for bt, bv, w, st in OUT_TILES:
             found.setdefault((replace(base, BT=bt, BV=bv, num_warps=w, num_stages=st), None),
                              f"out BT{bt} BV{bv} {w}w {st}st")
+        for tiles in SPAN_TILES:
+            every, bv, st, span_st = tiles
+            found.setdefault((replace(base, **dict(zip(SPAN_FIELDS, tiles, strict=True))), None),
+                             f"span{every} BV{bv} {st}st" + (f" (2nd block {span_st}st)" if span_st else ""))
     return {name: key for key, name in found.items()}
 
 

@@ -19,6 +19,7 @@ GROUPS = {
     "narrow ": set(issue13.NARROW_FIELDS),
     "out ": {"BT", "BV", "num_warps", "num_stages"},
     "fix ": {"segment_fix_BV", "segment_fix_stages", "num_warps"},
+    "span": set(issue13.SPAN_FIELDS),
 }
 
 
