@@ -25,7 +25,8 @@ class StackSampler:
         self.inside: dict[str, int] = {}
         self.samples = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stack-sampler-{thread.name}", daemon=True)
+        # (a name of its own role in thread_cpu.role: ending in "-step" would book its CPU as the step thread's)
+        self._thread = threading.Thread(target=self._run, name=f"streamret-sampler[{thread.name}]", daemon=True)
 
     def start(self) -> StackSampler:
         self._thread.start()
@@ -51,10 +52,10 @@ class StackSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
+            if self.target.ident is not None and not self.target.is_alive():
+                return  # the thread ended (and a new thread may reuse its id): nothing more to sample
             frame = sys._current_frames().get(self.target.ident)
             if frame is None:
-                if self.target.ident is not None and not self.target.is_alive():
-                    return  # the thread ended: nothing more to sample
                 continue
             own = self._name(frame, self.lines)
             seen = set()
@@ -109,9 +110,10 @@ def counts_between(before: dict | None, after: dict | None) -> dict | None:
         old = before.get(key, {})
         return {k: v - old.get(k, 0) for k, v in after.get(key, {}).items() if v - old.get(k, 0) > 0}
 
-    every = after.get("every_s")
-    return {"samples": after.get("samples", 0) - before.get("samples", 0), "own": minus("own"),
-            "inside": minus("inside"), "every_s": every}
+    own = minus("own")
+    # an engine process started again between the two counts from zero: never fewer samples than a frame got
+    samples = max(after.get("samples", 0) - before.get("samples", 0), max(own.values(), default=0))
+    return {"samples": samples, "own": own, "inside": minus("inside"), "every_s": after.get("every_s")}
 
 
 def step_sample_interval() -> float | None:

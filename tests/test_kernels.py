@@ -351,6 +351,9 @@ def test_two_pass_state_every_must_be_whole_row_blocks(fwd):
         cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(BT=bt, state_every=every)))
         with pytest.raises(ValueError, match=f"state_every={every} must be a positive multiple of .* BT={bt}"):
             fwd.chunk_retention_triton(q, k, v, retention_log_decays(1), cu_seqlens=cu, initial_state=h0, config=cfg)
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(state_every=64, span_stages=-1)))
+    with pytest.raises(ValueError, match="span_stages=-1 must be >= 1, or 0 for the output pass's own depth"):
+        fwd.chunk_retention_triton(q, k, v, retention_log_decays(1), cu_seqlens=cu, initial_state=h0, config=cfg)
 
 
 @interpreted

@@ -9,6 +9,7 @@ import pytest
 from streamret.engine import Engine
 from streamret.engine.shards import merge_stats
 from streamret.stack_sampler import StackSampler, counts_between, step_sample_interval, summarize
+from streamret.thread_cpu import role
 
 
 def _sleeps_here(stop: threading.Event) -> None:
@@ -31,7 +32,9 @@ def test_the_sampler_finds_the_line_a_thread_waits_at_and_stops_with_it():
     line = _sleeps_here.__code__.co_firstlineno + 2  # the time.sleep line
     top = summarize(counts, 3, "sleeper")
     assert top["own"][0]["function"] == f"test_stack_sampler.py:_sleeps_here:{line}" and top["own"][0]["share"] > 0.8
-    assert counts["inside"]["test_stack_sampler.py:_sleeps_here"] == counts["samples"]
+    # (a sample or two may land in the thread's start or end, outside the function)
+    assert counts["inside"]["test_stack_sampler.py:_sleeps_here"] >= counts["samples"] - 2
+    assert role(sampler._thread.name) == "python"  # its CPU is not booked as the sampled thread's (a "-step")
 
 
 def test_counts_between_two_snapshots_and_summed_over_engines():
@@ -40,6 +43,8 @@ def test_counts_between_two_snapshots_and_summed_over_engines():
     assert counts_between(before, after) == {"samples": 20, "every_s": 0.001, "own": {"a:f:1": 2, "b:g:7": 18},
                                              "inside": {"a:f": 2, "b:g": 18}}
     assert counts_between(None, None) is None
+    restarted = {"samples": 5, "every_s": 0.001, "own": {"b:g:7": 5}, "inside": {"b:g": 5}}  # counts from zero again
+    assert counts_between(after, restarted)["samples"] == 0 and not counts_between(after, restarted)["own"]
     merged = merge_stats([{"step_samples": after}, {"step_samples": before}])["step_samples"]
     assert merged == {"samples": 40, "every_s": 0.001, "own": {"a:f:1": 22, "b:g:7": 18},
                       "inside": {"a:f": 22, "b:g": 18}}  # (the period is the engines' own, not a sum)

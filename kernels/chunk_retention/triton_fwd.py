@@ -226,7 +226,8 @@ class TwoPassConfig:
 
     span_stages: with state_every > BT, the output pass's V loop for row blocks past their span's
     first (their scores span 2 or more key sub-blocks of BT keys: a [BT, BV] v tile each a stage)
-    is pipelined span_stages deep; 0: num_stages. sm90 compile (triton 3.9, K256 V512, BT 128, 8
+    is pipelined span_stages deep; 0: the pass's own depth (num_stages, or segment_fix_stages on
+    sequences cut into segments, which span_stages overrides likewise). sm90 compile (triton 3.9, K256 V512, BT 128, 8
     warps, state_every 256): at BV 64 / 3 stages those blocks need 272 KB of shared memory, 208 KB
     at span_stages 2 (224 KB in all, as at state_every 128); BV 32 / 3 stages 168 KB. Not measured
     on the GPU yet (bench/issue13.py's span variants)."""

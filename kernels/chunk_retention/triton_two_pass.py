@@ -312,6 +312,8 @@ def chunk_retention_two_pass(
     SE = cfg.state_every
     if SE <= 0 or SE % cfg.BT:  # the output pass walks a span in key sub-blocks of BT
         raise ValueError(f"state_every={SE} must be a positive multiple of the output pass's BT={cfg.BT}")
+    if cfg.span_stages < 0:
+        raise ValueError(f"span_stages={cfg.span_stages} must be >= 1, or 0 for the output pass's own depth")
     if cfg.segment_fix not in SEGMENT_FIXES:
         raise ValueError(f"segment_fix={cfg.segment_fix!r}; use one of {SEGMENT_FIXES}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)

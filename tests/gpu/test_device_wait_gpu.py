@@ -17,16 +17,23 @@ if not torch.cuda.is_available():
 
 
 def _wait_cpu_share(blocking: bool) -> float:
-    """The waiting thread's CPU time over the wall time of a wait for about 0.3 s of device work."""
+    """The waiting thread's CPU time over the wall time of a wait for 0.1 s or more of device work (a spin
+    kernel of a given cycle count: at an idle clock it runs shorter, so the count grows until it is long
+    enough)."""
     slot = Slot(blocking)
-    torch.cuda.synchronize()
-    torch.cuda._sleep(int(0.3 * torch.cuda.clock_rate() * 1e6))  # clock_rate: MHz
-    done = slot.release()
-    wall, cpu = time.perf_counter(), time.thread_time()
-    done.synchronize()
-    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    assert wall > 0.1, f"the device work took {wall:.3f} s: too short to tell a sleep from a spin"
-    return cpu / wall
+    cycles = int(2e8)
+    for _ in range(5):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(cycles)
+        done = slot.release()
+        wall, cpu = time.perf_counter(), time.thread_time()
+        done.synchronize()
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        if wall > 0.1:
+            return cpu / wall
+        cycles *= 4
+    raise AssertionError(f"{cycles // 4} cycles of device work took {wall:.3f} s: too short to tell a sleep "
+                         "from a spin")
 
 
 def test_a_sleeping_wait_leaves_the_core_free():
