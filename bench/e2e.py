@@ -41,7 +41,9 @@ engines, fronts, the load processes, whose own CPU is cpu_us_per_token.client_pr
 was bound by the host's CPU, not by the GPU or the service's design.
 Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
-model / host ms per step: the step loop's own clocks (launch + wait for results / everything else).
+model / host ms per step: the step loop's own clocks (launch + wait for results / everything else); after the
+table, each part's ms a step by part of the loop, wall / the step thread's CPU (loop_parts_cpu_ms_per_step), and
+with --step-samples MS where the step threads were, by line (STREAMRET_STEP_SAMPLES in every engine).
 In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, and
 from queued to applied), the engine processes' CPU by thread role, and for the service parts the server's and
 the load processes' garbage-collector pauses: what the ack latency is made of.
