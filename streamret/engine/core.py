@@ -104,7 +104,6 @@ class EngineCore:
         self._tokens_processed = 0
         self._steps = 0
         self._step_streams = 0  # streams summed over steps: / steps = streams per step
-        self._model_s = 0.0  # step-loop time in the model runner: launching, and waiting for results
         self._host_s = 0.0  # step-loop time in scheduling, gathering and booking (overlaps the device)
         # the step loop's seconds by part (stats()["loop_parts_seconds"], and its thread's CPU seconds in them:
         # "loop_parts_cpu_seconds"): where a step's host time goes
@@ -223,7 +222,8 @@ class EngineCore:
                 "queue_tokens": self.scheduler.pending_tokens,
                 "queue_bytes": self.scheduler.pending_bytes,
                 "device_stream_capacity": self.store.device.capacity,
-                "loop_model_seconds": self._model_s,
+                # step-loop time in the model runner: launching, and waiting for results
+                "loop_model_seconds": self._parts.wall["launch"] + self._parts.wall["wait"],
                 "loop_host_seconds": self._host_s,
                 "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
                 "loop_parts_seconds": dict(self._parts.wall),
@@ -322,7 +322,7 @@ class EngineCore:
         except Exception as e:
             step.error = e
         step.state = None
-        self._model_s += self._parts.add("launch", t0)[0] - t0[0]
+        self._parts.add("launch", t0)
 
     def _finish(self, step: _Step) -> None:
         """Wait for a step's results, scatter its states and book it; then send its acks."""
@@ -349,7 +349,6 @@ class EngineCore:
         for fut, ack in resolved:
             resolve(fut, ack)
         t2 = self._parts.add("acks", t_acks)
-        self._model_s += t1[0] - t0[0]
         self._host_s += t2[0] - t1[0]
 
     def _apply(self, step: _Step, out: StepOutput | None) -> list[tuple[Future, Ack]]:
