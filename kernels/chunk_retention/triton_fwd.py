@@ -229,8 +229,10 @@ class TwoPassConfig:
     is pipelined span_stages deep; 0: the pass's own depth (num_stages, or segment_fix_stages on
     sequences cut into segments, which span_stages overrides likewise). sm90 compile (triton 3.9, K256 V512, BT 128, 8
     warps, state_every 256): at BV 64 / 3 stages those blocks need 272 KB of shared memory, 208 KB
-    at span_stages 2 (224 KB in all, as at state_every 128); BV 32 / 3 stages 168 KB. Not measured
-    on the GPU yet (bench/issue13.py's span variants)."""
+    at span_stages 2 (224 KB in all, as at state_every 128); BV 32 / 3 stages 168 KB. On the H200
+    (2026-12-02, session 12, N64 x L512 with h0) every 256-token span tiling was slower than the
+    default: 1.030-1.058 ms against 0.924 (state pass 0.44 against 0.48, output pass 0.56-0.60
+    against 0.40), so state_every stays BT."""
 
     BT: int = 128
     BV: int = 64
