@@ -291,6 +291,7 @@ def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, se
 
 def steps_between(before: dict, after: dict) -> dict:
     """The engine's steps between two stats() snapshots: count, tokens and streams per step."""
+    from streamret.engine.core import STEP_THREAD
     from streamret.stack_sampler import counts_between, summarize
 
     steps = after["steps"] - before["steps"]
@@ -343,7 +344,7 @@ def steps_between(before: dict, after: dict) -> dict:
                 for k, v in after.get(f"loop_parts{clock}_seconds", {}).items()}
                for clock in ("", "_cpu")},  # wall, and the step thread's CPU in the same spans
             # --step-samples: where the step threads were, sampled (all engines), during the part
-            **({"step_samples": summarize(between, 25, "streamret-engine-step")}
+            **({"step_samples": summarize(between, 25, STEP_THREAD)}
                if (between := counts_between(before.get("step_samples"), after.get("step_samples"))) else {})}
 
 
@@ -455,19 +456,6 @@ def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     return server
 
 
-def seconds_or_none(text: str) -> float | None:
-    """--step-switch-interval: "none" (None), or seconds in (0, 1]."""
-    if text == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seconds in (0, 1], e.g. 0.0001, or none")
-    return value
-
-
 def client_channels(args: argparse.Namespace) -> int:
     """gRPC connections per load process: --client-channels, else 1 with one front process and 4 per front with
     more (the kernel spreads connections over the fronts: a few would land unevenly)."""
@@ -555,6 +543,7 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from streamret.engine.config import DEVICE_WAITS, EngineConfig  # (defaults of the engine flags)
+    from streamret.engine.gil import switch_interval_arg
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
@@ -593,7 +582,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tokenizer-threads", type=int, default=None,
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
-    ap.add_argument("--switch-interval", type=float, default=None,
+    ap.add_argument("--switch-interval", type=switch_interval_arg("--switch-interval"), default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
                          "STREAMRET_SWITCH_INTERVAL_MS), seconds (Python's default: 0.005); a step's gather, "
                          "launch and finish use --step-switch-interval where it is shorter")
@@ -602,7 +591,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "and service part then prints where they were, by line")
     ap.add_argument("--device-wait", default=EngineConfig.device_wait, choices=DEVICE_WAITS,
                     help="EngineConfig.device_wait: how the step thread waits for the GPU (sleep, or spin a core)")
-    ap.add_argument("--step-switch-interval", default=EngineConfig.step_switch_interval_s, type=seconds_or_none,
+    ap.add_argument("--step-switch-interval", default=EngineConfig.step_switch_interval_s,
+                    type=switch_interval_arg("--step-switch-interval"),
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
                          "steps too)")
     ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
@@ -820,8 +810,6 @@ def main(argv: list[str] | None = None) -> int:
 
         step_sample_interval()  # a bad value stops the run here, named
     if args.switch_interval is not None:
-        if not 0 < args.switch_interval <= 1:
-            raise SystemExit(f"--switch-interval {args.switch_interval}: give seconds in (0, 1], e.g. 0.0005")
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir

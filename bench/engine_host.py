@@ -35,9 +35,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from bench.cpu_threads import busy_threads, thread_cpu_s, us_per_token_line  # noqa: E402
-from bench.e2e import seconds_or_none  # noqa: E402
 from bench.engine import text_chunks  # noqa: E402
 from streamret.engine import Engine, EngineConfig  # noqa: E402
+from streamret.engine.gil import switch_interval_arg  # noqa: E402
 from streamret.engine.worker import StepOutput  # noqa: E402
 from streamret.model.retnet import RetNetState  # noqa: E402
 from streamret.model.spec import load_model  # noqa: E402
@@ -179,7 +179,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="run the step thread under cProfile: a table of parts")
     p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
     p.add_argument("--busy-threads", default=0, type=int, help="pure-Python threads running during the timed rounds")
-    p.add_argument("--step-switch-interval", type=seconds_or_none, default=EngineConfig.step_switch_interval_s,
+    p.add_argument("--step-switch-interval", type=switch_interval_arg("--step-switch-interval"),
+                   default=EngineConfig.step_switch_interval_s,
                    help="EngineConfig.step_switch_interval_s in seconds, or none")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

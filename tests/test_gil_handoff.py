@@ -34,8 +34,23 @@ def test_quick_handoff_lowers_the_interval_inside_and_restores_it(interval):
 
 @pytest.mark.parametrize("bad", [0.0, 0, -1e-4, 2.0, True, "fast"])
 def test_the_config_names_a_bad_interval(bad):
-    with pytest.raises(ValueError, match=f"step_switch_interval_s must lie in .*got {bad!r}"):
+    with pytest.raises(ValueError, match=rf"step_switch_interval_s={bad!r}: give a switch interval in \(0, 1\]"):
         EngineConfig(step_switch_interval_s=bad)
+
+
+def test_one_rule_for_intervals_given_as_text():
+    """Flags and variables parse through the config's own check: "none" leaves the process's interval."""
+    import argparse
+
+    from streamret.engine.gil import parse_switch_interval, switch_interval_arg
+
+    assert parse_switch_interval("0.0001", "--x") == pytest.approx(1e-4)
+    assert parse_switch_interval(" None ", "--x") is None
+    for bad in ("0", "2", "fast", "nan"):
+        with pytest.raises(ValueError, match=r"--x=\S+: give a switch interval in \(0, 1\] seconds"):
+            parse_switch_interval(bad, "--x")
+    with pytest.raises(argparse.ArgumentTypeError, match="--flag"):
+        switch_interval_arg("--flag")("-1")
 
 
 @pytest.mark.parametrize("setting", [2e-4, None])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .gil import switch_interval_s
 from .segments import Segment
 from .text import SEGMENT_MODES
 
@@ -76,10 +77,8 @@ class EngineConfig:
                 raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
         if self.durable_every_chunks < 0:
             raise ValueError(f"durable_every_chunks must be >= 0 (0 = not by count), got {self.durable_every_chunks}")
-        step = self.step_switch_interval_s
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 1):
-            raise ValueError(f"step_switch_interval_s must lie in (0, 1] seconds or be None (the process's interval "
-                             f"unchanged), got {step!r}")
+        if self.step_switch_interval_s is not None:  # None: the process's interval unchanged
+            switch_interval_s(self.step_switch_interval_s, "EngineConfig.step_switch_interval_s")
         if self.durable_every_s is not None and self.durable_every_s <= 0:
             raise ValueError(f"durable_every_s must be > 0 or None, got {self.durable_every_s}")
         if self.device_wait not in DEVICE_WAITS:

@@ -49,6 +49,7 @@ log = logging.getLogger("streamret.engine")
 # stats()["step_streams_buckets"][i]: steps of at most 2**i streams (and more than 2**(i-1)); the last: more than 2**14
 STEP_STREAMS_BUCKETS = 15
 WIDE_STEP = 64  # issue 14: a step should run at least this many streams whenever that many can run
+STEP_THREAD = "streamret-engine-step"  # the step loop's thread (stats()["step_samples"] samples it by this name)
 
 
 @dataclass(eq=False)
@@ -121,7 +122,7 @@ class EngineCore:
         self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
         gc_pauses.watch()
         sample_every = step_sample_interval()  # (STREAMRET_STEP_SAMPLES: a bad value fails here, before any thread)
-        self._thread = threading.Thread(target=self._loop, name="streamret-engine-step", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=STEP_THREAD, daemon=True)
         self._thread.start()
         self._sampler = None if sample_every is None else StackSampler(self._thread, sample_every, lines=True).start()
 

@@ -20,9 +20,10 @@ themselves every interval (bench/gil_handoff.py: 27-51% fewer rounds for pure-Py
 
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # the interval is the process's: sections of several threads (two engines in one process) overlap, so the
@@ -32,6 +33,35 @@ _lock = threading.Lock()
 _holders = 0
 _base = 0.0  # the process's own interval, to put back
 _set = 0.0  # what the sections set
+
+
+def switch_interval_s(value: object, name: str) -> float:
+    """A GIL switch interval in seconds, checked: a number in (0, 1] (Python takes whole microseconds; longer
+    than a second would let one thread starve the others). `name` says where the value came from in the error."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{name}={value!r}: give a switch interval in (0, 1] seconds, e.g. 0.0001")
+    return float(value)
+
+
+def parse_switch_interval(text: str, name: str) -> float | None:
+    """A switch interval as a flag or variable gives it: seconds in (0, 1], or "none" (None: leave the process's)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value: object = float(text)
+    except ValueError:
+        value = text
+    return switch_interval_s(value, name)
+
+
+def switch_interval_arg(flag: str) -> Callable[[str], float | None]:
+    """`parse_switch_interval` as an argparse type for `flag` (its error shown as argparse shows a bad value)."""
+    def parse(text: str) -> float | None:
+        try:
+            return parse_switch_interval(text, flag)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 @contextmanager

@@ -59,6 +59,7 @@ from ..rings import snapshot
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
+from .gil import switch_interval_s
 from .reader import SharedReader, engine_reader
 from .segments import Segment
 
@@ -816,12 +817,10 @@ def _switch_interval_from_env() -> None:
     if not value:
         return
     try:
-        ms = float(value)
+        seconds = switch_interval_s(float(value) / 1e3, "STREAMRET_SWITCH_INTERVAL_MS / 1000")
     except ValueError:
-        ms = -1.0
-    if not 0 < ms <= 1000:
-        raise ValueError(f"STREAMRET_SWITCH_INTERVAL_MS={value!r}: give milliseconds in (0, 1000], e.g. 0.5")
-    sys.setswitchinterval(ms / 1e3)
+        raise ValueError(f"STREAMRET_SWITCH_INTERVAL_MS={value!r}: give milliseconds in (0, 1000], e.g. 0.5") from None
+    sys.setswitchinterval(seconds)
 
 
 def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | None, config: EngineConfig,
