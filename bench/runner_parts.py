@@ -60,6 +60,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=9, help="segment runs per stream")
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--spinners", type=int, default=3)
+    p.add_argument("--intervals", type=float, nargs="+", default=[1e-4, 5e-4],
+                   help="switch intervals (s) to time the runner at with the spinners running (the engine's step "
+                        "sections use EngineConfig.step_switch_interval_s, 1e-4; Python's default 5e-3 takes seconds)")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args()
     model = load_model(args.model, "cuda", None).model
@@ -116,14 +119,15 @@ def main() -> int:
     spinners = [threading.Thread(target=spin, daemon=True) for _ in range(args.spinners)]
     for t in spinners:
         t.start()
-    launch_ms.clear()
     res["spinners"] = args.spinners
-    res["run_and_wait_with_spinners_ms"] = timed(full_split, args.reps)
-    res["launch_only_with_spinners_ms"] = statistics.median(launch_ms)
-    sys.setswitchinterval(0.0005)
-    launch_ms.clear()
-    res["run_and_wait_with_spinners_switch_0.5ms_ms"] = timed(full_split, args.reps)
-    res["launch_only_with_spinners_switch_0.5ms_ms"] = statistics.median(launch_ms)
+    before = sys.getswitchinterval()
+    for interval in args.intervals:  # each torch call may wait for the GIL: about an interval per spinner
+        sys.setswitchinterval(interval)
+        launch_ms.clear()
+        key = f"switch_{interval * 1e3:g}ms"
+        res[f"run_and_wait_with_spinners_{key}_ms"] = timed(full_split, args.reps)
+        res[f"launch_only_with_spinners_{key}_ms"] = statistics.median(launch_ms)
+    sys.setswitchinterval(before)
     stop.set()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "runner_parts.json"), "w") as f:

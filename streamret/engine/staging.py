@@ -41,7 +41,10 @@ class Slot:
         for a, at in zip(arrays, offsets):
             host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
         dev = self.inputs[: offsets[-1]].to(device, non_blocking=True)
-        return [dev[at : at + a.nbytes].view(_torch_dtype(a.dtype)).view(a.shape) for a, at in zip(arrays, offsets)]
+        # one split for all (each array, then its padding), then a typed view each: few torch calls, since each
+        # may wait for the GIL (bench/RESULTS.md, "End to end on the H200, session 12")
+        pieces = dev.split([n for a, size in zip(arrays, sizes) for n in (a.nbytes, size - a.nbytes)])[::2]
+        return [_typed(p, a) for p, a in zip(pieces, arrays)]
 
     def download(self, tensors: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
         """Queue one copy of the tensors (on the device) into this slot's pinned output buffer; returns numpy
@@ -85,5 +88,13 @@ def _fit(buffer: torch.Tensor, nbytes: int) -> torch.Tensor:
     return buffer if buffer.numel() >= nbytes else torch.empty(2 * nbytes, dtype=torch.uint8, pin_memory=True)
 
 
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    return torch.from_numpy(np.zeros(0, dtype)).dtype
+_TORCH_DTYPES: dict[np.dtype, torch.dtype] = {}  # filled as dtypes are met: one torch call per dtype, ever
+
+
+def _typed(raw: torch.Tensor, like: np.ndarray) -> torch.Tensor:
+    """raw bytes on the device viewed as `like`'s dtype and shape."""
+    dtype = _TORCH_DTYPES.get(like.dtype)
+    if dtype is None:
+        dtype = _TORCH_DTYPES[like.dtype] = torch.from_numpy(np.zeros(0, like.dtype)).dtype
+    t = raw.view(dtype)
+    return t if like.ndim == 1 else t.view(like.shape)

@@ -26,7 +26,7 @@ class StepOutput:
     """What the step loop books from a step: numpy arrays on the host (on a GPU, views of one pinned buffer
     that a single copy fills: valid once `wait` returns)."""
 
-    state: RetNetState  # the streams' new states, on the model's device
+    state: RetNetState  # the streams' new states, on the model's device (graphed: valid until the run after next)
     run_embeddings: np.ndarray  # float32 [runs, embed_dim]: the embedding of each run's pooled sum (StepRuns)
     embeddings: np.ndarray  # float32 [streams, embed_dim]: stream embeddings after the step
     open_sums: np.ndarray  # float64 [streams, d_model]: each stream's last run's sum (its open segment)
@@ -93,7 +93,9 @@ class ModelRunner:
             [np.ascontiguousarray(tokens, dtype=np.int64), cu.astype(np.int32), runs.token_cu, runs.first,
              runs.last, runs.counts, runs.open_sums], self.device)
         if self.graphed is not None:
-            hidden, new_state = self.graphed(ids, cu_dev, state, clone_hidden=False)  # read below, before the next step
+            # hidden is read below, before the next step; the state is scattered by the loop before it launches
+            # the step after next (core.py), so it may live in the graphs' alternating buffers
+            hidden, new_state = self.graphed(ids, cu_dev, state, clone_hidden=False, fresh_state=False)
         else:  # the eager forward reads cu_seqlens on the host
             hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
                                            chunk_size=self.chunk_size)

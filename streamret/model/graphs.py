@@ -12,7 +12,7 @@ one graph serves any lengths that fit its bucket.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -51,6 +51,53 @@ class _Graph:
     state: RetNetState  # Nb rows: the input buffers (the first rows of buffers every graph shares)
     hidden: torch.Tensor  # [Tb, d] output (the first rows of a buffer every graph shares)
     new_state: RetNetState  # Nb rows, output (likewise shared)
+    rows: dict[int, _RowViews] = field(default_factory=dict)  # by N: the views a call of N sequences uses
+
+    def row_views(self, N: int) -> _RowViews:
+        views = self.rows.get(N)
+        if views is None:
+            names = list(self.state.tensors())
+            views = self.rows[N] = _RowViews(
+                names, [t[:N] for t in self.state.tensors().values()],
+                [t[N:] for t in self.state.tensors().values()] if N < self.state.n else [],
+                [t[:N] for t in self.new_state.tensors().values()])
+        return views
+
+
+@dataclass
+class _RowViews:
+    """A graph's state buffers cut at N sequences, made once per N: a call then moves every state tensor
+    with one foreach op each way instead of a few ops per tensor (each torch call from the step thread may
+    wait for the GIL: bench/RESULTS.md, "End to end on the H200, session 12")."""
+
+    names: list[str]
+    inputs: list[torch.Tensor]  # rows [:N] of the input state
+    padding: list[torch.Tensor]  # rows [N:] of the input state (zeroed each call), [] when N fills the bucket
+    outputs: list[torch.Tensor]  # rows [:N] of the output state
+
+
+class _Alternating:
+    """Two sets of state buffers that calls copy their output states into in turn (fresh_state=False): a
+    state returned by one call stays valid until the call after next. Grown (for good) to the most rows
+    asked for; their views per N made once."""
+
+    def __init__(self) -> None:
+        self.buffers: list[list[torch.Tensor]] = []  # two sets, each a tensor per state tensor
+        self.views: dict[int, tuple[list[torch.Tensor], ...]] = {}
+        self.turn = 0
+
+    def take(self, like: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Views of [N] rows (N = like's rows) in the next set, shaped and typed as `like`."""
+        N = like[0].shape[0]
+        if not self.buffers or self.buffers[0][0].shape[0] < N:
+            self.buffers = [[torch.empty((N, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in like]
+                            for _ in range(2)]
+            self.views = {}
+        views = self.views.get(N)
+        if views is None:
+            views = self.views[N] = tuple([t[:N] for t in b] for b in self.buffers)
+        self.turn ^= 1
+        return views[self.turn]
 
 
 class GraphedForward:
@@ -77,6 +124,7 @@ class GraphedForward:
         # 1,009 MB against 441 (H200, 2026-12-02), most likely the cuBLAS workspace PyTorch keeps per
         # stream (32 MiB by default on Hopper; inferred, not measured alone)
         self._side = torch.cuda.Stream(device=model.device)
+        self._alternating = _Alternating()  # fresh_state=False: the output states' two buffer sets
 
     @torch.inference_mode()  # as __call__: the model takes its fused inference path only there
     def capture(self, buckets: list[tuple[int, int]]) -> None:
@@ -91,6 +139,7 @@ class GraphedForward:
         """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured)."""
         self.graphs.clear()
         self._states = self._hidden = None
+        self._alternating = _Alternating()
 
     def _rows(self, Nb: int) -> tuple[RetNetState, RetNetState]:
         """The input and output state buffers of a graph of Nb rows: the first rows of the shared ones."""
@@ -105,11 +154,15 @@ class GraphedForward:
 
     @torch.inference_mode()
     def __call__(
-        self, ids: torch.Tensor, cu_seqlens: torch.Tensor, state: RetNetState, clone_hidden: bool = True
+        self, ids: torch.Tensor, cu_seqlens: torch.Tensor, state: RetNetState, clone_hidden: bool = True,
+        fresh_state: bool = True,
     ) -> tuple[torch.Tensor, RetNetState]:
         """ids and cu_seqlens may lie on the host (pinned, for an asynchronous copy) or on the device.
         clone_hidden=False returns a view of the graph's output instead of a copy: valid until the next
-        call (work queued on the current stream before that call reads it safely)."""
+        call (work queued on the current stream before that call reads it safely). fresh_state=False
+        returns the new state in one of two buffer sets that calls take in turn, valid until the call after
+        next (an engine books step k before it launches step k + 2): one copy op instead of a clone per
+        tensor."""
         T, N = ids.shape[0], cu_seqlens.numel() - 1
         if ids.dim() != 1 or N < 1 or state.n != N:
             raise ValueError(f"expected ids [T], cu_seqlens [N+1] and a state of N streams; got ids "
@@ -119,12 +172,18 @@ class GraphedForward:
         g.ids[T:].zero_()
         g.cu[: N + 1].copy_(cu_seqlens, non_blocking=True)
         g.cu[N + 1 :].fill_(g.ids.shape[0])  # the padding sequence ends at Tb; the rows after it are empty
-        for dst, src in zip(g.state.tensors().values(), state.tensors().values(), strict=True):
-            dst[:N].copy_(src, non_blocking=True)
-            dst[N:].zero_()
+        rows = g.row_views(N)
+        torch._foreach_copy_(rows.inputs, list(state.tensors().values()), non_blocking=True)
+        if rows.padding:
+            torch._foreach_zero_(rows.padding)
         g.graph.replay()
         hidden = g.hidden[:T].clone() if clone_hidden else g.hidden[:T]
-        return hidden, g.new_state.map(lambda x: x[:N].clone())
+        if fresh_state:
+            out = [t.clone() for t in rows.outputs]
+        else:
+            out = self._alternating.take(rows.outputs)
+            torch._foreach_copy_(out, rows.outputs)
+        return hidden, RetNetState.from_tensors(dict(zip(rows.names, out, strict=True)))
 
     def _graph(self, Nb: int, Tb: int) -> _Graph:
         key = (Nb, Tb)

@@ -50,3 +50,20 @@ def test_the_results_do_not_depend_on_the_wait():
                 e.append("s", seq, text)
             got[setting] = e.embedding("s")
     assert torch.equal(torch.as_tensor(got["sleep"]), torch.as_tensor(got["spin"]))
+
+
+def test_a_slot_uploads_every_dtype_and_shape_in_one_copy():
+    """Slot.upload: one copy of the packed arrays, then a typed view each (empty and 2-D arrays included)."""
+    import numpy as np
+
+    slot = Slot()
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 9, 37), np.arange(5, dtype=np.int32), np.zeros(0, np.int64), rng.random((3, 7)),
+              rng.integers(0, 9, 3), np.zeros((0, 7))]
+    for _ in range(2):  # the second time into the buffer the first one grew
+        out = slot.upload(arrays, torch.device("cuda"))
+        slot.release().synchronize()
+        for a, t in zip(arrays, out, strict=True):
+            assert t.is_cuda and t.dtype == torch.from_numpy(a).dtype and tuple(t.shape) == a.shape
+            assert np.array_equal(t.cpu().numpy(), a)
+        arrays = [np.concatenate([a, a]) for a in arrays]

@@ -104,3 +104,30 @@ def test_graphs_captured_at_start_share_their_buffers_and_equal_the_eager_forwar
     assert torch.cuda.memory_allocated() - base <= 3 * largest + (64 << 20), (largest, buckets)
     assert_graphed_equals_eager(graphed, model, cfg, [[100, 0, 900, 31], [3000, 17], [5]])
     assert graphed.captures == len(buckets)  # no capture at a call
+
+
+def test_alternating_output_states_hold_until_the_call_after_next():
+    """fresh_state=False (the engine's steps): the new state comes in one of two buffer sets taken in turn,
+    equal to a fresh copy, and untouched by the next call of any bucket (the engine books step k before it
+    launches step k + 2)."""
+    cfg = PRESETS["small"]
+    model = build_random(cfg, seed=5).cuda().to(torch.bfloat16)
+    graphed = GraphedForward(model)
+    calls = [[100, 0, 900, 31], [5], [3000, 17], [40, 40]]
+    kept = []
+    for seed, lens in enumerate(calls):
+        ids, cu = ragged(cfg, lens, seed)
+        state = model.init_state(len(lens))
+        state.layers = [torch.randn_like(s) * 0.1 for s in state.layers]
+        _, fresh = graphed(ids, cu, state)
+        _, alt = graphed(ids, cu, state, fresh_state=False)
+        for a, b in zip(alt.tensors().values(), fresh.tensors().values(), strict=True):
+            assert torch.equal(a, b), seed
+        if kept:  # the previous call's alternating state, after this call's
+            prev, prev_fresh = kept[-1]
+            for a, b in zip(prev.tensors().values(), prev_fresh.tensors().values(), strict=True):
+                assert torch.equal(a, b), seed
+        kept.append((alt, fresh))
+    # two sets: the state of call i shares memory with that of call i + 2, never with i + 1
+    ptr = [a.layers[0].data_ptr() for a, _ in kept]
+    assert ptr[0] == ptr[2] != ptr[1] == ptr[3]
