@@ -2,7 +2,9 @@
 
 import itertools
 
-from streamret.model.graphs import all_buckets, seq_bucket, token_bucket
+import numpy as np
+
+from streamret.model.graphs import all_buckets, padded_inputs, seq_bucket, token_bucket
 
 
 def test_every_step_shape_falls_in_a_bucket_captured_at_start():
@@ -18,3 +20,13 @@ def test_every_step_shape_falls_in_a_bucket_captured_at_start():
 
 def test_the_default_step_budget_needs_under_a_hundred_graphs():
     assert len(all_buckets(256, 16384)) == 87
+
+
+def test_inputs_padded_on_the_host_as_a_graph_holds_them():
+    """The padding sequence takes the tokens past T up to the bucket's; the rows after it are empty."""
+    tokens = np.arange(1, 101)
+    ids, cu = padded_inputs(tokens, np.array([0, 30, 30, 100]))
+    assert ids.dtype == np.int64 and cu.dtype == np.int32
+    assert len(ids) == token_bucket(100) == 128 and len(cu) == seq_bucket(3) + 1 == 5
+    assert np.array_equal(ids[:100], tokens) and not ids[100:].any()
+    assert cu.tolist() == [0, 30, 30, 100, 128]

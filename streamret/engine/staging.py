@@ -49,7 +49,7 @@ class Slot:
     def download(self, tensors: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
         """Queue one copy of the tensors (on the device) into this slot's pinned output buffer; returns numpy
         views of their places there, valid once the copy is done (`release`, then wait on `done`)."""
-        packed = torch.cat([t.contiguous().view(torch.uint8).view(-1) for t in tensors])
+        packed = torch.cat([t.reshape(-1).view(torch.uint8) for t in tensors])
         self.outputs = _fit(self.outputs, packed.numel())
         self.outputs[: packed.numel()].copy_(packed, non_blocking=True)
         host = self.outputs.numpy()

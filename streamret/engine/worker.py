@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from streamret_kernels import segment_sum
 
-from ..model.graphs import GraphedForward, all_buckets
+from ..model.graphs import GraphedForward, all_buckets, padded_inputs
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
 from .segments import StepRuns
 from .staging import Staging
@@ -89,36 +89,44 @@ class ModelRunner:
         if self.device.type != "cuda":
             return self._run_on_host(tokens, cu, state, runs)
         slot = self.staging.take()  # every input goes to the device in one copy, every output back in one
+        # with graphs, ids and cu_seqlens padded here on the host as the graph's buffers hold them
+        ids, cu32 = (np.ascontiguousarray(tokens, dtype=np.int64), cu.astype(np.int32)) if self.graphed is None \
+            else padded_inputs(tokens, cu)
         ids, cu_dev, token_cu, first, last, counts, open_sums = slot.upload(
-            [np.ascontiguousarray(tokens, dtype=np.int64), cu.astype(np.int32), runs.token_cu, runs.first,
-             runs.last, runs.counts, runs.open_sums], self.device)
+            [ids, cu32, runs.token_cu, runs.first, runs.last, runs.counts, runs.open_sums], self.device)
         if self.graphed is not None:
             # hidden is read below, before the next step; the state is scattered by the loop before it launches
             # the step after next (core.py), so it may live in the graphs' alternating buffers
-            hidden, new_state = self.graphed(ids, cu_dev, state, clone_hidden=False, fresh_state=False)
+            hidden, new_state = self.graphed(ids, cu_dev, state, clone_hidden=False, fresh_state=False,
+                                             tokens=len(tokens))
         else:  # the eager forward reads cu_seqlens on the host
             hidden, new_state = self.model(ids, mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
                                            chunk_size=self.chunk_size)
         outputs = self._pool(hidden, new_state, token_cu, first, last, counts, open_sums)
-        open_sums, run_emb, emb = slot.download(outputs)  # queued: the engine books the previous step meanwhile
-        return StepOutput(new_state, run_emb, emb, open_sums, slot.release())
+        open_sums, embeddings = slot.download(outputs)  # queued: the engine books the previous step meanwhile
+        R = len(runs.counts)
+        return StepOutput(new_state, embeddings[:R], embeddings[R:], open_sums, slot.release())
 
     def _run_on_host(self, tokens: np.ndarray, cu: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:
         hidden, new_state = self.model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
                                        mode="chunkwise", state=state, cu_seqlens=torch.from_numpy(cu),
                                        chunk_size=self.chunk_size)
         inputs = (torch.from_numpy(a) for a in (runs.token_cu, runs.first, runs.last, runs.counts, runs.open_sums))
-        open_sums, run_emb, emb = (t.numpy() for t in self._pool(hidden, new_state, *inputs))
-        return StepOutput(new_state, run_emb, emb, open_sums)
+        open_sums, embeddings = (t.numpy() for t in self._pool(hidden, new_state, *inputs))
+        R = len(runs.counts)
+        return StepOutput(new_state, embeddings[:R], embeddings[R:], open_sums)
 
     def _pool(self, hidden: torch.Tensor, new_state: RetNetState, token_cu: torch.Tensor, first: torch.Tensor,
               last: torch.Tensor, counts: torch.Tensor, open_sums: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The runs' float64 sums (the segments open before the step added to their streams' first runs) and
-        embeddings, and the streams' embeddings: (open sums after the step, run embeddings, embeddings)."""
+        embeddings, and the streams' embeddings: (open sums after the step [N, d], embeddings [R + N, e]: the R
+        runs', then the N streams'). Both kinds of embedding in one call (the streams' as `RetNet.stream_embedding`
+        computes them: the same float64 head), and two outputs to copy back: fewer torch calls a step."""
         sums = segment_sum(hidden, token_cu)  # runs are consecutive: one float64 sum each
         sums.index_add_(0, first, open_sums)
-        run_embeddings = pooled_embedding(sums, counts, self._head)
-        return sums.index_select(0, last), run_embeddings, self.model.stream_embedding(new_state)
+        embeddings = pooled_embedding(torch.cat([sums, new_state.pool_sum]), torch.cat([counts, new_state.pool_count]),
+                                      self._head)
+        return sums.index_select(0, last), embeddings
 
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:

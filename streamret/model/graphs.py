@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .retnet import RetNet, RetNetState
@@ -29,6 +30,18 @@ def token_bucket(T: int) -> int:
 def seq_bucket(N: int) -> int:
     """Rows for N sequences plus the padding one, a power of two."""
     return max(2, 1 << N.bit_length())
+
+
+def padded_inputs(tokens: np.ndarray, cu_seqlens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ids int64 [Tb] and cu_seqlens int32 [Nb + 1] on the host, padded as a graph of their bucket holds them
+    (the padding sequence takes tokens [T, Tb), the rows after it are empty): a call with tokens=T then moves
+    both with one copy."""
+    T, N = len(tokens), len(cu_seqlens) - 1
+    ids = np.zeros(token_bucket(T), np.int64)
+    ids[:T] = tokens
+    cu = np.full(seq_bucket(N) + 1, len(ids), np.int32)
+    cu[: N + 1] = cu_seqlens
+    return ids, cu
 
 
 def all_buckets(max_sequences: int, max_tokens: int) -> list[tuple[int, int]]:
@@ -155,23 +168,30 @@ class GraphedForward:
     @torch.inference_mode()
     def __call__(
         self, ids: torch.Tensor, cu_seqlens: torch.Tensor, state: RetNetState, clone_hidden: bool = True,
-        fresh_state: bool = True,
+        fresh_state: bool = True, tokens: int | None = None,
     ) -> tuple[torch.Tensor, RetNetState]:
         """ids and cu_seqlens may lie on the host (pinned, for an asynchronous copy) or on the device.
         clone_hidden=False returns a view of the graph's output instead of a copy: valid until the next
         call (work queued on the current stream before that call reads it safely). fresh_state=False
         returns the new state in one of two buffer sets that calls take in turn, valid until the call after
         next (an engine books step k before it launches step k + 2): one copy op instead of a clone per
-        tensor."""
-        T, N = ids.shape[0], cu_seqlens.numel() - 1
-        if ids.dim() != 1 or N < 1 or state.n != N:
-            raise ValueError(f"expected ids [T], cu_seqlens [N+1] and a state of N streams; got ids "
-                             f"{tuple(ids.shape)}, cu_seqlens {tuple(cu_seqlens.shape)}, state of {state.n}")
+        tensor. tokens=T: ids and cu_seqlens come padded to their bucket (`padded_inputs`) for T tokens of
+        state.n sequences, and are moved with one copy."""
+        T, N = (ids.shape[0], cu_seqlens.numel() - 1) if tokens is None else (tokens, state.n)
+        shape = (token_bucket(T), seq_bucket(N) + 1) if tokens is not None else (T, N + 1)
+        if ids.dim() != 1 or N < 1 or state.n != N or (ids.shape[0], cu_seqlens.numel()) != shape:
+            raise ValueError(f"expected ids [{shape[0]}], cu_seqlens [{shape[1]}] and a state of N streams "
+                             f"({'padded to the bucket of ' + str(T) + ' tokens, ' if tokens is not None else ''}"
+                             f"N = {N}); got ids {tuple(ids.shape)}, cu_seqlens {tuple(cu_seqlens.shape)}, state of "
+                             f"{state.n}")
         g = self._graph(seq_bucket(N), token_bucket(T))
-        g.ids[:T].copy_(ids, non_blocking=True)
-        g.ids[T:].zero_()
-        g.cu[: N + 1].copy_(cu_seqlens, non_blocking=True)
-        g.cu[N + 1 :].fill_(g.ids.shape[0])  # the padding sequence ends at Tb; the rows after it are empty
+        if tokens is not None:
+            torch._foreach_copy_([g.ids, g.cu], [ids, cu_seqlens], non_blocking=True)
+        else:
+            g.ids[:T].copy_(ids, non_blocking=True)
+            g.ids[T:].zero_()
+            g.cu[: N + 1].copy_(cu_seqlens, non_blocking=True)
+            g.cu[N + 1 :].fill_(g.ids.shape[0])  # the padding sequence ends at Tb; the rows after it are empty
         rows = g.row_views(N)
         torch._foreach_copy_(rows.inputs, list(state.tensors().values()), non_blocking=True)
         if rows.padding:

@@ -628,11 +628,13 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 def pooled_embedding(
     pool_sum: torch.Tensor, pool_count: torch.Tensor, head_weight: torch.Tensor | None
 ) -> torch.Tensor:
-    """Mean of the pooled hidden states, through the embedding head if any, L2-normalised: float32 [N, e]."""
-    mean = pool_sum / pool_count.clamp(min=1).to(pool_sum.dtype)[:, None]
+    """Mean of the pooled hidden states, through the embedding head if any, L2-normalised: float32 [N, e].
+    (F.normalize's math in fewer torch calls: an engine step makes this call, and each call from its thread may
+    wait for the GIL.)"""
+    mean = pool_sum / pool_count.clamp(min=1).unsqueeze(1)  # (the integer counts promote to the sums' dtype)
     if head_weight is not None:
-        mean = mean @ head_weight.to(mean.dtype).T
-    return F.normalize(mean, dim=-1).float()
+        mean = mean @ (head_weight if head_weight.dtype == mean.dtype else head_weight.to(mean.dtype)).T
+    return (mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()
 
 
 def get_preset(name: str) -> RetNetConfig:

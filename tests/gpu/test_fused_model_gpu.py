@@ -7,7 +7,7 @@ import pytest
 import torch
 from streamret_kernels.utils import poisoned_allocations
 
-from streamret.model.graphs import GraphedForward
+from streamret.model.graphs import GraphedForward, padded_inputs
 from streamret.model.retnet import PRESETS, RetNetConfig, build_random
 
 pytestmark = pytest.mark.gpu
@@ -107,9 +107,9 @@ def test_graphs_captured_at_start_share_their_buffers_and_equal_the_eager_forwar
 
 
 def test_alternating_output_states_hold_until_the_call_after_next():
-    """fresh_state=False (the engine's steps): the new state comes in one of two buffer sets taken in turn,
-    equal to a fresh copy, and untouched by the next call of any bucket (the engine books step k before it
-    launches step k + 2)."""
+    """fresh_state=False with inputs padded on the host (the engine's steps): the new state comes in one of two
+    buffer sets taken in turn, equal to a fresh copy, and untouched by the next call of any bucket (the engine
+    books step k before it launches step k + 2)."""
     cfg = PRESETS["small"]
     model = build_random(cfg, seed=5).cuda().to(torch.bfloat16)
     graphed = GraphedForward(model)
@@ -119,8 +119,10 @@ def test_alternating_output_states_hold_until_the_call_after_next():
         ids, cu = ragged(cfg, lens, seed)
         state = model.init_state(len(lens))
         state.layers = [torch.randn_like(s) * 0.1 for s in state.layers]
-        _, fresh = graphed(ids, cu, state)
-        _, alt = graphed(ids, cu, state, fresh_state=False)
+        hidden, fresh = graphed(ids, cu, state)
+        ids_pad, cu_pad = (torch.from_numpy(a).cuda() for a in padded_inputs(ids.cpu().numpy(), cu.cpu().numpy()))
+        padded_hidden, alt = graphed(ids_pad, cu_pad, state, fresh_state=False, tokens=len(ids))
+        assert torch.equal(padded_hidden, hidden), seed  # inputs padded on the host: the same forward
         for a, b in zip(alt.tensors().values(), fresh.tensors().values(), strict=True):
             assert torch.equal(a, b), seed
         if kept:  # the previous call's alternating state, after this call's
