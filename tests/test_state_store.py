@@ -102,22 +102,27 @@ def test_a_gather_holds_its_rows_until_the_gather_after_the_next_and_a_write_put
             t.copy_(torch.full_like(t, i))
         slab.put(f"s{i}", state)
     row_sets = [[0, 3, 5], [1, 2], [7, 6, 5, 4, 3, 11, 10], [9], [2, 8, 0]]
-    gathered = []
+    gathered, indices = [], []
     for k, rows in enumerate(row_sets):
-        gathered.append(slab.gather(rows))
+        state, idx = slab.gather(rows)
+        assert idx.tolist() == rows  # the rows' indices, for the write that puts the step back
+        gathered.append(state)
+        indices.append(idx)
         for rs, got in list(zip(row_sets, gathered))[max(0, k - 1):]:
             want = slab.read(rs)
             for name, t in got.tensors().items():
                 assert torch.equal(t, want.tensors()[name]), (k, rs, name)
-    # a step's new states written back (on the CPU by numpy) land in their rows and nowhere else
-    before = slab.read(list(range(12)))
-    new = gathered[-1].map(lambda t: t + 100)
-    slab.write(row_sets[-1], new)
-    after = slab.read(list(range(12)))
-    for name, t in after.tensors().items():
-        expected = before.tensors()[name].clone()
-        expected[row_sets[-1]] = new.tensors()[name]
-        assert torch.equal(t, expected), name
+    # a step's new states written back land in their rows and nowhere else (with the gather's indices, as a
+    # step's scatter writes, or uploaded again)
+    for k, idx in ((-1, indices[-1]), (-2, None)):
+        before = slab.read(list(range(12)))
+        new = gathered[k].map(lambda t: t + 100)
+        slab.write(row_sets[k], new, idx)
+        after = slab.read(list(range(12)))
+        for name, t in after.tensors().items():
+            expected = before.tensors()[name].clone()
+            expected[row_sets[k]] = new.tensors()[name]
+            assert torch.equal(t, expected), (k, name)
 
 
 def test_a_new_stream_takes_a_freed_row_zeroed_and_the_others_keep_theirs():

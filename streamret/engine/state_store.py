@@ -114,18 +114,18 @@ class DeviceSlab:
         return self.rows[stream_id]
 
     @torch.inference_mode()
-    def read(self, rows: list[int]) -> RetNetState:
-        idx = self._rows_on_device(rows)
+    def read(self, rows: list[int], idx: torch.Tensor | None = None) -> RetNetState:
+        idx = self._rows_on_device(rows) if idx is None else idx
         return self.state.map(lambda x: x.index_select(0, idx))
 
     @torch.inference_mode()
-    def gather(self, rows: list[int]) -> RetNetState:
-        """`read` for a step. On the CPU into the next of GATHERS_ALIVE reused buffers, which come round again
-        only after the step that gathered into one was scattered (see GATHERS_ALIVE); on a GPU the caching
-        allocator reuses memory already."""
-        if self.state.positions.device.type == "cuda":
-            return self.read(rows)
+    def gather(self, rows: list[int]) -> tuple[RetNetState, torch.Tensor]:
+        """`read` for a step, and the rows' indices on the device (for `write`). On the CPU into the next of
+        GATHERS_ALIVE reused buffers, which come round again only after the step that gathered into one was
+        scattered (see GATHERS_ALIVE); on a GPU the caching allocator reuses memory already."""
         idx = self._rows_on_device(rows)
+        if self.state.positions.device.type == "cuda":
+            return self.read(rows, idx), idx
         turn = self._gathers % GATHERS_ALIVE
         self._gathers += 1
         buffer = self._gather_buffers[turn]
@@ -135,11 +135,12 @@ class DeviceSlab:
         out = buffer.map(lambda x: x[: len(rows)])
         for src, dst in zip(self.state.tensors().values(), out.tensors().values(), strict=True):
             torch.index_select(src, 0, idx, out=dst)
-        return out
+        return out, idx
 
     @torch.inference_mode()
-    def write(self, rows: list[int], state: RetNetState) -> None:
-        idx = self._rows_on_device(rows)
+    def write(self, rows: list[int], state: RetNetState, idx: torch.Tensor | None = None) -> None:
+        """state's streams into `rows`; idx: those rows on the device already (from `gather`)."""
+        idx = self._rows_on_device(rows) if idx is None else idx
         for dst, src in zip(self.state.tensors().values(), state.tensors().values(), strict=True):
             dst.index_copy_(0, idx, src)
 
@@ -201,6 +202,7 @@ class StateStore:
         self.host_capacity = max(0, host_bytes // self.state_bytes)
         self.streams: dict[str, Stream] = {}
         self.pinned: set[str] = set()  # in the step that runs now: their rows must not move
+        self._gathered: dict[tuple[str, ...], tuple[list[int], torch.Tensor]] = {}  # by a step's streams: rows, idx
         self.evicted: set[str] = set()  # streams this process moved to the durable tier and has not reloaded
         # evicted streams whose records the writer has not written yet: a use before then takes them back
         self.leaving: dict[str, tuple[Stream, RetNetState]] = {}
@@ -339,13 +341,20 @@ class StateStore:
                     raise
                 self.device.put(sid, state)
         rows = [self.device.row_of(sid) for sid in stream_ids]
-        return self.device.gather(rows)
+        state, idx = self.device.gather(rows)
+        self._gathered[tuple(stream_ids)] = (rows, idx)
+        return state
 
     def scatter(self, stream_ids: list[str], state: RetNetState) -> None:
-        self.device.write([self.device.row_of(sid) for sid in stream_ids], state)
+        rows = [self.device.row_of(sid) for sid in stream_ids]
+        # the rows gathered for these streams are on the device already (pinned streams keep their rows; the
+        # check costs a list compare, an upload would cost a few torch calls of the step thread)
+        gathered = self._gathered.pop(tuple(stream_ids), None)
+        self.device.write(rows, state, gathered[1] if gathered is not None and gathered[0] == rows else None)
         self.pinned.difference_update(stream_ids)
 
     def unpin(self, stream_ids: list[str]) -> None:
+        self._gathered.pop(tuple(stream_ids), None)
         self.pinned.difference_update(stream_ids)
 
     def evict(self, stream_id: str) -> Future | None:
