@@ -576,11 +576,12 @@ def test_swiglu_on_fused_columns(dtype, scaled):
 
 @interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_segment_sum(dtype):
+@pytest.mark.parametrize("cu_dtype", [torch.int64, torch.int32])
+def test_segment_sum(dtype, cu_dtype):
     from streamret_kernels.segment_sum import segment_sum, segment_sum_reference
 
     lens = [3, 0, 300, 1, 17, 0, 129]  # sequences inside a block, across blocks, empty ones
-    cu = torch.tensor([0, *np.cumsum(lens).tolist()])
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()], dtype=cu_dtype)
     x = torch.randn(sum(lens), 48, generator=torch.Generator().manual_seed(9)).to(dtype)
     with poisoned_allocations():
         s = segment_sum(x, cu, backend="triton")
@@ -588,6 +589,23 @@ def test_segment_sum(dtype):
     ref = segment_sum_reference(x.double(), cu)
     assert rel_err(s, ref) <= 1e-6  # float32 partial sums of 128 rows at most
     assert torch.equal(s[1], torch.zeros(48, dtype=torch.float64)) and torch.equal(s[5], s[1])
+
+
+@interpreted
+def test_segment_sum_finds_the_sequence_of_every_row():
+    """Many short sequences (an engine step's segment runs), empty ones first, between and last: each row's
+    sequence comes from a binary search over cu_seqlens."""
+    from streamret_kernels.segment_sum import segment_sum, segment_sum_reference
+
+    rng = np.random.default_rng(3)
+    lens = [0, 0, *rng.integers(0, 6, 300).tolist(), 0, 0]
+    cu = torch.tensor([0, *np.cumsum(lens).tolist()])
+    x = torch.randn(sum(lens), 8, generator=torch.Generator().manual_seed(4))
+    with poisoned_allocations():
+        s = segment_sum(x, cu, backend="triton")
+    ref = segment_sum_reference(x.double(), cu)
+    assert rel_err(s, ref) <= 1e-6
+    assert torch.equal(s[torch.tensor(lens) == 0], torch.zeros(sum(n == 0 for n in lens), 8, dtype=torch.float64))
 
 
 @interpreted

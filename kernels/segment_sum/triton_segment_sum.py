@@ -1,7 +1,8 @@
 """Triton per-sequence row sums (the math is in reference.py beside this file).
 
 A program sums a [BT, BD] block of rows in float32, one partial sum per sequence the block
-touches, and adds each into that sequence's float64 row with an atomic add. An add per block and
+touches (each row's sequence found by a binary search over cu_seqlens), and adds each into that
+sequence's float64 row with an atomic add. An add per block and
 sequence, not per token: one long sequence does not serialise T atomic adds on the same addresses,
 and no scan runs down the token axis.
 """
@@ -16,14 +17,24 @@ from ..utils import check_inputs
 
 
 @triton.jit
-def _segment_sum_kernel(x, seq_of_row, sums, T, stride_x, D: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr):
+def _segment_sum_kernel(x, cu_seqlens, sums, T, n_seqs, stride_x, n_steps, D: tl.constexpr, BT: tl.constexpr,
+                        BD: tl.constexpr):
     rows = tl.program_id(0) * BT + tl.arange(0, BT)
     cols = tl.program_id(1) * BD + tl.arange(0, BD)
     mr = rows < T
     mc = cols < D
     xv = tl.load(x + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=mr[:, None] & mc[None, :], other=0.0)
     xv = xv.to(tl.float32)
-    seq = tl.load(seq_of_row + rows, mask=mr, other=-1)
+    # each row's sequence: the last n with cu[n] <= row, by binary search over cu (cu[lo] <= row < cu[hi] holds
+    # throughout; empty sequences are passed over), instead of a row-to-sequence map built by the caller
+    lo = tl.zeros([BT], dtype=tl.int32)
+    hi = tl.zeros([BT], dtype=tl.int32) + n_seqs
+    for _ in range(n_steps):
+        mid = (lo + hi) // 2
+        right = tl.load(cu_seqlens + mid) <= rows
+        lo = tl.where(right, mid, lo)
+        hi = tl.where(right, hi, mid)
+    seq = tl.where(mr, lo, -1)
     first = tl.min(tl.where(mr, seq, 2147483647), axis=0)
     last = tl.max(seq, axis=0)
     for s in range(first, last + 1):
@@ -36,15 +47,16 @@ def segment_sum_triton(x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tenso
     T, D = x.shape
     if x.stride(-1) != 1:
         x = x.contiguous()
-    cu = cu_seqlens.to(device=x.device, dtype=torch.long)
+    # few torch calls (an engine step's thread makes this one, and each call may wait for the GIL): cu_seqlens
+    # is taken as it is when it already lies on x's device as int32 or int64
+    cu = cu_seqlens
+    if cu.device != x.device or cu.dtype not in (torch.int32, torch.int64) or not cu.is_contiguous():
+        cu = cu.to(device=x.device, dtype=torch.long).contiguous()
     n = cu.numel() - 1
     out = torch.zeros(n, D, device=x.device, dtype=torch.float64)
     if T:
-        seq_of_row = torch.repeat_interleave(
-            torch.arange(n, device=x.device, dtype=torch.int32), cu[1:] - cu[:-1], output_size=T
-        )
         BT, BD = 128, min(128, triton.next_power_of_2(D))
         _segment_sum_kernel[(triton.cdiv(T, BT), triton.cdiv(D, BD))](
-            x, seq_of_row, out, T, x.stride(0), D=D, BT=BT, BD=BD, num_warps=4,
+            x, cu, out, T, n, x.stride(0), n.bit_length() + 1, D=D, BT=BT, BD=BD, num_warps=4,
         )
     return out
