@@ -169,3 +169,21 @@ def test_recurrent_step_gpu(dtype, N, H, K, V, inplace):
     assert rel_err(o, ro) <= TOL[dtype]
     assert rel_err(new, rs) <= 1e-6
     assert (new is state) if inplace else torch.equal(state, before)
+
+
+@pytest.mark.parametrize("cu_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_segment_sum_gpu(dtype, cu_dtype):
+    """An engine step's segment runs (459 runs of 0-50 tokens, d 384) and one long sequence, on the device, against
+    float64 sums."""
+    from streamret_kernels.segment_sum import segment_sum, segment_sum_reference
+
+    g = torch.Generator().manual_seed(21)
+    for lens in (torch.randint(0, 51, (459,), generator=g).tolist(), [0, 70000, 0]):
+        cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=cu_dtype, device="cuda")
+        x = torch.randn(sum(lens), 384, device="cuda").to(dtype)
+        with poisoned_allocations():
+            s = segment_sum(x, cu)
+        ref = segment_sum_reference(x.double(), cu)
+        assert s.dtype == torch.float64 and rel_err(s, ref) <= 1e-6
+        assert not s[torch.tensor(lens, device="cuda") == 0].any()
