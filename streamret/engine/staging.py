@@ -62,8 +62,11 @@ class Slot:
         return out
 
     def release(self) -> torch.cuda.Event:
-        """Record that the step's copies are queued: the slot is free again once this event completes."""
-        self.done = torch.cuda.Event(blocking=self.blocking)
+        """Record that the step's copies are queued: the slot is free again once this event completes. The slot's
+        one event is recorded again at each use (a torch call less than a new event): a wait on it must come
+        before the slot's next `take`, as the engine's wait for step k comes before step k + 2 takes the slot."""
+        if self.done is None:
+            self.done = torch.cuda.Event(blocking=self.blocking)
         self.done.record()
         return self.done
 
