@@ -4,7 +4,9 @@ On the H200 the engine's step loop spent about 15 ms a step "launching" a step o
 (e2e.py, 2026-12-01, session 3) whose device work is a few ms. This times the runner on one step shape with
 nothing else running, part by part (upload through the pinned staging buffer, the graphed forward, the
 pooling, the copy back), and then the whole run again while --spinners threads run pure-Python loops (what
-the tokenize stage and the callers' threads do to the GIL in the engine). Correctness is not its concern:
+the tokenize stage and the callers' threads do to the GIL in the engine), at each switch interval of
+--intervals: each torch call of the runner may then wait up to an interval per spinner, so the time with
+spinners counts those calls (bench/RESULTS.md, session 12). Correctness is not its concern:
 tests/test_step_runs.py checks what the runner computes.
 
     source bench/device_env.sh; python3 bench/runner_parts.py --out $OUT
