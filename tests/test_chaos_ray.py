@@ -39,7 +39,7 @@ def kill_a_worker(engine):
     """A Kill that SIGKILLs a random worker actor (Ray restarts it) and waits until it serves again, so that the
     next kill finds two live workers. It asks the actor itself: the gateway reconnects at its next call to the
     worker, and when none of the running streams lives there (8 streams over 2 workers: now and then) it has no
-    reason to, so its view of the worker stays the old incarnation (a CI run waited 120 s on that)."""
+    reason to, so its view of the worker stays the old incarnation (most likely why a CI run waited 120 s)."""
 
     async def hello(actor) -> dict:
         return await asyncio.wait_for(asyncio.wrap_future(actor.hello.remote().future()), timeout=5.0)
