@@ -32,6 +32,12 @@ class StepOutput:
     open_sums: np.ndarray  # float64 [streams, d_model]: each stream's last run's sum (its open segment)
     ready: torch.cuda.Event | None = None  # on a GPU: recorded after the copy to the host was queued
 
+    @classmethod
+    def of(cls, state: RetNetState, open_sums: np.ndarray, embeddings: np.ndarray, runs: int,
+           ready: torch.cuda.Event | None = None) -> StepOutput:
+        """From `ModelRunner._pool`'s outputs: embeddings [runs + streams, e], the runs' first."""
+        return cls(state, embeddings[:runs], embeddings[runs:], open_sums, ready)
+
     def wait(self) -> None:
         """Block until the arrays hold their values."""
         if self.ready is not None:
@@ -104,8 +110,7 @@ class ModelRunner:
                                            chunk_size=self.chunk_size)
         outputs = self._pool(hidden, new_state, token_cu, first, last, counts, open_sums)
         open_sums, embeddings = slot.download(outputs)  # queued: the engine books the previous step meanwhile
-        R = len(runs.counts)
-        return StepOutput(new_state, embeddings[:R], embeddings[R:], open_sums, slot.release())
+        return StepOutput.of(new_state, open_sums, embeddings, len(runs.counts), slot.release())
 
     def _run_on_host(self, tokens: np.ndarray, cu: np.ndarray, state: RetNetState, runs: StepRuns) -> StepOutput:
         hidden, new_state = self.model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
@@ -113,8 +118,7 @@ class ModelRunner:
                                        chunk_size=self.chunk_size)
         inputs = (torch.from_numpy(a) for a in (runs.token_cu, runs.first, runs.last, runs.counts, runs.open_sums))
         open_sums, embeddings = (t.numpy() for t in self._pool(hidden, new_state, *inputs))
-        R = len(runs.counts)
-        return StepOutput(new_state, embeddings[:R], embeddings[R:], open_sums)
+        return StepOutput.of(new_state, open_sums, embeddings, len(runs.counts))
 
     def _pool(self, hidden: torch.Tensor, new_state: RetNetState, token_cu: torch.Tensor, first: torch.Tensor,
               last: torch.Tensor, counts: torch.Tensor, open_sums: torch.Tensor) -> tuple[torch.Tensor, ...]:

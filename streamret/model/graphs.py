@@ -91,19 +91,20 @@ class _RowViews:
 
 class _Alternating:
     """Two sets of state buffers that calls copy their output states into in turn (fresh_state=False): a
-    state returned by one call stays valid until the call after next. Grown (for good) to the most rows
-    asked for; their views per N made once."""
+    state returned by one call stays valid until the call after next. Sized to the rows of the largest
+    graph seen (grown for good, not step by step as N varies); their views per N made once."""
 
     def __init__(self) -> None:
         self.buffers: list[list[torch.Tensor]] = []  # two sets, each a tensor per state tensor
         self.views: dict[int, tuple[list[torch.Tensor], ...]] = {}
         self.turn = 0
 
-    def take(self, like: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Views of [N] rows (N = like's rows) in the next set, shaped and typed as `like`."""
+    def take(self, like: list[torch.Tensor], rows: int) -> list[torch.Tensor]:
+        """Views of [N] rows (N = like's rows) in the next set, shaped and typed as `like`; rows: how many the
+        sets should hold if they must grow (the graph's, >= N)."""
         N = like[0].shape[0]
         if not self.buffers or self.buffers[0][0].shape[0] < N:
-            self.buffers = [[torch.empty((N, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in like]
+            self.buffers = [[torch.empty((max(rows, N), *t.shape[1:]), dtype=t.dtype, device=t.device) for t in like]
                             for _ in range(2)]
             self.views = {}
         views = self.views.get(N)
@@ -177,13 +178,15 @@ class GraphedForward:
         next (an engine books step k before it launches step k + 2): one copy op instead of a clone per
         tensor. tokens=T: ids and cu_seqlens come padded to their bucket (`padded_inputs`) for T tokens of
         state.n sequences, and are moved with one copy."""
-        T, N = (ids.shape[0], cu_seqlens.numel() - 1) if tokens is None else (tokens, state.n)
-        shape = (token_bucket(T), seq_bucket(N) + 1) if tokens is not None else (T, N + 1)
-        if ids.dim() != 1 or N < 1 or state.n != N or (ids.shape[0], cu_seqlens.numel()) != shape:
-            raise ValueError(f"expected ids [{shape[0]}], cu_seqlens [{shape[1]}] and a state of N streams "
-                             f"({'padded to the bucket of ' + str(T) + ' tokens, ' if tokens is not None else ''}"
-                             f"N = {N}); got ids {tuple(ids.shape)}, cu_seqlens {tuple(cu_seqlens.shape)}, state of "
-                             f"{state.n}")
+        if tokens is None:
+            T, N = ids.shape[0], cu_seqlens.numel() - 1
+            want, how = (T, N + 1), "ids [T], cu_seqlens [N+1] and a state of N streams"
+        else:
+            T, N = tokens, state.n
+            want, how = (token_bucket(T), seq_bucket(N) + 1), f"padded_inputs' ids and cu_seqlens for {T} tokens"
+        if ids.dim() != 1 or N < 1 or state.n != N or (ids.shape[0], cu_seqlens.numel()) != want:
+            raise ValueError(f"expected {how}; got ids {tuple(ids.shape)}, cu_seqlens {tuple(cu_seqlens.shape)}, "
+                             f"a state of {state.n}")
         g = self._graph(seq_bucket(N), token_bucket(T))
         if tokens is not None:
             torch._foreach_copy_([g.ids, g.cu], [ids, cu_seqlens], non_blocking=True)
@@ -201,7 +204,7 @@ class GraphedForward:
         if fresh_state:
             out = [t.clone() for t in rows.outputs]
         else:
-            out = self._alternating.take(rows.outputs)
+            out = self._alternating.take(rows.outputs, g.new_state.n)
             torch._foreach_copy_(out, rows.outputs)
         return hidden, RetNetState.from_tensors(dict(zip(rows.names, out, strict=True)))
 
