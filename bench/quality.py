@@ -158,8 +158,18 @@ def averaged(window_emb: torch.Tensor, owner: list[int], n_docs: int) -> torch.T
 
 
 @torch.no_grad()
-def student_streams(model, seqs: list[list[int]], device, chunk_tokens: int, max_streams: int):
+def progress(total_tokens: int, desc: str):
+    """A tqdm bar over tokens on stderr (a line every 30 s when stderr is a log file, not a terminal): the CPU
+    phases take tens of minutes."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_tokens, desc=desc, unit="tok", unit_scale=True, file=sys.stderr,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+
+
+def student_streams(model, seqs: list[list[int]], device, chunk_tokens: int, max_streams: int, desc: str = "student"):
     """Whole-sequence embeddings, read as streams: each step appends the next chunk of every open stream."""
+    bar = progress(sum(map(len, seqs)), desc)
     sync(device)
     t = time.perf_counter()
     out = torch.empty(len(seqs), model.config.out_embed_dim)
@@ -175,13 +185,16 @@ def student_streams(model, seqs: list[list[int]], device, chunk_tokens: int, max
             cu = torch.tensor(np.concatenate([[0], np.cumsum([len(p) for p in pieces])]), device=device)
             sub = state.select(live) if len(live) < len(group) else state
             _, new = model(ids, mode="chunkwise", state=sub, cu_seqlens=cu)
+            bar.update(len(ids))
             if len(live) < len(group):
                 state.copy_into(live, new)
             else:
                 state = new
         out[torch.tensor(group)] = model.stream_embedding(state).cpu()
     sync(device)
-    return out, time.perf_counter() - t, sum(map(len, seqs))
+    secs = time.perf_counter() - t
+    bar.close()
+    return out, secs, sum(map(len, seqs))
 
 
 def engine_docs(loaded, texts: list[str], chunk_bytes: int, config):
@@ -381,8 +394,8 @@ def student_phase(args) -> None:
 
     # (a) passages
     gold = torch.arange(len(sets.passages))
-    sp = student_streams(model, sets.passages, device, chunk_tokens, many)[0]
-    sq = student_streams(model, sets.queries, device, chunk_tokens, many)[0]
+    sp = student_streams(model, sets.passages, device, chunk_tokens, many, "passages")[0]
+    sq = student_streams(model, sets.queries, device, chunk_tokens, many, "passage queries")[0]
     tp, tq = temb["passages"], temb["queries"]
     result["passages"] = {
         "n": len(sets.passages), "mean_tokens": float(np.mean([len(p) for p in sets.passages])),
@@ -396,15 +409,16 @@ def student_phase(args) -> None:
     lengths = np.array([len(x) for x in sets.doc_ids])
     q_gold = torch.tensor(sets.doc_gold)
     q_len = lengths[q_gold.numpy()]
-    sq = student_streams(model, sets.doc_queries, device, chunk_tokens, many)[0]
-    student_streams(model, [sets.doc_ids[0][:chunk_tokens]] * 8, device, chunk_tokens, max_streams)  # warm-up
-    s_docs, secs, tokens = student_streams(model, sets.doc_ids, device, chunk_tokens, max_streams)
+    sq = student_streams(model, sets.doc_queries, device, chunk_tokens, many, "document queries")[0]
+    student_streams(model, [sets.doc_ids[0][:chunk_tokens]] * 8, device, chunk_tokens, max_streams, "warm-up")
+    s_docs, secs, tokens = student_streams(model, sets.doc_ids, device, chunk_tokens, max_streams, "documents")
     docs = {"student": (sq, s_docs, speed(secs, tokens))}
     # the student read like the teacher: its first window only, and its window embeddings averaged
-    e, secs, tokens = student_streams(model, [ids[:CONTENT] for ids in sets.doc_ids], device, chunk_tokens, many)
+    e, secs, tokens = student_streams(model, [ids[:CONTENT] for ids in sets.doc_ids], device, chunk_tokens, many,
+                                     "documents, first window")
     docs["student_truncated"] = (sq, e, speed(secs, tokens))
     windows, owner = doc_windows(sets.doc_ids)
-    e, secs, tokens = student_streams(model, windows, device, chunk_tokens, many)
+    e, secs, tokens = student_streams(model, windows, device, chunk_tokens, many, "document windows")
     docs["student_chunks"] = (sq, averaged(e, owner, len(sets.doc_ids)), speed(secs, tokens))
     for name in ("teacher_truncated", "teacher_chunks"):
         docs[name] = (temb["doc_queries"], temb[name], meta["timings"][name])
