@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,15 @@ from streamret.model.spec import load_model
 from streamret.model.tokenizer import HFTokenizer
 from streamret.train import export, train_pack
 from streamret.train.data import Corpus, Sampler, load_corpus, teacher_targets
-from streamret.train.distill import TrainConfig, build_student, doc_targets, load_state, student_embeddings, train
+from streamret.train.distill import (
+    PhaseTimes,
+    TrainConfig,
+    build_student,
+    doc_targets,
+    load_state,
+    student_embeddings,
+    train,
+)
 from streamret.train.docs import DocBank, backward_through_blocks, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
@@ -89,9 +98,9 @@ def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
         torch.testing.assert_close(seq_emb[1], model.stream_embedding(state)[0], atol=1e-5, rtol=1e-4)
 
 
-def _args(distill_dir, tmp_path, fresh: bool, init=None) -> argparse.Namespace:
+def _args(distill_dir, tmp_path, fresh: bool, init=None, phase_times=False) -> argparse.Namespace:
     return argparse.Namespace(data=str(distill_dir), out=str(tmp_path / "out"), ckpt=str(tmp_path / "ckpt"),
-                              fresh=fresh, device="cpu", log_every=1, eval_n=8, init=init)
+                              fresh=fresh, device="cpu", log_every=1, eval_n=8, init=init, phase_times=phase_times)
 
 
 def _cfg(steps: int, doc_tokens: int = 0) -> TrainConfig:
@@ -237,10 +246,15 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
     vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
     init = _init_folder(distill_dir, tmp_path / "init", vocab)
     torch.manual_seed(0)
-    args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"))
+    args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"), phase_times=True)
+    t0 = time.perf_counter()
     result = train(args, _cfg(10, doc_tokens=640), student_config(vocab))
     rows = result["log"]
     assert all({"doc_mean", "doc_nce", "doc_top1"} <= set(r) for r in rows)
+    # --phase-times: every phase of every step timed, the model's phases taking time, together less than the run
+    assert all(set(r["phase_ms"]) == set(PhaseTimes.PHASES) for r in rows)
+    assert all(r["phase_ms"]["student"] > 0 and r["phase_ms"]["doc_student"] > 0 for r in rows)
+    assert sum(sum(r["phase_ms"].values()) for r in rows) < (time.perf_counter() - t0) * 1e3
     assert np.mean([r["total"] for r in rows[-3:]]) < 0.8 * np.mean([r["total"] for r in rows[:3]])
     assert np.mean([r["doc_mean"] for r in rows[-3:]]) < np.mean([r["doc_mean"] for r in rows[:3]])
     assert "held_out" not in result and result["doc_tokens_seen"] == sum(

@@ -156,6 +156,38 @@ def step_groups(cfg: TrainConfig, step: int) -> list[tuple[int, int, int]]:
     return [g for g in groups if g[0] > 0]
 
 
+class PhaseTimes:
+    """Where a training step's time goes (--phase-times): the device is synchronized at each phase's end, so the
+    phases add up to the step's wall time (and the step runs a little slower than without). Off: no syncs."""
+
+    PHASES = ("sample", "teacher", "student", "doc_sample", "doc_teacher", "doc_student", "optimizer")
+
+    def __init__(self, enabled: bool, device: torch.device):
+        self.enabled, self.device = enabled, device
+        self.total = dict.fromkeys(self.PHASES, 0.0)
+        self.steps, self.since = 0, 0.0
+
+    def start(self) -> None:
+        if self.enabled:
+            self.since = time.perf_counter()
+
+    def end(self, phase: str) -> None:
+        if self.enabled:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            now = time.perf_counter()
+            self.total[phase] += now - self.since
+            self.since = now
+
+    def take(self) -> dict[str, float]:
+        """Mean ms a step of each phase since the last take (empty when off)."""
+        if not self.enabled or not self.steps:
+            return {}
+        out = {k: round(v / self.steps * 1e3, 1) for k, v in self.total.items()}
+        self.total, self.steps = dict.fromkeys(self.PHASES, 0.0), 0
+        return out
+
+
 def lr_at(progress: float, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_frac, over the training time (progress 0..1)."""
     if progress < cfg.warmup_frac:
@@ -323,11 +355,15 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
     last_ckpt = time.time()
     tokens = doc_tokens = 0
     t_loop = time.time()
+    phases = PhaseTimes(args.phase_times, device)
     while time.time() < deadline and elapsed < schedule_s and not (cfg.max_steps and step >= cfg.max_steps):
         t_step = time.time()
+        phases.start()
         batch = sampler.batch(step_groups(cfg, step))
+        phases.end("sample")
         t_spans = teacher_targets(teacher, batch.windows, device)
         t_docs = doc_targets(batch, t_spans)
+        phases.end("teacher")
         lr = lr_at(elapsed / schedule_s, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -338,11 +374,14 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                 losses = distill_loss(spans.float(), docs.float(), t_spans, t_docs, cfg, rng)
             losses["total"].backward()
             del spans, docs
+            phases.end("student")
             if cfg.doc_tokens:
                 length = cfg.doc_lengths[step % len(cfg.doc_lengths)]
                 doc_batch = sampler.doc_batch(doc_batch_size(cfg, length), length, cfg.doc_group, cfg.doc_queries,
                                               int(rng.integers(64, min(128, CONTENT, length) + 1)))
+                phases.end("doc_sample")
                 t_whole, t_queries = teacher_doc_targets(teacher, doc_batch, device)
+                phases.end("doc_teacher")
                 doc_losses = doc_step(model, doc_batch, t_whole, t_queries, bank, block=cfg.doc_block,
                                       temperature=cfg.doc_temperature, mean_weight=cfg.doc_mean_weight,
                                       nce_weight=cfg.doc_nce_weight, device=device)
@@ -350,6 +389,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                 losses["total"] = (losses["total"].detach() + cfg.doc_mean_weight * doc_losses["doc_mean"]
                                    + cfg.doc_nce_weight * doc_losses["doc_nce"])
                 doc_tokens += doc_batch.ids.size
+                phases.end("doc_student")
         except torch.cuda.OutOfMemoryError:
             # one GPU call is all we get: shrink the batch instead of losing the run
             cfg = replace(cfg, n_passages=cfg.n_passages // 2, short_tokens=cfg.short_tokens // 2,
@@ -365,6 +405,8 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                 if id(p) in decay_ids:
                     p.mul_(1 - lr * cfg.weight_decay)
         opt.step()
+        phases.end("optimizer")
+        phases.steps += 1
         step += 1
         tokens += len(batch.ids)
         if device.type == "cuda":
@@ -378,6 +420,8 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                    **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
             if device.type == "cuda":
                 row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+            if args.phase_times:
+                row["phase_ms"] = phases.take()
             log.append(row)
             print(json.dumps(row), flush=True)
         if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or done:
@@ -418,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-n", type=int, default=512)
+    ap.add_argument("--phase-times", action="store_true",
+                    help="log each step phase's mean ms (syncs the device at every phase's end: a little slower)")
     parsers = {"float": float, "int": int, "tuple[int, ...]": _tuple_of_ints}
     for f in TrainConfig.__dataclass_fields__.values():
         if f.type in parsers:
