@@ -28,6 +28,7 @@ from streamret.train.distill import (
     student_embeddings,
     train,
 )
+from streamret.train.distill import main as distill_main
 from streamret.train.docs import DocBank, backward_through_blocks, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
@@ -202,8 +203,10 @@ def test_doc_bank_keeps_the_last_entries_and_hides_each_querys_own_document():
     assert logits[1, 2] == -float("inf") and logits[1, 0] == pytest.approx(1.2) and logits[1, 1] == 2
 
 
-def test_document_gradient_through_saved_block_states_equals_the_whole_graph():
-    """The blockwise re-run (reverse order, state gradients handed back) differentiates the whole document."""
+@pytest.mark.parametrize("forward", ["parallel", "chunkwise"])
+def test_document_gradient_through_saved_block_states_equals_the_whole_graph(forward):
+    """The blockwise re-run (reverse order, state gradients handed back) differentiates the whole document,
+    whichever form computed the saved states."""
     cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
                        embed_dim=12)
     model = RetNet(cfg).init_weights(0, std=0.3).double()
@@ -217,13 +220,15 @@ def test_document_gradient_through_saved_block_states_equals_the_whole_graph():
     loss_of(hidden.sum(1)).backward()
     want = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    pooled, starts = pooled_without_graph(model, ids, block=16)  # blocks of 16, 16, 16 and 2 tokens
+    pooled, starts = pooled_without_graph(model, ids, block=16, mode=forward)  # blocks of 16, 16, 16 and 2 tokens
     torch.testing.assert_close(pooled, hidden.detach().sum(1))
     pooled = pooled.requires_grad_()
     loss_of(pooled).backward()
     backward_through_blocks(model, ids, 16, starts, pooled.grad)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, want[name], rtol=1e-6, atol=1e-9, msg=name)
+    with pytest.raises(ValueError, match="doc forward mode"):
+        pooled_without_graph(model, ids, block=16, mode="recurrent")
 
 
 def _init_folder(distill_dir, folder, vocab: int):
@@ -262,8 +267,14 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
 
     # the run started from the init model's weights (a step at a vanishing rate leaves them as they were)
     args = _args(tmp_path / "pack", tmp_path / "again", fresh=True, init=str(tmp_path / "init"))
-    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12), student_config(vocab))
+    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12, doc_forward="chunkwise"), student_config(vocab))
     export.merge_shards(tmp_path / "again" / "out", tmp_path / "again" / "merged")
     started = load_model(str(tmp_path / "again" / "merged"), "cpu", "float32").model.state_dict()
     for name, t in init.state_dict().items():
         torch.testing.assert_close(started[name], t.half().float(), msg=name)
+
+
+def test_distill_cli_names_the_document_forwards_on_a_bad_one(capsys):
+    with pytest.raises(SystemExit):
+        distill_main(["--doc-forward", "recurrent"])
+    assert "--doc-forward 'recurrent'; use one of parallel, chunkwise" in capsys.readouterr().err

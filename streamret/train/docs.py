@@ -42,14 +42,24 @@ def _blocks(length: int, block: int) -> list[tuple[int, int]]:
     return [(s, min(s + block, length)) for s in range(0, length, block)]
 
 
-def pooled_without_graph(model: RetNet, ids: torch.Tensor, block: int) -> tuple[torch.Tensor, list[RetNetState]]:
-    """Sum of final hidden states per row of ids [n, L] ([n, d], float32 or wider) and the state at each block start."""
+DOC_FORWARDS = ("parallel", "chunkwise")
+
+
+def pooled_without_graph(model: RetNet, ids: torch.Tensor, block: int,
+                         mode: str = "parallel") -> tuple[torch.Tensor, list[RetNetState]]:
+    """Sum of final hidden states per row of ids [n, L] ([n, d], float32 or wider) and the state at each block start.
+
+    mode "parallel": the layout the backward re-runs (what every run up to 2026-12-03 used); "chunkwise": the
+    engine's own inference path (on a GPU the fused layers and the Triton chunk kernels), so the pooled sum is
+    what the engine serves; the blocks' re-run with a graph stays parallel, from the states saved here."""
+    if mode not in DOC_FORWARDS:
+        raise ValueError(f"doc forward mode={mode!r}; use one of {DOC_FORWARDS}")
     state = model.init_state(ids.shape[0], ids.device)
     starts, pooled = [], None
     with torch.no_grad(), autocast(ids.device):
         for s, e in _blocks(ids.shape[1], block):
             starts.append(state)
-            hidden, state = model(ids[:, s:e], mode="parallel", state=state, fused=False)
+            hidden, state = model(ids[:, s:e], mode=mode, state=state, fused=None if mode == "chunkwise" else False)
             part = _wide(hidden).sum(1)
             pooled = part if pooled is None else pooled + part
     return pooled, starts
@@ -103,11 +113,12 @@ def teacher_doc_targets(teacher, batch: DocBatch, device) -> tuple[torch.Tensor,
 
 
 def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: torch.Tensor, bank: DocBank | None, *,
-             block: int, temperature: float, mean_weight: float, nce_weight: float, device) -> dict[str, torch.Tensor]:
+             block: int, temperature: float, mean_weight: float, nce_weight: float, device,
+             forward: str = "parallel") -> dict[str, torch.Tensor]:
     """Forward and backward of the whole-document losses (gradients accumulate into .grad), then the
     documents go into the bank; returns the losses detached."""
     ids = torch.from_numpy(batch.ids).to(device)
-    pooled, starts = pooled_without_graph(model, ids, block)
+    pooled, starts = pooled_without_graph(model, ids, block, forward)
     pooled = pooled.detach().requires_grad_()
     queries = torch.from_numpy(batch.queries).to(device)
     with autocast(device):
