@@ -99,9 +99,10 @@ def test_batches_tile_sequences_and_targets_are_the_teachers(distill_dir):
         torch.testing.assert_close(seq_emb[1], model.stream_embedding(state)[0], atol=1e-5, rtol=1e-4)
 
 
-def _args(distill_dir, tmp_path, fresh: bool, init=None, phase_times=False) -> argparse.Namespace:
+def _args(distill_dir, tmp_path, fresh: bool, init=None, phase_times=False, profile_steps=0) -> argparse.Namespace:
     return argparse.Namespace(data=str(distill_dir), out=str(tmp_path / "out"), ckpt=str(tmp_path / "ckpt"),
-                              fresh=fresh, device="cpu", log_every=1, eval_n=8, init=init, phase_times=phase_times)
+                              fresh=fresh, device="cpu", log_every=1, eval_n=8, init=init, phase_times=phase_times,
+                              profile_steps=profile_steps)
 
 
 def _cfg(steps: int, doc_tokens: int = 0) -> TrainConfig:
@@ -114,7 +115,9 @@ def _cfg(steps: int, doc_tokens: int = 0) -> TrainConfig:
 def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(distill_dir, tmp_path):
     torch.manual_seed(0)
     vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
-    result = train(_args(distill_dir, tmp_path, fresh=True), _cfg(12), student_config(vocab))
+    result = train(_args(distill_dir, tmp_path, fresh=True, profile_steps=2), _cfg(12), student_config(vocab))
+    profile = (tmp_path / "out" / "profile.txt").read_text()  # steps 11 and 12, the last two
+    assert profile.startswith("2 training steps after 10, by cpu_time_total") and "aten::" in profile
     losses = [row["total"] for row in result["log"]]
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
@@ -251,7 +254,8 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
     vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
     init = _init_folder(distill_dir, tmp_path / "init", vocab)
     torch.manual_seed(0)
-    args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"), phase_times=True)
+    args = _args(tmp_path / "pack", tmp_path, fresh=True, init=str(tmp_path / "init"), phase_times=True,
+                 profile_steps=2)
     t0 = time.perf_counter()
     result = train(args, _cfg(10, doc_tokens=640), student_config(vocab))
     rows = result["log"]
@@ -260,6 +264,8 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
     assert all(set(r["phase_ms"]) == set(PhaseTimes.PHASES) for r in rows)
     assert all(r["phase_ms"]["student"] > 0 and r["phase_ms"]["doc_student"] > 0 for r in rows)
     assert sum(sum(r["phase_ms"].values()) for r in rows) < (time.perf_counter() - t0) * 1e3
+    # --profile-steps 2: steps 11 and 12 would be profiled; this run has 10, so no profile
+    assert not (tmp_path / "out" / "profile.txt").exists()
     assert np.mean([r["total"] for r in rows[-3:]]) < 0.8 * np.mean([r["total"] for r in rows[:3]])
     assert np.mean([r["doc_mean"] for r in rows[-3:]]) < np.mean([r["doc_mean"] for r in rows[:3]])
     assert "held_out" not in result and result["doc_tokens_seen"] == sum(

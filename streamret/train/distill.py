@@ -192,6 +192,38 @@ class PhaseTimes:
         return out
 
 
+class StepProfiler:
+    """--profile-steps N: the torch profiler (CPU and, on a GPU, CUDA activity) over N steps of this run after its
+    first `warmup` (compiles, caches, the allocator settle), then its top ops by device time (CPU time on the CPU)
+    written to OUT/profile.txt. 0: off."""
+
+    def __init__(self, steps: int, out: Path, device: torch.device, warmup: int = 10, rows: int = 40):
+        self.steps, self.out, self.device, self.warmup, self.rows = steps, out, device, warmup, rows
+        self.seen, self.prof = 0, None
+
+    def before_step(self) -> None:
+        if self.steps and self.seen == self.warmup:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+            self.prof = profile(activities=acts)
+            self.prof.__enter__()
+
+    def after_step(self) -> None:
+        self.seen += 1
+        if self.prof is not None and self.seen == self.warmup + self.steps:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.prof.__exit__(None, None, None)
+            key = "cuda_time_total" if self.device.type == "cuda" else "cpu_time_total"
+            table = self.prof.key_averages().table(sort_by=key, row_limit=self.rows, max_name_column_width=70)
+            self.out.mkdir(parents=True, exist_ok=True)
+            head = f"{self.steps} training steps after {self.warmup}, by {key}"
+            (self.out / "profile.txt").write_text(f"{head}\n{table}\n")
+            print(f"profile of {self.steps} steps -> {self.out / 'profile.txt'}", flush=True)
+            self.prof = None
+
+
 def lr_at(progress: float, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_frac, over the training time (progress 0..1)."""
     if progress < cfg.warmup_frac:
@@ -360,8 +392,10 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
     tokens = doc_tokens = 0
     t_loop = time.time()
     phases = PhaseTimes(args.phase_times, device)
+    profiler = StepProfiler(args.profile_steps, Path(args.out), device)
     while time.time() < deadline and elapsed < schedule_s and not (cfg.max_steps and step >= cfg.max_steps):
         t_step = time.time()
+        profiler.before_step()
         phases.start()
         batch = sampler.batch(step_groups(cfg, step))
         phases.end("sample")
@@ -411,6 +445,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
         opt.step()
         phases.end("optimizer")
         phases.steps += 1
+        profiler.after_step()
         step += 1
         tokens += len(batch.ids)
         if device.type == "cuda":
@@ -468,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-n", type=int, default=512)
     ap.add_argument("--phase-times", action="store_true",
                     help="log each step phase's mean ms (syncs the device at every phase's end: a little slower)")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="torch profiler over this many steps after the first 10; top ops to OUT/profile.txt")
     parsers = {"float": float, "int": int, "str": str, "tuple[int, ...]": _tuple_of_ints}
     for f in TrainConfig.__dataclass_fields__.values():
         if f.type in parsers:
