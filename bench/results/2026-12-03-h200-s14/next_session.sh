@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# For session 15 (issue 18), written in session 14, not run yet. Two calls on one warm machine, .train carried:
+#   phases   (~3 min) the document phase's graph-free pass, parallel against chunkwise (the engine's own path),
+#            at the new default block 4096, with --phase-times; the chunkwise one with --profile-steps 5
+#   passages (~7.5 min) a continued run without the document objective (--doc-tokens 0) from the shipped
+#            weights: does the passage cosine rise above the shipped 0.812 when the document terms are gone?
+#            Evaluate its $OUT/model on the CPU as in RESULTS (export, then bench/quality.py student).
+set -u
+source bench/device_env.sh
+case $1 in
+  phases)
+    for fwd in parallel chunkwise; do
+      extra=""; [ $fwd = chunkwise ] && extra="--profile-steps 5"
+      python3 -m streamret.train.distill --data .train --init streamret/assets/default --out $OUT/p_$fwd \
+        --ckpt /tmp/pc_$fwd --fresh --minutes 1.2 --lr 2e-4 --warmup-frac 0.03 --doc-weight 0.5 \
+        --doc-lengths 2048,4096,8192,16384,32768 --doc-forward $fwd --log-every 10 --phase-times $extra \
+        > $OUT/phases_$fwd.log 2>&1
+      rm -f $OUT/p_$fwd/*.safetensors
+      echo "== $fwd"; grep '^{"step"' $OUT/phases_$fwd.log | tail -2 | cut -c1-400
+    done
+    head -30 $OUT/p_chunkwise/profile.txt ;;
+  passages)
+    python3 -m streamret.train.distill --data .train --init streamret/assets/default --out $OUT/model \
+      --ckpt /tmp/ckpt_p --fresh --minutes 6.5 --lr 2e-4 --warmup-frac 0.03 --doc-tokens 0 --log-every 25 \
+      2>&1 | tee $OUT/train_passages.log | grep -v '^{"step"' | tail -8 ;;
+  *) echo "usage: $0 phases|passages"; exit 2 ;;
+esac
