@@ -68,7 +68,8 @@ def main() -> None:
         sets = Q.build_eval_sets(Path(args.data), loaded.tokenizer, meta["sets"])
         if sets.fingerprint() != meta["fingerprint"]:
             raise SystemExit(f"the passages differ from the teacher phase's ({tdir}): same --data and tokenizer needed")
-        sp = Q.student_streams(loaded.model, sets.passages, torch.device("cpu"), 1024, 256, path)[0].float()
+        with torch.no_grad():  # (autograd would keep every step's activations)
+            sp = Q.student_streams(loaded.model, sets.passages, torch.device("cpu"), 1024, 256, path)[0].float()
         res[path] = geometry(sp, tp, np.array([len(p) for p in sets.passages]))
         print(path, json.dumps(res[path]), flush=True)
     if args.out:
