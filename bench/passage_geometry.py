@@ -5,8 +5,8 @@ held-out passages and the teacher phase's embeddings of them:
   cos                  the mean cosine student-teacher (quality.py's figure)
   cos_centered         the same after each side's mean embedding is taken away (a shared offset removed)
   cos_raw_heldhalf     the mean cosine over the second half of the passages
-  cos_linear_heldhalf  over that half, after a least-squares linear map fitted on the first half: what a
-                       re-fitted output head could recover, were the loss only in the last layer
+  cos_rotated_heldhalf over that half, after the rotation fitted on the first half that best takes the
+                       student's embeddings to the teacher's: what a turned output head could give back
   by_len               the mean cosine by passage length in tokens
   sim_corr             correlation of the off-diagonal cosine matrices (500 passages), student against
                        teacher: the geometry retrieval reads
@@ -37,8 +37,12 @@ def geometry(sp: torch.Tensor, tp: torch.Tensor, lens: np.ndarray) -> dict:
 
     r = {"cos": float((sp * tp).sum(-1).mean()), "cos_centered": float((centered(sp) * centered(tp)).sum(-1).mean())}
     n = len(sp) // 2
-    w = torch.linalg.lstsq(sp[:n].double(), tp[:n].double()).solution.float()
-    r["cos_linear_heldhalf"] = float((F.normalize(sp[n:] @ w, dim=-1) * tp[n:]).sum(-1).mean())
+    # orthogonal Procrustes: the rotation taking the first half's student embeddings nearest the teacher's (a free
+    # linear map over-fits: 147k numbers from 1,000 passages of 384 dims put the held half at 0.73 for the shipped
+    # model, below its raw 0.81)
+    u, _, vt = torch.linalg.svd(sp[:n].double().T @ tp[:n].double())
+    w = (u @ vt).float()
+    r["cos_rotated_heldhalf"] = float((F.normalize(sp[n:] @ w, dim=-1) * tp[n:]).sum(-1).mean())
     r["cos_raw_heldhalf"] = float((sp[n:] * tp[n:]).sum(-1).mean())
     per = (sp * tp).sum(-1).numpy()
     r["by_len"] = {f"{a}-{b - 1}": float(per[(lens >= a) & (lens < b)].mean()) for a, b in [(0, 128), (128, 200),

@@ -64,11 +64,11 @@ def test_passage_geometry_tells_a_rotated_head_from_a_lost_geometry():
     teacher = torch.nn.functional.normalize(torch.randn(400, 16, generator=g), dim=-1)
     lens = np.arange(400) % 255
     same = passage_geometry.geometry(teacher, teacher, lens)
-    assert same["cos"] > 0.9999 and same["cos_linear_heldhalf"] > 0.9999 and same["sim_corr"] > 0.9999
+    assert same["cos"] > 0.9999 and same["cos_rotated_heldhalf"] > 0.9999 and same["sim_corr"] > 0.9999
     rot = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))[0].float()
     rotated = passage_geometry.geometry(teacher @ rot, teacher, lens)  # an output head turned: geometry intact
-    assert rotated["cos"] < 0.5 and rotated["cos_linear_heldhalf"] > 0.999 and rotated["sim_corr"] > 0.999
+    assert rotated["cos"] < 0.5 and rotated["cos_rotated_heldhalf"] > 0.999 and rotated["sim_corr"] > 0.999
     noise = torch.nn.functional.normalize(teacher + torch.randn(400, 16, generator=g), dim=-1)
     lost = passage_geometry.geometry(noise, teacher, lens)  # what no head can give back
-    assert lost["cos_linear_heldhalf"] < 0.85 and lost["sim_corr"] < 0.85
+    assert lost["cos_rotated_heldhalf"] < 0.85 and lost["sim_corr"] < 0.85
     assert set(lost["by_len"]) == {"0-127", "128-199", "200-254"}
