@@ -18,7 +18,7 @@ from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.spec import load_model
 from streamret.model.tokenizer import HFTokenizer
 from streamret.train import export, train_pack
-from streamret.train.data import Corpus, Sampler, load_corpus, teacher_targets
+from streamret.train.data import Corpus, DocBatch, Sampler, load_corpus, teacher_targets
 from streamret.train.distill import (
     PhaseTimes,
     TrainConfig,
@@ -29,7 +29,7 @@ from streamret.train.distill import (
     train,
 )
 from streamret.train.distill import main as distill_main
-from streamret.train.docs import DocBank, backward_through_blocks, pooled_without_graph
+from streamret.train.docs import DocBank, backward_through_blocks, doc_step, pooled_without_graph
 from streamret.train.prepare import read_source, write_source
 from streamret.train.sources import html_to_text, subsample
 from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
@@ -284,3 +284,40 @@ def test_distill_cli_names_the_document_forwards_on_a_bad_one(capsys):
     with pytest.raises(SystemExit):
         distill_main(["--doc-forward", "recurrent"])
     assert "--doc-forward 'recurrent'; use one of parallel, chunkwise" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distill_main(["--doc-query-grad", "2"])
+    assert "--doc-query-grad 2; use 1 (the queries move too) or 0 (documents only)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("query_grad", [True, False])
+def test_doc_step_moves_the_query_passages_only_when_asked(query_grad, monkeypatch):
+    """query_grad off: the student's query passages are fixed targets (their forward builds no graph), so only
+    the documents move; the gradient then differs from the default's."""
+    cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
+                       embed_dim=12)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 64, (3, 40), generator=g).numpy()
+    batch = DocBatch(ids=ids, doc=np.arange(3), source=np.zeros(3, dtype=np.int64),
+                     queries=np.concatenate([ids[:, 4:16], ids[:, 20:32]]), query_doc=np.array([0, 1, 2, 0, 1, 2]))
+    t_docs = torch.nn.functional.normalize(torch.randn(3, 12, generator=g), dim=-1)
+    t_queries = torch.nn.functional.normalize(torch.randn(6, 12, generator=g), dim=-1)
+
+    def grads(flag: bool) -> tuple[dict[str, torch.Tensor], list[bool]]:
+        model = RetNet(cfg).init_weights(0, std=0.3)
+        seen, forward = [], model.forward
+
+        def spy(x, **kw):
+            if x.shape == (6, 12):
+                seen.append(torch.is_grad_enabled())
+            return forward(x, **kw)
+
+        monkeypatch.setattr(model, "forward", spy)
+        doc_step(model, batch, t_docs, t_queries, None, block=16, temperature=0.5, mean_weight=0.0, nce_weight=1.0,
+                 device=torch.device("cpu"), query_grad=flag)
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, seen
+
+    got, seen = grads(query_grad)
+    assert seen == [query_grad]
+    default, _ = grads(True)
+    same = all(torch.equal(got[n], default[n]) for n in default)
+    assert same == query_grad

@@ -88,6 +88,7 @@ class TrainConfig:
     # is exact at any block
     doc_block: int = 4096
     doc_forward: str = "parallel"  # the graph-free document forward: parallel or chunkwise (docs.DOC_FORWARDS)
+    doc_query_grad: int = 1  # 1: the document InfoNCE also moves the student's query passages; 0: documents only
     doc_queries: int = 4  # query passages per document (64..128 tokens, one length per step)
     doc_bank: int = 1024  # the last steps' document embeddings kept as extra negatives (0: none)
     doc_temperature: float = 0.05
@@ -422,7 +423,8 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                 phases.end("doc_teacher")
                 doc_losses = doc_step(model, doc_batch, t_whole, t_queries, bank, block=cfg.doc_block,
                                       temperature=cfg.doc_temperature, mean_weight=cfg.doc_mean_weight,
-                                      nce_weight=cfg.doc_nce_weight, device=device, forward=cfg.doc_forward)
+                                      nce_weight=cfg.doc_nce_weight, device=device, forward=cfg.doc_forward,
+                                      query_grad=bool(cfg.doc_query_grad))
                 losses.update(doc_losses)
                 losses["total"] = (losses["total"].detach() + cfg.doc_mean_weight * doc_losses["doc_mean"]
                                    + cfg.doc_nce_weight * doc_losses["doc_nce"])
@@ -513,6 +515,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if hasattr(args, k)})
     if cfg.doc_forward not in DOC_FORWARDS:
         ap.error(f"--doc-forward {cfg.doc_forward!r}; use one of {', '.join(DOC_FORWARDS)}")
+    if cfg.doc_query_grad not in (0, 1):
+        ap.error(f"--doc-query-grad {cfg.doc_query_grad}; use 1 (the queries move too) or 0 (documents only)")
     train(args, cfg)
 
 

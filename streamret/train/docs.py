@@ -114,14 +114,18 @@ def teacher_doc_targets(teacher, batch: DocBatch, device) -> tuple[torch.Tensor,
 
 def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: torch.Tensor, bank: DocBank | None, *,
              block: int, temperature: float, mean_weight: float, nce_weight: float, device,
-             forward: str = "parallel") -> dict[str, torch.Tensor]:
+             forward: str = "parallel", query_grad: bool = True) -> dict[str, torch.Tensor]:
     """Forward and backward of the whole-document losses (gradients accumulate into .grad), then the
-    documents go into the bank; returns the losses detached."""
+    documents go into the bank; returns the losses detached.
+
+    query_grad: whether the InfoNCE with the student's own query embeddings also moves the queries (passages of
+    64..128 tokens) toward their document, as every run up to 2026-12-03 did; off, they are fixed targets that
+    only the documents move toward (issue 18: those runs crowded the student's passages together)."""
     ids = torch.from_numpy(batch.ids).to(device)
     pooled, starts = pooled_without_graph(model, ids, block, forward)
     pooled = pooled.detach().requires_grad_()
     queries = torch.from_numpy(batch.queries).to(device)
-    with autocast(device):
+    with autocast(device), torch.set_grad_enabled(query_grad):
         q_hidden, _ = model(queries, mode="parallel")
     # the pooled means through the head in float32, as the engine's float64 pool is
     s_queries = model.embed(q_hidden.float().sum(1), torch.full((len(queries),), queries.shape[1], device=device))

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# For session 15 (issue 18), written in session 14, not run yet. Two calls on one warm machine, .train carried:
+# For session 15 (issue 18), written in session 14, not run yet. Three calls on one warm machine, .train carried:
 #   phases   (~3 min) the document phase's graph-free pass, parallel against chunkwise (the engine's own path),
 #            at the new default block 4096, with --phase-times; the chunkwise one with --profile-steps 5
 #   passages (~7.5 min) a continued run without the document objective (--doc-tokens 0) from the shipped
 #            weights: does the passage cosine rise above the shipped 0.812 when the document terms are gone?
 #            Evaluate its $OUT/model on the CPU as in RESULTS (export, then bench/quality.py student).
+#   queries  (~7.5 min) the document objective kept, its InfoNCE no longer moving the student's query passages
+#            (--doc-query-grad 0): the passages stop crowding together (passage_geometry.py) if that term did it.
 set -u
 source bench/device_env.sh
 case $1 in
@@ -23,5 +25,9 @@ case $1 in
     python3 -m streamret.train.distill --data .train --init streamret/assets/default --out $OUT/model \
       --ckpt /tmp/ckpt_p --fresh --minutes 6.5 --lr 2e-4 --warmup-frac 0.03 --doc-tokens 0 --log-every 25 \
       2>&1 | tee $OUT/train_passages.log | grep -v '^{"step"' | tail -8 ;;
-  *) echo "usage: $0 phases|passages"; exit 2 ;;
+  queries)
+    python3 -m streamret.train.distill --data .train --init streamret/assets/default --out $OUT/model \
+      --ckpt /tmp/ckpt_q --fresh --minutes 6.5 --lr 2e-4 --warmup-frac 0.03 --doc-weight 0.5 --doc-query-grad 0 \
+      --doc-lengths 2048,4096,8192,16384,32768 --log-every 25 2>&1 | tee $OUT/train_queries.log | grep -v '^{"step"' | tail -8 ;;
+  *) echo "usage: $0 phases|passages|queries"; exit 2 ;;
 esac
