@@ -39,7 +39,7 @@ def geometry(sp: torch.Tensor, tp: torch.Tensor, lens: np.ndarray) -> dict:
     n = len(sp) // 2
     # orthogonal Procrustes: the rotation taking the first half's student embeddings nearest the teacher's (a free
     # linear map over-fits: 147k numbers from 1,000 passages of 384 dims put the held half at 0.73 for the shipped
-    # model, below its raw 0.81)
+    # model, below its raw 0.81: bench/results/2026-12-03-h200-s14/passage_geometry_cpu_lstsq.json)
     u, _, vt = torch.linalg.svd(sp[:n].double().T @ tp[:n].double())
     w = (u @ vt).float()
     r["cos_rotated_heldhalf"] = float((F.normalize(sp[n:] @ w, dim=-1) * tp[n:]).sum(-1).mean())
@@ -62,16 +62,12 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["default"])
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
-    tdir = Path(args.teacher_out)
-    meta = json.loads((tdir / "teacher.json").read_text())
-    with np.load(tdir / "teacher_embeddings.npz") as z:
-        tp = torch.from_numpy(z["passages"].astype(np.float32))
+    meta, temb = Q.teacher_outputs(args.teacher_out)
+    tp = temb["passages"]
     res = {}
     for path in args.models:
         loaded = load_model(path, "cpu")
-        sets = Q.build_eval_sets(Path(args.data), loaded.tokenizer, meta["sets"])
-        if sets.fingerprint() != meta["fingerprint"]:
-            raise SystemExit(f"the passages differ from the teacher phase's ({tdir}): same --data and tokenizer needed")
+        sets = Q.sets_of_teacher_phase(args.data, loaded.tokenizer, meta, args.teacher_out)
         with torch.no_grad():  # (autograd would keep every step's activations)
             sp = Q.student_streams(loaded.model, sets.passages, torch.device("cpu"), 1024, 256, path)[0].float()
         res[path] = geometry(sp, tp, np.array([len(p) for p in sets.passages]))

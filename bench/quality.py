@@ -367,21 +367,32 @@ def teacher_phase(args) -> None:
           f"{len(sets.doc_ids)} documents, {len(sets.doc_queries)} document queries)")
 
 
+def teacher_outputs(teacher_out: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The teacher phase's JSON and its embeddings of every set (float32)."""
+    tdir = Path(teacher_out)
+    meta = json.loads((tdir / "teacher.json").read_text())
+    with np.load(tdir / "teacher_embeddings.npz") as z:
+        return meta, {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+
+
+def sets_of_teacher_phase(data: str, tok, meta: dict, teacher_out: str) -> EvalSets:
+    """The evaluation sets the teacher phase embedded, rebuilt with `tok` and checked token for token."""
+    sets = build_eval_sets(Path(data), tok, meta["sets"])
+    if sets.fingerprint() != meta["fingerprint"]:
+        raise SystemExit(f"the evaluation sets differ from the teacher phase's ({teacher_out}/teacher.json): same "
+                         f"--data and the same tokenizer as {meta['teacher']} are needed")
+    return sets
+
+
 def student_phase(args) -> None:
     """Student embeddings (directly and through the engine), all metrics against the teacher phase's outputs."""
     from streamret.engine import EngineConfig
 
-    tdir = Path(args.teacher_out)
-    meta = json.loads((tdir / "teacher.json").read_text())
-    with np.load(tdir / "teacher_embeddings.npz") as z:
-        temb = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+    meta, temb = teacher_outputs(args.teacher_out)
     loaded = load_model(args.model, args.device)
     model, tok, device = loaded.model, loaded.tokenizer, loaded.model.device
     cuda = device.type == "cuda"
-    sets = build_eval_sets(Path(args.data), tok, meta["sets"])
-    if sets.fingerprint() != meta["fingerprint"]:
-        raise SystemExit(f"the evaluation sets differ from the teacher phase's ({tdir}/teacher.json): same --data "
-                         f"and the same tokenizer as {meta['teacher']} are needed")
+    sets = sets_of_teacher_phase(args.data, tok, meta, args.teacher_out)
     chunk_tokens = args.chunk_tokens or (8192 if cuda else 1024)
     max_streams = 256 if cuda else 16
     many = 4096 if cuda else 256

@@ -304,20 +304,26 @@ def test_doc_step_moves_the_query_passages_only_when_asked(query_grad, monkeypat
 
     def grads(flag: bool) -> tuple[dict[str, torch.Tensor], list[bool]]:
         model = RetNet(cfg).init_weights(0, std=0.3)
-        seen, forward = [], model.forward
+        seen, forward, embed = [], model.forward, model.embed
 
         def spy(x, **kw):
             if x.shape == (6, 12):
                 seen.append(torch.is_grad_enabled())
             return forward(x, **kw)
 
+        def embed_spy(pool_sum, count):  # the queries' pooled sums through the head: no graph either when off
+            if len(pool_sum) == 6:
+                seen.append(torch.is_grad_enabled())
+            return embed(pool_sum, count)
+
         monkeypatch.setattr(model, "forward", spy)
+        monkeypatch.setattr(model, "embed", embed_spy)
         doc_step(model, batch, t_docs, t_queries, None, block=16, temperature=0.5, mean_weight=0.0, nce_weight=1.0,
                  device=torch.device("cpu"), query_grad=flag)
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, seen
 
     got, seen = grads(query_grad)
-    assert seen == [query_grad]
+    assert seen == [query_grad, query_grad]
     default, _ = grads(True)
     same = all(torch.equal(got[n], default[n]) for n in default)
     assert same == query_grad

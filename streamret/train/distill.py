@@ -184,6 +184,9 @@ class PhaseTimes:
             self.total[phase] += now - self.since
             self.since = now
 
+    def step_done(self) -> None:
+        self.steps += 1
+
     def take(self) -> dict[str, float]:
         """Mean ms a step of each phase since the last take (empty when off)."""
         if not self.enabled or not self.steps:
@@ -446,7 +449,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                     p.mul_(1 - lr * cfg.weight_decay)
         opt.step()
         phases.end("optimizer")
-        phases.steps += 1
+        phases.step_done()
         profiler.after_step()
         step += 1
         tokens += len(batch.ids)

@@ -125,10 +125,11 @@ def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: to
     pooled, starts = pooled_without_graph(model, ids, block, forward)
     pooled = pooled.detach().requires_grad_()
     queries = torch.from_numpy(batch.queries).to(device)
-    with autocast(device), torch.set_grad_enabled(query_grad):
-        q_hidden, _ = model(queries, mode="parallel")
-    # the pooled means through the head in float32, as the engine's float64 pool is
-    s_queries = model.embed(q_hidden.float().sum(1), torch.full((len(queries),), queries.shape[1], device=device))
+    with torch.set_grad_enabled(query_grad):  # off: no gradient into the queries' layers nor the head through them
+        with autocast(device):
+            q_hidden, _ = model(queries, mode="parallel")
+        # the pooled means through the head in float32, as the engine's float64 pool is
+        s_queries = model.embed(q_hidden.float().sum(1), torch.full((len(queries),), queries.shape[1], device=device))
     docs = model.embed(pooled, torch.full((len(ids),), ids.shape[1], device=device))
     gold = torch.from_numpy(batch.query_doc).to(device)
     doc_ids = torch.from_numpy(batch.doc).to(device)
