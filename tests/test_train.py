@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 
@@ -268,12 +269,18 @@ def test_pack_fits_its_budget_and_the_document_objective_trains_from_an_init_mod
     assert not (tmp_path / "out" / "profile.txt").exists()
     assert np.mean([r["total"] for r in rows[-3:]]) < 0.8 * np.mean([r["total"] for r in rows[:3]])
     assert np.mean([r["doc_mean"] for r in rows[-3:]]) < np.mean([r["doc_mean"] for r in rows[:3]])
+    assert result["init_training"] is None  # the init folder has no training.json
     assert "held_out" not in result and result["doc_tokens_seen"] == sum(
         min(4, 640 // length) * length for length in [192, 320] * 5)
 
-    # the run started from the init model's weights (a step at a vanishing rate leaves them as they were)
+    # the run started from the init model's weights (a step at a vanishing rate leaves them as they were),
+    # and its training.json carries the init model's own, so the weights' whole recipe travels with them
+    parent = {"step": 7, "init": None, "log": [{"step": 7, "total": 0.5}]}
+    (tmp_path / "init" / "training.json").write_text(json.dumps(parent))
     args = _args(tmp_path / "pack", tmp_path / "again", fresh=True, init=str(tmp_path / "init"))
-    train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12, doc_forward="chunkwise"), student_config(vocab))
+    again = train(args, replace(_cfg(1, doc_tokens=640), lr=1e-12, doc_forward="chunkwise"), student_config(vocab))
+    assert again["init_training"] == parent
+    assert json.loads((tmp_path / "again" / "out" / "training.json").read_text())["init_training"] == parent
     export.merge_shards(tmp_path / "again" / "out", tmp_path / "again" / "merged")
     started = load_model(str(tmp_path / "again" / "merged"), "cpu", "float32").model.state_dict()
     for name, t in init.state_dict().items():

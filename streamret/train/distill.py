@@ -331,6 +331,13 @@ def check_teacher_covers(teacher, corpus: Corpus, where: Path) -> None:
                          "build the pack again (python -m streamret.train.train_pack) from the same .distill")
 
 
+def init_history(init: str | None) -> dict | None:
+    """The --init model's own training.json (its recipe and log, with its parents' nested the same way), so a
+    continued run's training.json names every run behind its weights; None without --init or without one."""
+    path = Path(init) / "training.json" if init else None
+    return json.loads(path.read_text()) if path is not None and path.exists() else None
+
+
 def initial_model(args: argparse.Namespace, teacher, cfg: TrainConfig, student: RetNetConfig) -> RetNet:
     if args.init:
         model, _ = load_checkpoint(args.init)
@@ -479,7 +486,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
               "doc_tokens_seen": doc_tokens, "init": args.init, "data": manifest.get("pack", {}),
               "train": asdict(cfg), "student": asdict(student), "params": model.num_parameters(),
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "log": log}
+              "torch": torch.__version__, "log": log, "init_training": init_history(args.init)}
     if held_out is not None:
         result["held_out"] = evaluate(model, teacher, held_out, device, n=args.eval_n)
     result["train_sample"] = evaluate(model, teacher, corpus, device, n=args.eval_n)
