@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
 from dataclasses import replace
@@ -31,8 +32,9 @@ from streamret.train.distill import (
 )
 from streamret.train.distill import main as distill_main
 from streamret.train.docs import DocBank, backward_through_blocks, doc_step, pooled_without_graph
-from streamret.train.prepare import read_source, write_source
-from streamret.train.sources import html_to_text, subsample
+from streamret.train.prepare import main as prepare_main
+from streamret.train.prepare import read_source, start_manifest, write_source
+from streamret.train.sources import _each_file, html_to_text, subsample
 from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
 
 
@@ -45,6 +47,30 @@ def test_html_to_text_drops_markup_and_scripts():
     text = html_to_text("<html><head><title>t</title></head><body><script>x=1</script>"
                         "<p>Hello &amp; <b>world</b></p><p>Two</p></body></html>")
     assert text == "Hello & world\n\nTwo"
+
+
+def test_html_to_text_drops_a_books_navigation():
+    assert html_to_text("<nav><ol><li>1. Intro</li><li>2. Types</li></ol></nav><p>Types are</p>") == "Types are"
+
+
+def test_each_file_reads_every_pattern_skips_and_turns_html_into_text(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("plain  \n\n\n\ntext")
+    (tmp_path / "d" / "b.html").write_text("<p>marked <i>up</i></p>")
+    (tmp_path / "d" / "a-delta.txt").write_text("changes")
+    with gzip.open(tmp_path / "c.md.gz", "wt") as f:
+        f.write("# zipped")
+    docs = list(_each_file("d/*.txt", "d/*.html", "*.gz", skip=r"delta")(tmp_path))
+    assert docs == [("d/a.txt", "plain\n\ntext"), ("d/b.html", "marked up"), ("c.md.gz", "# zipped")]
+
+
+def test_prepare_names_an_unknown_source_and_a_partial_build_keeps_the_others(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        prepare_main(["--out", str(tmp_path), "--only", "linux-doc", "no-such-doc"])
+    assert "no-such-doc: no such source" in capsys.readouterr().err
+    (tmp_path / "manifest.json").write_text(json.dumps({"sources": {"old": {"split": "train"}}}))
+    assert start_manifest(tmp_path, partial=True)["sources"] == {"old": {"split": "train"}}
+    assert start_manifest(tmp_path, partial=False)["sources"] == {}
 
 
 def test_subsample_keeps_about_the_budget():

@@ -76,14 +76,25 @@ def read_source(path: str | Path) -> list[tuple[str, str]]:
         return [(d["id"], d["text"]) for d in map(json.loads, f)]
 
 
+def start_manifest(out: Path, partial: bool) -> dict:
+    """The manifest a build fills in: empty, or for a partial build (--only) the other sources' entries kept."""
+    manifest: dict = {"sources": {}, "teacher": TEACHER_PACKAGE}
+    if partial and (out / "manifest.json").exists():
+        manifest["sources"] = json.loads((out / "manifest.json").read_text())["sources"]
+    return manifest
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Build the distillation data and teacher folder.")
     ap.add_argument("--out", default=".distill", help="output folder (git-ignored; carried to the GPU)")
     ap.add_argument("--work", default="/tmp/streamret-distill-work", help="downloads and unpacked packages")
-    ap.add_argument("--only", nargs="*", help="build only these sources (default: all)")
+    ap.add_argument("--only", nargs="*", help="build only these sources, keeping the others in --out (default: all)")
     args = ap.parse_args(argv)
     out, work = Path(args.out), Path(args.work)
-    manifest: dict = {"sources": {}, "teacher": TEACHER_PACKAGE}
+    unknown = sorted(set(args.only or ()) - {src.name for src in SOURCES})
+    if unknown:
+        ap.error(f"--only {' '.join(unknown)}: no such source; the sources are {', '.join(s.name for s in SOURCES)}")
+    manifest = start_manifest(out, partial=bool(args.only))
     for src in SOURCES:
         if args.only and src.name not in args.only:
             continue
