@@ -6,9 +6,10 @@ A device call carries at most 64 MiB with the working tree, and the tree already
 model (~36.5 MiB), which a run starting from it (`distill --init streamret/assets/default`) needs.
 The full .distill (~49 MiB) does not fit beside it, so the pack holds:
 
-    <out>/data/<source>.jsonl.xz   the chosen training sources (default: the technical manuals, the
-                                   held-out sources' kind), recompressed, an evenly spaced subset of
-                                   documents if needed to fit the budget
+    <out>/data/<source>.jsonl.xz   the chosen training sources (default: the five technical manuals of
+                                   the shipped model's second run, the held-out sources' kind),
+                                   recompressed, an evenly spaced subset of documents if needed to fit
+                                   the budget
     <out>/teacher/                 the teacher, every matrix int8, only the word embeddings of tokens
                                    that text uses; no tokenizer.json (distill takes --init's, the same)
     <out>/manifest.json            those sources (split "train"), and "pack": sizes, budget, kept share
@@ -34,7 +35,7 @@ from .teacher import shrink_teacher
 
 CALL_BYTES = 64 * 2**20  # what one device call carries, working tree included
 MARGIN_BYTES = 3 * 2**20 // 2  # for files the tree gains (other branches merged) before the call
-TECHNICAL = ("linux-doc", "git-doc", "debian-reference", "cfi", "gnu-standards")
+TECHNICAL = ("linux-doc", "git-doc", "debian-reference", "cfi", "gnu-standards")  # the README recipe's .train
 
 
 def tracked_tree_bytes(repo: Path) -> int:
