@@ -11,9 +11,10 @@
 # and the pack's data split in two carries (.device/tf2/data_a: the ten older sources, 12.8 MiB; data_b: the
 # twelve new ones, 9.9 MiB), since data and teacher (20.9 MiB) together do not fit beside the tree.
 # Calls chained at once on one warm machine (30 s idle release):
-#   stage a, stage b   copy each half of the data to /tmp/tf/data
-#   fresh              carries the teacher and manifest; leg 1 from the shipped weights, 8.8 min, no document terms
-#   resume             leg 2 from /tmp/ckpt (the lr schedule spans both legs)
+#   stage a, stage b   carry .device/tf2/data_a (then data_b); copy each half of the data to /tmp/tf/data
+#   fresh              carries .device/tf2/teacher and .device/tf2/manifest.json (62.5 MiB with the tree); leg 1
+#                      from the shipped weights, 8.8 min, no document terms (timeout_s 600: it ends at ~535 s)
+#   resume             carries nothing; leg 2 from /tmp/ckpt (the lr schedule spans both legs)
 #   eval               carries .quality/heldout and .device/qT: quality.py's student phase on the GPU, shipped and
 #                      new side by side (~70 s)
 # Predicted: held-out passage cosine 0.846 -> 0.855-0.865, passage R@10 0.547 -> 0.56, document recall@10
