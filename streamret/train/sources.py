@@ -1,6 +1,7 @@
 """English text that exists offline: Debian packages, each turned into documents (id, text).
 
-Each `Source` names its Debian packages and how to read documents out of the unpacked files.
+Each `Source` names its Debian packages and how to read documents out of the unpacked files. Every
+package is from Debian's main archive (free licences; each package's copyright file names its own).
 Whole sources are held out for evaluation (split "eval"), so that the quality benchmark measures
 text the student never saw, from publishers it never saw.
 """
