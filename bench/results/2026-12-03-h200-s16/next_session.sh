@@ -9,7 +9,9 @@
 #   python -m streamret.train.prepare --only <the twelve>   (the ten older sources are kept in .distill)
 #   python -m streamret.train.train_pack --sources <all 22> --out .device/tf2 --max-mib 90
 # and the pack's data split in two carries (.device/tf2/data_a: the ten older sources, 12.8 MiB; data_b: the
-# twelve new ones, 9.9 MiB), since data and teacher (20.9 MiB) together do not fit beside the tree.
+# twelve new ones, 9.9 MiB), since data and teacher (20.9 MiB) together do not fit beside the tree:
+#   cd .device/tf2 && mkdir data_a data_b && for s in linux-doc bible-kjv gcide wordnet fortunes jargon cfi \
+#     debian-reference gnu-standards git-doc; do mv data/$s.jsonl.xz data_a/; done && mv data/* data_b/ && rmdir data
 # Calls chained at once on one warm machine (30 s idle release):
 #   stage a, stage b   carry .device/tf2/data_a (then data_b); copy each half of the data to /tmp/tf/data
 #   fresh              carries .device/tf2/teacher and .device/tf2/manifest.json (62.5 MiB with the tree); leg 1
