@@ -34,7 +34,7 @@ from streamret.train.distill import main as distill_main
 from streamret.train.docs import DocBank, backward_through_blocks, doc_step, pooled_without_graph
 from streamret.train.prepare import main as prepare_main
 from streamret.train.prepare import read_source, start_manifest, write_source
-from streamret.train.sources import _each_file, html_to_text, subsample
+from streamret.train.sources import each_file, html_to_text, subsample
 from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
 
 
@@ -60,7 +60,7 @@ def test_each_file_reads_every_pattern_skips_and_turns_html_into_text(tmp_path):
     (tmp_path / "d" / "a-delta.txt").write_text("changes")
     with gzip.open(tmp_path / "c.md.gz", "wt") as f:
         f.write("# zipped")
-    docs = list(_each_file("d/*.txt", "d/*.html", "*.gz", skip=r"delta")(tmp_path))
+    docs = list(each_file("d/*.txt", "d/*.html", "*.gz", skip=r"delta")(tmp_path))
     assert docs == [("d/a.txt", "plain\n\ntext"), ("d/b.html", "marked up"), ("c.md.gz", "# zipped")]
 
 

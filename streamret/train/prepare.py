@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Build the distillation data and teacher folder.")
     ap.add_argument("--out", default=".distill", help="output folder (git-ignored; carried to the GPU)")
     ap.add_argument("--work", default="/tmp/streamret-distill-work", help="downloads and unpacked packages")
-    ap.add_argument("--only", nargs="*", help="build only these sources, keeping the others in --out (default: all)")
+    ap.add_argument("--only", nargs="*",
+                    help="build only these sources, keeping the others and the teacher in --out (default: all)")
     args = ap.parse_args(argv)
     out, work = Path(args.out), Path(args.work)
     unknown = sorted(set(args.only or ()) - {src.name for src in SOURCES})
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
             "packages": [d.name for d in debs],
         }
         print(f"{src.name:18s} {src.split:5s} {len(docs):6d} docs {size / 2**20:6.2f} MiB", flush=True)
-    hf_dir = fetch_teacher(work)
-    convert_teacher(hf_dir, out / "teacher", quantize="embeddings")
+    if not (args.only and (out / "teacher" / "config.json").exists()):  # a partial build keeps the teacher
+        convert_teacher(fetch_teacher(work), out / "teacher", quantize="embeddings")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {out} ({total / 2**20:.1f} MiB)")

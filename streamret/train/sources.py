@@ -79,7 +79,7 @@ def _files(root: Path, pattern: str) -> list[Path]:
     return sorted(p for p in root.glob(pattern) if p.is_file() and not p.is_symlink())
 
 
-def _each_file(*patterns: str, skip: str | None = None) -> Callable[[Path], Iterator[Doc]]:
+def each_file(*patterns: str, skip: str | None = None) -> Callable[[Path], Iterator[Doc]]:
     """One document per file matching any of `patterns` (and not the regex `skip`); HTML files become text."""
     def read(root: Path) -> Iterator[Doc]:
         for pattern in patterns:
@@ -153,40 +153,40 @@ RUST = "usr/share/doc/rust-doc/html"
 RUST_BOOKS = ("book", "reference", "nomicon", "rust-by-example", "edition-guide", "embedded-book", "rustc", "rustdoc")
 SOURCES: list[Source] = [
     # training sources
-    Source("linux-doc", ("linux-doc-6.12",), "train", _each_file(f"{LINUX}/Documentation/**/*.rst.gz")),
+    Source("linux-doc", ("linux-doc-6.12",), "train", each_file(f"{LINUX}/Documentation/**/*.rst.gz")),
     Source("bible-kjv", ("bible-kjv", "bible-kjv-text"), "train", _bible),
     Source("gcide", ("dict-gcide",), "train", _gcide, max_mb=10),
     Source("wordnet", ("wordnet-base",), "train", _wordnet, max_mb=5),
     Source("fortunes", ("fortunes",), "train", _fortunes),
-    Source("jargon", ("jargon-text",), "train", _each_file("usr/share/doc/jargon-text/jargon.txt.gz")),
-    Source("cfi", ("cfi-en",), "train", _each_file("usr/share/doc/cfi-en/html/*.htm*")),
+    Source("jargon", ("jargon-text",), "train", each_file("usr/share/doc/jargon-text/jargon.txt.gz")),
+    Source("cfi", ("cfi-en",), "train", each_file("usr/share/doc/cfi-en/html/*.htm*")),
     Source("debian-reference", ("debian-reference-en",), "train",
-           _each_file("usr/share/debian-reference/*.en.html")),
-    Source("gnu-standards", ("gnu-standards",), "train", _each_file("usr/share/info/[ms]*.info.gz")),
-    Source("git-doc", ("git-doc",), "train", _each_file("usr/share/doc/git-doc/*.txt")),
+           each_file("usr/share/debian-reference/*.en.html")),
+    Source("gnu-standards", ("gnu-standards",), "train", each_file("usr/share/info/[ms]*.info.gz")),
+    Source("git-doc", ("git-doc",), "train", each_file("usr/share/doc/git-doc/*.txt")),
     # more technical manuals (session 16): the held-out sets are manuals, the sources above mostly not
-    Source("perl-doc", ("perl-doc",), "train", _each_file("usr/share/perl/5.*/pod/perl*.pod", skip=r"delta\.pod$")),
+    Source("perl-doc", ("perl-doc",), "train", each_file("usr/share/perl/5.*/pod/perl*.pod", skip=r"delta\.pod$")),
     Source("rust-doc", ("rust-doc",), "train",
-           _each_file(*(f"{RUST}/{book}/**/*.html" for book in RUST_BOOKS), skip=r"/(print|toc|404|SUMMARY)\.html$"),
+           each_file(*(f"{RUST}/{book}/**/*.html" for book in RUST_BOOKS), skip=r"/(print|toc|404|SUMMARY)\.html$"),
            max_mb=12),
     Source("apache2-doc", ("apache2-doc",), "train",
-           _each_file("usr/share/doc/apache2-doc/manual/en/**/*.html")),
-    Source("vim-doc", ("vim-runtime",), "train", _each_file("usr/share/vim/vim*/doc/*.txt")),
-    Source("nodejs-doc", ("nodejs-doc",), "train", _each_file("usr/share/doc/nodejs/api/*.md.gz")),
+           each_file("usr/share/doc/apache2-doc/manual/en/**/*.html")),
+    Source("vim-doc", ("vim-runtime",), "train", each_file("usr/share/vim/vim*/doc/*.txt")),
+    Source("nodejs-doc", ("nodejs-doc",), "train", each_file("usr/share/doc/nodejs/api/*.md.gz")),
     Source("debian-handbook", ("debian-handbook",), "train",
-           _each_file("usr/share/doc/debian-handbook/html/en-US/*.html")),
+           each_file("usr/share/doc/debian-handbook/html/en-US/*.html")),
     Source("debian-policy", ("debian-policy", "developers-reference", "maint-guide"), "train",
-           _each_file("usr/share/doc/debian-policy/*.txt.gz", "usr/share/developers-reference/_sources/*.rst.txt",
+           each_file("usr/share/doc/debian-policy/*.txt.gz", "usr/share/developers-reference/_sources/*.rst.txt",
                       "usr/share/doc/maint-guide/html/*.en.html")),
     Source("erlang-doc", ("erlang-doc",), "train",
-           _each_file("usr/share/doc/erlang-doc/**/*.html", skip=r"/wx-|/chunks/"), max_mb=10),
+           each_file("usr/share/doc/erlang-doc/**/*.html", skip=r"/wx-|/chunks/"), max_mb=10),
     Source("gnu-info", ("octave-doc", "zsh-doc", "guile-3.0-doc"), "train",
-           _each_file("usr/share/info/octave.info*.gz", "usr/share/info/zsh.info*.gz",
+           each_file("usr/share/info/octave.info*.gz", "usr/share/info/zsh.info*.gz",
                       "usr/share/info/guile-3.0/guile.info*.gz")),
-    Source("gnuplot-doc", ("gnuplot-doc",), "train", _each_file("usr/share/doc/gnuplot/htmldocs/*.html")),
-    Source("bind9-doc", ("bind9-doc",), "train", _each_file("usr/share/doc/bind9-doc/arm/*.html")),
-    Source("docker-doc", ("docker-doc",), "train", _each_file("usr/share/doc/docker-doc/**/*.md*")),
+    Source("gnuplot-doc", ("gnuplot-doc",), "train", each_file("usr/share/doc/gnuplot/htmldocs/*.html")),
+    Source("bind9-doc", ("bind9-doc",), "train", each_file("usr/share/doc/bind9-doc/arm/*.html")),
+    Source("docker-doc", ("docker-doc",), "train", each_file("usr/share/doc/docker-doc/**/*.md*")),
     # held out: technical manuals from publishers the student never reads in training
-    Source("python-doc", ("python3.11-doc",), "eval", _each_file(f"{PY}/html/_sources/**/*.rst.txt")),
-    Source("postgresql-doc", ("postgresql-doc-15",), "eval", _each_file(f"{PG}/html/*.html")),
+    Source("python-doc", ("python3.11-doc",), "eval", each_file(f"{PY}/html/_sources/**/*.rst.txt")),
+    Source("postgresql-doc", ("postgresql-doc-15",), "eval", each_file(f"{PG}/html/*.html")),
 ]
