@@ -268,7 +268,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("recall@10 (%)")
     ax.set_ylim(0, 100)
     n = result["long_docs"]["docs"]
-    ax.set_title(f"passage -> source document, {n} held-out documents ({result['device']})")
+    ax.set_title(f"passage -> source document, {n} held-out documents\n{result['device']}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
