@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import shutil
 import time
 from dataclasses import replace
 
@@ -34,7 +36,7 @@ from streamret.train.distill import main as distill_main
 from streamret.train.docs import DocBank, backward_through_blocks, doc_step, pooled_without_graph
 from streamret.train.prepare import main as prepare_main
 from streamret.train.prepare import read_source, start_manifest, write_source
-from streamret.train.sources import each_file, html_to_text, subsample
+from streamret.train.sources import each_file, html_to_text, man_pages, subsample
 from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
 
 
@@ -62,6 +64,31 @@ def test_each_file_reads_every_pattern_skips_and_turns_html_into_text(tmp_path):
         f.write("# zipped")
     docs = list(each_file("d/*.txt", "d/*.html", "*.gz", skip=r"delta")(tmp_path))
     assert docs == [("d/a.txt", "plain\n\ntext"), ("d/b.html", "marked up"), ("c.md.gz", "# zipped")]
+
+
+def test_each_file_reads_a_hard_linked_page_once_and_cleans_away_site_chrome(tmp_path):
+    (tmp_path / "one.html").write_text("<p>menu</p><p>NEXT</p><p>body text</p>")
+    os.link(tmp_path / "one.html", tmp_path / "same.html")  # one page under two names
+    (tmp_path / "index.html").write_text("<p>menu</p><p>a list of pages</p>")  # no marker: not a page of text
+    (tmp_path / "link.html").symlink_to(tmp_path / "one.html")
+    docs = list(each_file("*.html", clean=lambda t: t.split("NEXT", 1)[1] if "NEXT" in t else "")(tmp_path))
+    assert [(d, t) for d, t in docs if t] == [("one.html", "body text")]
+    assert len(docs) == 2  # index.html cleaned to nothing; prepare drops empty documents
+
+
+@pytest.mark.skipif(shutil.which("man") is None or shutil.which("col") is None, reason="needs man and col")
+def test_man_pages_renders_roff_without_hyphens_and_skips_so_stubs(tmp_path):
+    (tmp_path / "man1").mkdir()
+    with gzip.open(tmp_path / "man1" / "frob.1.gz", "wt") as f:
+        f.write(".TH FROB 1\n.SH NAME\nfrob \\- turn the knob\n.SH DESCRIPTION\n.B frob\nturns the "
+                "extraordinarily well-documented knob.\n")
+    with gzip.open(tmp_path / "man1" / "twiddle.1.gz", "wt") as f:
+        f.write(".so man1/frob.1\n")
+    docs = list(man_pages("man1/*.gz")(tmp_path))
+    assert [d for d, _ in docs] == ["man1/frob.1.gz"]
+    text = docs[0][1]
+    assert "frob - turn the knob" in text and "extraordinarily well-documented knob." in text
+    assert "\x08" not in text and not any(line.startswith(" ") for line in text.splitlines())
 
 
 def test_prepare_names_an_unknown_source_and_a_partial_build_keeps_the_others(tmp_path, capsys):

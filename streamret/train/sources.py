@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import html
+import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,11 +78,21 @@ def html_to_text(markup: str) -> str:
 
 
 def _files(root: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in root.glob(pattern) if p.is_file() and not p.is_symlink())
+    """Regular files matching pattern, each once: symlinks and further hard links to a file are left out (a
+    package that ships one page under several names would otherwise train on it several times)."""
+    seen, out = set(), []
+    for path in sorted(root.glob(pattern)):
+        if path.is_file() and not path.is_symlink() and (key := (path.stat().st_dev, path.stat().st_ino)) not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
 
 
-def each_file(*patterns: str, skip: str | None = None) -> Callable[[Path], Iterator[Doc]]:
-    """One document per file matching any of `patterns` (and not the regex `skip`); HTML files become text."""
+def each_file(
+    *patterns: str, skip: str | None = None, clean: Callable[[str], str] | None = None,
+) -> Callable[[Path], Iterator[Doc]]:
+    """One document per file matching any of `patterns` (and not the regex `skip`); HTML files become text,
+    then `clean` (if given) cuts what every page of a site repeats; a page it leaves empty is dropped."""
     def read(root: Path) -> Iterator[Doc]:
         for pattern in patterns:
             for path in _files(root, pattern):
@@ -88,9 +100,40 @@ def each_file(*patterns: str, skip: str | None = None) -> Callable[[Path], Itera
                 if skip and re.search(skip, doc_id):
                     continue
                 text = _open_text(path)
-                yield doc_id, html_to_text(text) if ".htm" in path.name else tidy(text)
+                text = html_to_text(text) if ".htm" in path.name else tidy(text)
+                yield doc_id, tidy(clean(text)) if clean else text
 
     return read
+
+
+def man_pages(*patterns: str) -> Callable[[Path], Iterator[Doc]]:
+    """One document per roff man page, rendered by `man` (package man-db) unhyphenated and unjustified; `.so`
+    stubs (a page that only names another) are left out."""
+    def read(root: Path) -> Iterator[Doc]:
+        if shutil.which("man") is None or shutil.which("col") is None:
+            raise RuntimeError("man pages are rendered with `man` and `col` (Debian packages man-db and bsdextrautils):"
+                               " install them, or build the other sources with `prepare --only`")
+        env = dict(os.environ, MANWIDTH="100", LC_ALL="C.UTF-8")
+        for pattern in patterns:
+            for path in _files(root, pattern):
+                raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+                if raw.lstrip().startswith(b".so ") and len(raw) < 200:
+                    continue
+                shown = subprocess.run(["man", "--nh", "--nj", "-l", str(path)], capture_output=True, env=env).stdout
+                plain = subprocess.run(["col", "-bx"], input=shown, capture_output=True).stdout
+                text = re.sub(r"\n[ \t]+", "\n", plain.decode("utf-8", errors="replace"))
+                yield str(path.relative_to(root)), tidy(text)
+
+    return read
+
+
+def _after(marker: str) -> Callable[[str], str]:
+    """The text after the first match of the regex `marker`; nothing if it has none (an index page)."""
+    def cut(text: str) -> str:
+        m = re.search(marker, text)
+        return text[m.end():] if m else ""
+
+    return cut
 
 
 def _bible(root: Path) -> Iterator[Doc]:
@@ -186,6 +229,38 @@ SOURCES: list[Source] = [
     Source("gnuplot-doc", ("gnuplot-doc",), "train", each_file("usr/share/doc/gnuplot/htmldocs/*.html")),
     Source("bind9-doc", ("bind9-doc",), "train", each_file("usr/share/doc/bind9-doc/arm/*.html")),
     Source("docker-doc", ("docker-doc",), "train", each_file("usr/share/doc/docker-doc/**/*.md*")),
+    # more manuals and references (session 17; no Python or SQL documentation: the held-out sets are those)
+    Source("libreoffice-help", ("libreoffice-help-en-us",), "train",
+           each_file("usr/share/libreoffice/help/en-US/text/**/*.html")),
+    Source("libvirt-doc", ("libvirt-doc",), "train",
+           each_file("usr/share/doc/libvirt-doc/html/**/*.html", skip=r"/html/html/")),  # skip: the C API listing
+    Source("postfix-doc", ("postfix-doc",), "train", each_file("usr/share/doc/postfix/html/*.html")),
+    Source("maxima-doc", ("maxima-doc",), "train",
+           each_file("usr/share/doc/maxima-doc/html/maxima_*.html", skip=r"maxima_(37[78]|singlepage)\.html$")),
+    Source("cmake-doc", ("cmake-doc",), "train",
+           each_file("usr/share/doc/cmake-data/html/_sources/**/*.rst.txt", skip=r"/_sources/module/")),
+    Source("llvm-doc", ("llvm-14-doc", "clang-14-doc"), "train",  # skip: instruction and status tables
+           each_file("usr/share/doc/llvm-14-doc/html/_sources/**/*.txt",
+                     "usr/share/doc/clang-14/html/_sources/**/*.txt", skip=r"AMDGPU|ClangFormattedStatus")),
+    Source("grass-doc", ("grass-doc",), "train",
+           each_file("usr/share/doc/grass-doc/html/*.html",
+                     skip=r"/(index|full_index|keywords|topics?_.*|.*_graphical|manual_gallery|raster|vector|imagery"
+                          r"|database|display|general|miscellaneous|postscript|raster3d|temporal)\.html$")),
+    Source("dpdk-doc", ("dpdk-doc",), "train",
+           each_file("usr/share/doc/dpdk/guides/_sources/**/*.rst.txt", skip=r"/rel_notes/")),
+    Source("gcl-doc", ("gcl-doc",), "train", each_file("usr/share/info/gcl*.info*.gz")),
+    Source("gimp-help", ("gimp-help-en",), "train", each_file("usr/share/gimp/2.0/help/en/*.html")),
+    Source("exim4-doc", ("exim4-doc-html",), "train",
+           each_file("usr/share/doc/exim4-doc-html/spec_html/*.html", skip=r"index\.html$")),
+    Source("ghc-doc", ("ghc-doc",), "train", each_file("usr/share/doc/ghc-doc/html/users_guide/_sources/**/*.rst.txt")),
+    Source("man-pages", ("manpages", "manpages-dev"), "train", man_pages("usr/share/man/man*/*.gz")),
+    Source("racket-doc", ("racket-doc",), "train",
+           each_file("usr/share/doc/racket/**/*.html", skip=r"/(db|deinprogramm)/", clean=_after(r"← prev.*?next →")),
+           max_mb=8),  # clean: the page's text starts after its navigation bar; index pages have none
+    Source("lilypond-doc", ("lilypond-doc-html",), "train",
+           each_file(*(f"usr/share/doc/lilypond/html/Documentation/{m}/*.html" for m in
+                       ("notation", "learning", "usage", "extending", "essay", "contributor", "music-glossary")),
+                     clean=lambda text: text.split("This page is for LilyPond")[0])),  # then the site's sidebar
     # held out: technical manuals from publishers the student never reads in training
     Source("python-doc", ("python3.11-doc",), "eval", each_file(f"{PY}/html/_sources/**/*.rst.txt")),
     Source("postgresql-doc", ("postgresql-doc-15",), "eval", each_file(f"{PG}/html/*.html")),
