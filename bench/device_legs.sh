@@ -9,6 +9,9 @@
 #   resume         carries nothing; leg 2 from /tmp/ckpt (the lr schedule spans both legs)
 #   eval           carries .quality/heldout and .device/qT: quality.py's student phase on the GPU for the
 #                  shipped model and for the legs' weights, side by side (~70 s)
+#   doc            carries .quality/heldout and .device/qT; from the legs' merged weights a short leg (MINUTES,
+#                  default 4.5) with the document InfoNCE at weight DOC_NCE (default 0.05; query passages
+#                  fixed), then its evaluation
 # A leg is MINUTES (default 8.8) of wall time, its lr schedule SCHEDULE (default 17.6) training minutes over
 # all legs (a call may run 600 s; an 8.8-minute leg ends at about 535 s: run it with timeout_s 600).
 # EVAL=1 on resume evaluates the legs' weights in the same call (carry .quality/heldout and .device/qT with
@@ -21,9 +24,11 @@
 set -u -o pipefail
 source bench/device_env.sh
 PACK=${PACK:-.device/tf}
-evaluate() {  # the legs' weights merged to /tmp/x_all, then quality.py's student phase for each model named;
-  # only each result's JSON comes back (a call returns eight files at most, and the model's shards are six)
-  python3 -m streamret.train.export /tmp/m_all --dst /tmp/x_all > /tmp/export.log 2>&1 || { cat /tmp/export.log; return 1; }
+merge() {  # the distill's fp16 shards in $1 -> one model folder $2
+  python3 -m streamret.train.export "$1" --dst "$2" > /tmp/export.log 2>&1 || { cat /tmp/export.log; return 1; }
+}
+evaluate() {  # quality.py's student phase for each model named; only each result's JSON comes back (a call
+  # returns eight files at most, and a model's shards are six)
   for m in "$@"; do
     local name; name=$(basename $m)
     python3 bench/quality.py student --data .quality/heldout --teacher-out .device/qT --model $m --device cuda \
@@ -31,20 +36,33 @@ evaluate() {  # the legs' weights merged to /tmp/x_all, then quality.py's studen
     cp /tmp/eval/S_$name/quality_cuda.json $OUT/quality_cuda_$name.json
   done
 }
+staged() {  # every source of the pack copied to /tmp/tf/data
+  [ -f /tmp/tf/manifest.json ] || { echo "no /tmp/tf/manifest.json: the fresh call copies it (a released machine" \
+    "loses it: start again from stage)"; return 1; }
+  local want; want=$(python3 -c "import json; print(len(json.load(open('/tmp/tf/manifest.json'))['sources']))")
+  [ "$(ls /tmp/tf/data | wc -l)" = "$want" ] || { echo "the pack has $want sources, /tmp/tf/data has" \
+    "$(ls /tmp/tf/data | wc -l): stage every part first"; return 1; }
+}
+train() {  # $1 names the log; the rest are distill's arguments
+  local log=$1; shift
+  python3 -m streamret.train.distill --data /tmp/tf --warmup-frac 0.03 --log-every 25 "$@" 2>&1 \
+    | tee $OUT/train_$log.log | grep -v '^{"step"' | tail -8
+}
 case $1 in
-  stage) mkdir -p /tmp/tf/data && cp "$PACK/${2:-data}"/* /tmp/tf/data/ && ls /tmp/tf/data | wc -l && du -sh /tmp/tf/data
-         exit 0 ;;
-  fresh) cp -r "$PACK/teacher" "$PACK/manifest.json" /tmp/tf/ || exit 1; extra=--fresh ;;
-  resume) extra= ;;
-  eval) evaluate default /tmp/x_all; exit ;;
-  *) echo "usage: $0 stage [PART] | fresh | resume | eval"; exit 2 ;;
+  stage) mkdir -p /tmp/tf/data && cp "$PACK/${2:-data}"/* /tmp/tf/data/ && ls /tmp/tf/data | wc -l && du -sh /tmp/tf/data ;;
+  fresh|resume)
+    if [ $1 = fresh ]; then cp -r "$PACK/teacher" "$PACK/manifest.json" /tmp/tf/ || exit 1; fi
+    staged || exit 1
+    train $1 --init streamret/assets/default --out /tmp/m_all --ckpt /tmp/ckpt $([ $1 = fresh ] && echo --fresh) \
+      --minutes ${MINUTES:-8.8} --schedule-minutes ${SCHEDULE:-17.6} --lr 2e-4 --doc-tokens 0
+    cp -r /tmp/m_all $OUT/model
+    if [ "${EVAL:-0}" = 1 ] && [ $1 = resume ]; then merge /tmp/m_all /tmp/x_all && evaluate /tmp/x_all; fi ;;
+  eval) merge /tmp/m_all /tmp/x_all && evaluate default /tmp/x_all ;;
+  doc)  # a short leg with the document InfoNCE (weight DOC_NCE, default 0.05) from the legs' merged weights
+    [ -d /tmp/x_all ] || merge /tmp/m_all /tmp/x_all || exit 1
+    staged || exit 1
+    train doc --init /tmp/x_all --out /tmp/m_doc --ckpt /tmp/ckpt_doc --fresh --minutes ${MINUTES:-4.5} --lr 1e-4 \
+      --doc-tokens 65536 --doc-nce-weight ${DOC_NCE:-0.05} --doc-query-grad 0
+    cp -r /tmp/m_doc $OUT/model && merge /tmp/m_doc /tmp/x_doc && evaluate /tmp/x_doc ;;
+  *) echo "usage: $0 stage [PART] | fresh | resume | eval | doc"; exit 2 ;;
 esac
-want=$(python3 -c "import json; print(len(json.load(open('/tmp/tf/manifest.json'))['sources']))")
-[ "$(ls /tmp/tf/data | wc -l)" = "$want" ] || { echo "the pack has $want sources, /tmp/tf/data has" \
-  "$(ls /tmp/tf/data | wc -l): stage every part first"; exit 1; }
-python3 -m streamret.train.distill --data /tmp/tf --init streamret/assets/default --out /tmp/m_all --ckpt /tmp/ckpt \
-  $extra --minutes ${MINUTES:-8.8} --schedule-minutes ${SCHEDULE:-17.6} --lr 2e-4 --warmup-frac 0.03 --doc-tokens 0 --log-every 25 \
-  2>&1 | tee $OUT/train_$1.log | grep -v '^{"step"' | tail -8
-cp -r /tmp/m_all $OUT/model
-[ "${EVAL:-0}" = 1 ] && [ "$1" = resume ] && evaluate /tmp/x_all
-exit 0

@@ -24,11 +24,19 @@
 #   bash bench/results/2026-12-03-h200-s17/next_session.sh stage data_c   [".device/tf3/data_c"]          120
 #   bash bench/results/2026-12-03-h200-s17/next_session.sh fresh          [".device/tf3/teacher", ".device/tf3/manifest.json"]  600
 #   bash bench/results/2026-12-03-h200-s17/next_session.sh resume         [".quality/heldout", ".device/qT"]  600
+#   bash bench/device_legs.sh doc   (only with >= 330 s of device time left)  [".quality/heldout", ".device/qT"]  400
 # The resume leg is 8.0 minutes and evaluates its weights in the same call (EVAL=1, ~45 s; only the
 # result's JSON and the table come back beside the shards). If that evaluation is lost, merge the returned
 # shards here and evaluate on the CPU (22 min): `python -m streamret.train.export <files_at>/model --dst X`,
 # `python bench/quality.py student --data .quality/heldout --teacher-out .device/qT --model X --device cpu
 # --no-engine --out-dir D`.
+# The optional sixth call asks whether the document objective (in sessions 7-14 it cost passage agreement, its
+# InfoNCE moving the query passages; in session 15, with them fixed, it bought no document recall in 541 steps)
+# helps a student whose passages are now close to the teacher's: a 4.5-minute leg from the resume leg's merged weights with the document InfoNCE at 0.05 and the
+# query passages fixed (--doc-query-grad 0), evaluated in the same call. Predicted: document recall@10 up
+# 0.005-0.015 over the resume leg's, passage cosine at most 0.005 below it. A reading, not measured: a student
+# that only matches the teacher's passages and chunk means tends to the teacher's own chunk-mean recall (0.887),
+# under issue 18's 0.907, so some retrieval objective has to carry the rest.
 set -u
 export PACK=.device/tf3 SCHEDULE=16.8
 [ "$1" = resume ] && export MINUTES=8.0 EVAL=1
