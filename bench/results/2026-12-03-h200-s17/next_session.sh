@@ -24,7 +24,7 @@
 #   bash bench/results/2026-12-03-h200-s17/next_session.sh stage data_c   [".device/tf3/data_c"]          120
 #   bash bench/results/2026-12-03-h200-s17/next_session.sh fresh          [".device/tf3/teacher", ".device/tf3/manifest.json"]  600
 #   bash bench/results/2026-12-03-h200-s17/next_session.sh resume         [".quality/heldout", ".device/qT"]  600
-#   bash bench/device_legs.sh doc   (only with >= 330 s of device time left)  [".quality/heldout", ".device/qT"]  400
+#   bash bench/device_legs.sh doc   (only with >= 380 s of device time left)  [".quality/heldout", ".device/qT"]  400
 # The resume leg is 8.0 minutes and evaluates its weights in the same call (EVAL=1, ~45 s; only the
 # result's JSON and the table come back beside the shards). If that evaluation is lost, merge the returned
 # shards here and evaluate on the CPU (22 min): `python -m streamret.train.export <files_at>/model --dst X`,
