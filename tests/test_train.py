@@ -36,7 +36,7 @@ from streamret.train.distill import main as distill_main
 from streamret.train.docs import DocBank, backward_through_blocks, doc_step, pooled_without_graph
 from streamret.train.prepare import main as prepare_main
 from streamret.train.prepare import read_source, start_manifest, write_source
-from streamret.train.sources import each_file, html_to_text, man_pages, subsample
+from streamret.train.sources import MissingTool, each_file, html_to_text, man_pages, subsample
 from streamret.train.teacher import CONTENT, convert_teacher, load_teacher
 
 
@@ -93,7 +93,7 @@ def test_man_pages_renders_roff_without_hyphens_and_skips_so_stubs(tmp_path):
 
 def test_man_pages_without_man_names_the_packages_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="man-db and bsdextrautils"):
+    with pytest.raises(MissingTool, match="man-db and bsdextrautils"):
         list(man_pages("man1/*.gz")(tmp_path))
 
 

