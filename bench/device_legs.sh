@@ -5,13 +5,16 @@
 # data may be split into parts (PACK/data_a, PACK/data_b, ...) when data and teacher do not fit one call's
 # 64 MiB beside the tree. Each call's carry:
 #   stage [PART]   carries PACK/PART (default PART: data); copies its files to /tmp/tf/data
+#   teacher        carries PACK/teacher and PACK/manifest.json; copies them to /tmp/tf (for a doc leg without legs)
 #   fresh          carries PACK/teacher and PACK/manifest.json; leg 1 from the shipped weights
 #   resume         carries nothing; leg 2 from /tmp/ckpt (the lr schedule spans both legs)
 #   eval           carries .quality/heldout and .device/qT: quality.py's student phase on the GPU for the
 #                  shipped model and for the legs' weights, side by side (~70 s)
-#   doc            carries .quality/heldout and .device/qT; from the legs' merged weights a short leg (MINUTES,
+#   doc            carries .quality/heldout and .device/qT; from INIT (default: the legs' merged weights; e.g.
+#                  streamret/assets/default after stage and teacher calls) a short leg (MINUTES,
 #                  default 4.5) with the document InfoNCE at weight DOC_NCE (default 0.05; query passages
-#                  fixed), then its evaluation
+#                  fixed; DOC_GROUP documents of a step from one folder, then its source, default 8), then its
+#                  evaluation
 # A leg is MINUTES (default 8.8) of wall time, its lr schedule SCHEDULE (default 17.6) training minutes over
 # all legs (a call may run 600 s; an 8.8-minute leg ends at about 535 s: run it with timeout_s 600).
 # EVAL=1 on resume evaluates the legs' weights in the same call (carry .quality/heldout and .device/qT with
@@ -37,7 +40,7 @@ evaluate() {  # quality.py's student phase for each model named; only each resul
   done
 }
 staged() {  # every source of the pack copied to /tmp/tf/data
-  [ -f /tmp/tf/manifest.json ] || { echo "no /tmp/tf/manifest.json: the fresh call copies it (a released machine" \
+  [ -f /tmp/tf/manifest.json ] || { echo "no /tmp/tf/manifest.json: the fresh or teacher call copies it (a released machine" \
     "loses it: start again from stage)"; return 1; }
   local want; want=$(python3 -c "import json; print(len(json.load(open('/tmp/tf/manifest.json'))['sources']))")
   [ "$(ls /tmp/tf/data | wc -l)" = "$want" ] || { echo "the pack has $want sources, /tmp/tf/data has" \
@@ -58,11 +61,13 @@ case $1 in
     cp -r /tmp/m_all $OUT/model
     if [ "${EVAL:-0}" = 1 ] && [ $1 = resume ]; then merge /tmp/m_all /tmp/x_all && evaluate /tmp/x_all; fi ;;
   eval) merge /tmp/m_all /tmp/x_all && evaluate default /tmp/x_all ;;
-  doc)  # a short leg with the document InfoNCE (weight DOC_NCE, default 0.05) from the legs' merged weights
-    [ -d /tmp/x_all ] || merge /tmp/m_all /tmp/x_all || exit 1
+  teacher) mkdir -p /tmp/tf && cp -r "$PACK/teacher" "$PACK/manifest.json" /tmp/tf/ && du -sh /tmp/tf/teacher ;;
+  doc)  # a short leg with the document InfoNCE (weight DOC_NCE, default 0.05) from INIT (default: the legs' weights)
+    init=${INIT:-/tmp/x_all}
+    if [ "$init" = /tmp/x_all ] && [ ! -d /tmp/x_all ]; then merge /tmp/m_all /tmp/x_all || exit 1; fi
     staged || exit 1
-    train doc --init /tmp/x_all --out /tmp/m_doc --ckpt /tmp/ckpt_doc --fresh --minutes ${MINUTES:-4.5} --lr 1e-4 \
-      --doc-tokens 65536 --doc-nce-weight ${DOC_NCE:-0.05} --doc-query-grad 0
+    train doc --init "$init" --out /tmp/m_doc --ckpt /tmp/ckpt_doc --fresh --minutes ${MINUTES:-4.5} --lr 1e-4 \
+      --doc-tokens 65536 --doc-nce-weight ${DOC_NCE:-0.05} --doc-query-grad 0 --doc-group ${DOC_GROUP:-8}
     cp -r /tmp/m_doc $OUT/model && merge /tmp/m_doc /tmp/x_doc && evaluate /tmp/x_doc ;;
-  *) echo "usage: $0 stage [PART] | fresh | resume | eval | doc"; exit 2 ;;
+  *) echo "usage: $0 stage [PART] | teacher | fresh | resume | eval | doc"; exit 2 ;;
 esac
