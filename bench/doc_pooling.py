@@ -65,14 +65,14 @@ def pool(name: str, win: torch.Tensor, owner: torch.Tensor, n_docs: int, mu: tor
     """One normalised vector per document from its (normalised) window embeddings."""
     if name == "mean":
         return averaged(win, owner.tolist(), n_docs)
-    kind, arg = name.split(":")
-    if kind == "centred":
+    kind, _, arg = name.partition(":")
+    if kind == "centred" and arg:
         return F.normalize(averaged(win, owner.tolist(), n_docs) - float(arg) * mu, dim=-1)
-    if kind == "distinct":
+    if kind == "distinct" and arg:
         w = (1 - win @ mu / mu.norm()).clamp_min(0) ** float(arg)
         sums = torch.zeros(n_docs, win.shape[1]).index_add_(0, owner, win * w[:, None])
         return F.normalize(sums, dim=-1)
-    raise ValueError(f"unknown pooling {name!r}")
+    raise ValueError(f"unknown pooling {name!r}; use mean, centred:A or distinct:P (A, P numbers)")
 
 
 def max_window_hits(queries: torch.Tensor, win: torch.Tensor, owner: torch.Tensor, n_docs: int,

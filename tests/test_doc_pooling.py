@@ -1,0 +1,80 @@
+"""bench/doc_pooling.py: poolings of window embeddings into one vector per document, and best-window scoring."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import doc_pooling  # noqa: E402  (bench/doc_pooling.py)
+from quality import averaged  # noqa: E402
+
+from streamret.model.tokenizer import ByteTokenizer  # noqa: E402
+from streamret.train.prepare import write_source  # noqa: E402
+
+
+def _windows(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    win = F.normalize(torch.randn(12, 16, generator=g), dim=-1)
+    owner = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    return win, owner
+
+
+def test_mean_is_quality_py_averaging_and_unit_length():
+    win, owner = _windows()
+    mu = win.mean(0)
+    out = doc_pooling.pool("mean", win, owner, 4, mu)
+    assert torch.allclose(out, averaged(win, owner.tolist(), 4))
+    for name in ("centred:0.5", "distinct:2"):
+        assert torch.allclose(doc_pooling.pool(name, win, owner, 4, mu).norm(dim=-1), torch.ones(4), atol=1e-6)
+
+
+def test_centring_moves_documents_away_from_mu():
+    win, owner = _windows(1)
+    mu = F.normalize(torch.ones(16), dim=-1) * 0.3
+    mean = doc_pooling.pool("mean", win, owner, 4, mu)
+    centred = doc_pooling.pool("centred:1.0", win, owner, 4, mu)
+    assert ((centred @ mu) < (mean @ mu)).all()
+
+
+def test_distinct_weighting_drops_a_window_equal_to_mu():
+    win, owner = _windows(2)
+    mu = win[0].clone()  # document 0's first window is the training mean direction: weight 1 - cos = 0
+    out = doc_pooling.pool("distinct:1", win, owner, 4, mu)
+    w = (1 - win[1:3] @ mu).clamp_min(0)
+    assert torch.allclose(out[0], F.normalize((win[1:3] * w[:, None]).sum(0), dim=-1), atol=1e-6)
+
+
+def test_best_window_finds_a_document_its_mean_hides():
+    win, owner = _windows(3)
+    q = win[[4]]  # the middle window of document 1
+    hits = doc_pooling.max_window_hits(q, win, owner, 4, torch.tensor([1]), k=1)
+    assert hits.tolist() == [True]
+    wrong = doc_pooling.max_window_hits(q, win, owner, 4, torch.tensor([2]), k=1)
+    assert wrong.tolist() == [False]
+
+
+def test_unknown_pooling_is_refused():
+    win, owner = _windows()
+    with pytest.raises(ValueError, match="unknown pooling"):
+        doc_pooling.pool("median", win, owner, 4, win.mean(0))
+
+
+def test_training_windows_skip_held_out_sources(tmp_path):
+    (tmp_path / "data").mkdir()
+    for name in ("train_a", "held"):
+        write_source([(f"{name}/{i}", f"{name} document {i} " * 40) for i in range(5)],
+                     tmp_path / "data" / f"{name}.jsonl.xz")
+    (tmp_path / "manifest.json").write_text(
+        '{"sources": {"train_a": {"split": "train"}, "held": {"split": "eval"}}}')
+    tok = ByteTokenizer()
+    out = doc_pooling.training_windows(tmp_path, tok, 3, np.random.default_rng(0))
+    assert len(out) == 3
+    assert all("train_a" in tok.decode(w) for w in out)
+    assert all("held" not in tok.decode(w) for w in out)
