@@ -92,6 +92,11 @@ def main() -> None:
     ap.add_argument("--poolings", nargs="+",
                     default=["mean", "centred:0.5", "centred:1.0", "distinct:1", "distinct:2"])
     args = ap.parse_args()
+    for name in args.poolings:  # a misspelt pooling stops here, not after the 13 minutes of embedding
+        try:
+            pool(name, torch.eye(2), torch.tensor([0, 1]), 2, torch.ones(2))
+        except ValueError as e:
+            ap.error(str(e))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     teacher_dir = Path(args.distill) / "teacher"
