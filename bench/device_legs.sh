@@ -39,6 +39,7 @@ evaluate() {  # quality.py's student phase for each model named; only each resul
     cp /tmp/eval/S_$name/quality_cuda.json $OUT/quality_cuda_$name.json
   done
 }
+stage_teacher() { mkdir -p /tmp/tf && cp -r "$PACK/teacher" "$PACK/manifest.json" /tmp/tf/; }
 staged() {  # every source of the pack copied to /tmp/tf/data
   [ -f /tmp/tf/manifest.json ] || { echo "no /tmp/tf/manifest.json: the fresh or teacher call copies it (a released machine" \
     "loses it: start again from stage)"; return 1; }
@@ -54,14 +55,14 @@ train() {  # $1 names the log; the rest are distill's arguments
 case $1 in
   stage) mkdir -p /tmp/tf/data && cp "$PACK/${2:-data}"/* /tmp/tf/data/ && ls /tmp/tf/data | wc -l && du -sh /tmp/tf/data ;;
   fresh|resume)
-    if [ $1 = fresh ]; then cp -r "$PACK/teacher" "$PACK/manifest.json" /tmp/tf/ || exit 1; fi
+    if [ $1 = fresh ]; then stage_teacher || exit 1; fi
     staged || exit 1
     train $1 --init streamret/assets/default --out /tmp/m_all --ckpt /tmp/ckpt $([ $1 = fresh ] && echo --fresh) \
       --minutes ${MINUTES:-8.8} --schedule-minutes ${SCHEDULE:-17.6} --lr 2e-4 --doc-tokens 0
     cp -r /tmp/m_all $OUT/model
     if [ "${EVAL:-0}" = 1 ] && [ $1 = resume ]; then merge /tmp/m_all /tmp/x_all && evaluate /tmp/x_all; fi ;;
   eval) merge /tmp/m_all /tmp/x_all && evaluate default /tmp/x_all ;;
-  teacher) mkdir -p /tmp/tf && cp -r "$PACK/teacher" "$PACK/manifest.json" /tmp/tf/ && du -sh /tmp/tf/teacher ;;
+  teacher) stage_teacher && du -sh /tmp/tf/teacher ;;
   doc)  # a short leg with the document InfoNCE (weight DOC_NCE, default 0.05) from INIT (default: the legs' weights)
     init=${INIT:-/tmp/x_all}
     if [ "$init" = /tmp/x_all ] && [ ! -d /tmp/x_all ]; then merge /tmp/m_all /tmp/x_all || exit 1; fi
