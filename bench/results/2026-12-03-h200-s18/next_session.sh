@@ -8,8 +8,8 @@
 # while a document scored by its best window finds 0.995: one vector per document is what loses, and only a
 # retrieval objective can make a better one. The document InfoNCE of sessions 7-15 and 18 did not carry over
 # to the held-out documents; in session 18 its in-step top-1 reached 1.00, so the task it set was easy, while
-# the held-out search ranks a query's document among 255 pages of the same two manuals. These two legs make
-# the training search like the held-out one: every document of a step from one folder, then its source
+# the held-out search ranks a query's document among 255 pages of the same two manuals. These two legs bring
+# the training search closer to the held-out one: every document of a step from one folder, then its source
 # (DOC_GROUP=64 against 8), from the shipped weights.
 #
 # Needs, built here first (this session's checkout had none of them; about 25 min of the 2-core CPU):
