@@ -12,7 +12,8 @@ Every statistic a pooling uses comes from the training sources, never from the h
   max         not one vector: a document scores its best window (a multi-vector index's ceiling)
 
 Queries are the teacher's embeddings of the quality sets' document queries, unchanged (a search compares
-them with the documents). The held-out window embeddings are cached in OUT (13 min on 2 CPU cores once).
+them with the documents). The held-out window embeddings are cached in OUT (3.35 M tokens: 18 min on the
+2 CPU cores beside another job in session 18; quality.py's teacher phase embeds the same windows in 13.5 min).
 
     python bench/doc_pooling.py --data .quality/heldout --distill .distill --out OUT
 """
@@ -34,14 +35,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from quality import averaged, bucket_name, build_eval_sets, by_length, doc_windows, recall, teacher_embed  # noqa: E402
+from teacher_candidates import QUALITY_SETS  # noqa: E402  (the sets of every quality figure)
 
 from streamret.model.tokenizer import HFTokenizer  # noqa: E402
 from streamret.train.prepare import read_source  # noqa: E402
 from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
 
-# bench/quality.py's teacher-phase defaults: the sets of every quality figure (fingerprint c760643d...)
-QUALITY_SETS = {"seed": 0, "passages": 2000, "docs": 400, "queries_per_doc": 3,
-                "min_doc_tokens": 5000, "max_doc_tokens": 200000}
 BATCH_TOKENS = 1 << 13
 
 
@@ -107,8 +106,8 @@ def main() -> None:
     owner, gold, n_docs = torch.tensor(owner_list), torch.tensor(sets.doc_gold), len(sets.doc_ids)
 
     cache = out / "windows.npz"
-    if cache.is_file() and np.load(cache)["fingerprint"].item() == sets.fingerprint():
-        z = np.load(cache)
+    z = np.load(cache) if cache.is_file() else None
+    if z is not None and z["fingerprint"].item() == sets.fingerprint():
         win, queries = torch.from_numpy(z["windows"]).float(), torch.from_numpy(z["queries"]).float()
     else:
         print(f"teacher: {len(windows)} held-out windows ({sum(map(len, windows)):,} tokens) ...", flush=True)
@@ -139,7 +138,6 @@ def main() -> None:
                            for b in r["by_length"])
         print(f"| {name} | {r['recall@10']:.3f} | {cells} |")
     print(f"wrote {out / 'doc_pooling.json'}")
-
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_distinct_weighting_drops_a_window_equal_to_mu():
     assert torch.allclose(out[0], F.normalize((win[1:3] * w[:, None]).sum(0), dim=-1), atol=1e-6)
 
 
-def test_best_window_finds_a_document_its_mean_hides():
+def test_best_window_scoring_finds_the_document_of_the_query_window():
     win, owner = _windows(3)
     q = win[[4]]  # the middle window of document 1
     hits = doc_pooling.max_window_hits(q, win, owner, 4, torch.tensor([1]), k=1)
