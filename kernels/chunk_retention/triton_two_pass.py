@@ -121,10 +121,6 @@ def _walk_states(
             # (a work item's first span starts from zero without h0: not stored, the output pass reads none)
             tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & span_start & ((i0 > 0) | HAS_H0))
             hs_seq += tl.where((i0 + BT) % STATE_EVERY == 0, H * K * V, 0)
-        if SIGNAL:  # every thread's stores first, then one release (as CUTLASS's semaphores)
-            tl.debug_barrier()
-            tl.atomic_add(ready + slot * H + h, 1, mask=span_start, sem="release", scope="gpu")
-            slot += tl.where((i0 + BT) % STATE_EVERY == 0, 1, 0)
         mt = (i0 + it) < L
         kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
         vc = tl.load(v_seq + v_tile, mask=mt[:, None] & (rv < V)[None, :], other=0.0)
@@ -137,6 +133,9 @@ def _walk_states(
     if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
         m_state = m_state & (rk * 0 + L > 0)[:, None]
     tl.store(ht + (item * H + h).to(tl.int64) * (K * V) + state_tile, S, mask=m_state)
+    if SIGNAL:  # after the loop (an atomic inside keeps the pipeliner out); every thread's stores, then one release
+        tl.debug_barrier()
+        tl.atomic_add(ready + item * H + h, 1, sem="release", scope="gpu")
 
 
 @triton.jit
@@ -317,7 +316,7 @@ def _fused_kernel(
         if i0 < L:
             span = i0 // BT
             if HAS_H0 | (span > 0):  # else a zero state, neither stored nor read
-                count = ready + (bos // BT + n + span) * H + h
+                count = ready + pair
                 stored = tl.atomic_add(count, 0, sem="acquire", scope="gpu")
                 while stored < P:
                     stored = tl.atomic_add(count, 0, sem="acquire", scope="gpu")
@@ -487,7 +486,7 @@ def _launch_fused(
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     lag = max(0, cfg.fuse_lag)
     round_start, round_of = fused_work_table(cu, T, H, NSK * NSV, cfg.BT, lag)
-    ready = torch.zeros(hs.shape[0] * H + 1, device=q.device, dtype=torch.int32)  # span counts; the work-id counter
+    ready = torch.zeros(N * H + 1, device=q.device, dtype=torch.int32)  # finished state programs a pair; next work id
     _fused_kernel[(round_of.numel(),)](
         q, k, v, o, lg, final if h0 is None else h0, hs, final, cu, round_of, round_start, ready, ready[-1:],
         N * H, scale, **strides,
