@@ -104,11 +104,6 @@ SPAN_TILES = [  # (state_every, BV, num_stages, span_stages): states every 256 t
     (256, 64, 3, 2), (256, 64, 2, 0), (256, 32, 3, 0),
 ]
 SPAN_FIELDS = ("state_every", "BV", "num_stages", "span_stages")
-FUSED_TILES = [  # (fused, fuse_lag): both passes in one launch (2026-12-03, session 19: the default, lag 8 pairs) or
-    # two; the lag is how many (sequence, head) pairs' state programs come between a pair's and its output blocks
-    (False, 8), (True, 0), (True, 2), (True, 32),
-]
-FUSED_FIELDS = ("fused", "fuse_lag")
 FIX_TILES = [  # (segment_fix_BV, segment_fix_stages, num_warps): the output pass on cut sequences; the 2026-12-02
     # sweep found none faster than the default (BV 32 / 3 stages: 2 and 4 stages, BV 16 and BV 64 at 1 stage slower)
     (32, 3, 8),
@@ -333,9 +328,6 @@ def tile_variants(case: str) -> dict[str, tuple[TwoPassConfig, int | None]]:
         for bt, bv, w, st in OUT_TILES:
             found.setdefault((replace(base, BT=bt, BV=bv, num_warps=w, num_stages=st), None),
                              f"out BT{bt} BV{bv} {w}w {st}st")
-        for fused, lag in FUSED_TILES:
-            found.setdefault((replace(base, fused=fused, fuse_lag=lag), None),
-                             f"fused lag {lag}" if fused else "two launches")
         for tiles in SPAN_TILES:
             every, bv, st, span_st = tiles
             found.setdefault((replace(base, **dict(zip(SPAN_FIELDS, tiles, strict=True))), None),

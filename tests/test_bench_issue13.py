@@ -20,8 +20,6 @@ GROUPS = {
     "out ": {"BT", "BV", "num_warps", "num_stages"},
     "fix ": {"segment_fix_BV", "segment_fix_stages", "num_warps"},
     "span": set(issue13.SPAN_FIELDS),
-    "fused lag": set(issue13.FUSED_FIELDS),
-    "two launches": set(issue13.FUSED_FIELDS),
 }
 
 

@@ -371,59 +371,6 @@ def test_segment_fix_switch(fwd, monkeypatch):
                                    config=fwd.TwoPassConfig(**TWO_PASS_SMALL, segment_fix="twice"))
 
 
-@pytest.mark.parametrize(("lens", "H", "lag"), [([1, 70, 0, 33, 16, 130, 5], 2, 3), ([300], 3, 0), ([0, 0], 1, 8),
-                                                ([128, 129, 127, 1], 4, 1)])
-def test_fused_work_table_puts_each_output_block_after_its_state_programs(lens, H, lag):
-    """Every state program and every virtual row block of every (sequence, head) pair has exactly one
-    work id, and a block's id is above all its pair's state programs' ids: a program waits only for
-    programs that took their ids (started) before it."""
-    from streamret_kernels.chunk_retention.triton_two_pass import fused_work_table
-
-    P, BT = 6, 32
-    cu = torch.tensor([0, *np.cumsum(lens).tolist()], dtype=torch.int32)
-    round_start, round_of = fused_work_table(cu, sum(lens), H, P, BT, lag)
-    G = len(lens) * H
-    states, blocks = {}, {}
-    for w, j in enumerate(round_of.tolist()):
-        off = w - int(round_start[j])
-        if j < G and off < P:
-            assert (j, off) not in states
-            states[j, off] = w
-        else:
-            key = (j - lag, off - (P if j < G else 0))
-            assert key not in blocks and 0 <= key[0] < G
-            blocks[key] = w
-    assert sorted(states) == [(p, t) for p in range(G) for t in range(P)]
-    want = [(n * H + h, b) for n, L in enumerate(lens) for h in range(H)
-            for b in range(int(cu[n + 1]) // BT - int(cu[n]) // BT + 1)]  # virtual blocks: the last may be empty
-    assert sorted(blocks) == sorted(want)
-    for (pair, _), w in blocks.items():
-        assert w > max(states[pair, t] for t in range(P))
-
-
-@interpreted
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("with_state", "lag"), [(True, 0), (True, 5), (False, 2)])
-def test_chunk_two_pass_fused_one_launch(fwd, monkeypatch, dtype, with_state, lag):
-    """Both passes in one launch (TwoPassConfig.fused: output blocks wait for their span's state
-    programs through counters) give the two launches' result: ragged lengths, spans not aligned to
-    sequences, an empty sequence, K and V over several state tiles."""
-    from streamret_kernels.chunk_retention import triton_two_pass
-
-    launches = []
-    fused_launch = triton_two_pass._launch_fused
-    monkeypatch.setattr(triton_two_pass, "_launch_fused", lambda *a, **kw: (launches.append(1), fused_launch(*a, **kw)))
-    lens = [1, 70, 0, 33, 16, 130, 5]
-    o, ht = {}, {}
-    for fused in (True, False):
-        cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL, fused=fused, fuse_lag=lag)
-        o[fused], ht[fused] = check_chunk(fwd, lens, H=2, K=40, V=48, dtype=dtype, seed=21, decays=[0.97, 0.5],
-                                          with_state=with_state, config=cfg, segment_len=0)
-    assert launches == [1]  # the fused run took the fused launch, the other two
-    torch.testing.assert_close(o[True], o[False], rtol=0, atol=0)
-    torch.testing.assert_close(ht[True], ht[False], rtol=0, atol=0)
-
-
 @interpreted
 def test_chunk_two_pass_without_state_and_empty(fwd):
     cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
@@ -817,9 +764,6 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     **{f"two-pass outputs bf16 K256 spans of 256 BV{bv}": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=bv, STATE_EVERY=256, F32_STATE_DOT=False, SPLIT=True,
         SEGMENT_FIX="off", SPAN_STAGES=span), 8, 3) for bv, span in ((64, 2), (32, 0))},
-    **{f"two-pass fused bf16 K256{' from a state' if h0 else ''}": (_TWO_PASS, "_fused_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=128, BK=256, BV=64, SBT=128, SBK=128, SBV=64, NSK=2, NSV=8, LAG=8, HAS_H0=h0,
-        F32_STATE_DOT=False, SPLIT=True, STATE_STAGES=2, OUT_STAGES=None), 8, 3) for h0 in (False, True)},
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
         SEGMENT_FIX="product", SPAN_STAGES=0), 4, 2),
@@ -846,8 +790,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
-POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "seq_of_block": "*i32", "sums": "*fp64", "round_of": "*i32",
-            "round_start": "*i32", "ready": "*i32", "next_work": "*i32"} | {
+POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "seq_of_block": "*i32", "sums": "*fp64"} | {
     name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin", "row_scale", "g_scale")}
 FLOAT_ARGS = {"scale", "eps"}
 

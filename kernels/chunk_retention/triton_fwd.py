@@ -254,8 +254,6 @@ class TwoPassConfig:
     segment_fix_BV: int = 32
     segment_fix_stages: int = 3
     span_stages: int = 0
-    fused: bool = True
-    fuse_lag: int = 8
 
 
 SEGMENT_FIXES = ("product", "off")

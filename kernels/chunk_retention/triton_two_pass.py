@@ -78,22 +78,6 @@ def _span_states_kernel(
         first = 0
         seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
         L = (tl.load(cu_seqlens + n + 1) - seq_bos).to(tl.int32)
-    _walk_states(k, v, log_decay, h0, hs, ht, hs, item, n, h, ik, iv, seq_bos, first, L, stride_qk, stride_v,
-                 H, K, V, BT, BK, BV, STATE_EVERY, SEGMENTED, HAS_H0, STORE_SPANS, False, None)
-
-
-@triton.jit
-def _walk_states(
-    k, v, log_decay, h0, hs, ht, ready, item, n, h, ik, iv, seq_bos, first, L, stride_qk, stride_v,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    STATE_EVERY: tl.constexpr, SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_SPANS: tl.constexpr,
-    SIGNAL: tl.constexpr, STAGES: tl.constexpr,
-):
-    """The state pass of one (work item, head h, K-block ik, V-block iv): L tokens from token
-    seq_bos + first in steps of BT. With SIGNAL, after storing a span's state (every span's slot
-    is counted, stored or not) the program adds 1 to ready[slot * H + h], with release semantics
-    once all its threads have stored: the fused kernel's output programs wait for the count of
-    every (K-block, V-block) tile of the span. STAGES: the loop's pipeline depth (None: the launch's)."""
     bos = seq_bos + first
     lg = tl.load(log_decay + h).to(tl.float32)
 
@@ -113,13 +97,11 @@ def _walk_states(
     k_seq = k + bos * stride_qk + h * K
     v_seq = v + bos * stride_v + h * V
     # the first span's slot (64-bit: slots * H * K * V passes 2^31 at real sizes), advanced a slot a span
-    slot = seq_bos // STATE_EVERY + n + first // STATE_EVERY
-    hs_seq = hs + (slot * H + h) * (K * V) + state_tile
-    for i0 in tl.range(0, L, BT, num_stages=STAGES):
-        span_start = i0 % STATE_EVERY == 0
+    hs_seq = hs + ((seq_bos // STATE_EVERY + n + first // STATE_EVERY) * H + h) * (K * V) + state_tile
+    for i0 in range(0, L, BT):
         if STORE_SPANS:  # a masked store rather than a branch: the loop stays one block for the pipeliner
             # (a work item's first span starts from zero without h0: not stored, the output pass reads none)
-            tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & span_start & ((i0 > 0) | HAS_H0))
+            tl.store(hs_seq, S.to(hs.dtype.element_ty), mask=m_state & (i0 % STATE_EVERY == 0) & ((i0 > 0) | HAS_H0))
             hs_seq += tl.where((i0 + BT) % STATE_EVERY == 0, H * K * V, 0)
         mt = (i0 + it) < L
         kc = tl.load(k_seq + k_tile, mask=mt[:, None] & (rk < K)[None, :], other=0.0)
@@ -133,9 +115,6 @@ def _walk_states(
     if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
         m_state = m_state & (rk * 0 + L > 0)[:, None]
     tl.store(ht + (item * H + h).to(tl.int64) * (K * V) + state_tile, S, mask=m_state)
-    if SIGNAL:  # after the loop (an atomic inside keeps the pipeliner out); every thread's stores, then one release
-        tl.debug_barrier()
-        tl.atomic_add(ready + item * H + h, 1, sem="release", scope="gpu")
 
 
 @triton.jit
@@ -150,7 +129,7 @@ def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
 
 @triton.jit
 def _block_outputs(
-    q, k, v, o, hs, seg_init, scale, lg, h, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, n_seg, has_h0,
+    q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, n_seg, has_h0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, NS: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
     SEGMENT_FIX: tl.constexpr, LOOP_STAGES: tl.constexpr,
@@ -163,6 +142,7 @@ def _block_outputs(
     sm90 compile spills about 220 bytes a thread at state_every 256); then for each V-block, q
     times the span's stored state plus each sub-block's scores times its [BT, BV] v tile (a tile a
     stage each in the pipeline), pipelined LOOP_STAGES deep (None: the launch's num_stages)."""
+    h = tl.program_id(0) % H
     it = tl.arange(0, BT)
     ik = tl.arange(0, BK)
     mk = ik < K
@@ -263,67 +243,16 @@ def _span_outputs_kernel(
     p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
     lg = tl.load(log_decay + h).to(tl.float32)
     if NJ == 1:
-        _block_outputs(q, k, v, o, hs, seg_init, scale, lg, h, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len,
+        _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len,
                        n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, 1, F32_STATE_DOT, SPLIT, SEGMENT_FIX, None)
     else:  # the block's (p0 // BT + 1) sub-blocks up to itself as a constant: one V loop for each count,
         # branch-free inside (a branch around a sub-block's loads or dots there would take them out of the
         # software pipeline), so sub-blocks past the block cost nothing, at the price of code size
         for ns in tl.static_range(1, NJ + 1):
             if p0 == (ns - 1) * BT:
-                _block_outputs(q, k, v, o, hs, seg_init, scale, lg, h, bos, n, L, i0, span, p0, stride_qk, stride_v,
+                _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v,
                                seg_len, n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, ns, F32_STATE_DOT, SPLIT,
                                SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None)
-
-
-
-@triton.jit
-def _fused_kernel(
-    q, k, v, o, log_decay, h0, hs, ht, cu_seqlens, round_of, round_start, ready, next_work, n_pairs, scale,
-    stride_qk, stride_v,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    SBT: tl.constexpr, SBK: tl.constexpr, SBV: tl.constexpr, NSK: tl.constexpr, NSV: tl.constexpr,
-    LAG: tl.constexpr, HAS_H0: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
-    STATE_STAGES: tl.constexpr, OUT_STAGES: tl.constexpr,
-):
-    """Both passes in one launch (spans of BT tokens, whole sequences), so that a (sequence, head)
-    pair's span states, k and v are still in L2 when its output blocks read them.
-
-    Work comes in rounds, one per (sequence, head) pair p = n * H + h: round j holds pair j's
-    NSK * NSV state programs, then the output blocks of pair j - LAG (ceil(L / BT) + 1 virtual row
-    blocks, as _span_outputs_kernel's; the last may be past the end). round_start[j] is the first
-    work id of round j, round_of[w] the round of work id w. A program takes the next work id from a
-    counter when it starts, not its program id: every work id below its own belongs to a
-    program that has started (next_work), so an output block that waits for its span's state programs (their
-    count in ready, NSK * NSV when all have stored) waits only for programs already running."""
-    P: tl.constexpr = NSK * NSV
-    w = tl.atomic_add(next_work, 1)
-    j = tl.load(round_of + w)
-    off = w - tl.load(round_start + j)
-    if (j < n_pairs) & (off < P):
-        n = j // H
-        h = j % H
-        seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
-        L = (tl.load(cu_seqlens + n + 1) - seq_bos).to(tl.int32)
-        _walk_states(k, v, log_decay, h0, hs, ht, ready, n, n, h, off // NSV, off % NSV, seq_bos, 0, L, stride_qk,
-                     stride_v, H, K, V, SBT, SBK, SBV, BT, False, HAS_H0, True, True, STATE_STAGES)
-    else:
-        pair = j - LAG
-        n = pair // H
-        h = pair % H
-        i0 = (off - tl.where(j < n_pairs, P, 0)) * BT  # the block's first row inside its sequence
-        bos = tl.load(cu_seqlens + n).to(tl.int64)
-        L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
-        if i0 < L:
-            span = i0 // BT
-            if HAS_H0 | (span > 0):  # else a zero state, neither stored nor read
-                count = ready + pair
-                stored = tl.atomic_add(count, 0, sem="acquire", scope="gpu")
-                while stored < P:
-                    stored = tl.atomic_add(count, 0, sem="acquire", scope="gpu")
-                tl.debug_barrier()  # the acquire, by one thread, before any thread's loads
-            lg = tl.load(log_decay + h).to(tl.float32)
-            _block_outputs(q, k, v, o, hs, hs, scale, lg, h, bos, n, L, i0, span, 0, stride_qk, stride_v, 0, 1,
-                           HAS_H0, H, K, V, BT, BK, BV, BT, 1, F32_STATE_DOT, SPLIT, "off", OUT_STAGES)
 
 
 def plan_state_pass(
@@ -408,9 +337,6 @@ def chunk_retention_two_pass(
     fix = cfg.segment_fix if segment_len else "off"
     # the output pass's incoming states: none (hs holds true states), or per segment (float32)
     seg_init, n_seg = final, 1
-    if not segment_len and cfg.fused and SE == cfg.BT and warps == cfg.num_warps:
-        _launch_fused(q, k, v, o, lg, cu, h0, hs, final, scale, cfg, (SK, SV, SBT, stages), strides)
-        return o, final
     if not segment_len:
         _span_states_kernel[(N * H * NSK * NSV,)](
             k, v, lg, final if h0 is None else h0, hs, final, cu, 0, 1, **strides,
@@ -452,46 +378,3 @@ def chunk_retention_two_pass(
         num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
     )
     return o, final
-
-
-def fused_work_table(cu: torch.Tensor, T: int, H: int, P: int, BT: int, lag: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """_fused_kernel's rounds (device ops, no host sync): round j (one per (sequence, head) pair,
-    and `lag` more) starts at work id min(j, pairs) * P plus the output blocks of the pairs before
-    j - lag: H * (cu[n] // BT + n) before sequence n's first pair, each pair of n having n's count of
-    virtual row blocks. Returns (round_start [pairs + lag + 1] int32, round_of [work ids] int32)."""
-    N = cu.numel() - 1
-    G, dev = N * H, cu.device
-    seqs = torch.arange(N + 1, device=dev, dtype=torch.int64)
-    block_start = cu.long() // BT + seqs  # sequence n's first virtual row block; [N]: all of them
-    blocks = torch.cat([block_start[1:] - block_start[:-1], block_start.new_zeros(1)])  # a pair's output blocks
-    j = torch.arange(G + lag + 1, device=dev, dtype=torch.int64)
-    done = (j - lag).clamp(0, G)  # pairs whose output blocks precede round j's
-    round_start = j.clamp(max=G) * P + H * block_start[done // H] + (done % H) * blocks[done // H]
-    total = G * P + H * (T // BT + N)  # every state program and virtual row block
-    round_of = torch.searchsorted(round_start, torch.arange(total, device=dev, dtype=torch.int64), right=True,
-                                  out_int32=True) - 1
-    return round_start.to(torch.int32), round_of
-
-
-def _launch_fused(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lg: torch.Tensor, cu: torch.Tensor,
-    h0: torch.Tensor | None, hs: torch.Tensor, final: torch.Tensor, scale: float, cfg: TwoPassConfig,
-    state_tiling: tuple[int, int, int, int], strides: dict,
-) -> None:
-    """_fused_kernel's launch: one program per work id of fused_work_table."""
-    T, H, K = q.shape
-    V = v.shape[-1]
-    N = cu.numel() - 1
-    SK, SV, SBT, stages = state_tiling
-    NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
-    lag = max(0, cfg.fuse_lag)
-    round_start, round_of = fused_work_table(cu, T, H, NSK * NSV, cfg.BT, lag)
-    ready = torch.zeros(N * H + 1, device=q.device, dtype=torch.int32)  # finished state programs a pair; next work id
-    _fused_kernel[(round_of.numel(),)](
-        q, k, v, o, lg, final if h0 is None else h0, hs, final, cu, round_of, round_start, ready, ready[-1:],
-        N * H, scale, **strides,
-        H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)), BV=min(cfg.BV, max(16, next_pow2(V))),
-        SBT=SBT, SBK=SK, SBV=SV, NSK=NSK, NSV=NSV, LAG=lag, HAS_H0=h0 is not None,
-        F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
-        STATE_STAGES=stages, OUT_STAGES=None, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
