@@ -34,8 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from quality import averaged, bucket_name, build_eval_sets, by_length, doc_windows, recall, teacher_embed  # noqa: E402
-from teacher_candidates import QUALITY_SETS  # noqa: E402  (the sets of every quality figure)
+from quality import (  # noqa: E402
+    DEFAULT_SETS,
+    averaged,
+    bucket_name,
+    build_eval_sets,
+    by_length,
+    doc_windows,
+    recall,
+    teacher_embed,
+)
 
 from streamret.model.tokenizer import HFTokenizer  # noqa: E402
 from streamret.train.prepare import read_source  # noqa: E402
@@ -101,7 +109,7 @@ def main() -> None:
     teacher_dir = Path(args.distill) / "teacher"
     tok = HFTokenizer(teacher_dir)
     teacher = load_teacher(teacher_dir, torch.device("cpu"), torch.float32)
-    sets = build_eval_sets(Path(args.data), tok, QUALITY_SETS)
+    sets = build_eval_sets(Path(args.data), tok, DEFAULT_SETS)
     windows, owner_list = doc_windows(sets.doc_ids)
     owner, gold, n_docs = torch.tensor(owner_list), torch.tensor(sets.doc_gold), len(sets.doc_ids)
 
@@ -125,7 +133,7 @@ def main() -> None:
         rows[name] = {"recall@10": float(hits.mean()), "by_length": by_length(hits, q_len)}
     hits = max_window_hits(queries, win, owner, n_docs, gold)
     rows["max"] = {"recall@10": float(hits.mean()), "by_length": by_length(hits, q_len)}
-    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "sets": QUALITY_SETS,
+    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "sets": DEFAULT_SETS,
               "fingerprint": sets.fingerprint(), "train_windows": len(train), "mu_norm": float(mu.norm()),
               "windows": len(windows), "queries": len(sets.doc_queries), "poolings": rows}
     (out / "doc_pooling.json").write_text(json.dumps(result, indent=1))

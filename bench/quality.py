@@ -281,7 +281,11 @@ def plot(result: dict, path: Path) -> None:
 # evaluation sets: built the same way in both phases
 
 
-SET_ARGS = ("seed", "passages", "docs", "queries_per_doc", "min_doc_tokens", "max_doc_tokens")
+# the sets of every quality figure so far (fingerprint c760643d...): the teacher phase's defaults, which
+# bench/teacher_candidates.py and bench/doc_pooling.py build the same way
+DEFAULT_SETS = {"seed": 0, "passages": 2000, "docs": 400, "queries_per_doc": 3,
+                "min_doc_tokens": 5000, "max_doc_tokens": 200000}
+SET_ARGS = tuple(DEFAULT_SETS)
 
 
 @dataclass
@@ -534,12 +538,13 @@ def main() -> None:
         p.add_argument("--device", default="auto")
         p.add_argument("--out-dir", required=True)
     t.add_argument("--teacher", default=str(ROOT / ".quality" / "teacher"))
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--passages", type=int, default=2000)
-    t.add_argument("--docs", type=int, default=400, help="at most this many long documents (all if fewer qualify)")
-    t.add_argument("--queries-per-doc", type=int, default=3)
-    t.add_argument("--min-doc-tokens", type=int, default=5000)
-    t.add_argument("--max-doc-tokens", type=int, default=200000)
+    t.add_argument("--seed", type=int, default=DEFAULT_SETS["seed"])
+    t.add_argument("--passages", type=int, default=DEFAULT_SETS["passages"])
+    t.add_argument("--docs", type=int, default=DEFAULT_SETS["docs"],
+                   help="at most this many long documents (all if fewer qualify)")
+    t.add_argument("--queries-per-doc", type=int, default=DEFAULT_SETS["queries_per_doc"])
+    t.add_argument("--min-doc-tokens", type=int, default=DEFAULT_SETS["min_doc_tokens"])
+    t.add_argument("--max-doc-tokens", type=int, default=DEFAULT_SETS["max_doc_tokens"])
     s.add_argument("--teacher-out", required=True, help="the teacher phase's --out-dir")
     s.add_argument("--model", default="default", help="MODEL spec (default, a checkpoint folder, ...)")
     s.add_argument("--chunk-tokens", type=int, default=None, help="student stream chunk (default 8192 GPU, 1024 CPU)")

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from quality import (  # noqa: E402
+    DEFAULT_SETS,
     EvalSets,
     averaged,
     build_eval_sets,
@@ -59,11 +60,6 @@ from quality import (  # noqa: E402
 
 from streamret.model.tokenizer import HFTokenizer  # noqa: E402
 from streamret.train.teacher import CLS_ID, CONTENT, PAD_ID, SEP_ID, MiniLM, _BertLayer, load_teacher  # noqa: E402
-
-# bench/quality.py's teacher-phase defaults: the sets of every quality figure so far (fingerprint c760643d...)
-QUALITY_SETS = {"seed": 0, "passages": 2000, "docs": 400, "queries_per_doc": 3,
-                "min_doc_tokens": 5000, "max_doc_tokens": 200000}
-
 
 # ----------------------------------------------------------------------------------------------
 # MPNet (all-mpnet-base-v2) in plain PyTorch
@@ -337,12 +333,12 @@ def main() -> None:
 
     tok = HFTokenizer(args.minilm)
     t0 = time.perf_counter()
-    full = build_eval_sets(Path(args.data), tok, QUALITY_SETS)
+    full = build_eval_sets(Path(args.data), tok, DEFAULT_SETS)
     sets, picked = subset(full, args.passages, args.docs, args.subset_seed)
     lengths = [len(x) for x in sets.doc_ids]
     result: dict = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "device": device_name(device), "torch": torch.__version__,
-        "dtype": str(dtype), "command": " ".join(sys.argv), "sets": QUALITY_SETS, "fingerprint": full.fingerprint(),
+        "dtype": str(dtype), "command": " ".join(sys.argv), "sets": DEFAULT_SETS, "fingerprint": full.fingerprint(),
         "window_text_tokens": CONTENT,
         "subset": {"seed": args.subset_seed, "passages": len(sets.passages), "docs": len(sets.doc_ids),
                    "doc_queries": len(sets.doc_queries), "doc_tokens": int(sum(lengths)),
