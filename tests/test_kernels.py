@@ -382,27 +382,6 @@ def test_chunk_two_pass_without_state_and_empty(fwd):
 
 
 @interpreted
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("segment_len", [0, 40])
-@pytest.mark.parametrize("with_state", [True, False])
-def test_chunk_intra_first(fwd, dtype, segment_len, with_state):
-    """Intra-chunk parts first (row blocks of two chunks, masked to each row's chunk), then the state
-    walker adding q times the state: ragged, with a length-1 and an empty sequence, cut into segments
-    (40 tokens: rounded up to whole chunks) or not."""
-    cfg = fwd.ChunkConfig(BT=16, BV=16, intra_BT=32, intra_BV=16, intra_warps=4, intra_stages=2)
-    check_chunk(fwd, [70, 1, 33, 0, 16], H=2, K=32, V=48, dtype=dtype, seed=21, with_state=with_state,
-                config=cfg, segment_len=segment_len)
-
-
-@interpreted
-def test_chunk_intra_first_row_blocks_must_be_whole_chunks(fwd):
-    q, k, v, cu, h0 = make_inputs([20], 1, 16, 16, torch.float32, seed=22)
-    cfg = fwd.ChunkConfig(BT=16, BV=16, intra_BT=24)
-    with pytest.raises(ValueError, match="whole chunks"):
-        fwd.chunk_retention_triton(q, k, v, retention_log_decays(1), cu_seqlens=cu, config=cfg)
-
-
-@interpreted
 def test_chunk_algo_switch(fwd, monkeypatch):
     """STREAMRET_CHUNK_ALGO picks the forward; auto takes the two-pass one for bf16 at K >= 256 only."""
     assert isinstance(fwd.pick_config(256, 512, torch.bfloat16, 512.0), fwd.TwoPassConfig)
@@ -413,11 +392,6 @@ def test_chunk_algo_switch(fwd, monkeypatch):
     monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "two_pass")
     assert isinstance(fwd.pick_config(64, 128, torch.bfloat16, 512.0), fwd.TwoPassConfig)
     check_chunk(fwd, [20, 50], H=2, K=16, V=32, dtype=torch.float32, seed=14)
-    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "intra_first")
-    for K, dtype in ((256, torch.bfloat16), (64, torch.float32), (128, torch.float16)):
-        cfg = fwd.pick_config(K, 2 * K, dtype, 512.0)
-        assert isinstance(cfg, fwd.ChunkConfig) and cfg.intra_BT % cfg.BT == 0 and cfg.intra_BT > 0
-    check_chunk(fwd, [20, 50], H=2, K=16, V=32, dtype=torch.bfloat16, seed=14)
     monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "fast")
     with pytest.raises(ValueError, match="one_pass"):
         fwd.pick_config(64, 128, torch.bfloat16, 512.0)
@@ -754,26 +728,19 @@ _TWO_PASS = "chunk_retention.triton_two_pass"
 SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_warps, num_stages)
     "chunk bf16 K128 one launch": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=128, V=256, BT=64, BK=128, BV=64, NV=4, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=False, SPLIT=True, INTRA_IN_O=False), 4, 2),
+        STORE_O=True, F32_STATE_DOT=False, SPLIT=True), 4, 2),
     "chunk bf16 K256 segment states": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=256, BV=32, NV=16, SEGMENTED=True, HAS_H0=False, STORE_HT=True,
-        STORE_O=False, F32_STATE_DOT=False, SPLIT=True, INTRA_IN_O=False), 4, 2),
+        STORE_O=False, F32_STATE_DOT=False, SPLIT=True), 4, 2),
     "chunk bf16 K256 BV64 8 warps": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=256, BV=64, NV=8, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=False, SPLIT=True, INTRA_IN_O=False), 8, 2),
-    # intra_first at K256: the walker adding q S to o (8 warps), the intra-chunk outputs (128-row blocks of two chunks)
-    "chunk bf16 K256 BV64 8 warps intra in o": (_CHUNK, "_chunk_fwd_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=64, BK=256, BV=64, NV=8, SEGMENTED=False, HAS_H0=True, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=False, SPLIT=True, INTRA_IN_O=True), 8, 2),
-    "intra-chunk outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
-        H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="off", SPAN_STAGES=0, WITH_STATE=False, CHUNK=64), 8, 3),
+        STORE_O=True, F32_STATE_DOT=False, SPLIT=True), 8, 2),
     "chunk fp16 K64 chunk 16": (_CHUNK, "_chunk_fwd_kernel", "fp16", dict(
         H=16, K=64, V=128, BT=16, BK=64, BV=128, NV=1, SEGMENTED=True, HAS_H0=True, STORE_HT=False,
-        STORE_O=True, F32_STATE_DOT=True, SPLIT=False, INTRA_IN_O=False), 4, 2),
+        STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 2),
     "chunk fp32 K128": (_CHUNK, "_chunk_fwd_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, NV=8, SEGMENTED=False, HAS_H0=False, STORE_HT=True,
-        STORE_O=True, F32_STATE_DOT=True, SPLIT=False, INTRA_IN_O=False), 4, 1),
+        STORE_O=True, F32_STATE_DOT=True, SPLIT=False), 4, 1),
     "two-pass states bf16 K256": (_TWO_PASS, "_span_states_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=64, BK=64, BV=64, NK=4, NV=8, STATE_EVERY=128, SEGMENTED=False, HAS_H0=True,
         STORE_SPANS=True), 4, 2),
@@ -788,21 +755,21 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
         STORE_SPANS=True), 4, 2),
     "two-pass outputs bf16 K256": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=64, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="off", SPAN_STAGES=0, WITH_STATE=True, CHUNK=0), 8, 3),
+        SEGMENT_FIX="off", SPAN_STAGES=0), 8, 3),
     "two-pass outputs bf16 K256 segment fix product": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=32, STATE_EVERY=128, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="product", SPAN_STAGES=0, WITH_STATE=True, CHUNK=0), 8, 3),
+        SEGMENT_FIX="product", SPAN_STAGES=0), 8, 3),
     # states every 256 tokens (2 row blocks a span): at BV 64 the second block's loop (3 v / hs tiles a stage)
     # fits 2 stages only (272 KB at 3), SPAN_STAGES; at BV 32, 3 stages
     **{f"two-pass outputs bf16 K256 spans of 256 BV{bv}": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=bv, STATE_EVERY=256, F32_STATE_DOT=False, SPLIT=True,
-        SEGMENT_FIX="off", SPAN_STAGES=span, WITH_STATE=True, CHUNK=0), 8, 3) for bv, span in ((64, 2), (32, 0))},
+        SEGMENT_FIX="off", SPAN_STAGES=span), 8, 3) for bv, span in ((64, 2), (32, 0))},
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
-        SEGMENT_FIX="product", SPAN_STAGES=0, WITH_STATE=True, CHUNK=0), 4, 2),
+        SEGMENT_FIX="product", SPAN_STAGES=0), 4, 2),
     "two-pass outputs fp16 K128 segment fix": (_TWO_PASS, "_span_outputs_kernel", "fp16", dict(
         H=8, K=128, V=256, BT=128, BK=128, BV=32, STATE_EVERY=128, F32_STATE_DOT=True, SPLIT=False,
-        SEGMENT_FIX="product", SPAN_STAGES=0, WITH_STATE=True, CHUNK=0), 8, 3),
+        SEGMENT_FIX="product", SPAN_STAGES=0), 8, 3),
     "segment scan": (_CHUNK, "_segment_scan_kernel", "fp32", dict(
         H=8, K=128, V=256, BK=32, BV=64, NK=4, NV=4, HAS_H0=True), 4, 1),
     "rms norm d2048": ("rms_norm.triton_norm", "_rms_norm_kernel", "bf16", dict(

@@ -44,12 +44,11 @@ def _chunk_fwd_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
     SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
-    F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr, INTRA_IN_O: tl.constexpr,
+    F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """One (work item, head, V-block). A work item is sequence `item`, or with SEGMENTED segment
     item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end).
-    h0 / ht are indexed by work item. INTRA_IN_O: o already holds each chunk's part from its own
-    keys (intra_chunk_outputs, BT-token chunks); the program adds q times the state to it."""
+    h0 / ht are indexed by work item."""
     pid = tl.program_id(0)
     iv = pid % NV
     h = (pid // NV) % H
@@ -104,15 +103,12 @@ def _chunk_fwd_kernel(
         vc = tl.load(v_seq + v_tile, mask=m_vo, other=0.0)
         if STORE_O:
             qc = tl.load(q_seq + qk_tile, mask=m_qk, other=0.0)
+            A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
             if F32_STATE_DOT:  # float32 inputs, and float16 ones (a large state would overflow float16)
                 oc = tl.dot(qc.to(tl.float32), S, input_precision="ieee")
             else:
                 oc = tl.dot(qc, S.to(qc.dtype))
-            if INTRA_IN_O:
-                oc = oc * q_decay[:, None] + tl.load(o_seq + o_tile, mask=m_vo, other=0.0).to(tl.float32)
-            else:
-                A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
-                oc = _dot_f32_left(A, vc, oc * q_decay[:, None], SPLIT)
+            oc = _dot_f32_left(A, vc, oc * q_decay[:, None], SPLIT)
             tl.store(o_seq + o_tile, oc.to(o.dtype.element_ty), mask=m_vo)
         n = tl.minimum(L - i0, BT).to(tl.float32)
         # S <- g^n S + k^T (g^(n-1-j) v_j): the decay goes on v (BT x BV), so k feeds the tensor cores as loaded
@@ -128,77 +124,6 @@ def _chunk_fwd_kernel(
         if SEGMENTED:  # an empty segment stores nothing (no one reads its slot)
             mv = mv & (jv * 0 + L > 0)
         tl.store(ht + state_base + state_tile, S, mask=mk[:, None] & mv[None, :])
-
-
-@triton.jit
-def _inter_walker_kernel(
-    q, k, v, o, log_decay, h0, ht, cu_seqlens, scale, seg_len, n_seg, stride_qk, stride_v,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
-    SEGMENTED: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_O: tl.constexpr,
-    F32_STATE_DOT: tl.constexpr,
-):
-    """_chunk_fwd_kernel with INTRA_IN_O, its state held transposed ([BV, BK]): o^T = S^T q^T takes
-    the state as the left operand, straight from registers, where o = q S needs it in shared memory
-    each chunk; the update is S^T <- g^n S^T + (decayed v)^T k."""
-    pid = tl.program_id(0)
-    iv = pid % NV
-    h = (pid // NV) % H
-    item = pid // (NV * H)
-    if SEGMENTED:
-        seq = item // n_seg
-        seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + seq).to(tl.int64) + (item % n_seg).to(tl.int64) * seg_len
-        L = tl.maximum(tl.minimum(seq_eos - bos, seg_len), 0).to(tl.int32)
-    else:
-        bos = tl.load(cu_seqlens + item).to(tl.int64)
-        L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)
-    lg = tl.load(log_decay + h).to(tl.float32)
-    it = tl.arange(0, BT)
-    ik = tl.arange(0, BK)
-    jv = iv * BV + tl.arange(0, BV)
-    mk = ik < K
-    mv = jv < V
-    state_tile = jv[:, None] + ik[None, :] * V  # [BV, BK]: S^T
-    m_state = mv[:, None] & mk[None, :]
-    state_base = (item * H + h).to(tl.int64) * (K * V)
-    if HAS_H0:
-        St = tl.load(h0 + state_base + state_tile, mask=m_state, other=0.0)
-    else:
-        St = tl.zeros([BV, BK], dtype=tl.float32)
-    fi = it.to(tl.float32)
-    q_decay = scale * tl.exp(lg * (fi + 1.0))
-    qk_tile = it[:, None] * stride_qk + ik[None, :]
-    v_tile = it[:, None] * stride_v + jv[None, :]
-    oT_tile = jv[:, None] + it[None, :] * (H * V)  # [BV, BT]
-    q_seq, k_seq = q + bos * stride_qk + h * K, k + bos * stride_qk + h * K
-    v_seq, o_seq = v + bos * stride_v + h * V, o + (bos * H + h) * V
-    for i0 in range(0, L, BT):
-        mt = (i0 + it) < L
-        m_qk = mt[:, None] & mk[None, :]
-        kc = tl.load(k_seq + qk_tile, mask=m_qk, other=0.0)
-        vc = tl.load(v_seq + v_tile, mask=mt[:, None] & mv[None, :], other=0.0)
-        if STORE_O:
-            qc = tl.load(q_seq + qk_tile, mask=m_qk, other=0.0)
-            m_oT = mv[:, None] & mt[None, :]
-            if F32_STATE_DOT:
-                oT = tl.dot(St, tl.trans(qc.to(tl.float32)), input_precision="ieee")
-            else:
-                oT = tl.dot(St.to(qc.dtype), tl.trans(qc))
-            oT = oT * q_decay[None, :] + tl.load(o_seq + oT_tile, mask=m_oT, other=0.0).to(tl.float32)
-            tl.store(o_seq + oT_tile, oT.to(o.dtype.element_ty), mask=m_oT)
-        n = tl.minimum(L - i0, BT).to(tl.float32)
-        v_decay = tl.where(mt, tl.exp(lg * tl.maximum(n - 1.0 - fi, 0.0)), 0.0)
-        vd = (vc * v_decay[:, None]).to(vc.dtype)
-        St = tl.dot(tl.trans(vd), kc, acc=St * tl.exp(lg * n), input_precision="ieee")
-        q_seq += BT * stride_qk
-        k_seq += BT * stride_qk
-        v_seq += BT * stride_v
-        o_seq += BT * (H * V)
-    if STORE_HT:
-        if SEGMENTED:
-            m_state = m_state & (jv * 0 + L > 0)[:, None]
-        tl.store(ht + state_base + state_tile, St, mask=m_state)
 
 
 @triton.jit
@@ -253,15 +178,6 @@ class ChunkConfig:
     num_warps: int = 4
     num_stages: int = 2
     split_bf16: bool = True
-    # intra_BT > 0: each chunk's part from its own keys is worked out first, in row blocks of intra_BT
-    # rows (whole chunks), by triton_two_pass.intra_chunk_outputs (scores once a block, a loop over
-    # intra_BV-wide V-blocks), and the state walker only adds q times the state (INTRA_IN_O): at K256
-    # the walker's V / BV programs no longer each recompute q k^T. 0: the walker does both.
-    intra_BT: int = 0
-    intra_BV: int = 64
-    intra_warps: int = 8
-    intra_stages: int = 3
-    walker_T: bool = False  # with intra_BT: the walker holding the state transposed (_inter_walker_kernel)
 
 
 @dataclass(frozen=True)
@@ -351,14 +267,14 @@ def segment_fix_mode() -> str:
     return mode
 
 
-CHUNK_ALGOS = ("auto", "one_pass", "two_pass", "intra_first")
+CHUNK_ALGOS = ("auto", "one_pass", "two_pass")
 
 
 def chunk_algo() -> str:
-    """STREAMRET_CHUNK_ALGO: `one_pass`, `two_pass`, `intra_first` (ChunkConfig.intra_BT), or `auto`
-    (default: two-pass for bf16 at K >= 256 with multi-chunk sequences, where the one-pass state
-    slice no longer fits registers; float16 and float32 keep the one-pass kernel there: their
-    two-pass products run in float32 and spill)."""
+    """STREAMRET_CHUNK_ALGO: `one_pass`, `two_pass`, or `auto` (default: two-pass for bf16 at
+    K >= 256 with multi-chunk sequences, where the one-pass state slice no longer fits registers;
+    float16 and float32 keep the one-pass kernel there: their two-pass products run in float32 and
+    spill)."""
     algo = os.environ.get("STREAMRET_CHUNK_ALGO", "auto") or "auto"
     if algo not in CHUNK_ALGOS:
         raise ValueError(f"STREAMRET_CHUNK_ALGO={algo!r}; use one of {CHUNK_ALGOS}")
@@ -389,14 +305,6 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
         cfg = replace(cfg, num_stages=3)  # N64 x L512 1.42 ms against 1.62, B1 x T131072 5.90 against 7.05)
     if dtype == torch.float32:  # twice the bytes per tile: smaller tiles fit shared memory
         cfg = replace(cfg, BT=min(cfg.BT, 32), BV=min(cfg.BV, 32), num_stages=1)
-    if algo == "intra_first":  # the walker without q k^T: a wider V-block on 8 warps at K256
-        wide = bk >= 256 and dtype != torch.float32
-        cfg = replace(cfg, BV=64 if wide else cfg.BV, num_warps=8 if wide else cfg.num_warps,
-                      num_stages=2 if wide else cfg.num_stages,
-                      intra_BT=cfg.BT if dtype == torch.float32 else max(cfg.BT, 64),
-                      intra_BV=32 if dtype == torch.float32 else 64,
-                      intra_warps=4 if dtype == torch.float32 else 8,
-                      intra_stages=2 if dtype == torch.float32 else 3)
     return cfg
 
 
@@ -453,36 +361,21 @@ def chunk_retention_triton(
         segment_len = plan_segment_len(N, T, H, NV, cfg.BT, num_sms(dev))
     if segment_len < 0:
         raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
-    intra = cfg.intra_BT > 0
-    if intra:  # segments of whole chunks: the intra pass counts chunks from each sequence's start
-        segment_len = triton.cdiv(segment_len, cfg.BT) * cfg.BT
 
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
     final = torch.empty(N, H, K, V, device=dev, dtype=torch.float32)
     if T == 0:  # nothing to read: every state passes through
         return o, final.zero_() if h0 is None else final.copy_(h0)
-    if intra:
-        from .triton_two_pass import intra_chunk_outputs
-
-        intra_chunk_outputs(q, k, v, lg, cu, scale, o, cfg.BT, cfg.intra_BT, cfg.intra_BV, cfg.intra_warps,
-                            cfg.intra_stages, cfg.split_bf16)
     consts = dict(
         H=H, K=K, V=V, BT=cfg.BT, BK=BK, BV=BV, NV=NV,
         F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
-    if intra and cfg.walker_T and not segment_len:
-        consts.pop("SPLIT")
-        _inter_walker_kernel[(N * H * NV,)](
-            q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1, **strides,
-            SEGMENTED=False, HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, **consts,
-        )
-        return o, final
     if not segment_len:
         _chunk_fwd_kernel[(N * H * NV,)](
             q, k, v, o, lg, final if h0 is None else h0, final, cu, scale, 0, 1, **strides,
-            SEGMENTED=False, HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, INTRA_IN_O=intra, **consts,
+            SEGMENTED=False, HAS_H0=h0 is not None, STORE_HT=True, STORE_O=True, **consts,
         )
         return o, final
 
@@ -492,7 +385,7 @@ def chunk_retention_triton(
     grid = (N * n_seg * H * NV,)
     _chunk_fwd_kernel[grid](
         q, k, v, o, lg, local, local, cu, scale, segment_len, n_seg, **strides,
-        SEGMENTED=True, HAS_H0=False, STORE_HT=True, STORE_O=False, INTRA_IN_O=False, **consts,
+        SEGMENTED=True, HAS_H0=False, STORE_HT=True, STORE_O=False, **consts,
     )
     SK, SV = min(BK, 32), min(BV, 64)
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
@@ -502,7 +395,7 @@ def chunk_retention_triton(
     )
     _chunk_fwd_kernel[grid](
         q, k, v, o, lg, seg_init, seg_init, cu, scale, segment_len, n_seg, **strides,
-        SEGMENTED=True, HAS_H0=True, STORE_HT=False, STORE_O=True, INTRA_IN_O=intra, **consts,
+        SEGMENTED=True, HAS_H0=True, STORE_HT=False, STORE_O=True, **consts,
     )
     return o, final
 

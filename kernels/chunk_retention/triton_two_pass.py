@@ -132,7 +132,7 @@ def _block_outputs(
     q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, n_seg, has_h0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, NS: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
-    SEGMENT_FIX: tl.constexpr, LOOP_STAGES: tl.constexpr, WITH_STATE: tl.constexpr, CHUNK: tl.constexpr,
+    SEGMENT_FIX: tl.constexpr, LOOP_STAGES: tl.constexpr,
 ):
     """The BT rows of o from row i0 (p0 inside its span) of head h, whose span's keys up to the
     block are NS sub-blocks of BT keys (p0 = (NS - 1) * BT): their scores, a [BT, BT] 16-bit tile
@@ -141,9 +141,7 @@ def _block_outputs(
     V / BV times; holding two pairs at BT 128 / 8 warps costs 64 more registers a thread, and the
     sm90 compile spills about 220 bytes a thread at state_every 256); then for each V-block, q
     times the span's stored state plus each sub-block's scores times its [BT, BV] v tile (a tile a
-    stage each in the pipeline), pipelined LOOP_STAGES deep (None: the launch's num_stages).
-    Without WITH_STATE (spans of one block, no state read) only the keys of a row's own CHUNK-token
-    chunk count: intra_chunk_outputs."""
+    stage each in the pipeline), pipelined LOOP_STAGES deep (None: the launch's num_stages)."""
     h = tl.program_id(0) % H
     it = tl.arange(0, BT)
     ik = tl.arange(0, BK)
@@ -165,10 +163,7 @@ def _block_outputs(
         kc = tl.load(k_rows + j * BT * stride_qk if j > 0 else k_rows, mask=m_keys_j[:, None] & mk[None, :],
                      other=0.0)
         diff = (p0 + fi)[:, None] - kj.to(tl.float32)[None, :]
-        causal = diff >= 0
-        if not WITH_STATE:  # the row's own chunk's keys only (chunks start at the block's first row)
-            causal = causal & ((it // CHUNK)[:, None] == (kj // CHUNK)[None, :])
-        D = tl.where(causal, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+        D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
         A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
         A_hi = A.to(v.dtype.element_ty)
         if SPLIT:
@@ -201,15 +196,12 @@ def _block_outputs(
     for v0 in tl.range(0, V, BV, num_stages=LOOP_STAGES):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
-        if WITH_STATE:
-            hc = tl.load(hs_rows + jv[None, :], mask=m_hs & mv[None, :], other=0.0)
-            oc = _q_state_product(qc, hc, F32_STATE_DOT)
-            if SEGMENT_FIX == "product":  # shared memory for a third tile in the pipeline, not registers
-                sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
-                oc += seg_decay * _q_state_product(qc, sc, F32_STATE_DOT)
-            oc = oc * q_decay[:, None]
-        else:
-            oc = tl.zeros([BT, BV], dtype=tl.float32)
+        hc = tl.load(hs_rows + jv[None, :], mask=m_hs & mv[None, :], other=0.0)
+        oc = _q_state_product(qc, hc, F32_STATE_DOT)
+        if SEGMENT_FIX == "product":  # shared memory for a third tile in the pipeline, not registers
+            sc = tl.load(si_rows + jv[None, :], mask=m_fix & mv[None, :], other=0.0)
+            oc += seg_decay * _q_state_product(qc, sc, F32_STATE_DOT)
+        oc = oc * q_decay[:, None]
         for j in tl.static_range(NS):
             vc = tl.load((v_rows + j * BT * stride_v if j > 0 else v_rows) + jv[None, :],
                          mask=m_keys[j][:, None] & mv[None, :], other=0.0)
@@ -225,7 +217,6 @@ def _span_outputs_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
     seg_init, seg_len, n_seg, has_h0, SEGMENT_FIX: tl.constexpr, SPAN_STAGES: tl.constexpr,
-    WITH_STATE: tl.constexpr, CHUNK: tl.constexpr,
 ):
     """One (virtual row block, head): BT rows of o (_block_outputs). The block's decayed scores
     against its span's keys up to itself are worked out once, one [BT, BT] product over K per key
@@ -253,8 +244,7 @@ def _span_outputs_kernel(
     lg = tl.load(log_decay + h).to(tl.float32)
     if NJ == 1:
         _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len,
-                       n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, 1, F32_STATE_DOT, SPLIT, SEGMENT_FIX, None,
-                       WITH_STATE, CHUNK)
+                       n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, 1, F32_STATE_DOT, SPLIT, SEGMENT_FIX, None)
     else:  # the block's (p0 // BT + 1) sub-blocks up to itself as a constant: one V loop for each count,
         # branch-free inside (a branch around a sub-block's loads or dots there would take them out of the
         # software pipeline), so sub-blocks past the block cost nothing, at the price of code size
@@ -262,7 +252,7 @@ def _span_outputs_kernel(
             if p0 == (ns - 1) * BT:
                 _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v,
                                seg_len, n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, ns, F32_STATE_DOT, SPLIT,
-                               SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None, WITH_STATE, CHUNK)
+                               SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None)
 
 
 def plan_state_pass(
@@ -374,47 +364,17 @@ def chunk_retention_two_pass(
             )
         else:  # "product": the second q S product's operand, as the span states are stored
             seg_init = seg_init.to(hs_dtype)
-    seq_of_block = _seq_of_block(cu, T, cfg.BT)
-    _span_outputs_kernel[(seq_of_block.numel() * H,)](
+    # virtual row block r belongs to the last sequence n with cu[n] // BT + n <= r (device ops, no sync)
+    seqs = torch.arange(N, device=dev, dtype=torch.int64)
+    blocks = torch.arange(T // cfg.BT + N, device=dev, dtype=torch.int64)
+    seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
+    _span_outputs_kernel[(blocks.numel() * H,)](
         q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)),
         BV=min(cfg.BV if fix == "off" else cfg.segment_fix_BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
         seg_init=seg_init, seg_len=segment_len, n_seg=n_seg, has_h0=int(h0 is not None), SEGMENT_FIX=fix,
-        SPAN_STAGES=cfg.span_stages, WITH_STATE=True, CHUNK=cfg.BT, num_warps=cfg.num_warps,
+        SPAN_STAGES=cfg.span_stages, num_warps=cfg.num_warps,
         num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
     )
     return o, final
-
-
-def _seq_of_block(cu: torch.Tensor, T: int, BT: int) -> torch.Tensor:
-    """Virtual row block r (of T // BT + N) belongs to the last sequence n with cu[n] // BT + n <= r
-    (device ops, no host sync)."""
-    N = cu.numel() - 1
-    seqs = torch.arange(N, device=cu.device, dtype=torch.int64)
-    blocks = torch.arange(T // BT + N, device=cu.device, dtype=torch.int64)
-    return torch.searchsorted(cu[:-1].long() // BT + seqs, blocks, right=True, out_int32=True) - 1
-
-
-def intra_chunk_outputs(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lg: torch.Tensor, cu: torch.Tensor, scale: float,
-    o: torch.Tensor, chunk: int, BT: int, BV: int, num_warps: int, num_stages: int, split_bf16: bool,
-) -> None:
-    """o <- each row's part from the keys of its own `chunk`-token chunk (chunks counted from its
-    sequence's start): the intra-chunk half of the chunkwise form, for the one-pass kernel's
-    INTRA_IN_O, which adds the inter-chunk half (q times the state entering the chunk). Row blocks
-    of BT rows (a multiple of `chunk`), all independent; each works out its [BT, BT] scores once,
-    masked to its chunks, and loops over V-blocks (the one-pass kernel would recompute them per
-    V-block). Inputs as chunk_retention_two_pass takes them."""
-    T, H, K = q.shape
-    V = v.shape[-1]
-    if BT % chunk:
-        raise ValueError(f"the intra-chunk pass's row blocks (BT={BT}) must be whole chunks of {chunk} tokens")
-    seq_of_block = _seq_of_block(cu, T, BT)
-    _span_outputs_kernel[(seq_of_block.numel() * H,)](
-        q, k, v, o, lg, o, cu, seq_of_block, scale, stride_qk=q.stride(0), stride_v=v.stride(0),
-        H=H, K=K, V=V, BT=BT, BK=max(16, next_pow2(K)), BV=min(BV, max(16, next_pow2(V))), STATE_EVERY=BT,
-        F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=split_bf16 and q.dtype == torch.bfloat16,
-        seg_init=o, seg_len=0, n_seg=1, has_h0=0, SEGMENT_FIX="off", SPAN_STAGES=0, WITH_STATE=False, CHUNK=chunk,
-        num_warps=num_warps, num_stages=num_stages,
-    )

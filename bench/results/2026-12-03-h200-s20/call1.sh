@@ -1,6 +1,6 @@
 # session 20, call 1: the intra_first K256 forward (k8.py), then bench/kernels.py on it through bench/model.py, then
-# (k8.py is kept beside this file as k8.py.txt since the revert; it ran at the commit that added it)
 # the kernel GPU tests with every chunk case on intra_first
+# (k8.py is kept beside this file as k8.py.txt since the revert; it ran at the commit that added it)
 source bench/device_env.sh
 export TRITON_CACHE_DIR=$PWD/.tcache
 nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader
