@@ -47,8 +47,8 @@ def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, 
 def us_per_token(cpu_s: dict[str, float], tokens: int) -> dict[str, float]:
     """CPU us per token by role, plus "python_threads": the roles of this process that hold its GIL, summed."""
     us = {k: round(1e6 * v / max(1, tokens), 3) for k, v in sorted(cpu_s.items())}
-    us["python_threads"] = round(sum(v for k, v in us.items() if k not in ("other", "engine_procs", "front_procs")),
-                                 3)
+    us["python_threads"] = round(sum(v for k, v in us.items()
+                                     if k not in ("other", "engine_procs", "front_procs", "tokenize_procs")), 3)
     return us
 
 

@@ -581,6 +581,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="gRPC connections per load process (default: 1 with one front process, else 4 per front)")
     ap.add_argument("--tokenizer-threads", type=int, default=None,
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
+    ap.add_argument("--tokenize-procs", action=argparse.BooleanOptionalAction, default=EngineConfig.tokenize_procs,
+                    help="each tokenize thread hands its batches to a tokenizer process of its own "
+                         "(EngineConfig.tokenize_procs)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=switch_interval_arg("--switch-interval"), default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
@@ -815,7 +818,8 @@ def main(argv: list[str] | None = None) -> int:
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=args.step_switch_interval,
                           device_wait=args.device_wait,
-                          tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads)
+                          tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
+                          tokenize_procs=args.tokenize_procs)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
     model = loaded.model
@@ -844,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
                           # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment);
                           # it plays a part only where they take the fronts' connections
                           "engine_reader": engine_reader() if args.front_procs > 1 else None,
-                          "tokenizer_threads": config.tokenizer_threads},
+                          "tokenizer_threads": config.tokenizer_threads, "tokenize_procs": config.tokenize_procs},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import threading
 
-ROLES = ("step", "tokenize", "caller", "python", "other")  # every role is always present (stats are summed)
+# every role is always present (stats are summed); tokenize_procs: the tokenizer processes (children, not threads)
+ROLES = ("step", "tokenize", "caller", "python", "other", "tokenize_procs")
 
 
 def role(thread_name: str) -> str:
@@ -25,8 +26,10 @@ def role(thread_name: str) -> str:
     return "python" if thread_name else "other"
 
 
-def thread_cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) of this process's threads so far, summed by role (ROLES)."""
+def thread_cpu_seconds(tokenizer_children: bool = False) -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads so far, summed by role (ROLES); with
+    tokenizer_children, also of its live tokenizer processes (EngineConfig.tokenize_procs) as tokenize_procs
+    (a scan of /proc: only where there are some)."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     out = dict.fromkeys(ROLES, 0.0)
@@ -41,4 +44,29 @@ def thread_cpu_seconds() -> dict[str, float]:
         except OSError:
             continue  # the thread ended meanwhile
         out[role(names.get(int(tid), ""))] += (int(fields[11]) + int(fields[12])) / tick
+    if tokenizer_children:
+        out["tokenize_procs"] = sum(cpu for _, cpu in child_processes(b"tokenize_worker"))
     return out
+
+
+def child_processes(marker: bytes) -> list[tuple[int, float]]:
+    """(pid, CPU seconds so far) of this process's live children whose command line holds `marker` (Linux /proc;
+    [] elsewhere). A child that ended is not counted (its time moves to this process's cutime once waited for)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    me, found = os.getpid(), []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != me or fields[0] == "Z":  # not ours, or ended (a zombie not yet waited for)
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker in f.read():
+                    found.append((int(pid), (int(fields[11]) + int(fields[12])) / tick))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found

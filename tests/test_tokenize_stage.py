@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+import streamret
 from streamret.engine import Engine
 from streamret.engine.scheduler import WorkItem
 from streamret.engine.text import TextPiece, TextSnapshot
@@ -13,6 +16,7 @@ from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, tokenize_i
 from streamret.model.retnet import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
 from streamret.model.tokenizer import ByteTokenizer
+from streamret.thread_cpu import child_processes
 
 
 class CountingTokenizer(ByteTokenizer):
@@ -212,3 +216,76 @@ def test_chunks_accepted_as_the_stage_closes_fail_as_resendable():
         assert e.info("s").applied_seq == 1
         stream = e.store.streams["s"]
         assert stream.accepted_seq == 1 and not stream.pending  # the text front taken back: seq 2 may come again
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenize_procs: each tokenize thread's batches in a tokenizer process of its own
+
+
+def default_tokenizer():
+    from streamret.model.tokenizer import HFTokenizer
+
+    return HFTokenizer(Path(streamret.__file__).parent / "assets" / "default")
+
+
+PIECES = [["The engine reads", " arbitrarily long streams.", " (see retention)"], [" naïve café — 日本"], [],
+          [" C++ -- ~`|{}\t[d]\n", " x" * 300]]
+
+
+def test_a_tokenizer_process_gives_the_engine_tokenizers_ids_and_survives_its_death():
+    from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
+    from streamret.model.tokenizer import encode_pieces
+
+    for tok in (default_tokenizer(), ByteTokenizer()):
+        proc = TokenizerProcess(child_spec(tok))
+        try:
+            for _ in range(2):  # the second time from the child's word cache
+                for want, got in zip(encode_pieces(tok, PIECES), proc.encode_pieces(PIECES), strict=True):
+                    assert np.array_equal(want, got)
+            with pytest.raises(ValueError, match="the tokenizer failed: TypeError"):
+                proc.encode_pieces([[123]])  # an error in the child fails the call, and the child goes on
+            proc._proc.kill()  # a child killed (out of memory, say): started again for the same batch
+            proc._proc.wait()
+            assert np.array_equal(proc.encode_pieces(PIECES)[1], encode_pieces(tok, PIECES)[1])
+        finally:
+            child = proc._proc
+            proc.close()
+        assert child.poll() is not None, "close() must end the child"
+
+
+def test_a_tokenizer_no_child_can_rebuild_stays_in_the_engine_process(caplog):
+    got = []
+    stage = TokenizeStage(CountingTokenizer(), 260, got.extend, threads=1, procs=True)
+    stage.submit_many([item("a", "some text")])
+    stage.close()
+    assert stage.spec is None and "cannot be rebuilt" in caplog.text
+    assert isinstance(got[0][1], Tokenized) and stage.tokenizer.calls == [1]
+
+
+def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
+    """The default tokenizer in two child processes: every stream's tokens and embedding as in-process."""
+    from streamret.engine import EngineConfig
+
+    model = build_random(RetNetConfig(vocab_size=30522), seed=4).eval()
+    loaded = LoadedModel(model, default_tokenizer(), "default-tokenizer")
+    texts = {f"s{i}": [f"Chunk {j} of stream {i}: retention (g^n) keeps it. " for j in range(6)] for i in range(8)}
+    results = []
+    for procs in (True, False):
+        with Engine(loaded, config=EngineConfig(tokenize_procs=procs)) as e:
+            futures = [e.submit_append(sid, j + 1, chunks[j]) for j in range(6) for sid, chunks in texts.items()]
+            [f.result(60) for f in futures]
+            results.append({sid: (e.flush(sid).tokens, e.embedding(sid)) for sid in texts})
+            if procs:
+                assert e._tokenize.spec[0] == "hf" and len(tokenizer_children()) == 2
+    assert not tokenizer_children(), "shutdown must end the tokenizer processes"
+    for sid in texts:  # the same tokens; steps cut them differently, so float32 sums may differ in the last bits
+        (n_with, with_procs), (n_without, without) = results[0][sid], results[1][sid]
+        assert n_with == n_without > 6 * 8
+        assert np.linalg.norm(with_procs - without) <= 1e-5 * np.linalg.norm(without)
+
+
+def tokenizer_children() -> list[int]:
+    """Live child processes of this one running tokenize_worker.py (Linux /proc)."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    return [pid for pid, _ in child_processes(b"tokenize_worker")]

@@ -30,6 +30,9 @@ class EngineConfig:
     max_pending_bytes: int = 512 << 20
     # tokenizing: accepted chunks are tokenized on this many engine threads, many chunks per tokenizer call
     tokenizer_threads: int = 2
+    # ... each handing its batches to a tokenizer process of its own (streamret/engine/tokenize_worker.py), so that
+    # the tokenizer's Python does not hold the GIL that the step thread needs between its CUDA calls
+    tokenize_procs: bool = False
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three

@@ -206,7 +206,8 @@ class EngineCore:
     def stats(self) -> dict:
         """Counters for metrics and health. durable_writable: as `durable_writable()`."""
         writable = self.durable_writable()
-        threads = thread_cpu_seconds()  # the whole process's threads by role (engine processes: that process's)
+        # the whole process's threads by role (engine processes: that process's), and its tokenizer processes
+        threads = thread_cpu_seconds(self.config.tokenize_procs)
         with self._lock:
             return {
                 "streams": self.store.counts(),

@@ -13,6 +13,7 @@ whichever thread finishes first.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +24,9 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
 from .scheduler import PieceLayout, WorkItem
+from .tokenize_worker import TokenizerProcess, TokenizerProcessError, child_spec
+
+log = logging.getLogger("streamret.engine")
 
 
 @dataclass
@@ -80,14 +84,20 @@ class TokenizeStage:
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
-                 on_error: Callable[[BaseException], None] | None = None):
+                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False):
         """What waits is split between the threads that wait for work (a batch is at least min_batch_bytes,
         at most max_batch_bytes): the batches then run at once instead of one after the other (on an H200
         host the tokenize threads take most of an engine's CPU, and with few streams a chunk's wait for them is
-        part of every round trip: bench/RESULTS.md, "End to end on the H200, session 5")."""
+        part of every round trip: bench/RESULTS.md, "End to end on the H200, session 5"). procs: each thread
+        hands its batches to a tokenizer process of its own (tokenize_worker.py) and waits without the GIL;
+        a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
+        self.spec = child_spec(tokenizer) if procs else None
+        if procs and self.spec is None:
+            log.warning("tokenize_procs: a %s cannot be rebuilt in a tokenizer process; tokenizing in the engine "
+                        "process", type(tokenizer).__name__)
         self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
@@ -139,11 +149,27 @@ class TokenizeStage:
             return batch
 
     def _run(self) -> None:
-        while batch := self._take():
-            results = tokenize_items(self.tokenizer, self.vocab_size, batch)
-            try:
-                self.deliver(list(zip(batch, results, strict=True)))
-            except BaseException as e:  # noqa: BLE001
-                if self.on_error is None:
-                    raise
-                self.on_error(e)
+        tokenizer = self._own_tokenizer()
+        try:
+            while batch := self._take():
+                results = tokenize_items(tokenizer, self.vocab_size, batch)
+                try:
+                    self.deliver(list(zip(batch, results, strict=True)))
+                except BaseException as e:  # noqa: BLE001
+                    if self.on_error is None:
+                        raise
+                    self.on_error(e)
+        finally:
+            if isinstance(tokenizer, TokenizerProcess):
+                tokenizer.close()
+
+    def _own_tokenizer(self) -> Tokenizer | TokenizerProcess:
+        """This thread's tokenizer: a process of its own with `procs`, else (or when it cannot start) the
+        engine's."""
+        if self.spec is None:
+            return self.tokenizer
+        try:
+            return TokenizerProcess(self.spec)
+        except TokenizerProcessError as e:
+            log.warning("tokenize_procs: %s; tokenizing in the engine process", e)
+            return self.tokenizer
