@@ -583,7 +583,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="each engine's tokenize threads (EngineConfig.tokenizer_threads; default 2)")
     ap.add_argument("--tokenize-procs", action=argparse.BooleanOptionalAction, default=EngineConfig.tokenize_procs,
                     help="each tokenize thread hands its batches to a tokenizer process of its own "
-                         "(EngineConfig.tokenize_procs)")
+                         "(EngineConfig.tokenize_procs; default: on a GPU, not on the CPU)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=switch_interval_arg("--switch-interval"), default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
@@ -848,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
                           # STREAMRET_ENGINE_READER, read by the engine processes (they take this environment);
                           # it plays a part only where they take the fronts' connections
                           "engine_reader": engine_reader() if args.front_procs > 1 else None,
-                          "tokenizer_threads": config.tokenizer_threads, "tokenize_procs": config.tokenize_procs},
+                          "tokenizer_threads": config.tokenizer_threads,
+                          "tokenize_procs": config.tokenize_procs},  # None: auto
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

@@ -31,8 +31,10 @@ class EngineConfig:
     # tokenizing: accepted chunks are tokenized on this many engine threads, many chunks per tokenizer call
     tokenizer_threads: int = 2
     # ... each handing its batches to a tokenizer process of its own (streamret/engine/tokenize_worker.py), so that
-    # the tokenizer's Python does not hold the GIL that the step thread needs between its CUDA calls
-    tokenize_procs: bool = False
+    # the tokenizer's Python does not hold the GIL that the step thread needs between its CUDA calls; None (auto):
+    # on a GPU, not on the CPU (H200, 12 engine processes: engine +36-41% tokens/s at 1,024 streams, +8-15% at 64,
+    # service at saturation +39%: bench/RESULTS.md, session 20)
+    tokenize_procs: bool | None = None
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three

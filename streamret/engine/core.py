@@ -87,6 +87,9 @@ class EngineCore:
             config.max_stream_step_tokens,
         )
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
+        # tokenizer processes (EngineConfig.tokenize_procs): auto on a GPU, whose step thread wants the GIL often
+        self.tokenize_procs = (self.model.device.type == "cuda" if config.tokenize_procs is None
+                               else config.tokenize_procs)
         self._max_step_streams = max(1, step_state_bytes // self.store.state_bytes)
         # the graphs of every step shape this engine can run: no more streams than a step's state budget holds
         self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs,
@@ -207,7 +210,7 @@ class EngineCore:
         """Counters for metrics and health. durable_writable: as `durable_writable()`."""
         writable = self.durable_writable()
         # the whole process's threads by role (engine processes: that process's), and its tokenizer processes
-        threads = thread_cpu_seconds(self.config.tokenize_procs)
+        threads = thread_cpu_seconds(self.tokenize_procs)
         with self._lock:
             return {
                 "streams": self.store.counts(),

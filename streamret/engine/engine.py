@@ -73,7 +73,7 @@ class Engine(EngineCore):
                              self.durability)
         self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
                                        threads=self.config.tokenizer_threads, on_error=self._crash,
-                                       procs=self.config.tokenize_procs)
+                                       procs=self.tokenize_procs)
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
