@@ -1,0 +1,2 @@
+# session 20, call 8 (issue 14): call 7's first run with one and with three tokenize threads (tokenizer processes on)
+source bench/device_env.sh; export TRITON_CACHE_DIR=$PWD/.tcache; for tt in 1 3; do d=$OUT/full_tt$tt; mkdir -p $d; timeout -s KILL 150 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 1 --engine-procs auto --front-procs 6 --tokens 1e7 --parts packed,engine,service --tokenizer-threads $tt --out $d > $d/log.txt 2>&1; echo "tt$tt rc $?"; sed -n '/^part /,/^$/p' $d/log.txt; done
