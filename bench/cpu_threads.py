@@ -11,7 +11,7 @@ import os
 import threading
 from contextlib import contextmanager
 
-from streamret.thread_cpu import thread_cpu_seconds
+from streamret.thread_cpu import proc_stat, thread_cpu_seconds
 
 
 def thread_cpu_s(engine=None, fronts=None) -> dict[str, float]:
@@ -32,12 +32,8 @@ def thread_cpu_s(engine=None, fronts=None) -> dict[str, float]:
 def process_cpu_s(pid: int, task: bool = False) -> float | None:
     """CPU seconds (user + system) of a process so far, all its threads (task=True: of this process's thread
     with that native id alone); None when it is gone."""
-    try:
-        with open(f"/proc/self/task/{pid}/stat" if task else f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = proc_stat(f"/proc/self/task/{pid}/stat" if task else f"/proc/{pid}/stat")
+    return None if stat is None else stat[2]
 
 
 def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

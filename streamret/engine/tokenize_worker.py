@@ -33,7 +33,7 @@ class TokenizerProcessError(RuntimeError):
 def child_spec(tokenizer) -> tuple | None:
     """What the child needs to rebuild `tokenizer`, or None for a tokenizer it cannot rebuild (tokenize in
     the engine process then)."""
-    from ..model.tokenizer import ByteTokenizer, HFTokenizer
+    from ..model.tokenizer import ByteTokenizer, HFTokenizer  # (here: the child runs this file without its package)
 
     if type(tokenizer) is HFTokenizer:
         return ("hf", tokenizer.source_json, tokenizer.name)
@@ -58,6 +58,10 @@ class TokenizerProcess:
                 [sys.executable, "-u", str(Path(__file__).resolve()), str(req_r), str(res_w), str(TOKENIZER_PY)],
                 pass_fds=(req_r, res_w), stdin=subprocess.DEVNULL,
             )
+        except OSError as e:  # no interpreter to run, no processes left
+            os.close(req_w)
+            os.close(res_r)
+            raise TokenizerProcessError(f"the tokenizer process could not be started: {e}") from e
         finally:
             os.close(req_r)
             os.close(res_w)
@@ -78,22 +82,24 @@ class TokenizerProcess:
     def encode_pieces(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """The child's `encode_pieces(items)`. A child that died (killed, out of memory) is started again once
         for the same batch; an error the tokenizer raised comes back as a ValueError naming it."""
-        for attempt in range(2):
+        try:
+            status, out = self._call(items)
+        except (EOFError, OSError):
+            self.close()
+            self._start()
             try:
-                self._send.send(items)
-                status, out = self._recv.recv()
+                status, out = self._call(items)
             except (EOFError, OSError) as e:
                 code = self._proc.poll() if self._proc else None
                 self.close()
-                if attempt:
-                    raise TokenizerProcessError(f"the tokenizer process died twice on one batch (exit code {code})") \
-                        from e
-                self._start()
-                continue
-            if status == "ok":
-                return out
+                raise TokenizerProcessError(f"the tokenizer process died twice on one batch (exit code {code})") from e
+        if status != "ok":
             raise ValueError(f"the tokenizer failed: {out}")
-        raise AssertionError("unreachable")
+        return out
+
+    def _call(self, items: list[list[str]]) -> tuple[str, object]:
+        self._send.send(items)
+        return self._recv.recv()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Close the pipes (the child exits at their end) and wait for it; kill it past timeout_s."""
