@@ -13,8 +13,11 @@ counts in the JSON); every part below reads it, each stream or document from its
 Parts (--parts, in this order; one engine serves all of them):
   packed   the model's forward alone (fresh states, no text handling) on packed batches of the text's
            tokens, B sequences x T tokens with B x T = the engine's step budget (--step-tokens), for
-           T in --packed-lens; the best of them is the reference every other part is divided by.
-           The shapes of issue 14's figures (B64 x T512, B256 x T256) are timed too, for the record.
+           T in --packed-lens, eager and (on a GPU) replayed from CUDA graphs as the engine runs its
+           steps; the best of them is the reference every other part is divided by ("x packed"; "x eager":
+           by the best eager one, the reference of session 20 and before, which the host's launches bound
+           at this size, so that it moved 2x with the host's load). The shapes of issue 14's figures
+           (B64 x T512, B256 x T256) are timed too, eager, for the record.
            It runs in this process before the engine starts.
   The engine: in this process (--engine-procs 1, the default here) or, as `streamret serve` runs on a GPU,
            --engine-procs engine processes (auto, or a count; streamret/engine/shards.py), each with its own
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
     import torch
 
     from streamret.engine import Engine, EngineConfig
+    from streamret.model.graphs import GraphedForward
     from streamret.model.retnet import RetNet
     from streamret.model.spec import LoadedModel
     from streamret.model.tokenizer import Tokenizer
@@ -263,30 +267,42 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, seconds: float, chunk_size: int) -> dict:
+def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, seconds: float, chunk_size: int,
+                   graphed: GraphedForward | None = None) -> dict:
     """The model's forward alone on [batch x length] packed sequences of the text's tokens (fresh
-    states), as often as fits in `seconds` (at least 3 calls, after 2 untimed)."""
+    states), as often as fits in `seconds` (at least 3 calls, after 2 untimed). graphed: replayed from
+    that GraphedForward's CUDA graph of the shape (what the engine's steps run), else the eager forward."""
     import torch
 
     n = batch * length
     reps = -(-4 * n // ids.numel())
     flat = ids.repeat(reps) if reps > 1 else ids
     inputs = [flat[i * n : (i + 1) * n] for i in range(min(4, flat.numel() // n))]
-    cu = torch.arange(0, n + 1, length)  # on the host, as the engine passes it
+    if graphed is None:
+        cu = torch.arange(0, n + 1, length)  # on the host, as the engine passes it
+
+        def forward(x: torch.Tensor) -> None:
+            model(x, cu_seqlens=cu, chunk_size=chunk_size)
+    else:  # inputs and fresh states on the device; the output state in the graph's alternating buffers
+        cu = torch.arange(0, n + 1, length, dtype=torch.int32, device=model.device)
+        state = model.init_state(batch, model.device)
+
+        def forward(x: torch.Tensor) -> None:
+            graphed(x, cu, state, clone_hidden=False, fresh_state=False)
     with torch.inference_mode():
         for x in inputs[:2]:
-            model(x, cu_seqlens=cu, chunk_size=chunk_size)
+            forward(x)
         sync(model.device)
         calls, t0 = 0, time.perf_counter()
         while calls < 3 or time.perf_counter() - t0 < seconds:
-            model(inputs[calls % len(inputs)], cu_seqlens=cu, chunk_size=chunk_size)
+            forward(inputs[calls % len(inputs)])
             calls += 1
             if calls % 8 == 0:
                 sync(model.device)
         sync(model.device)
         dt = time.perf_counter() - t0
-    return {"shape": f"B{batch}xT{length}", "tokens": calls * n, "seconds": round(dt, 4),
-            "tokens_per_s": round(calls * n / dt, 1)}
+    return {"shape": f"B{batch}xT{length}" + (" graphed" if graphed is not None else ""), "tokens": calls * n,
+            "seconds": round(dt, 4), "tokens_per_s": round(calls * n / dt, 1)}
 
 
 def steps_between(before: dict, after: dict) -> dict:
@@ -369,13 +385,22 @@ def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[],
 
 
 def part_packed(config: EngineConfig, model: RetNet, ids: torch.Tensor, args: argparse.Namespace) -> dict:
-    """The reference: the best tokens/s over the step-budget shapes; the issue's shapes for the record."""
+    """The reference: the best tokens/s over the step-budget shapes, eager and (on a GPU, as the engine runs
+    its steps) replayed from CUDA graphs; the issue's shapes, eager, for the record."""
     shapes = [(max(1, args.step_tokens // t), t) for t in args.packed_lens]
     rows = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size) for b, t in shapes]
+    if model.device.type == "cuda" and config.cuda_graphs:
+        from streamret.model.graphs import GraphedForward
+
+        graphed = GraphedForward(model, chunk_size=config.chunk_size)
+        rows += [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size, graphed) for b, t in shapes]
+        del graphed  # its graphs and buffers, before the engine starts
     extra = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size)
              for b, t in args.packed_extra if (b, t) not in shapes]
     best = max(rows, key=lambda r: r["tokens_per_s"])
+    eager = max((r for r in rows if not r["shape"].endswith("graphed")), key=lambda r: r["tokens_per_s"])
     return {"tokens_per_s": best["tokens_per_s"], "shape": best["shape"], "step_tokens": args.step_tokens,
+            "eager_tokens_per_s": eager["tokens_per_s"], "eager_shape": eager["shape"],
             "step_budget_shapes": rows, "other_shapes": extra}
 
 
@@ -619,6 +644,7 @@ def table(results: dict) -> list[dict]:
     """One row per measured part: tokens/s, its ratio to the packed forward, streams per step, acks."""
     parts = results["parts"]
     packed = parts.get("packed", {}).get("tokens_per_s")
+    eager = parts.get("packed", {}).get("eager_tokens_per_s")  # (runs of session 20 and before: their only one)
     timed = [*parts.get("packed", {}).get("step_budget_shapes", []), *parts.get("packed", {}).get("other_shapes", [])]
     fastest = max((x["tokens_per_s"] for x in timed), default=None)  # over every shape timed, step budget or not
     rows = []
@@ -627,6 +653,7 @@ def table(results: dict) -> list[dict]:
             continue
         row = {"part": name, "tokens_per_s": r["tokens_per_s"],
                "x_packed": round(r["tokens_per_s"] / packed, 3) if packed else None,
+               "x_packed_eager": round(r["tokens_per_s"] / eager, 3) if eager else None,
                "x_packed_fastest_shape": round(r["tokens_per_s"] / fastest, 3) if fastest else None,
                "streams_per_step": r.get("streams_per_step"), "ack_p50_ms": r.get("ack_p50_ms"),
                "ack_p99_ms": r.get("ack_p99_ms"), "model_ms_per_step": r.get("loop_model_ms_per_step"),
@@ -656,14 +683,16 @@ def print_table(results: dict) -> None:
     if packed:
         timed = [*packed["step_budget_shapes"], *packed["other_shapes"]]
         print(f"\nx packed: of the packed forward at {packed['shape']} ({packed['tokens_per_s']:,.0f} tok/s), the "
-              f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget); all shapes timed: "
+              f"fastest shape of {packed['step_tokens']:,} tokens (the engine's step budget), eager or graphed; "
+              f"x eager: of the fastest eager one ({packed.get('eager_shape')}); all shapes timed: "
               + ", ".join(f"{x['shape']} {x['tokens_per_s']:,.0f}" for x in timed))
-    print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x engine':>9s} {'streams/step':>12s} "
+    print(f"\n{'part':18s} {'tokens/s':>12s} {'x packed':>9s} {'x eager':>8s} {'x engine':>9s} {'streams/step':>12s} "
           f"{'ack p50 ms':>10s} {'ack p99 ms':>10s} {'model ms':>8s} {'host ms':>7s} {'lock ms':>7s} "
           f"{'py us/tok':>9s} {'host cores':>10s}  "
           "target (issue 14)")
     for r in rows:
-        print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} {f(r.get('x_engine'), '9.3f')} "
+        print(f"{r['part']:18s} {r['tokens_per_s']:12,.0f} {f(r['x_packed'], '9.3f')} "
+              f"{f(r.get('x_packed_eager'), '8.3f')} {f(r.get('x_engine'), '9.3f')} "
               f"{f(r['streams_per_step'], '12.1f')} {f(r['ack_p50_ms'], '10.1f')} {f(r['ack_p99_ms'], '10.1f')} "
               f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
               f"{f(r.get('lock_ms_per_step'), '7.2f')} "

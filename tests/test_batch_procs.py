@@ -274,3 +274,19 @@ def test_bounds_smaller_than_the_sub_batch_slots_still_hold_in_total(max_in_flig
     assert all(o["max_in_flight"] * slots <= max_in_flight for o in options)
     if max_bytes is not None:
         assert all(o["max_bytes_in_flight"] * slots <= max_bytes for o in options)
+
+
+def test_sub_batches_shrink_towards_the_end_and_keep_every_row_once_in_order():
+    """Guided sizes: a sub-batch is at most 1 / (2 x slots) of what is left (at least SUB_BATCH_MIN_ROWS rows),
+    so the last ones are small and the engines finish together; the cap still holds and no row is lost."""
+    docs = fake_docs(2000)
+    batches = list(sub_batches.cut(docs, 1 << 30, 334, slots=24))
+    sizes = [len(b) for b in batches]
+    assert [d.row for b in batches for d in b] == [d.row for d in docs]
+    assert sizes[0] == -(-2000 // 48) and max(sizes) <= 334
+    assert all(a >= b for a, b in zip(sizes, sizes[1:]))
+    assert sizes[-2] == sub_batches.SUB_BATCH_MIN_ROWS
+    # by bytes as well: a large document is still a sub-batch of its own
+    big = [sub_batches._Doc(0, "t0", b"x" * (1 << 20), 64), *fake_docs(40)[1:]]
+    cuts = list(sub_batches.cut(big, 1 << 20, 512, slots=4))
+    assert [len(b) for b in cuts][0] == 1 and sum(len(b) for b in cuts) == 40

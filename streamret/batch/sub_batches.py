@@ -8,7 +8,8 @@ each goes to an engine process as one call: that process runs embed_table's own 
 on its in-process Engine and sends back the rows' results.
 
 - Load: every engine holds `SUB_BATCHES_PER_ENGINE` sub-batches at once (one runs its tail while the next
-  fills the steps); the next sub-batch goes to whichever engine finishes one first. The batch's max_in_flight
+  fills the steps); the next sub-batch goes to whichever engine finishes one first, and sub-batches shrink
+  as the rows left do (`cut`), so that the engines run out of work together. The batch's max_in_flight
   and max_bytes_in_flight are split evenly over the sub-batches that can run at once, so the call's bounds
   hold in total; the text in the engines is at most that many sub-batches.
 - Results come back in row order whatever engine ran them; temporary stream ids stay embed_table's
@@ -32,6 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from itertools import islice
 
 import numpy as np
 
@@ -41,22 +43,36 @@ from .arrow_table import Stop, _describe, _Doc, _Runner, calls_return_at_once
 SUB_BATCH_BYTES = 1 << 20
 SUB_BATCH_ROWS = 512
 SUB_BATCHES_PER_ENGINE = 2
+SUB_BATCH_MIN_ROWS = 16  # the smallest sub-batches of a batch's end (cut's guided sizes)
+SUB_BATCH_MIN_BYTES = 64 << 10
 _CANCELLED_KEEP_S = 300.0  # a cancellation that arrives after its sub-batch ended is forgotten after this
 
 Send = Callable[[int, str, tuple], Future]  # (engine rank, op, args) -> the answer's Future; Unavailable if down
 
 
-def cut(docs: list[_Doc], max_bytes: int = SUB_BATCH_BYTES, max_rows: int = SUB_BATCH_ROWS) -> Iterator[list[_Doc]]:
-    """Consecutive documents, max_bytes of text or max_rows rows at most (one larger document alone)."""
-    batch: list[_Doc] = []
-    size = 0
-    for doc in docs:
-        if batch and (size + len(doc.data) > max_bytes or len(batch) >= max_rows):
-            yield batch
-            batch, size = [], 0
-        batch.append(doc)
-        size += len(doc.data)
-    if batch:
+def cut(docs: list[_Doc], max_bytes: int = SUB_BATCH_BYTES, max_rows: int = SUB_BATCH_ROWS,
+        slots: int | None = None) -> Iterator[list[_Doc]]:
+    """Consecutive documents, max_bytes of text or max_rows rows at most (one larger document alone).
+
+    slots: sub-batches that run at once. Each sub-batch is then also at most 1 / (2 x slots) of the rows
+    and of the bytes still to cut (but at least SUB_BATCH_MIN_ROWS rows or SUB_BATCH_MIN_BYTES): the sizes
+    shrink towards the end, so that the engines finish together instead of a few of them running the last
+    full-size sub-batches while the others idle (guided self-scheduling)."""
+    rows_left, bytes_left = len(docs), sum(len(d.data) for d in docs)
+    i = 0
+    while i < len(docs):
+        rows, size_cap = max_rows, max_bytes
+        if slots is not None:
+            rows = min(max_rows, max(SUB_BATCH_MIN_ROWS, -(-rows_left // (2 * slots))))
+            size_cap = min(max_bytes, max(SUB_BATCH_MIN_BYTES, -(-bytes_left // (2 * slots))))
+        batch, size = [docs[i]], len(docs[i].data)
+        i += 1
+        while i < len(docs) and len(batch) < rows and size + len(docs[i].data) <= size_cap:
+            batch.append(docs[i])
+            size += len(docs[i].data)
+            i += 1
+        rows_left -= len(batch)
+        bytes_left -= size
         yield batch
 
 
@@ -77,8 +93,9 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
     # small enough that every engine gets a share of a small table, and of at most 4 times the documents a
     # sub-batch runs at once (its last documents, in its tail, leave few in its steps)
     total = sum(len(d.data) for d in docs)
-    todo = deque(cut(docs, max(1, min(SUB_BATCH_BYTES, -(-total // slots))),
-                     max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"], -(-len(docs) // slots)))))
+    cuts = cut(docs, max(1, min(SUB_BATCH_BYTES, -(-total // slots))),
+               max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"], -(-len(docs) // slots))), slots)
+    todo = deque(islice(cuts, 1))  # the next sub-batch; each cut as the one before it is sent (guided sizes)
     free = dict.fromkeys(range(engines), per_engine)  # engines still up -> sub-batches they may take now
     running: dict[Future, tuple[int, str, list[_Doc]]] = {}  # -> (engine, key, its documents)
     why = "INTERNAL: the batch was interrupted"
@@ -122,11 +139,13 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
                     down = e
                     continue
                 todo.popleft()
+                todo.extend(islice(cuts, 1))
                 running[fut] = (rank, key, batch)
                 free[rank] -= 1
                 if not free[rank]:
                     del free[rank]
             if todo and not running:  # every engine is down
+                todo.extend(cuts)
                 for batch in todo:
                     finish(batch, None, down)
                 todo.clear()
