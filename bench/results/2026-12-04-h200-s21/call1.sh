@@ -4,6 +4,7 @@
 set -u
 source bench/device_env.sh
 export TRITON_CACHE_DIR=$PWD/.tcache
+ln -sfn $PWD/streamret/assets .device/old/streamret/assets  # (the same weights: not carried twice)
 T0=$SECONDS
 run(){ name=$1; limit=$2; dir=$3; shift 3; d=$OUT/$name; mkdir -p $d; t0=$SECONDS
   (cd $dir && PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL $limit python3 bench/e2e.py --text $OLDPWD/.device/text/man.txt.gz --packed-seconds 1 --engine-procs auto "$@" --out $d > $d/log.txt 2>&1)
