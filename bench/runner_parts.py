@@ -54,6 +54,28 @@ def timed(fn, reps: int) -> float:
     return statistics.median(out)
 
 
+def device_time(fn, reps: int, out: str) -> dict:
+    """The device's own time in fn() (its kernels and copies, summed from the profiler's device events, gaps
+    between them left out), median-free: the total over reps / reps; and the top kernels to runner_kernels.txt.
+    What a step costs the GPU when the host keeps it busy, which a wall clock around one step cannot tell."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    by_name: dict[str, float] = {}
+    for e in prof.events():
+        if e.device_type == DeviceType.CUDA:  # kernels, copies and memsets on the device: no op rows counted twice
+            by_name[e.name] = by_name.get(e.name, 0.0) + e.time_range.elapsed_us() / 1e3 / reps
+    with open(os.path.join(out, "runner_kernels.txt"), "w") as f:
+        for name, ms in sorted(by_name.items(), key=lambda x: -x[1]):
+            f.write(f"{ms * 1e3:10.1f} us  {name[:110]}\n")
+    return {"device_ms": sum(by_name.values()),
+            "device_top": {k[:80]: round(v * 1e3, 1) for k, v in sorted(by_name.items(), key=lambda x: -x[1])[:12]}}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="default")
@@ -67,6 +89,7 @@ def main() -> int:
                         "sections use EngineConfig.step_switch_interval_s, 1e-4; Python's default 5e-3 takes seconds)")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
     model = load_model(args.model, "cuda", None).model
     runner = ModelRunner(model, 64, cuda_graphs=True)
     tokens, lens, runs = step(model, args.streams, args.tokens, args.runs)
@@ -110,6 +133,7 @@ def main() -> int:
     with torch.inference_mode():
         res["pool_ms"] = timed(lambda: runner._pool(hidden, new_state, token_cu, first, last, counts, open_sums),
                                args.reps)
+    res.update(device_time(full, args.reps, args.out))
     stop = threading.Event()
 
     def spin():
@@ -136,7 +160,9 @@ def main() -> int:
         json.dump(res, f, indent=1)
     print(f"\n== ModelRunner.run, {res['streams']} streams, {res['tokens']} tokens, {res['runs']} runs ==")
     for k, v in res.items():
-        print(f"{k:48} {v:.3f}" if isinstance(v, float) else f"{k:48} {v}")
+        if k != "device_top":
+            print(f"{k:48} {v:.3f}" if isinstance(v, float) else f"{k:48} {v}")
+    print("device us a step, top kernels: " + ", ".join(f"{k} {v}" for k, v in res["device_top"].items()))
     return 0
 
 
