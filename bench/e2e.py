@@ -394,7 +394,10 @@ def part_packed(config: EngineConfig, model: RetNet, ids: torch.Tensor, args: ar
 
         graphed = GraphedForward(model, chunk_size=config.chunk_size)
         rows += [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size, graphed) for b, t in shapes]
-        del graphed  # its graphs and buffers, before the engine starts
+        del graphed
+        import torch
+
+        torch.cuda.empty_cache()  # its graphs' memory back to the device before the engine processes start
     extra = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size)
              for b, t in args.packed_extra if (b, t) not in shapes]
     best = max(rows, key=lambda r: r["tokens_per_s"])

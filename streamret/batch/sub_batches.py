@@ -33,7 +33,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from itertools import islice
 
 import numpy as np
 
@@ -93,9 +92,8 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
     # small enough that every engine gets a share of a small table, and of at most 4 times the documents a
     # sub-batch runs at once (its last documents, in its tail, leave few in its steps)
     total = sum(len(d.data) for d in docs)
-    cuts = cut(docs, max(1, min(SUB_BATCH_BYTES, -(-total // slots))),
-               max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"], -(-len(docs) // slots))), slots)
-    todo = deque(islice(cuts, 1))  # the next sub-batch; each cut as the one before it is sent (guided sizes)
+    todo = deque(cut(docs, max(1, min(SUB_BATCH_BYTES, -(-total // slots))),
+                     max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"], -(-len(docs) // slots))), slots))
     free = dict.fromkeys(range(engines), per_engine)  # engines still up -> sub-batches they may take now
     running: dict[Future, tuple[int, str, list[_Doc]]] = {}  # -> (engine, key, its documents)
     why = "INTERNAL: the batch was interrupted"
@@ -139,13 +137,11 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
                     down = e
                     continue
                 todo.popleft()
-                todo.extend(islice(cuts, 1))
                 running[fut] = (rank, key, batch)
                 free[rank] -= 1
                 if not free[rank]:
                     del free[rank]
             if todo and not running:  # every engine is down
-                todo.extend(cuts)
                 for batch in todo:
                     finish(batch, None, down)
                 todo.clear()
