@@ -108,6 +108,20 @@ def _char_classes(text: str) -> np.ndarray:
     return classes
 
 
+_STANDINS = {2: ord("a"), 1: ord("0"), 0: ord(" ")}  # an ASCII character of each `_char_class`
+
+
+def _ascii_standins(text: str) -> bytes:
+    """text as ASCII bytes, each other character replaced by an ASCII one of its `_char_class` ("a" for a letter,
+    "0" for another word character, " " for none): the same word starts and ends, for the ASCII path below.
+    Array work over the text's code points, a regex match per distinct non-ASCII character."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).copy()
+    high = np.flatnonzero(codes >= 128)
+    distinct, which = np.unique(codes[high], return_inverse=True)
+    codes[high] = np.array([_STANDINS[_char_class(chr(c))] for c in distinct.tolist()], np.uint32)[which]
+    return codes.astype(np.uint8).tobytes()
+
+
 def word_counts(texts: Sequence[str]) -> np.ndarray:
     """int64 [len(texts)]: the matches of `_WORD` in each text's first _SCANNED characters, for all the texts
     in one pass of array work (the regex costs ~30 ns a character). `_WORD` matches from the first letter of
@@ -117,9 +131,11 @@ def word_counts(texts: Sequence[str]) -> np.ndarray:
         return np.zeros(0, np.int64)
     cut = [t[:_SCANNED] for t in texts]
     joined = "\0".join(cut)
-    if joined.isascii() and joined.count("\0") == len(cut) - 1:  # most text: bytes.translate drops the
-        # word characters that are no letters, so that a match starts at each letter after a non-letter
-        kinds = np.frombuffer(joined.encode("ascii").translate(_ASCII_LETTERS, _ASCII_OTHER_WORD_CHARS), np.uint8)
+    if joined.count("\0") == len(cut) - 1:  # no NUL inside a text: NUL separates them
+        # ASCII (other characters as stand-ins of their class): bytes.translate drops the word characters that
+        # are no letters, so that a match starts at each letter after a non-letter
+        data = joined.encode("ascii") if joined.isascii() else _ascii_standins(joined)
+        kinds = np.frombuffer(data.translate(_ASCII_LETTERS, _ASCII_OTHER_WORD_CHARS), np.uint8)
         letter = kinds == 2
         starts = letter.copy()
         starts[1:] &= ~letter[:-1]
