@@ -301,8 +301,9 @@ def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, se
                 sync(model.device)
         sync(model.device)
         dt = time.perf_counter() - t0
-    return {"shape": f"B{batch}xT{length}" + (" graphed" if graphed is not None else ""), "tokens": calls * n,
-            "seconds": round(dt, 4), "tokens_per_s": round(calls * n / dt, 1)}
+    return {"shape": f"B{batch}xT{length}" + (" graphed" if graphed is not None else ""),
+            "graphed": graphed is not None, "tokens": calls * n, "seconds": round(dt, 4),
+            "tokens_per_s": round(calls * n / dt, 1)}
 
 
 def steps_between(before: dict, after: dict) -> dict:
@@ -390,18 +391,18 @@ def part_packed(config: EngineConfig, model: RetNet, ids: torch.Tensor, args: ar
     shapes = [(max(1, args.step_tokens // t), t) for t in args.packed_lens]
     rows = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size) for b, t in shapes]
     if model.device.type == "cuda" and config.cuda_graphs:
+        import torch
+
         from streamret.model.graphs import GraphedForward
 
         graphed = GraphedForward(model, chunk_size=config.chunk_size)
         rows += [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size, graphed) for b, t in shapes]
         del graphed
-        import torch
-
         torch.cuda.empty_cache()  # its graphs' memory back to the device before the engine processes start
     extra = [packed_forward(model, ids, b, t, args.packed_seconds, config.chunk_size)
              for b, t in args.packed_extra if (b, t) not in shapes]
     best = max(rows, key=lambda r: r["tokens_per_s"])
-    eager = max((r for r in rows if not r["shape"].endswith("graphed")), key=lambda r: r["tokens_per_s"])
+    eager = max((r for r in rows if not r["graphed"]), key=lambda r: r["tokens_per_s"])
     return {"tokens_per_s": best["tokens_per_s"], "shape": best["shape"], "step_tokens": args.step_tokens,
             "eager_tokens_per_s": eager["tokens_per_s"], "eager_shape": eager["shape"],
             "step_budget_shapes": rows, "other_shapes": extra}

@@ -55,9 +55,9 @@ def timed(fn, reps: int) -> float:
 
 
 def device_time(fn, reps: int, out: str) -> dict:
-    """The device's own time in fn() (its kernels and copies, summed from the profiler's device events, gaps
-    between them left out), median-free: the total over reps / reps; and the top kernels to runner_kernels.txt.
-    What a step costs the GPU when the host keeps it busy, which a wall clock around one step cannot tell."""
+    """The device's own time in one fn() (its kernels and copies, summed from the profiler's device events, gaps
+    between them left out), the mean over reps; and the top kernels to runner_kernels.txt. What a step costs the
+    GPU when the host keeps it busy, which a wall clock around one step cannot tell."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 

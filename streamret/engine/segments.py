@@ -96,29 +96,40 @@ _ASCII_LETTERS = bytes(3 if c == 0 else 2 if _ASCII_CLASSES[c] == 2 else 0 for c
 _ASCII_OTHER_WORD_CHARS = bytes(c for c in range(128) if _ASCII_CLASSES[c] == 1)
 
 
+def _code_points(text: str) -> np.ndarray:
+    """uint32 [len(text)]: each character's code point (lone surrogates too), a writable copy."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).copy()
+
+
+def _non_ascii_classes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the code points at or above 128 are, and their `_char_class` (uint8): one regex match per distinct
+    character, however often it occurs."""
+    high = np.flatnonzero(codes >= 128)
+    distinct, which = np.unique(codes[high], return_inverse=True)
+    return high, np.array([_char_class(chr(c)) for c in distinct.tolist()], np.uint8)[which]
+
+
 def _char_classes(text: str) -> np.ndarray:
     """uint8 [len(text)]: `_char_class` of each character (the ASCII ones by a table, the others once each)."""
     if text.isascii():
         return np.frombuffer(text.encode("ascii").translate(_ASCII_CLASSES), np.uint8)
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    codes = _code_points(text)
     classes = np.frombuffer(_ASCII_CLASSES, np.uint8)[np.minimum(codes, 128)]
-    high = np.flatnonzero(codes >= 128)
-    distinct, which = np.unique(codes[high], return_inverse=True)
-    classes[high] = np.array([_char_class(chr(c)) for c in distinct.tolist()], np.uint8)[which]
+    high, high_classes = _non_ascii_classes(codes)
+    classes[high] = high_classes
     return classes
 
 
-_STANDINS = {2: ord("a"), 1: ord("0"), 0: ord(" ")}  # an ASCII character of each `_char_class`
+_STANDINS = np.frombuffer(b" 0a", np.uint8)  # an ASCII character of each `_char_class` (0, 1, 2)
 
 
 def _ascii_standins(text: str) -> bytes:
-    """text as ASCII bytes, each other character replaced by an ASCII one of its `_char_class` ("a" for a letter,
-    "0" for another word character, " " for none): the same word starts and ends, for the ASCII path below.
-    Array work over the text's code points, a regex match per distinct non-ASCII character."""
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).copy()
-    high = np.flatnonzero(codes >= 128)
-    distinct, which = np.unique(codes[high], return_inverse=True)
-    codes[high] = np.array([_STANDINS[_char_class(chr(c))] for c in distinct.tolist()], np.uint32)[which]
+    """text as ASCII bytes, each other character replaced by an ASCII one of its `_char_class` (" " for none,
+    "0" for a word character that is no letter, "a" for a letter): the same word starts and ends, for the
+    ASCII path below."""
+    codes = _code_points(text)
+    high, high_classes = _non_ascii_classes(codes)
+    codes[high] = _STANDINS[high_classes]
     return codes.astype(np.uint8).tobytes()
 
 
