@@ -573,6 +573,7 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from streamret.engine.config import DEVICE_WAITS, EngineConfig  # (defaults of the engine flags)
     from streamret.engine.gil import switch_interval_arg
+    from streamret.engine.text import SEGMENT_MODES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
@@ -621,6 +622,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--step-samples", type=float, default=None, metavar="MS",
                     help="sample the engines' step threads every MS milliseconds (STREAMRET_STEP_SAMPLES): each engine "
                          "and service part then prints where they were, by line")
+    ap.add_argument("--segment-by", default=EngineConfig.segment_by, choices=SEGMENT_MODES,
+                    help="EngineConfig.segment_by: a segment per sentence, or per appended chunk (what the sentence "
+                         "cuts and their booking cost the engine)")
     ap.add_argument("--device-wait", default=EngineConfig.device_wait, choices=DEVICE_WAITS,
                     help="EngineConfig.device_wait: how the step thread waits for the GPU (sleep, or spin a core)")
     ap.add_argument("--step-switch-interval", default=EngineConfig.step_switch_interval_s,
@@ -850,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=args.step_switch_interval,
-                          device_wait=args.device_wait,
+                          device_wait=args.device_wait, segment_by=args.segment_by,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
                           tokenize_procs=args.tokenize_procs)
     procs = engine_procs(args.engine_procs, args.device)
