@@ -332,37 +332,40 @@ def test_closing_an_idle_stream_for_good_takes_no_step(tmp_path):
         assert not e.exists("durable")
 
 
-def test_a_chunk_fed_outside_the_lock_is_used_once_and_fed_again_if_the_front_moved(monkeypatch):
-    """submit_append cuts a chunk's text into pieces before taking the lock (Engine._fed_without_lock); accept
-    uses that only while the stream's text front is still the one it was fed from."""
-    from streamret.engine.intake import Intake
+def _record_cuts(monkeypatch, engine: Engine) -> list[tuple[str, bool]]:
+    """Per cut of a chunk's text from now on (TextAssembler.feed): its thread's name and whether it held the
+    engine lock."""
+    from streamret.engine.text import TextAssembler
 
+    cuts = []
+    real = TextAssembler.feed
+    monkeypatch.setattr(TextAssembler, "feed", lambda self, *a, **k: cuts.append(
+        (threading.current_thread().name, engine._lock._is_owned())) or real(self, *a, **k))
+    return cuts
+
+
+def test_a_chunks_text_is_cut_once_on_a_tokenize_thread_without_the_lock(monkeypatch):
+    """submit_append only accepts a chunk; the tokenize stage cuts its text into pieces, from where the stream's
+    chunk before it ends, on a stage thread and without the engine lock (the caller's thread and the step loop
+    never wait for sentence cuts)."""
     chunks = ["First sentence. Second one", " goes on. Third", " sentence ends here. A fourth."]
     with Engine.from_model("random:tiny", device="cpu") as ref:
-        for seq, c in enumerate(chunks, 1):
-            ref.append("s", seq, c)
-        want = ref.embedding("s")
-    feeds = []
-    real = Intake.feed_from
-    monkeypatch.setattr(Intake, "feed_from", lambda self, *a, **k: feeds.append(1) or real(self, *a, **k))
+        ref.append("s", 1, "".join(chunks))
+        ref.flush("s")
+        want = [s.text for s in ref.segments("s")]
     with Engine.from_model("random:tiny", device="cpu") as e:
-        e.append("s", 1, chunks[0])
-        assert len(feeds) == 1  # a new stream: fed under the lock
-        stale = e._fed_without_lock("s", 2, chunks[1].encode(), False)
-        e.append("s", 2, chunks[1])  # fed once, outside the lock, and used
-        assert len(feeds) == 3
-        monkeypatch.setattr(e, "_fed_without_lock", lambda *a: stale)  # chunk 3 offered chunk 2's stale feed
-        e.append("s", 3, chunks[2])  # the front moved: fed again under the lock
-        assert len(feeds) == 4
-        np.testing.assert_allclose(e.embedding("s"), want, atol=1e-6)
+        cuts = _record_cuts(monkeypatch, e)
+        futures = [e.submit_append("s", seq, c) for seq, c in enumerate(chunks, 1)]
+        assert [f.result().seq for f in futures] == [1, 2, 3]
+        e.flush("s")
+        assert [s.text for s in e.segments("s")] == want
+    assert len(cuts) == 4  # the 3 chunks and the flush
+    assert all(name.startswith("streamret-engine-tokenize-") and not locked for name, locked in cuts), cuts
 
 
 def test_submit_appends_takes_many_chunks_at_once_in_order_with_each_its_outcome(monkeypatch):
     """Engine.submit_appends (an engine process's pipe batches): each chunk's Future or error as submit_append
-    gives it, the streams as if appended one chunk at a time, and a stream's next chunk cut outside the lock from
-    its chunk before in the batch (none cut again under the lock)."""
-    from streamret.engine.intake import Intake
-
+    gives it, the streams as if appended one chunk at a time, and each new chunk cut once, outside the lock."""
     a = ["First sentence. Second one", " goes on. Third", " sentence ends here. A fourth."]
     b = ["Another stream. It", " has its own words", " and its own end."]
     with Engine.from_model("random:tiny", device="cpu") as ref:
@@ -370,14 +373,10 @@ def test_submit_appends_takes_many_chunks_at_once_in_order_with_each_its_outcome
             for seq, c in enumerate(chunks, 1):
                 ref.append(sid, seq, c)
         want = {sid: ref.embedding(sid) for sid in ("a", "b")}
-    locked = []  # per feed of a chunk's text: whether the engine lock was held
-    real = Intake.feed_from
-    monkeypatch.setattr(Intake, "feed_from", lambda self, *x, **k: locked.append(self._lock._is_owned())
-                        or real(self, *x, **k))
     with Engine.from_model("random:tiny", device="cpu") as e:
         e.append("a", 1, a[0])
         e.append("b", 1, b[0])
-        locked.clear()
+        cuts = _record_cuts(monkeypatch, e)
         calls = [(sid, seq, text, False, False, None) for sid, seq, text in (
             ("a", 2, a[1]), ("b", 2, b[1]), ("a", 3, a[2]), ("b", 9, "a gap"), ("a", 2, a[1]), ("b", 3, b[2]),
             ("", 1, "x"))]
@@ -386,7 +385,7 @@ def test_submit_appends_takes_many_chunks_at_once_in_order_with_each_its_outcome
                                                     "InvalidArgument"]
         assert [o.result().seq for o in out if not isinstance(o, Exception)] == [2, 2, 3, 2, 3]
         assert out[4].result().duplicate
-        assert locked == [False] * 4  # the 4 new chunks, each cut once, outside the lock
+        assert [locked for _, locked in cuts] == [False] * 4  # the 4 new chunks, each cut once, outside the lock
         for sid in ("a", "b"):
             np.testing.assert_allclose(e.embedding(sid), want[sid], atol=1e-6)
 

@@ -11,8 +11,8 @@ import pytest
 import streamret
 from streamret.engine import Engine
 from streamret.engine.scheduler import WorkItem
-from streamret.engine.text import TextPiece, TextSnapshot
-from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, tokenize_items
+from streamret.engine.text import TextSnapshot
+from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, in_process_cut, tokenize_items
 from streamret.model.retnet import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
 from streamret.model.tokenizer import ByteTokenizer
@@ -32,12 +32,22 @@ class CountingTokenizer(ByteTokenizer):
         return super().encode_batch(texts)
 
 
-def item(sid: str, *texts: str) -> WorkItem:
-    pieces, at = [], 0
-    for t in texts:
-        pieces.append(TextPiece(t, at, at + len(t.encode())))
-        at += len(t.encode())
-    return WorkItem(sid, 1, None, pieces, None, TextSnapshot(b"", at), at)
+TEXT = dict(max_tail_bytes=4096, segment_by="sentence", max_segment_bytes=1024)  # (EngineConfig's defaults)
+
+
+def item(sid: str, text: str, prev: WorkItem | None = None) -> WorkItem:
+    """An accepted chunk of `text`, flushed (all its text handed out): the first of its stream unless prev."""
+    raw = text.encode()
+    return WorkItem(sid, 1, None, None, None, None, len(raw), raw=raw, ending="flush", prev=prev,
+                    text_before=None if prev is not None else TextSnapshot(b"", 0))
+
+
+def cut_with(tokenizer):
+    return in_process_cut(tokenizer, TEXT)
+
+
+def piece_bytes(result: Tokenized) -> list[int]:
+    return [len(p.text.encode()) for p in result.pieces]
 
 
 def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens():
@@ -50,8 +60,9 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
         if len(got) == 3:
             done.set()
 
-    stage = TokenizeStage(tok, 260, deliver, threads=1)
-    items = [item("a", "one ", "two"), item("b", "three"), item("c", "four ", "five ", "six")]
+    stage = TokenizeStage(tok, 260, deliver, TEXT, threads=1)
+    texts = ["One. Two", "three", "Four. Five. Six"]
+    items = [item(sid, text) for sid, text in zip("abc", texts)]
     with stage._cv:  # held: the three wait, and the thread then takes them together
         for it in items:
             stage.submit_many([it])
@@ -59,29 +70,55 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
     stage.close()
     assert tok.calls == [3]  # the three items in one call (bytes: an item's pieces as one text)
     assert [it for it, _ in got] == items
-    for it, result in got:
+    for (it, result), text in zip(got, texts):
         assert isinstance(result, Tokenized)
-        joined = "".join(p.text for p in it.pieces)
-        assert result.tokens.tolist() == list(joined.encode())
-        assert result.ends.tolist() == np.cumsum([len(p.text.encode()) for p in it.pieces]).tolist()
+        assert "".join(p.text for p in result.pieces) == text and it.text_after == result.text_after
+        assert result.tokens.tolist() == list(text.encode())
+        assert result.ends.tolist() == np.cumsum(piece_bytes(result)).tolist()
+    assert [len(r.pieces) for _, r in got] == [2, 1, 3]  # cut at sentence ends
 
 
 def test_a_bad_item_fails_alone_and_its_neighbours_are_tokenized():
     tok = CountingTokenizer()
-    results = tokenize_items(tok, 260, [item("a", "fine"), item("b", "a BAD one"), item("c", "also fine")])
+    results = tokenize_items(cut_with(tok), 260, [item("a", "fine"), item("b", "a BAD one"), item("c", "also fine")])
     assert isinstance(results[1], ValueError) and "BAD" in str(results[1])
     assert [r.tokens.tolist() for r in (results[0], results[2])] == [list(b"fine"), list(b"also fine")]
     assert tok.calls == [3, 1, 1, 1]  # the batch, then each item alone (bytes: one text per item)
 
 
+def test_a_streams_chunks_continue_one_another_and_fail_after_a_failed_one():
+    """A chunk's text starts where its stream's chunk before it ends, in the same batch or in a later one; a
+    chunk after one whose cut failed fails too, in the same batch or later."""
+    tok = CountingTokenizer()
+    first = item("s", "The end is")
+    first.ending = ""  # not flushed: "is" waits for what follows it
+    second = item("s", " near. Next", prev=first)
+    third = item("s", " one.", prev=second)
+    results = tokenize_items(cut_with(tok), 260, [first, second])
+    assert ["".join(p.text for p in r.pieces) for r in results] == ["The end", " is near. Next"]
+    assert first.prev is None and second.prev is None and second.text_after.offset == len("The end is near. Next")
+    [last] = tokenize_items(cut_with(tok), 260, [third])  # in a later batch, from where `second` ended
+    assert [p.text for p in last.pieces] == [" one."] and last.pieces[0].start_byte == len("The end is near. Next")
+    bad = item("t", "")
+    bad.raw = 123  # its cut fails (not bytes)
+    after_bad = item("t", " more", prev=bad)
+    results = tokenize_items(cut_with(tok), 260, [bad, after_bad])
+    assert isinstance(results[0], TypeError) and "earlier chunk" in str(results[1])
+    [r] = tokenize_items(cut_with(tok), 260, [item("t", " still more", prev=after_bad)])
+    assert isinstance(r, ValueError) and "earlier chunk" in str(r)
+    # a chunk that fails only in the tokenizer fails alone: the engine then drops its stream's later chunks
+    results = tokenize_items(cut_with(tok), 260, [(b := item("u", "BAD")), item("u", " fine", prev=b)])
+    assert isinstance(results[0], ValueError) and isinstance(results[1], Tokenized)
+
+
 def test_ids_past_the_vocabulary_fail_the_item_with_a_clear_error():
-    [result] = tokenize_items(ByteTokenizer(), 100, [item("a", "\u00e9")])  # bytes 195, 169 >= 100
+    [result] = tokenize_items(cut_with(ByteTokenizer()), 100, [item("a", "\u00e9")])  # bytes 195, 169 >= 100
     assert "outside the model's vocabulary [0, 100)" in str(result)
 
 
 def test_close_tokenizes_what_is_queued_then_ends_the_threads():
     got = []
-    stage = TokenizeStage(ByteTokenizer(), 260, got.extend, threads=2)
+    stage = TokenizeStage(ByteTokenizer(), 260, got.extend, TEXT, threads=2)
     for i in range(50):
         stage.submit_many([item(f"s{i}", "some text ")])
     stage.close()
@@ -127,18 +164,19 @@ class PieceByPieceTokenizer:
 
 def test_a_tokenizer_without_encode_pieces_gets_every_piece_in_one_call():
     tok = PieceByPieceTokenizer()
-    items = [item("a", "one ", "", "tw\u00f6"), item("b"), item("c", "three")]
-    results = tokenize_items(tok, 256, items)
-    assert tok.calls == [["one ", "", "tw\u00f6", "three"]]
-    for it, r in zip(items, results):
-        assert r.tokens.tolist() == list("".join(p.text for p in it.pieces).encode())
-        assert r.ends.tolist() == np.cumsum([len(p.text.encode()) for p in it.pieces]).tolist()
-        assert r.layout.lens.tolist() == [len(p.text.encode()) for p in it.pieces]
+    texts = ["One. Tw\u00f6", "", "three"]
+    results = tokenize_items(cut_with(tok), 256, [item(sid, text) for sid, text in zip("abc", texts)])
+    assert tok.calls == [[p.text for r in results for p in r.pieces]] and len(tok.calls[0]) == 3
+    for r, text in zip(results, texts):
+        assert r.tokens.tolist() == list(text.encode())
+        assert r.ends.tolist() == np.cumsum(piece_bytes(r)).tolist()
+        assert r.layout.lens.tolist() == piece_bytes(r)
 
 
 def test_ids_past_the_vocabulary_fail_only_the_items_that_hold_them():
     tok = PieceByPieceTokenizer()
-    results = tokenize_items(tok, 256, [item("a", "fine"), item("b", "x", "", " BAD"), item("c"), item("d", "ok")])
+    items = [item("a", "fine"), item("b", "x. BAD"), item("c", ""), item("d", "ok")]
+    results = tokenize_items(cut_with(tok), 256, items)
     assert len(tok.calls) == 1  # no retry: the ids tell which item is bad
     assert "outside the model's vocabulary" in str(results[1])
     assert [results[k].tokens.tolist() for k in (0, 2, 3)] == [list(b"fine"), [], list(b"ok")]
@@ -150,13 +188,14 @@ def test_a_tokenizer_that_gives_other_piece_ends_fails_each_item_with_what_it_ga
             ids, ends = super().encode_pieces(items)
             return ids, ends[:-1]
 
-    results = tokenize_items(WrongEnds(), 260, [item("a", "x", "y"), item("b", "z")])
+    results = tokenize_items(cut_with(WrongEnds()), 260, [item("a", "x. Y"), item("b", "z")])
     assert all(isinstance(r, ValueError) and "one end per piece" in str(r) for r in results)
 
 
 def test_an_item_holds_no_array_of_its_batch():
     """Each item's tokens and layout arrays are its own: an item left queued does not keep its batch's arrays."""
-    results = tokenize_items(ByteTokenizer(), 260, [item("a", "one ", "two"), item("b", "three"), item("c")])
+    results = tokenize_items(cut_with(ByteTokenizer()), 260, [item("a", "One. Two"), item("b", "three"),
+                                                              item("c", "")])
     for r in results:
         spans = r.layout.step_spans
         arrays = [r.tokens, r.layout.lens, r.layout.char_offsets, spans.lens, spans.per_stream, spans.cut_before,
@@ -164,9 +203,9 @@ def test_an_item_holds_no_array_of_its_batch():
         assert all(a.base is None for a in arrays)
 
 
-def test_what_waits_is_split_between_the_threads_that_wait_for_work():
-    """Two idle threads and four items waiting: each thread takes two, so the two batches run at once instead
-    of one thread tokenizing all four while the other waits."""
+def test_streams_on_different_threads_are_cut_and_tokenized_at_once():
+    """Each stream's items go to one thread (by its id); two streams of different threads run at once instead of
+    one thread taking all four items while the other waits."""
     class BothAtOnce(CountingTokenizer):  # a batch ends only once the other thread took one too
         both = threading.Barrier(2, timeout=30)
 
@@ -183,18 +222,17 @@ def test_what_waits_is_split_between_the_threads_that_wait_for_work():
         if len(got) == 4:
             done.set()
 
-    stage = TokenizeStage(tok, 260, deliver, threads=2, min_batch_bytes=1)
-    for _ in range(1000):  # both threads wait for work before anything is submitted
-        with stage._cv:
-            if stage._idle == 2:
-                for k in range(4):
-                    stage.submit_many([item(f"s{k}", "same size")])
-                break
-        threading.Event().wait(0.01)
+    stage = TokenizeStage(tok, 260, deliver, TEXT, threads=2)
+    ids = [f"s{k}" for k in range(100)]
+    sids = [next(s for s in ids if hash(s) % 2 == 0), next(s for s in ids if hash(s) % 2 == 1)]
+    with stage._cv:  # held: each thread then takes its stream's two items together
+        for sid in sids:
+            first = item(sid, "same size")
+            stage.submit_many([first, item(sid, "same size", prev=first)])
     assert done.wait(30)
     stage.close()
     assert sorted(tok.calls) == [2, 2]
-    assert sorted(it.stream_id for it, _ in got) == ["s0", "s1", "s2", "s3"]
+    assert sorted(it.stream_id for it, _ in got) == sorted(sids * 2)
 
 
 def test_chunks_accepted_as_the_stage_closes_fail_as_resendable():
@@ -228,25 +266,32 @@ def default_tokenizer():
     return HFTokenizer(Path(streamret.__file__).parent / "assets" / "default")
 
 
-PIECES = [["The engine reads", " arbitrarily long streams.", " (see retention)"], [" naïve café — 日本"], [],
-          [" C++ -- ~`|{}\t[d]\n", " x" * 300]]
-
-
-def test_a_tokenizer_process_gives_the_engine_tokenizers_ids_and_survives_its_death():
+def test_a_tokenizer_process_cuts_and_tokenizes_as_the_engine_process_does_and_survives_its_death():
+    from streamret.engine.text import piece_rows
     from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
-    from streamret.model.tokenizer import encode_pieces
+
+    texts = ["The engine reads arbitrarily long streams. Retention (see the paper) keeps them. And", " naïve café — 日本. Then",
+             "", " C++ -- ~`|{}\t[d]\n\n x" * 30]
+    requests = [(TextSnapshot(b"", 0), texts[0].encode(), ""), (0, texts[1].encode(), ""),
+                (TextSnapshot(b"ab", 7), texts[2].encode(), "flush"), (TextSnapshot(b"", 0), texts[3].encode(), "")]
+
+    def same(got, want):
+        for g, w in zip(got, want, strict=True):
+            assert piece_rows(g[0]) == piece_rows(w[0]) and g[1] == w[1]
+            assert np.array_equal(g[2], w[2]) and np.array_equal(g[3], w[3])
 
     for tok in (default_tokenizer(), ByteTokenizer()):
-        proc = TokenizerProcess(child_spec(tok))
+        want = in_process_cut(tok, TEXT)(requests)
+        assert all(isinstance(w, tuple) for w in want) and len(want[0][0]) >= 2  # sentence cuts in the first
+        proc = TokenizerProcess(child_spec(tok), TEXT)
         try:
             for _ in range(2):  # the second time from the child's word cache
-                for want, got in zip(encode_pieces(tok, PIECES), proc.encode_pieces(PIECES), strict=True):
-                    assert np.array_equal(want, got)
-            with pytest.raises(ValueError, match="the tokenizer failed: TypeError"):
-                proc.encode_pieces([[123]])  # an error in the child fails the call, and the child goes on
+                same(proc.cut_and_encode(requests), want)
+            bad = proc.cut_and_encode([(TextSnapshot(b"", 0), 123, ""), (0, b"more", "")])  # not bytes
+            assert "failed: TypeError" in str(bad[0]) and "earlier chunk" in str(bad[1])  # and the child goes on
             proc._proc.kill()  # a child killed (out of memory, say): started again for the same batch
             proc._proc.wait()
-            assert np.array_equal(proc.encode_pieces(PIECES)[1], encode_pieces(tok, PIECES)[1])
+            same(proc.cut_and_encode(requests), want)
         finally:
             child = proc._proc
             proc.close()
@@ -255,7 +300,7 @@ def test_a_tokenizer_process_gives_the_engine_tokenizers_ids_and_survives_its_de
 
 def test_a_tokenizer_no_child_can_rebuild_stays_in_the_engine_process(caplog):
     got = []
-    stage = TokenizeStage(CountingTokenizer(), 260, got.extend, threads=1, procs=True)
+    stage = TokenizeStage(CountingTokenizer(), 260, got.extend, TEXT, threads=1, procs=True)
     stage.submit_many([item("a", "some text")])
     stage.close()
     assert stage.spec is None and "cannot be rebuilt" in caplog.text

@@ -435,7 +435,7 @@ class EngineCore:
             ))
 
     def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
-        items = stream.rewind(self.codec.new_assembler(stream.applied_text))
+        items = stream.rewind()
         self.scheduler.cancel(stream.id, items)
         owed, stream.owed_record = stream.owed_record, []
         for item in items:

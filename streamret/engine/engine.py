@@ -2,9 +2,9 @@
 
 The service, the batch runner and the Ray workers call this class (typed against `EngineAPI`, api.py,
 which the Ray `ClusterEngine` implements too). Each method checks its arguments, then hands the work
-on: a chunk goes through the intake (intake.py: its text is cut into tokenizer-safe pieces before the
-engine lock is taken, and accepted under it; the tokenize stage, tokenize_stage.py, makes its tokens on
-engine threads once the lock is let go; then it is queued), the step
+on: a chunk goes through the intake (intake.py: accepted under the engine lock; once the lock is let go the
+tokenize stage, tokenize_stage.py, cuts its text into tokenizer-safe pieces and makes their tokens on engine
+threads or in processes of theirs; then it is queued), the step
 loop (core.py) applies it, and the durability policy (durability/) acknowledges it once its record is
 written when one is due; queries read the state store (state_store.py) once the stream's accepted
 chunks are applied.
@@ -35,7 +35,7 @@ from .at_exit import shut_down_at_exit
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .core import EngineCore
 from .durability import DurableStore
-from .intake import Fed, Intake
+from .intake import Intake
 from .scheduler import WorkItem
 from .segments import Segment, select_summary
 from .state_store import Prefetched
@@ -55,7 +55,6 @@ class _Chunk(NamedTuple):
     durable: bool
     group: str | None
     prefetched: Prefetched | None
-    fed: Fed | None
 
 
 class Engine(EngineCore):
@@ -72,8 +71,8 @@ class Engine(EngineCore):
         self.intake = Intake(self._lock, self._has_work, self._applied, self.scheduler, self.store, self.codec,
                              self.durability)
         self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
-                                       threads=self.config.tokenizer_threads, on_error=self._crash,
-                                       procs=self.tokenize_procs)
+                                       self.codec.text_params, threads=self.config.tokenizer_threads,
+                                       on_error=self._crash, procs=self.tokenize_procs)
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
@@ -290,16 +289,11 @@ class Engine(EngineCore):
         this way (shards.py), one lock take a batch instead of one a chunk (with six front processes the step
         loop's wait for the lock stayed at 8 ms a step on the H200 all the same: bench/RESULTS.md, session 8)."""
         prepared: list[_Chunk | Exception] = []
-        last: dict[str, _Chunk] = {}  # each stream's chunk before, in this batch
         for stream_id, seq, data, flush, durable, group in calls:
             try:
-                chunk = self._prepared(stream_id, seq, data, flush, durable, group, last.get(stream_id))
+                prepared.append(self._prepared(stream_id, seq, data, flush, durable, group))
             except Exception as e:  # noqa: BLE001  (that chunk's outcome; the others go on)
                 prepared.append(e)
-                continue
-            prepared.append(chunk)
-            if chunk.fed is not None:  # (one that is not cut here, e.g. a duplicate, installs no text front)
-                last[stream_id] = chunk
         out: list[Future | Exception] = []
         items = []
         with self._lock:
@@ -330,21 +324,15 @@ class Engine(EngineCore):
                 f"the engine shut down before this chunk of stream {item.stream_id!r} was applied; resend it from "
                 "the stream's durable_seq + 1 once the server is back")) for item in items])
 
-    def _prepared(self, stream_id: str, seq: int, data: bytes | str, flush: bool, durable: bool, group: str | None,
-                  before: _Chunk | None = None) -> _Chunk:
-        """A chunk's arguments checked, its record read if it is cold and its text cut, all without the lock.
-        before: the same stream's chunk just before it, not accepted yet (submit_appends)."""
+    def _prepared(self, stream_id: str, seq: int, data: bytes | str, flush: bool, durable: bool,
+                  group: str | None) -> _Chunk:
+        """A chunk's arguments checked and its record read if it is cold, without the lock."""
         self._check_id(stream_id)
         self._check_group(group)
         raw = self._as_bytes(data)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidArgument(f"seq must be an integer >= 1 (the first chunk of a stream is 1), got {seq!r}")
-        prefetched = self.store.prefetch(stream_id)
-        if before is not None:
-            fed = self._fed_after(before, seq, raw, flush)
-        else:
-            fed = self._fed_without_lock(stream_id, seq, raw, flush)
-        return _Chunk(stream_id, seq, raw, flush, durable, group, prefetched, fed)
+        return _Chunk(stream_id, seq, raw, flush, durable, group, self.store.prefetch(stream_id))
 
     def _accept(self, chunk: _Chunk) -> tuple[Future, WorkItem | None]:
         """Accept a prepared chunk (lock held): its Future, and its WorkItem for the tokenize stage (None for a
@@ -362,31 +350,8 @@ class Engine(EngineCore):
             return self.intake.duplicate(stream, seq, chunk.durable), None
         if seq != stream.accepted_seq + 1:
             raise SeqGap(stream_id, seq, stream.accepted_seq + 1)
-        item = self.intake.accept(stream, seq, chunk.raw, flush=chunk.flush, durable=chunk.durable, fed=chunk.fed)
+        item = self.intake.accept(stream, seq, chunk.raw, flush=chunk.flush, durable=chunk.durable)
         return item.future, item
-
-    def _fed_without_lock(self, stream_id: str, seq: int, raw: bytes, flush: bool) -> Fed | None:
-        """The chunk fed to its resident stream's text front before the lock is taken: cutting text into
-        pieces was most of an accept's time under the lock, which the step loop waits for (bench/RESULTS.md,
-        "End to end on the H200, session 6"). Reads without the lock are hints only: `accept` uses the result
-        while the stream's assembler is still the one fed from (installed assemblers never change), and the
-        locked checks of seq stand as before. None when it does not apply (the locked path feeds then)."""
-        stream = self.store.streams.get(stream_id)
-        if stream is None or seq != stream.accepted_seq + 1:
-            return None
-        return self._feed(stream.text, raw, flush)
-
-    def _fed_after(self, before: _Chunk, seq: int, raw: bytes, flush: bool) -> Fed | None:
-        """The chunk fed to the assembler that accepting `before` installs (used only if it does)."""
-        if before.fed is None or seq != before.seq + 1:
-            return None
-        return self._feed(before.fed.text, raw, flush)
-
-    def _feed(self, base, raw: bytes, flush: bool) -> Fed | None:
-        try:
-            return self.intake.feed_from(base, raw, flush)
-        except Exception:  # noqa: BLE001  (fed again under the lock, which raises it to the caller)
-            return None
 
     def append(self, stream_id: str, seq: int, data: bytes | str, flush: bool = False, durable: bool = False,
                group: str | None = None) -> Ack:
@@ -473,7 +438,7 @@ class Engine(EngineCore):
     # helpers
 
     def _create(self, stream_id: str) -> Stream:
-        stream = Stream(stream_id, self.codec.new_tracker(), self.codec.new_assembler())
+        stream = Stream(stream_id, self.codec.new_tracker())
         self.store.add_new(stream)
         return stream
 

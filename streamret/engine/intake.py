@@ -1,13 +1,12 @@
 """Intake: a caller's chunk becomes queued work, in its stream's order.
 
-`accept` (engine lock held) feeds the chunk's bytes to the stream's text front (text.py) and counts a
-WorkItem against the queue bounds. The feeding (cutting text into pieces: most of an accept's time) may be
-done before, without the lock (`feed_from`): a stream's installed assembler is never changed in place, each
-accept installs a fresh one, so a feed from it holds while it is still the stream's. Once the lock is let go
-the engine hands the item to the tokenize stage (tokenize_stage.py: engine threads, many items per tokenizer
-call; an engine process's pipe batch of chunks goes in one hand-over, Engine.submit_appends), which brings
-it back to `tokenized`: queued with the scheduler, and every later item of its stream that waited for it. A
-chunk accepted before is answered by `duplicate`: acked again, never applied twice.
+`accept` (engine lock held) counts a chunk's WorkItem against the queue bounds and links it to its stream's
+text front: the item before it, or the stream's applied text when none is unapplied. Once the lock is let go
+the engine hands the item to the tokenize stage (tokenize_stage.py: engine threads, or processes of theirs,
+cut its text into pieces and tokenize many items per call; an engine process's pipe batch of chunks goes in
+one hand-over, Engine.submit_appends), which brings it back to `tokenized`: queued with the scheduler, and
+every later item of its stream that waited for it. A chunk accepted before is answered by `duplicate`: acked
+again, never applied twice.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from concurrent.futures import Future
-from typing import NamedTuple
 
 from ..errors import DurableWriteFailed, Unavailable
 from .acks import AckWaiter, reject, resolve
@@ -24,19 +22,7 @@ from .record import StreamCodec
 from .scheduler import Scheduler, WorkItem
 from .state_store import StateStore
 from .stream import Stream
-from .text import TextAssembler, TextPiece, TextSnapshot
 from .tokenize_stage import Tokenized
-
-
-class Fed(NamedTuple):
-    """A chunk fed to a stream's text front outside the lock (Intake.feed_from): used by `accept` while `base`
-    is still the stream's assembler."""
-
-    base: TextAssembler
-    before: TextSnapshot
-    text: TextAssembler
-    pieces: list[TextPiece]
-    after: TextSnapshot
 
 
 def _what(item: WorkItem) -> str:
@@ -54,25 +40,17 @@ class Intake:
         self._codec = codec
         self._durability = durability
 
-    def feed_from(self, base: TextAssembler, raw: bytes, flush: bool = False, close: bool = False) -> Fed:
-        """`raw` fed to a fresh assembler made from `base`'s state; `base` is not changed (no lock needed)."""
-        before = base.snapshot()
-        text = self._codec.new_assembler(before)
-        pieces = text.close() if close else text.feed(raw, flush)
-        return Fed(base, before, text, pieces, text.snapshot())
-
     def accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
-               durable: bool = False, fed: Fed | None = None) -> WorkItem:
-        """Text -> pieces -> an accepted WorkItem, counted against the queue bounds but not tokenized yet
-        (the tokenize stage does that, without the lock). Called with the lock held. fed: the same chunk fed
-        before without the lock (`feed_from` the stream's assembler then); fed here again when the stream's
-        front moved since."""
+               durable: bool = False) -> WorkItem:
+        """A chunk (or a flush, or the stream's close: raw b"") -> an accepted WorkItem, counted against the queue
+        bounds but not cut or tokenized yet (the tokenize stage does that, without the lock). Called with the lock
+        held."""
         self._scheduler.check_room(stream.id, len(raw))
-        if fed is None or fed.base is not stream.text:
-            fed = self.feed_from(stream.text, raw, flush, close)
-        stream.text = fed.text  # a fresh assembler: installed ones are never changed in place (module doc)
-        item = WorkItem(stream.id, seq, None, fed.pieces, None, fed.after, len(raw), durable=durable,
-                        text_before=fed.before, accepted_before=stream.accepted_seq, group=stream.group)
+        prev = stream.pending[-1] if stream.pending else None  # its text ends where this one's starts
+        item = WorkItem(stream.id, seq, None, None, None, None, len(raw), durable=durable,
+                        text_before=None if prev is not None else stream.applied_text, prev=prev, raw=raw,
+                        ending="close" if close else "flush" if flush else "", accepted_before=stream.accepted_seq,
+                        group=stream.group)
         self._scheduler.reserve(item)
         stream.pending.append(item)
         if seq is not None:
@@ -91,6 +69,7 @@ class Intake:
                 if isinstance(result, BaseException):
                     self._drop_from(stream, item, result)
                     continue
+                item.pieces, item.raw = result.pieces, b""
                 item.set_tokens(result.tokens, result.ends, result.layout)
                 for waiting in stream.pending:  # in order: an item waits for every earlier one
                     if waiting.queued:
@@ -110,8 +89,7 @@ class Intake:
             reject(last.future, Unavailable(
                 f"{_what(last)} of stream {stream.id!r} was not applied: {_what(item)} before it failed "
                 f"({error}); resend from seq {item.accepted_before + 1}"))
-        stream.text = self._codec.new_assembler(item.text_before)
-        stream.accepted_seq = item.accepted_before
+        stream.accepted_seq = item.accepted_before  # (its text front: the item before it, or the applied text)
         reject(item.future, error)
         self._applied.notify_all()  # waiters for the stream's last item re-check
 

@@ -28,7 +28,7 @@ from ..model.retnet import RetNetConfig, RetNetState
 from .config import EngineConfig
 from .segments import SegmentTracker
 from .stream import Stream
-from .text import TextAssembler, TextSnapshot
+from .text import TextSnapshot
 
 FORMAT = "streamret.stream.v2"  # v2: a checksum over the whole record
 # records written before v2 (the same fields, no checksum) are still read, so that a state dir survives an
@@ -174,9 +174,11 @@ class StreamCodec:
     def new_tracker(self) -> SegmentTracker:
         return SegmentTracker(self.model_config.d_model, **self._tracker_limits())
 
-    def new_assembler(self, snapshot: TextSnapshot | None = None) -> TextAssembler:
-        return TextAssembler(self.config.max_tail_bytes, self.config.segment_by, snapshot,
-                             max_segment_bytes=self.config.max_segment_bytes)
+    @property
+    def text_params(self) -> dict:
+        """A text front's settings: TextAssembler's keyword arguments but the snapshot."""
+        c = self.config
+        return dict(max_tail_bytes=c.max_tail_bytes, segment_by=c.segment_by, max_segment_bytes=c.max_segment_bytes)
 
     def _tracker_limits(self) -> dict:
         """The assembler decides where segments end (in chunk mode every piece, one per append, ends one)."""
@@ -322,7 +324,7 @@ class StreamCodec:
         text = TextSnapshot(base64.b64decode(meta["text_tail"]), meta["text_offset"], segments.open_start)
         applied_seq = meta["applied_seq"]
         stream = Stream(
-            id=stream_id, segments=segments, text=self.new_assembler(text), applied_text=text,
+            id=stream_id, segments=segments, applied_text=text,
             applied_seq=applied_seq, durable_seq=applied_seq, accepted_seq=applied_seq, tokens=meta["tokens"],
             revision=meta["revision"],
         )

@@ -36,20 +36,26 @@ from .text import TextPiece, TextSnapshot
 
 @dataclass(eq=False)
 class WorkItem:
-    """One accepted append (or flush) of one stream: its tokens and the text pieces they came from."""
+    """One accepted append (or flush) of one stream: its bytes, then (once the tokenize stage cut and tokenized
+    them) its text pieces and their tokens."""
 
     stream_id: str
     seq: int | None  # None: a flush without data (does not advance seq)
     tokens: np.ndarray | None  # int64 [n]; None until tokenized
-    pieces: list[TextPiece]
+    pieces: list[TextPiece] | None  # None until cut
     piece_ends: np.ndarray | None  # token offset in `tokens` where each piece ends
-    text_after: TextSnapshot  # the stream's text tail once this item is applied
+    text_after: TextSnapshot | None  # the stream's text tail once this item is applied; None until cut
     nbytes: int
     future: Future = field(default_factory=Future)
     taken: int = 0  # tokens handed to steps so far
     durable: bool = False  # write the stream's record before the ack, whatever the policy
-    text_before: TextSnapshot | None = None  # the stream's text front before it, and its accepted seq:
-    accepted_before: int = 0  # where the front goes back to if its tokenization fails
+    # where its text starts (tokenize_stage.py): the stream's front when it was accepted with no earlier item
+    # unapplied (text_before), else where `prev`, the item accepted before it, ends; prev is let go once it is cut
+    text_before: TextSnapshot | None = None
+    prev: WorkItem | None = None
+    raw: bytes = b""  # the appended bytes, until cut
+    ending: str = ""  # "flush" or "close": the text front hands out its tail too
+    accepted_before: int = 0  # the stream's accepted seq before it: where it goes back to if the item fails
     queued: bool = False  # in its stream's queue (tokenized, and every earlier item queued)
     group: str = ""  # the scheduler's fairness group of the stream (e.g. its tenant)
     # when it was accepted and when it was queued after tokenizing (time.monotonic: one clock for every process

@@ -1,7 +1,8 @@
 """One stream's bookkeeping: sequence numbers, text, segments. Its tensors live in the state store.
 
 Two sides, kept apart so that a checkpoint never mixes them:
-- the *front* (accepted_seq, `text`, `pending`) runs ahead as chunks are accepted and tokenized;
+- the *front* (accepted_seq, `pending`) runs ahead as chunks are accepted and tokenized (its text: where the
+  last pending item's ends, tokenize_stage.py);
 - the *applied* side (applied_seq, applied_text, segments, tokens) moves when a step applies them.
 A durable record holds only the applied side, so a restored stream continues exactly where its
 saved state ends.
@@ -18,14 +19,13 @@ import numpy as np
 from .config import Ack
 from .scheduler import WorkItem
 from .segments import SegmentTracker
-from .text import TextAssembler, TextSnapshot
+from .text import TextSnapshot
 
 
 @dataclass(eq=False)
 class Stream:
     id: str
     segments: SegmentTracker
-    text: TextAssembler  # the front: fed at accept time
     applied_text: TextSnapshot = field(default_factory=lambda: TextSnapshot(b"", 0))
     applied_seq: int = 0
     durable_seq: int = 0
@@ -74,10 +74,9 @@ class Stream:
         self.since_durable += 1
         self.pending.popleft()
 
-    def rewind(self, text: TextAssembler) -> list[WorkItem]:
+    def rewind(self) -> list[WorkItem]:
         """Drop every unapplied item (after a failure): the front goes back to the applied side."""
         dropped = list(self.pending)
         self.pending.clear()
         self.accepted_seq = self.applied_seq
-        self.text = text
         return dropped

@@ -37,6 +37,7 @@ import codecs
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import starmap
 
 import numpy as np
 
@@ -87,6 +88,18 @@ def _piece(text: str, start_byte: int, end_byte: int, starts_segment: bool, ends
     piece.__dict__.update(text=text, start_byte=start_byte, end_byte=end_byte, starts_segment=starts_segment,
                           ends_segment=ends_segment, carry_chars=carry_chars, carry_bytes=carry_bytes)
     return piece
+
+
+def piece_rows(pieces: list[TextPiece]) -> list[tuple]:
+    """Pieces as plain tuples, the fields in order (what a tokenizer process sends: the engine's TextPiece class
+    is not in it)."""
+    return [(p.text, p.start_byte, p.end_byte, p.starts_segment, p.ends_segment, p.carry_chars, p.carry_bytes)
+            for p in pieces]
+
+
+def pieces_of_rows(rows: list[tuple]) -> list[TextPiece]:
+    """The pieces `piece_rows` gave."""
+    return list(starmap(_piece, rows))
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
-"""Tokenizing accepted items on the engine's own threads, many items per tokenizer call.
+"""Cutting and tokenizing accepted items on the engine's own threads, many items per tokenizer call.
 
-`submit_append` only checks a chunk and cuts it into pieces (under the engine's lock), hands the
-item here and returns. When each caller tokenized its own chunk, a single calling thread (the gRPC
-event loop, a batch reader, a bench driver) fed the engine one chunk per tokenizer call, with the
-GIL changing hands around each: on an H200 that capped the default model at a tenth of its packed
-forward while the device idled. Here a thread takes every item waiting (up to a byte budget) and
-tokenizes all their pieces in one call (`encode_pieces`: one `encode_batch`, an input per item), which
-a native tokenizer spreads over its own threads without the GIL. Two threads, so that one huge or slow
-batch does not hold up the items that arrive behind it; the engine queues a stream's items in order
-whichever thread finishes first.
+`submit_append` only checks a chunk and accepts it (under the engine's lock), hands the item here and returns.
+Here a thread takes the items waiting (up to a byte budget), cuts each one's text into tokenizer-safe pieces
+from where its stream's text front stood (text.py: sentence cuts) and tokenizes all their pieces in one call
+(`cut_and_encode`: one `encode_pieces` input per item), which a native tokenizer spreads over its own threads
+without the GIL; with `procs` all of that runs in a process of the thread's own (tokenize_worker.py), and the
+engine process only makes the pieces' objects and layouts. When each caller cut and tokenized its own chunk, a
+single calling thread (the gRPC event loop, a batch reader, a bench driver) held the GIL for it while the
+device idled (bench/RESULTS.md, "End to end on the H200", sessions 5 and 22).
+
+A stream's text front is a chain: each item's text starts where the item accepted before it ends. So every item
+of a stream goes to one thread (by its stream id), which cuts them in order: an item's base is the front its
+stream stood at when it was accepted with no earlier item unapplied (`WorkItem.text_before`), else where the
+item before it (`WorkItem.prev`) ends, known once that one is cut (earlier in the same batch, or in one before).
+Two threads, so that one huge or slow batch does not hold up the other streams' items; the engine queues a
+stream's items in order.
 """
 
 from __future__ import annotations
@@ -24,51 +30,57 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
 from .scheduler import PieceLayout, WorkItem
-from .tokenize_worker import TokenizerProcess, TokenizerProcessError, child_spec
+from .text import TextAssembler, TextPiece, TextSnapshot
+from .tokenize_worker import Cut, TokenizerProcess, TokenizerProcessError, child_spec, cut_and_encode
 
 log = logging.getLogger("streamret.engine")
 
 
 @dataclass
 class Tokenized:
+    pieces: list[TextPiece]
+    text_after: TextSnapshot  # the stream's text front after the item
     tokens: np.ndarray  # int64 [n]
     ends: np.ndarray  # int64 [pieces]: where each piece's tokens end
     layout: PieceLayout
 
 
-def tokenize_items(tokenizer: Tokenizer, vocab_size: int, items: Sequence[WorkItem]) -> list[Tokenized | BaseException]:
-    """Every item's pieces in one tokenizer call (`encode_pieces`), and their layouts with array work over
-    all of them (`PieceLayout.of_items`); per item its tokens, or the error that fails it alone (a failing
-    batch is retried item by item, so that one bad item does not fail its neighbours)."""
+def requests_of(items: Sequence[WorkItem]) -> list[tuple]:
+    """`cut_and_encode`'s requests for a batch of items, each one's base resolved (module doc): None when the item
+    before it failed (it fails too)."""
+    at = {id(item): k for k, item in enumerate(items)}
+    return [(item.text_before if item.prev is None else at.get(id(item.prev), item.prev.text_after), item.raw,
+             item.ending) for item in items]
+
+
+def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_size: int,
+                   items: Sequence[WorkItem]) -> list[Tokenized | BaseException]:
+    """Every item cut and tokenized by one call of cut (`cut_and_encode` here or in a tokenizer process), and the
+    layouts of all their pieces made with array work (`PieceLayout.of_items`); per item its result, or the error
+    that fails it alone. Each item's text front after it is set on it at once (the next item of its stream starts
+    there) and its link to the item before it let go."""
+    results: list = cut(requests_of(items))
+    ok = []
+    for k, (item, r) in enumerate(zip(items, results, strict=True)):
+        item.prev = None
+        if not isinstance(r, BaseException):
+            item.text_after = r[1]
+            ok.append(k)
+    if not ok:
+        return results
     try:
-        ids, ends = _encode(tokenizer, items)
-        layouts = PieceLayout.of_items([item.pieces for item in items], np.diff(ends, prepend=0))
-    except Exception as e:  # noqa: BLE001  (handed to the item's future; in a batch, each item retried alone)
-        if len(items) == 1:
-            return [e]
-        return [tokenize_items(tokenizer, vocab_size, [item])[0] for item in items]
-    first_piece = np.cumsum([0] + [len(item.pieces) for item in items])
-    bounds = np.concatenate([[0], ends])[first_piece].tolist()  # where each item's tokens start and end
-    out: list[Tokenized | BaseException] = [  # copies of the batch's ids, which an item left queued would hold
-        Tokenized(ids[a:b].copy(), np.cumsum(layout.lens), layout) for a, b, layout in zip(bounds, bounds[1:], layouts)]
-    bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
-    for k in np.unique(np.searchsorted(bounds, bad, side="right") - 1).tolist():
-        out[k] = InvalidArgument(
-            f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
-            "the engine's tokenizer and model do not belong together"
-        )
-    return out
-
-
-def _encode(tokenizer: Tokenizer, items: Sequence[WorkItem]) -> tuple[np.ndarray, np.ndarray]:
-    """`encode_pieces` of the items' pieces, checked: one end per piece, the last at the number of ids."""
-    ids, ends = encode_pieces(tokenizer, [[p.text for p in item.pieces] for item in items])
-    n_pieces = sum(len(item.pieces) for item in items)
-    if len(ends) != n_pieces or (ends[-1] if n_pieces else 0) != len(ids):
-        raise ValueError(f"the tokenizer's encode_pieces gave {len(ends)} piece ends (the last at "
-                         f"{ends[-1] if len(ends) else None}) for {n_pieces} pieces of {len(ids)} ids; "
-                         "it must give one end per piece, the last at the number of ids")
-    return ids, ends
+        layouts = PieceLayout.of_items([results[k][0] for k in ok], np.concatenate([results[k][3] for k in ok]))
+    except Exception as e:  # noqa: BLE001  (a bug here fails the batch's items, not the thread)
+        return [r if isinstance(r, BaseException) else e for r in results]
+    for k, layout in zip(ok, layouts, strict=True):
+        pieces, after, ids, lens = results[k]
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+            results[k] = InvalidArgument(
+                f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
+                "the engine's tokenizer and model do not belong together")
+        else:  # a copy of the batch's ids, which an item left queued would hold
+            results[k] = Tokenized(pieces, after, np.array(ids, dtype=np.int64), np.cumsum(lens), layout)
+    return results
 
 
 Deliver = Callable[[list[tuple[WorkItem, Tokenized | BaseException]]], None]
@@ -79,48 +91,47 @@ class StageClosed(RuntimeError):
 
 
 class TokenizeStage:
-    """Threads that tokenize submitted items in batches and hand each batch's results to `deliver`
-    (called on a stage thread, never with the stage's lock held)."""
+    """Threads that cut and tokenize submitted items in batches, each stream's items on one thread in order, and
+    hand each batch's results to `deliver` (called on a stage thread, never with the stage's lock held)."""
 
-    def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, threads: int = 2,
-                 max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
-                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False):
-        """What waits is split between the threads that wait for work (a batch is at least min_batch_bytes,
-        at most max_batch_bytes): the batches then run at once instead of one after the other (on an H200
-        host the tokenize threads take most of an engine's CPU, and with few streams a chunk's wait for them is
-        part of every round trip: bench/RESULTS.md, "End to end on the H200, session 5"). procs: each thread
-        hands its batches to a tokenizer process of its own (tokenize_worker.py) and waits without the GIL;
-        a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process."""
+    def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
+                 max_batch_bytes: int = 1 << 20, on_error: Callable[[BaseException], None] | None = None,
+                 procs: bool = False):
+        """text_params: the text front's settings (`StreamCodec.text_params`). A thread takes what waits for it,
+        up to max_batch_bytes. procs: each thread hands its batches to a tokenizer process of its own
+        (tokenize_worker.py) and waits without the GIL; a tokenizer that a child cannot rebuild, or a child that
+        cannot start, is run in this process."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
+        self.text_params = dict(text_params)
         self.spec = child_spec(tokenizer) if procs else None
         if procs and self.spec is None:
             log.warning("tokenize_procs: a %s cannot be rebuilt in a tokenizer process; tokenizing in the engine "
                         "process", type(tokenizer).__name__)
-        self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
+        self.max_batch_bytes = max_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
-        self._queue: deque[WorkItem] = deque()
-        self._queued_bytes = 0
-        self._idle = 0  # threads waiting for work
+        self._queues: list[deque[WorkItem]] = [deque() for _ in range(threads)]
         self._cv = threading.Condition()
         self._closing = False
-        self._threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
-                         for i in range(threads)]
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"streamret-engine-tokenize-{i}",
+                                          daemon=True) for i in range(threads)]
         for t in self._threads:
             t.start()
 
     def submit_many(self, items: Sequence[WorkItem]) -> None:
-        """Queue items, in order, with one take of the stage's lock (called after the engine lock is let go)."""
+        """Queue items, in order, each on its stream's thread, with one take of the stage's lock (called after the
+        engine lock is let go)."""
+        n = len(self._queues)
         with self._cv:
             if self._closing:
                 raise StageClosed("the tokenize stage is closed")
-            self._queue.extend(items)
-            self._queued_bytes += sum(item.nbytes for item in items)
-            self._cv.notify()
+            for item in items:
+                self._queues[hash(item.stream_id) % n].append(item)
+            self._cv.notify_all()
 
     def close(self) -> None:
-        """Tokenize what is queued, then end the threads."""
+        """Cut and tokenize what is queued, then end the threads."""
         with self._cv:
             self._closing = True
             self._cv.notify_all()
@@ -128,31 +139,25 @@ class TokenizeStage:
             if t is not threading.current_thread():
                 t.join()
 
-    def _take(self) -> list[WorkItem]:
-        """The items waiting, oldest first, this thread's share of them (at least one); [] once closed and
+    def _take(self, i: int) -> list[WorkItem]:
+        """The items waiting for thread i, oldest first, up to max_batch_bytes (at least one); [] once closed and
         empty."""
+        queue = self._queues[i]
         with self._cv:
-            self._idle += 1
-            while not self._queue and not self._closing:
+            while not queue and not self._closing:
                 self._cv.wait()
-            self._idle -= 1
-            share = -(-self._queued_bytes // (self._idle + 1))  # with the threads still waiting
-            limit = min(self.max_batch_bytes, max(self.min_batch_bytes, share))
             batch, size = [], 0
-            while self._queue and (not batch or size + self._queue[0].nbytes <= limit):
-                item = self._queue.popleft()
+            while queue and (not batch or size + queue[0].nbytes <= self.max_batch_bytes):
+                item = queue.popleft()
                 batch.append(item)
                 size += item.nbytes
-            self._queued_bytes -= size
-            if self._queue:
-                self._cv.notify()  # more than one batch waits: wake another thread for the rest
             return batch
 
-    def _run(self) -> None:
-        tokenizer = self._own_tokenizer()
+    def _run(self, i: int) -> None:
+        cut = self._own_cut()
         try:
-            while batch := self._take():
-                results = tokenize_items(tokenizer, self.vocab_size, batch)
+            while batch := self._take(i):
+                results = tokenize_items(cut, self.vocab_size, batch)
                 try:
                     self.deliver(list(zip(batch, results, strict=True)))
                 except BaseException as e:  # noqa: BLE001
@@ -160,16 +165,27 @@ class TokenizeStage:
                         raise
                     self.on_error(e)
         finally:
-            if isinstance(tokenizer, TokenizerProcess):
-                tokenizer.close()
+            if isinstance(getattr(cut, "__self__", None), TokenizerProcess):
+                cut.__self__.close()
 
-    def _own_tokenizer(self) -> Tokenizer | TokenizerProcess:
-        """This thread's tokenizer: a process of its own with `procs`, else (or when it cannot start) the
-        engine's."""
-        if self.spec is None:
-            return self.tokenizer
-        try:
-            return TokenizerProcess(self.spec)
-        except TokenizerProcessError as e:
-            log.warning("tokenize_procs: %s; tokenizing in the engine process", e)
-            return self.tokenizer
+    def _own_cut(self) -> Callable[[list[tuple]], list[Cut | Exception]]:
+        """This thread's `cut_and_encode`: in a process of its own with `procs`, else (or when it cannot start) in
+        this one."""
+        if self.spec is not None:
+            try:
+                return TokenizerProcess(self.spec, self.text_params).cut_and_encode
+            except TokenizerProcessError as e:
+                log.warning("tokenize_procs: %s; tokenizing in the engine process", e)
+        return in_process_cut(self.tokenizer, self.text_params)
+
+
+def in_process_cut(tokenizer: Tokenizer, text_params: dict) -> Callable[[list[tuple]], list[Cut | Exception]]:
+    """`cut_and_encode` in this process, with text fronts of text_params (`StreamCodec.text_params`)."""
+
+    def new_assembler(base: TextSnapshot) -> TextAssembler:
+        return TextAssembler(snapshot=base, **text_params)
+
+    def encode(items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        return encode_pieces(tokenizer, items)
+
+    return lambda requests: cut_and_encode(new_assembler, encode, requests)

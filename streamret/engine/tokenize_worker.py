@@ -1,16 +1,20 @@
-"""A tokenizer in a process of its own, for one tokenize thread of the engine (EngineConfig.tokenize_procs).
+"""Cutting chunks into text pieces and tokenizing them, in the engine process or in a process of its own, for one
+tokenize thread of the engine (EngineConfig.tokenize_procs).
 
-In an engine process the tokenize threads' Python (the word cache's look-ups, the piece lists) holds the GIL
-that the step thread needs between its CUDA calls, and a chunk waits for a tokenize thread that waits for the
-GIL. With `tokenize_procs` each tokenize thread hands its batch's pieces to a child process over a pipe and
-waits for the ids without holding the GIL; the child runs `encode_pieces` and sends back the ids and the
-pieces' ends.
+`cut_and_encode` is what a tokenize thread runs on a batch of accepted chunks: each chunk's text cut into
+tokenizer-safe pieces (text.py: sentence cuts are most of it) from where its stream's text front stood, and all
+the pieces tokenized in one call. In an engine process that Python holds the GIL that the step thread needs
+between its CUDA calls (on an H200 the sentence cuts alone took 0.4-0.5 us a token of the caller's thread:
+bench/RESULTS.md, session 22). With `tokenize_procs` each tokenize thread hands its batches to a child process
+over a pipe and waits without holding the GIL; the child runs `cut_and_encode` and sends back the pieces (as
+plain tuples), each chunk's text front after it and the ids.
 
 The child is a plain subprocess running this file by its path, not `python -m` (an engine process is a
 multiprocessing daemon, which may not start multiprocessing children, and importing the package would
-import torch): it loads streamret/model/tokenizer.py by path too (that module imports only numpy and
-`tokenizers`). It rebuilds the tokenizer from what `child_spec` gives (the shipped tokenizer.json, or the
-byte tokenizer), serves requests until its pipe closes (the engine shut down or died), and exits.
+import torch): it loads streamret/model/tokenizer.py and streamret/engine/text.py (with sentences.py) by path
+too (they import only numpy, re and `tokenizers`). It rebuilds the tokenizer from what `child_spec` gives (the
+shipped tokenizer.json, or the byte tokenizer) and the text front's settings, serves requests until its pipe
+closes (the engine shut down or died), and exits.
 """
 
 from __future__ import annotations
@@ -18,12 +22,71 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 
 TOKENIZER_PY = Path(__file__).resolve().parents[1] / "model" / "tokenizer.py"
+ENGINE_DIR = Path(__file__).resolve().parent  # text.py and sentences.py, which the child loads as a package
+
+# A request: (base, raw, ending) per chunk. base: where the stream's text front stands before it (a TextSnapshot;
+# its fields as a tuple on the pipe), the index of an earlier request of the same call whose front after it is
+# this one's, or None (an earlier chunk of its stream failed: so does this one); ending: "" (an append), "flush"
+# or "close" (raw is then b"").
+Request = tuple
+# What a request gives: (pieces, front after it, ids, tokens of each piece), or the error that fails it alone.
+Cut = tuple
+
+
+def cut_and_encode(new_assembler: Callable, encode: Callable, requests: Sequence[Request]) -> list[Cut | Exception]:
+    """Each request's text cut into pieces by a text front made with new_assembler(base), then every piece of
+    every request tokenized by one call of encode (an `encode_pieces`: one input per request), or request by
+    request when that call fails, so that one bad chunk fails alone. A request after a failed one of its stream
+    (its base an index) fails too."""
+    cut: list[tuple | Exception] = []
+    for base, raw, ending in requests:
+        if base is None:  # the engine knew its stream's chunk before it failed
+            cut.append(ValueError("an earlier chunk of this stream failed"))
+            continue
+        if isinstance(base, int):
+            before = cut[base]
+            if isinstance(before, Exception):
+                cut.append(ValueError(f"an earlier chunk of this stream failed ({before})"))
+                continue
+            base = before[1]
+        try:
+            text = new_assembler(base)
+            pieces = text.close() if ending == "close" else text.feed(raw, flush=ending == "flush")
+            cut.append((pieces, text.snapshot()))
+        except Exception as e:  # noqa: BLE001  (that chunk's outcome)
+            cut.append(e)
+    ok = [k for k, c in enumerate(cut) if not isinstance(c, Exception)]
+    out: list[Cut | Exception] = list(cut)
+    for k, encoded in zip(ok, _encode_each(encode, [[p.text for p in cut[k][0]] for k in ok]), strict=True):
+        out[k] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded)
+    return out
+
+
+def _encode_each(encode: Callable, items: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
+    """Per item (its pieces' texts): its ids and the tokens of each piece, from one encode call over all the
+    items, checked (one end per piece, the last at the number of ids); item by item when that fails."""
+    try:
+        ids, ends = encode(items)
+        n_pieces = sum(map(len, items))
+        if len(ends) != n_pieces or (ends[-1] if n_pieces else 0) != len(ids):
+            raise ValueError(f"the tokenizer's encode_pieces gave {len(ends)} piece ends (the last at "
+                             f"{ends[-1] if len(ends) else None}) for {n_pieces} pieces of {len(ids)} ids; "
+                             "it must give one end per piece, the last at the number of ids")
+    except Exception as e:  # noqa: BLE001  (in a batch, each item tried alone)
+        if len(items) == 1:
+            return [e]
+        return [_encode_each(encode, [item])[0] for item in items]
+    lens = np.diff(np.asarray(ends, dtype=np.int64), prepend=0)
+    first = np.cumsum([0] + [len(item) for item in items]).tolist()
+    bounds = np.concatenate([[0], ends])[first].tolist()  # where each item's tokens start and end
+    return [(ids[a:b], lens[p:q]) for a, b, p, q in zip(bounds, bounds[1:], first, first[1:])]
 
 
 class TokenizerProcessError(RuntimeError):
@@ -43,10 +106,11 @@ def child_spec(tokenizer) -> tuple | None:
 
 
 class TokenizerProcess:
-    """`encode_pieces` in a child process (the engine side). One request at a time: one per tokenize thread."""
+    """`cut_and_encode` in a child process (the engine side). One request at a time: one per tokenize thread.
+    text_params: the text front's settings (TextAssembler's keyword arguments but the snapshot)."""
 
-    def __init__(self, spec: tuple, start_timeout_s: float = 60.0):
-        self.spec, self.start_timeout_s = spec, start_timeout_s
+    def __init__(self, spec: tuple, text_params: dict, start_timeout_s: float = 60.0):
+        self.spec, self.text_params, self.start_timeout_s = spec, text_params, start_timeout_s
         self._proc: subprocess.Popen | None = None
         self._start()
 
@@ -55,7 +119,8 @@ class TokenizerProcess:
         res_r, res_w = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-u", str(Path(__file__).resolve()), str(req_r), str(res_w), str(TOKENIZER_PY)],
+                [sys.executable, "-u", str(Path(__file__).resolve()), str(req_r), str(res_w), str(TOKENIZER_PY),
+                 str(ENGINE_DIR)],
                 pass_fds=(req_r, res_w), stdin=subprocess.DEVNULL,
             )
         except OSError as e:  # no interpreter to run, no processes left
@@ -67,7 +132,7 @@ class TokenizerProcess:
             os.close(res_w)
         self._send, self._recv = Connection(req_w, readable=False), Connection(res_r, writable=False)
         try:
-            self._send.send(self.spec)
+            self._send.send((self.spec, self.text_params))
             if not self._recv.poll(self.start_timeout_s):
                 raise TokenizerProcessError(f"the tokenizer process did not start within {self.start_timeout_s:g} s")
             status, detail = self._recv.recv()
@@ -79,26 +144,30 @@ class TokenizerProcess:
             self.close()
             raise TokenizerProcessError(f"the tokenizer process could not load the tokenizer: {detail}")
 
-    def encode_pieces(self, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """The child's `encode_pieces(items)`. A child that died (killed, out of memory) is started again once
-        for the same batch; an error the tokenizer raised comes back as a ValueError naming it."""
+    def cut_and_encode(self, requests: Sequence[Request]) -> list[Cut | Exception]:
+        """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices), with TextPieces and
+        TextSnapshots made here from the tuples it sends; an error of one request comes back as a ValueError
+        naming it. A child that died (killed, out of memory) is started again once for the same batch."""
+        from .text import TextSnapshot, pieces_of_rows
+
+        wire = [(b if b is None or isinstance(b, int) else (b.tail, b.offset, b.segment_start), raw, ending)
+                for b, raw, ending in requests]
         try:
-            status, out = self._call(items)
+            got = self._call(wire)
         except (EOFError, OSError):
             self.close()
             self._start()
             try:
-                status, out = self._call(items)
+                got = self._call(wire)
             except (EOFError, OSError) as e:
                 code = self._proc.poll() if self._proc else None
                 self.close()
                 raise TokenizerProcessError(f"the tokenizer process died twice on one batch (exit code {code})") from e
-        if status != "ok":
-            raise ValueError(f"the tokenizer failed: {out}")
-        return out
+        return [ValueError(f"cutting or tokenizing the chunk failed: {r}") if isinstance(r, str)
+                else (pieces_of_rows(r[0]), TextSnapshot(*r[1]), r[2], r[3]) for r in got]
 
-    def _call(self, items: list[list[str]]) -> tuple[str, object]:
-        self._send.send(items)
+    def _call(self, wire: list) -> list:
+        self._send.send(wire)
         return self._recv.recv()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -115,21 +184,35 @@ class TokenizerProcess:
             self._proc = None
 
 
-def _load_tokenizer_module(path: str):
+def _load_by_path(name: str, path: str, package_dir: str | None = None):
+    """The module at path, named name; with package_dir, a package of that folder (its modules' relative imports
+    then load its other files), without running the folder's __init__.py."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("streamret_tokenizer_child", path)
+    spec = importlib.util.spec_from_file_location(
+        name, path, submodule_search_locations=[package_dir] if package_dir is not None else None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # (dataclasses and typing look their module up)
-    spec.loader.exec_module(module)
+    if package_dir is None:
+        spec.loader.exec_module(module)
     return module
 
 
-def serve(requests: Connection, results: Connection, tokenizer_py: str) -> None:
-    """The child's loop: the spec first, then one `encode_pieces` per request until the pipe closes."""
+def _child_modules(tokenizer_py: str, engine_dir: str):
+    """tokenizer.py, and text.py inside a stand-in package of the engine's folder (for `from . import sentences`)."""
+    import importlib
+
+    tokenizer = _load_by_path("streamret_child_tokenizer", tokenizer_py)
+    _load_by_path("streamret_child_engine", os.path.join(engine_dir, "__init__.py"), engine_dir)
+    return tokenizer, importlib.import_module("streamret_child_engine.text")
+
+
+def serve(requests: Connection, results: Connection, tokenizer_py: str, engine_dir: str) -> None:
+    """The child's loop: the tokenizer's spec and the text front's settings first, then one `cut_and_encode` per
+    request until the pipe closes; an error becomes its message, pieces and fronts plain tuples."""
     try:
-        spec = requests.recv()
-        module = _load_tokenizer_module(tokenizer_py)
+        spec, text_params = requests.recv()
+        module, text = _child_modules(tokenizer_py, engine_dir)
         tokenizer = module.HFTokenizer.from_json(spec[1], spec[2]) if spec[0] == "hf" else module.ByteTokenizer()
     except EOFError:
         return
@@ -137,17 +220,26 @@ def serve(requests: Connection, results: Connection, tokenizer_py: str) -> None:
         results.send(("error", f"{type(e).__name__}: {e}"))
         return
     results.send(("ready", None))
+
+    def new_assembler(base: object) -> object:
+        return text.TextAssembler(snapshot=base, **text_params)
+
+    def encode(items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        return module.encode_pieces(tokenizer, items)
+
     while True:
         try:
-            items = requests.recv()
+            batch = requests.recv()
         except EOFError:
             return
-        try:
-            out = ("ok", module.encode_pieces(tokenizer, items))
-        except Exception as e:  # noqa: BLE001  (the engine fails the batch's items with it, item by item)
-            out = ("error", f"{type(e).__name__}: {e}")
+        out = [f"{type(r).__name__}: {r}" if isinstance(r, Exception)
+               else (text.piece_rows(r[0]), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3])
+               for r in cut_and_encode(new_assembler, encode, [
+                   (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending)
+                   for b, raw, ending in batch])]
         results.send(out)
 
 
 if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), sys.argv[3])
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), sys.argv[3],
+          sys.argv[4])
