@@ -267,18 +267,21 @@ def default_tokenizer():
 
 
 def test_a_tokenizer_process_cuts_and_tokenizes_as_the_engine_process_does_and_survives_its_death():
-    from streamret.engine.text import piece_rows
+    from streamret.engine.text import piece_columns, pieces_of_columns
     from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
 
-    texts = ["The engine reads arbitrarily long streams. Retention (see the paper) keeps them. And", " naïve café — 日本. Then",
-             "", " C++ -- ~`|{}\t[d]\n\n x" * 30]
+    texts = ["The engine reads arbitrarily long streams. Retention (see the paper) keeps them. And",
+             " naïve café — 日本. Then", "", " C++ -- ~`|{}\t[d]\n\n x" * 30]
     requests = [(TextSnapshot(b"", 0), texts[0].encode(), ""), (0, texts[1].encode(), ""),
                 (TextSnapshot(b"ab", 7), texts[2].encode(), "flush"), (TextSnapshot(b"", 0), texts[3].encode(), "")]
 
-    def same(got, want):
+    def same(got, want):  # the child sends the pieces' columns, this process makes the pieces
         for g, w in zip(got, want, strict=True):
-            assert piece_rows(g[0]) == piece_rows(w[0]) and g[1] == w[1]
+            texts, numbers, facts = piece_columns(w[0])
+            assert g[0] is None and w[4] is None and g[4][0] == texts
+            assert np.array_equal(g[4][1], numbers) and np.array_equal(g[4][2], facts) and g[1] == w[1]
             assert np.array_equal(g[2], w[2]) and np.array_equal(g[3], w[3])
+            assert pieces_of_columns(texts, numbers) == w[0]
 
     for tok in (default_tokenizer(), ByteTokenizer()):
         want = in_process_cut(tok, TEXT)(requests)
@@ -308,7 +311,9 @@ def test_a_tokenizer_no_child_can_rebuild_stays_in_the_engine_process(caplog):
 
 
 def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
-    """The default tokenizer in two child processes: every stream's tokens and embedding as in-process."""
+    """The default tokenizer in two child processes: every stream's tokens, embedding and segments as in-process,
+    with steps so small that chunks are split across them (a split chunk's pieces are made from the columns the
+    child sent)."""
     from streamret.engine import EngineConfig
 
     model = build_random(RetNetConfig(vocab_size=30522), seed=4).eval()
@@ -316,16 +321,17 @@ def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
     texts = {f"s{i}": [f"Chunk {j} of stream {i}: retention (g^n) keeps it. " for j in range(6)] for i in range(8)}
     results = []
     for procs in (True, False):
-        with Engine(loaded, config=EngineConfig(tokenize_procs=procs)) as e:
+        with Engine(loaded, config=EngineConfig(tokenize_procs=procs, max_step_tokens=40)) as e:
             futures = [e.submit_append(sid, j + 1, chunks[j]) for j in range(6) for sid, chunks in texts.items()]
             [f.result(60) for f in futures]
-            results.append({sid: (e.flush(sid).tokens, e.embedding(sid)) for sid in texts})
+            results.append({sid: (e.flush(sid).tokens, e.embedding(sid),
+                                  [(s.text, s.start_byte, s.end_byte) for s in e.segments(sid)]) for sid in texts})
             if procs:
                 assert e._tokenize.spec[0] == "hf" and len(tokenizer_children()) == 2
     assert not tokenizer_children(), "shutdown must end the tokenizer processes"
     for sid in texts:  # the same tokens; steps cut them differently, so float32 sums may differ in the last bits
-        (n_with, with_procs), (n_without, without) = results[0][sid], results[1][sid]
-        assert n_with == n_without > 6 * 8
+        (n_with, with_procs, segments_with), (n_without, without, segments_without) = results[0][sid], results[1][sid]
+        assert n_with == n_without > 6 * 8 and segments_with == segments_without and len(segments_with) == 6
         assert np.linalg.norm(with_procs - without) <= 1e-5 * np.linalg.norm(without)
 
 

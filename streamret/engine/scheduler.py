@@ -25,13 +25,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
 
 import numpy as np
 
 from .bounds import QueueBounds
 from .segments import StepSpans
-from .text import TextPiece, TextSnapshot
+from .text import TEXT_LEN, TextPiece, TextSnapshot, piece_columns, pieces_of_columns
 
 
 @dataclass(eq=False)
@@ -42,7 +41,7 @@ class WorkItem:
     stream_id: str
     seq: int | None  # None: a flush without data (does not advance seq)
     tokens: np.ndarray | None  # int64 [n]; None until tokenized
-    pieces: list[TextPiece] | None  # None until cut
+    pieces: list[TextPiece] | None  # None for an accepted item: the tokenize stage gives its layout (`layout.pieces`)
     piece_ends: np.ndarray | None  # token offset in `tokens` where each piece ends
     text_after: TextSnapshot | None  # the stream's text tail once this item is applied; None until cut
     nbytes: int
@@ -88,7 +87,15 @@ class PieceLayout:
     # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
     step_spans: StepSpans
     char_offsets: np.ndarray  # int64 [pieces + 1]: where each piece's text starts in step_spans.text
-    pieces: list[TextPiece]  # the item's (`full_spans` reads them)
+    texts: list[str]  # the item's pieces' texts and `piece_numbers`: what its pieces are made of
+    numbers: np.ndarray
+    given: list[TextPiece] | None = field(default=None, repr=False)  # the item's pieces, when they came made
+
+    @cached_property
+    def pieces(self) -> list[TextPiece]:
+        """The item's pieces (`Slice.spans` and `full_spans` read them): made here, when first read, if a
+        tokenizer process sent their columns only."""
+        return self.given if self.given is not None else pieces_of_columns(self.texts, self.numbers)
 
     @classmethod
     def of(cls, pieces: list[TextPiece], piece_ends: np.ndarray | None) -> PieceLayout:
@@ -103,10 +110,18 @@ class PieceLayout:
     def of_items(cls, items: Sequence[list[TextPiece]], lens: np.ndarray) -> list[PieceLayout]:
         """`of` each item (its pieces), from the tokens of every piece (int64 [pieces], item after item), with
         array work over all the items' pieces at once (what the tokenize stage makes for a batch)."""
+        texts, numbers, facts = piece_columns(list(itertools.chain.from_iterable(items)))
+        return cls.of_columns(texts, numbers, facts, np.fromiter(map(len, items), np.int64, len(items)), lens,
+                              items)
+
+    @classmethod
+    def of_columns(cls, texts: list[str], numbers: np.ndarray, facts: np.ndarray, counts: np.ndarray,
+                   lens: np.ndarray, items: Sequence[list[TextPiece]] | None = None) -> list[PieceLayout]:
+        """`of_items` from the pieces' columns (`piece_columns`, every item's pieces one after the other; counts:
+        int64 [items], the pieces of each); items: their pieces when they are made already."""
         lens = np.asarray(lens, dtype=np.int64)
-        counts = np.fromiter(map(len, items), np.int64, len(items))
         first = np.cumsum(counts) - counts  # each item's first piece
-        step_spans = StepSpans.of_items(items, lens)
+        step_spans = StepSpans.of_columns(texts, numbers, facts, counts, lens)
 
         def within_items(sizes: np.ndarray) -> np.ndarray:
             """Per piece, the sum of the sizes of its item's pieces up to it (where it ends in its item)."""
@@ -114,13 +129,13 @@ class PieceLayout:
             return total - np.repeat(np.concatenate([[0], total])[first], counts)
 
         ends = within_items(lens)  # in tokens
-        chars = within_items(np.fromiter(map(len, map(_TEXT, itertools.chain.from_iterable(items))), np.int64,
-                                         len(lens)))
+        chars = within_items(facts[:, TEXT_LEN])
         char_offsets = np.insert(chars, first, 0)  # item k's [0, ...piece ends] at first[k] + k
         starts_list, ends_list = (ends - lens).tolist(), ends.tolist()
-        return [cls(starts_list[a : a + n], ends_list[a : a + n], spans.lens, spans,
-                    char_offsets[a + k : a + k + n + 1].copy(), pieces)  # copies: see StepSpans.of_items
-                for k, (a, n, spans, pieces) in enumerate(zip(first.tolist(), counts.tolist(), step_spans, items))]
+        return [cls(starts_list[a : a + n], ends_list[a : a + n], spans.lens, spans,  # copies: see StepSpans
+                    char_offsets[a + k : a + k + n + 1].copy(), texts[a : a + n], numbers[a : a + n].copy(),
+                    items[k] if items is not None else None)
+                for k, (a, n, spans) in enumerate(zip(first.tolist(), counts.tolist(), step_spans))]
 
     @cached_property
     def full_spans(self) -> list[Span]:
@@ -129,7 +144,6 @@ class PieceLayout:
         return [Span(p, n, True, True) for p, n in zip(self.pieces, self.lens.tolist())]
 
 
-_TEXT = attrgetter("text")
 _NO_PIECES = PieceLayout.of_items([[]], np.zeros(0, np.int64))[0]
 
 
@@ -183,7 +197,7 @@ class Slice:
             else:
                 first = last = start <= a < end or a == end == n_tokens
             if n or first or last:
-                out.append(Span(item.pieces[i], n, first, last))
+                out.append(Span(layout.pieces[i], n, first, last))
 
         out: list[Span] = []
         while lo < hi and not inside(lo):

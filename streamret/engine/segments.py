@@ -18,12 +18,24 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import attrgetter, getitem
+from itertools import chain
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
+
+from .text import (
+    BODY_END_BYTE,
+    BODY_FIRST_BYTE,
+    BODY_LEAD,
+    BODY_LEN,
+    END_BYTE,
+    SEED_FIRST_BYTE,
+    SEED_LEAD,
+    TEXT_LEN,
+    piece_columns,
+    piece_facts,
+)
 
 
 class SpanLike(Protocol):
@@ -334,60 +346,6 @@ class SegmentTracker:
         return t
 
 
-# columns of `piece_facts`: what booking a piece's text reads of it, as numbers (-1: none)
-BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, BODY_LEAD, SEED_LEAD = range(8)
-
-
-_PIECE_TEXT = attrgetter("text")
-# the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_items` read, as the columns of one array
-_PIECE_NUMBERS = attrgetter("start_byte", "end_byte", "starts_segment", "ends_segment", "carry_chars", "carry_bytes")
-
-
-def piece_facts(pieces: Sequence) -> np.ndarray:
-    """int64 [pieces, 8], per `TextPiece`: where its body (the text before the carry) ends in stream bytes,
-    the byte of its body's first non-space character, that of its carry's (the start of the next segment
-    when the piece ends one), its end byte, its length in characters, its body's, and the character
-    offsets (in its text) of its body's and its carry's first non-space characters. Worked out when a
-    chunk is tokenized (`PieceLayout`), so that a step books text with array operations."""
-    texts = list(map(_PIECE_TEXT, pieces))
-    return _facts(texts, _numbers(pieces), all(map(str.isascii, texts)))
-
-
-def _numbers(pieces: Sequence) -> np.ndarray:
-    """int64 [pieces, 6]: `_PIECE_NUMBERS` of each piece."""
-    return np.fromiter(chain.from_iterable(map(_PIECE_NUMBERS, pieces)), np.int64, 6 * len(pieces)).reshape(-1, 6)
-
-
-def _facts(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
-    """`piece_facts` from the pieces' texts and `_numbers` (ascii: every text is ASCII), with no Python loop
-    over the pieces (the string work is maps of str methods): this runs for every piece of every chunk."""
-    k = len(texts)
-    start, end, ends_segment, carry_chars, carry_bytes = (numbers[:, c] for c in (0, 1, 3, 4, 5))
-    ends_segment = ends_segment.astype(bool)
-    n = np.fromiter(map(len, texts), np.int64, k)
-    lead = n - np.fromiter(map(len, map(str.lstrip, texts)), np.int64, k)  # leading whitespace
-    body = np.where(ends_segment, n - carry_chars, n)
-    carries = list(map(getitem, texts, map(slice, body.tolist(), repeat(None))))  # "" unless ends_segment
-    carry_lead = (n - body) - np.fromiter(map(len, map(str.lstrip, carries)), np.int64, k)
-    if ascii:  # one byte per character
-        lead_bytes, carry_lead_bytes = lead, carry_lead
-    else:
-        lead_bytes, carry_lead_bytes = (
-            np.fromiter(map(len, map(str.encode, map(getitem, strings, map(slice, chars.tolist())))), np.int64, k)
-            for strings, chars in ((texts, lead), (carries, carry_lead)))
-    has_body = lead < body  # the body has a non-space character iff its leading whitespace ends before it
-    has_seed = ends_segment & (carry_lead < n - body)
-    none = np.int64(-1)
-    return np.stack([
-        end - np.where(ends_segment, carry_bytes, 0),  # BODY_END_BYTE
-        np.where(has_body, start + lead_bytes, none),  # BODY_FIRST_BYTE
-        np.where(has_seed, end - carry_bytes + carry_lead_bytes, none),  # SEED_FIRST_BYTE
-        end, n, body,  # END_BYTE, TEXT_LEN, BODY_LEN
-        np.where(has_body, lead, none),  # BODY_LEAD
-        np.where(has_seed, body + carry_lead, none),  # SEED_LEAD
-    ], axis=1)
-
-
 @dataclass
 class StepSpans:
     """The spans of a step's streams, stream after stream, as arrays (`StreamWork.step_spans` reads them
@@ -417,14 +375,18 @@ class StepSpans:
     def of_items(cls, items: Sequence[Sequence], lens: np.ndarray) -> list[StepSpans]:
         """Per item (a list of `TextPiece`s), `of` one stream's spans that hold its pieces whole: what a step
         that runs the whole item books (`PieceLayout`). lens: int64 [pieces], the tokens of every piece, item
-        after item. Made with array work over all the items' pieces at once (no span objects, no loop over
-        pieces); each item's arrays are copies, so that an item that stays queued does not hold its batch's."""
-        flat = list(chain.from_iterable(items))
-        texts = list(map(_PIECE_TEXT, flat))
-        numbers = _numbers(flat)
-        facts = _facts(texts, numbers, all(map(str.isascii, texts)))
+        after item."""
+        texts, numbers, facts = piece_columns(list(chain.from_iterable(items)))
+        return cls.of_columns(texts, numbers, facts, np.fromiter(map(len, items), np.int64, len(items)), lens)
+
+    @classmethod
+    def of_columns(cls, texts: list[str], numbers: np.ndarray, facts: np.ndarray, counts: np.ndarray,
+                   lens: np.ndarray) -> list[StepSpans]:
+        """`of_items` from the pieces' columns (`piece_columns`, every item's pieces one after the other; counts:
+        int64 [items], the pieces of each), with array work over all the items' pieces at once (no span objects,
+        no loop over pieces); each item's arrays are copies, so that an item that stays queued does not hold its
+        batch's."""
         lens = np.asarray(lens, dtype=np.int64)
-        counts = np.fromiter(map(len, items), np.int64, len(items))
         per_stream = counts.reshape(-1, 1)
         starts_segment, ends_segment = numbers[:, 2].astype(bool), numbers[:, 3].astype(bool)
         whole = np.ones(len(texts), dtype=bool)

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import starmap
+from itertools import chain, repeat
+from operator import attrgetter, getitem
 
 import numpy as np
 
@@ -90,18 +92,6 @@ def _piece(text: str, start_byte: int, end_byte: int, starts_segment: bool, ends
     return piece
 
 
-def piece_rows(pieces: list[TextPiece]) -> list[tuple]:
-    """Pieces as plain tuples, the fields in order (what a tokenizer process sends: the engine's TextPiece class
-    is not in it)."""
-    return [(p.text, p.start_byte, p.end_byte, p.starts_segment, p.ends_segment, p.carry_chars, p.carry_bytes)
-            for p in pieces]
-
-
-def pieces_of_rows(rows: list[tuple]) -> list[TextPiece]:
-    """The pieces `piece_rows` gave."""
-    return list(starmap(_piece, rows))
-
-
 @dataclass(frozen=True)
 class TextSnapshot:
     """What a saved state needs to continue the text: the undelivered bytes and where they start."""
@@ -111,6 +101,75 @@ class TextSnapshot:
     # sentence mode: stream byte offset of the open segment's first non-space character (None: not yet).
     # A durable record does not hold it: it is the segment tracker's open start (record.py)
     segment_start: int | None = None
+
+
+# columns of `piece_facts`: what booking a piece's text reads of it, as numbers (-1: none)
+BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, BODY_LEAD, SEED_LEAD = range(8)
+
+
+PIECE_TEXT = attrgetter("text")
+# the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_items` read, as the columns of one array, in
+# the order of TextPiece's fields after its text (`pieces_of_columns` makes pieces of them)
+_PIECE_NUMBERS = attrgetter("start_byte", "end_byte", "starts_segment", "ends_segment", "carry_chars", "carry_bytes")
+
+
+def piece_facts(pieces: Sequence) -> np.ndarray:
+    """int64 [pieces, 8], per `TextPiece`: where its body (the text before the carry) ends in stream bytes,
+    the byte of its body's first non-space character, that of its carry's (the start of the next segment
+    when the piece ends one), its end byte, its length in characters, its body's, and the character
+    offsets (in its text) of its body's and its carry's first non-space characters. Worked out when a
+    chunk is tokenized (`PieceLayout`), so that a step books text with array operations."""
+    texts = list(map(PIECE_TEXT, pieces))
+    return facts_of(texts, piece_numbers(pieces), all(map(str.isascii, texts)))
+
+
+def piece_numbers(pieces: Sequence) -> np.ndarray:
+    """int64 [pieces, 6]: `_PIECE_NUMBERS` of each piece."""
+    return np.fromiter(chain.from_iterable(map(_PIECE_NUMBERS, pieces)), np.int64, 6 * len(pieces)).reshape(-1, 6)
+
+
+def facts_of(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
+    """`piece_facts` from the pieces' texts and `piece_numbers` (ascii: every text is ASCII), with no Python loop
+    over the pieces (the string work is maps of str methods): this runs for every piece of every chunk."""
+    k = len(texts)
+    start, end, ends_segment, carry_chars, carry_bytes = (numbers[:, c] for c in (0, 1, 3, 4, 5))
+    ends_segment = ends_segment.astype(bool)
+    n = np.fromiter(map(len, texts), np.int64, k)
+    lead = n - np.fromiter(map(len, map(str.lstrip, texts)), np.int64, k)  # leading whitespace
+    body = np.where(ends_segment, n - carry_chars, n)
+    carries = list(map(getitem, texts, map(slice, body.tolist(), repeat(None))))  # "" unless ends_segment
+    carry_lead = (n - body) - np.fromiter(map(len, map(str.lstrip, carries)), np.int64, k)
+    if ascii:  # one byte per character
+        lead_bytes, carry_lead_bytes = lead, carry_lead
+    else:
+        lead_bytes, carry_lead_bytes = (
+            np.fromiter(map(len, map(str.encode, map(getitem, strings, map(slice, chars.tolist())))), np.int64, k)
+            for strings, chars in ((texts, lead), (carries, carry_lead)))
+    has_body = lead < body  # the body has a non-space character iff its leading whitespace ends before it
+    has_seed = ends_segment & (carry_lead < n - body)
+    none = np.int64(-1)
+    return np.stack([
+        end - np.where(ends_segment, carry_bytes, 0),  # BODY_END_BYTE
+        np.where(has_body, start + lead_bytes, none),  # BODY_FIRST_BYTE
+        np.where(has_seed, end - carry_bytes + carry_lead_bytes, none),  # SEED_FIRST_BYTE
+        end, n, body,  # END_BYTE, TEXT_LEN, BODY_LEN
+        np.where(has_body, lead, none),  # BODY_LEAD
+        np.where(has_seed, body + carry_lead, none),  # SEED_LEAD
+    ], axis=1)
+
+
+def piece_columns(pieces: Sequence[TextPiece]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The pieces' texts, `piece_numbers` and `piece_facts`: all a step reads of them, as a tokenizer process
+    sends them (the engine makes TextPiece objects of them only where a step needs a piece's own object)."""
+    texts = list(map(PIECE_TEXT, pieces))
+    numbers = piece_numbers(pieces)
+    return texts, numbers, facts_of(texts, numbers, all(map(str.isascii, texts)))
+
+
+def pieces_of_columns(texts: list[str], numbers: np.ndarray) -> list[TextPiece]:
+    """The pieces whose texts and `piece_numbers` these are."""
+    rows = numbers.tolist()
+    return [_piece(t, a, b, bool(s), bool(e), cc, cb) for t, (a, b, s, e, cc, cb) in zip(texts, rows, strict=True)]
 
 
 def _nbytes(raw: str) -> int:

@@ -24,6 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -38,7 +39,7 @@ log = logging.getLogger("streamret.engine")
 
 @dataclass
 class Tokenized:
-    pieces: list[TextPiece]
+    pieces: list[TextPiece] | None  # None: made from the layout's columns when a step needs them
     text_after: TextSnapshot  # the stream's text front after the item
     tokens: np.ndarray  # int64 [n]
     ends: np.ndarray  # int64 [pieces]: where each piece's tokens end
@@ -69,11 +70,18 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
     if not ok:
         return results
     try:
-        layouts = PieceLayout.of_items([results[k][0] for k in ok], np.concatenate([results[k][3] for k in ok]))
+        lens = np.concatenate([results[k][3] for k in ok])
+        if results[ok[0]][4] is None:  # (the pieces came made)
+            layouts = PieceLayout.of_items([results[k][0] for k in ok], lens)
+        else:
+            columns = [results[k][4] for k in ok]
+            layouts = PieceLayout.of_columns(
+                list(chain.from_iterable(c[0] for c in columns)), np.concatenate([c[1] for c in columns]),
+                np.concatenate([c[2] for c in columns]), np.array([len(c[0]) for c in columns], np.int64), lens)
     except Exception as e:  # noqa: BLE001  (a bug here fails the batch's items, not the thread)
         return [r if isinstance(r, BaseException) else e for r in results]
     for k, layout in zip(ok, layouts, strict=True):
-        pieces, after, ids, lens = results[k]
+        pieces, after, ids, lens, _ = results[k]
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             results[k] = InvalidArgument(
                 f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "

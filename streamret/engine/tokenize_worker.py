@@ -7,7 +7,7 @@ the pieces tokenized in one call. In an engine process that Python holds the GIL
 between its CUDA calls (on an H200 the sentence cuts alone took 0.4-0.5 us a token of the caller's thread:
 bench/RESULTS.md, session 22). With `tokenize_procs` each tokenize thread hands its batches to a child process
 over a pipe and waits without holding the GIL; the child runs `cut_and_encode` and sends back the pieces (as
-plain tuples), each chunk's text front after it and the ids.
+columns of plain values and arrays), each chunk's text front after it and the ids.
 
 The child is a plain subprocess running this file by its path, not `python -m` (an engine process is a
 multiprocessing daemon, which may not start multiprocessing children, and importing the package would
@@ -36,7 +36,10 @@ ENGINE_DIR = Path(__file__).resolve().parent  # text.py and sentences.py, which 
 # this one's, or None (an earlier chunk of its stream failed: so does this one); ending: "" (an append), "flush"
 # or "close" (raw is then b"").
 Request = tuple
-# What a request gives: (pieces, front after it, ids, tokens of each piece), or the error that fails it alone.
+# What a request gives: (pieces, front after it, ids, tokens of each piece, columns), or the error that fails it
+# alone. In this process the pieces come made and columns is None; from a tokenizer process pieces is None and
+# columns their texts, numbers and facts (`text.piece_columns`), which the engine makes pieces of only if a step
+# needs them.
 Cut = tuple
 
 
@@ -65,7 +68,7 @@ def cut_and_encode(new_assembler: Callable, encode: Callable, requests: Sequence
     ok = [k for k, c in enumerate(cut) if not isinstance(c, Exception)]
     out: list[Cut | Exception] = list(cut)
     for k, encoded in zip(ok, _encode_each(encode, [[p.text for p in cut[k][0]] for k in ok]), strict=True):
-        out[k] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded)
+        out[k] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded, None)
     return out
 
 
@@ -145,10 +148,10 @@ class TokenizerProcess:
             raise TokenizerProcessError(f"the tokenizer process could not load the tokenizer: {detail}")
 
     def cut_and_encode(self, requests: Sequence[Request]) -> list[Cut | Exception]:
-        """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices), with TextPieces and
-        TextSnapshots made here from the tuples it sends; an error of one request comes back as a ValueError
-        naming it. A child that died (killed, out of memory) is started again once for the same batch."""
-        from .text import TextSnapshot, pieces_of_rows
+        """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices), with the pieces' columns
+        instead of the pieces; an error of one request comes back as a ValueError naming it. A child that died
+        (killed, out of memory) is started again once for the same batch."""
+        from .text import TextSnapshot
 
         wire = [(b if b is None or isinstance(b, int) else (b.tail, b.offset, b.segment_start), raw, ending)
                 for b, raw, ending in requests]
@@ -164,7 +167,7 @@ class TokenizerProcess:
                 self.close()
                 raise TokenizerProcessError(f"the tokenizer process died twice on one batch (exit code {code})") from e
         return [ValueError(f"cutting or tokenizing the chunk failed: {r}") if isinstance(r, str)
-                else (pieces_of_rows(r[0]), TextSnapshot(*r[1]), r[2], r[3]) for r in got]
+                else (None, TextSnapshot(*r[1]), r[2], r[3], r[0]) for r in got]
 
     def _call(self, wire: list) -> list:
         self._send.send(wire)
@@ -233,7 +236,7 @@ def serve(requests: Connection, results: Connection, tokenizer_py: str, engine_d
         except EOFError:
             return
         out = [f"{type(r).__name__}: {r}" if isinstance(r, Exception)
-               else (text.piece_rows(r[0]), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3])
+               else (text.piece_columns(r[0]), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3])
                for r in cut_and_encode(new_assembler, encode, [
                    (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending)
                    for b, raw, ending in batch])]
