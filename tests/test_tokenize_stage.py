@@ -111,6 +111,19 @@ def test_a_streams_chunks_continue_one_another_and_fail_after_a_failed_one():
     assert isinstance(results[0], ValueError) and isinstance(results[1], Tokenized)
 
 
+def test_a_cut_that_fails_whole_fails_its_batch_and_nothing_else():
+    """A tokenizer process that died twice on a batch raises out of the cut: every item of the batch fails with
+    it (the stage thread goes on), and a stream's next item then fails as after a failed cut."""
+    def died(requests):
+        raise RuntimeError("the tokenizer process died twice on one batch")
+
+    first = item("a", "x")
+    results = tokenize_items(died, 260, [first, item("b", "y")])
+    assert all(isinstance(r, RuntimeError) for r in results) and first.prev is None
+    [r] = tokenize_items(cut_with(ByteTokenizer()), 260, [item("a", " z", prev=first)])
+    assert "earlier chunk" in str(r)
+
+
 def test_ids_past_the_vocabulary_fail_the_item_with_a_clear_error():
     [result] = tokenize_items(cut_with(ByteTokenizer()), 100, [item("a", "\u00e9")])  # bytes 195, 169 >= 100
     assert "outside the model's vocabulary [0, 100)" in str(result)

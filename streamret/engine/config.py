@@ -28,12 +28,14 @@ class EngineConfig:
     max_pending_bytes_per_stream: int = 16 << 20
     max_pending_chunks: int = 1 << 16
     max_pending_bytes: int = 512 << 20
-    # tokenizing: accepted chunks are tokenized on this many engine threads, many chunks per tokenizer call
+    # tokenizing: accepted chunks are cut into pieces (sentences) and tokenized on this many engine threads, each
+    # stream's on one of them, many chunks per tokenizer call
     tokenizer_threads: int = 2
     # ... each handing its batches to a tokenizer process of its own (streamret/engine/tokenize_worker.py), so that
-    # the tokenizer's Python does not hold the GIL that the step thread needs between its CUDA calls; None (auto):
-    # on a GPU, not on the CPU (H200, 12 engine processes: engine +36-41% tokens/s at 1,024 streams, +8-15% at 64,
-    # service at saturation +39%: bench/RESULTS.md, session 20)
+    # the cuts' and the tokenizer's Python do not hold the GIL that the step thread needs between its CUDA calls;
+    # None (auto): on a GPU, not on the CPU (H200, 12 engine processes: tokenizing there, engine +36-41% tokens/s
+    # at 1,024 streams, service at saturation +39%, session 20; the cuts there too, engine +23-33% at 64 streams,
+    # session 22: bench/RESULTS.md)
     tokenize_procs: bool | None = None
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096

@@ -60,7 +60,10 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
     layouts of all their pieces made with array work (`PieceLayout.of_items`); per item its result, or the error
     that fails it alone. Each item's text front after it is set on it at once (the next item of its stream starts
     there) and its link to the item before it let go."""
-    results: list = cut(requests_of(items))
+    try:
+        results: list = cut(requests_of(items))
+    except Exception as e:  # noqa: BLE001  (a tokenizer process that died twice: the batch fails, the thread goes on)
+        results = [e] * len(items)
     ok = []
     for k, (item, r) in enumerate(zip(items, results, strict=True)):
         item.prev = None
