@@ -68,7 +68,7 @@ class Engine(EngineCore):
         store, streamret/cluster/fenced_store.py)."""
         super().__init__(loaded, state_dir, config, durable)
         self.tokenizer = loaded.tokenizer
-        self.intake = Intake(self._lock, self._has_work, self._applied, self.scheduler, self.store, self.codec,
+        self.intake = Intake(self._lock, self._has_work, self._applied, self.scheduler, self.store,
                              self.durability)
         self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
                                        self.codec.text_params, threads=self.config.tokenizer_threads,
@@ -283,11 +283,11 @@ class Engine(EngineCore):
     def submit_appends(self, calls: Sequence[tuple]) -> list[Future | Exception]:
         """submit_append for many chunks, the engine lock taken once for all of them: `calls` holds each one's
         (stream_id, seq, data, flush, durable, group), in order; the outcome of each is its Future, or the error
-        submit_append would have raised for it. Each chunk's text is cut into pieces before the lock, a stream's
-        next chunk from the cut of the one before it; the accepted chunks go to the tokenize stage together, once
-        the lock is let go. An engine process hands over each batch of chunks that came through a connection
-        this way (shards.py), one lock take a batch instead of one a chunk (with six front processes the step
-        loop's wait for the lock stayed at 8 ms a step on the H200 all the same: bench/RESULTS.md, session 8)."""
+        submit_append would have raised for it. The accepted chunks go to the tokenize stage together, once the
+        lock is let go (it cuts their texts and tokenizes them). An engine process hands over each batch of chunks
+        that came through a connection this way (shards.py), one lock take a batch instead of one a chunk (with
+        six front processes the step loop's wait for the lock stayed at 8 ms a step on the H200 all the same:
+        bench/RESULTS.md, session 8)."""
         prepared: list[_Chunk | Exception] = []
         for stream_id, seq, data, flush, durable, group in calls:
             try:

@@ -18,7 +18,6 @@ from concurrent.futures import Future
 from ..errors import DurableWriteFailed, Unavailable
 from .acks import AckWaiter, reject, resolve
 from .durability.policy import DurabilityPolicy
-from .record import StreamCodec
 from .scheduler import Scheduler, WorkItem
 from .state_store import StateStore
 from .stream import Stream
@@ -31,13 +30,12 @@ def _what(item: WorkItem) -> str:
 
 class Intake:
     def __init__(self, lock: threading.RLock, has_work: threading.Condition, applied: threading.Condition,
-                 scheduler: Scheduler, states: StateStore, codec: StreamCodec, durability: DurabilityPolicy):
+                 scheduler: Scheduler, states: StateStore, durability: DurabilityPolicy):
         self._lock = lock
         self._has_work = has_work  # the step loop waits here for queued work
         self._applied = applied  # callers wait here for their items to leave a stream's queue
         self._scheduler = scheduler
         self._states = states
-        self._codec = codec
         self._durability = durability
 
     def accept(self, stream: Stream, seq: int | None, raw: bytes, flush: bool = False, close: bool = False,
