@@ -216,9 +216,9 @@ def test_an_item_holds_no_array_of_its_batch():
         assert all(a.base is None for a in arrays)
 
 
-def test_streams_on_different_threads_are_cut_and_tokenized_at_once():
-    """Each stream's items go to one thread (by its id); two streams of different threads run at once instead of
-    one thread taking all four items while the other waits."""
+def test_what_waits_is_split_between_the_threads_that_wait_for_work():
+    """Two idle threads and two streams of two items waiting: each thread takes one stream's two, so the two
+    batches run at once instead of one thread cutting all four while the other waits."""
     class BothAtOnce(CountingTokenizer):  # a batch ends only once the other thread took one too
         both = threading.Barrier(2, timeout=30)
 
@@ -235,17 +235,52 @@ def test_streams_on_different_threads_are_cut_and_tokenized_at_once():
         if len(got) == 4:
             done.set()
 
-    stage = TokenizeStage(tok, 260, deliver, TEXT, threads=2)
-    ids = [f"s{k}" for k in range(100)]
-    sids = [next(s for s in ids if hash(s) % 2 == 0), next(s for s in ids if hash(s) % 2 == 1)]
-    with stage._cv:  # held: each thread then takes its stream's two items together
-        for sid in sids:
-            first = item(sid, "same size")
-            stage.submit_many([first, item(sid, "same size", prev=first)])
+    stage = TokenizeStage(tok, 260, deliver, TEXT, threads=2, min_batch_bytes=1)
+    for _ in range(1000):  # both threads wait for work before anything is submitted
+        with stage._cv:
+            if stage._idle == 2:
+                for sid in ("a", "b"):
+                    first = item(sid, "same size")
+                    stage.submit_many([first, item(sid, "same size", prev=first)])
+                break
+        threading.Event().wait(0.01)
     assert done.wait(30)
     stage.close()
     assert sorted(tok.calls) == [2, 2]
-    assert sorted(it.stream_id for it, _ in got) == sorted(sids * 2)
+    assert sorted(it.stream_id for it, _ in got) == ["a", "a", "b", "b"]
+
+
+def test_a_thread_passes_over_a_stream_another_thread_is_cutting():
+    """One stream's chunk blocks its thread: the other thread takes the other streams' items, and the blocked
+    stream's next item waits for the blocked one (its text starts where that one ends)."""
+    class Gated(CountingTokenizer):
+        def __init__(self):
+            super().__init__()
+            self.entered, self.gate = threading.Event(), threading.Event()
+
+        def encode_batch(self, texts):
+            if any("SLOW" in t for t in texts):
+                self.entered.set()
+                assert self.gate.wait(30)
+            return super().encode_batch(texts)
+
+    tok = Gated()
+    got: list = []
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, min_batch_bytes=1)
+    slow = item("slow", "SLOW one. ")
+    stage.submit_many([slow])
+    assert tok.entered.wait(30)
+    after = item("slow", "Two.", prev=slow)
+    stage.submit_many([after, item("fast", "quick")])
+    for _ in range(1000):
+        if any(it.stream_id == "fast" for it, _ in got):
+            break
+        threading.Event().wait(0.01)
+    assert [it.stream_id for it, _ in got] == ["fast"]  # the slow stream's second item still waits
+    tok.gate.set()
+    stage.close()
+    assert [it.stream_id for it, _ in got] == ["fast", "slow", "slow"]
+    assert got[2][1].pieces[0].start_byte == len("SLOW one. ")
 
 
 def test_chunks_accepted_as_the_stage_closes_fail_as_resendable():

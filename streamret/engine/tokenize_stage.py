@@ -9,12 +9,12 @@ engine process only makes the pieces' objects and layouts. When each caller cut 
 single calling thread (the gRPC event loop, a batch reader, a bench driver) held the GIL for it while the
 device idled (bench/RESULTS.md, "End to end on the H200", sessions 5 and 22).
 
-A stream's text front is a chain: each item's text starts where the item accepted before it ends. So every item
-of a stream goes to one thread (by its stream id), which cuts them in order: an item's base is the front its
-stream stood at when it was accepted with no earlier item unapplied (`WorkItem.text_before`), else where the
-item before it (`WorkItem.prev`) ends, known once that one is cut (earlier in the same batch, or in one before).
-Two threads, so that one huge or slow batch does not hold up the other streams' items; the engine queues a
-stream's items in order.
+A stream's text front is a chain: each item's text starts where the item accepted before it ends. So a stream's
+items are cut by one thread at a time, in order (a thread passes over the items of a stream another thread is
+cutting): an item's base is the front its stream stood at when it was accepted with no earlier item unapplied
+(`WorkItem.text_before`), else where the item before it (`WorkItem.prev`) ends, known once that one is cut
+(earlier in the same batch, or in one before). Two threads, so that one huge or slow batch does not hold up the
+other streams' items; the engine queues a stream's items in order.
 """
 
 from __future__ import annotations
@@ -102,16 +102,21 @@ class StageClosed(RuntimeError):
 
 
 class TokenizeStage:
-    """Threads that cut and tokenize submitted items in batches, each stream's items on one thread in order, and
-    hand each batch's results to `deliver` (called on a stage thread, never with the stage's lock held)."""
+    """Threads that cut and tokenize submitted items in batches, a stream's items on one thread at a time and in
+    order, and hand each batch's results to `deliver` (called on a stage thread, never with the stage's lock
+    held)."""
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
-                 max_batch_bytes: int = 1 << 20, on_error: Callable[[BaseException], None] | None = None,
-                 procs: bool = False):
-        """text_params: the text front's settings (`StreamCodec.text_params`). A thread takes what waits for it,
-        up to max_batch_bytes. procs: each thread hands its batches to a tokenizer process of its own
-        (tokenize_worker.py) and waits without the GIL; a tokenizer that a child cannot rebuild, or a child that
-        cannot start, is run in this process."""
+                 max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
+                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False):
+        """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
+        threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
+        run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
+        CPU, and with few streams a chunk's wait for them is part of every round trip: bench/RESULTS.md, "End to
+        end on the H200, session 5"). A thread passes over the items of a stream that another thread is cutting
+        (its next item starts where those end), so one slow or huge chunk holds up its own stream only. procs:
+        each thread hands its batches to a tokenizer process of its own (tokenize_worker.py) and waits without the
+        GIL; a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -120,26 +125,27 @@ class TokenizeStage:
         if procs and self.spec is None:
             log.warning("tokenize_procs: a %s cannot be rebuilt in a tokenizer process; tokenizing in the engine "
                         "process", type(tokenizer).__name__)
-        self.max_batch_bytes = max_batch_bytes
+        self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
-        self._queues: list[deque[WorkItem]] = [deque() for _ in range(threads)]
+        self._queue: deque[WorkItem] = deque()
+        self._queued_bytes = 0
+        self._busy: set[str] = set()  # streams whose items a thread is cutting now
+        self._idle = 0  # threads waiting for work
         self._cv = threading.Condition()
         self._closing = False
-        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"streamret-engine-tokenize-{i}",
-                                          daemon=True) for i in range(threads)]
+        self._threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
+                         for i in range(threads)]
         for t in self._threads:
             t.start()
 
     def submit_many(self, items: Sequence[WorkItem]) -> None:
-        """Queue items, in order, each on its stream's thread, with one take of the stage's lock (called after the
-        engine lock is let go)."""
-        n = len(self._queues)
+        """Queue items, in order, with one take of the stage's lock (called after the engine lock is let go)."""
         with self._cv:
             if self._closing:
                 raise StageClosed("the tokenize stage is closed")
-            for item in items:
-                self._queues[hash(item.stream_id) % n].append(item)
-            self._cv.notify_all()
+            self._queue.extend(items)
+            self._queued_bytes += sum(item.nbytes for item in items)
+            self._cv.notify()
 
     def close(self) -> None:
         """Cut and tokenize what is queued, then end the threads."""
@@ -150,25 +156,48 @@ class TokenizeStage:
             if t is not threading.current_thread():
                 t.join()
 
-    def _take(self, i: int) -> list[WorkItem]:
-        """The items waiting for thread i, oldest first, up to max_batch_bytes (at least one); [] once closed and
-        empty."""
-        queue = self._queues[i]
+    def _take(self) -> list[WorkItem]:
+        """The items waiting whose streams no other thread is cutting, oldest first, this thread's share of them
+        (at least one); their streams are then this thread's until `_done`. [] once closed and empty."""
         with self._cv:
-            while not queue and not self._closing:
+            self._idle += 1
+            while True:
+                free = [item for item in self._queue if item.stream_id not in self._busy]
+                if free or (self._closing and not self._queue):
+                    break
                 self._cv.wait()
+            self._idle -= 1
+            share = -(-sum(item.nbytes for item in free) // (self._idle + 1))  # with the threads still waiting
+            limit = min(self.max_batch_bytes, max(self.min_batch_bytes, share))
             batch, size = [], 0
-            while queue and (not batch or size + queue[0].nbytes <= self.max_batch_bytes):
-                item = queue.popleft()
+            for item in free:
+                if batch and size + item.nbytes > limit:
+                    break
                 batch.append(item)
                 size += item.nbytes
+            if batch:
+                taken = set(map(id, batch))
+                self._queue = deque(item for item in self._queue if id(item) not in taken)
+                self._queued_bytes -= size
+                self._busy.update(item.stream_id for item in batch)
+            if self._queue:
+                self._cv.notify()  # more may wait: another thread may take what is left
             return batch
 
-    def _run(self, i: int) -> None:
+    def _done(self, batch: list[WorkItem]) -> None:
+        """The batch's streams are free for any thread again (their items' text fronts are set)."""
+        with self._cv:
+            self._busy.difference_update(item.stream_id for item in batch)
+            self._cv.notify_all()
+
+    def _run(self) -> None:
         cut = self._own_cut()
         try:
-            while batch := self._take(i):
-                results = tokenize_items(cut, self.vocab_size, batch)
+            while batch := self._take():
+                try:
+                    results = tokenize_items(cut, self.vocab_size, batch)
+                finally:
+                    self._done(batch)
                 try:
                     self.deliver(list(zip(batch, results, strict=True)))
                 except BaseException as e:  # noqa: BLE001
