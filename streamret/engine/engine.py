@@ -72,7 +72,8 @@ class Engine(EngineCore):
                              self.durability)
         self._tokenize = TokenizeStage(self.tokenizer, self.model.config.vocab_size, self.intake.tokenized,
                                        self.codec.text_params, threads=self.config.tokenizer_threads,
-                                       on_error=self._crash, procs=self.tokenize_procs)
+                                       max_batch_bytes=self.config.tokenize_batch_bytes, on_error=self._crash,
+                                       procs=self.tokenize_procs)
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod
