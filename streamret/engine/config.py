@@ -39,8 +39,9 @@ class EngineConfig:
     tokenize_procs: bool | None = None
     # ... a thread cuts and tokenizes at most this many bytes of waiting chunks in one call: a chunk that arrives
     # as a call starts waits for all of it (with the cuts in the tokenizer processes, about 1.5 us a token on the
-    # H200 host: 1 MiB held chunks 0.2-0.3 s at saturation, bench/RESULTS.md, session 22)
-    tokenize_batch_bytes: int = 256 << 10
+    # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; a
+    # smaller cap is yet to be measured)
+    tokenize_batch_bytes: int = 1 << 20
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
