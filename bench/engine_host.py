@@ -138,7 +138,7 @@ def measure(loaded, args) -> dict:
         max_step_tokens=args.step_tokens, max_chunk_bytes=max(c, 1 << 20), max_pending_chunks_per_stream=4,
         max_pending_chunks=4 * n + 16, max_pending_bytes=4 * n * c + (1 << 20),
         device_state_bytes=(n + 1) * loaded.model.config.state_bytes_per_stream(), durable_every_chunks=0,
-        step_switch_interval_s=args.step_switch_interval,
+        step_switch_interval_s=args.step_switch_interval, tokenize_procs=args.tokenize_procs,
     )
     chunks = man_chunks(min(n, 64), c) if args.man_text else text_chunks(min(n, 64), c, seed=c)
     ids = [f"bench/{i}" for i in range(n)]
@@ -178,6 +178,8 @@ def main() -> None:
     p.add_argument("--no-model", action="store_true", help="host work alone: the model call is replaced")
     p.add_argument("--profile", action="store_true", help="run the step thread under cProfile: a table of parts")
     p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
+    p.add_argument("--tokenize-procs", action=argparse.BooleanOptionalAction, default=None,
+                   help="EngineConfig.tokenize_procs: cut and tokenize in tokenizer processes (default: on a GPU only)")
     p.add_argument("--busy-threads", default=0, type=int, help="pure-Python threads running during the timed rounds")
     p.add_argument("--step-switch-interval", type=switch_interval_arg("--step-switch-interval"),
                    default=EngineConfig.step_switch_interval_s,
