@@ -29,7 +29,7 @@ class EngineConfig:
     max_pending_chunks: int = 1 << 16
     max_pending_bytes: int = 512 << 20
     # tokenizing: accepted chunks are cut into pieces (sentences) and tokenized on this many engine threads, each
-    # stream's on one of them, many chunks per tokenizer call
+    # stream's on one of them at a time, many chunks per tokenizer call
     tokenizer_threads: int = 2
     # ... each handing its batches to a tokenizer process of its own (streamret/engine/tokenize_worker.py), so that
     # the cuts' and the tokenizer's Python do not hold the GIL that the step thread needs between its CUDA calls;
