@@ -56,15 +56,19 @@ def main() -> None:
     as_rows = pickle.dumps([([(p.text, p.start_byte, p.end_byte, p.starts_segment, p.ends_segment, p.carry_chars,
                                p.carry_bytes) for p in r[0]], r[2], r[3]) for r in got])
 
-    def from_columns() -> None:
+    def from_columns() -> list[PieceLayout]:
         columns = [c for c, _, _ in pickle.loads(as_columns)]
-        PieceLayout.of_columns(list(chain.from_iterable(c[0] for c in columns)),
+        return PieceLayout.of_columns(list(chain.from_iterable(c[0] for c in columns)),
                                np.concatenate([c[1] for c in columns]), np.concatenate([c[2] for c in columns]),
                                np.array([len(c[0]) for c in columns]), lens)
 
-    def from_rows() -> None:
+    def from_rows() -> list[PieceLayout]:
         items = [list(starmap(_piece, rows)) for rows, _, _ in pickle.loads(as_rows)]
-        PieceLayout.of_items(items, lens)
+        return PieceLayout.of_items(items, lens)
+
+    for a, b in zip(from_columns(), from_rows(), strict=True):  # the two forms give the same layouts
+        assert a.pieces == b.pieces and a.starts == b.starts and a.step_spans.text == b.step_spans.text
+        assert np.array_equal(a.step_spans.facts, b.step_spans.facts) and np.array_equal(a.char_offsets, b.char_offsets)
 
     for name, f in (("columns", from_columns), ("a tuple per piece", from_rows)):
         print(f"{name}: {best_of(f, args.repeats) / tokens * 1e9:.1f} ns a token ({tokens:,} tokens)")

@@ -1,0 +1,27 @@
+"""The CPU benches of the engine's host work run end to end at tiny sizes (their figures are in bench/RESULTS.md;
+here only that they run and print what they promise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_keep_segments_bench_runs():
+    out = run("keep_segments.py", "--streams", "3", "--new", "2", "--steps", "2", "--repeats", "1")
+    assert "keep_segments:" in out and "ms a step (3 streams" in out
+
+
+def test_piece_columns_bench_checks_both_forms_agree_and_runs():
+    out = run("piece_columns.py", "--chunks", "6", "--chunk-bytes", "512", "--repeats", "1")
+    assert "columns:" in out and "a tuple per piece:" in out
