@@ -47,7 +47,7 @@ def cut_with(tokenizer):
 
 
 def piece_bytes(result: Tokenized) -> list[int]:
-    return [len(p.text.encode()) for p in result.pieces]
+    return [len(p.text.encode()) for p in result.layout.pieces]
 
 
 def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens():
@@ -72,10 +72,10 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
     assert [it for it, _ in got] == items
     for (it, result), text in zip(got, texts):
         assert isinstance(result, Tokenized)
-        assert "".join(p.text for p in result.pieces) == text and it.text_after == result.text_after
+        assert "".join(p.text for p in result.layout.pieces) == text and it.text_after == result.text_after
         assert result.tokens.tolist() == list(text.encode())
         assert result.ends.tolist() == np.cumsum(piece_bytes(result)).tolist()
-    assert [len(r.pieces) for _, r in got] == [2, 1, 3]  # cut at sentence ends
+    assert [len(r.layout.pieces) for _, r in got] == [2, 1, 3]  # cut at sentence ends
 
 
 def test_a_bad_item_fails_alone_and_its_neighbours_are_tokenized():
@@ -95,10 +95,11 @@ def test_a_streams_chunks_continue_one_another_and_fail_after_a_failed_one():
     second = item("s", " near. Next", prev=first)
     third = item("s", " one.", prev=second)
     results = tokenize_items(cut_with(tok), 260, [first, second])
-    assert ["".join(p.text for p in r.pieces) for r in results] == ["The end", " is near. Next"]
+    assert ["".join(p.text for p in r.layout.pieces) for r in results] == ["The end", " is near. Next"]
     assert first.prev is None and second.prev is None and second.text_after.offset == len("The end is near. Next")
     [last] = tokenize_items(cut_with(tok), 260, [third])  # in a later batch, from where `second` ended
-    assert [p.text for p in last.pieces] == [" one."] and last.pieces[0].start_byte == len("The end is near. Next")
+    pieces = last.layout.pieces
+    assert [p.text for p in pieces] == [" one."] and pieces[0].start_byte == len("The end is near. Next")
     bad = item("t", "")
     bad.raw = 123  # its cut fails (not bytes)
     after_bad = item("t", " more", prev=bad)
@@ -179,7 +180,7 @@ def test_a_tokenizer_without_encode_pieces_gets_every_piece_in_one_call():
     tok = PieceByPieceTokenizer()
     texts = ["One. Tw\u00f6", "", "three"]
     results = tokenize_items(cut_with(tok), 256, [item(sid, text) for sid, text in zip("abc", texts)])
-    assert tok.calls == [[p.text for r in results for p in r.pieces]] and len(tok.calls[0]) == 3
+    assert tok.calls == [[p.text for r in results for p in r.layout.pieces]] and len(tok.calls[0]) == 3
     for r, text in zip(results, texts):
         assert r.tokens.tolist() == list(text.encode())
         assert r.ends.tolist() == np.cumsum(piece_bytes(r)).tolist()
@@ -280,7 +281,7 @@ def test_a_thread_passes_over_a_stream_another_thread_is_cutting():
     tok.gate.set()
     stage.close()
     assert [it.stream_id for it, _ in got] == ["fast", "slow", "slow"]
-    assert got[2][1].pieces[0].start_byte == len("SLOW one. ")
+    assert got[2][1].layout.pieces[0].start_byte == len("SLOW one. ")
 
 
 def test_chunks_accepted_as_the_stage_closes_fail_as_resendable():

@@ -34,8 +34,8 @@ class EngineConfig:
     # ... each handing its batches to a tokenizer process of its own (streamret/engine/tokenize_worker.py), so that
     # the cuts' and the tokenizer's Python do not hold the GIL that the step thread needs between its CUDA calls;
     # None (auto): on a GPU, not on the CPU (H200, 12 engine processes: tokenizing there, engine +36-41% tokens/s
-    # at 1,024 streams, service at saturation +39%, session 20; the cuts there too, engine +23-33% at 64 streams,
-    # session 22: bench/RESULTS.md)
+    # at 1,024 streams, service at saturation +39%, session 20; the cuts there too, engine +7-33% at 64 streams
+    # over three runs, session 22: bench/RESULTS.md)
     tokenize_procs: bool | None = None
     # ... a thread cuts and tokenizes at most this many bytes of waiting chunks in one call: a chunk that arrives
     # as a call starts waits for all of it (with the cuts in the tokenizer processes, about 1.5 us a token on the

@@ -67,7 +67,7 @@ class Intake:
                 if isinstance(result, BaseException):
                     self._drop_from(stream, item, result)
                     continue
-                item.raw = b""  # (its pieces: result.layout.pieces)
+                item.raw = b""  # cut: its pieces are in its layout
                 item.set_tokens(result.tokens, result.ends, result.layout)
                 for waiting in stream.pending:  # in order: an item waits for every earlier one
                     if waiting.queued:

@@ -107,7 +107,7 @@ class TextSnapshot:
 BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, BODY_LEAD, SEED_LEAD = range(8)
 
 
-PIECE_TEXT = attrgetter("text")
+_PIECE_TEXT = attrgetter("text")
 # the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_items` read, as the columns of one array, in
 # the order of TextPiece's fields after its text (`pieces_of_columns` makes pieces of them)
 _PIECE_NUMBERS = attrgetter("start_byte", "end_byte", "starts_segment", "ends_segment", "carry_chars", "carry_bytes")
@@ -119,8 +119,7 @@ def piece_facts(pieces: Sequence) -> np.ndarray:
     when the piece ends one), its end byte, its length in characters, its body's, and the character
     offsets (in its text) of its body's and its carry's first non-space characters. Worked out when a
     chunk is tokenized (`PieceLayout`), so that a step books text with array operations."""
-    texts = list(map(PIECE_TEXT, pieces))
-    return facts_of(texts, piece_numbers(pieces), all(map(str.isascii, texts)))
+    return piece_columns(pieces)[2]
 
 
 def piece_numbers(pieces: Sequence) -> np.ndarray:
@@ -161,7 +160,7 @@ def facts_of(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
 def piece_columns(pieces: Sequence[TextPiece]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The pieces' texts, `piece_numbers` and `piece_facts`: all a step reads of them, as a tokenizer process
     sends them (the engine makes TextPiece objects of them only where a step needs a piece's own object)."""
-    texts = list(map(PIECE_TEXT, pieces))
+    texts = list(map(_PIECE_TEXT, pieces))
     numbers = piece_numbers(pieces)
     return texts, numbers, facts_of(texts, numbers, all(map(str.isascii, texts)))
 

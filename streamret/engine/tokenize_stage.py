@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
 from .scheduler import PieceLayout, WorkItem
-from .text import TextAssembler, TextPiece, TextSnapshot
+from .text import TextAssembler, TextSnapshot
 from .tokenize_worker import Cut, TokenizerProcess, TokenizerProcessError, child_spec, cut_and_encode
 
 log = logging.getLogger("streamret.engine")
@@ -39,11 +39,10 @@ log = logging.getLogger("streamret.engine")
 
 @dataclass
 class Tokenized:
-    pieces: list[TextPiece] | None  # None: made from the layout's columns when a step needs them
     text_after: TextSnapshot  # the stream's text front after the item
     tokens: np.ndarray  # int64 [n]
     ends: np.ndarray  # int64 [pieces]: where each piece's tokens end
-    layout: PieceLayout
+    layout: PieceLayout  # its pieces too (`layout.pieces`)
 
 
 def requests_of(items: Sequence[WorkItem]) -> list[tuple]:
@@ -84,13 +83,13 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
     except Exception as e:  # noqa: BLE001  (a bug here fails the batch's items, not the thread)
         return [r if isinstance(r, BaseException) else e for r in results]
     for k, layout in zip(ok, layouts, strict=True):
-        pieces, after, ids, lens, _ = results[k]
+        _, after, ids, lens, _ = results[k]
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             results[k] = InvalidArgument(
                 f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
                 "the engine's tokenizer and model do not belong together")
         else:  # a copy of the batch's ids, which an item left queued would hold
-            results[k] = Tokenized(pieces, after, np.array(ids, dtype=np.int64), np.cumsum(lens), layout)
+            results[k] = Tokenized(after, np.array(ids, dtype=np.int64), np.cumsum(lens), layout)
     return results
 
 
@@ -128,7 +127,6 @@ class TokenizeStage:
         self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
-        self._queued_bytes = 0
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
         self._idle = 0  # threads waiting for work
         self._cv = threading.Condition()
@@ -144,7 +142,6 @@ class TokenizeStage:
             if self._closing:
                 raise StageClosed("the tokenize stage is closed")
             self._queue.extend(items)
-            self._queued_bytes += sum(item.nbytes for item in items)
             self._cv.notify()
 
     def close(self) -> None:
@@ -178,7 +175,6 @@ class TokenizeStage:
             if batch:
                 taken = set(map(id, batch))
                 self._queue = deque(item for item in self._queue if id(item) not in taken)
-                self._queued_bytes -= size
                 self._busy.update(item.stream_id for item in batch)
             if self._queue:
                 self._cv.notify()  # more may wait: another thread may take what is left
@@ -191,7 +187,8 @@ class TokenizeStage:
             self._cv.notify_all()
 
     def _run(self) -> None:
-        cut = self._own_cut()
+        proc = self._own_process()
+        cut = proc.cut_and_encode if proc is not None else in_process_cut(self.tokenizer, self.text_params)
         try:
             while batch := self._take():
                 try:
@@ -205,18 +202,19 @@ class TokenizeStage:
                         raise
                     self.on_error(e)
         finally:
-            if isinstance(getattr(cut, "__self__", None), TokenizerProcess):
-                cut.__self__.close()
+            if proc is not None:
+                proc.close()
 
-    def _own_cut(self) -> Callable[[list[tuple]], list[Cut | Exception]]:
-        """This thread's `cut_and_encode`: in a process of its own with `procs`, else (or when it cannot start) in
-        this one."""
-        if self.spec is not None:
-            try:
-                return TokenizerProcess(self.spec, self.text_params).cut_and_encode
-            except TokenizerProcessError as e:
-                log.warning("tokenize_procs: %s; tokenizing in the engine process", e)
-        return in_process_cut(self.tokenizer, self.text_params)
+    def _own_process(self) -> TokenizerProcess | None:
+        """This thread's tokenizer process with `procs`; None without, or when it cannot start (the thread then
+        cuts and tokenizes in this process)."""
+        if self.spec is None:
+            return None
+        try:
+            return TokenizerProcess(self.spec, self.text_params)
+        except TokenizerProcessError as e:
+            log.warning("tokenize_procs: %s; tokenizing in the engine process", e)
+            return None
 
 
 def in_process_cut(tokenizer: Tokenizer, text_params: dict) -> Callable[[list[tuple]], list[Cut | Exception]]:
