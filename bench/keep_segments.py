@@ -22,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.text_path import corpus  # noqa: E402
+from streamret.engine.kept_pool import KeptPool  # noqa: E402
 from streamret.engine.segments import SegmentTracker, keep_segments  # noqa: E402
 
 
@@ -45,7 +46,8 @@ def main() -> None:
         return [sents[i] for i in rng.integers(0, len(sents), n)]
 
     def full_trackers() -> list[SegmentTracker]:
-        trackers = [SegmentTracker(d_model=d) for _ in range(s)]
+        pool = KeptPool(64)  # one per engine (StreamCodec.kept_pool)
+        trackers = [SegmentTracker(d_model=d, pool=pool) for _ in range(s)]
         for t in trackers:
             t.keep_many(texts(64), np.cumsum(rng.integers(10, 200, (64, 2)), axis=0),
                         rng.standard_normal((64, d)).astype(np.float32), rng.standard_normal(d).astype(np.float32))

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamret.engine.kept_pool import KeptPool
 from streamret.engine.scheduler import Span
 from streamret.engine.segments import (
     _SCANNED,
@@ -148,13 +149,16 @@ def test_word_counts_count_what_the_regex_finds(texts):
     assert word_counts(texts).tolist() == [len(_WORD.findall(t, 0, _SCANNED)) for t in texts]
 
 
-@given(st.lists(st.lists(st.integers(0, 7), min_size=1, max_size=8), min_size=1, max_size=4), st.integers(0, 2**32 - 1))
-@settings(max_examples=100, deadline=None)
-def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_stream, seed):
-    """Several streams (each its own max_kept) kept in one call per step: each keeps the most relevant, as
-    rebuilt the plain way; a stream without new segments in a step is left as it is."""
+@given(st.lists(st.lists(st.integers(0, 7), min_size=1, max_size=8), min_size=1, max_size=6), st.integers(0, 2**32 - 1),
+       st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_stream, seed, shared):
+    """Several streams (each its own max_kept; with `shared`, those of one max_kept in one pool, as an engine's
+    are) kept in one call per step: each keeps the most relevant, as rebuilt the plain way; a stream without
+    new segments in a step is left as it is."""
     rng = np.random.default_rng(seed)
-    trackers = [SegmentTracker(D, max_kept=1 + i % 5) for i in range(len(steps_per_stream))]
+    pools = {m: KeptPool(m) for m in range(1, 4)} if shared else {}
+    trackers = [SegmentTracker(D, max_kept=1 + i % 3, pool=pools.get(1 + i % 3)) for i in range(len(steps_per_stream))]
     expected: list[list] = [[] for _ in trackers]
     offset = 0
     for step in range(max(map(len, steps_per_stream))):
@@ -178,3 +182,31 @@ def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_strea
             assert [(tuple(b), txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected[i])]
             for (_, _, row), (_, _, _, e) in zip(got, sorted(expected[i], key=lambda r: r[0])):
                 np.testing.assert_array_equal(t.kept_embeddings[row], e)
+
+
+def test_a_pool_gives_a_slot_back_when_its_tracker_is_collected_and_keeps_rows_as_it_grows():
+    pool = KeptPool(2)
+    emb = np.eye(3, dtype=np.float32)
+
+    def keep(t: SegmentTracker, start: int) -> None:
+        t.keep_many([f"w{start}", f"w{start + 1}"], np.array([[start, start + 1], [start + 1, start + 2]]), emb[:2],
+                    emb[0])
+
+    trackers = [SegmentTracker(D, max_kept=2, pool=pool) for _ in range(20)]
+    for i, t in enumerate(trackers):
+        keep(t, 10 * i)  # 20 slots: the pool grew from 8 to 16 to 32 on the way
+    assert pool.capacity == 32 and sorted(t.slot for t in trackers) == list(range(20))
+    for i, t in enumerate(trackers):
+        assert t.kept_text == [f"w{10 * i}", f"w{10 * i + 1}"] and t.kept_bytes[:2, 0].tolist() == [10 * i, 10 * i + 1]
+        np.testing.assert_array_equal(t.kept_embeddings, emb[:2])
+    freed = trackers[3].slot
+    del trackers[3]  # collected at once (no cycle): its slot is free, its texts gone
+    assert pool.texts[freed] == []
+    again = SegmentTracker(D, max_kept=2, pool=pool)
+    keep(again, 500)
+    assert again.slot == freed and again.kept_text == ["w500", "w501"] and pool.capacity == 32
+    with pytest.raises(ValueError, match="max_kept=3 in a pool of max_kept=2"):
+        SegmentTracker(D, max_kept=3, pool=pool)
+    with pytest.raises(ValueError, match="width 4 for a pool of width 3"):
+        SegmentTracker(D, max_kept=2, pool=pool).keep_many(["x"], np.array([[0, 1]]), np.ones((1, 4), np.float32),
+                                                           np.ones(4, np.float32))

@@ -26,6 +26,7 @@ import torch
 from ..errors import DamagedRecord, InvalidArgument, ModelMismatch
 from ..model.retnet import RetNetConfig, RetNetState
 from .config import EngineConfig
+from .kept_pool import KeptPool
 from .segments import SegmentTracker
 from .stream import Stream
 from .text import TextSnapshot
@@ -168,11 +169,12 @@ class StreamCodec:
         self.model_config = model_config
         self.fingerprint = fingerprint
         self.config = config
+        self.kept_pool = KeptPool(config.max_kept_segments)  # every stream's kept segments: one step, few calls
 
     # ---- new and restored streams share these two constructors
 
     def new_tracker(self) -> SegmentTracker:
-        return SegmentTracker(self.model_config.d_model, **self._tracker_limits())
+        return SegmentTracker(self.model_config.d_model, **self._tracker_args())
 
     @property
     def text_params(self) -> dict:
@@ -180,10 +182,11 @@ class StreamCodec:
         c = self.config
         return dict(max_tail_bytes=c.max_tail_bytes, segment_by=c.segment_by, max_segment_bytes=c.max_segment_bytes)
 
-    def _tracker_limits(self) -> dict:
-        """The assembler decides where segments end (in chunk mode every piece, one per append, ends one)."""
+    def _tracker_args(self) -> dict:
+        """A tracker's limits and the pool of its kept segments (the assembler decides where segments end: in chunk
+        mode every piece, one per append, ends one)."""
         c = self.config
-        return dict(max_kept=c.max_kept_segments, max_text_bytes=c.max_segment_text_bytes)
+        return dict(max_kept=c.max_kept_segments, max_text_bytes=c.max_segment_text_bytes, pool=self.kept_pool)
 
     # ---- record
 
@@ -317,7 +320,7 @@ class StreamCodec:
         state = RetNetState.from_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("state.")})
         segments = SegmentTracker.from_record(
             meta["segments"], {k[9:]: v for k, v in tensors.items() if k.startswith("segments.")},
-            **self._tracker_limits(),
+            **self._tracker_args(),
         )
         # where the open segment's text starts is the tracker's open start (records before segment_start
         # existed hold it too, so they continue as they would have)

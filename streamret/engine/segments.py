@@ -24,6 +24,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
+from .kept_pool import KeptPool
 from .text import (
     BODY_END_BYTE,
     BODY_FIRST_BYTE,
@@ -204,15 +205,36 @@ class SegmentTracker:
     open_end: int = 0
     open_parts: list[str] = field(default_factory=list)  # the open segment's text so far (first bytes only)
     open_chars: int = 0
-    kept_text: list[str] = field(default_factory=list)  # kept segments, in no particular order
-    # rows [:len(kept_text)] used, in the places of kept_text; allocated with the first kept segment
-    kept_embeddings: np.ndarray | None = None  # [max_kept, embed_dim] float32
-    kept_bytes: np.ndarray | None = None  # [max_kept, 2] int64: [start, end) stream bytes
-    kept_penalty: np.ndarray | None = None  # [max_kept] float64: `short_penalties`, worked out once per segment
+    # the kept segments live in a pool shared by the trackers of an engine (one of their own when None): a
+    # slot of it, taken with the first kept segment (-1 until then)
+    pool: KeptPool | None = field(default=None, repr=False, compare=False)
+    slot: int = field(default=-1, compare=False)
 
     def __post_init__(self) -> None:
         if self.open_sum is None:
             self.open_sum = np.zeros(self.d_model, dtype=np.float64)
+        if self.pool is None:
+            self.pool = KeptPool(self.max_kept)
+        elif self.pool.max_kept != self.max_kept:
+            raise ValueError(f"a tracker of max_kept={self.max_kept} in a pool of max_kept={self.pool.max_kept}: "
+                             "pass the pool made for the same limit")
+
+    # the kept segments, in no particular order: texts, and rows [:len(kept_text)] of the arrays in their places
+    @property
+    def kept_text(self) -> list[str]:
+        return self.pool.texts[self.slot] if self.slot >= 0 else []
+
+    @property
+    def kept_embeddings(self) -> np.ndarray | None:  # [max_kept, embed_dim] float32
+        return self.pool.embeddings[self.slot] if self.slot >= 0 else None
+
+    @property
+    def kept_bytes(self) -> np.ndarray | None:  # [max_kept, 2] int64: [start, end) stream bytes
+        return self.pool.byte_spans[self.slot] if self.slot >= 0 else None
+
+    @property
+    def kept_penalty(self) -> np.ndarray | None:  # [max_kept] float64: `short_penalties`, once per segment
+        return self.pool.penalty[self.slot] if self.slot >= 0 else None
 
     def add(self, piece, span_sum: np.ndarray, span_count: int, first: bool, last: bool) -> list[ClosedSegment]:
         """Add the hidden-state sum of `span_count` tokens of `piece` (a `TextPiece`).
@@ -286,12 +308,6 @@ class SegmentTracker:
             out.append(ClosedSegment(text, self.open_start, self.open_end, self.open_sum.copy(), self.open_count))
         self.open_sum[:] = 0.0
         self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
-
-    def _storage(self, embed_dim: int) -> None:
-        if self.kept_embeddings is None:
-            self.kept_embeddings = np.zeros((self.max_kept, embed_dim), dtype=np.float32)
-            self.kept_penalty = np.zeros(self.max_kept, np.float64)
-            self.kept_bytes = np.zeros((self.max_kept, 2), np.int64)
 
     def keep_many(self, texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray,
                   stream_embedding: np.ndarray) -> None:
@@ -598,68 +614,94 @@ def keep_segments(trackers: Sequence[SegmentTracker], bounds: Sequence[int], tex
     kept rows are in no particular order, so the tie is broken by stream position, which does not depend
     on the order of earlier drops). The new ones that stay take the places of the dropped ones.
 
-    Array work for the whole step: the new texts' penalties in one pass, the new rows' salience in one
-    product, the streams whose kept set overflows ranked in one sort; per stream, one salience product of
-    its kept rows (when it overflows) and one copy of the rows that stay."""
+    Array work for the whole step, per pool of trackers (an engine's share one: `KeptPool`): the new texts'
+    penalties in one pass, the appends of the streams with room in one scatter, the kept rows of the streams
+    that overflow in one gather, one product and one sort; a Python loop only over the texts that stay."""
+    bounds = np.asarray(bounds, dtype=np.int64)
+    counts = np.diff(bounds)
+    if not counts.any():
+        return
     embeddings = np.asarray(embeddings).astype(np.float32, copy=False)
     penalties = short_penalties(texts)
-    over: list[tuple[SegmentTracker, int, int, int]] = []  # the overflowing streams: tracker, kept, rows a:b
-    for i, t in enumerate(trackers):
-        a, b = bounds[i], bounds[i + 1]
-        if a == b:
-            continue
-        t._storage(embeddings.shape[1])
-        n = len(t.kept_text)
-        if n + b - a <= t.max_kept:
-            t.kept_embeddings[n : n + b - a] = embeddings[a:b]
-            t.kept_penalty[n : n + b - a] = penalties[a:b]
-            t.kept_bytes[n : n + b - a] = byte_spans[a:b]
-            t.kept_text += texts[a:b]
-        else:
-            over.append((t, n, a, b))
-    if not over:
-        return
-    owner = np.repeat(np.arange(len(trackers)), np.diff(bounds))
-    new_scores = salience(embeddings, stream_embeddings[owner]) - penalties  # relevance
-    scores, starts = [], []
-    for t, n, a, b in over:
-        scores += [salience(t.kept_embeddings[:n], stream_embeddings[owner[a]]) - t.kept_penalty[:n], new_scores[a:b]]
-        starts += [t.kept_bytes[:n, 0], byte_spans[a:b, 0]]
-    # the overflowing streams' rows (each stream's kept ones, then its new ones), ranked within each stream
-    kept, first_new = np.array([[n, a] for _, n, a, _ in over]).T
-    sizes = kept + np.array([b for _, _, _, b in over]) - first_new
-    max_kept = np.array([t.max_kept for t, _, _, _ in over])
-    group = np.repeat(np.arange(len(over)), sizes)
-    local = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # a row's place in its stream's
-    # by (stream, -score, start): by (-score, start), then stably by stream (a radix sort of small ints: a
-    # lexsort with the stream as a third key costs three times as much)
-    order = np.lexsort((np.concatenate(starts), -np.concatenate(scores)))
-    order = order[np.argsort(group[order].astype(np.int16 if len(over) < 1 << 15 else np.int64), kind="stable")]
-    stays = np.empty(len(group), bool)
-    stays[order] = local < max_kept[group]  # sorted by stream first: the k-th row of each stream is its k-th best
-    is_kept = local < kept[group]
-    # places for the new ones that stay, per stream: those of its dropped kept ones, then its free ones
-    dropped = np.flatnonzero(is_kept & ~stays)
-    free = max_kept - kept
-    free_places = np.arange(free.sum()) - np.repeat(np.cumsum(free) - free - kept, free)
-    by_stream = np.argsort(np.concatenate([group[dropped], np.repeat(np.arange(len(over)), free)]), kind="stable")
-    places = np.concatenate([local[dropped], free_places])[by_stream]
-    new = np.flatnonzero(~is_kept & stays)
-    rows = first_new[group[new]] + local[new] - kept[group[new]]  # in the step's arrays
-    cuts = np.concatenate([[0], np.cumsum(np.bincount(group[new], minlength=len(over)))]).tolist()
-    new_embeddings, new_penalties, new_bytes = embeddings[rows], penalties[rows], byte_spans[rows]
-    all_places, all_rows = places.tolist(), rows.tolist()
-    for (t, n, _, _), c0, c1 in zip(over, cuts[:-1], cuts[1:]):
-        at = places[c0:c1]
-        t.kept_embeddings[at] = new_embeddings[c0:c1]
-        t.kept_penalty[at] = new_penalties[c0:c1]
-        t.kept_bytes[at] = new_bytes[c0:c1]
-        for place, j in zip(all_places[c0:c1], all_rows[c0:c1]):
-            if place < n:
-                t.kept_text[place] = texts[j]
-            else:
-                t.kept_text.append(texts[j])
+    by_pool: dict[int, list[int]] = {}
+    for i in np.flatnonzero(counts).tolist():
+        by_pool.setdefault(id(trackers[i].pool), []).append(i)
+    for group in by_pool.values():
+        _keep_in_pool([trackers[i] for i in group], np.array(group, dtype=np.int64), bounds[:-1], counts, texts,
+                      byte_spans, embeddings, penalties, stream_embeddings)
 
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """int64: starts[0] + (0 .. lengths[0] - 1), then starts[1] + (0 .. lengths[1] - 1), ..."""
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+
+
+def _keep_in_pool(trackers: list[SegmentTracker], idx: np.ndarray, first_row: np.ndarray, counts: np.ndarray,
+                  texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray, penalties: np.ndarray,
+                  stream_embeddings: np.ndarray) -> None:
+    """`keep_segments` for trackers of one pool: trackers[j] is the step's stream idx[j], with at least one new
+    row (first_row[idx[j]], counts[idx[j]] of them)."""
+    pool = trackers[0].pool
+    m = pool.max_kept
+    with pool.lock:
+        for t in trackers:
+            if t.slot < 0:
+                t.slot = pool.take(t, embeddings.shape[1])
+        slots = np.fromiter((t.slot for t in trackers), np.int64, len(trackers))
+        n, k = pool.count[slots], counts[idx]
+        fits = n + k <= m
+        f = np.flatnonzero(fits)
+        if len(f):  # room for all: appended
+            kf = k[f]
+            local = _ranges(np.zeros(len(f), np.int64), kf)
+            _place(pool, np.repeat(slots[f], kf), np.repeat(n[f], kf) + local, _ranges(first_row[idx[f]], kf),
+                   texts, byte_spans, embeddings, penalties)
+            pool.count[slots[f]] += kf
+        o = np.flatnonzero(~fits)
+        if not len(o):
+            return
+        # the overflowing streams' candidates: all their kept rows (group by group), then all their new rows
+        so, no, ko, emb = slots[o], n[o], k[o], stream_embeddings[idx[o]]
+        kept_group, kept_local = np.nonzero(np.arange(m) < no[:, None])
+        kept_scores = np.einsum("gme,ge->gm", pool.embeddings[so], emb)[kept_group, kept_local]
+        kept_scores -= pool.penalty[so[kept_group], kept_local]
+        new_group = np.repeat(np.arange(len(o)), ko)
+        new_rows = _ranges(first_row[idx[o]], ko)
+        new_scores = salience(embeddings[new_rows], emb[new_group]) - penalties[new_rows]
+        group = np.concatenate([kept_group, new_group])
+        starts = np.concatenate([pool.byte_spans[so[kept_group], kept_local, 0], byte_spans[new_rows, 0]])
+        # by (stream, -relevance, start): by (-relevance, start), then stably by stream (a radix sort of small
+        # ints: a lexsort with the stream as a third key costs three times as much)
+        order = np.lexsort((starts, -np.concatenate([kept_scores, new_scores])))
+        order = order[np.argsort(group[order].astype(np.int16 if len(o) < 1 << 15 else np.int64), kind="stable")]
+        sizes = no + ko
+        stays = np.empty(len(group), bool)
+        stays[order] = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes) < m  # k-th best of its stream
+        is_kept = np.arange(len(group)) < len(kept_group)
+        # places for the new ones that stay, per stream: those of its dropped kept ones, then its free ones
+        dropped = np.flatnonzero(is_kept & ~stays)
+        free = m - no
+        places = np.concatenate([kept_local[dropped], _ranges(no, free)])
+        places = places[np.argsort(np.concatenate([kept_group[dropped], np.repeat(np.arange(len(o)), free)]),
+                                   kind="stable")]
+        new = np.flatnonzero(~is_kept & stays) - len(kept_group)
+        _place(pool, so[new_group[new]], places, new_rows[new], texts, byte_spans, embeddings, penalties)
+        pool.count[so] = m
+
+
+def _place(pool: KeptPool, slots: np.ndarray, places: np.ndarray, rows: np.ndarray, texts: Sequence[str],
+           byte_spans: np.ndarray, embeddings: np.ndarray, penalties: np.ndarray) -> None:
+    """Rows of the step's arrays into pool places (slot, place); a slot's places past its texts come in order."""
+    pool.embeddings[slots, places] = embeddings[rows]
+    pool.penalty[slots, places] = penalties[rows]
+    pool.byte_spans[slots, places] = byte_spans[rows]
+    kept = pool.texts
+    for slot, place, row in zip(slots.tolist(), places.tolist(), rows.tolist()):
+        held = kept[slot]
+        if place < len(held):
+            held[place] = texts[row]
+        else:
+            held.append(texts[row])
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:
     """Top-k segments by maximal marginal relevance (relevance minus redundancy), in document order.
