@@ -102,13 +102,14 @@ def test_add_spans_refuses_sums_of_the_wrong_shape():
 
 def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, stream_embedding: np.ndarray,
                        max_kept: int) -> list:
-    """The kept set after a step, computed the plain way: (start, end, text, embedding) of the `max_kept`
-    most relevant of the kept and the new ones, ties to the earlier (kept before new, then in order)."""
+    """The kept set after a step, computed the plain way: (start, end, text, embedding) of the kept and the new
+    ones, or when they are more than `max_kept` the `keep_to` most relevant of them, ties to the earlier (kept
+    before new, then in order)."""
     rows = kept + [(start, end, text, e) for (text, start, end), e in zip(segs, embeddings)]
     if len(rows) <= max_kept:
         return rows
     scores = relevance(salience(np.stack([r[3] for r in rows]), stream_embedding), [r[2] for r in rows])
-    return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[:max_kept])]
+    return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[: KeptPool(max_kept).keep_to])]
 
 
 @given(st.lists(st.integers(0, 7), min_size=1, max_size=12), st.integers(0, 2**32 - 1))
@@ -157,8 +158,9 @@ def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_strea
     are) kept in one call per step: each keeps the most relevant, as rebuilt the plain way; a stream without
     new segments in a step is left as it is."""
     rng = np.random.default_rng(seed)
-    pools = {m: KeptPool(m) for m in range(1, 4)} if shared else {}
-    trackers = [SegmentTracker(D, max_kept=1 + i % 3, pool=pools.get(1 + i % 3)) for i in range(len(steps_per_stream))]
+    limits = [1 + 3 * (i % 3) for i in range(len(steps_per_stream))]  # 1, 4, 7: trimmed to 1, 3, 6 on overflow
+    pools = {m: KeptPool(m) for m in set(limits)} if shared else {}
+    trackers = [SegmentTracker(D, max_kept=m, pool=pools.get(m)) for m in limits]
     expected: list[list] = [[] for _ in trackers]
     offset = 0
     for step in range(max(map(len, steps_per_stream))):

@@ -39,13 +39,15 @@ class EngineConfig:
     tokenize_procs: bool | None = None
     # ... a thread cuts and tokenizes at most this many bytes of waiting chunks in one call: a chunk that arrives
     # as a call starts waits for all of it (with the cuts in the tokenizer processes, about 1.5 us a token on the
-    # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; a
-    # smaller cap is yet to be measured)
+    # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; 256
+    # KiB cut its p99 by a quarter but not the ack's, and not its p50: session 23)
     tokenize_batch_bytes: int = 1 << 20
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
     segment_by: str = "sentence"
+    # the most relevant segments a stream keeps for its summary: when new ones would pass this, the most
+    # relevant three quarters of all stay (so a stream is ranked every few steps, not every step)
     max_kept_segments: int = 64
     max_segment_text_bytes: int = 512
     # sentence mode: a sentence longer than this (stream bytes from its first non-space character to its

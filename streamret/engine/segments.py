@@ -3,9 +3,10 @@
 A segment's embedding is `RetNet.embed` of the sum of its tokens' final hidden states, which were
 computed with the whole stream before them as context. Memory per stream is bounded: at most
 `max_kept` closed segments (text cut to `max_text_bytes`, one embedding each) plus the open one
-(a float64 sum of width d_model). When a closed segment would exceed `max_kept`, the kept segment
-least relevant to the current stream embedding is dropped, so the candidates for an extractive
-summary are the most relevant segments seen so far.
+(a float64 sum of width d_model). When the closed segments would exceed `max_kept`, the kept and new
+ones are ranked by relevance to the current stream embedding and the `keep_to` best stay (three
+quarters of max_kept: `KeptPool`), so the candidates for an extractive summary are the most relevant
+segments seen so far, and a stream is ranked once every few steps.
 
 Relevance is salience (cosine similarity to the stream embedding) less a penalty for segments of few
 words (`relevance`): a headword, a heading or a page number can be very similar to what a text is
@@ -609,10 +610,11 @@ def keep_segments(trackers: Sequence[SegmentTracker], bounds: Sequence[int], tex
                   byte_spans: np.ndarray, embeddings: np.ndarray, stream_embeddings: np.ndarray) -> None:
     """Keep the segments the streams of a step closed: trackers[i] gets the rows bounds[i]:bounds[i + 1] of
     texts (each at most its max_text_bytes: `book_step` and `add` cut them so), byte_spans (int64 [k, 2],
-    [start, end) bytes) and embeddings ([k, embed_dim]), scored with stream_embeddings[i]. Of a stream's
-    kept and new segments its `max_kept` most relevant stay; equal scores go to the earlier segment (the
+    [start, end) bytes) and embeddings ([k, embed_dim]), scored with stream_embeddings[i]. A stream's kept
+    and new segments all stay when they are at most its `max_kept`; else its `keep_to` most relevant (the
+    pool's, three quarters of max_kept) stay; equal scores go to the earlier segment (the
     kept rows are in no particular order, so the tie is broken by stream position, which does not depend
-    on the order of earlier drops). The new ones that stay take the places of the dropped ones.
+    on the order of earlier drops). After such a ranking the stream's rows sit in places [0, keep_to).
 
     Array work for the whole step, per pool of trackers (an engine's share one: `KeptPool`): the new texts'
     penalties in one pass, the appends of the streams with room in one scatter, the kept rows of the streams
@@ -676,17 +678,41 @@ def _keep_in_pool(trackers: list[SegmentTracker], idx: np.ndarray, first_row: np
         order = order[np.argsort(group[order].astype(np.int16 if len(o) < 1 << 15 else np.int64), kind="stable")]
         sizes = no + ko
         stays = np.empty(len(group), bool)
-        stays[order] = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes) < m  # k-th best of its stream
-        is_kept = np.arange(len(group)) < len(kept_group)
-        # places for the new ones that stay, per stream: those of its dropped kept ones, then its free ones
-        dropped = np.flatnonzero(is_kept & ~stays)
-        free = m - no
-        places = np.concatenate([kept_local[dropped], _ranges(no, free)])
-        places = places[np.argsort(np.concatenate([kept_group[dropped], np.repeat(np.arange(len(o)), free)]),
-                                   kind="stable")]
-        new = np.flatnonzero(~is_kept & stays) - len(kept_group)
-        _place(pool, so[new_group[new]], places, new_rows[new], texts, byte_spans, embeddings, penalties)
-        pool.count[so] = m
+        rank = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # k-th best of its stream
+        stays[order] = rank < pool.keep_to
+        _compact(pool, so, kept_group, kept_local, stays[: len(kept_group)], new_group, new_rows,
+                 stays[len(kept_group) :], texts, byte_spans, embeddings, penalties)
+
+
+def _compact(pool: KeptPool, slots: np.ndarray, kept_group: np.ndarray, kept_local: np.ndarray,
+             kept_stays: np.ndarray, new_group: np.ndarray, new_rows: np.ndarray, new_stays: np.ndarray,
+             texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray, penalties: np.ndarray) -> None:
+    """Leave each overflowing stream (slots[g]) its rows that stay in places [0, keep_to): the kept ones there
+    stay put, the holes (dropped kept rows', then free places, lowest first) take the kept ones that stay from
+    places past keep_to, then the new ones that stay, in step order."""
+    keep_to = pool.keep_to
+    occupied = np.zeros((len(slots), keep_to), bool)
+    put = kept_stays & (kept_local < keep_to)
+    occupied[kept_group[put], kept_local[put]] = True
+    _, holes = np.nonzero(~occupied)  # stream by stream, lowest first
+    movers = np.flatnonzero(kept_stays & (kept_local >= keep_to))  # only when a stream held more than keep_to
+    new = np.flatnonzero(new_stays)
+    by_stream = np.argsort(np.concatenate([kept_group[movers], new_group[new]]), kind="stable")
+    moved = by_stream < len(movers)
+    if moved.any():
+        src = movers[by_stream[moved]]
+        at, old, hole = slots[kept_group[src]], kept_local[src], holes[moved]
+        for a in (pool.embeddings, pool.penalty, pool.byte_spans):
+            a[at, hole] = a[at, old]
+        kept = pool.texts
+        for slot, o, h in zip(at.tolist(), old.tolist(), hole.tolist()):
+            kept[slot][h] = kept[slot][o]
+    src = new[by_stream[~moved] - len(movers)]
+    _place(pool, slots[new_group[src]], holes[~moved], new_rows[src], texts, byte_spans, embeddings, penalties)
+    if keep_to < pool.max_kept:
+        for slot in slots.tolist():
+            del pool.texts[slot][keep_to:]
+    pool.count[slots] = keep_to
 
 
 def _place(pool: KeptPool, slots: np.ndarray, places: np.ndarray, rows: np.ndarray, texts: Sequence[str],
