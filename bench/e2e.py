@@ -46,7 +46,8 @@ Sizes: every engine and service part sends about --tokens tokens (chunks per str
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
 model / host ms per step: the step loop's own clocks (launch + wait for results / everything else); after the
 table, each part's ms a step by part of the loop, wall / the step thread's CPU (loop_parts_cpu_ms_per_step), and
-with --step-samples MS where the step threads were, by line (STREAMRET_STEP_SAMPLES in every engine).
+with --step-samples MS where the step threads and each engine's first tokenize thread were, by line
+(STREAMRET_STEP_SAMPLES in every engine).
 In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, and
 from queued to applied), the engine processes' CPU by thread role, and for the service parts the server's and
 the load processes' garbage-collector pauses: what the ack latency is made of.
@@ -311,6 +312,8 @@ def steps_between(before: dict, after: dict) -> dict:
     from streamret.engine.core import STEP_THREAD
     from streamret.stack_sampler import counts_between, summarize
 
+    tokenize_thread = "streamret-engine-tokenize-0"  # (tokenize_stage.py names its threads so)
+
     steps = after["steps"] - before["steps"]
 
     def ms_per_step(key: str) -> float:
@@ -360,9 +363,11 @@ def steps_between(before: dict, after: dict) -> dict:
                 k: round(1e3 * (v - before.get(f"loop_parts{clock}_seconds", {}).get(k, 0.0)) / max(1, steps), 3)
                 for k, v in after.get(f"loop_parts{clock}_seconds", {}).items()}
                for clock in ("", "_cpu")},  # wall, and the step thread's CPU in the same spans
-            # --step-samples: where the step threads were, sampled (all engines), during the part
-            **({"step_samples": summarize(between, 25, STEP_THREAD)}
-               if (between := counts_between(before.get("step_samples"), after.get("step_samples"))) else {})}
+            # --step-samples: where the step threads and the first tokenize thread of each engine were, sampled
+            # (all engines), during the part
+            **{key: summarize(between, 25, thread) for key, thread in (("step_samples", STEP_THREAD),
+                                                                        ("tokenize_samples", tokenize_thread))
+               if (between := counts_between(before.get(key), after.get(key)))}}
 
 
 def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
@@ -727,10 +732,10 @@ def print_table(results: dict) -> None:
     from streamret.stack_sampler import format_table
 
     for name, part in results["parts"].items():
-        if part.get("step_samples"):  # --step-samples
-            print(f"\n{name}: the step threads' stacks, sampled (all engines)" + format_table(
-                {**part["step_samples"], "own": part["step_samples"]["own"][:12],
-                 "inside": part["step_samples"]["inside"][:8]}).rstrip())
+        for key, what in (("step_samples", "step threads'"), ("tokenize_samples", "first tokenize threads'")):
+            if part.get(key):  # --step-samples
+                print(f"\n{name}: the {what} stacks, sampled (all engines)" + format_table(
+                    {**part[key], "own": part[key]["own"][:12], "inside": part[key]["inside"][:8]}).rstrip())
     for name, part in results["parts"].items():
         if part.get("lock_sites"):  # STREAMRET_LOCK_PROFILE=1: who held the engine lock the step loop waited for
             print(f"\n{name}: the engine lock's holders, all engines (streamret/engine/lock_profile.py)")

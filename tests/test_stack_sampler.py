@@ -63,17 +63,18 @@ def test_a_bad_interval_is_named(monkeypatch, bad):
         step_sample_interval()
 
 
-def test_the_engine_samples_its_step_thread_only_when_asked(monkeypatch):
+def test_the_engine_samples_its_step_and_tokenize_threads_only_when_asked(monkeypatch):
     monkeypatch.delenv("STREAMRET_STEP_SAMPLES", raising=False)
     with Engine.from_model("random:tiny", device="cpu") as e:
         e.append("s", 1, b"One sentence here. ")
-        assert "step_samples" not in e.stats()
+        assert "step_samples" not in e.stats() and "tokenize_samples" not in e.stats()
     monkeypatch.setenv("STREAMRET_STEP_SAMPLES", "1")
     with Engine.from_model("random:tiny", device="cpu") as e:
         for seq in range(1, 6):
             e.append("s", seq, b"One sentence here, and a second one after it. ")
         time.sleep(0.05)
-        samples = e.stats()["step_samples"]
+        samples, stage = e.stats()["step_samples"], e.stats()["tokenize_samples"]
+    assert stage["samples"] > 0 and any(name.startswith("engine/tokenize_stage.py:_run") for name in stage["inside"])
     assert samples["samples"] > 0 and samples["every_s"] == 0.001
     assert any(name.startswith("engine/core.py:_steps_forever") for name in samples["inside"])
     assert all(name.count(":") == 2 for name in samples["own"])  # file:function:line

@@ -137,7 +137,7 @@ def test_close_tokenizes_what_is_queued_then_ends_the_threads():
         stage.submit_many([item(f"s{i}", "some text ")])
     stage.close()
     assert len(got) == 50 and all(isinstance(r, Tokenized) for _, r in got)
-    assert not any(t.is_alive() for t in stage._threads)
+    assert not any(t.is_alive() for t in stage.threads)
 
 
 def test_many_chunks_from_one_caller_thread_apply_in_order_per_stream():

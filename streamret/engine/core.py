@@ -124,10 +124,16 @@ class EngineCore:
         # its window, and joins them by (stream id, seq) with the server's stamps of the same chunks (ack legs)
         self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
         gc_pauses.watch()
-        sample_every = step_sample_interval()  # (STREAMRET_STEP_SAMPLES: a bad value fails here, before any thread)
+        self._sample_every = step_sample_interval()  # (a bad STREAMRET_STEP_SAMPLES fails here, first)
         self._thread = threading.Thread(target=self._loop, name=STEP_THREAD, daemon=True)
         self._thread.start()
-        self._sampler = None if sample_every is None else StackSampler(self._thread, sample_every, lines=True).start()
+        self._samplers: dict[str, StackSampler] = {}  # stats() key -> the sampler of one of the engine's threads
+        self._sample("step_samples", self._thread)
+
+    def _sample(self, key: str, thread: threading.Thread) -> None:
+        """With STREAMRET_STEP_SAMPLES, sample `thread`'s stack by line; stats()[key] carries the counts."""
+        if self._sample_every is not None:
+            self._samplers[key] = StackSampler(thread, self._sample_every, lines=True).start()
 
     def _device_budget(self) -> int:
         if self.config.device_state_bytes is not None:
@@ -238,7 +244,7 @@ class EngineCore:
                 **gc_pauses.pauses(),  # the whole process's: a collection stops the step loop too
                 "thread_cpu_seconds": threads,
                 **({"lock_sites": self._lock.snapshot()} if isinstance(self._lock, ProfiledRLock) else {}),
-                **({"step_samples": self._sampler.counts()} if self._sampler is not None else {}),
+                **{key: sampler.counts() for key, sampler in self._samplers.items()},
             }
 
     # ------------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class Engine(EngineCore):
                                        self.codec.text_params, threads=self.config.tokenizer_threads,
                                        max_batch_bytes=self.config.tokenize_batch_bytes, on_error=self._crash,
                                        procs=self.tokenize_procs)
+        self._sample("tokenize_samples", self._tokenize.threads[0])  # one of the stage's threads stands for all
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 
     @classmethod

@@ -131,9 +131,9 @@ class TokenizeStage:
         self._idle = 0  # threads waiting for work
         self._cv = threading.Condition()
         self._closing = False
-        self._threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
+        self.threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
                          for i in range(threads)]
-        for t in self._threads:
+        for t in self.threads:
             t.start()
 
     def submit_many(self, items: Sequence[WorkItem]) -> None:
@@ -149,7 +149,7 @@ class TokenizeStage:
         with self._cv:
             self._closing = True
             self._cv.notify_all()
-        for t in self._threads:
+        for t in self.threads:
             if t is not threading.current_thread():
                 t.join()
 
