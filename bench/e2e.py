@@ -42,7 +42,10 @@ Parts (--parts, in this order; one engine serves all of them):
 Host cores: the host's cores busy on average during an engine or service part, of all its cores (every process:
 engines, fronts, the load processes, whose own CPU is cpu_us_per_token.client_procs): near all of them, the part
 was bound by the host's CPU, not by the GPU or the service's design.
-Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it).
+Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it). The
+default, 3e7, is long enough for the steady state: at 1e7 the 1,024 streams send 19 chunks each, about five
+windows, and with the engine processes on MPS the start (every stream's first chunks at once) and the end were
+most of such a part (7.9 M tokens/s at 4e7 against 5.4-5.9 M at 1e7 on the H200: bench/RESULTS.md, session 23).
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
 model / host ms per step: the step loop's own clocks (launch + wait for results / everything else); after the
 table, each part's ms a step by part of the loop, wall / the step thread's CPU (loop_parts_cpu_ms_per_step), and
@@ -338,6 +341,7 @@ def steps_between(before: dict, after: dict) -> dict:
     lock_sites = dict(sorted(held.items(), key=lambda kv: -kv[1]["held_s"])[:10])
     # the step loop's own clocks: model = launching a step plus waiting for its results; host = the rest
     return {"steps": steps,
+            **({"mps": after["mps"]} if "mps" in after else {}),  # engine processes on their own MPS daemon
             **({"lock_sites": lock_sites} if lock_sites else {}),
             # CPU of the engine's threads by role (engine processes: all of theirs, summed) per token it ran
             "engine_cpu_us_per_token_by_thread": {k: round(1e6 * (v - cpu0.get(k, 0.0)) / max(1, tokens), 3)
@@ -602,7 +606,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--window", type=int, default=4, help="chunks in flight per stream")
     ap.add_argument("--load-fraction", type=float, default=0.5, help="the service's second load, of saturation")
     ap.add_argument("--chunk-bytes", type=int, default=2048)
-    ap.add_argument("--tokens", type=float, default=6e6, help="about this many tokens per engine or service part")
+    ap.add_argument("--tokens", type=float, default=3e7, help="about this many tokens per engine or service part")
     ap.add_argument("--long-docs", type=int, default=32)
     ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
     ap.add_argument("--short-docs", type=int, default=2000)

@@ -60,6 +60,7 @@ from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
 from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .gil import switch_interval_s
+from .mps import MpsDaemon, mps_mode
 from .reader import SharedReader, engine_reader
 from .segments import Segment
 
@@ -97,6 +98,12 @@ def engine_procs(procs: int | str, device: str = "auto") -> int:
         memory = torch.cuda.get_device_properties(dev).total_memory
         return max(1, min(12, 3 * _cores() // 4, memory // (4 << 30)))
     return process_count(procs, f"engine processes must be an int >= 1 or 'auto', got {procs!r}")
+
+
+def _on_cuda(device: str) -> bool:
+    from ..model.spec import resolve_device
+
+    return resolve_device(device).type == "cuda"
 
 
 def process_count(value: int | str, error: str) -> int:
@@ -419,6 +426,8 @@ class ShardedEngine:
     do so under `if __name__ == "__main__":`, as with any spawned process."""
 
     link: EngineLink | None = None  # where front processes connect (listen=True)
+    _mps: MpsDaemon | None = None  # the engine processes' own MPS daemon (mps.py), while they run
+    _started = False  # every engine process said hello (from then on one that exits is started again)
 
     def __init__(self, spec: str = "default", device: str = "auto", state_dir: str | None = None,
                  config: EngineConfig | None = None, dtype: str | None = None, procs: int = 2,
@@ -441,15 +450,20 @@ class ShardedEngine:
         self._started = False
         self._lock = threading.Lock()
         self._ctx, self._start_timeout_s = ctx, start_timeout_s
-        self._serve_args = (procs, spec, device, state_dir, config, dtype, self._logs, level)
         self.link = EngineLink.make(procs) if listen else None
         try:
-            for rank in range(procs):
-                self._shards.append(self._spawn(rank))
-            hellos = [s.hello.result(timeout=start_timeout_s) for s in self._shards]
+            self._mps = MpsDaemon.start(procs, _on_cuda(device))  # (None: the processes time-slice the GPU)
+            try:
+                hellos = self._start_all(spec, device, state_dir, config, dtype, level)
+            except Exception as e:
+                if self._mps is None or mps_mode() == "on":
+                    raise
+                log.warning("the engine processes did not start with a CUDA MPS daemon (%s); starting them again "
+                            "without it (STREAMRET_MPS=off skips this attempt)", e)
+                self._closed, self._shards = False, []
+                hellos = self._start_all(spec, device, state_dir, config, dtype, level)
         except BaseException:
-            self._closed = True  # no restarts: the engines that did start are hung up on
-            self._stop_processes(hang_up=True)
+            self._end_relays()
             raise
         first = hellos[0]
         self.fingerprint: str = first["fingerprint"]
@@ -460,6 +474,21 @@ class ShardedEngine:
         self._bounds_lock = threading.Lock()  # (taken per chunk: not the lock of starts and shutdowns)
         self._started = True  # from now on an engine process that exits is started again
         shut_down_at_exit(self)
+
+    def _start_all(self, spec: str, device: str, state_dir: str | None, config: EngineConfig, dtype: str | None,
+                   level: int) -> list[dict]:
+        """Start every engine process (pointed at the MPS daemon, if any) and wait for their hellos; on failure,
+        the processes that did start are hung up on and the daemon is stopped."""
+        env = self._mps.env if self._mps is not None else {}
+        self._serve_args = (self.procs, spec, device, state_dir, config, dtype, self._logs, level, env)
+        try:
+            for rank in range(self.procs):
+                self._shards.append(self._spawn(rank))
+            return [s.hello.result(timeout=self._start_timeout_s) for s in self._shards]
+        except BaseException:
+            self._closed = True  # no restarts: the engines that did start are hung up on
+            self._stop_processes(hang_up=True)
+            raise
 
     def _spawn(self, rank: int) -> _Shard:
         parent, child = self._ctx.Pipe()
@@ -696,6 +725,7 @@ class ShardedEngine:
             raise Unavailable(f"none of the {self.procs} engine processes answered; restart the server")
         merged = merge_stats(answers)
         merged["engine_procs"] = self.procs
+        merged["mps"] = self._mps is not None  # the processes share the GPU through their own MPS daemon (mps.py)
         merged["engine_procs_down"] = down
         return merged
 
@@ -756,6 +786,14 @@ class ShardedEngine:
             s.close()
         # (not a None put on the queue: a put takes the queue's write lock, which an engine process killed while
         # it logged holds for good, and this process's exit would then wait for it forever)
+        if self._mps is not None:  # (after its clients are gone)
+            self._mps.stop()
+            self._mps = None
+        if self._started:  # (a failed start: the logs and the link may serve a second attempt, without MPS)
+            self._end_relays()
+
+    def _end_relays(self) -> None:
+        """Stop relaying the engine processes' logs and remove the fronts' sockets' folder."""
         self._logs_end.set()
         self._log_thread.join(timeout=5)
         if self.link is not None:
@@ -824,12 +862,14 @@ def _switch_interval_from_env() -> None:
 
 
 def _serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | None, config: EngineConfig,
-           dtype: str | None, logs, level: int, listen: tuple[str, bytes] | None = None) -> None:
+           dtype: str | None, logs, level: int, env: dict[str, str], listen: tuple[str, bytes] | None = None) -> None:
     """An engine process: build the engine, say hello, then answer calls until shutdown or the pipe closes.
+    env: variables set before anything else (the MPS daemon's pipe folder: read at the first CUDA call).
 
     listen: (Unix socket path, authkey): also take connections there (front processes, attach.py), each served as
     the parent's pipe is (a hello first; answers go back on the connection the call came on), except that only
     the parent may shut the engine down."""
+    os.environ.update(env)
     # Ctrl-C and SIGTERM reach every process of the group (a terminal, systemd): the server process drains and
     # then shuts the engines down; an engine that died at the signal would lose what the drain should keep
     signal.signal(signal.SIGINT, signal.SIG_IGN)
