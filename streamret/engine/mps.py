@@ -1,13 +1,16 @@
 """A CUDA MPS control daemon of the engine processes' own, so that they share one GPU context.
 
 Without MPS, the engine processes of one GPU each hold a context of their own and the GPU time-slices between
-them: on the H200 with 12 engine processes a step of about 1 ms of device work waited 13 ms for the device at
-1,024 streams, and with MPS 2.6 ms; the engine read 5.8 M tokens/s without it and 7.9 M with it in the steady
-state (bench/RESULTS.md, session 23). `ShardedEngine` starts one (`STREAMRET_MPS`, default auto: with more than
-one engine process on a GPU, where `nvidia-cuda-mps-control` is on PATH and no MPS pipe folder is set already)
-in a private folder, points only its engine processes at it, and stops it when they are gone. A user who runs
-MPS already (CUDA_MPS_PIPE_DIRECTORY set) keeps theirs; STREAMRET_MPS=off turns this off, =on makes a failure to
-start it an error.
+them: on the H200 with 12 engine processes, alternated on one machine, a step waited 2.9-3.4 ms for the device
+at 64 streams without MPS and 0.15 ms with it, and the engine read 5-9% more at 64 streams and 1-5% more at
+1,024 (bench/RESULTS.md, session 23). The cost: the clients of one MPS server share a fatal GPU fault, so every
+engine process stops at once (each is started again, as after any crash).
+
+`ShardedEngine` starts one (`STREAMRET_MPS`, default auto: with more than one engine process on a GPU, where
+`nvidia-cuda-mps-control` is on PATH and no MPS pipe folder is set already) in a private folder, points only
+its engine processes at it, and stops it when they are gone. A user who runs MPS already
+(CUDA_MPS_PIPE_DIRECTORY set) keeps theirs; STREAMRET_MPS=off turns this off, =on makes a failure to start it
+an error.
 """
 
 from __future__ import annotations
