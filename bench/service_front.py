@@ -97,6 +97,10 @@ class StubEngine:
         self._todo.put((fut, self._ack(stream_id, seq, seq, 0, seq * TOKENS_PER_CHUNK)))
         return fut
 
+    def submit_appends(self, calls) -> list:
+        """(an engine process hands over each batch of chunks this way: Engine.submit_appends)"""
+        return [self.submit_append(*call) for call in calls]
+
     def durable_writable(self):
         return None
 
@@ -122,13 +126,13 @@ class StubEngine:
 
 
 def _serve_stub(*args) -> None:
-    """An engine process (streamret.engine.shards._serve) whose Engine is a StubEngine: ShardedEngine's parent half
-    and the pipes as they are, the engines' own CPU next to none (--engine procs-stub)."""
+    """An engine process (streamret.engine.engine_process.serve) whose Engine is a StubEngine: ShardedEngine's
+    parent half and the pipes as they are, the engines' own CPU next to none (--engine procs-stub)."""
     from streamret.engine.engine import Engine
-    from streamret.engine.shards import _serve
+    from streamret.engine.engine_process import serve
 
     Engine.from_model = staticmethod(lambda *a, **k: StubEngine())
-    _serve(*args)
+    serve(*args)
 
 
 def thread_role(name: str) -> str:
@@ -427,7 +431,7 @@ def start_engine(args: argparse.Namespace):
     if args.engine == "inproc":
         return Engine.from_model(args.model, "cpu", None, config)
     if args.engine == "procs-stub":  # the engine processes run _serve_stub (spawned: found in this module)
-        shards._serve = _serve_stub
+        shards.serve = _serve_stub
     return ShardedEngine(args.model, "cpu", None, config, procs=args.engine_procs, listen=args.front_procs > 1)
 
 

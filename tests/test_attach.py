@@ -224,15 +224,15 @@ def test_the_reader_switch_names_a_bad_value_and_the_choices(monkeypatch):
 
 
 def test_one_sender_for_many_outboxes_keeps_each_ones_messages_on_its_pipe_in_order():
-    """_SharedSender (STREAMRET_ENGINE_READER=shared_send): messages put on two outboxes, interleaved, arrive each
+    """SharedSender (STREAMRET_ENGINE_READER=shared_send): messages put on two outboxes, interleaved, arrive each
     on its own pipe in the order put; closing one sends what it had and leaves the other sending."""
     from multiprocessing import Pipe
 
-    from streamret.engine.shards import _Outbox, _SharedSender
+    from streamret.engine.pipe import Outbox, SharedSender
 
-    sender = _SharedSender("test-send")
+    sender = SharedSender("test-send")
     ends = [Pipe() for _ in range(2)]
-    outboxes = [_Outbox(mine, f"test-{i}", sender=sender) for i, (mine, _) in enumerate(ends)]
+    outboxes = [Outbox(mine, f"test-{i}", sender=sender) for i, (mine, _) in enumerate(ends)]
     for k in range(2000):
         for i, outbox in enumerate(outboxes):
             outbox.put((i, True, k)) if k % 3 else outbox.put([(i, True, k)])  # a message, or a list of them

@@ -340,7 +340,7 @@ def test_switch_interval_from_the_environment(monkeypatch):
     """STREAMRET_SWITCH_INTERVAL_MS sets an engine process's switch interval; a bad value names itself and the fix."""
     import sys
 
-    from streamret.engine.shards import _switch_interval_from_env
+    from streamret.engine.engine_process import _switch_interval_from_env
 
     before = sys.getswitchinterval()
     try:

@@ -22,7 +22,7 @@ on its in-process Engine and sends back the rows' results.
 - An engine process that exits fails the rows of its sub-batches with UNAVAILABLE (the parquet job then
   stops and a rerun resumes) and gets no more sub-batches of this call; the other engines go on.
 
-`embed_documents` and `cancel_documents` are the engine process's side (shards.py's `_serve` runs them).
+`embed_documents` and `cancel_documents` are the engine process's side (engine_process.py's `serve` runs them).
 """
 
 from __future__ import annotations

@@ -287,7 +287,7 @@ class Engine(EngineCore):
         (stream_id, seq, data, flush, durable, group), in order; the outcome of each is its Future, or the error
         submit_append would have raised for it. The accepted chunks go to the tokenize stage together, once the
         lock is let go (it cuts their texts and tokenizes them). An engine process hands over each batch of chunks
-        that came through a connection this way (shards.py), one lock take a batch instead of one a chunk (with
+        that came through a connection this way (engine_process.py), one lock take a batch instead of one a chunk (with
         six front processes the step loop's wait for the lock stayed at 8 ms a step on the H200 all the same:
         bench/RESULTS.md, session 8)."""
         prepared: list[_Chunk | Exception] = []

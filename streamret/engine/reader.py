@@ -30,7 +30,7 @@ ENGINE_READERS = ("shared", "per_connection", "shared_send")  # the first is the
 def engine_reader() -> str:
     """STREAMRET_ENGINE_READER: how an engine process that takes connections reads them: "shared" (the
     default: one thread for them all and the owner's pipe: SharedReader), "per_connection" (a thread each), or
-    "shared_send" (that, and one thread sends the answers on every front's connection: shards._SharedSender).
+    "shared_send" (that, and one thread sends the answers on every front's connection: pipe.SharedSender).
     An engine process without connections to take reads its pipe on its main thread whatever the value."""
     value = os.environ.get("STREAMRET_ENGINE_READER", "") or ENGINE_READERS[0]
     if value not in ENGINE_READERS:
