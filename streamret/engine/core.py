@@ -277,13 +277,17 @@ class EngineCore:
         while True:
             t_lock = self._parts.now()
             with self._lock:
-                self._parts.add("lock", t_lock)
+                t_idle = self._parts.add("lock", t_lock)
+                waited = False
                 while inflight is None and (self._abort or not self.scheduler.has_work()):
                     # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
                     if self._stopping and (self._abort or not self.scheduler.pending_chunks):
                         return
                     self._has_work.wait(timeout=self.durability.sweep_due())
                     self.durability.sweep()
+                    waited = True
+                if waited:  # nothing to run: the loop waited for work (under a closed-loop load, between waves)
+                    self._parts.add("idle", t_idle)
                 t0 = time.perf_counter()
                 step = self._next_step(inflight)
                 self._host_s += time.perf_counter() - t0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 
-PARTS = ("lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "book_segments", "book_items",
-         "acks")
+# idle: waiting for work with no step in flight (the engine had nothing to run); the rest: a step's parts
+PARTS = ("idle", "lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "book_segments",
+         "book_items", "acks")
 
 Stamp = tuple[float, float]  # (perf_counter, thread_time)
 
