@@ -6,7 +6,9 @@ every stream's rows in one array per field (`keep_segments`, segments.py), it is
 a gather of the streams' slots, one product, one sort, one scatter.
 
 The arrays grow by doubling, like the state store's device slab, and do not shrink: they hold up to the
-most streams that kept segments at one time. A slot goes back to the free list when its tracker is
+most streams that kept segments at one time (a stream's slot is about 100 KB with the default model: 64 rows of
+384 float32). A grown array's pages are committed as rows are written, so growing costs the rows in use plus,
+for a moment, the old arrays' copy. A slot goes back to the free list when its tracker is
 garbage-collected. Writers hold `lock` (a step's booking under the engine lock and a record decoded by a
 loader thread both write here); readers read a tracker's rows under the engine lock, which serialises
 them with every writer of that tracker.
