@@ -52,7 +52,8 @@ table, each part's ms a step by part of the loop, wall / the step thread's CPU (
 with --step-samples MS where the step threads and each engine's first tokenize thread were, by line
 (STREAMRET_STEP_SAMPLES in every engine).
 In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, and
-from queued to applied), the engine processes' CPU by thread role, and for the service parts the server's and
+from queued to applied), for the engine parts load_legs_ms (the load's own: an ack to the stream's next chunk
+sent, and a submit_append call), the engine processes' CPU by thread role, and for the service parts the server's and
 the load processes' garbage-collector pauses: what the ack latency is made of.
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
@@ -733,6 +734,14 @@ def print_table(results: dict) -> None:
             wall, cpu = part["loop_parts_ms_per_step"], part["loop_parts_cpu_ms_per_step"]
             print(f"  {name:18s} " + "  ".join(f"{k} {wall[k]:.2f}/{cpu.get(k, 0):.2f}" for k in wall
                                                 if wall[k] >= 0.05))
+    legs = {name: part["load_legs_ms"] for name, part in results["parts"].items() if part.get("load_legs_ms")}
+    if legs:  # an item's round trip outside the engine: the load's turn to send the next chunk
+        print("\nthe engine parts' load, ms p50 / p99: an ack's future done -> the stream's next chunk sent; a "
+              "submit_append call")
+        for name, leg in legs.items():
+            turn, call = leg["ack_to_next_sent"], leg["submit_call"]
+            print(f"  {name:18s} {turn.get('p50', '-')} / {turn.get('p99', '-')}    {call.get('p50', '-')} / "
+                  f"{call.get('p99', '-')}")
     from streamret.stack_sampler import format_table
 
     for name, part in results["parts"].items():

@@ -35,7 +35,7 @@ import random
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
@@ -107,19 +107,28 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
     # every stream per ack would cost this thread, which shares the GIL with the engine, O(streams) each time)
     ready, busy_wait = list(ids), []
     open_streams = len(ids)
+    # the load's own legs: from an ack's future done (its callback) to the next chunk of that stream sent, and a
+    # submit_append call's own time (with engine processes, the pipe; in this process, the engine lock)
+    acked_at: dict[str, deque] = {sid: deque() for sid in ids}
+    turnaround, submit_s = [], []
     start = time.perf_counter()
     while open_streams:
         for sid in ready:
             while next_seq[sid] <= args.chunks and in_flight[sid] < args.window:
                 seq = next_seq[sid]
+                t0 = time.perf_counter()
                 try:
                     fut = engine.submit_append(sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks)
                 except TooBusy:
                     busy_wait.append(sid)
                     break
+                t1 = time.perf_counter()
+                submit_s.append(t1 - t0)
+                if acked_at[sid]:
+                    turnaround.append(t1 - acked_at[sid].popleft())
                 next_seq[sid] += 1
                 in_flight[sid] += 1
-                fut.add_done_callback(lambda f, sid=sid: finished.put((sid, f.result())))
+                fut.add_done_callback(lambda f, sid=sid: finished.put((sid, f.result(), time.perf_counter())))
         ready, busy_wait = busy_wait, []
         try:
             item = finished.get(timeout=0.01)
@@ -127,7 +136,9 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
             continue
         acked = set()
         while True:
-            sid, ack = item
+            sid, ack, done_at = item
+            if next_seq[sid] <= args.chunks:
+                acked_at[sid].append(done_at)
             in_flight[sid] -= 1
             tokens[sid] = max(tokens[sid], ack.tokens)
             acked.add(sid)
@@ -142,8 +153,13 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
     for sid in ids:
         engine.close(sid)
     total = sum(tokens.values())
+
+    def ms(values: list[float]) -> dict:
+        return {f"p{q}": round(1e3 * float(np.percentile(values, q)), 3) for q in (50, 99)} if values else {}
+
     return {"streams": args.streams, "tokens": total, "seconds": round(wall, 3),
-            "tokens_per_s": round(total / wall, 1)}
+            "tokens_per_s": round(total / wall, 1),
+            "load_legs_ms": {"ack_to_next_sent": ms(turnaround), "submit_call": ms(submit_s)}}
 
 
 # ------------------------------------------------------------------------------------------------

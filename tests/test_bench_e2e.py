@@ -120,6 +120,8 @@ def test_smoke_runs_every_part(tmp_path: Path):
         assert part["steps"] > 0 and busy * part["steps"] <= part["seconds"] * 1e3 * 1.05
         cpu = part["loop_parts_cpu_ms_per_step"]  # the step thread's CPU within the same spans
         assert set(cpu) == set(per_step) and all(0 <= cpu[k] <= per_step[k] + 0.05 for k in cpu), (cpu, per_step)
+        call = part["load_legs_ms"]["submit_call"]  # the load's own leg: a submit_append call
+        assert 0 <= call["p50"] <= call["p99"]
     for name in ("service_saturate", "service_half"):  # an ack's time by leg: the in-process engine has no pipe
         legs = result["parts"][name]["ack_legs"]
         assert legs["chunks"] > 0 and legs["stages"] == [
