@@ -314,9 +314,10 @@ def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, se
 def steps_between(before: dict, after: dict) -> dict:
     """The engine's steps between two stats() snapshots: count, tokens and streams per step."""
     from streamret.engine.core import STEP_THREAD
+    from streamret.engine.tokenize_stage import THREAD_NAME
     from streamret.stack_sampler import counts_between, summarize
 
-    tokenize_thread = "streamret-engine-tokenize-0"  # (tokenize_stage.py names its threads so)
+    tokenize_thread = THREAD_NAME.format(0)  # (stats()["tokenize_samples"] samples the stage's first thread)
 
     steps = after["steps"] - before["steps"]
 

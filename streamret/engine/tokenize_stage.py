@@ -36,6 +36,8 @@ from .tokenize_worker import Cut, TokenizerProcess, TokenizerProcessError, child
 
 log = logging.getLogger("streamret.engine")
 
+THREAD_NAME = "streamret-engine-tokenize-{}"  # the stage's threads, by number (stack samples find thread 0 so)
+
 
 @dataclass
 class Tokenized:
@@ -131,7 +133,7 @@ class TokenizeStage:
         self._idle = 0  # threads waiting for work
         self._cv = threading.Condition()
         self._closing = False
-        self.threads = [threading.Thread(target=self._run, name=f"streamret-engine-tokenize-{i}", daemon=True)
+        self.threads = [threading.Thread(target=self._run, name=THREAD_NAME.format(i), daemon=True)
                          for i in range(threads)]
         for t in self.threads:
             t.start()
