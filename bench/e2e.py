@@ -53,8 +53,9 @@ with --step-samples MS where the step threads and each engine's first tokenize t
 (STREAMRET_STEP_SAMPLES in every engine).
 In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, and
 from queued to applied), for the engine parts load_legs_ms (the load's own: an ack to the stream's next chunk
-sent, and a submit_append call), the engine processes' CPU by thread role, and for the service parts the server's and
-the load processes' garbage-collector pauses: what the ack latency is made of.
+sent, and a submit_append call) and ack_legs (a chunk's round trip by leg: the load's stamps, the pipe's with
+engine processes, the engine's; printed after the table), the engine processes' CPU by thread role, and for the
+service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of.
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
 """
@@ -426,13 +427,25 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
 
     ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
     before, cpu0, host0 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
-    row = service_bench.run_engine(engine, ns, f"{tag}{streams}")
+    row = service_bench.run_engine(engine, ns, f"{tag}{streams}", stamps=True)
     after, cpu1, host1 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
+    row["ack_legs"] = chunk_round_trip(engine, row.pop("chunk_stamps"), after)
     # the Python threads share the GIL: their CPU us per token, summed, bounds tokens/s (bench/cpu_threads.py)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us, "host_cores_busy": host_cores_busy(host0, host1), "host_cores": os.cpu_count(),
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+
+
+def chunk_round_trip(engine: Engine, load_stamps: dict, stats: dict) -> dict:
+    """A chunk's round trip in an engine part, by leg (streamret/service/ack_legs.py): the load's stamps (sent,
+    ack's future done), the engine's (accepted, tokenized and queued, applied: the last 2,048 items of each
+    engine, so the legs cover the end of the part) and, with engine processes, the pipe's (written to the
+    engine process's pipe, its ack read back)."""
+    from streamret.service.ack_legs import engine_stages, summarize_legs
+
+    pipe = engine.recent_chunk_times() if hasattr(engine, "recent_chunk_times") else {}
+    return summarize_legs({**load_stamps, **pipe, **engine_stages(stats.get("recent_items") or [])})
 
 
 def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, out_dir: str) -> dict:
@@ -758,6 +771,10 @@ def print_table(results: dict) -> None:
                       f"take, {b['held_s']:7.3f} s in all")
     from streamret.service.ack_legs import format_legs
 
+    for name, part in results["parts"].items():
+        if name.startswith("engine_") and "ack_legs" in part:
+            print(f"\n{name}: a chunk's round trip by leg (streamret/service/ack_legs.py)")
+            print(format_legs(part["ack_legs"]))
     for name in ("service_saturate", "service_half"):
         part = results["parts"].get(name, {})
         if "ack_legs" in part:

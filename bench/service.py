@@ -90,9 +90,10 @@ def percentile_ms(latencies: list[float], q: float) -> float | None:
 # phase 1: the engine alone
 
 
-def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
+def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = False) -> dict:
     """Every stream keeps --window chunks in flight, as the gRPC clients do. first_stream: the text of stream
-    s is that of stream first_stream + s (several engines then read different text)."""
+    s is that of stream first_stream + s (several engines then read different text). stamps: the result also
+    holds "chunk_stamps", each chunk's client_sent and client_received stages (streamret/service/ack_legs.py)."""
     from streamret.errors import TooBusy
 
     ids = [f"{tag}-{s}" for s in range(args.streams)]
@@ -111,6 +112,8 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
     # submit_append call's own time (with engine processes, the pipe; in this process, the engine lock)
     acked_at: dict[str, deque] = {sid: deque() for sid in ids}
     turnaround, submit_s = [], []
+    # each chunk's stamps on the host's monotonic clock (ack_legs.py), joined with the engine's by the caller
+    sent_stamps, acked_stamps = [], []
     start = time.perf_counter()
     while open_streams:
         for sid in ready:
@@ -123,12 +126,14 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
                     busy_wait.append(sid)
                     break
                 t1 = time.perf_counter()
+                sent_stamps.append((sid, seq, time.monotonic() - (t1 - t0)))
                 submit_s.append(t1 - t0)
                 if acked_at[sid]:
                     turnaround.append(t1 - acked_at[sid].popleft())
                 next_seq[sid] += 1
                 in_flight[sid] += 1
-                fut.add_done_callback(lambda f, sid=sid: finished.put((sid, f.result(), time.perf_counter())))
+                fut.add_done_callback(lambda f, sid=sid, seq=seq: finished.put(
+                    (sid, seq, f.result(), time.perf_counter(), time.monotonic())))
         ready, busy_wait = busy_wait, []
         try:
             item = finished.get(timeout=0.01)
@@ -136,7 +141,8 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
             continue
         acked = set()
         while True:
-            sid, ack, done_at = item
+            sid, seq, ack, done_at, done_mono = item
+            acked_stamps.append((sid, seq, done_mono))
             if next_seq[sid] <= args.chunks:
                 acked_at[sid].append(done_at)
             in_flight[sid] -= 1
@@ -159,7 +165,8 @@ def run_engine(engine, args, tag: str, first_stream: int = 0) -> dict:
 
     return {"streams": args.streams, "tokens": total, "seconds": round(wall, 3),
             "tokens_per_s": round(total / wall, 1),
-            "load_legs_ms": {"ack_to_next_sent": ms(turnaround), "submit_call": ms(submit_s)}}
+            "load_legs_ms": {"ack_to_next_sent": ms(turnaround), "submit_call": ms(submit_s)},
+            **({"chunk_stamps": {"client_sent": sent_stamps, "client_received": acked_stamps}} if stamps else {})}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -122,6 +122,11 @@ def test_smoke_runs_every_part(tmp_path: Path):
         assert set(cpu) == set(per_step) and all(0 <= cpu[k] <= per_step[k] + 0.05 for k in cpu), (cpu, per_step)
         call = part["load_legs_ms"]["submit_call"]  # the load's own leg: a submit_append call
         assert 0 <= call["p50"] <= call["p99"]
+        legs = part["ack_legs"]  # a chunk's round trip: the load's stamps around the engine's (no pipe here)
+        assert legs["chunks"] > 0 and legs["stages"] == [
+            "client_sent", "engine_accepted", "engine_queued", "engine_applied", "client_received"]
+        assert all(leg["negative"] == 0 for leg in legs["legs_ms"].values()), legs
+    assert "engine_16: a chunk's round trip by leg" in proc.stdout
     for name in ("service_saturate", "service_half"):  # an ack's time by leg: the in-process engine has no pipe
         legs = result["parts"][name]["ack_legs"]
         assert legs["chunks"] > 0 and legs["stages"] == [

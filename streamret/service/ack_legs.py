@@ -104,8 +104,11 @@ def summarize_legs(stamps: dict[str, Iterable[Stamp]], slowest: float = 0.01,
 
     return {
         "stages": stages, "chunks": len(keys),
-        "total_ms": {"p50": ms(np.percentile(total, 50)), "p99": ms(np.percentile(total, 99)), "max": ms(total.max())},
-        "legs_ms": {name: {"p50": ms(np.percentile(legs[:, i], 50)), "p99": ms(np.percentile(legs[:, i], 99)),
+        # means too: they add up to the mean total, which Little's law ties to the chunks in flight and the rate
+        "total_ms": {"p50": ms(np.percentile(total, 50)), "p99": ms(np.percentile(total, 99)), "max": ms(total.max()),
+                     "mean": ms(total.mean())},
+        "legs_ms": {name: {"p50": ms(np.percentile(legs[:, i], 50)), "mean": ms(legs[:, i].mean()),
+                           "p99": ms(np.percentile(legs[:, i], 99)),
                            "max": ms(legs[:, i].max()), "negative": int((legs[:, i] < 0).sum())}
                     for i, name in enumerate(names)},
         "slowest": {"share": slowest, "chunks": n_slow, "total_ms_from": ms(total[slow].min()),
@@ -126,15 +129,17 @@ def format_legs(summary: dict) -> str:
         return f"  (no chunk was stamped at every stage: {summary.get('chunks', 0)} joined)"
     slow = summary["slowest"]
     overlaps = ", ".join(f"{kind} {x} ms" for kind, x in slow["stalls_within_ms"].items())
-    lines = [f"  {summary['chunks']} chunks joined; ack latency: p50 {summary['total_ms']['p50']} ms, "
-             f"p99 {summary['total_ms']['p99']} ms, max {summary['total_ms']['max']} ms",
-             f"  {'leg':34s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}  slowest {slow['chunks']} "
+    total = summary["total_ms"]
+    lines = [f"  {summary['chunks']} chunks joined; ack latency: p50 {total['p50']} ms, p99 {total['p99']} ms, "
+             f"max {total['max']} ms" + (f", mean {total['mean']} ms" if "mean" in total else ""),
+             f"  {'leg':34s} {'p50 ms':>8s} {'mean ms':>8s} {'p99 ms':>8s} {'max ms':>8s}  slowest {slow['chunks']} "
              f"(>= {slow['total_ms_from']} ms): mean ms, chunks it dominates"
              + (f"; within their time, mean: {overlaps}" if overlaps else "")]
     started, seq = slow["started_s"], slow["seq"]
     lines.append(f"  the slowest were sent {started['min']}-{started['max']} s after the first chunk joined (p50 "
                  f"{started['p50']}), chunks {seq['min']}-{seq['max']} of their streams (p50 {seq['p50']})")
     for name, q in summary["legs_ms"].items():
-        lines.append(f"  {name:34s} {q['p50']:8.2f} {q['p99']:8.2f} {q['max']:8.2f}  "
+        mean = q.get("mean", float("nan"))  # (summaries saved before means were kept)
+        lines.append(f"  {name:34s} {q['p50']:8.2f} {mean:8.2f} {q['p99']:8.2f} {q['max']:8.2f}  "
                      f"{slow['mean_ms'][name]:8.2f} {slow['dominated_by'].get(name, 0):5d}")
     return "\n".join(lines)
