@@ -389,3 +389,108 @@ def tokenizer_children() -> list[int]:
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc")
     return [pid for pid, _ in child_processes(b"tokenize_worker")]
+
+
+def test_parts_grow_from_the_first_to_a_cap():
+    from streamret.engine.tokenize_worker import MAX_PART, part_bounds
+
+    assert part_bounds(10, 0) == [(0, 10)] and part_bounds(0, 2) == [(0, 0)] and part_bounds(2, 2) == [(0, 2)]
+    assert part_bounds(10, 2) == [(0, 2), (2, 6), (6, 10)]
+    bounds = part_bounds(200, 1)
+    sizes = [b - a for a, b in bounds]
+    assert bounds[0][0] == 0 and bounds[-1][1] == 200 and all(a == b for (_, a), (b, _) in zip(bounds, bounds[1:]))
+    assert sizes[:6] == [1, 2, 4, 8, 16, 32] and max(sizes) == MAX_PART
+
+
+def _requests_across_parts():
+    """Seven requests of three streams: bases that index requests of earlier parts, a failing one (not bytes) and
+    the one of its stream after it."""
+    fresh = TextSnapshot(b"", 0)
+    return [(fresh, b"One. Two", ""), (fresh, b"Alpha beta", ""), (0, b" three. Four", ""), (fresh, 123, ""),
+            (2, b" five. Six", ""), (3, b"never", ""), (1, b" gamma. Delta", "flush")]
+
+
+def test_a_call_in_parts_gives_what_one_call_gives():
+    from streamret.engine.tokenize_stage import in_process_cut_parts
+
+    requests = _requests_across_parts()
+    for tok in (default_tokenizer(), ByteTokenizer()):
+        want = in_process_cut(tok, TEXT)(requests)
+        assert "TypeError" in repr(want[3]) and "earlier chunk" in str(want[5])
+        for first in (1, 2, 3):
+            parts = list(in_process_cut_parts(tok, TEXT, first)(requests))
+            assert len(parts) > 1 and len(parts[0]) == first
+            got = [r for part in parts for r in part]
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                if isinstance(w, Exception):
+                    assert type(g) is type(w) and str(g) == str(w)
+                else:
+                    assert g[0] == w[0] and g[1] == w[1] and np.array_equal(g[2], w[2]) and np.array_equal(g[3], w[3])
+
+
+def test_a_tokenizer_process_sends_parts_and_a_child_that_dies_midway_answers_the_rest():
+    from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
+
+    requests = _requests_across_parts()
+    tok = default_tokenizer()
+    want = TokenizerProcess(child_spec(tok), TEXT)
+    try:
+        whole = want.cut_and_encode(requests)
+    finally:
+        want.close()
+
+    def same(got):
+        assert len(got) == len(whole)
+        for g, w in zip(got, whole):
+            if isinstance(w, Exception):
+                assert str(g) == str(w)
+            else:
+                assert g[1] == w[1] and np.array_equal(g[2], w[2]) and g[4][0] == w[4][0]
+
+    proc = TokenizerProcess(child_spec(tok), TEXT)
+    try:
+        parts = list(proc.cut_and_encode_parts(requests, 2))
+        assert [len(p) for p in parts] == [2, 4, 1]
+        same([r for p in parts for r in p])
+        got, killed = [], False
+        for part in proc.cut_and_encode_parts(requests, 1):  # killed after its first part: the rest from a new one
+            got.extend(part)
+            if not killed:
+                first_child, killed = proc._proc, True
+                first_child.kill()
+                first_child.wait()
+        assert proc._proc is not first_child
+        same(got)
+        early = proc.cut_and_encode_parts(requests, 1)
+        next(early)
+        early.close()  # left after one part: the next call must not read the rest of this one
+        same(proc.cut_and_encode(requests))
+    finally:
+        proc.close()
+
+
+def test_the_stage_hands_a_calls_results_over_in_parts():
+    got: list[list] = []
+    done = threading.Event()
+
+    def deliver(results):
+        got.append(results)
+        if sum(map(len, got)) == 5:
+            done.set()
+
+    tok = CountingTokenizer()
+    stage = TokenizeStage(tok, 260, deliver, TEXT, threads=1, first_part=1)
+    items = [item(sid, f"Text {sid}. More") for sid in "abcde"]
+    with stage._cv:  # held: the five wait, and the thread then takes them together
+        stage.submit_many(items)
+    assert done.wait(30)
+    stage.close()
+    assert [len(r) for r in got] == [1, 2, 2] and tok.calls == [1, 2, 2]  # one tokenizer call a part
+    assert [it for r in got for it, _ in r] == items and all(isinstance(x, Tokenized) for r in got for _, x in r)
+    with pytest.raises(ValueError, match="first_part"):
+        TokenizeStage(tok, 260, deliver, TEXT, first_part=-1)
+    from streamret.engine.config import EngineConfig
+
+    with pytest.raises(ValueError, match="tokenize_first_part must be >= 0 .* got -1"):
+        EngineConfig(tokenize_first_part=-1)
