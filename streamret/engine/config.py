@@ -42,11 +42,6 @@ class EngineConfig:
     # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; 256
     # KiB cut its p99 by a quarter but not the ack's, and not its p50: session 23)
     tokenize_batch_bytes: int = 1 << 20
-    # ... and hands its results to the engine in parts as they are cut: the first part this many chunks, each next
-    # twice as many (up to 32), so that a step starts on a call's first chunks while the rest are cut (0: all at
-    # the call's end). On the H200 the tokenize leg was the longest of a chunk's round trip: mean 10.5 of 25.7 ms
-    # at 64 streams, 98 of 217 ms at 1,024 (bench/RESULTS.md, session 24)
-    tokenize_first_part: int = 2
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
@@ -91,8 +86,7 @@ class EngineConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if (isinstance(v, int) and not isinstance(v, bool) and f.name not in ("durable_every_chunks",
-                                                                                   "step_switch_interval_s",
-                                                                                   "tokenize_first_part")
+                                                                                   "step_switch_interval_s")
                     and v < 1):
                 raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
         if self.durable_every_chunks < 0:
@@ -109,9 +103,6 @@ class EngineConfig:
             raise ValueError(f"mmr_lambda must lie in [0, 1], got {self.mmr_lambda}")
         if not self.summary_prompt:
             raise ValueError("summary_prompt must not be empty: decoding starts from its last token")
-        if self.tokenize_first_part < 0:
-            raise ValueError(f"tokenize_first_part must be >= 0 (0: a tokenize call's results at its end), got "
-                             f"{self.tokenize_first_part}")
         if self.max_tail_bytes < 4:
             raise ValueError(f"max_tail_bytes must be >= 4 (one UTF-8 character), got {self.max_tail_bytes}")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -32,7 +32,7 @@ from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
 from .scheduler import PieceLayout, WorkItem
 from .text import TextAssembler, TextSnapshot
-from .tokenize_worker import Cut, TokenizerProcess, TokenizerProcessError, child_spec, cut_and_encode_parts
+from .tokenize_worker import Cut, TokenizerProcess, TokenizerProcessError, child_spec, cut_and_encode
 
 log = logging.getLogger("streamret.engine")
 
@@ -61,25 +61,10 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
     layouts of all their pieces made with array work (`PieceLayout.of_items`); per item its result, or the error
     that fails it alone. Each item's text front after it is set on it at once (the next item of its stream starts
     there) and its link to the item before it let go."""
-    return [r for _, part in tokenize_parts(lambda requests: iter([cut(requests)]), vocab_size, items) for r in part]
-
-
-def tokenize_parts(cut_parts: Callable[[list[tuple]], Iterator[list[Cut | Exception]]], vocab_size: int,
-                   items: Sequence[WorkItem]) -> Iterator[tuple[Sequence[WorkItem], list[Tokenized | BaseException]]]:
-    """`tokenize_items` with cut_parts giving the results in parts (`cut_and_encode_parts`): each part's items
-    and results as soon as they are cut. A cut that fails fails the items it had not answered."""
-    done = 0
     try:
-        for results in cut_parts(requests_of(items)):
-            part, done = items[done:done + len(results)], done + len(results)
-            yield part, _finish(part, results, vocab_size)
-    except Exception as e:  # noqa: BLE001  (a tokenizer process that died twice: the rest fail, the thread goes on)
-        part, done = items[done:], len(items)
-        yield part, _finish(part, [e] * len(part), vocab_size)
-
-
-def _finish(items: Sequence[WorkItem], results: list, vocab_size: int) -> list[Tokenized | BaseException]:
-    """The items' results from their cuts: layouts made, ids checked, each item's front set on it."""
+        results: list = cut(requests_of(items))
+    except Exception as e:  # noqa: BLE001  (a tokenizer process that died twice: the batch fails, the thread goes on)
+        results = [e] * len(items)
     ok = []
     for k, (item, r) in enumerate(zip(items, results, strict=True)):
         item.prev = None
@@ -124,7 +109,7 @@ class TokenizeStage:
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
-                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False, first_part: int = 0):
+                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
@@ -132,10 +117,7 @@ class TokenizeStage:
         end on the H200, session 5"). A thread passes over the items of a stream that another thread is cutting
         (its next item starts where those end), so one slow or huge chunk holds up its own stream only. procs:
         each thread hands its batches to a tokenizer process of its own (tokenize_worker.py) and waits without the
-        GIL; a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process.
-        first_part: a call's results go to `deliver` in parts as they are cut, the first of this many items, each
-        next twice as many (`part_bounds`), so that a step can start on a call's first chunks while the rest are
-        cut; 0: all at the end of the call."""
+        GIL; a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -144,9 +126,7 @@ class TokenizeStage:
         if procs and self.spec is None:
             log.warning("tokenize_procs: a %s cannot be rebuilt in a tokenizer process; tokenizing in the engine "
                         "process", type(tokenizer).__name__)
-        if first_part < 0:
-            raise ValueError(f"first_part must be >= 0 (0: a call's results at its end), got {first_part}")
-        self.max_batch_bytes, self.min_batch_bytes, self.first_part = max_batch_bytes, min_batch_bytes, first_part
+        self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
@@ -210,23 +190,19 @@ class TokenizeStage:
 
     def _run(self) -> None:
         proc = self._own_process()
-        if proc is not None:
-            def cut_parts(requests: list[tuple]) -> Iterator[list[Cut | Exception]]:
-                return proc.cut_and_encode_parts(requests, self.first_part)
-        else:
-            cut_parts = in_process_cut_parts(self.tokenizer, self.text_params, self.first_part)
+        cut = proc.cut_and_encode if proc is not None else in_process_cut(self.tokenizer, self.text_params)
         try:
             while batch := self._take():
                 try:
-                    for part, results in tokenize_parts(cut_parts, self.vocab_size, batch):
-                        try:
-                            self.deliver(list(zip(part, results, strict=True)))
-                        except BaseException as e:  # noqa: BLE001
-                            if self.on_error is None:
-                                raise
-                            self.on_error(e)
+                    results = tokenize_items(cut, self.vocab_size, batch)
                 finally:
                     self._done(batch)
+                try:
+                    self.deliver(list(zip(batch, results, strict=True)))
+                except BaseException as e:  # noqa: BLE001
+                    if self.on_error is None:
+                        raise
+                    self.on_error(e)
         finally:
             if proc is not None:
                 proc.close()
@@ -245,13 +221,6 @@ class TokenizeStage:
 
 def in_process_cut(tokenizer: Tokenizer, text_params: dict) -> Callable[[list[tuple]], list[Cut | Exception]]:
     """`cut_and_encode` in this process, with text fronts of text_params (`StreamCodec.text_params`)."""
-    cut_parts = in_process_cut_parts(tokenizer, text_params)
-    return lambda requests: [r for part in cut_parts(requests) for r in part]
-
-
-def in_process_cut_parts(tokenizer: Tokenizer, text_params: dict,
-                         first: int = 0) -> Callable[[list[tuple]], Iterator[list[Cut | Exception]]]:
-    """`cut_and_encode_parts` in this process (parts from `first` items), with text fronts of text_params."""
 
     def new_assembler(base: TextSnapshot) -> TextAssembler:
         return TextAssembler(snapshot=base, **text_params)
@@ -259,4 +228,4 @@ def in_process_cut_parts(tokenizer: Tokenizer, text_params: dict,
     def encode(items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         return encode_pieces(tokenizer, items)
 
-    return lambda requests: cut_and_encode_parts(new_assembler, encode, requests, first)
+    return lambda requests: cut_and_encode(new_assembler, encode, requests)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -48,52 +48,28 @@ def cut_and_encode(new_assembler: Callable, encode: Callable, requests: Sequence
     every request tokenized by one call of encode (an `encode_pieces`: one input per request), or request by
     request when that call fails, so that one bad chunk fails alone. A request after a failed one of its stream
     (its base an index) fails too."""
-    return [r for part in cut_and_encode_parts(new_assembler, encode, requests) for r in part]
-
-
-MAX_PART = 32  # requests in a part of `cut_and_encode_parts` once the parts have grown
-
-
-def part_bounds(n: int, first: int) -> list[tuple[int, int]]:
-    """Where the parts of n requests start and end: the first of `first` requests, each next twice the one before,
-    up to MAX_PART; one part of all of them when first is 0."""
-    if first <= 0 or n <= first:
-        return [(0, n)]
-    out, lo, size = [], 0, first
-    while lo < n:
-        out.append((lo, min(n, lo + size)))
-        lo, size = lo + size, max(size, min(MAX_PART, 2 * size))
-    return out
-
-
-def cut_and_encode_parts(new_assembler: Callable, encode: Callable, requests: Sequence[Request],
-                         first: int = 0) -> Iterator[list[Cut | Exception]]:
-    """`cut_and_encode` in parts (`part_bounds(len(requests), first)`), each part's results as soon as they are
-    made, so that the first chunks of a long call can be stepped while the rest are cut; one encode call a part.
-    A base may be the index of any earlier request of the call, in its part or one before."""
-    cut: list[tuple | Exception] = []  # every request's (pieces, front after), or its error, so far
-    for lo, hi in part_bounds(len(requests), first):
-        for base, raw, ending in requests[lo:hi]:
-            if base is None:  # the engine knew its stream's chunk before it failed
-                cut.append(ValueError("an earlier chunk of this stream failed"))
+    cut: list[tuple | Exception] = []
+    for base, raw, ending in requests:
+        if base is None:  # the engine knew its stream's chunk before it failed
+            cut.append(ValueError("an earlier chunk of this stream failed"))
+            continue
+        if isinstance(base, int):
+            before = cut[base]
+            if isinstance(before, Exception):
+                cut.append(ValueError(f"an earlier chunk of this stream failed ({before})"))
                 continue
-            if isinstance(base, int):
-                before = cut[base]
-                if isinstance(before, Exception):
-                    cut.append(ValueError(f"an earlier chunk of this stream failed ({before})"))
-                    continue
-                base = before[1]
-            try:
-                text = new_assembler(base)
-                pieces = text.close() if ending == "close" else text.feed(raw, flush=ending == "flush")
-                cut.append((pieces, text.snapshot()))
-            except Exception as e:  # noqa: BLE001  (that chunk's outcome)
-                cut.append(e)
-        ok = [k for k in range(lo, hi) if not isinstance(cut[k], Exception)]
-        out: list[Cut | Exception] = list(cut[lo:hi])
-        for k, encoded in zip(ok, _encode_each(encode, [[p.text for p in cut[k][0]] for k in ok]), strict=True):
-            out[k - lo] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded, None)
-        yield out
+            base = before[1]
+        try:
+            text = new_assembler(base)
+            pieces = text.close() if ending == "close" else text.feed(raw, flush=ending == "flush")
+            cut.append((pieces, text.snapshot()))
+        except Exception as e:  # noqa: BLE001  (that chunk's outcome)
+            cut.append(e)
+    ok = [k for k, c in enumerate(cut) if not isinstance(c, Exception)]
+    out: list[Cut | Exception] = list(cut)
+    for k, encoded in zip(ok, _encode_each(encode, [[p.text for p in cut[k][0]] for k in ok]), strict=True):
+        out[k] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded, None)
+    return out
 
 
 def _encode_each(encode: Callable, items: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
@@ -175,41 +151,27 @@ class TokenizerProcess:
         """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices), with the pieces' columns
         instead of the pieces; an error of one request comes back as a ValueError naming it. A child that died
         (killed, out of memory) is started again once for the same batch."""
-        return [r for part in self.cut_and_encode_parts(requests) for r in part]
-
-    def cut_and_encode_parts(self, requests: Sequence[Request], first: int = 0) -> Iterator[list[Cut | Exception]]:
-        """`cut_and_encode` with the results in the child's parts (`part_bounds(len(requests), first)`), each as
-        it arrives. A child that dies is started again once, for the requests it had not answered."""
         from .text import TextSnapshot
 
         wire = [(b if b is None or isinstance(b, int) else (b.tail, b.offset, b.segment_start), raw, ending)
                 for b, raw, ending in requests]
-        answered: list = []  # the child's results so far, as sent
-        sent, restarted = False, False
         try:
-            while len(answered) < len(wire):
-                try:
-                    if not sent:
-                        self._send.send((_rest(wire, answered), first))
-                        sent = True
-                    part = self._recv.recv()
-                except (EOFError, OSError) as e:
-                    code = self._proc.poll() if self._proc else None
-                    self.close()
-                    if restarted:
-                        sent = False  # (no child left to start again)
-                        raise TokenizerProcessError(
-                            f"the tokenizer process died twice on one batch (exit code {code})") from e
-                    self._start()
-                    sent, restarted = False, True
-                    continue
-                answered.extend(part)
-                yield [ValueError(f"cutting or tokenizing the chunk failed: {r}") if isinstance(r, str)
-                       else (None, TextSnapshot(*r[1]), r[2], r[3], r[0]) for r in part]
-        finally:
-            if sent and len(answered) < len(wire):  # left before the end: the child's other parts must not be
-                self.close()  # read as the next call's; a new child takes that one
-                self._start()
+            got = self._call(wire)
+        except (EOFError, OSError):
+            self.close()
+            self._start()
+            try:
+                got = self._call(wire)
+            except (EOFError, OSError) as e:
+                code = self._proc.poll() if self._proc else None
+                self.close()
+                raise TokenizerProcessError(f"the tokenizer process died twice on one batch (exit code {code})") from e
+        return [ValueError(f"cutting or tokenizing the chunk failed: {r}") if isinstance(r, str)
+                else (None, TextSnapshot(*r[1]), r[2], r[3], r[0]) for r in got]
+
+    def _call(self, wire: list) -> list:
+        self._send.send(wire)
+        return self._recv.recv()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Close the pipes (the child exits at their end) and wait for it; kill it past timeout_s."""
@@ -223,16 +185,6 @@ class TokenizerProcess:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
-
-
-def _rest(wire: list, answered: list) -> list:
-    """The requests of `wire` after the first len(answered), for a new child: a base that indexes an answered
-    request becomes the front after it (None when it failed), the others index the rest."""
-    n = len(answered)
-    if not n:
-        return wire
-    return [(b if not isinstance(b, int) else b - n if b >= n else None if isinstance(answered[b], str)
-             else answered[b][1], raw, ending) for b, raw, ending in wire[n:]]
 
 
 def _load_by_path(name: str, path: str, package_dir: str | None = None):
@@ -280,15 +232,15 @@ def serve(requests: Connection, results: Connection, tokenizer_py: str, engine_d
 
     while True:
         try:
-            batch, first = requests.recv()
+            batch = requests.recv()
         except EOFError:
             return
-        for part in cut_and_encode_parts(new_assembler, encode, [
-                (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending)
-                for b, raw, ending in batch], first):
-            results.send([f"{type(r).__name__}: {r}" if isinstance(r, Exception)
-                          else (text.piece_columns(r[0]), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3])
-                          for r in part])
+        out = [f"{type(r).__name__}: {r}" if isinstance(r, Exception)
+               else (text.piece_columns(r[0]), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3])
+               for r in cut_and_encode(new_assembler, encode, [
+                   (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending)
+                   for b, raw, ending in batch])]
+        results.send(out)
 
 
 if __name__ == "__main__":
