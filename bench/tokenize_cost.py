@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--text", required=True, help="a UTF-8 text file (.gz read as gzip)")
     ap.add_argument("--copies", default="1,8,16", help="comma-separated numbers of tokenizer processes at once")
     ap.add_argument("--mb", type=float, default=0.5, help="MB of text per copy")
-    ap.add_argument("--streams", type=int, default=128, help="chunks of distinct streams per tokenizer call")
+    ap.add_argument("--streams", type=int, default=32, help="chunks of distinct streams per tokenizer call")
     ap.add_argument("--chunk-bytes", type=int, default=2048)
     ap.add_argument("--model", default="default", help="whose tokenizer (a load_model spec)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(_read(args.text, nbytes * max(copies))) < nbytes * max(copies):
         raise SystemExit(f"{args.text} holds less than {nbytes * max(copies):,} bytes ({max(copies)} copies x "
                          f"{args.mb} MB each); give less --mb or fewer --copies")
+    calls = nbytes // args.chunk_bytes // args.streams
+    if calls < 4:
+        raise SystemExit(f"{args.mb} MB a copy makes {calls} calls of {args.streams} chunks of {args.chunk_bytes} B: "
+                         "too few to time; give more --mb or fewer --streams")
     rows = [run(args.text, n, nbytes, args.streams, args.chunk_bytes, args.model) for n in copies]
     out = {"host_cores": os.cpu_count(), "model": args.model, "streams": args.streams,
            "chunk_bytes": args.chunk_bytes, "rows": rows}
