@@ -28,5 +28,5 @@ for f in sorted(glob.glob(sys.argv[1] + "/*/e2e.json")):
             print(f.split("/")[-2], k, round(p["tokens_per_s"] / 1e6, 2), "cores", p["host_cores_busy"], "step", t["step"],
                   "tok", t["tokenize"], "procs", t.get("tokenize_procs"), "rt", p["ack_legs"]["total_ms"].get("mean"))
 PY
-tar czf $OUT/all.tgz -C $OUT tokcost two1 one1 two2 one2
+tar czf $OUT/all.tgz -C $OUT tokcost two1 one1 two2 one2 && rm -rf $OUT/tokcost $OUT/two1 $OUT/one1 $OUT/two2 $OUT/one2
 echo "total $((SECONDS-T0)) s"
