@@ -65,10 +65,6 @@ class EngineConfig:
     # oldest undurable change of a stream is older than T seconds (None = not by time)
     durable_every_chunks: int = 1
     durable_every_s: float | None = None
-    # the step loop launches the next step while it books the one in flight only when the next holds at least this
-    # many tokens; a smaller one waits until that booking is done, taking in the work that came meanwhile (fewer,
-    # larger steps: the step thread's CPU a token falls with a step's size). 0: always
-    min_overlapped_step_tokens: int = 4096
     # model
     chunk_size: int = 64
     cuda_graphs: bool = True  # on a GPU, each step's forward replays a CUDA graph of its shape bucket
@@ -90,8 +86,7 @@ class EngineConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if (isinstance(v, int) and not isinstance(v, bool) and f.name not in ("durable_every_chunks",
-                                                                                   "step_switch_interval_s",
-                                                                                   "min_overlapped_step_tokens")
+                                                                                   "step_switch_interval_s")
                     and v < 1):
                 raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
         if self.durable_every_chunks < 0:
@@ -108,9 +103,6 @@ class EngineConfig:
             raise ValueError(f"mmr_lambda must lie in [0, 1], got {self.mmr_lambda}")
         if not self.summary_prompt:
             raise ValueError("summary_prompt must not be empty: decoding starts from its last token")
-        if self.min_overlapped_step_tokens < 0:
-            raise ValueError(f"min_overlapped_step_tokens must be >= 0 (0: always overlap), got "
-                             f"{self.min_overlapped_step_tokens}")
         if self.max_tail_bytes < 4:
             raise ValueError(f"max_tail_bytes must be >= 4 (one UTF-8 character), got {self.max_tail_bytes}")
 

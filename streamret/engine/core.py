@@ -304,9 +304,6 @@ class EngineCore:
         if self._abort or not self.scheduler.has_work():
             return None
         busy = inflight.stream_ids() if inflight else set()
-        least = min(self.config.min_overlapped_step_tokens, self.config.max_step_tokens)
-        if inflight is not None and least and self.scheduler.queued_tokens(busy, least) < least:
-            return None  # too little to overlap: book the step in flight first, while more work comes in
         room = min(self._max_step_streams, self.store.device.capacity - (len(inflight.ran) if inflight else 0))
         if room < 1:
             return None

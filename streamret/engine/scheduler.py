@@ -420,16 +420,6 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self._groups)
 
-    def queued_tokens(self, exclude: set[str] | frozenset = frozenset(), enough: int | None = None) -> int:
-        """Tokens queued for steps in the streams not in `exclude`; counting stops once it reaches `enough`."""
-        total = 0
-        for sid, n in self._queued_tokens.items():
-            if sid not in exclude:
-                total += n
-                if enough is not None and total >= enough:
-                    break
-        return total
-
     def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset()) -> StepPlan:
         """Take the next step's work: streams picked round-robin over groups and within each group, up to
         the stream limit; the token budget split fairly among them (see the class docstring).
