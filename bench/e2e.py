@@ -42,10 +42,10 @@ Parts (--parts, in this order; one engine serves all of them):
 Host cores: the host's cores busy on average during an engine or service part, of all its cores (every process:
 engines, fronts, the load processes, whose own CPU is cpu_us_per_token.client_procs): near all of them, the part
 was bound by the host's CPU, not by the GPU or the service's design.
-Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it). The
-default, 3e7, is long enough for the steady state: at 1e7 the 1,024 streams send 19 chunks each, about five
-windows, and with the engine processes on MPS the start (every stream's first chunks at once) and the end were
-most of such a part (7.9 M tokens/s at 4e7 against 5.4-5.9 M at 1e7 on the H200: bench/RESULTS.md, session 23).
+Sizes: every engine and service part sends about --tokens tokens (chunks per stream follow from it). At the
+default, 3e7, the start (every stream's first chunks at once) and the end are still much of an engine part: on
+the H200 the 1,024 streams read 5.5-7.3 M tokens/s at 3e7 and 8.1-8.4 M at 1e8, and one configuration read up
+to 14-20% apart within one call at 3e7 (bench/RESULTS.md, session 24); compare engine settings at --tokens 1e8.
 Streams per step: the streams of the engine's steps during a part, summed, / its steps (engine stats);
 model / host ms per step: the step loop's own clocks (launch + wait for results / everything else); after the
 table, each part's ms a step by part of the loop, wall / the step thread's CPU (loop_parts_cpu_ms_per_step), and
