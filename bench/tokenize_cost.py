@@ -42,7 +42,8 @@ def _child_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _worker(args: tuple) -> dict:
+def _worker(args: tuple) -> list[dict]:
+    """One copy: its tokenizer process's tokens, wall and CPU seconds on each of the two passes."""
     path, nbytes, offset, streams, chunk_bytes, model, start = args
     from streamret.engine.config import EngineConfig
     from streamret.engine.text import TextAssembler
