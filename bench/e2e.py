@@ -640,6 +640,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "(EngineConfig.tokenize_procs; default: on a GPU, not on the CPU)")
     ap.add_argument("--tokenize-batch-kb", type=int, default=EngineConfig.tokenize_batch_bytes >> 10,
                     help="EngineConfig.tokenize_batch_bytes in KiB: at most this much text a tokenize call")
+    ap.add_argument("--tokenize-join-kb", type=int, default=EngineConfig.tokenize_join_bytes >> 10,
+                    help="EngineConfig.tokenize_join_bytes in KiB: while one tokenize thread is cutting, another "
+                         "takes waiting chunks only once this much waits (0: at once)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=switch_interval_arg("--switch-interval"), default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
@@ -894,7 +897,8 @@ def main(argv: list[str] | None = None) -> int:
                           cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=args.step_switch_interval,
                           device_wait=args.device_wait, segment_by=args.segment_by,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
-                          tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10)
+                          tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10,
+                          tokenize_join_bytes=args.tokenize_join_kb << 10)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
     model = loaded.model
@@ -925,7 +929,8 @@ def main(argv: list[str] | None = None) -> int:
                           "engine_reader": engine_reader() if args.front_procs > 1 else None,
                           "tokenizer_threads": config.tokenizer_threads,
                           "tokenize_procs": config.tokenize_procs,  # None: auto
-                          "tokenize_batch_bytes": config.tokenize_batch_bytes},
+                          "tokenize_batch_bytes": config.tokenize_batch_bytes,
+                          "tokenize_join_bytes": config.tokenize_join_bytes},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

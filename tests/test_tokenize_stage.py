@@ -389,3 +389,71 @@ def tokenizer_children() -> list[int]:
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc")
     return [pid for pid, _ in child_processes(b"tokenize_worker")]
+
+
+class BlockingTokenizer(ByteTokenizer):
+    """Bytes; a batch holding "BLOCK" waits for `release`; records each call's texts."""
+
+    def __init__(self):
+        self.release, self.blocked = threading.Event(), threading.Event()
+        self.calls: list[list[str]] = []
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        self.calls.append(list(texts))
+        if any("BLOCK" in t for t in texts):
+            self.blocked.set()
+            assert self.release.wait(30)
+        return super().encode_batch(texts)
+
+
+@pytest.mark.parametrize("join_bytes, alone", [(0, True), (1 << 20, False)])
+def test_an_idle_thread_joins_a_busy_one_only_once_enough_waits(join_bytes, alone):
+    tok = BlockingTokenizer()
+    got: list = []
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=join_bytes)
+    stage.submit_many([item("a", "BLOCK here")])
+    assert tok.blocked.wait(30)  # one thread is cutting a's chunk
+    small = [item(sid, f"chunk {sid}") for sid in "bcd"]
+    for it in small:  # trickling in one by one, as acks free a window
+        stage.submit_many([it])
+        if alone:  # (0: the idle thread takes each at once)
+            for _ in range(300):
+                if any(f"chunk {it.stream_id}" in "".join(c) for c in tok.calls):
+                    break
+                threading.Event().wait(0.01)
+    threading.Event().wait(0.2)
+    taken_while_busy = [c for c in tok.calls[1:]]
+    tok.release.set()
+    stage.close()
+    assert sorted(it.stream_id for it, _ in got) == list("abcd")
+    if alone:
+        assert len(taken_while_busy) == 3  # each small chunk by itself, beside the busy thread
+    else:
+        assert taken_while_busy == []  # they waited for the busy thread ...
+        assert tok.calls[1:] == [["chunk b", "chunk c", "chunk d"]]  # ... and went in one batch
+
+
+def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
+    tok = BlockingTokenizer()
+    got: list = []
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=20, min_batch_bytes=1)
+    stage.submit_many([item("a", "BLOCK here")])
+    assert tok.blocked.wait(30)
+    stage.submit_many([item("b", "ten bytes.")])  # 10 bytes wait: not enough
+    threading.Event().wait(0.2)
+    assert len(tok.calls) == 1
+    stage.submit_many([item("c", "ten bytes!")])  # 20: the idle thread takes both
+    for _ in range(300):
+        if len(tok.calls) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert tok.calls[1:] == [["ten bytes.", "ten bytes!"]]
+    tok.release.set()
+    stage.close()
+    assert sorted(it.stream_id for it, _ in got) == list("abc")
+    with pytest.raises(ValueError, match="join_bytes must be >= 0"):
+        TokenizeStage(tok, 260, got.extend, TEXT, join_bytes=-1)
+    from streamret.engine.config import EngineConfig
+
+    with pytest.raises(ValueError, match="tokenize_join_bytes must be >= 0 .*got -1"):
+        EngineConfig(tokenize_join_bytes=-1)

@@ -42,6 +42,11 @@ class EngineConfig:
     # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; 256
     # KiB cut its p99 by a quarter but not the ack's, and not its p50: session 23)
     tokenize_batch_bytes: int = 1 << 20
+    # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at once,
+    # as measured so far): trickling chunks then gather into one batch, and steps hold more streams. With one
+    # thread an engine the H200 read +10-30% at 64 streams and 1,024 within the spread (bench/RESULTS.md,
+    # session 24); this threshold, meant to keep both, is not measured on a GPU yet
+    tokenize_join_bytes: int = 0
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
@@ -86,7 +91,8 @@ class EngineConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if (isinstance(v, int) and not isinstance(v, bool) and f.name not in ("durable_every_chunks",
-                                                                                   "step_switch_interval_s")
+                                                                                   "step_switch_interval_s",
+                                                                                   "tokenize_join_bytes")
                     and v < 1):
                 raise ValueError(f"EngineConfig.{f.name} must be >= 1, got {v}")
         if self.durable_every_chunks < 0:
@@ -103,6 +109,9 @@ class EngineConfig:
             raise ValueError(f"mmr_lambda must lie in [0, 1], got {self.mmr_lambda}")
         if not self.summary_prompt:
             raise ValueError("summary_prompt must not be empty: decoding starts from its last token")
+        if self.tokenize_join_bytes < 0:
+            raise ValueError(f"tokenize_join_bytes must be >= 0 (0: an idle tokenize thread takes waiting chunks at "
+                             f"once), got {self.tokenize_join_bytes}")
         if self.max_tail_bytes < 4:
             raise ValueError(f"max_tail_bytes must be >= 4 (one UTF-8 character), got {self.max_tail_bytes}")
 

@@ -109,7 +109,8 @@ class TokenizeStage:
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
-                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False):
+                 on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
+                 join_bytes: int = 0):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
@@ -117,7 +118,13 @@ class TokenizeStage:
         end on the H200, session 5"). A thread passes over the items of a stream that another thread is cutting
         (its next item starts where those end), so one slow or huge chunk holds up its own stream only. procs:
         each thread hands its batches to a tokenizer process of its own (tokenize_worker.py) and waits without the
-        GIL; a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process."""
+        GIL; a tokenizer that a child cannot rebuild, or a child that cannot start, is run in this process.
+        join_bytes: while another thread is cutting, a thread takes waiting chunks only once at least this many
+        bytes of them wait (0: at once). Chunks that trickle in one at a time (a few streams, each sending its
+        next chunk as one is acked) then gather behind the busy thread into one batch instead of going one by
+        one to the idle thread, and the steps they make hold more streams (with one thread an engine on the H200
+        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +10-30% tokens/s:
+        bench/RESULTS.md, session 24)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -126,11 +133,15 @@ class TokenizeStage:
         if procs and self.spec is None:
             log.warning("tokenize_procs: a %s cannot be rebuilt in a tokenizer process; tokenizing in the engine "
                         "process", type(tokenizer).__name__)
-        self.max_batch_bytes, self.min_batch_bytes = max_batch_bytes, min_batch_bytes
+        if join_bytes < 0:
+            raise ValueError(f"join_bytes must be >= 0 (0: an idle thread takes waiting chunks at once), got "
+                             f"{join_bytes}")
+        self.max_batch_bytes, self.min_batch_bytes, self.join_bytes = max_batch_bytes, min_batch_bytes, join_bytes
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
         self._idle = 0  # threads waiting for work
+        self._cutting = 0  # threads holding a batch (from `_take` to `_done`)
         self._cv = threading.Condition()
         self._closing = False
         self.threads = [threading.Thread(target=self._run, name=THREAD_NAME.format(i), daemon=True)
@@ -162,6 +173,8 @@ class TokenizeStage:
             self._idle += 1
             while True:
                 free = [item for item in self._queue if item.stream_id not in self._busy]
+                if free and not self._joins(free):
+                    free = []  # few enough to wait for the thread that is cutting
                 if free or (self._closing and not self._queue):
                     break
                 self._cv.wait()
@@ -178,14 +191,22 @@ class TokenizeStage:
                 taken = set(map(id, batch))
                 self._queue = deque(item for item in self._queue if id(item) not in taken)
                 self._busy.update(item.stream_id for item in batch)
+                self._cutting += 1
             if self._queue:
                 self._cv.notify()  # more may wait: another thread may take what is left
             return batch
+
+    def _joins(self, free: list[WorkItem]) -> bool:
+        """Whether a waiting thread takes the free items now (lock held): no other thread is cutting, enough
+        bytes wait (`join_bytes`), or the stage is closing."""
+        return (not self._cutting or self._closing or not self.join_bytes
+                or sum(item.nbytes for item in free) >= self.join_bytes)
 
     def _done(self, batch: list[WorkItem]) -> None:
         """The batch's streams are free for any thread again (their items' text fronts are set)."""
         with self._cv:
             self._busy.difference_update(item.stream_id for item in batch)
+            self._cutting -= 1
             self._cv.notify_all()
 
     def _run(self) -> None:
