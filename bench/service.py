@@ -119,14 +119,15 @@ def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = Fal
         for sid in ready:
             while next_seq[sid] <= args.chunks and in_flight[sid] < args.window:
                 seq = next_seq[sid]
-                t0 = time.perf_counter()
+                t0, sent_mono = time.perf_counter(), time.monotonic()
                 try:
                     fut = engine.submit_append(sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks)
                 except TooBusy:
                     busy_wait.append(sid)
                     break
                 t1 = time.perf_counter()
-                sent_stamps.append((sid, seq, time.monotonic() - (t1 - t0)))
+                if stamps:
+                    sent_stamps.append((sid, seq, sent_mono))
                 submit_s.append(t1 - t0)
                 if acked_at[sid]:
                     turnaround.append(t1 - acked_at[sid].popleft())
@@ -142,7 +143,8 @@ def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = Fal
         acked = set()
         while True:
             sid, seq, ack, done_at, done_mono = item
-            acked_stamps.append((sid, seq, done_mono))
+            if stamps:
+                acked_stamps.append((sid, seq, done_mono))
             if next_seq[sid] <= args.chunks:
                 acked_at[sid].append(done_at)
             in_flight[sid] -= 1

@@ -44,7 +44,7 @@ class EngineConfig:
     tokenize_batch_bytes: int = 1 << 20
     # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at once,
     # as measured so far): trickling chunks then gather into one batch, and steps hold more streams. With one
-    # thread an engine the H200 read +10-30% at 64 streams and 1,024 within the spread (bench/RESULTS.md,
+    # thread an engine the H200 read +13-32% at 64 streams (two pairs) and 1,024 within the spread (bench/RESULTS.md,
     # session 24); this threshold, meant to keep both, is not measured on a GPU yet
     tokenize_join_bytes: int = 0
     # text: undecoded tail bound per stream (see text.py for the policy past it)

@@ -123,8 +123,8 @@ class TokenizeStage:
         bytes of them wait (0: at once). Chunks that trickle in one at a time (a few streams, each sending its
         next chunk as one is acked) then gather behind the busy thread into one batch instead of going one by
         one to the idle thread, and the steps they make hold more streams (with one thread an engine on the H200
-        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +10-30% tokens/s:
-        bench/RESULTS.md, session 24)."""
+        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +13-32% tokens/s in
+        two pairs of runs: bench/RESULTS.md, session 24)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver

@@ -131,7 +131,7 @@ def format_legs(summary: dict) -> str:
     overlaps = ", ".join(f"{kind} {x} ms" for kind, x in slow["stalls_within_ms"].items())
     total = summary["total_ms"]
     lines = [f"  {summary['chunks']} chunks joined; ack latency: p50 {total['p50']} ms, p99 {total['p99']} ms, "
-             f"max {total['max']} ms" + (f", mean {total['mean']} ms" if "mean" in total else ""),
+             f"max {total['max']} ms, mean {total['mean']} ms",
              f"  {'leg':34s} {'p50 ms':>8s} {'mean ms':>8s} {'p99 ms':>8s} {'max ms':>8s}  slowest {slow['chunks']} "
              f"(>= {slow['total_ms_from']} ms): mean ms, chunks it dominates"
              + (f"; within their time, mean: {overlaps}" if overlaps else "")]
@@ -139,7 +139,6 @@ def format_legs(summary: dict) -> str:
     lines.append(f"  the slowest were sent {started['min']}-{started['max']} s after the first chunk joined (p50 "
                  f"{started['p50']}), chunks {seq['min']}-{seq['max']} of their streams (p50 {seq['p50']})")
     for name, q in summary["legs_ms"].items():
-        mean = q.get("mean", float("nan"))  # (summaries saved before means were kept)
-        lines.append(f"  {name:34s} {q['p50']:8.2f} {mean:8.2f} {q['p99']:8.2f} {q['max']:8.2f}  "
+        lines.append(f"  {name:34s} {q['p50']:8.2f} {q['mean']:8.2f} {q['p99']:8.2f} {q['max']:8.2f}  "
                      f"{slow['mean_ms'][name]:8.2f} {slow['dominated_by'].get(name, 0):5d}")
     return "\n".join(lines)
