@@ -439,7 +439,7 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
 
 def chunk_round_trip(engine: Engine, load_stamps: dict, stats: dict) -> dict:
     """A chunk's round trip in an engine part, by leg (streamret/service/ack_legs.py): the load's stamps (sent,
-    ack's future done), the engine's (accepted, tokenized and queued, applied: the last 2,048 items of each
+    ack arrived), the engine's (accepted, tokenized and queued, applied: the last 2,048 items of each
     engine, so the legs cover the end of the part) and, with engine processes, the pipe's (written to the
     engine process's pipe, its ack read back)."""
     from streamret.service.ack_legs import engine_stages, summarize_legs
@@ -753,7 +753,7 @@ def print_table(results: dict) -> None:
                                                 if wall[k] >= 0.05))
     legs = {name: part["load_legs_ms"] for name, part in results["parts"].items() if part.get("load_legs_ms")}
     if legs:  # an item's round trip outside the engine: the load's turn to send the next chunk
-        print("\nthe engine parts' load, ms p50 / p99: an ack's future done -> the stream's next chunk sent; a "
+        print("\nthe engine parts' load, ms p50 / p99: an ack arrived -> the stream's next chunk sent; a "
               "submit_append call")
         for name, leg in legs.items():
             turn, call = leg["ack_to_next_sent"], leg["submit_call"]

@@ -90,6 +90,12 @@ def percentile_ms(latencies: list[float], q: float) -> float | None:
 # phase 1: the engine alone
 
 
+def _outcome(fut) -> tuple:
+    """A done Future as submit_append_to's arrivals give a chunk's outcome: (ack, None) or (None, error)."""
+    error = fut.exception()
+    return (None, error) if error is not None else (fut.result(), None)
+
+
 def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = False) -> dict:
     """Every stream keeps --window chunks in flight, as the gRPC clients do. first_stream: the text of stream
     s is that of stream first_stream + s (several engines then read different text). stamps: the result also
@@ -103,13 +109,23 @@ def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = Fal
     next_seq = dict.fromkeys(ids, 1)
     in_flight = dict.fromkeys(ids, 0)
     tokens = dict.fromkeys(ids, 0)
-    finished: queue.SimpleQueue = queue.SimpleQueue()  # (stream, ack) from the engine's thread
+    # answered chunks, a batch at a time: [((stream, seq), (ack, None) or (None, error))], when and on which
+    # clock. With engine processes the chunks go through `submit_append_to` (the service's path): acks come in
+    # batches with no Future per chunk and a sending pass's chunks cross to each engine in one message, so that
+    # this thread, which alone drives every engine, is not the bound at 1,024 streams (session 25: with a
+    # Future per chunk, an ack took 26-76 ms p50 to become the stream's next chunk there)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    submit_to = getattr(engine, "submit_append_to", None)
+
+    def arrive(arrivals: list) -> None:
+        finished.put((arrivals, time.perf_counter(), time.monotonic()))
     # streams that may send now: all at first, then those an ack freed or a full queue held back (a pass over
     # every stream per ack would cost this thread, which shares the GIL with the engine, O(streams) each time)
     ready, busy_wait = list(ids), []
     open_streams = len(ids)
-    # the load's own legs: from an ack's future done (its callback) to the next chunk of that stream sent, and a
-    # submit_append call's own time (with engine processes, the pipe; in this process, the engine lock)
+    # the load's own legs: from an ack's arrival (the Future's callback, or arrive) to the next chunk of that
+    # stream submitted, and a submit call's own time (with engine processes, the outbox; in this process, the
+    # engine lock)
     acked_at: dict[str, deque] = {sid: deque() for sid in ids}
     turnaround, submit_s = [], []
     # each chunk's stamps on the host's monotonic clock (ack_legs.py), joined with the engine's by the caller
@@ -121,7 +137,12 @@ def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = Fal
                 seq = next_seq[sid]
                 t0, sent_mono = time.perf_counter(), time.monotonic()
                 try:
-                    fut = engine.submit_append(sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks)
+                    if submit_to is None:
+                        engine.submit_append(sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks) \
+                            .add_done_callback(lambda f, key=(sid, seq): arrive([(key, _outcome(f))]))
+                    else:
+                        submit_to(arrive, (sid, seq), sid, seq, chunks[sid][seq - 1], flush=seq == args.chunks,
+                                  hold=True)
                 except TooBusy:
                     busy_wait.append(sid)
                     break
@@ -133,27 +154,30 @@ def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = Fal
                     turnaround.append(t1 - acked_at[sid].popleft())
                 next_seq[sid] += 1
                 in_flight[sid] += 1
-                fut.add_done_callback(lambda f, sid=sid, seq=seq: finished.put(
-                    (sid, seq, f.result(), time.perf_counter(), time.monotonic())))
+        if submit_to is not None:
+            engine.release_held()
         ready, busy_wait = busy_wait, []
         try:
-            item = finished.get(timeout=0.01)
+            batch = finished.get(timeout=0.01)
         except queue.Empty:
             continue
         acked = set()
         while True:
-            sid, seq, ack, done_at, done_mono = item
-            if stamps:
-                acked_stamps.append((sid, seq, done_mono))
-            if next_seq[sid] <= args.chunks:
-                acked_at[sid].append(done_at)
-            in_flight[sid] -= 1
-            tokens[sid] = max(tokens[sid], ack.tokens)
-            acked.add(sid)
-            if next_seq[sid] > args.chunks and in_flight[sid] == 0:
-                open_streams -= 1
+            arrivals, done_at, done_mono = batch
+            for (sid, seq), (ack, error) in arrivals:
+                if error is not None:
+                    raise RuntimeError(f"chunk {seq} of stream {sid} failed in the engine: {error!r}") from error
+                if stamps:
+                    acked_stamps.append((sid, seq, done_mono))
+                if next_seq[sid] <= args.chunks:
+                    acked_at[sid].append(done_at)
+                in_flight[sid] -= 1
+                tokens[sid] = max(tokens[sid], ack.tokens)
+                acked.add(sid)
+                if next_seq[sid] > args.chunks and in_flight[sid] == 0:
+                    open_streams -= 1
             try:
-                item = finished.get_nowait()
+                batch = finished.get_nowait()
             except queue.Empty:
                 break
         ready = list(dict.fromkeys([*ready, *acked]))

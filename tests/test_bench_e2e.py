@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -164,3 +165,38 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     assert sat["step_samples"]["samples"] > 0 and sat["step_samples"]["own"]
     assert "service_saturate: the step threads' stacks, sampled" in proc.stdout
     assert result["engine_config"]["engine_reader"] == "per_connection"  # (the engine processes take the environment)
+
+
+@pytest.mark.parametrize("procs", [1, 2], ids=["in-process", "engine-procs-2"])
+def test_engine_load_reads_every_chunk_and_its_acks(procs: int):
+    """bench/service.py's engine load: with engine processes through submit_append_to (acks in batches, a
+    pass's chunks released together), in this process through submit_append's Futures; either way every chunk
+    is acked once, the tokens add up to the text's, and each chunk after a stream's first window has a
+    turnaround from the ack that freed its place."""
+    from streamret.engine import Engine
+    from streamret.engine.shards import ShardedEngine
+    from streamret.model.spec import load_model
+
+    args = argparse.Namespace(streams=6, chunks=5, chunk_bytes=256, window=2)
+    engine = Engine.from_model("random:tiny", "cpu") if procs == 1 else ShardedEngine("random:tiny", "cpu",
+                                                                                      procs=procs)
+    try:
+        if procs > 1:  # every chunk goes through the batched path
+            sent = []
+            submit_to = engine.submit_append_to
+            engine.submit_append_to = lambda *a, **k: (sent.append(k.get("hold")), submit_to(*a, **k))[1]
+        row = service_bench.run_engine(engine, args, "t", stamps=True)
+        if procs > 1:
+            assert sent == [True] * (args.streams * args.chunks)
+    finally:
+        engine.shutdown()
+    tokenizer = load_model("random:tiny", device="cpu").tokenizer
+    want = sum(len(tokenizer.encode(b"".join(service_bench.chunks_of(s, args.chunks, args.chunk_bytes)).decode()))
+               for s in range(args.streams))
+    assert row["tokens"] == want
+    stamps = row["chunk_stamps"]
+    assert sorted((s, q) for s, q, _ in stamps["client_sent"]) == sorted(
+        (s, q) for s, q, _ in stamps["client_received"]) == [
+        (f"t-{s}", q) for s in range(args.streams) for q in range(1, args.chunks + 1)]
+    turn = row["load_legs_ms"]["ack_to_next_sent"]
+    assert 0 <= turn["p50"] <= turn["p99"]
