@@ -433,6 +433,24 @@ def test_an_idle_thread_joins_a_busy_one_only_once_enough_waits(join_bytes, alon
         assert tok.calls[1:] == [["chunk b", "chunk c", "chunk d"]]  # ... and went in one batch
 
 
+@pytest.mark.parametrize("join_bytes, calls", [(30, 1), (20, 2)])
+def test_a_thread_takes_it_all_when_what_it_would_leave_makes_no_other_join(join_bytes, calls):
+    """Both threads idle, 40 bytes arrive: the first would take its half (20 bytes). With join_bytes above what it
+    would leave, it takes all of it (before, it took its half and the rest waited for it to finish: steps of half
+    as many streams, bench/RESULTS.md session 25); with join_bytes 20 the rest is enough to join on, as before."""
+    tok = BlockingTokenizer()
+    got: list = []
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=join_bytes, min_batch_bytes=1)
+    for _ in range(300):
+        if stage._idle == 2:
+            break
+        threading.Event().wait(0.01)
+    stage.submit_many([item(sid, f"{sid}-23456789") for sid in "abcd"])  # 10 bytes each
+    stage.close()
+    assert sorted(it.stream_id for it, _ in got) == list("abcd")
+    assert len(tok.calls) == calls and sorted(sum(tok.calls, [])) == [f"{sid}-23456789" for sid in "abcd"]
+
+
 def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
     tok = BlockingTokenizer()
     got: list = []

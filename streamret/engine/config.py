@@ -44,8 +44,11 @@ class EngineConfig:
     tokenize_batch_bytes: int = 1 << 20
     # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at once,
     # as measured so far): trickling chunks then gather into one batch, and steps hold more streams. With one
-    # thread an engine the H200 read +13-32% at 64 streams (two pairs) and 1,024 within the spread (bench/RESULTS.md,
-    # session 24); this threshold, meant to keep both, is not measured on a GPU yet
+    # thread an engine the H200 read +8-32% at 64 streams (four pairs) and 1,024 within the spread (bench/RESULTS.md,
+    # sessions 24, 25); this threshold is meant to keep both. At 8 and 32 KiB the steps at 64 streams held as few
+    # streams as with two threads (session 25): a thread that found both idle took half of what waited and left
+    # the rest, too little for the other to join, waiting for it. It now takes it all then (a closed loop on the
+    # CPU: 6 streams a step at 32 KiB as with one thread, against 3.3 with two); not yet measured on a GPU
     tokenize_join_bytes: int = 0
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
@@ -84,7 +87,8 @@ class EngineConfig:
     # on a GPU, how the step thread waits for a step's results: "spin" (CUDA's default for one context a process:
     # a core busy through the wait) or "sleep" (a blocking CUDA event: the core free meanwhile). The waits are
     # short (the loop books one step while the next runs): on the H200 with 12 engine processes sleep freed no
-    # measurable CPU and read no faster (bench/RESULTS.md, session 11), so spin stays
+    # measurable CPU and read no faster (bench/RESULTS.md, session 11; the engine parts again in session 25: the
+    # wait's 0.6-1 ms of CPU a step gone, tokens/s within the spread), so spin stays
     device_wait: str = "spin"
 
     def __post_init__(self) -> None:

@@ -123,8 +123,9 @@ class TokenizeStage:
         bytes of them wait (0: at once). Chunks that trickle in one at a time (a few streams, each sending its
         next chunk as one is acked) then gather behind the busy thread into one batch instead of going one by
         one to the idle thread, and the steps they make hold more streams (with one thread an engine on the H200
-        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +13-32% tokens/s in
-        two pairs of runs: bench/RESULTS.md, session 24)."""
+        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +8-32% tokens/s in
+        four pairs of runs: bench/RESULTS.md, sessions 24, 25). A thread that would leave the others too little
+        to join on takes all that waits instead of its share."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -179,7 +180,10 @@ class TokenizeStage:
                     break
                 self._cv.wait()
             self._idle -= 1
-            share = -(-sum(item.nbytes for item in free) // (self._idle + 1))  # with the threads still waiting
+            total = sum(item.nbytes for item in free)
+            share = -(-total // (self._idle + 1))  # with the threads still waiting ...
+            if self.join_bytes and total - share < self.join_bytes:
+                share = total  # ... unless what it leaves would not make one of them join: then it all
             limit = min(self.max_batch_bytes, max(self.min_batch_bytes, share))
             batch, size = [], 0
             for item in free:
