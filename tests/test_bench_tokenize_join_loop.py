@@ -1,0 +1,18 @@
+"""bench/tokenize_join_loop.py: the tokenize stage in a closed loop, every chunk acked and sent again."""
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+import tokenize_join_loop  # noqa: E402  (bench/tokenize_join_loop.py)
+
+
+def test_one_thread_steps_hold_every_stream(tmp_path: Path):
+    tokenize_join_loop.main(["--streams", "3", "--configs", "1:0,2:32", "--seconds", "0.3", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "tokenize_join_loop.json").read_text())["rows"]
+    assert [(r["threads"], r["join_bytes"]) for r in rows] == [(1, 0), (2, 32 << 10)]
+    # one thread takes every waiting chunk at once, and the step every delivered one: each step holds all 3
+    assert rows[0]["streams_per_step"] == 3 and rows[0]["steps"] > 0
+    assert all(r["mb_per_s"] > 0 and 1 <= r["streams_per_step"] <= 3 for r in rows)
