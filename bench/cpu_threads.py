@@ -56,15 +56,45 @@ def us_per_token_line(cpu_s: dict[str, float], tokens: int) -> str:
             + f"; Python threads {py:.3f} us/token = at most {1 / max(py, 1e-9):.2f} M tok/s on this host")
 
 
-def host_cpu_sample() -> tuple[int, int] | None:
-    """(busy, all) jiffies of every CPU of the host so far, from /proc/stat's first line; None off Linux. Idle and
-    iowait count as not busy; steal (a VM's host running others) as busy; guest time is inside user already."""
+def host_cpu_sample() -> tuple[int, int, int] | None:
+    """(busy, all, steal) jiffies of every CPU of the host so far, from /proc/stat's first line; None off Linux.
+    Idle and iowait count as not busy; steal (a VM's host running others on its cores) as busy, and apart too;
+    guest time is inside user already."""
     try:
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:9]]
     except (OSError, ValueError):
         return None
-    return sum(fields) - fields[3] - fields[4], sum(fields)
+    return sum(fields) - fields[3] - fields[4], sum(fields), fields[7]
+
+
+def host_cores_stolen(before: tuple | None, after: tuple | None) -> float | None:
+    """How many of the host's cores its VM's host gave to others on average between two host_cpu_sample()s
+    (steal time; 0 on bare metal): a part's figures read on a shared host may vary for that reason alone."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[2] - before[2]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)
+
+
+def cpu_topology(text: str | None = None) -> dict:
+    """The host's CPU as /proc/cpuinfo (or text, its contents) gives it: model, logical CPUs, and cores and
+    siblings per package (siblings above cores: two hardware threads share a core, so 16 CPUs may be 8 cores'
+    worth of work); {} off Linux."""
+    if text is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                text = f.read()
+        except OSError:
+            return {}
+    first = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    first = {k.strip(): v.strip() for k, v in first.items()}
+    out = {"model": first.get("model name"), "logical_cpus": text.count("processor\t:") or os.cpu_count(),
+           "packages": len({line.split(":", 1)[1].strip() for line in text.splitlines()
+                            if line.startswith("physical id")}) or None}
+    for key, name in (("cpu cores", "cores_per_package"), ("siblings", "siblings_per_package")):
+        if first.get(key, "").isdigit():
+            out[name] = int(first[key])
+    return out
 
 
 def host_cores_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:

@@ -423,7 +423,7 @@ def part_packed(config: EngineConfig, model: RetNet, ids: torch.Tensor, args: ar
 def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namespace, tag: str = "engine") -> dict:
     """Engine.submit_append from this process, --window chunks in flight per stream."""
     import service as service_bench  # bench/service.py
-    from cpu_threads import cpu_between, host_cores_busy, host_cpu_sample, thread_cpu_s, us_per_token
+    from cpu_threads import cpu_between, host_cores_busy, host_cores_stolen, host_cpu_sample, thread_cpu_s, us_per_token
 
     ns = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=args.chunk_bytes, window=args.window)
     before, cpu0, host0 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
@@ -434,6 +434,7 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us, "host_cores_busy": host_cores_busy(host0, host1), "host_cores": os.cpu_count(),
+            "host_cores_stolen": host_cores_stolen(host0, host1),
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
 
 
@@ -524,7 +525,7 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
     ns = argparse.Namespace(streams=args.service_streams, chunks=chunks, chunk_bytes=args.chunk_bytes,
                             window=args.window, procs=args.procs, text_file=text_file,
                             channels=client_channels(args))
-    from cpu_threads import cpu_between, host_cores_busy, host_cpu_sample, thread_cpu_s, us_per_token
+    from cpu_threads import cpu_between, host_cores_busy, host_cores_stolen, host_cpu_sample, thread_cpu_s, us_per_token
 
     before, cpu0 = engine.stats(), thread_cpu_s(engine, server.fronts)
     # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs; the host's busy cores
@@ -537,7 +538,8 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     if cpu_us and row.get("client_cpu_seconds") is not None:
         cpu_us["client_procs"] = round(1e6 * row["client_cpu_seconds"] / max(1, row["tokens"]), 3)
-    row["host_cores_busy"] = host_cores_busy(*row.pop("host_samples", (None, None)))
+    host_samples = row.pop("host_samples", (None, None))
+    row["host_cores_busy"], row["host_cores_stolen"] = host_cores_busy(*host_samples), host_cores_stolen(*host_samples)
     row["host_cores"] = os.cpu_count()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us,
@@ -700,6 +702,7 @@ def table(results: dict) -> list[dict]:
                "python_us_per_token": r.get("cpu_us_per_token", {}).get("python_threads"),
                # the host's cores busy on average during the part (all processes): near host_cores, CPU-bound
                "host_cores_busy": r.get("host_cores_busy"), "host_cores": r.get("host_cores"),
+               "host_cores_stolen": r.get("host_cores_stolen"),
                "wide_steps_runnable": r.get("wide_steps_runnable"), "wide_steps_waiting": r.get("wide_steps_waiting"),
                "target": TARGETS.get("engine" if name.startswith("engine_") else name, "")}
         if name == "service_saturate":
@@ -734,6 +737,13 @@ def print_table(results: dict) -> None:
               f"{f(r['model_ms_per_step'], '8.2f')} {f(r['host_ms_per_step'], '7.2f')} "
               f"{f(r.get('lock_ms_per_step'), '7.2f')} "
               f"{f(r.get('python_us_per_token'), '9.3f')} {cores(r):>10s}  {r['target']}")
+    stolen = [f"{r['part']} {r['host_cores_stolen']:.2f}" for r in rows if (r.get("host_cores_stolen") or 0) >= 0.05]
+    if stolen:  # a shared host: the figures may move with what runs beside this machine
+        print("\nhost cores stolen by the VM's host (steal time), on average: " + ", ".join(stolen))
+    topology = results.get("versions", {}).get("cpu_topology") or {}
+    if topology.get("siblings_per_package", 0) > topology.get("cores_per_package", 0) > 0:
+        print(f"\nthe host's {topology['logical_cpus']} CPUs are hardware threads: {topology['cores_per_package']} "
+              f"cores with {topology['siblings_per_package']} threads per package")
     wide = [(r["part"], r[k], k.rsplit("_", 1)[1]) for r in rows for k in ("wide_steps_waiting", "wide_steps_runnable")
             if (r.get(k) or {}).get("steps")]
     if wide:

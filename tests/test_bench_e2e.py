@@ -200,3 +200,24 @@ def test_engine_load_reads_every_chunk_and_its_acks(procs: int):
         (f"t-{s}", q) for s in range(args.streams) for q in range(1, args.chunks + 1)]
     turn = row["load_legs_ms"]["ack_to_next_sent"]
     assert 0 <= turn["p50"] <= turn["p99"]
+
+
+def test_host_cpu_samples_give_busy_and_stolen_cores_and_the_topology(monkeypatch):
+    """bench/cpu_threads.py: busy counts steal too, stolen apart; /proc/cpuinfo's cores and siblings."""
+    import cpu_threads
+
+    monkeypatch.setattr(cpu_threads.os, "cpu_count", lambda: 16)
+    before, after = (100, 1000, 10), (700, 2000, 110)  # of 1,000 jiffies: 600 busy, 100 of them stolen
+    assert cpu_threads.host_cores_busy(before, after) == 9.6
+    assert cpu_threads.host_cores_stolen(before, after) == 1.6
+    assert cpu_threads.host_cores_stolen(None, after) is None and cpu_threads.host_cores_stolen(after, after) is None
+    sample = cpu_threads.host_cpu_sample()
+    if sample is not None:  # Linux
+        assert len(sample) == 3 and 0 <= sample[2] <= sample[0] <= sample[1]
+    topology = cpu_threads.cpu_topology()
+    if topology:
+        assert topology["logical_cpus"] >= 1
+        assert topology.get("siblings_per_package", 1) >= topology.get("cores_per_package", 1) >= 1
+    cpu = "processor\t: {}\nmodel name\t: Some CPU\nphysical id\t: 0\nsiblings\t: 4\ncpu cores\t: 2\n"
+    assert cpu_threads.cpu_topology("\n".join(cpu.format(i) for i in range(4))) == {
+        "model": "Some CPU", "logical_cpus": 4, "packages": 1, "cores_per_package": 2, "siblings_per_package": 4}
