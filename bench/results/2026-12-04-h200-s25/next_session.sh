@@ -28,6 +28,8 @@ for name in sys.argv[2:]:
         d = json.load(open(f"{sys.argv[1]}/{name}/e2e.json"))
     except OSError:
         continue
+    if name == sys.argv[2]:
+        print("cpu", d["versions"].get("cpu_topology"))
     for k, p in d["parts"].items():
         if k.startswith("engine"):
             t = p["engine_cpu_us_per_token_by_thread"]
@@ -35,7 +37,8 @@ for name in sys.argv[2:]:
             print(f"{name:7s} {k:12s} {p['tokens_per_s'] / 1e6:5.2f} M  cores {p['host_cores_busy']:5.2f}  streams/step "
                   f"{p['streams_per_step']:5.1f}  step {t['step']:.3f} (wait {c['wait']:.2f} ms)  procs "
                   f"{t.get('tokenize_procs')}  load cpu {p['cpu_us_per_token'].get('python_threads')}  rt mean "
-                  f"{p['ack_legs']['total_ms'].get('mean')}  turn p50 {p['load_legs_ms']['ack_to_next_sent'].get('p50')}")
+                  f"{p['ack_legs']['total_ms'].get('mean')}  turn p50 {p['load_legs_ms']['ack_to_next_sent'].get('p50')}  stolen "
+                  f"{p.get('host_cores_stolen')}")
 PY
 tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
 echo "total $((SECONDS-T0)) s"
