@@ -44,7 +44,7 @@ class EngineConfig:
     tokenize_batch_bytes: int = 1 << 20
     # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at once,
     # as measured so far): trickling chunks then gather into one batch, and steps hold more streams. With one
-    # thread an engine the H200 read +8-32% at 64 streams (four pairs) and 1,024 within the spread (bench/RESULTS.md,
+    # thread an engine the H200 read +4-32% at 64 streams (six pairs) and 1,024 within the spread (bench/RESULTS.md,
     # sessions 24, 25); this threshold is meant to keep both. At 8 and 32 KiB the steps at 64 streams held as few
     # streams as with two threads (session 25): a thread that found both idle took half of what waited and left
     # the rest, too little for the other to join, waiting for it. It now takes it all then (a closed loop on the

@@ -123,8 +123,8 @@ class TokenizeStage:
         bytes of them wait (0: at once). Chunks that trickle in one at a time (a few streams, each sending its
         next chunk as one is acked) then gather behind the busy thread into one batch instead of going one by
         one to the idle thread, and the steps they make hold more streams (with one thread an engine on the H200
-        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +8-32% tokens/s in
-        four pairs of runs: bench/RESULTS.md, sessions 24, 25). A thread that would leave the others too little
+        at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +4-32% tokens/s in
+        six pairs of runs: bench/RESULTS.md, sessions 24, 25). A thread that would leave the others too little
         to join on takes all that waits instead of its share."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
