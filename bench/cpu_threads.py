@@ -97,7 +97,7 @@ def cpu_topology(text: str | None = None) -> dict:
     return out
 
 
-def host_cores_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+def host_cores_busy(before: tuple | None, after: tuple | None) -> float | None:
     """How many of the host's cores were busy on average between two host_cpu_sample()s: whether a part was
     bound by the host's CPU (every process on it: engines, fronts, load generators, anything else)."""
     if before is None or after is None or after[1] <= before[1]:

@@ -763,8 +763,8 @@ def print_table(results: dict) -> None:
                                                 if wall[k] >= 0.05))
     legs = {name: part["load_legs_ms"] for name, part in results["parts"].items() if part.get("load_legs_ms")}
     if legs:  # an item's round trip outside the engine: the load's turn to send the next chunk
-        print("\nthe engine parts' load, ms p50 / p99: an ack arrived -> the stream's next chunk sent; a "
-              "submit_append call")
+        print("\nthe engine parts' load, ms p50 / p99: an ack arrived -> the stream's next chunk sent; a submit "
+              "call (submit_append, or submit_append_to with engine processes)")
         for name, leg in legs.items():
             turn, call = leg["ack_to_next_sent"], leg["submit_call"]
             print(f"  {name:18s} {turn.get('p50', '-')} / {turn.get('p99', '-')}    {call.get('p50', '-')} / "
