@@ -135,6 +135,7 @@ def run_engine(engine, args, tag: str, first_stream: int = 0, stamps: bool = Fal
         for sid in ready:
             while next_seq[sid] <= args.chunks and in_flight[sid] < args.window:
                 seq = next_seq[sid]
+                # (held chunks cross at the pass's release_held: their client_sent -> pipe_sent leg holds that wait)
                 t0, sent_mono = time.perf_counter(), time.monotonic()
                 try:
                     if submit_to is None:
