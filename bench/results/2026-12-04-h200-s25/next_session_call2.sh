@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # For session 26's second call (issue 14), written at the end of session 25 (not run yet): whether the batch
-# parts' one-second length hides their steady state. The whole list but the profile, the default batch sizes
+# parts' one-second length hides their steady state. The packed reference and the batch parts, the default sizes
 # (32 long documents of 200 k tokens, 8,000 short ones) and four times as many (128, 32,000), alternated.
 # Add --tokenize-join-kb 32 to both runs if the first call made it the default's better. Predicted: with four
 # times the documents, batch short x packed +0.05 or more (the first sub-batches' tokenizing before any step
@@ -11,7 +11,7 @@ export TRITON_CACHE_DIR=$PWD/.tcache
 T0=$SECONDS
 RUNS="defa largea defb largeb"
 run(){ name=$1; shift; d=$OUT/$name; mkdir -p $d; t0=$SECONDS
-  PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 140 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 0.3 --parts packed,engine,service,batch --engine-procs auto --front-procs 6 "$@" --out $d > $d/log.txt 2>&1
+  PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 200 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 0.3 --parts packed,batch --engine-procs auto "$@" --out $d > $d/log.txt 2>&1
   echo "$name rc $? $((SECONDS-t0)) s"; grep -A12 "FAILED\|Traceback" $d/log.txt | head -12; }
 run defa --short-docs 8000
 run largea --long-docs 128 --short-docs 32000
