@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.text_path import corpus  # noqa: E402
+from streamret.engine.config import EngineConfig  # noqa: E402
 from streamret.engine.scheduler import PieceLayout  # noqa: E402
 from streamret.engine.text import TextSnapshot, _piece, piece_columns  # noqa: E402
 from streamret.engine.tokenize_stage import in_process_cut  # noqa: E402
@@ -47,8 +48,7 @@ def main() -> None:
     man = ROOT / ".device" / "text" / "man.txt.gz"
     n = args.chunks * args.chunk_bytes
     raw = gzip.open(man).read()[:n] if man.exists() else corpus(n)
-    cut = in_process_cut(load_model("default", "cpu").tokenizer,
-                         dict(max_tail_bytes=4096, segment_by="sentence", max_segment_bytes=1024))
+    cut = in_process_cut(load_model("default", "cpu").tokenizer, EngineConfig().text_params)
     got = cut([(TextSnapshot(b"", 0), raw[i : i + args.chunk_bytes], "") for i in range(0, n, args.chunk_bytes)])
     tokens = sum(len(r[2]) for r in got)
     lens = np.concatenate([r[3] for r in got])

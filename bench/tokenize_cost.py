@@ -36,15 +36,11 @@ def _read(path: str, nbytes: int) -> bytes:
         return f.read(nbytes)
 
 
-def _child_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _worker(args: tuple) -> list[dict]:
     """One copy: its tokenizer process's tokens, wall and CPU seconds on each of the two passes."""
     path, nbytes, offset, streams, chunk_bytes, model, start = args
+    from cpu_threads import process_cpu_s  # (bench/cpu_threads.py)
+
     from streamret.engine.config import EngineConfig
     from streamret.engine.text import TextAssembler
     from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
@@ -53,14 +49,13 @@ def _worker(args: tuple) -> list[dict]:
     raw = _read(path, offset + nbytes)[offset:]
     chunks = [raw[i:i + chunk_bytes] for i in range(0, len(raw), chunk_bytes)]
     per = len(chunks) // streams
-    c = EngineConfig()
-    params = dict(max_tail_bytes=c.max_tail_bytes, segment_by=c.segment_by, max_segment_bytes=c.max_segment_bytes)
+    params = EngineConfig().text_params
     proc = TokenizerProcess(child_spec(load_model(model, device="cpu").tokenizer), params)
     start.wait()  # every copy starts its work together
     passes = []
     for _ in range(2):  # the text's first pass fills the tokenizer's word cache, the second finds its words there
         fronts = [TextAssembler(**params).snapshot() for _ in range(streams)]
-        cpu0, t0, tokens = _child_cpu_s(proc._proc.pid), time.perf_counter(), 0
+        cpu0, t0, tokens = process_cpu_s(proc._proc.pid), time.perf_counter(), 0
         for j in range(per):
             results = proc.cut_and_encode([(fronts[s], chunks[s * per + j], "") for s in range(streams)])
             for s, r in enumerate(results):
@@ -69,7 +64,7 @@ def _worker(args: tuple) -> list[dict]:
                 fronts[s] = r[1]
                 tokens += len(r[2])
         passes.append({"tokens": tokens, "wall_s": time.perf_counter() - t0,
-                       "child_cpu_s": _child_cpu_s(proc._proc.pid) - cpu0})
+                       "child_cpu_s": process_cpu_s(proc._proc.pid) - cpu0})
     proc.close()
     return passes
 

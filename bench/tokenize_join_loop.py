@@ -28,12 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from streamret.engine.config import EngineConfig  # noqa: E402
 from streamret.engine.scheduler import WorkItem  # noqa: E402
 from streamret.engine.text import TextSnapshot  # noqa: E402
 from streamret.engine.tokenize_stage import TokenizeStage  # noqa: E402
 from streamret.model.tokenizer import ByteTokenizer  # noqa: E402
 
-TEXT_PARAMS = dict(max_tail_bytes=4096, segment_by="sentence", max_segment_bytes=1024)
+TEXT_PARAMS = EngineConfig().text_params
 
 
 def spin(seconds: float) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import streamret
-from streamret.engine import Engine
+from streamret.engine import Engine, EngineConfig
 from streamret.engine.scheduler import WorkItem
 from streamret.engine.text import TextSnapshot
 from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, in_process_cut, tokenize_items
@@ -32,7 +32,7 @@ class CountingTokenizer(ByteTokenizer):
         return super().encode_batch(texts)
 
 
-TEXT = dict(max_tail_bytes=4096, segment_by="sentence", max_segment_bytes=1024)  # (EngineConfig's defaults)
+TEXT = EngineConfig().text_params
 
 
 def item(sid: str, text: str, prev: WorkItem | None = None) -> WorkItem:
@@ -363,8 +363,6 @@ def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
     """The default tokenizer in two child processes: every stream's tokens, embedding and segments as in-process,
     with steps so small that chunks are split across them (a split chunk's pieces are made from the columns the
     child sent)."""
-    from streamret.engine import EngineConfig
-
     model = build_random(RetNetConfig(vocab_size=30522), seed=4).eval()
     loaded = LoadedModel(model, default_tokenizer(), "default-tokenizer")
     texts = {f"s{i}": [f"Chunk {j} of stream {i}: retention (g^n) keeps it. " for j in range(6)] for i in range(8)}
@@ -471,7 +469,5 @@ def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
     assert sorted(it.stream_id for it, _ in got) == list("abc")
     with pytest.raises(ValueError, match="join_bytes must be >= 0"):
         TokenizeStage(tok, 260, got.extend, TEXT, join_bytes=-1)
-    from streamret.engine.config import EngineConfig
-
     with pytest.raises(ValueError, match="tokenize_join_bytes must be >= 0 .*got -1"):
         EngineConfig(tokenize_join_bytes=-1)

@@ -48,7 +48,8 @@ class EngineConfig:
     # sessions 24, 25); this threshold is meant to keep both. At 8 and 32 KiB the steps at 64 streams held as few
     # streams as with two threads (session 25): a thread that found both idle took half of what waited and left
     # the rest, too little for the other to join, waiting for it. It now takes it all then (a closed loop on the
-    # CPU: 6 streams a step at 32 KiB as with one thread, against 3.3 with two); not yet measured on a GPU
+    # CPU, bench/tokenize_join_loop.py: 6 streams a step at 32 KiB as with one thread, against 2.9-3.5 with two);
+    # not yet measured on a GPU
     tokenize_join_bytes: int = 0
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
@@ -90,6 +91,12 @@ class EngineConfig:
     # measurable CPU and read no faster (bench/RESULTS.md, session 11; the engine parts again in session 25: the
     # wait's 0.6-1 ms of CPU a step gone, tokens/s within the spread), so spin stays
     device_wait: str = "spin"
+
+    @property
+    def text_params(self) -> dict:
+        """A stream's text front's settings: TextAssembler's keyword arguments but the snapshot."""
+        return dict(max_tail_bytes=self.max_tail_bytes, segment_by=self.segment_by,
+                    max_segment_bytes=self.max_segment_bytes)
 
     def __post_init__(self) -> None:
         for f in fields(self):

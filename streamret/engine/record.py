@@ -179,8 +179,7 @@ class StreamCodec:
     @property
     def text_params(self) -> dict:
         """A text front's settings: TextAssembler's keyword arguments but the snapshot."""
-        c = self.config
-        return dict(max_tail_bytes=c.max_tail_bytes, segment_by=c.segment_by, max_segment_bytes=c.max_segment_bytes)
+        return self.config.text_params
 
     def _tracker_args(self) -> dict:
         """A tracker's limits and the pool of its kept segments (the assembler decides where segments end: in chunk
