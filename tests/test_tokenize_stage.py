@@ -408,7 +408,7 @@ class BlockingTokenizer(ByteTokenizer):
 def test_an_idle_thread_joins_a_busy_one_only_once_enough_waits(join_bytes, alone):
     tok = BlockingTokenizer()
     got: list = []
-    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=join_bytes)
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=join_bytes, join_wait_s=60)
     stage.submit_many([item("a", "BLOCK here")])
     assert tok.blocked.wait(30)  # one thread is cutting a's chunk
     small = [item(sid, f"chunk {sid}") for sid in "bcd"]
@@ -449,10 +449,29 @@ def test_a_thread_takes_it_all_when_what_it_would_leave_makes_no_other_join(join
     assert len(tok.calls) == calls and sorted(sum(tok.calls, [])) == [f"{sid}-23456789" for sid in "abcd"]
 
 
+def test_a_chunk_waits_for_a_slow_batch_at_most_join_wait_s():
+    """One thread is stuck on a slow batch; another stream's small chunk (far below join_bytes) is taken by the
+    idle thread once it has waited join_wait_s, not held up until the slow batch ends."""
+    tok = BlockingTokenizer()
+    got: list = []
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=1 << 20, join_wait_s=0.05)
+    stage.submit_many([item("a", "BLOCK here")])
+    assert tok.blocked.wait(30)
+    stage.submit_many([item("b", "small chunk")])
+    for _ in range(300):
+        if [it.stream_id for it, _ in got] == ["b"]:
+            break
+        threading.Event().wait(0.01)
+    assert [it.stream_id for it, _ in got] == ["b"]  # delivered while a's batch is still stuck
+    tok.release.set()
+    stage.close()
+    assert sorted(it.stream_id for it, _ in got) == ["a", "b"]
+
+
 def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
     tok = BlockingTokenizer()
     got: list = []
-    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=20, min_batch_bytes=1)
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=20, min_batch_bytes=1, join_wait_s=60)
     stage.submit_many([item("a", "BLOCK here")])
     assert tok.blocked.wait(30)
     stage.submit_many([item("b", "ten bytes.")])  # 10 bytes wait: not enough
@@ -469,5 +488,7 @@ def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
     assert sorted(it.stream_id for it, _ in got) == list("abc")
     with pytest.raises(ValueError, match="join_bytes must be >= 0"):
         TokenizeStage(tok, 260, got.extend, TEXT, join_bytes=-1)
+    with pytest.raises(ValueError, match="join_wait_s must be >= 0"):
+        TokenizeStage(tok, 260, got.extend, TEXT, join_wait_s=-1)
     with pytest.raises(ValueError, match="tokenize_join_bytes must be >= 0 .*got -1"):
         EngineConfig(tokenize_join_bytes=-1)

@@ -42,15 +42,13 @@ class EngineConfig:
     # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; 256
     # KiB cut its p99 by a quarter but not the ack's, and not its p50: session 23)
     tokenize_batch_bytes: int = 1 << 20
-    # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at once,
-    # as measured so far): trickling chunks then gather into one batch, and steps hold more streams. With one
-    # thread an engine the H200 read +4-32% at 64 streams (six pairs) and 1,024 within the spread (bench/RESULTS.md,
-    # sessions 24, 25); this threshold is meant to keep both. At 8 and 32 KiB the steps at 64 streams held as few
-    # streams as with two threads (session 25): a thread that found both idle took half of what waited and left
-    # the rest, too little for the other to join, waiting for it. It now takes it all then (a closed loop on the
-    # CPU, bench/tokenize_join_loop.py: 6 streams a step at 32 KiB as with one thread, against 2.9-3.5 with two);
-    # not yet measured on a GPU
-    tokenize_join_bytes: int = 0
+    # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at
+    # once, and at most 10 ms after a chunk's acceptance: TokenizeStage.join_wait_s): trickling chunks then gather
+    # into one batch, and steps hold more streams. A thread that would leave the other too little to join on
+    # takes it all. On the H200 (bench/RESULTS.md, session 26, two pairs at 1e8
+    # tokens) 32 KiB held 4.6-4.8 streams a step at 64 streams as one thread does (two threads: 2.3), +14-24%
+    # tokens/s over two threads, and kept two threads' figure at 1,024 streams (within the spread)
+    tokenize_join_bytes: int = 32 << 10
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three

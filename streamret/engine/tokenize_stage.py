@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ class TokenizeStage:
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
-                 join_bytes: int = 0):
+                 join_bytes: int = 0, join_wait_s: float = 0.01):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
@@ -124,8 +125,12 @@ class TokenizeStage:
         next chunk as one is acked) then gather behind the busy thread into one batch instead of going one by
         one to the idle thread, and the steps they make hold more streams (with one thread an engine on the H200
         at 64 streams: 5.2 streams a step instead of 2.1, half the step thread's CPU a token, +4-32% tokens/s in
-        six pairs of runs: bench/RESULTS.md, sessions 24, 25). A thread that would leave the others too little
-        to join on takes all that waits instead of its share."""
+        six pairs of runs: bench/RESULTS.md, sessions 24, 25; with two threads and 32 KiB, 4.6-4.8 streams a step
+        instead of 2.3, +14-24% in two pairs: session 26). A thread that would leave the others too little
+        to join on takes all that waits instead of its share. join_wait_s: how long a chunk waits for the busy
+        thread at most (from its acceptance) before an idle thread takes it anyway, so that one slow or huge
+        batch does not hold up other streams' chunks (at about 1.5 us a token on the H200 host, a trickle's batch
+        of a few 2 KB chunks takes a few ms, less than this; a 1 MiB batch a few hundred)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -137,7 +142,10 @@ class TokenizeStage:
         if join_bytes < 0:
             raise ValueError(f"join_bytes must be >= 0 (0: an idle thread takes waiting chunks at once), got "
                              f"{join_bytes}")
+        if join_wait_s < 0:
+            raise ValueError(f"join_wait_s must be >= 0, got {join_wait_s}")
         self.max_batch_bytes, self.min_batch_bytes, self.join_bytes = max_batch_bytes, min_batch_bytes, join_bytes
+        self.join_wait_s = join_wait_s
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
@@ -174,11 +182,12 @@ class TokenizeStage:
             self._idle += 1
             while True:
                 free = [item for item in self._queue if item.stream_id not in self._busy]
-                if free and not self._joins(free):
-                    free = []  # few enough to wait for the thread that is cutting
+                wait = self._join_wait(free) if free else None
+                if wait:
+                    free = []  # few enough, and recent enough, to wait for the thread that is cutting
                 if free or (self._closing and not self._queue):
                     break
-                self._cv.wait()
+                self._cv.wait(wait)
             self._idle -= 1
             total = sum(item.nbytes for item in free)
             share = -(-total // (self._idle + 1))  # with the threads still waiting ...
@@ -200,11 +209,15 @@ class TokenizeStage:
                 self._cv.notify()  # more may wait: another thread may take what is left
             return batch
 
-    def _joins(self, free: list[WorkItem]) -> bool:
-        """Whether a waiting thread takes the free items now (lock held): no other thread is cutting, enough
-        bytes wait (`join_bytes`), or the stage is closing."""
-        return (not self._cutting or self._closing or not self.join_bytes
-                or sum(item.nbytes for item in free) >= self.join_bytes)
+    def _join_wait(self, free: list[WorkItem]) -> float:
+        """Seconds a waiting thread leaves the free items for the thread that is cutting (lock held); 0: it takes
+        them now, as no other thread is cutting, enough bytes wait (`join_bytes`), the oldest has waited
+        `join_wait_s` already, or the stage is closing."""
+        if not self._cutting or self._closing or not self.join_bytes:
+            return 0.0
+        if sum(item.nbytes for item in free) >= self.join_bytes:
+            return 0.0
+        return max(0.0, min(item.accepted_at for item in free) + self.join_wait_s - time.monotonic())
 
     def _done(self, batch: list[WorkItem]) -> None:
         """The batch's streams are free for any thread again (their items' text fronts are set)."""
