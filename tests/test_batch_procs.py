@@ -290,3 +290,18 @@ def test_sub_batches_shrink_towards_the_end_and_keep_every_row_once_in_order():
     big = [sub_batches._Doc(0, "t0", b"x" * (1 << 20), 64), *fake_docs(40)[1:]]
     cuts = list(sub_batches.cut(big, 1 << 20, 512, slots=4))
     assert [len(b) for b in cuts][0] == 1 and sum(len(b) for b in cuts) == 40
+
+
+def test_an_engine_process_runs_sub_batches_without_pyarrow():
+    """What an engine process imports to run a batch's rows (sub_batches.py, runner.py) leaves pyarrow out:
+    importing it cost each engine process a core 0.3-1 s at a batch job's start (bench/RESULTS.md, session 26).
+    The package's public names still load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import streamret.batch.sub_batches; assert 'pyarrow' not in sys.modules, 'pyarrow'; "
+            "from streamret.batch import embed_parquet, embed_table; assert 'pyarrow' in sys.modules; "
+            "import streamret.batch as b; print(b.Embedder.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Embedder"

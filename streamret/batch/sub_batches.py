@@ -4,7 +4,7 @@ Driving every document from the server process would cost five calls across a pi
 chunks, embedding, summary, close), and the parent's CPU per call bounds the whole job. Instead the rows are
 cut into sub-batches (`SUB_BATCH_BYTES` of text or `SUB_BATCH_ROWS` rows, whichever comes first; a larger
 document is a sub-batch of its own; smaller ones for a small table, so that every engine gets a share), and
-each goes to an engine process as one call: that process runs embed_table's own runner (arrow_table._Runner)
+each goes to an engine process as one call: that process runs embed_table's own runner (runner._Runner)
 on its in-process Engine and sends back the rows' results.
 
 - Load: every engine holds `SUB_BATCHES_PER_ENGINE` sub-batches at once (one runs its tail while the next
@@ -37,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 import numpy as np
 
 from ..errors import Unavailable
-from .arrow_table import Stop, _describe, _Doc, _Runner, calls_return_at_once
+from .runner import Stop, _describe, _Doc, _Runner, calls_return_at_once
 
 SUB_BATCH_BYTES = 1 << 20
 SUB_BATCH_ROWS = 512
@@ -80,7 +80,7 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
                     window: int, on_row_done: Callable[[], None] | None = None,
                     on_bytes: Callable[[int], None] | None = None) -> None:
     """Run embed_table's documents on `engines` engine processes (module doc); fills in each document's results
-    or error, as arrow_table._Runner does."""
+    or error, as runner._Runner does."""
     per_engine = SUB_BATCHES_PER_ENGINE
     # sub-batches at once: fewer than engines x per_engine when the bounds are smaller, so that each gets at
     # least one row and one byte of them and the bounds hold in total
