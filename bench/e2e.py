@@ -607,7 +607,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", default="default", help="default (the bundled model), random:<preset>, a folder")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", help="auto: bf16 on CUDA, float32 on the CPU")
-    ap.add_argument("--parts", default=",".join(PARTS), help=f"a subset of {','.join(PARTS)}")
+    ap.add_argument("--parts", default=None,
+                    help=f"a subset of {','.join(PARTS)} (default: all; profile only with --engine-procs 1)")
     ap.add_argument("--text", action="append", default=[], help="English text file or folder (repeatable)")
     ap.add_argument("--text-mb", type=float, default=8.0, help="megabytes of text to gather")
     ap.add_argument("--min-text-kb", type=int, default=512, help="fail when less text than this is found")
@@ -668,6 +669,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if first.smoke:
         ap.set_defaults(**SMOKE)
     args = ap.parse_args(argv)
+    args.parts_given = args.parts is not None  # (all by default: then a part this run cannot do is skipped)
+    if args.parts is None:
+        args.parts = ",".join(PARTS)
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         ap.error(f"unknown --parts {sorted(unknown)}; use {','.join(PARTS)}")
@@ -847,7 +851,12 @@ def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: Eng
             for n in args.streams:
                 run_part(results, f"engine_{n}", lambda n=n: part_engine(engine, n, chunks_for(n), args), save)
         if "profile" in parts and not hasattr(engine, "_thread"):
-            results["errors"]["profile"] = "the profile part needs --engine-procs 1 (it samples this process)"
+            why = "the profile part needs --engine-procs 1 (it samples this process)"
+            if args.parts_given:
+                results["errors"]["profile"] = why
+            else:
+                results.setdefault("skipped", {})["profile"] = why
+                print(f"profile part skipped: {why}", flush=True)
         elif "profile" in parts:
             n = args.streams[0]
             run_part(results, f"profile_{n}",

@@ -221,3 +221,12 @@ def test_host_cpu_samples_give_busy_and_stolen_cores_and_the_topology(monkeypatc
     cpu = "processor\t: {}\nmodel name\t: Some CPU\nphysical id\t: 0\nsiblings\t: 4\ncpu cores\t: 2\n"
     assert cpu_threads.cpu_topology("\n".join(cpu.format(i) for i in range(4))) == {
         "model": "Some CPU", "logical_cpus": 4, "packages": 1, "cores_per_package": 2, "siblings_per_package": 4}
+
+
+def test_parts_default_to_all_and_say_whether_they_were_named():
+    """All parts by default, and the run knows they were not named: a part it cannot do (profile with engine
+    processes) is then skipped with a note instead of failing the run; named in --parts it stays an error."""
+    default = e2e.parse_args([])
+    assert default.parts.split(",") == list(e2e.PARTS) and not default.parts_given
+    named = e2e.parse_args(["--parts", "engine,profile"])
+    assert named.parts == "engine,profile" and named.parts_given
