@@ -15,6 +15,7 @@ from streamret.engine.segments import (
     keep_segments,
     relevance,
     salience,
+    select_summary,
     word_counts,
 )
 from streamret.engine.text import TextPiece
@@ -137,6 +138,31 @@ def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
         assert [(b, txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected)]
         for (_, _, e1), (_, _, _, e2) in zip(got, sorted(expected, key=lambda r: r[0])):
             np.testing.assert_array_equal(e1, e2)
+
+
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=8), st.integers(0, 6), st.integers(0, 2**32 - 1))
+@settings(max_examples=150, deadline=None)
+def test_a_trackers_summary_is_select_summary_of_its_segments(step_sizes, k, seed):
+    """SegmentTracker.summary (the kept arrays, penalties as kept) picks what select_summary picks from the
+    tracker's Segments (penalties worked out again from the texts), in document order, with equal fields."""
+    rng = np.random.default_rng(seed)
+    t = SegmentTracker(D, max_kept=6)
+    offset = 0
+    for n in step_sizes:
+        order = rng.permutation(n)  # kept out of document order
+        segs = [(" ".join([f"w{offset + i}"] * int(rng.integers(0, 10))), offset + i, offset + i + 1) for i in order]
+        offset += n
+        emb = rng.standard_normal((n, 3)).astype(np.float32)
+        if rng.random() < 0.3:
+            emb[:] = emb[:1]  # ties
+        t.keep_many([x for x, _, _ in segs], np.array([[a, b] for _, a, b in segs], np.int64), emb,
+                    rng.standard_normal(3).astype(np.float32))
+        stream = rng.standard_normal(3).astype(np.float32)
+        got, want = t.summary(stream, k, 0.6), select_summary(t.segments(stream), k, 0.6)
+        fields = [[(x.text, x.start_byte, x.end_byte, x.score) for x in picks] for picks in (got, want)]
+        assert fields[0] == fields[1]
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g.embedding, w.embedding)
 
 
 # letters, digits, other word characters, separators, NUL (ASCII up to there), then numerics, marks, surrogates

@@ -37,7 +37,7 @@ from .core import EngineCore
 from .durability import DurableStore
 from .intake import Intake
 from .scheduler import WorkItem
-from .segments import Segment, select_summary
+from .segments import Segment
 from .state_store import Prefetched
 from .stream import Stream
 from .tokenize_stage import StageClosed, TokenizeStage
@@ -426,9 +426,8 @@ class Engine(EngineCore):
         with self._lock:
             stream = self._settled(stream_id, prefetched)
             applied_seq = stream.applied_seq
-            segments = stream.segments.segments(self.stream_embedding(stream))
+            picked = stream.segments.summary(self.stream_embedding(stream), k, self.config.mmr_lambda)
             state = self.store.read(stream_id) if mode == "generative" else None
-        picked = select_summary(segments, k, self.config.mmr_lambda)
         text = ""
         if mode == "generative":
             prompt = self.tokenizer.encode(self.config.summary_prompt)

@@ -330,6 +330,21 @@ class SegmentTracker:
             for i in self._document_order()
         ]
 
+    def summary(self, stream_embedding: np.ndarray, k: int, mmr_lambda: float = 0.7) -> list[Segment]:
+        """`select_summary(self.segments(stream_embedding), k, mmr_lambda)` from the kept arrays, with each
+        segment's penalty as worked out when it was kept, making only the k picked Segments (a batch of short
+        documents asks one summary per document: the engine process's per-document CPU, bench/RESULTS.md,
+        session 26)."""
+        n = len(self.kept_text)
+        if k < 1 or not n:
+            return []
+        order = self._document_order()
+        scores = (self.kept_embeddings[:n] @ stream_embedding)[order]  # (as `segments` scores them)
+        salience = scores.astype(np.float64) - self.kept_penalty[order]
+        picks = mmr_pick(self.kept_embeddings[order], salience, k, mmr_lambda)
+        return [Segment(self.kept_text[order[i]], *self.kept_bytes[order[i]].tolist(), float(scores[i]),
+                        self.kept_embeddings[order[i]].copy()) for i in picks]
+
     # ---- persistence: JSON-safe metadata plus tensors (see record.py)
 
     def to_record(self) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -734,19 +749,25 @@ def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> 
 
     Needs the segments' embeddings. score_i = lambda * relevance_i - (1 - lambda) * max_j cos(i, j)
     over the already picked j, where relevance is salience less the penalty for few words (`relevance`);
-    the first pick is the most relevant segment.
+    the first pick is the most relevant segment. (A stream's own summary: SegmentTracker.summary.)
     """
     if k < 1 or not segments:
         return []
     emb = np.stack([s.embedding for s in segments])
     salience = relevance([s.score for s in segments], [s.text for s in segments])
+    return [segments[i] for i in mmr_pick(emb, salience, k, mmr_lambda)]
+
+
+def mmr_pick(emb: np.ndarray, salience: np.ndarray, k: int, mmr_lambda: float) -> list[int]:
+    """`select_summary`'s picks as row numbers, in order: emb [n, d] the segments' embeddings, salience [n]
+    float64 their relevance."""
     sim = emb @ emb.T
     picked: list[int] = []
-    redundancy = np.full(len(segments), -np.inf)
-    while len(picked) < min(k, len(segments)):
+    redundancy = np.full(len(salience), -np.inf)
+    while len(picked) < min(k, len(salience)):
         score = mmr_lambda * salience - (1 - mmr_lambda) * (redundancy if picked else 0.0)
         score[picked] = -np.inf
         i = int(np.argmax(score))
         picked.append(i)
         redundancy = np.maximum(redundancy, sim[i])
-    return [segments[i] for i in sorted(picked)]
+    return sorted(picked)
