@@ -761,6 +761,8 @@ def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> 
 def mmr_pick(emb: np.ndarray, salience: np.ndarray, k: int, mmr_lambda: float) -> list[int]:
     """`select_summary`'s picks as row numbers, in order: emb [n, d] the segments' embeddings, salience [n]
     float64 their relevance."""
+    if len(salience) <= k:  # every segment is picked, whatever the order of the picks
+        return list(range(len(salience)))
     sim = emb @ emb.T
     picked: list[int] = []
     redundancy = np.full(len(salience), -np.inf)
