@@ -321,31 +321,11 @@ class _WordCache:
         if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
             return None
         cache = cls(twin)
-        cache._seed()
         ids, ends = cache.encode(cls.PROBE)
         want = [e.ids for e in twin.encode_batch(cls.PROBE, add_special_tokens=False)]
         if ids.tolist() != [i for w in want for i in w] or ends.tolist() != np.cumsum(list(map(len, want))).tolist():
             return None
-        return cache
-
-    def _seed(self) -> None:
-        """Both caches start with the vocabulary's whole words (each one part of the pre-tokenizer), their ids as
-        the twin gives them in one call (50 ms a process): a first pass over text cost 2-4 times a later one
-        (bench/tokenize_cost.py), and much of what an engine's tokenizer processes cut is a first pass for
-        each of them (bench/RESULTS.md, session 26). In the vocabulary's order, which puts common words first
-        (WordPiece vocabularies): in the order of the dictionary, the look-ups of warm text were a third slower.
-        No seeding when the words do not come out one token each, in order, or would fill half of a cache."""
-        vocab = self.twin.get_vocab()
-        words = [w for w in sorted(vocab, key=vocab.__getitem__) if w.isascii() and len(w) <= self.max_word_chars
-                 and self.PART.fullmatch(w)]
-        if not words or len(words) > self.max_words // 2:
-            return
-        encoded = self.twin.encode(" ".join(words), add_special_tokens=False)
-        if encoded.word_ids != list(range(len(words))):
-            return
-        seeded = {w: (i,) for w, i in zip(words, encoded.ids)}
-        self._words.add(seeded)
-        self._parts.add(seeded)
+        return cls(twin)
 
     def encode(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of normalized printable ASCII pieces one after the other, and where each piece's ids end."""
