@@ -33,7 +33,7 @@ def main() -> None:
 
     import torch
 
-    from streamret.batch import arrow_table
+    from streamret.batch import runner
     from streamret.engine import Engine
 
     if args.serial_close:
@@ -42,7 +42,7 @@ def main() -> None:
                 doc.opened = False
                 del self.opened[doc.stream_id]
                 self._close_now(doc.stream_id)
-        arrow_table._Runner._close = close_here
+        runner._Runner._close = close_here
 
     cases = [("short", texts(args.n, 24, 0), [64, 256, 1024])]
     if args.long:

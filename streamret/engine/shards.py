@@ -540,7 +540,7 @@ class ShardedEngine:
                                   normalize=normalize)
 
     def embed_documents(self, docs: list, **options) -> None:
-        """embed_table's rows (arrow_table._Doc), run in sub-batches by the engine processes themselves, each on
+        """embed_table's rows (runner._Doc), run in sub-batches by the engine processes themselves, each on
         its own engine (streamret/batch/sub_batches.py): a document costs one pipe trip per sub-batch, not one
         per engine call. Fills in each document's results or error."""
         from ..batch.sub_batches import run_sub_batches

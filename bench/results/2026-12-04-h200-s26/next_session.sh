@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# For session 27's first call (issue 14), written at the end of session 26 (not run yet): the batch parts with
+# smaller tokenize calls. In session 26 (call 4, call 5) the short part's step loops waited for work 75-90 ms a
+# step and a short document's chunk waited p50 68-80 ms to be cut: with 128-256 documents of 3.6 KB queued at
+# once, each of an engine's two tokenize threads takes half of them in one call (up to tokenize_batch_bytes,
+# 1 MiB), so no step starts until about 230 KB are cut (~80 ms on this host), and then the tokenizers idle while
+# the steps run. Packed and batch parts (default sizes, the batch parts alone: compare only within this call),
+# tokenize_batch_bytes 1 MiB (the default), 128 KiB and 32 KiB, alternated twice. Predicted: 128 KiB short part
+# +10-25% (steps start after ~30 ms and run beside the cutting), long part within the spread (its chunks are 64
+# KiB); 32 KiB about as 128 or worse (more calls, more pickling).
+set -u
+source bench/device_env.sh
+export TRITON_CACHE_DIR=$PWD/.tcache
+T0=$SECONDS
+RUNS="b1024a b128a b32a b1024b b128b b32b"
+run(){ name=$1; shift; d=$OUT/$name; mkdir -p $d; t0=$SECONDS
+  PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 90 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 0.3 --parts packed,batch --engine-procs auto --short-docs 8000 "$@" --out $d > $d/log.txt 2>&1
+  echo "$name rc $? $((SECONDS-t0)) s"; grep -A12 "FAILED\|Traceback" $d/log.txt | head -12; }
+run b1024a
+run b128a --tokenize-batch-kb 128
+run b32a --tokenize-batch-kb 32
+run b1024b
+run b128b --tokenize-batch-kb 128
+run b32b --tokenize-batch-kb 32
+python3 - $OUT $RUNS <<'PY'
+import json, sys
+for name in sys.argv[2:]:
+    try:
+        d = json.load(open(f"{sys.argv[1]}/{name}/e2e.json"))
+    except OSError:
+        continue
+    packed = d["parts"]["packed"]["tokens_per_s"]
+    for k in ("batch_long", "batch_short"):
+        p = d["parts"].get(k)
+        if not isinstance(p, dict):
+            continue
+        t = p["engine_cpu_us_per_token_by_thread"]
+        print(f"{name:7s} {k:11s} {p['tokens_per_s'] / 1e6:5.2f} M ({p['tokens_per_s'] / packed:.3f})  idle ms/step "
+              f"{p['loop_parts_ms_per_step']['idle']}  tokenize p50 {p['engine_item_ms'].get('tokenize_p50')}  "
+              f"us/token python {t.get('python')} step {t.get('step')} procs {t.get('tokenize_procs')}")
+PY
+tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
+echo "total $((SECONDS-T0)) s"
