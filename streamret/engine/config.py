@@ -43,11 +43,11 @@ class EngineConfig:
     # KiB cut its p99 by a quarter but not the ack's, and not its p50: session 23)
     tokenize_batch_bytes: int = 1 << 20
     # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at
-    # once, and at most 10 ms after a chunk's acceptance: TokenizeStage.join_wait_s): trickling chunks then gather
-    # into one batch, and steps hold more streams. A thread that would leave the other too little to join on
-    # takes it all. On the H200 (bench/RESULTS.md, session 26, two pairs at 1e8
-    # tokens) 32 KiB held 4.6-4.8 streams a step at 64 streams as one thread does (two threads: 2.3), +14-24%
-    # tokens/s over two threads, and kept two threads' figure at 1,024 streams (within the spread)
+    # once), or once the oldest has waited 10 ms (TokenizeStage.join_wait_s): trickling chunks then gather into
+    # one batch, and steps hold more streams. A thread that would leave the other too little to join on takes it
+    # all. On the H200 (bench/RESULTS.md, session 26, two pairs at 1e8 tokens) 32 KiB held 4.6-4.8 streams a
+    # step at 64 streams as one thread does (two threads, 0: 2.3), +14-24% tokens/s, and kept two threads'
+    # figure at 1,024 streams (within the spread)
     tokenize_join_bytes: int = 32 << 10
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
