@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# For session 27's second call (issue 14), written at the end of session 26 (not run yet): the whole list twice
+# on this tree (session 26 landed after its last whole list: a short document's summary from its tracker's
+# kept arrays, one foreach launch to zero a new stream's state, the join's 10 ms bound). Add
+# --tokenize-batch-kb N to both runs if next_session.sh found a better value. Predicted as session 26 call 4
+# (two runs at the default sizes): engine 64 streams 3.9-4.5 M, 1,024 streams 5.8-6.1 M, service at saturation
+# 0.72-0.80 x engine (ack p99 0.77-0.84 s), half-load ack p99 56-59 ms, batch long 0.47-0.56, short 0.30-0.34
+# (the short part's engine Python threads 0.5-0.55 us a token instead of 0.76).
+set -u
+source bench/device_env.sh
+export TRITON_CACHE_DIR=$PWD/.tcache
+T0=$SECONDS
+RUNS="fulla fullb"
+for r in $RUNS; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
+  PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 200 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 1 --engine-procs auto --front-procs 6 --short-docs 8000 "$@" --out $d > $d/log.txt 2>&1
+  echo "$r rc $? $((SECONDS-t0)) s"; sed -n '/^part /,/^$/p' $d/log.txt | cut -c1-200; grep -B2 -A12 "FAILED\|Traceback" $d/log.txt | head -20
+done
+python3 - $OUT $RUNS <<'PY'
+import json, sys
+for name in sys.argv[2:]:
+    try:
+        d = json.load(open(f"{sys.argv[1]}/{name}/e2e.json"))
+    except OSError:
+        continue
+    for k, p in d["parts"].items():
+        if isinstance(p, dict) and "engine_cpu_us_per_token_by_thread" in p:
+            t = p["engine_cpu_us_per_token_by_thread"]
+            print(f"{name:6s} {k:16s} {p['tokens_per_s'] / 1e6:5.2f} M  engine-process us/token: python {t.get('python')} "
+                  f"step {t.get('step')} tokenize_procs {t.get('tokenize_procs')}")
+PY
+tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
+echo "total $((SECONDS-T0)) s"
