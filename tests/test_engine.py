@@ -627,3 +627,16 @@ def test_stats_count_steps_and_split_the_loop_time_into_parts():
     assert len(items) == 3 and [t for t, *_ in items] == sorted(t for t, *_ in items)
     assert all(0 <= tok and 0 < applied and tok + applied <= 1e3 * elapsed for _, tok, applied, _, _ in items)
     assert [(sid, seq) for *_, sid, seq in items] == [("s", 1), ("s", 2), ("s", 3)]
+
+
+def test_the_step_loop_says_when_it_waits_for_work_and_the_tokenize_stage_hears_it():
+    """`waiting_for_work` is the tokenize stage's `hungry`: True once the loop has nothing to run (the stage then
+    hands chunks over at once), and the loop wakes the stage as it starts waiting."""
+    with Engine(LoadedModel(build_random(RetNetConfig(), seed=1).eval(), ByteTokenizer(), "bytes")) as e:
+        assert e._went_idle == e._tokenize.wake
+        e.append("s", 1, "some words. ")
+        for _ in range(300):
+            if e.waiting_for_work:
+                break
+            time.sleep(0.01)
+        assert e.waiting_for_work and e._tokenize.hungry()

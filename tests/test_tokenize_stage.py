@@ -468,6 +468,38 @@ def test_a_chunk_waits_for_a_slow_batch_at_most_join_wait_s():
     assert sorted(it.stream_id for it, _ in got) == ["a", "b"]
 
 
+def test_an_idle_thread_takes_a_chunk_at_once_while_the_consumer_waits_for_work():
+    """With the step loop idle (`hungry`), gathering chunks behind a busy thread would only delay the next step:
+    the idle thread takes a small chunk at once, far below join_bytes and join_wait_s; while the loop is busy it
+    leaves it, and `wake` (the loop going idle) makes it look again."""
+    tok = BlockingTokenizer()
+    got: list = []
+    idle = threading.Event()
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=1 << 20, join_wait_s=60,
+                          hungry=idle.is_set)
+    stage.submit_many([item("a", "BLOCK here")])
+    assert tok.blocked.wait(30)
+    stage.submit_many([item("b", "small chunk")])
+    threading.Event().wait(0.2)
+    assert got == []  # the loop is busy: b waits for the busy thread
+    idle.set()
+    stage.wake()
+    for _ in range(300):
+        if [it.stream_id for it, _ in got] == ["b"]:
+            break
+        threading.Event().wait(0.01)
+    assert [it.stream_id for it, _ in got] == ["b"]  # taken beside the stuck batch
+    stage.submit_many([item("c", "another one")])  # arriving while the loop waits: taken at once
+    for _ in range(300):
+        if len(got) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert [it.stream_id for it, _ in got] == ["b", "c"]
+    tok.release.set()
+    stage.close()
+    assert sorted(it.stream_id for it, _ in got) == ["a", "b", "c"]
+
+
 def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
     tok = BlockingTokenizer()
     got: list = []

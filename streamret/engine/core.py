@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -101,6 +102,10 @@ class EngineCore:
         self.durability = DurabilityPolicy(config, self.durable, self.codec, self.store, self._lock)
         if self.durable is not None:
             self.store.recorder = self.durability.record_eviction
+        # the step loop waits for chunks now (nothing queued, no step running): the tokenize stage then hands what
+        # it has over at once instead of gathering more (engine.py); _went_idle is told as the loop starts waiting
+        self.waiting_for_work = False
+        self._went_idle: Callable[[], None] = lambda: None
         self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
         self._abort = False
         self._closed = False  # shutdown ran
@@ -283,10 +288,14 @@ class EngineCore:
                     # a stop waits for chunks still being tokenized (counted, not queued yet) unless aborting
                     if self._stopping and (self._abort or not self.scheduler.pending_chunks):
                         return
+                    if not waited:
+                        self.waiting_for_work = True
+                        self._went_idle()
                     self._has_work.wait(timeout=self.durability.sweep_due())
                     self.durability.sweep()
                     waited = True
                 if waited:  # nothing to run: the loop waited for work (under a closed-loop load, between waves)
+                    self.waiting_for_work = False
                     self._parts.add("idle", t_idle)
                 t0 = time.perf_counter()
                 step = self._next_step(inflight)

@@ -111,7 +111,7 @@ class TokenizeStage:
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
-                 join_bytes: int = 0, join_wait_s: float = 0.01):
+                 join_bytes: int = 0, join_wait_s: float = 0.01, hungry: Callable[[], bool] | None = None):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
@@ -130,7 +130,9 @@ class TokenizeStage:
         to join on takes all that waits instead of its share. join_wait_s: how long a chunk waits for the busy
         thread at most (from its acceptance) before an idle thread takes it anyway, so that one slow or huge
         batch does not hold up other streams' chunks (at about 1.5 us a token on the H200 host, a trickle's batch
-        of a few 2 KB chunks takes a few ms, less than this; a 1 MiB batch a few hundred)."""
+        of a few 2 KB chunks takes a few ms, less than this; a 1 MiB batch a few hundred). hungry: whether what
+        the stage delivers to waits for work now (the engine's step loop, idle): then gathering would only delay
+        the next step, and an idle thread takes waiting chunks at once (`wake` makes it look again)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -145,7 +147,7 @@ class TokenizeStage:
         if join_wait_s < 0:
             raise ValueError(f"join_wait_s must be >= 0, got {join_wait_s}")
         self.max_batch_bytes, self.min_batch_bytes, self.join_bytes = max_batch_bytes, min_batch_bytes, join_bytes
-        self.join_wait_s = join_wait_s
+        self.join_wait_s, self.hungry = join_wait_s, hungry
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
@@ -164,6 +166,11 @@ class TokenizeStage:
             if self._closing:
                 raise StageClosed("the tokenize stage is closed")
             self._queue.extend(items)
+            self._cv.notify()
+
+    def wake(self) -> None:
+        """Have a waiting thread look at the queue again (`hungry` may say yes now)."""
+        with self._cv:
             self._cv.notify()
 
     def close(self) -> None:
@@ -212,8 +219,8 @@ class TokenizeStage:
     def _join_wait(self, free: list[WorkItem]) -> float:
         """Seconds a waiting thread leaves the free items for the thread that is cutting (lock held); 0: it takes
         them now, as no other thread is cutting, enough bytes wait (`join_bytes`), the oldest has waited
-        `join_wait_s` already, or the stage is closing."""
-        if not self._cutting or self._closing or not self.join_bytes:
+        `join_wait_s` already, the consumer waits for work (`hungry`), or the stage is closing."""
+        if not self._cutting or self._closing or not self.join_bytes or (self.hungry is not None and self.hungry()):
             return 0.0
         if sum(item.nbytes for item in free) >= self.join_bytes:
             return 0.0

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # For session 27's second call (issue 14), written at the end of session 26 (not run yet): the whole list twice
 # on this tree (session 26 landed after its last whole list: a short document's summary from its tracker's
-# kept arrays, one foreach launch to zero a new stream's state, the join's 10 ms bound). Add
+# kept arrays, one foreach launch to zero a new stream's state, the join's 10 ms bound, and an idle tokenize
+# thread taking chunks at once while the step loop waits for work: at half load, where the loop waits about a
+# third of the time, the join held chunks for the busy thread and the tokenize leg's p50 read 6.8-8.6 ms in
+# session 26 against 4.5-6.2 before the join worked; predicted 4.5-6.5 ms now, half-load ack p99 -5 to -10
+# ms, the other parts unchanged, the loop rarely idle there). Add
 # --tokenize-batch-kb N to both runs if next_session.sh found a better value. Predicted as session 26 call 4
 # (two runs at the default sizes): engine 64 streams 3.9-4.5 M, 1,024 streams 5.8-6.1 M, service at saturation
 # 0.72-0.80 x engine (ack p99 0.77-0.84 s), half-load ack p99 56-59 ms, batch long 0.47-0.56, short 0.30-0.34
