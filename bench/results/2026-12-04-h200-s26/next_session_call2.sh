@@ -8,7 +8,7 @@
 # ms, the other parts unchanged, the loop rarely idle there). Add
 # --tokenize-batch-kb N to both runs if next_session.sh found a better value. Predicted as session 26 call 4
 # (two runs at the default sizes): engine 64 streams 3.9-4.5 M, 1,024 streams 5.8-6.1 M, service at saturation
-# 0.72-0.80 x engine (ack p99 0.77-0.84 s), half-load ack p99 56-59 ms, batch long 0.47-0.56, short 0.30-0.34
+# 0.72-0.80 x engine (ack p99 0.77-0.84 s), half-load ack p99 46-54 ms (56-59 there), batch long 0.47-0.56, short 0.30-0.34
 # (the short part's engine Python threads 0.5-0.55 us a token instead of 0.76).
 set -u
 source bench/device_env.sh
