@@ -5,9 +5,11 @@
 # once, each of an engine's two tokenize threads takes half of them in one call (up to tokenize_batch_bytes,
 # 1 MiB), so no step starts until about 230 KB are cut (~80 ms on this host), and then the tokenizers idle while
 # the steps run. Packed and batch parts (default sizes, the batch parts alone: compare only within this call),
-# tokenize_batch_bytes 1 MiB (the default), 128 KiB and 32 KiB, alternated twice. Predicted: 128 KiB short part
-# +10-25% (steps start after ~30 ms and run beside the cutting), long part within the spread (its chunks are 64
-# KiB); 32 KiB about as 128 or worse (more calls, more pickling).
+# tokenize_batch_bytes 1 MiB (the default), 128 KiB and 32 KiB, alternated twice. The short part's steps held
+# 56-67 streams (session 26), so an engine has about 60 documents (~220 KB) in flight and each thread's share is
+# ~110 KB already: a chunk waits for the batch being cut and then its own (~2 x 36 ms at 1.35 us a token), the
+# p50 measured. Predicted: 128 KiB within the spread of 1 MiB; 32 KiB the short part's tokenize p50 -> 25-40 ms
+# and +10-30% tokens/s; the long part within the spread at both (its chunks are 64 KiB, one a call).
 set -u
 source bench/device_env.sh
 export TRITON_CACHE_DIR=$PWD/.tcache
