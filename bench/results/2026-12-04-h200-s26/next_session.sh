@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # For session 27's first call (issue 14), written at the end of session 26 (not run yet): the batch parts with
 # smaller tokenize calls. In session 26 (call 4, call 5) the short part's step loops waited for work 75-90 ms a
-# step and a short document's chunk waited p50 68-80 ms to be cut: with 128-256 documents of 3.6 KB queued at
-# once, each of an engine's two tokenize threads takes half of them in one call (up to tokenize_batch_bytes,
-# 1 MiB), so no step starts until about 230 KB are cut (~80 ms on this host), and then the tokenizers idle while
-# the steps run. Packed and batch parts (default sizes, the batch parts alone: compare only within this call),
+# step and a short document's chunk waited p50 68-108 ms to be cut: each of an engine's two tokenize threads
+# takes half of what waits in one call (up to tokenize_batch_bytes, 1 MiB), and no step starts on a chunk
+# until its whole call is cut. Packed and batch parts (default sizes, the batch parts alone: compare only within this call),
 # tokenize_batch_bytes 1 MiB (the default), 128 KiB and 32 KiB, alternated twice. The short part's steps held
 # 56-67 streams (session 26), so an engine has about 60 documents (~220 KB) in flight and each thread's share is
 # ~110 KB already: a chunk waits for the batch being cut and then its own (~2 x 36 ms at 1.35 us a token), the
