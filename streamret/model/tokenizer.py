@@ -8,7 +8,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -285,6 +285,9 @@ class _WordIds:
             self.rows.update(zip(kept, range(n, n + len(kept))))
 
 
+_T = TypeVar("_T", _IdTable, _WordIds)
+
+
 class _WordCache:
     """Each word's ids, for a pre-tokenizer that cuts text at whitespace first and then each whitespace-free word
     on its own (BertPreTokenizer: runs of letters and digits, and every other character alone): `tokenizers`
@@ -332,10 +335,9 @@ class _WordCache:
         words = list(map(str.split, pieces))
         return self.encode_units(words, np.zeros(len(words), dtype=bool))
 
-    def _keep(self, table, fresh: dict[str, tuple[int, ...]]):
-        """`table` (an _IdTable or _WordIds) with fresh entries of at most max_word_chars characters added, or a
-        new table holding only them when they would take it past a bound (another thread may still read the old
-        one: it stays whole)."""
+    def _keep(self, table: _T, fresh: dict[str, tuple[int, ...]]) -> _T:
+        """`table` with fresh entries of at most max_word_chars characters added, or a new table holding only
+        them when they would take it past a bound (another thread may still read the old one: it stays whole)."""
         kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
         if len(table) + len(kept) > self.max_words or table.size + sum(map(len, kept.values())) > 4 * self.max_words:
             table = type(table)()
