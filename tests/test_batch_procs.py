@@ -294,7 +294,7 @@ def test_sub_batches_shrink_towards_the_end_and_keep_every_row_once_in_order():
 
 def test_an_engine_process_runs_sub_batches_without_pyarrow():
     """What an engine process imports to run a batch's rows (sub_batches.py, runner.py) leaves pyarrow out:
-    importing it cost each engine process a core 0.3-1 s at a batch job's start (bench/RESULTS.md, session 26).
+    importing it held each engine process's first sub-batch of a job (bench/RESULTS.md, session 26).
     The package's public names still load on first use."""
     import subprocess
     import sys

@@ -230,3 +230,15 @@ def test_parts_default_to_all_and_say_whether_they_were_named():
     assert default.parts.split(",") == list(e2e.PARTS) and not default.parts_given
     named = e2e.parse_args(["--parts", "engine,profile"])
     assert named.parts == "engine,profile" and named.parts_given
+
+
+def test_the_brief_gives_a_line_per_part_with_its_ratio_to_packed(tmp_path):
+    import e2e_brief  # (bench/e2e_brief.py)
+
+    part = {"tokens_per_s": 3e6,
+            "engine_cpu_us_per_token_by_thread": {"python": 0.5, "step": 0.7, "tokenize_procs": 1.3},
+            "loop_parts_ms_per_step": {"idle": 80.0}, "engine_item_ms": {"tokenize_p50": 68.0}}
+    (tmp_path / "e2e.json").write_text(json.dumps({"parts": {"packed": {"tokens_per_s": 12e6}, "batch_short": part}}))
+    (line,) = e2e_brief.lines(str(tmp_path))
+    assert "batch_short" in line and "3.00 M (0.250)" in line and "tokenize_procs 1.3" in line and "p50 ms 68.0" in line
+    assert e2e_brief.lines(str(tmp_path / "none")) == []

@@ -333,24 +333,23 @@ def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
         for _ in range(2):
             ids, ends = tok.encode_pieces(items)
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (style, items)
-    assert 0 < len(words._words) <= 7 + 40 and 0 < len(words._parts) <= 7 + 60
+    assert 0 < len(words._words.ids) <= 7 + 40 and 0 < len(words._parts.ids) <= 7 + 60
 
 
-def test_the_word_cache_grows_and_patches_what_it_does_not_hold():
-    """The words table grows past its first arrays (1,024 rows, 4,096 ids) with the ids still right, and the ids
-    it does not hold (words past max_word_chars, pieces of other text encoded by the twin, longer than all the
-    ids the table holds) are written into the call's ids in place."""
-    from streamret.model.tokenizer import _IdTable, _WordIds
+def test_the_word_cache_holds_many_new_words_beside_long_pieces_of_other_text():
+    """Thousands of new words (the cache past a thousand entries and four thousand ids) and a long piece of
+    other text encoded by the twin among them, twice (cold, then warm): the tokenizer's ids each time."""
+    from streamret.model.tokenizer import _IdTable
 
     tok = bundled_default()
     words = tok._prenormalized.words
-    words._words, words._parts = _WordIds(), _IdTable()
+    words._words, words._parts = _IdTable(), _IdTable()
     many = " ".join(f"w{k}x{k * 7919 % 1000}y" for k in range(3000))  # ~3,000 new words, several ids each
     items = [[many[:20000], "Zürich " * 3000 + "end.", "z" * 80 + " short"], [many[20000:]]]
     for _ in range(2):
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-    assert len(words._words) > 1024 and words._words.size > 4096
+    assert len(words._words.ids) > 1024 and words._words.size > 4096
 
 
 def test_the_word_cache_is_shared_by_threads():
@@ -383,27 +382,26 @@ def test_no_word_cache_for_other_pre_tokenizers(pre_tokenizer):
 
 def test_the_word_cache_keeps_no_long_words():
     """Words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique words,
-    such as hashes, must not fill the caches with large keys), and still get the tokenizer's ids; the words'
-    ids sit in numpy arrays and the parts' in tuples (the garbage collector need not walk a full cache)."""
+    such as hashes, must not fill the caches with large keys), and still get the tokenizer's ids; the values are
+    tuples (the garbage collector need not walk a full cache)."""
     import gc
 
-    from streamret.model.tokenizer import _IdTable, _WordIds
+    from streamret.model.tokenizer import _IdTable
 
     tok = bundled_default()
     words = tok._prenormalized.words
     limit = words.max_word_chars
-    words._words, words._parts = _WordIds(), _IdTable()
+    words._words, words._parts = _IdTable(), _IdTable()
     items = [["short words, then " + "a1" * limit + " and (" + "z" * (limit + 5) + ")."],
              ["x" * (limit + 1), " " + "y" * limit]]
     for _ in range(2):
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-    table = words._words
-    assert max(map(len, table.rows)) <= limit and max(map(len, words._parts.ids)) <= limit
-    assert "y" * limit in table.rows and "x" * (limit + 1) not in table.rows
-    assert table.size == int(table.lens[:len(table)].sum())
+    assert max(map(len, words._words.ids)) <= limit and max(map(len, words._parts.ids)) <= limit
+    assert "y" * limit in words._words.ids and "x" * (limit + 1) not in words._words.ids
+    assert words._words.size == sum(map(len, words._words.ids.values()))
     gc.collect()
-    assert not any(gc.is_tracked(v) for v in words._parts.ids.values())
+    assert not any(gc.is_tracked(v) for v in words._words.ids.values())
 
 
 def test_the_word_cache_starts_over_past_its_bounds():
@@ -418,4 +416,4 @@ def test_the_word_cache_starts_over_past_its_bounds():
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
         for table in (words._words, words._parts):
-            assert len(table) <= 40 and table.size <= 160
+            assert len(table.ids) <= 40 and table.size <= 160

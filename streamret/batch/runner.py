@@ -1,7 +1,8 @@
 """The runner that drives documents through an engine as temporary streams (embed_table's, and each engine
 process's for its sub-batches: sub_batches.py), without pyarrow: an engine process imports it for its first
-batch, and importing pyarrow there cost a core 0.3-1 s per engine process at the start of every batch job's
-first sub-batch (bench/RESULTS.md, session 26)."""
+batch, and importing pyarrow there (0.36 s of a core on the workplace VM) held each engine process's first
+sub-batch of a batch job, about 5.5 CPU-seconds over 12 engine processes on the H200 (bench/RESULTS.md,
+session 26)."""
 
 from __future__ import annotations
 

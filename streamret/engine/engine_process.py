@@ -105,7 +105,6 @@ def serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | 
         _switch_interval_from_env()
         import torch
 
-        from ..batch import sub_batches  # (runs a batch's rows: imported here, not at a batch job's start)
         from .engine import Engine
 
         torch.set_num_threads(max(1, usable_cores() // procs))
@@ -139,6 +138,8 @@ def serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | 
             if op == "import_fork":  # the other half of a fork between engines
                 value = engine._import(args[0], args[1], fork_of=args[2])
             elif op in ("embed_documents", "cancel_documents"):  # a batch's rows, run here (batch/sub_batches.py)
+                from ..batch import sub_batches
+
                 value = getattr(sub_batches, op)(engine, *args)
             else:
                 value = getattr(engine, op)(*args)

@@ -749,7 +749,8 @@ def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> 
 
     Needs the segments' embeddings. score_i = lambda * relevance_i - (1 - lambda) * max_j cos(i, j)
     over the already picked j, where relevance is salience less the penalty for few words (`relevance`);
-    the first pick is the most relevant segment. (A stream's own summary: SegmentTracker.summary.)
+    the first pick is the most relevant segment. The reference that a stream's own summary,
+    SegmentTracker.summary (what the engine calls), is tested against.
     """
     if k < 1 or not segments:
         return []
@@ -766,7 +767,7 @@ def mmr_pick(emb: np.ndarray, salience: np.ndarray, k: int, mmr_lambda: float) -
     sim = emb @ emb.T
     picked: list[int] = []
     redundancy = np.full(len(salience), -np.inf)
-    while len(picked) < min(k, len(salience)):
+    while len(picked) < k:
         score = mmr_lambda * salience - (1 - mmr_lambda) * (redundancy if picked else 0.0)
         score[picked] = -np.inf
         i = int(np.argmax(score))

@@ -95,7 +95,7 @@ class DeviceSlab:
             self._grow()
         row = self._free.pop()
         self.rows[stream_id] = row
-        torch._foreach_zero_([t[row] for t in self.state.tensors().values()])  # one launch on a GPU, not one a tensor
+        torch._foreach_zero_([t[row] for t in self.state.tensors().values()])  # (a GPU: multi-tensor launches)
 
     def drop(self, stream_id: str) -> None:
         """Free a stream's row; its state is not read (`take` reads it, through a staging slot: see put_new)."""

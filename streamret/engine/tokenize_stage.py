@@ -189,14 +189,14 @@ class TokenizeStage:
             self._idle += 1
             while True:
                 free = [item for item in self._queue if item.stream_id not in self._busy]
-                wait = self._join_wait(free) if free else None
+                total = sum(item.nbytes for item in free)
+                wait = self._join_wait(free, total) if free else None
                 if wait:
                     free = []  # few enough, and recent enough, to wait for the thread that is cutting
                 if free or (self._closing and not self._queue):
                     break
                 self._cv.wait(wait)
             self._idle -= 1
-            total = sum(item.nbytes for item in free)
             share = -(-total // (self._idle + 1))  # with the threads still waiting ...
             if self.join_bytes and total - share < self.join_bytes:
                 share = total  # ... unless what it leaves would not make one of them join: then it all
@@ -216,13 +216,13 @@ class TokenizeStage:
                 self._cv.notify()  # more may wait: another thread may take what is left
             return batch
 
-    def _join_wait(self, free: list[WorkItem]) -> float:
-        """Seconds a waiting thread leaves the free items for the thread that is cutting (lock held); 0: it takes
-        them now, as no other thread is cutting, enough bytes wait (`join_bytes`), the oldest has waited
+    def _join_wait(self, free: list[WorkItem], total: int) -> float:
+        """Seconds a waiting thread leaves the free items (total bytes) for the thread that is cutting (lock held);
+        0: it takes them now, as no other thread is cutting, enough bytes wait (`join_bytes`), the oldest has waited
         `join_wait_s` already, the consumer waits for work (`hungry`), or the stage is closing."""
         if not self._cutting or self._closing or not self.join_bytes or (self.hungry is not None and self.hungry()):
             return 0.0
-        if sum(item.nbytes for item in free) >= self.join_bytes:
+        if total >= self.join_bytes:
             return 0.0
         return max(0.0, min(item.accepted_at for item in free) + self.join_wait_s - time.monotonic())
 

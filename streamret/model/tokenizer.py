@@ -6,9 +6,8 @@ import itertools
 import json
 import os
 import re
-import threading
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -229,63 +228,14 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
 
 
 class _IdTable:
-    """The parts cache of `_WordCache`: text -> its ids (a tuple: the garbage collector need not walk it), and
-    the ids it holds in all, by which it is bounded."""
+    """One cache of `_WordCache`: text -> its ids (a tuple: the garbage collector need not walk it), and the ids
+    it holds in all, by which it is bounded."""
 
     __slots__ = ("ids", "size")
 
     def __init__(self) -> None:
         self.ids: dict[str, tuple[int, ...]] = {}
         self.size = 0  # ids held, all entries together
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def add(self, kept: dict[str, tuple[int, ...]]) -> None:
-        self.ids.update(kept)
-        self.size += sum(map(len, kept.values()))
-
-
-class _WordIds:
-    """The words cache of `_WordCache`: word -> row, each row's ids at flat[starts[row]:][:lens[row]], so that a
-    call's ids are gathered by numpy from the rows of its words instead of joined word by word (cutting and
-    tokenizing, in the tokenizer processes, is the host's largest CPU cost a token: bench/RESULTS.md, session
-    26). A row is written before its word is, and an array that grows is copied whole before it replaces the
-    old one, so a reader that looks its words up first and reads the arrays after needs no lock; writers take
-    one."""
-
-    __slots__ = ("rows", "starts", "lens", "flat", "size", "_lock")
-
-    def __init__(self) -> None:
-        self.rows: dict[str, int] = {}
-        self.starts = np.zeros(1024, dtype=np.int64)
-        self.lens = np.zeros(1024, dtype=np.int64)
-        self.flat = np.zeros(4096, dtype=np.int64)
-        self.size = 0  # ids held, all rows together
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def add(self, kept: dict[str, tuple[int, ...]]) -> None:
-        with self._lock:
-            kept = {w: v for w, v in kept.items() if w not in self.rows}  # (another thread may have added it)
-            n, size = len(self.rows), self.size
-            ids = list(itertools.chain.from_iterable(kept.values()))
-            starts, lens, flat = self.starts, self.lens, self.flat
-            if n + len(kept) > len(starts):
-                starts, lens = (np.resize(a, max(2 * len(a), n + len(kept))) for a in (starts, lens))
-            if size + len(ids) > len(flat):
-                flat = np.resize(flat, max(2 * len(flat), size + len(ids)))
-            counts = np.fromiter(map(len, kept.values()), np.int64, len(kept))
-            lens[n:n + len(kept)] = counts
-            starts[n:n + len(kept)] = size + np.cumsum(counts) - counts
-            flat[size:size + len(ids)] = ids
-            self.starts, self.lens, self.flat, self.size = starts, lens, flat, size + len(ids)
-            self.rows.update(zip(kept, range(n, n + len(kept))))
-
-
-_T = TypeVar("_T", _IdTable, _WordIds)
 
 
 class _WordCache:
@@ -311,7 +261,7 @@ class _WordCache:
 
     def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32):
         self.twin, self.max_words, self.max_word_chars = twin, max_words, max_word_chars
-        self._words = _WordIds()  # whitespace-free word -> ids
+        self._words = _IdTable()  # whitespace-free word -> ids
         self._parts = _IdTable()  # the pre-tokenizer's word (PART) -> ids
 
     @classmethod
@@ -335,53 +285,44 @@ class _WordCache:
         words = list(map(str.split, pieces))
         return self.encode_units(words, np.zeros(len(words), dtype=bool))
 
-    def _keep(self, table: _T, fresh: dict[str, tuple[int, ...]]) -> _T:
+    def _keep(self, table: _IdTable, fresh: dict[str, tuple[int, ...]]) -> _IdTable:
         """`table` with fresh entries of at most max_word_chars characters added, or a new table holding only
         them when they would take it past a bound (another thread may still read the old one: it stays whole)."""
         kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
-        if len(table) + len(kept) > self.max_words or table.size + sum(map(len, kept.values())) > 4 * self.max_words:
-            table = type(table)()
-        table.add(kept)
+        size = sum(map(len, kept.values()))
+        if len(table.ids) + len(kept) > self.max_words or table.size + size > 4 * self.max_words:
+            table = _IdTable()
+        table.ids.update(kept)
+        table.size += size
         return table
 
     def encode_units(self, units: list, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per piece either its words (given[k] False) or its ids (given[k] True): (ids, piece ends)."""
-        table = self._words  # another thread may start the cache over: this call keeps the one it began with
-        given_list = given.tolist()
-        patches: dict[int, tuple | list] = {}  # word position -> its ids, for words the table does not give
-        if any(given_list):  # a given piece stands among the words as one placeholder ("": no word is empty)
-            words: list[str] = []
-            for u, g in zip(units, given_list):
-                if g:
-                    patches[len(words)] = u
-                    words.append("")
-                else:
-                    words.extend(u)
-            per_piece = np.fromiter((1 if g else len(u) for u, g in zip(units, given_list)), np.int64, len(units))
-        else:
-            words = list(itertools.chain.from_iterable(units))
-            per_piece = np.fromiter(map(len, units), np.int64, len(units))
-        rows = np.fromiter(map(table.rows.get, words, itertools.repeat(-1)), np.int64, len(words))
-        if (rows < 0).sum() > len(patches):  # words not in the table: made now, and kept for the next calls
-            new = [k for k in np.flatnonzero(rows < 0).tolist() if k not in patches]
-            fresh = self._encode_new(list({words[k] for k in new}))
+        ids = self._words.ids  # another thread may start the cache over: this call keeps the one it began with
+        words = list(itertools.chain.from_iterable(u for u, g in zip(units, given.tolist()) if not g))
+        try:
+            found = list(map(ids.__getitem__, words))
+        except KeyError:
+            new = set(words).difference(ids)
+            fresh = self._encode_new(list(new))
             self._words = self._keep(self._words, fresh)
-            patches.update((k, fresh[words[k]]) for k in new)
-        starts, lens, flat = table.starts[rows], table.lens[rows], table.flat  # (read after the look-ups)
-        if patches:
-            at = np.fromiter(patches, np.int64, len(patches))
-            lens[at] = np.fromiter(map(len, patches.values()), np.int64, len(patches))
-        ends = np.cumsum(lens)
-        begins = ends - lens
-        src = np.repeat(starts - begins, lens) + np.arange(int(ends[-1]) if len(ends) else 0)
-        if patches:
-            patched = np.zeros(len(words), dtype=bool)
-            patched[at] = True
-            src[np.repeat(patched, lens)] = 0  # gathered from flat[0] (any id) ...
-        out = flat[src]
-        for k, ids in patches.items():  # ... then written over
-            out[begins[k]:ends[k]] = ids
-        return out, np.concatenate([[0], ends])[np.cumsum(per_piece)]
+            found = [fresh[w] if w in fresh else ids[w] for w in words]
+        if given.any():  # the given pieces' ids as units of their own, in place
+            found_iter = iter(found)
+            lists = []
+            for u, g in zip(units, given.tolist()):
+                if g:
+                    lists.append(u)
+                else:
+                    lists.extend(itertools.islice(found_iter, len(u)))
+            per_piece = np.fromiter((1 if g else len(u) for u, g in zip(units, given.tolist())), np.int64, len(units))
+        else:
+            lists = found
+            per_piece = np.fromiter(map(len, units), np.int64, len(units))
+        lens = np.fromiter(map(len, lists), np.int64, len(lists))
+        token_ends = np.concatenate([[0], np.cumsum(lens)])
+        return (np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(token_ends[-1])),
+                token_ends[np.cumsum(per_piece)])
 
     def _encode_new(self, words: list[str]) -> dict[str, tuple[int, ...]]:
         """word -> ids of whitespace-free words: each the ids of its parts one after the other."""
@@ -475,11 +416,9 @@ class _Prenormalized:
         """`encode` with the word cache: printable ASCII pieces normalized by `plain` and looked up word by word,
         the other pieces normalized by the normalizer and encoded by the twin in one `marked` call."""
         pieces = [p for ps in items for p in ps]
-        joined = "\n".join(pieces)  # one search over all the pieces first: most text holds neither
-        if self.added is not None and self.added.search(joined) and any(map(self.added.search, pieces)):
+        if self.added is not None and any(map(self.added.search, pieces)):
             return None
-        other = [k for k, p in enumerate(pieces) if _NOT_PLAIN.search(p) is not None] \
-            if _NOT_PLAIN.search(joined) is not None else []
+        other = [k for k, p in enumerate(pieces) if _NOT_PLAIN.search(p) is not None]
         if not other:
             return self.words.encode(list(map(self.plain, pieces)))
         texts = [self.normalize(pieces[k]) for k in other]

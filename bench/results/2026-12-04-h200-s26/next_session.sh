@@ -23,22 +23,6 @@ run b32a --tokenize-batch-kb 32
 run b1024b
 run b128b --tokenize-batch-kb 128
 run b32b --tokenize-batch-kb 32
-python3 - $OUT $RUNS <<'PY'
-import json, sys
-for name in sys.argv[2:]:
-    try:
-        d = json.load(open(f"{sys.argv[1]}/{name}/e2e.json"))
-    except OSError:
-        continue
-    packed = d["parts"]["packed"]["tokens_per_s"]
-    for k in ("batch_long", "batch_short"):
-        p = d["parts"].get(k)
-        if not isinstance(p, dict):
-            continue
-        t = p["engine_cpu_us_per_token_by_thread"]
-        print(f"{name:7s} {k:11s} {p['tokens_per_s'] / 1e6:5.2f} M ({p['tokens_per_s'] / packed:.3f})  idle ms/step "
-              f"{p['loop_parts_ms_per_step']['idle']}  tokenize p50 {p['engine_item_ms'].get('tokenize_p50')}  "
-              f"us/token python {t.get('python')} step {t.get('step')} procs {t.get('tokenize_procs')}")
-PY
+PYTHONPATH=$PWD:$PYTHONPATH python3 bench/e2e_brief.py $(for r in $RUNS; do echo $OUT/$r; done)
 tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
 echo "total $((SECONDS-T0)) s"

@@ -19,18 +19,6 @@ for r in $RUNS; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
   PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 200 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 1 --engine-procs auto --front-procs 6 --short-docs 8000 "$@" --out $d > $d/log.txt 2>&1
   echo "$r rc $? $((SECONDS-t0)) s"; sed -n '/^part /,/^$/p' $d/log.txt | cut -c1-200; grep -B2 -A12 "FAILED\|Traceback" $d/log.txt | head -20
 done
-python3 - $OUT $RUNS <<'PY'
-import json, sys
-for name in sys.argv[2:]:
-    try:
-        d = json.load(open(f"{sys.argv[1]}/{name}/e2e.json"))
-    except OSError:
-        continue
-    for k, p in d["parts"].items():
-        if isinstance(p, dict) and "engine_cpu_us_per_token_by_thread" in p:
-            t = p["engine_cpu_us_per_token_by_thread"]
-            print(f"{name:6s} {k:16s} {p['tokens_per_s'] / 1e6:5.2f} M  engine-process us/token: python {t.get('python')} "
-                  f"step {t.get('step')} tokenize_procs {t.get('tokenize_procs')}")
-PY
+PYTHONPATH=$PWD:$PYTHONPATH python3 bench/e2e_brief.py $(for r in $RUNS; do echo $OUT/$r; done)
 tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
 echo "total $((SECONDS-T0)) s"

@@ -1,0 +1,37 @@
+"""One line per part of `bench/e2e.py` runs, for a device call's output: tokens/s, its ratio to the run's packed
+forward, the engine processes' CPU a token by thread, the step loops' wait for work, and a chunk's tokenize wait.
+
+    python3 bench/e2e_brief.py $OUT/run1 $OUT/run2      # folders holding e2e.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def lines(folder: str) -> list[str]:
+    """The brief of the e2e.json in folder ([] when the run wrote none)."""
+    path = Path(folder) / "e2e.json"
+    if not path.exists():
+        return []
+    parts = json.loads(path.read_text())["parts"]
+    packed = (parts.get("packed") or {}).get("tokens_per_s")
+    out = []
+    for name, p in parts.items():
+        if not isinstance(p, dict) or "engine_cpu_us_per_token_by_thread" not in p:
+            continue
+        t = p["engine_cpu_us_per_token_by_thread"]
+        ratio = f" ({p['tokens_per_s'] / packed:.3f})" if packed else ""
+        idle = (p.get("loop_parts_ms_per_step") or {}).get("idle")
+        tokenize = (p.get("engine_item_ms") or {}).get("tokenize_p50")
+        out.append(f"{Path(folder).name:8s} {name:16s} {p['tokens_per_s'] / 1e6:5.2f} M{ratio}  engine-process us a "
+                   f"token: python {t.get('python')} step {t.get('step')} tokenize_procs {t.get('tokenize_procs')}  "
+                   f"idle ms a step {idle}  tokenize p50 ms {tokenize}")
+    return out
+
+
+if __name__ == "__main__":
+    for folder in sys.argv[1:]:
+        print("\n".join(lines(folder)))
