@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from streamret.model.tokenizer import ByteTokenizer, HFTokenizer
+from streamret.model.tokenizer import ByteTokenizer, HFTokenizer, _IdTable, _word_keys, _WordTable
 from streamret.model.tokenizer import Tokenizer as TokenizerProtocol
 
 WORDS = ["the", "stream", "never", "ends", ";", "retention", "state", "décadence", "naïve", "Zürich", "42", "x",
@@ -324,7 +324,7 @@ def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
         wordpiece_style(normalizers.BertNormalizer(lowercase=True)))
     words = tok._prenormalized.words
     assert words is not None
-    words.max_words = 7
+    words.max_words, words._words = 7, _WordTable(7)
     rng = random.Random(3)
     for k in range(60):
         texts = ASCII_TEXTS if k % 3 else ASCII_TEXTS + WORDS
@@ -333,23 +333,21 @@ def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
         for _ in range(2):
             ids, ends = tok.encode_pieces(items)
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (style, items)
-    assert 0 < len(words._words.ids) <= 7 + 40 and 0 < len(words._parts.ids) <= 7 + 60
+    assert 0 < words._words.words <= 7 and 0 < len(words._parts.ids) <= 7 + 60
 
 
 def test_the_word_cache_holds_many_new_words_beside_long_pieces_of_other_text():
     """Thousands of new words (the cache past a thousand entries and four thousand ids) and a long piece of
     other text encoded by the twin among them, twice (cold, then warm): the tokenizer's ids each time."""
-    from streamret.model.tokenizer import _IdTable
-
     tok = bundled_default()
     words = tok._prenormalized.words
-    words._words, words._parts = _IdTable(), _IdTable()
+    words._words, words._parts = _WordTable(words.max_words), _IdTable()
     many = " ".join(f"w{k}x{k * 7919 % 1000}y" for k in range(3000))  # ~3,000 new words, several ids each
     items = [[many[:20000], "Zürich " * 3000 + "end.", "z" * 80 + " short"], [many[20000:]]]
     for _ in range(2):
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-    assert len(words._words.ids) > 1024 and words._words.size > 4096
+    assert words._words.words > 1024 and words._words.size > 4096
 
 
 def test_the_word_cache_is_shared_by_threads():
@@ -357,7 +355,8 @@ def test_the_word_cache_is_shared_by_threads():
     from concurrent.futures import ThreadPoolExecutor
 
     tok = bundled_default()
-    tok._prenormalized.words.max_words = 50
+    words = tok._prenormalized.words
+    words.max_words, words._words = 50, _WordTable(50)
     rng = random.Random(8)
     batches = [[["".join(rng.choice(ASCII_TEXTS + [f"w{rng.randrange(500)}"]) for _ in range(8))
                  for _ in range(4)]] for _ in range(200)]
@@ -382,26 +381,91 @@ def test_no_word_cache_for_other_pre_tokenizers(pre_tokenizer):
 
 def test_the_word_cache_keeps_no_long_words():
     """Words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique words,
-    such as hashes, must not fill the caches with large keys), and still get the tokenizer's ids; the values are
+    such as hashes, must not fill the caches), and still get the tokenizer's ids; the parts cache's values are
     tuples (the garbage collector need not walk a full cache)."""
     import gc
-
-    from streamret.model.tokenizer import _IdTable
 
     tok = bundled_default()
     words = tok._prenormalized.words
     limit = words.max_word_chars
-    words._words, words._parts = _IdTable(), _IdTable()
+    words._words, words._parts = _WordTable(words.max_words), _IdTable()
     items = [["short words, then " + "a1" * limit + " and (" + "z" * (limit + 5) + ")."],
              ["x" * (limit + 1), " " + "y" * limit]]
     for _ in range(2):
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-    assert max(map(len, words._words.ids)) <= limit and max(map(len, words._parts.ids)) <= limit
-    assert "y" * limit in words._words.ids and "x" * (limit + 1) not in words._words.ids
-    assert words._words.size == sum(map(len, words._words.ids.values()))
+    assert max(map(len, words._parts.ids)) <= limit
+    kept = {w for ps in items for p in ps for w in p.lower().split() if len(w) <= limit}
+    table = words._words
+    assert table.words == len(kept) and "y" * limit in kept
+    assert table.size == int(table.count[table.keys[:, 0] != 0].sum())
     gc.collect()
-    assert not any(gc.is_tracked(v) for v in words._words.ids.values())
+    assert not any(gc.is_tracked(v) for v in words._parts.ids.values())
+
+
+def test_the_word_cache_on_random_words_of_every_length():
+    """Random printable ASCII words of 1 to 40 characters (each lane edge of `_word_keys` and past max_word_chars),
+    every kind of whitespace between them, an odd piece of other text among them, in a cache small enough to
+    start over often: each call the tokenizer's ids, cold and warm."""
+    tok = bundled_default()
+    words = tok._prenormalized.words
+    words.max_words, words._words = 64, _WordTable(64)
+    rng = random.Random(11)
+    printable = [chr(c) for c in range(0x21, 0x7F)]
+
+    def piece(other: bool) -> str:
+        out = []
+        for _ in range(rng.randrange(0, 8)):
+            out.append(rng.choice([" ", "  ", "\t", "\n", "\r\n", ""]))
+            n = rng.choice([1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 40])
+            out.append("".join(rng.choice(printable) for _ in range(n)))
+        if other and rng.random() < 0.3:
+            out.append(" Zürich")
+        return "".join(out)
+
+    for k in range(40):
+        items = [[piece(k % 5 == 0) for _ in range(rng.randrange(1, 6))] for _ in range(rng.randrange(1, 4))]
+        for _ in range(2):
+            ids, ends = tok.encode_pieces(items)
+            assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), items
+
+
+def test_the_word_table_finds_what_it_holds_through_collisions():
+    """`_WordTable` against a dict: words of 1 to 32 bytes (the four lanes' edges among them), added in rounds to
+    a table of 16 slots and many more, so that probes run long and several new words claim one slot at once;
+    every held word found with its own ids, every other word not found."""
+    rng = random.Random(5)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789.,-'"
+    pool = sorted({"".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 32])))
+                   for _ in range(600)})
+
+    def keys_of(ws):
+        text = " ".join(ws)
+        b = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        starts = np.cumsum([0] + [len(w) + 1 for w in ws[:-1]]).astype(np.int64)
+        return _word_keys(b, starts, np.array(list(map(len, ws)), dtype=np.int64))
+
+    for max_words in (8, 400):
+        table, held = _WordTable(max_words), {}
+        order = rng.sample(pool, len(pool))
+        while order:
+            batch = [w for w in order[:rng.randrange(1, 30)] if w not in held][: max_words - table.words]
+            order = order[len(batch) or 1:]
+            if not batch:
+                continue
+            ids = [tuple(rng.randrange(30000) for _ in range(rng.randrange(0, 4))) for _ in batch]
+            if not table.fits(len(batch), sum(map(len, ids))):
+                break
+            table.add(keys_of(batch), np.array(list(map(len, ids)), dtype=np.int64),
+                      np.array([i for t in ids for i in t], dtype=np.int64))
+            held.update(zip(batch, ids))
+            slots = table.find(keys_of(pool))
+            for w, s in zip(pool, slots.tolist()):
+                if w in held:
+                    assert s >= 0 and tuple(table.ids[table.start[s]:][:table.count[s]].tolist()) == held[w], w
+                else:
+                    assert s == -1, w
+        assert table.words == len(held) > 0
 
 
 def test_the_word_cache_starts_over_past_its_bounds():
@@ -409,11 +473,11 @@ def test_the_word_cache_starts_over_past_its_bounds():
     stay right across the restarts."""
     tok = bundled_default()
     words = tok._prenormalized.words
-    words.max_words = 40
+    words.max_words, words._words = 40, _WordTable(40)
     rng = random.Random(4)
     for _ in range(30):
         items = [[" ".join(f"w{rng.randrange(10 ** 6)}x" for _ in range(rng.randrange(1, 12)))]]
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-        for table in (words._words, words._parts):
-            assert len(table.ids) <= 40 and table.size <= 160
+        assert len(words._parts.ids) <= 40 and words._parts.size <= 160
+        assert words._words.words <= 40 and words._words.size <= 160

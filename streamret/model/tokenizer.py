@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -228,8 +229,8 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
 
 
 class _IdTable:
-    """One cache of `_WordCache`: text -> its ids (a tuple: the garbage collector need not walk it), and the ids
-    it holds in all, by which it is bounded."""
+    """The parts cache of `_WordCache`: text -> its ids (a tuple: the garbage collector need not walk it), and the
+    ids it holds in all, by which it is bounded."""
 
     __slots__ = ("ids", "size")
 
@@ -238,31 +239,126 @@ class _IdTable:
         self.size = 0  # ids held, all entries together
 
 
+# whitespace as str.split sees it, among ASCII bytes
+_WHITESPACE = np.array([chr(c).isspace() for c in range(256)]) & (np.arange(256) < 128)
+# MASK[k]: the low k bytes of a little-endian uint64
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+_LANES = 4  # a key: a word's bytes zero-padded to 32, as four uint64
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], dtype=np.uint64)
+
+
+def _word_spans(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each whitespace-free run of the ASCII bytes b starts and ends (as `str.split` cuts)."""
+    word = ~_WHITESPACE[b]
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], word, [False]]).view(np.int8)))
+    return edges[::2], edges[1::2]
+
+
+def _word_keys(b: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """[words, 4] uint64: each word's bytes (at most 32, all nonzero) zero-padded to 32, read as four
+    little-endian uint64 from an unaligned view of b (so no word costs more than four gathers)."""
+    padded = np.zeros(len(b) + 8 * _LANES, dtype=np.uint8)
+    padded[:len(b)] = b
+    at = np.ndarray(shape=(len(b) + 8 * _LANES - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    keys = np.empty((len(starts), _LANES), dtype=np.uint64)
+    for lane in range(_LANES):
+        keys[:, lane] = at[starts + 8 * lane] & _LOW_BYTES[np.clip(lens - 8 * lane, 0, 8)]
+    return keys
+
+
+class _WordTable:
+    """The words cache of `_WordCache`: whitespace-free words of printable ASCII, at most 32 characters, -> their
+    ids, in numpy arrays so that a call looks up all its words at once. Open addressing with linear probing on
+    the word's own bytes (`_word_keys`: exact keys, nothing to collide), at most half the slots used; an entry's
+    ids at ids[start[slot]:][:count[slot]]. A slot is empty while its first lane is 0 (a word's first byte is
+    not). Entries are written under `_WordCache`'s lock, the first lane last, so a reader in another thread sees
+    an entry whole or not at all."""
+
+    __slots__ = ("keys", "start", "count", "ids", "words", "size", "max_words")
+
+    def __init__(self, max_words: int) -> None:
+        slots = 1 << max(4, (2 * max_words - 1).bit_length())
+        self.keys = np.zeros((slots, _LANES), dtype=np.uint64)
+        self.start = np.zeros(slots, dtype=np.int64)
+        self.count = np.zeros(slots, dtype=np.int64)
+        self.ids = np.zeros(4 * max_words, dtype=np.int64)
+        self.words = 0  # entries held
+        self.size = 0  # ids held, all entries together
+        self.max_words = max_words
+
+    def _home(self, keys: np.ndarray) -> np.ndarray:
+        h = (keys * _MIX).view(np.uint64)
+        h = h[:, 0] ^ h[:, 1] ^ h[:, 2] ^ h[:, 3]
+        h ^= h >> np.uint64(29)
+        h *= _MIX[1]
+        return (h >> np.uint64(64 - (len(self.keys).bit_length() - 1))).astype(np.int64)
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's slot, or -1 where the table does not hold it."""
+        mask = len(self.keys) - 1
+        found = np.full(len(keys), -1, dtype=np.int64)
+        slot = self._home(keys)
+        pending = np.arange(len(keys))
+        while len(pending):
+            at = self.keys[slot]
+            same = (at == keys[pending]).all(axis=1)
+            found[pending[same]] = slot[same]
+            go_on = ~same & (at[:, 0] != 0)
+            pending, slot = pending[go_on], (slot[go_on] + 1) & mask
+        return found
+
+    def fits(self, words: int, ids: int) -> bool:
+        return self.words + words <= self.max_words and self.size + ids <= len(self.ids)
+
+    def add(self, keys: np.ndarray, counts: np.ndarray, flat: np.ndarray) -> None:
+        """Entries for keys the table does not hold (distinct; `fits` checked), their ids one after the other."""
+        self.ids[self.size:self.size + len(flat)] = flat
+        starts = self.size + np.cumsum(counts) - counts
+        mask = len(self.keys) - 1
+        slot = self._home(keys)
+        pending = np.arange(len(keys))
+        while len(pending):  # each round the first key to reach an empty slot takes it; the others probe on
+            free = self.keys[slot, 0] == 0
+            taken_slots, first = np.unique(slot[free], return_index=True)
+            won = pending[free][first]
+            self.start[taken_slots], self.count[taken_slots] = starts[won], counts[won]
+            self.keys[taken_slots, 1:] = keys[won, 1:]
+            self.keys[taken_slots, 0] = keys[won, 0]
+            lost = np.ones(len(pending), dtype=bool)
+            lost[np.flatnonzero(free)[first]] = False
+            pending, slot = pending[lost], (slot[lost] + 1) & mask
+        self.words += len(keys)
+        self.size += len(flat)
+
+
 class _WordCache:
     """Each word's ids, for a pre-tokenizer that cuts text at whitespace first and then each whitespace-free word
     on its own (BertPreTokenizer: runs of letters and digits, and every other character alone): `tokenizers`
-    encodes such a word the same wherever it stands, so a piece's ids are its words' ids one after the other,
-    and `str.split` plus a dictionary look-up per word cost a fraction of the native call (bench/tokenizer.py).
-    A word not seen yet ("end.", "(see") is cut as the pre-tokenizer cuts it (PART: "end", ".") and made of
-    its parts' ids, from a second cache; parts not seen yet go to the twin in one call. Only for printable ASCII
-    pieces, where `str.split` cuts at exactly the characters the pre-tokenizer takes for whitespace, and PART
+    encodes such a word the same wherever it stands, so a piece's ids are its words' ids one after the other.
+    A call joins its pieces with newlines, finds the words' spans and looks them all up in a numpy table
+    (`_WordTable`), and gathers their ids: no Python work per word or piece once the words are known
+    (bench/tokenizer.py). A word not seen yet ("end.", "(see") is cut as the pre-tokenizer cuts it (PART: "end",
+    ".") and made of its parts' ids, from a second cache (a dict); parts not seen yet go to the twin in one
+    call. Only for printable ASCII pieces, where whitespace is exactly what the pre-tokenizer cuts at, and PART
     finds its parts.
 
     Bounds, so that arbitrary text (hashes, base64, random words) cannot grow a process without end: a word or
-    part longer than `max_word_chars` is encoded each time and never kept (a token covers at least one
-    character, so a kept entry holds at most that many ids); each cache starts over once it would hold more
-    than `max_words` entries or `4 * max_words` ids (filled with random words or hex strings, a process's two caches
-    measured 17-24 MiB with tracemalloc, up to 47 MiB while one starts over; 8 MB of manual pages fill the word
-    cache to 75 k entries)."""
+    part longer than `max_word_chars` (at most 32) is encoded each time and never kept (a token covers at least
+    one character, so a kept entry holds at most that many ids); each cache starts over once it would hold more
+    than `max_words` entries or `4 * max_words` ids (the word table's arrays take about 17 MiB at the default
+    `max_words`, allocated as the slots are first written; 8 MB of manual pages fill it to 75 k entries)."""
 
     PART = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
     PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
              "x" * 120 + " tail", "C++ -- ~`|{}"]
 
     def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32):
+        if not 1 <= max_word_chars <= 8 * _LANES:
+            raise ValueError(f"max_word_chars={max_word_chars}: the word table keeps words of 1 to {8 * _LANES}")
         self.twin, self.max_words, self.max_word_chars = twin, max_words, max_word_chars
-        self._words = _IdTable()  # whitespace-free word -> ids
+        self._words = _WordTable(max_words)  # whitespace-free word -> ids
         self._parts = _IdTable()  # the pre-tokenizer's word (PART) -> ids
+        self._lock = threading.Lock()  # one thread at a time adds words (the tokenize stage's threads share a cache)
 
     @classmethod
     def of(cls, spec: dict, twin) -> _WordCache | None:
@@ -282,47 +378,72 @@ class _WordCache:
 
     def encode(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of normalized printable ASCII pieces one after the other, and where each piece's ids end."""
-        words = list(map(str.split, pieces))
-        return self.encode_units(words, np.zeros(len(words), dtype=bool))
+        return self.encode_text("\n".join(pieces), pieces)
 
-    def _keep(self, table: _IdTable, fresh: dict[str, tuple[int, ...]]) -> _IdTable:
-        """`table` with fresh entries of at most max_word_chars characters added, or a new table holding only
-        them when they would take it past a bound (another thread may still read the old one: it stays whole)."""
-        kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
-        size = sum(map(len, kept.values()))
-        if len(table.ids) + len(kept) > self.max_words or table.size + size > 4 * self.max_words:
-            table = _IdTable()
-        table.ids.update(kept)
-        table.size += size
-        return table
+    def encode_text(self, text: str, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode` of pieces given joined by newlines (text) and as they are (only their lengths are read: text
+        may be their normalized form, of the same lengths)."""
+        if not pieces:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        b = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        starts, ends = _word_spans(b)
+        counts, ids = self._ids(text, b, starts, ends)
+        token_ends = np.concatenate([[0], np.cumsum(counts)])
+        piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)) + 1) - 1  # its newline
+        return ids, token_ends[np.searchsorted(starts, piece_ends)]
 
-    def encode_units(self, units: list, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per piece either its words (given[k] False) or its ids (given[k] True): (ids, piece ends)."""
-        ids = self._words.ids  # another thread may start the cache over: this call keeps the one it began with
-        words = list(itertools.chain.from_iterable(u for u, g in zip(units, given.tolist()) if not g))
-        try:
-            found = list(map(ids.__getitem__, words))
-        except KeyError:
-            new = set(words).difference(ids)
-            fresh = self._encode_new(list(new))
-            self._words = self._keep(self._words, fresh)
-            found = [fresh[w] if w in fresh else ids[w] for w in words]
-        if given.any():  # the given pieces' ids as units of their own, in place
-            found_iter = iter(found)
-            lists = []
-            for u, g in zip(units, given.tolist()):
-                if g:
-                    lists.append(u)
-                else:
-                    lists.extend(itertools.islice(found_iter, len(u)))
-            per_piece = np.fromiter((1 if g else len(u) for u, g in zip(units, given.tolist())), np.int64, len(units))
-        else:
-            lists = found
-            per_piece = np.fromiter(map(len, units), np.int64, len(units))
-        lens = np.fromiter(map(len, lists), np.int64, len(lists))
-        token_ends = np.concatenate([[0], np.cumsum(lens)])
-        return (np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(token_ends[-1])),
-                token_ends[np.cumsum(per_piece)])
+    def _ids(self, text: str, b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each word's number of ids, and all the words' ids one after the other."""
+        table = self._words  # another thread may start the cache over: this call keeps the one it began with
+        lens = ends - starts
+        found = np.full(len(starts), -1, dtype=np.int64)
+        short = np.flatnonzero(lens <= self.max_word_chars)
+        keys = _word_keys(b, starts[short], lens[short])
+        found[short] = table.find(keys)
+        missed = np.flatnonzero(found < 0)
+        counts, src = table.count[found], table.start[found]  # (a missed word's two fixed below)
+        if not len(missed):
+            return counts, table.ids[_spans(src, counts)]
+        number: dict[str, int] = {}  # each missed word's number among the new words
+        which = np.empty(len(missed), dtype=np.int64)
+        first = []  # each new word's first place among the words
+        for j, (k, a, e) in enumerate(zip(missed.tolist(), starts[missed].tolist(), ends[missed].tolist())):
+            w = text[a:e]
+            n = number.get(w)
+            if n is None:
+                n = number[w] = len(first)
+                first.append(k)
+            which[j] = n
+        new = list(number)
+        with self._lock:
+            fresh = self._encode_new(new)
+            kept = [n for n, w in enumerate(new) if len(w) <= self.max_word_chars]
+            self._add([fresh[new[n]] for n in kept], keys[np.searchsorted(short, np.asarray(first)[kept])])
+        # the missed words' ids from a flat array of this call's own
+        new_counts = np.fromiter((len(fresh[w]) for w in new), np.int64, len(new))
+        counts[missed] = new_counts[which]
+        src[missed] = (np.cumsum(new_counts) - new_counts)[which]
+        new_ids = np.fromiter(itertools.chain.from_iterable(fresh[w] for w in new), np.int64, int(new_counts.sum()))
+        at = _spans(src, counts)
+        from_new = np.repeat(found < 0, counts)
+        ids = np.empty(len(at), dtype=np.int64)
+        ids[from_new] = new_ids[at[from_new]]
+        ids[~from_new] = table.ids[at[~from_new]]
+        return counts, ids
+
+    def _add(self, id_lists: list[tuple[int, ...]], keys: np.ndarray) -> None:
+        """New words (their keys and ids) into the word table, unless another thread added them meanwhile; the
+        table starts over when they would take it past a bound, and keeps what fits of them then."""
+        table = self._words
+        absent = table.find(keys) < 0
+        keys, id_lists = keys[absent], [ids for ids, a in zip(id_lists, absent.tolist()) if a]
+        counts = np.fromiter(map(len, id_lists), np.int64, len(id_lists))
+        if not table.fits(len(keys), int(counts.sum())):
+            self._words = table = _WordTable(self.max_words)
+            fit = int(min(np.searchsorted(np.cumsum(counts), len(table.ids), side="right"), table.max_words))
+            keys, id_lists, counts = keys[:fit], id_lists[:fit], counts[:fit]
+        if len(keys):
+            table.add(keys, counts, np.fromiter(itertools.chain.from_iterable(id_lists), np.int64, int(counts.sum())))
 
     def _encode_new(self, words: list[str]) -> dict[str, tuple[int, ...]]:
         """word -> ids of whitespace-free words: each the ids of its parts one after the other."""
@@ -338,6 +459,23 @@ class _WordCache:
         known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be ())
         return {w: known[ps[0]] if len(ps) == 1 else tuple(itertools.chain.from_iterable(map(known.__getitem__, ps)))
                 for w, ps in zip(words, parts_of)}
+
+    def _keep(self, table: _IdTable, fresh: dict[str, tuple[int, ...]]) -> _IdTable:
+        """The parts cache with fresh entries of at most max_word_chars characters added, or a new one holding
+        only them when they would take it past a bound."""
+        kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
+        size = sum(map(len, kept.values()))
+        if len(table.ids) + len(kept) > self.max_words or table.size + size > 4 * self.max_words:
+            table = _IdTable()
+        table.ids.update(kept)
+        table.size += size
+        return table
+
+
+def _spans(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[k], starts[k] + 1, ... counts[k] numbers from each start, one span after the other."""
+    ends = np.cumsum(counts)
+    return np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
 class _Prenormalized:
@@ -387,7 +525,9 @@ class _Prenormalized:
             return None
         contents = [t.content for t in tokens]
         added = re.compile("|".join(map(re.escape, contents)), re.IGNORECASE) if contents else None
-        return cls(twin, normalizer.normalize_str, plain, added, _WordCache.of(spec, twin))
+        # (the word cache searches pieces joined by newlines for added tokens: none may hold one)
+        words = None if any("\n" in c for c in contents) else _WordCache.of(spec, twin)
+        return cls(twin, normalizer.normalize_str, plain, added, words)
 
     def encode(self, items: list[list[str]], marked) -> tuple[np.ndarray, np.ndarray] | None:
         """`HFTokenizer._marked` of the items through the twin (printable ASCII pieces through the word cache,
@@ -414,32 +554,43 @@ class _Prenormalized:
 
     def _through_words(self, items: list[list[str]], marked) -> tuple[np.ndarray, np.ndarray] | None:
         """`encode` with the word cache: printable ASCII pieces normalized by `plain` and looked up word by word,
-        the other pieces normalized by the normalizer and encoded by the twin in one `marked` call."""
+        the other pieces normalized by the normalizer and encoded by the twin in one `marked` call. The searches
+        for added tokens and other text run once over all the pieces joined by newlines (no added token's text
+        holds one, `of` checks)."""
         pieces = [p for ps in items for p in ps]
-        if self.added is not None and any(map(self.added.search, pieces)):
+        joined = "\n".join(pieces)
+        if self.added is not None and self.added.search(joined):
             return None
-        other = [k for k, p in enumerate(pieces) if _NOT_PLAIN.search(p) is not None]
-        if not other:
-            return self.words.encode(list(map(self.plain, pieces)))
-        texts = [self.normalize(pieces[k]) for k in other]
+        if _NOT_PLAIN.search(joined) is None:
+            return self.words.encode_text(self.plain(joined), pieces)
+        is_other = np.fromiter((_NOT_PLAIN.search(p) is not None for p in pieces), bool, len(pieces))
+        other = np.flatnonzero(is_other)
+        texts = [self.normalize(pieces[k]) for k in other.tolist()]
         if self.added is not None and any(map(self.added.search, texts)):
             return None
         found = marked([texts], self.twin)
         if found is None:
             return None
-        other_ids, other_ends = found
-        units: list[list[str] | list[int]] = []  # per piece: its words, or the ids of a piece encoded by the twin
-        is_other = np.zeros(len(pieces), dtype=bool)
-        is_other[other] = True
-        starts = np.concatenate([[0], other_ends[:-1]]).tolist()
-        given = iter(zip(starts, other_ends.tolist()))
-        for piece, alone in zip(pieces, is_other.tolist()):
-            if alone:
-                a, b = next(given)
-                units.append(other_ids[a:b].tolist())
-            else:
-                units.append(self.plain(piece).split())
-        return self.words.encode_units(units, is_other)
+        plain = [p for p, o in zip(pieces, is_other.tolist()) if not o]
+        mine = self.words.encode_text(self.plain("\n".join(plain)), plain) if plain else (found[0][:0], found[1][:0])
+        return _interleave(is_other, mine, found)
+
+
+def _interleave(second: np.ndarray, first_of: tuple[np.ndarray, np.ndarray],
+                second_of: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, piece ends) of pieces in their order, from those of the pieces where `second` is False and of
+    those where it is True."""
+    counts = np.empty(len(second), dtype=np.int64)
+    src = np.empty(len(second), dtype=np.int64)
+    for mask, ends in ((~second, first_of[1]), (second, second_of[1])):
+        counts[mask] = np.diff(ends, prepend=0)
+        src[mask] = ends - counts[mask]
+    at = _spans(src, counts)
+    from_second = np.repeat(second, counts)
+    out = np.empty(len(at), dtype=np.int64)
+    out[from_second] = second_of[0][at[from_second]]
+    out[~from_second] = first_of[0][at[~from_second]]
+    return out, np.cumsum(counts)
 
 
 def encode_pieces(tokenizer: Tokenizer, items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
