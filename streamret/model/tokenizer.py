@@ -404,21 +404,15 @@ class _WordCache:
         counts, src = table.count[found], table.start[found]  # (a missed word's two fixed below)
         if not len(missed):
             return counts, table.ids[_spans(src, counts)]
-        number: dict[str, int] = {}  # each missed word's number among the new words
-        which = np.empty(len(missed), dtype=np.int64)
-        first = []  # each new word's first place among the words
-        for j, (k, a, e) in enumerate(zip(missed.tolist(), starts[missed].tolist(), ends[missed].tolist())):
-            w = text[a:e]
-            n = number.get(w)
-            if n is None:
-                n = number[w] = len(first)
-                first.append(k)
-            which[j] = n
+        number: dict[str, int] = {}  # the new words (each missed word's text, once), numbered as first seen
+        which = np.fromiter((number.setdefault(text[a:e], len(number)) for a, e in zip(
+            starts[missed].tolist(), ends[missed].tolist())), np.int64, len(missed))
         new = list(number)
+        first = missed[np.unique(which, return_index=True)[1]]  # each new word's first place among the words
         with self._lock:
             fresh = self._encode_new(new)
-            kept = [n for n, w in enumerate(new) if len(w) <= self.max_word_chars]
-            self._add([fresh[new[n]] for n in kept], keys[np.searchsorted(short, np.asarray(first)[kept])])
+            kept = np.flatnonzero(lens[first] <= self.max_word_chars)
+            self._add([fresh[new[n]] for n in kept.tolist()], keys[np.searchsorted(short, first[kept])])
         # the missed words' ids from a flat array of this call's own
         new_counts = np.fromiter((len(fresh[w]) for w in new), np.int64, len(new))
         counts[missed] = new_counts[which]
