@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -235,12 +236,19 @@ def serve(requests: Connection, results: Connection, tokenizer_py: str, engine_d
             batch = requests.recv()
         except EOFError:
             return
-        out = [f"{type(r).__name__}: {r}" if isinstance(r, Exception)
-               else (text.piece_columns(r[0]), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3])
-               for r in cut_and_encode(new_assembler, encode, [
-                   (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending)
-                   for b, raw, ending in batch])]
-        results.send(out)
+        cut = cut_and_encode(new_assembler, encode, [
+            (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending) for b, raw, ending in batch])
+        columns = iter(columns_per_item(text.piece_columns, [r[0] for r in cut if not isinstance(r, Exception)]))
+        results.send([f"{type(r).__name__}: {r}" if isinstance(r, Exception)
+                      else (next(columns), (r[1].tail, r[1].offset, r[1].segment_start), r[2], r[3]) for r in cut])
+
+
+def columns_per_item(piece_columns: Callable, items: list[list]) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+    """`text.piece_columns` of each item's pieces, from one call over all of them (its array work has a fixed
+    cost per call that a small chunk's few pieces would pay alone)."""
+    texts, numbers, facts = piece_columns(list(chain.from_iterable(items)))
+    bounds = np.cumsum([0] + [len(pieces) for pieces in items]).tolist()
+    return [(texts[a:b], numbers[a:b], facts[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
 if __name__ == "__main__":
