@@ -380,27 +380,29 @@ def test_no_word_cache_for_other_pre_tokenizers(pre_tokenizer):
 
 
 def test_the_word_cache_keeps_no_long_words():
-    """Words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique words,
-    such as hashes, must not fill the caches), and still get the tokenizer's ids; the parts cache's values are
+    """Words longer than max_word_chars go to the long words' dict instead of the table, up to max_long_chars;
+    longer words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique
+    words, such as hashes, must not fill the caches); all still get the tokenizer's ids; the dicts' values are
     tuples (the garbage collector need not walk a full cache)."""
     import gc
 
     tok = bundled_default()
     words = tok._prenormalized.words
-    limit = words.max_word_chars
-    words._words, words._parts = _WordTable(words.max_words), _IdTable()
+    limit, long_limit = words.max_word_chars, words.max_long_chars
+    words._words, words._parts, words._long = _WordTable(words.max_words), _IdTable(), _IdTable()
     items = [["short words, then " + "a1" * limit + " and (" + "z" * (limit + 5) + ")."],
-             ["x" * (limit + 1), " " + "y" * limit]]
+             ["x" * (limit + 1), " " + "y" * limit, " " + "b2" * long_limit + " " + "c" * long_limit]]
     for _ in range(2):
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
     assert max(map(len, words._parts.ids)) <= limit
-    kept = {w for ps in items for p in ps for w in p.lower().split() if len(w) <= limit}
+    every = {w for ps in items for p in ps for w in p.lower().split()}
     table = words._words
-    assert table.words == len(kept) and "y" * limit in kept
+    assert table.words == len({w for w in every if len(w) <= limit}) and "y" * limit in every
     assert table.size == int(table.count[table.keys[:, 0] != 0].sum())
+    assert set(words._long.ids) == {w for w in every if limit < len(w) <= long_limit} and "c" * long_limit in every
     gc.collect()
-    assert not any(gc.is_tracked(v) for v in words._parts.ids.values())
+    assert not any(gc.is_tracked(v) for d in (words._parts, words._long) for v in d.ids.values())
 
 
 def test_the_word_cache_on_random_words_of_every_length():
@@ -469,15 +471,18 @@ def test_the_word_table_finds_what_it_holds_through_collisions():
 
 
 def test_the_word_cache_starts_over_past_its_bounds():
-    """A cache starts over before it would hold more than max_words entries or 4 * max_words ids, and the ids
-    stay right across the restarts."""
+    """A cache starts over before it would hold more than its bounds (the table and the parts: max_words entries,
+    4 * max_words ids; the long words: max_words // 8 entries, max_words ids), and the ids stay right across the
+    restarts."""
     tok = bundled_default()
     words = tok._prenormalized.words
     words.max_words, words._words = 40, _WordTable(40)
     rng = random.Random(4)
     for _ in range(30):
-        items = [[" ".join(f"w{rng.randrange(10 ** 6)}x" for _ in range(rng.randrange(1, 12)))]]
+        items = [[" ".join(f"w{rng.randrange(10 ** 6)}x" if rng.random() < 0.7 else f"{'l' * 40}{rng.randrange(99)}"
+                           for _ in range(rng.randrange(1, 12)))]]
         ids, ends = tok.encode_pieces(items)
         assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
         assert len(words._parts.ids) <= 40 and words._parts.size <= 160
         assert words._words.words <= 40 and words._words.size <= 160
+        assert len(words._long.ids) <= 40 // 8 and words._long.size <= 40

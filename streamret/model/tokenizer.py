@@ -229,8 +229,8 @@ def _maps_ascii_chars_alone(node: dict | None) -> bool:
 
 
 class _IdTable:
-    """The parts cache of `_WordCache`: text -> its ids (a tuple: the garbage collector need not walk it), and the
-    ids it holds in all, by which it is bounded."""
+    """A dict cache of `_WordCache` (parts, long words): text -> its ids (a tuple: the garbage collector need not
+    walk it), and the ids it holds in all, by which it is bounded."""
 
     __slots__ = ("ids", "size")
 
@@ -241,15 +241,17 @@ class _IdTable:
 
 # whitespace as str.split sees it, among ASCII bytes
 _WHITESPACE = np.array([chr(c).isspace() for c in range(256)]) & (np.arange(256) < 128)
-# MASK[k]: the low k bytes of a little-endian uint64
-_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 _LANES = 4  # a key: a word's bytes zero-padded to 32, as four uint64
+# _LANE_MASKS[n]: per lane, the bytes of a word of n characters (little-endian: the low bytes first)
+_LANE_MASKS = np.array([[(1 << (8 * min(max(n - 8 * lane, 0), 8))) - 1 for lane in range(_LANES)]
+                        for n in range(8 * _LANES + 1)], dtype=np.uint64)
+_LANE_OFFSETS = 8 * np.arange(_LANES)
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], dtype=np.uint64)
 
 
 def _word_spans(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each whitespace-free run of the ASCII bytes b starts and ends (as `str.split` cuts)."""
-    word = ~_WHITESPACE[b]
+    word = ~_WHITESPACE.take(b)
     edges = np.flatnonzero(np.diff(np.concatenate([[False], word, [False]]).view(np.int8)))
     return edges[::2], edges[1::2]
 
@@ -260,10 +262,7 @@ def _word_keys(b: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarra
     padded = np.zeros(len(b) + 8 * _LANES, dtype=np.uint8)
     padded[:len(b)] = b
     at = np.ndarray(shape=(len(b) + 8 * _LANES - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    keys = np.empty((len(starts), _LANES), dtype=np.uint64)
-    for lane in range(_LANES):
-        keys[:, lane] = at[starts + 8 * lane] & _LOW_BYTES[np.clip(lens - 8 * lane, 0, 8)]
-    return keys
+    return at.take(starts[:, None] + _LANE_OFFSETS) & _LANE_MASKS.take(lens, axis=0)
 
 
 class _WordTable:
@@ -299,12 +298,13 @@ class _WordTable:
         found = np.full(len(keys), -1, dtype=np.int64)
         slot = self._home(keys)
         pending = np.arange(len(keys))
-        while len(pending):
-            at = self.keys[slot]
-            same = (at == keys[pending]).all(axis=1)
+        while len(pending):  # (take: several times faster than fancy indexing of rows)
+            at = self.keys.take(slot, axis=0)
+            d = at ^ keys
+            same = (d[:, 0] | d[:, 1] | d[:, 2] | d[:, 3]) == 0
             found[pending[same]] = slot[same]
             go_on = ~same & (at[:, 0] != 0)
-            pending, slot = pending[go_on], (slot[go_on] + 1) & mask
+            pending, slot, keys = pending[go_on], (slot[go_on] + 1) & mask, keys[go_on]
         return found
 
     def fits(self, words: int, ids: int) -> bool:
@@ -342,22 +342,30 @@ class _WordCache:
     call. Only for printable ASCII pieces, where whitespace is exactly what the pre-tokenizer cuts at, and PART
     finds its parts.
 
-    Bounds, so that arbitrary text (hashes, base64, random words) cannot grow a process without end: a word or
-    part longer than `max_word_chars` (at most 32) is encoded each time and never kept (a token covers at least
-    one character, so a kept entry holds at most that many ids); each cache starts over once it would hold more
-    than `max_words` entries or `4 * max_words` ids (the word table's arrays take about 17 MiB at the default
-    `max_words`, allocated as the slots are first written; 8 MB of manual pages fill it to 75 k entries)."""
+    A word longer than the table's keys (`max_word_chars`, at most 32: "copy_resolved_framework_into_bundle", a
+    quoted path) is kept in a third cache, a dict, up to `max_long_chars`: in manual pages half of the calls of
+    4 KB held one, and each then took the path for new words.
+
+    Bounds, so that arbitrary text (hashes, base64, random words) cannot grow a process without end: a part
+    longer than `max_word_chars`, or a word longer than `max_long_chars`, is encoded each time and never kept (a
+    token covers at least one character, so a kept entry holds at most that many ids); the word table and the
+    parts cache start over once they would hold more than `max_words` entries or `4 * max_words` ids, the long
+    words' cache past `max_words // 8` entries or `max_words` ids (the word table's arrays take about 17 MiB at
+    the default `max_words`, allocated as the slots are first written; 8 MB of manual pages fill it to 75 k
+    entries)."""
 
     PART = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
     PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
              "x" * 120 + " tail", "C++ -- ~`|{}"]
 
-    def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32):
+    def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32, max_long_chars: int = 128):
         if not 1 <= max_word_chars <= 8 * _LANES:
             raise ValueError(f"max_word_chars={max_word_chars}: the word table keeps words of 1 to {8 * _LANES}")
         self.twin, self.max_words, self.max_word_chars = twin, max_words, max_word_chars
+        self.max_long_chars = max_long_chars
         self._words = _WordTable(max_words)  # whitespace-free word -> ids
         self._parts = _IdTable()  # the pre-tokenizer's word (PART) -> ids
+        self._long = _IdTable()  # whitespace-free words too long for the table's keys -> ids
         self._lock = threading.Lock()  # one thread at a time adds words (the tokenize stage's threads share a cache)
 
     @classmethod
@@ -401,18 +409,25 @@ class _WordCache:
         keys = _word_keys(b, starts[short], lens[short])
         found[short] = table.find(keys)
         missed = np.flatnonzero(found < 0)
-        counts, src = table.count[found], table.start[found]  # (a missed word's two fixed below)
+        counts, src = table.count.take(found), table.start.take(found)  # (a missed word's two fixed below)
         if not len(missed):
-            return counts, table.ids[_spans(src, counts)]
+            return counts, table.ids.take(_spans(src, counts))
         number: dict[str, int] = {}  # the new words (each missed word's text, once), numbered as first seen
         which = np.fromiter((number.setdefault(text[a:e], len(number)) for a, e in zip(
             starts[missed].tolist(), ends[missed].tolist())), np.int64, len(missed))
         new = list(number)
-        first = missed[np.unique(which, return_index=True)[1]]  # each new word's first place among the words
-        with self._lock:
-            fresh = self._encode_new(new)
-            kept = np.flatnonzero(lens[first] <= self.max_word_chars)
-            self._add([fresh[new[n]] for n in kept.tolist()], keys[np.searchsorted(short, first[kept])])
+        long_words = self._long.ids
+        fresh = {w: long_words[w] for w in new if w in long_words}  # (a long word seen before)
+        if len(fresh) < len(new):
+            first = missed[np.unique(which, return_index=True)[1]]  # each new word's first place among the words
+            todo = [n for n, w in enumerate(new) if w not in fresh]
+            with self._lock:
+                made = self._encode_new([new[n] for n in todo])
+                kept = [n for n in todo if lens[first[n]] <= self.max_word_chars]
+                self._add([made[new[n]] for n in kept], keys[np.searchsorted(short, first[kept])])
+                self._long = self._keep(self._long, {w: v for w, v in made.items() if len(w) > self.max_word_chars},
+                                        self.max_long_chars, self.max_words // 8, self.max_words)
+            fresh.update(made)
         # the missed words' ids from a flat array of this call's own
         new_counts = np.fromiter((len(fresh[w]) for w in new), np.int64, len(new))
         counts[missed] = new_counts[which]
@@ -449,20 +464,28 @@ class _WordCache:
         if new:
             encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
             fresh = {w: tuple(e.ids) for w, e in zip(new, encoded)}
-            self._parts = self._keep(self._parts, fresh)
+            self._parts = self._keep(self._parts, fresh, self.max_word_chars, self.max_words, 4 * self.max_words)
         known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be ())
         return {w: known[ps[0]] if len(ps) == 1 else tuple(itertools.chain.from_iterable(map(known.__getitem__, ps)))
                 for w, ps in zip(words, parts_of)}
 
-    def _keep(self, table: _IdTable, fresh: dict[str, tuple[int, ...]]) -> _IdTable:
-        """The parts cache with fresh entries of at most max_word_chars characters added, or a new one holding
-        only them when they would take it past a bound."""
-        kept = {w: v for w, v in fresh.items() if len(w) <= self.max_word_chars}
+    @staticmethod
+    def _keep(table: _IdTable, fresh: dict[str, tuple[int, ...]], max_chars: int, max_entries: int,
+              max_ids: int) -> _IdTable:
+        """A dict cache with fresh entries of at most max_chars characters added, or, when they would take it past
+        max_entries entries or max_ids ids, a new one holding as many of them as fit."""
+        kept = {w: v for w, v in fresh.items() if len(w) <= max_chars}
         size = sum(map(len, kept.values()))
-        if len(table.ids) + len(kept) > self.max_words or table.size + size > 4 * self.max_words:
-            table = _IdTable()
-        table.ids.update(kept)
-        table.size += size
+        if len(table.ids) + len(kept) <= max_entries and table.size + size <= max_ids:
+            table.ids.update(kept)
+            table.size += size
+            return table
+        table = _IdTable()
+        for w, v in kept.items():
+            if len(table.ids) == max_entries or table.size + len(v) > max_ids:
+                break
+            table.ids[w] = v
+            table.size += len(v)
         return table
 
 
