@@ -6,8 +6,8 @@ tokenizer-safe pieces (text.py: sentence cuts are most of it) from where its str
 the pieces tokenized in one call. In an engine process that Python holds the GIL that the step thread needs
 between its CUDA calls (on an H200 the sentence cuts alone took 0.4-0.5 us a token of the caller's thread:
 bench/RESULTS.md, session 22). With `tokenize_procs` each tokenize thread hands its batches to a child process
-over a pipe and waits without holding the GIL; the child runs `cut_and_encode` and sends back the pieces (as
-columns of plain values and arrays), each chunk's text front after it and the ids.
+over a pipe and waits without holding the GIL; the child runs `cut_and_encode` and sends back the whole batch's
+pieces (as columns of plain values and arrays) and ids, and each chunk's text front after it (`batch_reply`).
 
 The child is a plain subprocess running this file by its path, not `python -m` (an engine process is a
 multiprocessing daemon, which may not start multiprocessing children, and importing the package would
