@@ -26,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread, as each 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import tokenizers
     from e2e import find_text  # bench/e2e.py
 
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="chunks per encode_pieces call")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     text, _ = find_text(args.text, int(args.text_mb * 2**20), 1 << 16)
     data = text.encode()
@@ -57,7 +57,7 @@ def main() -> None:
         if pre is not None:
             pre.words = cache
             if cache is not None:
-                cache._ids = {}
+                cache.clear()
         times, out = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def main() -> None:
               "batch_chunks": args.batch, "same_ids": bool(same),
               "us_per_token": {k: round(1e6 * r[1] / n, 3) for k, r in runs.items()},
               "us_per_token_first_pass": {k: round(1e6 * r[0] / n, 3) for k, r in runs.items()},
-              "word_cache_words": len(words._ids) if words is not None else None}
+              "word_cache_words": words.words_held if words is not None else None}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "tokenizer.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))

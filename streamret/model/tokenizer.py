@@ -384,6 +384,16 @@ class _WordCache:
             return None
         return cls(twin)
 
+    def clear(self) -> None:
+        """Every cache empty again (a bench's first pass over text)."""
+        with self._lock:
+            self._words, self._parts, self._long = _WordTable(self.max_words), _IdTable(), _IdTable()
+
+    @property
+    def words_held(self) -> int:
+        """Whole words held (the table's and the long words')."""
+        return self._words.words + len(self._long.ids)
+
     def encode(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of normalized printable ASCII pieces one after the other, and where each piece's ids end."""
         return self.encode_text("\n".join(pieces), pieces)
