@@ -85,9 +85,11 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
                 np.concatenate([c[2] for c in columns]), np.array([len(c[0]) for c in columns], np.int64), lens)
     except Exception as e:  # noqa: BLE001  (a bug here fails the batch's items, not the thread)
         return [r if isinstance(r, BaseException) else e for r in results]
+    every = np.concatenate([np.asarray(results[k][2]) for k in ok])  # one check of the batch's ids, not per item
+    out_of_range = bool(len(every)) and (every.min() < 0 or every.max() >= vocab_size)
     for k, layout in zip(ok, layouts, strict=True):
         _, after, ids, lens, _ = results[k]
-        if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+        if out_of_range and len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             results[k] = InvalidArgument(
                 f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
                 "the engine's tokenizer and model do not belong together")
