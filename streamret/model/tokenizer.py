@@ -350,9 +350,9 @@ class _WordCache:
     longer than `max_word_chars`, or a word longer than `max_long_chars`, is encoded each time and never kept (a
     token covers at least one character, so a kept entry holds at most that many ids); the word table and the
     parts cache start over once they would hold more than `max_words` entries or `4 * max_words` ids, the long
-    words' cache past `max_words // 8` entries or `max_words` ids (the word table's arrays take about 17 MiB at
-    the default `max_words`, allocated as the slots are first written; 8 MB of manual pages fill it to 75 k
-    entries)."""
+    words' cache past `max_words // 8` entries or `max_words` ids (the word table's arrays take 16 MiB at the
+    default `max_words`, allocated as the slots are first written; 8 MB of manual pages fill the caches to 75 k
+    words: bench/tokenizer.py --text-mb 8)."""
 
     PART = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
     PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
@@ -382,7 +382,7 @@ class _WordCache:
         want = [e.ids for e in twin.encode_batch(cls.PROBE, add_special_tokens=False)]
         if ids.tolist() != [i for w in want for i in w] or ends.tolist() != np.cumsum(list(map(len, want))).tolist():
             return None
-        return cls(twin)
+        return cache  # (holding the probe's words, with their right ids)
 
     def clear(self) -> None:
         """Every cache empty again (a bench's first pass over text)."""
