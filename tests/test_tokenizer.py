@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from streamret.model.tokenizer import ByteTokenizer, HFTokenizer, _IdTable, _word_keys, _WordTable
+from streamret.model.tokenizer import (ByteTokenizer, HFTokenizer, _IdTable, _word_keys, _WordCache, _WordPiece,
+                                      _WordTable)
 from streamret.model.tokenizer import Tokenizer as TokenizerProtocol
 
 WORDS = ["the", "stream", "never", "ends", ";", "retention", "state", "décadence", "naïve", "Zürich", "42", "x",
@@ -432,6 +433,36 @@ def test_the_word_cache_on_random_words_of_every_length():
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), items
 
 
+@pytest.mark.parametrize("style", ["default", "bert"])
+def test_the_python_wordpiece_gives_the_tokenizers_ids(style):
+    """`_WordPiece` (new parts of the word cache) against the twin on single words: in the vocabulary, made of
+    continuations, past max_input_chars_per_word, and of characters no token covers (the unknown token alone)."""
+    tok = bundled_default() if style == "default" else HFTokenizer.from_json(
+        wordpiece_style(normalizers.BertNormalizer(lowercase=True)))
+    words = tok._prenormalized.words
+    assert isinstance(words.wordpiece, _WordPiece)
+    rng = random.Random(9)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789" + ("ABCXYZ" if style == "bert" else "")
+    cases = ["the", "stream", "retention", "streams", "x" * 12, "x" * 13, "q" * 200, "zzzqqq", "7", "1234567890123"]
+    cases += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40))) for _ in range(500)]
+    cases += list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    encoded = words.twin.encode_batch_fast([[w] for w in cases], is_pretokenized=True, add_special_tokens=False)
+    for w, e in zip(cases, encoded):
+        assert words.wordpiece(w) == tuple(e.ids), w
+
+
+def test_the_word_cache_makes_new_parts_with_the_twin_when_the_python_wordpiece_disagrees(monkeypatch):
+    """A Python WordPiece that gives other ids than the twin on the load's probe is not used: the cache then makes
+    new parts with the twin, and its ids are the tokenizer's."""
+    monkeypatch.setattr(_WordPiece, "__call__", lambda self, word: (self.unk,))
+    tok = bundled_default()
+    assert tok._prenormalized.words.wordpiece is None
+    items = [["New words: zyxwv qwertz, (see) the_end."]]
+    assert tuple(map(np.ndarray.tolist, tok.encode_pieces(items))) == per_piece(tok, items)
+    monkeypatch.setattr(_WordPiece, "of", classmethod(lambda cls, spec: None))
+    assert _WordCache.of(json.loads(tok.source_json), tok._prenormalized.twin).wordpiece is None
+
+
 def test_the_word_table_finds_what_it_holds_through_collisions():
     """`_WordTable` against a dict: words of 1 to 32 bytes (the four lanes' edges among them), added in rounds to
     a table of 16 slots and many more, so that probes run long and several new words claim one slot at once;
@@ -476,7 +507,8 @@ def test_the_word_cache_starts_over_past_its_bounds():
     restarts."""
     tok = bundled_default()
     words = tok._prenormalized.words
-    words.max_words, words._words = 40, _WordTable(40)
+    # (bounds set after the load's probe filled the caches: each starts empty under them)
+    words.max_words, words._words, words._parts, words._long = 40, _WordTable(40), _IdTable(), _IdTable()
     rng = random.Random(4)
     for _ in range(30):
         items = [[" ".join(f"w{rng.randrange(10 ** 6)}x" if rng.random() < 0.7 else f"{'l' * 40}{rng.randrange(99)}"

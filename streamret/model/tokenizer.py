@@ -239,8 +239,9 @@ class _IdTable:
         self.size = 0  # ids held, all entries together
 
 
-# whitespace as str.split sees it, among ASCII bytes
+# whitespace as str.split sees it, among ASCII bytes; ASCII letters and digits (runs of which are one PART)
 _WHITESPACE = np.array([chr(c).isspace() for c in range(256)]) & (np.arange(256) < 128)
+_ALNUM = np.array([chr(c).isascii() and chr(c).isalnum() for c in range(256)])
 _LANES = 4  # a key: a word's bytes zero-padded to 32, as four uint64
 # _LANE_MASKS[n]: per lane, the bytes of a word of n characters (little-endian: the low bytes first)
 _LANE_MASKS = np.array([[(1 << (8 * min(max(n - 8 * lane, 0), 8))) - 1 for lane in range(_LANES)]
@@ -331,6 +332,51 @@ class _WordTable:
         self.size += len(flat)
 
 
+class _WordPiece:
+    """A tokenizer.json's WordPiece model in Python, for the word cache's new parts (each a word of the
+    pre-tokenizer: no normalizer to apply, no added token in it; the cache's callers see to both): the longest
+    prefix of the word in the vocabulary, then the longest continuation (the prefix "##" and the text) from where
+    it ends, and so on; the unknown token alone for a word longer than max_input_chars_per_word or one that no
+    tokens cover. The algorithm of `tokenizers`' WordPiece, for one word a Python call instead of a native one
+    with its per-input objects: about 4x less for the 8,000 new parts of 2 MB of manual pages."""
+
+    __slots__ = ("vocab", "continued", "unk", "max_chars")
+
+    def __init__(self, vocab: dict[str, int], prefix: str, unk: int, max_chars: int):
+        self.vocab, self.unk, self.max_chars = vocab, unk, max_chars
+        self.continued = {t[len(prefix):]: i for t, i in vocab.items() if t.startswith(prefix)}
+
+    @classmethod
+    def of(cls, spec: dict) -> _WordPiece | None:
+        """For a tokenizer.json whose model is WordPiece with its unknown token in the vocabulary; else None."""
+        model = spec.get("model") or {}
+        vocab, unk = model.get("vocab"), model.get("unk_token")
+        if model.get("type") != "WordPiece" or not isinstance(vocab, dict) or unk not in vocab:
+            return None
+        return cls(vocab, model.get("continuing_subword_prefix") or "", vocab[unk],
+                   model.get("max_input_chars_per_word", 100))
+
+    def __call__(self, word: str) -> tuple[int, ...]:
+        whole = self.vocab.get(word)
+        if whole is not None:
+            return (whole,)
+        if len(word) > self.max_chars:
+            return (self.unk,)
+        out, start, n, table = [], 0, len(word), self.vocab
+        while start < n:
+            end = n
+            while end > start:
+                found = table.get(word[start:end])
+                if found is not None:
+                    break
+                end -= 1
+            else:
+                return (self.unk,)
+            out.append(found)
+            start, table = end, self.continued
+        return tuple(out)
+
+
 class _WordCache:
     """Each word's ids, for a pre-tokenizer that cuts text at whitespace first and then each whitespace-free word
     on its own (BertPreTokenizer: runs of letters and digits, and every other character alone): `tokenizers`
@@ -358,10 +404,12 @@ class _WordCache:
     PROBE = [_PLAIN_PROBE, " Stream's state-retention (x2y), 3.14 e.g. a_b--c\t[d]\n", "don't.  \r\n#!/bin/sh",
              "x" * 120 + " tail", "C++ -- ~`|{}"]
 
-    def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32, max_long_chars: int = 128):
+    def __init__(self, twin, max_words: int = 1 << 17, max_word_chars: int = 32, max_long_chars: int = 128,
+                 wordpiece: _WordPiece | None = None):
+        """wordpiece: the twin's model in Python, for new parts (None: the twin makes them)."""
         if not 1 <= max_word_chars <= 8 * _LANES:
             raise ValueError(f"max_word_chars={max_word_chars}: the word table keeps words of 1 to {8 * _LANES}")
-        self.twin, self.max_words, self.max_word_chars = twin, max_words, max_word_chars
+        self.twin, self.max_words, self.max_word_chars, self.wordpiece = twin, max_words, max_word_chars, wordpiece
         self.max_long_chars = max_long_chars
         self._words = _WordTable(max_words)  # whitespace-free word -> ids
         self._parts = _IdTable()  # the pre-tokenizer's word (PART) -> ids
@@ -372,17 +420,21 @@ class _WordCache:
     def of(cls, spec: dict, twin) -> _WordCache | None:
         """A cache for `twin` (no normalizer) when its pre-tokenizer is BertPreTokenizer and the cache gives the
         twin's own ids on a probe of printable ASCII; None otherwise, or when the environment sets
-        STREAMRET_WORD_CACHE=0 (every piece then goes to the native call, as before the cache: for comparisons)."""
+        STREAMRET_WORD_CACHE=0 (every piece then goes to the native call, as before the cache: for comparisons).
+        New parts are made by the model in Python (`_WordPiece`) where it has one that gives the probe's ids, else
+        by the twin."""
         if os.environ.get("STREAMRET_WORD_CACHE", "1") == "0":
             return None
         if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
             return None
-        cache = cls(twin)
-        ids, ends = cache.encode(cls.PROBE)
         want = [e.ids for e in twin.encode_batch(cls.PROBE, add_special_tokens=False)]
-        if ids.tolist() != [i for w in want for i in w] or ends.tolist() != np.cumsum(list(map(len, want))).tolist():
-            return None
-        return cache  # (holding the probe's words, with their right ids)
+        for wordpiece in dict.fromkeys([_WordPiece.of(spec), None]):
+            cache = cls(twin, wordpiece=wordpiece)
+            ids, ends = cache.encode(cls.PROBE)
+            if (ids.tolist() == [i for w in want for i in w]
+                    and ends.tolist() == np.cumsum(list(map(len, want))).tolist()):
+                return cache  # (holding the probe's words, with their right ids)
+        return None
 
     def clear(self) -> None:
         """Every cache empty again (a bench's first pass over text)."""
@@ -422,27 +474,13 @@ class _WordCache:
         counts, src = table.count.take(found), table.start.take(found)  # (a missed word's two fixed below)
         if not len(missed):
             return counts, table.ids.take(_spans(src, counts))
-        number: dict[str, int] = {}  # the new words (each missed word's text, once), numbered as first seen
-        which = np.fromiter((number.setdefault(text[a:e], len(number)) for a, e in zip(
-            starts[missed].tolist(), ends[missed].tolist())), np.int64, len(missed))
-        new = list(number)
-        long_words = self._long.ids
-        fresh = {w: long_words[w] for w in new if w in long_words}  # (a long word seen before)
-        if len(fresh) < len(new):
-            first = missed[np.unique(which, return_index=True)[1]]  # each new word's first place among the words
-            todo = [n for n, w in enumerate(new) if w not in fresh]
-            with self._lock:
-                made = self._encode_new([new[n] for n in todo])
-                kept = [n for n in todo if lens[first[n]] <= self.max_word_chars]
-                self._add([made[new[n]] for n in kept], keys[np.searchsorted(short, first[kept])])
-                self._long = self._keep(self._long, {w: v for w, v in made.items() if len(w) > self.max_word_chars},
-                                        self.max_long_chars, self.max_words // 8, self.max_words)
-            fresh.update(made)
-        # the missed words' ids from a flat array of this call's own
-        new_counts = np.fromiter((len(fresh[w]) for w in new), np.int64, len(new))
+        first, which, new_keys = _distinct(missed, lens[missed] <= self.max_word_chars, keys, short, text, starts,
+                                           ends)
+        new = [text[a:e] for a, e in zip(starts[first].tolist(), ends[first].tolist())]
+        new_counts, new_ids = self._new_words(new, new_keys)
         counts[missed] = new_counts[which]
         src[missed] = (np.cumsum(new_counts) - new_counts)[which]
-        new_ids = np.fromiter(itertools.chain.from_iterable(fresh[w] for w in new), np.int64, int(new_counts.sum()))
+        # the missed words' ids from this call's own flat array, the others' from the table's
         at = _spans(src, counts)
         from_new = np.repeat(found < 0, counts)
         ids = np.empty(len(at), dtype=np.int64)
@@ -450,34 +488,84 @@ class _WordCache:
         ids[~from_new] = table.ids[at[~from_new]]
         return counts, ids
 
-    def _add(self, id_lists: list[tuple[int, ...]], keys: np.ndarray) -> None:
-        """New words (their keys and ids) into the word table, unless another thread added them meanwhile; the
-        table starts over when they would take it past a bound, and keeps what fits of them then."""
+    def _new_words(self, words: list[str], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each of words' number of ids and all their ids one after the other, for distinct words the table does
+        not hold: first those of up to max_word_chars (keys: theirs), which then go into the table, then longer
+        ones, which go into the long words' dict (up to max_long_chars) unless it holds them already."""
+        n_short = len(keys)
+        longer = words[n_short:]
+        seen = self._long.ids
+        known = {w: seen[w] for w in longer if w in seen}
+        to_make = words[:n_short] + [w for w in longer if w not in known] if known else words
+        counts, flat = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if to_make:
+            with self._lock:
+                counts, flat = self._encode_new(to_make)
+                short_ids = int(counts[:n_short].sum())
+                self._add(keys, counts[:n_short], flat[:short_ids])
+                if len(to_make) > n_short:
+                    ends = np.cumsum(counts[n_short:]) + short_ids
+                    made = {w: tuple(flat[e - n:e].tolist())
+                            for w, e, n in zip(to_make[n_short:], ends.tolist(), counts[n_short:].tolist())}
+                    self._long = self._keep(self._long, made, self.max_long_chars, self.max_words // 8, self.max_words)
+                    known.update(made)
+        if len(to_make) == len(words):
+            return counts, flat
+        # long words seen before among them: theirs from the dict, after the short words' made here
+        short_ids = int(counts[:n_short].sum())
+        longer_ids = [known[w] for w in longer]
+        longer_counts = np.fromiter(map(len, longer_ids), np.int64, len(longer))
+        return (np.concatenate([counts[:n_short], longer_counts]),
+                np.concatenate([flat[:short_ids], np.fromiter(itertools.chain.from_iterable(longer_ids), np.int64,
+                                                              int(longer_counts.sum()))]))
+
+    def _add(self, keys: np.ndarray, counts: np.ndarray, flat: np.ndarray) -> None:
+        """New words (their keys, numbers of ids and ids one after the other) into the word table, unless another
+        thread added them meanwhile; the table starts over when they would take it past a bound, and keeps what fits
+        of them then."""
         table = self._words
         absent = table.find(keys) < 0
-        keys, id_lists = keys[absent], [ids for ids, a in zip(id_lists, absent.tolist()) if a]
-        counts = np.fromiter(map(len, id_lists), np.int64, len(id_lists))
+        if not absent.all():
+            keys, counts, flat = keys[absent], counts[absent], flat[np.repeat(absent, counts)]
         if not table.fits(len(keys), int(counts.sum())):
             self._words = table = _WordTable(self.max_words)
             fit = int(min(np.searchsorted(np.cumsum(counts), len(table.ids), side="right"), table.max_words))
-            keys, id_lists, counts = keys[:fit], id_lists[:fit], counts[:fit]
+            keys, counts = keys[:fit], counts[:fit]
+            flat = flat[:int(counts.sum())]
         if len(keys):
-            table.add(keys, counts, np.fromiter(itertools.chain.from_iterable(id_lists), np.int64, int(counts.sum())))
+            table.add(keys, counts, flat)
 
-    def _encode_new(self, words: list[str]) -> dict[str, tuple[int, ...]]:
-        """word -> ids of whitespace-free words: each the ids of its parts one after the other."""
-        parts_of = list(map(self.PART.findall, words))
-        parts = self._parts.ids
-        needed = set(itertools.chain.from_iterable(parts_of))
-        new = list(needed.difference(parts))
-        fresh: dict[str, tuple[int, ...]] = {}
+    def _encode_new(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each whitespace-free word's number of ids and all their ids one after the other: a word's ids are its
+        parts' (PART) one after the other, the parts of all the words found by one search, and each part not seen
+        yet made by the tokenizer's WordPiece in Python where `_WordPiece.of` found one (a few times faster than a
+        native call per part), else by the twin in one call."""
+        joined = "\n".join(words)
+        parts = self.PART.findall(joined)  # every word's parts, word after word
+        b = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+        alnum = _ALNUM.take(b)
+        starts_part = ~_WHITESPACE.take(b) & ~(alnum & np.concatenate([[False], alnum[:-1]]))
+        per_part = np.concatenate([[0], np.cumsum(starts_part)])  # parts begun before each place
+        word_lens = np.fromiter(map(len, words), np.int64, len(words))
+        word_at = np.cumsum(word_lens + 1) - word_lens - 1  # where each word starts in joined
+        cached = self._parts.ids
+        distinct = dict.fromkeys(parts)
+        known = {p: cached[p] for p in distinct if p in cached}
+        new = [p for p in distinct if p not in known]
         if new:
-            encoded = self.twin.encode_batch_fast([[w] for w in new], is_pretokenized=True, add_special_tokens=False)
-            fresh = {w: tuple(e.ids) for w, e in zip(new, encoded)}
+            if self.wordpiece is not None:
+                fresh = {p: self.wordpiece(p) for p in new}
+            else:
+                encoded = self.twin.encode_batch_fast([[p] for p in new], is_pretokenized=True,
+                                                      add_special_tokens=False)
+                fresh = {p: tuple(e.ids) for p, e in zip(new, encoded)}
             self._parts = self._keep(self._parts, fresh, self.max_word_chars, self.max_words, 4 * self.max_words)
-        known = {p: fresh[p] if p in fresh else parts[p] for p in needed}  # (a part's ids may be ())
-        return {w: known[ps[0]] if len(ps) == 1 else tuple(itertools.chain.from_iterable(map(known.__getitem__, ps)))
-                for w, ps in zip(words, parts_of)}
+            known.update(fresh)
+        part_ids = list(map(known.__getitem__, parts))  # (a part's ids may be ())
+        part_counts = np.concatenate([[0], np.cumsum(np.fromiter(map(len, part_ids), np.int64, len(parts)))])
+        flat = np.fromiter(itertools.chain.from_iterable(part_ids), np.int64, int(part_counts[-1]))
+        first_part, end_part = per_part[word_at], per_part[word_at + word_lens]
+        return part_counts[end_part] - part_counts[first_part], flat
 
     @staticmethod
     def _keep(table: _IdTable, fresh: dict[str, tuple[int, ...]], max_chars: int, max_entries: int,
@@ -497,6 +585,30 @@ class _WordCache:
             table.ids[w] = v
             table.size += len(v)
         return table
+
+
+def _distinct(missed: np.ndarray, short: np.ndarray, keys: np.ndarray, keyed: np.ndarray, text: str,
+              starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of the words missed (indices into starts and ends, the words' spans in text; short: which of them have
+    keys, keys[j] being word keyed[j]'s): the first place of each distinct one, those with keys first, per missed
+    word the number of its distinct word in that order, and the keys of the distinct ones that have them. Words
+    with keys are told apart by their keys (array work), the others by their text."""
+    which = np.empty(len(missed), dtype=np.int64)
+    s, rest = np.flatnonzero(short), np.flatnonzero(~short)
+    first, distinct_keys = np.zeros(0, dtype=np.int64), keys[:0]
+    if len(s):
+        rows = keys[np.searchsorted(keyed, missed[s])]
+        _, at, inverse = np.unique(np.ascontiguousarray(rows).view(np.dtype((np.void, 8 * _LANES))).ravel(),
+                                   return_index=True, return_inverse=True)
+        which[s] = inverse.ravel()
+        first, distinct_keys = missed[s[at]], rows[at]
+    if len(rest):
+        number: dict[str, int] = {}
+        seen = np.fromiter((number.setdefault(text[a:e], len(number)) for a, e in zip(
+            starts[missed[rest]].tolist(), ends[missed[rest]].tolist())), np.int64, len(rest))
+        which[rest] = len(first) + seen
+        first = np.concatenate([first, missed[rest[np.unique(seen, return_index=True)[1]]]])
+    return first, which, distinct_keys
 
 
 def _spans(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
