@@ -612,7 +612,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--text", action="append", default=[], help="English text file or folder (repeatable)")
     ap.add_argument("--text-mb", type=float, default=8.0, help="megabytes of text to gather")
     ap.add_argument("--min-text-kb", type=int, default=512, help="fail when less text than this is found")
-    ap.add_argument("--step-tokens", type=int, default=16384, help="the engine's max_step_tokens")
+    ap.add_argument("--step-tokens", type=int, default=None,
+                    help="the engine's max_step_tokens (default: the engine's own for the device, default_step_tokens)")
     ap.add_argument("--packed-lens", type=ints, default=[64, 256, 512, 2048],
                     help="sequence lengths T of the reference shapes (B = step tokens / T)")
     ap.add_argument("--packed-extra", type=shapes, default=[(64, 512), (256, 256)],
@@ -898,6 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from streamret.engine import Engine, EngineConfig, ShardedEngine
+    from streamret.engine.config import default_step_tokens
     from streamret.engine.reader import engine_reader
     from streamret.engine.shards import engine_procs
     from streamret.model.spec import load_model
@@ -912,15 +914,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
+    procs = engine_procs(args.engine_procs, args.device)
+    loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
+    model = loaded.model
+    if args.step_tokens is None:  # the engine's own budget on this device (the packed reference's shapes too)
+        args.step_tokens = default_step_tokens(model.device.type)
     config = EngineConfig(max_step_tokens=args.step_tokens, durable_every_chunks=0,  # no state dir
                           cuda_graphs=not args.no_cuda_graphs, step_switch_interval_s=args.step_switch_interval,
                           device_wait=args.device_wait, segment_by=args.segment_by,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
                           tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10,
                           tokenize_join_bytes=args.tokenize_join_kb << 10)
-    procs = engine_procs(args.engine_procs, args.device)
-    loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
-    model = loaded.model
     from streamret.gc_pauses import freeze_startup
 
     def start_engine() -> Engine:

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine import Engine, EngineConfig
+from streamret.engine.config import default_step_tokens
 from streamret.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -539,6 +540,21 @@ def test_streams_per_step_are_bounded_by_state_bytes():
             f.result(timeout=60)
         sizes = e.stats()["recent_step_batch_sizes"]
         assert max(sizes) <= 3 and sum(sizes) == 10
+
+
+def test_the_step_budget_is_the_devices_unless_set():
+    """max_step_tokens None (the default) is `default_step_tokens` of the model's device (16,384 on the CPU); a
+    value given is kept. Steps of a larger load then hold at most that many tokens."""
+    assert EngineConfig().max_step_tokens is None
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        assert e.config.max_step_tokens == e.scheduler.max_step_tokens == default_step_tokens("cpu") == 16384
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_tokens=300)) as e:
+        assert e.config.max_step_tokens == e.scheduler.max_step_tokens == 300
+        futures = [e.submit_append(f"s{i}", 1, "several words of text " * 20) for i in range(4)]
+        for f in futures:
+            f.result(timeout=60)
+        steps = e.stats()["recent_step_tokens"]
+        assert max(steps) == 300 < sum(steps)  # (random:tiny: a token a byte; ~1,760 in all)
 
 
 def test_steps_go_on_while_a_caller_tokenizes_and_order_holds():

@@ -40,6 +40,11 @@ def test_interleaved_streams_on_gpu_equal_one_shot_runs(cuda_graphs):
             assert rel_err(eng.embedding(sid), ref) <= 1e-4
 
 
+def test_the_step_budget_on_a_gpu_is_the_gpus():
+    with Engine.from_model("random:tiny", device="cuda") as eng:
+        assert eng.config.max_step_tokens == eng.scheduler.max_step_tokens == 32768
+
+
 def test_spill_from_gpu_and_back_is_bit_identical(tmp_path):
     one = Engine.from_model("random:tiny", device="cpu").store.state_bytes
     cfg = EngineConfig(device_state_bytes=2 * one, host_state_bytes=2 * one, durable_every_chunks=0)

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 
+from streamret.engine.config import default_step_tokens
 from streamret.model.graphs import all_buckets, padded_inputs, seq_bucket, token_bucket
 
 
@@ -18,8 +19,10 @@ def test_every_step_shape_falls_in_a_bucket_captured_at_start():
         assert len(buckets) == len(all_buckets(max_seq, max_tokens))  # each once
 
 
-def test_the_default_step_budget_needs_under_a_hundred_graphs():
-    assert len(all_buckets(256, 16384)) == 87
+def test_the_default_step_budgets_need_a_graph_for_each_of_few_buckets():
+    """Captured at an engine's start: the CPU's budget would need 87 graphs, a GPU's (twice the tokens) 123."""
+    assert len(all_buckets(256, default_step_tokens("cpu"))) == 87
+    assert len(all_buckets(256, default_step_tokens("cuda"))) == 123
 
 
 def test_inputs_padded_on_the_host_as_a_graph_holds_them():

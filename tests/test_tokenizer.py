@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from streamret.model.tokenizer import (ByteTokenizer, HFTokenizer, _IdTable, _word_keys, _WordCache, _WordPiece,
-                                      _WordTable)
+from streamret.model.tokenizer import (
+    ByteTokenizer,
+    HFTokenizer,
+    _IdTable,
+    _word_keys,
+    _WordCache,
+    _WordPiece,
+    _WordTable,
+)
 from streamret.model.tokenizer import Tokenizer as TokenizerProtocol
 
 WORDS = ["the", "stream", "never", "ends", ";", "retention", "state", "décadence", "naïve", "Zürich", "42", "x",

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--summary-k", type=int, default=5, help="sentences per extractive summary (default 5; 0: none)")
     add_model_args(p)
     p.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
-    p.add_argument("--batch-tokens", type=int, help="tokens per engine step (default: the engine's 16384)")
+    p.add_argument("--batch-tokens", type=int,
+                   help="tokens per engine step (default: the engine's, 32768 on a GPU and 16384 on the CPU)")
     p.add_argument("--part-bytes", type=parse_size, default=None, metavar="SIZE",
                    help="text per output part, e.g. 256K, 1M, 64M (default 1M per engine process, 1M with --ray; "
                         "a larger document is a part of "

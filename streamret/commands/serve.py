@@ -92,8 +92,8 @@ def register(subparsers) -> None:
                           "chunks not applied by then are left for clients to resend (default 30)")
     eng = p.add_argument_group("engine")
     eng.add_argument("--max-step-tokens", type=int,
-                     help="tokens one model step packs over all streams (default 16384); a longer chunk is split "
-                          "across steps")
+                     help="tokens one model step packs over all streams (default 32768 on a GPU, 16384 on the "
+                          "CPU); a longer chunk is split across steps")
     eng.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
     eng.add_argument("--front-procs", type=int, default=1, metavar="F",
                      help="gRPC server processes on the one port, each connected to every engine process (the "

@@ -11,16 +11,27 @@ from .text import SEGMENT_MODES
 DEVICE_WAITS = ("sleep", "spin")
 
 
+def default_step_tokens(device_type: str) -> int:
+    """EngineConfig.max_step_tokens when it is None (auto), for an engine on a device of this type ("cuda", "cpu").
+    A GPU's step costs the host about the same whatever its size (launches, booking a step's streams), so larger
+    steps read more: on the H200 with 12 engine processes 32,768 against 16,384 tokens gave the engine +23-30% at
+    1,024 streams, the service at saturation +28% and long documents +24% (bench/RESULTS.md, session 28). On the CPU
+    the model's time grows with the step, and a larger one only delays the acks of the streams in it."""
+    return 32768 if device_type == "cuda" else 16384
+
+
 @dataclass(frozen=True)
 class EngineConfig:
-    # scheduler: one step packs at most this many tokens / streams
-    max_step_tokens: int = 16384
+    # scheduler: one step packs at most this many tokens / streams; max_step_tokens None (auto): `default_step_tokens`
+    # of the engine's device
+    max_step_tokens: int | None = None
     max_step_streams: int = 256
     # fairness: a step's tokens are split max-min fairly among the streams it picks (round-robin over
     # groups, e.g. tenants, then over streams), so a busy stream alone fills a step and many busy streams
     # share it (groups share it first, then each group's streams: in one group the fair share of a busy
-    # stream is thus at least max_step_tokens / max_step_streams, 64 tokens by default, the chunkwise
-    # kernel's chunk); this caps one stream's share of a step on top of that (None: the fair share only)
+    # stream is thus at least max_step_tokens / max_step_streams, 64 tokens on the CPU by default and 128 on a
+    # GPU, at least the chunkwise kernel's chunk); this caps one stream's share of a step on top of that (None:
+    # the fair share only)
     max_stream_step_tokens: int | None = None
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from ..model.spec import LoadedModel
 from ..stack_sampler import StackSampler, step_sample_interval
 from ..thread_cpu import thread_cpu_seconds
 from .acks import reject, resolve
-from .config import Ack, Checkpoint, EngineConfig
+from .config import Ack, Checkpoint, EngineConfig, default_step_tokens
 from .durability import DurabilityPolicy, DurableStore
 from .gil import quick_handoff
 from .lock_profile import ProfiledRLock, engine_lock
@@ -76,7 +76,10 @@ class EngineCore:
                  durable: DurableStore | None = None):
         """durable: a DurableStore to use instead of one at state_dir (a cluster worker passes its fenced
         store, streamret/cluster/fenced_store.py)."""
-        self.config = config = config or EngineConfig()
+        config = config or EngineConfig()
+        if config.max_step_tokens is None:  # auto: by the model's device
+            config = replace(config, max_step_tokens=default_step_tokens(loaded.model.device.type))
+        self.config = config
         self.model = loaded.model
         self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
         self.codec = StreamCodec(self.model.config, self.fingerprint, config)

@@ -56,8 +56,8 @@ class ModelRunner:
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
-        # 64 graphs hold every bucket an engine's steps use in practice (rows 2..512 x tokens 64..16384 are
-        # 90, but a workload keeps to a few): a capture costs a few forwards, so evicting one to capture
+        # 64 graphs hold every bucket an engine's steps use in practice (rows 2..512 x tokens 64..32768 are
+        # 134, but a workload keeps to a few): a capture costs a few forwards, so evicting one to capture
         # another would stall steps over and over
         self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size) \
             if cuda_graphs and model.device.type == "cuda" else None
