@@ -353,8 +353,10 @@ class _WordPiece:
         vocab, unk = model.get("vocab"), model.get("unk_token")
         if model.get("type") != "WordPiece" or not isinstance(vocab, dict) or unk not in vocab:
             return None
-        return cls(vocab, model.get("continuing_subword_prefix") or "", vocab[unk],
-                   model.get("max_input_chars_per_word", 100))
+        prefix, max_chars = model.get("continuing_subword_prefix", "##"), model.get("max_input_chars_per_word", 100)
+        if not isinstance(prefix, str) or not isinstance(max_chars, int):
+            return None
+        return cls(vocab, prefix, vocab[unk], max_chars)
 
     def __call__(self, word: str) -> tuple[int, ...]:
         whole = self.vocab.get(word)
@@ -384,9 +386,10 @@ class _WordCache:
     A call joins its pieces with newlines, finds the words' spans and looks them all up in a numpy table
     (`_WordTable`), and gathers their ids: no Python work per word or piece once the words are known
     (bench/tokenizer.py). A word not seen yet ("end.", "(see") is cut as the pre-tokenizer cuts it (PART: "end",
-    ".") and made of its parts' ids, from a second cache (a dict); parts not seen yet go to the twin in one
-    call. Only for printable ASCII pieces, where whitespace is exactly what the pre-tokenizer cuts at, and PART
-    finds its parts.
+    ".") and made of its parts' ids, from a second cache (a dict); parts not seen yet are made by the model's
+    WordPiece in Python (`_WordPiece`) or, without one, by the twin in one call; the new words of a call are
+    told apart, cut and given their ids with array work (`_distinct`, `_encode_new`). Only for printable ASCII
+    pieces, where whitespace is exactly what the pre-tokenizer cuts at, and PART finds its parts.
 
     A word longer than the table's keys (`max_word_chars`, at most 32: "copy_resolved_framework_into_bundle", a
     quoted path) is kept in a third cache, a dict, up to `max_long_chars`: in manual pages half of the calls of
