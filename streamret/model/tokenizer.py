@@ -340,11 +340,14 @@ class _WordPiece:
     tokens cover. The algorithm of `tokenizers`' WordPiece, for one word a Python call instead of a native one
     with its per-input objects: about 4x less for the 8,000 new parts of 2 MB of manual pages."""
 
-    __slots__ = ("vocab", "continued", "unk", "max_chars")
+    __slots__ = ("vocab", "continued", "unk", "max_chars", "longest")
 
     def __init__(self, vocab: dict[str, int], prefix: str, unk: int, max_chars: int):
         self.vocab, self.unk, self.max_chars = vocab, unk, max_chars
         self.continued = {t[len(prefix):]: i for t, i in vocab.items() if t.startswith(prefix)}
+        # no token is longer: the search for the longest match starts there, not at the word's end (a hex string
+        # of 40 characters would try 40 prefixes a token instead of ~20)
+        self.longest = max(map(len, [*vocab, *self.continued]), default=0)
 
     @classmethod
     def of(cls, spec: dict) -> _WordPiece | None:
@@ -364,9 +367,9 @@ class _WordPiece:
             return (whole,)
         if len(word) > self.max_chars:
             return (self.unk,)
-        out, start, n, table = [], 0, len(word), self.vocab
+        out, start, n, table, longest = [], 0, len(word), self.vocab, self.longest
         while start < n:
-            end = n
+            end = min(n, start + longest)
             while end > start:
                 found = table.get(word[start:end])
                 if found is not None:
