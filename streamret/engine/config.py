@@ -13,10 +13,11 @@ DEVICE_WAITS = ("sleep", "spin")
 
 def default_step_tokens(device_type: str) -> int:
     """EngineConfig.max_step_tokens when it is None (auto), for an engine on a device of this type ("cuda", "cpu").
-    A GPU's step costs the host about the same whatever its size (launches, booking a step's streams), so larger
-    steps read more: on the H200 with 12 engine processes 32,768 against 16,384 tokens gave the engine +23-30% at
-    1,024 streams, the service at saturation +28% and long documents +24% (bench/RESULTS.md, session 28). On the CPU
-    the model's time grows with the step, and a larger one only delays the acks of the streams in it."""
+    A GPU step's host work (launches, booking its streams) grows less than its tokens, so larger steps read more:
+    on the H200 with 12 engine processes 32,768 against 16,384 tokens gave the engine +23-30% at 1,024 streams (the
+    step thread's CPU a token 0.78 -> 0.54 us), the service at saturation +28% and long documents +24%
+    (bench/RESULTS.md, session 28). On the CPU the model's time grows with the step, and a larger one only delays
+    the acks of the streams in it."""
     return 32768 if device_type == "cuda" else 16384
 
 
