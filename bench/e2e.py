@@ -647,6 +647,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tokenize-join-kb", type=int, default=EngineConfig.tokenize_join_bytes >> 10,
                     help="EngineConfig.tokenize_join_bytes in KiB: while one tokenize thread is cutting, another "
                          "takes waiting chunks only once this much waits (0: at once)")
+    ap.add_argument("--tokenize-split-bursts", action=argparse.BooleanOptionalAction,
+                    default=EngineConfig.tokenize_split_bursts,
+                    help="EngineConfig.tokenize_split_bursts: a burst of chunks cut by two idle tokenize threads at "
+                         "once and delivered together")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=switch_interval_arg("--switch-interval"), default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
@@ -924,7 +928,8 @@ def main(argv: list[str] | None = None) -> int:
                           device_wait=args.device_wait, segment_by=args.segment_by,
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
                           tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10,
-                          tokenize_join_bytes=args.tokenize_join_kb << 10)
+                          tokenize_join_bytes=args.tokenize_join_kb << 10,
+                          tokenize_split_bursts=args.tokenize_split_bursts)
     from streamret.gc_pauses import freeze_startup
 
     def start_engine() -> Engine:
@@ -953,7 +958,8 @@ def main(argv: list[str] | None = None) -> int:
                           "tokenizer_threads": config.tokenizer_threads,
                           "tokenize_procs": config.tokenize_procs,  # None: auto
                           "tokenize_batch_bytes": config.tokenize_batch_bytes,
-                          "tokenize_join_bytes": config.tokenize_join_bytes},
+                          "tokenize_join_bytes": config.tokenize_join_bytes,
+                          "tokenize_split_bursts": config.tokenize_split_bursts},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

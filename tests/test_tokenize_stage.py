@@ -12,7 +12,7 @@ import streamret
 from streamret.engine import Engine, EngineConfig
 from streamret.engine.scheduler import WorkItem
 from streamret.engine.text import TextSnapshot
-from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, in_process_cut, tokenize_items
+from streamret.engine.tokenize_stage import Tokenized, TokenizeStage, _Group, in_process_cut, tokenize_items
 from streamret.model.retnet import RetNetConfig, build_random
 from streamret.model.spec import LoadedModel
 from streamret.model.tokenizer import ByteTokenizer
@@ -367,8 +367,9 @@ def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
     loaded = LoadedModel(model, default_tokenizer(), "default-tokenizer")
     texts = {f"s{i}": [f"Chunk {j} of stream {i}: retention (g^n) keeps it. " for j in range(6)] for i in range(8)}
     results = []
-    for procs in (True, False):
-        with Engine(loaded, config=EngineConfig(tokenize_procs=procs, max_step_tokens=40)) as e:
+    for procs in (True, False, "split"):  # (and with split_bursts, in the child processes)
+        config = EngineConfig(tokenize_procs=bool(procs), max_step_tokens=40, tokenize_split_bursts=procs == "split")
+        with Engine(loaded, config=config) as e:
             futures = [e.submit_append(sid, j + 1, chunks[j]) for j in range(6) for sid, chunks in texts.items()]
             [f.result(60) for f in futures]
             results.append({sid: (e.flush(sid).tokens, e.embedding(sid),
@@ -377,9 +378,10 @@ def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
                 assert e._tokenize.spec[0] == "hf" and len(tokenizer_children()) == 2
     assert not tokenizer_children(), "shutdown must end the tokenizer processes"
     for sid in texts:  # the same tokens; steps cut them differently, so float32 sums may differ in the last bits
-        (n_with, with_procs, segments_with), (n_without, without, segments_without) = results[0][sid], results[1][sid]
-        assert n_with == n_without > 6 * 8 and segments_with == segments_without and len(segments_with) == 6
-        assert np.linalg.norm(with_procs - without) <= 1e-5 * np.linalg.norm(without)
+        n_without, without, segments_without = results[1][sid]
+        for n_with, with_procs, segments_with in (results[0][sid], results[2][sid]):
+            assert n_with == n_without > 6 * 8 and segments_with == segments_without and len(segments_with) == 6
+            assert np.linalg.norm(with_procs - without) <= 1e-5 * np.linalg.norm(without)
 
 
 def tokenizer_children() -> list[int]:
@@ -447,6 +449,54 @@ def test_a_thread_takes_it_all_when_what_it_would_leave_makes_no_other_join(join
     stage.close()
     assert sorted(it.stream_id for it, _ in got) == list("abcd")
     assert len(tok.calls) == calls and sorted(sum(tok.calls, [])) == [f"{sid}-23456789" for sid in "abcd"]
+
+
+def test_split_bursts_cuts_a_burst_on_two_idle_threads_and_delivers_it_in_one_call():
+    """split_bursts: both threads idle, 40 bytes arrive and join_bytes is above the 20 the first would leave (without
+    it that thread takes it all, as above): it takes its half, the idle thread the rest at once (the two batches
+    run at the same time: each waits for the other), and one deliver call carries all four items."""
+    class BothAtOnce(CountingTokenizer):
+        both = threading.Barrier(2, timeout=30)
+
+        def encode_batch(self, texts):
+            self.both.wait()
+            return super().encode_batch(texts)
+
+    tok = BothAtOnce()
+    deliveries: list = []
+    stage = TokenizeStage(tok, 260, deliveries.append, TEXT, threads=2, join_bytes=30, min_batch_bytes=1,
+                          split_bursts=True)
+    for _ in range(300):
+        if stage._idle == 2:
+            break
+        threading.Event().wait(0.01)
+    stage.submit_many([item(sid, f"{sid}-23456789") for sid in "abcd"])  # 10 bytes each
+    for _ in range(300):
+        if deliveries:
+            break
+        threading.Event().wait(0.01)
+    stage.close()
+    assert sorted(tok.calls) == [2, 2]
+    assert [sorted(it.stream_id for it, _ in d) for d in deliveries] == [list("abcd")]
+    assert all(isinstance(r, Tokenized) for _, r in deliveries[0])
+
+
+def test_a_split_burst_whose_rest_no_thread_took_is_delivered_alone():
+    """The thread that split a burst finishes before any other took the rest: its batch goes out alone, and the
+    rest is then an ordinary batch (no group waits for a thread that never joins)."""
+    stage = TokenizeStage(CountingTokenizer(), 260, lambda results: None, TEXT, threads=1, split_bursts=True)
+    batch = [item("a", "some text")]
+    with stage._cv:
+        stage._busy.add("a")
+        stage._cutting += 1
+        group = stage._handoff = _Group()
+    results = [(batch[0], "done")]
+    assert stage._done(batch, group, results) == results and stage._handoff is None
+    joined = _Group(pending=2)  # a group whose other batch is still being cut keeps this one's results
+    with stage._cv:
+        stage._cutting += 1
+    assert stage._done(batch, joined, results) is None and joined.results == results
+    stage.close()
 
 
 def test_a_chunk_waits_for_a_slow_batch_at_most_join_wait_s():

@@ -61,6 +61,11 @@ class EngineConfig:
     # step at 64 streams as one thread does (two threads, 0: 2.3), +14-24% tokens/s, and kept two threads'
     # figure at 1,024 streams (within the spread)
     tokenize_join_bytes: int = 32 << 10
+    # ... and where a thread would take all that waits because what it left would make no other join, it takes its
+    # share and an idle thread the rest at once, the two batches delivered together (`TokenizeStage` split_bursts):
+    # a burst of chunks (a step's acks answered at once) cut in about half the time into one step. Off until
+    # measured on the H200 (bench/results/2026-12-04-h200-s28/next_session.sh)
+    tokenize_split_bursts: bool = False
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three

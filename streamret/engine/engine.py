@@ -74,7 +74,8 @@ class Engine(EngineCore):
                                        self.codec.text_params, threads=self.config.tokenizer_threads,
                                        max_batch_bytes=self.config.tokenize_batch_bytes, on_error=self._crash,
                                        procs=self.tokenize_procs, join_bytes=self.config.tokenize_join_bytes,
-                                       hungry=lambda: self.waiting_for_work)
+                                       hungry=lambda: self.waiting_for_work,
+                                       split_bursts=self.config.tokenize_split_bursts)
         self._went_idle = self._tokenize.wake
         self._sample("tokenize_samples", self._tokenize.threads[0])  # one of the stage's threads stands for all
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
@@ -101,6 +101,15 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
 Deliver = Callable[[list[tuple[WorkItem, Tokenized | BaseException]]], None]
 
 
+@dataclass
+class _Group:
+    """Batches cut from one burst of waiting chunks by threads that were idle together (`split_bursts`), delivered
+    in one call once the last is done: a step then holds all their streams, not the first finisher's alone."""
+
+    pending: int = 1  # batches of the group still being cut
+    results: list = field(default_factory=list)
+
+
 class StageClosed(RuntimeError):
     """Items handed to a tokenize stage that was closed (the engine shut down after accepting them)."""
 
@@ -113,7 +122,8 @@ class TokenizeStage:
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
                  max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
-                 join_bytes: int = 0, join_wait_s: float = 0.01, hungry: Callable[[], bool] | None = None):
+                 join_bytes: int = 0, join_wait_s: float = 0.01, hungry: Callable[[], bool] | None = None,
+                 split_bursts: bool = False):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
@@ -134,7 +144,10 @@ class TokenizeStage:
         batch does not hold up other streams' chunks (at about 1.5 us a token on the H200 host, a trickle's batch
         of a few 2 KB chunks takes a few ms, less than this; a 1 MiB batch a few hundred). hungry: whether what
         the stage delivers to waits for work now (the engine's step loop, idle): then gathering would only delay
-        the next step, and an idle thread takes waiting chunks at once (`wake` makes it look again)."""
+        the next step, and an idle thread takes waiting chunks at once (`wake` makes it look again).
+        split_bursts: where a thread would take it all (what it leaves would make no other join), it takes its share
+        and an idle thread takes the rest at once, and the two batches are delivered together when the second is
+        done: a burst is cut in half the time and still makes one step (`_Group`). Off by default until measured."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -149,7 +162,8 @@ class TokenizeStage:
         if join_wait_s < 0:
             raise ValueError(f"join_wait_s must be >= 0, got {join_wait_s}")
         self.max_batch_bytes, self.min_batch_bytes, self.join_bytes = max_batch_bytes, min_batch_bytes, join_bytes
-        self.join_wait_s, self.hungry = join_wait_s, hungry
+        self.join_wait_s, self.hungry, self.split_bursts = join_wait_s, hungry, split_bursts
+        self._handoff: _Group | None = None  # a split burst whose rest an idle thread is to take at once
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
@@ -184,24 +198,32 @@ class TokenizeStage:
             if t is not threading.current_thread():
                 t.join()
 
-    def _take(self) -> list[WorkItem]:
+    def _take(self) -> tuple[list[WorkItem], _Group | None]:
         """The items waiting whose streams no other thread is cutting, oldest first, this thread's share of them
-        (at least one); their streams are then this thread's until `_done`. [] once closed and empty."""
+        (at least one), and the group its batch is delivered with (`split_bursts`; None: alone); the items' streams
+        are then this thread's until `_done`. ([], None) once closed and empty."""
         with self._cv:
             self._idle += 1
             while True:
                 free = [item for item in self._queue if item.stream_id not in self._busy]
                 total = sum(item.nbytes for item in free)
-                wait = self._join_wait(free, total) if free else None
+                wait = (0.0 if self._handoff is not None else self._join_wait(free, total)) if free else None
                 if wait:
                     free = []  # few enough, and recent enough, to wait for the thread that is cutting
                 if free or (self._closing and not self._queue):
                     break
                 self._cv.wait(wait)
             self._idle -= 1
+            group = None
             share = -(-total // (self._idle + 1))  # with the threads still waiting ...
-            if self.join_bytes and total - share < self.join_bytes:
-                share = total  # ... unless what it leaves would not make one of them join: then it all
+            if free and self._handoff is not None:  # the rest of a burst that another thread split: all of it
+                group, self._handoff, share = self._handoff, None, total
+                group.pending += 1
+            elif self.join_bytes and total - share < self.join_bytes:
+                if self.split_bursts and self._idle and total - share >= self.min_batch_bytes:
+                    group = self._handoff = _Group()  # ... and an idle one takes the rest at once
+                else:
+                    share = total  # ... unless what it leaves would not make one of them join: then it all
             limit = min(self.max_batch_bytes, max(self.min_batch_bytes, share))
             batch, size = [], 0
             for item in free:
@@ -216,7 +238,7 @@ class TokenizeStage:
                 self._cutting += 1
             if self._queue:
                 self._cv.notify()  # more may wait: another thread may take what is left
-            return batch
+            return batch, group
 
     def _join_wait(self, free: list[WorkItem], total: int) -> float:
         """Seconds a waiting thread leaves the free items (total bytes) for the thread that is cutting (lock held);
@@ -228,24 +250,40 @@ class TokenizeStage:
             return 0.0
         return max(0.0, min(item.accepted_at for item in free) + self.join_wait_s - time.monotonic())
 
-    def _done(self, batch: list[WorkItem]) -> None:
-        """The batch's streams are free for any thread again (their items' text fronts are set)."""
+    def _done(self, batch: list[WorkItem], group: _Group | None, results: list) -> list | None:
+        """The batch's streams are free for any thread again (their items' text fronts are set); what to deliver
+        now: its results, or with a group all of the group's once its last batch is done (None before)."""
         with self._cv:
             self._busy.difference_update(item.stream_id for item in batch)
             self._cutting -= 1
             self._cv.notify_all()
+            if group is None:
+                return results
+            group.results += results
+            group.pending -= 1
+            if group.pending:
+                return None
+            if self._handoff is group:  # no thread took the rest in time: it goes alone, as any batch
+                self._handoff = None
+            return group.results
 
     def _run(self) -> None:
         proc = self._own_process()
         cut = proc.cut_and_encode if proc is not None else in_process_cut(self.tokenizer, self.text_params)
         try:
-            while batch := self._take():
+            while True:
+                batch, group = self._take()
+                if not batch:
+                    break
+                results: list = [StageClosed("the tokenize stage stopped")] * len(batch)
                 try:
                     results = tokenize_items(cut, self.vocab_size, batch)
                 finally:
-                    self._done(batch)
+                    ready = self._done(batch, group, list(zip(batch, results, strict=True)))
+                if ready is None:
+                    continue  # another batch of its group delivers it
                 try:
-                    self.deliver(list(zip(batch, results, strict=True)))
+                    self.deliver(ready)
                 except BaseException as e:  # noqa: BLE001
                     if self.on_error is None:
                         raise
