@@ -42,6 +42,7 @@ import engine as engine_bench  # noqa: E402  (bench/engine.py, beside this file)
 from streamret.batch import embed_parquet, embed_table  # noqa: E402
 from streamret.batch.arrow_table import DEFAULT_CHUNK_BYTES, DEFAULT_IN_FLIGHT  # noqa: E402
 from streamret.engine import Engine, EngineConfig  # noqa: E402
+from streamret.engine.config import default_step_tokens  # noqa: E402
 from streamret.model.spec import load_model  # noqa: E402
 
 BENCH_BYTES_PER_PART = 32 << 20  # the job's default before issue 17 (now 1 MiB): the conditions RESULTS has
@@ -99,7 +100,8 @@ def main() -> None:
     p.add_argument("--short-docs", default=20_000, type=int)
     p.add_argument("--short-tokens", default=1000, type=int)
     p.add_argument("--summary-k", default=5, type=int)
-    p.add_argument("--step-tokens", default=16384, type=int, help="the engine's max_step_tokens (--batch-tokens)")
+    p.add_argument("--step-tokens", default=None, type=int,
+                   help="the engine's max_step_tokens (--batch-tokens; default: the engine's own for the device)")
     p.add_argument("--kernel-chunk", default=64, type=int, help="chunk size of the chunkwise retention form")
     p.add_argument("--chunk-bytes", default=DEFAULT_CHUNK_BYTES, type=int, help="bytes per append of a document")
     p.add_argument("--docs-in-flight", default=DEFAULT_IN_FLIGHT, type=int, help="documents in flight per part")
@@ -120,6 +122,8 @@ def main() -> None:
     spec = args.model if os.path.isdir(args.model) else f"random:{args.model}"
     loaded = load_model(spec, args.device, args.dtype)
     device = loaded.model.device
+    if args.step_tokens is None:
+        args.step_tokens = default_step_tokens(device.type)
     meta = dict(
         date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv), model=spec, device=str(device),
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",

@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from streamret.engine import Engine, EngineConfig  # noqa: E402
+from streamret.engine.config import default_step_tokens  # noqa: E402
 from streamret.model.spec import load_model  # noqa: E402
 
 WORDS = ("state stream token retention decay chunk engine summary segment model the a of and to in is "
@@ -212,7 +213,8 @@ def main() -> None:
     p.add_argument("--min-seconds", default=2.0, type=float, help="time each measurement for at least this long")
     p.add_argument("--repeats", default=1, type=int, help="alternating engine/packed runs; the best of each counts")
     p.add_argument("--threads", default=1, type=int, help="torch CPU threads (the engine adds its loop thread)")
-    p.add_argument("--step-tokens", default=16384, type=int, help="the engine's max_step_tokens")
+    p.add_argument("--step-tokens", default=None, type=int,
+                   help="the engine's max_step_tokens (default: the engine's own for the device, default_step_tokens)")
     p.add_argument("--kernel-chunk", default=64, type=int, help="chunk size of the chunkwise retention form")
     p.add_argument("--segment-by", default="sentence", choices=["sentence", "chunk"])
     p.add_argument("--max-round-tokens", default=1 << 16, type=int,
@@ -231,6 +233,8 @@ def main() -> None:
 
     first = load_model("random:tiny", args.device, args.dtype)
     device = first.model.device
+    if args.step_tokens is None:
+        args.step_tokens = default_step_tokens(device.type)
     if args.max_state_gb is not None:
         state_budget = args.max_state_gb * 2**30
     elif device.type == "cuda":
