@@ -35,6 +35,18 @@ class CountingTokenizer(ByteTokenizer):
 TEXT = EngineConfig().text_params
 
 
+class BothAtOnce(CountingTokenizer):
+    """A batch ends only once another thread's batch has started too (two batches cut at the same time)."""
+
+    def __init__(self):
+        super().__init__()
+        self.both = threading.Barrier(2, timeout=30)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        self.both.wait()
+        return super().encode_batch(texts)
+
+
 def item(sid: str, text: str, prev: WorkItem | None = None) -> WorkItem:
     """An accepted chunk of `text`, flushed (all its text handed out): the first of its stream unless prev."""
     raw = text.encode()
@@ -220,13 +232,6 @@ def test_an_item_holds_no_array_of_its_batch():
 def test_what_waits_is_split_between_the_threads_that_wait_for_work():
     """Two idle threads and two streams of two items waiting: each thread takes one stream's two, so the two
     batches run at once instead of one thread cutting all four while the other waits."""
-    class BothAtOnce(CountingTokenizer):  # a batch ends only once the other thread took one too
-        both = threading.Barrier(2, timeout=30)
-
-        def encode_batch(self, texts):
-            self.both.wait()
-            return super().encode_batch(texts)
-
     tok = BothAtOnce()
     got: list = []
     done = threading.Event()
@@ -455,13 +460,6 @@ def test_split_bursts_cuts_a_burst_on_two_idle_threads_and_delivers_it_in_one_ca
     """split_bursts: both threads idle, 40 bytes arrive and join_bytes is above the 20 the first would leave (without
     it that thread takes it all, as above): it takes its half, the idle thread the rest at once (the two batches
     run at the same time: each waits for the other), and one deliver call carries all four items."""
-    class BothAtOnce(CountingTokenizer):
-        both = threading.Barrier(2, timeout=30)
-
-        def encode_batch(self, texts):
-            self.both.wait()
-            return super().encode_batch(texts)
-
     tok = BothAtOnce()
     deliveries: list = []
     stage = TokenizeStage(tok, 260, deliveries.append, TEXT, threads=2, join_bytes=30, min_batch_bytes=1,

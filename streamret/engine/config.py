@@ -15,7 +15,7 @@ def default_step_tokens(device_type: str) -> int:
     """EngineConfig.max_step_tokens when it is None (auto), for an engine on a device of this type ("cuda", "cpu").
     A GPU step's host work (launches, booking its streams) grows less than its tokens, so larger steps read more:
     on the H200 with 12 engine processes 32,768 against 16,384 tokens gave the engine +23-30% at 1,024 streams (the
-    step thread's CPU a token 0.78 -> 0.54 us), the service at saturation +28% and long documents +24%
+    step thread's CPU a token 0.77 -> 0.54 us), the service at saturation +28% and long documents +24%
     (bench/RESULTS.md, session 28). On the CPU the model's time grows with the step, and a larger one only delays
     the acks of the streams in it."""
     return 32768 if device_type == "cuda" else 16384
@@ -63,8 +63,8 @@ class EngineConfig:
     tokenize_join_bytes: int = 32 << 10
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
     # share and an idle thread the rest at once, the two batches delivered together (`TokenizeStage` split_bursts):
-    # a burst of chunks (a step's acks answered at once) cut in about half the time into one step. Off until
-    # measured on the H200 (bench/results/2026-12-04-h200-s28/next_session.sh)
+    # meant to cut a burst of chunks (a step's acks answered at once) in about half the time and still make one step
+    # of it. Off until measured on the H200 (bench/results/2026-12-04-h200-s28/next_session_call3.sh)
     tokenize_split_bursts: bool = False
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096

@@ -147,7 +147,8 @@ class TokenizeStage:
         the next step, and an idle thread takes waiting chunks at once (`wake` makes it look again).
         split_bursts: where a thread would take it all (what it leaves would make no other join), it takes its share
         and an idle thread takes the rest at once, and the two batches are delivered together when the second is
-        done: a burst is cut in half the time and still makes one step (`_Group`). Off by default until measured."""
+        done: meant to cut a burst in about half the time and still make one step of it (`_Group`). Off by default
+        until measured."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -207,7 +208,7 @@ class TokenizeStage:
             while True:
                 free = [item for item in self._queue if item.stream_id not in self._busy]
                 total = sum(item.nbytes for item in free)
-                wait = (0.0 if self._handoff is not None else self._join_wait(free, total)) if free else None
+                wait = self._join_wait(free, total) if free else None
                 if wait:
                     free = []  # few enough, and recent enough, to wait for the thread that is cutting
                 if free or (self._closing and not self._queue):
@@ -243,8 +244,10 @@ class TokenizeStage:
     def _join_wait(self, free: list[WorkItem], total: int) -> float:
         """Seconds a waiting thread leaves the free items (total bytes) for the thread that is cutting (lock held);
         0: it takes them now, as no other thread is cutting, enough bytes wait (`join_bytes`), the oldest has waited
-        `join_wait_s` already, the consumer waits for work (`hungry`), or the stage is closing."""
-        if not self._cutting or self._closing or not self.join_bytes or (self.hungry is not None and self.hungry()):
+        `join_wait_s` already, the consumer waits for work (`hungry`), a thread split a burst for an idle one to take
+        the rest (`split_bursts`), or the stage is closing."""
+        if (not self._cutting or self._closing or not self.join_bytes or self._handoff is not None
+                or (self.hungry is not None and self.hungry())):
             return 0.0
         if total >= self.join_bytes:
             return 0.0
@@ -275,7 +278,8 @@ class TokenizeStage:
                 batch, group = self._take()
                 if not batch:
                     break
-                results: list = [StageClosed("the tokenize stage stopped")] * len(batch)
+                # (what its items get should the call itself be interrupted: its group must still go out)
+                results: list = [StageClosed("the tokenize thread stopped while cutting this chunk")] * len(batch)
                 try:
                     results = tokenize_items(cut, self.vocab_size, batch)
                 finally:

@@ -346,7 +346,7 @@ class _WordPiece:
         self.vocab, self.unk, self.max_chars = vocab, unk, max_chars
         self.continued = {t[len(prefix):]: i for t, i in vocab.items() if t.startswith(prefix)}
         # no token is longer: the search for the longest match starts there, not at the word's end (a hex string
-        # of 40 characters would try 40 prefixes a token instead of ~20)
+        # of 40 characters tries at most 18 prefixes a token with the default vocabulary, not up to 40)
         self.longest = max(map(len, [*vocab, *self.continued]), default=0)
 
     @classmethod
@@ -434,7 +434,7 @@ class _WordCache:
         if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
             return None
         want = [e.ids for e in twin.encode_batch(cls.PROBE, add_special_tokens=False)]
-        for wordpiece in dict.fromkeys([_WordPiece.of(spec), None]):
+        for wordpiece in dict.fromkeys([_WordPiece.of(spec), None]):  # the Python WordPiece first, then the twin
             cache = cls(twin, wordpiece=wordpiece)
             ids, ends = cache.encode(cls.PROBE)
             if (ids.tolist() == [i for w in want for i in w]
@@ -503,11 +503,11 @@ class _WordCache:
         seen = self._long.ids
         known = {w: seen[w] for w in longer if w in seen}
         to_make = words[:n_short] + [w for w in longer if w not in known] if known else words
-        counts, flat = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        counts, flat, short_ids = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
         if to_make:
             with self._lock:
                 counts, flat = self._encode_new(to_make)
-                short_ids = int(counts[:n_short].sum())
+                short_ids = int(counts[:n_short].sum())  # (the short words come first)
                 self._add(keys, counts[:n_short], flat[:short_ids])
                 if len(to_make) > n_short:
                     ends = np.cumsum(counts[n_short:]) + short_ids
@@ -518,7 +518,6 @@ class _WordCache:
         if len(to_make) == len(words):
             return counts, flat
         # long words seen before among them: theirs from the dict, after the short words' made here
-        short_ids = int(counts[:n_short].sum())
         longer_ids = [known[w] for w in longer]
         longer_counts = np.fromiter(map(len, longer_ids), np.int64, len(longer))
         return (np.concatenate([counts[:n_short], longer_counts]),
