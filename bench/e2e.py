@@ -597,7 +597,7 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from streamret.engine.config import DEVICE_WAITS, EngineConfig  # (defaults of the engine flags)
+    from streamret.engine.config import DEVICE_WAITS, STEP_OVERLAPS, EngineConfig  # (defaults of the engine flags)
     from streamret.engine.gil import switch_interval_arg
     from streamret.engine.text import SEGMENT_MODES
 
@@ -651,6 +651,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     default=EngineConfig.tokenize_split_bursts,
                     help="EngineConfig.tokenize_split_bursts: a burst of chunks cut by two idle tokenize threads at "
                          "once and delivered together")
+    ap.add_argument("--overlap-steps", default=None, choices=STEP_OVERLAPS,
+                    help="EngineConfig.overlap_steps: plan step k+1 before booking step k always, only while a full "
+                         "step's tokens wait (queued), or never (default: the engine's own for the device)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="the engine's steps run the eager forward")
     ap.add_argument("--switch-interval", type=switch_interval_arg("--switch-interval"), default=None,
                     help="sys.setswitchinterval for this process and the engine processes (through "
@@ -929,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
                           tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10,
                           tokenize_join_bytes=args.tokenize_join_kb << 10,
-                          tokenize_split_bursts=args.tokenize_split_bursts)
+                          tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps)
     from streamret.gc_pauses import freeze_startup
 
     def start_engine() -> Engine:
@@ -959,7 +962,8 @@ def main(argv: list[str] | None = None) -> int:
                           "tokenize_procs": config.tokenize_procs,  # None: auto
                           "tokenize_batch_bytes": config.tokenize_batch_bytes,
                           "tokenize_join_bytes": config.tokenize_join_bytes,
-                          "tokenize_split_bursts": config.tokenize_split_bursts},
+                          "tokenize_split_bursts": config.tokenize_split_bursts,
+                          "overlap_steps": config.overlap_steps},  # None: auto
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

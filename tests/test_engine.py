@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamret.engine import Engine, EngineConfig
-from streamret.engine.config import default_step_tokens
+from streamret.engine.config import default_step_overlap, default_step_tokens
 from streamret.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -555,6 +555,19 @@ def test_the_step_budget_is_the_devices_unless_set():
             f.result(timeout=60)
         steps = e.stats()["recent_step_tokens"]
         assert max(steps) == 300 < sum(steps)  # (random:tiny: a token a byte; ~1,760 in all)
+
+
+def test_the_step_overlap_is_the_devices_unless_set():
+    """overlap_steps None (the default) is `default_step_overlap` of the model's device ("never" on the CPU, where
+    the forward runs in the step thread); a mode given is kept, an unknown one refused by name. (Each mode's
+    steps: tests/test_fairness.py.)"""
+    assert EngineConfig().overlap_steps is None
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        assert e.config.overlap_steps == default_step_overlap("cpu") == "never"
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(overlap_steps="queued")) as e:
+        assert e.config.overlap_steps == "queued"
+    with pytest.raises(ValueError, match="overlap_steps='sometimes'"):
+        EngineConfig(overlap_steps="sometimes")
 
 
 def test_steps_go_on_while_a_caller_tokenizes_and_order_holds():

@@ -36,12 +36,14 @@ def rel_err(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-# The bound, derived from the step loop (engine.py, _steps_forever): the loop schedules step k+1, launches
-# it, then books step k. A chunk queued at any moment therefore misses at most the step being booked (k)
-# and the one already scheduled (k+1); the next one scheduled (k+2) picks it, because groups are served
-# round-robin and B's group is the only other one, and gives it all its tokens, because a 23-token demand
-# is below the fair half of the step. Its ack goes out when k+2 is booked: at most 3 steps after the
-# submit. The old scheduler served the 100 streams of A one full step each before B: about 100 steps.
+# The bound, derived from the step loop (core.py, _steps_forever). With overlap_steps="always" the loop
+# schedules step k+1, launches it, then books step k: a chunk queued at any moment misses at most the step being
+# booked (k) and the one already scheduled (k+1); the next one scheduled (k+2) picks it, because groups are
+# served round-robin and B's group is the only other one, and gives it all its tokens, because a 23-token demand
+# is below the fair half of the step. Its ack goes out when k+2 is booked: at most 3 steps after the submit.
+# With "never" (the CPU's default) the loop books k before it schedules k+1, which picks the chunk if the
+# tokenize stage has queued it by then (2 steps), else k+2 does (3). The old scheduler served the 100 streams of
+# A one full step each before B: about 100 steps.
 MAX_STEPS_TO_ACK = 3
 # Wall clock, for a loaded 2-core CI machine: a step here (64 streams x 64 tokens of random:tiny) took
 # about 0.15 s on a 2-core EPYC shared with two other busy processes (B acked 3 steps, 0.4 s after its
@@ -49,10 +51,12 @@ MAX_STEPS_TO_ACK = 3
 MAX_SECONDS_TO_ACK = 20.0
 
 
-def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_streams():
+# "queued" overlaps while a full step's tokens wait, as here throughout (A's queue holds 20 steps and more)
+@pytest.mark.parametrize("overlap", ["always", "queued", "never"])
+def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_streams(overlap):
     budget = 4096  # at most 64 streams: a busy stream's share is at least 64 tokens, as with the defaults
     # one tokenize thread: what waits is split between idle threads, and A's work must arrive as one batch
-    cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64, tokenizer_threads=1)
+    cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64, tokenizer_threads=1, overlap_steps=overlap)
     e = Engine.from_model("random:tiny", device="cpu", config=cfg)
     try:
         # queue all of tenant A's work before the first step is planned: holding the tokenize stage's lock too
@@ -65,10 +69,14 @@ def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_
             assert time.monotonic() < deadline, "the engine ran no step in 60 s"
             time.sleep(0.005)
         assert e.stats()["queue_tokens"] >= 20 * budget  # A has work for at least 20 more steps
-        # every stream with work runs in every two steps: 64 (the most per step), then the 36 that the step
-        # in flight does not hold (two steps in flight never share a stream), sharing the same budget
+        # every stream with work runs in every two steps: overlapped, 64 (the most per step), then the 36 that the
+        # step in flight does not hold (two steps in flight never share a stream), sharing the same budget; one
+        # step at a time, 64 each step, the round-robin going on where the last step stopped
         sizes = e.stats()["recent_step_batch_sizes"]
-        assert sizes[0] == 64 and all(a + b == 100 for a, b in zip(sizes, sizes[1:])), sizes
+        if overlap != "never":
+            assert sizes[0] == 64 and all(a + b == 100 for a, b in zip(sizes, sizes[1:])), sizes
+        else:
+            assert all(n == 64 for n in sizes), sizes
 
         seen: dict = {}
         seen_all = threading.Event()
@@ -91,7 +99,8 @@ def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_
         assert seen["steps"] - s0 <= MAX_STEPS_TO_ACK, f"B waited {seen['steps'] - s0} steps"
         assert seen["t"] - t0 <= MAX_SECONDS_TO_ACK
         print(f"B acked {seen['steps'] - s0} steps, {seen['t'] - t0:.3f} s after its submit")
-        # no chunk of A was done before B's: 1024 tokens at most 4096 / 36 per step, every other step
+        # no chunk of A was done before B's: 1024 tokens at most 4096 / 36 per step, every other step (one step at a
+        # time: 64 tokens a step, in 2 of every 3 steps)
         assert seen["a_done"] == 0
         e.flush("b")
         assert rel_err(e.embedding("b"), one_shot(e, b_text)) <= 1e-5

@@ -9,6 +9,15 @@ from .segments import Segment
 from .text import SEGMENT_MODES
 
 DEVICE_WAITS = ("sleep", "spin")
+STEP_OVERLAPS = ("always", "queued", "never")
+
+
+def default_step_overlap(device_type: str) -> str:
+    """EngineConfig.overlap_steps when it is None (auto), for an engine on a device of this type. On a GPU the
+    device runs a step while the host books the one before ("always", as every measurement on the H200 so far
+    ran); on the CPU the forward runs in the step thread, so planning the next step first only delays the acks of
+    the one before by a whole forward ("never")."""
+    return "always" if device_type == "cuda" else "never"
 
 
 def default_step_tokens(device_type: str) -> int:
@@ -106,6 +115,12 @@ class EngineConfig:
     # measurable CPU and read no faster (bench/RESULTS.md, session 11; the engine parts again in session 25: the
     # wait's 0.6-1 ms of CPU a step gone, tokens/s within the spread), so spin stays
     device_wait: str = "spin"
+    # the step loop plans and launches step k+1 before it books step k (the device runs k+1 meanwhile, but k's acks
+    # wait for k+1's planning and launch, and k's streams cannot be in k+1): "always"; "queued": only while a full
+    # step's tokens (max_step_tokens) wait in the queue, i.e. when the device is the bound, else book k first
+    # (its acks a step sooner, its streams free for k+1); "never": book every step before planning the next.
+    # None (auto): `default_step_overlap` of the engine's device
+    overlap_steps: str | None = None
 
     @property
     def text_params(self) -> dict:
@@ -129,6 +144,8 @@ class EngineConfig:
             raise ValueError(f"durable_every_s must be > 0 or None, got {self.durable_every_s}")
         if self.device_wait not in DEVICE_WAITS:
             raise ValueError(f"device_wait={self.device_wait!r}; use one of {DEVICE_WAITS}")
+        if self.overlap_steps is not None and self.overlap_steps not in STEP_OVERLAPS:
+            raise ValueError(f"overlap_steps={self.overlap_steps!r}; use one of {STEP_OVERLAPS} or None (auto)")
         if self.segment_by not in SEGMENT_MODES:
             raise ValueError(f"segment_by={self.segment_by!r}; use one of {SEGMENT_MODES}")
         if not 0.0 <= self.mmr_lambda <= 1.0:

@@ -33,7 +33,7 @@ from ..model.spec import LoadedModel
 from ..stack_sampler import StackSampler, step_sample_interval
 from ..thread_cpu import thread_cpu_seconds
 from .acks import reject, resolve
-from .config import Ack, Checkpoint, EngineConfig, default_step_tokens
+from .config import Ack, Checkpoint, EngineConfig, default_step_overlap, default_step_tokens
 from .durability import DurabilityPolicy, DurableStore
 from .gil import quick_handoff
 from .lock_profile import ProfiledRLock, engine_lock
@@ -77,8 +77,11 @@ class EngineCore:
         """durable: a DurableStore to use instead of one at state_dir (a cluster worker passes its fenced
         store, streamret/cluster/fenced_store.py)."""
         config = config or EngineConfig()
+        device_type = loaded.model.device.type
         if config.max_step_tokens is None:  # auto: by the model's device
-            config = replace(config, max_step_tokens=default_step_tokens(loaded.model.device.type))
+            config = replace(config, max_step_tokens=default_step_tokens(device_type))
+        if config.overlap_steps is None:
+            config = replace(config, overlap_steps=default_step_overlap(device_type))
         self.config = config
         self.model = loaded.model
         self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
@@ -280,7 +283,8 @@ class EngineCore:
             self._applied.notify_all()
 
     def _steps_forever(self) -> None:
-        """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream)."""
+        """Launch step k+1, then book step k while the device runs k+1 (the two never share a stream); or book k
+        first, as EngineConfig.overlap_steps says (`_overlap`)."""
         inflight: _Step | None = None
         while True:
             t_lock = self._parts.now()
@@ -301,7 +305,7 @@ class EngineCore:
                     self.waiting_for_work = False
                     self._parts.add("idle", t_idle)
                 t0 = time.perf_counter()
-                step = self._next_step(inflight)
+                step = self._next_step(inflight) if self._overlap(inflight) else None
                 self._host_s += time.perf_counter() - t0
             # (torch and numpy calls release the GIL: under a short interval busy threads give it back soon)
             with quick_handoff(self.config.step_switch_interval_s):
@@ -310,6 +314,14 @@ class EngineCore:
                 if inflight is not None:
                     self._finish(inflight)
             inflight = step
+
+    def _overlap(self, inflight: _Step | None) -> bool:
+        """Whether to plan the next step before booking `inflight` (lock held; EngineConfig.overlap_steps)."""
+        if inflight is None:
+            return True
+        mode = self.config.overlap_steps
+        return mode == "always" or (mode == "queued"
+                                    and self.scheduler.pending_tokens >= self.scheduler.max_step_tokens)
 
     def _next_step(self, inflight: _Step | None) -> _Step | None:
         """Schedule and gather the next step (lock held); None when nothing can run beside `inflight`."""

@@ -272,28 +272,24 @@ class TextAssembler:
             return [piece]
         text = self._text
         offsets = _ByteOffsets(text[:cut], self._offset)
-        cuts = self._segment_cuts(cut, boundary, offsets)
-        ends: dict[int, int] = {}  # piece end -> where its segment's text ends
-        restarts = set()  # piece starts before which the open segment ends (again)
-        for p, s in cuts:
-            if p == 0 or p in ends:
-                restarts.add(p)
-            else:
-                ends[p] = s
-        bounds = sorted({*ends, cut})
         escaped = offsets.cum is not None and _ESCAPED.search(text, 0, cut) is not None
         at = offsets.at
         pieces = []
-        start, offset = 0, self._offset
-        for p in bounds:
+        # the cuts come in order: a piece ends at each new p; p again (or 0) restarts the segment at that piece's start
+        start, offset, restart = 0, self._offset, -1
+        for p, s in self._segment_cuts(cut, boundary, offsets):
+            if p == start:
+                restart = p
+                continue
             end = at(p)
-            s = ends.get(p)
-            part = _clean(text[start:p]) if escaped else text[start:p]
-            if s is None:
-                pieces.append(_piece(part, offset, end, start in restarts))
-            else:
-                pieces.append(_piece(part, offset, end, start in restarts, True, p - s, end - at(s)))
+            pieces.append(_piece(_clean(text[start:p]) if escaped else text[start:p], offset, end, start == restart,
+                                 True, p - s, end - at(s)))
             start, offset = p, end
+        if start < cut:
+            end = at(cut)
+            pieces.append(_piece(_clean(text[start:cut]) if escaped else text[start:cut], offset, end,
+                                 start == restart))
+            offset = end
         self._text = text[cut:]
         self._offset = offset
         return pieces
