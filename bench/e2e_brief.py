@@ -1,6 +1,6 @@
 """One line per part of `bench/e2e.py` runs, for a device call's output: tokens/s, its ratio to the run's packed
 forward, the engine processes' CPU a token by thread, the step loops' wait for work, a chunk's tokenize wait and
-the streams a step holds.
+its wait from queued to applied (p50), the streams a step holds, and the service parts' ack p50 / p99.
 
     python3 bench/e2e_brief.py $OUT/run1 $OUT/run2      # folders holding e2e.json
 """
@@ -26,12 +26,15 @@ def lines(folder: str) -> list[str]:
         t = p["engine_cpu_us_per_token_by_thread"]
         ratio = f" ({p['tokens_per_s'] / packed:.3f})" if packed else ""
         idle = (p.get("loop_parts_ms_per_step") or {}).get("idle")
-        tokenize = (p.get("engine_item_ms") or {}).get("tokenize_p50")
+        items = p.get("engine_item_ms") or {}
+        tokenize, applied = items.get("tokenize_p50"), items.get("queued_to_applied_p50")
         streams = p.get("streams_per_step")
         width = f"  streams a step {streams:.1f}" if streams is not None else ""
+        if "ack_p99_ms" in p:
+            width += f"  ack p50 / p99 ms {p['ack_p50_ms']} / {p['ack_p99_ms']}"
         out.append(f"{Path(folder).name:8s} {name:16s} {p['tokens_per_s'] / 1e6:5.2f} M{ratio}  engine-process us a "
                    f"token: python {t.get('python')} step {t.get('step')} tokenize_procs {t.get('tokenize_procs')}  "
-                   f"idle ms a step {idle}  tokenize p50 ms {tokenize}{width}")
+                   f"idle ms a step {idle}  tokenize p50 ms {tokenize}  queued-to-applied p50 ms {applied}{width}")
     return out
 
 
