@@ -1,17 +1,21 @@
 """The tokenize stage in a closed loop on the CPU: how many streams a step holds with one thread, two, and two with
-`join_bytes`, without a GPU.
+`join_bytes` (and `split_bursts`), without a GPU.
 
---streams streams each keep --window chunks of --chunk-bytes in flight. The stage's tokenizer spins --tok-us-per-byte
-a byte (about 1 us a token on English text at 0.25); one step thread takes everything delivered so far as a
-step, spins --step-ms plus --step-us-per-byte, then acks each chunk, whose stream sends its next one. With 6
-streams an engine (64 streams over 12 engine processes) and 85 (1,024), this is the shape of session 25's
-engine parts on the H200: the question is the steps' width, not the tokens/s (the spinning threads here share
-one GIL; the real tokenizer runs in processes of its own).
+--streams streams each keep --window chunks of --chunk-bytes in flight. The stage's tokenizer takes
+--tok-us-per-byte a byte (about 1 us a token on English text at 0.25); one step thread takes everything delivered
+so far as a step, spins --step-ms plus --step-us-per-byte, then acks each chunk, whose stream sends its next one.
+With 6 streams an engine (64 streams over 12 engine processes) and 85 (1,024), this is the shape of session 25's
+engine parts on the H200. With --tok-wait spin (the default) the tokenizer spins in the stage's threads, which
+share one GIL: the question is then the steps' width, not the tokens/s. With --tok-wait sleep it sleeps instead,
+holding no GIL, as a stage thread waits for its tokenizer process (EngineConfig.tokenize_procs, a GPU's default):
+the threads' batches then run side by side as on a host with cores to spare, and MB/s and a chunk's round trip
+(submitted to acked) say what the stage's batching costs or buys.
 
     python bench/tokenize_join_loop.py --streams 6,85
+    python bench/tokenize_join_loop.py --streams 6 --tok-wait sleep --configs 2:32,2:32:split,4:32:split
 
-Prints streams a step and MB/s per configuration and writes DIR/tokenize_join_loop.json (DIR: --out, else $OUT,
-else .).
+Prints streams a step, MB/s and the round trip's p50 per configuration (threads:join KiB, ":split" for
+split_bursts) and writes DIR/tokenize_join_loop.json (DIR: --out, else $OUT, else .).
 """
 
 from __future__ import annotations
@@ -44,11 +48,14 @@ def spin(seconds: float) -> None:
 
 
 class SpinningTokenizer(ByteTokenizer):
-    def __init__(self, us_per_byte: float):
-        self.us_per_byte = us_per_byte
+    """The byte tokenizer taking us_per_byte a byte: spinning (holding the GIL), or sleeping (holding none, as a
+    stage thread waiting for its tokenizer process)."""
+
+    def __init__(self, us_per_byte: float, sleep: bool = False):
+        self.us_per_byte, self.wait = us_per_byte, time.sleep if sleep else spin
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        spin(self.us_per_byte * 1e-6 * sum(map(len, texts)))
+        self.wait(self.us_per_byte * 1e-6 * sum(map(len, texts)))
         return super().encode_batch(texts)
 
 
@@ -58,12 +65,19 @@ def chunk(stream_id: str, raw: bytes) -> WorkItem:
                     text_before=TextSnapshot(b"", 0))
 
 
-def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int) -> dict:
+def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int, split: bool = False) -> dict:
     ready: queue.SimpleQueue = queue.SimpleQueue()
-    stage = TokenizeStage(SpinningTokenizer(args.tok_us_per_byte), 260, ready.put, TEXT_PARAMS, threads=threads,
-                          join_bytes=join_bytes)
+    stage = TokenizeStage(SpinningTokenizer(args.tok_us_per_byte, args.tok_wait == "sleep"), 260, ready.put,
+                          TEXT_PARAMS, threads=threads, join_bytes=join_bytes, split_bursts=split)
     raw = ("word " * (args.chunk_bytes // 5 + 1)).encode()[: args.chunk_bytes]
-    stage.submit_many([chunk(f"s{s}", raw) for s in range(streams) for _ in range(args.window)])
+    sent: dict[int, float] = {}  # id(item) -> when it was submitted
+    trips: list[float] = []
+
+    def submit(items: list[WorkItem]) -> None:
+        now = time.perf_counter()
+        sent.update((id(item), now) for item in items)
+        stage.submit_many(items)
+    submit([chunk(f"s{s}", raw) for s in range(streams) for _ in range(args.window)])
     widths, nbytes = [], 0
     start = time.perf_counter()
     while time.perf_counter() - start < args.seconds:
@@ -78,20 +92,26 @@ def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int) 
         size = sum(item.nbytes for item in items)
         nbytes += size
         spin(args.step_ms * 1e-3 + args.step_us_per_byte * 1e-6 * size)
-        stage.submit_many([chunk(item.stream_id, raw) for item in items])
+        acked = time.perf_counter()
+        trips.extend(acked - sent.pop(id(item)) for item in items)
+        submit([chunk(item.stream_id, raw) for item in items])
     wall = time.perf_counter() - start
     stage.close()
-    return {"threads": threads, "join_bytes": join_bytes, "streams": streams, "steps": len(widths),
-            "streams_per_step": round(statistics.mean(widths), 2), "mb_per_s": round(nbytes / wall / 1e6, 3)}
+    return {"threads": threads, "join_bytes": join_bytes, "split_bursts": split, "streams": streams,
+            "steps": len(widths), "streams_per_step": round(statistics.mean(widths), 2),
+            "mb_per_s": round(nbytes / wall / 1e6, 3), "round_trip_ms_p50": round(1e3 * statistics.median(trips), 2)}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", default="6,85", help="streams of one engine, comma-separated")
-    ap.add_argument("--configs", default="1:0,2:0,2:8,2:32", help="threads:join KiB, comma-separated")
+    ap.add_argument("--configs", default="1:0,2:0,2:8,2:32",
+                    help="threads:join KiB, comma-separated; threads:join KiB:split with split_bursts")
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--chunk-bytes", type=int, default=2048)
     ap.add_argument("--tok-us-per-byte", type=float, default=0.25)
+    ap.add_argument("--tok-wait", choices=["spin", "sleep"], default="spin",
+                    help="the tokenizer's time spent spinning (GIL held) or sleeping (as tokenizer processes)")
     ap.add_argument("--step-ms", type=float, default=1.5)
     ap.add_argument("--step-us-per-byte", type=float, default=0.05)
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -100,11 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for streams in (int(s) for s in args.streams.split(",")):
         for config in args.configs.split(","):
-            threads, join_kb = (int(x) for x in config.split(":"))
-            rows.append(loop(threads, join_kb << 10, args, streams))
+            threads, join_kb, *split = config.split(":")
+            if split not in ([], ["split"]):
+                raise SystemExit(f"--configs: {config!r} is not threads:join KiB or threads:join KiB:split")
+            rows.append(loop(int(threads), int(join_kb) << 10, args, streams, bool(split)))
             r = rows[-1]
-            print(f"streams {streams:4d}  threads {threads}  join {join_kb:3d} KiB  streams a step "
-                  f"{r['streams_per_step']:6.2f}  MB/s {r['mb_per_s']:.2f}", flush=True)
+            print(f"streams {streams:4d}  threads {threads}  join {int(join_kb):3d} KiB{'  split' if split else ''}  "
+                  f"streams a step {r['streams_per_step']:6.2f}  MB/s {r['mb_per_s']:.2f}  round trip p50 ms "
+                  f"{r['round_trip_ms_p50']:.2f}", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     out = Path(args.out) / "tokenize_join_loop.json"
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

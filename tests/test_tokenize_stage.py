@@ -36,11 +36,12 @@ TEXT = EngineConfig().text_params
 
 
 class BothAtOnce(CountingTokenizer):
-    """A batch ends only once another thread's batch has started too (two batches cut at the same time)."""
+    """A batch ends only once another thread's batch has started too (two batches cut at the same time; with n,
+    n batches)."""
 
-    def __init__(self):
+    def __init__(self, n: int = 2):
         super().__init__()
-        self.both = threading.Barrier(2, timeout=30)
+        self.both = threading.Barrier(n, timeout=30)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         self.both.wait()
@@ -477,6 +478,51 @@ def test_split_bursts_cuts_a_burst_on_two_idle_threads_and_delivers_it_in_one_ca
     assert sorted(tok.calls) == [2, 2]
     assert [sorted(it.stream_id for it, _ in d) for d in deliveries] == [list("abcd")]
     assert all(isinstance(r, Tokenized) for _, r in deliveries[0])
+
+
+def test_split_bursts_shares_a_burst_among_every_idle_thread():
+    """Four idle threads, a burst of four streams' two chunks each: each thread takes one stream's two (its share,
+    whole streams), the four batches run at the same time (each waits for the others) and one deliver call carries
+    all eight items."""
+    tok = BothAtOnce(4)
+    deliveries: list = []
+    stage = TokenizeStage(tok, 260, deliveries.append, TEXT, threads=4, join_bytes=1 << 10, min_batch_bytes=1,
+                          split_bursts=True)
+    for _ in range(300):
+        if stage._idle == 4:
+            break
+        threading.Event().wait(0.01)
+    burst = []
+    for sid in "abcd":
+        first = item(sid, f"{sid}-23456789")
+        burst += [first, item(sid, f"{sid}-23456789", prev=first)]
+    stage.submit_many(burst)
+    for _ in range(300):
+        if deliveries:
+            break
+        threading.Event().wait(0.01)
+    stage.close()
+    assert tok.calls == [2, 2, 2, 2]
+    assert [sorted(it.stream_id for it, _ in d) for d in deliveries] == [sorted("abcd" * 2)]
+    assert all(isinstance(r, Tokenized) for _, r in deliveries[0])
+
+
+def test_a_batch_takes_all_the_waiting_items_of_each_stream_it_takes():
+    """Past its byte limit a batch still takes the later items of the streams it holds (no other thread could cut
+    them meanwhile), up to max_batch_bytes, but no item of a stream it passed over, whose items go in order."""
+    stage = TokenizeStage(CountingTokenizer(), 260, lambda results: None, TEXT, threads=1, max_batch_bytes=40)
+    stage.close()
+    a1, b1, c1 = item("a", "x" * 10), item("b", "x" * 10), item("c", "x" * 10)
+    a2, b2, c2 = item("a", "x" * 10, prev=a1), item("b", "x" * 5, prev=b1), item("c", "x" * 2, prev=c1)
+    a3 = item("a", "x" * 10, prev=a2)
+    # limit 15: a1 fits, b1 is over (b passed over), a2 and a3 are a's (to 30), c1 is over, b2 is b's, c2 c's
+    assert stage._batch([a1, b1, a2, c1, a3, b2, c2], 15) == [a1, a2, a3]
+    # max_batch_bytes bounds it: a3 would make 45 of 40, so a's items stop at a2 (and a3 is not taken later)
+    big = item("a", "x" * 25, prev=a2)
+    assert stage._batch([a1, a2, big, item("a", "x", prev=big)], 15) == [a1, a2]
+    # a small item of another stream that still fits under the limit is taken
+    small = item("c", "x" * 4)
+    assert stage._batch([a1, item("b", "x" * 30), small], 15) == [a1, small]
 
 
 def test_a_split_burst_whose_rest_no_thread_took_is_delivered_alone():

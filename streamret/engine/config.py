@@ -71,9 +71,10 @@ class EngineConfig:
     # figure at 1,024 streams (within the spread)
     tokenize_join_bytes: int = 32 << 10
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
-    # share and an idle thread the rest at once, the two batches delivered together (`TokenizeStage` split_bursts):
-    # meant to cut a burst of chunks (a step's acks answered at once) in about half the time and still make one step
-    # of it. Off until measured on the H200 (bench/results/2026-12-04-h200-s28/next_session_call3.sh)
+    # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
+    # split_bursts): meant to cut a burst of chunks (a step's acks answered at once) in a fraction of the time (half
+    # with two threads) and still make one step of it. Off until measured on the H200
+    # (bench/results/2026-12-04-h200-s28/next_session_call3.sh)
     tokenize_split_bursts: bool = False
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096

@@ -146,9 +146,10 @@ class TokenizeStage:
         the stage delivers to waits for work now (the engine's step loop, idle): then gathering would only delay
         the next step, and an idle thread takes waiting chunks at once (`wake` makes it look again).
         split_bursts: where a thread would take it all (what it leaves would make no other join), it takes its share
-        and an idle thread takes the rest at once, and the two batches are delivered together when the second is
-        done: meant to cut a burst in about half the time and still make one step of it (`_Group`). Off by default
-        until measured."""
+        and the idle threads take the rest at once, each its share (the last all that is left), and the batches are
+        delivered together when the last is done: meant to cut a burst in a fraction of the time (half with two
+        threads) and still make one step of it (`_Group`). Off by default until measured. Whatever the split, a
+        batch takes all the waiting items of each stream it takes (up to max_batch_bytes, `_batch`)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.tokenizer, self.vocab_size, self.deliver = tokenizer, vocab_size, deliver
@@ -217,21 +218,17 @@ class TokenizeStage:
             self._idle -= 1
             group = None
             share = -(-total // (self._idle + 1))  # with the threads still waiting ...
-            if free and self._handoff is not None:  # the rest of a burst that another thread split: all of it
-                group, self._handoff, share = self._handoff, None, total
+            if free and self._handoff is not None:  # a burst another thread split: this thread's share of the rest
+                group = self._handoff
                 group.pending += 1
+                if not self._idle or total - share < self.min_batch_bytes:
+                    self._handoff, share = None, total  # the last to take part: all of it
             elif self.join_bytes and total - share < self.join_bytes:
                 if self.split_bursts and self._idle and total - share >= self.min_batch_bytes:
-                    group = self._handoff = _Group()  # ... and an idle one takes the rest at once
+                    group = self._handoff = _Group()  # ... and the idle ones take the rest at once
                 else:
                     share = total  # ... unless what it leaves would not make one of them join: then it all
-            limit = min(self.max_batch_bytes, max(self.min_batch_bytes, share))
-            batch, size = [], 0
-            for item in free:
-                if batch and size + item.nbytes > limit:
-                    break
-                batch.append(item)
-                size += item.nbytes
+            batch = self._batch(free, min(self.max_batch_bytes, max(self.min_batch_bytes, share)))
             if batch:
                 taken = set(map(id, batch))
                 self._queue = deque(item for item in self._queue if id(item) not in taken)
@@ -240,6 +237,22 @@ class TokenizeStage:
             if self._queue:
                 self._cv.notify()  # more may wait: another thread may take what is left
             return batch, group
+
+    def _batch(self, free: list[WorkItem], limit: int) -> list[WorkItem]:
+        """The oldest free items up to limit bytes (at least one), and with each stream taken all its free items up
+        to max_batch_bytes: no other thread could cut a stream's later items while this one holds the stream, so
+        left behind they would wait for this batch to end and go out in a later one."""
+        batch, size, taken, passed = [], 0, set(), set()
+        for item in free:
+            sid = item.stream_id
+            fits = not batch or size + item.nbytes <= limit
+            if sid in passed or not (fits or (sid in taken and size + item.nbytes <= self.max_batch_bytes)):
+                passed.add(sid)  # (and its later items too: a stream's items are cut in order)
+                continue
+            batch.append(item)
+            size += item.nbytes
+            taken.add(sid)
+        return batch
 
     def _join_wait(self, free: list[WorkItem], total: int) -> float:
         """Seconds a waiting thread leaves the free items (total bytes) for the thread that is cutting (lock held);
