@@ -7,7 +7,7 @@
 # but there a chunk's queued-to-applied is 4.5 ms p50 of a ~20 ms round trip (tokenize 12 ms). "queued" books step k
 # before planning k+1 unless a full step's tokens (32,768) wait: one iteration less for each chunk, and the just-
 # booked streams can be in the next step. On the workplace VM (CPU engine, open-loop Poisson load, "never" against
-# "always": bench/results/2026-12-04-vm-s29/overlap_ab.py) ack p50 -22 to -32% in four pairs. Engine parts at 1e8
+# "always": bench/results/2026-12-04-vm-s29/overlap_ab.py) ack p50 -3 to -33% in seven pairs. Engine parts at 1e8
 # tokens here, the service and batch parts in next_session_call3.sh, always / queued
 # alternated twice. Predicted with queued: 64 streams 0 to +8% tokens/s (their queues hold less than a step: no
 # overlap), 1,024 streams within the spread (their queues hold more than a step: overlapped as before). The rule
