@@ -1,4 +1,5 @@
-"""One line per part of `bench/e2e.py` runs, for a device call's output: tokens/s, its ratio to the run's packed
+"""One line per part of `bench/e2e.py` runs, for a device call's output (after a line of the run's engine settings
+that the A/B scripts vary): tokens/s, its ratio to the run's packed
 forward, the engine processes' CPU a token by thread, the step loops' wait for work, a chunk's tokenize wait and
 its wait from queued to applied (p50), the streams a step holds, and the service parts' ack p50 / p99.
 
@@ -17,9 +18,10 @@ def lines(folder: str) -> list[str]:
     path = Path(folder) / "e2e.json"
     if not path.exists():
         return []
-    parts = json.loads(path.read_text())["parts"]
+    run = json.loads(path.read_text())
+    parts = run["parts"]
     packed = (parts.get("packed") or {}).get("tokens_per_s")
-    out = []
+    out = [f"{Path(folder).name:8s} {settings(run.get('engine_config') or {})}"]
     for name, p in parts.items():
         if not isinstance(p, dict) or "engine_cpu_us_per_token_by_thread" not in p:
             continue
@@ -35,7 +37,18 @@ def lines(folder: str) -> list[str]:
         out.append(f"{Path(folder).name:8s} {name:16s} {p['tokens_per_s'] / 1e6:5.2f} M{ratio}  engine-process us a "
                    f"token: python {t.get('python')} step {t.get('step')} tokenize_procs {t.get('tokenize_procs')}  "
                    f"idle ms a step {idle}  tokenize p50 ms {tokenize}  queued-to-applied p50 ms {applied}{width}")
-    return out
+    return out if len(out) > 1 else []
+
+
+# the engine settings the A/B scripts vary, as bench/e2e.py records them (None: the engine's default for the device)
+VARIED = (("max_step_tokens", "step tokens"), ("tokenizer_threads", "tokenize threads"),
+          ("tokenize_batch_bytes", "tokenize batch bytes"), ("tokenize_join_bytes", "join bytes"),
+          ("tokenize_split_bursts", "split bursts"), ("overlap_steps", "overlap"), ("device_wait", "device wait"))
+
+
+def settings(config: dict) -> str:
+    """The run's varied engine settings, those it records (older runs lack some)."""
+    return "settings: " + ", ".join(f"{label} {config[key]}" for key, label in VARIED if key in config)
 
 
 if __name__ == "__main__":

@@ -240,9 +240,11 @@ def test_the_brief_gives_a_line_per_part_with_its_ratio_to_packed(tmp_path):
             "loop_parts_ms_per_step": {"idle": 80.0},
             "engine_item_ms": {"tokenize_p50": 68.0, "queued_to_applied_p50": 13.6}, "streams_per_step": 4.66}
     service = {**part, "ack_p50_ms": 33.9, "ack_p99_ms": 61.4}
-    (tmp_path / "e2e.json").write_text(json.dumps({"parts": {"packed": {"tokens_per_s": 12e6}, "batch_short": part,
-                                                             "service_half": service}}))
-    line, service_line = e2e_brief.lines(str(tmp_path))
+    config = {"max_step_tokens": 32768, "tokenizer_threads": 4, "tokenize_split_bursts": True, "overlap_steps": None}
+    (tmp_path / "e2e.json").write_text(json.dumps({"engine_config": config, "parts": {
+        "packed": {"tokens_per_s": 12e6}, "batch_short": part, "service_half": service}}))
+    head, line, service_line = e2e_brief.lines(str(tmp_path))
+    assert head.endswith("settings: step tokens 32768, tokenize threads 4, split bursts True, overlap None")
     assert "batch_short" in line and "3.00 M (0.250)" in line and "tokenize_procs 1.3" in line and "p50 ms 68.0" in line
     assert "queued-to-applied p50 ms 13.6" in line and line.endswith("streams a step 4.7")
     assert " service_half " in service_line
