@@ -649,8 +649,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "takes waiting chunks only once this much waits (0: at once)")
     ap.add_argument("--tokenize-split-bursts", action=argparse.BooleanOptionalAction,
                     default=EngineConfig.tokenize_split_bursts,
-                    help="EngineConfig.tokenize_split_bursts: a burst of chunks cut by two idle tokenize threads at "
-                         "once and delivered together")
+                    help="EngineConfig.tokenize_split_bursts: a burst of chunks shared among the idle tokenize threads "
+                         "at once and delivered together")
     ap.add_argument("--overlap-steps", default=None, choices=STEP_OVERLAPS,
                     help="EngineConfig.overlap_steps: plan step k+1 before booking step k always, only while a full "
                          "step's tokens wait (queued), or never (default: the engine's own for the device)")

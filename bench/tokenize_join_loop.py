@@ -47,7 +47,7 @@ def spin(seconds: float) -> None:
         pass
 
 
-class SpinningTokenizer(ByteTokenizer):
+class PacedTokenizer(ByteTokenizer):
     """The byte tokenizer taking us_per_byte a byte: spinning (holding the GIL), or sleeping (holding none, as a
     stage thread waiting for its tokenizer process)."""
 
@@ -67,7 +67,7 @@ def chunk(stream_id: str, raw: bytes) -> WorkItem:
 
 def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int, split: bool = False) -> dict:
     ready: queue.SimpleQueue = queue.SimpleQueue()
-    stage = TokenizeStage(SpinningTokenizer(args.tok_us_per_byte, args.tok_wait == "sleep"), 260, ready.put,
+    stage = TokenizeStage(PacedTokenizer(args.tok_us_per_byte, args.tok_wait == "sleep"), 260, ready.put,
                           TEXT_PARAMS, threads=threads, join_bytes=join_bytes, split_bursts=split)
     raw = ("word " * (args.chunk_bytes // 5 + 1)).encode()[: args.chunk_bytes]
     sent: dict[int, float] = {}  # id(item) -> when it was submitted

@@ -165,7 +165,7 @@ class TokenizeStage:
             raise ValueError(f"join_wait_s must be >= 0, got {join_wait_s}")
         self.max_batch_bytes, self.min_batch_bytes, self.join_bytes = max_batch_bytes, min_batch_bytes, join_bytes
         self.join_wait_s, self.hungry, self.split_bursts = join_wait_s, hungry, split_bursts
-        self._handoff: _Group | None = None  # a split burst whose rest an idle thread is to take at once
+        self._handoff: _Group | None = None  # a split burst whose rest the idle threads are to take at once
         self.on_error = on_error  # a failing `deliver` is an engine bug: the engine decides what then
         self._queue: deque[WorkItem] = deque()
         self._busy: set[str] = set()  # streams whose items a thread is cutting now
@@ -257,7 +257,7 @@ class TokenizeStage:
     def _join_wait(self, free: list[WorkItem], total: int) -> float:
         """Seconds a waiting thread leaves the free items (total bytes) for the thread that is cutting (lock held);
         0: it takes them now, as no other thread is cutting, enough bytes wait (`join_bytes`), the oldest has waited
-        `join_wait_s` already, the consumer waits for work (`hungry`), a thread split a burst for an idle one to take
+        `join_wait_s` already, the consumer waits for work (`hungry`), a thread split a burst for the idle ones to take
         the rest (`split_bursts`), or the stage is closing."""
         if (not self._cutting or self._closing or not self.join_bytes or self._handoff is not None
                 or (self.hungry is not None and self.hungry())):

@@ -9,11 +9,11 @@
 # the workplace VM, bench/tokenize_join_loop.py with --tok-wait sleep (the stage's threads waiting for tokenizer
 # processes, which hold no GIL; 0.25 us a byte; 6 streams of an engine; three runs, bench/results/
 # 2026-12-04-vm-s29/tokenize_join_loop/): default 2.42-2.52 MB/s, round trip 19 ms; split 3.6-4.0 MB/s, 12-13 ms;
-# split on 4 threads 4.8-5.0 MB/s, 9.3-9.8 ms (that model has cores to spare; the H200 host had ~8.4 of 16 busy at
-# 64 streams and all of them at 1,024). Engine parts at 1e8 tokens: default / split / split with 4 tokenize threads
+# split on 4 threads 4.8-5.0 MB/s, 9.3-9.8 ms (that model has cores to spare; the H200 host had 9.6-9.8 of 16 busy at
+# 64 streams and 10.9-11.1 at 1,024 in session 28's call 6). Engine parts at 1e8 tokens: default / split / split with 4 tokenize threads
 # (4 tokenizer processes an engine), alternated twice, then the engine's GPU tests. Predicted: split 64 streams
 # +15-40%, 1,024 streams 0 to +10%; 4 threads split 64 streams +25-60% over the default, 1,024 streams -10 to +15%
-# (CPU-bound host, four processes' word caches to fill). Rule: make split_bursts the default if it reads >= 8% more
+# (a busier host, four processes' word caches to fill). Rule: make split_bursts the default if it reads >= 8% more
 # at 64 streams in both pairs and not 5% less at 1,024 in either; tokenizer_threads 4 on a GPU only if it reads
 # >= 8% more than split on 2 threads at 64 streams in both pairs and not 5% less at 1,024 in either.
 set -u
