@@ -87,7 +87,7 @@ class PieceLayout:
     # facts and their text, worked out here (on a tokenize thread) rather than on the step thread
     step_spans: StepSpans
     char_offsets: np.ndarray  # int64 [pieces + 1]: where each piece's text starts in step_spans.text
-    texts: list[str]  # the item's pieces' texts and `piece_numbers`: what its pieces are made of
+    texts: list[str]  # the item's pieces' texts and numbers (`piece_columns`): what its pieces are made of
     numbers: np.ndarray
     given: list[TextPiece] | None = field(default=None, repr=False)  # the item's pieces, when they came made
 

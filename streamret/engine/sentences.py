@@ -28,6 +28,7 @@ a space), which is the engine's own concern (text.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 MARKS = frozenset(".!?…。！？‼⁇⁈⁉")
 CLOSERS = frozenset("\"')]}»”’」』）")
@@ -44,8 +45,13 @@ _CLOSERS = "".join(CLOSERS)
 # (finding the second kind by its newline saves a Python call at every wrapped line)
 _MARK_END = re.compile("[" + re.escape(_MARKS) + "][" + re.escape(_CLOSERS) + r"]*(?=\s)")
 _LINE_BREAK = re.compile(r"\n(?:(\s*\n)|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")  # group 1: a blank line
-# a candidate after a mark, with the whitespace after it and the first NEXT_WINDOW characters of the next word
-_MARK_WINDOW = re.compile(f"[{re.escape(_MARKS)}][{re.escape(_CLOSERS)}]*" + rf"(?=(\s+)(\S{{0,{NEXT_WINDOW}}}))")
+# a candidate after a mark, with the whitespace after it and the first NEXT_WINDOW characters of the next word: one
+# pattern a mark, as a pattern that starts with a literal is searched for at C speed while a class of marks is tried
+# at every position (about 2.5 times the time over English text; `_mark_windows`)
+_MARK_WINDOW = {c: re.compile(re.escape(c) + f"[{re.escape(_CLOSERS)}]*" + rf"(?=(\s+)(\S{{0,{NEXT_WINDOW}}}))")
+                for c in MARKS}
+_NOT_DOT = tuple(sorted(MARKS - {"."}))
+_START = re.Match.start
 _BEFORE_NEWLINE = " \t\r\x0b\x0c"
 _SPACE_RUN = re.compile(r"\s*")
 _WORD = re.compile(r"\S*")
@@ -72,7 +78,9 @@ def decide(text: str, s: int, final: bool, line_start_at_0: bool = True) -> bool
     line_start_at_0: whether text[0] starts a line (the stream's start), for the numbered-line rule.
     """
     lo = max(s - WORD_WINDOW, 0)
-    w0 = max(lo, *(text.rfind(c, lo, s) + 1 for c in " \n\t\r"))  # the word before s (searched in its window)
+    # the word before s starts at w0 (searched in its window)
+    w0 = max(lo - 1, text.rfind(" ", lo, s), text.rfind("\n", lo, s), text.rfind("\t", lo, s),
+             text.rfind("\r", lo, s)) + 1
     word = text[w0:s]
     core = word.rstrip(_CLOSERS)
     mark = len(core) - len(core.rstrip(_MARKS))
@@ -196,7 +204,7 @@ def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[i
     out = []
     marked_at = set()
     size = len(text)
-    for m in _MARK_WINDOW.finditer(text):
+    for m in _mark_windows(text):
         s = m.end()
         if s > n:
             break
@@ -238,3 +246,17 @@ def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[i
         out.extend(more)
         out.sort()
     return out
+
+
+def _mark_windows(text: str) -> Iterable[re.Match]:
+    """Every `_MARK_WINDOW` match in text, in order: those of "." and of each other mark the text holds (a match is
+    a mark followed by closers, and closers are not marks, so each match is one pattern's)."""
+    found = _MARK_WINDOW["."].finditer(text)
+    others = [c for c in _NOT_DOT if c in text]  # (a substring search each; none for a character wider than the text's)
+    if not others:
+        return found
+    matches = list(found)
+    for c in others:
+        matches.extend(_MARK_WINDOW[c].finditer(text))
+    matches.sort(key=_START)
+    return matches

@@ -50,7 +50,7 @@ _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that failed to decode, as surr
 # searched in the reversed text: the last space that follows a non-whitespace character; each
 # position is tried with a two-character test, so it is linear whatever the words' and runs' lengths
 _LAST_CUT_REVERSED = re.compile(r" (?=\S)")
-_SAFE_CUT = re.compile(r"(?<=\S) ")
+_SAFE_CUT = re.compile(r" (?<=\S )")  # (a pattern that starts with a literal is searched for at C speed)
 _NON_SPACE = re.compile(r"\S")
 
 
@@ -108,8 +108,8 @@ BODY_END_BYTE, BODY_FIRST_BYTE, SEED_FIRST_BYTE, END_BYTE, TEXT_LEN, BODY_LEN, B
 
 
 _PIECE_TEXT = attrgetter("text")
-# the numbers of a `TextPiece` that `piece_facts` and `StepSpans.of_items` read, as the columns of one array, in
-# the order of TextPiece's fields after its text (`pieces_of_columns` makes pieces of them)
+# a `TextPiece`'s numbers, which `piece_facts` and `StepSpans.of_items` read: the columns of the int64 [pieces, 6]
+# array of `piece_columns` (its "numbers"), in the order of TextPiece's fields after its text
 _PIECE_NUMBERS = attrgetter("start_byte", "end_byte", "starts_segment", "ends_segment", "carry_chars", "carry_bytes")
 
 
@@ -122,14 +122,9 @@ def piece_facts(pieces: Sequence) -> np.ndarray:
     return piece_columns(pieces)[2]
 
 
-def piece_numbers(pieces: Sequence) -> np.ndarray:
-    """int64 [pieces, 6]: `_PIECE_NUMBERS` of each piece."""
-    return np.fromiter(chain.from_iterable(map(_PIECE_NUMBERS, pieces)), np.int64, 6 * len(pieces)).reshape(-1, 6)
-
-
 def facts_of(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
-    """`piece_facts` from the pieces' texts and `piece_numbers` (ascii: every text is ASCII), with no Python loop
-    over the pieces (the string work is maps of str methods): this runs for every piece of every chunk."""
+    """`piece_facts` from the pieces' texts and numbers (`_PIECE_NUMBERS`; ascii: every text is ASCII), with no
+    Python loop over the pieces (the string work is maps of str methods): this runs for every piece of every chunk."""
     k = len(texts)
     start, end, ends_segment, carry_chars, carry_bytes = (numbers[:, c] for c in (0, 1, 3, 4, 5))
     ends_segment = ends_segment.astype(bool)
@@ -158,17 +153,33 @@ def facts_of(texts: list[str], numbers: np.ndarray, ascii: bool) -> np.ndarray:
 
 
 def piece_columns(pieces: Sequence[TextPiece]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The pieces' texts, `piece_numbers` and `piece_facts`: all a step reads of them, as a tokenizer process
-    sends them (the engine makes TextPiece objects of them only where a step needs a piece's own object)."""
+    """The pieces' texts, numbers (int64 [pieces, 6], `_PIECE_NUMBERS`) and `piece_facts`: all a step reads of them,
+    as a tokenizer process sends them (the engine makes TextPiece objects of them only where a step needs a piece's
+    own object)."""
     texts = list(map(_PIECE_TEXT, pieces))
-    numbers = piece_numbers(pieces)
+    return columns_of_rows(texts, list(chain.from_iterable(map(_PIECE_NUMBERS, pieces))))
+
+
+# Pieces as rows: their texts, and their numbers (`_PIECE_NUMBERS`) six a piece in one flat list (what the text
+# front makes)
+Rows = tuple[list[str], list[int]]
+
+
+def columns_of_rows(texts: list[str], numbers: list[int]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """`piece_columns` of the pieces whose rows these are."""
+    numbers = np.fromiter(numbers, np.int64, len(numbers)).reshape(-1, 6)
     return texts, numbers, facts_of(texts, numbers, all(map(str.isascii, texts)))
 
 
+def pieces_of_rows(texts: list[str], numbers: list[int]) -> list[TextPiece]:
+    """The pieces whose rows these are."""
+    n = iter(numbers)
+    return [_piece(t, a, b, bool(s), bool(e), cc, cb) for t, a, b, s, e, cc, cb in zip(texts, n, n, n, n, n, n)]
+
+
 def pieces_of_columns(texts: list[str], numbers: np.ndarray) -> list[TextPiece]:
-    """The pieces whose texts and `piece_numbers` these are."""
-    rows = numbers.tolist()
-    return [_piece(t, a, b, bool(s), bool(e), cc, cb) for t, (a, b, s, e, cc, cb) in zip(texts, rows, strict=True)]
+    """The pieces whose texts and numbers (`piece_columns`) these are."""
+    return pieces_of_rows(texts, numbers.ravel().tolist())
 
 
 def _nbytes(raw: str) -> int:
@@ -228,6 +239,14 @@ class TextAssembler:
 
     def feed(self, data: bytes, flush: bool = False) -> list[TextPiece]:
         """Add bytes; return the pieces that became safe to tokenize (all complete text if flush)."""
+        return pieces_of_rows(*self.feed_rows(data, flush))
+
+    def close(self) -> list[TextPiece]:
+        """End of stream: hand out everything, an incomplete trailing character as U+FFFD."""
+        return pieces_of_rows(*self.close_rows())
+
+    def feed_rows(self, data: bytes, flush: bool = False) -> Rows:
+        """`feed`'s pieces as `Rows` (what a tokenizer process sends on: no TextPiece object a sentence)."""
         self._text += self._decoder.decode(data)
         if flush:
             return self._emit(len(self._text), boundary="flush")
@@ -238,15 +257,19 @@ class TextAssembler:
             return self._emit(len(self._text), boundary="forced")  # tail bound: every complete character
         return self._emit(cut, boundary="space")
 
-    def close(self) -> list[TextPiece]:
-        """End of stream: hand out everything, an incomplete trailing character as U+FFFD."""
+    def close_rows(self) -> Rows:
+        """`close`'s pieces as `Rows`."""
         self._text += self._decoder.decode(b"", final=True)
         return self._emit(len(self._text), boundary="flush")
 
     def _last_safe_cut(self) -> int:
         """The last position right before a space that follows non-whitespace; 0 when there is none."""
-        m = _LAST_CUT_REVERSED.search(self._text[::-1])
-        return len(self._text) - 1 - m.start() if m else 0
+        text = self._text
+        q = text.rfind(" ")
+        if q > 0 and not text[q - 1].isspace():
+            return q  # most chunks: the last space follows a word
+        m = _LAST_CUT_REVERSED.search(text[::-1])
+        return len(text) - 1 - m.start() if m else 0
 
     def _decided_cut(self, cut: int) -> int:
         """cut, or an earlier safe cut when whether a sentence ends at cut needs text not here yet: the word
@@ -260,70 +283,75 @@ class TextAssembler:
         m = _LAST_CUT_REVERSED.search(text[:w0][::-1])
         return w0 - 1 - m.start() if m else 0
 
-    def _emit(self, cut: int, boundary: str) -> list[TextPiece]:
+    def _emit(self, cut: int, boundary: str) -> Rows:
         """Hand out text[:cut]; boundary says what follows it: "space", "flush" or "forced" (mid-word)."""
         if not cut:
-            return []
+            return [], []
         if self.segment_by == "chunk":
             raw, self._text = self._text[:cut], self._text[cut:]
             nb = _nbytes(raw)
-            piece = TextPiece(_clean(raw), self._offset, self._offset + nb, False, True)
             self._offset += nb
-            return [piece]
+            return [_clean(raw)], [self._offset - nb, self._offset, False, True, 0, 0]
         text = self._text
         offsets = _ByteOffsets(text[:cut], self._offset)
-        escaped = offsets.cum is not None and _ESCAPED.search(text, 0, cut) is not None
-        at = offsets.at
-        pieces = []
-        # the cuts come in order: a piece ends at each new p; p again (or 0) restarts the segment at that piece's start
-        start, offset, restart = 0, self._offset, -1
-        for p, s in self._segment_cuts(cut, boundary, offsets):
+        texts, numbers = self._segment_pieces(cut, boundary == "flush", offsets)
+        if offsets.cum is not None and _ESCAPED.search(text, 0, cut) is not None:
+            texts = list(map(_clean, texts))
+        self._text = text[cut:]
+        self._offset = offsets.at(cut)
+        return texts, numbers
+
+    def _segment_pieces(self, n: int, final: bool, offsets: _ByteOffsets) -> Rows:
+        """text[:n] as pieces, a piece ending at each segment cut; offsets: those of text[:n]. Updates the open
+        segment's start.
+
+        The segment cuts, in order, as (p, s): the segment ends at position p (a safe cut; 0 is the start of what
+        is handed out now) and its text ends at s <= p: the first safe cut p at or after each sentence end s (one
+        scan in all); a cut for length wherever a segment would run past max_segment_bytes from its first
+        non-space character (`_cap_cut`); and (p, p) where the text carried after a sentence end holds a line break
+        that ends a sentence of its own (that text, with no tokens, is given up). A piece ends at each new p; p
+        again (or 0) restarts the segment at that piece's start. One pass over the sentence ends: a chunk makes
+        a piece a sentence, so this loop is most of a text front's work."""
+        text, cap, at = self._text, self.max_segment_bytes, offsets.at
+        texts: list[str] = []
+        numbers: list[int] = []
+        start, offset, restart = 0, self._offset, -1  # the next piece starts at start (offset in bytes)
+
+        def cut_at(p: int, s: int) -> None:  # a segment cut (p, s) where it is rare: the common one is inline below
+            nonlocal start, offset, restart
             if p == start:
                 restart = p
-                continue
+                return
             end = at(p)
-            pieces.append(_piece(_clean(text[start:p]) if escaped else text[start:p], offset, end, start == restart,
-                                 True, p - s, end - at(s)))
+            texts.append(text[start:p])
+            numbers.extend((offset, end, start == restart, True, p - s, end - at(s)))
             start, offset = p, end
-        if start < cut:
-            end = at(cut)
-            pieces.append(_piece(_clean(text[start:cut]) if escaped else text[start:cut], offset, end,
-                                 start == restart))
-            offset = end
-        self._text = text[cut:]
-        self._offset = offset
-        return pieces
 
-    def _segment_cuts(self, n: int, boundary: str, offsets: _ByteOffsets) -> list[tuple[int, int]]:
-        """Segment cuts in text[:n] as (p, s): the segment ends at position p (a safe cut; 0 is the
-        start of what is handed out now) and its text ends at s <= p; offsets: those of text[:n]. Updates
-        the open segment's start."""
-        text, final = self._text, boundary == "flush"
-        at0 = self._offset == 0
-        ends: list[tuple[int, int]] = []  # (p, s): the first safe cut at or after each sentence end s
-        safe = None  # the first safe cut at or after the last sentence end, up to n (-1: none): one scan in all
-        for s in sentences.ends(text, n, final, line_start_at_0=at0):
-            if safe is None or 0 <= safe < s:
-                if text[s : s + 1] == " ":
-                    safe = s  # most sentences end right before a space (and after a word: a safe cut)
-                else:
-                    m = _SAFE_CUT.search(text, s, n + 1)
-                    safe = m.start() if m is not None else -1
-            p = safe if safe >= 0 else (n if final else None)
-            if p is not None and (not ends or ends[-1][0] != p):
-                ends.append((p, s))
-        if final and (not ends or ends[-1][0] != n):
-            ends.append((n, n))
-        cap = self.max_segment_bytes
         a = self._segment_start  # byte offset of the open segment's first non-space character, or None
-        out: list[tuple[int, int]] = []
         prev = 0  # the open segment's text starts at or after this position
         if self._offset > 0 and text[:1].isspace() and sentences.line_break(text, 0, final=True):
-            out.append((0, 0))  # decided now: it needed the whitespace that came after the last emission
+            cut_at(0, 0)  # decided now: it needed the whitespace that came after the last emission
             a = None
-        at, non_space = offsets.at, _NON_SPACE.search
-        for p, s in [*ends, (n, None)]:
-            while True:
+        non_space, safe_cut, last = _NON_SPACE.search, _SAFE_CUT.search, -1
+        safe = None  # the first safe cut at or after the last sentence end, up to n (-1: none)
+        ends = sentences.ends(text, n, final, line_start_at_0=self._offset == 0)
+        if final:
+            ends.append(n)  # the end of what is handed out ends a segment (a cut (n, n) unless a sentence's is at n)
+        ends.append(-1)  # (n, None): the cuts for length of the open segment's text up to n
+        for s in ends:
+            if s < 0:
+                p, s = n, None
+            else:
+                if safe is None or 0 <= safe < s:
+                    if text[s : s + 1] == " ":
+                        safe = s  # most sentences end right before a space (and after a word: a safe cut)
+                    else:
+                        m = safe_cut(text, s, n + 1)
+                        safe = m.start() if m is not None else -1
+                p = safe if safe >= 0 else (n if final else -1)
+                if p < 0 or p == last:
+                    continue  # no cut yet, or the cut of an earlier sentence end
+            while True:  # cuts for length before p
                 if a is None:
                     if s is not None and at(p) - at(prev) <= cap:
                         break  # within the bound wherever its text starts (a is set again below)
@@ -336,11 +364,18 @@ class TextAssembler:
                 q = self._cap_cut(text, offsets, a, prev, p)
                 if q is None or q >= p:
                     break
-                out.append((q, q))
+                cut_at(q, q)
                 prev, a = q, None
             if s is None:
                 break
-            out.append((p, s))
+            last = p
+            if p == start:
+                restart = p
+            else:  # cut_at(p, s), inline
+                end = at(p)
+                texts.append(text[start:p])
+                numbers.extend((offset, end, start == restart, True, p - s, end - at(s)))
+                start, offset = p, end
             if p == s:
                 prev, a = p, None
                 continue
@@ -349,10 +384,13 @@ class TextAssembler:
             # a lone space before a word (where most carries end) holds no line break
             lone_space = text[p : p + 1] == " " and text[p + 1 : p + 2].strip()
             if not lone_space and sentences.line_break(text, p, final or p < n):
-                out.append((p, p))  # the carried text ends a sentence of its own, with no tokens: given up
+                cut_at(p, p)  # the carried text ends a sentence of its own, with no tokens: given up
                 a = None
+        if start < n:
+            texts.append(text[start:n])
+            numbers.extend((offset, at(n), start == restart, False, 0, 0))
         self._segment_start = a
-        return out
+        return texts, numbers
 
     def _cap_cut(self, text: str, offsets: _ByteOffsets, a: int, lo: int, hi: int) -> int | None:
         """Where a segment whose text starts at byte a, and whose tokens start at position lo, is cut for
