@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from bench.text_path import corpus  # noqa: E402
 from streamret.engine.config import EngineConfig  # noqa: E402
 from streamret.engine.scheduler import PieceLayout  # noqa: E402
-from streamret.engine.text import TextSnapshot, _piece, piece_columns  # noqa: E402
+from streamret.engine.text import TextSnapshot, _piece, piece_columns, pieces_of_columns  # noqa: E402
 from streamret.engine.tokenize_stage import in_process_cut  # noqa: E402
 from streamret.model.spec import load_model  # noqa: E402
 
@@ -50,11 +50,12 @@ def main() -> None:
     raw = gzip.open(man).read()[:n] if man.exists() else corpus(n)
     cut = in_process_cut(load_model("default", "cpu").tokenizer, EngineConfig().text_params)
     got = cut([(TextSnapshot(b"", 0), raw[i : i + args.chunk_bytes], "") for i in range(0, n, args.chunk_bytes)])
-    tokens = sum(len(r[2]) for r in got)
-    lens = np.concatenate([r[3] for r in got])
-    as_columns = pickle.dumps([(piece_columns(r[0]), r[2], r[3]) for r in got])
+    tokens = sum(len(r.ids) for r in got)
+    lens = np.concatenate([r.lens for r in got])
+    pieces = [pieces_of_columns(*r.columns[:2]) for r in got]
+    as_columns = pickle.dumps([(piece_columns(p), r.ids, r.lens) for p, r in zip(pieces, got)])
     as_rows = pickle.dumps([([(p.text, p.start_byte, p.end_byte, p.starts_segment, p.ends_segment, p.carry_chars,
-                               p.carry_bytes) for p in r[0]], r[2], r[3]) for r in got])
+                               p.carry_bytes) for p in ps], r.ids, r.lens) for ps, r in zip(pieces, got)])
 
     def from_columns() -> list[PieceLayout]:
         columns = [c for c, _, _ in pickle.loads(as_columns)]

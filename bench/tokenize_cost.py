@@ -61,8 +61,8 @@ def _worker(args: tuple) -> list[dict]:
             for s, r in enumerate(results):
                 if isinstance(r, Exception):
                     raise r
-                fronts[s] = r[1]
-                tokens += len(r[2])
+                fronts[s] = r.front
+                tokens += len(r.ids)
         passes.append({"tokens": tokens, "wall_s": time.perf_counter() - t0,
                        "child_cpu_s": process_cpu_s(proc._proc.pid) - cpu0})
     proc.close()

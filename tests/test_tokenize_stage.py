@@ -322,7 +322,7 @@ def default_tokenizer():
 
 
 def test_a_tokenizer_process_cuts_and_tokenizes_as_the_engine_process_does_and_survives_its_death():
-    from streamret.engine.text import piece_columns, pieces_of_columns
+    from streamret.engine.text import TextAssembler, piece_columns, pieces_of_columns
     from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
 
     texts = ["The engine reads arbitrarily long streams. Retention (see the paper) keeps them. And",
@@ -330,17 +330,21 @@ def test_a_tokenizer_process_cuts_and_tokenizes_as_the_engine_process_does_and_s
     requests = [(TextSnapshot(b"", 0), texts[0].encode(), ""), (0, texts[1].encode(), ""),
                 (TextSnapshot(b"ab", 7), texts[2].encode(), "flush"), (TextSnapshot(b"", 0), texts[3].encode(), "")]
 
-    def same(got, want):  # the child sends the pieces' columns, this process makes the pieces
+    def same(got, want):  # the child's Cuts are this process's
         for g, w in zip(got, want, strict=True):
-            texts, numbers, facts = piece_columns(w[0])
-            assert g[0] is None and w[4] is None and g[4][0] == texts
-            assert np.array_equal(g[4][1], numbers) and np.array_equal(g[4][2], facts) and g[1] == w[1]
-            assert np.array_equal(g[2], w[2]) and np.array_equal(g[3], w[3])
-            assert pieces_of_columns(texts, numbers) == w[0]
+            assert g.front == w.front and g.columns[0] == w.columns[0]
+            for a, b in ((g.ids, w.ids), (g.lens, w.lens), (g.columns[1], w.columns[1]), (g.columns[2], w.columns[2])):
+                assert np.array_equal(a, b)
+        pieces = [p for r in want for p in pieces_of_columns(*r.columns[:2])]  # the columns are the pieces'
+        assert all(np.array_equal(a, b) for a, b in zip(
+            piece_columns(pieces)[1:], [np.concatenate([r.columns[c] for r in want]) for c in (1, 2)], strict=True))
+        front = TextAssembler(**TEXT)  # and they are the text front's own pieces, as a stream reads them
+        own = [front.feed(texts[0].encode()), front.feed(texts[1].encode())]
+        assert [pieces_of_columns(*r.columns[:2]) for r in want[:2]] == own
 
     for tok in (default_tokenizer(), ByteTokenizer()):
         want = in_process_cut(tok, TEXT)(requests)
-        assert all(isinstance(w, tuple) for w in want) and len(want[0][0]) >= 2  # sentence cuts in the first
+        assert all(isinstance(w, tuple) for w in want) and len(want[0].columns[0]) >= 2  # sentence cuts in the first
         proc = TokenizerProcess(child_spec(tok), TEXT)
         try:
             for _ in range(2):  # the second time from the child's word cache

@@ -32,8 +32,16 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
 from .scheduler import PieceLayout, WorkItem
-from .text import TextAssembler, TextSnapshot
-from .tokenize_worker import Cut, TokenizerProcess, TokenizerProcessError, child_spec, cut_and_encode
+from .text import TextAssembler, TextSnapshot, columns_of_rows
+from .tokenize_worker import (
+    Cut,
+    TokenizerProcess,
+    TokenizerProcessError,
+    batch_reply,
+    child_spec,
+    cut_and_encode,
+    split_reply,
+)
 
 log = logging.getLogger("streamret.engine")
 
@@ -59,7 +67,7 @@ def requests_of(items: Sequence[WorkItem]) -> list[tuple]:
 def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_size: int,
                    items: Sequence[WorkItem]) -> list[Tokenized | BaseException]:
     """Every item cut and tokenized by one call of cut (`cut_and_encode` here or in a tokenizer process), and the
-    layouts of all their pieces made with array work (`PieceLayout.of_items`); per item its result, or the error
+    layouts of all their pieces made with array work (`PieceLayout.of_columns`); per item its result, or the error
     that fails it alone. Each item's text front after it is set on it at once (the next item of its stream starts
     there) and its link to the item before it let go."""
     try:
@@ -70,25 +78,22 @@ def tokenize_items(cut: Callable[[list[tuple]], list[Cut | Exception]], vocab_si
     for k, (item, r) in enumerate(zip(items, results, strict=True)):
         item.prev = None
         if not isinstance(r, BaseException):
-            item.text_after = r[1]
+            item.text_after = r.front
             ok.append(k)
     if not ok:
         return results
     try:
-        lens = np.concatenate([results[k][3] for k in ok])
-        if results[ok[0]][4] is None:  # (the pieces came made)
-            layouts = PieceLayout.of_items([results[k][0] for k in ok], lens)
-        else:
-            columns = [results[k][4] for k in ok]
-            layouts = PieceLayout.of_columns(
-                list(chain.from_iterable(c[0] for c in columns)), np.concatenate([c[1] for c in columns]),
-                np.concatenate([c[2] for c in columns]), np.array([len(c[0]) for c in columns], np.int64), lens)
+        lens = np.concatenate([results[k].lens for k in ok])
+        columns = [results[k].columns for k in ok]
+        layouts = PieceLayout.of_columns(
+            list(chain.from_iterable(c[0] for c in columns)), np.concatenate([c[1] for c in columns]),
+            np.concatenate([c[2] for c in columns]), np.array([len(c[0]) for c in columns], np.int64), lens)
     except Exception as e:  # noqa: BLE001  (a bug here fails the batch's items, not the thread)
         return [r if isinstance(r, BaseException) else e for r in results]
-    every = np.concatenate([np.asarray(results[k][2]) for k in ok])  # one check of the batch's ids, not per item
+    every = np.concatenate([np.asarray(results[k].ids) for k in ok])  # one check of the batch's ids, not per item
     out_of_range = bool(len(every)) and (every.min() < 0 or every.max() >= vocab_size)
     for k, layout in zip(ok, layouts, strict=True):
-        _, after, ids, lens, _ = results[k]
+        after, ids, lens, _ = results[k]
         if out_of_range and len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             results[k] = InvalidArgument(
                 f"the tokenizer produced ids outside the model's vocabulary [0, {vocab_size}); "
@@ -322,7 +327,8 @@ class TokenizeStage:
 
 
 def in_process_cut(tokenizer: Tokenizer, text_params: dict) -> Callable[[list[tuple]], list[Cut | Exception]]:
-    """`cut_and_encode` in this process, with text fronts of text_params (`StreamCodec.text_params`)."""
+    """`cut_and_encode` in this process, with text fronts of text_params (`StreamCodec.text_params`): the `Cut`s a
+    tokenizer process gives (`split_reply` of `batch_reply`), each error as it was raised."""
 
     def new_assembler(base: TextSnapshot) -> TextAssembler:
         return TextAssembler(snapshot=base, **text_params)
@@ -330,4 +336,9 @@ def in_process_cut(tokenizer: Tokenizer, text_params: dict) -> Callable[[list[tu
     def encode(items: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         return encode_pieces(tokenizer, items)
 
-    return lambda requests: cut_and_encode(new_assembler, encode, requests)
+    def cut(requests: list[tuple]) -> list[Cut | Exception]:
+        results = cut_and_encode(new_assembler, encode, requests)
+        cuts = split_reply(batch_reply(columns_of_rows, results))
+        return [r if isinstance(r, Exception) else c for r, c in zip(results, cuts, strict=True)]
+
+    return cut

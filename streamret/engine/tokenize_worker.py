@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,18 +38,25 @@ ENGINE_DIR = Path(__file__).resolve().parent  # text.py and sentences.py, which 
 # this one's, or None (an earlier chunk of its stream failed: so does this one); ending: "" (an append), "flush"
 # or "close" (raw is then b"").
 Request = tuple
-# What a request gives: (pieces, front after it, ids, tokens of each piece, columns), or the error that fails it
-# alone. In this process the pieces come made and columns is None; from a tokenizer process pieces is None and
-# columns their texts, numbers and facts (`text.piece_columns`), which the engine makes pieces of only if a step
-# needs them.
-Cut = tuple
 
 
-def cut_and_encode(new_assembler: Callable, encode: Callable, requests: Sequence[Request]) -> list[Cut | Exception]:
+class Cut(NamedTuple):
+    """What a request gives (or the error that fails it alone): the stream's text front after it, its ids, the tokens
+    of each of its pieces and the pieces' columns (`text.piece_columns`: texts, numbers, facts), which the engine
+    makes pieces of only if a step needs them."""
+
+    front: object  # a TextSnapshot
+    ids: np.ndarray
+    lens: np.ndarray
+    columns: tuple[list[str], np.ndarray, np.ndarray]
+
+
+def cut_and_encode(new_assembler: Callable, encode: Callable, requests: Sequence[Request]) -> list[tuple | Exception]:
     """Each request's text cut into pieces by a text front made with new_assembler(base), then every piece of
     every request tokenized by one call of encode (an `encode_pieces`: one input per request), or request by
     request when that call fails, so that one bad chunk fails alone. A request after a failed one of its stream
-    (its base an index) fails too."""
+    (its base an index) fails too. Per request (its pieces' `text.Rows`, its front after it, ids, tokens of each
+    piece), or its error: `batch_reply` makes the whole batch's columns of them."""
     cut: list[tuple | Exception] = []
     for base, raw, ending in requests:
         if base is None:  # the engine knew its stream's chunk before it failed
@@ -62,14 +70,14 @@ def cut_and_encode(new_assembler: Callable, encode: Callable, requests: Sequence
             base = before[1]
         try:
             text = new_assembler(base)
-            pieces = text.close() if ending == "close" else text.feed(raw, flush=ending == "flush")
-            cut.append((pieces, text.snapshot()))
+            rows = text.close_rows() if ending == "close" else text.feed_rows(raw, flush=ending == "flush")
+            cut.append((rows, text.snapshot()))
         except Exception as e:  # noqa: BLE001  (that chunk's outcome)
             cut.append(e)
     ok = [k for k, c in enumerate(cut) if not isinstance(c, Exception)]
-    out: list[Cut | Exception] = list(cut)
-    for k, encoded in zip(ok, _encode_each(encode, [[p.text for p in cut[k][0]] for k in ok]), strict=True):
-        out[k] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded, None)
+    out: list[tuple | Exception] = list(cut)
+    for k, encoded in zip(ok, _encode_each(encode, [cut[k][0][0] for k in ok]), strict=True):
+        out[k] = encoded if isinstance(encoded, Exception) else (*cut[k], *encoded)
     return out
 
 
@@ -149,8 +157,8 @@ class TokenizerProcess:
             raise TokenizerProcessError(f"the tokenizer process could not load the tokenizer: {detail}")
 
     def cut_and_encode(self, requests: Sequence[Request]) -> list[Cut | Exception]:
-        """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices), with the pieces' columns
-        instead of the pieces; an error of one request comes back as a ValueError naming it. A child that died
+        """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices) as one `Cut` per request; an
+        error of one request comes back as a ValueError naming it. A child that died
         (killed, out of memory) is started again once for the same batch."""
 
         wire = [(b if b is None or isinstance(b, int) else (b.tail, b.offset, b.segment_start), raw, ending)
@@ -236,26 +244,27 @@ def serve(requests: Connection, results: Connection, tokenizer_py: str, engine_d
             return
         cut = cut_and_encode(new_assembler, encode, [
             (b if b is None or isinstance(b, int) else text.TextSnapshot(*b), raw, ending) for b, raw, ending in batch])
-        results.send(batch_reply(text.piece_columns, cut))
+        results.send(batch_reply(text.columns_of_rows, cut))
 
 
-def batch_reply(piece_columns: Callable, cut: list[Cut | Exception]) -> tuple:
-    """What the child sends for a batch: per request its error's message, or its text front after it and its
-    numbers of pieces and of ids; then the pieces' columns (`text.piece_columns`) and the ids and tokens of each
-    piece of all the requests, one after the other. Whole-batch arrays: one piece_columns call and a few arrays
-    to pickle instead of each per request (fixed costs that a 512 B chunk's ~125 tokens paid alone)."""
+def batch_reply(columns_of_rows: Callable, cut: list[tuple | Exception]) -> tuple:
+    """What the child sends for a batch (`cut_and_encode`'s): per request its error's message, or its text front after
+    it and its numbers of pieces and of ids; then the pieces' columns (`text.columns_of_rows`) and the ids and tokens
+    of each piece of all the requests, one after the other. Whole-batch arrays: one columns call and a few arrays to
+    pickle instead of each per request (fixed costs that a 512 B chunk's ~125 tokens paid alone)."""
     ok = [r for r in cut if not isinstance(r, Exception)]
-    texts, numbers, facts = piece_columns(list(chain.from_iterable(r[0] for r in ok)))
+    texts, numbers, facts = columns_of_rows(list(chain.from_iterable(r[0][0] for r in ok)),
+                                            list(chain.from_iterable(r[0][1] for r in ok)))
     per = [f"{type(r).__name__}: {r}" if isinstance(r, Exception)
-           else ((r[1].tail, r[1].offset, r[1].segment_start), len(r[0]), len(r[2])) for r in cut]
+           else ((r[1].tail, r[1].offset, r[1].segment_start), len(r[0][0]), len(r[2])) for r in cut]
     ids = np.concatenate([r[2] for r in ok]) if ok else np.zeros(0, dtype=np.int64)
     lens = np.concatenate([r[3] for r in ok]) if ok else np.zeros(0, dtype=np.int64)
     return per, texts, numbers, facts, ids, lens
 
 
 def split_reply(reply: tuple) -> list[Cut | Exception]:
-    """`batch_reply` back into one `Cut` per request (views of its arrays; the pieces as columns), or a
-    ValueError naming a request's error."""
+    """`batch_reply` back into one `Cut` per request (views of its arrays), or a ValueError naming a request's
+    error."""
     from .text import TextSnapshot
 
     per, texts, numbers, facts, ids, lens = reply
@@ -267,7 +276,7 @@ def split_reply(reply: tuple) -> list[Cut | Exception]:
             continue
         front, n_pieces, n_ids = r
         q, u = p + n_pieces, t + n_ids
-        out.append((None, TextSnapshot(*front), ids[t:u], lens[p:q], (texts[p:q], numbers[p:q], facts[p:q])))
+        out.append(Cut(TextSnapshot(*front), ids[t:u], lens[p:q], (texts[p:q], numbers[p:q], facts[p:q])))
         p, t = q, u
     return out
 
