@@ -334,13 +334,13 @@ def test_closing_an_idle_stream_for_good_takes_no_step(tmp_path):
 
 
 def _record_cuts(monkeypatch, engine: Engine) -> list[tuple[str, bool]]:
-    """Per cut of a chunk's text from now on (TextAssembler.feed): its thread's name and whether it held the
+    """Per cut of a chunk's text from now on (TextAssembler.feed_rows): its thread's name and whether it held the
     engine lock."""
     from streamret.engine.text import TextAssembler
 
     cuts = []
-    real = TextAssembler.feed
-    monkeypatch.setattr(TextAssembler, "feed", lambda self, *a, **k: cuts.append(
+    real = TextAssembler.feed_rows
+    monkeypatch.setattr(TextAssembler, "feed_rows", lambda self, *a, **k: cuts.append(
         (threading.current_thread().name, engine._lock._is_owned())) or real(self, *a, **k))
     return cuts
 
