@@ -196,6 +196,13 @@ class HFTokenizer:
 
 # printable ASCII, tab, newline, carriage return: text that common normalizers only lowercase (or leave alone)
 _NOT_PLAIN = re.compile(r"[^\t\n\r\x20-\x7e]")
+_CONTROLS = tuple(chr(c) for c in [*range(0x20), 0x7F] if chr(c) not in "\t\n\r")  # ASCII that is not plain
+
+
+def _plain(text: str) -> bool:
+    """Whether `_NOT_PLAIN` finds nothing in text: an ASCII check and a substring search a control character, at
+    C speed (the pattern's class is tried at every character, about ten times the time)."""
+    return text.isascii() and not any(c in text for c in _CONTROLS)
 _PLAIN_PROBE = "\t\n\r" + "".join(map(chr, range(0x20, 0x7F)))
 _SPACES = str.maketrans("\t\n\r", "   ")
 
@@ -705,9 +712,12 @@ class _Prenormalized:
         joined = "\n".join(pieces)
         if self.added is not None and self.added.search(joined):
             return None
-        if _NOT_PLAIN.search(joined) is None:
+        if _plain(joined):  # most calls
             return self.words.encode_text(self.plain(joined), pieces)
-        is_other = np.fromiter((_NOT_PLAIN.search(p) is not None for p in pieces), bool, len(pieces))
+        hits = [m.start() for m in _NOT_PLAIN.finditer(joined)]
+        lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        is_other = np.zeros(len(pieces), dtype=bool)  # the pieces that hold a hit (not a newline between two)
+        is_other[np.searchsorted(np.cumsum(lens + 1) - lens - 1, hits, side="right") - 1] = True
         other = np.flatnonzero(is_other)
         texts = [self.normalize(pieces[k]) for k in other.tolist()]
         if self.added is not None and any(map(self.added.search, texts)):
