@@ -4,7 +4,8 @@
 # a chunk's pieces as rows (texts and a flat list of numbers) in one pass over the sentence ends, with no TextPiece a
 # sentence, and a batch's columns once from every request's rows; marks and safe cuts found by literal-prefixed
 # patterns; the word cache checks a call's text for non-plain characters by isascii and substring searches. Same
-# pieces, fronts and ids (bench/results/2026-12-04-vm-s30/cut_diff.py, encode_diff.py). Workplace VM,
+# pieces, fronts and ids (session 29's bench/results/2026-12-04-vm-s29/cut_diff.py with 3b1f3aa's text.py and
+# sentences.py as its old ones, and bench/results/2026-12-04-vm-s30/encode_diff.py). Workplace VM,
 # bench/tokenize_cost.py --copies 1 --mb 4, three alternated pairs: warm 0.267-0.315 -> 0.210-0.258 us a token
 # (-18 to -21%), first pass 0.372-0.410 -> 0.315-0.363 (-3 to -17%).
 # The old files are carried in .device/old/s30/ (their paths kept; made with

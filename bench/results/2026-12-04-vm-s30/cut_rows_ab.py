@@ -1,4 +1,4 @@
-# Session 30: the old text front is 3b1f3aa's text.py and sentences.py in /tmp/old_text/oldpkg/ (as cut_ab.py).
+# Session 30: the old text front is 3b1f3aa's text.py and sentences.py in /tmp/old_text/oldpkg/ (git show 3b1f3aa:streamret/engine/{text,sentences}.py, an empty __init__.py).
 """A tokenizer process's text work, old against new, alternated in one process, best of 7: every chunk cut (old:
 TextPiece objects, new: rows), then one batch's columns (texts, numbers, facts) as `batch_reply` makes them, in
 batches of 32 streams' chunks of man text (2 KB chunks unless argv[1])."""
