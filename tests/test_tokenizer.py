@@ -13,9 +13,11 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from streamret.model.tokenizer import (
+    _NOT_PLAIN,
     ByteTokenizer,
     HFTokenizer,
     _IdTable,
+    _plain,
     _word_keys,
     _WordCache,
     _WordPiece,
@@ -342,6 +344,14 @@ def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
             ids, ends = tok.encode_pieces(items)
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), (style, items)
     assert 0 < words._words.words <= 7 and 0 < len(words._parts.ids) <= 7 + 60
+
+
+def test_the_plain_text_check_is_the_patterns():
+    """`_plain` (isascii and a substring search a control character) says what `_NOT_PLAIN` finds, for every
+    character alone, among plain text, and for a few beyond the Basic Multilingual Plane."""
+    for c in [*map(chr, range(0x3000)), "\U0001f642", "\U00010000"]:
+        for text in (c, f"plain text {c} more", "\n".join(["a b", c, "\t"])):
+            assert _plain(text) == (_NOT_PLAIN.search(text) is None), repr(c)
 
 
 def test_the_word_cache_holds_many_new_words_beside_long_pieces_of_other_text():
