@@ -158,8 +158,8 @@ class TokenizerProcess:
 
     def cut_and_encode(self, requests: Sequence[Request]) -> list[Cut | Exception]:
         """The child's `cut_and_encode(requests)` (bases as TextSnapshots or indices) as one `Cut` per request; an
-        error of one request comes back as a ValueError naming it. A child that died
-        (killed, out of memory) is started again once for the same batch."""
+        error of one request comes back as a ValueError naming it. A child that died (killed, out of memory) is
+        started again once for the same batch."""
 
         wire = [(b if b is None or isinstance(b, int) else (b.tail, b.offset, b.segment_start), raw, ending)
                 for b, raw, ending in requests]

@@ -197,14 +197,14 @@ class HFTokenizer:
 # printable ASCII, tab, newline, carriage return: text that common normalizers only lowercase (or leave alone)
 _NOT_PLAIN = re.compile(r"[^\t\n\r\x20-\x7e]")
 _CONTROLS = tuple(chr(c) for c in [*range(0x20), 0x7F] if chr(c) not in "\t\n\r")  # ASCII that is not plain
+_PLAIN_PROBE = "\t\n\r" + "".join(map(chr, range(0x20, 0x7F)))
+_SPACES = str.maketrans("\t\n\r", "   ")
 
 
 def _plain(text: str) -> bool:
     """Whether `_NOT_PLAIN` finds nothing in text: an ASCII check and a substring search a control character, at
     C speed (the pattern's class is tried at every character, about ten times the time)."""
     return text.isascii() and not any(c in text for c in _CONTROLS)
-_PLAIN_PROBE = "\t\n\r" + "".join(map(chr, range(0x20, 0x7F)))
-_SPACES = str.maketrans("\t\n\r", "   ")
 
 
 # pre-tokenizers that cut words at every whitespace character and drop it
