@@ -43,7 +43,7 @@ def test_interleaved_streams_on_gpu_equal_one_shot_runs(cuda_graphs):
 def test_the_step_budget_on_a_gpu_is_the_gpus():
     with Engine.from_model("random:tiny", device="cuda") as eng:
         assert eng.config.max_step_tokens == eng.scheduler.max_step_tokens == 32768
-        assert eng.config.overlap_steps == "always"
+        assert eng.config.overlap_steps == "queued"
 
 
 def test_spill_from_gpu_and_back_is_bit_identical(tmp_path):

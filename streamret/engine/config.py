@@ -13,11 +13,12 @@ STEP_OVERLAPS = ("always", "queued", "never")
 
 
 def default_step_overlap(device_type: str) -> str:
-    """EngineConfig.overlap_steps when it is None (auto), for an engine on a device of this type. On a GPU the
-    device runs a step while the host books the one before ("always", as every measurement on the H200 so far
-    ran); on the CPU the forward runs in the step thread, so planning the next step first only delays the acks of
-    the one before by a whole forward ("never")."""
-    return "always" if device_type == "cuda" else "never"
+    """EngineConfig.overlap_steps when it is None (auto), for an engine on a device of this type. On a GPU
+    "queued": the device runs a step while the host books the one before only while a full step's tokens wait (on
+    the H200 against "always", two pairs of each part: half-load ack p99 lower in both, queued-to-applied p50 7.3 ->
+    5.8-6.2 ms, no part lower beyond 5%; bench/RESULTS.md, session 30); on the CPU the forward runs in the step
+    thread, so planning the next step first only delays the acks of the one before by a whole forward ("never")."""
+    return "queued" if device_type == "cuda" else "never"
 
 
 def default_step_tokens(device_type: str) -> int:
