@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 30 call 5 (issue 14): the whole list once (session 28 call 6's command) on this session's final tree (defaults only: overlap "queued" on
+# Session 30 call 5 (issue 14; ran, see bench/RESULTS.md): the whole list once (session 28 call 6's command) on this session's final tree (defaults only: overlap "queued" on
 # the GPU since this session's calls 3-4, the tokenizer processes' rows), then the engine's GPU tests. Same machine
 # as calls 1-4. Predicted from calls 1-4 (this machine): engine 64 / 1,024 streams 9.2-10.1 / 11.1-13.8 M; service at
 # saturation 9.3-9.7 M, ack p99 0.3-0.36 s; half load p99 31-35 ms; batch long 11.6-11.8 M, short 8.7-9.1 M.
