@@ -74,8 +74,8 @@ class EngineConfig:
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
     # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
     # split_bursts): meant to cut a burst of chunks (a step's acks answered at once) in a fraction of the time (half
-    # with two threads) and still make one step of it. Off until measured on the H200
-    # (bench/results/2026-12-04-h200-s28/next_session_call3.sh)
+    # with two threads) and still make one step of it. Off: on the H200 it read +7% / +2% at 64 streams and -4% /
+    # -13% at 1,024, on four threads -8 to -11% at 64 (bench/RESULTS.md, session 30)
     tokenize_split_bursts: bool = False
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096

@@ -182,6 +182,15 @@ def pieces_of_columns(texts: list[str], numbers: np.ndarray) -> list[TextPiece]:
     return pieces_of_rows(texts, numbers.ravel().tolist())
 
 
+def _last_safe_cut(text: str) -> int:
+    """The last position in text right before a space that follows non-whitespace; 0 when there is none."""
+    q = text.rfind(" ")
+    if q > 0 and not text[q - 1].isspace():
+        return q  # most texts: the last space follows a word
+    m = _LAST_CUT_REVERSED.search(text[::-1])
+    return len(text) - 1 - m.start() if m else 0
+
+
 def _nbytes(raw: str) -> int:
     return len(raw.encode("utf-8", "surrogateescape"))
 
@@ -264,12 +273,7 @@ class TextAssembler:
 
     def _last_safe_cut(self) -> int:
         """The last position right before a space that follows non-whitespace; 0 when there is none."""
-        text = self._text
-        q = text.rfind(" ")
-        if q > 0 and not text[q - 1].isspace():
-            return q  # most chunks: the last space follows a word
-        m = _LAST_CUT_REVERSED.search(text[::-1])
-        return len(text) - 1 - m.start() if m else 0
+        return _last_safe_cut(self._text)
 
     def _decided_cut(self, cut: int) -> int:
         """cut, or an earlier safe cut when whether a sentence ends at cut needs text not here yet: the word
@@ -280,8 +284,7 @@ class TextAssembler:
         if not sentences.marked(text, cut):
             return cut  # only the whitespace after it decides (`line_break`): the next emission does, at its start
         w0 = max(text.rfind(c, 0, cut) for c in " \t\n\r\x0b\x0c") + 1  # the word before cut starts here
-        m = _LAST_CUT_REVERSED.search(text[:w0][::-1])
-        return w0 - 1 - m.start() if m else 0
+        return _last_safe_cut(text[:w0])
 
     def _emit(self, cut: int, boundary: str) -> Rows:
         """Hand out text[:cut]; boundary says what follows it: "space", "flush" or "forced" (mid-word)."""

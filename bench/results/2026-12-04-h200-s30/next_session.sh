@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# For session 31 (issue 14), written in session 30 (no machine was lent that session): a tokenizer process's CPU a
+# Written in session 30 before a machine was lent (it then ran as session 30's call 2): a tokenizer process's CPU a
 # token after session 30's changes, against the tree of 3b1f3aa (session 29's end). Changed: the text front makes
 # a chunk's pieces as rows (texts and a flat list of numbers) in one pass over the sentence ends, with no TextPiece a
 # sentence, and a batch's columns once from every request's rows; marks and safe cuts found by literal-prefixed
