@@ -206,20 +206,27 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
     outcomes = {sid: StreamOutcome(len(c) + 1, bytes_sent=len(texts[sid].encode()), expected_tokens=count(texts[sid]))
                 for sid, c in chunks.items()}
     total = sum(o.chunks for o in outcomes.values())
-    marks = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
+    # each stream holds back its last chunk until every kill has struck (below), so its progress stays under
+    # its chunk count minus two (that chunk and the flush): every mark is reachable and no run can end before
+    # the kills it scheduled (a CI run once finished in 2.4 s while a restart was still being awaited)
+    marks = sorted(rng.sample(range(total // 20, min(total * 9 // 10, total - 2 * len(texts))), kills))
+    all_struck = asyncio.Event()
     progress = dict.fromkeys(texts, 0)  # per stream: the highest seq known to be applied
     started = time.monotonic()
 
     async def killer(streams: asyncio.Future) -> int:
         done = 0
-        for mark in marks:
-            while sum(progress.values()) < mark and not streams.done():
-                await asyncio.sleep(0.002)
-            if streams.done():
-                break
-            await asyncio.sleep(rng.uniform(0.0, 0.05))  # anywhere inside a step, a write, an ack
-            await kill(rng)
-            done += 1
+        try:
+            for mark in marks:
+                while sum(progress.values()) < mark and not streams.done():
+                    await asyncio.sleep(0.002)
+                if streams.done():  # a stream failed: gather is done early with its error
+                    break
+                await asyncio.sleep(rng.uniform(0.0, 0.05))  # anywhere inside a step, a write, an ack
+                await kill(rng)
+                done += 1
+        finally:
+            all_struck.set()
         return done
 
     # a small window: the client reads its source only as acks come, so the streams are still running (and
@@ -237,7 +244,9 @@ async def run_chaos(target: str, texts: dict[str, str], reference: Callable[[str
                 progress[sid] = max(progress[sid], ack.seq)
 
             async def paced():
-                for c in chunks[sid]:
+                for i, c in enumerate(chunks[sid]):
+                    if i == len(chunks[sid]) - 1:
+                        await all_struck.wait()
                     yield c
                     await asyncio.sleep(pace_s)
 
