@@ -148,7 +148,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
 def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
                            "--parts", "service", "--front-procs", "2", "--step-switch-interval", "none",
-                           "--device-wait", "sleep", "--step-samples", "1",
+                           "--device-wait", "spin", "--step-samples", "1",
                            "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "STREAMRET_ENGINE_READER": "per_connection"})  # (not the default)
@@ -160,7 +160,7 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
     assert result["engine_config"]["front_procs"] == 2
     assert result["engine_config"]["step_switch_interval_s"] is None  # (off: the engine processes' own interval)
-    assert result["engine_config"]["device_wait"] == "sleep"
+    assert result["engine_config"]["device_wait"] == "spin"  # (not the default)
     # --step-samples: the engine process (it takes this process's environment) sampled its step thread
     assert sat["step_samples"]["samples"] > 0 and sat["step_samples"]["own"]
     assert "service_saturate: the step threads' stacks, sampled" in proc.stdout

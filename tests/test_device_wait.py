@@ -7,9 +7,10 @@ from streamret.engine import Engine, EngineConfig
 from streamret.engine.staging import Staging
 
 
-def test_spin_is_the_default():
-    assert EngineConfig().device_wait == "spin"  # CUDA's own; sleep measured no better (bench/RESULTS.md, session 11)
-    assert not any(slot.blocking for slot in Staging().slots)
+def test_sleep_is_the_default():
+    # the step threads' spin took cores the host needed (bench/RESULTS.md, session 31)
+    assert EngineConfig().device_wait == "sleep"
+    assert not any(slot.blocking for slot in Staging().slots)  # (the staging's own default: the engine says)
     assert all(slot.blocking for slot in Staging(blocking=True).slots)
 
 

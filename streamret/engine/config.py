@@ -60,10 +60,12 @@ class EngineConfig:
     # over three runs, session 22: bench/RESULTS.md)
     tokenize_procs: bool | None = None
     # ... a thread cuts and tokenizes at most this many bytes of waiting chunks in one call: a chunk that arrives
-    # as a call starts waits for all of it (with the cuts in the tokenizer processes, about 1.5 us a token on the
-    # H200 host, accepted-to-queued p99 0.2-0.3 s at saturation with 1 MiB: bench/RESULTS.md, session 22; 256
-    # KiB cut its p99 by a quarter but not the ack's, and not its p50: session 23)
-    tokenize_batch_bytes: int = 1 << 20
+    # as a call starts waits for all of it, and a wave of large chunks (a batch's long documents: 4 x 64 KiB a
+    # document) is cut in one long call before the first step (bench/RESULTS.md: 1 MiB calls, accepted-to-queued
+    # p99 0.2-0.3 s at saturation, session 22; 256 KiB cut that p99 by a quarter but not the ack's, session 23;
+    # 128 KiB with sleeping device waits against 1 MiB and spinning, three pairs on the H200: engine at 1,024
+    # streams +3-9% in all three, no part lower beyond 5% in two, session 31)
+    tokenize_batch_bytes: int = 128 << 10
     # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at
     # once), or once the oldest has waited 10 ms (TokenizeStage.join_wait_s): trickling chunks then gather into
     # one batch, and steps hold more streams. A thread that would leave the other too little to join on takes it
@@ -111,12 +113,14 @@ class EngineConfig:
     # GIL switch interval, so that busy Python threads hand the GIL back soon after each call (engine/gil.py);
     # None: the process's own
     step_switch_interval_s: float | None = 1e-4
-    # on a GPU, how the step thread waits for a step's results: "spin" (CUDA's default for one context a process:
-    # a core busy through the wait) or "sleep" (a blocking CUDA event: the core free meanwhile). The waits are
-    # short (the loop books one step while the next runs): on the H200 with 12 engine processes sleep freed no
-    # measurable CPU and read no faster (bench/RESULTS.md, session 11; the engine parts again in session 25: the
-    # wait's 0.6-1 ms of CPU a step gone, tokens/s within the spread), so spin stays
-    device_wait: str = "spin"
+    # on a GPU, how the step thread waits for a step's results: "sleep" (a blocking CUDA event: the core free
+    # meanwhile) or "spin" (CUDA's default for one context a process: a core busy through the wait). With twelve
+    # engine processes' steps sharing the device, a step's wait is most of its wall time (2.6-9.9 ms a step, all of
+    # it CPU when spinning; session 30's whole list): sleeping gives those cores to the tokenizer processes and
+    # the fronts. On the H200 (bench/RESULTS.md, session 31, with 128 KiB tokenize calls, three pairs) the step
+    # threads' CPU a token 0.54-0.62 -> 0.42-0.53 us, engine at 1,024 streams +3-9%; sessions 11, 21 and 25, on
+    # hosts whose CPU went elsewhere, read no difference beyond their spread
+    device_wait: str = "sleep"
     # the step loop plans and launches step k+1 before it books step k (the device runs k+1 meanwhile, but k's acks
     # wait for k+1's planning and launch, and k's streams cannot be in k+1): "always"; "queued": only while a full
     # step's tokens (max_step_tokens) wait in the queue, i.e. when the device is the bound, else book k first

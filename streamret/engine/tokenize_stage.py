@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
+from .config import EngineConfig
 from .scheduler import PieceLayout, WorkItem
 from .text import TextAssembler, TextSnapshot, columns_of_rows
 from .tokenize_worker import (
@@ -125,7 +126,7 @@ class TokenizeStage:
     held)."""
 
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
-                 max_batch_bytes: int = 1 << 20, min_batch_bytes: int = 8 << 10,
+                 max_batch_bytes: int = EngineConfig.tokenize_batch_bytes, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
                  join_bytes: int = 0, join_wait_s: float = 0.01, hungry: Callable[[], bool] | None = None,
                  split_bursts: bool = False):
