@@ -447,10 +447,12 @@ def test_an_idle_thread_joins_a_busy_one_only_once_enough_waits(join_bytes, alon
 def test_a_thread_takes_it_all_when_what_it_would_leave_makes_no_other_join(join_bytes, calls):
     """Both threads idle, 40 bytes arrive: the first would take its half (20 bytes). With join_bytes above what it
     would leave, it takes all of it (before, it took its half and the rest waited for it to finish: steps of half
-    as many streams, bench/RESULTS.md session 25); with join_bytes 20 the rest is enough to join on, as before."""
+    as many streams, bench/RESULTS.md session 25); with join_bytes 20 the rest is enough to join on, as before.
+    Without split_bursts (the engine's default: the next tests)."""
     tok = BlockingTokenizer()
     got: list = []
-    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=join_bytes, min_batch_bytes=1)
+    stage = TokenizeStage(tok, 260, got.extend, TEXT, threads=2, join_bytes=join_bytes, min_batch_bytes=1,
+                          split_bursts=False)
     for _ in range(300):
         if stage._idle == 2:
             break

@@ -76,9 +76,12 @@ class EngineConfig:
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
     # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
     # split_bursts): meant to cut a burst of chunks (a step's acks answered at once) in a fraction of the time (half
-    # with two threads) and still make one step of it. Off: on the H200 it read +7% / +2% at 64 streams and -4% /
-    # -13% at 1,024, on four threads -8 to -11% at 64 (bench/RESULTS.md, session 30)
-    tokenize_split_bursts: bool = False
+    # with two threads) and still make one step of it. On the H200 (bench/RESULTS.md, 1e8 tokens, two pairs each):
+    # on session 31's slow host (tokenizer processes 0.7-0.9 us a token), with sleeping waits and 128 KiB calls,
+    # the tokenize leg at 64 streams -28%, 64 streams +17% / +21%, 1,024 +4% / +1%; on session 30's fast host
+    # (0.4 us a token, before those two) +7% / +2% at 64 streams and -4% / -13% at 1,024 while that machine
+    # drifted; four threads read -8 to -11% at 64 streams there
+    tokenize_split_bursts: bool = True
     # text: undecoded tail bound per stream (see text.py for the policy past it)
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three

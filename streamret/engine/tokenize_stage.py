@@ -129,7 +129,7 @@ class TokenizeStage:
                  max_batch_bytes: int = EngineConfig.tokenize_batch_bytes, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
                  join_bytes: int = 0, join_wait_s: float = 0.01, hungry: Callable[[], bool] | None = None,
-                 split_bursts: bool = False):
+                 split_bursts: bool = EngineConfig.tokenize_split_bursts):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
@@ -154,7 +154,8 @@ class TokenizeStage:
         split_bursts: where a thread would take it all (what it leaves would make no other join), it takes its share
         and the idle threads take the rest at once, each its share (the last all that is left), and the batches are
         delivered together when the last is done: meant to cut a burst in a fraction of the time (half with two
-        threads) and still make one step of it (`_Group`). Off by default (no gain on the H200, session 30).
+        threads) and still make one step of it (`_Group`). On by default (EngineConfig.tokenize_split_bursts says
+        what the H200 read).
         Whatever the split, a batch takes all the waiting items of each stream it takes (up to max_batch_bytes,
         `_batch`)."""
         if threads < 1:
@@ -241,6 +242,10 @@ class TokenizeStage:
                 self._queue = deque(item for item in self._queue if id(item) not in taken)
                 self._busy.update(item.stream_id for item in batch)
                 self._cutting += 1
+            if self._handoff is not None and all(item.stream_id in self._busy for item in self._queue):
+                # nothing of the burst is left for the idle threads (a batch takes each of its streams whole): a
+                # later chunk is not part of it, and is taken by the join's rules instead
+                self._handoff = None
             if self._queue:
                 self._cv.notify()  # more may wait: another thread may take what is left
             return batch, group
