@@ -118,8 +118,8 @@ class EngineConfig:
     step_switch_interval_s: float | None = 1e-4
     # on a GPU, how the step thread waits for a step's results: "sleep" (a blocking CUDA event: the core free
     # meanwhile) or "spin" (CUDA's default for one context a process: a core busy through the wait). With twelve
-    # engine processes' steps sharing the device, a step's wait is most of its wall time (2.6-9.9 ms a step, all of
-    # it CPU when spinning; session 30's whole list): sleeping gives those cores to the tokenizer processes and
+    # engine processes' steps sharing the device, a step's wait is most of its wall time (2.6-9.9 ms a step, 75-100%
+    # of it CPU when spinning; session 30's whole list): sleeping gives those cores to the tokenizer processes and
     # the fronts. On the H200 (bench/RESULTS.md, session 31, with 128 KiB tokenize calls, three pairs) the step
     # threads' CPU a token 0.54-0.62 -> 0.42-0.53 us, engine at 1,024 streams +3-9%; sessions 11, 21 and 25, on
     # hosts whose CPU went elsewhere, read no difference beyond their spread
