@@ -55,7 +55,9 @@ In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to qu
 from queued to applied), for the engine parts load_legs_ms (the load's own: an ack to the stream's next chunk
 sent, and a submit_append call) and ack_legs (a chunk's round trip by leg: the load's stamps, the pipe's with
 engine processes, the engine's; printed after the table), the engine processes' CPU by thread role, and for the
-service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of.
+service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of;
+for the batch parts a timeline (the job's call in 20 bins: chunks applied and documents under way in each, from
+the engines' applied stamps; printed after the table): a slow start or a tail with few documents shows there.
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
 """
@@ -566,7 +568,9 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     before, cpu0, own0 = engine.stats(), thread_cpu_s(engine), os.times()
+    started = time.monotonic()
     row = batch_bench.run_batch(engine, corpus, out, ns)
+    ended = time.monotonic()
     after, cpu1, own1 = engine.stats(), thread_cpu_s(engine), os.times()
     if row["errors"]:
         raise RuntimeError(f"the batch job failed {row['errors']} of {row['documents']} documents")
@@ -575,8 +579,38 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     own_s = own1.user - own0.user + own1.system - own0.system
     cpu_us["this_process"] = round(1e6 * own_s / max(1, row["tokens"]), 3)
+    since = max((t for t, *_ in before.get("recent_items") or []), default=float("-inf"))
+    applied = [(t, sid) for t, _, _, sid, _ in after.get("recent_items") or [] if t > since]
     return {**row, "tokens_per_document": round(row["tokens"] / max(1, row["documents"]), 1),
-            "cpu_us_per_token": cpu_us, **steps_between(before, after)}
+            "cpu_us_per_token": cpu_us, "timeline": doc_timeline(applied, started, ended),
+            **steps_between(before, after)}
+
+
+def doc_timeline(applied: list[tuple[float, str]], start: float, end: float, bins: int = 20) -> dict:
+    """Where a batch part's time went, from its chunks' applied times (the engines' recent_items, the host's
+    monotonic clock): the part's span [start, end] (the whole job's call: its Parquet reads and writes too) in
+    `bins` equal bins, with the chunks applied in each and the
+    documents under way in each (from their first chunk applied to their last); the first and the last chunk
+    applied, ms after the start. A start before the first chunk, or a tail with few documents under way, shows
+    as bins with few chunks."""
+    import numpy as np
+
+    width = max(end - start, 1e-9) / bins
+    if not applied:
+        return {"bin_ms": round(1e3 * width, 2), "chunks": [0] * bins, "documents": [0] * bins}
+    at = np.array([t for t, _ in applied])
+    k = np.clip(((at - start) / width).astype(np.int64), 0, bins - 1)
+    spans: dict[str, list[int]] = {}
+    for b, (_, sid) in zip(k.tolist(), applied):
+        lo_hi = spans.setdefault(sid, [b, b])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], b), max(lo_hi[1], b)
+    docs = np.zeros(bins + 1, np.int64)
+    for lo, hi in spans.values():
+        docs[lo] += 1
+        docs[hi + 1] -= 1
+    return {"bin_ms": round(1e3 * width, 2), "chunks": np.bincount(k, minlength=bins).tolist(),
+            "documents": np.cumsum(docs)[:bins].tolist(), "first_applied_ms": round(1e3 * (at.min() - start), 1),
+            "last_applied_ms": round(1e3 * (at.max() - start), 1)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -800,6 +834,12 @@ def print_table(results: dict) -> None:
         if name.startswith("engine_") and "ack_legs" in part:
             print(f"\n{name}: a chunk's round trip by leg (streamret/service/ack_legs.py)")
             print(format_legs(part["ack_legs"]))
+    for name in ("batch_long", "batch_short"):
+        tl = results["parts"].get(name, {}).get("timeline")
+        if tl and "first_applied_ms" in tl:
+            print(f"\n{name}: chunks applied / documents under way in {len(tl['chunks'])} bins of {tl['bin_ms']} ms "
+                  f"(first chunk at {tl['first_applied_ms']} ms, last at {tl['last_applied_ms']} ms)")
+            print("  " + " ".join(f"{c}/{d}" for c, d in zip(tl["chunks"], tl["documents"])))
     for name in ("service_saturate", "service_half"):
         part = results["parts"].get(name, {})
         if "ack_legs" in part:

@@ -139,6 +139,13 @@ def test_smoke_runs_every_part(tmp_path: Path):
         assert 0 < result["parts"][name]["host_cores_busy"] <= result["parts"][name]["host_cores"] + 0.05, name
     for name in ("service_saturate", "service_half"):  # the load processes' own CPU, apart from the server's
         assert result["parts"][name]["cpu_us_per_token"]["client_procs"] > 0
+    for name, docs in (("batch_long", 2), ("batch_short", 8)):  # the batch parts' timeline: every chunk in a bin
+        part = result["parts"][name]
+        tl = part["timeline"]
+        assert len(tl["chunks"]) == len(tl["documents"]) == 20 and max(tl["documents"]) <= docs, tl
+        assert 0 <= tl["first_applied_ms"] <= tl["last_applied_ms"] <= 20 * tl["bin_ms"] + 0.1, tl
+        assert sum(tl["chunks"]) >= docs  # (each document's chunks, its flush included)
+        assert f"{name}: chunks applied / documents under way in 20 bins" in proc.stdout
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()
