@@ -669,3 +669,42 @@ def test_the_step_loop_says_when_it_waits_for_work_and_the_tokenize_stage_hears_
                 break
             time.sleep(0.01)
         assert e.waiting_for_work and e._tokenize.hungry()
+
+
+def test_an_ack_goes_out_on_the_ack_thread_and_a_read_from_it_sees_the_whole_step():
+    """A step's acks are settled on the engine's ack thread as soon as its chunks are applied, while the step loop
+    books the rest of the step (kept segments, records) under the engine lock. Chunks sent one at a time, each from
+    the ack of the one before: a read of the stream's segments made there finds those of every chunk acked so far
+    (the lock made it wait for the booking), and engine calls from an ack's callback neither deadlock nor stall."""
+    sentences = [f"Sentence number {i} ends right here. " for i in range(120)]
+    chunks = ["".join(sentences[i : i + 10]) for i in range(0, 120, 10)]
+    seen: list[tuple[int, str, int]] = []
+    done, failed = threading.Event(), []
+
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        def on_ack(fut):
+            try:
+                ack = fut.result()
+                kept = e.segments("s", with_embeddings=False)  # nothing pending: it reads at once, under the lock
+                seen.append((ack.seq, threading.current_thread().name, max((s.end_byte for s in kept), default=0)))
+                if ack.seq < len(chunks):
+                    e.submit_append("s", ack.seq + 1, chunks[ack.seq]).add_done_callback(on_ack)
+                else:
+                    done.set()
+            except BaseException as exc:  # noqa: BLE001  (reported by the test's thread)
+                failed.append(exc)
+                done.set()
+
+        e.submit_append("s", 1, chunks[0]).add_done_callback(on_ack)
+        assert done.wait(60) and not failed, failed
+    assert [seq for seq, _, _ in seen] == list(range(1, 13))
+    assert {name for _, name, _ in seen} <= {"streamret-engine-acks", "MainThread"}  # (MainThread: done before)
+    assert sum(name == "streamret-engine-acks" for _, name, _ in seen) >= 11
+    # each read after ack `seq` found what the same chunks leave kept when each is appended and waited for in turn
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        expected = []
+        for seq, data in enumerate(chunks, 1):
+            e.append("s", seq, data)
+            expected.append(max((s.end_byte for s in e.segments("s", with_embeddings=False)), default=0))
+    assert [reached for _, _, reached in seen] == expected
+    assert expected[-1] > expected[0] > 0

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,8 +31,8 @@ from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel
 from ..stack_sampler import StackSampler, step_sample_interval
 from ..thread_cpu import thread_cpu_seconds
-from .acks import reject, resolve
-from .config import Ack, Checkpoint, EngineConfig, default_step_overlap, default_step_tokens
+from .acks import AckThread, reject
+from .config import Checkpoint, EngineConfig, default_step_overlap, default_step_tokens
 from .durability import DurabilityPolicy, DurableStore
 from .gil import quick_handoff
 from .lock_profile import ProfiledRLock, engine_lock
@@ -51,6 +50,7 @@ log = logging.getLogger("streamret.engine")
 STEP_STREAMS_BUCKETS = 15
 WIDE_STEP = 64  # issue 14: a step should run at least this many streams whenever that many can run
 STEP_THREAD = "streamret-engine-step"  # the step loop's thread (stats()["step_samples"] samples it by this name)
+ACK_THREAD = "streamret-engine-acks"  # the thread that settles a step's acks (acks.AckThread)
 
 
 @dataclass(eq=False)
@@ -136,6 +136,7 @@ class EngineCore:
         self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
         gc_pauses.watch()
         self._sample_every = step_sample_interval()  # (a bad STREAMRET_STEP_SAMPLES fails here, first)
+        self._acks = AckThread(ACK_THREAD)  # a step's acks go out while the loop books the rest of it
         self._thread = threading.Thread(target=self._loop, name=STEP_THREAD, daemon=True)
         self._thread.start()
         self._samplers: dict[str, StackSampler] = {}  # stats() key -> the sampler of one of the engine's threads
@@ -215,6 +216,7 @@ class EngineCore:
             self._has_work.notify_all()
         report = self.checkpoint_all(timeout_s) if checkpoint else None
         self._halt("the engine shut down")
+        self._acks.close()
         self.durability.close()
         return report
 
@@ -364,7 +366,7 @@ class EngineCore:
         self._parts.add("launch", t0)
 
     def _finish(self, step: _Step) -> None:
-        """Wait for a step's results, scatter its states and book it; then send its acks."""
+        """Wait for a step's results, scatter its states and book it (its acks go out as it is booked)."""
         t0 = self._parts.now()
         if step.out is not None:
             try:
@@ -377,22 +379,17 @@ class EngineCore:
             if step.error is not None:
                 self.store.unpin(step.ran)
                 self._fail_plan(step.plan, step.error)
-                resolved = []
             else:
                 if step.ran:
                     self.store.scatter(step.ran, step.out.state)
                 self._parts.add("scatter", t_locked)
-                resolved = self._apply(step, step.out)
+                self._apply(step, step.out)
             self.durability.sweep()
-        t_acks = self._parts.now()
-        for fut, ack in resolved:
-            resolve(fut, ack)
-        t2 = self._parts.add("acks", t_acks)
-        self._host_s += t2[0] - t1[0]
+        self._host_s += self._parts.now()[0] - t1[0]
 
-    def _apply(self, step: _Step, out: StepOutput | None) -> list[tuple[Future, Ack]]:
-        """Book a finished step (vLLM's update_from_output): segments, applied items, durability. Returns the
-        acks to send now."""
+    def _apply(self, step: _Step, out: StepOutput | None) -> None:
+        """Book a finished step (vLLM's update_from_output): segments, applied items, durability; its acks that
+        need no record go to the ack thread as soon as its items are applied."""
         plan = step.plan
         done: dict[Stream, list[WorkItem]] = {}
         t0 = self._parts.now()
@@ -420,7 +417,12 @@ class EngineCore:
                     done.setdefault(stream, []).append(item)
                 else:  # part of a chunk longer than the step: the state is past applied_seq until it completes
                     stream.partial_tokens += s.end - s.start
+        # the acks to send now go out while the step is booked on: the rest waits for the engine lock, which a
+        # reader takes (`AckThread`); the records due are written once the segments they hold are kept
         t1 = self._parts.now()
+        resolved, records = self.durability.book(done)
+        self._acks.put(resolved)
+        t1 = self._parts.add("acks", t1)
         if booked is not None:
             keep_segments(trackers, booked.bounds, booked.texts, booked.byte_spans, out.run_embeddings[booked.runs],
                           out.embeddings)
@@ -437,10 +439,10 @@ class EngineCore:
                 counts[0] += 1
                 counts[1] += len(plan.work) < WIDE_STEP
         self._recent_tokens.append(plan.n_tokens)
-        resolved = self.durability.book(done)
+        for stream, items in records:
+            self.durability.write(stream, items)
         self._applied.notify_all()
         self._parts.add("book_items", t2)
-        return resolved
 
     def _keep_flushed(self, stream: Stream, closed: list[ClosedSegment]) -> None:
         """Keep the segments a flush closed (no tokens ran: their sums are the tracker's, on the host, and are

@@ -44,10 +44,12 @@ class DurabilityPolicy:
         self._lock = lock
         self._next_sweep = time.monotonic()
 
-    def book(self, done: dict[Stream, list[WorkItem]]) -> list[tuple[Future, Ack]]:
-        """The acks of the items a step applied, per stream: those that wait for a record due now go to the
-        writer with it (and out once it is written); the others are returned, to be sent now."""
-        resolved = []
+    def book(self, done: dict[Stream, list[WorkItem]]
+             ) -> tuple[list[tuple[Future, Ack]], list[tuple[Stream, list[WorkItem]]]]:
+        """The acks of the items a step applied, per stream: those to send now, and the records due now with the
+        items whose acks wait for them, which the caller hands to `write` once it has booked the step's segments
+        (a record holds the stream's kept segments); those acks go out once the record is written."""
+        resolved, records = [], []
         every = self.every_chunks
         for stream, items in done.items():
             policy = bool(every) and stream.since_durable >= every and not stream.ephemeral
@@ -59,10 +61,10 @@ class DurabilityPolicy:
                 waiting = items if policy else asked
                 owed, stream.owed_record = stream.owed_record, []
                 resolved += [(it.future, stream.ack(it.seq)) for it in items if it not in waiting]
-                self.write(stream, [*waiting, *owed])
+                records.append((stream, [*waiting, *owed]))
             else:
                 resolved += [(it.future, stream.ack(it.seq)) for it in items]
-        return resolved
+        return resolved, records
 
     def write(self, stream: Stream, items: list[WorkItem | AckWaiter]) -> None:
         """Hand a snapshot of the stream's applied side to the writer; ack `items` once it is written.
