@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-# idle: waiting for work with no step in flight (the engine had nothing to run); the rest: a step's parts
+# idle: waiting for work with no step in flight (the engine had nothing to run); the rest: a step's parts (acks:
+# deciding which of its acks wait for a record and handing the others to the ack thread, before book_segments)
 PARTS = ("idle", "lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "book_segments",
          "book_items", "acks")
 
