@@ -314,6 +314,13 @@ def packed_forward(model: RetNet, ids: torch.Tensor, batch: int, length: int, se
             "tokens_per_s": round(calls * n / dt, 1)}
 
 
+def items_between(before: dict, after: dict) -> list[tuple]:
+    """The items the engine applied between two stats() snapshots (each engine remembers its last 2,048: its
+    recent_items, stamped on the host's monotonic clock, the same in every engine process)."""
+    start = max((t for t, *_ in before.get("recent_items") or []), default=float("-inf"))
+    return [item for item in after.get("recent_items") or [] if item[0] > start]
+
+
 def steps_between(before: dict, after: dict) -> dict:
     """The engine's steps between two stats() snapshots: count, tokens and streams per step."""
     from streamret.engine.core import STEP_THREAD
@@ -329,12 +336,10 @@ def steps_between(before: dict, after: dict) -> dict:
 
     tokens = after["tokens_processed"] - before["tokens_processed"]
     cpu0, cpu1 = before.get("thread_cpu_seconds") or {}, after.get("thread_cpu_seconds") or {}
-    # the items applied since `before` (each engine remembers its last 2,048): where an item's time went inside
-    # the engine, on the host's monotonic clock (the same in every engine process)
+    # where the time of the items applied since `before` went inside the engine
     import numpy as np
 
-    start = max((t for t, *_ in before.get("recent_items") or []), default=float("-inf"))
-    items = np.array([(a, b) for t, a, b, *_ in after.get("recent_items") or [] if t > start]).reshape(-1, 2)
+    items = np.array([(a, b) for _, a, b, *_ in items_between(before, after)]).reshape(-1, 2)
     item_ms = {"items": len(items)} if not len(items) else {
         "items": len(items), **{f"{name}_p{q}": round(float(np.percentile(items[:, k], q)), 2)
                                 for k, name in enumerate(("tokenize", "queued_to_applied")) for q in (50, 99)}}
@@ -579,8 +584,7 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     own_s = own1.user - own0.user + own1.system - own0.system
     cpu_us["this_process"] = round(1e6 * own_s / max(1, row["tokens"]), 3)
-    since = max((t for t, *_ in before.get("recent_items") or []), default=float("-inf"))
-    applied = [(t, sid) for t, _, _, sid, _ in after.get("recent_items") or [] if t > since]
+    applied = [(t, sid) for t, _, _, sid, _ in items_between(before, after)]
     return {**row, "tokens_per_document": round(row["tokens"] / max(1, row["documents"]), 1),
             "cpu_us_per_token": cpu_us, "timeline": doc_timeline(applied, started, ended),
             **steps_between(before, after)}
@@ -589,10 +593,9 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
 def doc_timeline(applied: list[tuple[float, str]], start: float, end: float, bins: int = 20) -> dict:
     """Where a batch part's time went, from its chunks' applied times (the engines' recent_items, the host's
     monotonic clock): the part's span [start, end] (the whole job's call: its Parquet reads and writes too) in
-    `bins` equal bins, with the chunks applied in each and the
-    documents under way in each (from their first chunk applied to their last); the first and the last chunk
-    applied, ms after the start. A start before the first chunk, or a tail with few documents under way, shows
-    as bins with few chunks."""
+    `bins` equal bins, with the chunks applied in each and the documents under way in each (from their first
+    chunk applied to their last); the first and the last chunk applied, ms after the start. A start before the
+    first chunk, or a tail with few documents under way, shows as bins with few chunks."""
     import numpy as np
 
     width = max(end - start, 1e-9) / bins

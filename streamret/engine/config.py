@@ -77,7 +77,7 @@ class EngineConfig:
     # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
     # split_bursts): meant to cut a burst of chunks (a step's acks answered at once) in a fraction of the time (half
     # with two threads) and still make one step of it. On the H200 (bench/RESULTS.md, 1e8 tokens, two pairs each):
-    # on session 31's slow host (tokenizer processes 0.7-0.9 us a token), with sleeping waits and 128 KiB calls,
+    # on session 31's slow host (tokenizer processes 0.64-0.90 us a token), with sleeping waits and 128 KiB calls,
     # the tokenize leg at 64 streams -28%, 64 streams +17% / +21%, 1,024 +4% / +1%; on session 30's fast host
     # (0.4 us a token, before those two) +7% / +2% at 64 streams and -4% / -13% at 1,024 while that machine
     # drifted; four threads read -8 to -11% at 64 streams there
@@ -118,11 +118,11 @@ class EngineConfig:
     step_switch_interval_s: float | None = 1e-4
     # on a GPU, how the step thread waits for a step's results: "sleep" (a blocking CUDA event: the core free
     # meanwhile) or "spin" (CUDA's default for one context a process: a core busy through the wait). With twelve
-    # engine processes' steps sharing the device, a step's wait is most of its wall time (2.6-9.9 ms a step, 75-100%
-    # of it CPU when spinning; session 30's whole list): sleeping gives those cores to the tokenizer processes and
-    # the fronts. On the H200 (bench/RESULTS.md, session 31, with 128 KiB tokenize calls, three pairs) the step
-    # threads' CPU a token 0.54-0.62 -> 0.42-0.53 us, engine at 1,024 streams +3-9%; sessions 11, 21 and 25, on
-    # hosts whose CPU went elsewhere, read no difference beyond their spread
+    # engine processes' steps sharing the device, a step's wait is a large share of its wall time (2.6-9.9 ms a
+    # step, 50-100% of it CPU when spinning; session 30's whole list): sleeping gives those cores to the tokenizer
+    # processes and the fronts. On the H200 (bench/RESULTS.md, session 31, with 128 KiB tokenize calls, three
+    # pairs) the step threads' CPU a token 0.55-0.62 -> 0.42-0.50 us, engine at 1,024 streams +3-9%; sessions 11,
+    # 21 and 25, on hosts whose CPU went elsewhere, read no difference beyond their spread
     device_wait: str = "sleep"
     # the step loop plans and launches step k+1 before it books step k (the device runs k+1 meanwhile, but k's acks
     # wait for k+1's planning and launch, and k's streams cannot be in k+1): "always"; "queued": only while a full

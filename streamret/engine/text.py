@@ -259,7 +259,7 @@ class TextAssembler:
         self._text += self._decoder.decode(data)
         if flush:
             return self._emit(len(self._text), boundary="flush")
-        cut = self._last_safe_cut()
+        cut = _last_safe_cut(self._text)
         if self.segment_by == "sentence" and cut:
             cut = self._decided_cut(cut)
         if _nbytes(self._text[cut:]) + len(self._decoder.getstate()[0]) > self.max_tail_bytes:
@@ -270,10 +270,6 @@ class TextAssembler:
         """`close`'s pieces as `Rows`."""
         self._text += self._decoder.decode(b"", final=True)
         return self._emit(len(self._text), boundary="flush")
-
-    def _last_safe_cut(self) -> int:
-        """The last position right before a space that follows non-whitespace; 0 when there is none."""
-        return _last_safe_cut(self._text)
 
     def _decided_cut(self, cut: int) -> int:
         """cut, or an earlier safe cut when whether a sentence ends at cut needs text not here yet: the word

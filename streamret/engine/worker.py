@@ -15,6 +15,7 @@ from streamret_kernels import segment_sum
 
 from ..model.graphs import GraphedForward, all_buckets, padded_inputs
 from ..model.retnet import RetNet, RetNetState, pooled_embedding
+from .config import EngineConfig
 from .segments import StepRuns
 from .staging import Staging
 
@@ -46,7 +47,7 @@ class StepOutput:
 
 class ModelRunner:
     def __init__(self, model: RetNet, chunk_size: int = 64, cuda_graphs: bool = True,
-                 capture: tuple[int, int] | None = None, device_wait: str = "sleep"):
+                 capture: tuple[int, int] | None = None, device_wait: str = EngineConfig.device_wait):
         """cuda_graphs: on a GPU, replay each step's forward from a CUDA graph of its shape bucket
         (model/graphs.py): a step is then a few launches instead of hundreds, so the step thread needs
         the GIL a few times a step rather than once per kernel, while callers' threads want it too.
