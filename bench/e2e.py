@@ -708,6 +708,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     type=switch_interval_arg("--step-switch-interval"),
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
                          "steps too)")
+    ap.add_argument("--max-sub-batches-per-engine", type=int, default=None,
+                    help="streamret.batch.sub_batches.MAX_SUB_BATCHES_PER_ENGINE for the batch parts: a batch of at "
+                         "most this many sub-batches an engine starts them all at once (2: never, the engines take "
+                         "two at a time)")
     ap.add_argument("--profile-rows", type=int, default=25, help="rows of the profile part's tables")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     first, _ = ap.parse_known_args(argv)
@@ -942,6 +946,12 @@ def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: Eng
                          save)
 
 
+def sub_batches_at_once() -> int:
+    from streamret.batch import sub_batches
+
+    return sub_batches.MAX_SUB_BATCHES_PER_ENGINE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -964,6 +974,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
+    if args.max_sub_batches_per_engine is not None:  # the batch job runs its sub-batches from this process
+        from streamret.batch import sub_batches
+
+        sub_batches.MAX_SUB_BATCHES_PER_ENGINE = args.max_sub_batches_per_engine
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
     model = loaded.model
@@ -1006,7 +1020,8 @@ def main(argv: list[str] | None = None) -> int:
                           "tokenize_batch_bytes": config.tokenize_batch_bytes,
                           "tokenize_join_bytes": config.tokenize_join_bytes,
                           "tokenize_split_bursts": config.tokenize_split_bursts,
-                          "overlap_steps": config.overlap_steps},  # None: auto
+                          "overlap_steps": config.overlap_steps,  # None: auto
+                          "max_sub_batches_per_engine": sub_batches_at_once()},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

@@ -214,17 +214,56 @@ def test_sub_batches_answered_out_of_order_fill_their_own_rows_and_spread_over_t
 
     answering = threading.Thread(target=answer_newest_first)
     answering.start()
-    docs, done_bytes = fake_docs(20), []
+    docs, done_bytes = fake_docs(40), []  # 20 sub-batches: more than 3 engines start at once
     sub_batches.run_sub_batches(send, 3, docs, summary_k=1, chunk_bytes=64, max_in_flight=60, max_bytes_in_flight=None,
                                 group=None, stop=None, window=4, on_bytes=done_bytes.append)
     finished.set()
     answering.join()
-    assert len(sent) >= 10  # sub-batches of 2 rows at most
+    assert len(sent) >= 20  # sub-batches of 2 rows at most
     assert [d.tokens for d in docs] == [10 * d.row for d in docs]
     assert [d.summary for d in docs] == [[f"s{d.row}"] for d in docs]
     assert all(d.embedding[0] == d.row and d.error is None for d in docs)
     assert set(sent) == {0, 1, 2} and max(most.values()) <= sub_batches.SUB_BATCHES_PER_ENGINE
     assert sum(done_bytes) == sum(len(d.data) for d in docs)
+
+
+def test_a_few_large_documents_all_start_at_once_spread_evenly_over_the_engines():
+    """32 documents, each a sub-batch of its own, on 12 engines: all 32 are sent before any comes back (3 or 2 an
+    engine), not 24 and then 8 alone on 8 engines; the bounds still hold in total."""
+    sent, options = [], []
+
+    def send(rank, op, args):
+        sent.append(rank)
+        options.append(args[5])
+        return sub_batches.Future()  # nothing answers until all were sent
+
+    docs = [sub_batches._Doc(i, f"t{i}", b"x" * (900 << 10), 64 << 10) for i in range(32)]
+    done = threading.Event()
+
+    def run():
+        sub_batches.run_sub_batches(send, 12, docs, summary_k=0, chunk_bytes=64 << 10, max_in_flight=96,
+                                    max_bytes_in_flight=64 << 20, group=None, stop=None, window=4)
+        done.set()
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 10
+    while len(sent) < 32 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert len(sent) == 32
+    per_engine = [sent.count(rank) for rank in range(12)]
+    assert sorted(per_engine) == [2] * 4 + [3] * 8
+    assert all(o["max_in_flight"] * 32 <= 96 and o["max_bytes_in_flight"] * 32 <= 64 << 20 for o in options)
+    assert not done.is_set()
+    # more sub-batches than MAX_SUB_BATCHES_PER_ENGINE an engine: two at a time, as before
+    sent.clear()
+    many = [sub_batches._Doc(i, f"t{i}", b"x" * (900 << 10), 64 << 10) for i in range(49)]
+    threading.Thread(target=sub_batches.run_sub_batches, args=(send, 12, many), daemon=True,
+                     kwargs=dict(summary_k=0, chunk_bytes=64 << 10, max_in_flight=96, max_bytes_in_flight=None,
+                                 group=None, stop=None, window=4)).start()
+    time.sleep(0.2)
+    assert len(sent) == 24 and max(sent.count(rank) for rank in range(12)) == 2
 
 
 def test_when_every_engine_is_gone_the_rows_left_fail_as_unavailable():

@@ -9,9 +9,10 @@ on its in-process Engine and sends back the rows' results.
 
 - Load: every engine holds `SUB_BATCHES_PER_ENGINE` sub-batches at once (one runs its tail while the next
   fills the steps); the next sub-batch goes to whichever engine finishes one first, and sub-batches shrink
-  as the rows left do (`cut`), so that the engines run out of work together. The batch's max_in_flight
-  and max_bytes_in_flight are split evenly over the sub-batches that can run at once, so the call's bounds
-  hold in total; the text in the engines is at most that many sub-batches.
+  as the rows left do (`cut`), so that the engines run out of work together. A batch of few sub-batches (at
+  most `MAX_SUB_BATCHES_PER_ENGINE` an engine: a few large documents) starts them all at once instead. The
+  batch's max_in_flight and max_bytes_in_flight are split evenly over the sub-batches that can run at once,
+  so the call's bounds hold in total; the text in the engines is at most that many sub-batches.
 - Results come back in row order whatever engine ran them; temporary stream ids stay embed_table's
   (prefix + row number), unique across engines.
 - Progress: on_bytes and on_row_done are called as each sub-batch comes back (not per chunk), with the
@@ -42,6 +43,7 @@ from .runner import Stop, _describe, _Doc, _Runner, calls_return_at_once
 SUB_BATCH_BYTES = 1 << 20
 SUB_BATCH_ROWS = 512
 SUB_BATCHES_PER_ENGINE = 2
+MAX_SUB_BATCHES_PER_ENGINE = 4  # when all the sub-batches fit in this many an engine, they start at once
 SUB_BATCH_MIN_ROWS = 16  # the smallest sub-batches of a batch's end (cut's guided sizes)
 SUB_BATCH_MIN_BYTES = 64 << 10
 _CANCELLED_KEEP_S = 300.0  # a cancellation that arrives after its sub-batch ended is forgotten after this
@@ -81,19 +83,27 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
                     on_bytes: Callable[[int], None] | None = None) -> None:
     """Run embed_table's documents on `engines` engine processes (module doc); fills in each document's results
     or error, as runner._Runner does."""
-    per_engine = SUB_BATCHES_PER_ENGINE
-    # sub-batches at once: fewer than engines x per_engine when the bounds are smaller, so that each gets at
-    # least one row and one byte of them and the bounds hold in total
-    slots = max(1, min(engines * per_engine, max_in_flight,
-                       engines * per_engine if max_bytes_in_flight is None else max_bytes_in_flight))
-    options = {"summary_k": summary_k, "max_in_flight": max(1, max_in_flight // slots),
-               "max_bytes_in_flight": None if max_bytes_in_flight is None else max(1, max_bytes_in_flight // slots),
-               "group": group, "window": window, "deadline": None if stop is None else stop.deadline}
+    def bounded(wanted: int) -> int:
+        """Sub-batches at once: fewer than wanted when the bounds are smaller, so that each gets at least one
+        row and one byte of them and the bounds hold in total."""
+        return max(1, min(wanted, max_in_flight, wanted if max_bytes_in_flight is None else max_bytes_in_flight))
+
+    slots = bounded(engines * SUB_BATCHES_PER_ENGINE)
     # small enough that every engine gets a share of a small table, and of at most 4 times the documents a
     # sub-batch runs at once (its last documents, in its tail, leave few in its steps)
     total = sum(len(d.data) for d in docs)
     todo = deque(cut(docs, max(1, min(SUB_BATCH_BYTES, -(-total // slots))),
-                     max(1, min(SUB_BATCH_ROWS, 4 * options["max_in_flight"], -(-len(docs) // slots))), slots))
+                     max(1, min(SUB_BATCH_ROWS, 4 * max(1, max_in_flight // slots), -(-len(docs) // slots))), slots))
+    # A few large documents (each a sub-batch of its own) all start at once, spread evenly: taken two at a time,
+    # 32 of them on 12 engines ran 24 and then 8 alone, a document's chunks cut by one thread at a time while a
+    # third of the engines idled (bench/RESULTS.md, session 32).
+    per_engine = SUB_BATCHES_PER_ENGINE
+    if engines * per_engine < len(todo) <= engines * MAX_SUB_BATCHES_PER_ENGINE:
+        per_engine = -(-len(todo) // engines)
+        slots = bounded(len(todo))
+    options = {"summary_k": summary_k, "max_in_flight": max(1, max_in_flight // slots),
+               "max_bytes_in_flight": None if max_bytes_in_flight is None else max(1, max_bytes_in_flight // slots),
+               "group": group, "window": window, "deadline": None if stop is None else stop.deadline}
     free = dict.fromkeys(range(engines), per_engine)  # engines still up -> sub-batches they may take now
     running: dict[Future, tuple[int, str, list[_Doc]]] = {}  # -> (engine, key, its documents)
     why = "INTERNAL: the batch was interrupted"
