@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Session 32 call 1 (issue 14): next_session.sh of session 31, with the first pair only (the second pair runs in call 2, the Triton cache is cold: the whole run gets 260 s). Split bursts became the
-# default after session 31's call 5 measured only the engine parts (64 streams +17% / +21% on a slow host); the
-# service and batch parts have not run with them. First the whole list once on the final tree (defaults: sleeping
-# device waits, 128 KiB tokenize calls, split bursts), then the service and batch parts with split bursts off and
-# on, alternated twice, off first in one pair and on first in the other (session 31's machines drifted upward
-# within a call). Predicted with split on: service at saturation 0 to +10% (its waves are wider than the join),
-# half-load ack p99 within +-5 ms, batch short 0 to +10%, long within the spread; the whole list as session 31
-# call 4's run on a slow host (engine 64 / 1,024 streams 6.5-7.7 / 9.4-11.2 M) or about 1.5x on a fast one. Rule:
-# keep split on unless a part reads lower beyond 5% in both pairs. Also landed after session 31's calls: a step's acks
-# settled on a thread of their own as soon as its chunks are applied (acks.AckThread), before the step's segments
-# are kept: predicted the engine parts' applied -> answered leg at 64 streams 1.7-2.1 ms p50 (session 31, slow host)
-# -> 0.5-1.0, i.e. 64 streams +5-8% beside split bursts' own gain.
+# Session 32 call 1 (issue 14). The Triton cache is cold (a new checkout): the whole run gets 260 s.
+# 1. The whole list once on this tree: sleeping device waits, 128 KiB tokenize calls, split bursts (session 31's
+#    defaults), the ack thread (acks.AckThread, not yet measured on a GPU), and a batch of few sub-batches started
+#    all at once (sub_batches.MAX_SUB_BATCHES_PER_ENGINE 4: the 32 long documents go out 3 / 2 an engine instead of
+#    24, then 8 alone on 8 engines). The batch parts print their timeline (20 bins).
+#    Predicted (as session 31 call 4 on a slow host, or about 1.5x on a fast one): engine 64 streams 6.5-8 M, its
+#    applied -> answered leg p50 1.7-2.1 -> 0.5-1.0 ms; 1,024 streams 9.4-11.2 M; service 6-7.5 M; half-load p99
+#    38-56 ms.
+# 2. The batch parts alone, MAX_SUB_BATCHES_PER_ENGINE 2 (old: two at a time) against 4 (new), alternated twice,
+#    old first in one pair and new first in the other. Predicted with 4: long documents +8-20% (the last quarter of
+#    the tokens runs on 8 engines x 3 documents, both tokenize threads busy, instead of 8 x 1, one thread cutting
+#    each), short documents within the spread (8,000 rows make hundreds of sub-batches: the rule does not apply).
+#    Rule: keep 4 if long documents read >= 5% higher in both pairs and short not lower beyond 5% in both.
 set -u
 source bench/device_env.sh
 export TRITON_CACHE_DIR=$PWD/.tcache
@@ -19,14 +20,15 @@ d=$OUT/whole; mkdir -p $d
 PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 260 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 1 --engine-procs auto --front-procs 6 --short-docs 8000 --out $d > $d/log.txt 2>&1
 echo "whole rc $? $((SECONDS-T0)) s"; grep -A12 "FAILED\|Traceback" $d/log.txt | head -12
 RUNS="whole"
-for r in off1 on1; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
-  extra=""; [ ${r:0:3} = off ] && extra="--no-tokenize-split-bursts"
-  PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 90 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 0.3 --parts packed,service,batch --engine-procs auto --front-procs 6 --short-docs 8000 $extra --out $d > $d/log.txt 2>&1
+for r in old1 new1 new2 old2; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
+  extra=""; [ ${r:0:3} = old ] && extra="--max-sub-batches-per-engine 2"
+  PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 65 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 0.3 --parts packed,batch --engine-procs auto --short-docs 8000 $extra --out $d > $d/log.txt 2>&1
   echo "$r rc $? $((SECONDS-t0)) s"; grep -A12 "FAILED\|Traceback" $d/log.txt | head -12
   RUNS="$RUNS $r"
 done
 PYTHONPATH=$PWD:$PYTHONPATH python3 bench/e2e_brief.py $(for r in $RUNS; do echo $OUT/$r; done)
 sed -n '/^part /,/^$/p' $OUT/whole/log.txt | cut -c1-200
+for r in $RUNS; do echo "== $r"; grep -A2 "^batch_long: chunks applied" $OUT/$r/log.txt; done
 grep -m1 "model name" /proc/cpuinfo
 tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
 tar czf $OUT/tcache.tgz .tcache; echo "total $((SECONDS-T0)) s"
