@@ -13,6 +13,7 @@ from streamret.engine.segments import (
     SegmentTracker,
     add_step_spans,
     keep_segments,
+    mmr_pick,
     relevance,
     salience,
     select_summary,
@@ -163,6 +164,32 @@ def test_a_trackers_summary_is_select_summary_of_its_segments(step_sizes, k, see
         assert fields[0] == fields[1]
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g.embedding, w.embedding)
+
+
+@given(st.integers(1, 40), st.integers(1, 8), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_mmr_pick_is_the_greedy_rule_over_the_whole_similarity_matrix(n, k, mmr_lambda, seed):
+    """mmr_pick reads only the picked rows of the similarity matrix; its picks are those of the rule written out
+    over the whole matrix: score_i = lambda * salience_i - (1 - lambda) * max over picked j of cos(i, j), the first
+    highest score taken (ties in row order), with duplicate rows and equal saliences among the cases. The values
+    are small multiples of 1/4, so that every similarity is exact whichever way it is summed and a tie is a tie."""
+    rng = np.random.default_rng(seed)
+    emb = rng.integers(-2, 3, size=(n, 5)).astype(np.float32) / 4
+    if rng.random() < 0.3:
+        emb[rng.integers(0, n, size=n // 2)] = emb[0]
+    sal = rng.integers(-4, 5, size=n) / 4
+    sim = emb.astype(np.float64) @ emb.T.astype(np.float64)
+    want: list[int] = []
+    while len(want) < min(k, n):
+        best, best_score = None, -np.inf
+        for i in range(n):
+            if i in want:
+                continue
+            score = mmr_lambda * sal[i] - (1 - mmr_lambda) * (max(sim[i, j] for j in want) if want else 0.0)
+            if best is None or score > best_score:
+                best, best_score = i, score
+        want.append(best)
+    assert mmr_pick(emb, sal, k, mmr_lambda) == sorted(want)
 
 
 # letters, digits, other word characters, separators, NUL (ASCII up to there), then numerics, marks, surrogates
