@@ -649,6 +649,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--text", action="append", default=[], help="English text file or folder (repeatable)")
     ap.add_argument("--text-mb", type=float, default=8.0, help="megabytes of text to gather")
     ap.add_argument("--min-text-kb", type=int, default=512, help="fail when less text than this is found")
+    ap.add_argument("--max-stream-step-tokens", type=int, default=EngineConfig.max_stream_step_tokens,
+                    help="EngineConfig.max_stream_step_tokens: a stream's tokens in one step at most, on top of its "
+                         "fair share (default: no cap beyond that)")
     ap.add_argument("--step-tokens", type=int, default=None,
                     help="the engine's max_step_tokens (default: the engine's own for the device, default_step_tokens)")
     ap.add_argument("--packed-lens", type=ints, default=[64, 256, 512, 2048],
@@ -989,7 +992,8 @@ def main(argv: list[str] | None = None) -> int:
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
                           tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10,
                           tokenize_join_bytes=args.tokenize_join_kb << 10,
-                          tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps)
+                          tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps,
+                          max_stream_step_tokens=args.max_stream_step_tokens)
     from streamret.gc_pauses import freeze_startup
 
     def start_engine() -> Engine:
@@ -1007,6 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "parameters": sum(p.numel() for p in model.parameters()),
                                               "load_seconds": round(time.perf_counter() - start, 2)},
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
+                          "max_stream_step_tokens": config.max_stream_step_tokens,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "step_switch_interval_s": config.step_switch_interval_s,
                           "device_wait": config.device_wait,

@@ -79,19 +79,25 @@ def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int, 
         stage.submit_many(items)
     submit([chunk(f"s{s}", raw) for s in range(streams) for _ in range(args.window)])
     widths, nbytes = [], 0
+    held: list[WorkItem] = []  # delivered, left for a later step by --step-chunks
     start = time.perf_counter()
     while time.perf_counter() - start < args.seconds:
-        delivered = [ready.get()]
+        delivered = [] if held else [ready.get()]
         while True:
             try:
                 delivered.append(ready.get_nowait())
             except queue.Empty:
                 break
-        items = [item for batch in delivered for item, _ in batch]
+        waiting = [*held, *(item for batch in delivered for item, _ in batch)]
+        items, held, per_stream = [], [], {}
+        for item in waiting:
+            n = per_stream[item.stream_id] = per_stream.get(item.stream_id, 0) + 1
+            (items if not args.step_chunks or n <= args.step_chunks else held).append(item)
         widths.append(len({item.stream_id for item in items}))
         size = sum(item.nbytes for item in items)
         nbytes += size
         spin(args.step_ms * 1e-3 + args.step_us_per_byte * 1e-6 * size)
+        time.sleep(args.device_ms * 1e-3 + args.device_us_per_byte * 1e-6 * size)  # the GPU: no GIL held
         acked = time.perf_counter()
         trips.extend(acked - sent.pop(id(item)) for item in items)
         submit([chunk(item.stream_id, raw) for item in items])
@@ -114,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="the tokenizer's time spent spinning (GIL held) or sleeping (as tokenizer processes)")
     ap.add_argument("--step-ms", type=float, default=1.5)
     ap.add_argument("--step-us-per-byte", type=float, default=0.05)
+    ap.add_argument("--device-ms", type=float, default=0.0, help="a step's device time, sleeping (no GIL held)")
+    ap.add_argument("--device-us-per-byte", type=float, default=0.0)
+    ap.add_argument("--step-chunks", type=int, default=0,
+                    help="a step takes at most this many chunks of a stream, the rest waits for the next (0: all)")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
