@@ -3,7 +3,8 @@
 
 --streams streams each keep --window chunks of --chunk-bytes in flight. The stage's tokenizer takes
 --tok-us-per-byte a byte (about 1 us a token on English text at 0.25); one step thread takes everything delivered
-so far as a step, spins --step-ms plus --step-us-per-byte, then acks each chunk, whose stream sends its next one.
+so far as a step (at most --step-chunks of a stream), spins --step-ms plus --step-us-per-byte (the host's work)
+and sleeps --device-ms plus --device-us-per-byte (the GPU's), then acks each chunk, whose stream sends its next one.
 With 6 streams an engine (64 streams over 12 engine processes) and 85 (1,024), this is the shape of session 25's
 engine parts on the H200. With --tok-wait spin (the default) the tokenizer spins in the stage's threads, which
 share one GIL: the question is then the steps' width, not the tokens/s. With --tok-wait sleep it sleeps instead,
@@ -13,6 +14,8 @@ the threads' batches then run side by side as on a host with cores to spare, and
 
     python bench/tokenize_join_loop.py --streams 6,85
     python bench/tokenize_join_loop.py --streams 6 --tok-wait sleep --configs 2:32,2:32:split,4:32:split
+    python bench/tokenize_join_loop.py --streams 6 --tok-wait sleep --tok-us-per-byte 0.22 --step-ms 1.4 \
+        --step-us-per-byte 0.062 --device-ms 1.0 --device-us-per-byte 0.1 --configs 2:32:split --step-chunks 2
 
 Prints streams a step, MB/s and the round trip's p50 per configuration (threads:join KiB, ":split" for
 split_bursts) and writes DIR/tokenize_join_loop.json (DIR: --out, else $OUT, else .).
@@ -123,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device-ms", type=float, default=0.0, help="a step's device time, sleeping (no GIL held)")
     ap.add_argument("--device-us-per-byte", type=float, default=0.0)
     ap.add_argument("--step-chunks", type=int, default=0,
-                    help="a step takes at most this many chunks of a stream, the rest waits for the next (0: all)")
+                    help="a step takes at most this many chunks of a stream, the rest waits for the next (0: all; "
+                         "EngineConfig.draining_step_chunks, whose condition, fewer than a step's tokens queued, "
+                         "holds here at --streams 6)")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)

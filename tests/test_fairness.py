@@ -155,6 +155,30 @@ def test_config_cap_reaches_the_scheduler():
 
 
 
+def test_a_draining_step_takes_at_most_the_configured_chunks_of_a_stream_and_the_results_are_unchanged():
+    """EngineConfig.draining_step_chunks=1, a queue of fewer tokens than a step: no step takes two chunks of a
+    stream (so there are at least as many steps as a stream has chunks, where one step could take them all), and
+    every stream's embedding is the one-shot one. (The scheduler's tests pin the steps down exactly.)"""
+    with pytest.raises(ValueError, match="draining_step_chunks must be >= 1, got 0"):
+        EngineConfig(draining_step_chunks=0)
+    cfg = EngineConfig(max_step_tokens=4096, draining_step_chunks=1)
+    texts = {f"s{i}": " ".join(f"w{i}x{j}" for j in range(40)) + " " for i in range(3)}
+    with Engine.from_model("random:tiny", device="cpu", config=cfg) as e:
+        futures = []
+        with e._lock:  # every chunk queued before the first step is planned
+            for sid, s in texts.items():
+                for seq, start in enumerate(range(0, len(s), 100), 1):
+                    futures.append(e.submit_append(sid, seq, s[start : start + 100]))
+        for f in futures:
+            f.result(timeout=120)
+        stats = e.stats()
+        assert stats["steps"] >= len(range(0, len(texts["s0"]), 100))  # (one step of all: 687 tokens)
+        # a chunk's 100 bytes (the byte tokenizer: a token a byte), and a word carried from the chunk before it
+        assert max(stats["recent_step_tokens"]) <= len(texts) * (100 + len("w2x39 "))
+        for sid, s in texts.items():
+            e.flush(sid)
+            assert rel_err(e.embedding(sid), one_shot(e, s)) <= 1e-5, sid
+
 
 def test_the_service_puts_each_tenants_streams_in_the_tenants_group():
     with Engine.from_model("random:tiny", device="cpu") as e:

@@ -187,6 +187,53 @@ def test_per_stream_cap_limits_a_share_even_when_alone():
         sched(max_stream_step_tokens=0)
 
 
+def test_a_draining_step_takes_at_most_that_many_chunks_of_a_stream_and_the_rest_makes_the_next():
+    """draining_step_chunks=2: while fewer tokens wait than a step holds, each stream gives a step its first two
+    queued chunks (a split chunk's rest counting as one); the chunks after them make the next step, in order."""
+    s = sched(max_step_tokens=100, draining_step_chunks=2)
+    for sid in ("a", "b"):
+        for seq in (1, 2, 3, 4):
+            s.add(item(sid, 10, seq=seq))
+    assert s.queued_tokens == 80
+    plan = s.schedule()
+    assert {w.stream_id: [sl.item.seq for sl in w.slices] for w in plan.work} == {"a": [1, 2], "b": [1, 2]}
+    assert s.queued_tokens == 40
+    plan = s.schedule()
+    assert {w.stream_id: [sl.item.seq for sl in w.slices] for w in plan.work} == {"a": [3, 4], "b": [3, 4]}
+    assert s.queued_tokens == 0 and not s.has_work()
+
+
+def test_a_draining_cap_leaves_a_deep_queue_and_a_lone_stream_to_the_fair_shares():
+    """Once the queue holds a step's tokens or more the cap is off: a stream alone with work still fills the whole
+    step (a long document), and a chunk longer than its share is still split; zero-token items ride along."""
+    s = sched(max_step_tokens=100, draining_step_chunks=1)
+    s.add(item("a", 150, seq=1))
+    for seq in (2, 3, 4):
+        s.add(item("a", 40, seq=seq))
+    plan = s.schedule()  # 270 queued: the whole budget
+    assert [(sl.item.seq, sl.start, sl.end) for sl in plan.work[0].slices] == [(1, 0, 100)]
+    plan = s.schedule()  # 170 queued: the fair share again, several chunks
+    assert [(sl.item.seq, sl.start, sl.end) for sl in plan.work[0].slices] == [(1, 100, 150), (2, 0, 40)]
+    plan = s.schedule()  # 80 queued: one chunk
+    assert [(sl.item.seq, sl.start, sl.end) for sl in plan.work[0].slices] == [(3, 0, 40)]
+    s.add(item("a", 0, seq=5))  # no tokens (a flush that completed nothing): it goes with the chunk before it
+    plan = s.schedule()
+    assert [(sl.item.seq, sl.start, sl.end) for sl in plan.work[0].slices] == [(4, 0, 40), (5, 0, 0)]
+    assert not s.has_work() and s.queued_tokens == 0
+    with pytest.raises(ValueError, match="draining_step_chunks must be >= 1 or None"):
+        sched(draining_step_chunks=0)
+
+
+def test_queued_tokens_count_what_is_queued_through_takes_and_cancels():
+    s = sched(max_step_tokens=25)
+    s.add(item("a", 30))
+    s.add(item("b", 12))
+    s.schedule()
+    assert s.queued_tokens == sum(s._queued_tokens.values()) == 42 - 25
+    s.cancel("a", [])
+    assert s.queued_tokens == sum(s._queued_tokens.values())
+
+
 def test_round_robin_over_groups_then_over_their_streams():
     # tenant A has 100 busy streams, queued first; tenant B's one small chunk arrives last
     s = sched(max_step_tokens=400, max_step_streams=8, max_pending_chunks=200, max_pending_bytes=10**6)

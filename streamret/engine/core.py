@@ -91,7 +91,7 @@ class EngineCore:
         self.scheduler = Scheduler(
             config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
-            config.max_stream_step_tokens,
+            config.max_stream_step_tokens, config.draining_step_chunks,
         )
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         # tokenizer processes (EngineConfig.tokenize_procs): auto on a GPU, whose step thread wants the GIL often

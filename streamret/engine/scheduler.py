@@ -349,26 +349,31 @@ class Scheduler:
     over the number of streams with work, and at least budget / max_step_streams (a step picks no more
     streams than that); with several, each group's share is split so among its streams.
     `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
-    fair share).
+    fair share). `draining_step_chunks` caps it at that many of the stream's queued chunks while the whole
+    queue holds fewer tokens than a step (EngineConfig.draining_step_chunks says why).
     """
 
     def __init__(
         self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
         max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
-        max_stream_step_tokens: int | None = None,
+        max_stream_step_tokens: int | None = None, draining_step_chunks: int | None = None,
     ):
         if max_stream_step_tokens is not None and max_stream_step_tokens < 1:
             raise ValueError(
                 f"max_stream_step_tokens must be >= 1 or None (the fair share only), got {max_stream_step_tokens}"
             )
+        if draining_step_chunks is not None and draining_step_chunks < 1:
+            raise ValueError(f"draining_step_chunks must be >= 1 or None (off), got {draining_step_chunks}")
         self.max_step_tokens = max_step_tokens
         self.max_step_streams = max_step_streams
         self.max_stream_step_tokens = max_stream_step_tokens
+        self.draining_step_chunks = draining_step_chunks
         # accepted, not yet completed: per stream and in total (bounds.py)
         self.bounds = QueueBounds(max_pending_chunks_per_stream, max_pending_bytes_per_stream, max_pending_chunks,
                                   max_pending_bytes)
         self._queues: dict[str, deque[WorkItem]] = {}  # items with tokens not yet handed to a step
         self._queued_tokens: dict[str, int] = {}  # tokens of a stream's queue not yet handed to a step
+        self.queued_tokens = 0  # ... of all the queues
         self._group_of: dict[str, str] = {}  # group of each stream with a queue
         self._ready: dict[str, deque[str]] = {}  # per group: its streams with queued items, in service order
         self._groups: deque[str] = deque()  # groups with queued items, in service order
@@ -403,6 +408,7 @@ class Scheduler:
             line.append(sid)
         queue.append(item)
         self._queued_tokens[sid] += item.n_tokens
+        self.queued_tokens += item.n_tokens
 
     def check_room(self, stream_id: str, nbytes: int) -> None:
         """TooBusy when one more chunk of nbytes would pass a queue bound."""
@@ -432,6 +438,7 @@ class Scheduler:
         budget = self.max_step_tokens
         cap = self.max_stream_step_tokens
         queued = self._queued_tokens
+        chunks = self.draining_step_chunks if self.draining_step_chunks and self.queued_tokens < budget else None
         groups: list[str] = []  # picked streams in service order: their group, id and demand
         sids: list[str] = []
         demands: list[int] = []
@@ -445,7 +452,8 @@ class Scheduler:
                 if sid in exclude:
                     passed.setdefault(group, []).append(sid)
                     continue
-                demand = queued[sid] if cap is None else min(cap, queued[sid])
+                demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
+                demand = demand if cap is None else min(cap, demand)
                 sids.append(sid)
                 demands.append(demand)
                 wanting += demand > 0
@@ -461,7 +469,8 @@ class Scheduler:
                 if not line:
                     continue  # nothing more to pick in this group for this step
                 sid = line.popleft()
-                demand = queued[sid] if cap is None else min(cap, queued[sid])
+                demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
+                demand = demand if cap is None else min(cap, demand)
                 groups.append(group)
                 sids.append(sid)
                 demands.append(demand)
@@ -480,7 +489,7 @@ class Scheduler:
             if self._queues[sid]:
                 self._ready[group].append(sid)
             else:
-                del self._queues[sid], queued[sid], self._group_of[sid]
+                del self._queues[sid], self._queued_tokens[sid], self._group_of[sid]
         for group, passed_sids in passed.items():
             self._ready[group].extendleft(reversed(passed_sids))
         # served groups go to the back, in the order served; the others keep their place in front
@@ -491,6 +500,13 @@ class Scheduler:
                 if not self._ready[group]:
                     del self._ready[group]
         return StepPlan(plan, waiting, runnable)
+
+    def _first_chunks(self, sid: str, chunks: int) -> int:
+        """The stream's queued tokens in its first `chunks` queued chunks (the rest of a split one counts as one)."""
+        queue = self._queues[sid]
+        if len(queue) <= chunks:
+            return self._queued_tokens[sid]
+        return sum(queue[i].n_tokens - queue[i].taken for i in range(chunks))
 
     @staticmethod
     def _split(groups: list[str], demands: list[int], budget: int) -> list[int]:
@@ -522,6 +538,7 @@ class Scheduler:
             item.taken += take
             share -= take
             self._queued_tokens[sid] -= take
+            self.queued_tokens -= take
             if item.taken < item.n_tokens:
                 break
             queue.popleft()
@@ -535,7 +552,7 @@ class Scheduler:
     def cancel(self, stream_id: str, items: list[WorkItem]) -> None:
         """Forget a stream's unfinished items (queued or in a failed step); the caller fails their futures."""
         if self._queues.pop(stream_id, None) is not None:
-            del self._queued_tokens[stream_id]
+            self.queued_tokens -= self._queued_tokens.pop(stream_id)
             group = self._group_of.pop(stream_id)
             line = self._ready[group]
             line.remove(stream_id)
