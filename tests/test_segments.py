@@ -190,6 +190,7 @@ def test_mmr_pick_is_the_greedy_rule_over_the_whole_similarity_matrix(n, k, mmr_
                 best, best_score = i, score
         want.append(best)
     assert mmr_pick(emb, sal, k, mmr_lambda) == sorted(want)
+    assert mmr_pick(emb, sal, 0, mmr_lambda) == []
 
 
 # letters, digits, other word characters, separators, NUL (ASCII up to there), then numerics, marks, surrogates

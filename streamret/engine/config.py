@@ -48,9 +48,10 @@ class EngineConfig:
     # chunk, and then the tokenize stage and the step take turns (each step's acks bring the clients' next chunks,
     # cut while nothing else is queued, and those make the next step). With this set a stream gives such a step at
     # most this many of its queued chunks: the rest makes the next step at once, while the chunks sent after this
-    # step's acks are cut (a double buffer, with 2 and clients that keep 4 chunks in flight). None: off. A CPU
-    # closed loop (bench/tokenize_join_loop.py --step-chunks, 6 streams of 4 x 2 KB chunks, session 32): 2 chunks
-    # +17-27% MB/s, round trip p50 20 -> 15.6 ms; 85 streams unchanged. Not yet measured on a GPU.
+    # step's acks are cut (a double buffer, with 2 and clients that keep 4 chunks in flight). None: off. On the CPU
+    # (bench/RESULTS.md, session 32; 6 streams of 4 x 2 KB chunks in flight): the closed loop of
+    # bench/tokenize_join_loop.py --step-chunks 2 +18-27% MB/s, round trip p50 20 -> 15.6 ms; the real engine with a
+    # sleeping stand-in for the model -7% to +13% (two cores, the bound there). Not yet measured on a GPU.
     draining_step_chunks: int | None = None
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20

@@ -762,12 +762,15 @@ def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> 
 def mmr_pick(emb: np.ndarray, salience: np.ndarray, k: int, mmr_lambda: float) -> list[int]:
     """`select_summary`'s picks as row numbers, in order: emb [n, d] the segments' embeddings, salience [n]
     float64 their relevance."""
+    if k < 1:
+        return []
     if len(salience) <= k:  # every segment is picked, whatever the order of the picks
         return list(range(len(salience)))
-    # only the k picked rows of the similarity matrix are read: k matrix-vector products instead of the n x n
-    # product (a short document's summary in a batch job: 120 -> 40 us at 100 segments on the workplace VM)
+    # only the picked rows of the similarity matrix are read: k - 1 matrix-vector products instead of the n x n
+    # product (a short document's summary in a batch job: about a third of the time at 100 segments on the
+    # workplace VM, bench/RESULTS.md, session 32)
     relevance = mmr_lambda * salience
-    score = relevance.copy()
+    score = relevance
     picked: list[int] = []
     redundancy = None
     while True:
