@@ -156,25 +156,30 @@ def test_config_cap_reaches_the_scheduler():
 
 
 def test_a_draining_step_takes_at_most_the_configured_chunks_of_a_stream_and_the_results_are_unchanged():
-    """EngineConfig.draining_step_chunks=1, a queue of fewer tokens than a step: no step takes two chunks of a
-    stream (so there are at least as many steps as a stream has chunks, where one step could take them all), and
-    every stream's embedding is the one-shot one. (The scheduler's tests pin the steps down exactly.)"""
+    """EngineConfig.draining_step_chunks=1: every chunk of three streams cut and queued (fewer tokens than a step,
+    nothing left to cut) before the loop may plan a step; then each step takes one chunk of each stream (one step
+    would take them all without the cap), and every stream's embedding is the one-shot one."""
     with pytest.raises(ValueError, match="draining_step_chunks must be >= 1, got 0"):
         EngineConfig(draining_step_chunks=0)
     cfg = EngineConfig(max_step_tokens=4096, draining_step_chunks=1)
     texts = {f"s{i}": " ".join(f"w{i}x{j}" for j in range(40)) + " " for i in range(3)}
     with Engine.from_model("random:tiny", device="cpu", config=cfg) as e:
-        futures = []
-        with e._lock:  # every chunk queued before the first step is planned
-            for sid, s in texts.items():
-                for seq, start in enumerate(range(0, len(s), 100), 1):
-                    futures.append(e.submit_append(sid, seq, s[start : start + 100]))
+        go, has_work = threading.Event(), e.scheduler.has_work
+        e.scheduler.has_work = lambda: go.is_set() and has_work()  # the loop waits (lock let go) until told
+        futures = [e.submit_append(sid, seq, s[start : start + 100])
+                   for sid, s in texts.items() for seq, start in enumerate(range(0, len(s), 100), 1)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                e._tokenize.idle() and sum(map(len, e.scheduler._queues.values())) == len(futures)):
+            time.sleep(0.01)
+        assert e.scheduler.queued_tokens < cfg.max_step_tokens
+        go.set()
+        with e._lock:
+            e._has_work.notify_all()
         for f in futures:
             f.result(timeout=120)
         stats = e.stats()
-        assert stats["steps"] >= len(range(0, len(texts["s0"]), 100))  # (one step of all: 687 tokens)
-        # a chunk's 100 bytes (the byte tokenizer: a token a byte), and a word carried from the chunk before it
-        assert max(stats["recent_step_tokens"]) <= len(texts) * (100 + len("w2x39 "))
+        assert stats["steps"] == 3 and stats["recent_step_batch_sizes"] == [3, 3, 3]  # (no cap: one step of 687)
         for sid, s in texts.items():
             e.flush(sid)
             assert rel_err(e.embedding(sid), one_shot(e, s)) <= 1e-5, sid

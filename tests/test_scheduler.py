@@ -201,6 +201,9 @@ def test_a_draining_step_takes_at_most_that_many_chunks_of_a_stream_and_the_rest
     plan = s.schedule()
     assert {w.stream_id: [sl.item.seq for sl in w.slices] for w in plan.work} == {"a": [3, 4], "b": [3, 4]}
     assert s.queued_tokens == 0 and not s.has_work()
+    for seq in (5, 6, 7):  # while chunks are being cut (the engine says draining=False) the step stays whole
+        s.add(item("a", 10, seq=seq))
+    assert [sl.item.seq for sl in s.schedule(draining=False).work[0].slices] == [5, 6, 7]
 
 
 def test_a_draining_cap_leaves_a_deep_queue_and_a_lone_stream_to_the_fair_shares():

@@ -44,14 +44,15 @@ class EngineConfig:
     # GPU, at least the chunkwise kernel's chunk); this caps one stream's share of a step on top of that (None:
     # the fair share only)
     max_stream_step_tokens: int | None = None
-    # pipelining at light load: while the queue holds fewer tokens than a step, a step would take every queued
-    # chunk, and then the tokenize stage and the step take turns (each step's acks bring the clients' next chunks,
-    # cut while nothing else is queued, and those make the next step). With this set a stream gives such a step at
-    # most this many of its queued chunks: the rest makes the next step at once, while the chunks sent after this
-    # step's acks are cut (a double buffer, with 2 and clients that keep 4 chunks in flight). None: off. On the CPU
-    # (bench/RESULTS.md, session 32; 6 streams of 4 x 2 KB chunks in flight): the closed loop of
-    # bench/tokenize_join_loop.py --step-chunks 2 +18-27% MB/s, round trip p50 20 -> 15.6 ms; the real engine with a
-    # sleeping stand-in for the model -7% to +13% (two cores, the bound there). Not yet measured on a GPU.
+    # pipelining at light load: while the queue holds fewer tokens than a step and nothing is being cut, a step
+    # would take every queued chunk, and then the tokenize stage and the step take turns (each step's acks bring the
+    # clients' next chunks, cut while nothing else is queued, and those make the next step). With this set a stream
+    # gives such a step at most this many of its queued chunks: the rest makes the next step at once, while the
+    # chunks sent after this step's acks are cut (a double buffer, with 2 and clients that keep 4 chunks in flight);
+    # while chunks are being cut (a service's steady arrivals) more work is coming anyway, and steps stay whole.
+    # None: off. On the CPU (bench/RESULTS.md, session 32; 6 streams of 4 x 2 KB chunks in flight): the closed loop
+    # of bench/tokenize_join_loop.py --step-chunks 2 +18-27% MB/s, round trip p50 20 -> 15.6 ms; the real engine with
+    # a sleeping stand-in for the model +12-17% (three pairs). Not yet measured on a GPU.
     draining_step_chunks: int | None = None
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20

@@ -112,6 +112,9 @@ class EngineCore:
         # it has over at once instead of gathering more (engine.py); _went_idle is told as the loop starts waiting
         self.waiting_for_work = False
         self._went_idle: Callable[[], None] = lambda: None
+        # whether nothing waits to be cut or is being cut (the tokenize stage's `idle`; engine.py): the draining-step
+        # cap plays only then (EngineConfig.draining_step_chunks)
+        self._nothing_to_cut: Callable[[], bool] = lambda: True
         self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
         self._abort = False
         self._closed = False  # shutdown ran
@@ -334,7 +337,7 @@ class EngineCore:
         if room < 1:
             return None
         t0 = self._parts.now()
-        plan = self.scheduler.schedule(room, exclude=busy)
+        plan = self.scheduler.schedule(room, exclude=busy, draining=self._nothing_to_cut())
         if not plan.work:
             return None
         ran = [w for w in plan.work if w.n_tokens]

@@ -350,7 +350,8 @@ class Scheduler:
     streams than that); with several, each group's share is split so among its streams.
     `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
     fair share). `draining_step_chunks` caps it at that many of the stream's queued chunks while the whole
-    queue holds fewer tokens than a step (EngineConfig.draining_step_chunks says why).
+    queue holds fewer tokens than a step and the caller says so (`schedule`'s draining; EngineConfig's
+    draining_step_chunks says why).
     """
 
     def __init__(
@@ -426,11 +427,14 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self._groups)
 
-    def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset()) -> StepPlan:
+    def schedule(self, max_streams: int | None = None, exclude: set[str] | frozenset = frozenset(),
+                 draining: bool = True) -> StepPlan:
         """Take the next step's work: streams picked round-robin over groups and within each group, up to
         the stream limit; the token budget split fairly among them (see the class docstring).
 
-        Streams in `exclude` (those of a step still running) are passed over and keep their turn.
+        Streams in `exclude` (those of a step still running) are passed over and keep their turn. draining=False
+        keeps `draining_step_chunks` out of this step (the engine: while chunks are being cut, more work is on its
+        way without this step's acks).
         """
         limit = min(self.max_step_streams, max_streams or self.max_step_streams)
         waiting = len(self._queues)
@@ -438,7 +442,8 @@ class Scheduler:
         budget = self.max_step_tokens
         cap = self.max_stream_step_tokens
         queued = self._queued_tokens
-        chunks = self.draining_step_chunks if self.draining_step_chunks and self.queued_tokens < budget else None
+        chunks = (self.draining_step_chunks if draining and self.draining_step_chunks and self.queued_tokens < budget
+                  else None)
         groups: list[str] = []  # picked streams in service order: their group, id and demand
         sids: list[str] = []
         demands: list[int] = []

@@ -194,6 +194,11 @@ class TokenizeStage:
             self._queue.extend(items)
             self._cv.notify()
 
+    def idle(self) -> bool:
+        """Whether no accepted chunk waits to be cut or is being cut (read without the lock: a hint that may be a
+        moment old)."""
+        return not self._queue and not self._cutting
+
     def wake(self) -> None:
         """Have a waiting thread look at the queue again (`hungry` may say yes now)."""
         with self._cv:

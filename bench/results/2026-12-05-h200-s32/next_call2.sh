@@ -8,12 +8,13 @@
 # while the chunks sent after the first step's acks are cut. A CPU closed loop with this host's figures
 # (bench/tokenize_join_loop.py --streams 6 --tok-wait sleep --tok-us-per-byte 0.22 --step-ms 1.4
 # --step-us-per-byte 0.062 --device-ms 1.0 --device-us-per-byte 0.1 --configs 2:32:split --step-chunks 0|2)
-# read +17-27% MB/s and a round trip p50 of 20 -> 15.6 ms, 85 streams unchanged.
-# (The real engine on the CPU with a sleeping stand-in model, bench/results/2026-12-05-cpu-s32/engine_loop.py: +13%, +3%; -7%, +7%, +11%.)
-# Predicted with 2: engine at 64 streams +5-25%, its queued -> applied leg shorter and steps about half as wide in
-# tokens; 1,024 streams within the spread (its queue holds more than a step: the cap is off); service at saturation
-# -5% to +10% (its queues are shallow, so the cap is on there: more, smaller steps on a CPU-bound host); half-load
-# ack p99 within +-10 ms. Rule: make 2 the GPU's default if 64 streams reads >= 8% higher in both pairs and no part
+# read +18-27% MB/s and a round trip p50 of 20 -> 15.6 ms, 85 streams unchanged.
+# The real engine on the CPU with a sleeping stand-in for the model (bench/results/2026-12-05-cpu-s32/engine_loop.py),
+# once the cap was narrowed to while the tokenize stage has nothing to cut: +13%, +17%, +12% at 6 streams.
+# Predicted with 2: engine at 64 streams +8-25%, its queued -> applied leg shorter and steps narrower in tokens;
+# 1,024 streams within the spread (its queue holds more than a step: the cap is off); service at saturation within
+# +-5% (arrivals keep the tokenize stage busy there, and the cap plays only while it is idle); half-load ack p99
+# within +-10 ms. Rule: make 2 the GPU's default if 64 streams reads >= 8% higher in both pairs and no part
 # reads lower beyond 5% in both pairs.
 set -u
 source bench/device_env.sh
