@@ -634,6 +634,7 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from streamret.batch import sub_batches
     from streamret.engine.config import DEVICE_WAITS, STEP_OVERLAPS, EngineConfig  # (defaults of the engine flags)
     from streamret.engine.gil import switch_interval_arg
     from streamret.engine.text import SEGMENT_MODES
@@ -714,7 +715,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     type=switch_interval_arg("--step-switch-interval"),
                     help="EngineConfig.step_switch_interval_s: seconds, or none (the process's interval during "
                          "steps too)")
-    ap.add_argument("--max-sub-batches-per-engine", type=int, default=None,
+    ap.add_argument("--max-sub-batches-per-engine", type=int, default=sub_batches.MAX_SUB_BATCHES_PER_ENGINE,
                     help="streamret.batch.sub_batches.MAX_SUB_BATCHES_PER_ENGINE for the batch parts: a batch of at "
                          "most this many sub-batches an engine starts them all at once (2: never, the engines take "
                          "two at a time)")
@@ -952,12 +953,6 @@ def run_all(start_engine: Callable[[], Engine], loaded: LoadedModel, config: Eng
                          save)
 
 
-def sub_batches_at_once() -> int:
-    from streamret.batch import sub_batches
-
-    return sub_batches.MAX_SUB_BATCHES_PER_ENGINE
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -980,10 +975,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
         os.environ["STREAMRET_SWITCH_INTERVAL_MS"] = str(args.switch_interval * 1e3)  # engine processes read it
-    if args.max_sub_batches_per_engine is not None:  # the batch job runs its sub-batches from this process
-        from streamret.batch import sub_batches
+    from streamret.batch import sub_batches
 
-        sub_batches.MAX_SUB_BATCHES_PER_ENGINE = args.max_sub_batches_per_engine
+    sub_batches.MAX_SUB_BATCHES_PER_ENGINE = args.max_sub_batches_per_engine  # (the batch job runs them from here)
     procs = engine_procs(args.engine_procs, args.device)
     loaded = load_model(args.model, args.device, args.dtype)  # the packed reference's model, and the tokenizer
     model = loaded.model
@@ -1031,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
                           "tokenize_join_bytes": config.tokenize_join_bytes,
                           "tokenize_split_bursts": config.tokenize_split_bursts,
                           "overlap_steps": config.overlap_steps,  # None: auto
-                          "max_sub_batches_per_engine": sub_batches_at_once()},
+                          "max_sub_batches_per_engine": args.max_sub_batches_per_engine},
         "env": {k: v for k, v in os.environ.items() if k.startswith("STREAMRET_")},
         "parts": {}, "errors": {}}
     out_path = Path(args.out) / "e2e.json"

@@ -9,14 +9,22 @@ from dataclasses import dataclass
 
 
 def resolve(fut: Future, value) -> None:
-    """Set a result unless the caller already gave up on the future (a client that hung up)."""
+    """Set a result unless the caller already gave up on the future (a client that hung up), also when it
+    cancels it between the check and the set: the thread settling it (the ack thread, the writer) goes on."""
     if not fut.done():
-        fut.set_result(value)
+        try:
+            fut.set_result(value)
+        except InvalidStateError:  # cancelled just now: nobody waits for it
+            pass
 
 
 def reject(fut: Future, error: BaseException) -> None:
+    """`resolve` with an error."""
     if not fut.done():
-        fut.set_exception(error)
+        try:
+            fut.set_exception(error)
+        except InvalidStateError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,4 @@ class AckThread:
         get = self._queue.get
         while (acks := get()) is not None:
             for fut, ack in acks:
-                try:
-                    resolve(fut, ack)
-                except InvalidStateError:  # the caller cancelled it just now: nobody waits for it
-                    pass
+                resolve(fut, ack)
