@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import numpy as np
@@ -392,6 +394,84 @@ def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
         for n_with, with_procs, segments_with in (results[0][sid], results[2][sid]):
             assert n_with == n_without > 6 * 8 and segments_with == segments_without and len(segments_with) == 6
             assert np.linalg.norm(with_procs - without) <= 1e-5 * np.linalg.norm(without)
+
+
+def windowed_text(rng: random.Random, n_bytes: int) -> bytes:
+    """Sentences of words, marks, abbreviations, lists, blank lines and non-ASCII characters, about n_bytes long."""
+    words = ["retention", "keeps", "the", "state", "of", "every", "stream", "naïve", "café", "日本", "😀", "e.g.",
+             "Dr.", "No.", "5", "(see", "it)", "x\u00a0y", "C++", "U.S.", "a.m.", "--flag", "foo.c", "3.14"]
+    out = []
+    while sum(map(len, out)) < n_bytes:
+        sentence = " ".join(rng.choice(words) for _ in range(rng.randrange(3, 14)))
+        out.append(sentence[:1].upper() + sentence[1:] + rng.choice([". ", "! ", "? ", "... ", ".\n\n", "\n- ", ". "]))
+    return "".join(out).encode()
+
+
+def test_the_gpu_settings_read_windowed_streams_from_threads_as_one_chunk_each():
+    """What a GPU engine runs, on the CPU: tokenizer processes on three threads with split bursts, the draining-step
+    cap, steps so small that chunks split across them, and four threads each keeping four chunks in flight for its
+    streams, cut at random bytes (inside characters and words). Every stream's tokens, embedding, kept segments
+    and summary equal those of a plain engine that reads its text in one chunk (each stream closes fewer segments
+    than it keeps: past that, which segments stay depends on when the engine ranked them, docs/DESIGN.md)."""
+    rng = random.Random(7)
+    model = build_random(RetNetConfig(vocab_size=30522), seed=5).eval()
+    loaded = LoadedModel(model, default_tokenizer(), "default-tokenizer")
+    texts = {f"s{i}": windowed_text(rng, rng.randrange(50, 2500)) for i in range(24)}
+    chunks = {}
+    for sid, raw in texts.items():
+        bounds = [0, *sorted(rng.randrange(len(raw) + 1) for _ in range(rng.randrange(12))), len(raw)]
+        chunks[sid] = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    def read(e: Engine) -> dict:
+        out = {}
+        for sid in texts:
+            tokens = e.flush(sid).tokens
+            summary = [(s.text, s.start_byte, s.end_byte) for s in e.summarize(sid, k=4).segments]
+            out[sid] = (tokens, e.embedding(sid), [(s.text, s.start_byte, s.end_byte) for s in e.segments(sid)],
+                        summary)
+        return out
+
+    def drive(e: Engine, sids: list[str], failures: list) -> None:
+        try:
+            sent = dict.fromkeys(sids, 0)
+            in_flight: dict = {}
+            while True:
+                for sid in sids:
+                    while sent[sid] < len(chunks[sid]) and list(in_flight.values()).count(sid) < 4:
+                        in_flight[e.submit_append(sid, sent[sid] + 1, chunks[sid][sent[sid]])] = sid
+                        sent[sid] += 1
+                if not in_flight:
+                    return
+                done, _ = wait(list(in_flight), timeout=60, return_when=FIRST_COMPLETED)
+                assert done, "no chunk was acked within 60 s"
+                for f in done:
+                    assert not f.result().duplicate
+                    del in_flight[f]
+        except BaseException as exc:  # noqa: BLE001  (reported by the test's thread)
+            failures.append(exc)
+
+    config = EngineConfig(tokenize_procs=True, tokenizer_threads=3, tokenize_split_bursts=True,
+                          draining_step_chunks=2, max_step_tokens=256, durable_every_chunks=0)
+    with Engine(loaded, config=config) as e:
+        failures: list = []
+        sids = list(texts)
+        threads = [threading.Thread(target=drive, args=(e, sids[k::4], failures)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures and not any(t.is_alive() for t in threads), failures
+        got = read(e)
+        assert max(e.stats()["recent_step_batch_sizes"]) > 1
+    with Engine(loaded, config=EngineConfig(tokenize_procs=False, tokenizer_threads=1)) as plain:
+        for sid, raw in texts.items():
+            plain.append(sid, 1, raw)
+        want = read(plain)
+    for sid in texts:
+        (n, emb, segments, summary), (n_want, emb_want, segments_want, summary_want) = got[sid], want[sid]
+        assert n == n_want and segments == segments_want and summary == summary_want, sid
+        assert 0 < len(segments) < EngineConfig().max_kept_segments
+        assert np.linalg.norm(emb - emb_want) <= 1e-5 * np.linalg.norm(emb_want), sid
 
 
 def tokenizer_children() -> list[int]:
