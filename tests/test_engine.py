@@ -641,9 +641,10 @@ def test_stats_count_steps_and_split_the_loop_time_into_parts():
     assert st["steps"] >= 3 and st["tokens_processed"] == len(text) - len(" words. ")
     parts = st["loop_parts_seconds"]
     assert set(parts) == {"idle", "lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans",
-                          "book_segments", "book_items", "acks"}
+                          "apply_items", "book_segments", "book_items", "acks"}
     assert parts["idle"] > 0  # each append waited for its ack: between them the loop had nothing to run
     assert all(v >= 0 for v in parts.values()) and parts["launch"] > 0 and parts["book_spans"] > 0
+    assert parts["apply_items"] > 0  # (each step applied a chunk)
     assert sum(parts.values()) <= elapsed + 0.5
     # the step thread's CPU in the same spans: never more than their wall time (a clock's tick of slack), and the
     # model call on the CPU is work, not waiting

@@ -401,7 +401,7 @@ class EngineCore:
         booked = book_step(trackers, step.ran_spans, step.runs, out.open_sums) if ran else None
         for i, st in enumerate(ran):  # (a copy: on a GPU the step's arrays are a staging buffer, reused)
             st.embedding = out.embeddings[i].copy()
-        self._parts.add("book_spans", t0)
+        t0 = self._parts.add("book_spans", t0)
         flushed = []  # (stream, segments closed by pieces without tokens)
         now = time.monotonic()
         for work in plan.work:
@@ -422,7 +422,7 @@ class EngineCore:
                     stream.partial_tokens += s.end - s.start
         # the acks to send now go out while the step is booked on: the rest waits for the engine lock, which a
         # reader takes (`AckThread`); the records due are written once the segments they hold are kept
-        t1 = self._parts.now()
+        t1 = self._parts.add("apply_items", t0)
         resolved, records = self.durability.book(done)
         self._acks.put(resolved)
         t1 = self._parts.add("acks", t1)

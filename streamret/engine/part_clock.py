@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 
-# idle: waiting for work with no step in flight (the engine had nothing to run); the rest: a step's parts (acks:
-# deciding which of its acks wait for a record and handing the others to the ack thread, before book_segments)
-PARTS = ("idle", "lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "book_segments",
-         "book_items", "acks")
+# idle: waiting for work with no step in flight (the engine had nothing to run); the rest: a step's parts (apply_items:
+# each chunk the step completed applied to its stream, after book_spans; acks: deciding which of its acks wait for a
+# record and handing the others to the ack thread, before book_segments)
+PARTS = ("idle", "lock", "schedule", "gather", "launch", "wait", "scatter", "book_spans", "apply_items",
+         "book_segments", "book_items", "acks")
 
 Stamp = tuple[float, float]  # (perf_counter, thread_time)
 
