@@ -534,19 +534,25 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
                             channels=client_channels(args))
     from cpu_threads import cpu_between, host_cores_busy, host_cores_stolen, host_cpu_sample, thread_cpu_s, us_per_token
 
-    before, cpu0 = engine.stats(), thread_cpu_s(engine, server.fronts)
-    # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs; the host's busy cores
-    # while the load ran, sampled by run_service)
+    def sample() -> tuple:
+        return host_cpu_sample(), engine.stats(), thread_cpu_s(engine, server.fronts)
+
+    # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs.) The host's busy cores,
+    # the engine's steps and every process's CPU are read when the load processes start their load together and
+    # once every one has answered (run_service's samples): read around run_service, they held the processes' start
+    # (imports, connections: 3.6 s with 8 of them) and the streams' opening, which the engines spent idle (session
+    # 31's loop parts read 71 ms idle a step at saturation, in steps of 17 ms)
+    outer = sample()
     row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server,
-                                    host_sampler=host_cpu_sample)
-    after, cpu1 = engine.stats(), thread_cpu_s(engine, server.fronts)
+                                    host_sampler=sample)
+    samples = row.pop("host_samples", None) or (outer, sample())
+    (host0, before, cpu0), (host1, after, cpu1) = samples
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes; the load
     # processes' own CPU from run_service (they share the host's cores with the service)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     if cpu_us and row.get("client_cpu_seconds") is not None:
         cpu_us["client_procs"] = round(1e6 * row["client_cpu_seconds"] / max(1, row["tokens"]), 3)
-    host_samples = row.pop("host_samples", (None, None))
-    row["host_cores_busy"], row["host_cores_stolen"] = host_cores_busy(*host_samples), host_cores_stolen(*host_samples)
+    row["host_cores_busy"], row["host_cores_stolen"] = host_cores_busy(host0, host1), host_cores_stolen(host0, host1)
     row["host_cores"] = os.cpu_count()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us,

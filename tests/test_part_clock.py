@@ -25,3 +25,32 @@ def test_a_wait_counts_as_wall_time_and_work_as_both():
 def test_an_unknown_part_is_a_key_error():
     with pytest.raises(KeyError):
         PartClock().add("nap", PartClock.now())
+
+
+def test_a_part_under_way_is_counted_as_it_goes_and_once():
+    clock = PartClock()
+    t = clock.now()
+    clock.begin("idle", t)
+    time.sleep(0.05)
+    first = clock.wall_now()["idle"]
+    time.sleep(0.05)
+    second = clock.wall_now()["idle"]
+    assert 0.05 <= first < second and clock.wall["idle"] == 0  # (counted by wall_now, not yet added)
+    clock.add("idle", t)  # the wait ends: the whole span counted once, and no longer under way
+    assert clock.open is None and clock.wall["idle"] >= second and clock.wall_now() == clock.wall
+
+
+def test_an_engine_waiting_for_work_counts_its_idle_time_between_two_readings():
+    """Two stats() readings while the step loop waits for work split the wait as it fell, instead of the whole wait
+    landing in the reading after the next step (bench/e2e.py reads the engine when a load starts and ends)."""
+    from streamret.engine import Engine
+
+    with Engine.from_model("random:tiny", device="cpu") as e:
+        e.append("s", 1, "a few words. ")
+        deadline = time.monotonic() + 10
+        while not e.waiting_for_work and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = e.stats()["loop_parts_seconds"]["idle"]
+        time.sleep(0.3)
+        after = e.stats()["loop_parts_seconds"]["idle"]
+    assert 0.25 <= after - before < 5

@@ -253,7 +253,7 @@ class EngineCore:
                 "loop_model_seconds": self._parts.wall["launch"] + self._parts.wall["wait"],
                 "loop_host_seconds": self._host_s,
                 "cuda_graph_captures": self.runner.graphed.captures if self.runner.graphed is not None else 0,
-                "loop_parts_seconds": dict(self._parts.wall),
+                "loop_parts_seconds": self._parts.wall_now(),
                 "loop_parts_cpu_seconds": dict(self._parts.cpu),
                 "durable_write_errors": self.durability.writer.errors if self.durability.writer else 0,
                 "durable_writable": writable,
@@ -302,6 +302,7 @@ class EngineCore:
                         return
                     if not waited:
                         self.waiting_for_work = True
+                        self._parts.begin("idle", t_idle)
                         self._went_idle()
                     self._has_work.wait(timeout=self.durability.sweep_due())
                     self.durability.sweep()

@@ -22,14 +22,33 @@ class PartClock:
     def __init__(self) -> None:
         self.wall = dict.fromkeys(PARTS, 0.0)
         self.cpu = dict.fromkeys(PARTS, 0.0)
+        # a part under way, begun at a wall time (`begin`): the loop's wait for work, which can last seconds (a
+        # bench's next load starting), is counted by `wall_now` as it goes, not all at once when it ends
+        self.open: tuple[str, float] | None = None
 
     @staticmethod
     def now() -> Stamp:
         return time.perf_counter(), time.thread_time()
 
     def add(self, part: str, since: Stamp) -> Stamp:
-        """Count the time from `since` to now in `part` (on the thread that took `since`); returns now."""
+        """Count the time from `since` to now in `part` (on the thread that took `since`); returns now. Ends `part`
+        if it was begun."""
         now = self.now()
         self.wall[part] += now[0] - since[0]
         self.cpu[part] += now[1] - since[1]
+        if self.open is not None and self.open[0] == part:
+            self.open = None
         return now
+
+    def begin(self, part: str, since: Stamp) -> None:
+        """`part` is under way since `since` (until `add(part, since)` counts it): `wall_now` counts it so far."""
+        self.open = (part, since[0])
+
+    def wall_now(self) -> dict[str, float]:
+        """The wall seconds by part, with the part under way counted up to now: two readings then split a long
+        wait between the spans they bound, as it fell (read under the lock the loop counts its parts under)."""
+        out = dict(self.wall)
+        if self.open is not None:
+            part, since = self.open
+            out[part] += time.perf_counter() - since
+        return out
