@@ -132,7 +132,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
         legs = result["parts"][name]["ack_legs"]
         assert legs["chunks"] > 0 and legs["stages"] == [
             "client_due", "client_sent", "server_read", "engine_accepted", "engine_queued", "engine_applied",
-            "ack_written", "client_received"]
+            "ack_writing", "ack_written", "client_received"]
     assert "service_half: an ack's time by leg" in proc.stdout
     assert "the step loop's ms a step by part, wall / the step thread's CPU" in proc.stdout
     for name in ("engine_4", "service_saturate", "service_half"):  # whether the host's CPU bound the part

@@ -12,13 +12,15 @@ Stages, in the order a chunk passes them:
   engine_queued    tokenized: in its stream's queue for a step
   engine_applied   its step is booked: the ack is made
   server_answered  the ack came back through the pipe to ShardedEngine's reader thread (engine processes only)
-  ack_written      the handler's context.write() of the ack returned
+  ack_writing      the handler began the ack's context.write() (after the call's earlier acks were written: gRPC
+                   takes one message of a call at a time)
+  ack_written      that write returned (gRPC's completion reached the event loop)
   client_received  the client read the ack
 
 A leg is the time between two consecutive stages that were stamped (without engine processes, server_read ->
 engine_accepted is one leg). Every stamp but the last is made before the next stage can begin, so those legs are
 never negative; client_received may come before ack_written (the client can read the ack before the server's
-write call returns to the handler).
+write call returns to the handler), not before ack_writing.
 
 Stamps are keyed by (client stream id, seq): the engine's stream ids ("<tenant>\\x1f<id>") are read as the client's
 id, so the join assumes one tenant per stream id, as the benches have. Each stamper keeps only its last few
@@ -34,7 +36,7 @@ import numpy as np
 from .auth import client_id, tenant_of
 
 STAGES = ("client_due", "client_sent", "server_read", "pipe_sent", "engine_accepted", "engine_queued",
-          "engine_applied", "server_answered", "ack_written", "client_received")
+          "engine_applied", "server_answered", "ack_writing", "ack_written", "client_received")
 Stamp = tuple[str, int, float]  # (stream id, seq, time.monotonic())
 
 

@@ -174,8 +174,9 @@ class StreamRetServer:
         from .ack_legs import engine_stages
 
         acks = snapshot(self.stream_servicer.recent_acks) if self.stream_servicer is not None else []
-        out = {"server_read": [(sid, seq, read) for sid, seq, read, _ in acks],
-               "ack_written": [(sid, seq, written) for sid, seq, _, written in acks]}
+        out = {"server_read": [(sid, seq, read) for sid, seq, read, _, _ in acks],
+               "ack_writing": [(sid, seq, writing) for sid, seq, _, writing, _ in acks],
+               "ack_written": [(sid, seq, written) for sid, seq, _, _, written in acks]}
         if hasattr(self.engine, "recent_chunk_times"):
             out.update(self.engine.recent_chunk_times())
         out.update(engine_stages(self.engine.stats().get("recent_items") or []))

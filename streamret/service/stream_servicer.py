@@ -76,9 +76,10 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
         self.streams = streams
         self.gate = gate
         self.model_name = model_name
-        # the last chunks answered: (client stream id, seq, read at, ack write returned at), time.monotonic (the
-        # clock of every process of the host, the engine processes' too); a deque append needs no lock
-        self.recent_acks: deque[tuple[str, int, float, float]] = deque(maxlen=RECENT_CHUNKS)
+        # the last chunks answered: (client stream id, seq, read at, ack write begun at, ack write returned at),
+        # time.monotonic (the clock of every process of the host, the engine processes' too); a deque append needs
+        # no lock
+        self.recent_acks: deque[tuple[str, int, float, float, float]] = deque(maxlen=RECENT_CHUNKS)
 
     @rpc
     async def GetModelInfo(self, caller: Caller, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
@@ -163,9 +164,10 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
                 ack = await pending
                 room.release()
                 outcome = "error" if ack.error_code else "duplicate" if ack.duplicate else "applied"
-                chunk_acked(outcome, n_bytes, time.monotonic() - read_at)
+                writing = time.monotonic()
+                chunk_acked(outcome, n_bytes, writing - read_at)
                 await context.write(ack_message(ack))
-                recent_acks.append((ack.stream_id, ack.seq, read_at, time.monotonic()))
+                recent_acks.append((ack.stream_id, ack.seq, read_at, writing, time.monotonic()))
         finally:
             self.gate.off_drain(stop_reading)
             reader.cancel()
