@@ -107,8 +107,8 @@ class TimedEngine(Engine):
 
 class HostOnlyRunner:
     """Stands in for the model runner with --no-model: returns the gathered states unchanged, random
-    segment-run embeddings and open sums, and the states' embeddings, so that a step costs only its host
-    work (and runs 50x faster, which lets many steps be timed)."""
+    segment-run embeddings and open sums, and the states' embeddings (also as each run's stream embedding after
+    it), so that a step costs only its host work (and runs 50x faster, which lets many steps be timed)."""
 
     def __init__(self, model):
         self.model = model
@@ -120,7 +120,8 @@ class HostOnlyRunner:
         run_emb = self.rng.standard_normal((len(runs.counts), emb.shape[1])).astype(np.float32)
         run_emb /= np.linalg.norm(run_emb, axis=1, keepdims=True)
         open_sums = self.rng.standard_normal((len(lens), self.model.config.d_model))
-        return StepOutput(state, run_emb, emb, open_sums)
+        owner = np.repeat(np.arange(len(lens)), runs.last - runs.first + 1)
+        return StepOutput(state, run_emb, emb[owner], emb, open_sums)
 
 
 def man_chunks(n: int, size: int) -> list[bytes]:

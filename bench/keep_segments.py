@@ -5,7 +5,9 @@
 
 Each of --streams trackers holds 64 kept segments (random embeddings of width 384, sentences of the manual
 pages in .device/text/man.txt.gz, else this repository's Markdown); each step gives every stream --new
-segments. Prints the best of --repeats mean ms a step.
+segments, each with its reference (the stream where it closed: random here). Prints the best of --repeats mean
+ms a step. A stream that closes more than max_kept - keep_to + 1 (17) segments in a step is ranked in several
+rounds (`keep_segments`).
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ def main() -> None:
 
     n = s * args.new
     steps = [([i * args.new for i in range(s + 1)], texts(n), np.cumsum(rng.integers(10, 200, (n, 2)), axis=0) + 10**6,
-              rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((s, d)).astype(np.float32))
+              rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((n, d)).astype(np.float32))
              for _ in range(args.steps)]
     best = float("inf")
     for _ in range(args.repeats):
         trackers = full_trackers()
         t0 = time.perf_counter()
-        for bounds, new_texts, byte_spans, embeddings, stream_embeddings in steps:
-            keep_segments(trackers, bounds, new_texts, byte_spans, embeddings, stream_embeddings)
+        for bounds, new_texts, byte_spans, embeddings, references in steps:
+            keep_segments(trackers, bounds, new_texts, byte_spans, embeddings, references)
         best = min(best, (time.perf_counter() - t0) / len(steps))
     print(f"keep_segments: {best * 1e3:.3f} ms a step ({s} streams with 64 kept x {args.new} new segments)")
 

@@ -233,6 +233,29 @@ def test_segment_memory_is_bounded_and_chunk_mode():
         assert all(s.end_byte - s.start_byte > 10 for s in segs)  # offsets span the whole chunk
 
 
+def test_the_segments_a_long_stream_keeps_do_not_depend_on_its_chunks_or_steps(eng):
+    """A stream that closes many times max_kept_segments keeps the same segments, and summarizes them alike, however
+    its bytes were cut and its tokens packed into steps (37-token steps here, against an engine that takes the
+    text in one step): each new segment past the bound is ranked against the stream as it stood when that
+    segment closed, not as it stands after the step that closed it."""
+    rng = np.random.default_rng(11)
+    words = ["retention", "state", "stream", "chunk", "model", "summary", "token", "decay", "the", "of", "a", "café",
+             "graph", "kernel", "step", "booking", "pool", "salience", "ranking", "memory"]
+    text = "".join(" ".join(rng.choice(words, size=rng.integers(2, 12))).capitalize() + rng.choice([". ", "! ", "? "])
+                   for _ in range(180)).encode()
+    chunked, whole = new_id(), new_id()
+    for seq, chunk in enumerate(cut(text, rng.integers(0, len(text), size=25)), 1):
+        eng.append(chunked, seq, chunk)
+    eng.flush(chunked)
+    with Engine(LoadedModel(eng.model, eng.tokenizer, "same"), config=EngineConfig(max_step_tokens=1 << 15)) as one:
+        one.append(whole, 1, text, flush=True)
+        want = [(s.text, s.start_byte, s.end_byte) for s in one.segments(whole)]
+        want_summary = [(s.text, s.start_byte) for s in one.summarize(whole, k=10).segments]
+    got = [(s.text, s.start_byte, s.end_byte) for s in eng.segments(chunked)]
+    assert len(want) > EngineConfig().max_kept_segments // 2 and got == want
+    assert [(s.text, s.start_byte) for s in eng.summarize(chunked, k=10).segments] == want_summary
+
+
 def test_state_from_another_model_is_refused(tmp_path):
     with Engine.from_model("random:tiny:0", device="cpu", state_dir=str(tmp_path)) as a:
         a.append("s", 1, "written by seed zero ")

@@ -102,16 +102,18 @@ def test_add_spans_refuses_sums_of_the_wrong_shape():
         tracker().add_spans([Span(piece, 2, True, True)], np.zeros((1, 3)))
 
 
-def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, stream_embedding: np.ndarray,
+def keep_by_rebuilding(kept: list, segs: list, embeddings: np.ndarray, references: np.ndarray,
                        max_kept: int) -> list:
-    """The kept set after a step, computed the plain way: (start, end, text, embedding) of the kept and the new
-    ones, or when they are more than `max_kept` the `keep_to` most relevant of them, ties to the earlier (kept
-    before new, then in order)."""
-    rows = kept + [(start, end, text, e) for (text, start, end), e in zip(segs, embeddings)]
-    if len(rows) <= max_kept:
-        return rows
-    scores = relevance(salience(np.stack([r[3] for r in rows]), stream_embedding), [r[2] for r in rows])
-    return [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[: KeptPool(max_kept).keep_to])]
+    """The kept set after new segments, computed the plain way, segment after segment: (start, end, text,
+    embedding) of the kept ones and each new one, or when they are more than `max_kept` the `keep_to` most
+    relevant of them to that segment's reference, ties to the earlier (the rows stay in stream order)."""
+    rows = list(kept)
+    for (text, start, end), e, reference in zip(segs, embeddings, references):
+        rows.append((start, end, text, e))
+        if len(rows) > max_kept:
+            scores = relevance(salience(np.stack([r[3] for r in rows]), reference), [r[2] for r in rows])
+            rows = [rows[i] for i in sorted(np.argsort(-scores, kind="stable")[: KeptPool(max_kept).keep_to])]
+    return rows
 
 
 @given(st.lists(st.integers(0, 7), min_size=1, max_size=12), st.integers(0, 2**32 - 1))
@@ -128,8 +130,8 @@ def test_keep_many_keeps_the_most_salient_whatever_the_places(step_sizes, seed):
         emb = rng.standard_normal((k, 3)).astype(np.float32)
         if rng.random() < 0.3:
             emb[:] = emb[:1]  # ties
-        stream = rng.standard_normal(3).astype(np.float32)
-        expected = keep_by_rebuilding(expected, segs, emb, stream, 5)
+        stream = rng.standard_normal(3).astype(np.float32)  # one reference for all: as a flush closes segments
+        expected = keep_by_rebuilding(expected, segs, emb, [stream] * k, 5)
         if k:
             t.keep_many([text for text, _, _ in segs], np.array([[a, b] for _, a, b in segs], np.int64), emb, stream)
         n = len(t.kept_text)
@@ -209,8 +211,8 @@ def test_word_counts_count_what_the_regex_finds(texts):
 @settings(max_examples=150, deadline=None)
 def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_stream, seed, shared):
     """Several streams (each its own max_kept; with `shared`, those of one max_kept in one pool, as an engine's
-    are) kept in one call per step: each keeps the most relevant, as rebuilt the plain way; a stream without
-    new segments in a step is left as it is."""
+    are) kept in one call per step, each segment with its own reference: each keeps what the plain rule, segment
+    after segment, keeps; a stream without new segments in a step is left as it is."""
     rng = np.random.default_rng(seed)
     limits = [1 + 3 * (i % 3) for i in range(len(steps_per_stream))]  # 1, 4, 7: trimmed to 1, 3, 6 on overflow
     pools = {m: KeptPool(m) for m in set(limits)} if shared else {}
@@ -227,12 +229,12 @@ def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_strea
         emb = rng.standard_normal((len(texts), 3)).astype(np.float32)
         if rng.random() < 0.3:
             emb[:] = emb[:1]  # ties
-        streams = rng.standard_normal((len(trackers), 3)).astype(np.float32)
+        references = rng.standard_normal((len(texts), 3)).astype(np.float32)  # each stream's where each closed
         bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        keep_segments(trackers, bounds, texts, np.array(spans, np.int64).reshape(-1, 2), emb, streams)
+        keep_segments(trackers, bounds, texts, np.array(spans, np.int64).reshape(-1, 2), emb, references)
         for i, (t, a, b) in enumerate(zip(trackers, bounds[:-1], bounds[1:])):
             expected[i] = keep_by_rebuilding(expected[i], [(texts[j], *spans[j]) for j in range(a, b)], emb[a:b],
-                                             streams[i], t.max_kept)
+                                             references[a:b], t.max_kept)
             n = len(t.kept_text)
             got = sorted(zip(t.kept_bytes[:n].tolist() if n else [], t.kept_text, range(n)))
             assert [(tuple(b), txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected[i])]

@@ -37,6 +37,7 @@ def step_spans(device: str) -> tuple:
     not torch.cuda.is_available(), reason="no GPU"))])
 def test_runner_runs_book_what_spans_booked_on_the_host_book(device):
     loaded, trackers, spans, tokens = step_spans(device)
+    rng_pool = np.random.default_rng(1)
     model, runner = loaded.model, ModelRunner(loaded.model, cuda_graphs=False)  # the reference's forward
     host_trackers = [SegmentTracker(t.d_model, max_kept=4, open_sum=t.open_sum.copy(), open_count=t.open_count,
                                     open_start=t.open_start, open_end=t.open_end) for t in trackers]
@@ -45,6 +46,9 @@ def test_runner_runs_book_what_spans_booked_on_the_host_book(device):
     span_lens = step.lens
     runs = step_runs(trackers, step)
     state = model.init_state(len(tokens))
+    pooled_before = torch.from_numpy(rng_pool.standard_normal((len(tokens), model.config.d_model)))
+    state.pool_sum += pooled_before.to(state.pool_sum.device)  # tokens the streams pooled in earlier steps
+    state.pool_count += 5
     out = runner.run(np.concatenate(tokens), lens, state, runs)
     out.wait()
     booked = book_step(trackers, step, runs, out.open_sums)
@@ -64,6 +68,15 @@ def test_runner_runs_book_what_spans_booked_on_the_host_book(device):
             emb = runner.embed(torch.from_numpy(np.stack([c.pool_sum for c in want])),
                                torch.tensor([c.pool_count for c in want]))
             np.testing.assert_allclose(out.run_embeddings[booked.runs[a:b]], emb, rtol=1e-4, atol=1e-5)
+    # after each run, its stream's embedding: its pool before the step and the step's tokens up to the run's end
+    stream_start = np.concatenate([[0], np.cumsum(lens)])
+    for i in range(len(tokens)):
+        for r in range(runs.first[i], runs.last[i] + 1):
+            upto = hidden[stream_start[i] : runs.token_cu[r + 1]].double().sum(0).cpu()
+            count = torch.tensor([5 + runs.token_cu[r + 1] - stream_start[i]])
+            want = runner.embed((pooled_before[i] + upto)[None], count)
+            np.testing.assert_allclose(out.close_embeddings[r], want[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out.close_embeddings[runs.last[i]], out.embeddings[i], rtol=1e-6, atol=1e-6)
     for t, h in zip(trackers, host_trackers):
         np.testing.assert_allclose(t.open_sum, h.open_sum, rtol=1e-6, atol=1e-6)
         assert (t.open_count, t.open_start, t.open_end, t.open_text) == (

@@ -411,12 +411,12 @@ def test_the_gpu_settings_read_windowed_streams_from_threads_as_one_chunk_each()
     """What a GPU engine runs, on the CPU: tokenizer processes on three threads with split bursts, the draining-step
     cap, steps so small that chunks split across them, and four threads each keeping four chunks in flight for its
     streams, cut at random bytes (inside characters and words). Every stream's tokens, embedding, kept segments
-    and summary equal those of a plain engine that reads its text in one chunk (each stream closes fewer segments
-    than it keeps: past that, which segments stay depends on when the engine ranked them, docs/DESIGN.md)."""
+    and summary equal those of a plain engine that reads its text in one chunk (the longest streams close more
+    segments than they keep: what stays does not depend on the steps either, docs/DESIGN.md)."""
     rng = random.Random(7)
     model = build_random(RetNetConfig(vocab_size=30522), seed=5).eval()
     loaded = LoadedModel(model, default_tokenizer(), "default-tokenizer")
-    texts = {f"s{i}": windowed_text(rng, rng.randrange(50, 2500)) for i in range(24)}
+    texts = {f"s{i}": windowed_text(rng, rng.randrange(50, 2500 if i % 6 else 9000)) for i in range(24)}
     chunks = {}
     for sid, raw in texts.items():
         bounds = [0, *sorted(rng.randrange(len(raw) + 1) for _ in range(rng.randrange(12))), len(raw)]
@@ -470,7 +470,7 @@ def test_the_gpu_settings_read_windowed_streams_from_threads_as_one_chunk_each()
     for sid in texts:
         (n, emb, segments, summary), (n_want, emb_want, segments_want, summary_want) = got[sid], want[sid]
         assert n == n_want and segments == segments_want and summary == summary_want, sid
-        assert 0 < len(segments) < EngineConfig().max_kept_segments
+        assert len(segments) > 0 and (len(texts[sid]) < 5000 or len(segments) >= 48)  # (past the bound: ranked)
         assert np.linalg.norm(emb - emb_want) <= 1e-5 * np.linalg.norm(emb_want), sid
 
 

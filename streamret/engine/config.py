@@ -96,8 +96,9 @@ class EngineConfig:
     max_tail_bytes: int = 4096
     # segments: "sentence" or "chunk"; memory per stream is bounded by the next three
     segment_by: str = "sentence"
-    # the most relevant segments a stream keeps for its summary: when new ones would pass this, the most
-    # relevant three quarters of all stay (so a stream is ranked every few steps, not every step)
+    # the most relevant segments a stream keeps for its summary: when a new one would pass this, the three
+    # quarters of all most relevant to the stream as it stood when that one closed stay (so a stream is ranked
+    # once every few segments, and what stays does not depend on its steps)
     max_kept_segments: int = 64
     max_segment_text_bytes: int = 512
     # sentence mode: a sentence longer than this (stream bytes from its first non-space character to its

@@ -429,7 +429,7 @@ class EngineCore:
         t1 = self._parts.add("acks", t1)
         if booked is not None:
             keep_segments(trackers, booked.bounds, booked.texts, booked.byte_spans, out.run_embeddings[booked.runs],
-                          out.embeddings)
+                          out.close_embeddings[booked.runs])
         for stream, closed in flushed:
             self._keep_flushed(stream, closed)
         t2 = self._parts.add("book_segments", t1)

@@ -29,8 +29,8 @@ class KeptPool:
         if max_kept < 1:
             raise ValueError(f"max_kept={max_kept}: a stream keeps at least one segment")
         self.max_kept = max_kept
-        # a stream whose kept segments would pass max_kept keeps its keep_to most relevant (of those and the new
-        # ones), so that it is ranked once every few steps, not every step
+        # a stream whose kept segments a new one would take past max_kept keeps its keep_to most relevant (of those
+        # and the new one), so that it is ranked once every few segments, not at every one
         self.keep_to = max_kept - max_kept // 4
         self.lock = threading.Lock()
         self.embed_dim = 0  # set by the first slot taken

@@ -311,9 +311,15 @@ class SegmentTracker:
         self.open_count, self.open_start, self.open_parts, self.open_chars = 0, None, [], 0
 
     def keep_many(self, texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray,
-                  stream_embedding: np.ndarray) -> None:
-        """`keep_segments` for this stream alone (texts, byte_spans, embeddings: its new segments')."""
-        keep_segments([self], [0, len(texts)], texts, byte_spans, embeddings, np.asarray(stream_embedding)[None])
+                  reference: np.ndarray) -> None:
+        """`keep_segments` for this stream alone (texts, byte_spans, embeddings: its new segments', in the order
+        they closed; reference: the stream's embedding where each closed, [k, embed_dim], or one [embed_dim] for
+        all of them: segments closed with no tokens between them, as a flush closes them)."""
+        embeddings = np.asarray(embeddings)
+        reference = np.asarray(reference)
+        if reference.ndim == 1:
+            reference = np.broadcast_to(reference, (len(texts), reference.shape[0]))
+        keep_segments([self], [0, len(texts)], texts, byte_spans, embeddings, reference)
 
     def _document_order(self) -> list[int]:
         n = len(self.kept_text)
@@ -371,7 +377,7 @@ class SegmentTracker:
         emb = tensors.get("kept_embeddings")
         if len(kept) != (0 if emb is None else emb.shape[0]):
             raise ValueError("segment record holds a different number of texts and embeddings")
-        if kept:  # more than max_kept (a record of a larger limit): those nearest their mean stay
+        if kept:  # more than max_kept (a record of a larger limit): ranked against their mean as they come
             rows = emb.float().numpy()
             texts = [truncate_utf8(k["text"], t.max_text_bytes) for k in kept]
             t.keep_many(texts, np.array([[k["start"], k["end"]] for k in kept], np.int64), rows, rows.mean(axis=0))
@@ -622,30 +628,59 @@ def add_step_spans(trackers: Sequence[SegmentTracker], spans: Sequence[Sequence[
 
 
 def keep_segments(trackers: Sequence[SegmentTracker], bounds: Sequence[int], texts: Sequence[str],
-                  byte_spans: np.ndarray, embeddings: np.ndarray, stream_embeddings: np.ndarray) -> None:
+                  byte_spans: np.ndarray, embeddings: np.ndarray, references: np.ndarray) -> None:
     """Keep the segments the streams of a step closed: trackers[i] gets the rows bounds[i]:bounds[i + 1] of
     texts (each at most its max_text_bytes: `book_step` and `add` cut them so), byte_spans (int64 [k, 2],
-    [start, end) bytes) and embeddings ([k, embed_dim]), scored with stream_embeddings[i]. A stream's kept
-    and new segments all stay when they are at most its `max_kept`; else its `keep_to` most relevant (the
-    pool's, three quarters of max_kept) stay; equal scores go to the earlier segment (the
-    kept rows are in no particular order, so the tie is broken by stream position, which does not depend
-    on the order of earlier drops). After such a ranking the stream's rows sit in places [0, keep_to).
+    [start, end) bytes), embeddings ([k, embed_dim]) and references ([k, embed_dim]: the stream's embedding
+    where each segment closed, that is after its last token), in the order the stream closed them.
+
+    The rule is the stream's own, segment after segment, so that what stays does not depend on how its text
+    fell into steps (DESIGN.md, invariant 1): a new segment is kept while the stream keeps fewer than its
+    `max_kept`; the one that would pass that is ranked with the kept ones by their relevance to the stream as it
+    stands after it (its reference), and the `keep_to` most relevant stay (the pool's, three quarters of
+    max_kept, so that a stream is ranked once every few segments, not at every one); equal scores go to the
+    earlier segment (the kept rows are in no particular order, so the tie is broken by stream position, which
+    does not depend on the order of earlier drops). After such a ranking the stream's rows sit in places
+    [0, keep_to).
 
     Array work for the whole step, per pool of trackers (an engine's share one: `KeptPool`): the new texts'
     penalties in one pass, the appends of the streams with room in one scatter, the kept rows of the streams
-    that overflow in one gather, one product and one sort; a Python loop only over the texts that stay."""
+    that overflow once in one gather, one product and one sort (the rows after the one that overflowed are then
+    appended); a Python loop only over the texts that stay. A stream that overflows more than once in the step
+    (a long chunk: it is ranked every max_kept - keep_to + 1 segments) is ranked on its own (`_keep_in_order`),
+    its rankings on the candidates' numbers and its rows written once."""
     bounds = np.asarray(bounds, dtype=np.int64)
     counts = np.diff(bounds)
     if not counts.any():
         return
     embeddings = np.asarray(embeddings).astype(np.float32, copy=False)
+    references = np.asarray(references).astype(np.float32, copy=False)
+    if references.shape != embeddings.shape:
+        raise ValueError(f"references of shape {references.shape} for segment embeddings of shape "
+                         f"{embeddings.shape}: pass one reference row per new segment")
     penalties = short_penalties(texts)
     by_pool: dict[int, list[int]] = {}
     for i in np.flatnonzero(counts).tolist():
         by_pool.setdefault(id(trackers[i].pool), []).append(i)
     for group in by_pool.values():
-        _keep_in_pool([trackers[i] for i in group], np.array(group, dtype=np.int64), bounds[:-1], counts, texts,
-                      byte_spans, embeddings, penalties, stream_embeddings)
+        pool = trackers[group[0]].pool
+        members = [trackers[i] for i in group]
+        with pool.lock:
+            for t in members:
+                if t.slot < 0:
+                    t.slot = pool.take(t, embeddings.shape[1])
+            slots = np.fromiter((t.slot for t in members), np.int64, len(members))
+            start, new = bounds[group], counts[group]
+            room = pool.max_kept - pool.count[slots]
+            twice = new - room > pool.max_kept - pool.keep_to + 1  # overflows again after its first ranking
+            for j in np.flatnonzero(twice).tolist():
+                _keep_in_order(pool, int(slots[j]), np.arange(start[j], start[j] + new[j]), texts, byte_spans,
+                               embeddings, penalties, references)
+            once = np.flatnonzero(~twice)
+            # the rows up to the one that overflows (all where they fit), ranked as that one closed; then the rest
+            take = np.minimum(new[once], room[once] + 1)
+            _keep_in_pool(pool, slots[once], start[once], take, new[once] - take, texts, byte_spans, embeddings,
+                          penalties, references[start[once] + take - 1])
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -653,50 +688,79 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
 
 
-def _keep_in_pool(trackers: list[SegmentTracker], idx: np.ndarray, first_row: np.ndarray, counts: np.ndarray,
+def _keep_in_order(pool: KeptPool, slot: int, rows: np.ndarray, texts: Sequence[str], byte_spans: np.ndarray,
+                   embeddings: np.ndarray, penalties: np.ndarray, references: np.ndarray) -> None:
+    """`keep_segments` for the stream of `slot` (its pool's lock held), whose new rows overflow it more than once:
+    each ranking orders the numbers of its candidates (the kept rows 0 .. n - 1, then the new ones) by the same
+    scores and ties as `_keep_in_pool`, and the rows that stay after the last are written to the slot once."""
+    m, keep_to = pool.max_kept, pool.keep_to
+    n = int(pool.count[slot])
+    emb = np.concatenate([pool.embeddings[slot, :n], embeddings[rows]])
+    penalty = np.concatenate([pool.penalty[slot, :n], penalties[rows]])
+    spans = np.concatenate([pool.byte_spans[slot, :n], byte_spans[rows]])
+    stay, taken, i = np.arange(n), 0, m - n  # rows[i]: the new row that overflows the stream
+    while i < len(rows):
+        candidates = np.concatenate([stay, n + np.arange(taken, i + 1)])
+        score = salience(emb[candidates], references[rows[i]]) - penalty[candidates]
+        stay = candidates[np.lexsort((spans[candidates, 0], -score))[:keep_to]]
+        taken, i = i + 1, i + m - keep_to + 1
+    final = np.concatenate([np.sort(stay), n + np.arange(taken, len(rows))])
+    held, new_rows = pool.texts[slot], rows.tolist()
+    pool.texts[slot] = [held[j] if j < n else texts[new_rows[j - n]] for j in final.tolist()]
+    count = len(final)
+    pool.embeddings[slot, :count] = emb[final]
+    pool.penalty[slot, :count] = penalty[final]
+    pool.byte_spans[slot, :count] = spans[final]
+    pool.count[slot] = count
+
+
+def _keep_in_pool(pool: KeptPool, slots: np.ndarray, first_row: np.ndarray, k: np.ndarray, tail: np.ndarray,
                   texts: Sequence[str], byte_spans: np.ndarray, embeddings: np.ndarray, penalties: np.ndarray,
-                  stream_embeddings: np.ndarray) -> None:
-    """`keep_segments` for trackers of one pool: trackers[j] is the step's stream idx[j], with at least one new
-    row (first_row[idx[j]], counts[idx[j]] of them)."""
-    pool = trackers[0].pool
+                  reference: np.ndarray) -> None:
+    """`keep_segments` in one pool (its lock held) for streams that overflow at most once: the stream of slots[j]
+    takes the k[j] new rows from first_row[j], appended where they fit, else ranked with its kept rows against
+    reference[j]; then the tail[j] rows after them are appended (they fit after a ranking)."""
+    if not len(slots):
+        return
     m = pool.max_kept
-    with pool.lock:
-        for t in trackers:
-            if t.slot < 0:
-                t.slot = pool.take(t, embeddings.shape[1])
-        slots = np.fromiter((t.slot for t in trackers), np.int64, len(trackers))
-        n, k = pool.count[slots], counts[idx]
-        fits = n + k <= m
-        f = np.flatnonzero(fits)
-        if len(f):  # room for all: appended
-            kf = k[f]
-            local = _ranges(np.zeros(len(f), np.int64), kf)
-            _place(pool, np.repeat(slots[f], kf), np.repeat(n[f], kf) + local, _ranges(first_row[idx[f]], kf),
-                   texts, byte_spans, embeddings, penalties)
-            pool.count[slots[f]] += kf
-        o = np.flatnonzero(~fits)
-        if not len(o):
-            return
-        # the overflowing streams' candidates: all their kept rows (group by group), then all their new rows
-        so, no, ko, emb = slots[o], n[o], k[o], stream_embeddings[idx[o]]
-        kept_group, kept_local = np.nonzero(np.arange(m) < no[:, None])
-        kept_scores = np.einsum("gme,ge->gm", pool.embeddings[so], emb)[kept_group, kept_local]
-        kept_scores -= pool.penalty[so[kept_group], kept_local]
-        new_group = np.repeat(np.arange(len(o)), ko)
-        new_rows = _ranges(first_row[idx[o]], ko)
-        new_scores = salience(embeddings[new_rows], emb[new_group]) - penalties[new_rows]
-        group = np.concatenate([kept_group, new_group])
-        starts = np.concatenate([pool.byte_spans[so[kept_group], kept_local, 0], byte_spans[new_rows, 0]])
-        # by (stream, -relevance, start): by (-relevance, start), then stably by stream (a radix sort of small
-        # ints: a lexsort with the stream as a third key costs three times as much)
-        order = np.lexsort((starts, -np.concatenate([kept_scores, new_scores])))
-        order = order[np.argsort(group[order].astype(np.int16 if len(o) < 1 << 15 else np.int64), kind="stable")]
-        sizes = no + ko
-        stays = np.empty(len(group), bool)
-        rank = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # k-th best of its stream
-        stays[order] = rank < pool.keep_to
-        _compact(pool, so, kept_group, kept_local, stays[: len(kept_group)], new_group, new_rows,
-                 stays[len(kept_group) :], texts, byte_spans, embeddings, penalties)
+    n = pool.count[slots]
+    fits = n + k <= m
+    f = np.flatnonzero(fits)
+    if len(f):  # room for all: appended
+        kf = k[f]
+        local = _ranges(np.zeros(len(f), np.int64), kf)
+        _place(pool, np.repeat(slots[f], kf), np.repeat(n[f], kf) + local, _ranges(first_row[f], kf),
+               texts, byte_spans, embeddings, penalties)
+        pool.count[slots[f]] += kf
+    o = np.flatnonzero(~fits)
+    if not len(o):
+        return
+    # the overflowing streams' candidates: all their kept rows (group by group), then all their new rows
+    so, no, ko, emb = slots[o], n[o], k[o], reference[o]
+    kept_group, kept_local = np.nonzero(np.arange(m) < no[:, None])
+    kept_scores = np.einsum("gme,ge->gm", pool.embeddings[so], emb)[kept_group, kept_local]
+    kept_scores -= pool.penalty[so[kept_group], kept_local]
+    new_group = np.repeat(np.arange(len(o)), ko)
+    new_rows = _ranges(first_row[o], ko)
+    new_scores = salience(embeddings[new_rows], emb[new_group]) - penalties[new_rows]
+    group = np.concatenate([kept_group, new_group])
+    starts = np.concatenate([pool.byte_spans[so[kept_group], kept_local, 0], byte_spans[new_rows, 0]])
+    # by (stream, -relevance, start): by (-relevance, start), then stably by stream (a radix sort of small
+    # ints: a lexsort with the stream as a third key costs three times as much)
+    order = np.lexsort((starts, -np.concatenate([kept_scores, new_scores])))
+    order = order[np.argsort(group[order].astype(np.int16 if len(o) < 1 << 15 else np.int64), kind="stable")]
+    sizes = no + ko
+    stays = np.empty(len(group), bool)
+    rank = np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # k-th best of its stream
+    stays[order] = rank < pool.keep_to
+    _compact(pool, so, kept_group, kept_local, stays[: len(kept_group)], new_group, new_rows,
+             stays[len(kept_group) :], texts, byte_spans, embeddings, penalties)
+    to = o[tail[o] > 0]  # after the ranking (keep_to rows): the rows that close after the one that overflowed
+    if len(to):
+        t = tail[to]
+        _place(pool, np.repeat(slots[to], t), pool.keep_to + _ranges(np.zeros(len(to), np.int64), t),
+               _ranges(first_row[to] + k[to], t), texts, byte_spans, embeddings, penalties)
+        pool.count[slots[to]] += t
 
 
 def _compact(pool: KeptPool, slots: np.ndarray, kept_group: np.ndarray, kept_local: np.ndarray,

@@ -29,6 +29,9 @@ class StepOutput:
 
     state: RetNetState  # the streams' new states, on the model's device (graphed: valid until the run after next)
     run_embeddings: np.ndarray  # float32 [runs, embed_dim]: the embedding of each run's pooled sum (StepRuns)
+    # float32 [runs, embed_dim]: its stream's embedding after each run's last token (the reference a segment closed
+    # by the run is kept against: `keep_segments`)
+    close_embeddings: np.ndarray
     embeddings: np.ndarray  # float32 [streams, embed_dim]: stream embeddings after the step
     open_sums: np.ndarray  # float64 [streams, d_model]: each stream's last run's sum (its open segment)
     ready: torch.cuda.Event | None = None  # on a GPU: recorded after the copy to the host was queued
@@ -36,8 +39,9 @@ class StepOutput:
     @classmethod
     def of(cls, state: RetNetState, open_sums: np.ndarray, embeddings: np.ndarray, runs: int,
            ready: torch.cuda.Event | None = None) -> StepOutput:
-        """From `ModelRunner._pool`'s outputs: embeddings [runs + streams, e], the runs' first."""
-        return cls(state, embeddings[:runs], embeddings[runs:], open_sums, ready)
+        """From `ModelRunner._pool`'s outputs: embeddings [runs + runs + streams, e], the runs', then the
+        streams' after each run, then the streams'."""
+        return cls(state, embeddings[:runs], embeddings[runs : 2 * runs], embeddings[2 * runs :], open_sums, ready)
 
     def wait(self) -> None:
         """Block until the arrays hold their values."""
@@ -124,12 +128,27 @@ class ModelRunner:
     def _pool(self, hidden: torch.Tensor, new_state: RetNetState, token_cu: torch.Tensor, first: torch.Tensor,
               last: torch.Tensor, counts: torch.Tensor, open_sums: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The runs' float64 sums (the segments open before the step added to their streams' first runs) and
-        embeddings, and the streams' embeddings: (open sums after the step [N, d], embeddings [R + N, e]: the R
-        runs', then the N streams'). Both kinds of embedding in one call (the streams' as `RetNet.stream_embedding`
-        computes them: the same float64 head), and two outputs to copy back: fewer torch calls a step."""
+        embeddings, the streams' embeddings after each run, and after the step: (open sums after the step [N, d],
+        embeddings [R + R + N, e]: the R runs', the stream's after each of the R runs, the N streams'). Every
+        embedding in one call (the streams' as `RetNet.stream_embedding` computes them: the same float64 head),
+        and two outputs to copy back: fewer torch calls a step.
+
+        A stream's pool after run r is its pool after the step less what its later runs of the step add: from
+        the runs' own sums (before the open segments are added), one cumulative sum over the step's runs."""
         sums = segment_sum(hidden, token_cu)  # runs are consecutive: one float64 sum each
+        runs = len(counts)
+        tokens = token_cu[1:] - token_cu[:-1]  # each run's own tokens (counts add the open segments' to the first)
+        owner = torch.repeat_interleave(torch.arange(len(first), device=sums.device), last - first + 1,
+                                        output_size=runs)  # (output_size: no wait for the device to size it)
+        later = sums.cumsum(0)
+        later = later.index_select(0, last).index_select(0, owner) - later
+        later_tokens = tokens.cumsum(0)
+        later_tokens = later_tokens.index_select(0, last).index_select(0, owner) - later_tokens
+        pool_sums = new_state.pool_sum.index_select(0, owner) - later
+        pool_counts = new_state.pool_count.index_select(0, owner) - later_tokens.to(new_state.pool_count.dtype)
         sums.index_add_(0, first, open_sums)
-        embeddings = pooled_embedding(torch.cat([sums, new_state.pool_sum]), torch.cat([counts, new_state.pool_count]),
+        embeddings = pooled_embedding(torch.cat([sums, pool_sums, new_state.pool_sum]),
+                                      torch.cat([counts, pool_counts.to(counts.dtype), new_state.pool_count]),
                                       self._head)
         return sums.index_select(0, last), embeddings
 
