@@ -51,7 +51,11 @@ def undisturbed(loaded, book):
     text, _ = book
     with Engine(loaded) as e:
         e.append("ref", 1, text, flush=True)
-        return e.embedding("ref"), e.info("ref").tokens
+        return e.embedding("ref"), e.info("ref").tokens, segments_of(e, "ref")
+
+
+def segments_of(engine: Engine, sid: str) -> list[tuple[str, int, int]]:
+    return [(s.text, s.start_byte, s.end_byte) for s in engine.segments(sid, with_embeddings=False)]
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,10 +81,11 @@ def send(engine: Engine, sid: str, chunks: list[bytes], first: int, stop_after: 
 
 
 @pytest.mark.parametrize("durable_every", [1, 4], ids=["record-per-chunk", "record-per-4-chunks"])
-def test_restarts_mid_stream_with_the_default_model_give_the_undisturbed_embedding(tmp_path, loaded, book,
-                                                                                    undisturbed, durable_every):
+def test_restarts_mid_stream_with_the_default_model_give_the_undisturbed_embedding_and_segments(
+        tmp_path, loaded, book, undisturbed, durable_every):
     _, chunks = book
-    ref, ref_tokens = undisturbed
+    ref, ref_tokens, ref_segments = undisturbed
+    assert len(ref_segments) >= EngineConfig().max_kept_segments * 3 // 4  # past the bound: ranked as it closed
     config = EngineConfig(max_step_tokens=64, durable_every_chunks=durable_every)
     state_dir = str(tmp_path / "states")
     resumed_at = []
@@ -93,10 +98,11 @@ def test_restarts_mid_stream_with_the_default_model_give_the_undisturbed_embeddi
         resumed_at.append((info.applied_seq, stop_after))
         send(engine, "book", chunks, info.applied_seq + 1, stop_after)
         if stop_after is None:
-            got, final = engine.embedding("book"), engine.info("book")
+            got, final, segments = engine.embedding("book"), engine.info("book"), segments_of(engine, "book")
             engine.shutdown()
     assert final.applied_seq == len(chunks) + 1 and final.tokens == ref_tokens, resumed_at
     assert rel_err(got, ref) <= 1e-5, resumed_at
+    assert segments == ref_segments, resumed_at  # the segments it keeps, from its records and what was resent
 
 
 def test_every_record_holds_the_state_of_exactly_its_applied_chunks(tmp_path, loaded, book):
