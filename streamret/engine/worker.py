@@ -145,10 +145,10 @@ class ModelRunner:
         later_tokens = tokens.cumsum(0)
         later_tokens = later_tokens.index_select(0, last).index_select(0, owner) - later_tokens
         pool_sums = new_state.pool_sum.index_select(0, owner) - later
-        pool_counts = new_state.pool_count.index_select(0, owner) - later_tokens.to(new_state.pool_count.dtype)
+        pool_counts = new_state.pool_count.index_select(0, owner) - later_tokens
         sums.index_add_(0, first, open_sums)
         embeddings = pooled_embedding(torch.cat([sums, pool_sums, new_state.pool_sum]),
-                                      torch.cat([counts, pool_counts.to(counts.dtype), new_state.pool_count]),
+                                      torch.cat([counts, pool_counts, new_state.pool_count]),
                                       self._head)
         return sums.index_select(0, last), embeddings
 
