@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Session 34: call1.sh reordered and shortened for a session whose device time went to failed starts (about 700 s
-# left): the GPU tests of session 33's device path first (the runner's close embeddings; correctness before
-# speed), then the whole list with a 220 s cap (e2e.json is saved after each part, so a cut run keeps what it
-# measured). Predictions as call1.sh's header.
+# Session 34 (not run: no device machine came): session 33's call1.sh (bench/results/2026-12-05-h200-s33/) reordered
+# and shortened for a session whose device time went to failed starts (about 700 s left): the GPU tests of session
+# 33's device path first (the runner's close embeddings; correctness before speed), then the whole list with a 220 s
+# cap (e2e.json is saved after each part, so a cut run keeps what it measured). Predictions as in that script's
+# header. The Triton cache comes back as $OUT/tcache.tgz.
 set -u
 source bench/device_env.sh
 export TRITON_CACHE_DIR=$PWD/.tcache
@@ -19,4 +20,4 @@ sed -n '/^part /,/^$/p' $OUT/whole/log.txt | cut -c1-200
 grep -A2 "^batch_long: chunks applied" $OUT/whole/log.txt
 grep -m1 "model name" /proc/cpuinfo
 tar czf $OUT/all.tgz -C $OUT whole && rm -rf $OUT/whole
-echo "total $((SECONDS-T0)) s"
+tar czf $OUT/tcache.tgz .tcache; echo "total $((SECONDS-T0)) s"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Session 34: what fits the last ~300 s of device time after failed starts. The GPU tests of session 33's device
-# path first (correctness before speed: the runner's close embeddings on the GPU), then the engine parts alone
-# (packed reference, 64 and 1,024 streams) under a 100 s cap. Predicted: tests all pass; engine 64 streams
-# 6.5-8 M, 1,024 streams 9.4-11.2 M on a slow host (about 1.5x on a fast one), as in call1.sh's header.
+# Session 34 (not run: no device machine came): what fits the last ~300 s of device time after failed starts. The
+# GPU tests of session 33's device path first (correctness before speed: the runner's close embeddings on the GPU),
+# then the engine parts alone (packed reference, 64 and 1,024 streams) under a 100 s cap. Predicted: tests all pass;
+# engine 64 streams 6.5-8 M, 1,024 streams 9.4-11.2 M on a slow host (about 1.5x on a fast one), as in session 33's
+# call1.sh header.
 set -u
 source bench/device_env.sh
 export TRITON_CACHE_DIR=$PWD/.tcache

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Session 34, second call: part 2 of session 32's next_call1.sh (the sub-batch A/B) alone; part 1 (the whole
-# list) ran as call1.sh. Its header, unchanged:
+# Session 34 (not run: no device machine came): part 2 of session 32's next_call1.sh (the sub-batch A/B) alone;
+# part 1 (the whole list) is call1b.sh's second half. Its header, unchanged:
 # Written in session 32 for the next session's first call (issue 14; no GPU was lent in session 32, so not run yet).
 # The Triton cache is cold in a new checkout: the whole run gets 250 s (e2e.json is saved after each part, so a
 # cut run keeps what it measured), and the cache comes back as $OUT/tcache.tgz for the calls after this one.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Session 34, fourth call: session 31's next_session.sh without its whole-list run (call1.sh ran that on this
-# tree). Its header, unchanged:
+# Session 34 (not run: no device machine came): session 31's next_session.sh without its whole-list run
+# (call1b.sh has it). Its header, unchanged:
 # For session 32's first call (issue 14), written at the end of session 31 (not run yet). Split bursts became the
 # default after session 31's call 5 measured only the engine parts (64 streams +17% / +21% on a slow host); the
 # service and batch parts have not run with them. First the whole list once on the final tree (defaults: sleeping
