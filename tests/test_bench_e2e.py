@@ -163,8 +163,11 @@ def test_smoke_service_over_two_front_processes(tmp_path: Path):
     result = json.loads((tmp_path / "e2e.json").read_text())
     assert set(result["parts"]) == {"service_saturate", "service_half"} and not result["errors"]
     sat = result["parts"]["service_saturate"]
-    # the load spread over 8 connections per process; the second front's CPU counted apart
-    assert sat["channels_per_proc"] == 8 and sat["cpu_us_per_token"]["front_procs"] > 0
+    # the load spread over 8 connections per process; the second front's CPU counted apart: the key is there only
+    # when its process was read. Not "> 0": /proc counts CPU in clock ticks (10 ms) and the smoke load gives that
+    # front about one tick, so it reads 0 now and then (CI 2026-12-05: 0.0; three runs here: 1-4 ticks)
+    assert sat["channels_per_proc"] == 8
+    assert all(result["parts"][n]["cpu_us_per_token"]["front_procs"] >= 0 for n in ("service_saturate", "service_half"))
     assert result["engine_config"]["front_procs"] == 2
     assert result["engine_config"]["step_switch_interval_s"] is None  # (off: the engine processes' own interval)
     assert result["engine_config"]["device_wait"] == "spin"  # (not the default)
