@@ -173,6 +173,20 @@ def test_ends_decides_every_candidate_as_decide_does(words, data):
     at0 = data.draw(st.booleans())
     want = [s for s in candidates(text, 0, n) if decide(text, s, final or s < n, at0)]
     assert ends(text, n, final, at0) == want
+    # and every place decide can be asked about (right after a non-space, before whitespace that does not run to the
+    # text's end: there the end of text decides, which is the caller's) is a candidate: none is left out of `ends`
+    every = [s for s in range(1, min(n, len(text) - 1) + 1)
+             if not text[s - 1].isspace() and text[s].isspace() and not text[s:].isspace()]
+    assert not [s for s in every if s not in want and decide(text, s, final or s < n, at0)]
+
+
+def test_a_blank_line_after_a_list_marker_on_its_own_line_ends_a_sentence():
+    """The newline before "(a)" is a candidate (a list item follows); the blank line after "(a)" is one too, which
+    a search that took the item with the first newline skipped."""
+    for text in ("Steps\n(a)\n\nThe text.", "Steps\na)\n\nThe text.", "Steps\n-\n\nThe text."):
+        s = text.index("\n\n")
+        assert decide(text, s, final=True) and s in candidates(text, 0, len(text)), text
+        assert s in ends(text, len(text), final=True), text
 
 
 def test_ends_waits_for_the_window_after_a_candidate():

@@ -44,7 +44,10 @@ _CLOSERS = "".join(CLOSERS)
 # that holds a blank line or a newline and a list item: the only places where `decide` can say True
 # (finding the second kind by its newline saves a Python call at every wrapped line)
 _MARK_END = re.compile("[" + re.escape(_MARKS) + "][" + re.escape(_CLOSERS) + r"]*(?=\s)")
-_LINE_BREAK = re.compile(r"\n(?:(\s*\n)|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")  # group 1: a blank line
+# (the newline alone is consumed: a match that took the item or the blank line with it hid the next candidate, the
+# blank line after a list marker on a line of its own, "(a)\n\n"; a newline right after another is never after a
+# word, and skipping it in C keeps the search as fast as before)
+_LINE_BREAK = re.compile(r"\n(?<!\n\n)(?=(\s*\n)|[^\S\n]*" + _ITEM_START + r"(?:\W|\Z))")  # group 1: a blank line
 # a candidate after a mark, with the whitespace after it and the first NEXT_WINDOW characters of the next word: one
 # pattern a mark, as a pattern that starts with a literal is searched for at C speed while a class of marks is tried
 # at every position (2.6 times the time over 2 MB of manual pages; `_mark_windows`)
