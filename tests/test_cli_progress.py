@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -103,23 +104,42 @@ def test_embed_progress_is_in_bytes_of_the_corpus_total_and_moves_before_a_part_
 
 def interrupt_at(argv: list[str], at: float) -> tuple[subprocess.Popen, float | None, str]:
     """Run `streamret *argv`, SIGINT once its progress lines show `at` bytes done; (the finished process, the
-    bytes done the line showed then or None when no line reached `at`, its stderr)."""
-    proc = subprocess.Popen(streamret(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-    err_lines: list[str] = []
+    bytes done that the lines written by then show, or None when no line reached `at`, its stderr).
+
+    The lines already in the pipe when the signal goes out are read at once and count: on a loaded machine this
+    process can fall behind the job, and the line that triggers the signal may be long past (one read late, a job
+    that had finished before the signal looked as if it had ignored it)."""
+    proc = subprocess.Popen(streamret(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+    fd = proc.stderr.fileno()
+    lines: list[str] = []
+    rest = b""
     done_at_signal = None
+
+    def done_in(data: bytes) -> list[float]:  # the complete lines of what came, kept; bytes done of its progress lines
+        nonlocal rest
+        *complete, rest = (rest + data).split(b"\n")
+        new = [line.decode(errors="replace") for line in complete]
+        lines.extend(new)
+        return [to_bytes(m["done"]) for m in map(PROGRESS.match, new) if m]
+
     try:
-        for line in proc.stderr:
-            err_lines.append(line.rstrip("\n"))
-            m = PROGRESS.match(line.rstrip("\n"))
-            if m and done_at_signal is None and to_bytes(m["done"]) >= at:
-                done_at_signal = to_bytes(m["done"])
+        while data := os.read(fd, 1 << 16):
+            done = done_in(data)
+            if done_at_signal is None and any(d >= at for d in done):
                 proc.send_signal(signal.SIGINT)
+                while select.select([fd], [], [], 0)[0] and (data := os.read(fd, 1 << 16)):
+                    done += done_in(data)
+                done_at_signal = max(done)
+        if rest:
+            lines.append(rest.decode(errors="replace"))
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return proc, done_at_signal, "\n".join(err_lines)
+        proc.stderr.close()
+        proc.stdout.close()
+    return proc, done_at_signal, "\n".join(lines)
 
 
 def test_embed_interrupted_at_a_random_moment_loses_at_most_one_part_and_resumes_to_the_same_output(
