@@ -102,9 +102,21 @@ def test_embed_progress_is_in_bytes_of_the_corpus_total_and_moves_before_a_part_
     assert other_lines(uninterrupted[1]) == []
 
 
-def interrupt_at(argv: list[str], at: float) -> tuple[subprocess.Popen, float | None, str]:
+def signal_state(pid: int) -> str:
+    """The signal fields of /proc/PID/status (its main thread's blocked and pending signals, the process's ignored,
+    caught and shared pending ones), for a failure's message; "" where there is none."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return " ".join(line.replace(":\t", "=").strip() for line in f
+                            if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+    except OSError:
+        return ""
+
+
+def interrupt_at(argv: list[str], at: float) -> tuple[subprocess.Popen, float | None, str, str]:
     """Run `streamret *argv`, SIGINT once its progress lines show `at` bytes done; (the finished process, the
-    bytes done that the lines written by then show, or None when no line reached `at`, its stderr).
+    bytes done that the lines written by then show, or None when no line reached `at`, its stderr, its signal state
+    (`signal_state`) before and after the signal went out).
 
     The lines already in the pipe when the signal goes out are read at once and count: on a loaded machine this
     process can fall behind the job, and the line that triggers the signal may be long past (one read late, a job
@@ -114,6 +126,7 @@ def interrupt_at(argv: list[str], at: float) -> tuple[subprocess.Popen, float | 
     lines: list[str] = []
     rest = b""
     done_at_signal = None
+    states = ""
 
     def done_in(data: bytes) -> list[float]:  # the complete lines of what came, kept; bytes done of its progress lines
         nonlocal rest
@@ -126,10 +139,12 @@ def interrupt_at(argv: list[str], at: float) -> tuple[subprocess.Popen, float | 
         while data := os.read(fd, 1 << 16):
             done = done_in(data)
             if done_at_signal is None and any(d >= at for d in done):
+                before = signal_state(proc.pid)
                 proc.send_signal(signal.SIGINT)
                 while select.select([fd], [], [], 0)[0] and (data := os.read(fd, 1 << 16)):
                     done += done_in(data)
                 done_at_signal = max(done)
+                states = f"before the signal: {before}; after it: {signal_state(proc.pid)}"
         if rest:
             lines.append(rest.decode(errors="replace"))
         proc.wait(timeout=120)
@@ -139,7 +154,7 @@ def interrupt_at(argv: list[str], at: float) -> tuple[subprocess.Popen, float | 
             proc.wait()
         proc.stderr.close()
         proc.stdout.close()
-    return proc, done_at_signal, "\n".join(lines)
+    return proc, done_at_signal, "\n".join(lines), states
 
 
 def test_embed_interrupted_at_a_random_moment_loses_at_most_one_part_and_resumes_to_the_same_output(
@@ -153,8 +168,8 @@ def test_embed_interrupted_at_a_random_moment_loses_at_most_one_part_and_resumes
     for attempt in range(4):  # a moment inside the job's last jump of progress is never reached: draw again
         shutil.rmtree(out, ignore_errors=True)
         at = draws.uniform(0, 0.95) * total  # SIGINT once this many bytes are done
-        proc, done_at_signal, stderr = interrupt_at(argv, at)
-        why = f"seed {seed}, attempt {attempt}, SIGINT at {done_at_signal} of {total} bytes:\n{stderr}"
+        proc, done_at_signal, stderr, states = interrupt_at(argv, at)
+        why = f"seed {seed}, attempt {attempt}, SIGINT at {done_at_signal} of {total} bytes ({states}):\n{stderr}"
         if proc.returncode != 0:
             break
         assert done_at_signal is None or done_at_signal >= total - max(sizes.values()) - PART_BYTES, why
