@@ -5,12 +5,7 @@
 # cap (e2e.json is saved after each part, so a cut run keeps what it measured). Predictions as in that script's
 # header. The Triton cache comes back as $OUT/tcache.tgz.
 set -u
-source bench/device_env.sh
-export TRITON_CACHE_DIR=$PWD/.tcache
-T0=$SECONDS
-PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 150 python3 -m pytest -q -x tests/test_step_runs.py tests/test_engine_gpu.py \
-  tests/gpu/test_device_wait_gpu.py tests/test_tokenize_stage.py -k "cuda or gpu or step_runs or gpu_settings" > $OUT/pytest.txt 2>&1
-echo "pytest rc $? $((SECONDS-T0)) s"; tail -6 $OUT/pytest.txt
+source bench/results/2026-12-05-h200-s34/gpu_tests.sh 150
 t1=$SECONDS
 d=$OUT/whole; mkdir -p $d
 PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 220 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 1 --engine-procs auto --front-procs 6 --short-docs 8000 --out $d > $d/log.txt 2>&1
