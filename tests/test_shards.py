@@ -247,6 +247,26 @@ def test_procs_must_be_a_positive_int():
         ShardedEngine(MODEL, "cpu", procs=0)
 
 
+@pytest.mark.parametrize("gib, cores, want", [(79.2, 16, 9), (139.8, 16, 12), (79.2, 8, 6), (16, 64, 2), (4, 16, 1)])
+def test_auto_engine_procs_fit_the_device_memory(monkeypatch, gib, cores, want):
+    """auto on a GPU: one engine per 8 GiB (about 7 are an engine's with the default model: 12 ran out of an
+    H100's 79.2 GiB), per 4/3 cores, at most 12."""
+    import types
+
+    import torch
+
+    from streamret.engine import shards
+    from streamret.model import spec
+
+    monkeypatch.setattr(spec, "resolve_device", lambda device: torch.device("cuda", 0))
+    memory = int(gib * 2**30)
+    props = types.SimpleNamespace(total_memory=memory)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+    monkeypatch.setattr(shards, "usable_cores", lambda: cores)
+    assert shards.engine_procs("auto") == want
+    assert want * shards.ENGINE_DEVICE_BYTES <= memory or want == 1
+
+
 def test_the_batch_job_over_engine_processes_writes_what_one_engine_writes(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

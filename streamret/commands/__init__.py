@@ -18,7 +18,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False,
 
 
 ENGINE_PROCS_HELP = ("engine processes on the device, streams sharded over them by id (an int, or auto: on a GPU one "
-                     "per 4/3 host cores, at most 12 and one per 4 GiB of GPU memory, as one process's Python feeds "
+                     "per 4/3 host cores, at most 12 and one per 8 GiB of GPU memory, as one process's Python feeds "
                      "a GPU a fraction of what it can compute; on the CPU 1; default auto)")
 
 

@@ -66,13 +66,16 @@ _HISTOGRAMS = frozenset({"step_streams_buckets", "wide_steps_waiting", "wide_ste
 _MAXIMA = frozenset({"gc_pause_max_seconds", "max_held_s", "every_s"})  # (every_s: a step sampler's period)
 # chunks whose pipe stamps (sent, answered) this process keeps per engine, for `recent_chunk_times`
 RECENT_CHUNKS = 8192
+# device memory an engine process is given by engine_procs("auto")
+ENGINE_DEVICE_BYTES = 8 << 30
 
 
 def engine_procs(procs: int | str, device: str = "auto") -> int:
     """An engine-process count: an int >= 1, or "auto": on a GPU, one per 4/3 host cores, at most 12 and at most
-    one per 4 GiB of device memory (measured on an H200 with 16 cores: 12 engines read 20% more than 8 at 1,024
-    streams, as much at 64; each holds a CUDA context, a model and its step graphs); on the CPU, 1 (the model's
-    own threads use the cores)."""
+    one per 8 GiB of device memory (measured on an H200 with 16 cores: 12 engines read 20% more than 8 at 1,024
+    streams, as much at 64; each holds a CUDA context, a model and its step graphs: 6.8-7.0 GiB with the default
+    model and the GPU's step settings, and more while it captures them, so 12 of them ran out of an H100's 80 GB);
+    on the CPU, 1 (the model's own threads use the cores)."""
     if procs == "auto":
         from ..model.spec import resolve_device
 
@@ -82,7 +85,7 @@ def engine_procs(procs: int | str, device: str = "auto") -> int:
         import torch
 
         memory = torch.cuda.get_device_properties(dev).total_memory
-        return max(1, min(12, 3 * usable_cores() // 4, memory // (4 << 30)))
+        return max(1, min(12, 3 * usable_cores() // 4, memory // ENGINE_DEVICE_BYTES))
     return process_count(procs, f"engine processes must be an int >= 1 or 'auto', got {procs!r}")
 
 

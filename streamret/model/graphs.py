@@ -150,8 +150,12 @@ class GraphedForward:
             self._graph(nb, tb)
 
     def clear(self) -> None:
-        """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured)."""
+        """Drop every graph: call after changing the model's weights (a graph holds the tensors it captured), or
+        after a capture failed."""
         self.graphs.clear()
+        # a new pool: PyTorch's allocator refuses a capture into a pool whose graphs are all gone (an INTERNAL
+        # ASSERT on use_count at capture_begin, seen on an H100 after a capture at start ran out of memory)
+        self.pool = torch.cuda.graph_pool_handle()
         self._states = self._hidden = None
         self._alternating = _Alternating()
 

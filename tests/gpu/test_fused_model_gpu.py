@@ -82,6 +82,21 @@ def test_graphed_forward_equals_the_eager_forward():
     assert sorted(graphed.graphs) == [(4, 4096), (8, 2048)], list(graphed.graphs)  # the first two share one
 
 
+def test_graphs_are_captured_again_after_clear():
+    """clear() (new weights, or a capture at start that failed) then captures afresh: PyTorch refuses a capture
+    into a pool whose graphs are all gone, so clear takes a new pool."""
+    cfg = PRESETS["small"]
+    model = build_random(cfg, seed=6).cuda().to(torch.bfloat16)
+    graphed = GraphedForward(model)
+    assert_graphed_equals_eager(graphed, model, cfg, [[100, 0, 900, 31]])
+    graphed.clear()
+    assert_graphed_equals_eager(graphed, model, cfg, [[100, 0, 900, 31], [3000, 17]])
+    graphed.clear()
+    torch.cuda.empty_cache()
+    assert_graphed_equals_eager(graphed, model, cfg, [[5]])
+    assert graphed.captures == 4
+
+
 def test_graphs_captured_at_start_share_their_buffers_and_equal_the_eager_forward():
     """Every bucket captured up front (as an engine does at its start): the graphs share their state and
     output buffers and their work memory, so all of them together take about what the largest one does."""
