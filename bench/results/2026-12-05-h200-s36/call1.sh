@@ -6,6 +6,7 @@
 # Expected: the new GPU test passes; old_pool_check.py shows the old clear's RuntimeError; the whole list runs
 # with no failed part (on an H100: 9 engines; ratios to packed comparable with the H200's only loosely).
 set -u
+[ -f .device/old/tcache.tgz ] && tar xzf .device/old/tcache.tgz  # a warm cache carried packed (24 MB unpacked)
 source bench/results/2026-12-05-h200-s34/gpu_tests.sh 150
 PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 60 python3 -m pytest -q tests/gpu/test_fused_model_gpu.py -k "clear or captured_at_start" 2>&1 | tail -3
 PYTHONPATH=$PWD:$PYTHONPATH timeout -s KILL 60 python3 bench/results/2026-12-05-h200-s36/old_pool_check.py 2>&1 | tail -2
