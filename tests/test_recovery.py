@@ -172,3 +172,28 @@ def test_a_step_failing_in_the_middle_of_a_chunk_does_not_apply_its_first_part_t
         engine.append("ref", 1, text, flush=True)
         assert engine.info("a").tokens == engine.info("ref").tokens == len(text)
         assert rel_err(got, engine.embedding("ref")) <= 1e-5
+
+
+def test_a_step_out_of_device_memory_names_the_fix_and_the_stream_goes_on_from_its_ack():
+    """A step that runs out of device memory (several engine processes share a GPU) fails its streams with
+    UNAVAILABLE naming the flags that lower the memory, not only the exception's type; the chunk resent gives the
+    embedding of a run that never failed."""
+    from streamret.errors import Unavailable
+
+    text = stream_text(3, 600).encode()
+    with Engine.from_model("random:tiny", device="cpu") as engine:
+        engine.append("a", 1, text[:300])
+        run = engine.runner.run
+
+        def out_of_memory(*args, **kwargs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 768.00 MiB.")
+
+        engine.runner.run = out_of_memory
+        with pytest.raises(Unavailable, match=r"ran out of device memory .*--engine-procs or --max-step-tokens"
+                                              r".*back at seq 1: resend from seq 2"):
+            engine.append("a", 2, text[300:])
+        engine.runner.run = run
+        engine.append("a", 2, text[300:], flush=True)
+        engine.append("ref", 1, text, flush=True)
+        assert engine.info("a").tokens == engine.info("ref").tokens
+        assert rel_err(engine.embedding("a"), engine.embedding("ref")) <= 1e-5

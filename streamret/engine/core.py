@@ -467,11 +467,18 @@ class EngineCore:
 
     def _fail_plan(self, plan: StepPlan, error: Exception) -> None:
         log.exception("engine step over %d streams failed", len(plan.work), exc_info=error)
+        why = f"the model step failed ({type(error).__name__})"
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            # what the step got back to the device, so that the other engine processes there may use it
+            torch.cuda.empty_cache()
+            why = ("the model step ran out of device memory (the device is shared by every engine process, each "
+                   "holding about 7 GiB with the default model, and by any other process there: lower "
+                   "--engine-procs or --max-step-tokens)")
         for work in plan.work:
             stream = self.store.streams[work.stream_id]
             self._fail_stream(stream, Unavailable(
-                f"the model step failed ({type(error).__name__}); stream {stream.id!r} is back at seq "
-                f"{stream.applied_seq}: resend from seq {stream.applied_seq + 1}"
+                f"{why}; stream {stream.id!r} is back at seq {stream.applied_seq}: resend from seq "
+                f"{stream.applied_seq + 1}"
             ))
 
     def _fail_stream(self, stream: Stream, error: StreamRetError) -> None:
