@@ -139,6 +139,26 @@ def test_chunk_ragged(fwd, dtype, segment_len):
 
 
 @interpreted
+def test_segments_of_many_ragged_sequences_take_slots_of_their_own_and_few_of_them(fwd, monkeypatch):
+    """Cut into 16-token segments, 24 sequences of 0 to 60 tokens keep each segment's states apart (a slot
+    shared by two segments gives a wrong state), in N + T / 16 slots of scratch states, not N x the segments of the
+    longest (768 MiB a tensor at 64 sequences x 24,576 tokens of the default model's heads)."""
+    lens = torch.randint(0, 61, (24,), generator=torch.Generator().manual_seed(21)).tolist()
+    lens[3] = 0
+    shapes = []
+    empty = torch.empty
+
+    def recording(*shape, **kw):
+        shapes.append(tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+        return empty(*shape, **kw)
+
+    monkeypatch.setattr(torch, "empty", recording)
+    check_chunk(fwd, lens, H=1, K=16, V=16, dtype=torch.float32, seed=21, segment_len=16)
+    scratch = [s for s in shapes if len(s) == 4 and s[0] != len(lens)]  # [slots, H, K, V]; the final state: [N, ...]
+    assert scratch and max(s[0] for s in scratch) <= len(lens) + sum(lens) // 16, scratch
+
+
+@interpreted
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_chunk_one_long_sequence_is_cut_into_segments(fwd, dtype):
     # N * H * NV programs are far below 2 x the interpreter's 8 "SMs": the planner cuts the sequence

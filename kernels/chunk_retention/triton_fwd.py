@@ -47,17 +47,19 @@ def _chunk_fwd_kernel(
     F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """One (work item, head, V-block). A work item is sequence `item`, or with SEGMENTED segment
-    item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end).
-    h0 / ht are indexed by work item."""
+    j = item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end).
+    h0 / ht are indexed by sequence, or with SEGMENTED by the segment's slot (`_segment_slot`)."""
     pid = tl.program_id(0)
     iv = pid % NV
     h = (pid // NV) % H
     item = pid // (NV * H)
     if SEGMENTED:
         seq = item // n_seg
+        seq_bos = tl.load(cu_seqlens + seq).to(tl.int64)
         seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + seq).to(tl.int64) + (item % n_seg).to(tl.int64) * seg_len
+        bos = seq_bos + (item % n_seg).to(tl.int64) * seg_len
         L = tl.maximum(tl.minimum(seq_eos - bos, seg_len), 0).to(tl.int32)
+        item = _segment_slot(seq, seq_bos, seg_len) + item % n_seg
     else:
         bos = tl.load(cu_seqlens + item).to(tl.int64)
         L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)
@@ -127,8 +129,23 @@ def _chunk_fwd_kernel(
 
 
 @triton.jit
+def _segment_slot(seq, seq_bos, seg_len):
+    """The slot of sequence seq's first segment among every sequence's (its j-th is this + j): seq + seq_bos //
+    seg_len, so that the slots of a step's sequences number at most N + T / seg_len (`segment_slots`), not N times
+    the segments the longest may have (768 MiB a tensor at 64 sequences x 24,576 tokens of the default model's
+    heads). Distinct: the next sequence's first slot, seq + 1 + (seq_bos + len) // seg_len, is past this one's
+    last, seq + seq_bos // seg_len + cdiv(len, seg_len) - 1."""
+    return seq + seq_bos // seg_len
+
+
+def segment_slots(N: int, T: int, segment_len: int) -> int:
+    """Slots of N sequences of T tokens in all cut into segment_len-token segments (see `_segment_slot`)."""
+    return N + T // segment_len
+
+
+@triton.jit
 def _segment_scan_kernel(
-    local, seg_init, h0, ht, cu_seqlens, log_decay, seg_len, n_seg,
+    local, seg_init, h0, ht, cu_seqlens, log_decay, seg_len,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     NK: tl.constexpr, NV: tl.constexpr, HAS_H0: tl.constexpr,
 ):
@@ -149,8 +166,9 @@ def _segment_scan_kernel(
         S = tl.load(h0 + seq_off + tile, mask=m, other=0.0)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
-    length = (tl.load(cu_seqlens + n + 1) - tl.load(cu_seqlens + n)).to(tl.int32)
-    seg_off = n.to(tl.int64) * n_seg * (H * K * V)
+    seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
+    length = (tl.load(cu_seqlens + n + 1) - seq_bos).to(tl.int32)
+    seg_off = _segment_slot(n.to(tl.int64), seq_bos, seg_len) * (H * K * V)
     init_ptrs = seg_init + seg_off + tile
     local_ptrs = local + seg_off + tile
     for start in range(0, length, seg_len):
@@ -379,8 +397,8 @@ def chunk_retention_triton(
         )
         return o, final
 
-    n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have; shorter ones leave slots empty
-    local = torch.empty(N * n_seg, H, K, V, device=dev, dtype=torch.float32)
+    n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have: programs past its end do nothing
+    local = torch.empty(segment_slots(N, T, segment_len), H, K, V, device=dev, dtype=torch.float32)
     seg_init = torch.empty_like(local)
     grid = (N * n_seg * H * NV,)
     _chunk_fwd_kernel[grid](
@@ -390,7 +408,7 @@ def chunk_retention_triton(
     SK, SV = min(BK, 32), min(BV, 64)
     NSK, NSV = triton.cdiv(K, SK), triton.cdiv(V, SV)
     _segment_scan_kernel[(N * H * NSK * NSV,)](
-        local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len, n_seg,
+        local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len,
         H=H, K=K, V=V, BK=SK, BV=SV, NK=NSK, NV=NSV, HAS_H0=h0 is not None, num_warps=4,
     )
     _chunk_fwd_kernel[grid](

@@ -48,7 +48,7 @@ import triton
 import triton.language as tl
 
 from ..utils import next_pow2, num_sms
-from .triton_fwd import SEGMENT_FIXES, TwoPassConfig, plan_segment_len
+from .triton_fwd import SEGMENT_FIXES, TwoPassConfig, _segment_slot, plan_segment_len, segment_slots
 
 
 @triton.jit
@@ -61,7 +61,8 @@ def _span_states_kernel(
     """One (work item, head, K-block, V-block): with STORE_SPANS stores the state entering each span
     into hs; stores the final state into ht (float32). A work item is sequence `item`, or with
     SEGMENTED segment item % n_seg of sequence item // n_seg (seg_len tokens, a multiple of
-    STATE_EVERY; empty past the sequence's end). h0 / ht are indexed by work item."""
+    STATE_EVERY; empty past the sequence's end). h0 / ht are indexed by sequence, or with SEGMENTED by the
+    segment's slot (triton_fwd._segment_slot)."""
     pid = tl.program_id(0)
     iv = pid % NV
     ik = (pid // NV) % NK
@@ -73,6 +74,7 @@ def _span_states_kernel(
         seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
         L = tl.maximum(tl.minimum(tl.load(cu_seqlens + n + 1).to(tl.int64) - seq_bos - first, seg_len), 0)
         L = L.to(tl.int32)
+        item = _segment_slot(n, seq_bos, seg_len) + item % n_seg
     else:
         n = item
         first = 0
@@ -129,7 +131,7 @@ def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
 
 @triton.jit
 def _block_outputs(
-    q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, n_seg, has_h0,
+    q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, has_h0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, NS: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
     SEGMENT_FIX: tl.constexpr, LOOP_STAGES: tl.constexpr,
@@ -192,7 +194,7 @@ def _block_outputs(
         # rows to load: none without an incoming state (a first segment without h0) or when g^n underflows
         fix_rows = tl.where(((seg > 0) | (has_h0 != 0)) & (seg_decay > 0.0), K, 0)
         m_fix = (ik < fix_rows)[:, None]
-        si_rows = seg_init + ((n * n_seg + seg).to(tl.int64) * H + h) * (K * V) + ik[:, None] * V
+        si_rows = seg_init + ((_segment_slot(n, bos, seg_len) + seg) * H + h) * (K * V) + ik[:, None] * V
     for v0 in tl.range(0, V, BV, num_stages=LOOP_STAGES):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
@@ -216,7 +218,7 @@ def _span_outputs_kernel(
     q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STATE_EVERY: tl.constexpr, F32_STATE_DOT: tl.constexpr, SPLIT: tl.constexpr,
-    seg_init, seg_len, n_seg, has_h0, SEGMENT_FIX: tl.constexpr, SPAN_STAGES: tl.constexpr,
+    seg_init, seg_len, has_h0, SEGMENT_FIX: tl.constexpr, SPAN_STAGES: tl.constexpr,
 ):
     """One (virtual row block, head): BT rows of o (_block_outputs). The block's decayed scores
     against its span's keys up to itself are worked out once, one [BT, BT] product over K per key
@@ -226,8 +228,8 @@ def _span_outputs_kernel(
 
     SEGMENT_FIX ("product"; "off": hs holds true states): hs holds states local to seg_len-token
     segments (from zero at each segment's start), and the state entering the span is
-    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (indexed as the state
-    pass's work items, in hs's dtype): q times seg_init is added as a second product.
+    hs + g^(tokens from the segment's start to the span's) * seg_init[segment] (indexed by the segment's
+    slot, as the state pass stores it, in hs's dtype): q times seg_init is added as a second product.
     A sequence's first segment has no incoming state unless has_h0: its programs load nothing."""
     NJ: tl.constexpr = STATE_EVERY // BT  # key sub-blocks a span
     pid = tl.program_id(0)
@@ -244,14 +246,14 @@ def _span_outputs_kernel(
     lg = tl.load(log_decay + h).to(tl.float32)
     if NJ == 1:
         _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len,
-                       n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, 1, F32_STATE_DOT, SPLIT, SEGMENT_FIX, None)
+                       has_h0, H, K, V, BT, BK, BV, STATE_EVERY, 1, F32_STATE_DOT, SPLIT, SEGMENT_FIX, None)
     else:  # the block's (p0 // BT + 1) sub-blocks up to itself as a constant: one V loop for each count,
         # branch-free inside (a branch around a sub-block's loads or dots there would take them out of the
         # software pipeline), so sub-blocks past the block cost nothing, at the price of code size
         for ns in tl.static_range(1, NJ + 1):
             if p0 == (ns - 1) * BT:
                 _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v,
-                               seg_len, n_seg, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, ns, F32_STATE_DOT, SPLIT,
+                               seg_len, has_h0, H, K, V, BT, BK, BV, STATE_EVERY, ns, F32_STATE_DOT, SPLIT,
                                SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None)
 
 
@@ -336,15 +338,15 @@ def chunk_retention_two_pass(
     strides = dict(stride_qk=q.stride(0), stride_v=v.stride(0))
     fix = cfg.segment_fix if segment_len else "off"
     # the output pass's incoming states: none (hs holds true states), or per segment (float32)
-    seg_init, n_seg = final, 1
+    seg_init = final
     if not segment_len:
         _span_states_kernel[(N * H * NSK * NSV,)](
             k, v, lg, final if h0 is None else h0, hs, final, cu, 0, 1, **strides,
             SEGMENTED=False, HAS_H0=h0 is not None, STORE_SPANS=True, **states,
         )
     else:
-        n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have; shorter ones leave slots empty
-        local = torch.empty(N * n_seg, H, K, V, device=dev, dtype=torch.float32)
+        n_seg = triton.cdiv(T, segment_len)  # segments a sequence may have: programs past its end do nothing
+        local = torch.empty(segment_slots(N, T, segment_len), H, K, V, device=dev, dtype=torch.float32)
         seg_init = torch.empty_like(local)
         grid = (N * n_seg * H * NSK * NSV,)
         _span_states_kernel[grid](
@@ -354,7 +356,7 @@ def chunk_retention_two_pass(
         CK, CV = min(SK, 32), min(SV, 64)
         NCK, NCV = triton.cdiv(K, CK), triton.cdiv(V, CV)
         _segment_scan_kernel[(N * H * NCK * NCV,)](
-            local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len, n_seg,
+            local, seg_init, final if h0 is None else h0, final, cu, lg, segment_len,
             H=H, K=K, V=V, BK=CK, BV=CV, NK=NCK, NV=NCV, HAS_H0=h0 is not None, num_warps=4,
         )
         if fix == "off":
@@ -373,7 +375,7 @@ def chunk_retention_two_pass(
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)),
         BV=min(cfg.BV if fix == "off" else cfg.segment_fix_BV, max(16, next_pow2(V))),
         STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SPLIT=cfg.split_bf16 and q.dtype == torch.bfloat16,
-        seg_init=seg_init, seg_len=segment_len, n_seg=n_seg, has_h0=int(h0 is not None), SEGMENT_FIX=fix,
+        seg_init=seg_init, seg_len=segment_len, has_h0=int(h0 is not None), SEGMENT_FIX=fix,
         SPAN_STAGES=cfg.span_stages, num_warps=cfg.num_warps,
         num_stages=cfg.num_stages if fix == "off" else cfg.segment_fix_stages,
     )
