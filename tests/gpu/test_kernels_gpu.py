@@ -89,6 +89,29 @@ def test_segment_cuts_do_not_change_the_result():
             assert rel_err(b, a) <= 1e-5, seg
 
 
+@pytest.mark.parametrize("segment_len", [None, 256])
+def test_many_ragged_sequences_cut_into_segments_at_the_default_layout(segment_len):
+    """The default model's heads (H4 K64 V128, bf16) over a step of 64 sequences, one of them long: few programs,
+    so the planner cuts the sequences into segments, each of whose scratch states has a slot of its own."""
+    from streamret_kernels.chunk_retention.triton_fwd import chunk_retention_triton, plan_segment_len
+
+    lens = [*ragged(63, 300, 3), 16000]
+    H, K, V, T = 4, 64, 128, sum(lens)
+    assert plan_segment_len(64, T, H, 1, 64, torch.cuda.get_device_properties(0).multi_processor_count) > 0
+    g = torch.Generator(device="cuda").manual_seed(7)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
+    q = torch.randn(T, H, K, device="cuda", generator=g).to(torch.bfloat16)
+    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(torch.bfloat16)
+    v = torch.randn(T, H, V, device="cuda", generator=g).to(torch.bfloat16)
+    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g)
+    lg = retention_log_decays(H).cuda()
+    ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu,
+                                       initial_state=h0.double())
+    with poisoned_allocations():
+        o, ht = chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, segment_len=segment_len)
+    assert rel_err(o, ro) <= TOL[torch.bfloat16] and rel_err(ht, rt) <= TOL[torch.bfloat16]
+
+
 @pytest.mark.parametrize("algo", ["one_pass", "two_pass"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=lambda d: str(d)[6:])
 def test_chunk_forms_at_k256(monkeypatch, algo, dtype):
