@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from e2e_brief import lines  # (bench/ is on the path: this script's folder)
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -120,9 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     result = summary(runs, args.pairs)
     (out / "ab.json").write_text(json.dumps({"a": args.a, "b": args.b, "common": common, "pairs": args.pairs,
                                               "runs": runs, "meta": meta, "summary": result}, indent=1))
-    sys.path.insert(0, str(HERE))
-    from e2e_brief import lines
-
     for label in order(args.pairs):
         print("\n".join(lines(str(out / label))))
     print(f"A: {args.a or '(defaults)'}   B: {args.b}")

@@ -48,7 +48,7 @@ def _chunk_fwd_kernel(
 ):
     """One (work item, head, V-block). A work item is sequence `item`, or with SEGMENTED segment
     j = item % n_seg of sequence item // n_seg (seg_len tokens; empty past the sequence's end).
-    h0 / ht are indexed by sequence, or with SEGMENTED by the segment's slot (`_segment_slot`)."""
+    h0 / ht are indexed by sequence, or with SEGMENTED by the segment's slot (`segment_slot`)."""
     pid = tl.program_id(0)
     iv = pid % NV
     h = (pid // NV) % H
@@ -59,7 +59,7 @@ def _chunk_fwd_kernel(
         seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
         bos = seq_bos + (item % n_seg).to(tl.int64) * seg_len
         L = tl.maximum(tl.minimum(seq_eos - bos, seg_len), 0).to(tl.int32)
-        item = _segment_slot(seq, seq_bos, seg_len) + item % n_seg
+        item = segment_slot(seq, seq_bos, seg_len) + item % n_seg
     else:
         bos = tl.load(cu_seqlens + item).to(tl.int64)
         L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)
@@ -129,18 +129,18 @@ def _chunk_fwd_kernel(
 
 
 @triton.jit
-def _segment_slot(seq, seq_bos, seg_len):
-    """The slot of sequence seq's first segment among every sequence's (its j-th is this + j): seq + seq_bos //
-    seg_len, so that the slots of a step's sequences number at most N + T / seg_len (`segment_slots`), not N times
-    the segments the longest may have (768 MiB a tensor at 64 sequences x 24,576 tokens of the default model's
-    heads). Distinct: the next sequence's first slot, seq + 1 + (seq_bos + len) // seg_len, is past this one's
-    last, seq + seq_bos // seg_len + cdiv(len, seg_len) - 1."""
-    return seq + seq_bos // seg_len
+def segment_slot(seq, seq_bos, every):
+    """The slot of sequence seq's first piece when every sequence is cut into pieces of `every` tokens (its j-th
+    piece's is this + j): seq + seq_bos // every. A step's pieces then number at most N + T / every
+    (`segment_slots`), not N times the pieces the longest may have; the segments' scratch states, the two-pass
+    span states and its output row blocks are laid out so. Distinct: the next sequence's first slot,
+    seq + 1 + (seq_bos + len) // every, is past this one's last, seq + seq_bos // every + cdiv(len, every) - 1."""
+    return seq + seq_bos // every
 
 
-def segment_slots(N: int, T: int, segment_len: int) -> int:
-    """Slots of N sequences of T tokens in all cut into segment_len-token segments (see `_segment_slot`)."""
-    return N + T // segment_len
+def segment_slots(N: int, T: int, every: int) -> int:
+    """Slots of N sequences of T tokens in all cut into pieces of `every` tokens (see `segment_slot`)."""
+    return N + T // every
 
 
 @triton.jit
@@ -168,7 +168,7 @@ def _segment_scan_kernel(
         S = tl.zeros([BK, BV], dtype=tl.float32)
     seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
     length = (tl.load(cu_seqlens + n + 1) - seq_bos).to(tl.int32)
-    seg_off = _segment_slot(n.to(tl.int64), seq_bos, seg_len) * (H * K * V)
+    seg_off = segment_slot(n.to(tl.int64), seq_bos, seg_len) * (H * K * V)
     init_ptrs = seg_init + seg_off + tile
     local_ptrs = local + seg_off + tile
     for start in range(0, length, seg_len):

@@ -48,7 +48,7 @@ import triton
 import triton.language as tl
 
 from ..utils import next_pow2, num_sms
-from .triton_fwd import SEGMENT_FIXES, TwoPassConfig, _segment_slot, plan_segment_len, segment_slots
+from .triton_fwd import SEGMENT_FIXES, TwoPassConfig, plan_segment_len, segment_slot, segment_slots
 
 
 @triton.jit
@@ -62,7 +62,7 @@ def _span_states_kernel(
     into hs; stores the final state into ht (float32). A work item is sequence `item`, or with
     SEGMENTED segment item % n_seg of sequence item // n_seg (seg_len tokens, a multiple of
     STATE_EVERY; empty past the sequence's end). h0 / ht are indexed by sequence, or with SEGMENTED by the
-    segment's slot (triton_fwd._segment_slot)."""
+    segment's slot (triton_fwd.segment_slot)."""
     pid = tl.program_id(0)
     iv = pid % NV
     ik = (pid // NV) % NK
@@ -74,7 +74,7 @@ def _span_states_kernel(
         seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
         L = tl.maximum(tl.minimum(tl.load(cu_seqlens + n + 1).to(tl.int64) - seq_bos - first, seg_len), 0)
         L = L.to(tl.int32)
-        item = _segment_slot(n, seq_bos, seg_len) + item % n_seg
+        item = segment_slot(n, seq_bos, seg_len) + item % n_seg
     else:
         n = item
         first = 0
@@ -99,7 +99,7 @@ def _span_states_kernel(
     k_seq = k + bos * stride_qk + h * K
     v_seq = v + bos * stride_v + h * V
     # the first span's slot (64-bit: slots * H * K * V passes 2^31 at real sizes), advanced a slot a span
-    hs_seq = hs + ((seq_bos // STATE_EVERY + n + first // STATE_EVERY) * H + h) * (K * V) + state_tile
+    hs_seq = hs + ((segment_slot(n, seq_bos, STATE_EVERY) + first // STATE_EVERY) * H + h) * (K * V) + state_tile
     for i0 in range(0, L, BT):
         if STORE_SPANS:  # a masked store rather than a branch: the loop stays one block for the pipeliner
             # (a work item's first span starts from zero without h0: not stored, the output pass reads none)
@@ -177,7 +177,7 @@ def _block_outputs(
         m_keys = m_keys + (m_keys_j,)
     q_decay = scale * tl.exp(lg * (p0 + fi + 1.0))
 
-    slot = bos // STATE_EVERY + n + span
+    slot = segment_slot(n, bos, STATE_EVERY) + span
     hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
     v_rows = v + span_first * stride_v + h * V + it[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
@@ -194,7 +194,7 @@ def _block_outputs(
         # rows to load: none without an incoming state (a first segment without h0) or when g^n underflows
         fix_rows = tl.where(((seg > 0) | (has_h0 != 0)) & (seg_decay > 0.0), K, 0)
         m_fix = (ik < fix_rows)[:, None]
-        si_rows = seg_init + ((_segment_slot(n, bos, seg_len) + seg) * H + h) * (K * V) + ik[:, None] * V
+        si_rows = seg_init + ((segment_slot(n, bos, seg_len) + seg) * H + h) * (K * V) + ik[:, None] * V
     for v0 in tl.range(0, V, BV, num_stages=LOOP_STAGES):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
@@ -324,7 +324,7 @@ def chunk_retention_two_pass(
         return o, final.zero_() if h0 is None else final.copy_(h0)
     # bf16 inputs: the q S product runs in bf16 anyway; float16 / float32: float32 states (no overflow)
     hs_dtype = torch.bfloat16 if q.dtype == torch.bfloat16 else torch.float32
-    hs = torch.empty(T // SE + N, H, K, V, device=dev, dtype=hs_dtype)
+    hs = torch.empty(segment_slots(N, T, SE), H, K, V, device=dev, dtype=hs_dtype)
     if segment_len is not None and segment_len < 0:
         raise ValueError(f"segment_len={segment_len}; pass None (planned), 0 (no cuts) or a positive length")
     (SK, SV, warps, SBT, stages), segment_len = plan_state_pass(cfg, N, T, H, K, V, num_sms(dev), segment_len)
@@ -368,7 +368,7 @@ def chunk_retention_two_pass(
             seg_init = seg_init.to(hs_dtype)
     # virtual row block r belongs to the last sequence n with cu[n] // BT + n <= r (device ops, no sync)
     seqs = torch.arange(N, device=dev, dtype=torch.int64)
-    blocks = torch.arange(T // cfg.BT + N, device=dev, dtype=torch.int64)
+    blocks = torch.arange(segment_slots(N, T, cfg.BT), device=dev, dtype=torch.int64)
     seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
     _span_outputs_kernel[(blocks.numel() * H,)](
         q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,

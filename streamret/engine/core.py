@@ -471,9 +471,8 @@ class EngineCore:
         if isinstance(error, torch.cuda.OutOfMemoryError):
             # what the step got back to the device, so that the other engine processes there may use it
             torch.cuda.empty_cache()
-            why = ("the model step ran out of device memory (the device is shared by every engine process, each "
-                   "holding about 7 GiB with the default model, and by any other process there: lower "
-                   "--engine-procs or --max-step-tokens)")
+            why = ("the model step ran out of device memory (the device is shared by every engine process and by "
+                   "any other process there: lower --engine-procs or --max-step-tokens)")
         for work in plan.work:
             stream = self.store.streams[work.stream_id]
             self._fail_stream(stream, Unavailable(
