@@ -51,6 +51,58 @@ def test_kernels_on_the_interpreter():
     assert re.search(r"\d+ passed, 2 skipped in", last), last  # only the two parent-side tests skip there
 
 
+@pytest.fixture(autouse=True)
+def accesses_inside_the_launch_tensors(monkeypatch):
+    """In the interpreter child, every unmasked load and store of every kernel launch must lie inside one of the
+    tensors the launch was given. The interpreter reads and writes host memory through raw pointers and
+    never faults, while on the GPU an access past a tensor reads another's memory or faults (session 37: the
+    segmented kernels' programs past a sequence's end loaded slots past the scratch tensor's end, correct
+    here and an illegal memory access on the H100). This hooks Triton 3.9's interpreter internals."""
+    if not CHILD:
+        yield
+        return
+    from triton.runtime import interpreter
+
+    ranges: list[tuple[int, int]] = []
+    init_args = interpreter.GridExecutor._init_args_hst
+
+    def recording_init_args(self, args_dev, kwargs):
+        args_hst, kwargs_hst = init_args(self, args_dev, kwargs)
+        ranges.clear()  # launches run one after another
+        for arg in [*args_hst, *kwargs_hst.values()]:
+            if isinstance(arg, torch.Tensor) and arg.numel():
+                lo = arg.data_ptr()  # the view's extent: an access outside it belongs to no operand
+                extent = sum((n - 1) * st for n, st in zip(arg.shape, arg.stride())) + 1
+                ranges.append((lo, lo + extent * arg.element_size()))
+        return args_hst, kwargs_hst
+
+    def check(ptrs, mask, what):
+        p = ptrs.data if mask is None else ptrs.data[np.broadcast_to(mask.data, ptrs.data.shape)]
+        size = np.dtype(interpreter._get_np_dtype(ptrs.get_element_ty())).itemsize
+        inside = np.zeros(p.shape, dtype=bool)
+        for lo, hi in ranges:
+            inside |= (p >= lo) & (p + size <= hi)
+        if not inside.all():
+            bad = int(p[~inside].ravel()[0])
+            raise AssertionError(f"{what} at {bad:#x}, outside every tensor of the launch {[hex(r[0]) for r in ranges]}"
+                                 f" ({int((~inside).sum())} of {p.size} unmasked elements)")
+
+    load, store = interpreter.InterpreterBuilder.create_masked_load, interpreter.InterpreterBuilder.create_masked_store
+
+    def checked_load(self, ptrs, mask, other, *args):
+        check(ptrs, mask, "a load")
+        return load(self, ptrs, mask, other, *args)
+
+    def checked_store(self, ptrs, value, mask, *args):
+        check(ptrs, mask, "a store")
+        return store(self, ptrs, value, mask, *args)
+
+    monkeypatch.setattr(interpreter.GridExecutor, "_init_args_hst", recording_init_args)
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_load", checked_load)
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_store", checked_store)
+    yield
+
+
 @pytest.fixture(scope="module")
 def fwd():
     from streamret_kernels.chunk_retention import triton_fwd

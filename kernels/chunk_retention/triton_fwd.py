@@ -59,7 +59,9 @@ def _chunk_fwd_kernel(
         seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
         bos = seq_bos + (item % n_seg).to(tl.int64) * seg_len
         L = tl.maximum(tl.minimum(seq_eos - bos, seg_len), 0).to(tl.int32)
-        item = segment_slot(seq, seq_bos, seg_len) + item % n_seg
+        # a segment past its sequence's end loads h0 and stores nothing, and its own slot may lie past the
+        # tensor's end: it takes its sequence's first slot, always in range
+        item = segment_slot(seq, seq_bos, seg_len) + tl.where(L > 0, item % n_seg, 0)
     else:
         bos = tl.load(cu_seqlens + item).to(tl.int64)
         L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)

@@ -89,13 +89,17 @@ def test_segment_cuts_do_not_change_the_result():
             assert rel_err(b, a) <= 1e-5, seg
 
 
+@pytest.mark.parametrize("lens", ["ragged", "packed"])
 @pytest.mark.parametrize("segment_len", [None, 256])
-def test_many_ragged_sequences_cut_into_segments_at_the_default_layout(segment_len):
-    """The default model's heads (H4 K64 V128, bf16) over a step of 64 sequences, one of them long: few programs,
-    so the planner cuts the sequences into segments, each of whose scratch states has a slot of its own."""
+def test_many_sequences_cut_into_segments_at_the_default_layout(segment_len, lens):
+    """The default model's heads (H4 K64 V128, bf16) over a step of 64 sequences, one of them long (ragged), or
+    64 x 384 tokens (packed, the model's largest graph bucket): few programs, so the planner cuts the sequences
+    into segments, each of whose scratch states has a slot of its own. Packed, a late sequence's programs past
+    its end compute slots far past the scratch tensor's end (session 37: illegal memory accesses until they
+    took their sequence's first slot)."""
     from streamret_kernels.chunk_retention.triton_fwd import chunk_retention_triton, plan_segment_len
 
-    lens = [*ragged(63, 300, 3), 16000]
+    lens = [*ragged(63, 300, 3), 16000] if lens == "ragged" else [384] * 64
     H, K, V, T = 4, 64, 128, sum(lens)
     assert plan_segment_len(64, T, H, 1, 64, torch.cuda.get_device_properties(0).multi_processor_count) > 0
     g = torch.Generator(device="cuda").manual_seed(7)
@@ -110,6 +114,7 @@ def test_many_ragged_sequences_cut_into_segments_at_the_default_layout(segment_l
     with poisoned_allocations():
         o, ht = chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, segment_len=segment_len)
     assert rel_err(o, ro) <= TOL[torch.bfloat16] and rel_err(ht, rt) <= TOL[torch.bfloat16]
+    torch.cuda.synchronize()  # an illegal access surfaces here at the latest
 
 
 @pytest.mark.parametrize("algo", ["one_pass", "two_pass"])
@@ -148,8 +153,9 @@ def test_two_pass_segment_cuts_do_not_change_the_result(monkeypatch):
 
 
 @pytest.mark.parametrize("lens,segment_len", [
-    ([32768], None), ([32768], 4096), ([9000, 300, 4096 + 77, 0, 1, 20000], 4096),
-], ids=["B1 T32768 planned (uncut, narrow state tiles)", "B1 T32768 cut at 4096", "ragged cut at 4096"])
+    ([32768], None), ([32768], 4096), ([9000, 300, 4096 + 77, 0, 1, 20000], 4096), ([2048] * 16, 512),
+], ids=["B1 T32768 planned (uncut, narrow state tiles)", "B1 T32768 cut at 4096", "ragged cut at 4096",
+        "packed 16 x 2048 cut at 512"])
 @pytest.mark.parametrize("with_state", [True, False])
 def test_two_pass_segment_fix_k256(lens, segment_len, with_state):
     """The 1.3B heads in bf16 with sequences cut into segments: one state pass plus the incoming
