@@ -63,29 +63,38 @@ def accesses_inside_the_launch_tensors(monkeypatch):
         return
     from triton.runtime import interpreter
 
-    ranges: list[tuple[int, int]] = []
+    spans = np.zeros((2, 0), dtype=np.uint64)  # the launch's tensors' byte ranges, merged: starts, ends
+
     init_args = interpreter.GridExecutor._init_args_hst
 
     def recording_init_args(self, args_dev, kwargs):
+        nonlocal spans
         args_hst, kwargs_hst = init_args(self, args_dev, kwargs)
-        ranges.clear()  # launches run one after another
+        ranges = []
         for arg in [*args_hst, *kwargs_hst.values()]:
             if isinstance(arg, torch.Tensor) and arg.numel():
                 lo = arg.data_ptr()  # the view's extent: an access outside it belongs to no operand
                 extent = sum((n - 1) * st for n, st in zip(arg.shape, arg.stride())) + 1
-                ranges.append((lo, lo + extent * arg.element_size()))
+                ranges.append([lo, lo + extent * arg.element_size()])
+        merged: list[list[int]] = []  # overlapping views (q, k and v of one projection; h0 and ht) joined
+        for lo, hi in sorted(ranges):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        spans = np.array(merged, dtype=np.uint64).reshape(-1, 2).T
         return args_hst, kwargs_hst
 
     def check(ptrs, mask, what):
         p = ptrs.data if mask is None else ptrs.data[np.broadcast_to(mask.data, ptrs.data.shape)]
-        size = np.dtype(interpreter._get_np_dtype(ptrs.get_element_ty())).itemsize
-        inside = np.zeros(p.shape, dtype=bool)
-        for lo, hi in ranges:
-            inside |= (p >= lo) & (p + size <= hi)
+        size = np.uint64(np.dtype(interpreter._get_np_dtype(ptrs.get_element_ty())).itemsize)
+        span = np.searchsorted(spans[0], p, side="right") - 1  # the last span starting at or before p
+        inside = (span >= 0) & (p + size <= spans[1][np.maximum(span, 0)])
         if not inside.all():
             bad = int(p[~inside].ravel()[0])
-            raise AssertionError(f"{what} at {bad:#x}, outside every tensor of the launch {[hex(r[0]) for r in ranges]}"
-                                 f" ({int((~inside).sum())} of {p.size} unmasked elements)")
+            raise AssertionError(f"{what} at {bad:#x}, outside every tensor of the launch (byte ranges "
+                                 f"{[(hex(a), hex(b)) for a, b in spans.T.tolist()]}; "
+                                 f"{int((~inside).sum())} of {p.size} unmasked elements)")
 
     load, store = interpreter.InterpreterBuilder.create_masked_load, interpreter.InterpreterBuilder.create_masked_store
 
