@@ -21,7 +21,9 @@ def lines(folder: str) -> list[str]:
     run = json.loads(path.read_text())
     parts = run["parts"]
     packed = (parts.get("packed") or {}).get("tokens_per_s")
-    out = [f"{Path(folder).name:8s} {settings(run.get('engine_config') or {})}"]
+    core_ms = (run.get("versions") or {}).get("python_core_ms")  # the host's speed (older runs lack it)
+    host = f"; host python_core_ms {core_ms}" if core_ms is not None else ""
+    out = [f"{Path(folder).name:8s} {settings(run.get('engine_config') or {})}{host}"]
     for name, p in parts.items():
         if not isinstance(p, dict) or "engine_cpu_us_per_token_by_thread" not in p:
             continue

@@ -509,9 +509,10 @@ def versions() -> dict:
     out = {"python": platform.python_version(), "torch": torch.__version__, "grpcio": grpc.__version__,
            "protobuf": google.protobuf.__version__, "cpu": platform.processor() or platform.machine(),
            "cpu_count": os.cpu_count()}
-    from cpu_threads import cpu_topology  # (bench/cpu_threads.py)
+    from cpu_threads import cpu_topology, python_core_ms  # (bench/cpu_threads.py)
 
     out["cpu_topology"] = cpu_topology()
+    out["python_core_ms"] = python_core_ms()
     try:
         import triton
 

@@ -110,6 +110,7 @@ def test_smoke_runs_every_part(tmp_path: Path):
     assert set(result["parts"]) == {"packed", "engine_4", "engine_16", "profile_4", "service_saturate",
                                     "service_half", "batch_long", "batch_short"}
     assert result["text"]["tokens"] > 0 and not result["errors"]
+    assert result["versions"]["python_core_ms"] > 0  # the host's speed, beside the figures it shapes
     assert result["engine_config"]["step_switch_interval_s"] == EngineConfig.step_switch_interval_s
     assert result["engine_config"]["device_wait"] == EngineConfig.device_wait
     assert all(row["tokens_per_s"] > 0 for row in result["table"])
@@ -231,6 +232,7 @@ def test_host_cpu_samples_give_busy_and_stolen_cores_and_the_topology(monkeypatc
     cpu = "processor\t: {}\nmodel name\t: Some CPU\nphysical id\t: 0\nsiblings\t: 4\ncpu cores\t: 2\n"
     assert cpu_threads.cpu_topology("\n".join(cpu.format(i) for i in range(4))) == {
         "model": "Some CPU", "logical_cpus": 4, "packages": 1, "cores_per_package": 2, "siblings_per_package": 4}
+    assert 0 < cpu_threads.python_core_ms(repeats=1) < 10_000  # ms of one core's fixed Python work
 
 
 def test_parts_default_to_all_and_say_whether_they_were_named():
@@ -251,10 +253,12 @@ def test_the_brief_gives_a_line_per_part_with_its_ratio_to_packed(tmp_path):
             "engine_item_ms": {"tokenize_p50": 68.0, "queued_to_applied_p50": 13.6}, "streams_per_step": 4.66}
     service = {**part, "ack_p50_ms": 33.9, "ack_p99_ms": 61.4}
     config = {"max_step_tokens": 32768, "tokenizer_threads": 4, "tokenize_split_bursts": True, "overlap_steps": None}
-    (tmp_path / "e2e.json").write_text(json.dumps({"engine_config": config, "parts": {
-        "packed": {"tokens_per_s": 12e6}, "batch_short": part, "service_half": service}}))
+    (tmp_path / "e2e.json").write_text(json.dumps({"engine_config": config, "versions": {"python_core_ms": 11.2},
+                                                   "parts": {"packed": {"tokens_per_s": 12e6}, "batch_short": part,
+                                                             "service_half": service}}))
     head, line, service_line = e2e_brief.lines(str(tmp_path))
-    assert head.endswith("settings: step tokens 32768, tokenize threads 4, split bursts True, overlap None")
+    assert head.endswith("settings: step tokens 32768, tokenize threads 4, split bursts True, overlap None; "
+                         "host python_core_ms 11.2")
     assert "batch_short" in line and "3.00 M (0.250)" in line and "tokenize_procs 1.3" in line and "p50 ms 68.0" in line
     assert "queued-to-applied p50 ms 13.6" in line and line.endswith("streams a step 4.7")
     assert " service_half " in service_line

@@ -75,7 +75,7 @@ def engine_procs(procs: int | str, device: str = "auto") -> int:
     one per 8 GiB of device memory (measured on an H200 with 16 cores: 12 engines read 20% more than 8 at 1,024
     streams, as much at 64; each holds a CUDA context, a model and its step graphs: 6.8-7.0 GiB with the default
     model and the GPU's step settings until session 37 gave the chunk kernel's scratch states slots of their own,
-    2.5 GiB after, on an H100; 8 GiB stays until 12 engines have run there through a whole e2e list);
+    2.5 GiB after, on an H100, where 12 then fit but read no faster than 9: the 8 GiB keeps 9 there);
     on the CPU, 1 (the model's own threads use the cores)."""
     if procs == "auto":
         from ..model.spec import resolve_device
