@@ -291,13 +291,17 @@ def test_cancel_removes_a_stream_from_its_group_line():
 @given(
     st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 60)), min_size=1, max_size=40),
     st.integers(1, 50), st.integers(1, 6), st.one_of(st.none(), st.integers(1, 20)), st.randoms(),
+    st.one_of(st.none(), st.integers(1, 40)),
 )
-@settings(max_examples=100, deadline=None)
-def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd):
-    """Whatever the groups, budget, cap, stream limit and running steps: each stream's tokens reach the
-    steps exactly once and in order, every step keeps its bounds, and everything is eventually served."""
+@settings(max_examples=150, deadline=None)
+def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd, pad):
+    """Whatever the groups, budget, cap, stream limit, running steps and padding filled (buckets of `pad`
+    tokens): each stream's tokens reach the steps exactly once and in order, every step keeps its bounds, a
+    step that completes a stream's chunk ends at a chunk boundary of that stream, and everything is eventually
+    served."""
     s = sched(max_step_tokens=budget, max_step_streams=streams, max_stream_step_tokens=cap,
-              max_pending_chunks_per_stream=100, max_pending_chunks=1000, max_pending_bytes=10**6)
+              max_pending_chunks_per_stream=100, max_pending_chunks=1000, max_pending_bytes=10**6,
+              pad_to=None if pad is None else (lambda t: -(-t // pad) * pad))
     expected: dict[str, list[np.ndarray]] = {}
     for stream, group, n in adds:
         sid = f"s{stream}"
@@ -316,6 +320,8 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
         for w in plan.work:
             assert cap is None or w.n_tokens <= cap
             assert w.n_tokens == sum(sl.end - sl.start for sl in w.slices)
+            assert all(sl.completes for sl in w.slices) or len(w.slices) == 1, w.slices
+            assert len({id(sl.item) for sl in w.slices}) == len(w.slices)  # one slice a chunk
             got.setdefault(w.stream_id, []).append(w.tokens() if w.slices else np.zeros(0, np.int64))
             for sl in w.slices:
                 if sl.completes:
@@ -453,3 +459,50 @@ def test_a_plan_counts_the_streams_with_work_and_those_it_could_pick():
     assert [w.stream_id for w in plan.work] == ["c", "d", "e", "f"]
     plan = s.schedule()
     assert (plan.waiting, plan.runnable) == (2, 2)
+
+
+def fill_to(multiple: int):
+    return lambda t: -(-t // multiple) * multiple
+
+
+def test_a_step_takes_queued_tokens_into_its_padding_without_breaking_chunk_boundaries():
+    """Buckets of 64 tokens and a budget of 128: a's fair share (64) ends inside its 100-token chunk and b's
+    stops at a chunk boundary (10 of 64), so the step holds 74 tokens and is padded to 128. Filling, a's slice
+    is extended to its chunk's end (100 of it: 110 tokens, still the 128 bucket); b, whose slice completed its
+    chunk, takes only whole chunks, and its next (100) does not fit what is left (18)."""
+    def plan_of(pad_to):
+        s = sched(max_step_tokens=128, pad_to=pad_to)
+        s.add(item("a", 100))
+        s.add(item("b", 10, seq=1))
+        s.add(item("b", 100, seq=2))
+        plan = s.schedule()
+        return [(w.stream_id, [(sl.item.seq, sl.start, sl.end) for sl in w.slices]) for w in plan.work], s
+
+    unfilled, _ = plan_of(None)
+    assert unfilled == [("a", [(1, 0, 64)]), ("b", [(1, 0, 10)])]
+    filled, s = plan_of(fill_to(64))
+    assert filled == [("a", [(1, 0, 100)]), ("b", [(1, 0, 10)])]
+    assert s.queued_tokens == 100 and s.schedule().n_tokens == 100  # b's second chunk: the next step
+
+
+def test_padding_is_filled_within_the_stream_cap_and_not_while_draining():
+    s = sched(max_step_tokens=128, pad_to=fill_to(64), max_stream_step_tokens=70)
+    s.add(item("a", 100))
+    s.add(item("b", 10, seq=1))
+    s.add(item("b", 100, seq=2))
+    assert [w.n_tokens for w in s.schedule().work] == [70, 10]  # a: its 64, then 6 to its cap of 70
+    s = sched(max_step_tokens=128, pad_to=fill_to(64), draining_step_chunks=1)
+    for seq in (1, 2):
+        s.add(item("a", 30, seq=seq))
+    assert s.schedule(draining=True).n_tokens == 30  # the draining cap's one chunk stays one
+    assert s.schedule().n_tokens == 30
+
+
+def test_filled_padding_goes_to_the_streams_of_the_step_in_service_order():
+    """a and b each stop at a chunk boundary (50 of their 64 shares), the step is padded from 100 to 128: the 28
+    tokens of room go to a first (its next whole chunk, 20), and what is left (8) holds no chunk of b's."""
+    s = sched(max_step_tokens=128, pad_to=fill_to(64))
+    for sid in "ab":
+        for seq, n in enumerate((50, 20, 10), 1):
+            s.add(item(sid, n, seq=seq))
+    assert [(w.stream_id, w.n_tokens) for w in s.schedule().work] == [("a", 70), ("b", 50)]

@@ -54,6 +54,13 @@ class EngineConfig:
     # of bench/tokenize_join_loop.py --step-chunks 2 +18-27% MB/s, round trip p50 20 -> 15.6 ms; the real engine with
     # a sleeping stand-in for the model +12-17% (three pairs). Not yet measured on a GPU.
     draining_step_chunks: int | None = None
+    # with CUDA graphs a step runs padded to its token bucket (streamret/model/graphs.py: multiples of 4,096 past
+    # 4,096 tokens), and the padding costs the device as much as tokens do. With this on, a step whose streams have
+    # more queued tokens than their fair shares gave them takes some of them into that padding (splitting chunks
+    # where it must, never past max_step_tokens, max_stream_step_tokens or a draining cap, never another stream):
+    # the same device time then reads more text. Off until measured on a GPU (a step of 1,024 streams held 24.7 k
+    # tokens on average on the H100, session 37: about 2 k of padding each).
+    fill_step_padding: bool = False
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20
     max_pending_chunks_per_stream: int = 64

@@ -27,6 +27,7 @@ import torch
 from .. import gc_pauses
 from ..errors import NotFound, StreamRetError, Unavailable
 from ..model.checkpoint import model_fingerprint
+from ..model.graphs import token_bucket
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel
 from ..stack_sampler import StackSampler, step_sample_interval
@@ -92,6 +93,7 @@ class EngineCore:
             config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens, config.draining_step_chunks,
+            pad_to=token_bucket if config.fill_step_padding else None,
         )
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         # tokenizer processes (EngineConfig.tokenize_procs): auto on a GPU, whose step thread wants the GIL often

@@ -21,7 +21,7 @@ import itertools
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -351,13 +351,16 @@ class Scheduler:
     `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
     fair share). `draining_step_chunks` caps it at that many of the stream's queued chunks while the whole
     queue holds fewer tokens than a step and the caller says so (`schedule`'s draining; EngineConfig's
-    draining_step_chunks says why).
+    draining_step_chunks says why). `pad_to` (the step's padded size for its token count, as the device runs it;
+    None: unpadded) lets a step take its picked streams' further queued tokens into its padding, in service order
+    (EngineConfig.fill_step_padding): they cost no more device time, and take no stream's turn.
     """
 
     def __init__(
         self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
         max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
         max_stream_step_tokens: int | None = None, draining_step_chunks: int | None = None,
+        pad_to: Callable[[int], int] | None = None,
     ):
         if max_stream_step_tokens is not None and max_stream_step_tokens < 1:
             raise ValueError(
@@ -369,6 +372,7 @@ class Scheduler:
         self.max_step_streams = max_step_streams
         self.max_stream_step_tokens = max_stream_step_tokens
         self.draining_step_chunks = draining_step_chunks
+        self.pad_to = pad_to
         # accepted, not yet completed: per stream and in total (bounds.py)
         self.bounds = QueueBounds(max_pending_chunks_per_stream, max_pending_bytes_per_stream, max_pending_chunks,
                                   max_pending_bytes)
@@ -482,13 +486,18 @@ class Scheduler:
                 wanting += demand > 0
                 cycle.append(group)
             shares = self._split(groups, demands, budget)
-        plan: list[StreamWork] = []
-        served_groups: dict[str, None] = {}  # ordered set: groups in the order they were first served
+        taken: list[tuple[str, str, list[Slice]]] = []  # picked streams that run: group, id, slices
         for group, sid, demand, share in zip(groups, sids, demands, shares):
             if demand and not share:  # its group's share ran out before this stream: it keeps its turn
                 passed.setdefault(group, []).append(sid)
                 continue
-            plan.append(StreamWork(sid, self._take(sid, share)))  # at most share (a chunk boundary may stop it)
+            taken.append((group, sid, self._take(sid, share)))  # at most share (a chunk boundary may stop it)
+        if self.pad_to is not None and chunks is None:
+            self._fill_padding(taken, budget)
+        plan: list[StreamWork] = []
+        served_groups: dict[str, None] = {}  # ordered set: groups in the order they were first served
+        for group, sid, slices in taken:
+            plan.append(StreamWork(sid, slices))
             if group not in served_groups:
                 served_groups[group] = None
             if self._queues[sid]:
@@ -526,15 +535,41 @@ class Scheduler:
                 shares[i] = s
         return shares
 
-    def _take(self, sid: str, share: int) -> list[Slice]:
+    def _fill_padding(self, taken: list[tuple[str, str, list[Slice]]], budget: int) -> None:
+        """Give the picked streams, in service order, more of their queued tokens up to the step's padded size
+        (`pad_to`, at most the budget), each within max_stream_step_tokens, keeping `_take`'s rule that a step
+        completing a stream's chunk ends at a chunk boundary of that stream: a stream whose one slice ends inside
+        a chunk has that slice extended (and then whole chunks, once it completes), a stream whose slices all
+        complete takes whole chunks only."""
+        n_tokens = sum(s.end - s.start for _, _, slices in taken for s in slices)
+        if not n_tokens:
+            return
+        room = min(self.pad_to(n_tokens), budget) - n_tokens
+        cap = self.max_stream_step_tokens
+        for _, sid, slices in taken:
+            if room <= 0:
+                break
+            own = sum(s.end - s.start for s in slices)
+            extra = min(room, self._queued_tokens[sid], room if cap is None else cap - own)
+            if extra <= 0:
+                continue
+            more = self._take(sid, extra, whole_only=any(sl.completes for sl in slices))
+            room -= sum(s.end - s.start for s in more)
+            if slices and more and more[0].item is slices[-1].item:  # the rest of the chunk its slice ended in
+                last = slices.pop()
+                more[0] = Slice(last.item, last.start, more[0].end)
+            slices.extend(more)
+
+    def _take(self, sid: str, share: int, whole_only: bool = False) -> list[Slice]:
         """Slices of the stream's queue, in order, holding at most `share` tokens (and the zero-token items
-        they reach); only the first may be split, and its rest stays at the front of the queue."""
+        they reach); only the first may be split (none with whole_only), and its rest stays at the front of the
+        queue."""
         queue = self._queues[sid]
         slices = []
         while queue:
             item = queue[0]
             left = item.n_tokens - item.taken
-            if slices and left > share:
+            if (slices or whole_only) and left > share:
                 break  # it would not complete behind the others: it waits whole (a chunk boundary)
             take = min(left, share)
             if take == 0 and left > 0:
