@@ -1,0 +1,82 @@
+"""The scheduler alone, with and without `fill_step_padding`: how full its steps are and how much of what the device
+runs is padding (CUDA graphs pad a step to its token bucket: streamret/model/graphs.py). A model of the engine's
+queue, not a measurement of it: N streams each keep up to --window chunks queued (about 533 tokens each, 2 KB of
+the manual pages' text at 0.26 tokens a byte), a chunk's stream sends its next one with probability 1/2 a step once
+it is completed (tokenizing and acks take no time here), and each step passes over the streams of the step before
+it (the GPU's overlapped steps).
+
+    python bench/step_fill.py --streams 114 --steps 400        # 1,024 streams over 9 engines: 114 an engine
+
+Prints tokens a step, the padded size and padding's share of it, with the fill off and on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from streamret.engine.scheduler import Scheduler, WorkItem  # noqa: E402
+from streamret.engine.text import TextPiece, TextSnapshot  # noqa: E402
+from streamret.model.graphs import token_bucket  # noqa: E402
+
+
+def chunk(sid: str, seq: int, n: int) -> WorkItem:
+    """A tokenized chunk of n tokens in one piece (what the scheduler reads of it)."""
+    return WorkItem(sid, seq, np.zeros(n, np.int64), [TextPiece("x", 0, 1)], np.array([n], np.int64),
+                    TextSnapshot(b"", 0), 4 * n)
+
+
+def simulate(fill: bool, streams: int, window: int, steps: int, budget: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    s = Scheduler(budget, 256, 64, 1 << 30, 1 << 30, 1 << 40, pad_to=token_bucket if fill else None)
+    sent = dict.fromkeys(range(streams), 0)
+    open_ = dict.fromkeys(range(streams), 0)
+
+    def send(i: int) -> None:
+        sent[i] += 1
+        open_[i] += 1
+        s.add(chunk(f"s{i}", sent[i], max(1, int(rng.normal(533, 60)))))
+
+    for i in range(streams):
+        for _ in range(int(rng.integers(1, window + 1))):
+            send(i)
+    tokens, padded, running = [], [], set()
+    for _ in range(steps):
+        plan = s.schedule(exclude=running)
+        tokens.append(plan.n_tokens)
+        padded.append(token_bucket(plan.n_tokens) if plan.n_tokens else 0)
+        for w in plan.work:
+            for sl in w.slices:
+                if sl.completes:
+                    s.complete(sl.item)
+                    open_[int(w.stream_id[1:])] -= 1
+        running = {w.stream_id for w in plan.work}
+        for i in range(streams):
+            while open_[i] < window and rng.random() < 0.5:
+                send(i)
+    t, p = np.array(tokens[steps // 8:]), np.array(padded[steps // 8:])  # past the start
+    return {"tokens_per_step": float(t.mean()), "padded_per_step": float(p.mean()),
+            "padding_share": float(1 - t.sum() / max(p.sum(), 1))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, default=114)
+    ap.add_argument("--window", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--budget", type=int, default=32768, help="max_step_tokens (the GPU's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    for fill in (False, True):
+        r = simulate(fill, args.streams, args.window, args.steps, args.budget, args.seed)
+        print(f"fill {'on ' if fill else 'off'}  tokens a step {r['tokens_per_step']:8.0f}  padded "
+              f"{r['padded_per_step']:8.0f}  padding {r['padding_share']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
