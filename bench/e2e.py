@@ -641,7 +641,12 @@ SMOKE = dict(device="cpu", text_mb=0.03, min_text_kb=4, step_tokens=512, packed_
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from streamret.batch import sub_batches
-    from streamret.engine.config import DEVICE_WAITS, STEP_OVERLAPS, EngineConfig  # (defaults of the engine flags)
+    from streamret.engine.config import (  # (defaults of the engine flags)
+        DEVICE_WAITS,
+        STEP_FILLS,
+        STEP_OVERLAPS,
+        EngineConfig,
+    )
     from streamret.engine.gil import switch_interval_arg
     from streamret.engine.text import SEGMENT_MODES
 
@@ -662,10 +667,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--draining-step-chunks", type=int, default=EngineConfig.draining_step_chunks,
                     help="EngineConfig.draining_step_chunks: while fewer than a step's tokens wait, a stream gives a "
                          "step at most this many chunks (default: off)")
-    ap.add_argument("--fill-step-padding", action=argparse.BooleanOptionalAction,
-                    default=EngineConfig.fill_step_padding,
-                    help="EngineConfig.fill_step_padding: a step takes queued tokens into its graph bucket's padding "
-                         "(default: off)")
+    ap.add_argument("--step-fill", choices=STEP_FILLS, default=EngineConfig.step_fill,
+                    help="EngineConfig.step_fill: a step takes its streams' further queued tokens into its graph "
+                         "bucket's padding, or up to its budget (default: off)")
     ap.add_argument("--step-tokens", type=int, default=None,
                     help="the engine's max_step_tokens (default: the engine's own for the device, default_step_tokens)")
     ap.add_argument("--packed-lens", type=ints, default=[64, 256, 512, 2048],
@@ -1002,7 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
                           tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps,
                           max_stream_step_tokens=args.max_stream_step_tokens,
                           draining_step_chunks=args.draining_step_chunks,
-                          fill_step_padding=args.fill_step_padding)
+                          step_fill=args.step_fill)
     from streamret.gc_pauses import freeze_startup
 
     def start_engine() -> Engine:
@@ -1022,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "max_stream_step_tokens": config.max_stream_step_tokens,
                           "draining_step_chunks": config.draining_step_chunks,
-                          "fill_step_padding": config.fill_step_padding,
+                          "step_fill": config.step_fill,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "step_switch_interval_s": config.step_switch_interval_s,
                           "device_wait": config.device_wait,

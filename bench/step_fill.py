@@ -1,4 +1,4 @@
-"""The scheduler alone, with and without `fill_step_padding`: how full its steps are and how much of what the device
+"""The scheduler alone under each `EngineConfig.step_fill`: how full its steps are and how much of what the device
 runs is padding (CUDA graphs pad a step to its token bucket: streamret/model/graphs.py). A model of the engine's
 queue, not a measurement of it: N streams each keep up to --window chunks queued (about 533 tokens each, 2 KB of
 the manual pages' text at 0.26 tokens a byte), a chunk's stream sends its next one with probability 1/2 a step once
@@ -7,7 +7,7 @@ it (the GPU's overlapped steps).
 
     python bench/step_fill.py --streams 114 --steps 400        # 1,024 streams over 9 engines: 114 an engine
 
-Prints tokens a step, the padded size and padding's share of it, with the fill off and on.
+Prints tokens a step, the padded size and padding's share of it, for each step_fill.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamret.engine.scheduler import Scheduler, WorkItem  # noqa: E402
+from streamret.engine.config import STEP_FILLS  # noqa: E402
+from streamret.engine.scheduler import Scheduler, WorkItem, fill_target  # noqa: E402
 from streamret.engine.text import TextPiece, TextSnapshot  # noqa: E402
 from streamret.model.graphs import token_bucket  # noqa: E402
 
@@ -30,9 +31,10 @@ def chunk(sid: str, seq: int, n: int) -> WorkItem:
                     TextSnapshot(b"", 0), 4 * n)
 
 
-def simulate(fill: bool, streams: int, window: int, steps: int, budget: int, seed: int) -> dict:
+def simulate(fill: str, streams: int, window: int, steps: int, budget: int, seed: int) -> dict:
+    """fill: EngineConfig.step_fill ("off", "padding", "budget")."""
     rng = np.random.default_rng(seed)
-    s = Scheduler(budget, 256, 64, 1 << 30, 1 << 30, 1 << 40, pad_to=token_bucket if fill else None)
+    s = Scheduler(budget, 256, 64, 1 << 30, 1 << 30, 1 << 40, fill_to=fill_target(fill, budget))
     sent = dict.fromkeys(range(streams), 0)
     open_ = dict.fromkeys(range(streams), 0)
 
@@ -71,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, default=32768, help="max_step_tokens (the GPU's default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    for fill in (False, True):
+    for fill in STEP_FILLS:
         r = simulate(fill, args.streams, args.window, args.steps, args.budget, args.seed)
-        print(f"fill {'on ' if fill else 'off'}  tokens a step {r['tokens_per_step']:8.0f}  padded "
+        print(f"step_fill {fill:8s} tokens a step {r['tokens_per_step']:8.0f}  padded "
               f"{r['padded_per_step']:8.0f}  padding {r['padding_share']:.3f}")
     return 0
 

@@ -135,27 +135,28 @@ def test_many_streams_interleaved_equal_separate_runs(eng):
         assert rel_err(eng.embedding(sid), one_shot(eng, text)) <= 1e-5
 
 
-def test_steps_that_fill_their_padding_read_the_same_embeddings_and_segments(monkeypatch):
-    """EngineConfig.fill_step_padding: steps take queued tokens into their graph bucket's padding (here on the CPU,
-    at a 100-token budget: buckets of 64 and 128 tokens, capped at 100), splitting chunks only where a stream's
-    step completes none. Many interleaved streams then read what one-shot runs read, and keep the segments an
-    engine of one step a stream keeps (invariant 1); and the fill did take tokens."""
+@pytest.mark.parametrize("step_fill", ["padding", "budget"])
+def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, step_fill):
+    """EngineConfig.step_fill: steps take queued tokens into their graph bucket's padding ("padding": here on the
+    CPU, at a 100-token budget, buckets of 64 and 128 tokens capped at 100) or up to the budget, splitting chunks
+    only where a stream's step completes none. Many interleaved streams then read what one-shot runs read, and
+    keep the segments an engine of one step a stream keeps (invariant 1); and the fill did take tokens."""
     from streamret.engine.scheduler import Scheduler
 
     filled = []
-    fill = Scheduler._fill_padding
+    fill = Scheduler._fill
 
     def counting(self, taken, budget):
         before = sum(sl.end - sl.start for _, _, slices in taken for sl in slices)
         fill(self, taken, budget)
         filled.append(sum(sl.end - sl.start for _, _, slices in taken for sl in slices) - before)
 
-    monkeypatch.setattr(Scheduler, "_fill_padding", counting)
+    monkeypatch.setattr(Scheduler, "_fill", counting)
     rng = np.random.default_rng(5)
     words = ["alpha", "beta", "gamma.", "délta", "€psilon", "zeta!", "Retention.", "\n"]
     texts = {new_id(): " ".join(rng.choice(words, size=rng.integers(20, 90))) for _ in range(10)}
     chunks = {sid: cut(t.encode(), rng.integers(0, len(t.encode()), size=6)) for sid, t in texts.items()}
-    config = EngineConfig(max_step_tokens=100, fill_step_padding=True)
+    config = EngineConfig(max_step_tokens=100, step_fill=step_fill)
     with Engine.from_model("random:tiny", device="cpu", config=config) as e, \
             Engine(LoadedModel(e.model, e.tokenizer, "same"), config=EngineConfig(max_step_tokens=1 << 15)) as one:
         futures = []

@@ -301,7 +301,7 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
     served."""
     s = sched(max_step_tokens=budget, max_step_streams=streams, max_stream_step_tokens=cap,
               max_pending_chunks_per_stream=100, max_pending_chunks=1000, max_pending_bytes=10**6,
-              pad_to=None if pad is None else (lambda t: -(-t // pad) * pad))
+              fill_to=None if pad is None else buckets_of(pad))
     expected: dict[str, list[np.ndarray]] = {}
     for stream, group, n in adds:
         sid = f"s{stream}"
@@ -461,7 +461,7 @@ def test_a_plan_counts_the_streams_with_work_and_those_it_could_pick():
     assert (plan.waiting, plan.runnable) == (2, 2)
 
 
-def fill_to(multiple: int):
+def buckets_of(multiple: int):
     return lambda t: -(-t // multiple) * multiple
 
 
@@ -470,8 +470,8 @@ def test_a_step_takes_queued_tokens_into_its_padding_without_breaking_chunk_boun
     stops at a chunk boundary (10 of 64), so the step holds 74 tokens and is padded to 128. Filling, a's slice
     is extended to its chunk's end (100 of it: 110 tokens, still the 128 bucket); b, whose slice completed its
     chunk, takes only whole chunks, and its next (100) does not fit what is left (18)."""
-    def plan_of(pad_to):
-        s = sched(max_step_tokens=128, pad_to=pad_to)
+    def plan_of(fill_to):
+        s = sched(max_step_tokens=128, fill_to=fill_to)
         s.add(item("a", 100))
         s.add(item("b", 10, seq=1))
         s.add(item("b", 100, seq=2))
@@ -480,18 +480,18 @@ def test_a_step_takes_queued_tokens_into_its_padding_without_breaking_chunk_boun
 
     unfilled, _ = plan_of(None)
     assert unfilled == [("a", [(1, 0, 64)]), ("b", [(1, 0, 10)])]
-    filled, s = plan_of(fill_to(64))
+    filled, s = plan_of(buckets_of(64))
     assert filled == [("a", [(1, 0, 100)]), ("b", [(1, 0, 10)])]
     assert s.queued_tokens == 100 and s.schedule().n_tokens == 100  # b's second chunk: the next step
 
 
 def test_padding_is_filled_within_the_stream_cap_and_not_while_draining():
-    s = sched(max_step_tokens=128, pad_to=fill_to(64), max_stream_step_tokens=70)
+    s = sched(max_step_tokens=128, fill_to=buckets_of(64), max_stream_step_tokens=70)
     s.add(item("a", 100))
     s.add(item("b", 10, seq=1))
     s.add(item("b", 100, seq=2))
     assert [w.n_tokens for w in s.schedule().work] == [70, 10]  # a: its 64, then 6 to its cap of 70
-    s = sched(max_step_tokens=128, pad_to=fill_to(64), draining_step_chunks=1)
+    s = sched(max_step_tokens=128, fill_to=buckets_of(64), draining_step_chunks=1)
     for seq in (1, 2):
         s.add(item("a", 30, seq=seq))
     assert s.schedule(draining=True).n_tokens == 30  # the draining cap's one chunk stays one
@@ -501,8 +501,34 @@ def test_padding_is_filled_within_the_stream_cap_and_not_while_draining():
 def test_filled_padding_goes_to_the_streams_of_the_step_in_service_order():
     """a and b each stop at a chunk boundary (50 of their 64 shares), the step is padded from 100 to 128: the 28
     tokens of room go to a first (its next whole chunk, 20), and what is left (8) holds no chunk of b's."""
-    s = sched(max_step_tokens=128, pad_to=fill_to(64))
+    s = sched(max_step_tokens=128, fill_to=buckets_of(64))
     for sid in "ab":
         for seq, n in enumerate((50, 20, 10), 1):
             s.add(item(sid, n, seq=seq))
     assert [(w.stream_id, w.n_tokens) for w in s.schedule().work] == [("a", 70), ("b", 50)]
+
+
+def test_a_step_filled_to_its_budget_takes_whole_chunks_past_its_padding():
+    """EngineConfig.step_fill="budget": a and b stop at a chunk boundary (50 of their 75 shares), 100 tokens of a
+    150 budget; the padding to 128 holds no whole 40-token chunk after what is left (28), the budget does (50):
+    a, first in line, takes its next chunk."""
+    def plan_of(fill_to):
+        s = sched(max_step_tokens=150, fill_to=fill_to)
+        for sid in "ab":
+            for seq, n in enumerate((50, 40), 1):
+                s.add(item(sid, n, seq=seq))
+        return [(w.stream_id, w.n_tokens) for w in s.schedule().work]
+
+    assert plan_of(None) == plan_of(buckets_of(64)) == [("a", 50), ("b", 50)]
+    assert plan_of(lambda n: 150) == [("a", 90), ("b", 50)]
+
+
+def test_step_fill_names_its_choices_when_wrong():
+    from streamret.engine import EngineConfig
+    from streamret.engine.scheduler import fill_target
+    from streamret.model.graphs import token_bucket
+
+    assert fill_target("off", 100) is None and fill_target("padding", 100) is token_bucket
+    assert fill_target("budget", 100)(7) == 100
+    with pytest.raises(ValueError, match="step_fill='full'; use one of"):
+        EngineConfig(step_fill="full")

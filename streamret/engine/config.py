@@ -10,6 +10,7 @@ from .text import SEGMENT_MODES
 
 DEVICE_WAITS = ("sleep", "spin")
 STEP_OVERLAPS = ("always", "queued", "never")
+STEP_FILLS = ("off", "padding", "budget")  # EngineConfig.step_fill
 
 
 def default_step_overlap(device_type: str) -> str:
@@ -54,13 +55,15 @@ class EngineConfig:
     # of bench/tokenize_join_loop.py --step-chunks 2 +18-27% MB/s, round trip p50 20 -> 15.6 ms; the real engine with
     # a sleeping stand-in for the model +12-17% (three pairs). Not yet measured on a GPU.
     draining_step_chunks: int | None = None
-    # with CUDA graphs a step runs padded to its token bucket (streamret/model/graphs.py: multiples of 4,096 past
-    # 4,096 tokens), and the padding costs the device as much as tokens do. With this on, a step whose streams have
-    # more queued tokens than their fair shares gave them takes some of them into that padding (splitting chunks
-    # where it must, never past max_step_tokens, max_stream_step_tokens or a draining cap, never another stream):
-    # the same device time then reads more text. Off until measured on a GPU (a step of 1,024 streams held 24.7 k
-    # tokens on average on the H100, session 37: about 2 k of padding each).
-    fill_step_padding: bool = False
+    # a stream's fair share of a step stops at a chunk boundary once it completes a chunk (what its durable record
+    # holds), so a step's tokens fall short of its budget, and with CUDA graphs the step runs padded to its token
+    # bucket (streamret/model/graphs.py: multiples of 4,096 past 4,096 tokens) anyway. "padding": the step takes
+    # its streams' further queued tokens into that padding, which costs the device nothing more; "budget": up to
+    # max_step_tokens (bigger steps); either way whole chunks, or the rest of the one chunk a stream's step splits,
+    # in service order, within max_stream_step_tokens, never while a draining cap applies, never another stream.
+    # "off" until measured on a GPU (a step of 1,024 streams held 24.7 k tokens on average on the H100, session 37;
+    # `bench/step_fill.py` models the effect).
+    step_fill: str = "off"
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20
     max_pending_chunks_per_stream: int = 64
@@ -173,6 +176,8 @@ class EngineConfig:
             raise ValueError(f"device_wait={self.device_wait!r}; use one of {DEVICE_WAITS}")
         if self.overlap_steps is not None and self.overlap_steps not in STEP_OVERLAPS:
             raise ValueError(f"overlap_steps={self.overlap_steps!r}; use one of {STEP_OVERLAPS} or None (auto)")
+        if self.step_fill not in STEP_FILLS:
+            raise ValueError(f"step_fill={self.step_fill!r}; use one of {STEP_FILLS}")
         if self.segment_by not in SEGMENT_MODES:
             raise ValueError(f"segment_by={self.segment_by!r}; use one of {SEGMENT_MODES}")
         if not 0.0 <= self.mmr_lambda <= 1.0:

@@ -27,7 +27,6 @@ import torch
 from .. import gc_pauses
 from ..errors import NotFound, StreamRetError, Unavailable
 from ..model.checkpoint import model_fingerprint
-from ..model.graphs import token_bucket
 from ..model.retnet import RetNetState
 from ..model.spec import LoadedModel
 from ..stack_sampler import StackSampler, step_sample_interval
@@ -39,7 +38,7 @@ from .gil import quick_handoff
 from .lock_profile import ProfiledRLock, engine_lock
 from .part_clock import PartClock
 from .record import StreamCodec
-from .scheduler import Scheduler, StepPlan, WorkItem
+from .scheduler import Scheduler, StepPlan, WorkItem, fill_target
 from .segments import ClosedSegment, StepRuns, StepSpans, book_step, keep_segments, step_runs
 from .state_store import Prefetched, StateStore
 from .stream import Stream
@@ -93,7 +92,7 @@ class EngineCore:
             config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens, config.draining_step_chunks,
-            pad_to=token_bucket if config.fill_step_padding else None,
+            fill_to=fill_target(config.step_fill, config.max_step_tokens),
         )
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         # tokenizer processes (EngineConfig.tokenize_procs): auto on a GPU, whose step thread wants the GIL often

@@ -336,6 +336,20 @@ def fair_shares(demands: list[int], budget: int) -> list[int]:
     return shares
 
 
+def fill_target(step_fill: str, budget: int) -> Callable[[int], int] | None:
+    """The size `Scheduler` fills a step of n tokens to under EngineConfig.step_fill: its CUDA-graph token bucket
+    ("padding"), the budget ("budget"), or no fill ("off": None)."""
+    if step_fill == "off":
+        return None
+    if step_fill == "padding":
+        from ..model.graphs import token_bucket  # (torch: not for the scheduler's other users)
+
+        return token_bucket
+    if step_fill == "budget":
+        return lambda n: budget
+    raise ValueError(f"step_fill={step_fill!r}; use off, padding or budget")
+
+
 class Scheduler:
     """Owns the per-stream queues and decides each step's batch.
 
@@ -351,16 +365,16 @@ class Scheduler:
     `max_stream_step_tokens` caps any stream's share of a step on top of that (None: no cap beyond the
     fair share). `draining_step_chunks` caps it at that many of the stream's queued chunks while the whole
     queue holds fewer tokens than a step and the caller says so (`schedule`'s draining; EngineConfig's
-    draining_step_chunks says why). `pad_to` (the step's padded size for its token count, as the device runs it;
-    None: unpadded) lets a step take its picked streams' further queued tokens into its padding, in service order
-    (EngineConfig.fill_step_padding): they cost no more device time, and take no stream's turn.
+    draining_step_chunks says why). `fill_to` (the size to fill a step of n tokens to: its padded size as the device
+    runs it, or the budget; None: no fill) lets a step take its picked streams' further queued tokens up to it, in
+    service order (EngineConfig.step_fill): a stream's turn is not taken, nor another stream picked.
     """
 
     def __init__(
         self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
         max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
         max_stream_step_tokens: int | None = None, draining_step_chunks: int | None = None,
-        pad_to: Callable[[int], int] | None = None,
+        fill_to: Callable[[int], int] | None = None,
     ):
         if max_stream_step_tokens is not None and max_stream_step_tokens < 1:
             raise ValueError(
@@ -372,7 +386,7 @@ class Scheduler:
         self.max_step_streams = max_step_streams
         self.max_stream_step_tokens = max_stream_step_tokens
         self.draining_step_chunks = draining_step_chunks
-        self.pad_to = pad_to
+        self.fill_to = fill_to
         # accepted, not yet completed: per stream and in total (bounds.py)
         self.bounds = QueueBounds(max_pending_chunks_per_stream, max_pending_bytes_per_stream, max_pending_chunks,
                                   max_pending_bytes)
@@ -492,8 +506,8 @@ class Scheduler:
                 passed.setdefault(group, []).append(sid)
                 continue
             taken.append((group, sid, self._take(sid, share)))  # at most share (a chunk boundary may stop it)
-        if self.pad_to is not None and chunks is None:
-            self._fill_padding(taken, budget)
+        if self.fill_to is not None and chunks is None:
+            self._fill(taken, budget)
         plan: list[StreamWork] = []
         served_groups: dict[str, None] = {}  # ordered set: groups in the order they were first served
         for group, sid, slices in taken:
@@ -535,16 +549,16 @@ class Scheduler:
                 shares[i] = s
         return shares
 
-    def _fill_padding(self, taken: list[tuple[str, str, list[Slice]]], budget: int) -> None:
-        """Give the picked streams, in service order, more of their queued tokens up to the step's padded size
-        (`pad_to`, at most the budget), each within max_stream_step_tokens, keeping `_take`'s rule that a step
+    def _fill(self, taken: list[tuple[str, str, list[Slice]]], budget: int) -> None:
+        """Give the picked streams, in service order, more of their queued tokens up to `fill_to` of the step's
+        tokens (at most the budget), each within max_stream_step_tokens, keeping `_take`'s rule that a step
         completing a stream's chunk ends at a chunk boundary of that stream: a stream whose one slice ends inside
         a chunk has that slice extended (and then whole chunks, once it completes), a stream whose slices all
         complete takes whole chunks only."""
         n_tokens = sum(s.end - s.start for _, _, slices in taken for s in slices)
         if not n_tokens:
             return
-        room = min(self.pad_to(n_tokens), budget) - n_tokens
+        room = min(self.fill_to(n_tokens), budget) - n_tokens
         cap = self.max_stream_step_tokens
         for _, sid, slices in taken:
             if room <= 0:
