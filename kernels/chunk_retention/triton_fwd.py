@@ -59,9 +59,7 @@ def _chunk_fwd_kernel(
         seq_eos = tl.load(cu_seqlens + seq + 1).to(tl.int64)
         bos = seq_bos + (item % n_seg).to(tl.int64) * seg_len
         L = tl.maximum(tl.minimum(seq_eos - bos, seg_len), 0).to(tl.int32)
-        # a segment past its sequence's end loads h0 and stores nothing, and its own slot may lie past the
-        # tensor's end: it takes its sequence's first slot, always in range
-        item = segment_slot(seq, seq_bos, seg_len) + tl.where(L > 0, item % n_seg, 0)
+        item = work_item_slot(seq, seq_bos, seg_len, item % n_seg, L)
     else:
         bos = tl.load(cu_seqlens + item).to(tl.int64)
         L = (tl.load(cu_seqlens + item + 1) - bos).to(tl.int32)
@@ -138,6 +136,14 @@ def segment_slot(seq, seq_bos, every):
     span states and its output row blocks are laid out so. Distinct: the next sequence's first slot,
     seq + 1 + (seq_bos + len) // every, is past this one's last, seq + seq_bos // every + cdiv(len, every) - 1."""
     return seq + seq_bos // every
+
+
+@triton.jit
+def work_item_slot(seq, seq_bos, seg_len, j, L):
+    """The slot of segment j (L tokens) of sequence seq in the segmented kernels' work: `segment_slot` + j, or the
+    sequence's first slot for a segment past its end (L = 0: it loads its initial state and stores nothing, and
+    its own slot may lie past the tensor's end; the first is always in range)."""
+    return segment_slot(seq, seq_bos, seg_len) + tl.where(L > 0, j, 0)
 
 
 def segment_slots(N: int, T: int, every: int) -> int:

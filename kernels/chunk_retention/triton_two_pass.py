@@ -48,7 +48,14 @@ import triton
 import triton.language as tl
 
 from ..utils import next_pow2, num_sms
-from .triton_fwd import SEGMENT_FIXES, TwoPassConfig, plan_segment_len, segment_slot, segment_slots
+from .triton_fwd import (
+    SEGMENT_FIXES,
+    TwoPassConfig,
+    plan_segment_len,
+    segment_slot,
+    segment_slots,
+    work_item_slot,
+)
 
 
 @triton.jit
@@ -74,7 +81,7 @@ def _span_states_kernel(
         seq_bos = tl.load(cu_seqlens + n).to(tl.int64)
         L = tl.maximum(tl.minimum(tl.load(cu_seqlens + n + 1).to(tl.int64) - seq_bos - first, seg_len), 0)
         L = L.to(tl.int32)
-        item = segment_slot(n, seq_bos, seg_len) + tl.where(L > 0, item % n_seg, 0)  # in range: triton_fwd's note
+        item = work_item_slot(n, seq_bos, seg_len, item % n_seg, L)
     else:
         n = item
         first = 0

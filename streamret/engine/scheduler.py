@@ -347,7 +347,9 @@ def fill_target(step_fill: str, budget: int) -> Callable[[int], int] | None:
         return token_bucket
     if step_fill == "budget":
         return lambda n: budget
-    raise ValueError(f"step_fill={step_fill!r}; use off, padding or budget")
+    from .config import STEP_FILLS
+
+    raise ValueError(f"step_fill={step_fill!r}; use one of {STEP_FILLS}")
 
 
 class Scheduler:
