@@ -76,6 +76,7 @@ def run_batch(engine, corpus: str, out: str, args) -> dict:
     report = embed_parquet(corpus, out, engine=engine, summary_k=args.summary_k, chunk_bytes=args.chunk_bytes,
                            max_in_flight=args.docs_in_flight, parts_in_flight=args.parts_in_flight,
                            bytes_per_part=getattr(args, "part_bytes", BENCH_BYTES_PER_PART), progress=args.progress)
+    job_ended_at = time.monotonic()  # (the job's span: report.seconds up to here; e2e.py's timeline)
     _sync(engine)
     after = engine.stats()
     steps = after["steps"] - before["steps"]
@@ -83,7 +84,7 @@ def run_batch(engine, corpus: str, out: str, args) -> dict:
                 parts=report.parts, tokens_per_s=report.tokens_per_s, documents_per_s=report.documents / report.seconds,
                 steps=steps, tokens_per_step=(after["tokens_processed"] - before["tokens_processed"]) / max(1, steps),
                 loop_model_seconds=after["loop_model_seconds"] - before["loop_model_seconds"],
-                peak_rss_mb=peak_rss_mb())
+                peak_rss_mb=peak_rss_mb(), job_ended_at=job_ended_at)
 
 
 def best(rows: list[dict]) -> dict:
@@ -165,6 +166,7 @@ def main() -> None:
                 embed_table(engine, warm, summary_k=args.summary_k)  # allocations, kernel compilation
                 for name in ("long", "short"):
                     row = run_batch(engine, f"{tmp}/{name}.parquet", f"{tmp}/out-{name}-{r}", args)
+                    del row["job_ended_at"]  # (a stamp for e2e.py's timeline)
                     runs[f"batch_{name}"].append(row)
                     print(f"batch {name:5s}: {row['documents']:,} docs, {row['tokens']:,} tokens in "
                           f"{row['seconds']:.1f}s = {row['tokens_per_s']:,.0f} tok/s ({row['documents_per_s']:,.1f} "

@@ -579,9 +579,7 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     before, cpu0, own0 = engine.stats(), thread_cpu_s(engine), os.times()
-    started = time.monotonic()
     row = batch_bench.run_batch(engine, corpus, out, ns)
-    ended = time.monotonic()
     after, cpu1, own1 = engine.stats(), thread_cpu_s(engine), os.times()
     if row["errors"]:
         raise RuntimeError(f"the batch job failed {row['errors']} of {row['documents']} documents")
@@ -590,36 +588,47 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     own_s = own1.user - own0.user + own1.system - own0.system
     cpu_us["this_process"] = round(1e6 * own_s / max(1, row["tokens"]), 3)
-    applied = [(t, sid) for t, _, _, sid, _ in items_between(before, after)]
+    items = [(t, tokenize_ms, queued_ms, sid) for t, tokenize_ms, queued_ms, sid, _ in items_between(before, after)]
+    # over the span of the part's figure, the job's own clock (BatchReport.seconds: from the model ready to the last
+    # part written), not this part's stats and device syncs around it
+    job_ended = row.pop("job_ended_at")
     return {**row, "tokens_per_document": round(row["tokens"] / max(1, row["documents"]), 1),
-            "cpu_us_per_token": cpu_us, "timeline": doc_timeline(applied, started, ended),
+            "cpu_us_per_token": cpu_us, "timeline": doc_timeline(items, job_ended - row["seconds"], job_ended),
             **steps_between(before, after)}
 
 
-def doc_timeline(applied: list[tuple[float, str]], start: float, end: float, bins: int = 20) -> dict:
-    """Where a batch part's time went, from its chunks' applied times (the engines' recent_items, the host's
-    monotonic clock): the part's span [start, end] (the whole job's call: its Parquet reads and writes too) in
-    `bins` equal bins, with the chunks applied in each and the documents under way in each (from their first
-    chunk applied to their last); the first and the last chunk applied, ms after the start. A start before the
-    first chunk, or a tail with few documents under way, shows as bins with few chunks."""
+def doc_timeline(items: list[tuple[float, float, float, str]], start: float, end: float, bins: int = 20) -> dict:
+    """Where a batch part's time went, from its chunks' stamps in the engines (recent_items: applied at, ms from
+    accepted to queued, ms from queued to applied, stream; the host's monotonic clock): the job's span [start, end]
+    (BatchReport.seconds: its Parquet reads and writes too) in `bins` equal bins, with the chunks applied in each
+    and the documents under way in each (from their first chunk applied to their last); ms after the start: the
+    first chunk accepted by an engine (what came before: reading and cutting the Parquet, sending the sub-batches,
+    opening the streams), queued for a step (tokenized), applied (its step done), and the last applied. A start
+    before the first chunk, or a tail with few documents under way, shows as bins with few chunks."""
     import numpy as np
 
     width = max(end - start, 1e-9) / bins
-    if not applied:
+    if not items:
         return {"bin_ms": round(1e3 * width, 2), "chunks": [0] * bins, "documents": [0] * bins}
-    at = np.array([t for t, _ in applied])
+    at = np.array([t for t, *_ in items])
+    queued = at - 1e-3 * np.array([q for _, _, q, _ in items])
+    accepted = queued - 1e-3 * np.array([a for _, a, _, _ in items])
     k = np.clip(((at - start) / width).astype(np.int64), 0, bins - 1)
     spans: dict[str, list[int]] = {}
-    for b, (_, sid) in zip(k.tolist(), applied):
+    for b, (*_, sid) in zip(k.tolist(), items):
         lo_hi = spans.setdefault(sid, [b, b])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], b), max(lo_hi[1], b)
     docs = np.zeros(bins + 1, np.int64)
     for lo, hi in spans.values():
         docs[lo] += 1
         docs[hi + 1] -= 1
+
+    def ms(t: float) -> float:
+        return round(1e3 * (t - start), 1)
+
     return {"bin_ms": round(1e3 * width, 2), "chunks": np.bincount(k, minlength=bins).tolist(),
-            "documents": np.cumsum(docs)[:bins].tolist(), "first_applied_ms": round(1e3 * (at.min() - start), 1),
-            "last_applied_ms": round(1e3 * (at.max() - start), 1)}
+            "documents": np.cumsum(docs)[:bins].tolist(), "first_accepted_ms": ms(accepted.min()),
+            "first_queued_ms": ms(queued.min()), "first_applied_ms": ms(at.min()), "last_applied_ms": ms(at.max())}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -866,7 +875,9 @@ def print_table(results: dict) -> None:
         tl = results["parts"].get(name, {}).get("timeline")
         if tl and "first_applied_ms" in tl:
             print(f"\n{name}: chunks applied / documents under way in {len(tl['chunks'])} bins of {tl['bin_ms']} ms "
-                  f"(first chunk at {tl['first_applied_ms']} ms, last at {tl['last_applied_ms']} ms)")
+                  f"(the job's span; the first chunk accepted at "
+                  f"{tl.get('first_accepted_ms')} ms, queued at {tl.get('first_queued_ms')}, applied at "
+                  f"{tl['first_applied_ms']}; the last applied at {tl['last_applied_ms']} ms)")
             print("  " + " ".join(f"{c}/{d}" for c, d in zip(tl["chunks"], tl["documents"])))
     for name in ("service_saturate", "service_half"):
         part = results["parts"].get(name, {})
