@@ -11,6 +11,7 @@ from streamret.engine.segments import (
     _SCANNED,
     _WORD,
     SegmentTracker,
+    _most_relevant_first,
     add_step_spans,
     keep_segments,
     mmr_pick,
@@ -240,6 +241,20 @@ def test_keep_segments_keeps_for_each_stream_what_it_would_alone(steps_per_strea
             assert [(tuple(b), txt) for b, txt, _ in got] == [((s, e), txt) for s, e, txt, _ in sorted(expected[i])]
             for (_, _, row), (_, _, _, e) in zip(got, sorted(expected[i], key=lambda r: r[0])):
                 np.testing.assert_array_equal(t.kept_embeddings[row], e)
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.5, -0.25, 0.0, -0.0, 1.0, float("nan"), 0.1, -1e-9]),
+                          st.integers(0, 5)), max_size=40),
+       st.booleans())
+def test_most_relevant_first_is_the_lexsort_by_score_then_start(rows, distinct):
+    """The one sort of the scores that keep_segments ranks by gives np.lexsort's order (score highest first, equal
+    scores by the earlier start), with ties, NaNs and signed zeros among the cases; `distinct` spreads the scores
+    apart so that the sort alone decides."""
+    score = np.array([s for s, _ in rows], np.float64)
+    starts = np.array([b for _, b in rows], np.int64)
+    if distinct:
+        score = score + np.arange(len(rows)) * 1e-3
+    np.testing.assert_array_equal(_most_relevant_first(score, starts), np.lexsort((starts, -score)))
 
 
 def test_a_pool_gives_a_slot_back_when_its_tracker_is_collected_and_keeps_rows_as_it_grows():

@@ -683,6 +683,18 @@ def keep_segments(trackers: Sequence[SegmentTracker], bounds: Sequence[int], tex
                           penalties, references[start[once] + take - 1])
 
 
+def _most_relevant_first(score: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The rows by score, highest first, equal scores by their start, earlier first: `np.lexsort((starts, -score))`,
+    by one sort of the scores where no two are equal (nearly always: about 7 times faster over a step's 6,500
+    candidates on the workplace VM)."""
+    neg = -score
+    order = np.argsort(neg)
+    ranked = neg[order]
+    if len(ranked) > 1 and (np.isnan(ranked[-1]) or (ranked[1:] == ranked[:-1]).any()):
+        return np.lexsort((starts, neg))
+    return order
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """int64: starts[0] + (0 .. lengths[0] - 1), then starts[1] + (0 .. lengths[1] - 1), ..."""
     return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
@@ -702,7 +714,7 @@ def _keep_in_order(pool: KeptPool, slot: int, rows: np.ndarray, texts: Sequence[
     while i < len(rows):
         candidates = np.concatenate([stay, n + np.arange(taken, i + 1)])
         score = salience(emb[candidates], references[rows[i]]) - penalty[candidates]
-        stay = candidates[np.lexsort((spans[candidates, 0], -score))[:keep_to]]
+        stay = candidates[_most_relevant_first(score, spans[candidates, 0])[:keep_to]]
         taken, i = i + 1, i + m - keep_to + 1
     final = np.concatenate([np.sort(stay), n + np.arange(taken, len(rows))])
     held, new_rows = pool.texts[slot], rows.tolist()
@@ -738,16 +750,19 @@ def _keep_in_pool(pool: KeptPool, slots: np.ndarray, first_row: np.ndarray, k: n
     # the overflowing streams' candidates: all their kept rows (group by group), then all their new rows
     so, no, ko, emb = slots[o], n[o], k[o], reference[o]
     kept_group, kept_local = np.nonzero(np.arange(m) < no[:, None])
-    kept_scores = np.einsum("gme,ge->gm", pool.embeddings[so], emb)[kept_group, kept_local]
-    kept_scores -= pool.penalty[so[kept_group], kept_local]
     new_group = np.repeat(np.arange(len(o)), ko)
     new_rows = _ranges(first_row[o], ko)
+    # the kept rows' salience stream by stream, on the pool's rows where they lie: gathering them first copied a
+    # stream's 100 KB and took twice as long at 85 streams (the workplace VM)
+    kept_scores = np.concatenate([salience(pool.embeddings[s, :c], r)
+                                  for s, c, r in zip(so.tolist(), no.tolist(), emb)])
+    kept_scores -= pool.penalty[so[kept_group], kept_local]
     new_scores = salience(embeddings[new_rows], emb[new_group]) - penalties[new_rows]
     group = np.concatenate([kept_group, new_group])
     starts = np.concatenate([pool.byte_spans[so[kept_group], kept_local, 0], byte_spans[new_rows, 0]])
     # by (stream, -relevance, start): by (-relevance, start), then stably by stream (a radix sort of small
     # ints: a lexsort with the stream as a third key costs three times as much)
-    order = np.lexsort((starts, -np.concatenate([kept_scores, new_scores])))
+    order = _most_relevant_first(np.concatenate([kept_scores, new_scores]), starts)
     order = order[np.argsort(group[order].astype(np.int16 if len(o) < 1 << 15 else np.int64), kind="stable")]
     sizes = no + ko
     stays = np.empty(len(group), bool)
