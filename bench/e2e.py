@@ -604,7 +604,8 @@ def doc_timeline(items: list[tuple[float, float, float, str]], start: float, end
     and the documents under way in each (from their first chunk applied to their last); ms after the start: the
     first chunk accepted by an engine (what came before: reading and cutting the Parquet, sending the sub-batches,
     opening the streams), queued for a step (tokenized), applied (its step done), and the last applied. A start
-    before the first chunk, or a tail with few documents under way, shows as bins with few chunks."""
+    before the first chunk, or a tail with few documents under way, shows as bins with few chunks. (Each engine
+    remembers its last 2,048 items: past that many in a part, the first stamps are of the items it still holds.)"""
     import numpy as np
 
     width = max(end - start, 1e-9) / bins
