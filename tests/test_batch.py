@@ -288,6 +288,27 @@ def test_resume_skips_as_many_rows_per_id_as_were_written():
     assert [(t.column("id").to_pylist(), n) for t, n in out] == [(["b"], 2), (["a", None], 2)]
 
 
+def test_a_part_keeps_every_value_and_encodes_the_embeddings_plainly(tmp_path):
+    """A committed part reads back equal; its embedding values are written without a dictionary and page statistics
+    (nearly all distinct: the writer's attempt is wasted work), every other column with them as before."""
+    rng = np.random.default_rng(0)
+    flat = rng.standard_normal((50, 8)).astype(np.float32)
+    table = pa.table({"id": pa.array(range(50), pa.int64()),
+                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), 8),
+                      "tokens": pa.array([7] * 50, pa.int64()),
+                      "summary": pa.array([["a b.", "c d."]] * 50, pa.list_(pa.string())),
+                      "error": pa.nulls(50, pa.string())})
+    path = PartFolder(str(tmp_path)).commit(0, table)
+    assert pq.read_table(path).equals(table)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert set(chunks) == {"id", "embedding.list.element", "tokens", "summary.list.element", "error"}
+    for path_in_schema, chunk in chunks.items():
+        plain = path_in_schema.startswith("embedding.")
+        assert ("RLE_DICTIONARY" not in chunk.encodings) == plain, (path_in_schema, chunk.encodings)
+        assert (chunk.statistics is None) == plain, path_in_schema
+
+
 def test_a_footerless_ray_file_is_removed_and_another_is_refused(tmp_path):
     folder = PartFolder(str(tmp_path))
     (tmp_path / "ray_abc_000000-0.parquet").write_bytes(b"PAR1 cut short")

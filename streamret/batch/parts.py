@@ -34,6 +34,23 @@ _PART = re.compile(r"part-(\d+)\.parquet")
 _TEMP_SUFFIX = ".tmp"
 
 
+def _write_options(schema: pa.Schema) -> dict:
+    """Dictionary encoding and page statistics for every column but the embeddings: their floats are nearly all
+    distinct, so the writer's dictionary attempt is work thrown away, and no reader filters on a page's smallest
+    and largest embedding value (8,000 rows of 384: 53 -> 29 ms a part on the workplace VM, and a smaller file)."""
+    leaves = [path for field in schema if field.name != "embedding" for path in _leaf_paths(field.name, field.type)]
+    return {"use_dictionary": leaves, "write_statistics": leaves}
+
+
+def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
+    """A column's leaf columns as Parquet names them (a list's values: `name.list.element`)."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaf_paths(f"{name}.list.element", kind.value_type)
+    if pa.types.is_struct(kind):
+        return [path for field in kind for path in _leaf_paths(f"{name}.{field.name}", field.type)]
+    return [name]
+
+
 def with_fingerprint(table: pa.Table, fingerprint: str) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
 
@@ -101,7 +118,7 @@ class PartFolder:
     def commit(self, index: int, table: pa.Table) -> str:
         """Write `table` as part `index`, atomically: readers see the whole part or nothing."""
         buf = io.BytesIO()
-        pq.write_table(table, buf)
+        pq.write_table(table, buf, **_write_options(table.schema))
         name = f"part-{index:06d}.parquet"
         final, tmp = f"{self.root}/{name}", f"{self.root}/.{name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}"
         if self.local:
