@@ -680,6 +680,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--step-fill", choices=STEP_FILLS, default=EngineConfig.step_fill,
                     help="EngineConfig.step_fill: a step takes its streams' further queued tokens into its graph "
                          "bucket's padding, or up to its budget (default: off)")
+    ap.add_argument("--graph-token-step", type=int, default=EngineConfig.graph_token_step,
+                    help="EngineConfig.graph_token_step: the CUDA graphs' token buckets, powers of two up to it, then "
+                         "its multiples (finer: less padding in small steps, more graphs captured at the start)")
     ap.add_argument("--step-tokens", type=int, default=None,
                     help="the engine's max_step_tokens (default: the engine's own for the device, default_step_tokens)")
     ap.add_argument("--packed-lens", type=ints, default=[64, 256, 512, 2048],
@@ -1018,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
                           tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps,
                           max_stream_step_tokens=args.max_stream_step_tokens,
                           draining_step_chunks=args.draining_step_chunks,
-                          step_fill=args.step_fill)
+                          step_fill=args.step_fill, graph_token_step=args.graph_token_step)
     from streamret.gc_pauses import freeze_startup
 
     def start_engine() -> Engine:
@@ -1038,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "max_stream_step_tokens": config.max_stream_step_tokens,
                           "draining_step_chunks": config.draining_step_chunks,
-                          "step_fill": config.step_fill,
+                          "step_fill": config.step_fill, "graph_token_step": config.graph_token_step,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "step_switch_interval_s": config.step_switch_interval_s,
                           "device_wait": config.device_wait,

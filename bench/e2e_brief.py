@@ -47,7 +47,7 @@ VARIED = (("max_step_tokens", "step tokens"), ("tokenizer_threads", "tokenize th
           ("tokenize_batch_bytes", "tokenize batch bytes"), ("tokenize_join_bytes", "join bytes"),
           ("tokenize_split_bursts", "split bursts"), ("overlap_steps", "overlap"), ("device_wait", "device wait"),
           ("draining_step_chunks", "draining step chunks"), ("max_sub_batches_per_engine", "sub-batches at once"),
-          ("step_fill", "step fill"))
+          ("step_fill", "step fill"), ("graph_token_step", "graph token step"))
 
 
 def settings(config: dict) -> str:

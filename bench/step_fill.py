@@ -6,6 +6,7 @@ it is completed (tokenizing and acks take no time here), and each step passes ov
 it (the GPU's overlapped steps).
 
     python bench/step_fill.py --streams 114 --steps 400        # 1,024 streams over 9 engines: 114 an engine
+    python bench/step_fill.py --streams 7 --token-step 1024     # 64 streams, finer graph buckets
 
 Prints tokens a step, the padded size and padding's share of it, for each step_fill.
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamret.engine.config import STEP_FILLS  # noqa: E402
 from streamret.engine.scheduler import Scheduler, WorkItem, fill_target  # noqa: E402
 from streamret.engine.text import TextPiece, TextSnapshot  # noqa: E402
-from streamret.model.graphs import token_bucket  # noqa: E402
+from streamret.model.graphs import TOKEN_STEP, token_bucket  # noqa: E402
 
 
 def chunk(sid: str, seq: int, n: int) -> WorkItem:
@@ -31,10 +32,11 @@ def chunk(sid: str, seq: int, n: int) -> WorkItem:
                     TextSnapshot(b"", 0), 4 * n)
 
 
-def simulate(fill: str, streams: int, window: int, steps: int, budget: int, seed: int) -> dict:
-    """fill: EngineConfig.step_fill ("off", "padding", "budget")."""
+def simulate(fill: str, streams: int, window: int, steps: int, budget: int, seed: int,
+             token_step: int = TOKEN_STEP) -> dict:
+    """fill: EngineConfig.step_fill ("off", "padding", "budget"); token_step: EngineConfig.graph_token_step."""
     rng = np.random.default_rng(seed)
-    s = Scheduler(budget, 256, 64, 1 << 30, 1 << 30, 1 << 40, fill_to=fill_target(fill, budget))
+    s = Scheduler(budget, 256, 64, 1 << 30, 1 << 30, 1 << 40, fill_to=fill_target(fill, budget, token_step))
     sent = dict.fromkeys(range(streams), 0)
     open_ = dict.fromkeys(range(streams), 0)
 
@@ -50,7 +52,7 @@ def simulate(fill: str, streams: int, window: int, steps: int, budget: int, seed
     for _ in range(steps):
         plan = s.schedule(exclude=running)
         tokens.append(plan.n_tokens)
-        padded.append(token_bucket(plan.n_tokens) if plan.n_tokens else 0)
+        padded.append(token_bucket(plan.n_tokens, token_step) if plan.n_tokens else 0)
         for w in plan.work:
             for sl in w.slices:
                 if sl.completes:
@@ -72,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--budget", type=int, default=32768, help="max_step_tokens (the GPU's default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--token-step", type=int, default=TOKEN_STEP,
+                    help="EngineConfig.graph_token_step: the graphs' token buckets, powers of two up to it, then its "
+                         "multiples")
     args = ap.parse_args(argv)
     for fill in STEP_FILLS:
-        r = simulate(fill, args.streams, args.window, args.steps, args.budget, args.seed)
+        r = simulate(fill, args.streams, args.window, args.steps, args.budget, args.seed, args.token_step)
         print(f"step_fill {fill:8s} tokens a step {r['tokens_per_step']:8.0f}  padded "
               f"{r['padded_per_step']:8.0f}  padding {r['padding_share']:.3f}")
     return 0

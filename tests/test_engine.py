@@ -135,6 +135,15 @@ def test_many_streams_interleaved_equal_separate_runs(eng):
         assert rel_err(eng.embedding(sid), one_shot(eng, text)) <= 1e-5
 
 
+def test_the_padding_fill_fills_to_the_graphs_buckets_of_the_engines_step():
+    """EngineConfig.graph_token_step reaches the scheduler's fill as the graphs' buckets (on a GPU, ModelRunner pads
+    each step to them: tests/gpu/test_fused_model_gpu.py)."""
+    for step, bucket in ((4096, 8192), (1024, 5120)):
+        config = EngineConfig(max_step_tokens=1 << 14, step_fill="padding", graph_token_step=step)
+        with Engine.from_model("random:tiny", device="cpu", config=config) as e:
+            assert e.scheduler.fill_to(5000) == bucket
+
+
 @pytest.mark.parametrize("step_fill", ["padding", "budget"])
 def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, step_fill):
     """EngineConfig.step_fill: steps take queued tokens into their graph bucket's padding ("padding": here on the

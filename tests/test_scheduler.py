@@ -526,9 +526,12 @@ def test_a_step_filled_to_its_budget_takes_whole_chunks_past_its_padding():
 def test_step_fill_names_its_choices_when_wrong():
     from streamret.engine import EngineConfig
     from streamret.engine.scheduler import fill_target
-    from streamret.model.graphs import token_bucket
 
-    assert fill_target("off", 100) is None and fill_target("padding", 100) is token_bucket
-    assert fill_target("budget", 100)(7) == 100
+    assert fill_target("off", 100, 4096) is None
+    assert [fill_target("padding", 100, step)(5000) for step in (4096, 1024)] == [8192, 5120]  # the graphs' buckets
+    assert fill_target("budget", 100, 4096)(7) == 100
     with pytest.raises(ValueError, match="step_fill='full'; use one of"):
         EngineConfig(step_fill="full")
+    for step in (32, 3000, 6144):
+        with pytest.raises(ValueError, match=f"graph_token_step={step}: a power of two of at least 64"):
+            EngineConfig(graph_token_step=step)

@@ -64,6 +64,12 @@ class EngineConfig:
     # "off" until measured on a GPU (a step of 1,024 streams held 24.7 k tokens on average on the H100, session 37;
     # `bench/step_fill.py` models the effect).
     step_fill: str = "off"
+    # CUDA graphs pad a step to its token bucket: powers of two up to this many tokens, then multiples of it
+    # (streamret/model/graphs.py, token_bucket). Finer means less padding where steps are small (64 streams over 9
+    # engines: steps of about 10.7 k tokens, padded to 12,288 at 4,096; `bench/step_fill.py --token-step` models
+    # the share) and more graphs, all captured at the start (123 at 4,096, 186 at 2,048, 321 at 1,024 for a GPU's
+    # step budget). 4,096 until measured on a GPU.
+    graph_token_step: int = 4096
     # backpressure: past these bounds append raises TooBusy; a larger chunk raises ResourceExhausted
     max_chunk_bytes: int = 1 << 20
     max_pending_chunks_per_stream: int = 64
@@ -178,6 +184,9 @@ class EngineConfig:
             raise ValueError(f"overlap_steps={self.overlap_steps!r}; use one of {STEP_OVERLAPS} or None (auto)")
         if self.step_fill not in STEP_FILLS:
             raise ValueError(f"step_fill={self.step_fill!r}; use one of {STEP_FILLS}")
+        if self.graph_token_step < 64 or self.graph_token_step & (self.graph_token_step - 1):
+            raise ValueError(f"graph_token_step={self.graph_token_step}: a power of two of at least 64 (4096 by "
+                             "default; 1024 or 2048 pad small steps less)")
         if self.segment_by not in SEGMENT_MODES:
             raise ValueError(f"segment_by={self.segment_by!r}; use one of {SEGMENT_MODES}")
         if not 0.0 <= self.mmr_lambda <= 1.0:

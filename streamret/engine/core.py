@@ -92,7 +92,7 @@ class EngineCore:
             config.max_step_tokens, config.max_step_streams, config.max_pending_chunks_per_stream,
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens, config.draining_step_chunks,
-            fill_to=fill_target(config.step_fill, config.max_step_tokens),
+            fill_to=fill_target(config.step_fill, config.max_step_tokens, config.graph_token_step),
         )
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         # tokenizer processes (EngineConfig.tokenize_procs): auto on a GPU, whose step thread wants the GIL often
@@ -102,7 +102,8 @@ class EngineCore:
         # the graphs of every step shape this engine can run: no more streams than a step's state budget holds
         self.runner = ModelRunner(self.model, config.chunk_size, config.cuda_graphs,
                                   (min(config.max_step_streams, self._max_step_streams), config.max_step_tokens)
-                                  if config.capture_graphs_at_start else None, config.device_wait)
+                                  if config.capture_graphs_at_start else None, config.device_wait,
+                                  config.graph_token_step)
         self._lock = engine_lock()  # an RLock (profiled per call site under STREAMRET_LOCK_PROFILE=1)
         self._has_work = threading.Condition(self._lock)  # the loop waits here for chunks
         self._applied = threading.Condition(self._lock)  # callers wait here for their chunks to apply

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -336,15 +336,15 @@ def fair_shares(demands: list[int], budget: int) -> list[int]:
     return shares
 
 
-def fill_target(step_fill: str, budget: int) -> Callable[[int], int] | None:
+def fill_target(step_fill: str, budget: int, token_step: int) -> Callable[[int], int] | None:
     """The size `Scheduler` fills a step of n tokens to under EngineConfig.step_fill: its CUDA-graph token bucket
-    ("padding"), the budget ("budget"), or no fill ("off": None)."""
+    ("padding"; token_step: EngineConfig.graph_token_step), the budget ("budget"), or no fill ("off": None)."""
     if step_fill == "off":
         return None
     if step_fill == "padding":
         from ..model.graphs import token_bucket  # (torch: not for the scheduler's other users)
 
-        return token_bucket
+        return partial(token_bucket, step=token_step)
     if step_fill == "budget":
         return lambda n: budget
     from .config import STEP_FILLS

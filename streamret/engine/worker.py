@@ -51,24 +51,27 @@ class StepOutput:
 
 class ModelRunner:
     def __init__(self, model: RetNet, chunk_size: int = 64, cuda_graphs: bool = True,
-                 capture: tuple[int, int] | None = None, device_wait: str = EngineConfig.device_wait):
+                 capture: tuple[int, int] | None = None, device_wait: str = EngineConfig.device_wait,
+                 graph_token_step: int = EngineConfig.graph_token_step):
         """cuda_graphs: on a GPU, replay each step's forward from a CUDA graph of its shape bucket
         (model/graphs.py): a step is then a few launches instead of hundreds, so the step thread needs
         the GIL a few times a step rather than once per kernel, while callers' threads want it too.
         capture: (most streams, most tokens) of a step: capture every bucket such steps use now, so that no
         step waits for a capture (tens of ms each, which a latency percentile shows) later.
-        device_wait: "sleep" or "spin", how `StepOutput.wait` waits for the device (EngineConfig.device_wait)."""
+        device_wait: "sleep" or "spin", how `StepOutput.wait` waits for the device (EngineConfig.device_wait).
+        graph_token_step: the graphs' token buckets, powers of two up to it, then its multiples
+        (EngineConfig.graph_token_step)."""
         self.model = model
         self.chunk_size = chunk_size
         self.device = model.device
         # 64 graphs hold every bucket an engine's steps use in practice (rows 2..512 x tokens 64..32768 are
         # 134, but a workload keeps to a few): a capture costs a few forwards, so evicting one to capture
         # another would stall steps over and over
-        self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size) \
+        self.graphed = GraphedForward(model, max_graphs=64, chunk_size=chunk_size, token_step=graph_token_step) \
             if cuda_graphs and model.device.type == "cuda" else None
         if self.graphed is not None and capture is not None:
             try:
-                self.graphed.capture(all_buckets(*capture))
+                self.graphed.capture(all_buckets(*capture, graph_token_step))
             except Exception:  # noqa: BLE001  (steps capture what they need, as without capture=)
                 log.warning("capturing the CUDA graphs of every step shape at start failed; steps capture the "
                             "graphs they need when they first run", exc_info=True)
@@ -102,7 +105,7 @@ class ModelRunner:
         slot = self.staging.take()  # every input goes to the device in one copy, every output back in one
         # with graphs, ids and cu_seqlens padded here on the host as the graph's buffers hold them
         ids, cu32 = (np.ascontiguousarray(tokens, dtype=np.int64), cu.astype(np.int32)) if self.graphed is None \
-            else padded_inputs(tokens, cu)
+            else padded_inputs(tokens, cu, self.graphed.token_step)
         ids, cu_dev, token_cu, first, last, counts, open_sums = slot.upload(
             [ids, cu32, runs.token_cu, runs.first, runs.last, runs.counts, runs.open_sums], self.device)
         if self.graphed is not None:

@@ -19,12 +19,14 @@ import torch
 
 from .retnet import RetNet, RetNetState
 
+TOKEN_STEP = 4096  # token_bucket's step by default (EngineConfig.graph_token_step)
 
-def token_bucket(T: int) -> int:
-    """Powers of two up to 4096 tokens, then multiples of 4096 (at most 1/2, then 4096/T, padding)."""
-    if T <= 4096:
+
+def token_bucket(T: int, step: int = TOKEN_STEP) -> int:
+    """Powers of two up to `step` tokens, then multiples of `step` (at most 1/2, then step/T, padding)."""
+    if T <= step:
         return max(64, 1 << max(0, T - 1).bit_length())
-    return -(-T // 4096) * 4096
+    return -(-T // step) * step
 
 
 def seq_bucket(N: int) -> int:
@@ -32,26 +34,26 @@ def seq_bucket(N: int) -> int:
     return max(2, 1 << N.bit_length())
 
 
-def padded_inputs(tokens: np.ndarray, cu_seqlens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def padded_inputs(tokens: np.ndarray, cu_seqlens: np.ndarray, step: int = TOKEN_STEP) -> tuple[np.ndarray, np.ndarray]:
     """ids int64 [Tb] and cu_seqlens int32 [Nb + 1] on the host, padded as a graph of their bucket holds them
     (the padding sequence takes tokens [T, Tb), the rows after it are empty): a call with tokens=T then moves
-    both with one copy."""
+    both with one copy. step: the graphs' `token_bucket` step."""
     T, N = len(tokens), len(cu_seqlens) - 1
-    ids = np.zeros(token_bucket(T), np.int64)
+    ids = np.zeros(token_bucket(T, step), np.int64)
     ids[:T] = tokens
     cu = np.full(seq_bucket(N) + 1, len(ids), np.int32)
     cu[: N + 1] = cu_seqlens
     return ids, cu
 
 
-def all_buckets(max_sequences: int, max_tokens: int) -> list[tuple[int, int]]:
+def all_buckets(max_sequences: int, max_tokens: int, step: int = TOKEN_STEP) -> list[tuple[int, int]]:
     """Every (rows, tokens) bucket of a batch of at most max_sequences sequences of at least one token each
-    and at most max_tokens tokens in all, smallest first."""
+    and at most max_tokens tokens in all, smallest first (tokens by `token_bucket` with this step)."""
     tokens, t = [], 1
-    while token_bucket(t) < token_bucket(max_tokens):
-        tokens.append(token_bucket(t))
-        t = token_bucket(t) + 1
-    tokens.append(token_bucket(max_tokens))
+    while token_bucket(t, step) < token_bucket(max_tokens, step):
+        tokens.append(token_bucket(t, step))
+        t = token_bucket(t, step) + 1
+    tokens.append(token_bucket(max_tokens, step))
     rows = sorted({seq_bucket(n) for n in range(1, max_sequences + 1)})
     return [(nb, tb) for tb in tokens for nb in rows if nb // 2 <= tb]  # N sequences hold >= N tokens
 
@@ -122,10 +124,11 @@ class GraphedForward:
     recently used dropped past `max_graphs`. Inference only (no autograd); one caller at a time.
     """
 
-    def __init__(self, model: RetNet, max_graphs: int = 16, chunk_size: int = 64):
+    def __init__(self, model: RetNet, max_graphs: int = 16, chunk_size: int = 64, token_step: int = TOKEN_STEP):
         if model.device.type != "cuda":
             raise ValueError(f"CUDA graphs need the model on a GPU, got {model.device}; call the model itself")
         self.model, self.max_graphs, self.chunk_size = model, max_graphs, chunk_size
+        self.token_step = token_step  # the token buckets' (`token_bucket`)
         self.graphs: OrderedDict[tuple[int, int], _Graph] = OrderedDict()
         # Graphs replay one at a time, so they share memory: their work memory comes from one pool (what a
         # capture frees, the next reuses), and their inputs and outputs are the first rows of buffers shared by
@@ -187,11 +190,12 @@ class GraphedForward:
             want, how = (T, N + 1), "ids [T], cu_seqlens [N+1] and a state of N streams"
         else:
             T, N = tokens, state.n
-            want, how = (token_bucket(T), seq_bucket(N) + 1), f"padded_inputs' ids and cu_seqlens for {T} tokens"
+            want, how = ((token_bucket(T, self.token_step), seq_bucket(N) + 1),
+                         f"padded_inputs' ids and cu_seqlens for {T} tokens (step {self.token_step})")
         if ids.dim() != 1 or N < 1 or state.n != N or (ids.shape[0], cu_seqlens.numel()) != want:
             raise ValueError(f"expected {how}; got ids {tuple(ids.shape)}, cu_seqlens {tuple(cu_seqlens.shape)}, "
                              f"a state of {state.n}")
-        g = self._graph(seq_bucket(N), token_bucket(T))
+        g = self._graph(seq_bucket(N), token_bucket(T, self.token_step))
         if tokens is not None:
             torch._foreach_copy_([g.ids, g.cu], [ids, cu_seqlens], non_blocking=True)
         else:

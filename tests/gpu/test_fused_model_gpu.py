@@ -82,6 +82,23 @@ def test_graphed_forward_equals_the_eager_forward():
     assert sorted(graphed.graphs) == [(4, 4096), (8, 2048)], list(graphed.graphs)  # the first two share one
 
 
+def test_a_finer_token_step_pads_to_its_own_buckets_and_equals_the_eager_forward():
+    """EngineConfig.graph_token_step=1024: 5,000 tokens run in a graph of 5,120 (8,192 at the default step), and
+    inputs padded on the host for that step run there too."""
+    cfg = PRESETS["small"]
+    model = build_random(cfg, seed=7).cuda().to(torch.bfloat16)
+    graphed = GraphedForward(model, token_step=1024)
+    assert_graphed_equals_eager(graphed, model, cfg, [[4000, 1000], [1500, 17]])
+    assert sorted(graphed.graphs) == [(4, 2048), (4, 5120)], list(graphed.graphs)
+    ids, cu = ragged(cfg, [4000, 1000], 1)
+    state = model.init_state(2)
+    hidden, _ = graphed(ids, cu, state)
+    ids_pad, cu_pad = (torch.from_numpy(a).cuda() for a in padded_inputs(ids.cpu().numpy(), cu.cpu().numpy(), 1024))
+    assert len(ids_pad) == 5120
+    padded_hidden, _ = graphed(ids_pad, cu_pad, state, fresh_state=False, tokens=len(ids))
+    assert torch.equal(padded_hidden, hidden)
+
+
 def test_graphs_are_captured_again_after_clear():
     """clear() (new weights, or a capture at start that failed) then captures afresh: PyTorch refuses a capture
     into a pool whose graphs are all gone, so clear takes a new pool."""
