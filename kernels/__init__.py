@@ -7,6 +7,7 @@ that must match it, and one thin public function that picks between them.
 from .backend import default_backend, retention_log_decays
 from .chunk_retention import chunk_retention, chunk_retention_reference
 from .gated_norm import gated_rms_norm
+from .pool_runs import pool_runs
 from .recurrent_step import recurrent_retention_step, recurrent_retention_step_reference
 from .rms_norm import inv_rms, rms_norm
 from .rotary import apply_rotary
@@ -20,6 +21,7 @@ __all__ = [
     "default_backend",
     "gated_rms_norm",
     "inv_rms",
+    "pool_runs",
     "recurrent_retention_step",
     "recurrent_retention_step_reference",
     "retention_log_decays",

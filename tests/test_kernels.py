@@ -23,6 +23,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers_runs import pool_runs_by_stream, random_runs
 from streamret_kernels import (
     chunk_retention,
     chunk_retention_reference,
@@ -689,6 +690,57 @@ def test_segment_sum_finds_the_sequence_of_every_row():
     assert torch.equal(s[torch.tensor(lens) == 0], torch.zeros(sum(n == 0 for n in lens), 8, dtype=torch.float64))
 
 
+def test_pool_runs_reference_is_the_run_by_run_pooling():
+    from streamret_kernels.pool_runs import pool_runs_reference
+
+    for seed in range(5):
+        args = random_runs(seed, streams=7, d=24, dtype=torch.float32)
+        means, open_after = pool_runs_reference(*args)
+        want_means, want_open = pool_runs_by_stream(*args)
+        assert rel_err(means, want_means) < 1e-12 and rel_err(open_after, want_open) < 1e-12
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_runs(dtype):
+    from streamret_kernels.pool_runs import pool_runs, pool_runs_reference
+
+    args = random_runs(11, streams=9, d=48, dtype=dtype, most_tokens=200)
+    with poisoned_allocations():
+        means, open_after = pool_runs(*args, backend="triton")
+    want_means, want_open = pool_runs_by_stream(*args)
+    assert means.dtype == open_after.dtype == torch.float64
+    assert means.shape == want_means.shape and open_after.shape == want_open.shape
+    assert rel_err(means, want_means) <= 1e-6 and rel_err(open_after, want_open) <= 1e-6  # float32 block sums
+    ref_means, ref_open = pool_runs_reference(*args)
+    assert rel_err(means, ref_means) <= 1e-6 and rel_err(open_after, ref_open) <= 1e-6
+
+
+@interpreted
+def test_pool_runs_takes_strided_pools_and_one_run_streams():
+    """Streams of one run each (the open segment added and left open by the same run) and pools that are rows of
+    a wider tensor (a state's pool_sum is a slice of the graphs' buffers)."""
+    from streamret_kernels.pool_runs import pool_runs
+
+    hidden, run_cu, run_first, run_last, run_counts, open_sums, pool_sum, pool_count = random_runs(
+        4, streams=5, d=20, dtype=torch.float32, most_runs=1)
+    wide = torch.randn(5, 64, dtype=torch.float64)
+    wide[:, 8:28] = pool_sum
+    args = (hidden, run_cu, run_first, run_last, run_counts, open_sums, wide[:, 8:28], pool_count)
+    means, open_after = pool_runs(*args, backend="triton")
+    want_means, want_open = pool_runs_by_stream(*args)
+    assert rel_err(means, want_means) <= 1e-6 and rel_err(open_after, want_open) <= 1e-6
+
+
+def test_pool_runs_names_the_shapes_it_needs():
+    from streamret_kernels.pool_runs import pool_runs
+
+    hidden, run_cu, run_first, run_last, run_counts, open_sums, pool_sum, pool_count = random_runs(
+        1, streams=3, d=8, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"pool_sum \(2, 8\).*pass \[T, D\]"):
+        pool_runs(hidden, run_cu, run_first, run_last, run_counts, open_sums, pool_sum[:2], pool_count)
+
+
 @interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_chunk_reads_q_k_v_from_fused_columns(fwd, dtype):
@@ -868,10 +920,13 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=896, BF=1024, HAS_SCALE=False), 4, 1),
     "swiglu scaled": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=4096, HAS_SCALE=True), 4, 1),
     "segment sum": ("segment_sum.triton_segment_sum", "_segment_sum_kernel", "bf16", dict(D=384, BT=128, BD=128), 4, 1),
+    "pool runs": ("pool_runs.triton_pool_runs", "_pool_runs_kernel", "bf16", dict(D=384, BD=128), 1, 1),
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
 POINTERS = {"cu_seqlens": "*i32", "seq_of_row": "*i32", "seq_of_block": "*i32", "sums": "*fp64"} | {
+    name: "*i64" for name in ("run_cu", "run_first", "run_last", "run_counts", "pool_count")} | {
+    name: "*fp64" for name in ("pooled", "open_sums", "pool_sum")} | {
     name: "*fp32" for name in ("log_decay", "h0", "ht", "local", "seg_init", "cos", "sin", "row_scale", "g_scale")}
 FLOAT_ARGS = {"scale", "eps"}
 

@@ -43,6 +43,14 @@ def _segment_sum_kernel(x, cu_seqlens, sums, T, n_seqs, stride_x, n_steps, D: tl
 
 
 def segment_sum_triton(x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(cu_seqlens.numel() - 1, x.shape[1], device=x.device, dtype=torch.float64)
+    segment_sum_into(x, cu_seqlens, out)
+    return out
+
+
+def segment_sum_into(x: torch.Tensor, cu_seqlens: torch.Tensor, out: torch.Tensor) -> None:
+    """Adds each sequence's row sum into the first N rows of `out` (float64, contiguous, D columns), zeros where
+    the sums alone are wanted."""
     check_inputs(x)
     T, D = x.shape
     if x.stride(-1) != 1:
@@ -53,10 +61,11 @@ def segment_sum_triton(x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tenso
     if cu.device != x.device or cu.dtype not in (torch.int32, torch.int64) or not cu.is_contiguous():
         cu = cu.to(device=x.device, dtype=torch.long).contiguous()
     n = cu.numel() - 1
-    out = torch.zeros(n, D, device=x.device, dtype=torch.float64)
+    if out.dtype != torch.float64 or out.shape[0] < n or out.shape[1:] != (D,) or not out.is_contiguous():
+        raise ValueError(f"segment_sum_into: out is {out.dtype} {tuple(out.shape)}; pass a contiguous float64 "
+                         f"tensor of at least {n} rows of {D}")
     if T:
         BT, BD = 128, min(128, triton.next_power_of_2(D))
         _segment_sum_kernel[(triton.cdiv(T, BT), triton.cdiv(D, BD))](
             x, cu, out, T, n, x.stride(0), n.bit_length() + 1, D=D, BT=BT, BD=BD, num_warps=4,
         )
-    return out

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from streamret_kernels import segment_sum
+from streamret_kernels import pool_runs
 
 from ..model.graphs import GraphedForward, all_buckets, padded_inputs
-from ..model.retnet import RetNet, RetNetState, pooled_embedding
+from ..model.retnet import RetNet, RetNetState, mean_embedding, pooled_embedding
 from .config import EngineConfig
 from .segments import StepRuns
 from .staging import Staging
@@ -130,30 +130,13 @@ class ModelRunner:
 
     def _pool(self, hidden: torch.Tensor, new_state: RetNetState, token_cu: torch.Tensor, first: torch.Tensor,
               last: torch.Tensor, counts: torch.Tensor, open_sums: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The runs' float64 sums (the segments open before the step added to their streams' first runs) and
-        embeddings, the streams' embeddings after each run, and after the step: (open sums after the step [N, d],
-        embeddings [R + R + N, e]: the R runs', the stream's after each of the R runs, the N streams'). Every
-        embedding in one call (the streams' as `RetNet.stream_embedding` computes them: the same float64 head),
-        and two outputs to copy back: fewer torch calls a step.
-
-        A stream's pool after run r is its pool after the step less what its later runs of the step add: from
-        the runs' own sums (before the open segments are added), one cumulative sum over the step's runs."""
-        sums = segment_sum(hidden, token_cu)  # runs are consecutive: one float64 sum each
-        runs = len(counts)
-        tokens = token_cu[1:] - token_cu[:-1]  # each run's own tokens (counts add the open segments' to the first)
-        owner = torch.repeat_interleave(torch.arange(len(first), device=sums.device), last - first + 1,
-                                        output_size=runs)  # (output_size: no wait for the device to size it)
-        later = sums.cumsum(0)
-        later = later.index_select(0, last).index_select(0, owner) - later
-        later_tokens = tokens.cumsum(0)
-        later_tokens = later_tokens.index_select(0, last).index_select(0, owner) - later_tokens
-        pool_sums = new_state.pool_sum.index_select(0, owner) - later
-        pool_counts = new_state.pool_count.index_select(0, owner) - later_tokens
-        sums.index_add_(0, first, open_sums)
-        embeddings = pooled_embedding(torch.cat([sums, pool_sums, new_state.pool_sum]),
-                                      torch.cat([counts, pool_counts, new_state.pool_count]),
-                                      self._head)
-        return sums.index_select(0, last), embeddings
+        """The step's runs pooled (`pool_runs`: each run's mean, the segment open before the step added to its
+        stream's first run; its stream's mean after the run; the streams' after the step) and embedded, in one
+        call through the float64 head (as `RetNet.stream_embedding` embeds): (open sums after the step [N, d],
+        embeddings [R + R + N, e]). Two outputs to copy back, and few torch calls: each may wait for the GIL."""
+        means, open_after = pool_runs(hidden, token_cu, first, last, counts, open_sums, new_state.pool_sum,
+                                      new_state.pool_count)
+        return open_after, mean_embedding(means, self._head)
 
     @torch.inference_mode()
     def embed(self, pool_sum: torch.Tensor, pool_count: torch.Tensor) -> np.ndarray:

@@ -628,10 +628,13 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 def pooled_embedding(
     pool_sum: torch.Tensor, pool_count: torch.Tensor, head_weight: torch.Tensor | None
 ) -> torch.Tensor:
-    """Mean of the pooled hidden states, through the embedding head if any, L2-normalised: float32 [N, e].
-    (F.normalize's math in fewer torch calls: an engine step makes this call, and each call from its thread may
-    wait for the GIL.)"""
-    mean = pool_sum / pool_count.clamp(min=1).unsqueeze(1)  # (the integer counts promote to the sums' dtype)
+    """Mean of the pooled hidden states, through the embedding head if any, L2-normalised: float32 [N, e]."""
+    return mean_embedding(pool_sum / pool_count.clamp(min=1).unsqueeze(1), head_weight)  # (counts promote)
+
+
+def mean_embedding(mean: torch.Tensor, head_weight: torch.Tensor | None) -> torch.Tensor:
+    """Pooled means [N, d] through the embedding head if any, L2-normalised: float32 [N, e]. (F.normalize's math
+    in fewer torch calls: an engine step makes this call, and each call from its thread may wait for the GIL.)"""
     if head_weight is not None:
         mean = mean @ (head_weight if head_weight.dtype == mean.dtype else head_weight.to(mean.dtype)).T
     return (mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()

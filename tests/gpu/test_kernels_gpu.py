@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 import torch
+from helpers_runs import pool_runs_by_stream, random_runs
 from streamret_kernels import (
     chunk_retention,
     chunk_retention_reference,
@@ -216,3 +217,17 @@ def test_segment_sum_gpu(dtype, cu_dtype):
         ref = segment_sum_reference(x.double(), cu)
         assert s.dtype == torch.float64 and rel_err(s, ref) <= 1e-6
         assert not s[torch.tensor(lens, device="cuda") == 0].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_pool_runs_gpu(dtype):
+    """A step's runs at an engine's size (85 streams of up to 13 runs, d 384) and one long document's (2 streams of
+    350 runs), on the device, against the run-by-run float64 pooling."""
+    from streamret_kernels.pool_runs import pool_runs
+
+    for seed, streams, most_runs, most_tokens in ((0, 85, 13, 60), (1, 2, 350, 120)):
+        args = random_runs(seed, streams, 384, dtype, most_runs=most_runs, most_tokens=most_tokens)
+        with poisoned_allocations():
+            means, open_after = pool_runs(*(a.cuda() for a in args))
+        want_means, want_open = pool_runs_by_stream(*args)
+        assert rel_err(means.cpu(), want_means) <= 1e-6 and rel_err(open_after.cpu(), want_open) <= 1e-6
