@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Session 39: pool_runs (a step's runs pooled in two launches, then the head and norm: about 15 torch calls on the
-# step thread where `ModelRunner._pool` made about 31) against the tree before it (d8e14dd, carried as
+# Session 39: pool_runs (a step's runs pooled in two launches, then the head and norm: about 17 torch calls on the
+# step thread where `ModelRunner._pool` made about 37, by reading the code) against the tree before it (d8e14dd, carried as
 # .device/old/base_d8e14dd.tgz without streamret/assets, which it takes from this tree). bench/runner_parts.py on
 # both trees, alternated twice, two step shapes (median of 30; alone, then with 3 pure-Python spinners at a 0.1 ms
 # switch interval, as sessions 13's calls 4-5 timed the runner's GIL handoffs). Correctness: the GPU tests of
 # pool_runs and the runner's steps (call1.sh) come first.
-# Predicted: pool_ms 0.30-0.40 -> 0.12-0.22 ms; the runner alone -0.1 to -0.2 ms; with spinners at 0.1 ms about 16
+# Predicted: pool_ms 0.30-0.40 -> 0.12-0.22 ms; the runner alone -0.1 to -0.2 ms; with spinners at 0.1 ms about 20
 # handoffs fewer of about 100, -10 to -20%. Rule: keep pool_runs if the spinners' figure is lower in both pairs at
 # both shapes and the runner alone not higher beyond 5%.
 set -u
