@@ -717,6 +717,19 @@ def test_pool_runs(dtype):
 
 
 @interpreted
+def test_pool_runs_of_long_streams():
+    """Streams of hundreds of runs (a long document's chunk cut at every sentence): the kernel takes a stream's runs
+    in blocks of 64 from its end, carrying what the later blocks add."""
+    from streamret_kernels.pool_runs import pool_runs
+
+    args = random_runs(6, streams=3, d=40, dtype=torch.float32, most_runs=300, most_tokens=8)
+    assert int((args[3] - args[2]).max()) > 2 * 64  # a stream of three blocks or more
+    means, open_after = pool_runs(*args, backend="triton")
+    want_means, want_open = pool_runs_by_stream(*args)
+    assert rel_err(means, want_means) <= 1e-6 and rel_err(open_after, want_open) <= 1e-6
+
+
+@interpreted
 def test_pool_runs_takes_strided_pools_and_one_run_streams():
     """Streams of one run each (the open segment added and left open by the same run) and pools that are rows of
     a wider tensor (a state's pool_sum is a slice of the graphs' buffers)."""
@@ -920,7 +933,7 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     "swiglu": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=896, BF=1024, HAS_SCALE=False), 4, 1),
     "swiglu scaled": ("swiglu.triton_swiglu", "_swiglu_kernel", "bf16", dict(F=2816, BF=4096, HAS_SCALE=True), 4, 1),
     "segment sum": ("segment_sum.triton_segment_sum", "_segment_sum_kernel", "bf16", dict(D=384, BT=128, BD=128), 4, 1),
-    "pool runs": ("pool_runs.triton_pool_runs", "_pool_runs_kernel", "bf16", dict(D=384, BD=128), 1, 1),
+    "pool runs": ("pool_runs.triton_pool_runs", "_pool_runs_kernel", "bf16", dict(D=384, BR=64, BD=32), 4, 1),
 }
 # pointers that are not to the 16-bit tensor dtype; other non-constexpr arguments are 32-bit
 # integers except these floats
