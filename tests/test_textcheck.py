@@ -2,6 +2,8 @@
 across pieces cut anywhere, with the byte offset of the first bad byte."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamret.textcheck import InvalidText, Utf8Check, check_bytes, check_file
 
@@ -45,3 +47,24 @@ def test_empty_nul_and_unfinished_texts_are_refused_by_name(tmp_path):
     with pytest.raises(InvalidText, match=f"byte 0xc3 at offset {len(TEXT) * 1000} "):
         check_file(big, block_bytes=7)
     assert check_bytes(TEXT, "x") == TEXT.decode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\x00", b"\xff", b"\xc3", b"\xa9", b"\xe2\x82\xac", "é".encode(), b" "]),
+                max_size=12).map(b"".join))
+def test_check_bytes_decodes_once_and_refuses_as_the_piecewise_check(data):
+    """check_bytes takes a fast path for good texts: what it returns or refuses with is what checking the bytes
+    with Utf8Check (the piecewise check: the first of empty, a bad byte, a NUL, with its offset) says."""
+    check = Utf8Check("x")
+    try:
+        check.feed(data)
+        check.finish()
+        want: str | InvalidText = data.decode("utf-8")
+    except InvalidText as e:
+        want = e
+    if isinstance(want, str):
+        assert check_bytes(data, "x") == want
+    else:
+        with pytest.raises(InvalidText) as got:
+            check_bytes(data, "x")
+        assert str(got.value) == str(want)
