@@ -153,6 +153,20 @@ def test_smoke_runs_every_part(tmp_path: Path):
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()
 
 
+def test_smoke_batch_over_engine_processes_stamps_the_hand_over(tmp_path: Path):
+    """With engine processes a batch part's timeline also says when the job handed the part's documents to them
+    (its Parquet read and text checks done): before any engine accepted a chunk."""
+    proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
+                           "--parts", "batch", "--engine-procs", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "e2e.json").read_text())
+    for name in ("batch_long", "batch_short"):
+        tl = result["parts"][name]["timeline"]
+        assert 0 <= tl["first_handed_ms"] <= tl["first_accepted_ms"] <= tl["first_applied_ms"], tl
+        assert f"the first part's documents handed to the engines at {tl['first_handed_ms']} ms" in proc.stdout
+
+
 @pytest.mark.slow
 def test_smoke_service_over_two_front_processes(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
