@@ -12,7 +12,6 @@ from streamret.engine.segments import (
     _WORD,
     SegmentTracker,
     _most_relevant_first,
-    _place,
     add_step_spans,
     keep_segments,
     mmr_pick,
@@ -284,43 +283,3 @@ def test_a_pool_gives_a_slot_back_when_its_tracker_is_collected_and_keeps_rows_a
     with pytest.raises(ValueError, match="width 4 for a pool of width 3"):
         SegmentTracker(D, max_kept=2, pool=pool).keep_many(["x"], np.array([[0, 1]]), np.ones((1, 4), np.float32),
                                                            np.ones(4, np.float32))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.lists(st.integers(0, 9), min_size=1, max_size=6, unique=True),
-                          st.booleans()), min_size=1, max_size=5, unique_by=lambda t: t[0]), st.randoms())
-def test_place_puts_each_text_where_the_row_by_row_placement_does(groups, rnd):
-    """`_place` sets a slot's texts with one extend where its places continue its list in order, else row by row:
-    the texts end as placing them one row at a time leaves them (places inside the list overwrite, the one at its
-    end appends), whatever the places' order."""
-    class Owner:  # (a slot is given back when its owner is collected: weakly referenced)
-        pass
-
-    pool = KeptPool(16)
-    owners = [Owner() for _ in range(7)]
-    slots_taken = {pool.take(o, 4) for o in owners}
-    assert slots_taken == set(range(7))
-    slots, places = [], []
-    for slot, offsets, append in groups:
-        held = [f"old {slot} {i}" for i in range(rnd.randint(0, 5))]
-        pool.texts[slot] = list(held)
-        if append:  # places that continue the list, in order (what a stream with room for its new rows gets)
-            offsets = [len(held) + i for i in range(len(offsets))]
-        else:  # places inside the list and its end, in any order
-            offsets = list(dict.fromkeys(o % (len(held) + 1) for o in offsets))
-        slots += [slot] * len(offsets)
-        places += offsets
-    texts = [f"new {i}" for i in range(len(places))]
-    rows = list(range(len(places)))
-    rnd.shuffle(rows)
-    want = {slot: list(pool.texts[slot]) for slot, *_ in groups}
-    for slot, place, row in zip(slots, places, rows):
-        held = want[slot]
-        if place < len(held):
-            held[place] = texts[row]
-        else:
-            held.append(texts[row])
-    n = len(places)
-    _place(pool, np.array(slots), np.array(places), np.array(rows), texts, np.zeros((n, 2), np.int64),
-           np.zeros((n, 4), np.float32), np.zeros(n))
-    assert {slot: pool.texts[slot] for slot in want} == want

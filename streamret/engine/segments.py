@@ -815,26 +815,13 @@ def _place(pool: KeptPool, slots: np.ndarray, places: np.ndarray, rows: np.ndarr
     pool.embeddings[slots, places] = embeddings[rows]
     pool.penalty[slots, places] = penalties[rows]
     pool.byte_spans[slots, places] = byte_spans[rows]
-    if not len(rows):
-        return
     kept = pool.texts
-    # the texts slot by slot (a slot's places come together): where they extend its list, one extend, not a
-    # Python step a row (1,360 rows a step at 85 streams x 16 segments)
-    starts = np.flatnonzero(np.diff(slots, prepend=-1))
-    ends = np.append(starts[1:], len(slots))
-    gaps = np.concatenate([[0], np.cumsum(np.diff(places) != 1)])  # a slot's places are consecutive: no gap inside
-    in_order = (gaps[ends - 1] == gaps[starts]).tolist()
-    rows_list, places_list = rows.tolist(), places.tolist()
-    for slot, a, b, consecutive in zip(slots[starts].tolist(), starts.tolist(), ends.tolist(), in_order):
+    for slot, place, row in zip(slots.tolist(), places.tolist(), rows.tolist()):
         held = kept[slot]
-        if consecutive and places_list[a] == len(held):
-            held.extend([texts[r] for r in rows_list[a:b]])
-            continue
-        for place, row in zip(places_list[a:b], rows_list[a:b]):
-            if place < len(held):
-                held[place] = texts[row]
-            else:
-                held.append(texts[row])
+        if place < len(held):
+            held[place] = texts[row]
+        else:
+            held.append(texts[row])
 
 def select_summary(segments: list[Segment], k: int, mmr_lambda: float = 0.7) -> list[Segment]:
     """Top-k segments by maximal marginal relevance (relevance minus redundancy), in document order.
