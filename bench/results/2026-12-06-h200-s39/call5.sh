@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Session 39, fifth call (the last 260 s of device time): the batch parts alone with the new stamp of when the job
+# Written in session 39, not run (its device time ran out: 262 s left, too little to start a machine); the next
+# session's first call (about 100 s on a machine). The batch parts alone with the new stamp of when the job
 # handed a part's documents to the engine processes (bench/e2e.py's timeline: first_handed_ms), to tell the start's
 # reading and checking from its sending. Predicted: long documents handed at 80-110 ms of the job's clock (the whole
 # 25.6 MB part read, its texts turned into bytes and checked), the first chunk accepted 10-30 ms after that (the
