@@ -49,8 +49,8 @@ def segment_sum_triton(x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tenso
 
 
 def segment_sum_into(x: torch.Tensor, cu_seqlens: torch.Tensor, out: torch.Tensor) -> None:
-    """Adds each sequence's row sum into the first N rows of `out` (float64, contiguous, D columns), zeros where
-    the sums alone are wanted."""
+    """Adds each sequence's row sum into row n of `out` (float64, contiguous, D columns, at least N rows): pass
+    zeros for the sums alone, as `segment_sum_triton` and `pool_runs` do."""
     check_inputs(x)
     T, D = x.shape
     if x.stride(-1) != 1:
