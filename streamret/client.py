@@ -697,10 +697,24 @@ class Client:
 
     def close(self) -> None:
         if self._loop.is_running():
-            self._run(self._async.close())
+            self._run(self._close_and_drain())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
+
+    async def _close_and_drain(self, wait_s: float = 1.0) -> None:
+        """Close the channel, then let the loop finish what gRPC still runs on it (a failed call's status is
+        handled by a task of its own, which may not have run yet): a loop stopped with it pending prints "Task
+        was destroyed but it is pending!" on stderr when it is collected, after the one-line error a command
+        printed. What has not finished within wait_s is cancelled."""
+        await self._async.close()
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=wait_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=wait_s)
 
     def __enter__(self) -> Client:
         return self
