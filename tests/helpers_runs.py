@@ -26,8 +26,9 @@ def pool_runs_by_stream(hidden, run_cu, run_first, run_last, run_counts, open_su
 
 
 def random_runs(seed: int, streams: int, d: int, dtype: torch.dtype, most_runs: int = 6, most_tokens: int = 40):
-    """A step's runs: streams of 1..most_runs runs (some empty, some over a 128-row block), open segments before
-    the step, pools after it (counts below a run's tokens included: counts below 1 divide by 1)."""
+    """A step's runs: streams of 1..most_runs runs of fewer than most_tokens tokens (a fifth of them empty), open
+    segments before the step, pools after it (the first stream's count below its step's tokens: counts below 1
+    divide by 1)."""
     rng = np.random.default_rng(seed)
     per = rng.integers(1, most_runs + 1, streams)
     lens = rng.integers(0, most_tokens, int(per.sum()))

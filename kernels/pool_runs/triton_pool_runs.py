@@ -15,7 +15,6 @@ import triton
 import triton.language as tl
 
 from ..segment_sum.triton_segment_sum import segment_sum_into
-from ..utils import check_inputs
 
 
 @triton.jit
@@ -59,12 +58,11 @@ def _pool_runs_kernel(pooled, run_cu, run_first, run_last, run_counts, open_sums
 def pool_runs_triton(hidden: torch.Tensor, run_cu: torch.Tensor, run_first: torch.Tensor, run_last: torch.Tensor,
                      run_counts: torch.Tensor, open_sums: torch.Tensor, pool_sum: torch.Tensor,
                      pool_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    check_inputs(hidden)
     n_runs, n_streams, D = len(run_counts), len(run_first), hidden.shape[1]
     # one tensor: the runs' means, the pools after each run, the streams' pools, then the open sums after the step
     pooled = torch.zeros(2 * n_runs + 2 * n_streams, D, device=hidden.device, dtype=torch.float64)
     if n_streams:
-        segment_sum_into(hidden, run_cu, pooled)
+        segment_sum_into(hidden, run_cu, pooled)  # (it checks hidden's dtype and device)
         BD = min(32, triton.next_power_of_2(D))  # a block of 64 runs x 32 float64 columns: 16 KB of registers
         _pool_runs_kernel[(n_streams, triton.cdiv(D, BD))](
             pooled, run_cu, run_first, run_last, run_counts, open_sums, pool_sum, pool_count, n_runs, n_streams,
