@@ -36,9 +36,9 @@ Parts (--parts, in this order; one engine serves all of them):
            engines' stamps of each chunk (the JSON's ack_legs, printed after the table: p50/p99/max ms of each
            leg, and the leg that dominates the slowest 1% of chunks; streamret/service/ack_legs.py; with several
            fronts the legs are front 0's chunks only)
-  batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch): long
-           documents (--long-docs of about --long-tokens) and short ones (--short-docs of at most
-           --short-tokens, counted by the tokenizer on each whole document)
+  batch    embed_parquet on two Parquet files cut from the text (bench/batch.py's run_batch; parts of
+           --part-bytes): long documents (--long-docs of about --long-tokens) and short ones (--short-docs of
+           at most --short-tokens, counted by the tokenizer on each whole document)
 Host cores: the host's cores busy on average during an engine or service part, of all its cores (every process:
 engines, fronts, the load processes, whose own CPU is cpu_us_per_token.client_procs): near all of them, the part
 was bound by the host's CPU, not by the GPU or the service's design.
@@ -576,6 +576,7 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
 
     ns = argparse.Namespace(summary_k=5, chunk_bytes=DEFAULT_CHUNK_BYTES, docs_in_flight=DEFAULT_IN_FLIGHT,
                             parts_in_flight=2, progress=False)
+    ns.part_bytes = args.part_bytes or None  # (None: embed_parquet's default_part_size)
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     before, cpu0, own0 = engine.stats(), thread_cpu_s(engine), os.times()
@@ -715,6 +716,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
     ap.add_argument("--short-docs", type=int, default=2000)
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
+    ap.add_argument("--part-bytes", type=int, default=0,
+                    help="the batch parts' text bytes a part (streamret embed --part-bytes); 0, the default: the "
+                         "job's own default, as a user gets it (16 MiB an engine process on a GPU: each corpus one "
+                         "part here, as RESULTS' figures up to session 40 had it with 32 MiB; 1 MiB on a CPU)")
     ap.add_argument("--engine-procs", default="1",
                     help="engine processes (streams sharded over them; streamret serve --engine-procs), or auto")
     ap.add_argument("--front-procs", type=int, default=1,

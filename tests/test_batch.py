@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from streamret import cli
 from streamret.batch import embed_parquet
@@ -17,6 +18,7 @@ from streamret.batch import parquet_job as job
 from streamret.batch.arrow_table import embed_table
 from streamret.batch.parts import FINGERPRINT_KEY, PartFolder
 from streamret.engine import Engine
+from streamret.engine.api import model_device
 from streamret.errors import InvalidArgument, ModelMismatch, Unavailable
 
 CHUNK_BYTES = 4093  # odd, so chunk cuts fall inside multi-byte characters
@@ -332,9 +334,10 @@ def test_embed_command(tmp_path, capsys):
     assert err.count("\n") == 1 and "no text column 'nope'" in err
 
 
-def test_parts_by_default_hold_a_share_for_every_engine_process(monkeypatch, tmp_path):
+def test_parts_by_default_hold_a_share_for_every_engine_process_and_sixteen_times_that_on_a_gpu(monkeypatch, tmp_path):
     """With engine processes the default part (and so the text in flight) is 1 MiB and 1,024 rows per engine
-    process, so that each has work; a size given is kept as it is."""
+    process, so that each has work, and GPU_PART_SCALE times that when the model is on a GPU (engine processes say
+    where in their model_info; an engine in this process by its model's parameters); a size given is kept."""
     pq.write_table(pa.table({"id": ["a"], "text": ["Some text."]}), tmp_path / "c.parquet")
     seen = []
     monkeypatch.setattr(job, "_run_local", lambda *a, **kw: seen.append((kw["bytes_per_part"], kw["rows_per_part"])))
@@ -342,9 +345,29 @@ def test_parts_by_default_hold_a_share_for_every_engine_process(monkeypatch, tmp
     class Procs:
         procs, fingerprint = 3, "f"
 
+        def __init__(self, device=None):
+            self.model_info = {"device": device} if device else {}
+
+    class InProcess:  # an Engine in this process: its model's parameters say the device
+        fingerprint = "f"
+
+        def __init__(self, device):
+            self.model = torch.nn.Linear(2, 2, device=device)
+
     embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs(), progress=False)
     embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs(), bytes_per_part=5000,
                   rows_per_part=7, progress=False)
-    assert seen == [(3 * job.DEFAULT_BYTES_PER_PART, 3 * job.DEFAULT_ROWS_PER_PART), (5000, 7)]
+    embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs("cpu"), progress=False)
+    embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs("cuda:0"), progress=False)
+    embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs("cuda:0"), bytes_per_part=5000,
+                  progress=False)
+    embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=InProcess("cpu"), progress=False)
+    cpu = (job.DEFAULT_BYTES_PER_PART, job.DEFAULT_ROWS_PER_PART)
+    gpu = (16 * cpu[0], 16 * cpu[1])
+    assert job.GPU_PART_SCALE == 16
+    assert seen == [(3 * cpu[0], 3 * cpu[1]), (5000, 7), (3 * cpu[0], 3 * cpu[1]), (3 * gpu[0], 3 * gpu[1]),
+                    (5000, 3 * gpu[1]), cpu]
+    assert model_device(InProcess("meta")) == "meta" and model_device(Procs("cuda:0")) == "cuda:0"
+    assert model_device(Procs()) is None  # (a gateway that does not hold the model: parts as on a CPU)
     with pytest.raises(InvalidArgument, match="bytes_per_part must be >= 1"):
         embed_parquet(str(tmp_path / "c.parquet"), str(tmp_path / "o"), engine=Procs(), bytes_per_part=0)

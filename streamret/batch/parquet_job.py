@@ -5,8 +5,9 @@ The local job, one engine in this process:
     Corpus.batches()  ->  skip rows already written  ->  cut into parts  ->  embed_part (embed_table,
     a part's documents at once so that the scheduler packs them)  ->  PartFolder.commit, in order
 
-A part is cut by text bytes (`bytes_per_part`, by default 1 MiB per engine process: every engine keeps busy;
-a larger document is a part of its own) and rows (`rows_per_part`, by default 1,024 per engine process) from
+A part is cut by text bytes (`bytes_per_part`, by default 1 MiB per engine process, 16 on a GPU: every engine keeps
+busy; a larger document is a part of its own) and rows (`rows_per_part`, by default 1,024 per engine process, 16,384
+on a GPU) from
 the rows still to do, so a rerun after a crash cuts the same parts the
 uninterrupted run would have. The work is bounded by bytes, not rows: the parts in flight hold at most
 `bytes_per_part` of text together (up to `parts_in_flight` small parts, or one part when it is larger),
@@ -50,6 +51,12 @@ if TYPE_CHECKING:
 
 DEFAULT_ROWS_PER_PART = 1024
 DEFAULT_BYTES_PER_PART = 1 << 20  # one to two minutes of the default model's work on a CPU (2-4 k tokens/s)
+# ... times this on a GPU, where 1 MiB an engine process is a fraction of a second of work and the engines idle at
+# each part's end (the parts in flight hold one part's text, so the next part starts once this one is written): on
+# an H200 with 12 engine processes, 25-30 MB of text in parts of 12 MiB read 0.41-0.44 (long documents) and
+# 0.28-0.29 (short) of the packed forward against 0.46 and 0.33 as one part, with the engines idle for 75 ms and more
+# between parts (bench/RESULTS.md, session 40). 16 MiB an engine process is a few seconds of its work there.
+GPU_PART_SCALE = 16
 _ENGINE_FAILURES = ("UNAVAILABLE:", "INTERNAL", "RESOURCE_EXHAUSTED:")  # not the row's fault: retry, don't record
 
 
@@ -286,7 +293,8 @@ def embed_parquet(
 
     Parts: `bytes_per_part` text bytes or `rows_per_part` rows, whichever comes first; the parts in flight
     hold at most `bytes_per_part` together, so an interruption loses at most one part's work (module doc).
-    None: DEFAULT_BYTES_PER_PART and DEFAULT_ROWS_PER_PART per engine process (with ray=, per batch).
+    None: DEFAULT_BYTES_PER_PART and DEFAULT_ROWS_PER_PART per engine process, GPU_PART_SCALE times that when the
+    engine's model is on a GPU (`default_part_size`; with ray=, per batch, as on a CPU).
     progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
     Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
     """
@@ -329,15 +337,24 @@ def embed_parquet(
         if own_engine is not None:  # fails whatever is still queued, so the parts in flight end at once
             own_engine.shutdown(checkpoint=False)
 
-    procs = getattr(engine, "procs", 1)  # engine processes: each needs its share of the parts in flight
     try:
-        return _run_local(corpus, folder, engine, summary_k=summary_k,
-                          rows_per_part=rows_per_part or DEFAULT_ROWS_PER_PART * procs,
-                          bytes_per_part=bytes_per_part or DEFAULT_BYTES_PER_PART * procs, chunk_bytes=chunk_bytes,
+        default_rows, default_bytes = default_part_size(engine)
+        return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part or default_rows,
+                          bytes_per_part=bytes_per_part or default_bytes, chunk_bytes=chunk_bytes,
                           max_in_flight=max_in_flight, parts_in_flight=parts_in_flight, progress=progress,
                           progress_every_s=progress_every_s, on_abort=stop_engine, called=called)
     finally:
         stop_engine()
+
+
+def default_part_size(engine: EngineAPI) -> tuple[int, int]:
+    """(rows, text bytes) of the local job's part by default: a share for each engine process (each needs work
+    from the parts in flight), GPU_PART_SCALE times larger when the model runs on a GPU."""
+    from ..engine.api import model_device
+
+    scale = GPU_PART_SCALE if (model_device(engine) or "cpu").startswith("cuda") else 1
+    procs = getattr(engine, "procs", 1)
+    return DEFAULT_ROWS_PER_PART * procs * scale, DEFAULT_BYTES_PER_PART * procs * scale
 
 
 def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int | None,

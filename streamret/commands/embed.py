@@ -7,9 +7,9 @@
 
 OUTPUT is a folder of Parquet parts (id, embedding, tokens, summary, error), read as one table with
 `pyarrow.parquet.read_table(OUTPUT)`. A part holds about --part-bytes of text (1 MiB per engine process by
-default), and the parts being embedded hold no more than that together, so a crash or Ctrl-C loses at most
-one part's work: Ctrl-C prints one line saying what is saved and the command that resumes (the same command: it
-skips the rows already written). Progress goes to stderr in text bytes against the corpus total, with
+default, 16 MiB on a GPU), and the parts being embedded hold no more than that together, so a crash or Ctrl-C
+loses at most one part's work: Ctrl-C prints one line saying what is saved and the command that resumes (the
+same command: it skips the rows already written). Progress goes to stderr in text bytes against the corpus total, with
 the ETA: a bar on a terminal, a line every --progress-every-s seconds otherwise.
 
 The last line gives the tokens/s from the model loaded and ready (with --ray: the first engine actor's) to
@@ -43,12 +43,13 @@ def register(subparsers) -> None:
     p.add_argument("--batch-tokens", type=int,
                    help="tokens per engine step (default: the engine's, 32768 on a GPU and 16384 on the CPU)")
     p.add_argument("--part-bytes", type=parse_size, default=None, metavar="SIZE",
-                   help="text per output part, e.g. 256K, 1M, 64M (default 1M per engine process, 1M with --ray; "
+                   help="text per output part, e.g. 256K, 1M, 64M (default 1M per engine process, 16M per engine "
+                        "process on a GPU, 1M with --ray; "
                         "a larger document is a part of "
                         "its own); an interruption loses at most one part's work (the local job; --ray embeds "
                         "batches of about this much text and writes Ray Data's blocks)")
     p.add_argument("--rows-per-part", type=int, default=None,
-                   help="at most this many rows per part (default 1024 per engine process)")
+                   help="at most this many rows per part (default 1024 per engine process, 16384 on a GPU)")
     p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
                    help="seconds between progress lines when stderr is not a terminal (default 10; on a "
                         "terminal it is a bar)")

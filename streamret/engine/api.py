@@ -78,3 +78,14 @@ class EngineAPI(Protocol):
         ...
 
     def shutdown(self) -> Checkpoint | None: ...
+
+
+def model_device(engine: object) -> str | None:
+    """Where an engine's model runs ("cpu", "cuda:0"...): an engine in this process says it by its model's
+    parameters, engine processes (a ShardedEngine) in the `model_info` they sent; None where the engine does
+    not hold the model (a cluster gateway)."""
+    model = getattr(engine, "model", None)
+    param = next(iter(model.parameters()), None) if model is not None and hasattr(model, "parameters") else None
+    if param is not None:
+        return str(param.device)
+    return (getattr(engine, "model_info", None) or {}).get("device")

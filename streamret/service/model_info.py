@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from ..engine.api import EngineAPI
+from ..engine.api import EngineAPI, model_device
 from .limits import ServiceLimits
 
 
@@ -29,7 +29,7 @@ def describe_model(engine: EngineAPI, name: str) -> dict[str, Any]:
         "embedding_dim": engine.embed_dim,
         "tokenizer": type(tokenizer).__name__ if tokenizer is not None else told.get("tokenizer"),
         "dtype": str(param.dtype).removeprefix("torch.") if param is not None else told.get("dtype"),
-        "device": str(param.device) if param is not None else told.get("device"),
+        "device": model_device(engine),
         "max_input_length": None,  # a whole document of any length: the model reads it as a stream
     }
 
