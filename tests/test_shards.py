@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from streamret.engine import Engine, EngineConfig
+from streamret.engine.api import model_device
 from streamret.engine.bounds import QueueBounds
 from streamret.engine.shards import ShardedEngine, merge_stats, shard_of
 from streamret.errors import InvalidArgument, NotFound, SeqGap, TooBusy, Unavailable
@@ -61,6 +62,7 @@ def test_streams_on_every_shard_give_the_embeddings_of_one_engine(sharded):
             assert [s.text for s in sharded.segments(sid)] == [s.text for s in plain.segments(sid)]
         stats = sharded.stats()
         assert stats["engine_procs"] == 2
+        assert model_device(sharded) == model_device(plain) == "cpu"  # (the batch job's part size reads it)
         assert stats["tokens_processed"] >= sum(plain.info(sid).tokens for sid in sids)
     for sid in sids:
         sharded.close(sid)
