@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# NOT RUN: refused, 274 s of device time were too little to start a machine. next_call2.sh is the full version.
 # Session 40, call 6 (the session's last 274 s of device time): next_call2.sh cut to one pair at smaller sizes, the
 # batch job over corpora of several old-default parts: 64 long documents (51 MB) and 16,000 short ones (59 MB),
 # at the new default (16 MiB an engine process on a GPU: one part each) and at the old one (1 MiB an engine process,
