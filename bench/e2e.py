@@ -897,8 +897,10 @@ def print_table(results: dict) -> None:
     for name in ("batch_long", "batch_short"):
         tl = results["parts"].get(name, {}).get("timeline")
         if tl and "first_applied_ms" in tl:
+            parts = results["parts"][name].get("parts")
             print(f"\n{name}: chunks applied / documents under way in {len(tl['chunks'])} bins of {tl['bin_ms']} ms "
-                  f"(the job's span; the first part's documents handed to the engines at "
+                  f"(the job's span, {parts} part{'s' if parts != 1 else ''}; the first part's documents handed to "
+                  f"the engines at "
                   f"{tl.get('first_handed_ms')} ms, the first chunk accepted at {tl.get('first_accepted_ms')} ms, "
                   f"queued at {tl.get('first_queued_ms')}, applied at {tl['first_applied_ms']}; the last applied at "
                   f"{tl['last_applied_ms']} ms)")

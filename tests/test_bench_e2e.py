@@ -147,7 +147,9 @@ def test_smoke_runs_every_part(tmp_path: Path):
         assert (0 <= tl["first_accepted_ms"] <= tl["first_queued_ms"] <= tl["first_applied_ms"]
                 <= tl["last_applied_ms"] <= 20 * tl["bin_ms"] + 0.1), tl
         assert sum(tl["chunks"]) >= docs  # (each document's chunks, its flush included)
-        assert f"{name}: chunks applied / documents under way in 20 bins" in proc.stdout
+        assert part["parts"] == 1 and result["args"]["part_bytes"] == 0  # (the job's default part: 1 MiB here)
+        line = f"{name}: chunks applied / documents under way in 20 bins of {tl['bin_ms']} ms (the job's span, 1 part;"
+        assert line in proc.stdout
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()
