@@ -4,8 +4,8 @@
 # Why: on the H200 (session 40, calls 4-5) the service at saturation ran 13-15 streams a step with 15.3-15.6 of 16
 # cores busy and read 0.58-0.72 of the engine at 1,024 streams; on an H100 with 9 engines (session 39) 47 streams a
 # step and 0.78-0.90. At half load too the H200's host was full (15.1-15.4 of 16 cores): its engine processes took
-# 2.6-3.0 us of CPU a token (1.0-1.2 at saturation), the step threads 1.7-2.1 (steps of 3.3-4.8 streams, about 4 ms
-# of CPU each whatever their size) and the tokenizer processes 1.3 (small calls): fewer, wider steps should free cores.
+# 2.6-3.0 us of CPU a token (1.0-1.2 at saturation), the step threads 1.7-2.1 (steps of 3.3-4.8 streams and 1.8-2.6 k
+# tokens, 3.7-4.4 ms of CPU each) and the tokenizer processes 1.3 (small calls): fewer, wider steps should free cores.
 # Predicted with 8 engines on an H200: engine at 1,024 streams -5 to -20% (12 read 20% more than 8 when auto was set),
 # the service at saturation +5-20% in tokens/s and 0.75-0.95 of its own engine figure; at half load 1-3 cores fewer
 # busy and the ack p99 5-20 ms lower. Rule: a service default below auto's engine count only if the service gains
