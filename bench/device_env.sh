@@ -1,5 +1,6 @@
 # Source from the repo root on the GPU machine (no package registry there, so no install):
-# maps kernels/ to its import name and unpacks any carried wheels from .whl/.
+# maps kernels/ to its import name, unpacks any carried wheels from .whl/, and keeps Triton's cache in .tcache
+# (unpacked from a carried .device/old/tcache.tgz when there is no .tcache yet: a cold cache costs minutes).
 ROOT=$(pwd)
 mkdir -p /tmp/srpath && ln -sfn "$ROOT/kernels" /tmp/srpath/streamret_kernels
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -7,3 +8,5 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$ROOT:/tmp/srpath:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+[ -f .device/old/tcache.tgz ] && [ ! -d .tcache ] && tar xzf .device/old/tcache.tgz
+export TRITON_CACHE_DIR="$ROOT/.tcache"

@@ -12,9 +12,7 @@
 # >= 10% at saturation or >= 10 ms of half-load p99 in both pairs (the batch and engine parts keep their own figure).
 set -u
 T0=$SECONDS
-[ -f .device/old/tcache.tgz ] && [ ! -d .tcache ] && tar xzf .device/old/tcache.tgz
-source bench/device_env.sh
-export TRITON_CACHE_DIR=$PWD/.tcache
+source bench/device_env.sh  # (also Triton's cache: .tcache, unpacked from a carried .device/old/tcache.tgz)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 run() {  # name, engine procs
   d=$OUT/$1; mkdir -p $d

@@ -6,9 +6,7 @@
 # 3-10% and 13-19%, and empty bins between parts): the new default +15-40% on long documents, +20-40% on short ones.
 set -u
 T0=$SECONDS
-[ -f .device/old/tcache.tgz ] && [ ! -d .tcache ] && tar xzf .device/old/tcache.tgz
-source bench/device_env.sh
-export TRITON_CACHE_DIR=$PWD/.tcache
+source bench/device_env.sh  # (also Triton's cache: .tcache, unpacked from a carried .device/old/tcache.tgz)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 OLD=$(python3 -c "from streamret.engine.shards import engine_procs; print(engine_procs('auto', 'cuda') << 20)")
 echo "old default part: $OLD bytes"

@@ -7,9 +7,7 @@
 # K128; N64 x L512 keeps its config (timed beside it, so that a change there is not bought with a loss here).
 set -u
 T0=$SECONDS
-[ -f .device/old/tcache.tgz ] && [ ! -d .tcache ] && tar xzf .device/old/tcache.tgz
-source bench/device_env.sh
-export TRITON_CACHE_DIR=$PWD/.tcache
+source bench/device_env.sh  # (also Triton's cache: .tcache, unpacked from a carried .device/old/tcache.tgz)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 k=$OUT/sweep; mkdir -p $k
 timeout -s KILL 480 python3 bench/kernels.py --layouts H8K128V256 H16K64V128 --shapes N256xL128 N64xL512 --sweep \
