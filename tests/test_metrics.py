@@ -206,7 +206,7 @@ def test_scrape_shows_the_standard_grpc_server_metrics(server):
         while True:  # the server sees the cancel a moment later
             families, text = scrape(server.server.metrics_port)
             append = _grpc_calls(families, "Append")
-            if append.get("CANCELLED") or time.monotonic() > deadline:
+            if append.get("CANCELLED", 0) + append.get("OK", 0) >= 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         # only now may the request iterator end: ended before the server saw the cancel, it reads as a
@@ -216,7 +216,13 @@ def test_scrape_shows_the_standard_grpc_server_metrics(server):
     assert "# TYPE grpc_server_handled_total counter" in text
     assert "# TYPE grpc_server_handling_seconds histogram" in text
     service = "streamret.v1.StreamRet"
-    assert append == {"OK": 1, "CANCELLED": 1, "type": "bidi_stream", "service": service, "started": 2, "timed": 2}
+    # the cancelled call counts CANCELLED, or OK where gRPC's cancel reached the idle handler as the end of its
+    # requests (context.read() gives EOF) before gRPC cancelled its task: the handler then returned as after a
+    # half-close (grpc.aio has no public way to tell the two apart; seen once in CI, session 40)
+    codes = {k: v for k, v in append.items() if k in ("OK", "CANCELLED")}
+    assert codes in ({"OK": 1, "CANCELLED": 1}, {"OK": 2}), append
+    assert {k: v for k, v in append.items() if k not in codes} == {"type": "bidi_stream", "service": service,
+                                                                    "started": 2, "timed": 2}
     assert _grpc_calls(families, "OpenStream") == {"OK": 1, "type": "unary", "service": service, "started": 1,
                                                   "timed": 1}
     assert _grpc_calls(families, "GetEmbedding") == {"NOT_FOUND": 1, "type": "unary", "service": service,
