@@ -36,7 +36,7 @@ from streamret_kernels.recurrent_step.triton_step import (  # noqa: E402
     pick_step_config,
     recurrent_retention_step_triton,
 )
-from streamret_kernels.utils import poisoned_allocations  # noqa: E402
+from streamret_kernels.utils import interpreter_bf16_like_gpu, poisoned_allocations  # noqa: E402
 
 LAYOUTS = {"H8K128V256": (8, 128, 256), "H16K64V128": (16, 64, 128), "H8K256V512": (8, 256, 512)}
 SHAPES = {  # name: (kind, sequences, tokens per sequence)
@@ -53,13 +53,17 @@ CHECK_SEQS = 64  # correctness compares this many sequences (all of them for the
 CHECK_STREAMS = 256
 DTYPE = torch.bfloat16
 DEVICE = "cuda"
+_BF16_PATCH = None  # --smoke: the interpreter patch, kept for the whole run
 
 
 def smoke_mode() -> None:
     """--smoke: the whole script on the CPU (Triton's interpreter) at tiny shapes, host-clock timings:
-    checks the script itself before it spends GPU time. Its figures mean nothing."""
-    global DEVICE
+    checks the script itself before it spends GPU time. Its timings mean nothing; its errors are the kernels' own,
+    with the interpreter's bf16 made to behave as the GPU's (`interpreter_bf16_like_gpu`, for the whole run)."""
+    global DEVICE, _BF16_PATCH
     DEVICE = "cpu"
+    _BF16_PATCH = interpreter_bf16_like_gpu()  # (held: a dropped context manager's generator undoes the patch)
+    _BF16_PATCH.__enter__()
     LAYOUTS.clear()
     LAYOUTS.update({"H2K16V32": (2, 16, 32)})
     SHAPES.update({k: (kind, max(1, n // 64), max(1, L // 256)) for k, (kind, n, L) in SHAPES.items()})
@@ -141,21 +145,33 @@ def ref_ms(fn, limit_s: float = 1.0) -> float | None:
     return sorted(times)[1]
 
 
+def checked(kind: str, N: int, cu: torch.Tensor) -> tuple[int, int]:
+    """How many sequences, and tokens, the float64 reference checks: every one of the long shapes, the first
+    CHECK_SEQS of the others."""
+    n_chk = N if kind == "long" else min(N, CHECK_SEQS)
+    return n_chk, int(cu[n_chk])
+
+
+def reference(c: dict, kind: str, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 reference's output and final states over the checked sequences of case c."""
+    n_chk, t_chk = checked(kind, N, c["cu"])
+    return chunk_retention_reference(
+        c["q"][:t_chk].double(), c["k"][:t_chk].double(), c["v"][:t_chk].double(), c["lg"],
+        cu_seqlens=c["cu"][: n_chk + 1], initial_state=c["s0"][:n_chk].double(),
+    )
+
+
 def run_chunk_case(kind, N, L, H, K, V, ceil) -> dict:
     c = make_case(kind, N, L, H, K, V)
     q, k, v, s0, cu, lg = c["q"], c["k"], c["v"], c["s0"], c["cu"], c["lg"]
     T = N * L
     row = {}
     # correctness: fresh data, poisoned outputs, float64 reference on the first sequences
-    n_chk = N if kind == "long" else min(N, CHECK_SEQS)
-    t_chk = int(cu[n_chk])
+    n_chk, t_chk = checked(kind, N, cu)
     s0_before = s0.clone()
     with poisoned_allocations():
         o, ht = chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=s0)
-    ro, rs = chunk_retention_reference(
-        q[:t_chk].double(), k[:t_chk].double(), v[:t_chk].double(), lg, cu_seqlens=cu[: n_chk + 1],
-        initial_state=s0[:n_chk].double(),
-    )
+    ro, rs = reference(c, kind, N)
     row["err_o"] = rel_err(o[:t_chk], ro) if torch.isfinite(o).all() else float("inf")  # poison left anywhere: inf
     row["err_state"] = rel_err(ht[:n_chk], rs) if torch.isfinite(ht).all() else float("inf")
     row["err_floor_bf16_rounding"] = rel_err(ro.to(DTYPE), ro)
@@ -197,9 +213,18 @@ def sweep_variant(kind: str, N: int, L: int, H: int, K: int, V: int, idx: int) -
             c["q"], c["k"], c["v"], c["s0"], c["lg"], inplace=True, config=cfg))
         return {"config": asdict(cfg), "ms": ms}
     cfg, seg = chunk_variants(kind, N, L, H, K, V)[idx]
-    ms = median_ms(lambda: chunk_retention_triton(
-        c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"], config=cfg, segment_len=seg))
-    return {"config": asdict(cfg), "segment_len": seg, "ms": ms}
+
+    def run():
+        return chunk_retention_triton(c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"],
+                                      config=cfg, segment_len=seg)
+
+    if "ref_o" not in c:  # (once a case: the variants of a tiling trade error for time too, e.g. split_bf16)
+        c["ref_o"] = reference(c, kind, N)[0]
+    with poisoned_allocations():
+        o, _ = run()
+    err_o = rel_err(o[: c["ref_o"].shape[0]], c["ref_o"]) if torch.isfinite(o).all() else float("inf")
+    del o
+    return {"config": asdict(cfg), "segment_len": seg, "err_o": err_o, "ms": median_ms(run)}
 
 
 _CASES: dict = {}

@@ -53,3 +53,39 @@ def poisoned_allocations() -> Iterator[None]:
         yield
     finally:
         torch.empty, torch.empty_like = empty, empty_like
+
+
+@contextlib.contextmanager
+def interpreter_bf16_like_gpu() -> Iterator[None]:
+    """Inside this block Triton's CPU interpreter treats bfloat16 as the GPU does: tl.dot multiplies the bf16 values
+    in float32 and float32 -> bfloat16 rounds to nearest even. Without it the interpreter multiplies bf16 as the
+    raw 16-bit integers it stores them as (outputs off by 1e10) and truncates, so a bf16 run on the CPU checks
+    nothing. For tests and bench smoke runs under TRITON_INTERPRET=1; patches the interpreter's builder class."""
+    import numpy as np
+    from triton import language as tl
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    cast_impl, create_dot = builder.cast_impl, builder.create_dot
+
+    def as_f32(h):
+        return (h.data.astype(np.uint32) << 16).view(np.float32) if h.dtype.scalar == tl.bfloat16 else h.data
+
+    def rtne_cast(self, src, dst_type):
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            return interpreter.TensorHandle(bits.astype(np.uint16), tl.bfloat16)
+        return cast_impl(self, src, dst_type)
+
+    def f32_dot(self, a, b, d, *args):
+        if tl.bfloat16 in (a.dtype.scalar, b.dtype.scalar):
+            a = interpreter.TensorHandle(as_f32(a), tl.float32)
+            b = interpreter.TensorHandle(as_f32(b), tl.float32)
+        return create_dot(self, a, b, d, *args)
+
+    builder.cast_impl, builder.create_dot = rtne_cast, f32_dot
+    try:
+        yield
+    finally:
+        builder.cast_impl, builder.create_dot = cast_impl, create_dot

@@ -40,3 +40,24 @@ def test_step_fill_model_runs_and_the_padding_fill_pads_less():
     assert runs["padding"]["padding_share"] < runs["off"]["padding_share"], runs
     out = run("step_fill.py", "--streams", "8", "--steps", "40", "--budget", "4096")
     assert all(f"step_fill {fill}" in out for fill in ("off", "padding", "budget")), out
+
+
+def test_kernels_bench_smoke_checks_every_variant_against_float64(tmp_path):
+    """bench/kernels.py --smoke --sweep on Triton's interpreter (bf16 made to behave as on the GPU): the planned
+    config and every sweep variant carry their output's error against the float64 reference, each within the
+    kernel tests' bf16 bound (a variant that trades accuracy for time shows it beside its time)."""
+    import json
+    import os
+
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "kernels.py"), "--smoke", "--sweep", "--shapes",
+                           "N256xL128", "B4xT16384", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((tmp_path / "kernels.json").read_text())["rows"]
+    assert {r["kind"] for r in rows} == {"stream", "long"}, rows
+    for row in rows:
+        assert 0 < row["err_o"] <= 3e-3, row
+        assert len(row["sweep"]) >= 5, row
+        for variant in row["sweep"]:
+            assert 0 < variant["err_o"] <= 3e-3 and variant["ms"] > 0, (row["case"], variant)

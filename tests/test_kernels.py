@@ -31,7 +31,7 @@ from streamret_kernels import (
     recurrent_retention_step_reference,
     retention_log_decays,
 )
-from streamret_kernels.utils import poisoned_allocations
+from streamret_kernels.utils import interpreter_bf16_like_gpu, poisoned_allocations
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 3e-3, torch.float16: 3e-3}
 DTYPES = list(TOL)
@@ -128,33 +128,12 @@ def step():
 
 
 @pytest.fixture(autouse=True)
-def bf16_like_gpu(monkeypatch):
+def bf16_like_gpu():
     if not CHILD:
+        yield
         return
-    from triton import language as tl
-    from triton.runtime import interpreter
-
-    builder = interpreter.InterpreterBuilder
-    cast_impl, create_dot = builder.cast_impl, builder.create_dot
-
-    def as_f32(h):
-        return (h.data.astype(np.uint32) << 16).view(np.float32) if h.dtype.scalar == tl.bfloat16 else h.data
-
-    def rtne_cast(self, src, dst_type):
-        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
-            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
-            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-            return interpreter.TensorHandle(bits.astype(np.uint16), tl.bfloat16)
-        return cast_impl(self, src, dst_type)
-
-    def f32_dot(self, a, b, d, *args):
-        if tl.bfloat16 in (a.dtype.scalar, b.dtype.scalar):
-            a = interpreter.TensorHandle(as_f32(a), tl.float32)
-            b = interpreter.TensorHandle(as_f32(b), tl.float32)
-        return create_dot(self, a, b, d, *args)
-
-    monkeypatch.setattr(builder, "cast_impl", rtne_cast)
-    monkeypatch.setattr(builder, "create_dot", f32_dot)
+    with interpreter_bf16_like_gpu():
+        yield
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
