@@ -9,18 +9,5 @@
 # 40-60 streams; the engine at 1,024 streams 5-20% lower with 9. Rule: a service default of 9 engine processes on
 # a 16-core host (the engine and batch parts keep auto) only if the service gains >= 10% at saturation in both
 # pairs and the half-load ack p99 is no worse by more than 10 ms in either.
-set -u
-T0=$SECONDS
-source bench/device_env.sh  # (also Triton's cache: .tcache, unpacked from a carried .device/old/tcache.tgz)
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-run() {  # name, engine procs
-  d=$OUT/$1; mkdir -p $d
-  timeout -s KILL 130 python3 bench/e2e.py --text .device/text/man.txt.gz --packed-seconds 0.3 \
-    --parts packed,engine,service --engine-procs $2 --front-procs 6 --out $d > $d/log.txt 2>&1
-  echo "$1 rc $? $((SECONDS-T0)) s"; grep -A12 "FAILED\|Traceback" $d/log.txt | head -12
-  grep "^engine_\|^service_" $d/log.txt | cut -c1-150
-}
-run auto1 auto; run p9_1 9
-[ $((SECONDS-T0)) -lt 300 ] && run auto2 auto
-[ $((SECONDS-T0)) -lt 400 ] && run p9_2 9
-tar czf $OUT/next_call2.tgz -C $OUT $(cd $OUT && ls -d auto* p9_* 2>/dev/null) && rm -rf $OUT/auto* $OUT/p9_*
+# (session 40's next_call1.sh, which ran as session 41's call 1 with 8, given 9: its output is next_call1.tgz)
+bash bench/results/2026-12-06-h200-s40/next_call1.sh 9

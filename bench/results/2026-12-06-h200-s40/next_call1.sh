@@ -12,6 +12,7 @@
 # >= 10% at saturation or >= 10 ms of half-load p99 in both pairs (the batch and engine parts keep their own figure).
 set -u
 T0=$SECONDS
+N=${1:-8}  # the engine processes set against auto (8 as it ran in session 41; session 41's next_call2.sh gives 9)
 source bench/device_env.sh  # (also Triton's cache: .tcache, unpacked from a carried .device/old/tcache.tgz)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 run() {  # name, engine procs
@@ -21,7 +22,7 @@ run() {  # name, engine procs
   echo "$1 rc $? $((SECONDS-T0)) s"; grep -A12 "FAILED\|Traceback" $d/log.txt | head -12
   grep "^engine_\|^service_" $d/log.txt | cut -c1-150
 }
-run auto1 auto; run p8_1 8
+run auto1 auto; run p${N}_1 $N
 [ $((SECONDS-T0)) -lt 300 ] && run auto2 auto
-[ $((SECONDS-T0)) -lt 400 ] && run p8_2 8
-tar czf $OUT/next_call1.tgz -C $OUT $(cd $OUT && ls -d auto* p8_* 2>/dev/null) && rm -rf $OUT/auto* $OUT/p8_*
+[ $((SECONDS-T0)) -lt 400 ] && run p${N}_2 $N
+tar czf $OUT/next_call1.tgz -C $OUT $(cd $OUT && ls -d auto* p${N}_* 2>/dev/null) && rm -rf $OUT/auto* $OUT/p${N}_*
