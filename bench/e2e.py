@@ -57,7 +57,10 @@ sent, and a submit_append call) and ack_legs (a chunk's round trip by leg: the l
 engine processes, the engine's; printed after the table), the engine processes' CPU by thread role, and for the
 service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of;
 for the batch parts a timeline (the job's call in 20 bins: chunks applied and documents under way in each, from
-the engines' applied stamps; printed after the table): a slow start or a tail with few documents shows there.
+the engines' applied stamps; printed after the table): a slow start or a tail with few documents shows there;
+for the engine and service parts "idle" (the engines' step loops waiting for work with no step in flight, as a
+share of their time in 20 bins of the load's span; printed after the table): an engine starved mid-run shows in
+every bin, one idle only while the load starts and ends at its ends.
 
 Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints a table last.
 """
@@ -436,13 +439,38 @@ def part_engine(engine: Engine, streams: int, chunks: int, args: argparse.Namesp
     before, cpu0, host0 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
     row = service_bench.run_engine(engine, ns, f"{tag}{streams}", stamps=True)
     after, cpu1, host1 = engine.stats(), thread_cpu_s(engine), host_cpu_sample()
-    row["ack_legs"] = chunk_round_trip(engine, row.pop("chunk_stamps"), after)
+    stamps = row.pop("chunk_stamps")
+    # the load's own span (its first chunk sent to its last ack), not the streams' opening and closing around it
+    began = min(t for *_, t in stamps["client_sent"])
+    ended = max(t for *_, t in stamps["client_received"])
+    row["ack_legs"] = chunk_round_trip(engine, stamps, after)
     # the Python threads share the GIL: their CPU us per token, summed, bounds tokens/s (bench/cpu_threads.py)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
             "cpu_us_per_token": cpu_us, "host_cores_busy": host_cores_busy(host0, host1), "host_cores": os.cpu_count(),
-            "host_cores_stolen": host_cores_stolen(host0, host1),
+            "host_cores_stolen": host_cores_stolen(host0, host1), "idle": idle_timeline(after, began, ended),
             **steps_between(before, after), "recent": service_bench.step_summary(before, after)}
+
+
+def idle_timeline(stats: dict, start: float, end: float, bins: int = 20) -> dict:
+    """The engines' step loops waiting for work with no step in flight (stats' recent_idle: began at, seconds, on
+    the host's monotonic clock; each engine keeps its last 4,096), over [start, end] in `bins` equal bins: the
+    share of the engines' time idle in each bin, and in all. An engine starved mid-run (its chunks elsewhere: the
+    load, the pipes, the tokenize stage) shows in every bin; one idle only while a part starts and ends, at its
+    ends. (The waits that run past the stats' reading are not in them.)"""
+    import numpy as np
+
+    engines = max(1, int(stats.get("engine_procs") or 1))
+    width = max(end - start, 1e-9) / bins
+    edges = start + width * np.arange(bins + 1)
+    idle = np.zeros(bins)
+    for began, seconds in stats.get("recent_idle") or []:
+        lo, hi = max(began, start), min(began + seconds, end)
+        if hi > lo:  # the wait's overlap with each bin
+            idle += np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
+    share = idle / (engines * width)
+    return {"bin_ms": round(1e3 * width, 2), "engines": engines, "share": [round(float(x), 3) for x in share],
+            "overall": round(float(share.mean()), 3)}
 
 
 def chunk_round_trip(engine: Engine, load_stamps: dict, stats: dict) -> dict:
@@ -535,7 +563,7 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
     from cpu_threads import cpu_between, host_cores_busy, host_cores_stolen, host_cpu_sample, thread_cpu_s, us_per_token
 
     def sample() -> tuple:
-        return host_cpu_sample(), engine.stats(), thread_cpu_s(engine, server.fronts)
+        return host_cpu_sample(), engine.stats(), thread_cpu_s(engine, server.fronts), time.monotonic()
 
     # (with the server: its collector's pauses in the part, server_gc_*, and the ack legs.) The host's busy cores,
     # the engine's steps and every process's CPU are read when the load processes start their load together and
@@ -546,7 +574,7 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
     row = service_bench.run_service(f"127.0.0.1:{server.port}", ns, "half" if rate else "saturate", rate, server,
                                     host_sampler=sample)
     samples = row.pop("host_samples", None) or (outer, sample())
-    (host0, before, cpu0), (host1, after, cpu1) = samples
+    (host0, before, cpu0, began), (host1, after, cpu1, ended) = samples
     # this process is the server (gRPC threads: "python"), with the engine in it or in engine processes; the load
     # processes' own CPU from run_service (they share the host's cores with the service)
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
@@ -555,7 +583,7 @@ def part_service(engine: Engine, server: BackgroundServer, chunks: int, rate: fl
     row["host_cores_busy"], row["host_cores_stolen"] = host_cores_busy(host0, host1), host_cores_stolen(host0, host1)
     row["host_cores"] = os.cpu_count()
     return {**row, "chunks_per_stream": chunks, "chunk_bytes": args.chunk_bytes, "window": args.window,
-            "cpu_us_per_token": cpu_us,
+            "cpu_us_per_token": cpu_us, "idle": idle_timeline(after, began, ended),
             **steps_between(before, after),
             "recent": service_bench.step_summary(before, after)}
 
@@ -894,6 +922,13 @@ def print_table(results: dict) -> None:
         if name.startswith("engine_") and "ack_legs" in part:
             print(f"\n{name}: a chunk's round trip by leg (streamret/service/ack_legs.py)")
             print(format_legs(part["ack_legs"]))
+    for name, part in results["parts"].items():
+        if part.get("idle"):
+            idle = part["idle"]
+            print(f"\n{name}: the engines' step loops idle (no step in flight, nothing queued), "
+                  f"{100 * idle['overall']:.0f}% of their time; by bin of {idle['bin_ms']} ms, % "
+                  f"({idle['engines']} engine(s)):")
+            print("  " + " ".join(f"{100 * x:.0f}" for x in idle["share"]))
     for name in ("batch_long", "batch_short"):
         tl = results["parts"].get(name, {}).get("timeline")
         if tl and "first_applied_ms" in tl:

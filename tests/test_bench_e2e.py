@@ -150,6 +150,11 @@ def test_smoke_runs_every_part(tmp_path: Path):
         assert part["parts"] == 1 and result["args"]["part_bytes"] == 0  # (the job's default part: 1 MiB here)
         line = f"{name}: chunks applied / documents under way in 20 bins of {tl['bin_ms']} ms (the job's span, 1 part;"
         assert line in proc.stdout
+    for name in ("engine_4", "engine_16", "service_saturate", "service_half"):  # the loops' idle share by bin
+        idle = result["parts"][name]["idle"]
+        assert len(idle["share"]) == 20 and all(0 <= x <= 1.001 for x in idle["share"]), idle
+        assert idle["engines"] == 1 and idle["overall"] == pytest.approx(sum(idle["share"]) / 20, abs=2e-3)
+        assert f"{name}: the engines' step loops idle (no step in flight, nothing queued)" in proc.stdout
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()
@@ -228,6 +233,19 @@ def test_engine_load_reads_every_chunk_and_its_acks(procs: int):
         (f"t-{s}", q) for s in range(args.streams) for q in range(1, args.chunks + 1)]
     turn = row["load_legs_ms"]["ack_to_next_sent"]
     assert 0 <= turn["p50"] <= turn["p99"]
+
+
+def test_idle_timeline_splits_each_engines_waits_over_the_bins_they_overlap():
+    """Two engines over a 1 s part in 4 bins: a wait across the first two bins' border counts in both, one that
+    began before the part only from its start, one past its end only up to it; shares are of both engines' time."""
+    stats = {"engine_procs": 2, "recent_idle": [(99.0, 1.1), (100.2, 0.1), (100.9, 0.5), (98.0, 0.5)]}
+    idle = e2e.idle_timeline(stats, 100.0, 101.0, bins=4)
+    # bin 0 [100, 100.25): 0.1 (the first wait, to 100.1) + 0.05 (the second, from 100.2); bin 1: 0.05; bin 3: 0.1
+    assert idle["bin_ms"] == 250.0 and idle["engines"] == 2
+    assert idle["share"] == pytest.approx([0.3, 0.1, 0.0, 0.2], abs=1e-3)
+    assert idle["overall"] == pytest.approx(0.15, abs=1e-3)
+    assert e2e.idle_timeline({}, 0.0, 1.0, bins=2) == {"bin_ms": 500.0, "engines": 1, "share": [0.0, 0.0],
+                                                       "overall": 0.0}
 
 
 def test_host_cpu_samples_give_busy_and_stolen_cores_and_the_topology(monkeypatch):

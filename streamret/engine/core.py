@@ -139,6 +139,9 @@ class EngineCore:
         # applied (waiting for a step, the step, booking), stream id, seq), time.monotonic: a bench takes those of
         # its window, and joins them by (stream id, seq) with the server's stamps of the same chunks (ack legs)
         self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
+        # the loop's last waits for work with no step in flight: (began at, seconds), time.monotonic: a bench bins
+        # them over a part to tell an engine starved mid-run from one idle at a part's start and end
+        self._recent_idle: deque[tuple[float, float]] = deque(maxlen=4096)
         gc_pauses.watch()
         self._sample_every = step_sample_interval()  # (a bad STREAMRET_STEP_SAMPLES fails here, first)
         self._acks = AckThread(ACK_THREAD)  # a step's acks go out while the loop books the rest of it
@@ -247,6 +250,7 @@ class EngineCore:
                 "wide_steps_runnable": list(self._wide_runnable),
                 "recent_step_tokens": list(self._recent_tokens),
                 "recent_items": list(self._recent_items),
+                "recent_idle": list(self._recent_idle),
                 "queue_depth": self.scheduler.pending_chunks,
                 "queue_tokens": self.scheduler.pending_tokens,
                 "queue_bytes": self.scheduler.pending_bytes,
@@ -305,6 +309,7 @@ class EngineCore:
                     if not waited:
                         self.waiting_for_work = True
                         self._parts.begin("idle", t_idle)
+                        idle_from = time.monotonic()
                         self._went_idle()
                     self._has_work.wait(timeout=self.durability.sweep_due())
                     self.durability.sweep()
@@ -312,6 +317,7 @@ class EngineCore:
                 if waited:  # nothing to run: the loop waited for work (under a closed-loop load, between waves)
                     self.waiting_for_work = False
                     self._parts.add("idle", t_idle)
+                    self._recent_idle.append((idle_from, time.monotonic() - idle_from))
                 t0 = time.perf_counter()
                 step = self._next_step(inflight) if self._overlap(inflight) else None
                 self._host_s += time.perf_counter() - t0
