@@ -6,9 +6,12 @@
 # at B1 x T131072, -1.7% at B4 x T16384; split_bf16 off -4% to -10% everywhere. On the H200 session 40 read ours
 # 0.250 ms (K64) and 0.345 (K128) at N256 x L128 against fla's 0.425 / 0.606: 1.8x needs -6% and -2%.
 # Predicted on an H200: K64 BV 64 -3 to -6% at both streaming shapes, slower at B1 x T131072; split off -4 to -10%
-# with err_o 5-15% above the split's (about fla's own). Rule: K64's BV 64 for sequences of at most 512 tokens (a
+# with err_o 5-15% above the split's (about fla's own). New in the sweep: 128-token chunks on 8 warps (a 128-token
+# sequence in one chunk, no state step inside it; err_o a little lower on the CPU interpreter): predicted -5% to
+# +10% at N256 x L128, slower at N64 x L512 (twice the score work a token). Rule: K64's BV 64 for sequences of at most 512 tokens (a
 # pick_config change) only if it is faster at both streaming shapes on an H200 and err_o stays within 3e-3; the
-# split stays on unless its err_o at every shape is within 3e-3 and fla's err_o (its accuracy is the point of it).
+# split stays on unless its err_o at every shape is within 3e-3 and fla's err_o (its accuracy is the point of it);
+# BT 128 for sequences of at most 128 tokens only if >= 3% faster at N256 x L128 for both layouts on an H200.
 set -u
 T0=$SECONDS
 source bench/device_env.sh  # (also Triton's cache: .tcache, unpacked from a carried .device/old/tcache.tgz)
