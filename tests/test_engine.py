@@ -729,12 +729,12 @@ def test_stats_count_steps_and_split_the_loop_time_into_parts():
     assert len(items) == 3 and [t for t, *_ in items] == sorted(t for t, *_ in items)
     assert all(0 <= tok and 0 < applied and tok + applied <= 1e3 * elapsed for _, tok, applied, _, _ in items)
     assert [(sid, seq) for *_, sid, seq in items] == [("s", 1), ("s", 2), ("s", 3)]
-    # the loop's waits for work, each (began at on time.monotonic, seconds): in order, within the appends' time,
-    # and as much as the idle part, but the wait still going on when stats() was read (not booked until it ends)
+    # the loop's waits for work, each (began at on time.monotonic, seconds): in order, ended, and within the idle
+    # part (which also holds the wait still going on when stats() was read: booked here once it ends)
     idle = st["recent_idle"]
     assert idle and [t for t, _ in idle] == sorted(t for t, _ in idle)
-    assert all(0 <= s <= elapsed and t + s <= time.monotonic() for t, s in idle)
-    assert sum(s for _, s in idle) == pytest.approx(parts["idle"], abs=0.05)
+    assert all(0 <= s and t + s <= time.monotonic() for t, s in idle)
+    assert 0 < sum(s for _, s in idle) <= parts["idle"] + 0.01
 
 
 def test_the_step_loop_says_when_it_waits_for_work_and_the_tokenize_stage_hears_it():
