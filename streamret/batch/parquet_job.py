@@ -56,7 +56,8 @@ DEFAULT_BYTES_PER_PART = 1 << 20  # one to two minutes of the default model's wo
 # an H200 with 12 engine processes, 25-30 MB of text in parts of 12 MiB read 0.41-0.44 (long documents) and
 # 0.28-0.29 (short) of the packed forward against 0.46 and 0.33 as one part, with the engines idle for 75 ms and more
 # between parts (bench/RESULTS.md, session 40). 16 MiB an engine process is, by arithmetic, about 6 s of their work
-# there (192 MiB at the long-document part's 8.6-9.2 M tokens/s, 3.8 bytes a token), not measured as a part.
+# there (192 MiB at the long-document part's 8.6-9.2 M tokens/s, 3.8 bytes a token), not measured as a part. On an
+# H100 with 9 (session 41) it read 16-29% more than 1 MiB an engine process on corpora of 8 and 10 such parts.
 GPU_PART_SCALE = 16
 _ENGINE_FAILURES = ("UNAVAILABLE:", "INTERNAL", "RESOURCE_EXHAUSTED:")  # not the row's fault: retry, don't record
 
