@@ -191,7 +191,7 @@ def kernel_variants(case: str) -> dict[str, ChunkConfig | TwoPassConfig]:
             "two-pass out 2 stages": replace(new, num_stages=2),
             # (the output pass now in key sub-blocks; at 3 stages a span's second block is past shared memory)
             "two-pass states every 256": replace(new, state_every=256, span_stages=2),
-            "two-pass no bf16 split": replace(new, split_bf16=False),
+            "two-pass bf16 split flipped": replace(new, split_bf16=not new.split_bf16),
             "two-pass state tile 32x64": replace(new, state_BK=32, state_stages=3),  # 2x state programs
         }
     return variants

@@ -186,10 +186,10 @@ def run_chunk_case(kind, N, L, H, K, V, ceil) -> dict:
 
 
 def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tuple[ChunkConfig, int | None]]:
-    """The planned config first, then the bf16 split, pipeline depth, tiles and warps one at a
+    """The planned config first, then the bf16 split flipped, pipeline depth, tiles and warps one at a
     time, 128-token chunks on 8 warps at the K <= 128 streaming shapes, and (long shapes) segment lengths."""
     base = pick_config(K, V, DTYPE, L)
-    cfgs = [base, replace(base, split_bf16=False), replace(base, num_stages=1), replace(base, num_stages=3)]
+    cfgs = [base, replace(base, split_bf16=not base.split_bf16), replace(base, num_stages=1), replace(base, num_stages=3)]
     cfgs += [replace(base, BV=base.BV // 2), replace(base, BV=2 * base.BV), replace(base, BV=2 * base.BV, num_warps=8)]
     if base.BT == 16:
         cfgs += [replace(base, BT=32)]
@@ -198,7 +198,7 @@ def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tu
     if K >= 256:  # the state slice crowds the registers: shorter chunks (less score recompute per V-block)
         cfgs += [replace(base, BT=bt, BV=bv, num_warps=w) for bt, bv, w in
                  [(32, 64, 8), (32, 64, 4), (64, 64, 8), (32, 128, 8), (32, 32, 4), (16, 64, 4), (16, 128, 8)]]
-        cfgs += [replace(base, BT=32, BV=64, num_warps=8, split_bf16=False),
+        cfgs += [replace(base, BT=32, BV=64, num_warps=8, split_bf16=not base.split_bf16),
                  replace(base, BV=64, num_warps=8, num_stages=1)]
     out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if 16 <= cfg.BV <= V]
     if kind == "long":
