@@ -189,7 +189,8 @@ def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tu
     """The planned config first, then the bf16 split flipped, pipeline depth, tiles and warps one at a
     time, 128-token chunks on 8 warps at the K <= 128 streaming shapes, and (long shapes) segment lengths."""
     base = pick_config(K, V, DTYPE, L)
-    cfgs = [base, replace(base, split_bf16=not base.split_bf16), replace(base, num_stages=1), replace(base, num_stages=3)]
+    cfgs = [base, replace(base, split_bf16=not base.split_bf16), replace(base, num_stages=1),
+            replace(base, num_stages=3)]
     cfgs += [replace(base, BV=base.BV // 2), replace(base, BV=2 * base.BV), replace(base, BV=2 * base.BV, num_warps=8)]
     if base.BT == 16:
         cfgs += [replace(base, BT=32)]
