@@ -28,27 +28,41 @@ def _windows(seed: int = 0):
 
 def test_mean_is_quality_py_averaging_and_unit_length():
     win, owner = _windows()
-    mu = win.mean(0)
-    out = doc_pooling.pool("mean", win, owner, 4, mu)
+    out = doc_pooling.pool("mean", win, owner, 4, win)
     assert torch.allclose(out, averaged(win, owner.tolist(), 4))
-    for name in ("centred:0.5", "distinct:2"):
-        assert torch.allclose(doc_pooling.pool(name, win, owner, 4, mu).norm(dim=-1), torch.ones(4), atol=1e-6)
+    for name in ("centred:0.5", "distinct:2", "whiten:0.5:0.1"):
+        assert torch.allclose(doc_pooling.pool(name, win, owner, 4, win).norm(dim=-1), torch.ones(4), atol=1e-6)
 
 
 def test_centring_moves_documents_away_from_mu():
     win, owner = _windows(1)
     mu = F.normalize(torch.ones(16), dim=-1) * 0.3
-    mean = doc_pooling.pool("mean", win, owner, 4, mu)
-    centred = doc_pooling.pool("centred:1.0", win, owner, 4, mu)
+    mean = doc_pooling.pool("mean", win, owner, 4, mu[None])
+    centred = doc_pooling.pool("centred:1.0", win, owner, 4, mu[None])
     assert ((centred @ mu) < (mean @ mu)).all()
 
 
 def test_distinct_weighting_drops_a_window_equal_to_mu():
     win, owner = _windows(2)
     mu = win[0].clone()  # document 0's first window is the training mean direction: weight 1 - cos = 0
-    out = doc_pooling.pool("distinct:1", win, owner, 4, mu)
+    out = doc_pooling.pool("distinct:1", win, owner, 4, mu[None])
     w = (1 - win[1:3] @ mu).clamp_min(0)
     assert torch.allclose(out[0], F.normalize((win[1:3] * w[:, None]).sum(0), dim=-1), atol=1e-6)
+
+
+def test_whitening_makes_the_training_covariance_the_identity_and_full_shrinkage_only_centres():
+    g = torch.Generator().manual_seed(4)
+    train = F.normalize(torch.randn(400, 8, generator=g) * torch.linspace(0.2, 3.0, 8), dim=-1)
+    w = doc_pooling.whitening(train, 0.5, 0.0)
+    x = (train - train.mean(0)).double()
+    assert torch.allclose(w.double() @ (x.T @ x / (len(x) - 1)) @ w.double(), torch.eye(8, dtype=torch.float64),
+                          atol=1e-4)
+    win, owner = _windows(5)
+    win = win[:, :8]
+    assert torch.allclose(doc_pooling.pool("whiten:1.0:1.0", win, owner, 4, train),
+                          F.normalize(averaged(win, owner.tolist(), 4) - train.mean(0), dim=-1), atol=1e-5)
+    assert not torch.allclose(doc_pooling.pool("whiten:1.0:0.0", win, owner, 4, train),
+                              doc_pooling.pool("whiten:1.0:1.0", win, owner, 4, train), atol=1e-3)
 
 
 def test_best_window_scoring_finds_the_document_of_the_query_window():
@@ -63,7 +77,7 @@ def test_best_window_scoring_finds_the_document_of_the_query_window():
 def test_unknown_pooling_is_refused():
     win, owner = _windows()
     with pytest.raises(ValueError, match="unknown pooling"):
-        doc_pooling.pool("median", win, owner, 4, win.mean(0))
+        doc_pooling.pool("median", win, owner, 4, win)
 
 
 def test_training_windows_skip_held_out_sources(tmp_path):
