@@ -92,3 +92,16 @@ def test_training_windows_skip_held_out_sources(tmp_path):
     assert len(out) == 3
     assert all("train_a" in tok.decode(w) for w in out)
     assert all("held" not in tok.decode(w) for w in out)
+
+
+def test_doc_whitening_maps_documents_only_by_training_statistics():
+    import doc_whitening  # (bench/doc_whitening.py)
+
+    g = torch.Generator().manual_seed(6)
+    train = F.normalize(torch.randn(300, 8, generator=g) * torch.linspace(0.2, 3.0, 8), dim=-1)
+    docs = torch.randn(5, 8, generator=g)
+    assert torch.allclose(doc_whitening.mapped(docs, train, "none"), F.normalize(docs, dim=-1))
+    w = doc_whitening.mapped(docs, train, "whiten:0.5:0.0")
+    assert torch.allclose(w, F.normalize((docs - train.mean(0)) @ doc_pooling.whitening(train, 0.5, 0.0), dim=-1))
+    with pytest.raises(ValueError, match="unknown map"):
+        doc_whitening.mapped(docs, train, "whiten:0.5")
