@@ -197,8 +197,8 @@ class ChunkConfig:
     add to the output's own 1.7e-3 (relative error at K128 V256: 2.1e-3 instead of 2.5e-3 on the CPU).
     Off by default: off, the error is fla's own on the same data at every shape of the kernel bench
     (2.4e-3 to 2.8e-3; H100, session 42), on costs 4% to 10% there (2% to 17% on the H200, 2026-11-29)
-    and lowers the error only on short sequences (K64 N256 x L128: 2.2e-3 against 2.5e-3), not on long
-    ones (bench/RESULTS.md).
+    and lowers the error most on short sequences (K64 N256 x L128: 2.2e-3 against 2.5e-3), a little at 512
+    tokens (2.5e-3 against 2.6e-3), not at all on long ones (bench/RESULTS.md, session 42).
     """
 
     BT: int = 64
