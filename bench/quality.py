@@ -157,7 +157,6 @@ def averaged(window_emb: torch.Tensor, owner: list[int], n_docs: int) -> torch.T
     return F.normalize(sums, dim=-1)
 
 
-@torch.no_grad()
 def progress(total_tokens: int, desc: str):
     """A tqdm bar over tokens on stderr (a line every 30 s when stderr is a log file, not a terminal): the CPU
     phases take tens of minutes."""
@@ -167,6 +166,7 @@ def progress(total_tokens: int, desc: str):
                 mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
 
 
+@torch.no_grad()  # (its callers outside quality.py's main, which turns grad off for all, kept the chunks' graphs)
 def student_streams(model, seqs: list[list[int]], device, chunk_tokens: int, max_streams: int, desc: str = "student"):
     """Whole-sequence embeddings, read as streams: each step appends the next chunk of every open stream."""
     bar = progress(sum(map(len, seqs)), desc)
