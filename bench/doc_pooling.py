@@ -56,8 +56,10 @@ from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
 BATCH_TOKENS = 1 << 13
 
 
-def training_windows(distill: Path, tok, per_source: int, rng: np.random.Generator) -> list[list[int]]:
-    """Up to per_source random windows of CONTENT tokens from each training source of `distill`."""
+def training_windows(distill: Path, tok, per_source: int, rng: np.random.Generator,
+                     length: int = CONTENT) -> list[list[int]]:
+    """Up to per_source random windows of `length` tokens (fewer where a document is shorter) from each training
+    source of `distill`."""
     manifest = json.loads((distill / "manifest.json").read_text())
     windows = []
     for name, entry in manifest["sources"].items():
@@ -67,8 +69,8 @@ def training_windows(distill: Path, tok, per_source: int, rng: np.random.Generat
         for i in rng.choice(len(docs), min(per_source, len(docs)), replace=False):
             ids = tok.encode(docs[i][1])
             if len(ids) >= 16:
-                s = int(rng.integers(0, max(1, len(ids) - CONTENT + 1)))
-                windows.append(ids[s : s + CONTENT])
+                s = int(rng.integers(0, max(1, len(ids) - length + 1)))
+                windows.append(ids[s : s + length])
     return windows
 
 

@@ -6,6 +6,11 @@ student as it ships: its whole-document embeddings (read as streams, as quality.
 (never held-out text) shrunk by S toward its mean variance. Queries stay the student's own passage embeddings,
 unmapped: a search still compares what a user would compare. Embeddings are cached in OUT.
 
+A and S are picked on a validation search built the same way from training sources (--val-sources, two
+manuals as the held-out set is two manuals; the student has read them, the held-out set it has not): the map
+with the best validation recall@10 is the pick, and the held-out figures of every map are printed beside it
+(read the pick's; the others say how much the choice matters, not a second pick).
+
     python bench/doc_whitening.py --data .quality/heldout --distill .distill --out OUT [--maps whiten:0.5:0.1 ...]
 """
 
@@ -29,6 +34,7 @@ from doc_pooling import training_windows, whitening  # noqa: E402
 from quality import DEFAULT_SETS, bucket_name, build_eval_sets, by_length, recall, student_streams  # noqa: E402
 
 from streamret.model.spec import load_model  # noqa: E402
+from streamret.train.teacher import CONTENT  # noqa: E402
 
 
 def mapped(docs: torch.Tensor, train: torch.Tensor, name: str) -> torch.Tensor:
@@ -57,8 +63,12 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", required=True)
     ap.add_argument("--train-windows", type=int, default=128, help="training windows per source")
-    ap.add_argument("--maps", nargs="+", default=["none", "whiten:0.25:0.1", "whiten:0.5:0.1", "whiten:0.5:0.3",
-                                                  "whiten:1.0:0.3", "whiten:0.5:1.0"])
+    ap.add_argument("--train-window-tokens", type=int, default=CONTENT,
+                    help="tokens a training window (fewer where a document is shorter)")
+    ap.add_argument("--maps", nargs="+", default=["none"] + [f"whiten:{a}:{s}" for a in (0.5, 0.75, 1.0, 1.5)
+                                                               for s in (0.05, 0.1, 0.3)])
+    ap.add_argument("--val-sources", nargs="+", default=["perl-doc", "erlang-doc"])
+    ap.add_argument("--val-docs", type=int, default=128, help="validation documents (a seeded sample)")
     args = ap.parse_args()
     for name in args.maps:
         try:
@@ -76,27 +86,68 @@ def main() -> None:
                   lambda: student_streams(model, sets.doc_ids, dev, 1024, 16, "documents")[0])
     queries = cached(out / f"queries_{tag}.npy",
                      lambda: student_streams(model, sets.doc_queries, dev, 1024, 256, "document queries")[0])
-    train_ids = training_windows(Path(args.distill), tok, args.train_windows, np.random.default_rng(0))
-    train = cached(out / f"train_{args.train_windows}.npy",
+    train_ids = training_windows(Path(args.distill), tok, args.train_windows, np.random.default_rng(0),
+                                 args.train_window_tokens)
+    train = cached(out / f"train_{args.train_windows}" + (
+        f"x{args.train_window_tokens}.npy" if args.train_window_tokens != CONTENT else ".npy"),
                    lambda: student_streams(model, train_ids, dev, 1024, 256, "training windows")[0])
+    val_sets = build_eval_sets(validation_folder(Path(args.distill), args.val_sources, out), tok,
+                               DEFAULT_SETS | {"docs": args.val_docs, "passages": 16})
+    vtag = val_sets.fingerprint()[:12]
+    val_docs = cached(out / f"val_docs_{vtag}.npy",
+                      lambda: student_streams(model, val_sets.doc_ids, dev, 1024, 16, "validation documents")[0])
+    val_queries = cached(out / f"val_queries_{vtag}.npy", lambda: student_streams(
+        model, val_sets.doc_queries, dev, 1024, 256, "validation queries")[0])
+    rows = {"validation": searches(val_sets, val_docs, val_queries, train, args.maps),
+            "held_out": searches(sets, docs, queries, train, args.maps)}
+    pick = max(args.maps, key=lambda m: rows["validation"][m]["recall@10"])
+    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "model": args.model,
+              "fingerprint": sets.fingerprint(), "validation_fingerprint": val_sets.fingerprint(),
+              "validation_sources": args.val_sources, "train_windows": len(train), "pick": pick,
+              "queries": len(sets.doc_queries), "documents": len(sets.doc_ids),
+              "validation_queries": len(val_sets.doc_queries), "validation_documents": len(val_sets.doc_ids),
+              "maps": rows}
+    (out / "doc_whitening.json").write_text(json.dumps(result, indent=1))
+    print(f"{len(train)} training windows; held out: fingerprint {sets.fingerprint()[:16]}, "
+          f"{len(sets.doc_queries)} queries, {len(sets.doc_ids)} documents; validation "
+          f"({', '.join(args.val_sources)}): {len(val_sets.doc_queries)} queries, {len(val_sets.doc_ids)} documents; "
+          f"pick (best on validation): {pick}")
+    buckets = [bucket_name(b) for b in rows["held_out"][args.maps[0]]["by_length"]]
+    print(f"| map | validation recall@10 | held out recall@10 | {' | '.join(buckets)} |")
+    print("| --- " * (3 + len(buckets)) + "|")
+    for name in args.maps:
+        r = rows["held_out"][name]
+        cells = " | ".join("-" if b["recall@10"] is None else f"{b['recall@10']:.3f} ({b['queries']})"
+                           for b in r["by_length"])
+        print(f"| {name}{' (pick)' if name == pick else ''} | {rows['validation'][name]['recall@10']:.3f} | "
+              f"{r['recall@10']:.3f} | {cells} |")
+
+
+def searches(sets, docs: torch.Tensor, queries: torch.Tensor, train: torch.Tensor, maps: list[str]) -> dict:
+    """Per map, recall@10 of the sets' document queries overall and by length bucket."""
     gold = torch.tensor(sets.doc_gold)
     q_len = np.array([len(sets.doc_ids[g]) for g in sets.doc_gold])
     rows = {}
-    for name in args.maps:
+    for name in maps:
         hits = recall(queries, mapped(docs, train, name), gold)["recall@10"]
         rows[name] = {"recall@10": float(hits.mean()), "by_length": by_length(hits, q_len)}
-    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "model": args.model,
-              "fingerprint": sets.fingerprint(), "train_windows": len(train), "queries": len(sets.doc_queries),
-              "documents": len(sets.doc_ids), "maps": rows}
-    (out / "doc_whitening.json").write_text(json.dumps(result, indent=1))
-    print(f"fingerprint {sets.fingerprint()[:16]}; {len(train)} training windows; {len(sets.doc_queries)} queries, "
-          f"{len(sets.doc_ids)} documents")
-    print(f"| map | recall@10 | {' | '.join(bucket_name(b) for b in rows['none']['by_length'])} |")
-    print("| --- " * (2 + len(rows["none"]["by_length"])) + "|")
-    for name, r in rows.items():
-        cells = " | ".join("-" if b["recall@10"] is None else f"{b['recall@10']:.3f} ({b['queries']})"
-                           for b in r["by_length"])
-        print(f"| {name} | {r['recall@10']:.3f} | {cells} |")
+    return rows
+
+
+def validation_folder(distill: Path, sources: list[str], out: Path) -> Path:
+    """A folder in quality_pack's layout whose eval split is the given training sources (links to their data)."""
+    manifest = json.loads((distill / "manifest.json").read_text())
+    unknown = [s for s in sources if manifest["sources"].get(s, {}).get("split") != "train"]
+    if unknown:
+        raise SystemExit(f"--val-sources {unknown}: not training sources of {distill}")
+    folder = out / "validation"
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for name in sources:
+        link = folder / "data" / f"{name}.jsonl.xz"
+        if not link.exists():
+            link.symlink_to((distill / "data" / f"{name}.jsonl.xz").resolve())
+    (folder / "manifest.json").write_text(json.dumps({"sources": {s: {"split": "eval"} for s in sources}}))
+    return folder
 
 
 if __name__ == "__main__":
