@@ -88,8 +88,8 @@ def main() -> None:
                      lambda: student_streams(model, sets.doc_queries, dev, 1024, 256, "document queries")[0])
     train_ids = training_windows(Path(args.distill), tok, args.train_windows, np.random.default_rng(0),
                                  args.train_window_tokens)
-    train = cached(out / f"train_{args.train_windows}" + (
-        f"x{args.train_window_tokens}.npy" if args.train_window_tokens != CONTENT else ".npy"),
+    length = f"x{args.train_window_tokens}" if args.train_window_tokens != CONTENT else ""
+    train = cached(out / f"train_{args.train_windows}{length}.npy",
                    lambda: student_streams(model, train_ids, dev, 1024, 256, "training windows")[0])
     val_sets = build_eval_sets(validation_folder(Path(args.distill), args.val_sources, out), tok,
                                DEFAULT_SETS | {"docs": args.val_docs, "passages": 16})
