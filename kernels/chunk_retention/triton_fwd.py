@@ -215,8 +215,9 @@ class TwoPassConfig:
     rows a block, V-block (its loop step), warps and pipeline depth; the state pass's steps of
     state_BT tokens, [state_BK, state_BV] tile, warps and depth (the wide tiling), and the same for
     the narrow one (narrow_*); the step of the tiling that runs must divide state_every.
-    split_bf16: as in ChunkConfig (off: at N64 x L512 1.3% faster on the H100, error 2.7e-3 against
-    fla's 2.8e-3; 2.7% faster on the H200, 2026-12-01).
+    split_bf16: as in ChunkConfig (off, at N64 x L512: on the H100 1.3% faster inside one sweep and within 1%
+    across two machines, error 2.7e-3 against fla's 2.8e-3, session 42; on the H200 2.7% faster with 2 output
+    stages, 2026-12-01).
 
     Defaults for K256 V512: the output pass at BT 128 / 8 warps / BV 64 fits 227 registers with no
     spills (sm90 compile; BT 64 spills, the 64-row tiles replicated across both warp groups); the
