@@ -88,9 +88,14 @@ def pool(name: str, win: torch.Tensor, owner: torch.Tensor, n_docs: int, train: 
         sums = torch.zeros(n_docs, win.shape[1]).index_add_(0, owner, win * w[:, None])
         return F.normalize(sums, dim=-1)
     if kind == "whiten" and arg.count(":") == 1:
-        power, shrink = map(float, arg.split(":"))
-        return F.normalize((averaged(win, owner.tolist(), n_docs) - mu) @ whitening(train, power, shrink), dim=-1)
+        return whitened(averaged(win, owner.tolist(), n_docs), train, arg)
     raise ValueError(f"unknown pooling {name!r}; use mean, centred:A, distinct:P or whiten:A:S (A, P, S numbers)")
+
+
+def whitened(vectors: torch.Tensor, train: torch.Tensor, spec: str) -> torch.Tensor:
+    """vectors less the mean of train's rows, times `whitening(train, A, S)` for spec "A:S", normalised."""
+    power, shrink = map(float, spec.split(":"))
+    return F.normalize((vectors - train.mean(0)) @ whitening(train, power, shrink), dim=-1)
 
 
 def whitening(train: torch.Tensor, power: float, shrink: float) -> torch.Tensor:

@@ -4,7 +4,7 @@ bench/doc_pooling.py asks which pooling of the teacher's windows to distil towar
 student as it ships: its whole-document embeddings (read as streams, as quality.py's "student" row) mapped by
 `doc_pooling.pool`'s whitening, (d - mu) C^-A, C the covariance of the student's embeddings of training windows
 (never held-out text) shrunk by S toward its mean variance. Queries stay the student's own passage embeddings,
-unmapped: a search still compares what a user would compare. Embeddings are cached in OUT.
+unmapped: a search still compares what a user would compare. Embeddings are cached in OUT, by the model's weights.
 
 A and S are picked on a validation search built the same way from training sources (--val-sources, two
 manuals as the held-out set is two manuals; the student has read them, the held-out set it has not): the map
@@ -17,6 +17,7 @@ with the best validation recall@10 is the pick, and the held-out figures of ever
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from doc_pooling import training_windows, whitening  # noqa: E402
+from doc_pooling import training_windows, whitened  # noqa: E402
 from quality import DEFAULT_SETS, bucket_name, build_eval_sets, by_length, recall, student_streams  # noqa: E402
 
 from streamret.model.spec import load_model  # noqa: E402
@@ -44,8 +45,16 @@ def mapped(docs: torch.Tensor, train: torch.Tensor, name: str) -> torch.Tensor:
     kind, _, arg = name.partition(":")
     if kind != "whiten" or arg.count(":") != 1:
         raise ValueError(f"unknown map {name!r}; use none or whiten:A:S (A, S numbers)")
-    power, shrink = map(float, arg.split(":"))
-    return F.normalize((docs - train.mean(0)) @ whitening(train, power, shrink), dim=-1)
+    return whitened(docs, train, arg)
+
+
+def weights_tag(model: torch.nn.Module) -> str:
+    """A short hash of the model's weights."""
+    h = hashlib.sha1()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def cached(path: Path, make) -> torch.Tensor:
@@ -75,28 +84,29 @@ def main() -> None:
             mapped(torch.eye(2), torch.eye(2), name)
         except ValueError as e:
             ap.error(str(e))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(args.model, "cpu")
     model, tok = loaded.model, loaded.tokenizer
+    out = Path(args.out)
+    cache = out / f"cache_{weights_tag(model)}"  # (embeddings of another model's weights are not these)
+    cache.mkdir(parents=True, exist_ok=True)
     sets = build_eval_sets(Path(args.data), tok, DEFAULT_SETS)
     tag = sets.fingerprint()[:12]
     dev = torch.device("cpu")
-    docs = cached(out / f"docs_{tag}.npy",
+    docs = cached(cache / f"docs_{tag}.npy",
                   lambda: student_streams(model, sets.doc_ids, dev, 1024, 16, "documents")[0])
-    queries = cached(out / f"queries_{tag}.npy",
+    queries = cached(cache / f"queries_{tag}.npy",
                      lambda: student_streams(model, sets.doc_queries, dev, 1024, 256, "document queries")[0])
     train_ids = training_windows(Path(args.distill), tok, args.train_windows, np.random.default_rng(0),
                                  args.train_window_tokens)
     length = f"x{args.train_window_tokens}" if args.train_window_tokens != CONTENT else ""
-    train = cached(out / f"train_{args.train_windows}{length}.npy",
+    train = cached(cache / f"train_{args.train_windows}{length}.npy",
                    lambda: student_streams(model, train_ids, dev, 1024, 256, "training windows")[0])
     val_sets = build_eval_sets(validation_folder(Path(args.distill), args.val_sources, out), tok,
                                DEFAULT_SETS | {"docs": args.val_docs, "passages": 16})
     vtag = val_sets.fingerprint()[:12]
-    val_docs = cached(out / f"val_docs_{vtag}.npy",
+    val_docs = cached(cache / f"val_docs_{vtag}.npy",
                       lambda: student_streams(model, val_sets.doc_ids, dev, 1024, 16, "validation documents")[0])
-    val_queries = cached(out / f"val_queries_{vtag}.npy", lambda: student_streams(
+    val_queries = cached(cache / f"val_queries_{vtag}.npy", lambda: student_streams(
         model, val_sets.doc_queries, dev, 1024, 256, "validation queries")[0])
     rows = {"validation": searches(val_sets, val_docs, val_queries, train, args.maps),
             "held_out": searches(sets, docs, queries, train, args.maps)}
