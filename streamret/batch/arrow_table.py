@@ -123,6 +123,7 @@ def embed_table(
     stop: Stop | None = None,
     call_threads: int | None = None,
     window: int = DEFAULT_WINDOW,
+    role: str = "query",
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
@@ -137,6 +138,8 @@ def embed_table(
     engine with `embed_documents`) each sub-batch's calls are made by its runner's thread in its engine process.
     `stop`: once its deadline passes or it is cancelled, no more chunks are sent; the rows not done get
     DEADLINE_EXCEEDED or CANCELLED in `error`, and every temporary stream is still closed before returning.
+    `role`: the embeddings' role, "query" (as the model computes them) or "document" (the model's document map
+    applied: whole documents for an index; streamret/model/document_map.py); checked before any row is sent.
     `on_row_done` is called (on the caller's thread) once per row the engine finished, embedded or failed.
     `on_bytes(n)` (same thread) says that n more bytes of the table's text are done: as each chunk is
     acknowledged, and at once for rows that are not sent (a bad row's bytes, the rest of a failed row's);
@@ -151,6 +154,7 @@ def embed_table(
         raise InvalidArgument(f"window must be >= 1 (chunks of a document in flight), got {window}")
     if max_bytes_in_flight is not None and max_bytes_in_flight < 1:
         raise InvalidArgument(f"max_bytes_in_flight must be >= 1 or None, got {max_bytes_in_flight}")
+    engine.check_role(role)
     ids = _ids(table, id_column)
     texts = _texts(table, text_column)
     prefix = stream_prefix if stream_prefix is not None else f"batch-{uuid.uuid4().hex}-"
@@ -188,6 +192,8 @@ def embed_table(
     for i, d in enumerate(rows):
         if d.embedding is not None and d.error is None:
             flat[i], valid[i] = d.embedding, True
+    if role != "query" and valid.any():
+        flat[valid] = engine.as_role(flat[valid], role)
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=pa.array(~valid))
     return pa.table({
         "id": ids.combine_chunks() if ids.num_chunks else pa.array([], ids.type),

@@ -119,10 +119,11 @@ def progress_bar(total: int, enabled: bool) -> tqdm | None:
 
 def encode_with_engine(engine: EngineAPI, texts: str | Iterable[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
                        show_progress_bar: bool = False, normalize: bool = True,
-                       chunk_bytes: int | None = None) -> np.ndarray:
+                       chunk_bytes: int | None = None, role: str = "query") -> np.ndarray:
     """Engine.encode (see its docstring), over an Engine or a ClusterEngine (EngineAPI)."""
     data, single = check_texts(texts)
     check_batch_size(batch_size)
+    engine.check_role(role)
     out = np.zeros((len(data), engine.embed_dim), dtype=np.float32)
     # an empty text has no tokens: its stream embedding is the zero vector (embed_table calls it a row error)
     rows = [i for i, d in enumerate(data) if d]
@@ -135,7 +136,7 @@ def encode_with_engine(engine: EngineAPI, texts: str | Iterable[str], *, batch_s
             on_done: Callable[[], None] | None = (lambda: bar.update(1)) if bar is not None else None
             result = embed_table(engine, table, summary_k=0, chunk_bytes=chunk_bytes or DEFAULT_CHUNK_BYTES,
                                  max_in_flight=batch_size, stream_prefix=f"encode-{uuid.uuid4().hex}-",
-                                 on_row_done=on_done)
+                                 on_row_done=on_done, role=role)
             out[rows] = vectors_of(result, rows)
     finally:
         if bar is not None:

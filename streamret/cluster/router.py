@@ -39,8 +39,10 @@ from concurrent.futures import Future
 import numpy as np
 
 from ..engine.config import Ack, Checkpoint, StreamInfo, Summary
+from ..engine.roles import ServesRoles
 from ..engine.segments import Segment
 from ..errors import StreamRetError, TooBusy, Unavailable
+from ..model.document_map import Roles
 from .coordinator import View
 from .rendezvous import owner
 from .wire import Failure
@@ -130,7 +132,7 @@ class _Move:
         self.parked: list[Callable[[], None]] = []  # appends, in arrival order
 
 
-class ClusterEngine:
+class ClusterEngine(ServesRoles):
     """EngineAPI over a Ray cluster of StreamWorkers (see the module docstring)."""
 
     def __init__(self, coordinator, *, gateway_id: str | None = None, call_timeout_s: float = 600.0,
@@ -159,6 +161,7 @@ class ClusterEngine:
             raise Unavailable("no worker of the cluster answered; check `streamret cluster status`")
         self.fingerprint: str = info["fingerprint"]
         self.embed_dim: int = info["embed_dim"]
+        self.roles: Roles = info["roles"]  # applied here: the workers return plain embeddings
         self._watcher = threading.Thread(target=self._watch, name="streamret-view", daemon=True)
         self._watcher.start()
 
@@ -388,8 +391,10 @@ class ClusterEngine:
     def flush(self, stream_id: str) -> Ack:
         return self._call("flush", stream_id)
 
-    def embedding(self, stream_id: str) -> np.ndarray:
-        return self._call("embedding", stream_id)
+    def embedding(self, stream_id: str, role: str = "query") -> np.ndarray:
+        """As Engine.embedding; the role is applied here, to the plain embedding a worker returns."""
+        self.check_role(role)
+        return self.as_role(self._call("embedding", stream_id), role)
 
     def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
         return self._call("segments", stream_id, with_embeddings)

@@ -90,7 +90,8 @@ class StreamWorker:
         return {"name": self.name, "incarnation": self.incarnation, "host": socket.gethostname(),
                 "pid": os.getpid(), "device": str(self.engine.model.device), "gpu_ids": self.gpu_ids,
                 "cuda_visible_devices": self.visible_devices, "fingerprint": self.engine.fingerprint,
-                "embed_dim": int(self.engine.model.config.out_embed_dim), "draining": self.draining}
+                "embed_dim": int(self.engine.model.config.out_embed_dim), "roles": self.engine.roles,
+                "draining": self.draining}
 
     async def stats(self) -> dict:
         stats = await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.stats)

@@ -19,6 +19,7 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 
+from ..model.document_map import Roles
 from .bounds import QueueBounds
 from .config import EngineConfig
 from .shards import EngineLink, ShardedEngine, _Shard
@@ -82,6 +83,7 @@ class AttachedEngine(ShardedEngine):
         first = hellos[0]
         self.fingerprint: str = first["fingerprint"]
         self._embed_dim: int = first["embed_dim"]
+        self.roles: Roles = first["roles"]  # applied here: the engine processes return plain embeddings
         self.model_info: dict = first["model_info"]
         self._bounds = QueueBounds(config.max_pending_chunks_per_stream, config.max_pending_bytes_per_stream,
                                    config.max_pending_chunks, config.max_pending_bytes)

@@ -85,6 +85,7 @@ class EngineCore:
         self.config = config
         self.model = loaded.model
         self.fingerprint = loaded.fingerprint or model_fingerprint(self.model)
+        self.roles = loaded.roles
         self.codec = StreamCodec(self.model.config, self.fingerprint, config)
         self.durable = durable if durable is not None else DurableStore(state_dir) if state_dir else None
         self.store = StateStore(self.model, self.codec, self._device_budget(), config.host_state_bytes, self.durable)

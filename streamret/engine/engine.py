@@ -36,6 +36,7 @@ from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .core import EngineCore
 from .durability import DurableStore
 from .intake import Intake
+from .roles import ServesRoles
 from .scheduler import WorkItem
 from .segments import Segment
 from .state_store import Prefetched
@@ -57,7 +58,7 @@ class _Chunk(NamedTuple):
     prefetched: Prefetched | None
 
 
-class Engine(EngineCore):
+class Engine(EngineCore, ServesRoles):
     """Many streams, one model, one device. Thread-safe; also a context manager (shutdown on exit).
 
     The step loop, checkpoint_all and stats come from EngineCore."""
@@ -381,16 +382,20 @@ class Engine(EngineCore):
     # ------------------------------------------------------------------------------------------
     # outputs
 
-    def embedding(self, stream_id: str) -> np.ndarray:
-        """The stream embedding (float32 [embed_dim], L2-normalised) after all accepted chunks."""
+    def embedding(self, stream_id: str, role: str = "query") -> np.ndarray:
+        """The stream embedding (float32 [embed_dim], L2-normalised) after all accepted chunks, in `role`:
+        "query" as the model computes it, "document" with the model's document map applied (a whole document
+        for an index; streamret/model/document_map.py)."""
         self._check_id(stream_id)
+        self.check_role(role)
         self._wait_applied(stream_id)
         prefetched = self.store.prefetch(stream_id)
         with self._lock:
-            return self.stream_embedding(self._settled(stream_id, prefetched)).copy()
+            plain = self.stream_embedding(self._settled(stream_id, prefetched)).copy()
+        return self.as_role(plain, role)
 
     def encode(self, texts: str | Iterable[str], batch_size: int = 256, show_progress_bar: bool = False,
-               normalize: bool = True) -> np.ndarray:
+               normalize: bool = True, role: str = "query") -> np.ndarray:
         """One embedding per whole text, of any length: float32 [len(texts), embed_dim] ([embed_dim] for a str).
 
         Like sentence-transformers' `encode`. Each text is read as a temporary stream and gets exactly the
@@ -398,13 +403,16 @@ class Engine(EngineCore):
         (the scheduler packs them into steps of up to max_step_tokens), and every temporary stream is closed
         when its text is done, also on an error. An empty list gives shape (0, embed_dim); an empty text the
         zero vector (it has no tokens). Embeddings are L2-normalised by the model's pooling; normalize=True
-        rescales away rounding. show_progress_bar: a tqdm bar over texts. Raises InvalidArgument for an item
-        that is not a str, or the first text the engine could not embed (naming its index).
+        rescales away rounding. show_progress_bar: a tqdm bar over texts. role: "query" (the default: queries,
+        passages) or "document" (whole documents for an index: the model's document map applied; an empty text
+        stays the zero vector), as `embedding`. Raises InvalidArgument for an item that is not a str or an
+        unknown role, FailedPrecondition for "document" on a model without a document map, or the first text
+        the engine could not embed (naming its index).
         """
         from ..batch.encode import encode_with_engine
 
         return encode_with_engine(self, texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                  normalize=normalize)
+                                  normalize=normalize, role=role)
 
     def segments(self, stream_id: str, with_embeddings: bool = True) -> list[Segment]:
         """Kept segments in document order, scored by cosine similarity to the stream embedding."""

@@ -123,7 +123,8 @@ def serve(conn, rank: int, procs: int, spec: str, device: str, state_dir: str | 
         return
     gc_pauses.freeze_startup()  # this process serves until shutdown: its model and tokenizer stay
     param = next(engine.model.parameters())
-    hello = {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "pid": os.getpid(),
+    hello = {"fingerprint": engine.fingerprint, "embed_dim": engine.embed_dim, "roles": engine.roles,
+             "pid": os.getpid(),
              "reader": reader if listener is not None else "per_connection",
              "model_info": {"tokenizer": type(engine.tokenizer).__name__,
                             "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device)}}

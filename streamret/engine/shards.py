@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidArgument, StreamRetError, Unavailable
+from ..model.document_map import Roles
 from ..rings import snapshot
 from .at_exit import shut_down_at_exit
 from .bounds import QueueBounds
@@ -56,6 +57,7 @@ from .config import Ack, Checkpoint, EngineConfig, StreamInfo, Summary
 from .engine_process import serve, usable_cores
 from .mps import MpsDaemon, mps_mode
 from .pipe import Outbox
+from .roles import ServesRoles
 from .segments import Segment
 
 log = logging.getLogger("streamret.engine")
@@ -286,7 +288,7 @@ class EngineLink:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class ShardedEngine:
+class ShardedEngine(ServesRoles):
     """`EngineAPI` over `procs` engine processes on one device (see the module docstring).
 
     The engine processes are started with multiprocessing's "spawn" (CUDA does not survive a fork), which
@@ -336,6 +338,7 @@ class ShardedEngine:
         first = hellos[0]
         self.fingerprint: str = first["fingerprint"]
         self._embed_dim: int = first["embed_dim"]
+        self.roles: Roles = first["roles"]  # applied here: the engine processes return plain embeddings
         self.model_info: dict = first["model_info"]  # what GetModelInfo says (service/model_info.py)
         self._bounds = QueueBounds(config.max_pending_chunks_per_stream, config.max_pending_bytes_per_stream,
                                    config.max_pending_chunks, config.max_pending_bytes)
@@ -533,15 +536,18 @@ class ShardedEngine:
 
     # outputs
 
-    def embedding(self, stream_id: str) -> np.ndarray:
-        return self._call("embedding", stream_id)
+    def embedding(self, stream_id: str, role: str = "query") -> np.ndarray:
+        """As Engine.embedding; the role is applied here, to the plain embedding an engine process returns."""
+        self.check_role(role)
+        return self.as_role(self._call("embedding", stream_id), role)
 
-    def encode(self, texts, batch_size: int = 256, show_progress_bar: bool = False, normalize: bool = True):
+    def encode(self, texts, batch_size: int = 256, show_progress_bar: bool = False, normalize: bool = True,
+               role: str = "query"):
         """As Engine.encode: each text is read as a temporary stream, spread over the engines by its id."""
         from ..batch.encode import encode_with_engine
 
         return encode_with_engine(self, texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                  normalize=normalize)
+                                  normalize=normalize, role=role)
 
     def embed_documents(self, docs: list, **options) -> None:
         """embed_table's rows (runner._Doc), run in sub-batches by the engine processes themselves, each on

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, model_fingerprint
+from .document_map import Roles, find_document_map
 from .retnet import RetNet, build_random, get_preset
 from .tokenizer import ByteTokenizer, Tokenizer
 
@@ -25,6 +26,11 @@ class LoadedModel:
     tokenizer: Tokenizer
     spec: str
     fingerprint: str = ""  # model_fingerprint of the weights as loaded (before the cast to the run dtype)
+    roles: Roles | None = None  # the embedding roles it serves (document_map.py); None: query only
+
+    def __post_init__(self):
+        if self.roles is None:
+            self.roles = Roles(None, "it was loaded without one", self.spec)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -52,6 +58,7 @@ def load_model(spec: str, device: str | torch.device = "auto", dtype: str | torc
     """Model (on device, in dtype, eval mode), tokenizer and fingerprint for a MODEL spec (module doc)."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    folder: Path | None = None
     if spec.startswith("random:"):
         parts = spec.split(":")
         if len(parts) not in (2, 3):
@@ -72,12 +79,15 @@ def load_model(spec: str, device: str | torch.device = "auto", dtype: str | torc
                 "use --model random:tiny or a checkpoint folder"
             )
         model, tok = load_checkpoint(DEFAULT_MODEL_DIR)
+        folder = DEFAULT_MODEL_DIR
     elif Path(spec).exists():
         model, tok = load_checkpoint(spec)
+        folder = Path(spec)
     else:
         raise ValueError(
             f"bad model spec {spec!r}: not random:<preset>[:seed], not default, and no file or folder by that name"
         )
     fingerprint = model_fingerprint(model)  # before the cast: one checkpoint, one fingerprint
+    roles = Roles(*find_document_map(folder, fingerprint, model.config.out_embed_dim), model=spec, folder=folder)
     model = model.to(device=dev, dtype=dt).eval()
-    return LoadedModel(model, tok, spec, fingerprint)
+    return LoadedModel(model, tok, spec, fingerprint, roles)
