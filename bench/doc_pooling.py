@@ -49,29 +49,12 @@ from quality import (  # noqa: E402
     teacher_embed,
 )
 
+from streamret.model.document_map import DocumentMap  # noqa: E402
 from streamret.model.tokenizer import HFTokenizer  # noqa: E402
-from streamret.train.prepare import read_source  # noqa: E402
-from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
+from streamret.train.document_map import training_windows  # noqa: E402
+from streamret.train.teacher import load_teacher  # noqa: E402
 
 BATCH_TOKENS = 1 << 13
-
-
-def training_windows(distill: Path, tok, per_source: int, rng: np.random.Generator,
-                     length: int = CONTENT) -> list[list[int]]:
-    """Up to per_source random windows of `length` tokens (fewer where a document is shorter) from each training
-    source of `distill`."""
-    manifest = json.loads((distill / "manifest.json").read_text())
-    windows = []
-    for name, entry in manifest["sources"].items():
-        if entry["split"] != "train":
-            continue
-        docs = read_source(distill / "data" / f"{name}.jsonl.xz")
-        for i in rng.choice(len(docs), min(per_source, len(docs)), replace=False):
-            ids = tok.encode(docs[i][1])
-            if len(ids) >= 16:
-                s = int(rng.integers(0, max(1, len(ids) - length + 1)))
-                windows.append(ids[s : s + length])
-    return windows
 
 
 def pool(name: str, win: torch.Tensor, owner: torch.Tensor, n_docs: int, train: torch.Tensor) -> torch.Tensor:
@@ -95,16 +78,7 @@ def pool(name: str, win: torch.Tensor, owner: torch.Tensor, n_docs: int, train: 
 def whitened(vectors: torch.Tensor, train: torch.Tensor, spec: str) -> torch.Tensor:
     """vectors less the mean of train's rows, times `whitening(train, A, S)` for spec "A:S", normalised."""
     power, shrink = map(float, spec.split(":"))
-    return F.normalize((vectors - train.mean(0)) @ whitening(train, power, shrink), dim=-1)
-
-
-def whitening(train: torch.Tensor, power: float, shrink: float) -> torch.Tensor:
-    """C^-power for C the covariance of the rows of train, shrunk toward its mean variance by shrink (float64)."""
-    x = train.double() - train.double().mean(0)
-    cov = x.T @ x / max(1, len(x) - 1)
-    cov = (1 - shrink) * cov + shrink * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
-    evals, evecs = torch.linalg.eigh(cov)
-    return ((evecs * evals.clamp_min(1e-12) ** -power) @ evecs.T).float()
+    return torch.from_numpy(DocumentMap.fit(train, "", power, shrink)(vectors.numpy()))  # the shipped map's code
 
 
 def max_window_hits(queries: torch.Tensor, win: torch.Tensor, owner: torch.Tensor, n_docs: int,

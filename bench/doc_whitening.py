@@ -12,6 +12,8 @@ with the best validation recall@10 is the pick, and the held-out figures of ever
 (read the pick's; the others say how much the choice matters, not a second pick).
 
     python bench/doc_whitening.py --data .quality/heldout --distill .distill --out OUT [--maps whiten:0.5:0.1 ...]
+
+`--maps shipped` reads the model's own document map (the `document` role, streamret/model/document_map.py).
 """
 
 from __future__ import annotations
@@ -38,13 +40,18 @@ from streamret.model.spec import load_model  # noqa: E402
 from streamret.train.teacher import CONTENT  # noqa: E402
 
 
-def mapped(docs: torch.Tensor, train: torch.Tensor, name: str) -> torch.Tensor:
-    """The documents' embeddings as they are ("none"), or whitened ("whiten:A:S"), normalised."""
+def mapped(docs: torch.Tensor, train: torch.Tensor, name: str, roles=None) -> torch.Tensor:
+    """The documents' embeddings as they are ("none"), whitened ("whiten:A:S"), or in the model's `document` role
+    ("shipped": its document map, as the engine applies it), normalised."""
     if name == "none":
         return F.normalize(docs, dim=-1)
+    if name == "shipped":
+        if roles is None or "document" not in roles.available:
+            raise ValueError("map 'shipped': this model ships no document map (python -m streamret.train.document_map)")
+        return torch.from_numpy(roles.as_role(docs.numpy(), "document"))
     kind, _, arg = name.partition(":")
     if kind != "whiten" or arg.count(":") != 1:
-        raise ValueError(f"unknown map {name!r}; use none or whiten:A:S (A, S numbers)")
+        raise ValueError(f"unknown map {name!r}; use none, shipped or whiten:A:S (A, S numbers)")
     return whitened(docs, train, arg)
 
 
@@ -79,12 +86,15 @@ def main() -> None:
     ap.add_argument("--val-sources", nargs="+", default=["perl-doc", "erlang-doc"])
     ap.add_argument("--val-docs", type=int, default=128, help="validation documents (a seeded sample)")
     args = ap.parse_args()
+    loaded = load_model(args.model, "cpu")
     for name in args.maps:
         try:
-            mapped(torch.eye(2), torch.eye(2), name)
+            if name != "shipped":
+                mapped(torch.eye(2), torch.eye(2), name)
+            else:
+                mapped(torch.zeros(1, loaded.model.config.out_embed_dim), torch.eye(2), name, loaded.roles)
         except ValueError as e:
             ap.error(str(e))
-    loaded = load_model(args.model, "cpu")
     model, tok = loaded.model, loaded.tokenizer
     out = Path(args.out)
     cache = out / f"cache_{weights_tag(model)}"  # (embeddings of another model's weights are not these)
@@ -108,8 +118,8 @@ def main() -> None:
                       lambda: student_streams(model, val_sets.doc_ids, dev, 1024, 16, "validation documents")[0])
     val_queries = cached(cache / f"val_queries_{vtag}.npy", lambda: student_streams(
         model, val_sets.doc_queries, dev, 1024, 256, "validation queries")[0])
-    rows = {"validation": searches(val_sets, val_docs, val_queries, train, args.maps),
-            "held_out": searches(sets, docs, queries, train, args.maps)}
+    rows = {"validation": searches(val_sets, val_docs, val_queries, train, args.maps, loaded.roles),
+            "held_out": searches(sets, docs, queries, train, args.maps, loaded.roles)}
     pick = max(args.maps, key=lambda m: rows["validation"][m]["recall@10"])
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "model": args.model,
               "fingerprint": sets.fingerprint(), "validation_fingerprint": val_sets.fingerprint(),
@@ -133,13 +143,13 @@ def main() -> None:
               f"{r['recall@10']:.3f} | {cells} |")
 
 
-def searches(sets, docs: torch.Tensor, queries: torch.Tensor, train: torch.Tensor, maps: list[str]) -> dict:
+def searches(sets, docs: torch.Tensor, queries: torch.Tensor, train: torch.Tensor, maps: list[str], roles=None) -> dict:
     """Per map, recall@10 of the sets' document queries overall and by length bucket."""
     gold = torch.tensor(sets.doc_gold)
     q_len = np.array([len(sets.doc_ids[g]) for g in sets.doc_gold])
     rows = {}
     for name in maps:
-        hits = recall(queries, mapped(docs, train, name), gold)["recall@10"]
+        hits = recall(queries, mapped(docs, train, name, roles), gold)["recall@10"]
         rows[name] = {"recall@10": float(hits.mean()), "by_length": by_length(hits, q_len)}
     return rows
 

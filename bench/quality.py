@@ -257,9 +257,12 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for name, label in [("student", "streamret student (whole document)"),
+    for name, label in [("student_document", "streamret student (whole document, role document)"),
+                        ("student", "streamret student (whole document)"),
                         ("teacher_chunks", "all-MiniLM-L6-v2, chunk embeddings averaged"),
                         ("teacher_truncated", "all-MiniLM-L6-v2, first 256 tokens")]:
+        if name not in result["long_docs"]["methods"]:
+            continue
         rows = [r for r in result["long_docs"]["methods"][name]["by_length"] if r["queries"]]
         ax.plot([r["median_tokens"] for r in rows], [100 * r["recall@10"] for r in rows], marker="o", label=label)
     ax.set_xscale("log")
@@ -428,6 +431,9 @@ def student_phase(args) -> None:
     student_streams(model, [sets.doc_ids[0][:chunk_tokens]] * 8, device, chunk_tokens, max_streams, "warm-up")
     s_docs, secs, tokens = student_streams(model, sets.doc_ids, device, chunk_tokens, max_streams, "documents")
     docs = {"student": (sq, s_docs, speed(secs, tokens))}
+    if "document" in loaded.roles.available:  # the documents as an index asks for them (role document), queries plain
+        docs["student_document"] = (sq, torch.from_numpy(loaded.roles.as_role(s_docs.numpy(), "document")),
+                                    speed(secs, tokens))
     # the student read like the teacher: its first window only, and its window embeddings averaged
     e, secs, tokens = student_streams(model, [ids[:CONTENT] for ids in sets.doc_ids], device, chunk_tokens, many,
                                      "documents, first window")
@@ -473,6 +479,7 @@ def student_phase(args) -> None:
 
 
 TABLE_ROWS = {
+    "student_document": "student, whole doc, role document",
     "student": "student, whole document",
     "student_engine": "student, through the engine",
     "student_chunks": "student, windows averaged",
@@ -514,13 +521,16 @@ def print_table(result: dict) -> None:
 
 def acceptance(result: dict) -> list[str]:
     """Issue 18's acceptance on this result: recall@10 >= the chunk-averaged teacher + 0.02 overall and in each
-    bucket from 8k tokens up; passage cosine >= 0.88; passage recall@10 >= the teacher's."""
+    bucket from 8k tokens up (the student's documents in the role an index uses: `document` where the model
+    ships a document map); passage cosine >= 0.88; passage recall@10 >= the teacher's."""
     methods = result["long_docs"]["methods"]
-    student, teacher = methods["student"], methods["teacher_chunks"]
-    checks = [("recall@10 overall", student["recall@10"], teacher["recall@10"] + ACCEPT_MARGIN)]
+    row = "student_document" if "student_document" in methods else "student"
+    student, teacher = methods[row], methods["teacher_chunks"]
+    how = " (documents in role document)" if row == "student_document" else ""
+    checks = [(f"recall@10 overall{how}", student["recall@10"], teacher["recall@10"] + ACCEPT_MARGIN)]
     for s, t in zip(student["by_length"], teacher["by_length"], strict=True):
         if s["min_tokens"] >= ACCEPT_FROM_TOKENS and s["queries"]:
-            checks.append((f"recall@10 {bucket_name(s)}", s["recall@10"], t["recall@10"] + ACCEPT_MARGIN))
+            checks.append((f"recall@10 {bucket_name(s)}{how}", s["recall@10"], t["recall@10"] + ACCEPT_MARGIN))
     p = result["passages"]
     checks.append(("passage cosine", p["mean_cosine_student_teacher"], 0.88))
     checks.append(("passage recall@10", p["student"]["recall@10"], p["teacher"]["recall@10"]))

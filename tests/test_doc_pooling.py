@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import doc_pooling  # noqa: E402  (bench/doc_pooling.py)
 from quality import averaged  # noqa: E402
 
+from streamret.model.document_map import whitening  # noqa: E402
 from streamret.model.tokenizer import ByteTokenizer  # noqa: E402
+from streamret.train.document_map import training_windows  # noqa: E402
 from streamret.train.prepare import write_source  # noqa: E402
 
 
@@ -53,7 +55,7 @@ def test_distinct_weighting_drops_a_window_equal_to_mu():
 def test_whitening_makes_the_training_covariance_the_identity_and_full_shrinkage_only_centres():
     g = torch.Generator().manual_seed(4)
     train = F.normalize(torch.randn(400, 8, generator=g) * torch.linspace(0.2, 3.0, 8), dim=-1)
-    w = doc_pooling.whitening(train, 0.5, 0.0)
+    w = whitening(train, 0.5, 0.0)
     x = (train - train.mean(0)).double()
     assert torch.allclose(w.double() @ (x.T @ x / (len(x) - 1)) @ w.double(), torch.eye(8, dtype=torch.float64),
                           atol=1e-4)
@@ -88,7 +90,7 @@ def test_training_windows_skip_held_out_sources(tmp_path):
     (tmp_path / "manifest.json").write_text(
         '{"sources": {"train_a": {"split": "train"}, "held": {"split": "eval"}}}')
     tok = ByteTokenizer()
-    out = doc_pooling.training_windows(tmp_path, tok, 3, np.random.default_rng(0))
+    out = training_windows(tmp_path, tok, 3, np.random.default_rng(0))
     assert len(out) == 3
     assert all("train_a" in tok.decode(w) for w in out)
     assert all("held" not in tok.decode(w) for w in out)
@@ -102,6 +104,6 @@ def test_doc_whitening_maps_documents_only_by_training_statistics():
     docs = torch.randn(5, 8, generator=g)
     assert torch.allclose(doc_whitening.mapped(docs, train, "none"), F.normalize(docs, dim=-1))
     w = doc_whitening.mapped(docs, train, "whiten:0.5:0.0")
-    assert torch.allclose(w, F.normalize((docs - train.mean(0)) @ doc_pooling.whitening(train, 0.5, 0.0), dim=-1))
+    assert torch.allclose(w, F.normalize((docs - train.mean(0)) @ whitening(train, 0.5, 0.0), dim=-1))
     with pytest.raises(ValueError, match="unknown map"):
         doc_whitening.mapped(docs, train, "whiten:0.5")

@@ -69,9 +69,9 @@ class DocumentMap:
             shrink: float = 0.1) -> DocumentMap:
         """The map from the embeddings of training windows, train [windows, dim]."""
         t = torch.as_tensor(np.asarray(train, np.float32))
-        if t.dim() != 2 or len(t) <= t.shape[1]:
-            raise ValueError(f"fitting a document map takes more training windows than dimensions, got "
-                             f"{tuple(t.shape)}; embed more windows")
+        if t.dim() != 2 or len(t) < 2 or (shrink == 0 and len(t) <= t.shape[1]):
+            raise ValueError(f"fitting a document map takes [windows, dim] embeddings of at least 2 windows (more "
+                             f"than dim without shrinkage), got {tuple(t.shape)}; embed more windows")
         return cls(t.double().mean(0).float().numpy(), whitening(t, power, shrink).numpy(), fingerprint,
                    float(power), float(shrink), len(t))
 
