@@ -348,8 +348,11 @@ def test_parts_by_default_hold_a_share_for_every_engine_process_and_sixteen_time
         def __init__(self, device=None):
             self.model_info = {"device": device} if device else {}
 
+        def check_role(self, role):  # the job checks its role before anything else (every engine serves "query")
+            assert role == "query"
+
     class InProcess:  # an Engine in this process: its model's parameters say the device
-        fingerprint = "f"
+        fingerprint, check_role = "f", Procs.check_role
 
         def __init__(self, device):
             self.model = torch.nn.Linear(2, 2, device=device)

@@ -72,6 +72,7 @@ class BatchReport:
     seconds: float  # from the model loaded and ready (Ray: the first actor's) to the last row written
     total_seconds: float  # the whole job: with the model load (Ray: Ray's start, the actors' start)
     detail: str = ""  # where the time went: the engines' steps (Ray: and the actors' start and busy time)
+    role: str = "query"  # the embeddings' role ("query" or "document": streamret/model/document_map.py)
 
     @property
     def tokens_per_s(self) -> float:
@@ -83,17 +84,19 @@ class BatchReport:
 
 
 def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-               max_in_flight: int = DEFAULT_IN_FLIGHT, on_bytes: Callable[[int], None] | None = None) -> pa.Table:
-    """Embed a normalised part (corpus.py: id, text, error) -> the output rows, in the same order,
-    tagged with the engine's model fingerprint. `on_bytes(n)`: n more text bytes done (embed_table; with engine
-    processes, as each sub-batch of rows comes back). max_in_flight: rows in work per engine process (a
+               max_in_flight: int = DEFAULT_IN_FLIGHT, on_bytes: Callable[[int], None] | None = None,
+               role: str = "query") -> pa.Table:
+    """Embed a normalised part (corpus.py: id, text, error) -> the output rows, in the same order, with
+    embeddings in `role` (embed_table applies it once, on this side: engine processes return plain embeddings),
+    tagged with the engine's model fingerprint and the role. `on_bytes(n)`: n more text bytes done (embed_table;
+    with engine processes, as each sub-batch of rows comes back). max_in_flight: rows in work per engine process (a
     ShardedEngine's engines each run sub-batches of the part themselves: streamret/batch/sub_batches.py)."""
     bad = part.column("error").is_valid().to_numpy(zero_copy_only=False)
     good_rows, bad_rows = np.flatnonzero(~bad), np.flatnonzero(bad)
     good = part.take(good_rows).select(["id", "text"])
     procs = getattr(engine, "procs", 1)
     out = embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight * procs,
-                      on_bytes=on_bytes)
+                      on_bytes=on_bytes, role=role)
     if len(bad_rows):
         errors = part.take(bad_rows)
         failed = pa.table({name: pa.nulls(len(bad_rows), field.type) for name, field in
@@ -101,7 +104,7 @@ def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes
         failed = failed.set_column(0, "id", errors.column("id")).set_column(4, "error", errors.column("error"))
         order = np.argsort(np.concatenate([good_rows, bad_rows]), kind="stable")
         out = pa.concat_tables([out, failed]).take(order)
-    return with_fingerprint(out.combine_chunks(), engine.fingerprint)
+    return with_fingerprint(out.combine_chunks(), engine.fingerprint, role)
 
 
 def check_engine_errors(out: pa.Table, what: str) -> None:
@@ -281,6 +284,7 @@ def embed_parquet(
     ray: bool | str | None = None,
     ray_workers: int = 1,
     gpus_per_worker: float | None = None,
+    role: str = "query",
 ) -> BatchReport:
     """Embed every row of a Parquet corpus and write `id, embedding, tokens, summary, error` parts to
     the folder `output`; rows already there are skipped (resume).
@@ -299,8 +303,15 @@ def embed_parquet(
     engine's model is on a GPU (`default_part_size`; with ray=, per batch, as on a CPU).
     progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
     Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
+
+    role: the `embedding` column's role, "query" (the plain embedding, as the model computes it) or "document"
+    (the model's document map applied: whole documents for an index that plain query embeddings search;
+    streamret/model/document_map.py). Checked before any row is read or any file written: InvalidArgument for
+    an unknown role, FailedPrecondition for "document" on a model without a document map. An output folder
+    holds one role: resuming it with another is refused (parts.py).
     """
     called = time.monotonic()
+    check_role_name(role)
     for name, value in (("rows_per_part", rows_per_part), ("bytes_per_part", bytes_per_part),
                         ("parts_in_flight", parts_in_flight), ("ray_workers", ray_workers)):
         if value is not None and value < 1:
@@ -314,8 +325,10 @@ def embed_parquet(
             count_procs(engine_procs, device)
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
+    if engine is not None:
+        engine.check_role(role)
     corpus = Corpus(input, id_column, text_column)
-    folder = PartFolder(output)
+    folder = PartFolder(output, create=False)  # made once the job is known to run (a refused job leaves nothing)
     if ray not in (None, False):
         if engine is not None:
             raise InvalidArgument("with ray=, each Ray worker builds its own engine: pass model=, not engine=")
@@ -326,7 +339,7 @@ def embed_parquet(
                           rows_per_part=rows_per_part or DEFAULT_ROWS_PER_PART,
                           bytes_per_part=bytes_per_part or DEFAULT_BYTES_PER_PART, chunk_bytes=chunk_bytes,
                           max_in_flight=max_in_flight, workers=ray_workers, gpus_per_worker=gpus_per_worker,
-                          called=called)
+                          called=called, role=role)
 
     own_engine = build_engine(model, device, dtype, batch_tokens, engine_procs) if engine is None else None
     if own_engine is not None:
@@ -340,13 +353,25 @@ def embed_parquet(
             own_engine.shutdown(checkpoint=False)
 
     try:
+        engine.check_role(role)  # the model just loaded may have no document map
         default_rows, default_bytes = default_part_size(engine)
         return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part or default_rows,
                           bytes_per_part=bytes_per_part or default_bytes, chunk_bytes=chunk_bytes,
                           max_in_flight=max_in_flight, parts_in_flight=parts_in_flight, progress=progress,
-                          progress_every_s=progress_every_s, on_abort=stop_engine, called=called)
+                          progress_every_s=progress_every_s, on_abort=stop_engine, called=called, role=role)
     finally:
         stop_engine()
+
+
+def check_role_name(role: str) -> str:
+    """`role` if it is an embedding role at all (whether the model serves it needs the model); else
+    InvalidArgument naming it and the choices."""
+    from ..model.document_map import check_role
+
+    try:
+        return check_role(role)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
 
 
 def default_part_size(engine: EngineAPI) -> tuple[int, int]:
@@ -371,13 +396,13 @@ def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int |
 
 def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary_k: int, rows_per_part: int,
                bytes_per_part: int, chunk_bytes: int, max_in_flight: int, parts_in_flight: int,
-               progress: bool, progress_every_s: float, on_abort, called: float) -> BatchReport:
+               progress: bool, progress_every_s: float, on_abort, called: float, role: str) -> BatchReport:
     max_chunk = getattr(getattr(engine, "config", None), "max_chunk_bytes", chunk_bytes)
     if chunk_bytes > max_chunk:
         raise InvalidArgument(f"chunk_bytes={chunk_bytes} exceeds the engine's max_chunk_bytes={max_chunk}")
     start = time.monotonic()  # the model is loaded: the job's time starts (BatchReport.seconds)
     counters = engine_counters(engine)
-    written = folder.prepare_resume(engine.fingerprint)
+    written = folder.prepare_resume(engine.fingerprint, role)
     next_index = folder.next_part()
     skipped = 0
 
@@ -430,7 +455,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
                                 or sum(b for _, b in inflight) + size > bytes_per_part):
                 commit_oldest()
             inflight.append((pool.submit(embed_part, engine, part, summary_k=summary_k, chunk_bytes=chunk_bytes,
-                                         max_in_flight=max_in_flight, on_bytes=on_bytes), size))
+                                         max_in_flight=max_in_flight, on_bytes=on_bytes, role=role), size))
         while inflight:
             commit_oldest()
     except KeyboardInterrupt as e:
@@ -440,7 +465,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
             fut.cancel()
         on_abort()
         now = time.monotonic()
-        report = BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called)
+        report = BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, role=role)
         raise EmbedInterrupted(report, folder.url, corpus.count_rows(), written.rows + docs, lost) from e
     except BaseException:
         for fut, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
@@ -452,7 +477,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
         bar.close()
     now = time.monotonic()
     used = {name: value - counters.get(name, 0.0) for name, value in engine_counters(engine).items()}
-    return BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, engine_detail(used))
+    return BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, engine_detail(used), role)
 
 
 @contextmanager

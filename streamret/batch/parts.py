@@ -5,8 +5,10 @@ hidden temporary name, fsynced, renamed), so a crash leaves only whole parts and
 which rows are done. A Ray job writes `ray_*.parquet` files through Ray Data; a Ray write cut short by a
 crash can leave a file without its footer, which the next run removes (it holds no committed row).
 
-Every file carries the writing model's fingerprint in its schema metadata, so a rerun with another model
-is refused instead of mixing two models' embeddings in one output.
+Every file carries the writing model's fingerprint and the embeddings' role ("query" or "document":
+streamret/model/document_map.py) in its schema metadata, so a rerun with another model or another role is refused
+instead of mixing two models' (or two roles') embeddings in one output. A file without a role (written before roles
+existed) holds plain embeddings: role "query".
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import InvalidArgument, ModelMismatch
+from ..errors import FailedPrecondition, InvalidArgument, ModelMismatch
 from .corpus import arrow_filesystem, open_filesystem
 
 log = logging.getLogger("streamret.batch")
 
 FINGERPRINT_KEY = b"streamret.model_fingerprint"
+ROLE_KEY = b"streamret.embedding_role"
+UNTAGGED_ROLE = "query"  # the role of a file written before roles existed: plain embeddings
 RAY_PREFIX = "ray_"
 _PART = re.compile(r"part-(\d+)\.parquet")
 _TEMP_SUFFIX = ".tmp"
@@ -51,8 +55,15 @@ def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
     return [name]
 
 
-def with_fingerprint(table: pa.Table, fingerprint: str) -> pa.Table:
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
+def with_fingerprint(table: pa.Table, fingerprint: str, role: str = "query") -> pa.Table:
+    """`table` tagged with the model that wrote it and its embeddings' role (what a resume checks)."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode(),
+                                          ROLE_KEY: role.encode()})
+
+
+def role_of(metadata: dict | None) -> str:
+    """The embeddings' role a file's schema metadata names ("query" when it names none)."""
+    return (metadata or {}).get(ROLE_KEY, b"").decode() or UNTAGGED_ROLE
 
 
 @dataclass(frozen=True)
@@ -66,23 +77,31 @@ class WrittenRows:
 
 
 class PartFolder:
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        """create=False: the folder is made by prepare_resume, once the job knows it can run (a job refused
+        up front, e.g. for a role its model does not serve, leaves nothing behind)."""
         self.url = url
         self.fs, self.root, self.local = open_filesystem(url)
         if self.fs.isfile(self.root):
             raise InvalidArgument(f"output {url!r} is a file; give a folder (it will hold part-*.parquet files)")
-        self.fs.makedirs(self.root, exist_ok=True)
+        if create:
+            self.fs.makedirs(self.root, exist_ok=True)
 
     # ---- what is there
 
     def files(self) -> list[str]:
-        """Data files (full paths), sorted; temporary and hidden files are not data."""
-        names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+        """Data files (full paths), sorted; temporary and hidden files are not data. No folder yet: none."""
+        try:
+            names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)]
+        except FileNotFoundError:
+            return []
         return sorted(f"{self.root}/{n}" for n in names if n.endswith(".parquet") and not n.startswith(("_", ".")))
 
-    def prepare_resume(self, fingerprint: str | None) -> WrittenRows:
-        """Remove leftovers of a crash (temporary parts, footerless Ray files), refuse another model's
-        output (unless fingerprint is None: no check), and count the rows already written."""
+    def prepare_resume(self, fingerprint: str | None, role: str = "query") -> WrittenRows:
+        """Make the folder if it is not there; remove leftovers of a crash (temporary parts, footerless Ray
+        files), refuse another model's output (unless fingerprint is None: no check) and output in another
+        embedding role, and count the rows already written."""
+        self.fs.makedirs(self.root, exist_ok=True)
         for name in self.fs.ls(self.root, detail=False):
             if name.rsplit("/", 1)[-1].startswith(".part-") and name.endswith(_TEMP_SUFFIX):
                 self.fs.rm(name)
@@ -102,12 +121,20 @@ class PartFolder:
             if fingerprint is not None and theirs != fingerprint:
                 raise ModelMismatch(f"{path} was written by model {theirs!r}, this job runs {fingerprint!r}; "
                                     "write to a new output folder or use the model that wrote it")
+            self._check_role(path, role_of(meta), role)
             t = pq.read_table(path, columns=["id", "tokens", "error"], filesystem=self.arrow_fs())
             ids.update(t.column("id").to_pylist())
             rows += t.num_rows
             errors += t.num_rows - t.column("error").null_count
             tokens += int(pc.sum(t.column("tokens")).as_py() or 0)
         return WrittenRows(ids, rows, errors, tokens)
+
+    def _check_role(self, path: str, theirs: str, role: str) -> None:
+        if theirs != role:
+            raise FailedPrecondition(
+                f"{path} holds embeddings of role {theirs!r}, this job writes role {role!r}, and one output folder "
+                f"holds one role; write role {role!r} to another output folder (-o), or resume {self.url!r} with "
+                f"role {theirs!r} (--role {theirs})")
 
     def next_part(self) -> int:
         indices = [int(m.group(1)) for p in self.files() if (m := _PART.fullmatch(p.rsplit("/", 1)[-1]))]

@@ -49,12 +49,15 @@ class Embedder:
     device: `auto` picks the GPU Ray gave the actor (num_gpus=1), else the CPU.
     in_flight: texts in the engine at once; batch_tokens: tokens one model step packs (the engine's default
     when None); chunk_bytes: the size texts are fed to the engine in.
+    role: the vectors' role, "query" (the plain embedding, the default) or "document" (the model's document map
+    applied: whole documents for an index that plain query embeddings search; the model must ship a map, else
+    the actor fails at its start with the reason and the fix).
     """
 
     def __init__(self, model: str = "default", *, text_column: str = "text", output_column: str = "embedding",
                  tokens_column: str | None = None, error_column: str | None = None, device: str = "auto",
                  dtype: str | None = None, in_flight: int = DEFAULT_IN_FLIGHT, batch_tokens: int | None = None,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, role: str = "query"):
         names = [n for n in (output_column, tokens_column, error_column) if n is not None]
         if len(set(names)) < len(names) or text_column in names:
             raise InvalidArgument(f"text_column={text_column!r}, output_column={output_column!r}, tokens_column="
@@ -69,6 +72,12 @@ class Embedder:
         self.in_flight = in_flight
         self.chunk_bytes = chunk_bytes
         self.engine = build_engine(model, device, dtype, batch_tokens)
+        try:
+            self.engine.check_role(role)  # at the actor's start, not at its first batch
+        except BaseException:
+            self.engine.shutdown(checkpoint=False)
+            raise
+        self.role = role
 
     def __call__(self, batch: Any) -> Any:
         texts = self._texts(batch)
@@ -78,7 +87,7 @@ class Embedder:
                                       "(output_column=, tokens_column=, error_column=)")
         table = pa.table({_ROW: pa.array(np.arange(len(texts)), pa.int64()), self.text_column: texts})
         out = embed_table(self.engine, table, id_column=_ROW, text_column=self.text_column, summary_k=0,
-                          chunk_bytes=self.chunk_bytes, max_in_flight=self.in_flight)
+                          chunk_bytes=self.chunk_bytes, max_in_flight=self.in_flight, role=self.role)
         errors = out.column("error").to_pylist()
         for row, error in enumerate(errors):
             if error is None:

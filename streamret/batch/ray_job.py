@@ -11,7 +11,8 @@ per row in the corpus's Parquet footers), and each actor embeds two batches at o
 last documents finish the next one already fills the engine's steps. Small blocks let reading, skipping and
 writing run beside the engines instead of before and after them.
 
-Each actor loads the model once and embeds its batches with `embed_part`, exactly as the local job does.
+Each actor loads the model once and embeds its batches with `embed_part`, exactly as the local job does (in the
+job's embedding role, applied by the actor to its engine's plain embeddings, once).
 Ray does not keep the corpus order across blocks, so a rerun skips every row whose id is already in
 the output (the local job, which keeps the order, skips only as many rows per id as were written:
 the two differ only when an id appears in several rows of the input).
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..cluster.defaults import default_gpus_per_worker
+from ..errors import FailedPrecondition
 from .corpus import Corpus, arrow_filesystem, normalize
 from .parquet_job import BatchReport, build_engine, check_engine_errors, embed_part, engine_counters, engine_detail
 from .parts import RAY_PREFIX, PartFolder
@@ -108,12 +110,13 @@ class EngineWorker:
     BATCHES_PER_ACTOR at once (the engine is thread-safe; its scheduler packs the batches' documents together)."""
 
     def __init__(self, model: str, device: str, dtype: str | None, batch_tokens: int | None, summary_k: int,
-                 chunk_bytes: int, max_in_flight: int, clock):
+                 chunk_bytes: int, max_in_flight: int, clock, role: str = "query"):
         import ray
 
         t0 = time.monotonic()
         self.engine = build_engine(model, device, dtype, batch_tokens)
-        self.options = dict(summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight)
+        self.engine.check_role(role)  # checked up front by run_on_ray; an actor on another node checks its own copy
+        self.options = dict(summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight, role=role)
         self.clock = clock
         self.name = ray.get_runtime_context().get_actor_id() or "driver"
         self._lock = threading.Lock()
@@ -147,8 +150,9 @@ class EngineWorker:
 def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model: str, device: str,
                dtype: str | None, summary_k: int, batch_tokens: int | None, rows_per_part: int, bytes_per_part: int,
                chunk_bytes: int, max_in_flight: int, workers: int, gpus_per_worker: float | None,
-               called: float) -> BatchReport:
-    """`called`: time.monotonic() when the job was asked for (BatchReport.total_seconds starts there)."""
+               called: float, role: str = "query") -> BatchReport:
+    """`called`: time.monotonic() when the job was asked for (BatchReport.total_seconds starts there). `role`: the
+    embeddings' role (parquet_job.embed_parquet), checked against the model before anything is read or written."""
     import ray
     from ray.data.datasource import FilenameProvider
 
@@ -157,10 +161,15 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
         ray.init(address=address, log_to_driver=False)
     try:
         clock = ray.remote(num_cpus=0)(JobClock).remote()
-        # Resuming needs the model's fingerprint to refuse another model's output: one Ray task loads the
-        # model to compute it (not the driver, which may be a small head node); a fresh output needs none.
-        fingerprint = ray.get(ray.remote(num_cpus=1)(_fingerprint).remote(model)) if folder.files() else None
-        before = folder.prepare_resume(fingerprint)
+        # Resuming needs the model's fingerprint to refuse another model's output, and the role "document" needs
+        # the model's document map: one Ray task loads the model to tell (not the driver, which may be a small
+        # head node); a fresh output in role "query" needs neither.
+        fingerprint = None
+        if folder.files() or role != "query":
+            fingerprint, missing = ray.get(ray.remote(num_cpus=1)(_model_facts).remote(model, role))
+            if missing:
+                raise FailedPrecondition(missing)
+        before = folder.prepare_resume(fingerprint, role)
         files_before = set(folder.files())
         if gpus_per_worker is None:
             gpus_per_worker = default_gpus_per_worker(device, ray.cluster_resources().get("GPU", 0))
@@ -184,7 +193,7 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
             num_gpus=gpus_per_worker, num_cpus=1,
             fn_constructor_kwargs=dict(model=model, device=worker_device, dtype=dtype, batch_tokens=batch_tokens,
                                        summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
-                                       clock=clock),
+                                       clock=clock, role=role),
         )
         ds.write_parquet(folder.root, filesystem=folder.arrow_fs(),
                          filename_provider=FilenameProvider(dataset_uuid=RAY_PREFIX.rstrip("_"), file_format="parquet"))
@@ -193,13 +202,13 @@ def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model
     finally:
         if started_here:
             ray.shutdown()
-    after = folder.prepare_resume(fingerprint)
+    after = folder.prepare_resume(fingerprint, role)
     written_rows = after.rows - before.rows
     start = times["ready"][0] if times["ready"] else 0.0  # no actor ready: nothing was left to embed
     return BatchReport(documents=written_rows, errors=after.errors - before.errors,
                        tokens=after.tokens - before.tokens, skipped=corpus.count_rows() - written_rows,
                        parts=len(set(folder.files()) - files_before), seconds=times["end"] - start,
-                       total_seconds=time.monotonic() - called, detail=_detail(times, workers))
+                       total_seconds=time.monotonic() - called, detail=_detail(times, workers), role=role)
 
 
 def _detail(times: dict, workers: int) -> str:
@@ -216,10 +225,16 @@ def _detail(times: dict, workers: int) -> str:
             f"ready to the last row written; {engine_detail(times['counters'])}")
 
 
-def _fingerprint(model: str) -> str:
+def _model_facts(model: str, role: str) -> tuple[str, str]:
+    """(the model's fingerprint, "" or why it does not serve `role`: Roles.check's message)."""
     from ..model.spec import load_model
 
-    return load_model(model, device="cpu", dtype="float32").fingerprint
+    loaded = load_model(model, device="cpu", dtype="float32")
+    try:
+        loaded.roles.check(role)
+    except (LookupError, ValueError) as e:
+        return loaded.fingerprint, str(e)
+    return loaded.fingerprint, ""
 
 
 def _settle_fsspec_http() -> None:

@@ -4,6 +4,7 @@
     streamret embed 's3://bucket/books/*.parquet' -o s3://bucket/embeddings --summary-k 3 --device cuda
     streamret embed corpus/ -o embeddings/ --ray                # on Ray Data (RAY_ADDRESS or a local Ray)
     streamret embed corpus/ -o embeddings/ --ray ray://head:10001 --workers 8
+    streamret embed corpus/ -o index/ --model models/retnet --role document   # whole documents for an index
 
 OUTPUT is a folder of Parquet parts (id, embedding, tokens, summary, error), read as one table with
 `pyarrow.parquet.read_table(OUTPUT)`. A part holds about --part-bytes of text (1 MiB per engine process by
@@ -15,6 +16,11 @@ the ETA: a bar on a terminal, a line every --progress-every-s seconds otherwise.
 The last line gives the tokens/s from the model loaded and ready (with --ray: the first engine actor's) to
 the last row written, and the whole job's seconds (model load; with --ray also Ray's and the actors' start);
 with --ray one more line says when the actors were ready and how busy their engines were.
+
+--role document writes each document's embedding with the model's document map applied (for an index of whole
+documents that plain query embeddings search; streamret/model/document_map.py); the model must ship a map, and a
+model without one is refused before anything is read or written. An output folder holds one role: resuming it
+with another --role is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from streamret.cluster.defaults import GPUS_PER_WORKER_HELP
 
 from . import ENGINE_PROCS_HELP, add_model_args, check_engine_procs
 
+ROLES = ("query", "document")  # streamret.model.document_map.ROLES (not imported: --help stays free of torch)
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("embed", help="embed every document of a Parquet corpus (resumable; --ray to scale)")
@@ -39,6 +47,11 @@ def register(subparsers) -> None:
     p.add_argument("--text-column", default="text", help="column with each document's text (default: text)")
     p.add_argument("--summary-k", type=int, default=5, help="sentences per extractive summary (default 5; 0: none)")
     add_model_args(p)
+    p.add_argument("--role", choices=ROLES, default="query",
+                   help="the embeddings' role: query (default: the plain embedding, as the model computes it; "
+                        "queries, passages, any text) or document (the model's document map applied: whole "
+                        "documents for an index that plain query embeddings search; needs a model that ships a "
+                        "map, as the bundled default will). One output folder holds one role")
     p.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
     p.add_argument("--batch-tokens", type=int,
                    help="tokens per engine step (default: the engine's, 32768 on a GPU and 16384 on the CPU)")
@@ -90,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             batch_tokens=args.batch_tokens, engine_procs=args.engine_procs, rows_per_part=args.rows_per_part,
             bytes_per_part=args.part_bytes,
             progress=not args.no_progress, progress_every_s=args.progress_every_s,
-            ray=args.ray, ray_workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            ray=args.ray, ray_workers=args.workers, gpus_per_worker=args.gpus_per_worker, role=args.role,
         )
     except EmbedInterrupted as e:
         print(f"streamret embed: interrupted: {e.output} holds {e.rows_written} of {e.corpus_rows} documents "
@@ -103,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print(f"{report.documents} documents ({report.errors} with an error) and {report.tokens} tokens in "
           f"{report.seconds:.1f} s ({report.tokens_per_s:,.0f} tokens/s, from the model ready to the last row "
-          f"written; {report.total_seconds:.1f} s in all) -> {args.output}; {report.skipped} rows were already "
-          "written", flush=True)
+          f"written; {report.total_seconds:.1f} s in all) -> {args.output} (role {report.role}); {report.skipped} "
+          "rows were already written", flush=True)
     if report.detail:
         print(report.detail, flush=True)
     return 0

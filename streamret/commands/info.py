@@ -1,4 +1,4 @@
-"""`streamret info MODEL`: config, parameter count, state bytes per stream, fingerprint."""
+"""`streamret info MODEL`: config, parameter count, state bytes per stream, fingerprint, embedding roles."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         "parameters": model.num_parameters(),
         "state_bytes_per_stream": cfg.state_bytes_per_stream(),
         "embedding_dim": cfg.out_embed_dim,
+        "roles": list(loaded.roles.available),  # "document" only when the model ships a document map
         "tokenizer": {"name": loaded.tokenizer.name, "vocab_size": loaded.tokenizer.vocab_size},
         "config": cfg.to_dict(),
     }
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"parameters     {info['parameters']:,}")
     print(f"state/stream   {info['state_bytes_per_stream']:,} bytes ({per_layer})")
     print(f"embedding dim  {info['embedding_dim']}")
+    print(f"roles          {', '.join(info['roles'])}" + ("" if "document" in info["roles"]
+                                                          else f" (no document map: {loaded.roles.missing})"))
     print(f"tokenizer      {info['tokenizer']['name']} (vocab {info['tokenizer']['vocab_size']:,})")
     print("config")
     for key, value in info["config"].items():
