@@ -96,6 +96,7 @@ class DocumentMap:
                 "windows": str(self.windows)}
         tmp = path.with_name(path.name + ".tmp")
         save_file({"mean": torch.from_numpy(self.mean), "matrix": torch.from_numpy(self.matrix)}, str(tmp), meta)
+        tmp.chmod(0o644)  # an asset every user of an installed package reads (the writer may make it 0600)
         tmp.replace(path)
         return path
 
