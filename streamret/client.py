@@ -26,6 +26,11 @@ What they add to the raw stubs:
 - `stream` sends text only (streamret/textcheck.py): a chunk that is not UTF-8 or holds a NUL byte, and a
   flush that would leave a new stream empty, raise InvalidText (a ValueError naming the stream and the
   byte offset) before anything bad is sent; `check_text=False` sends any bytes.
+- embedding roles: `embedding`, `embedding_array`, `close_stream`, `embed_table` and `encode` take
+  role="query" (the default) or "document" (the model's document map applied: whole documents for an
+  index); another value raises ValueError before anything is sent. A server older than roles ignores the
+  role and gives the query embedding: asked for "document", the client sees that in the answer and raises
+  RoleIgnored (the answer attached) rather than return the wrong embedding.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from .batch.encode import (
 )
 from .service.proto_gen import streamret_pb2 as pb
 from .service.proto_gen import streamret_pb2_grpc as pb_grpc
+from .service.roles import role_number, served_role
 from .textcheck import InvalidText, Utf8Check
 
 Chunk = bytes | str
@@ -81,6 +87,24 @@ class ChunkError(Exception):
 
 class ResumeError(Exception):
     """The server's durable state is older than the oldest chunk this client still holds."""
+
+
+class RoleIgnored(Exception):
+    """The server answered with an embedding in another role than the one asked for: a server older than
+    embedding roles ignores the request's role and gives the query embedding. `response` is its answer."""
+
+    def __init__(self, target: str, asked: str, what: str, response):
+        self.target, self.asked, self.response = target, asked, response
+        super().__init__(f"asked the server at {target} for role {asked!r} ({what}) and got the query embedding: the "
+                         "server predates embedding roles (it leaves the answer's role unset); upgrade it, or ask for "
+                         "role 'query'. The answer is in this error's .response")
+
+
+def _check_served(target: str, role: str, served: int, what: str, response) -> None:
+    """Raise RoleIgnored unless the answer's EmbeddingRole (`served`) is the `role` asked for. An unset role (a
+    server older than roles) counts as the query embedding, which is what such a server gives."""
+    if (served_role(served) or "query") != role:
+        raise RoleIgnored(target, role, what, response)
 
 
 class ServerUnreachable(grpc.aio.AioRpcError, ConnectionError):
@@ -541,11 +565,16 @@ class AsyncClient:
         """The served model (name, fingerprint, embedding size, tokenizer, dtype, device) and the limits."""
         return await self._unary(self.streams.GetModelInfo, pb.GetModelInfoRequest())
 
-    async def embedding(self, stream_id: str) -> pb.GetEmbeddingResponse:
-        return await self._unary(self.streams.GetEmbedding, pb.GetEmbeddingRequest(stream_id=stream_id))
+    async def embedding(self, stream_id: str, role: str = "query") -> pb.GetEmbeddingResponse:
+        """The stream's embedding in `role`: "query" (as the model computes it) or "document" (the model's
+        document map applied; FAILED_PRECONDITION from a model without one). The answer's `role` says which."""
+        number = role_number(role)
+        out = await self._unary(self.streams.GetEmbedding, pb.GetEmbeddingRequest(stream_id=stream_id, role=number))
+        _check_served(self.target, role, out.role, f"GetEmbedding of stream {stream_id!r}", out)
+        return out
 
-    async def embedding_array(self, stream_id: str) -> np.ndarray:
-        return np.asarray((await self.embedding(stream_id)).values, dtype=np.float32)
+    async def embedding_array(self, stream_id: str, role: str = "query") -> np.ndarray:
+        return np.asarray((await self.embedding(stream_id, role)).values, dtype=np.float32)
 
     async def summarize(self, stream_id: str, *, max_segments: int = 5, generative: bool = False,
                         max_new_tokens: int = 64) -> pb.SummarizeResponse:
@@ -555,12 +584,18 @@ class AsyncClient:
             stream_id=stream_id, max_segments=max_segments, mode=mode, max_new_tokens=max_new_tokens),
             self.deadlines.summarize_s)
 
-    async def close_stream(self, stream_id: str, *, keep_state: bool = False,
-                           max_segments: int = 5) -> pb.CloseStreamResponse:
+    async def close_stream(self, stream_id: str, *, keep_state: bool = False, max_segments: int = 5,
+                           role: str = "query") -> pb.CloseStreamResponse:
+        """Flush, close, and return the final embedding (in `role`, as `embedding`) and summary. A role the
+        server refuses leaves the stream open; one an older server ignores raises RoleIgnored after the close,
+        with the answer attached."""
+        number = role_number(role)
         out = await self._unary(self.streams.CloseStream, pb.CloseStreamRequest(
-            stream_id=stream_id, keep_state=keep_state, max_segments=max_segments))
+            stream_id=stream_id, keep_state=keep_state, max_segments=max_segments, role=number))
         self._ledgers.pop(stream_id, None)
         self._text_checks.pop(stream_id, None)
+        _check_served(self.target, role, out.embedding.role, f"CloseStream of stream {stream_id!r}, which is closed",
+                      out)
         return out
 
     async def fork(self, source_id: str, new_id: str) -> pb.ForkStreamResponse:
@@ -575,14 +610,18 @@ class AsyncClient:
 
     # --- batches ----------------------------------------------------------------------------------
 
-    async def embed_table(self, table: pa.Table) -> pa.Table:
-        """Embed each row of a table with columns `id` and `text` (see Batch.EmbedTable)."""
-        out = await self._unary(self.batch.EmbedTable, pb.EmbedTableRequest(arrow_ipc=table_to_ipc(table)),
-                                self.deadlines.batch_s)
-        return table_from_ipc(out.arrow_ipc)
+    async def embed_table(self, table: pa.Table, role: str = "query") -> pa.Table:
+        """Embed each row of a table with columns `id` and `text` (see Batch.EmbedTable); the `embedding` column
+        in `role`, as `embedding`."""
+        number = role_number(role)
+        out = await self._unary(self.batch.EmbedTable, pb.EmbedTableRequest(arrow_ipc=table_to_ipc(table),
+                                                                            role=number), self.deadlines.batch_s)
+        result = table_from_ipc(out.arrow_ipc)
+        _check_served(self.target, role, out.role, "EmbedTable", result)
+        return result
 
     async def encode(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
-                     show_progress_bar: bool = False, normalize: bool = True) -> np.ndarray:
+                     show_progress_bar: bool = False, normalize: bool = True, role: str = "query") -> np.ndarray:
         """One embedding per whole text, of any length: float32 [len(texts), dim] ([dim] for a single str).
 
         Like sentence-transformers' `encode`, served by the server's engine: texts go in tables of up to
@@ -591,10 +630,14 @@ class AsyncClient:
         streamed as a temporary stream, which is closed again even when the call fails. Every vector equals
         GetEmbedding of the same text streamed in one chunk. An empty list gives shape (0, dim), an empty
         text the zero vector; normalize=True rescales rows to unit length (the model's embeddings already
-        are). Raises InvalidArgument for an item that is not a str or a text the server could not embed.
+        are). role: "query" (the default: queries, passages) or "document" (whole documents for an index: the
+        model's document map applied; an empty text stays the zero vector), as `embedding`. Raises
+        InvalidArgument for an item that is not a str or a text the server could not embed, ValueError for an
+        unknown role.
         """
         data, single = check_texts(texts)
         check_batch_size(batch_size)
+        role_number(role)  # (raises before anything is sent)
         if not any(data):  # nothing to embed: only the vector size is needed
             return finish(np.zeros((len(data), await self._embedding_dim()), np.float32), single, normalize)
         budget = max(1, self._max_message_bytes // 4)
@@ -620,7 +663,7 @@ class AsyncClient:
             async with gate:
                 table = pa.table({"id": pa.array(rows, pa.int64()), "text": pa.array([data[i] for i in rows],
                                                                                       pa.binary())})
-                vectors = vectors_of(await self.embed_table(table), rows)
+                vectors = vectors_of(await self.embed_table(table, role), rows)
             for row, i in enumerate(rows):
                 out[i] = vectors[row]
             if bar is not None:
@@ -631,7 +674,7 @@ class AsyncClient:
                 bar.update(sum(1 for d in data if not d))
             await _all_or_first_error([run_batch(rows) for rows in batches])
             for i in large:
-                out[i] = await self._encode_streamed(data[i], i, min(256 * 1024, budget))
+                out[i] = await self._encode_streamed(data[i], i, min(256 * 1024, budget), role)
                 if bar is not None:
                     bar.update(1)
         finally:
@@ -645,12 +688,12 @@ class AsyncClient:
         empty = pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())})
         return embedding_dim(await self.embed_table(empty))
 
-    async def _encode_streamed(self, data: bytes, index: int, step: int) -> np.ndarray:
+    async def _encode_streamed(self, data: bytes, index: int, step: int, role: str = "query") -> np.ndarray:
         """A text too large for one message: a temporary stream of `step`-byte chunks, always closed again."""
         stream_id = f"encode-{uuid.uuid4().hex}-{index}"
         try:
             await self.stream(stream_id, [data[i:i + step] for i in range(0, len(data), step)])
-            return await self.embedding_array(stream_id)
+            return await self.embedding_array(stream_id, role)
         finally:
             try:
                 await self.close_stream(stream_id, max_segments=0)
@@ -690,10 +733,10 @@ class Client:
         return lambda *args, **kwargs: self._run(method(*args, **kwargs))
 
     def encode(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
-               show_progress_bar: bool = False, normalize: bool = True) -> np.ndarray:
+               show_progress_bar: bool = False, normalize: bool = True, role: str = "query") -> np.ndarray:
         """AsyncClient.encode, blocking: float32 [len(texts), dim], one whole-document embedding per text."""
         return self._run(self._async.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                            normalize=normalize))
+                                            normalize=normalize, role=role))
 
     def close(self) -> None:
         if self._loop.is_running():

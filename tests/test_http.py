@@ -18,6 +18,7 @@ from streamret.client import Client  # noqa: E402
 from streamret.engine import Engine  # noqa: E402
 from streamret.service.http import encode_vector, parse_embeddings_request  # noqa: E402
 from streamret.service.limits import ServiceLimits  # noqa: E402
+from streamret.service.proto_gen import streamret_pb2 as pb  # noqa: E402
 from streamret.service.server import BackgroundServer, ServerConfig  # noqa: E402
 
 MODEL = "random:tiny"
@@ -115,6 +116,7 @@ def test_health_and_info(server):
                                                                                       False)
     assert info["fingerprint"] == server.server.engine.fingerprint and info["max_input_length"] is None
     assert info["limits"]["max_request_bytes"] == ServiceLimits().max_message_bytes
+    assert info["roles"] == ["query"]  # random weights: no document map
 
 
 def test_get_model_info_over_grpc_says_what_get_info_says(server):
@@ -128,6 +130,7 @@ def test_get_model_info_over_grpc_says_what_get_info_says(server):
         info["limits"]["max_request_bytes"], info["limits"]["max_chunk_bytes"],
         info["limits"]["max_streams_per_tenant"], info["limits"]["batch_in_flight"])
     assert got.version == (info["version"] or "")
+    assert [pb.EmbeddingRole.Name(r).removeprefix("EMBEDDING_ROLE_").lower() for r in got.roles] == info["roles"]
 
 
 @pytest.mark.parametrize("kwargs, status, param, words", [
@@ -141,6 +144,7 @@ def test_get_model_info_over_grpc_says_what_get_info_says(server):
     (dict(input="x", encoding_format="int8"), 400, "encoding_format", ["'int8'", "'float' or 'base64'"]),
     (dict(input="x", dimensions=32), 400, "dimensions", ["32", "64 dimensions"]),
     (dict(input="x", extra_body={"inputs": ["typo"]}), 400, "inputs", ["'inputs'", "the fields are"]),
+    (dict(input="x", extra_body={"role": "index"}), 400, "role", ["'index'", "'query'", "'document'"]),
 ])
 def test_bad_requests_get_status_and_json_error(server, kwargs, status, param, words):
     client = openai_client(server.server.http_port)

@@ -60,6 +60,9 @@ def test_a_node_client_gets_what_the_python_client_gets(server, tmp_path):
     assert values.shape == expected.shape == (node["model_info"]["embedding_dim"],)
     np.testing.assert_allclose(values, expected, atol=1e-6)
     assert node["embedding"]["applied_seq"] == 3 and node["embedding"]["tokens"] > 0
+    # no role asked: the query embedding, named in the answer; the model serves no other role
+    assert node["embedding"]["role"] == "EMBEDDING_ROLE_QUERY"
+    assert node["model_info"]["roles"] == ["EMBEDDING_ROLE_QUERY"]
     assert [s["text"] for s in node["summary"]["segments"]] == expected_segments != []
 
     # the exported state, imported under another id, is the same stream

@@ -619,10 +619,10 @@ def test_drain_health_and_new_calls_during_drain():
             def __getattr__(self, name):
                 return getattr(eng, name)
 
-            def embedding(self, stream_id):
+            def embedding(self, stream_id, role="query"):
                 entered.set()
                 release.wait(10)
-                return eng.embedding(stream_id)
+                return eng.embedding(stream_id, role)
 
         srv = BackgroundServer(SlowEmbedding(), ServerConfig(port=0, drain_timeout_s=10))
         s = Stubs(srv.port)

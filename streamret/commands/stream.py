@@ -2,10 +2,13 @@
 
     streamret stream book.txt --server localhost:50051
     streamret stream - --server prod:443 --tls --token "$TOKEN" --stream-id logs-2024 --keep
+    streamret stream report.txt --server localhost:50051 --role document   # the embedding to index a document
 
 The file goes in numbered chunks; the client retries while the server restarts and resends what the
 server had not made durable. By default the stream is closed at the end (the final embedding and
 summary come with the close); --keep leaves it open on the server for more appends and queries.
+--role document prints the embedding with the model's document map applied (for an index of whole documents);
+a server whose model has none refuses it before closing the stream (exit 2, the stream left open).
 
 A server that cannot be reached (nothing listens, the host does not resolve, TLS against a plaintext
 server, the server gone mid-stream) is waited for --connect-timeout-s (default 5), then the command
@@ -45,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--client-key", metavar="PEM", help="mutual TLS: this client's private key (with --client-cert)")
     p.add_argument("--segments", type=int, default=5, help="summary segments to print (default 5)")
     p.add_argument("--keep", action="store_true", help="leave the stream open on the server instead of closing it")
+    p.add_argument("--role", choices=("query", "document"), default="query",
+                   help="the embedding's role: query (as the model computes it; the default) or document (the "
+                        "model's document map applied: a whole document for an index)")
     p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full); no progress")
     p.add_argument("--progress-every-s", type=float, default=10.0, metavar="S",
                    help="seconds between progress lines on stderr when it is not a terminal (default 10; on a "
@@ -72,7 +78,7 @@ def _one_line(e: Exception, args: argparse.Namespace) -> ConnectionError:
     """A client-side failure as one line for `streamret` to print (exit code 2)."""
     import grpc
 
-    from streamret.client import ChunkError, ServerUnreachable
+    from streamret.client import ChunkError, RoleIgnored, ServerUnreachable
 
     if isinstance(e, ServerUnreachable):
         hint = _HINTS.get(e.kind, _HINTS["other"])
@@ -83,6 +89,8 @@ def _one_line(e: Exception, args: argparse.Namespace) -> ConnectionError:
                 grpc.StatusCode.PERMISSION_DENIED: "; this token may not do that: ask for a write token"}
         return ConnectionError(f"the server at {args.server} answered {e.code().name}: {details}"
                                f"{hint.get(e.code(), '')}")
+    if isinstance(e, RoleIgnored):
+        return ConnectionError(f"{str(e).partition('. The answer')[0]}; drop --role for the query embedding")
     hint = "; lower --chunk-bytes" if isinstance(e, ChunkError) and "limit" in e.ack.error_message else ""
     return ConnectionError(" ".join(str(e).split()) + hint)
 
@@ -97,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     import grpc
 
-    from streamret.client import ChunkError, ResumeError, RetryPolicy
+    from streamret.client import ChunkError, ResumeError, RetryPolicy, RoleIgnored
 
     if args.chunk_bytes < 1:
         raise ValueError(f"--chunk-bytes must be >= 1, got {args.chunk_bytes}")
@@ -107,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     retry = RetryPolicy(timeout_s=args.retry_timeout_s, connect_timeout_s=args.connect_timeout_s)
     try:
         return _run(args, retry)
-    except (grpc.RpcError, ChunkError, ResumeError) as e:
+    except (grpc.RpcError, ChunkError, ResumeError, RoleIgnored) as e:
         raise _one_line(e, args) from e
 
 
@@ -163,9 +171,10 @@ def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
             raise
         bar.close()
         if args.keep:
-            emb, summary = client.embedding(stream_id), client.summarize(stream_id, max_segments=args.segments)
+            emb = client.embedding(stream_id, role=args.role)
+            summary = client.summarize(stream_id, max_segments=args.segments)
         else:
-            closed = client.close_stream(stream_id, max_segments=args.segments)
+            closed = client.close_stream(stream_id, max_segments=args.segments, role=args.role)
             emb, summary = closed.embedding, closed.summary
 
     values = np.asarray(emb.values, dtype=np.float32)
@@ -174,12 +183,12 @@ def _run(args: argparse.Namespace, retry: RetryPolicy) -> int:
     if args.json:
         print(json.dumps({"stream_id": stream_id, "applied_seq": emb.applied_seq, "tokens": emb.tokens,
                           "durable_seq": last.durable_seq if last else 0, "embedding": values.tolist(),
-                          "summary": segments, "kept": args.keep}))
+                          "role": args.role, "summary": segments, "kept": args.keep}))
         return 0
     head = ", ".join(f"{v:+.4f}" for v in values[:8]) + (", ..." if values.size > 8 else "")
     print(f"stream     {stream_id}: {emb.tokens:,} tokens, applied_seq {emb.applied_seq}, "
           f"{'kept open' if args.keep else 'closed'}")
-    print(f"embedding  dim {values.size}, norm {np.linalg.norm(values):.4f}: [{head}]")
+    print(f"embedding  dim {values.size}, norm {np.linalg.norm(values):.4f}, role {args.role}: [{head}]")
     print("summary")
     for s in segments:
         text = " ".join(s["text"].split())

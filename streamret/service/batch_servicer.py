@@ -15,6 +15,7 @@ from .auth import Caller
 from .gate import Gate, rpc
 from .proto_gen import streamret_pb2 as pb
 from .proto_gen import streamret_pb2_grpc as pb_grpc
+from .roles import role_name, role_number
 from .tenant_engine import ChunkAck, PendingAck, TenantEngine
 
 _ACK_SCHEMA = pa.schema([
@@ -70,15 +71,19 @@ class BatchServicer(pb_grpc.BatchServicer):
 
     @rpc
     async def EmbedTable(self, caller: Caller, request: pb.EmbedTableRequest, context) -> pb.EmbedTableResponse:
-        out = await self.streams.embed_table(caller, table_from_ipc(request.arrow_ipc), deadline=_deadline(context))
-        return pb.EmbedTableResponse(arrow_ipc=table_to_ipc(out))
+        role = role_name(request.role, "EmbedTableRequest.role")  # before the table is read
+        out = await self.streams.embed_table(caller, table_from_ipc(request.arrow_ipc), deadline=_deadline(context),
+                                             role=role)
+        return pb.EmbedTableResponse(arrow_ipc=table_to_ipc(out), role=role_number(role))
 
     @rpc
     async def EmbedTables(self, caller: Caller, requests, context):
+        """Each payload in the role its own request asks for (a stream of requests may mix them)."""
         async for request in self.gate.until_drained(requests):
+            role = role_name(request.role, "EmbedTablesRequest.role")
             out = await self.streams.embed_table(caller, table_from_ipc(request.arrow_ipc),
-                                                 deadline=_deadline(context))
-            yield pb.EmbedTablesResponse(arrow_ipc=table_to_ipc(out))
+                                                 deadline=_deadline(context), role=role)
+            yield pb.EmbedTablesResponse(arrow_ipc=table_to_ipc(out), role=role_number(role))
 
     @rpc
     async def AppendEvents(self, caller: Caller, requests, context):

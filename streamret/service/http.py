@@ -1,8 +1,10 @@
 """The HTTP front end of `streamret serve --http-port PORT`: OpenAI-compatible embeddings, health and info.
 
-    POST /v1/embeddings   {"input": "text" | ["text", ...], "model": NAME, "encoding_format": "float" | "base64"}
+    POST /v1/embeddings   {"input": "text" | ["text", ...], "model": NAME, "encoding_format": "float" | "base64",
+                           "role": "query" | "document"}
     GET  /health          200 {"status": "ok"}; 503 while draining or while the durable store refuses writes
-    GET  /info            the served model (name, fingerprint, embedding size, tokenizer, dtype, device) and limits
+    GET  /info            the served model (name, fingerprint, embedding size, tokenizer, dtype, device, roles)
+                          and limits
 
 It runs on the gRPC server's event loop (aiohttp, chosen by measurement: bench/RESULTS.md, HTTP front end)
 and shares its gate: the same bearer tokens and tenants (`Authorization: Bearer <token>`; a read-only token
@@ -12,6 +14,10 @@ request are embedded in one engine call, the batch path of `EmbedTable` and `enc
 `GetEmbedding` of the same text streamed in one chunk. Errors carry an HTTP status and an OpenAI-style body,
 `{"error": {"message", "type", "param", "code"}}`, whose `code` is the gRPC status name the same problem
 gets over gRPC; `/health` needs no token, everything else does when the server has tokens.
+
+`role` (not OpenAI's: an extension) is the embedding role, as EmbeddingRole on gRPC: "query" (the default: the
+embedding as the model computes it) or "document" (the model's document map applied, for whole documents put into
+an index; 400 FAILED_PRECONDITION when the model has none). /info lists the roles the model serves.
 """
 
 from __future__ import annotations
@@ -34,11 +40,12 @@ from ..textcheck import InvalidText, check_bytes
 from .auth import Caller, scrub
 from .gate import Gate
 from .model_info import describe_limits, describe_model, served_version
+from .roles import ROLE_NAMES
 from .status import status_of
 from .tenant_engine import TenantEngine
 
 ENCODING_FORMATS = ("float", "base64")
-_FIELDS = ("input", "model", "encoding_format", "dimensions", "user")
+_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "role")
 
 # gRPC status -> (HTTP status, OpenAI error type). One mapping for every error the front end answers.
 _HTTP_OF: dict[grpc.StatusCode, tuple[int, str]] = {
@@ -84,6 +91,7 @@ class EmbeddingsRequest:
     texts: list[bytes]  # UTF-8, each checked: non-empty, no NUL byte
     model: str
     encoding_format: str
+    role: str = "query"  # "query" or "document" (the embedding role)
 
 
 def parse_embeddings_request(body: bytes, served_model: str, dim: int | None) -> EmbeddingsRequest:
@@ -122,7 +130,18 @@ def parse_embeddings_request(body: bytes, served_model: str, dim: int | None) ->
     user = request.get("user")
     if user is not None and not isinstance(user, str):
         raise _BadField("user", f"'user' is {_short(user)}; it must be a string")
-    return EmbeddingsRequest(_texts(request["input"]), model, encoding)
+    return EmbeddingsRequest(_texts(request["input"]), model, encoding, _role(request.get("role")))
+
+
+def _role(value: Any) -> str:
+    """The embedding role of the body's optional `role` (absent or null: "query")."""
+    if value is None:
+        return "query"
+    if value not in ROLE_NAMES:  # (a non-string is not in it either)
+        raise _BadField("role", f"role {_short(value)} is not an embedding role; use 'query' (the plain embedding, "
+                                "the default) or 'document' (the model's document map applied: whole documents "
+                                "for an index; GET /info lists the roles this model serves)")
+    return value
 
 
 def _texts(value: Any) -> list[bytes]:
@@ -214,7 +233,7 @@ class HttpFrontEnd:
             try:
                 body = await self._body(request)
                 parsed = parse_embeddings_request(body, self.model_name, self.dim)
-                vectors, tokens = await self._embed(caller, parsed.texts)
+                vectors, tokens = await self._embed(caller, parsed.texts, parsed.role)
             finally:
                 self.gate.leave(caller)
         except Exception as exc:  # noqa: BLE001  (mapped to a status and a JSON body, never a traceback)
@@ -266,10 +285,10 @@ class HttpFrontEnd:
                 f"{self.streams.limits.max_message_bytes} bytes; send fewer or shorter inputs per request "
                 "(or raise the server's --max-message-mb)") from None
 
-    async def _embed(self, caller: Caller, texts: list[bytes]) -> tuple[list[np.ndarray], int]:
-        """All the request's inputs in one engine call (the batch path); raise the first row's error."""
+    async def _embed(self, caller: Caller, texts: list[bytes], role: str = "query") -> tuple[list[np.ndarray], int]:
+        """All the request's inputs in one engine call (the batch path), in `role`; raise the first row's error."""
         table = pa.table({"id": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts, pa.binary())})
-        out = await self.streams.embed_table(caller, table, summary_k=0)
+        out = await self.streams.embed_table(caller, table, summary_k=0, role=role)
         for i, error in enumerate(out.column("error").to_pylist()):
             if error is not None:
                 raise _row_error(i, error)

@@ -31,7 +31,14 @@ def describe_model(engine: EngineAPI, name: str) -> dict[str, Any]:
         "dtype": str(param.dtype).removeprefix("torch.") if param is not None else told.get("dtype"),
         "device": model_device(engine),
         "max_input_length": None,  # a whole document of any length: the model reads it as a stream
+        "roles": list(served_roles(engine)),
     }
+
+
+def served_roles(engine: EngineAPI) -> tuple[str, ...]:
+    """The embedding roles the engine's model serves ("query", and "document" with a document map)."""
+    roles = getattr(engine, "roles", None)  # (an engine from before roles serves the query embedding only)
+    return tuple(roles.available) if roles is not None else ("query",)
 
 
 def describe_limits(limits: ServiceLimits) -> dict[str, int]:

@@ -15,6 +15,7 @@ from .model_info import describe_limits, describe_model, served_version
 from .parsing import valid
 from .proto_gen import streamret_pb2 as pb
 from .proto_gen import streamret_pb2_grpc as pb_grpc
+from .roles import role_name, role_number
 from .tenant_engine import ChunkAck, TenantEngine
 
 DEFAULT_SEGMENTS = 5
@@ -39,9 +40,10 @@ def stream_info(message_type: type[StreamInfoMessage], info, stream_id: str,
                         tokens=info.tokens, model_fingerprint=info.model_fingerprint, labels=labels or {})
 
 
-def embedding_message(values, info, stream_id: str) -> pb.GetEmbeddingResponse:
+def embedding_message(values, info, stream_id: str, role: str = "query") -> pb.GetEmbeddingResponse:
+    """The embedding with the role it has, always set (an unset role says: a server older than roles)."""
     return pb.GetEmbeddingResponse(stream_id=stream_id, applied_seq=info.applied_seq, tokens=info.tokens,
-                                   values=values.tolist())
+                                   values=values.tolist(), role=role_number(role))
 
 
 def summary_message(summary, stream_id: str) -> pb.SummarizeResponse:
@@ -90,7 +92,7 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
             tokenizer=model["tokenizer"] or "", dtype=model["dtype"] or "", device=model["device"] or "",
             version=served_version() or "", max_chunk_bytes=limits["max_chunk_bytes"],
             max_message_bytes=limits["max_request_bytes"], max_streams_per_tenant=limits["max_streams_per_tenant"],
-            batch_in_flight=limits["batch_in_flight"])
+            batch_in_flight=limits["batch_in_flight"], roles=[role_number(r) for r in model["roles"]])
 
     @rpc
     async def OpenStream(self, caller: Caller, request: pb.OpenStreamRequest, context) -> pb.OpenStreamResponse:
@@ -174,8 +176,9 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
 
     @rpc
     async def GetEmbedding(self, caller: Caller, request: pb.GetEmbeddingRequest, context) -> pb.GetEmbeddingResponse:
-        values, info = await self.streams.embedding(caller, request.stream_id)
-        return embedding_message(values, info, request.stream_id)
+        role = role_name(request.role, "GetEmbeddingRequest.role")
+        values, info = await self.streams.embedding(caller, request.stream_id, role)
+        return embedding_message(values, info, request.stream_id, role)
 
     @rpc
     async def Summarize(self, caller: Caller, request: pb.SummarizeRequest, context) -> pb.SummarizeResponse:
@@ -188,9 +191,10 @@ class StreamRetServicer(pb_grpc.StreamRetServicer):
 
     @rpc
     async def CloseStream(self, caller: Caller, request: pb.CloseStreamRequest, context) -> pb.CloseStreamResponse:
+        role = role_name(request.role, "CloseStreamRequest.role")  # before the close: a bad role closes nothing
         values, info, summary = await self.streams.close(caller, request.stream_id, request.keep_state,
-                                                         request.max_segments or DEFAULT_SEGMENTS)
-        return pb.CloseStreamResponse(embedding=embedding_message(values, info, request.stream_id),
+                                                         request.max_segments or DEFAULT_SEGMENTS, role)
+        return pb.CloseStreamResponse(embedding=embedding_message(values, info, request.stream_id, role),
                                       summary=summary_message(summary, request.stream_id))
 
     @rpc

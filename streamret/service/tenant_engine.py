@@ -249,11 +249,13 @@ class TenantEngine:
     async def info(self, caller: Caller, stream_id: str):
         return await self._call(self.engine.info, caller.engine_id(stream_id))
 
-    async def embedding(self, caller: Caller, stream_id: str):
-        """(embedding float32 [dim], engine StreamInfo): info is read after the embedding, so applied_seq
-        and tokens cover at least every chunk the embedding reflects."""
+    async def embedding(self, caller: Caller, stream_id: str, role: str = "query"):
+        """(embedding float32 [dim] in `role`, engine StreamInfo): info is read after the embedding, so
+        applied_seq and tokens cover at least every chunk the embedding reflects. The role is checked first
+        (engine.check_role: InvalidArgument, or FailedPrecondition for "document" without a document map)."""
         eid = caller.engine_id(stream_id)
-        values = await self._call(self.engine.embedding, eid)
+        self.engine.check_role(role)
+        values = await self._call(self.engine.embedding, eid, role=role)
         info = await self._call(self.engine.info, eid)
         self.registry.touch(caller.tenant, eid)
         return np.asarray(values, dtype=np.float32), info
@@ -264,10 +266,14 @@ class TenantEngine:
         self.registry.touch(caller.tenant, eid)
         return summary
 
-    async def close(self, caller: Caller, stream_id: str, keep_state: bool, k: int):
-        """Flush the tail, take the final (embedding, info, summary), then close the stream."""
+    async def close(self, caller: Caller, stream_id: str, keep_state: bool, k: int, role: str = "query"):
+        """Flush the tail, take the final (embedding in `role`, info, summary), then close the stream.
+
+        The role is checked before anything is done: a refused role must not close the stream and lose its
+        embedding."""
         caller.require_write("closing a stream")
         eid = caller.engine_id(stream_id)
+        self.engine.check_role(role)
         try:
             await self._call(self.engine.flush, eid)
         except (DamagedRecord, ModelMismatch):  # the record cannot be loaded: a tenant can still drop the id
@@ -278,7 +284,7 @@ class TenantEngine:
             dim = self.engine.embed_dim
             info = StreamInfo(eid, 0, 0, 0, self.engine.fingerprint)
             return np.zeros(dim, np.float32), info, Summary(eid, 0, [], "")
-        values, info = await self.embedding(caller, stream_id)
+        values, info = await self.embedding(caller, stream_id, role)
         summary = await self._call(self.engine.summarize, eid, k=k)
         await self._call(self.engine.close, eid, keep_state=keep_state)
         self.registry.release(eid)
@@ -343,13 +349,15 @@ class TenantEngine:
             self.batch_calls.give(caller.tenant)
 
     async def embed_table(self, caller: Caller, table: pa.Table, summary_k: int = 5,
-                          deadline: float | None = None) -> pa.Table:
-        """Embed a table's rows on a batch thread, in the tenant's fairness group, with no record per row.
+                          deadline: float | None = None, role: str = "query") -> pa.Table:
+        """Embed a table's rows on a batch thread, in the tenant's fairness group, with no record per row; the
+        `embedding` column in `role`, checked before the tenant's place is taken (as `embedding` checks it).
 
         The work stops feeding the engine when `deadline` (time.monotonic()) passes or the call is cancelled.
         The tenant's place is given back by the thread itself once its chunks are applied and its temporary
         streams closed, so a client that gives up and asks again cannot pile up work behind the server's back.
         """
+        self.engine.check_role(role)
         prefix = f"{caller.tenant}\x1f{_BATCH_MARK}{uuid.uuid4().hex}-"
         stop = Stop(deadline)
         self.batch_calls.take(caller.tenant)
@@ -357,7 +365,7 @@ class TenantEngine:
             fut = self._batch_pool.submit(
                 embed_table, self.engine, table, summary_k=summary_k, chunk_bytes=self.limits.batch_chunk_bytes,
                 max_in_flight=self.limits.batch_in_flight, max_bytes_in_flight=self.limits.batch_bytes_in_flight,
-                stream_prefix=prefix, group=caller.tenant, stop=stop)
+                stream_prefix=prefix, group=caller.tenant, stop=stop, role=role)
         except BaseException:
             self.batch_calls.give(caller.tenant)
             raise

@@ -7,12 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EmbeddingRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMBEDDING_ROLE_UNSPECIFIED: _ClassVar[EmbeddingRole]
+    EMBEDDING_ROLE_QUERY: _ClassVar[EmbeddingRole]
+    EMBEDDING_ROLE_DOCUMENT: _ClassVar[EmbeddingRole]
+EMBEDDING_ROLE_UNSPECIFIED: EmbeddingRole
+EMBEDDING_ROLE_QUERY: EmbeddingRole
+EMBEDDING_ROLE_DOCUMENT: EmbeddingRole
+
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("model", "fingerprint", "embedding_dim", "tokenizer", "dtype", "device", "version", "max_chunk_bytes", "max_message_bytes", "max_streams_per_tenant", "batch_in_flight")
+    __slots__ = ("model", "fingerprint", "embedding_dim", "tokenizer", "dtype", "device", "version", "max_chunk_bytes", "max_message_bytes", "max_streams_per_tenant", "batch_in_flight", "roles")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +33,7 @@ class GetModelInfoResponse(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
     BATCH_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     model: str
     fingerprint: str
     embedding_dim: int
@@ -35,7 +45,8 @@ class GetModelInfoResponse(_message.Message):
     max_message_bytes: int
     max_streams_per_tenant: int
     batch_in_flight: int
-    def __init__(self, model: _Optional[str] = ..., fingerprint: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., tokenizer: _Optional[str] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., version: _Optional[str] = ..., max_chunk_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., batch_in_flight: _Optional[int] = ...) -> None: ...
+    roles: _containers.RepeatedScalarFieldContainer[EmbeddingRole]
+    def __init__(self, model: _Optional[str] = ..., fingerprint: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., tokenizer: _Optional[str] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., version: _Optional[str] = ..., max_chunk_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., batch_in_flight: _Optional[int] = ..., roles: _Optional[_Iterable[_Union[EmbeddingRole, str]]] = ...) -> None: ...
 
 class OpenStreamRequest(_message.Message):
     __slots__ = ("stream_id", "create_if_missing", "labels")
@@ -120,22 +131,26 @@ class AppendResponse(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., duplicate: _Optional[bool] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., segment_embedding: _Optional[_Iterable[float]] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class GetEmbeddingRequest(_message.Message):
-    __slots__ = ("stream_id",)
+    __slots__ = ("stream_id", "role")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
-    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, stream_id: _Optional[str] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class GetEmbeddingResponse(_message.Message):
-    __slots__ = ("stream_id", "applied_seq", "tokens", "values")
+    __slots__ = ("stream_id", "applied_seq", "tokens", "values", "role")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     applied_seq: int
     tokens: int
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class SummarizeRequest(_message.Message):
     __slots__ = ("stream_id", "max_segments", "mode", "max_new_tokens")
@@ -182,14 +197,16 @@ class SummarizeResponse(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., generated_text: _Optional[str] = ...) -> None: ...
 
 class CloseStreamRequest(_message.Message):
-    __slots__ = ("stream_id", "keep_state", "max_segments")
+    __slots__ = ("stream_id", "keep_state", "max_segments", "role")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     KEEP_STATE_FIELD_NUMBER: _ClassVar[int]
     MAX_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     keep_state: bool
     max_segments: int
-    def __init__(self, stream_id: _Optional[str] = ..., keep_state: _Optional[bool] = ..., max_segments: _Optional[int] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, stream_id: _Optional[str] = ..., keep_state: _Optional[bool] = ..., max_segments: _Optional[int] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class CloseStreamResponse(_message.Message):
     __slots__ = ("embedding", "summary")
@@ -274,28 +291,36 @@ class ImportStateResponse(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., durable_seq: _Optional[int] = ..., tokens: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class EmbedTableRequest(_message.Message):
-    __slots__ = ("arrow_ipc",)
+    __slots__ = ("arrow_ipc", "role")
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
-    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class EmbedTableResponse(_message.Message):
-    __slots__ = ("arrow_ipc",)
+    __slots__ = ("arrow_ipc", "role")
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
-    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class EmbedTablesRequest(_message.Message):
-    __slots__ = ("arrow_ipc",)
+    __slots__ = ("arrow_ipc", "role")
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
-    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class EmbedTablesResponse(_message.Message):
-    __slots__ = ("arrow_ipc",)
+    __slots__ = ("arrow_ipc", "role")
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
-    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
+    role: EmbeddingRole
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., role: _Optional[_Union[EmbeddingRole, str]] = ...) -> None: ...
 
 class AppendEventsRequest(_message.Message):
     __slots__ = ("arrow_ipc",)
