@@ -158,3 +158,15 @@ def test_the_default_model_ships_a_map_fitted_for_its_weights():
     assert (found.power, found.shrink) == (1.0, 0.1) and found.windows > 1000
     assert np.allclose(found.matrix, found.matrix.T, atol=1e-3 * np.abs(found.matrix).max())
     assert torch.from_numpy(found.matrix).isfinite().all()
+
+
+def test_exporting_new_weights_over_a_map_warns_that_the_document_role_is_off(tmp_path, capsys):
+    from streamret.train import export
+
+    distill = make_distill_dir(tmp_path / "distill", docs_per_source=2)
+    folder, _ = folder_with_document_map(tmp_path / "m")
+    model = build_random(get_preset("tiny"), 5)  # other weights than the map's (seed 0)
+    export.save_shards(model, distill / "teacher" / "tokenizer.json", tmp_path / "shards")
+    export.merge_shards(tmp_path / "shards", folder)
+    assert "document role is off until it is fitted again" in capsys.readouterr().err
+    assert load_model(str(folder), "cpu").roles.available == ("query",)

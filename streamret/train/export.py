@@ -12,12 +12,14 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from streamret.model.checkpoint import model_from_state_dict, save_checkpoint
+from streamret.model.checkpoint import model_fingerprint, model_from_state_dict, save_checkpoint
+from streamret.model.document_map import MAP_FILE, DocumentMap
 from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.tokenizer import HFTokenizer
 
@@ -108,7 +110,20 @@ def merge_shards(src_dir: str | Path, dst_dir: str | Path = DEFAULT_ASSETS) -> P
     save_checkpoint(model, HFTokenizer(src_dir / "tokenizer.json"), dst_dir)
     if (src_dir / "training.json").exists():
         shutil.copyfile(src_dir / "training.json", dst_dir / "training.json")
+    stale = stale_document_map(dst_dir, model_fingerprint(model))
+    if stale:
+        print(stale, file=sys.stderr)
     return dst_dir / "model.safetensors"
+
+
+def stale_document_map(folder: Path, fingerprint: str) -> str:
+    """A warning when `folder` holds a document map fitted for other weights (new weights were just written
+    there), else "". The map stays (the `document` role refuses it and says why) until it is fitted again."""
+    path = folder / MAP_FILE
+    if not path.is_file() or DocumentMap.read(path).fingerprint == fingerprint:
+        return ""
+    return (f"warning: {path} was fitted for the weights before these, so the document role is off until it is "
+            f"fitted again: python -m streamret.train.document_map --model {folder} --distill .distill")
 
 
 if __name__ == "__main__":
