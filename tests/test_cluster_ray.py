@@ -21,6 +21,7 @@ from streamret.cluster.coordinator import NAMESPACE  # noqa: E402
 from streamret.cluster.launch import join_cluster  # noqa: E402
 from streamret.cluster.wire import WorkerResources, WorkerSpec  # noqa: E402
 from streamret.engine import Engine  # noqa: E402
+from streamret.errors import FailedPrecondition  # noqa: E402
 from streamret.service.server import ServerConfig, StreamRetServer  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -152,6 +153,10 @@ def test_batch_tables_through_the_cluster(cluster, reference):
     for row, text in zip(rows, texts):
         ref = reference(text)
         assert np.linalg.norm(np.asarray(row["embedding"]) - ref) <= 1e-5 * np.linalg.norm(ref)
+    # the workers' model roles reached the gateway through their hello: random weights serve the query role only
+    assert cluster.roles.available == ("query",)
+    with pytest.raises(FailedPrecondition, match="random:tiny has none"):
+        cluster.embedding("fifty-0", "document")
 
 
 def test_killed_workers_lose_no_chunk_and_apply_none_twice(cluster, reference):

@@ -161,7 +161,8 @@ class ClusterEngine(ServesRoles):
             raise Unavailable("no worker of the cluster answered; check `streamret cluster status`")
         self.fingerprint: str = info["fingerprint"]
         self.embed_dim: int = info["embed_dim"]
-        self.roles: Roles = info["roles"]  # applied here: the workers return plain embeddings
+        # applied here: the workers return plain embeddings (a worker of a release before roles sends none)
+        self.roles: Roles = info.get("roles") or Roles(None, "the cluster's workers predate embedding roles")
         self._watcher = threading.Thread(target=self._watch, name="streamret-view", daemon=True)
         self._watcher.start()
 
