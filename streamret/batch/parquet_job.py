@@ -366,7 +366,7 @@ def embed_parquet(
 def check_role_name(role: str) -> str:
     """`role` if it is an embedding role at all (whether the model serves it needs the model); else
     InvalidArgument naming it and the choices."""
-    from ..model.document_map import check_role
+    from ..embedding_roles import check_role
 
     try:
         return check_role(role)

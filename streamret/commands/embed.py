@@ -32,9 +32,8 @@ import sys
 
 from streamret.cluster.defaults import GPUS_PER_WORKER_HELP
 
+from ..embedding_roles import ROLES
 from . import ENGINE_PROCS_HELP, add_model_args, check_engine_procs
-
-ROLES = ("query", "document")  # streamret.model.document_map.ROLES (not imported: --help stays free of torch)
 
 
 def register(subparsers) -> None:

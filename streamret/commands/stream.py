@@ -28,6 +28,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from ..embedding_roles import ROLES
+
 if TYPE_CHECKING:
     from streamret.client import RetryPolicy
 
@@ -48,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--client-key", metavar="PEM", help="mutual TLS: this client's private key (with --client-cert)")
     p.add_argument("--segments", type=int, default=5, help="summary segments to print (default 5)")
     p.add_argument("--keep", action="store_true", help="leave the stream open on the server instead of closing it")
-    p.add_argument("--role", choices=("query", "document"), default="query",
+    p.add_argument("--role", choices=ROLES, default="query",
                    help="the embedding's role: query (as the model computes it; the default) or document (the "
                         "model's document map applied: a whole document for an index)")
     p.add_argument("--json", action="store_true", help="print one JSON object (embedding in full); no progress")

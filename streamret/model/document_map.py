@@ -12,7 +12,7 @@ mu and C the mean and covariance of the training windows' embeddings, C first sh
 documents of an index are mapped: a search compares a query's plain embedding (role `query`) with the
 documents' mapped ones (role `document`), and the score q.(d - mu) C^-power ranks them.
 
-Roles:
+Roles (their names: streamret/embedding_roles.py):
     query      the embedding as the model computes it: queries, passages, events, any stream (the default)
     document   the document map applied: a whole document to be found by queries
 
@@ -29,16 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROLES = ("query", "document")
+from ..embedding_roles import ROLES, check_role
+
 MAP_FILE = "document_map.safetensors"
-
-
-def check_role(role: str) -> str:
-    """`role` if it is one of ROLES, else ValueError naming it and the choices."""
-    if role not in ROLES:
-        raise ValueError(f"role={role!r}; use 'query' (the plain embedding: queries, passages, any stream; the "
-                         f"default) or 'document' (the document map applied: whole documents for an index)")
-    return role
 
 
 def whitening(train: torch.Tensor, power: float, shrink: float) -> torch.Tensor:

@@ -35,12 +35,12 @@ import numpy as np
 import pyarrow as pa
 from aiohttp import web
 
+from ..embedding_roles import ROLES
 from ..errors import InvalidArgument, NotFound, ResourceExhausted, StreamRetError
 from ..textcheck import InvalidText, check_bytes
 from .auth import Caller, scrub
 from .gate import Gate
 from .model_info import describe_limits, describe_model, served_version
-from .roles import ROLE_NAMES
 from .status import status_of
 from .tenant_engine import TenantEngine
 
@@ -137,7 +137,7 @@ def _role(value: Any) -> str:
     """The embedding role of the body's optional `role` (absent or null: "query")."""
     if value is None:
         return "query"
-    if value not in ROLE_NAMES:  # (a non-string is not in it either)
+    if value not in ROLES:  # (a non-string is not in it either)
         raise _BadField("role", f"role {_short(value)} is not an embedding role; use 'query' (the plain embedding, "
                                 "the default) or 'document' (the model's document map applied: whole documents "
                                 "for an index; GET /info lists the roles this model serves)")

@@ -1,15 +1,16 @@
 """Embedding roles on the wire: the role names of the engine ("query", "document": streamret/model/document_map.py)
 and the EmbeddingRole enum of the API.
 
-Imports only the generated messages and streamret.errors, so that the client (which has no torch) shares it.
+Imports only the generated messages, streamret.errors and streamret.embedding_roles, so that the client (which has
+no torch) shares it.
 """
 
 from __future__ import annotations
 
+from ..embedding_roles import check_role
 from ..errors import InvalidArgument
 from .proto_gen import streamret_pb2 as pb
 
-ROLE_NAMES = ("query", "document")  # as streamret.model.document_map.ROLES (tests/test_roles_service.py checks)
 _NUMBER_OF = {"query": pb.EMBEDDING_ROLE_QUERY, "document": pb.EMBEDDING_ROLE_DOCUMENT}
 # UNSPECIFIED is the default, query: what every request from before the enum sends
 _NAME_OF = {pb.EMBEDDING_ROLE_UNSPECIFIED: "query", pb.EMBEDDING_ROLE_QUERY: "query",
@@ -18,10 +19,7 @@ _NAME_OF = {pb.EMBEDDING_ROLE_UNSPECIFIED: "query", pb.EMBEDDING_ROLE_QUERY: "qu
 
 def role_number(role: str) -> int:
     """The EmbeddingRole of a role name; ValueError naming a bad one and the choices (the client's check)."""
-    if not isinstance(role, str) or role not in _NUMBER_OF:
-        raise ValueError(f"role={role!r}; use 'query' (the plain embedding: queries, passages, any stream; the "
-                         "default) or 'document' (the model's document map applied: whole documents for an index)")
-    return _NUMBER_OF[role]
+    return _NUMBER_OF[check_role(role)]
 
 
 def role_name(number: int, field: str) -> str:
