@@ -50,7 +50,7 @@ def register(subparsers) -> None:
                    help="the embeddings' role: query (default: the plain embedding, as the model computes it; "
                         "queries, passages, any text) or document (the model's document map applied: whole "
                         "documents for an index that plain query embeddings search; needs a model that ships a "
-                        "map, as the bundled default will). One output folder holds one role")
+                        "map, as the bundled default does). One output folder holds one role")
     p.add_argument("--engine-procs", default="auto", metavar="N", help=ENGINE_PROCS_HELP)
     p.add_argument("--batch-tokens", type=int,
                    help="tokens per engine step (default: the engine's, 32768 on a GPU and 16384 on the CPU)")
