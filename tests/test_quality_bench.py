@@ -55,6 +55,23 @@ def test_both_phases_report_every_length_bucket_and_the_acceptance_checks(tmp_pa
     assert checks[0].split()[1:3] == ["recall@10", "overall:"] and any("passage cosine" in c for c in checks)
     assert all(c.startswith(("ok  ", "MISS")) for c in checks)
 
+    # with a document map beside the weights: the documents also in role document, read through the engine too
+    from streamret.train import document_map as recipe
+
+    recipe.main(["--distill", str(distill), "--model", str(tmp_path / "student"), "--windows", "40",
+                 "--window-tokens", "64"])
+    with torch.no_grad():
+        quality.student_phase(argparse.Namespace(
+            data=str(tmp_path / "quality" / "heldout"), device="cpu", teacher_out=str(tmp_path / "t"),
+            model=str(tmp_path / "student"), out_dir=str(tmp_path / "s2"), chunk_tokens=None, engine=True,
+            engine_chunk_bytes=65536, engine_step_tokens=None))
+    mapped = json.loads((tmp_path / "s2" / "quality_cpu.json").read_text())["long_docs"]["methods"]
+    assert {"student_document", "student_engine"} <= set(mapped)
+    assert mapped["student"]["recall@10"] == methods["student"]["recall@10"]  # the query role is as it was
+    assert mapped["student_engine"]["role"] == "document" and mapped["student_engine"]["cosine_to_direct"] > 0.999
+    assert "(documents in role document)" in quality.acceptance({**result, "long_docs": {
+        **result["long_docs"], "methods": mapped}})[0]
+
 
 def test_passage_geometry_tells_a_rotated_head_from_a_lost_geometry():
     import numpy as np
