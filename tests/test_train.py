@@ -21,7 +21,7 @@ from streamret.model.checkpoint import save_checkpoint
 from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.spec import load_model
 from streamret.model.tokenizer import HFTokenizer
-from streamret.train import export, train_pack
+from streamret.train import distill, export, train_pack
 from streamret.train.data import Corpus, DocBatch, Sampler, load_corpus, teacher_targets
 from streamret.train.distill import (
     PhaseTimes,
@@ -393,3 +393,50 @@ def test_doc_step_moves_the_query_passages_only_when_asked(query_grad, monkeypat
     default, _ = grads(True)
     same = all(torch.equal(got[n], default[n]) for n in default)
     assert same == query_grad
+
+
+def test_doc_step_scores_documents_through_a_fixed_document_map():
+    """doc_map: the InfoNCE sees the documents as the `document` role serves them; the identity map (mean 0,
+    matrix I) is the plain scoring, another map moves the gradient, and the bank keeps the mapped documents."""
+    cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
+                       embed_dim=12)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 64, (3, 40), generator=g).numpy()
+    batch = DocBatch(ids=ids, doc=np.arange(3), source=np.zeros(3, dtype=np.int64),
+                     queries=np.concatenate([ids[:, 4:16], ids[:, 20:32]]), query_doc=np.array([0, 1, 2, 0, 1, 2]))
+    t_docs = torch.nn.functional.normalize(torch.randn(3, 12, generator=g), dim=-1)
+    t_queries = torch.nn.functional.normalize(torch.randn(6, 12, generator=g), dim=-1)
+    skew = (torch.randn(12, generator=g) * 0.2, torch.diag(torch.linspace(0.2, 3.0, 12)))
+
+    def run(doc_map):
+        model = RetNet(cfg).init_weights(0, std=0.3)
+        bank = DocBank(8, 12, torch.device("cpu"))
+        out = doc_step(model, batch, t_docs, t_queries, bank, block=16, temperature=0.5, mean_weight=1.0,
+                       nce_weight=1.0, device=torch.device("cpu"), doc_map=doc_map)
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out, grads, bank.emb[:3].clone(), model
+
+    plain, plain_grads, plain_bank, _ = run(None)
+    ident, ident_grads, _, _ = run((torch.zeros(12), torch.eye(12)))
+    assert torch.allclose(ident["doc_nce"], plain["doc_nce"], atol=1e-6)
+    assert all(torch.allclose(ident_grads[n], plain_grads[n], atol=1e-6) for n in plain_grads)
+    mapped, mapped_grads, mapped_bank, model = run(skew)
+    assert torch.allclose(mapped["doc_mean"], plain["doc_mean"], atol=1e-6)  # the mean loss stays on plain docs
+    assert not torch.allclose(mapped["doc_nce"], plain["doc_nce"], atol=1e-4)
+    assert not all(torch.allclose(mapped_grads[n], plain_grads[n], atol=1e-6) for n in plain_grads)
+    want = torch.nn.functional.normalize((plain_bank - skew[0]) @ skew[1], dim=-1)  # the plain docs, mapped
+    assert torch.allclose(mapped_bank, want, atol=1e-5)
+
+
+def test_training_doc_map_reads_a_map_file_or_folder_and_names_a_bad_one(tmp_path):
+    from streamret.model.document_map import DocumentMap
+
+    rng = np.random.default_rng(0)
+    DocumentMap.fit(rng.standard_normal((100, 12)), "fp").save(tmp_path)
+    mean, matrix = distill.training_doc_map(str(tmp_path), 12, torch.device("cpu"))
+    assert mean.shape == (12,) and matrix.shape == (12, 12)
+    assert distill.training_doc_map("", 12, torch.device("cpu")) is None
+    with pytest.raises(SystemExit, match="dim 12, the student's are 16"):
+        distill.training_doc_map(str(tmp_path / "document_map.safetensors"), 16, torch.device("cpu"))
+    with pytest.raises(SystemExit, match="no document_map.safetensors there"):
+        distill.training_doc_map(str(tmp_path / "none"), 12, torch.device("cpu"))

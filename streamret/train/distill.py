@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from streamret.model.checkpoint import load_checkpoint
+from streamret.model.document_map import MAP_FILE, DocumentMap
 from streamret.model.retnet import RetNet, RetNetConfig
 
 from .data import Batch, Corpus, Sampler, load_corpus, teacher_targets
@@ -94,6 +95,9 @@ class TrainConfig:
     doc_temperature: float = 0.05
     doc_nce_weight: float = 0.2  # its gradient ~2x the other terms' at the shipped model (CPU, RESULTS)
     doc_mean_weight: float = 1.0
+    # a document_map.safetensors (or a model folder holding one): the document InfoNCE scores documents through
+    # this fixed map, as the `document` role serves them ("": plainly). Fit it again for the new weights after.
+    doc_map: str = ""
     ckpt_minutes: float = 2.0
     seed: int = 0
 
@@ -349,6 +353,21 @@ def initial_model(args: argparse.Namespace, teacher, cfg: TrainConfig, student: 
     return build_student(teacher, cfg.seed, student)
 
 
+def training_doc_map(path: str, dim: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean, matrix) of the document map at `path` (a document_map.safetensors or a folder holding one) on
+    `device`, for docs.doc_step; None for "". Any weights' map is taken: it is a fixed scoring of the documents,
+    which the run's weights move away from (fit the map again after the run)."""
+    if not path:
+        return None
+    file = Path(path) / MAP_FILE if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise SystemExit(f"--doc-map {path}: no {MAP_FILE} there; fit one with python -m streamret.train.document_map")
+    found = DocumentMap.read(file)
+    if found.dim != dim:
+        raise SystemExit(f"--doc-map {path}: a map for embeddings of dim {found.dim}, the student's are {dim}")
+    return torch.from_numpy(found.mean).to(device), torch.from_numpy(found.matrix).to(device)
+
+
 def doc_batch_size(cfg: TrainConfig, length: int) -> int:
     """Documents in a step of cfg.doc_tokens document tokens at this window length (2..doc_max)."""
     return int(np.clip(cfg.doc_tokens // length, 2, cfg.doc_max))
@@ -363,6 +382,7 @@ def train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig = ST
 def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_start: float) -> dict:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
+    doc_map = training_doc_map(cfg.doc_map, student.out_embed_dim, device)  # (a bad path stops before the data loads)
     torch.backends.cuda.matmul.allow_tf32 = True
     data = Path(args.data)
     manifest = json.loads((data / "manifest.json").read_text())
@@ -434,7 +454,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
                 doc_losses = doc_step(model, doc_batch, t_whole, t_queries, bank, block=cfg.doc_block,
                                       temperature=cfg.doc_temperature, mean_weight=cfg.doc_mean_weight,
                                       nce_weight=cfg.doc_nce_weight, device=device, forward=cfg.doc_forward,
-                                      query_grad=bool(cfg.doc_query_grad))
+                                      query_grad=bool(cfg.doc_query_grad), doc_map=doc_map)
                 losses.update(doc_losses)
                 losses["total"] = (losses["total"].detach() + cfg.doc_mean_weight * doc_losses["doc_mean"]
                                    + cfg.doc_nce_weight * doc_losses["doc_nce"])

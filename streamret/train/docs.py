@@ -114,13 +114,18 @@ def teacher_doc_targets(teacher, batch: DocBatch, device) -> tuple[torch.Tensor,
 
 def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: torch.Tensor, bank: DocBank | None, *,
              block: int, temperature: float, mean_weight: float, nce_weight: float, device,
-             forward: str = "parallel", query_grad: bool = True) -> dict[str, torch.Tensor]:
+             forward: str = "parallel", query_grad: bool = True,
+             doc_map: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Forward and backward of the whole-document losses (gradients accumulate into .grad), then the
     documents go into the bank; returns the losses detached.
 
     query_grad: whether the InfoNCE with the student's own query embeddings also moves the queries (passages of
     64..128 tokens) toward their document, as every run up to 2026-12-03 did; off, they are fixed targets that
-    only the documents move toward (issue 18: those runs crowded the student's passages together)."""
+    only the documents move toward (issue 18: those runs crowded the student's passages together).
+
+    doc_map: (mean [e], matrix [e, e]) of a fixed document map (streamret/model/document_map.py). With it the
+    InfoNCE scores the documents as the `document` role serves them, normalise((d - mean) @ matrix), against plain
+    queries, and the bank keeps them so; the mean loss still pulls the plain embedding toward the teacher's."""
     ids = torch.from_numpy(batch.ids).to(device)
     pooled, starts = pooled_without_graph(model, ids, block, forward)
     pooled = pooled.detach().requires_grad_()
@@ -131,11 +136,12 @@ def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: to
         # the pooled means through the head in float32, as the engine's float64 pool is
         s_queries = model.embed(q_hidden.float().sum(1), torch.full((len(queries),), queries.shape[1], device=device))
     docs = model.embed(pooled, torch.full((len(ids),), ids.shape[1], device=device))
+    served = docs if doc_map is None else F.normalize((docs - doc_map[0]) @ doc_map[1], dim=-1)
     gold = torch.from_numpy(batch.query_doc).to(device)
     doc_ids = torch.from_numpy(batch.doc).to(device)
 
     def logits_of(q: torch.Tensor) -> torch.Tensor:
-        out = q @ docs.T / temperature
+        out = q @ served.T / temperature
         if bank is not None:
             out = torch.cat([out, bank.logits(q, doc_ids[gold], temperature)], dim=1)
         return out
@@ -149,5 +155,5 @@ def doc_step(model: RetNet, batch: DocBatch, t_docs: torch.Tensor, t_queries: to
     with torch.no_grad():
         hits = t_logits.argmax(-1) == gold  # among this step's documents and the bank's
         if bank is not None:
-            bank.add(docs, doc_ids)
+            bank.add(served, doc_ids)
     return {"doc_mean": mean.detach(), "doc_nce": nce.detach(), "doc_top1": hits.float().mean()}
