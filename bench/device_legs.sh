@@ -13,8 +13,10 @@
 #   doc            carries .quality/heldout and .device/qT; from INIT (default: the legs' merged weights; e.g.
 #                  streamret/assets/default after stage and teacher calls) a short leg (MINUTES,
 #                  default 4.5) with the document InfoNCE at weight DOC_NCE (default 0.05; query passages
-#                  fixed; DOC_GROUP documents of a step from one folder, then its source, default 8), then its
-#                  evaluation
+#                  fixed; DOC_GROUP documents of a step from one folder, then its source, default 8; DOC_MAP a
+#                  document map the InfoNCE scores documents through, e.g. streamret/assets/default), then its
+#                  evaluation (the new weights have no map of their own: fit one here and evaluate again for the
+#                  document role)
 # A leg is MINUTES (default 8.8) of wall time, its lr schedule SCHEDULE (default 17.6) training minutes over
 # all legs (a call may run 600 s; an 8.8-minute leg ends at about 535 s: run it with timeout_s 600).
 # EVAL=1 on resume evaluates the legs' weights in the same call (carry .quality/heldout and .device/qT with
@@ -68,7 +70,8 @@ case $1 in
     if [ "$init" = /tmp/x_all ] && [ ! -d /tmp/x_all ]; then merge /tmp/m_all /tmp/x_all || exit 1; fi
     staged || exit 1
     train doc --init "$init" --out /tmp/m_doc --ckpt /tmp/ckpt_doc --fresh --minutes ${MINUTES:-4.5} --lr 1e-4 \
-      --doc-tokens 65536 --doc-nce-weight ${DOC_NCE:-0.05} --doc-query-grad 0 --doc-group ${DOC_GROUP:-8}
+      --doc-tokens 65536 --doc-nce-weight ${DOC_NCE:-0.05} --doc-query-grad 0 --doc-group ${DOC_GROUP:-8} \
+      ${DOC_MAP:+--doc-map $DOC_MAP}
     cp -r /tmp/m_doc $OUT/model && merge /tmp/m_doc /tmp/x_doc && evaluate /tmp/x_doc ;;
   *) echo "usage: $0 stage [PART] | teacher | fresh | resume | eval | doc"; exit 2 ;;
 esac
