@@ -118,6 +118,13 @@ def test_two_fronts_serve_one_port_and_survive_a_dead_front_and_a_dead_engine(tm
                 got = reader.GetEmbedding(pb.GetEmbeddingRequest(stream_id=sid), timeout=60)
                 assert got.applied_seq == 3
                 np.testing.assert_allclose(got.values, expected, atol=1e-5)
+        # the model's embedding roles reached every front in its engines' hello: random weights, no document role
+        for stub in stubs:
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.GetEmbedding(pb.GetEmbeddingRequest(stream_id=sids[0], role=pb.EMBEDDING_ROLE_DOCUMENT),
+                                  timeout=60)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "random:tiny has none" in refused.value.details()
 
         # one stream's chunks 1-3 sent on every channel at once (so through both fronts): each applied once, the
         # others acked as duplicates (the engine's seq checks; the service keeps no per-stream order of its own)
