@@ -355,18 +355,25 @@ def test_distill_cli_names_the_document_forwards_on_a_bad_one(capsys):
     assert "--doc-query-grad 2; use 1 (the queries move too) or 0 (documents only)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("query_grad", [True, False])
-def test_doc_step_moves_the_query_passages_only_when_asked(query_grad, monkeypatch):
-    """query_grad off: the student's query passages are fixed targets (their forward builds no graph), so only
-    the documents move; the gradient then differs from the default's."""
+def _tiny_doc_step_inputs(seed: int):
+    """(student config, a batch of 3 documents with 2 query passages each, teacher documents and queries, the
+    generator for more) for doc_step at a tiny size."""
     cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
                        embed_dim=12)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, 64, (3, 40), generator=g).numpy()
     batch = DocBatch(ids=ids, doc=np.arange(3), source=np.zeros(3, dtype=np.int64),
                      queries=np.concatenate([ids[:, 4:16], ids[:, 20:32]]), query_doc=np.array([0, 1, 2, 0, 1, 2]))
     t_docs = torch.nn.functional.normalize(torch.randn(3, 12, generator=g), dim=-1)
     t_queries = torch.nn.functional.normalize(torch.randn(6, 12, generator=g), dim=-1)
+    return cfg, batch, t_docs, t_queries, g
+
+
+@pytest.mark.parametrize("query_grad", [True, False])
+def test_doc_step_moves_the_query_passages_only_when_asked(query_grad, monkeypatch):
+    """query_grad off: the student's query passages are fixed targets (their forward builds no graph), so only
+    the documents move; the gradient then differs from the default's."""
+    cfg, batch, t_docs, t_queries, _ = _tiny_doc_step_inputs(0)
 
     def grads(flag: bool) -> tuple[dict[str, torch.Tensor], list[bool]]:
         model = RetNet(cfg).init_weights(0, std=0.3)
@@ -398,14 +405,7 @@ def test_doc_step_moves_the_query_passages_only_when_asked(query_grad, monkeypat
 def test_doc_step_scores_documents_through_a_fixed_document_map():
     """doc_map: the InfoNCE sees the documents as the `document` role serves them; the identity map (mean 0,
     matrix I) is the plain scoring, another map moves the gradient, and the bank keeps the mapped documents."""
-    cfg = RetNetConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, head_k_dim=8, head_v_dim=8, ffn_dim=32,
-                       embed_dim=12)
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 64, (3, 40), generator=g).numpy()
-    batch = DocBatch(ids=ids, doc=np.arange(3), source=np.zeros(3, dtype=np.int64),
-                     queries=np.concatenate([ids[:, 4:16], ids[:, 20:32]]), query_doc=np.array([0, 1, 2, 0, 1, 2]))
-    t_docs = torch.nn.functional.normalize(torch.randn(3, 12, generator=g), dim=-1)
-    t_queries = torch.nn.functional.normalize(torch.randn(6, 12, generator=g), dim=-1)
+    cfg, batch, t_docs, t_queries, g = _tiny_doc_step_inputs(1)
     skew = (torch.randn(12, generator=g) * 0.2, torch.diag(torch.linspace(0.2, 3.0, 12)))
 
     def run(doc_map):
