@@ -5,6 +5,9 @@
 # data may be split into parts (PACK/data_a, PACK/data_b, ...) when data and teacher do not fit one call's
 # 64 MiB beside the tree. Each call's carry:
 #   stage [PART]   carries PACK/PART (default PART: data); copies its files to /tmp/tf/data
+#   part FILE      carries FILE, one part of a pack cut by bench/stage_parts.sh (a tree of 50 MiB leaves a call
+#                  about 13 MiB: too little for a teacher); appends it to /tmp/pack.tar. After the last part:
+#   unpack         carries nothing; lays /tmp/pack.tar out as /tmp/tf (data, teacher, manifest.json)
 #   teacher        carries PACK/teacher and PACK/manifest.json; copies them to /tmp/tf (for a doc leg without legs)
 #   fresh          carries PACK/teacher and PACK/manifest.json; leg 1 from the shipped weights
 #   resume         carries nothing; leg 2 from /tmp/ckpt (the lr schedule spans both legs)
@@ -56,6 +59,11 @@ train() {  # $1 names the log; the rest are distill's arguments
 }
 case $1 in
   stage) mkdir -p /tmp/tf/data && cp "$PACK/${2:-data}"/* /tmp/tf/data/ && ls /tmp/tf/data | wc -l && du -sh /tmp/tf/data ;;
+  part)  # a pack too large for the calls beside the tree travels as a tar cut into parts (bench/stage_parts.sh),
+    # one a call, in order: each is appended to /tmp/pack.tar; `unpack` then lays the pack out in /tmp/tf
+    cat "$2" >> /tmp/pack.tar && ls -la /tmp/pack.tar ;;
+  unpack)
+    mkdir -p /tmp/tf && tar xf /tmp/pack.tar -C /tmp/tf && rm /tmp/pack.tar && staged && du -sh /tmp/tf/* ;;
   fresh|resume)
     if [ $1 = fresh ]; then stage_teacher || exit 1; fi
     staged || exit 1
@@ -73,5 +81,5 @@ case $1 in
       --doc-tokens 65536 --doc-nce-weight ${DOC_NCE:-0.05} --doc-query-grad 0 --doc-group ${DOC_GROUP:-8} \
       ${DOC_MAP:+--doc-map $DOC_MAP}
     cp -r /tmp/m_doc $OUT/model && merge /tmp/m_doc /tmp/x_doc && evaluate /tmp/x_doc ;;
-  *) echo "usage: $0 stage [PART] | teacher | fresh | resume | eval | doc"; exit 2 ;;
+  *) echo "usage: $0 stage [PART] | part FILE | unpack | teacher | fresh | resume | eval | doc"; exit 2 ;;
 esac
