@@ -57,6 +57,9 @@ class DocumentMap:
     shrink: float
     windows: int  # training windows fitted on
 
+    def __post_init__(self):  # the float64 copy every call multiplies by, made once rather than per request
+        object.__setattr__(self, "_matrix64", np.asarray(self.matrix, np.float64))
+
     @classmethod
     def fit(cls, train: torch.Tensor | np.ndarray, fingerprint: str, power: float = 1.0,
             shrink: float = 0.1) -> DocumentMap:
@@ -77,7 +80,7 @@ class DocumentMap:
         e = np.asarray(embeddings, np.float32)
         if e.shape[-1] != self.dim:
             raise ValueError(f"embeddings of dim {e.shape[-1]}; this document map is for dim {self.dim}")
-        out = (e.astype(np.float64) - self.mean) @ self.matrix.astype(np.float64)
+        out = (e.astype(np.float64) - self.mean) @ self._matrix64
         norm = np.linalg.norm(out, axis=-1, keepdims=True)
         return (out / np.maximum(norm, 1e-12)).astype(np.float32)
 
