@@ -6,10 +6,11 @@ student as it ships: its whole-document embeddings (read as streams, as quality.
 (never held-out text) shrunk by S toward its mean variance. Queries stay the student's own passage embeddings,
 unmapped: a search still compares what a user would compare. Embeddings are cached in OUT, by the model's weights.
 
-A and S are picked on a validation search built the same way from training sources (--val-sources, two
-manuals as the held-out set is two manuals; the student has read them, the held-out set it has not): the map
-with the best validation recall@10 is the pick, and the held-out figures of every map are printed beside it
-(read the pick's; the others say how much the choice matters, not a second pick).
+A and S are picked on a validation search built the same way from the sources prepare keeps for validation
+(split "val": manuals from publishers neither trained on nor held out; --val-sources names others, training
+sources included, which the student has read): the map with the best validation recall@10 is the pick, and the
+held-out figures of every map are printed beside it (read the pick's; the others say how much the choice
+matters, not a second pick).
 
     python bench/doc_whitening.py --data .quality/heldout --distill .distill --out OUT [--maps whiten:0.5:0.1 ...]
 
@@ -83,8 +84,9 @@ def main() -> None:
                     help="tokens a training window (fewer where a document is shorter)")
     ap.add_argument("--maps", nargs="+", default=["none"] + [f"whiten:{a}:{s}" for a in (0.5, 0.75, 1.0, 1.5)
                                                                for s in (0.05, 0.1, 0.3)])
-    ap.add_argument("--val-sources", nargs="+", default=["perl-doc", "erlang-doc"])
-    ap.add_argument("--val-docs", type=int, default=128, help="validation documents (a seeded sample)")
+    ap.add_argument("--val-sources", nargs="+",
+                    help="validation sources (default: every source of split 'val' in --distill's manifest)")
+    ap.add_argument("--val-docs", type=int, default=400, help="validation documents at most (a seeded sample)")
     args = ap.parse_args()
     loaded = load_model(args.model, "cpu")
     for name in args.maps:
@@ -111,6 +113,7 @@ def main() -> None:
     length = f"x{args.train_window_tokens}" if args.train_window_tokens != CONTENT else ""
     train = cached(cache / f"train_{args.train_windows}{length}.npy",
                    lambda: student_streams(model, train_ids, dev, 1024, 256, "training windows")[0])
+    args.val_sources = args.val_sources or validation_sources(Path(args.distill))
     val_sets = build_eval_sets(validation_folder(Path(args.distill), args.val_sources, out), tok,
                                DEFAULT_SETS | {"docs": args.val_docs, "passages": 16})
     vtag = val_sets.fingerprint()[:12]
@@ -154,13 +157,24 @@ def searches(sets, docs: torch.Tensor, queries: torch.Tensor, train: torch.Tenso
     return rows
 
 
+def validation_sources(distill: Path) -> list[str]:
+    """The sources prepare keeps for validation (split "val")."""
+    sources = json.loads((distill / "manifest.json").read_text())["sources"]
+    names = [n for n, s in sources.items() if s["split"] == "val"]
+    if not names:
+        raise SystemExit(f"{distill} holds no validation source (split 'val'): build them with `python -m "
+                         "streamret.train.prepare --out DISTILL --only django-doc sqlite-doc sphinx-doc kicad-doc`")
+    return names
+
+
 def validation_folder(distill: Path, sources: list[str], out: Path) -> Path:
-    """A folder in quality_pack's layout whose eval split is the given training sources (links to their data)."""
+    """A folder in quality_pack's layout whose eval split is the given validation or training sources (links to
+    their data; never a held-out source)."""
     manifest = json.loads((distill / "manifest.json").read_text())
-    unknown = [s for s in sources if manifest["sources"].get(s, {}).get("split") != "train"]
+    unknown = [s for s in sources if manifest["sources"].get(s, {}).get("split") not in ("val", "train")]
     if unknown:
-        raise SystemExit(f"--val-sources {unknown}: not training sources of {distill}")
-    folder = out / "validation"
+        raise SystemExit(f"--val-sources {unknown}: not validation or training sources of {distill}")
+    folder = out / f"validation_{'_'.join(sorted(sources))}"
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for name in sources:
         link = folder / "data" / f"{name}.jsonl.xz"

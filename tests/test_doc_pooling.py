@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -82,18 +83,39 @@ def test_unknown_pooling_is_refused():
         doc_pooling.pool("median", win, owner, 4, win)
 
 
-def test_training_windows_skip_held_out_sources(tmp_path):
-    (tmp_path / "data").mkdir()
-    for name in ("train_a", "held"):
+def _three_splits(folder: Path) -> None:
+    (folder / "data").mkdir(parents=True)
+    for name in ("train_a", "unseen", "held"):
         write_source([(f"{name}/{i}", f"{name} document {i} " * 40) for i in range(5)],
-                     tmp_path / "data" / f"{name}.jsonl.xz")
-    (tmp_path / "manifest.json").write_text(
-        '{"sources": {"train_a": {"split": "train"}, "held": {"split": "eval"}}}')
+                     folder / "data" / f"{name}.jsonl.xz")
+    (folder / "manifest.json").write_text(
+        '{"sources": {"train_a": {"split": "train"}, "unseen": {"split": "val"}, "held": {"split": "eval"}}}')
+
+
+def test_training_windows_skip_validation_and_held_out_sources(tmp_path):
+    _three_splits(tmp_path)
     tok = ByteTokenizer()
     out = training_windows(tmp_path, tok, 3, np.random.default_rng(0))
     assert len(out) == 3
     assert all("train_a" in tok.decode(w) for w in out)
-    assert all("held" not in tok.decode(w) for w in out)
+    assert all("held" not in tok.decode(w) and "unseen" not in tok.decode(w) for w in out)
+
+
+def test_doc_whitening_validates_on_the_val_split_and_never_on_held_out(tmp_path):
+    import doc_whitening  # (bench/doc_whitening.py)
+
+    _three_splits(tmp_path / "distill")
+    assert doc_whitening.validation_sources(tmp_path / "distill") == ["unseen"]
+    folder = doc_whitening.validation_folder(tmp_path / "distill", ["unseen"], tmp_path / "out")
+    assert json.loads((folder / "manifest.json").read_text())["sources"] == {"unseen": {"split": "eval"}}
+    assert (folder / "data" / "unseen.jsonl.xz").read_bytes() == (
+        tmp_path / "distill" / "data" / "unseen.jsonl.xz").read_bytes()
+    with pytest.raises(SystemExit, match="held"):
+        doc_whitening.validation_folder(tmp_path / "distill", ["held"], tmp_path / "out")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "manifest.json").write_text('{"sources": {"train_a": {"split": "train"}}}')
+    with pytest.raises(SystemExit, match="no validation source"):
+        doc_whitening.validation_sources(tmp_path / "bare")
 
 
 def test_doc_whitening_maps_documents_only_by_training_statistics():

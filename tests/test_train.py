@@ -440,3 +440,47 @@ def test_training_doc_map_reads_a_map_file_or_folder_and_names_a_bad_one(tmp_pat
         distill.training_doc_map(str(tmp_path / "document_map.safetensors"), 16, torch.device("cpu"))
     with pytest.raises(SystemExit, match="no document_map.safetensors there"):
         distill.training_doc_map(str(tmp_path / "none"), 12, torch.device("cpu"))
+
+
+def test_metric_loss_is_the_cosine_loss_in_an_even_metric_and_charges_quiet_directions_more():
+    g = torch.Generator().manual_seed(3)
+    t = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    s = torch.nn.functional.normalize(t + 0.2 * torch.randn(6, 8, generator=g), dim=-1)
+    cfg = replace(TrainConfig(), relational_spans=6, doc_weight=0.5)
+    rng = np.random.default_rng(0)
+    even = distill.distill_loss(s, s[:2], t, t[:2], cfg, rng, torch.eye(8))
+    assert torch.allclose(even["metric"], even["span"] + 0.5 * even["doc"], atol=1e-6)  # |s - t|^2 / 2 = 1 - cos
+    assert torch.allclose(even["total"], even["span"] + 0.5 * even["doc"] + even["relational"] + even["metric"])
+    assert "metric" not in distill.distill_loss(s, s[:2], t, t[:2], cfg, rng)
+
+    quiet = torch.eye(8)
+    quiet[0, 0] = 3.0  # the map's gain along a direction of small variance
+    along = t.clone()
+    along[:, 0] += 0.05
+    across = t.clone()
+    across[:, 1] += 0.05
+    cost = [float(distill.distill_loss(x, x[:0], t, t[:0], cfg, rng, quiet)["metric"]) for x in (along, across)]
+    assert cost[0] == pytest.approx(9 * cost[1])
+
+
+def test_teacher_metric_is_fitted_on_the_teachers_windows_and_trains_a_student(distill_dir, tmp_path, capsys):
+    from streamret.model.document_map import DocumentMap
+    from streamret.train.document_map import main as document_map_main
+
+    with pytest.raises(SystemExit):
+        document_map_main(["--distill", str(distill_dir), "--teacher", str(distill_dir / "teacher")])
+    assert "--teacher needs --out" in capsys.readouterr().err
+    document_map_main(["--distill", str(distill_dir), "--teacher", str(distill_dir / "teacher"), "--windows", "8",
+                       "--power", "0.5", "--out", str(tmp_path / "metric")])
+    fitted = DocumentMap.read(tmp_path / "metric" / "document_map.safetensors")
+    assert fitted.fingerprint.startswith("teacher:") and fitted.power == 0.5
+    metric = distill.training_metric(str(tmp_path / "metric"), fitted.dim, torch.device("cpu"))
+    assert float((metric @ metric.T).trace()) == pytest.approx(fitted.dim, rel=1e-4)  # mean squared gain 1
+    assert distill.training_metric("", fitted.dim, torch.device("cpu")) is None
+    with pytest.raises(SystemExit, match="--metric .*: no document_map.safetensors there"):
+        distill.training_metric(str(tmp_path / "none"), fitted.dim, torch.device("cpu"))
+
+    vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
+    cfg = replace(_cfg(3), metric=str(tmp_path / "metric"), metric_weight=0.5)
+    result = train(_args(distill_dir, tmp_path, fresh=True), cfg, student_config(vocab))
+    assert all(row["metric"] > 0 for row in result["log"]) and result["train"]["metric_weight"] == 0.5

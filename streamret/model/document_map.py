@@ -88,6 +88,7 @@ class DocumentMap:
         from safetensors.torch import save_file
 
         path = Path(folder) / MAP_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"fingerprint": self.fingerprint, "power": str(self.power), "shrink": str(self.shrink),
                 "windows": str(self.windows)}
         tmp = path.with_name(path.name + ".tmp")

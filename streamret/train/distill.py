@@ -19,13 +19,16 @@ it, in the parallel form under bf16 autocast, on four kinds of example (see `dat
                                                       passages of it among the step's documents and
                                                       a bank of recent ones (InfoNCE) and matches
                                                       the teacher's chunk mean
-plus a relational term that matches the batch's student cosine matrix to the teacher's, which is
-what retrieval depends on. Teacher targets are computed on the fly (fp16), so every epoch sees new
-cuts. --init starts from a model folder (the shipped default model) instead of the teacher's word
-embeddings. --minutes bounds this run's wall time from the process start (loading included); the
-learning-rate schedule spans --schedule-minutes of training (default: what this run can train), kept
-across resumed runs. Every --ckpt-minutes the full training state goes to --ckpt (resumable with the
-same command) and fp16 weight shards to --out; at the end a quick evaluation is written too.
+plus a relational term that matches the batch's student cosine matrix to the teacher's, which is what
+retrieval depends on, and optionally (--metric) the span and document errors measured in the metric the
+`document` role scores with: the documents' map C^-1 weighs an error e in a document or a query by e C^-1 e,
+so directions of small variance, which cosine distillation leaves loose, count more. Teacher targets are
+computed on the fly (fp16), so every epoch sees new cuts. --init starts from a model folder (the shipped
+default model) instead of the teacher's word embeddings. --minutes bounds this run's wall time from the
+process start (loading included); the learning-rate schedule spans --schedule-minutes of training (default:
+what this run can train), kept across resumed runs. Every --ckpt-minutes the full training state goes to
+--ckpt (resumable with the same command) and fp16 weight shards to --out; at the end a quick evaluation is
+written too.
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ class TrainConfig:
     # a document_map.safetensors (or a model folder holding one): the document InfoNCE scores documents through
     # this fixed map, as the `document` role serves them ("": plainly). Fit it again for the new weights after.
     doc_map: str = ""
+    # a document_map.safetensors fitted on the teacher's window embeddings with power 0.5 (python -m
+    # streamret.train.document_map --teacher ... --power 0.5): its C^-1/2 measures the span and document errors
+    # as the document role's map weighs them, at weight metric_weight ("": no metric term)
+    metric: str = ""
+    metric_weight: float = 1.0
     ckpt_minutes: float = 2.0
     seed: int = 0
 
@@ -147,13 +155,21 @@ def doc_targets(batch: Batch, span_targets: torch.Tensor) -> torch.Tensor:
     return F.normalize(sums[torch.from_numpy(batch.multi_span_seqs).to(span_targets.device)], dim=-1)
 
 
-def distill_loss(spans, docs, t_spans, t_docs, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def distill_loss(spans, docs, t_spans, t_docs, cfg: TrainConfig, rng: np.random.Generator,
+                 metric: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Cosine losses of spans and documents, the relational term and (given `metric`, training_metric's matrix)
+    the same errors in that metric: |(s - t) M|^2 / 2, which is 1 - cos(s, t) for unit vectors where M = I."""
     out = {"span": (1 - (spans * t_spans).sum(-1)).mean()}
     out["doc"] = (1 - (docs * t_docs).sum(-1)).mean() if len(docs) else spans.new_zeros(())
     pick = torch.from_numpy(rng.permutation(len(spans))[: cfg.relational_spans]).to(spans.device)
     s, t = spans[pick], t_spans[pick]
     out["relational"] = ((s @ s.T - t @ t.T) ** 2).mean()
     out["total"] = out["span"] + cfg.doc_weight * out["doc"] + cfg.relational_weight * out["relational"]
+    if metric is not None:
+        out["metric"] = (((spans - t_spans) @ metric) ** 2).sum(-1).mean() / 2
+        if len(docs):
+            out["metric"] = out["metric"] + cfg.doc_weight * (((docs - t_docs) @ metric) ** 2).sum(-1).mean() / 2
+        out["total"] = out["total"] + cfg.metric_weight * out["metric"]
     return out
 
 
@@ -353,7 +369,7 @@ def initial_model(args: argparse.Namespace, teacher, cfg: TrainConfig, student: 
     return build_student(teacher, cfg.seed, student)
 
 
-def training_doc_map(path: str, dim: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+def training_doc_map(path: str, dim: int, device, flag: str = "--doc-map") -> tuple[torch.Tensor, torch.Tensor] | None:
     """(mean, matrix) of the document map at `path` (a document_map.safetensors or a folder holding one) on
     `device`, for docs.doc_step; None for "". Any weights' map is taken: it is a fixed scoring of the documents,
     which the run's weights move away from (fit the map again after the run)."""
@@ -361,11 +377,21 @@ def training_doc_map(path: str, dim: int, device) -> tuple[torch.Tensor, torch.T
         return None
     file = Path(path) / MAP_FILE if Path(path).is_dir() else Path(path)
     if not file.is_file():
-        raise SystemExit(f"--doc-map {path}: no {MAP_FILE} there; fit one with python -m streamret.train.document_map")
+        raise SystemExit(f"{flag} {path}: no {MAP_FILE} there; fit one with python -m streamret.train.document_map")
     found = DocumentMap.read(file)
     if found.dim != dim:
-        raise SystemExit(f"--doc-map {path}: a map for embeddings of dim {found.dim}, the student's are {dim}")
+        raise SystemExit(f"{flag} {path}: a map for embeddings of dim {found.dim}, the student's are {dim}")
     return torch.from_numpy(found.mean).to(device), torch.from_numpy(found.matrix).to(device)
+
+
+def training_metric(path: str, dim: int, device) -> torch.Tensor | None:
+    """The matrix of the map at `path` (see TrainConfig.metric) scaled to a mean squared gain of 1 (an error
+    spread evenly over the dimensions costs what the cosine loss charges), on `device`; None for ""."""
+    found = training_doc_map(path, dim, device, "--metric")
+    if found is None:
+        return None
+    matrix = found[1].double()
+    return (matrix / (matrix @ matrix.T).trace().div(dim).sqrt()).float()
 
 
 def doc_batch_size(cfg: TrainConfig, length: int) -> int:
@@ -383,6 +409,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
     doc_map = training_doc_map(cfg.doc_map, student.out_embed_dim, device)  # (a bad path stops before the data loads)
+    metric = training_metric(cfg.metric, student.out_embed_dim, device)
     torch.backends.cuda.matmul.allow_tf32 = True
     data = Path(args.data)
     manifest = json.loads((data / "manifest.json").read_text())
@@ -440,7 +467,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
         try:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 spans, docs = student_embeddings(model, batch, device)
-                losses = distill_loss(spans.float(), docs.float(), t_spans, t_docs, cfg, rng)
+                losses = distill_loss(spans.float(), docs.float(), t_spans, t_docs, cfg, rng, metric)
             losses["total"].backward()
             del spans, docs
             phases.end("student")

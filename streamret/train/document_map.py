@@ -9,11 +9,17 @@ each, drawn with `--seed`. The defaults are those bench/doc_whitening.py picked 
 training manuals (session 42): 128 windows of 254 tokens a source, power 1.0, shrink 0.1. The map is written as
 document_map.safetensors into the model's folder (or --out), tagged with the weights' fingerprint: retrained
 weights do not use an old map, and `role=document` says so until the map is fitted again.
+
+    python -m streamret.train.document_map --distill .distill --teacher .distill/teacher --power 0.5 --out DIR
+
+fits the same statistics to the teacher's embeddings of those windows instead: the metric `distill --metric
+DIR` measures the student's errors in (C^-1/2, so that an error e costs e C^-1 e, as the document map weighs it).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -77,7 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shrink", type=float, default=0.1, help="covariance shrinkage toward its mean variance, [0, 1]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu (the map of record: float32) or cuda")
+    ap.add_argument("--teacher", default=None,
+                    help="a teacher folder (prepare's DISTILL/teacher): fit on its embeddings, for distill --metric")
     args = ap.parse_args(argv)
+    if args.teacher:
+        return fit_teacher_metric(args, ap)
     if args.model.startswith("random:"):
         ap.error(f"--model {args.model}: random weights have no folder to keep a map in; use default or a folder")
     out = Path(args.out) if args.out else (DEFAULT_MODEL_DIR if args.model == "default" else Path(args.model))
@@ -96,6 +106,28 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{path}: fitted on {len(windows)} windows ({sum(map(len, windows)):,} tokens) of {args.distill} for "
           f"weights {loaded.fingerprint[:16]}; power {args.power}, shrink {args.shrink}; "
           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+def fit_teacher_metric(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
+    """--teacher: the map of the teacher's embeddings of the training windows, written to --out."""
+    from ..model.tokenizer import HFTokenizer
+    from .teacher import load_teacher
+
+    if not args.out:
+        ap.error("--teacher needs --out: the folder to write the teacher's map to (distill --metric reads it)")
+    if not (Path(args.teacher) / "config.json").is_file():
+        ap.error(f"--teacher {args.teacher}: no teacher there (prepare writes one to DISTILL/teacher)")
+    if args.window_tokens > CONTENT:
+        ap.error(f"--window-tokens {args.window_tokens}: the teacher reads at most {CONTENT} tokens a window")
+    t0 = time.perf_counter()
+    windows = training_windows(Path(args.distill), HFTokenizer(args.teacher), args.windows,
+                               np.random.default_rng(args.seed), args.window_tokens)
+    teacher = load_teacher(args.teacher, args.device)
+    train = torch.cat([teacher.embed_windows(windows[b : b + 256]).float().cpu() for b in range(0, len(windows), 256)])
+    label = "teacher:" + hashlib.sha1((Path(args.teacher) / "config.json").read_bytes()).hexdigest()[:16]
+    path = DocumentMap.fit(train, label, args.power, args.shrink).save(args.out)
+    print(f"{path}: the teacher's map, fitted on {len(windows)} windows of {args.distill}; power {args.power}, "
+          f"shrink {args.shrink}; {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Each `Source` names its Debian packages and how to read documents out of the unpacked files. Every
 package is from Debian's main archive (free licences; each package's copyright file names its own).
 Whole sources are held out for evaluation (split "eval"), so that the quality benchmark measures
-text the student never saw, from publishers it never saw.
+text the student never saw, from publishers it never saw. Others (split "val") are kept out of training
+for choosing among options (a document map's settings, a training leg) without looking at the held-out
+figures: unseen text, as the held-out set is, where a training source's text is text the student has read.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ Doc = tuple[str, str]  # (document id, text)
 class Source:
     name: str
     packages: tuple[str, ...]
-    split: str  # "train" or "eval"
+    split: str  # "train", "val" (unseen, for choosing) or "eval" (held out)
     read: Callable[[Path], Iterator[Doc]]  # root of the unpacked packages -> documents
     max_mb: float | None = None  # keep about this many MB of text: an evenly spaced subset of the documents
 
@@ -199,6 +201,7 @@ def subsample(docs: list[Doc], max_mb: float | None) -> list[Doc]:
 
 
 LINUX, PY, PG = "usr/share/doc/linux-doc-6.12", "usr/share/doc/python3.11", "usr/share/doc/postgresql-doc-15"
+DJANGO = "usr/share/doc/python-django-doc/html"
 RUST = "usr/share/doc/rust-doc/html"
 RUST_BOOKS = ("book", "reference", "nomicon", "rust-by-example", "edition-guide", "embedded-book", "rustc", "rustdoc")
 SOURCES: list[Source] = [
@@ -268,6 +271,15 @@ SOURCES: list[Source] = [
            each_file(*(f"usr/share/doc/lilypond/html/Documentation/{m}/*.html" for m in
                        ("notation", "learning", "usage", "extending", "essay", "contributor", "music-glossary")),
                      clean=lambda text: text.split("This page is for LilyPond")[0])),  # then the site's sidebar
+    # validation: technical manuals from further publishers, never trained on, for choosing settings
+    Source("django-doc", ("python-django-doc",), "val",  # clean: the page between its navigation bar and sidebar
+           each_file(f"{DJANGO}/**/*.html", skip=r"/_modules/|genindex|py-modindex|search\.html",
+                     clean=lambda text: re.split(r"\n(?:Table of Contents|Previous topic)\n",
+                                                 _after(r"next »")(text))[0])),
+    Source("sqlite-doc", ("sqlite3-doc",), "val",
+           each_file("usr/share/doc/sqlite3/*.html", clean=_after(r"Search Changelog"))),  # after the site's menu
+    Source("sphinx-doc", ("sphinx-doc",), "val", each_file("usr/share/doc/sphinx-doc/html/_sources/**/*.rst.txt")),
+    Source("kicad-doc", ("kicad-doc-en",), "val", each_file("usr/share/doc/kicad/help/en/*.html")),
     # held out: technical manuals from publishers the student never reads in training
     Source("python-doc", ("python3.11-doc",), "eval", each_file(f"{PY}/html/_sources/**/*.rst.txt")),
     Source("postgresql-doc", ("postgresql-doc-15",), "eval", each_file(f"{PG}/html/*.html")),
