@@ -9,6 +9,7 @@
 # .device/doc_leg_s43/model .device/leg44_control .device/soup44 (the two legs merged from their returned shards:
 # python -m streamret.train.export SHARDS --dst FOLDER), then python -m streamret.train.document_map --distill
 # .distill --model .device/soup44.
+# The loaded default should then print fingerprint d8621fd20f85e9e0 and both roles.
 # Its float32 figures (CPU, session 44): document role 0.913 held out, 2-8k 0.950, 8-32k 0.894, >= 32k 0.818;
 # query role 0.880; passage cosine 0.898, passage recall@10 0.583 (the teacher's 0.583).
 # Predicted in bf16: document role 0.905-0.915 overall, 8-32k 0.885-0.895 (bf16 moved the shipped map's bucket by
