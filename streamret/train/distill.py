@@ -22,13 +22,13 @@ it, in the parallel form under bf16 autocast, on four kinds of example (see `dat
 plus a relational term that matches the batch's student cosine matrix to the teacher's, which is what
 retrieval depends on, and optionally (--metric) the span and document errors measured in the metric the
 `document` role scores with: the documents' map C^-1 weighs an error e in a document or a query by e C^-1 e,
-so directions of small variance, which cosine distillation leaves loose, count more. Teacher targets are
-computed on the fly (fp16), so every epoch sees new cuts. --init starts from a model folder (the shipped
-default model) instead of the teacher's word embeddings. --minutes bounds this run's wall time from the
-process start (loading included); the learning-rate schedule spans --schedule-minutes of training (default:
-what this run can train), kept across resumed runs. Every --ckpt-minutes the full training state goes to
---ckpt (resumable with the same command) and fp16 weight shards to --out; at the end a quick evaluation is
-written too.
+so directions of small variance count more (session 44: no gain over a control leg; bench/RESULTS.md). Teacher
+targets are computed on the fly (fp16), so every epoch sees new cuts. --init starts from a model folder (the
+shipped default model) instead of the teacher's word embeddings. --minutes bounds this run's wall time from
+the process start (loading included); the learning-rate schedule spans --schedule-minutes of training
+(default: what this run can train), kept across resumed runs. Every --ckpt-minutes the full training state
+goes to --ckpt (resumable with the same command) and fp16 weight shards to --out; at the end a quick
+evaluation is written too.
 """
 
 from __future__ import annotations

@@ -88,16 +88,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--teacher", default=None,
                     help="a teacher folder (prepare's DISTILL/teacher): fit on its embeddings, for distill --metric")
     args = ap.parse_args(argv)
-    if args.teacher:
-        return fit_teacher_metric(args, ap)
-    if args.model.startswith("random:"):
-        ap.error(f"--model {args.model}: random weights have no folder to keep a map in; use default or a folder")
-    out = Path(args.out) if args.out else (DEFAULT_MODEL_DIR if args.model == "default" else Path(args.model))
     if not (Path(args.distill) / "manifest.json").is_file():
         ap.error(f"--distill {args.distill}: no manifest.json there; build it with python -m "
                  f"streamret.train.prepare --out {args.distill}")
     if not 0.0 <= args.shrink <= 1.0:
         ap.error(f"--shrink {args.shrink}: use a number in [0, 1]")
+    if args.teacher:
+        return fit_teacher_metric(args, ap)
+    if args.model.startswith("random:"):
+        ap.error(f"--model {args.model}: random weights have no folder to keep a map in; use default or a folder")
+    out = Path(args.out) if args.out else (DEFAULT_MODEL_DIR if args.model == "default" else Path(args.model))
     t0 = time.perf_counter()
     loaded = load_model(args.model, args.device, "float32")
     windows = training_windows(Path(args.distill), loaded.tokenizer, args.windows, np.random.default_rng(args.seed),
