@@ -38,6 +38,7 @@ from doc_pooling import training_windows, whitened  # noqa: E402
 from quality import DEFAULT_SETS, bucket_name, build_eval_sets, by_length, recall, student_streams  # noqa: E402
 
 from streamret.model.spec import load_model  # noqa: E402
+from streamret.train.prepare import sources_of_split  # noqa: E402
 from streamret.train.teacher import CONTENT  # noqa: E402
 
 
@@ -159,8 +160,7 @@ def searches(sets, docs: torch.Tensor, queries: torch.Tensor, train: torch.Tenso
 
 def validation_sources(distill: Path) -> list[str]:
     """The sources prepare keeps for validation (split "val")."""
-    sources = json.loads((distill / "manifest.json").read_text())["sources"]
-    names = [n for n, s in sources.items() if s["split"] == "val"]
+    names = sources_of_split(distill, "val")
     if not names:
         raise SystemExit(f"{distill} holds no validation source (split 'val'): build them with `python -m "
                          "streamret.train.prepare --out DISTILL --only django-doc sqlite-doc sphinx-doc kicad-doc`")
@@ -170,8 +170,8 @@ def validation_sources(distill: Path) -> list[str]:
 def validation_folder(distill: Path, sources: list[str], out: Path) -> Path:
     """A folder in quality_pack's layout whose eval split is the given validation or training sources (links to
     their data; never a held-out source)."""
-    manifest = json.loads((distill / "manifest.json").read_text())
-    unknown = [s for s in sources if manifest["sources"].get(s, {}).get("split") not in ("val", "train")]
+    known = sources_of_split(distill, "val") + sources_of_split(distill, "train")
+    unknown = [s for s in sources if s not in known]
     if unknown:
         raise SystemExit(f"--val-sources {unknown}: not validation or training sources of {distill}")
     folder = out / f"validation_{'_'.join(sorted(sources))}"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streamret.train.prepare import read_source  # noqa: E402
+from streamret.train.prepare import read_source, sources_of_split  # noqa: E402
 
 
 def shingles(text: str, n: int) -> set[int]:
@@ -27,15 +27,14 @@ def shingles(text: str, n: int) -> set[int]:
 
 def overlap(distill: Path, n: int = 12) -> dict[str, dict[str, float]]:
     """{training source: {held-out source: share of its shingles found in the training source}}."""
-    sources = json.loads((distill / "manifest.json").read_text())["sources"]
-    held = {name: set() for name, s in sources.items() if s["split"] == "eval"}
+    held = {name: set() for name in sources_of_split(distill, "eval")}
     if not held:
         raise SystemExit(f"{distill}/manifest.json names no held-out (split 'eval') source")
     for name, seen in held.items():
         for _, text in read_source(distill / "data" / f"{name}.jsonl.xz"):
             seen |= shingles(text, n)
     out = {}
-    for name in (name for name, s in sources.items() if s["split"] == "train"):
+    for name in sources_of_split(distill, "train"):
         hits = {h: set() for h in held}
         for _, text in read_source(distill / "data" / f"{name}.jsonl.xz"):
             sh = shingles(text, n)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamret.model.spec import load_model  # noqa: E402
 from streamret.model.tokenizer import HFTokenizer  # noqa: E402
-from streamret.train.prepare import read_source  # noqa: E402
+from streamret.train.prepare import read_source, sources_of_split  # noqa: E402
 from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
 
 # issue 18's buckets: < 2k, 2-8k, 8-32k, >= 32k tokens (a bucket with no document says so in the table)
@@ -66,10 +66,8 @@ def sync(device: torch.device) -> None:
 
 
 def held_out_docs(data: Path, encode) -> list[tuple[str, str, list[int]]]:
-    manifest = json.loads((data / "manifest.json").read_text())
-    names = [n for n, s in manifest["sources"].items() if s["split"] == "eval"]
     docs = []
-    for name in names:
+    for name in sources_of_split(data, "eval"):
         for doc_id, text in read_source(data / "data" / f"{name}.jsonl.xz"):
             docs.append((doc_id, text, encode(text)))
     return docs

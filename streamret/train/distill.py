@@ -56,6 +56,7 @@ from streamret.model.retnet import RetNet, RetNetConfig
 from .data import Batch, Corpus, Sampler, load_corpus, teacher_targets
 from .docs import DOC_FORWARDS, DocBank, doc_step, teacher_doc_targets
 from .export import save_shards
+from .prepare import sources_of_split
 from .teacher import CONTENT, load_teacher
 
 # The shipped student: 4 wide layers (the engine is launch-bound at this size), the teacher's
@@ -413,8 +414,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
     torch.backends.cuda.matmul.allow_tf32 = True
     data = Path(args.data)
     manifest = json.loads((data / "manifest.json").read_text())
-    train_names = [n for n, s in manifest["sources"].items() if s["split"] == "train"]
-    eval_names = [n for n, s in manifest["sources"].items() if s["split"] == "eval"]
+    train_names, eval_names = sources_of_split(data, "train"), sources_of_split(data, "eval")
     tok_path = tokenizer_file(data, args.init)
     tok = Tokenizer.from_file(str(tok_path))
     corpus = load_corpus(data / "data", train_names, tok)

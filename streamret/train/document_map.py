@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 
 from ..model.document_map import DocumentMap
 from ..model.spec import DEFAULT_MODEL_DIR, load_model
-from .prepare import read_source
+from .prepare import read_source, sources_of_split
 from .teacher import CONTENT
 
 
@@ -40,11 +39,8 @@ def training_windows(distill: Path, tok, per_source: int, rng: np.random.Generat
                      length: int = CONTENT) -> list[list[int]]:
     """Up to per_source random windows of `length` tokens (fewer where a document is shorter) from each training
     source of `distill`, in the manifest's order."""
-    manifest = json.loads((distill / "manifest.json").read_text())
     windows = []
-    for name, entry in manifest["sources"].items():
-        if entry["split"] != "train":
-            continue
+    for name in sources_of_split(distill, "train"):
         docs = read_source(distill / "data" / f"{name}.jsonl.xz")
         for i in rng.choice(len(docs), min(per_source, len(docs)), replace=False):
             ids = tok.encode(docs[i][1])
@@ -125,7 +121,7 @@ def fit_teacher_metric(args: argparse.Namespace, ap: argparse.ArgumentParser) ->
     windows = training_windows(Path(args.distill), HFTokenizer(args.teacher), args.windows,
                                np.random.default_rng(args.seed), args.window_tokens)
     teacher = load_teacher(args.teacher, args.device)
-    train = torch.cat([teacher.embed_windows(windows[b : b + 256]).float().cpu() for b in range(0, len(windows), 256)])
+    train = teacher.embed_windows(windows, batch_tokens=1 << 16).float().cpu()  # (about 256 windows a batch)
     label = "teacher:" + hashlib.sha1((Path(args.teacher) / "config.json").read_bytes()).hexdigest()[:16]
     path = DocumentMap.fit(train, label, args.power, args.shrink).save(args.out)
     print(f"{path}: the teacher's map, fitted on {len(windows)} windows of {args.distill}; power {args.power}, "

@@ -78,6 +78,12 @@ def read_source(path: str | Path) -> list[tuple[str, str]]:
         return [(d["id"], d["text"]) for d in map(json.loads, f)]
 
 
+def sources_of_split(folder: str | Path, split: str) -> list[str]:
+    """The names of the sources of `split` ("train", "val" or "eval") in a prepared folder's manifest, in its order."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return [name for name, entry in manifest["sources"].items() if entry["split"] == split]
+
+
 def start_manifest(out: Path, partial: bool) -> dict:
     """The manifest a build fills in: empty, or for a partial build (--only) the other sources' entries kept."""
     manifest: dict = {"sources": {}, "teacher": TEACHER_PACKAGE}

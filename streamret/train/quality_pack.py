@@ -24,13 +24,12 @@ import numpy as np
 import torch
 
 from ..model.tokenizer import HFTokenizer
-from .prepare import read_source
+from .prepare import read_source, sources_of_split
 from .teacher import CONTENT, load_teacher, shrink_teacher
 
 
 def held_out_names(distill: Path) -> list[str]:
-    manifest = json.loads((distill / "manifest.json").read_text())
-    return [n for n, s in manifest["sources"].items() if s["split"] == "eval"]
+    return sources_of_split(distill, "eval")
 
 
 def folder_bytes(folder: Path) -> int:

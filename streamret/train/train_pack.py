@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from .prepare import read_source
+from .prepare import read_source, sources_of_split
 from .quality_pack import folder_bytes
 from .sources import subsample
 from .teacher import shrink_teacher
@@ -74,11 +74,10 @@ def write_pack(distill: Path, out: Path, sources: dict[str, list[tuple[str, str]
 
 def build(distill: Path, out: Path, names: list[str], budget: int) -> dict:
     """The largest evenly spaced share of the sources' documents whose pack fits in budget bytes."""
-    known = json.loads((distill / "manifest.json").read_text())["sources"]
-    missing = [n for n in names if n not in known or known[n]["split"] != "train"]
+    known = sources_of_split(distill, "train")
+    missing = [n for n in names if n not in known]
     if missing:
-        raise ValueError(f"{missing} are not training sources of {distill}; choose from "
-                         f"{[n for n, s in known.items() if s['split'] == 'train']}")
+        raise ValueError(f"{missing} are not training sources of {distill}; choose from {known}")
     tok = Tokenizer.from_file(str(distill / "teacher" / "tokenizer.json"))
     sources = {n: read_source(distill / "data" / f"{n}.jsonl.xz") for n in names}
     share, best, written = 1.0, 0.0, None
