@@ -484,3 +484,52 @@ def test_teacher_metric_is_fitted_on_the_teachers_windows_and_trains_a_student(d
     cfg = replace(_cfg(3), metric=str(tmp_path / "metric"), metric_weight=0.5)
     result = train(_args(distill_dir, tmp_path, fresh=True), cfg, student_config(vocab))
     assert all(row["metric"] > 0 for row in result["log"]) and result["train"]["metric_weight"] == 0.5
+
+
+def test_passage_pairs_cut_a_word_start_run_out_of_neighbouring_windows_of_one_document():
+    n_docs, length = 3, 5 * CONTENT
+    starts = np.ones(n_docs * length, dtype=bool)
+    starts[1::3] = False  # "##" pieces: a query never starts on one
+    corpus = Corpus(docs=[np.arange(d * length, (d + 1) * length, dtype=np.int32) for d in range(n_docs)],
+                    source=np.zeros(n_docs, dtype=np.int64), folder=np.arange(n_docs), names=["s"],
+                    starts_word=starts)
+    pairs = Sampler(corpus, seed=1).passage_pairs(10, group=4, query_lengths=(8, 64))
+    n = 10
+    assert len(pairs.lengths) == 2 * n and pairs.lengths.sum() == len(pairs.ids) == n * CONTENT
+    seqs = np.split(pairs.ids, np.cumsum(pairs.lengths)[:-1])
+    assert all(8 <= len(q) <= 64 for q in seqs[n:]) and all(len(p) + len(q) == CONTENT
+                                                            for p, q in zip(seqs[:n], seqs[n:]))
+    firsts = []
+    for p, q in zip(seqs[:n], seqs[n:]):
+        whole = np.sort(np.concatenate([p, q]))
+        assert (np.diff(whole) == 1).all()  # passage + query = one window, nothing lost or repeated
+        assert (np.diff(q) == 1).all() and starts[q[0]]  # the query: one run, from a word start
+        assert not np.isin(q, p).any()  # cut out of its passage
+        firsts.append(whole[0])
+    # four windows at a time from one document, consecutive and disjoint: each other's hard negatives
+    for g in range(0, 8, 4):
+        assert np.diff(firsts[g : g + 4]).tolist() == [CONTENT] * 3
+        assert len({int(f) // length for f in firsts[g : g + 4]}) == 1
+    with pytest.raises(ValueError, match="query lengths"):
+        Sampler(corpus).passage_pairs(4, 2, query_lengths=(8, CONTENT))
+    with pytest.raises(ValueError, match="no document has"):
+        Sampler(corpus).passage_pairs(4, group=6)
+
+
+def test_passage_nce_finds_a_query_s_passage_once_trained(distill_dir, tmp_path):
+    torch.manual_seed(0)
+    vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
+    cfg = replace(_cfg(8), passage_nce_weight=0.5, passage_pairs=8, passage_group=2)
+    result = train(_args(distill_dir, tmp_path, fresh=True), cfg, student_config(vocab))
+    log = result["log"]
+    assert all(0 <= row["passage_top1"] <= 1 and row["passage_nce"] > 0 for row in log)
+    assert log[-1]["passage_nce"] < log[0]["passage_nce"]
+    assert result["train"]["passage_nce_weight"] == 0.5
+    off = train(_args(distill_dir, tmp_path / "off", fresh=True), _cfg(2), student_config(vocab))
+    assert "passage_nce" not in off["log"][-1]
+
+
+def test_distill_cli_refuses_a_passage_infonce_it_cannot_run(capsys):
+    with pytest.raises(SystemExit):
+        distill_main(["--passage-nce-weight", "0.1", "--passage-pairs", "1"])
+    assert "--passage-pairs 1" in capsys.readouterr().err

@@ -22,7 +22,10 @@ it, in the parallel form under bf16 autocast, on four kinds of example (see `dat
 plus a relational term that matches the batch's student cosine matrix to the teacher's, which is what
 retrieval depends on, and optionally (--metric) the span and document errors measured in the metric the
 `document` role scores with: the documents' map C^-1 weighs an error e in a document or a query by e C^-1 e,
-so directions of small variance count more (session 44: no gain over a control leg; bench/RESULTS.md). Teacher
+so directions of small variance count more (session 44: no gain over a control leg; bench/RESULTS.md), and
+optionally (--passage-nce-weight) a passage InfoNCE: a run of 8..64 tokens cut out of a window finds the rest of
+the window among the step's passages (neighbouring windows of one document among them), as the held-out
+passage search asks of the student's own embeddings, where the teacher's targets only copy the teacher. Teacher
 targets are computed on the fly (fp16), so every epoch sees new cuts. --init starts from a model folder (the
 shipped default model) instead of the teacher's word embeddings. --minutes bounds this run's wall time from
 the process start (loading included); the learning-rate schedule spans --schedule-minutes of training
@@ -107,6 +110,12 @@ class TrainConfig:
     # as the document role's map weighs them, at weight metric_weight ("": no metric term)
     metric: str = ""
     metric_weight: float = 1.0
+    # the passage InfoNCE (0: off): a run of 8..64 tokens cut out of a 254-token window finds the rest of it among
+    # the step's passage_pairs passages, drawn passage_group consecutive windows of one document at a time
+    passage_nce_weight: float = 0.0
+    passage_pairs: int = 256
+    passage_group: int = 4
+    passage_temperature: float = 0.05
     ckpt_minutes: float = 2.0
     seed: int = 0
 
@@ -174,6 +183,17 @@ def distill_loss(spans, docs, t_spans, t_docs, cfg: TrainConfig, rng: np.random.
     return out
 
 
+def passage_nce(model: RetNet, pairs: Batch, device, temperature: float) -> dict[str, torch.Tensor]:
+    """InfoNCE of queries against passages (Sampler.passage_pairs: the first half of the sequences are the
+    passages, the second their queries), the student's embeddings on both sides; and its in-batch top-1."""
+    emb, _ = student_embeddings(model, pairs, device)
+    n = len(pairs.lengths) // 2
+    logits = emb[n:].float() @ emb[:n].float().T / temperature
+    gold = torch.arange(n, device=logits.device)
+    return {"passage_nce": F.cross_entropy(logits, gold),
+            "passage_top1": (logits.argmax(1) == gold).float().mean().detach()}
+
+
 def step_groups(cfg: TrainConfig, step: int) -> list[tuple[int, int, int]]:
     short = cfg.short_lengths[step % len(cfg.short_lengths)]
     groups = [(cfg.n_passages, 1, CONTENT), (max(1, cfg.short_tokens // short), 1, short)]
@@ -186,7 +206,7 @@ class PhaseTimes:
     """Where a training step's time goes (--phase-times): the device is synchronized at each phase's end, so the
     phases add up to the step's wall time (and the step runs a little slower than without). Off: no syncs."""
 
-    PHASES = ("sample", "teacher", "student", "doc_sample", "doc_teacher", "doc_student", "optimizer")
+    PHASES = ("sample", "teacher", "student", "passage", "doc_sample", "doc_teacher", "doc_student", "optimizer")
 
     def __init__(self, enabled: bool, device: torch.device):
         self.enabled, self.device = enabled, device
@@ -471,6 +491,14 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
             losses["total"].backward()
             del spans, docs
             phases.end("student")
+            if cfg.passage_nce_weight:
+                pairs = sampler.passage_pairs(cfg.passage_pairs, cfg.passage_group)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    p_losses = passage_nce(model, pairs, device, cfg.passage_temperature)
+                (cfg.passage_nce_weight * p_losses["passage_nce"]).backward()
+                losses.update({k: v.detach() for k, v in p_losses.items()})
+                losses["total"] = losses["total"].detach() + cfg.passage_nce_weight * losses["passage_nce"]
+                phases.end("passage")
             if cfg.doc_tokens:
                 length = cfg.doc_lengths[step % len(cfg.doc_lengths)]
                 doc_batch = sampler.doc_batch(doc_batch_size(cfg, length), length, cfg.doc_group, cfg.doc_queries,
@@ -490,6 +518,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
         except torch.cuda.OutOfMemoryError:
             # one GPU call is all we get: shrink the batch instead of losing the run
             cfg = replace(cfg, n_passages=cfg.n_passages // 2, short_tokens=cfg.short_tokens // 2,
+                          passage_pairs=max(2, cfg.passage_pairs // 2),
                           n_long=cfg.n_long // 2, doc_tokens=cfg.doc_tokens // 2, doc_max=max(2, cfg.doc_max // 2))
             print(f"out of GPU memory at step {step}; halving the batch: {asdict(cfg)}", flush=True)
             spans = docs = losses = None
@@ -574,6 +603,9 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--doc-forward {cfg.doc_forward!r}; use one of {', '.join(DOC_FORWARDS)}")
     if cfg.doc_query_grad not in (0, 1):
         ap.error(f"--doc-query-grad {cfg.doc_query_grad}; use 1 (the queries move too) or 0 (documents only)")
+    if cfg.passage_nce_weight and (cfg.passage_pairs < 2 or cfg.passage_group < 1 or cfg.passage_temperature <= 0):
+        ap.error(f"--passage-pairs {cfg.passage_pairs}, --passage-group {cfg.passage_group}, --passage-temperature "
+                 f"{cfg.passage_temperature}: the passage InfoNCE needs pairs >= 2, group >= 1, temperature > 0")
     train(args, cfg)
 
 
