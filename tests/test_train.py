@@ -493,12 +493,12 @@ def test_passage_pairs_cut_a_word_start_run_out_of_neighbouring_windows_of_one_d
     corpus = Corpus(docs=[np.arange(d * length, (d + 1) * length, dtype=np.int32) for d in range(n_docs)],
                     source=np.zeros(n_docs, dtype=np.int64), folder=np.arange(n_docs), names=["s"],
                     starts_word=starts)
-    pairs = Sampler(corpus, seed=1).passage_pairs(10, group=4, query_lengths=(8, 64))
+    pairs = Sampler(corpus, seed=1).passage_pairs(10, group=4, query_len=24)
     n = 10
     assert len(pairs.lengths) == 2 * n and pairs.lengths.sum() == len(pairs.ids) == n * CONTENT
+    # one query length a call: the parallel form runs the pairs as two equal-length groups
+    assert set(pairs.lengths[:n].tolist()) == {CONTENT - 24} and set(pairs.lengths[n:].tolist()) == {24}
     seqs = np.split(pairs.ids, np.cumsum(pairs.lengths)[:-1])
-    assert all(8 <= len(q) <= 64 for q in seqs[n:]) and all(len(p) + len(q) == CONTENT
-                                                            for p, q in zip(seqs[:n], seqs[n:]))
     firsts = []
     for p, q in zip(seqs[:n], seqs[n:]):
         whole = np.sort(np.concatenate([p, q]))
@@ -510,20 +510,42 @@ def test_passage_pairs_cut_a_word_start_run_out_of_neighbouring_windows_of_one_d
     for g in range(0, 8, 4):
         assert np.diff(firsts[g : g + 4]).tolist() == [CONTENT] * 3
         assert len({int(f) // length for f in firsts[g : g + 4]}) == 1
-    with pytest.raises(ValueError, match="query lengths"):
-        Sampler(corpus).passage_pairs(4, 2, query_lengths=(8, CONTENT))
+    with pytest.raises(ValueError, match="query_len"):
+        Sampler(corpus).passage_pairs(4, 2, query_len=CONTENT)
     with pytest.raises(ValueError, match="no document has"):
-        Sampler(corpus).passage_pairs(4, group=6)
+        Sampler(corpus).passage_pairs(4, group=6, query_len=24)
 
 
-def test_passage_nce_finds_a_query_s_passage_once_trained(distill_dir, tmp_path):
+def test_passage_nce_trains_queries_toward_their_passages():
+    n_docs, length = 2, 4 * CONTENT
+    corpus = Corpus(docs=[np.arange(d * length, (d + 1) * length, dtype=np.int32) for d in range(n_docs)],
+                    source=np.zeros(n_docs, dtype=np.int64), folder=np.arange(n_docs), names=["s"],
+                    starts_word=np.ones(n_docs * length, dtype=bool))
+    pairs = Sampler(corpus, seed=0).passage_pairs(8, group=4, query_len=16)
+    model = RetNet(RetNetConfig(vocab_size=n_docs * length, d_model=16, n_layers=2, n_heads=2, head_k_dim=8,
+                                head_v_dim=8, ffn_dim=32, embed_dim=12)).init_weights(0, std=0.3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    cpu = torch.device("cpu")
+    first = distill.passage_nce(model, pairs, cpu, 0.05)
+    assert 0 <= float(first["passage_top1"]) <= 1 and first["passage_top1"].grad_fn is None
+    for _ in range(10):
+        opt.zero_grad()
+        distill.passage_nce(model, pairs, cpu, 0.05)["passage_nce"].backward()
+        opt.step()
+    last = distill.passage_nce(model, pairs, cpu, 0.05)
+    assert float(last["passage_nce"].detach()) < 0.5 * float(first["passage_nce"].detach())
+    assert float(last["passage_top1"]) >= float(first["passage_top1"])
+
+
+def test_training_with_the_passage_nce_logs_it(distill_dir, tmp_path):
     torch.manual_seed(0)
     vocab = Tokenizer.from_file(str(distill_dir / "teacher" / "tokenizer.json")).get_vocab_size()
-    cfg = replace(_cfg(8), passage_nce_weight=0.5, passage_pairs=8, passage_group=2)
+    cfg = replace(_cfg(3), passage_nce_weight=0.5, passage_pairs=8, passage_group=2)
     result = train(_args(distill_dir, tmp_path, fresh=True), cfg, student_config(vocab))
-    log = result["log"]
-    assert all(0 <= row["passage_top1"] <= 1 and row["passage_nce"] > 0 for row in log)
-    assert log[-1]["passage_nce"] < log[0]["passage_nce"]
+    for row in result["log"]:
+        assert 0 <= row["passage_top1"] <= 1 and row["passage_nce"] > 0
+        assert row["total"] == pytest.approx(row["span"] + row["doc"] + row["relational"] + 0.5 * row["passage_nce"],
+                                             abs=1e-4)
     assert result["train"]["passage_nce_weight"] == 0.5
     off = train(_args(distill_dir, tmp_path / "off", fresh=True), _cfg(2), student_config(vocab))
     assert "passage_nce" not in off["log"][-1]

@@ -144,15 +144,16 @@ class Sampler:
         return DocBatch(ids, np.asarray(picked), self.c.source[picked], np.stack(queries),
                         np.asarray(query_doc, dtype=np.int64))
 
-    def passage_pairs(self, n: int, group: int, query_lengths: tuple[int, int] = (8, 64)) -> Batch:
+    def passage_pairs(self, n: int, group: int, query_len: int) -> Batch:
         """n (passage, query) pairs for the passage InfoNCE, as quality.py's passage set makes them from sentences:
-        from each CONTENT-token window a run of query_lengths[0]..[1] tokens starting at a word start is cut out,
-        and the passage keeps the rest. The windows come `group` at a time, consecutive and disjoint, from one
-        document (each other's hard negatives). Sequences 0..n-1 are the passages, n..2n-1 their queries, one
-        span each (`windows` holds the sequences; the loss needs no teacher)."""
-        lo, hi = query_lengths
-        if not 1 <= lo <= hi < CONTENT:
-            raise ValueError(f"query lengths {query_lengths} must satisfy 1 <= low <= high < {CONTENT}")
+        from each CONTENT-token window a run of query_len tokens starting at a word start is cut out, and the
+        passage keeps the rest. One query length per call, so that the parallel form runs the pairs as two
+        equal-length groups (a length each would be a group each: 1.7 s a step on an H100, session 45). The
+        windows come `group` at a time, consecutive and disjoint, from one document (each other's hard
+        negatives). Sequences 0..n-1 are the passages, n..2n-1 their queries, one span each (`windows` holds the
+        sequences; the loss needs no teacher)."""
+        if not 1 <= query_len < CONTENT:
+            raise ValueError(f"query_len {query_len} must satisfy 1 <= query_len < {CONTENT}")
         if n < 2 or group < 1:
             raise ValueError(f"passage pairs need n >= 2 (got {n}) and group >= 1 (got {group})")
         passages, queries = [], []
@@ -160,12 +161,11 @@ class Sampler:
             run = self._window(int(d), group * CONTENT)
             for k in range(group):
                 w = run[k * CONTENT : (k + 1) * CONTENT]
-                length = int(self.rng.integers(lo, hi + 1))
-                s = int(self.rng.integers(0, CONTENT - length + 1))
-                while s < CONTENT - length and not self.c.starts_word[w[s]]:
+                s = int(self.rng.integers(0, CONTENT - query_len + 1))
+                while s < CONTENT - query_len and not self.c.starts_word[w[s]]:
                     s += 1
-                queries.append(w[s : s + length])
-                passages.append(np.concatenate([w[:s], w[s + length :]]))
+                queries.append(w[s : s + query_len])
+                passages.append(np.concatenate([w[:s], w[s + query_len :]]))
         seqs = passages[:n] + queries[:n]
         lengths = np.array([len(x) for x in seqs], dtype=np.int64)
         return Batch(ids=np.concatenate(seqs).astype(np.int64), lengths=lengths,

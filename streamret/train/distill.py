@@ -183,6 +183,9 @@ def distill_loss(spans, docs, t_spans, t_docs, cfg: TrainConfig, rng: np.random.
     return out
 
 
+PASSAGE_QUERY = (8, 64)  # the passage InfoNCE's query lengths, one a step (quality.py's query sentences: 8..64)
+
+
 def passage_nce(model: RetNet, pairs: Batch, device, temperature: float) -> dict[str, torch.Tensor]:
     """InfoNCE of queries against passages (Sampler.passage_pairs: the first half of the sequences are the
     passages, the second their queries), the student's embeddings on both sides; and its in-batch top-1."""
@@ -492,7 +495,8 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
             del spans, docs
             phases.end("student")
             if cfg.passage_nce_weight:
-                pairs = sampler.passage_pairs(cfg.passage_pairs, cfg.passage_group)
+                pairs = sampler.passage_pairs(cfg.passage_pairs, cfg.passage_group,
+                                              int(rng.integers(PASSAGE_QUERY[0], PASSAGE_QUERY[1] + 1)))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     p_losses = passage_nce(model, pairs, device, cfg.passage_temperature)
                 (cfg.passage_nce_weight * p_losses["passage_nce"]).backward()
