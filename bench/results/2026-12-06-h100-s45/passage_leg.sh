@@ -10,9 +10,14 @@
 # 0.05, so the term starts at 30x the span loss times its weight; hence PNCE 0.05.
 # Predicted (PNCE 0.05, temperature 0.05, 256 pairs of a step in groups of 4 windows of one document, lr 1e-4,
 # MINUTES, 4.0 here): the in-batch top-1 starts at 0.3-0.45 and rises past 0.6; held-out passage recall@10
-# 0.583 -> 0.59-0.60,
-# passage cosine 0.898 -> 0.890-0.897, the plain document embedding 0.875-0.885, the document role with its own
-# map 0.905-0.915 (8-32k 0.885-0.895). Validation passages (CPU, afterwards, val_passages.py): 0.5645 -> 0.575-0.59.
+# 0.583 -> 0.59-0.60, passage cosine 0.898 -> 0.890-0.897, the plain document embedding 0.875-0.885, the document
+# role with its own map 0.905-0.915 (8-32k 0.885-0.895). Validation passages (CPU, afterwards, val_passages.py):
+# 0.5645 -> 0.575-0.59.
+# Session 45 ran 42 steps of it (call 8, 1.7 s a step: a query length per pair, fixed since; in-batch top-1 0.54
+# -> 0.55): passage recall@10 0.593, cosine 0.896, plain document 0.882. For the next session: MINUTES=7.0 (the
+# steps should take about 0.3 s now: check tok_per_s in the log against session 44's control, ~600 k), then here
+# merge the returned shards (python -m streamret.train.export DIR --dst FOLDER) and read the validation passages
+# (python bench/results/2026-12-06-cpu-s45/val_passages.py FOLDER streamret/assets/default --weights 1 0).
 set -u
 export MINUTES=${MINUTES:-4.0} PNCE=${PNCE:-0.05}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
