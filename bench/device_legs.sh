@@ -25,7 +25,7 @@
 #                  metric (METRIC: a map of `python -m streamret.train.document_map --teacher ... --power 0.5`;
 #                  default /tmp/tf/metric, put in the pack before it is cut) at weight METRIC_W (default 1.0),
 #                  then the new weights' document map fitted on the GPU and their evaluation in both roles
-#   passage        as metric, with the passage InfoNCE at weight PNCE (default 0.1) in place of the metric term
+#   passage        as metric, with the passage InfoNCE at weight PNCE (default 0.05) in place of the metric term
 # A leg is MINUTES (default 8.8) of wall time, its lr schedule SCHEDULE (default 17.6) training minutes over
 # all legs (a call may run 600 s; an 8.8-minute leg ends at about 535 s: run it with timeout_s 600).
 # EVAL=1 on resume evaluates the legs' weights in the same call (carry .quality/heldout and .device/qT with
@@ -90,10 +90,10 @@ case $1 in
   metric|passage)  # a passage leg from INIT (default: the shipped weights), then the new weights' own document
     # map fitted here on the GPU from the pack's training sources, and their evaluation in both roles. metric: with
     # the metric term (METRIC_W, default 1.0) in the teacher's map at METRIC (default /tmp/tf/metric: the pack
-    # carries it); passage: with the passage InfoNCE at weight PNCE (default 0.1)
+    # carries it); passage: with the passage InfoNCE at weight PNCE (default 0.05)
     staged || exit 1
     if [ "$1" = metric ]; then extra="--metric ${METRIC:-/tmp/tf/metric} --metric-weight ${METRIC_W:-1.0}"
-    else extra="--passage-nce-weight ${PNCE:-0.1}"; fi
+    else extra="--passage-nce-weight ${PNCE:-0.05}"; fi
     train $1 --init ${INIT:-streamret/assets/default} --out /tmp/m_$1 --ckpt /tmp/ckpt_$1 --fresh \
       --minutes ${MINUTES:-8.0} --lr ${LR:-1e-4} --doc-tokens 0 $extra
     cp -r /tmp/m_$1 $OUT/model && merge /tmp/m_$1 /tmp/x_$1 || exit 1
