@@ -17,9 +17,17 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
 from streamret.model.checkpoint import load_checkpoint, model_fingerprint, model_from_state_dict, save_checkpoint
 
 from .export import stale_document_map
+
+
+def weighted_mean(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
+    """sum_i w_i * states[i], tensor by tensor, taken in float32 and returned in the first state's dtypes."""
+    return {name: sum(w * s[name].float() for w, s in zip(weights, states)).to(t.dtype)
+            for name, t in states[0].items()}
 
 
 def average_checkpoints(legs: list[str | Path], weights: list[float] | None, out: str | Path) -> dict:
@@ -45,8 +53,7 @@ def average_checkpoints(legs: list[str | Path], weights: list[float] | None, out
         log = Path(leg) / "training.json"
         records.append({"folder": str(leg), "fingerprint": model_fingerprint(model),
                         "training": json.loads(log.read_text()) if log.is_file() else None})
-    mean = {name: sum(w * s[name].float() for w, s in zip(weights, states)).to(t.dtype)
-            for name, t in states[0].items()}
+    mean = weighted_mean(states, weights)
     model = model_from_state_dict(first.config, mean)  # a new model: the legs' fingerprints are cached on theirs
     out = Path(out)
     save_checkpoint(model, tokenizer, out)

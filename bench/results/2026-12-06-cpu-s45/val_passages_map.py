@@ -12,25 +12,17 @@ sys.path.insert(0, "."), sys.path.insert(0, "bench")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from quality import DEFAULT_SETS, make_passages, recall, student_streams  # noqa: E402
+from quality import recall  # noqa: E402
+from val_passages import student_side, teacher_side, validation_passages  # noqa: E402 (this folder)
 
 from streamret.model.spec import load_model  # noqa: E402
-from streamret.train.prepare import read_source, sources_of_split  # noqa: E402
-from streamret.train.teacher import load_teacher  # noqa: E402
 
 distill = Path(".distill")
 loaded = load_model(sys.argv[1], "cpu")
-docs = [(d, text, None) for name in sources_of_split(distill, "val")
-        for d, text in read_source(distill / "data" / f"{name}.jsonl.xz")]
-rng = np.random.default_rng(DEFAULT_SETS["seed"])
-pairs = make_passages(docs, loaded.tokenizer.encode, DEFAULT_SETS["passages"], rng)
-passages, queries = [p for p, _ in pairs], [q for _, q in pairs]
-gold = torch.arange(len(pairs))
-teacher = load_teacher(distill / "teacher")
-tp, tq = teacher.embed_windows(passages).float(), teacher.embed_windows(queries).float()
-cpu = torch.device("cpu")
-sp = student_streams(loaded.model, passages, cpu, 1024, 256, "passages")[0]
-sq = student_streams(loaded.model, queries, cpu, 1024, 256, "queries")[0]
+passages, queries = validation_passages(distill, loaded.tokenizer.encode)
+gold = torch.arange(len(passages))
+tp, tq = teacher_side(distill, passages, queries)
+sp, sq = student_side(loaded.model, passages, queries)
 dmap = loaded.roles.document_map
 
 

@@ -6,8 +6,9 @@
 #   bash bench/device_legs.sh unpack                               carry []
 # (or bench/results/2026-12-06-h100-s45/stage_tf3_two_calls.sh 1 and 2), then this script, carry
 # [".quality/heldout", ".device/qT"] (MINUTES of training, ~100 s more for map and eval).
-# Measured first (CPU, the shipped weights, 128 pairs of git-doc): in-batch top-1 0.42, loss 2.50 at temperature
-# 0.05, so the term starts at 30x the span loss times its weight; hence PNCE 0.05.
+# Measured first (CPU, the shipped weights, 128 pairs of git-doc; passage_nce_probe.py in ../2026-12-06-cpu-s45):
+# in-batch top-1 0.16-0.47 and loss 3.6-2.0 at query lengths 8-64, temperature 0.05: the term starts at 25-45x the
+# span loss (0.08) times its weight; hence PNCE 0.05.
 # Predicted (PNCE 0.05, temperature 0.05, 256 pairs of a step in groups of 4 windows of one document, lr 1e-4,
 # MINUTES, 4.0 here): the in-batch top-1 starts at 0.3-0.45 and rises past 0.6; held-out passage recall@10
 # 0.583 -> 0.59-0.60, passage cosine 0.898 -> 0.890-0.897, the plain document embedding 0.875-0.885, the document
