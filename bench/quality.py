@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamret.model.spec import load_model  # noqa: E402
 from streamret.model.tokenizer import HFTokenizer  # noqa: E402
+from streamret.train.data import QUERY_TOKENS  # noqa: E402
 from streamret.train.prepare import read_source, sources_of_split  # noqa: E402
 from streamret.train.teacher import CONTENT, load_teacher  # noqa: E402
 
@@ -83,7 +84,7 @@ def make_passages(docs, encode, n: int, rng: np.random.Generator):
             ids = encode(s)
             if sum(map(len, run)) + len(ids) > CONTENT or not ids:
                 if len(run) >= 3:
-                    candidates = [i for i, r in enumerate(run) if 8 <= len(r) <= 64]
+                    candidates = [i for i, r in enumerate(run) if QUERY_TOKENS[0] <= len(r) <= QUERY_TOKENS[1]]
                     if candidates:
                         q = int(rng.choice(candidates))
                         rest = [t for i, r in enumerate(run) if i != q for t in r]

@@ -20,6 +20,10 @@ import torch
 from .prepare import read_source
 from .teacher import CLS_ID, CONTENT, SEP_ID
 
+# a query's length in tokens, both where quality.py picks query sentences for its passage set and where the
+# passage InfoNCE cuts its queries (one length a step), so that training asks what the benchmark asks
+QUERY_TOKENS = (8, 64)
+
 
 @dataclass
 class Corpus:

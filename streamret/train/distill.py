@@ -56,7 +56,7 @@ from streamret.model.checkpoint import load_checkpoint
 from streamret.model.document_map import MAP_FILE, DocumentMap
 from streamret.model.retnet import RetNet, RetNetConfig
 
-from .data import Batch, Corpus, Sampler, load_corpus, teacher_targets
+from .data import QUERY_TOKENS, Batch, Corpus, Sampler, load_corpus, teacher_targets
 from .docs import DOC_FORWARDS, DocBank, doc_step, teacher_doc_targets
 from .export import save_shards
 from .prepare import sources_of_split
@@ -181,9 +181,6 @@ def distill_loss(spans, docs, t_spans, t_docs, cfg: TrainConfig, rng: np.random.
             out["metric"] = out["metric"] + cfg.doc_weight * (((docs - t_docs) @ metric) ** 2).sum(-1).mean() / 2
         out["total"] = out["total"] + cfg.metric_weight * out["metric"]
     return out
-
-
-PASSAGE_QUERY = (8, 64)  # the passage InfoNCE's query lengths, one a step (quality.py's query sentences: 8..64)
 
 
 def passage_nce(model: RetNet, pairs: Batch, device, temperature: float) -> dict[str, torch.Tensor]:
@@ -496,7 +493,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
             phases.end("student")
             if cfg.passage_nce_weight:
                 pairs = sampler.passage_pairs(cfg.passage_pairs, cfg.passage_group,
-                                              int(rng.integers(PASSAGE_QUERY[0], PASSAGE_QUERY[1] + 1)))
+                                              int(rng.integers(QUERY_TOKENS[0], QUERY_TOKENS[1] + 1)))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     p_losses = passage_nce(model, pairs, device, cfg.passage_temperature)
                 (cfg.passage_nce_weight * p_losses["passage_nce"]).backward()
