@@ -22,7 +22,7 @@ from streamret.model.retnet import RetNet, RetNetConfig
 from streamret.model.spec import load_model
 from streamret.model.tokenizer import HFTokenizer
 from streamret.train import distill, export, train_pack
-from streamret.train.data import Corpus, DocBatch, Sampler, load_corpus, teacher_targets
+from streamret.train.data import QUERY_TOKENS, Corpus, DocBatch, Sampler, draw_query_len, load_corpus, teacher_targets
 from streamret.train.distill import (
     PhaseTimes,
     TrainConfig,
@@ -514,6 +514,14 @@ def test_passage_pairs_cut_a_word_start_run_out_of_neighbouring_windows_of_one_d
         Sampler(corpus).passage_pairs(4, 2, query_len=CONTENT)
     with pytest.raises(ValueError, match="no document has"):
         Sampler(corpus).passage_pairs(4, group=6, query_len=24)
+
+
+def test_query_lengths_are_drawn_log_uniform_over_the_benchmarks_query_range():
+    rng = np.random.default_rng(0)
+    lengths = np.array([draw_query_len(rng) for _ in range(20000)])
+    assert lengths.min() == QUERY_TOKENS[0] and lengths.max() == QUERY_TOKENS[1]  # both ends reached, no further
+    # as many draws an octave: 8-15 and 32-64 about a third each (a uniform draw: 14% and 58%)
+    assert abs((lengths < 16).mean() - 1 / 3) < 0.03 and abs((lengths >= 32).mean() - 1 / 3) < 0.03
 
 
 def test_passage_nce_trains_queries_toward_their_passages():

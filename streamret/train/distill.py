@@ -56,7 +56,7 @@ from streamret.model.checkpoint import load_checkpoint
 from streamret.model.document_map import MAP_FILE, DocumentMap
 from streamret.model.retnet import RetNet, RetNetConfig
 
-from .data import QUERY_TOKENS, Batch, Corpus, Sampler, load_corpus, teacher_targets
+from .data import Batch, Corpus, Sampler, draw_query_len, load_corpus, teacher_targets
 from .docs import DOC_FORWARDS, DocBank, doc_step, teacher_doc_targets
 from .export import save_shards
 from .prepare import sources_of_split
@@ -492,8 +492,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, student: RetNetConfig, t_
             del spans, docs
             phases.end("student")
             if cfg.passage_nce_weight:
-                pairs = sampler.passage_pairs(cfg.passage_pairs, cfg.passage_group,
-                                              int(rng.integers(QUERY_TOKENS[0], QUERY_TOKENS[1] + 1)))
+                pairs = sampler.passage_pairs(cfg.passage_pairs, cfg.passage_group, draw_query_len(rng))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     p_losses = passage_nce(model, pairs, device, cfg.passage_temperature)
                 (cfg.passage_nce_weight * p_losses["passage_nce"]).backward()
