@@ -5,7 +5,7 @@
 # stage_tf3_two_calls.sh 1 and 2 on the same warm machine; carry [".quality/heldout", ".device/qT"], timeout 600.
 # Why: on the validation sources the shipped student finds more passages than the teacher from 8-12-token queries
 # (209 against 203 of 428) and fewer from 13-39 (758 against 834 of 1,317): val_query_lengths.txt here; a uniform
-# draw spent 58% of its steps on queries of 32-64 tokens, where 15% of the benchmark's queries are.
+# draw spent 44% of its steps on queries of 40-64 tokens, where 13% of the validation queries are.
 # Predicted (MINUTES 7.0: ~1,300 steps if a step takes ~0.3 s; tok_per_s near session 44's control, ~600 k): held-out
 # passage recall@10 0.583 -> 0.595-0.610 (session 45's 42 uniform steps: 0.593), passage cosine 0.890-0.898, plain
 # document 0.875-0.885, document role with its own map 0.905-0.915 (8-32k 0.885-0.895); validation passages (CPU,
