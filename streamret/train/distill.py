@@ -23,15 +23,14 @@ plus a relational term that matches the batch's student cosine matrix to the tea
 retrieval depends on, and optionally (--metric) the span and document errors measured in the metric the
 `document` role scores with: the documents' map C^-1 weighs an error e in a document or a query by e C^-1 e,
 so directions of small variance count more (session 44: no gain over a control leg; bench/RESULTS.md), and
-optionally (--passage-nce-weight) a passage InfoNCE: a run of 8..64 tokens cut out of a window finds the rest of
-the window among the step's passages (neighbouring windows of one document among them), as the held-out
-passage search asks of the student's own embeddings, where the teacher's targets only copy the teacher. Teacher
-targets are computed on the fly (fp16), so every epoch sees new cuts. --init starts from a model folder (the
-shipped default model) instead of the teacher's word embeddings. --minutes bounds this run's wall time from
-the process start (loading included); the learning-rate schedule spans --schedule-minutes of training
-(default: what this run can train), kept across resumed runs. Every --ckpt-minutes the full training state
-goes to --ckpt (resumable with the same command) and fp16 weight shards to --out; at the end a quick
-evaluation is written too.
+optionally (--passage-nce-weight) a passage InfoNCE: a run of 8..64 tokens (log-uniform, one length a step) cut out of
+a window finds the rest of the window among the step's passages (neighbouring windows of one document among them), as
+the held-out passage search asks of the student's own embeddings, where the teacher's targets only copy the teacher.
+Teacher targets are computed on the fly (fp16), so every epoch sees new cuts. --init starts from a model folder (the
+shipped default model) instead of the teacher's word embeddings. --minutes bounds this run's wall time from the
+process start (loading included); the learning-rate schedule spans --schedule-minutes of training (default: what this
+run can train), kept across resumed runs. Every --ckpt-minutes the full training state goes to --ckpt (resumable with
+the same command) and fp16 weight shards to --out; at the end a quick evaluation is written too.
 """
 
 from __future__ import annotations
@@ -110,8 +109,9 @@ class TrainConfig:
     # as the document role's map weighs them, at weight metric_weight ("": no metric term)
     metric: str = ""
     metric_weight: float = 1.0
-    # the passage InfoNCE (0: off): a run of 8..64 tokens cut out of a 254-token window finds the rest of it among
-    # the step's passage_pairs passages, drawn passage_group consecutive windows of one document at a time
+    # the passage InfoNCE (0: off): a run of 8..64 tokens (data.draw_query_len) cut out of a 254-token window finds
+    # the rest of it among the step's passage_pairs passages, drawn passage_group consecutive windows of one
+    # document at a time
     passage_nce_weight: float = 0.0
     passage_pairs: int = 256
     passage_group: int = 4
