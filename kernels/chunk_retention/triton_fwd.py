@@ -262,7 +262,13 @@ class TwoPassConfig:
     at span_stages 2 (224 KB in all, as at state_every 128); BV 32 / 3 stages 168 KB. On the H200
     (2026-12-02, session 12, N64 x L512 with h0) every 256-token span tiling was slower than the
     default: 1.030-1.058 ms against 0.924 (state pass 0.44 against 0.48, output pass 0.56-0.60
-    against 0.40), so state_every stays BT."""
+    against 0.40), so state_every stays BT.
+
+    output_form: "scores" (the above: a row block's scores against its whole span worked out once and held
+    through a loop over V-blocks, the span's state read once per V-block) or "keys" (_attn_outputs_kernel: one
+    program per row block and V-block of BV columns, walking the span's keys key_block at a time as attention
+    does, the scores recomputed per V-block, so a span may be long: state_every 512 stores no span state inside
+    a 512-token sequence). BT, BV, num_warps and num_stages are the keys form's own when it runs."""
 
     BT: int = 128
     BV: int = 64
@@ -284,9 +290,12 @@ class TwoPassConfig:
     segment_fix_BV: int = 32
     segment_fix_stages: int = 3
     span_stages: int = 0
+    output_form: str = "scores"
+    key_block: int = 64
 
 
 SEGMENT_FIXES = ("product", "off")
+OUTPUT_FORMS = ("scores", "keys")
 
 
 def segment_fix_mode() -> str:

@@ -49,6 +49,7 @@ import triton.language as tl
 
 from ..utils import next_pow2, num_sms
 from .triton_fwd import (
+    OUTPUT_FORMS,
     SEGMENT_FIXES,
     TwoPassConfig,
     plan_segment_len,
@@ -137,6 +138,35 @@ def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
 
 
 @triton.jit
+def _incoming_state(
+    hs, seg_init, lg, h, n, bos, i0, span, p0, seg_len, has_h0,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, STATE_EVERY: tl.constexpr, SEGMENT_FIX: tl.constexpr,
+):
+    """Where the state entering row i0's span lies, for both output passes: head h's [K, V] block of the
+    stored span state (hs_head) and how many of its rows to load, 0 where nothing was stored (a span
+    that starts a work item of the state pass from zero: a sequence's first span without h0, or with a
+    segment fix any segment's first span); with a fix, the segment's incoming state (si_head), its rows
+    to load (0 for a first segment without h0, or where g^n underflows) and g^(tokens from the
+    segment's start to the span's)."""
+    slot = segment_slot(n, bos, STATE_EVERY) + span
+    hs_head = hs + (slot * H + h) * (K * V)
+    if SEGMENT_FIX == "off":
+        zero_state = (span == 0) & (has_h0 == 0)
+    else:
+        zero_state = (i0 - p0) % seg_len == 0
+    hs_rows = tl.where(zero_state, 0, K)
+    si_head = seg_init
+    fix_rows = 0
+    seg_decay = 0.0
+    if SEGMENT_FIX != "off":
+        seg = i0 // seg_len
+        seg_decay = tl.exp(lg * (i0 - p0 - seg * seg_len).to(tl.float32))
+        fix_rows = tl.where(((seg > 0) | (has_h0 != 0)) & (seg_decay > 0.0), K, 0)
+        si_head = seg_init + ((segment_slot(n, bos, seg_len) + seg) * H + h) * (K * V)
+    return hs_head, hs_rows, si_head, fix_rows, seg_decay
+
+
+@triton.jit
 def _block_outputs(
     q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len, has_h0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
@@ -184,24 +214,15 @@ def _block_outputs(
         m_keys = m_keys + (m_keys_j,)
     q_decay = scale * tl.exp(lg * (p0 + fi + 1.0))
 
-    slot = segment_slot(n, bos, STATE_EVERY) + span
-    hs_rows = hs + (slot * H + h) * (K * V) + ik[:, None] * V
+    hs_head, hs_rows_n, si_head, fix_rows, seg_decay = _incoming_state(
+        hs, seg_init, lg, h, n, bos, i0, span, p0, seg_len, has_h0, H, K, V, STATE_EVERY, SEGMENT_FIX)
+    hs_rows = hs_head + ik[:, None] * V
+    m_hs = (ik < hs_rows_n)[:, None]
+    if SEGMENT_FIX != "off":
+        m_fix = (ik < fix_rows)[:, None]
+        si_rows = si_head + ik[:, None] * V
     v_rows = v + span_first * stride_v + h * V + it[:, None] * stride_v
     o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
-    # the span's stored state is zero, and was not stored, where it starts a work item of the state pass
-    # without an initial state: a sequence's first span without h0, or (product) any segment's first span
-    if SEGMENT_FIX == "off":
-        zero_state = (span == 0) & (has_h0 == 0)
-    else:
-        zero_state = (i0 - p0) % seg_len == 0
-    m_hs = (ik < tl.where(zero_state, 0, K))[:, None]
-    if SEGMENT_FIX != "off":
-        seg = i0 // seg_len
-        seg_decay = tl.exp(lg * (i0 - p0 - seg * seg_len).to(tl.float32))  # g^(span start - segment start)
-        # rows to load: none without an incoming state (a first segment without h0) or when g^n underflows
-        fix_rows = tl.where(((seg > 0) | (has_h0 != 0)) & (seg_decay > 0.0), K, 0)
-        m_fix = (ik < fix_rows)[:, None]
-        si_rows = seg_init + ((segment_slot(n, bos, seg_len) + seg) * H + h) * (K * V) + ik[:, None] * V
     for v0 in tl.range(0, V, BV, num_stages=LOOP_STAGES):
         jv = v0 + tl.arange(0, BV)
         mv = jv < V
@@ -264,6 +285,73 @@ def _span_outputs_kernel(
                                SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None)
 
 
+
+@triton.jit
+def _attn_outputs_kernel(
+    q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v, seg_init, seg_len, has_h0,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    NV: tl.constexpr, BKEY: tl.constexpr, KS: tl.constexpr, STATE_EVERY: tl.constexpr,
+    F32_STATE_DOT: tl.constexpr, SEGMENT_FIX: tl.constexpr,
+):
+    """The output pass in the "keys" form (TwoPassConfig.output_form): one (virtual row block, head,
+    V-block) a program, with a [BT, BV] float32 accumulator. It starts as q times the span's stored
+    state (over K in KS-wide slices: a whole [K, BV] state tile beside the key loop's tiles would fill
+    shared memory), then walks the span's keys up to the block, BKEY at a time, as attention does:
+    decayed scores q k^T, then scores times the keys' v rows. Scores are recomputed for each of the
+    V / BV programs of a row block, and the state product is the only state traffic, so long spans
+    (state_every 512: none stored inside a 512-token sequence) cost key work, not state bytes."""
+    pid = tl.program_id(0)
+    iv = pid % NV
+    h = (pid // NV) % H
+    r = pid // (NV * H)
+    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
+    bos = tl.load(cu_seqlens + n).to(tl.int64)
+    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
+    if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
+        return
+    span = i0 // STATE_EVERY
+    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
+    lg = tl.load(log_decay + h).to(tl.float32)
+    it = tl.arange(0, BT)
+    fi = it.to(tl.float32)
+    mt = (i0 + it) < L
+    jv = iv * BV + tl.arange(0, BV)
+    mv = jv < V
+    q_rows = q + (bos + i0) * stride_qk + h * K + it[:, None] * stride_qk
+
+    hs_head, hs_rows, si_head, fix_rows, seg_decay = _incoming_state(
+        hs, seg_init, lg, h, n, bos, i0, span, p0, seg_len, has_h0, H, K, V, STATE_EVERY, SEGMENT_FIX)
+    acc = tl.zeros([BT, BV], dtype=tl.float32)
+    for k0 in range(0, K, KS):
+        ks = k0 + tl.arange(0, KS)
+        qs = tl.load(q_rows + ks[None, :], mask=mt[:, None] & (ks < K)[None, :], other=0.0)
+        hc = tl.load(hs_head + ks[:, None] * V + jv[None, :], mask=(ks < hs_rows)[:, None] & mv[None, :], other=0.0)
+        acc += _q_state_product(qs, hc, F32_STATE_DOT)
+        if SEGMENT_FIX == "product":
+            sc = tl.load(si_head + ks[:, None] * V + jv[None, :], mask=(ks < fix_rows)[:, None] & mv[None, :],
+                         other=0.0)
+            acc += seg_decay * _q_state_product(qs, sc, F32_STATE_DOT)
+    acc = acc * (scale * tl.exp(lg * (p0 + fi + 1.0)))[:, None]  # scale g^(row + 1) from the span's start
+
+    ik = tl.arange(0, BK)
+    qc = tl.load(q_rows + ik[None, :], mask=mt[:, None] & (ik < K)[None, :], other=0.0)
+    span_first = bos + (i0 - p0)
+    kb = tl.arange(0, BKEY)
+    for j0 in range(0, p0 + BT, BKEY):  # the span's keys up to the block's last row
+        kj = j0 + kb
+        m_keys = (i0 - p0) + kj < L
+        kc = tl.load(k + (span_first + kj)[:, None] * stride_qk + h * K + ik[None, :],
+                     mask=m_keys[:, None] & (ik < K)[None, :], other=0.0)
+        vc = tl.load(v + (span_first + kj)[:, None] * stride_v + h * V + jv[None, :],
+                     mask=m_keys[:, None] & mv[None, :], other=0.0)
+        diff = (p0 + fi)[:, None] - kj.to(tl.float32)[None, :]
+        D = tl.where(diff >= 0, scale * tl.exp(lg * tl.maximum(diff, 0.0)), 0.0)
+        A = tl.dot(qc, tl.trans(kc), input_precision="ieee") * D
+        acc = tl.dot(A.to(v.dtype.element_ty), vc, acc=acc, input_precision="ieee")
+    o_rows = o + ((bos + i0) * H + h) * V + it[:, None] * (H * V)
+    tl.store(o_rows + jv[None, :], acc.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+
 def plan_state_pass(
     cfg: TwoPassConfig, N: int, T: int, H: int, K: int, V: int, sms: int, segment_len: int | None
 ) -> tuple[tuple[int, int, int, int, int], int]:
@@ -323,6 +411,10 @@ def chunk_retention_two_pass(
         raise ValueError(f"state_every={SE} must be a positive multiple of the output pass's BT={cfg.BT}")
     if cfg.span_stages < 0:
         raise ValueError(f"span_stages={cfg.span_stages} must be >= 1, or 0 for the output pass's own depth")
+    if cfg.output_form not in OUTPUT_FORMS:
+        raise ValueError(f"output_form={cfg.output_form!r}; use one of {OUTPUT_FORMS}")
+    if cfg.output_form == "keys" and (cfg.key_block < 16 or cfg.BT % cfg.key_block):
+        raise ValueError(f"key_block={cfg.key_block} must be >= 16 and divide the output pass's BT={cfg.BT}")
     if cfg.segment_fix not in SEGMENT_FIXES:
         raise ValueError(f"segment_fix={cfg.segment_fix!r}; use one of {SEGMENT_FIXES}")
     o = torch.empty(T, H, V, device=dev, dtype=q.dtype)
@@ -377,6 +469,17 @@ def chunk_retention_two_pass(
     seqs = torch.arange(N, device=dev, dtype=torch.int64)
     blocks = torch.arange(segment_slots(N, T, cfg.BT), device=dev, dtype=torch.int64)
     seq_of_block = torch.searchsorted(cu[:-1].long() // cfg.BT + seqs, blocks, right=True, out_int32=True) - 1
+    if cfg.output_form == "keys":
+        BV = min(cfg.BV, max(16, next_pow2(V)))
+        NV = triton.cdiv(V, BV)
+        BK = max(16, next_pow2(K))
+        _attn_outputs_kernel[(blocks.numel() * H * NV,)](
+            q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides, seg_init=seg_init, seg_len=segment_len,
+            has_h0=int(h0 is not None), H=H, K=K, V=V, BT=cfg.BT, BK=BK, BV=BV, NV=NV, BKEY=cfg.key_block,
+            KS=min(BK, 64), STATE_EVERY=SE, F32_STATE_DOT=q.dtype != torch.bfloat16, SEGMENT_FIX=fix,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+        return o, final
     _span_outputs_kernel[(blocks.numel() * H,)](
         q, k, v, o, lg, hs, cu, seq_of_block, scale, **strides,
         H=H, K=K, V=V, BT=cfg.BT, BK=max(16, next_pow2(K)),
