@@ -30,7 +30,12 @@ from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from streamret_kernels import chunk_retention_reference, recurrent_retention_step_reference, retention_log_decays  # noqa: E402
-from streamret_kernels.chunk_retention.triton_fwd import ChunkConfig, chunk_retention_triton, pick_config  # noqa: E402
+from streamret_kernels.chunk_retention.triton_fwd import (  # noqa: E402
+    ChunkConfig,
+    TwoPassConfig,
+    chunk_retention_triton,
+    pick_config,
+)
 from streamret_kernels.recurrent_step.triton_step import (  # noqa: E402
     StepConfig,
     pick_step_config,
@@ -185,6 +190,17 @@ def run_chunk_case(kind, N, L, H, K, V, ceil) -> dict:
     return row
 
 
+KEYS_TILES = [  # sm90 compile (triton 3.9): registers, shared memory, none spilled
+    (128, 64, 256, 8, 2, 512),  # 255, 192 KiB
+    (128, 32, 256, 8, 3, 512),  # 248, 160 KiB
+    (128, 64, 128, 8, 3, 512),  # 234, 208 KiB
+    (128, 64, 128, 8, 2, 512),  # 214, 160 KiB
+    (64, 64, 128, 4, 3, 512),  # 166, 176 KiB
+    (64, 32, 256, 4, 3, 512),  # 255, 128 KiB
+    (128, 64, 256, 8, 2, 256),  # 255, 192 KiB
+]
+
+
 def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tuple[ChunkConfig, int | None]]:
     """The planned config first, then the bf16 split flipped, pipeline depth, tiles and warps one at a
     time, 128-token chunks on 8 warps at the K <= 128 streaming shapes, and (long shapes) segment lengths."""
@@ -201,6 +217,11 @@ def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tu
                  [(32, 64, 8), (32, 64, 4), (64, 64, 8), (32, 128, 8), (32, 32, 4), (16, 64, 4), (16, 128, 8)]]
         cfgs += [replace(base, BT=32, BV=64, num_warps=8, split_bf16=not base.split_bf16),
                  replace(base, BV=64, num_warps=8, num_stages=1)]
+    if isinstance(base, TwoPassConfig):  # the keys form: (BT, key_block, BV, warps, stages, state_every)
+        cfgs += [replace(base, output_form="keys", BT=bt, key_block=kb, BV=bv, num_warps=w, num_stages=st,
+                         state_every=se) for bt, kb, bv, w, st, se in KEYS_TILES]
+    forms = os.environ.get("STREAMRET_SWEEP_FORMS", "scores,keys").split(",")
+    cfgs = [base, *(c for c in cfgs if getattr(c, "output_form", "scores") in forms)]
     out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if 16 <= cfg.BV <= V]
     if kind == "long":
         out += [(base, seg) for seg in (1024, 4096, 8192)]
@@ -450,11 +471,14 @@ def main() -> None:
     ap.add_argument("--layouts", nargs="*", default=list(LAYOUTS), choices=list(LAYOUTS))
     ap.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--sweep-forms", default="scores,keys",
+                    help="the two-pass output forms the sweep tries beside the planned config (K >= 256)")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--precompile-only", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
     args = ap.parse_args()
+    os.environ["STREAMRET_SWEEP_FORMS"] = args.sweep_forms  # read by chunk_variants, here and in the job children
     if args.smoke:
         if os.environ.get("TRITON_INTERPRET") != "1":
             sys.exit("--smoke runs Triton's interpreter: TRITON_INTERPRET=1 python bench/kernels.py --smoke")

@@ -405,6 +405,38 @@ def test_chunk_two_pass_segments_with_spans_of_several_row_blocks(fwd, segment_f
                 with_state=with_state, config=cfg, segment_len=128)
 
 
+KEYS_CASES = [  # (dtype, state_every, BT, key_block, BV, with_state, segment_len)
+    (torch.bfloat16, 32, 32, 16, 32, True, 0), (torch.bfloat16, 128, 32, 16, 64, False, 0),
+    (torch.float32, 64, 32, 32, 16, True, 0), (torch.float16, 64, 32, 32, 16, False, 0),
+    (torch.bfloat16, 64, 32, 16, 32, True, 128), (torch.float32, 32, 32, 32, 64, False, 128),
+]
+
+
+@interpreted
+@pytest.mark.parametrize(("dtype", "state_every", "BT", "key_block", "BV", "with_state", "segment_len"), KEYS_CASES)
+def test_chunk_two_pass_keys_form(fwd, dtype, state_every, BT, key_block, BV, with_state, segment_len):
+    """The keys output form (one program a row block and V-block, walking the span's keys): spans of 1 to
+    4 row blocks, V-blocks past V (V 48 at BV 64) and several (BV 16), key blocks of half a row block;
+    lengths 0 and 1, shorter than a key block, mid-span, several spans; whole sequences and cut into
+    128-token segments (the incoming state's product in the state loop); a slow head and a fast one."""
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(BT=BT, BV=BV, state_every=state_every, output_form="keys",
+                                                     key_block=key_block)))
+    check_chunk(fwd, [1, 70, 0, 33, 16, 130, 5, 300], H=2, K=40, V=48, dtype=dtype, seed=27, decays=[0.97, 0.5],
+                with_state=with_state, config=cfg, segment_len=segment_len)
+
+
+@interpreted
+def test_two_pass_keys_form_checks_its_tiles(fwd):
+    q, k, v, cu, h0 = make_inputs([40], 1, 16, 16, torch.float32, seed=28)
+    lg = retention_log_decays(1)
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(output_form="keys", key_block=64)))
+    with pytest.raises(ValueError, match="key_block=64 must be >= 16 and divide the output pass's BT=32"):
+        fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, config=cfg)
+    cfg = fwd.TwoPassConfig(**(TWO_PASS_SMALL | dict(output_form="flash")))
+    with pytest.raises(ValueError, match=r"output_form='flash'; use one of \('scores', 'keys'\)"):
+        fwd.chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, config=cfg)
+
+
 @interpreted
 def test_two_pass_state_every_must_be_whole_row_blocks(fwd):
     q, k, v, cu, h0 = make_inputs([40], 1, 16, 16, torch.float32, seed=24)
@@ -889,6 +921,9 @@ SM90_CASES = {  # name: (module, kernel, 16-bit tensor dtype, constexprs, num_wa
     **{f"two-pass outputs bf16 K256 spans of 256 BV{bv}": (_TWO_PASS, "_span_outputs_kernel", "bf16", dict(
         H=8, K=256, V=512, BT=128, BK=256, BV=bv, STATE_EVERY=256, F32_STATE_DOT=False, SPLIT=True,
         SEGMENT_FIX="off", SPAN_STAGES=span), 8, 3) for bv, span in ((64, 2), (32, 0))},
+    **{f"two-pass keys outputs bf16 K256 {fix}": (_TWO_PASS, "_attn_outputs_kernel", "bf16", dict(
+        H=8, K=256, V=512, BT=128, BK=256, BV=256, NV=2, BKEY=64, KS=64, STATE_EVERY=512, F32_STATE_DOT=False,
+        SEGMENT_FIX=fix), 8, 2) for fix in ("off", "product")},
     "two-pass outputs fp32 K128": (_TWO_PASS, "_span_outputs_kernel", "fp32", dict(
         H=8, K=128, V=256, BT=32, BK=128, BV=32, STATE_EVERY=64, F32_STATE_DOT=True, SPLIT=False,
         SEGMENT_FIX="product", SPAN_STAGES=0), 4, 2),

@@ -182,6 +182,34 @@ def test_two_pass_segment_fix_k256(lens, segment_len, with_state):
         assert rel_err(ht, rt) <= TOL[torch.bfloat16], fix
 
 
+@pytest.mark.parametrize("tiles", [(128, 64, 256, 8, 2, 512), (64, 32, 256, 4, 3, 512), (128, 64, 256, 8, 2, 256)],
+                         ids=["BT128 BV256 spans 512", "BT64 keys 32 BV256 spans 512", "BT128 BV256 spans 256"])
+def test_two_pass_keys_form_k256(tiles):
+    """The keys output form at the 1.3B heads' real tiles in bf16 (some of bench/kernels.py's KEYS_TILES),
+    ragged sequences with an initial state, whole and cut into segments, against float64."""
+    from streamret_kernels.chunk_retention.triton_fwd import TwoPassConfig, chunk_retention_triton
+
+    BT, kb, BV, warps, stages, every = tiles
+    lens = [*ragged(40, 1200, 3), 5000]
+    H, K, V, T = 8, 256, 512, sum(lens)
+    g, dtype = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"keys form {tiles}".encode())), torch.bfloat16
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
+    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
+    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
+    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g)
+    lg = retention_log_decays(H).cuda()
+    ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
+    cfg = TwoPassConfig(output_form="keys", BT=BT, key_block=kb, BV=BV, num_warps=warps, num_stages=stages,
+                        state_every=every)
+    for segment_len in (0, 2048):
+        with poisoned_allocations():
+            o, ht = chunk_retention_triton(q, k, v, lg, cu_seqlens=cu, initial_state=h0, config=cfg,
+                                           segment_len=segment_len)
+        assert rel_err(o, ro) <= TOL[dtype], segment_len
+        assert rel_err(ht, rt) <= TOL[dtype], segment_len
+
+
 @pytest.mark.parametrize("dtype", list(TOL), ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("N,H,K,V", [(1, 8, 128, 256), (4096, 8, 128, 256), (64, 8, 256, 512), (512, 16, 64, 128)])
 @pytest.mark.parametrize("inplace", [False, True])
