@@ -34,5 +34,5 @@ for r in rows:
         c = v.get("config", {})
         print("  ", c.get("output_form"), c.get("BT"), c.get("key_block"), c.get("BV"), c.get("num_warps"),
               c.get("num_stages"), c.get("state_every"), "ms", v.get("ms") and round(v["ms"], 4), "err", v.get("err_o"),
-              v.get("error", "")[:120])
+              str(v.get("error", ""))[:120])
 PY
