@@ -9,6 +9,8 @@
 # Predicted on an H200 (planned 0.89-0.92 ms: state pass ~0.475 + output pass ~0.40): state pass 0.37-0.40 ms;
 # keys output pass 0.30-0.45 ms, so 0.68-0.85 ms in all, the best tiling at BV 256; under 0.79 ms is issue 13's
 # 40% of the floor. On an H100 (planned 1.05-1.06 ms): 0.80-1.00 ms. err_o as the planned form's (2.5-2.8e-3).
+# Spans of 256 (the last three tilings): one span state stored and read inside a 512-token sequence, the key walk
+# shorter (about 172 against 240 GFLOP in all by count): predicted the fastest of the keys tilings at N64 x L512.
 # N256 x L128 (one 128-row block a sequence, no span state with spans of 512): keys within +-10% of planned.
 set -u
 T0=$SECONDS
