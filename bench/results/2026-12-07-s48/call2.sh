@@ -17,10 +17,10 @@ T0=$SECONDS
 source bench/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__)"
-ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 --sweep --sweep-forms keys --no-fla"
+ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 B1xT131072 --sweep --sweep-forms keys --no-fla"
 timeout -s KILL 200 python3 bench/kernels.py --out $OUT/k256 $ARGS --precompile-only > $OUT/precompile.txt 2>&1
 echo "precompile rc $? $((SECONDS-T0)) s"; tail -3 $OUT/precompile.txt
-timeout -s KILL 200 python3 bench/kernels.py --out $OUT/k256 $ARGS > $OUT/k256/log.txt 2>&1
+timeout -s KILL 260 python3 bench/kernels.py --out $OUT/k256 $ARGS > $OUT/k256/log.txt 2>&1
 echo "sweep rc $? $((SECONDS-T0)) s"
 timeout -s KILL 120 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_kernels_gpu.py -k keys_form > $OUT/gpu_tests.txt 2>&1
 echo "gpu tests rc $? $((SECONDS-T0)) s"; tail -3 $OUT/gpu_tests.txt
