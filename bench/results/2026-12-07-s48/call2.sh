@@ -17,6 +17,7 @@ T0=$SECONDS
 source bench/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__)"
+mkdir -p $OUT/k256
 ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 B1xT131072 --sweep --sweep-forms keys --no-fla"
 timeout -s KILL 200 python3 bench/kernels.py --out $OUT/k256 $ARGS --precompile-only > $OUT/precompile.txt 2>&1
 echo "precompile rc $? $((SECONDS-T0)) s"; tail -3 $OUT/precompile.txt
