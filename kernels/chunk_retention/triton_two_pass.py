@@ -285,7 +285,6 @@ def _span_outputs_kernel(
                                SEGMENT_FIX, SPAN_STAGES if ns > 1 and SPAN_STAGES > 0 else None)
 
 
-
 @triton.jit
 def _attn_outputs_kernel(
     q, k, v, o, log_decay, hs, cu_seqlens, seq_of_block, scale, stride_qk, stride_v, seg_init, seg_len, has_h0,
