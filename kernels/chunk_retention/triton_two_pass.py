@@ -322,16 +322,18 @@ def _attn_outputs_kernel(
     hs_head, hs_rows, si_head, fix_rows, seg_decay = _incoming_state(
         hs, seg_init, lg, h, n, bos, i0, span, p0, seg_len, has_h0, H, K, V, STATE_EVERY, SEGMENT_FIX)
     acc = tl.zeros([BT, BV], dtype=tl.float32)
-    for k0 in range(0, K, KS):
-        ks = k0 + tl.arange(0, KS)
-        qs = tl.load(q_rows + ks[None, :], mask=mt[:, None] & (ks < K)[None, :], other=0.0)
-        hc = tl.load(hs_head + ks[:, None] * V + jv[None, :], mask=(ks < hs_rows)[:, None] & mv[None, :], other=0.0)
-        acc += _q_state_product(qs, hc, F32_STATE_DOT)
-        if SEGMENT_FIX == "product":
-            sc = tl.load(si_head + ks[:, None] * V + jv[None, :], mask=(ks < fix_rows)[:, None] & mv[None, :],
+    if hs_rows + fix_rows > 0:  # no state (a fresh sequence's first span): no product at all
+        for k0 in tl.range(0, K, KS, num_stages=2):  # (2: the key loop below takes the shared memory)
+            ks = k0 + tl.arange(0, KS)
+            qs = tl.load(q_rows + ks[None, :], mask=mt[:, None] & (ks < K)[None, :], other=0.0)
+            hc = tl.load(hs_head + ks[:, None] * V + jv[None, :], mask=(ks < hs_rows)[:, None] & mv[None, :],
                          other=0.0)
-            acc += seg_decay * _q_state_product(qs, sc, F32_STATE_DOT)
-    acc = acc * (scale * tl.exp(lg * (p0 + fi + 1.0)))[:, None]  # scale g^(row + 1) from the span's start
+            acc += _q_state_product(qs, hc, F32_STATE_DOT)
+            if SEGMENT_FIX == "product":
+                sc = tl.load(si_head + ks[:, None] * V + jv[None, :], mask=(ks < fix_rows)[:, None] & mv[None, :],
+                             other=0.0)
+                acc += seg_decay * _q_state_product(qs, sc, F32_STATE_DOT)
+        acc = acc * (scale * tl.exp(lg * (p0 + fi + 1.0)))[:, None]  # scale g^(row + 1) from the span's start
 
     ik = tl.arange(0, BK)
     qc = tl.load(q_rows + ik[None, :], mask=mt[:, None] & (ik < K)[None, :], other=0.0)

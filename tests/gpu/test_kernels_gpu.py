@@ -182,8 +182,8 @@ def test_two_pass_segment_fix_k256(lens, segment_len, with_state):
         assert rel_err(ht, rt) <= TOL[torch.bfloat16], fix
 
 
-@pytest.mark.parametrize("tiles", [(128, 64, 256, 8, 2, 512), (64, 32, 256, 4, 3, 512), (128, 64, 256, 8, 2, 256)],
-                         ids=["BT128 BV256 spans 512", "BT64 keys 32 BV256 spans 512", "BT128 BV256 spans 256"])
+@pytest.mark.parametrize("tiles", [(128, 64, 256, 8, 2, 512), (128, 64, 128, 8, 3, 512), (128, 32, 256, 8, 3, 256)],
+                         ids=["BT128 BV256 spans 512", "BT128 BV128 spans 512", "BT128 keys 32 BV256 spans 256"])
 def test_two_pass_keys_form_k256(tiles):
     """The keys output form at the 1.3B heads' real tiles in bf16 (some of bench/kernels.py's KEYS_TILES),
     ragged sequences with an initial state, whole and cut into segments, against float64."""
