@@ -465,6 +465,23 @@ def test_segment_fix_switch(fwd, monkeypatch):
 
 
 @interpreted
+def test_two_pass_form_switch(fwd, monkeypatch):
+    """STREAMRET_TWO_PASS_FORM picks the two-pass output form for bf16 (float32 keeps its own small scores
+    tiling); a bad value is named."""
+    monkeypatch.delenv("STREAMRET_TWO_PASS_FORM", raising=False)
+    assert fwd.pick_config(256, 512, torch.bfloat16, 512.0).output_form == "scores"
+    monkeypatch.setenv("STREAMRET_TWO_PASS_FORM", "keys")
+    cfg = fwd.pick_config(256, 512, torch.bfloat16, 512.0)
+    assert (cfg.output_form, cfg.state_every, cfg.BV) == ("keys", 512, 256)
+    assert fwd.pick_config(256, 512, torch.float32, 512.0).__class__ is fwd.ChunkConfig
+    monkeypatch.setenv("STREAMRET_CHUNK_ALGO", "two_pass")
+    assert fwd.pick_config(256, 512, torch.float32, 512.0).output_form == "scores"
+    monkeypatch.setenv("STREAMRET_TWO_PASS_FORM", "flash")
+    with pytest.raises(ValueError, match=r"STREAMRET_TWO_PASS_FORM='flash'; use one of \('scores', 'keys'\)"):
+        fwd.pick_config(256, 512, torch.bfloat16, 512.0)
+
+
+@interpreted
 def test_chunk_two_pass_without_state_and_empty(fwd):
     cfg = fwd.TwoPassConfig(**TWO_PASS_SMALL)
     check_chunk(fwd, [64, 1, 31], H=2, K=16, V=16, dtype=torch.bfloat16, seed=13, with_state=False, config=cfg)

@@ -306,6 +306,20 @@ def segment_fix_mode() -> str:
     return mode
 
 
+def output_form_mode() -> str:
+    """STREAMRET_TWO_PASS_FORM: `scores` (default) or `keys` (TwoPassConfig.output_form, bf16: KEYS_TILING)."""
+    form = os.environ.get("STREAMRET_TWO_PASS_FORM", "scores") or "scores"
+    if form not in OUTPUT_FORMS:
+        raise ValueError(f"STREAMRET_TWO_PASS_FORM={form!r}; use one of {OUTPUT_FORMS}")
+    return form
+
+
+# the keys form's tiling for bf16 K256 V512 (sm90 compile, triton 3.9: 254 registers, 192 KiB of shared memory,
+# none spilled; with a segment fix 784 bytes spilled): 128-row blocks, two 256-column V-blocks, 64 keys a step,
+# spans of 512 (no span state stored inside a 512-token sequence)
+KEYS_TILING = dict(output_form="keys", BT=128, key_block=64, BV=256, num_warps=8, num_stages=2, state_every=512)
+
+
 CHUNK_ALGOS = ("auto", "one_pass", "two_pass")
 
 
@@ -326,7 +340,7 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
     (BV 128) and K = 128 (BV 64), wider slices spill and 8 warps run one program per multiprocessor.
     One-chunk sequences (BT 16) are state traffic: 16384 float32 per program was faster (K = 128:
     2.37 ms against 3.44 at N4096 x L16). STREAMRET_CHUNK_ALGO picks the two-pass forward
-    (chunk_algo)."""
+    (chunk_algo), and STREAMRET_TWO_PASS_FORM its output pass's form for bf16 (output_form_mode)."""
     bk = max(16, next_pow2(K))
     bt = 16 if avg_len <= 16 else 32 if avg_len <= 32 else 64
     algo = chunk_algo()
@@ -338,6 +352,8 @@ def pick_config(K: int, V: int, dtype: torch.dtype, avg_len: float) -> ChunkConf
                                  segment_fix=fix)
         if bt < 64:  # short sequences (forced two_pass): spans no longer than a sequence
             return TwoPassConfig(BT=bt, num_warps=4, state_every=bt, state_BT=bt, narrow_state_BT=bt, segment_fix=fix)
+        if output_form_mode() == "keys" and dtype == torch.bfloat16:
+            return TwoPassConfig(segment_fix=fix, **KEYS_TILING)
         return TwoPassConfig(segment_fix=fix)
     cfg = ChunkConfig(BT=bt, BV=max(16, min((16384 if bt == 16 else 8192) // bk, next_pow2(V))))
     if bk >= 256 and bt == 64:  # a deeper pipeline hides the longer q / k loads (H200, 2026-12-01 sweep:
