@@ -11,6 +11,8 @@
 # 40% of the floor. On an H100 (planned 1.05-1.06 ms): 0.80-1.00 ms. err_o as the planned form's (2.5-2.8e-3).
 # Spans of 256 (the last three tilings): one span state stored and read inside a 512-token sequence, the key walk
 # shorter (about 172 against 240 GFLOP in all by count): predicted the fastest of the keys tilings at N64 x L512.
+# (The long single sequence, B1 x T131072, is left to the next session: this session's device time went to
+# failed starts.)
 # N256 x L128 (one 128-row block a sequence, no span state with spans of 512): keys within +-10% of planned.
 set -u
 T0=$SECONDS
@@ -18,12 +20,12 @@ source bench/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__)"
 mkdir -p $OUT/k256
-ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 B1xT131072 --sweep --sweep-forms keys --no-fla"
-timeout -s KILL 200 python3 bench/kernels.py --out $OUT/k256 $ARGS --precompile-only > $OUT/precompile.txt 2>&1
+ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 --sweep --sweep-forms keys --no-fla"
+timeout -s KILL 150 python3 bench/kernels.py --out $OUT/k256 $ARGS --precompile-only > $OUT/precompile.txt 2>&1
 echo "precompile rc $? $((SECONDS-T0)) s"; tail -3 $OUT/precompile.txt
-timeout -s KILL 260 python3 bench/kernels.py --out $OUT/k256 $ARGS > $OUT/k256/log.txt 2>&1
+timeout -s KILL 180 python3 bench/kernels.py --out $OUT/k256 $ARGS > $OUT/k256/log.txt 2>&1
 echo "sweep rc $? $((SECONDS-T0)) s"
-timeout -s KILL 120 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_kernels_gpu.py -k keys_form > $OUT/gpu_tests.txt 2>&1
+timeout -s KILL 90 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_kernels_gpu.py -k keys_form > $OUT/gpu_tests.txt 2>&1
 echo "gpu tests rc $? $((SECONDS-T0)) s"; tail -3 $OUT/gpu_tests.txt
 OURS='^(_block_outputs|_chunk_fwd_kernel|_gated_norm_kernel|_pool_runs_kernel|_recurrent_step_kernel|_rms_norm_kernel|_rotary_kernel|_segment_scan_kernel|_segment_sum_kernel|_span_outputs_kernel|_span_states_kernel|_swiglu_kernel|_attn_outputs_kernel)'
 (cd .tcache && for d in */; do ls "$d" | grep -qE "$OURS" && echo "$d"; done) > /tmp/ours.txt
