@@ -138,6 +138,19 @@ def _q_state_product(qc, hc, F32_STATE_DOT: tl.constexpr):
 
 
 @triton.jit
+def _row_block(cu_seqlens, seq_of_block, r, BT: tl.constexpr, STATE_EVERY: tl.constexpr):
+    """Virtual row block r of an output pass: its sequence n, the sequence's first token and length, the block's
+    first row inside the sequence (past its end for one block a sequence at most: the caller returns), its span
+    and its first row inside the span."""
+    n = tl.load(seq_of_block + r)
+    bos = tl.load(cu_seqlens + n).to(tl.int64)
+    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
+    i0 = (r - bos // BT - n).to(tl.int32) * BT
+    span = i0 // STATE_EVERY
+    return n, bos, L, i0, span, i0 - span * STATE_EVERY
+
+
+@triton.jit
 def _incoming_state(
     hs, seg_init, lg, h, n, bos, i0, span, p0, seg_len, has_h0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, STATE_EVERY: tl.constexpr, SEGMENT_FIX: tl.constexpr,
@@ -262,15 +275,9 @@ def _span_outputs_kernel(
     NJ: tl.constexpr = STATE_EVERY // BT  # key sub-blocks a span
     pid = tl.program_id(0)
     h = pid % H
-    r = pid // H
-    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
-    bos = tl.load(cu_seqlens + n).to(tl.int64)
-    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
-    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
+    n, bos, L, i0, span, p0 = _row_block(cu_seqlens, seq_of_block, pid // H, BT, STATE_EVERY)
     if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
         return
-    span = i0 // STATE_EVERY
-    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
     lg = tl.load(log_decay + h).to(tl.float32)
     if NJ == 1:
         _block_outputs(q, k, v, o, hs, seg_init, scale, lg, bos, n, L, i0, span, p0, stride_qk, stride_v, seg_len,
@@ -302,15 +309,9 @@ def _attn_outputs_kernel(
     pid = tl.program_id(0)
     iv = pid % NV
     h = (pid // NV) % H
-    r = pid // (NV * H)
-    n = tl.load(seq_of_block + r)  # the sequence owning virtual row block r
-    bos = tl.load(cu_seqlens + n).to(tl.int64)
-    L = (tl.load(cu_seqlens + n + 1) - bos).to(tl.int32)
-    i0 = (r - bos // BT - n).to(tl.int32) * BT  # the block's first row inside its sequence
+    n, bos, L, i0, span, p0 = _row_block(cu_seqlens, seq_of_block, pid // (NV * H), BT, STATE_EVERY)
     if i0 >= L:  # a row block past its sequence's end (one per sequence at most): nothing to do
         return
-    span = i0 // STATE_EVERY
-    p0 = i0 - span * STATE_EVERY  # the block's first row inside its span
     lg = tl.load(log_decay + h).to(tl.float32)
     it = tl.arange(0, BT)
     fi = it.to(tl.float32)

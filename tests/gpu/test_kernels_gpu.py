@@ -40,6 +40,18 @@ def ragged(n: int, max_len: int, seed: int) -> list[int]:
     return [1, *lens[2:], 0] if n > 2 else lens  # a length-1 and an empty sequence among them
 
 
+def chunk_inputs(lens: list[int], H: int, K: int, V: int, dtype: torch.dtype, seed: str, with_state: bool = True):
+    """cu_seqlens, q, k, v, h0 (or None) and log decays on the GPU, random from a seed named by the test case."""
+    g = torch.Generator(device="cuda").manual_seed(zlib.crc32(seed.encode()))
+    T = sum(lens)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
+    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
+    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
+    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
+    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g) if with_state else None
+    return cu, q, k, v, h0, retention_log_decays(H).cuda()
+
+
 CHUNK_CASES = {  # name: (lengths, H, K, V, dtypes)
     "N1 T8192 (cut into segments)": ([8192], 8, 128, 256, (torch.bfloat16, torch.float16, torch.float32)),
     "N4096 L16": ([16] * 4096, 8, 128, 256, (torch.bfloat16,)),
@@ -55,15 +67,8 @@ PARAMS = [(name, dt) for name, case in CHUNK_CASES.items() for dt in case[4]]
 @pytest.mark.parametrize("with_state", [True, False])
 def test_chunk_retention_gpu(name, dtype, with_state):
     lens, H, K, V, _ = CHUNK_CASES[name]
-    g = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"{name} {dtype} {with_state}".encode()))
-    T = sum(lens)
-    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
-    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
-    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
-    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
-    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g) if with_state else None
+    cu, q, k, v, h0, lg = chunk_inputs(lens, H, K, V, dtype, f"{name} {dtype} {with_state}", with_state)
     h0_before = None if h0 is None else h0.clone()
-    lg = retention_log_decays(H).cuda()
     with poisoned_allocations():
         o, ht = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="triton")
     ro, rt = chunk_retention_reference(
@@ -123,15 +128,7 @@ def test_many_sequences_cut_into_segments_at_the_default_layout(segment_len, len
 def test_chunk_forms_at_k256(monkeypatch, algo, dtype):
     """Both forms of the chunk kernel (STREAMRET_CHUNK_ALGO) at the 1.3B heads, on a ragged batch."""
     monkeypatch.setenv("STREAMRET_CHUNK_ALGO", algo)
-    lens, H, K, V = ragged(9, 900, 3), 8, 256, 512
-    g = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"forms {algo} {dtype}".encode()))
-    T = sum(lens)
-    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
-    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
-    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
-    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
-    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g)
-    lg = retention_log_decays(H).cuda()
+    cu, q, k, v, h0, lg = chunk_inputs(ragged(9, 900, 3), 8, 256, 512, dtype, f"forms {algo} {dtype}")
     with poisoned_allocations():
         o, ht = chunk_retention(q, k, v, lg, cu_seqlens=cu, initial_state=h0, backend="triton")
     ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
@@ -163,14 +160,8 @@ def test_two_pass_segment_fix_k256(lens, segment_len, with_state):
     states added by the output pass (product) and the second state pass (off), against float64."""
     from streamret_kernels.chunk_retention.triton_fwd import TwoPassConfig, chunk_retention_triton
 
-    H, K, V, T = 8, 256, 512, sum(lens)
-    g = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"segment fix {lens} {with_state}".encode()))
-    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
-    q = torch.randn(T, H, K, device="cuda", generator=g).to(torch.bfloat16)
-    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(torch.bfloat16)
-    v = torch.randn(T, H, V, device="cuda", generator=g).to(torch.bfloat16)
-    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g) if with_state else None
-    lg = retention_log_decays(H).cuda()
+    seed = f"segment fix {lens} {with_state}"
+    cu, q, k, v, h0, lg = chunk_inputs(lens, 8, 256, 512, torch.bfloat16, seed, with_state)
     ro, rt = chunk_retention_reference(
         q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=None if h0 is None else h0.double()
     )
@@ -190,15 +181,8 @@ def test_two_pass_keys_form_k256(tiles):
     from streamret_kernels.chunk_retention.triton_fwd import TwoPassConfig, chunk_retention_triton
 
     BT, kb, BV, warps, stages, every = tiles
-    lens = [*ragged(40, 1200, 3), 5000]
-    H, K, V, T = 8, 256, 512, sum(lens)
-    g, dtype = torch.Generator(device="cuda").manual_seed(zlib.crc32(f"keys form {tiles}".encode())), torch.bfloat16
-    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
-    q = torch.randn(T, H, K, device="cuda", generator=g).to(dtype)
-    k = (torch.randn(T, H, K, device="cuda", generator=g) * K**-0.5).to(dtype)
-    v = torch.randn(T, H, V, device="cuda", generator=g).to(dtype)
-    h0 = torch.randn(len(lens), H, K, V, device="cuda", generator=g)
-    lg = retention_log_decays(H).cuda()
+    dtype = torch.bfloat16
+    cu, q, k, v, h0, lg = chunk_inputs([*ragged(40, 1200, 3), 5000], 8, 256, 512, dtype, f"keys form {tiles}")
     ro, rt = chunk_retention_reference(q.double(), k.double(), v.double(), lg, cu_seqlens=cu, initial_state=h0.double())
     cfg = TwoPassConfig(output_form="keys", BT=BT, key_block=kb, BV=BV, num_warps=warps, num_stages=stages,
                         state_every=every)
