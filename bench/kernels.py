@@ -31,6 +31,7 @@ from triton.testing import do_bench
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from streamret_kernels import chunk_retention_reference, recurrent_retention_step_reference, retention_log_decays  # noqa: E402
 from streamret_kernels.chunk_retention.triton_fwd import (  # noqa: E402
+    OUTPUT_FORMS,
     ChunkConfig,
     TwoPassConfig,
     chunk_retention_triton,
@@ -479,6 +480,9 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
     args = ap.parse_args()
+    bad = set(args.sweep_forms.split(",")) - set(OUTPUT_FORMS)
+    if bad:
+        sys.exit(f"--sweep-forms {args.sweep_forms!r}: {sorted(bad)} unknown; use forms of {OUTPUT_FORMS}, comma-separated")
     os.environ["STREAMRET_SWEEP_FORMS"] = args.sweep_forms  # read by chunk_variants, here and in the job children
     if args.smoke:
         if os.environ.get("TRITON_INTERPRET") != "1":
