@@ -482,7 +482,7 @@ def main() -> None:
     args = ap.parse_args()
     bad = set(args.sweep_forms.split(",")) - set(OUTPUT_FORMS)
     if bad:
-        sys.exit(f"--sweep-forms {args.sweep_forms!r}: {sorted(bad)} unknown; use forms of {OUTPUT_FORMS}, comma-separated")
+        sys.exit(f"--sweep-forms {args.sweep_forms!r}: {sorted(bad)} unknown; use {OUTPUT_FORMS}, comma-separated")
     os.environ["STREAMRET_SWEEP_FORMS"] = args.sweep_forms  # read by chunk_variants, here and in the job children
     if args.smoke:
         if os.environ.get("TRITON_INTERPRET") != "1":
