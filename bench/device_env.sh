@@ -1,6 +1,7 @@
 # Source from the repo root on the GPU machine (no package registry there, so no install):
 # maps kernels/ to its import name, unpacks any carried wheels from .whl/, and keeps Triton's cache in .tcache
-# (unpacked from a carried .device/old/tcache.tgz when there is no .tcache yet: a cold cache costs minutes).
+# (unpacked from a carried .device/old/tcache.tgz when there is no .tcache yet: a cold cache costs minutes);
+# prints the card and the torch and Triton versions.
 ROOT=$(pwd)
 mkdir -p /tmp/srpath && ln -sfn "$ROOT/kernels" /tmp/srpath/streamret_kernels
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -10,3 +11,6 @@ export PYTHONPATH="$ROOT:/tmp/srpath:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 [ -f .device/old/tcache.tgz ] && [ ! -d .tcache ] && tar xzf .device/old/tcache.tgz
 export TRITON_CACHE_DIR="$ROOT/.tcache"
+# which card and versions gave the figures that follow (a script's first lines of output)
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"

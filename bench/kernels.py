@@ -203,9 +203,12 @@ KEYS_TILES = [  # sm90 compile (triton 3.9), no segment fix: registers, shared m
 ]
 
 
-def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tuple[ChunkConfig, int | None]]:
+def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int,
+                   forms: tuple[str, ...] = OUTPUT_FORMS) -> list[tuple[ChunkConfig, int | None]]:
     """The planned config first, then the bf16 split flipped, pipeline depth, tiles and warps one at a
-    time, 128-token chunks on 8 warps at the K <= 128 streaming shapes, and (long shapes) segment lengths."""
+    time, 128-token chunks on 8 warps at the K <= 128 streaming shapes, the keys output form's tilings
+    where the plan is the two-pass forward, and (long shapes) segment lengths. Two-pass variants whose
+    output form is not in `forms` are left out."""
     base = pick_config(K, V, DTYPE, L)
     cfgs = [base, replace(base, split_bf16=not base.split_bf16), replace(base, num_stages=1),
             replace(base, num_stages=3)]
@@ -222,15 +225,15 @@ def chunk_variants(kind: str, N: int, L: int, H: int, K: int, V: int) -> list[tu
     if isinstance(base, TwoPassConfig):  # the keys form: (BT, key_block, BV, warps, stages, state_every)
         cfgs += [replace(base, output_form="keys", BT=bt, key_block=kb, BV=bv, num_warps=w, num_stages=st,
                          state_every=se) for bt, kb, bv, w, st, se in KEYS_TILES]
-    forms = os.environ.get("STREAMRET_SWEEP_FORMS", "scores,keys").split(",")
-    cfgs = [base, *(c for c in cfgs if getattr(c, "output_form", "scores") in forms)]
+    cfgs = [base, *(c for c in cfgs if not isinstance(c, TwoPassConfig) or c.output_form in forms)]
     out = [(cfg, None) for cfg in dict.fromkeys(cfgs) if 16 <= cfg.BV <= V]
     if kind == "long":
         out += [(base, seg) for seg in (1024, 4096, 8192)]
     return out
 
 
-def sweep_variant(kind: str, N: int, L: int, H: int, K: int, V: int, idx: int) -> dict:
+def sweep_variant(kind: str, N: int, L: int, H: int, K: int, V: int, idx: int,
+                  forms: tuple[str, ...] = OUTPUT_FORMS) -> dict:
     """Times variant idx of chunk_variants (chunk shapes) or step_variants (decode), in place."""
     c = cached_case(kind, N, L, H, K, V)
     if kind == "decode":
@@ -238,7 +241,7 @@ def sweep_variant(kind: str, N: int, L: int, H: int, K: int, V: int, idx: int) -
         ms = median_ms(lambda: recurrent_retention_step_triton(
             c["q"], c["k"], c["v"], c["s0"], c["lg"], inplace=True, config=cfg))
         return {"config": asdict(cfg), "ms": ms}
-    cfg, seg = chunk_variants(kind, N, L, H, K, V)[idx]
+    cfg, seg = chunk_variants(kind, N, L, H, K, V, forms)[idx]
 
     def run():
         return chunk_retention_triton(c["q"], c["k"], c["v"], c["lg"], cu_seqlens=c["cu"], initial_state=c["s0"],
@@ -407,7 +410,7 @@ def _precompile_task(task: tuple) -> str:
         return f"{task}: {str(e)[:150]}"
 
 
-def precompile(layouts, shapes, sweep: bool, workers: int) -> None:
+def precompile(layouts, shapes, sweep: bool, workers: int, forms: tuple[str, ...] = OUTPUT_FORMS) -> None:
     tasks, fla_tasks = [], []
     for H, K, V in layouts:
         if fla_ops() is not None:
@@ -422,7 +425,7 @@ def precompile(layouts, shapes, sweep: bool, workers: int) -> None:
                 if N <= 1024:
                     tasks.append(("chunk", H, K, V, (pick_config(K, V, DTYPE, 1), 0, 16)))
                 continue
-            variants = chunk_variants(kind, N, L, H, K, V) if sweep else [(pick_config(K, V, DTYPE, L), None)]
+            variants = chunk_variants(kind, N, L, H, K, V, forms) if sweep else [(pick_config(K, V, DTYPE, L), None)]
             # a forced cut compiles the three-launch path (long shapes), 0 the one-launch path
             tasks += [("chunk", H, K, V, (cfg, 32 if kind == "long" else 0, 64)) for cfg, _ in variants]
     tasks = list(dict.fromkeys(tasks))
@@ -480,10 +483,10 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
     args = ap.parse_args()
-    bad = set(args.sweep_forms.split(",")) - set(OUTPUT_FORMS)
-    if bad:
+    forms = tuple(f for f in args.sweep_forms.split(",") if f)
+    bad = set(forms) - set(OUTPUT_FORMS)
+    if bad or not forms:
         sys.exit(f"--sweep-forms {args.sweep_forms!r}: {sorted(bad)} unknown; use {OUTPUT_FORMS}, comma-separated")
-    os.environ["STREAMRET_SWEEP_FORMS"] = args.sweep_forms  # read by chunk_variants, here and in the job children
     if args.smoke:
         if os.environ.get("TRITON_INTERPRET") != "1":
             sys.exit("--smoke runs Triton's interpreter: TRITON_INTERPRET=1 python bench/kernels.py --smoke")
@@ -494,7 +497,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     layouts = [LAYOUTS[n] for n in args.layouts]
     if args.precompile_only:
-        precompile(layouts, args.shapes, args.sweep, args.workers)
+        precompile(layouts, args.shapes, args.sweep, args.workers, forms)
         return
     use_fla = not args.no_fla and fla_ops() is not None
     meta = {
@@ -521,8 +524,8 @@ def main() -> None:
             layout_rows.append({"case": case, "kind": kind, "N": N, "L": L, "H": H, "K": K, "V": V})
             jobs.append(((case, "ours"), ("ours", kind, N, L, H, K, V, ceil)))
             if args.sweep:
-                n = len(step_variants(K)) if kind == "decode" else len(chunk_variants(kind, N, L, H, K, V))
-                jobs += [((case, "sweep", i), ("sweep", kind, N, L, H, K, V, i)) for i in range(n)]
+                n = len(step_variants(K)) if kind == "decode" else len(chunk_variants(kind, N, L, H, K, V, forms))
+                jobs += [((case, "sweep", i), ("sweep", kind, N, L, H, K, V, i, forms)) for i in range(n)]
             if use_fla:
                 jobs.append(((case, "fla"), ("fla", kind, N, L, H, K, V)))
         jobs = [(json.dumps(job_id), job) for job_id, job in jobs]

@@ -21,6 +21,11 @@ and each of the V / BV programs of a head recomputes q k^T. Here the work is spl
      the V loop's v tiles still cover the span up to the block, a [BT, BV] tile per sub-block a
      stage (what fills shared memory at K256 / BV 64 / 3 stages: TwoPassConfig.span_stages).
 
+The output pass has a second form, "keys" (TwoPassConfig.output_form, _attn_outputs_kernel): one program
+per (row block, head, V-block) walks the span's keys up to the block as attention does, recomputing the
+scores for each V-block, so that spans can be long (state_every 512: no span state inside a 512-token
+sequence) at the price of more key products.
+
 When the state pass's programs are too few to fill the GPU (a handful of long sequences), the
 sequences are cut into segments as in triton_fwd.py: the state pass runs once per segment, from
 zero, storing span states local to the segment and the segment's own final state; a scan over

@@ -8,8 +8,6 @@
 set -u
 T0=$SECONDS
 source bench/device_env.sh
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__)"
 mkdir -p $OUT/model
 timeout -s KILL 480 python3 bench/model.py --out $OUT/model --sections kernels \
   --kernel-args "--layouts H8K256V512 H8K128V256 H16K64V128 --shapes N64xL512 N256xL128" \

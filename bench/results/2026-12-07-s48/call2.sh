@@ -17,8 +17,6 @@
 set -u
 T0=$SECONDS
 source bench/device_env.sh
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__)"
 mkdir -p $OUT/k256
 ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 --sweep --sweep-forms keys --no-fla"
 timeout -s KILL 150 python3 bench/kernels.py --out $OUT/k256 $ARGS --precompile-only > $OUT/precompile.txt 2>&1
