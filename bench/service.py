@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import multiprocessing as mp
 import os
@@ -51,9 +52,11 @@ TEXT = b""  # real text for chunks_of (see use_text); empty: synthetic words (ma
 
 
 def use_text(path: str | None) -> None:
-    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those)."""
+    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a .gz
+    file is read decompressed (its compressed bytes would be cut into chunks of binary, not text)."""
     global TEXT
-    TEXT = Path(path).read_bytes() if path else b""
+    raw = Path(path).read_bytes() if path else b""
+    TEXT = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def make_text(seed: int, n_bytes: int) -> bytes:

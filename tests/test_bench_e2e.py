@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -74,6 +75,16 @@ def test_service_chunks_come_from_the_text(tmp_path: Path):
     finally:
         service_bench.use_text(None)
     assert service_bench.chunks_of(0, 1, 8)[0] == service_bench.make_text(0, 8)
+
+
+def test_service_chunks_come_from_a_gzipped_text_decompressed(tmp_path: Path):
+    path = tmp_path / "t.txt.gz"  # (as .device/text/man.txt.gz: its compressed bytes were once cut into chunks)
+    path.write_bytes(gzip.compress(b"0123456789"))
+    service_bench.use_text(str(path))
+    try:
+        assert service_bench.chunks_of(0, 2, 3) == [b"012", b"345"]
+    finally:
+        service_bench.use_text(None)
 
 
 @pytest.mark.slow
