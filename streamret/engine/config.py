@@ -53,7 +53,8 @@ class EngineConfig:
     # while chunks are being cut (a service's steady arrivals) more work is coming anyway, and steps stay whole.
     # None: off. On the CPU (bench/RESULTS.md, session 32; 6 streams of 4 x 2 KB chunks in flight): the closed loop
     # of bench/tokenize_join_loop.py --step-chunks 2 +18-27% MB/s, round trip p50 20 -> 15.6 ms; the real engine with
-    # a sleeping stand-in for the model +12-17% (three pairs). Not yet measured on a GPU.
+    # a sleeping stand-in for the model and real text +3%, +3%, -3% (three pairs, session 49: session 32's +12-17% had
+    # cut its chunks from the text's gzip bytes). Not yet measured on a GPU.
     draining_step_chunks: int | None = None
     # a stream's fair share of a step stops at a chunk boundary once it completes a chunk (what its durable record
     # holds), so a step's tokens fall short of its budget, and with CUDA graphs the step runs padded to its token
