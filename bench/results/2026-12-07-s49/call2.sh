@@ -12,5 +12,7 @@ for f in scores keys scores; do
   d=$OUT/$f$SECONDS; mkdir -p $d
   STREAMRET_TWO_PASS_FORM=$f timeout -s KILL 140 python3 bench/kernels.py --out $d --layouts H8K256V512 \
     --shapes N64xL512 --no-fla > $d/log.txt 2>&1
-  echo "$f rc $? $((SECONDS-T0)) s"; grep -E "N64xL512|err|Error" $d/log.txt | tail -4 | cut -c1-180
+  echo "$f rc $? $((SECONDS-T0)) s"
+  STREAMRET_TWO_PASS_FORM=$f python3 -c "import torch; from streamret_kernels.chunk_retention.triton_fwd import pick_config as p; c = p(256, 512, torch.bfloat16, 512); print(' planned', type(c).__name__, getattr(c, 'output_form', None), c.BT, c.BV, getattr(c, 'key_block', None), c.state_every)"
+  grep -E "N64xL512|err|Error" $d/log.txt | tail -4 | cut -c1-180
 done
