@@ -52,8 +52,8 @@ TEXT = b""  # real text for chunks_of (see use_text); empty: synthetic words (ma
 
 
 def use_text(path: str | None) -> None:
-    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a .gz
-    file is read decompressed (its compressed bytes would be cut into chunks of binary, not text)."""
+    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a gzip
+    file (.gz) is read decompressed (its compressed bytes would be cut into chunks of binary, not text)."""
     global TEXT
     raw = Path(path).read_bytes() if path else b""
     TEXT = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
@@ -542,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-step-tokens", type=int, help="EngineConfig.max_step_tokens")
     ap.add_argument("--max-step-streams", type=int, help="EngineConfig.max_step_streams")
     ap.add_argument("--warmup-chunks", type=int, default=2, help="chunks per stream in an untimed warm-up")
-    ap.add_argument("--text-file", help="cut the chunks from this file (e.g. English text) instead of synthetic words")
+    ap.add_argument("--text-file", help="cut the chunks from this file (e.g. English text; gzip read "
+                    "decompressed) instead of synthetic words")
     ap.add_argument("--out", help="write the results JSON here")
     args = ap.parse_args(argv)
     use_text(args.text_file)
