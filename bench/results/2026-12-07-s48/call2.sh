@@ -18,12 +18,12 @@ set -u
 T0=$SECONDS
 source bench/device_env.sh
 mkdir -p $OUT/k256
-ARGS="--layouts H8K256V512 --shapes N64xL512 N256xL128 --sweep --sweep-forms keys --no-fla"
+ARGS="--layouts H8K256V512 --shapes ${SHAPES:-N64xL512 N256xL128} --sweep --sweep-forms keys --no-fla"  # (SHAPES: session 49)
 timeout -s KILL 150 python3 bench/kernels.py --out $OUT/k256 $ARGS --precompile-only > $OUT/precompile.txt 2>&1
 echo "precompile rc $? $((SECONDS-T0)) s"; tail -3 $OUT/precompile.txt
 timeout -s KILL 180 python3 bench/kernels.py --out $OUT/k256 $ARGS > $OUT/k256/log.txt 2>&1
 echo "sweep rc $? $((SECONDS-T0)) s"
-timeout -s KILL 90 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_kernels_gpu.py -k keys_form > $OUT/gpu_tests.txt 2>&1
+timeout -s KILL ${TEST_S:-90} python3 -m pytest -q -p no:cacheprovider tests/gpu/test_kernels_gpu.py -k keys_form > $OUT/gpu_tests.txt 2>&1
 echo "gpu tests rc $? $((SECONDS-T0)) s"; tail -3 $OUT/gpu_tests.txt
 OURS='^(_block_outputs|_chunk_fwd_kernel|_gated_norm_kernel|_pool_runs_kernel|_recurrent_step_kernel|_rms_norm_kernel|_rotary_kernel|_segment_scan_kernel|_segment_sum_kernel|_span_outputs_kernel|_span_states_kernel|_swiglu_kernel|_attn_outputs_kernel)'
 (cd .tcache && for d in */; do ls "$d" | grep -qE "$OURS" && echo "$d"; done) > /tmp/ours.txt
