@@ -52,11 +52,13 @@ TEXT = b""  # real text for chunks_of (see use_text); empty: synthetic words (ma
 
 
 def use_text(path: str | None) -> None:
-    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a gzip
-    file (.gz) is read decompressed (its compressed bytes would be cut into chunks of binary, not text)."""
+    """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a .gz file
+    is read decompressed, as the other benches' --text does (its compressed bytes would be chunks of binary)."""
     global TEXT
-    raw = Path(path).read_bytes() if path else b""
-    TEXT = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    TEXT = b""
+    if path:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            TEXT = f.read()
 
 
 def make_text(seed: int, n_bytes: int) -> bytes:
@@ -542,8 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-step-tokens", type=int, help="EngineConfig.max_step_tokens")
     ap.add_argument("--max-step-streams", type=int, help="EngineConfig.max_step_streams")
     ap.add_argument("--warmup-chunks", type=int, default=2, help="chunks per stream in an untimed warm-up")
-    ap.add_argument("--text-file", help="cut the chunks from this file (e.g. English text; gzip read "
-                    "decompressed) instead of synthetic words")
+    ap.add_argument("--text-file", help="cut the chunks from this file (e.g. English text; .gz read "
+                    "as gzip) instead of synthetic words")
     ap.add_argument("--out", help="write the results JSON here")
     args = ap.parse_args(argv)
     use_text(args.text_file)
