@@ -68,7 +68,6 @@ Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -96,6 +95,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # this checkout's streamret, not an installed one
 sys.path.insert(1, str(BENCH))  # bench/service.py, bench/batch.py, bench/engine.py, bench/text_path.py
+from text_file import read_text_file  # noqa: E402  (bench/text_file.py)
 
 PARTS = ("packed", "engine", "service", "batch", "profile")
 MAN_DIR = Path("/usr/share/man")
@@ -168,7 +168,7 @@ def roff_to_text(source: str) -> str:
 
 
 def _read(path: Path) -> str:
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    raw = read_text_file(path)
     text = raw.decode("utf-8", errors="replace")
     if re.search(r"^\.(TH|SH|Dd|Sh) ", text, re.M):  # roff source (a manual page)
         text = roff_to_text(text)

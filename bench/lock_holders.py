@@ -11,12 +11,12 @@ for the whole pipeline (`lock_sites` in its JSON when the variable is set).
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from text_file import read_text_file  # noqa: E402  (bench/text_file.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["STREAMRET_LOCK_PROFILE"] = "1"  # before the engine makes its lock
     from streamret.engine import Engine
 
-    opener = gzip.open if args.text.endswith(".gz") else open
-    with opener(args.text, "rb") as f:
-        text = f.read(args.chunks * args.chunk_bytes)
+    text = read_text_file(args.text, args.chunks * args.chunk_bytes)
     chunks = [text[i:i + args.chunk_bytes] for i in range(0, len(text), args.chunk_bytes)]
     with Engine.from_model(args.model, args.device) as eng:
         waiting = []

@@ -15,7 +15,6 @@ by the submitting sites) and tokens/s.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from text_file import read_text_file  # noqa: E402  (bench/text_file.py)
 
 
 def feeder(engine, rank: int, args: argparse.Namespace, text: bytes, tokens: list[int]) -> None:
@@ -80,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamret.engine import Engine, EngineConfig
 
     torch.set_num_threads(1)
-    opener = gzip.open if args.text.endswith(".gz") else open
-    with opener(args.text, "rb") as f:
-        text = f.read(8 << 20)
+    text = read_text_file(args.text, 8 << 20)
     with Engine.from_model(args.model, args.device, config=EngineConfig(durable_every_chunks=0)) as engine:
         before = engine.stats()
         tokens: list[int] = []

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import multiprocessing as mp
 import os
@@ -43,6 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from text_file import read_text_file  # noqa: E402  (bench/text_file.py)
 
 WORDS = ("stream retention state chunk token model summary embedding server client latency batch the a of "
          "and to in is that for it with as on be by this an are or from at which").split()
@@ -55,10 +55,7 @@ def use_text(path: str | None) -> None:
     """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a .gz file
     is read decompressed, as the other benches' --text does (its compressed bytes would be chunks of binary)."""
     global TEXT
-    TEXT = b""
-    if path:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            TEXT = f.read()
+    TEXT = read_text_file(path) if path else b""
 
 
 def make_text(seed: int, n_bytes: int) -> bytes:

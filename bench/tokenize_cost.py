@@ -17,7 +17,6 @@ Prints one row per copies value and writes DIR/tokenize_cost.json (DIR: --out, e
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import multiprocessing as mp
 import os
@@ -27,13 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from text_file import read_text_file  # noqa: E402  (bench/text_file.py)
+
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as in an engine process: one core per tokenizer process
-
-
-def _read(path: str, nbytes: int) -> bytes:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return f.read(nbytes)
 
 
 def _worker(args: tuple) -> list[dict]:
@@ -46,7 +41,7 @@ def _worker(args: tuple) -> list[dict]:
     from streamret.engine.tokenize_worker import TokenizerProcess, child_spec
     from streamret.model.spec import load_model
 
-    raw = _read(path, offset + nbytes)[offset:]
+    raw = read_text_file(path, offset + nbytes)[offset:]
     chunks = [raw[i:i + chunk_bytes] for i in range(0, len(raw), chunk_bytes)]
     per = len(chunks) // streams
     params = EngineConfig().text_params
@@ -97,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     copies = [int(c) for c in args.copies.split(",")]
     nbytes = int(args.mb * 1e6)
-    if len(_read(args.text, nbytes * max(copies))) < nbytes * max(copies):
+    if len(read_text_file(args.text, nbytes * max(copies))) < nbytes * max(copies):
         raise SystemExit(f"{args.text} holds less than {nbytes * max(copies):,} bytes ({max(copies)} copies x "
                          f"{args.mb} MB each); give less --mb or fewer --copies")
     calls = nbytes // args.chunk_bytes // args.streams
