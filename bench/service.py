@@ -53,7 +53,7 @@ TEXT = b""  # real text for chunks_of (see use_text); empty: synthetic words (ma
 
 def use_text(path: str | None) -> None:
     """Cut every stream's chunks from this file's bytes instead of synthetic words (None: back to those); a .gz file
-    is read decompressed, as the other benches' --text does (its compressed bytes would be chunks of binary)."""
+    is read decompressed (bench/text_file.py, the benches' one reader of a --text file)."""
     global TEXT
     TEXT = read_text_file(path) if path else b""
 
