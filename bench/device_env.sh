@@ -11,6 +11,10 @@ export PYTHONPATH="$ROOT:/tmp/srpath:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 [ -f .device/old/tcache.tgz ] && [ ! -d .tcache ] && tar xzf .device/old/tcache.tgz
 export TRITON_CACHE_DIR="$ROOT/.tcache"
+# the service parts import grpc_health and grpc_reflection, which the GPU image lacks: say so before a run spends
+# minutes and then fails at its service part (session 51 lost one A/B's service half that way)
+python3 -c "import grpc_health, grpc_reflection" 2>/dev/null || echo "WARNING: no grpc_health / grpc_reflection:" \
+  "carry .whl with grpcio_health_checking and grpcio_reflection 1.84.0 wheels (pip download --no-deps -d .whl ...)"
 # which card and versions gave the figures that follow (a script's first lines of output)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"

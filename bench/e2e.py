@@ -805,6 +805,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         ap.error(f"unknown --parts {sorted(unknown)}; use {','.join(PARTS)}")
+    if "service" in args.parts.split(","):  # fail now, not after the minutes of the parts before it
+        try:
+            import streamret.service.server  # noqa: F401
+        except ImportError as e:
+            ap.error(f"the service part cannot import the gRPC server ({e}); install the project's dependencies "
+                     "(grpcio-health-checking, grpcio-reflection), or leave service out of --parts")
     return args
 
 

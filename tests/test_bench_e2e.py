@@ -290,6 +290,18 @@ def test_parts_default_to_all_and_say_whether_they_were_named():
     assert named.parts == "engine,profile" and named.parts_given
 
 
+def test_a_service_part_that_cannot_import_the_server_fails_before_any_part_runs(monkeypatch, capsys):
+    """The GPU image lacks grpc_health unless its wheel is carried: the run says so when its arguments are read,
+    not after minutes of packed and engine parts (session 51); without the service part nothing is imported."""
+    monkeypatch.setitem(sys.modules, "streamret.service.server", None)  # (an import of it raises ImportError)
+    with pytest.raises(SystemExit) as exc:
+        e2e.parse_args(["--parts", "packed,engine,service"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "grpcio-health-checking" in err and "leave service out of --parts" in err
+    assert e2e.parse_args(["--parts", "packed,engine"]).parts == "packed,engine"
+
+
 def test_the_brief_gives_a_line_per_part_with_its_ratio_to_packed(tmp_path):
     import e2e_brief  # (bench/e2e_brief.py)
 

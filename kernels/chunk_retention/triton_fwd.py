@@ -316,7 +316,9 @@ def output_form_mode() -> str:
 
 # the keys form's tiling for bf16 K256 V512 (sm90 compile, triton 3.9: 254 registers, 192 KiB of shared memory,
 # none spilled; with a segment fix 784 bytes spilled): 128-row blocks, two 256-column V-blocks, 64 keys a step,
-# spans of 512 (no span state stored inside a 512-token sequence)
+# spans of 512 (no span state stored inside a 512-token sequence). On an H100 (session 51, bench/kernels.py --sweep
+# --sweep-forms keys) no keys tiling beat the scores form: N64 x L512 1.070 ms at best (spans of 256, 32 keys a
+# step; this tiling 1.217) against 1.042, N256 x L128 1.673 against 1.624; so scores stays the default
 KEYS_TILING = dict(output_form="keys", BT=128, key_block=64, BV=256, num_warps=8, num_stages=2, state_every=512)
 
 
