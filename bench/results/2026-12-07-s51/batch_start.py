@@ -7,6 +7,7 @@ once (so the job ends right after its first sends). Prints the time from the cal
 pass the time to read the corpus alone (Corpus.batches); with PROFILE=1 a cProfile of the last pass.
 
     python bench/results/2026-12-07-s51/batch_start.py short 8000
+    FIRST=4194304 python bench/results/2026-12-07-s51/batch_start.py short 8000   # a 4 MiB first part
 """
 import cProfile
 import gzip
@@ -69,7 +70,8 @@ with tempfile.TemporaryDirectory() as tmp:
             prof.enable()
         try:
             embed_parquet(corpus, os.path.join(tmp, f"out{rep}"), engine=StandIn(), progress=False,
-                          bytes_per_part=192 << 20, rows_per_part=147_456)
+                          bytes_per_part=192 << 20, rows_per_part=147_456,
+                          first_part_bytes=int(os.environ["FIRST"]) if os.environ.get("FIRST") else None)
         except Exception as e:  # noqa: BLE001  (every row failed: the stand-in's doing)
             err = f"{type(e).__name__}: {str(e)[:200]}"
         else:
