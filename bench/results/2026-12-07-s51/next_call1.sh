@@ -4,8 +4,7 @@
 # alternated twice (none / 8 MiB / 8 MiB / none). Why: in session 51's call 3 the job handed its first documents to
 # the engines 96-137 ms (long) and 138-170 ms (short) into a part of 0.7 s / 1.4 s, after reading the whole part; on
 # the workplace VM a 4 MiB first part moved the first send from 60-62 to 37-49 ms (long) and 75-111 to 50-53 ms
-# (short), bounded by the corpus's one row group, which is decoded whole before any batch
-# (bench/results/2026-12-07-s51/batch_start.py).
+# (short), no lower than about one whole read of the corpus (one row group) (bench/results/2026-12-07-s51/batch_start.py).
 # Predicted: first documents handed 30-80 ms sooner; batch long +3-10%, short +2-6%. Rule: make a first part the
 # GPU default (bytes_per_part / GPU_PART_SCALE) if both batch parts read higher in both pairs.
 set -u
