@@ -3,11 +3,15 @@ bench/e2e.py's batch_short part reads as the engine processes' "python" thread, 
 host in call 3, about 460 us a document of 929 tokens). The real Engine on the manual pages, tokenizer processes,
 the model replaced by bench/engine_host.py's HostOnlyRunner behind a sleep of 1 ms plus 0.1 us a token;
 `embed_documents` (sub_batches.py, as an engine process runs a sub-batch) over DOCS documents of BYTES bytes.
-Prints the wall time, this process's CPU by thread (the caller's thread: the runner) and the step thread's parts.
+Prints the wall time, the caller's thread's CPU (the runner's) and the step thread's parts; with PROFILE=1 a
+cProfile of the caller's thread in the last pass, by its CPU time (time.thread_time).
 
     python bench/results/2026-12-07-s51/short_docs_host.py 2000 3600
 """
+import cProfile
 import gzip
+import os
+import pstats
 import sys
 import threading
 import time
@@ -38,8 +42,13 @@ with Engine(load_model("default", "cpu", None), None, cfg) as engine:
     for rep in range(3):
         ids = [f"r{rep}-{i}" for i in range(n_docs)]
         before = engine.stats()
+        prof = cProfile.Profile(time.thread_time) if os.environ.get("PROFILE") and rep == 2 else None
         t0, c0 = time.perf_counter(), time.thread_time()
+        if prof:
+            prof.enable()
         tokens, *_ = embed_documents(engine, f"k{rep}", list(range(n_docs)), ids, texts, 2048, options)
+        if prof:
+            prof.disable()
         wall, caller = time.perf_counter() - t0, time.thread_time() - c0
         after = engine.stats()
         steps = after["steps"] - before["steps"]
@@ -49,4 +58,6 @@ with Engine(load_model("default", "cpu", None), None, cfg) as engine:
               f"tokens/s); the caller's thread {1e6 * caller / n_docs:.0f} us a document "
               f"({1e6 * caller / sum(tokens):.3f} us a token); {steps} steps; step thread CPU ms a step: "
               + ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if v >= 0.05), flush=True)
+        if prof:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(12)
     print("threads:", [t.name for t in threading.enumerate()])
