@@ -124,6 +124,19 @@ class HostOnlyRunner:
         return StepOutput(state, run_emb, emb[owner], emb, open_sums)
 
 
+def sleep_for_the_model(engine, ms: float = 1.0, us_per_token: float = 0.1) -> None:
+    """Replace an in-process engine's model call with HostOnlyRunner behind a sleep of `ms` plus `us_per_token` a
+    token (a GPU step's device time as the step thread waits for it, the GIL let go): the real engine's host work
+    on the CPU at a model's pace (bench/results: step_host_parts.py, short_docs_host.py)."""
+    fake = HostOnlyRunner(engine.model)
+
+    def run(tokens, lens, state, runs):
+        time.sleep((ms + us_per_token * len(tokens) / 1e3) * 1e-3)
+        return fake(tokens, lens, state, runs)
+
+    engine.runner.run = run
+
+
 def man_chunks(n: int, size: int) -> list[bytes]:
     """n chunks of `size` bytes of real English text (the manual pages bench/e2e.py reads): many more
     sentences, and so segments, per chunk than text_chunks' lowercase words."""

@@ -433,8 +433,8 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
     inflight: deque[tuple[Future, int, int]] = deque()
     # a small first part (a job's first, not a resumed one's: a rerun cuts the parts the uninterrupted run would
     # have): the engines start on it while the rest of the corpus is read, and it does not hold the next part back
-    first = first_part_bytes if first_part_bytes is not None and next_index == 0 and first_part_bytes < bytes_per_part \
-        else None
+    small_first = first_part_bytes is not None and next_index == 0 and first_part_bytes < bytes_per_part
+    first = first_part_bytes if small_first else None
 
     def on_bytes(n: int) -> None:  # on the parts' threads
         nonlocal done_bytes
@@ -464,9 +464,9 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
 
     pool = ThreadPoolExecutor(parts_in_flight, thread_name_prefix="streamret-batch")
     try:
-        for part in cut_parts(rows_to_do(), rows_per_part, bytes_per_part, first):
+        for i, part in enumerate(cut_parts(rows_to_do(), rows_per_part, bytes_per_part, first)):
             size = text_bytes(part)
-            counted = 0 if first is not None and parts + len(inflight) == 0 else size
+            counted = 0 if small_first and i == 0 else size
             # the parts in flight hold at most bytes_per_part of text together (or one part, when it is
             # larger; a small first part aside): an interruption loses at most that much work
             while inflight and (len(inflight) >= parts_in_flight

@@ -8,7 +8,6 @@ run_engine). "launch" is the stand-in's, not a GPU's; gather and scatter are hos
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -16,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import service  # noqa: E402  (bench/service.py)
-from engine_host import HostOnlyRunner  # noqa: E402
+from engine_host import sleep_for_the_model  # noqa: E402
 
 from streamret.engine import Engine, EngineConfig  # noqa: E402
 from streamret.model.spec import load_model  # noqa: E402
@@ -26,13 +25,7 @@ args = argparse.Namespace(streams=streams, chunks=chunks, chunk_bytes=2048, wind
 service.use_text(str(ROOT / ".device/text/man.txt.gz"))
 cfg = EngineConfig(durable_every_chunks=0, tokenize_procs=True, max_step_tokens=32768)
 with Engine(load_model("default", "cpu", None), None, cfg) as engine:
-    fake = HostOnlyRunner(engine.model)
-
-    def run(tokens, lens, state, runs):
-        time.sleep((1.0 + 0.1 * len(tokens) / 1e3) * 1e-3)
-        return fake(tokens, lens, state, runs)
-
-    engine.runner.run = run
+    sleep_for_the_model(engine)
     before = engine.stats()
     row = service.run_engine(engine, args, "x")
     after = engine.stats()

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from engine_host import HostOnlyRunner  # noqa: E402
+from engine_host import sleep_for_the_model  # noqa: E402
 
 from streamret.batch.sub_batches import embed_documents  # noqa: E402
 from streamret.engine import Engine, EngineConfig  # noqa: E402
@@ -32,13 +32,7 @@ texts = [raw[i * size:(i + 1) * size] for i in range(n_docs)]
 cfg = EngineConfig(durable_every_chunks=0, tokenize_procs=True, max_step_tokens=32768)
 options = dict(deadline=None, summary_k=3, max_in_flight=256, max_bytes_in_flight=64 << 20, group=None, window=4)
 with Engine(load_model("default", "cpu", None), None, cfg) as engine:
-    fake = HostOnlyRunner(engine.model)
-
-    def run(tokens, lens, state, runs):
-        time.sleep((1.0 + 0.1 * len(tokens) / 1e3) * 1e-3)
-        return fake(tokens, lens, state, runs)
-
-    engine.runner.run = run
+    sleep_for_the_model(engine)
     for rep in range(3):
         ids = [f"r{rep}-{i}" for i in range(n_docs)]
         before = engine.stats()
