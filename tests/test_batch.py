@@ -122,6 +122,44 @@ def test_one_output_row_per_input_row_with_errors_recorded(uninterrupted, corpus
     assert report.parts == 4  # 4 + 4 + 4 rows of a.parquet, then 3 more (parts span files)
 
 
+def test_the_column_check_flags_the_rows_that_a_row_by_row_check_fails_with_the_same_messages():
+    """_texts checks a text column with whole-chunk work and only the rows it flags one by one: its rows must be
+    those of checking every row (bytes, or the row's error) on tables of many chunks, sliced ones and both
+    column types, with NUL bytes, bad UTF-8 (a cut character too), nulls and empty texts mixed in."""
+    from streamret.batch.arrow_table import _texts
+    from streamret.textcheck import InvalidText, check_bytes
+
+    def one_by_one(table: pa.Table) -> list:
+        out = []
+        for value in table.column("text").cast(pa.large_binary()).to_pylist():
+            try:
+                out.append("text is null" if value is None else (check_bytes(value, "text") and value))
+            except InvalidText as e:
+                out.append(str(e))
+        return out
+
+    rng = random.Random(5)
+    values = [b"", b"hello", "naïve café".encode(), b"a\x00b", b"\x00", b"ok \xff bytes", "日本".encode()[:-1],
+              b"fine text.", None]
+    flagged = set()
+    for _ in range(300):
+        chunks = [pa.array([rng.choice(values) for _ in range(rng.randint(0, 6))], pa.large_binary())
+                  for _ in range(rng.randint(1, 4))]
+        table = pa.table({"text": pa.chunked_array(chunks, pa.large_binary())})
+        if len(table) > 2 and rng.random() < 0.5:
+            table = table.slice(1, len(table) - 2)
+        if rng.random() < 0.3:
+            try:
+                table = pa.table({"text": table.column("text").cast(pa.large_string())})
+            except pa.ArrowInvalid:
+                pass  # (not all UTF-8: stays binary)
+        got = _texts(table, "text")
+        assert got == one_by_one(table)
+        flagged.update(v if isinstance(v, str) else "ok" for v in got)
+    assert {"ok", "text is null", "text is empty: nothing to embed"} <= flagged
+    assert any("NUL byte" in v for v in flagged) and any("not UTF-8" in v for v in flagged)
+
+
 def test_rows_on_an_engine_in_this_process_make_their_calls_on_the_callers_thread(engine):
     """With an Engine in this process the runner opens, queries and closes on its own thread (no call threads
     taking the engine lock from the step loop), and gives what 16 call threads give."""
