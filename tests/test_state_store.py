@@ -126,8 +126,9 @@ def test_a_gather_holds_its_rows_until_the_gather_after_the_next_and_a_write_put
 
 
 def test_a_new_stream_takes_a_freed_row_zeroed_and_the_others_keep_theirs():
-    """put_new zeroes a row where it lies (no copy from the host) and drop frees one unread: a new stream in a
-    row freed by a closed one starts from the model's initial state, and no other row changes."""
+    """put_new takes a row with no device work (it reads as the zero row until written) and drop frees one
+    unread: a new stream in a row freed by a closed one starts from the model's initial state, and no other row
+    changes."""
     from streamret.engine.state_store import DeviceSlab
     from streamret.model.spec import load_model
 
@@ -168,3 +169,48 @@ def test_streams_closed_and_opened_again_start_from_nothing():
         assert eng.info("again").tokens == 0
         assert all(torch.equal(again[k], first[k]) for k in first)
         assert (eng.embedding("again") == fresh).all()
+
+
+def test_new_streams_rows_read_as_zeros_until_written_through_gathers_takes_and_growth():
+    """A new stream's row keeps the closed stream's numbers until its first write, but every read of it (read,
+    gather beside written rows, take) gives zeros, a step's write puts its own state there, and the slab's growth
+    keeps both kinds of rows as they read."""
+    from streamret.engine.state_store import DeviceSlab
+    from streamret.model.spec import load_model
+
+    model = load_model("random:tiny", "cpu").model
+    slab = DeviceSlab(model, 64)
+
+    def filled(value: float):
+        state = model.init_state(1)
+        for t in state.tensors().values():
+            t.copy_(torch.full_like(t, value))
+        return state
+
+    def assert_rows(got, values: list[float]) -> None:
+        for name, t in got.tensors().items():
+            for k, v in enumerate(values):
+                assert torch.equal(t[k], torch.full_like(t[k], v)), (name, k, v)
+
+    for i in range(16):
+        slab.put(f"s{i}", filled(i + 1))
+    for i in (3, 9):
+        slab.drop(f"s{i}")
+    slab.put_new("new3")
+    slab.put_new("new9")
+    rows = [slab.row_of(s) for s in ("s1", "new3", "s2", "new9")]
+    assert sorted(rows[1::2]) == [3, 9]  # the freed rows, their old numbers still there
+    assert_rows(slab.read(rows), [2, 0, 3, 0])
+    state, idx = slab.gather(rows)
+    assert idx.tolist() == rows  # a step writes back to the streams' own rows
+    assert_rows(state, [2, 0, 3, 0])
+    slab.write(rows[1:2], filled(7.0), idx[1:2])  # new3's first step
+    assert_rows(slab.read(rows), [2, 7, 3, 0])
+    slab.put_new("grow")  # the slab is full (16 rows): it grows, and rows read as before
+    assert slab.n == 32 and slab.row_of("grow") == 16
+    assert_rows(slab.read([slab.row_of(s) for s in ("s0", "new3", "new9", "grow", "s15")]), [1, 7, 0, 0, 16])
+    left = slab.row_of("new9")
+    assert_rows(slab.take("new9"), [0])
+    slab.put("back", filled(5.0))  # takes the row new9 left, written: its own numbers
+    assert slab.row_of("back") == left
+    assert_rows(slab.read([left, slab.row_of("grow")]), [5, 0])

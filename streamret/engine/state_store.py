@@ -49,15 +49,22 @@ GATHERS_ALIVE = 2
 
 
 class DeviceSlab:
-    """Rows of per-stream state on the model's device; grows by doubling up to `capacity` rows."""
+    """Rows of per-stream state on the model's device; grows by doubling up to `capacity` rows.
+
+    One more row than the streams' (the last, `_zero_row`) is always zeros: a new stream's row is not zeroed
+    where it lies (one multi-tensor launch, about 65 us of a GPU host's CPU, per stream opened: a batch of short
+    documents opens thousands; bench/RESULTS.md, session 51) but marked, and reads of it come from the zero row
+    until its first write (`_read_rows`)."""
 
     def __init__(self, model: RetNet, capacity: int):
         self.model = model
         self.capacity = capacity
+        self.n = min(capacity, 16)  # rows for streams (the state holds one more: the zero row)
         with torch.inference_mode():
-            self.state = model.init_state(min(capacity, 16))
+            self.state = model.init_state(self.n + 1)
         self.rows: OrderedDict[str, int] = OrderedDict()  # stream id -> row, least recently used first
-        self._free = list(range(self.state.n - 1, -1, -1))
+        self._free = list(range(self.n - 1, -1, -1))
+        self._unwritten: set[int] = set()  # rows of new streams, read as the zero row until written (put_new)
         # a gather and a scatter per step, two steps in flight: a slot comes round again only after the
         # step that used it last was waited for
         self._staging = Staging(slots=8)
@@ -74,7 +81,11 @@ class DeviceSlab:
 
     @property
     def full(self) -> bool:
-        return not self._free and self.state.n >= self.capacity
+        return not self._free and self.n >= self.capacity
+
+    @property
+    def _zero_row(self) -> int:
+        return self.n
 
     @torch.inference_mode()
     def put(self, stream_id: str, state: RetNetState) -> None:
@@ -85,28 +96,31 @@ class DeviceSlab:
         self.rows[stream_id] = row
         self.write([row], state.map(self._to_device))
 
-    @torch.inference_mode()
     def put_new(self, stream_id: str) -> None:
-        """Place a new stream (the model's initial state: zeros) in a free row, zeroed where it lies. `put` of a
-        host state would upload row indices through a staging slot, and taking a slot waits for the copy that
-        used it last, queued behind the step that runs now: opening streams between steps (a batch of short
-        documents) then held the engine lock for most of a step."""
+        """Place a new stream (the model's initial state: zeros) in a free row, with no device work: the row
+        reads as the zero row until it is first written (class doc). `put` of a host state would upload row
+        indices through a staging slot, and taking a slot waits for the copy that used it last, queued behind the
+        step that runs now: opening streams between steps (a batch of short documents) then held the engine lock
+        for most of a step."""
         if not self._free:
             self._grow()
         row = self._free.pop()
         self.rows[stream_id] = row
-        torch._foreach_zero_([t[row] for t in self.state.tensors().values()])  # (a GPU: multi-tensor launches)
+        self._unwritten.add(row)
 
     def drop(self, stream_id: str) -> None:
         """Free a stream's row; its state is not read (`take` reads it, through a staging slot: see put_new)."""
-        self._free.append(self.rows.pop(stream_id))
+        row = self.rows.pop(stream_id)
+        self._unwritten.discard(row)
+        self._free.append(row)
 
     @torch.inference_mode()
     def take(self, stream_id: str) -> RetNetState:
         """Remove a stream and return a copy of its state [1]."""
-        row = self.rows.pop(stream_id)
-        self._free.append(row)
-        return self.read([row])
+        row = self.rows[stream_id]
+        state = self.read([row])
+        self.drop(stream_id)
+        return state
 
     def row_of(self, stream_id: str) -> int:
         self.rows.move_to_end(stream_id)
@@ -114,7 +128,8 @@ class DeviceSlab:
 
     @torch.inference_mode()
     def read(self, rows: list[int], idx: torch.Tensor | None = None) -> RetNetState:
-        idx = self._rows_on_device(rows) if idx is None else idx
+        """rows' states; idx: the rows to read on the device already (`_read_rows` of them)."""
+        idx = self._rows_on_device(self._read_rows(rows))[0] if idx is None else idx
         return self.state.map(lambda x: x.index_select(0, idx))
 
     @torch.inference_mode()
@@ -122,9 +137,13 @@ class DeviceSlab:
         """`read` for a step, and the rows' indices on the device (for `write`). On the CPU into the next of
         GATHERS_ALIVE reused buffers, which come round again only after the step that gathered into one was
         scattered (see GATHERS_ALIVE); on a GPU the caching allocator reuses memory already."""
-        idx = self._rows_on_device(rows)
+        read_rows = self._read_rows(rows)
+        if read_rows is rows:
+            idx = read_idx = self._rows_on_device(rows)[0]
+        else:  # a new stream's row reads as the zero row (`put_new`): both in one upload
+            idx, read_idx = self._rows_on_device(rows, read_rows)
         if self.state.positions.device.type == "cuda":
-            return self.read(rows, idx), idx
+            return self.read(rows, read_idx), idx
         turn = self._gathers % GATHERS_ALIVE
         self._gathers += 1
         buffer = self._gather_buffers[turn]
@@ -133,24 +152,34 @@ class DeviceSlab:
             buffer = self._gather_buffers[turn] = self.state.map(lambda x: x.new_empty((n, *x.shape[1:])))
         out = buffer.map(lambda x: x[: len(rows)])
         for src, dst in zip(self.state.tensors().values(), out.tensors().values(), strict=True):
-            torch.index_select(src, 0, idx, out=dst)
+            torch.index_select(src, 0, read_idx, out=dst)
         return out, idx
 
     @torch.inference_mode()
     def write(self, rows: list[int], state: RetNetState, idx: torch.Tensor | None = None) -> None:
         """state's streams into `rows`; idx: those rows on the device already (from `gather`)."""
-        idx = self._rows_on_device(rows) if idx is None else idx
+        idx = self._rows_on_device(rows)[0] if idx is None else idx
         for dst, src in zip(self.state.tensors().values(), state.tensors().values(), strict=True):
             dst.index_copy_(0, idx, src)
+        if self._unwritten:
+            self._unwritten.difference_update(rows)
 
-    def _rows_on_device(self, rows: list[int]) -> torch.Tensor:
-        """Row indices on the slab's device; on a GPU through a reused pinned buffer (staging.py), copied
-        without waiting for the device's queue."""
+    def _read_rows(self, rows: list[int]) -> list[int]:
+        """The rows to read for `rows`: the zero row for a new stream's row not written yet (rows itself when
+        there is none)."""
+        if not self._unwritten or self._unwritten.isdisjoint(rows):
+            return rows
+        zero, unwritten = self._zero_row, self._unwritten
+        return [zero if r in unwritten else r for r in rows]
+
+    def _rows_on_device(self, *row_lists: list[int]) -> list[torch.Tensor]:
+        """Row indices on the slab's device, one tensor per list; on a GPU through a reused pinned buffer
+        (staging.py), copied without waiting for the device's queue, all in one upload."""
         device = self.state.positions.device
         if device.type != "cuda":
-            return torch.tensor(rows, dtype=torch.long)
+            return [torch.tensor(rows, dtype=torch.long) for rows in row_lists]
         slot = self._staging.take()
-        idx = slot.upload([np.array(rows, dtype=np.int64)], device)[0]
+        idx = slot.upload([np.array(rows, dtype=np.int64) for rows in row_lists], device)
         slot.release()
         return idx
 
@@ -163,14 +192,15 @@ class DeviceSlab:
         return t.pin_memory().to(device, non_blocking=True)
 
     def _grow(self) -> None:
-        """Double the rows, one tensor at a time so the peak is the new slab plus one old tensor."""
-        old_n = self.state.n
-        new_n = min(self.capacity, 2 * old_n)
+        """Double the rows, one tensor at a time so the peak is the new slab plus one old tensor. The old zero
+        row becomes a free row (it holds zeros) and the new last row is the zero row."""
+        old_n = self.n
+        self.n = min(self.capacity, 2 * old_n)
         for i, old in enumerate(self.state.layers):
-            self.state.layers[i] = _grown(old, new_n)
+            self.state.layers[i] = _grown(old, self.n + 1)
         for name in ("positions", "pool_sum", "pool_count"):
-            setattr(self.state, name, _grown(getattr(self.state, name), new_n))
-        self._free = list(range(new_n - 1, old_n - 1, -1))
+            setattr(self.state, name, _grown(getattr(self.state, name), self.n + 1))
+        self._free = list(range(self.n - 1, old_n - 1, -1))
 
 
 def _grown(t: torch.Tensor, n: int) -> torch.Tensor:
