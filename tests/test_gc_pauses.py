@@ -17,10 +17,13 @@ def test_collections_are_counted_and_timed_in_the_engines_stats():
     assert 0 < after["gc_pause_max_seconds"] <= after["gc_pause_seconds"]
 
 
-def test_freeze_startup_keeps_existing_objects_out_of_later_collections():
+def test_freeze_startup_keeps_existing_objects_out_of_later_collections_and_collects_less_often():
     kept = [[i] for i in range(1000)]
+    threshold = gc.get_threshold()
     try:
         gc_pauses.freeze_startup()
         assert gc.get_freeze_count() >= len(kept)
+        assert gc.get_threshold() == (gc_pauses.SERVING_GEN0_THRESHOLD, *threshold[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
