@@ -53,5 +53,5 @@ with Engine(load_model("default", "cpu", None), None, cfg) as engine:
               f"({1e6 * caller / sum(tokens):.3f} us a token); {steps} steps; step thread CPU ms a step: "
               + ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if v >= 0.05), flush=True)
         if prof:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(int(os.environ.get("TOP", "12")))
+            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "12")))
     print("threads:", [t.name for t in threading.enumerate()])
