@@ -57,3 +57,32 @@ def test_spill_from_gpu_and_back_is_bit_identical(tmp_path):
         assert eng.stats()["streams"] == {"device": 2, "host": 2, "durable": 2}
         for sid, data in reversed(before.items()):
             assert eng.export_state(sid) == data
+
+
+def test_streams_opened_in_rows_freed_by_closed_ones_start_from_zeros_on_gpu():
+    """A new stream's row is not zeroed where it lies but read from the slab's zero row until written
+    (state_store.DeviceSlab.put_new): in rows that closed streams left, on the GPU with step graphs, new streams read
+    as the model's initial state, and after their steps (some sharing a step with older streams) each embedding is a
+    one-shot run's."""
+    rng = np.random.default_rng(1)
+    words = ["alpha", "beta.", "gamma", "délta!", "\n"]
+    cfg = EngineConfig(max_step_tokens=512)
+    with Engine.from_model("random:tiny", device="cuda", dtype="float32", config=cfg) as eng:
+        fresh = {k: v.cpu() for k, v in eng.model.init_state(1).tensors().items()}
+        for rnd in range(3):
+            texts = {f"r{rnd}s{i}": " ".join(rng.choice(words, size=int(rng.integers(20, 120)))) for i in range(24)}
+            futures = [eng.submit_append(sid, 1, text.encode(), flush=True) for sid, text in texts.items()]
+            eng.open(f"idle{rnd}")  # opened, never stepped: its row holds a closed stream's numbers
+            with eng._lock:
+                got = {k: v.cpu() for k, v in eng.store.read(f"idle{rnd}").tensors().items()}
+            assert all(torch.equal(got[k], fresh[k].to(got[k].dtype)) for k in fresh)
+            for f in futures:
+                f.result(timeout=120)
+            for sid, text in texts.items():
+                ids = torch.tensor(list(text.encode()), device="cuda")
+                with torch.no_grad():
+                    _, state = eng.model(ids)
+                assert rel_err(eng.embedding(sid), eng.model.stream_embedding(state)[0].cpu().numpy()) <= 1e-4
+            for sid in texts:
+                eng.close(sid)
+        assert eng.stats()["cuda_graph_captures"] > 0
