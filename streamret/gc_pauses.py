@@ -65,7 +65,7 @@ def recent_pauses() -> list[tuple[float, float, int]]:
 # a serving process's youngest-generation threshold (Python's default is 700 allocations): an engine step makes
 # thousands of short-lived containers, so at 700 an engine process collected about once a step (0.6-1.2 ms each,
 # every thread stopped: 3% of an engine process's time at 1,024 streams on an H100); at 20,000, 3 collections
-# instead of 183 over 32 steps of bench/engine_host.py on the workplace VM (bench/RESULTS.md, session 52)
+# instead of 182-186 over 32 steps of bench/engine_host.py on the workplace VM (bench/RESULTS.md, session 52)
 SERVING_GEN0_THRESHOLD = 20_000
 
 

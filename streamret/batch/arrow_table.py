@@ -63,8 +63,9 @@ def int64_column(column: pa.ChunkedArray, what: str, fix: str) -> pa.ChunkedArra
 def _texts(table: pa.Table, text_column: str) -> list[bytes | str]:
     """Each row's UTF-8 bytes, or an error message (str) for a row that has no usable text: non-empty UTF-8
     without NUL bytes, as everywhere (streamret/textcheck.py). The whole column is checked with array work first;
-    only the rows it flags go through `check_bytes` for their message (decoding every row to check it took 12-25
-    ms of a 25 MB part before its first document went out: bench/RESULTS.md, session 52)."""
+    only the rows it flags go through `check_bytes` for their message (decoding every row to check it took 9-13 ms
+    of a 25-29 MB part on the workplace VM, against 6-7, before the part's first document went out: bench/RESULTS.md,
+    session 52)."""
     col = _column(table, text_column, "text")
     if col.type not in _STRING_TYPES + _BINARY_TYPES:
         raise InvalidArgument(f"column {text_column!r} has type {col.type}; text must be string (or UTF-8 binary)")

@@ -66,8 +66,8 @@ def _describe(exc: BaseException, doc: _Doc) -> str:
 
 class _Ended:
     """A call the runner made on its own thread (call_threads=0), ended: what the runner reads of a call's Future,
-    without one (each Future makes a threading.Condition; three calls a document made these a sixth of the runner's
-    CPU on short documents: bench/RESULTS.md, session 52)."""
+    without one. Each Future makes a threading.Condition, and `Future.__init__` was in a fifth of the runner thread's
+    samples on short documents, three of a document's five Futures being these (bench/RESULTS.md, session 51)."""
 
     __slots__ = ("_error",)
 
