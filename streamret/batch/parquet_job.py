@@ -307,7 +307,8 @@ def embed_parquet(
     engines start on it while the rest of the corpus is read and the first rows are saved sooner; it is not
     counted against the parts in flight (an interruption then loses at most one part and it). None: as the others.
     Off by default: on an H100 an 8 MiB first part read 3-13% slower (long documents) and 6-18% slower (short) in
-    three pairs against none, and moved the first hand-over only 5-30 ms (bench/RESULTS.md, session 52).
+    three pairs against none, and moved the first hand-over by 0-10 ms (long) and 27-36 ms (short) (bench/RESULTS.md,
+    session 52).
     A resumed job cuts its parts as the uninterrupted one did (its first part was written). Not with ray=.
     progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
     Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
