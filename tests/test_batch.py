@@ -173,6 +173,35 @@ def test_rows_on_an_engine_in_this_process_make_their_calls_on_the_callers_threa
     assert sum(engine.stats()["streams"].values()) == 0  # every temporary closed
 
 
+def test_a_row_whose_inline_open_or_results_call_fails_gets_its_error_and_the_others_go_on(engine, monkeypatch):
+    """The runner's calls made on its own thread (an Engine in this process) end without Futures (runner._Ended): an
+    open that raises fails its row alone, as do results that raise, with the engine's message naming the row, and
+    every temporary stream that was opened is closed."""
+    table = pa.table({"id": [f"r{i}" for i in range(6)], "text": [f"Row {i} has a sentence. And another." for i in
+                                                                   range(6)]})
+    real_open, real_summarize = engine.open, engine.summarize
+
+    def open_(stream_id, **kw):
+        if stream_id.endswith("-2"):
+            raise InvalidArgument(f"no room for {stream_id!r}")
+        return real_open(stream_id, **kw)
+
+    def summarize(stream_id, **kw):
+        if stream_id.endswith("-4"):
+            raise InvalidArgument(f"cannot summarize {stream_id!r}")
+        return real_summarize(stream_id, **kw)
+
+    monkeypatch.setattr(engine, "open", open_)
+    monkeypatch.setattr(engine, "summarize", summarize)
+    out = embed_table(engine, table, summary_k=2, chunk_bytes=CHUNK_BYTES, stream_prefix="inline-")
+    errors = out.column("error").to_pylist()
+    assert errors[2] == "INVALID_ARGUMENT: no room for row 2"
+    assert errors[4] == "INVALID_ARGUMENT: cannot summarize row 4"
+    assert [e for i, e in enumerate(errors) if i not in (2, 4)] == [None] * 4
+    assert all(v is not None for i, v in enumerate(out.column("embedding").to_pylist()) if i not in (2, 4))
+    assert sum(engine.stats()["streams"].values()) == 0  # every temporary closed, the failed results' one too
+
+
 def test_the_report_times_the_job_from_the_model_ready_and_counts_its_own_steps(uninterrupted, corpus, engine,
                                                                                  tmp_path):
     again = embed_parquet(corpus[0], str(tmp_path / "again"), engine=engine, **OPTIONS)  # the engine has run before
