@@ -529,7 +529,7 @@ def part_profile(engine: Engine, streams: int, chunks: int, args: argparse.Names
 def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
     """The gRPC server in this process on a free loopback port, as `streamret serve` runs it; with --front-procs
     F above 1, F-1 front processes too on the same port (streamret/service/fronts.py)."""
-    from streamret.gc_pauses import freeze_startup
+    from streamret.gc_pauses import GEN0_ENV, freeze_startup
     from streamret.service.fronts import FrontProcesses
     from streamret.service.limits import ServiceLimits
     from streamret.service.server import BackgroundServer, ServerConfig
@@ -538,10 +538,21 @@ def start_server(engine: Engine, args: argparse.Namespace) -> BackgroundServer:
         max_streams_per_tenant=max(10_000, 4 * args.service_streams), idle_evict_s=0,
         # the load opens one Append call per stream, all as one tenant: above the per-tenant default of 128
         max_calls_per_tenant=2 * args.service_streams + 64))
-    fronts = None if args.front_procs == 1 else FrontProcesses(engine, config, args.front_procs, log_level="WARNING",
-                                                               switch_interval=args.switch_interval)
-    server = BackgroundServer(engine, config, fronts=fronts)
-    freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
+    # --server-gc-gen0: this process's and the front processes' threshold (the engine processes, started before,
+    # keep theirs), through the variable freeze_startup reads
+    saved = os.environ.get(GEN0_ENV)
+    if args.server_gc_gen0 is not None:
+        os.environ[GEN0_ENV] = str(args.server_gc_gen0)
+    try:
+        fronts = None if args.front_procs == 1 else FrontProcesses(
+            engine, config, args.front_procs, log_level="WARNING", switch_interval=args.switch_interval)
+        server = BackgroundServer(engine, config, fronts=fronts)
+        freeze_startup()  # as `streamret serve` does once its server is up (server.serve)
+    finally:
+        if saved is None:
+            os.environ.pop(GEN0_ENV, None)
+        else:
+            os.environ[GEN0_ENV] = saved
     return server
 
 
@@ -757,6 +768,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--front-procs", type=int, default=1,
                     help="gRPC server processes of the service parts (streamret serve --front-procs): above 1 the "
                          "engine runs in engine processes (at least one) and the others connect to them")
+    ap.add_argument("--server-gc-gen0", type=int, default=None,
+                    help="the gRPC server's and front processes' GC generation-0 threshold (default: "
+                         "gc_pauses.SERVING_GEN0_THRESHOLD, as every serving process; 700 is Python's); the engine "
+                         "processes keep theirs")
     ap.add_argument("--client-channels", type=int, default=None,
                     help="gRPC connections per load process (default: 1 with one front process, else 4 per front)")
     ap.add_argument("--tokenizer-threads", type=int, default=None,

@@ -10,6 +10,7 @@ what the collector cost so far.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections import deque
@@ -67,13 +68,30 @@ def recent_pauses() -> list[tuple[float, float, int]]:
 # every thread stopped: 3% of an engine process's time at 1,024 streams on an H100); at 20,000, 3 collections
 # instead of 182-186 over 32 steps of bench/engine_host.py on the workplace VM (bench/RESULTS.md, session 52)
 SERVING_GEN0_THRESHOLD = 20_000
+GEN0_ENV = "STREAMRET_GC_GEN0"  # another threshold for the processes started with it set (700: Python's)
+
+
+def serving_gen0_threshold() -> int:
+    """SERVING_GEN0_THRESHOLD, or the positive int in $STREAMRET_GC_GEN0."""
+    value = os.environ.get(GEN0_ENV, "")
+    if not value:
+        return SERVING_GEN0_THRESHOLD
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{GEN0_ENV}={value!r}: give a positive number of allocations (Python's default is 700, "
+                         f"a serving process's {SERVING_GEN0_THRESHOLD}), or unset it")
+    return n
 
 
 def freeze_startup() -> None:
     """Collect once, then keep every object that exists now out of later collections (a server's model,
-    tokenizer, modules), and collect the youngest generation less often (SERVING_GEN0_THRESHOLD): call when a
+    tokenizer, modules), and collect the youngest generation less often (`serving_gen0_threshold`): call when a
     process has loaded what it serves with."""
+    gen0 = serving_gen0_threshold()
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
-    gc.set_threshold(SERVING_GEN0_THRESHOLD, older, oldest)
+    gc.set_threshold(gen0, older, oldest)

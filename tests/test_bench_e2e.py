@@ -115,9 +115,11 @@ def test_a_failed_load_names_its_first_failure_not_the_streams_stopped_after_it(
 
 def test_smoke_runs_every_part(tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--smoke", "--model", "random:tiny",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                           "--server-gc-gen0", "700", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "e2e.json").read_text())
+    assert "--server-gc-gen0 700" in result["command"]  # (the server's threshold, through gc_pauses.GEN0_ENV)
     assert set(result["parts"]) == {"packed", "engine_4", "engine_16", "profile_4", "service_saturate",
                                     "service_half", "batch_long", "batch_short"}
     assert result["text"]["tokens"] > 0 and not result["errors"]

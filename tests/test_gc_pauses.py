@@ -2,6 +2,8 @@
 
 import gc
 
+import pytest
+
 from streamret import gc_pauses
 from streamret.engine import Engine
 
@@ -24,6 +26,21 @@ def test_freeze_startup_keeps_existing_objects_out_of_later_collections_and_coll
         gc_pauses.freeze_startup()
         assert gc.get_freeze_count() >= len(kept)
         assert gc.get_threshold() == (gc_pauses.SERVING_GEN0_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+def test_a_serving_processes_threshold_can_be_set_by_the_environment_and_a_bad_one_is_named(monkeypatch):
+    threshold = gc.get_threshold()
+    try:
+        monkeypatch.setenv(gc_pauses.GEN0_ENV, "700")
+        gc_pauses.freeze_startup()
+        assert gc.get_threshold() == (700, *threshold[1:])
+        for bad in ("0", "-5", "lots"):
+            monkeypatch.setenv(gc_pauses.GEN0_ENV, bad)
+            with pytest.raises(ValueError, match=f"{gc_pauses.GEN0_ENV}='{bad}': give a positive number"):
+                gc_pauses.freeze_startup()
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
