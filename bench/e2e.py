@@ -729,6 +729,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-stream-step-tokens", type=int, default=EngineConfig.max_stream_step_tokens,
                     help="EngineConfig.max_stream_step_tokens: a stream's tokens in one step at most, on top of its "
                          "fair share (default: no cap beyond that)")
+    ap.add_argument("--step-whole-chunk-tokens", type=int, default=EngineConfig.step_whole_chunk_tokens,
+                    help="EngineConfig.step_whole_chunk_tokens: each stream of a step first gets its first queued "
+                         "chunk up to this many tokens, and a step picks streams while those fit")
     ap.add_argument("--draining-step-chunks", type=int, default=EngineConfig.draining_step_chunks,
                     help="EngineConfig.draining_step_chunks: while fewer than a step's tokens wait, a stream gives a "
                          "step at most this many chunks (default: off)")
@@ -1103,6 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
                           tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps,
                           max_stream_step_tokens=args.max_stream_step_tokens,
                           draining_step_chunks=args.draining_step_chunks,
+                          step_whole_chunk_tokens=args.step_whole_chunk_tokens,
                           step_fill=args.step_fill, graph_token_step=args.graph_token_step)
     from streamret.gc_pauses import freeze_startup
 
@@ -1123,6 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_config": {"max_step_tokens": config.max_step_tokens, "max_step_streams": config.max_step_streams,
                           "max_stream_step_tokens": config.max_stream_step_tokens,
                           "draining_step_chunks": config.draining_step_chunks,
+                          "step_whole_chunk_tokens": config.step_whole_chunk_tokens,
                           "step_fill": config.step_fill, "graph_token_step": config.graph_token_step,
                           "cuda_graphs": config.cuda_graphs, "switch_interval_s": sys.getswitchinterval(),
                           "step_switch_interval_s": config.step_switch_interval_s,

@@ -46,7 +46,8 @@ def lines(folder: str) -> list[str]:
 VARIED = (("max_step_tokens", "step tokens"), ("tokenizer_threads", "tokenize threads"),
           ("tokenize_batch_bytes", "tokenize batch bytes"), ("tokenize_join_bytes", "join bytes"),
           ("tokenize_split_bursts", "split bursts"), ("overlap_steps", "overlap"), ("device_wait", "device wait"),
-          ("draining_step_chunks", "draining step chunks"), ("max_sub_batches_per_engine", "sub-batches at once"),
+          ("draining_step_chunks", "draining step chunks"), ("step_whole_chunk_tokens", "whole chunk tokens"),
+          ("max_sub_batches_per_engine", "sub-batches at once"),
           ("step_fill", "step fill"), ("graph_token_step", "graph token step"))
 
 

@@ -153,6 +153,7 @@ def measure(loaded, args) -> dict:
         max_pending_chunks=4 * n + 16, max_pending_bytes=4 * n * c + (1 << 20),
         device_state_bytes=(n + 1) * loaded.model.config.state_bytes_per_stream(), durable_every_chunks=0,
         step_switch_interval_s=args.step_switch_interval, tokenize_procs=args.tokenize_procs,
+        step_whole_chunk_tokens=getattr(args, "step_whole_chunk_tokens", None),
     )
     chunks = man_chunks(min(n, 64), c) if args.man_text else text_chunks(min(n, 64), c, seed=c)
     ids = [f"bench/{i}" for i in range(n)]
@@ -194,6 +195,8 @@ def main() -> None:
     p.add_argument("--top", default=0, type=int, help="with --profile, also the top functions by own time")
     p.add_argument("--tokenize-procs", action=argparse.BooleanOptionalAction, default=None,
                    help="EngineConfig.tokenize_procs: cut and tokenize in tokenizer processes (default: on a GPU only)")
+    p.add_argument("--step-whole-chunk-tokens", type=int, default=None,
+                   help="EngineConfig.step_whole_chunk_tokens: a stream's first chunk up to this many tokens whole")
     p.add_argument("--busy-threads", default=0, type=int, help="pure-Python threads running during the timed rounds")
     p.add_argument("--step-switch-interval", type=switch_interval_arg("--step-switch-interval"),
                    default=EngineConfig.step_switch_interval_s,
@@ -229,6 +232,12 @@ def main() -> None:
     parts = {k: after["loop_parts_seconds"][k] - before["loop_parts_seconds"][k] for k in after["loop_parts_seconds"]}
     print(f"the loop's own clocks (stats()['loop_parts_seconds'], wall ms per step over the {steps} timed steps): "
           + ", ".join(f"{k} {1e3 * v / max(1, steps):.3f}" for k, v in parts.items()))
+    cpu = {k: after["loop_parts_cpu_seconds"][k] - before["loop_parts_cpu_seconds"][k] for k in parts}
+    booked = sum(v for k, v in cpu.items() if k not in ("idle", "gather", "launch", "wait", "scatter"))
+    print("the step thread's CPU by part, us a token (stats()['loop_parts_cpu_seconds']): "
+          + ", ".join(f"{k} {1e6 * v / max(1, tokens):.3f}" for k, v in cpu.items())
+          + f"; besides gather, launch and scatter (host copies and the model here) "
+            f"{1e6 * booked / max(1, tokens):.3f}")
     if not args.profile:
         return
     stats = pstats.Stats(eng.profile)

@@ -291,17 +291,18 @@ def test_cancel_removes_a_stream_from_its_group_line():
 @given(
     st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 60)), min_size=1, max_size=40),
     st.integers(1, 50), st.integers(1, 6), st.one_of(st.none(), st.integers(1, 20)), st.randoms(),
-    st.one_of(st.none(), st.integers(1, 40)),
+    st.one_of(st.none(), st.integers(1, 40)), st.one_of(st.none(), st.integers(1, 60)),
 )
-@settings(max_examples=150, deadline=None)
-def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd, pad):
-    """Whatever the groups, budget, cap, stream limit, running steps and padding filled (buckets of `pad`
-    tokens): each stream's tokens reach the steps exactly once and in order, every step keeps its bounds, a
-    step that completes a stream's chunk ends at a chunk boundary of that stream, and everything is eventually
-    served."""
+@settings(max_examples=200, deadline=None)
+def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd, pad, whole):
+    """Whatever the groups, budget, cap, stream limit, running steps, padding filled (buckets of `pad` tokens) and
+    split (first chunks up to `whole` tokens given first, or not): each stream's tokens reach the steps exactly once
+    and in order, every step keeps its bounds, a step that completes a stream's chunk ends at a chunk boundary of
+    that stream, everything is eventually served, and in a step of several streams each gets its first chunk whole
+    or at least `whole` tokens of it (without a cap)."""
     s = sched(max_step_tokens=budget, max_step_streams=streams, max_stream_step_tokens=cap,
               max_pending_chunks_per_stream=100, max_pending_chunks=1000, max_pending_bytes=10**6,
-              fill_to=None if pad is None else buckets_of(pad))
+              fill_to=None if pad is None else buckets_of(pad), whole_chunk_tokens=whole)
     expected: dict[str, list[np.ndarray]] = {}
     for stream, group, n in adds:
         sid = f"s{stream}"
@@ -317,6 +318,10 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
         plan = s.schedule(max_streams=rnd.randint(1, streams), exclude=running)
         assert plan.n_tokens <= budget and len(plan.work) <= streams
         assert not {w.stream_id for w in plan.work} & running
+        with_tokens = [w for w in plan.work if w.n_tokens]
+        if whole is not None and cap is None and len(with_tokens) > 1:  # a first chunk that was short enough: whole
+            assert all(w.slices[0].end == w.slices[0].item.n_tokens or w.slices[0].end - w.slices[0].start >= whole
+                       for w in with_tokens), plan.work
         for w in plan.work:
             assert cap is None or w.n_tokens <= cap
             assert w.n_tokens == sum(sl.end - sl.start for sl in w.slices)
@@ -535,3 +540,57 @@ def test_step_fill_names_its_choices_when_wrong():
     for step in (32, 3000, 6144):
         with pytest.raises(ValueError, match=f"graph_token_step={step}: a power of two of at least 64"):
             EngineConfig(graph_token_step=step)
+
+
+def test_whole_first_chunks_pick_the_streams_whose_chunks_fit_and_the_next_goes_first():
+    """Fair shares alone cut every chunk past the water level (100 short documents of 929 tokens into a 32,768-token
+    step: 100 cut ones); with whole_chunk_tokens 1,024 a step takes the 35 whose chunks fit, each whole, and the 36th
+    leads the next step; with 512 (32,768 / 64) it takes 64, each cut at 512."""
+    def loaded(**kw) -> Scheduler:
+        s = sched(max_step_tokens=32_768, max_step_streams=256, max_pending_chunks=1000, max_pending_bytes=10**7,
+                  **kw)
+        for i in range(100):
+            s.add(item(f"d{i}", 929))
+        return s
+
+    cut = loaded().schedule()
+    assert len(cut.work) == 100 and not any(sl.completes for w in cut.work for sl in w.slices)
+    s = loaded(whole_chunk_tokens=1024)
+    first = s.schedule()
+    assert [w.stream_id for w in first.work] == [f"d{i}" for i in range(35)]
+    assert all(len(w.slices) == 1 and w.slices[0].whole for w in first.work) and first.n_tokens == 35 * 929
+    assert s.schedule().work[0].stream_id == "d35"
+    wide = loaded(whole_chunk_tokens=512).schedule()
+    assert len(wide.work) == 64 and all(w.n_tokens == 512 for w in wide.work)
+
+
+def test_whole_first_chunks_leave_the_rest_of_the_budget_to_fair_shares_and_split_a_lone_huge_chunk():
+    s = sched(max_step_tokens=100, whole_chunk_tokens=100)
+    s.add(item("a", 30, seq=1))
+    s.add(item("a", 30, seq=2))
+    s.add(item("b", 50))
+    s.add(item("c", 40))  # 30 + 50 + 40 > 100: c waits, first in line
+    plan = s.schedule()
+    assert [(w.stream_id, w.n_tokens) for w in plan.work] == [("a", 30), ("b", 50)]  # a's second chunk: no room
+    assert s.schedule().work[0].stream_id == "c"
+    alone = sched(max_step_tokens=100, whole_chunk_tokens=100)
+    alone.add(item("big", 250))
+    assert [p.n_tokens for p in drain(alone)] == [100, 100, 50]
+
+
+def test_whole_first_chunks_still_serve_another_group_in_the_first_step():
+    """With tenants, the round-robin over groups still comes first: one group's 40 busy streams do not keep the
+    other group's single chunk out of the next step."""
+    s = sched(max_step_tokens=1_000, max_step_streams=64, max_pending_chunks=1000, max_pending_bytes=10**7,
+              whole_chunk_tokens=1_000)
+    for i in range(40):
+        s.add(item(f"busy{i}", 90, group="t1"))
+    s.add(item("lone", 90, group="t2"))
+    plan = s.schedule()
+    assert "lone" in [w.stream_id for w in plan.work] and len(plan.work) == 11
+    assert all(w.slices[0].whole for w in plan.work)
+
+
+def test_whole_chunk_tokens_must_be_positive():
+    with pytest.raises(ValueError, match="whole_chunk_tokens must be >= 1 or None"):
+        sched(whole_chunk_tokens=0)

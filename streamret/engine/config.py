@@ -57,6 +57,14 @@ class EngineConfig:
     # cut its chunks from the text's gzip bytes). On an H100 (session 51, 9 engine processes, two pairs): 64 streams
     # -7.2% and -6.7% (steps of 6 streams against 4.7, the round trip no shorter), 1,024 streams -1% and +6%: off.
     draining_step_chunks: int | None = None
+    # a step's split (Scheduler's whole_chunk_tokens): each picked stream first gets what is left of its first queued
+    # chunk up to this many tokens, streams are picked while those fit the step, and the rest of the budget is split
+    # fairly. Fair shares alone cut every chunk past the water level: on an H100 at 1,024 streams, steps of 86-91
+    # streams held 25 k tokens (2 KB chunks of about 450 tokens), and the batch job's 929-token short documents ran
+    # as 42 streams of about 500 tokens a step, so such a chunk paid a stream's host work in two steps
+    # (bench/RESULTS.md, session 52). At most max_step_tokens / 64 keeps 64 streams a step whenever that many have
+    # work. None: off, until measured on a GPU.
+    step_whole_chunk_tokens: int | None = None
     # a stream's fair share of a step stops at a chunk boundary once it completes a chunk (what its durable record
     # holds), so a step's tokens fall short of its budget, and with CUDA graphs the step runs padded to its token
     # bucket (streamret/model/graphs.py: multiples of 4,096 past 4,096 tokens) anyway. "padding": the step takes

@@ -94,6 +94,7 @@ class EngineCore:
             config.max_pending_bytes_per_stream, config.max_pending_chunks, config.max_pending_bytes,
             config.max_stream_step_tokens, config.draining_step_chunks,
             fill_to=fill_target(config.step_fill, config.max_step_tokens, config.graph_token_step),
+            whole_chunk_tokens=config.step_whole_chunk_tokens,
         )
         step_state_bytes = config.max_step_state_bytes or (4 << 30 if self.model.device.type == "cuda" else 1 << 30)
         # tokenizer processes (EngineConfig.tokenize_procs): auto on a GPU, whose step thread wants the GIL often

@@ -370,13 +370,19 @@ class Scheduler:
     draining_step_chunks says why). `fill_to` (the size to fill a step of n tokens to: its padded size as the device
     runs it, or the budget; None: no fill) lets a step take its picked streams' further queued tokens up to it, in
     service order (EngineConfig.step_fill): a stream's turn is not taken, nor another stream picked.
+    `whole_chunk_tokens` (EngineConfig.step_whole_chunk_tokens) changes the split: each picked stream is first given
+    what is left of its first queued chunk, up to that many tokens (and its demand), and a step picks streams, in
+    the same order, only while those fit its budget together; what is left of the budget is then split as above
+    over the rest of their demands. The stream that would not fit keeps its turn, first in line. A first chunk of
+    at most whole_chunk_tokens then runs whole; with it at most budget / 64, a step still picks at least 64 streams
+    whenever that many have work.
     """
 
     def __init__(
         self, max_step_tokens: int, max_step_streams: int, max_pending_chunks_per_stream: int,
         max_pending_bytes_per_stream: int, max_pending_chunks: int, max_pending_bytes: int,
         max_stream_step_tokens: int | None = None, draining_step_chunks: int | None = None,
-        fill_to: Callable[[int], int] | None = None,
+        fill_to: Callable[[int], int] | None = None, whole_chunk_tokens: int | None = None,
     ):
         if max_stream_step_tokens is not None and max_stream_step_tokens < 1:
             raise ValueError(
@@ -389,6 +395,9 @@ class Scheduler:
         self.max_stream_step_tokens = max_stream_step_tokens
         self.draining_step_chunks = draining_step_chunks
         self.fill_to = fill_to
+        if whole_chunk_tokens is not None and whole_chunk_tokens < 1:
+            raise ValueError(f"whole_chunk_tokens must be >= 1 or None (off), got {whole_chunk_tokens}")
+        self.whole_chunk_tokens = whole_chunk_tokens
         # accepted, not yet completed: per stream and in total (bounds.py)
         self.bounds = QueueBounds(max_pending_chunks_per_stream, max_pending_bytes_per_stream, max_pending_chunks,
                                   max_pending_bytes)
@@ -469,6 +478,8 @@ class Scheduler:
         demands: list[int] = []
         passed: dict[str, list[str]] = {}  # per group: streams passed over, to go back in front
         wanting = 0  # picked streams that want tokens: never more than the budget, so each gets one
+        firsts: list[int] | None = None if self.whole_chunk_tokens is None else []  # each one's first chunk given
+        reserved = 0  # ... and their sum
         if len(self._groups) == 1:  # one group (no tenants): its line is the order
             group = self._groups[0]
             line = self._ready[group]
@@ -479,11 +490,20 @@ class Scheduler:
                     continue
                 demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
                 demand = demand if cap is None else min(cap, demand)
+                if firsts is not None:
+                    first = min(demand, self._first_left(sid), self.whole_chunk_tokens, budget)
+                    if sids and reserved + first > budget:
+                        passed.setdefault(group, []).append(sid)  # first in line for the next step
+                        break
+                    firsts.append(first)
+                    reserved += first
                 sids.append(sid)
                 demands.append(demand)
                 wanting += demand > 0
             groups = [group] * len(sids)
-            shares = fair_shares(demands, budget)
+            shares = fair_shares(demands, budget) if firsts is None else \
+                [f + s for f, s in zip(firsts, fair_shares([d - f for d, f in zip(demands, firsts)],
+                                                             budget - reserved))]
         else:
             cycle = deque(self._groups)
             while cycle and len(sids) < limit and wanting < budget:
@@ -496,12 +516,21 @@ class Scheduler:
                 sid = line.popleft()
                 demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
                 demand = demand if cap is None else min(cap, demand)
+                if firsts is not None:
+                    first = min(demand, self._first_left(sid), self.whole_chunk_tokens, budget)
+                    if sids and reserved + first > budget:
+                        passed.setdefault(group, []).append(sid)  # first in its group's line for the next step
+                        break
+                    firsts.append(first)
+                    reserved += first
                 groups.append(group)
                 sids.append(sid)
                 demands.append(demand)
                 wanting += demand > 0
                 cycle.append(group)
-            shares = self._split(groups, demands, budget)
+            shares = self._split(groups, demands, budget) if firsts is None else \
+                [f + s for f, s in zip(firsts, self._split(groups, [d - f for d, f in zip(demands, firsts)],
+                                                            budget - reserved))]
         taken: list[tuple[str, str, list[Slice]]] = []  # picked streams that run: group, id, slices
         for group, sid, demand, share in zip(groups, sids, demands, shares):
             if demand and not share:  # its group's share ran out before this stream: it keeps its turn
@@ -530,6 +559,11 @@ class Scheduler:
                 if not self._ready[group]:
                     del self._ready[group]
         return StepPlan(plan, waiting, runnable)
+
+    def _first_left(self, sid: str) -> int:
+        """The tokens left of the stream's first queued chunk."""
+        item = self._queues[sid][0]
+        return item.n_tokens - item.taken
 
     def _first_chunks(self, sid: str, chunks: int) -> int:
         """The stream's queued tokens in its first `chunks` queued chunks (the rest of a split one counts as one)."""
