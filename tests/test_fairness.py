@@ -51,12 +51,14 @@ MAX_STEPS_TO_ACK = 3
 MAX_SECONDS_TO_ACK = 20.0
 
 
-# "queued" overlaps while a full step's tokens wait, as here throughout (A's queue holds 20 steps and more)
-@pytest.mark.parametrize("overlap", ["always", "queued", "never"])
-def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_streams(overlap):
+# "queued" overlaps while a full step's tokens wait, as here throughout (A's queue holds 20 steps and more); with
+# step_whole_chunk_tokens at budget / 64 each picked stream is first given 64 tokens of its chunk: the same steps
+@pytest.mark.parametrize(("overlap", "whole"), [("always", None), ("queued", None), ("never", None), ("queued", 64)])
+def test_a_small_chunk_of_one_tenant_is_not_held_up_by_another_tenants_100_busy_streams(overlap, whole):
     budget = 4096  # at most 64 streams: a busy stream's share is at least 64 tokens, as with the defaults
     # one tokenize thread: what waits is split between idle threads, and A's work must arrive as one batch
-    cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64, tokenizer_threads=1, overlap_steps=overlap)
+    cfg = EngineConfig(max_step_tokens=budget, max_step_streams=64, tokenizer_threads=1, overlap_steps=overlap,
+                       step_whole_chunk_tokens=whole)
     e = Engine.from_model("random:tiny", device="cpu", config=cfg)
     try:
         # queue all of tenant A's work before the first step is planned: holding the tokenize stage's lock too

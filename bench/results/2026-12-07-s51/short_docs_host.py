@@ -29,7 +29,8 @@ from streamret.model.spec import load_model  # noqa: E402
 n_docs, size = int(sys.argv[1]), int(sys.argv[2])
 raw = gzip.open(ROOT / ".device/text/man.txt.gz").read(n_docs * size + size)
 texts = [raw[i * size:(i + 1) * size] for i in range(n_docs)]
-cfg = EngineConfig(durable_every_chunks=0, tokenize_procs=True, max_step_tokens=32768)
+cfg = EngineConfig(durable_every_chunks=0, tokenize_procs=True, max_step_tokens=32768,
+                   step_whole_chunk_tokens=int(os.environ["WHOLE"]) if os.environ.get("WHOLE") else None)
 options = dict(deadline=None, summary_k=3, max_in_flight=256, max_bytes_in_flight=64 << 20, group=None, window=4)
 with Engine(load_model("default", "cpu", None), None, cfg) as engine:
     sleep_for_the_model(engine)
