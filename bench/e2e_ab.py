@@ -8,7 +8,10 @@ it holds in every pair; more pairs of shorter runs tell more than two long ones.
     python3 bench/e2e_ab.py --pairs 3 --timeout 80 --b "--draining-step-chunks 2" --out $OUT -- \\
         --text .device/text/man.txt.gz --packed-seconds 0.3 --parts packed,engine --engine-procs auto
 
-Everything after `--` goes to every run; --a and --b are each side's own flags (A: none by default).
+Everything after `--` goes to every run; --a and --b are each side's own flags (A: none by default). --warmup FLAGS
+runs once before the pairs, with the common flags and these (e.g. "--parts packed,batch --packed-seconds 0.3"), into
+--out/warm, and is not read: a fresh GPU machine's first e2e run reads cold (bench/RESULTS.md, session 52: long
+documents at 0.21-0.26 of packed against 0.55-0.66 after it).
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=2, help="alternating pairs (default 2)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take before it is killed")
     ap.add_argument("--out", default=os.environ.get("OUT", "ab"), help="folder for the runs and ab.json")
+    ap.add_argument("--warmup", default=None, help="flags of one run before the pairs, not read (module doc)")
+    ap.add_argument("--warmup-timeout", type=float, default=90.0, help="seconds the warm-up run may take")
     ap.add_argument("--e2e", default=str(HERE / "e2e.py"), help=argparse.SUPPRESS)  # (the tests' stand-in)
     args = ap.parse_args(argv)
     if args.pairs < 1:
@@ -114,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     sides = {"a": shlex.split(args.a), "b": shlex.split(args.b)}
     out = Path(args.out)
     runs, meta = {}, {}
+    if args.warmup is not None:
+        code, seconds = run_once(args.e2e, [*common, *shlex.split(args.warmup)], out / "warm", args.warmup_timeout)
+        meta["warm"] = {"exit": code, "seconds": round(seconds, 1), "flags": args.warmup}
+        print(f"warm rc {code} {seconds:.0f} s (not read)", flush=True)
     for label in order(args.pairs):
         code, seconds = run_once(args.e2e, [*common, *sides[label[0]]], out / label, args.timeout)
         runs[label] = rates(out / label)
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(lines(str(out / label))))
     print(f"A: {args.a or '(defaults)'}   B: {args.b}")
     print(table(result))
-    return 0 if all(m["exit"] == 0 for m in meta.values()) else 1
+    return 0 if all(m["exit"] == 0 for label, m in meta.items() if label != "warm") else 1
 
 
 if __name__ == "__main__":

@@ -57,6 +57,20 @@ def test_an_ab_over_a_stand_in_records_every_run_and_the_change(tmp_path: Path, 
     assert "+100.0 +100.0" in capsys.readouterr().out
 
 
+def test_a_warm_up_run_goes_first_with_its_own_flags_and_is_not_read(tmp_path: Path, capsys):
+    fake = tmp_path / "fake_e2e.py"
+    fake.write_text(STAND_IN)
+    code = e2e_ab.main(["--pairs", "1", "--timeout", "30", "--b", "--speed 2e6", "--warmup", "--speed 9e6",
+                        "--out", str(tmp_path / "ab"), "--e2e", str(fake), "--", "--text", "t"])
+    assert code == 0
+    ab = json.loads((tmp_path / "ab" / "ab.json").read_text())
+    warm = json.loads((tmp_path / "ab" / "warm" / "e2e.json").read_text())
+    assert warm["parts"]["engine_64"]["tokens_per_s"] == 9e6 and warm["common"]  # its flags and the common ones
+    assert sorted(ab["runs"]) == ["a1", "b1"] and ab["meta"]["warm"]["exit"] == 0
+    assert ab["summary"]["engine_64"]["a"] == [1e6] and ab["summary"]["engine_64"]["b"] == [2e6]
+    assert capsys.readouterr().out.startswith("warm rc 0")
+
+
 def test_a_run_past_its_timeout_is_killed_with_its_children(tmp_path: Path):
     fake = tmp_path / "fake_e2e.py"
     fake.write_text(STAND_IN)

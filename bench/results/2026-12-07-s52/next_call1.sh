@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Written in session 52 for a later session (any card; carry [".whl", ".device/text", ".device/old"]).
+# Written in session 52 for a later session (any card; carry [".whl", ".device/text", ".device/old"]; about 430 s).
 # The gRPC server's GC threshold alone: bench/e2e.py's whole list with --server-gc-gen0 700 (Python's default, the
-# server and front processes only; the engine processes keep 20,000) against the default 20,000 everywhere, after a
-# warm-up run (a fresh machine's first e2e run reads cold), alternated 700 / default / default / 700.
+# server and front processes only; the engine processes keep 20,000) against the default 20,000 everywhere, two
+# alternating pairs after a warm-up run (bench/e2e_ab.py).
 # Why: session 52's call 4 read the server's longest GC pause at 14-24 ms with 20,000 against 9-14 with 700, and the
 # half-load ack p99 at 50.4-51.2 ms against 48.6-52.5 (target 50), while the server's GC total at saturation fell
 # from 157-163 ms to 39-40.
@@ -11,16 +11,8 @@
 # no more than 3% lower in both.
 set -u
 source bench/device_env.sh
-T0=$SECONDS; RUNS=""
-for r in warm gc700a default1 default2 gc700b; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
-  extra=""; [ ${r:0:5} = gc700 ] && extra="--server-gc-gen0 700"
-  if [ $r = warm ]; then parts="--parts packed,batch --packed-seconds 0.3"; lim=90; else parts="--packed-seconds 1 --front-procs 6"; lim=150; fi
-  timeout -s KILL $lim python3 bench/e2e.py --text .device/text/man.txt.gz --engine-procs auto --short-docs 8000 \
-    $parts $extra --out $d > $d/log.txt 2>&1
-  echo "$r rc $? $((SECONDS-t0)) s"; grep -A12 "Traceback" $d/log.txt | head -12
-  RUNS="$RUNS $r"
-done
-python3 bench/e2e_brief.py $(for r in $RUNS; do [ $r = warm ] || echo $OUT/$r; done)
-for r in $RUNS; do [ $r = warm ] || python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['parts']; print(sys.argv[2], [(k, p[k].get('server_gc_pause_ms'), p[k].get('server_gc_pause_max_ms'), p[k].get('ack_p99_ms')) for k in ('service_saturate', 'service_half')])" $OUT/$r/e2e.json $r; done
-tar czf $OUT/all.tgz -C $OUT $RUNS && (cd $OUT && rm -rf $RUNS)
-echo "total $((SECONDS-T0)) s"
+python3 bench/e2e_ab.py --pairs 2 --timeout 150 --warmup "--parts packed,batch --packed-seconds 0.3" \
+  --b "--server-gc-gen0 700" --out $OUT -- --text .device/text/man.txt.gz --packed-seconds 1 --engine-procs auto \
+  --front-procs 6 --short-docs 8000
+for r in a1 b1 b2 a2; do python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['parts']; print(sys.argv[2], [(k, p[k].get('server_gc_pause_ms'), p[k].get('server_gc_pause_max_ms'), p[k].get('ack_p99_ms')) for k in ('service_saturate', 'service_half')])" $OUT/$r/e2e.json $r; done
+(cd $OUT && tar czf all.tgz warm a1 b1 b2 a2 && rm -rf warm a1 b1 b2 a2)
