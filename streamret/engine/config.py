@@ -59,8 +59,8 @@ class EngineConfig:
     draining_step_chunks: int | None = None
     # a step's split (Scheduler's whole_chunk_tokens): each picked stream first gets what is left of its first queued
     # chunk up to this many tokens, streams are picked while those fit the step, and the rest of the budget is split
-    # fairly. Fair shares alone cut every chunk past the water level: on an H100 at 1,024 streams, steps of 86-91
-    # streams held 25 k tokens (2 KB chunks of about 450 tokens), and the batch job's 929-token short documents ran
+    # fairly. Fair shares alone cut every chunk past the water level: on an H100 at 1,024 streams, steps of 77-91
+    # streams held 25 k tokens (2 KB chunks of 450-500 tokens), and the batch job's 929-token short documents ran
     # as 42 streams of about 500 tokens a step, so such a chunk paid a stream's host work in two steps
     # (bench/RESULTS.md, session 52). At most max_step_tokens / 64 keeps 64 streams a step whenever that many have
     # work. None: off, until measured on a GPU.

@@ -4,8 +4,8 @@
 # --step-whole-chunk-tokens $WHOLE against off, two alternating pairs after a warm-up run (bench/e2e_ab.py). Two
 # calls: WHOLE=512 (max_step_tokens / 64: at least 64 streams a step still), then WHOLE=1024 (a 929-token short
 # document whole).
-# Why: with fair shares alone a step cuts every chunk past the water level: at 1,024 streams steps of 86-91 streams
-# held 25 k tokens of 2 KB chunks of about 450 tokens, and the batch job's 929-token short documents ran as 42
+# Why: with fair shares alone a step cuts every chunk past the water level: at 1,024 streams steps of 77-91 streams
+# held 25 k tokens of 2 KB chunks of 450-500 tokens, and the batch job's 929-token short documents ran as 42
 # streams of about 500 tokens a step, so each chunk paid a stream's host work (gather, spans, booking) in two steps
 # (session 52, call 4). On the workplace VM the step thread's CPU a token besides gather, launch and scatter fell
 # 18% (512) and 21% (1,024) in bench/engine_host.py at 256 streams, and short documents' booking a step by 30% (1,024)
