@@ -4,7 +4,9 @@ host in call 3, about 460 us a document of 929 tokens). The real Engine on the m
 the model replaced by bench/engine_host.py's HostOnlyRunner behind a sleep of 1 ms plus 0.1 us a token;
 `embed_documents` (sub_batches.py, as an engine process runs a sub-batch) over DOCS documents of BYTES bytes.
 Prints the wall time, the caller's thread's CPU (the runner's) and the step thread's parts; with PROFILE=1 a
-cProfile of the caller's thread in the last pass, by its CPU time (time.thread_time).
+cProfile of the caller's thread in the last pass, by its CPU time (time.thread_time). Added in session 52: TOP and
+SORT (the profile's rows, default 12, and order, default tottime); WHOLE=N runs the engine with
+EngineConfig.step_whole_chunk_tokens=N.
 
     python bench/results/2026-12-07-s51/short_docs_host.py 2000 3600
 """
