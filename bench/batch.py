@@ -76,8 +76,7 @@ def run_batch(engine, corpus: str, out: str, args) -> dict:
     before = engine.stats()
     report = embed_parquet(corpus, out, engine=engine, summary_k=args.summary_k, chunk_bytes=args.chunk_bytes,
                            max_in_flight=args.docs_in_flight, parts_in_flight=args.parts_in_flight,
-                           bytes_per_part=getattr(args, "part_bytes", BENCH_BYTES_PER_PART), progress=args.progress,
-                           first_part_bytes=getattr(args, "first_part_bytes", None))
+                           bytes_per_part=getattr(args, "part_bytes", BENCH_BYTES_PER_PART), progress=args.progress)
     job_ended_at = time.monotonic()  # (the job's span: report.seconds up to here; e2e.py's timeline)
     _sync(engine)
     after = engine.stats()

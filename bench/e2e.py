@@ -616,7 +616,6 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     ns = argparse.Namespace(summary_k=5, chunk_bytes=DEFAULT_CHUNK_BYTES, docs_in_flight=DEFAULT_IN_FLIGHT,
                             parts_in_flight=2, progress=False)
     ns.part_bytes = args.part_bytes or None  # (None: embed_parquet's default_part_size)
-    ns.first_part_bytes = args.first_part_bytes
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     before, cpu0, own0 = engine.stats(), thread_cpu_s(engine), os.times()
@@ -759,9 +758,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--long-tokens", type=int, default=200_000, help="about this many tokens per long document")
     ap.add_argument("--short-docs", type=int, default=2000)
     ap.add_argument("--short-tokens", type=int, default=1000, help="at most this many tokens per short document")
-    ap.add_argument("--first-part-bytes", type=int, default=None,
-                    help="the batch job's first part at most this much text (embed_parquet's first_part_bytes): the "
-                         "engines start on it while the rest is read; default: as the other parts")
     ap.add_argument("--part-bytes", type=int, default=0,
                     help="the batch parts' text bytes a part (streamret embed --part-bytes); 0, the default: the "
                          "job's own default, as a user gets it (16 MiB an engine process on a GPU: each corpus one "

@@ -254,43 +254,6 @@ def test_resume_after_a_crash_gives_the_uninterrupted_output(uninterrupted, corp
     assert (again.documents, again.skipped, again.parts) == (0, len(corpus[1]), 0)
 
 
-def test_a_small_first_part_starts_the_job_and_a_resume_cuts_the_parts_the_whole_run_did(uninterrupted, corpus, engine,
-                                                                                        tmp_path, monkeypatch):
-    """first_part_bytes: the job's first part stops at that much text, the rest are cut as before from where it
-    ended; the same rows come out as without it. A crash after the first part is written resumes with full parts,
-    as the uninterrupted run cut them, and a job whose first part was written is not cut small again."""
-    whole = str(tmp_path / "whole")
-    report = embed_parquet(corpus[0], whole, engine=engine, first_part_bytes=50, **OPTIONS)
-    parts = [pq.read_table(f"{whole}/{name}") for name in sorted(os.listdir(whole))]
-    # "plain" (38 bytes), a null text, "s0" (40): the first part closes at 50 bytes, then parts of ROWS_PER_PART rows
-    assert [p.column("id").to_pylist() for p in parts] == [corpus[1][:3], corpus[1][3:7], corpus[1][7:11],
-                                                           corpus[1][11:]]
-    assert report.parts == 4 and report.documents == len(corpus[1])
-    assert_same_output(pa.concat_tables(parts), pq.read_table(uninterrupted[0]))
-
-    out, real_commit, commits = str(tmp_path / "resumed"), PartFolder.commit, []
-
-    def crash_after_one(self, index, table):
-        if len(commits) == 1:
-            raise KeyboardInterrupt
-        commits.append(index)
-        return real_commit(self, index, table)
-
-    monkeypatch.setattr(PartFolder, "commit", crash_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        embed_parquet(corpus[0], out, engine=engine, first_part_bytes=50, **OPTIONS)
-    monkeypatch.setattr(PartFolder, "commit", real_commit)
-    assert sorted(os.listdir(out)) == ["part-000000.parquet"]
-    embed_parquet(corpus[0], out, engine=engine, first_part_bytes=50, **OPTIONS)
-    assert sorted(os.listdir(out)) == sorted(os.listdir(whole))
-    for name in sorted(os.listdir(out)):
-        assert_same_output(pq.read_table(f"{out}/{name}"), pq.read_table(f"{whole}/{name}"))
-    with pytest.raises(InvalidArgument, match="first_part_bytes must be >= 1"):
-        embed_parquet(corpus[0], out, engine=engine, first_part_bytes=0, **OPTIONS)
-    with pytest.raises(InvalidArgument, match="first_part_bytes is the local job's"):
-        embed_parquet(corpus[0], out, model="random:tiny", ray=True, first_part_bytes=50, progress=False)
-
-
 def test_fsspec_urls_and_globs(engine, tmp_path):
     import fsspec
 
@@ -386,17 +349,6 @@ def test_parts_depend_only_on_the_rows():
 
     expected = [["0", "1", "2"], ["3", "4", "5", "6"], ["7", "8", "9", "10"], ["11"]]
     assert cut([12]) == cut([1] * 12) == cut([5, 2, 5]) == cut([3, 3, 3, 3]) == expected
-
-    def cut_first(sizes, first_bytes):  # the first part at first_bytes, then as before from where it ended
-        starts = np.cumsum([0, *sizes])
-        batches = [table.slice(a, b - a) for a, b in zip(starts[:-1], starts[1:])]
-        return [p.column("id").to_pylist()
-                for p in job.cut_parts(batches, rows_per_part=4, bytes_per_part=32, first_bytes=first_bytes)]
-
-    small = [["0"], ["1", "2", "3"], ["4", "5", "6"], ["7", "8", "9", "10"], ["11"]]  # (sizes 5 | 1 30 2 | 2 2 50 ...)
-    assert cut_first([12], 5) == cut_first([1] * 12, 5) == cut_first([5, 2, 5], 5) == small
-    assert cut_first([12], 6) == [["0", "1"], ["2", "3"], ["4", "5", "6"], ["7", "8", "9", "10"], ["11"]]
-    assert cut_first([3, 9], 32) == cut_first([12], None) == expected  # at a part's size: as without it
 
 
 def test_resume_skips_as_many_rows_per_id_as_were_written():

@@ -7,13 +7,14 @@ The local job, one engine in this process:
 
 A part is cut by text bytes (`bytes_per_part`, by default 1 MiB per engine process, 16 on a GPU: every engine keeps
 busy; a larger document is a part of its own) and rows (`rows_per_part`, by default 1,024 per engine process, 16,384
-on a GPU) from the rows still to do, so a rerun after a crash cuts the same parts the uninterrupted run would have.
-The work is bounded by bytes, not rows: the parts in flight hold at most `bytes_per_part` of text together (up to
-`parts_in_flight` small parts, or one part when it is larger; a job's small first part, `first_part_bytes`, aside),
-so a crash or Ctrl-C loses at most one part's work (and that first part). Ctrl-C raises EmbedInterrupted, which says
-what is saved and what was lost. Progress is counted in text bytes as the engine acknowledges each chunk, against
-the bytes still to do (counted on the side), with the engine's tokens/s. With `ray=` the same job runs on Ray Data
-(ray_job.py).
+on a GPU) from
+the rows still to do, so a rerun after a crash cuts the same parts the
+uninterrupted run would have. The work is bounded by bytes, not rows: the parts in flight hold at most
+`bytes_per_part` of text together (up to `parts_in_flight` small parts, or one part when it is larger),
+so a crash or Ctrl-C loses at most one part's work. Ctrl-C raises EmbedInterrupted, which says what is
+saved and what was lost. Progress is counted in text bytes as the engine acknowledges each chunk, against
+the bytes still to do (counted on the side), with the engine's tokens/s. With `ray=` the same job runs on
+Ray Data (ray_job.py).
 
 Row errors that come from the data (null, empty, non-UTF-8 text, a text column of the wrong type, a
 null id) are written in `error` and the job goes on. An error of the engine itself (a failed model
@@ -170,26 +171,24 @@ def skip_written(batches: Iterable[pa.Table], written: Counter) -> Iterator[pa.T
         yield table.filter(mask), len(keep) - sum(keep)
 
 
-def cut_parts(batches: Iterable[pa.Table], rows_per_part: int, bytes_per_part: int,
-              first_bytes: int | None = None) -> Iterator[pa.Table]:
+def cut_parts(batches: Iterable[pa.Table], rows_per_part: int, bytes_per_part: int) -> Iterator[pa.Table]:
     """Regroup tables into parts of `rows_per_part` rows, closed early once they hold `bytes_per_part`
-    text bytes (a single larger document is a part of its own); the first part at `first_bytes` instead, when
-    given. Where a part ends depends only on the rows, never on how they arrived in tables."""
+    text bytes (a single larger document is a part of its own). Where a part ends depends only on the
+    rows, never on how they arrived in tables."""
     pending: list[pa.Table] = []
     rows = nbytes = 0
-    cap = first_bytes or bytes_per_part
     for table in batches:
         sizes = pc.fill_null(pc.binary_length(table.column("text")), 0).to_numpy().astype(np.int64)
         while table.num_rows:
             cum = nbytes + np.cumsum(sizes)
-            by_bytes = int(np.argmax(cum >= cap)) + 1 if cum[-1] >= cap else table.num_rows + 1
+            by_bytes = int(np.argmax(cum >= bytes_per_part)) + 1 if cum[-1] >= bytes_per_part else table.num_rows + 1
             take = min(rows_per_part - rows, by_bytes)
             if take > table.num_rows:
                 pending.append(table)
                 rows, nbytes = rows + table.num_rows, int(cum[-1])
                 break
             yield pa.concat_tables([*pending, table.slice(0, take)]).combine_chunks()
-            pending, rows, nbytes, cap = [], 0, 0, bytes_per_part
+            pending, rows, nbytes = [], 0, 0
             table, sizes = table.slice(take), sizes[take:]
     if pending:
         yield pa.concat_tables(pending).combine_chunks()
@@ -286,7 +285,6 @@ def embed_parquet(
     ray_workers: int = 1,
     gpus_per_worker: float | None = None,
     role: str = "query",
-    first_part_bytes: int | None = None,
 ) -> BatchReport:
     """Embed every row of a Parquet corpus and write `id, embedding, tokens, summary, error` parts to
     the folder `output`; rows already there are skipped (resume).
@@ -303,13 +301,6 @@ def embed_parquet(
     hold at most `bytes_per_part` together, so an interruption loses at most one part's work (module doc).
     None: DEFAULT_BYTES_PER_PART and DEFAULT_ROWS_PER_PART per engine process, GPU_PART_SCALE times that when the
     engine's model is on a GPU (`default_part_size`; with ray=, per batch, as on a CPU).
-    first_part_bytes: the local job's first part holds at most this much text (when less than a part), so that the
-    engines start on it while the rest of the corpus is read and the first rows are saved sooner; it is not
-    counted against the parts in flight (an interruption then loses at most one part and it). None: as the others.
-    Off by default: on an H100 an 8 MiB first part read 3-13% slower (long documents) and 6-18% slower (short) in
-    three pairs against none, and moved the first hand-over by 0-10 ms (long) and 27-36 ms (short) (bench/RESULTS.md,
-    session 52).
-    A resumed job cuts its parts as the uninterrupted one did (its first part was written). Not with ray=.
     progress: text bytes on stderr, a bar on a terminal, else a line every `progress_every_s` seconds.
     Ctrl-C (KeyboardInterrupt) in the local job raises EmbedInterrupted with what is saved and lost.
 
@@ -322,8 +313,7 @@ def embed_parquet(
     called = time.monotonic()
     check_role_name(role)
     for name, value in (("rows_per_part", rows_per_part), ("bytes_per_part", bytes_per_part),
-                        ("parts_in_flight", parts_in_flight), ("ray_workers", ray_workers),
-                        ("first_part_bytes", first_part_bytes)):
+                        ("parts_in_flight", parts_in_flight), ("ray_workers", ray_workers)):
         if value is not None and value < 1:
             raise InvalidArgument(f"{name} must be >= 1, got {value}")
     if summary_k < 0:
@@ -342,9 +332,6 @@ def embed_parquet(
     if ray not in (None, False):
         if engine is not None:
             raise InvalidArgument("with ray=, each Ray worker builds its own engine: pass model=, not engine=")
-        if first_part_bytes is not None:
-            raise InvalidArgument("first_part_bytes is the local job's (Ray Data cuts its own batches): leave it "
-                                  "out with ray=")
         from .ray_job import run_on_ray
 
         return run_on_ray(corpus, folder, address=None if ray in (True, "auto") else ray, model=model,
@@ -371,8 +358,7 @@ def embed_parquet(
         return _run_local(corpus, folder, engine, summary_k=summary_k, rows_per_part=rows_per_part or default_rows,
                           bytes_per_part=bytes_per_part or default_bytes, chunk_bytes=chunk_bytes,
                           max_in_flight=max_in_flight, parts_in_flight=parts_in_flight, progress=progress,
-                          progress_every_s=progress_every_s, on_abort=stop_engine, called=called, role=role,
-                          first_part_bytes=first_part_bytes)
+                          progress_every_s=progress_every_s, on_abort=stop_engine, called=called, role=role)
     finally:
         stop_engine()
 
@@ -410,8 +396,7 @@ def build_engine(model: str, device: str, dtype: str | None, batch_tokens: int |
 
 def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary_k: int, rows_per_part: int,
                bytes_per_part: int, chunk_bytes: int, max_in_flight: int, parts_in_flight: int,
-               progress: bool, progress_every_s: float, on_abort, called: float, role: str,
-               first_part_bytes: int | None = None) -> BatchReport:
+               progress: bool, progress_every_s: float, on_abort, called: float, role: str) -> BatchReport:
     max_chunk = getattr(getattr(engine, "config", None), "max_chunk_bytes", chunk_bytes)
     if chunk_bytes > max_chunk:
         raise InvalidArgument(f"chunk_bytes={chunk_bytes} exceeds the engine's max_chunk_bytes={max_chunk}")
@@ -432,12 +417,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
     docs = errors = tokens = parts = 0
     done_lock = threading.Lock()
     done_bytes = committed_bytes = 0  # text bytes the engine finished / of committed parts, this run
-    # (embed_part's future, the part's text bytes, those counted against bytes_per_part), in order
-    inflight: deque[tuple[Future, int, int]] = deque()
-    # a small first part (a job's first, not a resumed one's: a rerun cuts the parts the uninterrupted run would
-    # have): the engines start on it while the rest of the corpus is read, and it does not hold the next part back
-    small_first = first_part_bytes is not None and next_index == 0 and first_part_bytes < bytes_per_part
-    first = first_part_bytes if small_first else None
+    inflight: deque[tuple[Future, int]] = deque()  # (embed_part's future, the part's text bytes), in order
 
     def on_bytes(n: int) -> None:  # on the parts' threads
         nonlocal done_bytes
@@ -447,7 +427,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
 
     def commit_oldest() -> None:
         nonlocal docs, errors, tokens, parts, next_index, committed_bytes
-        fut, part_bytes, _ = inflight.popleft()
+        fut, part_bytes = inflight.popleft()
         while True:
             try:
                 out = fut.result(timeout=0.5)
@@ -467,29 +447,28 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
 
     pool = ThreadPoolExecutor(parts_in_flight, thread_name_prefix="streamret-batch")
     try:
-        for i, part in enumerate(cut_parts(rows_to_do(), rows_per_part, bytes_per_part, first)):
+        for part in cut_parts(rows_to_do(), rows_per_part, bytes_per_part):
             size = text_bytes(part)
-            counted = 0 if small_first and i == 0 else size
             # the parts in flight hold at most bytes_per_part of text together (or one part, when it is
-            # larger; a small first part aside): an interruption loses at most that much work
+            # larger): an interruption loses at most that much work
             while inflight and (len(inflight) >= parts_in_flight
-                                or sum(c for _, _, c in inflight) + counted > bytes_per_part):
+                                or sum(b for _, b in inflight) + size > bytes_per_part):
                 commit_oldest()
             inflight.append((pool.submit(embed_part, engine, part, summary_k=summary_k, chunk_bytes=chunk_bytes,
-                                         max_in_flight=max_in_flight, on_bytes=on_bytes, role=role), size, counted))
+                                         max_in_flight=max_in_flight, on_bytes=on_bytes, role=role), size))
         while inflight:
             commit_oldest()
     except KeyboardInterrupt as e:
         with done_lock:  # before the abort, whose failed rows would count their unread bytes as done
             lost = max(done_bytes - committed_bytes, 0)
-        for fut, _, _ in inflight:
+        for fut, _ in inflight:
             fut.cancel()
         on_abort()
         now = time.monotonic()
         report = BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, role=role)
         raise EmbedInterrupted(report, folder.url, corpus.count_rows(), written.rows + docs, lost) from e
     except BaseException:
-        for fut, _, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
+        for fut, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
             fut.cancel()
         on_abort()
         raise

@@ -501,9 +501,7 @@ class Scheduler:
                 demands.append(demand)
                 wanting += demand > 0
             groups = [group] * len(sids)
-            shares = fair_shares(demands, budget) if firsts is None else \
-                [f + s for f, s in zip(firsts, fair_shares([d - f for d, f in zip(demands, firsts)],
-                                                             budget - reserved))]
+            split = fair_shares
         else:
             cycle = deque(self._groups)
             while cycle and len(sids) < limit and wanting < budget:
@@ -528,9 +526,12 @@ class Scheduler:
                 demands.append(demand)
                 wanting += demand > 0
                 cycle.append(group)
-            shares = self._split(groups, demands, budget) if firsts is None else \
-                [f + s for f, s in zip(firsts, self._split(groups, [d - f for d, f in zip(demands, firsts)],
-                                                            budget - reserved))]
+            split = partial(self._split, groups)
+        if firsts is None:
+            shares = split(demands, budget)
+        else:  # the first chunks given, then the rest of the budget over the rest of the demands
+            rest = split([d - f for d, f in zip(demands, firsts)], budget - reserved)
+            shares = [f + r for f, r in zip(firsts, rest)]
         taken: list[tuple[str, str, list[Slice]]] = []  # picked streams that run: group, id, slices
         for group, sid, demand, share in zip(groups, sids, demands, shares):
             if demand and not share:  # its group's share ran out before this stream: it keeps its turn

@@ -8,6 +8,8 @@ pass the time to read the corpus alone (Corpus.batches); with PROFILE=1 a cProfi
 
     python bench/results/2026-12-07-s51/batch_start.py short 8000
     FIRST=4194304 python bench/results/2026-12-07-s51/batch_start.py short 8000   # a 4 MiB first part
+
+(FIRST needs a tree of sessions 51-52: embed_parquet's first_part_bytes was removed in session 52, after its GPU A/B.)
 """
 import cProfile
 import gzip
@@ -69,9 +71,9 @@ with tempfile.TemporaryDirectory() as tmp:
         if prof:
             prof.enable()
         try:
+            first = {"first_part_bytes": int(os.environ["FIRST"])} if os.environ.get("FIRST") else {}
             embed_parquet(corpus, os.path.join(tmp, f"out{rep}"), engine=StandIn(), progress=False,
-                          bytes_per_part=192 << 20, rows_per_part=147_456,
-                          first_part_bytes=int(os.environ["FIRST"]) if os.environ.get("FIRST") else None)
+                          bytes_per_part=192 << 20, rows_per_part=147_456, **first)
         except Exception as e:  # noqa: BLE001  (every row failed: the stand-in's doing)
             err = f"{type(e).__name__}: {str(e)[:200]}"
         else:

@@ -7,6 +7,8 @@
 # (short), no lower than about one whole read of the corpus (one row group) (bench/results/2026-12-07-s51/batch_start.py).
 # Predicted: first documents handed 30-80 ms sooner; batch long +3-10%, short +2-6%. Rule: make a first part the
 # GPU default (bytes_per_part / GPU_PART_SCALE) if both batch parts read higher in both pairs.
+# (Ran in session 52, calls 1 and its rerun; --first-part-bytes was removed after it: run it from a tree of
+# sessions 51-52.)
 set -u
 source bench/device_env.sh
 T0=$SECONDS; RUNS=""
