@@ -57,7 +57,8 @@ sent, and a submit_append call) and ack_legs (a chunk's round trip by leg: the l
 engine processes, the engine's; printed after the table), the engine processes' CPU by thread role, and for the
 service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of;
 for the batch parts a timeline (the job's call in 20 bins: chunks applied and documents under way in each, from
-the engines' applied stamps; printed after the table): a slow start or a tail with few documents shows there;
+the engines' applied stamps, with when the documents were handed to the engine processes and when their last
+results came back; printed after the table): a slow start or a tail with few documents shows there;
 for the engine and service parts "idle" (the engines' step loops waiting for work with no step in flight, as a
 share of their time in 20 bins of the load's span; printed after the table): an engine starved mid-run shows in
 every bin, one idle only while the load starts and ends at its ends.
@@ -619,12 +620,15 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     from cpu_threads import cpu_between, thread_cpu_s, us_per_token
 
     before, cpu0, own0 = engine.stats(), thread_cpu_s(engine), os.times()
-    handed = []  # when the job handed a part's documents to the engine processes: its reading and checks done
+    # when the job handed a part's documents to the engine processes (its reading and checks done), and when they
+    # all came back (what follows: the part's output table and its write)
+    handed, returned = [], []
     hand = getattr(engine, "embed_documents", None)
     if hand is not None:
         def timed_hand(docs: list, **options) -> None:
             handed.append(time.monotonic())
             hand(docs, **options)
+            returned.append(time.monotonic())
 
         engine.embed_documents = timed_hand  # an instance attribute over the method, for this part only
     try:
@@ -647,6 +651,7 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     timeline = doc_timeline(items, job_ended - row["seconds"], job_ended)
     if handed:  # (an engine in this process has no embed_documents: its job runs embed_table's own runner)
         timeline["first_handed_ms"] = round(1e3 * (handed[0] - (job_ended - row["seconds"])), 1)
+        timeline["last_returned_ms"] = round(1e3 * (returned[-1] - (job_ended - row["seconds"])), 1)
     return {**row, "tokens_per_document": round(row["tokens"] / max(1, row["documents"]), 1),
             "cpu_us_per_token": cpu_us, "timeline": timeline, **steps_between(before, after)}
 
@@ -962,7 +967,7 @@ def print_table(results: dict) -> None:
                   f"the engines at "
                   f"{tl.get('first_handed_ms')} ms, the first chunk accepted at {tl.get('first_accepted_ms')} ms, "
                   f"queued at {tl.get('first_queued_ms')}, applied at {tl['first_applied_ms']}; the last applied at "
-                  f"{tl['last_applied_ms']} ms)")
+                  f"{tl['last_applied_ms']} ms, the last results back at {tl.get('last_returned_ms')} ms)")
             print("  " + " ".join(f"{c}/{d}" for c, d in zip(tl["chunks"], tl["documents"])))
     for name in ("service_saturate", "service_half"):
         part = results["parts"].get(name, {})
