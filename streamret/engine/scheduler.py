@@ -21,7 +21,7 @@ import itertools
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -480,53 +480,26 @@ class Scheduler:
         wanting = 0  # picked streams that want tokens: never more than the budget, so each gets one
         firsts: list[int] | None = None if self.whole_chunk_tokens is None else []  # each one's first chunk given
         reserved = 0  # ... and their sum
-        if len(self._groups) == 1:  # one group (no tenants): its line is the order
-            group = self._groups[0]
-            line = self._ready[group]
-            while line and len(sids) < limit and wanting < budget:
-                sid = line.popleft()
-                if sid in exclude:
-                    passed.setdefault(group, []).append(sid)
-                    continue
-                demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
-                demand = demand if cap is None else min(cap, demand)
-                if firsts is not None:
-                    first = min(demand, self._first_left(sid), self.whole_chunk_tokens, budget)
-                    if sids and reserved + first > budget:
-                        passed.setdefault(group, []).append(sid)  # first in line for the next step
-                        break
-                    firsts.append(first)
-                    reserved += first
-                sids.append(sid)
-                demands.append(demand)
-                wanting += demand > 0
-            groups = [group] * len(sids)
-            split = fair_shares
-        else:
-            cycle = deque(self._groups)
-            while cycle and len(sids) < limit and wanting < budget:
-                group = cycle.popleft()
-                line = self._ready[group]
-                while line and line[0] in exclude:
-                    passed.setdefault(group, []).append(line.popleft())
-                if not line:
-                    continue  # nothing more to pick in this group for this step
-                sid = line.popleft()
-                demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
-                demand = demand if cap is None else min(cap, demand)
-                if firsts is not None:
-                    first = min(demand, self._first_left(sid), self.whole_chunk_tokens, budget)
-                    if sids and reserved + first > budget:
-                        passed.setdefault(group, []).append(sid)  # first in its group's line for the next step
-                        break
-                    firsts.append(first)
-                    reserved += first
-                groups.append(group)
-                sids.append(sid)
-                demands.append(demand)
-                wanting += demand > 0
-                cycle.append(group)
-            split = partial(self._split, groups)
+        pick = self._in_turn(exclude, passed)
+        while len(sids) < limit and wanting < budget:
+            picked = next(pick, None)
+            if picked is None:
+                break
+            group, sid = picked
+            demand = queued[sid] if chunks is None else self._first_chunks(sid, chunks)
+            demand = demand if cap is None else min(cap, demand)
+            if firsts is not None:
+                first = min(demand, self._first_left(sid), self.whole_chunk_tokens, budget)
+                if sids and reserved + first > budget:
+                    passed.setdefault(group, []).append(sid)  # first in its group's line for the next step
+                    break
+                firsts.append(first)
+                reserved += first
+            groups.append(group)
+            sids.append(sid)
+            demands.append(demand)
+            wanting += demand > 0
+        split = fair_shares if len(self._groups) == 1 else partial(self._split, groups)
         if firsts is None:
             shares = split(demands, budget)
         else:  # the first chunks given, then the rest of the budget over the rest of the demands
@@ -560,6 +533,30 @@ class Scheduler:
                 if not self._ready[group]:
                     del self._ready[group]
         return StepPlan(plan, waiting, runnable)
+
+    def _in_turn(self, exclude: set[str] | frozenset, passed: dict[str, list[str]]) -> Iterator[tuple[str, str]]:
+        """The streams a step may pick, in service order, as (group, id): with one group (no tenants) its line as
+        it stands, with several one stream of each group in turn, round robin, a group coming round again once its
+        stream was taken. Streams in `exclude` are passed over into `passed` (per group: to go back in front)."""
+        if len(self._groups) == 1:
+            group = self._groups[0]
+            line = self._ready[group]
+            while line:
+                sid = line.popleft()
+                if sid in exclude:
+                    passed.setdefault(group, []).append(sid)
+                else:
+                    yield group, sid
+            return
+        cycle = deque(self._groups)
+        while cycle:
+            group = cycle.popleft()
+            line = self._ready[group]
+            while line and line[0] in exclude:
+                passed.setdefault(group, []).append(line.popleft())
+            if line:  # (else nothing more to pick in this group for this step)
+                yield group, line.popleft()
+                cycle.append(group)
 
     def _first_left(self, sid: str) -> int:
         """The tokens left of the stream's first queued chunk."""
