@@ -124,10 +124,10 @@ def check_engine_errors(out: pa.Table, what: str) -> None:
 _ENGINE_COUNTERS = ("steps", "tokens_processed", "step_streams", "loop_model_seconds", "loop_host_seconds")
 
 
-def engine_counters(engine: EngineAPI) -> dict[str, float]:
-    """The engine's cumulative step counters (from stats()) that `engine_detail` reads; add or subtract them
-    to combine engines or take a job's share."""
-    stats = engine.stats()
+def engine_counters(engine: EngineAPI, stats: dict | None = None) -> dict[str, float]:
+    """The engine's cumulative step counters (from stats(), or the `stats` it gave already) that `engine_detail`
+    reads; add or subtract them to combine engines or take a job's share."""
+    stats = engine.stats() if stats is None else stats
     out = {name: float(stats.get(name, 0)) for name in _ENGINE_COUNTERS}
     out.update({f"loop:{name}": float(s) for name, s in (stats.get("loop_parts_seconds") or {}).items()})
     return out
@@ -218,11 +218,13 @@ class _Progress:
     The total is counted on a background thread (one more read of the text column), so the job starts
     at once; until it is known the bar has no ETA."""
 
-    def __init__(self, engine: EngineAPI, corpus: Corpus, written: Counter, enabled: bool, every_s: float):
-        self.engine = engine
+    def __init__(self, engine: EngineAPI, corpus: Corpus, written: Counter, enabled: bool, every_s: float,
+                 tokens0: float):
+        """tokens0: the engine's tokens_processed as the job starts (from the stats the job read then)."""
+        self.engine, self.enabled = engine, enabled
         self.bar = ByteProgress("embed", enabled=enabled, every_s=every_s)
         self.start = time.monotonic()
-        self.tokens0 = engine.stats()["tokens_processed"]
+        self.tokens0 = tokens0
         self.parts = 0
         if enabled:
             threading.Thread(target=self._count, args=(corpus, written), name="streamret-batch-count",
@@ -240,6 +242,8 @@ class _Progress:
         self.bar.update(n)
 
     def refresh(self) -> None:
+        if not self.enabled:  # (an engine's stats come from every engine process: a few ms each time, for nothing)
+            return
         rate = (self.engine.stats()["tokens_processed"] - self.tokens0) / max(time.monotonic() - self.start, 1e-9)
         self.bar.set_note(f"{_si(rate)} tok/s, {self.parts} part{'s' if self.parts != 1 else ''} saved")
 
@@ -402,7 +406,8 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
     if chunk_bytes > max_chunk:
         raise InvalidArgument(f"chunk_bytes={chunk_bytes} exceeds the engine's max_chunk_bytes={max_chunk}")
     start = time.monotonic()  # the model is loaded: the job's time starts (BatchReport.seconds)
-    counters = engine_counters(engine)
+    stats = engine.stats()  # (once: with engine processes a call to each of them)
+    counters = engine_counters(engine, stats)
     written = folder.prepare_resume(engine.fingerprint, role)
     next_index = folder.next_part()
     skipped = 0
@@ -414,7 +419,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
             if table.num_rows:
                 yield table
 
-    bar = _Progress(engine, corpus, written.ids, progress, progress_every_s)
+    bar = _Progress(engine, corpus, written.ids, progress, progress_every_s, stats["tokens_processed"])
     docs = errors = tokens = parts = 0
     done_lock = threading.Lock()
     done_bytes = committed_bytes = 0  # text bytes the engine finished / of committed parts, this run
