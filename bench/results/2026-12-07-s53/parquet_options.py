@@ -25,3 +25,11 @@ print("list<float>", w(pa.table({"embedding": emb.cast(pa.list_(pa.float32()))})
 print("binary", w(pa.table({"embedding": pa.array([b"x"*1536]*n, pa.binary(1536))}), use_dictionary=False, write_statistics=False))
 for wbs in (1024, 8192, 65536, 1 << 20):
     print("write_batch_size", wbs, w(t, **o, write_batch_size=wbs))
+# a whole output part by column (the summaries as embed_table makes them: 5 sentences a row)
+summ = pa.array([[("word " * 30)[j:j + 150] + str(i) for j in range(5)] for i in range(n)], pa.list_(pa.string()))
+part = pa.table({"id": [f"s{i}" for i in range(n)], "embedding": emb, "tokens": pa.array(np.full(n, 929)),
+                 "summary": summ, "error": pa.nulls(n, pa.string())})
+print("whole part", w(part, **_write_options(part.schema)))
+for c in part.column_names:
+    one = part.select([c])
+    print("  column", c, w(one, **_write_options(one.schema)))
