@@ -7,14 +7,12 @@ The local job, one engine in this process:
 
 A part is cut by text bytes (`bytes_per_part`, by default 1 MiB per engine process, 16 on a GPU: every engine keeps
 busy; a larger document is a part of its own) and rows (`rows_per_part`, by default 1,024 per engine process, 16,384
-on a GPU) from
-the rows still to do, so a rerun after a crash cuts the same parts the
-uninterrupted run would have. The work is bounded by bytes, not rows: the parts in flight hold at most
-`bytes_per_part` of text together (up to `parts_in_flight` small parts, or one part when it is larger),
-so a crash or Ctrl-C loses at most one part's work. Ctrl-C raises EmbedInterrupted, which says what is
-saved and what was lost. Progress is counted in text bytes as the engine acknowledges each chunk, against
-the bytes still to do (counted on the side), with the engine's tokens/s. With `ray=` the same job runs on
-Ray Data (ray_job.py).
+on a GPU) from the rows still to do, so a rerun after a crash cuts the same parts the uninterrupted run would have.
+The work is bounded by bytes, not rows: the parts in flight hold at most `bytes_per_part` of text together (up to
+`parts_in_flight` small parts, or one part when it is larger), so a crash or Ctrl-C loses at most one part's work.
+Ctrl-C raises EmbedInterrupted, which says what is saved and what was lost. Progress is counted in text bytes as the
+engine acknowledges each chunk, against the bytes still to do (counted on the side), with the engine's tokens/s.
+With `ray=` the same job runs on Ray Data (ray_job.py).
 
 Row errors that come from the data (null, empty, non-UTF-8 text, a text column of the wrong type, a
 null id) are written in `error` and the job goes on. An error of the engine itself (a failed model
@@ -124,10 +122,9 @@ def check_engine_errors(out: pa.Table, what: str) -> None:
 _ENGINE_COUNTERS = ("steps", "tokens_processed", "step_streams", "loop_model_seconds", "loop_host_seconds")
 
 
-def engine_counters(engine: EngineAPI, stats: dict | None = None) -> dict[str, float]:
-    """The engine's cumulative step counters (from stats(), or the `stats` it gave already) that `engine_detail`
-    reads; add or subtract them to combine engines or take a job's share."""
-    stats = engine.stats() if stats is None else stats
+def engine_counters(stats: dict) -> dict[str, float]:
+    """The cumulative step counters of an engine's `stats()` that `engine_detail` reads; add or subtract them to
+    combine engines or take a job's share."""
     out = {name: float(stats.get(name, 0)) for name in _ENGINE_COUNTERS}
     out.update({f"loop:{name}": float(s) for name, s in (stats.get("loop_parts_seconds") or {}).items()})
     return out
@@ -407,7 +404,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
         raise InvalidArgument(f"chunk_bytes={chunk_bytes} exceeds the engine's max_chunk_bytes={max_chunk}")
     start = time.monotonic()  # the model is loaded: the job's time starts (BatchReport.seconds)
     stats = engine.stats()  # (once: with engine processes a call to each of them)
-    counters = engine_counters(engine, stats)
+    counters = engine_counters(stats)
     written = folder.prepare_resume(engine.fingerprint, role)
     next_index = folder.next_part()
     skipped = 0
@@ -482,7 +479,7 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
         pool.shutdown(wait=True)
         bar.close()
     now = time.monotonic()
-    used = {name: value - counters.get(name, 0.0) for name, value in engine_counters(engine).items()}
+    used = {name: value - counters.get(name, 0.0) for name, value in engine_counters(engine.stats()).items()}
     return BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, engine_detail(used), role)
 
 

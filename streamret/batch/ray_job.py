@@ -144,7 +144,7 @@ class EngineWorker:
             self._active -= 1
             # busy time is counted once the engine has no batch again: since it last had none
             busy = 0.0 if self._active else time.monotonic() - self._busy_since
-        self.clock.batch_done.remote(self.name, busy, engine_counters(self.engine))
+        self.clock.batch_done.remote(self.name, busy, engine_counters(self.engine.stats()))
 
 
 def run_on_ray(corpus: Corpus, folder: PartFolder, *, address: str | None, model: str, device: str,
