@@ -788,6 +788,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tokenize-join-kb", type=int, default=EngineConfig.tokenize_join_bytes >> 10,
                     help="EngineConfig.tokenize_join_bytes in KiB: while one tokenize thread is cutting, another "
                          "takes waiting chunks only once this much waits (0: at once)")
+    ap.add_argument("--tokenize-join-wait-ms", type=float, default=1e3 * EngineConfig.tokenize_join_wait_s,
+                    help="EngineConfig.tokenize_join_wait_s in ms: a chunk that waits for a busy tokenize thread is "
+                         "taken by an idle one once it has waited this long since its acceptance")
     ap.add_argument("--tokenize-split-bursts", action=argparse.BooleanOptionalAction,
                     default=EngineConfig.tokenize_split_bursts,
                     help="EngineConfig.tokenize_split_bursts: a burst of chunks shared among the idle tokenize threads "
@@ -1104,6 +1107,7 @@ def main(argv: list[str] | None = None) -> int:
                           tokenizer_threads=args.tokenizer_threads or EngineConfig.tokenizer_threads,
                           tokenize_procs=args.tokenize_procs, tokenize_batch_bytes=args.tokenize_batch_kb << 10,
                           tokenize_join_bytes=args.tokenize_join_kb << 10,
+                          tokenize_join_wait_s=args.tokenize_join_wait_ms / 1e3,
                           tokenize_split_bursts=args.tokenize_split_bursts, overlap_steps=args.overlap_steps,
                           max_stream_step_tokens=args.max_stream_step_tokens,
                           draining_step_chunks=args.draining_step_chunks,
@@ -1142,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
                           "tokenize_procs": config.tokenize_procs,  # None: auto
                           "tokenize_batch_bytes": config.tokenize_batch_bytes,
                           "tokenize_join_bytes": config.tokenize_join_bytes,
+                          "tokenize_join_wait_s": config.tokenize_join_wait_s,
                           "tokenize_split_bursts": config.tokenize_split_bursts,
                           "overlap_steps": config.overlap_steps,  # None: auto
                           "max_sub_batches_per_engine": args.max_sub_batches_per_engine},

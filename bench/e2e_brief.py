@@ -45,6 +45,7 @@ def lines(folder: str) -> list[str]:
 # the engine settings the A/B scripts vary, as bench/e2e.py records them (None: the engine's default for the device)
 VARIED = (("max_step_tokens", "step tokens"), ("tokenizer_threads", "tokenize threads"),
           ("tokenize_batch_bytes", "tokenize batch bytes"), ("tokenize_join_bytes", "join bytes"),
+          ("tokenize_join_wait_s", "join wait s"),
           ("tokenize_split_bursts", "split bursts"), ("overlap_steps", "overlap"), ("device_wait", "device wait"),
           ("draining_step_chunks", "draining step chunks"), ("step_whole_chunk_tokens", "whole chunk tokens"),
           ("max_sub_batches_per_engine", "sub-batches at once"),

@@ -750,6 +750,12 @@ def test_the_step_loop_says_when_it_waits_for_work_and_the_tokenize_stage_hears_
         assert e.waiting_for_work and e._tokenize.hungry()
 
 
+def test_the_tokenize_stage_takes_its_join_settings_from_the_engine_config():
+    config = EngineConfig(tokenize_join_bytes=4096, tokenize_join_wait_s=0.003)
+    with Engine(LoadedModel(build_random(RetNetConfig(), seed=1).eval(), ByteTokenizer(), "bytes"), config=config) as e:
+        assert (e._tokenize.join_bytes, e._tokenize.join_wait_s) == (4096, 0.003)
+
+
 def test_an_ack_goes_out_on_the_ack_thread_and_a_read_from_it_sees_the_whole_step():
     """A step's acks are settled on the engine's ack thread as soon as its chunks are applied, while the step loop
     books the rest of the step (kept segments, records) under the engine lock. Chunks sent one at a time, each from

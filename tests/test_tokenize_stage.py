@@ -704,3 +704,6 @@ def test_an_idle_thread_joins_once_the_waiting_bytes_reach_join_bytes():
         TokenizeStage(tok, 260, got.extend, TEXT, join_wait_s=-1)
     with pytest.raises(ValueError, match="tokenize_join_bytes must be >= 0 .*got -1"):
         EngineConfig(tokenize_join_bytes=-1)
+    for bad in (-0.001, 1.5):
+        with pytest.raises(ValueError, match=f"tokenize_join_wait_s must lie in \\[0, 1\\] seconds .*got {bad}"):
+            EngineConfig(tokenize_join_wait_s=bad)

@@ -112,6 +112,11 @@ class EngineConfig:
     # step at 64 streams as one thread does (two threads, 0: 2.3), +14-24% tokens/s, and kept two threads'
     # figure at 1,024 streams (within the spread)
     tokenize_join_bytes: int = 32 << 10
+    # ... and a waiting chunk is taken anyway once this many seconds have passed since it was accepted, so that one
+    # slow or huge batch does not hold up other streams' chunks (TokenizeStage join_wait_s). Under a trickle too thin
+    # to reach tokenize_join_bytes (the service at half load: about 1 KB a ms an engine process on the H100) every
+    # chunk that arrives while a thread cuts waits this long, which is part of each of their acks.
+    tokenize_join_wait_s: float = 0.01
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
     # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
     # split_bursts): meant to cut a burst of chunks (a step's acks answered at once) in a fraction of the time (half
@@ -206,6 +211,9 @@ class EngineConfig:
             raise ValueError(f"mmr_lambda must lie in [0, 1], got {self.mmr_lambda}")
         if not self.summary_prompt:
             raise ValueError("summary_prompt must not be empty: decoding starts from its last token")
+        if not 0.0 <= self.tokenize_join_wait_s <= 1.0:
+            raise ValueError(f"tokenize_join_wait_s must lie in [0, 1] seconds (0: an idle tokenize thread never waits "
+                             f"for a busy one), got {self.tokenize_join_wait_s}")
         if self.tokenize_join_bytes < 0:
             raise ValueError(f"tokenize_join_bytes must be >= 0 (0: an idle tokenize thread takes waiting chunks at "
                              f"once), got {self.tokenize_join_bytes}")

@@ -75,6 +75,7 @@ class Engine(EngineCore, ServesRoles):
                                        self.codec.text_params, threads=self.config.tokenizer_threads,
                                        max_batch_bytes=self.config.tokenize_batch_bytes, on_error=self._crash,
                                        procs=self.tokenize_procs, join_bytes=self.config.tokenize_join_bytes,
+                                       join_wait_s=self.config.tokenize_join_wait_s,
                                        hungry=lambda: self.waiting_for_work,
                                        split_bursts=self.config.tokenize_split_bursts)
         self._went_idle = self._tokenize.wake

@@ -128,8 +128,8 @@ class TokenizeStage:
     def __init__(self, tokenizer: Tokenizer, vocab_size: int, deliver: Deliver, text_params: dict, threads: int = 2,
                  max_batch_bytes: int = EngineConfig.tokenize_batch_bytes, min_batch_bytes: int = 8 << 10,
                  on_error: Callable[[BaseException], None] | None = None, procs: bool = False,
-                 join_bytes: int = 0, join_wait_s: float = 0.01, hungry: Callable[[], bool] | None = None,
-                 split_bursts: bool = EngineConfig.tokenize_split_bursts):
+                 join_bytes: int = 0, join_wait_s: float = EngineConfig.tokenize_join_wait_s,
+                 hungry: Callable[[], bool] | None = None, split_bursts: bool = EngineConfig.tokenize_split_bursts):
         """text_params: the text front's settings (`StreamCodec.text_params`). What waits is split between the
         threads that wait for work (a batch is at least min_batch_bytes, at most max_batch_bytes): the batches then
         run at once instead of one after the other (on an H200 host the tokenize threads take most of an engine's
