@@ -337,6 +337,27 @@ def test_an_engine_failure_stops_the_job_and_commits_nothing_of_the_part(engine,
     assert (report.skipped, report.documents, report.errors) == (4, 2, 0)
 
 
+def test_the_corpus_reads_batches_of_about_batch_bytes_of_text_in_row_order(tmp_path):
+    """Batches hold about batch_bytes of text by the file's mean row (one row when a row is larger), and every row
+    comes out once, in order, across row groups and files."""
+    from streamret.batch.corpus import MAX_BATCH_ROWS, Corpus
+
+    books = [book(30_000, seed=i) for i in range(7)]
+    notes = [f"note {i}." for i in range(3000)]
+    pq.write_table(pa.table({"id": [f"b{i}" for i in range(7)], "text": books}), tmp_path / "a.parquet",
+                   row_group_size=3)
+    pq.write_table(pa.table({"id": [f"n{i}" for i in range(3000)], "text": notes}), tmp_path / "b.parquet")
+    corpus = Corpus(str(tmp_path))
+    got = list(corpus.batches(batch_bytes=64 << 10))
+    assert [i for t in got for i in t.column("id").to_pylist()] == [f"b{i}" for i in range(7)] + [f"n{i}" for i in
+                                                                                                  range(3000)]
+    assert [t.as_py().decode() for b in got for t in b.column("text")] == books + notes
+    assert [b.num_rows for b in got[:4]] == [2, 2, 2, 1]  # two 30 KB books a batch, over row groups of three
+    assert max(b.num_rows for b in got[3:]) > 1000  # about 10 bytes a note
+    assert all(b.num_rows <= MAX_BATCH_ROWS for b in got)
+    assert [b.num_rows for b in corpus.batches(batch_bytes=1)][:7] == [1] * 7
+
+
 def test_parts_depend_only_on_the_rows():
     texts = [b"x" * n for n in [5, 1, 30, 2, 2, 2, 50, 1, 1, 1, 1, 9]]
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_binary()),

@@ -185,11 +185,11 @@ def cut_parts(batches: Iterable[pa.Table], rows_per_part: int, bytes_per_part: i
                 pending.append(table)
                 rows, nbytes = rows + table.num_rows, int(cum[-1])
                 break
-            yield pa.concat_tables([*pending, table.slice(0, take)]).combine_chunks()
+            yield pa.concat_tables([*pending, table.slice(0, take)])
             pending, rows, nbytes = [], 0, 0
             table, sizes = table.slice(take), sizes[take:]
     if pending:
-        yield pa.concat_tables(pending).combine_chunks()
+        yield pa.concat_tables(pending)
 
 
 # ---------------------------------------------------------------------------------------------
