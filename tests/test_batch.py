@@ -16,7 +16,7 @@ from streamret import cli
 from streamret.batch import embed_parquet
 from streamret.batch import parquet_job as job
 from streamret.batch.arrow_table import embed_table
-from streamret.batch.parts import FINGERPRINT_KEY, PartFolder
+from streamret.batch.parts import FINGERPRINT_KEY, PartEncoder, PartFolder
 from streamret.engine import Engine
 from streamret.engine.api import model_device
 from streamret.errors import InvalidArgument, ModelMismatch, Unavailable
@@ -390,13 +390,45 @@ def test_a_part_keeps_every_value_and_encodes_the_embeddings_plainly(tmp_path):
                       "error": pa.nulls(50, pa.string())})
     path = PartFolder(str(tmp_path)).commit(0, table)
     assert pq.read_table(path).equals(table)
-    meta = pq.ParquetFile(path).metadata.row_group(0)
-    chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
-    assert set(chunks) == {"id", "embedding.list.element", "tokens", "summary.list.element", "error"}
-    for path_in_schema, chunk in chunks.items():
-        plain = path_in_schema.startswith("embedding.")
-        assert ("RLE_DICTIONARY" not in chunk.encodings) == plain, (path_in_schema, chunk.encodings)
-        assert (chunk.statistics is None) == plain, path_in_schema
+    encoder = PartEncoder()  # the local job's way: row groups encoded as the rows come
+    for start in (0, 20, 45):
+        encoder.add(table.slice(start, {0: 20, 20: 25, 45: 5}[start]))
+    path2 = PartFolder(str(tmp_path)).commit(1, encoder)
+    assert pq.read_table(path2).equals(table) and pq.ParquetFile(path2).metadata.num_row_groups == 3
+    for p in (path, path2):
+        for g in range(pq.ParquetFile(p).metadata.num_row_groups):
+            meta = pq.ParquetFile(p).metadata.row_group(g)
+            chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+            assert set(chunks) == {"id", "embedding.list.element", "tokens", "summary.list.element", "error"}
+            for path_in_schema, chunk in chunks.items():
+                plain = path_in_schema.startswith("embedding.")
+                assert ("RLE_DICTIONARY" not in chunk.encodings) == plain, (path_in_schema, chunk.encodings)
+                assert (chunk.statistics is None) == plain, path_in_schema
+    with pytest.raises(ValueError, match="given no rows"):
+        PartEncoder().finish()
+
+
+def test_parts_encoded_as_their_rows_come_back_equal_parts_encoded_whole(uninterrupted, engine, corpus, tmp_path,
+                                                                          monkeypatch):
+    """With a row group every 2 rows, rows that finish out of order (a long document among short ones) and bad rows
+    between good ones, each part file holds the rows of the uninterrupted run in order, in several row groups."""
+    monkeypatch.setattr(job, "ROW_GROUP_ROWS", 2)
+    out = str(tmp_path / "small-groups")
+    report = embed_parquet(corpus[0], out, engine=engine, **OPTIONS)
+    assert report.parts == uninterrupted[1].parts
+    assert_same_output(pq.read_table(out), pq.read_table(uninterrupted[0]))
+    groups = [pq.ParquetFile(f"{out}/{name}").metadata.num_row_groups for name in sorted(os.listdir(out))]
+    assert max(groups) > 1, groups
+    # a row of a text column of the wrong type (a bad row of the part) between the good rows of one row group
+    pq.write_table(pa.table({"id": ["g0"], "text": [SHORT[0]]}), tmp_path / "f1.parquet")
+    pq.write_table(pa.table({"id": ["w"], "text": [7]}), tmp_path / "f2.parquet")
+    pq.write_table(pa.table({"id": ["g1", "g2", "g3"], "text": [SHORT[1], HUGE, SHORT[2]]}), tmp_path / "f3.parquet")
+    out = str(tmp_path / "mixed")
+    embed_parquet(str(tmp_path / "f*.parquet"), out, engine=engine, **{**OPTIONS, "rows_per_part": 5})
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == ["g0", "w", "g1", "g2", "g3"]
+    assert [e is None for e in table.column("error").to_pylist()] == [True, False, True, True, True]
+    assert pq.ParquetFile(f"{out}/part-000000.parquet").metadata.num_row_groups > 1
 
 
 def test_a_footerless_ray_file_is_removed_and_another_is_refused(tmp_path):

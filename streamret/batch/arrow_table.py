@@ -148,6 +148,8 @@ def embed_table(
     call_threads: int | None = None,
     window: int = DEFAULT_WINDOW,
     role: str = "query",
+    on_rows: Callable[[pa.Table], None] | None = None,
+    rows_at_once: int = 1024,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).
@@ -169,6 +171,9 @@ def embed_table(
     acknowledged, and at once for rows that are not sent (a bad row's bytes, the rest of a failed row's);
     when every row is done they add up to the text column's bytes. With engine processes both are called as
     each sub-batch of rows comes back, not per chunk (sub_batches.py).
+    `on_rows(t)` (same thread) gets the output rows in table order as soon as every row before them is done, at
+    least `rows_at_once` at a time, the last ones once all are done; the tables it gets make up the one returned
+    (a batch job's part encodes them while its later rows still run: parquet_job.embed_part).
     """
     if chunk_bytes < 1:
         raise InvalidArgument(f"chunk_bytes must be >= 1, got {chunk_bytes}")
@@ -199,17 +204,67 @@ def embed_table(
         unsent = int(pc.sum(pc.binary_length(col)).as_py() or 0) - sum(len(d.data) for d in docs)
         if unsent:
             on_bytes(unsent)
+    out = _InOrder(rows, lambda a, b: _output(rows[a:b], ids.slice(a, b - a), engine, role), on_rows,
+                   rows_at_once if on_rows is not None else len(rows) + 1)
+
+    def row_done(doc: _Doc) -> None:
+        out.done(doc.row)
+        if on_row_done is not None:
+            on_row_done()
+
     in_processes = getattr(engine, "embed_documents", None)
     if in_processes is not None:  # engine processes: each runs this runner on sub-batches of the rows itself
         in_processes(docs, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight,
                      max_bytes_in_flight=max_bytes_in_flight, group=group, stop=stop, window=window,
-                     on_row_done=on_row_done, on_bytes=on_bytes)
+                     on_row_done=row_done, on_bytes=on_bytes)
     else:
         if call_threads is None:
             call_threads = 0 if calls_return_at_once(engine) else 16
-        _Runner(engine, docs, summary_k, max_in_flight, on_row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
+        _Runner(engine, docs, summary_k, max_in_flight, row_done, on_bytes, max_bytes_in_flight=max_bytes_in_flight,
                 group=group, stop=stop, call_threads=call_threads, window=window).run()
+    return out.finish()
 
+
+class _InOrder:
+    """A table's output rows handed on in order as soon as every row before them is done, at least `at_once`
+    at a time (`embed_table`'s on_rows). Rows that were never sent (bad ones) are done from the start."""
+
+    def __init__(self, rows: list[_Doc], output: Callable[[int, int], pa.Table],
+                 on_rows: Callable[[pa.Table], None] | None, at_once: int):
+        self.output, self.on_rows, self.at_once = output, on_rows, at_once
+        self.finished = np.fromiter((d.error is not None for d in rows), bool, len(rows))
+        self.ready = self.given = 0  # rows before `ready` are done; before `given`, handed on
+        self.tables: list[pa.Table] = []
+        self._advance()
+
+    def done(self, row: int) -> None:
+        self.finished[row] = True
+        self._advance()
+        if self.ready - self.given >= self.at_once:
+            self._give(self.ready)
+
+    def finish(self) -> pa.Table:
+        """The rest (every row is final now: the runner gave those it did not finish their error), and the whole
+        output."""
+        if self.given < len(self.finished) or not self.tables:
+            self._give(len(self.finished))
+        return pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
+
+    def _advance(self) -> None:
+        n = len(self.finished)
+        while self.ready < n and self.finished[self.ready]:
+            self.ready += 1
+
+    def _give(self, end: int) -> None:
+        table = self.output(self.given, end)
+        self.given = end
+        self.tables.append(table)
+        if self.on_rows is not None:
+            self.on_rows(table)
+
+
+def _output(rows: list[_Doc], ids: pa.ChunkedArray, engine: EngineAPI, role: str) -> pa.Table:
+    """`embed_table`'s output columns for these rows (ids: theirs)."""
     dim = next((d.embedding.shape[0] for d in rows if d.embedding is not None), None) or engine.embed_dim
     flat = np.zeros((len(rows), dim), dtype=np.float32)
     valid = np.zeros(len(rows), dtype=bool)

@@ -42,7 +42,7 @@ from ..errors import InvalidArgument, Unavailable
 from ..progress import DEFAULT_EVERY_S, ByteProgress
 from .arrow_table import DEFAULT_CHUNK_BYTES, DEFAULT_IN_FLIGHT, embed_table
 from .corpus import Corpus
-from .parts import PartFolder, with_fingerprint
+from .parts import PartEncoder, PartFolder, with_fingerprint
 
 if TYPE_CHECKING:
     from ..engine.api import EngineAPI
@@ -57,6 +57,9 @@ DEFAULT_BYTES_PER_PART = 1 << 20  # one to two minutes of the default model's wo
 # there (192 MiB at the long-document part's 8.6-9.2 M tokens/s, 3.8 bytes a token), not measured as a part. On an
 # H100 with 9 (session 41) it read 16-29% more than 1 MiB an engine process on corpora of 8 and 10 such parts.
 GPU_PART_SCALE = 16
+# a part's output rows go to its Parquet encoder at least this many at a time, as soon as every row before them is
+# done (embed_part): a row group each, encoded while the part's later rows run
+ROW_GROUP_ROWS = 1024
 _ENGINE_FAILURES = ("UNAVAILABLE:", "INTERNAL", "RESOURCE_EXHAUSTED:")  # not the row's fault: retry, don't record
 
 
@@ -83,27 +86,44 @@ class BatchReport:
 
 def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                max_in_flight: int = DEFAULT_IN_FLIGHT, on_bytes: Callable[[int], None] | None = None,
-               role: str = "query") -> pa.Table:
+               role: str = "query", encoder: PartEncoder | None = None) -> pa.Table:
     """Embed a normalised part (corpus.py: id, text, error) -> the output rows, in the same order, with
     embeddings in `role` (embed_table applies it once, on this side: engine processes return plain embeddings),
     tagged with the engine's model fingerprint and the role. `on_bytes(n)`: n more text bytes done (embed_table;
     with engine processes, as each sub-batch of rows comes back). max_in_flight: rows in work per engine process (a
-    ShardedEngine's engines each run sub-batches of the part themselves: streamret/batch/sub_batches.py)."""
+    ShardedEngine's engines each run sub-batches of the part themselves: streamret/batch/sub_batches.py).
+    `encoder`: gets the output rows as they are ready, in order (ROW_GROUP_ROWS at a time: a row group each)."""
     bad = part.column("error").is_valid().to_numpy(zero_copy_only=False)
     good_rows, bad_rows = np.flatnonzero(~bad), np.flatnonzero(bad)
     # (a part with no bad row is taken as it is: the take copies every text: 5-7 ms a 30 MB part on the workplace VM)
     good = (part.take(good_rows) if len(bad_rows) else part).select(["id", "text"])
     procs = getattr(engine, "procs", 1)
-    out = embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight * procs,
-                      on_bytes=on_bytes, role=role)
-    if len(bad_rows):
-        errors = part.take(bad_rows)
-        failed = pa.table({name: pa.nulls(len(bad_rows), field.type) for name, field in
-                           zip(out.schema.names, out.schema)}, schema=out.schema)
-        failed = failed.set_column(0, "id", errors.column("id")).set_column(4, "error", errors.column("error"))
-        order = np.argsort(np.concatenate([good_rows, bad_rows]), kind="stable")
-        out = pa.concat_tables([out, failed]).take(order)
-    return with_fingerprint(out.combine_chunks(), engine.fingerprint, role)
+    tables: list[pa.Table] = []
+    handed = [0, 0]  # good rows, part rows handed on so far
+
+    def with_bad_rows(out: pa.Table) -> None:
+        """The next good rows (out), with the part's bad rows before the good row after them (after the last one:
+        all that are left), in part order."""
+        g, p = handed
+        g_end = g + out.num_rows
+        end = int(good_rows[g_end]) if g_end < len(good_rows) else part.num_rows
+        bad_here = bad_rows[np.searchsorted(bad_rows, p): np.searchsorted(bad_rows, end)]
+        if len(bad_here):
+            errors = part.take(bad_here)
+            failed = pa.table({name: pa.nulls(len(bad_here), field.type) for name, field in
+                               zip(out.schema.names, out.schema)}, schema=out.schema)
+            failed = failed.set_column(0, "id", errors.column("id")).set_column(4, "error", errors.column("error"))
+            order = np.argsort(np.concatenate([good_rows[g:g_end], bad_here]), kind="stable")
+            out = pa.concat_tables([out, failed]).take(order)
+        out = with_fingerprint(out, engine.fingerprint, role)
+        tables.append(out)
+        if encoder is not None:
+            encoder.add(out)
+        handed[:] = g_end, end
+
+    embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight * procs,
+                on_bytes=on_bytes, role=role, on_rows=with_bad_rows, rows_at_once=ROW_GROUP_ROWS)
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def check_engine_errors(out: pa.Table, what: str) -> None:
@@ -420,7 +440,8 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
     docs = errors = tokens = parts = 0
     done_lock = threading.Lock()
     done_bytes = committed_bytes = 0  # text bytes the engine finished / of committed parts, this run
-    inflight: deque[tuple[Future, int]] = deque()  # (embed_part's future, the part's text bytes), in order
+    # (embed_part's future, the part's text bytes, its Parquet file as its rows come back), in order
+    inflight: deque[tuple[Future, int, PartEncoder]] = deque()
 
     def on_bytes(n: int) -> None:  # on the parts' threads
         nonlocal done_bytes
@@ -430,16 +451,20 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
 
     def commit_oldest() -> None:
         nonlocal docs, errors, tokens, parts, next_index, committed_bytes
-        fut, part_bytes = inflight.popleft()
-        while True:
-            try:
-                out = fut.result(timeout=0.5)
-                break
-            except FutureTimeout:
-                bar.refresh()
-        check_engine_errors(out, f"part {next_index}")
+        fut, part_bytes, encoder = inflight.popleft()
+        try:
+            while True:
+                try:
+                    out = fut.result(timeout=0.5)
+                    break
+                except FutureTimeout:
+                    bar.refresh()
+            check_engine_errors(out, f"part {next_index}")
+        except BaseException:
+            encoder.abandon()  # (not committed)
+            raise
         with _sigint_deferred():  # a Ctrl-C now comes after the figures count the part it may have written
-            folder.commit(next_index, out)
+            folder.commit(next_index, encoder)
             next_index += 1
             parts += 1
             committed_bytes += part_bytes
@@ -455,28 +480,32 @@ def _run_local(corpus: Corpus, folder: PartFolder, engine: EngineAPI, *, summary
             # the parts in flight hold at most bytes_per_part of text together (or one part, when it is
             # larger): an interruption loses at most that much work
             while inflight and (len(inflight) >= parts_in_flight
-                                or sum(b for _, b in inflight) + size > bytes_per_part):
+                                or sum(b for _, b, _ in inflight) + size > bytes_per_part):
                 commit_oldest()
+            encoder = PartEncoder()
             inflight.append((pool.submit(embed_part, engine, part, summary_k=summary_k, chunk_bytes=chunk_bytes,
-                                         max_in_flight=max_in_flight, on_bytes=on_bytes, role=role), size))
+                                         max_in_flight=max_in_flight, on_bytes=on_bytes, role=role,
+                                         encoder=encoder), size, encoder))
         while inflight:
             commit_oldest()
     except KeyboardInterrupt as e:
         with done_lock:  # before the abort, whose failed rows would count their unread bytes as done
             lost = max(done_bytes - committed_bytes, 0)
-        for fut, _ in inflight:
+        for fut, _, _ in inflight:
             fut.cancel()
         on_abort()
         now = time.monotonic()
         report = BatchReport(docs, errors, tokens, skipped, parts, now - start, now - called, role=role)
         raise EmbedInterrupted(report, folder.url, corpus.count_rows(), written.rows + docs, lost) from e
     except BaseException:
-        for fut, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
+        for fut, _, _ in inflight:  # nothing more is committed; stop the parts in flight instead of finishing them
             fut.cancel()
         on_abort()
         raise
     finally:
         pool.shutdown(wait=True)
+        for _, _, encoder in inflight:  # parts not committed (an error, an interrupt)
+            encoder.abandon()
         bar.close()
     now = time.monotonic()
     used = {name: value - counters.get(name, 0.0) for name, value in engine_counters(engine.stats()).items()}

@@ -13,12 +13,12 @@ existed) holds plain embeddings: role "query".
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -74,6 +74,42 @@ class WrittenRows:
     rows: int
     errors: int
     tokens: int
+
+
+class PartEncoder:
+    """A part's Parquet file, encoded in memory a row group at a time as its rows are handed over, on a thread of
+    its own (Arrow's encoder lets go of the GIL), so that what is left when the part's last rows come back is
+    encoding those: the whole part took 29-50 ms on an H100's host (8,000 short documents: bench/RESULTS.md,
+    session 53). Every table added has the same schema (the first one's, with its metadata); `finish` gives the
+    file, `abandon` drops it."""
+
+    def __init__(self) -> None:
+        self._out = pa.BufferOutputStream()
+        self._writer: pq.ParquetWriter | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="streamret-part-encode")
+        self._writes: list[Future] = []
+
+    def add(self, table: pa.Table) -> None:
+        self._writes.append(self._thread.submit(self._write, table))
+
+    def _write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._out, table.schema, **_write_options(table.schema))
+        self._writer.write_table(table)
+
+    def finish(self) -> pa.Buffer:
+        """The whole file (each write's error, if one failed, raised here)."""
+        self._thread.shutdown(wait=True)
+        for write in self._writes:
+            write.result()
+        if self._writer is None:
+            raise ValueError("a part's encoder was given no rows; add at least one table, if only an empty one")
+        self._writer.close()
+        data, self._out, self._writer = self._out.getvalue(), None, None
+        return data
+
+    def abandon(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 class PartFolder:
@@ -142,15 +178,20 @@ class PartFolder:
 
     # ---- writing
 
-    def commit(self, index: int, table: pa.Table) -> str:
-        """Write `table` as part `index`, atomically: readers see the whole part or nothing."""
-        buf = io.BytesIO()
-        pq.write_table(table, buf, **_write_options(table.schema))
+    def commit(self, index: int, part: pa.Table | PartEncoder) -> str:
+        """Write a table, or the Parquet file a PartEncoder made, as part `index`, atomically: readers see the
+        whole part or nothing."""
+        if isinstance(part, PartEncoder):
+            data = part.finish()
+        else:
+            buf = pa.BufferOutputStream()
+            pq.write_table(part, buf, **_write_options(part.schema))
+            data = buf.getvalue()
         name = f"part-{index:06d}.parquet"
         final, tmp = f"{self.root}/{name}", f"{self.root}/.{name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}"
         if self.local:
             with open(tmp, "wb") as f:
-                f.write(buf.getbuffer())
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -160,7 +201,7 @@ class PartFolder:
             finally:
                 os.close(fd)
         else:  # object stores publish a PUT whole; the move keeps other fsspec backends atomic too
-            self.fs.pipe_file(tmp, buf.getvalue())
+            self.fs.pipe_file(tmp, data.to_pybytes())
             self.fs.mv(tmp, final)
         return final
 

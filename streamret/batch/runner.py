@@ -115,7 +115,7 @@ class _Runner:
     and the GIL from the step loop, dozens of them at once."""
 
     def __init__(self, engine: EngineAPI, docs: list[_Doc], summary_k: int, max_in_flight: int,
-                 on_row_done: Callable[[], None] | None = None, on_bytes: Callable[[int], None] | None = None,
+                 on_row_done: Callable[[_Doc], None] | None = None, on_bytes: Callable[[int], None] | None = None,
                  *, max_bytes_in_flight: int | None = None, group: str | None = None, stop: Stop | None = None,
                  call_threads: int = 16, window: int = DEFAULT_WINDOW):
         self.engine = engine
@@ -315,7 +315,7 @@ class _Runner:
         doc.finished = True
         self._bytes_done(doc, len(doc.data) - doc.bytes_done)  # a failed row's bytes count as done too
         if self.on_row_done is not None:
-            self.on_row_done()
+            self.on_row_done(doc)
 
     def _bytes_done(self, doc: _Doc, n: int) -> None:
         doc.bytes_done += n

@@ -81,7 +81,7 @@ def cut(docs: list[_Doc], max_bytes: int = SUB_BATCH_BYTES, max_rows: int = SUB_
 
 def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: int, chunk_bytes: int,
                     max_in_flight: int, max_bytes_in_flight: int | None, group: str | None, stop: Stop | None,
-                    window: int, on_row_done: Callable[[], None] | None = None,
+                    window: int, on_row_done: Callable[[_Doc], None] | None = None,
                     on_bytes: Callable[[int], None] | None = None) -> None:
     """Run embed_table's documents on `engines` engine processes (module doc); fills in each document's results
     or error, as runner._Runner does."""
@@ -130,8 +130,9 @@ def run_sub_batches(send: Send, engines: int, docs: list[_Doc], *, summary_k: in
         if on_bytes is not None and sum(done_bytes):
             on_bytes(sum(done_bytes))
         if on_row_done is not None:
-            for _ in range(sum(finished)):
-                on_row_done()
+            for doc, done in zip(batch, finished):
+                if done:
+                    on_row_done(doc)
 
     try:
         while todo or running:
