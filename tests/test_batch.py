@@ -408,6 +408,18 @@ def test_a_part_keeps_every_value_and_encodes_the_embeddings_plainly(tmp_path):
         PartEncoder().finish()
 
 
+def test_embed_table_hands_its_rows_on_in_order_as_they_are_done(engine):
+    """on_rows gets the output in table order, at least rows_at_once rows at a time but the last, and what it gets
+    is what embed_table returns; a long document holds back the rows after it, not those before."""
+    texts = [SHORT[0], SHORT[1], "", HUGE, *SHORT[2:]]
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": texts})
+    got: list[pa.Table] = []
+    out = embed_table(engine, table, summary_k=1, chunk_bytes=CHUNK_BYTES, on_rows=got.append, rows_at_once=2)
+    assert pa.concat_tables(got).equals(out) and out.column("id").to_pylist() == table.column("id").to_pylist()
+    assert all(t.num_rows >= 2 for t in got[:-1]) and len(got) > 1
+    assert got[0].column("id").to_pylist() == ["r0", "r1", "r2"]  # those before the long one: out before it is done
+
+
 def test_parts_encoded_as_their_rows_come_back_equal_parts_encoded_whole(uninterrupted, engine, corpus, tmp_path,
                                                                           monkeypatch):
     """With a row group every 2 rows, rows that finish out of order (a long document among short ones) and bad rows

@@ -149,7 +149,7 @@ def embed_table(
     window: int = DEFAULT_WINDOW,
     role: str = "query",
     on_rows: Callable[[pa.Table], None] | None = None,
-    rows_at_once: int = 1024,
+    rows_at_once: int = 1,
 ) -> pa.Table:
     """Embed each row's text; return `id`, `embedding` fixed_size_list<float32>[dim], `tokens` int64,
     `summary` list<string> (top `summary_k` segments), `error` string (null when the row succeeded).

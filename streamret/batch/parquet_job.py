@@ -3,7 +3,8 @@
 The local job, one engine in this process:
 
     Corpus.batches()  ->  skip rows already written  ->  cut into parts  ->  embed_part (embed_table,
-    a part's documents at once so that the scheduler packs them)  ->  PartFolder.commit, in order
+    a part's documents at once so that the scheduler packs them; its Parquet file encoded as its rows
+    come back, in order: PartEncoder)  ->  PartFolder.commit, in order
 
 A part is cut by text bytes (`bytes_per_part`, by default 1 MiB per engine process, 16 on a GPU: every engine keeps
 busy; a larger document is a part of its own) and rows (`rows_per_part`, by default 1,024 per engine process, 16,384
