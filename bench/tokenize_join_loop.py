@@ -70,8 +70,10 @@ def chunk(stream_id: str, raw: bytes) -> WorkItem:
 
 def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int, split: bool = False) -> dict:
     ready: queue.SimpleQueue = queue.SimpleQueue()
+    idle = [False]  # the step thread waits for a delivery (with --hungry: the stage's `hungry`, as the engine's)
     stage = TokenizeStage(PacedTokenizer(args.tok_us_per_byte, args.tok_wait == "sleep"), 260, ready.put,
-                          TEXT_PARAMS, threads=threads, join_bytes=join_bytes, split_bursts=split)
+                          TEXT_PARAMS, threads=threads, join_bytes=join_bytes, split_bursts=split,
+                          join_wait_s=args.join_wait_ms / 1e3, hungry=(lambda: idle[0]) if args.hungry else None)
     raw = ("word " * (args.chunk_bytes // 5 + 1)).encode()[: args.chunk_bytes]
     sent: dict[int, float] = {}  # id(item) -> when it was submitted
     trips: list[float] = []
@@ -85,7 +87,17 @@ def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int, 
     held: list[WorkItem] = []  # delivered, left for a later step by --step-chunks
     start = time.perf_counter()
     while time.perf_counter() - start < args.seconds:
-        delivered = [] if held else [ready.get()]
+        if held:
+            delivered = []
+        else:
+            try:
+                delivered = [ready.get_nowait()]
+            except queue.Empty:
+                idle[0] = True
+                if args.hungry:
+                    stage.wake()  # (as the engine's loop wakes the stage when it starts to wait)
+                delivered = [ready.get()]
+                idle[0] = False
         while True:
             try:
                 delivered.append(ready.get_nowait())
@@ -107,6 +119,7 @@ def loop(threads: int, join_bytes: int, args: argparse.Namespace, streams: int, 
     wall = time.perf_counter() - start
     stage.close()
     return {"threads": threads, "join_bytes": join_bytes, "split_bursts": split, "streams": streams,
+            "join_wait_ms": args.join_wait_ms, "hungry": args.hungry,
             "steps": len(widths), "streams_per_step": round(statistics.mean(widths), 2),
             "mb_per_s": round(nbytes / wall / 1e6, 3), "round_trip_ms_p50": round(1e3 * statistics.median(trips), 2)}
 
@@ -129,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="a step takes at most this many chunks of a stream, the rest waits for the next (0: all; "
                          "EngineConfig.draining_step_chunks, whose condition, fewer than a step's tokens queued, "
                          "holds here at --streams 6)")
+    ap.add_argument("--join-wait-ms", type=float, default=1e3 * EngineConfig.tokenize_join_wait_s,
+                    help="EngineConfig.tokenize_join_wait_s in ms: how long a chunk waits for a busy thread at most")
+    ap.add_argument("--hungry", action="store_true",
+                    help="the stage hands chunks over at once while the step thread waits for them (the engine's "
+                         "`hungry`, its loop waiting for work)")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)

@@ -29,3 +29,12 @@ def test_sleeping_tokenizer_and_split_configs(tmp_path: Path):
     assert row["split_bursts"] and row["threads"] == 2 and row["steps"] > 0 and row["round_trip_ms_p50"] > 0
     with pytest.raises(SystemExit, match="2:32:halve"):
         tokenize_join_loop.main(["--streams", "2", "--configs", "2:32:halve", "--out", str(tmp_path)])
+
+
+def test_a_hungry_step_thread_and_the_join_wait(tmp_path: Path):
+    """--hungry (the stage hands chunks over at once while the step thread waits, as the engine's loop does) and
+    --join-wait-ms run and are recorded."""
+    tokenize_join_loop.main(["--streams", "4", "--configs", "2:32:split", "--tok-wait", "sleep", "--hungry",
+                             "--join-wait-ms", "3", "--seconds", "0.3", "--out", str(tmp_path)])
+    (row,) = json.loads((tmp_path / "tokenize_join_loop.json").read_text())["rows"]
+    assert row["hungry"] and row["join_wait_ms"] == 3 and row["steps"] > 0 and row["round_trip_ms_p50"] > 0
