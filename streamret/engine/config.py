@@ -106,7 +106,7 @@ class EngineConfig:
     # streams +3-9% in all three, no part lower beyond 5% in two, session 31)
     tokenize_batch_bytes: int = 128 << 10
     # ... and while one thread is cutting, another takes waiting chunks only once this many bytes wait (0: at
-    # once), or once the oldest has waited 10 ms (TokenizeStage.join_wait_s): trickling chunks then gather into
+    # once), or once the oldest has waited tokenize_join_wait_s: trickling chunks then gather into
     # one batch, and steps hold more streams. A thread that would leave the other too little to join on takes it
     # all. On the H200 (bench/RESULTS.md, session 26, two pairs at 1e8 tokens) 32 KiB held 4.6-4.8 streams a
     # step at 64 streams as one thread does (two threads, 0: 2.3), +14-24% tokens/s, and kept two threads'
@@ -114,9 +114,12 @@ class EngineConfig:
     tokenize_join_bytes: int = 32 << 10
     # ... and a waiting chunk is taken anyway once this many seconds have passed since it was accepted, so that one
     # slow or huge batch does not hold up other streams' chunks (TokenizeStage join_wait_s). Under a trickle too thin
-    # to reach tokenize_join_bytes (the service at half load: about 1 KB a ms an engine process on the H100) every
-    # chunk that arrives while a thread cuts waits this long, which is part of each of their acks.
-    tokenize_join_wait_s: float = 0.01
+    # to reach tokenize_join_bytes (the service at half load: about 1 KB a ms an engine process) a chunk that arrives
+    # while a thread cuts may wait this long, which is part of its ack. 3 ms against the 10 ms before, on an H100
+    # (bench/RESULTS.md, session 54, two pairs): the half-load ack p99 53.0 / 53.2 ms against 63.3 / 53.8, its
+    # tokenize leg p50 about 1 ms lower; tokens/s of the engine at 64 streams +1.7% / -3.4%, the service at half load
+    # +4.5% / -4.1% and at saturation +4.3% / -3.5%, steps as wide.
+    tokenize_join_wait_s: float = 0.003
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
     # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
     # split_bursts): meant to cut a burst of chunks (a step's acks answered at once) in a fraction of the time (half

@@ -147,8 +147,8 @@ class TokenizeStage:
         instead of 2.3, +14-24% in two pairs: session 26). A thread that would leave the others too little
         to join on takes all that waits instead of its share. join_wait_s: how long a chunk waits for the busy
         thread at most (from its acceptance) before an idle thread takes it anyway, so that one slow or huge
-        batch does not hold up other streams' chunks (at about 1.5 us a token on the H200 host, a trickle's batch
-        of a few 2 KB chunks takes a few ms, less than this; a 1 MiB batch a few hundred). hungry: whether what
+        batch does not hold up other streams' chunks (at about 1 us a token on a GPU host, a trickle's batch of a
+        few 2 KB chunks takes a few ms, about the default's 3; a 1 MiB batch a few hundred). hungry: whether what
         the stage delivers to waits for work now (the engine's step loop, idle): then gathering would only delay
         the next step, and an idle thread takes waiting chunks at once (`wake` makes it look again).
         split_bursts: where a thread would take it all (what it leaves would make no other join), it takes its share
