@@ -24,36 +24,27 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench/results/2026-12-07-s53"))
+from batch_fixed_cost import StandIn, corpus  # noqa: E402  (session 53's: the same 8,000 short documents)
+
 from streamret.batch.parquet_job import embed_parquet  # noqa: E402
 from streamret.batch.sub_batches import run_sub_batches  # noqa: E402
 
 
-class StandIn:
-    """The parts of a ShardedEngine that embed_parquet reads, with engine processes that take time."""
-
-    model_info = {"device": "cuda:0"}
-    fingerprint = "stand-in"
-    embed_dim = 384
+class Timed(StandIn):
+    """Session 53's stand-in (what embed_parquet reads of a ShardedEngine), with engine processes that take time."""
 
     def __init__(self, procs: int, engine_s: float, total_bytes: int) -> None:
+        super().__init__()
         self.procs, self.engine_s, self.total_bytes = procs, engine_s, total_bytes
         self.last_answer = 0.0
         self._busy_until = [0.0] * procs
         self._lock = threading.Lock()
-        rng = np.random.default_rng(0)
-        self.vectors = rng.standard_normal((64, self.embed_dim)).astype(np.float32)
-
-    def check_role(self, role: str) -> None:
-        pass
-
-    def stats(self) -> dict:
-        return {"tokens_processed": 0}
 
     def _send(self, rank: int, op: str, args: tuple) -> Future:
         fut: Future = Future()
@@ -82,13 +73,6 @@ class StandIn:
         run_sub_batches(self._send, self.procs, docs, **options)
 
 
-def corpus(path: str, n: int, text: str, n_chars: int = 3750) -> None:
-    doubled = text * (n * n_chars // len(text) + 2)
-    docs = [doubled[i * n_chars: (i + 1) * n_chars] for i in range(n)]
-    schema = pa.schema([("id", pa.string()), ("text", pa.large_string())])
-    pq.write_table(pa.table({"id": [f"s{i}" for i in range(n)], "text": docs}, schema=schema), path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=8000)
@@ -103,7 +87,7 @@ def main() -> None:
         corpus(src, args.docs, text)
         total = sum(len(t.as_py().encode()) for t in pq.read_table(src).column("text"))
         for r in range(args.rounds + 1):
-            eng = StandIn(args.procs, args.engine_ms / 1e3, total)
+            eng = Timed(args.procs, args.engine_ms / 1e3, total)
             out = os.path.join(tmp, f"out{r}")
             t0 = time.monotonic()
             report = embed_parquet(src, out, engine=eng, progress=False)
