@@ -248,7 +248,7 @@ class _InOrder:
         output."""
         if self.given < len(self.finished) or not self.tables:
             self._give(len(self.finished))
-        return pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
+        return pa.concat_tables(self.tables)
 
     def _advance(self) -> None:
         n = len(self.finished)

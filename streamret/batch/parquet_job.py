@@ -100,12 +100,12 @@ def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes
     good = (part.take(good_rows) if len(bad_rows) else part).select(["id", "text"])
     procs = getattr(engine, "procs", 1)
     tables: list[pa.Table] = []
-    handed = [0, 0]  # good rows, part rows handed on so far
+    g = p = 0  # good rows, part rows handed on so far
 
     def with_bad_rows(out: pa.Table) -> None:
         """The next good rows (out), with the part's bad rows before the good row after them (after the last one:
         all that are left), in part order."""
-        g, p = handed
+        nonlocal g, p
         g_end = g + out.num_rows
         end = int(good_rows[g_end]) if g_end < len(good_rows) else part.num_rows
         bad_here = bad_rows[np.searchsorted(bad_rows, p): np.searchsorted(bad_rows, end)]
@@ -120,11 +120,11 @@ def embed_part(engine: EngineAPI, part: pa.Table, *, summary_k: int, chunk_bytes
         tables.append(out)
         if encoder is not None:
             encoder.add(out)
-        handed[:] = g_end, end
+        g, p = g_end, end
 
     embed_table(engine, good, summary_k=summary_k, chunk_bytes=chunk_bytes, max_in_flight=max_in_flight * procs,
                 on_bytes=on_bytes, role=role, on_rows=with_bad_rows, rows_at_once=ROW_GROUP_ROWS)
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return pa.concat_tables(tables)
 
 
 def check_engine_errors(out: pa.Table, what: str) -> None:

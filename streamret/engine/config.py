@@ -112,13 +112,13 @@ class EngineConfig:
     # step at 64 streams as one thread does (two threads, 0: 2.3), +14-24% tokens/s, and kept two threads'
     # figure at 1,024 streams (within the spread)
     tokenize_join_bytes: int = 32 << 10
-    # ... and a waiting chunk is taken anyway once this many seconds have passed since it was accepted, so that one
-    # slow or huge batch does not hold up other streams' chunks (TokenizeStage join_wait_s). Under a trickle too thin
-    # to reach tokenize_join_bytes (the service at half load: about 1 KB a ms an engine process) a chunk that arrives
-    # while a thread cuts may wait this long, which is part of its ack. 3 ms against the 10 ms before, on an H100
-    # (bench/RESULTS.md, session 54, two pairs): the half-load ack p99 53.0 / 53.2 ms against 63.3 / 53.8, its
-    # tokenize leg p50 about 1 ms lower; tokens/s of the engine at 64 streams +1.7% / -3.4%, the service at half load
-    # +4.5% / -4.1% and at saturation +4.3% / -3.5%, steps as wide.
+    # ... and a waiting chunk is taken anyway once this many seconds have passed since it was accepted, so that one slow
+    # or huge batch does not hold up other streams' chunks (TokenizeStage join_wait_s). Under a trickle too thin to
+    # reach tokenize_join_bytes (the service at half load: 1,024 streams x 4.7 chunks of 2 KB a second over 9 engine
+    # processes, about 1 KB a ms each) a chunk that arrives while a thread cuts may wait this long, which is part of its
+    # ack. 3 ms against the 10 ms before, on an H100 (bench/RESULTS.md, session 54, two pairs): the half-load ack p99
+    # 53.0 / 53.2 ms against 63.3 / 53.8, its tokenize leg p50 about 1 ms lower; tokens/s of the engine at 64 streams
+    # +1.7% / -3.4%, the service at half load +4.5% / -4.1% and at saturation +4.3% / -3.5%, steps as wide.
     tokenize_join_wait_s: float = 0.003
     # ... and where a thread would take all that waits because what it left would make no other join, it takes its
     # share and the idle threads the rest at once, each its share, the batches delivered together (`TokenizeStage`
