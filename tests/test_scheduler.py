@@ -14,12 +14,12 @@ from streamret.errors import TooBusy
 
 
 def item(sid: str, n: int, seq: int = 1, pieces: list[int] | None = None, nbytes: int | None = None,
-         group: str = "") -> WorkItem:
+         group: str = "", split_after: bool = False) -> WorkItem:
     pieces = pieces or ([n] if n else [])
     ends = np.cumsum(pieces, dtype=np.int64)
     tp = [TextPiece("x" * k, 0, k) for k in pieces]
     return WorkItem(sid, seq, np.arange(n, dtype=np.int64) + 1000 * seq, tp, ends, TextSnapshot(b"", 0),
-                    n if nbytes is None else nbytes, group=group)
+                    n if nbytes is None else nbytes, group=group, split_after=split_after)
 
 
 def sched(**kw) -> Scheduler:
@@ -291,15 +291,16 @@ def test_cancel_removes_a_stream_from_its_group_line():
 @given(
     st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 60)), min_size=1, max_size=40),
     st.integers(1, 50), st.integers(1, 6), st.one_of(st.none(), st.integers(1, 20)), st.randoms(),
-    st.one_of(st.none(), st.integers(1, 40)), st.one_of(st.none(), st.integers(1, 60)),
+    st.one_of(st.none(), st.integers(1, 40)), st.one_of(st.none(), st.integers(1, 60)), st.floats(0.0, 1.0),
 )
-@settings(max_examples=200, deadline=None)
-def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd, pad, whole):
-    """Whatever the groups, budget, cap, stream limit, running steps, padding filled (buckets of `pad` tokens) and
-    split (first chunks up to `whole` tokens given first, or not): each stream's tokens reach the steps exactly once
-    and in order, every step keeps its bounds, a step that completes a stream's chunk ends at a chunk boundary of
-    that stream, everything is eventually served, and in a step of several streams each gets its first chunk whole
-    or at least `whole` tokens of it (without a cap)."""
+@settings(max_examples=300, deadline=None)
+def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, streams, cap, rnd, pad, whole, splits):
+    """Whatever the groups, budget, cap, stream limit, running steps, padding filled (buckets of `pad` tokens),
+    split (first chunks up to `whole` tokens given first, or not) and chunks after which a step may go on into the
+    next (`split_after`, a share `splits` of them): each stream's tokens reach the steps exactly once and in order,
+    every step keeps its bounds, a step that completes a stream's chunk ends at a chunk boundary of that stream
+    unless every chunk it completes is split_after, everything is eventually served, and in a step of several
+    streams each gets its first chunk whole or at least `whole` tokens of it (without a cap)."""
     s = sched(max_step_tokens=budget, max_step_streams=streams, max_stream_step_tokens=cap,
               max_pending_chunks_per_stream=100, max_pending_chunks=1000, max_pending_bytes=10**6,
               fill_to=None if pad is None else buckets_of(pad), whole_chunk_tokens=whole)
@@ -307,7 +308,7 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
     for stream, group, n in adds:
         sid = f"s{stream}"
         seq = len(expected.setdefault(sid, [])) + 1
-        it = item(sid, n, seq=seq, group=f"g{group if stream % 2 else 0}")
+        it = item(sid, n, seq=seq, group=f"g{group if stream % 2 else 0}", split_after=rnd.random() < splits)
         expected[sid].append(it.tokens)
         s.add(it)
     got: dict[str, list[np.ndarray]] = {}
@@ -325,7 +326,8 @@ def test_any_schedule_keeps_order_and_runs_every_token_once(adds, budget, stream
         for w in plan.work:
             assert cap is None or w.n_tokens <= cap
             assert w.n_tokens == sum(sl.end - sl.start for sl in w.slices)
-            assert all(sl.completes for sl in w.slices) or len(w.slices) == 1, w.slices
+            assert all(sl.completes for sl in w.slices[:-1]), w.slices
+            assert w.slices[-1].completes or all(sl.item.split_after for sl in w.slices[:-1]), w.slices
             assert len({id(sl.item) for sl in w.slices}) == len(w.slices)  # one slice a chunk
             got.setdefault(w.stream_id, []).append(w.tokens() if w.slices else np.zeros(0, np.int64))
             for sl in w.slices:
@@ -452,6 +454,27 @@ def test_a_step_that_completes_chunks_of_a_stream_ends_at_a_chunk_boundary():
         assert all(sl.completes for sl in slices) or len(slices) == 1
     # one stream is served at most once per step, even with budget left
     assert all(len({w.stream_id for w in p.work}) == len(p.work) for p in steps)
+
+
+def test_a_share_goes_on_into_the_next_chunk_after_chunks_that_need_no_boundary():
+    """Two streams of 17-token chunks sharing steps of 32 tokens (a batch job's 64 KiB chunks of about 17 k tokens
+    in a GPU step of 32 k): at chunk boundaries each takes 16 of a chunk, then the 1 left alone, and every other
+    step holds 2 tokens; where no record will be written (split_after) every step but the last holds 32. A chunk
+    that asks for a record (split_after False) still ends its stream's work in the step that completes it."""
+    def steps(split_after: bool) -> list[int]:
+        s = sched(max_step_tokens=32)
+        for sid in "ab":
+            for seq in range(1, 5):
+                s.add(item(sid, 17, seq=seq, split_after=split_after))
+        return [p.n_tokens for p in drain(s)]
+
+    assert steps(False) == [32, 2] * 4
+    assert steps(True) == [32] * 4 + [8]
+    s = sched(max_step_tokens=32)
+    for seq, (n, split_after) in enumerate([(10, True), (10, False), (20, True)], 1):
+        s.add(item("a", n, seq=seq, split_after=split_after))
+    got = [[(sl.item.seq, sl.start, sl.end) for w in p.work for sl in w.slices] for p in drain(s)]
+    assert got == [[(1, 0, 10), (2, 0, 10)], [(3, 0, 20)]]  # not (3, 0, 12): chunk 2 asks for its record
 
 
 def test_a_plan_counts_the_streams_with_work_and_those_it_could_pick():

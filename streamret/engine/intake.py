@@ -45,7 +45,10 @@ class Intake:
         held."""
         self._scheduler.check_room(stream.id, len(raw))
         prev = stream.pending[-1] if stream.pending else None  # its text ends where this one's starts
-        item = WorkItem(stream.id, seq, None, None, None, None, len(raw), durable=durable,
+        # (a record is written from a state at a chunk boundary: only where none will be may a step end inside
+        # the next chunk)
+        split_after = self._durability.store is None or (stream.ephemeral and not durable)
+        item = WorkItem(stream.id, seq, None, None, None, None, len(raw), durable=durable, split_after=split_after,
                         text_before=None if prev is not None else stream.applied_text, prev=prev, raw=raw,
                         ending="close" if close else "flush" if flush else "", accepted_before=stream.accepted_seq,
                         group=stream.group)
