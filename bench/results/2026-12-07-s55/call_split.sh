@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Session 55 (any card; carry [".whl", ".device/text", ".device/old", ".device/ab_base"]; about 420 s).
+# Session 55 (any card; carry [".whl", ".device/text", ".device/old", ".device/ab_base"]; about 250 s with the
+# default PARTS=packed,engine,batch, 420 s with PARTS=all).
 # A/B of WorkItem.split_after (a stream's share of a step goes on into its next chunk where no record will be
 # written: every e2e part here, whose engines keep no records) against the commit before it (.device/ab_base:
 # `git archive` of its streamret, bench, kernels and pyproject.toml, without bench/results, bench/RESULTS.md and the
-# model assets, which this script links from this tree). bench/e2e.py, every part, --packed-seconds 0.3; a warm-up
-# run (the batch parts, new, not read), then base / new / new / base.
+# model assets, which this script links from this tree). bench/e2e.py --parts $PARTS, --packed-seconds 0.3; a
+# warm-up run (the batch parts, new, not read), then base / new / new / base.
 # Why: a share stopped at the first chunk it completed. The batch job's 64 KiB chunks hold about 17 k tokens, so two
 # streams sharing a 32 k step each took 16 k of a chunk and, in the next step, the 1 k left (session 54: 1.3 streams
 # and 23.8 k tokens a step); at 1,024 streams a share of about 290 tokens stopped at the end of each 500-token chunk
@@ -16,6 +17,7 @@
 # Rule: the change stays if engine 1,024 and batch long read higher in both pairs and no part lower by more than 5%
 # in both pairs.
 set -u
+PARTS=${PARTS:-packed,engine,batch}
 source bench/device_env.sh
 B=.device/ab_base
 ln -sfn "$(pwd)/streamret/assets" $B/streamret/assets
@@ -23,7 +25,8 @@ for x in .device .whl .tcache; do ln -sfn "$(pwd)/$x" $B/$x; done
 T0=$SECONDS; RUNS=""
 for r in warm base1 new1 new2 base2; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
   if [ ${r:0:4} = base ]; then dir=$B; else dir=.; fi
-  if [ $r = warm ]; then parts="--parts packed,batch"; lim=90; else parts=""; lim=140; fi
+  if [ $r = warm ]; then parts="--parts packed,batch"; lim=90
+  elif [ $PARTS = all ]; then parts=""; lim=140; else parts="--parts $PARTS"; lim=100; fi
   (cd $dir && source bench/device_env.sh > /dev/null && timeout -s KILL $lim python3 bench/e2e.py \
     --text .device/text/man.txt.gz --packed-seconds 0.3 $parts --engine-procs auto --front-procs 6 --short-docs 8000 \
     --out $d > $d/log.txt 2>&1)
