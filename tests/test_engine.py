@@ -145,9 +145,9 @@ def test_the_padding_fill_fills_to_the_graphs_buckets_of_the_engines_step():
 
 
 def test_only_chunks_whose_state_no_record_will_hold_let_a_step_go_on_into_the_next(monkeypatch, tmp_path):
-    """WorkItem.split_after, as the engine accepts chunks: every chunk of an engine without a durable store; with
-    one, the chunks of a temporary stream (opened durable=False) but one asking for a record (durable=True), and
-    no chunk of a stream it keeps records of."""
+    """WorkItem.split_after, as the engine accepts chunks, with a durable store or without: the chunks of a
+    temporary stream (opened durable=False) but one asking for a record (durable=True), and no chunk of another
+    stream, whose reads and records want its state at the end of each chunk."""
     from streamret.engine.scheduler import Scheduler
 
     seen = {}
@@ -158,26 +158,22 @@ def test_only_chunks_whose_state_no_record_will_hold_let_a_step_go_on_into_the_n
         enqueue(self, item)
 
     monkeypatch.setattr(Scheduler, "enqueue", recording)
-    with Engine.from_model("random:tiny", device="cpu") as e:
-        e.append("plain", 1, "some text. ")
-        e.append("plain", 2, "more text. ", durable=True)  # (a no-op without a store)
-    with Engine.from_model("random:tiny", device="cpu", state_dir=str(tmp_path)) as e:
-        e.open("temp", create_if_missing=True, durable=False)
-        e.append("temp", 1, "some text. ")
-        e.append("temp", 2, "more text. ", durable=True)
-        e.append("kept", 1, "some text. ")
-    assert seen == {("plain", 1): True, ("plain", 2): True, ("temp", 1): True, ("temp", 2): False,
-                    ("kept", 1): False}
+    for state_dir in (None, str(tmp_path)):
+        seen.clear()
+        with Engine.from_model("random:tiny", device="cpu", state_dir=state_dir) as e:
+            e.open("temp", create_if_missing=True, durable=False)
+            e.append("temp", 1, "some text. ")
+            e.append("temp", 2, "more text. ", durable=True)
+            e.append("plain", 1, "some text. ")
+        assert seen == {("temp", 1): True, ("temp", 2): False, ("plain", 1): False}, state_dir
 
 
 @pytest.mark.parametrize("step_fill", ["padding", "budget"])
-def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, tmp_path, step_fill):
+def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, step_fill):
     """EngineConfig.step_fill: steps take queued tokens into their graph bucket's padding ("padding": here on the
     CPU, at a 100-token budget, buckets of 64 and 128 tokens capped at 100) or up to the budget, splitting chunks
     only where a stream's step completes none. Many interleaved streams then read what one-shot runs read, and
-    keep the segments an engine of one step a stream keeps (invariant 1); and the fill did take tokens. (The engine
-    keeps records, so its steps end streams at chunk boundaries and leave room to fill: without a store a share
-    goes on into the next chunk, WorkItem.split_after.)"""
+    keep the segments an engine of one step a stream keeps (invariant 1); and the fill did take tokens."""
     from streamret.engine.scheduler import Scheduler
 
     filled = []
@@ -194,7 +190,7 @@ def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, tmp_
     texts = {new_id(): " ".join(rng.choice(words, size=rng.integers(20, 90))) for _ in range(10)}
     chunks = {sid: cut(t.encode(), rng.integers(0, len(t.encode()), size=6)) for sid, t in texts.items()}
     config = EngineConfig(max_step_tokens=100, step_fill=step_fill)
-    with Engine.from_model("random:tiny", device="cpu", config=config, state_dir=str(tmp_path)) as e, \
+    with Engine.from_model("random:tiny", device="cpu", config=config) as e, \
             Engine(LoadedModel(e.model, e.tokenizer, "same"), config=EngineConfig(max_step_tokens=1 << 15)) as one:
         futures = []
         for round_ in range(7):

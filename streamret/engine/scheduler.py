@@ -8,11 +8,11 @@ the step. A stream's share takes its pending tokens in order (several chunks con
 longer than the share is split and its rest waits for a later step, the stream's state carrying over.
 Only a stream's first chunk in a step may be split: a later one that would not complete there waits
 whole, so a step that completes chunks of a stream leaves its state at a chunk boundary, which is what
-a durable record must hold (the state after exactly the chunks up to applied_seq). Where no record will be
-written (`WorkItem.split_after`: an engine without a durable store, a batch job's temporary streams) the share
-goes on into the next chunk: a share of 16 k tokens over chunks of 17 k (a batch job's 64 KiB of text) otherwise
-took 16 k in one step and the 1 k left in the next, and a step's streams then held far fewer tokens than its
-budget.
+a durable record must hold (the state after exactly the chunks up to applied_seq), and what a stream's reads
+describe. Where nothing will want the state between chunks (`WorkItem.split_after`: a batch job's temporary
+streams, read once their last chunk is applied) the share goes on into the next chunk: two such streams of 64 KiB
+chunks (about 17 k tokens) sharing a 32 k step otherwise took 16 k of a chunk each and, in the next step, the 1 k
+left, and their steps held about half their budget.
 A served stream with tokens left goes to the back of its group's line, and a served group to the back
 of the groups' line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
@@ -52,8 +52,8 @@ class WorkItem:
     future: Future = field(default_factory=Future)
     taken: int = 0  # tokens handed to steps so far
     durable: bool = False  # write the stream's record before the ack, whatever the policy
-    # no record is ever written at its end (its engine keeps no records, or its stream is a temporary and it did
-    # not ask for one): a step that completes it may go on into the stream's next item and split that one
+    # nothing will want its stream's state at its end (a batch job's temporary stream, a chunk that asks for no
+    # record): a step that completes it may go on into the stream's next item and split that one
     split_after: bool = False
     # where its text starts (tokenize_stage.py): the stream's front when it was accepted with no earlier item
     # unapplied (text_before), else where `prev`, the item accepted before it, ends; prev is let go once it is cut
