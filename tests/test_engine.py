@@ -168,6 +168,40 @@ def test_only_chunks_whose_state_no_record_will_hold_let_a_step_go_on_into_the_n
         assert seen == {("temp", 1): True, ("temp", 2): False, ("plain", 1): False}, state_dir
 
 
+def test_temporaries_whose_steps_end_inside_their_next_chunk_read_what_one_step_reads(monkeypatch):
+    """A batch job's documents (embed_table: temporary streams, 4 chunks of each in flight) in steps of 100 tokens,
+    whose shares go on into a document's next chunk (WorkItem.split_after) and split it: each row has the
+    embedding, tokens and summary of its text appended at once in an engine of one step a text (invariant 1), and
+    such splits did happen."""
+    import pyarrow as pa
+
+    from streamret.batch.arrow_table import embed_table
+    from streamret.engine.scheduler import Scheduler
+
+    later_splits = []
+    take = Scheduler._take
+
+    def counting(self, sid, share, whole_only=False):
+        slices = take(self, sid, share, whole_only)
+        later_splits.append(len(slices) > 1 and not slices[-1].completes)
+        return slices
+
+    monkeypatch.setattr(Scheduler, "_take", counting)
+    rng = np.random.default_rng(11)
+    words = ["alpha", "beta", "gamma.", "délta", "€psilon", "zeta!", "Retention.", "\n"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(30, 120))) for _ in range(6)]
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_tokens=100)) as e, \
+            Engine(LoadedModel(e.model, e.tokenizer, "same"), config=EngineConfig(max_step_tokens=1 << 15)) as one:
+        out = embed_table(e, pa.table({"id": list(range(len(texts))), "text": texts}), summary_k=3, chunk_bytes=37)
+        assert out.column("error").null_count == len(texts)
+        for row, text in zip(out.to_pylist(), texts):
+            sid = new_id()
+            assert one.append(sid, 1, text.encode(), flush=True).tokens == row["tokens"]
+            assert rel_err(np.asarray(row["embedding"], np.float32), one.embedding(sid)) <= 1e-5
+            assert row["summary"] == [x.text for x in one.summarize(sid, k=3).segments]
+    assert any(later_splits)
+
+
 @pytest.mark.parametrize("step_fill", ["padding", "budget"])
 def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, step_fill):
     """EngineConfig.step_fill: steps take queued tokens into their graph bucket's padding ("padding": here on the
