@@ -145,9 +145,9 @@ def test_the_padding_fill_fills_to_the_graphs_buckets_of_the_engines_step():
 
 
 def test_only_chunks_whose_state_no_record_will_hold_let_a_step_go_on_into_the_next(monkeypatch, tmp_path):
-    """WorkItem.split_after, as the engine accepts chunks, with a durable store or without: the chunks of a
-    temporary stream (opened durable=False) but one asking for a record (durable=True), and no chunk of another
-    stream, whose reads and records want its state at the end of each chunk."""
+    """WorkItem.split_after, as the engine accepts chunks: without a durable store every chunk; with one, the
+    chunks of a temporary stream (opened durable=False) but one asking for a record (durable=True), and no chunk
+    of a stream it keeps records of."""
     from streamret.engine.scheduler import Scheduler
 
     seen = {}
@@ -158,14 +158,54 @@ def test_only_chunks_whose_state_no_record_will_hold_let_a_step_go_on_into_the_n
         enqueue(self, item)
 
     monkeypatch.setattr(Scheduler, "enqueue", recording)
-    for state_dir in (None, str(tmp_path)):
+    for state_dir, plain in ((None, True), (str(tmp_path), False)):
         seen.clear()
         with Engine.from_model("random:tiny", device="cpu", state_dir=state_dir) as e:
             e.open("temp", create_if_missing=True, durable=False)
             e.append("temp", 1, "some text. ")
             e.append("temp", 2, "more text. ", durable=True)
             e.append("plain", 1, "some text. ")
-        assert seen == {("temp", 1): True, ("temp", 2): False, ("plain", 1): False}, state_dir
+        assert seen == {("temp", 1): True, ("temp", 2): plain, ("plain", 1): plain}, state_dir
+
+
+def test_a_read_waits_for_the_chunk_held_in_part_not_for_the_queue_to_run_dry(monkeypatch):
+    """Without a store a step may end inside a stream's next chunk (WorkItem.split_after), so while chunks keep
+    coming (here faster than steps of 40 tokens, each 5 ms longer) the state is seldom at a chunk boundary. A read
+    (which needs one) ends the stream's work at the next boundary: it returns while a sender still keeps 32 chunks
+    in flight, long before its last chunk is applied; and the stream reads at the end what one step of its whole
+    text reads."""
+    chunks = [f"chunk {i:04d} of a stream that keeps coming. ".encode() for i in range(200)]
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_tokens=40)) as e, \
+            Engine(LoadedModel(e.model, e.tokenizer, "same"), config=EngineConfig(max_step_tokens=1 << 15)) as one:
+        run = e.runner.run
+
+        def slow(*args, **kwargs):
+            time.sleep(0.005)
+            return run(*args, **kwargs)
+
+        monkeypatch.setattr(e.runner, "run", slow)
+        sent = []
+
+        def sender():
+            futures = []
+            for seq, chunk in enumerate(chunks, 1):
+                futures.append(e.submit_append("s", seq, chunk))
+                sent.append(seq)
+                if len(futures) >= 32:
+                    futures.pop(0).result(timeout=60)
+            for f in futures:
+                f.result(timeout=60)
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        while len(sent) < 20:
+            time.sleep(0.001)
+        e.embedding("s")
+        read_while = thread.is_alive()
+        thread.join(timeout=120)
+        assert read_while and e.info("s").applied_seq == len(chunks)
+        one.append("s", 1, b"".join(chunks), flush=False)
+        assert rel_err(e.embedding("s"), one.embedding("s")) <= 1e-5
 
 
 def test_temporaries_whose_steps_end_inside_their_next_chunk_read_what_one_step_reads(monkeypatch):
@@ -203,11 +243,13 @@ def test_temporaries_whose_steps_end_inside_their_next_chunk_read_what_one_step_
 
 
 @pytest.mark.parametrize("step_fill", ["padding", "budget"])
-def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, step_fill):
+def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, tmp_path, step_fill):
     """EngineConfig.step_fill: steps take queued tokens into their graph bucket's padding ("padding": here on the
     CPU, at a 100-token budget, buckets of 64 and 128 tokens capped at 100) or up to the budget, splitting chunks
     only where a stream's step completes none. Many interleaved streams then read what one-shot runs read, and
-    keep the segments an engine of one step a stream keeps (invariant 1); and the fill did take tokens."""
+    keep the segments an engine of one step a stream keeps (invariant 1); and the fill did take tokens. (The engine
+    keeps records, so its steps end streams at chunk boundaries and leave room to fill: without a store a share
+    goes on into the next chunk, WorkItem.split_after.)"""
     from streamret.engine.scheduler import Scheduler
 
     filled = []
@@ -224,7 +266,7 @@ def test_steps_that_fill_read_the_same_embeddings_and_segments(monkeypatch, step
     texts = {new_id(): " ".join(rng.choice(words, size=rng.integers(20, 90))) for _ in range(10)}
     chunks = {sid: cut(t.encode(), rng.integers(0, len(t.encode()), size=6)) for sid, t in texts.items()}
     config = EngineConfig(max_step_tokens=100, step_fill=step_fill)
-    with Engine.from_model("random:tiny", device="cpu", config=config) as e, \
+    with Engine.from_model("random:tiny", device="cpu", config=config, state_dir=str(tmp_path)) as e, \
             Engine(LoadedModel(e.model, e.tokenizer, "same"), config=EngineConfig(max_step_tokens=1 << 15)) as one:
         futures = []
         for round_ in range(7):

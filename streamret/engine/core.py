@@ -523,11 +523,15 @@ class EngineCore:
 
     def _settled(self, stream_id: str, prefetched: Prefetched | None = None) -> Stream:
         """The resident stream once its state is at a chunk boundary (lock held): outputs and records then
-        describe exactly the chunks up to applied_seq, never part of a chunk split across steps."""
+        describe exactly the chunks up to applied_seq, never part of a chunk split across steps. Its queued chunks
+        then end its work at their ends (not `split_after`), so that the wait lasts until the chunk held in part
+        completes, not until the stream's queue runs dry."""
         while True:
             stream = self._resident(stream_id, prefetched)
             if stream.at_boundary or self._broken is not None:
                 return stream
+            for item in stream.pending:
+                item.split_after = False
             self._applied.wait()
 
     def _wait_applied(self, stream_id: str) -> None:

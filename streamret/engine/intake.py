@@ -45,10 +45,10 @@ class Intake:
         held."""
         self._scheduler.check_room(stream.id, len(raw))
         prev = stream.pending[-1] if stream.pending else None  # its text ends where this one's starts
-        # a step that completes it may end inside the stream's next chunk only where no record nor read will want
-        # the state at its end: a temporary's chunk that asks for no record (its job reads the results after its
-        # last chunk)
-        split_after = stream.ephemeral and not durable
+        # a step that completes it may end inside the stream's next chunk where no record will want the state at
+        # its end (a read that comes while the state holds part of a chunk ends the stream's work at the next
+        # boundary: EngineCore._settled): an engine without a durable store, a temporary's chunk that asks for none
+        split_after = self._durability.store is None or (stream.ephemeral and not durable)
         item = WorkItem(stream.id, seq, None, None, None, None, len(raw), durable=durable, split_after=split_after,
                         text_before=None if prev is not None else stream.applied_text, prev=prev, raw=raw,
                         ending="close" if close else "flush" if flush else "", accepted_before=stream.accepted_seq,
@@ -117,7 +117,7 @@ class Intake:
             return out
         original = next(it for it in stream.pending if it.seq == seq)
         original.durable |= durable
-        original.split_after &= not durable  # (it asks for a record now)
+        original.split_after &= self._durability.store is None or not durable  # (it may ask for a record now)
 
         def relay(f: Future) -> None:
             if not f.cancelled() and isinstance(f.exception(), DurableWriteFailed):

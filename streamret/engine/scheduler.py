@@ -9,10 +9,11 @@ longer than the share is split and its rest waits for a later step, the stream's
 Only a stream's first chunk in a step may be split: a later one that would not complete there waits
 whole, so a step that completes chunks of a stream leaves its state at a chunk boundary, which is what
 a durable record must hold (the state after exactly the chunks up to applied_seq), and what a stream's reads
-describe. Where nothing will want the state between chunks (`WorkItem.split_after`: a batch job's temporary
-streams, read once their last chunk is applied) the share goes on into the next chunk: two such streams of 64 KiB
-chunks (about 17 k tokens) sharing a 32 k step otherwise took 16 k of a chunk each and, in the next step, the 1 k
-left, and their steps held about half their budget.
+describe. Where no record will want the state between chunks (`WorkItem.split_after`: an engine without a durable
+store, a batch job's temporary streams) the share goes on into the next chunk, until a read asks for the state
+between them: two streams of 64 KiB chunks (a batch job's: about 17 k tokens) sharing a 32 k step otherwise took
+16 k of a chunk each and, in the next step, the 1 k left; at 1,024 streams a share of about 290 tokens stopped at
+the end of each 500-token chunk, and steps held about three quarters of their budget.
 A served stream with tokens left goes to the back of its group's line, and a served group to the back
 of the groups' line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
@@ -52,8 +53,9 @@ class WorkItem:
     future: Future = field(default_factory=Future)
     taken: int = 0  # tokens handed to steps so far
     durable: bool = False  # write the stream's record before the ack, whatever the policy
-    # nothing will want its stream's state at its end (a batch job's temporary stream, a chunk that asks for no
-    # record): a step that completes it may go on into the stream's next item and split that one
+    # nothing will want its stream's state at its end (its engine keeps no records, or its stream is a batch job's
+    # temporary and it asks for none; a read that waits for a chunk boundary clears it): a step that completes it
+    # may go on into the stream's next item and split that one
     split_after: bool = False
     # where its text starts (tokenize_stage.py): the stream's front when it was accepted with no earlier item
     # unapplied (text_before), else where `prev`, the item accepted before it, ends; prev is let go once it is cut
