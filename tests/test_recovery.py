@@ -174,6 +174,35 @@ def test_a_step_failing_in_the_middle_of_a_chunk_does_not_apply_its_first_part_t
         assert rel_err(got, engine.embedding("ref")) <= 1e-5
 
 
+def test_a_failed_step_that_finds_a_stream_inside_a_chunk_says_to_resend_from_its_record():
+    """A stream whose state held part of a chunk when its step failed leaves memory (continuing from it would run
+    that part twice) and goes back to its durable record, here none: the error says to resend from seq 1 (not from
+    seq 2, after its last applied chunk, which the stream no longer holds), and that resend gives the embedding of
+    a run that never failed."""
+    from streamret.errors import Unavailable
+
+    text = stream_text(3, 600).encode()
+    with Engine.from_model("random:tiny", device="cpu", config=EngineConfig(max_step_tokens=64)) as engine:
+        engine.append("a", 1, text[:40])
+        run, steps = engine.runner.run, []
+
+        def second_step_fails(*args, **kwargs):
+            steps.append(1)
+            if len(steps) == 2:  # the first ran 64 tokens of chunk 2: the state holds part of it
+                raise RuntimeError("the device went away")
+            return run(*args, **kwargs)
+
+        engine.runner.run = second_step_fails
+        with pytest.raises(Unavailable, match=r"the model step failed .*held part of a chunk: it goes back to its "
+                                              r"durable record, seq 0: resend from seq 1"):
+            engine.append("a", 2, text[40:])
+        engine.runner.run = run
+        engine.append("a", 1, text[:40])
+        engine.append("a", 2, text[40:], flush=True)
+        engine.append("ref", 1, text, flush=True)
+        assert rel_err(engine.embedding("a"), engine.embedding("ref")) <= 1e-5
+
+
 def test_a_step_out_of_device_memory_names_the_fix_and_the_stream_goes_on_from_its_ack():
     """A step that runs out of device memory (several engine processes share a GPU) fails its streams with
     UNAVAILABLE naming the flags that lower the memory, not only the exception's type; the chunk resent gives the
