@@ -7,8 +7,10 @@ it (the GPU's overlapped steps).
 
     python bench/step_fill.py --streams 114 --steps 400        # 1,024 streams over 9 engines: 114 an engine
     python bench/step_fill.py --streams 7 --token-step 1024     # 64 streams, finer graph buckets
+    python bench/step_fill.py --split-after                      # chunks of an engine that keeps no records
 
-Prints tokens a step, the padded size and padding's share of it, for each step_fill.
+Prints tokens a step, the padded size and padding's share of it, for each step_fill. --split-after makes every
+chunk `WorkItem.split_after` (an engine without a durable store: a share goes on into the stream's next chunk).
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ from streamret.engine.text import TextPiece, TextSnapshot  # noqa: E402
 from streamret.model.graphs import TOKEN_STEP, token_bucket  # noqa: E402
 
 
-def chunk(sid: str, seq: int, n: int) -> WorkItem:
+def chunk(sid: str, seq: int, n: int, split_after: bool = False) -> WorkItem:
     """A tokenized chunk of n tokens in one piece (what the scheduler reads of it)."""
     return WorkItem(sid, seq, np.zeros(n, np.int64), [TextPiece("x", 0, 1)], np.array([n], np.int64),
-                    TextSnapshot(b"", 0), 4 * n)
+                    TextSnapshot(b"", 0), 4 * n, split_after=split_after)
 
 
 def simulate(fill: str, streams: int, window: int, steps: int, budget: int, seed: int,
-             token_step: int = TOKEN_STEP) -> dict:
-    """fill: EngineConfig.step_fill ("off", "padding", "budget"); token_step: EngineConfig.graph_token_step."""
+             token_step: int = TOKEN_STEP, split_after: bool = False) -> dict:
+    """fill: EngineConfig.step_fill ("off", "padding", "budget"); token_step: EngineConfig.graph_token_step;
+    split_after: WorkItem.split_after of every chunk."""
     rng = np.random.default_rng(seed)
     s = Scheduler(budget, 256, 64, 1 << 30, 1 << 30, 1 << 40, fill_to=fill_target(fill, budget, token_step))
     sent = dict.fromkeys(range(streams), 0)
@@ -43,7 +46,7 @@ def simulate(fill: str, streams: int, window: int, steps: int, budget: int, seed
     def send(i: int) -> None:
         sent[i] += 1
         open_[i] += 1
-        s.add(chunk(f"s{i}", sent[i], max(1, int(rng.normal(533, 60)))))
+        s.add(chunk(f"s{i}", sent[i], max(1, int(rng.normal(533, 60))), split_after))
 
     for i in range(streams):
         for _ in range(int(rng.integers(1, window + 1))):
@@ -74,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--budget", type=int, default=32768, help="max_step_tokens (the GPU's default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split-after", action="store_true", help="every chunk WorkItem.split_after")
     ap.add_argument("--token-step", type=int, default=TOKEN_STEP,
                     help="EngineConfig.graph_token_step: the graphs' token buckets, powers of two up to it, then its "
                          "multiples")
     args = ap.parse_args(argv)
     for fill in STEP_FILLS:
-        r = simulate(fill, args.streams, args.window, args.steps, args.budget, args.seed, args.token_step)
+        r = simulate(fill, args.streams, args.window, args.steps, args.budget, args.seed, args.token_step,
+                     args.split_after)
         print(f"step_fill {fill:8s} tokens a step {r['tokens_per_step']:8.0f}  padded "
               f"{r['padded_per_step']:8.0f}  padding {r['padding_share']:.3f}")
     return 0
