@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Session 55 (any card; carry [".whl", ".device/text", ".device/old", ".device/ab_base"]; about 300 s).
+# Session 55 (any card; carry [".whl", ".device/text", ".device/old", ".device/ab_base"]; about 260 s).
 # A/B of WorkItem.split_after (where no record will want a stream's state between chunks, here every engine of the
 # e2e parts, which keep none, and a batch job's temporaries anywhere: a step that completes a chunk goes on into the
 # next one and may split it, where before a share stopped at the first chunk it completed; a read that needs a chunk
 # boundary ends the stream's work at the next one) against the commit before it (.device/ab_base: `git archive` of
 # its streamret, bench, kernels and pyproject.toml, without bench/results, bench/RESULTS.md and the model assets,
 # which this script links from this tree). bench/e2e.py --parts packed,engine,batch --packed-seconds 0.3: a warm-up
-# run (the batch parts, new, not read), then base / new / new / base.
+# run (small batch parts, new, not read), then base / new / new / base.
 # Why: the batch job's 64 KiB chunks hold about 17 k tokens, so two documents sharing a 32 k step each took 16 k of a
 # chunk and, in the next step, the 1 k left, and a document alone took one chunk a step (session 54: 1.3 streams and
 # 23.8 k tokens a step, 269 steps for 6.4 M tokens); at 1,024 streams a share of about 290-470 tokens stopped at the
@@ -26,10 +26,10 @@ for x in .device .whl .tcache; do ln -sfn "$(pwd)/$x" $B/$x; done
 T0=$SECONDS; RUNS=""
 for r in warm base1 new1 new2 base2; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
   if [ ${r:0:4} = base ]; then dir=$B; else dir=.; fi
-  if [ $r = warm ]; then parts=packed,batch; else parts=packed,engine,batch; fi
+  if [ $r = warm ]; then parts="--parts batch --long-docs 4 --short-docs 500"  # (a fresh machine's first run reads cold)
+  else parts="--parts packed,engine,batch --short-docs 8000"; fi
   (cd $dir && source bench/device_env.sh > /dev/null && timeout -s KILL 110 python3 bench/e2e.py \
-    --text .device/text/man.txt.gz --packed-seconds 0.3 --parts $parts --engine-procs auto --short-docs 8000 \
-    --out $d > $d/log.txt 2>&1)
+    --text .device/text/man.txt.gz --packed-seconds 0.3 $parts --engine-procs auto --out $d > $d/log.txt 2>&1)
   echo "$r rc $? $((SECONDS-t0)) s"; grep -A12 "Traceback" $d/log.txt | head -12
   grep "^batch_\|^engine_" $d/log.txt | cut -c1-110
   python3 -c "
