@@ -485,7 +485,7 @@ class EngineCore:
                    "any other process there: lower --engine-procs or --max-step-tokens)")
         for work in plan.work:
             stream = self.store.streams[work.stream_id]
-            back = (stream.applied_seq if stream.at_boundary else stream.durable_seq)  # (see _fail_stream)
+            back = stream.applied_seq if stream.at_boundary else stream.durable_seq  # (see _fail_stream)
             where = "is back at" if stream.at_boundary else "held part of a chunk: it goes back to its durable record,"
             self._fail_stream(stream, Unavailable(
                 f"{why}; stream {stream.id!r} {where} seq {back}: resend from seq {back + 1}"
