@@ -18,7 +18,9 @@
 # or one chunk a document: nothing to go on into).
 # Rule: the change stays unless engine 1,024 or batch long reads lower in both pairs, or another part more than 5%
 # lower in both.
+# SHORT_DOCS (default 8000) and PACKED_S (0.3) make the runs shorter where device time is short.
 set -u
+SHORT_DOCS=${SHORT_DOCS:-8000}; PACKED_S=${PACKED_S:-0.3}
 source bench/device_env.sh
 B=.device/ab_base
 ln -sfn "$(pwd)/streamret/assets" $B/streamret/assets
@@ -27,9 +29,9 @@ T0=$SECONDS; RUNS=""
 for r in warm base1 new1 new2 base2; do d=$OUT/$r; mkdir -p $d; t0=$SECONDS
   if [ ${r:0:4} = base ]; then dir=$B; else dir=.; fi
   if [ $r = warm ]; then parts="--parts batch --long-docs 4 --short-docs 500"  # (a fresh machine's first run reads cold)
-  else parts="--parts packed,engine,batch --short-docs 8000"; fi
+  else parts="--parts packed,engine,batch --short-docs $SHORT_DOCS"; fi
   (cd $dir && source bench/device_env.sh > /dev/null && timeout -s KILL 110 python3 bench/e2e.py \
-    --text .device/text/man.txt.gz --packed-seconds 0.3 $parts --engine-procs auto --out $d > $d/log.txt 2>&1)
+    --text .device/text/man.txt.gz --packed-seconds $PACKED_S $parts --engine-procs auto --out $d > $d/log.txt 2>&1)
   echo "$r rc $? $((SECONDS-t0)) s"; grep -A12 "Traceback" $d/log.txt | head -12
   grep "^batch_\|^engine_" $d/log.txt | cut -c1-110
   python3 -c "
