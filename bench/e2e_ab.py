@@ -12,6 +12,13 @@ Everything after `--` goes to every run; --a and --b are each side's own flags (
 runs once before the pairs, with the common flags and these (e.g. "--parts packed,batch --packed-seconds 0.3"), into
 --out/warm, and is not read: a fresh GPU machine's first e2e run reads cold (bench/RESULTS.md, session 52: long
 documents at 0.21-0.26 of packed against 0.55-0.66 after it).
+
+--a-tree DIR makes it an A/B of code: A's runs are DIR's own bench/e2e.py, run in DIR with DIR's streamret and
+kernels first on the path. DIR is an older commit's tree (`git archive REV streamret bench kernels pyproject.toml`,
+bench/results and the model assets left out); the model assets and the carried .device, .whl and .tcache are linked
+into it from here. The warm-up run is B's.
+
+    python3 bench/e2e_ab.py --a-tree .device/ab_base --pairs 2 --out $OUT -- --text .device/text/man.txt.gz ...
 """
 
 from __future__ import annotations
@@ -40,20 +47,41 @@ def order(pairs: int) -> list[str]:
     return labels
 
 
-def run_once(e2e: str, args: list[str], folder: Path, timeout: float) -> tuple[int, float]:
+def run_once(e2e: str, args: list[str], folder: Path, timeout: float, tree: Path | None = None) -> tuple[int, float]:
     """One e2e run into folder (its log: log.txt); the whole process group is killed past timeout, engine and
-    front processes included, so that nothing of it runs on into the next run. (exit code, seconds)."""
+    front processes included, so that nothing of it runs on into the next run. tree: run there, its package first on
+    the path (`tree_env`). (exit code, seconds)."""
+    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(folder / "log.txt", "wb") as log:
         proc = subprocess.Popen([sys.executable, e2e, *args, "--out", str(folder)], stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=tree,
+                                env=None if tree is None else tree_env(tree))
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             code = proc.wait()
     return code, time.monotonic() - start
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment of a run of another tree (module doc): its streamret, and its kernels under their import
+    name, ahead of this tree's on the path; what it reads from here (the model assets, .device, .whl, .tcache)
+    linked into it."""
+    srpath = tree / ".srpath"
+    srpath.mkdir(exist_ok=True)
+    here = Path.cwd()
+    links = {srpath / "streamret_kernels": tree / "kernels",
+             tree / "streamret" / "assets": HERE.parent / "streamret" / "assets",
+             **{tree / name: here / name for name in (".device", ".whl", ".tcache")}}
+    for link, target in links.items():
+        if target.exists() and link.parent.is_dir() and not link.exists() and not link.is_symlink():
+            link.symlink_to(target.resolve())
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree.resolve()), str(srpath.resolve()),
+                                                         *([path] if path else [])])}
 
 
 def rates(folder: Path) -> dict[str, float]:
@@ -104,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         argv, common = argv[:cut], argv[cut + 1:]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", default="", help="A's own e2e.py flags, one string (default: none, the defaults)")
-    ap.add_argument("--b", required=True, help="B's own e2e.py flags, one string")
+    ap.add_argument("--b", default="", help="B's own e2e.py flags, one string (default: none)")
+    ap.add_argument("--a-tree", default=None, help="A's runs from this tree's bench/e2e.py (module doc)")
     ap.add_argument("--pairs", type=int, default=2, help="alternating pairs (default 2)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take before it is killed")
     ap.add_argument("--out", default=os.environ.get("OUT", "ab"), help="folder for the runs and ab.json")
@@ -116,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--pairs must be >= 1, got {args.pairs}")
     if "--out" in common:
         ap.error("--out after -- would send every run to one folder: give it before --")
+    a_tree = None if args.a_tree is None else Path(args.a_tree)
+    if a_tree is not None and not (a_tree / "bench" / "e2e.py").is_file():
+        ap.error(f"--a-tree {args.a_tree} holds no bench/e2e.py: give a tree made with git archive (module doc)")
+    if a_tree is None and not args.b:
+        ap.error("--b is empty and there is no --a-tree: A and B would run the same")
     sides = {"a": shlex.split(args.a), "b": shlex.split(args.b)}
     out = Path(args.out)
     runs, meta = {}, {}
@@ -124,16 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         meta["warm"] = {"exit": code, "seconds": round(seconds, 1), "flags": args.warmup}
         print(f"warm rc {code} {seconds:.0f} s (not read)", flush=True)
     for label in order(args.pairs):
-        code, seconds = run_once(args.e2e, [*common, *sides[label[0]]], out / label, args.timeout)
+        tree = a_tree if label[0] == "a" else None
+        e2e = args.e2e if tree is None else str(tree.resolve() / "bench" / "e2e.py")
+        code, seconds = run_once(e2e, [*common, *sides[label[0]]], out / label, args.timeout, tree)
         runs[label] = rates(out / label)
         meta[label] = {"exit": code, "seconds": round(seconds, 1)}
         print(f"{label} rc {code} {seconds:.0f} s", flush=True)
     result = summary(runs, args.pairs)
-    (out / "ab.json").write_text(json.dumps({"a": args.a, "b": args.b, "common": common, "pairs": args.pairs,
-                                              "runs": runs, "meta": meta, "summary": result}, indent=1))
+    (out / "ab.json").write_text(json.dumps({"a": args.a, "a_tree": args.a_tree, "b": args.b, "common": common,
+                                              "pairs": args.pairs, "runs": runs, "meta": meta, "summary": result},
+                                             indent=1))
     for label in order(args.pairs):
         print("\n".join(lines(str(out / label))))
-    print(f"A: {args.a or '(defaults)'}   B: {args.b}")
+    print(f"A: {args.a or '(defaults)'}{f' from {args.a_tree}' if a_tree else ''}   B: {args.b or '(defaults)'}")
     print(table(result))
     return 0 if all(m["exit"] == 0 for label, m in meta.items() if label != "warm") else 1
 

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import e2e_ab  # noqa: E402  (bench/e2e_ab.py)
@@ -69,6 +71,37 @@ def test_a_warm_up_run_goes_first_with_its_own_flags_and_is_not_read(tmp_path: P
     assert sorted(ab["runs"]) == ["a1", "b1"] and ab["meta"]["warm"]["exit"] == 0
     assert ab["summary"]["engine_64"]["a"] == [1e6] and ab["summary"]["engine_64"]["b"] == [2e6]
     assert capsys.readouterr().out.startswith("warm rc 0")
+
+
+def test_an_ab_of_another_tree_runs_its_own_e2e_and_package_there(tmp_path: Path, capsys):
+    """--a-tree: A's runs are the other tree's bench/e2e.py, run in that tree with its streamret first on the path
+    (here a package whose SPEED the stand-in reports), B's this tree's (the stand-in given as --e2e); what the runs
+    read from here is linked into the tree."""
+    tree = tmp_path / "tree"
+    (tree / "bench").mkdir(parents=True)
+    (tree / "streamret").mkdir()
+    (tree / "streamret" / "__init__.py").write_text("SPEED = 3e6\n")
+    speed_line = 'speed = float(argv[argv.index("--speed") + 1]) if "--speed" in argv else 1e6'
+    assert speed_line in STAND_IN
+    in_tree = "os.getcwd() == os.path.dirname(os.path.dirname(os.path.abspath(__file__)))"
+    (tree / "bench" / "e2e.py").write_text(STAND_IN.replace(
+        speed_line, f"import streamret\nspeed = streamret.SPEED if {in_tree} else 0.0"))
+    fake = tmp_path / "fake_e2e.py"
+    fake.write_text(STAND_IN)
+    code = e2e_ab.main(["--a-tree", str(tree), "--pairs", "1", "--timeout", "30", "--out", str(tmp_path / "ab"),
+                        "--e2e", str(fake), "--", "--text", "t"])
+    assert code == 0
+    ab = json.loads((tmp_path / "ab" / "ab.json").read_text())
+    assert ab["summary"]["engine_64"]["a"] == [3e6] and ab["summary"]["engine_64"]["b"] == [1e6]
+    assert (tree / "streamret" / "assets").is_symlink()  # the model assets, from here
+    assert "from " + str(tree) in capsys.readouterr().out
+
+
+def test_an_ab_needs_a_difference_and_a_tree_with_e2e(tmp_path: Path):
+    with pytest.raises(SystemExit):
+        e2e_ab.main(["--out", str(tmp_path / "ab"), "--", "--text", "t"])  # no --b, no --a-tree
+    with pytest.raises(SystemExit):
+        e2e_ab.main(["--a-tree", str(tmp_path), "--out", str(tmp_path / "ab")])  # no bench/e2e.py there
 
 
 def test_a_run_past_its_timeout_is_killed_with_its_children(tmp_path: Path):

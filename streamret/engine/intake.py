@@ -45,11 +45,8 @@ class Intake:
         held."""
         self._scheduler.check_room(stream.id, len(raw))
         prev = stream.pending[-1] if stream.pending else None  # its text ends where this one's starts
-        # a step that completes it may end inside the stream's next chunk where no record will want the state at
-        # its end (a read that comes while the state holds part of a chunk ends the stream's work at the next
-        # boundary: EngineCore._settled): an engine without a durable store, a temporary's chunk that asks for none
-        split_after = self._durability.store is None or (stream.ephemeral and not durable)
-        item = WorkItem(stream.id, seq, None, None, None, None, len(raw), durable=durable, split_after=split_after,
+        item = WorkItem(stream.id, seq, None, None, None, None, len(raw), durable=durable,
+                        split_after=self._split_after(stream, durable),
                         text_before=None if prev is not None else stream.applied_text, prev=prev, raw=raw,
                         ending="close" if close else "flush" if flush else "", accepted_before=stream.accepted_seq,
                         group=stream.group)
@@ -58,6 +55,13 @@ class Intake:
         if seq is not None:
             stream.accepted_seq = seq
         return item
+
+    def _split_after(self, stream: Stream, durable: bool) -> bool:
+        """WorkItem.split_after of the stream's chunk: a step that completes it may end inside the next chunk where
+        no record will want the state at its end (a read that comes while the state holds part of a chunk ends the
+        stream's work at the next boundary: EngineCore._settled): in an engine without a durable store, or for a
+        temporary stream's chunk that asks for none."""
+        return self._durability.store is None or (stream.ephemeral and not durable)
 
     def tokenized(self, results: list[tuple[WorkItem, Tokenized | BaseException]]) -> None:
         """A batch of items back from the tokenize stage: queue each item, and the later items of its stream
@@ -117,7 +121,7 @@ class Intake:
             return out
         original = next(it for it in stream.pending if it.seq == seq)
         original.durable |= durable
-        original.split_after &= self._durability.store is None or not durable  # (it may ask for a record now)
+        original.split_after &= self._split_after(stream, durable)  # (it may ask for a record now)
 
         def relay(f: Future) -> None:
             if not f.cancelled() and isinstance(f.exception(), DurableWriteFailed):

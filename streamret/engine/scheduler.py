@@ -12,8 +12,8 @@ a durable record must hold (the state after exactly the chunks up to applied_seq
 describe. Where no record will want the state between chunks (`WorkItem.split_after`: an engine without a durable
 store, a batch job's temporary streams) the share goes on into the next chunk, until a read asks for the state
 between them: two streams of 64 KiB chunks (a batch job's: about 17 k tokens) sharing a 32 k step otherwise took
-16 k of a chunk each and, in the next step, the 1 k left; at 1,024 streams a share of about 290 tokens stopped at
-the end of each 500-token chunk, and steps held about three quarters of their budget.
+16 k of a chunk each and, in the next step, the few hundred left; at 1,024 streams a share of about 290 tokens
+stopped at the end of each 500-token chunk, and steps held about three quarters of their budget.
 A served stream with tokens left goes to the back of its group's line, and a served group to the back
 of the groups' line, so every stream is served within a bounded number of steps.
 Queues are bounded per stream and in total: a chunk counts from its acceptance (`reserve`, which raises
