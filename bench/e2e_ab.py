@@ -77,7 +77,11 @@ def tree_env(tree: Path) -> dict[str, str]:
              tree / "streamret" / "assets": HERE.parent / "streamret" / "assets",
              **{tree / name: here / name for name in (".device", ".whl", ".tcache")}}
     for link, target in links.items():
-        if target.exists() and link.parent.is_dir() and not link.exists() and not link.is_symlink():
+        if not target.exists() or not link.parent.is_dir():
+            continue
+        if link.is_symlink() and link.resolve() != target.resolve():  # (made on another machine, or stale)
+            link.unlink()
+        if not link.exists():
             link.symlink_to(target.resolve())
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree.resolve()), str(srpath.resolve()),

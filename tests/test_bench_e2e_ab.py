@@ -73,7 +73,7 @@ def test_a_warm_up_run_goes_first_with_its_own_flags_and_is_not_read(tmp_path: P
     assert capsys.readouterr().out.startswith("warm rc 0")
 
 
-def test_an_ab_of_another_tree_runs_its_own_e2e_and_package_there(tmp_path: Path, capsys):
+def test_an_ab_of_another_tree_runs_its_own_e2e_and_package_there(tmp_path: Path, capsys, monkeypatch):
     """--a-tree: A's runs are the other tree's bench/e2e.py, run in that tree with its streamret first on the path
     (here a package whose SPEED the stand-in reports), B's this tree's (the stand-in given as --e2e); what the runs
     read from here is linked into the tree."""
@@ -86,6 +86,10 @@ def test_an_ab_of_another_tree_runs_its_own_e2e_and_package_there(tmp_path: Path
     in_tree = "os.getcwd() == os.path.dirname(os.path.dirname(os.path.abspath(__file__)))"
     (tree / "bench" / "e2e.py").write_text(STAND_IN.replace(
         speed_line, f"import streamret\nspeed = streamret.SPEED if {in_tree} else 0.0"))
+    (tree / ".device").symlink_to(tmp_path / "elsewhere")  # a link the tree was carried with, dangling here
+    here = tmp_path / "here"
+    (here / ".device").mkdir(parents=True)
+    monkeypatch.chdir(here)
     fake = tmp_path / "fake_e2e.py"
     fake.write_text(STAND_IN)
     code = e2e_ab.main(["--a-tree", str(tree), "--pairs", "1", "--timeout", "30", "--out", str(tmp_path / "ab"),
@@ -94,6 +98,7 @@ def test_an_ab_of_another_tree_runs_its_own_e2e_and_package_there(tmp_path: Path
     ab = json.loads((tmp_path / "ab" / "ab.json").read_text())
     assert ab["summary"]["engine_64"]["a"] == [3e6] and ab["summary"]["engine_64"]["b"] == [1e6]
     assert (tree / "streamret" / "assets").is_symlink()  # the model assets, from here
+    assert (tree / ".device").resolve() == (here / ".device").resolve()  # linked again, to this machine's
     assert "from " + str(tree) in capsys.readouterr().out
 
 
