@@ -6,7 +6,7 @@
 """
 import argparse, os, sys, time, pickle
 from pathlib import Path
-ROOT = Path("/work/main")
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "bench"))
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import service
