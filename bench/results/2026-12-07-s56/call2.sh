@@ -4,11 +4,11 @@
 #   the first H200 reading since session 42 turned the bf16 split off: from the H100's -3.6% / -7.4% at N256 x L128,
 #   K128 and K64 are predicted at about 1.82x / 1.84x fla there, over the 1.8x they missed in session 40 (1.76x /
 #   1.70x); K256 N64 x L512 about 35% of the H200's bytes floor, still under its 40%).
-# On any other card: session 55's next_call1.sh (the batch job's sub-batches at once, 4 an engine against 2; its
-#   header has the prediction and the rule; about 330 s).
+# On any other card: call3.sh here (a GPU step's budget of 65,536 tokens against 32,768; its header has the
+#   prediction and the rule; about 260 s). Call 1 ran the sub-batches A/B already.
 set -u
 if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
   bash bench/results/2026-12-07-s53/call1.sh
 else
-  bash bench/results/2026-12-07-s55/next_call1.sh
+  bash bench/results/2026-12-07-s56/call3.sh
 fi
