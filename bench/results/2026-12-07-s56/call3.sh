@@ -4,8 +4,8 @@
 # warm-up run, then A / B / B / A. Run it after call1.sh's split A/B has been read (with split_after a step fills
 # towards its budget; without it session 54's steps held 23 k of 32.8 k, and a larger budget would mostly go unused).
 # Why: a step's host work has a fixed part (launch 2.3, gather 1.2 and part of schedule's 1.9 of the step thread's
-# 13.9 ms of CPU a step at 1,024 streams on the H100, session 54), and the engine there is host-bound (10.4-11.4 of 16
-# cores busy, the step threads near a core each); session 28 read 16,384 -> 32,768 as +23-30% at 1,024 streams on the
+# 13.9 ms of CPU a step at 1,024 streams on the H100, session 54), and the engine there is host-bound (each loop's step
+# took 25-29 ms: 16.3-17.1 ms of host work, 5.6-5.7 ms waiting for the model); session 28 read 16,384 -> 32,768 as +23-30% at 1,024 streams on the
 # H200. At 1,024 streams an engine process holds about 243 k tokens in flight (1,024 x 4 chunks of about 533 tokens
 # over 9 engines), enough for steps of 65 k.
 # Predicted: engine at 1,024 streams +8-20%; batch long +5-15%; engine at 64 streams (steps of about 9 k tokens) and

@@ -45,18 +45,6 @@ def dict_encode(pieces):
             out.extend(ids)
         ends.append(len(out))
     return np.array(out, np.int64), np.array(ends, np.int64)
-def dict_encode2(pieces):
-    joined = plain("\n".join(pieces))
-    get = D.get
-    found = [get(w) for w in joined.split()]
-    if None in found:
-        return None
-    flat = np.fromiter(itertools.chain.from_iterable(found), np.int64)
-    counts = np.fromiter(map(len, found), np.int64, len(found))
-    # words per piece
-    wp = np.fromiter((len(p.split()) for p in pieces), np.int64, len(pieces))
-    ends = np.cumsum(counts)[np.cumsum(wp) - 1] if len(found) else np.zeros(len(pieces), np.int64)
-    return flat, ends
 for S in (1, 2, 4, 8, 32):
     calls = [list(itertools.chain.from_iterable(piece_lists[i:i + S])) for i in range(0, len(piece_lists) - S, S)][:300]
     for c in calls[:20]:

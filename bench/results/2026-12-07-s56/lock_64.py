@@ -4,7 +4,7 @@ plus 0.1 us a token; STREAMRET_LOCK_PROFILE=1 books each call site's takes, wait
 
     python3 bench/results/2026-12-07-s56/lock_64.py 7 150
 """
-import argparse, json, os, sys
+import argparse, os, sys
 from pathlib import Path
 os.environ["STREAMRET_LOCK_PROFILE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -28,4 +28,3 @@ print(f"{row['tokens_per_s']/1e3:.0f} k tok/s, {row['tokens']} tokens in {row['s
 sites = after["lock_sites"]
 for site, v in sorted(sites.items(), key=lambda kv: -kv[1].get("held_s", 0))[:12]:
     print(site, {k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items()})
-items = after.get("recent_items")

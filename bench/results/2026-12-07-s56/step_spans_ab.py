@@ -3,8 +3,10 @@
     git show HEAD:streamret/engine/scheduler.py > /tmp/s56/old_scheduler.py
     git apply bench/results/2026-12-07-s56/step_spans_joined.patch   # the variant, then:
     python3 bench/results/2026-12-07-s56/step_spans_ab.py 114 24
+
+Last, a cProfile of the variant over five passes.
 """
-import argparse, os, sys, time, pickle
+import argparse, os, sys, time
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "bench"))
