@@ -56,6 +56,8 @@ from queued to applied), for the engine parts load_legs_ms (the load's own: an a
 sent, and a submit_append call) and ack_legs (a chunk's round trip by leg: the load's stamps, the pipe's with
 engine processes, the engine's; printed after the table), the engine processes' CPU by thread role, and for the
 service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of;
+for every engine, service and batch part tokenize_calls (the tokenize stage's cutting calls, each a tokenizer process
+call with tokenize processes: items and KB a call, and a histogram of items a call);
 for the batch parts a timeline (the job's call in 20 bins: chunks applied and documents under way in each, from
 the engines' applied stamps, with when the documents were handed to the engine processes and when their last
 results came back; printed after the table): a slow start or a tail with few documents shows there;
@@ -69,6 +71,7 @@ Writes DIR/e2e.json (DIR: --out, else $OUT, else .) after every part, and prints
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -365,6 +368,9 @@ def steps_between(before: dict, after: dict) -> dict:
             # (waiting for a step, the step, booking), p50 / p99 over the part's items
             "engine_item_ms": item_ms,
             "streams_per_step": round((after["step_streams"] - before["step_streams"]) / max(1, steps), 2),
+            # the tokenize stage's cutting calls (a tokenizer process call each, all engines): how many chunks a call
+            # holds, which says whether a call's fixed cost or the per-chunk cost (the sentence cuts) weighs more
+            "tokenize_calls": tokenize_calls_between(before, after),
             # issue 14's ">= 64 streams a step whenever >= 64 have work": of the steps planned while >= 64 streams
             # had work queued (or could be picked: not in the step still running), how many ran fewer than 64
             **{f"wide_steps_{k}": dict(zip(("steps", "narrower"), (a - b for a, b in zip(
@@ -386,6 +392,18 @@ def steps_between(before: dict, after: dict) -> dict:
             **{key: summarize(between, 25, thread) for key, thread in (("step_samples", STEP_THREAD),
                                                                         ("tokenize_samples", tokenize_thread))
                if (between := counts_between(before.get(key), after.get(key)))}}
+
+
+def tokenize_calls_between(before: dict, after: dict) -> dict:
+    """The tokenize stage's cutting calls between two stats() snapshots: their number, the items (chunks, and a
+    stream's flush or close) and KB a call, and the histogram of items a call (1, 2, 3-4, 5-8, ...)."""
+    calls = after.get("tokenize_calls", 0) - before.get("tokenize_calls", 0)
+    items = after.get("tokenize_call_items", 0) - before.get("tokenize_call_items", 0)
+    kb = (after.get("tokenize_call_bytes", 0) - before.get("tokenize_call_bytes", 0)) / 1024
+    buckets = [a - b for a, b in itertools.zip_longest(after.get("tokenize_call_items_buckets") or [],
+                                                        before.get("tokenize_call_items_buckets") or [], fillvalue=0)]
+    return {"calls": calls, "items_per_call": round(items / max(1, calls), 2),
+            "kb_per_call": round(kb / max(1, calls), 1), "items_buckets": buckets}
 
 
 def run_part(results: dict, name: str, fn: Callable[[], Any], save: Callable[[], None], record: bool = True) -> Any:
@@ -927,6 +945,12 @@ def print_table(results: dict) -> None:
             wall, cpu = part["loop_parts_ms_per_step"], part["loop_parts_cpu_ms_per_step"]
             print(f"  {name:18s} " + "  ".join(f"{k} {wall[k]:.2f}/{cpu.get(k, 0):.2f}" for k in wall
                                                 if wall[k] >= 0.05))
+    calls = {name: part["tokenize_calls"] for name, part in results["parts"].items() if part.get("tokenize_calls")}
+    if calls:  # how large the cutting calls were: their fixed cost against the per-chunk one
+        print("\nthe tokenize stage's calls (all engines): calls, items and KB a call; calls by items a call "
+              "(1, 2, 3-4, 5-8, ..., 65-128, more)")
+        for name, c in calls.items():
+            print(f"  {name:18s} {c['calls']}  {c['items_per_call']}  {c['kb_per_call']}  {c['items_buckets']}")
     legs = {name: part["load_legs_ms"] for name, part in results["parts"].items() if part.get("load_legs_ms")}
     if legs:  # an item's round trip outside the engine: the load's turn to send the next chunk
         print("\nthe engine parts' load, ms p50 / p99: an ack arrived -> the stream's next chunk sent; a submit "

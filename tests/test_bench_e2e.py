@@ -168,6 +168,11 @@ def test_smoke_runs_every_part(tmp_path: Path):
         assert len(idle["share"]) == 20 and all(0 <= x <= 1.001 for x in idle["share"]), idle
         assert idle["engines"] == 1 and idle["overall"] == pytest.approx(sum(idle["share"]) / 20, abs=2e-3)
         assert f"{name}: the engines' step loops idle (no step in flight, nothing queued)" in proc.stdout
+    for name in ("engine_4", "engine_16", "service_saturate", "batch_long", "batch_short"):  # the tokenize calls
+        calls = result["parts"][name]["tokenize_calls"]
+        assert calls["calls"] > 0 and sum(calls["items_buckets"]) == calls["calls"], calls
+        assert calls["items_per_call"] >= 1 and calls["kb_per_call"] > 0, calls
+    assert "the tokenize stage's calls (all engines)" in proc.stdout
     samples = result["parts"]["profile_4"]["step_thread_samples"]
     assert samples["samples"] > 0 and any("_steps_forever" in r["function"] for r in samples["inside"])
     assert "stack samples of thread streamret-engine-step" in (tmp_path / "e2e_profile.txt").read_text()

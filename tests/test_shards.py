@@ -228,6 +228,12 @@ def test_merge_stats_adds_counts_and_joins_samples():
                                    "loop_parts_seconds": {"lock": 0.75}}
 
 
+def test_merge_stats_adds_the_tokenize_calls_histogram_bucket_by_bucket():
+    a = {"tokenize_calls": 3, "tokenize_call_items_buckets": [1, 2, 0]}
+    b = {"tokenize_calls": 1, "tokenize_call_items_buckets": [0, 0, 1]}
+    assert merge_stats([a, b]) == {"tokenize_calls": 4, "tokenize_call_items_buckets": [1, 2, 1]}
+
+
 def test_queue_bounds_count_per_stream_and_in_total():
     q = QueueBounds(max_chunks_per_stream=2, max_bytes_per_stream=100, max_chunks=3, max_bytes=1000)
     q.reserve("a", 60)

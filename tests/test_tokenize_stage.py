@@ -91,6 +91,10 @@ def test_one_tokenizer_call_for_every_item_waiting_and_each_gets_its_own_tokens(
         assert result.tokens.tolist() == list(text.encode())
         assert result.ends.tolist() == np.cumsum(piece_bytes(result)).tolist()
     assert [len(r.layout.pieces) for _, r in got] == [2, 1, 3]  # cut at sentence ends
+    # one call of three items (bucket 2: 3-4 items a call) and their bytes
+    assert stage.stats() == {"tokenize_calls": 1, "tokenize_call_items": 3,
+                             "tokenize_call_bytes": sum(len(t.encode()) for t in texts),
+                             "tokenize_call_items_buckets": [0, 0, 1, 0, 0, 0, 0, 0, 0]}
 
 
 def test_a_bad_item_fails_alone_and_its_neighbours_are_tokenized():
@@ -384,6 +388,10 @@ def test_an_engine_with_tokenize_procs_reads_streams_as_one_without():
         with Engine(loaded, config=config) as e:
             futures = [e.submit_append(sid, j + 1, chunks[j]) for j in range(6) for sid, chunks in texts.items()]
             [f.result(60) for f in futures]
+            stats = e.stats()  # every chunk went through one cutting call, the calls counted by items a call
+            assert stats["tokenize_call_items"] == 48 and 1 <= stats["tokenize_calls"] <= 48
+            assert stats["tokenize_call_bytes"] == sum(len(c.encode()) for chunks in texts.values() for c in chunks)
+            assert sum(stats["tokenize_call_items_buckets"]) == stats["tokenize_calls"]
             results.append({sid: (e.flush(sid).tokens, e.embedding(sid),
                                   [(s.text, s.start_byte, s.end_byte) for s in e.segments(sid)]) for sid in texts})
             if procs:
@@ -563,6 +571,9 @@ def test_split_bursts_cuts_a_burst_on_two_idle_threads_and_delivers_it_in_one_ca
     stage.close()
     assert sorted(tok.calls) == [2, 2]
     assert [sorted(it.stream_id for it, _ in d) for d in deliveries] == [list("abcd")]
+    stats = stage.stats()  # two calls of two items each (bucket 1), however they were delivered
+    assert (stats["tokenize_calls"], stats["tokenize_call_items"], stats["tokenize_call_bytes"]) == (2, 4, 40)
+    assert stats["tokenize_call_items_buckets"][:3] == [0, 2, 0]
     assert all(isinstance(r, Tokenized) for _, r in deliveries[0])
 
 

@@ -457,7 +457,7 @@ class ClusterEngine(ServesRoles):
                 if key == "streams":
                     for tier, n in value.items():
                         total["streams"][tier] = total["streams"].get(tier, 0) + n
-                elif key == "step_streams_buckets":  # a histogram: bucket by bucket
+                elif key.endswith("_buckets"):  # a histogram: bucket by bucket
                     have = total.setdefault(key, [0] * len(value))
                     total[key] = [a + b for a, b in zip(have, value, strict=True)]
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):

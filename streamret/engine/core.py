@@ -119,6 +119,7 @@ class EngineCore:
         # whether nothing waits to be cut or is being cut (the tokenize stage's `idle`; engine.py): the draining-step
         # cap plays only then (EngineConfig.draining_step_chunks)
         self._nothing_to_cut: Callable[[], bool] = lambda: True
+        self._stage_stats: Callable[[], dict] = dict  # the tokenize stage's counters in `stats` (engine.py)
         self._stopping = False  # no new work is taken (a shutdown, or a checkpoint that ran out of time)
         self._abort = False
         self._closed = False  # shutdown ran
@@ -269,6 +270,7 @@ class EngineCore:
                 "thread_cpu_seconds": threads,
                 **({"lock_sites": self._lock.snapshot()} if isinstance(self._lock, ProfiledRLock) else {}),
                 **{key: sampler.counts() for key, sampler in self._samplers.items()},
+                **self._stage_stats(),
             }
 
     # ------------------------------------------------------------------------------------------

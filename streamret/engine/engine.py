@@ -80,6 +80,7 @@ class Engine(EngineCore, ServesRoles):
                                        split_bursts=self.config.tokenize_split_bursts)
         self._went_idle = self._tokenize.wake
         self._nothing_to_cut = self._tokenize.idle
+        self._stage_stats = self._tokenize.stats
         self._sample("tokenize_samples", self._tokenize.threads[0])  # one of the stage's threads stands for all
         shut_down_at_exit(self)  # a script that never calls shutdown() must not abort at interpreter exit
 

@@ -63,7 +63,8 @@ from .segments import Segment
 log = logging.getLogger("streamret.engine")
 
 # stats() keys that are histograms (added element by element) rather than recent samples (concatenated)
-_HISTOGRAMS = frozenset({"step_streams_buckets", "wide_steps_waiting", "wide_steps_runnable"})
+_HISTOGRAMS = frozenset({"step_streams_buckets", "wide_steps_waiting", "wide_steps_runnable",
+                         "tokenize_call_items_buckets"})
 # stats() keys whose engines' values are compared, not added
 _MAXIMA = frozenset({"gc_pause_max_seconds", "max_held_s", "every_s"})  # (every_s: a step sampler's period)
 # chunks whose pipe stamps (sent, answered) this process keeps per engine, for `recent_chunk_times`

@@ -47,6 +47,9 @@ from .tokenize_worker import (
 log = logging.getLogger("streamret.engine")
 
 THREAD_NAME = "streamret-engine-tokenize-{}"  # the stage's threads, by number (stack samples find thread 0 so)
+# stats()' histogram of the items a cutting call holds: 1, 2, 3-4, 5-8, ..., 65-128, more (a call's fixed cost is
+# about that of 2-3 chunks of 2 KB: bench/RESULTS.md, session 56, so how large the calls are says what to cut next)
+CALL_ITEMS_BUCKETS = 8
 
 
 @dataclass
@@ -181,6 +184,9 @@ class TokenizeStage:
         self._cutting = 0  # threads holding a batch (from `_take` to `_done`)
         self._cv = threading.Condition()
         self._closing = False
+        # the cutting calls (a batch each: one tokenizer process call with `procs`), their items and bytes (`stats`)
+        self._calls = self._call_items = self._call_bytes = 0
+        self._call_items_buckets = [0] * (CALL_ITEMS_BUCKETS + 1)
         self.threads = [threading.Thread(target=self._run, name=THREAD_NAME.format(i), daemon=True)
                          for i in range(threads)]
         for t in self.threads:
@@ -198,6 +204,14 @@ class TokenizeStage:
         """Whether no accepted chunk waits to be cut or is being cut (read without the lock: a hint that may be a
         moment old)."""
         return not self._queue and not self._cutting
+
+    def stats(self) -> dict:
+        """Counters of the cutting calls so far: calls, their items and bytes in all, and a histogram of the items a
+        call (`CALL_ITEMS_BUCKETS`)."""
+        with self._cv:
+            return {"tokenize_calls": self._calls, "tokenize_call_items": self._call_items,
+                    "tokenize_call_bytes": self._call_bytes,
+                    "tokenize_call_items_buckets": list(self._call_items_buckets)}
 
     def wake(self) -> None:
         """Have a waiting thread look at the queue again (`hungry` may say yes now)."""
@@ -289,6 +303,10 @@ class TokenizeStage:
         with self._cv:
             self._busy.difference_update(item.stream_id for item in batch)
             self._cutting -= 1
+            self._calls += 1
+            self._call_items += len(batch)
+            self._call_bytes += sum(item.nbytes for item in batch)
+            self._call_items_buckets[min((len(batch) - 1).bit_length(), CALL_ITEMS_BUCKETS)] += 1
             self._cv.notify_all()
             if group is None:
                 return results
