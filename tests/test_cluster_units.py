@@ -335,19 +335,23 @@ def test_a_worker_with_gpus_from_ray_runs_on_the_first_or_refuses_to_start(monke
         worker_device("auto", ["3"])
 
 
-def test_the_gateways_stats_add_histograms_bucket_by_bucket_and_counts_up():
-    """ClusterEngine.stats over two workers' answers (a third that failed gives its error's text): counts added,
-    every `_buckets` histogram added bucket by bucket, recent samples joined."""
+def test_the_gateways_stats_merge_the_workers_as_an_engines_processes_are():
+    """ClusterEngine.stats over two workers' answers (a third that failed gives its error's text), as
+    `merge_stats` merges an engine's processes: counts added, histograms bucket by bucket, maxima compared,
+    recent samples joined."""
     from streamret.cluster.router import ClusterEngine
 
     gateway = ClusterEngine.__new__(ClusterEngine)  # (no Ray: only `_each`'s answers matter here)
     answers = {"w1": {"streams": {"device": 1}, "tokenize_calls": 3, "tokenize_call_items_buckets": [1, 2, 0],
-                      "step_streams_buckets": [0, 1], "recent_step_tokens": [5]},
+                      "step_streams_buckets": [0, 1], "recent_step_tokens": [5], "wide_steps_waiting": [4, 1],
+                      "gc_pause_max_seconds": 0.25},
                "w2": {"streams": {"device": 2}, "tokenize_calls": 1, "tokenize_call_items_buckets": [0, 0, 1],
-                      "step_streams_buckets": [2, 0], "recent_step_tokens": [7]},
+                      "step_streams_buckets": [2, 0], "recent_step_tokens": [7], "wide_steps_waiting": [2, 0],
+                      "gc_pause_max_seconds": 0.5},
                "w3": "Unavailable: worker w3 did not answer"}
     gateway._each = lambda method, *args, **kwargs: answers
     stats = gateway.stats()
     assert stats["streams"] == {"device": 3} and stats["tokenize_calls"] == 4
     assert stats["tokenize_call_items_buckets"] == [1, 2, 1] and stats["step_streams_buckets"] == [2, 1]
     assert stats["recent_step_tokens"] == [5, 7] and stats["workers"] is answers
+    assert stats["wide_steps_waiting"] == [6, 1] and stats["gc_pause_max_seconds"] == 0.5

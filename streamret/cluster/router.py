@@ -41,6 +41,7 @@ import numpy as np
 from ..engine.config import Ack, Checkpoint, StreamInfo, Summary
 from ..engine.roles import ServesRoles
 from ..engine.segments import Segment
+from ..engine.shards import merge_stats
 from ..errors import StreamRetError, TooBusy, Unavailable
 from ..model.document_map import Roles
 from .coordinator import View
@@ -447,23 +448,12 @@ class ClusterEngine(ServesRoles):
         return Checkpoint.combine(list(answers.values()))
 
     def stats(self) -> dict:
-        """The engines' stats added up, plus each worker's under `workers`."""
+        """The engines' stats added up as an engine's processes' are (`merge_stats`: counts added, histograms bucket
+        by bucket, samples joined), plus each worker's answer (or its error's text) under `workers`."""
         per_worker = self._each("stats")
-        total: dict = {"workers": per_worker, "streams": {}}
-        for stats in per_worker.values():
-            if not isinstance(stats, dict):
-                continue
-            for key, value in stats.items():
-                if key == "streams":
-                    for tier, n in value.items():
-                        total["streams"][tier] = total["streams"].get(tier, 0) + n
-                elif key.endswith("_buckets"):  # a histogram: bucket by bucket
-                    have = total.setdefault(key, [0] * len(value))
-                    total[key] = [a + b for a, b in zip(have, value, strict=True)]
-                elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                    total[key] = total.get(key, 0) + value
-                elif isinstance(value, list):
-                    total.setdefault(key, []).extend(value)
+        total = merge_stats([stats for stats in per_worker.values() if isinstance(stats, dict)])
+        total.setdefault("streams", {})
+        total["workers"] = per_worker
         return total
 
     def durable_writable(self) -> None:
