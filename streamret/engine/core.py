@@ -241,6 +241,7 @@ class EngineCore:
         writable = self.durable_writable()
         # the whole process's threads by role (engine processes: that process's), and its tokenizer processes
         threads = thread_cpu_seconds(self.tokenize_procs)
+        stage = self._stage_stats()  # (the stage's own lock, not taken under the engine's)
         with self._lock:
             return {
                 "streams": self.store.counts(),
@@ -270,7 +271,7 @@ class EngineCore:
                 "thread_cpu_seconds": threads,
                 **({"lock_sites": self._lock.snapshot()} if isinstance(self._lock, ProfiledRLock) else {}),
                 **{key: sampler.counts() for key, sampler in self._samplers.items()},
-                **self._stage_stats(),
+                **stage,
             }
 
     # ------------------------------------------------------------------------------------------
