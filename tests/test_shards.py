@@ -381,3 +381,9 @@ def test_switch_interval_from_the_environment(monkeypatch):
                 _switch_interval_from_env()
     finally:
         sys.setswitchinterval(before)
+
+
+def test_power_of_two_buckets_count_1_2_3_to_4_and_so_on_up_to_the_top():
+    from streamret.engine.histogram import power_of_two_bucket
+
+    assert [power_of_two_bucket(n, 4) for n in (0, 1, 2, 3, 4, 5, 8, 9, 16, 1000)] == [0, 0, 1, 2, 2, 3, 3, 4, 4, 4]

@@ -35,6 +35,7 @@ from .acks import AckThread, reject
 from .config import Checkpoint, EngineConfig, default_step_overlap, default_step_tokens
 from .durability import DurabilityPolicy, DurableStore
 from .gil import quick_handoff
+from .histogram import power_of_two_bucket
 from .lock_profile import ProfiledRLock, engine_lock
 from .part_clock import PartClock
 from .record import StreamCodec
@@ -450,7 +451,7 @@ class EngineCore:
         self._step_streams += len(plan.work)
         self._tokens_processed += plan.n_tokens
         self._recent_streams.append(len(plan.work))
-        self._step_streams_buckets[min((max(len(plan.work), 1) - 1).bit_length(), STEP_STREAMS_BUCKETS)] += 1
+        self._step_streams_buckets[power_of_two_bucket(len(plan.work), STEP_STREAMS_BUCKETS)] += 1
         for counts, n in ((self._wide_waiting, plan.waiting), (self._wide_runnable, plan.runnable)):
             if n >= WIDE_STEP:
                 counts[0] += 1

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..model.tokenizer import Tokenizer, encode_pieces
 from .config import EngineConfig
+from .histogram import power_of_two_bucket
 from .scheduler import PieceLayout, WorkItem
 from .text import TextAssembler, TextSnapshot, columns_of_rows
 from .tokenize_worker import (
@@ -306,7 +307,7 @@ class TokenizeStage:
             self._calls += 1
             self._call_items += len(batch)
             self._call_bytes += sum(item.nbytes for item in batch)
-            self._call_items_buckets[min((len(batch) - 1).bit_length(), CALL_ITEMS_BUCKETS)] += 1
+            self._call_items_buckets[power_of_two_bucket(len(batch), CALL_ITEMS_BUCKETS)] += 1
             self._cv.notify_all()
             if group is None:
                 return results
