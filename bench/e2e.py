@@ -51,13 +51,13 @@ model / host ms per step: the step loop's own clocks (launch + wait for results 
 table, each part's ms a step by part of the loop, wall / the step thread's CPU (loop_parts_cpu_ms_per_step), and
 with --step-samples MS where the step threads and each engine's first tokenize thread were, by line
 (STREAMRET_STEP_SAMPLES in every engine).
-In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, and
-from queued to applied), for the engine parts load_legs_ms (the load's own: an ack to the stream's next chunk
-sent, and a submit_append call) and ack_legs (a chunk's round trip by leg: the load's stamps, the pipe's with
-engine processes, the engine's; printed after the table), the engine processes' CPU by thread role, and for the
-service parts the server's and the load processes' garbage-collector pauses: what the ack latency is made of;
-for every engine, service and batch part tokenize_calls (the tokenize stage's cutting calls, each a tokenizer process
-call with tokenize processes: items and KB a call, and a histogram of items a call);
+In the JSON, per part: engine_item_ms (p50/p99 ms of an item from accepted to queued, the tokenize stage, of it from
+accepted to its batch's start and that batch's cutting, and from queued to applied), for the engine parts load_legs_ms
+(the load's own: an ack to the stream's next chunk sent, and a submit_append call) and ack_legs (a chunk's round trip by
+leg: the load's stamps, the pipe's with engine processes, the engine's; printed after the table), the engine processes'
+CPU by thread role, and for the service parts the server's and the load processes' garbage-collector pauses: what the
+ack latency is made of; for every engine, service and batch part tokenize_calls (the tokenize stage's cutting calls,
+each a tokenizer process call with tokenize processes: items and KB a call, and a histogram of items a call);
 for the batch parts a timeline (the job's call in 20 bins: chunks applied and documents under way in each, from
 the engines' applied stamps, with when the documents were handed to the engine processes and when their last
 results came back; printed after the table): a slow start or a tail with few documents shows there;
@@ -346,10 +346,15 @@ def steps_between(before: dict, after: dict) -> dict:
     # where the time of the items applied since `before` went inside the engine
     import numpy as np
 
-    items = np.array([(a, b) for _, a, b, *_ in items_between(before, after)]).reshape(-1, 2)
+    # (of the tokenize stage's ms: waiting for a thread's batch to begin, and that batch's cutting; NaN for an item
+    # the stage did not cut)
+    items = np.array([(a, b, np.nan if w is None else w, np.nan if c is None else c)
+                      for _, a, b, _, _, w, c in items_between(before, after)], dtype=np.float64).reshape(-1, 4)
     item_ms = {"items": len(items)} if not len(items) else {
         "items": len(items), **{f"{name}_p{q}": round(float(np.percentile(items[:, k], q)), 2)
-                                for k, name in enumerate(("tokenize", "queued_to_applied")) for q in (50, 99)}}
+                                for k, name in enumerate(("tokenize", "queued_to_applied")) for q in (50, 99)},
+        **{f"{name}_p{q}": round(float(np.nanpercentile(items[:, k], q)), 2)
+           for k, name in ((2, "stage_wait"), (3, "cutting")) if not np.isnan(items[:, k]).all() for q in (50, 99)}}
     # STREAMRET_LOCK_PROFILE=1: the engine lock's holders in the part (streamret/engine/lock_profile.py), the
     # 10 that held it longest, summed over engines: who the step loop's "lock" wait waited for
     sites0, sites1 = before.get("lock_sites") or {}, after.get("lock_sites") or {}
@@ -662,7 +667,7 @@ def part_batch(engine: Engine, corpus: str, out: str, args: argparse.Namespace) 
     cpu_us = us_per_token(cpu_between(cpu0, cpu1), row["tokens"]) if cpu0 else {}
     own_s = own1.user - own0.user + own1.system - own0.system
     cpu_us["this_process"] = round(1e6 * own_s / max(1, row["tokens"]), 3)
-    items = [(t, tokenize_ms, queued_ms, sid) for t, tokenize_ms, queued_ms, sid, _ in items_between(before, after)]
+    items = [(t, tokenize_ms, queued_ms, sid) for t, tokenize_ms, queued_ms, sid, *_ in items_between(before, after)]
     # over the span of the part's figure, the job's own clock (BatchReport.seconds: from the model ready to the last
     # part written), not this part's stats and device syncs around it
     job_ended = row.pop("job_ended_at")

@@ -79,7 +79,12 @@ def test_legs_join_what_every_stage_holds_and_name_the_dominant_leg():
         chunk_legs({"server_wrote": []})
 
 
-def test_engine_items_become_three_stages_and_a_flush_is_left_out():
-    out = engine_stages([(10.0, 1000.0, 2000.0, "t\x1fs", 3), (11.0, 0.0, 1.0, "t\x1fs", None)])
-    assert out == {"engine_accepted": [("t\x1fs", 3, 7.0)], "engine_queued": [("t\x1fs", 3, 8.0)],
-                   "engine_applied": [("t\x1fs", 3, 10.0)]}
+def test_engine_items_become_five_stages_and_a_flush_is_left_out():
+    """An item the tokenize stage cut: accepted, cutting, cut, queued, applied; one it did not (no cutting stamps):
+    three; a flush without data (no seq): none."""
+    out = engine_stages([(10.0, 1000.0, 2000.0, "t\x1fs", 3, 250.0, 500.0), (11.0, 0.0, 1.0, "t\x1fs", None, 0, 0),
+                         (12.0, 1000.0, 1000.0, "t\x1fs", 4, None, None)])
+    assert out == {"engine_accepted": [("t\x1fs", 3, 7.0), ("t\x1fs", 4, 10.0)],
+                   "engine_cutting": [("t\x1fs", 3, 7.25)], "engine_cut": [("t\x1fs", 3, 7.75)],
+                   "engine_queued": [("t\x1fs", 3, 8.0), ("t\x1fs", 4, 11.0)],
+                   "engine_applied": [("t\x1fs", 3, 10.0), ("t\x1fs", 4, 12.0)]}

@@ -136,17 +136,20 @@ def test_smoke_runs_every_part(tmp_path: Path):
         cpu = part["loop_parts_cpu_ms_per_step"]  # the step thread's CPU within the same spans
         assert set(cpu) == set(per_step) and all(0 <= cpu[k] <= per_step[k] + 0.05 for k in cpu), (cpu, per_step)
         call = part["load_legs_ms"]["submit_call"]  # the load's own leg: a submit_append call
+        items = part["engine_item_ms"]  # an item's ms in the tokenize stage, and of them its wait and its batch's
+        assert 0 <= items["stage_wait_p50"] and 0 < items["cutting_p50"] <= items["tokenize_p99"], items
         assert 0 <= call["p50"] <= call["p99"]
         legs = part["ack_legs"]  # a chunk's round trip: the load's stamps around the engine's (no pipe here)
         assert legs["chunks"] > 0 and legs["stages"] == [
-            "client_sent", "engine_accepted", "engine_queued", "engine_applied", "client_received"]
+            "client_sent", "engine_accepted", "engine_cutting", "engine_cut", "engine_queued", "engine_applied",
+            "client_received"]
         assert all(leg["negative"] == 0 for leg in legs["legs_ms"].values()), legs
     assert "engine_16: a chunk's round trip by leg" in proc.stdout
     for name in ("service_saturate", "service_half"):  # an ack's time by leg: the in-process engine has no pipe
         legs = result["parts"][name]["ack_legs"]
         assert legs["chunks"] > 0 and legs["stages"] == [
-            "client_due", "client_sent", "server_read", "engine_accepted", "engine_queued", "engine_applied",
-            "ack_writing", "ack_written", "client_received"]
+            "client_due", "client_sent", "server_read", "engine_accepted", "engine_cutting", "engine_cut",
+            "engine_queued", "engine_applied", "ack_writing", "ack_written", "client_received"]
     assert "service_half: an ack's time by leg" in proc.stdout
     assert "the step loop's ms a step by part, wall / the step thread's CPU" in proc.stdout
     for name in ("engine_4", "service_saturate", "service_half"):  # whether the host's CPU bound the part

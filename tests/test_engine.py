@@ -823,12 +823,13 @@ def test_stats_count_steps_and_split_the_loop_time_into_parts():
     cpu = st["loop_parts_cpu_seconds"]
     assert set(cpu) == set(parts) and all(0 <= cpu[k] <= parts[k] + 0.02 for k in parts), (cpu, parts)
     assert cpu["launch"] > 0
-    # each applied item: when, ms in the tokenize stage, ms from queued to applied (within the appends' time), and
-    # which chunk it was
+    # each applied item: when, ms in the tokenize stage, ms from queued to applied (within the appends' time),
+    # which chunk it was, and of its ms in the stage those before its batch began and its batch's cutting
     items = st["recent_items"]
     assert len(items) == 3 and [t for t, *_ in items] == sorted(t for t, *_ in items)
-    assert all(0 <= tok and 0 < applied and tok + applied <= 1e3 * elapsed for _, tok, applied, _, _ in items)
-    assert [(sid, seq) for *_, sid, seq in items] == [("s", 1), ("s", 2), ("s", 3)]
+    assert all(0 <= tok and 0 < applied and tok + applied <= 1e3 * elapsed for _, tok, applied, *_ in items)
+    assert [(sid, seq) for _, _, _, sid, seq, *_ in items] == [("s", 1), ("s", 2), ("s", 3)]
+    assert all(0 <= wait and 0 < cut and wait + cut <= tok + 1e-6 for _, tok, _, _, _, wait, cut in items), items
     # the loop's waits for work, each (began at on time.monotonic, seconds): in order, ended, and within the idle
     # part (which also holds the wait still going on when stats() was read: booked here once it ends)
     idle = st["recent_idle"]

@@ -140,9 +140,12 @@ class EngineCore:
         self._wide_runnable = [0, 0]
         self._recent_tokens: deque[int] = deque(maxlen=256)
         # the last items applied: (applied at, ms from accepted to queued (the tokenize stage), ms from queued to
-        # applied (waiting for a step, the step, booking), stream id, seq), time.monotonic: a bench takes those of
-        # its window, and joins them by (stream id, seq) with the server's stamps of the same chunks (ack legs)
-        self._recent_items: deque[tuple[float, float, float, str, int | None]] = deque(maxlen=2048)
+        # applied (waiting for a step, the step, booking), stream id, seq, and of the tokenize stage's ms: from
+        # accepted to its batch's start (waiting for a thread), and the batch's cutting; None for an item the stage
+        # did not cut), time.monotonic: a bench takes those of its window, and joins them by (stream id, seq) with
+        # the server's stamps of the same chunks (ack legs)
+        self._recent_items: deque[tuple[float, float, float, str, int | None, float | None, float | None]] = deque(
+            maxlen=2048)
         # the loop's last waits for work with no step in flight: (began at, seconds), time.monotonic: a bench bins
         # them over a part to tell an engine starved mid-run from one idle at a part's start and end
         self._recent_idle: deque[tuple[float, float]] = deque(maxlen=4096)
@@ -428,8 +431,11 @@ class EngineCore:
             for s in work.slices:
                 if s.completes:
                     item = s.item
+                    cut = item.cutting_at > 0  # (else it did not go through the tokenize stage)
                     self._recent_items.append((now, 1e3 * (item.queued_at - item.accepted_at),
-                                               1e3 * (now - item.queued_at), item.stream_id, item.seq))
+                                               1e3 * (now - item.queued_at), item.stream_id, item.seq,
+                                               1e3 * (item.cutting_at - item.accepted_at) if cut else None,
+                                               1e3 * (item.cut_at - item.cutting_at) if cut else None))
                     stream.apply(item)
                     self.scheduler.complete(item)
                     done.setdefault(stream, []).append(item)

@@ -66,9 +66,12 @@ class WorkItem:
     accepted_before: int = 0  # the stream's accepted seq before it: where it goes back to if the item fails
     queued: bool = False  # in its stream's queue (tokenized, and every earlier item queued)
     group: str = ""  # the scheduler's fairness group of the stream (e.g. its tenant)
-    # when it was accepted and when it was queued after tokenizing (time.monotonic: one clock for every process
-    # of the host), for the engine's stats of where an item's time goes (EngineCore.stats: recent_items)
+    # when it was accepted, when a tokenize thread began and ended its batch (0: it was not cut there) and when it
+    # was queued after tokenizing (time.monotonic: one clock for every process of the host), for the engine's stats
+    # of where an item's time goes (EngineCore.stats: recent_items)
     accepted_at: float = field(default_factory=time.monotonic)
+    cutting_at: float = 0.0
+    cut_at: float = 0.0
     queued_at: float = 0.0
 
     def __post_init__(self) -> None:

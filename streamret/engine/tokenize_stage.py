@@ -329,9 +329,13 @@ class TokenizeStage:
                     break
                 # (what its items get should the call itself be interrupted: its group must still go out)
                 results: list = [StageClosed("the tokenize thread stopped while cutting this chunk")] * len(batch)
+                began = time.monotonic()
                 try:
                     results = tokenize_items(cut, self.vocab_size, batch)
                 finally:
+                    ended = time.monotonic()
+                    for item in batch:  # (where an item's time in the stage goes: EngineCore.stats' recent_items)
+                        item.cutting_at, item.cut_at = began, ended
                     ready = self._done(batch, group, list(zip(batch, results, strict=True)))
                 if ready is None:
                     continue  # another batch of its group delivers it

@@ -8,7 +8,10 @@ Stages, in the order a chunk passes them:
   client_sent      the client wrote the request
   server_read      the Append handler's context.read() returned it (StreamRetServicer.recent_acks)
   pipe_sent        ShardedEngine's outbox wrote it to its engine process's pipe (engine processes only)
-  engine_accepted  the engine took it (its recent_items: a chunk's accepted, queued and applied times)
+  engine_accepted  the engine took it (its recent_items: a chunk's accepted, cutting, cut, queued and applied times)
+  engine_cutting   a tokenize thread began the batch that holds it (the wait before: for a free thread, or to join)
+  engine_cut       that batch's call to the tokenizer (process) and its layouts are done (after: its batch group,
+                   then the engine lock to queue it)
   engine_queued    tokenized: in its stream's queue for a step
   engine_applied   its step is booked: the ack is made
   server_answered  the ack came back through the pipe to ShardedEngine's reader thread (engine processes only)
@@ -35,20 +38,26 @@ import numpy as np
 
 from .auth import client_id, tenant_of
 
-STAGES = ("client_due", "client_sent", "server_read", "pipe_sent", "engine_accepted", "engine_queued",
-          "engine_applied", "server_answered", "ack_writing", "ack_written", "client_received")
+STAGES = ("client_due", "client_sent", "server_read", "pipe_sent", "engine_accepted", "engine_cutting", "engine_cut",
+          "engine_queued", "engine_applied", "server_answered", "ack_writing", "ack_written", "client_received")
 Stamp = tuple[str, int, float]  # (stream id, seq, time.monotonic())
 
 
 def engine_stages(recent_items: Iterable[tuple]) -> dict[str, list[Stamp]]:
     """An engine's stats()["recent_items"] (applied at, ms accepted -> queued, ms queued -> applied, stream id,
-    seq) as stamps of the engine_accepted, engine_queued and engine_applied stages."""
-    out: dict[str, list[Stamp]] = {"engine_accepted": [], "engine_queued": [], "engine_applied": []}
-    for applied, tokenize_ms, queued_ms, stream_id, seq in recent_items:
+    seq, ms accepted -> cutting, ms cutting -> cut; the last two None for an item not cut in the tokenize stage) as
+    stamps of the engine_accepted, engine_cutting, engine_cut, engine_queued and engine_applied stages."""
+    names = ("engine_accepted", "engine_cutting", "engine_cut", "engine_queued", "engine_applied")
+    out: dict[str, list[Stamp]] = {name: [] for name in names}
+    for applied, tokenize_ms, queued_ms, stream_id, seq, wait_ms, cut_ms in recent_items:
         if seq is None:  # a flush without data: no chunk of a client
             continue
         queued = applied - queued_ms / 1e3
-        out["engine_accepted"].append((stream_id, seq, queued - tokenize_ms / 1e3))
+        accepted = queued - tokenize_ms / 1e3
+        out["engine_accepted"].append((stream_id, seq, accepted))
+        if wait_ms is not None:
+            out["engine_cutting"].append((stream_id, seq, accepted + wait_ms / 1e3))
+            out["engine_cut"].append((stream_id, seq, accepted + (wait_ms + cut_ms) / 1e3))
         out["engine_queued"].append((stream_id, seq, queued))
         out["engine_applied"].append((stream_id, seq, applied))
     return out
