@@ -189,6 +189,18 @@ def test_a_blank_line_after_a_list_marker_on_its_own_line_ends_a_sentence():
         assert s in ends(text, len(text), final=True), text
 
 
+def test_whitespace_of_any_kind_before_a_blank_line_or_a_list_item_is_a_candidate():
+    """A word, then a space that is not " " or a tab ("\xa0", "\u3000", "\x1c"), then a blank line or a list item:
+    `decide` ends a sentence there, so `candidates` and `ends` must find it (they stepped back from the newline over
+    ASCII spaces only, and left the two paragraphs one sentence)."""
+    for space in ("\xa0", "\u3000", "\x1c", " \xa0\t"):
+        for after in ("\n\nThe text.", "\n- one\n- two"):
+            text = "a heading" + space + after
+            s = len("a heading")
+            assert decide(text, s, final=True), repr(text)
+            assert s in candidates(text, 0, len(text)) and s in ends(text, len(text), final=True), repr(text)
+
+
 def test_ends_waits_for_the_window_after_a_candidate():
     assert ends("It ended. " + "Q" * 15, 9, final=False) == []  # the next word may go on
     assert ends("It ended. " + "Q" * 16, 9, final=False) == [9]  # its window is all here

@@ -55,7 +55,6 @@ _MARK_WINDOW = {c: re.compile(re.escape(c) + f"[{re.escape(_CLOSERS)}]*" + rf"(?
                 for c in MARKS}
 _NOT_DOT = tuple(sorted(MARKS - {"."}))
 _START = re.Match.start
-_BEFORE_NEWLINE = " \t\r\x0b\x0c"
 _SPACE_RUN = re.compile(r"\s*")
 _WORD = re.compile(r"\S*")
 
@@ -186,7 +185,7 @@ def _line_break_candidates(text: str, hi: int, lo: int = 0) -> list[tuple[int, b
     found = []
     for m in _LINE_BREAK.finditer(text, lo):
         s = m.start()
-        while s > lo and text[s - 1] in _BEFORE_NEWLINE:
+        while s > lo and text[s - 1] != "\n" and text[s - 1].isspace():  # (any whitespace: "\xa0" too, as `decide`)
             s -= 1
         if s > hi:
             break
