@@ -260,7 +260,11 @@ _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD
 def _word_spans(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each whitespace-free run of the ASCII bytes b starts and ends (as `str.split` cuts)."""
     word = ~_WHITESPACE.take(b)
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], word, [False]]).view(np.int8)))
+    n = len(word)
+    change = np.empty(n + 1, dtype=bool)  # at i: word[i - 1] != word[i], with no word before 0 or after n - 1
+    change[0], change[n] = (word[0], word[-1]) if n else (False, False)
+    np.not_equal(word[1:], word[:-1], out=change[1:n])  # (half the time of a diff of the padded int8 view)
+    edges = np.flatnonzero(change)
     return edges[::2], edges[1::2]
 
 
