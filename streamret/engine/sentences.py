@@ -70,6 +70,9 @@ BEFORE_NUMBERS = frozenset(
     "mic nah hab zeph hag zech mal matt mk lk jn rom cor gal eph phil col thess tim tit philem heb jas pet jude"
     .split()
 )
+# a word that ends in this many letters is none of the words listed, whatever it holds before them (lowercasing
+# never shortens a text): after it a lone "." ends a sentence (`_period_ends`)
+_LONGER_THAN_ANY_ABBREVIATION = 1 + max(map(len, TITLES | ALWAYS_ABBREVIATED | BEFORE_NUMBERS))
 
 
 def decide(text: str, s: int, final: bool, line_start_at_0: bool = True) -> bool | None:
@@ -236,6 +239,9 @@ def ends(text: str, n: int, final: bool, line_start_at_0: bool = True) -> list[i
             continue
         if text[dot] != "." or s != dot + 1:
             out.append(s)  # ! ? ... or a mark inside quotes or brackets
+            continue
+        if dot >= _LONGER_THAN_ANY_ABBREVIATION and text[dot - _LONGER_THAN_ANY_ABBREVIATION : dot].isalpha():
+            out.append(s)  # the word ends in more letters than any listed abbreviation holds: `_period_ends` says so
             continue
         lo = s - WORD_WINDOW if s > WORD_WINDOW else 0
         w0 = max(lo - 1, text.rfind(" ", lo, dot), text.rfind("\n", lo, dot), text.rfind("\t", lo, dot),
