@@ -188,7 +188,7 @@ def _line_break_candidates(text: str, hi: int, lo: int = 0) -> list[tuple[int, b
     found = []
     for m in _LINE_BREAK.finditer(text, lo):
         s = m.start()
-        while s > lo and text[s - 1] != "\n" and text[s - 1].isspace():  # (any whitespace: "\xa0" too, as `decide`)
+        while s > lo and text[s - 1].isspace() and text[s - 1] != "\n":  # (any whitespace: "\xa0" too, as `decide`)
             s -= 1
         if s > hi:
             break
