@@ -136,9 +136,9 @@ def test_smoke_runs_every_part(tmp_path: Path):
         cpu = part["loop_parts_cpu_ms_per_step"]  # the step thread's CPU within the same spans
         assert set(cpu) == set(per_step) and all(0 <= cpu[k] <= per_step[k] + 0.05 for k in cpu), (cpu, per_step)
         call = part["load_legs_ms"]["submit_call"]  # the load's own leg: a submit_append call
+        assert 0 <= call["p50"] <= call["p99"]
         items = part["engine_item_ms"]  # an item's ms in the tokenize stage, and of them its wait and its batch's
         assert 0 <= items["stage_wait_p50"] and 0 < items["cutting_p50"] <= items["tokenize_p99"], items
-        assert 0 <= call["p50"] <= call["p99"]
         legs = part["ack_legs"]  # a chunk's round trip: the load's stamps around the engine's (no pipe here)
         assert legs["chunks"] > 0 and legs["stages"] == [
             "client_sent", "engine_accepted", "engine_cutting", "engine_cut", "engine_queued", "engine_applied",
