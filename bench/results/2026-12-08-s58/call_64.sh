@@ -4,13 +4,13 @@
 # packed,engine (64 and 1,024 streams), a small warm-up run, then A / B / B / A.
 # Why: at 64 streams the engine is a closed loop (window 4), and session 54's H100 runs (call1_gc_ab a1, read again
 # in session 58) had a chunk's round trip at 20.3 ms p50, of which accepted -> queued (the tokenize stage) 10.0 ms,
-# while each loop sat idle 6.8 of its 16.3 ms a step; a step held 9.3 k tokens of 4.5 streams, so each stream's
-# whole window comes back as one burst of about 18 chunks an engine, which split_bursts cuts in two (two threads) at
-# the tokenizer processes' 1.10 us a token there: about 5 ms a half. Four threads would cut it in quarters. This
+# while each loop sat idle 6.8 of its 16.4 ms a step; a step held 9.3 k tokens of 4.5 streams, so each stream's
+# whole window comes back as one burst of about 18 chunks an engine, which split_bursts cuts in two (two threads); at
+# the tokenizer processes' 1.10 us a token there that is about 10 ms of CPU, some 5 ms a half (an estimate). Four threads would cut it in quarters. This
 # tree's engine_item_ms now gives stage_wait and cutting apart (session 58), and the ack legs engine_cutting and
 # engine_cut: read them in both arms before reading the throughput.
 # Predicted: engine at 64 streams +10-20% (the tokenize leg from about 10 to about 7 ms, if the host has cores free
-# during a burst: about 11-12 of 16 busy on average there); engine at 1,024 streams within 5% (its calls are large
+# during a burst: 11.1-11.6 of 16 were busy on average there in session 54's four runs, host_cores_busy); engine at 1,024 streams within 5% (its calls are large
 # already, and 36 tokenizer processes contend for the same cores). cutting p50 about halves in B.
 # Rule: a GPU engine's default tokenizer_threads becomes 4 if engine 64 reads higher in both pairs and engine 1,024
 # is not more than 5% lower in both; otherwise it stays 2, and the stage_wait / cutting split says where the 10 ms go.
