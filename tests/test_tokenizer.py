@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from streamret.model import tokenizer as tokenizer_module
 from streamret.model.tokenizer import (
     _NOT_PLAIN,
     ByteTokenizer,
@@ -321,20 +320,12 @@ def test_no_twin_for_a_normalizer_that_does_more_than_map_characters():
     assert HFTokenizer.from_json(STYLES["gpt2"]())._prenormalized is None  # no normalizer: nothing to gain
 
 
-@pytest.fixture(params=["table", "dict"])
-def call_path(request, monkeypatch):
-    """Every call of the word cache through its table, or through its small calls' dict (`_encode_small`, which
-    asks the table for the words it lacks), whatever the call's size."""
-    monkeypatch.setattr(tokenizer_module, "SMALL_CALL_CHARS", 0 if request.param == "table" else 1 << 40)
-    return request.param
-
-
 ASCII_TEXTS = ["The", " Stream", "\tNEVER\n", "ends.", "x" * 30, "y" * 120, "A.B", "(42)", "don't", "~`|{}", " ", "",
                "state-of-the-art", "e.g.", "C++", "a_b", "\r\n", "#!", "3.14"]
 
 
 @pytest.mark.parametrize("style", ["default", "bert"])
-def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style, call_path):
+def test_the_word_cache_gives_each_piece_the_tokenizers_ids(style):
     """`_WordCache`: printable ASCII pieces cut at whitespace and each word's ids looked up, new words made of
     their parts as the pre-tokenizer cuts them (words past max_input_chars_per_word, punctuation, digits, upper
     case), pieces of other text encoded by the twin in between, caches small enough to start over many times,
@@ -377,7 +368,7 @@ def test_the_word_cache_holds_many_new_words_beside_long_pieces_of_other_text():
     assert words._words.words > 1024 and words._words.size > 4096
 
 
-def test_the_word_cache_is_shared_by_threads(call_path):
+def test_the_word_cache_is_shared_by_threads():
     """The tokenize stage's threads share one cache; one of them starting it over leaves the others' calls whole."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -406,7 +397,7 @@ def test_no_word_cache_for_other_pre_tokenizers(pre_tokenizer):
     assert (hf.encode_pieces(items)[0].tolist(), hf.encode_pieces(items)[1].tolist()) == per_piece(hf, items)
 
 
-def test_the_word_cache_keeps_no_long_words(call_path):
+def test_the_word_cache_keeps_no_long_words():
     """Words longer than max_word_chars go to the long words' dict instead of the table, up to max_long_chars;
     longer words and parts longer than max_word_chars are encoded each time, not kept (a stream of long unique
     words, such as hashes, must not fill the caches); all still get the tokenizer's ids; the dicts' values are
@@ -432,7 +423,7 @@ def test_the_word_cache_keeps_no_long_words(call_path):
     assert not any(gc.is_tracked(v) for d in (words._parts, words._long) for v in d.ids.values())
 
 
-def test_the_word_cache_on_random_words_of_every_length(call_path):
+def test_the_word_cache_on_random_words_of_every_length():
     """Random printable ASCII words of 1 to 40 characters (each lane edge of `_word_keys` and past max_word_chars),
     every kind of whitespace between them, an odd piece of other text among them, in a cache small enough to
     start over often: each call the tokenizer's ids, cold and warm."""
@@ -457,40 +448,6 @@ def test_the_word_cache_on_random_words_of_every_length(call_path):
         for _ in range(2):
             ids, ends = tok.encode_pieces(items)
             assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), items
-
-
-def test_the_small_calls_dict_learns_what_it_lacks_and_starts_over_past_its_bound(monkeypatch):
-    """Small calls go through the dict of words: a call with a word it lacks goes through the table, and the dict
-    learns the call's new words with the table (not a word longer than max_long_chars); it never holds more than
-    the table and the long words' dict may together, and starts over with the table; the tokenizer's ids every
-    time, and a call of words it holds leaves the table as it was."""
-    monkeypatch.setattr(tokenizer_module, "SMALL_CALL_CHARS", 1 << 40)
-    tok = bundled_default()
-    words = tok._prenormalized.words
-    words.max_words, words._words, words._known = 16, _WordTable(16), {}
-    rng = random.Random(5)
-    for k in range(30):
-        items = [[" ".join(f"v{rng.randrange(40)}" for _ in range(rng.randrange(1, 6))) + " the end."]]
-        if k == 3:
-            items[0].append("q" * (words.max_long_chars + 1))
-        for _ in range(2):
-            ids, ends = tok.encode_pieces(items)
-            assert (ids.tolist(), ends.tolist()) == per_piece(tok, items), items
-        assert len(words._known) <= 16 + 16 // 8
-        assert all(len(w) <= words.max_long_chars for w in words._known)
-    before = (words._words.words, words._words.size)
-    known = next(iter(words._known))
-    assert tok.encode_pieces([[known]])[0].tolist() == per_piece(tok, [[known]])[0]
-    assert (words._words.words, words._words.size) == before
-    # the dict started over on its own: a call of words the table holds teaches it them again
-    words.max_words, words._words, words._known = 1 << 17, _WordTable(1 << 17), {}
-    items = [["Alpha beta (gamma).", " delta"]]
-    assert tok.encode_pieces(items)[0].tolist() == per_piece(tok, items)[0]
-    words._known = {}
-    for _ in range(2):
-        ids, ends = tok.encode_pieces(items)
-        assert (ids.tolist(), ends.tolist()) == per_piece(tok, items)
-    assert set(words._known) >= {"alpha", "beta", "(gamma).", "delta"}
 
 
 @pytest.mark.parametrize("style", ["default", "bert"])

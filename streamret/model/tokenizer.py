@@ -393,12 +393,6 @@ class _WordPiece:
         return tuple(out)
 
 
-# calls of at most this many characters go through `_WordCache`'s dict of words (`_encode_small`), larger ones through
-# its table: on the workplace VM, warm, the dict took 40-45% less at one chunk of 2 KB a call, 25% at two, 8% at four,
-# and about as much as the table at eight; 40% more at 32 (bench/results/2026-12-08-s59/small_calls_ab.txt)
-SMALL_CALL_CHARS = 12 * 1024
-
-
 class _WordCache:
     """Each word's ids, for a pre-tokenizer that cuts text at whitespace first and then each whitespace-free word
     on its own (BertPreTokenizer: runs of letters and digits, and every other character alone): `tokenizers`
@@ -437,10 +431,6 @@ class _WordCache:
         self._words = _WordTable(max_words)  # whitespace-free word -> ids
         self._parts = _IdTable()  # the pre-tokenizer's word (PART) -> ids
         self._long = _IdTable()  # whitespace-free words too long for the table's keys -> ids
-        # whitespace-free word -> ids again, for small calls (`_encode_small`): learnt from the table as they ask
-        self._known: dict[str, bytes] = {}  # (int64 ids: a call's are joined at C speed)
-        self._made = 0  # words made new so far (`_remember`): whether a call found any
-        self._small_calls = False  # whether a call went to the dict yet (until then new words are not put in it)
         self._lock = threading.Lock()  # one thread at a time adds words (the tokenize stage's threads share a cache)
 
     @classmethod
@@ -467,7 +457,6 @@ class _WordCache:
         """Every cache empty again (a bench's first pass over text)."""
         with self._lock:
             self._words, self._parts, self._long = _WordTable(self.max_words), _IdTable(), _IdTable()
-            self._known, self._small_calls = {}, False
 
     @property
     def words_held(self) -> int:
@@ -483,72 +472,12 @@ class _WordCache:
         may be their normalized form, of the same lengths)."""
         if not pieces:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        if len(text) <= SMALL_CALL_CHARS:
-            self._small_calls = True
-            small = self._encode_small(text, pieces)
-            if small is not None:
-                return small
-            made = self._made
-            ids, ends, counts = self._encode_table(text, pieces)
-            if self._made == made:  # no new word: words the table holds that the dict lost (it started over alone)
-                self._learn(text.split(), counts, ids)
-            return ids, ends
-        return self._encode_table(text, pieces)[:2]
-
-    def _encode_small(self, text: str, pieces: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """`encode_text` through the dict of words (word -> its ids as int64 bytes), or None when it lacks one of the
-        call's words (the table then encodes the call: the dict learns new words with the table, `_remember`, and
-        after it started over on its own the table's words as calls ask for them, `_learn`). The table's array work
-        costs about 70 us a call whatever its size, more than a dict lookup and a bytes join per word in a call of
-        a 2 KB chunk or two (bench/RESULTS.md, session 59)."""
-        get = self._known.__getitem__
-        joined, at = [], 0
-        try:
-            for piece in pieces:  # (text holds each piece in its place: they are joined by newlines)
-                joined.append(b"".join(map(get, text[at: at + len(piece)].split())))
-                at += len(piece) + 1
-        except KeyError:
-            return None
-        ends = np.cumsum(np.fromiter(map(len, joined), np.int64, len(joined))) // 8
-        return np.frombuffer(b"".join(joined), np.int64).copy(), ends
-
-    def _remember(self, words: list[str], counts: np.ndarray, ids: np.ndarray) -> None:
-        """Words new to the cache (each's number of ids, and all their ids one after the other) into the small calls'
-        dict too, but for words longer than max_long_chars (kept nowhere); lock held. The dict starts over on its
-        own (a new one: a reader keeps the one it began with) where they could take it past as many words as the
-        table and the long words' dict hold together (`encode_text` then teaches it the table's words again)."""
-        if len(self._known) + len(words) > self.max_words + self.max_words // 8:
-            self._known = {}
-        self._made += len(words)
-        data, ends = np.asarray(ids, dtype=np.int64).tobytes(), np.cumsum(counts).tolist()
-        known, long = self._known, self.max_long_chars
-        for w, a, e in zip(words, [0, *ends[:-1]], ends):
-            if len(w) <= long:
-                known[w] = data[8 * a: 8 * e]
-
-    def _learn(self, words: list[str], counts: np.ndarray, ids: np.ndarray) -> None:
-        """`_remember` of a call's words the dict lacks (words: the call's, as `str.split` cuts plain ASCII: at the
-        table's whitespace; counts and ids: theirs)."""
-        if len(words) != len(counts):
-            return
-        with self._lock:
-            known = self._known
-            lacking = [k for k, w in enumerate(words) if w not in known]
-            if lacking:
-                starts = np.cumsum(counts) - counts
-                self._remember([words[k] for k in lacking], counts[lacking],
-                               ids[_spans(starts[lacking], counts[lacking])])
-                self._made -= len(lacking)  # (not new to the cache)
-
-    def _encode_table(self, text: str, pieces: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`encode_text` through the word table (array work over all the call's words at once), and each word's
-        number of ids."""
         b = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         starts, ends = _word_spans(b)
         counts, ids = self._ids(text, b, starts, ends)
         token_ends = np.concatenate([[0], np.cumsum(counts)])
         piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)) + 1) - 1  # its newline
-        return ids, token_ends[np.searchsorted(starts, piece_ends)], counts
+        return ids, token_ends[np.searchsorted(starts, piece_ends)]
 
     def _ids(self, text: str, b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each word's number of ids, and all the words' ids one after the other."""
@@ -591,8 +520,6 @@ class _WordCache:
                 counts, flat = self._encode_new(to_make)
                 short_ids = int(counts[:n_short].sum())  # (the short words come first)
                 self._add(keys, counts[:n_short], flat[:short_ids])
-                if self._small_calls:  # (a cache that never gets one keeps no dict: 5-10% of a cold call)
-                    self._remember(to_make, counts, flat)
                 if len(to_make) > n_short:
                     ends = np.cumsum(counts[n_short:]) + short_ids
                     made = {w: tuple(flat[e - n:e].tolist())
@@ -618,7 +545,6 @@ class _WordCache:
             keys, counts, flat = keys[absent], counts[absent], flat[np.repeat(absent, counts)]
         if not table.fits(len(keys), int(counts.sum())):
             self._words = table = _WordTable(self.max_words)
-            self._known = {}  # (the small calls' dict holds the table's words: they start over together)
             fit = int(min(np.searchsorted(np.cumsum(counts), len(table.ids), side="right"), table.max_words))
             keys, counts = keys[:fit], counts[:fit]
             flat = flat[:int(counts.sum())]

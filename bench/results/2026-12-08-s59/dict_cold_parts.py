@@ -4,6 +4,7 @@ every call through the table (SMALL_CALL_CHARS 0) and once with the dict; the wo
 (seconds a token, and calls: "_encode_small:none" are the calls the dict lacked a word of).
 
     python3 bench/results/2026-12-08-s59/dict_cold_parts.py
+Runs on commit 5c0724f's tree (the dict was taken out again after it).
 """
 import gzip, sys, time, collections
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]

@@ -6,6 +6,7 @@ SMALL_CALL_CHARS to 0 (every call through the table, as before session 59), "dic
 The ids of both are checked equal. Prints us a token of the encode, per mode and pass.
 
     python3 bench/results/2026-12-08-s59/small_calls_ab.py [S ...]
+Runs on commit 5c0724f's tree (`SMALL_CALL_CHARS` and the dict were taken out again after it).
 """
 import gzip, os, sys, time
 from pathlib import Path
