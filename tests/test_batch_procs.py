@@ -228,9 +228,10 @@ def test_sub_batches_answered_out_of_order_fill_their_own_rows_and_spread_over_t
 
 
 def test_a_few_large_documents_all_start_at_once_spread_evenly_over_the_engines(monkeypatch):
-    """With MAX_SUB_BATCHES_PER_ENGINE 4: 32 documents, each a sub-batch of its own, on 12 engines: all 32 are sent
-    before any comes back (3 or 2 an engine), not 24 and then 8 alone on 8 engines; the bounds still hold in
-    total. 49 of them (more than 4 an engine) still go two an engine at a time."""
+    """With MAX_SUB_BATCHES_PER_ENGINE 4 (the default; set here so that the test keeps it): 32 documents, each a
+    sub-batch of its own, on 12 engines: all 32 are sent before any comes back (3 or 2 an engine), not 24 and then 8
+    alone on 8 engines; the bounds still hold in total. 49 of them (more than 4 an engine) still go two an engine at
+    a time."""
     monkeypatch.setattr(sub_batches, "MAX_SUB_BATCHES_PER_ENGINE", 4)
     for n_docs, first_wave, most in ((32, 32, 3), (49, 24, 2)):
         sent, held = [], []

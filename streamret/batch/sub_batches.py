@@ -43,9 +43,10 @@ from .runner import Stop, _describe, _Doc, _Runner, calls_return_at_once
 SUB_BATCH_BYTES = 1 << 20
 SUB_BATCH_ROWS = 512
 SUB_BATCHES_PER_ENGINE = 2
-# when all the sub-batches fit in this many an engine, they start at once; 2 (= SUB_BATCHES_PER_ENGINE: off) since
-# 4 read -9% and +6% on long documents in two pairs on an H100 (bench/RESULTS.md, session 36)
-MAX_SUB_BATCHES_PER_ENGINE = 2
+# when all the sub-batches fit in this many an engine, they start at once: 4 read long documents +6.8% and +8.0% and
+# short ones +11.6% and +2.2% against 2 (off) in two pairs on an H100 (bench/RESULTS.md, session 59; session 36 had
+# read long documents -9% and +6%)
+MAX_SUB_BATCHES_PER_ENGINE = 4
 SUB_BATCH_MIN_ROWS = 16  # the smallest sub-batches of a batch's end (cut's guided sizes)
 SUB_BATCH_MIN_BYTES = 64 << 10
 _CANCELLED_KEEP_S = 300.0  # a cancellation that arrives after its sub-batch ended is forgotten after this
